@@ -1,0 +1,22 @@
+/**
+ * What personal data each service holds and how long it may keep it.
+ * privacy builds the register of processing activities and the retention plan
+ * from this list, so a new category is declared here or it does not exist.
+ */
+export type LegalBasis =
+  | 'contract (Art. 6(1)(b) GDPR)'
+  | 'legal obligation (Art. 6(1)(c) GDPR)'
+  | 'legitimate interest (Art. 6(1)(f) GDPR)'
+  | 'consent (Art. 6(1)(a) GDPR)';
+
+export interface DataCategory {
+  service: 'identity' | 'chat' | 'billing' | 'privacy' | 'notify';
+  category: string;
+  description: string;
+  purposes: string[];
+  basis: LegalBasis;
+  /** null: kept while the account exists, deleted on erasure. */
+  retentionDays: number | null;
+  retentionRule: string;
+  processors: string[];
+}

@@ -1,0 +1,43 @@
+import { z } from 'zod';
+
+/** Who is calling, as the gateway established it. Services re-check ownership themselves. */
+export const actorSchema = z.object({
+  userId: z.uuid(),
+  /** Set when the caller authenticated with an API key scoped to a workspace. */
+  apiKeyWorkspace: z.string().optional(),
+  platformRoles: z.array(z.enum(['compliance', 'admin'])).default([]),
+});
+export type Actor = z.infer<typeof actorSchema>;
+
+export const requestMetaSchema = z.object({
+  ip: z.string().optional(),
+  userAgent: z.string().optional(),
+  correlationId: z.string().optional(),
+});
+export type RequestMeta = z.infer<typeof requestMetaSchema>;
+
+/** One RPC: its subject and the schema of `input`; `R` is the reply type. */
+export interface RpcContract<I extends z.ZodType, R> {
+  subject: string;
+  input: I;
+  authenticated: boolean;
+  /** Phantom field carrying the reply type. */
+  readonly reply?: R;
+}
+
+export function rpc<R>() {
+  return <I extends z.ZodType>(subject: string, input: I, opts: { authenticated?: boolean } = {}): RpcContract<I, R> => ({
+    subject,
+    input,
+    authenticated: opts.authenticated ?? true,
+  });
+}
+
+export interface RpcRequest<I = unknown> {
+  actor?: Actor;
+  input: I;
+  meta?: RequestMeta;
+}
+
+export type RpcInput<C> = C extends RpcContract<infer I, unknown> ? z.input<I> : never;
+export type RpcReply<C> = C extends RpcContract<z.ZodType, infer R> ? R : never;

@@ -1,0 +1,57 @@
+import { z } from 'zod';
+import { localeSchema, orgRoleSchema } from './identity.schemas.js';
+
+/**
+ * Events identity publishes through its outbox, keyed by type
+ * (subject `ally.evt.<type>`). Payloads carry ids and only the personal data a
+ * consumer needs: notify needs an address, a first name and a locale.
+ */
+export const IdentityEvents = {
+  'identity.user.registered': z.object({
+    userId: z.uuid(),
+    email: z.string(),
+    firstName: z.string(),
+    locale: localeSchema,
+    /** Single-use, expiring; notify turns it into the verification link. */
+    verificationToken: z.string(),
+    restrictToEu: z.boolean(),
+  }),
+  'identity.user.verified': z.object({ userId: z.uuid(), email: z.string(), firstName: z.string(), locale: localeSchema }),
+  'identity.user.settings-changed': z.object({ userId: z.uuid(), restrictToEu: z.boolean() }),
+  'identity.user.updated': z.object({ userId: z.uuid(), changed: z.array(z.string()) }),
+  'identity.user.deleted': z.object({ userId: z.uuid() }),
+  'identity.user.signed-in': z.object({
+    userId: z.uuid(),
+    method: z.enum(['password', 'sso']),
+    newDevice: z.boolean(),
+  }),
+  'identity.password.reset-requested': z.object({
+    userId: z.uuid(),
+    email: z.string(),
+    firstName: z.string(),
+    locale: localeSchema,
+    resetToken: z.string(),
+  }),
+  'identity.organization.created': z.object({ orgId: z.uuid(), name: z.string(), ownerId: z.uuid() }),
+  'identity.organization.policy-changed': z.object({
+    orgId: z.uuid(),
+    euOnly: z.boolean(),
+    allowedModels: z.array(z.string()).nullable(),
+    chatRetentionDays: z.number().nullable(),
+  }),
+  'identity.member.added': z.object({ orgId: z.uuid(), userId: z.uuid(), role: orgRoleSchema, memberCount: z.number().int() }),
+  'identity.member.removed': z.object({ orgId: z.uuid(), userId: z.uuid(), memberCount: z.number().int() }),
+  'identity.invitation.created': z.object({
+    invitationId: z.uuid(),
+    orgId: z.uuid(),
+    orgName: z.string(),
+    email: z.string(),
+    role: orgRoleSchema,
+    invitedBy: z.string(),
+    token: z.string(),
+    locale: localeSchema,
+  }),
+} as const;
+
+export type IdentityEventType = keyof typeof IdentityEvents;
+export type IdentityEventData<T extends IdentityEventType> = z.infer<(typeof IdentityEvents)[T]>;

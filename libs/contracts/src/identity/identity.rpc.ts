@@ -1,0 +1,36 @@
+import { z } from 'zod';
+import { rpc } from '../common/rpc.js';
+import * as s from './identity.schemas.js';
+import type * as r from './identity.replies.js';
+
+const none = z.strictObject({});
+
+/** Every RPC identity answers; subjects are `ally.rpc.identity.<entity>.<verb>`. */
+export const IdentityRpc = {
+  register: rpc<r.RegisterReply>()('ally.rpc.identity.user.register', s.registerInput, { authenticated: false }),
+  verifyEmail: rpc<void>()('ally.rpc.identity.email.verify', s.verifyEmailInput, { authenticated: false }),
+  login: rpc<r.TokenPair>()('ally.rpc.identity.session.login', s.loginInput, { authenticated: false }),
+  refresh: rpc<r.TokenPair>()('ally.rpc.identity.session.refresh', s.refreshInput, { authenticated: false }),
+  logout: rpc<void>()('ally.rpc.identity.session.logout', s.logoutInput, { authenticated: false }),
+  forgotPassword: rpc<void>()('ally.rpc.identity.password.forgot', s.forgotPasswordInput, { authenticated: false }),
+  resetPassword: rpc<void>()('ally.rpc.identity.password.reset', s.resetPasswordInput, { authenticated: false }),
+  jwks: rpc<r.Jwks>()('ally.rpc.identity.jwks.get', none, { authenticated: false }),
+  verifyApiKey: rpc<r.ApiKeyIdentity>()('ally.rpc.identity.apikey.verify', s.apiKeyVerifyInput, { authenticated: false }),
+  ssoStart: rpc<r.SsoStart>()('ally.rpc.identity.sso.start', s.ssoStartInput, { authenticated: false }),
+  ssoCallback: rpc<r.TokenPair>()('ally.rpc.identity.sso.callback', s.ssoCallbackInput, { authenticated: false }),
+
+  getMe: rpc<r.Me>()('ally.rpc.identity.me.get', none),
+  updateMe: rpc<r.Me>()('ally.rpc.identity.me.update', s.updateMeInput),
+  updateSettings: rpc<r.Me['settings']>()('ally.rpc.identity.settings.update', s.updateSettingsInput),
+  createApiKey: rpc<r.ApiKeyCreated>()('ally.rpc.identity.apikey.create', s.createApiKeyInput),
+  listApiKeys: rpc<r.Page<r.ApiKeySummary>>()('ally.rpc.identity.apikey.list', none),
+  revokeApiKey: rpc<void>()('ally.rpc.identity.apikey.revoke', s.idInput),
+
+  createOrg: rpc<r.Organization>()('ally.rpc.identity.org.create', s.createOrgInput),
+  getOrg: rpc<r.Organization>()('ally.rpc.identity.org.get', s.orgIdInput),
+  listMembers: rpc<r.Page<r.Member>>()('ally.rpc.identity.member.list', s.orgIdInput),
+  removeMember: rpc<void>()('ally.rpc.identity.member.remove', s.removeMemberInput),
+  createInvitation: rpc<r.Invitation>()('ally.rpc.identity.invitation.create', s.createInvitationInput),
+  acceptInvitation: rpc<r.Membership>()('ally.rpc.identity.invitation.accept', s.acceptInvitationInput),
+  updateOrgPolicy: rpc<r.OrgPolicy>()('ally.rpc.identity.org.policy.update', s.updateOrgPolicyInput),
+} as const;

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+
+export const PASSWORD_MIN = 12;
+export const PASSWORD_MAX = 256;
+
+export const emailSchema = z
+  .string()
+  .trim()
+  .max(254, 'must be at most 254 characters')
+  .pipe(z.email('must be a valid email address'))
+  .transform((e) => e.toLowerCase());
+
+export const passwordSchema = z
+  .string()
+  .min(PASSWORD_MIN, `must be at least ${PASSWORD_MIN} characters`)
+  .max(PASSWORD_MAX, `must be at most ${PASSWORD_MAX} characters`);
+
+/** Real names: letters (any script), spaces, hyphens, apostrophes, dots; no digits or symbols. */
+export const personNameSchema = z
+  .string()
+  .trim()
+  .min(1, 'is required')
+  .max(100, 'must be at most 100 characters')
+  .regex(/^\p{L}[\p{L}\p{M} '’.-]*$/u, 'must be a real name (letters, spaces, hyphens, apostrophes)');
+
+export const localeSchema = z.enum(['de', 'en']);
+export const orgRoleSchema = z.enum(['owner', 'admin', 'member']);
+export const platformRoleSchema = z.enum(['compliance', 'admin']);
+export const orgNameSchema = z.string().trim().min(2, 'must be at least 2 characters').max(120, 'must be at most 120 characters');
+export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, 'is not a valid token');
+/** `private` or an organisation id. */
+export const workspaceSchema = z.union([z.literal('private'), z.uuid('must be "private" or an organisation id')]);
+
+export const registerInput = z.strictObject({
+  email: emailSchema,
+  password: passwordSchema,
+  firstName: personNameSchema,
+  lastName: personNameSchema,
+  locale: localeSchema.optional(),
+  organizationName: orgNameSchema.optional(),
+});
+export const verifyEmailInput = z.strictObject({ token: tokenSchema });
+export const loginInput = z.strictObject({ email: emailSchema, password: z.string().min(1, 'is required').max(PASSWORD_MAX) });
+export const refreshInput = z.strictObject({ refreshToken: tokenSchema });
+export const logoutInput = refreshInput;
+export const forgotPasswordInput = z.strictObject({ email: emailSchema });
+export const resetPasswordInput = z.strictObject({ token: tokenSchema, password: passwordSchema });
+export const updateMeInput = z
+  .strictObject({ firstName: personNameSchema.optional(), lastName: personNameSchema.optional(), locale: localeSchema.optional() })
+  .refine((v) => Object.keys(v).length > 0, 'at least one of firstName, lastName, locale is required');
+export const updateSettingsInput = z.strictObject({ restrictToEu: z.boolean() });
+export const createApiKeyInput = z.strictObject({
+  name: z.string().trim().min(1, 'is required').max(100, 'must be at most 100 characters'),
+  workspace: workspaceSchema,
+});
+export const idInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const createOrgInput = z.strictObject({ name: orgNameSchema });
+export const orgIdInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id') });
+export const createInvitationInput = z.strictObject({
+  orgId: z.uuid('must be a valid organisation id'),
+  email: emailSchema,
+  role: z.enum(['admin', 'member']),
+});
+export const acceptInvitationInput = z.strictObject({ token: tokenSchema });
+export const removeMemberInput = z.strictObject({
+  orgId: z.uuid('must be a valid organisation id'),
+  userId: z.uuid('must be a valid user id'),
+});
+export const updateOrgPolicyInput = z
+  .strictObject({
+    orgId: z.uuid('must be a valid organisation id'),
+    euOnly: z.boolean().optional(),
+    allowedModels: z.array(z.string().min(1).max(100)).max(100).optional(),
+    chatRetentionDays: z.number().int().min(1).max(3650).optional(),
+  })
+  .refine((v) => Object.keys(v).length > 1, 'at least one of euOnly, allowedModels, chatRetentionDays is required');
+export const apiKeyVerifyInput = z.strictObject({ key: z.string().min(1).max(200) });
+export const ssoStartInput = z.strictObject({ provider: z.string().regex(/^[a-z0-9-]{1,40}$/, 'unknown provider') });
+export const ssoCallbackInput = z.strictObject({
+  provider: z.string().regex(/^[a-z0-9-]{1,40}$/, 'unknown provider'),
+  /** The full callback URL as the browser called it (code, state, iss). */
+  callbackUrl: z.url(),
+});
+export const grantRoleInput = z.strictObject({ email: emailSchema, role: platformRoleSchema });
+
+export type OrgRole = z.infer<typeof orgRoleSchema>;
+export type PlatformRole = z.infer<typeof platformRoleSchema>;
+export type Locale = z.infer<typeof localeSchema>;

@@ -1,0 +1,41 @@
+import type { QueryRunner } from 'typeorm';
+
+/**
+ * Outbox and inbox tables, created by each service's first migration in its
+ * own schema (search_path points there).
+ */
+export async function createMessagingTables(q: QueryRunner, schema: string): Promise<void> {
+  await q.query(`
+    CREATE TABLE outbox (
+      id uuid PRIMARY KEY,
+      subject text NOT NULL,
+      type text NOT NULL,
+      payload jsonb NOT NULL,
+      headers jsonb NOT NULL DEFAULT '{}',
+      created_at timestamptz NOT NULL DEFAULT now(),
+      sent_at timestamptz,
+      attempts int NOT NULL DEFAULT 0,
+      last_error text
+    )`);
+  await q.query(`CREATE INDEX outbox_unsent_idx ON outbox (created_at) WHERE sent_at IS NULL`);
+  await q.query(`
+    CREATE TABLE inbox (
+      event_id uuid NOT NULL,
+      consumer text NOT NULL,
+      processed_at timestamptz NOT NULL DEFAULT now(),
+      PRIMARY KEY (event_id, consumer)
+    )`);
+  await q.query(`
+    CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN PERFORM pg_notify('${outboxChannel(schema)}', ''); RETURN NULL; END $$`);
+  await q.query(`CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()`);
+}
+
+export async function dropMessagingTables(q: QueryRunner): Promise<void> {
+  await q.query(`DROP TABLE IF EXISTS outbox`);
+  await q.query(`DROP FUNCTION IF EXISTS outbox_notify()`);
+  await q.query(`DROP TABLE IF EXISTS inbox`);
+}
+
+/** The LISTEN/NOTIFY channel that wakes the relay when a row is written. */
+export const outboxChannel = (schema: string): string => `ally_outbox_${schema}`;

@@ -1,0 +1,76 @@
+import { ClientNats, NatsRecordBuilder } from '@nestjs/microservices';
+import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
+import { firstValueFrom, timeout, TimeoutError } from 'rxjs';
+import {
+  isProblem,
+  ProblemError,
+  withPrefix,
+  type Actor,
+  type RequestMeta,
+  type RpcContract,
+  type RpcInput,
+  type RpcReply,
+} from '@ally/contracts';
+import type { z } from 'zod';
+
+export const CORRELATION_HEADER = 'x-correlation-id';
+
+export interface RpcCallOptions {
+  actor?: Actor;
+  meta?: RequestMeta;
+  timeoutMs?: number;
+}
+
+/**
+ * Typed request/reply over Nest's NATS client on the shared connection.
+ * Errors come back as problems and are rethrown as ProblemError, so callers
+ * (the gateway's filter) can answer with the right status.
+ */
+export class RpcClient extends ClientNats {
+  constructor(
+    private readonly connection: NatsConnection,
+    private readonly prefix: string,
+    private readonly defaultTimeoutMs = 10_000,
+  ) {
+    super({});
+  }
+
+  override async createClient(): Promise<any> {
+    return this.connection;
+  }
+
+  override async close(): Promise<void> {
+    this.handleClose();
+  }
+
+  protected override normalizePattern(pattern: unknown): string {
+    return withPrefix(this.prefix, super.normalizePattern(pattern as string));
+  }
+
+  async call<C extends RpcContract<z.ZodType, unknown>>(
+    contract: C,
+    input: RpcInput<C>,
+    opts: RpcCallOptions = {},
+  ): Promise<RpcReply<C>> {
+    const h = natsHeaders();
+    if (opts.meta?.correlationId) h.set(CORRELATION_HEADER, opts.meta.correlationId);
+    const record = new NatsRecordBuilder({ actor: opts.actor, input, meta: opts.meta }).setHeaders(h).build();
+    const ms = opts.timeoutMs ?? this.defaultTimeoutMs;
+    try {
+      return (await firstValueFrom(this.send(contract.subject, record).pipe(timeout(ms)))) as RpcReply<C>;
+    } catch (err) {
+      throw toProblemError(err, contract.subject);
+    }
+  }
+}
+
+function toProblemError(err: unknown, subject: string): ProblemError {
+  if (err instanceof ProblemError) return err;
+  if (isProblem(err)) return new ProblemError(err.status, err.detail ?? err.title, err);
+  if (err instanceof TimeoutError) return new ProblemError(504, `No answer from ${subject.split('.')[2]} in time`);
+  const message = (err as { message?: string; code?: string })?.message ?? String(err);
+  if (/no responders|503|closed|disconnect|CONNECTION/i.test(message) || (err as { code?: string })?.code === '503') {
+    return new ProblemError(503, `The ${subject.split('.')[2]} service is not available`);
+  }
+  return new ProblemError(500, 'Internal error');
+}

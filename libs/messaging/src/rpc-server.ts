@@ -1,0 +1,45 @@
+import { ServerNats } from '@nestjs/microservices';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import { withPrefix } from '@ally/contracts';
+
+export interface RpcServerOptions {
+  connection: NatsConnection;
+  /** `NATS_SUBJECT_PREFIX`. */
+  prefix: string;
+  /** Queue group: the service name, so replicas share the load. */
+  queue: string;
+}
+
+/**
+ * Nest's NATS transport, on the process's shared connection and with every
+ * subject prefixed. Handlers keep their unprefixed `@MessagePattern` subjects.
+ */
+export class RpcServer extends ServerNats {
+  private readonly subs: Subscription[] = [];
+
+  constructor(private readonly rpc: RpcServerOptions) {
+    super({ queue: rpc.queue });
+  }
+
+  override async createNatsClient(): Promise<any> {
+    return this.rpc.connection;
+  }
+
+  override bindEvents(client: any): void {
+    for (const channel of this.messageHandlers.keys()) {
+      const handler = this.messageHandlers.get(channel);
+      const queue = (handler?.extras?.queue as string | undefined) ?? this.rpc.queue;
+      const sub: Subscription = client.subscribe(withPrefix(this.rpc.prefix, channel), {
+        queue,
+        callback: this.getMessageHandler(channel).bind(this),
+      });
+      this.subs.push(sub);
+    }
+  }
+
+  /** Stops taking requests; the shared connection is drained by its owner. */
+  override async close(): Promise<void> {
+    await Promise.all(this.subs.map((s) => s.drain().catch(() => undefined)));
+    this.subs.length = 0;
+  }
+}

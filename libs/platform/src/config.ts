@@ -1,0 +1,51 @@
+import { z } from 'zod';
+
+/** Variables every service reads. Each service extends this with its own. */
+export const baseConfigSchema = z.object({
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  HTTP_HOST: z.string().default('0.0.0.0'),
+  /** Health and metrics port (the gateway serves its API on it too). */
+  HTTP_PORT: z.coerce.number().int().min(0).max(65535),
+  NATS_URL: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must look like nats://host:4222').default('nats://127.0.0.1:4222'),
+  NATS_USER: z.string().optional(),
+  NATS_PASSWORD: z.string().optional(),
+  NATS_CREDS: z.string().optional(),
+  NATS_SUBJECT_PREFIX: z.string().regex(/^[A-Za-z0-9_-]*$/, 'may hold letters, digits, - and _ only').default(''),
+  /** 3 in a cluster. */
+  NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+});
+
+export const databaseConfigSchema = z.object({
+  /** The service's own login role; it can touch only its schema. */
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' }),
+  /** Only for `migrate`: a role that may create the service's role and schema. */
+  DATABASE_ADMIN_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' }).optional(),
+  DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(100).default(10),
+});
+
+export type BaseConfig = z.infer<typeof baseConfigSchema>;
+export type DatabaseConfig = z.infer<typeof databaseConfigSchema>;
+
+/** A problem that stops start-up, reported as one line without a stack trace. */
+export class StartupError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StartupError';
+  }
+}
+
+/** Parses the environment once at boot; the first bad variable stops the process with a line naming it. */
+export function loadConfig<S extends z.ZodType>(schema: S, env: Record<string, string | undefined>): z.infer<S> {
+  // Empty strings mean "not set", as in most .env files.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const result = schema.safeParse(cleaned);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const name = issue.path.join('.') || '(environment)';
+  const missing = issue.code === 'invalid_type' && cleaned[name] === undefined;
+  throw new StartupError(
+    missing ? `Configuration error: ${name} is missing` : `Configuration error: ${name} ${issue.message}`,
+  );
+}

@@ -1,0 +1,59 @@
+import { Global, Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { APP_FILTER } from '@nestjs/core';
+import { TerminusModule } from '@nestjs/terminus';
+import { DataSource } from 'typeorm';
+import { Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { RpcClient } from '@ally/messaging';
+import { HealthController } from './health.controller.js';
+import { ProblemFilter } from './problem.filter.js';
+import { READINESS_CHECKS, type ReadinessCheck } from './readiness.js';
+import { CONFIG, LOGGER, NATS } from './tokens.js';
+
+export interface PlatformContext {
+  config: Record<string, unknown>;
+  logger: Logger;
+  nats: NatsConnection;
+  rpc: RpcClient;
+  registry: Registry;
+  dataSource?: DataSource;
+}
+
+/** Hands every service its config, logger, NATS, RPC client, metrics, DB, health endpoints and error filter. */
+@Global()
+@Module({})
+export class PlatformModule {
+  static forRoot(ctx: PlatformContext): DynamicModule {
+    const checks: ReadinessCheck[] = [
+      {
+        name: 'nats',
+        check: async () => {
+          if (ctx.nats.isClosed()) throw new Error('connection closed');
+          await ctx.nats.flush();
+        },
+      },
+    ];
+    if (ctx.dataSource) {
+      const ds = ctx.dataSource;
+      checks.push({ name: 'database', check: async () => void (await ds.query('SELECT 1')) });
+    }
+    const providers: Provider[] = [
+      { provide: CONFIG, useValue: ctx.config },
+      { provide: LOGGER, useValue: ctx.logger },
+      { provide: NATS, useValue: ctx.nats },
+      { provide: RpcClient, useValue: ctx.rpc },
+      { provide: Registry, useValue: ctx.registry },
+      { provide: READINESS_CHECKS, useValue: checks },
+      { provide: APP_FILTER, useFactory: () => new ProblemFilter(ctx.logger) },
+      ...(ctx.dataSource ? [{ provide: DataSource, useValue: ctx.dataSource }] : []),
+    ];
+    return {
+      module: PlatformModule,
+      imports: [TerminusModule.forRoot({ logger: false })],
+      controllers: [HealthController],
+      providers,
+      exports: providers.filter((p) => (p as { provide: unknown }).provide !== APP_FILTER),
+    };
+  }
+}

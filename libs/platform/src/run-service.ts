@@ -1,0 +1,183 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { DataSource } from 'typeorm';
+import { connectNats, ensureStreams, OutboxRelay, RpcClient, RpcServer } from '@ally/messaging';
+import { createServiceDataSource, migrateService } from '@ally/persistence';
+import { loadConfig, StartupError } from './config.js';
+import { createLogger, PinoNestLogger } from './logger.js';
+import type { PlatformContext } from './platform.module.js';
+import type { ServiceDefinition } from './service-definition.js';
+
+export interface RunningService {
+  name: string;
+  app: NestFastifyApplication;
+  /** Base URL of its HTTP port, e.g. http://127.0.0.1:39211 */
+  url: string;
+  ctx: PlatformContext;
+  close(): Promise<void>;
+}
+
+type Env = Record<string, string | undefined>;
+
+async function connectNatsOrExplain(config: Record<string, any>, name: string): Promise<NatsConnection> {
+  try {
+    return await connectNats({
+      url: config.NATS_URL,
+      name: `${name}-${process.pid}`,
+      user: config.NATS_USER,
+      password: config.NATS_PASSWORD,
+      credsFile: config.NATS_CREDS,
+    });
+  } catch (err) {
+    throw new StartupError(
+      `NATS is not reachable at ${config.NATS_URL} (${(err as Error).message}): start it with \`nats-server -js\` or set NATS_URL`,
+    );
+  }
+}
+
+async function openDatabaseOrExplain(def: ServiceDefinition, config: Record<string, any>): Promise<DataSource> {
+  const db = def.database!;
+  const ds = createServiceDataSource({
+    url: config.DATABASE_URL,
+    schema: db.schema,
+    entities: db.entities,
+    migrations: db.migrations,
+    poolSize: config.DATABASE_POOL_SIZE,
+    applicationName: `ally-${def.name}`,
+  });
+  const where = new URL(config.DATABASE_URL);
+  try {
+    await ds.initialize();
+  } catch (err) {
+    throw new StartupError(
+      `Postgres is not reachable at ${where.host}${where.pathname} as ${where.username} (${(err as Error).message}): start it (pg_ctlcluster 15 main start) and run \`npm run migrate\``,
+    );
+  }
+  if (await ds.showMigrations()) {
+    await ds.destroy();
+    throw new StartupError(`The ${def.name} schema has pending migrations: run \`node services/${def.name}/dist/main.js migrate\``);
+  }
+  return ds;
+}
+
+/** Starts one service: config, NATS, DB, streams, HTTP (health, metrics, API), RPC handlers, outbox relay. */
+export async function startService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env): Promise<RunningService> {
+  const config = loadConfig(def.configSchema, env) as C & Record<string, any>;
+  const logger = createLogger(def.name, config.LOG_LEVEL);
+  const nats = await connectNatsOrExplain(config, def.name);
+  let dataSource: DataSource | undefined;
+  try {
+    dataSource = def.database ? await openDatabaseOrExplain(def, config) : undefined;
+    await ensureStreams(nats, { prefix: config.NATS_SUBJECT_PREFIX, replicas: config.NATS_STREAM_REPLICAS });
+  } catch (err) {
+    await nats.close();
+    throw err;
+  }
+  const registry = new Registry();
+  registry.setDefaultLabels({ service: def.name });
+  collectDefaultMetrics({ register: registry });
+  const rpc = new RpcClient(nats, config.NATS_SUBJECT_PREFIX);
+  await rpc.connect();
+  const ctx: PlatformContext & { config: C } = { config, logger, nats, rpc, registry, dataSource };
+
+  const adapter = new FastifyAdapter({ trustProxy: true, ...(def.fastifyOptions?.(config) ?? {}) });
+  const app = await NestFactory.create<NestFastifyApplication>(def.module(ctx), adapter, {
+    logger: new PinoNestLogger(logger),
+    rawBody: true,
+    abortOnError: false,
+  });
+  const server = new RpcServer({ connection: nats, prefix: config.NATS_SUBJECT_PREFIX, queue: def.name });
+  app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
+  await def.configureHttp?.(app, ctx);
+  await app.startAllMicroservices();
+  const port = Number(config[def.portVariable ?? 'HTTP_PORT'] ?? 0);
+  await app.listen(port, config.HTTP_HOST);
+  const address = app.getHttpServer().address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+
+  const relay = dataSource
+    ? new OutboxRelay({ dataSource, databaseUrl: config.DATABASE_URL, schema: def.database!.schema, nats, prefix: config.NATS_SUBJECT_PREFIX, logger, registry })
+    : undefined;
+  await relay?.start();
+  logger.info({ port: boundPort, prefix: config.NATS_SUBJECT_PREFIX || undefined }, `${def.name} started`);
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      // Stop taking new work, let in-flight requests finish, then drain NATS and the pool.
+      await server.close();
+      await app.close();
+      await relay?.stop();
+      await rpc.close();
+      await nats.drain().catch(() => undefined);
+      await dataSource?.destroy();
+      logger.info(`${def.name} stopped`);
+    })());
+  return { name: def.name, app, url: `http://127.0.0.1:${boundPort}`, ctx, close };
+}
+
+/** Runs the `migrate` command for a service. */
+export async function migrate(def: ServiceDefinition, env: Env): Promise<string[]> {
+  if (!def.database) return [];
+  const config = loadConfig(def.configSchema, env) as Record<string, any>;
+  try {
+    return await migrateService({
+      url: config.DATABASE_URL,
+      adminUrl: config.DATABASE_ADMIN_URL,
+      schema: def.database.schema,
+      entities: def.database.entities,
+      migrations: def.database.migrations,
+    });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ECONNREFUSED' || code === '3D000' || code === '28000') {
+      throw new StartupError(`Postgres refused the migration for ${def.name} (${(err as Error).message}): start it (pg_ctlcluster 15 main start) and check DATABASE_URL / DATABASE_ADMIN_URL`);
+    }
+    throw err;
+  }
+}
+
+/**
+ * The entry point of every service's `main.ts`:
+ * `main.js` starts it, `main.js migrate` migrates, `main.js <command>` runs one of its commands.
+ */
+export async function main(def: ServiceDefinition<any>, argv = process.argv.slice(2), env: Env = process.env): Promise<void> {
+  const [command, ...args] = argv;
+  try {
+    if (command === 'migrate') {
+      const ran = await migrate(def, env);
+      console.log(ran.length ? `${def.name}: applied ${ran.join(', ')}` : `${def.name}: schema up to date`);
+      return;
+    }
+    if (command) {
+      const run = def.commands?.[command];
+      if (!run) throw new StartupError(`Unknown command "${command}"; known: migrate${Object.keys(def.commands ?? {}).map((c) => `, ${c}`).join('')}`);
+      const service = await startService(def, { ...env, HTTP_PORT: '0', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' });
+      try {
+        console.log(await run(service.app, args));
+      } finally {
+        await service.close();
+      }
+      return;
+    }
+    const service = await startService(def, env);
+    const stop = (signal: string) => {
+      service.ctx.logger.info({ signal }, 'shutting down');
+      const grace = Number((service.ctx.config as { SHUTDOWN_GRACE_MS?: number }).SHUTDOWN_GRACE_MS ?? 10_000);
+      setTimeout(() => process.exit(1), grace).unref();
+      service.close().then(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  } catch (err) {
+    if (err instanceof StartupError) {
+      console.error(`${def.name}: ${err.message}`);
+    } else {
+      console.error(`${def.name}: failed to start: ${(err as Error).message ?? err}`);
+    }
+    process.exit(1);
+  }
+}

@@ -1,0 +1,31 @@
+import type { DynamicModule, INestApplication } from '@nestjs/common';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import type { EntitySchema, MigrationInterface } from 'typeorm';
+import type { z } from 'zod';
+import type { PlatformContext } from './platform.module.js';
+
+export type ServiceName = 'gateway' | 'identity' | 'chat' | 'billing' | 'privacy' | 'notify';
+
+export interface ServiceDatabase {
+  schema: string;
+  entities: (Function | EntitySchema)[];
+  migrations: (new () => MigrationInterface)[];
+}
+
+/** Everything the platform needs to run, migrate and test one service. */
+export interface ServiceDefinition<C extends Record<string, unknown> = Record<string, unknown>> {
+  name: ServiceName;
+  /** The full environment schema (base + database + the service's own). */
+  configSchema: z.ZodType<C>;
+  database?: ServiceDatabase;
+  /** The service's root module, given the platform context. */
+  module(ctx: PlatformContext & { config: C }): DynamicModule;
+  /** Which port variable serves HTTP (default HTTP_PORT). */
+  portVariable?: string;
+  /** HTTP-level set-up: helmet, CORS, OpenAPI, body limits. */
+  configureHttp?(app: NestFastifyApplication, ctx: PlatformContext & { config: C }): Promise<void> | void;
+  /** Fastify options such as the body limit. */
+  fastifyOptions?(config: C): Record<string, unknown>;
+  /** Extra CLI commands: `node dist/main.js <name> ...args`. */
+  commands?: Record<string, (app: INestApplication, args: string[]) => Promise<string>>;
+}

@@ -1,0 +1,69 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, IsNull } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import { ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
+import { hashSecret, newSecret } from '../common/secrets.js';
+import { MembershipEntity } from '../orgs/membership.entity.js';
+import { UserEntity } from '../users/user.entity.js';
+import { ApiKeyEntity } from './api-key.entity.js';
+
+export const API_KEY_PREFIX = 'ally_';
+
+/** API keys act for their user in one workspace; shown once, stored as a hash. */
+@Injectable()
+export class ApiKeysService {
+  constructor(private readonly ds: DataSource) {}
+
+  async create(actor: Actor, input: { name: string; workspace: string }): Promise<ApiKeyCreated> {
+    if (actor.apiKeyWorkspace) throw new ProblemError(403, 'An API key cannot create API keys');
+    if (input.workspace !== 'private') {
+      const member = await this.ds.getRepository(MembershipEntity).findOneBy({ orgId: input.workspace, userId: actor.userId });
+      if (!member) throw new ProblemError(404, 'Workspace not found', { errors: [{ field: 'workspace', message: 'is not a workspace of yours' }] });
+    }
+    const key = `${API_KEY_PREFIX}${newSecret()}`;
+    const row = this.ds.getRepository(ApiKeyEntity).create({
+      id: randomUUID(),
+      userId: actor.userId,
+      name: input.name,
+      workspace: input.workspace,
+      prefix: key.slice(0, 10),
+      keyHash: hashSecret(key),
+      lastUsedAt: null,
+      revokedAt: null,
+    });
+    await this.ds.getRepository(ApiKeyEntity).insert(row);
+    return { id: row.id, name: row.name, workspace: row.workspace, key, createdAt: new Date().toISOString() };
+  }
+
+  async list(actor: Actor): Promise<Page<ApiKeySummary>> {
+    const rows = await this.ds.getRepository(ApiKeyEntity).find({ where: { userId: actor.userId, revokedAt: IsNull() }, order: { createdAt: 'DESC' } });
+    return {
+      data: rows.map((r) => ({ id: r.id, name: r.name, workspace: r.workspace, prefix: r.prefix, createdAt: r.createdAt.toISOString(), lastUsedAt: r.lastUsedAt?.toISOString() ?? null })),
+      nextCursor: null,
+    };
+  }
+
+  async revoke(actor: Actor, id: string): Promise<void> {
+    const result = await this.ds.getRepository(ApiKeyEntity).update({ id, userId: actor.userId, revokedAt: IsNull() }, { revokedAt: new Date() });
+    if (!result.affected) throw new ProblemError(404, 'API key not found');
+  }
+
+  /** Called by the gateway for `Bearer ally_…`; a revoked key, or one whose workspace membership ended, fails. */
+  async verify(key: string): Promise<ApiKeyIdentity> {
+    const invalid = new ProblemError(401, 'The API key is invalid or revoked');
+    if (!key.startsWith(API_KEY_PREFIX)) throw invalid;
+    const row = await this.ds.getRepository(ApiKeyEntity).findOneBy({ keyHash: hashSecret(key), revokedAt: IsNull() });
+    if (!row) throw invalid;
+    if (row.workspace !== 'private') {
+      const member = await this.ds.getRepository(MembershipEntity).findOneBy({ orgId: row.workspace, userId: row.userId });
+      if (!member) throw invalid;
+    }
+    const user = await this.ds.getRepository(UserEntity).findOneBy({ id: row.userId });
+    if (!user) throw invalid;
+    // Coarse last-use tracking; one write per minute at most.
+    if (!row.lastUsedAt || Date.now() - row.lastUsedAt.getTime() > 60_000) {
+      await this.ds.getRepository(ApiKeyEntity).update({ id: row.id }, { lastUsedAt: new Date() });
+    }
+    return { userId: row.userId, workspace: row.workspace, platformRoles: user.platformRoles };
+  }
+}

@@ -1,0 +1,145 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type TokenPair } from '@ally/contracts';
+import { isUniqueViolation } from '@ally/persistence';
+import { LOGGER } from '@ally/platform';
+import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { IdentityOutbox } from '../common/identity-outbox.js';
+import { OrgsService } from '../orgs/orgs.service.js';
+import { LoginThrottleService } from '../sessions/login-throttle.service.js';
+import { SessionsService } from '../sessions/sessions.service.js';
+import { UserEntity } from '../users/user.entity.js';
+import { UsersRepository } from '../users/users.repository.js';
+import { OneTimeTokensService } from './one-time-tokens.service.js';
+import { PasswordService } from './password.service.js';
+
+@Injectable()
+export class AuthService {
+  /** Verified against when the account is unknown, so timing does not reveal which addresses exist. */
+  private dummyHash?: Promise<string>;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly users: UsersRepository,
+    private readonly passwords: PasswordService,
+    private readonly tokens: OneTimeTokensService,
+    private readonly sessions: SessionsService,
+    private readonly throttle: LoginThrottleService,
+    private readonly orgs: OrgsService,
+    private readonly outbox: IdentityOutbox,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async register(input: z.infer<typeof registerInput>, meta?: RequestMeta): Promise<RegisterReply> {
+    this.passwords.assertAcceptable(input.password, [input.email.split('@')[0], input.firstName, input.lastName]);
+    const passwordHash = await this.passwords.hash(input.password);
+    try {
+      return await this.ds.transaction(async (em) => {
+        const user = em.getRepository(UserEntity).create({
+          id: randomUUID(),
+          email: input.email,
+          firstName: input.firstName,
+          lastName: input.lastName,
+          locale: input.locale ?? 'de',
+          emailVerifiedAt: null,
+          passwordHash,
+          platformRoles: [],
+          restrictToEu: true,
+        });
+        await em.getRepository(UserEntity).insert(user);
+        const verificationToken = await this.tokens.issue(em, user.id, 'verify_email', this.config.VERIFICATION_TOKEN_TTL_SECONDS);
+        await this.outbox.append(
+          em,
+          'identity.user.registered',
+          { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, verificationToken, restrictToEu: true },
+          { subject: { userId: user.id }, correlationId: meta?.correlationId },
+        );
+        if (input.organizationName) await this.orgs.createInTx(em, user, input.organizationName, meta);
+        this.logDevLink('verify-email', verificationToken);
+        const pair = await this.sessions.open(em, user, 'password', meta);
+        return { user: await this.users.toMe(user, em), ...pair };
+      });
+    } catch (err) {
+      if (isUniqueViolation(err, 'users_email_key')) {
+        throw new ProblemError(409, 'An account with this email address already exists', { errors: [{ field: 'email', message: 'is already registered' }] });
+      }
+      throw err;
+    }
+  }
+
+  async verifyEmail(token: string): Promise<void> {
+    await this.ds.transaction(async (em) => {
+      const userId = await this.tokens.consume(em, token, 'verify_email');
+      const user = await this.users.findById(userId, em);
+      if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
+      if (user.emailVerifiedAt) return;
+      await em.getRepository(UserEntity).update({ id: userId }, { emailVerifiedAt: new Date() });
+      await this.outbox.append(em, 'identity.user.verified', { userId, email: user.email, firstName: user.firstName, locale: user.locale }, { subject: { userId } });
+    });
+  }
+
+  async login(email: string, password: string, meta?: RequestMeta): Promise<TokenPair> {
+    await this.throttle.assertAllowed(email, meta?.ip);
+    const user = await this.users.findByEmail(email);
+    const ok = user?.passwordHash
+      ? await this.passwords.verify(user.passwordHash, password)
+      : await this.passwords.verify(await this.dummy(), password).then(() => false);
+    if (!user || !ok) {
+      await this.throttle.record({ email, userId: user?.id ?? null, ip: meta?.ip, succeeded: false, method: 'password' });
+      throw new ProblemError(401, 'Email address or password is wrong');
+    }
+    const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
+    await this.throttle.record({ email, userId: user.id, ip: meta?.ip, succeeded: true, method: 'password' });
+    return this.ds.transaction(async (em) => {
+      const pair = await this.sessions.open(em, user, 'password', meta);
+      await this.outbox.append(em, 'identity.user.signed-in', { userId: user.id, method: 'password', newDevice: !knownIp }, { subject: { userId: user.id } });
+      return pair;
+    });
+  }
+
+  /** Always answers the same, so it cannot be used to find out who has an account. */
+  async forgotPassword(email: string, meta?: RequestMeta): Promise<void> {
+    const user = await this.users.findByEmail(email);
+    if (!user) return;
+    await this.ds.transaction(async (em) => {
+      await this.tokens.invalidate(em, user.id, 'password_reset');
+      const resetToken = await this.tokens.issue(em, user.id, 'password_reset', this.config.RESET_TOKEN_TTL_SECONDS);
+      await this.outbox.append(
+        em,
+        'identity.password.reset-requested',
+        { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, resetToken },
+        { subject: { userId: user.id }, correlationId: meta?.correlationId },
+      );
+      this.logDevLink('reset-password', resetToken);
+    });
+  }
+
+  async resetPassword(token: string, password: string): Promise<void> {
+    await this.ds.transaction(async (em) => {
+      const userId = await this.tokens.consume(em, token, 'password_reset');
+      const user = await this.users.findById(userId, em);
+      if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
+      this.passwords.assertAcceptable(password, [user.email.split('@')[0], user.firstName, user.lastName]);
+      // Following the reset link proves control of the address.
+      await em.getRepository(UserEntity).update(
+        { id: userId },
+        { passwordHash: await this.passwords.hash(password), emailVerifiedAt: user.emailVerifiedAt ?? new Date() },
+      );
+      await this.sessions.revokeAllForUser(em, userId, 'password reset');
+    });
+  }
+
+  private dummy(): Promise<string> {
+    return (this.dummyHash ??= this.passwords.hash(randomUUID()));
+  }
+
+  /** Until notify's dev mailbox exists, development prints the link so a new user can follow it. */
+  private logDevLink(path: string, token: string) {
+    if (this.config.NODE_ENV !== 'development') return;
+    this.logger.info({ link: `${this.config.PUBLIC_BASE_URL}/${path}?token=${token}`, devToken: token }, `development: ${path} link`);
+  }
+}

@@ -1,0 +1,49 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { PlatformModule, type PlatformContext } from '@ally/platform';
+import { ApiKeysController } from './api-keys/api-keys.controller.js';
+import { ApiKeysService } from './api-keys/api-keys.service.js';
+import { AuthController } from './auth/auth.controller.js';
+import { AuthService } from './auth/auth.service.js';
+import { OneTimeTokensService } from './auth/one-time-tokens.service.js';
+import { PasswordService } from './auth/password.service.js';
+import { IdentityOutbox } from './common/identity-outbox.js';
+import { IDENTITY_CONFIG, type IdentityConfig } from './config.js';
+import { OrgsController } from './orgs/orgs.controller.js';
+import { OrgsService } from './orgs/orgs.service.js';
+import { PlatformRolesService } from './platform-roles/platform-roles.service.js';
+import { LoginThrottleService } from './sessions/login-throttle.service.js';
+import { SessionsService } from './sessions/sessions.service.js';
+import { JwksController } from './signing-keys/jwks.controller.js';
+import { SigningKeysService } from './signing-keys/signing-keys.service.js';
+import { SsoController } from './sso/sso.controller.js';
+import { SsoService } from './sso/sso.service.js';
+import { MeController } from './users/me.controller.js';
+import { MeService } from './users/me.service.js';
+import { UsersRepository } from './users/users.repository.js';
+
+@Module({})
+export class IdentityModule {
+  static forRoot(ctx: PlatformContext & { config: IdentityConfig }): DynamicModule {
+    return {
+      module: IdentityModule,
+      imports: [PlatformModule.forRoot(ctx)],
+      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController],
+      providers: [
+        { provide: IDENTITY_CONFIG, useValue: ctx.config },
+        IdentityOutbox,
+        UsersRepository,
+        PasswordService,
+        OneTimeTokensService,
+        SigningKeysService,
+        SessionsService,
+        LoginThrottleService,
+        AuthService,
+        MeService,
+        OrgsService,
+        ApiKeysService,
+        SsoService,
+        PlatformRolesService,
+      ],
+    };
+  }
+}

@@ -1,0 +1,54 @@
+import { platformRoleSchema } from '@ally/contracts';
+import type { ServiceDefinition } from '@ally/platform';
+import { ApiKeyEntity } from './api-keys/api-key.entity.js';
+import { OneTimeTokenEntity } from './auth/one-time-token.entity.js';
+import { identityConfigSchema, type IdentityConfig } from './config.js';
+import { IdentityModule } from './identity.module.js';
+import { InitialSchema1764100000000 } from './migrations/1764100000000-initial-schema.js';
+import { InvitationEntity } from './orgs/invitation.entity.js';
+import { MembershipEntity } from './orgs/membership.entity.js';
+import { OrganizationEntity } from './orgs/organization.entity.js';
+import { PlatformRolesService } from './platform-roles/platform-roles.service.js';
+import { LoginAuditEntity } from './sessions/login-audit.entity.js';
+import { RefreshTokenEntity } from './sessions/refresh-token.entity.js';
+import { SessionEntity } from './sessions/session.entity.js';
+import { SigningKeyEntity } from './signing-keys/signing-key.entity.js';
+import { SsoIdentityEntity } from './sso/sso-identity.entity.js';
+import { SsoStateEntity } from './sso/sso-state.entity.js';
+import { UserEntity } from './users/user.entity.js';
+
+const roleCommand =
+  (action: 'grant' | 'revoke') =>
+  async (app: { get<T>(t: new (...a: any[]) => T): T }, args: string[]): Promise<string> => {
+    const [email, role] = args;
+    const parsed = platformRoleSchema.safeParse(role);
+    if (!email || !parsed.success) throw new Error(`usage: ${action}-role <email> <compliance|admin>`);
+    const roles = await app.get(PlatformRolesService)[action](email, parsed.data);
+    return `${email}: platform roles now [${roles.join(', ')}]`;
+  };
+
+/** identity: accounts, sessions, organisations, API keys, SSO. */
+export const identityService: ServiceDefinition<IdentityConfig> = {
+  name: 'identity',
+  configSchema: identityConfigSchema,
+  database: {
+    schema: 'identity',
+    entities: [
+      UserEntity,
+      OneTimeTokenEntity,
+      SessionEntity,
+      RefreshTokenEntity,
+      LoginAuditEntity,
+      OrganizationEntity,
+      MembershipEntity,
+      InvitationEntity,
+      ApiKeyEntity,
+      SsoIdentityEntity,
+      SsoStateEntity,
+      SigningKeyEntity,
+    ],
+    migrations: [InitialSchema1764100000000],
+  },
+  module: (ctx) => IdentityModule.forRoot(ctx),
+  commands: { 'grant-role': roleCommand('grant'), 'revoke-role': roleCommand('revoke') },
+};

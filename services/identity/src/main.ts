@@ -1,0 +1,4 @@
+import { main } from '@ally/platform';
+import { identityService } from './identity.service.js';
+
+await main(identityService);

@@ -1,0 +1,47 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { actorOf } from '../common/actor.js';
+import { OrgsService } from './orgs.service.js';
+
+@Controller()
+export class OrgsController {
+  constructor(private readonly orgs: OrgsService) {}
+
+  @MessagePattern(IdentityRpc.createOrg.subject)
+  create(@Payload() req: RpcRequest) {
+    return this.orgs.create(actorOf(req), parseInput(IdentityRpc.createOrg.input, req.input).name, req.meta);
+  }
+
+  @MessagePattern(IdentityRpc.getOrg.subject)
+  get(@Payload() req: RpcRequest) {
+    return this.orgs.get(actorOf(req), parseInput(IdentityRpc.getOrg.input, req.input).orgId);
+  }
+
+  @MessagePattern(IdentityRpc.listMembers.subject)
+  members(@Payload() req: RpcRequest) {
+    return this.orgs.members(actorOf(req), parseInput(IdentityRpc.listMembers.input, req.input).orgId);
+  }
+
+  @MessagePattern(IdentityRpc.createInvitation.subject)
+  invite(@Payload() req: RpcRequest) {
+    return this.orgs.invite(actorOf(req), parseInput(IdentityRpc.createInvitation.input, req.input));
+  }
+
+  @MessagePattern(IdentityRpc.acceptInvitation.subject)
+  accept(@Payload() req: RpcRequest) {
+    return this.orgs.accept(actorOf(req), parseInput(IdentityRpc.acceptInvitation.input, req.input).token);
+  }
+
+  @MessagePattern(IdentityRpc.removeMember.subject)
+  async remove(@Payload() req: RpcRequest) {
+    const { orgId, userId } = parseInput(IdentityRpc.removeMember.input, req.input);
+    await this.orgs.removeMember(actorOf(req), orgId, userId);
+    return null;
+  }
+
+  @MessagePattern(IdentityRpc.updateOrgPolicy.subject)
+  policy(@Payload() req: RpcRequest) {
+    return this.orgs.updatePolicy(actorOf(req), parseInput(IdentityRpc.updateOrgPolicy.input, req.input));
+  }
+}

@@ -1,0 +1,191 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
+import {
+  ProblemError,
+  type Actor,
+  type Invitation,
+  type Member,
+  type Membership,
+  type OrgPolicy,
+  type OrgRole,
+  type Organization,
+  type Page,
+  type RequestMeta,
+  type updateOrgPolicyInput,
+} from '@ally/contracts';
+import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { IdentityOutbox } from '../common/identity-outbox.js';
+import { hashSecret, newSecret } from '../common/secrets.js';
+import type { UserEntity } from '../users/user.entity.js';
+import { UsersRepository } from '../users/users.repository.js';
+import { InvitationEntity } from './invitation.entity.js';
+import { MembershipEntity } from './membership.entity.js';
+import { OrganizationEntity } from './organization.entity.js';
+
+const MANAGERS: OrgRole[] = ['owner', 'admin'];
+
+/** An organisation the caller does not belong to does not exist for them (404, never 403). */
+const notFound = () => new ProblemError(404, 'Organisation not found');
+
+@Injectable()
+export class OrgsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly users: UsersRepository,
+    private readonly outbox: IdentityOutbox,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+  ) {}
+
+  async create(actor: Actor, name: string, meta?: RequestMeta): Promise<Organization> {
+    return this.ds.transaction(async (em) => {
+      const user = await this.users.findById(actor.userId, em);
+      if (!user) throw new ProblemError(401, 'The account no longer exists');
+      return this.createInTx(em, user, name, meta);
+    });
+  }
+
+  async createInTx(em: EntityManager, owner: UserEntity, name: string, meta?: RequestMeta): Promise<Organization> {
+    const org = em.getRepository(OrganizationEntity).create({ id: randomUUID(), name, euOnly: true, allowedModels: null, chatRetentionDays: null });
+    await em.getRepository(OrganizationEntity).insert(org);
+    await em.getRepository(MembershipEntity).insert({ orgId: org.id, userId: owner.id, role: 'owner' });
+    const subject = { orgId: org.id, userId: owner.id };
+    await this.outbox.append(em, 'identity.organization.created', { orgId: org.id, name, ownerId: owner.id }, { subject, correlationId: meta?.correlationId });
+    await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: owner.id, role: 'owner', memberCount: 1 }, { subject });
+    return this.toOrganization(org, 'owner');
+  }
+
+  async get(actor: Actor, orgId: string): Promise<Organization> {
+    const membership = await this.membershipOf(actor.userId, orgId);
+    const org = await this.ds.getRepository(OrganizationEntity).findOneByOrFail({ id: orgId });
+    return this.toOrganization(org, membership.role);
+  }
+
+  async members(actor: Actor, orgId: string): Promise<Page<Member>> {
+    await this.membershipOf(actor.userId, orgId);
+    const rows = await this.ds.query(
+      `SELECT u.id, u.first_name, u.last_name, u.email, m.role, m.created_at
+         FROM memberships m JOIN users u ON u.id = m.user_id
+        WHERE m.org_id = $1 ORDER BY m.created_at, u.id`,
+      [orgId],
+    );
+    return {
+      data: rows.map((r: any) => ({ userId: r.id, firstName: r.first_name, lastName: r.last_name, email: r.email, role: r.role, joinedAt: new Date(r.created_at).toISOString() })),
+      nextCursor: null,
+    };
+  }
+
+  async invite(actor: Actor, input: { orgId: string; email: string; role: 'admin' | 'member' }): Promise<Invitation> {
+    return this.ds.transaction(async (em) => {
+      const membership = await this.membershipOf(actor.userId, input.orgId, em);
+      if (!MANAGERS.includes(membership.role)) throw new ProblemError(403, 'Only owners and admins can invite');
+      const org = await em.getRepository(OrganizationEntity).findOneByOrFail({ id: input.orgId });
+      const existing = await em.query(
+        `SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND lower(u.email) = lower($2)`,
+        [input.orgId, input.email],
+      );
+      if (existing.length) throw new ProblemError(409, 'This person is already a member', { errors: [{ field: 'email', message: 'is already a member' }] });
+      const inviter = await this.users.findById(actor.userId, em);
+      const invitee = await this.users.findByEmail(input.email, em);
+      const token = newSecret();
+      const invitation = em.getRepository(InvitationEntity).create({
+        id: randomUUID(),
+        orgId: input.orgId,
+        email: input.email,
+        role: input.role,
+        tokenHash: hashSecret(token),
+        invitedBy: actor.userId,
+        expiresAt: new Date(Date.now() + this.config.INVITATION_TTL_SECONDS * 1000),
+        acceptedAt: null,
+      });
+      await em.getRepository(InvitationEntity).insert(invitation);
+      await this.outbox.append(
+        em,
+        'identity.invitation.created',
+        {
+          invitationId: invitation.id,
+          orgId: org.id,
+          orgName: org.name,
+          email: input.email,
+          role: input.role,
+          invitedBy: inviter ? `${inviter.firstName} ${inviter.lastName}` : org.name,
+          token,
+          locale: invitee?.locale ?? inviter?.locale ?? 'de',
+        },
+        { subject: { orgId: org.id } },
+      );
+      return { id: invitation.id, orgId: org.id, email: input.email, role: input.role, expiresAt: invitation.expiresAt.toISOString() };
+    });
+  }
+
+  /** The invitation is bound to its address: only the account with that email can accept it. */
+  async accept(actor: Actor, token: string): Promise<Membership> {
+    return this.ds.transaction(async (em) => {
+      const invitation = await em.getRepository(InvitationEntity).findOne({ where: { tokenHash: hashSecret(token) }, lock: { mode: 'pessimistic_write' } });
+      const invalid = new ProblemError(400, 'The invitation is invalid, expired or already used', { errors: [{ field: 'token', message: 'is invalid, expired or already used' }] });
+      if (!invitation || invitation.acceptedAt || invitation.expiresAt.getTime() < Date.now()) throw invalid;
+      const user = await this.users.findById(actor.userId, em);
+      if (!user || user.email.toLowerCase() !== invitation.email.toLowerCase()) {
+        throw new ProblemError(403, 'This invitation was sent to another email address');
+      }
+      const org = await em.getRepository(OrganizationEntity).findOneByOrFail({ id: invitation.orgId });
+      await em.getRepository(InvitationEntity).update({ id: invitation.id }, { acceptedAt: new Date() });
+      const already = await em.getRepository(MembershipEntity).findOneBy({ orgId: org.id, userId: user.id });
+      if (!already) {
+        await em.getRepository(MembershipEntity).insert({ orgId: org.id, userId: user.id, role: invitation.role });
+        const memberCount = await em.getRepository(MembershipEntity).countBy({ orgId: org.id });
+        await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: user.id, role: invitation.role, memberCount }, { subject: { orgId: org.id, userId: user.id } });
+      }
+      return { orgId: org.id, orgName: org.name, role: already?.role ?? invitation.role };
+    });
+  }
+
+  async removeMember(actor: Actor, orgId: string, userId: string): Promise<void> {
+    await this.ds.transaction(async (em) => {
+      const mine = await this.membershipOf(actor.userId, orgId, em);
+      const self = actor.userId === userId;
+      if (!self && !MANAGERS.includes(mine.role)) throw new ProblemError(403, 'Only owners and admins can remove members');
+      const target = await em.getRepository(MembershipEntity).findOne({ where: { orgId, userId }, lock: { mode: 'pessimistic_write' } });
+      if (!target) throw new ProblemError(404, 'Member not found');
+      if (target.role === 'owner' && mine.role !== 'owner') throw new ProblemError(403, 'Only an owner can remove an owner');
+      if (target.role === 'owner') {
+        const owners = await em.getRepository(MembershipEntity).countBy({ orgId, role: 'owner' });
+        if (owners <= 1) throw new ProblemError(409, 'An organisation needs at least one owner');
+      }
+      await em.getRepository(MembershipEntity).delete({ orgId, userId });
+      const memberCount = await em.getRepository(MembershipEntity).countBy({ orgId });
+      await this.outbox.append(em, 'identity.member.removed', { orgId, userId, memberCount }, { subject: { orgId, userId } });
+    });
+  }
+
+  async updatePolicy(actor: Actor, input: z.infer<typeof updateOrgPolicyInput>): Promise<OrgPolicy> {
+    return this.ds.transaction(async (em) => {
+      const mine = await this.membershipOf(actor.userId, input.orgId, em);
+      if (!MANAGERS.includes(mine.role)) throw new ProblemError(403, 'Only owners and admins can change the policy');
+      const repo = em.getRepository(OrganizationEntity);
+      const org = await repo.findOneByOrFail({ id: input.orgId });
+      if (input.euOnly !== undefined) org.euOnly = input.euOnly;
+      if (input.allowedModels !== undefined) org.allowedModels = input.allowedModels;
+      if (input.chatRetentionDays !== undefined) org.chatRetentionDays = input.chatRetentionDays;
+      await repo.save(org);
+      const policy = this.policyOf(org);
+      await this.outbox.append(em, 'identity.organization.policy-changed', { orgId: org.id, ...policy }, { subject: { orgId: org.id } });
+      return policy;
+    });
+  }
+
+  private async membershipOf(userId: string, orgId: string, em?: EntityManager): Promise<MembershipEntity> {
+    const m = await (em ?? this.ds.manager).getRepository(MembershipEntity).findOneBy({ orgId, userId });
+    if (!m) throw notFound();
+    return m;
+  }
+
+  private policyOf(org: OrganizationEntity): OrgPolicy {
+    return { euOnly: org.euOnly, allowedModels: org.allowedModels, chatRetentionDays: org.chatRetentionDays };
+  }
+
+  private toOrganization(org: OrganizationEntity, role: OrgRole): Organization {
+    return { id: org.id, name: org.name, role, policy: this.policyOf(org), createdAt: new Date(org.createdAt ?? Date.now()).toISOString() };
+  }
+}

@@ -1,0 +1,50 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { ProblemError } from '@ally/contracts';
+import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { hashSecret } from '../common/secrets.js';
+import { LoginAuditEntity } from './login-audit.entity.js';
+
+/**
+ * Failed sign-ins are counted per account and per IP in the login audit
+ * (shared by all replicas); past the limit, the next attempt waits.
+ */
+@Injectable()
+export class LoginThrottleService {
+  constructor(
+    private readonly ds: DataSource,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+  ) {}
+
+  async assertAllowed(email: string, ip: string | undefined): Promise<void> {
+    const windowS = this.config.LOGIN_THROTTLE_WINDOW_SECONDS;
+    const [row] = await this.ds.query(
+      `SELECT
+         count(*) FILTER (WHERE email_hash = $1) AS by_account,
+         count(*) FILTER (WHERE ip = $2) AS by_ip
+       FROM login_audit
+       WHERE NOT succeeded AND occurred_at > now() - make_interval(secs => $3) AND (email_hash = $1 OR ip = $2)`,
+      [hashSecret(email), ip ?? null, windowS],
+    );
+    if (Number(row.by_account) >= this.config.LOGIN_MAX_FAILURES_PER_ACCOUNT || Number(row.by_ip) >= this.config.LOGIN_MAX_FAILURES_PER_IP) {
+      throw new ProblemError(429, 'Too many failed sign-in attempts; try again later', { retryAfter: windowS });
+    }
+  }
+
+  async record(attempt: { email: string; userId: string | null; ip?: string; succeeded: boolean; method: string }): Promise<void> {
+    await this.ds.getRepository(LoginAuditEntity).insert({
+      emailHash: hashSecret(attempt.email),
+      userId: attempt.userId,
+      ip: attempt.ip ?? null,
+      succeeded: attempt.succeeded,
+      method: attempt.method,
+    });
+  }
+
+  /** Whether this user signed in from this IP before (for the "new sign-in" mail). */
+  async isKnownIp(userId: string, ip: string | undefined): Promise<boolean> {
+    if (!ip) return true;
+    const rows = await this.ds.query(`SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded LIMIT 1`, [userId, ip]);
+    return rows.length > 0;
+  }
+}

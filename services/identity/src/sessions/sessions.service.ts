@@ -1,0 +1,99 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, IsNull, type EntityManager } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import { ProblemError, type RequestMeta, type TokenPair } from '@ally/contracts';
+import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { hashSecret, newSecret } from '../common/secrets.js';
+import { SigningKeysService } from '../signing-keys/signing-keys.service.js';
+import type { UserEntity } from '../users/user.entity.js';
+import { RefreshTokenEntity } from './refresh-token.entity.js';
+import { SessionEntity } from './session.entity.js';
+
+const REFRESH_PREFIX = 'rt_';
+
+/**
+ * Sessions are refresh-token families. Each refresh rotates the token; a
+ * rotated token presented again means it was stolen or replayed, so the
+ * whole family is revoked.
+ */
+@Injectable()
+export class SessionsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly keys: SigningKeysService,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+  ) {}
+
+  async open(em: EntityManager, user: UserEntity, method: 'password' | 'sso', meta?: RequestMeta): Promise<TokenPair> {
+    const now = new Date();
+    const session = em.getRepository(SessionEntity).create({
+      id: randomUUID(),
+      userId: user.id,
+      method,
+      ip: meta?.ip ?? null,
+      userAgent: meta?.userAgent?.slice(0, 300) ?? null,
+      lastUsedAt: now,
+      absoluteExpiresAt: new Date(now.getTime() + this.config.SESSION_ABSOLUTE_TTL_SECONDS * 1000),
+      revokedAt: null,
+      revokedReason: null,
+    });
+    await em.getRepository(SessionEntity).insert(session);
+    return this.issue(em, session.id, user);
+  }
+
+  async refresh(refreshToken: string): Promise<TokenPair> {
+    const invalid = () => new ProblemError(401, 'The refresh token is invalid or expired');
+    if (!refreshToken.startsWith(REFRESH_PREFIX)) throw invalid();
+    const outcome = await this.ds.transaction(async (em) => {
+      const token = await em
+        .getRepository(RefreshTokenEntity)
+        .createQueryBuilder('t')
+        .setLock('pessimistic_write')
+        .where('t.token_hash = :h', { h: hashSecret(refreshToken) })
+        .getOne();
+      if (!token) return { error: invalid() };
+      const session = await em.getRepository(SessionEntity).findOne({ where: { id: token.sessionId }, lock: { mode: 'pessimistic_write' } });
+      if (!session || session.revokedAt) return { error: invalid() };
+      if (token.rotatedAt) {
+        await this.revoke(em, session.id, 'refresh token reuse');
+        return { error: new ProblemError(401, 'This refresh token was already used; every token of this sign-in has been revoked') };
+      }
+      const now = Date.now();
+      const idleExpired = now - session.lastUsedAt.getTime() > this.config.SESSION_IDLE_TTL_SECONDS * 1000;
+      if (idleExpired || now > session.absoluteExpiresAt.getTime()) {
+        await this.revoke(em, session.id, idleExpired ? 'idle timeout' : 'absolute lifetime reached');
+        return { error: new ProblemError(401, 'The session has expired; please sign in again') };
+      }
+      await em.getRepository(RefreshTokenEntity).update({ tokenHash: token.tokenHash }, { rotatedAt: new Date() });
+      await em.getRepository(SessionEntity).update({ id: session.id }, { lastUsedAt: new Date() });
+      const user = await em.query(`SELECT id, platform_roles FROM users WHERE id = $1`, [session.userId]);
+      return { pair: await this.issue(em, session.id, { id: user[0].id, platformRoles: user[0].platform_roles } as UserEntity) };
+    });
+    // Reuse revokes the family and must commit before we answer 401.
+    if ('error' in outcome) throw outcome.error;
+    return outcome.pair!;
+  }
+
+  /** Ends the session the token belongs to; unknown tokens are ignored (logout is idempotent). */
+  async logout(refreshToken: string): Promise<void> {
+    await this.ds.transaction(async (em) => {
+      const token = await em.getRepository(RefreshTokenEntity).findOne({ where: { tokenHash: hashSecret(refreshToken) } });
+      if (token) await this.revoke(em, token.sessionId, 'logout');
+    });
+  }
+
+  async revokeAllForUser(em: EntityManager, userId: string, reason: string): Promise<void> {
+    await em.getRepository(SessionEntity).update({ userId, revokedAt: IsNull() }, { revokedAt: new Date(), revokedReason: reason });
+  }
+
+  private async revoke(em: EntityManager, sessionId: string, reason: string): Promise<void> {
+    await em.getRepository(SessionEntity).update({ id: sessionId, revokedAt: IsNull() }, { revokedAt: new Date(), revokedReason: reason });
+  }
+
+  private async issue(em: EntityManager, sessionId: string, user: Pick<UserEntity, 'id' | 'platformRoles'>): Promise<TokenPair> {
+    const refreshToken = `${REFRESH_PREFIX}${newSecret()}`;
+    await em.getRepository(RefreshTokenEntity).insert({ tokenHash: hashSecret(refreshToken), sessionId, rotatedAt: null });
+    const accessToken = await this.keys.sign({ sub: user.id, sid: sessionId, roles: user.platformRoles });
+    return { accessToken, refreshToken, expiresIn: this.config.ACCESS_TOKEN_TTL_SECONDS, tokenType: 'Bearer' };
+  }
+}

@@ -1,0 +1,20 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { SsoService } from './sso.service.js';
+
+@Controller()
+export class SsoController {
+  constructor(private readonly sso: SsoService) {}
+
+  @MessagePattern(IdentityRpc.ssoStart.subject)
+  start(@Payload() req: RpcRequest) {
+    return this.sso.start(parseInput(IdentityRpc.ssoStart.input, req.input).provider);
+  }
+
+  @MessagePattern(IdentityRpc.ssoCallback.subject)
+  callback(@Payload() req: RpcRequest) {
+    const { provider, callbackUrl } = parseInput(IdentityRpc.ssoCallback.input, req.input);
+    return this.sso.callback(provider, callbackUrl, req.meta);
+  }
+}

@@ -1,0 +1,141 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, LessThan } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import * as oidc from 'openid-client';
+import { ProblemError, type RequestMeta, type SsoStart, type TokenPair } from '@ally/contracts';
+import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '../config.js';
+import { IdentityOutbox } from '../common/identity-outbox.js';
+import { SessionsService } from '../sessions/sessions.service.js';
+import { LoginThrottleService } from '../sessions/login-throttle.service.js';
+import { UserEntity } from '../users/user.entity.js';
+import { UsersRepository } from '../users/users.repository.js';
+import { SsoIdentityEntity } from './sso-identity.entity.js';
+import { SsoStateEntity } from './sso-state.entity.js';
+
+const STATE_TTL_MS = 10 * 60 * 1000;
+
+/**
+ * OIDC single sign-on: authorization code with PKCE (S256), state and nonce
+ * kept in the database between start and callback. An identity is linked to
+ * an account by the provider's subject; a first sign-in with a verified email
+ * links to the account with that address or creates one.
+ */
+@Injectable()
+export class SsoService {
+  private readonly configs = new Map<string, Promise<oidc.Configuration>>();
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly users: UsersRepository,
+    private readonly sessions: SessionsService,
+    private readonly throttle: LoginThrottleService,
+    private readonly outbox: IdentityOutbox,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+  ) {}
+
+  async start(providerId: string): Promise<SsoStart> {
+    const provider = this.provider(providerId);
+    const configuration = await this.discover(provider);
+    const codeVerifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const nonce = oidc.randomNonce();
+    const repo = this.ds.getRepository(SsoStateEntity);
+    await repo.delete({ expiresAt: LessThan(new Date()) });
+    await repo.insert({ state, provider: provider.id, codeVerifier, nonce, expiresAt: new Date(Date.now() + STATE_TTL_MS) });
+    const url = oidc.buildAuthorizationUrl(configuration, {
+      redirect_uri: provider.redirectUri,
+      scope: provider.scope,
+      code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    });
+    return { authorizationUrl: url.href };
+  }
+
+  async callback(providerId: string, callbackUrl: string, meta?: RequestMeta): Promise<TokenPair> {
+    const provider = this.provider(providerId);
+    const url = new URL(callbackUrl);
+    const error = url.searchParams.get('error');
+    if (error) throw new ProblemError(401, `The identity provider refused the sign-in: ${error}`);
+    const stateValue = url.searchParams.get('state') ?? '';
+    const state = await this.ds.transaction(async (em) => {
+      const row = await em.getRepository(SsoStateEntity).findOneBy({ state: stateValue, provider: provider.id });
+      if (row) await em.getRepository(SsoStateEntity).delete({ state: row.state });
+      return row;
+    });
+    if (!state || state.expiresAt.getTime() < Date.now()) throw new ProblemError(400, 'The sign-in attempt is unknown or expired; start again');
+
+    let claims: oidc.IDToken;
+    try {
+      const tokens = await oidc.authorizationCodeGrant(await this.discover(provider), url, {
+        pkceCodeVerifier: state.codeVerifier,
+        expectedState: state.state,
+        expectedNonce: state.nonce,
+        idTokenExpected: true,
+      });
+      claims = tokens.claims()!;
+    } catch (err) {
+      throw new ProblemError(401, `Single sign-on failed: ${(err as Error).message}`);
+    }
+
+    const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : undefined;
+    return this.ds.transaction(async (em) => {
+      const link = await em.getRepository(SsoIdentityEntity).findOneBy({ provider: provider.id, subject: claims.sub });
+      let user = link ? await this.users.findById(link.userId, em) : null;
+      if (!user) {
+        if (!email || claims.email_verified !== true) throw new ProblemError(401, 'The identity provider did not confirm an email address');
+        user = await this.users.findByEmail(email, em);
+        if (!user) user = await this.createUser(em, email, claims);
+        await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
+      }
+      const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
+      await this.throttle.record({ email: user.email, userId: user.id, ip: meta?.ip, succeeded: true, method: `sso:${provider.id}` });
+      const pair = await this.sessions.open(em, user, 'sso', meta);
+      await this.outbox.append(em, 'identity.user.signed-in', { userId: user.id, method: 'sso', newDevice: !knownIp }, { subject: { userId: user.id } });
+      return pair;
+    });
+  }
+
+  private async createUser(em: import('typeorm').EntityManager, email: string, claims: oidc.IDToken): Promise<UserEntity> {
+    const firstName = String(claims.given_name ?? '').trim();
+    const lastName = String(claims.family_name ?? '').trim();
+    if (!firstName || !lastName) throw new ProblemError(422, 'The identity provider did not share a first and last name, which an Ally account requires');
+    const user = em.getRepository(UserEntity).create({
+      id: randomUUID(),
+      email,
+      firstName,
+      lastName,
+      locale: String(claims.locale ?? '').startsWith('en') ? 'en' : 'de',
+      emailVerifiedAt: new Date(),
+      passwordHash: null,
+      platformRoles: [],
+      restrictToEu: true,
+    });
+    await em.getRepository(UserEntity).insert(user);
+    await this.outbox.append(em, 'identity.user.verified', { userId: user.id, email, firstName, locale: user.locale }, { subject: { userId: user.id } });
+    return user;
+  }
+
+  private provider(id: string): SsoProviderConfig {
+    const provider = this.config.SSO_PROVIDERS.find((p) => p.id === id);
+    if (!provider) throw new ProblemError(404, `Unknown single sign-on provider "${id}"`);
+    return provider;
+  }
+
+  private discover(provider: SsoProviderConfig): Promise<oidc.Configuration> {
+    let found = this.configs.get(provider.id);
+    if (!found) {
+      found = oidc
+        .discovery(new URL(provider.issuer), provider.clientId, provider.clientSecret, undefined, {
+          execute: provider.allowInsecure ? [oidc.allowInsecureRequests] : [],
+        })
+        .catch((err) => {
+          this.configs.delete(provider.id);
+          throw new ProblemError(503, `The identity provider ${provider.id} cannot be reached: ${(err as Error).message}`);
+        });
+      this.configs.set(provider.id, found);
+    }
+    return found;
+  }
+}

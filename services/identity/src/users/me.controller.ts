@@ -1,0 +1,25 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { actorOf } from '../common/actor.js';
+import { MeService } from './me.service.js';
+
+@Controller()
+export class MeController {
+  constructor(private readonly me: MeService) {}
+
+  @MessagePattern(IdentityRpc.getMe.subject)
+  get(@Payload() req: RpcRequest) {
+    return this.me.get(actorOf(req).userId);
+  }
+
+  @MessagePattern(IdentityRpc.updateMe.subject)
+  update(@Payload() req: RpcRequest) {
+    return this.me.update(actorOf(req).userId, parseInput(IdentityRpc.updateMe.input, req.input));
+  }
+
+  @MessagePattern(IdentityRpc.updateSettings.subject)
+  updateSettings(@Payload() req: RpcRequest) {
+    return this.me.updateSettings(actorOf(req).userId, parseInput(IdentityRpc.updateSettings.input, req.input));
+  }
+}

@@ -1,0 +1,45 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { ProblemError, type Me } from '@ally/contracts';
+import { IdentityOutbox } from '../common/identity-outbox.js';
+import { UserEntity } from './user.entity.js';
+import { UsersRepository } from './users.repository.js';
+
+@Injectable()
+export class MeService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly users: UsersRepository,
+    private readonly outbox: IdentityOutbox,
+  ) {}
+
+  async get(userId: string): Promise<Me> {
+    const user = await this.users.findById(userId);
+    if (!user) throw new ProblemError(401, 'The account no longer exists');
+    return this.users.toMe(user);
+  }
+
+  /** Rectification (Art. 16 GDPR). */
+  async update(userId: string, input: Partial<Pick<UserEntity, 'firstName' | 'lastName' | 'locale'>>): Promise<Me> {
+    return this.ds.transaction(async (em) => {
+      const user = await this.users.findById(userId, em);
+      if (!user) throw new ProblemError(401, 'The account no longer exists');
+      Object.assign(user, input);
+      await em.getRepository(UserEntity).save(user);
+      await this.outbox.append(em, 'identity.user.updated', { userId, changed: Object.keys(input) }, { subject: { userId } });
+      return this.users.toMe(user, em);
+    });
+  }
+
+  async updateSettings(userId: string, settings: { restrictToEu: boolean }): Promise<Me['settings']> {
+    return this.ds.transaction(async (em) => {
+      const user = await this.users.findById(userId, em);
+      if (!user) throw new ProblemError(401, 'The account no longer exists');
+      if (user.restrictToEu !== settings.restrictToEu) {
+        await em.getRepository(UserEntity).update({ id: userId }, { restrictToEu: settings.restrictToEu });
+        await this.outbox.append(em, 'identity.user.settings-changed', { userId, restrictToEu: settings.restrictToEu }, { subject: { userId } });
+      }
+      return { restrictToEu: settings.restrictToEu };
+    });
+  }
+}
