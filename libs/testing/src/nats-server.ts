@@ -1,0 +1,63 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { waitFor } from './wait-for.js';
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/**
+ * A private nats-server with JetStream for tests that stop and start NATS;
+ * the shared server on 4222 is never touched. Keeps its store across restarts.
+ */
+export class PrivateNatsServer {
+  private proc?: ChildProcess;
+  readonly storeDir = mkdtempSync(join(tmpdir(), 'ally-nats-'));
+  port = 0;
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async start(extraArgs: string[] = []): Promise<void> {
+    if (!this.port) this.port = await freePort();
+    const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir, ...extraArgs], { stdio: 'ignore' });
+    this.proc = proc;
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const sock = connect(this.port, '127.0.0.1', () => {
+            sock.end();
+            resolve(true);
+          });
+          sock.on('error', () => resolve(false));
+        }),
+      `nats-server on port ${this.port}`,
+    );
+  }
+
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      proc.once('exit', () => resolve());
+      proc.kill('SIGTERM');
+    });
+    this.proc = undefined;
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    rmSync(this.storeDir, { recursive: true, force: true });
+  }
+}
