@@ -56,24 +56,25 @@ export const createApiKeyInput = z.strictObject({
 export const idInput = z.strictObject({ id: z.uuid('must be a valid id') });
 export const createOrgInput = z.strictObject({ name: orgNameSchema });
 export const orgIdInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id') });
-export const createInvitationInput = z.strictObject({
-  orgId: z.uuid('must be a valid organisation id'),
-  email: emailSchema,
-  role: z.enum(['admin', 'member']),
-});
+/** The HTTP body; the organisation comes from the path. */
+export const invitationBody = z.strictObject({ email: emailSchema, role: z.enum(['admin', 'member']) });
+export const createInvitationInput = invitationBody.extend({ orgId: z.uuid('must be a valid organisation id') });
 export const acceptInvitationInput = z.strictObject({ token: tokenSchema });
 export const removeMemberInput = z.strictObject({
   orgId: z.uuid('must be a valid organisation id'),
   userId: z.uuid('must be a valid user id'),
 });
-export const updateOrgPolicyInput = z
-  .strictObject({
-    orgId: z.uuid('must be a valid organisation id'),
-    euOnly: z.boolean().optional(),
-    allowedModels: z.array(z.string().min(1).max(100)).max(100).optional(),
-    chatRetentionDays: z.number().int().min(1).max(3650).optional(),
-  })
-  .refine((v) => Object.keys(v).length > 1, 'at least one of euOnly, allowedModels, chatRetentionDays is required');
+const orgPolicyFields = z.strictObject({
+  euOnly: z.boolean().optional(),
+  allowedModels: z.array(z.string().min(1).max(100)).max(100).optional(),
+  chatRetentionDays: z.number().int().min(1).max(3650).optional(),
+});
+const POLICY_REQUIRED = 'at least one of euOnly, allowedModels, chatRetentionDays is required';
+/** The HTTP body; the organisation comes from the path. */
+export const orgPolicyBody = orgPolicyFields.refine((v) => Object.values(v).some((x) => x !== undefined), POLICY_REQUIRED);
+export const updateOrgPolicyInput = orgPolicyFields
+  .extend({ orgId: z.uuid('must be a valid organisation id') })
+  .refine(({ orgId: _, ...v }) => Object.values(v).some((x) => x !== undefined), POLICY_REQUIRED);
 export const apiKeyVerifyInput = z.strictObject({ key: z.string().min(1).max(200) });
 export const ssoStartInput = z.strictObject({ provider: z.string().regex(/^[a-z0-9-]{1,40}$/, 'unknown provider') });
 export const ssoCallbackInput = z.strictObject({

@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { decodeJwt } from 'jose';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, type TestEnv } from '@ally/testing';
+import { lastEvent } from './events.js';
+
+const PASSWORD = 'Sommerwiese am Fluss 2026';
+
+describe('the identity flow through the gateway, as a new user runs it with curl', () => {
+  let env: TestEnv;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    await env.start(identityService);
+    const gateway = await env.start(gatewayService);
+    http = httpClient(gateway.url);
+  });
+
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  const register = async (email: string, extra: Record<string, unknown> = {}) => {
+    const res = await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Jana', lastName: 'Novák', locale: 'en', ...extra });
+    expect(res.status).toBe(201);
+    return res.body;
+  };
+
+  it('registers, verifies the email, logs in, refreshes, detects refresh reuse, and manages an organisation', async () => {
+    const registered = await register('jana@example.eu');
+    expect(registered.user).toMatchObject({ email: 'jana@example.eu', firstName: 'Jana', lastName: 'Novák', emailVerified: false, settings: { restrictToEu: true } });
+
+    const event = await lastEvent<{ userId: string; verificationToken: string }>(env, 'identity.user.registered', (e) => e.data.userId === registered.user.id);
+    expect((await http.post('/v1/auth/verify-email', { token: event.data.verificationToken })).status).toBe(204);
+    expect((await http.post('/v1/auth/verify-email', { token: event.data.verificationToken })).status).toBe(400);
+
+    const login = await http.post('/v1/auth/login', { email: 'Jana@Example.eu', password: PASSWORD });
+    expect(login.status).toBe(200);
+    expect(login.body).toMatchObject({ tokenType: 'Bearer', expiresIn: 900 });
+    expect(decodeJwt(login.body.accessToken).sub).toBe(registered.user.id);
+
+    const me = await http.get('/v1/me', login.body.accessToken);
+    expect(me.status).toBe(200);
+    expect(me.body).toMatchObject({ id: registered.user.id, emailVerified: true, memberships: [] });
+    expect(me.headers.get('x-request-id')).toBeTruthy();
+
+    const refreshed = await http.post('/v1/auth/refresh', { refreshToken: login.body.refreshToken });
+    expect(refreshed.status).toBe(200);
+    const reused = await http.post('/v1/auth/refresh', { refreshToken: login.body.refreshToken });
+    expect(reused.status).toBe(401);
+    expect(reused.headers.get('content-type')).toContain('application/problem+json');
+    // The whole family is revoked: the token issued by the rotation no longer works either.
+    expect((await http.post('/v1/auth/refresh', { refreshToken: refreshed.body.refreshToken })).status).toBe(401);
+
+    const session = (await http.post('/v1/auth/login', { email: 'jana@example.eu', password: PASSWORD })).body;
+    const org = await http.post('/v1/orgs', { name: 'Novák Consulting GmbH' }, session.accessToken);
+    expect(org.status).toBe(201);
+    expect(org.body).toMatchObject({ name: 'Novák Consulting GmbH', role: 'owner' });
+
+    const invite = await http.post(`/v1/orgs/${org.body.id}/invitations`, { email: 'piotr@example.eu', role: 'member' }, session.accessToken);
+    expect(invite.status).toBe(201);
+    const invitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.body.id);
+
+    const piotr = await register('piotr@example.eu', { firstName: 'Piotr', lastName: 'Kowalski' });
+    const accepted = await http.post('/v1/invitations/accept', { token: invitation.data.token }, piotr.accessToken);
+    expect(accepted.status).toBe(200);
+    expect(accepted.body).toMatchObject({ orgId: org.body.id, role: 'member' });
+
+    const members = await http.get(`/v1/orgs/${org.body.id}/members`, session.accessToken);
+    expect(members.body.data.map((m: { role: string }) => m.role).sort()).toEqual(['member', 'owner']);
+
+    const settings = await http.patch('/v1/me/settings', { restrictToEu: false }, session.accessToken);
+    expect(settings.status).toBe(200);
+    expect(settings.body).toEqual({ restrictToEu: false });
+
+    const key = await http.post('/v1/me/api-keys', { name: 'CLI', workspace: org.body.id }, session.accessToken);
+    expect(key.status).toBe(201);
+    expect(key.body.key).toMatch(/^ally_/);
+    const viaKey = await http.get('/v1/me', key.body.key);
+    expect(viaKey.status).toBe(200);
+    expect(viaKey.body).toMatchObject({ id: registered.user.id, settings: { restrictToEu: false } });
+
+    expect((await http.delete(`/v1/me/api-keys/${key.body.id}`, session.accessToken)).status).toBe(204);
+    expect((await http.get('/v1/me', key.body.key)).status).toBe(401);
+  });
+
+  it('answers 404 for an organisation of another tenant', async () => {
+    const owner = await register('owner@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Owner AG' }, owner.accessToken)).body;
+    const stranger = await register('stranger@example.eu');
+    for (const path of [`/v1/orgs/${org.id}`, `/v1/orgs/${org.id}/members`]) {
+      const res = await http.get(path, stranger.accessToken);
+      expect(res.status).toBe(404);
+    }
+    const invite = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'x@example.eu', role: 'admin' }, stranger.accessToken);
+    expect(invite.status).toBe(404);
+  });
+
+  it('serves the JWKS and the OpenAPI document', async () => {
+    const jwks = await http.get('/.well-known/jwks.json');
+    expect(jwks.status).toBe(200);
+    expect(jwks.body.keys[0]).toMatchObject({ kty: 'OKP', crv: 'Ed25519', alg: 'EdDSA' });
+    expect(jwks.body.keys[0].d).toBeUndefined();
+    const openapi = await http.get('/docs/openapi.json');
+    expect(openapi.status).toBe(200);
+    expect(Object.keys(openapi.body.paths)).toEqual(expect.arrayContaining(['/v1/auth/register', '/v1/me', '/v1/orgs/{orgId}/invitations']));
+  });
+});

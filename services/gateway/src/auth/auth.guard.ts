@@ -1,0 +1,65 @@
+import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
+import { Reflector } from '@nestjs/core';
+import { errors as joseErrors, jwtVerify } from 'jose';
+import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { JwksCache } from './jwks-cache.service.js';
+import { IS_PUBLIC } from './public.decorator.js';
+
+export interface AuthenticatedRequest {
+  actor?: Actor;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+/**
+ * `Authorization: Bearer <access JWT>` is verified here, locally, against the
+ * cached JWKS; `Bearer ally_…` API keys are checked by identity (they can be
+ * revoked at any moment).
+ */
+@Injectable()
+export class AuthGuard implements CanActivate {
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly jwks: JwksCache,
+    private readonly rpc: RpcClient,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+  ) {}
+
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    if (context.getType() !== 'http') return true;
+    const req = context.switchToHttp().getRequest<AuthenticatedRequest>();
+    const isPublic = this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, [context.getHandler(), context.getClass()]);
+    const header = req.headers.authorization;
+    if (typeof header !== 'string' || !header) {
+      if (isPublic) return true;
+      throw new ProblemError(401, 'Authentication required: send Authorization: Bearer <token>');
+    }
+    const [scheme, token] = header.split(' ');
+    if (scheme?.toLowerCase() !== 'bearer' || !token) throw new ProblemError(401, 'The Authorization header must be "Bearer <token>"');
+    req.actor = token.startsWith('ally_') ? await this.fromApiKey(token) : await this.fromJwt(token);
+    return true;
+  }
+
+  private async fromJwt(token: string): Promise<Actor> {
+    try {
+      const { payload } = await jwtVerify(token, this.jwks.getKey, {
+        issuer: this.config.JWT_ISSUER,
+        audience: this.config.JWT_AUDIENCE,
+        algorithms: ['EdDSA'],
+        typ: 'at+jwt',
+      });
+      const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is 'compliance' | 'admin' => r === 'compliance' || r === 'admin') : [];
+      return { userId: String(payload.sub), platformRoles: roles };
+    } catch (err) {
+      if (err instanceof ProblemError) throw err;
+      const expired = err instanceof joseErrors.JWTExpired;
+      throw new ProblemError(401, expired ? 'The access token has expired; refresh it' : 'The access token is invalid');
+    }
+  }
+
+  private async fromApiKey(key: string): Promise<Actor> {
+    const identity = await this.rpc.call(IdentityRpc.verifyApiKey, { key });
+    return { userId: identity.userId, apiKeyWorkspace: identity.workspace, platformRoles: identity.platformRoles };
+  }
+}

@@ -1,0 +1,48 @@
+import { Injectable } from '@nestjs/common';
+import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import { IdentityRpc } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+
+const REFETCH_MIN_INTERVAL_MS = 1_000;
+
+/**
+ * identity's public keys, held locally so verifying an access token costs no
+ * hop. Fetched once, and again only when a token names a key we do not know
+ * (after a rotation), at most once a second.
+ */
+@Injectable()
+export class JwksCache {
+  private jwks?: JSONWebKeySet;
+  private keySet?: JWTVerifyGetKey;
+  private lastFetch = 0;
+  private inflight?: Promise<void>;
+
+  constructor(private readonly rpc: RpcClient) {}
+
+  async current(): Promise<JSONWebKeySet> {
+    if (!this.jwks) await this.refresh(true);
+    return this.jwks!;
+  }
+
+  /** A key resolver for jose's jwtVerify. */
+  readonly getKey: JWTVerifyGetKey = async (header, token) => {
+    if (!this.keySet) await this.refresh(true);
+    if (header.kid && !this.jwks!.keys.some((k) => k.kid === header.kid)) await this.refresh(false);
+    return this.keySet!(header, token);
+  };
+
+  private async refresh(force: boolean): Promise<void> {
+    if (!force && Date.now() - this.lastFetch < REFETCH_MIN_INTERVAL_MS) return;
+    this.inflight ??= (async () => {
+      try {
+        const jwks = (await this.rpc.call(IdentityRpc.jwks, {}, { timeoutMs: 3_000 })) as JSONWebKeySet;
+        this.jwks = jwks;
+        this.keySet = createLocalJWKSet(jwks);
+        this.lastFetch = Date.now();
+      } finally {
+        this.inflight = undefined;
+      }
+    })();
+    await this.inflight;
+  }
+}

@@ -1,0 +1,5 @@
+import { SetMetadata } from '@nestjs/common';
+
+export const IS_PUBLIC = 'ally:public';
+/** The route needs no credentials. */
+export const Public = () => SetMetadata(IS_PUBLIC, true);

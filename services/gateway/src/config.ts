@@ -1,0 +1,23 @@
+import { z } from 'zod';
+import { baseConfigSchema } from '@ally/platform';
+
+export const gatewayConfigSchema = baseConfigSchema.extend({
+  GATEWAY_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+  JWT_ISSUER: z.string().default('https://ally.eu'),
+  JWT_AUDIENCE: z.string().default('ally-api'),
+  /** Comma-separated origins allowed by CORS; empty allows none. */
+  CORS_ORIGINS: z
+    .string()
+    .default('')
+    .transform((s) => s.split(',').map((o) => o.trim()).filter(Boolean)),
+  BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
+  /** Requests per minute per user (or per IP when anonymous). */
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),
+  /** Requests per minute per IP on the unauthenticated auth routes (login, register, reset). */
+  AUTH_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(30),
+  RPC_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
+});
+
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;
+export const GATEWAY_CONFIG = Symbol('GATEWAY_CONFIG');

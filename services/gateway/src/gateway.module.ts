@@ -1,0 +1,25 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { PlatformModule, type PlatformContext } from '@ally/platform';
+import { AuthGuard } from './auth/auth.guard.js';
+import { JwksCache } from './auth/jwks-cache.service.js';
+import { GATEWAY_CONFIG, type GatewayConfig } from './config.js';
+import { AuthController } from './identity/auth.controller.js';
+import { MeController } from './identity/me.controller.js';
+import { OrgsController } from './identity/orgs.controller.js';
+
+@Module({})
+export class GatewayModule {
+  static forRoot(ctx: PlatformContext & { config: GatewayConfig }): DynamicModule {
+    return {
+      module: GatewayModule,
+      imports: [PlatformModule.forRoot(ctx)],
+      controllers: [AuthController, MeController, OrgsController],
+      providers: [
+        { provide: GATEWAY_CONFIG, useValue: ctx.config },
+        JwksCache,
+        { provide: APP_GUARD, useClass: AuthGuard },
+      ],
+    };
+  }
+}

@@ -1,0 +1,54 @@
+import helmet from '@fastify/helmet';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { randomUUID } from 'node:crypto';
+import type { ServiceDefinition } from '@ally/platform';
+import { registerRateLimits } from './auth/rate-limits.js';
+import { registerProblemErrorHandler } from './common/http-errors.js';
+import { gatewayConfigSchema, type GatewayConfig } from './config.js';
+import { GatewayModule } from './gateway.module.js';
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** gateway: the public HTTP API; stateless, so it scales freely. */
+export const gatewayService: ServiceDefinition<GatewayConfig> = {
+  name: 'gateway',
+  configSchema: gatewayConfigSchema,
+  portVariable: 'GATEWAY_PORT',
+  module: (ctx) => GatewayModule.forRoot(ctx),
+  fastifyOptions: (config) => ({
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    // A caller's x-request-id is kept when it is sane, otherwise we make one.
+    genReqId: (req: { headers: Record<string, unknown> }) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+  }),
+  async configureHttp(app, { config, logger }) {
+    const fastify = app.getHttpAdapter().getInstance();
+    registerProblemErrorHandler(fastify, logger);
+    fastify.addHook('onRequest', async (req, reply) => {
+      reply.header('x-request-id', req.id);
+    });
+    await registerRateLimits(fastify, config);
+    await app.register(helmet as any, {
+      // The OpenAPI UI at /docs needs inline scripts and styles.
+      contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'"], styleSrc: ["'self'", "'unsafe-inline'"], imgSrc: ["'self'", 'data:'] } },
+    });
+    app.enableCors({
+      origin: config.CORS_ORIGINS,
+      credentials: true,
+      exposedHeaders: ['x-request-id', 'retry-after', 'x-ally-residency'],
+    });
+    const document = SwaggerModule.createDocument(
+      app,
+      new DocumentBuilder()
+        .setTitle('Ally API')
+        .setDescription('EU-sovereign AI assistant platform. Errors are application/problem+json (RFC 9457).')
+        .setVersion('1')
+        .addBearerAuth({ type: 'http', scheme: 'bearer', description: 'Access JWT or an API key (ally_…)' })
+        .addServer(config.PUBLIC_BASE_URL)
+        .build(),
+    );
+    SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/openapi.json' });
+  },
+};

@@ -1,0 +1,106 @@
+import { Controller, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import {
+  forgotPasswordInput,
+  IdentityRpc,
+  loginInput,
+  logoutInput,
+  refreshInput,
+  registerInput,
+  resetPasswordInput,
+  verifyEmailInput,
+  type RequestMeta,
+} from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { Public } from '../auth/public.decorator.js';
+import { AuthRateLimited } from '../auth/rate-limits.js';
+import { RequestMetaParam } from '../common/request-context.js';
+import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { JwksCache } from '../auth/jwks-cache.service.js';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+
+@ApiTags('auth')
+@Controller()
+@Public()
+export class AuthController {
+  constructor(
+    private readonly rpc: RpcClient,
+    private readonly jwks: JwksCache,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+  ) {}
+
+  @Post('v1/auth/register')
+  @AuthRateLimited()
+  @BodySchema(registerInput)
+  register(@ValidBody(registerInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.register, body as any, { meta });
+  }
+
+  @Post('v1/auth/verify-email')
+  @HttpCode(204)
+  @AuthRateLimited()
+  @BodySchema(verifyEmailInput)
+  async verifyEmail(@ValidBody(verifyEmailInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(IdentityRpc.verifyEmail, body as any, { meta });
+  }
+
+  @Post('v1/auth/login')
+  @HttpCode(200)
+  @AuthRateLimited()
+  @BodySchema(loginInput)
+  login(@ValidBody(loginInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.login, body as any, { meta });
+  }
+
+  @Post('v1/auth/refresh')
+  @HttpCode(200)
+  @BodySchema(refreshInput)
+  refresh(@ValidBody(refreshInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.refresh, body as any, { meta });
+  }
+
+  @Post('v1/auth/logout')
+  @HttpCode(204)
+  @BodySchema(logoutInput)
+  async logout(@ValidBody(logoutInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(IdentityRpc.logout, body as any, { meta });
+  }
+
+  @Post('v1/auth/password/forgot')
+  @HttpCode(202)
+  @AuthRateLimited()
+  @BodySchema(forgotPasswordInput)
+  async forgot(@ValidBody(forgotPasswordInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(IdentityRpc.forgotPassword, body as any, { meta });
+    return { status: 'accepted' };
+  }
+
+  @Post('v1/auth/password/reset')
+  @HttpCode(204)
+  @AuthRateLimited()
+  @BodySchema(resetPasswordInput)
+  async reset(@ValidBody(resetPasswordInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(IdentityRpc.resetPassword, body as any, { meta });
+  }
+
+  /** Redirects the browser to the identity provider. */
+  @Get('v1/auth/sso/:provider/start')
+  async ssoStart(@Param('provider') provider: string, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
+    const { authorizationUrl } = await this.rpc.call(IdentityRpc.ssoStart, { provider }, { meta });
+    reply.status(302).header('location', authorizationUrl).send();
+  }
+
+  /** The provider redirects back here; answers the token pair. */
+  @Get('v1/auth/sso/:provider/callback')
+  ssoCallback(@Param('provider') provider: string, @Req() req: FastifyRequest, @RequestMetaParam() meta: RequestMeta) {
+    // The URL the provider redirected to, as registered there: public base + path + query.
+    const callbackUrl = new URL(req.url, this.config.PUBLIC_BASE_URL);
+    return this.rpc.call(IdentityRpc.ssoCallback, { provider, callbackUrl: callbackUrl.href }, { meta });
+  }
+
+  @Get('.well-known/jwks.json')
+  jwksDocument() {
+    return this.jwks.current();
+  }
+}

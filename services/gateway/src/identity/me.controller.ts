@@ -1,0 +1,48 @@
+import { Controller, Delete, Get, HttpCode, Patch, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { createApiKeyInput, IdentityRpc, updateMeInput, updateSettingsInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
+import { UuidParam } from '../common/uuid-param.js';
+import { BodySchema, ValidBody } from '../common/zod-body.js';
+
+@ApiTags('me')
+@ApiBearerAuth()
+@Controller('v1/me')
+export class MeController {
+  constructor(private readonly rpc: RpcClient) {}
+
+  @Get()
+  get(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.getMe, {}, { actor, meta });
+  }
+
+  @Patch()
+  @BodySchema(updateMeInput)
+  update(@ValidBody(updateMeInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.updateMe, body as any, { actor, meta });
+  }
+
+  @Patch('settings')
+  @BodySchema(updateSettingsInput)
+  settings(@ValidBody(updateSettingsInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.updateSettings, body as any, { actor, meta });
+  }
+
+  @Post('api-keys')
+  @BodySchema(createApiKeyInput)
+  createApiKey(@ValidBody(createApiKeyInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.createApiKey, body as any, { actor, meta });
+  }
+
+  @Get('api-keys')
+  listApiKeys(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.listApiKeys, {}, { actor, meta });
+  }
+
+  @Delete('api-keys/:id')
+  @HttpCode(204)
+  async revokeApiKey(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(IdentityRpc.revokeApiKey, { id }, { actor, meta });
+  }
+}

@@ -1,0 +1,71 @@
+import { Controller, Delete, Get, HttpCode, Patch, Post } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import type { z } from 'zod';
+import { acceptInvitationInput, createOrgInput, IdentityRpc, invitationBody, orgPolicyBody, type Actor, type RequestMeta } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
+import { UuidParam } from '../common/uuid-param.js';
+import { BodySchema, ValidBody } from '../common/zod-body.js';
+
+@ApiTags('organisations')
+@ApiBearerAuth()
+@Controller()
+export class OrgsController {
+  constructor(private readonly rpc: RpcClient) {}
+
+  @Post('v1/orgs')
+  @BodySchema(createOrgInput)
+  create(@ValidBody(createOrgInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.createOrg, body as any, { actor, meta });
+  }
+
+  @Get('v1/orgs/:orgId')
+  get(@UuidParam('orgId') orgId: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor, meta });
+  }
+
+  @Get('v1/orgs/:orgId/members')
+  members(@UuidParam('orgId') orgId: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.listMembers, { orgId }, { actor, meta });
+  }
+
+  @Post('v1/orgs/:orgId/invitations')
+  @BodySchema(invitationBody)
+  invite(
+    @UuidParam('orgId') orgId: string,
+    @ValidBody(invitationBody) body: z.infer<typeof invitationBody>,
+    @CurrentActor() actor: Actor,
+    @RequestMetaParam() meta: RequestMeta,
+  ) {
+    return this.rpc.call(IdentityRpc.createInvitation, { orgId, ...body }, { actor, meta });
+  }
+
+  @Post('v1/invitations/accept')
+  @HttpCode(200)
+  @BodySchema(acceptInvitationInput)
+  accept(@ValidBody(acceptInvitationInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.acceptInvitation, body as any, { actor, meta });
+  }
+
+  @Delete('v1/orgs/:orgId/members/:userId')
+  @HttpCode(204)
+  async removeMember(
+    @UuidParam('orgId') orgId: string,
+    @UuidParam('userId') userId: string,
+    @CurrentActor() actor: Actor,
+    @RequestMetaParam() meta: RequestMeta,
+  ) {
+    await this.rpc.call(IdentityRpc.removeMember, { orgId, userId }, { actor, meta });
+  }
+
+  @Patch('v1/orgs/:orgId/policy')
+  @BodySchema(orgPolicyBody)
+  policy(
+    @UuidParam('orgId') orgId: string,
+    @ValidBody(orgPolicyBody) body: z.infer<typeof orgPolicyBody>,
+    @CurrentActor() actor: Actor,
+    @RequestMetaParam() meta: RequestMeta,
+  ) {
+    return this.rpc.call(IdentityRpc.updateOrgPolicy, { orgId, ...body }, { actor, meta });
+  }
+}
