@@ -2,12 +2,14 @@ import { Controller, Get, Header, HttpException, Inject, Res } from '@nestjs/com
 import type { FastifyReply } from 'fastify';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { Registry } from 'prom-client';
+import { Public } from './public.decorator.js';
 import { READINESS_CHECKS, type ReadinessCheck } from './readiness.js';
 
 const withTimeout = (p: Promise<void>, ms: number) =>
   Promise.race([p, new Promise<void>((_, rej) => setTimeout(() => rej(new Error(`no answer in ${ms} ms`)), ms))]);
 
 /** `/health/live` (the process runs), `/health/ready` (its DB and NATS answer), `/metrics`. */
+@Public()
 @Controller()
 export class HealthController {
   constructor(

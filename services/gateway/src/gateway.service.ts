@@ -3,7 +3,6 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
-import { registerProblemErrorHandler } from './common/http-errors.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 
@@ -23,9 +22,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
   }),
-  async configureHttp(app, { config, logger }) {
+  async configureHttp(app, { config }) {
     const fastify = app.getHttpAdapter().getInstance();
-    registerProblemErrorHandler(fastify, logger);
     fastify.addHook('onRequest', async (req, reply) => {
       reply.header('x-request-id', req.id);
     });

@@ -12,7 +12,7 @@ import { identityService } from '@ally/identity';
 
 const CLIENT_ID = 'ally';
 const CLIENT_SECRET = 'a-client-secret-for-the-local-provider';
-const REDIRECT_URI = 'http://localhost:3000/api/v1/auth/sso/local/callback';
+const REDIRECT_URI = 'http://localhost:3000/v1/auth/sso/local/callback';
 
 /** The people the local provider knows, by subject. */
 const accounts: Record<string, { email: string; given_name: string; family_name: string }> = {
@@ -86,6 +86,9 @@ async function startProvider(): Promise<{ issuer: string; close: () => Promise<v
       },
     ],
     pkce: { required: () => true },
+    // conformIdTokenClaims stays at its default (true): with an access token issued, the
+    // ID token carries only sub, and email and names come from UserInfo (OIDC Core 5.4).
+    ttl: { AccessToken: 600, AuthorizationCode: 60, Grant: 600, IdToken: 600, Interaction: 600, Session: 600 },
     features: { devInteractions: { enabled: false } },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['given_name', 'family_name'] },
@@ -202,28 +205,37 @@ describe('identity single sign-on against a local OpenID provider', () => {
 
     expect(pair).toMatchObject({ tokenType: 'Bearer', expiresIn: expect.any(Number) });
     expect(pair.refreshToken).toEqual(expect.any(String));
-    const [user] = await env.sql(`SELECT id, email, first_name, last_name, email_verified_at, password_hash FROM users WHERE email = $1`, [
+    const [user] = await env.sql(`SELECT id, email, first_name, last_name, email_verified_at, password_hash FROM identity.users WHERE email = $1`, [
       'anna.schmidt@example.eu',
     ]);
     expect(user).toMatchObject({ first_name: 'Anna', last_name: 'Schmidt', password_hash: null });
     expect(user.email_verified_at).not.toBeNull();
     expect(decodeJwt(pair.accessToken).sub).toBe(user.id);
-    expect(await env.sql(`SELECT provider, subject, user_id FROM sso_identities`)).toEqual([
+    expect(await env.sql(`SELECT provider, subject, user_id FROM identity.sso_identities`)).toEqual([
       { provider: 'local', subject: 'sub-anna', user_id: user.id },
     ]);
     // The state is single use and gone once consumed.
-    expect(await env.sql(`SELECT state FROM sso_states WHERE state = $1`, [auth.searchParams.get('state')])).toEqual([]);
+    expect(await env.sql(`SELECT state FROM identity.sso_states WHERE state = $1`, [auth.searchParams.get('state')])).toEqual([]);
   });
 
   it('signs the same subject in again as the same user', async () => {
     const first = await signIn('sub-anna');
     const second = await signIn('sub-anna');
     expect(decodeJwt(second.pair.accessToken).sub).toBe(decodeJwt(first.pair.accessToken).sub);
-    expect(await env.sql(`SELECT id FROM users WHERE email = $1`, ['anna.schmidt@example.eu'])).toHaveLength(1);
-    expect(await env.sql(`SELECT subject FROM sso_identities`)).toHaveLength(1);
+    expect(await env.sql(`SELECT id FROM identity.users WHERE email = $1`, ['anna.schmidt@example.eu'])).toHaveLength(1);
+    expect(await env.sql(`SELECT subject FROM identity.sso_identities`)).toHaveLength(1);
 
     const other = await signIn('sub-jonas');
     expect(decodeJwt(other.pair.accessToken).sub).not.toBe(decodeJwt(first.pair.accessToken).sub);
+  });
+
+  it('redeems the code for the configured redirect URI whatever origin the callback reached identity on', async () => {
+    const { authorizationUrl } = await rpc.call(IdentityRpc.ssoStart, { provider: 'local' });
+    const callbackUrl = new URL(await signInAtProvider(authorizationUrl, 'sub-anna'));
+    const behindProxy = new URL(`http://gateway.internal:8080${callbackUrl.pathname}${callbackUrl.search}`);
+    const pair = await rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: behindProxy.href });
+    const [user] = await env.sql(`SELECT id FROM identity.users WHERE email = $1`, ['anna.schmidt@example.eu']);
+    expect(decodeJwt(pair.accessToken).sub).toBe(user.id);
   });
 
   it('answers 400 for a tampered or unknown state and does not redeem the code', async () => {

@@ -5,7 +5,7 @@ import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { JwksCache } from './jwks-cache.service.js';
-import { IS_PUBLIC } from './public.decorator.js';
+import { IS_PUBLIC } from '@ally/platform';
 
 export interface AuthenticatedRequest {
   actor?: Actor;

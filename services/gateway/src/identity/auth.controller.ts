@@ -13,7 +13,7 @@ import {
   type RequestMeta,
 } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { Public } from '../auth/public.decorator.js';
+import { Public } from '@ally/platform';
 import { AuthRateLimited } from '../auth/rate-limits.js';
 import { RequestMetaParam } from '../common/request-context.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';

@@ -68,19 +68,31 @@ export class SsoService {
 
     let claims: oidc.IDToken;
     try {
-      const tokens = await oidc.authorizationCodeGrant(await this.discover(provider), url, {
+      const configuration = await this.discover(provider);
+      // The token request must name the redirect URI of the authorization request,
+      // which is the configured one, not whatever origin the callback reached us on.
+      const redirected = new URL(provider.redirectUri);
+      redirected.search = url.search;
+      const tokens = await oidc.authorizationCodeGrant(configuration, redirected, {
         pkceCodeVerifier: state.codeVerifier,
         expectedState: state.state,
         expectedNonce: state.nonce,
         idTokenExpected: true,
       });
       claims = tokens.claims()!;
+      // When an access token is issued too, OIDC Core (5.4) has providers answer the
+      // email and profile claims from UserInfo rather than in the ID token.
+      const wanted = ['email', 'email_verified', 'given_name', 'family_name'];
+      if (wanted.some((c) => claims[c] === undefined) && configuration.serverMetadata().userinfo_endpoint) {
+        const userInfo = await oidc.fetchUserInfo(configuration, tokens.access_token, claims.sub);
+        claims = { ...userInfo, ...claims };
+      }
     } catch (err) {
       throw new ProblemError(401, `Single sign-on failed: ${(err as Error).message}`);
     }
 
     const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : undefined;
-    return this.ds.transaction(async (em) => {
+    const { user, pair } = await this.ds.transaction(async (em) => {
       const link = await em.getRepository(SsoIdentityEntity).findOneBy({ provider: provider.id, subject: claims.sub });
       let user = link ? await this.users.findById(link.userId, em) : null;
       if (!user) {
@@ -90,11 +102,13 @@ export class SsoService {
         await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
       }
       const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
-      await this.throttle.record({ email: user.email, userId: user.id, ip: meta?.ip, succeeded: true, method: `sso:${provider.id}` });
       const pair = await this.sessions.open(em, user, 'sso', meta);
       await this.outbox.append(em, 'identity.user.signed-in', { userId: user.id, method: 'sso', newDevice: !knownIp }, { subject: { userId: user.id } });
-      return pair;
+      return { user, pair };
     });
+    // The audit writes outside this transaction, so only once an account created here is committed.
+    await this.throttle.record({ email: user.email, userId: user.id, ip: meta?.ip, succeeded: true, method: `sso:${provider.id}` });
+    return pair;
   }
 
   private async createUser(em: import('typeorm').EntityManager, email: string, claims: oidc.IDToken): Promise<UserEntity> {

@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+// `npm start`: checks Postgres and NATS, builds, migrates, and runs every service
+// in development mode; the gateway answers on http://localhost:3000.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { build } from './build.mjs';
+import { reachable } from './infra.mjs';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
+const adminUrl = new URL(process.env.DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/ally');
+const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+const database = adminUrl.pathname.slice(1) || 'ally';
+
+/** Start order: services first, the gateway last. HTTP ports for health and metrics. */
+const SERVICES = [
+  { name: 'identity', port: 8101, database: true },
+  { name: 'chat', port: 8102, database: true },
+  { name: 'billing', port: 8103, database: true },
+  { name: 'privacy', port: 8104, database: true },
+  { name: 'notify', port: 8105, database: true },
+  { name: 'gateway', port: Number(process.env.GATEWAY_PORT ?? 3000), database: false },
+].filter((s) => existsSync(join(root, 'services', s.name, 'src', 'main.ts')));
+
+function fail(line) {
+  console.error(line);
+  process.exit(1);
+}
+
+async function preflight() {
+  const natsHost = new URL(natsUrl.split(',')[0]);
+  if (!(await reachable({ host: adminUrl.hostname, port: Number(adminUrl.port || 5432) }))) {
+    fail(`Postgres is not running on ${adminUrl.hostname}:${adminUrl.port || 5432}: start it with \`pg_ctlcluster 15 main start\` (or point DATABASE_ADMIN_URL at one).`);
+  }
+  if (!(await reachable({ host: natsHost.hostname, port: Number(natsHost.port || 4222) }))) {
+    fail(`NATS is not running on ${natsHost.hostname}:${natsHost.port || 4222}: start it with \`nats-server -js\` (JetStream on) or set NATS_URL.`);
+  }
+}
+
+async function ensureDatabase() {
+  const server = new URL(adminUrl);
+  server.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: server.href });
+  try {
+    await client.connect();
+    const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (found.rowCount === 0) await client.query(`CREATE DATABASE "${database}"`);
+  } catch (err) {
+    fail(`Postgres at ${adminUrl.host} refused ${adminUrl.username || 'the admin role'}: ${err.message}. Set DATABASE_ADMIN_URL to a role that may create databases and roles.`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+function serviceEnv(service) {
+  const dbUrl = new URL(adminUrl);
+  dbUrl.username = `ally_${service.name}`;
+  dbUrl.password = `ally_${service.name}`;
+  return {
+    ...process.env,
+    NODE_ENV: process.env.NODE_ENV ?? 'development',
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+    NATS_URL: natsUrl,
+    HTTP_PORT: String(service.port),
+    ...(service.name === 'gateway' ? { GATEWAY_PORT: String(service.port) } : {}),
+    ...(service.database ? { DATABASE_URL: dbUrl.href, DATABASE_ADMIN_URL: adminUrl.href } : {}),
+  };
+}
+
+const mainOf = (service) => join(root, 'services', service.name, 'dist', 'main.js');
+
+await preflight();
+await build();
+await ensureDatabase();
+for (const service of SERVICES.filter((s) => s.database)) {
+  const r = spawnSync(process.execPath, [mainOf(service), 'migrate'], { env: serviceEnv(service), stdio: 'inherit' });
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+const children = [];
+let stopping = false;
+function stopAll(code) {
+  if (stopping) return;
+  stopping = true;
+  for (const child of children) child.kill('SIGTERM');
+  setTimeout(() => process.exit(code), 3_000).unref();
+  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))))).then(() => process.exit(code));
+}
+process.on('SIGINT', () => stopAll(0));
+process.on('SIGTERM', () => stopAll(0));
+
+for (const service of SERVICES) {
+  const child = spawn(process.execPath, ['--enable-source-maps', mainOf(service)], { env: serviceEnv(service), stdio: 'inherit' });
+  children.push(child);
+  child.on('exit', (code) => {
+    if (!stopping) {
+      console.error(`${service.name} exited (code ${code}); stopping the others.`);
+      stopAll(code || 1);
+    }
+  });
+  // Wait until it is ready before starting the next one, so the gateway finds identity.
+  const health = `http://127.0.0.1:${service.port}/health/ready`;
+  for (let i = 0; i < 100 && !stopping; i++) {
+    const ok = await fetch(health).then((r) => r.ok, () => false);
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+if (!stopping) {
+  const gateway = SERVICES.find((s) => s.name === 'gateway');
+  console.log(
+    `\nAlly is running: gateway http://localhost:${gateway.port} (OpenAPI at /docs). ` +
+      `Development mode: no mail is sent; verification and reset links appear in identity's log ("development: verify-email link").\n`,
+  );
+}
