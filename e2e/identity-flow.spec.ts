@@ -2,8 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { decodeJwt } from 'jose';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, type TestEnv } from '@ally/testing';
-import { lastEvent } from './events.js';
+import { createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
 
 const PASSWORD = 'Sommerwiese am Fluss 2026';
 

@@ -17,11 +17,13 @@ async function* walk(dir) {
   }
 }
 
-export async function build() {
+/** Builds the given package folders (e.g. `services/identity`), or all of them. */
+export async function build(only = []) {
   const packages = [];
   for (const group of ['libs', 'services']) {
     for (const name of await readdir(join(root, group))) packages.push(join(root, group, name));
   }
+  if (only.length) packages.splice(0, packages.length, ...only.map((p) => join(root, p)));
   let files = 0;
   await Promise.all(
     packages.map(async (pkg) => {
@@ -48,6 +50,6 @@ export async function build() {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const started = Date.now();
-  const files = await build();
+  const files = await build(process.argv.slice(2));
   console.log(`built ${files} files in ${Date.now() - started} ms`);
 }

@@ -2,3 +2,4 @@ export * from './test-env.js';
 export * from './http.js';
 export * from './wait-for.js';
 export * from './nats-server.js';
+export * from './events.js';

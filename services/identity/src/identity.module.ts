@@ -11,6 +11,7 @@ import { IDENTITY_CONFIG, type IdentityConfig } from './config.js';
 import { OrgsController } from './orgs/orgs.controller.js';
 import { OrgsService } from './orgs/orgs.service.js';
 import { PlatformRolesService } from './platform-roles/platform-roles.service.js';
+import { RetentionService } from './retention/retention.service.js';
 import { LoginThrottleService } from './sessions/login-throttle.service.js';
 import { SessionsService } from './sessions/sessions.service.js';
 import { JwksController } from './signing-keys/jwks.controller.js';
@@ -43,6 +44,7 @@ export class IdentityModule {
         ApiKeysService,
         SsoService,
         PlatformRolesService,
+        RetentionService,
       ],
     };
   }

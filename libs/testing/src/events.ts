@@ -1,6 +1,7 @@
 import { jetstream } from '@nats-io/jetstream';
 import { eventsStreamName, type EventEnvelope } from '@ally/contracts';
-import { waitFor, type TestEnv } from '@ally/testing';
+import type { TestEnv } from './test-env.js';
+import { waitFor } from './wait-for.js';
 
 /** The newest event of a type in this run's stream that matches `where` (what notify will consume). */
 export async function lastEvent<T = any>(env: TestEnv, type: string, where: (e: EventEnvelope<T>) => boolean = () => true): Promise<EventEnvelope<T>> {

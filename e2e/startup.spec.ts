@@ -1,0 +1,57 @@
+import { describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
+import { freePort } from '@ally/testing';
+
+/** Runs a command of the built platform (npm test builds first) and collects what it printed. */
+function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { env: { PATH: process.env.PATH ?? '', ...env }, timeout: 30_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const lines = (s: string) => s.split('\n').filter((l) => l.trim());
+
+describe('starting with a dependency missing', () => {
+  it('npm start names a stopped Postgres in one line and exits', async () => {
+    const port = await freePort();
+    const r = await run(['tools/scripts/start.mjs'], { DATABASE_ADMIN_URL: `postgres://postgres@127.0.0.1:${port}/ally` });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual([`Postgres is not running on 127.0.0.1:${port}: start it with \`pg_ctlcluster 15 main start\` (or point DATABASE_ADMIN_URL at one).`]);
+  });
+
+  it('npm start names a stopped NATS in one line and exits', async () => {
+    const port = await freePort();
+    const r = await run(['tools/scripts/start.mjs'], { NATS_URL: `nats://127.0.0.1:${port}` });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual([`NATS is not running on 127.0.0.1:${port}: start it with \`nats-server -js\` (JetStream on) or set NATS_URL.`]);
+  });
+
+  it('a service names a stopped NATS in one line, without a stack trace', async () => {
+    const port = await freePort();
+    const r = await run(['services/identity/dist/main.js'], {
+      DATABASE_URL: 'postgres://ally_identity@127.0.0.1:5432/ally',
+      NATS_URL: `nats://127.0.0.1:${port}`,
+    });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toHaveLength(1);
+    expect(r.stderr).toMatch(new RegExp(`^identity: NATS is not reachable at nats://127.0.0.1:${port} .*start it with \`nats-server -js\``));
+  });
+
+  it('a service names a missing or malformed variable in one line', async () => {
+    const missing = await run(['services/identity/dist/main.js'], {});
+    expect(missing.code).toBe(1);
+    expect(lines(missing.stderr)).toEqual(['identity: Configuration error: DATABASE_URL is missing']);
+
+    const malformed = await run(['services/identity/dist/main.js'], { DATABASE_URL: 'mysql://x', ARGON2_MEMORY_KIB: '1024' });
+    expect(malformed.code).toBe(1);
+    expect(lines(malformed.stderr)).toEqual(['identity: Configuration error: DATABASE_URL must be a postgres:// URL']);
+
+    const weak = await run(['services/identity/dist/main.js'], { DATABASE_URL: 'postgres://x@127.0.0.1/ally', ARGON2_MEMORY_KIB: '1024' });
+    expect(lines(weak.stderr)).toEqual([expect.stringMatching(/^identity: Configuration error: ARGON2_MEMORY_KIB /)]);
+  });
+});

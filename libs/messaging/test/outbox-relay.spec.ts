@@ -1,0 +1,141 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Registry } from 'prom-client';
+import type { DataSource } from 'typeorm';
+import { eventsStreamName, eventSubject, withPrefix, type EventEnvelope } from '@ally/contracts';
+import { connectNats, ensureStreams, Outbox, OutboxRelay } from '@ally/messaging';
+import { createTestEnv, PrivateNatsServer, waitFor, type TestEnv } from '@ally/testing';
+import { metricValue, openTestSchema, silentLogger, TestEvents } from './support.js';
+
+const SCHEMA = 'relay';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe(OutboxRelay.name, () => {
+  let env: TestEnv;
+  let server: PrivateNatsServer;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let dataSource: DataSource;
+  let relay: OutboxRelay;
+  const registry = new Registry();
+  const outbox = new Outbox('test', TestEvents);
+  /** Every envelope id appended so far, in order. */
+  const appended: string[] = [];
+
+  const stream = () => eventsStreamName(env.prefix);
+  const subject = () => withPrefix(env.prefix, eventSubject('test.thing.happened'));
+  const unsent = async () => (await env.sql<{ n: number }>(`SELECT count(*)::int AS n FROM ${SCHEMA}.outbox WHERE sent_at IS NULL`))[0].n;
+
+  /** All messages of the stream, read one by one by sequence. */
+  async function streamMessages(): Promise<{ seq: number; msgId: string | undefined; envelope: EventEnvelope }[]> {
+    const { state } = await jsm.streams.info(stream());
+    const out = [];
+    for (let seq = state.first_seq; state.messages > 0 && seq <= state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(stream(), { seq });
+      if (m) out.push({ seq, msgId: m.header?.get('Nats-Msg-Id'), envelope: m.json<EventEnvelope>() });
+    }
+    return out;
+  }
+
+  async function appendEvents(transactions: number, perTransaction: number): Promise<string[]> {
+    const ids: string[] = [];
+    for (let t = 0; t < transactions; t++) {
+      await dataSource.transaction(async (em) => {
+        for (let i = 0; i < perTransaction; i++) {
+          const envelope = await outbox.append(em, 'test.thing.happened', { n: appended.length + ids.length });
+          ids.push(envelope.id);
+        }
+      });
+    }
+    appended.push(...ids);
+    return ids;
+  }
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    server = new PrivateNatsServer();
+    await server.start();
+    ({ dataSource } = await openTestSchema(env, SCHEMA));
+    nc = await connectNats({ url: server.url, name: 'outbox-relay-spec' });
+    await ensureStreams(nc, { prefix: env.prefix });
+    jsm = await jetstreamManager(nc);
+    relay = new OutboxRelay({
+      dataSource,
+      databaseUrl: env.serviceDbUrl(SCHEMA),
+      schema: SCHEMA,
+      nats: nc,
+      prefix: env.prefix,
+      logger: silentLogger(),
+      registry,
+      pollIntervalMs: 200,
+    });
+    await relay.start();
+  });
+
+  afterAll(async () => {
+    await relay?.stop();
+    await nc?.close();
+    await dataSource?.destroy();
+    await server?.destroy();
+    await env?.close();
+  });
+
+  it('keeps events written while NATS is stopped unsent, and publishes each exactly once when the same NATS is back', async () => {
+    await server.stop();
+    const ids = await appendEvents(4, 5);
+
+    // The relay is woken by NOTIFY and polls every 200 ms: give it many tries against the dead server.
+    await sleep(1_500);
+    expect(await unsent()).toBe(ids.length);
+    expect(await metricValue(registry, 'ally_outbox_published_total')).toBe(0);
+
+    await server.start(); // same port, same store dir: the stream and its dedup state survive
+    await waitFor(async () => (await unsent()) === 0, 'every outbox row marked sent', 30_000);
+
+    const info = await jsm.streams.info(stream(), { subjects_filter: '>' });
+    expect(info.state.messages).toBe(ids.length);
+    expect(info.state.subjects).toEqual({ [subject()]: ids.length });
+    const messages = await streamMessages();
+    expect(new Set(messages.map((m) => m.envelope.id)).size).toBe(ids.length);
+    // In outbox order, each under its envelope id as Nats-Msg-Id.
+    expect(messages.map((m) => m.envelope.id)).toEqual(ids);
+    expect(messages.every((m) => m.msgId === m.envelope.id)).toBe(true);
+    expect(messages[0].envelope).toMatchObject({ type: 'test.thing.happened', source: 'test', version: 1, data: { n: 0 } });
+  });
+
+  it('does not duplicate a message when the relay publishes a row again after a lost ack (Nats-Msg-Id dedup)', async () => {
+    const before = await streamMessages();
+    const publishedBefore = await metricValue(registry, 'ally_outbox_published_total');
+    const victim = appended[3];
+
+    // The publish reached JetStream but the relay never recorded it: the row looks unsent again.
+    await env.sql(`UPDATE ${SCHEMA}.outbox SET sent_at = NULL WHERE id = $1`, [victim]);
+    relay.wake();
+    await waitFor(
+      async () => (await env.sql(`SELECT 1 FROM ${SCHEMA}.outbox WHERE id = $1 AND sent_at IS NOT NULL`, [victim])).length === 1,
+      'the row published again and marked sent',
+    );
+
+    // It really was published a second time, and JetStream dropped it.
+    expect(await metricValue(registry, 'ally_outbox_published_total')).toBe(publishedBefore + 1);
+    expect(await streamMessages()).toEqual(before);
+  });
+
+  it('publishes nothing for a transaction that rolls back', async () => {
+    const before = (await jsm.streams.info(stream())).state.messages;
+    await expect(
+      dataSource.transaction(async (em) => {
+        await outbox.append(em, 'test.thing.happened', { n: -1 });
+        throw new Error('the state change failed');
+      }),
+    ).rejects.toThrow('the state change failed');
+    const [committed] = await appendEvents(1, 1);
+
+    await waitFor(async () => (await unsent()) === 0, 'the committed row sent');
+    const messages = await streamMessages();
+    expect(messages).toHaveLength(before + 1);
+    expect(messages.at(-1)!.envelope.id).toBe(committed);
+    expect(messages.some((m) => m.envelope.data && (m.envelope.data as { n: number }).n === -1)).toBe(false);
+  });
+});

@@ -1,0 +1,115 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { IdentityRpc, type TokenPair } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
+import { identityService } from '@ally/identity';
+
+const PASSWORD = 'Kastanienallee im Herbst';
+let counter = 0;
+
+describe('identity sessions, password reset and retention', () => {
+  let env: TestEnv;
+  let rpc: RpcClient;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    await env.start(identityService, { SESSION_IDLE_TTL_SECONDS: '2', LOGIN_MAX_FAILURES_PER_ACCOUNT: '3' });
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+  });
+
+  const register = async () => {
+    const email = `user${++counter}@example.eu`;
+    const reply = await rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Lena', lastName: 'Hoffmann' });
+    return { email, ...reply };
+  };
+
+  it('signs access tokens with EdDSA, a key id from the JWKS, a subject and a session', async () => {
+    const { accessToken, user } = await register();
+    const header = decodeProtectedHeader(accessToken);
+    const claims = decodeJwt(accessToken);
+    const jwks = await rpc.call(IdentityRpc.jwks, {});
+    expect(header).toMatchObject({ alg: 'EdDSA', typ: 'at+jwt' });
+    expect(jwks.keys.map((k) => k.kid)).toContain(header.kid);
+    expect(claims).toMatchObject({ sub: user.id, roles: [] });
+    expect(typeof claims.sid).toBe('string');
+    expect(claims.exp! - claims.iat!).toBe(900);
+  });
+
+  it('ends a session that stayed idle longer than the idle lifetime', async () => {
+    const { refreshToken } = await register();
+    await new Promise((r) => setTimeout(r, 2_500));
+    await expect(rpc.call(IdentityRpc.refresh, { refreshToken })).rejects.toMatchObject({ status: 401, message: expect.stringMatching(/expired/) });
+  });
+
+  it('ends a session at logout and treats a second logout as done', async () => {
+    const { refreshToken } = await register();
+    await rpc.call(IdentityRpc.logout, { refreshToken });
+    await rpc.call(IdentityRpc.logout, { refreshToken });
+    await expect(rpc.call(IdentityRpc.refresh, { refreshToken })).rejects.toMatchObject({ status: 401 });
+  });
+
+  it('resets a password with a single-use token and ends every session', async () => {
+    const { email, user, refreshToken } = await register();
+    const other: TokenPair = await rpc.call(IdentityRpc.login, { email, password: PASSWORD });
+    await rpc.call(IdentityRpc.forgotPassword, { email });
+    await rpc.call(IdentityRpc.forgotPassword, { email: 'nobody@example.eu' }); // same answer for unknown addresses
+    const { resetToken } = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === user.id)).data;
+
+    await expect(rpc.call(IdentityRpc.resetPassword, { token: resetToken, password: 'password1234' })).rejects.toMatchObject({ status: 400 });
+    await rpc.call(IdentityRpc.resetPassword, { token: resetToken, password: 'Neue Blätter fallen leise' });
+    await expect(rpc.call(IdentityRpc.resetPassword, { token: resetToken, password: 'Noch einmal ganz anders' })).rejects.toMatchObject({ status: 400 });
+
+    for (const token of [refreshToken, other.refreshToken]) {
+      await expect(rpc.call(IdentityRpc.refresh, { refreshToken: token })).rejects.toMatchObject({ status: 401 });
+    }
+    await expect(rpc.call(IdentityRpc.login, { email, password: PASSWORD })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.login, { email, password: 'Neue Blätter fallen leise' })).resolves.toMatchObject({ tokenType: 'Bearer' });
+  });
+
+  it('throttles an account after repeated failures, even for the right password, and records IP and time', async () => {
+    const { email, user } = await register();
+    for (let i = 0; i < 3; i++) {
+      await expect(rpc.call(IdentityRpc.login, { email, password: 'wrong password here' }, { meta: { ip: '203.0.113.7' } })).rejects.toMatchObject({ status: 401 });
+    }
+    await expect(rpc.call(IdentityRpc.login, { email, password: PASSWORD }, { meta: { ip: '203.0.113.8' } })).rejects.toMatchObject({ status: 429, extra: { retryAfter: 900 } });
+    const audit = await env.sql(`SELECT ip, succeeded, occurred_at FROM identity.login_audit WHERE user_id = $1`, [user.id]);
+    expect(audit).toHaveLength(3);
+    expect(audit.every((a) => a.ip === '203.0.113.7' && a.succeeded === false && a.occurred_at instanceof Date)).toBe(true);
+  });
+
+  it('grants and revokes platform roles only through the CLI command, and the next token carries them', async () => {
+    const { email } = await register();
+    const running = await env.start(identityService);
+    const grant = identityService.commands!['grant-role'];
+    await expect(grant(running.app, [email, 'compliance'])).resolves.toContain('[compliance]');
+    await expect(grant(running.app, [email, 'superuser'])).rejects.toThrow(/usage/);
+    const { accessToken } = await rpc.call(IdentityRpc.login, { email, password: PASSWORD });
+    expect(decodeJwt(accessToken).roles).toEqual(['compliance']);
+    await expect(identityService.commands!['revoke-role'](running.app, [email, 'compliance'])).resolves.toContain('[]');
+    await env.stop(running);
+  });
+
+  it('purges the login audit after 30 days and nothing younger', async () => {
+    const { user } = await register();
+    await env.sql(
+      `INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at) VALUES
+         ($1, '198.51.100.1', true, 'password', now() - interval '31 days'),
+         ($1, '198.51.100.2', true, 'password', now() - interval '29 days')`,
+      [user.id],
+    );
+    const running = await env.start(identityService);
+    const { RetentionService } = await import('../src/retention/retention.service.js');
+    const counts = await running.app.get(RetentionService).purgeExpired();
+    expect(counts['login-audit']).toBeGreaterThanOrEqual(1);
+    const left = await env.sql(`SELECT ip FROM identity.login_audit WHERE user_id = $1 AND ip LIKE '198.51.100.%'`, [user.id]);
+    expect(left).toEqual([{ ip: '198.51.100.2' }]);
+    await env.stop(running);
+  });
+});
