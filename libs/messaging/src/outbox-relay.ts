@@ -19,6 +19,8 @@ export interface OutboxRelayOptions {
   registry: Registry;
   pollIntervalMs?: number;
   batchSize?: number;
+  /** How long one publish waits for JetStream's ack before the pass gives up (default 5 s). */
+  publishTimeoutMs?: number;
 }
 
 interface OutboxRow {
@@ -46,7 +48,7 @@ export class OutboxRelay {
   private readonly pending: Gauge;
 
   constructor(private readonly opts: OutboxRelayOptions) {
-    this.js = jetstream(opts.nats, { timeout: 5_000 });
+    this.js = jetstream(opts.nats, { timeout: opts.publishTimeoutMs ?? 5_000 });
     this.published = getOrCreate(opts.registry, 'ally_outbox_published_total', () =>
       new Counter({ name: 'ally_outbox_published_total', help: 'Outbox events published to JetStream', registers: [opts.registry] }),
     );

@@ -9,7 +9,6 @@ import { createTestEnv, PrivateNatsServer, waitFor, type TestEnv } from '@ally/t
 import { metricValue, openTestSchema, silentLogger, TestEvents } from './support.js';
 
 const SCHEMA = 'relay';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe(OutboxRelay.name, () => {
   let env: TestEnv;
@@ -69,6 +68,7 @@ describe(OutboxRelay.name, () => {
       logger: silentLogger(),
       registry,
       pollIntervalMs: 200,
+      publishTimeoutMs: 500,
     });
     await relay.start();
   });
@@ -85,10 +85,13 @@ describe(OutboxRelay.name, () => {
     await server.stop();
     const ids = await appendEvents(4, 5);
 
-    // The relay is woken by NOTIFY and polls every 200 ms: give it many tries against the dead server.
-    await sleep(1_500);
+    // Woken by NOTIFY and polling every 200 ms, the relay tries again and again against the dead server.
+    await waitFor(async () => (await metricValue(registry, 'ally_outbox_publish_failures_total')) >= 3, 'three failed publish passes');
     expect(await unsent()).toBe(ids.length);
     expect(await metricValue(registry, 'ally_outbox_published_total')).toBe(0);
+    const [first] = await env.sql(`SELECT attempts, last_error FROM ${SCHEMA}.outbox WHERE id = $1`, [ids[0]]);
+    expect(first.attempts).toBeGreaterThanOrEqual(3);
+    expect(first.last_error).toMatch(/timeout/i);
 
     await server.start(); // same port, same store dir: the stream and its dedup state survive
     await waitFor(async () => (await unsent()) === 0, 'every outbox row marked sent', 30_000);

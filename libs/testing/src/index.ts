@@ -3,3 +3,4 @@ export * from './http.js';
 export * from './wait-for.js';
 export * from './nats-server.js';
 export * from './events.js';
+export type { RunningService } from '@ally/platform';

@@ -13,6 +13,7 @@ import { LoginAuditEntity } from './sessions/login-audit.entity.js';
 import { RefreshTokenEntity } from './sessions/refresh-token.entity.js';
 import { SessionEntity } from './sessions/session.entity.js';
 import { SigningKeyEntity } from './signing-keys/signing-key.entity.js';
+import { SigningKeysService } from './signing-keys/signing-keys.service.js';
 import { SsoIdentityEntity } from './sso/sso-identity.entity.js';
 import { SsoStateEntity } from './sso/sso-state.entity.js';
 import { UserEntity } from './users/user.entity.js';
@@ -50,5 +51,13 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
     migrations: [InitialSchema1764100000000],
   },
   module: (ctx) => IdentityModule.forRoot(ctx),
-  commands: { 'grant-role': roleCommand('grant'), 'revoke-role': roleCommand('revoke') },
+  commands: {
+    'grant-role': roleCommand('grant'),
+    'revoke-role': roleCommand('revoke'),
+    'rotate-signing-key': async (app) => {
+      const keys = app.get(SigningKeysService);
+      await keys.rotate(true);
+      return `new signing key ${keys.jwks().keys[0]?.kid}; older keys stay published until their tokens expire`;
+    },
+  },
 };

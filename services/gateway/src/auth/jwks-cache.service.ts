@@ -7,8 +7,9 @@ const REFETCH_MIN_INTERVAL_MS = 1_000;
 
 /**
  * identity's public keys, held locally so verifying an access token costs no
- * hop. Fetched once, and again only when a token names a key we do not know
- * (after a rotation), at most once a second.
+ * hop. Fetched once, and again when a token names a key we do not know (after
+ * a rotation), at most once a second: such a request waits for the next
+ * allowed fetch, so forged key ids cannot flood identity.
  */
 @Injectable()
 export class JwksCache {
@@ -20,19 +21,23 @@ export class JwksCache {
   constructor(private readonly rpc: RpcClient) {}
 
   async current(): Promise<JSONWebKeySet> {
-    if (!this.jwks) await this.refresh(true);
+    if (!this.jwks) await this.refresh();
     return this.jwks!;
   }
 
   /** A key resolver for jose's jwtVerify. */
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
-    if (!this.keySet) await this.refresh(true);
-    if (header.kid && !this.jwks!.keys.some((k) => k.kid === header.kid)) await this.refresh(false);
+    if (!this.keySet) await this.refresh();
+    if (header.kid && !this.jwks!.keys.some((k) => k.kid === header.kid)) {
+      const wait = this.lastFetch + REFETCH_MIN_INTERVAL_MS - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      if (!this.jwks!.keys.some((k) => k.kid === header.kid)) await this.refresh();
+    }
     return this.keySet!(header, token);
   };
 
-  private async refresh(force: boolean): Promise<void> {
-    if (!force && Date.now() - this.lastFetch < REFETCH_MIN_INTERVAL_MS) return;
+  /** Concurrent callers share one request. */
+  private async refresh(): Promise<void> {
     this.inflight ??= (async () => {
       try {
         const jwks = (await this.rpc.call(IdentityRpc.jwks, {}, { timeoutMs: 3_000 })) as JSONWebKeySet;

@@ -60,13 +60,18 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   }
 
   /** Creates a key when the newest is older than the rotation period; retires the old one. */
-  async rotateIfDue(): Promise<void> {
+  rotateIfDue(): Promise<void> {
+    return this.rotate(false);
+  }
+
+  /** `force`: rotate now (the `rotate-signing-key` command, e.g. after a suspected compromise). */
+  async rotate(force: boolean): Promise<void> {
     const rotationMs = this.config.SIGNING_KEY_ROTATION_DAYS * DAY;
     await this.ds.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('identity-signing-key'))`);
       const repo = em.getRepository(SigningKeyEntity);
       const newest = await repo.findOne({ where: {}, order: { createdAt: 'DESC' } });
-      if (newest && Date.now() - newest.createdAt.getTime() < rotationMs) return;
+      if (!force && newest && Date.now() - newest.createdAt.getTime() < rotationMs) return;
       const { publicKey, privateKey } = await generateKeyPair(ALG, { crv: 'Ed25519', extractable: true });
       const kid = randomUUID();
       const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };

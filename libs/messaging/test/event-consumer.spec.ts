@@ -1,0 +1,187 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Registry } from 'prom-client';
+import type { DataSource, EntityManager } from 'typeorm';
+import { createEnvelope, deadLetterSubject, eventsStreamName, eventSubject, withPrefix, type EventEnvelope } from '@ally/contracts';
+import { deadLetterStreamName, ensureStreams, EventConsumer, type EventConsumerOptions } from '@ally/messaging';
+import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { metricValue, openTestSchema, silentLogger } from './support.js';
+
+const SCHEMA = 'consumer';
+
+describe(EventConsumer.name, () => {
+  let env: TestEnv;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let dataSource: DataSource;
+  const consumers: EventConsumer[] = [];
+
+  /** Publishes an envelope straight to the stream; a distinct Nats-Msg-Id per call so JetStream keeps every copy. */
+  async function publish(envelope: EventEnvelope, msgID?: string): Promise<number> {
+    const ack = await jetstream(nc).publish(withPrefix(env.prefix, eventSubject(envelope.type)), JSON.stringify(envelope), { msgID });
+    expect(ack.duplicate).toBe(false);
+    return ack.seq;
+  }
+
+  async function startConsumer(opts: Pick<EventConsumerOptions, 'durable' | 'types' | 'handler'> & Partial<EventConsumerOptions>) {
+    const consumer = new EventConsumer({
+      dataSource,
+      nats: nc,
+      prefix: env.prefix,
+      logger: silentLogger(),
+      registry: new Registry(),
+      ...opts,
+    });
+    await consumer.start();
+    consumers.push(consumer);
+    return consumer;
+  }
+
+  const recordEffect = (durable: string) => async (em: EntityManager, event: EventEnvelope) => {
+    await em.query(`INSERT INTO effects (event_id, consumer, n) VALUES ($1, $2, $3)`, [event.id, durable, (event.data as { n: number }).n]);
+  };
+
+  const effects = (durable: string) =>
+    env.sql<{ event_id: string; n: number }>(`SELECT event_id, n FROM ${SCHEMA}.effects WHERE consumer = $1 ORDER BY id`, [durable]);
+
+  /** Waits until the durable has acknowledged (or terminated) everything up to `seq` and holds nothing pending. */
+  const settled = (durable: string, seq: number) =>
+    waitFor(async () => {
+      const info = await jsm.consumers.info(eventsStreamName(env.prefix), durable);
+      return info.ack_floor.stream_seq >= seq && info.num_ack_pending === 0 && info.num_pending === 0 && info;
+    }, `${durable} to settle at stream sequence ${seq}`);
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    ({ dataSource } = await openTestSchema(env, SCHEMA));
+    nc = await env.nats();
+    await ensureStreams(nc, { prefix: env.prefix });
+    jsm = await jetstreamManager(nc);
+  });
+
+  afterAll(async () => {
+    for (const c of consumers) await c.stop();
+    await dataSource?.destroy();
+    await env?.close();
+  });
+
+  it('has one effect for an event delivered three times, and acks all three deliveries', async () => {
+    const durable = 'test-effects';
+    const envelope = createEnvelope({ type: 'test.thing.happened', source: 'test', data: { n: 42 } });
+    // The same envelope (same id) three times under different Nats-Msg-Ids: JetStream keeps and delivers all three.
+    const seqs = [await publish(envelope, `${envelope.id}:1`), await publish(envelope, `${envelope.id}:2`), await publish(envelope)];
+    expect((await jsm.streams.info(eventsStreamName(env.prefix))).state.messages).toBe(3);
+
+    let calls = 0;
+    const handler = recordEffect(durable);
+    const consumer = await startConsumer({ durable, types: ['test.thing.happened'], handler: async (em, e) => (calls++, handler(em, e)) });
+
+    const info = await settled(durable, seqs[2]);
+    expect(info.delivered.stream_seq).toBe(seqs[2]);
+    expect(info.num_redelivered).toBe(0);
+    expect(calls).toBe(1);
+    expect(await effects(durable)).toEqual([{ event_id: envelope.id, n: 42 }]);
+    expect(await env.sql(`SELECT event_id, consumer FROM ${SCHEMA}.inbox`)).toEqual([{ event_id: envelope.id, consumer: durable }]);
+    expect(await metricValue((consumer as unknown as { opts: EventConsumerOptions }).opts.registry, 'ally_events_processed_total')).toBe(3);
+  });
+
+  it('has one effect when two replicas of a consumer race for copies of the same event', async () => {
+    const durable = 'test-replicas';
+    const registry = new Registry();
+    let calls = 0;
+    const handler = recordEffect(durable);
+    const slow = async (em: EntityManager, e: EventEnvelope) => {
+      calls++;
+      await handler(em, e);
+      await new Promise((r) => setTimeout(r, 100)); // hold the inbox row uncommitted while the other replica tries
+    };
+    await startConsumer({ durable, types: ['test.other.happened'], handler: slow, registry });
+    await startConsumer({ durable, types: ['test.other.happened'], handler: slow, registry });
+
+    const envelope = createEnvelope({ type: 'test.other.happened', source: 'test', data: { n: 7 } });
+    let last = 0;
+    for (let i = 0; i < 6; i++) last = await publish(envelope, `${envelope.id}:${i}`);
+
+    await settled(durable, last);
+    expect(calls).toBe(1);
+    expect(await effects(durable)).toEqual([{ event_id: envelope.id, n: 7 }]);
+    expect(await metricValue(registry, 'ally_events_processed_total')).toBe(6);
+  });
+
+  it('receives only the event types it subscribed to', async () => {
+    const durable = 'test-filtered';
+    const seen: string[] = [];
+    await startConsumer({
+      durable,
+      types: ['test.filter.one', 'test.filter.two'],
+      handler: async (em, e) => {
+        seen.push(e.type);
+        await recordEffect(durable)(em, { ...e, data: { n: seen.length } });
+      },
+    });
+    let last = 0;
+    for (const type of ['test.filter.one', 'test.filter.three', 'test.filter.two', 'test.filterx.one']) {
+      last = await publish(createEnvelope({ type, source: 'test', data: {} }));
+    }
+    await settled(durable, last);
+    expect(seen).toEqual(['test.filter.one', 'test.filter.two']);
+    expect(await effects(durable)).toHaveLength(2);
+  });
+
+  it('dead-letters an event whose handler always fails after maxDeliver attempts, counting it in the metric', async () => {
+    const durable = 'test-poison';
+    const registry = new Registry();
+    let attempts = 0;
+    const consumer = await startConsumer({
+      durable,
+      types: ['test.thing.failed'],
+      maxDeliver: 2,
+      registry,
+      handler: async (em, e) => {
+        attempts++;
+        await recordEffect(durable)(em, e); // rolled back with the inbox row
+        throw new Error('handler always fails');
+      },
+    });
+    const envelope = createEnvelope({ type: 'test.thing.failed', source: 'test', data: { n: 1 } });
+    const seq = await publish(envelope);
+
+    const dlq = deadLetterStreamName(env.prefix);
+    const dead = await waitFor(
+      () => jsm.streams.getMessage(dlq, { last_by_subj: withPrefix(env.prefix, deadLetterSubject(durable)) }).catch(() => null),
+      'the event in the dead-letter stream',
+    );
+    expect(dead!.json<EventEnvelope>()).toEqual(envelope);
+    expect(consumer.maxDeliver).toBe(2);
+    expect(attempts).toBe(2);
+    await waitFor(async () => (await metricValue(registry, 'ally_events_dead_lettered_total')) === 1, 'the dead-letter metric');
+
+    // Terminated, not retried any further; no effect and no inbox row survived the failed attempts.
+    const info = await settled(durable, seq);
+    expect(info.num_ack_pending).toBe(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(attempts).toBe(2);
+    expect((await jsm.streams.info(dlq)).state.messages).toBe(1);
+    expect(await effects(durable)).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM ${SCHEMA}.inbox WHERE consumer = $1`, [durable])).toEqual([]);
+    expect(await metricValue(registry, 'ally_events_processed_total')).toBe(0);
+  });
+
+  it('dead-letters a message that is not a valid envelope at once, without calling the handler', async () => {
+    const durable = 'test-garbage';
+    const registry = new Registry();
+    let calls = 0;
+    await startConsumer({ durable, types: ['test.garbage.sent'], registry, handler: async () => void calls++ });
+    const ack = await jetstream(nc).publish(withPrefix(env.prefix, eventSubject('test.garbage.sent')), '{"not":"an envelope"}');
+
+    const dead = await waitFor(
+      () => jsm.streams.getMessage(deadLetterStreamName(env.prefix), { last_by_subj: withPrefix(env.prefix, deadLetterSubject(durable)) }).catch(() => null),
+      'the invalid message in the dead-letter stream',
+    );
+    expect(dead!.string()).toBe('{"not":"an envelope"}');
+    await settled(durable, ack.seq);
+    expect(calls).toBe(0);
+    expect(await metricValue(registry, 'ally_events_dead_lettered_total')).toBe(1);
+  });
+});
