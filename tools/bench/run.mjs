@@ -35,6 +35,7 @@ import { parseArgs } from 'node:util';
 import { execFileSync } from 'node:child_process';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { cpuMeter } from './cpu.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -77,6 +78,8 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // ---------------------------------------------------------------- cleanup
 
 const children = new Set();
+/** Processes whose CPU time each measurement reports (see cpu.mjs). */
+const meterGroups = { groups: {}, database: DATABASE };
 let natsConn;
 let databaseCreated = false;
 let cleaning;
@@ -223,19 +226,22 @@ function summarise(samplesMs) {
 /** Times `n` sequential calls of `f` (after `warmup` untimed ones), in milliseconds. */
 async function sequential(f, n, warmup) {
   for (let i = 0; i < warmup; i++) await f();
+  const meter = cpuMeter(meterGroups);
   const samples = new Array(n);
   for (let i = 0; i < n; i++) {
     const t0 = process.hrtime.bigint();
     await f();
     samples[i] = Number(process.hrtime.bigint() - t0) / 1e6;
   }
-  return summarise(samples);
+  return { ...summarise(samples), cpuPercentOfOneCore: meter.stop() };
 }
 
 /** An HTTP load run: warm-up (discarded), then the measured run. */
 async function load(name, options, warmupSeconds) {
   if (warmupSeconds > 0) await autocannonRun({ ...options, duration: warmupSeconds });
+  const meter = cpuMeter(meterGroups);
   const r = await autocannonRun(options);
+  const cpu = meter.stop();
   const ok = r['2xx'];
   const failed = r.non2xx + r.errors + r.timeouts;
   if (failed > 0) console.error(`[bench] ${name}: ${r.non2xx} non-2xx answers, ${r.errors} errors, ${r.timeouts} timeouts`);
@@ -253,6 +259,7 @@ async function load(name, options, warmupSeconds) {
     p99Ms: r.latency.p99,
     maxMs: r.latency.max,
     meanMs: round(r.latency.average, 2),
+    cpuPercentOfOneCore: cpu,
   };
 }
 
@@ -295,6 +302,8 @@ async function mainRun() {
     log(`built ${files} files in ${Date.now() - t0} ms`);
   }
   const { connectNats, RpcClient } = await import('@ally/messaging');
+  // RpcClient is a Nest ClientNats; its status lines would otherwise go to Nest's console logger.
+  (await import('@nestjs/common')).Logger.overrideLogger(['error']);
   const { IdentityRpc } = await import('@ally/contracts');
 
   log(`database ${DATABASE}, NATS prefix ${PREFIX}`);
@@ -345,6 +354,7 @@ async function mainRun() {
   const base = `http://127.0.0.1:${gatewayPort}`;
   await waitReady(gateway, `${base}/health/ready`);
   log(`identity on :${identityPort}, gateway on :${gatewayPort}`);
+  meterGroups.groups = { gateway: [gateway.pid], identity: [identity.pid] };
 
   const registered = await http('POST', `${base}/v1/auth/register`, { email: EMAIL, password: PASSWORD, firstName: 'Bench', lastName: 'Mark', locale: 'en' });
   if (registered.status !== 201) throw new Error(`register answered ${registered.status}: ${JSON.stringify(registered.body)}`);

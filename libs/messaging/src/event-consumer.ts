@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
+import { AckPolicy, DeliverPolicy, JetStreamApiCodes, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
@@ -38,6 +38,7 @@ export interface EventConsumerOptions {
 export class EventConsumer {
   private messages?: ConsumerMessages;
   private loop?: Promise<void>;
+  private subjects = new Set<string>();
   private readonly deadLettered: Counter;
   private readonly processed: Counter;
 
@@ -54,20 +55,33 @@ export class EventConsumer {
     const { nats, prefix, durable } = this.opts;
     const stream = eventsStreamName(prefix);
     const jsm = await jetstreamManager(nats);
+    const subjects = this.opts.types.map((t) => withPrefix(prefix, eventSubject(t)));
+    this.subjects = new Set(subjects);
     const config = {
       durable_name: durable,
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
-      filter_subjects: this.opts.types.map((t) => withPrefix(prefix, eventSubject(t))),
+      ...subjectFilter(subjects, nats.info?.version),
       // One more than our limit: we dead-letter ourselves on the last try.
       max_deliver: this.maxDeliver + 1,
       ack_wait: nanos(this.opts.ackWaitMs ?? 30_000),
     };
-    try {
-      await jsm.consumers.info(stream, durable);
+    // Only a missing consumer is created; any other failure (e.g. a refused update) surfaces as itself.
+    const exists = await jsm.consumers.info(stream, durable).then(
+      () => true,
+      (err) => {
+        if (isConsumerNotFound(err)) return false;
+        throw err;
+      },
+    );
+    if (exists) {
       await jsm.consumers.update(stream, durable, config);
-    } catch {
-      await jsm.consumers.add(stream, config);
+    } else {
+      await jsm.consumers.add(stream, config).catch(async (err) => {
+        // Another replica created it between our info and add.
+        if (!/already in use|already exists/i.test(String((err as Error).message))) throw err;
+        await jsm.consumers.update(stream, durable, config);
+      });
     }
     const consumer = await jetstream(nats).consumers.get(stream, durable);
     this.messages = await consumer.consume({ max_messages: 64 });
@@ -83,6 +97,11 @@ export class EventConsumer {
 
   private async handle(msg: JsMsg): Promise<void> {
     const { durable, logger } = this.opts;
+    if (!this.subjects.has(msg.subject)) {
+      // Only when the server's filter had to be wider than our types (no multi-filter before NATS 2.10).
+      msg.ack();
+      return;
+    }
     let event: EventEnvelope;
     try {
       event = eventEnvelopeSchema.parse(msg.json()) as EventEnvelope;
@@ -122,6 +141,35 @@ export class EventConsumer {
       msg.nak(5_000);
     }
   }
+}
+
+/**
+ * The consumer's server-side filter: `filter_subject` for one type,
+ * `filter_subjects` for several where the server has it (NATS >= 2.10), and
+ * before that the narrowest wildcard covering all of them (the consumer skips
+ * the rest itself).
+ */
+export function subjectFilter(subjects: string[], serverVersion?: string): { filter_subject?: string; filter_subjects?: string[] } {
+  if (subjects.length === 1) return { filter_subject: subjects[0], filter_subjects: undefined };
+  if (!serverVersion || atLeast(serverVersion, [2, 10, 0])) return { filter_subjects: subjects, filter_subject: undefined };
+  const tokens = subjects.map((s) => s.split('.'));
+  const sameLength = tokens.every((t) => t.length === tokens[0].length);
+  if (sameLength) {
+    return { filter_subject: tokens[0].map((tok, i) => (tokens.every((t) => t[i] === tok) ? tok : '*')).join('.'), filter_subjects: undefined };
+  }
+  const common: string[] = [];
+  for (let i = 0; tokens.every((t) => i < t.length - 1 && t[i] === tokens[0][i]); i++) common.push(tokens[0][i]);
+  return { filter_subject: [...common, '>'].join('.'), filter_subjects: undefined };
+}
+
+function atLeast(version: string, min: [number, number, number]): boolean {
+  const v = version.split(/[.-]/).slice(0, 3).map((n) => parseInt(n, 10) || 0);
+  for (let i = 0; i < 3; i++) if (v[i] !== min[i]) return v[i] > min[i];
+  return true;
+}
+
+function isConsumerNotFound(err: unknown): boolean {
+  return (err as { code?: number })?.code === JetStreamApiCodes.ConsumerNotFound || /consumer not found/i.test(String((err as Error)?.message));
 }
 
 function metric(registry: Registry, name: string, help: string): Counter {

@@ -45,11 +45,15 @@ describe(EventConsumer.name, () => {
   const effects = (durable: string) =>
     env.sql<{ event_id: string; n: number }>(`SELECT event_id, n FROM ${SCHEMA}.effects WHERE consumer = $1 ORDER BY id`, [durable]);
 
-  /** Waits until the durable has acknowledged (or terminated) everything up to `seq` and holds nothing pending. */
+  /**
+   * Waits until the durable has been handed everything matching its filter that
+   * the stream holds up to `seq`, and has acknowledged (or terminated) all of it.
+   */
   const settled = (durable: string, seq: number) =>
     waitFor(async () => {
       const info = await jsm.consumers.info(eventsStreamName(env.prefix), durable);
-      return info.ack_floor.stream_seq >= seq && info.num_ack_pending === 0 && info.num_pending === 0 && info;
+      const { state } = await jsm.streams.info(eventsStreamName(env.prefix));
+      return state.last_seq >= seq && info.num_pending === 0 && info.num_ack_pending === 0 && info.delivered.consumer_seq > 0 && info;
     }, `${durable} to settle at stream sequence ${seq}`);
 
   beforeAll(async () => {
