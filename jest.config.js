@@ -18,9 +18,10 @@ export default {
   moduleNameMapper: {
     '^@ally/(contracts|messaging|persistence|platform|testing)$': '<rootDir>/libs/$1/src/index.ts',
     '^@ally/(gateway|identity|chat|billing|privacy|notify)$': '<rootDir>/services/$1/src/index.ts',
+    '^@ally/emulators$': '<rootDir>/tools/emulators/src/index.ts',
     '^(\\.{1,2}/.*)\\.js$': '$1',
   },
-  testMatch: ['<rootDir>/libs/*/{src,test}/**/*.spec.ts', '<rootDir>/services/*/{src,test}/**/*.spec.ts', '<rootDir>/e2e/**/*.spec.ts'],
+  testMatch: ['<rootDir>/libs/*/{src,test}/**/*.spec.ts', '<rootDir>/services/*/{src,test}/**/*.spec.ts', '<rootDir>/tools/*/{src,test}/**/*.spec.ts', '<rootDir>/e2e/**/*.spec.ts'],
   testTimeout: 60_000,
   maxWorkers: 2,
 };

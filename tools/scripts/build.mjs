@@ -23,6 +23,7 @@ export async function build(only = []) {
   for (const group of ['libs', 'services']) {
     for (const name of await readdir(join(root, group))) packages.push(join(root, group, name));
   }
+  packages.push(join(root, 'tools', 'emulators'));
   if (only.length) packages.splice(0, packages.length, ...only.map((p) => join(root, p)));
   let files = 0;
   await Promise.all(

@@ -9,3 +9,5 @@ export * from './identity/identity.replies.js';
 export * from './identity/identity.rpc.js';
 export * from './identity/identity.events.js';
 export * from './identity/identity.data-categories.js';
+export * from './notify/notify.rpc.js';
+export * from './notify/notify.data-categories.js';

@@ -2,3 +2,4 @@ export * from './data-source.js';
 export * from './provision.js';
 export * from './migrate.js';
 export * from './pg-errors.js';
+export * from './purge.js';

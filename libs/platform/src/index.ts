@@ -7,3 +7,4 @@ export * from './public.decorator.js';
 export * from './platform.module.js';
 export * from './service-definition.js';
 export * from './run-service.js';
+export * from './age-retention.service.js';

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { PlatformModule, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { ApiKeysController } from './api-keys/api-keys.controller.js';
 import { ApiKeysService } from './api-keys/api-keys.service.js';
 import { AuthController } from './auth/auth.controller.js';
@@ -11,7 +11,7 @@ import { IDENTITY_CONFIG, type IdentityConfig } from './config.js';
 import { OrgsController } from './orgs/orgs.controller.js';
 import { OrgsService } from './orgs/orgs.service.js';
 import { PlatformRolesService } from './platform-roles/platform-roles.service.js';
-import { RetentionService } from './retention/retention.service.js';
+import { IDENTITY_RETENTION_RULES } from './retention/retention.rules.js';
 import { LoginThrottleService } from './sessions/login-throttle.service.js';
 import { SessionsService } from './sessions/sessions.service.js';
 import { JwksController } from './signing-keys/jwks.controller.js';
@@ -44,7 +44,8 @@ export class IdentityModule {
         ApiKeysService,
         SsoService,
         PlatformRolesService,
-        RetentionService,
+        { provide: RETENTION_RULES, useValue: IDENTITY_RETENTION_RULES },
+        AgeRetentionService,
       ],
     };
   }

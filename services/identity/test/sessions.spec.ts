@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
 import { IdentityRpc, type TokenPair } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { AgeRetentionService } from '@ally/platform';
 import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
 import { identityService } from '@ally/identity';
 
@@ -105,8 +106,7 @@ describe('identity sessions, password reset and retention', () => {
       [user.id],
     );
     const running = await env.start(identityService);
-    const { RetentionService } = await import('../src/retention/retention.service.js');
-    const counts = await running.app.get(RetentionService).purgeExpired();
+    const counts = await running.app.get(AgeRetentionService).purgeExpired();
     expect(counts['login-audit']).toBeGreaterThanOrEqual(1);
     const left = await env.sql(`SELECT ip FROM identity.login_audit WHERE user_id = $1 AND ip LIKE '198.51.100.%'`, [user.id]);
     expect(left).toEqual([{ ip: '198.51.100.2' }]);

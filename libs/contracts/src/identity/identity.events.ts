@@ -17,13 +17,25 @@ export const IdentityEvents = {
     restrictToEu: z.boolean(),
   }),
   'identity.user.verified': z.object({ userId: z.uuid(), email: z.string(), firstName: z.string(), locale: localeSchema }),
-  'identity.user.settings-changed': z.object({ userId: z.uuid(), restrictToEu: z.boolean() }),
+  /** Address, name and locale: notify tells the user about changes to their account. */
+  'identity.user.settings-changed': z.object({
+    userId: z.uuid(),
+    restrictToEu: z.boolean(),
+    email: z.string(),
+    firstName: z.string(),
+    locale: localeSchema,
+  }),
   'identity.user.updated': z.object({ userId: z.uuid(), changed: z.array(z.string()) }),
   'identity.user.deleted': z.object({ userId: z.uuid() }),
   'identity.user.signed-in': z.object({
     userId: z.uuid(),
     method: z.enum(['password', 'sso']),
+    /** First sign-in from this IP address: notify warns the user. */
     newDevice: z.boolean(),
+    email: z.string(),
+    firstName: z.string(),
+    locale: localeSchema,
+    ip: z.string().nullable(),
   }),
   'identity.password.reset-requested': z.object({
     userId: z.uuid(),

@@ -26,10 +26,19 @@ export const personNameSchema = z
 export const localeSchema = z.enum(['de', 'en']);
 export const orgRoleSchema = z.enum(['owner', 'admin', 'member']);
 export const platformRoleSchema = z.enum(['compliance', 'admin']);
-export const orgNameSchema = z.string().trim().min(2, 'must be at least 2 characters').max(120, 'must be at most 120 characters');
+/**
+ * Free text that is stored and shown (organisation and key names, model ids): no
+ * control characters or unpaired surrogates, which Postgres refuses (NUL) or
+ * mangles, and which have no business in a name.
+ */
+const PLAIN_TEXT = /^[^\p{Cc}\p{Cs}]*$/u;
+const plainText = (max: number) =>
+  z.string().trim().max(max, `must be at most ${max} characters`).regex(PLAIN_TEXT, 'must not contain control characters');
+export const orgNameSchema = plainText(120).min(2, 'must be at least 2 characters');
 export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, 'is not a valid token');
 /** `private` or an organisation id. */
-export const workspaceSchema = z.union([z.literal('private'), z.uuid('must be "private" or an organisation id')]);
+const WORKSPACE = 'must be "private" or an organisation id';
+export const workspaceSchema = z.union([z.literal('private'), z.uuid(WORKSPACE)], { error: WORKSPACE });
 
 export const registerInput = z.strictObject({
   email: emailSchema,
@@ -50,7 +59,7 @@ export const updateMeInput = z
   .refine((v) => Object.keys(v).length > 0, 'at least one of firstName, lastName, locale is required');
 export const updateSettingsInput = z.strictObject({ restrictToEu: z.boolean() });
 export const createApiKeyInput = z.strictObject({
-  name: z.string().trim().min(1, 'is required').max(100, 'must be at most 100 characters'),
+  name: plainText(100).min(1, 'is required'),
   workspace: workspaceSchema,
 });
 export const idInput = z.strictObject({ id: z.uuid('must be a valid id') });
@@ -66,7 +75,7 @@ export const removeMemberInput = z.strictObject({
 });
 const orgPolicyFields = z.strictObject({
   euOnly: z.boolean().optional(),
-  allowedModels: z.array(z.string().min(1).max(100)).max(100).optional(),
+  allowedModels: z.array(plainText(100).min(1, 'must not be empty')).max(100, 'must list at most 100 models').optional(),
   chatRetentionDays: z.number().int().min(1).max(3650).optional(),
 });
 const POLICY_REQUIRED = 'at least one of euOnly, allowedModels, chatRetentionDays is required';

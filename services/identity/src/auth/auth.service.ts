@@ -94,11 +94,7 @@ export class AuthService {
     }
     const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
     await this.throttle.record({ email, userId: user.id, ip: meta?.ip, succeeded: true, method: 'password' });
-    return this.ds.transaction(async (em) => {
-      const pair = await this.sessions.open(em, user, 'password', meta);
-      await this.outbox.append(em, 'identity.user.signed-in', { userId: user.id, method: 'password', newDevice: !knownIp }, { subject: { userId: user.id } });
-      return pair;
-    });
+    return this.ds.transaction((em) => this.sessions.signIn(em, user, 'password', knownIp, meta));
   }
 
   /** Always answers the same, so it cannot be used to find out who has an account. */

@@ -3,6 +3,7 @@ import { DataSource, IsNull, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { ProblemError, type RequestMeta, type TokenPair } from '@ally/contracts';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { IdentityOutbox } from '../common/identity-outbox.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { SigningKeysService } from '../signing-keys/signing-keys.service.js';
 import type { UserEntity } from '../users/user.entity.js';
@@ -21,6 +22,7 @@ export class SessionsService {
   constructor(
     private readonly ds: DataSource,
     private readonly keys: SigningKeysService,
+    private readonly outbox: IdentityOutbox,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
@@ -39,6 +41,18 @@ export class SessionsService {
     });
     await em.getRepository(SessionEntity).insert(session);
     return this.issue(em, session.id, user);
+  }
+
+  /** A successful sign-in: a new session, and an event so notify can warn about an unknown IP. */
+  async signIn(em: EntityManager, user: UserEntity, method: 'password' | 'sso', knownIp: boolean, meta?: RequestMeta): Promise<TokenPair> {
+    const pair = await this.open(em, user, method, meta);
+    await this.outbox.append(
+      em,
+      'identity.user.signed-in',
+      { userId: user.id, method, newDevice: !knownIp, email: user.email, firstName: user.firstName, locale: user.locale, ip: meta?.ip ?? null },
+      { subject: { userId: user.id }, correlationId: meta?.correlationId },
+    );
+    return pair;
   }
 
   async refresh(refreshToken: string): Promise<TokenPair> {

@@ -102,9 +102,7 @@ export class SsoService {
         await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
       }
       const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
-      const pair = await this.sessions.open(em, user, 'sso', meta);
-      await this.outbox.append(em, 'identity.user.signed-in', { userId: user.id, method: 'sso', newDevice: !knownIp }, { subject: { userId: user.id } });
-      return { user, pair };
+      return { user, pair: await this.sessions.signIn(em, user, 'sso', knownIp, meta) };
     });
     // The audit writes outside this transaction, so only once an account created here is committed.
     await this.throttle.record({ email: user.email, userId: user.id, ip: meta?.ip, succeeded: true, method: `sso:${provider.id}` });

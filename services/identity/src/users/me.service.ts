@@ -14,9 +14,9 @@ export class MeService {
   ) {}
 
   async get(userId: string): Promise<Me> {
-    const user = await this.users.findById(userId);
-    if (!user) throw new ProblemError(401, 'The account no longer exists');
-    return this.users.toMe(user);
+    const me = await this.users.findMe(userId);
+    if (!me) throw new ProblemError(401, 'The account no longer exists');
+    return me;
   }
 
   /** Rectification (Art. 16 GDPR). */
@@ -37,7 +37,12 @@ export class MeService {
       if (!user) throw new ProblemError(401, 'The account no longer exists');
       if (user.restrictToEu !== settings.restrictToEu) {
         await em.getRepository(UserEntity).update({ id: userId }, { restrictToEu: settings.restrictToEu });
-        await this.outbox.append(em, 'identity.user.settings-changed', { userId, restrictToEu: settings.restrictToEu }, { subject: { userId } });
+        await this.outbox.append(
+          em,
+          'identity.user.settings-changed',
+          { userId, restrictToEu: settings.restrictToEu, email: user.email, firstName: user.firstName, locale: user.locale },
+          { subject: { userId } },
+        );
       }
       return { restrictToEu: settings.restrictToEu };
     });

@@ -1,0 +1,69 @@
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { BrevoClient, BrevoError } from '@getbrevo/brevo';
+import type { Logger } from 'pino';
+import { LOGGER } from '@ally/platform';
+import { NOTIFY_CONFIG, usesEmulator, type NotifyConfig } from '../config.js';
+import type { RenderedMail } from '../mails/mail-renderer.js';
+
+export type SendOutcome =
+  | { ok: true; messageId: string }
+  /** 429, 5xx, timeouts, network: try again later (not before `retryAfterMs`). */
+  | { ok: false; retryable: true; error: string; retryAfterMs?: number }
+  /** Anything else Brevo refuses (400, 401, 403…): retrying would not help. */
+  | { ok: false; retryable: false; error: string };
+
+/** Brevo's transactional email API through the official SDK; our own retry policy, not the SDK's. */
+@Injectable()
+export class BrevoMailer implements OnModuleInit {
+  private readonly client: BrevoClient;
+
+  constructor(
+    @Inject(NOTIFY_CONFIG) private readonly config: NotifyConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {
+    this.client = new BrevoClient({
+      apiKey: config.BREVO_API_KEY ?? 'emulator',
+      baseUrl: config.BREVO_BASE_URL,
+      maxRetries: 0,
+      timeoutInSeconds: 15,
+    });
+  }
+
+  onModuleInit() {
+    if (usesEmulator(this.config)) {
+      this.logger.info({ brevo: this.config.BREVO_BASE_URL }, `${this.config.NODE_ENV}: no BREVO_API_KEY, mail goes to the Brevo emulator; nothing leaves this machine`);
+    }
+  }
+
+  async send(to: string, mail: RenderedMail, tags: string[]): Promise<SendOutcome> {
+    try {
+      const result = await this.client.transactionalEmails.sendTransacEmail({
+        sender: { email: this.config.MAIL_SENDER_EMAIL, name: this.config.MAIL_SENDER_NAME },
+        to: [{ email: to }],
+        subject: mail.subject,
+        htmlContent: mail.html,
+        textContent: mail.text,
+        tags,
+      });
+      return { ok: true, messageId: String(result.messageId ?? '') };
+    } catch (err) {
+      if (err instanceof BrevoError && typeof err.statusCode === 'number') {
+        const status = err.statusCode;
+        const error = `Brevo answered ${status}: ${JSON.stringify(err.body ?? '').slice(0, 300)}`;
+        if (status === 429 || status >= 500) return { ok: false, retryable: true, error, retryAfterMs: retryAfter(err) };
+        return { ok: false, retryable: false, error };
+      }
+      return { ok: false, retryable: true, error: `Brevo unreachable: ${(err as Error).message}` };
+    }
+  }
+}
+
+function retryAfter(err: BrevoError): number | undefined {
+  const headers = err.rawResponse?.headers as Headers | Record<string, string> | undefined;
+  const value = headers instanceof Headers ? headers.get('retry-after') : headers?.['retry-after'];
+  if (!value) return undefined;
+  const seconds = Number(value);
+  if (Number.isFinite(seconds)) return seconds * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}

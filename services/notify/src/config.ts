@@ -1,0 +1,31 @@
+import { z } from 'zod';
+import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+
+export const notifyConfigSchema = baseConfigSchema
+  .extend(databaseConfigSchema.shape)
+  .extend({
+    /** Brevo's transactional API key. Without one, development and tests use the emulator at BREVO_BASE_URL. */
+    BREVO_API_KEY: z.string().min(1).optional(),
+    BREVO_BASE_URL: z.url().default('https://api.brevo.com/v3'),
+    /** Shared secret Brevo's webhook presents (Authorization: Bearer or ?token=). */
+    BREVO_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+    MAIL_SENDER_EMAIL: z.email().default('no-reply@ally.eu'),
+    MAIL_SENDER_NAME: z.string().default('Ally'),
+    PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+    NOTIFY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(8),
+    /** First retry delay; doubles per attempt (a Retry-After from Brevo wins when longer). */
+    NOTIFY_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2_000),
+    NOTIFY_POLL_MS: z.coerce.number().int().min(10).default(500),
+  })
+  .superRefine((c, ctx) => {
+    if (c.NODE_ENV !== 'production') return;
+    // Production never falls back to the emulator.
+    if (!c.BREVO_API_KEY) ctx.addIssue({ code: 'custom', path: ['BREVO_API_KEY'], message: 'is required in production' });
+    if (!c.BREVO_WEBHOOK_SECRET) ctx.addIssue({ code: 'custom', path: ['BREVO_WEBHOOK_SECRET'], message: 'is required in production' });
+  });
+
+export type NotifyConfig = z.infer<typeof notifyConfigSchema>;
+export const NOTIFY_CONFIG = Symbol('NOTIFY_CONFIG');
+
+/** True when mail goes to the Brevo emulator, not to Brevo. */
+export const usesEmulator = (c: NotifyConfig): boolean => !c.BREVO_API_KEY;

@@ -1,0 +1,139 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import { Counter, Registry } from 'prom-client';
+import { LOGGER } from '@ally/platform';
+import { BrevoMailer } from '../brevo/brevo-mailer.js';
+import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
+import { MailRenderer } from '../mails/mail-renderer.js';
+import type { DeliveryEntity } from './delivery.entity.js';
+
+const BATCH = 10;
+/** A row left in `sending` this long belongs to a worker that died; it is retried. */
+const STALE_SENDING = `interval '2 minutes'`;
+
+type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'recipient' | 'variables' | 'attempts' | 'required'> & { suppressed: boolean };
+
+/**
+ * Sends pending deliveries through Brevo. Rows are claimed with
+ * `FOR UPDATE SKIP LOCKED`, so replicas share the work; 429, 5xx and network
+ * errors are retried with exponential backoff (Brevo's Retry-After wins when
+ * longer) until NOTIFY_MAX_ATTEMPTS, then the delivery is dead; other
+ * refusals are dead at once. Once sent, the address and variables are erased
+ * from the log, leaving only the address hash.
+ */
+@Injectable()
+export class DeliveryWorker implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = false;
+  private readonly mails: Counter;
+  private readonly deadLetters: Counter;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly mailer: BrevoMailer,
+    private readonly renderer: MailRenderer,
+    @Inject(NOTIFY_CONFIG) private readonly config: NotifyConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    registry: Registry,
+  ) {
+    this.mails = new Counter({ name: 'ally_notify_mails_total', help: 'Mail delivery attempts by template and outcome', labelNames: ['template', 'outcome'], registers: [registry] });
+    this.deadLetters = new Counter({ name: 'ally_notify_dead_letters_total', help: 'Mails given up on (permanent refusal or attempts exhausted)', labelNames: ['template'], registers: [registry] });
+  }
+
+  onApplicationBootstrap() {
+    this.timer = setInterval(() => this.wake(), this.config.NOTIFY_POLL_MS);
+    this.wake();
+  }
+
+  async onApplicationShutdown() {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  wake(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.drain()
+      .catch((err) => this.logger.warn({ err: String(err) }, 'delivery pass failed'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  private async drain(): Promise<void> {
+    while (!this.stopped) {
+      const rows = await this.claim();
+      if (rows.length === 0) return;
+      await Promise.all(rows.map((row) => this.deliver(row)));
+    }
+  }
+
+  private async claim(): Promise<ClaimedRow[]> {
+    const [rows] = await this.ds.query(
+      `UPDATE deliveries d SET status = 'sending', attempts = d.attempts + 1, updated_at = now()
+        WHERE d.id IN (
+          SELECT id FROM deliveries
+           WHERE (status = 'pending' AND next_attempt_at <= now())
+              OR (status = 'sending' AND updated_at < now() - ${STALE_SENDING})
+           ORDER BY next_attempt_at LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)
+        RETURNING d.id, d.template, d.locale, d.recipient, d.variables, d.attempts, d.required,
+                  EXISTS (SELECT 1 FROM suppressions s WHERE s.recipient_hash = d.recipient_hash) AS suppressed`,
+    );
+    return rows as ClaimedRow[];
+  }
+
+  private async deliver(row: ClaimedRow): Promise<void> {
+    if (row.suppressed && !row.required) {
+      await this.finish(row.id, 'suppressed', { lastError: 'address is on the suppression list' });
+      this.mails.inc({ template: row.template, outcome: 'suppressed' });
+      return;
+    }
+    let outcome;
+    try {
+      const mail = this.renderer.render(row.template, row.locale, row.variables ?? {});
+      outcome = await this.mailer.send(row.recipient!, mail, [row.template]);
+    } catch (err) {
+      outcome = { ok: false as const, retryable: false as const, error: `cannot render: ${(err as Error).message}` };
+    }
+    if (outcome.ok) {
+      await this.finish(row.id, 'sent', { providerMessageId: outcome.messageId });
+      this.mails.inc({ template: row.template, outcome: 'sent' });
+      return;
+    }
+    if (outcome.retryable && row.attempts < this.config.NOTIFY_MAX_ATTEMPTS) {
+      const backoff = this.config.NOTIFY_RETRY_BASE_MS * 2 ** (row.attempts - 1);
+      const delayMs = Math.max(backoff, outcome.retryAfterMs ?? 0);
+      await this.ds.query(
+        `UPDATE deliveries SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now() WHERE id = $1`,
+        [row.id, delayMs / 1000, outcome.error],
+      );
+      this.mails.inc({ template: row.template, outcome: 'retry' });
+      return;
+    }
+    await this.finish(row.id, 'dead', { lastError: outcome.error });
+    this.mails.inc({ template: row.template, outcome: 'dead' });
+    this.deadLetters.inc({ template: row.template });
+    this.logger.error({ deliveryId: row.id, template: row.template, attempts: row.attempts, error: outcome.error }, 'mail dead-lettered');
+  }
+
+  /** A final state: the address and the variables (tokens, names) leave the log. */
+  private async finish(id: string, status: 'sent' | 'suppressed' | 'dead', extra: { providerMessageId?: string; lastError?: string }): Promise<void> {
+    await this.ds.query(
+      `UPDATE deliveries SET status = $2, provider_message_id = coalesce($3, provider_message_id), last_error = coalesce($4, last_error),
+              sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END, recipient = NULL, variables = NULL, updated_at = now()
+        WHERE id = $1`,
+      [id, status, extra.providerMessageId ?? null, extra.lastError ?? null],
+    );
+  }
+}

@@ -1,0 +1,45 @@
+import { Controller, Inject } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { NotifyRpc, parseInput, ProblemError, type DevMail, type RpcRequest } from '@ally/contracts';
+import { NOTIFY_CONFIG, usesEmulator, type NotifyConfig } from '../config.js';
+
+interface EmulatedMail {
+  messageId: string;
+  receivedAt: string;
+  to: { email: string }[];
+  subject: string;
+  textContent?: string;
+  links: string[];
+}
+
+/**
+ * Development only: what the Brevo emulator took, newest first, with links
+ * and tokens, so a new user can follow a verification link without a mail
+ * server. In production (or with a real Brevo key) it does not exist.
+ */
+@Controller()
+export class DevMailboxController {
+  constructor(@Inject(NOTIFY_CONFIG) private readonly config: NotifyConfig) {}
+
+  @MessagePattern(NotifyRpc.devMailbox.subject)
+  async list(@Payload() req: RpcRequest): Promise<{ data: DevMail[] }> {
+    if (this.config.NODE_ENV === 'production' || !usesEmulator(this.config)) throw new ProblemError(404, 'Not found');
+    const { to } = parseInput(NotifyRpc.devMailbox.input, req.input, 'query');
+    const url = new URL('../__emulator/emails', this.config.BREVO_BASE_URL.replace(/\/?$/, '/'));
+    if (to) url.searchParams.set('to', to);
+    const res = await fetch(url).catch(() => null);
+    if (!res?.ok) throw new ProblemError(503, `The Brevo emulator at ${this.config.BREVO_BASE_URL} is not answering`);
+    const { data } = (await res.json()) as { data: EmulatedMail[] };
+    return {
+      data: data.map((m) => ({
+        messageId: m.messageId,
+        receivedAt: m.receivedAt,
+        to: m.to.map((t) => t.email),
+        subject: m.subject,
+        textContent: m.textContent,
+        links: m.links,
+        tokens: m.links.map((l) => new URL(l).searchParams.get('token')).filter((t): t is string => !!t),
+      })),
+    };
+  }
+}

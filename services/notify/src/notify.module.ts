@@ -1,0 +1,32 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { BrevoMailer } from './brevo/brevo-mailer.js';
+import { NOTIFY_CONFIG, type NotifyConfig } from './config.js';
+import { DeliveryWorker } from './deliveries/delivery-worker.js';
+import { MailEventsConsumer } from './deliveries/mail-events.consumer.js';
+import { DevMailboxController } from './dev-mailbox/dev-mailbox.controller.js';
+import { MailRenderer } from './mails/mail-renderer.js';
+import { NOTIFY_RETENTION_RULES } from './retention/retention.rules.js';
+import { BrevoWebhookService } from './suppressions/brevo-webhook.service.js';
+import { WebhookController } from './suppressions/webhook.controller.js';
+
+@Module({})
+export class NotifyModule {
+  static forRoot(ctx: PlatformContext & { config: NotifyConfig }): DynamicModule {
+    return {
+      module: NotifyModule,
+      imports: [PlatformModule.forRoot(ctx)],
+      controllers: [WebhookController, DevMailboxController],
+      providers: [
+        { provide: NOTIFY_CONFIG, useValue: ctx.config },
+        MailRenderer,
+        BrevoMailer,
+        DeliveryWorker,
+        MailEventsConsumer,
+        BrevoWebhookService,
+        { provide: RETENTION_RULES, useValue: NOTIFY_RETENTION_RULES },
+        AgeRetentionService,
+      ],
+    };
+  }
+}

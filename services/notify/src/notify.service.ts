@@ -1,0 +1,14 @@
+import type { ServiceDefinition } from '@ally/platform';
+import { notifyConfigSchema, type NotifyConfig } from './config.js';
+import { DeliveryEntity } from './deliveries/delivery.entity.js';
+import { InitialSchema1764200000000 } from './migrations/1764200000000-initial-schema.js';
+import { NotifyModule } from './notify.module.js';
+import { SuppressionEntity } from './suppressions/suppression.entity.js';
+
+/** notify: every mail Ally sends, through Brevo, driven by events. */
+export const notifyService: ServiceDefinition<NotifyConfig> = {
+  name: 'notify',
+  configSchema: notifyConfigSchema,
+  database: { schema: 'notify', entities: [DeliveryEntity, SuppressionEntity], migrations: [InitialSchema1764200000000] },
+  module: (ctx) => NotifyModule.forRoot(ctx),
+};

@@ -1,0 +1,58 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { timingSafeEqual, createHash } from 'node:crypto';
+import { z } from 'zod';
+import { ProblemError } from '@ally/contracts';
+import { hashAddress } from '../common/address-hash.js';
+import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
+
+/** Brevo's transactional webhook events we act on; others are acknowledged and ignored. */
+const SUPPRESSING = new Set(['hard_bounce', 'spam', 'unsubscribed', 'blocked', 'invalid_email']);
+const STATUS: Record<string, 'delivered' | 'bounced'> = { delivered: 'delivered', hard_bounce: 'bounced', soft_bounce: 'bounced' };
+
+const brevoEvent = z.looseObject({
+  event: z.string().min(1),
+  email: z.string().min(3).max(254),
+  'message-id': z.string().optional(),
+});
+const payloadSchema = z.union([brevoEvent, z.array(brevoEvent).max(1000)]);
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+@Injectable()
+export class BrevoWebhookService {
+  constructor(
+    private readonly ds: DataSource,
+    @Inject(NOTIFY_CONFIG) private readonly config: NotifyConfig,
+  ) {}
+
+  /** Bounces, complaints and unsubscribes put the address (as a hash) on the suppression list. */
+  async apply(secret: string, payload: unknown): Promise<{ applied: number }> {
+    this.authenticate(secret);
+    const parsed = payloadSchema.safeParse(payload);
+    if (!parsed.success) throw new ProblemError(400, 'Not a Brevo webhook event: event and email are required');
+    const events = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+    let applied = 0;
+    await this.ds.transaction(async (em) => {
+      for (const e of events) {
+        if (SUPPRESSING.has(e.event)) {
+          await em.query(`INSERT INTO suppressions (recipient_hash, reason) VALUES ($1, $2) ON CONFLICT (recipient_hash) DO NOTHING`, [hashAddress(e.email), e.event]);
+          applied++;
+        }
+        const status = STATUS[e.event];
+        if (status && e['message-id']) {
+          await em.query(`UPDATE deliveries SET status = $2, updated_at = now() WHERE provider_message_id = $1 AND status = 'sent'`, [e['message-id'], status]);
+        }
+      }
+    });
+    return { applied };
+  }
+
+  private authenticate(secret: string): void {
+    const expected = this.config.BREVO_WEBHOOK_SECRET;
+    // Compared as digests so the length of the secret does not leak through timing.
+    if (!expected || !secret || !timingSafeEqual(digest(secret), digest(expected))) {
+      throw new ProblemError(401, 'The webhook secret is missing or wrong');
+    }
+  }
+}

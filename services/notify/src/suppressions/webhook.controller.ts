@@ -1,0 +1,15 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { NotifyRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { BrevoWebhookService } from './brevo-webhook.service.js';
+
+@Controller()
+export class WebhookController {
+  constructor(private readonly webhooks: BrevoWebhookService) {}
+
+  @MessagePattern(NotifyRpc.brevoWebhook.subject)
+  brevo(@Payload() req: RpcRequest) {
+    const { secret, payload } = parseInput(NotifyRpc.brevoWebhook.input, req.input);
+    return this.webhooks.apply(secret, payload);
+  }
+}

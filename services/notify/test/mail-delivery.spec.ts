@@ -1,0 +1,146 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { jetstream } from '@nats-io/jetstream';
+import { randomUUID } from 'node:crypto';
+import { eventsStreamName, IdentityRpc, NotifyRpc } from '@ally/contracts';
+import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
+import { identityService } from '@ally/identity';
+import { RpcClient } from '@ally/messaging';
+import { notifyService } from '@ally/notify';
+import { createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+
+const PASSWORD = 'Wanderweg durch den Schwarzwald';
+const SECRET = 'brevo-webhook-secret-for-tests';
+
+describe('notify: mail through Brevo, driven by events', () => {
+  let env: TestEnv;
+  let brevo: BrevoEmulator;
+  let notify: RunningService;
+  let rpc: RpcClient;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    brevo = await startBrevoEmulator();
+    await env.start(identityService);
+    notify = await env.start(notifyService, {
+      BREVO_BASE_URL: brevo.apiUrl,
+      BREVO_WEBHOOK_SECRET: SECRET,
+      NOTIFY_RETRY_BASE_MS: '50',
+      NOTIFY_POLL_MS: '50',
+      NOTIFY_MAX_ATTEMPTS: '4',
+      PUBLIC_BASE_URL: 'https://app.ally.example',
+    });
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await brevo?.close();
+  });
+
+  const register = (email: string, locale: 'de' | 'en') =>
+    rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Mia', lastName: 'Berger', locale });
+
+  const mailsTo = (email: string, n: number) => waitFor(async () => (brevo.mails(email).length >= n ? brevo.mails(email) : undefined), `${n} mail(s) to ${email}`);
+
+  const deliveryOf = async (template: string, userId: string) =>
+    (await env.sql(`SELECT * FROM notify.deliveries WHERE template = $1 AND user_id = $2`, [template, userId]))[0];
+
+  it('sends exactly one verification mail in the user language, even when the event arrives three times', async () => {
+    const { user } = await register('mia@example.eu', 'en');
+    const [mail] = await mailsTo('mia@example.eu', 1);
+    expect(mail.subject).toBe('Please confirm your email address');
+    expect(mail.textContent).toContain('Hello Mia');
+    const link = mail.links.find((l) => l.includes('/verify-email?token='))!;
+    expect(link.startsWith('https://app.ally.example/verify-email?token=')).toBe(true);
+
+    // Redeliver the same envelope twice more, past JetStream's dedup (new Nats-Msg-Id).
+    const js = jetstream(await env.nats());
+    const stored = await (await js.jetstreamManager()).streams.getMessage(eventsStreamName(env.prefix), {
+      last_by_subj: env.subject('ally.evt.identity.user.registered'),
+    });
+    for (let i = 0; i < 2; i++) await js.publish(stored!.subject, stored!.data, { msgID: randomUUID() });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(brevo.mails('mia@example.eu')).toHaveLength(1);
+
+    const delivery = await deliveryOf('verify-email', user.id);
+    expect(delivery).toMatchObject({ status: 'sent', attempts: 1, recipient: null, variables: null, locale: 'en' });
+    expect(delivery.provider_message_id).toBe(mail.messageId);
+    expect(delivery.recipient_hash).toMatch(/^[0-9a-f]{64}$/);
+
+    // The link verifies the account.
+    await rpc.call(IdentityRpc.verifyEmail, { token: new URL(link).searchParams.get('token')! });
+    const welcome = await mailsTo('mia@example.eu', 2);
+    expect(welcome[0].subject).toBe('Welcome to Ally');
+  });
+
+  it('writes to German users in German, as HTML and text', async () => {
+    await register('jonas@example.eu', 'de');
+    const [mail] = await mailsTo('jonas@example.eu', 1);
+    expect(mail.subject).toBe('Bitte bestätigen Sie Ihre E-Mail-Adresse');
+    expect(mail.htmlContent).toContain('<a href="https://app.ally.example/verify-email?token=');
+    expect(mail.textContent).toContain('Hallo Mia,');
+    expect(mail.htmlContent).toContain('lang="de"');
+  });
+
+  it('retries 503 with backoff and delivers on the third attempt', async () => {
+    brevo.failNext({ status: 503, times: 2 });
+    const { user } = await register('retry@example.eu', 'en');
+    await mailsTo('retry@example.eu', 1);
+    const delivery = await deliveryOf('verify-email', user.id);
+    expect(delivery).toMatchObject({ status: 'sent', attempts: 3 });
+  });
+
+  it('honours Retry-After on 429', async () => {
+    brevo.failNext({ status: 429, times: 1, retryAfterSeconds: 1 });
+    const started = Date.now();
+    const { user } = await register('ratelimited@example.eu', 'en');
+    await mailsTo('ratelimited@example.eu', 1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_000);
+    expect(await deliveryOf('verify-email', user.id)).toMatchObject({ status: 'sent', attempts: 2 });
+  });
+
+  it('puts a mail Brevo refuses with 400 in the dead-letter state, visible in the log and the metrics', async () => {
+    brevo.failNext({ status: 400, times: 1 });
+    const { user } = await register('refused@example.eu', 'en');
+    const dead = await waitFor(async () => {
+      const d = await deliveryOf('verify-email', user.id);
+      return d?.status === 'dead' ? d : undefined;
+    }, 'the dead delivery');
+    expect(dead).toMatchObject({ attempts: 1, recipient: null });
+    expect(dead.last_error).toContain('400');
+    const metrics = await (await fetch(`${notify.url}/metrics`)).text();
+    expect(metrics).toMatch(/ally_notify_dead_letters_total\{template="verify-email",service="notify"\} 1/);
+    expect(brevo.mails('refused@example.eu')).toHaveLength(0);
+  });
+
+  it('suppresses a bounced address for ordinary mail but still sends a password reset the user asked for', async () => {
+    await expect(rpc.call(NotifyRpc.brevoWebhook, { secret: 'wrong-secret-wrong-secret', payload: { event: 'hard_bounce', email: 'bounce@example.eu' } })).rejects.toMatchObject({ status: 401 });
+    expect(await env.sql(`SELECT * FROM notify.suppressions`)).toHaveLength(0);
+
+    await expect(rpc.call(NotifyRpc.brevoWebhook, { secret: SECRET, payload: [{ event: 'hard_bounce', email: 'Bounce@example.eu' }, { event: 'opened', email: 'x@example.eu' }] })).resolves.toEqual({ applied: 1 });
+    // An invitation is ordinary mail: suppressed.
+    const owner = await register('owner2@example.eu', 'en');
+    const actor = { userId: owner.user.id, platformRoles: [] };
+    const org = await rpc.call(IdentityRpc.createOrg, { name: 'Owner Zwei GmbH' }, { actor });
+    await rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email: 'bounce@example.eu', role: 'member' }, { actor });
+    const suppressed = await waitFor(
+      async () => (await env.sql(`SELECT * FROM notify.deliveries WHERE template = 'invitation' AND status = 'suppressed'`))[0],
+      'the suppressed invitation',
+    );
+    expect(suppressed.recipient).toBeNull();
+
+    // A password reset the user asked for still goes.
+    await register('bounce@example.eu', 'en');
+    await rpc.call(IdentityRpc.forgotPassword, { email: 'bounce@example.eu' });
+    await waitFor(async () => brevo.mails('bounce@example.eu').some((m) => m.subject === 'Reset your Ally password'), 'the reset mail');
+    expect(brevo.mails('bounce@example.eu').map((m) => m.subject)).not.toContain('Invitation to Owner Zwei GmbH on Ally');
+  });
+
+  it('lists the dev mailbox with links and tokens', async () => {
+    const { data } = await rpc.call(NotifyRpc.devMailbox, { to: 'mia@example.eu' });
+    expect(data.map((m) => m.subject)).toEqual(['Welcome to Ally', 'Please confirm your email address']);
+    expect(data[1].tokens).toHaveLength(1);
+  });
+});

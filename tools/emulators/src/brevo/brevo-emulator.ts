@@ -1,0 +1,125 @@
+import { randomUUID } from 'node:crypto';
+import { serveJson, type EmulatorServer } from '../http-server.js';
+
+/** One mail as Brevo took it through `POST /v3/smtp/email`. */
+export interface EmulatedMail {
+  messageId: string;
+  receivedAt: string;
+  sender: { email: string; name?: string };
+  to: { email: string; name?: string }[];
+  subject: string;
+  htmlContent?: string;
+  textContent?: string;
+  tags?: string[];
+  headers?: Record<string, string>;
+  /** Every http(s) link found in the content, for the dev mailbox. */
+  links: string[];
+}
+
+export interface Fault {
+  status: number;
+  /** How many of the next sends fail this way. */
+  times: number;
+  retryAfterSeconds?: number;
+}
+
+export interface BrevoEmulator extends EmulatorServer {
+  /** Base URL to give the SDK (`…/v3`). */
+  apiUrl: string;
+  mails(to?: string): EmulatedMail[];
+  failNext(fault: Fault): void;
+  clear(): void;
+}
+
+const LINK = /https?:\/\/[^\s"'<>]+/g;
+const isEmail = (v: unknown) => typeof v === 'string' && /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v);
+
+/**
+ * Speaks the part of Brevo's API that Ally's notify service calls, with the
+ * same paths, `api-key` header, status codes and error bodies, and keeps what
+ * it received. Faults (429, 5xx, 400) can be injected for the next N sends,
+ * over HTTP (`POST /__emulator/faults`) or in-process.
+ */
+export async function startBrevoEmulator(opts: { port?: number; apiKey?: string } = {}): Promise<BrevoEmulator> {
+  const mails: EmulatedMail[] = [];
+  const faults: Fault[] = [];
+
+  const takeFault = (): Fault | undefined => {
+    const fault = faults[0];
+    if (!fault) return undefined;
+    if (--fault.times <= 0) faults.shift();
+    return fault;
+  };
+
+  const server = await serveJson(async (req, raw, url) => {
+    // Inspection API, not Brevo's: what the dev mailbox and tests read.
+    if (url.pathname === '/__emulator/emails' && req.method === 'GET') {
+      const to = url.searchParams.get('to');
+      return { status: 200, body: { data: list(to ?? undefined) } };
+    }
+    if (url.pathname === '/__emulator/emails' && req.method === 'DELETE') {
+      mails.length = 0;
+      return { status: 204 };
+    }
+    if (url.pathname === '/__emulator/faults' && req.method === 'POST') {
+      const fault = JSON.parse(raw || '{}') as Fault;
+      faults.push({ status: Number(fault.status), times: Number(fault.times ?? 1), retryAfterSeconds: fault.retryAfterSeconds });
+      return { status: 204 };
+    }
+
+    if (url.pathname !== '/v3/smtp/email' || req.method !== 'POST') {
+      return { status: 404, body: { code: 'not_found', message: `Invalid route ${req.method} ${url.pathname}` } };
+    }
+    const key = req.headers['api-key'];
+    if (!key || (opts.apiKey && key !== opts.apiKey)) {
+      return { status: 401, body: { code: 'unauthorized', message: 'Key not found' } };
+    }
+    const fault = takeFault();
+    if (fault) {
+      const headers: Record<string, string> = fault.retryAfterSeconds ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
+      const code = fault.status === 400 ? 'invalid_parameter' : fault.status === 429 ? 'too_many_requests' : 'internal_error';
+      return { status: fault.status, headers, body: { code, message: `Emulated failure ${fault.status}` } };
+    }
+    let body: Record<string, any>;
+    try {
+      body = JSON.parse(raw);
+    } catch {
+      return { status: 400, body: { code: 'bad_request', message: 'Input must be a valid JSON object' } };
+    }
+    const problems: string[] = [];
+    if (!isEmail(body?.sender?.email)) problems.push('sender.email is missing or invalid');
+    if (!Array.isArray(body?.to) || body.to.length === 0 || !body.to.every((t: { email?: unknown }) => isEmail(t?.email))) problems.push('to is missing or invalid');
+    if (typeof body?.subject !== 'string' || !body.subject) problems.push('subject is missing');
+    if (!body?.htmlContent && !body?.textContent) problems.push('htmlContent or textContent is missing');
+    if (problems.length) return { status: 400, body: { code: 'missing_parameter', message: problems.join('; ') } };
+
+    const messageId = `<${randomUUID()}@smtp-relay.mailin.fr>`;
+    const content = `${body.htmlContent ?? ''}\n${body.textContent ?? ''}`;
+    mails.push({
+      messageId,
+      receivedAt: new Date().toISOString(),
+      sender: body.sender,
+      to: body.to,
+      subject: body.subject,
+      htmlContent: body.htmlContent,
+      textContent: body.textContent,
+      tags: body.tags,
+      headers: body.headers,
+      links: [...new Set(content.match(LINK) ?? [])].map((l) => l.replace(/&amp;/g, '&')),
+    });
+    return { status: 201, body: { messageId } };
+  }, opts.port);
+
+  function list(to?: string): EmulatedMail[] {
+    const wanted = to?.toLowerCase();
+    return mails.filter((m) => !wanted || m.to.some((t) => t.email.toLowerCase() === wanted)).reverse();
+  }
+
+  return {
+    ...server,
+    apiUrl: `${server.url}/v3`,
+    mails: list,
+    failNext: (fault) => faults.push({ ...fault }),
+    clear: () => void (mails.length = 0),
+  };
+}

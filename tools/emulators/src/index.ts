@@ -1,0 +1,2 @@
+export * from './http-server.js';
+export * from './brevo/brevo-emulator.js';
