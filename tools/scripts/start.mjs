@@ -54,6 +54,9 @@ async function ensureDatabase() {
   }
 }
 
+const BREVO_EMULATOR_PORT = 8125;
+const brevoEmulated = !process.env.BREVO_API_KEY;
+
 function serviceEnv(service) {
   const dbUrl = new URL(adminUrl);
   dbUrl.username = `ally_${service.name}`;
@@ -65,6 +68,8 @@ function serviceEnv(service) {
     NATS_URL: natsUrl,
     HTTP_PORT: String(service.port),
     ...(service.name === 'gateway' ? { GATEWAY_PORT: String(service.port) } : {}),
+    ...(service.name === 'notify' && brevoEmulated ? { BREVO_BASE_URL: `http://127.0.0.1:${BREVO_EMULATOR_PORT}/v3` } : {}),
+    ...(service.name === 'notify' ? { BREVO_WEBHOOK_SECRET: process.env.BREVO_WEBHOOK_SECRET ?? 'development-brevo-webhook-secret' } : {}),
     ...(service.database ? { DATABASE_URL: dbUrl.href, DATABASE_ADMIN_URL: adminUrl.href } : {}),
   };
 }
@@ -91,6 +96,16 @@ function stopAll(code) {
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
 
+if (brevoEmulated) {
+  // No Brevo credentials: mail goes to the emulator, readable at GET /v1/dev/mailbox.
+  const emulator = spawn(process.execPath, [join(root, 'tools/emulators/dist/brevo/main.js')], {
+    env: { ...process.env, BREVO_EMULATOR_PORT: String(BREVO_EMULATOR_PORT) },
+    stdio: 'inherit',
+  });
+  children.push(emulator);
+  for (let i = 0; i < 50 && !(await reachable({ host: '127.0.0.1', port: BREVO_EMULATOR_PORT })); i++) await new Promise((r) => setTimeout(r, 100));
+}
+
 for (const service of SERVICES) {
   const child = spawn(process.execPath, ['--enable-source-maps', mainOf(service)], { env: serviceEnv(service), stdio: 'inherit' });
   children.push(child);
@@ -112,6 +127,6 @@ if (!stopping) {
   const gateway = SERVICES.find((s) => s.name === 'gateway');
   console.log(
     `\nAlly is running: gateway http://localhost:${gateway.port} (OpenAPI at /docs). ` +
-      `Development mode: no mail is sent; verification and reset links appear in identity's log ("development: verify-email link").\n`,
+      (brevoEmulated ? `No BREVO_API_KEY: mail goes to the Brevo emulator; read it at http://localhost:${gateway.port}/v1/dev/mailbox?to=<email>.\n` : '\n'),
   );
 }

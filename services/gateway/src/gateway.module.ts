@@ -7,6 +7,7 @@ import { GATEWAY_CONFIG, type GatewayConfig } from './config.js';
 import { AuthController } from './identity/auth.controller.js';
 import { MeController } from './identity/me.controller.js';
 import { OrgsController } from './identity/orgs.controller.js';
+import { NotifyController } from './notify/notify.controller.js';
 
 @Module({})
 export class GatewayModule {
@@ -14,7 +15,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController],
+      controllers: [AuthController, MeController, OrgsController, NotifyController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,

@@ -1,11 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type TokenPair } from '@ally/contracts';
 import { isUniqueViolation } from '@ally/persistence';
-import { LOGGER } from '@ally/platform';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { OrgsService } from '../orgs/orgs.service.js';
@@ -31,7 +29,6 @@ export class AuthService {
     private readonly orgs: OrgsService,
     private readonly outbox: IdentityOutbox,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
-    @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   async register(input: z.infer<typeof registerInput>, meta?: RequestMeta): Promise<RegisterReply> {
@@ -59,7 +56,6 @@ export class AuthService {
           { subject: { userId: user.id }, correlationId: meta?.correlationId },
         );
         if (input.organizationName) await this.orgs.createInTx(em, user, input.organizationName, meta);
-        this.logDevLink('verify-email', verificationToken);
         const pair = await this.sessions.open(em, user, 'password', meta);
         return { user: await this.users.toMe(user, em), ...pair };
       });
@@ -110,7 +106,6 @@ export class AuthService {
         { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, resetToken },
         { subject: { userId: user.id }, correlationId: meta?.correlationId },
       );
-      this.logDevLink('reset-password', resetToken);
     });
   }
 
@@ -131,11 +126,5 @@ export class AuthService {
 
   private dummy(): Promise<string> {
     return (this.dummyHash ??= this.passwords.hash(randomUUID()));
-  }
-
-  /** Until notify's dev mailbox exists, development prints the link so a new user can follow it. */
-  private logDevLink(path: string, token: string) {
-    if (this.config.NODE_ENV !== 'development') return;
-    this.logger.info({ link: `${this.config.PUBLIC_BASE_URL}/${path}?token=${token}`, devToken: token }, `development: ${path} link`);
   }
 }

@@ -1,0 +1,36 @@
+import { Body, Controller, Get, HttpCode, Inject, Post, Query, Req } from '@nestjs/common';
+import { ApiExcludeEndpoint, ApiTags } from '@nestjs/swagger';
+import type { FastifyRequest } from 'fastify';
+import { NotifyRpc, ProblemError, type RequestMeta } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { Public } from '@ally/platform';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { RequestMetaParam } from '../common/request-context.js';
+
+@ApiTags('notify')
+@Controller()
+@Public()
+export class NotifyController {
+  constructor(
+    private readonly rpc: RpcClient,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+  ) {}
+
+  /** Brevo's webhook: bounces, complaints, unsubscribes. notify checks the shared secret. */
+  @Post('v1/webhooks/brevo')
+  @HttpCode(200)
+  brevoWebhook(@Req() req: FastifyRequest, @Body() payload: unknown, @RequestMetaParam() meta: RequestMeta) {
+    const auth = req.headers.authorization;
+    const bearer = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    const secret = bearer || String((req.query as Record<string, unknown>)?.token ?? '');
+    return this.rpc.call(NotifyRpc.brevoWebhook, { secret: secret.slice(0, 512), payload }, { meta });
+  }
+
+  /** Development only: the mails the Brevo emulator took, newest first, with their links and tokens. */
+  @Get('v1/dev/mailbox')
+  @ApiExcludeEndpoint()
+  devMailbox(@Query('to') to: string | undefined, @RequestMetaParam() meta: RequestMeta) {
+    if (this.config.NODE_ENV === 'production') throw new ProblemError(404, 'Not found');
+    return this.rpc.call(NotifyRpc.devMailbox, to ? { to } : {}, { meta });
+  }
+}
