@@ -54,4 +54,10 @@ describe('starting with a dependency missing', () => {
     const weak = await run(['services/identity/dist/main.js'], { DATABASE_URL: 'postgres://x@127.0.0.1/ally', ARGON2_MEMORY_KIB: '1024' });
     expect(lines(weak.stderr)).toEqual([expect.stringMatching(/^identity: Configuration error: ARGON2_MEMORY_KIB /)]);
   });
+
+  it('notify refuses to start in production without Brevo credentials', async () => {
+    const r = await run(['services/notify/dist/main.js'], { NODE_ENV: 'production', DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally' });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual(['notify: Configuration error: BREVO_API_KEY is required in production']);
+  });
 });

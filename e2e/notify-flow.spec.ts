@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { notifyService } from '@ally/notify';
+import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+
+const SECRET = 'e2e-brevo-webhook-secret';
+
+describe('mail as a new user meets it: through the gateway, the dev mailbox and Brevo webhooks', () => {
+  let env: TestEnv;
+  let brevo: BrevoEmulator;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    brevo = await startBrevoEmulator();
+    await env.start(identityService);
+    await env.start(notifyService, { BREVO_BASE_URL: brevo.apiUrl, BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NODE_ENV: 'development' });
+    http = httpClient((await env.start(gatewayService, { NODE_ENV: 'development' })).url);
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await brevo?.close();
+  });
+
+  it('registering produces one verification mail in the dev mailbox, in the user language, whose link verifies the account', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'sofia@example.eu', password: 'Olivenhain bei Valencia', firstName: 'Sofía', lastName: 'García', locale: 'en' });
+    expect(reg.status).toBe(201);
+    const box = await waitFor(async () => {
+      const res = await http.get('/v1/dev/mailbox?to=sofia@example.eu');
+      return res.body?.data?.length ? res.body : undefined;
+    }, 'the verification mail');
+    expect(box.data).toHaveLength(1);
+    expect(box.data[0]).toMatchObject({ subject: 'Please confirm your email address', to: ['sofia@example.eu'] });
+    expect((await http.post('/v1/auth/verify-email', { token: box.data[0].tokens[0] })).status).toBe(204);
+    expect((await http.get('/v1/me', reg.body.accessToken)).body.emailVerified).toBe(true);
+  });
+
+  it('a bounce webhook suppresses the address; a bad secret answers 401 and changes nothing', async () => {
+    const bounce = { event: 'hard_bounce', email: 'gone@example.eu', 'message-id': '<x@smtp-relay.mailin.fr>' };
+    const bad = await http.request('POST', '/v1/webhooks/brevo', { body: bounce, headers: { authorization: 'Bearer not-the-secret' } });
+    expect(bad.status).toBe(401);
+    expect(bad.headers.get('content-type')).toContain('application/problem+json');
+    expect(await env.sql(`SELECT * FROM notify.suppressions`)).toHaveLength(0);
+
+    const ok = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: bounce });
+    expect(ok.status).toBe(200);
+    expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
+  });
+});
+
+describe('the dev mailbox in production', () => {
+  let env: TestEnv;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+  });
+
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('does not exist', async () => {
+    const http = httpClient((await env.start(gatewayService, { NODE_ENV: 'production' })).url);
+    const res = await http.get('/v1/dev/mailbox?to=a@example.eu');
+    expect(res.status).toBe(404);
+  });
+});
