@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { nanos, type NatsConnection } from '@nats-io/transport-node';
+import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import {
@@ -11,6 +11,14 @@ import {
   withPrefix,
   type EventEnvelope,
 } from '@ally/contracts';
+
+/** Headers on a dead-lettered message. */
+export const DLQ_HEADERS = {
+  reason: 'Ally-Dead-Letter-Reason',
+  subject: 'Ally-Original-Subject',
+  seq: 'Ally-Original-Seq',
+  consumer: 'Ally-Consumer',
+} as const;
 
 export type EventHandler = (em: EntityManager, event: EventEnvelope) => Promise<void>;
 
@@ -108,6 +116,10 @@ export class EventConsumer {
     } catch (err) {
       return this.deadLetter(msg, `invalid envelope: ${String(err).slice(0, 300)}`);
     }
+    if (msg.info.deliveryCount > this.maxDeliver) {
+      // The extra delivery is only for finishing a dead-lettering that did not complete.
+      return this.deadLetter(msg, `no success after ${this.maxDeliver} attempts`);
+    }
     try {
       await this.opts.dataSource.transaction(async (em) => {
         const fresh = await em.query(
@@ -130,12 +142,23 @@ export class EventConsumer {
   private async deadLetter(msg: JsMsg, reason: string): Promise<void> {
     const { durable, prefix, nats, logger } = this.opts;
     try {
-      await jetstream(nats).publish(withPrefix(prefix, deadLetterSubject(durable)), msg.data, {
+      // Where it came from and why, so an operator can inspect and replay it.
+      const h = natsHeaders();
+      h.set(DLQ_HEADERS.reason, reason.replace(/\s+/g, ' ').slice(0, 500));
+      h.set(DLQ_HEADERS.subject, msg.subject);
+      h.set(DLQ_HEADERS.seq, String(msg.seq));
+      h.set(DLQ_HEADERS.consumer, durable);
+      const ack = await jetstream(nats).publish(withPrefix(prefix, deadLetterSubject(durable)), msg.data, {
         msgID: `${durable}:${msg.seq}`,
+        headers: h,
       });
-      this.deadLettered.inc();
-      logger.error({ durable, subject: msg.subject, seq: msg.seq, reason }, 'event dead-lettered');
-      msg.term(reason.slice(0, 200));
+      // A second try after a lost term is deduplicated by JetStream and not counted twice.
+      if (!ack.duplicate) {
+        this.deadLettered.inc();
+        logger.error({ durable, subject: msg.subject, seq: msg.seq, reason }, 'event dead-lettered');
+      }
+      // Servers before 2.10.4 ignore a `+TERM` that carries a reason (the message would stay pending and come back).
+      msg.term(atLeast(nats.info?.version, [2, 10, 4]) ? reason.slice(0, 200) : undefined);
     } catch (err) {
       logger.error({ err: String(err), durable }, 'dead-lettering failed; will retry');
       msg.nak(5_000);
@@ -151,7 +174,7 @@ export class EventConsumer {
  */
 export function subjectFilter(subjects: string[], serverVersion?: string): { filter_subject?: string; filter_subjects?: string[] } {
   if (subjects.length === 1) return { filter_subject: subjects[0], filter_subjects: undefined };
-  if (!serverVersion || atLeast(serverVersion, [2, 10, 0])) return { filter_subjects: subjects, filter_subject: undefined };
+  if (atLeast(serverVersion, [2, 10, 0])) return { filter_subjects: subjects, filter_subject: undefined };
   const tokens = subjects.map((s) => s.split('.'));
   const sameLength = tokens.every((t) => t.length === tokens[0].length);
   if (sameLength) {
@@ -162,7 +185,8 @@ export function subjectFilter(subjects: string[], serverVersion?: string): { fil
   return { filter_subject: [...common, '>'].join('.'), filter_subjects: undefined };
 }
 
-function atLeast(version: string, min: [number, number, number]): boolean {
+function atLeast(version: string | undefined, min: [number, number, number]): boolean {
+  if (!version) return false;
   const v = version.split(/[.-]/).slice(0, 3).map((n) => parseInt(n, 10) || 0);
   for (let i = 0; i < 3; i++) if (v[i] !== min[i]) return v[i] > min[i];
   return true;

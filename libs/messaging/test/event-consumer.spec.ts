@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import type { DataSource, EntityManager } from 'typeorm';
 import { createEnvelope, deadLetterSubject, eventsStreamName, eventSubject, withPrefix, type EventEnvelope } from '@ally/contracts';
-import { deadLetterStreamName, ensureStreams, EventConsumer, type EventConsumerOptions } from '@ally/messaging';
+import { deadLetterStreamName, DLQ_HEADERS, ensureStreams, EventConsumer, subjectFilter, type EventConsumerOptions } from '@ally/messaging';
 import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
 import { metricValue, openTestSchema, silentLogger } from './support.js';
 
@@ -77,17 +77,20 @@ describe(EventConsumer.name, () => {
     const seqs = [await publish(envelope, `${envelope.id}:1`), await publish(envelope, `${envelope.id}:2`), await publish(envelope)];
     expect((await jsm.streams.info(eventsStreamName(env.prefix))).state.messages).toBe(3);
 
+    const registry = new Registry();
     let calls = 0;
     const handler = recordEffect(durable);
-    const consumer = await startConsumer({ durable, types: ['test.thing.happened'], handler: async (em, e) => (calls++, handler(em, e)) });
+    await startConsumer({ durable, types: ['test.thing.happened'], registry, handler: async (em, e) => (calls++, handler(em, e)) });
 
     const info = await settled(durable, seqs[2]);
     expect(info.delivered.stream_seq).toBe(seqs[2]);
+    expect(info.ack_floor.stream_seq).toBe(seqs[2]);
     expect(info.num_redelivered).toBe(0);
     expect(calls).toBe(1);
     expect(await effects(durable)).toEqual([{ event_id: envelope.id, n: 42 }]);
     expect(await env.sql(`SELECT event_id, consumer FROM ${SCHEMA}.inbox`)).toEqual([{ event_id: envelope.id, consumer: durable }]);
-    expect(await metricValue((consumer as unknown as { opts: EventConsumerOptions }).opts.registry, 'ally_events_processed_total')).toBe(3);
+    // Three deliveries, three acks: two of them found the inbox row and skipped the handler.
+    expect(await metricValue(registry, 'ally_events_processed_total')).toBe(3);
   });
 
   it('has one effect when two replicas of a consumer race for copies of the same event', async () => {
@@ -157,6 +160,10 @@ describe(EventConsumer.name, () => {
       'the event in the dead-letter stream',
     );
     expect(dead!.json<EventEnvelope>()).toEqual(envelope);
+    expect(dead!.header.get(DLQ_HEADERS.subject)).toBe(withPrefix(env.prefix, eventSubject('test.thing.failed')));
+    expect(dead!.header.get(DLQ_HEADERS.seq)).toBe(String(seq));
+    expect(dead!.header.get(DLQ_HEADERS.consumer)).toBe(durable);
+    expect(dead!.header.get(DLQ_HEADERS.reason)).toContain('handler always fails');
     expect(consumer.maxDeliver).toBe(2);
     expect(attempts).toBe(2);
     await waitFor(async () => (await metricValue(registry, 'ally_events_dead_lettered_total')) === 1, 'the dead-letter metric');
@@ -187,5 +194,29 @@ describe(EventConsumer.name, () => {
     await settled(durable, ack.seq);
     expect(calls).toBe(0);
     expect(await metricValue(registry, 'ally_events_dead_lettered_total')).toBe(1);
+  });
+});
+
+describe(subjectFilter.name, () => {
+  const subjects = ['p.ally.evt.identity.user.registered', 'p.ally.evt.identity.user.verified'];
+
+  it('uses filter_subject for a single type on any server', () => {
+    expect(subjectFilter(subjects.slice(0, 1), '2.9.10')).toEqual({ filter_subject: subjects[0] });
+    expect(subjectFilter(subjects.slice(0, 1), '2.10.22')).toEqual({ filter_subject: subjects[0] });
+  });
+
+  it('uses filter_subjects for several types on NATS 2.10 and later', () => {
+    expect(subjectFilter(subjects, '2.10.0')).toEqual({ filter_subjects: subjects });
+    expect(subjectFilter(subjects, '2.11.1')).toEqual({ filter_subjects: subjects });
+  });
+
+  it('falls back to the narrowest wildcard covering all types on servers before 2.10', () => {
+    expect(subjectFilter(subjects, '2.9.10')).toEqual({ filter_subject: 'p.ally.evt.identity.user.*' });
+    expect(subjectFilter(['p.ally.evt.identity.user.registered', 'p.ally.evt.identity.organization.created'], '2.9.10')).toEqual({
+      filter_subject: 'p.ally.evt.identity.*.*',
+    });
+    expect(subjectFilter(['p.ally.evt.identity.user.registered', 'p.ally.evt.chat.completion.x.recorded'], '2.9.10')).toEqual({
+      filter_subject: 'p.ally.evt.>',
+    });
   });
 });
