@@ -1,3 +1,4 @@
+import { ZodError } from 'zod';
 import type { DataSource, EntityManager } from 'typeorm';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/transport-node';
@@ -132,6 +133,8 @@ export class EventConsumer {
       msg.ack();
       this.processed.inc();
     } catch (err) {
+      // An event whose data breaks its contract will never succeed: no retries.
+      if (err instanceof ZodError) return this.deadLetter(msg, `data does not match its contract: ${String(err.message).slice(0, 300)}`);
       if (msg.info.deliveryCount >= this.maxDeliver) return this.deadLetter(msg, String(err));
       const delay = Math.min(30_000, 250 * 2 ** msg.info.deliveryCount);
       logger.warn({ err: String(err), eventId: event.id, type: event.type, durable, attempt: msg.info.deliveryCount }, 'event handler failed; will retry');

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstream } from '@nats-io/jetstream';
 import { randomUUID } from 'node:crypto';
-import { eventsStreamName, IdentityRpc, NotifyRpc } from '@ally/contracts';
+import { createEnvelope, eventsStreamName, IdentityRpc, NotifyRpc } from '@ally/contracts';
 import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
-import { RpcClient } from '@ally/messaging';
+import { deadLetterStreamName, DLQ_HEADERS, RpcClient } from '@ally/messaging';
 import { notifyService } from '@ally/notify';
 import { createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 
@@ -136,6 +136,20 @@ describe('notify: mail through Brevo, driven by events', () => {
     await rpc.call(IdentityRpc.forgotPassword, { email: 'bounce@example.eu' });
     await waitFor(async () => brevo.mails('bounce@example.eu').some((m) => m.subject === 'Reset your Ally password'), 'the reset mail');
     expect(brevo.mails('bounce@example.eu').map((m) => m.subject)).not.toContain('Invitation to Owner Zwei GmbH on Ally');
+  });
+
+  it('dead-letters an event whose data breaks its contract at once, without retries', async () => {
+    const js = jetstream(await env.nats());
+    const envelope = createEnvelope({ type: 'identity.user.registered', source: 'identity', data: { userId: randomUUID(), email: 42 } });
+    await js.publish(env.subject('ally.evt.identity.user.registered'), JSON.stringify(envelope), { msgID: envelope.id });
+    const jsm = await js.jetstreamManager();
+    const dead = await waitFor(
+      () => jsm.streams.getMessage(deadLetterStreamName(env.prefix), { last_by_subj: env.subject('ally.dlq.notify-mail') }).catch(() => null),
+      'the dead letter',
+    );
+    expect(dead!.json<{ id: string }>().id).toBe(envelope.id);
+    expect(dead!.header.get(DLQ_HEADERS.reason)).toMatch(/^data does not match its contract/);
+    expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE event_id = $1`, [envelope.id])).toHaveLength(0);
   });
 
   it('lists the dev mailbox with links and tokens', async () => {
