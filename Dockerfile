@@ -27,7 +27,7 @@ RUN set -eu; \
     mkdir -p /out; \
     cp /src/package.json /src/package-lock.json /out/; \
     cd /src; \
-    for f in libs/*/package.json services/*/package.json; do \
+    for f in libs/*/package.json services/*/package.json tools/emulators/package.json; do \
       mkdir -p "/out/$(dirname "$f")"; cp "$f" "/out/$f"; \
     done
 
@@ -51,7 +51,9 @@ RUN set -eu; \
       if [ -d "${lib}/dist" ]; then cp -R "${lib}/dist" "/runtime/${lib}/"; fi; \
     done; \
     cp "services/${SERVICE}/package.json" "/runtime/services/${SERVICE}/"; \
-    cp -R "services/${SERVICE}/dist" "/runtime/services/${SERVICE}/"
+    cp -R "services/${SERVICE}/dist" "/runtime/services/${SERVICE}/"; \
+    # Files a service reads at run time beside its code (notify's mail templates).
+    if [ -d "services/${SERVICE}/templates" ]; then cp -R "services/${SERVICE}/templates" "/runtime/services/${SERVICE}/"; fi
 
 # Stage 2: production dependencies + compiled output only; no compilers,
 # no sources, no dev dependencies. Code is owned by root and read-only for
