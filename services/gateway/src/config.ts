@@ -11,6 +11,16 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
     .string()
     .default('')
     .transform((s) => s.split(',').map((o) => o.trim()).filter(Boolean)),
+  /**
+   * The hops allowed to name the client address in X-Forwarded-For (addresses,
+   * CIDRs, or loopback / linklocal / uniquelocal): the ingress, not the client,
+   * which could otherwise name a new address per request and escape every
+   * per-IP limit. `none`: trust no hop; the peer address is the client.
+   */
+  TRUSTED_PROXIES: z
+    .string()
+    .default('loopback,linklocal,uniquelocal')
+    .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p && p !== 'none')),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   /** Requests per minute per user (or per IP when anonymous). */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),

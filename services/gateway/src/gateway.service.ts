@@ -3,6 +3,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
+import { escapeMalformedPath, requireJsonBodies } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 
@@ -16,6 +17,12 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
   module: (ctx) => GatewayModule.forRoot(ctx),
   fastifyOptions: (config) => ({
     bodyLimit: config.BODY_LIMIT_BYTES,
+    trustProxy: config.TRUSTED_PROXIES.length ? config.TRUSTED_PROXIES : false,
+    // Paths the router cannot decode, or whose parameter exceeds its limit (100 by
+    // default), would be answered by the router alone, outside the problem filter;
+    // an over-long id is then a 400 from the route like any other bad id.
+    rewriteUrl: (req: { url?: string }) => escapeMalformedPath(req.url ?? '/'),
+    routerOptions: { maxParamLength: 16 * 1024 },
     // A caller's x-request-id is kept when it is sane, otherwise we make one.
     genReqId: (req: { headers: Record<string, unknown> }) => {
       const given = req.headers['x-request-id'];
@@ -27,6 +34,11 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     fastify.addHook('onRequest', async (req, reply) => {
       reply.header('x-request-id', req.id);
     });
+    // Also on answers given by hooks that run before the one above (CORS preflights).
+    fastify.addHook('onSend', async (req, reply) => {
+      if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
+    });
+    requireJsonBodies(fastify);
     await registerRateLimits(fastify, config);
     await app.register(helmet as any, {
       // The OpenAPI UI at /docs needs inline scripts and styles.

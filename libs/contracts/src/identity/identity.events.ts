@@ -50,6 +50,7 @@ export const IdentityEvents = {
     euOnly: z.boolean(),
     allowedModels: z.array(z.string()).nullable(),
     chatRetentionDays: z.number().nullable(),
+    blockedTerms: z.array(z.string()).default([]),
   }),
   'identity.member.added': z.object({ orgId: z.uuid(), userId: z.uuid(), role: orgRoleSchema, memberCount: z.number().int() }),
   'identity.member.removed': z.object({ orgId: z.uuid(), userId: z.uuid(), memberCount: z.number().int() }),

@@ -58,6 +58,7 @@ export interface OrgPolicy {
   euOnly: boolean;
   allowedModels: string[] | null;
   chatRetentionDays: number | null;
+  blockedTerms: string[];
 }
 
 export interface Member {

@@ -77,8 +77,10 @@ const orgPolicyFields = z.strictObject({
   euOnly: z.boolean().optional(),
   allowedModels: z.array(plainText(100).min(1, 'must not be empty')).max(100, 'must list at most 100 models').optional(),
   chatRetentionDays: z.number().int().min(1).max(3650).optional(),
+  /** Prompts containing one of these (case-insensitive) are refused before any model sees them. */
+  blockedTerms: z.array(z.string().trim().min(2).max(100)).max(200).optional(),
 });
-const POLICY_REQUIRED = 'at least one of euOnly, allowedModels, chatRetentionDays is required';
+const POLICY_REQUIRED = 'at least one of euOnly, allowedModels, chatRetentionDays, blockedTerms is required';
 /** The HTTP body; the organisation comes from the path. */
 export const orgPolicyBody = orgPolicyFields.refine((v) => Object.values(v).some((x) => x !== undefined), POLICY_REQUIRED);
 export const updateOrgPolicyInput = orgPolicyFields

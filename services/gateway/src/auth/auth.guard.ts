@@ -1,10 +1,11 @@
 import { Inject, Injectable, type CanActivate, type ExecutionContext } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { errors as joseErrors, jwtVerify } from 'jose';
-import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
+import { apiKeyVerifyInput, IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { JwksCache } from './jwks-cache.service.js';
+import { VerifiedTokenCache } from './verified-token-cache.js';
 import { IS_PUBLIC } from '@ally/platform';
 
 export interface AuthenticatedRequest {
@@ -19,6 +20,9 @@ export interface AuthenticatedRequest {
  */
 @Injectable()
 export class AuthGuard implements CanActivate {
+  /** Tokens already verified in full; see VerifiedTokenCache for why a hit answers the same. */
+  private readonly verified = new VerifiedTokenCache();
+
   constructor(
     private readonly reflector: Reflector,
     private readonly jwks: JwksCache,
@@ -30,11 +34,11 @@ export class AuthGuard implements CanActivate {
     if (context.getType() !== 'http') return true;
     const req = context.switchToHttp().getRequest<AuthenticatedRequest>();
     const isPublic = this.reflector.getAllAndOverride<boolean>(IS_PUBLIC, [context.getHandler(), context.getClass()]);
+    // Public routes ignore credentials: a client that sends its (perhaps expired)
+    // token with every request must still be able to sign in and refresh.
+    if (isPublic) return true;
     const header = req.headers.authorization;
-    if (typeof header !== 'string' || !header) {
-      if (isPublic) return true;
-      throw new ProblemError(401, 'Authentication required: send Authorization: Bearer <token>');
-    }
+    if (typeof header !== 'string' || !header) throw new ProblemError(401, 'Authentication required: send Authorization: Bearer <token>');
     const [scheme, token] = header.split(' ');
     if (scheme?.toLowerCase() !== 'bearer' || !token) throw new ProblemError(401, 'The Authorization header must be "Bearer <token>"');
     req.actor = token.startsWith('ally_') ? await this.fromApiKey(token) : await this.fromJwt(token);
@@ -42,6 +46,9 @@ export class AuthGuard implements CanActivate {
   }
 
   private async fromJwt(token: string): Promise<Actor> {
+    const keysVersion = this.jwks.version;
+    const cached = this.verified.get(token, keysVersion);
+    if (cached) return cached;
     try {
       const { payload } = await jwtVerify(token, this.jwks.getKey, {
         issuer: this.config.JWT_ISSUER,
@@ -50,7 +57,10 @@ export class AuthGuard implements CanActivate {
         typ: 'at+jwt',
       });
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is 'compliance' | 'admin' => r === 'compliance' || r === 'admin') : [];
-      return { userId: String(payload.sub), platformRoles: roles };
+      const actor: Actor = { userId: String(payload.sub), platformRoles: roles };
+      // Cached only if the key set did not change while we verified (a refresh may have replaced it).
+      if (this.jwks.version === keysVersion) this.verified.set(token, keysVersion, actor, { exp: payload.exp, nbf: payload.nbf });
+      return actor;
     } catch (err) {
       if (err instanceof ProblemError) throw err;
       const expired = err instanceof joseErrors.JWTExpired;
@@ -59,6 +69,8 @@ export class AuthGuard implements CanActivate {
   }
 
   private async fromApiKey(key: string): Promise<Actor> {
+    // A key identity would refuse as malformed (e.g. too long) is just as invalid: a 401, not a 400 about a body.
+    if (!apiKeyVerifyInput.safeParse({ key }).success) throw new ProblemError(401, 'The API key is invalid or revoked');
     const identity = await this.rpc.call(IdentityRpc.verifyApiKey, { key });
     return { userId: identity.userId, apiKeyWorkspace: identity.workspace, platformRoles: identity.platformRoles };
   }

@@ -17,8 +17,14 @@ export class JwksCache {
   private keySet?: JWTVerifyGetKey;
   private lastFetch = 0;
   private inflight?: Promise<void>;
+  private generation = 0;
 
   constructor(private readonly rpc: RpcClient) {}
+
+  /** Changes whenever the key set is replaced, so results verified against an older one can be told apart. */
+  get version(): number {
+    return this.generation;
+  }
 
   async current(): Promise<JSONWebKeySet> {
     if (!this.jwks) await this.refresh();
@@ -43,6 +49,7 @@ export class JwksCache {
         const jwks = (await this.rpc.call(IdentityRpc.jwks, {}, { timeoutMs: 3_000 })) as JSONWebKeySet;
         this.jwks = jwks;
         this.keySet = createLocalJWKSet(jwks);
+        this.generation++;
         this.lastFetch = Date.now();
       } finally {
         this.inflight = undefined;

@@ -7,5 +7,6 @@ export class OrganizationEntity {
   @Column('boolean', { name: 'eu_only', default: true }) euOnly!: boolean;
   @Column('text', { name: 'allowed_models', array: true, nullable: true }) allowedModels!: string[] | null;
   @Column('int', { name: 'chat_retention_days', nullable: true }) chatRetentionDays!: number | null;
+  @Column('text', { name: 'blocked_terms', array: true, default: () => "'{}'" }) blockedTerms!: string[];
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
 }

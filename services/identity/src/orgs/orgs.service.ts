@@ -47,7 +47,7 @@ export class OrgsService {
   }
 
   async createInTx(em: EntityManager, owner: UserEntity, name: string, meta?: RequestMeta): Promise<Organization> {
-    const org = em.getRepository(OrganizationEntity).create({ id: randomUUID(), name, euOnly: true, allowedModels: null, chatRetentionDays: null });
+    const org = em.getRepository(OrganizationEntity).create({ id: randomUUID(), name, euOnly: true, allowedModels: null, chatRetentionDays: null, blockedTerms: [] });
     await em.getRepository(OrganizationEntity).insert(org);
     await em.getRepository(MembershipEntity).insert({ orgId: org.id, userId: owner.id, role: 'owner' });
     const subject = { orgId: org.id, userId: owner.id };
@@ -168,6 +168,7 @@ export class OrgsService {
       if (input.euOnly !== undefined) org.euOnly = input.euOnly;
       if (input.allowedModels !== undefined) org.allowedModels = input.allowedModels;
       if (input.chatRetentionDays !== undefined) org.chatRetentionDays = input.chatRetentionDays;
+      if (input.blockedTerms !== undefined) org.blockedTerms = input.blockedTerms;
       await repo.save(org);
       const policy = this.policyOf(org);
       await this.outbox.append(em, 'identity.organization.policy-changed', { orgId: org.id, ...policy }, { subject: { orgId: org.id } });
@@ -182,7 +183,7 @@ export class OrgsService {
   }
 
   private policyOf(org: OrganizationEntity): OrgPolicy {
-    return { euOnly: org.euOnly, allowedModels: org.allowedModels, chatRetentionDays: org.chatRetentionDays };
+    return { euOnly: org.euOnly, allowedModels: org.allowedModels, chatRetentionDays: org.chatRetentionDays, blockedTerms: org.blockedTerms ?? [] };
   }
 
   private toOrganization(org: OrganizationEntity, role: OrgRole): Organization {

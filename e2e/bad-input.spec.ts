@@ -1,0 +1,370 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, lastEvent, type HttpResult, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
+
+/**
+ * Bad input on every identity route of API.md answers a 4xx problem that says
+ * what is wrong (and, for validation, lists the bad fields), never a 5xx.
+ */
+const PASSWORD = 'Sommerwiese am Fluss 2026';
+const LONG = 'a'.repeat(10_000);
+const TOKEN = 'x'.repeat(43);
+const UNKNOWN = '0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11';
+
+let env: TestEnv;
+let http: ReturnType<typeof httpClient>;
+/** Jana owns `orgId`; both she and Piotr are signed in. */
+let jana: { id: string; accessToken: string; refreshToken: string };
+let piotr: { id: string; accessToken: string };
+let orgId: string;
+let seq = 0;
+const freshEmail = () => `user${++seq}.${randomUUID().slice(0, 8)}@example.eu`;
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  await env.start(identityService);
+  // This file sends far more auth requests than a person would; the limits have their own spec.
+  const gateway = await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '100000', RATE_LIMIT_PER_MINUTE: '100000' });
+  http = httpClient(gateway.url);
+  const a = await http.post('/v1/auth/register', { email: 'jana@example.eu', password: PASSWORD, firstName: 'Jana', lastName: 'Novák' });
+  expect(a.status).toBe(201);
+  jana = { id: a.body.user.id, accessToken: a.body.accessToken, refreshToken: a.body.refreshToken };
+  const b = await http.post('/v1/auth/register', { email: 'piotr@example.eu', password: PASSWORD, firstName: 'Piotr', lastName: 'Kowalski' });
+  expect(b.status).toBe(201);
+  piotr = { id: b.body.user.id, accessToken: b.body.accessToken };
+  const org = await http.post('/v1/orgs', { name: 'Novák Consulting GmbH' }, jana.accessToken);
+  expect(org.status).toBe(201);
+  orgId = org.body.id;
+});
+
+afterAll(async () => {
+  await env?.close();
+});
+
+interface BodyRoute {
+  method: 'POST' | 'PATCH';
+  path: () => string;
+  /** Needs a bearer token. */
+  auth: boolean;
+  /** A body that passes validation (it may still fail later, e.g. an unknown token). */
+  valid: () => Record<string, unknown>;
+  /** Fields that must be present (routes with only optional fields need at least one). */
+  required: string[];
+}
+
+const bodyRoutes: BodyRoute[] = [
+  {
+    method: 'POST',
+    path: () => '/v1/auth/register',
+    auth: false,
+    valid: () => ({ email: freshEmail(), password: PASSWORD, firstName: 'Jana', lastName: 'Novák', locale: 'en', organizationName: 'Acme GmbH' }),
+    required: ['email', 'password', 'firstName', 'lastName'],
+  },
+  { method: 'POST', path: () => '/v1/auth/verify-email', auth: false, valid: () => ({ token: TOKEN }), required: ['token'] },
+  { method: 'POST', path: () => '/v1/auth/login', auth: false, valid: () => ({ email: freshEmail(), password: PASSWORD }), required: ['email', 'password'] },
+  { method: 'POST', path: () => '/v1/auth/refresh', auth: false, valid: () => ({ refreshToken: TOKEN }), required: ['refreshToken'] },
+  { method: 'POST', path: () => '/v1/auth/logout', auth: false, valid: () => ({ refreshToken: TOKEN }), required: ['refreshToken'] },
+  { method: 'POST', path: () => '/v1/auth/password/forgot', auth: false, valid: () => ({ email: freshEmail() }), required: ['email'] },
+  { method: 'POST', path: () => '/v1/auth/password/reset', auth: false, valid: () => ({ token: TOKEN, password: PASSWORD }), required: ['token', 'password'] },
+  { method: 'PATCH', path: () => '/v1/me', auth: true, valid: () => ({ firstName: 'Jana', lastName: 'Novák', locale: 'de' }), required: [] },
+  { method: 'PATCH', path: () => '/v1/me/settings', auth: true, valid: () => ({ restrictToEu: true }), required: ['restrictToEu'] },
+  { method: 'POST', path: () => '/v1/me/api-keys', auth: true, valid: () => ({ name: 'CLI', workspace: 'private' }), required: ['name', 'workspace'] },
+  { method: 'POST', path: () => '/v1/orgs', auth: true, valid: () => ({ name: 'Acme GmbH' }), required: ['name'] },
+  { method: 'POST', path: () => `/v1/orgs/${orgId}/invitations`, auth: true, valid: () => ({ email: freshEmail(), role: 'member' }), required: ['email', 'role'] },
+  { method: 'POST', path: () => '/v1/invitations/accept', auth: true, valid: () => ({ token: TOKEN }), required: ['token'] },
+  {
+    method: 'PATCH',
+    path: () => `/v1/orgs/${orgId}/policy`,
+    auth: true,
+    valid: () => ({ euOnly: true, allowedModels: ['mistral-large'], chatRetentionDays: 30 }),
+    required: [],
+  },
+];
+
+const named = (r: BodyRoute) => `${r.method} ${r.path().replace(/[0-9a-f-]{36}/, ':orgId')}`;
+const send = (r: BodyRoute, opts: { body?: unknown; raw?: string; headers?: Record<string, string> } = {}): Promise<HttpResult> =>
+  http.request(r.method, r.path(), { ...opts, token: r.auth ? jana.accessToken : undefined });
+
+/** What each field is, to send it the wrong type. */
+const wrongTypeFor = (value: unknown): unknown[] =>
+  typeof value === 'string' ? [12345, true, null, { $ne: '' }, ['a']] : typeof value === 'boolean' ? ['true', 1, null] : typeof value === 'number' ? ['30', true, null] : ['x', 5, { a: 1 }];
+
+describe.each(bodyRoutes.map((r) => [named(r), r] as const))('%s', (_name, route) => {
+  it('answers 400 naming the required fields when the body is missing or empty', async () => {
+    for (const res of [await send(route), await send(route, { body: {} }), await send(route, { body: null })]) {
+      expectProblem(res, 400, route.required.length ? route.required : ['(body)']);
+      for (const field of route.required) expect(res.body.errors).toContainEqual({ field, message: 'is required' });
+    }
+  });
+
+  it('answers 400 when the body is not an object', async () => {
+    for (const body of [[], ['email'], 'hello', 42, true]) expectProblem(await send(route, { body }), 400, ['(body)']);
+  });
+
+  it('answers 400 naming each field of the wrong type', async () => {
+    const valid = route.valid();
+    for (const [field, value] of Object.entries(valid)) {
+      for (const wrong of wrongTypeFor(value)) expectProblem(await send(route, { body: { ...valid, [field]: wrong } }), 400, [field]);
+    }
+  });
+
+  it('answers 400 naming an unknown extra field', async () => {
+    const res = await send(route, { body: { ...route.valid(), isAdmin: true, role_: 'owner' } });
+    expectProblem(res, 400, ['isAdmin', 'role_']);
+    expect(res.body.errors).toContainEqual({ field: 'isAdmin', message: 'is not a known field' });
+  });
+
+  it('answers 400 naming every 10k-character string', async () => {
+    const valid = route.valid();
+    for (const [field, value] of Object.entries(valid)) {
+      if (typeof value !== 'string' && !Array.isArray(value)) continue;
+      const long = Array.isArray(value) ? [LONG] : LONG;
+      const res = await send(route, { body: { ...valid, [field]: long } });
+      expectProblem(res, 400, [Array.isArray(value) ? `${field}.0` : field]);
+    }
+  });
+
+  if (route.auth) {
+    it('answers 401 without a token, before looking at the body', async () => {
+      for (const body of [undefined, {}, route.valid()]) {
+        expectProblem(await http.request(route.method, route.path(), { body }), 401);
+      }
+    });
+  }
+});
+
+describe('emails', () => {
+  const bad = ['not-an-email', 'jana@', '@example.eu', 'jana@example', 'jana example@example.eu', 'jana@@example.eu', 'jana@exa mple.eu', `${'a'.repeat(250)}@example.eu`, '', '   '];
+
+  it.each([
+    ['/v1/auth/register', (email: string) => ({ email, password: PASSWORD, firstName: 'Jana', lastName: 'Novák' }), false],
+    ['/v1/auth/login', (email: string) => ({ email, password: PASSWORD }), false],
+    ['/v1/auth/password/forgot', (email: string) => ({ email }), false],
+    ['invitations', (email: string) => ({ email, role: 'admin' }), true],
+  ] as const)('%s refuses invalid addresses with 400 naming email', async (path, body, auth) => {
+    for (const email of bad) {
+      const url = path === 'invitations' ? `/v1/orgs/${orgId}/invitations` : path;
+      const res = await http.post(url, body(email), auth ? jana.accessToken : undefined);
+      expectProblem(res, 400, ['email']);
+    }
+  });
+});
+
+describe('passwords', () => {
+  const cases: [string, string][] = [
+    ['short', 'kurz1!'],
+    ['long', 'P'.repeat(257)],
+    ['common', 'password1234'],
+    ['common with decoration', '!!Password123456'],
+    ['repeated', 'abcabcabcabc'],
+    ['based on the name', 'Kowalski2026'],
+  ];
+
+  it.each(cases)('register refuses a %s password with 400 naming password', async (_what, password) => {
+    const res = await http.post('/v1/auth/register', { email: freshEmail(), password, firstName: 'Jana', lastName: 'Kowalski' });
+    expectProblem(res, 400, ['password']);
+  });
+
+  it('reset refuses short, long and common passwords with 400 naming password, and the token stays usable', async () => {
+    const email = freshEmail();
+    expect((await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Eva', lastName: 'Berg' })).status).toBe(201);
+    expect((await http.post('/v1/auth/password/forgot', { email })).status).toBe(202);
+    const event = await lastEvent<{ email: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.email === email);
+    const token = event.data.resetToken;
+    for (const [, password] of cases.filter(([what]) => what !== 'based on the name')) {
+      expectProblem(await http.post('/v1/auth/password/reset', { token, password }), 400, ['password']);
+    }
+    expect((await http.post('/v1/auth/password/reset', { token, password: 'Ein ganz neues Passwort 7' })).status).toBe(204);
+  });
+
+  it('login with an empty or over-long password is a 400, a wrong one a 401', async () => {
+    expectProblem(await http.post('/v1/auth/login', { email: 'jana@example.eu', password: '' }), 400, ['password']);
+    expectProblem(await http.post('/v1/auth/login', { email: 'jana@example.eu', password: LONG }), 400, ['password']);
+    const wrong = await http.post('/v1/auth/login', { email: 'jana@example.eu', password: 'not her password at all' });
+    expectProblem(wrong, 401);
+    expect(wrong.body.detail).toMatch(/email address or password/i);
+  });
+});
+
+describe('names', () => {
+  const fake = ['x1', '🙂', 'Jana🙂', '', '   ', '12345', 'Jana2', '<b>Jana</b>', "Robert'); DROP TABLE users;--", '@jana', 'Jana\u0000', 'Ja\nna', '-Jana', "'"];
+
+  it('register refuses fake first and last names with 400 naming the field', async () => {
+    for (const name of fake) {
+      for (const field of ['firstName', 'lastName']) {
+        const res = await http.post('/v1/auth/register', { email: freshEmail(), password: PASSWORD, firstName: 'Jana', lastName: 'Novák', [field]: name });
+        expectProblem(res, 400, [field]);
+      }
+    }
+  });
+
+  it('PATCH /v1/me refuses fake names too, and accepts real ones in any script', async () => {
+    for (const name of fake) expectProblem(await http.patch('/v1/me', { firstName: name }, piotr.accessToken), 400, ['firstName']);
+    for (const name of ['Zoë', "O'Brien", 'Anne-Marie', 'Łukasz', 'Ψυχή', 'Дмитрий', 'J. R.']) {
+      const res = await http.patch('/v1/me', { firstName: name }, piotr.accessToken);
+      expect({ name, status: res.status }).toEqual({ name, status: 200 });
+    }
+  });
+});
+
+describe('free text that reaches the database', () => {
+  const nasty = ['Acme\u0000GmbH', 'Acme\u0007', '\u0000\u0000'];
+
+  it('organisation names with control characters are a 400, not a database error', async () => {
+    for (const name of nasty) expectProblem(await http.post('/v1/orgs', { name }, jana.accessToken), 400, ['name']);
+    expectProblem(await http.post('/v1/auth/register', { email: freshEmail(), password: PASSWORD, firstName: 'Jana', lastName: 'Novák', organizationName: 'A\u0000B' }), 400, ['organizationName']);
+    expectProblem(await http.post('/v1/orgs', { name: 'A' }, jana.accessToken), 400, ['name']);
+  });
+
+  it('API key names with control characters are a 400', async () => {
+    for (const name of nasty) expectProblem(await http.post('/v1/me/api-keys', { name, workspace: 'private' }, jana.accessToken), 400, ['name']);
+  });
+
+  it('model names in a policy with control characters are a 400', async () => {
+    expectProblem(await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels: ['mistral\u0000'] }, jana.accessToken), 400, ['allowedModels.0']);
+  });
+});
+
+describe('enums, booleans, numbers and lists', () => {
+  it('locale must be de or en', async () => {
+    for (const locale of ['fr', 'EN', '', 1]) {
+      expectProblem(await http.patch('/v1/me', { locale }, piotr.accessToken), 400, ['locale']);
+      expectProblem(await http.post('/v1/auth/register', { email: freshEmail(), password: PASSWORD, firstName: 'Jana', lastName: 'Novák', locale }), 400, ['locale']);
+    }
+  });
+
+  it('an invitation role is admin or member, never owner', async () => {
+    for (const role of ['owner', 'root', '', 'ADMIN']) {
+      expectProblem(await http.post(`/v1/orgs/${orgId}/invitations`, { email: freshEmail(), role }, jana.accessToken), 400, ['role']);
+    }
+  });
+
+  it('an API key workspace is "private" or an organisation id, and an unknown organisation is a 404', async () => {
+    for (const workspace of ['public', 'nope', '', 42, null]) {
+      const res = await http.post('/v1/me/api-keys', { name: 'CLI', workspace }, jana.accessToken);
+      expectProblem(res, 400, ['workspace']);
+      expect(res.body.errors.find((e: { field: string }) => e.field === 'workspace').message).toMatch(/private.*organisation id/);
+    }
+    expectProblem(await http.post('/v1/me/api-keys', { name: 'CLI', workspace: UNKNOWN }, jana.accessToken), 404);
+  });
+
+  it('the policy checks its numbers and lists', async () => {
+    const path = `/v1/orgs/${orgId}/policy`;
+    for (const chatRetentionDays of [0, -1, 1.5, 3651, 1e308, '30']) expectProblem(await http.patch(path, { chatRetentionDays }, jana.accessToken), 400, ['chatRetentionDays']);
+    for (const number of ['1e400', '-1e400', '3e-400']) {
+      const res = await http.request('PATCH', path, { raw: `{"chatRetentionDays":${number}}`, headers: { 'content-type': 'application/json' }, token: jana.accessToken });
+      expectProblem(res, 400, ['chatRetentionDays']);
+    }
+    for (const allowedModels of ['mistral', [1], [''], Array.from({ length: 101 }, (_, i) => `m${i}`)]) {
+      const res = await http.patch(path, { allowedModels }, jana.accessToken);
+      expectProblem(res, 400);
+      expect(res.body.errors[0].field).toMatch(/^allowedModels/);
+    }
+    expectProblem(await http.patch(path, { euOnly: 'yes' }, jana.accessToken), 400, ['euOnly']);
+    expectProblem(await http.patch(path, { euOnly: undefined }, jana.accessToken), 400, ['(body)']);
+  });
+});
+
+describe('path ids', () => {
+  const idRoutes: [string, (id: string) => string, string, () => unknown][] = [
+    ['DELETE', (id) => `/v1/me/api-keys/${id}`, 'id', () => undefined],
+    ['GET', (id) => `/v1/orgs/${id}`, 'orgId', () => undefined],
+    ['GET', (id) => `/v1/orgs/${id}/members`, 'orgId', () => undefined],
+    ['POST', (id) => `/v1/orgs/${id}/invitations`, 'orgId', () => ({ email: freshEmail(), role: 'member' })],
+    ['PATCH', (id) => `/v1/orgs/${id}/policy`, 'orgId', () => ({ euOnly: true })],
+    ['DELETE', (id) => `/v1/orgs/${id}/members/${UNKNOWN}`, 'orgId', () => undefined],
+    ['DELETE', (id) => `/v1/orgs/${orgId}/members/${id}`, 'userId', () => undefined],
+  ];
+  const notUuids = ['1', 'abc', 'not-a-uuid', '0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c1', '0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11x', 'zb7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11', encodeURIComponent("' OR '1'='1"), '%00', 'null', 'undefined', '🙂'];
+
+  it.each(idRoutes)('%s %s answers 400 naming the parameter for ids that are not UUIDs', async (method, path, param, body) => {
+    for (const id of notUuids) {
+      const res = await http.request(method, path(id), { body: body(), token: jana.accessToken });
+      expectProblem(res, 400, [param]);
+    }
+  });
+
+  it.each(idRoutes)('%s %s answers 404 for well-formed unknown ids', async (method, path, _param, body) => {
+    const res = await http.request(method, path(UNKNOWN), { body: body(), token: jana.accessToken });
+    expectProblem(res, 404);
+    expect(res.body.detail).toMatch(/not found/i);
+  });
+
+  it('an organisation of someone else is a 404, on every organisation route', async () => {
+    for (const [method, path, param, body] of idRoutes) {
+      if (param !== 'orgId') continue;
+      expectProblem(await http.request(method, path(orgId), { body: body(), token: piotr.accessToken }), 404);
+    }
+  });
+
+  it('someone else’s API key is a 404, and revoking twice is a 404', async () => {
+    const key = await http.post('/v1/me/api-keys', { name: 'CLI', workspace: 'private' }, jana.accessToken);
+    expect(key.status).toBe(201);
+    expectProblem(await http.delete(`/v1/me/api-keys/${key.body.id}`, piotr.accessToken), 404);
+    expect((await http.delete(`/v1/me/api-keys/${key.body.id}`, jana.accessToken)).status).toBe(204);
+    expectProblem(await http.delete(`/v1/me/api-keys/${key.body.id}`, jana.accessToken), 404);
+  });
+});
+
+describe('tokens in bodies', () => {
+  it('unknown, short and malformed one-time tokens are a 400 naming token', async () => {
+    for (const token of [TOKEN, 'short', 'ü'.repeat(20), 'x'.repeat(513)]) {
+      expectProblem(await http.post('/v1/auth/verify-email', { token }), 400, ['token']);
+      expectProblem(await http.post('/v1/auth/password/reset', { token, password: PASSWORD }), 400, ['token']);
+      expectProblem(await http.post('/v1/invitations/accept', { token }, piotr.accessToken), 400, ['token']);
+    }
+  });
+
+  it('an unknown refresh token is a 401 on refresh, a no-op on logout; a short one is a 400', async () => {
+    for (const refreshToken of [TOKEN, `rt_${TOKEN}`]) {
+      expectProblem(await http.post('/v1/auth/refresh', { refreshToken }), 401);
+      expect((await http.post('/v1/auth/logout', { refreshToken })).status).toBe(204);
+    }
+    expectProblem(await http.post('/v1/auth/refresh', { refreshToken: 'rt_1' }), 400, ['refreshToken']);
+    expectProblem(await http.post('/v1/auth/logout', { refreshToken: 'rt_1' }), 400, ['refreshToken']);
+  });
+});
+
+describe('registration conflicts', () => {
+  it('an email that is already registered is a 409 naming email, in any letter case', async () => {
+    for (const email of ['jana@example.eu', 'JANA@Example.EU', '  jana@example.eu ']) {
+      const res = await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Jana', lastName: 'Dvořák' });
+      expectProblem(res, 409, ['email']);
+      expect(res.body.detail).toMatch(/already exists/);
+    }
+  });
+
+  it('two registrations of the same email at once: one 201, one 409', async () => {
+    const email = freshEmail();
+    const body = { email, password: PASSWORD, firstName: 'Jana', lastName: 'Novák' };
+    const results = await Promise.all([http.post('/v1/auth/register', body), http.post('/v1/auth/register', body), http.post('/v1/auth/register', body)]);
+    expect(results.map((r) => r.status).sort()).toEqual([201, 409, 409]);
+    for (const r of results.filter((x) => x.status === 409)) expectProblem(r, 409, ['email']);
+  });
+});
+
+describe('single sign-on', () => {
+  it('an unknown provider is a 404, a malformed one a 400, and a callback without state a 400', async () => {
+    expectProblem(await http.get('/v1/auth/sso/nosuchprovider/start'), 404);
+    for (const provider of ['BAD', 'a_b', 'x'.repeat(41), '%F0%9F%99%82']) {
+      const res = await http.get(`/v1/auth/sso/${provider}/start`);
+      expectProblem(res, 400, ['provider']);
+    }
+    expectProblem(await http.get('/v1/auth/sso/nosuchprovider/callback?code=abc'), 404);
+  });
+});
+
+describe('JWKS and reads', () => {
+  it('GET routes ignore a body and stray query parameters', async () => {
+    const me = await http.request('GET', '/v1/me?include=password_hash&limit=-1', { token: jana.accessToken });
+    expect(me.status).toBe(200);
+    expect(me.body.passwordHash).toBeUndefined();
+    for (const query of ['limit=abc&cursor=%00', 'cursor=%E0%A4%A&limit=%', 'a[b]=1&a[c]=2', `x=${'y'.repeat(5000)}`]) {
+      const keys = await http.request('GET', `/v1/me/api-keys?${query}`, { token: jana.accessToken });
+      expect({ query: query.slice(0, 30), status: keys.status }).toEqual({ query: query.slice(0, 30), status: 200 });
+    }
+  });
+});

@@ -1,0 +1,435 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, type HttpResult, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
+
+/**
+ * What the gateway does at the HTTP level, before and around the routes:
+ * malformed and oversized bodies, content types, credentials, unknown routes,
+ * request ids, security headers, CORS and rate limits.
+ */
+const PASSWORD = 'Sommerwiese am Fluss 2026';
+const APP = 'https://app.ally.eu';
+const BODY_LIMIT = 2048;
+
+let env: TestEnv;
+let baseUrl: string;
+let http: ReturnType<typeof httpClient>;
+/** A second gateway with the default (empty) CORS list, a login limit of 3 per minute, and no trusted proxy. */
+let strict: ReturnType<typeof httpClient>;
+/** A third one with the same limit behind a trusted (loopback) proxy, which names the client in X-Forwarded-For. */
+let proxied: ReturnType<typeof httpClient>;
+let user: { id: string; email: string; accessToken: string; refreshToken: string };
+
+beforeAll(async () => {
+  env = await createTestEnv();
+  await env.start(identityService, { LOGIN_MAX_FAILURES_PER_ACCOUNT: '5' });
+  const gateway = await env.start(gatewayService, {
+    CORS_ORIGINS: `${APP}, https://admin.ally.eu`,
+    BODY_LIMIT_BYTES: String(BODY_LIMIT),
+    AUTH_RATE_LIMIT_PER_MINUTE: '100000',
+    RATE_LIMIT_PER_MINUTE: '100000',
+  });
+  baseUrl = gateway.url;
+  http = httpClient(gateway.url);
+  strict = httpClient((await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url);
+  proxied = httpClient((await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'loopback' })).url);
+  const email = 'eva@example.eu';
+  const reg = await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Eva', lastName: 'Berg' });
+  expect(reg.status).toBe(201);
+  user = { id: reg.body.user.id, email, accessToken: reg.body.accessToken, refreshToken: reg.body.refreshToken };
+});
+
+afterAll(async () => {
+  await env?.close();
+});
+
+const raw = (path: string, body: string | Uint8Array | undefined, headers: Record<string, string> = {}, method = 'POST') =>
+  fetch(`${baseUrl}${path}`, { method, headers, body }).then(async (res): Promise<HttpResult> => {
+    const text = await res.text();
+    let parsed: unknown = text;
+    try {
+      parsed = text ? JSON.parse(text) : undefined;
+    } catch {
+      /* not JSON */
+    }
+    return { status: res.status, headers: res.headers, body: parsed };
+  });
+const json = { 'content-type': 'application/json' };
+const login = () => JSON.stringify({ email: 'eva@example.eu', password: 'not the password 1' });
+
+describe('malformed bodies', () => {
+  it.each([
+    ['an unterminated object', '{'],
+    ['a cut-off value', '{"email":'],
+    ['single quotes', "{'email':'eva@example.eu'}"],
+    ['a trailing comma', '{"email":"eva@example.eu",}'],
+    ['a bare word', 'nul'],
+    ['two documents', '{"a":1}{"b":2}'],
+    ['a NUL byte', '\u0000'],
+    ['an unterminated string', '{"email":"eva'],
+  ])('%s is a 400 that says the JSON is malformed', async (_what, body) => {
+    const res = await raw('/v1/auth/login', body, json);
+    expectProblem(res, 400);
+    expect(res.body.detail).toMatch(/json/i);
+  });
+
+  it('an empty body sent as JSON is a 400', async () => {
+    const res = await raw('/v1/auth/login', '', json);
+    expectProblem(res, 400);
+    expect(res.body.detail).toMatch(/empty/i);
+  });
+
+  it('prototype pollution attempts are a 400', async () => {
+    for (const body of ['{"__proto__":{"isAdmin":true},"email":"eva@example.eu","password":"x"}', '{"constructor":{"prototype":{"isAdmin":true}}}']) {
+      expectProblem(await raw('/v1/auth/login', body, json), 400);
+    }
+    expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
+  });
+
+  it('deep nesting is an ordinary 400', async () => {
+    const body = `{"email":${'['.repeat(900)}${']'.repeat(900)}}`;
+    expectProblem(await raw('/v1/auth/password/forgot', body, json), 400, ['email']);
+  });
+
+  it('a protected route with a malformed body and no token is still a clean 4xx', async () => {
+    const res = await raw('/v1/orgs', '{"name":', json);
+    expect([400, 401]).toContain(res.status);
+    expectProblem(res, res.status);
+  });
+});
+
+describe('content types', () => {
+  it.each([
+    ['text/plain', login()],
+    ['text/plain;charset=UTF-8', login()],
+    ['application/x-www-form-urlencoded', 'email=eva%40example.eu&password=x'],
+    ['application/xml', '<login><email>eva@example.eu</email></login>'],
+    ['multipart/form-data; boundary=x', '--x\r\nContent-Disposition: form-data; name="email"\r\n\r\neva@example.eu\r\n--x--'],
+    ['application/jsonx', login()],
+    ['image/png', 'PNG'],
+  ])('%s is a 415 naming the expected type', async (type, body) => {
+    const res = await raw('/v1/auth/login', body, { 'content-type': type });
+    expectProblem(res, 415);
+    expect(res.body.detail).toMatch(/application\/json/);
+  });
+
+  it('a body without a content type is a 415', async () => {
+    const res = await raw('/v1/auth/login', new TextEncoder().encode(login()));
+    expectProblem(res, 415);
+  });
+
+  it('JSON is accepted whatever the letter case or charset parameter', async () => {
+    for (const type of ['application/json; charset=utf-8', 'Application/JSON']) {
+      const res = await raw('/v1/auth/password/forgot', JSON.stringify({ email: 'nobody@example.eu' }), { 'content-type': type });
+      expect({ type, status: res.status }).toEqual({ type, status: 202 });
+    }
+  });
+
+  it('a protected route refuses a non-JSON body too', async () => {
+    const res = await raw('/v1/orgs', 'name=Acme', { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${user.accessToken}` });
+    expectProblem(res, 415);
+  });
+});
+
+describe('body size', () => {
+  it('a body over BODY_LIMIT_BYTES is a 413 that names the limit', async () => {
+    const res = await raw('/v1/auth/login', JSON.stringify({ email: 'eva@example.eu', password: 'p'.repeat(BODY_LIMIT * 2) }), json);
+    expectProblem(res, 413);
+    expect(res.body.detail).toMatch(/too large|limit/i);
+  });
+
+  it('an oversized chunked body (no content-length) is a 413 too', async () => {
+    const url = new URL('/v1/auth/login', baseUrl);
+    const res = await new Promise<HttpResult>((resolve, reject) => {
+      const req = httpRequest(url, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (r) => {
+        let text = '';
+        r.on('data', (c) => (text += c));
+        r.on('end', () => resolve({ status: r.statusCode!, headers: new Headers(r.headers as Record<string, string>), body: JSON.parse(text) }));
+      });
+      req.on('error', reject);
+      req.write('{"email":"eva@example.eu","password":"');
+      for (let i = 0; i < 10; i++) req.write('p'.repeat(1000));
+      req.end('"}');
+    });
+    expectProblem(res, 413);
+  });
+
+  it('a body just under the limit is processed normally', async () => {
+    const res = await raw('/v1/auth/login', JSON.stringify({ email: 'eva@example.eu', password: 'p'.repeat(200), pad: undefined }), json);
+    expectProblem(res, 401);
+  });
+});
+
+describe('credentials', () => {
+  let realKey: { kid: string; key: CryptoKey | Uint8Array };
+  const claims = () => ({ roles: [] as string[] });
+
+  beforeAll(async () => {
+    const [row] = await env.sql<{ kid: string; private_jwk: JWK }>(`SELECT kid, private_jwk FROM identity.signing_keys ORDER BY created_at DESC LIMIT 1`);
+    realKey = { kid: row.kid, key: await importJWK(row.private_jwk, 'EdDSA') };
+  });
+
+  const sign = (opts: { key?: CryptoKey | Uint8Array; kid?: string; typ?: string; iss?: string; aud?: string; exp?: number | string; nbf?: number; alg?: string } = {}) =>
+    new SignJWT(claims())
+      .setProtectedHeader({ alg: opts.alg ?? 'EdDSA', kid: opts.kid ?? realKey.kid, typ: opts.typ ?? 'at+jwt' })
+      .setSubject(user.id)
+      .setIssuer(opts.iss ?? 'https://ally.eu')
+      .setAudience(opts.aud ?? 'ally-api')
+      .setIssuedAt(Math.floor(Date.now() / 1000) - 3600)
+      .setNotBefore(opts.nbf ?? Math.floor(Date.now() / 1000) - 3600)
+      .setExpirationTime(opts.exp ?? '15m')
+      .sign(opts.key ?? realKey.key);
+
+  const unsigned = (payload: Record<string, unknown>) =>
+    `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'at+jwt' })).toString('base64url')}.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.`;
+
+  it('a token signed with the real key works (the test signs like identity does)', async () => {
+    expect((await http.get('/v1/me', await sign())).status).toBe(200);
+    expect((await http.request('GET', '/v1/me', { headers: { authorization: `bearer ${user.accessToken}` } })).status).toBe(200);
+  });
+
+  it('missing or malformed Authorization headers are a 401 that says what to send', async () => {
+    for (const authorization of [undefined, 'Basic ZXZhOnB3', 'Bearer', 'Token abc', user.accessToken, 'Bearer  ', 'Bearer\tabc']) {
+      const res = await http.request('GET', '/v1/me', { headers: authorization === undefined ? {} : { authorization } });
+      expectProblem(res, 401);
+      expect(res.body.detail).toMatch(/Bearer|token|Authentication required/);
+    }
+  });
+
+  it('garbage, forged, tampered and mis-addressed tokens are a 401', async () => {
+    const { privateKey: otherKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519' });
+    const pub = await exportJWK((await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true })).publicKey);
+    const good = await sign();
+    const [h, p] = good.split('.');
+    const tampered = `${h}.${Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(p, 'base64url').toString()), roles: ['admin'] })).toString('base64url')}.${good.split('.')[2]}`;
+    const tokens: [string, string][] = [
+      ['garbage', 'garbage'],
+      ['three dots', 'a.b.c'],
+      ['very long', 'x'.repeat(8000)],
+      ['alg none', unsigned({ sub: user.id, iss: 'https://ally.eu', aud: 'ally-api', exp: Math.floor(Date.now() / 1000) + 600 })],
+      ['another key, same kid', await sign({ key: otherKey })],
+      ['another key, unknown kid', await sign({ key: otherKey, kid: randomUUID() })],
+      ['HS256 with the public key as secret', await sign({ key: new TextEncoder().encode(JSON.stringify(pub)), alg: 'HS256' })],
+      ['tampered claims', tampered],
+      ['wrong audience', await sign({ aud: 'someone-else' })],
+      ['wrong issuer', await sign({ iss: 'https://evil.example' })],
+      ['wrong typ', await sign({ typ: 'JWT' })],
+      ['not yet valid', await sign({ nbf: Math.floor(Date.now() / 1000) + 3600 })],
+      ['a refresh token', user.refreshToken],
+    ];
+    for (const [what, token] of tokens) {
+      const res = await http.get('/v1/me', token);
+      expect({ what, status: res.status }).toEqual({ what, status: 401 });
+      expectProblem(res, 401);
+      expect(res.body.detail).toMatch(/invalid|token/i);
+    }
+  });
+
+  it('an expired token is a 401 that says to refresh', async () => {
+    const res = await http.get('/v1/me', await sign({ exp: Math.floor(Date.now() / 1000) - 60 }));
+    expectProblem(res, 401);
+    expect(res.body.detail).toMatch(/expired.*refresh/i);
+  });
+
+  it('an API key that does not exist is a 401, whatever its length', async () => {
+    for (const key of [`ally_${randomBytes(32).toString('base64url')}`, 'ally_', 'ally_x', `ally_${'x'.repeat(500)}`, 'ally_\u00e9\u00e9', 'ally_ // x']) {
+      const res = await http.get('/v1/me', key);
+      expect({ key: key.slice(0, 20), status: res.status }).toEqual({ key: key.slice(0, 20), status: 401 });
+      expectProblem(res, 401);
+      expect(res.body.detail).toMatch(/API key/);
+    }
+  });
+
+  it('bad credentials are refused before the body is looked at', async () => {
+    const res = await http.post('/v1/orgs', { name: 1 }, 'garbage');
+    expectProblem(res, 401);
+  });
+
+  it('public routes ignore a stale access token (a client that sends it everywhere can still refresh and sign in)', async () => {
+    const expired = await sign({ exp: Math.floor(Date.now() / 1000) - 60 });
+    const refreshed = await http.request('POST', '/v1/auth/refresh', { body: { refreshToken: user.refreshToken }, token: expired });
+    expect(refreshed.status).toBe(200);
+    user.refreshToken = refreshed.body.refreshToken;
+    const signedIn = await http.request('POST', '/v1/auth/login', { body: { email: user.email, password: PASSWORD }, token: 'garbage' });
+    expect(signedIn.status).toBe(200);
+    expect((await http.request('GET', '/.well-known/jwks.json', { token: `ally_${'x'.repeat(40)}` })).status).toBe(200);
+  });
+});
+
+describe('unknown routes and URLs', () => {
+  it.each([
+    ['GET', '/v1/nope'],
+    ['POST', '/v1/auth/nope'],
+    ['GET', '/v1/me/api-keys/x/y'],
+    ['PUT', '/v1/me'],
+    ['DELETE', '/v1/orgs'],
+    ['GET', '/'],
+    ['GET', '/v2/me'],
+    ['GET', '/v1/auth/login'],
+  ])('%s %s is a 404 problem', async (method, path) => {
+    const res = await http.request(method, path, { token: user.accessToken });
+    expectProblem(res, 404);
+    expect(res.body.detail).toContain(path.split('/')[1] ?? '');
+  });
+
+  it('a malformed percent-encoding in a path id is a 400 problem naming the id, elsewhere a 404', async () => {
+    for (const path of ['/v1/orgs/%E0%A4%A', '/v1/orgs/%', '/v1/orgs/%ZZ/members']) expectProblem(await http.get(path, user.accessToken), 400, ['orgId']);
+    expectProblem(await http.get('/v1/%E0%A4%A', user.accessToken), 404);
+  });
+
+  it('an over-long path id is a 400 naming the id, without echoing it', async () => {
+    const res = await http.get(`/v1/orgs/${'a'.repeat(5000)}`, user.accessToken);
+    expectProblem(res, 400, ['orgId']);
+    expect(res.body.detail.length).toBeLessThan(200);
+  });
+});
+
+describe('request ids and security headers', () => {
+  const HELMET = {
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'SAMEORIGIN',
+    'referrer-policy': 'no-referrer',
+    'x-dns-prefetch-control': 'off',
+    'cross-origin-opener-policy': 'same-origin',
+  };
+
+  const variety = async (): Promise<[string, HttpResult][]> => [
+    ['200', await http.get('/v1/me', user.accessToken)],
+    ['202', await http.post('/v1/auth/password/forgot', { email: 'nobody@example.eu' })],
+    ['400 validation', await http.post('/v1/auth/login', {})],
+    ['400 bad JSON', await raw('/v1/auth/login', '{', json)],
+    ['400 bad URL', await http.get('/v1/orgs/%E0%A4%A', user.accessToken)],
+    ['401', await http.get('/v1/me')],
+    ['404', await http.get('/v1/nope')],
+    ['413', await raw('/v1/auth/login', JSON.stringify({ password: 'p'.repeat(BODY_LIMIT * 2) }), json)],
+    ['415', await raw('/v1/auth/login', 'a=b', { 'content-type': 'application/x-www-form-urlencoded' })],
+    ['health', await http.get('/health/live')],
+  ];
+
+  it('every response carries an x-request-id and the helmet headers, and no x-powered-by', async () => {
+    for (const [what, res] of await variety()) {
+      const headers = Object.fromEntries(['x-request-id', ...Object.keys(HELMET), 'strict-transport-security', 'content-security-policy', 'x-powered-by'].map((h) => [h, res.headers.get(h)]));
+      expect({ what, ...headers }).toEqual({
+        what,
+        'x-request-id': expect.stringMatching(/^[0-9a-f-]{36}$/),
+        ...HELMET,
+        'strict-transport-security': expect.stringMatching(/max-age=\d+/),
+        'content-security-policy': expect.stringContaining("default-src 'self'"),
+        'x-powered-by': null,
+      });
+    }
+  });
+
+  it('request ids are unique per request', async () => {
+    const ids = await Promise.all(Array.from({ length: 10 }, () => http.get('/v1/nope').then((r) => r.headers.get('x-request-id'))));
+    expect(new Set(ids).size).toBe(10);
+  });
+
+  it('a sane incoming x-request-id is echoed, on successes and on errors alike', async () => {
+    for (const id of ['abc-123', 'req_2026.11.25:0001', randomUUID()]) {
+      for (const res of [
+        await http.request('GET', '/v1/me', { token: user.accessToken, headers: { 'x-request-id': id } }),
+        await http.request('GET', '/v1/nope', { headers: { 'x-request-id': id } }),
+        await raw('/v1/auth/login', '{', { ...json, 'x-request-id': id }),
+      ]) {
+        expect(res.headers.get('x-request-id')).toBe(id);
+      }
+    }
+  });
+
+  it('an insane incoming x-request-id is replaced, never echoed', async () => {
+    for (const id of ['has spaces', 'x'.repeat(200), '<script>alert(1)</script>', '../../etc', 'a;b', '"quoted"', '']) {
+      const res = await http.request('GET', '/v1/nope', { headers: { 'x-request-id': id } });
+      expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+    }
+  });
+});
+
+describe('CORS', () => {
+  const withOrigin = (client: ReturnType<typeof httpClient>, origin: string, method = 'GET', path = '/.well-known/jwks.json', extra: Record<string, string> = {}) =>
+    client.request(method, path, { headers: { origin, ...extra } });
+
+  it('allows the configured origins, with credentials and the exposed headers', async () => {
+    for (const origin of [APP, 'https://admin.ally.eu']) {
+      const res = await withOrigin(http, origin);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('access-control-allow-origin')).toBe(origin);
+      expect(res.headers.get('access-control-allow-credentials')).toBe('true');
+      expect(res.headers.get('access-control-expose-headers')).toMatch(/x-request-id/);
+      expect(res.headers.get('vary')).toMatch(/origin/i);
+    }
+  });
+
+  it('answers a preflight from an allowed origin', async () => {
+    const res = await withOrigin(http, APP, 'OPTIONS', '/v1/auth/login', { 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type, authorization' });
+    expect(res.status).toBeLessThan(300);
+    expect(res.headers.get('access-control-allow-origin')).toBe(APP);
+    expect(res.headers.get('access-control-allow-methods')).toMatch(/POST/);
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+  });
+
+  it('gives no CORS grant to any other origin, nor on errors', async () => {
+    for (const origin of ['https://evil.example', 'null', 'https://app.ally.eu.evil.example', 'http://app.ally.eu', 'https://app.ally.eu:8443', 'https://sub.app.ally.eu']) {
+      for (const res of [
+        await withOrigin(http, origin),
+        await withOrigin(http, origin, 'OPTIONS', '/v1/auth/login', { 'access-control-request-method': 'POST' }),
+        await withOrigin(http, origin, 'GET', '/v1/me'),
+      ]) {
+        expect({ origin, status: res.status < 500, allow: res.headers.get('access-control-allow-origin') }).toEqual({ origin, status: true, allow: null });
+      }
+    }
+  });
+
+  it('allows no origin at all when CORS_ORIGINS is empty', async () => {
+    for (const origin of [APP, 'https://evil.example']) {
+      const res = await withOrigin(strict, origin);
+      expect(res.headers.get('access-control-allow-origin')).toBeNull();
+    }
+  });
+});
+
+describe('rate limits', () => {
+  it('login is limited per IP: past AUTH_RATE_LIMIT_PER_MINUTE a 429 problem with Retry-After, and a forged X-Forwarded-For does not help', async () => {
+    const forged = (i: number) => ({ 'x-forwarded-for': `203.0.113.${i}` });
+    for (let i = 0; i < 3; i++) expect((await strict.request('POST', '/v1/auth/login', { body: { email: 'x@example.eu' }, headers: forged(i) })).status).toBe(400);
+    const limited = await strict.request('POST', '/v1/auth/login', { body: { email: user.email, password: PASSWORD }, headers: forged(9) });
+    expectProblem(limited, 429);
+    expect(limited.body.detail).toMatch(/too many requests/i);
+    const retryAfter = Number(limited.headers.get('retry-after'));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    for (const header of ['x-content-type-options', 'x-request-id']) expect(limited.headers.get(header)).toBeTruthy();
+    // Other routes are not held back by the login limit.
+    expect((await strict.get('/.well-known/jwks.json')).status).toBe(200);
+    expect((await strict.get('/v1/me', user.accessToken)).status).toBe(200);
+  });
+
+  it('behind a trusted proxy, each client named in X-Forwarded-For has its own login budget', async () => {
+    const from = (ip: string) => ({ 'x-forwarded-for': ip });
+    for (let i = 0; i < 3; i++) expect((await proxied.request('POST', '/v1/auth/login', { body: {}, headers: from('198.51.100.1') })).status).toBe(400);
+    expectProblem(await proxied.request('POST', '/v1/auth/login', { body: {}, headers: from('198.51.100.1') }), 429);
+    // A client cannot reset its budget by prepending an address of its choice: the proxy appends the real one.
+    expectProblem(await proxied.request('POST', '/v1/auth/login', { body: {}, headers: from('192.0.2.77, 198.51.100.1') }), 429);
+    expect((await proxied.request('POST', '/v1/auth/login', { body: {}, headers: from('198.51.100.2') })).status).toBe(400);
+  });
+
+  it('identity throttles one account after 5 failed sign-ins: then even the right password is a 429 with Retry-After', async () => {
+    const email = 'throttled@example.eu';
+    expect((await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Tomas', lastName: 'Lind' })).status).toBe(201);
+    for (let i = 0; i < 5; i++) expectProblem(await http.post('/v1/auth/login', { email, password: `wrong password ${i}` }), 401);
+    for (const password of ['wrong again 12', PASSWORD]) {
+      const res = await http.post('/v1/auth/login', { email: email.toUpperCase(), password });
+      expectProblem(res, 429);
+      expect(res.body.detail).toMatch(/too many failed sign-in attempts/i);
+      expect(Number(res.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(res.body.retryAfter).toBeUndefined();
+    }
+    // Another account from the same address is unaffected.
+    expect((await http.post('/v1/auth/login', { email: user.email, password: PASSWORD })).status).toBe(200);
+  });
+});
