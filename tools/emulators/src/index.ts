@@ -1,2 +1,3 @@
 export * from './http-server.js';
 export * from './brevo/brevo-emulator.js';
+export * from './openai/openai-emulator.js';
