@@ -6,3 +6,4 @@ export * from './messaging.migration.js';
 export * from './outbox.js';
 export * from './outbox-relay.js';
 export * from './event-consumer.js';
+export * from './stream.js';

@@ -13,6 +13,8 @@ import { CONFIG, LOGGER, NATS } from './tokens.js';
 
 export interface PlatformContext {
   config: Record<string, unknown>;
+  /** The raw environment, for values named by other config (e.g. a catalog's key variables). */
+  env: Record<string, string | undefined>;
   logger: Logger;
   nats: NatsConnection;
   rpc: RpcClient;

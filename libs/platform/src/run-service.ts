@@ -81,7 +81,7 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   collectDefaultMetrics({ register: registry });
   const rpc = new RpcClient(nats, config.NATS_SUBJECT_PREFIX);
   await rpc.connect();
-  const ctx: PlatformContext & { config: C } = { config, logger, nats, rpc, registry, dataSource };
+  const ctx: PlatformContext & { config: C } = { config, env, logger, nats, rpc, registry, dataSource };
 
   const adapter = new FastifyAdapter({ trustProxy: true, ...(def.fastifyOptions?.(config) ?? {}) });
   const app = await NestFactory.create<NestFastifyApplication>(def.module(ctx), adapter, {

@@ -8,6 +8,9 @@ import { AuthController } from './identity/auth.controller.js';
 import { MeController } from './identity/me.controller.js';
 import { OrgsController } from './identity/orgs.controller.js';
 import { NotifyController } from './notify/notify.controller.js';
+import { ChatController } from './chat/chat.controller.js';
+import { OpenAiCompatController } from './chat/openai-compat.controller.js';
+import { SseRelay } from './chat/sse-relay.service.js';
 
 @Module({})
 export class GatewayModule {
@@ -15,10 +18,11 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, NotifyController],
+      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,
+        SseRelay,
         { provide: APP_GUARD, useClass: AuthGuard },
       ],
     };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ProblemError } from './problem.js';
 
 /** Who is calling, as the gateway established it. Services re-check ownership themselves. */
 export const actorSchema = z.object({
@@ -41,3 +42,9 @@ export interface RpcRequest<I = unknown> {
 
 export type RpcInput<C> = C extends RpcContract<infer I, unknown> ? z.input<I> : never;
 export type RpcReply<C> = C extends RpcContract<z.ZodType, infer R> ? R : never;
+
+/** The authenticated caller of an RPC; the gateway always sends one for protected routes. */
+export function actorOf(req: RpcRequest): Actor {
+  if (!req?.actor?.userId) throw new ProblemError(401, 'Authentication required');
+  return req.actor;
+}

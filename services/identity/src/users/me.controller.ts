@@ -1,7 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
-import { actorOf } from '../common/actor.js';
+import { actorOf, IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
 import { MeService } from './me.service.js';
 
 @Controller()

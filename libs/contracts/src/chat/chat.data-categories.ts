@@ -1,0 +1,24 @@
+import type { DataCategory } from '../common/data-categories.js';
+
+export const chatDataCategories: DataCategory[] = [
+  {
+    service: 'chat',
+    category: 'chat-history',
+    description: 'Conversations and messages (encrypted per user), assistants, residency receipts',
+    purposes: ['providing the assistant', 'showing the user their history'],
+    basis: 'contract (Art. 6(1)(b) GDPR)',
+    retentionDays: null,
+    retentionRule: "per the organisation's chatRetentionDays for business workspaces, otherwise until the user deletes it; crypto-shredded on erasure",
+    processors: ['Microsoft Ireland (Azure OpenAI, EU regions)', 'OpenAI Ireland (EU data residency) — only when the user allows non-EU models: OpenAI (US)', 'Hetzner Online GmbH (hosting, EU)'],
+  },
+  {
+    service: 'chat',
+    category: 'policy-replica',
+    description: "Each user's restrictToEu setting and memberships, and organisations' chat policies, copied from identity",
+    purposes: ['enforcing data residency and organisation policy'],
+    basis: 'contract (Art. 6(1)(b) GDPR)',
+    retentionDays: null,
+    retentionRule: 'mirrors identity; deleted with the account',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
+];

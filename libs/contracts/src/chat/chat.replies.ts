@@ -1,0 +1,68 @@
+/** What actually served a completion (not what the policy allowed). */
+export interface ResidencyReceipt {
+  provider: 'openai' | 'azure' | 'openai-compatible';
+  deployment: string;
+  deploymentType: string;
+  region: string;
+  /** The region the provider itself reported (Azure's x-ms-region), when it reports one. */
+  reportedRegion: string | null;
+  euResident: boolean;
+  policy: { restrictToEu: boolean; orgEuOnly: boolean; allowedModels: string[] | null; workspace: string };
+  at: string;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface ChatMessage {
+  id: string;
+  role: 'user' | 'assistant';
+  content: string;
+  createdAt: string;
+  model?: string;
+  usage?: Usage;
+  residency?: ResidencyReceipt;
+  status?: 'complete' | 'aborted';
+}
+
+export interface Conversation {
+  id: string;
+  workspace: string;
+  title: string | null;
+  assistantId: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ConversationWithMessages extends Conversation {
+  messages: ChatMessage[];
+}
+
+export interface Assistant {
+  id: string;
+  workspace: string;
+  name: string;
+  instructions: string;
+  model: string | null;
+  createdAt: string;
+}
+
+export interface ModelList {
+  object: 'list';
+  data: { id: string; object: 'model'; created: number; owned_by: string; region: string; euResident: boolean }[];
+}
+
+/** One frame of a completion streamed from chat to the gateway over NATS. */
+export type StreamFrame =
+  /** The provider accepted the call: this receipt is final (no fallback after it). */
+  | { seq: number; type: 'start'; residency: ResidencyReceipt }
+  | { seq: number; type: 'delta'; text: string }
+  | { seq: number; type: 'done'; messageId: string; model: string; usage: Usage; residency: ResidencyReceipt }
+  | { seq: number; type: 'error'; problem: { type: string; title: string; status: number; detail?: string } }
+  /** Keeps the gateway's idle timer from firing while the provider thinks. */
+  | { seq: number; type: 'heartbeat' };
+
+/** Sent by the gateway on `<stream subject>.ctl`. */
+export type StreamControl = { ack: number } | { cancel: true };

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+import { rpc } from '../common/rpc.js';
+import { workspaceSchema } from '../identity/identity.schemas.js';
+import * as s from './chat.schemas.js';
+import type * as r from './chat.replies.js';
+import type { Page } from '../identity/identity.replies.js';
+
+/** Where and how a streamed completion flows back: frames on `subject`, control on `subject.ctl`. */
+export const streamTarget = z.strictObject({
+  subject: z.string().regex(/^[A-Za-z0-9_.-]+$/).max(200),
+  /** Frames chat may send ahead of the last ack (backpressure). */
+  window: z.number().int().min(1).max(1024).default(64),
+});
+
+export const ChatRpc = {
+  listModels: rpc<r.ModelList>()('ally.rpc.chat.model.list', s.listModelsInput),
+  createConversation: rpc<r.Conversation>()('ally.rpc.chat.conversation.create', s.createConversationInput),
+  listConversations: rpc<Page<r.Conversation>>()('ally.rpc.chat.conversation.list', s.listConversationsInput),
+  getConversation: rpc<r.ConversationWithMessages>()('ally.rpc.chat.conversation.get', s.conversationIdInput),
+  deleteConversation: rpc<void>()('ally.rpc.chat.conversation.delete', s.conversationIdInput),
+  postMessage: rpc<r.ChatMessage>()('ally.rpc.chat.message.create', s.postMessageInput),
+  /** Validates, applies policy and quota, answers `{ accepted: true }`, then streams frames to `stream.subject`. */
+  streamMessage: rpc<{ accepted: true }>()('ally.rpc.chat.message.stream', s.postMessageInput.extend({ stream: streamTarget })),
+  createAssistant: rpc<r.Assistant>()('ally.rpc.chat.assistant.create', s.createAssistantInput),
+  listAssistants: rpc<Page<r.Assistant>>()('ally.rpc.chat.assistant.list', s.workspaceQueryInput),
+  /** OpenAI-compatible; the workspace comes from the API key (or `private`). */
+  completions: rpc<{ completion: unknown; residency: r.ResidencyReceipt }>()(
+    'ally.rpc.chat.completion.create',
+    z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput }),
+  ),
+  completionsStream: rpc<{ accepted: true }>()(
+    'ally.rpc.chat.completion.stream',
+    z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput, stream: streamTarget }),
+  ),
+} as const;

@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { workspaceSchema } from '../identity/identity.schemas.js';
+
+export const MESSAGE_MAX_CHARS = 100_000;
+
+const modelId = z.string().trim().min(1).max(100).regex(/^[A-Za-z0-9._:@/-]+$/, 'is not a model id');
+const content = z.string().min(1, 'must not be empty').max(MESSAGE_MAX_CHARS, `must be at most ${MESSAGE_MAX_CHARS} characters`);
+
+export const workspaceQueryInput = z.strictObject({ workspace: workspaceSchema });
+export const listModelsInput = z.strictObject({ workspace: workspaceSchema.optional() });
+export const createConversationInput = z.strictObject({
+  workspace: workspaceSchema,
+  title: z.string().trim().min(1).max(200).optional(),
+  assistantId: z.uuid('must be an assistant id').optional(),
+});
+export const listConversationsInput = z.strictObject({
+  workspace: workspaceSchema,
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+});
+export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
+/** The HTTP body of `POST /v1/conversations/:id/messages`. */
+export const messageBody = z.strictObject({ content, model: modelId.optional() });
+export const postMessageInput = messageBody.extend({ conversationId: z.uuid('must be a conversation id') });
+export const createAssistantInput = z.strictObject({
+  workspace: workspaceSchema,
+  name: z.string().trim().min(1).max(100),
+  instructions: z.string().min(1).max(20_000),
+  model: modelId.optional(),
+});
+
+const chatMessage = z.object({
+  role: z.enum(['system', 'user', 'assistant', 'developer']),
+  content: z.union([z.string().max(MESSAGE_MAX_CHARS), z.array(z.object({ type: z.literal('text'), text: z.string().max(MESSAGE_MAX_CHARS) }))]),
+  name: z.string().max(64).optional(),
+});
+
+/** OpenAI's chat completions request, as much of it as Ally honours; unknown fields are ignored like OpenAI does. */
+export const chatCompletionsInput = z.object({
+  model: modelId,
+  messages: z.array(chatMessage).min(1, 'must hold at least one message').max(500),
+  stream: z.boolean().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().min(0).max(1).optional(),
+  max_tokens: z.number().int().min(1).max(128_000).optional(),
+  max_completion_tokens: z.number().int().min(1).max(128_000).optional(),
+  user: z.string().max(256).optional(),
+});
+
+export type ChatCompletionsInput = z.infer<typeof chatCompletionsInput>;

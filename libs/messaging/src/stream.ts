@@ -1,0 +1,152 @@
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+
+/**
+ * A stream of frames over core NATS from one producer (chat) to one consumer
+ * (the gateway): ordered by `seq`, flow-controlled by the consumer's acks on
+ * `<subject>.ctl` (the producer never runs more than `window` frames ahead),
+ * ended by a final frame. Either side going away leaves nothing behind: the
+ * producer gives up when acks stop coming, the consumer when frames stop.
+ */
+export interface Frame {
+  seq: number;
+  type: string;
+}
+
+const ctlSubject = (subject: string) => `${subject}.ctl`;
+
+/** A frame as the producer writes it; `seq` is added on send. */
+export type Unsequenced<F> = F extends unknown ? Omit<F, 'seq'> : never;
+
+export class StreamAbandoned extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'StreamAbandoned';
+  }
+}
+
+export class StreamPublisher<F extends Frame> {
+  /** Aborted when the consumer cancels or stops acknowledging: pass it to the provider call. */
+  readonly abort = new AbortController();
+  private seq = 0;
+  private acked = 0;
+  private readonly ctl: Subscription;
+  private wake?: () => void;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+    private readonly window: number,
+    private readonly ackTimeoutMs: number,
+  ) {
+    this.ctl = nc.subscribe(ctlSubject(subject), {
+      callback: (err, msg) => {
+        if (err) return;
+        const control = msg.json<{ ack?: number; cancel?: boolean }>();
+        if (control.cancel) this.abort.abort(new StreamAbandoned('the client went away'));
+        if (typeof control.ack === 'number') this.acked = Math.max(this.acked, control.ack);
+        this.wake?.();
+      },
+    });
+  }
+
+  get cancelled(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  /** Publishes the next frame, first waiting while the consumer is `window` frames behind. */
+  async send(frame: Unsequenced<F>): Promise<void> {
+    while (this.seq - this.acked >= this.window) {
+      if (this.cancelled) throw this.abort.signal.reason;
+      const acked = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), this.ackTimeoutMs);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      });
+      this.wake = undefined;
+      if (!acked) {
+        this.abort.abort(new StreamAbandoned(`no acknowledgement for ${this.ackTimeoutMs} ms`));
+        throw this.abort.signal.reason;
+      }
+    }
+    if (this.cancelled && frame.type !== 'error' && frame.type !== 'done') throw this.abort.signal.reason;
+    this.nc.publish(this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
+  }
+
+  /** Sends a final frame without waiting for room (the consumer may be gone). */
+  finish(frame: Unsequenced<F>): void {
+    this.nc.publish(this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
+    this.close();
+  }
+
+  close(): void {
+    this.ctl.unsubscribe();
+    this.wake?.();
+  }
+}
+
+export class StreamSubscriber<F extends Frame> {
+  private readonly sub: Subscription;
+  private readonly pending = new Map<number, F>();
+  private next = 1;
+  private notify?: () => void;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    private readonly subject: string,
+    private readonly idleTimeoutMs: number,
+    private readonly isFinal: (frame: F) => boolean,
+  ) {
+    // Subscribed before the request is sent, so the first frame cannot be missed.
+    this.sub = nc.subscribe(subject, {
+      callback: (err, msg) => {
+        if (err) return;
+        const frame = msg.json<F>();
+        this.pending.set(frame.seq, frame);
+        this.notify?.();
+      },
+    });
+  }
+
+  /** Frames in order, until the final one. Throws StreamAbandoned when the producer falls silent. */
+  async *frames(): AsyncGenerator<F> {
+    try {
+      for (;;) {
+        let frame = this.pending.get(this.next);
+        if (!frame) {
+          const arrived = await new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), this.idleTimeoutMs);
+            this.notify = () => {
+              clearTimeout(timer);
+              resolve(true);
+            };
+          });
+          this.notify = undefined;
+          if (!arrived) throw new StreamAbandoned(`no frame for ${this.idleTimeoutMs} ms`);
+          continue;
+        }
+        this.pending.delete(this.next++);
+        yield frame;
+        if (this.isFinal(frame)) return;
+      }
+    } finally {
+      this.close();
+    }
+  }
+
+  /** Tells the producer how far the consumer got (frees room in its window). */
+  ack(seq: number): void {
+    if (!this.nc.isClosed()) this.nc.publish(ctlSubject(this.subject), JSON.stringify({ ack: seq }));
+  }
+
+  cancel(): void {
+    if (!this.nc.isClosed()) this.nc.publish(ctlSubject(this.subject), JSON.stringify({ cancel: true }));
+    this.close();
+  }
+
+  close(): void {
+    if (!this.sub.isClosed()) this.sub.unsubscribe();
+    this.notify?.();
+  }
+}

@@ -1,0 +1,52 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import { ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { PolicyService } from '../policy/policy.service.js';
+import { AssistantEntity } from './assistant.entity.js';
+
+const toAssistant = (a: AssistantEntity): Assistant => ({
+  id: a.id,
+  workspace: a.workspace,
+  name: a.name,
+  instructions: a.instructions,
+  model: a.model,
+  createdAt: a.createdAt.toISOString(),
+});
+
+/** Specialised assistants: instructions and a default model, per workspace. */
+@Injectable()
+export class AssistantsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly policies: PolicyService,
+  ) {}
+
+  async create(actor: Actor, input: { workspace: string; name: string; instructions: string; model?: string }): Promise<Assistant> {
+    await this.policies.resolve(actor, input.workspace);
+    if (input.workspace !== 'private') {
+      const [m] = await this.ds.query(`SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2`, [input.workspace, actor.userId]);
+      if (!['owner', 'admin'].includes(m?.role)) throw new ProblemError(403, 'Only owners and admins create assistants for the organisation');
+    }
+    const row = this.ds.getRepository(AssistantEntity).create({ id: randomUUID(), createdBy: actor.userId, createdAt: new Date(), model: input.model ?? null, ...input });
+    await this.ds.getRepository(AssistantEntity).insert(row);
+    return toAssistant(row);
+  }
+
+  async list(actor: Actor, workspace: string): Promise<Page<Assistant>> {
+    await this.policies.resolve(actor, workspace);
+    // Private assistants are their creator's; an organisation's are shared with its members.
+    const rows = await this.ds.getRepository(AssistantEntity).find({
+      where: workspace === 'private' ? { workspace, createdBy: actor.userId } : { workspace },
+      order: { createdAt: 'DESC' },
+    });
+    return { data: rows.map(toAssistant), nextCursor: null };
+  }
+
+  /** The assistant a conversation uses, if the caller may use it. */
+  async usable(actor: Actor, workspace: string, id: string): Promise<AssistantEntity> {
+    const a = await this.ds.getRepository(AssistantEntity).findOneBy({ id, workspace });
+    if (!a || (workspace === 'private' && a.createdBy !== actor.userId)) throw new ProblemError(404, 'Assistant not found');
+    return a;
+  }
+}

@@ -1,0 +1,45 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { ProblemError } from '@ally/contracts';
+import type { RoutingPolicy } from '../policy/policy.service.js';
+import type { Deployment } from './model-catalog.js';
+
+export const CATALOG = Symbol('CATALOG');
+
+/** Which deployments a policy allows, best first. Never a silent route outside the EU. */
+@Injectable()
+export class RouterService {
+  constructor(@Inject(CATALOG) private readonly catalog: Deployment[]) {}
+
+  allowed(policy: RoutingPolicy): Deployment[] {
+    return this.catalog
+      .filter((d) => !policy.euOnly || d.euResident)
+      .filter((d) => !policy.allowedModels || policy.allowedModels.includes(d.model))
+      .sort((a, b) => Number(b.euResident) - Number(a.euResident) || a.priority - b.priority);
+  }
+
+  /** The deployments that may serve `model`, in the order to try them; 422 with the reason when none may. */
+  candidates(model: string, policy: RoutingPolicy): Deployment[] {
+    const all = this.catalog.filter((d) => d.model === model);
+    if (all.length === 0) throw new ProblemError(404, `Unknown model "${model}"`, { errors: [{ field: 'model', message: 'is not in the model catalog' }] });
+    if (policy.allowedModels && !policy.allowedModels.includes(model)) {
+      throw new ProblemError(422, `Your organisation does not allow the model "${model}"`, { type: 'https://ally.eu/problems/model-not-allowed' });
+    }
+    const allowed = this.allowed(policy).filter((d) => d.model === model);
+    if (allowed.length === 0) {
+      const who = policy.orgEuOnly ? 'your organisation enforces EU-only processing' : 'your account is restricted to the EU (restrictToEu)';
+      throw new ProblemError(422, `No EU deployment of "${model}" is available and ${who}`, { type: 'https://ally.eu/problems/no-eu-deployment' });
+    }
+    return allowed;
+  }
+
+  /** Models a policy allows, each with where its preferred deployment runs. */
+  models(policy: RoutingPolicy): { model: string; region: string; euResident: boolean }[] {
+    const seen = new Map<string, Deployment>();
+    for (const d of this.allowed(policy)) if (!seen.has(d.model)) seen.set(d.model, d);
+    return [...seen.values()].map((d) => ({ model: d.model, region: d.region, euResident: d.euResident }));
+  }
+
+  moderators(policy: RoutingPolicy): Deployment[] {
+    return this.catalog.filter((d) => d.moderation && (!policy.euOnly || d.euResident));
+  }
+}

@@ -1,0 +1,53 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AssistantsService } from './assistants/assistants.service.js';
+import { loadCatalog } from './catalog/model-catalog.js';
+import { CATALOG, RouterService } from './catalog/router.service.js';
+import { ChatController } from './chat.controller.js';
+import { CompatService } from './completions/compat.service.js';
+import { CompletionService } from './completions/completion.service.js';
+import { ProviderClients } from './completions/provider-clients.js';
+import { CHAT_CONFIG, type ChatConfig } from './config.js';
+import { ContentFilterService } from './content-filter/content-filter.service.js';
+import { ConversationsService } from './conversations/conversations.service.js';
+import { MessagesService } from './conversations/messages.service.js';
+import { ContentCipher } from './crypto/content-cipher.service.js';
+import { PolicyReplicaConsumer } from './policy/policy-replica.consumer.js';
+import { PolicyService } from './policy/policy.service.js';
+import { ChatPrivacyService } from './privacy/chat-privacy.service.js';
+import { QuotaGate } from './quota/quota.gate.js';
+import { CHAT_RETENTION_RULES } from './retention.rules.js';
+
+@Module({})
+export class ChatModule {
+  static forRoot(ctx: PlatformContext & { config: ChatConfig }): DynamicModule {
+    const catalog = loadCatalog(ctx.config.MODEL_CATALOG_FILE, ctx.env, ctx.config.NODE_ENV === 'production');
+    if (catalog.some((d) => d.apiKey === 'emulator')) {
+      ctx.logger.info(`${ctx.config.NODE_ENV}: deployments without provider keys go to the OpenAI/Azure emulator; nothing leaves this machine`);
+    }
+    return {
+      module: ChatModule,
+      imports: [PlatformModule.forRoot(ctx)],
+      controllers: [ChatController],
+      providers: [
+        { provide: CHAT_CONFIG, useValue: ctx.config },
+        { provide: CATALOG, useValue: catalog },
+        RouterService,
+        ProviderClients,
+        PolicyService,
+        PolicyReplicaConsumer,
+        ContentFilterService,
+        QuotaGate,
+        ContentCipher,
+        CompletionService,
+        CompatService,
+        AssistantsService,
+        ConversationsService,
+        MessagesService,
+        ChatPrivacyService,
+        { provide: RETENTION_RULES, useValue: CHAT_RETENTION_RULES },
+        AgeRetentionService,
+      ],
+    };
+  }
+}

@@ -1,0 +1,20 @@
+import type { ServiceDefinition } from '@ally/platform';
+import { AssistantEntity } from './assistants/assistant.entity.js';
+import { ChatModule } from './chat.module.js';
+import { chatConfigSchema, type ChatConfig } from './config.js';
+import { ConversationEntity } from './conversations/conversation.entity.js';
+import { MessageEntity } from './conversations/message.entity.js';
+import { DataKeyEntity } from './crypto/data-key.entity.js';
+import { InitialSchema1764400000000 } from './migrations/1764400000000-initial-schema.js';
+
+/** chat: conversations, assistants, and LLM routing that keeps EU users in the EU. */
+export const chatService: ServiceDefinition<ChatConfig> = {
+  name: 'chat',
+  configSchema: chatConfigSchema,
+  database: {
+    schema: 'chat',
+    entities: [ConversationEntity, MessageEntity, AssistantEntity, DataKeyEntity],
+    migrations: [InitialSchema1764400000000],
+  },
+  module: (ctx) => ChatModule.forRoot(ctx),
+};

@@ -1,0 +1,79 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { isProblem, ProblemError, withPrefix, type Actor, type ChatCompletionsInput, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
+import { StreamPublisher } from '@ally/messaging';
+import { LOGGER, NATS, toProblem } from '@ally/platform';
+import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import type { PromptMessage } from '../content-filter/content-filter.service.js';
+import { CompletionService, type Plan } from './completion.service.js';
+
+const textOf = (content: ChatCompletionsInput['messages'][number]['content']): string =>
+  typeof content === 'string' ? content : content.map((p) => p.text).join('');
+
+/**
+ * `POST /v1/chat/completions` for the official OpenAI SDK: same policy,
+ * quota, filter and receipts as conversations, nothing stored but the usage
+ * event (the caller keeps its own history).
+ */
+@Injectable()
+export class CompatService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly completions: CompletionService,
+    @Inject(NATS) private readonly nats: NatsConnection,
+    @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async complete(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<{ completion: unknown; residency: ResidencyReceipt }> {
+    const plan = await this.plan(actor, workspace, request);
+    const result = await this.completions.complete(plan);
+    const id = randomUUID();
+    await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
+    return {
+      residency: result.residency,
+      completion: {
+        id: `chatcmpl-${id}`,
+        object: 'chat.completion',
+        created: Math.floor(Date.now() / 1000),
+        model: plan.model,
+        choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, finish_reason: 'stop', logprobs: null }],
+        usage: { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens },
+      },
+    };
+  }
+
+  async stream(actor: Actor, workspace: string, request: ChatCompletionsInput, target: { subject: string; window: number }): Promise<{ accepted: true }> {
+    const plan = await this.plan(actor, workspace, request);
+    const publisher = new StreamPublisher<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, target.subject), target.window, this.config.STREAM_ACK_TIMEOUT_MS);
+    void (async () => {
+      try {
+        const result = await this.completions.stream(
+          plan,
+          { start: (residency) => publisher.send({ type: 'start', residency }), delta: (text) => publisher.send({ type: 'delta', text }) },
+          publisher.abort.signal,
+        );
+        const id = randomUUID();
+        await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
+        publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency });
+      } catch (err) {
+        if (publisher.cancelled) return publisher.close();
+        publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });
+      }
+    })();
+    return { accepted: true };
+  }
+
+  private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {
+    const messages: PromptMessage[] = request.messages.map((m) => ({ role: m.role, content: textOf(m.content) }));
+    const maxTokens = request.max_completion_tokens ?? request.max_tokens;
+    return this.completions.prepare(actor, workspace, request.model, messages, {
+      ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
+      ...(request.top_p !== undefined ? { top_p: request.top_p } : {}),
+      ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
+    });
+  }
+}

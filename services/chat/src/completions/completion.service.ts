@@ -1,0 +1,201 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { countTokens } from 'gpt-tokenizer';
+import type { Logger } from 'pino';
+import { ProblemError, type Actor, type ResidencyReceipt, type Usage } from '@ally/contracts';
+import { Outbox } from '@ally/messaging';
+import { ChatEvents } from '@ally/contracts';
+import { LOGGER } from '@ally/platform';
+import type { Deployment } from '../catalog/model-catalog.js';
+import { RouterService } from '../catalog/router.service.js';
+import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import { ContentFilterService, type PromptMessage } from '../content-filter/content-filter.service.js';
+import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
+import { QuotaGate } from '../quota/quota.gate.js';
+import { isAbort, isFallbackWorthy, ProviderClients } from './provider-clients.js';
+
+export interface CompletionParams {
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+}
+
+/** A request that passed policy, quota and the content filter: ready to send. */
+export interface Plan {
+  actor: Actor;
+  policy: RoutingPolicy;
+  model: string;
+  candidates: Deployment[];
+  messages: PromptMessage[];
+  params: CompletionParams;
+}
+
+export interface CompletionResult {
+  text: string;
+  usage: Usage;
+  residency: ResidencyReceipt;
+  deployment: Deployment;
+}
+
+/** Room kept for the answer when trimming history to the context window. */
+const ANSWER_RESERVE = 1024;
+
+@Injectable()
+export class CompletionService {
+  readonly outbox = new Outbox('chat', ChatEvents);
+
+  constructor(
+    private readonly policies: PolicyService,
+    private readonly router: RouterService,
+    private readonly filter: ContentFilterService,
+    private readonly quota: QuotaGate,
+    private readonly clients: ProviderClients,
+    @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async prepare(actor: Actor, workspace: string, model: string | undefined, messages: PromptMessage[], params: CompletionParams = {}): Promise<Plan> {
+    const policy = await this.policies.resolve(actor, workspace);
+    const chosen = model ?? this.config.DEFAULT_MODEL;
+    const candidates = this.router.candidates(chosen, policy);
+    await this.quota.assertAllowed(workspace, actor.userId);
+    await this.filter.check(messages, policy, actor.userId);
+    const window = Math.min(...candidates.map((c) => c.contextWindow)) - (params.max_tokens ?? ANSWER_RESERVE);
+    return { actor, policy, model: chosen, candidates, messages: trimToWindow(messages, window), params };
+  }
+
+  /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
+  async complete(plan: Plan, signal?: AbortSignal): Promise<CompletionResult> {
+    return this.withFallback(plan, async (d, client, messages) => {
+      const { data, response } = await client.chat.completions
+        .create({ model: d.deployment ?? d.model, messages, store: false, stream: false, ...plan.params }, { signal })
+        .withResponse();
+      const text = data.choices[0]?.message?.content ?? '';
+      return { text, usage: usageOf(data.usage, messages, text), residency: this.receipt(d, plan.policy, response.headers) };
+    });
+  }
+
+  /**
+   * Streaming. Fallback is possible only until a provider accepted the call:
+   * after that the user may see part of one answer, and a second would be wrong.
+   */
+  async stream(
+    plan: Plan,
+    on: { start?: (residency: ResidencyReceipt) => Promise<void>; delta: (text: string) => Promise<void> },
+    signal?: AbortSignal,
+    progress: { deployment?: Deployment } = {},
+  ): Promise<CompletionResult> {
+    let started = false;
+    return this.withFallback(
+      plan,
+      async (d, client, messages) => {
+        progress.deployment = d;
+        const { data, response } = await client.chat.completions
+          .create(
+            { model: d.deployment ?? d.model, messages, store: false, stream: true, stream_options: { include_usage: true }, ...plan.params },
+            { signal },
+          )
+          .withResponse();
+        // The provider accepted: from here this deployment is the answer, and the receipt is final.
+        started = true;
+        const residency = this.receipt(d, plan.policy, response.headers);
+        await on.start?.(residency);
+        let text = '';
+        let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+        for await (const chunk of data) {
+          const delta = chunk.choices[0]?.delta?.content;
+          if (delta) {
+            text += delta;
+            await on.delta(delta);
+          }
+          if (chunk.usage) usage = chunk.usage;
+        }
+        return { text, usage: usageOf(usage, messages, text), residency };
+      },
+      () => !started,
+    );
+  }
+
+  /** Writes the usage event in the caller's transaction (billing's ledger input). */
+  async recordUsage(em: EntityManager, messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
+    await this.outbox.append(
+      em,
+      'chat.completion.recorded',
+      {
+        messageId,
+        workspace: plan.policy.workspace,
+        userId: plan.actor.userId,
+        model: plan.model,
+        deployment: result.deployment.id,
+        region: result.deployment.region,
+        euResident: result.deployment.euResident,
+        promptTokens: result.usage.promptTokens,
+        completionTokens: result.usage.completionTokens,
+      },
+      { subject: { userId: plan.actor.userId, ...(plan.policy.workspace !== 'private' ? { orgId: plan.policy.workspace } : {}) } },
+    );
+  }
+
+  private async withFallback(
+    plan: Plan,
+    call: (d: Deployment, client: ReturnType<ProviderClients['for']>, messages: PromptMessage[]) => Promise<Omit<CompletionResult, 'deployment'>>,
+    mayFallBack: () => boolean = () => true,
+  ): Promise<CompletionResult> {
+    let lastError: unknown;
+    for (const d of plan.candidates) {
+      // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
+      const messages = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU);
+      try {
+        return { ...(await call(d, this.clients.for(d), messages)), deployment: d };
+      } catch (err) {
+        if (isAbort(err)) throw new ProblemError(499, 'The client went away; the provider call was cancelled');
+        lastError = err;
+        if (!isFallbackWorthy(err) || !mayFallBack()) break;
+        this.logger.warn({ deployment: d.id, err: String(err) }, 'deployment failed; falling back to the next allowed one');
+      }
+    }
+    this.logger.error({ model: plan.model, err: String(lastError) }, 'no deployment could serve the request');
+    if (isFallbackWorthy(lastError)) throw new ProblemError(503, `No allowed deployment of "${plan.model}" is answering right now; try again shortly`);
+    throw new ProblemError(502, `The model provider refused the request: ${(lastError as Error)?.message ?? 'unknown error'}`);
+  }
+
+  receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers): ResidencyReceipt {
+    return {
+      provider: d.provider,
+      deployment: d.id,
+      deploymentType: d.deploymentType,
+      region: d.region,
+      reportedRegion: headers?.get('x-ms-region') ?? null,
+      euResident: d.euResident,
+      policy: { restrictToEu: policy.restrictToEu, orgEuOnly: policy.orgEuOnly, allowedModels: policy.allowedModels, workspace: policy.workspace },
+      at: new Date().toISOString(),
+    };
+  }
+}
+
+function tokensOf(messages: PromptMessage[]): number {
+  return messages.reduce((n, m) => n + countTokens(m.content) + 4, 0);
+}
+
+function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | undefined | null, messages: PromptMessage[], text: string): Usage {
+  // Providers report usage; counting ourselves is the fallback for endpoints that do not.
+  return usage
+    ? { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
+    : { promptTokens: tokensOf(messages), completionTokens: countTokens(text) };
+}
+
+/** Keeps system messages and the newest turns that fit the model's context window. */
+export function trimToWindow(messages: PromptMessage[], maxTokens: number): PromptMessage[] {
+  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer');
+  const rest = messages.filter((m) => m.role !== 'system' && m.role !== 'developer');
+  let budget = maxTokens - tokensOf(system);
+  const kept: PromptMessage[] = [];
+  for (let i = rest.length - 1; i >= 0; i--) {
+    const cost = countTokens(rest[i].content) + 4;
+    if (cost > budget) break;
+    budget -= cost;
+    kept.unshift(rest[i]);
+  }
+  if (kept.length === 0) throw new ProblemError(413, 'The message is longer than the model can read', { errors: [{ field: 'content', message: 'exceeds the model context window' }] });
+  return [...system, ...kept];
+}

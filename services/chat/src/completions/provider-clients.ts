@@ -1,0 +1,40 @@
+import { Inject, Injectable } from '@nestjs/common';
+import OpenAI, { AzureOpenAI } from 'openai';
+import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import type { Deployment } from '../catalog/model-catalog.js';
+
+/**
+ * One SDK client per deployment: `OpenAI` for OpenAI and OpenAI-compatible
+ * endpoints, `AzureOpenAI` for Azure. Retries are ours (fallback to another
+ * allowed deployment), so the SDK's are off.
+ */
+@Injectable()
+export class ProviderClients {
+  private readonly clients = new Map<string, OpenAI>();
+
+  constructor(@Inject(CHAT_CONFIG) private readonly config: ChatConfig) {}
+
+  for(d: Deployment): OpenAI {
+    let client = this.clients.get(d.id);
+    if (!client) {
+      const common = { apiKey: d.apiKey, maxRetries: 0, timeout: this.config.PROVIDER_TIMEOUT_MS };
+      client =
+        d.provider === 'azure'
+          ? new AzureOpenAI({ ...common, endpoint: d.baseUrl, apiVersion: d.apiVersion, deployment: d.deployment ?? d.model })
+          : new OpenAI({ ...common, baseURL: d.baseUrl });
+      this.clients.set(d.id, client);
+    }
+    return client;
+  }
+}
+
+/** Errors worth trying another deployment for: rate limits, server errors, timeouts, network. */
+export function isFallbackWorthy(err: unknown): boolean {
+  if (err instanceof OpenAI.APIConnectionError) return true; // includes timeouts
+  if (err instanceof OpenAI.APIError) return err.status === 429 || (err.status ?? 0) >= 500 || err.status === 408;
+  return false;
+}
+
+export function isAbort(err: unknown): boolean {
+  return err instanceof OpenAI.APIUserAbortError || (err as Error)?.name === 'AbortError';
+}

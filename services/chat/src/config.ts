@@ -1,0 +1,30 @@
+import { z } from 'zod';
+import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+
+export const chatConfigSchema = baseConfigSchema
+  .extend(databaseConfigSchema.shape)
+  .extend({
+    /** JSON file listing the model deployments (see services/chat/config/). */
+    MODEL_CATALOG_FILE: z.string().min(1),
+    /** Model used when a request names none and its assistant has none. */
+    DEFAULT_MODEL: z.string().min(1).default('gpt-4o-mini'),
+    /** 32 bytes, base64: wraps each user's data key (AES-256-GCM). */
+    CHAT_KEK: z
+      .string()
+      .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded (openssl rand -base64 32)')
+      .optional(),
+    /** Redact e-mail, phone, IBAN and card numbers from prompts that leave the EU. */
+    REDACT_PII_OUTSIDE_EU: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+    PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),
+    /** How long a stream may wait for the gateway's acknowledgement before it is abandoned. */
+    STREAM_ACK_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+    /** `billing` asks billing's quota RPC; `none` allows everything until billing runs. */
+    QUOTA_PROVIDER: z.enum(['billing', 'none']).default('none'),
+    QUOTA_CACHE_MS: z.coerce.number().int().min(0).default(5_000),
+  })
+  .superRefine((c, ctx) => {
+    if (c.NODE_ENV === 'production' && !c.CHAT_KEK) ctx.addIssue({ code: 'custom', path: ['CHAT_KEK'], message: 'is required in production' });
+  });
+
+export type ChatConfig = z.infer<typeof chatConfigSchema>;
+export const CHAT_CONFIG = Symbol('CHAT_CONFIG');

@@ -1,0 +1,70 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { ProblemError } from '@ally/contracts';
+import { LOGGER } from '@ally/platform';
+import type { Deployment } from '../catalog/model-catalog.js';
+import { RouterService } from '../catalog/router.service.js';
+import type { RoutingPolicy } from '../policy/policy.service.js';
+import { ProviderClients } from '../completions/provider-clients.js';
+
+export interface PromptMessage {
+  role: 'system' | 'user' | 'assistant' | 'developer';
+  content: string;
+}
+
+const PII: [RegExp, string][] = [
+  [/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g, '[email]'],
+  [/\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b/g, '[iban]'],
+  [/\b(?:\d[ -]?){13,19}\b/g, '[card]'],
+  [/(?:\+|00)\d{1,3}[\s/-]?\(?\d{1,5}\)?(?:[\s/-]?\d{2,}){2,}/g, '[phone]'],
+];
+
+/** E-mail addresses, IBANs, card and phone numbers replaced by placeholders. */
+export function redactPii(text: string): string {
+  return PII.reduce((t, [re, label]) => t.replace(re, label), text);
+}
+
+/**
+ * Runs before any provider sees a prompt: the organisation's blocked terms,
+ * then moderation where a moderation endpoint the policy allows exists (a
+ * user restricted to the EU is never moderated outside it). A refusal is a
+ * 422 and is logged without the prompt.
+ */
+@Injectable()
+export class ContentFilterService {
+  constructor(
+    private readonly router: RouterService,
+    private readonly clients: ProviderClients,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async check(messages: PromptMessage[], policy: RoutingPolicy, userId: string, signal?: AbortSignal): Promise<void> {
+    const latest = messages.filter((m) => m.role === 'user').at(-1)?.content ?? '';
+    const lower = latest.toLowerCase();
+    const blocked = policy.blockedTerms.find((t) => lower.includes(t.toLowerCase()));
+    if (blocked) {
+      this.logger.warn({ userId, workspace: policy.workspace, rule: 'org-blocked-term' }, 'prompt refused by the content filter');
+      throw new ProblemError(422, 'The message contains a term your organisation does not allow', { type: 'https://ally.eu/problems/content-blocked' });
+    }
+    const moderator = this.router.moderators(policy)[0];
+    if (!moderator) return;
+    const result = await this.clients
+      .for(moderator)
+      .moderations.create({ input: latest }, { signal })
+      .catch((err) => {
+        // Moderation is a safeguard, not a dependency: a failing endpoint does not block chat.
+        this.logger.warn({ err: String(err), moderator: moderator.id }, 'moderation unavailable');
+        return null;
+      });
+    if (result?.results?.some((r) => r.flagged)) {
+      this.logger.warn({ userId, workspace: policy.workspace, rule: 'moderation', moderator: moderator.id }, 'prompt refused by the content filter');
+      throw new ProblemError(422, 'The message was refused by content moderation', { type: 'https://ally.eu/problems/content-blocked' });
+    }
+  }
+
+  /** What a deployment may see: outside the EU, with personal data redacted when configured. */
+  prepareFor(d: Deployment, messages: PromptMessage[], redactOutsideEu: boolean): PromptMessage[] {
+    if (d.euResident || !redactOutsideEu) return messages;
+    return messages.map((m) => ({ ...m, content: redactPii(m.content) }));
+  }
+}

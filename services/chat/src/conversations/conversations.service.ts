@@ -1,0 +1,112 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import { randomUUID } from 'node:crypto';
+import { ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { AssistantsService } from '../assistants/assistants.service.js';
+import { ContentCipher } from '../crypto/content-cipher.service.js';
+import { PolicyService } from '../policy/policy.service.js';
+import { ConversationEntity } from './conversation.entity.js';
+import { MessageEntity } from './message.entity.js';
+
+/** A conversation belongs to one user in one workspace; anyone else gets a 404. */
+@Injectable()
+export class ConversationsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly cipher: ContentCipher,
+    private readonly policies: PolicyService,
+    private readonly assistants: AssistantsService,
+  ) {}
+
+  async create(actor: Actor, input: { workspace: string; title?: string; assistantId?: string }): Promise<Conversation> {
+    await this.policies.resolve(actor, input.workspace);
+    if (input.assistantId) await this.assistants.usable(actor, input.workspace, input.assistantId);
+    return this.ds.transaction(async (em) => {
+      const now = new Date();
+      const row = em.getRepository(ConversationEntity).create({
+        id: randomUUID(),
+        userId: actor.userId,
+        workspace: input.workspace,
+        titleEnc: input.title ? await this.cipher.encrypt(em, actor.userId, input.title) : null,
+        assistantId: input.assistantId ?? null,
+        createdAt: now,
+        updatedAt: now,
+      });
+      await em.getRepository(ConversationEntity).insert(row);
+      return this.toConversation(em, row);
+    });
+  }
+
+  async list(actor: Actor, workspace: string, limit: number, cursor?: string): Promise<Page<Conversation>> {
+    await this.policies.resolve(actor, workspace);
+    const after = decodeCursor(cursor);
+    const rows: ConversationEntity[] = await this.ds
+      .getRepository(ConversationEntity)
+      .createQueryBuilder('c')
+      .where('c.user_id = :user AND c.workspace = :workspace', { user: actor.userId, workspace })
+      .andWhere(after ? '(c.updated_at, c.id) < (:at, :id)' : 'TRUE', after ?? {})
+      .orderBy('c.updated_at', 'DESC')
+      .addOrderBy('c.id', 'DESC')
+      .limit(limit + 1)
+      .getMany();
+    const page = rows.slice(0, limit);
+    const data = await Promise.all(page.map((r) => this.toConversation(this.ds.manager, r)));
+    const last = page.at(-1);
+    return { data, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+  }
+
+  async get(actor: Actor, id: string): Promise<ConversationWithMessages> {
+    const conversation = await this.owned(actor, id);
+    const rows = await this.ds.getRepository(MessageEntity).find({ where: { conversationId: id }, order: { createdAt: 'ASC', id: 'ASC' } });
+    const messages = await Promise.all(rows.map((m) => this.toMessage(this.ds.manager, m)));
+    return { ...(await this.toConversation(this.ds.manager, conversation)), messages };
+  }
+
+  async delete(actor: Actor, id: string): Promise<void> {
+    await this.owned(actor, id);
+    await this.ds.getRepository(ConversationEntity).delete({ id });
+  }
+
+  /** The caller's own conversation, or 404 (never revealing someone else's). */
+  async owned(actor: Actor, id: string): Promise<ConversationEntity> {
+    const row = await this.ds.getRepository(ConversationEntity).findOneBy({ id, userId: actor.userId });
+    if (!row) throw new ProblemError(404, 'Conversation not found');
+    if (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace) throw new ProblemError(404, 'Conversation not found');
+    return row;
+  }
+
+  async toMessage(em: EntityManager, m: MessageEntity): Promise<ChatMessage> {
+    return {
+      id: m.id,
+      role: m.role,
+      content: await this.cipher.decrypt(em, m.userId, m.contentEnc),
+      createdAt: m.createdAt.toISOString(),
+      ...(m.model ? { model: m.model } : {}),
+      ...(m.promptTokens !== null ? { usage: { promptTokens: m.promptTokens, completionTokens: m.completionTokens ?? 0 } } : {}),
+      ...(m.residency ? { residency: m.residency } : {}),
+      ...(m.status !== 'complete' ? { status: m.status } : {}),
+    };
+  }
+
+  private async toConversation(em: EntityManager, c: ConversationEntity): Promise<Conversation> {
+    return {
+      id: c.id,
+      workspace: c.workspace,
+      title: c.titleEnc ? await this.cipher.decrypt(em, c.userId, c.titleEnc) : null,
+      assistantId: c.assistantId,
+      createdAt: c.createdAt.toISOString(),
+      updatedAt: c.updatedAt.toISOString(),
+    };
+  }
+}
+
+const encodeCursor = (c: ConversationEntity) => Buffer.from(`${c.updatedAt.toISOString()}|${c.id}`).toString('base64url');
+
+function decodeCursor(cursor?: string): { at: string; id: string } | undefined {
+  if (!cursor) return undefined;
+  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
+  if (!at || !id || Number.isNaN(Date.parse(at)) || !/^[0-9a-f-]{36}$/.test(id)) {
+    throw new ProblemError(400, 'Invalid cursor', { errors: [{ field: 'cursor', message: 'is not a cursor this API gave out' }] });
+  }
+  return { at, id };
+}

@@ -1,0 +1,71 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import type { EntityManager } from 'typeorm';
+import type { Logger } from 'pino';
+import { ProblemError } from '@ally/contracts';
+import { LOGGER } from '@ally/platform';
+import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+
+const IV = 12;
+const TAG = 16;
+
+function seal(key: Buffer, plain: Buffer, aad: string): Buffer {
+  const iv = randomBytes(IV);
+  const cipher = createCipheriv('aes-256-gcm', key, iv);
+  cipher.setAAD(Buffer.from(aad));
+  const body = Buffer.concat([cipher.update(plain), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+}
+
+function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV));
+  decipher.setAAD(Buffer.from(aad));
+  decipher.setAuthTag(sealed.subarray(IV, IV + TAG));
+  return Buffer.concat([decipher.update(sealed.subarray(IV + TAG)), decipher.final()]);
+}
+
+/**
+ * Envelope encryption of chat content: each user has a random 256-bit data
+ * key, stored only wrapped (AES-256-GCM) by the key-encryption key from the
+ * environment; content is sealed under the data key with the user id as
+ * associated data. Deleting a user's data key makes every copy of their
+ * content, backups included, unreadable (crypto-shredding). A KMS can replace
+ * the KEK by implementing wrap/unwrap.
+ */
+@Injectable()
+export class ContentCipher {
+  private readonly kek: Buffer;
+
+  constructor(@Inject(CHAT_CONFIG) config: ChatConfig, @Inject(LOGGER) logger: Logger) {
+    if (config.CHAT_KEK) {
+      this.kek = Buffer.from(config.CHAT_KEK, 'base64');
+    } else {
+      // Only outside production (the config refuses it there): a fixed development key.
+      logger.warn(`${config.NODE_ENV}: no CHAT_KEK, chat content is encrypted with a development key`);
+      this.kek = createHash('sha256').update('ally-development-kek').digest();
+    }
+  }
+
+  async encrypt(em: EntityManager, userId: string, text: string): Promise<Buffer> {
+    return seal(await this.dataKey(em, userId, true), Buffer.from(text, 'utf8'), userId);
+  }
+
+  async decrypt(em: EntityManager, userId: string, sealed: Buffer): Promise<string> {
+    return open(await this.dataKey(em, userId, false), sealed, userId).toString('utf8');
+  }
+
+  /** Crypto-shredding: without the key, the ciphertext anywhere is noise. */
+  async shred(em: EntityManager, userId: string): Promise<void> {
+    await em.query(`DELETE FROM data_keys WHERE user_id = $1`, [userId]);
+  }
+
+  private async dataKey(em: EntityManager, userId: string, create: boolean): Promise<Buffer> {
+    const rows: { wrapped: Buffer }[] = await em.query(`SELECT wrapped FROM data_keys WHERE user_id = $1`, [userId]);
+    if (rows[0]) return open(this.kek, rows[0].wrapped, `dk:${userId}`);
+    if (!create) throw new ProblemError(410, 'This content was erased and can no longer be read');
+    const key = randomBytes(32);
+    await em.query(`INSERT INTO data_keys (user_id, wrapped) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING`, [userId, seal(this.kek, key, `dk:${userId}`)]);
+    // Another request may have created it first; theirs wins.
+    return this.dataKey(em, userId, false);
+  }
+}

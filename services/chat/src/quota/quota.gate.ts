@@ -1,0 +1,42 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { z } from 'zod';
+import { ProblemError, rpc } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+
+/** billing's quota RPC, as chat calls it (billing will own the contract when it exists). */
+const quotaCheck = rpc<{ allowed: boolean; reason?: string }>()(
+  'ally.rpc.billing.quota.check',
+  z.strictObject({ workspace: z.string(), userId: z.uuid() }),
+  { authenticated: false },
+);
+
+/**
+ * Asked before every provider call. With QUOTA_PROVIDER=billing it asks
+ * billing (answers cached briefly); with `none` (until billing runs) every
+ * request is allowed. The call path is the same either way.
+ */
+@Injectable()
+export class QuotaGate {
+  private readonly cache = new Map<string, { allowed: boolean; reason?: string; until: number }>();
+
+  constructor(
+    private readonly rpc: RpcClient,
+    @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
+  ) {}
+
+  async assertAllowed(workspace: string, userId: string): Promise<void> {
+    const answer = await this.check(workspace, userId);
+    if (!answer.allowed) throw new ProblemError(402, answer.reason ?? 'The token quota of this workspace is used up', { type: 'https://ally.eu/problems/quota-exhausted' });
+  }
+
+  private async check(workspace: string, userId: string): Promise<{ allowed: boolean; reason?: string }> {
+    if (this.config.QUOTA_PROVIDER === 'none') return { allowed: true };
+    const key = `${workspace}:${userId}`;
+    const hit = this.cache.get(key);
+    if (hit && hit.until > Date.now()) return hit;
+    const answer = await this.rpc.call(quotaCheck, { workspace, userId }, { timeoutMs: 2_000 });
+    this.cache.set(key, { ...answer, until: Date.now() + this.config.QUOTA_CACHE_MS });
+    return answer;
+  }
+}

@@ -1,0 +1,91 @@
+import { Controller, Delete, Get, Headers, HttpCode, Post, Query, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
+import { UuidParam } from '../common/uuid-param.js';
+import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { SseRelay, sse } from './sse-relay.service.js';
+
+/** Long enough for a model's whole answer when the client did not ask for a stream. */
+export const COMPLETION_TIMEOUT_MS = 180_000;
+
+@ApiTags('chat')
+@ApiBearerAuth()
+@Controller('v1')
+export class ChatController {
+  constructor(
+    private readonly rpc: RpcClient,
+    private readonly relay: SseRelay,
+  ) {}
+
+  @Get('models')
+  models(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
+  }
+
+  @Post('conversations')
+  @BodySchema(createConversationInput)
+  createConversation(@ValidBody(createConversationInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(ChatRpc.createConversation, body, { actor, meta });
+  }
+
+  @Get('conversations')
+  listConversations(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(ChatRpc.listConversations, parseInput(listConversationsInput, query, 'query'), { actor, meta });
+  }
+
+  @Get('conversations/:id')
+  getConversation(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(ChatRpc.getConversation, { id }, { actor, meta });
+  }
+
+  @Delete('conversations/:id')
+  @HttpCode(204)
+  async deleteConversation(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(ChatRpc.deleteConversation, { id }, { actor, meta });
+  }
+
+  /** With `Accept: text/event-stream`: SSE `delta`… then `done` (usage, residency) or `error`. Otherwise 201 with the answer. */
+  @Post('conversations/:id/messages')
+  @BodySchema(messageBody)
+  async postMessage(
+    @UuidParam('id') id: string,
+    @ValidBody(messageBody) body: any,
+    @Headers('accept') accept: string | undefined,
+    @CurrentActor() actor: Actor,
+    @RequestMetaParam() meta: RequestMeta,
+    @Req() req: FastifyRequest,
+    @Res() reply: FastifyReply,
+  ) {
+    const input = { conversationId: id, ...body };
+    if (accept?.includes('text/event-stream')) {
+      return this.relay.relay(req, reply, (stream) => this.rpc.call(ChatRpc.streamMessage, { ...input, stream }, { actor, meta }), {
+        frame: (f) =>
+          f.type === 'delta'
+            ? sse('delta', { text: f.text })
+            : f.type === 'done'
+              ? sse('done', { messageId: f.messageId, model: f.model, usage: f.usage, residency: f.residency })
+              : f.type === 'error'
+                ? sse('error', f.problem)
+                : null,
+        broken: (detail) => sse('error', { type: 'about:blank', title: 'Service Unavailable', status: 503, detail }),
+      });
+    }
+    const message = await this.rpc.call(ChatRpc.postMessage, input, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS });
+    if (message.residency) reply.header('x-ally-residency', JSON.stringify(message.residency));
+    reply.status(201).send(message);
+  }
+
+  @Post('assistants')
+  @BodySchema(createAssistantInput)
+  createAssistant(@ValidBody(createAssistantInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(ChatRpc.createAssistant, body, { actor, meta });
+  }
+
+  @Get('assistants')
+  listAssistants(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(ChatRpc.listAssistants, parseInput(ChatRpc.listAssistants.input, query, 'query'), { actor, meta });
+  }
+}

@@ -1,0 +1,69 @@
+import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { nuid } from '@nats-io/transport-node';
+import { ChatRpc, chatCompletionsInput, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
+import { BodySchema } from '../common/zod-body.js';
+import { COMPLETION_TIMEOUT_MS } from './chat.controller.js';
+import { SseRelay } from './sse-relay.service.js';
+
+const data = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
+
+/**
+ * OpenAI's `POST /v1/chat/completions`, so the official SDK pointed at Ally
+ * with an Ally API key works unchanged. The API key's workspace (or `private`)
+ * decides the policy; the residency receipt is in `x-ally-residency`.
+ */
+@ApiTags('chat')
+@ApiBearerAuth()
+@Controller('v1/chat')
+export class OpenAiCompatController {
+  constructor(
+    private readonly rpc: RpcClient,
+    private readonly relay: SseRelay,
+  ) {}
+
+  @Post('completions')
+  @HttpCode(200)
+  @BodySchema(chatCompletionsInput)
+  async completions(@Body() body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Req() req: FastifyRequest, @Res() reply: FastifyReply) {
+    const request = parseInput(chatCompletionsInput, body);
+    const workspace = actor.apiKeyWorkspace ?? 'private';
+    if (!request.stream) {
+      const { completion, residency } = await this.rpc.call(ChatRpc.completions, { workspace, request }, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS });
+      reply.header('x-ally-residency', JSON.stringify(residency)).status(200).send(completion);
+      return;
+    }
+    const id = `chatcmpl-${nuid.next()}`;
+    const created = Math.floor(Date.now() / 1000);
+    const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model: request.model,
+      choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+    });
+    await this.relay.relay(req, reply, (stream) => this.rpc.call(ChatRpc.completionsStream, { workspace, request, stream }, { actor, meta }), {
+      frame: (f) => {
+        switch (f.type) {
+          case 'start':
+            return data(chunk({ role: 'assistant', content: '' }, null));
+          case 'delta':
+            return data(chunk({ content: f.text }, null));
+          case 'done': {
+            const usage = { prompt_tokens: f.usage.promptTokens, completion_tokens: f.usage.completionTokens, total_tokens: f.usage.promptTokens + f.usage.completionTokens };
+            const tail = request.stream_options?.include_usage ? data({ ...chunk({}, null), choices: [], usage }) : '';
+            return data(chunk({}, 'stop')) + tail + 'data: [DONE]\n\n';
+          }
+          case 'error':
+            return data({ error: { message: f.problem.detail ?? f.problem.title, type: f.problem.type, code: f.problem.status } });
+          default:
+            return null;
+        }
+      },
+      broken: (detail) => data({ error: { message: detail, type: 'service_unavailable', code: 503 } }),
+    });
+  }
+}
