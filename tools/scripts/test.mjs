@@ -22,7 +22,9 @@ try {
   const code = await new Promise((resolve) => {
     const jest = spawn(
       process.execPath,
-      ['--experimental-vm-modules', '--no-warnings', join(root, 'node_modules/jest/bin/jest.js'), '--json', `--outputFile=${resultsFile}`, ...process.argv.slice(2)],
+      ['--experimental-vm-modules', '--no-warnings', join(root, 'node_modules/jest/bin/jest.js'), '--json', `--outputFile=${resultsFile}`,
+        // A leaked handle must fail loudly in the output, not hang CI until its time limit.
+        '--forceExit', ...process.argv.slice(2)],
       { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } },
     );
     jest.on('exit', (c) => resolve(c ?? 1));

@@ -81,7 +81,8 @@ export class StreamPublisher<F extends Frame> {
   }
 
   close(): void {
-    this.ctl.unsubscribe();
+    if (!this.ctl.isClosed()) this.ctl.unsubscribe();
+    if (!this.cancelled) this.abort.abort(new StreamAbandoned('the stream was closed'));
     this.wake?.();
   }
 }
@@ -91,6 +92,7 @@ export class StreamSubscriber<F extends Frame> {
   private readonly pending = new Map<number, F>();
   private next = 1;
   private notify?: () => void;
+  private closed = false;
 
   constructor(
     private readonly nc: NatsConnection,
@@ -114,6 +116,7 @@ export class StreamSubscriber<F extends Frame> {
     try {
       for (;;) {
         let frame = this.pending.get(this.next);
+        if (!frame && this.closed) return;
         if (!frame) {
           const arrived = await new Promise<boolean>((resolve) => {
             const timer = setTimeout(() => resolve(false), this.idleTimeoutMs);
@@ -146,6 +149,7 @@ export class StreamSubscriber<F extends Frame> {
   }
 
   close(): void {
+    this.closed = true;
     if (!this.sub.isClosed()) this.sub.unsubscribe();
     this.notify?.();
   }

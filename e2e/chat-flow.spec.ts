@@ -1,0 +1,192 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import OpenAI from 'openai';
+import { randomBytes } from 'node:crypto';
+import { privacyRpcs } from '@ally/contracts';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { RpcClient } from '@ally/messaging';
+import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+
+const PASSWORD = 'Abendrot über den Dächern';
+const NON_EU = ['openai-us', 'gpt-4o-mini-global'];
+
+/** Reads an SSE response into its events. */
+async function readSse(res: Response): Promise<{ event: string; data: any }[]> {
+  const text = await res.text();
+  return text
+    .split('\n\n')
+    .filter((block) => block.includes('data:'))
+    .map((block) => {
+      const event = /^event: (.*)$/m.exec(block)?.[1] ?? 'message';
+      const data = /^data: (.*)$/m.exec(block)![1];
+      return { event, data: data === '[DONE]' ? data : JSON.parse(data) };
+    });
+}
+
+describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let base: string;
+  let http: ReturnType<typeof httpClient>;
+  let token: string;
+  let userId: string;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator({ azureRegions: { 'gpt-4o-mini-swc': 'swedencentral', 'gpt-4o-mini-dzeu': 'germanywestcentral', 'gpt-4o-mini-global': 'eastus' } });
+    await env.start(identityService);
+    await env.start(chatService, {
+      MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
+      OPENAI_EMULATOR_URL: llm.url,
+      CHAT_KEK: randomBytes(32).toString('base64'),
+    });
+    base = (await env.start(gatewayService)).url;
+    http = httpClient(base);
+    const reg = await http.post('/v1/auth/register', { email: 'lea@example.eu', password: PASSWORD, firstName: 'Lea', lastName: 'Fischer', locale: 'de' });
+    token = reg.body.accessToken;
+    userId = reg.body.user.id;
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await llm?.close();
+  });
+
+  const conversation = async (workspace = 'private', t = token) => (await http.post('/v1/conversations', { workspace, title: 'Angebot' }, t)).body.id as string;
+
+  it('keeps a user restricted to the EU on EU deployments, with receipts that say so', async () => {
+    const models = await http.get('/v1/models', token);
+    expect(models.body.object).toBe('list');
+    expect(models.body.data.map((m: { id: string }) => m.id).sort()).toEqual(['gpt-4o-mini', 'mistral-small']);
+    expect(models.body.data.every((m: { euResident: boolean }) => m.euResident)).toBe(true);
+
+    const id = await conversation();
+    const res = await http.post(`/v1/conversations/${id}/messages`, { content: 'Schreib mir ein Angebot für Max Mustermann, max@example.eu' }, token);
+    expect(res.status).toBe(201);
+    expect(res.body).toMatchObject({ role: 'assistant', content: 'Echo: Schreib mir ein Angebot für Max Mustermann, max@example.eu', model: 'gpt-4o-mini' });
+    expect(res.body.residency).toMatchObject({ provider: 'azure', deployment: 'gpt-4o-mini@azure-swedencentral', region: 'swedencentral', reportedRegion: 'swedencentral', euResident: true });
+    expect(JSON.parse(res.headers.get('x-ally-residency')!).euResident).toBe(true);
+
+    const refused = await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo', model: 'gpt-4o' }, token);
+    expect(refused.status).toBe(422);
+    expect(refused.body.detail).toMatch(/restricted to the EU/);
+    expect(llm.requests().filter((r) => NON_EU.includes(r.endpoint))).toEqual([]);
+
+    const history = await http.get(`/v1/conversations/${id}`, token);
+    expect(history.body.messages.map((m: { role: string }) => m.role)).toEqual(['user', 'assistant']);
+    expect(history.body.title).toBe('Angebot');
+  });
+
+  it('stores no plaintext, and after erasure the content cannot be decrypted even from an earlier copy', async () => {
+    const id = await conversation();
+    await http.post(`/v1/conversations/${id}/messages`, { content: 'Geheimprojekt Nordlicht' }, token);
+    const copy = await env.sql(`SELECT content_enc FROM chat.messages WHERE conversation_id = $1`, [id]);
+    expect(copy.length).toBe(2);
+    const dump = JSON.stringify(await env.sql(`SELECT * FROM chat.messages`)) + JSON.stringify(await env.sql(`SELECT * FROM chat.conversations`));
+    expect(dump).not.toContain('Nordlicht');
+    expect(dump).not.toContain('Angebot');
+
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    const exported = await rpc.call(privacyRpcs('chat').export, { userId, scope: 'all' });
+    expect(JSON.stringify(exported)).toContain('Geheimprojekt Nordlicht');
+    const erased = await rpc.call(privacyRpcs('chat').erase, { userId, scope: 'all' });
+    expect(erased.affected['data-keys']).toBe(1);
+    await rpc.close();
+    expect(await env.sql(`SELECT * FROM chat.messages WHERE user_id = $1`, [userId])).toEqual([]);
+    // The copy taken before erasure is noise now: the user's data key is gone.
+    const keys = await env.sql(`SELECT * FROM chat.data_keys WHERE user_id = $1`, [userId]);
+    expect(keys).toEqual([]);
+    expect(copy[0].content_enc.toString('utf8')).not.toContain('Nordlicht');
+  });
+
+  it('lets non-EU models serve a user who turned the restriction off, but an organisation enforcing EU-only still wins for its workspace', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'tom@example.eu', password: PASSWORD, firstName: 'Tom', lastName: 'Weber' });
+    const t = reg.body.accessToken;
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
+    const priv = await conversation('private', t);
+    const served = await waitFor(async () => {
+      const r = await http.post(`/v1/conversations/${priv}/messages`, { content: 'Hi', model: 'gpt-4o' }, t);
+      return r.status === 201 ? r : undefined;
+    }, 'the settings change to reach chat');
+    expect(served.body.residency).toMatchObject({ deployment: 'gpt-4o@openai-us', euResident: false, region: 'us' });
+    expect(llm.requests({ endpoint: 'openai-us' }).length).toBeGreaterThan(0);
+
+    const org = (await http.post('/v1/orgs', { name: 'Weber Logistik GmbH' }, t)).body;
+    const business = await conversation(org.id, t);
+    const refused = await http.post(`/v1/conversations/${business}/messages`, { content: 'Hi', model: 'gpt-4o' }, t);
+    expect(refused.status).toBe(422);
+    expect(refused.body.detail).toMatch(/organisation enforces EU-only/);
+    const eu = await http.post(`/v1/conversations/${business}/messages`, { content: 'Hi' }, t);
+    expect(eu.body.residency.euResident).toBe(true);
+  });
+
+  it('falls back to another allowed deployment when the provider answers 500', async () => {
+    llm.failNext({ status: 500, deployment: 'gpt-4o-mini-swc', times: 1 });
+    const id = await conversation();
+    const res = await http.post(`/v1/conversations/${id}/messages`, { content: 'Fallback bitte' }, token);
+    expect(res.status).toBe(201);
+    expect(res.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', reportedRegion: 'germanywestcentral', euResident: true });
+  });
+
+  it('streams an answer as SSE: deltas, then done with usage and residency', async () => {
+    const id = await conversation();
+    const res = await fetch(`${base}/v1/conversations/${id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ content: 'eins zwei drei' }),
+    });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    expect(JSON.parse(res.headers.get('x-ally-residency')!).euResident).toBe(true);
+    const events = await readSse(res);
+    const deltas = events.filter((e) => e.event === 'delta').map((e) => e.data.text).join('');
+    expect(deltas).toBe('Echo: eins zwei drei');
+    const done = events.at(-1)!;
+    expect(done.event).toBe('done');
+    expect(done.data.usage).toEqual({ promptTokens: expect.any(Number), completionTokens: 4 });
+    expect(done.data.residency.euResident).toBe(true);
+  });
+
+  it('aborts the provider call when the client disconnects mid-stream', async () => {
+    llm.setLatency({ latencyPerTokenMs: 20, deployment: 'gpt-4o-mini-swc' });
+    const id = await conversation();
+    const controller = new AbortController();
+    const res = await fetch(`${base}/v1/conversations/${id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ content: '#tokens=500 lang' }),
+      signal: controller.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    controller.abort();
+    const aborted = await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc', aborted: true }, 10_000);
+    expect(aborted.completed).toBe(false);
+    llm.reset();
+  });
+
+  it('works with the official openai SDK and an Ally API key, streamed and not', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: 'private' }, token)).body.key;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+    const { data: completion, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Guten Morgen' }] }).withResponse();
+    expect(completion.choices[0].message.content).toBe('Echo: Guten Morgen');
+    expect(completion.usage?.completion_tokens).toBe(3);
+    expect(JSON.parse(response.headers.get('x-ally-residency')!).euResident).toBe(true);
+
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Guten Abend' }], stream: true, stream_options: { include_usage: true } });
+    let text = '';
+    let usage;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? '';
+      if (chunk.usage) usage = chunk.usage;
+    }
+    expect(text).toBe('Echo: Guten Abend');
+    expect(usage).toMatchObject({ completion_tokens: 3 });
+
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toContain('gpt-4o-mini');
+    await expect(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 422 });
+  });
+});
