@@ -56,6 +56,9 @@ async function ensureDatabase() {
 
 const BREVO_EMULATOR_PORT = 8125;
 const brevoEmulated = !process.env.BREVO_API_KEY;
+const OPENAI_EMULATOR_PORT = 8126;
+// Without a catalog of real deployments, chat uses the development catalog against the emulator.
+const modelsEmulated = !process.env.MODEL_CATALOG_FILE;
 
 function serviceEnv(service) {
   const dbUrl = new URL(adminUrl);
@@ -70,6 +73,9 @@ function serviceEnv(service) {
     ...(service.name === 'gateway' ? { GATEWAY_PORT: String(service.port) } : {}),
     ...(service.name === 'notify' && brevoEmulated ? { BREVO_BASE_URL: `http://127.0.0.1:${BREVO_EMULATOR_PORT}/v3` } : {}),
     ...(service.name === 'notify' ? { BREVO_WEBHOOK_SECRET: process.env.BREVO_WEBHOOK_SECRET ?? 'development-brevo-webhook-secret' } : {}),
+    ...(service.name === 'chat' && modelsEmulated
+      ? { MODEL_CATALOG_FILE: join(root, 'services/chat/config/models.dev.json'), OPENAI_EMULATOR_URL: `http://127.0.0.1:${OPENAI_EMULATOR_PORT}` }
+      : {}),
     ...(service.database ? { DATABASE_URL: dbUrl.href, DATABASE_ADMIN_URL: adminUrl.href } : {}),
   };
 }
@@ -96,15 +102,15 @@ function stopAll(code) {
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
 
-if (brevoEmulated) {
-  // No Brevo credentials: mail goes to the emulator, readable at GET /v1/dev/mailbox.
-  const emulator = spawn(process.execPath, [join(root, 'tools/emulators/dist/brevo/main.js')], {
-    env: { ...process.env, BREVO_EMULATOR_PORT: String(BREVO_EMULATOR_PORT) },
-    stdio: 'inherit',
-  });
+async function startEmulator(main, portVariable, port) {
+  const emulator = spawn(process.execPath, [join(root, 'tools/emulators/dist', main)], { env: { ...process.env, [portVariable]: String(port) }, stdio: 'inherit' });
   children.push(emulator);
-  for (let i = 0; i < 50 && !(await reachable({ host: '127.0.0.1', port: BREVO_EMULATOR_PORT })); i++) await new Promise((r) => setTimeout(r, 100));
+  for (let i = 0; i < 50 && !(await reachable({ host: '127.0.0.1', port })); i++) await new Promise((r) => setTimeout(r, 100));
 }
+// No Brevo credentials: mail goes to the emulator, readable at GET /v1/dev/mailbox.
+if (brevoEmulated) await startEmulator('brevo/main.js', 'BREVO_EMULATOR_PORT', BREVO_EMULATOR_PORT);
+// No model catalog: OpenAI and Azure OpenAI are emulated (answers echo the prompt).
+if (modelsEmulated && SERVICES.some((s) => s.name === 'chat')) await startEmulator('openai/main.js', 'OPENAI_EMULATOR_PORT', OPENAI_EMULATOR_PORT);
 
 for (const service of SERVICES) {
   const child = spawn(process.execPath, ['--enable-source-maps', mainOf(service)], { env: serviceEnv(service), stdio: 'inherit' });
@@ -127,6 +133,7 @@ if (!stopping) {
   const gateway = SERVICES.find((s) => s.name === 'gateway');
   console.log(
     `\nAlly is running: gateway http://localhost:${gateway.port} (OpenAPI at /docs). ` +
-      (brevoEmulated ? `No BREVO_API_KEY: mail goes to the Brevo emulator; read it at http://localhost:${gateway.port}/v1/dev/mailbox?to=<email>.\n` : '\n'),
+      (brevoEmulated ? `No BREVO_API_KEY: mail goes to the Brevo emulator; read it at http://localhost:${gateway.port}/v1/dev/mailbox?to=<email>. ` : '') +
+      (modelsEmulated ? 'No MODEL_CATALOG_FILE: models are the OpenAI/Azure emulator, which echoes prompts.\n' : '\n'),
   );
 }
