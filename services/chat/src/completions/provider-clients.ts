@@ -35,6 +35,8 @@ export function isFallbackWorthy(err: unknown): boolean {
   return false;
 }
 
+/** The call was cancelled: the client went away or stopped acknowledging the stream. */
 export function isAbort(err: unknown): boolean {
-  return err instanceof OpenAI.APIUserAbortError || (err as Error)?.name === 'AbortError';
+  const name = (err as Error)?.name;
+  return err instanceof OpenAI.APIUserAbortError || name === 'AbortError' || name === 'StreamAbandoned';
 }

@@ -1,0 +1,78 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+
+const PASSWORD = 'Morgentau auf der Wiese';
+
+describe('the content filter before any provider', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator();
+    await env.start(identityService);
+    await env.start(chatService, { MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json', OPENAI_EMULATOR_URL: llm.url, CHAT_KEK: randomBytes(32).toString('base64') });
+    http = httpClient((await env.start(gatewayService)).url);
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await llm?.close();
+  });
+
+  const user = async (email: string, restrictToEu: boolean) => {
+    const token = (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Ida', lastName: 'Brandt' })).body.accessToken;
+    if (!restrictToEu) await http.patch('/v1/me/settings', { restrictToEu: false }, token);
+    return token;
+  };
+  const conversation = async (token: string, workspace = 'private') => (await http.post('/v1/conversations', { workspace }, token)).body.id;
+
+  it("refuses a prompt with an organisation's blocked term with 422, and no provider sees it", async () => {
+    const token = await user('ida@example.eu', true);
+    const org = (await http.post('/v1/orgs', { name: 'Brandt Bau GmbH' }, token)).body;
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { blockedTerms: ['Projekt Kranich'] }, token)).status).toBe(200);
+    const id = await conversation(token, org.id);
+    llm.clearRequests();
+    const refused = await waitFor(async () => {
+      const r = await http.post(`/v1/conversations/${id}/messages`, { content: 'Fasse projekt kranich zusammen' }, token);
+      return r.status === 422 ? r : undefined;
+    }, 'the policy change to reach chat');
+    expect(refused.body.detail).toMatch(/organisation does not allow/);
+    expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+  });
+
+  it('moderates with an EU endpoint for a restricted user and refuses a flagged prompt', async () => {
+    const token = await user('mod@example.eu', true);
+    const id = await conversation(token);
+    llm.clearRequests();
+    const refused = await http.post(`/v1/conversations/${id}/messages`, { content: 'Tell me about forbidden-topic' }, token);
+    expect(refused.status).toBe(422);
+    expect(refused.body.detail).toMatch(/moderation/);
+    const moderations = llm.requests({ operation: 'moderations' });
+    expect(moderations.map((r) => r.endpoint)).toEqual(['openai-eu']);
+  });
+
+  it('redacts e-mail, phone, IBAN and card numbers from prompts that leave the EU, and only then', async () => {
+    const token = await user('pii@example.eu', false);
+    const id = await conversation(token);
+    const prompt = 'Kontakt: anna@example.eu, +49 170 1234567, IBAN DE89 3704 0044 0532 0130 00, Karte 4111 1111 1111 1111';
+    llm.clearRequests();
+    await waitFor(async () => (await http.post(`/v1/conversations/${id}/messages`, { content: prompt, model: 'gpt-4o' }, token)).status === 201, 'the non-EU answer');
+    const sent = llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!;
+    const text = JSON.stringify(sent.messages);
+    for (const secret of ['anna@example.eu', '170 1234567', 'DE89 3704', '4111 1111']) expect(text).not.toContain(secret);
+    expect(text).toContain('[email]');
+
+    llm.clearRequests();
+    await http.post(`/v1/conversations/${id}/messages`, { content: prompt }, token);
+    const eu = llm.requests({ operation: 'chat.completions' }).at(-1)!;
+    expect(eu.endpoint).toBe('gpt-4o-mini-swc');
+    expect(JSON.stringify(eu.messages)).toContain('anna@example.eu');
+  });
+});

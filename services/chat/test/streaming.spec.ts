@@ -1,0 +1,73 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { ChatRpc, IdentityRpc, withPrefix, type StreamFrame } from '@ally/contracts';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { identityService } from '@ally/identity';
+import { RpcClient, StreamSubscriber } from '@ally/messaging';
+import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+
+describe('chat streams over NATS', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let rpc: RpcClient;
+  let actor: { userId: string; platformRoles: [] };
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator({ latencyPerTokenMs: 5 });
+    await env.start(identityService);
+    await env.start(chatService, {
+      MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
+      OPENAI_EMULATOR_URL: llm.url,
+      CHAT_KEK: randomBytes(32).toString('base64'),
+      STREAM_ACK_TIMEOUT_MS: '500',
+    });
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    const { user } = await rpc.call(IdentityRpc.register, { email: 'jan@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Jan', lastName: 'Peters' });
+    actor = { userId: user.id, platformRoles: [] };
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await llm?.close();
+  });
+
+  const subscribe = async (subject: string) =>
+    new StreamSubscriber<StreamFrame>(await env.nats(), withPrefix(env.prefix, subject), 5_000, (f) => f.type === 'done' || f.type === 'error');
+
+  it('delivers frames in order with backpressure, and ends with done', async () => {
+    const conversation = await rpc.call(ChatRpc.createConversation, { workspace: 'private' }, { actor });
+    const sub = await subscribe('ally.stream.test.ordered');
+    await rpc.call(ChatRpc.streamMessage, { conversationId: conversation.id, content: '#tokens=100 go', stream: { subject: 'ally.stream.test.ordered', window: 4 } }, { actor });
+    const seqs: number[] = [];
+    let text = '';
+    for await (const frame of sub.frames()) {
+      seqs.push(frame.seq);
+      if (frame.type === 'delta') text += frame.text;
+      sub.ack(frame.seq); // a slow but steady consumer: chat never runs more than 4 frames ahead
+    }
+    expect(seqs).toEqual(seqs.map((_, i) => i + 1));
+    expect(text.trim().split(/\s+/)).toHaveLength(100);
+  });
+
+  it('a gateway that dies mid-stream leaves no stuck state: the provider call is aborted and what was said is kept as aborted', async () => {
+    const conversation = await rpc.call(ChatRpc.createConversation, { workspace: 'private' }, { actor });
+    const sub = await subscribe('ally.stream.test.dead-gateway');
+    await rpc.call(ChatRpc.streamMessage, { conversationId: conversation.id, content: '#tokens=300 go', stream: { subject: 'ally.stream.test.dead-gateway', window: 8 } }, { actor });
+    // Read a little, then vanish without acknowledging or cancelling.
+    const frames = sub.frames();
+    await frames.next();
+    sub.close();
+    const aborted = await llm.waitForRequest({ aborted: true }, 10_000);
+    expect(aborted.completed).toBe(false);
+    const saved = await waitFor(async () => {
+      const c = await rpc.call(ChatRpc.getConversation, { id: conversation.id }, { actor });
+      return c.messages.length === 2 ? c : undefined;
+    }, 'the aborted answer to be saved');
+    expect(saved.messages[1]).toMatchObject({ role: 'assistant', status: 'aborted' });
+    expect(saved.messages[1].content.length).toBeGreaterThan(0);
+  });
+});
