@@ -8,6 +8,7 @@ import { AuthController } from './identity/auth.controller.js';
 import { MeController } from './identity/me.controller.js';
 import { OrgsController } from './identity/orgs.controller.js';
 import { NotifyController } from './notify/notify.controller.js';
+import { BillingController } from './billing/billing.controller.js';
 import { ChatController } from './chat/chat.controller.js';
 import { OpenAiCompatController } from './chat/openai-compat.controller.js';
 import { SseRelay } from './chat/sse-relay.service.js';
@@ -18,7 +19,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController],
+      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController, BillingController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,

@@ -12,5 +12,7 @@ export const ChatEvents = {
     euResident: z.boolean(),
     promptTokens: z.number().int().min(0),
     completionTokens: z.number().int().min(0),
+    /** In EUR, from the catalog's price of the deployment that served it. */
+    cost: z.number().min(0).default(0),
   }),
 } as const;

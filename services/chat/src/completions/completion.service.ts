@@ -131,6 +131,9 @@ export class CompletionService {
         euResident: result.deployment.euResident,
         promptTokens: result.usage.promptTokens,
         completionTokens: result.usage.completionTokens,
+        cost:
+          (result.usage.promptTokens / 1000) * result.deployment.pricePer1kTokens.prompt +
+          (result.usage.completionTokens / 1000) * result.deployment.pricePer1kTokens.completion,
       },
       { subject: { userId: plan.actor.userId, ...(plan.policy.workspace !== 'private' ? { orgId: plan.policy.workspace } : {}) } },
     );

@@ -1,0 +1,34 @@
+import type { DataCategory } from '../common/data-categories.js';
+
+export const billingDataCategories: DataCategory[] = [
+  {
+    service: 'billing',
+    category: 'contract',
+    description: 'Customer and subscription records (Stripe ids, plan, seats, status), spend caps',
+    purposes: ['billing the contract'],
+    basis: 'contract (Art. 6(1)(b) GDPR)',
+    retentionDays: 4 * 365,
+    retentionRule: 'deleted 4 years after the contract ended',
+    processors: ['Stripe Payments Europe Ltd. (payments, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
+  },
+  {
+    service: 'billing',
+    category: 'usage-ledger',
+    description: 'Tokens used per message, user, model and workspace, with cost',
+    purposes: ['usage-based billing', 'quotas'],
+    basis: 'contract (Art. 6(1)(b) GDPR)',
+    retentionDays: 4 * 365,
+    retentionRule: 'deleted 4 years after the period ended',
+    processors: ['Stripe Payments Europe Ltd. (billing meters, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
+  },
+  {
+    service: 'billing',
+    category: 'invoices',
+    description: 'Invoices mirrored from Stripe (number, amounts, dates, customer reference)',
+    purposes: ['bookkeeping and tax law'],
+    basis: 'legal obligation (Art. 6(1)(c) GDPR)',
+    retentionDays: 10 * 365,
+    retentionRule: 'kept 10 years (§ 147 AO, § 257 HGB); after an erasure request restricted and pseudonymised',
+    processors: ['Stripe Payments Europe Ltd. (invoicing, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
+  },
+];

@@ -1,0 +1,17 @@
+import { z } from 'zod';
+import { rpc } from '../common/rpc.js';
+import * as s from './billing.schemas.js';
+import type * as r from './billing.replies.js';
+
+export const BillingRpc = {
+  plans: rpc<{ data: r.Plan[] }>()('ally.rpc.billing.plan.list', z.strictObject({}), { authenticated: false }),
+  subscription: rpc<r.SubscriptionView>()('ally.rpc.billing.subscription.get', s.billingWorkspaceInput),
+  checkout: rpc<{ url: string }>()('ally.rpc.billing.checkout.create', s.checkoutInput),
+  portal: rpc<{ url: string }>()('ally.rpc.billing.portal.create', s.billingWorkspaceInput),
+  usage: rpc<r.UsageView>()('ally.rpc.billing.usage.get', s.usageInput),
+  invoices: rpc<{ data: r.InvoiceView[]; nextCursor: null }>()('ally.rpc.billing.invoice.list', s.billingWorkspaceInput),
+  setCap: rpc<{ workspace: string; userId: string | null; monthlyTokens: number | null }>()('ally.rpc.billing.cap.set', s.capInput),
+  stripeWebhook: rpc<{ received: true; duplicate: boolean }>()('ally.rpc.billing.webhook.stripe', s.stripeWebhookInput, { authenticated: false }),
+  /** Asked by chat before every provider call. */
+  quotaCheck: rpc<r.QuotaAnswer>()('ally.rpc.billing.quota.check', s.quotaCheckInput, { authenticated: false }),
+} as const;

@@ -1,0 +1,21 @@
+import { z } from 'zod';
+import { workspaceSchema } from '../identity/identity.schemas.js';
+
+export const periodSchema = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be a month as YYYY-MM');
+
+export const billingWorkspaceInput = z.strictObject({ workspace: workspaceSchema });
+export const checkoutInput = z.strictObject({ workspace: workspaceSchema, plan: z.string().min(1).max(50) });
+export const usageInput = z.strictObject({ workspace: workspaceSchema, period: periodSchema.optional() });
+/** A monthly token cap: for one member (`userId`), or the whole workspace when it is absent; null removes it. */
+export const capInput = z.strictObject({
+  workspace: workspaceSchema,
+  userId: z.uuid().optional(),
+  monthlyTokens: z.number().int().min(0).max(1e12).nullable(),
+});
+export const stripeWebhookInput = z.strictObject({
+  /** The raw body exactly as received, base64: the signature covers the bytes. */
+  payload: z.string().max(2_000_000),
+  signature: z.string().max(2000),
+});
+export const quotaCheckInput = z.strictObject({ workspace: z.string(), userId: z.uuid() });
+export const invoiceExportInput = z.strictObject({ period: periodSchema });

@@ -1,0 +1,47 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { BillingController } from './billing.controller.js';
+import { WorkspaceAccess } from './common/workspace-access.service.js';
+import { BILLING_CONFIG, type BillingConfig } from './config.js';
+import { InvoicesService } from './invoices/invoices.service.js';
+import { LedgerConsumer } from './ledger/ledger.consumer.js';
+import { MeterReporter } from './ledger/meter-reporter.service.js';
+import { UsageService } from './ledger/usage.service.js';
+import { PlansService } from './plans/plans.service.js';
+import { BillingPrivacyService } from './privacy/billing-privacy.service.js';
+import { QuotaAlerts } from './quota/quota-alerts.service.js';
+import { QuotaService } from './quota/quota.service.js';
+import { BILLING_RETENTION_RULES } from './retention.rules.js';
+import { StripeClient } from './stripe/stripe.client.js';
+import { SeatsConsumer } from './subscriptions/seats.consumer.js';
+import { SubscriptionsService } from './subscriptions/subscriptions.service.js';
+import { StripeWebhookService } from './webhooks/stripe-webhook.service.js';
+
+@Module({})
+export class BillingModule {
+  static forRoot(ctx: PlatformContext & { config: BillingConfig }): DynamicModule {
+    return {
+      module: BillingModule,
+      imports: [PlatformModule.forRoot(ctx)],
+      controllers: [BillingController],
+      providers: [
+        { provide: BILLING_CONFIG, useValue: ctx.config },
+        PlansService,
+        StripeClient,
+        WorkspaceAccess,
+        SubscriptionsService,
+        SeatsConsumer,
+        StripeWebhookService,
+        QuotaService,
+        QuotaAlerts,
+        LedgerConsumer,
+        MeterReporter,
+        UsageService,
+        InvoicesService,
+        BillingPrivacyService,
+        { provide: RETENTION_RULES, useValue: BILLING_RETENTION_RULES },
+        AgeRetentionService,
+      ],
+    };
+  }
+}

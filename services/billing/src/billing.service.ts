@@ -1,0 +1,21 @@
+import { periodSchema } from '@ally/contracts';
+import type { ServiceDefinition } from '@ally/platform';
+import { BillingModule } from './billing.module.js';
+import { billingConfigSchema, type BillingConfig } from './config.js';
+import { InvoicesService } from './invoices/invoices.service.js';
+import { MeterReporter } from './ledger/meter-reporter.service.js';
+import { InitialSchema1764500000000 } from './migrations/1764500000000-initial-schema.js';
+
+/** billing: plans, Stripe subscriptions and webhooks, the usage ledger, quotas, invoices. */
+export const billingService: ServiceDefinition<BillingConfig> = {
+  name: 'billing',
+  configSchema: billingConfigSchema,
+  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000] },
+  module: (ctx) => BillingModule.forRoot(ctx),
+  commands: {
+    /** `export-invoices 2026-10`: the month's bookkeeping CSV on stdout. */
+    'export-invoices': async (app, [period]) => app.get(InvoicesService).exportCsv(periodSchema.parse(period)),
+    /** Reports every due ledger entry to Stripe now. */
+    'report-usage': async (app) => `reported ${await app.get(MeterReporter).drain()} meter events`,
+  },
+};

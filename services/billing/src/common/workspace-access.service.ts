@@ -1,0 +1,28 @@
+import { Injectable } from '@nestjs/common';
+import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { workspaceKey } from './workspace-key.js';
+
+/**
+ * Who may see and change a workspace's billing: the user for their private
+ * workspace, an organisation's owners and admins for its business workspace
+ * (asked of identity; members get 403, strangers 404).
+ */
+@Injectable()
+export class WorkspaceAccess {
+  constructor(private readonly rpc: RpcClient) {}
+
+  async manage(actor: Actor, workspace: string): Promise<string> {
+    if (workspace === 'private') return workspaceKey(workspace, actor.userId);
+    const org = await this.rpc.call(IdentityRpc.getOrg, { orgId: workspace }, { actor: { userId: actor.userId, platformRoles: [] } });
+    if (org.role !== 'owner' && org.role !== 'admin') throw new ProblemError(403, 'Only owners and admins manage billing');
+    return workspace;
+  }
+
+  /** Reading usage: any member of the workspace. */
+  async read(actor: Actor, workspace: string): Promise<string> {
+    if (workspace === 'private') return workspaceKey(workspace, actor.userId);
+    await this.rpc.call(IdentityRpc.getOrg, { orgId: workspace }, { actor: { userId: actor.userId, platformRoles: [] } });
+    return workspace;
+  }
+}

@@ -1,0 +1,29 @@
+import { z } from 'zod';
+import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+
+export const billingConfigSchema = baseConfigSchema
+  .extend(databaseConfigSchema.shape)
+  .extend({
+    STRIPE_SECRET_KEY: z.string().regex(/^(sk|rk)_(test|live)_/, 'must be a Stripe secret key (sk_…)').optional(),
+    /** Only for the emulator: where Stripe's API is (http://127.0.0.1:8127). */
+    STRIPE_API_URL: z.url().optional(),
+    STRIPE_WEBHOOK_SECRET: z.string().startsWith('whsec_', 'must be a Stripe webhook secret (whsec_…)').optional(),
+    /** Seconds a webhook's signature timestamp may be old. */
+    STRIPE_WEBHOOK_TOLERANCE_SECONDS: z.coerce.number().int().min(1).default(300),
+    STRIPE_METER_EVENT_NAME: z.string().default('ally_tokens'),
+    STRIPE_METER_ID: z.string().optional(),
+    PLANS_FILE: z.string().min(1),
+    PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+    METER_REPORT_BATCH: z.coerce.number().int().min(1).max(1000).default(100),
+    METER_POLL_MS: z.coerce.number().int().min(10).default(1_000),
+    QUOTA_REFRESH_MS: z.coerce.number().int().min(10).default(500),
+  })
+  .superRefine((c, ctx) => {
+    if (c.NODE_ENV !== 'production') return;
+    if (!c.STRIPE_SECRET_KEY) ctx.addIssue({ code: 'custom', path: ['STRIPE_SECRET_KEY'], message: 'is required in production' });
+    if (!c.STRIPE_WEBHOOK_SECRET) ctx.addIssue({ code: 'custom', path: ['STRIPE_WEBHOOK_SECRET'], message: 'is required in production' });
+    if (c.STRIPE_API_URL) ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: 'must not be set in production (it points at the emulator)' });
+  });
+
+export type BillingConfig = z.infer<typeof billingConfigSchema>;
+export const BILLING_CONFIG = Symbol('BILLING_CONFIG');

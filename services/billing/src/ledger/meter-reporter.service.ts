@@ -1,0 +1,119 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import { Counter, Registry } from 'prom-client';
+import { LOGGER } from '@ally/platform';
+import { BILLING_CONFIG, type BillingConfig } from '../config.js';
+import { StripeClient } from '../stripe/stripe.client.js';
+
+interface PendingRow {
+  message_id: string;
+  workspace: string;
+  tokens: number;
+  created_at: Date;
+  meter_attempts: number;
+  stripe_customer_id: string | null;
+}
+
+/**
+ * Reports each ledger entry to Stripe's billing meter once. The entry's
+ * message id is the meter event's `identifier`, so a retry after a lost
+ * answer is de-duplicated by Stripe; but Stripe forgets identifiers after
+ * 24 hours, so what guarantees "once" is the ledger row marked reported.
+ * Failures are retried with backoff until Stripe accepts.
+ */
+@Injectable()
+export class MeterReporter implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private stopped = false;
+  private readonly reported: Counter;
+  private readonly failures: Counter;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly stripe: StripeClient,
+    @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    registry: Registry,
+  ) {
+    this.reported = new Counter({ name: 'ally_billing_meter_events_reported_total', help: 'Usage reported to Stripe billing meters', registers: [registry] });
+    this.failures = new Counter({ name: 'ally_billing_meter_event_failures_total', help: 'Failed attempts to report usage to Stripe', registers: [registry] });
+  }
+
+  onApplicationBootstrap() {
+    this.timer = setInterval(() => this.wake(), this.config.METER_POLL_MS);
+  }
+
+  async onApplicationShutdown() {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  wake(): void {
+    if (this.running || this.stopped) return;
+    this.running = this.drain()
+      .then(() => undefined)
+      .catch((err) => this.logger.warn({ err: String(err) }, 'meter reporting pass failed'))
+      .finally(() => (this.running = undefined));
+  }
+
+  /** Reports until nothing is due; returns how many were reported. */
+  async drain(): Promise<number> {
+    let total = 0;
+    while (!this.stopped) {
+      const n = await this.batch();
+      total += n;
+      if (n === 0) return total;
+    }
+    return total;
+  }
+
+  private async batch(): Promise<number> {
+    return this.ds.transaction(async (em) => {
+      const rows: PendingRow[] = await em.query(
+        `SELECT l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, c.stripe_customer_id
+           FROM ledger l LEFT JOIN customers c ON c.workspace = l.workspace
+          WHERE l.meter_status = 'pending' AND l.meter_next_at <= now()
+          ORDER BY l.seq LIMIT $1 FOR UPDATE OF l SKIP LOCKED`,
+        [this.config.METER_REPORT_BATCH],
+      );
+      let done = 0;
+      for (const row of rows) {
+        if (!row.stripe_customer_id) {
+          // No Stripe customer (Free, never subscribed): nothing to bill, nothing to meter.
+          await em.query(`UPDATE ledger SET meter_status = 'not_metered' WHERE message_id = $1`, [row.message_id]);
+          done++;
+          continue;
+        }
+        try {
+          await this.stripe.stripe.billing.meterEvents.create({
+            event_name: this.config.STRIPE_METER_EVENT_NAME,
+            identifier: row.message_id,
+            timestamp: Math.floor(new Date(row.created_at).getTime() / 1000),
+            payload: { stripe_customer_id: row.stripe_customer_id, value: String(row.tokens) },
+          });
+        } catch (err) {
+          if (!isDuplicate(err)) {
+            this.failures.inc();
+            const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
+            await em.query(`UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`, [row.message_id, delay]);
+            this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
+            continue;
+          }
+        }
+        await em.query(`UPDATE ledger SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1 WHERE message_id = $1`, [row.message_id]);
+        this.reported.inc();
+        done++;
+      }
+      return done;
+    });
+  }
+}
+
+/** Stripe already has an event with this identifier: our earlier attempt got through. */
+function isDuplicate(err: unknown): boolean {
+  const e = err as { code?: string; raw?: { code?: string }; message?: string };
+  return e?.code === 'resource_already_exists' || e?.raw?.code === 'resource_already_exists' || /already exists/i.test(e?.message ?? '');
+}

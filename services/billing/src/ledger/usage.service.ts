@@ -1,0 +1,36 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { ProblemError, type Actor, type UsageView } from '@ally/contracts';
+import { WorkspaceAccess } from '../common/workspace-access.service.js';
+import { currentPeriod } from '../common/workspace-key.js';
+import { QuotaService } from '../quota/quota.service.js';
+
+@Injectable()
+export class UsageService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly access: WorkspaceAccess,
+    private readonly quota: QuotaService,
+  ) {}
+
+  async view(actor: Actor, workspace: string, period = currentPeriod()): Promise<UsageView> {
+    const key = await this.access.read(actor, workspace);
+    const rows = await this.ds.query(
+      `SELECT model, sum(tokens)::bigint AS tokens, sum(cost)::float AS cost FROM ledger WHERE workspace = $1 AND period = $2 GROUP BY model ORDER BY model`,
+      [key, period],
+    );
+    const byModel = rows.map((r: { model: string; tokens: string; cost: number }) => ({ model: r.model, tokens: Number(r.tokens), cost: Math.round(r.cost * 1e6) / 1e6 }));
+    return { period, tokensUsed: byModel.reduce((n: number, m: { tokens: number }) => n + m.tokens, 0), tokenQuota: this.quota.usage(key).quota, byModel };
+  }
+
+  /** Spend caps: owners/admins for the workspace and its members, a user for their private workspace. */
+  async setCap(actor: Actor, input: { workspace: string; userId?: string; monthlyTokens: number | null }) {
+    const key = await this.access.manage(actor, input.workspace);
+    if (input.workspace === 'private' && input.userId && input.userId !== actor.userId) throw new ProblemError(400, 'A private workspace has only you as member', { errors: [{ field: 'userId', message: 'must be you or absent' }] });
+    const user = input.workspace === 'private' ? '' : (input.userId ?? '');
+    if (input.monthlyTokens === null) await this.ds.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [key, user]);
+    else await this.ds.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens`, [key, user, input.monthlyTokens]);
+    await this.quota.refresh();
+    return { workspace: input.workspace, userId: input.userId ?? null, monthlyTokens: input.monthlyTokens };
+  }
+}

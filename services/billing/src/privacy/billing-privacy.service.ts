@@ -1,0 +1,61 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { createHash } from 'node:crypto';
+import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import { workspaceKey } from '../common/workspace-key.js';
+
+/** A stable pseudonym: the restricted copies stay linkable to each other, never back to the person. */
+const pseudonym = (userId: string) => `erased-${createHash('sha256').update(`ally-billing:${userId}`).digest('hex').slice(0, 16)}`;
+
+/**
+ * billing's part of data-subject requests. Erasure deletes what no law
+ * requires (caps, the private workspace's customer link), pseudonymises the
+ * usage ledger, and restricts invoices: kept 10 years for tax law, used for
+ * nothing else, the person replaced by a pseudonym.
+ */
+@Injectable()
+export class BillingPrivacyService {
+  constructor(private readonly ds: DataSource) {}
+
+  async export(userId: string, scope: string): Promise<PrivacyExport> {
+    const workspaces = this.workspaces(userId, scope);
+    const usage = await this.ds.query(
+      `SELECT message_id, workspace, model, prompt_tokens, completion_tokens, cost::float AS cost, created_at FROM ledger WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2)) ORDER BY created_at`,
+      [userId, workspaces],
+    );
+    const own = workspaceKey('private', userId);
+    const subscriptions = await this.ds.query(`SELECT workspace, plan, status, seats, current_period_end FROM subscriptions WHERE workspace = $1`, [own]);
+    const invoices = await this.ds.query(`SELECT stripe_invoice_id, number, status, currency, total, created_at FROM invoices WHERE workspace = $1`, [own]);
+    const caps = await this.ds.query(`SELECT workspace, monthly_tokens FROM caps WHERE user_id = $1 OR workspace = $2`, [userId, own]);
+    return { service: 'billing', categories: { contract: { subscriptions, caps }, 'usage-ledger': usage, invoices } };
+  }
+
+  async erase(userId: string, scope: string): Promise<PrivacyErasure> {
+    const workspaces = this.workspaces(userId, scope);
+    const own = workspaceKey('private', userId);
+    const alias = pseudonym(userId);
+    return this.ds.transaction(async (em) => {
+      const [, caps] = await em.query(`DELETE FROM caps WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
+      // The ledger is booking data: the amounts stay, the person goes.
+      const [, ledger] = await em.query(
+        `UPDATE ledger SET user_id = '00000000-0000-0000-0000-000000000000', workspace = CASE WHEN workspace = $3 THEN $4 ELSE workspace END
+          WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`,
+        [userId, workspaces, own, alias],
+      );
+      let invoices = 0;
+      if (scope === 'all' || scope === 'private') {
+        const [, n] = await em.query(`UPDATE invoices SET restricted = true, customer_ref = $2, workspace = $2 WHERE workspace = $1`, [own, alias]);
+        invoices = Number(n);
+        await em.query(`UPDATE subscriptions SET workspace = $2 WHERE workspace = $1`, [own, alias]);
+        await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
+      }
+      await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1`, [userId]);
+      return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };
+    });
+  }
+
+  private workspaces(userId: string, scope: string): string[] | null {
+    if (scope === 'all') return null;
+    return [scope === 'private' ? workspaceKey('private', userId) : scope];
+  }
+}

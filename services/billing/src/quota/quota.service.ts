@@ -1,0 +1,111 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import type { QuotaAnswer } from '@ally/contracts';
+import { LOGGER } from '@ally/platform';
+import { currentPeriod, workspaceKey } from '../common/workspace-key.js';
+import { BILLING_CONFIG, type BillingConfig } from '../config.js';
+import { PlansService } from '../plans/plans.service.js';
+import { LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
+
+interface Limits {
+  plan: string;
+  seats: number;
+  workspaceCap?: number;
+  memberCaps: Map<string, number>;
+}
+
+const FREE = (): Limits => ({ plan: 'free', seats: 1, memberCaps: new Map() });
+
+/**
+ * Answers "may this user spend tokens in this workspace now?" from memory:
+ * usage totals per workspace and per member for the current month, kept
+ * current by tailing the ledger (by its sequence) every QUOTA_REFRESH_MS, so
+ * every replica sees every replica's ingest; plans, seats and caps refreshed
+ * on the same beat. No SUM per request.
+ */
+@Injectable()
+export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
+  private readonly used = new Map<string, number>();
+  private limits = new Map<string, Limits>();
+  private lastSeq = 0;
+  private period = currentPeriod();
+  private timer?: NodeJS.Timeout;
+  private refreshing?: Promise<void>;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly plans: PlansService,
+    @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async onApplicationBootstrap() {
+    await this.refresh();
+    this.timer = setInterval(() => void this.refresh().catch((err) => this.logger.warn({ err: String(err) }, 'quota refresh failed')), this.config.QUOTA_REFRESH_MS);
+  }
+
+  onModuleDestroy() {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  check(workspace: string, userId: string): QuotaAnswer {
+    const key = workspaceKey(workspace, userId);
+    const limits = this.limits.get(key) ?? FREE();
+    const quota = this.quotaOf(limits);
+    const used = this.used.get(key) ?? 0;
+    if (used >= quota) return { allowed: false, reason: `The monthly token quota of this workspace (${quota} tokens, plan ${limits.plan}) is used up` };
+    if (limits.workspaceCap !== undefined && used >= limits.workspaceCap) return { allowed: false, reason: `The workspace's monthly spend cap (${limits.workspaceCap} tokens) is reached` };
+    const memberCap = limits.memberCaps.get(userId);
+    if (memberCap !== undefined && (this.used.get(`${key}|${userId}`) ?? 0) >= memberCap) return { allowed: false, reason: `Your monthly spend cap (${memberCap} tokens) is reached` };
+    return { allowed: true };
+  }
+
+  usage(key: string): { used: number; quota: number } {
+    return { used: this.used.get(key) ?? 0, quota: this.quotaOf(this.limits.get(key) ?? FREE()) };
+  }
+
+  /** Waits for a refresh that includes everything committed so far (tests, the usage API). */
+  async refresh(): Promise<void> {
+    this.refreshing ??= this.load().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  private quotaOf(l: Limits): number {
+    const plan = this.plans.plans.find((p) => p.id === l.plan) ?? this.plans.get('free');
+    return plan.monthlyTokensPerSeat * Math.max(1, l.seats);
+  }
+
+  private async load(): Promise<void> {
+    const period = currentPeriod();
+    if (period !== this.period) {
+      // A new month starts from zero.
+      this.period = period;
+      this.used.clear();
+      this.lastSeq = 0;
+    }
+    const rows: { workspace: string; user_id: string; tokens: string; max_seq: string }[] = await this.ds.query(
+      `SELECT workspace, user_id, sum(tokens) AS tokens, max(seq) AS max_seq FROM ledger WHERE seq > $1 AND period = $2 GROUP BY workspace, user_id`,
+      [this.lastSeq, period],
+    );
+    for (const r of rows) {
+      const n = Number(r.tokens);
+      this.used.set(r.workspace, (this.used.get(r.workspace) ?? 0) + n);
+      this.used.set(`${r.workspace}|${r.user_id}`, (this.used.get(`${r.workspace}|${r.user_id}`) ?? 0) + n);
+      this.lastSeq = Math.max(this.lastSeq, Number(r.max_seq));
+    }
+    const limits = new Map<string, Limits>();
+    const subs = await this.ds.query(`SELECT workspace, plan, status, seats FROM subscriptions`);
+    for (const s of subs) if (LIVE_STATUSES.includes(s.status)) limits.set(s.workspace, { plan: s.plan, seats: s.seats, memberCaps: new Map() });
+    const seats = await this.ds.query(`SELECT workspace, members FROM seat_counts`);
+    for (const s of seats) if (!limits.has(s.workspace)) limits.set(s.workspace, { ...FREE(), seats: s.members });
+    const caps = await this.ds.query(`SELECT workspace, user_id, monthly_tokens FROM caps`);
+    for (const c of caps) {
+      const l = limits.get(c.workspace) ?? FREE();
+      if (c.user_id === '') l.workspaceCap = Number(c.monthly_tokens);
+      else l.memberCaps.set(c.user_id, Number(c.monthly_tokens));
+      limits.set(c.workspace, l);
+    }
+    this.limits = limits;
+  }
+}

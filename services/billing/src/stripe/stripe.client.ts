@@ -1,0 +1,27 @@
+import { Inject, Injectable } from '@nestjs/common';
+import Stripe from 'stripe';
+import type { Logger } from 'pino';
+import { LOGGER } from '@ally/platform';
+import { BILLING_CONFIG, type BillingConfig } from '../config.js';
+
+/**
+ * The official Stripe SDK. Without STRIPE_SECRET_KEY (development, tests) it
+ * talks to the Stripe emulator at STRIPE_API_URL and says so; production
+ * refuses to start without a key (see config).
+ */
+@Injectable()
+export class StripeClient {
+  readonly stripe: Stripe;
+  readonly emulated: boolean;
+
+  constructor(@Inject(BILLING_CONFIG) config: BillingConfig, @Inject(LOGGER) logger: Logger) {
+    const url = config.STRIPE_API_URL ? new URL(config.STRIPE_API_URL) : undefined;
+    this.emulated = !config.STRIPE_SECRET_KEY;
+    this.stripe = new Stripe(config.STRIPE_SECRET_KEY ?? 'sk_test_emulator', {
+      maxNetworkRetries: 2,
+      timeout: 20_000,
+      ...(url ? { host: url.hostname, port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)), protocol: url.protocol.replace(':', '') as 'http' | 'https' } : {}),
+    });
+    if (this.emulated) logger.info({ stripe: config.STRIPE_API_URL }, `${config.NODE_ENV}: no STRIPE_SECRET_KEY, billing talks to the Stripe emulator`);
+  }
+}

@@ -1,0 +1,64 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
+import { EventConsumer } from '@ally/messaging';
+import { CONFIG, LOGGER, NATS } from '@ally/platform';
+import type { BillingConfig } from '../config.js';
+import { StripeClient } from '../stripe/stripe.client.js';
+import { LIVE_STATUSES } from './subscriptions.service.js';
+
+/**
+ * Seats follow the organisation's member count: identity's member events
+ * update the count, and a live subscription's quantity at Stripe (the event
+ * id as idempotency key, so a redelivery changes nothing twice).
+ */
+@Injectable()
+export class SeatsConsumer implements OnApplicationBootstrap, OnApplicationShutdown {
+  private consumer?: EventConsumer;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly stripe: StripeClient,
+    @Inject(NATS) private readonly nats: NatsConnection,
+    @Inject(CONFIG) private readonly config: BillingConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly registry: Registry,
+  ) {}
+
+  async onApplicationBootstrap() {
+    this.consumer = new EventConsumer({
+      durable: 'billing-seats',
+      types: ['identity.member.added', 'identity.member.removed'],
+      handler: (em, event) => this.apply(em, event),
+      dataSource: this.ds,
+      nats: this.nats,
+      prefix: this.config.NATS_SUBJECT_PREFIX,
+      logger: this.logger,
+      registry: this.registry,
+    });
+    await this.consumer.start();
+  }
+
+  async onApplicationShutdown() {
+    await this.consumer?.stop();
+  }
+
+  private async apply(em: EntityManager, event: EventEnvelope): Promise<void> {
+    const d = IdentityEvents[event.type as 'identity.member.added'].parse(event.data);
+    await em.query(
+      `INSERT INTO seat_counts (workspace, members, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (workspace) DO UPDATE SET members = EXCLUDED.members, updated_at = EXCLUDED.updated_at WHERE seat_counts.updated_at <= EXCLUDED.updated_at`,
+      [d.orgId, d.memberCount, event.occurredAt],
+    );
+    const [sub] = await em.query(`SELECT stripe_subscription_id, stripe_item_id, status, seats FROM subscriptions WHERE workspace = $1`, [d.orgId]);
+    if (!sub || !LIVE_STATUSES.includes(sub.status) || !sub.stripe_item_id || sub.seats === d.memberCount) return;
+    await this.stripe.stripe.subscriptions.update(
+      sub.stripe_subscription_id,
+      { items: [{ id: sub.stripe_item_id, quantity: Math.max(1, d.memberCount) }], proration_behavior: 'create_prorations' },
+      { idempotencyKey: `seats:${event.id}` },
+    );
+  }
+}

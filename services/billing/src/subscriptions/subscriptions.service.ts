@@ -1,0 +1,94 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { ProblemError, type Actor, type SubscriptionView } from '@ally/contracts';
+import { WorkspaceAccess } from '../common/workspace-access.service.js';
+import { BILLING_CONFIG, type BillingConfig } from '../config.js';
+import { PlansService } from '../plans/plans.service.js';
+import { StripeClient } from '../stripe/stripe.client.js';
+
+export interface SubscriptionRow {
+  workspace: string;
+  stripe_subscription_id: string;
+  stripe_item_id: string | null;
+  plan: string;
+  status: string;
+  seats: number;
+  current_period_end: Date | null;
+  cancel_at_period_end: boolean;
+}
+
+/** Statuses in which a plan's quota applies; otherwise the workspace falls back to Free. */
+export const LIVE_STATUSES = ['active', 'trialing', 'past_due'];
+
+/** Checkout to subscribe, the Customer Portal to change or cancel; Ally never sees card or bank data. */
+@Injectable()
+export class SubscriptionsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly access: WorkspaceAccess,
+    private readonly plans: PlansService,
+    private readonly stripe: StripeClient,
+    @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
+  ) {}
+
+  async checkout(actor: Actor, workspace: string, planId: string): Promise<{ url: string }> {
+    const key = await this.access.manage(actor, workspace);
+    const plan = this.plans.get(planId);
+    if (!plan.selfService || !plan.stripePriceId) throw new ProblemError(400, `The plan "${planId}" cannot be bought through Checkout`, { errors: [{ field: 'plan', message: 'is not sold through Checkout' }] });
+    const current = await this.find(key);
+    if (current && LIVE_STATUSES.includes(current.status)) throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
+    const customer = await this.customer(key, actor.userId);
+    const seats = workspace === 'private' ? 1 : await this.members(key);
+    const session = await this.stripe.stripe.checkout.sessions.create(
+      {
+        mode: 'subscription',
+        customer,
+        client_reference_id: key,
+        line_items: [{ price: plan.stripePriceId, quantity: seats }],
+        subscription_data: { metadata: { workspace: key, plan: plan.id } },
+        metadata: { workspace: key },
+        success_url: `${this.config.PUBLIC_BASE_URL}/billing/success?session_id={CHECKOUT_SESSION_ID}`,
+        cancel_url: `${this.config.PUBLIC_BASE_URL}/billing/cancelled`,
+      },
+      { idempotencyKey: `checkout:${key}:${plan.id}:${Math.floor(Date.now() / 60_000)}` },
+    );
+    return { url: session.url! };
+  }
+
+  async portal(actor: Actor, workspace: string): Promise<{ url: string }> {
+    const key = await this.access.manage(actor, workspace);
+    const [row] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
+    if (!row) throw new ProblemError(404, 'This workspace has no billing account yet; subscribe first');
+    const session = await this.stripe.stripe.billingPortal.sessions.create({ customer: row.stripe_customer_id, return_url: `${this.config.PUBLIC_BASE_URL}/billing` });
+    return { url: session.url };
+  }
+
+  async view(actor: Actor, workspace: string): Promise<SubscriptionView> {
+    const key = await this.access.read(actor, workspace);
+    const row = await this.find(key);
+    if (!row || !LIVE_STATUSES.includes(row.status)) {
+      return { workspace, plan: 'free', status: row?.status ?? 'none', currentPeriodEnd: null, seats: workspace === 'private' ? 1 : await this.members(key), cancelAtPeriodEnd: false };
+    }
+    return { workspace, plan: row.plan, status: row.status, currentPeriodEnd: row.current_period_end?.toISOString() ?? null, seats: row.seats, cancelAtPeriodEnd: row.cancel_at_period_end };
+  }
+
+  async find(key: string): Promise<SubscriptionRow | undefined> {
+    const [row] = await this.ds.query(`SELECT * FROM subscriptions WHERE workspace = $1`, [key]);
+    return row;
+  }
+
+  async members(key: string): Promise<number> {
+    const [row] = await this.ds.query(`SELECT members FROM seat_counts WHERE workspace = $1`, [key]);
+    return Math.max(1, row?.members ?? 1);
+  }
+
+  /** The workspace's Stripe customer, created once (concurrent callers share it). */
+  private async customer(key: string, userId: string): Promise<string> {
+    const [row] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
+    if (row) return row.stripe_customer_id;
+    const created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}` });
+    await this.ds.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3) ON CONFLICT (workspace) DO NOTHING`, [key, created.id, userId]);
+    const [stored] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
+    return stored.stripe_customer_id;
+  }
+}

@@ -1,0 +1,120 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import type Stripe from 'stripe';
+import type { Logger } from 'pino';
+import { BillingEvents, ProblemError } from '@ally/contracts';
+import { Outbox } from '@ally/messaging';
+import { LOGGER } from '@ally/platform';
+import { BILLING_CONFIG, type BillingConfig } from '../config.js';
+import { PlansService } from '../plans/plans.service.js';
+import { StripeClient } from '../stripe/stripe.client.js';
+
+type Handler = (em: EntityManager, event: Stripe.Event) => Promise<void>;
+
+/**
+ * Stripe's webhooks: the signature is checked by the SDK on the raw bytes,
+ * each event id takes effect once (processed_webhooks, same transaction),
+ * and an event older than the state we hold (Stripe's `created`) never rolls
+ * it back. Types we do not handle are acknowledged and ignored.
+ */
+@Injectable()
+export class StripeWebhookService {
+  readonly outbox = new Outbox('billing', BillingEvents);
+  private readonly handlers: Record<string, Handler> = {
+    'checkout.session.completed': (em, e) => this.checkoutCompleted(em, e.data.object as Stripe.Checkout.Session),
+    'customer.subscription.created': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created),
+    'customer.subscription.updated': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created),
+    'customer.subscription.deleted': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created),
+    'invoice.paid': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created),
+    'invoice.finalized': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created),
+    'invoice.payment_failed': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created, true),
+    'customer.updated': async () => undefined,
+  };
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly stripe: StripeClient,
+    private readonly plans: PlansService,
+    @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async receive(rawBase64: string, signature: string): Promise<{ received: true; duplicate: boolean }> {
+    const secret = this.config.STRIPE_WEBHOOK_SECRET;
+    if (!secret) throw new ProblemError(503, 'Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)');
+    let event: Stripe.Event;
+    try {
+      event = this.stripe.stripe.webhooks.constructEvent(Buffer.from(rawBase64, 'base64'), signature, secret, this.config.STRIPE_WEBHOOK_TOLERANCE_SECONDS);
+    } catch (err) {
+      throw new ProblemError(400, `Invalid Stripe webhook: ${(err as Error).message.split('\n')[0]}`);
+    }
+    return this.ds.transaction(async (em) => {
+      const fresh = await em.query(`INSERT INTO processed_webhooks (event_id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [event.id, event.type]);
+      if (fresh.length === 0) return { received: true as const, duplicate: true };
+      const handler = this.handlers[event.type];
+      if (handler) await handler(em, event);
+      else this.logger.debug({ type: event.type }, 'stripe event ignored');
+      return { received: true as const, duplicate: false };
+    });
+  }
+
+  private async workspaceOf(em: EntityManager, customerId: string | null, metadata?: Stripe.Metadata | null): Promise<string | undefined> {
+    if (metadata?.workspace) return metadata.workspace;
+    if (!customerId) return undefined;
+    const [row] = await em.query(`SELECT workspace FROM customers WHERE stripe_customer_id = $1`, [customerId]);
+    return row?.workspace;
+  }
+
+  private async checkoutCompleted(em: EntityManager, session: Stripe.Checkout.Session): Promise<void> {
+    const workspace = session.client_reference_id ?? session.metadata?.workspace;
+    const customer = typeof session.customer === 'string' ? session.customer : session.customer?.id;
+    if (!workspace || !customer) return;
+    await em.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, '00000000-0000-0000-0000-000000000000') ON CONFLICT DO NOTHING`, [workspace, customer]);
+  }
+
+  private async subscriptionChanged(em: EntityManager, sub: Stripe.Subscription, version: number): Promise<void> {
+    const customer = typeof sub.customer === 'string' ? sub.customer : sub.customer.id;
+    const workspace = await this.workspaceOf(em, customer, sub.metadata);
+    if (!workspace) {
+      this.logger.warn({ subscription: sub.id }, 'subscription for an unknown workspace ignored');
+      return;
+    }
+    const item = sub.items?.data?.[0];
+    const plan = this.plans.byPrice(item?.price?.id)?.id ?? sub.metadata?.plan ?? 'free';
+    const periodEnd = (item as { current_period_end?: number } | undefined)?.current_period_end ?? (sub as { current_period_end?: number }).current_period_end;
+    const result = await em.query(
+      `INSERT INTO subscriptions (workspace, stripe_subscription_id, stripe_item_id, plan, status, seats, current_period_end, cancel_at_period_end, stripe_version, ended_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = 'canceled' THEN now() END, now())
+       ON CONFLICT (workspace) DO UPDATE SET
+         stripe_subscription_id = EXCLUDED.stripe_subscription_id, stripe_item_id = EXCLUDED.stripe_item_id, plan = EXCLUDED.plan,
+         status = EXCLUDED.status, seats = EXCLUDED.seats, current_period_end = EXCLUDED.current_period_end,
+         cancel_at_period_end = EXCLUDED.cancel_at_period_end, stripe_version = EXCLUDED.stripe_version,
+         ended_at = EXCLUDED.ended_at, updated_at = now()
+       WHERE subscriptions.stripe_version <= EXCLUDED.stripe_version
+       RETURNING workspace`,
+      [workspace, sub.id, item?.id ?? null, plan, sub.status, item?.quantity ?? 1, periodEnd ?? null, sub.cancel_at_period_end ?? false, version],
+    );
+    if (result.length === 0) {
+      this.logger.info({ subscription: sub.id, version }, 'an older subscription event arrived late; state kept');
+      return;
+    }
+    await this.outbox.append(em, 'billing.subscription.changed', { workspace, plan, status: sub.status, seats: item?.quantity ?? 1, ownerEmail: null, locale: 'de' });
+  }
+
+  private async invoice(em: EntityManager, inv: Stripe.Invoice, version: number, failed = false): Promise<void> {
+    const customer = typeof inv.customer === 'string' ? inv.customer : (inv.customer?.id ?? null);
+    const workspace = await this.workspaceOf(em, customer, inv.metadata);
+    if (!workspace || !inv.id) return;
+    const tax = (inv as { tax?: number | null }).tax ?? Math.max(0, (inv.total ?? 0) - (inv.subtotal ?? 0));
+    await em.query(
+      `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, to_timestamp($12), $13)
+       ON CONFLICT (stripe_invoice_id) DO UPDATE SET number = EXCLUDED.number, status = EXCLUDED.status, subtotal = EXCLUDED.subtotal,
+         tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
+         stripe_version = EXCLUDED.stripe_version
+       WHERE invoices.stripe_version <= EXCLUDED.stripe_version AND NOT invoices.restricted`,
+      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, tax, inv.total ?? 0, inv.amount_paid ?? 0, customer ?? '', inv.hosted_invoice_url ?? null, inv.created, version],
+    );
+    if (failed) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
+  }
+}
