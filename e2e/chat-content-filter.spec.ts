@@ -17,7 +17,8 @@ describe('the content filter before any provider', () => {
     env = await createTestEnv();
     llm = await startOpenAIEmulator();
     await env.start(identityService);
-    await env.start(chatService, { MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json', OPENAI_EMULATOR_URL: llm.url, CHAT_KEK: randomBytes(32).toString('base64') });
+    await env.start(chatService, { MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
+      QUOTA_PROVIDER: 'none', OPENAI_EMULATOR_URL: llm.url, CHAT_KEK: randomBytes(32).toString('base64') });
     http = httpClient((await env.start(gatewayService)).url);
   });
 

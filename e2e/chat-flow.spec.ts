@@ -39,6 +39,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     await env.start(identityService);
     await env.start(chatService, {
       MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
+      QUOTA_PROVIDER: 'none',
       OPENAI_EMULATOR_URL: llm.url,
       CHAT_KEK: randomBytes(32).toString('base64'),
     });

@@ -18,8 +18,8 @@ export const chatConfigSchema = baseConfigSchema
     PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),
     /** How long a stream may wait for the gateway's acknowledgement before it is abandoned. */
     STREAM_ACK_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
-    /** `billing` asks billing's quota RPC; `none` allows everything until billing runs. */
-    QUOTA_PROVIDER: z.enum(['billing', 'none']).default('none'),
+    /** `billing` asks billing's quota RPC before each call; `none` allows everything (tests of chat alone). */
+    QUOTA_PROVIDER: z.enum(['billing', 'none']).default('billing'),
     QUOTA_CACHE_MS: z.coerce.number().int().min(0).default(5_000),
   })
   .superRefine((c, ctx) => {

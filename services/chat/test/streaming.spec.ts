@@ -19,6 +19,7 @@ describe('chat streams over NATS', () => {
     await env.start(identityService);
     await env.start(chatService, {
       MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
+      QUOTA_PROVIDER: 'none',
       OPENAI_EMULATOR_URL: llm.url,
       CHAT_KEK: randomBytes(32).toString('base64'),
       STREAM_ACK_TIMEOUT_MS: '500',

@@ -1,15 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { z } from 'zod';
-import { ProblemError, rpc } from '@ally/contracts';
+import { BillingRpc, ProblemError } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
-
-/** billing's quota RPC, as chat calls it (billing will own the contract when it exists). */
-const quotaCheck = rpc<{ allowed: boolean; reason?: string }>()(
-  'ally.rpc.billing.quota.check',
-  z.strictObject({ workspace: z.string(), userId: z.uuid() }),
-  { authenticated: false },
-);
 
 /**
  * Asked before every provider call. With QUOTA_PROVIDER=billing it asks
@@ -35,7 +27,7 @@ export class QuotaGate {
     const key = `${workspace}:${userId}`;
     const hit = this.cache.get(key);
     if (hit && hit.until > Date.now()) return hit;
-    const answer = await this.rpc.call(quotaCheck, { workspace, userId }, { timeoutMs: 2_000 });
+    const answer = await this.rpc.call(BillingRpc.quotaCheck, { workspace, userId }, { timeoutMs: 2_000 });
     this.cache.set(key, { ...answer, until: Date.now() + this.config.QUOTA_CACHE_MS });
     return answer;
   }
