@@ -11,6 +11,8 @@ import { IDENTITY_CONFIG, type IdentityConfig } from './config.js';
 import { OrgsController } from './orgs/orgs.controller.js';
 import { OrgsService } from './orgs/orgs.service.js';
 import { PlatformRolesService } from './platform-roles/platform-roles.service.js';
+import { IdentityPrivacyController } from './privacy/identity-privacy.controller.js';
+import { IdentityPrivacyService } from './privacy/identity-privacy.service.js';
 import { IDENTITY_RETENTION_RULES } from './retention/retention.rules.js';
 import { LoginThrottleService } from './sessions/login-throttle.service.js';
 import { SessionsService } from './sessions/sessions.service.js';
@@ -28,7 +30,7 @@ export class IdentityModule {
     return {
       module: IdentityModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController],
+      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController, IdentityPrivacyController],
       providers: [
         { provide: IDENTITY_CONFIG, useValue: ctx.config },
         IdentityOutbox,
@@ -44,6 +46,7 @@ export class IdentityModule {
         ApiKeysService,
         SsoService,
         PlatformRolesService,
+        IdentityPrivacyService,
         { provide: RETENTION_RULES, useValue: IDENTITY_RETENTION_RULES },
         AgeRetentionService,
       ],

@@ -6,6 +6,8 @@ import { DeliveryWorker } from './deliveries/delivery-worker.js';
 import { MailEventsConsumer } from './deliveries/mail-events.consumer.js';
 import { DevMailboxController } from './dev-mailbox/dev-mailbox.controller.js';
 import { MailRenderer } from './mails/mail-renderer.js';
+import { NotifyPrivacyController } from './privacy/notify-privacy.controller.js';
+import { NotifyPrivacyService } from './privacy/notify-privacy.service.js';
 import { NOTIFY_RETENTION_RULES } from './retention/retention.rules.js';
 import { BrevoWebhookService } from './suppressions/brevo-webhook.service.js';
 import { WebhookController } from './suppressions/webhook.controller.js';
@@ -16,7 +18,7 @@ export class NotifyModule {
     return {
       module: NotifyModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [WebhookController, DevMailboxController],
+      controllers: [WebhookController, DevMailboxController, NotifyPrivacyController],
       providers: [
         { provide: NOTIFY_CONFIG, useValue: ctx.config },
         MailRenderer,
@@ -24,6 +26,7 @@ export class NotifyModule {
         DeliveryWorker,
         MailEventsConsumer,
         BrevoWebhookService,
+        NotifyPrivacyService,
         { provide: RETENTION_RULES, useValue: NOTIFY_RETENTION_RULES },
         AgeRetentionService,
       ],

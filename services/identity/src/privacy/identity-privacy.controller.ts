@@ -1,0 +1,23 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { IdentityPrivacyService } from './identity-privacy.service.js';
+
+const IdentityPrivacyRpc = privacyRpcs('identity');
+
+@Controller()
+export class IdentityPrivacyController {
+  constructor(private readonly privacy: IdentityPrivacyService) {}
+
+  @MessagePattern(IdentityPrivacyRpc.export.subject)
+  export(@Payload() req: RpcRequest) {
+    const { userId, scope } = parseInput(IdentityPrivacyRpc.export.input, req.input);
+    return this.privacy.export(userId, scope);
+  }
+
+  @MessagePattern(IdentityPrivacyRpc.erase.subject)
+  erase(@Payload() req: RpcRequest) {
+    const { userId, scope } = parseInput(IdentityPrivacyRpc.erase.input, req.input);
+    return this.privacy.erase(userId, scope);
+  }
+}

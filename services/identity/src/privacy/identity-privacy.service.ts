@@ -1,0 +1,69 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import { IdentityOutbox } from '../common/identity-outbox.js';
+
+/**
+ * identity's part of data-subject requests. Erasure of the whole account is
+ * the last step of a saga: the user row goes, and with it (ON DELETE CASCADE)
+ * sessions, tokens, memberships, API keys, SSO links and the login audit;
+ * every session ends at once. An organisation that would be left without an
+ * owner gets its longest-standing member as owner.
+ */
+@Injectable()
+export class IdentityPrivacyService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly outbox: IdentityOutbox,
+  ) {}
+
+  async export(userId: string, scope: string): Promise<PrivacyExport> {
+    const q = (sql: string, params: unknown[] = [userId]) => this.ds.query(sql, params);
+    const [account] = await q(`SELECT id, email, first_name, last_name, locale, email_verified_at, platform_roles, restrict_to_eu, created_at, updated_at FROM users WHERE id = $1`);
+    const org = scope === 'all' || scope === 'private' ? null : scope;
+    const memberships = await q(
+      `SELECT m.org_id, o.name AS org_name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 AND ($2::uuid IS NULL OR m.org_id = $2)`,
+      [userId, org],
+    );
+    if (scope !== 'all') return { service: 'identity', categories: { memberships } };
+    return {
+      service: 'identity',
+      categories: {
+        account: account ?? null,
+        memberships,
+        sessions: await q(`SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 ORDER BY created_at`),
+        'login-audit': await q(`SELECT ip, succeeded, method, occurred_at FROM login_audit WHERE user_id = $1 ORDER BY occurred_at`),
+        'api-keys': await q(`SELECT id, name, workspace, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = $1`),
+        'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1`),
+      },
+    };
+  }
+
+  async erase(userId: string, scope: string): Promise<PrivacyErasure> {
+    return this.ds.transaction(async (em): Promise<PrivacyErasure> => {
+      const orgs: { org_id: string }[] =
+        scope === 'all' ? await em.query(`SELECT org_id FROM memberships WHERE user_id = $1`, [userId]) : scope === 'private' ? [] : [{ org_id: scope }];
+      let memberships = 0;
+      for (const { org_id } of orgs) {
+        const [, removed] = await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [org_id, userId]);
+        if (!removed) continue;
+        memberships++;
+        const owners = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND role = 'owner'`, [org_id]);
+        if (owners.length === 0) {
+          await em.query(
+            `UPDATE memberships SET role = 'owner' WHERE (org_id, user_id) = (SELECT org_id, user_id FROM memberships WHERE org_id = $1 ORDER BY (role = 'admin') DESC, created_at LIMIT 1)`,
+            [org_id],
+          );
+        }
+        const [{ count }] = await em.query(`SELECT count(*)::int AS count FROM memberships WHERE org_id = $1`, [org_id]);
+        await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
+      }
+      if (scope !== 'all') return { service: 'identity', affected: { memberships } };
+      const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);
+      // Invitations name an address, not an account: those sent by the user lose the link to them.
+      await em.query(`UPDATE invitations SET invited_by = NULL WHERE invited_by = $1`, [userId]);
+      if (accounts) await this.outbox.append(em, 'identity.user.deleted', { userId }, { subject: { userId } });
+      return { service: 'identity', affected: { account: Number(accounts), memberships } };
+    });
+  }
+}

@@ -1,0 +1,23 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { NotifyPrivacyService } from './notify-privacy.service.js';
+
+const NotifyPrivacyRpc = privacyRpcs('notify');
+
+@Controller()
+export class NotifyPrivacyController {
+  constructor(private readonly privacy: NotifyPrivacyService) {}
+
+  @MessagePattern(NotifyPrivacyRpc.export.subject)
+  export(@Payload() req: RpcRequest) {
+    const { userId, scope } = parseInput(NotifyPrivacyRpc.export.input, req.input);
+    return this.privacy.export(userId, scope);
+  }
+
+  @MessagePattern(NotifyPrivacyRpc.erase.subject)
+  erase(@Payload() req: RpcRequest) {
+    const { userId, scope } = parseInput(NotifyPrivacyRpc.erase.input, req.input);
+    return this.privacy.erase(userId, scope);
+  }
+}
