@@ -8,3 +8,4 @@ export * from './platform.module.js';
 export * from './service-definition.js';
 export * from './run-service.js';
 export * from './age-retention.service.js';
+export * from './event-consumers.service.js';

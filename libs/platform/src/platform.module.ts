@@ -6,6 +6,7 @@ import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { RpcClient } from '@ally/messaging';
+import { EventConsumers } from './event-consumers.service.js';
 import { HealthController } from './health.controller.js';
 import { ProblemFilter } from './problem.filter.js';
 import { READINESS_CHECKS, type ReadinessCheck } from './readiness.js';
@@ -48,14 +49,14 @@ export class PlatformModule {
       { provide: Registry, useValue: ctx.registry },
       { provide: READINESS_CHECKS, useValue: checks },
       { provide: APP_FILTER, useFactory: () => new ProblemFilter(ctx.logger) },
-      ...(ctx.dataSource ? [{ provide: DataSource, useValue: ctx.dataSource }] : []),
+      ...(ctx.dataSource ? [{ provide: DataSource, useValue: ctx.dataSource }, EventConsumers] : []),
     ];
     return {
       module: PlatformModule,
       imports: [TerminusModule.forRoot({ logger: false })],
       controllers: [HealthController],
       providers,
-      exports: providers.filter((p) => (p as { provide: unknown }).provide !== APP_FILTER),
+      exports: providers.filter((p) => typeof p === 'function' || (p as { provide: unknown }).provide !== APP_FILTER),
     };
   }
 }

@@ -1,13 +1,8 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { ChatEvents, type EventEnvelope } from '@ally/contracts';
-import { EventConsumer } from '@ally/messaging';
-import { CONFIG, LOGGER, NATS } from '@ally/platform';
+import { EventConsumers } from '@ally/platform';
 import { workspaceKey } from '../common/workspace-key.js';
-import type { BillingConfig } from '../config.js';
 import { QuotaAlerts } from '../quota/quota-alerts.service.js';
 
 /**
@@ -16,34 +11,12 @@ import { QuotaAlerts } from '../quota/quota-alerts.service.js';
  * a second publication of the same completion harmless.
  */
 @Injectable()
-export class LedgerConsumer implements OnApplicationBootstrap, OnApplicationShutdown {
-  private consumer?: EventConsumer;
-
+export class LedgerConsumer {
   constructor(
-    private readonly ds: DataSource,
+    consumers: EventConsumers,
     private readonly alerts: QuotaAlerts,
-    @Inject(NATS) private readonly nats: NatsConnection,
-    @Inject(CONFIG) private readonly config: BillingConfig,
-    @Inject(LOGGER) private readonly logger: Logger,
-    private readonly registry: Registry,
-  ) {}
-
-  async onApplicationBootstrap() {
-    this.consumer = new EventConsumer({
-      durable: 'billing-ledger',
-      types: ['chat.completion.recorded'],
-      handler: (em, event) => this.record(em, event),
-      dataSource: this.ds,
-      nats: this.nats,
-      prefix: this.config.NATS_SUBJECT_PREFIX,
-      logger: this.logger,
-      registry: this.registry,
-    });
-    await this.consumer.start();
-  }
-
-  async onApplicationShutdown() {
-    await this.consumer?.stop();
+  ) {
+    consumers.register({ durable: 'billing-ledger', types: ['chat.completion.recorded'], handler: (em, event) => this.record(em, event) });
   }
 
   async record(em: EntityManager, event: EventEnvelope): Promise<void> {

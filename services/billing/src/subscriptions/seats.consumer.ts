@@ -1,12 +1,7 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
-import { EventConsumer } from '@ally/messaging';
-import { CONFIG, LOGGER, NATS } from '@ally/platform';
-import type { BillingConfig } from '../config.js';
+import { EventConsumers } from '@ally/platform';
 import { StripeClient } from '../stripe/stripe.client.js';
 import { LIVE_STATUSES } from './subscriptions.service.js';
 
@@ -16,34 +11,12 @@ import { LIVE_STATUSES } from './subscriptions.service.js';
  * id as idempotency key, so a redelivery changes nothing twice).
  */
 @Injectable()
-export class SeatsConsumer implements OnApplicationBootstrap, OnApplicationShutdown {
-  private consumer?: EventConsumer;
-
+export class SeatsConsumer {
   constructor(
-    private readonly ds: DataSource,
+    consumers: EventConsumers,
     private readonly stripe: StripeClient,
-    @Inject(NATS) private readonly nats: NatsConnection,
-    @Inject(CONFIG) private readonly config: BillingConfig,
-    @Inject(LOGGER) private readonly logger: Logger,
-    private readonly registry: Registry,
-  ) {}
-
-  async onApplicationBootstrap() {
-    this.consumer = new EventConsumer({
-      durable: 'billing-seats',
-      types: ['identity.member.added', 'identity.member.removed'],
-      handler: (em, event) => this.apply(em, event),
-      dataSource: this.ds,
-      nats: this.nats,
-      prefix: this.config.NATS_SUBJECT_PREFIX,
-      logger: this.logger,
-      registry: this.registry,
-    });
-    await this.consumer.start();
-  }
-
-  async onApplicationShutdown() {
-    await this.consumer?.stop();
+  ) {
+    consumers.register({ durable: 'billing-seats', types: ['identity.member.added', 'identity.member.removed'], handler: (em, event) => this.apply(em, event) });
   }
 
   private async apply(em: EntityManager, event: EventEnvelope): Promise<void> {

@@ -1,12 +1,7 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
-import { EventConsumer } from '@ally/messaging';
-import { CONFIG, LOGGER, NATS } from '@ally/platform';
-import type { ChatConfig } from '../config.js';
+import { EventConsumers } from '@ally/platform';
 
 type Handler = (em: EntityManager, data: any) => Promise<unknown>;
 
@@ -38,34 +33,14 @@ const APPLY: Record<string, Handler> = {
 };
 
 @Injectable()
-export class PolicyReplicaConsumer implements OnApplicationBootstrap, OnApplicationShutdown {
-  private consumer?: EventConsumer;
-
-  constructor(
-    private readonly ds: DataSource,
-    @Inject(NATS) private readonly nats: NatsConnection,
-    @Inject(CONFIG) private readonly config: ChatConfig,
-    @Inject(LOGGER) private readonly logger: Logger,
-    private readonly registry: Registry,
-  ) {}
-
-  async onApplicationBootstrap() {
-    this.consumer = new EventConsumer({
+export class PolicyReplicaConsumer {
+  constructor(consumers: EventConsumers) {
+    consumers.register({
       durable: 'chat-policy',
       types: Object.keys(APPLY),
       handler: async (em, event: EventEnvelope) => {
         await APPLY[event.type](em, IdentityEvents[event.type as keyof typeof IdentityEvents].parse(event.data));
       },
-      dataSource: this.ds,
-      nats: this.nats,
-      prefix: this.config.NATS_SUBJECT_PREFIX,
-      logger: this.logger,
-      registry: this.registry,
     });
-    await this.consumer.start();
-  }
-
-  async onApplicationShutdown() {
-    await this.consumer?.stop();
   }
 }

@@ -1,14 +1,9 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
-import { DataSource, type EntityManager } from 'typeorm';
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import type { NatsConnection } from '@nats-io/transport-node';
-import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
 import type { EventEnvelope } from '@ally/contracts';
-import { EventConsumer } from '@ally/messaging';
-import { CONFIG, LOGGER, NATS } from '@ally/platform';
+import { EventConsumers } from '@ally/platform';
 import { hashAddress } from '../common/address-hash.js';
-import type { NotifyConfig } from '../config.js';
 import { MAIL_CATALOG, MAIL_EVENT_TYPES } from '../mails/mail-catalog.js';
 import { DeliveryWorker } from './delivery-worker.js';
 
@@ -18,34 +13,12 @@ import { DeliveryWorker } from './delivery-worker.js';
  * worker sends what this writes.
  */
 @Injectable()
-export class MailEventsConsumer implements OnApplicationBootstrap, OnApplicationShutdown {
-  private consumer?: EventConsumer;
-
+export class MailEventsConsumer {
   constructor(
-    private readonly ds: DataSource,
+    consumers: EventConsumers,
     private readonly worker: DeliveryWorker,
-    @Inject(NATS) private readonly nats: NatsConnection,
-    @Inject(CONFIG) private readonly config: NotifyConfig,
-    @Inject(LOGGER) private readonly logger: Logger,
-    private readonly registry: Registry,
-  ) {}
-
-  async onApplicationBootstrap() {
-    this.consumer = new EventConsumer({
-      durable: 'notify-mail',
-      types: MAIL_EVENT_TYPES,
-      handler: (em, event) => this.handle(em, event),
-      dataSource: this.ds,
-      nats: this.nats,
-      prefix: this.config.NATS_SUBJECT_PREFIX,
-      logger: this.logger,
-      registry: this.registry,
-    });
-    await this.consumer.start();
-  }
-
-  async onApplicationShutdown() {
-    await this.consumer?.stop();
+  ) {
+    consumers.register({ durable: 'notify-mail', types: MAIL_EVENT_TYPES, handler: (em, event) => this.handle(em, event) });
   }
 
   async handle(em: EntityManager, event: EventEnvelope): Promise<void> {

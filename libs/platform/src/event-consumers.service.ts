@@ -1,0 +1,51 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { EventConsumer, type EventConsumerOptions } from '@ally/messaging';
+import { CONFIG, LOGGER, NATS } from './tokens.js';
+
+export type ConsumerSpec = Pick<EventConsumerOptions, 'durable' | 'types' | 'handler' | 'maxDeliver' | 'ackWaitMs'>;
+
+/**
+ * A service's durable JetStream consumers: features register theirs (in
+ * their constructor), and all start once the application is up and stop
+ * before it closes. The platform supplies connection, database, metrics.
+ */
+@Injectable()
+export class EventConsumers implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly specs: ConsumerSpec[] = [];
+  private readonly running: EventConsumer[] = [];
+
+  constructor(
+    private readonly ds: DataSource,
+    @Inject(NATS) private readonly nats: NatsConnection,
+    @Inject(CONFIG) private readonly config: { NATS_SUBJECT_PREFIX: string },
+    @Inject(LOGGER) private readonly logger: Logger,
+    private readonly registry: Registry,
+  ) {}
+
+  register(spec: ConsumerSpec): void {
+    this.specs.push(spec);
+  }
+
+  async onApplicationBootstrap() {
+    for (const spec of this.specs) {
+      const consumer = new EventConsumer({
+        ...spec,
+        dataSource: this.ds,
+        nats: this.nats,
+        prefix: this.config.NATS_SUBJECT_PREFIX,
+        logger: this.logger,
+        registry: this.registry,
+      });
+      await consumer.start();
+      this.running.push(consumer);
+    }
+  }
+
+  async onApplicationShutdown() {
+    await Promise.all(this.running.map((c) => c.stop()));
+  }
+}
