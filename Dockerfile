@@ -52,8 +52,11 @@ RUN set -eu; \
     done; \
     cp "services/${SERVICE}/package.json" "/runtime/services/${SERVICE}/"; \
     cp -R "services/${SERVICE}/dist" "/runtime/services/${SERVICE}/"; \
-    # Files a service reads at run time beside its code (notify's mail templates).
-    if [ -d "services/${SERVICE}/templates" ]; then cp -R "services/${SERVICE}/templates" "/runtime/services/${SERVICE}/"; fi
+    # Files a service reads at run time beside its code: notify's mail templates, billing's
+    # plans (PLANS_FILE), chat's development model catalog (production mounts its own).
+    for dir in templates config; do \
+      if [ -d "services/${SERVICE}/${dir}" ]; then cp -R "services/${SERVICE}/${dir}" "/runtime/services/${SERVICE}/"; fi; \
+    done
 
 # Stage 2: production dependencies + compiled output only; no compilers,
 # no sources, no dev dependencies. Code is owned by root and read-only for

@@ -27,10 +27,10 @@ function processTicks(pid) {
 }
 
 /** Busy ticks of the whole machine (all CPUs), from /proc/stat. */
-function machineBusyTicks() {
+function machineTicks() {
   const [, ...nums] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
   const [user, nice, system, , , irq, softirq, steal] = nums.map(Number);
-  return user + nice + system + irq + softirq + (steal ?? 0);
+  return { busy: user + nice + system + irq + softirq + (steal ?? 0), interrupts: irq + softirq };
 }
 
 function findPids(test) {
@@ -48,6 +48,24 @@ function findPids(test) {
   return pids;
 }
 
+/** ticks and name of every process now. */
+function allProcesses() {
+  const out = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const ticks = processTicks(name);
+    if (ticks === undefined) continue;
+    let comm = '?';
+    try {
+      comm = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0').filter(Boolean).slice(0, 3).join(' ').slice(0, 80) || readFileSync(`/proc/${name}/comm`, 'utf8').trim();
+    } catch {
+      /* gone */
+    }
+    out.set(Number(name), { ticks, comm });
+  }
+  return out;
+}
+
 /**
  * Starts counting; `stop()` returns the CPU used per group, in % of one core
  * (200 % = both cores of a 2-core machine busy).
@@ -59,8 +77,9 @@ export function cpuMeter({ groups, database }) {
   resolved.natsServer = findPids((comm) => comm === 'nats-server');
   if (database) resolved.postgres = findPids((comm, cmd) => comm === 'postgres' && cmd.includes(` ${database} `));
   const start = Object.fromEntries(Object.entries(resolved).map(([k, pids]) => [k, pids.map((p) => processTicks(p) ?? 0)]));
+  const before = allProcesses();
   const self0 = process.cpuUsage();
-  const machine0 = machineBusyTicks();
+  const machine0 = machineTicks();
   const t0 = process.hrtime.bigint();
   return {
     stop() {
@@ -81,9 +100,23 @@ export function cpuMeter({ groups, database }) {
       const selfTicks = ((self.user + self.system) / 1e6) * HZ;
       out.benchProcess = pct(selfTicks);
       ours += selfTicks;
-      const busy = machineBusyTicks() - machine0;
+      const machine = machineTicks();
+      const busy = machine.busy - machine0.busy;
+      // Interrupt time (loopback TCP is mostly softirq work) is charged to no process.
+      const interrupts = machine.interrupts - machine0.interrupts;
+      out.interrupts = pct(interrupts);
       out.machineBusy = pct(busy);
-      out.other = Math.max(0, pct(busy - ours));
+      out.other = Math.max(0, pct(busy - ours - interrupts));
+      // Who else was busy (processes that came and went in between are in `other` but not listed).
+      const mine = new Set([process.pid, ...Object.values(resolved).flat()]);
+      const others = new Map();
+      for (const [pid, p] of allProcesses()) {
+        if (mine.has(pid)) continue;
+        const used = p.ticks - (before.get(pid)?.ticks ?? 0);
+        if (used > 0) others.set(p.comm, (others.get(p.comm) ?? 0) + used);
+      }
+      const top = [...others].filter(([, t]) => pct(t) >= 5).sort((a, b) => b[1] - a[1]).slice(0, 3);
+      if (top.length) out.otherTop = Object.fromEntries(top.map(([c, t]) => [c, pct(t)]));
       return out;
     },
   };

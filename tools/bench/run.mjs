@@ -24,6 +24,7 @@
 //   --only=me,login,rpc   run a subset
 //   --cpu-prof            write V8 CPU profiles of identity and gateway to .tmp/bench-prof/
 //   --keep                leave services running until Ctrl-C (for poking at them)
+//   --verbose             show the services' own output
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -51,6 +52,7 @@ const { values: opt } = parseArgs({
     only: { type: 'string', default: 'me,login,rpc' },
     'cpu-prof': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
   },
 });
 const cfg = {
@@ -162,6 +164,7 @@ function start(name, args, env, { stdin = 'ignore', expectExit = false } = {}) {
   child.output = '';
   const keep = (chunk) => {
     child.output = (child.output + chunk).slice(-8_000);
+    if (opt.verbose) process.stderr.write(chunk.replace(/^(?=.)/gm, `[${name}] `));
   };
   child.stdout.setEncoding('utf8').on('data', keep);
   child.stderr.setEncoding('utf8').on('data', keep);
@@ -265,8 +268,9 @@ async function load(name, options, warmupSeconds) {
 
 function gitCommit() {
   try {
-    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'services', 'libs'], { cwd: root, encoding: 'utf8' }).trim() !== '';
+    const git = (...args) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const sha = git('rev-parse', '--short', 'HEAD');
+    const dirty = git('status', '--porcelain', '--', 'services', 'libs') !== '';
     return dirty ? `${sha}+dirty` : sha;
   } catch {
     return undefined;
@@ -413,6 +417,7 @@ async function mainRun() {
       responder.stdout.on('data', onData);
       responder.once('exit', () => reject(new Error(`nats-responder exited:\n${responder.output}`)));
     });
+    meterGroups.groups.responder = [responder.pid];
     // About the size of a Nest RPC request for getMe (actor, input, meta).
     const payload = new TextEncoder().encode(JSON.stringify({ pattern: 'ally.rpc.identity.me.get', data: { actor: { userId: registered.body.user.id, platformRoles: [] }, input: {}, meta: { ip: '127.0.0.1', correlationId: 'b3f8c1d2-0000-4000-8000-000000000000' } }, id: 'x'.repeat(36) }));
     log(`bare NATS request/reply: ${cfg.rpcN} sequential round trips (${payload.length} B payload)`);
@@ -420,6 +425,23 @@ async function mainRun() {
       what: 'bare @nats-io/transport-node request/reply, this process → responder child process, sequential',
       payloadBytes: payload.length,
       ...(await sequential(() => natsConn.request(subject, payload, { timeout: 5_000 }), cfg.rpcN, Math.min(500, cfg.rpcN))),
+    };
+
+    // Splits the Nest RPC cost: the same request as RpcClient sends, but with the
+    // client's shared request inbox (nc.request) instead of Nest's inbox per call.
+    const nestRequest = new TextEncoder().encode(JSON.stringify({ pattern: IdentityRpc.jwks.subject, data: { input: {} }, id: '00000000-0000-4000-8000-000000000000' }));
+    const jwksSubject = `${PREFIX}.${IdentityRpc.jwks.subject}`;
+    log(`nc.request() to identity's Nest server: ${cfg.rpcN} sequential round trips`);
+    results.measurements.natsToNestServer = {
+      what: `@nats-io request (shared inbox) with a Nest-format packet → identity's RpcServer, ${IdentityRpc.jwks.subject}, sequential`,
+      ...(await sequential(
+        async () => {
+          const reply = (await natsConn.request(jwksSubject, nestRequest, { timeout: 5_000 })).json();
+          if (!reply.response?.keys) throw new Error(`unexpected reply from identity: ${JSON.stringify(reply)}`);
+        },
+        cfg.rpcN,
+        Math.min(500, cfg.rpcN),
+      )),
     };
 
     const rpc = new RpcClient(natsConn, PREFIX, 5_000);
@@ -430,6 +452,7 @@ async function mainRun() {
       ...(await sequential(() => rpc.call(IdentityRpc.jwks, {}), cfg.rpcN, Math.min(500, cfg.rpcN))),
     };
     await rpc.close();
+    delete meterGroups.groups.responder;
   }
 
   if (opt.keep) {
@@ -444,6 +467,7 @@ function printTable() {
   if (m.me) rows.push(['GET /v1/me', `${m.me.connections} conn, ${m.me.durationS} s`, `${m.me.reqPerSec} req/s`, m.me.p50Ms, m.me.p99Ms, `${m.me.non2xx + m.me.errors + m.me.timeouts} failed; goal ≥ 2000 req/s, p99 < 50 ms: ${m.me.reqPerSec >= 2000 && m.me.p99Ms < 50 ? 'met' : 'MISSED'}`]);
   if (m.login) rows.push(['POST /v1/auth/login', `${m.login.connections} conn, ${m.login.durationS} s`, `${m.login.reqPerSec} logins/s`, m.login.p50Ms, m.login.p99Ms, `${m.login.non2xx + m.login.errors + m.login.timeouts} failed`]);
   if (m.natsBare) rows.push(['NATS req/reply (bare)', `sequential, n=${m.natsBare.n}`, `${round(1000 / m.natsBare.meanMs, 0)} rt/s`, m.natsBare.p50Ms, m.natsBare.p99Ms, `${m.natsBare.payloadBytes} B payload`]);
+  if (m.natsToNestServer) rows.push(['NATS req/reply → Nest server', `sequential, n=${m.natsToNestServer.n}`, `${round(1000 / m.natsToNestServer.meanMs, 0)} rt/s`, m.natsToNestServer.p50Ms, m.natsToNestServer.p99Ms, 'nc.request(), identity jwks.get']);
   if (m.natsNest) rows.push(['NATS req/reply (Nest RPC)', `sequential, n=${m.natsNest.n}`, `${round(1000 / m.natsNest.meanMs, 0)} rt/s`, m.natsNest.p50Ms, m.natsNest.p99Ms, 'identity jwks.get']);
   const head = ['benchmark', 'load', 'throughput', 'p50 ms', 'p99 ms', 'notes'];
   const all = [head, ...rows].map((r) => r.map(String));
@@ -453,6 +477,13 @@ function printTable() {
   console.log(line(head));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(r.map(String)));
+  const disturbed = Object.entries(m).filter(([, v]) => (v.cpuPercentOfOneCore?.other ?? 0) > 15);
+  if (disturbed.length) {
+    console.log(`\nWARNING: other processes used CPU during ${disturbed.map(([k, v]) => `${k} (${v.cpuPercentOfOneCore.other} % of a core)`).join(', ')}: those figures are disturbed.`);
+  }
+  for (const [k, v] of Object.entries(m)) {
+    if (v.cpuPercentOfOneCore) console.log(`cpu ${k}: ${Object.entries(v.cpuPercentOfOneCore).map(([g, p]) => (typeof p === 'number' ? `${g} ${p}%` : `${g} ${JSON.stringify(p)}`)).join(', ')}`);
+  }
   console.log(`\n${results.machine.nproc} CPUs (${results.machine.cpu}), Node ${results.machine.node}, ${results.date}, commit ${results.commit ?? '?'}`);
 }
 

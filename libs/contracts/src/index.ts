@@ -22,3 +22,4 @@ export * from './billing/billing.replies.js';
 export * from './billing/billing.rpc.js';
 export * from './billing/billing.events.js';
 export * from './billing/billing.data-categories.js';
+export * from './privacy/index.js';

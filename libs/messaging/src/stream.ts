@@ -14,6 +14,49 @@ export interface Frame {
 
 const ctlSubject = (subject: string) => `${subject}.ctl`;
 
+/**
+ * Frames, acks and unsubscriptions of one turn of the event loop leave together.
+ * The NATS client flushes its buffer at every microtask checkpoint, which with
+ * many concurrent streams (each token arriving in its own socket read) means a
+ * socket write, and a wake-up of nats-server, per frame; deferring them to
+ * `setImmediate` lets every stream that had something to say in the same turn
+ * share one write. Each frame is still its own message, in the same order; the
+ * delay is at most the rest of the current turn.
+ */
+const deferred: (() => void)[] = [];
+let flushScheduled = false;
+
+function soon(work: () => void): void {
+  deferred.push(work);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flushDeferred);
+  }
+}
+
+function flushDeferred(): void {
+  flushScheduled = false;
+  for (const work of deferred.splice(0)) {
+    try {
+      work();
+    } catch {
+      // The connection is draining or closed meanwhile: the other side gives up on silence, as when we die.
+    }
+  }
+}
+
+function publishSoon(nc: NatsConnection, subject: string, data: string): void {
+  soon(() => {
+    if (!nc.isClosed()) nc.publish(subject, data);
+  });
+}
+
+function unsubscribeSoon(sub: Subscription): void {
+  soon(() => {
+    if (!sub.isClosed()) sub.unsubscribe();
+  });
+}
+
 /** A frame as the producer writes it; `seq` is added on send. */
 export type Unsequenced<F> = F extends unknown ? Omit<F, 'seq'> : never;
 
@@ -71,17 +114,17 @@ export class StreamPublisher<F extends Frame> {
       }
     }
     if (this.cancelled && frame.type !== 'error' && frame.type !== 'done') throw this.abort.signal.reason;
-    this.nc.publish(this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
+    publishSoon(this.nc, this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
   }
 
   /** Sends a final frame without waiting for room (the consumer may be gone). */
   finish(frame: Unsequenced<F>): void {
-    this.nc.publish(this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
+    publishSoon(this.nc, this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
     this.close();
   }
 
   close(): void {
-    if (!this.ctl.isClosed()) this.ctl.unsubscribe();
+    unsubscribeSoon(this.ctl);
     if (!this.cancelled) this.abort.abort(new StreamAbandoned('the stream was closed'));
     this.wake?.();
   }
@@ -103,7 +146,7 @@ export class StreamSubscriber<F extends Frame> {
     // Subscribed before the request is sent, so the first frame cannot be missed.
     this.sub = nc.subscribe(subject, {
       callback: (err, msg) => {
-        if (err) return;
+        if (err || this.closed) return; // closed: the unsubscription is on its way
         const frame = msg.json<F>();
         this.pending.set(frame.seq, frame);
         this.notify?.();
@@ -140,17 +183,17 @@ export class StreamSubscriber<F extends Frame> {
 
   /** Tells the producer how far the consumer got (frees room in its window). */
   ack(seq: number): void {
-    if (!this.nc.isClosed()) this.nc.publish(ctlSubject(this.subject), JSON.stringify({ ack: seq }));
+    if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify({ ack: seq }));
   }
 
   cancel(): void {
-    if (!this.nc.isClosed()) this.nc.publish(ctlSubject(this.subject), JSON.stringify({ cancel: true }));
+    if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify({ cancel: true }));
     this.close();
   }
 
   close(): void {
     this.closed = true;
-    if (!this.sub.isClosed()) this.sub.unsubscribe();
+    unsubscribeSoon(this.sub);
     this.notify?.();
   }
 }

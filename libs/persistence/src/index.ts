@@ -3,3 +3,4 @@ export * from './provision.js';
 export * from './migrate.js';
 export * from './pg-errors.js';
 export * from './purge.js';
+export * from './retention-pass.js';

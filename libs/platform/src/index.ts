@@ -9,3 +9,4 @@ export * from './service-definition.js';
 export * from './run-service.js';
 export * from './age-retention.service.js';
 export * from './event-consumers.service.js';
+export * from './privacy-retention.controller.js';

@@ -16,6 +16,13 @@ export async function freePort(): Promise<number> {
   });
 }
 
+export interface PrivateNatsOptions {
+  /** A nats-server config file (e.g. with users and permissions); the port, host and store given here win over it. */
+  configFile?: string;
+  /** Extra environment for nats-server, e.g. the `$VARIABLES` a config file refers to. */
+  env?: Record<string, string>;
+}
+
 /**
  * A private nats-server with JetStream for tests that stop and start NATS;
  * the shared server on 4222 is never touched. Keeps its store across restarts.
@@ -29,13 +36,21 @@ export class PrivateNatsServer {
     return `nats://127.0.0.1:${this.port}`;
   }
 
-  async start(extraArgs: string[] = []): Promise<void> {
+  async start(extraArgs: string[] = [], opts: PrivateNatsOptions = {}): Promise<void> {
     if (!this.port) this.port = await freePort();
-    const proc = spawn('nats-server', ['-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir, ...extraArgs], { stdio: 'ignore' });
+    const config = opts.configFile ? ['-c', opts.configFile] : [];
+    const proc = spawn('nats-server', [...config, '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir, ...extraArgs], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+    });
     this.proc = proc;
+    // A server that refuses its configuration says why on stderr and exits: report that, not a time-out.
+    let stderr = '';
+    proc.stderr?.on('data', (d) => (stderr = (stderr + d).slice(-2000)));
     await waitFor(
       () =>
-        new Promise<boolean>((resolve) => {
+        new Promise<boolean>((resolve, reject) => {
+          if (proc.exitCode !== null) return reject(new Error(`nats-server exited with code ${proc.exitCode}: ${stderr.trim()}`));
           const sock = connect(this.port, '127.0.0.1', () => {
             sock.end();
             resolve(true);

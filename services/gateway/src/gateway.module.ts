@@ -12,6 +12,8 @@ import { BillingController } from './billing/billing.controller.js';
 import { ChatController } from './chat/chat.controller.js';
 import { OpenAiCompatController } from './chat/openai-compat.controller.js';
 import { SseRelay } from './chat/sse-relay.service.js';
+import { PrivacyAdminController } from './privacy/privacy-admin.controller.js';
+import { PrivacyController } from './privacy/privacy.controller.js';
 
 @Module({})
 export class GatewayModule {
@@ -19,7 +21,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController, BillingController],
+      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController, BillingController, PrivacyController, PrivacyAdminController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,

@@ -54,14 +54,30 @@ export class CompletionService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  async prepare(actor: Actor, workspace: string, model: string | undefined, messages: PromptMessage[], params: CompletionParams = {}): Promise<Plan> {
-    const policy = await this.policies.resolve(actor, workspace);
+  /**
+   * `pendingPolicy`: the caller's lookup of `policies.resolve(actor, workspace)` when it
+   * started it early (while reading the history); awaited here, so its errors rank as before.
+   */
+  async prepare(
+    actor: Actor,
+    workspace: string,
+    model: string | undefined,
+    messages: PromptMessage[],
+    params: CompletionParams = {},
+    pendingPolicy?: Promise<RoutingPolicy>,
+  ): Promise<Plan> {
+    const policy = await (pendingPolicy ?? this.policies.resolve(actor, workspace));
     const chosen = model ?? this.config.DEFAULT_MODEL;
     const candidates = this.router.candidates(chosen, policy);
     await this.quota.assertAllowed(workspace, actor.userId);
     await this.filter.check(messages, policy, actor.userId);
     const window = Math.min(...candidates.map((c) => c.contextWindow)) - (params.max_tokens ?? ANSWER_RESERVE);
     return { actor, policy, model: chosen, candidates, messages: trimToWindow(messages, window), params };
+  }
+
+  /** The routing policy `prepare` looks up, for callers that start it early. */
+  policyFor(actor: Actor, workspace: string): Promise<RoutingPolicy> {
+    return this.policies.resolve(actor, workspace);
   }
 
   /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */

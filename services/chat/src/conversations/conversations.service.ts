@@ -75,11 +75,12 @@ export class ConversationsService {
     return row;
   }
 
-  async toMessage(em: EntityManager, m: MessageEntity): Promise<ChatMessage> {
+  /** `plain`: the content when the caller just sealed it (saves decrypting it again). */
+  async toMessage(em: EntityManager, m: MessageEntity, plain?: string): Promise<ChatMessage> {
     return {
       id: m.id,
       role: m.role,
-      content: await this.cipher.decrypt(em, m.userId, m.contentEnc),
+      content: plain ?? (await this.cipher.decrypt(em, m.userId, m.contentEnc)),
       createdAt: m.createdAt.toISOString(),
       ...(m.model ? { model: m.model } : {}),
       ...(m.promptTokens !== null ? { usage: { promptTokens: m.promptTokens, completionTokens: m.completionTokens ?? 0 } } : {}),

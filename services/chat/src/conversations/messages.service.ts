@@ -95,14 +95,23 @@ export class MessagesService {
   }
 
   private async prepare(actor: Actor, input: { conversationId: string; content: string; model?: string }): Promise<Turn> {
+    // Independent lookups run side by side; their results are checked in the original
+    // order (ownership first: someone else's history is read but never decrypted or shown).
+    const pendingHistory = this.ds.getRepository(MessageEntity).find({ where: { conversationId: input.conversationId, status: 'complete' }, order: { createdAt: 'ASC', id: 'ASC' } });
+    pendingHistory.catch(() => undefined); // awaited below, after the ownership check
     const conversation = await this.conversations.owned(actor, input.conversationId);
-    const assistant = conversation.assistantId ? await this.assistants.usable(actor, conversation.workspace, conversation.assistantId).catch(() => null) : null;
-    const history = await this.ds.getRepository(MessageEntity).find({ where: { conversationId: conversation.id, status: 'complete' }, order: { createdAt: 'ASC', id: 'ASC' } });
+    const history = await pendingHistory;
+    const policy = this.completions.policyFor(actor, conversation.workspace);
+    policy.catch(() => undefined); // awaited in completions.prepare, after the history
+    const [assistant, contents] = await Promise.all([
+      conversation.assistantId ? this.assistants.usable(actor, conversation.workspace, conversation.assistantId).catch(() => null) : null,
+      this.cipher.decryptMany(this.ds.manager, history.map((m) => ({ userId: m.userId, sealed: m.contentEnc }))),
+    ]);
     const messages: PromptMessage[] = [];
     if (assistant) messages.push({ role: 'system', content: assistant.instructions });
-    for (const m of history) messages.push({ role: m.role, content: await this.cipher.decrypt(this.ds.manager, m.userId, m.contentEnc) });
+    history.forEach((m, i) => messages.push({ role: m.role, content: contents[i] }));
     messages.push({ role: 'user', content: input.content });
-    const plan = await this.completions.prepare(actor, conversation.workspace, input.model ?? assistant?.model ?? undefined, messages);
+    const plan = await this.completions.prepare(actor, conversation.workspace, input.model ?? assistant?.model ?? undefined, messages, {}, policy);
     return { conversation, content: input.content, plan };
   }
 
@@ -110,12 +119,13 @@ export class MessagesService {
     const userId = turn.plan.actor.userId;
     return this.ds.transaction(async (em) => {
       const now = Date.now();
+      const [questionEnc, answerEnc] = await this.cipher.encryptMany(em, userId, [turn.content, text]);
       const question = em.getRepository(MessageEntity).create({
         id: randomUUID(),
         conversationId: turn.conversation.id,
         userId,
         role: 'user',
-        contentEnc: await this.cipher.encrypt(em, userId, turn.content),
+        contentEnc: questionEnc,
         model: null,
         promptTokens: null,
         completionTokens: null,
@@ -128,7 +138,7 @@ export class MessagesService {
         conversationId: turn.conversation.id,
         userId,
         role: 'assistant',
-        contentEnc: await this.cipher.encrypt(em, userId, text),
+        contentEnc: answerEnc,
         model: turn.plan.model,
         promptTokens: result.usage.promptTokens,
         completionTokens: result.usage.completionTokens,
@@ -140,7 +150,8 @@ export class MessagesService {
       await em.getRepository(MessageEntity).insert([question, answer]);
       await em.getRepository(ConversationEntity).update({ id: turn.conversation.id }, { updatedAt: new Date(now + 1) });
       await this.completions.recordUsage(em, answer.id, turn.plan, result);
-      return this.conversations.toMessage(em, answer);
+      // The answer as decrypting it would give (UTF-8 round trip), without looking the key up again.
+      return this.conversations.toMessage(em, answer, Buffer.from(text, 'utf8').toString('utf8'));
     });
   }
 

@@ -1,0 +1,136 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { billingService } from '@ally/billing';
+import { chatService } from '@ally/chat';
+import { signStripePayload, startOpenAIEmulator, startStripeEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+
+const PASSWORD = 'Tannenzapfen im Schnee';
+
+describe('billing through the gateway: Checkout, webhooks, seats, usage and quota', () => {
+  let env: TestEnv;
+  let stripe: StripeEmulator;
+  let llm: OpenAIEmulator;
+  let base: string;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    stripe = await startStripeEmulator();
+    llm = await startOpenAIEmulator();
+    await env.start(identityService);
+    await env.start(billingService, {
+      PLANS_FILE: 'services/billing/config/plans.json',
+      STRIPE_API_URL: stripe.url,
+      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
+      METER_POLL_MS: '100',
+      QUOTA_REFRESH_MS: '50',
+    });
+    await env.start(chatService, {
+      MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
+      OPENAI_EMULATOR_URL: llm.url,
+      CHAT_KEK: randomBytes(32).toString('base64'),
+      QUOTA_CACHE_MS: '0',
+    });
+    base = (await env.start(gatewayService)).url;
+    http = httpClient(base);
+    stripe.setWebhookEndpoint(`${base}/v1/webhooks/stripe`, { secret: stripe.webhookSecret });
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await stripe?.close();
+    await llm?.close();
+  });
+
+  const register = async (email: string) => (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Nora', lastName: 'Vogel' })).body;
+  const join = async (ownerToken: string, orgId: string, email: string) => {
+    const invite = (await http.post(`/v1/orgs/${orgId}/invitations`, { email, role: 'member' }, ownerToken)).body;
+    const event = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.id);
+    const member = await register(email);
+    expect((await http.post('/v1/invitations/accept', { token: event.data.token }, member.accessToken)).status).toBe(200);
+    return member;
+  };
+
+  it('subscribes through Checkout, follows seats, meters usage, and refuses chat over the cap with 402', async () => {
+    const owner = await register('nora@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Vogel Medien GmbH' }, owner.accessToken)).body;
+    await join(owner.accessToken, org.id, 'max@example.eu');
+
+    const plans = await http.get('/v1/billing/plans');
+    expect(plans.body.data.map((p: { id: string }) => p.id)).toEqual(['free', 'team', 'business']);
+
+    const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'team' }, owner.accessToken);
+    expect(checkout.status).toBe(200);
+    const sessionId = checkout.body.url.split('/').pop();
+    stripe.completeCheckout(sessionId);
+    await stripe.flushWebhooks();
+    const sub = await waitFor(async () => {
+      const r = await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken);
+      return r.body.status === 'active' ? r.body : undefined;
+    }, 'the subscription to become active');
+    expect(sub).toMatchObject({ plan: 'team', seats: 2 });
+
+    // A third member: the seat count follows at Stripe.
+    await join(owner.accessToken, org.id, 'ida@example.eu');
+    await waitFor(async () => {
+      const r = await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken);
+      return r.body.seats === 3 ? r : undefined;
+    }, 'three seats');
+
+    // Usage from chat lands in the ledger and at Stripe's meter.
+    const conversation = (await http.post('/v1/conversations', { workspace: org.id }, owner.accessToken)).body.id;
+    const answer = await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Plane unseren Workshop' }, owner.accessToken);
+    expect(answer.status).toBe(201);
+    const usage = await waitFor(async () => {
+      const r = await http.get(`/v1/billing/usage?workspace=${org.id}`, owner.accessToken);
+      return r.body.tokensUsed > 0 ? r.body : undefined;
+    }, 'usage to appear');
+    expect(usage).toMatchObject({ tokenQuota: 3 * 2_000_000, byModel: [expect.objectContaining({ model: 'gpt-4o-mini' })] });
+    await waitFor(async () => stripe.meterEvents().some((m) => m.identifier === answer.body.id), 'the meter event at Stripe');
+
+    // A workspace cap below what is used: the next message is refused with 402, naming the cap.
+    expect((await http.request('PUT', '/v1/billing/caps', { body: { workspace: org.id, monthlyTokens: 1 }, token: owner.accessToken })).status).toBe(200);
+    const refused = await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Noch eine Frage' }, owner.accessToken);
+    expect(refused.status).toBe(402);
+    expect(refused.body.detail).toMatch(/spend cap/);
+
+    const invoices = await http.get(`/v1/billing/invoices?workspace=${org.id}`, owner.accessToken);
+    expect(invoices.body.data.length).toBeGreaterThan(0);
+    expect(invoices.body.data[0]).toMatchObject({ status: 'paid', currency: 'eur' });
+  });
+
+  it('applies a webhook delivered 20 times once, ignores a late older update, and refuses a bad signature', async () => {
+    const owner = await register('lena@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Lena Studio' }, owner.accessToken)).body;
+    const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'business' }, owner.accessToken);
+    stripe.completeCheckout(checkout.body.url.split('/').pop());
+    await stripe.flushWebhooks();
+    await waitFor(async () => (await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status === 'active', 'active');
+
+    const created = stripe.events({ type: 'customer.subscription.created' }).at(-1)!;
+    const before = await env.sql(`SELECT count(*)::int AS n FROM billing.outbox`);
+    await stripe.redeliver(created.id as string, 20);
+    expect(await env.sql(`SELECT count(*)::int AS n FROM billing.processed_webhooks WHERE event_id = $1`, [created.id])).toEqual([{ n: 1 }]);
+    expect(await env.sql(`SELECT count(*)::int AS n FROM billing.outbox`)).toEqual(before);
+
+    // An update that Stripe made earlier than the state we hold arrives late: no rollback.
+    const current = (created.data as { object: Record<string, any> }).object;
+    const stale = { id: 'evt_stale_1', object: 'event', type: 'customer.subscription.updated', created: (created.created as number) - 3600, data: { object: { ...current, status: 'past_due' } }, api_version: stripe.apiVersion, livemode: false };
+    const payload = JSON.stringify(stale);
+    const late = await http.request('POST', '/v1/webhooks/stripe', { raw: payload, headers: { 'content-type': 'application/json', 'stripe-signature': signStripePayload(payload, stripe.webhookSecret) } });
+    expect(late.status).toBe(200);
+    expect((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status).toBe('active');
+
+    const forged = await http.request('POST', '/v1/webhooks/stripe', {
+      raw: JSON.stringify({ ...stale, id: 'evt_forged', created: Math.floor(Date.now() / 1000) + 60, data: { object: { ...current, status: 'canceled' } } }),
+      headers: { 'content-type': 'application/json', 'stripe-signature': signStripePayload(payload, 'whsec_wrong') },
+    });
+    expect(forged.status).toBe(400);
+    expect(forged.headers.get('content-type')).toContain('application/problem+json');
+    expect((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status).toBe('active');
+    expect(await env.sql(`SELECT * FROM billing.processed_webhooks WHERE event_id = 'evt_forged'`)).toEqual([]);
+  });
+});

@@ -1,0 +1,229 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { billingService } from '@ally/billing';
+import { chatService } from '@ally/chat';
+import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { notifyService } from '@ally/notify';
+import { privacyService } from '@ally/privacy';
+import { createTestEnv, httpClient, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+
+const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
+const hasZip = await import('fflate').then(
+  () => true,
+  () => false,
+);
+
+const CHAT_ENV = (llm: OpenAIEmulator) => ({
+  MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
+  OPENAI_EMULATOR_URL: llm.url,
+  CHAT_KEK: CHAT_KEK,
+  QUOTA_PROVIDER: 'none',
+});
+const CHAT_KEK = randomBytes(32).toString('base64');
+
+describe('privacy through the gateway, against every real service', () => {
+  let env: TestEnv;
+  let stripe: StripeEmulator;
+  let llm: OpenAIEmulator;
+  let brevo: BrevoEmulator;
+  let identity: RunningService;
+  let chat: RunningService;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    stripe = await startStripeEmulator();
+    llm = await startOpenAIEmulator();
+    brevo = await startBrevoEmulator();
+    identity = await env.start(identityService);
+    chat = await env.start(chatService, CHAT_ENV(llm));
+    await env.start(billingService, { PLANS_FILE: 'services/billing/config/plans.json', STRIPE_API_URL: stripe.url, STRIPE_WEBHOOK_SECRET: stripe.webhookSecret, METER_POLL_MS: '100' });
+    await env.start(notifyService, { BREVO_BASE_URL: brevo.apiUrl, NOTIFY_POLL_MS: '50' });
+    await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
+    const base = (await env.start(gatewayService)).url;
+    http = httpClient(base);
+    stripe.setWebhookEndpoint(`${base}/v1/webhooks/stripe`, { secret: stripe.webhookSecret });
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await stripe?.close();
+    await llm?.close();
+    await brevo?.close();
+  });
+
+  const register = async (email: string, firstName: string, lastName: string) => {
+    const r = await http.post('/v1/auth/register', { email, password: PASSWORD, firstName, lastName, locale: 'de' });
+    expect(r.status).toBe(201);
+    return r.body as { user: { id: string }; accessToken: string };
+  };
+  const talk = async (token: string, workspace: string, content: string) => {
+    const c = (await http.post('/v1/conversations', { workspace, title: `${content.slice(0, 12)}` }, token)).body;
+    expect((await http.post(`/v1/conversations/${c.id}/messages`, { content }, token)).status).toBe(201);
+    return c.id as string;
+  };
+  const settled = (token: string, id: string, timeoutMs = 30_000) =>
+    waitFor(async () => {
+      const r = await http.get(`/v1/privacy/requests/${id}`, token);
+      return r.body.status === 'completed' || r.body.status === 'failed' ? r.body : undefined;
+    }, `privacy request ${id}`, timeoutMs);
+  const complianceToken = async () => {
+    const email = `cora-${randomUUID().slice(0, 8)}@ally.example`;
+    await register(email, 'Cora', 'Prüfer');
+    await identityService.commands!['grant-role'](identity.app, [email, 'compliance']);
+    return (await http.post('/v1/auth/login', { email, password: PASSWORD })).body.accessToken as string;
+  };
+
+  /** Every row of every table of every service, as text (bytea as hex): where a trace of a person would show. */
+  const everything = async () => {
+    const tables = await env.sql<{ s: string; t: string }>(
+      `SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_schema IN ('identity', 'chat', 'billing', 'notify', 'privacy') AND table_type = 'BASE TABLE'`,
+    );
+    const dump: Record<string, string> = {};
+    for (const { s, t } of tables) dump[`${s}.${t}`] = JSON.stringify(await env.sql(`SELECT * FROM "${s}"."${t}"`));
+    return dump;
+  };
+
+  it('exports everything of a user with two workspaces, a subscription and mails, and nothing of anyone else', async () => {
+    const leo = await register('leonora.quastenberg@example.eu', 'Leonora', 'Quastenberg');
+    const other = await register('bertram.oswaldt@example.eu', 'Bertram', 'Oswaldt');
+    const org = (await http.post('/v1/orgs', { name: 'Nordsee Reederei KG' }, leo.accessToken)).body;
+    await talk(leo.accessToken, 'private', 'Urlaubsplanung Helgoland');
+    await talk(leo.accessToken, org.id, 'Frachtliste Nordkap');
+    await talk(other.accessToken, 'private', 'Geheimrezept Rote Grütze');
+    const checkout = await http.post('/v1/billing/checkout', { workspace: 'private', plan: 'team' }, leo.accessToken);
+    expect(checkout.status).toBe(200);
+    stripe.completeCheckout(checkout.body.url.split('/').pop());
+    await stripe.flushWebhooks();
+    await waitFor(async () => ((await http.get(`/v1/billing/subscription?workspace=private`, leo.accessToken)).body.status === 'active' ? true : undefined), 'an active subscription');
+    await waitFor(async () => ((await http.get(`/v1/billing/invoices?workspace=private`, leo.accessToken)).body.data?.length ? true : undefined), 'an invoice');
+    await waitFor(async () => (brevo.mails('leonora.quastenberg@example.eu').length > 0 ? true : undefined), 'the verification mail');
+
+    const created = await http.post('/v1/privacy/requests', { type: 'access' }, leo.accessToken);
+    expect(created.status).toBe(202);
+    expect(created.body).toMatchObject({ type: 'access', status: 'received', dueAt: expect.any(String) });
+    const done = await settled(leo.accessToken, created.body.id);
+    expect(done.status).toBe('completed');
+    expect(done.steps.map((s: { service: string; status: string }) => [s.service, s.status]).sort()).toEqual([
+      ['billing', 'completed'],
+      ['chat', 'completed'],
+      ['identity', 'completed'],
+      ['notify', 'completed'],
+    ]);
+
+    const json = await http.get(`/v1/privacy/requests/${created.body.id}/download?format=json`, leo.accessToken);
+    expect(json.status).toBe(200);
+    expect(json.headers.get('content-type')).toContain('application/json');
+    const files = json.body.files;
+    const text = JSON.stringify(files);
+    expect(text).toContain('Urlaubsplanung Helgoland');
+    expect(text).toContain('Frachtliste Nordkap');
+    expect(files['data/identity.json'].categories.account.email).toBe('leonora.quastenberg@example.eu');
+    expect(files['data/billing.json'].categories.contract.subscriptions[0]).toMatchObject({ plan: 'team', status: 'active' });
+    expect(files['data/billing.json'].categories.invoices.length).toBeGreaterThan(0);
+    expect(files['data/notify.json'].categories['delivery-log'].length).toBeGreaterThan(0);
+    expect(text).not.toContain('Rote Grütze');
+    expect(text).not.toContain('bertram');
+    expect(text).not.toContain(other.user.id);
+    expect(files['information.json'].automatedDecisionMaking).toMatch(/^none/);
+
+    if (hasZip) {
+      const zip = await http.request('GET', `/v1/privacy/requests/${created.body.id}/download`, { token: leo.accessToken });
+      expect(zip.status).toBe(200);
+      expect(zip.headers.get('content-type')).toBe('application/zip');
+      expect(zip.headers.get('content-disposition')).toContain('.zip');
+    }
+    // Another user cannot see it, let alone download it.
+    expect((await http.get(`/v1/privacy/requests/${created.body.id}`, other.accessToken)).status).toBe(404);
+    expect((await http.get(`/v1/privacy/requests/${created.body.id}/download`, other.accessToken)).status).toBe(404);
+    const ready = await lastEvent(env, 'privacy.export.ready', (e: any) => e.data.requestId === created.body.id);
+    expect(ready.data).toMatchObject({ email: 'leonora.quastenberg@example.eu', firstName: 'Leonora' });
+
+    // Erasure: every service, identity last; then no trace in any schema, and the login fails.
+    const erasure = await http.post('/v1/privacy/requests', { type: 'erasure' }, leo.accessToken);
+    expect(erasure.status).toBe(202);
+    const cora = await complianceToken();
+    const erased = await waitFor(async () => {
+      const list = await http.get('/v1/admin/privacy/requests?status=completed', cora);
+      return list.body.data.find((r: { id: string }) => r.id === erasure.body.id);
+    }, 'the erasure to complete', 30_000);
+    expect(erased.processorNotices.map((n: { processor: string }) => n.processor).sort()).toEqual(['brevo', 'stripe']);
+    expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
+
+    const dump = await everything();
+    const traces = Object.entries(dump)
+      .filter(([, rows]) => [leo.user.id, 'leonora.quastenberg@example.eu', 'Leonora', 'Quastenberg'].some((needle) => rows.includes(needle)))
+      .map(([table]) => table);
+    // Published outbox rows (events the services sent before the erasure) are kept 7 days by each
+    // service's retention, like the stream (ARCHITECTURE.md); purging them at erasure is each service's erase step.
+    expect(traces.filter((t) => !t.endsWith('.outbox'))).toEqual([]);
+    expect(dump['privacy.outbox']).not.toContain(leo.user.id);
+    expect(dump['billing.invoices']).toContain('"restricted":true');
+  });
+
+  it('finishes an erasure when chat was down in the middle of it and comes back', async () => {
+    const tom = await register('tom.wanderer@example.eu', 'Tom', 'Wanderer');
+    await talk(tom.accessToken, 'private', 'Routenplanung Zugspitze');
+    await env.stop(chat);
+    const erasure = (await http.post('/v1/privacy/requests', { type: 'erasure' }, tom.accessToken)).body;
+    const cora = await complianceToken();
+    await waitFor(async () => {
+      const list = await http.get('/v1/admin/privacy/requests?status=in_progress', cora);
+      const r = list.body.data.find((x: { id: string }) => x.id === erasure.id);
+      return r?.steps.find((s: { service: string; attempts: number; lastError: string | null }) => s.service === 'chat' && s.attempts >= 2 && s.lastError) ? r : undefined;
+    }, 'chat to have failed twice', 20_000);
+    chat = await env.start(chatService, CHAT_ENV(llm));
+    const done = await waitFor(async () => {
+      const list = await http.get('/v1/admin/privacy/requests?status=completed', cora);
+      return list.body.data.find((x: { id: string }) => x.id === erasure.id);
+    }, 'the erasure to complete after chat came back', 30_000);
+    expect(done.steps.find((s: { service: string }) => s.service === 'chat').result['chat-history']).toBeGreaterThan(0);
+    expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE user_id = $1`, [tom.user.id])).toEqual([]);
+  });
+
+  it('keeps /v1/admin/privacy/* to compliance and serves consents without a login', async () => {
+    const ann = await register('ann.nichtadmin@example.eu', 'Ann', 'Nichtadmin');
+    for (const path of ['/v1/admin/privacy/requests', '/v1/admin/privacy/retention-policies', '/v1/admin/privacy/processing-activities']) {
+      expect((await http.get(path, ann.accessToken)).status).toBe(403);
+      expect((await http.get(path)).status).toBe(401);
+    }
+    const cora = await complianceToken();
+    const csv = await http.request('GET', '/v1/admin/privacy/processing-activities?format=csv', { token: cora });
+    expect(csv.status).toBe(200);
+    expect(csv.headers.get('content-type')).toContain('text/csv');
+    expect(csv.body).toContain('Sendinblue GmbH (Brevo)');
+    const policies = await http.get('/v1/admin/privacy/retention-policies', cora);
+    expect(policies.body.data.find((p: { category: string }) => p.category === 'login-audit').retentionDays).toBe(30);
+
+    const hold = await http.post('/v1/admin/privacy/legal-holds', { userId: ann.user.id, reason: 'Rechtsstreit Az. 3 O 17/26' }, cora);
+    expect(hold.status).toBe(201);
+    const run = await http.post('/v1/admin/privacy/retention-runs', { dryRun: true }, cora);
+    expect(run.status).toBe(202);
+    const report = await waitFor(async () => {
+      const r = await http.get(`/v1/admin/privacy/retention-runs/${run.body.id}`, cora);
+      return r.body.finishedAt ? r.body : undefined;
+    }, 'the dry run');
+    expect(report).toMatchObject({ dryRun: true, heldUsers: 1 });
+    expect(report.results).toContainEqual({ service: 'privacy', category: 'consent-records', affected: 0 });
+    expect((await http.delete(`/v1/admin/privacy/legal-holds/${hold.body.id}`, cora)).body.releasedAt).toEqual(expect.any(String));
+
+    // Rectification happens in identity; privacy records it with the processors that hold copies (Art. 19).
+    expect((await http.patch('/v1/me', { lastName: 'Nichtadmin-Berg' }, ann.accessToken)).status).toBe(200);
+    const rectification = await waitFor(async () => {
+      const r = await http.get('/v1/privacy/requests', ann.accessToken);
+      return r.body.data.find((x: { type: string }) => x.type === 'rectification');
+    }, 'the rectification record');
+    expect(rectification).toMatchObject({ status: 'completed', processorNotices: expect.arrayContaining([expect.objectContaining({ processor: 'stripe', action: 'rectification' }), expect.objectContaining({ processor: 'brevo' })]) });
+
+    const subjectId = `cookie-${randomUUID()}`;
+    const given = await http.post('/v1/privacy/consents', { subjectId, purposes: { analytics: true }, policyVersion: '2024-09-18' });
+    expect(given.status).toBe(201);
+    expect((await http.get(`/v1/privacy/consents/${subjectId}`)).body.current[0]).toMatchObject({ purpose: 'analytics', granted: true });
+    const withdrawn = await http.delete(`/v1/privacy/consents/${subjectId}`);
+    expect(withdrawn.status).toBe(200);
+    expect(withdrawn.body.current[0].granted).toBe(false);
+    expect(withdrawn.body.history).toHaveLength(2);
+  });
+});

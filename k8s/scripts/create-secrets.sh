@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Creates the Secrets of k8s/secrets.example.yaml in the namespace `ally` of the current
+# kubectl context. Internal passwords are random; provider credentials come from your
+# environment. A Secret that exists already is left alone (rotate by deleting it first,
+# then restart the pods that use it).
+#
+#   export CHAT_KEK=$(openssl rand -base64 32) AZURE_OPENAI_SWEDENCENTRAL_KEY=... \
+#          STRIPE_SECRET_KEY=... STRIPE_WEBHOOK_SECRET=... BREVO_API_KEY=... \
+#          S3_ACCESS_KEY_ID=... S3_SECRET_ACCESS_KEY=...        # SSO_PROVIDERS optional
+#   k8s/scripts/create-secrets.sh            # production: every provider variable is required
+#   k8s/scripts/create-secrets.sh --local    # kind / k3d: no provider credentials (emulators)
+set -euo pipefail
+NS=ally
+LOCAL=false
+[[ "${1:-}" == "--local" ]] && LOCAL=true
+
+rand() { openssl rand -hex 24; }
+# nats-server reads $VARIABLES of its config through its own parser: a value that starts with
+# a digit is taken for a number and the server refuses to start. NATS passwords start with a letter.
+natspw() { printf 'n%s' "$(openssl rand -hex 24)"; }
+exists() { kubectl -n "$NS" get secret "$1" >/dev/null 2>&1; }
+create() { # name, then key=value pairs (and an optional --type=...)
+  local name=$1; shift
+  if exists "$name"; then echo "secret/$name exists, kept"; return; fi
+  local args=()
+  for kv in "$@"; do
+    if [[ $kv == --type=* ]]; then args+=("$kv"); else args+=("--from-literal=$kv"); fi
+  done
+  kubectl -n "$NS" create secret generic "$name" ${args[@]+"${args[@]}"} >/dev/null
+  echo "secret/$name created"
+}
+need() { if [[ -z "${!1:-}" ]]; then echo "missing environment variable $1" >&2; exit 1; fi; }
+
+kubectl get namespace "$NS" >/dev/null 2>&1 || kubectl apply -f "$(dirname "$0")/../base/namespace.yaml"
+
+for svc in gateway identity chat billing privacy notify; do create "ally-$svc-nats" "password=$(natspw)"; done
+create ally-nats-admin "password=$(natspw)"
+for svc in identity chat billing privacy notify; do
+  create "ally-$svc-db" --type=kubernetes.io/basic-auth "username=ally_$svc" "password=$(rand)"
+  kubectl -n "$NS" label secret "ally-$svc-db" cnpg.io/reload=true --overwrite >/dev/null
+done
+
+# privacy: export-package key and subject-hash salt, random in every environment (keep a copy:
+# without PRIVACY_KEK, export packages already built cannot be read).
+create ally-privacy-secrets "PRIVACY_KEK=$(openssl rand -base64 32)" "PRIVACY_SUBJECT_SALT=$(openssl rand -hex 32)"
+
+if $LOCAL; then
+  create ally-chat-secrets "CHAT_KEK=$(openssl rand -base64 32)" "AZURE_OPENAI_SWEDENCENTRAL_KEY=emulator" "AZURE_OPENAI_DATAZONE_EU_KEY=emulator" "OPENAI_EU_API_KEY=emulator"
+  create ally-billing-secrets # empty: billing uses its development defaults
+  create ally-notify-secrets "BREVO_WEBHOOK_SECRET=$(rand)"
+else
+  for v in CHAT_KEK STRIPE_SECRET_KEY STRIPE_WEBHOOK_SECRET BREVO_API_KEY S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY; do need "$v"; done
+  # Every apiKeyEnv of the model catalog that is set in your environment.
+  chat=("CHAT_KEK=$CHAT_KEK")
+  for v in $(grep -o '"apiKeyEnv": *"[A-Z0-9_]*"' "$(dirname "$0")/../base/chat-models.json" | sed 's/.*"\([A-Z0-9_]*\)"$/\1/'); do
+    need "$v"; chat+=("$v=${!v}")
+  done
+  create ally-chat-secrets "${chat[@]}"
+  create ally-billing-secrets "STRIPE_SECRET_KEY=$STRIPE_SECRET_KEY" "STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET"
+  create ally-notify-secrets "BREVO_API_KEY=$BREVO_API_KEY" "BREVO_WEBHOOK_SECRET=${BREVO_WEBHOOK_SECRET:-$(rand)}"
+  create ally-pg-backup-s3 "ACCESS_KEY_ID=$S3_ACCESS_KEY_ID" "ACCESS_SECRET_KEY=$S3_SECRET_ACCESS_KEY"
+fi
+if [[ -n "${SSO_PROVIDERS:-}" ]]; then create ally-identity-secrets "SSO_PROVIDERS=$SSO_PROVIDERS"; fi
+echo "done: kubectl -n $NS get secrets"

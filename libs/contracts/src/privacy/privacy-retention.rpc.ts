@@ -1,0 +1,42 @@
+import { z } from 'zod';
+import { rpc } from '../common/rpc.js';
+
+/**
+ * What privacy asks every service holding personal data during a retention
+ * run: `ally.rpc.<svc>.privacy.retention`. The service deletes (or, where the
+ * law needs the record, anonymises) what is older than the period, in small
+ * batches, skipping rows of held users, and reports counts per category.
+ */
+export const retentionCategoryInput = z.strictObject({
+  category: z.string().min(1).max(64),
+  /** Days since the category's reference time (creation, end of contract…); null: the service's own rule (e.g. per-organisation chat retention). */
+  retentionDays: z.number().int().min(0).nullable(),
+});
+
+export const privacyRetentionInput = z.strictObject({
+  runId: z.uuid().optional(),
+  categories: z.array(retentionCategoryInput).min(1),
+  /** Count what would go, delete nothing. */
+  dryRun: z.boolean(),
+  /** Users under a legal hold or a restriction: none of their rows may go. */
+  heldUserIds: z.array(z.uuid()).default([]),
+});
+export type PrivacyRetentionInput = z.infer<typeof privacyRetentionInput>;
+
+export interface PrivacyRetentionReport {
+  service: string;
+  /** One entry per requested category the service holds; `affected` is what was (or, in a dry run, would be) deleted or anonymised. */
+  results: { category: string; affected: number }[];
+}
+
+export const privacyRetentionRpc = (service: string) =>
+  rpc<PrivacyRetentionReport>()(`ally.rpc.${service}.privacy.retention`, privacyRetentionInput, { authenticated: false });
+
+/**
+ * What an erasure step may add to `PrivacyErasure`: the processors the service
+ * told (Art. 19 GDPR), e.g. billing deleting the Stripe customer, notify the
+ * Brevo contact. Optional; without it privacy records the notice as delegated.
+ */
+export interface PrivacyErasureProcessorReport {
+  processorsNotified?: string[];
+}

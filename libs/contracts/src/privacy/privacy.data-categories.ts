@@ -1,0 +1,45 @@
+import type { DataCategory } from '../common/data-categories.js';
+
+/** What privacy itself holds. Its own part of a request is done by the saga, not over RPC. */
+export const privacyDataCategories: DataCategory[] = [
+  {
+    service: 'privacy',
+    category: 'data-subject-requests',
+    description: 'Data-subject requests (type, scope, dates, status per service); after an erasure only a salted hash of the user id remains',
+    purposes: ['answering data-subject requests', 'proving that they were answered in time'],
+    basis: 'legal obligation (Art. 6(1)(c) GDPR)',
+    retentionDays: 3 * 365,
+    retentionRule: 'deleted 3 years after the request was closed (regular limitation period, § 195 BGB)',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
+  {
+    service: 'privacy',
+    category: 'export-packages',
+    description: 'Copies of the data prepared for an access or portability request, encrypted (AES-256-GCM)',
+    purposes: ['handing the data subject a copy of their data (Art. 15(3), Art. 20 GDPR)'],
+    basis: 'legal obligation (Art. 6(1)(c) GDPR)',
+    retentionDays: 7,
+    retentionRule: 'downloadable for 7 days, then deleted with their key',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
+  {
+    service: 'privacy',
+    category: 'consent-records',
+    description: 'Pseudonymous subject id, purposes granted or refused, policy version, time and user agent',
+    purposes: ['proving consent (Art. 7(1) GDPR)', 'honouring withdrawals'],
+    basis: 'legal obligation (Art. 6(1)(c) GDPR)',
+    retentionDays: 2 * 365,
+    retentionRule: 'a consent is valid 2 years; its record is deleted when it expires',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
+  {
+    service: 'privacy',
+    category: 'legal-holds',
+    description: 'User id, reason and the compliance officer who placed or released a legal hold',
+    purposes: ['establishment, exercise or defence of legal claims (Art. 17(3)(e) GDPR)'],
+    basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
+    retentionDays: null,
+    retentionRule: 'kept while the hold is active and as proof after its release',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
+];

@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import { privacyRequestTypeSchema } from './privacy.schemas.js';
+
+/** Events privacy publishes through its outbox (`ally.evt.<type>`). */
+export const PrivacyEvents = {
+  /** notify mails the link; the address comes from identity's part of the export. */
+  'privacy.export.ready': z.object({
+    requestId: z.uuid(),
+    userId: z.uuid(),
+    email: z.string().nullable(),
+    firstName: z.string().nullable(),
+    locale: z.enum(['de', 'en']),
+    downloadUntil: z.iso.datetime(),
+    /** Relative to the public base URL. */
+    downloadPath: z.string(),
+  }),
+  /** For the compliance team: a request near (or past) its due date, or failed. No personal data. */
+  'privacy.request.escalated': z.object({
+    requestId: z.uuid(),
+    type: z.union([privacyRequestTypeSchema, z.literal('rectification')]),
+    status: z.string(),
+    dueAt: z.iso.datetime(),
+    reason: z.enum(['due-soon', 'failed']),
+  }),
+  /** Art. 18: the subject's data may only be stored; consumers stop other processing for the scope. */
+  'privacy.subject.restricted': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string() }),
+  /** Art. 21: processing of these categories (based on legitimate interest) stops unless compliance finds compelling grounds. */
+  'privacy.subject.objected': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), categories: z.array(z.string()) }),
+  'privacy.retention-run.finished': z.object({ runId: z.uuid(), dryRun: z.boolean(), status: z.enum(['completed', 'failed']), affected: z.number().int() }),
+} as const;
+
+export type PrivacyEventType = keyof typeof PrivacyEvents;

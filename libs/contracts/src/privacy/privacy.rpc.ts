@@ -1,0 +1,33 @@
+import { z } from 'zod';
+import { rpc } from '../common/rpc.js';
+import type * as r from './privacy.replies.js';
+import * as s from './privacy.schemas.js';
+
+const none = z.strictObject({});
+
+/**
+ * privacy's RPCs for the gateway (`ally.rpc.privacy.<entity>.<verb>`). The
+ * `admin` ones need the `compliance` platform role, checked by the gateway
+ * and again by privacy. Never rename a subject without a migration plan.
+ */
+export const PrivacyRpc = {
+  createRequest: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.request.create', s.createPrivacyRequestInput),
+  listRequests: rpc<r.PrivacyPage<r.PrivacyRequestView>>()('ally.rpc.privacy.request.list', s.listPrivacyRequestsInput),
+  getRequest: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.request.get', s.privacyRequestIdInput),
+  download: rpc<r.ExportDownload>()('ally.rpc.privacy.export.download', s.downloadExportInput),
+  downloadPart: rpc<{ data: string }>()('ally.rpc.privacy.export.part', s.downloadPartInput),
+
+  recordConsent: rpc<r.ConsentView>()('ally.rpc.privacy.consent.record', s.recordConsentInput, { authenticated: false }),
+  getConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.get', s.consentSubjectInput, { authenticated: false }),
+  withdrawConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.withdraw', s.consentSubjectInput, { authenticated: false }),
+
+  adminListRequests: rpc<r.PrivacyPage<r.PrivacyRequestView>>()('ally.rpc.privacy.admin.request.list', s.adminListPrivacyRequestsInput),
+  listRetentionPolicies: rpc<{ data: r.RetentionPolicyView[] }>()('ally.rpc.privacy.retention-policy.list', none),
+  updateRetentionPolicies: rpc<{ data: r.RetentionPolicyView[] }>()('ally.rpc.privacy.retention-policy.update', s.updateRetentionPoliciesInput),
+  startRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.start', s.startRetentionRunInput),
+  getRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.get', s.retentionRunIdInput),
+  createLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.create', s.createLegalHoldInput),
+  releaseLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.release', s.legalHoldIdInput),
+  listLegalHolds: rpc<{ data: r.LegalHoldView[] }>()('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),
+  processingActivities: rpc<r.ProcessingRegister | { csv: string }>()('ally.rpc.privacy.processing-activities.get', s.processingActivitiesInput),
+} as const;

@@ -1,0 +1,67 @@
+import { z } from 'zod';
+import { privacyScopeSchema } from '../common/privacy-rpc.js';
+
+export const privacyRequestTypeSchema = z.enum(['access', 'portability', 'erasure', 'restriction', 'objection']);
+/** Rectification happens in identity (PATCH /v1/me); privacy records it for Art. 19. */
+export type PrivacyRequestType = z.infer<typeof privacyRequestTypeSchema> | 'rectification';
+export const privacyRequestStatusSchema = z.enum(['received', 'in_progress', 'completed', 'failed']);
+export type PrivacyRequestStatus = z.infer<typeof privacyRequestStatusSchema>;
+
+const limit = z.coerce.number().int().min(1).max(100).default(20);
+const cursor = z.string().max(200).optional();
+
+export const createPrivacyRequestInput = z.strictObject({
+  type: privacyRequestTypeSchema,
+  scope: privacyScopeSchema.default('all'),
+});
+export const listPrivacyRequestsInput = z.strictObject({ limit, cursor });
+export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), limit, cursor });
+export const privacyRequestIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const exportFormatSchema = z.enum(['zip', 'json']).default('zip');
+export const downloadExportInput = z.strictObject({ id: z.uuid('must be a valid id'), format: exportFormatSchema });
+export const downloadPartInput = downloadExportInput.extend({ part: z.number().int().min(0) });
+
+/** A pseudonymous id the client made up (e.g. a random id in a first-party cookie): never an email or a name. */
+export const consentSubjectIdSchema = z
+  .string()
+  .min(16, 'must be at least 16 characters')
+  .max(128, 'must be at most 128 characters')
+  .regex(/^[A-Za-z0-9_.:-]+$/, 'may hold letters, digits and _ . : - only (a pseudonymous id, not an address)');
+export const consentPurposeSchema = z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/, 'must be a lower-case purpose name such as "analytics"');
+export const recordConsentInput = z.strictObject({
+  subjectId: consentSubjectIdSchema,
+  purposes: z.record(consentPurposeSchema, z.boolean()).refine((p) => Object.keys(p).length > 0 && Object.keys(p).length <= 50, 'must name 1 to 50 purposes'),
+  policyVersion: z.string().min(1).max(64),
+});
+export const consentSubjectInput = z.strictObject({ subjectId: consentSubjectIdSchema });
+
+export const legalBasisSchema = z.enum([
+  'contract (Art. 6(1)(b) GDPR)',
+  'legal obligation (Art. 6(1)(c) GDPR)',
+  'legitimate interest (Art. 6(1)(f) GDPR)',
+  'consent (Art. 6(1)(a) GDPR)',
+]);
+export const retentionPolicyInput = z.strictObject({
+  service: z.enum(['identity', 'chat', 'billing', 'privacy', 'notify']),
+  category: z.string().min(1).max(64),
+  /** null: kept while the account exists (or per the service's own rule), deleted on erasure. */
+  retentionDays: z.number().int().min(1).max(36_500).nullable(),
+  basis: legalBasisSchema.optional(),
+});
+export const updateRetentionPoliciesInput = z.union([retentionPolicyInput, z.array(retentionPolicyInput).min(1).max(100)]);
+
+export const startRetentionRunInput = z.strictObject({
+  dryRun: z.boolean(),
+  /** Category names (e.g. `login-audit`); all categories when left out. */
+  categories: z.array(z.string().min(1).max(64)).min(1).max(100).optional(),
+});
+export const retentionRunIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+
+export const createLegalHoldInput = z.strictObject({
+  userId: z.uuid('must be a valid user id'),
+  reason: z.string().trim().min(3, 'must be at least 3 characters').max(500),
+});
+export const legalHoldIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional() });
+
+export const processingActivitiesInput = z.strictObject({ format: z.enum(['json', 'csv']).default('json') });

@@ -1,0 +1,72 @@
+import type { DataSource } from 'typeorm';
+
+/**
+ * How a service purges one data category when privacy's retention run asks
+ * (`ally.rpc.<svc>.privacy.retention`): the period comes from the policy in
+ * force, not from the rule, so compliance can change it.
+ */
+export interface CategoryRetentionRule {
+  /** The data category as declared in contracts (e.g. `login-audit`). */
+  category: string;
+  table: string;
+  /** Primary key column (default `id`). */
+  key?: string;
+  /** The timestamp the period counts from (`created_at`, `ended_at`…). */
+  since: string;
+  /** More conditions a row must meet to go (e.g. `meter_status <> 'pending'`). */
+  where?: string;
+  /** Column holding the user id: rows of held users never go. Leave out for tables without one. */
+  userColumn?: string;
+  /** When the policy has no period (null): the service's own condition for expired rows (e.g. per-organisation chat retention). */
+  ownRule?: string;
+}
+
+export interface RetentionPassInput {
+  categories: { category: string; retentionDays: number | null }[];
+  dryRun: boolean;
+  heldUserIds: string[];
+}
+
+/**
+ * Counts (dry run) or deletes what is past its period, per requested
+ * category, in batches with SKIP LOCKED so live tables never wait long, and
+ * never a row of a held user. Categories the service has no rule for are
+ * reported with 0.
+ */
+export async function retentionPass(ds: DataSource, rules: readonly CategoryRetentionRule[], input: RetentionPassInput, batch = 1000): Promise<{ category: string; affected: number }[]> {
+  const results: { category: string; affected: number }[] = [];
+  for (const { category, retentionDays } of input.categories) {
+    let affected = 0;
+    for (const rule of rules.filter((r) => r.category === category)) {
+      const conditions: string[] = [];
+      const params: unknown[] = [];
+      if (retentionDays !== null) {
+        params.push(retentionDays);
+        conditions.push(`${rule.since} < now() - make_interval(days => $${params.length})`);
+      } else if (rule.ownRule) {
+        conditions.push(`(${rule.ownRule})`);
+      } else {
+        continue;
+      }
+      if (rule.where) conditions.push(`(${rule.where})`);
+      if (rule.userColumn && input.heldUserIds.length) {
+        params.push(input.heldUserIds);
+        conditions.push(`(${rule.userColumn} IS NULL OR NOT (${rule.userColumn}::text = ANY($${params.length}::text[])))`);
+      }
+      const where = conditions.join(' AND ');
+      const key = rule.key ?? 'id';
+      if (input.dryRun) {
+        const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM ${rule.table} WHERE ${where}`, params);
+        affected += n;
+        continue;
+      }
+      for (;;) {
+        const [, n] = await ds.query(`DELETE FROM ${rule.table} WHERE ${key} IN (SELECT ${key} FROM ${rule.table} WHERE ${where} LIMIT ${batch} FOR UPDATE SKIP LOCKED)`, params);
+        affected += Number(n ?? 0);
+        if (!n || n < batch) break;
+      }
+    }
+    results.push({ category, affected });
+  }
+  return results;
+}

@@ -1,0 +1,88 @@
+import { Controller, Delete, Get, HttpCode, Post, Put, Query, Res, UseGuards } from '@nestjs/common';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import type { FastifyReply } from 'fastify';
+import {
+  adminListPrivacyRequestsInput,
+  createLegalHoldInput,
+  listLegalHoldsInput,
+  parseInput,
+  processingActivitiesInput,
+  PrivacyRpc,
+  startRetentionRunInput,
+  updateRetentionPoliciesInput,
+  type Actor,
+  type RequestMeta,
+} from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
+import { UuidParam } from '../common/uuid-param.js';
+import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { ComplianceGuard } from './compliance.guard.js';
+
+/** The compliance team's privacy routes; everyone else gets 403 here, before any RPC. */
+@ApiTags('privacy (compliance)')
+@ApiBearerAuth()
+@UseGuards(ComplianceGuard)
+@Controller('v1/admin/privacy')
+export class PrivacyAdminController {
+  constructor(private readonly rpc: RpcClient) {}
+
+  @Get('requests')
+  requests(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.adminListRequests, parseInput(adminListPrivacyRequestsInput, query, 'query'), { actor, meta });
+  }
+
+  @Get('retention-policies')
+  policies(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor, meta });
+  }
+
+  /** One policy `{ service, category, retentionDays, basis? }` or a list of them. */
+  @Put('retention-policies')
+  @BodySchema(updateRetentionPoliciesInput)
+  updatePolicies(@ValidBody(updateRetentionPoliciesInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.updateRetentionPolicies, body, { actor, meta });
+  }
+
+  @Post('retention-runs')
+  @HttpCode(202)
+  @BodySchema(startRetentionRunInput)
+  startRun(@ValidBody(startRetentionRunInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.startRetentionRun, body, { actor, meta });
+  }
+
+  @Get('retention-runs/:id')
+  run(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.getRetentionRun, { id }, { actor, meta });
+  }
+
+  @Get('legal-holds')
+  holds(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.listLegalHolds, parseInput(listLegalHoldsInput, query, 'query'), { actor, meta });
+  }
+
+  @Post('legal-holds')
+  @HttpCode(201)
+  @BodySchema(createLegalHoldInput)
+  createHold(@ValidBody(createLegalHoldInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.createLegalHold, body, { actor, meta });
+  }
+
+  /** Releases the hold (it stays on record). */
+  @Delete('legal-holds/:id')
+  releaseHold(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.releaseLegalHold, { id }, { actor, meta });
+  }
+
+  /** The register of processing activities; `?format=csv` for a spreadsheet. */
+  @Get('processing-activities')
+  async processingActivities(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
+    const { format } = parseInput(processingActivitiesInput, query, 'query');
+    const answer = await this.rpc.call(PrivacyRpc.processingActivities, { format }, { actor, meta });
+    if (format === 'csv' && 'csv' in answer) {
+      reply.header('content-type', 'text/csv; charset=utf-8').header('content-disposition', 'attachment; filename="processing-activities.csv"').send(answer.csv);
+      return;
+    }
+    reply.send(answer);
+  }
+}

@@ -1,0 +1,79 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { actorOf, parseInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
+import { requireCompliance } from '../common/privacy-errors.js';
+import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
+import { ProcessingRegisterService } from '../register/processing-register.service.js';
+import { RequestsService } from '../requests/requests.service.js';
+import { RetentionPoliciesService } from '../retention/retention-policies.service.js';
+import { RetentionRunsService } from '../retention/retention-runs.service.js';
+
+/** `/v1/admin/privacy/*`: the compliance team only (checked here as well as at the gateway). */
+@Controller()
+export class AdminController {
+  constructor(
+    private readonly requests: RequestsService,
+    private readonly policies: RetentionPoliciesService,
+    private readonly runs: RetentionRunsService,
+    private readonly holds: LegalHoldsService,
+    private readonly register: ProcessingRegisterService,
+  ) {}
+
+  @MessagePattern(PrivacyRpc.adminListRequests.subject)
+  listRequests(@Payload() req: RpcRequest) {
+    requireCompliance(actorOf(req));
+    const { status, limit, cursor } = parseInput(PrivacyRpc.adminListRequests.input, req.input, 'query');
+    return this.requests.listAll(status, limit, cursor);
+  }
+
+  @MessagePattern(PrivacyRpc.listRetentionPolicies.subject)
+  async listPolicies(@Payload() req: RpcRequest) {
+    requireCompliance(actorOf(req));
+    return { data: await this.policies.list() };
+  }
+
+  @MessagePattern(PrivacyRpc.updateRetentionPolicies.subject)
+  async updatePolicies(@Payload() req: RpcRequest) {
+    const actor = requireCompliance(actorOf(req));
+    const input = parseInput(PrivacyRpc.updateRetentionPolicies.input, req.input);
+    return { data: await this.policies.update(actor, Array.isArray(input) ? input : [input]) };
+  }
+
+  @MessagePattern(PrivacyRpc.startRetentionRun.subject)
+  startRun(@Payload() req: RpcRequest) {
+    const actor = requireCompliance(actorOf(req));
+    return this.runs.start(actor, parseInput(PrivacyRpc.startRetentionRun.input, req.input));
+  }
+
+  @MessagePattern(PrivacyRpc.getRetentionRun.subject)
+  getRun(@Payload() req: RpcRequest) {
+    requireCompliance(actorOf(req));
+    return this.runs.get(parseInput(PrivacyRpc.getRetentionRun.input, req.input, 'path').id);
+  }
+
+  @MessagePattern(PrivacyRpc.createLegalHold.subject)
+  createHold(@Payload() req: RpcRequest) {
+    const actor = requireCompliance(actorOf(req));
+    return this.holds.create(actor, parseInput(PrivacyRpc.createLegalHold.input, req.input));
+  }
+
+  @MessagePattern(PrivacyRpc.releaseLegalHold.subject)
+  releaseHold(@Payload() req: RpcRequest) {
+    const actor = requireCompliance(actorOf(req));
+    return this.holds.release(actor, parseInput(PrivacyRpc.releaseLegalHold.input, req.input, 'path').id);
+  }
+
+  @MessagePattern(PrivacyRpc.listLegalHolds.subject)
+  async listHolds(@Payload() req: RpcRequest) {
+    requireCompliance(actorOf(req));
+    const { active } = parseInput(PrivacyRpc.listLegalHolds.input, req.input, 'query');
+    return { data: await this.holds.list(active === undefined ? undefined : active === 'true') };
+  }
+
+  @MessagePattern(PrivacyRpc.processingActivities.subject)
+  async processingActivities(@Payload() req: RpcRequest) {
+    requireCompliance(actorOf(req));
+    const { format } = parseInput(PrivacyRpc.processingActivities.input, req.input, 'query');
+    return format === 'csv' ? { csv: await this.register.csv() } : this.register.register();
+  }
+}

@@ -1,0 +1,118 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import { createHash } from 'node:crypto';
+import { canonicalJson } from './canonical-json.js';
+
+export const GENESIS_HASH = '0'.repeat(64);
+
+export interface AuditEntryInput {
+  /** `subject:<hash>`, `staff:<user id>` or `system`: who, without more personal data than needed. */
+  actor: string;
+  action: string;
+  requestId?: string | null;
+  subjectHash?: string | null;
+  /** Counts, ids, states: never names, addresses or content. */
+  details?: Record<string, unknown>;
+}
+
+export interface AuditEntry extends Required<Omit<AuditEntryInput, 'details'>> {
+  seq: number;
+  at: string;
+  details: Record<string, unknown>;
+  prevHash: string;
+  hash: string;
+}
+
+export type AuditVerification = { ok: true; entries: number; head: string } | { ok: false; entries: number; brokenAt: number; reason: string };
+
+interface AuditRow {
+  seq: string;
+  at: Date;
+  actor: string;
+  action: string;
+  request_id: string | null;
+  subject_hash: string | null;
+  details: Record<string, unknown>;
+  prev_hash: string;
+  hash: string;
+}
+
+/** sha256 over the predecessor's hash and the entry's canonical JSON. */
+export function entryHash(prevHash: string, e: Omit<AuditEntry, 'prevHash' | 'hash'>): string {
+  const body = canonicalJson({ seq: e.seq, at: e.at, actor: e.actor, action: e.action, requestId: e.requestId, subjectHash: e.subjectHash, details: e.details });
+  return createHash('sha256').update(`${prevHash}\n${body}`).digest('hex');
+}
+
+/**
+ * The tamper-evident audit trail: every entry carries the hash of its
+ * predecessor and its own, so changing, removing or reordering any entry
+ * breaks every link after it. Appends are serialised by an advisory lock and
+ * commit with the change they record.
+ */
+@Injectable()
+export class AuditTrail {
+  constructor(private readonly ds: DataSource) {}
+
+  async append(em: EntityManager, input: AuditEntryInput): Promise<AuditEntry> {
+    await em.query(`SELECT pg_advisory_xact_lock(hashtext('ally-privacy-audit'))`);
+    const [last] = await em.query(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`);
+    const entry = {
+      seq: last ? Number(last.seq) + 1 : 1,
+      at: new Date().toISOString(),
+      actor: input.actor,
+      action: input.action,
+      requestId: input.requestId ?? null,
+      subjectHash: input.subjectHash ?? null,
+      details: input.details ?? {},
+    };
+    const prevHash = last?.hash ?? GENESIS_HASH;
+    const hash = entryHash(prevHash, entry);
+    await em.query(
+      `INSERT INTO audit_log (seq, at, actor, action, request_id, subject_hash, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [entry.seq, entry.at, entry.actor, entry.action, entry.requestId, entry.subjectHash, JSON.stringify(entry.details), prevHash, hash],
+    );
+    return { ...entry, prevHash, hash };
+  }
+
+  /** Appends in a transaction of its own. */
+  record(input: AuditEntryInput): Promise<AuditEntry> {
+    return this.ds.transaction((em) => this.append(em, input));
+  }
+
+  async forRequest(requestId: string): Promise<AuditEntry[]> {
+    const rows: AuditRow[] = await this.ds.query(`SELECT * FROM audit_log WHERE request_id = $1 ORDER BY seq`, [requestId]);
+    return rows.map(toEntry);
+  }
+
+  /** Walks the whole chain; reports the first entry whose link or content does not check out. */
+  async verify(batch = 1000): Promise<AuditVerification> {
+    let prev = GENESIS_HASH;
+    let expected = 1;
+    for (;;) {
+      const rows: AuditRow[] = await this.ds.query(`SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT ${batch}`, [expected]);
+      for (const row of rows) {
+        const e = toEntry(row);
+        if (e.seq !== expected) return { ok: false, entries: expected - 1, brokenAt: expected, reason: `entry ${expected} is missing (next is ${e.seq})` };
+        if (e.prevHash !== prev) return { ok: false, entries: expected - 1, brokenAt: e.seq, reason: `entry ${e.seq} does not point to its predecessor's hash` };
+        if (entryHash(prev, e) !== e.hash) return { ok: false, entries: expected - 1, brokenAt: e.seq, reason: `entry ${e.seq} was changed after it was written` };
+        prev = e.hash;
+        expected++;
+      }
+      if (rows.length < batch) return { ok: true, entries: expected - 1, head: prev };
+    }
+  }
+}
+
+function toEntry(r: AuditRow): AuditEntry {
+  return {
+    seq: Number(r.seq),
+    at: new Date(r.at).toISOString(),
+    actor: r.actor,
+    action: r.action,
+    requestId: r.request_id,
+    subjectHash: r.subject_hash,
+    details: r.details ?? {},
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  };
+}

@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+
+const key32 = z
+  .string()
+  .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded (openssl rand -base64 32)');
+
+export const privacyConfigSchema = baseConfigSchema
+  .extend(databaseConfigSchema.shape)
+  .extend({
+    /** Wraps each export package's data key (AES-256-GCM). */
+    PRIVACY_KEK: key32.optional(),
+    /** Secret salt of the subject hash that tombstones and the audit trail keep instead of a user id. */
+    PRIVACY_SUBJECT_SALT: z.string().min(16, 'must be at least 16 characters').optional(),
+    PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+    /** Background saga and escalation worker; off for one-shot commands (retention Jobs). */
+    PRIVACY_WORKER: z.enum(['on', 'off']).default('on'),
+    PRIVACY_POLL_MS: z.coerce.number().int().min(10).default(1_000),
+    /** How long one service may take to answer a step. */
+    PRIVACY_STEP_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+    /** A step claimed longer ago than this belongs to a worker that died; it is taken again. */
+    PRIVACY_STEP_LEASE_MS: z.coerce.number().int().min(200).default(120_000),
+    /** First retry delay; doubles per attempt up to PRIVACY_RETRY_MAX_MS. */
+    PRIVACY_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2_000),
+    PRIVACY_RETRY_MAX_MS: z.coerce.number().int().min(1).default(300_000),
+    /** 0: retry transient failures until the service confirms (escalation covers the due date). */
+    PRIVACY_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(0).default(0),
+    /** Compliance hears of an open request this many days before its due date. */
+    PRIVACY_ESCALATE_DAYS_BEFORE: z.coerce.number().min(0).default(7),
+    PRIVACY_EXPORT_TTL_DAYS: z.coerce.number().int().min(1).max(30).default(7),
+    RETENTION_RPC_TIMEOUT_MS: z.coerce.number().int().min(100).default(300_000),
+    /** auto: a Kubernetes Job when running in a cluster (KUBERNETES_SERVICE_HOST set), otherwise in this process. */
+    RETENTION_RUNNER: z.enum(['auto', 'in-process', 'kubernetes']).default('auto'),
+    /** The retention CronJob whose template a compliance-triggered run's Job copies. */
+    RETENTION_CRONJOB_NAME: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a Kubernetes object name').default('ally-retention'),
+    KUBERNETES_SERVICE_HOST: z.string().optional(),
+    KUBERNETES_SERVICE_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+    /** From the downward API; defaults to the service account's namespace file. */
+    POD_NAMESPACE: z.string().optional(),
+    K8S_SERVICEACCOUNT_DIR: z.string().default('/var/run/secrets/kubernetes.io/serviceaccount'),
+  })
+  .superRefine((c, ctx) => {
+    if (c.NODE_ENV !== 'production') return;
+    if (!c.PRIVACY_KEK) ctx.addIssue({ code: 'custom', path: ['PRIVACY_KEK'], message: 'is required in production' });
+    if (!c.PRIVACY_SUBJECT_SALT) ctx.addIssue({ code: 'custom', path: ['PRIVACY_SUBJECT_SALT'], message: 'is required in production' });
+  });
+
+export type PrivacyConfig = z.infer<typeof privacyConfigSchema>;
+export const PRIVACY_CONFIG = Symbol('PRIVACY_CONFIG');

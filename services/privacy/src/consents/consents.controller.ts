@@ -1,0 +1,25 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { parseInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
+import { ConsentsService } from './consents.service.js';
+
+/** Consent records: no login needed, the subject id is pseudonymous. */
+@Controller()
+export class ConsentsController {
+  constructor(private readonly consents: ConsentsService) {}
+
+  @MessagePattern(PrivacyRpc.recordConsent.subject)
+  record(@Payload() req: RpcRequest) {
+    return this.consents.record(parseInput(PrivacyRpc.recordConsent.input, req.input), req.meta);
+  }
+
+  @MessagePattern(PrivacyRpc.getConsents.subject)
+  get(@Payload() req: RpcRequest) {
+    return this.consents.get(parseInput(PrivacyRpc.getConsents.input, req.input, 'path').subjectId);
+  }
+
+  @MessagePattern(PrivacyRpc.withdrawConsents.subject)
+  withdraw(@Payload() req: RpcRequest) {
+    return this.consents.withdraw(parseInput(PrivacyRpc.withdrawConsents.input, req.input, 'path').subjectId, req.meta);
+  }
+}

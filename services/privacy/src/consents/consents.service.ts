@@ -1,0 +1,80 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { v7 as uuidv7 } from 'uuid';
+import type { ConsentRecord, ConsentView, RequestMeta } from '@ally/contracts';
+import { NotFound } from '../common/privacy-errors.js';
+
+/** A consent is valid this long; then it expires and must be asked again (privacy policy: up to two years). */
+export const CONSENT_VALIDITY = `interval '2 years'`;
+
+interface ConsentRow {
+  purpose: string;
+  granted: boolean;
+  policy_version: string;
+  user_agent: string | null;
+  source: 'given' | 'withdrawal';
+  recorded_at: Date;
+  expires_at: Date;
+}
+
+/**
+ * Consent records for a pseudonymous subject id (no login needed): each
+ * decision is a new row, so the history stays; the current state per
+ * purpose is the newest row. Withdrawal records a refusal for every purpose
+ * still granted.
+ */
+@Injectable()
+export class ConsentsService {
+  constructor(private readonly ds: DataSource) {}
+
+  async record(input: { subjectId: string; purposes: Record<string, boolean>; policyVersion: string }, meta?: RequestMeta): Promise<ConsentView> {
+    await this.ds.transaction(async (em) => {
+      for (const [purpose, granted] of Object.entries(input.purposes)) {
+        await em.query(
+          `INSERT INTO consents (id, subject_id, purpose, granted, policy_version, user_agent, source, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'given', now() + ${CONSENT_VALIDITY})`,
+          [uuidv7(), input.subjectId, purpose, granted, input.policyVersion, meta?.userAgent?.slice(0, 300) ?? null],
+        );
+      }
+    });
+    return this.get(input.subjectId);
+  }
+
+  async withdraw(subjectId: string, meta?: RequestMeta): Promise<ConsentView> {
+    const view = await this.get(subjectId);
+    const granted = view.current.filter((c) => c.granted && !c.expired);
+    await this.ds.transaction(async (em) => {
+      for (const c of granted) {
+        await em.query(
+          `INSERT INTO consents (id, subject_id, purpose, granted, policy_version, user_agent, source, expires_at) VALUES ($1, $2, $3, false, $4, $5, 'withdrawal', now() + ${CONSENT_VALIDITY})`,
+          [uuidv7(), subjectId, c.purpose, c.policyVersion, meta?.userAgent?.slice(0, 300) ?? null],
+        );
+      }
+    });
+    return this.get(subjectId);
+  }
+
+  async get(subjectId: string): Promise<ConsentView> {
+    const rows: ConsentRow[] = await this.ds.query(`SELECT * FROM consents WHERE subject_id = $1 ORDER BY recorded_at DESC, id DESC`, [subjectId]);
+    if (rows.length === 0) throw new NotFound('consent record');
+    const history: ConsentRecord[] = rows.map((r) => ({
+      purpose: r.purpose,
+      granted: r.granted,
+      policyVersion: r.policy_version,
+      userAgent: r.user_agent,
+      source: r.source,
+      recordedAt: new Date(r.recorded_at).toISOString(),
+      expiresAt: new Date(r.expires_at).toISOString(),
+    }));
+    const latest = new Map<string, ConsentRecord>();
+    for (const h of history) if (!latest.has(h.purpose)) latest.set(h.purpose, h);
+    const now = Date.now();
+    const current = [...latest.values()]
+      .sort((a, b) => a.purpose.localeCompare(b.purpose))
+      .map((h) => {
+        const expired = Date.parse(h.expiresAt) <= now;
+        // An expired consent counts as not given.
+        return { purpose: h.purpose, granted: h.granted && !expired, policyVersion: h.policyVersion, recordedAt: h.recordedAt, expiresAt: h.expiresAt, expired };
+      });
+    return { subjectId, current, history };
+  }
+}

@@ -1,0 +1,91 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { createHash } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import type { Actor, ExportDownload } from '@ally/contracts';
+import { AuditTrail } from '../audit/audit-trail.service.js';
+import { PackageCipher } from '../common/package-cipher.js';
+import { ExportExpired, ExportNotReady, PrivacyRequestNotFound } from '../common/privacy-errors.js';
+import { SubjectHasher } from '../common/subject-hash.js';
+import { zipFiles } from './zip-archive.js';
+
+/** Raw bytes per part: base64 keeps each reply well under NATS's 1 MiB default payload. */
+export const PART_BYTES = 512 * 1024;
+const CACHE_MS = 60_000;
+
+interface Built {
+  body: Buffer;
+  meta: ExportDownload;
+  at: number;
+}
+
+/**
+ * Hands the subject their package: decrypted and assembled (ZIP or one JSON
+ * document) only in memory, in parts the gateway joins. Only the subject
+ * themself can download it, and only until it expires.
+ */
+@Injectable()
+export class DownloadsService {
+  private readonly cache = new Map<string, Built>();
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly cipher: PackageCipher,
+    private readonly audit: AuditTrail,
+    private readonly hasher: SubjectHasher,
+  ) {}
+
+  async describe(actor: Actor, id: string, format: 'zip' | 'json'): Promise<ExportDownload> {
+    const built = await this.build(actor, id, format, true);
+    return built.meta;
+  }
+
+  async part(actor: Actor, id: string, format: 'zip' | 'json', part: number): Promise<{ data: string }> {
+    const built = await this.build(actor, id, format, false);
+    if (part >= built.meta.parts) throw new PrivacyRequestNotFound();
+    return { data: built.body.subarray(part * PART_BYTES, (part + 1) * PART_BYTES).toString('base64') };
+  }
+
+  private async build(actor: Actor, id: string, format: 'zip' | 'json', audit: boolean): Promise<Built> {
+    const [row] = await this.ds.query(
+      `SELECT r.id, r.user_id, r.type, r.status, r.wrapped_key, r.download_until, p.sealed, p.expires_at
+         FROM requests r LEFT JOIN export_packages p ON p.request_id = r.id WHERE r.id = $1`,
+      [id],
+    );
+    if (!row || row.user_id !== actor.userId || (row.type !== 'access' && row.type !== 'portability')) throw new PrivacyRequestNotFound();
+    if (row.status !== 'completed') throw new ExportNotReady();
+    if (!row.sealed || !row.wrapped_key || new Date(row.expires_at) <= new Date()) throw new ExportExpired();
+    const key = `${id}:${format}:${actor.userId}`;
+    const cached = this.cache.get(key);
+    let built: Built;
+    if (cached && Date.now() - cached.at < CACHE_MS) {
+      built = cached;
+    } else {
+      const plain = gunzipSync(this.cipher.open(row.wrapped_key, id, row.sealed, 'package'));
+      const pkg = JSON.parse(plain.toString('utf8')) as { createdAt: string; files: Record<string, string> };
+      const body =
+        format === 'zip'
+          ? await zipFiles(pkg.files, new Date(pkg.createdAt))
+          : Buffer.from(JSON.stringify({ files: Object.fromEntries(Object.entries(pkg.files).map(([name, text]) => [name, name.endsWith('.json') ? JSON.parse(text) : text])) }), 'utf8');
+      const meta: ExportDownload = {
+        filename: `ally-export-${id}.${format}`,
+        contentType: format === 'zip' ? 'application/zip' : 'application/json',
+        size: body.length,
+        parts: Math.max(1, Math.ceil(body.length / PART_BYTES)),
+        sha256: createHash('sha256').update(body).digest('hex'),
+      };
+      built = { body, meta, at: Date.now() };
+      this.prune();
+      this.cache.set(key, built);
+    }
+    if (audit) {
+      const subjectHash = this.hasher.hash(actor.userId);
+      await this.audit.record({ actor: `subject:${subjectHash}`, action: 'export.downloaded', requestId: id, subjectHash, details: { format, bytes: built.meta.size } });
+    }
+    return built;
+  }
+
+  private prune(): void {
+    for (const [k, v] of this.cache) if (Date.now() - v.at >= CACHE_MS) this.cache.delete(k);
+  }
+}

@@ -1,0 +1,28 @@
+import { describe, expect, it } from '@jest/globals';
+import { inferSchema } from './json-schema.js';
+
+describe(inferSchema.name, () => {
+  it('describes arrays of rows by merging them: optional fields are not required, mixed types become anyOf', () => {
+    const sut = inferSchema([
+      { id: 'a', n: 1, at: '2026-01-01T10:00:00.000Z', tag: null },
+      { id: 'b', n: 2.5, tag: 'x' },
+    ]);
+    expect(sut).toEqual({
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          n: { anyOf: [{ type: 'integer' }, { type: 'number' }] },
+          at: { type: 'string', format: 'date-time' },
+          tag: { anyOf: [{ type: 'null' }, { type: 'string' }] },
+        },
+        required: ['id', 'n', 'tag'],
+      },
+    });
+  });
+
+  it('describes an empty list without guessing its items', () => {
+    expect(inferSchema([])).toEqual({ type: 'array', items: {} });
+  });
+});

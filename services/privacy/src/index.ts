@@ -1,0 +1,1 @@
+export { privacyService } from './privacy.service.js';

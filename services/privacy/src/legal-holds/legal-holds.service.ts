@@ -1,0 +1,75 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { v7 as uuidv7 } from 'uuid';
+import type { Actor, LegalHoldView } from '@ally/contracts';
+import { AuditTrail } from '../audit/audit-trail.service.js';
+import { NotFound } from '../common/privacy-errors.js';
+import { SubjectHasher } from '../common/subject-hash.js';
+
+interface HoldRow {
+  id: string;
+  user_id: string | null;
+  reason: string;
+  created_by: string;
+  created_at: Date;
+  released_at: Date | null;
+  released_by: string | null;
+}
+
+const view = (r: HoldRow): LegalHoldView => ({
+  id: r.id,
+  userId: r.user_id ?? '(erased)',
+  reason: r.reason,
+  createdAt: new Date(r.created_at).toISOString(),
+  createdBy: r.created_by,
+  releasedAt: r.released_at ? new Date(r.released_at).toISOString() : null,
+  releasedBy: r.released_by,
+});
+
+/**
+ * Legal holds (Art. 17(3)(e) GDPR): while one stands, retention runs skip the
+ * user's rows and an erasure of the user waits; releasing it lets both go on.
+ */
+@Injectable()
+export class LegalHoldsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly audit: AuditTrail,
+    private readonly hasher: SubjectHasher,
+  ) {}
+
+  async create(actor: Actor, input: { userId: string; reason: string }): Promise<LegalHoldView> {
+    const id = uuidv7();
+    const subjectHash = this.hasher.hash(input.userId);
+    return this.ds.transaction(async (em) => {
+      const [row] = await em.query(`INSERT INTO legal_holds (id, user_id, subject_hash, reason, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *`, [id, input.userId, subjectHash, input.reason, actor.userId]);
+      await this.audit.append(em, { actor: `staff:${actor.userId}`, action: 'legal-hold.placed', subjectHash, details: { holdId: id } });
+      return view(row);
+    });
+  }
+
+  async release(actor: Actor, id: string): Promise<LegalHoldView> {
+    return this.ds.transaction(async (em) => {
+      const [rows] = await em.query(`UPDATE legal_holds SET released_at = now(), released_by = $2 WHERE id = $1 AND released_at IS NULL RETURNING *`, [id, actor.userId]);
+      const row: HoldRow | undefined = rows[0] ?? (await em.query(`SELECT * FROM legal_holds WHERE id = $1`, [id]))[0];
+      if (!row) throw new NotFound('legal hold');
+      if (rows[0]) await this.audit.append(em, { actor: `staff:${actor.userId}`, action: 'legal-hold.released', subjectHash: row.user_id ? this.hasher.hash(row.user_id) : null, details: { holdId: id } });
+      return view(row);
+    });
+  }
+
+  async list(active?: boolean): Promise<LegalHoldView[]> {
+    const where = active === undefined ? 'TRUE' : active ? 'released_at IS NULL' : 'released_at IS NOT NULL';
+    const rows: HoldRow[] = await this.ds.query(`SELECT * FROM legal_holds WHERE ${where} ORDER BY created_at DESC LIMIT 500`);
+    return rows.map(view);
+  }
+
+  /** Users none of whose rows a retention run may delete: under a legal hold, or with a restriction of processing (Art. 18). */
+  async heldUserIds(): Promise<string[]> {
+    const rows: { user_id: string }[] = await this.ds.query(
+      `SELECT user_id FROM legal_holds WHERE released_at IS NULL AND user_id IS NOT NULL
+       UNION SELECT user_id FROM requests WHERE type = 'restriction' AND status = 'completed' AND user_id IS NOT NULL`,
+    );
+    return rows.map((r) => r.user_id);
+  }
+}

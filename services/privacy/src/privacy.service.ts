@@ -1,0 +1,54 @@
+import type { ServiceDefinition } from '@ally/platform';
+import { AuditTrail } from './audit/audit-trail.service.js';
+import { privacyConfigSchema, type PrivacyConfig } from './config.js';
+import { InitialSchema1764600000000 } from './migrations/1764600000000-initial-schema.js';
+import { PrivacyModule } from './privacy.module.js';
+import { RetentionRunsService } from './retention/retention-runs.service.js';
+
+/** `retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]`. */
+export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled: boolean; categories?: string[]; runId?: string } {
+  const value = (flag: string) => {
+    const i = args.indexOf(flag);
+    if (i < 0) return undefined;
+    const v = args[i + 1];
+    if (!v || v.startsWith('--')) throw new Error(`usage: retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]: ${flag} needs a value`);
+    return v;
+  };
+  const known = new Set(['--dry-run', '--scheduled', '--categories', '--run-id']);
+  for (const a of args) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a}; usage: retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]`);
+  return {
+    dryRun: args.includes('--dry-run'),
+    scheduled: args.includes('--scheduled'),
+    categories: value('--categories')?.split(',').map((c) => c.trim()).filter(Boolean),
+    runId: value('--run-id'),
+  };
+}
+
+/** privacy: data-subject requests as sagas, consent records, retention policies and runs, legal holds, the register. */
+export const privacyService: ServiceDefinition<PrivacyConfig> = {
+  name: 'privacy',
+  configSchema: privacyConfigSchema,
+  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000] },
+  module: (ctx) => PrivacyModule.forRoot(ctx),
+  commands: {
+    /** Walks the audit trail's hash chain and names the first broken link (exit code 1 then). */
+    'verify-audit': async (app) => {
+      const result = await app.get(AuditTrail).verify();
+      if (result.ok) return `audit trail intact: ${result.entries} entries, head ${result.head}`;
+      process.exitCode = 1;
+      return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason} (${result.entries} entries before it check out)`;
+    },
+    /** The schedule's (CronJob) and the CLI's retention run; `--run-id` runs one queued by the API (a Kubernetes Job). */
+    'retention-run': async (app, args) => {
+      const opts = parseRetentionArgs(args);
+      const runs = app.get(RetentionRunsService);
+      const id = opts.runId ?? (await runs.create(opts.scheduled ? 'schedule' : 'cli', { dryRun: opts.dryRun, categories: opts.categories }));
+      const run = await runs.execute(id);
+      if (run.status !== 'completed') process.exitCode = 1;
+      const lines = [`retention run ${run.id}: ${run.status}${run.dryRun ? ' (dry run: nothing deleted)' : ''}, ${run.heldUsers} held user(s) skipped`];
+      for (const r of run.results) lines.push(`  ${r.service}/${r.category}: ${r.affected}`);
+      for (const e of run.errors) lines.push(`  ${e.service}: FAILED ${e.error}`);
+      return lines.join('\n');
+    },
+  },
+};

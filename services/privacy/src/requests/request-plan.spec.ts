@@ -1,0 +1,23 @@
+import { describe, expect, it } from '@jest/globals';
+import { allDataCategories, type DataCategory } from '@ally/contracts';
+import { planSteps } from './request-plan.js';
+
+describe('planSteps', () => {
+  it('gives an erasure one step per service holding personal data, identity in the last phase', () => {
+    expect(planSteps('erasure').sort((a, b) => a.service.localeCompare(b.service))).toEqual([
+      { service: 'billing', action: 'erase', phase: 0 },
+      { service: 'chat', action: 'erase', phase: 0 },
+      { service: 'identity', action: 'erase', phase: 1 },
+      { service: 'notify', action: 'erase', phase: 0 },
+    ]);
+  });
+
+  it('follows the categories: a service that declares one gets a step, without a change to privacy', () => {
+    const withNew: DataCategory[] = [...allDataCategories, { ...allDataCategories[0], service: 'privacy' }, { ...allDataCategories[0], service: 'search' as DataCategory['service'], category: 'index' }];
+    expect(planSteps('access', withNew).map((s) => s.service)).toContain('search');
+  });
+
+  it('reaches only legitimate-interest processing with an objection', () => {
+    expect(planSteps('objection').map((s) => s.service).sort()).toEqual(['identity', 'notify']);
+  });
+});

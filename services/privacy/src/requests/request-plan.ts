@@ -1,0 +1,36 @@
+import { allDataCategories, categoriesOf, personalDataServices, type DataCategory, type PrivacyRequestType, type PrivacyStepAction } from '@ally/contracts';
+
+export interface PlannedStep {
+  service: string;
+  action: PrivacyStepAction;
+  phase: number;
+}
+
+/**
+ * The steps of a request, derived from the data categories the services
+ * declare in contracts: a new service with personal data gets a step without
+ * a change here. Identity's erasure runs last (phase 1), once every other
+ * service has confirmed, because it ends the account.
+ */
+export function planSteps(type: PrivacyRequestType, categories: readonly DataCategory[] = allDataCategories): PlannedStep[] {
+  const services = personalDataServices(categories);
+  switch (type) {
+    case 'access':
+    case 'portability':
+      return services.map((service) => ({ service, action: 'export', phase: 0 }));
+    case 'erasure':
+      return services.map((service) => ({ service, action: 'erase', phase: service === 'identity' ? 1 : 0 }));
+    case 'restriction':
+      return services.map((service) => ({ service, action: 'notify', phase: 0 }));
+    case 'objection':
+      // Art. 21 reaches processing based on legitimate interest only.
+      return services.filter((s) => objectableCategories(s, categories).length > 0).map((service) => ({ service, action: 'notify', phase: 0 }));
+    case 'rectification':
+      return [];
+  }
+}
+
+export const objectableCategories = (service: string, categories: readonly DataCategory[] = allDataCategories): string[] =>
+  categoriesOf(service, categories)
+    .filter((c) => c.basis === 'legitimate interest (Art. 6(1)(f) GDPR)')
+    .map((c) => c.category);

@@ -1,0 +1,142 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import { PROCESSORS, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
+import type { PlannedStep } from './request-plan.js';
+
+export interface RequestRow {
+  id: string;
+  user_id: string | null;
+  subject_hash: string;
+  type: PrivacyRequestType;
+  scope: string;
+  status: PrivacyRequestStatus;
+  due_at: Date;
+  escalated_at: Date | null;
+  failure: string | null;
+  wrapped_key: Buffer | null;
+  download_until: Date | null;
+  details: Record<string, unknown>;
+  created_at: Date;
+  completed_at: Date | null;
+}
+
+interface StepRow {
+  request_id: string;
+  service: string;
+  action: PrivacyStepAction;
+  phase: number;
+  status: PrivacyStepStatus;
+  attempts: number;
+  last_error: string | null;
+  result: Record<string, number> | null;
+  completed_at: Date | null;
+}
+
+interface NoticeRow {
+  request_id: string;
+  processor: ProcessorNotice['processor'];
+  service: string;
+  action: ProcessorNotice['action'];
+  status: ProcessorNotice['status'];
+  at: Date;
+}
+
+const iso = (d: Date | null): string | null => (d ? new Date(d).toISOString() : null);
+
+/** Keyset cursor over (created_at, id), newest first. */
+const encodeCursor = (r: RequestRow) => Buffer.from(`${new Date(r.created_at).toISOString()}|${r.id}`).toString('base64url');
+function decodeCursor(cursor?: string): [string, string] | null {
+  if (!cursor) return null;
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (!at || !id || Number.isNaN(Date.parse(at)) || !/^[0-9a-f-]{36}$/i.test(id)) return null;
+  return [at, id];
+}
+
+/** Data-subject requests, their steps and processor notices. */
+@Injectable()
+export class RequestsRepository {
+  constructor(private readonly ds: DataSource) {}
+
+  async insert(
+    em: EntityManager,
+    r: { id: string; userId: string; subjectHash: string; type: PrivacyRequestType; scope: string; wrappedKey: Buffer | null; details?: Record<string, unknown>; status?: PrivacyRequestStatus },
+    steps: PlannedStep[],
+  ): Promise<void> {
+    await em.query(
+      `INSERT INTO requests (id, user_id, subject_hash, type, scope, status, due_at, wrapped_key, details, completed_at)
+       VALUES ($1, $2, $3, $4, $5, $6, now() + interval '1 month', $7, $8, CASE WHEN $6 = 'completed' THEN now() END)`,
+      [r.id, r.userId, r.subjectHash, r.type, r.scope, r.status ?? 'received', r.wrappedKey, JSON.stringify(r.details ?? {})],
+    );
+    for (const s of steps) {
+      await em.query(`INSERT INTO request_steps (request_id, service, action, phase) VALUES ($1, $2, $3, $4)`, [r.id, s.service, s.action, s.phase]);
+    }
+  }
+
+  async openOfSameKind(em: EntityManager, userId: string, type: string, scope: string): Promise<string | null> {
+    const [row] = await em.query(`SELECT id FROM requests WHERE user_id = $1 AND type = $2 AND scope = $3 AND status IN ('received', 'in_progress') LIMIT 1`, [userId, type, scope]);
+    return row?.id ?? null;
+  }
+
+  async find(id: string, em: EntityManager | DataSource = this.ds): Promise<RequestRow | null> {
+    const [row] = await em.query(`SELECT * FROM requests WHERE id = $1`, [id]);
+    return row ?? null;
+  }
+
+  async view(id: string): Promise<PrivacyRequestView | null> {
+    const row = await this.find(id);
+    return row ? (await this.views([row]))[0] : null;
+  }
+
+  async listForUser(userId: string, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    return this.page(`user_id = $1`, [userId], limit, cursor);
+  }
+
+  async listAll(status: PrivacyRequestStatus | undefined, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    return status ? this.page(`status = $1`, [status], limit, cursor) : this.page(`TRUE`, [], limit, cursor);
+  }
+
+  private async page(where: string, params: unknown[], limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    const after = decodeCursor(cursor);
+    const p = [...params];
+    let keyset = '';
+    if (after) {
+      p.push(after[0], after[1]);
+      keyset = ` AND (created_at, id) < ($${p.length - 1}::timestamptz, $${p.length}::uuid)`;
+    }
+    const rows: RequestRow[] = await this.ds.query(`SELECT * FROM requests WHERE ${where}${keyset} ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`, p);
+    const more = rows.length > limit;
+    const data = await this.views(rows.slice(0, limit));
+    return { data, nextCursor: more ? encodeCursor(rows[limit - 1]) : null };
+  }
+
+  async views(rows: RequestRow[]): Promise<PrivacyRequestView[]> {
+    if (rows.length === 0) return [];
+    const ids = rows.map((r) => r.id);
+    const steps: StepRow[] = await this.ds.query(`SELECT * FROM request_steps WHERE request_id = ANY($1) ORDER BY phase, service`, [ids]);
+    const notices: NoticeRow[] = await this.ds.query(`SELECT * FROM processor_notices WHERE request_id = ANY($1) ORDER BY at, processor`, [ids]);
+    const held: { user_id: string }[] = await this.ds.query(
+      `SELECT DISTINCT user_id FROM legal_holds WHERE released_at IS NULL AND user_id = ANY($1)`,
+      [rows.map((r) => r.user_id).filter(Boolean)],
+    );
+    const heldSet = new Set(held.map((h) => h.user_id));
+    return rows.map((r) => ({
+      id: r.id,
+      type: r.type,
+      scope: r.scope,
+      status: r.status,
+      createdAt: iso(r.created_at)!,
+      dueAt: iso(r.due_at)!,
+      completedAt: iso(r.completed_at),
+      escalatedAt: iso(r.escalated_at),
+      downloadUntil: r.wrapped_key ? iso(r.download_until) : null,
+      suspended: r.type === 'erasure' && (r.status === 'received' || r.status === 'in_progress') && !!r.user_id && heldSet.has(r.user_id),
+      failure: r.failure,
+      steps: steps
+        .filter((s) => s.request_id === r.id)
+        .map((s) => ({ service: s.service, action: s.action, status: s.status, attempts: s.attempts, lastError: s.last_error, completedAt: iso(s.completed_at), result: s.result })),
+      processorNotices: notices
+        .filter((n) => n.request_id === r.id)
+        .map((n) => ({ processor: n.processor, name: PROCESSORS.find((p) => p.id === n.processor)?.name ?? n.processor, service: n.service, action: n.action, status: n.status, at: iso(n.at)! })),
+    }));
+  }
+}

@@ -1,0 +1,92 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource, type EntityManager } from 'typeorm';
+import { v7 as uuidv7 } from 'uuid';
+import type { Actor, PrivacyPage, PrivacyRequestStatus, PrivacyRequestType, PrivacyRequestView } from '@ally/contracts';
+import { AuditTrail } from '../audit/audit-trail.service.js';
+import { PackageCipher } from '../common/package-cipher.js';
+import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-errors.js';
+import { PrivacyOutbox } from '../common/privacy-outbox.js';
+import { SubjectHasher } from '../common/subject-hash.js';
+import { objectableCategories, planSteps } from './request-plan.js';
+import { RequestsRepository } from './requests.repository.js';
+
+/** Files data-subject requests and shows them to their subject (and to compliance). The saga worker does the rest. */
+@Injectable()
+export class RequestsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly repo: RequestsRepository,
+    private readonly audit: AuditTrail,
+    private readonly hasher: SubjectHasher,
+    private readonly cipher: PackageCipher,
+    private readonly outbox: PrivacyOutbox,
+  ) {}
+
+  async create(actor: Actor, input: { type: Exclude<PrivacyRequestType, 'rectification'>; scope: string }): Promise<PrivacyRequestView> {
+    const id = uuidv7();
+    const subjectHash = this.hasher.hash(actor.userId);
+    const steps = planSteps(input.type);
+    await this.ds.transaction(async (em) => {
+      // One open request per kind and scope: a second click does not start a second saga.
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`privacy-request:${actor.userId}`]);
+      const open = await this.repo.openOfSameKind(em, actor.userId, input.type, input.scope);
+      if (open) throw new RequestAlreadyOpen(open);
+      const exporting = input.type === 'access' || input.type === 'portability';
+      const details: Record<string, unknown> = {};
+      if (input.type === 'restriction' || input.type === 'objection') {
+        // Services learn of it through the outbox; each step completes when the event is out.
+        const event =
+          input.type === 'restriction'
+            ? await this.outbox.append(em, 'privacy.subject.restricted', { requestId: id, userId: actor.userId, scope: input.scope }, { subject: { userId: actor.userId } })
+            : await this.outbox.append(
+                em,
+                'privacy.subject.objected',
+                { requestId: id, userId: actor.userId, scope: input.scope, categories: steps.flatMap((s) => objectableCategories(s.service)) },
+                { subject: { userId: actor.userId } },
+              );
+        details.eventId = event.id;
+      }
+      await this.repo.insert(em, { id, userId: actor.userId, subjectHash, type: input.type, scope: input.scope, wrappedKey: exporting ? this.cipher.newWrappedKey(id) : null, details }, steps);
+      await this.audit.append(em, {
+        actor: `subject:${subjectHash}`,
+        action: 'request.received',
+        requestId: id,
+        subjectHash,
+        details: { type: input.type, scope: input.scope, steps: steps.map((s) => `${s.service}:${s.action}`) },
+      });
+    });
+    return (await this.repo.view(id))!;
+  }
+
+  listOwn(actor: Actor, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    return this.repo.listForUser(actor.userId, limit, cursor);
+  }
+
+  /** A user sees only their own requests: anyone else's is "not found". */
+  async getOwn(actor: Actor, id: string): Promise<PrivacyRequestView> {
+    const row = await this.repo.find(id);
+    if (!row || row.user_id !== actor.userId) throw new PrivacyRequestNotFound();
+    return (await this.repo.views([row]))[0];
+  }
+
+  listAll(status: PrivacyRequestStatus | undefined, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    return this.repo.listAll(status, limit, cursor);
+  }
+
+  /**
+   * Rectification happens in identity; privacy records it with the
+   * processors that hold copies (Art. 19), as a request that is already done.
+   */
+  async recordRectification(em: EntityManager, userId: string, changed: string[], eventId: string): Promise<void> {
+    const id = uuidv7();
+    const subjectHash = this.hasher.hash(userId);
+    {
+      await this.repo.insert(em, { id, userId, subjectHash, type: 'rectification', scope: 'all', wrappedKey: null, status: 'completed', details: { changed, eventId } }, []);
+      // Stripe keeps the customer's name and address, Brevo the address: billing and notify forward the change.
+      for (const [processor, service] of [['stripe', 'billing'], ['brevo', 'notify']] as const) {
+        await em.query(`INSERT INTO processor_notices (request_id, processor, service, action, status) VALUES ($1, $2, $3, 'rectification', 'delegated')`, [id, processor, service]);
+      }
+      await this.audit.append(em, { actor: `subject:${subjectHash}`, action: 'rectification.recorded', requestId: id, subjectHash, details: { changed, processors: ['stripe', 'brevo'] } });
+    }
+  }
+}

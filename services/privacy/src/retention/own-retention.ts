@@ -1,0 +1,47 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+
+const BATCH = 1000;
+
+/**
+ * privacy's own categories in a retention run, purged like every service
+ * purges its own: in small batches (SKIP LOCKED, no long locks), never rows
+ * of a held user, counting only in a dry run.
+ */
+@Injectable()
+export class OwnRetention {
+  constructor(private readonly ds: DataSource) {}
+
+  async purge(category: string, days: number | null, held: string[], dryRun: boolean): Promise<number> {
+    if (days === null) return 0;
+    switch (category) {
+      case 'export-packages':
+        return this.run('export_packages', 'request_id', `created_at < now() - make_interval(days => $1) AND NOT (user_id = ANY($2::uuid[]))`, [days, held], dryRun);
+      case 'consent-records':
+        return this.run('consents', 'id', `recorded_at < now() - make_interval(days => $1)`, [days], dryRun);
+      case 'data-subject-requests':
+        return this.run(
+          'requests',
+          'id',
+          `status IN ('completed', 'failed') AND coalesce(completed_at, updated_at) < now() - make_interval(days => $1) AND (user_id IS NULL OR NOT (user_id = ANY($2::uuid[])))`,
+          [days, held],
+          dryRun,
+        );
+      default:
+        return 0;
+    }
+  }
+
+  private async run(table: string, key: string, where: string, params: unknown[], dryRun: boolean): Promise<number> {
+    if (dryRun) {
+      const [{ n }] = await this.ds.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
+      return n;
+    }
+    let total = 0;
+    for (;;) {
+      const [, affected] = await this.ds.query(`DELETE FROM ${table} WHERE ${key} IN (SELECT ${key} FROM ${table} WHERE ${where} LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)`, params);
+      total += Number(affected ?? 0);
+      if (!affected || affected < BATCH) return total;
+    }
+  }
+}

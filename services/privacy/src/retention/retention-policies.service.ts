@@ -1,0 +1,78 @@
+import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { allDataCategories, findCategory, type Actor, type RetentionPolicyView } from '@ally/contracts';
+import { AuditTrail } from '../audit/audit-trail.service.js';
+import { RetentionBelowLegalMinimum, UnknownCategory } from '../common/privacy-errors.js';
+
+interface PolicyRow {
+  service: string;
+  category: string;
+  retention_days: number | null;
+  basis: string;
+  updated_at: Date;
+  updated_by: string;
+}
+
+export interface PolicyUpdate {
+  service: RetentionPolicyView['service'];
+  category: string;
+  retentionDays: number | null;
+  basis?: RetentionPolicyView['basis'];
+}
+
+/**
+ * Retention per data category: the defaults declared in contracts, overridden
+ * by the compliance team (each change an audit entry). Categories kept for a
+ * legal obligation cannot be cut below the period the law sets.
+ */
+@Injectable()
+export class RetentionPoliciesService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly audit: AuditTrail,
+  ) {}
+
+  async list(): Promise<RetentionPolicyView[]> {
+    const rows: PolicyRow[] = await this.ds.query(`SELECT * FROM retention_policies`);
+    return allDataCategories.map((c) => {
+      const o = rows.find((r) => r.service === c.service && r.category === c.category);
+      return {
+        service: c.service,
+        category: c.category,
+        retentionDays: o ? o.retention_days : c.retentionDays,
+        basis: (o?.basis ?? c.basis) as RetentionPolicyView['basis'],
+        retentionRule: c.retentionRule,
+        defaultRetentionDays: c.retentionDays,
+        updatedAt: o ? new Date(o.updated_at).toISOString() : null,
+        updatedBy: o?.updated_by ?? null,
+      };
+    });
+  }
+
+  async update(actor: Actor, updates: PolicyUpdate[]): Promise<RetentionPolicyView[]> {
+    for (const u of updates) {
+      const c = findCategory(u.service, u.category);
+      if (!c) throw new UnknownCategory(`${u.service}/${u.category}`);
+      const legal = (u.basis ?? c.basis) === 'legal obligation (Art. 6(1)(c) GDPR)' || c.basis === 'legal obligation (Art. 6(1)(c) GDPR)';
+      if (legal && c.retentionDays !== null && u.retentionDays !== null && u.retentionDays < c.retentionDays) throw new RetentionBelowLegalMinimum(c.category, c.retentionDays);
+    }
+    const before = await this.list();
+    await this.ds.transaction(async (em) => {
+      for (const u of updates) {
+        const c = findCategory(u.service, u.category)!;
+        const old = before.find((p) => p.service === u.service && p.category === u.category)!;
+        await em.query(
+          `INSERT INTO retention_policies (service, category, retention_days, basis, updated_at, updated_by) VALUES ($1, $2, $3, $4, now(), $5)
+           ON CONFLICT (service, category) DO UPDATE SET retention_days = EXCLUDED.retention_days, basis = EXCLUDED.basis, updated_at = now(), updated_by = EXCLUDED.updated_by`,
+          [u.service, u.category, u.retentionDays, u.basis ?? old.basis ?? c.basis, actor.userId],
+        );
+        await this.audit.append(em, {
+          actor: `staff:${actor.userId}`,
+          action: 'retention-policy.updated',
+          details: { service: u.service, category: u.category, from: { retentionDays: old.retentionDays, basis: old.basis }, to: { retentionDays: u.retentionDays, basis: u.basis ?? old.basis } },
+        });
+      }
+    });
+    return this.list();
+  }
+}

@@ -1,0 +1,158 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { v7 as uuidv7 } from 'uuid';
+import type { Logger } from 'pino';
+import { allDataCategories, privacyRetentionRpc, ProblemError, type Actor, type RetentionRunView } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { LOGGER } from '@ally/platform';
+import { AuditTrail } from '../audit/audit-trail.service.js';
+import { NotFound, UnknownCategory } from '../common/privacy-errors.js';
+import { PrivacyOutbox } from '../common/privacy-outbox.js';
+import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
+import { KubernetesJobLauncher } from './kubernetes-job.launcher.js';
+import { OwnRetention } from './own-retention.js';
+import { RetentionPoliciesService } from './retention-policies.service.js';
+
+export type RunTrigger = RetentionRunView['trigger'];
+
+interface RunRow {
+  id: string;
+  status: RetentionRunView['status'];
+  dry_run: boolean;
+  categories: string[] | null;
+  trigger: RunTrigger;
+  launched_as: RetentionRunView['launchedAs'];
+  job_name: string | null;
+  held_users: number;
+  errors: { service: string; error: string }[];
+  created_at: Date;
+  started_at: Date | null;
+  finished_at: Date | null;
+}
+
+const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
+
+/**
+ * Retention runs: started by the schedule (the CronJob runs the
+ * `retention-run` command), by compliance (API: a Kubernetes Job in a
+ * cluster, this process elsewhere) or from the CLI. A run asks every service
+ * holding personal data to purge its categories per the current policies,
+ * skipping held users, and keeps what each reports.
+ */
+@Injectable()
+export class RetentionRunsService {
+  constructor(
+    private readonly ds: DataSource,
+    private readonly rpc: RpcClient,
+    private readonly policies: RetentionPoliciesService,
+    private readonly holds: LegalHoldsService,
+    private readonly own: OwnRetention,
+    private readonly k8s: KubernetesJobLauncher,
+    private readonly audit: AuditTrail,
+    private readonly outbox: PrivacyOutbox,
+    @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  get inCluster(): boolean {
+    return this.config.RETENTION_RUNNER === 'kubernetes' || (this.config.RETENTION_RUNNER === 'auto' && !!this.config.KUBERNETES_SERVICE_HOST);
+  }
+
+  async create(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, actor?: Actor): Promise<string> {
+    const known = new Set(allDataCategories.map((c) => c.category));
+    for (const c of input.categories ?? []) if (!known.has(c)) throw new UnknownCategory(c);
+    const id = uuidv7();
+    await this.ds.transaction(async (em) => {
+      await em.query(`INSERT INTO retention_runs (id, dry_run, categories, trigger, started_by) VALUES ($1, $2, $3, $4, $5)`, [
+        id,
+        input.dryRun,
+        input.categories ? JSON.stringify(input.categories) : null,
+        trigger,
+        actor?.userId ?? null,
+      ]);
+      await this.audit.append(em, { actor: actor ? `staff:${actor.userId}` : 'system', action: 'retention-run.requested', details: { runId: id, trigger, dryRun: input.dryRun, categories: input.categories ?? 'all' } });
+    });
+    return id;
+  }
+
+  /** The compliance API: a Job in Kubernetes, otherwise in this process (answering at once either way). */
+  async start(actor: Actor, input: { dryRun: boolean; categories?: string[] }): Promise<RetentionRunView> {
+    const id = await this.create('compliance', input, actor);
+    if (this.inCluster) {
+      try {
+        const jobName = await this.k8s.launch(id);
+        await this.ds.query(`UPDATE retention_runs SET launched_as = 'kubernetes-job', job_name = $2 WHERE id = $1`, [id, jobName]);
+      } catch (err) {
+        const error = `could not create the retention Job: ${String((err as Error).message).split('\n').slice(0, 2).join(' ')}`.slice(0, 500);
+        await this.ds.query(`UPDATE retention_runs SET status = 'failed', launched_as = 'kubernetes-job', finished_at = now(), errors = $2 WHERE id = $1`, [id, JSON.stringify([{ service: 'kubernetes', error }])]);
+        this.logger.error({ runId: id, err: error }, 'retention Job not created');
+        throw new ProblemError(503, error);
+      }
+    } else {
+      setImmediate(() => this.execute(id).catch((err) => this.logger.error({ runId: id, err: String(err) }, 'retention run failed')));
+    }
+    return this.get(id);
+  }
+
+  /** Runs a queued run to its end; a run someone else already took is left alone. */
+  async execute(id: string): Promise<RetentionRunView> {
+    const [claimed] = await this.ds.query(`UPDATE retention_runs SET status = 'running', started_at = now() WHERE id = $1 AND status = 'queued' RETURNING *`, [id]);
+    const run: RunRow | undefined = claimed[0];
+    if (!run) return this.get(id);
+    const held = await this.holds.heldUserIds();
+    await this.ds.query(`UPDATE retention_runs SET held_users = $2 WHERE id = $1`, [id, held.length]);
+    const wanted = run.categories ? new Set(run.categories) : null;
+    const plan = (await this.policies.list()).filter((p) => !wanted || wanted.has(p.category));
+    const errors: { service: string; error: string }[] = [];
+    const results: { service: string; category: string; affected: number }[] = [];
+    const services = [...new Set(plan.map((p) => p.service))];
+    await Promise.all(
+      services.map(async (service) => {
+        const categories = plan.filter((p) => p.service === service).map((p) => ({ category: p.category, retentionDays: p.retentionDays }));
+        try {
+          if (service === 'privacy') {
+            for (const c of categories) results.push({ service, category: c.category, affected: await this.own.purge(c.category, c.retentionDays, held, run.dry_run) });
+            return;
+          }
+          const report = await this.rpc.call(privacyRetentionRpc(service), { runId: id, categories, dryRun: run.dry_run, heldUserIds: held }, { timeoutMs: this.config.RETENTION_RPC_TIMEOUT_MS });
+          for (const r of report.results ?? []) results.push({ service, category: r.category, affected: Number(r.affected) || 0 });
+        } catch (err) {
+          errors.push({ service, error: ((err as Error).message ?? String(err)).slice(0, 300) });
+        }
+      }),
+    );
+    const status = errors.length ? 'failed' : 'completed';
+    const affected = results.reduce((n, r) => n + r.affected, 0);
+    await this.ds.transaction(async (em) => {
+      for (const r of results) {
+        await em.query(`INSERT INTO retention_results (run_id, service, category, affected) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [id, r.service, r.category, r.affected]);
+      }
+      await em.query(`UPDATE retention_runs SET status = $2, finished_at = now(), errors = $3 WHERE id = $1`, [id, status, JSON.stringify(errors)]);
+      await this.outbox.append(em, 'privacy.retention-run.finished', { runId: id, dryRun: run.dry_run, status, affected });
+      await this.audit.append(em, { actor: 'system', action: 'retention-run.finished', details: { runId: id, dryRun: run.dry_run, status, affected, heldUsers: held.length, failedServices: errors.map((e) => e.service) } });
+    });
+    return this.get(id);
+  }
+
+  async get(id: string): Promise<RetentionRunView> {
+    const [run]: RunRow[] = await this.ds.query(`SELECT * FROM retention_runs WHERE id = $1`, [id]);
+    if (!run) throw new NotFound('retention run');
+    const results = await this.ds.query(`SELECT service, category, affected::int AS affected FROM retention_results WHERE run_id = $1 ORDER BY service, category`, [id]);
+    return {
+      id: run.id,
+      status: run.status,
+      dryRun: run.dry_run,
+      trigger: run.trigger,
+      launchedAs: run.launched_as,
+      jobName: run.job_name,
+      categories: run.categories,
+      heldUsers: run.held_users,
+      createdAt: iso(run.created_at)!,
+      startedAt: iso(run.started_at),
+      finishedAt: iso(run.finished_at),
+      results,
+      errors: run.errors ?? [],
+    };
+  }
+}

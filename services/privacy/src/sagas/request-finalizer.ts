@@ -1,0 +1,124 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { gzipSync } from 'node:zlib';
+import type { PrivacyExport } from '@ally/contracts';
+import { AuditTrail } from '../audit/audit-trail.service.js';
+import { PackageCipher } from '../common/package-cipher.js';
+import { PrivacyOutbox } from '../common/privacy-outbox.js';
+import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import { buildPackageFiles } from '../exports/export-package.builder.js';
+import type { RequestRow } from '../requests/requests.repository.js';
+
+const DAY_MS = 86_400_000;
+
+interface AccountLike {
+  email?: string;
+  first_name?: string;
+  firstName?: string;
+  locale?: string;
+}
+
+/** The last move of a saga, once every step is done: runs in the transaction that holds the request's row lock. */
+@Injectable()
+export class RequestFinalizer {
+  constructor(
+    private readonly cipher: PackageCipher,
+    private readonly audit: AuditTrail,
+    private readonly outbox: PrivacyOutbox,
+    @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
+  ) {}
+
+  async finalize(em: EntityManager, req: RequestRow): Promise<void> {
+    switch (req.type) {
+      case 'access':
+      case 'portability':
+        return this.packageExport(em, req);
+      case 'erasure':
+        return this.completeErasure(em, req);
+      default:
+        return this.complete(em, req, {});
+    }
+  }
+
+  /** Joins the services' parts into one package, encrypted under the request's key, and tells notify it is ready. */
+  private async packageExport(em: EntityManager, req: RequestRow): Promise<void> {
+    if (!req.wrapped_key || !req.user_id) return this.fail(em, req, 'the export key is gone');
+    const parts: { service: string; sealed: Buffer }[] = await em.query(`SELECT service, sealed FROM export_parts WHERE request_id = $1 ORDER BY service`, [req.id]);
+    const sections: PrivacyExport[] = parts.map((p) => JSON.parse(this.cipher.open(req.wrapped_key!, req.id, p.sealed, `part:${p.service}`).toString('utf8')));
+    const completedAt = new Date();
+    const downloadUntil = new Date(completedAt.getTime() + this.config.PRIVACY_EXPORT_TTL_DAYS * DAY_MS);
+    const files = buildPackageFiles({
+      requestId: req.id,
+      type: req.type as 'access' | 'portability',
+      scope: req.scope,
+      receivedAt: new Date(req.created_at).toISOString(),
+      completedAt: completedAt.toISOString(),
+      downloadUntil: downloadUntil.toISOString(),
+      sections,
+      privacySection: await this.ownSection(em, req.user_id),
+    });
+    const plain = gzipSync(Buffer.from(JSON.stringify({ createdAt: completedAt.toISOString(), files }), 'utf8'));
+    const sealed = this.cipher.seal(req.wrapped_key, req.id, plain, 'package');
+    await em.query(`INSERT INTO export_packages (request_id, user_id, sealed, size, expires_at) VALUES ($1, $2, $3, $4, $5)`, [req.id, req.user_id, sealed, plain.length, downloadUntil]);
+    await em.query(`DELETE FROM export_parts WHERE request_id = $1`, [req.id]);
+    await em.query(`UPDATE requests SET download_until = $2 WHERE id = $1`, [req.id, downloadUntil]);
+    const account = (sections.find((s) => s.service === 'identity')?.categories.account ?? null) as AccountLike | null;
+    await this.outbox.append(
+      em,
+      'privacy.export.ready',
+      {
+        requestId: req.id,
+        userId: req.user_id,
+        email: account?.email ?? null,
+        firstName: account?.first_name ?? account?.firstName ?? null,
+        locale: account?.locale === 'en' ? 'en' : 'de',
+        downloadUntil: downloadUntil.toISOString(),
+        downloadPath: `/v1/privacy/requests/${req.id}/download`,
+      },
+      { subject: { userId: req.user_id } },
+    );
+    await this.complete(em, req, { files: Object.keys(files).length, bytes: plain.length, downloadUntil: downloadUntil.toISOString() });
+  }
+
+  /**
+   * Every service confirmed. For the whole account: a tombstone (salted hash,
+   * counts) proves the erasure; privacy's own copies go (export packages and
+   * their keys, the user id on past requests, released holds, sent events).
+   */
+  private async completeErasure(em: EntityManager, req: RequestRow): Promise<void> {
+    const steps: { service: string; result: Record<string, number> | null }[] = await em.query(`SELECT service, result FROM request_steps WHERE request_id = $1 ORDER BY service`, [req.id]);
+    const affected = Object.fromEntries(steps.map((s) => [s.service, s.result ?? {}]));
+    const userId = req.user_id;
+    if (userId && req.scope === 'all') {
+      await em.query(`INSERT INTO tombstones (subject_hash, request_id, scope, affected) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [req.subject_hash, req.id, req.scope, JSON.stringify(affected)]);
+      const [, packages] = await em.query(`DELETE FROM export_packages WHERE user_id = $1`, [userId]);
+      await em.query(`DELETE FROM export_parts WHERE request_id IN (SELECT id FROM requests WHERE user_id = $1)`, [userId]);
+      await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE user_id = $1`, [userId]);
+      await em.query(`UPDATE legal_holds SET user_id = NULL WHERE user_id = $1 AND released_at IS NOT NULL`, [userId]);
+      await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+      await em.query(`UPDATE requests SET user_id = NULL, updated_at = now() WHERE user_id = $1`, [userId]);
+      affected.privacy = { 'export-packages': Number(packages ?? 0) };
+    }
+    await this.complete(em, req, { affected });
+  }
+
+  private async complete(em: EntityManager, req: RequestRow, details: Record<string, unknown>): Promise<void> {
+    await em.query(`UPDATE requests SET status = 'completed', completed_at = now(), updated_at = now(), failure = NULL WHERE id = $1`, [req.id]);
+    await this.audit.append(em, { actor: 'system', action: 'request.completed', requestId: req.id, subjectHash: req.subject_hash, details: { type: req.type, scope: req.scope, ...details } });
+  }
+
+  async fail(em: EntityManager, req: Pick<RequestRow, 'id' | 'subject_hash' | 'type' | 'due_at'>, reason: string): Promise<void> {
+    await em.query(`UPDATE requests SET status = 'failed', failure = $2, updated_at = now(), escalated_at = coalesce(escalated_at, now()) WHERE id = $1`, [req.id, reason.slice(0, 500)]);
+    await this.audit.append(em, { actor: 'system', action: 'request.failed', requestId: req.id, subjectHash: req.subject_hash, details: { reason: reason.slice(0, 500) } });
+    await this.outbox.append(em, 'privacy.request.escalated', { requestId: req.id, type: req.type, status: 'failed', dueAt: new Date(req.due_at).toISOString(), reason: 'failed' });
+  }
+
+  /** privacy's own records about the subject: their requests (not legal holds, which may concern legal claims). */
+  private async ownSection(em: EntityManager, userId: string): Promise<PrivacyExport> {
+    const requests = await em.query(
+      `SELECT id, type, scope, status, created_at, due_at, completed_at FROM requests WHERE user_id = $1 ORDER BY created_at`,
+      [userId],
+    );
+    return { service: 'privacy', categories: { 'data-subject-requests': requests } };
+  }
+}

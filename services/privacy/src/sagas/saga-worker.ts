@@ -1,0 +1,255 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import { Counter, Registry } from 'prom-client';
+import { ProblemError } from '@ally/contracts';
+import { LOGGER } from '@ally/platform';
+import { AuditTrail } from '../audit/audit-trail.service.js';
+import { PackageCipher } from '../common/package-cipher.js';
+import { PrivacyOutbox } from '../common/privacy-outbox.js';
+import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import type { RequestRow } from '../requests/requests.repository.js';
+import { RequestFinalizer } from './request-finalizer.js';
+import { StepRunner, type ClaimedStep, type StepOutcome } from './step-runner.js';
+
+const BATCH = 10;
+const HOUSEKEEPING_MS = 60_000;
+
+/** 4xx answers mean the request itself is wrong: retrying would not help. Timeouts, 5xx and "no responders" are retried. */
+function retryable(err: unknown): boolean {
+  if (err instanceof ProblemError) return err.status >= 500 || err.status === 408 || err.status === 429;
+  return true;
+}
+
+/**
+ * Drives every saga from the database, so a restart of privacy (or of any
+ * service) loses nothing: it claims due steps with FOR UPDATE SKIP LOCKED
+ * (replicas share the work), leases them (a step of a worker that died is
+ * taken again after PRIVACY_STEP_LEASE_MS), calls the service, and retries
+ * failures with exponential backoff until the service confirms. Steps of a
+ * later phase wait for the earlier ones; an erasure waits while a legal hold
+ * stands. It also finishes requests whose steps are all done, and warns
+ * compliance before a due date passes.
+ */
+@Injectable()
+export class SagaWorker implements OnApplicationBootstrap, OnApplicationShutdown {
+  private timer?: NodeJS.Timeout;
+  private running?: Promise<void>;
+  private again = false;
+  private stopped = false;
+  private lastHousekeeping = 0;
+  private readonly steps: Counter;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly runner: StepRunner,
+    private readonly finalizer: RequestFinalizer,
+    private readonly cipher: PackageCipher,
+    private readonly audit: AuditTrail,
+    private readonly outbox: PrivacyOutbox,
+    @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    registry: Registry,
+  ) {
+    this.steps = new Counter({ name: 'ally_privacy_saga_steps_total', help: 'Saga step attempts by service, action and outcome', labelNames: ['service', 'action', 'outcome'], registers: [registry] });
+  }
+
+  onApplicationBootstrap() {
+    if (this.config.PRIVACY_WORKER === 'off') return;
+    this.timer = setInterval(() => this.wake(), this.config.PRIVACY_POLL_MS);
+    this.wake();
+  }
+
+  async onApplicationShutdown() {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.running;
+  }
+
+  wake(): void {
+    if (this.stopped || this.config.PRIVACY_WORKER === 'off') return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = this.pass()
+      .catch((err) => this.logger.warn({ err: String(err) }, 'saga pass failed'))
+      .finally(() => {
+        this.running = undefined;
+        if (this.again) {
+          this.again = false;
+          this.wake();
+        }
+      });
+  }
+
+  /** One pass over everything due; also callable directly (tests, commands). */
+  async pass(): Promise<void> {
+    await this.completeNotifySteps();
+    for (;;) {
+      const claimed = await this.claim();
+      if (claimed.length === 0 || this.stopped) break;
+      await Promise.all(claimed.map((s) => this.execute(s)));
+    }
+    await this.finalizeReady();
+    await this.escalate();
+    if (Date.now() - this.lastHousekeeping > HOUSEKEEPING_MS) {
+      this.lastHousekeeping = Date.now();
+      await this.expireExports();
+    }
+  }
+
+  private async claim(): Promise<ClaimedStep[]> {
+    return this.ds.transaction(async (em) => {
+      const [rows] = await em.query(
+        `UPDATE request_steps s SET status = 'running', attempts = s.attempts + 1, lease_until = now() + make_interval(secs => $1)
+           FROM requests r
+          WHERE r.id = s.request_id AND (s.request_id, s.service) IN (
+            SELECT s2.request_id, s2.service FROM request_steps s2 JOIN requests r2 ON r2.id = s2.request_id
+             WHERE s2.action IN ('export', 'erase')
+               AND ((s2.status = 'pending' AND s2.next_attempt_at <= now()) OR (s2.status = 'running' AND s2.lease_until < now()))
+               AND r2.status IN ('received', 'in_progress') AND r2.user_id IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM request_steps p WHERE p.request_id = s2.request_id AND p.phase < s2.phase AND p.status <> 'completed')
+               AND NOT (r2.type = 'erasure' AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.user_id = r2.user_id AND h.released_at IS NULL))
+             ORDER BY s2.next_attempt_at LIMIT ${BATCH}
+             FOR UPDATE OF s2 SKIP LOCKED)
+        RETURNING s.request_id, s.service, s.action, s.attempts, r.user_id, r.scope`,
+        [this.config.PRIVACY_STEP_LEASE_MS / 1000],
+      );
+      const claimed: ClaimedStep[] = rows.map((r: any) => ({ requestId: r.request_id, service: r.service, action: r.action, attempts: r.attempts, userId: r.user_id, scope: r.scope }));
+      const ids = [...new Set(claimed.map((c) => c.requestId))];
+      if (ids.length) {
+        const started: { id: string; subject_hash: string }[] = await em.query(
+          `UPDATE requests SET status = 'in_progress', updated_at = now() WHERE id = ANY($1) AND status = 'received' RETURNING id, subject_hash`,
+          [ids],
+        );
+        for (const r of started) await this.audit.append(em, { actor: 'system', action: 'request.started', requestId: r.id, subjectHash: r.subject_hash });
+      }
+      return claimed;
+    });
+  }
+
+  private async execute(step: ClaimedStep): Promise<void> {
+    let outcome: StepOutcome;
+    try {
+      outcome = await this.runner.run(step);
+    } catch (err) {
+      return this.failed(step, err);
+    }
+    await this.ds.transaction(async (em) => {
+      const [req]: RequestRow[] = await em.query(`SELECT * FROM requests WHERE id = $1`, [step.requestId]);
+      // Only the holder of the current lease may complete it (a slow worker whose lease ran out may not).
+      const [, updated] = await em.query(
+        `UPDATE request_steps SET status = 'completed', completed_at = now(), lease_until = NULL, last_error = NULL, result = $4
+          WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
+        [step.requestId, step.service, step.attempts, JSON.stringify(outcome.kind === 'exported' ? outcome.counts : outcome.affected)],
+      );
+      if (!updated) return;
+      if (outcome.kind === 'exported') {
+        const sealed = this.cipher.seal(req.wrapped_key!, req.id, Buffer.from(JSON.stringify(outcome.section), 'utf8'), `part:${step.service}`);
+        await em.query(`INSERT INTO export_parts (request_id, service, sealed) VALUES ($1, $2, $3) ON CONFLICT (request_id, service) DO UPDATE SET sealed = EXCLUDED.sealed`, [req.id, step.service, sealed]);
+      } else {
+        for (const p of outcome.processors) {
+          await em.query(
+            `INSERT INTO processor_notices (request_id, processor, service, action, status) VALUES ($1, $2, $3, 'erasure', $4) ON CONFLICT DO NOTHING`,
+            [req.id, p.id, step.service, p.confirmed ? 'confirmed' : 'delegated'],
+          );
+        }
+      }
+      await this.audit.append(em, {
+        actor: 'system',
+        action: `step.completed`,
+        requestId: req.id,
+        subjectHash: req.subject_hash,
+        details: { service: step.service, action: step.action, attempts: step.attempts, counts: outcome.kind === 'exported' ? outcome.counts : outcome.affected, ...(outcome.kind === 'erased' && outcome.processors.length ? { processorsTold: outcome.processors } : {}) },
+      });
+    });
+    this.steps.inc({ service: step.service, action: step.action, outcome: 'completed' });
+  }
+
+  private async failed(step: ClaimedStep, err: unknown): Promise<void> {
+    const message = (err as Error)?.message ?? String(err);
+    const max = this.config.PRIVACY_STEP_MAX_ATTEMPTS;
+    const giveUp = !retryable(err) || (max > 0 && step.attempts >= max);
+    await this.ds.transaction(async (em) => {
+      if (giveUp) {
+        const [, updated] = await em.query(
+          `UPDATE request_steps SET status = 'failed', lease_until = NULL, last_error = $4 WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
+          [step.requestId, step.service, step.attempts, message.slice(0, 500)],
+        );
+        if (!updated) return;
+        const [req] = await em.query(`SELECT id, subject_hash, type, due_at FROM requests WHERE id = $1 FOR UPDATE`, [step.requestId]);
+        await this.finalizer.fail(em, req, `${step.service} could not ${step.action}: ${message}`);
+        return;
+      }
+      const delayMs = Math.min(this.config.PRIVACY_RETRY_MAX_MS, this.config.PRIVACY_RETRY_BASE_MS * 2 ** Math.min(step.attempts - 1, 30));
+      await em.query(
+        `UPDATE request_steps SET status = 'pending', lease_until = NULL, last_error = $4, next_attempt_at = now() + make_interval(secs => $5)
+          WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
+        [step.requestId, step.service, step.attempts, message.slice(0, 500), delayMs / 1000],
+      );
+    });
+    this.steps.inc({ service: step.service, action: step.action, outcome: giveUp ? 'failed' : 'retry' });
+    this.logger.warn({ requestId: step.requestId, service: step.service, action: step.action, attempt: step.attempts, giveUp, err: message }, 'privacy step failed');
+  }
+
+  /** Restriction and objection: each service's step is done once the event is in JetStream (the outbox marked it sent). */
+  private async completeNotifySteps(): Promise<void> {
+    await this.ds.transaction(async (em) => {
+      const [rows] = await em.query(
+        `UPDATE request_steps s SET status = 'completed', completed_at = now(), attempts = s.attempts + 1, result = '{}'
+           FROM requests r, outbox o
+          WHERE r.id = s.request_id AND s.action = 'notify' AND s.status = 'pending'
+            AND o.id = (r.details->>'eventId')::uuid AND o.sent_at IS NOT NULL
+        RETURNING s.request_id, s.service, r.subject_hash`,
+      );
+      for (const r of rows as { request_id: string; service: string; subject_hash: string }[]) {
+        await this.audit.append(em, { actor: 'system', action: 'step.completed', requestId: r.request_id, subjectHash: r.subject_hash, details: { service: r.service, action: 'notify' } });
+      }
+    });
+  }
+
+  private async finalizeReady(): Promise<void> {
+    for (;;) {
+      const done = await this.ds.transaction(async (em) => {
+        const [req]: RequestRow[] = await em.query(
+          `SELECT * FROM requests r WHERE status IN ('received', 'in_progress')
+              AND NOT EXISTS (SELECT 1 FROM request_steps s WHERE s.request_id = r.id AND s.status <> 'completed')
+            ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
+        );
+        if (!req) return false;
+        await this.finalizer.finalize(em, req);
+        return true;
+      });
+      if (!done) return;
+    }
+  }
+
+  /** Open requests within PRIVACY_ESCALATE_DAYS_BEFORE of their due date: compliance hears of each once. */
+  async escalate(): Promise<number> {
+    return this.ds.transaction(async (em) => {
+      const [rows] = await em.query(
+        `UPDATE requests SET escalated_at = now() WHERE id IN (
+           SELECT id FROM requests WHERE status IN ('received', 'in_progress') AND escalated_at IS NULL
+              AND due_at - make_interval(secs => $1) <= now()
+            LIMIT 100 FOR UPDATE SKIP LOCKED)
+         RETURNING id, type, status, due_at, subject_hash`,
+        [this.config.PRIVACY_ESCALATE_DAYS_BEFORE * 86_400],
+      );
+      for (const r of rows as { id: string; type: any; status: string; due_at: Date; subject_hash: string }[]) {
+        await this.outbox.append(em, 'privacy.request.escalated', { requestId: r.id, type: r.type, status: r.status, dueAt: new Date(r.due_at).toISOString(), reason: 'due-soon' });
+        await this.audit.append(em, { actor: 'system', action: 'request.escalated', requestId: r.id, subjectHash: r.subject_hash, details: { dueAt: new Date(r.due_at).toISOString() } });
+      }
+      return rows.length;
+    });
+  }
+
+  /** Packages past their 7 days go, and with them their keys (crypto-shredding any copy in a backup). */
+  async expireExports(): Promise<number> {
+    return this.ds.transaction(async (em) => {
+      const [, n] = await em.query(`DELETE FROM export_packages WHERE expires_at <= now()`);
+      await em.query(`UPDATE requests SET wrapped_key = NULL WHERE wrapped_key IS NOT NULL AND download_until <= now()`);
+      return Number(n ?? 0);
+    });
+  }
+}

@@ -1,0 +1,49 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { categoriesOf, privacyRpcs, processorsOf, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+
+export interface ClaimedStep {
+  requestId: string;
+  service: string;
+  action: 'export' | 'erase';
+  attempts: number;
+  userId: string;
+  scope: string;
+}
+
+export type StepOutcome =
+  | { kind: 'exported'; section: PrivacyExport; counts: Record<string, number> }
+  | { kind: 'erased'; affected: Record<string, number>; processors: { id: string; confirmed: boolean }[] };
+
+const count = (v: unknown): number => (Array.isArray(v) ? v.length : v === null || v === undefined ? 0 : 1);
+
+/** One step: the service's `privacy.export` or `privacy.erase` RPC, with a timeout. Throws on any failure. */
+@Injectable()
+export class StepRunner {
+  constructor(
+    private readonly rpc: RpcClient,
+    @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
+  ) {}
+
+  async run(step: ClaimedStep): Promise<StepOutcome> {
+    const contract = privacyRpcs(step.service);
+    const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
+    const timeoutMs = this.config.PRIVACY_STEP_TIMEOUT_MS;
+    if (step.action === 'export') {
+      const section = await this.rpc.call(contract.export, input, { timeoutMs });
+      if (!section || typeof section.categories !== 'object' || section.categories === null) throw new Error(`${step.service} answered an export without categories`);
+      const counts = Object.fromEntries(Object.entries(section.categories).map(([k, v]) => [k, count(v)]));
+      return { kind: 'exported', section: { service: step.service, categories: section.categories }, counts };
+    }
+    const erased = (await this.rpc.call(contract.erase, input, { timeoutMs })) as PrivacyErasure & PrivacyErasureProcessorReport;
+    if (!erased || typeof erased.affected !== 'object') throw new Error(`${step.service} answered an erasure without counts`);
+    const told = new Set((erased.processorsNotified ?? []).map((p) => p.toLowerCase()));
+    // Art. 19: the processors of this service's categories that keep copies of their own.
+    const processors = processorsOf(categoriesOf(step.service).flatMap((c) => c.processors))
+      .filter((p) => p.holdsCopies)
+      .map((p) => ({ id: p.id, confirmed: told.has(p.id) || told.has(p.name.toLowerCase()) }));
+    const affected = Object.fromEntries(Object.entries(erased.affected).map(([k, v]) => [k, Number(v) || 0]));
+    return { kind: 'erased', affected, processors };
+  }
+}

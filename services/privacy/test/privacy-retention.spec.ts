@@ -1,0 +1,174 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { PrivacyRpc, type Actor } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { privacyService } from '../src/privacy.service.js';
+import { FakeServices } from './fake-services.js';
+
+const compliance: Actor = { userId: randomUUID(), platformRoles: ['compliance'] };
+const DAY = 86_400_000;
+
+describe('retention policies, runs and legal holds', () => {
+  let env: TestEnv;
+  let privacy: RunningService;
+  let rpc: RpcClient;
+  let fakes: FakeServices;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    privacy = await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    fakes = new FakeServices(await env.nats(), env.prefix).listen(['identity', 'chat', 'billing', 'notify'], ['retention']);
+  });
+
+  afterAll(async () => {
+    fakes?.close();
+    await rpc?.close();
+    await env?.close();
+  });
+
+  const finished = (id: string) =>
+    waitFor(async () => {
+      const run = await rpc.call(PrivacyRpc.getRetentionRun, { id }, { actor: compliance });
+      return run.status === 'completed' || run.status === 'failed' ? run : undefined;
+    }, `retention run ${id}`);
+
+  it('lists a policy per declared category with the defaults from contracts, and audits a change by compliance', async () => {
+    const { data } = await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance });
+    expect(data.find((p) => p.category === 'login-audit')).toMatchObject({ service: 'identity', retentionDays: 30, defaultRetentionDays: 30, updatedBy: null });
+    expect(data.find((p) => p.category === 'invoices')).toMatchObject({ service: 'billing', retentionDays: 3650, basis: 'legal obligation (Art. 6(1)(c) GDPR)' });
+    expect(data.find((p) => p.category === 'consent-records')).toMatchObject({ service: 'privacy', retentionDays: 730 });
+
+    const changed = await rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'login-audit', retentionDays: 14 }, { actor: compliance });
+    expect(changed.data.find((p) => p.category === 'login-audit')).toMatchObject({ retentionDays: 14, defaultRetentionDays: 30, updatedBy: compliance.userId });
+    const [entry] = await env.sql(`SELECT * FROM privacy.audit_log WHERE action = 'retention-policy.updated' ORDER BY seq DESC LIMIT 1`);
+    expect(entry).toMatchObject({ actor: `staff:${compliance.userId}`, details: { category: 'login-audit', from: { retentionDays: 30 }, to: { retentionDays: 14 } } });
+
+    await expect(rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'billing', category: 'invoices', retentionDays: 365 }, { actor: compliance })).rejects.toMatchObject({ status: 422 });
+    await expect(rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'chat', category: 'no-such-thing', retentionDays: 5 }, { actor: compliance })).rejects.toMatchObject({ status: 400 });
+    await expect(rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: { userId: randomUUID(), platformRoles: [] } })).rejects.toMatchObject({ status: 403 });
+  });
+
+  it('asks every service to purge by the policies in force, skipping held users, and keeps their counts', async () => {
+    const held = randomUUID();
+    const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: held, reason: 'tax audit 2026' }, { actor: compliance });
+    fakes.on('identity', 'retention', (input) => ({ service: 'identity', results: input.categories.map((c: { category: string }) => ({ category: c.category, affected: c.category === 'login-audit' ? 7 : 0 })) }));
+    const started = await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false }, { actor: compliance });
+    expect(started).toMatchObject({ status: expect.stringMatching(/queued|running|completed/), launchedAs: 'in-process', trigger: 'compliance' });
+    const run = await finished(started.id);
+    expect(run.status).toBe('completed');
+    expect(run.results).toContainEqual({ service: 'identity', category: 'login-audit', affected: 7 });
+    const call = fakes.callsTo('identity', 'retention').at(-1)!;
+    expect(call.input).toMatchObject({ dryRun: false, runId: started.id, heldUserIds: [held] });
+    expect(call.input.categories).toContainEqual({ category: 'login-audit', retentionDays: 14 });
+    expect(call.input.categories).toContainEqual({ category: 'account', retentionDays: null });
+
+    await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });
+    const next = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true, categories: ['login-audit'] }, { actor: compliance })).id);
+    const again = fakes.callsTo('identity', 'retention').at(-1)!;
+    expect(again.input).toMatchObject({ dryRun: true, heldUserIds: [], categories: [{ category: 'login-audit', retentionDays: 14 }] });
+    expect(fakes.callsTo('chat', 'retention').at(-1)!.input.runId).not.toBe(next.id);
+    expect(next.results.map((r) => r.category)).toEqual(['login-audit']);
+    const finishedEvent = await lastEvent(env, 'privacy.retention-run.finished', (e: any) => e.data.runId === next.id);
+    expect(finishedEvent.data).toMatchObject({ dryRun: true, status: 'completed', affected: 7 });
+  });
+
+  it("purges privacy's own expired records exactly, and a dry run only counts them", async () => {
+    const keep = randomUUID();
+    const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: keep, reason: 'litigation hold' }, { actor: compliance });
+    // Consent records: 3 past their 2 years, 2 fresh.
+    for (const [i, ageDays] of [800, 900, 731, 10, 700].entries()) {
+      await env.sql(`INSERT INTO privacy.consents (id, subject_id, purpose, granted, policy_version, source, recorded_at, expires_at) VALUES ($1, $2, 'analytics', true, 'v1', 'given', $3, $3::timestamptz + interval '2 years')`, [
+        randomUUID(),
+        `subject-seeded-${i}-xxxxxxxx`,
+        new Date(Date.now() - ageDays * DAY),
+      ]);
+    }
+    // Export packages: two old ones (one of a held user), one fresh.
+    for (const [user, ageDays] of [[randomUUID(), 9], [keep, 9], [randomUUID(), 1]] as const) {
+      const id = randomUUID();
+      await env.sql(`INSERT INTO privacy.requests (id, user_id, subject_hash, type, scope, status, due_at) VALUES ($1, $2, 'h', 'access', 'all', 'completed', now())`, [id, user]);
+      await env.sql(`INSERT INTO privacy.export_packages (request_id, user_id, sealed, size, created_at, expires_at) VALUES ($1, $2, '\\x00', 1, $3, now() + interval '1 day')`, [id, user, new Date(Date.now() - ageDays * DAY)]);
+    }
+    const dry = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true, categories: ['consent-records', 'export-packages'] }, { actor: compliance })).id);
+    expect(dry.results).toEqual([
+      { service: 'privacy', category: 'consent-records', affected: 3 },
+      { service: 'privacy', category: 'export-packages', affected: 1 },
+    ]);
+    expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(5);
+
+    const real = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['consent-records', 'export-packages'] }, { actor: compliance })).id);
+    expect(real.results.map((r) => r.affected)).toEqual([3, 1]);
+    expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(2);
+    expect((await env.sql(`SELECT user_id FROM privacy.export_packages`)).map((r) => r.user_id)).toContain(keep);
+
+    await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });
+    const after = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['export-packages'] }, { actor: compliance })).id);
+    expect(after.results).toEqual([{ service: 'privacy', category: 'export-packages', affected: 1 }]);
+  });
+
+  it('reports a service that does not answer as a failed part of the run', async () => {
+    fakes.on('chat', 'retention', () => ({ problem: { type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'database down' } }));
+    const run = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true, categories: ['chat-history', 'login-audit'] }, { actor: compliance })).id);
+    expect(run.status).toBe('failed');
+    expect(run.errors).toEqual([{ service: 'chat', error: 'database down' }]);
+    expect(run.results).toContainEqual({ service: 'identity', category: 'login-audit', affected: 7 });
+  });
+
+  it('runs from the CLI command, as the CronJob does', async () => {
+    const out = await privacyService.commands!['retention-run'](privacy.app, ['--dry-run', '--scheduled', '--categories', 'login-audit']);
+    expect(out).toMatch(/^retention run [0-9a-f-]+: completed \(dry run: nothing deleted\)/);
+    expect(out).toContain('identity/login-audit: 7');
+    const [run] = await env.sql(`SELECT * FROM privacy.retention_runs ORDER BY created_at DESC LIMIT 1`);
+    expect(run).toMatchObject({ trigger: 'schedule', dry_run: true, status: 'completed' });
+  });
+
+  it('records consents per pseudonymous subject, with history, withdrawal and two years of validity', async () => {
+    const subjectId = `anon-${randomUUID()}`;
+    const given = await rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true, marketing: false }, policyVersion: '2024-09-18' }, { meta: { userAgent: 'Mozilla/5.0 test' } });
+    expect(given.current).toEqual([
+      expect.objectContaining({ purpose: 'analytics', granted: true, expired: false, policyVersion: '2024-09-18' }),
+      expect.objectContaining({ purpose: 'marketing', granted: false }),
+    ]);
+    const years = (Date.parse(given.current[0].expiresAt) - Date.parse(given.current[0].recordedAt)) / (365.25 * DAY);
+    expect(years).toBeCloseTo(2, 1);
+    expect(given.history[0].userAgent).toBe('Mozilla/5.0 test');
+    const withdrawn = await rpc.call(PrivacyRpc.withdrawConsents, { subjectId });
+    expect(withdrawn.current.every((c) => !c.granted)).toBe(true);
+    expect(withdrawn.history.map((h) => h.source)).toEqual(['withdrawal', 'given', 'given']);
+    await expect(rpc.call(PrivacyRpc.getConsents, { subjectId: 'nobody-has-this-id-000' })).rejects.toMatchObject({ status: 404 });
+    await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId: 'lea@example.eu', purposes: { analytics: true }, policyVersion: 'v1' } as any)).rejects.toMatchObject({ status: 400 });
+  });
+
+  it('builds the register of processing activities from contracts, as JSON and CSV', async () => {
+    const reg = await rpc.call(PrivacyRpc.processingActivities, { format: 'json' }, { actor: compliance });
+    if (!('activities' in reg)) throw new Error('expected JSON');
+    expect(reg.controller.name).toBe('fellowork GmbH');
+    const chat = reg.activities.find((a) => a.category === 'chat-history')!;
+    expect(chat.recipients.map((r) => r.name).sort()).toEqual(['Hetzner Online GmbH', 'Microsoft Ireland Operations Limited', 'OpenAI Ireland Ltd']);
+    expect(chat.recipients.find((r) => r.name === 'OpenAI Ireland Ltd')!.transferBasis.euEea).toMatch(/standard contractual clauses/);
+    const billing = reg.activities.find((a) => a.category === 'invoices')!;
+    expect(billing.recipients.find((r) => r.name === 'Stripe, Inc.')!.transferBasis.euEea).toMatch(/Data Privacy Framework/);
+    expect(reg.activities.find((a) => a.category === 'delivery-log')!.recipients.map((r) => r.name)).toContain('Sendinblue GmbH (Brevo)');
+    expect(reg.activities.find((a) => a.category === 'login-audit')!.retentionDays).toBe(14);
+    const csv = await rpc.call(PrivacyRpc.processingActivities, { format: 'csv' }, { actor: compliance });
+    if (!('csv' in csv)) throw new Error('expected CSV');
+    const lines = csv.csv.trim().split('\r\n');
+    expect(lines[0]).toBe('service,category,description,purposes,legal basis,retention days,retention,data subjects,recipients and processors,transfer bases');
+    expect(lines).toHaveLength(1 + reg.activities.length);
+  });
+
+  it('verifies the audit chain and names the first broken link after tampering', async () => {
+    const ok = await privacyService.commands!['verify-audit'](privacy.app, []);
+    expect(ok).toMatch(/^audit trail intact: \d+ entries/);
+    const [{ n }] = await env.sql(`SELECT count(*)::int AS n FROM privacy.audit_log`);
+    expect(n).toBeGreaterThan(5);
+    await env.sql(`UPDATE privacy.audit_log SET details = '{"category":"login-audit","to":{"retentionDays":3650}}' WHERE seq = 3`);
+    expect(await privacyService.commands!['verify-audit'](privacy.app, [])).toBe('audit trail BROKEN at entry 3: entry 3 was changed after it was written (2 entries before it check out)');
+    await env.sql(`DELETE FROM privacy.audit_log WHERE seq <= 3`);
+    expect(await privacyService.commands!['verify-audit'](privacy.app, [])).toMatch(/BROKEN at entry 1: entry 1 is missing/);
+    process.exitCode = 0;
+  });
+});

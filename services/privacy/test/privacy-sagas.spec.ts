@@ -1,0 +1,185 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
+import { PrivacyRpc, type Actor } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { privacyService } from '../src/privacy.service.js';
+import { AuditTrail } from '../src/audit/audit-trail.service.js';
+import { FakeServices } from './fake-services.js';
+
+const FAST = {
+  PRIVACY_POLL_MS: '50',
+  PRIVACY_STEP_TIMEOUT_MS: '400',
+  PRIVACY_RETRY_BASE_MS: '50',
+  PRIVACY_RETRY_MAX_MS: '200',
+  PRIVACY_STEP_LEASE_MS: '1500',
+  PRIVACY_KEK: randomBytes(32).toString('base64'),
+  PRIVACY_SUBJECT_SALT: 'a-test-salt-of-sufficient-length',
+};
+
+const user = (): Actor => ({ userId: randomUUID(), platformRoles: [] });
+const compliance: Actor = { userId: randomUUID(), platformRoles: ['compliance'] };
+
+describe('privacy sagas against services on the wire', () => {
+  let env: TestEnv;
+  let privacy: RunningService;
+  let rpc: RpcClient;
+  let fakes: FakeServices;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    privacy = await env.start(privacyService, FAST);
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    fakes = new FakeServices(await env.nats(), env.prefix).listen(['identity', 'chat', 'billing', 'notify']);
+  });
+
+  afterAll(async () => {
+    fakes?.close();
+    await rpc?.close();
+    await env?.close();
+  });
+
+  const request = (actor: Actor, type: 'access' | 'portability' | 'erasure' | 'restriction' | 'objection', scope = 'all') =>
+    rpc.call(PrivacyRpc.createRequest, { type, scope }, { actor });
+  const settled = (actor: Actor, id: string, timeoutMs = 15_000) =>
+    waitFor(async () => {
+      const r = await rpc.call(PrivacyRpc.getRequest, { id }, { actor });
+      return r.status === 'completed' || r.status === 'failed' ? r : undefined;
+    }, `request ${id} to settle`, timeoutMs);
+
+  it('exports every service holding personal data (from contracts) into one encrypted package, and says so by event', async () => {
+    const lea = user();
+    fakes
+      .on('identity', 'export', (input) => ({ service: 'identity', categories: { account: { id: input.userId, email: 'lea@example.eu', first_name: 'Lea', locale: 'en' }, memberships: [] } }))
+      .on('chat', 'export', () => ({ service: 'chat', categories: { 'chat-history': { conversations: [{ id: 'c1', messages: [{ role: 'user', content: 'Hallo Nordlicht' }] }], assistants: [] } } }));
+    const created = await request(lea, 'access');
+    expect(created).toMatchObject({ type: 'access', scope: 'all', status: 'received' });
+    expect(Date.parse(created.dueAt) - Date.now()).toBeGreaterThan(27 * 86_400_000);
+    expect(created.steps.map((s) => s.service).sort()).toEqual(['billing', 'chat', 'identity', 'notify']);
+
+    const done = await settled(lea, created.id);
+    expect(done.status).toBe('completed');
+    expect(done.downloadUntil).not.toBeNull();
+    expect(done.steps.find((s) => s.service === 'chat')!.result).toEqual({ 'chat-history': 1 });
+
+    // At rest, nothing readable: the package and its key are sealed.
+    const [stored] = await env.sql(`SELECT sealed FROM privacy.export_packages WHERE request_id = $1`, [created.id]);
+    expect(stored.sealed.toString('latin1')).not.toContain('Nordlicht');
+    expect(() => gunzipSync(stored.sealed)).toThrow();
+
+    const meta = await rpc.call(PrivacyRpc.download, { id: created.id, format: 'json' }, { actor: lea });
+    expect(meta.contentType).toBe('application/json');
+    const parts: Buffer[] = [];
+    for (let i = 0; i < meta.parts; i++) parts.push(Buffer.from((await rpc.call(PrivacyRpc.downloadPart, { id: created.id, format: 'json', part: i }, { actor: lea })).data, 'base64'));
+    const pkg = JSON.parse(Buffer.concat(parts).toString('utf8'));
+    expect(Object.keys(pkg.files).sort()).toEqual(
+      ['README.md', 'information.json', 'request.json', ...['billing', 'chat', 'identity', 'notify', 'privacy'].flatMap((s) => [`data/${s}.json`, `schemas/${s}.schema.json`])].sort(),
+    );
+    expect(pkg.files['data/chat.json'].categories['chat-history'].conversations[0].messages[0].content).toBe('Hallo Nordlicht');
+    const info = pkg.files['information.json'];
+    const history = info.categories.find((c: any) => c.category === 'chat-history');
+    expect(history).toMatchObject({ legalBasis: 'contract (Art. 6(1)(b) GDPR)', automatedDecisionMaking: expect.stringMatching(/^none/) });
+    expect(history.recipients.map((r: any) => r.name)).toEqual(expect.arrayContaining(['Microsoft Ireland Operations Limited', 'OpenAI Ireland Ltd', 'Hetzner Online GmbH']));
+    expect(pkg.files['schemas/chat.schema.json'].properties.categories.properties['chat-history']).toMatchObject({ type: 'object', description: expect.stringContaining('Conversations') });
+    expect(pkg.files['README.md']).toContain('data/chat.json');
+
+    const ready = await lastEvent(env, 'privacy.export.ready', (e: any) => e.data.requestId === created.id);
+    expect(ready.data).toMatchObject({ userId: lea.userId, email: 'lea@example.eu', firstName: 'Lea', locale: 'en', downloadPath: `/v1/privacy/requests/${created.id}/download` });
+  });
+
+  it('shows a user only their own requests and packages', async () => {
+    const owner = user();
+    const other = user();
+    const r = await request(owner, 'portability');
+    await settled(owner, r.id);
+    await expect(rpc.call(PrivacyRpc.getRequest, { id: r.id }, { actor: other })).rejects.toMatchObject({ status: 404 });
+    await expect(rpc.call(PrivacyRpc.download, { id: r.id, format: 'zip' }, { actor: other })).rejects.toMatchObject({ status: 404 });
+    expect((await rpc.call(PrivacyRpc.listRequests, {}, { actor: other })).data).toEqual([]);
+    expect((await rpc.call(PrivacyRpc.listRequests, {}, { actor: owner })).data.map((x) => x.id)).toEqual([r.id]);
+    await expect(rpc.call(PrivacyRpc.adminListRequests, {}, { actor: owner })).rejects.toMatchObject({ status: 403 });
+    expect((await rpc.call(PrivacyRpc.adminListRequests, { status: 'completed' }, { actor: compliance })).data.map((x) => x.id)).toContain(r.id);
+  });
+
+  it('erases everywhere, identity last, retrying a service that does not answer, and leaves only a tombstone', async () => {
+    const tom = user();
+    let chatTries = 0;
+    fakes
+      .on('chat', 'erase', () => (++chatTries < 3 ? 'silence' : { service: 'chat', affected: { 'chat-history': 12, 'data-keys': 1 } }))
+      .on('billing', 'erase', () => ({ service: 'billing', affected: { invoices: 2 }, processorsNotified: ['stripe'] }))
+      .on('identity', 'erase', () => ({ service: 'identity', affected: { account: 1 } }));
+    const r = await request(tom, 'erasure');
+    expect(r.steps.find((s) => s.service === 'identity')).toMatchObject({ action: 'erase', status: 'pending' });
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0, 'the erasure to complete', 20_000);
+
+    const mine = fakes.calls.filter((c) => c.operation === 'erase' && c.input.userId === tom.userId);
+    const identityAt = mine.find((c) => c.service === 'identity')!.at;
+    expect(mine.filter((c) => c.service !== 'identity').every((c) => c.at < identityAt)).toBe(true);
+    expect(mine.filter((c) => c.service === 'chat')).toHaveLength(3);
+    expect(mine.filter((c) => c.service === 'identity')).toHaveLength(1);
+
+    // The subject's id is gone from privacy's tables; the tombstone holds a salted hash and counts.
+    expect(await env.sql(`SELECT * FROM privacy.requests WHERE user_id = $1`, [tom.userId])).toEqual([]);
+    const [stone] = await env.sql(`SELECT * FROM privacy.tombstones WHERE request_id = $1`, [r.id]);
+    expect(stone.subject_hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(stone.affected).toMatchObject({ chat: { 'chat-history': 12 }, identity: { account: 1 } });
+    const dump = JSON.stringify(await env.sql(`SELECT * FROM privacy.tombstones`)) + JSON.stringify(await env.sql(`SELECT * FROM privacy.audit_log`));
+    expect(dump).not.toContain(tom.userId);
+
+    // Art. 19: Stripe confirmed through billing, Brevo delegated to notify.
+    const view = (await rpc.call(PrivacyRpc.adminListRequests, { status: 'completed' }, { actor: compliance })).data.find((x) => x.id === r.id)!;
+    expect(view.processorNotices.map((n) => [n.processor, n.status]).sort()).toEqual([
+      ['brevo', 'delegated'],
+      ['stripe', 'confirmed'],
+    ]);
+    expect(await privacy.app.get(AuditTrail).verify()).toMatchObject({ ok: true });
+  });
+
+  it('fails a request whose service refuses it as invalid, and tells compliance', async () => {
+    const ann = user();
+    fakes.on('notify', 'erase', () => ({ problem: { type: 'about:blank', title: 'Bad Request', status: 400, detail: 'scope not supported' } }));
+    const r = await request(ann, 'erasure', 'private');
+    const done = await settled(ann, r.id);
+    expect(done).toMatchObject({ status: 'failed', failure: expect.stringContaining('scope not supported') });
+    expect(done.steps.find((s) => s.service === 'identity')!.status).toBe('pending');
+    const escalated = await lastEvent(env, 'privacy.request.escalated', (e: any) => e.data.requestId === r.id);
+    expect(escalated.data).toMatchObject({ reason: 'failed', type: 'erasure' });
+    fakes.on('notify', 'erase', () => ({ service: 'notify', affected: {} }));
+  });
+
+  it('holds an erasure while a legal hold stands and finishes it once released', async () => {
+    const max = user();
+    const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: max.userId, reason: 'pending litigation 2026-17' }, { actor: compliance });
+    const r = await request(max, 'erasure');
+    await new Promise((res) => setTimeout(res, 600));
+    const waiting = await rpc.call(PrivacyRpc.getRequest, { id: r.id }, { actor: max });
+    expect(waiting).toMatchObject({ status: 'received', suspended: true });
+    expect(fakes.calls.filter((c) => c.input.userId === max.userId)).toEqual([]);
+    await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0, 'the erasure after release', 15_000);
+  });
+
+  it('refuses a second open request of the same kind', async () => {
+    const eva = user();
+    fakes.on('billing', 'export', () => 'silence');
+    const first = await request(eva, 'access');
+    await expect(request(eva, 'access')).rejects.toMatchObject({ status: 409 });
+    fakes.on('billing', 'export', () => ({ service: 'billing', categories: {} }));
+    await settled(eva, first.id);
+  });
+
+  it('tells services of a restriction and an objection by event, each step done once the event is out', async () => {
+    const ida = user();
+    const restriction = await request(ida, 'restriction');
+    expect(restriction.steps).toHaveLength(4);
+    expect((await settled(ida, restriction.id)).status).toBe('completed');
+    const restricted = await lastEvent(env, 'privacy.subject.restricted', (e: any) => e.data.requestId === restriction.id);
+    expect(restricted.data).toMatchObject({ userId: ida.userId, scope: 'all' });
+    const objection = await request(ida, 'objection');
+    expect(objection.steps.map((s) => s.service).sort()).toEqual(['identity', 'notify']);
+    await settled(ida, objection.id);
+    const objected = await lastEvent(env, 'privacy.subject.objected', (e: any) => e.data.requestId === objection.id);
+    expect(objected.data.categories.sort()).toEqual(['login-audit', 'suppression-list']);
+  });
+});
