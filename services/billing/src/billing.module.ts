@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { BillingController } from './billing.controller.js';
 import { WorkspaceAccess } from './common/workspace-access.service.js';
 import { BILLING_CONFIG, type BillingConfig } from './config.js';
@@ -16,6 +16,7 @@ import { StripeClient } from './stripe/stripe.client.js';
 import { SeatsConsumer } from './subscriptions/seats.consumer.js';
 import { SubscriptionsService } from './subscriptions/subscriptions.service.js';
 import { StripeWebhookService } from './webhooks/stripe-webhook.service.js';
+import { BILLING_CATEGORY_RULES } from './category-retention.rules.js';
 
 @Module({})
 export class BillingModule {
@@ -23,7 +24,7 @@ export class BillingModule {
     return {
       module: BillingModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [BillingController],
+      controllers: [BillingController, privacyRetentionController('billing')],
       providers: [
         { provide: BILLING_CONFIG, useValue: ctx.config },
         PlansService,
@@ -41,6 +42,7 @@ export class BillingModule {
         BillingPrivacyService,
         { provide: RETENTION_RULES, useValue: BILLING_RETENTION_RULES },
         AgeRetentionService,
+        { provide: CATEGORY_RETENTION_RULES, useValue: BILLING_CATEGORY_RULES },
       ],
     };
   }

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { AssistantsService } from './assistants/assistants.service.js';
 import { loadCatalog } from './catalog/model-catalog.js';
 import { CATALOG, RouterService } from './catalog/router.service.js';
@@ -17,6 +17,7 @@ import { PolicyService } from './policy/policy.service.js';
 import { ChatPrivacyService } from './privacy/chat-privacy.service.js';
 import { QuotaGate } from './quota/quota.gate.js';
 import { CHAT_RETENTION_RULES } from './retention.rules.js';
+import { CHAT_CATEGORY_RULES } from './category-retention.rules.js';
 
 @Module({})
 export class ChatModule {
@@ -28,7 +29,7 @@ export class ChatModule {
     return {
       module: ChatModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [ChatController],
+      controllers: [ChatController, privacyRetentionController('chat')],
       providers: [
         { provide: CHAT_CONFIG, useValue: ctx.config },
         { provide: CATALOG, useValue: catalog },
@@ -47,6 +48,7 @@ export class ChatModule {
         ChatPrivacyService,
         { provide: RETENTION_RULES, useValue: CHAT_RETENTION_RULES },
         AgeRetentionService,
+        { provide: CATEGORY_RETENTION_RULES, useValue: CHAT_CATEGORY_RULES },
       ],
     };
   }

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { ApiKeysController } from './api-keys/api-keys.controller.js';
 import { ApiKeysService } from './api-keys/api-keys.service.js';
 import { AuthController } from './auth/auth.controller.js';
@@ -23,6 +23,7 @@ import { SsoService } from './sso/sso.service.js';
 import { MeController } from './users/me.controller.js';
 import { MeService } from './users/me.service.js';
 import { UsersRepository } from './users/users.repository.js';
+import { IDENTITY_CATEGORY_RULES } from './retention/category-retention.rules.js';
 
 @Module({})
 export class IdentityModule {
@@ -30,7 +31,7 @@ export class IdentityModule {
     return {
       module: IdentityModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController, IdentityPrivacyController],
+      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController, IdentityPrivacyController, privacyRetentionController('identity')],
       providers: [
         { provide: IDENTITY_CONFIG, useValue: ctx.config },
         IdentityOutbox,
@@ -49,6 +50,7 @@ export class IdentityModule {
         IdentityPrivacyService,
         { provide: RETENTION_RULES, useValue: IDENTITY_RETENTION_RULES },
         AgeRetentionService,
+        { provide: CATEGORY_RETENTION_RULES, useValue: IDENTITY_CATEGORY_RULES },
       ],
     };
   }

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { BrevoMailer } from './brevo/brevo-mailer.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from './config.js';
 import { DeliveryWorker } from './deliveries/delivery-worker.js';
@@ -11,6 +11,7 @@ import { NotifyPrivacyService } from './privacy/notify-privacy.service.js';
 import { NOTIFY_RETENTION_RULES } from './retention/retention.rules.js';
 import { BrevoWebhookService } from './suppressions/brevo-webhook.service.js';
 import { WebhookController } from './suppressions/webhook.controller.js';
+import { NOTIFY_CATEGORY_RULES } from './retention/category-retention.rules.js';
 
 @Module({})
 export class NotifyModule {
@@ -18,7 +19,7 @@ export class NotifyModule {
     return {
       module: NotifyModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [WebhookController, DevMailboxController, NotifyPrivacyController],
+      controllers: [WebhookController, DevMailboxController, NotifyPrivacyController, privacyRetentionController('notify')],
       providers: [
         { provide: NOTIFY_CONFIG, useValue: ctx.config },
         MailRenderer,
@@ -29,6 +30,7 @@ export class NotifyModule {
         NotifyPrivacyService,
         { provide: RETENTION_RULES, useValue: NOTIFY_RETENTION_RULES },
         AgeRetentionService,
+        { provide: CATEGORY_RETENTION_RULES, useValue: NOTIFY_CATEGORY_RULES },
       ],
     };
   }

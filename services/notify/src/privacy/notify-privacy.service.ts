@@ -23,6 +23,8 @@ export class NotifyPrivacyService {
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     if (scope !== 'all') return { service: 'notify', affected: { 'delivery-log': 0 } };
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1`, [userId]);
+    // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
+    await this.ds.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
     return { service: 'notify', affected: { 'delivery-log': Number(deleted) } };
   }
 }

@@ -1,0 +1,8 @@
+import type { CategoryRetentionRule } from '@ally/persistence';
+
+/** How identity purges each declared data category when privacy's retention run asks. */
+export const IDENTITY_CATEGORY_RULES: CategoryRetentionRule[] = [
+  { category: 'sessions', table: 'sessions', since: 'coalesce(revoked_at, absolute_expires_at)', userColumn: 'user_id' },
+  { category: 'login-audit', table: 'login_audit', since: 'occurred_at', userColumn: 'user_id' },
+  { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id' },
+];
