@@ -59,6 +59,9 @@ const brevoEmulated = !process.env.BREVO_API_KEY;
 const OPENAI_EMULATOR_PORT = 8126;
 // Without a catalog of real deployments, chat uses the development catalog against the emulator.
 const modelsEmulated = !process.env.MODEL_CATALOG_FILE;
+const STRIPE_EMULATOR_PORT = 8127;
+const stripeEmulated = !process.env.STRIPE_SECRET_KEY;
+const STRIPE_DEV_WEBHOOK_SECRET = 'whsec_development_only_not_a_secret';
 
 function serviceEnv(service) {
   const dbUrl = new URL(adminUrl);
@@ -73,6 +76,12 @@ function serviceEnv(service) {
     ...(service.name === 'gateway' ? { GATEWAY_PORT: String(service.port) } : {}),
     ...(service.name === 'notify' && brevoEmulated ? { BREVO_BASE_URL: `http://127.0.0.1:${BREVO_EMULATOR_PORT}/v3` } : {}),
     ...(service.name === 'notify' ? { BREVO_WEBHOOK_SECRET: process.env.BREVO_WEBHOOK_SECRET ?? 'development-brevo-webhook-secret' } : {}),
+    ...(service.name === 'billing'
+      ? {
+          PLANS_FILE: process.env.PLANS_FILE ?? join(root, 'services/billing/config/plans.json'),
+          ...(stripeEmulated ? { STRIPE_API_URL: `http://127.0.0.1:${STRIPE_EMULATOR_PORT}`, STRIPE_WEBHOOK_SECRET: STRIPE_DEV_WEBHOOK_SECRET } : {}),
+        }
+      : {}),
     ...(service.name === 'chat' && modelsEmulated
       ? { MODEL_CATALOG_FILE: join(root, 'services/chat/config/models.dev.json'), OPENAI_EMULATOR_URL: `http://127.0.0.1:${OPENAI_EMULATOR_PORT}` }
       : {}),
@@ -102,8 +111,8 @@ function stopAll(code) {
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
 
-async function startEmulator(main, portVariable, port) {
-  const emulator = spawn(process.execPath, [join(root, 'tools/emulators/dist', main)], { env: { ...process.env, [portVariable]: String(port) }, stdio: 'inherit' });
+async function startEmulator(main, portVariable, port, extraEnv = {}) {
+  const emulator = spawn(process.execPath, [join(root, 'tools/emulators/dist', main)], { env: { ...process.env, [portVariable]: String(port), ...extraEnv }, stdio: 'inherit' });
   children.push(emulator);
   for (let i = 0; i < 50 && !(await reachable({ host: '127.0.0.1', port })); i++) await new Promise((r) => setTimeout(r, 100));
 }
@@ -111,6 +120,14 @@ async function startEmulator(main, portVariable, port) {
 if (brevoEmulated) await startEmulator('brevo/main.js', 'BREVO_EMULATOR_PORT', BREVO_EMULATOR_PORT);
 // No model catalog: OpenAI and Azure OpenAI are emulated (answers echo the prompt).
 if (modelsEmulated && SERVICES.some((s) => s.name === 'chat')) await startEmulator('openai/main.js', 'OPENAI_EMULATOR_PORT', OPENAI_EMULATOR_PORT);
+// No Stripe key: the Stripe emulator; its Checkout page "pays" and its webhooks reach the gateway.
+if (stripeEmulated && SERVICES.some((s) => s.name === 'billing')) {
+  const gatewayPort = SERVICES.find((s) => s.name === 'gateway').port;
+  await startEmulator('stripe/main.js', 'STRIPE_EMULATOR_PORT', STRIPE_EMULATOR_PORT, {
+    STRIPE_EMULATOR_WEBHOOK_URL: `http://127.0.0.1:${gatewayPort}/v1/webhooks/stripe`,
+    STRIPE_EMULATOR_WEBHOOK_SECRET: STRIPE_DEV_WEBHOOK_SECRET,
+  });
+}
 
 for (const service of SERVICES) {
   const child = spawn(process.execPath, ['--enable-source-maps', mainOf(service)], { env: serviceEnv(service), stdio: 'inherit' });
@@ -134,6 +151,7 @@ if (!stopping) {
   console.log(
     `\nAlly is running: gateway http://localhost:${gateway.port} (OpenAPI at /docs). ` +
       (brevoEmulated ? `No BREVO_API_KEY: mail goes to the Brevo emulator; read it at http://localhost:${gateway.port}/v1/dev/mailbox?to=<email>. ` : '') +
-      (modelsEmulated ? 'No MODEL_CATALOG_FILE: models are the OpenAI/Azure emulator, which echoes prompts.\n' : '\n'),
+      (modelsEmulated ? 'No MODEL_CATALOG_FILE: models are the OpenAI/Azure emulator, which echoes prompts. ' : '') +
+      (stripeEmulated ? `No STRIPE_SECRET_KEY: payments go to the Stripe emulator at http://localhost:${STRIPE_EMULATOR_PORT}.\n` : '\n'),
   );
 }

@@ -40,7 +40,7 @@ const isEmail = (v: unknown) => typeof v === 'string' && /^[^@\s]+@[^@\s]+\.[^@\
  * it received. Faults (429, 5xx, 400) can be injected for the next N sends,
  * over HTTP (`POST /__emulator/faults`) or in-process.
  */
-export async function startBrevoEmulator(opts: { port?: number; apiKey?: string } = {}): Promise<BrevoEmulator> {
+export async function startBrevoEmulator(opts: { port?: number; host?: string; apiKey?: string } = {}): Promise<BrevoEmulator> {
   const mails: EmulatedMail[] = [];
   const faults: Fault[] = [];
 
@@ -108,7 +108,7 @@ export async function startBrevoEmulator(opts: { port?: number; apiKey?: string 
       links: [...new Set(content.match(LINK) ?? [])].map((l) => l.replace(/&amp;/g, '&')),
     });
     return { status: 201, body: { messageId } };
-  }, opts.port);
+  }, opts.port, opts.host);
 
   function list(to?: string): EmulatedMail[] {
     const wanted = to?.toLowerCase();
