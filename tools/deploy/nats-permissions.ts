@@ -67,7 +67,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     publishesEvents: false,
     calls: ['ally.rpc.identity.>', 'ally.rpc.chat.>', 'ally.rpc.notify.>', 'ally.rpc.billing.>', 'ally.rpc.privacy.>'],
     // Data-subject export/erase are only for privacy's sagas; they carry no end-user auth.
-    denyPublish: ['ally.rpc.*.privacy.>'],
+    denyPublish: ['ally.rpc.*.privacy.>', 'ally.rpc.identity.contact.>'],
     consumers: [],
     // StreamSubscriber: frames on ally.stream.gateway.<nuid>, acks and cancel on <subject>.ctl.
     subscribe: ['ally.stream.gateway.*'],
@@ -121,10 +121,10 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     consumers: [{ durable: 'privacy-rectification', types: ['identity.user.updated'] }],
   },
   notify: {
-    note: 'Mails users about identity events; calls nobody.',
+    note: 'Mails users about identity, billing and privacy events; asks identity whom to mail about a workspace.',
     servesRpc: true,
     publishesEvents: true,
-    calls: [],
+    calls: ['ally.rpc.identity.contact.list'],
     consumers: [
       {
         durable: 'notify-mail',

@@ -20,6 +20,7 @@ import { JwksController } from './signing-keys/jwks.controller.js';
 import { SigningKeysService } from './signing-keys/signing-keys.service.js';
 import { SsoController } from './sso/sso.controller.js';
 import { SsoService } from './sso/sso.service.js';
+import { ContactsController } from './users/contacts.controller.js';
 import { MeController } from './users/me.controller.js';
 import { MeService } from './users/me.service.js';
 import { UsersRepository } from './users/users.repository.js';
@@ -31,7 +32,7 @@ export class IdentityModule {
     return {
       module: IdentityModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController, IdentityPrivacyController, privacyRetentionController('identity')],
+      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController, IdentityPrivacyController, ContactsController, privacyRetentionController('identity')],
       providers: [
         { provide: IDENTITY_CONFIG, useValue: ctx.config },
         IdentityOutbox,

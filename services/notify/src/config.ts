@@ -11,6 +11,8 @@ export const notifyConfigSchema = baseConfigSchema
     BREVO_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
     MAIL_SENDER_EMAIL: z.email().default('no-reply@ally.eu'),
     MAIL_SENDER_NAME: z.string().default('Ally'),
+    /** The compliance team's address, for escalated data-subject requests. */
+    COMPLIANCE_EMAIL: z.email().optional(),
     PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
     NOTIFY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(8),
     /** First retry delay; doubles per attempt (a Retry-After from Brevo wins when longer). */

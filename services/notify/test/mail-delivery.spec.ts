@@ -152,6 +152,22 @@ describe('notify: mail through Brevo, driven by events', () => {
     expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE event_id = $1`, [envelope.id])).toHaveLength(0);
   });
 
+  it("mails an organisation's owners about billing, and a user when their data export is ready", async () => {
+    const { user } = await register('owner3@example.eu', 'en');
+    const org = await rpc.call(IdentityRpc.createOrg, { name: 'Owner Drei GmbH' }, { actor: { userId: user.id, platformRoles: [] } });
+    const js = jetstream(await env.nats());
+    const publish = async (type: string, data: unknown) => {
+      const envelope = createEnvelope({ type, source: type.split('.')[0], data });
+      await js.publish(env.subject(`ally.evt.${type}`), JSON.stringify(envelope), { msgID: envelope.id });
+    };
+    await publish('billing.subscription.changed', { workspace: org.id, plan: 'team', status: 'active', seats: 4, ownerEmail: null, locale: 'de' });
+    await publish('billing.quota.threshold-reached', { workspace: org.id, period: '2026-11', percent: 80, ownerEmail: null, locale: 'de' });
+    await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'owner3@example.eu', firstName: 'Mia', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/v1/privacy/requests/x/download' });
+    const mails = await mailsTo('owner3@example.eu', 4);
+    expect(mails.map((m) => m.subject).sort()).toEqual(['80% of your Ally quota used', 'Please confirm your email address', 'Your Ally subscription changed', 'Your data export is ready']);
+    expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('plan team, status active, 4 seats');
+  });
+
   it('lists the dev mailbox with links and tokens', async () => {
     const { data } = await rpc.call(NotifyRpc.devMailbox, { to: 'mia@example.eu' });
     expect(data.map((m) => m.subject)).toEqual(['Welcome to Ally', 'Please confirm your email address']);

@@ -84,6 +84,12 @@ export interface ApiKeyIdentity {
   platformRoles: ('compliance' | 'admin')[];
 }
 
+export interface Contact {
+  email: string;
+  firstName: string;
+  locale: Locale;
+}
+
 export interface Jwks {
   keys: Record<string, unknown>[];
 }

@@ -14,6 +14,12 @@ export const IdentityRpc = {
   logout: rpc<void>()('ally.rpc.identity.session.logout', s.logoutInput, { authenticated: false }),
   forgotPassword: rpc<void>()('ally.rpc.identity.password.forgot', s.forgotPasswordInput, { authenticated: false }),
   resetPassword: rpc<void>()('ally.rpc.identity.password.reset', s.resetPasswordInput, { authenticated: false }),
+  /** Internal (notify): whom to mail about a billing workspace — an organisation's owners, or the user of `private:<id>`. */
+  contacts: rpc<{ contacts: r.Contact[] }>()(
+    'ally.rpc.identity.contact.list',
+    z.strictObject({ workspace: z.string().regex(/^(private:)?[0-9a-f-]{36}$/, 'must be an organisation id or private:<user id>') }),
+    { authenticated: false },
+  ),
   jwks: rpc<r.Jwks>()('ally.rpc.identity.jwks.get', none, { authenticated: false }),
   verifyApiKey: rpc<r.ApiKeyIdentity>()('ally.rpc.identity.apikey.verify', s.apiKeyVerifyInput, { authenticated: false }),
   ssoStart: rpc<r.SsoStart>()('ally.rpc.identity.sso.start', s.ssoStartInput, { authenticated: false }),

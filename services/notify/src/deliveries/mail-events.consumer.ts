@@ -1,10 +1,12 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import type { EventEnvelope } from '@ally/contracts';
+import { IdentityRpc, type EventEnvelope } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
 import { EventConsumers } from '@ally/platform';
 import { hashAddress } from '../common/address-hash.js';
-import { MAIL_CATALOG, MAIL_EVENT_TYPES } from '../mails/mail-catalog.js';
+import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
+import { MAIL_CATALOG, MAIL_EVENT_TYPES, type MailContext } from '../mails/mail-catalog.js';
 import { DeliveryWorker } from './delivery-worker.js';
 
 /**
@@ -14,21 +16,32 @@ import { DeliveryWorker } from './delivery-worker.js';
  */
 @Injectable()
 export class MailEventsConsumer {
+  private readonly ctx: MailContext;
+
   constructor(
     consumers: EventConsumers,
     private readonly worker: DeliveryWorker,
+    rpc: RpcClient,
+    @Inject(NOTIFY_CONFIG) config: NotifyConfig,
   ) {
+    this.ctx = {
+      contacts: async (workspace) => (await rpc.call(IdentityRpc.contacts, { workspace }, { timeoutMs: 5_000 })).contacts,
+      complianceEmail: config.COMPLIANCE_EMAIL,
+    };
     consumers.register({ durable: 'notify-mail', types: MAIL_EVENT_TYPES, handler: (em, event) => this.handle(em, event) });
   }
 
   async handle(em: EntityManager, event: EventEnvelope): Promise<void> {
-    const spec = MAIL_CATALOG[event.type]?.(event);
-    if (!spec) return;
-    await em.query(
-      `INSERT INTO deliveries (id, event_id, template, locale, user_id, recipient, recipient_hash, variables, required)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id, template) DO NOTHING`,
-      [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.to, hashAddress(spec.to), JSON.stringify(spec.variables), spec.required ?? false],
-    );
+    const found = await MAIL_CATALOG[event.type]?.(event, this.ctx);
+    const specs = Array.isArray(found) ? found : found ? [found] : [];
+    for (const spec of specs) {
+      await em.query(
+        `INSERT INTO deliveries (id, event_id, template, locale, user_id, recipient, recipient_hash, variables, required)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id, template, recipient_hash) DO NOTHING`,
+        [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.to, hashAddress(spec.to), JSON.stringify(spec.variables), spec.required ?? false],
+      );
+    }
+    if (specs.length === 0) return;
     // Commit first; the worker polls anyway, this only saves the wait.
     setImmediate(() => this.worker.wake());
   }

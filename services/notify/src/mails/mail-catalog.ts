@@ -1,4 +1,4 @@
-import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
+import { BillingEvents, IdentityEvents, PrivacyEvents, type Contact, type EventEnvelope } from '@ally/contracts';
 import type { z } from 'zod';
 
 export interface MailSpec {
@@ -16,11 +16,30 @@ export interface MailSpec {
 const dataOf = <T extends keyof typeof IdentityEvents>(type: T, e: EventEnvelope): z.infer<(typeof IdentityEvents)[T]> =>
   IdentityEvents[type].parse(e.data) as z.infer<(typeof IdentityEvents)[T]>;
 
+/** What an entry may ask while deciding whom to mail. */
+export interface MailContext {
+  /** The owners of an organisation, or the user of `private:<id>` (asked of identity). */
+  contacts(workspace: string): Promise<Contact[]>;
+  /** Where mail for the compliance team goes (COMPLIANCE_EMAIL), if configured. */
+  complianceEmail?: string;
+}
+
+type Entry = (event: EventEnvelope, ctx: MailContext) => MailSpec | null | Promise<MailSpec[]>;
+
+/** One mail per owner of a billing workspace. */
+async function toOwners(ctx: MailContext, workspace: string, template: string, variables: Record<string, unknown>): Promise<MailSpec[]> {
+  const owners = await ctx.contacts(workspace);
+  return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: null, variables: { firstName: o.firstName, ...variables } }));
+}
+
+const billingData = <T extends keyof typeof BillingEvents>(type: T, e: EventEnvelope): z.infer<(typeof BillingEvents)[T]> =>
+  BillingEvents[type].parse(e.data) as z.infer<(typeof BillingEvents)[T]>;
+
 /**
  * Event type → mail. Adding a mail is one entry here plus its templates in
  * `templates/<template>/`. An entry may answer null: that event needs no mail.
  */
-export const MAIL_CATALOG: Record<string, (event: EventEnvelope) => MailSpec | null> = {
+export const MAIL_CATALOG: Record<string, Entry> = {
   'identity.user.registered': (e) => {
     const d = dataOf('identity.user.registered', e);
     return { template: 'verify-email', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, token: d.verificationToken } };
@@ -45,6 +64,32 @@ export const MAIL_CATALOG: Record<string, (event: EventEnvelope) => MailSpec | n
   'identity.user.settings-changed': (e) => {
     const d = dataOf('identity.user.settings-changed', e);
     return { template: 'settings-changed', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, restrictToEu: d.restrictToEu } };
+  },
+  'privacy.export.ready': (e) => {
+    const d = PrivacyEvents['privacy.export.ready'].parse(e.data);
+    if (!d.email) return null;
+    return {
+      template: 'export-ready',
+      to: d.email,
+      locale: d.locale,
+      userId: d.userId,
+      required: true,
+      variables: { firstName: d.firstName ?? '', downloadPath: d.downloadPath, downloadUntil: d.downloadUntil.slice(0, 10) },
+    };
+  },
+  'privacy.request.escalated': (e, ctx) => {
+    const d = PrivacyEvents['privacy.request.escalated'].parse(e.data);
+    if (!ctx.complianceEmail) return null;
+    return { template: 'request-escalated', to: ctx.complianceEmail, locale: 'de', userId: null, required: true, variables: { ...d, dueAt: d.dueAt.slice(0, 10) } };
+  },
+  'billing.payment.failed': (e, ctx) => toOwners(ctx, billingData('billing.payment.failed', e).workspace, 'payment-failed', {}),
+  'billing.subscription.changed': (e, ctx) => {
+    const d = billingData('billing.subscription.changed', e);
+    return toOwners(ctx, d.workspace, 'subscription-changed', { plan: d.plan, status: d.status, seats: d.seats });
+  },
+  'billing.quota.threshold-reached': (e, ctx) => {
+    const d = billingData('billing.quota.threshold-reached', e);
+    return toOwners(ctx, d.workspace, 'quota-threshold', { percent: d.percent, period: d.period });
   },
 };
 

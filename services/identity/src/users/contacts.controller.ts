@@ -1,0 +1,22 @@
+import { Controller } from '@nestjs/common';
+import { MessagePattern, Payload } from '@nestjs/microservices';
+import { DataSource } from 'typeorm';
+import { IdentityRpc, parseInput, type Contact, type RpcRequest } from '@ally/contracts';
+
+/** For notify only (NATS permissions): the addresses behind a billing workspace. */
+@Controller()
+export class ContactsController {
+  constructor(private readonly ds: DataSource) {}
+
+  @MessagePattern(IdentityRpc.contacts.subject)
+  async contacts(@Payload() req: RpcRequest): Promise<{ contacts: Contact[] }> {
+    const { workspace } = parseInput(IdentityRpc.contacts.input, req.input);
+    const rows = workspace.startsWith('private:')
+      ? await this.ds.query(`SELECT email, first_name, locale FROM users WHERE id = $1`, [workspace.slice('private:'.length)])
+      : await this.ds.query(
+          `SELECT u.email, u.first_name, u.locale FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.role = 'owner' ORDER BY m.created_at`,
+          [workspace],
+        );
+    return { contacts: rows.map((r: { email: string; first_name: string; locale: 'de' | 'en' }) => ({ email: r.email, firstName: r.first_name, locale: r.locale })) };
+  }
+}
