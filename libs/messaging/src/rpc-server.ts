@@ -37,6 +37,14 @@ export class RpcServer extends ServerNats {
     }
   }
 
+  /**
+   * Our subjects are plain strings, never JSON: skip Nest's JSON.parse attempt,
+   * which throws (and costs ~6% of a service's CPU) on every message.
+   */
+  override getRouteFromPattern(pattern: string): string {
+    return pattern;
+  }
+
   /** Stops taking requests; the shared connection is drained by its owner. */
   override async close(): Promise<void> {
     await Promise.all(this.subs.map((s) => s.drain().catch(() => undefined)));
