@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { IdentityRpc, privacyRpcs } from '@ally/contracts';
-import { identityService } from '@ally/identity';
+import { identityService } from '../src/index.js';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
 

@@ -3,7 +3,7 @@ import { jetstream } from '@nats-io/jetstream';
 import { eventsStreamName, IdentityRpc } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
-import { identityService } from '@ally/identity';
+import { identityService } from '../src/index.js';
 
 describe('identity registration over NATS', () => {
   let env: TestEnv;

@@ -4,7 +4,7 @@ import { IdentityRpc, type TokenPair } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { AgeRetentionService } from '@ally/platform';
 import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
-import { identityService } from '@ally/identity';
+import { identityService } from '../src/index.js';
 
 const PASSWORD = 'Kastanienallee im Herbst';
 let counter = 0;

@@ -8,7 +8,7 @@ import Provider from 'oidc-provider';
 import { IdentityRpc, ProblemError } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, type TestEnv } from '@ally/testing';
-import { identityService } from '@ally/identity';
+import { identityService } from '../src/index.js';
 
 const CLIENT_ID = 'ally';
 const CLIENT_SECRET = 'a-client-secret-for-the-local-provider';
