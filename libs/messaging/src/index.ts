@@ -7,3 +7,4 @@ export * from './outbox.js';
 export * from './outbox-relay.js';
 export * from './event-consumer.js';
 export * from './stream.js';
+export * from './pacer.js';

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { withPrefix } from '@ally/contracts';
 import { outboxChannel } from './messaging.migration.js';
+import { Pacer } from './pacer.js';
 import { CORRELATION_HEADER } from './rpc-client.js';
 
 export interface OutboxRelayOptions {
@@ -39,15 +40,14 @@ interface OutboxRow {
 export class OutboxRelay {
   private readonly js: JetStreamClient;
   private listener?: pg.Client;
-  private timer?: NodeJS.Timeout;
   private running = false;
-  private draining?: Promise<void>;
-  private wakeAgain = false;
+  private readonly pacer: Pacer;
   private readonly published: Counter;
   private readonly failures: Counter;
   private readonly pending: Gauge;
 
   constructor(private readonly opts: OutboxRelayOptions) {
+    this.pacer = new Pacer(() => this.drainAll(), opts.pollIntervalMs ?? 1_000, (err) => opts.logger.warn({ err: String(err) }, 'outbox relay pass failed'));
     this.js = jetstream(opts.nats, { timeout: opts.publishTimeoutMs ?? 5_000 });
     this.published = getOrCreate(opts.registry, 'ally_outbox_published_total', () =>
       new Counter({ name: 'ally_outbox_published_total', help: 'Outbox events published to JetStream', registers: [opts.registry] }),
@@ -63,34 +63,19 @@ export class OutboxRelay {
   async start(): Promise<void> {
     this.running = true;
     await this.listen();
-    this.timer = setInterval(() => this.wake(), this.opts.pollIntervalMs ?? 1_000);
-    this.wake();
+    this.pacer.start();
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    if (this.timer) clearInterval(this.timer);
-    await this.draining;
+    await this.pacer.stop();
     await this.listener?.end().catch(() => undefined);
     this.listener = undefined;
   }
 
   /** Runs one drain at a time; a wake during a drain schedules one more. */
   wake(): void {
-    if (!this.running) return;
-    if (this.draining) {
-      this.wakeAgain = true;
-      return;
-    }
-    this.draining = this.drainAll()
-      .catch((err) => this.opts.logger.warn({ err: String(err) }, 'outbox relay pass failed'))
-      .finally(() => {
-        this.draining = undefined;
-        if (this.wakeAgain) {
-          this.wakeAgain = false;
-          this.wake();
-        }
-      });
+    this.pacer.wake();
   }
 
   /** Publishes until the outbox is empty or NATS refuses. */

@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
+import { Pacer } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
@@ -24,9 +25,7 @@ type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'recipient
  */
 @Injectable()
 export class DeliveryWorker implements OnApplicationBootstrap, OnApplicationShutdown {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
+  private readonly pacer: Pacer;
   private stopped = false;
   private readonly mails: Counter;
   private readonly deadLetters: Counter;
@@ -40,35 +39,21 @@ export class DeliveryWorker implements OnApplicationBootstrap, OnApplicationShut
     registry: Registry,
   ) {
     this.mails = new Counter({ name: 'ally_notify_mails_total', help: 'Mail delivery attempts by template and outcome', labelNames: ['template', 'outcome'], registers: [registry] });
+    this.pacer = new Pacer(() => this.drain(), config.NOTIFY_POLL_MS, (err) => logger.warn({ err: String(err) }, 'delivery pass failed'));
     this.deadLetters = new Counter({ name: 'ally_notify_dead_letters_total', help: 'Mails given up on (permanent refusal or attempts exhausted)', labelNames: ['template'], registers: [registry] });
   }
 
   onApplicationBootstrap() {
-    this.timer = setInterval(() => this.wake(), this.config.NOTIFY_POLL_MS);
-    this.wake();
+    this.pacer.start();
   }
 
   async onApplicationShutdown() {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.pacer.stop();
   }
 
   wake(): void {
-    if (this.stopped) return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.drain()
-      .catch((err) => this.logger.warn({ err: String(err) }, 'delivery pass failed'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.wake();
-        }
-      });
+    this.pacer.wake();
   }
 
   private async drain(): Promise<void> {
