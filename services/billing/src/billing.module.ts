@@ -6,6 +6,7 @@ import { BILLING_CONFIG, type BillingConfig } from './config.js';
 import { InvoicesService } from './invoices/invoices.service.js';
 import { LedgerConsumer } from './ledger/ledger.consumer.js';
 import { MeterReporter } from './ledger/meter-reporter.service.js';
+import { ReconciliationService } from './ledger/reconciliation.service.js';
 import { UsageService } from './ledger/usage.service.js';
 import { PlansService } from './plans/plans.service.js';
 import { BillingPrivacyService } from './privacy/billing-privacy.service.js';
@@ -37,6 +38,7 @@ export class BillingModule {
         QuotaAlerts,
         LedgerConsumer,
         MeterReporter,
+        ReconciliationService,
         UsageService,
         InvoicesService,
         BillingPrivacyService,

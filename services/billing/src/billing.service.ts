@@ -4,6 +4,7 @@ import { BillingModule } from './billing.module.js';
 import { billingConfigSchema, type BillingConfig } from './config.js';
 import { InvoicesService } from './invoices/invoices.service.js';
 import { MeterReporter } from './ledger/meter-reporter.service.js';
+import { ReconciliationService } from './ledger/reconciliation.service.js';
 import { InitialSchema1764500000000 } from './migrations/1764500000000-initial-schema.js';
 
 /** billing: plans, Stripe subscriptions and webhooks, the usage ledger, quotas, invoices. */
@@ -17,5 +18,11 @@ export const billingService: ServiceDefinition<BillingConfig> = {
     'export-invoices': async (app, [period]) => app.get(InvoicesService).exportCsv(periodSchema.parse(period)),
     /** Reports every due ledger entry to Stripe now. */
     'report-usage': async (app) => `reported ${await app.get(MeterReporter).drain()} meter events`,
+    /** `reconcile [2026-10]`: the ledger's reported tokens against Stripe's meter summaries (default: this month). */
+    reconcile: async (app, [period]) => {
+      const r = await app.get(ReconciliationService).reconcile(period === undefined ? undefined : periodSchema.parse(period));
+      const lines = r.discrepancies.map((d) => `${d.workspace}: ledger ${d.ledgerTokens} tokens, Stripe ${d.stripeTokens}`);
+      return [`${r.period}: ${r.workspaces} workspaces compared, ${r.discrepancies.length} discrepancies`, ...lines].join('\n');
+    },
   },
 };

@@ -17,6 +17,8 @@ export const billingConfigSchema = baseConfigSchema
     METER_REPORT_BATCH: z.coerce.number().int().min(1).max(1000).default(100),
     METER_POLL_MS: z.coerce.number().int().min(10).default(1_000),
     QUOTA_REFRESH_MS: z.coerce.number().int().min(10).default(500),
+    /** How often the ledger is reconciled with Stripe's meter summaries; 0 turns the timer off (the `reconcile` command still works). */
+    RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(86_400_000),
   })
   .superRefine((c, ctx) => {
     if (c.NODE_ENV !== 'production') return;

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type Stripe from 'stripe';
 import type { Logger } from 'pino';
+import { Counter, Registry } from 'prom-client';
 import { BillingEvents, ProblemError } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
@@ -9,6 +10,7 @@ import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
 
+type ThinNotification = { id: string; type: string; data?: Record<string, unknown>; fetchEvent(): Promise<unknown> };
 type Handler = (em: EntityManager, event: Stripe.Event) => Promise<void>;
 
 /**
@@ -29,7 +31,11 @@ export class StripeWebhookService {
     'invoice.finalized': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created),
     'invoice.payment_failed': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created, true),
     'customer.updated': async () => undefined,
+    // Stripe validates meter events asynchronously and reports the ones it dropped (thin v2 event, or its v1 snapshot form).
+    'v1.billing.meter.error_report_triggered': (em, e) => this.meterErrors(em, e),
+    'billing.meter.error_report_triggered': (em, e) => this.meterErrors(em, e),
   };
+  private readonly meterErrorReports: Counter;
 
   constructor(
     private readonly ds: DataSource,
@@ -37,15 +43,27 @@ export class StripeWebhookService {
     private readonly plans: PlansService,
     @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
     @Inject(LOGGER) private readonly logger: Logger,
-  ) {}
+    registry: Registry,
+  ) {
+    this.meterErrorReports = new Counter({
+      name: 'ally_billing_meter_error_reports_total',
+      help: 'Meter error reports from Stripe, by whether the affected ledger entries could be re-queued',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+  }
 
   async receive(rawBase64: string, signature: string): Promise<{ received: true; duplicate: boolean }> {
     const secret = this.config.STRIPE_WEBHOOK_SECRET;
     if (!secret) throw new ProblemError(503, 'Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)');
     let event: Stripe.Event;
     try {
-      event = this.stripe.stripe.webhooks.constructEvent(Buffer.from(rawBase64, 'base64'), signature, secret, this.config.STRIPE_WEBHOOK_TOLERANCE_SECONDS);
+      const raw = Buffer.from(rawBase64, 'base64');
+      event = isThin(raw)
+        ? await this.thinEvent(this.stripe.stripe.parseEventNotification(raw, signature, secret, this.config.STRIPE_WEBHOOK_TOLERANCE_SECONDS) as unknown as ThinNotification)
+        : this.stripe.stripe.webhooks.constructEvent(raw, signature, secret, this.config.STRIPE_WEBHOOK_TOLERANCE_SECONDS);
     } catch (err) {
+      if (err instanceof ProblemError) throw err;
       throw new ProblemError(400, `Invalid Stripe webhook: ${(err as Error).message.split('\n')[0]}`);
     }
     return this.ds.transaction(async (em) => {
@@ -56,6 +74,26 @@ export class StripeWebhookService {
       else this.logger.debug({ type: event.type }, 'stripe event ignored');
       return { received: true as const, duplicate: false };
     });
+  }
+
+  /**
+   * A thin (v2) event notification from an event destination carries no
+   * object; its data is fetched from Stripe (GET /v2/core/events/{id}). When
+   * that fails the handler sees what the notification had (it then only
+   * counts and logs).
+   */
+  private async thinEvent(notification: ThinNotification): Promise<Stripe.Event> {
+    let data = notification.data as Record<string, unknown> | undefined;
+    if (!data && this.handlers[notification.type]) {
+      data = await notification.fetchEvent().then(
+        (full) => (full as { data?: Record<string, unknown> }).data,
+        (err) => {
+          this.logger.warn({ err: String(err), eventId: notification.id }, 'could not fetch the thin event from Stripe');
+          return undefined;
+        },
+      );
+    }
+    return { ...notification, data: data ?? {} } as unknown as Stripe.Event;
   }
 
   private async workspaceOf(em: EntityManager, customerId: string | null, metadata?: Stripe.Metadata | null): Promise<string | undefined> {
@@ -117,4 +155,49 @@ export class StripeWebhookService {
     );
     if (failed) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
   }
+
+  /**
+   * Stripe refused meter events after accepting them (e.g. no such customer,
+   * meter inactive). The sample errors name the events by our identifier,
+   * i.e. the ledger's message id: those entries go back to pending so the
+   * reporter sends them again once the cause is fixed. Errors we cannot tie to
+   * entries are only counted and logged for an operator (reconciliation will
+   * show the gap).
+   */
+  private async meterErrors(em: EntityManager, event: Stripe.Event): Promise<void> {
+    const raw = event as unknown as { data?: Record<string, any>; related_object?: { id?: string } };
+    const d = (raw.data?.object ?? raw.data ?? {}) as Record<string, any>;
+    const errorTypes: { code?: string; error_count?: number; sample_errors?: { error_message?: string; request?: { identifier?: string } }[] }[] = d.reason?.error_types ?? [];
+    const identifiers = [...new Set(errorTypes.flatMap((t) => (t.sample_errors ?? []).map((s) => s.request?.identifier)).filter((id): id is string => typeof id === 'string' && UUID.test(id)))];
+    // TypeORM answers an UPDATE … RETURNING on Postgres with [rows, affected].
+    const result = identifiers.length
+      ? await em.query(
+          `UPDATE ledger SET meter_status = 'pending', meter_next_at = now(), reported_at = NULL
+            WHERE message_id = ANY($1::uuid[]) AND meter_status = 'reported' RETURNING message_id`,
+          [identifiers],
+        )
+      : [];
+    const requeued: { message_id: string }[] = Array.isArray(result[0]) ? result[0] : result;
+    const info = {
+      eventId: event.id,
+      meter: d.meter ?? raw.related_object?.id,
+      errorCount: d.reason?.error_count,
+      codes: errorTypes.map((t) => t.code),
+      summary: d.developer_message_summary,
+      requeued: requeued.length,
+    };
+    this.meterErrorReports.inc({ outcome: requeued.length ? 'requeued' : 'unidentified' });
+    this.logger.error(info, requeued.length ? 'Stripe dropped meter events; ledger entries re-queued' : 'Stripe dropped meter events that no ledger entry could be matched to');
+  }
 }
+
+/** A thin event notification (Stripe event destinations, `object: 'v2.core.event'`) rather than a v1 snapshot event. */
+function isThin(raw: Buffer): boolean {
+  try {
+    return (JSON.parse(raw.toString('utf8')) as { object?: string })?.object === 'v2.core.event';
+  } catch {
+    return false; // constructEvent reports the bad payload
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -1,0 +1,127 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { BillingEvents } from '@ally/contracts';
+import { Outbox } from '@ally/messaging';
+import { LOGGER } from '@ally/platform';
+import { currentPeriod } from '../common/workspace-key.js';
+import { BILLING_CONFIG, type BillingConfig } from '../config.js';
+import { StripeClient } from '../stripe/stripe.client.js';
+
+export interface Discrepancy {
+  workspace: string;
+  period: string;
+  ledgerTokens: number;
+  stripeTokens: number;
+}
+
+export interface ReconciliationResult {
+  period: string;
+  workspaces: number;
+  discrepancies: Discrepancy[];
+}
+
+/**
+ * Compares, per workspace with a Stripe customer and month, the tokens our
+ * ledger marked reported with what Stripe's meter aggregated (event
+ * summaries over the same window; a meter event's timestamp is its ledger
+ * row's created_at). A difference raises `billing.meter.discrepancy-found`
+ * and the discrepancy metrics; it changes no data (an operator decides).
+ * Runs daily (RECONCILE_INTERVAL_MS) and as the `reconcile [YYYY-MM]` command.
+ */
+@Injectable()
+export class ReconciliationService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly outbox = new Outbox('billing', BillingEvents);
+  private readonly found: Counter;
+  private readonly open: Gauge;
+  private readonly runs: Counter;
+  private timer?: NodeJS.Timeout;
+  private meterId?: string;
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly stripe: StripeClient,
+    @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    registry: Registry,
+  ) {
+    this.found = new Counter({ name: 'ally_billing_meter_discrepancies_total', help: 'Workspace-months whose ledger and Stripe meter totals differed at a reconciliation', registers: [registry] });
+    this.open = new Gauge({ name: 'ally_billing_meter_discrepancy_workspaces', help: 'Workspaces whose totals differed at the last reconciliation of a period', labelNames: ['period'], registers: [registry] });
+    this.runs = new Counter({ name: 'ally_billing_reconciliations_total', help: 'Reconciliation runs against Stripe meter summaries', labelNames: ['outcome'], registers: [registry] });
+  }
+
+  onApplicationBootstrap() {
+    if (this.config.RECONCILE_INTERVAL_MS <= 0) return;
+    this.timer = setInterval(() => void this.daily(), this.config.RECONCILE_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  onApplicationShutdown() {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** The current month, and in the first days of a month also the one before (late reports, Stripe's own lag). */
+  private async daily(): Promise<void> {
+    const now = new Date();
+    const periods = [currentPeriod(now)];
+    if (now.getUTCDate() <= 3) periods.unshift(currentPeriod(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 15))));
+    for (const p of periods) await this.reconcile(p).catch((err) => this.logger.warn({ err: String(err), period: p }, 'meter reconciliation failed'));
+  }
+
+  async reconcile(period = currentPeriod()): Promise<ReconciliationResult> {
+    try {
+      const result = await this.run(period);
+      this.runs.inc({ outcome: 'ok' });
+      return result;
+    } catch (err) {
+      this.runs.inc({ outcome: 'failed' });
+      throw err;
+    }
+  }
+
+  private async run(period: string): Promise<ReconciliationResult> {
+    const [y, m] = period.split('-').map(Number);
+    const start = Date.UTC(y, m - 1, 1) / 1000;
+    const monthEnd = Date.UTC(y, m, 1) / 1000;
+    // Stripe wants minute-aligned bounds; a running month ends at the next full minute.
+    const end = Math.min(monthEnd, Math.ceil(Date.now() / 60_000) * 60 + 60);
+    if (end <= start) return { period, workspaces: 0, discrepancies: [] };
+    const meterId = await this.meter();
+    const rows: { workspace: string; stripe_customer_id: string; tokens: string }[] = await this.ds.query(
+      `SELECT c.workspace, c.stripe_customer_id, coalesce(sum(l.tokens), 0) AS tokens
+         FROM customers c
+         LEFT JOIN ledger l ON l.workspace = c.workspace AND l.meter_status = 'reported'
+                           AND l.created_at >= to_timestamp($1) AND l.created_at < to_timestamp($2)
+        GROUP BY c.workspace, c.stripe_customer_id`,
+      [start, monthEnd],
+    );
+    const discrepancies: Discrepancy[] = [];
+    for (const row of rows) {
+      let stripeTokens = 0;
+      for await (const s of this.stripe.stripe.billing.meters.listEventSummaries(meterId, { customer: row.stripe_customer_id, start_time: start, end_time: end })) {
+        stripeTokens += s.aggregated_value;
+      }
+      const ledgerTokens = Number(row.tokens);
+      if (ledgerTokens === stripeTokens) continue;
+      const d = { workspace: row.workspace, period, ledgerTokens, stripeTokens };
+      discrepancies.push(d);
+      this.found.inc();
+      this.logger.error({ ...d, customer: row.stripe_customer_id, meter: meterId }, 'ledger and Stripe meter totals differ');
+      await this.ds.transaction((em) => this.outbox.append(em, 'billing.meter.discrepancy-found', d));
+    }
+    this.open.set({ period }, discrepancies.length);
+    this.logger.info({ period, workspaces: rows.length, discrepancies: discrepancies.length }, 'meter reconciliation done');
+    return { period, workspaces: rows.length, discrepancies };
+  }
+
+  /** STRIPE_METER_ID, or the active meter for STRIPE_METER_EVENT_NAME. */
+  private async meter(): Promise<string> {
+    if (this.config.STRIPE_METER_ID) return this.config.STRIPE_METER_ID;
+    if (this.meterId) return this.meterId;
+    for await (const meter of this.stripe.stripe.billing.meters.list({ status: 'active' })) {
+      if (meter.event_name === this.config.STRIPE_METER_EVENT_NAME) return (this.meterId = meter.id);
+    }
+    throw new Error(`No active Stripe billing meter for event name "${this.config.STRIPE_METER_EVENT_NAME}" (set STRIPE_METER_ID)`);
+  }
+}

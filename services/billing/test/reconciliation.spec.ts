@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import Stripe from 'stripe';
+import { jetstream } from '@nats-io/jetstream';
+import { createEnvelope } from '@ally/contracts';
+import { billingService } from '../src/index.js';
+import { signStripePayload, startStripeEmulator, type StripeEmulator } from '@ally/emulators';
+import type { RunningService } from '@ally/platform';
+import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { ReconciliationService } from '../src/ledger/reconciliation.service.js';
+import { StripeWebhookService } from '../src/webhooks/stripe-webhook.service.js';
+
+describe('meter reconciliation and Stripe meter error reports', () => {
+  let env: TestEnv;
+  let stripe: StripeEmulator;
+  let billing: RunningService;
+  let customer: string;
+  const workspace = randomUUID();
+  const userId = randomUUID();
+  const period = new Date().toISOString().slice(0, 7);
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    stripe = await startStripeEmulator({ meters: [{ event_name: 'ally_tokens' }] });
+    billing = await env.start(billingService, {
+      PLANS_FILE: 'services/billing/config/plans.json',
+      STRIPE_API_URL: stripe.url,
+      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
+      METER_POLL_MS: '50',
+    });
+    const url = new URL(stripe.url);
+    const sdk = new Stripe('sk_test_reconcile', { host: url.hostname, port: Number(url.port), protocol: 'http' });
+    customer = (await sdk.customers.create({ name: 'Abgleich GmbH' })).id;
+    await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [workspace, customer, randomUUID()]);
+    const js = jetstream(await env.nats());
+    for (let i = 0; i < 5; i++) {
+      const e = createEnvelope({
+        type: 'chat.completion.recorded',
+        source: 'chat',
+        data: { messageId: randomUUID(), workspace, userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 100, completionTokens: 20 * i, cost: 0 },
+      });
+      await js.publish(env.subject('ally.evt.chat.completion.recorded'), JSON.stringify(e), { msgID: e.id });
+    }
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE meter_status = 'reported'`)).length === 5, 'five reported entries');
+  }, 30_000);
+
+  afterAll(async () => {
+    await env?.close();
+    await stripe?.close();
+  });
+
+  const discrepancyEvents = () => env.sql<{ payload: string }>(`SELECT payload FROM billing.outbox WHERE type = 'billing.meter.discrepancy-found'`);
+
+  it('finds no discrepancy when Stripe has what the ledger reported', async () => {
+    const result = await billing.app.get(ReconciliationService).reconcile(period);
+    expect(result).toEqual({ period, workspaces: 1, discrepancies: [] });
+    expect(await discrepancyEvents()).toEqual([]);
+  });
+
+  it('raises billing.meter.discrepancy-found and the metric for an entry marked reported that never reached Stripe', async () => {
+    await env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, meter_status, reported_at)
+       VALUES ($1, $2, $3, 'gpt-4o-mini', 'd', 70, 7, 77, 0, $4, 'reported', now())`,
+      [randomUUID(), workspace, userId, period],
+    );
+    const result = await billing.app.get(ReconciliationService).reconcile(period);
+    expect(result.discrepancies).toEqual([{ workspace, period, ledgerTokens: 500 + 200 + 77, stripeTokens: 500 + 200 }]);
+    const events = await discrepancyEvents();
+    expect(events).toHaveLength(1);
+    const payload = typeof events[0].payload === 'string' ? JSON.parse(events[0].payload) : events[0].payload;
+    expect(payload).toMatchObject({ type: 'billing.meter.discrepancy-found', data: { workspace, period, ledgerTokens: 777, stripeTokens: 700 } });
+    const metrics = await billing.ctx.registry.metrics();
+    expect(metrics).toMatch(/ally_billing_meter_discrepancies_total(\{[^}]*\})? 1/);
+    expect(metrics).toMatch(/ally_billing_meter_discrepancy_workspaces\{[^}]*period="\d{4}-\d{2}"[^}]*\} 1/);
+  });
+
+  it('puts the ledger entries named in a meter error report back to pending, and only counts one it cannot match', async () => {
+    const [row] = await env.sql<{ message_id: string }>(`SELECT message_id FROM billing.ledger WHERE meter_status = 'reported' ORDER BY seq LIMIT 1`);
+    const webhooks = billing.app.get(StripeWebhookService);
+    const deliver = (event: object) => {
+      const payload = JSON.stringify(event);
+      return webhooks.receive(Buffer.from(payload).toString('base64'), signStripePayload(payload, stripe.webhookSecret));
+    };
+    const before = stripe.meterEvents().length;
+    // The thin (v2) form Stripe sends to event destinations.
+    await deliver({
+      id: `evt_${randomUUID().replace(/-/g, '')}`,
+      object: 'v2.core.event',
+      type: 'v1.billing.meter.error_report_triggered',
+      created: new Date().toISOString(),
+      related_object: { id: 'mtr_x', type: 'billing.meter', url: '/v1/billing/meters/mtr_x' },
+      data: {
+        developer_message_summary: 'There is 1 invalid event',
+        reason: { error_count: 1, error_types: [{ code: 'meter_event_no_customer_defined', error_count: 1, sample_errors: [{ error_message: 'no customer', request: { identifier: row.message_id } }] }] },
+        validation_start: new Date().toISOString(),
+        validation_end: new Date().toISOString(),
+      },
+    });
+    // The reporter sends it again under the same identifier; the emulator (like Stripe within 24 h) answers "already exists",
+    // which the reporter takes as accepted: the entry ends up reported, not twice at Stripe.
+    expect(await env.sql(`SELECT count(*)::int AS n FROM billing.ledger WHERE meter_attempts = 2`)).toEqual([{ n: 0 }]);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE message_id = $1 AND meter_status = 'reported' AND meter_attempts = 2`, [row.message_id])).length === 1, 'the entry reported again');
+    expect(stripe.meterEvents().length).toBe(before);
+
+    // The v1 snapshot form without identifiers: metric and log only.
+    await deliver({ id: `evt_${randomUUID().replace(/-/g, '')}`, object: 'event', type: 'billing.meter.error_report_triggered', created: Math.floor(Date.now() / 1000), data: { object: { meter: 'mtr_x', reason: { error_count: 3, error_types: [{ code: 'meter_event_invalid_value', error_count: 3 }] } } } });
+    const metrics = await billing.ctx.registry.metrics();
+    expect(metrics).toMatch(/ally_billing_meter_error_reports_total\{[^}]*outcome="requeued"[^}]*\} 1/);
+    expect(metrics).toMatch(/ally_billing_meter_error_reports_total\{[^}]*outcome="unidentified"[^}]*\} 1/);
+  });
+});
