@@ -23,6 +23,14 @@ export const DLQ_HEADERS = {
 
 export type EventHandler = (em: EntityManager, event: EventEnvelope) => Promise<void>;
 
+/** Events per transaction when several are waiting (one commit instead of many). */
+const BATCH = 100;
+
+interface Item {
+  msg: JsMsg;
+  event: EventEnvelope;
+}
+
 export interface EventConsumerOptions {
   /** Durable name `<service>-<purpose>`. */
   durable: string;
@@ -47,6 +55,8 @@ export interface EventConsumerOptions {
 export class EventConsumer {
   private messages?: ConsumerMessages;
   private loop?: Promise<void>;
+  private readonly queue: JsMsg[] = [];
+  private draining?: Promise<void>;
   private subjects = new Set<string>();
   private readonly deadLettered: Counter;
   private readonly processed: Counter;
@@ -95,41 +105,80 @@ export class EventConsumer {
     const consumer = await jetstream(nats).consumers.get(stream, durable);
     this.messages = await consumer.consume({ max_messages: 64 });
     this.loop = (async () => {
-      for await (const msg of this.messages!) await this.handle(msg);
+      for await (const msg of this.messages!) {
+        this.queue.push(msg);
+        this.draining ??= this.drain().finally(() => (this.draining = undefined));
+      }
     })().catch((err) => this.opts.logger.error({ err: String(err), durable }, 'consumer loop ended'));
   }
 
   async stop(): Promise<void> {
     await this.messages?.close().catch(() => undefined);
     await this.loop;
+    await this.draining;
   }
 
-  private async handle(msg: JsMsg): Promise<void> {
-    const { durable, logger } = this.opts;
+  /** Handles what has arrived, in order, up to BATCH events per transaction. */
+  private async drain(): Promise<void> {
+    while (this.queue.length) {
+      const taken = this.queue.splice(0, BATCH);
+      const items: Item[] = [];
+      for (const msg of taken) {
+        const item = await this.prepare(msg);
+        if (item) items.push(item);
+      }
+      if (items.length > 1 && (await this.processBatch(items))) continue;
+      // One at a time when the batch failed: a poison event must not hold back the others.
+      for (const item of items) await this.processOne(item);
+    }
+  }
+
+  /** All events in one transaction (inbox rows and effects), acked after commit; false if it rolled back. */
+  private async processBatch(items: Item[]): Promise<boolean> {
+    try {
+      await this.opts.dataSource.transaction(async (em) => {
+        for (const { event } of items) await this.apply(em, event);
+      });
+    } catch {
+      return false;
+    }
+    for (const { msg } of items) msg.ack();
+    this.processed.inc(items.length);
+    return true;
+  }
+
+  private async apply(em: EntityManager, event: EventEnvelope): Promise<void> {
+    const fresh = await em.query(`INSERT INTO inbox (event_id, consumer) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [event.id, this.opts.durable]);
+    if (fresh.length === 0) return; // seen before: the effect is already committed
+    await this.opts.handler(em, event);
+  }
+
+  /** The envelope of a message worth handling; the rest is acked or dead-lettered here. */
+  private async prepare(msg: JsMsg): Promise<Item | null> {
     if (!this.subjects.has(msg.subject)) {
       // Only when the server's filter had to be wider than our types (no multi-filter before NATS 2.10).
       msg.ack();
-      return;
+      return null;
     }
     let event: EventEnvelope;
     try {
       event = eventEnvelopeSchema.parse(msg.json()) as EventEnvelope;
     } catch (err) {
-      return this.deadLetter(msg, `invalid envelope: ${String(err).slice(0, 300)}`);
+      await this.deadLetter(msg, `invalid envelope: ${String(err).slice(0, 300)}`);
+      return null;
     }
     if (msg.info.deliveryCount > this.maxDeliver) {
       // The extra delivery is only for finishing a dead-lettering that did not complete.
-      return this.deadLetter(msg, `no success after ${this.maxDeliver} attempts`);
+      await this.deadLetter(msg, `no success after ${this.maxDeliver} attempts`);
+      return null;
     }
+    return { msg, event };
+  }
+
+  private async processOne({ msg, event }: Item): Promise<void> {
+    const { durable, logger } = this.opts;
     try {
-      await this.opts.dataSource.transaction(async (em) => {
-        const fresh = await em.query(
-          `INSERT INTO inbox (event_id, consumer) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`,
-          [event.id, durable],
-        );
-        if (fresh.length === 0) return; // seen before: the effect is already committed
-        await this.opts.handler(em, event);
-      });
+      await this.opts.dataSource.transaction((em) => this.apply(em, event));
       msg.ack();
       this.processed.inc();
     } catch (err) {
