@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import { randomBytes } from 'node:crypto';
-import { privacyRpcs } from '@ally/contracts';
+import { mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
@@ -91,8 +91,21 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
 
     const rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
-    const exported = await rpc.call(privacyRpcs('chat').export, { userId, scope: 'all' });
-    expect(JSON.stringify(exported)).toContain('Geheimprojekt Nordlicht');
+    // Enough messages for several export pages (a page must fit one NATS message).
+    await env.sql(`INSERT INTO chat.messages (id, conversation_id, user_id, role, content_enc, status, created_at)
+                   SELECT gen_random_uuid(), conversation_id, user_id, role, content_enc, status, created_at + (g * interval '1 ms')
+                     FROM chat.messages, generate_series(1, 1100) g WHERE conversation_id = $1`, [id]);
+    const pages = [];
+    for (let page: number | undefined = 0; page !== undefined; ) {
+      const answer: PrivacyExport = await rpc.call(privacyRpcs('chat').export, { userId, scope: 'all', page });
+      pages.push(answer);
+      page = answer.nextPage;
+    }
+    expect(pages.length).toBe(3);
+    const exported = mergeExportPages(pages);
+    const history = exported.categories['chat-history'] as { messages: { content: string }[]; conversations: unknown[] };
+    expect(history.messages.filter((m) => m.content === 'Geheimprojekt Nordlicht')).toHaveLength(1101);
+    expect(history.conversations.length).toBeGreaterThan(1);
     const erased = await rpc.call(privacyRpcs('chat').erase, { userId, scope: 'all' });
     expect(erased.affected['data-keys']).toBe(1);
     await rpc.close();

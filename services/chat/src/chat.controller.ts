@@ -26,8 +26,8 @@ export class ChatController {
 
   @MessagePattern(ChatPrivacyRpc.export.subject)
   privacyExport(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseInput(ChatPrivacyRpc.export.input, req.input);
-    return this.privacy.export(userId, scope);
+    const { userId, scope, page } = parseInput(ChatPrivacyRpc.export.input, req.input);
+    return this.privacy.export(userId, scope, page);
   }
 
   @MessagePattern(ChatPrivacyRpc.erase.subject)

@@ -9,12 +9,39 @@ export const privacySubjectInput = z.strictObject({
   scope: privacyScopeSchema.default('all'),
   /** The data-subject request this belongs to, for the audit trail. */
   requestId: z.uuid().optional(),
+  /** Exports come in pages so no answer outgrows a NATS message (1 MiB by default). */
+  page: z.number().int().min(0).default(0),
 });
 
 export interface PrivacyExport {
   service: string;
   /** One entry per data category: what is held, as JSON. */
   categories: Record<string, unknown>;
+  /** Ask again with this page for more; absent on the last page. Arrays of later pages continue those of earlier ones. */
+  nextPage?: number;
+}
+
+/**
+ * Joins the pages of one service's export: arrays (at the top of a category
+ * or one level down) are concatenated, everything else comes from the first page.
+ */
+export function mergeExportPages(pages: PrivacyExport[]): PrivacyExport {
+  const categories: Record<string, unknown> = {};
+  for (const page of pages) {
+    for (const [name, value] of Object.entries(page.categories)) {
+      const seen = categories[name];
+      if (seen === undefined) categories[name] = value;
+      else if (Array.isArray(seen) && Array.isArray(value)) seen.push(...value);
+      else if (seen && value && typeof seen === 'object' && typeof value === 'object') {
+        for (const [k, v] of Object.entries(value)) {
+          const before = (seen as Record<string, unknown>)[k];
+          if (Array.isArray(before) && Array.isArray(v)) before.push(...v);
+          else if (before === undefined) (seen as Record<string, unknown>)[k] = v;
+        }
+      }
+    }
+  }
+  return { service: pages[0]?.service ?? '', categories };
 }
 
 export interface PrivacyErasure {

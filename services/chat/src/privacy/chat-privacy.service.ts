@@ -3,7 +3,9 @@ import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
-import { ConversationsService } from '../conversations/conversations.service.js';
+
+/** Messages per export page: about 0.4 MB, well inside NATS's 1 MiB. */
+const EXPORT_PAGE = 1000;
 
 const inScope = (scope: string) => (scope === 'all' ? `TRUE` : `workspace = $2`);
 
@@ -13,18 +15,62 @@ export class ChatPrivacyService {
   constructor(
     private readonly ds: DataSource,
     private readonly cipher: ContentCipher,
-    private readonly conversations: ConversationsService,
   ) {}
 
-  async export(userId: string, scope: string): Promise<PrivacyExport> {
+  /**
+   * Everything of the subject in scope, decrypted, in pages of EXPORT_PAGE
+   * messages (an answer must fit a NATS message): the first page also holds
+   * the conversations, assistants and settings.
+   */
+  async export(userId: string, scope: string, page = 0): Promise<PrivacyExport> {
     const params = scope === 'all' ? [userId] : [userId, scope];
-    const rows = await this.ds.query(`SELECT id FROM conversations WHERE user_id = $1 AND ${inScope(scope)} ORDER BY created_at`, params);
-    const actor = { userId, platformRoles: [] };
-    const conversations = [];
-    for (const { id } of rows) conversations.push(await this.conversations.get(actor, id).catch(() => ({ id, erased: true })));
+    const rows = await this.ds.query(
+      `SELECT m.id, m.conversation_id, m.role, m.content_enc, m.model, m.prompt_tokens, m.completion_tokens, m.residency, m.status, m.created_at
+         FROM messages m JOIN conversations c ON c.id = m.conversation_id
+        WHERE c.user_id = $1 AND ${inScope(scope).replace('workspace', 'c.workspace')}
+        ORDER BY m.created_at, m.id LIMIT ${EXPORT_PAGE + 1} OFFSET ${page * EXPORT_PAGE}`,
+      params,
+    );
+    const more = rows.length > EXPORT_PAGE;
+    const pageRows = rows.slice(0, EXPORT_PAGE);
+    const texts = await this.cipher.decryptMany(this.ds.manager, pageRows.map((r: { content_enc: Buffer }) => ({ userId, sealed: r.content_enc })));
+    const messages = pageRows.map((r: any, i: number) => ({
+      id: r.id,
+      conversationId: r.conversation_id,
+      role: r.role,
+      content: texts[i],
+      createdAt: new Date(r.created_at).toISOString(),
+      model: r.model,
+      usage: r.prompt_tokens === null ? null : { promptTokens: r.prompt_tokens, completionTokens: r.completion_tokens },
+      residency: r.residency,
+      status: r.status,
+    }));
+    const next = more ? { nextPage: page + 1 } : {};
+    if (page > 0) return { service: 'chat', categories: { 'chat-history': { messages } }, ...next };
+    const conversations = await this.ds.query(
+      `SELECT id, workspace, title_enc, assistant_id, created_at, updated_at FROM conversations WHERE user_id = $1 AND ${inScope(scope)} ORDER BY created_at`,
+      params,
+    );
+    const titles = await this.cipher.decryptMany(
+      this.ds.manager,
+      conversations.filter((c: { title_enc: Buffer | null }) => c.title_enc).map((c: { title_enc: Buffer }) => ({ userId, sealed: c.title_enc })),
+    );
+    let t = 0;
+    const conversationList = conversations.map((c: any) => ({
+      id: c.id,
+      workspace: c.workspace,
+      title: c.title_enc ? titles[t++] : null,
+      assistantId: c.assistant_id,
+      createdAt: new Date(c.created_at).toISOString(),
+      updatedAt: new Date(c.updated_at).toISOString(),
+    }));
     const assistants = await this.ds.query(`SELECT id, workspace, name, instructions, model, created_at FROM assistants WHERE created_by = $1 AND ${inScope(scope)}`, params);
     const [settings] = await this.ds.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [userId]);
-    return { service: 'chat', categories: { 'chat-history': { conversations, assistants }, 'policy-replica': { restrictToEu: settings?.restrict_to_eu ?? null } } };
+    return {
+      service: 'chat',
+      categories: { 'chat-history': { conversations: conversationList, messages, assistants }, 'policy-replica': { restrictToEu: settings?.restrict_to_eu ?? null } },
+      ...next,
+    };
   }
 
   /**

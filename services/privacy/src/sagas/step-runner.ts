@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { categoriesOf, privacyRpcs, processorsOf, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { categoriesOf, mergeExportPages, privacyRpcs, processorsOf, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 
@@ -31,7 +31,14 @@ export class StepRunner {
     const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
     const timeoutMs = this.config.PRIVACY_STEP_TIMEOUT_MS;
     if (step.action === 'export') {
-      const section = await this.rpc.call(contract.export, input, { timeoutMs });
+      const pages: PrivacyExport[] = [];
+      for (let page: number | undefined = 0; page !== undefined; ) {
+        const answer: PrivacyExport = await this.rpc.call(contract.export, { ...input, page }, { timeoutMs });
+        if (!answer || typeof answer.categories !== 'object' || answer.categories === null) throw new Error(`${step.service} answered an export without categories`);
+        pages.push(answer);
+        page = answer.nextPage;
+      }
+      const section = mergeExportPages(pages);
       if (!section || typeof section.categories !== 'object' || section.categories === null) throw new Error(`${step.service} answered an export without categories`);
       const counts = Object.fromEntries(Object.entries(section.categories).map(([k, v]) => [k, count(v)]));
       return { kind: 'exported', section: { service: step.service, categories: section.categories }, counts };
