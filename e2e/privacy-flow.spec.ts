@@ -229,4 +229,17 @@ describe('privacy through the gateway, against every real service', () => {
     expect(withdrawn.body.current[0].granted).toBe(false);
     expect(withdrawn.body.history).toHaveLength(2);
   });
+
+  it('stops chat processing for a subject who asked for restriction (Art. 18)', async () => {
+    const rita = await register('rita.ruhig@example.eu', 'Rita', 'Ruhig');
+    const conversation = await talk(rita.accessToken, 'private', 'Vor der Einschränkung');
+    expect((await http.post('/v1/privacy/requests', { type: 'restriction' }, rita.accessToken)).status).toBe(202);
+    const refused = await waitFor(async () => {
+      const r = await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Noch da?' }, rita.accessToken);
+      return r.status === 403 ? r : undefined;
+    }, 'chat to learn of the restriction');
+    expect(refused.body.detail).toMatch(/Art\. 18/);
+    // Stored data stays readable to its owner.
+    expect((await http.get(`/v1/conversations/${conversation}`, rita.accessToken)).status).toBe(200);
+  });
 });

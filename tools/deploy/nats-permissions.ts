@@ -96,6 +96,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
           'identity.organization.policy-changed',
           'identity.member.added',
           'identity.member.removed',
+          'privacy.subject.restricted',
         ],
       },
     ],

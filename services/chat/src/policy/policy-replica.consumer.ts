@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
+import { IdentityEvents, PrivacyEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 
 type Handler = (em: EntityManager, data: any) => Promise<unknown>;
@@ -30,7 +30,12 @@ const APPLY: Record<string, Handler> = {
   'identity.member.added': (em, d) =>
     em.query(`INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role`, [d.orgId, d.userId, d.role]),
   'identity.member.removed': (em, d) => em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [d.orgId, d.userId]),
+  // Art. 18: the subject's data may only be stored; chat stops processing it in that scope.
+  'privacy.subject.restricted': (em, d) =>
+    em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [d.userId, d.scope, d.requestId]),
 };
+
+const SCHEMAS: Record<string, { parse(v: unknown): unknown }> = { ...IdentityEvents, ...PrivacyEvents };
 
 @Injectable()
 export class PolicyReplicaConsumer {
@@ -39,7 +44,7 @@ export class PolicyReplicaConsumer {
       durable: 'chat-policy',
       types: Object.keys(APPLY),
       handler: async (em, event: EventEnvelope) => {
-        await APPLY[event.type](em, IdentityEvents[event.type as keyof typeof IdentityEvents].parse(event.data));
+        await APPLY[event.type](em, SCHEMAS[event.type].parse(event.data));
       },
     });
   }

@@ -31,6 +31,10 @@ export class PolicyService {
     if (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== workspace) {
       throw new ProblemError(403, `This API key is scoped to the workspace ${actor.apiKeyWorkspace}`);
     }
+    const restricted = await this.ds.query(`SELECT 1 FROM restrictions WHERE user_id = $1 AND scope IN ('all', $2) LIMIT 1`, [actor.userId, workspace]);
+    if (restricted.length) {
+      throw new ProblemError(403, 'Processing of your data is restricted at your request (Art. 18 GDPR); chat is paused until the restriction is lifted', { type: 'https://ally.eu/problems/processing-restricted' });
+    }
     const restrictToEu = await this.restrictToEu(actor);
     if (workspace === 'private') {
       return { workspace, restrictToEu, orgEuOnly: false, allowedModels: null, blockedTerms: [], euOnly: restrictToEu };

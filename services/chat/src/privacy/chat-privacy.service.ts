@@ -94,6 +94,7 @@ export class ChatPrivacyService {
         keys = before.length;
         await em.query(`DELETE FROM assistants WHERE created_by = $1 AND workspace = 'private'`, [userId]);
         await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
+        await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
         // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
         await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
       }
