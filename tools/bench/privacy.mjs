@@ -443,8 +443,9 @@ async function requests() {
   } else if (exported.status !== 'completed') throw new Error(`the access request ended ${exported.status}: ${JSON.stringify(exported.steps)}`);
   if (!exported.timedOut) {
     const pkg = await json('GET', `${ctx.base}/v1/privacy/requests/${access.body.id}/download?format=json`, undefined, subject.token);
-    const conversations = pkg.body?.files?.['data/chat.json']?.categories?.['chat-history']?.conversations ?? [];
-    const exportedMessages = conversations.reduce((n, c) => n + (c.messages?.length ?? 0), 0);
+    const history = pkg.body?.files?.['data/chat.json']?.categories?.['chat-history'] ?? {};
+    const conversations = history.conversations ?? [];
+    const exportedMessages = history.messages?.length ?? 0;
     const packageBytes = Buffer.byteLength(JSON.stringify(pkg.body));
     log(`access: completed in ${round(exportMs / 1000)} s; package holds ${exportedMessages} messages in ${conversations.length} conversations (${round(packageBytes / 2 ** 20)} MiB as JSON)`);
     if (exportedMessages !== total) throw new Error(`the export holds ${exportedMessages} messages, not ${total}`);
