@@ -37,6 +37,11 @@ export interface EventConsumerOptions {
   /** Event types, e.g. `identity.user.registered`. */
   types: string[];
   handler: EventHandler;
+  /**
+   * Optional: the same effect for many events at once (set-based SQL), used
+   * when several events wait. Must equal calling `handler` for each in order.
+   */
+  batchHandler?: (em: EntityManager, events: EventEnvelope[]) => Promise<void>;
   dataSource: DataSource;
   nats: NatsConnection;
   prefix: string;
@@ -137,7 +142,19 @@ export class EventConsumer {
   private async processBatch(items: Item[]): Promise<boolean> {
     try {
       await this.opts.dataSource.transaction(async (em) => {
-        for (const { event } of items) await this.apply(em, event);
+        const batch = this.opts.batchHandler;
+        if (!batch) {
+          for (const { event } of items) await this.apply(em, event);
+          return;
+        }
+        const fresh: { event_id: string }[] = await em.query(
+          `INSERT INTO inbox (event_id, consumer) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING RETURNING event_id`,
+          [items.map((i) => i.event.id), this.opts.durable],
+        );
+        const ids = new Set(fresh.map((r) => r.event_id));
+        // Each id once, in arrival order (a batch may hold the same event twice).
+        const events = items.map((i) => i.event).filter((e) => ids.delete(e.id));
+        if (events.length) await batch(em, events);
       });
     } catch {
       return false;

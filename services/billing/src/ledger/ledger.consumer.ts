@@ -16,17 +16,43 @@ export class LedgerConsumer {
     consumers: EventConsumers,
     private readonly alerts: QuotaAlerts,
   ) {
-    consumers.register({ durable: 'billing-ledger', types: ['chat.completion.recorded'], handler: (em, event) => this.record(em, event) });
+    consumers.register({
+      durable: 'billing-ledger',
+      types: ['chat.completion.recorded'],
+      handler: (em, event) => this.recordMany(em, [event]),
+      batchHandler: (em, events) => this.recordMany(em, events),
+    });
   }
 
-  async record(em: EntityManager, event: EventEnvelope): Promise<void> {
-    const d = ChatEvents['chat.completion.recorded'].parse(event.data);
-    const key = workspaceKey(d.workspace, d.userId);
-    const inserted = await em.query(
+  /** One multi-row insert for a batch; the message id as key keeps a repeated completion out. */
+  async recordMany(em: EntityManager, events: EventEnvelope[]): Promise<void> {
+    const rows = events.map((event) => {
+      const d = ChatEvents['chat.completion.recorded'].parse(event.data);
+      return { d, key: workspaceKey(d.workspace, d.userId), period: event.occurredAt.slice(0, 7) };
+    });
+    const inserted: { workspace: string; period: string; tokens: number }[] = await em.query(
       `INSERT INTO ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (message_id) DO NOTHING RETURNING message_id`,
-      [d.messageId, key, d.userId, d.model, d.deployment, d.promptTokens, d.completionTokens, d.promptTokens + d.completionTokens, d.cost, event.occurredAt.slice(0, 7)],
+       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::numeric[], $10::text[])
+       ON CONFLICT (message_id) DO NOTHING RETURNING workspace, period, tokens`,
+      [
+        rows.map((r) => r.d.messageId),
+        rows.map((r) => r.key),
+        rows.map((r) => r.d.userId),
+        rows.map((r) => r.d.model),
+        rows.map((r) => r.d.deployment),
+        rows.map((r) => r.d.promptTokens),
+        rows.map((r) => r.d.completionTokens),
+        rows.map((r) => r.d.promptTokens + r.d.completionTokens),
+        rows.map((r) => r.d.cost),
+        rows.map((r) => r.period),
+      ],
     );
-    if (inserted.length) await this.alerts.afterUsage(em, key, event.occurredAt.slice(0, 7), d.promptTokens + d.completionTokens);
+    const byWorkspace = new Map<string, { period: string; tokens: number }>();
+    for (const r of inserted) {
+      const k = `${r.workspace}|${r.period}`;
+      byWorkspace.set(k, { period: r.period, tokens: (byWorkspace.get(k)?.tokens ?? 0) + Number(r.tokens) });
+    }
+    for (const [k, { period, tokens }] of byWorkspace) await this.alerts.afterUsage(em, k.split('|')[0], period, tokens);
   }
+
 }
