@@ -150,6 +150,9 @@ describe('privacy through the gateway, against every real service', () => {
       return list.body.data.find((r: { id: string }) => r.id === erasure.body.id);
     }, 'the erasure to complete', 30_000);
     expect(erased.processorNotices.map((n: { processor: string }) => n.processor).sort()).toEqual(['brevo', 'stripe']);
+    // billing deleted the private workspace's customer at Stripe (Art. 17 / 19).
+    expect(erased.processorNotices.find((n: { processor: string }) => n.processor === 'stripe').status).toBe('confirmed');
+    expect(stripe.requests({ method: 'DELETE', path: /^\/v1\/customers\/cus_/ })).toHaveLength(1);
     expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
 
     const dump = await everything();

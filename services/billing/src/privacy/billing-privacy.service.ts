@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createHash } from 'node:crypto';
-import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import type { PrivacyErasure, PrivacyErasureProcessorReport, PrivacyExport } from '@ally/contracts';
+import { StripeClient } from '../stripe/stripe.client.js';
 import { workspaceKey } from '../common/workspace-key.js';
 
 /** A stable pseudonym: the restricted copies stay linkable to each other, never back to the person. */
@@ -15,7 +16,10 @@ const pseudonym = (userId: string) => `erased-${createHash('sha256').update(`all
  */
 @Injectable()
 export class BillingPrivacyService {
-  constructor(private readonly ds: DataSource) {}
+  constructor(
+    private readonly ds: DataSource,
+    private readonly stripe: StripeClient,
+  ) {}
 
   async export(userId: string, scope: string): Promise<PrivacyExport> {
     const workspaces = this.workspaces(userId, scope);
@@ -30,11 +34,22 @@ export class BillingPrivacyService {
     return { service: 'billing', categories: { contract: { subscriptions, caps }, 'usage-ledger': usage, invoices } };
   }
 
-  async erase(userId: string, scope: string): Promise<PrivacyErasure> {
+  async erase(userId: string, scope: string): Promise<PrivacyErasure & PrivacyErasureProcessorReport> {
     const workspaces = this.workspaces(userId, scope);
     const own = workspaceKey('private', userId);
     const alias = pseudonym(userId);
-    return this.ds.transaction(async (em) => {
+    // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).
+    const processorsNotified: string[] = [];
+    if (scope === 'all' || scope === 'private') {
+      const [customer] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [own]);
+      if (customer) {
+        await this.stripe.stripe.customers.del(customer.stripe_customer_id).catch((err: { statusCode?: number }) => {
+          if (err?.statusCode !== 404) throw err;
+        });
+        processorsNotified.push('stripe');
+      }
+    }
+    const erased = await this.ds.transaction(async (em) => {
       const [, caps] = await em.query(`DELETE FROM caps WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
       // The ledger is booking data: the amounts stay, the person goes.
       const [, ledger] = await em.query(
@@ -54,6 +69,7 @@ export class BillingPrivacyService {
       await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
       return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };
     });
+    return { ...erased, processorsNotified };
   }
 
   private workspaces(userId: string, scope: string): string[] | null {
