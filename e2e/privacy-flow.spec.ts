@@ -244,5 +244,26 @@ describe('privacy through the gateway, against every real service', () => {
     expect(refused.body.detail).toMatch(/Art\. 18/);
     // Stored data stays readable to its owner.
     expect((await http.get(`/v1/conversations/${conversation}`, rita.accessToken)).status).toBe(200);
+
+    // Compliance lifts it (audited); chat resumes.
+    const request = (await http.get('/v1/privacy/requests', rita.accessToken)).body.data.find((r: { type: string }) => r.type === 'restriction');
+    const cora = await complianceToken();
+    expect((await http.post(`/v1/admin/privacy/requests/${request.id}/decision`, { decision: 'uphold', reason: 'wrong kind' }, cora)).status).toBe(409);
+    expect((await http.post(`/v1/admin/privacy/requests/${request.id}/decision`, { decision: 'lift', reason: 'the accuracy check is done' }, rita.accessToken)).status).toBe(403);
+    expect((await http.post(`/v1/admin/privacy/requests/${request.id}/decision`, { decision: 'lift', reason: 'the accuracy check is done' }, cora)).status).toBe(200);
+    await waitFor(async () => (await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Wieder da' }, rita.accessToken)).status === 201, 'chat to resume');
+  });
+
+  it('an upheld objection (Art. 21) ends the login audit of the subject', async () => {
+    const olaf = await register('olaf.ohne@example.eu', 'Olaf', 'Ohne');
+    await http.post('/v1/auth/login', { email: 'olaf.ohne@example.eu', password: PASSWORD });
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).not.toEqual([]);
+    const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, olaf.accessToken)).body;
+    const cora = await complianceToken();
+    expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'no compelling grounds' }, cora)).status).toBe(200);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).length === 0, 'the audit rows to go');
+    expect((await http.post('/v1/auth/login', { email: 'olaf.ohne@example.eu', password: PASSWORD })).status).toBe(200);
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).toEqual([]);
+    expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'reject', reason: 'again' }, cora)).status).toBe(409);
   });
 });

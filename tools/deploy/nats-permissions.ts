@@ -74,11 +74,11 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     publish: ['ally.stream.gateway.*.ctl'],
   },
   identity: {
-    note: 'Owns users, orgs, sessions; calls nobody.',
+    note: 'Owns users, orgs, sessions; calls nobody; hears upheld objections from privacy.',
     servesRpc: true,
     publishesEvents: true,
     calls: [],
-    consumers: [],
+    consumers: [{ durable: 'identity-objections', types: ['privacy.subject.objection-upheld'] }],
   },
   chat: {
     note: 'Asks identity for the caller and org policy, billing for quota; replicates identity state; streams answers to the gateway.',
@@ -97,6 +97,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
           'identity.member.added',
           'identity.member.removed',
           'privacy.subject.restricted',
+          'privacy.subject.restriction-lifted',
         ],
       },
     ],

@@ -6,6 +6,7 @@ import { identityConfigSchema, type IdentityConfig } from './config.js';
 import { IdentityModule } from './identity.module.js';
 import { InitialSchema1764100000000 } from './migrations/1764100000000-initial-schema.js';
 import { OrgBlockedTerms1764300000000 } from './migrations/1764300000000-org-blocked-terms.js';
+import { Objections1764800000000 } from './migrations/1764800000000-objections.js';
 import { InvitationEntity } from './orgs/invitation.entity.js';
 import { MembershipEntity } from './orgs/membership.entity.js';
 import { OrganizationEntity } from './orgs/organization.entity.js';
@@ -49,7 +50,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       SsoStateEntity,
       SigningKeyEntity,
     ],
-    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000],
+    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000],
   },
   module: (ctx) => IdentityModule.forRoot(ctx),
   commands: {

@@ -26,6 +26,10 @@ export const PrivacyEvents = {
   'privacy.subject.restricted': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string() }),
   /** Art. 21: processing of these categories (based on legitimate interest) stops unless compliance finds compelling grounds. */
   'privacy.subject.objected': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), categories: z.array(z.string()) }),
+  /** Compliance lifted a restriction: processing may resume in that scope. */
+  'privacy.subject.restriction-lifted': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string() }),
+  /** Compliance upheld an objection (no compelling grounds): these categories stop being processed for the subject. */
+  'privacy.subject.objection-upheld': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), categories: z.array(z.string()) }),
   'privacy.retention-run.finished': z.object({ runId: z.uuid(), dryRun: z.boolean(), status: z.enum(['completed', 'failed']), affected: z.number().int() }),
 } as const;
 

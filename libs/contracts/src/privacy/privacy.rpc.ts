@@ -21,6 +21,7 @@ export const PrivacyRpc = {
   getConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.get', s.consentSubjectInput, { authenticated: false }),
   withdrawConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.withdraw', s.consentSubjectInput, { authenticated: false }),
 
+  decide: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.admin.request.decide', s.privacyDecisionInput),
   adminListRequests: rpc<r.PrivacyPage<r.PrivacyRequestView>>()('ally.rpc.privacy.admin.request.list', s.adminListPrivacyRequestsInput),
   listRetentionPolicies: rpc<{ data: r.RetentionPolicyView[] }>()('ally.rpc.privacy.retention-policy.list', none),
   updateRetentionPolicies: rpc<{ data: r.RetentionPolicyView[] }>()('ally.rpc.privacy.retention-policy.update', s.updateRetentionPoliciesInput),

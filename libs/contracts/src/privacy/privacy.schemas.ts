@@ -17,6 +17,12 @@ export const createPrivacyRequestInput = z.strictObject({
 export const listPrivacyRequestsInput = z.strictObject({ limit, cursor });
 export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), limit, cursor });
 export const privacyRequestIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+/** Compliance's decision on a restriction (lift) or an objection (upheld, or rejected with the compelling grounds). */
+export const decisionBody = z.strictObject({
+  decision: z.enum(['lift', 'uphold', 'reject']),
+  reason: z.string().trim().min(3).max(2000),
+});
+export const privacyDecisionInput = decisionBody.extend({ id: z.uuid('must be a valid id') });
 export const exportFormatSchema = z.enum(['zip', 'json']).default('zip');
 export const downloadExportInput = z.strictObject({ id: z.uuid('must be a valid id'), format: exportFormatSchema });
 export const downloadPartInput = downloadExportInput.extend({ part: z.number().int().min(0) });

@@ -33,6 +33,7 @@ const APPLY: Record<string, Handler> = {
   // Art. 18: the subject's data may only be stored; chat stops processing it in that scope.
   'privacy.subject.restricted': (em, d) =>
     em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [d.userId, d.scope, d.requestId]),
+  'privacy.subject.restriction-lifted': (em, d) => em.query(`DELETE FROM restrictions WHERE user_id = $1 AND scope = $2`, [d.userId, d.scope]),
 };
 
 const SCHEMAS: Record<string, { parse(v: unknown): unknown }> = { ...IdentityEvents, ...PrivacyEvents };

@@ -4,6 +4,7 @@ import type { FastifyReply } from 'fastify';
 import {
   adminListPrivacyRequestsInput,
   createLegalHoldInput,
+  decisionBody,
   listLegalHoldsInput,
   parseInput,
   processingActivitiesInput,
@@ -30,6 +31,14 @@ export class PrivacyAdminController {
   @Get('requests')
   requests(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.adminListRequests, parseInput(adminListPrivacyRequestsInput, query, 'query'), { actor, meta });
+  }
+
+  /** `{ decision: 'lift' | 'uphold' | 'reject', reason }` on a restriction or objection. */
+  @Post('requests/:id/decision')
+  @HttpCode(200)
+  @BodySchema(decisionBody)
+  decide(@UuidParam('id') id: string, @ValidBody(decisionBody) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.decide, { id, ...body }, { actor, meta });
   }
 
   @Get('retention-policies')

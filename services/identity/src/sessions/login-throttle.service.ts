@@ -31,11 +31,13 @@ export class LoginThrottleService {
     }
   }
 
+  /** A user whose objection to the login audit was upheld is recorded only as the address hash (for throttling). */
   async record(attempt: { email: string; userId: string | null; ip?: string; succeeded: boolean; method: string }): Promise<void> {
+    const objected = attempt.userId !== null && (await this.objected(attempt.userId));
     await this.ds.getRepository(LoginAuditEntity).insert({
       emailHash: hashSecret(attempt.email),
-      userId: attempt.userId,
-      ip: attempt.ip ?? null,
+      userId: objected ? null : attempt.userId,
+      ip: objected ? null : (attempt.ip ?? null),
       succeeded: attempt.succeeded,
       method: attempt.method,
     });
@@ -43,8 +45,14 @@ export class LoginThrottleService {
 
   /** Whether this user signed in from this IP before (for the "new sign-in" mail). */
   async isKnownIp(userId: string, ip: string | undefined): Promise<boolean> {
-    if (!ip) return true;
+    // Without an audit for this user there is nothing to compare with; no warning mail.
+    if (!ip || (await this.objected(userId))) return true;
     const rows = await this.ds.query(`SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded LIMIT 1`, [userId, ip]);
+    return rows.length > 0;
+  }
+
+  private async objected(userId: string): Promise<boolean> {
+    const rows = await this.ds.query(`SELECT 1 FROM users WHERE id = $1 AND login_audit_objected`, [userId]);
     return rows.length > 0;
   }
 }

@@ -12,6 +12,8 @@ export class UserEntity {
   @Column('text', { name: 'password_hash', nullable: true }) passwordHash!: string | null;
   @Column('text', { name: 'platform_roles', array: true, default: () => "'{}'" }) platformRoles!: PlatformRole[];
   @Column('boolean', { name: 'restrict_to_eu', default: true }) restrictToEu!: boolean;
+  /** Objection to the login audit upheld (Art. 21): sign-ins are not recorded against this user. */
+  @Column('boolean', { name: 'login_audit_objected', default: false }) loginAuditObjected!: boolean;
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' }) createdAt!: Date;
   @UpdateDateColumn({ name: 'updated_at', type: 'timestamptz' }) updatedAt!: Date;
 }

@@ -51,6 +51,12 @@ export class AdminController {
     return this.runs.get(parseInput(PrivacyRpc.getRetentionRun.input, req.input, 'path').id);
   }
 
+  @MessagePattern(PrivacyRpc.decide.subject)
+  decide(@Payload() req: RpcRequest) {
+    const actor = requireCompliance(actorOf(req));
+    return this.requests.decide(actor, parseInput(PrivacyRpc.decide.input, req.input));
+  }
+
   @MessagePattern(PrivacyRpc.createLegalHold.subject)
   createHold(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));
