@@ -153,6 +153,9 @@ describe('privacy through the gateway, against every real service', () => {
     // billing deleted the private workspace's customer at Stripe (Art. 17 / 19).
     expect(erased.processorNotices.find((n: { processor: string }) => n.processor === 'stripe').status).toBe('confirmed');
     expect(stripe.requests({ method: 'DELETE', path: /^\/v1\/customers\/cus_/ })).toHaveLength(1);
+    // notify had Brevo delete its logs of the address.
+    expect(erased.processorNotices.find((n: { processor: string }) => n.processor === 'brevo').status).toBe('confirmed');
+    expect(brevo.mails('leonora.quastenberg@example.eu')).toEqual([]);
     expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
 
     const dump = await everything();

@@ -35,6 +35,15 @@ export class BrevoMailer implements OnModuleInit {
     }
   }
 
+  /** Erasure (Art. 17/19): Brevo deletes its transactional logs of this address. Nothing to delete is fine. */
+  async deleteLogs(address: string): Promise<void> {
+    try {
+      await this.client.transactionalEmails.deleteAnSmtpTransactionalLog({ identifier: address });
+    } catch (err) {
+      if (!(err instanceof BrevoError && err.statusCode === 404)) throw err;
+    }
+  }
+
   async send(to: string, mail: RenderedMail, tags: string[]): Promise<SendOutcome> {
     try {
       const result = await this.client.transactionalEmails.sendTransacEmail({

@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import { IdentityRpc, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { BrevoMailer } from '../brevo/brevo-mailer.js';
 
 /**
  * notify holds, per user, the delivery log (no addresses once sent). Erasure
@@ -9,7 +11,11 @@ import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
  */
 @Injectable()
 export class NotifyPrivacyService {
-  constructor(private readonly ds: DataSource) {}
+  constructor(
+    private readonly ds: DataSource,
+    private readonly mailer: BrevoMailer,
+    private readonly rpc: RpcClient,
+  ) {}
 
   async export(userId: string, scope: string): Promise<PrivacyExport> {
     if (scope !== 'all' && scope !== 'private') return { service: 'notify', categories: {} };
@@ -20,11 +26,14 @@ export class NotifyPrivacyService {
     return { service: 'notify', categories: { 'delivery-log': deliveries } };
   }
 
-  async erase(userId: string, scope: string): Promise<PrivacyErasure> {
+  async erase(userId: string, scope: string): Promise<PrivacyErasure & PrivacyErasureProcessorReport> {
     if (scope !== 'all') return { service: 'notify', affected: { 'delivery-log': 0 } };
+    // The account still exists (identity erases last): its address tells Brevo which logs to delete.
+    const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
+    for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1`, [userId]);
     // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
     await this.ds.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
-    return { service: 'notify', affected: { 'delivery-log': Number(deleted) } };
+    return { service: 'notify', affected: { 'delivery-log': Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
   }
 }

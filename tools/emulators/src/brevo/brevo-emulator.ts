@@ -67,6 +67,14 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
       return { status: 204 };
     }
 
+    const log = /^\/v3\/smtp\/log\/(.+)$/.exec(url.pathname);
+    if (log && req.method === 'DELETE') {
+      if (!req.headers['api-key']) return { status: 401, body: { code: 'unauthorized', message: 'Key not found' } };
+      const address = decodeURIComponent(log[1]).toLowerCase();
+      const before = mails.length;
+      for (let i = mails.length - 1; i >= 0; i--) if (mails[i].to.some((t) => t.email.toLowerCase() === address)) mails.splice(i, 1);
+      return before === mails.length ? { status: 404, body: { code: 'document_not_found', message: 'No logs found for this identifier' } } : { status: 204 };
+    }
     if (url.pathname !== '/v3/smtp/email' || req.method !== 'POST') {
       return { status: 404, body: { code: 'not_found', message: `Invalid route ${req.method} ${url.pathname}` } };
     }
