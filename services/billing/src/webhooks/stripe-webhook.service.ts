@@ -112,7 +112,9 @@ export class StripeWebhookService {
 
   private async subscriptionChanged(em: EntityManager, sub: Stripe.Subscription, version: number): Promise<void> {
     const customer = typeof sub.customer === 'string' ? sub.customer : sub.customer.id;
-    const workspace = await this.workspaceOf(em, customer, sub.metadata);
+    // A subscription we already hold keeps its row, also one pseudonymised by an erasure.
+    const [known] = await em.query(`SELECT workspace FROM subscriptions WHERE stripe_subscription_id = $1`, [sub.id]);
+    const workspace = known?.workspace ?? (await this.workspaceOf(em, customer, sub.metadata));
     if (!workspace) {
       this.logger.warn({ subscription: sub.id }, 'subscription for an unknown workspace ignored');
       return;
