@@ -38,17 +38,7 @@ export class BillingPrivacyService {
     const workspaces = this.workspaces(userId, scope);
     const own = workspaceKey('private', userId);
     const alias = pseudonym(userId);
-    // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).
-    const processorsNotified: string[] = [];
-    if (scope === 'all' || scope === 'private') {
-      const [customer] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [own]);
-      if (customer) {
-        await this.stripe.stripe.customers.del(customer.stripe_customer_id).catch((err: { statusCode?: number }) => {
-          if (err?.statusCode !== 404) throw err;
-        });
-        processorsNotified.push('stripe');
-      }
-    }
+    const [customer] = scope === 'all' || scope === 'private' ? await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [own]) : [];
     const erased = await this.ds.transaction(async (em) => {
       const [, caps] = await em.query(`DELETE FROM caps WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
       // The ledger is booking data: the amounts stay, the person goes.
@@ -69,6 +59,15 @@ export class BillingPrivacyService {
       await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
       return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };
     });
+    // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).
+    // After our rows are pseudonymised, so the webhooks this triggers find them under their new name.
+    const processorsNotified: string[] = [];
+    if (customer) {
+      await this.stripe.stripe.customers.del(customer.stripe_customer_id).catch((err: { statusCode?: number }) => {
+        if (err?.statusCode !== 404) throw err;
+      });
+      processorsNotified.push('stripe');
+    }
     return { ...erased, processorsNotified };
   }
 
