@@ -37,20 +37,16 @@
 //   --cpu-prof             V8 CPU profiles of gateway and chat in .tmp/bench-prof/
 //   --keep                 leave everything running until Ctrl-C
 //   --verbose              show the children's output
-import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import { createServer } from 'node:net';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import { createBenchWorld, freePort, gitCommit, json, pct, root, round, sleep } from './world.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
 const { values: opt } = parseArgs({
   options: {
@@ -96,141 +92,14 @@ const HIGH = '10000000';
 const AZURE = { id: 'gpt-4o-mini@azure-swedencentral', deployment: 'gpt-4o-mini-swc', apiVersion: '2024-10-21' };
 
 const log = (line) => console.log(`[bench-chat] ${line}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// ---------------------------------------------------------------- cleanup
+// ---------------------------------------------------------------- the world
 
-const children = new Set();
 const pids = {};
-let databaseCreated = false;
-let cleaning;
-
-async function stopChild(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const stopped = await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]);
-  if (!stopped) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
-
-/** Idempotent; runs on success, failure and signals. */
-function cleanup() {
-  return (cleaning ??= (async () => {
-    // The gateway first (no new streams), then chat, identity and the emulator.
-    const order = ['gateway', 'chat', 'identity', 'openai-emulator'];
-    const sorted = [...children].sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
-    for (const c of sorted) await stopChild(c).catch(() => undefined);
-    try {
-      const { connectNats, deleteStreams } = await import('@ally/messaging');
-      const nc = await connectNats({ url: NATS_URL, name: `bench-chat-cleanup-${process.pid}` });
-      await deleteStreams(nc, PREFIX);
-      await nc.close();
-    } catch (err) {
-      console.error(`[bench-chat] cleanup: could not delete the JetStream streams of ${PREFIX}: ${err.message}`);
-    }
-    try {
-      await admin(async (c) => {
-        if (databaseCreated) await c.query(`DROP DATABASE IF EXISTS "${DATABASE}" WITH (FORCE)`);
-        const roles = await c.query(`SELECT rolname FROM pg_roles WHERE rolname LIKE $1`, [`${PREFIX.replace(/_/g, '\\_')}\\_%`]);
-        for (const r of roles.rows) await c.query(`DROP ROLE IF EXISTS "${r.rolname}"`);
-      });
-    } catch (err) {
-      console.error(`[bench-chat] cleanup: could not drop database ${DATABASE} / roles ${PREFIX}_*: ${err.message}`);
-    }
-  })());
-}
-
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    console.error(`\n[bench-chat] ${signal}: cleaning up`);
-    cleanup().finally(() => process.exit(130));
-  });
-}
-// Last resort if we die without cleaning up: leave no services behind.
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-});
-
-async function admin(f, database = 'postgres') {
-  const url = new URL(PG_ADMIN);
-  url.pathname = `/${database}`;
-  const c = new pg.Client({ connectionString: url.href });
-  await c.connect();
-  try {
-    return await f(c);
-  } finally {
-    await c.end();
-  }
-}
-
-// ---------------------------------------------------------------- children
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-/** Spawns a child we own; keeps the tail of its output for error messages. */
-function start(name, args, env, { expectExit = false } = {}) {
-  const child = spawn(process.execPath, args, { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] });
-  child.name = name;
-  child.output = '';
-  const keep = (chunk) => {
-    child.output = (child.output + chunk).slice(-8_000);
-    if (opt.verbose) process.stderr.write(chunk.replace(/^(?=.)/gm, `[${name}] `));
-  };
-  child.stdout.setEncoding('utf8').on('data', keep);
-  child.stderr.setEncoding('utf8').on('data', keep);
-  children.add(child);
-  child.once('exit', (code, signal) => {
-    if (!cleaning && !expectExit) console.error(`[bench-chat] ${name} exited unexpectedly (code ${code}, signal ${signal})\n${child.output.trim()}`);
-  });
-  return child;
-}
-
-async function runToEnd(name, args, env) {
-  const child = start(name, args, env, { expectExit: true });
-  const code = await new Promise((r) => child.once('exit', (c) => r(c)));
-  children.delete(child);
-  if (code !== 0) throw new Error(`${name} failed (exit ${code}):\n${child.output.trim()}`);
-  return child.output;
-}
-
-async function waitReady(child, url, seconds = 30) {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${child.name} exited during start-up:\n${child.output.trim()}`);
-    const ok = await fetch(url).then((r) => r.status < 500, () => false);
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${child.name} was not ready at ${url} within ${seconds} s:\n${child.output.trim()}`);
-}
+const world = createBenchWorld({ tag: 'bench-chat', prefix: PREFIX, database: DATABASE, pgAdmin: PG_ADMIN, natsUrl: NATS_URL, verbose: opt.verbose, stopOrder: ['gateway', 'chat', 'identity', 'openai-emulator'] });
+const { children, start, runToEnd, waitReady, admin, cleanup } = world;
 
 // ---------------------------------------------------------------- HTTP
-
-async function json(method, url, body, token) {
-  const headers = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let parsed;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: res.status, body: parsed };
-}
 
 /**
  * One streamed request over a keep-alive agent. `firstMarker` is the text whose
@@ -267,9 +136,6 @@ function streamOnce(agent, url, headers, payload, firstMarker) {
 
 // ---------------------------------------------------------------- stats
 
-const round = (n, digits = 2) => (Number.isFinite(n) ? Math.round(n * 10 ** digits) / 10 ** digits : null);
-/** Nearest-rank percentile of an ascending array. */
-const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 function summarise(samples) {
   if (!samples.length) return { n: 0 };
   const s = [...samples].sort((a, b) => a - b);
@@ -319,16 +185,6 @@ async function waitQuiet(label) {
   return busy;
 }
 
-function gitCommit() {
-  try {
-    const sha = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'services', 'libs'], { cwd: root, encoding: 'utf8' }).trim() !== '';
-    return dirty ? `${sha}+dirty` : sha;
-  } catch {
-    return undefined;
-  }
-}
-
 // ---------------------------------------------------------------- the run
 
 const results = {
@@ -369,7 +225,7 @@ async function setUp() {
   }
   log(`database ${DATABASE}, NATS prefix ${PREFIX}`);
   await admin((c) => c.query(`CREATE DATABASE "${DATABASE}"`));
-  databaseCreated = true;
+  world.databaseCreated = true;
 
   const dbAdminUrl = new URL(PG_ADMIN);
   dbAdminUrl.pathname = `/${DATABASE}`;

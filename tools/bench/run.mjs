@@ -25,20 +25,15 @@
 //   --cpu-prof            write V8 CPU profiles of identity and gateway to .tmp/bench-prof/
 //   --keep                leave services running until Ctrl-C (for poking at them)
 //   --verbose             show the services' own output
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { execFileSync } from 'node:child_process';
 import autocannon from 'autocannon';
-import pg from 'pg';
 import { cpuMeter } from './cpu.mjs';
+import { createBenchWorld, freePort, gitCommit, json, pct, root, round, sleep } from './world.mjs';
 
-const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 
 const { values: opt } = parseArgs({
   options: {
@@ -75,139 +70,15 @@ const EMAIL = `bench-${random}@example.eu`;
 const HIGH = '100000000';
 
 const log = (line) => console.log(`[bench] ${line}`);
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-// ---------------------------------------------------------------- cleanup
+// ---------------------------------------------------------------- the world
 
-const children = new Set();
 /** Processes whose CPU time each measurement reports (see cpu.mjs). */
 const meterGroups = { groups: {}, database: DATABASE };
 let natsConn;
-let databaseCreated = false;
-let cleaning;
-
-async function stopChild(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise((r) => child.once('exit', r));
-  child.kill('SIGTERM');
-  const killed = await Promise.race([exited.then(() => true), sleep(8_000).then(() => false)]);
-  if (!killed) {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
-
-/** Idempotent; runs on success, failure and signals. */
-function cleanup() {
-  return (cleaning ??= (async () => {
-    await Promise.all([...children].map((c) => stopChild(c).catch(() => undefined)));
-    try {
-      const { connectNats, deleteStreams } = await import('@ally/messaging');
-      const nc = natsConn && !natsConn.isClosed() ? natsConn : await connectNats({ url: NATS_URL, name: `bench-cleanup-${process.pid}` });
-      await deleteStreams(nc, PREFIX);
-      await nc.close();
-    } catch (err) {
-      console.error(`[bench] cleanup: could not delete the JetStream streams of ${PREFIX}: ${err.message}`);
-    }
-    try {
-      await admin(async (c) => {
-        if (databaseCreated) await c.query(`DROP DATABASE IF EXISTS "${DATABASE}" WITH (FORCE)`);
-        const roles = await c.query(`SELECT rolname FROM pg_roles WHERE rolname LIKE $1`, [`${PREFIX.replace(/_/g, '\\_')}\\_%`]);
-        for (const r of roles.rows) await c.query(`DROP ROLE IF EXISTS "${r.rolname}"`);
-      });
-    } catch (err) {
-      console.error(`[bench] cleanup: could not drop database ${DATABASE} / roles ${PREFIX}_*: ${err.message}`);
-    }
-  })());
-}
-
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    console.error(`\n[bench] ${signal}: cleaning up`);
-    cleanup().finally(() => process.exit(130));
-  });
-}
-// Last resort if we die without cleaning up: do not leave services behind.
-process.on('exit', () => {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
-});
-
-async function admin(f, database = 'postgres') {
-  const url = new URL(PG_ADMIN);
-  url.pathname = `/${database}`;
-  const c = new pg.Client({ connectionString: url.href });
-  await c.connect();
-  try {
-    return await f(c);
-  } finally {
-    await c.end();
-  }
-}
-
-// ---------------------------------------------------------------- helpers
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
-
-/** Spawns a child we own; keeps the tail of its output for error messages. */
-function start(name, args, env, { stdin = 'ignore', expectExit = false } = {}) {
-  const child = spawn(process.execPath, args, { cwd: root, env, stdio: [stdin, 'pipe', 'pipe'] });
-  child.name = name;
-  child.output = '';
-  const keep = (chunk) => {
-    child.output = (child.output + chunk).slice(-8_000);
-    if (opt.verbose) process.stderr.write(chunk.replace(/^(?=.)/gm, `[${name}] `));
-  };
-  child.stdout.setEncoding('utf8').on('data', keep);
-  child.stderr.setEncoding('utf8').on('data', keep);
-  children.add(child);
-  child.once('exit', (code, signal) => {
-    if (!cleaning && !expectExit) console.error(`[bench] ${name} exited unexpectedly (code ${code}, signal ${signal})\n${child.output.trim()}`);
-  });
-  return child;
-}
-
-/** Runs a child to completion (e.g. `main.js migrate`). */
-async function runToEnd(name, args, env) {
-  const child = start(name, args, env, { expectExit: true });
-  const code = await new Promise((r) => child.once('exit', (c) => r(c)));
-  children.delete(child);
-  if (code !== 0) throw new Error(`${name} failed (exit ${code}):\n${child.output.trim()}`);
-  return child.output;
-}
-
-async function waitReady(child, url, seconds = 30) {
-  const deadline = Date.now() + seconds * 1000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`${child.name} exited during start-up:\n${child.output.trim()}`);
-    const ok = await fetch(url).then((r) => r.ok, () => false);
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${child.name} was not ready at ${url} within ${seconds} s:\n${child.output.trim()}`);
-}
-
-async function http(method, url, body, token) {
-  const headers = { 'content-type': 'application/json' };
-  if (token) headers.authorization = `Bearer ${token}`;
-  const res = await fetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await res.text();
-  let parsed;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    parsed = text;
-  }
-  return { status: res.status, body: parsed };
-}
+const world = createBenchWorld({ tag: 'bench', prefix: PREFIX, database: DATABASE, pgAdmin: PG_ADMIN, natsUrl: NATS_URL, verbose: opt.verbose, stopTimeoutMs: 8_000, natsConnection: () => natsConn });
+const { children, start, runToEnd, waitReady, admin, cleanup } = world;
+const http = json;
 
 function autocannonRun(options) {
   return new Promise((resolve, reject) => {
@@ -215,10 +86,6 @@ function autocannonRun(options) {
   });
 }
 
-const round = (n, digits = 2) => (Number.isFinite(n) ? Math.round(n * 10 ** digits) / 10 ** digits : null);
-
-/** Nearest-rank percentile of an ascending array. */
-const pct = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 
 function summarise(samplesMs) {
   const s = [...samplesMs].sort((a, b) => a - b);
@@ -266,17 +133,6 @@ async function load(name, options, warmupSeconds) {
   };
 }
 
-function gitCommit() {
-  try {
-    const git = (...args) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const sha = git('rev-parse', '--short', 'HEAD');
-    const dirty = git('status', '--porcelain', '--', 'services', 'libs') !== '';
-    return dirty ? `${sha}+dirty` : sha;
-  } catch {
-    return undefined;
-  }
-}
-
 // ---------------------------------------------------------------- the run
 
 const results = {
@@ -312,7 +168,7 @@ async function mainRun() {
 
   log(`database ${DATABASE}, NATS prefix ${PREFIX}`);
   await admin((c) => c.query(`CREATE DATABASE "${DATABASE}"`));
-  databaseCreated = true;
+  world.databaseCreated = true;
 
   const dbAdminUrl = new URL(PG_ADMIN);
   dbAdminUrl.pathname = `/${DATABASE}`;
