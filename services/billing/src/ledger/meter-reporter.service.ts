@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShut
 import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
+import { Pacer } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -24,8 +25,7 @@ interface PendingRow {
  */
 @Injectable()
 export class MeterReporter implements OnApplicationBootstrap, OnApplicationShutdown {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
+  private readonly pacer: Pacer;
   private stopped = false;
   private readonly reported: Counter;
   private readonly failures: Counter;
@@ -37,26 +37,22 @@ export class MeterReporter implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(LOGGER) private readonly logger: Logger,
     registry: Registry,
   ) {
+    this.pacer = new Pacer(() => this.drain(), config.METER_POLL_MS, (err) => logger.warn({ err: String(err) }, 'meter reporting pass failed'));
     this.reported = new Counter({ name: 'ally_billing_meter_events_reported_total', help: 'Usage reported to Stripe billing meters', registers: [registry] });
     this.failures = new Counter({ name: 'ally_billing_meter_event_failures_total', help: 'Failed attempts to report usage to Stripe', registers: [registry] });
   }
 
   onApplicationBootstrap() {
-    this.timer = setInterval(() => this.wake(), this.config.METER_POLL_MS);
+    this.pacer.start();
   }
 
   async onApplicationShutdown() {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.pacer.stop();
   }
 
   wake(): void {
-    if (this.running || this.stopped) return;
-    this.running = this.drain()
-      .then(() => undefined)
-      .catch((err) => this.logger.warn({ err: String(err) }, 'meter reporting pass failed'))
-      .finally(() => (this.running = undefined));
+    this.pacer.wake();
   }
 
   /** Reports until nothing is due; returns how many were reported. */

@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import { ProblemError } from '@ally/contracts';
+import { Pacer } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
@@ -33,9 +34,7 @@ function retryable(err: unknown): boolean {
  */
 @Injectable()
 export class SagaWorker implements OnApplicationBootstrap, OnApplicationShutdown {
-  private timer?: NodeJS.Timeout;
-  private running?: Promise<void>;
-  private again = false;
+  private readonly pacer: Pacer;
   private stopped = false;
   private lastHousekeeping = 0;
   private readonly steps: Counter;
@@ -51,36 +50,23 @@ export class SagaWorker implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(LOGGER) private readonly logger: Logger,
     registry: Registry,
   ) {
+    this.pacer = new Pacer(() => this.pass(), config.PRIVACY_POLL_MS, (err) => logger.warn({ err: String(err) }, 'saga pass failed'));
     this.steps = new Counter({ name: 'ally_privacy_saga_steps_total', help: 'Saga step attempts by service, action and outcome', labelNames: ['service', 'action', 'outcome'], registers: [registry] });
   }
 
   onApplicationBootstrap() {
     if (this.config.PRIVACY_WORKER === 'off') return;
-    this.timer = setInterval(() => this.wake(), this.config.PRIVACY_POLL_MS);
-    this.wake();
+    this.pacer.start();
   }
 
   async onApplicationShutdown() {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
+    await this.pacer.stop();
   }
 
+  /** No-op when PRIVACY_WORKER is off (the pacer never started). */
   wake(): void {
-    if (this.stopped || this.config.PRIVACY_WORKER === 'off') return;
-    if (this.running) {
-      this.again = true;
-      return;
-    }
-    this.running = this.pass()
-      .catch((err) => this.logger.warn({ err: String(err) }, 'saga pass failed'))
-      .finally(() => {
-        this.running = undefined;
-        if (this.again) {
-          this.again = false;
-          this.wake();
-        }
-      });
+    this.pacer.wake();
   }
 
   /** One pass over everything due; also callable directly (tests, commands). */
