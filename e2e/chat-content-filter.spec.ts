@@ -39,11 +39,11 @@ describe('the content filter before any provider', () => {
     const org = (await http.post('/v1/orgs', { name: 'Brandt Bau GmbH' }, token)).body;
     expect((await http.patch(`/v1/orgs/${org.id}/policy`, { blockedTerms: ['Projekt Kranich'] }, token)).status).toBe(200);
     const id = await conversation(token, org.id);
+    const send = () => http.post(`/v1/conversations/${id}/messages`, { content: 'Fasse projekt kranich zusammen' }, token);
+    await waitFor(async () => ((await send()).status === 422 ? true : undefined), 'the policy change to reach chat');
     llm.clearRequests();
-    const refused = await waitFor(async () => {
-      const r = await http.post(`/v1/conversations/${id}/messages`, { content: 'Fasse projekt kranich zusammen' }, token);
-      return r.status === 422 ? r : undefined;
-    }, 'the policy change to reach chat');
+    const refused = await send();
+    expect(refused.status).toBe(422);
     expect(refused.body.detail).toMatch(/organisation does not allow/);
     expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
   });

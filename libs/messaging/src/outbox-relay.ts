@@ -22,6 +22,8 @@ export interface OutboxRelayOptions {
   batchSize?: number;
   /** How long one publish waits for JetStream's ack before the pass gives up (default 5 s). */
   publishTimeoutMs?: number;
+  /** How long a NOTIFY waits for others before its pass (default 20 ms): one pass per busy moment, not per row. */
+  settleMs?: number;
 }
 
 interface OutboxRow {
@@ -47,7 +49,7 @@ export class OutboxRelay {
   private readonly pending: Gauge;
 
   constructor(private readonly opts: OutboxRelayOptions) {
-    this.pacer = new Pacer(() => this.drainAll(), opts.pollIntervalMs ?? 1_000, (err) => opts.logger.warn({ err: String(err) }, 'outbox relay pass failed'));
+    this.pacer = new Pacer(() => this.drainAll(), opts.pollIntervalMs ?? 1_000, (err) => opts.logger.warn({ err: String(err) }, 'outbox relay pass failed'), opts.settleMs ?? 20);
     this.js = jetstream(opts.nats, { timeout: opts.publishTimeoutMs ?? 5_000 });
     this.published = getOrCreate(opts.registry, 'ally_outbox_published_total', () =>
       new Counter({ name: 'ally_outbox_published_total', help: 'Outbox events published to JetStream', registers: [opts.registry] }),
@@ -91,22 +93,18 @@ export class OutboxRelay {
         [batchSize],
       );
       if (rows.length === 0) return 'done';
-      const sent: string[] = [];
-      let failed: unknown;
-      for (const row of rows) {
-        try {
+      // All publishes of the batch in flight at once; JetStream acks them in order. What
+      // follows a failure stays unsent and is sent again (Nats-Msg-Id makes that harmless).
+      const results = await Promise.allSettled(
+        rows.map((row) => {
           const h = natsHeaders();
           if (row.payload.correlationId) h.set(CORRELATION_HEADER, row.payload.correlationId);
-          await this.js.publish(withPrefix(this.opts.prefix, row.subject), JSON.stringify(row.payload), {
-            msgID: row.id,
-            headers: h,
-          });
-          sent.push(row.id);
-        } catch (err) {
-          failed = err;
-          break;
-        }
-      }
+          return this.js.publish(withPrefix(this.opts.prefix, row.subject), JSON.stringify(row.payload), { msgID: row.id, headers: h });
+        }),
+      );
+      const firstFailure = results.findIndex((r) => r.status === 'rejected');
+      const sent = (firstFailure < 0 ? rows : rows.slice(0, firstFailure)).map((r) => r.id);
+      const failed = firstFailure < 0 ? undefined : (results[firstFailure] as PromiseRejectedResult).reason;
       if (sent.length) await em.query(`UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])`, [sent]);
       this.published.inc(sent.length);
       if (failed) {

@@ -27,14 +27,21 @@ export class Outbox<M extends EventMap> {
     data: z.input<M[T]>,
     opts: AppendOptions = {},
   ): Promise<EventEnvelope<z.infer<M[T]>>> {
-    const payload = this.events[type].parse(data) as z.infer<M[T]>;
-    const envelope = createEnvelope({ type, source: this.source, data: payload, ...opts });
-    await em.query(`INSERT INTO outbox (id, subject, type, payload) VALUES ($1, $2, $3, $4)`, [
-      envelope.id,
-      eventSubject(type),
-      type,
-      JSON.stringify(envelope),
-    ]);
+    const { envelope, values } = this.row(type, data, opts);
+    await em.query(`INSERT INTO outbox (${OUTBOX_COLUMNS}) VALUES ($1, $2, $3, $4)`, values);
     return envelope;
   }
+
+  /**
+   * The validated event as the values of an outbox row (`OUTBOX_COLUMNS`), for
+   * a caller that writes it in the same statement as its own change.
+   */
+  row<T extends keyof M & string>(type: T, data: z.input<M[T]>, opts: AppendOptions = {}): { envelope: EventEnvelope<z.infer<M[T]>>; values: [string, string, string, string] } {
+    const payload = this.events[type].parse(data) as z.infer<M[T]>;
+    const envelope = createEnvelope({ type, source: this.source, data: payload, ...opts });
+    return { envelope, values: [envelope.id, eventSubject(type), type, JSON.stringify(envelope)] };
+  }
 }
+
+/** The columns `Outbox.row` gives values for, in order. */
+export const OUTBOX_COLUMNS = 'id, subject, type, payload';

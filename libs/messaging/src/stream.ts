@@ -67,6 +67,12 @@ export class StreamAbandoned extends Error {
   }
 }
 
+/**
+ * Combines a frame with the one queued before it, when both may travel as one
+ * (two pieces of text, say); undefined keeps them apart.
+ */
+export type FrameMerge<F extends Frame> = (queued: Unsequenced<F>, next: Unsequenced<F>) => Unsequenced<F> | undefined;
+
 export class StreamPublisher<F extends Frame> {
   /** Aborted when the consumer cancels or stops acknowledging: pass it to the provider call. */
   readonly abort = new AbortController();
@@ -74,12 +80,20 @@ export class StreamPublisher<F extends Frame> {
   private acked = 0;
   private readonly ctl: Subscription;
   private wake?: () => void;
+  /** The last frame sent in this turn of the event loop, not yet published. */
+  private queued?: { seq: number; frame: Unsequenced<F> };
 
+  /**
+   * `merge`: frames sent in the same turn of the event loop (a busy producer
+   * catching up) are combined into one when it says so, which saves the
+   * consumer a message and a write each; a frame is never held back for it.
+   */
   constructor(
     private readonly nc: NatsConnection,
     private readonly subject: string,
     private readonly window: number,
     private readonly ackTimeoutMs: number,
+    private readonly merge?: FrameMerge<F>,
   ) {
     this.ctl = nc.subscribe(ctlSubject(subject), {
       callback: (err, msg) => {
@@ -98,6 +112,12 @@ export class StreamPublisher<F extends Frame> {
 
   /** Publishes the next frame, first waiting while the consumer is `window` frames behind. */
   async send(frame: Unsequenced<F>): Promise<void> {
+    if (this.cancelled && frame.type !== 'error' && frame.type !== 'done') throw this.abort.signal.reason;
+    const merged = this.queued && this.merge?.(this.queued.frame, frame);
+    if (merged) {
+      this.queued!.frame = merged;
+      return;
+    }
     while (this.seq - this.acked >= this.window) {
       if (this.cancelled) throw this.abort.signal.reason;
       const acked = await new Promise<boolean>((resolve) => {
@@ -114,12 +134,12 @@ export class StreamPublisher<F extends Frame> {
       }
     }
     if (this.cancelled && frame.type !== 'error' && frame.type !== 'done') throw this.abort.signal.reason;
-    publishSoon(this.nc, this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
+    this.enqueue(frame);
   }
 
   /** Sends a final frame without waiting for room (the consumer may be gone). */
   finish(frame: Unsequenced<F>): void {
-    publishSoon(this.nc, this.subject, JSON.stringify({ ...frame, seq: ++this.seq }));
+    this.enqueue(frame);
     this.close();
   }
 
@@ -127,6 +147,16 @@ export class StreamPublisher<F extends Frame> {
     unsubscribeSoon(this.ctl);
     if (!this.cancelled) this.abort.abort(new StreamAbandoned('the stream was closed'));
     this.wake?.();
+  }
+
+  /** Takes the next sequence number now; the frame leaves with the turn's others, merged with what followed. */
+  private enqueue(frame: Unsequenced<F>): void {
+    const box = { seq: ++this.seq, frame };
+    this.queued = box;
+    soon(() => {
+      if (this.queued === box) this.queued = undefined;
+      if (!this.nc.isClosed()) this.nc.publish(this.subject, JSON.stringify({ ...box.frame, seq: box.seq }));
+    });
   }
 }
 

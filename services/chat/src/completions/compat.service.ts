@@ -3,12 +3,12 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { isProblem, ProblemError, withPrefix, type Actor, type ChatCompletionsInput, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
-import { StreamPublisher } from '@ally/messaging';
+import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 import { CompletionService, type Plan } from './completion.service.js';
+import { openFrameStream } from './frame-stream.js';
 
 const textOf = (content: ChatCompletionsInput['messages'][number]['content']): string =>
   typeof content === 'string' ? content : content.map((p) => p.text).join('');
@@ -48,7 +48,7 @@ export class CompatService {
 
   async stream(actor: Actor, workspace: string, request: ChatCompletionsInput, target: { subject: string; window: number }): Promise<{ accepted: true }> {
     const plan = await this.plan(actor, workspace, request);
-    const publisher = new StreamPublisher<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, target.subject), target.window, this.config.STREAM_ACK_TIMEOUT_MS);
+    const publisher = openFrameStream(this.nats, this.config, target);
     void (async () => {
       try {
         const result = await this.completions.stream(

@@ -54,30 +54,22 @@ export class CompletionService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  /**
-   * `pendingPolicy`: the caller's lookup of `policies.resolve(actor, workspace)` when it
-   * started it early (while reading the history); awaited here, so its errors rank as before.
-   */
+  /** `policy`: when the caller already resolved it (read along with its own rows). */
   async prepare(
     actor: Actor,
     workspace: string,
     model: string | undefined,
     messages: PromptMessage[],
     params: CompletionParams = {},
-    pendingPolicy?: Promise<RoutingPolicy>,
+    policy?: RoutingPolicy,
   ): Promise<Plan> {
-    const policy = await (pendingPolicy ?? this.policies.resolve(actor, workspace));
+    policy ??= await this.policies.resolve(actor, workspace);
     const chosen = model ?? this.config.DEFAULT_MODEL;
     const candidates = this.router.candidates(chosen, policy);
     await this.quota.assertAllowed(workspace, actor.userId);
     await this.filter.check(messages, policy, actor.userId);
     const window = Math.min(...candidates.map((c) => c.contextWindow)) - (params.max_tokens ?? ANSWER_RESERVE);
     return { actor, policy, model: chosen, candidates, messages: trimToWindow(messages, window), params };
-  }
-
-  /** The routing policy `prepare` looks up, for callers that start it early. */
-  policyFor(actor: Actor, workspace: string): Promise<RoutingPolicy> {
-    return this.policies.resolve(actor, workspace);
   }
 
   /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
@@ -134,9 +126,17 @@ export class CompletionService {
 
   /** Writes the usage event in the caller's transaction (billing's ledger input). */
   async recordUsage(em: EntityManager, messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
-    await this.outbox.append(
-      em,
-      'chat.completion.recorded',
+    const [data, opts] = this.usageEvent(messageId, plan, result);
+    await this.outbox.append(em, 'chat.completion.recorded', data, opts);
+  }
+
+  /** The usage event as outbox row values, for a caller that writes it in its own statement. */
+  usageRow(messageId: string, plan: Plan, result: CompletionResult): [string, string, string, string] {
+    return this.outbox.row('chat.completion.recorded', ...this.usageEvent(messageId, plan, result)).values;
+  }
+
+  private usageEvent(messageId: string, plan: Plan, result: CompletionResult) {
+    return [
       {
         messageId,
         workspace: plan.policy.workspace,
@@ -152,7 +152,7 @@ export class CompletionService {
           (result.usage.completionTokens / 1000) * result.deployment.pricePer1kTokens.completion,
       },
       { subject: { userId: plan.actor.userId, ...(plan.policy.workspace !== 'private' ? { orgId: plan.policy.workspace } : {}) } },
-    );
+    ] as const;
   }
 
   private async withFallback(
@@ -205,6 +205,8 @@ function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | u
 
 /** Keeps system messages and the newest turns that fit the model's context window. */
 export function trimToWindow(messages: PromptMessage[], maxTokens: number): PromptMessage[] {
+  // A token is at least one byte, so a prompt whose bytes fit needs no counting (the common case).
+  if (messages.reduce((n, m) => n + Buffer.byteLength(m.content) + 4, 0) <= maxTokens) return messages;
   const system = messages.filter((m) => m.role === 'system' || m.role === 'developer');
   const rest = messages.filter((m) => m.role !== 'system' && m.role !== 'developer');
   let budget = maxTokens - tokensOf(system);

@@ -4,34 +4,67 @@ import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { countTokens } from 'gpt-tokenizer';
-import { isProblem, ProblemError, withPrefix, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
-import { StreamPublisher } from '@ally/messaging';
+import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
+import { OUTBOX_COLUMNS, type StreamPublisher } from '@ally/messaging';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
-import { AssistantsService } from '../assistants/assistants.service.js';
 import type { Deployment } from '../catalog/model-catalog.js';
 import { CompletionService, type CompletionResult, type Plan } from '../completions/completion.service.js';
+import { openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
-import { ContentCipher } from '../crypto/content-cipher.service.js';
-import { ConversationsService } from './conversations.service.js';
-import { MessageEntity } from './message.entity.js';
-import { ConversationEntity } from './conversation.entity.js';
+import { ContentCipher, type UserKey } from '../crypto/content-cipher.service.js';
+import { PolicyService, policyColumns, type PolicyRows } from '../policy/policy.service.js';
 
 const HEARTBEAT_MS = 10_000;
 
 interface Turn {
-  conversation: ConversationEntity;
+  conversationId: string;
+  key: UserKey;
   content: string;
   plan: Plan;
 }
+
+interface TurnRow extends PolicyRows {
+  id: string;
+  workspace: string;
+  wrapped: Buffer | null;
+  assistant: { instructions: string; model: string | null } | null;
+  history: { role: 'user' | 'assistant'; content: string }[];
+}
+
+// History is sealed under the owner's key: a conversation holds only its owner's messages.
+const TURN_SQL = `
+  SELECT c.id, c.workspace,
+    (SELECT wrapped FROM data_keys WHERE user_id = $2) AS wrapped,
+    ${policyColumns('$2', 'c.workspace')},
+    (SELECT json_build_object('instructions', a.instructions, 'model', a.model) FROM assistants a
+      WHERE a.id = c.assistant_id AND a.workspace = c.workspace AND (c.workspace <> 'private' OR a.created_by = $2)) AS assistant,
+    (SELECT coalesce(json_agg(json_build_object('role', m.role, 'content', encode(m.content_enc, 'base64')) ORDER BY m.created_at, m.id), '[]')
+      FROM messages m WHERE m.conversation_id = c.id AND m.status = 'complete') AS history
+  FROM conversations c
+  WHERE c.id = $1 AND c.user_id = $2`;
+
+const SAVE_SQL = `
+  WITH saved AS (
+    INSERT INTO messages (id, conversation_id, user_id, role, content_enc, model, prompt_tokens, completion_tokens, residency, status, created_at)
+    SELECT * FROM (VALUES
+      ($1::uuid, $3::uuid, $4::uuid, 'user', $5::bytea, NULL::text, NULL::int, NULL::int, NULL::jsonb, 'complete', $6::timestamptz),
+      ($2::uuid, $3::uuid, $4::uuid, 'assistant', $7::bytea, $8::text, $9::int, $10::int, $11::jsonb, $12::text, $13::timestamptz)) AS m
+    WHERE EXISTS (SELECT 1 FROM data_keys WHERE user_id = $4::uuid) AND EXISTS (SELECT 1 FROM conversations WHERE id = $3::uuid)
+    RETURNING 1
+  ), touched AS (
+    UPDATE conversations SET updated_at = $13 WHERE id = $3 AND EXISTS (SELECT 1 FROM saved)
+  ), usage AS (
+    INSERT INTO outbox (${OUTBOX_COLUMNS}) SELECT $14::uuid, $15, $16, $17::jsonb WHERE EXISTS (SELECT 1 FROM saved)
+  )
+  SELECT count(*)::int AS saved FROM saved`;
 
 /** A user message and the assistant's answer, stored encrypted with the residency receipt. */
 @Injectable()
 export class MessagesService {
   constructor(
     private readonly ds: DataSource,
-    private readonly conversations: ConversationsService,
-    private readonly assistants: AssistantsService,
+    private readonly policies: PolicyService,
     private readonly completions: CompletionService,
     private readonly cipher: ContentCipher,
     @Inject(NATS) private readonly nats: NatsConnection,
@@ -51,7 +84,7 @@ export class MessagesService {
    */
   async stream(actor: Actor, input: { conversationId: string; content: string; model?: string; stream: { subject: string; window: number } }): Promise<{ accepted: true }> {
     const turn = await this.prepare(actor, input);
-    const publisher = new StreamPublisher<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, input.stream.subject), input.stream.window, this.config.STREAM_ACK_TIMEOUT_MS);
+    const publisher = openFrameStream(this.nats, this.config, input.stream);
     void this.run(turn, publisher);
     return { accepted: true };
   }
@@ -82,7 +115,7 @@ export class MessagesService {
     } catch (err) {
       if (publisher.cancelled) {
         // The user left: keep what they saw, marked as aborted, and bill what was generated.
-        this.logger.info({ conversationId: turn.conversation.id }, 'stream cancelled by the client; provider call aborted');
+        this.logger.info({ conversationId: turn.conversationId }, 'stream cancelled by the client; provider call aborted');
         if (text && progress.deployment) await this.saveAborted(turn, text, progress.deployment).catch((e) => this.logger.error({ err: String(e) }, 'saving an aborted answer failed'));
         publisher.close();
         return;
@@ -94,65 +127,60 @@ export class MessagesService {
     }
   }
 
+  /**
+   * One query reads what a turn needs: the conversation (only the caller's),
+   * its history, the user's wrapped data key, the routing policy's replica rows
+   * and the assistant. Refusals rank as before: ownership, then policy.
+   */
   private async prepare(actor: Actor, input: { conversationId: string; content: string; model?: string }): Promise<Turn> {
-    // Independent lookups run side by side; their results are checked in the original
-    // order (ownership first: someone else's history is read but never decrypted or shown).
-    const pendingHistory = this.ds.getRepository(MessageEntity).find({ where: { conversationId: input.conversationId, status: 'complete' }, order: { createdAt: 'ASC', id: 'ASC' } });
-    pendingHistory.catch(() => undefined); // awaited below, after the ownership check
-    const conversation = await this.conversations.owned(actor, input.conversationId);
-    const history = await pendingHistory;
-    const policy = this.completions.policyFor(actor, conversation.workspace);
-    policy.catch(() => undefined); // awaited in completions.prepare, after the history
-    const [assistant, contents] = await Promise.all([
-      conversation.assistantId ? this.assistants.usable(actor, conversation.workspace, conversation.assistantId).catch(() => null) : null,
-      this.cipher.decryptMany(this.ds.manager, history.map((m) => ({ userId: m.userId, sealed: m.contentEnc }))),
-    ]);
+    const [row]: TurnRow[] = await this.ds.query(TURN_SQL, [input.conversationId, actor.userId]);
+    if (!row || (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace)) throw new ProblemError(404, 'Conversation not found');
+    const policy = await this.policies.fromRows(actor, row.workspace, row);
+    const key = await this.cipher.userKey(this.ds.manager, actor.userId, row.wrapped);
     const messages: PromptMessage[] = [];
-    if (assistant) messages.push({ role: 'system', content: assistant.instructions });
-    history.forEach((m, i) => messages.push({ role: m.role, content: contents[i] }));
+    if (row.assistant) messages.push({ role: 'system', content: row.assistant.instructions });
+    for (const m of row.history) messages.push({ role: m.role, content: key.open(Buffer.from(m.content, 'base64')) });
     messages.push({ role: 'user', content: input.content });
-    const plan = await this.completions.prepare(actor, conversation.workspace, input.model ?? assistant?.model ?? undefined, messages, {}, policy);
-    return { conversation, content: input.content, plan };
+    const plan = await this.completions.prepare(actor, row.workspace, input.model ?? row.assistant?.model ?? undefined, messages, {}, policy);
+    return { conversationId: row.id, key, content: input.content, plan };
   }
 
+  /**
+   * Question, answer, the conversation's time and the usage event in one
+   * statement (atomic on its own). Nothing is written when the user's data key
+   * was shredded meanwhile: an erasure won the race.
+   */
   private async save(turn: Turn, text: string, result: CompletionResult, status: 'complete' | 'aborted'): Promise<ChatMessage> {
-    const userId = turn.plan.actor.userId;
-    return this.ds.transaction(async (em) => {
-      const now = Date.now();
-      const [questionEnc, answerEnc] = await this.cipher.encryptMany(em, userId, [turn.content, text]);
-      const question = em.getRepository(MessageEntity).create({
-        id: randomUUID(),
-        conversationId: turn.conversation.id,
-        userId,
-        role: 'user',
-        contentEnc: questionEnc,
-        model: null,
-        promptTokens: null,
-        completionTokens: null,
-        residency: null,
-        status: 'complete',
-        createdAt: new Date(now),
-      });
-      const answer = em.getRepository(MessageEntity).create({
-        id: randomUUID(),
-        conversationId: turn.conversation.id,
-        userId,
-        role: 'assistant',
-        contentEnc: answerEnc,
-        model: turn.plan.model,
-        promptTokens: result.usage.promptTokens,
-        completionTokens: result.usage.completionTokens,
-        residency: result.residency,
-        status,
-        // One millisecond later, so the order survives equal clocks.
-        createdAt: new Date(now + 1),
-      });
-      await em.getRepository(MessageEntity).insert([question, answer]);
-      await em.getRepository(ConversationEntity).update({ id: turn.conversation.id }, { updatedAt: new Date(now + 1) });
-      await this.completions.recordUsage(em, answer.id, turn.plan, result);
-      // The answer as decrypting it would give (UTF-8 round trip), without looking the key up again.
-      return this.conversations.toMessage(em, answer, Buffer.from(text, 'utf8').toString('utf8'));
-    });
+    const now = Date.now();
+    const answer: ChatMessage = {
+      id: randomUUID(),
+      role: 'assistant',
+      content: text,
+      // One millisecond after the question, so the order survives equal clocks.
+      createdAt: new Date(now + 1).toISOString(),
+      model: turn.plan.model,
+      usage: result.usage,
+      residency: result.residency,
+      ...(status !== 'complete' ? { status } : {}),
+    };
+    const [{ saved }] = await this.ds.query(SAVE_SQL, [
+      randomUUID(),
+      answer.id,
+      turn.conversationId,
+      turn.plan.actor.userId,
+      turn.key.seal(turn.content),
+      new Date(now),
+      turn.key.seal(text),
+      turn.plan.model,
+      result.usage.promptTokens,
+      result.usage.completionTokens,
+      JSON.stringify(result.residency),
+      status,
+      new Date(now + 1),
+      ...this.completions.usageRow(answer.id, turn.plan, result),
+    ]);
+    if (!saved) throw new ProblemError(410, 'This conversation was erased while the answer was written');
+    return answer;
   }
 
   /** What the user saw before leaving, billed by our own token count (the provider's usage never came). */

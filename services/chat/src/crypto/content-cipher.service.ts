@@ -24,6 +24,22 @@ function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
   return Buffer.concat([decipher.update(sealed.subarray(IV + TAG)), decipher.final()]);
 }
 
+/** One user's unwrapped data key, for the texts of one request. */
+export class UserKey {
+  constructor(
+    private readonly userId: string,
+    private readonly key: Buffer,
+  ) {}
+
+  seal(text: string): Buffer {
+    return seal(this.key, Buffer.from(text, 'utf8'), this.userId);
+  }
+
+  open(sealed: Buffer): string {
+    return open(this.key, sealed, this.userId).toString('utf8');
+  }
+}
+
 /**
  * Envelope encryption of chat content: each user has a random 256-bit data
  * key, stored only wrapped (AES-256-GCM) by the key-encryption key from the
@@ -71,6 +87,14 @@ export class ContentCipher {
     return Promise.all(items.map(async ({ userId, sealed }) => open(await keyOf(userId), sealed, userId).toString('utf8')));
   }
 
+  /**
+   * The user's data key from the wrapped form the caller read along with its
+   * own rows (no query of its own); null means there is none yet, and it is created.
+   */
+  async userKey(em: EntityManager, userId: string, wrapped: Buffer | null): Promise<UserKey> {
+    return new UserKey(userId, wrapped ? this.unwrap(userId, wrapped) : await this.dataKey(em, userId, true));
+  }
+
   /** Crypto-shredding: without the key, the ciphertext anywhere is noise. */
   async shred(em: EntityManager, userId: string): Promise<void> {
     await em.query(`DELETE FROM data_keys WHERE user_id = $1`, [userId]);
@@ -78,11 +102,15 @@ export class ContentCipher {
 
   private async dataKey(em: EntityManager, userId: string, create: boolean): Promise<Buffer> {
     const rows: { wrapped: Buffer }[] = await em.query(`SELECT wrapped FROM data_keys WHERE user_id = $1`, [userId]);
-    if (rows[0]) return open(this.kek, rows[0].wrapped, `dk:${userId}`);
+    if (rows[0]) return this.unwrap(userId, rows[0].wrapped);
     if (!create) throw new ProblemError(410, 'This content was erased and can no longer be read');
     const key = randomBytes(32);
     await em.query(`INSERT INTO data_keys (user_id, wrapped) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING`, [userId, seal(this.kek, key, `dk:${userId}`)]);
     // Another request may have created it first; theirs wins.
     return this.dataKey(em, userId, false);
+  }
+
+  private unwrap(userId: string, wrapped: Buffer): Buffer {
+    return open(this.kek, wrapped, `dk:${userId}`);
   }
 }

@@ -15,10 +15,31 @@ export interface RoutingPolicy {
   euOnly: boolean;
 }
 
+/** The replica rows one request's policy is made of (see `policyColumns`). */
+export interface PolicyRows {
+  restricted: boolean;
+  restrict_to_eu: boolean | null;
+  member: boolean;
+  org: { eu_only: boolean; allowed_models: string[] | null; blocked_terms: string[] | null } | null;
+}
+
 /**
- * The policy for one request, from chat's replica of identity's state. A user
- * or organisation the replica has not seen yet (older than the stream's
- * 7 days) is fetched from identity once and kept.
+ * The select list that reads `PolicyRows` for the user and workspace given as
+ * SQL expressions, so a caller can read them in the same query as its own rows.
+ */
+export function policyColumns(user: string, workspace: string): string {
+  // 'private' (or anything not a uuid) is no organisation; the guard keeps the cast from failing.
+  const org = `(CASE WHEN ${workspace} ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN ${workspace}::uuid END)`;
+  return `EXISTS (SELECT 1 FROM restrictions WHERE user_id = ${user} AND scope IN ('all', ${workspace})) AS restricted,
+    (SELECT restrict_to_eu FROM user_settings WHERE user_id = ${user}) AS restrict_to_eu,
+    EXISTS (SELECT 1 FROM memberships WHERE org_id = ${org} AND user_id = ${user}) AS member,
+    (SELECT json_build_object('eu_only', eu_only, 'allowed_models', allowed_models, 'blocked_terms', blocked_terms) FROM org_policies WHERE org_id = ${org}) AS org`;
+}
+
+/**
+ * The policy for one request, from chat's replica of identity's state, read
+ * in one query. A user or organisation the replica has not seen yet (older
+ * than the stream's 7 days) is fetched from identity once and kept.
  */
 @Injectable()
 export class PolicyService {
@@ -28,21 +49,23 @@ export class PolicyService {
   ) {}
 
   async resolve(actor: Actor, workspace: string): Promise<RoutingPolicy> {
-    if (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== workspace) {
-      throw new ProblemError(403, `This API key is scoped to the workspace ${actor.apiKeyWorkspace}`);
-    }
-    const restricted = await this.ds.query(`SELECT 1 FROM restrictions WHERE user_id = $1 AND scope IN ('all', $2) LIMIT 1`, [actor.userId, workspace]);
-    if (restricted.length) {
+    assertKeyScope(actor, workspace);
+    const [rows] = await this.ds.query(`SELECT ${policyColumns('$1::uuid', '$2::text')}`, [actor.userId, workspace]);
+    return this.fromRows(actor, workspace, rows);
+  }
+
+  /** The policy from rows the caller read with `policyColumns`; refusals rank as in `resolve`. */
+  async fromRows(actor: Actor, workspace: string, rows: PolicyRows): Promise<RoutingPolicy> {
+    assertKeyScope(actor, workspace);
+    if (rows.restricted) {
       throw new ProblemError(403, 'Processing of your data is restricted at your request (Art. 18 GDPR); chat is paused until the restriction is lifted', { type: 'https://ally.eu/problems/processing-restricted' });
     }
-    const restrictToEu = await this.restrictToEu(actor);
+    const restrictToEu = rows.restrict_to_eu ?? (await this.fetchRestrictToEu(actor));
     if (workspace === 'private') {
       return { workspace, restrictToEu, orgEuOnly: false, allowedModels: null, blockedTerms: [], euOnly: restrictToEu };
     }
-    const member = await this.ds.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2`, [workspace, actor.userId]);
-    if (!member.length && !(await this.refreshMemberships(actor, workspace))) throw new ProblemError(404, 'Workspace not found');
-    let [org] = await this.ds.query(`SELECT eu_only, allowed_models, blocked_terms FROM org_policies WHERE org_id = $1`, [workspace]);
-    if (!org) org = await this.fetchOrgPolicy(actor, workspace);
+    if (!rows.member && !(await this.refreshMemberships(actor, workspace))) throw new ProblemError(404, 'Workspace not found');
+    const org = rows.org ?? (await this.fetchOrgPolicy(actor, workspace));
     return {
       workspace,
       restrictToEu,
@@ -60,9 +83,7 @@ export class PolicyService {
     return rows.length > 0 || this.refreshMemberships(actor, workspace);
   }
 
-  private async restrictToEu(actor: Actor): Promise<boolean> {
-    const [row] = await this.ds.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [actor.userId]);
-    if (row) return row.restrict_to_eu;
+  private async fetchRestrictToEu(actor: Actor): Promise<boolean> {
     await this.refreshMemberships(actor, 'private');
     const [fetched] = await this.ds.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [actor.userId]);
     return fetched?.restrict_to_eu ?? true;
@@ -89,5 +110,11 @@ export class PolicyService {
       [orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? []],
     );
     return { eu_only: p.euOnly, allowed_models: p.allowedModels, blocked_terms: p.blockedTerms ?? [] };
+  }
+}
+
+function assertKeyScope(actor: Actor, workspace: string): void {
+  if (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== workspace) {
+    throw new ProblemError(403, `This API key is scoped to the workspace ${actor.apiKeyWorkspace}`);
   }
 }

@@ -8,9 +8,9 @@ import { StreamAbandoned, StreamSubscriber } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
-/** Frames the gateway lets chat run ahead; acks go back every ACK_EVERY frames. */
+/** Frames the gateway lets chat run ahead; acks go back every half window (each is a NATS message to chat). */
 const WINDOW = 64;
-const ACK_EVERY = 8;
+const ACK_EVERY = WINDOW / 2;
 /** chat sends a heartbeat every 10 s while the model thinks; silence longer than this means it is gone. */
 const IDLE_TIMEOUT_MS = 35_000;
 
