@@ -68,10 +68,25 @@ export class StreamAbandoned extends Error {
 }
 
 /**
- * Combines a frame with the one queued before it, when both may travel as one
- * (two pieces of text, say); undefined keeps them apart.
+ * How a producer lets small frames travel together. A frame `holds` applies to
+ * goes out at once when none like it left in the last `lingerMs` (so the first
+ * piece of an answer is never delayed), otherwise when that time is up, merged
+ * with whatever followed it meanwhile: one message, one wake-up of the broker
+ * and of the consumer, and one write to the client, instead of one per token.
+ * Any other frame goes out at once, after what waits.
  */
-export type FrameMerge<F extends Frame> = (queued: Unsequenced<F>, next: Unsequenced<F>) => Unsequenced<F> | undefined;
+export interface Coalescing<F extends Frame> {
+  lingerMs: number;
+  holds: (frame: Unsequenced<F>) => boolean;
+  /** Combines a frame with the one waiting before it; undefined keeps them apart. */
+  merge: (queued: Unsequenced<F>, next: Unsequenced<F>) => Unsequenced<F> | undefined;
+}
+
+interface Queued<F extends Frame> {
+  seq: number;
+  frame: Unsequenced<F>;
+  timer?: NodeJS.Timeout;
+}
 
 export class StreamPublisher<F extends Frame> {
   /** Aborted when the consumer cancels or stops acknowledging: pass it to the provider call. */
@@ -80,20 +95,17 @@ export class StreamPublisher<F extends Frame> {
   private acked = 0;
   private readonly ctl: Subscription;
   private wake?: () => void;
-  /** The last frame sent in this turn of the event loop, not yet published. */
-  private queued?: { seq: number; frame: Unsequenced<F> };
+  /** The last frame sent and not yet published: later frames may merge into it. */
+  private queued?: Queued<F>;
+  /** When the last frame `coalescing.holds` applies to was published. */
+  private lastHeld = -Infinity;
 
-  /**
-   * `merge`: frames sent in the same turn of the event loop (a busy producer
-   * catching up) are combined into one when it says so, which saves the
-   * consumer a message and a write each; a frame is never held back for it.
-   */
   constructor(
     private readonly nc: NatsConnection,
     private readonly subject: string,
     private readonly window: number,
     private readonly ackTimeoutMs: number,
-    private readonly merge?: FrameMerge<F>,
+    private readonly coalescing?: Coalescing<F>,
   ) {
     this.ctl = nc.subscribe(ctlSubject(subject), {
       callback: (err, msg) => {
@@ -113,7 +125,7 @@ export class StreamPublisher<F extends Frame> {
   /** Publishes the next frame, first waiting while the consumer is `window` frames behind. */
   async send(frame: Unsequenced<F>): Promise<void> {
     if (this.cancelled && frame.type !== 'error' && frame.type !== 'done') throw this.abort.signal.reason;
-    const merged = this.queued && this.merge?.(this.queued.frame, frame);
+    const merged = this.queued && this.coalescing?.merge(this.queued.frame, frame);
     if (merged) {
       this.queued!.frame = merged;
       return;
@@ -144,19 +156,36 @@ export class StreamPublisher<F extends Frame> {
   }
 
   close(): void {
+    this.release();
     unsubscribeSoon(this.ctl);
     if (!this.cancelled) this.abort.abort(new StreamAbandoned('the stream was closed'));
     this.wake?.();
   }
 
-  /** Takes the next sequence number now; the frame leaves with the turn's others, merged with what followed. */
+  /** Takes the next sequence number now; the frame leaves with this turn's others or when its linger is up. */
   private enqueue(frame: Unsequenced<F>): void {
-    const box = { seq: ++this.seq, frame };
-    this.queued = box;
-    soon(() => {
-      if (this.queued === box) this.queued = undefined;
-      if (!this.nc.isClosed()) this.nc.publish(this.subject, JSON.stringify({ ...box.frame, seq: box.seq }));
-    });
+    this.release();
+    const queued: Queued<F> = { seq: ++this.seq, frame };
+    this.queued = queued;
+    const holds = this.coalescing?.holds(frame) ?? false;
+    const wait = holds ? this.lastHeld + this.coalescing!.lingerMs - performance.now() : 0;
+    if (wait > 0) queued.timer = setTimeout(() => soon(() => this.publish(queued)), wait);
+    else soon(() => this.publish(queued));
+    if (holds) this.lastHeld = Math.max(this.lastHeld + this.coalescing!.lingerMs, performance.now());
+  }
+
+  /** A frame waiting for its linger leaves now, ahead of what comes next. */
+  private release(): void {
+    const waiting = this.queued;
+    if (!waiting?.timer) return;
+    clearTimeout(waiting.timer);
+    waiting.timer = undefined;
+    soon(() => this.publish(waiting));
+  }
+
+  private publish(queued: Queued<F>): void {
+    if (this.queued === queued) this.queued = undefined;
+    if (!this.nc.isClosed()) this.nc.publish(this.subject, JSON.stringify({ ...queued.frame, seq: queued.seq }));
   }
 }
 

@@ -1,4 +1,6 @@
+import type { Pool } from 'pg';
 import { DataSource, type EntitySchema, type MigrationInterface } from 'typeorm';
+import type { PostgresDriver } from 'typeorm/driver/postgres/PostgresDriver.js';
 
 export interface ServiceDataSourceOptions {
   /** The service's own login role; it can touch only its schema. */
@@ -30,4 +32,15 @@ export function createServiceDataSource(opts: ServiceDataSourceOptions): DataSou
       connectionTimeoutMillis: 5_000,
     },
   });
+}
+
+/**
+ * A named statement on the DataSource's pool: Postgres parses and plans it
+ * once per connection instead of on every call. For the few hot statements
+ * whose text never changes; everything else goes through TypeORM.
+ */
+export async function queryPrepared<T>(ds: DataSource, name: string, text: string, values: unknown[]): Promise<T[]> {
+  const pool = (ds.driver as PostgresDriver).master as Pool;
+  const { rows } = await pool.query({ name, text, values });
+  return rows as T[];
 }

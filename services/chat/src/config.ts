@@ -18,6 +18,11 @@ export const chatConfigSchema = baseConfigSchema
     PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),
     /** How long a stream may wait for the gateway's acknowledgement before it is abandoned. */
     STREAM_ACK_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
+    /**
+     * Tokens that follow another within this many ms travel to the gateway as one
+     * delta (the first of an answer never waits); 0 sends every token on its own.
+     */
+    STREAM_COALESCE_MS: z.coerce.number().int().min(0).max(200).default(20),
     /** `billing` asks billing's quota RPC before each call; `none` allows everything (tests of chat alone). */
     QUOTA_PROVIDER: z.enum(['billing', 'none']).default('billing'),
     QUOTA_CACHE_MS: z.coerce.number().int().min(0).default(5_000),

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { countTokens } from 'gpt-tokenizer';
 import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
 import { OUTBOX_COLUMNS, type StreamPublisher } from '@ally/messaging';
+import { queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
 import { CompletionService, type CompletionResult, type Plan } from '../completions/completion.service.js';
@@ -133,7 +134,7 @@ export class MessagesService {
    * and the assistant. Refusals rank as before: ownership, then policy.
    */
   private async prepare(actor: Actor, input: { conversationId: string; content: string; model?: string }): Promise<Turn> {
-    const [row]: TurnRow[] = await this.ds.query(TURN_SQL, [input.conversationId, actor.userId]);
+    const [row] = await queryPrepared<TurnRow>(this.ds, 'chat_turn', TURN_SQL, [input.conversationId, actor.userId]);
     if (!row || (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace)) throw new ProblemError(404, 'Conversation not found');
     const policy = await this.policies.fromRows(actor, row.workspace, row);
     const key = await this.cipher.userKey(this.ds.manager, actor.userId, row.wrapped);
@@ -163,7 +164,7 @@ export class MessagesService {
       residency: result.residency,
       ...(status !== 'complete' ? { status } : {}),
     };
-    const [{ saved }] = await this.ds.query(SAVE_SQL, [
+    const [{ saved }] = await queryPrepared<{ saved: number }>(this.ds, 'chat_save_turn', SAVE_SQL, [
       randomUUID(),
       answer.id,
       turn.conversationId,
