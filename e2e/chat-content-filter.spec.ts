@@ -48,15 +48,38 @@ describe('the content filter before any provider', () => {
     expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
   });
 
-  it('moderates with an EU endpoint for a restricted user and refuses a flagged prompt', async () => {
+  it("lets an Azure deployment's own prompt filter moderate in its region, with no second endpoint seeing the prompt", async () => {
     const token = await user('mod@example.eu', true);
     const id = await conversation(token);
     llm.clearRequests();
     const refused = await http.post(`/v1/conversations/${id}/messages`, { content: 'Tell me about forbidden-topic' }, token);
     expect(refused.status).toBe(422);
     expect(refused.body.detail).toMatch(/moderation/);
-    const moderations = llm.requests({ operation: 'moderations' });
-    expect(moderations.map((r) => r.endpoint)).toEqual(['openai-eu']);
+    expect(llm.requests({ operation: 'moderations' })).toEqual([]);
+    // Refused, not failed: no fallback to another deployment.
+    expect(llm.requests({ operation: 'chat.completions' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-swc']);
+
+    // Streamed, the refusal is still a problem+json answer: nothing was written before it.
+    const streamed = await http.request('POST', `/v1/conversations/${id}/messages`, { body: { content: 'Tell me about forbidden-topic' }, token, headers: { accept: 'text/event-stream' } });
+    expect(streamed.status).toBe(422);
+    expect(streamed.headers.get('content-type')).toMatch(/application\/problem\+json/);
+    expect(streamed.body.type).toBe('https://ally.eu/problems/content-blocked');
+  });
+
+  it('moderates with an EU endpoint for a restricted user where the deployment has no filter of its own, before it sees the prompt', async () => {
+    const token = await user('mod-mistral@example.eu', true);
+    const id = await conversation(token);
+    llm.clearRequests();
+    const refused = await http.post(`/v1/conversations/${id}/messages`, { content: 'Tell me about forbidden-topic', model: 'mistral-small' }, token);
+    expect(refused.status).toBe(422);
+    expect(refused.body.detail).toMatch(/moderation/);
+    expect(llm.requests({ operation: 'moderations' }).map((r) => r.endpoint)).toEqual(['openai-eu']);
+    expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+
+    llm.clearRequests();
+    const answered = await http.post(`/v1/conversations/${id}/messages`, { content: 'Wie wird das Wetter?', model: 'mistral-small' }, token);
+    expect(answered.status).toBe(201);
+    expect(llm.requests().map((r) => `${r.operation}@${r.endpoint}`)).toEqual(['moderations@openai-eu', 'chat.completions@mistral']);
   });
 
   it('redacts e-mail, phone, IBAN and card numbers from prompts that leave the EU, and only then', async () => {

@@ -12,7 +12,7 @@ import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { ContentFilterService, type PromptMessage } from '../content-filter/content-filter.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate } from '../quota/quota.gate.js';
-import { isAbort, isFallbackWorthy, ProviderClients } from './provider-clients.js';
+import { isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from './provider-clients.js';
 
 export interface CompletionParams {
   temperature?: number;
@@ -67,7 +67,7 @@ export class CompletionService {
     const chosen = model ?? this.config.DEFAULT_MODEL;
     const candidates = this.router.candidates(chosen, policy);
     await this.quota.assertAllowed(workspace, actor.userId);
-    await this.filter.check(messages, policy, actor.userId);
+    this.filter.checkRules(messages, policy, actor.userId);
     const window = Math.min(...candidates.map((c) => c.contextWindow)) - (params.max_tokens ?? ANSWER_RESERVE);
     return { actor, policy, model: chosen, candidates, messages: trimToWindow(messages, window), params };
   }
@@ -80,7 +80,7 @@ export class CompletionService {
         .withResponse();
       const text = data.choices[0]?.message?.content ?? '';
       return { text, usage: usageOf(data.usage, messages, text), residency: this.receipt(d, plan.policy, response.headers) };
-    });
+    }, undefined, signal);
   }
 
   /**
@@ -121,6 +121,7 @@ export class CompletionService {
         return { text, usage: usageOf(usage, messages, text), residency };
       },
       () => !started,
+      signal,
     );
   }
 
@@ -159,15 +160,21 @@ export class CompletionService {
     plan: Plan,
     call: (d: Deployment, client: ReturnType<ProviderClients['for']>, messages: PromptMessage[]) => Promise<Omit<CompletionResult, 'deployment'>>,
     mayFallBack: () => boolean = () => true,
+    signal?: AbortSignal,
   ): Promise<CompletionResult> {
     let lastError: unknown;
+    let moderated: Promise<void> | undefined;
     for (const d of plan.candidates) {
       // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
       const messages = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU);
       try {
+        // A deployment without a prompt filter of its own sees only a moderated prompt.
+        if (!d.promptFilter) await (moderated ??= this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, signal));
         return { ...(await call(d, this.clients.for(d), messages)), deployment: d };
       } catch (err) {
         if (isAbort(err)) throw new ProblemError(499, 'The client went away; the provider call was cancelled');
+        if (err instanceof ProblemError) throw err;
+        if (isPromptFiltered(err)) throw this.filter.refusedByDeployment(d, plan.policy, plan.actor.userId);
         lastError = err;
         if (!isFallbackWorthy(err) || !mayFallBack()) break;
         this.logger.warn({ deployment: d.id, err: String(err) }, 'deployment failed; falling back to the next allowed one');

@@ -49,3 +49,8 @@ export function isAbort(err: unknown): boolean {
   const name = (err as Error)?.name;
   return err instanceof OpenAI.APIUserAbortError || name === 'AbortError' || name === 'StreamAbandoned';
 }
+
+/** The provider's own prompt filter refused the prompt (Azure OpenAI: 400 with code `content_filter`). */
+export function isPromptFiltered(err: unknown): boolean {
+  return err instanceof OpenAI.BadRequestError && err.code === 'content_filter';
+}

@@ -24,11 +24,15 @@ export function redactPii(text: string): string {
   return PII.reduce((t, [re, label]) => t.replace(re, label), text);
 }
 
+const refusedByModeration = () => new ProblemError(422, 'The message was refused by content moderation', { type: 'https://ally.eu/problems/content-blocked' });
+
 /**
- * Runs before any provider sees a prompt: the organisation's blocked terms,
- * then moderation where a moderation endpoint the policy allows exists (a
- * user restricted to the EU is never moderated outside it). A refusal is a
- * 422 and is logged without the prompt.
+ * Runs before any provider sees a prompt: the organisation's blocked terms
+ * (`checkRules`, before the request is accepted), then moderation
+ * (`moderate`, before each deployment is called): by the deployment's own
+ * prompt filter where it has one (Azure), otherwise by a moderation endpoint
+ * the policy allows (a user restricted to the EU is never moderated outside
+ * it). A refusal is a 422 and is logged without the prompt.
  */
 @Injectable()
 export class ContentFilterService {
@@ -38,28 +42,38 @@ export class ContentFilterService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  async check(messages: PromptMessage[], policy: RoutingPolicy, userId: string, signal?: AbortSignal): Promise<void> {
-    const latest = messages.filter((m) => m.role === 'user').at(-1)?.content ?? '';
-    const lower = latest.toLowerCase();
+  checkRules(messages: PromptMessage[], policy: RoutingPolicy, userId: string): void {
+    const lower = latestPrompt(messages).toLowerCase();
     const blocked = policy.blockedTerms.find((t) => lower.includes(t.toLowerCase()));
     if (blocked) {
       this.logger.warn({ userId, workspace: policy.workspace, rule: 'org-blocked-term' }, 'prompt refused by the content filter');
       throw new ProblemError(422, 'The message contains a term your organisation does not allow', { type: 'https://ally.eu/problems/content-blocked' });
     }
+  }
+
+  /** Asks a moderation endpoint; for deployments without a prompt filter of their own. */
+  async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, signal?: AbortSignal): Promise<void> {
     const moderator = this.router.moderators(policy)[0];
     if (!moderator) return;
     const result = await this.clients
       .for(moderator)
-      .moderations.create({ input: latest }, { signal })
+      .moderations.create({ input: latestPrompt(messages) }, { signal })
       .catch((err) => {
+        if (signal?.aborted) throw err;
         // Moderation is a safeguard, not a dependency: a failing endpoint does not block chat.
         this.logger.warn({ err: String(err), moderator: moderator.id }, 'moderation unavailable');
         return null;
       });
     if (result?.results?.some((r) => r.flagged)) {
       this.logger.warn({ userId, workspace: policy.workspace, rule: 'moderation', moderator: moderator.id }, 'prompt refused by the content filter');
-      throw new ProblemError(422, 'The message was refused by content moderation', { type: 'https://ally.eu/problems/content-blocked' });
+      throw refusedByModeration();
     }
+  }
+
+  /** The deployment's own prompt filter refused the prompt (Azure's 400 `content_filter`). */
+  refusedByDeployment(d: Deployment, policy: RoutingPolicy, userId: string): ProblemError {
+    this.logger.warn({ userId, workspace: policy.workspace, rule: 'provider-prompt-filter', deployment: d.id }, 'prompt refused by the content filter');
+    return refusedByModeration();
   }
 
   /** What a deployment may see: outside the EU, with personal data redacted when configured. */
@@ -67,4 +81,8 @@ export class ContentFilterService {
     if (d.euResident || !redactOutsideEu) return messages;
     return messages.map((m) => ({ ...m, content: redactPii(m.content) }));
   }
+}
+
+function latestPrompt(messages: PromptMessage[]): string {
+  return messages.filter((m) => m.role === 'user').at(-1)?.content ?? '';
 }

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
+import { ProblemError, withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
 import { StreamAbandoned, StreamSubscriber } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
@@ -23,9 +23,10 @@ export interface SseFormat {
 
 /**
  * Relays a completion from chat (NATS frames) to the browser (SSE). Nothing
- * is written until chat accepted the request, so policy, quota and filter
- * refusals are ordinary problem+json answers. A client that goes away cancels
- * the provider call; socket backpressure holds the acks, which holds chat.
+ * is written until the first frame, so refusals (policy, quota, the content
+ * filter, also a provider's own prompt filter, and no deployment answering)
+ * are ordinary problem+json answers with their status. A client that goes away
+ * cancels the provider call; socket backpressure holds the acks, which holds chat.
  */
 @Injectable()
 export class SseRelay {
@@ -49,7 +50,6 @@ export class SseRelay {
       sub.close();
       throw err;
     }
-    reply.hijack();
     const raw = reply.raw;
     let finished = false;
     raw.on('close', () => {
@@ -57,6 +57,7 @@ export class SseRelay {
     });
     const open = (residency?: ResidencyReceipt) => {
       if (raw.headersSent) return;
+      reply.hijack();
       raw.writeHead(200, {
         ...(reply.getHeaders() as Record<string, string>),
         'content-type': 'text/event-stream; charset=utf-8',
@@ -69,6 +70,10 @@ export class SseRelay {
     try {
       for await (const frame of sub.frames()) {
         if (raw.destroyed) break;
+        if (frame.type === 'error' && !raw.headersSent) {
+          const { status, detail, title, type } = frame.problem;
+          throw new ProblemError(status, detail ?? title, { type });
+        }
         if (frame.type === 'start') open(frame.residency);
         else open();
         const text = frame.type === 'heartbeat' ? ': keep-alive\n\n' : format.frame(frame);
@@ -78,11 +83,11 @@ export class SseRelay {
     } catch (err) {
       if (!(err instanceof StreamAbandoned)) throw err;
       this.logger.warn({ reason: err.message }, 'stream from chat broke off');
-      open();
+      if (!raw.headersSent) throw new ProblemError(503, 'The answer stream broke off; please try again');
       if (!raw.destroyed) raw.write(format.broken('The answer stream broke off; please try again'));
     } finally {
       finished = true;
-      if (!raw.destroyed) raw.end();
+      if (raw.headersSent && !raw.destroyed) raw.end();
     }
   }
 }

@@ -14,7 +14,9 @@ import type { EmulatorServer } from '../http-server.js';
  *   POST /<prefix>/v1/moderations        (input containing "forbidden-topic" is flagged as harassment)
  * Azure style (`new AzureOpenAI({ endpoint: url, apiKey, apiVersion, deployment })`):
  *   POST /[<prefix>/]openai/deployments/{deployment}/chat/completions?api-version=…   (api-key: <key>)
- *   answers `x-ms-region` (per deployment, `azureRegions`) and `apim-request-id`.
+ *   answers `x-ms-region` (per deployment, `azureRegions`) and `apim-request-id`;
+ *   with content filtering on (`azureContentFilterResults`, default), like Azure's, a prompt whose last user
+ *   message contains "forbidden-topic" is refused with 400 `content_filter` before any answer.
  *
  * Content is deterministic: `Echo: ` + the text of the last user message, or,
  * when that message starts with `#tokens=N`, N words `lorem`.
@@ -197,9 +199,12 @@ function textOf(content: unknown): string {
 }
 
 /** The deterministic answer to a conversation. */
+function lastUserText(messages: EmulatedChatMessage[]): string {
+  return textOf([...messages].reverse().find((m) => m?.role === 'user')?.content);
+}
+
 export function emulatedAnswer(messages: EmulatedChatMessage[]): string {
-  const last = [...messages].reverse().find((m) => m?.role === 'user');
-  const text = textOf(last?.content);
+  const text = lastUserText(messages);
   const hint = /^#tokens=(\d+)(?:\s|$)/.exec(text);
   if (hint) return Array.from({ length: Math.min(Number(hint[1]), MAX_HINT_TOKENS) }, () => 'lorem').join(' ');
   return `Echo: ${text}`;
@@ -488,6 +493,20 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     }
 
     const messages = body.messages as EmulatedChatMessage[];
+    if (kind === 'azure' && filterResults && /forbidden-topic/i.test(lastUserText(messages))) {
+      // Azure's content filter judges the prompt before the model sees it.
+      return answer(400, {
+        error: {
+          message:
+            "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry. To learn more about our content filtering policies please read our documentation: https://go.microsoft.com/fwlink/?linkid=2198766",
+          type: null,
+          param: 'prompt',
+          code: 'content_filter',
+          status: 400,
+          innererror: { code: 'ResponsibleAIPolicyViolation', content_filter_result: { ...CONTENT_FILTER, hate: { filtered: true, severity: 'medium' } } },
+        },
+      });
+    }
     const promptTokens = messages.reduce((n, m) => n + words(textOf(m.content)), 0);
     let tokens = tokenize(emulatedAnswer(messages));
     const limit = body.max_completion_tokens ?? body.max_tokens;
