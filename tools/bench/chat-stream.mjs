@@ -34,6 +34,7 @@
 //   --turns=10             messages per conversation before a new one
 //   --retries=3            measure a run again when other processes used > 15 % of a core meanwhile
 //   --only=direct,gateway  run a subset
+//   --chat-replicas=1      chat processes (one RPC queue group, as replicas in the cluster)
 //   --cpu-prof             V8 CPU profiles of gateway and chat in .tmp/bench-prof/
 //   --keep                 leave everything running until Ctrl-C
 //   --verbose              show the children's output
@@ -60,6 +61,7 @@ const { values: opt } = parseArgs({
     turns: { type: 'string', default: '10' },
     retries: { type: 'string', default: '3' },
     only: { type: 'string', default: 'direct,gateway' },
+    'chat-replicas': { type: 'string', default: '1' },
     'cpu-prof': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
@@ -204,6 +206,7 @@ const results = {
     quota: 'QUOTA_PROVIDER=none (billing not started; with billing the answer is cached 5 s per user)',
     emulator: { tokensPerAnswer: cfg.tokens, firstTokenLatencyMs: cfg.firstTokenMs, latencyPerTokenMs: cfg.tokenMs },
     deployment: AZURE.id,
+    chatReplicas: Number(opt['chat-replicas']),
     secondsPerRun: cfg.seconds,
     warmupSecondsPerRun: cfg.warmupSeconds,
     turnsPerConversation: cfg.turns,
@@ -295,6 +298,12 @@ async function setUp() {
     services[svc] = start(svc, [...nodeArgs(svc), mainOf(svc)], env[svc]);
     await waitReady(services[svc], `http://127.0.0.1:${port}/health/ready`);
     pids[svc] = [services[svc].pid];
+  }
+  for (let i = 1; i < Number(opt['chat-replicas']); i++) {
+    const port = await freePort();
+    const replica = start(`chat#${i + 1}`, [...nodeArgs(`chat${i + 1}`), mainOf('chat')], { ...env.chat, HTTP_PORT: String(port) });
+    await waitReady(replica, `http://127.0.0.1:${port}/health/ready`);
+    pids.chat.push(replica.pid);
   }
   const base = `http://127.0.0.1:${gatewayPort}`;
   log(`emulator :${emulatorPort}, identity :${identityPort}, chat :${chatPort}, gateway :${gatewayPort}`);

@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pacer, StreamPublisher, StreamSubscriber, type Coalescing } from '@ally/messaging';
+import { createTestEnv, type TestEnv } from '@ally/testing';
+
+type TestFrame = { seq: number; type: 'text'; text: string } | { seq: number; type: 'end' };
+
+const LINGER_MS = 200;
+const coalescing: Coalescing<TestFrame> = {
+  lingerMs: LINGER_MS,
+  holds: (f) => f.type === 'text',
+  merge: (a, b) => (a.type === 'text' && b.type === 'text' ? { type: 'text', text: a.text + b.text } : undefined),
+};
+
+describe('streams of frames over NATS', () => {
+  let env: TestEnv;
+  let nc: NatsConnection;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    nc = await env.nats();
+  });
+
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  /** A publisher and subscriber on a fresh subject, and a reader that times each frame's arrival. */
+  function open(name: string, merge?: Coalescing<TestFrame>) {
+    const subject = env.subject(`stream.${name}`);
+    const sub = new StreamSubscriber<TestFrame>(nc, subject, 5_000, (f) => f.type === 'end');
+    const pub = new StreamPublisher<TestFrame>(nc, subject, 64, 5_000, merge);
+    const frames = sub.frames();
+    const next = async () => {
+      const { value } = await frames.next();
+      return { frame: value as TestFrame, at: performance.now() };
+    };
+    return { pub, next };
+  }
+
+  it('sends the first piece at once and merges the pieces that follow within the linger time into one frame, in order', async () => {
+    const { pub, next } = open('coalesced', coalescing);
+    const t0 = performance.now();
+    await pub.send({ type: 'text', text: 'a' });
+    const first = await next();
+    expect(first.frame).toEqual({ seq: 1, type: 'text', text: 'a' });
+    expect(first.at - t0).toBeLessThan(LINGER_MS / 2);
+
+    await pub.send({ type: 'text', text: 'b' });
+    await pub.send({ type: 'text', text: 'c' });
+    await sleep(20);
+    await pub.send({ type: 'text', text: 'd' });
+    const merged = await next();
+    expect(merged.frame).toEqual({ seq: 2, type: 'text', text: 'bcd' });
+    // Held until the linger after the first piece was up, not longer.
+    expect(merged.at - first.at).toBeGreaterThanOrEqual(LINGER_MS - 20);
+    expect(merged.at - first.at).toBeLessThan(LINGER_MS * 2);
+
+    // A final frame does not wait: what is held leaves first, right away.
+    const t1 = performance.now();
+    await pub.send({ type: 'text', text: 'e' });
+    pub.finish({ type: 'end' });
+    const tail = await next();
+    const end = await next();
+    expect(tail.frame).toEqual({ seq: 3, type: 'text', text: 'e' });
+    expect(end.frame).toEqual({ seq: 4, type: 'end' });
+    expect(end.at - t1).toBeLessThan(LINGER_MS / 2);
+  });
+
+  it('without coalescing sends every piece as a frame of its own', async () => {
+    const { pub, next } = open('plain');
+    for (const text of ['a', 'b', 'c']) await pub.send({ type: 'text', text });
+    pub.finish({ type: 'end' });
+    const got = [await next(), await next(), await next(), await next()].map((r) => r.frame);
+    expect(got).toEqual([
+      { seq: 1, type: 'text', text: 'a' },
+      { seq: 2, type: 'text', text: 'b' },
+      { seq: 3, type: 'text', text: 'c' },
+      { seq: 4, type: 'end' },
+    ]);
+  });
+});
+
+describe(Pacer.name, () => {
+  it('runs one pass for the wakes of a busy moment when it settles, and one more for a wake during a pass', async () => {
+    let passes = 0;
+    let release!: () => void;
+    const pacer = new Pacer(
+      () => {
+        passes++;
+        return new Promise<void>((r) => (release = r));
+      },
+      60_000,
+      () => undefined,
+      30,
+    );
+    pacer.start(); // the first wake settles too
+    for (let i = 0; i < 10; i++) pacer.wake();
+    await sleep(80);
+    expect(passes).toBe(1);
+    for (let i = 0; i < 10; i++) pacer.wake(); // during the pass: exactly one more
+    release();
+    await sleep(80);
+    expect(passes).toBe(2);
+    release();
+    await pacer.stop();
+  });
+});
