@@ -42,6 +42,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
       QUOTA_PROVIDER: 'none',
       OPENAI_EMULATOR_URL: llm.url,
       CHAT_KEK: randomBytes(32).toString('base64'),
+      PROVIDER_TIMEOUT_MS: '2000',
     });
     base = (await env.start(gatewayService)).url;
     http = httpClient(base);
@@ -143,6 +144,24 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const res = await http.post(`/v1/conversations/${id}/messages`, { content: 'Fallback bitte' }, token);
     expect(res.status).toBe(201);
     expect(res.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', reportedRegion: 'germanywestcentral', euResident: true });
+  });
+
+  it('falls back when a deployment is rate-limited (429) or does not answer within PROVIDER_TIMEOUT_MS, and the call it gave up on is aborted', async () => {
+    llm.failNext({ status: 429, deployment: 'gpt-4o-mini-swc', times: 1, retryAfterSeconds: 20 });
+    const id = await conversation();
+    const limited = await http.post(`/v1/conversations/${id}/messages`, { content: 'Zu viele Anfragen' }, token);
+    expect(limited.status).toBe(201);
+    expect(limited.body.residency.deployment).toBe('gpt-4o-mini@azure-datazone-eu');
+
+    llm.clearRequests();
+    llm.hangNext({ deployment: 'gpt-4o-mini-swc', times: 1 });
+    const started = Date.now();
+    const slow = await http.post(`/v1/conversations/${id}/messages`, { content: 'Keine Antwort?' }, token);
+    expect(slow.status).toBe(201);
+    expect(slow.body.residency.deployment).toBe('gpt-4o-mini@azure-datazone-eu');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
+    const hung = await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc', aborted: true }, 5_000);
+    expect(hung.completed).toBe(false);
   });
 
   it('streams an answer as SSE: deltas, then done with usage and residency', async () => {

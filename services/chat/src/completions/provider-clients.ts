@@ -1,32 +1,30 @@
 import { Inject, Injectable } from '@nestjs/common';
-import OpenAI, { AzureOpenAI, type ClientOptions } from 'openai';
-import { Agent, fetch } from 'undici';
-
-// undici's types and the DOM-style ones the SDK declares differ only on paper.
-const undiciFetch = fetch as unknown as ClientOptions['fetch'];
+import OpenAI, { AzureOpenAI } from 'openai';
+import { Agent } from 'undici';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { Deployment } from '../catalog/model-catalog.js';
+import { providerFetch } from './provider-fetch.js';
 
 /**
  * One SDK client per deployment: `OpenAI` for OpenAI and OpenAI-compatible
  * endpoints, `AzureOpenAI` for Azure. Retries are ours (fallback to another
- * allowed deployment), so the SDK's are off. They share one undici Agent, as
- * the SDK documents: its timeouts follow ours instead of Node's built-in five
- * minutes, and undici's own fetch is faster than the one bundled with Node 20.
+ * allowed deployment), so the SDK's are off. They share one undici Agent,
+ * whose timeouts follow ours instead of Node's built-in five minutes, through
+ * `providerFetch`.
  */
 @Injectable()
 export class ProviderClients {
   private readonly clients = new Map<string, OpenAI>();
-  private readonly dispatcher: Agent;
+  private readonly fetch: ReturnType<typeof providerFetch>;
 
   constructor(@Inject(CHAT_CONFIG) private readonly config: ChatConfig) {
-    this.dispatcher = new Agent({ headersTimeout: config.PROVIDER_TIMEOUT_MS, bodyTimeout: config.PROVIDER_TIMEOUT_MS });
+    this.fetch = providerFetch(new Agent({ headersTimeout: config.PROVIDER_TIMEOUT_MS, bodyTimeout: config.PROVIDER_TIMEOUT_MS }));
   }
 
   for(d: Deployment): OpenAI {
     let client = this.clients.get(d.id);
     if (!client) {
-      const common = { apiKey: d.apiKey, maxRetries: 0, timeout: this.config.PROVIDER_TIMEOUT_MS, fetch: undiciFetch, fetchOptions: { dispatcher: this.dispatcher } as ClientOptions['fetchOptions'] };
+      const common = { apiKey: d.apiKey, maxRetries: 0, timeout: this.config.PROVIDER_TIMEOUT_MS, fetch: this.fetch };
       client =
         d.provider === 'azure'
           ? new AzureOpenAI({ ...common, endpoint: d.baseUrl, apiVersion: d.apiVersion, deployment: d.deployment ?? d.model })
