@@ -35,6 +35,7 @@
 //   --retries=3            measure a run again when other processes used > 15 % of a core meanwhile
 //   --only=direct,gateway  run a subset
 //   --chat-replicas=1      chat processes (one RPC queue group, as replicas in the cluster)
+//   --coalesce-ms=N        chat's STREAM_COALESCE_MS (default: chat's own, 20)
 //   --cpu-prof             V8 CPU profiles of gateway and chat in .tmp/bench-prof/
 //   --keep                 leave everything running until Ctrl-C
 //   --verbose              show the children's output
@@ -62,6 +63,7 @@ const { values: opt } = parseArgs({
     retries: { type: 'string', default: '3' },
     only: { type: 'string', default: 'direct,gateway' },
     'chat-replicas': { type: 'string', default: '1' },
+    'coalesce-ms': { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
@@ -207,6 +209,7 @@ const results = {
     emulator: { tokensPerAnswer: cfg.tokens, firstTokenLatencyMs: cfg.firstTokenMs, latencyPerTokenMs: cfg.tokenMs },
     deployment: AZURE.id,
     chatReplicas: Number(opt['chat-replicas']),
+    streamCoalesceMs: opt['coalesce-ms'] !== undefined ? Number(opt['coalesce-ms']) : 'default (20)',
     secondsPerRun: cfg.seconds,
     warmupSecondsPerRun: cfg.warmupSeconds,
     turnsPerConversation: cfg.turns,
@@ -269,6 +272,7 @@ async function setUp() {
       CHAT_KEK: randomBytes(32).toString('base64'),
       // billing is not part of this benchmark; with it, chat asks once per user and QUOTA_CACHE_MS (5 s).
       QUOTA_PROVIDER: 'none',
+      ...(opt['coalesce-ms'] !== undefined ? { STREAM_COALESCE_MS: opt['coalesce-ms'] } : {}),
     },
     gateway: {
       ...common,
