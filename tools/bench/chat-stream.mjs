@@ -47,7 +47,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { createBenchWorld, freePort, gitCommit, json, pct, root, round, sleep } from './world.mjs';
+import { commandLine, createBenchWorld, freePort, machine, gitCommit, json, pct, root, round, sleep } from './world.mjs';
 
 
 const { values: opt } = parseArgs({
@@ -193,15 +193,9 @@ async function waitQuiet(label) {
 
 const results = {
   date: new Date().toISOString(),
-  machine: {
-    nproc: os.availableParallelism?.() ?? os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
-  },
+  machine: machine(),
   commit: gitCommit(),
-  command: `node tools/bench/chat-stream.mjs${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
+  command: commandLine('chat-stream.mjs'),
   setup: {
     nodeEnv: 'test',
     logLevel: 'warn',
@@ -223,50 +217,21 @@ const results = {
 let ctx;
 
 async function setUp() {
-  if (!opt['no-build']) {
-    const { build } = await import('../scripts/build.mjs');
-    const t0 = Date.now();
-    const files = await build();
-    log(`built ${files} files in ${Date.now() - t0} ms`);
-  }
-  log(`database ${DATABASE}, NATS prefix ${PREFIX}`);
-  await admin((c) => c.query(`CREATE DATABASE "${DATABASE}"`));
-  world.databaseCreated = true;
-
-  const dbAdminUrl = new URL(PG_ADMIN);
-  dbAdminUrl.pathname = `/${DATABASE}`;
-  const dbUrl = (svc) => {
-    const u = new URL(dbAdminUrl);
-    u.username = `${PREFIX}_${svc}`;
-    return u.href;
-  };
+  const { common, db } = await world.prepare({ noBuild: opt['no-build'] });
   const [emulatorPort, identityPort, chatPort, gatewayPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const common = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
-    // NODE_ENV=production needs real provider credentials; test is the closest we can run here.
-    NODE_ENV: 'test',
-    LOG_LEVEL: 'warn',
-    HTTP_HOST: '127.0.0.1',
-    NATS_URL,
-    NATS_SUBJECT_PREFIX: PREFIX,
-  };
   const emulatorUrl = `http://127.0.0.1:${emulatorPort}`;
   const env = {
     identity: {
       ...common,
       HTTP_PORT: String(identityPort),
-      DATABASE_URL: dbUrl('identity'),
-      DATABASE_ADMIN_URL: dbAdminUrl.href,
+      ...db('identity'),
       LOGIN_MAX_FAILURES_PER_ACCOUNT: HIGH,
       LOGIN_MAX_FAILURES_PER_IP: HIGH,
     },
     chat: {
       ...common,
       HTTP_PORT: String(chatPort),
-      DATABASE_URL: dbUrl('chat'),
-      DATABASE_ADMIN_URL: dbAdminUrl.href,
+      ...db('chat'),
       MODEL_CATALOG_FILE: join(root, 'services/chat/config/models.dev.json'),
       OPENAI_EMULATOR_URL: emulatorUrl,
       CHAT_KEK: randomBytes(32).toString('base64'),

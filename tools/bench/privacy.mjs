@@ -45,11 +45,10 @@
 //   --verbose              show the children's output
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { createBenchWorld, freePort, gitCommit, json, pct, root, round, sleep } from './world.mjs';
+import { commandLine, createBenchWorld, freePort, machine, gitCommit, json, pct, root, round, sleep } from './world.mjs';
 
 
 const { values: opt } = parseArgs({
@@ -102,15 +101,9 @@ const { children, start, runToEnd, waitReady, admin, cleanup } = world;
 
 const results = {
   date: new Date().toISOString(),
-  machine: {
-    nproc: os.availableParallelism?.() ?? os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
-  },
+  machine: machine(),
   commit: gitCommit(),
-  command: `node tools/bench/privacy.mjs${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`,
+  command: commandLine('privacy.mjs'),
   setup: {
     nodeEnv: 'test',
     logLevel: 'warn',
@@ -125,36 +118,9 @@ const results = {
 let ctx;
 
 async function setUp() {
-  if (!opt['no-build']) {
-    const { build } = await import('../scripts/build.mjs');
-    const t0 = Date.now();
-    const files = await build();
-    log(`built ${files} files in ${Date.now() - t0} ms`);
-  }
-  log(`database ${DATABASE}, NATS prefix ${PREFIX}`);
-  await admin((c) => c.query(`CREATE DATABASE "${DATABASE}"`));
-  world.databaseCreated = true;
-
-  const dbAdminUrl = new URL(PG_ADMIN);
-  dbAdminUrl.pathname = `/${DATABASE}`;
-  const dbUrl = (svc) => {
-    const u = new URL(dbAdminUrl);
-    u.username = `${PREFIX}_${svc}`;
-    return u.href;
-  };
+  const { common, db } = await world.prepare({ noBuild: opt['no-build'] });
   const port = {};
   for (const name of ['openai', 'stripe', 'brevo', 'identity', 'chat', 'billing', 'notify', 'privacy', 'gateway']) port[name] = await freePort();
-  const common = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
-    NODE_ENV: 'test',
-    LOG_LEVEL: 'warn',
-    HTTP_HOST: '127.0.0.1',
-    NATS_URL,
-    NATS_SUBJECT_PREFIX: PREFIX,
-  };
-  const db = (svc) => ({ DATABASE_URL: dbUrl(svc), DATABASE_ADMIN_URL: dbAdminUrl.href });
   const url = (name) => `http://127.0.0.1:${port[name]}`;
   const stripeSecret = `whsec_bench_${random}`;
   const env = {

@@ -27,12 +27,11 @@
 //   --verbose             show the services' own output
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { cpuMeter } from './cpu.mjs';
-import { createBenchWorld, freePort, gitCommit, json, pct, root, round, sleep } from './world.mjs';
+import { commandLine, createBenchWorld, freePort, machine, gitCommit, json, pct, root, round, sleep } from './world.mjs';
 
 
 const { values: opt } = parseArgs({
@@ -137,15 +136,9 @@ async function load(name, options, warmupSeconds) {
 
 const results = {
   date: new Date().toISOString(),
-  machine: {
-    nproc: os.availableParallelism?.() ?? os.cpus().length,
-    cpu: os.cpus()[0]?.model,
-    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
-    node: process.version,
-    platform: `${os.platform()} ${os.release()}`,
-  },
+  machine: machine(),
   commit: gitCommit(),
-  command: `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`,
+  command: commandLine('run.mjs'),
   setup: {
     nodeEnv: 'test',
     logLevel: 'warn',
@@ -155,43 +148,17 @@ const results = {
 };
 
 async function mainRun() {
-  if (!opt['no-build']) {
-    const { build } = await import('../scripts/build.mjs');
-    const t0 = Date.now();
-    const files = await build();
-    log(`built ${files} files in ${Date.now() - t0} ms`);
-  }
+  const { common, db } = await world.prepare({ noBuild: opt['no-build'] });
   const { connectNats, RpcClient } = await import('@ally/messaging');
   // RpcClient is a Nest ClientNats; its status lines would otherwise go to Nest's console logger.
   (await import('@nestjs/common')).Logger.overrideLogger(['error']);
   const { IdentityRpc } = await import('@ally/contracts');
 
-  log(`database ${DATABASE}, NATS prefix ${PREFIX}`);
-  await admin((c) => c.query(`CREATE DATABASE "${DATABASE}"`));
-  world.databaseCreated = true;
-
-  const dbAdminUrl = new URL(PG_ADMIN);
-  dbAdminUrl.pathname = `/${DATABASE}`;
-  const dbUrl = new URL(dbAdminUrl);
-  dbUrl.username = `${PREFIX}_identity`;
-
   const [identityPort, gatewayPort] = [await freePort(), await freePort()];
-  const common = {
-    PATH: process.env.PATH,
-    HOME: process.env.HOME,
-    ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
-    // NODE_ENV=production needs real provider credentials; test is the closest we can run here.
-    NODE_ENV: 'test',
-    LOG_LEVEL: 'warn',
-    HTTP_HOST: '127.0.0.1',
-    NATS_URL,
-    NATS_SUBJECT_PREFIX: PREFIX,
-  };
   const identityEnv = {
     ...common,
     HTTP_PORT: String(identityPort),
-    DATABASE_URL: dbUrl.href,
-    DATABASE_ADMIN_URL: dbAdminUrl.href,
+    ...db('identity'),
     LOGIN_MAX_FAILURES_PER_ACCOUNT: HIGH,
     LOGIN_MAX_FAILURES_PER_IP: HIGH,
   };

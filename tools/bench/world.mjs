@@ -3,6 +3,7 @@
 // and NATS prefix, and a cleanup that removes them on success, failure and signals.
 import { execFileSync, spawn } from 'node:child_process';
 import { createServer } from 'node:net';
+import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -50,6 +51,20 @@ export function gitCommit() {
   }
 }
 
+/** The machine a results file was measured on. */
+export function machine() {
+  return {
+    nproc: os.availableParallelism?.() ?? os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    memoryGiB: round(os.totalmem() / 2 ** 30, 1),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+}
+
+/** The command line that produced a results file, for the record. */
+export const commandLine = (script) => `node tools/bench/${script}${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}`;
+
 /**
  * @param {{ tag: string, prefix: string, database: string, pgAdmin: URL, natsUrl: string, verbose?: boolean,
  *           stopOrder?: string[], stopTimeoutMs?: number, natsConnection?: () => any }} opts
@@ -58,7 +73,45 @@ export function gitCommit() {
  */
 export function createBenchWorld(opts) {
   const children = new Set();
-  const world = { children, databaseCreated: false, cleaning: undefined, start, runToEnd, waitReady, stopChild, admin, cleanup };
+  const world = { children, databaseCreated: false, cleaning: undefined, prepare, start, runToEnd, waitReady, stopChild, admin, cleanup };
+
+  /**
+   * Builds (unless `noBuild`), creates the run's database, and answers what
+   * the services' environments share: `common` (NODE_ENV=test, NATS and the
+   * run's prefix, …) and `db(svc)`, the service's own role in that database
+   * plus the admin URL its `migrate` provisions the role with.
+   */
+  async function prepare({ noBuild = false } = {}) {
+    const log = (line) => console.log(`[${opts.tag}] ${line}`);
+    if (!noBuild) {
+      const { build } = await import('../scripts/build.mjs');
+      const t0 = Date.now();
+      const files = await build();
+      log(`built ${files} files in ${Date.now() - t0} ms`);
+    }
+    log(`database ${opts.database}, NATS prefix ${opts.prefix}`);
+    await admin((c) => c.query(`CREATE DATABASE "${opts.database}"`));
+    world.databaseCreated = true;
+    const adminUrl = new URL(opts.pgAdmin);
+    adminUrl.pathname = `/${opts.database}`;
+    const db = (svc) => {
+      const u = new URL(adminUrl);
+      u.username = `${opts.prefix}_${svc}`;
+      return { DATABASE_URL: u.href, DATABASE_ADMIN_URL: adminUrl.href };
+    };
+    const common = {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      ...(process.env.NODE_OPTIONS ? { NODE_OPTIONS: process.env.NODE_OPTIONS } : {}),
+      // NODE_ENV=production needs real provider credentials; test is the closest we can run here.
+      NODE_ENV: 'test',
+      LOG_LEVEL: 'warn',
+      HTTP_HOST: '127.0.0.1',
+      NATS_URL: opts.natsUrl,
+      NATS_SUBJECT_PREFIX: opts.prefix,
+    };
+    return { common, db };
+  }
 
   async function stopChild(child) {
     if (child.exitCode !== null || child.signalCode !== null) return;
