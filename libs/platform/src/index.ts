@@ -10,3 +10,4 @@ export * from './run-service.js';
 export * from './age-retention.service.js';
 export * from './event-consumers.service.js';
 export * from './privacy-retention.controller.js';
+export * from './envelope-crypto.js';

@@ -1,28 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { ProblemError } from '@ally/contracts';
-import { LOGGER } from '@ally/platform';
+import { keyEncryptionKey, LOGGER, open, seal } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
-
-const IV = 12;
-const TAG = 16;
-
-function seal(key: Buffer, plain: Buffer, aad: string): Buffer {
-  const iv = randomBytes(IV);
-  const cipher = createCipheriv('aes-256-gcm', key, iv);
-  cipher.setAAD(Buffer.from(aad));
-  const body = Buffer.concat([cipher.update(plain), cipher.final()]);
-  return Buffer.concat([iv, cipher.getAuthTag(), body]);
-}
-
-function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
-  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV));
-  decipher.setAAD(Buffer.from(aad));
-  decipher.setAuthTag(sealed.subarray(IV, IV + TAG));
-  return Buffer.concat([decipher.update(sealed.subarray(IV + TAG)), decipher.final()]);
-}
 
 /** One user's unwrapped data key, for the texts of one request. */
 export class UserKey {
@@ -53,13 +35,7 @@ export class ContentCipher {
   private readonly kek: Buffer;
 
   constructor(@Inject(CHAT_CONFIG) config: ChatConfig, @Inject(LOGGER) logger: Logger) {
-    if (config.CHAT_KEK) {
-      this.kek = Buffer.from(config.CHAT_KEK, 'base64');
-    } else {
-      // Only outside production (the config refuses it there): a fixed development key.
-      logger.warn(`${config.NODE_ENV}: no CHAT_KEK, chat content is encrypted with a development key`);
-      this.kek = createHash('sha256').update('ally-development-kek').digest();
-    }
+    this.kek = keyEncryptionKey(config.CHAT_KEK, { variable: 'CHAT_KEK', protects: 'chat content is', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-kek' });
   }
 
   async encrypt(em: EntityManager, userId: string, text: string): Promise<Buffer> {
