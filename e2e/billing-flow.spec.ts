@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { randomBytes } from 'node:crypto';
 import { billingService } from '@ally/billing';
 import { chatService } from '@ally/chat';
 import { signStripePayload, startOpenAIEmulator, startStripeEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { billingEnv, chatEnv } from './service-env.js';
 
 const PASSWORD = 'Tannenzapfen im Schnee';
 
@@ -21,19 +21,8 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     stripe = await startStripeEmulator();
     llm = await startOpenAIEmulator();
     await env.start(identityService);
-    await env.start(billingService, {
-      PLANS_FILE: 'services/billing/config/plans.json',
-      STRIPE_API_URL: stripe.url,
-      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
-      METER_POLL_MS: '100',
-      QUOTA_REFRESH_MS: '50',
-    });
-    await env.start(chatService, {
-      MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
-      OPENAI_EMULATOR_URL: llm.url,
-      CHAT_KEK: randomBytes(32).toString('base64'),
-      QUOTA_CACHE_MS: '0',
-    });
+    await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100', QUOTA_REFRESH_MS: '50' }));
+    await env.start(chatService, chatEnv(llm, { QUOTA_CACHE_MS: '0' }));
     base = (await env.start(gatewayService)).url;
     http = httpClient(base);
     stripe.setWebhookEndpoint(`${base}/v1/webhooks/stripe`, { secret: stripe.webhookSecret });

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { randomBytes } from 'node:crypto';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { chatEnv } from './service-env.js';
 
 const PASSWORD = 'Morgentau auf der Wiese';
 
@@ -17,8 +17,7 @@ describe('the content filter before any provider', () => {
     env = await createTestEnv();
     llm = await startOpenAIEmulator();
     await env.start(identityService);
-    await env.start(chatService, { MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
-      QUOTA_PROVIDER: 'none', OPENAI_EMULATOR_URL: llm.url, CHAT_KEK: randomBytes(32).toString('base64') });
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
     http = httpClient((await env.start(gatewayService)).url);
   });
 

@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
-import { randomBytes } from 'node:crypto';
 import { mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
@@ -8,6 +7,7 @@ import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { chatEnv } from './service-env.js';
 
 const PASSWORD = 'Abendrot über den Dächern';
 const NON_EU = ['openai-us', 'gpt-4o-mini-global'];
@@ -37,13 +37,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     env = await createTestEnv();
     llm = await startOpenAIEmulator({ azureRegions: { 'gpt-4o-mini-swc': 'swedencentral', 'gpt-4o-mini-dzeu': 'germanywestcentral', 'gpt-4o-mini-global': 'eastus' } });
     await env.start(identityService);
-    await env.start(chatService, {
-      MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
-      QUOTA_PROVIDER: 'none',
-      OPENAI_EMULATOR_URL: llm.url,
-      CHAT_KEK: randomBytes(32).toString('base64'),
-      PROVIDER_TIMEOUT_MS: '2000',
-    });
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', PROVIDER_TIMEOUT_MS: '2000' }));
     base = (await env.start(gatewayService)).url;
     http = httpClient(base);
     const reg = await http.post('/v1/auth/register', { email: 'lea@example.eu', password: PASSWORD, firstName: 'Lea', lastName: 'Fischer', locale: 'de' });

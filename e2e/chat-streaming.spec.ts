@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { randomBytes } from 'node:crypto';
 import { ChatRpc, IdentityRpc, withPrefix, type StreamFrame } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
 import { RpcClient, StreamSubscriber } from '@ally/messaging';
 import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { chatEnv } from './service-env.js';
 
 describe('chat streams over NATS', () => {
   let env: TestEnv;
@@ -17,13 +17,7 @@ describe('chat streams over NATS', () => {
     env = await createTestEnv();
     llm = await startOpenAIEmulator({ latencyPerTokenMs: 5 });
     await env.start(identityService);
-    await env.start(chatService, {
-      MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
-      QUOTA_PROVIDER: 'none',
-      OPENAI_EMULATOR_URL: llm.url,
-      CHAT_KEK: randomBytes(32).toString('base64'),
-      STREAM_ACK_TIMEOUT_MS: '500',
-    });
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', STREAM_ACK_TIMEOUT_MS: '500' }));
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
     const { user } = await rpc.call(IdentityRpc.register, { email: 'jan@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Jan', lastName: 'Peters' });

@@ -4,6 +4,7 @@ import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { notifyService } from '@ally/notify';
 import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { notifyEnv } from './service-env.js';
 
 const SECRET = 'e2e-brevo-webhook-secret';
 
@@ -16,7 +17,7 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     env = await createTestEnv();
     brevo = await startBrevoEmulator();
     await env.start(identityService);
-    await env.start(notifyService, { BREVO_BASE_URL: brevo.apiUrl, BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NODE_ENV: 'development' });
+    await env.start(notifyService, notifyEnv(brevo, { BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NODE_ENV: 'development' }));
     http = httpClient((await env.start(gatewayService, { NODE_ENV: 'development' })).url);
   });
 

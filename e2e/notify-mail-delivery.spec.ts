@@ -7,6 +7,7 @@ import { identityService } from '@ally/identity';
 import { deadLetterStreamName, DLQ_HEADERS, RpcClient } from '@ally/messaging';
 import { notifyService } from '@ally/notify';
 import { createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Wanderweg durch den Schwarzwald';
 const SECRET = 'brevo-webhook-secret-for-tests';
@@ -21,14 +22,13 @@ describe('notify: mail through Brevo, driven by events', () => {
     env = await createTestEnv();
     brevo = await startBrevoEmulator();
     await env.start(identityService);
-    notify = await env.start(notifyService, {
-      BREVO_BASE_URL: brevo.apiUrl,
+    notify = await env.start(notifyService, notifyEnv(brevo, {
       BREVO_WEBHOOK_SECRET: SECRET,
       NOTIFY_RETRY_BASE_MS: '50',
       NOTIFY_POLL_MS: '50',
       NOTIFY_MAX_ATTEMPTS: '4',
       PUBLIC_BASE_URL: 'https://app.ally.example',
-    });
+    }));
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
   });

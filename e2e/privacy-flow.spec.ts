@@ -8,6 +8,7 @@ import { identityService } from '@ally/identity';
 import { notifyService } from '@ally/notify';
 import { privacyService } from '@ally/privacy';
 import { createTestEnv, httpClient, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
 const hasZip = await import('fflate').then(
@@ -15,13 +16,9 @@ const hasZip = await import('fflate').then(
   () => false,
 );
 
-const CHAT_ENV = (llm: OpenAIEmulator) => ({
-  MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
-  OPENAI_EMULATOR_URL: llm.url,
-  CHAT_KEK: CHAT_KEK,
-  QUOTA_PROVIDER: 'none',
-});
+// The same key across chat's restarts: what it wrote before must stay readable.
 const CHAT_KEK = randomBytes(32).toString('base64');
+const CHAT_ENV = (llm: OpenAIEmulator) => chatEnv(llm, { CHAT_KEK, QUOTA_PROVIDER: 'none' });
 
 describe('privacy through the gateway, against every real service', () => {
   let env: TestEnv;
@@ -39,8 +36,8 @@ describe('privacy through the gateway, against every real service', () => {
     brevo = await startBrevoEmulator();
     identity = await env.start(identityService);
     chat = await env.start(chatService, CHAT_ENV(llm));
-    await env.start(billingService, { PLANS_FILE: 'services/billing/config/plans.json', STRIPE_API_URL: stripe.url, STRIPE_WEBHOOK_SECRET: stripe.webhookSecret, METER_POLL_MS: '100' });
-    await env.start(notifyService, { BREVO_BASE_URL: brevo.apiUrl, NOTIFY_POLL_MS: '50' });
+    await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
+    await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
     await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
     const base = (await env.start(gatewayService)).url;
     http = httpClient(base);
