@@ -192,6 +192,13 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const aborted = await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc', aborted: true }, 10_000);
     expect(aborted.completed).toBe(false);
     llm.reset();
+    // What the user saw is kept, marked as cut off, never as a complete answer.
+    const saved = await waitFor(async () => {
+      const c = await http.get(`/v1/conversations/${id}`, token);
+      return c.body.messages?.length === 2 ? c.body : undefined;
+    }, 'the cut-off answer to be saved');
+    expect(saved.messages[1]).toMatchObject({ role: 'assistant', status: 'aborted' });
+    expect(saved.messages[1].content.split(' ').length).toBeLessThan(500);
   });
 
   it('works with the official openai SDK and an Ally API key, streamed and not', async () => {

@@ -12,7 +12,7 @@ import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { ContentFilterService, type PromptMessage } from '../content-filter/content-filter.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate } from '../quota/quota.gate.js';
-import { isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from './provider-clients.js';
+import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from './provider-clients.js';
 
 export interface CompletionParams {
   temperature?: number;
@@ -118,6 +118,8 @@ export class CompletionService {
           }
           if (chunk.usage) usage = chunk.usage;
         }
+        // The SDK ends a stream quietly when its request is aborted: a cut-off answer is not a complete one.
+        if (signal?.aborted) throw signal.reason;
         return { text, usage: usageOf(usage, messages, text), residency };
       },
       () => !started,
@@ -174,7 +176,7 @@ export class CompletionService {
       } catch (err) {
         if (isAbort(err)) throw new ProblemError(499, 'The client went away; the provider call was cancelled');
         if (err instanceof ProblemError) throw err;
-        if (isPromptFiltered(err)) throw this.filter.refusedByDeployment(d, plan.policy, plan.actor.userId);
+        if (isPromptFiltered(err)) throw this.filter.refusedByDeployment(d, plan.policy, plan.actor.userId, filteredCategories(err));
         lastError = err;
         if (!isFallbackWorthy(err) || !mayFallBack()) break;
         this.logger.warn({ deployment: d.id, err: String(err) }, 'deployment failed; falling back to the next allowed one');

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import OpenAI, { AzureOpenAI } from 'openai';
+import type { ContentFilterResultDetailsForPromptOutput } from '@azure/openai/types';
 import { Agent } from 'undici';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { Deployment } from '../catalog/model-catalog.js';
@@ -49,6 +50,14 @@ export function isAbort(err: unknown): boolean {
 }
 
 /** The provider's own prompt filter refused the prompt (Azure OpenAI: 400 with code `content_filter`). */
-export function isPromptFiltered(err: unknown): boolean {
+export function isPromptFiltered(err: unknown): err is InstanceType<typeof OpenAI.BadRequestError> {
   return err instanceof OpenAI.BadRequestError && err.code === 'content_filter';
+}
+
+/** The categories Azure's prompt filter flagged (hate, violence, jailbreak, …): names for the log, never content. */
+export function filteredCategories(err: InstanceType<typeof OpenAI.BadRequestError>): string[] {
+  const details = (err.error as { innererror?: { content_filter_result?: ContentFilterResultDetailsForPromptOutput } } | undefined)?.innererror?.content_filter_result;
+  return Object.entries(details ?? {})
+    .filter(([, result]) => (result as { filtered?: boolean } | undefined)?.filtered)
+    .map(([category]) => category);
 }

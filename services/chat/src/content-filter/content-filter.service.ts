@@ -70,9 +70,9 @@ export class ContentFilterService {
     }
   }
 
-  /** The deployment's own prompt filter refused the prompt (Azure's 400 `content_filter`). */
-  refusedByDeployment(d: Deployment, policy: RoutingPolicy, userId: string): ProblemError {
-    this.logger.warn({ userId, workspace: policy.workspace, rule: 'provider-prompt-filter', deployment: d.id }, 'prompt refused by the content filter');
+  /** The deployment's own prompt filter refused the prompt (Azure's 400 `content_filter`, with the categories it flagged). */
+  refusedByDeployment(d: Deployment, policy: RoutingPolicy, userId: string, categories: string[]): ProblemError {
+    this.logger.warn({ userId, workspace: policy.workspace, rule: 'provider-prompt-filter', deployment: d.id, categories }, 'prompt refused by the content filter');
     return refusedByModeration();
   }
 
