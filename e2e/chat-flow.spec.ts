@@ -37,7 +37,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     env = await createTestEnv();
     llm = await startOpenAIEmulator({ azureRegions: { 'gpt-4o-mini-swc': 'swedencentral', 'gpt-4o-mini-dzeu': 'germanywestcentral', 'gpt-4o-mini-global': 'eastus' } });
     await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', PROVIDER_TIMEOUT_MS: '2000' }));
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', PROVIDER_TIMEOUT_MS: '2000', STREAM_HEARTBEAT_MS: '300' }));
     base = (await env.start(gatewayService)).url;
     http = httpClient(base);
     const reg = await http.post('/v1/auth/register', { email: 'lea@example.eu', password: PASSWORD, firstName: 'Lea', lastName: 'Fischer', locale: 'de' });
@@ -156,6 +156,28 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_900);
     const hung = await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc', aborted: true }, 5_000);
     expect(hung.completed).toBe(false);
+  });
+
+  it('holds the SSE answer back while chat only sends heartbeats, so a fallback still sets x-ally-residency and a failure is still a plain 503', async () => {
+    const stream = (id: string) =>
+      fetch(`${base}/v1/conversations/${id}/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ content: 'Warten auf Antwort' }),
+      });
+    const id = await conversation();
+    llm.hangNext({ deployment: 'gpt-4o-mini-swc', times: 1 }); // ~2 s until PROVIDER_TIMEOUT_MS: heartbeats meanwhile
+    const fellBack = await stream(id);
+    expect(fellBack.status).toBe(200);
+    expect(JSON.parse(fellBack.headers.get('x-ally-residency')!).deployment).toBe('gpt-4o-mini@azure-datazone-eu');
+    expect(await fellBack.text()).toContain('event: done');
+
+    llm.hangNext({ deployment: 'gpt-4o-mini-swc', times: 1 });
+    llm.failNext({ status: 500, deployment: 'gpt-4o-mini-dzeu', times: 1 });
+    llm.failNext({ status: 500, endpoint: 'openai-eu', times: 1 });
+    const failed = await stream(id);
+    expect(failed.status).toBe(503);
+    expect(failed.headers.get('content-type')).toMatch(/application\/problem\+json/);
   });
 
   it('streams an answer as SSE: deltas, then done with usage and residency', async () => {

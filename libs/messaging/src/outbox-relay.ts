@@ -93,26 +93,29 @@ export class OutboxRelay {
         [batchSize],
       );
       if (rows.length === 0) return 'done';
-      // All publishes of the batch in flight at once; JetStream acks them in order. What
-      // follows a failure stays unsent and is sent again (Nats-Msg-Id makes that harmless).
-      const results = await Promise.allSettled(
-        rows.map((row) => {
+      // One after the other, stopping at the first failure: a consumer must never see an
+      // event before one written earlier (a settings change undone by its older self).
+      const sent: string[] = [];
+      let failed: { reason: unknown } | undefined;
+      for (const row of rows) {
+        try {
           const h = natsHeaders();
           if (row.payload.correlationId) h.set(CORRELATION_HEADER, row.payload.correlationId);
-          return this.js.publish(withPrefix(this.opts.prefix, row.subject), JSON.stringify(row.payload), { msgID: row.id, headers: h });
-        }),
-      );
-      const firstFailure = results.findIndex((r) => r.status === 'rejected');
-      const sent = (firstFailure < 0 ? rows : rows.slice(0, firstFailure)).map((r) => r.id);
-      const failed = firstFailure < 0 ? undefined : (results[firstFailure] as PromiseRejectedResult).reason;
+          await this.js.publish(withPrefix(this.opts.prefix, row.subject), JSON.stringify(row.payload), { msgID: row.id, headers: h });
+          sent.push(row.id);
+        } catch (reason) {
+          failed = { reason };
+          break;
+        }
+      }
       if (sent.length) await em.query(`UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])`, [sent]);
       this.published.inc(sent.length);
       if (failed) {
         this.failures.inc();
         const failedId = rows[sent.length].id;
-        await em.query(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1`, [failedId, String(failed).slice(0, 500)]);
+        await em.query(`UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1`, [failedId, String(failed.reason).slice(0, 500)]);
         this.pending.set(rows.length - sent.length);
-        this.opts.logger.warn({ err: String(failed), pending: rows.length - sent.length }, 'outbox publish failed; will retry');
+        this.opts.logger.warn({ err: String(failed.reason), pending: rows.length - sent.length }, 'outbox publish failed; will retry');
         return 'done';
       }
       this.pending.set(0);

@@ -86,6 +86,13 @@ interface Queued<F extends Frame> {
   seq: number;
   frame: Unsequenced<F>;
   timer?: NodeJS.Timeout;
+  published?: boolean;
+}
+
+/** A frame sent when nothing else was for `everyMs`, so the consumer knows the producer is alive while it waits (for a slow model, say). */
+export interface KeepAlive<F extends Frame> {
+  everyMs: number;
+  frame: Unsequenced<F>;
 }
 
 export class StreamPublisher<F extends Frame> {
@@ -94,7 +101,10 @@ export class StreamPublisher<F extends Frame> {
   private seq = 0;
   private acked = 0;
   private readonly ctl: Subscription;
-  private wake?: () => void;
+  /** Sends waiting for room in the window; an ack or the end wakes them all. */
+  private readonly waiting = new Set<() => void>();
+  private lastSentAt = performance.now();
+  private readonly keepAliveTimer?: NodeJS.Timeout;
   /** The last frame sent and not yet published: later frames may merge into it. */
   private queued?: Queued<F>;
   /** When the last frame `coalescing.holds` applies to was published. */
@@ -106,6 +116,7 @@ export class StreamPublisher<F extends Frame> {
     private readonly window: number,
     private readonly ackTimeoutMs: number,
     private readonly coalescing?: Coalescing<F>,
+    keepAlive?: KeepAlive<F>,
   ) {
     this.ctl = nc.subscribe(ctlSubject(subject), {
       callback: (err, msg) => {
@@ -113,9 +124,16 @@ export class StreamPublisher<F extends Frame> {
         const control = msg.json<{ ack?: number; cancel?: boolean }>();
         if (control.cancel) this.abort.abort(new StreamAbandoned('the client went away'));
         if (typeof control.ack === 'number') this.acked = Math.max(this.acked, control.ack);
-        this.wake?.();
+        this.wakeAll();
       },
     });
+    if (keepAlive) {
+      this.keepAliveTimer = setInterval(() => {
+        // Not while a send waits for room: then the consumer is the one behind, and has frames to read.
+        if (this.waiting.size === 0 && performance.now() - this.lastSentAt >= keepAlive.everyMs) void this.send(keepAlive.frame).catch(() => undefined);
+      }, keepAlive.everyMs);
+      this.keepAliveTimer.unref();
+    }
   }
 
   get cancelled(): boolean {
@@ -132,14 +150,16 @@ export class StreamPublisher<F extends Frame> {
     }
     while (this.seq - this.acked >= this.window) {
       if (this.cancelled) throw this.abort.signal.reason;
+      let wake!: () => void;
       const acked = await new Promise<boolean>((resolve) => {
         const timer = setTimeout(() => resolve(false), this.ackTimeoutMs);
-        this.wake = () => {
+        wake = () => {
           clearTimeout(timer);
           resolve(true);
         };
+        this.waiting.add(wake);
       });
-      this.wake = undefined;
+      this.waiting.delete(wake);
       if (!acked) {
         this.abort.abort(new StreamAbandoned(`no acknowledgement for ${this.ackTimeoutMs} ms`));
         throw this.abort.signal.reason;
@@ -157,9 +177,14 @@ export class StreamPublisher<F extends Frame> {
 
   close(): void {
     this.release();
+    if (this.keepAliveTimer) clearInterval(this.keepAliveTimer);
     unsubscribeSoon(this.ctl);
     if (!this.cancelled) this.abort.abort(new StreamAbandoned('the stream was closed'));
-    this.wake?.();
+    this.wakeAll();
+  }
+
+  private wakeAll(): void {
+    for (const wake of [...this.waiting]) wake();
   }
 
   /** Takes the next sequence number now; the frame leaves with this turn's others or when its linger is up. */
@@ -167,9 +192,14 @@ export class StreamPublisher<F extends Frame> {
     this.release();
     const queued: Queued<F> = { seq: ++this.seq, frame };
     this.queued = queued;
+    this.lastSentAt = performance.now();
     const holds = this.coalescing?.holds(frame) ?? false;
     const wait = holds ? this.lastHeld + this.coalescing!.lingerMs - performance.now() : 0;
-    if (wait > 0) queued.timer = setTimeout(() => soon(() => this.publish(queued)), wait);
+    if (wait > 0)
+      queued.timer = setTimeout(() => {
+        queued.timer = undefined;
+        soon(() => this.publish(queued));
+      }, wait);
     else soon(() => this.publish(queued));
     if (holds) this.lastHeld = Math.max(this.lastHeld + this.coalescing!.lingerMs, performance.now());
   }
@@ -184,6 +214,8 @@ export class StreamPublisher<F extends Frame> {
   }
 
   private publish(queued: Queued<F>): void {
+    if (queued.published) return;
+    queued.published = true;
     if (this.queued === queued) this.queued = undefined;
     if (!this.nc.isClosed()) this.nc.publish(this.subject, JSON.stringify({ ...queued.frame, seq: queued.seq }));
   }

@@ -69,6 +69,40 @@ describe('streams of frames over NATS', () => {
     expect(end.at - t1).toBeLessThan(LINGER_MS / 2);
   });
 
+  it('publishes a held frame once, also when the stream ends right after its linger ran out', async () => {
+    const subject = env.subject('stream.once');
+    const seen: number[] = [];
+    const raw = nc.subscribe(subject, { callback: (_e, m) => void seen.push(m.json<TestFrame>().seq) });
+    const linger = 50;
+    const pub = new StreamPublisher<TestFrame>(nc, subject, 64, 5_000, { ...coalescing, lingerMs: linger });
+    await pub.send({ type: 'text', text: 'a' });
+    await sleep(5);
+    await pub.send({ type: 'text', text: 'b' }); // held until the linger is up
+    // Due in the same timers phase as the linger (a loaded process): the end comes before the flush.
+    setTimeout(() => pub.finish({ type: 'end' }), linger - 3);
+    const busyUntil = performance.now() + linger + 5;
+    while (performance.now() < busyUntil);
+    await sleep(100);
+    raw.unsubscribe();
+    expect(seen).toEqual([1, 2, 3]);
+  });
+
+  it('lets every send that waits for room go on when the consumer acknowledges', async () => {
+    const narrow = new StreamPublisher<TestFrame>(nc, env.subject('stream.waiters.narrow'), 2, 1_000);
+    const consumer = new StreamSubscriber<TestFrame>(nc, env.subject('stream.waiters.narrow'), 5_000, (f) => f.type === 'end');
+    await narrow.send({ type: 'text', text: 'a' });
+    await narrow.send({ type: 'text', text: 'b' }); // the window is full
+    const first = narrow.send({ type: 'text', text: 'c' }).then(() => 'sent');
+    await sleep(50);
+    const second = narrow.send({ type: 'text', text: 'd' }).then(() => 'sent');
+    await sleep(50);
+    consumer.ack(2);
+    expect(await Promise.all([first, second])).toEqual(['sent', 'sent']);
+    expect(narrow.cancelled).toBe(false);
+    narrow.close();
+    consumer.close();
+  });
+
   it('without coalescing sends every piece as a frame of its own', async () => {
     const { pub, next } = open('plain');
     for (const text of ['a', 'b', 'c']) await pub.send({ type: 'text', text });

@@ -8,3 +8,8 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   const name = e?.driverError?.constraint ?? e?.constraint;
   return code === PG_UNIQUE_VIOLATION && (!constraint || name === constraint);
 }
+
+export function isForeignKeyViolation(err: unknown): boolean {
+  const e = err as { code?: string; driverError?: { code?: string } };
+  return (e?.driverError?.code ?? e?.code) === PG_FOREIGN_KEY_VIOLATION;
+}

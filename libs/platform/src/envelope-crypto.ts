@@ -15,7 +15,9 @@ export function seal(key: Buffer, plain: Buffer, aad: string): Buffer {
 
 /** The plaintext of `seal`'s output; throws when the key, the `aad` or a byte differs. */
 export function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
-  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV));
+  if (sealed.length < IV + TAG) throw new Error('sealed data too short');
+  // The full 16-byte tag only: a shortened one would weaken the authentication.
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, IV), { authTagLength: TAG });
   decipher.setAAD(Buffer.from(aad));
   decipher.setAuthTag(sealed.subarray(IV, IV + TAG));
   return Buffer.concat([decipher.update(sealed.subarray(IV + TAG)), decipher.final()]);

@@ -1,3 +1,4 @@
+import type { Problem } from '../common/problem.js';
 /** What actually served a completion (not what the policy allowed). */
 export interface ResidencyReceipt {
   provider: 'openai' | 'azure' | 'openai-compatible';
@@ -60,7 +61,7 @@ export type StreamFrame =
   | { seq: number; type: 'start'; residency: ResidencyReceipt }
   | { seq: number; type: 'delta'; text: string }
   | { seq: number; type: 'done'; messageId: string; model: string; usage: Usage; residency: ResidencyReceipt }
-  | { seq: number; type: 'error'; problem: { type: string; title: string; status: number; detail?: string } }
+  | { seq: number; type: 'error'; problem: Problem }
   /** Keeps the gateway's idle timer from firing while the provider thinks. */
   | { seq: number; type: 'heartbeat' };
 

@@ -32,10 +32,11 @@ export const deploymentSchema = z
     /**
      * The provider moderates every prompt itself, in this deployment's region,
      * before the model sees it, and refuses a flagged one (Azure OpenAI's content
-     * filtering; default for Azure). Such a deployment needs no separate moderation
+     * filtering with blocking on). Such a deployment needs no separate moderation
      * call, which would hand the prompt to a second endpoint for the same check.
+     * Said per deployment: an Azure filter set to annotate only does not count.
      */
-    promptFilter: z.boolean().optional(),
+    promptFilter: z.boolean().default(false),
   })
   .superRefine((d, ctx) => {
     // A deployment may only claim EU residency where its type guarantees it.
@@ -44,7 +45,7 @@ export const deploymentSchema = z
     if (d.provider === 'azure' && !d.apiVersion) ctx.addIssue({ code: 'custom', path: ['apiVersion'], message: `${d.id}: Azure needs apiVersion` });
   });
 
-export type Deployment = Omit<z.infer<typeof deploymentSchema>, 'promptFilter'> & { promptFilter: boolean; apiKey: string };
+export type Deployment = z.infer<typeof deploymentSchema> & { apiKey: string };
 
 const catalogSchema = z.object({ deployments: z.array(deploymentSchema).min(1) });
 
@@ -68,6 +69,6 @@ export function loadCatalog(file: string, env: Record<string, string | undefined
   return parsed.data.deployments.map((d) => {
     const apiKey = env[d.apiKeyEnv];
     if (!apiKey && production) throw new StartupError(`Configuration error: ${d.apiKeyEnv} is missing (key of deployment ${d.id}); production refuses to start without provider credentials`);
-    return { ...d, promptFilter: d.promptFilter ?? d.provider === 'azure', apiKey: apiKey ?? 'emulator' };
+    return { ...d, apiKey: apiKey ?? 'emulator' };
   });
 }

@@ -16,5 +16,8 @@ const coalescing = (lingerMs: number): Coalescing<StreamFrame> => ({
 
 /** The frames of one answer to the gateway's relay that asked for it (`target` from the RPC). */
 export function openFrameStream(nats: NatsConnection, config: ChatConfig, target: { subject: string; window: number }): StreamPublisher<StreamFrame> {
-  return new StreamPublisher<StreamFrame>(nats, withPrefix(config.NATS_SUBJECT_PREFIX, target.subject), target.window, config.STREAM_ACK_TIMEOUT_MS, coalescing(config.STREAM_COALESCE_MS));
+  return new StreamPublisher<StreamFrame>(nats, withPrefix(config.NATS_SUBJECT_PREFIX, target.subject), target.window, config.STREAM_ACK_TIMEOUT_MS, coalescing(config.STREAM_COALESCE_MS), {
+    everyMs: config.STREAM_HEARTBEAT_MS,
+    frame: { type: 'heartbeat' },
+  });
 }

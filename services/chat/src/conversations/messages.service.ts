@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { countTokens } from 'gpt-tokenizer';
 import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
 import { OUTBOX_COLUMNS, type StreamPublisher } from '@ally/messaging';
-import { queryPrepared } from '@ally/persistence';
+import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
 import { CompletionService, type CompletionResult, type Plan } from '../completions/completion.service.js';
@@ -15,8 +15,6 @@ import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher, type UserKey } from '../crypto/content-cipher.service.js';
 import { PolicyService, policyColumns, type PolicyRows } from '../policy/policy.service.js';
-
-const HEARTBEAT_MS = 10_000;
 
 interface Turn {
   conversationId: string;
@@ -92,20 +90,15 @@ export class MessagesService {
 
   private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>): Promise<void> {
     let text = '';
-    let lastSent = Date.now();
     const progress: { deployment?: Deployment } = {};
-    const heartbeat = setInterval(() => {
-      if (Date.now() - lastSent >= HEARTBEAT_MS) void publisher.send({ type: 'heartbeat' }).catch(() => undefined);
-    }, HEARTBEAT_MS);
     try {
       const result = await this.completions.stream(
         turn.plan,
         {
           start: (residency) => publisher.send({ type: 'start', residency }),
-          delta: async (delta) => {
+          delta: (delta) => {
             text += delta;
-            await publisher.send({ type: 'delta', text: delta });
-            lastSent = Date.now();
+            return publisher.send({ type: 'delta', text: delta });
           },
         },
         publisher.abort.signal,
@@ -123,8 +116,6 @@ export class MessagesService {
       }
       const problem = isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger);
       publisher.finish({ type: 'error', problem });
-    } finally {
-      clearInterval(heartbeat);
     }
   }
 
@@ -137,7 +128,7 @@ export class MessagesService {
     const [row] = await queryPrepared<TurnRow>(this.ds, 'chat_turn', TURN_SQL, [input.conversationId, actor.userId]);
     if (!row || (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace)) throw new ProblemError(404, 'Conversation not found');
     const policy = await this.policies.fromRows(actor, row.workspace, row);
-    const key = await this.cipher.userKey(this.ds.manager, actor.userId, row.wrapped);
+    const key = await this.cipher.userKey(this.ds.manager, actor.userId, row.wrapped, row.id);
     const messages: PromptMessage[] = [];
     if (row.assistant) messages.push({ role: 'system', content: row.assistant.instructions });
     for (const m of row.history) messages.push({ role: m.role, content: key.open(Buffer.from(m.content, 'base64')) });
@@ -164,6 +155,7 @@ export class MessagesService {
       residency: result.residency,
       ...(status !== 'complete' ? { status } : {}),
     };
+    const erased = () => new ProblemError(410, 'This conversation was erased while the answer was written');
     const [{ saved }] = await queryPrepared<{ saved: number }>(this.ds, 'chat_save_turn', SAVE_SQL, [
       randomUUID(),
       answer.id,
@@ -179,8 +171,11 @@ export class MessagesService {
       status,
       new Date(now + 1),
       ...this.completions.usageRow(answer.id, turn.plan, result),
-    ]);
-    if (!saved) throw new ProblemError(410, 'This conversation was erased while the answer was written');
+    ]).catch((err) => {
+      // The conversation went in the same moment (an erasure or a delete committing meanwhile).
+      throw isForeignKeyViolation(err) ? erased() : err;
+    });
+    if (!saved) throw erased();
     return answer;
   }
 

@@ -65,10 +65,18 @@ export class ContentCipher {
 
   /**
    * The user's data key from the wrapped form the caller read along with its
-   * own rows (no query of its own); null means there is none yet, and it is created.
+   * own rows (no query of its own). Without one yet, it is created, but only
+   * while the caller's conversation still exists: an erasure that removed it
+   * meanwhile leaves no key of the erased user behind (410 instead).
    */
-  async userKey(em: EntityManager, userId: string, wrapped: Buffer | null): Promise<UserKey> {
-    return new UserKey(userId, wrapped ? this.unwrap(userId, wrapped) : await this.dataKey(em, userId, true));
+  async userKey(em: EntityManager, userId: string, wrapped: Buffer | null, conversationId: string): Promise<UserKey> {
+    if (wrapped) return new UserKey(userId, this.unwrap(userId, wrapped));
+    await em.query(
+      `INSERT INTO data_keys (user_id, wrapped) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $3 AND user_id = $1) ON CONFLICT (user_id) DO NOTHING`,
+      [userId, seal(this.kek, randomBytes(32), `dk:${userId}`), conversationId],
+    );
+    // Another request may have created it first; theirs wins.
+    return new UserKey(userId, await this.dataKey(em, userId, false));
   }
 
   /** Crypto-shredding: without the key, the ciphertext anywhere is noise. */

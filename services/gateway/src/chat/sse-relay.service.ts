@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
@@ -44,19 +44,22 @@ export class SseRelay {
   ): Promise<void> {
     const subject = `ally.stream.gateway.${nuid.next()}`;
     const sub = new StreamSubscriber<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject), IDLE_TIMEOUT_MS, (f) => f.type === 'done' || f.type === 'error');
+    const raw = reply.raw;
+    let finished = false;
+    // Listening from the start: a client gone while chat still decides cancels the call too.
+    raw.once('close', () => {
+      if (!finished) sub.cancel();
+    });
     try {
       await start({ subject, window: WINDOW });
     } catch (err) {
+      finished = true;
       sub.close();
       throw err;
     }
-    const raw = reply.raw;
-    let finished = false;
-    raw.on('close', () => {
-      if (!finished) sub.cancel();
-    });
+    // Gone during the RPC: say it again, now that chat listens for it.
+    if (raw.destroyed) return sub.cancel();
     const open = (residency?: ResidencyReceipt) => {
-      if (raw.headersSent) return;
       reply.hijack();
       raw.writeHead(200, {
         ...(reply.getHeaders() as Record<string, string>),
@@ -69,15 +72,21 @@ export class SseRelay {
     };
     try {
       for await (const frame of sub.frames()) {
-        if (raw.destroyed) break;
-        if (frame.type === 'error' && !raw.headersSent) {
-          const { status, detail, title, type } = frame.problem;
-          throw new ProblemError(status, detail ?? title, { type });
+        if (raw.destroyed) {
+          sub.cancel();
+          break;
         }
-        if (frame.type === 'start') open(frame.residency);
-        else open();
+        if (!raw.headersSent) {
+          if (frame.type === 'error') throw new ProblemError(frame.problem.status, frame.problem.detail ?? frame.problem.title, frame.problem);
+          // The model still thinks: nothing to show, and the answer can still be a plain status.
+          if (frame.type === 'heartbeat') {
+            sub.ack(frame.seq);
+            continue;
+          }
+          open(frame.type === 'start' ? frame.residency : undefined);
+        }
         const text = frame.type === 'heartbeat' ? ': keep-alive\n\n' : format.frame(frame);
-        if (text && !raw.write(text)) await once(raw, 'drain');
+        if (text && !raw.write(text)) await drained(raw);
         if (frame.seq % ACK_EVERY === 0 || frame.type === 'heartbeat') sub.ack(frame.seq);
       }
     } catch (err) {
@@ -90,6 +99,19 @@ export class SseRelay {
       if (raw.headersSent && !raw.destroyed) raw.end();
     }
   }
+}
+
+/** Room in the socket again, or the socket is gone (then `drain` never comes). */
+function drained(raw: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      raw.removeListener('drain', done);
+      raw.removeListener('close', done);
+      resolve();
+    };
+    raw.once('drain', done);
+    raw.once('close', done);
+  });
 }
 
 export const sse = (event: string | null, data: unknown): string => `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`;
