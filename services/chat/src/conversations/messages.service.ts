@@ -5,7 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { countTokens } from 'gpt-tokenizer';
 import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
-import { OUTBOX_COLUMNS, type StreamPublisher } from '@ally/messaging';
+import type { StreamPublisher } from '@ally/messaging';
 import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
@@ -14,7 +14,8 @@ import { openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher, type UserKey } from '../crypto/content-cipher.service.js';
-import { PolicyService, policyColumns, type PolicyRows } from '../policy/policy.service.js';
+import { PolicyService } from '../policy/policy.service.js';
+import { SAVE_SQL, TURN_SQL, type TurnRow } from './turn-statements.js';
 
 interface Turn {
   conversationId: string;
@@ -22,41 +23,6 @@ interface Turn {
   content: string;
   plan: Plan;
 }
-
-interface TurnRow extends PolicyRows {
-  id: string;
-  workspace: string;
-  wrapped: Buffer | null;
-  assistant: { instructions: string; model: string | null } | null;
-  history: { role: 'user' | 'assistant'; content: string }[];
-}
-
-// History is sealed under the owner's key: a conversation holds only its owner's messages.
-const TURN_SQL = `
-  SELECT c.id, c.workspace,
-    (SELECT wrapped FROM data_keys WHERE user_id = $2) AS wrapped,
-    ${policyColumns('$2', 'c.workspace')},
-    (SELECT json_build_object('instructions', a.instructions, 'model', a.model) FROM assistants a
-      WHERE a.id = c.assistant_id AND a.workspace = c.workspace AND (c.workspace <> 'private' OR a.created_by = $2)) AS assistant,
-    (SELECT coalesce(json_agg(json_build_object('role', m.role, 'content', encode(m.content_enc, 'base64')) ORDER BY m.created_at, m.id), '[]')
-      FROM messages m WHERE m.conversation_id = c.id AND m.status = 'complete') AS history
-  FROM conversations c
-  WHERE c.id = $1 AND c.user_id = $2`;
-
-const SAVE_SQL = `
-  WITH saved AS (
-    INSERT INTO messages (id, conversation_id, user_id, role, content_enc, model, prompt_tokens, completion_tokens, residency, status, created_at)
-    SELECT * FROM (VALUES
-      ($1::uuid, $3::uuid, $4::uuid, 'user', $5::bytea, NULL::text, NULL::int, NULL::int, NULL::jsonb, 'complete', $6::timestamptz),
-      ($2::uuid, $3::uuid, $4::uuid, 'assistant', $7::bytea, $8::text, $9::int, $10::int, $11::jsonb, $12::text, $13::timestamptz)) AS m
-    WHERE EXISTS (SELECT 1 FROM data_keys WHERE user_id = $4::uuid) AND EXISTS (SELECT 1 FROM conversations WHERE id = $3::uuid)
-    RETURNING 1
-  ), touched AS (
-    UPDATE conversations SET updated_at = $13 WHERE id = $3 AND EXISTS (SELECT 1 FROM saved)
-  ), usage AS (
-    INSERT INTO outbox (${OUTBOX_COLUMNS}) SELECT $14::uuid, $15, $16, $17::jsonb WHERE EXISTS (SELECT 1 FROM saved)
-  )
-  SELECT count(*)::int AS saved FROM saved`;
 
 /** A user message and the assistant's answer, stored encrypted with the residency receipt. */
 @Injectable()

@@ -1,0 +1,47 @@
+import { OUTBOX_COLUMNS } from '@ally/messaging';
+import { policyColumns, type PolicyRows } from '../policy/policy.service.js';
+
+/** What `TURN_SQL` answers: the conversation and everything a turn in it needs. */
+export interface TurnRow extends PolicyRows {
+  id: string;
+  workspace: string;
+  wrapped: Buffer | null;
+  assistant: { instructions: string; model: string | null } | null;
+  history: { role: 'user' | 'assistant'; content: string }[];
+}
+
+/**
+ * One read for a turn ($1 conversation, $2 the caller): the conversation, only
+ * if it is the caller's; the wrapped data key; the routing policy's replica
+ * rows; the assistant, if usable; the history, sealed under the owner's key
+ * (a conversation holds only its owner's messages).
+ */
+export const TURN_SQL = `
+  SELECT c.id, c.workspace,
+    (SELECT wrapped FROM data_keys WHERE user_id = $2) AS wrapped,
+    ${policyColumns('$2', 'c.workspace')},
+    (SELECT json_build_object('instructions', a.instructions, 'model', a.model) FROM assistants a
+      WHERE a.id = c.assistant_id AND a.workspace = c.workspace AND (c.workspace <> 'private' OR a.created_by = $2)) AS assistant,
+    (SELECT coalesce(json_agg(json_build_object('role', m.role, 'content', encode(m.content_enc, 'base64')) ORDER BY m.created_at, m.id), '[]')
+      FROM messages m WHERE m.conversation_id = c.id AND m.status = 'complete') AS history
+  FROM conversations c
+  WHERE c.id = $1 AND c.user_id = $2`;
+
+/**
+ * One write for a turn: question, answer, the conversation's time and the usage
+ * event; nothing when the data key or the conversation is gone (an erasure won).
+ */
+export const SAVE_SQL = `
+  WITH saved AS (
+    INSERT INTO messages (id, conversation_id, user_id, role, content_enc, model, prompt_tokens, completion_tokens, residency, status, created_at)
+    SELECT * FROM (VALUES
+      ($1::uuid, $3::uuid, $4::uuid, 'user', $5::bytea, NULL::text, NULL::int, NULL::int, NULL::jsonb, 'complete', $6::timestamptz),
+      ($2::uuid, $3::uuid, $4::uuid, 'assistant', $7::bytea, $8::text, $9::int, $10::int, $11::jsonb, $12::text, $13::timestamptz)) AS m
+    WHERE EXISTS (SELECT 1 FROM data_keys WHERE user_id = $4::uuid) AND EXISTS (SELECT 1 FROM conversations WHERE id = $3::uuid)
+    RETURNING 1
+  ), touched AS (
+    UPDATE conversations SET updated_at = $13 WHERE id = $3 AND EXISTS (SELECT 1 FROM saved)
+  ), usage AS (
+    INSERT INTO outbox (${OUTBOX_COLUMNS}) SELECT $14::uuid, $15, $16, $17::jsonb WHERE EXISTS (SELECT 1 FROM saved)
+  )
+  SELECT count(*)::int AS saved FROM saved`;
