@@ -56,10 +56,11 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     const sessionId = checkout.body.url.split('/').pop();
     stripe.completeCheckout(sessionId);
     await stripe.flushWebhooks();
+    // Active, with a seat per member (the second member's join may reach billing just after Checkout).
     const sub = await waitFor(async () => {
       const r = await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken);
-      return r.body.status === 'active' ? r.body : undefined;
-    }, 'the subscription to become active');
+      return r.body.status === 'active' && r.body.seats === 2 ? r.body : undefined;
+    }, 'the subscription to become active with two seats');
     expect(sub).toMatchObject({ plan: 'team', seats: 2 });
 
     // A third member: the seat count follows at Stripe.
