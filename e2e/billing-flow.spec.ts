@@ -92,6 +92,24 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     expect(invoices.body.data[0]).toMatchObject({ status: 'paid', currency: 'eur' });
   });
 
+  it('bills a member who joined while Checkout was open from the moment the subscription starts', async () => {
+    const owner = await register('jonas@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Kranich Logistik GmbH' }, owner.accessToken)).body;
+    const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'team' }, owner.accessToken);
+    expect(checkout.status).toBe(200); // one seat: the owner
+    await join(owner.accessToken, org.id, 'lina@example.eu');
+    await waitFor(async () => ((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.seats === 2 ? true : undefined), 'billing to count the new member');
+
+    stripe.completeCheckout(checkout.body.url.split('/').pop());
+    await stripe.flushWebhooks();
+    const sub = await waitFor(async () => {
+      await stripe.flushWebhooks();
+      const r = await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken);
+      return r.body.status === 'active' && r.body.seats === 2 ? r.body : undefined;
+    }, 'the subscription to hold both members');
+    expect(sub).toMatchObject({ plan: 'team', seats: 2 });
+  });
+
   it('applies a webhook delivered 20 times once, ignores a late older update, and refuses a bad signature', async () => {
     const owner = await register('lena@example.eu');
     const org = (await http.post('/v1/orgs', { name: 'Lena Studio' }, owner.accessToken)).body;

@@ -24,4 +24,9 @@ export class StripeClient {
     });
     if (this.emulated) logger.info({ stripe: config.STRIPE_API_URL }, `${config.NODE_ENV}: no STRIPE_SECRET_KEY, billing talks to the Stripe emulator`);
   }
+
+  /** A subscription's quantity to the member count (at least one seat), prorated. */
+  setSeats(subscriptionId: string, itemId: string, members: number, idempotencyKey: string): Promise<Stripe.Subscription> {
+    return this.stripe.subscriptions.update(subscriptionId, { items: [{ id: itemId, quantity: Math.max(1, members) }], proration_behavior: 'create_prorations' }, { idempotencyKey });
+  }
 }

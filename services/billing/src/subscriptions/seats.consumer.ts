@@ -8,7 +8,8 @@ import { LIVE_STATUSES } from './subscriptions.service.js';
 /**
  * Seats follow the organisation's member count: identity's member events
  * update the count, and a live subscription's quantity at Stripe (the event
- * id as idempotency key, so a redelivery changes nothing twice).
+ * id as idempotency key, so a redelivery changes nothing twice). A member who
+ * joined while Checkout was open is caught up by the subscription's webhook.
  */
 @Injectable()
 export class SeatsConsumer {
@@ -28,10 +29,6 @@ export class SeatsConsumer {
     );
     const [sub] = await em.query(`SELECT stripe_subscription_id, stripe_item_id, status, seats FROM subscriptions WHERE workspace = $1`, [d.orgId]);
     if (!sub || !LIVE_STATUSES.includes(sub.status) || !sub.stripe_item_id || sub.seats === d.memberCount) return;
-    await this.stripe.stripe.subscriptions.update(
-      sub.stripe_subscription_id,
-      { items: [{ id: sub.stripe_item_id, quantity: Math.max(1, d.memberCount) }], proration_behavior: 'create_prorations' },
-      { idempotencyKey: `seats:${event.id}` },
-    );
+    await this.stripe.setSeats(sub.stripe_subscription_id, sub.stripe_item_id, d.memberCount, `seats:${event.id}`);
   }
 }

@@ -9,6 +9,7 @@ import { LOGGER } from '@ally/platform';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
+import { LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
 
 type ThinNotification = { id: string; type: string; data?: Record<string, unknown>; fetchEvent(): Promise<unknown> };
 type Handler = (em: EntityManager, event: Stripe.Event) => Promise<void>;
@@ -139,6 +140,11 @@ export class StripeWebhookService {
       return;
     }
     await this.outbox.append(em, 'billing.subscription.changed', { workspace, plan, status: sub.status, seats: item?.quantity ?? 1, ownerEmail: null, locale: 'de' });
+    // Checkout took the member count of its moment; members who joined since are billed from now on.
+    const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1`, [workspace]);
+    if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== (item.quantity ?? 1)) {
+      await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:v${version}`);
+    }
   }
 
   private async invoice(em: EntityManager, inv: Stripe.Invoice, version: number, failed = false): Promise<void> {
