@@ -17,18 +17,31 @@ interface Limits {
 
 const FREE = (): Limits => ({ plan: 'free', seats: 1, memberCaps: new Map() });
 
+/** How long a sequence number missing from the ledger is looked for again (an insert still uncommitted). */
+const GAP_TTL_MS = 10 * 60_000;
+const MAX_GAPS = 100_000;
+/** At a start, numbers this far below the month's first visible row are looked for too (inserts in flight then). */
+const START_LOOKBACK = 1_000;
+
 /**
  * Answers "may this user spend tokens in this workspace now?" from memory:
  * usage totals per workspace and per member for the current month, kept
  * current by tailing the ledger (by its sequence) every QUOTA_REFRESH_MS, so
  * every replica sees every replica's ingest; plans, seats and caps refreshed
  * on the same beat. No SUM per request.
+ *
+ * A sequence number is taken at insert, not at commit: with two replicas
+ * writing, seq 11 can be visible before seq 10. A number skipped by the tail
+ * is remembered as a gap and asked for again until it appears (or 10 minutes
+ * pass: a rolled-back insert never does), so no usage is lost.
  */
 @Injectable()
 export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly used = new Map<string, number>();
   private limits = new Map<string, Limits>();
   private lastSeq = 0;
+  /** Skipped sequence numbers below lastSeq, with when they were first missed. */
+  private readonly gaps = new Map<number, number>();
   private period = currentPeriod();
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
@@ -82,18 +95,32 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
       // A new month starts from zero.
       this.period = period;
       this.used.clear();
+      this.gaps.clear();
       this.lastSeq = 0;
     }
-    const rows: { workspace: string; user_id: string; tokens: string; max_seq: string }[] = await this.ds.query(
-      `SELECT workspace, user_id, sum(tokens) AS tokens, max(seq) AS max_seq FROM ledger WHERE seq > $1 AND period = $2 GROUP BY workspace, user_id`,
-      [this.lastSeq, period],
+    if (this.lastSeq === 0) {
+      // Start near this month's first visible row: far earlier numbers are other months, not gaps.
+      const [first] = await this.ds.query(`SELECT min(seq) AS seq FROM ledger WHERE period = $1`, [period]);
+      if (first?.seq != null) this.lastSeq = Math.max(0, Number(first.seq) - 1 - START_LOOKBACK);
+    }
+    const rows: { seq: string; workspace: string; user_id: string; tokens: string }[] = await this.ds.query(
+      `SELECT seq, workspace, user_id, tokens FROM ledger WHERE period = $2 AND (seq > $1 OR seq = ANY($3::bigint[])) ORDER BY seq`,
+      [this.lastSeq, period, [...this.gaps.keys()]],
     );
+    const seen = new Set<number>();
     for (const r of rows) {
+      const seq = Number(r.seq);
+      if (seq <= this.lastSeq && !this.gaps.delete(seq)) continue;
+      seen.add(seq);
       const n = Number(r.tokens);
       this.used.set(r.workspace, (this.used.get(r.workspace) ?? 0) + n);
       this.used.set(`${r.workspace}|${r.user_id}`, (this.used.get(`${r.workspace}|${r.user_id}`) ?? 0) + n);
-      this.lastSeq = Math.max(this.lastSeq, Number(r.max_seq));
     }
+    const top = rows.length ? Math.max(this.lastSeq, Number(rows.at(-1)!.seq)) : this.lastSeq;
+    const now = Date.now();
+    for (let seq = this.lastSeq + 1; seq < top; seq++) if (!seen.has(seq)) this.gaps.set(seq, now);
+    this.lastSeq = top;
+    for (const [seq, since] of this.gaps) if (now - since > GAP_TTL_MS || this.gaps.size > MAX_GAPS) this.gaps.delete(seq);
     const limits = new Map<string, Limits>();
     const subs = await this.ds.query(`SELECT workspace, plan, status, seats FROM subscriptions`);
     for (const s of subs) if (LIVE_STATUSES.includes(s.status)) limits.set(s.workspace, { plan: s.plan, seats: s.seats, memberCaps: new Map() });

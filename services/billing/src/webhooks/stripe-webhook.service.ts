@@ -25,9 +25,9 @@ export class StripeWebhookService {
   readonly outbox = new Outbox('billing', BillingEvents);
   private readonly handlers: Record<string, Handler> = {
     'checkout.session.completed': (em, e) => this.checkoutCompleted(em, e.data.object as Stripe.Checkout.Session),
-    'customer.subscription.created': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created),
-    'customer.subscription.updated': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created),
-    'customer.subscription.deleted': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created),
+    'customer.subscription.created': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created, e.id),
+    'customer.subscription.updated': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created, e.id),
+    'customer.subscription.deleted': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created, e.id),
     'invoice.paid': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created),
     'invoice.finalized': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created),
     'invoice.payment_failed': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created, true),
@@ -111,7 +111,7 @@ export class StripeWebhookService {
     await em.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, '00000000-0000-0000-0000-000000000000') ON CONFLICT DO NOTHING`, [workspace, customer]);
   }
 
-  private async subscriptionChanged(em: EntityManager, sub: Stripe.Subscription, version: number): Promise<void> {
+  private async subscriptionChanged(em: EntityManager, sub: Stripe.Subscription, version: number, eventId: string): Promise<void> {
     const customer = typeof sub.customer === 'string' ? sub.customer : sub.customer.id;
     // A subscription we already hold keeps its row, also one pseudonymised by an erasure.
     const [known] = await em.query(`SELECT workspace FROM subscriptions WHERE stripe_subscription_id = $1`, [sub.id]);
@@ -143,7 +143,7 @@ export class StripeWebhookService {
     // Checkout took the member count of its moment; members who joined since are billed from now on.
     const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1`, [workspace]);
     if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== (item.quantity ?? 1)) {
-      await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:v${version}`);
+      await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${eventId}`);
     }
   }
 
