@@ -266,4 +266,17 @@ describe('privacy through the gateway, against every real service', () => {
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).toEqual([]);
     expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'reject', reason: 'again' }, cora)).status).toBe(409);
   });
+
+  it('takes data-subject requests only from a signed-in person, not an API key, and refuses a forged cursor with 400', async () => {
+    const ida = await register('ida.schluessel@example.eu', 'Ida', 'Schlüssel');
+    const key = (await http.post('/v1/me/api-keys', { name: 'script', workspace: 'private' }, ida.accessToken)).body.key;
+    for (const type of ['access', 'erasure']) expect((await http.post('/v1/privacy/requests', { type }, key)).status).toBe(403);
+    expect((await http.get('/v1/privacy/requests', key)).status).toBe(403);
+    expect(await env.sql(`SELECT 1 FROM privacy.requests WHERE user_id = $1`, [ida.user.id])).toEqual([]);
+
+    const forged = Buffer.from(`1|${'a'.repeat(36)}`).toString('base64url');
+    const res = await http.get(`/v1/privacy/requests?cursor=${forged}`, ida.accessToken);
+    expect(res.status).toBe(400);
+    expect(res.body.errors).toEqual([expect.objectContaining({ field: 'cursor' })]);
+  });
 });

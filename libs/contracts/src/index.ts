@@ -1,6 +1,7 @@
 export * from './common/envelope.js';
 export * from './common/subjects.js';
 export * from './common/problem.js';
+export * from './common/cursor.js';
 export * from './common/validation.js';
 export * from './common/rpc.js';
 export * from './common/data-categories.js';

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { decodeCursor, encodeCursor, ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
@@ -52,7 +52,7 @@ export class ConversationsService {
     const page = rows.slice(0, limit);
     const data = await Promise.all(page.map((r) => this.toConversation(this.ds.manager, r)));
     const last = page.at(-1);
-    return { data, nextCursor: rows.length > limit && last ? encodeCursor(last) : null };
+    return { data, nextCursor: rows.length > limit && last ? encodeCursor(last.updatedAt, last.id) : null };
   }
 
   async get(actor: Actor, id: string): Promise<ConversationWithMessages> {
@@ -99,15 +99,4 @@ export class ConversationsService {
       updatedAt: c.updatedAt.toISOString(),
     };
   }
-}
-
-const encodeCursor = (c: ConversationEntity) => Buffer.from(`${c.updatedAt.toISOString()}|${c.id}`).toString('base64url');
-
-function decodeCursor(cursor?: string): { at: string; id: string } | undefined {
-  if (!cursor) return undefined;
-  const [at, id] = Buffer.from(cursor, 'base64url').toString().split('|');
-  if (!at || !id || Number.isNaN(Date.parse(at)) || !/^[0-9a-f-]{36}$/.test(id)) {
-    throw new ProblemError(400, 'Invalid cursor', { errors: [{ field: 'cursor', message: 'is not a cursor this API gave out' }] });
-  }
-  return { at, id };
 }

@@ -49,8 +49,25 @@ export class NotFound extends ProblemError {
   }
 }
 
+export class SignedInSessionRequired extends ProblemError {
+  constructor() {
+    super(403, 'Data-subject requests and compliance decisions need a signed-in session, not an API key');
+  }
+}
+
+/**
+ * A person at the keyboard, not an API key: a key is scoped to one workspace
+ * and made for programs, while a request covers the whole account (export,
+ * erasure) or decides someone else's.
+ */
+export function requireSignedIn(actor: Actor): Actor {
+  if (actor.apiKeyWorkspace) throw new SignedInSessionRequired();
+  return actor;
+}
+
 /** The `/v1/admin/privacy/*` guard, repeated here so a caller that bypasses the gateway is refused too. */
 export function requireCompliance(actor: Actor): Actor {
+  requireSignedIn(actor);
   if (!actor.platformRoles?.includes('compliance')) throw new ComplianceRoleRequired();
   return actor;
 }

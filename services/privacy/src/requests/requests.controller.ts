@@ -3,7 +3,10 @@ import { MessagePattern, Payload } from '@nestjs/microservices';
 import { actorOf, parseInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
 import { DownloadsService } from '../exports/downloads.service.js';
 import { SagaWorker } from '../sagas/saga-worker.js';
+import { requireSignedIn } from '../common/privacy-errors.js';
 import { RequestsService } from './requests.service.js';
+
+const subject = (req: RpcRequest) => requireSignedIn(actorOf(req));
 
 /** A data subject's own requests and downloads: every handler works on the caller's data only. */
 @Controller()
@@ -16,7 +19,7 @@ export class RequestsController {
 
   @MessagePattern(PrivacyRpc.createRequest.subject)
   async create(@Payload() req: RpcRequest) {
-    const actor = actorOf(req);
+    const actor = subject(req);
     const created = await this.requests.create(actor, parseInput(PrivacyRpc.createRequest.input, req.input));
     setImmediate(() => this.worker.wake());
     return created;
@@ -25,23 +28,23 @@ export class RequestsController {
   @MessagePattern(PrivacyRpc.listRequests.subject)
   list(@Payload() req: RpcRequest) {
     const { limit, cursor } = parseInput(PrivacyRpc.listRequests.input, req.input, 'query');
-    return this.requests.listOwn(actorOf(req), limit, cursor);
+    return this.requests.listOwn(subject(req), limit, cursor);
   }
 
   @MessagePattern(PrivacyRpc.getRequest.subject)
   get(@Payload() req: RpcRequest) {
-    return this.requests.getOwn(actorOf(req), parseInput(PrivacyRpc.getRequest.input, req.input).id);
+    return this.requests.getOwn(subject(req), parseInput(PrivacyRpc.getRequest.input, req.input).id);
   }
 
   @MessagePattern(PrivacyRpc.download.subject)
   download(@Payload() req: RpcRequest) {
     const { id, format } = parseInput(PrivacyRpc.download.input, req.input, 'query');
-    return this.downloads.describe(actorOf(req), id, format);
+    return this.downloads.describe(subject(req), id, format);
   }
 
   @MessagePattern(PrivacyRpc.downloadPart.subject)
   part(@Payload() req: RpcRequest) {
     const { id, format, part } = parseInput(PrivacyRpc.downloadPart.input, req.input);
-    return this.downloads.part(actorOf(req), id, format, part);
+    return this.downloads.part(subject(req), id, format, part);
   }
 }

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { PROCESSORS, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
+import { decodeCursor, encodeCursor, PROCESSORS, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
 import type { PlannedStep } from './request-plan.js';
 
 export interface RequestRow {
@@ -42,15 +42,6 @@ interface NoticeRow {
 }
 
 const iso = (d: Date | null): string | null => (d ? new Date(d).toISOString() : null);
-
-/** Keyset cursor over (created_at, id), newest first. */
-const encodeCursor = (r: RequestRow) => Buffer.from(`${new Date(r.created_at).toISOString()}|${r.id}`).toString('base64url');
-function decodeCursor(cursor?: string): [string, string] | null {
-  if (!cursor) return null;
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (!at || !id || Number.isNaN(Date.parse(at)) || !/^[0-9a-f-]{36}$/i.test(id)) return null;
-  return [at, id];
-}
 
 /** Data-subject requests, their steps and processor notices. */
 @Injectable()
@@ -96,17 +87,18 @@ export class RequestsRepository {
   }
 
   private async page(where: string, params: unknown[], limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    // Keyset over (created_at, id), newest first.
     const after = decodeCursor(cursor);
     const p = [...params];
     let keyset = '';
     if (after) {
-      p.push(after[0], after[1]);
+      p.push(after.at, after.id);
       keyset = ` AND (created_at, id) < ($${p.length - 1}::timestamptz, $${p.length}::uuid)`;
     }
     const rows: RequestRow[] = await this.ds.query(`SELECT * FROM requests WHERE ${where}${keyset} ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`, p);
     const more = rows.length > limit;
     const data = await this.views(rows.slice(0, limit));
-    return { data, nextCursor: more ? encodeCursor(rows[limit - 1]) : null };
+    return { data, nextCursor: more ? encodeCursor(new Date(rows[limit - 1].created_at), rows[limit - 1].id) : null };
   }
 
   async views(rows: RequestRow[]): Promise<PrivacyRequestView[]> {
