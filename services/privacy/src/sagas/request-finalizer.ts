@@ -96,6 +96,12 @@ export class RequestFinalizer {
       await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE user_id = $1`, [userId]);
       await em.query(`UPDATE legal_holds SET user_id = NULL WHERE user_id = $1 AND released_at IS NOT NULL`, [userId]);
       await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+      // The subject's other open requests cannot go on without them: they end, said why (and audited).
+      const open: RequestRow[] = await em.query(`SELECT * FROM requests WHERE user_id = $1 AND id <> $2 AND status IN ('received', 'in_progress')`, [userId, req.id]);
+      for (const other of open) {
+        await em.query(`UPDATE request_steps SET status = 'failed', lease_until = NULL, last_error = 'subject erased' WHERE request_id = $1 AND status IN ('pending', 'running')`, [other.id]);
+        await this.fail(em, other, `The subject was erased (request ${req.id}) before this request was done`);
+      }
       await em.query(`UPDATE requests SET user_id = NULL, updated_at = now() WHERE user_id = $1`, [userId]);
       affected.privacy = { 'export-packages': Number(packages ?? 0) };
     }
