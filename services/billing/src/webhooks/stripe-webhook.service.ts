@@ -67,14 +67,35 @@ export class StripeWebhookService {
       if (err instanceof ProblemError) throw err;
       throw new ProblemError(400, `Invalid Stripe webhook: ${(err as Error).message.split('\n')[0]}`);
     }
+    const current = await this.withCurrentObject(event);
     return this.ds.transaction(async (em) => {
       const fresh = await em.query(`INSERT INTO processed_webhooks (event_id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [event.id, event.type]);
       if (fresh.length === 0) return { received: true as const, duplicate: true };
       const handler = this.handlers[event.type];
-      if (handler) await handler(em, event);
+      if (handler) await handler(em, current);
       else this.logger.debug({ type: event.type }, 'stripe event ignored');
       return { received: true as const, duplicate: false };
     });
+  }
+
+  /**
+   * Stripe does not promise the order of events, and two of the same second tie
+   * on `created` (the version we keep): for a subscription or an invoice the
+   * object is read from Stripe as it is now, so whichever event comes last,
+   * what is stored is Stripe's current state. One Stripe no longer has (404)
+   * is taken as the event says; any other failure is a 503, and Stripe retries.
+   */
+  private async withCurrentObject(event: Stripe.Event): Promise<Stripe.Event> {
+    const object = (event.data as { object?: { id?: string; object?: string } } | undefined)?.object;
+    if (!this.handlers[event.type] || !object?.id || (object.object !== 'subscription' && object.object !== 'invoice')) return event;
+    try {
+      const now: unknown = object.object === 'subscription' ? await this.stripe.stripe.subscriptions.retrieve(object.id) : await this.stripe.stripe.invoices.retrieve(object.id);
+      return { ...event, data: { ...event.data, object: now } } as unknown as Stripe.Event;
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return event;
+      this.logger.warn({ err: String(err), eventId: event.id }, 'could not read the current object from Stripe');
+      throw new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
+    }
   }
 
   /**
