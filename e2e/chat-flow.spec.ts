@@ -76,7 +76,11 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
   });
 
   it('stores no plaintext, and after erasure the content cannot be decrypted even from an earlier copy', async () => {
-    const id = await conversation();
+    // A subject of their own: erased at the end, and refused by chat from then on.
+    const reg = await http.post('/v1/auth/register', { email: 'greta@example.eu', password: PASSWORD, firstName: 'Greta', lastName: 'Licht' });
+    const [token, userId] = [reg.body.accessToken as string, reg.body.user.id as string];
+    const id = await conversation('private', token);
+    await conversation('private', token); // a second one, empty: the export holds both
     await http.post(`/v1/conversations/${id}/messages`, { content: 'Geheimprojekt Nordlicht' }, token);
     const copy = await env.sql(`SELECT content_enc FROM chat.messages WHERE conversation_id = $1`, [id]);
     expect(copy.length).toBe(2);
@@ -109,6 +113,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const keys = await env.sql(`SELECT * FROM chat.data_keys WHERE user_id = $1`, [userId]);
     expect(keys).toEqual([]);
     expect(copy[0].content_enc.toString('utf8')).not.toContain('Nordlicht');
+    expect((await http.post('/v1/conversations', { workspace: 'private' }, token)).status).toBe(410);
   });
 
   it('lets non-EU models serve a user who turned the restriction off, but an organisation enforcing EU-only still wins for its workspace', async () => {

@@ -27,6 +27,7 @@ describe('privacy through the gateway, against every real service', () => {
   let brevo: BrevoEmulator;
   let identity: RunningService;
   let chat: RunningService;
+  let billing: RunningService;
   let http: ReturnType<typeof httpClient>;
 
   beforeAll(async () => {
@@ -36,7 +37,7 @@ describe('privacy through the gateway, against every real service', () => {
     brevo = await startBrevoEmulator();
     identity = await env.start(identityService);
     chat = await env.start(chatService, CHAT_ENV(llm));
-    await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
+    billing = await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
     await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
     await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
     const base = (await env.start(gatewayService)).url;
@@ -278,5 +279,19 @@ describe('privacy through the gateway, against every real service', () => {
     const res = await http.get(`/v1/privacy/requests?cursor=${forged}`, ida.accessToken);
     expect(res.status).toBe(400);
     expect(res.body.errors).toEqual([expect.objectContaining({ field: 'cursor' })]);
+  });
+
+  it('refuses chat for a subject from the moment chat erased them, while the erasure still waits for other services', async () => {
+    const paula = await register('paula.spaet@example.eu', 'Paula', 'Spät');
+    const conversationId = (await http.post('/v1/conversations', { workspace: 'private' }, paula.accessToken)).body.id;
+    expect((await http.post(`/v1/conversations/${conversationId}/messages`, { content: 'Vorher' }, paula.accessToken)).status).toBe(201);
+    await env.stop(billing); // a slow service of the first phase keeps identity's step (and the login) waiting
+    const erasure = (await http.post('/v1/privacy/requests', { type: 'erasure' }, paula.accessToken)).body;
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.request_steps WHERE request_id = $1 AND service = 'chat' AND status = 'completed'`, [erasure.id])).length > 0, "chat's step");
+    const again = await http.post('/v1/conversations', { workspace: 'private', title: 'Nachher' }, paula.accessToken);
+    expect(again.status).toBe(410);
+    billing = await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [erasure.id])).length > 0, 'the erasure', 30_000);
+    for (const table of ['conversations', 'messages', 'data_keys']) expect(await env.sql(`SELECT 1 FROM chat.${table} WHERE user_id = $1`, [paula.user.id])).toEqual([]);
   });
 });

@@ -91,7 +91,7 @@ export class MessagesService {
    * and the assistant. Refusals rank as before: ownership, then policy.
    */
   private async prepare(actor: Actor, input: { conversationId: string; content: string; model?: string }): Promise<Turn> {
-    const [row] = await queryPrepared<TurnRow>(this.ds, 'chat_turn', TURN_SQL, [input.conversationId, actor.userId]);
+    const [row] = await queryPrepared<TurnRow>(this.ds, 'chat_turn', TURN_SQL, [input.conversationId, actor.userId, this.cipher.erasureMark(actor.userId)]);
     if (!row || (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace)) throw new ProblemError(404, 'Conversation not found');
     const policy = await this.policies.fromRows(actor, row.workspace, row);
     const key = await this.cipher.userKey(this.ds.manager, actor.userId, row.wrapped, row.id);

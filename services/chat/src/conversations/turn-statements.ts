@@ -11,7 +11,7 @@ export interface TurnRow extends PolicyRows {
 }
 
 /**
- * One read for a turn ($1 conversation, $2 the caller): the conversation, only
+ * One read for a turn ($1 conversation, $2 the caller, $3 the caller's erasure mark): the conversation, only
  * if it is the caller's; the wrapped data key; the routing policy's replica
  * rows; the assistant, if usable; the history, sealed under the owner's key
  * (a conversation holds only its owner's messages).
@@ -19,7 +19,7 @@ export interface TurnRow extends PolicyRows {
 export const TURN_SQL = `
   SELECT c.id, c.workspace,
     (SELECT wrapped FROM data_keys WHERE user_id = $2) AS wrapped,
-    ${policyColumns('$2', 'c.workspace')},
+    ${policyColumns('$2', 'c.workspace', '$3')},
     (SELECT json_build_object('instructions', a.instructions, 'model', a.model) FROM assistants a
       WHERE a.id = c.assistant_id AND a.workspace = c.workspace AND (c.workspace <> 'private' OR a.created_by = $2)) AS assistant,
     (SELECT coalesce(json_agg(json_build_object('role', m.role, 'content', encode(m.content_enc, 'base64')) ORDER BY m.created_at, m.id), '[]')

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { ProblemError } from '@ally/contracts';
@@ -72,11 +72,17 @@ export class ContentCipher {
   async userKey(em: EntityManager, userId: string, wrapped: Buffer | null, conversationId: string): Promise<UserKey> {
     if (wrapped) return new UserKey(userId, this.unwrap(userId, wrapped));
     await em.query(
-      `INSERT INTO data_keys (user_id, wrapped) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $3 AND user_id = $1) ON CONFLICT (user_id) DO NOTHING`,
+      // FOR KEY SHARE: an erasure deleting the conversation right now is waited for, then seen.
+      `INSERT INTO data_keys (user_id, wrapped) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $3 AND user_id = $1 FOR KEY SHARE) ON CONFLICT (user_id) DO NOTHING`,
       [userId, seal(this.kek, randomBytes(32), `dk:${userId}`), conversationId],
     );
     // Another request may have created it first; theirs wins.
     return new UserKey(userId, await this.dataKey(em, userId, false));
+  }
+
+  /** How an erased subject is remembered without their id: a hash keyed by the KEK. */
+  erasureMark(userId: string): Buffer {
+    return createHmac('sha256', this.kek).update(`erased:${userId}`).digest();
   }
 
   /** Crypto-shredding: without the key, the ciphertext anywhere is noise. */

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { ContentCipher } from '../crypto/content-cipher.service.js';
 
 export interface RoutingPolicy {
   workspace: string;
@@ -17,6 +18,7 @@ export interface RoutingPolicy {
 
 /** The replica rows one request's policy is made of (see `policyColumns`). */
 export interface PolicyRows {
+  erased: boolean;
   restricted: boolean;
   restrict_to_eu: boolean | null;
   member: boolean;
@@ -27,10 +29,11 @@ export interface PolicyRows {
  * The select list that reads `PolicyRows` for the user and workspace given as
  * SQL expressions, so a caller can read them in the same query as its own rows.
  */
-export function policyColumns(user: string, workspace: string): string {
+export function policyColumns(user: string, workspace: string, erasureMark: string): string {
   // 'private' (or anything not a uuid) is no organisation; the guard keeps the cast from failing.
   const org = `(CASE WHEN ${workspace} ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN ${workspace}::uuid END)`;
-  return `EXISTS (SELECT 1 FROM restrictions WHERE user_id = ${user} AND scope IN ('all', ${workspace})) AS restricted,
+  return `EXISTS (SELECT 1 FROM erased_subjects WHERE mark = ${erasureMark}) AS erased,
+    EXISTS (SELECT 1 FROM restrictions WHERE user_id = ${user} AND scope IN ('all', ${workspace})) AS restricted,
     (SELECT restrict_to_eu FROM user_settings WHERE user_id = ${user}) AS restrict_to_eu,
     EXISTS (SELECT 1 FROM memberships WHERE org_id = ${org} AND user_id = ${user}) AS member,
     (SELECT json_build_object('eu_only', eu_only, 'allowed_models', allowed_models, 'blocked_terms', blocked_terms) FROM org_policies WHERE org_id = ${org}) AS org`;
@@ -46,17 +49,19 @@ export class PolicyService {
   constructor(
     private readonly ds: DataSource,
     private readonly rpc: RpcClient,
+    private readonly cipher: ContentCipher,
   ) {}
 
   async resolve(actor: Actor, workspace: string): Promise<RoutingPolicy> {
     assertKeyScope(actor, workspace);
-    const [rows] = await this.ds.query(`SELECT ${policyColumns('$1::uuid', '$2::text')}`, [actor.userId, workspace]);
+    const [rows] = await this.ds.query(`SELECT ${policyColumns('$1::uuid', '$2::text', '$3::bytea')}`, [actor.userId, workspace, this.cipher.erasureMark(actor.userId)]);
     return this.fromRows(actor, workspace, rows);
   }
 
   /** The policy from rows the caller read with `policyColumns`; refusals rank as in `resolve`. */
   async fromRows(actor: Actor, workspace: string, rows: PolicyRows): Promise<RoutingPolicy> {
     assertKeyScope(actor, workspace);
+    if (rows.erased) throw new ProblemError(410, 'This account was erased');
     if (rows.restricted) {
       throw new ProblemError(403, 'Processing of your data is restricted at your request (Art. 18 GDPR); chat is paused until the restriction is lifted', { type: 'https://ally.eu/problems/processing-restricted' });
     }

@@ -80,6 +80,8 @@ export class ChatPrivacyService {
    */
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em) => {
+      // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
+      if (scope === 'all') await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [this.cipher.erasureMark(userId)]);
       const params = scope === 'all' ? [userId] : [userId, scope];
       const [, messages] = await em.query(
         `DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1 AND ${inScope(scope)})`,
