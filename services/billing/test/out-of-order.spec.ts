@@ -6,15 +6,17 @@ import { signStripePayload, startStripeEmulator, type StripeEmulator } from '@al
 import type { RunningService } from '@ally/platform';
 import { createTestEnv, type TestEnv } from '@ally/testing';
 import { billingService } from '../src/index.js';
+import { BillingPrivacyService } from '../src/privacy/billing-privacy.service.js';
 import { QuotaService } from '../src/quota/quota.service.js';
 import { StripeWebhookService } from '../src/webhooks/stripe-webhook.service.js';
 
 /**
  * Order is not what it seems: a ledger row's number is taken at insert and it
  * becomes visible at commit (two replicas write at once); Stripe does not
- * promise the order of webhooks, and events of one second tie on their time.
+ * promise the order of webhooks, and events of one second tie on their time;
+ * and a step half done is tried again.
  */
-describe('billing when things arrive out of order', () => {
+describe('billing when things arrive out of order or stop half-way', () => {
   let env: TestEnv;
   let stripe: StripeEmulator;
   let billing: RunningService;
@@ -85,5 +87,17 @@ describe('billing when things arrive out of order', () => {
     await deliver('customer.subscription.created', { ...now, status: 'incomplete' }, second);
     const [row] = await env.sql(`SELECT plan, status FROM billing.subscriptions WHERE workspace = $1`, [workspace]);
     expect(row).toEqual({ plan: 'team', status: 'active' });
+  });
+
+  it('tells Stripe of an erasure again when the first try failed after our rows were pseudonymised (Art. 17/19)', async () => {
+    const userId = randomUUID();
+    const customer = await sdk.customers.create({ email: 'erika@example.eu' });
+    await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${userId}`, customer.id, userId]);
+    const privacy = billing.app.get(BillingPrivacyService);
+    stripe.failNext({ status: 500, method: 'DELETE', path: '/v1/customers', times: 3 }); // the SDK's own retries too
+    await expect(privacy.erase(userId, 'all')).rejects.toBeTruthy();
+    const again = await privacy.erase(userId, 'all');
+    expect(again.processorsNotified).toEqual(['stripe']);
+    expect(await sdk.customers.retrieve(customer.id)).toMatchObject({ deleted: true });
   });
 });

@@ -38,7 +38,9 @@ export class BillingPrivacyService {
     const workspaces = this.workspaces(userId, scope);
     const own = workspaceKey('private', userId);
     const alias = pseudonym(userId);
-    const [customer] = scope === 'all' || scope === 'private' ? await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [own]) : [];
+    // Also under the pseudonym: a retry after Stripe failed finds the row already renamed, and tells Stripe again.
+    const [customer] =
+      scope === 'all' || scope === 'private' ? await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace IN ($1, $2)`, [own, alias]) : [];
     const erased = await this.ds.transaction(async (em) => {
       const [, caps] = await em.query(`DELETE FROM caps WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
       // The ledger is booking data: the amounts stay, the person goes.
