@@ -38,6 +38,11 @@ describe('identity answers data-subject requests', () => {
     const member = await rpc.call(IdentityRpc.register, { email: 'stays@example.eu', password: PASSWORD, firstName: 'Stella', lastName: 'Kurz' });
     const org = await rpc.call(IdentityRpc.createOrg, { name: 'Roth & Kurz OHG' }, { actor: { userId: owner.user.id, platformRoles: [] } });
     await env.sql(`INSERT INTO identity.memberships (org_id, user_id, role) VALUES ($1, $2, 'member')`, [org.id, member.user.id]);
+    // An invitation to the subject's address (from another organisation of theirs) carries it: it goes too.
+    await env.sql(
+      `INSERT INTO identity.invitations (id, org_id, email, role, token_hash, invited_by, expires_at) VALUES (gen_random_uuid(), $1, 'Erase@Example.eu', 'member', 'h-erase', $2, now() + interval '1 day')`,
+      [org.id, member.user.id],
+    );
 
     const result = await rpc.call(IdentityPrivacy.erase, { userId: owner.user.id, scope: 'all' });
     expect(result.affected).toEqual({ account: 1, memberships: 1 });
@@ -46,6 +51,7 @@ describe('identity answers data-subject requests', () => {
     expect(await env.sql(`SELECT role FROM identity.memberships WHERE org_id = $1`, [org.id])).toEqual([{ role: 'owner' }]);
     expect(await env.sql(`SELECT * FROM identity.users WHERE id = $1`, [owner.user.id])).toEqual([]);
     expect(await env.sql(`SELECT * FROM identity.login_audit WHERE user_id = $1`, [owner.user.id])).toEqual([]);
+    expect(await env.sql(`SELECT * FROM identity.invitations WHERE lower(email) = 'erase@example.eu'`)).toEqual([]);
     await lastEvent(env, 'identity.user.deleted', (e) => (e.data as { userId: string }).userId === owner.user.id);
     await lastEvent(env, 'identity.member.removed', (e) => (e.data as { userId: string }).userId === owner.user.id);
   });

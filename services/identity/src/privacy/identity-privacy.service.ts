@@ -61,6 +61,8 @@ export class IdentityPrivacyService {
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
       // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
       await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+      // Invitations addressed to the subject carry their address: they go too.
+      await em.query(`DELETE FROM invitations WHERE lower(email) = (SELECT lower(email) FROM users WHERE id = $1)`, [userId]);
       const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);
       // Invitations name an address, not an account: those sent by the user lose the link to them.
       await em.query(`UPDATE invitations SET invited_by = NULL WHERE invited_by = $1`, [userId]);

@@ -89,11 +89,15 @@ export class RequestFinalizer {
     const steps: { service: string; result: Record<string, number> | null }[] = await em.query(`SELECT service, result FROM request_steps WHERE request_id = $1 ORDER BY service`, [req.id]);
     const affected = Object.fromEntries(steps.map((s) => [s.service, s.result ?? {}]));
     const userId = req.user_id;
-    if (userId && req.scope === 'all') {
-      await em.query(`INSERT INTO tombstones (subject_hash, request_id, scope, affected) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [req.subject_hash, req.id, req.scope, JSON.stringify(affected)]);
+    if (userId) {
+      // Any erasure, also of one workspace, voids earlier export packages: they may hold what was erased.
       const [, packages] = await em.query(`DELETE FROM export_packages WHERE user_id = $1`, [userId]);
       await em.query(`DELETE FROM export_parts WHERE request_id IN (SELECT id FROM requests WHERE user_id = $1)`, [userId]);
       await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE user_id = $1`, [userId]);
+      affected.privacy = { 'export-packages': Number(packages ?? 0) };
+    }
+    if (userId && req.scope === 'all') {
+      await em.query(`INSERT INTO tombstones (subject_hash, request_id, scope, affected) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [req.subject_hash, req.id, req.scope, JSON.stringify(affected)]);
       await em.query(`UPDATE legal_holds SET user_id = NULL WHERE user_id = $1 AND released_at IS NOT NULL`, [userId]);
       await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
       // The subject's other open requests cannot go on without them: they end, said why (and audited).
@@ -103,7 +107,6 @@ export class RequestFinalizer {
         await this.fail(em, other, `The subject was erased (request ${req.id}) before this request was done`);
       }
       await em.query(`UPDATE requests SET user_id = NULL, updated_at = now() WHERE user_id = $1`, [userId]);
-      affected.privacy = { 'export-packages': Number(packages ?? 0) };
     }
     await this.complete(em, req, { affected });
   }
