@@ -105,6 +105,10 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const history = exported.categories['chat-history'] as { messages: { content: string }[]; conversations: unknown[] };
     expect(history.messages.filter((m) => m.content === 'Geheimprojekt Nordlicht')).toHaveLength(1101);
     expect(history.conversations.length).toBeGreaterThan(1);
+    // An event not out yet (its subject has no stream here, so it stays unsent) that names the subject.
+    await env.sql(`INSERT INTO chat.outbox (id, subject, type, payload) VALUES (gen_random_uuid(), 'ally.evt.unrouted', 'chat.completion.recorded', $1::jsonb)`, [
+      JSON.stringify({ data: { userId, workspace: 'private', tokens: 7 } }),
+    ]);
     const erased = await rpc.call(privacyRpcs('chat').erase, { userId, scope: 'all' });
     expect(erased.affected['data-keys']).toBe(1);
     await rpc.close();
@@ -114,6 +118,9 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(keys).toEqual([]);
     expect(copy[0].content_enc.toString('utf8')).not.toContain('Nordlicht');
     expect((await http.post('/v1/conversations', { workspace: 'private' }, token)).status).toBe(410);
+    const unsent = await env.sql(`SELECT payload FROM chat.outbox WHERE subject = 'ally.evt.unrouted'`);
+    expect(unsent).toEqual([{ payload: { data: { userId: '00000000-0000-0000-0000-000000000000', workspace: 'private', tokens: 7 } } }]);
+    await env.sql(`DELETE FROM chat.outbox WHERE subject = 'ally.evt.unrouted'`); // it would hold up the relay's queue
   });
 
   it('lets non-EU models serve a user who turned the restriction off, but an organisation enforcing EU-only still wins for its workspace', async () => {

@@ -10,6 +10,9 @@ const EXPORT_PAGE = 1000;
 const inScope = (scope: string) => (scope === 'all' ? `TRUE` : `workspace = $2`);
 
 /** chat's part of data-subject requests: everything of the subject, decrypted; erasure crypto-shreds. */
+/** The user id that events about an erased subject carry instead of theirs (billing pseudonymises to the same). */
+const ERASED_USER = '00000000-0000-0000-0000-000000000000';
+
 @Injectable()
 export class ChatPrivacyService {
   constructor(
@@ -99,6 +102,8 @@ export class ChatPrivacyService {
         await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
         // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
         await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+        // Events not yet out (the usage of a last answer) still go, for the organisation's books, without the person.
+        await em.query(`UPDATE outbox SET payload = replace(payload::text, $1, $2)::jsonb WHERE sent_at IS NULL AND payload::text LIKE '%' || $1 || '%'`, [userId, ERASED_USER]);
       }
       return { service: 'chat', affected: { 'chat-history': Number(messages) + Number(conversations), 'data-keys': keys } };
     });
