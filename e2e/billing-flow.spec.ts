@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import Stripe from 'stripe';
 import { billingService } from '@ally/billing';
 import { chatService } from '@ally/chat';
 import { signStripePayload, startOpenAIEmulator, startStripeEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
@@ -34,6 +35,10 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     await llm?.close();
   });
 
+  const stripeSdk = () => {
+    const url = new URL(stripe.url);
+    return new Stripe('sk_test_emulator', { host: url.hostname, port: Number(url.port), protocol: 'http' });
+  };
   const register = async (email: string) => (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Nora', lastName: 'Vogel' })).body;
   const join = async (ownerToken: string, orgId: string, email: string) => {
     const invite = (await http.post(`/v1/orgs/${orgId}/invitations`, { email, role: 'member' }, ownerToken)).body;
@@ -108,6 +113,24 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
       return r.body.status === 'active' && r.body.seats === 2 ? r.body : undefined;
     }, 'the subscription to hold both members');
     expect(sub).toMatchObject({ plan: 'team', seats: 2 });
+  });
+
+  it('keeps one Checkout open per workspace: the same plan reopens it, another replaces it, and none while a subscription runs', async () => {
+    const owner = await register('hanna@example.eu');
+    const checkout = (plan: string) => http.post('/v1/billing/checkout', { workspace: 'private', plan }, owner.accessToken);
+    const first = await checkout('team');
+    expect(first.status).toBe(200);
+    expect((await checkout('team')).body.url).toBe(first.body.url);
+    const other = await checkout('business');
+    expect(other.body.url).not.toBe(first.body.url);
+    const sessions = await stripeSdk().checkout.sessions.list({ limit: 100 });
+    const mine = sessions.data.filter((x) => x.client_reference_id === `private:${owner.user.id}`);
+    expect(mine.map((x) => x.status).sort()).toEqual(['expired', 'open']);
+
+    stripe.completeCheckout(other.body.url.split('/').pop());
+    await stripe.flushWebhooks();
+    await waitFor(async () => ((await http.get('/v1/billing/subscription?workspace=private', owner.accessToken)).body.status === 'active' ? true : undefined), 'the subscription');
+    expect((await checkout('team')).status).toBe(409);
   });
 
   it('applies a webhook delivered 20 times once, ignores a late older update, and refuses a bad signature', async () => {

@@ -38,6 +38,17 @@ export class SubscriptionsService {
     const current = await this.find(key);
     if (current && LIVE_STATUSES.includes(current.status)) throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
     const customer = await this.customer(key, actor.userId);
+    // One subscription per workspace: none may be running at Stripe (our row can lag behind
+    // its webhook), and one Checkout at a time: the same plan reopens it, another replaces it.
+    const running = await this.stripe.stripe.subscriptions.list({ customer, status: 'all', limit: 100 });
+    if (running.data.some((sub) => !['canceled', 'incomplete_expired'].includes(sub.status))) {
+      throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
+    }
+    const open = await this.stripe.stripe.checkout.sessions.list({ customer, status: 'open', limit: 100 });
+    for (const session of open.data) {
+      if (session.metadata?.plan === plan.id && session.url) return { url: session.url };
+      await this.stripe.stripe.checkout.sessions.expire(session.id);
+    }
     const seats = workspace === 'private' ? 1 : await this.members(key);
     const session = await this.stripe.stripe.checkout.sessions.create(
       {
@@ -46,7 +57,7 @@ export class SubscriptionsService {
         client_reference_id: key,
         line_items: [{ price: plan.stripePriceId, quantity: seats }],
         subscription_data: { metadata: { workspace: key, plan: plan.id } },
-        metadata: { workspace: key },
+        metadata: { workspace: key, plan: plan.id },
         success_url: `${this.config.PUBLIC_BASE_URL}/billing/success?session_id={CHECKOUT_SESSION_ID}`,
         cancel_url: `${this.config.PUBLIC_BASE_URL}/billing/cancelled`,
       },

@@ -153,11 +153,13 @@ export class StripeWebhookService {
          cancel_at_period_end = EXCLUDED.cancel_at_period_end, stripe_version = EXCLUDED.stripe_version,
          ended_at = EXCLUDED.ended_at, updated_at = now()
        WHERE subscriptions.stripe_version <= EXCLUDED.stripe_version
+         -- Another subscription of the workspace takes the row only once the one it holds has ended.
+         AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status NOT IN ('active', 'trialing', 'past_due'))
        RETURNING workspace`,
       [workspace, sub.id, item?.id ?? null, plan, sub.status, item?.quantity ?? 1, periodEnd ?? null, sub.cancel_at_period_end ?? false, version],
     );
     if (result.length === 0) {
-      this.logger.info({ subscription: sub.id, version }, 'an older subscription event arrived late; state kept');
+      this.logger.info({ subscription: sub.id, version }, 'an older subscription event, or one of a second subscription while the first runs; state kept');
       return;
     }
     await this.outbox.append(em, 'billing.subscription.changed', { workspace, plan, status: sub.status, seats: item?.quantity ?? 1, ownerEmail: null, locale: 'de' });
