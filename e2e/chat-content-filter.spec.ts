@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { jetstream } from '@nats-io/jetstream';
+import { createEnvelope, eventSubject, withPrefix } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
@@ -97,5 +100,24 @@ describe('the content filter before any provider', () => {
     const eu = llm.requests({ operation: 'chat.completions' }).at(-1)!;
     expect(eu.endpoint).toBe('gpt-4o-mini-swc');
     expect(JSON.stringify(eu.messages)).toContain('anna@example.eu');
+  });
+
+  it('keeps a restriction (Art. 18) standing when an older one of the same scope is lifted', async () => {
+    const token = await user('rosa@example.eu', true);
+    const id = await conversation(token);
+    const me = (await http.get('/v1/me', token)).body;
+    const js = jetstream(await env.nats());
+    const emit = async (type: 'privacy.subject.restricted' | 'privacy.subject.restriction-lifted', requestId: string) => {
+      const envelope = createEnvelope({ type, source: 'privacy', data: { requestId, userId: me.id, scope: 'all' } });
+      await js.publish(withPrefix(env.prefix, eventSubject(type)), JSON.stringify(envelope), { msgID: envelope.id });
+    };
+    const [older, newer] = [randomUUID(), randomUUID()];
+    await emit('privacy.subject.restricted', older);
+    await emit('privacy.subject.restricted', newer);
+    await emit('privacy.subject.restriction-lifted', older);
+    await waitFor(async () => ((await env.sql(`SELECT request_id FROM chat.restrictions WHERE user_id = $1`, [me.id])).length === 1 ? true : undefined), 'the lift to reach chat');
+    expect((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token)).status).toBe(403);
+    await emit('privacy.subject.restriction-lifted', newer);
+    await waitFor(async () => ((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token)).status === 201 ? true : undefined), 'chat to resume');
   });
 });

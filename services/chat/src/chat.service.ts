@@ -8,6 +8,7 @@ import { DataKeyEntity } from './crypto/data-key.entity.js';
 import { InitialSchema1764400000000 } from './migrations/1764400000000-initial-schema.js';
 import { Restrictions1764700000000 } from './migrations/1764700000000-restrictions.js';
 import { ErasedSubjects1764900000000 } from './migrations/1764900000000-erased-subjects.js';
+import { RestrictionsByRequest1765000000000 } from './migrations/1765000000000-restrictions-by-request.js';
 
 /** chat: conversations, assistants, and LLM routing that keeps EU users in the EU. */
 export const chatService: ServiceDefinition<ChatConfig> = {
@@ -16,7 +17,7 @@ export const chatService: ServiceDefinition<ChatConfig> = {
   database: {
     schema: 'chat',
     entities: [ConversationEntity, MessageEntity, AssistantEntity, DataKeyEntity],
-    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000],
+    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000],
   },
   module: (ctx) => ChatModule.forRoot(ctx),
 };

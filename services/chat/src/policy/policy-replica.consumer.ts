@@ -32,8 +32,9 @@ const APPLY: Record<string, Handler> = {
   'identity.member.removed': (em, d) => em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [d.orgId, d.userId]),
   // Art. 18: the subject's data may only be stored; chat stops processing it in that scope.
   'privacy.subject.restricted': (em, d) =>
-    em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [d.userId, d.scope, d.requestId]),
-  'privacy.subject.restriction-lifted': (em, d) => em.query(`DELETE FROM restrictions WHERE user_id = $1 AND scope = $2`, [d.userId, d.scope]),
+    em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING`, [d.userId, d.scope, d.requestId]),
+  // Only the lifted request's: another restriction of the same scope still stands.
+  'privacy.subject.restriction-lifted': (em, d) => em.query(`DELETE FROM restrictions WHERE request_id = $1`, [d.requestId]),
 };
 
 const SCHEMAS: Record<string, { parse(v: unknown): unknown }> = { ...IdentityEvents, ...PrivacyEvents };
