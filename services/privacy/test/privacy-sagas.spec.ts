@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
+import { DataSource } from 'typeorm';
 import { PrivacyRpc, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { privacyService } from '../src/privacy.service.js';
 import { AuditTrail } from '../src/audit/audit-trail.service.js';
+import { RequestsService } from '../src/requests/requests.service.js';
 import { FakeServices } from './fake-services.js';
 
 const FAST = {
@@ -212,5 +214,14 @@ describe('privacy sagas against services on the wire', () => {
     expect((await retentionRun()).heldUserIds).toContain(subject.userId);
     await rpc.call(PrivacyRpc.decide, { id: restriction.id, decision: 'lift', reason: 'accuracy verified' }, { actor: compliance });
     expect((await retentionRun()).heldUserIds).not.toContain(subject.userId);
+  });
+
+  it('records no rectification that arrives after the subject was erased', async () => {
+    const subject = user();
+    const erasure = await request(subject, 'erasure');
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [erasure.id])).length > 0, 'the erasure', 20_000);
+    const requests = privacy.app.get(RequestsService);
+    await privacy.app.get(DataSource).transaction((em) => requests.recordRectification(em, subject.userId, ['email'], randomUUID()));
+    expect(await env.sql(`SELECT 1 FROM privacy.requests WHERE user_id = $1`, [subject.userId])).toEqual([]);
   });
 });

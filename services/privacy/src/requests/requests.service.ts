@@ -110,6 +110,8 @@ export class RequestsService {
   async recordRectification(em: EntityManager, userId: string, changed: string[], eventId: string): Promise<void> {
     const id = uuidv7();
     const subjectHash = this.hasher.hash(userId);
+    // A change that reaches us after the subject's erasure concerns no one any more: recording it would bring the id back.
+    if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) return;
     {
       await this.repo.insert(em, { id, userId, subjectHash, type: 'rectification', scope: 'all', wrappedKey: null, status: 'completed', details: { changed, eventId } }, []);
       // Stripe keeps the customer's name and address, Brevo the address: billing and notify forward the change.
