@@ -168,6 +168,7 @@ describe('privacy through the gateway, against every real service', () => {
     }
     expect(dump['privacy.outbox']).not.toContain(leo.user.id);
     expect(dump['billing.invoices']).toContain('"restricted":true');
+    expect(dump['billing.invoices']).toContain('"hosted_invoice_url":null');
   });
 
   it('finishes an erasure when chat was down in the middle of it and comes back', async () => {

@@ -51,7 +51,8 @@ export class BillingPrivacyService {
       );
       let invoices = 0;
       if (scope === 'all' || scope === 'private') {
-        const [, n] = await em.query(`UPDATE invoices SET restricted = true, customer_ref = $2, workspace = $2 WHERE workspace = $1`, [own, alias]);
+        // Kept for the books (10 years), restricted; the link to Stripe's page, which shows the person, goes.
+        const [, n] = await em.query(`UPDATE invoices SET restricted = true, customer_ref = $2, workspace = $2, hosted_invoice_url = NULL WHERE workspace = $1`, [own, alias]);
         invoices = Number(n);
         await em.query(`UPDATE subscriptions SET workspace = $2 WHERE workspace = $1`, [own, alias]);
         await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
