@@ -22,11 +22,14 @@ export class SeatsConsumer {
 
   private async apply(em: EntityManager, event: EventEnvelope): Promise<void> {
     const d = IdentityEvents[event.type as 'identity.member.added'].parse(event.data);
-    await em.query(
+    const applied = await em.query(
       `INSERT INTO seat_counts (workspace, members, updated_at) VALUES ($1, $2, $3)
-       ON CONFLICT (workspace) DO UPDATE SET members = EXCLUDED.members, updated_at = EXCLUDED.updated_at WHERE seat_counts.updated_at <= EXCLUDED.updated_at`,
+       ON CONFLICT (workspace) DO UPDATE SET members = EXCLUDED.members, updated_at = EXCLUDED.updated_at WHERE seat_counts.updated_at <= EXCLUDED.updated_at
+       RETURNING workspace`,
       [d.orgId, d.memberCount, event.occurredAt],
     );
+    // An older count than the one we hold (events out of order) changes nothing, at Stripe neither.
+    if (applied.length === 0) return;
     const [sub] = await em.query(`SELECT stripe_subscription_id, stripe_item_id, status, seats FROM subscriptions WHERE workspace = $1`, [d.orgId]);
     if (!sub || !LIVE_STATUSES.includes(sub.status) || !sub.stripe_item_id || sub.seats === d.memberCount) return;
     await this.stripe.setSeats(sub.stripe_subscription_id, sub.stripe_item_id, d.memberCount, `seats:${event.id}`);

@@ -164,7 +164,8 @@ export class StripeWebhookService {
     }
     await this.outbox.append(em, 'billing.subscription.changed', { workspace, plan, status: sub.status, seats: item?.quantity ?? 1, ownerEmail: null, locale: 'de' });
     // Checkout took the member count of its moment; members who joined since are billed from now on.
-    const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1`, [workspace]);
+    // FOR SHARE: a member event committing right now (whose Stripe update may have caused this webhook) is waited for.
+    const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1 FOR SHARE`, [workspace]);
     if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== (item.quantity ?? 1)) {
       await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${eventId}`);
     }
