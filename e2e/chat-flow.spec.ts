@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHmac, randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
+import pg from 'pg';
 import { mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
@@ -25,6 +27,8 @@ async function readSse(res: Response): Promise<{ event: string; data: any }[]> {
     });
 }
 
+const KEK = randomBytes(32).toString('base64');
+
 describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', () => {
   let env: TestEnv;
   let llm: OpenAIEmulator;
@@ -37,7 +41,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     env = await createTestEnv();
     llm = await startOpenAIEmulator({ azureRegions: { 'gpt-4o-mini-swc': 'swedencentral', 'gpt-4o-mini-dzeu': 'germanywestcentral', 'gpt-4o-mini-global': 'eastus' } });
     await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', PROVIDER_TIMEOUT_MS: '2000', STREAM_HEARTBEAT_MS: '300' }));
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', PROVIDER_TIMEOUT_MS: '2000', STREAM_HEARTBEAT_MS: '300', CHAT_KEK: KEK }));
     base = (await env.start(gatewayService)).url;
     http = httpClient(base);
     const reg = await http.post('/v1/auth/register', { email: 'lea@example.eu', password: PASSWORD, firstName: 'Lea', lastName: 'Fischer', locale: 'de' });
@@ -105,8 +109,8 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const history = exported.categories['chat-history'] as { messages: { content: string }[]; conversations: unknown[] };
     expect(history.messages.filter((m) => m.content === 'Geheimprojekt Nordlicht')).toHaveLength(1101);
     expect(history.conversations.length).toBeGreaterThan(1);
-    // An event not out yet (its subject has no stream here, so it stays unsent) that names the subject.
-    await env.sql(`INSERT INTO chat.outbox (id, subject, type, payload) VALUES (gen_random_uuid(), 'ally.evt.unrouted', 'chat.completion.recorded', $1::jsonb)`, [
+    // An event not out yet (no stream takes its subject, so it stays unsent) that names the subject.
+    await env.sql(`INSERT INTO chat.outbox (id, subject, type, payload) VALUES (gen_random_uuid(), 'ally.unrouted.test', 'chat.completion.recorded', $1::jsonb)`, [
       JSON.stringify({ data: { userId, workspace: 'private', tokens: 7 } }),
     ]);
     const erased = await rpc.call(privacyRpcs('chat').erase, { userId, scope: 'all' });
@@ -118,9 +122,26 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(keys).toEqual([]);
     expect(copy[0].content_enc.toString('utf8')).not.toContain('Nordlicht');
     expect((await http.post('/v1/conversations', { workspace: 'private' }, token)).status).toBe(410);
-    const unsent = await env.sql(`SELECT payload FROM chat.outbox WHERE subject = 'ally.evt.unrouted'`);
+    const unsent = await env.sql(`SELECT payload FROM chat.outbox WHERE subject = 'ally.unrouted.test'`);
     expect(unsent).toEqual([{ payload: { data: { userId: '00000000-0000-0000-0000-000000000000', workspace: 'private', tokens: 7 } } }]);
-    await env.sql(`DELETE FROM chat.outbox WHERE subject = 'ally.evt.unrouted'`); // it would hold up the relay's queue
+    await env.sql(`DELETE FROM chat.outbox WHERE subject = 'ally.unrouted.test'`); // it would hold up the relay's queue
+  });
+
+  it('creates no conversation for a subject whose erasure is running: it waits for it, then refuses', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'ines@example.eu', password: PASSWORD, firstName: 'Ines', lastName: 'Eile' });
+    const [t, id] = [reg.body.accessToken as string, reg.body.user.id as string];
+    // An erasure in its transaction: the subject's lock taken, the mark written, not yet committed.
+    const erasure = new pg.Client({ connectionString: env.adminUrl });
+    await erasure.connect();
+    await erasure.query('BEGIN');
+    await erasure.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [id]);
+    await erasure.query(`INSERT INTO chat.erased_subjects (mark) VALUES ($1)`, [createHmac('sha256', Buffer.from(KEK, 'base64')).update(`erased:${id}`).digest()]);
+    const creating = http.post('/v1/conversations', { workspace: 'private', title: 'Gleichzeitig' }, t);
+    await new Promise((r) => setTimeout(r, 300));
+    await erasure.query('COMMIT');
+    await erasure.end();
+    expect((await creating).status).toBe(410);
+    expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE user_id = $1`, [id])).toEqual([]);
   });
 
   it('lets non-EU models serve a user who turned the restriction off, but an organisation enforcing EU-only still wins for its workspace', async () => {

@@ -22,6 +22,9 @@ export class ConversationsService {
     await this.policies.resolve(actor, input.workspace);
     if (input.assistantId) await this.assistants.usable(actor, input.workspace, input.assistantId);
     return this.ds.transaction(async (em) => {
+      // Not while the subject's erasure runs: it holds this lock exclusively, and once it committed the mark refuses.
+      await em.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, [actor.userId]);
+      if ((await em.query(`SELECT 1 FROM erased_subjects WHERE mark = $1`, [this.cipher.erasureMark(actor.userId)])).length) throw new ProblemError(410, 'This account was erased');
       const now = new Date();
       const row = em.getRepository(ConversationEntity).create({
         id: randomUUID(),

@@ -84,7 +84,10 @@ export class ChatPrivacyService {
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em) => {
       // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
-      if (scope === 'all') await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [this.cipher.erasureMark(userId)]);
+      if (scope === 'all') {
+        await em.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [userId]); // a conversation being created finishes first
+        await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [this.cipher.erasureMark(userId)]);
+      }
       const params = scope === 'all' ? [userId] : [userId, scope];
       const [, messages] = await em.query(
         `DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1 AND ${inScope(scope)})`,
@@ -100,10 +103,10 @@ export class ChatPrivacyService {
         await em.query(`DELETE FROM assistants WHERE created_by = $1 AND workspace = 'private'`, [userId]);
         await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
         await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
-        // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
-        await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
         // Events not yet out (the usage of a last answer) still go, for the organisation's books, without the person.
         await em.query(`UPDATE outbox SET payload = replace(payload::text, $1, $2)::jsonb WHERE sent_at IS NULL AND payload::text LIKE '%' || $1 || '%'`, [userId, ERASED_USER]);
+        // Events already published that name the subject (also one the relay sent meanwhile): the stream keeps them at most 7 days, our copy goes now.
+        await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
       }
       return { service: 'chat', affected: { 'chat-history': Number(messages) + Number(conversations), 'data-keys': keys } };
     });
