@@ -45,3 +45,18 @@ export class Outbox<M extends EventMap> {
 
 /** The columns `Outbox.row` gives values for, in order. */
 export const OUTBOX_COLUMNS = 'id, subject, type, payload';
+
+type Queryable = Pick<EntityManager, 'query'>;
+
+/**
+ * A subject's erasure in a service's outbox: published events that name them
+ * go (the stream keeps its own copies at most 7 days). With `unpublishedAs`,
+ * events not yet out keep their place for their consumers and carry that id
+ * instead of theirs; done first, so one the relay sends meanwhile goes too.
+ */
+export async function forgetSubjectInOutbox(db: Queryable, userId: string, opts: { unpublishedAs?: string } = {}): Promise<void> {
+  if (opts.unpublishedAs) {
+    await db.query(`UPDATE outbox SET payload = replace(payload::text, $1, $2)::jsonb WHERE sent_at IS NULL AND payload::text LIKE '%' || $1 || '%'`, [userId, opts.unpublishedAs]);
+  }
+  await db.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+}

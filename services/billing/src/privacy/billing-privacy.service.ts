@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createHash } from 'node:crypto';
 import type { PrivacyErasure, PrivacyErasureProcessorReport, PrivacyExport } from '@ally/contracts';
+import { forgetSubjectInOutbox } from '@ally/messaging';
 import { StripeClient } from '../stripe/stripe.client.js';
 import { workspaceKey } from '../common/workspace-key.js';
 
@@ -58,8 +59,7 @@ export class BillingPrivacyService {
         await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
       }
       await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1`, [userId]);
-      // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
-      await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+      await forgetSubjectInOutbox(em, userId);
       return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };
     });
     // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import { forgetSubjectInOutbox } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
 
@@ -103,10 +104,8 @@ export class ChatPrivacyService {
         await em.query(`DELETE FROM assistants WHERE created_by = $1 AND workspace = 'private'`, [userId]);
         await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
         await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
-        // Events not yet out (the usage of a last answer) still go, for the organisation's books, without the person.
-        await em.query(`UPDATE outbox SET payload = replace(payload::text, $1, $2)::jsonb WHERE sent_at IS NULL AND payload::text LIKE '%' || $1 || '%'`, [userId, ERASED_USER]);
-        // Events already published that name the subject (also one the relay sent meanwhile): the stream keeps them at most 7 days, our copy goes now.
-        await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+        // The usage of a last answer still reaches billing, for the organisation's books, without the person.
+        await forgetSubjectInOutbox(em, userId, { unpublishedAs: ERASED_USER });
       }
       return { service: 'chat', affected: { 'chat-history': Number(messages) + Number(conversations), 'data-keys': keys } };
     });

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import { forgetSubjectInOutbox } from '@ally/messaging';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 
 /**
@@ -59,8 +60,7 @@ export class IdentityPrivacyService {
         await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
       }
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
-      // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
-      await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+      await forgetSubjectInOutbox(em, userId);
       // Invitations addressed to the subject carry their address: they go too.
       await em.query(`DELETE FROM invitations WHERE lower(email) = (SELECT lower(email) FROM users WHERE id = $1)`, [userId]);
       const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);

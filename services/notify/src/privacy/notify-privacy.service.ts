@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { IdentityRpc, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
-import { RpcClient } from '@ally/messaging';
+import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
 
 /**
@@ -32,8 +32,7 @@ export class NotifyPrivacyService {
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1`, [userId]);
-    // Events already published that name the subject: the stream keeps them at most 7 days, our copy goes now.
-    await this.ds.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+    await forgetSubjectInOutbox(this.ds, userId);
     return { service: 'notify', affected: { 'delivery-log': Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
   }
 }

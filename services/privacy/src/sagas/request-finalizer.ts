@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { gzipSync } from 'node:zlib';
 import type { PrivacyExport } from '@ally/contracts';
+import { forgetSubjectInOutbox } from '@ally/messaging';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
@@ -99,7 +100,7 @@ export class RequestFinalizer {
     if (userId && req.scope === 'all') {
       await em.query(`INSERT INTO tombstones (subject_hash, request_id, scope, affected) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [req.subject_hash, req.id, req.scope, JSON.stringify(affected)]);
       await em.query(`UPDATE legal_holds SET user_id = NULL WHERE user_id = $1 AND released_at IS NOT NULL`, [userId]);
-      await em.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND payload::text LIKE '%' || $1 || '%'`, [userId]);
+      await forgetSubjectInOutbox(em, userId);
       // The subject's other open requests cannot go on without them: they end, said why (and audited).
       const open: RequestRow[] = await em.query(`SELECT * FROM requests WHERE user_id = $1 AND id <> $2 AND status IN ('received', 'in_progress')`, [userId, req.id]);
       for (const other of open) {
