@@ -2,14 +2,16 @@
 export const PG_UNIQUE_VIOLATION = '23505';
 export const PG_FOREIGN_KEY_VIOLATION = '23503';
 
+type PgError = { code?: string; constraint?: string };
+
+/** The Postgres error as pg gives it, or as TypeORM wraps it (`driverError`). */
+const pgError = (err: unknown): PgError | undefined => (err as { driverError?: PgError })?.driverError ?? (err as PgError | undefined);
+
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {
-  const e = err as { code?: string; driverError?: { code?: string; constraint?: string }; constraint?: string };
-  const code = e?.driverError?.code ?? e?.code;
-  const name = e?.driverError?.constraint ?? e?.constraint;
-  return code === PG_UNIQUE_VIOLATION && (!constraint || name === constraint);
+  const e = pgError(err);
+  return e?.code === PG_UNIQUE_VIOLATION && (!constraint || e.constraint === constraint);
 }
 
 export function isForeignKeyViolation(err: unknown): boolean {
-  const e = err as { code?: string; driverError?: { code?: string } };
-  return (e?.driverError?.code ?? e?.code) === PG_FOREIGN_KEY_VIOLATION;
+  return pgError(err)?.code === PG_FOREIGN_KEY_VIOLATION;
 }

@@ -154,9 +154,9 @@ export class StripeWebhookService {
          ended_at = EXCLUDED.ended_at, updated_at = now()
        WHERE subscriptions.stripe_version <= EXCLUDED.stripe_version
          -- Another subscription of the workspace takes the row only once the one it holds has ended.
-         AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status NOT IN ('active', 'trialing', 'past_due'))
+         AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status <> ALL($10::text[]))
        RETURNING workspace`,
-      [workspace, sub.id, item?.id ?? null, plan, sub.status, item?.quantity ?? 1, periodEnd ?? null, sub.cancel_at_period_end ?? false, version],
+      [workspace, sub.id, item?.id ?? null, plan, sub.status, item?.quantity ?? 1, periodEnd ?? null, sub.cancel_at_period_end ?? false, version, LIVE_STATUSES],
     );
     if (result.length === 0) {
       this.logger.info({ subscription: sub.id, version }, 'an older subscription event, or one of a second subscription while the first runs; state kept');

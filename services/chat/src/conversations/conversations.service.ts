@@ -5,6 +5,7 @@ import { decodeCursor, encodeCursor, ProblemError, type Actor, type ChatMessage,
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
+import { lockSubject } from '../privacy/subject-lock.js';
 import { ConversationEntity } from './conversation.entity.js';
 import { MessageEntity } from './message.entity.js';
 
@@ -19,12 +20,11 @@ export class ConversationsService {
   ) {}
 
   async create(actor: Actor, input: { workspace: string; title?: string; assistantId?: string }): Promise<Conversation> {
-    await this.policies.resolve(actor, input.workspace);
-    if (input.assistantId) await this.assistants.usable(actor, input.workspace, input.assistantId);
     return this.ds.transaction(async (em) => {
-      // Not while the subject's erasure runs: it holds this lock exclusively, and once it committed the mark refuses.
-      await em.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, [actor.userId]);
-      if ((await em.query(`SELECT 1 FROM erased_subjects WHERE mark = $1`, [this.cipher.erasureMark(actor.userId)])).length) throw new ProblemError(410, 'This account was erased');
+      // Not while the subject's erasure runs: the policy is read after it, and refuses an erased subject.
+      await lockSubject(em, actor.userId, 'shared');
+      await this.policies.resolve(actor, input.workspace);
+      if (input.assistantId) await this.assistants.usable(actor, input.workspace, input.assistantId);
       const now = new Date();
       const row = em.getRepository(ConversationEntity).create({
         id: randomUUID(),
@@ -61,7 +61,8 @@ export class ConversationsService {
   async get(actor: Actor, id: string): Promise<ConversationWithMessages> {
     const conversation = await this.owned(actor, id);
     const rows = await this.ds.getRepository(MessageEntity).find({ where: { conversationId: id }, order: { createdAt: 'ASC', id: 'ASC' } });
-    const messages = await Promise.all(rows.map((m) => this.toMessage(this.ds.manager, m)));
+    const contents = await this.cipher.decryptMany(this.ds.manager, rows.map((m) => ({ userId: m.userId, sealed: m.contentEnc })));
+    const messages = rows.map((m, i) => toMessage(m, contents[i]));
     return { ...(await this.toConversation(this.ds.manager, conversation)), messages };
   }
 
@@ -78,20 +79,6 @@ export class ConversationsService {
     return row;
   }
 
-  /** `plain`: the content when the caller just sealed it (saves decrypting it again). */
-  async toMessage(em: EntityManager, m: MessageEntity, plain?: string): Promise<ChatMessage> {
-    return {
-      id: m.id,
-      role: m.role,
-      content: plain ?? (await this.cipher.decrypt(em, m.userId, m.contentEnc)),
-      createdAt: m.createdAt.toISOString(),
-      ...(m.model ? { model: m.model } : {}),
-      ...(m.promptTokens !== null ? { usage: { promptTokens: m.promptTokens, completionTokens: m.completionTokens ?? 0 } } : {}),
-      ...(m.residency ? { residency: m.residency } : {}),
-      ...(m.status !== 'complete' ? { status: m.status } : {}),
-    };
-  }
-
   private async toConversation(em: EntityManager, c: ConversationEntity): Promise<Conversation> {
     return {
       id: c.id,
@@ -102,4 +89,17 @@ export class ConversationsService {
       updatedAt: c.updatedAt.toISOString(),
     };
   }
+}
+
+function toMessage(m: MessageEntity, content: string): ChatMessage {
+  return {
+    id: m.id,
+    role: m.role,
+    content,
+    createdAt: m.createdAt.toISOString(),
+    ...(m.model ? { model: m.model } : {}),
+    ...(m.promptTokens !== null ? { usage: { promptTokens: m.promptTokens, completionTokens: m.completionTokens ?? 0 } } : {}),
+    ...(m.residency ? { residency: m.residency } : {}),
+    ...(m.status !== 'complete' ? { status: m.status } : {}),
+  };
 }

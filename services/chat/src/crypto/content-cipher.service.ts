@@ -46,12 +46,6 @@ export class ContentCipher {
     return open(await this.dataKey(em, userId, false), sealed, userId).toString('utf8');
   }
 
-  /** Several texts of one user under one lookup of their data key (same result as `encrypt` each). */
-  async encryptMany(em: EntityManager, userId: string, texts: string[]): Promise<Buffer[]> {
-    const key = await this.dataKey(em, userId, true);
-    return texts.map((text) => seal(key, Buffer.from(text, 'utf8'), userId));
-  }
-
   /** Many sealed texts, looking each user's data key up once (same result as `decrypt` each). */
   async decryptMany(em: EntityManager, items: { userId: string; sealed: Buffer }[]): Promise<string[]> {
     const keys = new Map<string, Promise<Buffer>>();
@@ -70,14 +64,7 @@ export class ContentCipher {
    * meanwhile leaves no key of the erased user behind (410 instead).
    */
   async userKey(em: EntityManager, userId: string, wrapped: Buffer | null, conversationId: string): Promise<UserKey> {
-    if (wrapped) return new UserKey(userId, this.unwrap(userId, wrapped));
-    await em.query(
-      // FOR KEY SHARE: an erasure deleting the conversation right now is waited for, then seen.
-      `INSERT INTO data_keys (user_id, wrapped) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM conversations WHERE id = $3 AND user_id = $1 FOR KEY SHARE) ON CONFLICT (user_id) DO NOTHING`,
-      [userId, seal(this.kek, randomBytes(32), `dk:${userId}`), conversationId],
-    );
-    // Another request may have created it first; theirs wins.
-    return new UserKey(userId, await this.dataKey(em, userId, false));
+    return new UserKey(userId, wrapped ? this.unwrap(userId, wrapped) : await this.createKey(em, userId, conversationId));
   }
 
   /** How an erased subject is remembered without their id: a hash keyed by the KEK. */
@@ -94,9 +81,21 @@ export class ContentCipher {
     const rows: { wrapped: Buffer }[] = await em.query(`SELECT wrapped FROM data_keys WHERE user_id = $1`, [userId]);
     if (rows[0]) return this.unwrap(userId, rows[0].wrapped);
     if (!create) throw new ProblemError(410, 'This content was erased and can no longer be read');
-    const key = randomBytes(32);
-    await em.query(`INSERT INTO data_keys (user_id, wrapped) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING`, [userId, seal(this.kek, key, `dk:${userId}`)]);
-    // Another request may have created it first; theirs wins.
+    return this.createKey(em, userId);
+  }
+
+  /**
+   * A new data key; with `whileConversation`, only while that conversation of
+   * the user exists (FOR KEY SHARE: an erasure deleting it right now is waited
+   * for, then seen). Another request may have created one first: theirs wins.
+   */
+  private async createKey(em: EntityManager, userId: string, whileConversation?: string): Promise<Buffer> {
+    await em.query(
+      `INSERT INTO data_keys (user_id, wrapped) SELECT $1, $2
+        WHERE $3::uuid IS NULL OR EXISTS (SELECT 1 FROM conversations WHERE id = $3 AND user_id = $1 FOR KEY SHARE)
+       ON CONFLICT (user_id) DO NOTHING`,
+      [userId, seal(this.kek, randomBytes(32), `dk:${userId}`), whileConversation ?? null],
+    );
     return this.dataKey(em, userId, false);
   }
 

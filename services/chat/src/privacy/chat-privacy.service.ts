@@ -4,6 +4,7 @@ import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
+import { lockSubject } from './subject-lock.js';
 
 /** Messages per export page: about 0.4 MB, well inside NATS's 1 MiB. */
 const EXPORT_PAGE = 1000;
@@ -86,7 +87,7 @@ export class ChatPrivacyService {
     return this.ds.transaction(async (em) => {
       // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
       if (scope === 'all') {
-        await em.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [userId]); // a conversation being created finishes first
+        await lockSubject(em, userId, 'exclusive'); // a conversation being created finishes first
         await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [this.cipher.erasureMark(userId)]);
       }
       const params = scope === 'all' ? [userId] : [userId, scope];
