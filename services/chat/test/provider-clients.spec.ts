@@ -3,6 +3,7 @@ import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import type { Deployment } from '../src/catalog/model-catalog.js';
 import type { ChatConfig } from '../src/config.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from '../src/completions/provider-clients.js';
+import { completionChunks } from '../src/completions/provider-stream.js';
 
 /** The official SDK through chat's provider fetch, against the emulator: the errors chat decides on. */
 describe('provider clients', () => {
@@ -25,11 +26,11 @@ describe('provider clients', () => {
   });
 
   it('streams and answers through the SDK, with the headers the receipt reads', async () => {
-    const { data, response } = await clients.for(azure).chat.completions.create({ model: 'gpt-4o-mini-swc', messages, stream: true, stream_options: { include_usage: true } }).withResponse();
+    const response = await clients.for(azure).chat.completions.create({ model: 'gpt-4o-mini-swc', messages, stream: true, stream_options: { include_usage: true } }).asResponse();
     expect(response.headers.get('x-ms-region')).toBe('swedencentral');
     let text = '';
     let usage;
-    for await (const chunk of data) {
+    for await (const chunk of completionChunks(response)) {
       text += chunk.choices[0]?.delta?.content ?? '';
       usage = chunk.usage ?? usage;
     }

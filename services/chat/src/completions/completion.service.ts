@@ -13,6 +13,7 @@ import { ContentFilterService, type PromptMessage } from '../content-filter/cont
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate } from '../quota/quota.gate.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from './provider-clients.js';
+import { completionChunks } from './provider-stream.js';
 
 export interface CompletionParams {
   temperature?: number;
@@ -98,19 +99,19 @@ export class CompletionService {
       plan,
       async (d, client, messages) => {
         progress.deployment = d;
-        const { data, response } = await client.chat.completions
+        const response = await client.chat.completions
           .create(
             { model: d.deployment ?? d.model, messages, store: false, stream: true, stream_options: { include_usage: true }, ...plan.params },
             { signal },
           )
-          .withResponse();
+          .asResponse();
         // The provider accepted: from here this deployment is the answer, and the receipt is final.
         started = true;
         const residency = this.receipt(d, plan.policy, response.headers);
         await on.start?.(residency);
         let text = '';
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
-        for await (const chunk of data) {
+        for await (const chunk of completionChunks(response)) {
           const delta = chunk.choices[0]?.delta?.content;
           if (delta) {
             text += delta;
@@ -118,7 +119,7 @@ export class CompletionService {
           }
           if (chunk.usage) usage = chunk.usage;
         }
-        // The SDK ends a stream quietly when its request is aborted: a cut-off answer is not a complete one.
+        // A stream cut off by our abort may end quietly: a cut-off answer is not a complete one.
         if (signal?.aborted) throw signal.reason;
         return { text, usage: usageOf(usage, messages, text), residency };
       },
