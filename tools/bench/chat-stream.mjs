@@ -399,8 +399,14 @@ async function runLoad(path, concurrency, seconds, label) {
     streamsPerSec: round(samples.ttft.length / elapsed, 1),
     ttft: summarise(samples.ttft),
     total: summarise(samples.total),
-    ...(cpu ? { cpuPercentOfOneCore: cpu } : {}),
+    ...(cpu ? { cpuPercentOfOneCore: cpu, cpuMsPerStream: perStream(cpu, samples.ttft.length / elapsed) } : {}),
   };
+}
+
+/** CPU per completed answer, by process: steadier across runs than streams/s on a machine whose speed drifts. */
+function perStream(cpu, streamsPerSec) {
+  if (!streamsPerSec) return {};
+  return Object.fromEntries(Object.entries(cpu).filter(([, p]) => typeof p === 'number').map(([g, p]) => [g, round((p / 100) * 1000 / streamsPerSec, 2)]));
 }
 
 async function measure() {
@@ -478,6 +484,7 @@ function printTable() {
   }
   for (const r of results.runs) {
     if (r.cpuPercentOfOneCore) console.log(`cpu ${r.path} ×${r.concurrency}: ${Object.entries(r.cpuPercentOfOneCore).map(([g, p]) => (typeof p === 'number' ? `${g} ${p}%` : `${g} ${JSON.stringify(p)}`)).join(', ')}`);
+    if (r.cpuMsPerStream) console.log(`  ms of CPU per answer: ${Object.entries(r.cpuMsPerStream).filter(([g]) => g !== 'other' && g !== 'machineBusy').map(([g, ms]) => `${g} ${ms}`).join(', ')}; machine ${r.cpuMsPerStream.machineBusy}`);
   }
   console.log(`\n${results.machine.nproc} CPUs (${results.machine.cpu}), Node ${results.machine.node}, ${results.date}, commit ${results.commit ?? '?'}`);
 }
