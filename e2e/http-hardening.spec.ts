@@ -4,6 +4,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
+import { open } from '@ally/platform';
 import { createTestEnv, httpClient, type HttpResult, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
 
@@ -24,10 +25,11 @@ let strict: ReturnType<typeof httpClient>;
 /** A third one with the same limit behind a trusted (loopback) proxy, which names the client in X-Forwarded-For. */
 let proxied: ReturnType<typeof httpClient>;
 let user: { id: string; email: string; accessToken: string; refreshToken: string };
+const IDENTITY_KEK = randomBytes(32);
 
 beforeAll(async () => {
   env = await createTestEnv();
-  await env.start(identityService, { LOGIN_MAX_FAILURES_PER_ACCOUNT: '5' });
+  await env.start(identityService, { LOGIN_MAX_FAILURES_PER_ACCOUNT: '5', IDENTITY_KEK: IDENTITY_KEK.toString('base64') });
   const gateway = await env.start(gatewayService, {
     CORS_ORIGINS: `${APP}, https://admin.ally.eu`,
     BODY_LIMIT_BYTES: String(BODY_LIMIT),
@@ -170,8 +172,9 @@ describe('credentials', () => {
   const claims = () => ({ roles: [] as string[] });
 
   beforeAll(async () => {
-    const [row] = await env.sql<{ kid: string; private_jwk: JWK }>(`SELECT kid, private_jwk FROM identity.signing_keys ORDER BY created_at DESC LIMIT 1`);
-    realKey = { kid: row.kid, key: await importJWK(row.private_jwk, 'EdDSA') };
+    // The real signing key, as only someone holding both the database and IDENTITY_KEK has it.
+    const [row] = await env.sql<{ kid: string; sealed: Buffer }>(`SELECT kid, private_jwk_sealed AS sealed FROM identity.signing_keys ORDER BY created_at DESC LIMIT 1`);
+    realKey = { kid: row.kid, key: await importJWK(JSON.parse(open(IDENTITY_KEK, row.sealed, `signing-key:${row.kid}`).toString()) as JWK, 'EdDSA') };
   });
 
   const sign = (opts: { key?: CryptoKey | Uint8Array; kid?: string; typ?: string; iss?: string; aud?: string; exp?: number | string; nbf?: number; alg?: string } = {}) =>

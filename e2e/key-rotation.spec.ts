@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { decodeProtectedHeader } from 'jose';
+import { decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { createTestEnv, httpClient, type RunningService, type TestEnv } from '@ally/testing';
@@ -10,10 +11,11 @@ describe('signing key rotation', () => {
   let env: TestEnv;
   let identity: RunningService;
   let http: ReturnType<typeof httpClient>;
+  const KEK = { IDENTITY_KEK: randomBytes(32).toString('base64') };
 
   beforeAll(async () => {
     env = await createTestEnv();
-    identity = await env.start(identityService);
+    identity = await env.start(identityService, KEK);
     http = httpClient((await env.start(gatewayService)).url);
   });
 
@@ -27,9 +29,10 @@ describe('signing key rotation', () => {
     expect((await http.get('/v1/me', before)).status).toBe(200);
 
     // An operator rotates the key on a second replica; the first one leaves.
-    const replica = await env.start(identityService);
+    const replica = await env.start(identityService, KEK);
     await expect(identityService.commands!['rotate-signing-key'](replica.app, [])).resolves.toMatch(/^new signing key /);
     await env.stop(identity);
+    identity = replica;
 
     const after = (await http.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
     expect(decodeProtectedHeader(after).kid).not.toBe(decodeProtectedHeader(before).kid);
@@ -37,5 +40,30 @@ describe('signing key rotation', () => {
     expect((await http.get('/v1/me', before)).status).toBe(200);
     const jwks = (await http.get('/.well-known/jwks.json')).body;
     expect(jwks.keys.map((k: { kid: string }) => k.kid)).toEqual([decodeProtectedHeader(after).kid, decodeProtectedHeader(before).kid]);
+  });
+
+  it('keeps private keys only sealed under IDENTITY_KEK, seals rows from before at start, and refuses a KEK that does not open them', async () => {
+    const clear = await env.sql(`SELECT kid FROM identity.signing_keys WHERE private_jwk IS NOT NULL OR private_jwk_sealed IS NULL`);
+    expect(clear).toEqual([]);
+
+    // A key written in the clear, as before sealing (the newest, so it signs next).
+    const { privateKey, publicKey } = await generateKeyPair('EdDSA', { crv: 'Ed25519', extractable: true });
+    const kid = randomUUID();
+    const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: 'EdDSA' };
+    await env.sql(
+      `INSERT INTO identity.signing_keys (kid, alg, public_jwk, private_jwk, created_at) VALUES ($1, 'EdDSA', $2, $3, now() + interval '1 second')`,
+      [kid, { ...(await exportJWK(publicKey)), kid, alg: 'EdDSA', use: 'sig' }, privateJwk],
+    );
+    const restarted = await env.start(identityService, KEK);
+    await env.stop(identity); // it read the keys before the clear one came
+    const [row] = await env.sql<{ private_jwk: unknown; sealed: Buffer }>(`SELECT private_jwk, private_jwk_sealed AS sealed FROM identity.signing_keys WHERE kid = $1`, [kid]);
+    expect(row.private_jwk).toBeNull();
+    expect(row.sealed.includes(Buffer.from(privateJwk.d!))).toBe(false);
+    const token = (await http.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
+    expect(decodeProtectedHeader(token).kid).toBe(kid);
+    expect((await http.get('/v1/me', token)).status).toBe(200);
+    await env.stop(restarted);
+
+    await expect(env.start(identityService, { IDENTITY_KEK: randomBytes(32).toString('base64') })).rejects.toThrow(`IDENTITY_KEK does not open signing key ${kid}`);
   });
 });

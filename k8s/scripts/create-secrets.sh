@@ -43,6 +43,10 @@ done
 # privacy: export-package key and subject-hash salt, random in every environment (keep a copy:
 # without PRIVACY_KEK, export packages already built cannot be read).
 create ally-privacy-secrets "PRIVACY_KEK=$(openssl rand -base64 32)" "PRIVACY_SUBJECT_SALT=$(openssl rand -hex 32)"
+# identity: the key that seals the signing keys, random (lost, it costs new signing keys, see k8s/README.md).
+identity=("IDENTITY_KEK=$(openssl rand -base64 32)")
+if [[ -n "${SSO_PROVIDERS:-}" ]]; then identity+=("SSO_PROVIDERS=$SSO_PROVIDERS"); fi
+create ally-identity-secrets "${identity[@]}"
 
 if $LOCAL; then
   create ally-chat-secrets "CHAT_KEK=$(openssl rand -base64 32)" "AZURE_OPENAI_SWEDENCENTRAL_KEY=emulator" "AZURE_OPENAI_DATAZONE_EU_KEY=emulator" "OPENAI_EU_API_KEY=emulator"
@@ -60,5 +64,4 @@ else
   create ally-notify-secrets "BREVO_API_KEY=$BREVO_API_KEY" "BREVO_WEBHOOK_SECRET=${BREVO_WEBHOOK_SECRET:-$(rand)}"
   create ally-pg-backup-s3 "ACCESS_KEY_ID=$S3_ACCESS_KEY_ID" "ACCESS_SECRET_KEY=$S3_SECRET_ACCESS_KEY"
 fi
-if [[ -n "${SSO_PROVIDERS:-}" ]]; then create ally-identity-secrets "SSO_PROVIDERS=$SSO_PROVIDERS"; fi
 echo "done: kubectl -n $NS get secrets"

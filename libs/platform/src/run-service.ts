@@ -90,11 +90,20 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
     abortOnError: false,
   });
   const server = new RpcServer({ connection: nats, prefix: config.NATS_SUBJECT_PREFIX, queue: def.name });
-  app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
-  await def.configureHttp?.(app, ctx);
-  await app.startAllMicroservices();
   const port = Number(config[def.portVariable ?? 'HTTP_PORT'] ?? 0);
-  await app.listen(port, config.HTTP_HOST);
+  try {
+    app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
+    await def.configureHttp?.(app, ctx);
+    await app.startAllMicroservices();
+    await app.listen(port, config.HTTP_HOST);
+  } catch (err) {
+    // A module that refuses to start (its onModuleInit threw) leaves no connection behind.
+    await app.close().catch(() => undefined);
+    await rpc.close();
+    await nats.close().catch(() => undefined);
+    await dataSource?.destroy().catch(() => undefined);
+    throw err;
+  }
   const address = app.getHttpServer().address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+import { base64Key32, baseConfigSchema, databaseConfigSchema } from '@ally/platform';
 
 export const chatConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -9,10 +9,7 @@ export const chatConfigSchema = baseConfigSchema
     /** Model used when a request names none and its assistant has none. */
     DEFAULT_MODEL: z.string().min(1).default('gpt-4o-mini'),
     /** 32 bytes, base64: wraps each user's data key (AES-256-GCM). */
-    CHAT_KEK: z
-      .string()
-      .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded (openssl rand -base64 32)')
-      .optional(),
+    CHAT_KEK: base64Key32.optional(),
     /** Redact e-mail, phone, IBAN and card numbers from prompts that leave the EU. */
     REDACT_PII_OUTSIDE_EU: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
     PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),

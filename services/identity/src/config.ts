@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+import { base64Key32, baseConfigSchema, databaseConfigSchema } from '@ally/platform';
 
 const seconds = (def: number) => z.coerce.number().int().positive().default(def);
 
@@ -47,6 +47,10 @@ export const identityConfigSchema = baseConfigSchema.extend(databaseConfigSchema
   ARGON2_MEMORY_KIB: z.coerce.number().int().min(19_456).default(19_456),
   ARGON2_TIME_COST: z.coerce.number().int().min(2).default(2),
   SSO_PROVIDERS: jsonArray(ssoProviderSchema).default([]),
+  /** 32 bytes, base64: seals the private signing keys in the database (AES-256-GCM). */
+  IDENTITY_KEK: base64Key32.optional(),
+}).superRefine((c, ctx) => {
+  if (c.NODE_ENV === 'production' && !c.IDENTITY_KEK) ctx.addIssue({ code: 'custom', path: ['IDENTITY_KEK'], message: 'is required in production' });
 });
 
 export type IdentityConfig = z.infer<typeof identityConfigSchema>;

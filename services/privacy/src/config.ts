@@ -1,15 +1,11 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
-
-const key32 = z
-  .string()
-  .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded (openssl rand -base64 32)');
+import { base64Key32, baseConfigSchema, databaseConfigSchema } from '@ally/platform';
 
 export const privacyConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
   .extend({
     /** Wraps each export package's data key (AES-256-GCM). */
-    PRIVACY_KEK: key32.optional(),
+    PRIVACY_KEK: base64Key32.optional(),
     /** Secret salt of the subject hash that tombstones and the audit trail keep instead of a user id. */
     PRIVACY_SUBJECT_SALT: z.string().min(16, 'must be at least 16 characters').optional(),
     PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),

@@ -1,8 +1,10 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, IsNull, Not, type Repository } from 'typeorm';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { Jwks } from '@ally/contracts';
+import { keyEncryptionKey, LOGGER, open, seal, StartupError } from '@ally/platform';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { SigningKeyEntity } from './signing-key.entity.js';
 
@@ -18,20 +20,27 @@ export interface AccessClaims {
 /**
  * Access tokens are signed with the newest Ed25519 key; older keys stay
  * published until every token they signed has expired, so rotation never
- * logs anyone out. Replicas share the keys through the database.
+ * logs anyone out. Replicas share the keys through the database, where the
+ * private half is sealed under IDENTITY_KEK: a copy of the database alone
+ * cannot mint tokens.
  */
 @Injectable()
 export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   private current?: { kid: string; key: CryptoKey | Uint8Array };
   private published: JWK[] = [];
   private timer?: NodeJS.Timeout;
+  private readonly kek: Buffer;
 
   constructor(
     private readonly ds: DataSource,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
-  ) {}
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.kek = keyEncryptionKey(config.IDENTITY_KEK, { variable: 'IDENTITY_KEK', protects: 'signing keys are', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-identity-kek' });
+  }
 
   async onModuleInit() {
+    await this.sealCleartextKeys();
     await this.rotateIfDue();
     this.timer = setInterval(() => void this.rotateIfDue().catch(() => undefined), 60_000);
     this.timer.unref();
@@ -77,9 +86,35 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };
       const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: ALG };
       if (newest) await repo.update({ kid: newest.kid }, { retiredAt: new Date() });
-      await repo.insert({ kid, alg: ALG, publicJwk, privateJwk, retiredAt: null });
+      await repo.insert({ kid, alg: ALG, publicJwk, privateJwkSealed: this.seal(kid, privateJwk), privateJwk: null, retiredAt: null });
     });
     await this.load();
+  }
+
+  /** Rows written before keys were sealed: sealed now, the clear copy dropped. */
+  private async sealCleartextKeys(): Promise<void> {
+    await this.ds.transaction(async (em) => {
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext('identity-signing-key'))`);
+      const repo: Repository<SigningKeyEntity> = em.getRepository(SigningKeyEntity);
+      for (const row of await repo.find({ where: { privateJwk: Not(IsNull()) } })) {
+        await repo.update({ kid: row.kid }, { privateJwkSealed: this.seal(row.kid, row.privateJwk!), privateJwk: null });
+      }
+    });
+  }
+
+  private seal(kid: string, jwk: Record<string, unknown>): Buffer {
+    return seal(this.kek, Buffer.from(JSON.stringify(jwk)), `signing-key:${kid}`);
+  }
+
+  private unseal(row: SigningKeyEntity): JWK {
+    try {
+      return JSON.parse(open(this.kek, row.privateJwkSealed!, `signing-key:${row.kid}`).toString('utf8')) as JWK;
+    } catch {
+      throw new StartupError(
+        `IDENTITY_KEK does not open signing key ${row.kid}: start identity with the key it was sealed with ` +
+          `(if that key is lost, delete the rows of identity.signing_keys and restart: access tokens then end early and clients refresh them)`,
+      );
+    }
   }
 
   private async load(): Promise<void> {
@@ -88,7 +123,7 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
     const rows: SigningKeyEntity[] = await this.ds.getRepository(SigningKeyEntity).find({ order: { createdAt: 'DESC' } });
     const live = rows.filter((r) => !r.retiredAt || Date.now() - r.retiredAt.getTime() < keepMs);
     const newest = rows[0];
-    this.current = { kid: newest.kid, key: await importJWK(newest.privateJwk as JWK, ALG) };
+    this.current = { kid: newest.kid, key: await importJWK(this.unseal(newest), ALG) };
     this.published = live.map((r) => r.publicJwk as JWK);
   }
 }
