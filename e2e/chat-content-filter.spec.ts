@@ -48,6 +48,17 @@ describe('the content filter before any provider', () => {
     expect(refused.status).toBe(422);
     expect(refused.body.detail).toMatch(/organisation does not allow/);
     expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+
+    // On the OpenAI-compatible endpoint the caller writes the whole history: a term in any message counts.
+    const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: org.id }, token)).body.key;
+    for (const messages of [
+      [{ role: 'system', content: 'Alles über Projekt Kranich' }, { role: 'user', content: 'Fasse zusammen' }],
+      [{ role: 'user', content: 'Projekt Kranich?' }, { role: 'assistant', content: 'Ja.' }, { role: 'user', content: 'Weiter' }],
+    ]) {
+      const res = await http.request('POST', '/v1/chat/completions', { body: { model: 'gpt-4o-mini', messages }, headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(422);
+    }
+    expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
   });
 
   it("lets an Azure deployment's own prompt filter moderate in its region, with no second endpoint seeing the prompt", async () => {

@@ -8,7 +8,7 @@ import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
-import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { chatEnv } from './service-env.js';
 
 const PASSWORD = 'Abendrot über den Dächern';
@@ -254,6 +254,54 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     }, 'the cut-off answer to be saved');
     expect(saved.messages[1]).toMatchObject({ role: 'assistant', status: 'aborted' });
     expect(saved.messages[1].content.split(' ').length).toBeLessThan(500);
+  });
+
+  it('keeps and bills what the user saw when the provider stalls mid-answer, and says it broke off', async () => {
+    const id = await conversation();
+    llm.hangNext({ deployment: 'gpt-4o-mini-swc', afterTokens: 5 });
+    const res = await fetch(`${base}/v1/conversations/${id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ content: '#tokens=50 stockt' }),
+    });
+    const events = await readSse(res);
+    expect(events.filter((e) => e.event === 'delta').map((e) => e.data.text).join('')).toBe('lorem lorem lorem lorem lorem');
+    expect(events.at(-1)).toMatchObject({ event: 'error', data: { status: 504, detail: expect.stringMatching(/stopped sending the answer/) } });
+    const saved = await waitFor(async () => {
+      const c = await http.get(`/v1/conversations/${id}`, token);
+      return c.body.messages?.length === 2 ? c.body : undefined;
+    }, 'the broken-off answer to be saved');
+    expect(saved.messages.map((m: { role: string; status?: string }) => [m.role, m.status])).toEqual([['user', undefined], ['assistant', 'aborted']]);
+    // Billed by our own count of what was generated: the provider's usage never came.
+    const { usage: counted } = saved.messages[1];
+    expect(saved.messages[1].content).toBe('lorem lorem lorem lorem lorem');
+    expect(counted.completionTokens).toBeGreaterThanOrEqual(5);
+    const [usage] = await env.sql(`SELECT payload FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'messageId' = $1`, [saved.messages[1].id]);
+    expect(usage.payload.data).toMatchObject({ ...counted, deployment: 'gpt-4o-mini@azure-swedencentral' });
+  });
+
+  it("answers a provider's refusal of the request's parameters with 422, without the provider's words", async () => {
+    const id = await conversation();
+    llm.failNext({ status: 400, deployment: 'gpt-4o-mini-swc', message: 'max_tokens is too large: 128000 (deployment gpt-4o-mini-swc)', code: null, type: 'invalid_request_error' });
+    const refused = await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token);
+    expect(refused.status).toBe(422);
+    expect(refused.body.type).toBe('https://ally.eu/problems/model-refused-request');
+    expect(JSON.stringify(refused.body)).not.toContain('gpt-4o-mini-swc');
+  });
+
+  it("closes an organisation's conversations to a member who was removed", async () => {
+    const org = (await http.post('/v1/orgs', { name: 'Fischer Logistik GmbH' }, token)).body;
+    const invite = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'jonas@example.eu', role: 'member' }, token);
+    const jonas = (await http.post('/v1/auth/register', { email: 'jonas@example.eu', password: PASSWORD, firstName: 'Jonas', lastName: 'Weber' })).body;
+    const invitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.body.id);
+    expect((await http.post('/v1/invitations/accept', { token: invitation.data.token }, jonas.accessToken)).status).toBe(200);
+    const id = await waitFor(async () => (await http.post('/v1/conversations', { workspace: org.id }, jonas.accessToken)).body.id as string | undefined, 'the membership to reach chat');
+    expect((await http.get(`/v1/conversations/${id}`, jonas.accessToken)).status).toBe(200);
+
+    expect((await http.delete(`/v1/orgs/${org.id}/members/${jonas.user.id}`, token)).status).toBe(204);
+    await waitFor(async () => ((await http.get(`/v1/conversations/${id}`, jonas.accessToken)).status === 404 ? true : undefined), 'the removal to reach chat');
+    expect((await http.delete(`/v1/conversations/${id}`, jonas.accessToken)).status).toBe(404);
+    expect((await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [id])).length).toBe(1);
   });
 
   it('works with the official openai SDK and an Ally API key, streamed and not', async () => {

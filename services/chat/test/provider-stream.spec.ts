@@ -50,6 +50,25 @@ describe('completionChunks', () => {
     await expect(named).rejects.toMatchObject({ message: 'bad gateway' });
   });
 
+  it('takes a body that ends before [DONE] and without a finish reason for a broken answer, not a complete one', async () => {
+    const cut = collect(sseResponse([`data: ${chunk('Die Antwort ist unvoll')}\n\n`]));
+    await expect(cut).rejects.toBeInstanceOf(OpenAI.APIConnectionError);
+    await expect(cut).rejects.toThrow('before the answer was complete');
+
+    const finishedWithoutDone = JSON.stringify({ id: 'c', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] });
+    await expect(collect(sseResponse([`data: ${chunk('Fertig.')}\n\n`, `data: ${finishedWithoutDone}\n\n`]))).resolves.toHaveLength(2);
+  });
+
+  it('turns a body that fails mid-answer into the SDK’s connection error', async () => {
+    let controller!: ReadableStreamDefaultController<Uint8Array>;
+    const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });
+    const chunks = collect(new Response(body));
+    controller.enqueue(new TextEncoder().encode(`data: ${chunk('Hallo')}\n\n`));
+    controller.error(Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }));
+    await expect(chunks).rejects.toBeInstanceOf(OpenAI.APIConnectionError);
+    await expect(chunks).rejects.toThrow('broke off: other side closed');
+  });
+
   it('refuses an event that is not JSON, and a response without a body', async () => {
     await expect(collect(sseResponse(['data: {not json\n\n']))).rejects.toThrow('not JSON');
     await expect(collect(new Response(null))).rejects.toBeInstanceOf(OpenAI.OpenAIError);

@@ -39,7 +39,14 @@ export class RouterService {
     return [...seen.values()].map((d) => ({ model: d.model, region: d.region, euResident: d.euResident }));
   }
 
-  moderators(policy: RoutingPolicy): Deployment[] {
-    return this.catalog.filter((d) => d.moderation && (!policy.euOnly || d.euResident));
+  /**
+   * Moderation endpoints that may see a prompt bound for `target`, best first:
+   * the same residency rule as the completion (an EU-only policy, or an EU
+   * route, is moderated in the EU only), EU before non-EU, then by priority.
+   */
+  moderators(policy: RoutingPolicy, target: Deployment): Deployment[] {
+    return this.catalog
+      .filter((d) => d.moderation && (!policy.euOnly || d.euResident) && (!target.euResident || d.euResident))
+      .sort((a, b) => Number(b.euResident) - Number(a.euResident) || a.priority - b.priority);
   }
 }

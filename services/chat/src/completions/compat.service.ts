@@ -5,6 +5,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
+import type { Deployment } from '../catalog/model-catalog.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 import { CompletionService, type Plan } from './completion.service.js';
@@ -50,16 +51,30 @@ export class CompatService {
     const plan = await this.plan(actor, workspace, request);
     const publisher = openFrameStream(this.nats, this.config, target);
     void (async () => {
+      let sent = '';
+      const progress: { deployment?: Deployment } = {};
       try {
         const result = await this.completions.stream(
           plan,
-          { start: (residency) => publisher.send({ type: 'start', residency }), delta: (text) => publisher.send({ type: 'delta', text }) },
+          {
+            start: (residency) => publisher.send({ type: 'start', residency }),
+            delta: (text) => {
+              sent += text;
+              return publisher.send({ type: 'delta', text });
+            },
+          },
           publisher.abort.signal,
+          progress,
         );
         const id = randomUUID();
         await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
         publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency });
       } catch (err) {
+        // An answer that broke off is billed for what was generated, as in a conversation.
+        if (sent && progress.deployment) {
+          const partial = this.completions.partial(plan, progress.deployment, sent);
+          await this.ds.transaction((em) => this.completions.recordUsage(em, randomUUID(), plan, partial)).catch((e) => this.logger.error({ err: String(e) }, 'recording the usage of a broken-off answer failed'));
+        }
         if (publisher.cancelled) return publisher.close();
         publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });
       }

@@ -9,6 +9,7 @@ import { LOGGER } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
 import { RouterService } from '../catalog/router.service.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import OpenAI from 'openai';
 import { ContentFilterService, type PromptMessage } from '../content-filter/content-filter.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate } from '../quota/quota.gate.js';
@@ -111,7 +112,7 @@ export class CompletionService {
         await on.start?.(residency);
         let text = '';
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
-        for await (const chunk of completionChunks(response)) {
+        for await (const chunk of completionChunks(response, signal)) {
           const delta = chunk.choices[0]?.delta?.content;
           if (delta) {
             text += delta;
@@ -126,6 +127,15 @@ export class CompletionService {
       () => !started,
       signal,
     );
+  }
+
+  /**
+   * An answer that broke off (the client left, or the provider stopped) after
+   * `text` reached the user: billed by our own token count, since the
+   * provider's usage never came.
+   */
+  partial(plan: Plan, deployment: Deployment, text: string): CompletionResult {
+    return { text, deployment, usage: usageOf(undefined, plan.messages, text), residency: this.receipt(deployment, plan.policy) };
   }
 
   /** Writes the usage event in the caller's transaction (billing's ledger input). */
@@ -172,7 +182,8 @@ export class CompletionService {
       const messages = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU);
       try {
         // A deployment without a prompt filter of its own sees only a moderated prompt.
-        if (!d.promptFilter) await (moderated ??= this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, signal));
+        // Once per request, for the first route that needs it: the rule (EU route, EU moderator) holds for it, and a fallback is the same request.
+        if (!d.promptFilter) await (moderated ??= this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, d, signal));
         return { ...(await call(d, this.clients.for(d), messages)), deployment: d };
       } catch (err) {
         if (isAbort(err)) throw new ProblemError(499, 'The client went away; the provider call was cancelled');
@@ -184,8 +195,7 @@ export class CompletionService {
       }
     }
     this.logger.error({ model: plan.model, err: String(lastError) }, 'no deployment could serve the request');
-    if (isFallbackWorthy(lastError)) throw new ProblemError(503, `No allowed deployment of "${plan.model}" is answering right now; try again shortly`);
-    throw new ProblemError(502, `The model provider refused the request: ${(lastError as Error)?.message ?? 'unknown error'}`);
+    throw failureProblem(lastError, plan.model, !mayFallBack());
   }
 
   receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers): ResidencyReceipt {
@@ -200,6 +210,21 @@ export class CompletionService {
       at: new Date().toISOString(),
     };
   }
+}
+
+/** What the caller hears when no deployment answered; the provider's own words stay in the log. */
+function failureProblem(err: unknown, model: string, started: boolean): ProblemError {
+  if (started) {
+    // Part of the answer is out: another deployment cannot continue it.
+    return err instanceof OpenAI.APIConnectionTimeoutError
+      ? new ProblemError(504, 'The model provider stopped sending the answer; please try again')
+      : new ProblemError(502, 'The model provider broke off the answer; please try again');
+  }
+  if (isFallbackWorthy(err)) return new ProblemError(503, `No allowed deployment of "${model}" is answering right now; try again shortly`);
+  if (err instanceof OpenAI.APIError && (err.status === 400 || err.status === 422)) {
+    return new ProblemError(422, 'The model refused the request as invalid (for example max_tokens above what it allows)', { type: 'https://ally.eu/problems/model-refused-request' });
+  }
+  return new ProblemError(502, 'The model provider refused the request');
 }
 
 function tokensOf(messages: PromptMessage[]): number {

@@ -6,6 +6,7 @@ import type { Deployment } from '../catalog/model-catalog.js';
 import { RouterService } from '../catalog/router.service.js';
 import type { RoutingPolicy } from '../policy/policy.service.js';
 import { ProviderClients } from '../completions/provider-clients.js';
+import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 
 export interface PromptMessage {
   role: 'system' | 'user' | 'assistant' | 'developer';
@@ -39,25 +40,37 @@ export class ContentFilterService {
   constructor(
     private readonly router: RouterService,
     private readonly clients: ProviderClients,
+    @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
+  /** Every message counts: on /v1/chat/completions the caller writes the whole history, system and assistant turns included. */
   checkRules(messages: PromptMessage[], policy: RoutingPolicy, userId: string): void {
-    const lower = latestPrompt(messages).toLowerCase();
-    const blocked = policy.blockedTerms.find((t) => lower.includes(t.toLowerCase()));
+    if (policy.blockedTerms.length === 0) return;
+    const texts = messages.map((m) => m.content.toLowerCase());
+    const blocked = policy.blockedTerms.find((t) => texts.some((text) => text.includes(t.toLowerCase())));
     if (blocked) {
       this.logger.warn({ userId, workspace: policy.workspace, rule: 'org-blocked-term' }, 'prompt refused by the content filter');
       throw new ProblemError(422, 'The message contains a term your organisation does not allow', { type: 'https://ally.eu/problems/content-blocked' });
     }
   }
 
-  /** Asks a moderation endpoint; for deployments without a prompt filter of their own. */
-  async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, signal?: AbortSignal): Promise<void> {
-    const moderator = this.router.moderators(policy)[0];
+  /**
+   * Asks a moderation endpoint about the whole prompt, for a deployment
+   * (`target`) without a prompt filter of its own. The moderator obeys the
+   * target's residency, and one outside the EU sees what such a route sees:
+   * personal data redacted when configured.
+   */
+  async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, target: Deployment, signal?: AbortSignal): Promise<void> {
+    const moderator = this.router.moderators(policy, target)[0];
     if (!moderator) return;
+    const input = this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU)
+      .map((m) => m.content)
+      .filter(Boolean);
+    if (input.length === 0) return;
     const result = await this.clients
       .for(moderator)
-      .moderations.create({ input: latestPrompt(messages) }, { signal })
+      .moderations.create({ input }, { signal })
       .catch((err) => {
         if (signal?.aborted) throw err;
         // Moderation is a safeguard, not a dependency: a failing endpoint does not block chat.
@@ -83,6 +96,3 @@ export class ContentFilterService {
   }
 }
 
-function latestPrompt(messages: PromptMessage[]): string {
-  return messages.filter((m) => m.role === 'user').at(-1)?.content ?? '';
-}

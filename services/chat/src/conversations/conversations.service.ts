@@ -71,11 +71,17 @@ export class ConversationsService {
     await this.ds.getRepository(ConversationEntity).delete({ id });
   }
 
-  /** The caller's own conversation, or 404 (never revealing someone else's). */
+  /**
+   * The caller's own conversation, or 404 (never revealing someone else's).
+   * Business conversations stay with the organisation: a member who left no
+   * longer reaches them through the API.
+   */
   async owned(actor: Actor, id: string): Promise<ConversationEntity> {
     const row = await this.ds.getRepository(ConversationEntity).findOneBy({ id, userId: actor.userId });
-    if (!row) throw new ProblemError(404, 'Conversation not found');
-    if (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace) throw new ProblemError(404, 'Conversation not found');
+    const notFound = () => new ProblemError(404, 'Conversation not found');
+    if (!row) throw notFound();
+    if (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace) throw notFound();
+    if (!(await this.policies.isMember(actor, row.workspace))) throw notFound();
     return row;
   }
 

@@ -3,7 +3,6 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { countTokens } from 'gpt-tokenizer';
 import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
 import type { StreamPublisher } from '@ally/messaging';
 import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
@@ -73,10 +72,14 @@ export class MessagesService {
       const message = await this.save(turn, result.text, result, 'complete');
       publisher.finish({ type: 'done', messageId: message.id, model: turn.plan.model, usage: message.usage!, residency: message.residency! });
     } catch (err) {
+      // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
+      if (text && progress.deployment) {
+        await this.save(turn, text, this.completions.partial(turn.plan, progress.deployment, text), 'aborted').catch((e) =>
+          this.logger.error({ err: String(e) }, 'saving an aborted answer failed'),
+        );
+      }
       if (publisher.cancelled) {
-        // The user left: keep what they saw, marked as aborted, and bill what was generated.
         this.logger.info({ conversationId: turn.conversationId }, 'stream cancelled by the client; provider call aborted');
-        if (text && progress.deployment) await this.saveAborted(turn, text, progress.deployment).catch((e) => this.logger.error({ err: String(e) }, 'saving an aborted answer failed'));
         publisher.close();
         return;
       }
@@ -143,16 +146,5 @@ export class MessagesService {
     });
     if (!saved) throw erased();
     return answer;
-  }
-
-  /** What the user saw before leaving, billed by our own token count (the provider's usage never came). */
-  private async saveAborted(turn: Turn, text: string, deployment: Deployment): Promise<void> {
-    const promptTokens = turn.plan.messages.reduce((n, m) => n + countTokens(m.content), 0);
-    await this.save(
-      turn,
-      text,
-      { text, deployment, usage: { promptTokens, completionTokens: countTokens(text) }, residency: this.completions.receipt(deployment, turn.plan.policy) },
-      'aborted',
-    );
   }
 }
