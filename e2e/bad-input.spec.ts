@@ -1,13 +1,18 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, lastEvent, type HttpResult, type TestEnv } from '@ally/testing';
+import { privacyService } from '@ally/privacy';
+import { createTestEnv, httpClient, lastEvent, type HttpResult, type RunningService, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
+import { chatEnv } from './service-env.js';
 
 /**
  * Bad input on every identity route of API.md answers a 4xx problem that says
- * what is wrong (and, for validation, lists the bad fields), never a 5xx.
+ * what is wrong (and, for validation, lists the bad fields), never a 5xx; so
+ * does free text and paging elsewhere that would otherwise reach Postgres.
  */
 const PASSWORD = 'Sommerwiese am Fluss 2026';
 const LONG = 'a'.repeat(10_000);
@@ -15,6 +20,8 @@ const TOKEN = 'x'.repeat(43);
 const UNKNOWN = '0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11';
 
 let env: TestEnv;
+let llm: OpenAIEmulator;
+let identity: RunningService;
 let http: ReturnType<typeof httpClient>;
 /** Jana owns `orgId`; both she and Piotr are signed in. */
 let jana: { id: string; accessToken: string; refreshToken: string };
@@ -25,7 +32,10 @@ const freshEmail = () => `user${++seq}.${randomUUID().slice(0, 8)}@example.eu`;
 
 beforeAll(async () => {
   env = await createTestEnv();
-  await env.start(identityService);
+  llm = await startOpenAIEmulator();
+  identity = await env.start(identityService);
+  await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+  await env.start(privacyService);
   // This file sends far more auth requests than a person would; the limits have their own spec.
   const gateway = await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '100000', RATE_LIMIT_PER_MINUTE: '100000' });
   http = httpClient(gateway.url);
@@ -42,6 +52,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await env?.close();
+  await llm?.close();
 });
 
 interface BodyRoute {
@@ -225,6 +236,54 @@ describe('free text that reaches the database', () => {
 
   it('model names in a policy with control characters are a 400', async () => {
     expectProblem(await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels: ['mistral\u0000'] }, jana.accessToken), 400, ['allowedModels.0']);
+  });
+
+  it('blocked terms in a policy with control characters are a 400', async () => {
+    for (const term of nasty) expectProblem(await http.patch(`/v1/orgs/${orgId}/policy`, { blockedTerms: ['Projekt Kranich', term] }, jana.accessToken), 400, ['blockedTerms.1']);
+  });
+
+  it('assistant names with control characters and instructions with NUL are a 400; instructions keep their line breaks', async () => {
+    const assistant = (body: Record<string, string>) => http.post('/v1/assistants', { workspace: 'private', name: 'Lektorat', instructions: 'Prüfe Texte.', ...body }, jana.accessToken);
+    for (const name of nasty) expectProblem(await assistant({ name }), 400, ['name']);
+    // A lone surrogate: Postgres mangles it in text and refuses it in jsonb.
+    for (const instructions of ['Prüfe\u0000Texte', '\u0000', 'Prüfe \ud800']) expectProblem(await assistant({ instructions }), 400, ['instructions']);
+    const instructions = 'Prüfe Texte auf:\n\t- Rechtschreibung\n\t- Ton 🙂';
+    const created = await assistant({ instructions });
+    expect(created.status).toBe(201);
+    expect((await http.get('/v1/assistants?workspace=private', jana.accessToken)).body.data).toContainEqual(expect.objectContaining({ id: created.body.id, instructions }));
+  });
+
+  it('consent policy versions, legal hold reasons and decision reasons with NUL are a 400', async () => {
+    expectProblem(await http.post('/v1/privacy/consents', { subjectId: randomUUID(), purposes: { analytics: true }, policyVersion: '2024\u0000' }), 400, ['policyVersion']);
+    const email = freshEmail();
+    expect((await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Cora', lastName: 'Prüfer' })).status).toBe(201);
+    await identityService.commands!['grant-role'](identity.app, [email, 'compliance']);
+    const cora = (await http.post('/v1/auth/login', { email, password: PASSWORD })).body.accessToken;
+    for (const reason of ['Rechtsstreit\u0000', 'Az. \udc00 3 O 17/26']) {
+      expectProblem(await http.post('/v1/admin/privacy/legal-holds', { userId: piotr.id, reason }, cora), 400, ['reason']);
+      expectProblem(await http.post(`/v1/admin/privacy/requests/${UNKNOWN}/decision`, { decision: 'lift', reason }, cora), 400, ['reason']);
+    }
+    expect((await http.post('/v1/admin/privacy/legal-holds', { userId: piotr.id, reason: 'Rechtsstreit\nAz. 3 O 17/26' }, cora)).status).toBe(201);
+  });
+});
+
+describe('cursors', () => {
+  const cursorAt = (at: string) => Buffer.from(`${at}|${UNKNOWN}`).toString('base64url');
+  const pagedLists = ['/v1/conversations?workspace=private&limit=1', '/v1/privacy/requests?limit=1'];
+
+  it('a time that Date.parse takes but Postgres refuses or reads otherwise is a 400 naming cursor, on every paged list', async () => {
+    for (const at of ['2024-02-31T00:00:00.000Z', '0000-01-01T00:00:00.000Z', '2024-01-01T24:00:00.000Z']) {
+      for (const list of pagedLists) expectProblem(await http.get(`${list}&cursor=${cursorAt(at)}`, jana.accessToken), 400, ['cursor']);
+    }
+  });
+
+  it('a cursor the API gave out still pages', async () => {
+    for (const title of ['Angebot', 'Rechnung']) expect((await http.post('/v1/conversations', { workspace: 'private', title }, piotr.accessToken)).status).toBe(201);
+    const first = await http.get('/v1/conversations?workspace=private&limit=1', piotr.accessToken);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await http.get(`/v1/conversations?workspace=private&limit=1&cursor=${first.body.nextCursor}`, piotr.accessToken);
+    expect(second.status).toBe(200);
+    expect(second.body.data.map((c: { title: string }) => c.title)).toEqual(['Angebot']);
   });
 });
 

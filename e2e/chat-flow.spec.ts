@@ -256,6 +256,36 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(saved.messages[1].content.split(' ').length).toBeLessThan(500);
   });
 
+  it('aborts the provider call when the client of a non-streamed answer goes away, here and on /v1/chat/completions', async () => {
+    llm.setLatency({ latencyPerTokenMs: 20, deployment: 'gpt-4o-mini-swc' });
+    const key = (await http.post('/v1/me/api-keys', { name: 'leaves', workspace: 'private' }, token)).body.key;
+    const id = await conversation();
+    const calls = [
+      { path: `/v1/conversations/${id}/messages`, auth: token, body: { content: '#tokens=500 lang' } },
+      { path: '/v1/chat/completions', auth: key, body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: '#tokens=500 lang' }] } },
+    ];
+    for (const call of calls) {
+      llm.clearRequests();
+      const controller = new AbortController();
+      const pending = fetch(`${base}${call.path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${call.auth}`, 'content-type': 'application/json' },
+        body: JSON.stringify(call.body),
+        signal: controller.signal,
+      }).catch(() => undefined);
+      await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc' }, 5_000);
+      controller.abort();
+      await pending;
+      // Well before PROVIDER_TIMEOUT_MS (2 s) would have cut it, and no fallback tried.
+      const aborted = await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc', aborted: true }, 1_500);
+      expect(aborted.completed).toBe(false);
+      expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(1);
+    }
+    llm.reset();
+    // Nothing half-done is kept from a call nobody waited for.
+    expect((await http.get(`/v1/conversations/${id}`, token)).body.messages).toEqual([]);
+  });
+
   it('keeps and bills what the user saw when the provider stalls mid-answer, and says it broke off', async () => {
     const id = await conversation();
     llm.hangNext({ deployment: 'gpt-4o-mini-swc', afterTokens: 5 });

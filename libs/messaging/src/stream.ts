@@ -221,6 +221,43 @@ export class StreamPublisher<F extends Frame> {
   }
 }
 
+/**
+ * A request/reply call its caller may call off (a completion the HTTP client
+ * stopped waiting for): the handler listens on `<subject>.ctl`, the control
+ * subject of a stream, so the same permissions and `{ cancel: true }` apply,
+ * and hands `signal` to the work to stop.
+ */
+export class CallCancellation {
+  private readonly controller = new AbortController();
+  private readonly sub: Subscription;
+
+  constructor(nc: NatsConnection, subject: string) {
+    this.sub = nc.subscribe(ctlSubject(subject), {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          if (msg.json<{ cancel?: boolean }>().cancel) this.controller.abort(new StreamAbandoned('the client went away'));
+        } catch {
+          // Not a control message of ours: nothing to stop.
+        }
+      },
+    });
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  close(): void {
+    unsubscribeSoon(this.sub);
+  }
+}
+
+/** The caller's side of `CallCancellation`. */
+export function cancelCall(nc: NatsConnection, subject: string): void {
+  if (!nc.isClosed()) publishSoon(nc, ctlSubject(subject), JSON.stringify({ cancel: true }));
+}
+
 export class StreamSubscriber<F extends Frame> {
   private readonly sub: Subscription;
   private readonly pending = new Map<number, F>();

@@ -91,8 +91,8 @@ export class ChatController {
 
   @MessagePattern(ChatRpc.completions.subject)
   completions(@Payload() req: RpcRequest) {
-    const { workspace, request } = parseInput(ChatRpc.completions.input, req.input);
-    return this.compat.complete(actorOf(req), workspace, request);
+    const { workspace, request, cancel } = parseInput(ChatRpc.completions.input, req.input);
+    return this.compat.complete(actorOf(req), workspace, request, cancel);
   }
 
   @MessagePattern(ChatRpc.completionsStream.subject)

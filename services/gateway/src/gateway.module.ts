@@ -11,6 +11,7 @@ import { NotifyController } from './notify/notify.controller.js';
 import { BillingController } from './billing/billing.controller.js';
 import { ChatController } from './chat/chat.controller.js';
 import { OpenAiCompatController } from './chat/openai-compat.controller.js';
+import { CancellableCalls } from './chat/cancellable-call.js';
 import { SseRelay } from './chat/sse-relay.service.js';
 import { PrivacyAdminController } from './privacy/privacy-admin.controller.js';
 import { PrivacyController } from './privacy/privacy.controller.js';
@@ -26,6 +27,7 @@ export class GatewayModule {
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,
         SseRelay,
+        CancellableCalls,
         { provide: APP_GUARD, useClass: AuthGuard },
       ],
     };

@@ -3,6 +3,7 @@ import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
+import { RESIDENCY_HEADER } from './chat/residency-header.js';
 import { escapeMalformedPath, requireJsonBodies } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
@@ -47,7 +48,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     app.enableCors({
       origin: config.CORS_ORIGINS,
       credentials: true,
-      exposedHeaders: ['x-request-id', 'retry-after', 'x-ally-residency'],
+      exposedHeaders: ['x-request-id', 'retry-after', RESIDENCY_HEADER],
     });
     const document = SwaggerModule.createDocument(
       app,

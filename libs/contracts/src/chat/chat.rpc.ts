@@ -5,9 +5,11 @@ import * as s from './chat.schemas.js';
 import type * as r from './chat.replies.js';
 import type { Page } from '../identity/identity.replies.js';
 
+const replySubject = z.string().regex(/^[A-Za-z0-9_.-]+$/).max(200);
+
 /** Where and how a streamed completion flows back: frames on `subject`, control on `subject.ctl`. */
 export const streamTarget = z.strictObject({
-  subject: z.string().regex(/^[A-Za-z0-9_.-]+$/).max(200),
+  subject: replySubject,
   /** Frames chat may send ahead of the last ack (backpressure). */
   window: z.number().int().min(1).max(1024).default(64),
 });
@@ -18,7 +20,8 @@ export const ChatRpc = {
   listConversations: rpc<Page<r.Conversation>>()('ally.rpc.chat.conversation.list', s.listConversationsInput),
   getConversation: rpc<r.ConversationWithMessages>()('ally.rpc.chat.conversation.get', s.conversationIdInput),
   deleteConversation: rpc<void>()('ally.rpc.chat.conversation.delete', s.conversationIdInput),
-  postMessage: rpc<r.ChatMessage>()('ally.rpc.chat.message.create', s.postMessageInput),
+  /** `cancel`: a subject whose `.ctl` carries `{ cancel: true }` when the caller's client went away. */
+  postMessage: rpc<r.ChatMessage>()('ally.rpc.chat.message.create', s.postMessageInput.extend({ cancel: replySubject.optional() })),
   /** Validates, applies policy and quota, answers `{ accepted: true }`, then streams frames to `stream.subject`. */
   streamMessage: rpc<{ accepted: true }>()('ally.rpc.chat.message.stream', s.postMessageInput.extend({ stream: streamTarget })),
   createAssistant: rpc<r.Assistant>()('ally.rpc.chat.assistant.create', s.createAssistantInput),
@@ -26,7 +29,7 @@ export const ChatRpc = {
   /** OpenAI-compatible; the workspace comes from the API key (or `private`). */
   completions: rpc<{ completion: unknown; residency: r.ResidencyReceipt }>()(
     'ally.rpc.chat.completion.create',
-    z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput }),
+    z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput, cancel: replySubject.optional() }),
   ),
   completionsStream: rpc<{ accepted: true }>()(
     'ally.rpc.chat.completion.stream',

@@ -1,9 +1,9 @@
 import { z } from 'zod';
+import { modelIdSchema, multilineText, plainText } from '../common/text-fields.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 
 export const MESSAGE_MAX_CHARS = 100_000;
 
-const modelId = z.string().trim().min(1).max(100).regex(/^[A-Za-z0-9._:@/-]+$/, 'is not a model id');
 const content = z.string().min(1, 'must not be empty').max(MESSAGE_MAX_CHARS, `must be at most ${MESSAGE_MAX_CHARS} characters`);
 
 export const workspaceQueryInput = z.strictObject({ workspace: workspaceSchema });
@@ -20,13 +20,14 @@ export const listConversationsInput = z.strictObject({
 });
 export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
 /** The HTTP body of `POST /v1/conversations/:id/messages`. */
-export const messageBody = z.strictObject({ content, model: modelId.optional() });
+export const messageBody = z.strictObject({ content, model: modelIdSchema.optional() });
 export const postMessageInput = messageBody.extend({ conversationId: z.uuid('must be a conversation id') });
 export const createAssistantInput = z.strictObject({
   workspace: workspaceSchema,
-  name: z.string().trim().min(1).max(100),
-  instructions: z.string().min(1).max(20_000),
-  model: modelId.optional(),
+  name: plainText(100).min(1, 'must not be empty'),
+  /** Stored as text, unencrypted (unlike messages): what Postgres refuses is a 400 here. */
+  instructions: multilineText(20_000).min(1, 'must not be empty'),
+  model: modelIdSchema.optional(),
 });
 
 const chatMessage = z.object({
@@ -37,7 +38,7 @@ const chatMessage = z.object({
 
 /** OpenAI's chat completions request, as much of it as Ally honours; unknown fields are ignored like OpenAI does. */
 export const chatCompletionsInput = z.object({
-  model: modelId,
+  model: modelIdSchema,
   messages: z.array(chatMessage).min(1, 'must hold at least one message').max(500),
   stream: z.boolean().optional(),
   stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),

@@ -5,14 +5,25 @@ export function encodeCursor(at: Date, id: string): string {
   return Buffer.from(`${at.toISOString()}|${id}`).toString('base64url');
 }
 
-const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$/;
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * A time as encodeCursor writes it. Date.parse also takes 31 February, 24:00
+ * and year 0, which Postgres refuses or reads as another instant; only a time
+ * that comes back from toISOString unchanged (years 1 to 9999) is one we gave out.
+ */
+function isIssuedTime(at: string): boolean {
+  if (!ISO_TIME.test(at) || at.startsWith('0000')) return false;
+  const time = Date.parse(at);
+  return !Number.isNaN(time) && new Date(time).toISOString() === at;
+}
 
 /** The position of a cursor this API gave out; anything else is a 400 naming the field. */
 export function decodeCursor(cursor: string | undefined): { at: string; id: string } | undefined {
   if (!cursor) return undefined;
   const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (rest.length || !at || !id || !ISO_TIME.test(at) || Number.isNaN(Date.parse(at)) || !UUID.test(id)) {
+  if (rest.length || !at || !id || !isIssuedTime(at) || !UUID.test(id)) {
     throw new ProblemError(400, 'Invalid cursor', { errors: [{ field: 'cursor', message: 'is not a cursor this API gave out' }] });
   }
   return { at, id };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { modelIdSchema, plainText } from '../common/text-fields.js';
 
 export const PASSWORD_MIN = 12;
 export const PASSWORD_MAX = 256;
@@ -26,14 +27,6 @@ export const personNameSchema = z
 export const localeSchema = z.enum(['de', 'en']);
 export const orgRoleSchema = z.enum(['owner', 'admin', 'member']);
 export const platformRoleSchema = z.enum(['compliance', 'admin']);
-/**
- * Free text that is stored and shown (organisation and key names, model ids): no
- * control characters or unpaired surrogates, which Postgres refuses (NUL) or
- * mangles, and which have no business in a name.
- */
-const PLAIN_TEXT = /^[^\p{Cc}\p{Cs}]*$/u;
-const plainText = (max: number) =>
-  z.string().trim().max(max, `must be at most ${max} characters`).regex(PLAIN_TEXT, 'must not contain control characters');
 export const orgNameSchema = plainText(120).min(2, 'must be at least 2 characters');
 export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, 'is not a valid token');
 /** `private` or an organisation id. */
@@ -75,10 +68,10 @@ export const removeMemberInput = z.strictObject({
 });
 const orgPolicyFields = z.strictObject({
   euOnly: z.boolean().optional(),
-  allowedModels: z.array(plainText(100).min(1, 'must not be empty')).max(100, 'must list at most 100 models').optional(),
+  allowedModels: z.array(modelIdSchema).max(100, 'must list at most 100 models').optional(),
   chatRetentionDays: z.number().int().min(1).max(3650).optional(),
   /** Prompts containing one of these (case-insensitive) are refused before any model sees them. */
-  blockedTerms: z.array(z.string().trim().min(2).max(100)).max(200).optional(),
+  blockedTerms: z.array(plainText(100).min(2, 'must be at least 2 characters')).max(200).optional(),
 });
 const POLICY_REQUIRED = 'at least one of euOnly, allowedModels, chatRetentionDays, blockedTerms is required';
 /** The HTTP body; the organisation comes from the path. */

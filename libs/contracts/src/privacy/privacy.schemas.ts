@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { privacyScopeSchema } from '../common/privacy-rpc.js';
+import { multilineText, plainText } from '../common/text-fields.js';
 
 export const privacyRequestTypeSchema = z.enum(['access', 'portability', 'erasure', 'restriction', 'objection']);
 /** Rectification happens in identity (PATCH /v1/me); privacy records it for Art. 19. */
@@ -20,7 +21,8 @@ export const privacyRequestIdInput = z.strictObject({ id: z.uuid('must be a vali
 /** Compliance's decision on a restriction (lift) or an objection (upheld, or rejected with the compelling grounds). */
 export const decisionBody = z.strictObject({
   decision: z.enum(['lift', 'uphold', 'reject']),
-  reason: z.string().trim().min(3).max(2000),
+  /** Kept in the audit trail's jsonb, which refuses NUL and unpaired surrogates. */
+  reason: multilineText(2000).min(3, 'must be at least 3 characters'),
 });
 export const privacyDecisionInput = decisionBody.extend({ id: z.uuid('must be a valid id') });
 export const exportFormatSchema = z.enum(['zip', 'json']).default('zip');
@@ -37,7 +39,7 @@ export const consentPurposeSchema = z.string().regex(/^[a-z][a-z0-9_.-]{0,63}$/,
 export const recordConsentInput = z.strictObject({
   subjectId: consentSubjectIdSchema,
   purposes: z.record(consentPurposeSchema, z.boolean()).refine((p) => Object.keys(p).length > 0 && Object.keys(p).length <= 50, 'must name 1 to 50 purposes'),
-  policyVersion: z.string().min(1).max(64),
+  policyVersion: plainText(64).min(1, 'must not be empty'),
 });
 export const consentSubjectInput = z.strictObject({ subjectId: consentSubjectIdSchema });
 
@@ -65,7 +67,7 @@ export const retentionRunIdInput = z.strictObject({ id: z.uuid('must be a valid 
 
 export const createLegalHoldInput = z.strictObject({
   userId: z.uuid('must be a valid user id'),
-  reason: z.string().trim().min(3, 'must be at least 3 characters').max(500),
+  reason: multilineText(500).min(3, 'must be at least 3 characters'),
 });
 export const legalHoldIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
 export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional() });

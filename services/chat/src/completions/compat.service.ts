@@ -3,7 +3,8 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
+import { isProblem, ProblemError, withPrefix, type Actor, type ChatCompletionsInput, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
+import { CallCancellation } from '@ally/messaging';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -29,9 +30,12 @@ export class CompatService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  async complete(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<{ completion: unknown; residency: ResidencyReceipt }> {
+  /** `cancel`: as for a conversation's message, where the gateway says its client went away. */
+  async complete(actor: Actor, workspace: string, request: ChatCompletionsInput, cancel?: string): Promise<{ completion: unknown; residency: ResidencyReceipt }> {
     const plan = await this.plan(actor, workspace, request);
-    const result = await this.completions.complete(plan);
+    // Listening from here on is enough: the gateway repeats a cancel until the call is answered.
+    const cancellation = cancel ? new CallCancellation(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, cancel)) : undefined;
+    const result = await this.completions.complete(plan, cancellation?.signal).finally(() => cancellation?.close());
     const id = randomUUID();
     await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
     return {

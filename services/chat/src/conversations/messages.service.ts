@@ -3,8 +3,8 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
-import type { StreamPublisher } from '@ally/messaging';
+import { isProblem, ProblemError, withPrefix, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
+import { CallCancellation, type StreamPublisher } from '@ally/messaging';
 import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
@@ -36,10 +36,16 @@ export class MessagesService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  async post(actor: Actor, input: { conversationId: string; content: string; model?: string }): Promise<ChatMessage> {
-    const turn = await this.prepare(actor, input);
-    const result = await this.completions.complete(turn.plan);
-    return this.save(turn, result.text, result, 'complete');
+  /** Not streamed; `cancel` names where the gateway says its client went away (then the provider call is aborted and nothing saved). */
+  async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
+    const cancellation = input.cancel ? new CallCancellation(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, input.cancel)) : undefined;
+    try {
+      const turn = await this.prepare(actor, input);
+      const result = await this.completions.complete(turn.plan, cancellation?.signal);
+      return await this.save(turn, result.text, result, 'complete');
+    } finally {
+      cancellation?.close();
+    }
   }
 
   /**

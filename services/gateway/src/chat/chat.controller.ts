@@ -6,6 +6,8 @@ import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { CancellableCalls } from './cancellable-call.js';
+import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay, sse } from './sse-relay.service.js';
 
 /** Long enough for a model's whole answer when the client did not ask for a stream. */
@@ -18,6 +20,7 @@ export class ChatController {
   constructor(
     private readonly rpc: RpcClient,
     private readonly relay: SseRelay,
+    private readonly calls: CancellableCalls,
   ) {}
 
   @Get('models')
@@ -73,8 +76,8 @@ export class ChatController {
         broken: (detail) => sse('error', { type: 'about:blank', title: 'Service Unavailable', status: 503, detail }),
       });
     }
-    const message = await this.rpc.call(ChatRpc.postMessage, input, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS });
-    if (message.residency) reply.header('x-ally-residency', JSON.stringify(message.residency));
+    const message = await this.calls.run(reply.raw, (cancel) => this.rpc.call(ChatRpc.postMessage, { ...input, cancel }, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS }));
+    if (message.residency) reply.header(RESIDENCY_HEADER, residencyHeaderValue(message.residency));
     reply.status(201).send(message);
   }
 

@@ -7,6 +7,8 @@ import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema } from '../common/zod-body.js';
 import { COMPLETION_TIMEOUT_MS } from './chat.controller.js';
+import { CancellableCalls } from './cancellable-call.js';
+import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay } from './sse-relay.service.js';
 
 const data = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
@@ -23,6 +25,7 @@ export class OpenAiCompatController {
   constructor(
     private readonly rpc: RpcClient,
     private readonly relay: SseRelay,
+    private readonly calls: CancellableCalls,
   ) {}
 
   @Post('completions')
@@ -32,8 +35,8 @@ export class OpenAiCompatController {
     const request = parseInput(chatCompletionsInput, body);
     const workspace = actor.apiKeyWorkspace ?? 'private';
     if (!request.stream) {
-      const { completion, residency } = await this.rpc.call(ChatRpc.completions, { workspace, request }, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS });
-      reply.header('x-ally-residency', JSON.stringify(residency)).status(200).send(completion);
+      const { completion, residency } = await this.calls.run(reply.raw, (cancel) => this.rpc.call(ChatRpc.completions, { workspace, request, cancel }, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS }));
+      reply.header(RESIDENCY_HEADER, residencyHeaderValue(residency)).status(200).send(completion);
       return;
     }
     const id = `chatcmpl-${nuid.next()}`;

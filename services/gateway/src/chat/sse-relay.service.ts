@@ -7,6 +7,7 @@ import { ProblemError, withPrefix, type ResidencyReceipt, type StreamFrame } fro
 import { StreamAbandoned, StreamSubscriber } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 
 /** Frames the gateway lets chat run ahead; acks go back every half window (each is a NATS message to chat). */
 const WINDOW = 64;
@@ -67,7 +68,7 @@ export class SseRelay {
         'cache-control': 'no-cache, no-transform',
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
-        ...(residency ? { 'x-ally-residency': JSON.stringify(residency) } : {}),
+        ...(residency ? { [RESIDENCY_HEADER]: residencyHeaderValue(residency) } : {}),
       });
     };
     try {

@@ -1,0 +1,111 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
+import { chatEnv } from './service-env.js';
+
+const PASSWORD = 'Abendrot über den Dächern';
+const ASCII = /^[\x20-\x7e]+$/;
+
+/** A receipt in `x-ally-residency` is printable ASCII and parses back; null when the header is missing. */
+function residencyOf(res: Response): unknown {
+  const header = res.headers.get('x-ally-residency');
+  if (header === null) return null;
+  expect(header).toMatch(ASCII);
+  return JSON.parse(header);
+}
+
+/** The `data` of the SSE event `event` (the last one), or of the last `data:` line for the OpenAI stream. */
+function sseData(text: string, event?: string): any {
+  const blocks = text.split('\n\n').filter((b) => (event ? b.startsWith(`event: ${event}\n`) : b.startsWith('data: {')));
+  return JSON.parse(/^data: (.*)$/m.exec(blocks.at(-1)!)![1]);
+}
+
+/**
+ * The residency receipt repeats the organisation's policy, which its owner
+ * writes; the header that carries it must stay a legal header whatever the
+ * policy holds, or the answer never comes.
+ */
+describe('x-ally-residency', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let base: string;
+  let http: ReturnType<typeof httpClient>;
+  let token: string;
+  let orgId: string;
+  let apiKey: string;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator();
+    await env.start(identityService);
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+    base = (await env.start(gatewayService)).url;
+    http = httpClient(base);
+    token = (await http.post('/v1/auth/register', { email: 'marta@example.eu', password: PASSWORD, firstName: 'Marta', lastName: 'Dvořák' })).body.accessToken;
+    orgId = (await http.post('/v1/orgs', { name: 'Dvořák Statik GmbH' }, token)).body.id;
+    apiKey = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: orgId }, token)).body.key;
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await llm?.close();
+  });
+
+  const post = (path: string, body: unknown, headers: Record<string, string> = {}, bearer = token) =>
+    fetch(`${base}${path}`, { method: 'POST', headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+
+  /** The receipt of each way to get an answer, from its header, checked against the one in the body where there is one. */
+  async function receipts(): Promise<unknown[]> {
+    const conversationId = (await http.post('/v1/conversations', { workspace: orgId }, token)).body.id;
+    const plain = await post(`/v1/conversations/${conversationId}/messages`, { content: 'Hallo' });
+    expect(plain.status).toBe(201);
+    const plainReceipt = residencyOf(plain);
+    expect(plainReceipt).toEqual(((await plain.json()) as { residency: unknown }).residency);
+
+    const streamed = await post(`/v1/conversations/${conversationId}/messages`, { content: 'Hallo' }, { accept: 'text/event-stream' });
+    expect(streamed.status).toBe(200);
+    const streamedReceipt = residencyOf(streamed);
+    const done = sseData(await streamed.text(), 'done');
+    expect(streamedReceipt).toEqual(done.residency);
+
+    const compatBody = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }] };
+    const compat = await post('/v1/chat/completions', compatBody, {}, apiKey);
+    expect(compat.status).toBe(200);
+    expect(await compat.json()).toMatchObject({ object: 'chat.completion' });
+    const compatStreamed = await post('/v1/chat/completions', { ...compatBody, stream: true }, {}, apiKey);
+    expect(compatStreamed.status).toBe(200);
+    expect(sseData(await compatStreamed.text()).object).toBe('chat.completion.chunk');
+    return [plainReceipt, streamedReceipt, residencyOf(compat), residencyOf(compatStreamed)];
+  }
+
+  it('refuses allowed models that are not model ids with a 400 naming the entry, and keeps the policy', async () => {
+    for (const model of ['Mistral – klein', 'Modèle', 'mistral small', 'gpt🙂', 'a\u007fb']) {
+      expectProblem(await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels: ['gpt-4o-mini', model] }, token), 400, ['allowedModels.1']);
+    }
+    expect((await http.get(`/v1/orgs/${orgId}`, token)).body.policy.allowedModels).toBeNull();
+    const ids = ['gpt-4o-mini', 'mistral-small', 'gpt-4o-mini@azure-swedencentral', 'org/model:v1.2_b'];
+    expect((await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels: ids }, token)).body.allowedModels).toEqual(ids);
+  });
+
+  it('carries a receipt that parses back on plain and streamed answers, here and on the OpenAI-compatible endpoint', async () => {
+    const allowedModels = ['gpt-4o-mini', 'mistral-small'];
+    expect((await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels }, token)).status).toBe(200);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM chat.org_policies WHERE org_id = $1 AND allowed_models = $2`, [orgId, allowedModels])).length > 0, 'chat sees the policy');
+    for (const receipt of await receipts()) {
+      expect(receipt).toMatchObject({ provider: 'azure', euResident: true, policy: { allowedModels, workspace: orgId } });
+    }
+  });
+
+  it('writes a receipt holding non-ASCII (a policy stored before models were checked) as ASCII that parses back', async () => {
+    const allowedModels = ['gpt-4o-mini', 'Mistral – klein', 'Modèle', 'モデル🙂'];
+    await env.sql(`UPDATE identity.organizations SET allowed_models = $2 WHERE id = $1`, [orgId, allowedModels]);
+    await env.sql(`UPDATE chat.org_policies SET allowed_models = $2 WHERE org_id = $1`, [orgId, allowedModels]);
+    for (const receipt of await receipts()) {
+      expect(receipt).toMatchObject({ provider: 'azure', euResident: true, policy: { allowedModels, workspace: orgId } });
+    }
+  });
+});

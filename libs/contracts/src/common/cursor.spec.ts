@@ -1,0 +1,39 @@
+import { describe, expect, it } from '@jest/globals';
+import { decodeCursor, encodeCursor } from './cursor.js';
+import { ProblemError } from './problem.js';
+
+const ID = '0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11';
+const raw = (text: string) => Buffer.from(text).toString('base64url');
+const BAD_CURSOR = { status: 400, errors: [{ field: 'cursor', message: 'is not a cursor this API gave out' }] };
+
+/** The problem decodeCursor answers, or undefined when it takes the cursor. */
+function refusal(cursor: string) {
+  try {
+    decodeCursor(cursor);
+    return undefined;
+  } catch (err) {
+    return err instanceof ProblemError ? err.toProblem() : err;
+  }
+}
+
+describe(decodeCursor.name, () => {
+  it('gives back the position of a cursor it encoded, up to the edges of the years Postgres takes', () => {
+    for (const at of ['2024-02-29T23:59:59.999Z', '0001-01-01T00:00:00.000Z', '9999-12-31T23:59:59.999Z']) {
+      expect(decodeCursor(encodeCursor(new Date(at), ID))).toEqual({ at, id: ID });
+    }
+  });
+
+  it('refuses a time that Date.parse takes but Postgres refuses or reads as another instant: 400 naming cursor', () => {
+    for (const at of ['2024-02-31T00:00:00.000Z', '2023-02-29T00:00:00.000Z', '0000-01-01T00:00:00.000Z', '2024-01-01T24:00:00.000Z', '2024-13-01T00:00:00.000Z', '2024-01-01T00:00:60.000Z']) {
+      expect({ at, problem: refusal(raw(`${at}|${ID}`)) }).toEqual({ at, problem: expect.objectContaining(BAD_CURSOR) });
+    }
+  });
+
+  it('refuses times in another shape than the one it writes, and what is not time|id', () => {
+    const times = ['2024-01-01T00:00:00Z', '2024-01-01T00:00:00.000000Z', '2024-01-01', '+010000-01-01T00:00:00.000Z', '-000001-01-01T00:00:00.000Z'];
+    const others = ['2024-01-01T00:00:00.000Z|nope', `2024-01-01T00:00:00.000Z|${ID}|x`, ID];
+    for (const text of [...times.map((at) => `${at}|${ID}`), ...others]) {
+      expect({ text, problem: refusal(raw(text)) }).toEqual({ text, problem: expect.objectContaining(BAD_CURSOR) });
+    }
+  });
+});

@@ -1,0 +1,27 @@
+import { z } from 'zod';
+
+/**
+ * One-line text that is stored and shown (names, terms): no control characters
+ * or unpaired surrogates, which Postgres refuses (NUL in text, a lone surrogate
+ * in jsonb) or mangles, and which have no business in a name.
+ */
+const PLAIN_TEXT = /^[^\p{Cc}\p{Cs}]*$/u;
+export const plainText = (max: number) =>
+  z.string().trim().max(max, `must be at most ${max} characters`).regex(PLAIN_TEXT, 'must not contain control characters');
+
+/** Text of several lines (instructions, reasons): line breaks and tabs are fine, what Postgres refuses is not. */
+const STORABLE_TEXT = /^[^\u0000\p{Cs}]*$/u;
+export const multilineText = (max: number) =>
+  z.string().trim().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, 'must not contain NUL characters or unpaired surrogates');
+
+/**
+ * A model as users ask for it (the catalog's `model`), in a request and in an
+ * organisation's allowed models alike: ASCII only, since the receipt that
+ * repeats the policy also travels in an HTTP header.
+ */
+export const modelIdSchema = z
+  .string()
+  .trim()
+  .min(1, 'must not be empty')
+  .max(100, 'must be at most 100 characters')
+  .regex(/^[A-Za-z0-9._:@/-]+$/, 'is not a model id (letters, digits and . _ : @ / - only)');
