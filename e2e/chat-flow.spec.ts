@@ -352,6 +352,14 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(text).toBe('Echo: Guten Abend');
     expect(usage).toMatchObject({ completion_tokens: 3 });
 
+    // Cut by max_tokens: the provider's finish reason comes through, so the SDK user sees the truncation.
+    const cut = await client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 3, messages: [{ role: 'user', content: '#tokens=10 lang' }] });
+    expect(cut.choices[0].finish_reason).toBe('length');
+    const cutStream = await client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 3, messages: [{ role: 'user', content: '#tokens=10 lang' }], stream: true });
+    const reasons: (string | null)[] = [];
+    for await (const chunk of cutStream) reasons.push(chunk.choices[0]?.finish_reason ?? null);
+    expect(reasons.filter(Boolean)).toEqual(['length']);
+
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toContain('gpt-4o-mini');
     await expect(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 422 });

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import type { Deployment } from '../src/catalog/model-catalog.js';
 import { RouterService } from '../src/catalog/router.service.js';
+import { CompletionService, type Plan } from '../src/completions/completion.service.js';
 import { ProviderClients } from '../src/completions/provider-clients.js';
 import type { ChatConfig } from '../src/config.js';
 import { ContentFilterService, type PromptMessage } from '../src/content-filter/content-filter.service.js';
@@ -38,25 +39,31 @@ describe('content filter', () => {
     await llm?.close();
   });
 
+  /** What chat does before calling `target`: ask the moderator fit for it, if there is one. */
+  const moderate = async (catalog: Deployment[], p: RoutingPolicy, target: Deployment) => {
+    const f = filter(catalog);
+    const moderator = f.moderatorFor(p, target);
+    if (moderator) await f.moderate(messages, p, 'u1', moderator);
+  };
   const moderationCalls = () => llm.requests({ operation: 'moderations' }).map((r) => ({ endpoint: r.endpoint, input: JSON.stringify(r.input) }));
 
   it('moderates an EU route in the EU only, whatever the catalog order and the user allows, with the whole prompt', async () => {
     llm.clearRequests();
-    await filter([usModerator, euModerator, euTarget]).moderate(messages, policy(), 'u1', euTarget);
+    await moderate([usModerator, euModerator, euTarget], policy(), euTarget);
     expect(moderationCalls()).toEqual([{ endpoint: 'openai-eu', input: JSON.stringify(['Du hilfst im Vertrieb.', PII]) }]);
 
     llm.clearRequests();
-    await filter([usModerator, euTarget]).moderate(messages, policy(), 'u1', euTarget);
+    await moderate([usModerator, euTarget], policy(), euTarget);
     expect(moderationCalls()).toEqual([]);
   });
 
   it('prefers an EU moderator for a non-EU route, and a non-EU one sees personal data redacted, as the route does', async () => {
     llm.clearRequests();
-    await filter([usModerator, euModerator, usTarget]).moderate(messages, policy(), 'u1', usTarget);
+    await moderate([usModerator, euModerator, usTarget], policy(), usTarget);
     expect(moderationCalls().map((c) => c.endpoint)).toEqual(['openai-eu']);
 
     llm.clearRequests();
-    await filter([usModerator, usTarget]).moderate(messages, policy(), 'u1', usTarget);
+    await moderate([usModerator, usTarget], policy(), usTarget);
     const [call] = moderationCalls();
     expect(call.endpoint).toBe('openai-us');
     expect(call.input).not.toContain('anna@example.eu');
@@ -64,7 +71,7 @@ describe('content filter', () => {
     expect(call.input).toContain('[email]');
 
     llm.clearRequests();
-    await filter([usModerator, usTarget]).moderate(messages, policy({ restrictToEu: true, euOnly: true }), 'u1', usTarget);
+    await moderate([usModerator, usTarget], policy({ restrictToEu: true, euOnly: true }), usTarget);
     expect(moderationCalls()).toEqual([]);
   });
 
@@ -75,5 +82,23 @@ describe('content filter', () => {
     expect(check([{ role: 'user', content: 'projekt kranich?' }, { role: 'assistant', content: 'Ja.' }, { role: 'user', content: 'Weiter' }])).toThrow('organisation does not allow');
     expect(check([{ role: 'assistant', content: 'Projekt Kranich' }, { role: 'user', content: 'Weiter' }])).toThrow('organisation does not allow');
     expect(check([{ role: 'user', content: 'Projekt Storch' }])).not.toThrow();
+  });
+
+  it('moderates again before a fallback whose residency allows a moderator the first route did not have', async () => {
+    // m@eu has no EU moderator to ask; when it fails, m@us may be moderated by the US endpoint, and must be.
+    const mEu: Deployment = { ...euTarget, id: 'm@eu', model: 'm' };
+    const mUs: Deployment = { ...usTarget, id: 'm@us', model: 'm', baseUrl: llm.openaiBaseUrl('m-us') };
+    const catalog = [mEu, mUs, usModerator];
+    const router = new RouterService(catalog);
+    const clients = new ProviderClients(config);
+    const logger = pino({ level: 'silent' });
+    const filters = new ContentFilterService(router, clients, config, logger);
+    // complete() needs only routing, the filter and the providers: the rest of the service stays out.
+    const completions = new CompletionService(undefined as never, router, filters, undefined as never, clients, undefined as never, config, logger);
+    const plan: Plan = { actor: { userId: 'u1', platformRoles: [] }, policy: policy(), model: 'm', candidates: [mEu, mUs], messages: [{ role: 'user', content: 'Tell me about forbidden-topic' }], params: {} };
+    llm.clearRequests();
+    llm.failNext({ status: 500, endpoint: 'mistral' });
+    await expect(completions.complete(plan)).rejects.toMatchObject({ status: 422 });
+    expect(llm.requests().map((r) => `${r.operation}@${r.endpoint}`)).toEqual(['chat.completions@mistral', 'moderations@openai-us']);
   });
 });

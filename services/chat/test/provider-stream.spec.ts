@@ -59,6 +59,20 @@ describe('completionChunks', () => {
     await expect(collect(sseResponse([`data: ${chunk('Fertig.')}\n\n`, `data: ${finishedWithoutDone}\n\n`]))).resolves.toHaveLength(2);
   });
 
+  it('ends at [DONE] even while the body stays open, and takes a connection lost after the finish reason for the end', async () => {
+    let open!: ReadableStreamDefaultController<Uint8Array>;
+    const stalled = collect(new Response(new ReadableStream<Uint8Array>({ start: (c) => void (open = c) })));
+    open.enqueue(new TextEncoder().encode(`data: ${chunk('Fertig.')}\n\ndata: [DONE]\n\n`));
+    await expect(stalled).resolves.toHaveLength(1);
+    open.error(new Error('other side closed')); // afterwards: changes nothing
+
+    let lost!: ReadableStreamDefaultController<Uint8Array>;
+    const finishedThenLost = collect(new Response(new ReadableStream<Uint8Array>({ start: (c) => void (lost = c) })));
+    lost.enqueue(new TextEncoder().encode(`data: ${JSON.stringify({ id: 'c', choices: [{ index: 0, delta: { content: 'Ende' }, finish_reason: 'stop' }] })}\n\n`));
+    lost.error(Object.assign(new Error('other side closed'), { code: 'UND_ERR_SOCKET' }));
+    await expect(finishedThenLost).resolves.toHaveLength(1);
+  });
+
   it('turns a body that fails mid-answer into the SDK’s connection error', async () => {
     let controller!: ReadableStreamDefaultController<Uint8Array>;
     const body = new ReadableStream<Uint8Array>({ start: (c) => void (controller = c) });

@@ -60,7 +60,7 @@ export type StreamFrame =
   /** The provider accepted the call: this receipt is final (no fallback after it). */
   | { seq: number; type: 'start'; residency: ResidencyReceipt }
   | { seq: number; type: 'delta'; text: string }
-  | { seq: number; type: 'done'; messageId: string; model: string; usage: Usage; residency: ResidencyReceipt }
+  | { seq: number; type: 'done'; messageId: string; model: string; usage: Usage; residency: ResidencyReceipt; /** The provider's, e.g. `length` when max_tokens cut the answer. */ finishReason?: string }
   | { seq: number; type: 'error'; problem: Problem }
   /** Keeps the gateway's idle timer from firing while the provider thinks. */
   | { seq: number; type: 'heartbeat' };

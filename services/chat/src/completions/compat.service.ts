@@ -45,7 +45,7 @@ export class CompatService {
         object: 'chat.completion',
         created: Math.floor(Date.now() / 1000),
         model: plan.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, finish_reason: 'stop', logprobs: null }],
+        choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, finish_reason: result.finishReason ?? 'stop', logprobs: null }],
         usage: { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens },
       },
     };
@@ -72,7 +72,7 @@ export class CompatService {
         );
         const id = randomUUID();
         await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
-        publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency });
+        publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency, finishReason: result.finishReason });
       } catch (err) {
         // An answer that broke off is billed for what was generated, as in a conversation.
         if (sent && progress.deployment) {

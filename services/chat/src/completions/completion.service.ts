@@ -11,7 +11,9 @@ import { RouterService } from '../catalog/router.service.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import OpenAI from 'openai';
 import { ContentFilterService, type PromptMessage } from '../content-filter/content-filter.service.js';
+import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
+import { ERASED_USER, lockSubject } from '../privacy/subject-lock.js';
 import { QuotaGate } from '../quota/quota.gate.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from './provider-clients.js';
 import { completionChunks } from './provider-stream.js';
@@ -37,6 +39,8 @@ export interface CompletionResult {
   usage: Usage;
   residency: ResidencyReceipt;
   deployment: Deployment;
+  /** Why the provider ended the answer (`stop`, `length`, `content_filter`…); none for one that broke off. */
+  finishReason?: string;
 }
 
 /** Room kept for the answer when trimming history to the context window. */
@@ -52,6 +56,7 @@ export class CompletionService {
     private readonly filter: ContentFilterService,
     private readonly quota: QuotaGate,
     private readonly clients: ProviderClients,
+    private readonly cipher: ContentCipher,
     @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -69,9 +74,11 @@ export class CompletionService {
     const chosen = model ?? this.config.DEFAULT_MODEL;
     const candidates = this.router.candidates(chosen, policy);
     await this.quota.assertAllowed(workspace, actor.userId);
-    this.filter.checkRules(messages, policy, actor.userId);
     const window = Math.min(...candidates.map((c) => c.contextWindow)) - (params.max_tokens ?? ANSWER_RESERVE);
-    return { actor, policy, model: chosen, candidates, messages: trimToWindow(messages, window), params };
+    const sent = trimToWindow(messages, window);
+    // What the model will see: a term in history trimmed away reaches no provider.
+    this.filter.checkRules(sent, policy, actor.userId);
+    return { actor, policy, model: chosen, candidates, messages: sent, params };
   }
 
   /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
@@ -81,7 +88,7 @@ export class CompletionService {
         .create({ model: d.deployment ?? d.model, messages, store: false, stream: false, ...plan.params }, { signal })
         .withResponse();
       const text = data.choices[0]?.message?.content ?? '';
-      return { text, usage: usageOf(data.usage, messages, text), residency: this.receipt(d, plan.policy, response.headers) };
+      return { text, usage: usageOf(data.usage, messages, text), residency: this.receipt(d, plan.policy, response.headers), finishReason: data.choices[0]?.finish_reason ?? undefined };
     }, undefined, signal);
   }
 
@@ -112,17 +119,19 @@ export class CompletionService {
         await on.start?.(residency);
         let text = '';
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
+        let finishReason: string | undefined;
         for await (const chunk of completionChunks(response, signal)) {
           const delta = chunk.choices[0]?.delta?.content;
           if (delta) {
             text += delta;
             await on.delta(delta);
           }
+          finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
           if (chunk.usage) usage = chunk.usage;
         }
         // A stream cut off by our abort may end quietly: a cut-off answer is not a complete one.
         if (signal?.aborted) throw signal.reason;
-        return { text, usage: usageOf(usage, messages, text), residency };
+        return { text, usage: usageOf(usage, messages, text), residency, finishReason };
       },
       () => !started,
       signal,
@@ -138,10 +147,18 @@ export class CompletionService {
     return { text, deployment, usage: usageOf(undefined, plan.messages, text), residency: this.receipt(deployment, plan.policy) };
   }
 
-  /** Writes the usage event in the caller's transaction (billing's ledger input). */
+  /**
+   * Writes the usage event in the caller's transaction (billing's ledger
+   * input). An erasure of the subject that committed meanwhile has already
+   * cleared the outbox of them, so then the event names nobody: the
+   * organisation's books keep the amount, not the person.
+   */
   async recordUsage(em: EntityManager, messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
+    await lockSubject(em, plan.actor.userId, 'shared');
+    const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1) AS erased`, [this.cipher.erasureMark(plan.actor.userId)]);
     const [data, opts] = this.usageEvent(messageId, plan, result);
-    await this.outbox.append(em, 'chat.completion.recorded', data, opts);
+    if (erased) await this.outbox.append(em, 'chat.completion.recorded', { ...data, userId: ERASED_USER }, { subject: { ...opts.subject, userId: ERASED_USER } });
+    else await this.outbox.append(em, 'chat.completion.recorded', data, opts);
   }
 
   /** The usage event as outbox row values, for a caller that writes it in its own statement. */
@@ -176,14 +193,17 @@ export class CompletionService {
     signal?: AbortSignal,
   ): Promise<CompletionResult> {
     let lastError: unknown;
-    let moderated: Promise<void> | undefined;
+    const moderations = new Map<string, Promise<void>>();
     for (const d of plan.candidates) {
       // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
       const messages = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU);
       try {
-        // A deployment without a prompt filter of its own sees only a moderated prompt.
-        // Once per request, for the first route that needs it: the rule (EU route, EU moderator) holds for it, and a fallback is the same request.
-        if (!d.promptFilter) await (moderated ??= this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, d, signal));
+        // A deployment without a prompt filter of its own sees only a prompt moderated by an endpoint of its residency (each asked once per request).
+        const moderator = d.promptFilter ? undefined : this.filter.moderatorFor(plan.policy, d);
+        if (moderator) {
+          if (!moderations.has(moderator.id)) moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
+          await moderations.get(moderator.id);
+        }
         return { ...(await call(d, this.clients.for(d), messages)), deployment: d };
       } catch (err) {
         if (isAbort(err)) throw new ProblemError(499, 'The client went away; the provider call was cancelled');

@@ -12,23 +12,33 @@ import { isAbort } from './provider-clients.js';
  * answer against 0.4 ms this way, on a path that runs for every token.
  * Errors in the stream surface as the SDK's `APIError`, as they would from it;
  * a body that breaks off, stalls or ends before the answer is complete as its
- * `APIConnectionError` (a timeout as `APIConnectionTimeoutError`).
+ * `APIConnectionError` (a timeout as `APIConnectionTimeoutError`). `[DONE]`
+ * ends the answer, as it does for the SDK, whatever the connection does next.
  */
 export async function* completionChunks(response: Response, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
   if (!response.body) throw new OpenAI.OpenAIError('The provider answered a streamed completion without a body');
+  const reader = response.body.getReader();
   const events: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (event) => events.push(event) });
   const decoder = new TextDecoder();
   let done = false;
   let finished = false;
   try {
-    // Read to the end even after [DONE]: a body left unread costs the kept-alive connection.
-    for await (const bytes of response.body as unknown as AsyncIterable<Uint8Array>) {
-      parser.feed(decoder.decode(bytes, { stream: true }));
+    while (!done) {
+      let read: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        read = await reader.read();
+      } catch (err) {
+        // After the finish reason only the usage chunk may be missing: an answer, counted by us.
+        if (finished && !signal?.aborted && !isAbort(err)) return;
+        throw brokeOff(err, signal);
+      }
+      if (read.done) break;
+      parser.feed(decoder.decode(read.value, { stream: true }));
       for (const event of events.splice(0)) {
-        if (done || event.data === '[DONE]') {
+        if (event.data === '[DONE]') {
           done = true;
-          continue;
+          break;
         }
         const data = parseJson(event.data);
         if (event.event === 'error' || data?.error) throw new OpenAI.APIError(undefined, data?.error ?? data, undefined, response.headers);
@@ -37,15 +47,29 @@ export async function* completionChunks(response: Response, signal?: AbortSignal
         yield chunk;
       }
     }
-  } catch (err) {
-    if (err instanceof OpenAI.OpenAIError || isAbort(err) || signal?.aborted) throw err;
-    const timedOut = (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT';
-    const message = `The provider's answer broke off: ${(err as Error).message}`;
-    throw timedOut ? new OpenAI.APIConnectionTimeoutError({ message }) : new OpenAI.APIConnectionError({ message, cause: err as Error });
+  } finally {
+    // The answer is complete at [DONE]: what follows (normally just the end of the body) is read
+    // without waiting for it, so the connection can be kept; a body given up on is cancelled.
+    if (done) void drain(reader);
+    else void reader.cancel().catch(() => undefined);
   }
   if (signal?.aborted) throw signal.reason;
   // A connection closed cleanly mid-answer looks like an ending; only [DONE] or a finish reason is one.
   if (!done && !finished) throw new OpenAI.APIConnectionError({ message: 'The provider closed the stream before the answer was complete' });
+}
+
+function brokeOff(err: unknown, signal?: AbortSignal): unknown {
+  if (err instanceof OpenAI.OpenAIError || isAbort(err) || signal?.aborted) return err;
+  const message = `The provider's answer broke off: ${(err as Error).message}`;
+  return (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT' ? new OpenAI.APIConnectionTimeoutError({ message }) : new OpenAI.APIConnectionError({ message, cause: err as Error });
+}
+
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  try {
+    while (!(await reader.read()).done);
+  } catch {
+    // The answer was complete; a connection lost after it changes nothing.
+  }
 }
 
 function parseJson(text: string): { error?: unknown } | undefined {

@@ -55,15 +55,16 @@ export class ContentFilterService {
     }
   }
 
+  /** The moderation endpoint for a prompt bound to `target` (a deployment without a prompt filter of its own): one with the target's residency. */
+  moderatorFor(policy: RoutingPolicy, target: Deployment): Deployment | undefined {
+    return this.router.moderators(policy, target)[0];
+  }
+
   /**
-   * Asks a moderation endpoint about the whole prompt, for a deployment
-   * (`target`) without a prompt filter of its own. The moderator obeys the
-   * target's residency, and one outside the EU sees what such a route sees:
-   * personal data redacted when configured.
+   * Asks `moderator` (from `moderatorFor`) about the whole prompt; one outside
+   * the EU sees what such a route sees: personal data redacted when configured.
    */
-  async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, target: Deployment, signal?: AbortSignal): Promise<void> {
-    const moderator = this.router.moderators(policy, target)[0];
-    if (!moderator) return;
+  async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, moderator: Deployment, signal?: AbortSignal): Promise<void> {
     const input = this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU)
       .map((m) => m.content)
       .filter(Boolean);

@@ -4,7 +4,7 @@ import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
-import { lockSubject } from './subject-lock.js';
+import { ERASED_USER, lockSubject } from './subject-lock.js';
 
 /** Messages per export page: about 0.4 MB, well inside NATS's 1 MiB. */
 const EXPORT_PAGE = 1000;
@@ -13,7 +13,6 @@ const inScope = (scope: string) => (scope === 'all' ? `TRUE` : `workspace = $2`)
 
 /** chat's part of data-subject requests: everything of the subject, decrypted; erasure crypto-shreds. */
 /** The user id that events about an erased subject carry instead of theirs (billing pseudonymises to the same). */
-const ERASED_USER = '00000000-0000-0000-0000-000000000000';
 
 @Injectable()
 export class ChatPrivacyService {

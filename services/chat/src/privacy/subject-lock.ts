@@ -1,5 +1,8 @@
 import type { EntityManager } from 'typeorm';
 
+/** Who an erased subject's usage is billed as: the organisation's books keep the amount, not the person. */
+export const ERASED_USER = '00000000-0000-0000-0000-000000000000';
+
 /**
  * A subject's erasure takes their lock exclusively; writing something new for
  * them (a conversation) takes it shared, so the two never interleave: the write

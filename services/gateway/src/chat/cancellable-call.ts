@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
-import { withPrefix } from '@ally/contracts';
+import { ProblemError, withPrefix } from '@ally/contracts';
 import { cancelCall } from '@ally/messaging';
 import { NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
@@ -12,8 +12,8 @@ const REPEAT_MS = 500;
 /**
  * A non-streamed completion the HTTP client can call off: `call` gets a
  * subject to name in its RPC (`cancel`); when the connection closes before
- * the answer, chat hears `{ cancel: true }` there and aborts the provider call,
- * as it does for a stream.
+ * the answer, or the gateway itself stops waiting, chat hears
+ * `{ cancel: true }` there and aborts the provider call, as for a stream.
  */
 @Injectable()
 export class CancellableCalls {
@@ -23,17 +23,23 @@ export class CancellableCalls {
   ) {}
 
   async run<T>(raw: ServerResponse, call: (cancel: string) => Promise<T>): Promise<T> {
+    // Gone already (while the body was read, say): nothing to start.
+    if (raw.destroyed) throw new ProblemError(499, 'The client went away');
     const subject = `ally.stream.gateway.${nuid.next()}`;
+    const say = () => cancelCall(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject));
     let repeat: NodeJS.Timeout | undefined;
     const gone = () => {
       if (raw.writableFinished) return;
-      const say = () => cancelCall(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject));
       say();
       repeat = setInterval(say, REPEAT_MS);
     };
     raw.once('close', gone);
     try {
       return await call(subject);
+    } catch (err) {
+      // We stopped waiting (504): chat stops too, or it would save and bill an answer nobody gets.
+      if (err instanceof ProblemError && err.status === 504) say();
+      throw err;
     } finally {
       raw.removeListener('close', gone);
       clearInterval(repeat);

@@ -58,7 +58,7 @@ export class OpenAiCompatController {
           case 'done': {
             const usage = { prompt_tokens: f.usage.promptTokens, completion_tokens: f.usage.completionTokens, total_tokens: f.usage.promptTokens + f.usage.completionTokens };
             const tail = request.stream_options?.include_usage ? data({ ...chunk({}, null), choices: [], usage }) : '';
-            return data(chunk({}, 'stop')) + tail + 'data: [DONE]\n\n';
+            return data(chunk({}, f.finishReason ?? 'stop')) + tail + 'data: [DONE]\n\n';
           }
           case 'error':
             return data({ error: { message: f.problem.detail ?? f.problem.title, type: f.problem.type, code: f.problem.status } });
