@@ -1,7 +1,7 @@
 import type { CategoryRetentionRule } from '@ally/persistence';
-import { CHAT_RETENTION_RULES } from './retention.rules.js';
+import { ORG_CHAT_HISTORY_EXPIRED } from './retention.rules.js';
 
 /** Chat history follows each organisation's chatRetentionDays unless compliance sets a period. */
 export const CHAT_CATEGORY_RULES: CategoryRetentionRule[] = [
-  { category: 'chat-history', table: 'conversations', since: 'updated_at', userColumn: 'user_id', ownRule: CHAT_RETENTION_RULES[0].expired },
+  { category: 'chat-history', table: 'conversations', since: 'updated_at', userColumn: 'user_id', ownRule: ORG_CHAT_HISTORY_EXPIRED },
 ];

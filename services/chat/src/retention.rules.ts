@@ -1,16 +1,15 @@
 import type { PurgeRule } from '@ally/persistence';
 
 /**
- * Business conversations older than their organisation's chatRetentionDays
- * (messages go with them), published outbox rows after the stream's 7 days,
- * and erasure marks after a day (the subject's access tokens lived 15 minutes).
+ * A business conversation past its organisation's chatRetentionDays (messages
+ * go with it). Applied only by privacy's retention runs (the daily CronJob, or
+ * compliance), which spare users under a legal hold or a restriction and
+ * follow a period compliance sets instead: never by the hourly purge below.
  */
+export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND updated_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM org_policies p WHERE p.org_id::text = conversations.workspace)`;
+
+/** Chat's own housekeeping, hourly: published outbox rows after the stream's 7 days, erasure marks after a day (the subject's access tokens lived 15 minutes). */
 export const CHAT_RETENTION_RULES: PurgeRule[] = [
-  {
-    name: 'chat-history',
-    table: 'conversations',
-    expired: `workspace <> 'private' AND updated_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM org_policies p WHERE p.org_id::text = conversations.workspace)`,
-  },
   { name: 'outbox', table: 'outbox', expired: `sent_at < now() - interval '7 days'` },
-  { name: 'erased-subjects', table: 'erased_subjects', expired: `erased_at < now() - interval '1 day'` },
+  { name: 'erased-subjects', table: 'erased_subjects', key: 'mark', expired: `erased_at < now() - interval '1 day'` },
 ];

@@ -32,6 +32,11 @@ export class RouterService {
     return allowed;
   }
 
+  /** Whether `model` has a deployment the policy allows (what `candidates` would not refuse). */
+  allows(model: string, policy: RoutingPolicy): boolean {
+    return (!policy.allowedModels || policy.allowedModels.includes(model)) && this.allowed(policy).some((d) => d.model === model);
+  }
+
   /** Models a policy allows, each with where its preferred deployment runs. */
   models(policy: RoutingPolicy): { model: string; region: string; euResident: boolean }[] {
     const seen = new Map<string, Deployment>();

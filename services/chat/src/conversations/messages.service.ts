@@ -8,6 +8,7 @@ import { CallCancellation, type StreamPublisher } from '@ally/messaging';
 import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
+import { RouterService } from '../catalog/router.service.js';
 import { CompletionService, type CompletionResult, type Plan } from '../completions/completion.service.js';
 import { openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -30,6 +31,7 @@ export class MessagesService {
     private readonly ds: DataSource,
     private readonly policies: PolicyService,
     private readonly completions: CompletionService,
+    private readonly router: RouterService,
     private readonly cipher: ContentCipher,
     @Inject(NATS) private readonly nats: NatsConnection,
     @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
@@ -108,7 +110,9 @@ export class MessagesService {
     if (row.assistant) messages.push({ role: 'system', content: row.assistant.instructions });
     for (const m of row.history) messages.push({ role: m.role, content: key.open(Buffer.from(m.content, 'base64')) });
     messages.push({ role: 'user', content: input.content });
-    const plan = await this.completions.prepare(actor, row.workspace, input.model ?? row.assistant?.model ?? undefined, messages, {}, policy);
+    // An assistant's default this user may not use (their own EU restriction, a policy changed since) gives way to the default model.
+    const assistantModel = row.assistant?.model && this.router.allows(row.assistant.model, policy) ? row.assistant.model : undefined;
+    const plan = await this.completions.prepare(actor, row.workspace, input.model ?? assistantModel, messages, {}, policy);
     return { conversationId: row.id, key, content: input.content, plan };
   }
 

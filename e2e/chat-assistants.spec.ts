@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { chatEnv } from './service-env.js';
+
+const PASSWORD = 'Kraniche über dem Moor';
+
+/** Specialised assistants: instructions and a default model per workspace, under the same policy as any message. */
+describe('specialised assistants', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let http: ReturnType<typeof httpClient>;
+  let owner: { accessToken: string; user: { id: string } };
+
+  const register = async (email: string) => (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Alma', lastName: 'Berg' })).body;
+  const lastCompletion = () => llm.requests({ operation: 'chat.completions' }).at(-1)!;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator();
+    await env.start(identityService);
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+    http = httpClient((await env.start(gatewayService)).url);
+    owner = await register('alma@example.eu');
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await llm?.close();
+  });
+
+  it('answers with its instructions and default model, and refuses a default model no one may use when it is created', async () => {
+    const assistant = await http.post('/v1/assistants', { workspace: 'private', name: 'Vertrieb', instructions: 'Antworte knapp, auf Deutsch.', model: 'mistral-small' }, owner.accessToken);
+    expect(assistant.status).toBe(201);
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private', assistantId: assistant.body.id }, owner.accessToken)).body;
+    const answer = await http.post(`/v1/conversations/${conversation.id}/messages`, { content: 'Was kostet das?' }, owner.accessToken);
+    expect(answer.status).toBe(201);
+    expect(answer.body.model).toBe('mistral-small');
+    expect(lastCompletion()).toMatchObject({ endpoint: 'mistral', messages: [{ role: 'system', content: 'Antworte knapp, auf Deutsch.' }, { role: 'user', content: 'Was kostet das?' }] });
+
+    expect((await http.post('/v1/assistants', { workspace: 'private', name: 'X', instructions: 'x', model: 'no-such-model' }, owner.accessToken)).status).toBe(404);
+    // Restricted to the EU (the default), this user has no deployment of gpt-4o.
+    const outside = await http.post('/v1/assistants', { workspace: 'private', name: 'X', instructions: 'x', model: 'gpt-4o' }, owner.accessToken);
+    expect(outside.status).toBe(422);
+    expect(outside.body.type).toBe('https://ally.eu/problems/no-eu-deployment');
+  });
+
+  it("lets an organisation's admins create its assistants for every member, under the organisation's policy, each member under their own restriction", async () => {
+    const org = (await http.post('/v1/orgs', { name: 'Berg Beratung GmbH' }, owner.accessToken)).body;
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { euOnly: false }, owner.accessToken)).status).toBe(200);
+    // The organisation allows gpt-4o; the owner's own EU restriction does not decide for the others.
+    const create = () => http.post('/v1/assistants', { workspace: org.id, name: 'Recherche', instructions: 'Nenne Quellen.', model: 'gpt-4o' }, owner.accessToken);
+    const assistant = await waitFor(async () => ((await create()).body.id as string | undefined), 'the policy change to reach chat');
+
+    const invite = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'ole@example.eu', role: 'member' }, owner.accessToken);
+    const ole = await register('ole@example.eu');
+    const invitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.body.id);
+    expect((await http.post('/v1/invitations/accept', { token: invitation.data.token }, ole.accessToken)).status).toBe(200);
+    const conversation = await waitFor(async () => (await http.post('/v1/conversations', { workspace: org.id, assistantId: assistant }, ole.accessToken)).body.id as string | undefined, 'the membership to reach chat');
+
+    // Ole is restricted to the EU: the assistant's non-EU default gives way to the default model, in the EU.
+    const answer = await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Quellen zu Mooren?' }, ole.accessToken);
+    expect(answer.status).toBe(201);
+    expect(answer.body).toMatchObject({ model: 'gpt-4o-mini', residency: { euResident: true } });
+    expect(lastCompletion().messages[0]).toEqual({ role: 'system', content: 'Nenne Quellen.' });
+
+    expect((await http.post('/v1/assistants', { workspace: org.id, name: 'Y', instructions: 'y' }, ole.accessToken)).status).toBe(403);
+    expect((await http.get(`/v1/assistants?workspace=${org.id}`, ole.accessToken)).body.data.map((a: { id: string }) => a.id)).toEqual([assistant]);
+
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: ['mistral-small'] }, owner.accessToken)).status).toBe(200);
+    await waitFor(async () => ((await http.post('/v1/assistants', { workspace: org.id, name: 'Z', instructions: 'z', model: 'gpt-4o-mini' }, owner.accessToken)).status === 422 ? true : undefined), 'the allowed models to reach chat');
+  });
+});

@@ -1,0 +1,57 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { privacyRetentionRpc } from '@ally/contracts';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { RpcClient } from '@ally/messaging';
+import { AgeRetentionService } from '@ally/platform';
+import { createTestEnv, type RunningService, type TestEnv } from '@ally/testing';
+import { chatEnv } from './service-env.js';
+
+/** An organisation's chat retention goes only through privacy's retention runs: never past a legal hold. */
+describe("chat history past its organisation's retention", () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let chat: RunningService;
+  let rpc: RpcClient;
+  const org = randomUUID();
+  const [held, free] = [randomUUID(), randomUUID()];
+  const conversation = async (userId: string, workspace: string, daysAgo: number) => {
+    const id = randomUUID();
+    await env.sql(`INSERT INTO chat.conversations (id, user_id, workspace, updated_at) VALUES ($1, $2, $3, now() - make_interval(days => $4))`, [id, userId, workspace, daysAgo]);
+    return id;
+  };
+  const remaining = async (ids: string[]) => (await env.sql<{ id: string }>(`SELECT id FROM chat.conversations WHERE id = ANY($1::uuid[])`, [ids])).map((r) => r.id).sort();
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator();
+    chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    await env.sql(`INSERT INTO chat.org_policies (org_id, chat_retention_days) VALUES ($1, 1)`, [org]);
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await llm?.close();
+  });
+
+  it('goes in a retention run, except for a user under a legal hold, and never in the hourly housekeeping', async () => {
+    const ids = {
+      heldOld: await conversation(held, org, 3),
+      freeOld: await conversation(free, org, 3),
+      freeRecent: await conversation(free, org, 0),
+      freePrivate: await conversation(free, 'private', 30),
+    };
+    const all = Object.values(ids);
+
+    await chat.app.get(AgeRetentionService).purgeExpired();
+    expect(await remaining(all)).toEqual([...all].sort());
+
+    const report = await rpc.call(privacyRetentionRpc('chat'), { categories: [{ category: 'chat-history', retentionDays: null }], dryRun: false, heldUserIds: [held] });
+    expect(report.results).toEqual([{ category: 'chat-history', affected: 1 }]);
+    expect(await remaining(all)).toEqual([ids.heldOld, ids.freeRecent, ids.freePrivate].sort());
+  });
+});

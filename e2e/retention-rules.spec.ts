@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { categoriesOf, privacyRetentionRpc } from '@ally/contracts';
+import { billingService } from '@ally/billing';
+import { chatService } from '@ally/chat';
+import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
+import { identityService } from '@ally/identity';
+import { RpcClient } from '@ally/messaging';
+import { notifyService } from '@ally/notify';
+import { AgeRetentionService } from '@ally/platform';
+import { createTestEnv, type RunningService, type TestEnv } from '@ally/testing';
+import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
+
+/**
+ * Every retention rule's SQL against the real migrated schemas: the hourly
+ * housekeeping and privacy's per-category runs, with and without held users.
+ * A rule that names a wrong column fails only when it runs, hours later.
+ */
+describe('retention rules of every service run against their schemas', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let stripe: StripeEmulator;
+  let brevo: BrevoEmulator;
+  let rpc: RpcClient;
+  const services: Record<string, RunningService> = {};
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    [llm, stripe, brevo] = await Promise.all([startOpenAIEmulator(), startStripeEmulator(), startBrevoEmulator()]);
+    services.identity = await env.start(identityService);
+    services.chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+    services.billing = await env.start(billingService, billingEnv(stripe));
+    services.notify = await env.start(notifyService, notifyEnv(brevo));
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await Promise.all([llm?.close(), stripe?.close(), brevo?.close()]);
+  });
+
+  it.each(['identity', 'chat', 'billing', 'notify'])('%s', async (name) => {
+    const hourly = await services[name].app.get(AgeRetentionService).purgeExpired();
+    expect(Object.values(hourly).every((n) => Number.isInteger(n))).toBe(true);
+
+    const categories = categoriesOf(name).map((c) => c.category);
+    expect(categories.length).toBeGreaterThan(0);
+    for (const retentionDays of [null, 0, 3650]) {
+      for (const heldUserIds of [[], ['4b7c6a4e-9f1d-4c8e-b2a1-0d3e5f6a7b8c']]) {
+        for (const dryRun of [true, false]) {
+          const report = await rpc.call(privacyRetentionRpc(name), { categories: categories.map((category) => ({ category, retentionDays })), dryRun, heldUserIds });
+          expect(report.results.map((r) => r.category)).toEqual(categories);
+        }
+      }
+    }
+  });
+});
