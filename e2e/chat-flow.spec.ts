@@ -66,7 +66,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const res = await http.post(`/v1/conversations/${id}/messages`, { content: 'Schreib mir ein Angebot für Max Mustermann, max@example.eu' }, token);
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({ role: 'assistant', content: 'Echo: Schreib mir ein Angebot für Max Mustermann, max@example.eu', model: 'gpt-4o-mini' });
-    expect(res.body.residency).toMatchObject({ provider: 'azure', deployment: 'gpt-4o-mini@azure-swedencentral', region: 'swedencentral', reportedRegion: 'swedencentral', euResident: true });
+    expect(res.body.residency).toMatchObject({ provider: 'azure', deployment: 'gpt-4o-mini@azure-swedencentral', region: 'swedencentral', reportedRegion: 'Sweden Central', euResident: true });
     expect(JSON.parse(res.headers.get('x-ally-residency')!).euResident).toBe(true);
 
     const refused = await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo', model: 'gpt-4o' }, token);
@@ -170,7 +170,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const id = await conversation();
     const res = await http.post(`/v1/conversations/${id}/messages`, { content: 'Fallback bitte' }, token);
     expect(res.status).toBe(201);
-    expect(res.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', reportedRegion: 'germanywestcentral', euResident: true });
+    expect(res.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', reportedRegion: 'Germany West Central', euResident: true });
   });
 
   it('falls back when a deployment is rate-limited (429) or does not answer within PROVIDER_TIMEOUT_MS, and the call it gave up on is aborted', async () => {

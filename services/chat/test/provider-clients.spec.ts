@@ -27,7 +27,7 @@ describe('provider clients', () => {
 
   it('streams and answers through the SDK, with the headers the receipt reads', async () => {
     const response = await clients.for(azure).chat.completions.create({ model: 'gpt-4o-mini-swc', messages, stream: true, stream_options: { include_usage: true } }).asResponse();
-    expect(response.headers.get('x-ms-region')).toBe('swedencentral');
+    expect(response.headers.get('x-ms-region')).toBe('Sweden Central');
     let text = '';
     let usage;
     for await (const chunk of completionChunks(response)) {

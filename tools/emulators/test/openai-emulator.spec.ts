@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import OpenAI, { AzureOpenAI } from 'openai';
-import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { azureRegionDisplayName, startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 
 // The real `openai` SDK against the emulator: what works here works against OpenAI and Azure OpenAI.
 describe('OpenAI / Azure OpenAI emulator', () => {
@@ -112,12 +112,12 @@ describe('OpenAI / Azure OpenAI emulator', () => {
   });
 
   describe('Azure style', () => {
-    it('answers through AzureOpenAI with the deployment region in x-ms-region', async () => {
+    it('answers through AzureOpenAI with the deployment region in x-ms-region, by its display name as Azure sends it', async () => {
       const { data, response } = await azure('gpt-4o-fr')
         .chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Bonjour' }] })
         .withResponse();
 
-      expect(response.headers.get('x-ms-region')).toBe('francecentral');
+      expect(response.headers.get('x-ms-region')).toBe('France Central');
       expect(response.headers.get('apim-request-id')).toMatch(/^[0-9a-f-]{36}$/);
       expect(data.choices[0].message.content).toBe('Echo: Bonjour');
       expect(data.usage).toMatchObject({ prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 });
@@ -127,7 +127,7 @@ describe('OpenAI / Azure OpenAI emulator', () => {
           endpoint: 'gpt-4o-fr',
           path: '/openai/deployments/gpt-4o-fr/chat/completions',
           apiVersion: '2024-10-21',
-          region: 'francecentral',
+          region: 'France Central',
           apiKey: 'azure-test-key',
           model: 'gpt-4o',
           stream: false,
@@ -140,14 +140,14 @@ describe('OpenAI / Azure OpenAI emulator', () => {
       const { data: stream, response } = await azure('gpt-4o-se')
         .chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'Hej då' }], stream: true, stream_options: { include_usage: true } })
         .withResponse();
-      expect(response.headers.get('x-ms-region')).toBe('swedencentral');
+      expect(response.headers.get('x-ms-region')).toBe('Sweden Central'); // the default region
       const chunks = await collect(stream);
 
       expect(chunks[0]).toMatchObject({ choices: [], prompt_filter_results: [expect.objectContaining({ prompt_index: 0 })] });
       expect(chunks[1].choices[0].delta.role).toBe('assistant');
       expect(chunks.map((c) => c.choices[0]?.delta?.content ?? '').join('')).toBe('Echo: Hej då');
       expect(chunks.at(-1)!.usage).toMatchObject({ prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
-      expect(emulator.requests({ deployment: 'gpt-4o-se' })[0]).toMatchObject({ stream: true, completed: true, region: 'swedencentral' });
+      expect(emulator.requests({ deployment: 'gpt-4o-se' })[0]).toMatchObject({ stream: true, completed: true, region: 'Sweden Central' });
     });
 
     it('works with the SDK stream helper', async () => {
@@ -165,7 +165,55 @@ describe('OpenAI / Azure OpenAI emulator', () => {
 
       const unauthorized = await fetch(`${path}?api-version=2024-10-21`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       expect(unauthorized.status).toBe(401);
-      expect(unauthorized.headers.get('x-ms-region')).toBe('francecentral');
+      expect(unauthorized.headers.get('x-ms-region')).toBe('France Central');
+    });
+
+    it('takes the key only from api-key: a key sent as a Bearer token is refused with 401, as Azure refuses it', async () => {
+      const path = `${emulator.url}/openai/deployments/gpt-4o-fr/chat/completions?api-version=2024-10-21`;
+      const body = JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] });
+      const bearer = await fetch(path, { method: 'POST', headers: { authorization: 'Bearer azure-test-key', 'content-type': 'application/json' }, body });
+      expect(bearer.status).toBe(401);
+      expect(await bearer.json()).toEqual({ error: { code: '401', message: expect.stringMatching(/^Unauthorized\. Access token is missing, invalid/) } });
+      const keyed = await fetch(path, { method: 'POST', headers: { 'api-key': 'azure-test-key', 'content-type': 'application/json' }, body });
+      expect(keyed.status).toBe(200);
+      expect(emulator.requests().map((r) => [r.status, r.apiKey])).toEqual([
+        [401, undefined],
+        [200, 'azure-test-key'],
+      ]);
+
+      // The SDK's own mistake, the way a client might make it: the key passed as an Entra ID token provider.
+      const misconfigured = new AzureOpenAI({ endpoint: emulator.url, azureADTokenProvider: async () => 'azure-test-key', apiVersion: '2024-10-21', deployment: 'gpt-4o-fr', maxRetries: 0 });
+      await expect(misconfigured.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    });
+
+    it('answers x-ms-region with display names for slugs and display names alike', async () => {
+      const regional = await startOpenAIEmulator({
+        azureRegions: { 'dz-eu': 'germanywestcentral', global: 'eastus', 'us-2': 'eastus2', named: 'West Europe' },
+        defaultAzureRegion: 'italynorth',
+      });
+      try {
+        const region = async (deployment: string) =>
+          (await fetch(`${regional.url}/openai/deployments/${deployment}/chat/completions?api-version=2024-10-21`, {
+            method: 'POST',
+            headers: { 'api-key': 'k', 'content-type': 'application/json' },
+            body: JSON.stringify({ messages: [{ role: 'user', content: 'hi' }] }),
+          })).headers.get('x-ms-region');
+        expect([await region('dz-eu'), await region('global'), await region('us-2'), await region('named'), await region('other')]).toEqual([
+          'Germany West Central',
+          'East US',
+          'East US 2',
+          'West Europe',
+          'Italy North',
+        ]);
+      } finally {
+        await regional.close();
+      }
+      expect(
+        ['swedencentral', 'germanywestcentral', 'westeurope', 'francecentral', 'northeurope', 'eastus', 'eastus2', 'italynorth', 'polandcentral', 'spaincentral', 'switzerlandnorth'].map(
+          azureRegionDisplayName,
+        ),
+      ).toEqual(['Sweden Central', 'Germany West Central', 'West Europe', 'France Central', 'North Europe', 'East US', 'East US 2', 'Italy North', 'Poland Central', 'Spain Central', 'Switzerland North']);
+      expect(azureRegionDisplayName('Sweden Central')).toBe('Sweden Central');
     });
   });
 

@@ -10,6 +10,10 @@ import { CHAT_CONFIG, type ChatConfig } from '../config.js';
  */
 @Injectable()
 export class QuotaGate {
+  /** Most answers kept at once; past it the oldest go first (they expire soonest). */
+  static readonly MAX_CACHED = 10_000;
+
+  /** In insertion order, which is expiry order (the TTL is fixed): expired entries sit at the front. */
   private readonly cache = new Map<string, { allowed: boolean; reason?: string; until: number }>();
 
   constructor(
@@ -28,7 +32,17 @@ export class QuotaGate {
     const hit = this.cache.get(key);
     if (hit && hit.until > Date.now()) return hit;
     const answer = await this.rpc.call(BillingRpc.quotaCheck, { workspace, userId }, { timeoutMs: 2_000 });
-    this.cache.set(key, { ...answer, until: Date.now() + this.config.QUOTA_CACHE_MS });
+    this.remember(key, { ...answer, until: Date.now() + this.config.QUOTA_CACHE_MS });
     return answer;
+  }
+
+  private remember(key: string, entry: { allowed: boolean; reason?: string; until: number }): void {
+    const now = Date.now();
+    for (const [k, cached] of this.cache) {
+      if (cached.until > now && this.cache.size < QuotaGate.MAX_CACHED) break;
+      this.cache.delete(k);
+    }
+    this.cache.delete(key); // re-inserted at the end, keeping the map in expiry order
+    this.cache.set(key, entry);
   }
 }

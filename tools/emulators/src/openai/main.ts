@@ -2,7 +2,8 @@ import { startOpenAIEmulator } from './openai-emulator.js';
 
 // `node tools/emulators/dist/openai/main.js`: the OpenAI / Azure OpenAI emulator on OPENAI_EMULATOR_PORT (default 8126).
 // Optional: OPENAI_EMULATOR_HOST (default 127.0.0.1; 0.0.0.0 in a container), OPENAI_EMULATOR_API_KEY,
-// OPENAI_EMULATOR_AZURE_REGIONS ("deployment=region,…"), OPENAI_EMULATOR_FIRST_TOKEN_MS, OPENAI_EMULATOR_TOKEN_MS.
+// OPENAI_EMULATOR_AZURE_REGIONS ("deployment=region,…", a region as slug or display name: x-ms-region answers
+// the display name, "swedencentral" → "Sweden Central", as Azure does), OPENAI_EMULATOR_FIRST_TOKEN_MS, OPENAI_EMULATOR_TOKEN_MS.
 const env = process.env;
 const num = (v: string | undefined) => (v === undefined || v === '' ? undefined : Number(v));
 const azureRegions = Object.fromEntries(

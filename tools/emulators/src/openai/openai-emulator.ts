@@ -14,7 +14,10 @@ import type { EmulatorServer } from '../http-server.js';
  *   POST /<prefix>/v1/moderations        (input containing "forbidden-topic" is flagged as harassment)
  * Azure style (`new AzureOpenAI({ endpoint: url, apiKey, apiVersion, deployment })`):
  *   POST /[<prefix>/]openai/deployments/{deployment}/chat/completions?api-version=…   (api-key: <key>)
- *   answers `x-ms-region` (per deployment, `azureRegions`) and `apim-request-id`;
+ *   the key only in `api-key`, as Azure's key auth wants it: `Authorization: Bearer` is Entra ID's (tokens, not
+ *   modelled here), so a key sent that way is refused with 401, as Azure refuses it;
+ *   answers `x-ms-region` with the region's display name, as Azure does ("Sweden Central", per deployment,
+ *   `azureRegions`, which takes slugs or display names) and `apim-request-id`;
  *   with content filtering on (`azureContentFilterResults`, default), like Azure's, a prompt whose last user
  *   message contains "forbidden-topic" is refused with 400 `content_filter` before any answer.
  *
@@ -55,7 +58,7 @@ export interface EmulatedOpenAIRequest {
   path: string;
   /** Azure only: the `api-version` query parameter. */
   apiVersion?: string;
-  /** Azure only: the region answered in `x-ms-region`. */
+  /** Azure only: the region answered in `x-ms-region`: its display name ('Sweden Central'), as Azure sends it. */
   region?: string;
   /** `model` of the body (Azure: falls back to the deployment). */
   model?: string;
@@ -66,7 +69,7 @@ export interface EmulatedOpenAIRequest {
   input?: unknown;
   /** The parsed JSON body (undefined when none or not JSON). */
   body?: unknown;
-  /** `api-key` header, else the bearer token of `Authorization`. */
+  /** OpenAI: the bearer token of `Authorization`. Azure: the `api-key` header (a bearer token there is Entra ID's, not a key). */
   apiKey?: string;
   headers: Record<string, string>;
   /** Status answered; undefined while nothing was answered (hanging, waiting for the first token). */
@@ -134,9 +137,12 @@ export interface OpenAIEmulatorOptions extends OpenAILatency {
   host?: string;
   /** When set, any other key is refused with 401 (both kinds). Default: any non-empty key. */
   apiKey?: string;
-  /** Region answered in `x-ms-region`, by Azure deployment. */
+  /**
+   * Region of each Azure deployment, answered in `x-ms-region`. A slug ('swedencentral') or a display name
+   * ('Sweden Central'); the header carries the display name, as Azure's does (see {@link azureRegionDisplayName}).
+   */
   azureRegions?: Record<string, string>;
-  /** Region of deployments missing from `azureRegions`; default 'swedencentral'. */
+  /** Region of deployments missing from `azureRegions` (slug or display name); default 'swedencentral' (answered 'Sweden Central'). */
   defaultAzureRegion?: string;
   /** When set, other Azure deployments answer 404 DeploymentNotFound. */
   azureDeployments?: string[];
@@ -183,6 +189,52 @@ const SAFE = { filtered: false, severity: 'safe' };
 const CONTENT_FILTER = { hate: SAFE, self_harm: SAFE, sexual: SAFE, violence: SAFE };
 const OPENAI_ROUTE = /^(?:\/(.+?))?\/v1\/(chat\/completions|models(?:\/([^/]+))?|moderations)$/;
 const AZURE_ROUTE = /^(?:\/(.+?))?\/openai\/deployments\/([^/]+)\/(.+)$/;
+
+/** Azure region slugs (as in ARM and model catalogs) and the display names Azure OpenAI answers in `x-ms-region`. */
+const AZURE_REGION_NAMES: Record<string, string> = {
+  swedencentral: 'Sweden Central',
+  swedensouth: 'Sweden South',
+  germanywestcentral: 'Germany West Central',
+  germanynorth: 'Germany North',
+  westeurope: 'West Europe',
+  northeurope: 'North Europe',
+  francecentral: 'France Central',
+  francesouth: 'France South',
+  italynorth: 'Italy North',
+  polandcentral: 'Poland Central',
+  spaincentral: 'Spain Central',
+  switzerlandnorth: 'Switzerland North',
+  switzerlandwest: 'Switzerland West',
+  norwayeast: 'Norway East',
+  uksouth: 'UK South',
+  ukwest: 'UK West',
+  eastus: 'East US',
+  eastus2: 'East US 2',
+  westus: 'West US',
+  westus2: 'West US 2',
+  westus3: 'West US 3',
+  centralus: 'Central US',
+  northcentralus: 'North Central US',
+  southcentralus: 'South Central US',
+  canadaeast: 'Canada East',
+  canadacentral: 'Canada Central',
+  brazilsouth: 'Brazil South',
+  australiaeast: 'Australia East',
+  japaneast: 'Japan East',
+  koreacentral: 'Korea Central',
+  southindia: 'South India',
+  southeastasia: 'Southeast Asia',
+  southafricanorth: 'South Africa North',
+  uaenorth: 'UAE North',
+};
+
+/**
+ * The display name Azure answers in `x-ms-region` for a region given as a slug ('swedencentral' → 'Sweden Central').
+ * A display name, or a slug this table does not know, passes through unchanged.
+ */
+export function azureRegionDisplayName(region: string): string {
+  return AZURE_REGION_NAMES[region.toLowerCase()] ?? region;
+}
 
 const norm = (s: string) => s.replace(/^\/+|\/+$/g, '');
 const words = (s: string) => s.match(/\S+/g)?.length ?? 0;
@@ -362,9 +414,10 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     const auth = req.headers.authorization;
     const bearer = typeof auth === 'string' && /^bearer /i.test(auth) ? auth.slice(7).trim() : undefined;
     const apiKeyHeader = req.headers['api-key'];
-    const apiKey = kind === 'azure' ? ((typeof apiKeyHeader === 'string' ? apiKeyHeader : undefined) ?? bearer) : bearer;
+    // Azure's key auth reads `api-key` only; a bearer token there is an Entra ID token, never a key.
+    const apiKey = kind === 'azure' ? (typeof apiKeyHeader === 'string' && apiKeyHeader ? apiKeyHeader : undefined) : bearer;
     const id = kind === 'azure' ? randomUUID() : `req_${rnd(16)}`;
-    const region = deployment === undefined ? undefined : (opts.azureRegions?.[deployment] ?? opts.defaultAzureRegion ?? 'swedencentral');
+    const region = deployment === undefined ? undefined : azureRegionDisplayName(opts.azureRegions?.[deployment] ?? opts.defaultAzureRegion ?? 'swedencentral');
     const apiVersion = url.searchParams.get('api-version') ?? undefined;
     const record: EmulatedOpenAIRequest = {
       id,
@@ -420,6 +473,10 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     }
     if (!apiKey || (opts.apiKey !== undefined && apiKey !== opts.apiKey)) {
       if (kind === 'azure') {
+        // A key sent as `Authorization: Bearer` is taken for an Entra ID token and refused, as Azure refuses it.
+        if (!apiKey && auth) {
+          return answer(401, { error: { code: '401', message: 'Unauthorized. Access token is missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have expired.' } });
+        }
         return answer(401, { error: { code: '401', message: 'Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.' } });
       }
       return answer(401, {
