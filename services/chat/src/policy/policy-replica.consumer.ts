@@ -3,39 +3,61 @@ import type { EntityManager } from 'typeorm';
 import { IdentityEvents, PrivacyEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 
-type Handler = (em: EntityManager, data: any) => Promise<unknown>;
+/** `at`: when it happened at identity (the envelope's occurredAt): a row only ever moves forward in time. */
+type Handler = (em: EntityManager, data: any, at: string) => Promise<unknown>;
 
 /** identity's events → chat's replica of what routing needs: restrictToEu, memberships, organisation policy. */
 const APPLY: Record<string, Handler> = {
-  'identity.user.registered': (em, d) =>
-    em.query(`INSERT INTO user_settings (user_id, restrict_to_eu) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING`, [d.userId, d.restrictToEu]),
-  'identity.user.settings-changed': (em, d) =>
+  'identity.user.registered': (em, d, at) =>
+    em.query(`INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING`, [d.userId, d.restrictToEu, at]),
+  'identity.user.settings-changed': (em, d, at) =>
     em.query(
-      `INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, now())
-       ON CONFLICT (user_id) DO UPDATE SET restrict_to_eu = EXCLUDED.restrict_to_eu, updated_at = now()`,
-      [d.userId, d.restrictToEu],
+      `INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3)
+       ON CONFLICT (user_id) DO UPDATE SET restrict_to_eu = EXCLUDED.restrict_to_eu, updated_at = EXCLUDED.updated_at WHERE user_settings.updated_at < EXCLUDED.updated_at`,
+      [d.userId, d.restrictToEu, at],
     ),
   'identity.user.deleted': async (em, d) => {
     await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [d.userId]);
     await em.query(`DELETE FROM memberships WHERE user_id = $1`, [d.userId]);
+    await em.query(`DELETE FROM membership_removals WHERE user_id = $1`, [d.userId]);
   },
-  'identity.organization.created': (em, d) => em.query(`INSERT INTO org_policies (org_id) VALUES ($1) ON CONFLICT (org_id) DO NOTHING`, [d.orgId]),
-  'identity.organization.policy-changed': (em, d) =>
+  'identity.organization.created': (em, d, at) => em.query(`INSERT INTO org_policies (org_id, updated_at) VALUES ($1, $2) ON CONFLICT (org_id) DO NOTHING`, [d.orgId, at]),
+  'identity.organization.policy-changed': (em, d, at) =>
     em.query(
-      `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, now())
+      `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
        ON CONFLICT (org_id) DO UPDATE SET eu_only = EXCLUDED.eu_only, allowed_models = EXCLUDED.allowed_models,
-         chat_retention_days = EXCLUDED.chat_retention_days, blocked_terms = EXCLUDED.blocked_terms, updated_at = now()`,
-      [d.orgId, d.euOnly, d.allowedModels, d.chatRetentionDays, d.blockedTerms ?? []],
+         chat_retention_days = EXCLUDED.chat_retention_days, blocked_terms = EXCLUDED.blocked_terms, updated_at = EXCLUDED.updated_at
+       WHERE org_policies.updated_at < EXCLUDED.updated_at`,
+      [d.orgId, d.euOnly, d.allowedModels, d.chatRetentionDays, d.blockedTerms ?? [], at],
     ),
-  'identity.member.added': (em, d) =>
-    em.query(`INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT (org_id, user_id) DO UPDATE SET role = EXCLUDED.role`, [d.orgId, d.userId, d.role]),
-  'identity.member.removed': (em, d) => em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [d.orgId, d.userId]),
+  'identity.member.added': (em, d, at) => addMembership(em, d.orgId, d.userId, d.role, at, 'update'),
+  'identity.member.removed': async (em, d, at) => {
+    await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND updated_at <= $3`, [d.orgId, d.userId, at]);
+    await em.query(
+      `INSERT INTO membership_removals (org_id, user_id, removed_at) VALUES ($1, $2, $3)
+       ON CONFLICT (org_id, user_id) DO UPDATE SET removed_at = GREATEST(membership_removals.removed_at, EXCLUDED.removed_at)`,
+      [d.orgId, d.userId, at],
+    );
+  },
   // Art. 18: the subject's data may only be stored; chat stops processing it in that scope.
   'privacy.subject.restricted': (em, d) =>
     em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING`, [d.userId, d.scope, d.requestId]),
   // Only the lifted request's: another restriction of the same scope still stands.
   'privacy.subject.restriction-lifted': (em, d) => em.query(`DELETE FROM restrictions WHERE request_id = $1`, [d.requestId]),
 };
+
+/**
+ * A membership as of `at`, unless it was removed at or after that time.
+ * `update`: an event (newer role wins); `keep`: what chat fetched from identity, never over the replica's own row.
+ */
+export function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, role: string, at: string, onConflict: 'update' | 'keep'): Promise<unknown> {
+  return em.query(
+    `INSERT INTO memberships (org_id, user_id, role, updated_at)
+     SELECT $1::uuid, $2::uuid, $3::text, $4::timestamptz WHERE NOT EXISTS (SELECT 1 FROM membership_removals WHERE org_id = $1::uuid AND user_id = $2::uuid AND removed_at >= $4::timestamptz)
+     ON CONFLICT (org_id, user_id) DO ${onConflict === 'update' ? 'UPDATE SET role = EXCLUDED.role, updated_at = EXCLUDED.updated_at WHERE memberships.updated_at < EXCLUDED.updated_at' : 'NOTHING'}`,
+    [orgId, userId, role, at],
+  );
+}
 
 const SCHEMAS: Record<string, { parse(v: unknown): unknown }> = { ...IdentityEvents, ...PrivacyEvents };
 
@@ -46,7 +68,7 @@ export class PolicyReplicaConsumer {
       durable: 'chat-policy',
       types: Object.keys(APPLY),
       handler: async (em, event: EventEnvelope) => {
-        await APPLY[event.type](em, SCHEMAS[event.type].parse(event.data));
+        await APPLY[event.type](em, SCHEMAS[event.type].parse(event.data), event.occurredAt);
       },
     });
   }

@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
+import { addMembership } from './policy-replica.consumer.js';
 
 export interface RoutingPolicy {
   workspace: string;
@@ -44,8 +45,19 @@ export function policyColumns(user: string, workspace: string, erasureMark: stri
  * in one query. A user or organisation the replica has not seen yet (older
  * than the stream's 7 days) is fetched from identity once and kept.
  */
+/**
+ * How often one user's settings and memberships may be fetched from identity
+ * (enough for registering, creating an organisation and joining one in a few
+ * seconds), and for how many users that is remembered.
+ */
+const REFRESHES_PER_WINDOW = 5;
+const REFRESH_WINDOW_MS = 10_000;
+const REFRESH_MEMORY = 10_000;
+
 @Injectable()
 export class PolicyService {
+  private readonly refreshes = new Map<string, number[]>();
+
   constructor(
     private readonly ds: DataSource,
     private readonly rpc: RpcClient,
@@ -94,25 +106,36 @@ export class PolicyService {
     return fetched?.restrict_to_eu ?? true;
   }
 
-  /** Pulls the user's settings and memberships from identity; answers whether `workspace` is among them. */
+  /**
+   * Pulls the user's settings and memberships from identity; answers whether
+   * `workspace` is among them. At most REFRESHES_PER_WINDOW times per user in
+   * REFRESH_WINDOW_MS: a caller naming workspaces it does not belong to costs
+   * a few calls, not one per request. What it keeps is dated to before the call, so an event of a
+   * change made meanwhile still applies, and a removal seen meanwhile wins.
+   */
   private async refreshMemberships(actor: Actor, workspace: string): Promise<boolean> {
+    const now = Date.now();
+    const recent = (this.refreshes.get(actor.userId) ?? []).filter((t) => now - t < REFRESH_WINDOW_MS);
+    if (recent.length >= REFRESHES_PER_WINDOW) return false;
+    if (this.refreshes.size >= REFRESH_MEMORY) this.refreshes.clear();
+    this.refreshes.set(actor.userId, [...recent, now]);
+    const asOf = new Date().toISOString();
     const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } }).catch(() => null);
     if (!me) return false;
     await this.ds.transaction(async (em) => {
-      await em.query(`INSERT INTO user_settings (user_id, restrict_to_eu) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING`, [me.id, me.settings.restrictToEu]);
-      for (const m of me.memberships) {
-        await em.query(`INSERT INTO memberships (org_id, user_id, role) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, [m.orgId, me.id, m.role]);
-      }
+      await em.query(`INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING`, [me.id, me.settings.restrictToEu, asOf]);
+      for (const m of me.memberships) await addMembership(em, m.orgId, me.id, m.role, asOf, 'keep');
     });
     return workspace === 'private' || me.memberships.some((m) => m.orgId === workspace);
   }
 
   private async fetchOrgPolicy(actor: Actor, orgId: string) {
+    const asOf = new Date().toISOString();
     const org = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });
     const p = org.policy;
     await this.ds.query(
-      `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (org_id) DO NOTHING`,
-      [orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? []],
+      `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id) DO NOTHING`,
+      [orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? [], asOf],
     );
     return { eu_only: p.euOnly, allowed_models: p.allowedModels, blocked_terms: p.blockedTerms ?? [] };
   }

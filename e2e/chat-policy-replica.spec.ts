@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { jetstream } from '@nats-io/jetstream';
+import { createEnvelope, eventSubject, withPrefix } from '@ally/contracts';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { chatEnv } from './service-env.js';
+
+/**
+ * identity's events reach chat's replica in any order (redeliveries, several
+ * chat replicas sharing the consumer): a late older event never undoes a newer one.
+ */
+describe("chat's policy replica", () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let seq = 0;
+  const at = (secondsAgo: number) => new Date(Date.now() - secondsAgo * 1000).toISOString();
+  /** Publishes identity's event as it happened `occurredAt`; waits until chat has applied it (its inbox row). */
+  const deliver = async (type: string, data: Record<string, unknown>, occurredAt: string) => {
+    const envelope = { ...createEnvelope({ type, source: 'identity', data }), occurredAt };
+    await jetstream(await env.nats()).publish(withPrefix(env.prefix, eventSubject(type)), JSON.stringify(envelope), { msgID: envelope.id });
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM chat.inbox WHERE event_id = $1`, [envelope.id])).length ? true : undefined), `${type} #${++seq} to be applied`);
+  };
+  const settings = (userId: string, restrictToEu: boolean) => ({ userId, restrictToEu, email: 'x@example.eu', firstName: 'X', locale: 'de' });
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator();
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await llm?.close();
+  });
+
+  it('keeps the newest restrictToEu, organisation policy and membership, whatever the order of arrival', async () => {
+    const [user, org] = [randomUUID(), randomUUID()];
+    // Turned off, then on again: the "on" arrives first.
+    await deliver('identity.user.settings-changed', settings(user, true), at(1));
+    await deliver('identity.user.settings-changed', settings(user, false), at(2));
+    expect(await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1`, [user])).toEqual([{ restrict_to_eu: true }]);
+
+    const policy = (euOnly: boolean) => ({ orgId: org, euOnly, allowedModels: null, chatRetentionDays: null, blockedTerms: [] });
+    await deliver('identity.organization.policy-changed', policy(true), at(1));
+    await deliver('identity.organization.policy-changed', policy(false), at(2));
+    expect(await env.sql(`SELECT eu_only FROM chat.org_policies WHERE org_id = $1`, [org])).toEqual([{ eu_only: true }]);
+
+    // Added, then removed: the removal arrives first, the late addition must not bring the member back.
+    await deliver('identity.member.removed', { orgId: org, userId: user, memberCount: 1 }, at(1));
+    await deliver('identity.member.added', { orgId: org, userId: user, role: 'member', memberCount: 2 }, at(2));
+    expect(await env.sql(`SELECT 1 FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [org, user])).toEqual([]);
+    // Added again later: a member again.
+    await deliver('identity.member.added', { orgId: org, userId: user, role: 'admin', memberCount: 2 }, at(0));
+    expect(await env.sql(`SELECT role FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [org, user])).toEqual([{ role: 'admin' }]);
+  });
+});
