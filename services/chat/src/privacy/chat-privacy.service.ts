@@ -1,19 +1,83 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
-import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import { DataSource, type EntityManager } from 'typeorm';
+import { ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
 import { ERASED_USER, lockSubject } from './subject-lock.js';
 
-/** Messages per export page: about 0.4 MB, well inside NATS's 1 MiB. */
-const EXPORT_PAGE = 1000;
+/**
+ * Bytes of JSON of the items of one export page. An answer must fit one NATS
+ * message (1 MiB by default): a page stops before the item that would take it
+ * over this, but holds at least one item, and the largest single item (a
+ * message of MESSAGE_MAX_CHARS characters, each escaped to `\uXXXX` at worst)
+ * stays well under 1 MiB with the envelope.
+ */
+const EXPORT_PAGE_BYTES = 640 * 1024;
+/** Items per export page at most, however small: bounds the rows read and decrypted for one answer. */
+const EXPORT_PAGE_ITEMS = 1000;
+
+/**
+ * The page token (`nextPage`, a number privacy passes back as it is) is a
+ * keyset position: the page after it starts behind every item up to the group
+ * (created_at to the millisecond, first 11 bits of the id) of the last item
+ * given out. It is `ms * 2048 + prefix + 1`, which stays a safe integer for
+ * times up to 2109; 0 is the start. A page ends only between two groups, and a
+ * group is a single item but for items of the same millisecond whose random ids
+ * share 11 bits. Items deleted or added meanwhile neither shift nor repeat others.
+ */
+const ID_PREFIXES = 2048;
+/** Positions before this (2000-01-01) are never given out: such a token is not ours (or of the page numbers chat answered before). */
+const MIN_POSITION_MS = Date.UTC(2000, 0, 1);
+const MAX_POSITION_MS = Math.floor((Number.MAX_SAFE_INTEGER - ID_PREFIXES) / ID_PREFIXES);
+
+type Kind = 'conversations' | 'assistants' | 'messages';
+const KINDS: Kind[] = ['conversations', 'assistants', 'messages'];
+
+/** An item of the export in the order of pages, before its content is read. */
+interface Slot {
+  kind: Kind;
+  id: string;
+  ms: number;
+  /** Estimated bytes of its JSON, from the stored lengths. */
+  bytes: number;
+}
+
+interface Position {
+  ms: number;
+  prefix: number;
+}
+
+const prefixOf = (id: string) => parseInt(id.slice(0, 3), 16) >> 1;
+const sameGroup = (a: Slot, b: Slot) => a.ms === b.ms && prefixOf(a.id) === prefixOf(b.id);
+const tokenAfter = (s: Slot) => s.ms * ID_PREFIXES + prefixOf(s.id) + 1;
+const canEndAt = (s: Slot) => s.ms >= MIN_POSITION_MS && s.ms <= MAX_POSITION_MS;
+const bySlot = (a: Slot, b: Slot) => a.ms - b.ms || (a.id < b.id ? -1 : a.id > b.id ? 1 : KINDS.indexOf(a.kind) - KINDS.indexOf(b.kind));
+
+function positionOf(page: number): Position | undefined {
+  if (page === 0) return undefined;
+  const ms = Math.floor((page - 1) / ID_PREFIXES);
+  if (!Number.isSafeInteger(page) || ms < MIN_POSITION_MS || ms > MAX_POSITION_MS) {
+    throw new ProblemError(400, 'Not an export page chat gave out: start again at page 0');
+  }
+  return { ms, prefix: (page - 1) % ID_PREFIXES };
+}
+
+/** The largest id of a group: the prefix's 11 bits, then all ones. */
+const lastIdOf = (prefix: number) => `${(prefix * 2 + 1).toString(16).padStart(3, '0')}fffff-ffff-ffff-ffff-ffffffffffff`;
+
+/** The milliseconds of a row's created_at, in SQL (the same the export shows, and exact: no Date in between). */
+const msOf = (alias: string) => `(extract(epoch FROM date_trunc('milliseconds', ${alias}.created_at)) * 1000)::bigint`;
+const orderOf = (alias: string) => `date_trunc('milliseconds', ${alias}.created_at), ${alias}.id`;
+
+/** JSON bytes of an item's fixed fields (ids, times, names of fields): added to its stored lengths. */
+const ITEM_OVERHEAD = { conversations: 220, assistants: 160, messages: 260 } satisfies Record<Kind, number>;
+/** A sealed text is its UTF-8 bytes and 28 (IV and tag). */
+const SEAL_OVERHEAD = 28;
 
 const inScope = (scope: string) => (scope === 'all' ? `TRUE` : `workspace = $2`);
 
 /** chat's part of data-subject requests: everything of the subject, decrypted; erasure crypto-shreds. */
-/** The user id that events about an erased subject carry instead of theirs (billing pseudonymises to the same). */
-
 @Injectable()
 export class ChatPrivacyService {
   constructor(
@@ -22,65 +86,153 @@ export class ChatPrivacyService {
   ) {}
 
   /**
-   * Everything of the subject in scope, decrypted, in pages of EXPORT_PAGE
-   * messages (an answer must fit a NATS message): the first page also holds
-   * the conversations, assistants and settings.
+   * Everything of the subject in scope, decrypted: conversations, assistants
+   * and messages in the order of their creation, in pages of at most
+   * EXPORT_PAGE_BYTES of JSON (an answer must fit a NATS message) and
+   * EXPORT_PAGE_ITEMS items; the first page also holds the settings. Each page
+   * has the three arrays (maybe empty); later ones continue them.
    */
   async export(userId: string, scope: string, page = 0): Promise<PrivacyExport> {
-    const params = scope === 'all' ? [userId] : [userId, scope];
-    const rows = await this.ds.query(
-      `SELECT m.id, m.conversation_id, m.role, m.content_enc, m.model, m.prompt_tokens, m.completion_tokens, m.residency, m.status, m.created_at
-         FROM messages m JOIN conversations c ON c.id = m.conversation_id
-        WHERE c.user_id = $1 AND ${inScope(scope).replace('workspace', 'c.workspace')}
-        ORDER BY m.created_at, m.id LIMIT ${EXPORT_PAGE + 1} OFFSET ${page * EXPORT_PAGE}`,
-      params,
-    );
-    const more = rows.length > EXPORT_PAGE;
-    const pageRows = rows.slice(0, EXPORT_PAGE);
-    const texts = await this.cipher.decryptMany(this.ds.manager, pageRows.map((r: { content_enc: Buffer }) => ({ userId, sealed: r.content_enc })));
-    const messages = pageRows.map((r: any, i: number) => ({
-      id: r.id,
-      conversationId: r.conversation_id,
-      role: r.role,
-      content: texts[i],
-      createdAt: new Date(r.created_at).toISOString(),
-      model: r.model,
-      usage: r.prompt_tokens === null ? null : { promptTokens: r.prompt_tokens, completionTokens: r.completion_tokens },
-      residency: r.residency,
-      status: r.status,
-    }));
-    const next = more ? { nextPage: page + 1 } : {};
-    if (page > 0) return { service: 'chat', categories: { 'chat-history': { messages } }, ...next };
-    const conversations = await this.ds.query(
-      `SELECT id, workspace, title_enc, assistant_id, created_at, updated_at FROM conversations WHERE user_id = $1 AND ${inScope(scope)} ORDER BY created_at`,
-      params,
-    );
-    const titles = await this.cipher.decryptMany(
-      this.ds.manager,
-      conversations.filter((c: { title_enc: Buffer | null }) => c.title_enc).map((c: { title_enc: Buffer }) => ({ userId, sealed: c.title_enc })),
-    );
-    let t = 0;
-    const conversationList = conversations.map((c: any) => ({
-      id: c.id,
-      workspace: c.workspace,
-      title: c.title_enc ? titles[t++] : null,
-      assistantId: c.assistant_id,
-      createdAt: new Date(c.created_at).toISOString(),
-      updatedAt: new Date(c.updated_at).toISOString(),
-    }));
-    const assistants = await this.ds.query(`SELECT id, workspace, name, instructions, model, created_at FROM assistants WHERE created_by = $1 AND ${inScope(scope)}`, params);
-    const [settings] = await this.ds.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [userId]);
-    return {
-      service: 'chat',
-      categories: { 'chat-history': { conversations: conversationList, messages, assistants }, 'policy-replica': { restrictToEu: settings?.restrict_to_eu ?? null } },
-      ...next,
-    };
+    const after = positionOf(page);
+    // One snapshot for the page: what its slots name is still there when it is read.
+    return this.ds.transaction('REPEATABLE READ', async (em) => {
+      const { slots, end } = await this.pageSlots(em, userId, scope, after);
+      const items = await this.read(em, userId, scope, slots);
+      // Cut at the last end of a group within the byte budget, but after one group at least.
+      let taken = 0;
+      let bytes = 0;
+      let firstEnd = 0;
+      for (let i = 0; i < slots.length; i++) {
+        bytes += items[i].bytes;
+        // The slots end with a group, and one that can end a page (or with the last item).
+        const endsGroup = i + 1 === slots.length || (!sameGroup(slots[i], slots[i + 1]) && canEndAt(slots[i]));
+        if (!endsGroup) continue;
+        if (!firstEnd) firstEnd = i + 1;
+        if (bytes > EXPORT_PAGE_BYTES) break;
+        taken = i + 1;
+      }
+      taken ||= firstEnd;
+      const chatHistory: Record<Kind, unknown[]> = { conversations: [], messages: [], assistants: [] };
+      for (let i = 0; i < taken; i++) if (items[i].value !== undefined) chatHistory[slots[i].kind].push(items[i].value);
+      const next = taken < slots.length || !end ? { nextPage: tokenAfter(slots[taken - 1]) } : {};
+      if (after) return { service: 'chat', categories: { 'chat-history': chatHistory }, ...next };
+      const [settings] = await em.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [userId]);
+      return {
+        service: 'chat',
+        categories: { 'chat-history': chatHistory, 'policy-replica': { restrictToEu: settings?.restrict_to_eu ?? null } },
+        ...next,
+      };
+    });
   }
 
   /**
-   * Deletes the subject's conversations and messages in scope. For the whole
-   * account it also deletes their data key, so copies in backups can no
-   * longer be decrypted.
+   * The items a page may hold, in order, after `after`: as many as fit the
+   * budgets by their stored lengths (reading stops there), up to the end of a
+   * group. `end` says nothing follows them.
+   */
+  private async pageSlots(em: EntityManager, userId: string, scope: string, after: Position | undefined): Promise<{ slots: Slot[]; end: boolean }> {
+    for (let limit = EXPORT_PAGE_ITEMS + 1; ; limit *= 4) {
+      const lists = await Promise.all(KINDS.map((kind) => this.slotsOf(em, kind, userId, scope, after, limit)));
+      const end = lists.every((l) => l.length < limit);
+      // Each kind's first `limit` items hold the first `limit` of all: beyond them another kind may come first.
+      const all = lists.flat().sort(bySlot);
+      const known = end ? all : all.slice(0, limit);
+      let bytes = 0;
+      for (let i = 0; i < known.length; i++) {
+        bytes += known[i].bytes;
+        const endsGroup = i + 1 === known.length ? end : !sameGroup(known[i], known[i + 1]) && canEndAt(known[i]);
+        if (endsGroup && (bytes > EXPORT_PAGE_BYTES || i + 1 >= EXPORT_PAGE_ITEMS)) return { slots: known.slice(0, i + 1), end: end && i + 1 === known.length };
+        if (endsGroup && i + 1 === known.length) return { slots: known, end };
+      }
+      if (end) return { slots: known, end }; // nothing (left) at all
+      // Only one group among `limit` items (or none that can end a page): look further.
+    }
+  }
+
+  private async slotsOf(em: EntityManager, kind: Kind, userId: string, scope: string, after: Position | undefined, limit: number): Promise<Slot[]> {
+    const params: unknown[] = scope === 'all' ? [userId] : [userId, scope];
+    const alias = kind === 'messages' ? 'm' : 'x';
+    let behind = 'TRUE';
+    if (after) {
+      const from = params.push(new Date(after.ms).toISOString());
+      const next = params.push(new Date(after.ms + 1).toISOString());
+      const lastId = params.push(lastIdOf(after.prefix));
+      behind = `${alias}.created_at >= $${from}::timestamptz AND (${alias}.created_at >= $${next}::timestamptz OR ${alias}.id > $${lastId}::uuid)`;
+    }
+    const sql = {
+      conversations: `SELECT x.id, ${msOf('x')} AS ms, coalesce(octet_length(x.title_enc) - ${SEAL_OVERHEAD}, 0) AS bytes
+                        FROM conversations x WHERE x.user_id = $1 AND ${inScope(scope).replace('workspace', 'x.workspace')} AND ${behind}`,
+      assistants: `SELECT x.id, ${msOf('x')} AS ms, octet_length(x.name) + octet_length(x.instructions) + coalesce(octet_length(x.model), 0) AS bytes
+                     FROM assistants x WHERE x.created_by = $1 AND ${inScope(scope).replace('workspace', 'x.workspace')} AND ${behind}`,
+      messages: `SELECT m.id, ${msOf('m')} AS ms, octet_length(m.content_enc) - ${SEAL_OVERHEAD} + coalesce(octet_length(m.residency::text), 0) AS bytes
+                   FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                  WHERE c.user_id = $1 AND ${inScope(scope).replace('workspace', 'c.workspace')} AND ${behind}`,
+    }[kind];
+    const rows: { id: string; ms: string; bytes: number | null }[] = await em.query(`${sql} ORDER BY ${orderOf(alias)} LIMIT ${limit}`, params);
+    return rows.map((r) => ({ kind, id: r.id, ms: Number(r.ms), bytes: Math.max(0, Number(r.bytes ?? 0)) + ITEM_OVERHEAD[kind] }));
+  }
+
+  /** The slots' items as the export shows them (decrypted), each with the bytes of its JSON; `value` undefined for one gone meanwhile. */
+  private async read(em: EntityManager, userId: string, scope: string, slots: Slot[]): Promise<{ value: unknown; bytes: number }[]> {
+    const ids = (kind: Kind) => slots.filter((s) => s.kind === kind).map((s) => s.id);
+    const params = (kind: Kind) => (scope === 'all' ? [userId, ids(kind)] : [userId, ids(kind), scope]);
+    const scoped = (column: string) => (scope === 'all' ? 'TRUE' : `${column} = $3`);
+    const [conversations, assistants, messages] = await Promise.all([
+      ids('conversations').length
+        ? em.query(`SELECT id, workspace, title_enc, assistant_id, created_at, updated_at FROM conversations WHERE user_id = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`, params('conversations'))
+        : [],
+      ids('assistants').length
+        ? em.query(`SELECT id, workspace, name, instructions, model, created_at FROM assistants WHERE created_by = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`, params('assistants'))
+        : [],
+      ids('messages').length
+        ? em.query(
+            `SELECT m.id, m.conversation_id, m.role, m.content_enc, m.model, m.prompt_tokens, m.completion_tokens, m.residency, m.status, m.created_at
+               FROM messages m JOIN conversations c ON c.id = m.conversation_id
+              WHERE c.user_id = $1 AND m.id = ANY($2::uuid[]) AND ${scoped('c.workspace')}`,
+            params('messages'),
+          )
+        : [],
+    ]);
+    const sealed = [...conversations.filter((c: { title_enc: Buffer | null }) => c.title_enc).map((c: { title_enc: Buffer }) => c.title_enc), ...messages.map((m: { content_enc: Buffer }) => m.content_enc)];
+    const texts = await this.cipher.decryptMany(em, sealed.map((s: Buffer) => ({ userId, sealed: s })));
+    let t = 0;
+    const values = new Map<string, unknown>();
+    for (const c of conversations) {
+      values.set(`conversations:${c.id}`, {
+        id: c.id,
+        workspace: c.workspace,
+        title: c.title_enc ? texts[t++] : null,
+        assistantId: c.assistant_id,
+        createdAt: new Date(c.created_at).toISOString(),
+        updatedAt: new Date(c.updated_at).toISOString(),
+      });
+    }
+    for (const a of assistants) values.set(`assistants:${a.id}`, a);
+    for (const m of messages) {
+      values.set(`messages:${m.id}`, {
+        id: m.id,
+        conversationId: m.conversation_id,
+        role: m.role,
+        content: texts[t++],
+        createdAt: new Date(m.created_at).toISOString(),
+        model: m.model,
+        usage: m.prompt_tokens === null ? null : { promptTokens: m.prompt_tokens, completionTokens: m.completion_tokens },
+        residency: m.residency,
+        status: m.status,
+      });
+    }
+    return slots.map((s) => {
+      const value = values.get(`${s.kind}:${s.id}`);
+      return { value, bytes: value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value)) + 1 };
+    });
+  }
+
+  /**
+   * Deletes the subject's conversations and messages in scope, and their
+   * private assistants when the scope takes in the private workspace. An
+   * organisation's assistant is the organisation's: it stays, without the link
+   * to the person who made it. For the whole account it also deletes their data
+   * key, so copies in backups can no longer be decrypted.
    */
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em) => {
@@ -95,19 +247,41 @@ export class ChatPrivacyService {
         params,
       );
       const [, conversations] = await em.query(`DELETE FROM conversations WHERE user_id = $1 AND ${inScope(scope)}`, params);
+      let assistants = 0;
+      if (scope === 'all' || scope === 'private') {
+        const [, deleted] = await em.query(`DELETE FROM assistants WHERE created_by = $1 AND workspace = 'private'`, [userId]);
+        assistants += Number(deleted);
+      }
+      if (scope !== 'private') {
+        // created_by is NOT NULL: the id nobody has, the one events of erased subjects carry.
+        const [, unlinked] = await em.query(
+          `UPDATE assistants SET created_by = $${params.length + 1} WHERE created_by = $1 AND workspace <> 'private' AND ${inScope(scope)}`,
+          [...params, ERASED_USER],
+        );
+        assistants += Number(unlinked);
+      }
       let keys = 0;
+      let strayMessages = 0;
+      let settings = 0;
       if (scope === 'all') {
-        await em.getRepository(MessageEntity).delete({ userId });
+        strayMessages = (await em.getRepository(MessageEntity).delete({ userId })).affected ?? 0;
         const before = await em.query(`SELECT 1 FROM data_keys WHERE user_id = $1`, [userId]);
         await this.cipher.shred(em, userId);
         keys = before.length;
-        await em.query(`DELETE FROM assistants WHERE created_by = $1 AND workspace = 'private'`, [userId]);
-        await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
+        [, settings] = await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
         await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
         // The usage of a last answer still reaches billing, for the organisation's books, without the person.
         await forgetSubjectInOutbox(em, userId, { unpublishedAs: ERASED_USER });
       }
-      return { service: 'chat', affected: { 'chat-history': Number(messages) + Number(conversations), 'data-keys': keys } };
+      return {
+        service: 'chat',
+        affected: {
+          // Messages, conversations and assistants (deleted, or an organisation's no longer linked to the person).
+          'chat-history': Number(messages) + Number(conversations) + Number(strayMessages) + assistants,
+          'data-keys': keys,
+          ...(scope === 'all' ? { 'policy-replica': Number(settings) } : {}),
+        },
+      };
     });
   }
 }
