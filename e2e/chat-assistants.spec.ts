@@ -1,15 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { chatService } from '@ally/chat';
-import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
-import { gatewayService } from '@ally/gateway';
-import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
-import { chatEnv } from './service-env.js';
+import type { OpenAIEmulator } from '@ally/emulators';
+import { httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { startChatWorld, type ChatWorld } from './chat-world.js';
 
 const PASSWORD = 'Kraniche über dem Moor';
 
 /** Specialised assistants: instructions and a default model per workspace, under the same policy as any message. */
 describe('specialised assistants', () => {
+  let world: ChatWorld;
   let env: TestEnv;
   let llm: OpenAIEmulator;
   let http: ReturnType<typeof httpClient>;
@@ -19,17 +17,13 @@ describe('specialised assistants', () => {
   const lastCompletion = () => llm.requests({ operation: 'chat.completions' }).at(-1)!;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    llm = await startOpenAIEmulator();
-    await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
-    http = httpClient((await env.start(gatewayService)).url);
+    world = await startChatWorld();
+    ({ env, llm, http } = world);
     owner = await register('alma@example.eu');
   });
 
   afterAll(async () => {
-    await env?.close();
-    await llm?.close();
+    await world?.close();
   });
 
   it('answers with its instructions and default model, and refuses a default model no one may use when it is created', async () => {

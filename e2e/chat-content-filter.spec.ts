@@ -2,31 +2,25 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
 import { createEnvelope, eventSubject, withPrefix } from '@ally/contracts';
-import { chatService } from '@ally/chat';
-import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
-import { gatewayService } from '@ally/gateway';
-import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
-import { chatEnv } from './service-env.js';
+import type { OpenAIEmulator } from '@ally/emulators';
+import { httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { startChatWorld, type ChatWorld } from './chat-world.js';
 
 const PASSWORD = 'Morgentau auf der Wiese';
 
 describe('the content filter before any provider', () => {
+  let world: ChatWorld;
   let env: TestEnv;
   let llm: OpenAIEmulator;
   let http: ReturnType<typeof httpClient>;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    llm = await startOpenAIEmulator();
-    await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
-    http = httpClient((await env.start(gatewayService)).url);
+    world = await startChatWorld();
+    ({ env, llm, http } = world);
   });
 
   afterAll(async () => {
-    await env?.close();
-    await llm?.close();
+    await world?.close();
   });
 
   const user = async (email: string, restrictToEu: boolean) => {

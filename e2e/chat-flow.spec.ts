@@ -3,13 +3,10 @@ import { createHmac, randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import pg from 'pg';
 import { mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
-import { chatService } from '@ally/chat';
-import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
-import { gatewayService } from '@ally/gateway';
-import { identityService } from '@ally/identity';
+import type { OpenAIEmulator } from '@ally/emulators';
 import { RpcClient } from '@ally/messaging';
-import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
-import { chatEnv } from './service-env.js';
+import { httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { startChatWorld, type ChatWorld } from './chat-world.js';
 
 const PASSWORD = 'Abendrot über den Dächern';
 const NON_EU = ['openai-us', 'gpt-4o-mini-global'];
@@ -30,6 +27,7 @@ async function readSse(res: Response): Promise<{ event: string; data: any }[]> {
 const KEK = randomBytes(32).toString('base64');
 
 describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', () => {
+  let world: ChatWorld;
   let env: TestEnv;
   let llm: OpenAIEmulator;
   let base: string;
@@ -38,20 +36,18 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
   let userId: string;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    llm = await startOpenAIEmulator({ azureRegions: { 'gpt-4o-mini-swc': 'swedencentral', 'gpt-4o-mini-dzeu': 'germanywestcentral', 'gpt-4o-mini-global': 'eastus' } });
-    await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', PROVIDER_TIMEOUT_MS: '2000', STREAM_HEARTBEAT_MS: '300', CHAT_KEK: KEK }));
-    base = (await env.start(gatewayService)).url;
-    http = httpClient(base);
+    world = await startChatWorld({
+      llm: { azureRegions: { 'gpt-4o-mini-swc': 'swedencentral', 'gpt-4o-mini-dzeu': 'germanywestcentral', 'gpt-4o-mini-global': 'eastus' } },
+      chat: { PROVIDER_TIMEOUT_MS: '2000', STREAM_HEARTBEAT_MS: '300', CHAT_KEK: KEK },
+    });
+    ({ env, llm, base, http } = world);
     const reg = await http.post('/v1/auth/register', { email: 'lea@example.eu', password: PASSWORD, firstName: 'Lea', lastName: 'Fischer', locale: 'de' });
     token = reg.body.accessToken;
     userId = reg.body.user.id;
   });
 
   afterAll(async () => {
-    await env?.close();
-    await llm?.close();
+    await world?.close();
   });
 
   const conversation = async (workspace = 'private', t = token) => (await http.post('/v1/conversations', { workspace, title: 'Angebot' }, t)).body.id as string;
