@@ -330,6 +330,14 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect((await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [id])).length).toBe(1);
   });
 
+  it('answers a burst of requests for an organisation whose membership event is still on its way (one fetch from identity for all)', async () => {
+    const org = (await http.post('/v1/orgs', { name: 'Fischer Eilig GmbH' }, token)).body;
+    await waitFor(async () => ((await http.get(`/v1/conversations?workspace=${org.id}`, token)).status === 200 ? true : undefined), 'the organisation to reach chat');
+    await env.sql(`DELETE FROM chat.memberships WHERE org_id = $1`, [org.id]); // as if member.added were late
+    const statuses = await Promise.all(Array.from({ length: 8 }, async () => (await http.get(`/v1/conversations?workspace=${org.id}`, token)).status));
+    expect(statuses).toEqual(Array(8).fill(200));
+  });
+
   it('works with the official openai SDK and an Ally API key, streamed and not', async () => {
     const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: 'private' }, token)).body.key;
     const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });

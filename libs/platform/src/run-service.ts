@@ -83,23 +83,24 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   await rpc.connect();
   const ctx: PlatformContext & { config: C } = { config, env, logger, nats, rpc, registry, dataSource };
 
-  const adapter = new FastifyAdapter({ trustProxy: true, ...(def.fastifyOptions?.(config) ?? {}) });
-  const app = await NestFactory.create<NestFastifyApplication>(def.module(ctx), adapter, {
-    logger: new PinoNestLogger(logger),
-    rawBody: true,
-    abortOnError: false,
-  });
   const server = new RpcServer({ connection: nats, prefix: config.NATS_SUBJECT_PREFIX, queue: def.name });
   const port = Number(config[def.portVariable ?? 'HTTP_PORT'] ?? 0);
+  let app: NestFastifyApplication | undefined;
   try {
+    const adapter = new FastifyAdapter({ trustProxy: true, ...(def.fastifyOptions?.(config) ?? {}) });
+    app = await NestFactory.create<NestFastifyApplication>(def.module(ctx), adapter, {
+      logger: new PinoNestLogger(logger),
+      rawBody: true,
+      abortOnError: false,
+    });
     app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
     await def.configureHttp?.(app, ctx);
     await app.startAllMicroservices();
     await app.listen(port, config.HTTP_HOST);
   } catch (err) {
-    // A module that refuses to start (its onModuleInit threw) leaves no connection behind.
-    await app.close().catch(() => undefined);
-    await rpc.close();
+    // A module that refuses to start (a bad config file, an onModuleInit that threw) leaves no connection behind.
+    await app?.close().catch(() => undefined);
+    await rpc.close().catch(() => undefined);
     await nats.close().catch(() => undefined);
     await dataSource?.destroy().catch(() => undefined);
     throw err;

@@ -1,15 +1,49 @@
-import { describe, expect, it } from '@jest/globals';
-import type { RpcClient } from '@ally/messaging';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { Subscription } from '@nats-io/transport-node';
+import { BillingRpc, withPrefix } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { createTestEnv, type TestEnv } from '@ally/testing';
 import type { ChatConfig } from '../src/config.js';
 import { QuotaGate } from '../src/quota/quota.gate.js';
 
-/** The quota cache: answers reused within the TTL, and a map that does not grow with every workspace × user ever seen. */
+/**
+ * The quota cache: answers reused within the TTL, and a map that does not grow
+ * with every workspace × user ever seen. Billing's quota RPC is answered on
+ * the real NATS by a responder that records what it was asked.
+ */
 describe('QuotaGate cache', () => {
-  const gate = (ttlMs: number, allowed = true) => {
-    const calls: string[] = [];
-    const rpc = { call: async (_rpc: unknown, input: { workspace: string; userId: string }) => (calls.push(`${input.workspace}:${input.userId}`), { allowed }) } as unknown as RpcClient;
+  let env: TestEnv;
+  let rpc: RpcClient;
+  let billing: Subscription;
+  let calls: string[] = [];
+  let allowed = true;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    const nc = await env.nats();
+    // Answers as Nest's NATS transport does: the request's id, the response, disposed.
+    billing = nc.subscribe(withPrefix(env.prefix, BillingRpc.quotaCheck.subject), {
+      callback: (_err, msg) => {
+        const request = msg.json<{ id: string; data: { input: { workspace: string; userId: string } } }>();
+        calls.push(`${request.data.input.workspace}:${request.data.input.userId}`);
+        msg.respond(JSON.stringify({ id: request.id, response: { allowed }, isDisposed: true }));
+      },
+    });
+    rpc = new RpcClient(nc, env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    billing?.unsubscribe();
+    await rpc?.close();
+    await env?.close();
+  });
+
+  const gate = (ttlMs: number, answer = true) => {
+    calls = [];
+    allowed = answer;
     const g = new QuotaGate(rpc, { QUOTA_PROVIDER: 'billing', QUOTA_CACHE_MS: ttlMs } as ChatConfig);
-    return { g, calls, size: () => (g as unknown as { cache: Map<string, unknown> }).cache.size };
+    return { g, calls: () => calls, size: () => (g as unknown as { cache: Map<string, unknown> }).cache.size };
   };
 
   it('asks billing once per workspace and user within the TTL', async () => {
@@ -17,33 +51,33 @@ describe('QuotaGate cache', () => {
     await g.assertAllowed('private', 'u1');
     await g.assertAllowed('private', 'u1');
     await g.assertAllowed('org', 'u1');
-    expect(calls).toEqual(['private:u1', 'org:u1']);
+    expect(calls()).toEqual(['private:u1', 'org:u1']);
   });
 
   it('drops expired answers as new ones come in', async () => {
-    const { g, calls, size } = gate(20);
-    for (let i = 0; i < 50; i++) await g.assertAllowed('private', `user-${i}`);
-    expect(size()).toBeGreaterThan(1);
-    await new Promise((r) => setTimeout(r, 40));
+    const { g, calls, size } = gate(500);
+    for (let i = 0; i < 5; i++) await g.assertAllowed('private', `user-${i}`);
+    expect(size()).toBe(5);
+    await new Promise((r) => setTimeout(r, 600));
     await g.assertAllowed('private', 'late');
     expect(size()).toBe(1);
     await g.assertAllowed('private', 'user-0'); // expired: asked again
-    expect(calls.filter((c) => c === 'private:user-0')).toHaveLength(2);
+    expect(calls().filter((c) => c === 'private:user-0')).toHaveLength(2);
   });
 
   it('keeps at most MAX_CACHED answers, dropping the oldest', async () => {
     const { g, calls, size } = gate(60_000);
-    for (let i = 0; i < QuotaGate.MAX_CACHED + 5; i++) await g.assertAllowed('w', `u${i}`);
+    await Promise.all(Array.from({ length: QuotaGate.MAX_CACHED + 5 }, (_, i) => g.assertAllowed('w', `u${i}`)));
     expect(size()).toBe(QuotaGate.MAX_CACHED);
     await g.assertAllowed('w', `u${QuotaGate.MAX_CACHED + 4}`); // newest: still cached
     await g.assertAllowed('w', 'u0'); // oldest: dropped, asked again
-    expect(calls).toHaveLength(QuotaGate.MAX_CACHED + 6);
+    expect(calls()).toHaveLength(QuotaGate.MAX_CACHED + 6);
   });
 
   it('still refuses with 402 from a cached refusal', async () => {
     const { g, calls } = gate(60_000, false);
     await expect(g.assertAllowed('w', 'u')).rejects.toMatchObject({ status: 402 });
     await expect(g.assertAllowed('w', 'u')).rejects.toMatchObject({ status: 402 });
-    expect(calls).toHaveLength(1);
+    expect(calls()).toHaveLength(1);
   });
 });

@@ -46,17 +46,18 @@ export function policyColumns(user: string, workspace: string, erasureMark: stri
  * than the stream's 7 days) is fetched from identity once and kept.
  */
 /**
- * How often one user's settings and memberships may be fetched from identity
- * (enough for registering, creating an organisation and joining one in a few
- * seconds), and for how many users that is remembered.
+ * How many fetches from identity that found nothing (a workspace the user is
+ * not in) one user may cause in REFRESH_WINDOW_MS before chat stops asking,
+ * and for how many users that is remembered.
  */
-const REFRESHES_PER_WINDOW = 5;
+const MISSES_PER_WINDOW = 5;
 const REFRESH_WINDOW_MS = 10_000;
 const REFRESH_MEMORY = 10_000;
 
 @Injectable()
 export class PolicyService {
-  private readonly refreshes = new Map<string, number[]>();
+  private readonly misses = new Map<string, number[]>();
+  private readonly fetching = new Map<string, ReturnType<PolicyService['fetchMe']>>();
 
   constructor(
     private readonly ds: DataSource,
@@ -108,26 +109,40 @@ export class PolicyService {
 
   /**
    * Pulls the user's settings and memberships from identity; answers whether
-   * `workspace` is among them. At most REFRESHES_PER_WINDOW times per user in
-   * REFRESH_WINDOW_MS: a caller naming workspaces it does not belong to costs
-   * a few calls, not one per request. What it keeps is dated to before the call, so an event of a
-   * change made meanwhile still applies, and a removal seen meanwhile wins.
+   * `workspace` is among them. A caller naming workspaces it does not belong
+   * to costs a few calls (MISSES_PER_WINDOW), not one per request.
    */
   private async refreshMemberships(actor: Actor, workspace: string): Promise<boolean> {
     const now = Date.now();
-    const recent = (this.refreshes.get(actor.userId) ?? []).filter((t) => now - t < REFRESH_WINDOW_MS);
-    if (recent.length >= REFRESHES_PER_WINDOW) return false;
-    if (this.refreshes.size >= REFRESH_MEMORY) this.refreshes.clear();
-    this.refreshes.set(actor.userId, [...recent, now]);
+    const misses = (this.misses.get(actor.userId) ?? []).filter((t) => now - t < REFRESH_WINDOW_MS);
+    if (misses.length >= MISSES_PER_WINDOW) return false;
+    // Requests of one user at the same moment share one call (a burst right after joining an organisation).
+    let fetching = this.fetching.get(actor.userId);
+    if (!fetching) {
+      fetching = this.fetchMe(actor).finally(() => this.fetching.delete(actor.userId));
+      this.fetching.set(actor.userId, fetching);
+    }
+    const me = await fetching;
+    const found = !!me && (workspace === 'private' || me.memberships.some((m) => m.orgId === workspace));
+    if (!found) {
+      if (this.misses.size >= REFRESH_MEMORY) this.misses.clear();
+      this.misses.set(actor.userId, [...misses, now]);
+    }
+    return found;
+  }
+
+  /** The user's settings and memberships from identity, kept in the replica dated to before the call. */
+  private async fetchMe(actor: Actor) {
     const asOf = new Date().toISOString();
     const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } }).catch(() => null);
-    if (!me) return false;
+    if (!me) return null;
     await this.ds.transaction(async (em) => {
       await em.query(`INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING`, [me.id, me.settings.restrictToEu, asOf]);
       for (const m of me.memberships) await addMembership(em, m.orgId, me.id, m.role, asOf, 'keep');
     });
-    return workspace === 'private' || me.memberships.some((m) => m.orgId === workspace);
+    return me;
   }
+
 
   private async fetchOrgPolicy(actor: Actor, orgId: string) {
     const asOf = new Date().toISOString();

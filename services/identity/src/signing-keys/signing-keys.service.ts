@@ -40,7 +40,6 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   }
 
   async onModuleInit() {
-    await this.sealCleartextKeys();
     await this.rotateIfDue();
     this.timer = setInterval(() => void this.rotateIfDue().catch(() => undefined), 60_000);
     this.timer.unref();
@@ -68,9 +67,14 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       .sign(key);
   }
 
-  /** Creates a key when the newest is older than the rotation period; retires the old one. */
-  rotateIfDue(): Promise<void> {
-    return this.rotate(false);
+  /**
+   * Creates a key when the newest is older than the rotation period; retires
+   * the old one. First seals any key still in the clear (from before sealing,
+   * or from a replica of the previous release during a rollout).
+   */
+  async rotateIfDue(): Promise<void> {
+    await this.sealCleartextKeys();
+    await this.rotate(false);
   }
 
   /** `force`: rotate now (the `rotate-signing-key` command, e.g. after a suspected compromise). */
@@ -107,6 +111,8 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   }
 
   private unseal(row: SigningKeyEntity): JWK {
+    // Written in the clear by the previous release during a rollout: sealed at the next pass.
+    if (!row.privateJwkSealed && row.privateJwk) return row.privateJwk as JWK;
     try {
       return JSON.parse(open(this.kek, row.privateJwkSealed!, `signing-key:${row.kid}`).toString('utf8')) as JWK;
     } catch {
