@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHmac, randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import pg from 'pg';
@@ -49,6 +49,9 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
   afterAll(async () => {
     await world?.close();
   });
+
+  // Latency, faults and hangs a test set end with it, also when it failed halfway.
+  afterEach(() => llm.reset());
 
   const conversation = async (workspace = 'private', t = token) => (await http.post('/v1/conversations', { workspace, title: 'Angebot' }, t)).body.id as string;
 

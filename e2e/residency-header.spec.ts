@@ -103,7 +103,12 @@ describe('x-ally-residency', () => {
   it('writes a receipt holding non-ASCII (a policy stored before models were checked) as ASCII that parses back', async () => {
     const allowedModels = ['gpt-4o-mini', 'Mistral – klein', 'Modèle', 'モデル🙂'];
     await env.sql(`UPDATE identity.organizations SET allowed_models = $2 WHERE id = $1`, [orgId, allowedModels]);
-    await env.sql(`UPDATE chat.org_policies SET allowed_models = $2 WHERE org_id = $1`, [orgId, allowedModels]);
+    // Dated ahead, so the organisation's own events, however late, do not replace it in chat's replica.
+    await env.sql(
+      `INSERT INTO chat.org_policies (org_id, allowed_models, updated_at) VALUES ($1, $2, now() + interval '1 day')
+       ON CONFLICT (org_id) DO UPDATE SET allowed_models = EXCLUDED.allowed_models, updated_at = EXCLUDED.updated_at`,
+      [orgId, allowedModels],
+    );
     for (const receipt of await receipts()) {
       expect(receipt).toMatchObject({ provider: 'azure', euResident: true, policy: { allowedModels, workspace: orgId } });
     }
