@@ -30,6 +30,16 @@ export const base64Key32 = z
   .string()
   .refine((v) => Buffer.from(v, 'base64').length === 32, 'must be 32 bytes, base64-encoded (openssl rand -base64 32)');
 
+/**
+ * For a config's `superRefine`: in production each of `names` must be set
+ * (credentials, keys); elsewhere the service falls back to an emulator or a
+ * development key and says so.
+ */
+export function requireInProduction<C extends { NODE_ENV: string }>(c: C, ctx: z.RefinementCtx, names: (keyof C & string)[]): void {
+  if (c.NODE_ENV !== 'production') return;
+  for (const name of names) if (!c[name]) ctx.addIssue({ code: 'custom', path: [name], message: 'is required in production' });
+}
+
 export type BaseConfig = z.infer<typeof baseConfigSchema>;
 export type DatabaseConfig = z.infer<typeof databaseConfigSchema>;
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+import { baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
 
 export const billingConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -21,10 +21,8 @@ export const billingConfigSchema = baseConfigSchema
     RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(86_400_000),
   })
   .superRefine((c, ctx) => {
-    if (c.NODE_ENV !== 'production') return;
-    if (!c.STRIPE_SECRET_KEY) ctx.addIssue({ code: 'custom', path: ['STRIPE_SECRET_KEY'], message: 'is required in production' });
-    if (!c.STRIPE_WEBHOOK_SECRET) ctx.addIssue({ code: 'custom', path: ['STRIPE_WEBHOOK_SECRET'], message: 'is required in production' });
-    if (c.STRIPE_API_URL) ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: 'must not be set in production (it points at the emulator)' });
+    requireInProduction(c, ctx, ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
+    if (c.NODE_ENV === 'production' && c.STRIPE_API_URL) ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: 'must not be set in production (it points at the emulator)' });
   });
 
 export type BillingConfig = z.infer<typeof billingConfigSchema>;

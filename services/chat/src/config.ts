@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { base64Key32, baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+import { base64Key32, baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
 
 export const chatConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -27,7 +27,7 @@ export const chatConfigSchema = baseConfigSchema
     QUOTA_CACHE_MS: z.coerce.number().int().min(0).default(5_000),
   })
   .superRefine((c, ctx) => {
-    if (c.NODE_ENV === 'production' && !c.CHAT_KEK) ctx.addIssue({ code: 'custom', path: ['CHAT_KEK'], message: 'is required in production' });
+    requireInProduction(c, ctx, ['CHAT_KEK']);
   });
 
 export type ChatConfig = z.infer<typeof chatConfigSchema>;

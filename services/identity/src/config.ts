@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { base64Key32, baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+import { base64Key32, baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
 
 const seconds = (def: number) => z.coerce.number().int().positive().default(def);
 
@@ -50,7 +50,7 @@ export const identityConfigSchema = baseConfigSchema.extend(databaseConfigSchema
   /** 32 bytes, base64: seals the private signing keys in the database (AES-256-GCM). */
   IDENTITY_KEK: base64Key32.optional(),
 }).superRefine((c, ctx) => {
-  if (c.NODE_ENV === 'production' && !c.IDENTITY_KEK) ctx.addIssue({ code: 'custom', path: ['IDENTITY_KEK'], message: 'is required in production' });
+  requireInProduction(c, ctx, ['IDENTITY_KEK']);
 });
 
 export type IdentityConfig = z.infer<typeof identityConfigSchema>;

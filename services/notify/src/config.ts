@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+import { baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
 
 export const notifyConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -20,10 +20,8 @@ export const notifyConfigSchema = baseConfigSchema
     NOTIFY_POLL_MS: z.coerce.number().int().min(10).default(500),
   })
   .superRefine((c, ctx) => {
-    if (c.NODE_ENV !== 'production') return;
     // Production never falls back to the emulator.
-    if (!c.BREVO_API_KEY) ctx.addIssue({ code: 'custom', path: ['BREVO_API_KEY'], message: 'is required in production' });
-    if (!c.BREVO_WEBHOOK_SECRET) ctx.addIssue({ code: 'custom', path: ['BREVO_WEBHOOK_SECRET'], message: 'is required in production' });
+    requireInProduction(c, ctx, ['BREVO_API_KEY', 'BREVO_WEBHOOK_SECRET']);
   });
 
 export type NotifyConfig = z.infer<typeof notifyConfigSchema>;

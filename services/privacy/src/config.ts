@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { base64Key32, baseConfigSchema, databaseConfigSchema } from '@ally/platform';
+import { base64Key32, baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
 
 export const privacyConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -36,9 +36,7 @@ export const privacyConfigSchema = baseConfigSchema
     K8S_SERVICEACCOUNT_DIR: z.string().default('/var/run/secrets/kubernetes.io/serviceaccount'),
   })
   .superRefine((c, ctx) => {
-    if (c.NODE_ENV !== 'production') return;
-    if (!c.PRIVACY_KEK) ctx.addIssue({ code: 'custom', path: ['PRIVACY_KEK'], message: 'is required in production' });
-    if (!c.PRIVACY_SUBJECT_SALT) ctx.addIssue({ code: 'custom', path: ['PRIVACY_SUBJECT_SALT'], message: 'is required in production' });
+    requireInProduction(c, ctx, ['PRIVACY_KEK', 'PRIVACY_SUBJECT_SALT']);
   });
 
 export type PrivacyConfig = z.infer<typeof privacyConfigSchema>;

@@ -34,7 +34,7 @@ export class RouterService {
 
   /** Whether `model` has a deployment the policy allows (what `candidates` would not refuse). */
   allows(model: string, policy: RoutingPolicy): boolean {
-    return (!policy.allowedModels || policy.allowedModels.includes(model)) && this.allowed(policy).some((d) => d.model === model);
+    return this.allowed(policy).some((d) => d.model === model);
   }
 
   /** Models a policy allows, each with where its preferred deployment runs. */

@@ -3,14 +3,12 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { isProblem, ProblemError, withPrefix, type Actor, type ChatCompletionsInput, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
-import { CallCancellation } from '@ally/messaging';
+import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type ResidencyReceipt } from '@ally/contracts';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
-import type { Deployment } from '../catalog/model-catalog.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
-import { CompletionService, type Plan } from './completion.service.js';
-import { openFrameStream } from './frame-stream.js';
+import { CompletionService, type Plan, type StreamProgress } from './completion.service.js';
+import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
 const textOf = (content: ChatCompletionsInput['messages'][number]['content']): string =>
   typeof content === 'string' ? content : content.map((p) => p.text).join('');
@@ -34,7 +32,7 @@ export class CompatService {
   async complete(actor: Actor, workspace: string, request: ChatCompletionsInput, cancel?: string): Promise<{ completion: unknown; residency: ResidencyReceipt }> {
     const plan = await this.plan(actor, workspace, request);
     // Listening from here on is enough: the gateway repeats a cancel until the call is answered.
-    const cancellation = cancel ? new CallCancellation(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, cancel)) : undefined;
+    const cancellation = listenForCancel(this.nats, this.config, cancel);
     const result = await this.completions.complete(plan, cancellation?.signal).finally(() => cancellation?.close());
     const id = randomUUID();
     await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
@@ -55,28 +53,16 @@ export class CompatService {
     const plan = await this.plan(actor, workspace, request);
     const publisher = openFrameStream(this.nats, this.config, target);
     void (async () => {
-      let sent = '';
-      const progress: { deployment?: Deployment } = {};
+      const progress: StreamProgress = { text: '' };
       try {
-        const result = await this.completions.stream(
-          plan,
-          {
-            start: (residency) => publisher.send({ type: 'start', residency }),
-            delta: (text) => {
-              sent += text;
-              return publisher.send({ type: 'delta', text });
-            },
-          },
-          publisher.abort.signal,
-          progress,
-        );
+        const result = await this.completions.stream(plan, framesTo(publisher), publisher.abort.signal, progress);
         const id = randomUUID();
         await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
         publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency, finishReason: result.finishReason });
       } catch (err) {
         // An answer that broke off is billed for what was generated, as in a conversation.
-        if (sent && progress.deployment) {
-          const partial = this.completions.partial(plan, progress.deployment, sent);
+        const partial = this.completions.partial(plan, progress);
+        if (partial) {
           await this.ds.transaction((em) => this.completions.recordUsage(em, randomUUID(), plan, partial)).catch((e) => this.logger.error({ err: String(e) }, 'recording the usage of a broken-off answer failed'));
         }
         if (publisher.cancelled) return publisher.close();

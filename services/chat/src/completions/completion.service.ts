@@ -34,6 +34,12 @@ export interface Plan {
   params: CompletionParams;
 }
 
+/** How far a streamed answer got: the deployment that took it and the text sent so far (what to keep and bill if it breaks off). */
+export interface StreamProgress {
+  deployment?: Deployment;
+  text: string;
+}
+
 export interface CompletionResult {
   text: string;
   usage: Usage;
@@ -100,7 +106,7 @@ export class CompletionService {
     plan: Plan,
     on: { start?: (residency: ResidencyReceipt) => Promise<void>; delta: (text: string) => Promise<void> },
     signal?: AbortSignal,
-    progress: { deployment?: Deployment } = {},
+    progress: StreamProgress = { text: '' },
   ): Promise<CompletionResult> {
     let started = false;
     return this.withFallback(
@@ -117,13 +123,12 @@ export class CompletionService {
         started = true;
         const residency = this.receipt(d, plan.policy, response.headers);
         await on.start?.(residency);
-        let text = '';
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
         let finishReason: string | undefined;
         for await (const chunk of completionChunks(response, signal)) {
           const delta = chunk.choices[0]?.delta?.content;
           if (delta) {
-            text += delta;
+            progress.text += delta;
             await on.delta(delta);
           }
           finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
@@ -131,7 +136,7 @@ export class CompletionService {
         }
         // A stream cut off by our abort may end quietly: a cut-off answer is not a complete one.
         if (signal?.aborted) throw signal.reason;
-        return { text, usage: usageOf(usage, messages, text), residency, finishReason };
+        return { text: progress.text, usage: usageOf(usage, messages, progress.text), residency, finishReason };
       },
       () => !started,
       signal,
@@ -140,10 +145,11 @@ export class CompletionService {
 
   /**
    * An answer that broke off (the client left, or the provider stopped) after
-   * `text` reached the user: billed by our own token count, since the
-   * provider's usage never came.
+   * some text reached the user, billed by our own token count since the
+   * provider's usage never came; none when nothing was sent.
    */
-  partial(plan: Plan, deployment: Deployment, text: string): CompletionResult {
+  partial(plan: Plan, { deployment, text }: StreamProgress): CompletionResult | undefined {
+    if (!deployment || !text) return undefined;
     return { text, deployment, usage: usageOf(undefined, plan.messages, text), residency: this.receipt(deployment, plan.policy) };
   }
 
@@ -156,9 +162,7 @@ export class CompletionService {
   async recordUsage(em: EntityManager, messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
     await lockSubject(em, plan.actor.userId, 'shared');
     const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1) AS erased`, [this.cipher.erasureMark(plan.actor.userId)]);
-    const [data, opts] = this.usageEvent(messageId, plan, result);
-    if (erased) await this.outbox.append(em, 'chat.completion.recorded', { ...data, userId: ERASED_USER }, { subject: { ...opts.subject, userId: ERASED_USER } });
-    else await this.outbox.append(em, 'chat.completion.recorded', data, opts);
+    await this.outbox.append(em, 'chat.completion.recorded', ...this.usageEvent(messageId, plan, result, erased ? ERASED_USER : plan.actor.userId));
   }
 
   /** The usage event as outbox row values, for a caller that writes it in its own statement. */
@@ -166,12 +170,13 @@ export class CompletionService {
     return this.outbox.row('chat.completion.recorded', ...this.usageEvent(messageId, plan, result)).values;
   }
 
-  private usageEvent(messageId: string, plan: Plan, result: CompletionResult) {
+  /** `userId`: whom the usage names (nobody, once the subject was erased). */
+  private usageEvent(messageId: string, plan: Plan, result: CompletionResult, userId = plan.actor.userId) {
     return [
       {
         messageId,
         workspace: plan.policy.workspace,
-        userId: plan.actor.userId,
+        userId,
         model: plan.model,
         deployment: result.deployment.id,
         region: result.deployment.region,
@@ -182,7 +187,7 @@ export class CompletionService {
           (result.usage.promptTokens / 1000) * result.deployment.pricePer1kTokens.prompt +
           (result.usage.completionTokens / 1000) * result.deployment.pricePer1kTokens.completion,
       },
-      { subject: { userId: plan.actor.userId, ...(plan.policy.workspace !== 'private' ? { orgId: plan.policy.workspace } : {}) } },
+      { subject: { userId, ...(plan.policy.workspace !== 'private' ? { orgId: plan.policy.workspace } : {}) } },
     ] as const;
   }
 

@@ -1,6 +1,6 @@
 import type { NatsConnection } from '@nats-io/transport-node';
-import { withPrefix, type StreamFrame } from '@ally/contracts';
-import { StreamPublisher, type Coalescing } from '@ally/messaging';
+import { withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
+import { CallCancellation, StreamPublisher, type Coalescing } from '@ally/messaging';
 import type { ChatConfig } from '../config.js';
 
 /**
@@ -20,4 +20,17 @@ export function openFrameStream(nats: NatsConnection, config: ChatConfig, target
     everyMs: config.STREAM_HEARTBEAT_MS,
     frame: { type: 'heartbeat' },
   });
+}
+
+/** A streamed answer's receipt and pieces, as frames to `publisher`. */
+export function framesTo(publisher: StreamPublisher<StreamFrame>) {
+  return {
+    start: (residency: ResidencyReceipt) => publisher.send({ type: 'start', residency }),
+    delta: (text: string) => publisher.send({ type: 'delta', text }),
+  };
+}
+
+/** Where the gateway says the client of a non-streamed call went away (`cancel` from the RPC), if it named one. */
+export function listenForCancel(nats: NatsConnection, config: ChatConfig, cancel: string | undefined): CallCancellation | undefined {
+  return cancel ? new CallCancellation(nats, withPrefix(config.NATS_SUBJECT_PREFIX, cancel)) : undefined;
 }

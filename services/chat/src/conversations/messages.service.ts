@@ -3,14 +3,13 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { isProblem, ProblemError, withPrefix, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
-import { CallCancellation, type StreamPublisher } from '@ally/messaging';
+import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame } from '@ally/contracts';
+import type { StreamPublisher } from '@ally/messaging';
 import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
-import type { Deployment } from '../catalog/model-catalog.js';
 import { RouterService } from '../catalog/router.service.js';
-import { CompletionService, type CompletionResult, type Plan } from '../completions/completion.service.js';
-import { openFrameStream } from '../completions/frame-stream.js';
+import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from '../completions/completion.service.js';
+import { framesTo, listenForCancel, openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher, type UserKey } from '../crypto/content-cipher.service.js';
@@ -40,7 +39,7 @@ export class MessagesService {
 
   /** Not streamed; `cancel` names where the gateway says its client went away (then the provider call is aborted and nothing saved). */
   async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
-    const cancellation = input.cancel ? new CallCancellation(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, input.cancel)) : undefined;
+    const cancellation = listenForCancel(this.nats, this.config, input.cancel);
     try {
       const turn = await this.prepare(actor, input);
       const result = await this.completions.complete(turn.plan, cancellation?.signal);
@@ -62,30 +61,15 @@ export class MessagesService {
   }
 
   private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>): Promise<void> {
-    let text = '';
-    const progress: { deployment?: Deployment } = {};
+    const progress: StreamProgress = { text: '' };
     try {
-      const result = await this.completions.stream(
-        turn.plan,
-        {
-          start: (residency) => publisher.send({ type: 'start', residency }),
-          delta: (delta) => {
-            text += delta;
-            return publisher.send({ type: 'delta', text: delta });
-          },
-        },
-        publisher.abort.signal,
-        progress,
-      );
+      const result = await this.completions.stream(turn.plan, framesTo(publisher), publisher.abort.signal, progress);
       const message = await this.save(turn, result.text, result, 'complete');
       publisher.finish({ type: 'done', messageId: message.id, model: turn.plan.model, usage: message.usage!, residency: message.residency! });
     } catch (err) {
       // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
-      if (text && progress.deployment) {
-        await this.save(turn, text, this.completions.partial(turn.plan, progress.deployment, text), 'aborted').catch((e) =>
-          this.logger.error({ err: String(e) }, 'saving an aborted answer failed'),
-        );
-      }
+      const partial = this.completions.partial(turn.plan, progress);
+      if (partial) await this.save(turn, partial.text, partial, 'aborted').catch((e) => this.logger.error({ err: String(e) }, 'saving an aborted answer failed'));
       if (publisher.cancelled) {
         this.logger.info({ conversationId: turn.conversationId }, 'stream cancelled by the client; provider call aborted');
         publisher.close();

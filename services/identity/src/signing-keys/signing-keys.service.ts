@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import { DataSource, IsNull, Not, type Repository } from 'typeorm';
+import { DataSource, IsNull, Not } from 'typeorm';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -67,22 +67,25 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       .sign(key);
   }
 
-  /**
-   * Creates a key when the newest is older than the rotation period; retires
-   * the old one. First seals any key still in the clear (from before sealing,
-   * or from a replica of the previous release during a rollout).
-   */
-  async rotateIfDue(): Promise<void> {
-    await this.sealCleartextKeys();
-    await this.rotate(false);
+  /** Creates a key when the newest is older than the rotation period; retires the old one. */
+  rotateIfDue(): Promise<void> {
+    return this.rotate(false);
   }
 
-  /** `force`: rotate now (the `rotate-signing-key` command, e.g. after a suspected compromise). */
+  /**
+   * `force`: rotate now (the `rotate-signing-key` command, e.g. after a
+   * suspected compromise). Under the same lock, first seals any key still in
+   * the clear (from before sealing, or from a replica of the previous release
+   * during a rollout).
+   */
   async rotate(force: boolean): Promise<void> {
     const rotationMs = this.config.SIGNING_KEY_ROTATION_DAYS * DAY;
     await this.ds.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('identity-signing-key'))`);
       const repo = em.getRepository(SigningKeyEntity);
+      for (const row of await repo.find({ where: { privateJwk: Not(IsNull()) } })) {
+        await repo.update({ kid: row.kid }, { privateJwkSealed: this.seal(row.kid, row.privateJwk!), privateJwk: null });
+      }
       const newest = await repo.findOne({ where: {}, order: { createdAt: 'DESC' } });
       if (!force && newest && Date.now() - newest.createdAt.getTime() < rotationMs) return;
       const { publicKey, privateKey } = await generateKeyPair(ALG, { crv: 'Ed25519', extractable: true });
@@ -93,17 +96,6 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       await repo.insert({ kid, alg: ALG, publicJwk, privateJwkSealed: this.seal(kid, privateJwk), privateJwk: null, retiredAt: null });
     });
     await this.load();
-  }
-
-  /** Rows written before keys were sealed: sealed now, the clear copy dropped. */
-  private async sealCleartextKeys(): Promise<void> {
-    await this.ds.transaction(async (em) => {
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext('identity-signing-key'))`);
-      const repo: Repository<SigningKeyEntity> = em.getRepository(SigningKeyEntity);
-      for (const row of await repo.find({ where: { privateJwk: Not(IsNull()) } })) {
-        await repo.update({ kid: row.kid }, { privateJwkSealed: this.seal(row.kid, row.privateJwk!), privateJwk: null });
-      }
-    });
   }
 
   private seal(kid: string, jwk: Record<string, unknown>): Buffer {
