@@ -98,7 +98,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
                    SELECT gen_random_uuid(), conversation_id, user_id, role, content_enc, status, created_at + (g * interval '1 ms')
                      FROM chat.messages, generate_series(1, 1100) g WHERE conversation_id = $1`, [id]);
     const pages = [];
-    for (let page: number | undefined = 0; page !== undefined; ) {
+    for (let page: number | string | undefined = 0; page !== undefined; ) {
       const answer: PrivacyExport = await rpc.call(privacyRpcs('chat').export, { userId, scope: 'all', page });
       pages.push(answer);
       page = answer.nextPage;

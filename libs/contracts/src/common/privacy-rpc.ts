@@ -9,8 +9,8 @@ export const privacySubjectInput = z.strictObject({
   scope: privacyScopeSchema.default('all'),
   /** The data-subject request this belongs to, for the audit trail. */
   requestId: z.uuid().optional(),
-  /** Exports come in pages so no answer outgrows a NATS message (1 MiB by default). */
-  page: z.number().int().min(0).default(0),
+  /** Exports come in pages so no answer outgrows a NATS message (1 MiB by default): 0, then each answer's `nextPage`. */
+  page: z.union([z.number().int().min(0), z.string().min(1).max(200)]).default(0),
 });
 
 export interface PrivacyExport {
@@ -18,7 +18,7 @@ export interface PrivacyExport {
   /** One entry per data category: what is held, as JSON. */
   categories: Record<string, unknown>;
   /** Ask again with this page for more; absent on the last page. Arrays of later pages continue those of earlier ones. */
-  nextPage?: number;
+  nextPage?: number | string;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
+import { decodeCursor, encodeCursor, ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
@@ -17,20 +17,6 @@ const EXPORT_PAGE_BYTES = 640 * 1024;
 /** Items per export page at most, however small: bounds the rows read and decrypted for one answer. */
 const EXPORT_PAGE_ITEMS = 1000;
 
-/**
- * The page token (`nextPage`, a number privacy passes back as it is) is a
- * keyset position: the page after it starts behind every item up to the group
- * (created_at to the millisecond, first 11 bits of the id) of the last item
- * given out. It is `ms * 2048 + prefix + 1`, which stays a safe integer for
- * times up to 2109; 0 is the start. A page ends only between two groups, and a
- * group is a single item but for items of the same millisecond whose random ids
- * share 11 bits. Items deleted or added meanwhile neither shift nor repeat others.
- */
-const ID_PREFIXES = 2048;
-/** Positions before this (2000-01-01) are never given out: such a token is not ours (or of the page numbers chat answered before). */
-const MIN_POSITION_MS = Date.UTC(2000, 0, 1);
-const MAX_POSITION_MS = Math.floor((Number.MAX_SAFE_INTEGER - ID_PREFIXES) / ID_PREFIXES);
-
 type Kind = 'conversations' | 'assistants' | 'messages';
 const KINDS: Kind[] = ['conversations', 'assistants', 'messages'];
 
@@ -43,28 +29,27 @@ interface Slot {
   bytes: number;
 }
 
-interface Position {
-  ms: number;
-  prefix: number;
-}
+/**
+ * Items follow each other by creation (to the millisecond, as the export
+ * shows it), then id; the page token (`nextPage`, which privacy passes back
+ * as it is) is the shared cursor of the last item given out, so items deleted
+ * or added meanwhile neither shift nor repeat others.
+ */
+const bySlot = (a: Slot, b: Slot) => a.ms - b.ms || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 
-const prefixOf = (id: string) => parseInt(id.slice(0, 3), 16) >> 1;
-const sameGroup = (a: Slot, b: Slot) => a.ms === b.ms && prefixOf(a.id) === prefixOf(b.id);
-const tokenAfter = (s: Slot) => s.ms * ID_PREFIXES + prefixOf(s.id) + 1;
-const canEndAt = (s: Slot) => s.ms >= MIN_POSITION_MS && s.ms <= MAX_POSITION_MS;
-const bySlot = (a: Slot, b: Slot) => a.ms - b.ms || (a.id < b.id ? -1 : a.id > b.id ? 1 : KINDS.indexOf(a.kind) - KINDS.indexOf(b.kind));
-
-function positionOf(page: number): Position | undefined {
+/** Where a page starts: the beginning (0), or behind the item a token names. */
+function startOf(page: number | string): { at: string; id: string } | undefined {
   if (page === 0) return undefined;
-  const ms = Math.floor((page - 1) / ID_PREFIXES);
-  if (!Number.isSafeInteger(page) || ms < MIN_POSITION_MS || ms > MAX_POSITION_MS) {
-    throw new ProblemError(400, 'Not an export page chat gave out: start again at page 0');
-  }
-  return { ms, prefix: (page - 1) % ID_PREFIXES };
+  if (typeof page === 'number') throw new ProblemError(400, 'Not an export page chat gave out: start again at page 0');
+  return decodeCursor(page);
 }
 
-/** The largest id of a group: the prefix's 11 bits, then all ones. */
-const lastIdOf = (prefix: number) => `${(prefix * 2 + 1).toString(16).padStart(3, '0')}fffff-ffff-ffff-ffff-ffffffffffff`;
+/** The longest start of `items` whose sizes fit EXPORT_PAGE_BYTES, but one item at least. */
+function fitting<T>(items: T[], bytesOf: (item: T) => number): T[] {
+  let bytes = 0;
+  const taken = items.findIndex((item) => (bytes += bytesOf(item)) > EXPORT_PAGE_BYTES);
+  return taken === -1 ? items : items.slice(0, Math.max(taken, 1));
+}
 
 /** The milliseconds of a row's created_at, in SQL (the same the export shows, and exact: no Date in between). */
 const msOf = (alias: string) => `(extract(epoch FROM date_trunc('milliseconds', ${alias}.created_at)) * 1000)::bigint`;
@@ -92,29 +77,20 @@ export class ChatPrivacyService {
    * EXPORT_PAGE_ITEMS items; the first page also holds the settings. Each page
    * has the three arrays (maybe empty); later ones continue them.
    */
-  async export(userId: string, scope: string, page = 0): Promise<PrivacyExport> {
-    const after = positionOf(page);
+  async export(userId: string, scope: string, page: number | string = 0): Promise<PrivacyExport> {
+    const after = startOf(page);
     // One snapshot for the page: what its slots name is still there when it is read.
     return this.ds.transaction('REPEATABLE READ', async (em) => {
-      const { slots, end } = await this.pageSlots(em, userId, scope, after);
-      const items = await this.read(em, userId, scope, slots);
-      // Cut at the last end of a group within the byte budget, but after one group at least.
-      let taken = 0;
-      let bytes = 0;
-      let firstEnd = 0;
-      for (let i = 0; i < slots.length; i++) {
-        bytes += items[i].bytes;
-        // The slots end with a group, and one that can end a page (or with the last item).
-        const endsGroup = i + 1 === slots.length || (!sameGroup(slots[i], slots[i + 1]) && canEndAt(slots[i]));
-        if (!endsGroup) continue;
-        if (!firstEnd) firstEnd = i + 1;
-        if (bytes > EXPORT_PAGE_BYTES) break;
-        taken = i + 1;
-      }
-      taken ||= firstEnd;
+      // Each kind's next ITEMS + 1 hold the next ITEMS + 1 of all, in creation order.
+      const lists = await Promise.all(KINDS.map((kind) => this.slotsOf(em, kind, userId, scope, after, EXPORT_PAGE_ITEMS + 1)));
+      const all = lists.flat().sort(bySlot);
+      // What may fit by the stored lengths is read; what fits by its JSON goes out.
+      const slots = fitting(all.slice(0, EXPORT_PAGE_ITEMS), (s) => s.bytes);
+      const items = fitting(await this.read(em, userId, scope, slots), (i) => i.bytes);
       const chatHistory: Record<Kind, unknown[]> = { conversations: [], messages: [], assistants: [] };
-      for (let i = 0; i < taken; i++) if (items[i].value !== undefined) chatHistory[slots[i].kind].push(items[i].value);
-      const next = taken < slots.length || !end ? { nextPage: tokenAfter(slots[taken - 1]) } : {};
+      items.forEach((item, i) => item.value !== undefined && chatHistory[slots[i].kind].push(item.value));
+      const last = slots[items.length - 1];
+      const next = items.length < all.length ? { nextPage: encodeCursor(new Date(last.ms), last.id) } : {};
       if (after) return { service: 'chat', categories: { 'chat-history': chatHistory }, ...next };
       const [settings] = await em.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [userId]);
       return {
@@ -125,39 +101,14 @@ export class ChatPrivacyService {
     });
   }
 
-  /**
-   * The items a page may hold, in order, after `after`: as many as fit the
-   * budgets by their stored lengths (reading stops there), up to the end of a
-   * group. `end` says nothing follows them.
-   */
-  private async pageSlots(em: EntityManager, userId: string, scope: string, after: Position | undefined): Promise<{ slots: Slot[]; end: boolean }> {
-    for (let limit = EXPORT_PAGE_ITEMS + 1; ; limit *= 4) {
-      const lists = await Promise.all(KINDS.map((kind) => this.slotsOf(em, kind, userId, scope, after, limit)));
-      const end = lists.every((l) => l.length < limit);
-      // Each kind's first `limit` items hold the first `limit` of all: beyond them another kind may come first.
-      const all = lists.flat().sort(bySlot);
-      const known = end ? all : all.slice(0, limit);
-      let bytes = 0;
-      for (let i = 0; i < known.length; i++) {
-        bytes += known[i].bytes;
-        const endsGroup = i + 1 === known.length ? end : !sameGroup(known[i], known[i + 1]) && canEndAt(known[i]);
-        if (endsGroup && (bytes > EXPORT_PAGE_BYTES || i + 1 >= EXPORT_PAGE_ITEMS)) return { slots: known.slice(0, i + 1), end: end && i + 1 === known.length };
-        if (endsGroup && i + 1 === known.length) return { slots: known, end };
-      }
-      if (end) return { slots: known, end }; // nothing (left) at all
-      // Only one group among `limit` items (or none that can end a page): look further.
-    }
-  }
-
-  private async slotsOf(em: EntityManager, kind: Kind, userId: string, scope: string, after: Position | undefined, limit: number): Promise<Slot[]> {
+  private async slotsOf(em: EntityManager, kind: Kind, userId: string, scope: string, after: { at: string; id: string } | undefined, limit: number): Promise<Slot[]> {
     const params: unknown[] = scope === 'all' ? [userId] : [userId, scope];
     const alias = kind === 'messages' ? 'm' : 'x';
     let behind = 'TRUE';
     if (after) {
-      const from = params.push(new Date(after.ms).toISOString());
-      const next = params.push(new Date(after.ms + 1).toISOString());
-      const lastId = params.push(lastIdOf(after.prefix));
-      behind = `${alias}.created_at >= $${from}::timestamptz AND (${alias}.created_at >= $${next}::timestamptz OR ${alias}.id > $${lastId}::uuid)`;
+      const at = params.push(after.at);
+      const id = params.push(after.id);
+      behind = `(${orderOf(alias)}) > ($${at}::timestamptz, $${id}::uuid)`;
     }
     const sql = {
       conversations: `SELECT x.id, ${msOf('x')} AS ms, coalesce(octet_length(x.title_enc) - ${SEAL_OVERHEAD}, 0) AS bytes

@@ -32,7 +32,7 @@ export class StepRunner {
     const timeoutMs = this.config.PRIVACY_STEP_TIMEOUT_MS;
     if (step.action === 'export') {
       const pages: PrivacyExport[] = [];
-      for (let page: number | undefined = 0; page !== undefined; ) {
+      for (let page: number | string | undefined = 0; page !== undefined; ) {
         const answer: PrivacyExport = await this.rpc.call(contract.export, { ...input, page }, { timeoutMs });
         if (!answer || typeof answer.categories !== 'object' || answer.categories === null) throw new Error(`${step.service} answered an export without categories`);
         pages.push(answer);
