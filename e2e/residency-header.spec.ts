@@ -1,11 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { chatService } from '@ally/chat';
-import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
-import { gatewayService } from '@ally/gateway';
-import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { httpClient, waitFor, type TestEnv } from '@ally/testing';
+import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { expectProblem } from './problem-assertions.js';
-import { chatEnv } from './service-env.js';
 
 const PASSWORD = 'Abendrot über den Dächern';
 const ASCII = /^[\x20-\x7e]+$/;
@@ -30,8 +26,8 @@ function sseData(text: string, event?: string): any {
  * policy holds, or the answer never comes.
  */
 describe('x-ally-residency', () => {
+  let world: ChatWorld;
   let env: TestEnv;
-  let llm: OpenAIEmulator;
   let base: string;
   let http: ReturnType<typeof httpClient>;
   let token: string;
@@ -39,20 +35,15 @@ describe('x-ally-residency', () => {
   let apiKey: string;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    llm = await startOpenAIEmulator();
-    await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
-    base = (await env.start(gatewayService)).url;
-    http = httpClient(base);
+    world = await startChatWorld();
+    ({ env, base, http } = world);
     token = (await http.post('/v1/auth/register', { email: 'marta@example.eu', password: PASSWORD, firstName: 'Marta', lastName: 'Dvořák' })).body.accessToken;
     orgId = (await http.post('/v1/orgs', { name: 'Dvořák Statik GmbH' }, token)).body.id;
     apiKey = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: orgId }, token)).body.key;
   });
 
   afterAll(async () => {
-    await env?.close();
-    await llm?.close();
+    await world?.close();
   });
 
   const post = (path: string, body: unknown, headers: Record<string, string> = {}, bearer = token) =>
