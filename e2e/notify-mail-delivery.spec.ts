@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstream } from '@nats-io/jetstream';
 import { randomUUID } from 'node:crypto';
-import { createEnvelope, eventsStreamName, IdentityRpc, NotifyRpc } from '@ally/contracts';
+import { createEnvelope, eventsStreamName, IdentityRpc, NotifyRpc, privacyRpcs } from '@ally/contracts';
 import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
 import { deadLetterStreamName, DLQ_HEADERS, RpcClient } from '@ally/messaging';
@@ -166,6 +166,32 @@ describe('notify: mail through Brevo, driven by events', () => {
     const mails = await mailsTo('owner3@example.eu', 4);
     expect(mails.map((m) => m.subject).sort()).toEqual(['80% of your Ally quota used', 'Please confirm your email address', 'Your Ally subscription changed', 'Your data export is ready']);
     expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('plan team, status active, 4 seats');
+  });
+
+  it('erases a subject whose mail is in flight after that mail, and mails them nothing from events still in the stream', async () => {
+    const { user } = await register('fenja@example.eu', 'en');
+    await mailsTo('fenja@example.eu', 1);
+    const js = jetstream(await env.nats());
+    const exportReady = async () => {
+      const envelope = createEnvelope({ type: 'privacy.export.ready', source: 'privacy', data: { requestId: randomUUID(), userId: user.id, email: 'fenja@example.eu', firstName: 'Fenja', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/v1/privacy/requests/x/download' } });
+      await js.publish(env.subject('ally.evt.privacy.export.ready'), JSON.stringify(envelope), { msgID: envelope.id });
+      return envelope.id;
+    };
+    // Brevo holds the next send for 800 ms: the erasure starts while it is in flight.
+    brevo.slowNext({ delayMs: 800 });
+    const inFlight = await exportReady();
+    await waitFor(async () => ((await env.sql(`SELECT status FROM notify.deliveries WHERE event_id = $1`, [inFlight]))[0]?.status === 'sending' ? true : undefined), 'the mail in flight');
+    const erased = await rpc.call(privacyRpcs('notify').erase, { userId: user.id, scope: 'all' }, { timeoutMs: 10_000 });
+    expect(erased).toMatchObject({ affected: { 'delivery-log': 2 }, processorsNotified: ['brevo'] });
+    expect(brevo.mails('fenja@example.eu')).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE user_id = $1`, [user.id])).toEqual([]);
+
+    // An event about them published before the erasure, consumed after it, mails nobody.
+    const late = await exportReady();
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.inbox WHERE event_id = $1`, [late])).length ? true : undefined), 'the late event to be consumed');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(brevo.mails('fenja@example.eu')).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE user_id = $1`, [user.id])).toEqual([]);
   });
 
   it('lists the dev mailbox with links and tokens', async () => {

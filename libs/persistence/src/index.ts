@@ -4,3 +4,4 @@ export * from './migrate.js';
 export * from './pg-errors.js';
 export * from './purge.js';
 export * from './retention-pass.js';
+export * from './subject-lock.js';

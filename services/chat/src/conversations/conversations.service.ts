@@ -2,10 +2,10 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { decodeCursor, encodeCursor, ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { lockSubject } from '@ally/persistence';
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
-import { lockSubject } from '../privacy/subject-lock.js';
 import { ConversationEntity } from './conversation.entity.js';
 import { MessageEntity } from './message.entity.js';
 

@@ -2,9 +2,10 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { decodeCursor, encodeCursor, ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
+import { lockSubject } from '@ally/persistence';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
-import { ERASED_USER, lockSubject } from './subject-lock.js';
+import { ERASED_USER } from './erased-user.js';
 
 /**
  * Bytes of JSON of the items of one export page. An answer must fit one NATS

@@ -11,7 +11,7 @@ import type { DeliveryEntity } from './delivery.entity.js';
 
 const BATCH = 10;
 /** A row left in `sending` this long belongs to a worker that died; it is retried. */
-const STALE_SENDING = `interval '2 minutes'`;
+export const STALE_SENDING = `interval '2 minutes'`;
 
 type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'recipient' | 'variables' | 'attempts' | 'required'> & { suppressed: boolean };
 

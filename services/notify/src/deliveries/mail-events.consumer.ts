@@ -3,10 +3,12 @@ import type { EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { IdentityRpc, type EventEnvelope } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { lockSubject } from '@ally/persistence';
 import { EventConsumers } from '@ally/platform';
 import { hashAddress } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 import { MAIL_CATALOG, MAIL_EVENT_TYPES, type MailContext } from '../mails/mail-catalog.js';
+import { erasureMark } from '../privacy/erasure-mark.js';
 import { DeliveryWorker } from './delivery-worker.js';
 
 /**
@@ -35,6 +37,7 @@ export class MailEventsConsumer {
     const found = await MAIL_CATALOG[event.type]?.(event, this.ctx);
     const specs = Array.isArray(found) ? found : found ? [found] : [];
     for (const spec of specs) {
+      if (spec.userId && (await this.erased(em, spec.userId))) continue;
       await em.query(
         `INSERT INTO deliveries (id, event_id, template, locale, user_id, recipient, recipient_hash, variables, required)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id, template, recipient_hash) DO NOTHING`,
@@ -44,5 +47,12 @@ export class MailEventsConsumer {
     if (specs.length === 0) return;
     // Commit first; the worker polls anyway, this only saves the wait.
     setImmediate(() => this.worker.wake());
+  }
+
+  /** An event about a subject erased since it was published mails nobody; the lock orders this against the erasure. */
+  private async erased(em: EntityManager, userId: string): Promise<boolean> {
+    await lockSubject(em, userId, 'shared');
+    const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1) AS erased`, [erasureMark(userId)]);
+    return erased;
   }
 }

@@ -1,8 +1,15 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { IdentityRpc, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { setTimeout } from 'node:timers/promises';
+import { IdentityRpc, ProblemError, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
+import { lockSubject } from '@ally/persistence';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
+import { STALE_SENDING } from '../deliveries/delivery-worker.js';
+import { erasureMark } from './erasure-mark.js';
+
+/** Brevo answers a send within its 15 s timeout; longer than that here and privacy asks again. */
+const SEND_WAIT_MS = 2_000;
 
 /**
  * notify holds, per user, the delivery log (no addresses once sent). Erasure
@@ -26,13 +33,49 @@ export class NotifyPrivacyService {
     return { service: 'notify', categories: { 'delivery-log': deliveries } };
   }
 
+  /**
+   * Stops mail to the subject first, then has Brevo delete its logs, then
+   * deletes the log here. Under the subject's lock a mark goes in, so events
+   * still in the stream make no mail; then what waits to be sent goes, and a
+   * mail already handed to Brevo is waited for, so its log is deleted too.
+   */
   async erase(userId: string, scope: string): Promise<PrivacyErasure & PrivacyErasureProcessorReport> {
     if (scope !== 'all') return { service: 'notify', affected: { 'delivery-log': 0 } };
+    await this.ds.transaction(async (em) => {
+      await lockSubject(em, userId, 'exclusive');
+      await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [erasureMark(userId)]);
+    });
+    await this.stopSends(userId);
     // The account still exists (identity erases last): its address tells Brevo which logs to delete.
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1`, [userId]);
     await forgetSubjectInOutbox(this.ds, userId);
     return { service: 'notify', affected: { 'delivery-log': Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
+  }
+
+  /**
+   * Deletes the subject's mails that wait (also one a send put back for a
+   * retry) until none is being sent. FOR UPDATE reads each row as it is now:
+   * one the worker is claiming this moment is read after the claim, as
+   * `sending`, and waited for. Privacy retries the step if a send outlasts the wait.
+   */
+  private async stopSends(userId: string): Promise<void> {
+    const until = Date.now() + SEND_WAIT_MS;
+    for (;;) {
+      const sending = await this.ds.transaction(async (em) => {
+        const rows: { id: string; sending: boolean }[] = await em.query(
+          `SELECT id, status = 'sending' AND updated_at >= now() - ${STALE_SENDING} AS sending
+             FROM deliveries WHERE user_id = $1 AND status IN ('pending', 'sending') FOR UPDATE`,
+          [userId],
+        );
+        const waiting = rows.filter((r) => !r.sending).map((r) => r.id);
+        if (waiting.length) await em.query(`DELETE FROM deliveries WHERE id = ANY($1::uuid[])`, [waiting]);
+        return rows.length - waiting.length;
+      });
+      if (sending === 0) return;
+      if (Date.now() >= until) throw new ProblemError(503, 'A mail to the subject is being sent; try the erasure again');
+      await setTimeout(50);
+    }
   }
 }

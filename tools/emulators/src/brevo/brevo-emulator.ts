@@ -28,6 +28,8 @@ export interface BrevoEmulator extends EmulatorServer {
   apiUrl: string;
   mails(to?: string): EmulatedMail[];
   failNext(fault: Fault): void;
+  /** The next `times` sends are answered (and kept) only after `delayMs`: a mail in flight. */
+  slowNext(slow: { delayMs: number; times?: number }): void;
   clear(): void;
 }
 
@@ -43,6 +45,7 @@ const isEmail = (v: unknown) => typeof v === 'string' && /^[^@\s]+@[^@\s]+\.[^@\
 export async function startBrevoEmulator(opts: { port?: number; host?: string; apiKey?: string } = {}): Promise<BrevoEmulator> {
   const mails: EmulatedMail[] = [];
   const faults: Fault[] = [];
+  const slow: { delayMs: number; times: number }[] = [];
 
   const takeFault = (): Fault | undefined => {
     const fault = faults[0];
@@ -81,6 +84,11 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
     const key = req.headers['api-key'];
     if (!key || (opts.apiKey && key !== opts.apiKey)) {
       return { status: 401, body: { code: 'unauthorized', message: 'Key not found' } };
+    }
+    const delay = slow[0];
+    if (delay) {
+      if (--delay.times <= 0) slow.shift();
+      await new Promise((r) => setTimeout(r, delay.delayMs));
     }
     const fault = takeFault();
     if (fault) {
@@ -128,6 +136,7 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
     apiUrl: `${server.url}/v3`,
     mails: list,
     failNext: (fault) => faults.push({ ...fault }),
+    slowNext: ({ delayMs, times = 1 }) => void slow.push({ delayMs, times }),
     clear: () => void (mails.length = 0),
   };
 }
