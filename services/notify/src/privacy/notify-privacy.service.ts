@@ -45,23 +45,25 @@ export class NotifyPrivacyService {
       await lockSubject(em, userId, 'exclusive');
       await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [erasureMark(userId)]);
     });
-    await this.stopSends(userId);
+    const unsent = await this.stopSends(userId);
     // The account still exists (identity erases last): its address tells Brevo which logs to delete.
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1`, [userId]);
     await forgetSubjectInOutbox(this.ds, userId);
-    return { service: 'notify', affected: { 'delivery-log': Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
+    return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
   }
 
   /**
    * Deletes the subject's mails that wait (also one a send put back for a
    * retry) until none is being sent. FOR UPDATE reads each row as it is now:
    * one the worker is claiming this moment is read after the claim, as
-   * `sending`, and waited for. Privacy retries the step if a send outlasts the wait.
+   * `sending`, and waited for. Privacy retries the step if a send outlasts the
+   * wait. Answers how many mails it deleted unsent.
    */
-  private async stopSends(userId: string): Promise<void> {
+  private async stopSends(userId: string): Promise<number> {
     const until = Date.now() + SEND_WAIT_MS;
+    let unsent = 0;
     for (;;) {
       const sending = await this.ds.transaction(async (em) => {
         const rows: { id: string; sending: boolean }[] = await em.query(
@@ -71,9 +73,10 @@ export class NotifyPrivacyService {
         );
         const waiting = rows.filter((r) => !r.sending).map((r) => r.id);
         if (waiting.length) await em.query(`DELETE FROM deliveries WHERE id = ANY($1::uuid[])`, [waiting]);
+        unsent += waiting.length;
         return rows.length - waiting.length;
       });
-      if (sending === 0) return;
+      if (sending === 0) return unsent;
       if (Date.now() >= until) throw new ProblemError(503, 'A mail to the subject is being sent; try the erasure again');
       await setTimeout(50);
     }
