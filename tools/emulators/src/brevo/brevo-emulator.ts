@@ -47,11 +47,12 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
   const faults: Fault[] = [];
   const slow: { delayMs: number; times: number }[] = [];
 
-  const takeFault = (): Fault | undefined => {
-    const fault = faults[0];
-    if (!fault) return undefined;
-    if (--fault.times <= 0) faults.shift();
-    return fault;
+  /** The head of a queue of injected behaviours, used up after its `times`. */
+  const takeNext = <T extends { times: number }>(queue: T[]): T | undefined => {
+    const next = queue[0];
+    if (!next) return undefined;
+    if (--next.times <= 0) queue.shift();
+    return next;
   };
 
   const server = await serveJson(async (req, raw, url) => {
@@ -85,12 +86,9 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
     if (!key || (opts.apiKey && key !== opts.apiKey)) {
       return { status: 401, body: { code: 'unauthorized', message: 'Key not found' } };
     }
-    const delay = slow[0];
-    if (delay) {
-      if (--delay.times <= 0) slow.shift();
-      await new Promise((r) => setTimeout(r, delay.delayMs));
-    }
-    const fault = takeFault();
+    const delay = takeNext(slow);
+    if (delay) await new Promise((r) => setTimeout(r, delay.delayMs));
+    const fault = takeNext(faults);
     if (fault) {
       const headers: Record<string, string> = fault.retryAfterSeconds ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
       const code = fault.status === 400 ? 'invalid_parameter' : fault.status === 429 ? 'too_many_requests' : 'internal_error';
