@@ -143,6 +143,15 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE user_id = $1`, [id])).toEqual([]);
   });
 
+  it('creates more conversations at once than chat has database connections (10), none waiting on the pool from inside its transaction', async () => {
+    const started = Date.now();
+    const created = await Promise.all(Array.from({ length: 40 }, (_, i) => http.post('/v1/conversations', { workspace: 'private', title: `Stapel ${i}` }, token)));
+    expect(created.map((r) => r.status)).toEqual(Array(40).fill(201));
+    // A starved pool shows as the 5 s connection timeout, then 500s.
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(await env.sql(`SELECT count(*)::int AS n FROM chat.conversations WHERE id = ANY($1)`, [created.map((r) => r.body.id)])).toEqual([{ n: 40 }]);
+  });
+
   it('lets non-EU models serve a user who turned the restriction off, but an organisation enforcing EU-only still wins for its workspace', async () => {
     const reg = await http.post('/v1/auth/register', { email: 'tom@example.eu', password: PASSWORD, firstName: 'Tom', lastName: 'Weber' });
     const t = reg.body.accessToken;

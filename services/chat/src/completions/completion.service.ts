@@ -162,7 +162,7 @@ export class CompletionService {
    */
   async recordUsage(em: EntityManager, messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
     await lockSubject(em, plan.actor.userId, 'shared');
-    const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1) AS erased`, [this.cipher.erasureMark(plan.actor.userId)]);
+    const erased = await this.cipher.isErased(em, plan.actor.userId);
     await this.outbox.append(em, 'chat.completion.recorded', ...this.usageEvent(messageId, plan, result, erased ? ERASED_USER : plan.actor.userId));
   }
 

@@ -20,11 +20,14 @@ export class ConversationsService {
   ) {}
 
   async create(actor: Actor, input: { workspace: string; title?: string; assistantId?: string }): Promise<Conversation> {
+    // Read before the transaction: they may ask identity, and a transaction waiting on the pool
+    // or on an RPC while it holds a connection starves the pool under load.
+    await this.policies.resolve(actor, input.workspace);
+    if (input.assistantId) await this.assistants.usable(actor, input.workspace, input.assistantId);
     return this.ds.transaction(async (em) => {
-      // Not while the subject's erasure runs: the policy is read after it, and refuses an erased subject.
+      // Not while the subject's erasure runs; one that committed since the policy was read has left its mark.
       await lockSubject(em, actor.userId, 'shared');
-      await this.policies.resolve(actor, input.workspace);
-      if (input.assistantId) await this.assistants.usable(actor, input.workspace, input.assistantId);
+      if (await this.cipher.isErased(em, actor.userId)) throw new ProblemError(410, 'This account was erased');
       const now = new Date();
       const row = em.getRepository(ConversationEntity).create({
         id: randomUUID(),

@@ -72,6 +72,12 @@ export class ContentCipher {
     return createHmac('sha256', this.kek).update(`erased:${userId}`).digest();
   }
 
+  /** Whether the subject's erasure has committed (its mark is kept), read through the caller's `em`. */
+  async isErased(em: EntityManager, userId: string): Promise<boolean> {
+    const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1) AS erased`, [this.erasureMark(userId)]);
+    return erased;
+  }
+
   /** Crypto-shredding: without the key, the ciphertext anywhere is noise. */
   async shred(em: EntityManager, userId: string): Promise<void> {
     await em.query(`DELETE FROM data_keys WHERE user_id = $1`, [userId]);
