@@ -63,7 +63,9 @@ RUN set -eu; \
 # the runtime user, so the container also works with a read-only root fs.
 FROM base AS runtime
 ARG SERVICE
+# NODE_OPTIONS: the flags of tools/scripts/node-flags.mjs (why: there).
 ENV NODE_ENV=production \
+    NODE_OPTIONS=--max-semi-space-size=32 \
     ALLY_SERVICE=${SERVICE}
 # All workspace manifests are needed for `npm ci` to match the lockfile; only
 # the selected service's code is copied below.

@@ -7,6 +7,7 @@ import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { SERVICE_NODE_FLAGS } from '../scripts/node-flags.mjs';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -168,7 +169,7 @@ export function createBenchWorld(opts) {
 
   /** Spawns a child we own; keeps the tail of its output for error messages. */
   function start(name, args, env, { stdin = 'ignore', expectExit = false } = {}) {
-    const child = spawn(process.execPath, args, { cwd: root, env, stdio: [stdin, 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, ...args], { cwd: root, env, stdio: [stdin, 'pipe', 'pipe'] });
     child.name = name;
     child.output = '';
     const keep = (chunk) => {

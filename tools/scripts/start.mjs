@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { build } from './build.mjs';
 import { reachable } from './infra.mjs';
+import { SERVICE_NODE_FLAGS } from './node-flags.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
 const adminUrl = new URL(process.env.DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/ally');
@@ -130,7 +131,7 @@ if (stripeEmulated && SERVICES.some((s) => s.name === 'billing')) {
 }
 
 for (const service of SERVICES) {
-  const child = spawn(process.execPath, ['--enable-source-maps', mainOf(service)], { env: serviceEnv(service), stdio: 'inherit' });
+  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, '--enable-source-maps', mainOf(service)], { env: serviceEnv(service), stdio: 'inherit' });
   children.push(child);
   child.on('exit', (code) => {
     if (!stopping) {
