@@ -258,6 +258,22 @@ describe('identity single sign-on against a local OpenID provider', () => {
     await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: callbackUrl.href })).rejects.toMatchObject({ status: 400 });
   });
 
+  it('signs many in at once without the pool running dry (each sign-in asks only on the connection its transaction holds)', async () => {
+    // More callbacks than the pool has connections: a transaction that waited for a
+    // second connection would wait on its peers, and they on it, until timeouts.
+    const urls: string[] = [];
+    for (let i = 0; i < 24; i++) {
+      const { authorizationUrl } = await rpc.call(IdentityRpc.ssoStart, { provider: 'local' });
+      urls.push(await signInAtProvider(authorizationUrl, 'sub-anna'));
+    }
+    const started = Date.now();
+    const pairs = await Promise.all(
+      urls.map((callbackUrl, i) => rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl }, { meta: { ip: `198.51.100.${i}` } })),
+    );
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(new Set(pairs.map((p) => p.refreshToken)).size).toBe(urls.length);
+  });
+
   it('answers 404 for an unknown provider', async () => {
     await expect(rpc.call(IdentityRpc.ssoStart, { provider: 'nope' })).rejects.toMatchObject({ status: 404 });
     await expect(

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { ProblemError } from '@ally/contracts';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { hashSecret } from '../common/secrets.js';
@@ -43,16 +43,20 @@ export class LoginThrottleService {
     });
   }
 
-  /** Whether this user signed in from this IP before (for the "new sign-in" mail). */
-  async isKnownIp(userId: string, ip: string | undefined): Promise<boolean> {
+  /**
+   * Whether this user signed in from this IP before (for the "new sign-in" mail).
+   * A caller inside a transaction passes its `em`, so it asks on the connection it holds
+   * instead of waiting for a second one from a pool its peers may have drained.
+   */
+  async isKnownIp(userId: string, ip: string | undefined, em: Pick<EntityManager, 'query'> = this.ds): Promise<boolean> {
     // Without an audit for this user there is nothing to compare with; no warning mail.
-    if (!ip || (await this.objected(userId))) return true;
-    const rows = await this.ds.query(`SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded LIMIT 1`, [userId, ip]);
+    if (!ip || (await this.objected(userId, em))) return true;
+    const rows = await em.query(`SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded LIMIT 1`, [userId, ip]);
     return rows.length > 0;
   }
 
-  private async objected(userId: string): Promise<boolean> {
-    const rows = await this.ds.query(`SELECT 1 FROM users WHERE id = $1 AND login_audit_objected`, [userId]);
+  private async objected(userId: string, em: Pick<EntityManager, 'query'> = this.ds): Promise<boolean> {
+    const rows = await em.query(`SELECT 1 FROM users WHERE id = $1 AND login_audit_objected`, [userId]);
     return rows.length > 0;
   }
 }

@@ -101,7 +101,7 @@ export class SsoService {
         if (!user) user = await this.createUser(em, email, claims);
         await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
       }
-      const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
+      const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip, em);
       return { user, pair: await this.sessions.signIn(em, user, 'sso', knownIp, meta) };
     });
     // The audit writes outside this transaction, so only once an account created here is committed.
