@@ -161,10 +161,15 @@ describe('identity single sign-on against a local OpenID provider', () => {
   let rpc: RpcClient;
   let op: Awaited<ReturnType<typeof startProvider>>;
 
-  /** ssoStart → the provider's login and consent → ssoCallback with the full callback URL. */
-  async function signIn(login: string) {
+  /** ssoStart → the provider's login and consent: the callback URL the browser would be sent to. */
+  async function atProvider(login: string) {
     const { authorizationUrl } = await rpc.call(IdentityRpc.ssoStart, { provider: 'local' });
-    const callbackUrl = await signInAtProvider(authorizationUrl, login);
+    return { authorizationUrl, callbackUrl: await signInAtProvider(authorizationUrl, login) };
+  }
+
+  /** atProvider, then ssoCallback with the full callback URL. */
+  async function signIn(login: string) {
+    const { authorizationUrl, callbackUrl } = await atProvider(login);
     return { authorizationUrl, callbackUrl, pair: await rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl }) };
   }
 
@@ -230,8 +235,7 @@ describe('identity single sign-on against a local OpenID provider', () => {
   });
 
   it('redeems the code for the configured redirect URI whatever origin the callback reached identity on', async () => {
-    const { authorizationUrl } = await rpc.call(IdentityRpc.ssoStart, { provider: 'local' });
-    const callbackUrl = new URL(await signInAtProvider(authorizationUrl, 'sub-anna'));
+    const callbackUrl = new URL((await atProvider('sub-anna')).callbackUrl);
     const behindProxy = new URL(`http://gateway.internal:8080${callbackUrl.pathname}${callbackUrl.search}`);
     const pair = await rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: behindProxy.href });
     const [user] = await env.sql(`SELECT id FROM identity.users WHERE email = $1`, ['anna.schmidt@example.eu']);
@@ -239,8 +243,7 @@ describe('identity single sign-on against a local OpenID provider', () => {
   });
 
   it('answers 400 for a tampered or unknown state and does not redeem the code', async () => {
-    const { authorizationUrl } = await rpc.call(IdentityRpc.ssoStart, { provider: 'local' });
-    const callbackUrl = new URL(await signInAtProvider(authorizationUrl, 'sub-anna'));
+    const callbackUrl = new URL((await atProvider('sub-anna')).callbackUrl);
     const tampered = new URL(callbackUrl);
     tampered.searchParams.set('state', `${callbackUrl.searchParams.get('state')}x`);
     const call = rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: tampered.href });
@@ -262,10 +265,7 @@ describe('identity single sign-on against a local OpenID provider', () => {
     // More callbacks than the pool has connections: a transaction that waited for a
     // second connection would wait on its peers, and they on it, until timeouts.
     const urls: string[] = [];
-    for (let i = 0; i < 24; i++) {
-      const { authorizationUrl } = await rpc.call(IdentityRpc.ssoStart, { provider: 'local' });
-      urls.push(await signInAtProvider(authorizationUrl, 'sub-anna'));
-    }
+    for (let i = 0; i < 24; i++) urls.push((await atProvider('sub-anna')).callbackUrl);
     const started = Date.now();
     const pairs = await Promise.all(
       urls.map((callbackUrl, i) => rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl }, { meta: { ip: `198.51.100.${i}` } })),

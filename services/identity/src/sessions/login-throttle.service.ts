@@ -48,14 +48,14 @@ export class LoginThrottleService {
    * A caller inside a transaction passes its `em`, so it asks on the connection it holds
    * instead of waiting for a second one from a pool its peers may have drained.
    */
-  async isKnownIp(userId: string, ip: string | undefined, em: Pick<EntityManager, 'query'> = this.ds): Promise<boolean> {
+  async isKnownIp(userId: string, ip: string | undefined, em: EntityManager = this.ds.manager): Promise<boolean> {
     // Without an audit for this user there is nothing to compare with; no warning mail.
     if (!ip || (await this.objected(userId, em))) return true;
     const rows = await em.query(`SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded LIMIT 1`, [userId, ip]);
     return rows.length > 0;
   }
 
-  private async objected(userId: string, em: Pick<EntityManager, 'query'> = this.ds): Promise<boolean> {
+  private async objected(userId: string, em: EntityManager = this.ds.manager): Promise<boolean> {
     const rows = await em.query(`SELECT 1 FROM users WHERE id = $1 AND login_audit_objected`, [userId]);
     return rows.length > 0;
   }
