@@ -7,7 +7,8 @@ import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
 
 type TestFrame = { seq: number; type: 'text'; text: string } | { seq: number; type: 'end' };
 
-const LINGER_MS = 300;
+// Long enough that a loaded machine (CI runs two suites at once on two cores) cannot blur "at once" and "held".
+const LINGER_MS = 1_000;
 const coalescing: Coalescing<TestFrame> = {
   lingerMs: LINGER_MS,
   holds: (f) => f.type === 'text',
