@@ -1,3 +1,5 @@
+import type { OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+
 /**
  * Runs a background pass one at a time: on a timer, and whenever `wake()` is
  * called (a wake during a pass schedules exactly one more). `stop()` waits for
@@ -62,5 +64,40 @@ export class Pacer {
           this.wake();
         }
       });
+  }
+}
+
+/**
+ * A Nest provider whose `pass` a Pacer runs: started with the application
+ * (unless `runsPasses` says another replica does), stopped with it after the
+ * pass in flight, woken when new work arrives. `shuttingDown` tells a long
+ * pass to stop between batches.
+ */
+export abstract class PacedWorker implements OnApplicationBootstrap, OnApplicationShutdown {
+  protected shuttingDown = false;
+  private readonly pacer: Pacer;
+
+  constructor(intervalMs: number, onError: (err: unknown) => void) {
+    this.pacer = new Pacer(() => this.pass(), intervalMs, onError);
+  }
+
+  protected abstract pass(): Promise<unknown>;
+
+  protected get runsPasses(): boolean {
+    return true;
+  }
+
+  onApplicationBootstrap(): void {
+    if (this.runsPasses) this.pacer.start();
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    this.shuttingDown = true;
+    await this.pacer.stop();
+  }
+
+  /** A no-op while the pacer does not run. */
+  wake(): void {
+    this.pacer.wake();
   }
 }

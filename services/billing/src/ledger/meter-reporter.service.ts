@@ -1,8 +1,8 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { Pacer } from '@ally/messaging';
+import { PacedWorker } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -24,9 +24,7 @@ interface PendingRow {
  * Failures are retried with backoff until Stripe accepts.
  */
 @Injectable()
-export class MeterReporter implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly pacer: Pacer;
-  private stopped = false;
+export class MeterReporter extends PacedWorker {
   private readonly reported: Counter;
   private readonly failures: Counter;
 
@@ -37,28 +35,19 @@ export class MeterReporter implements OnApplicationBootstrap, OnApplicationShutd
     @Inject(LOGGER) private readonly logger: Logger,
     registry: Registry,
   ) {
-    this.pacer = new Pacer(() => this.drain(), config.METER_POLL_MS, (err) => logger.warn({ err: String(err) }, 'meter reporting pass failed'));
+    super(config.METER_POLL_MS, (err) => logger.warn({ err: String(err) }, 'meter reporting pass failed'));
     this.reported = new Counter({ name: 'ally_billing_meter_events_reported_total', help: 'Usage reported to Stripe billing meters', registers: [registry] });
     this.failures = new Counter({ name: 'ally_billing_meter_event_failures_total', help: 'Failed attempts to report usage to Stripe', registers: [registry] });
   }
 
-  onApplicationBootstrap() {
-    this.pacer.start();
-  }
-
-  async onApplicationShutdown() {
-    this.stopped = true;
-    await this.pacer.stop();
-  }
-
-  wake(): void {
-    this.pacer.wake();
+  protected pass(): Promise<number> {
+    return this.drain();
   }
 
   /** Reports until nothing is due; returns how many were reported. */
   async drain(): Promise<number> {
     let total = 0;
-    while (!this.stopped) {
+    while (!this.shuttingDown) {
       const n = await this.batch();
       total += n;
       if (n === 0) return total;

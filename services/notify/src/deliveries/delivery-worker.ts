@@ -1,8 +1,8 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { Pacer } from '@ally/messaging';
+import { PacedWorker } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
@@ -24,9 +24,7 @@ type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'recipient
  * from the log, leaving only the address hash.
  */
 @Injectable()
-export class DeliveryWorker implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly pacer: Pacer;
-  private stopped = false;
+export class DeliveryWorker extends PacedWorker {
   private readonly mails: Counter;
   private readonly deadLetters: Counter;
 
@@ -38,26 +36,13 @@ export class DeliveryWorker implements OnApplicationBootstrap, OnApplicationShut
     @Inject(LOGGER) private readonly logger: Logger,
     registry: Registry,
   ) {
+    super(config.NOTIFY_POLL_MS, (err) => logger.warn({ err: String(err) }, 'delivery pass failed'));
     this.mails = new Counter({ name: 'ally_notify_mails_total', help: 'Mail delivery attempts by template and outcome', labelNames: ['template', 'outcome'], registers: [registry] });
-    this.pacer = new Pacer(() => this.drain(), config.NOTIFY_POLL_MS, (err) => logger.warn({ err: String(err) }, 'delivery pass failed'));
     this.deadLetters = new Counter({ name: 'ally_notify_dead_letters_total', help: 'Mails given up on (permanent refusal or attempts exhausted)', labelNames: ['template'], registers: [registry] });
   }
 
-  onApplicationBootstrap() {
-    this.pacer.start();
-  }
-
-  async onApplicationShutdown() {
-    this.stopped = true;
-    await this.pacer.stop();
-  }
-
-  wake(): void {
-    this.pacer.wake();
-  }
-
-  private async drain(): Promise<void> {
-    while (!this.stopped) {
+  protected async pass(): Promise<void> {
+    while (!this.shuttingDown) {
       const rows = await this.claim();
       if (rows.length === 0) return;
       await Promise.all(rows.map((row) => this.deliver(row)));

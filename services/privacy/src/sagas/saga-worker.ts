@@ -1,9 +1,9 @@
-import { Inject, Injectable, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import { ProblemError } from '@ally/contracts';
-import { Pacer } from '@ally/messaging';
+import { PacedWorker } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
@@ -33,9 +33,7 @@ function retryable(err: unknown): boolean {
  * compliance before a due date passes.
  */
 @Injectable()
-export class SagaWorker implements OnApplicationBootstrap, OnApplicationShutdown {
-  private readonly pacer: Pacer;
-  private stopped = false;
+export class SagaWorker extends PacedWorker {
   private lastHousekeeping = 0;
   private readonly steps: Counter;
 
@@ -50,31 +48,21 @@ export class SagaWorker implements OnApplicationBootstrap, OnApplicationShutdown
     @Inject(LOGGER) private readonly logger: Logger,
     registry: Registry,
   ) {
-    this.pacer = new Pacer(() => this.pass(), config.PRIVACY_POLL_MS, (err) => logger.warn({ err: String(err) }, 'saga pass failed'));
+    super(config.PRIVACY_POLL_MS, (err) => logger.warn({ err: String(err) }, 'saga pass failed'));
     this.steps = new Counter({ name: 'ally_privacy_saga_steps_total', help: 'Saga step attempts by service, action and outcome', labelNames: ['service', 'action', 'outcome'], registers: [registry] });
   }
 
-  onApplicationBootstrap() {
-    if (this.config.PRIVACY_WORKER === 'off') return;
-    this.pacer.start();
+  /** PRIVACY_WORKER=off (the retention Job's process) leaves the sagas to the privacy replicas. */
+  protected override get runsPasses(): boolean {
+    return this.config.PRIVACY_WORKER !== 'off';
   }
 
-  async onApplicationShutdown() {
-    this.stopped = true;
-    await this.pacer.stop();
-  }
-
-  /** No-op when PRIVACY_WORKER is off (the pacer never started). */
-  wake(): void {
-    this.pacer.wake();
-  }
-
-  /** One pass over everything due; also callable directly (tests, commands). */
-  async pass(): Promise<void> {
+  /** One pass over everything due. */
+  protected async pass(): Promise<void> {
     await this.completeNotifySteps();
     for (;;) {
       const claimed = await this.claim();
-      if (claimed.length === 0 || this.stopped) break;
+      if (claimed.length === 0 || this.shuttingDown) break;
       await Promise.all(claimed.map((s) => this.execute(s)));
     }
     await this.finalizeReady();
