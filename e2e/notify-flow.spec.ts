@@ -50,6 +50,18 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(ok.status).toBe(200);
     expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
   });
+
+  it('a webhook event with a NUL character (which Postgres text cannot hold) is a 400, not a 500', async () => {
+    for (const event of [
+      { event: 'delivered', email: 'gone@example.eu', 'message-id': '<x\u0000@smtp-relay.mailin.fr>' },
+      { event: 'hard\u0000bounce', email: 'nul@example.eu' },
+    ]) {
+      const res = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: event });
+      expect(res.status).toBe(400);
+      expect(res.headers.get('content-type')).toContain('application/problem+json');
+    }
+    expect(await env.sql(`SELECT count(*)::int AS n FROM notify.suppressions WHERE reason LIKE 'hard%bounce' AND reason <> 'hard_bounce'`)).toEqual([{ n: 0 }]);
+  });
 });
 
 describe('the dev mailbox in production', () => {

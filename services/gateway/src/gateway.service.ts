@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
 import { RESIDENCY_HEADER } from './chat/residency-header.js';
-import { escapeMalformedPath, requireJsonBodies } from './common/http-edges.js';
+import { escapeMalformedPath, limitJsonDepth, requireJsonBodies } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 
@@ -40,6 +40,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
     });
     requireJsonBodies(fastify);
+    limitJsonDepth(fastify);
     await registerRateLimits(fastify, config);
     await app.register(helmet as any, {
       // The OpenAPI UI at /docs needs inline scripts and styles.

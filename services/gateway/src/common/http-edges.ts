@@ -36,3 +36,40 @@ export function requireJsonBodies(fastify: FastifyInstance): void {
     return payload;
   });
 }
+
+/** Deeper than any body of API.md (a JSON schema in `response_format` included) needs. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * JSON nested thousands deep parses, but overflows the stack of whatever walks
+ * it next (the RPC's serialisation to the service): refused here, for every
+ * route, before it can become a 500.
+ */
+export function limitJsonDepth(fastify: FastifyInstance): void {
+  fastify.addHook('preValidation', async (req) => {
+    const field = tooDeep(req.body, MAX_JSON_DEPTH);
+    if (field === undefined) return;
+    const message = `is nested deeper than ${MAX_JSON_DEPTH} levels`;
+    if (!field) throw new ProblemError(400, `The request body ${message}`);
+    throw new ProblemError(400, `The request body's field ${field} ${message}`, { errors: [{ field, message }] });
+  });
+}
+
+/**
+ * The top-level field under which `body` nests deeper than `max` ('' for the
+ * body itself), if it does. Breadth-first, so this walk cannot overflow either.
+ */
+function tooDeep(body: unknown, max: number): string | undefined {
+  if (body === null || typeof body !== 'object') return undefined;
+  let level: [node: object, field: string][] = Object.entries(body).map(([k, v]) => [v, k] as [object, string]);
+  for (let depth = 2; level.length > 0; depth++) {
+    const next: [object, string][] = [];
+    for (const [node, field] of level) {
+      if (node === null || typeof node !== 'object') continue;
+      if (depth > max) return Array.isArray(body) ? '' : field;
+      for (const child of Object.values(node)) next.push([child, field]);
+    }
+    level = next;
+  }
+  return undefined;
+}

@@ -10,10 +10,12 @@ import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 const SUPPRESSING = new Set(['hard_bounce', 'spam', 'unsubscribed', 'blocked', 'invalid_email']);
 const STATUS: Record<string, 'delivered' | 'bounced'> = { delivered: 'delivered', hard_bounce: 'bounced', soft_bounce: 'bounced' };
 
+// Postgres text cannot hold a NUL character: such a value is malformed, not a 500.
+const text = () => z.string().regex(/^[^\u0000]*$/, 'contains a NUL character');
 const brevoEvent = z.looseObject({
-  event: z.string().min(1),
-  email: z.string().min(3).max(254),
-  'message-id': z.string().optional(),
+  event: text().min(1),
+  email: text().min(3).max(254),
+  'message-id': text().max(512).optional(),
 });
 const payloadSchema = z.union([brevoEvent, z.array(brevoEvent).max(1000)]);
 
