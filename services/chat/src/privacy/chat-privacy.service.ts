@@ -83,8 +83,10 @@ export class ChatPrivacyService {
     // One snapshot for the page: what its slots name is still there when it is read.
     return this.ds.transaction('REPEATABLE READ', async (em) => {
       // Each kind's next ITEMS + 1 hold the next ITEMS + 1 of all, in creation order.
-      const lists = await Promise.all(KINDS.map((kind) => this.slotsOf(em, kind, userId, scope, after, EXPORT_PAGE_ITEMS + 1)));
-      const all = lists.flat().sort(bySlot);
+      // One after the other: a transaction's queries share its one connection.
+      const all: Slot[] = [];
+      for (const kind of KINDS) all.push(...(await this.slotsOf(em, kind, userId, scope, after, EXPORT_PAGE_ITEMS + 1)));
+      all.sort(bySlot);
       // What may fit by the stored lengths is read; what fits by its JSON goes out.
       const slots = fitting(all.slice(0, EXPORT_PAGE_ITEMS), (s) => s.bytes);
       const items = fitting(await this.read(em, userId, scope, slots), (i) => i.bytes);
@@ -129,22 +131,16 @@ export class ChatPrivacyService {
     const ids = (kind: Kind) => slots.filter((s) => s.kind === kind).map((s) => s.id);
     const params = (kind: Kind) => (scope === 'all' ? [userId, ids(kind)] : [userId, ids(kind), scope]);
     const scoped = (column: string) => (scope === 'all' ? 'TRUE' : `${column} = $3`);
-    const [conversations, assistants, messages] = await Promise.all([
-      ids('conversations').length
-        ? em.query(`SELECT id, workspace, title_enc, assistant_id, created_at, updated_at FROM conversations WHERE user_id = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`, params('conversations'))
-        : [],
-      ids('assistants').length
-        ? em.query(`SELECT id, workspace, name, instructions, model, created_at FROM assistants WHERE created_by = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`, params('assistants'))
-        : [],
-      ids('messages').length
-        ? em.query(
-            `SELECT m.id, m.conversation_id, m.role, m.content_enc, m.model, m.prompt_tokens, m.completion_tokens, m.residency, m.status, m.created_at
-               FROM messages m JOIN conversations c ON c.id = m.conversation_id
-              WHERE c.user_id = $1 AND m.id = ANY($2::uuid[]) AND ${scoped('c.workspace')}`,
-            params('messages'),
-          )
-        : [],
-    ]);
+    // Only the kinds the page holds are read, one after the other: a transaction's queries share its connection.
+    const query = (kind: Kind, sql: string) => (ids(kind).length ? em.query(sql, params(kind)) : []);
+    const conversations = await query('conversations', `SELECT id, workspace, title_enc, assistant_id, created_at, updated_at FROM conversations WHERE user_id = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`);
+    const assistants = await query('assistants', `SELECT id, workspace, name, instructions, model, created_at FROM assistants WHERE created_by = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`);
+    const messages = await query(
+      'messages',
+      `SELECT m.id, m.conversation_id, m.role, m.content_enc, m.model, m.prompt_tokens, m.completion_tokens, m.residency, m.status, m.created_at
+         FROM messages m JOIN conversations c ON c.id = m.conversation_id
+        WHERE c.user_id = $1 AND m.id = ANY($2::uuid[]) AND ${scoped('c.workspace')}`,
+    );
     const sealed = [...conversations.filter((c: { title_enc: Buffer | null }) => c.title_enc).map((c: { title_enc: Buffer }) => c.title_enc), ...messages.map((m: { content_enc: Buffer }) => m.content_enc)];
     const texts = await this.cipher.decryptMany(em, sealed.map((s: Buffer) => ({ userId, sealed: s })));
     let t = 0;
