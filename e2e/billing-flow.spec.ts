@@ -164,4 +164,13 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     expect((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status).toBe('active');
     expect(await env.sql(`SELECT * FROM billing.processed_webhooks WHERE event_id = 'evt_forged'`)).toEqual([]);
   });
+
+  it('answers a webhook body under the body limit but too large for the broker once encoded with a 413, not a 500', async () => {
+    // 900 KB is within BODY_LIMIT_BYTES (1 MiB); base64 for the RPC makes it 1.2 MB, over NATS's 1 MB.
+    const payload = JSON.stringify({ id: 'evt_large', object: 'event', padding: 'x'.repeat(900_000) });
+    const res = await http.request('POST', '/v1/webhooks/stripe', { raw: payload, headers: { 'content-type': 'application/json', 'stripe-signature': signStripePayload(payload, stripe.webhookSecret) } });
+    expect(res.status).toBe(413);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(res.body.detail).toBe('The request is too large to pass on to the billing service');
+  });
 });

@@ -59,18 +59,22 @@ export class RpcClient extends ClientNats {
     try {
       return (await firstValueFrom(this.send(contract.subject, record).pipe(timeout(ms)))) as RpcReply<C>;
     } catch (err) {
-      throw toProblemError(err, contract.subject);
+      // Anything else is a fault of ours: thrown as it is, so the error filter logs it before its 500.
+      throw toProblemError(err, contract.subject) ?? err;
     }
   }
 }
 
-function toProblemError(err: unknown, subject: string): ProblemError {
+function toProblemError(err: unknown, subject: string): ProblemError | undefined {
   if (err instanceof ProblemError) return err;
   if (isProblem(err)) return new ProblemError(err.status, err.detail ?? err.title, err);
-  if (err instanceof TimeoutError) return new ProblemError(504, `No answer from ${subject.split('.')[2]} in time`);
+  const service = subject.split('.')[2];
+  if (err instanceof TimeoutError) return new ProblemError(504, `No answer from ${service} in time`);
   const message = (err as { message?: string; code?: string })?.message ?? String(err);
+  // The broker's message limit (1 MB by default) is below the body limit once a body is encoded for the call.
+  if (/max_payload/i.test(message)) return new ProblemError(413, `The request is too large to pass on to the ${service} service`);
   if (/no responders|503|closed|disconnect|CONNECTION/i.test(message) || (err as { code?: string })?.code === '503') {
-    return new ProblemError(503, `The ${subject.split('.')[2]} service is not available`);
+    return new ProblemError(503, `The ${service} service is not available`);
   }
-  return new ProblemError(500, 'Internal error');
+  return undefined;
 }
