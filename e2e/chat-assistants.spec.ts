@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { OpenAIEmulator } from '@ally/emulators';
 import { httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
+import { expectProblem } from './problem-assertions.js';
 
 const PASSWORD = 'Kraniche über dem Moor';
 
@@ -66,5 +67,10 @@ describe('specialised assistants', () => {
 
     expect((await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: ['mistral-small'] }, owner.accessToken)).status).toBe(200);
     await waitFor(async () => ((await http.post('/v1/assistants', { workspace: org.id, name: 'Z', instructions: 'z', model: 'gpt-4o-mini' }, owner.accessToken)).status === 422 ? true : undefined), 'the allowed models to reach chat');
+    // A message that names no model gets the one the organisation allows, not a refusal of the platform's default.
+    const allowedOnly = await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Und jetzt?' }, ole.accessToken);
+    expect(allowedOnly.status).toBe(201);
+    expect(allowedOnly.body).toMatchObject({ model: 'mistral-small', residency: { deployment: 'mistral-small@hetzner-fsn1', euResident: true } });
+    expectProblem(await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Und jetzt?', model: 'gpt-4o-mini' }, ole.accessToken), 422);
   });
 });

@@ -37,6 +37,17 @@ export class RouterService {
     return this.allowed(policy).some((d) => d.model === model);
   }
 
+  /**
+   * The model for a request that names none: the configured default where the
+   * policy allows it, else the first model it does allow (an organisation that
+   * allows only its own EU model gets that one); with none, the default, whose
+   * refusal then says why.
+   */
+  defaultModel(policy: RoutingPolicy, configured: string): string {
+    if (this.allows(configured, policy)) return configured;
+    return this.models(policy)[0]?.model ?? configured;
+  }
+
   /** Models a policy allows, each with where its preferred deployment runs. */
   models(policy: RoutingPolicy): { model: string; region: string; euResident: boolean }[] {
     const seen = new Map<string, Deployment>();

@@ -78,7 +78,7 @@ export class CompletionService {
     policy?: RoutingPolicy,
   ): Promise<Plan> {
     policy ??= await this.policies.resolve(actor, workspace);
-    const chosen = model ?? this.config.DEFAULT_MODEL;
+    const chosen = model ?? this.router.defaultModel(policy, this.config.DEFAULT_MODEL);
     const candidates = this.router.candidates(chosen, policy);
     await this.quota.assertAllowed(workspace, actor.userId);
     const window = Math.min(...candidates.map((c) => c.contextWindow)) - (params.max_tokens ?? ANSWER_RESERVE);
