@@ -61,6 +61,9 @@ export class IdentityPrivacyService {
       }
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
       await forgetSubjectInOutbox(em, userId);
+      // Events of invitations to the subject's address name the address, not the account.
+      const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
+      for (const address of new Set(account ? [account.email, account.email.toLowerCase()] : [])) await forgetSubjectInOutbox(em, address);
       // Invitations addressed to the subject carry their address: they go too.
       await em.query(`DELETE FROM invitations WHERE lower(email) = (SELECT lower(email) FROM users WHERE id = $1)`, [userId]);
       const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);

@@ -5,6 +5,7 @@ import { IdentityRpc, ProblemError, type PrivacyErasure, type PrivacyErasureProc
 import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
+import { hashAddress } from '../common/address-hash.js';
 import { STALE_SENDING } from '../deliveries/delivery-worker.js';
 import { erasureMark } from './erasure-mark.js';
 
@@ -49,7 +50,9 @@ export class NotifyPrivacyService {
     // The account still exists (identity erases last): its address tells Brevo which logs to delete.
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
-    const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1`, [userId]);
+    // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the subject.
+    const hashes = contacts.map((c) => hashAddress(c.email));
+    const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await forgetSubjectInOutbox(this.ds, userId);
     return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
   }
