@@ -3,6 +3,7 @@ export * from './common/subjects.js';
 export * from './common/problem.js';
 export * from './common/cursor.js';
 export * from './common/validation.js';
+export * from './common/text-fields.js';
 export * from './common/rpc.js';
 export * from './common/data-categories.js';
 export * from './identity/identity.schemas.js';

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { z } from 'zod';
-import { ProblemError } from '@ally/contracts';
+import { plainText, ProblemError } from '@ally/contracts';
 import { hashAddress } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 
@@ -10,12 +10,11 @@ import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 const SUPPRESSING = new Set(['hard_bounce', 'spam', 'unsubscribed', 'blocked', 'invalid_email']);
 const STATUS: Record<string, 'delivered' | 'bounced'> = { delivered: 'delivered', hard_bounce: 'bounced', soft_bounce: 'bounced' };
 
-// Postgres text cannot hold a NUL character: such a value is malformed, not a 500.
-const text = () => z.string().regex(/^[^\u0000]*$/, 'contains a NUL character');
+// plainText refuses what Postgres cannot store (a NUL character): such a value is malformed, not a 500.
 const brevoEvent = z.looseObject({
-  event: text().min(1),
-  email: text().min(3).max(254),
-  'message-id': text().max(512).optional(),
+  event: plainText(100).min(1),
+  email: plainText(254).min(3),
+  'message-id': plainText(512).optional(),
 });
 const payloadSchema = z.union([brevoEvent, z.array(brevoEvent).max(1000)]);
 
