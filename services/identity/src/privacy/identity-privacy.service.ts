@@ -61,11 +61,12 @@ export class IdentityPrivacyService {
       }
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
       await forgetSubjectInOutbox(em, userId);
-      // Events of invitations to the subject's address name the address, not the account.
       const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
-      for (const address of new Set(account ? [account.email, account.email.toLowerCase()] : [])) await forgetSubjectInOutbox(em, address);
-      // Invitations addressed to the subject carry their address: they go too.
-      await em.query(`DELETE FROM invitations WHERE lower(email) = (SELECT lower(email) FROM users WHERE id = $1)`, [userId]);
+      if (account) {
+        // Invitations to the subject's address, and their events, name the address, not the account (addresses are stored lower-case).
+        await forgetSubjectInOutbox(em, account.email);
+        await em.query(`DELETE FROM invitations WHERE lower(email) = $1`, [account.email]);
+      }
       const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);
       // Invitations name an address, not an account: those sent by the user lose the link to them.
       await em.query(`UPDATE invitations SET invited_by = NULL WHERE invited_by = $1`, [userId]);
