@@ -97,8 +97,8 @@ describe('meter reconciliation and Stripe meter error reports', () => {
       },
     });
     // The reporter sends it again under the same identifier; the emulator (like Stripe within 24 h) answers "already exists",
-    // which the reporter takes as accepted: the entry ends up reported, not twice at Stripe.
-    expect(await env.sql(`SELECT count(*)::int AS n FROM billing.ledger WHERE meter_attempts = 2`)).toEqual([{ n: 0 }]);
+    // which the reporter takes as accepted: the entry ends up reported, not twice at Stripe. (It polls every 50 ms, so the
+    // pending state in between may already be gone when the webhook call returns: only the end state is asserted.)
     await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE message_id = $1 AND meter_status = 'reported' AND meter_attempts = 2`, [row.message_id])).length === 1, 'the entry reported again');
     expect(stripe.meterEvents().length).toBe(before);
 
