@@ -36,7 +36,7 @@
 //   --only=direct,gateway  run a subset
 //   --chat-replicas=1      chat processes (one RPC queue group, as replicas in the cluster)
 //   --coalesce-ms=N        chat's STREAM_COALESCE_MS (default: chat's own, 20)
-//   --cpu-prof             V8 CPU profiles of gateway and chat in .tmp/bench-prof/
+//   --cpu-prof             V8 CPU profiles of the emulator, identity, chat and gateway in .tmp/bench-prof/
 //   --keep                 leave everything running until Ctrl-C
 //   --verbose              show the children's output
 import { randomBytes } from 'node:crypto';
@@ -252,7 +252,7 @@ async function setUp() {
   if (opt['cpu-prof']) await mkdir(profDir, { recursive: true });
   const nodeArgs = (svc) => (opt['cpu-prof'] ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=chat-stream-${svc}-${random}.cpuprofile`] : []);
 
-  const emulator = start('openai-emulator', [join(root, 'tools/emulators/dist/openai/main.js')], {
+  const emulator = start('openai-emulator', [...nodeArgs('emulator'), join(root, 'tools/emulators/dist/openai/main.js')], {
     PATH: process.env.PATH,
     OPENAI_EMULATOR_PORT: String(emulatorPort),
     OPENAI_EMULATOR_FIRST_TOKEN_MS: String(cfg.firstTokenMs),

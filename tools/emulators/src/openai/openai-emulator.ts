@@ -273,11 +273,17 @@ function tokenize(content: string): string[] {
   return pieces;
 }
 
+/** Waits `ms`, or less if the request is aborted; its abort listener goes with it (a stream sleeps once per token). */
 const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     if (ms <= 0 || signal.aborted) return resolve();
-    const timer = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
   });
 
 function matches(r: EmulatedOpenAIRequest, f?: OpenAIRequestFilter | ((r: EmulatedOpenAIRequest) => boolean)): boolean {
@@ -629,6 +635,8 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
       choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
       ...(includeUsage ? { usage: null } : {}),
     });
+    // A content chunk is the same JSON but for its token: built once around a placeholder.
+    const [contentHead, contentTail] = JSON.stringify(chunk({ content: '\u0000' }, null)).split('"\\u0000"');
     if (azureFilters) send({ choices: [], created: 0, id: '', model: '', object: '', prompt_filter_results: promptFilterResults });
     await sleep(firstTokenLatencyMs, ac.signal);
     send(chunk({ role: 'assistant', content: '', refusal: null }, null));
@@ -639,7 +647,7 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
       }
       if (i > 0) await sleep(latencyPerTokenMs, ac.signal);
       if (ac.signal.aborted) return;
-      send(chunk({ content: tokens[i] }, null));
+      send(contentHead + JSON.stringify(tokens[i]) + contentTail);
       record.completionTokens = i + 1;
     }
     if (hang && hang.afterTokens !== undefined) {
