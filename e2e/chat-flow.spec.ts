@@ -173,6 +173,37 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(eu.body.residency.euResident).toBe(true);
   });
 
+  it('routes by a change of restrictToEu or of an organisation\'s EU-only policy from the moment its PATCH answers, not when identity\'s event arrives', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'ida@example.eu', password: PASSWORD, firstName: 'Ida', lastName: 'Brandt' });
+    const t = reg.body.accessToken;
+    const ask = (conv: string) => http.post(`/v1/conversations/${conv}/messages`, { content: 'Sofort', model: 'gpt-4o' }, t);
+    const priv = await conversation('private', t);
+    // Each answer is sent the instant the change was answered: no waiting for chat's replica.
+    for (let round = 0; round < 3; round++) {
+      expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
+      const open = await ask(priv);
+      expect(open.status).toBe(201);
+      expect(open.body.residency.euResident).toBe(false);
+      llm.clearRequests();
+      expect((await http.patch('/v1/me/settings', { restrictToEu: true }, t)).status).toBe(200);
+      const held = await ask(priv);
+      expect(held.status).toBe(422);
+      expect(NON_EU.flatMap((endpoint) => llm.requests({ endpoint }))).toEqual([]);
+    }
+
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
+    const org = (await http.post('/v1/orgs', { name: 'Brandt Werkzeuge GmbH' }, t)).body;
+    const business = await conversation(org.id, t);
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { euOnly: false }, t)).status).toBe(200);
+    const allowed = await ask(business);
+    expect(allowed.status).toBe(201);
+    expect(allowed.body.residency.euResident).toBe(false);
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { euOnly: true }, t)).status).toBe(200);
+    const refused = await ask(business);
+    expect(refused.status).toBe(422);
+    expect(refused.body.detail).toMatch(/organisation enforces EU-only/);
+  });
+
   it('falls back to another allowed deployment when the provider answers 500', async () => {
     llm.failNext({ status: 500, deployment: 'gpt-4o-mini-swc', times: 1 });
     const id = await conversation();

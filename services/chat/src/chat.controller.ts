@@ -47,6 +47,13 @@ export class ChatController {
     };
   }
 
+  @MessagePattern(ChatRpc.refreshPolicy.subject)
+  async refreshPolicy(@Payload() req: RpcRequest) {
+    const { orgId } = parseInput(ChatRpc.refreshPolicy.input, req.input);
+    await (orgId ? this.policies.refreshOrg(actorOf(req), orgId) : this.policies.refreshUser(actorOf(req)));
+    return null;
+  }
+
   @MessagePattern(ChatRpc.createConversation.subject)
   createConversation(@Payload() req: RpcRequest) {
     return this.conversations.create(actorOf(req), parseInput(ChatRpc.createConversation.input, req.input));

@@ -13,6 +13,7 @@ import { ChatController } from './chat/chat.controller.js';
 import { OpenAiCompatController } from './chat/openai-compat.controller.js';
 import { CancellableCalls } from './chat/cancellable-call.js';
 import { SseRelay } from './chat/sse-relay.service.js';
+import { ChatPolicySync } from './chat/policy-sync.service.js';
 import { PrivacyAdminController } from './privacy/privacy-admin.controller.js';
 import { PrivacyController } from './privacy/privacy.controller.js';
 
@@ -28,6 +29,7 @@ export class GatewayModule {
         JwksCache,
         SseRelay,
         CancellableCalls,
+        ChatPolicySync,
         { provide: APP_GUARD, useClass: AuthGuard },
       ],
     };

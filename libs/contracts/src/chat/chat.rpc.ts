@@ -31,6 +31,11 @@ export const ChatRpc = {
     'ally.rpc.chat.completion.create',
     z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput, cancel: replySubject.optional() }),
   ),
+  /**
+   * Reads a change the caller just made at identity (their `restrictToEu`, or an organisation's policy) into chat's
+   * policy replica now, so it holds from the moment the change is answered instead of when identity's event arrives.
+   */
+  refreshPolicy: rpc<null>()('ally.rpc.chat.policy.refresh', s.refreshPolicyInput),
   completionsStream: rpc<{ accepted: true }>()(
     'ally.rpc.chat.completion.stream',
     z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput, stream: streamTarget }),

@@ -18,6 +18,8 @@ export const listConversationsInput = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
   cursor: z.string().max(200).optional(),
 });
+/** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
+export const refreshPolicyInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id').optional() });
 export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
 /** The HTTP body of `POST /v1/conversations/:id/messages`. */
 export const messageBody = z.strictObject({ content, model: modelIdSchema.optional() });

@@ -8,28 +8,15 @@ type Handler = (em: EntityManager, data: any, at: string) => Promise<unknown>;
 
 /** identity's events → chat's replica of what routing needs: restrictToEu, memberships, organisation policy. */
 const APPLY: Record<string, Handler> = {
-  'identity.user.registered': (em, d, at) =>
-    em.query(`INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING`, [d.userId, d.restrictToEu, at]),
-  'identity.user.settings-changed': (em, d, at) =>
-    em.query(
-      `INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3)
-       ON CONFLICT (user_id) DO UPDATE SET restrict_to_eu = EXCLUDED.restrict_to_eu, updated_at = EXCLUDED.updated_at WHERE user_settings.updated_at < EXCLUDED.updated_at`,
-      [d.userId, d.restrictToEu, at],
-    ),
+  'identity.user.registered': (em, d, at) => putUserSettings(em, d.userId, d.restrictToEu, at, 'keep'),
+  'identity.user.settings-changed': (em, d, at) => putUserSettings(em, d.userId, d.restrictToEu, at, 'update'),
   'identity.user.deleted': async (em, d) => {
     await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [d.userId]);
     await em.query(`DELETE FROM memberships WHERE user_id = $1`, [d.userId]);
     await em.query(`DELETE FROM membership_removals WHERE user_id = $1`, [d.userId]);
   },
   'identity.organization.created': (em, d, at) => em.query(`INSERT INTO org_policies (org_id, updated_at) VALUES ($1, $2) ON CONFLICT (org_id) DO NOTHING`, [d.orgId, at]),
-  'identity.organization.policy-changed': (em, d, at) =>
-    em.query(
-      `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-       ON CONFLICT (org_id) DO UPDATE SET eu_only = EXCLUDED.eu_only, allowed_models = EXCLUDED.allowed_models,
-         chat_retention_days = EXCLUDED.chat_retention_days, blocked_terms = EXCLUDED.blocked_terms, updated_at = EXCLUDED.updated_at
-       WHERE org_policies.updated_at < EXCLUDED.updated_at`,
-      [d.orgId, d.euOnly, d.allowedModels, d.chatRetentionDays, d.blockedTerms ?? [], at],
-    ),
+  'identity.organization.policy-changed': (em, d, at) => putOrgPolicy(em, d, at, 'update'),
   'identity.member.added': (em, d, at) => addMembership(em, d.orgId, d.userId, d.role, at, 'update'),
   'identity.member.removed': async (em, d, at) => {
     await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND updated_at <= $3`, [d.orgId, d.userId, at]);
@@ -47,10 +34,45 @@ const APPLY: Record<string, Handler> = {
 };
 
 /**
- * A membership as of `at`, unless it was removed at or after that time.
- * `update`: an event (newer role wins); `keep`: what chat fetched from identity, never over the replica's own row.
+ * How a replica row as of `at` meets the one already there: `update` replaces an older one (an event, or
+ * identity's answer right after a change); `keep` only fills a gap (what chat fetched for a user or
+ * organisation it had not seen).
  */
-export function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, role: string, at: string, onConflict: 'update' | 'keep'): Promise<unknown> {
+type OnConflict = 'update' | 'keep';
+
+export function putUserSettings(em: Pick<EntityManager, 'query'>, userId: string, restrictToEu: boolean, at: string, onConflict: OnConflict): Promise<unknown> {
+  return em.query(
+    `INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3)
+     ON CONFLICT (user_id) DO ${onConflict === 'update' ? 'UPDATE SET restrict_to_eu = EXCLUDED.restrict_to_eu, updated_at = EXCLUDED.updated_at WHERE user_settings.updated_at < EXCLUDED.updated_at' : 'NOTHING'}`,
+    [userId, restrictToEu, at],
+  );
+}
+
+export interface OrgPolicyRow {
+  orgId: string;
+  euOnly: boolean;
+  allowedModels: string[] | null;
+  chatRetentionDays: number | null;
+  blockedTerms?: string[];
+}
+
+export function putOrgPolicy(em: Pick<EntityManager, 'query'>, p: OrgPolicyRow, at: string, onConflict: OnConflict): Promise<unknown> {
+  return em.query(
+    `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (org_id) DO ${
+       onConflict === 'update'
+         ? `UPDATE SET eu_only = EXCLUDED.eu_only, allowed_models = EXCLUDED.allowed_models, chat_retention_days = EXCLUDED.chat_retention_days,
+              blocked_terms = EXCLUDED.blocked_terms, updated_at = EXCLUDED.updated_at WHERE org_policies.updated_at < EXCLUDED.updated_at`
+         : 'NOTHING'
+     }`,
+    [p.orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? [], at],
+  );
+}
+
+/**
+ * A membership as of `at`, unless it was removed at or after that time (an update: the newer role wins).
+ */
+export function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, role: string, at: string, onConflict: OnConflict): Promise<unknown> {
   return em.query(
     `INSERT INTO memberships (org_id, user_id, role, updated_at)
      SELECT $1::uuid, $2::uuid, $3::text, $4::timestamptz WHERE NOT EXISTS (SELECT 1 FROM membership_removals WHERE org_id = $1::uuid AND user_id = $2::uuid AND removed_at >= $4::timestamptz)

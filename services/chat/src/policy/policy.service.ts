@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
-import { addMembership } from './policy-replica.consumer.js';
+import { addMembership, putOrgPolicy, putUserSettings } from './policy-replica.consumer.js';
 
 export interface RoutingPolicy {
   workspace: string;
@@ -131,28 +131,41 @@ export class PolicyService {
     return found;
   }
 
-  /** The user's settings and memberships from identity, kept in the replica dated to before the call. */
-  private async fetchMe(actor: Actor) {
+  /**
+   * The caller just changed their settings at identity: the replica takes
+   * identity's answer now rather than when the event arrives, so a message
+   * sent right after `restrictToEu` was switched on cannot leave the EU.
+   */
+  async refreshUser(actor: Actor): Promise<void> {
+    if (!(await this.fetchMe(actor, 'update'))) throw new ProblemError(503, 'The identity service is not available');
+  }
+
+  /** As `refreshUser`, for an organisation's policy an admin of it just changed. */
+  async refreshOrg(actor: Actor, orgId: string): Promise<void> {
+    await this.fetchOrgPolicy(actor, orgId, 'update');
+  }
+
+  /**
+   * The user's settings and memberships from identity, kept in the replica dated to before the call;
+   * `settings`: whether they replace an older row (after a change) or only fill a gap.
+   */
+  private async fetchMe(actor: Actor, settings: 'keep' | 'update' = 'keep') {
     const asOf = new Date().toISOString();
     const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } }).catch(() => null);
     if (!me) return null;
     await this.ds.transaction(async (em) => {
-      await em.query(`INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3) ON CONFLICT (user_id) DO NOTHING`, [me.id, me.settings.restrictToEu, asOf]);
+      await putUserSettings(em, me.id, me.settings.restrictToEu, asOf, settings);
       for (const m of me.memberships) await addMembership(em, m.orgId, me.id, m.role, asOf, 'keep');
     });
     return me;
   }
 
-
-  private async fetchOrgPolicy(actor: Actor, orgId: string) {
+  /** The organisation's policy from identity (which checks the caller is a member), kept as `fetchMe` keeps settings. */
+  private async fetchOrgPolicy(actor: Actor, orgId: string, onConflict: 'keep' | 'update' = 'keep') {
     const asOf = new Date().toISOString();
-    const org = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });
-    const p = org.policy;
-    await this.ds.query(
-      `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id) DO NOTHING`,
-      [orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? [], asOf],
-    );
-    return { eu_only: p.euOnly, allowed_models: p.allowedModels, blocked_terms: p.blockedTerms ?? [] };
+    const { policy } = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });
+    await putOrgPolicy(this.ds.manager, { orgId, ...policy }, asOf, onConflict);
+    return { eu_only: policy.euOnly, allowed_models: policy.allowedModels, blocked_terms: policy.blockedTerms ?? [] };
   }
 }
 

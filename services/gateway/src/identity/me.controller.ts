@@ -2,6 +2,7 @@ import { Controller, Delete, Get, HttpCode, Patch, Post } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import { createApiKeyInput, IdentityRpc, updateMeInput, updateSettingsInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
@@ -10,7 +11,10 @@ import { BodySchema, ValidBody } from '../common/zod-body.js';
 @ApiBearerAuth()
 @Controller('v1/me')
 export class MeController {
-  constructor(private readonly rpc: RpcClient) {}
+  constructor(
+    private readonly rpc: RpcClient,
+    private readonly chatPolicy: ChatPolicySync,
+  ) {}
 
   @Get()
   get(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -25,8 +29,10 @@ export class MeController {
 
   @Patch('settings')
   @BodySchema(updateSettingsInput)
-  settings(@ValidBody(updateSettingsInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(IdentityRpc.updateSettings, body as any, { actor, meta });
+  async settings(@ValidBody(updateSettingsInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    const settings = await this.rpc.call(IdentityRpc.updateSettings, body as any, { actor, meta });
+    await this.chatPolicy.afterChange(actor, meta);
+    return settings;
   }
 
   @Post('api-keys')

@@ -3,6 +3,7 @@ import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { z } from 'zod';
 import { acceptInvitationInput, createOrgInput, IdentityRpc, invitationBody, orgPolicyBody, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
@@ -11,7 +12,10 @@ import { BodySchema, ValidBody } from '../common/zod-body.js';
 @ApiBearerAuth()
 @Controller()
 export class OrgsController {
-  constructor(private readonly rpc: RpcClient) {}
+  constructor(
+    private readonly rpc: RpcClient,
+    private readonly chatPolicy: ChatPolicySync,
+  ) {}
 
   @Post('v1/orgs')
   @BodySchema(createOrgInput)
@@ -60,12 +64,14 @@ export class OrgsController {
 
   @Patch('v1/orgs/:orgId/policy')
   @BodySchema(orgPolicyBody)
-  policy(
+  async policy(
     @UuidParam('orgId') orgId: string,
     @ValidBody(orgPolicyBody) body: z.infer<typeof orgPolicyBody>,
     @CurrentActor() actor: Actor,
     @RequestMetaParam() meta: RequestMeta,
   ) {
-    return this.rpc.call(IdentityRpc.updateOrgPolicy, { orgId, ...body }, { actor, meta });
+    const policy = await this.rpc.call(IdentityRpc.updateOrgPolicy, { orgId, ...body }, { actor, meta });
+    await this.chatPolicy.afterChange(actor, meta, orgId);
+    return policy;
   }
 }

@@ -1,0 +1,32 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { Logger } from 'pino';
+import { ChatRpc, type Actor, type RequestMeta } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { LOGGER } from '@ally/platform';
+
+/** chat has the change or is not there to route anything; longer would hold the user's answer for nothing. */
+const SYNC_TIMEOUT_MS = 3_000;
+
+/**
+ * After identity answered a change that decides routing (a user's
+ * `restrictToEu`, an organisation's policy), chat reads it into its replica
+ * before the gateway answers: from then on no message follows the old
+ * setting. identity's event still brings the change to every replica; this
+ * only closes the window until it arrives. A chat that cannot be reached
+ * does not fail the change, which identity has already made.
+ */
+@Injectable()
+export class ChatPolicySync {
+  constructor(
+    private readonly rpc: RpcClient,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  async afterChange(actor: Actor, meta: RequestMeta, orgId?: string): Promise<void> {
+    try {
+      await this.rpc.call(ChatRpc.refreshPolicy, orgId ? { orgId } : {}, { actor, meta, timeoutMs: SYNC_TIMEOUT_MS });
+    } catch (err) {
+      this.logger.warn({ err: String(err), orgId }, "chat did not take the routing change now; identity's event brings it");
+    }
+  }
+}
