@@ -253,6 +253,43 @@ describe('free text that reaches the database', () => {
     expect((await http.get('/v1/assistants?workspace=private', jana.accessToken)).body.data).toContainEqual(expect.objectContaining({ id: created.body.id, instructions }));
   });
 
+  it('message content and conversation titles with NUL or a lone surrogate, or content of only blanks, are a 400 naming the field; content keeps its indentation', async () => {
+    const conv = (await http.post('/v1/conversations', { workspace: 'private' }, jana.accessToken)).body.id;
+    for (const content of ['a\u0000b', 'a\ud800b', 'x\udc00', '   \n\t ', '']) {
+      expectProblem(await http.post(`/v1/conversations/${conv}/messages`, { content }, jana.accessToken), 400, ['content']);
+    }
+    for (const title of ['t\u0000x', 't\ud800', 'Zeile\nzwei', '   ']) expectProblem(await http.post('/v1/conversations', { workspace: 'private', title }, jana.accessToken), 400, ['title']);
+    const code = '  def f():\n\treturn 1  ';
+    const answered = await http.post(`/v1/conversations/${conv}/messages`, { content: code }, jana.accessToken);
+    expect(answered.status).toBe(201);
+    const saved = (await http.get(`/v1/conversations/${conv}`, jana.accessToken)).body.messages;
+    expect(saved.find((m: { role: string }) => m.role === 'user').content).toBe(code);
+  });
+
+  it('/v1/chat/completions refuses a lone surrogate in a message and the fields that would change the answer Ally gives (n, tools, JSON format, log probabilities, audio)', async () => {
+    const messages = [{ role: 'user', content: 'Hallo' }];
+    const complete = (body: Record<string, unknown>) => http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages, ...body }, jana.accessToken);
+    expectProblem(await complete({ messages: [{ role: 'user', content: 'a\ud800' }] }), 400, ['messages.0.content']);
+    const refused: [Record<string, unknown>, string][] = [
+      [{ n: 3 }, 'n'],
+      [{ tools: [{ type: 'function', function: { name: 'wetter', parameters: {} } }] }, 'tools'],
+      [{ tool_choice: 'auto' }, 'tool_choice'],
+      [{ functions: [{ name: 'wetter' }] }, 'functions'],
+      [{ response_format: { type: 'json_object' } }, 'response_format.type'],
+      [{ logprobs: true }, 'logprobs'],
+      [{ top_logprobs: 2 }, 'top_logprobs'],
+      [{ audio: { voice: 'alloy', format: 'wav' } }, 'audio'],
+      [{ modalities: ['text', 'audio'] }, 'modalities.1'],
+    ];
+    for (const [body, field] of refused) {
+      const res = await complete(body);
+      expectProblem(res, 400, [field]);
+      expect(res.body.errors[0].message).toMatch(/not supported by Ally/);
+    }
+    const plain = await complete({ n: 1, logprobs: false, response_format: { type: 'text' }, modalities: ['text'] });
+    expect(plain.status).toBe(200);
+  });
+
   it('consent policy versions, legal hold reasons and decision reasons with NUL are a 400', async () => {
     expectProblem(await http.post('/v1/privacy/consents', { subjectId: randomUUID(), purposes: { analytics: true }, policyVersion: '2024\u0000' }), 400, ['policyVersion']);
     const email = freshEmail();
@@ -264,6 +301,21 @@ describe('free text that reaches the database', () => {
       expectProblem(await http.post(`/v1/admin/privacy/requests/${UNKNOWN}/decision`, { decision: 'lift', reason }, cora), 400, ['reason']);
     }
     expect((await http.post('/v1/admin/privacy/legal-holds', { userId: piotr.id, reason: 'Rechtsstreit\nAz. 3 O 17/26' }, cora)).status).toBe(201);
+  });
+});
+
+describe('workspaces', () => {
+  it('an organisation id in capitals is the same workspace as in lower case: its conversations, API keys and usage, never a second workspace with a quota of its own', async () => {
+    const upper = orgId.toUpperCase();
+    const created = await http.post('/v1/conversations', { workspace: upper, title: 'Großbuchstaben' }, jana.accessToken);
+    expect(created.status).toBe(201);
+    expect(created.body.workspace).toBe(orgId);
+    const listed = await http.get(`/v1/conversations?workspace=${orgId}`, jana.accessToken);
+    expect(listed.body.data.map((c: { id: string }) => c.id)).toContain(created.body.id);
+    expect((await http.get(`/v1/conversations?workspace=${upper}`, jana.accessToken)).body.data.map((c: { id: string }) => c.id)).toContain(created.body.id);
+    const key = await http.post('/v1/me/api-keys', { name: 'Großschreibung', workspace: upper }, jana.accessToken);
+    expect(key.status).toBe(201);
+    expect(key.body.workspace).toBe(orgId);
   });
 });
 

@@ -26,6 +26,9 @@ async function readSse(res: Response): Promise<{ event: string; data: any }[]> {
 
 const KEK = randomBytes(32).toString('base64');
 
+const expectProblemStatus = (res: { status: number; headers: Headers }, status: number) =>
+  expect({ status: res.status, type: res.headers.get('content-type')?.split(';')[0] }).toEqual({ status, type: 'application/problem+json' });
+
 describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', () => {
   let world: ChatWorld;
   let env: TestEnv;
@@ -202,6 +205,31 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const refused = await ask(business);
     expect(refused.status).toBe(422);
     expect(refused.body.detail).toMatch(/organisation enforces EU-only/);
+  });
+
+  it('opens a conversation larger than one NATS message page by page: the newest first, then older ones by nextCursor', async () => {
+    const id = await conversation();
+    const long = (i: number) => `${i}`.padEnd(99_000, ' lang');
+    for (let i = 0; i < 6; i++) expect((await http.post(`/v1/conversations/${id}/messages`, { content: long(i) }, token)).status).toBe(201);
+    const first = await http.get(`/v1/conversations/${id}`, token);
+    expect(first.status).toBe(200);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const pages = [first.body];
+    while (pages.at(-1).nextCursor) {
+      const next = await http.get(`/v1/conversations/${id}?cursor=${pages.at(-1).nextCursor}`, token);
+      expect(next.status).toBe(200);
+      pages.push(next.body);
+    }
+    const all = pages.reverse().flatMap((p) => p.messages);
+    expect(all).toHaveLength(12);
+    expect(all.filter((m: { role: string }) => m.role === 'user').map((m: { content: string }) => m.content)).toEqual([0, 1, 2, 3, 4, 5].map(long));
+    expect(new Set(all.map((m: { id: string }) => m.id)).size).toBe(12);
+
+    const two = await http.get(`/v1/conversations/${id}?limit=2`, token);
+    expect(two.body.messages.map((m: { role: string }) => m.role)).toEqual(['user', 'assistant']);
+    expect(two.body.messages[0].content).toBe(long(5));
+    expectProblemStatus(await http.get(`/v1/conversations/${id}?limit=0`, token), 400);
+    expectProblemStatus(await http.get(`/v1/conversations/${id}?cursor=nonsense`, token), 400);
   });
 
   it('falls back to another allowed deployment when the provider answers 500', async () => {

@@ -33,6 +33,14 @@ describe('chat streams over NATS', () => {
   const subscribe = async (subject: string) =>
     new StreamSubscriber<StreamFrame>(await env.nats(), withPrefix(env.prefix, subject), 5_000, (f) => f.type === 'done' || f.type === 'error');
 
+  /** A new conversation with one message streaming into it to `subject`, as the gateway would ask for it. */
+  const streamInto = async (subject: string, tokens: number, window: number) => {
+    const conversation = await rpc.call(ChatRpc.createConversation, { workspace: 'private' }, { actor });
+    const sub = await subscribe(subject);
+    await rpc.call(ChatRpc.streamMessage, { conversationId: conversation.id, content: `#tokens=${tokens} go`, stream: { subject, window } }, { actor });
+    return { conversation, sub, frames: sub.frames() };
+  };
+
   it('delivers frames in order with backpressure, and ends with done', async () => {
     const conversation = await rpc.call(ChatRpc.createConversation, { workspace: 'private' }, { actor });
     const sub = await subscribe('ally.stream.test.ordered');
@@ -49,11 +57,8 @@ describe('chat streams over NATS', () => {
   });
 
   it('a gateway that dies mid-stream leaves no stuck state: the provider call is aborted and what was said is kept as aborted', async () => {
-    const conversation = await rpc.call(ChatRpc.createConversation, { workspace: 'private' }, { actor });
-    const sub = await subscribe('ally.stream.test.dead-gateway');
-    await rpc.call(ChatRpc.streamMessage, { conversationId: conversation.id, content: '#tokens=300 go', stream: { subject: 'ally.stream.test.dead-gateway', window: 8 } }, { actor });
+    const { conversation, sub, frames } = await streamInto('ally.stream.test.dead-gateway', 300, 8);
     // Read a little, then vanish without acknowledging or cancelling.
-    const frames = sub.frames();
     await frames.next();
     sub.close();
     const aborted = await llm.waitForRequest({ aborted: true }, 10_000);
@@ -64,6 +69,20 @@ describe('chat streams over NATS', () => {
     }, 'the aborted answer to be saved');
     expect(saved.messages[1]).toMatchObject({ role: 'assistant', status: 'aborted' });
     expect(saved.messages[1].content.length).toBeGreaterThan(0);
+  });
+
+  it('bills an answer whose conversation was deleted while it streamed: the stream ends 410 Gone, the usage event is written all the same', async () => {
+    const { conversation, frames } = await streamInto('ally.stream.test.deleted-meanwhile', 40, 64);
+    await frames.next();
+    await rpc.call(ChatRpc.deleteConversation, { id: conversation.id }, { actor });
+    let last: StreamFrame | undefined;
+    for await (const frame of frames) last = frame;
+    expect(last).toMatchObject({ type: 'error', problem: { status: 410, title: 'Gone' } });
+    const events = await env.sql<{ payload: { data: { userId: string; completionTokens: number } } }>(
+      `SELECT payload FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'userId' = $1 AND (payload->'data'->>'completionTokens')::int = 40`,
+      [actor.userId],
+    );
+    expect(events).toHaveLength(1);
   });
 
   it('bills a /v1/chat/completions answer that ends after its user was erased to nobody: the outbox names them no more', async () => {

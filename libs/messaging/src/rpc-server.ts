@@ -1,6 +1,6 @@
 import { ServerNats } from '@nestjs/microservices';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
-import { withPrefix } from '@ally/contracts';
+import { ProblemError, withPrefix } from '@ally/contracts';
 
 export interface RpcServerOptions {
   connection: NatsConnection;
@@ -43,6 +43,24 @@ export class RpcServer extends ServerNats {
    */
   override getRouteFromPattern(pattern: string): string {
     return pattern;
+  }
+
+  /**
+   * A reply the broker refuses (over its message limit) would leave the caller
+   * waiting for its timeout; it gets a 500 at once instead, and the fault is
+   * logged: a handler must page what can grow.
+   */
+  override getPublisher(natsMsg: any, id: string, ctx: any): (response: any) => any {
+    const publish = super.getPublisher(natsMsg, id, ctx);
+    return (response) => {
+      try {
+        return publish(response);
+      } catch (err) {
+        if (!/max_payload/i.test(String((err as Error)?.message))) throw err;
+        this.logger.error(`The reply on ${natsMsg.subject} exceeds the broker's message limit: ${(err as Error).message}`);
+        return publish({ err: new ProblemError(500, 'The answer was too large to send').toProblem(), isDisposed: true });
+      }
+    };
   }
 
   /** Stops taking requests; the shared connection is drained by its owner. */

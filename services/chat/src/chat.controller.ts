@@ -67,7 +67,8 @@ export class ChatController {
 
   @MessagePattern(ChatRpc.getConversation.subject)
   getConversation(@Payload() req: RpcRequest) {
-    return this.conversations.get(actorOf(req), parseInput(ChatRpc.getConversation.input, req.input).id);
+    const { id, limit, cursor } = parseInput(ChatRpc.getConversation.input, req.input);
+    return this.conversations.get(actorOf(req), id, limit, cursor);
   }
 
   @MessagePattern(ChatRpc.deleteConversation.subject)

@@ -38,7 +38,10 @@ export interface Conversation {
 }
 
 export interface ConversationWithMessages extends Conversation {
+  /** Oldest first: the newest page of the conversation, or the one before `cursor`. */
   messages: ChatMessage[];
+  /** Where the older messages continue (`?cursor=`); null once the page reaches the first message. */
+  nextCursor: string | null;
 }
 
 export interface Assistant {

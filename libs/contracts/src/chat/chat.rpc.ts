@@ -18,7 +18,7 @@ export const ChatRpc = {
   listModels: rpc<r.ModelList>()('ally.rpc.chat.model.list', s.listModelsInput),
   createConversation: rpc<r.Conversation>()('ally.rpc.chat.conversation.create', s.createConversationInput),
   listConversations: rpc<Page<r.Conversation>>()('ally.rpc.chat.conversation.list', s.listConversationsInput),
-  getConversation: rpc<r.ConversationWithMessages>()('ally.rpc.chat.conversation.get', s.conversationIdInput),
+  getConversation: rpc<r.ConversationWithMessages>()('ally.rpc.chat.conversation.get', s.getConversationInput),
   deleteConversation: rpc<void>()('ally.rpc.chat.conversation.delete', s.conversationIdInput),
   /** `cancel`: a subject whose `.ctl` carries `{ cancel: true }` when the caller's client went away. */
   postMessage: rpc<r.ChatMessage>()('ally.rpc.chat.message.create', s.postMessageInput.extend({ cancel: replySubject.optional() })),

@@ -1,16 +1,16 @@
 import { z } from 'zod';
-import { modelIdSchema, multilineText, plainText } from '../common/text-fields.js';
+import { messageText, modelIdSchema, multilineText, plainText, storableText } from '../common/text-fields.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 
 export const MESSAGE_MAX_CHARS = 100_000;
 
-const content = z.string().min(1, 'must not be empty').max(MESSAGE_MAX_CHARS, `must be at most ${MESSAGE_MAX_CHARS} characters`);
+const content = messageText(MESSAGE_MAX_CHARS);
 
 export const workspaceQueryInput = z.strictObject({ workspace: workspaceSchema });
 export const listModelsInput = z.strictObject({ workspace: workspaceSchema.optional() });
 export const createConversationInput = z.strictObject({
   workspace: workspaceSchema,
-  title: z.string().trim().min(1).max(200).optional(),
+  title: plainText(200).min(1, 'must not be empty').optional(),
   assistantId: z.uuid('must be an assistant id').optional(),
 });
 export const listConversationsInput = z.strictObject({
@@ -21,6 +21,11 @@ export const listConversationsInput = z.strictObject({
 /** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
 export const refreshPolicyInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id').optional() });
 export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
+/** A conversation with a page of its messages: the newest `limit` (as far as they fit one answer), then older ones after `cursor`. */
+export const getConversationInput = conversationIdInput.extend({
+  limit: z.coerce.number().int().min(1).max(200).default(100),
+  cursor: z.string().max(200).optional(),
+});
 /** The HTTP body of `POST /v1/conversations/:id/messages`. */
 export const messageBody = z.strictObject({ content, model: modelIdSchema.optional() });
 export const postMessageInput = messageBody.extend({ conversationId: z.uuid('must be a conversation id') });
@@ -34,11 +39,18 @@ export const createAssistantInput = z.strictObject({
 
 const chatMessage = z.object({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
-  content: z.union([z.string().max(MESSAGE_MAX_CHARS), z.array(z.object({ type: z.literal('text'), text: z.string().max(MESSAGE_MAX_CHARS) }))]),
+  content: z.union([storableText(MESSAGE_MAX_CHARS), z.array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))]),
   name: z.string().max(64).optional(),
 });
 
-/** OpenAI's chat completions request, as much of it as Ally honours; unknown fields are ignored like OpenAI does. */
+/**
+ * A field of OpenAI's request that changes what the answer is (several choices, tool calls, a JSON
+ * format, log probabilities, audio) and that Ally does not honour: refused, since ignoring it would
+ * hand the caller an answer other than the one it asked for.
+ */
+const unsupported = (what: string) => z.never({ error: `is not supported by Ally (${what})` }).optional();
+
+/** OpenAI's chat completions request, as much of it as Ally honours; other unknown fields are ignored like OpenAI does. */
 export const chatCompletionsInput = z.object({
   model: modelIdSchema,
   messages: z.array(chatMessage).min(1, 'must hold at least one message').max(500),
@@ -49,6 +61,16 @@ export const chatCompletionsInput = z.object({
   max_tokens: z.number().int().min(1).max(128_000).optional(),
   max_completion_tokens: z.number().int().min(1).max(128_000).optional(),
   user: z.string().max(256).optional(),
+  n: z.literal(1, { error: 'is not supported by Ally above 1 (one choice per request)' }).optional(),
+  tools: unsupported('tool calls'),
+  tool_choice: unsupported('tool calls'),
+  functions: unsupported('function calls'),
+  function_call: unsupported('function calls'),
+  response_format: z.object({ type: z.literal('text', { error: 'is not supported by Ally (only "text")' }) }).optional(),
+  logprobs: z.literal(false, { error: 'is not supported by Ally (log probabilities)' }).optional(),
+  top_logprobs: unsupported('log probabilities'),
+  audio: unsupported('audio output'),
+  modalities: z.array(z.literal('text', { error: 'is not supported by Ally (only "text")' })).optional(),
 });
 
 export type ChatCompletionsInput = z.infer<typeof chatCompletionsInput>;

@@ -11,8 +11,15 @@ export const plainText = (max: number) =>
 
 /** Text of several lines (instructions, reasons): line breaks and tabs are fine, what Postgres refuses is not. */
 const STORABLE_TEXT = /^[^\u0000\p{Cs}]*$/u;
+const STORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
 export const multilineText = (max: number) =>
-  z.string().trim().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, 'must not contain NUL characters or unpaired surrogates');
+  z.string().trim().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
+
+/** Text kept exactly as sent (no trimming: indentation in code matters), without what UTF-8 would silently turn into another character. */
+export const storableText = (max: number) => z.string().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
+
+/** What a user says to a model: storable, and something to say. */
+export const messageText = (max: number) => storableText(max).regex(/\S/u, 'must not be empty');
 
 /**
  * A model as users ask for it (the catalog's `model`), in a request and in an

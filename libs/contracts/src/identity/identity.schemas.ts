@@ -31,7 +31,8 @@ export const orgNameSchema = plainText(120).min(2, 'must be at least 2 character
 export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, 'is not a valid token');
 /** `private` or an organisation id. */
 const WORKSPACE = 'must be "private" or an organisation id';
-export const workspaceSchema = z.union([z.literal('private'), z.uuid(WORKSPACE)], { error: WORKSPACE });
+/** An organisation id in one spelling (lower case), so `B433…` and `b433…` can never be two workspaces with two quotas. */
+export const workspaceSchema = z.union([z.literal('private'), z.uuid(WORKSPACE).toLowerCase()], { error: WORKSPACE });
 
 export const registerInput = z.strictObject({
   email: emailSchema,

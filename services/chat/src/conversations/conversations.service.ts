@@ -9,6 +9,9 @@ import { PolicyService } from '../policy/policy.service.js';
 import { ConversationEntity } from './conversation.entity.js';
 import { MessageEntity } from './message.entity.js';
 
+/** Room for a page of messages in one RPC reply, below NATS's 1 MB with the conversation around it. */
+const PAGE_BYTES = 512 * 1024;
+
 /** A conversation belongs to one user in one workspace; anyone else gets a 404. */
 @Injectable()
 export class ConversationsService {
@@ -61,12 +64,38 @@ export class ConversationsService {
     return { data, nextCursor: rows.length > limit && last ? encodeCursor(last.updatedAt, last.id) : null };
   }
 
-  async get(actor: Actor, id: string): Promise<ConversationWithMessages> {
+  /**
+   * The conversation and a page of its messages, newest first in the reading
+   * and oldest first in the answer. A page ends at `limit` messages or when the
+   * next would take it past PAGE_BYTES: a reply must fit one NATS message
+   * (1 MB), and a message alone may hold 100,000 characters.
+   */
+  async get(actor: Actor, id: string, limit = 100, cursor?: string): Promise<ConversationWithMessages> {
+    const before = decodeCursor(cursor);
     const conversation = await this.owned(actor, id);
-    const rows = await this.ds.getRepository(MessageEntity).find({ where: { conversationId: id }, order: { createdAt: 'ASC', id: 'ASC' } });
-    const contents = await this.cipher.decryptMany(this.ds.manager, rows.map((m) => ({ userId: m.userId, sealed: m.contentEnc })));
-    const messages = rows.map((m, i) => toMessage(m, contents[i]));
-    return { ...(await this.toConversation(this.ds.manager, conversation)), messages };
+    const rows: MessageEntity[] = await this.ds
+      .getRepository(MessageEntity)
+      .createQueryBuilder('m')
+      .where('m.conversation_id = :id', { id })
+      .andWhere(before ? '(m.created_at, m.id) < (:at, :before)' : 'TRUE', before ? { at: before.at, before: before.id } : {})
+      .orderBy('m.created_at', 'DESC')
+      .addOrderBy('m.id', 'DESC')
+      .limit(limit + 1)
+      .getMany();
+    const newest = rows.slice(0, limit);
+    const contents = await this.cipher.decryptMany(this.ds.manager, newest.map((m) => ({ userId: m.userId, sealed: m.contentEnc })));
+    const messages: ChatMessage[] = [];
+    let bytes = 0;
+    for (const [i, row] of newest.entries()) {
+      const message = toMessage(row, contents[i]);
+      const size = Buffer.byteLength(JSON.stringify(message));
+      if (messages.length > 0 && bytes + size > PAGE_BYTES) break;
+      bytes += size;
+      messages.push(message);
+    }
+    const oldest = newest[messages.length - 1];
+    const nextCursor = messages.length < rows.length && oldest ? encodeCursor(oldest.createdAt, oldest.id) : null;
+    return { ...(await this.toConversation(this.ds.manager, conversation)), messages: messages.reverse(), nextCursor };
   }
 
   async delete(actor: Actor, id: string): Promise<void> {

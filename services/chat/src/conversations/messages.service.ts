@@ -43,7 +43,7 @@ export class MessagesService {
     try {
       const turn = await this.prepare(actor, input);
       const result = await this.completions.complete(turn.plan, cancellation?.signal);
-      return await this.save(turn, result.text, result, 'complete');
+      return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
     }
@@ -64,12 +64,16 @@ export class MessagesService {
     const progress: StreamProgress = { text: '' };
     try {
       const result = await this.completions.stream(turn.plan, framesTo(publisher), publisher.abort.signal, progress);
-      const message = await this.save(turn, result.text, result, 'complete');
+      const message = await this.saveOrBill(turn, result.text, result, 'complete');
       publisher.finish({ type: 'done', messageId: message.id, model: turn.plan.model, usage: message.usage!, residency: message.residency! });
     } catch (err) {
       // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
       const partial = this.completions.partial(turn.plan, progress);
-      if (partial) await this.save(turn, partial.text, partial, 'aborted').catch((e) => this.logger.error({ err: String(e) }, 'saving an aborted answer failed'));
+      if (partial) {
+        await this.saveOrBill(turn, partial.text, partial, 'aborted').catch((e) =>
+          e instanceof ProblemError && e.status === 410 ? undefined : this.logger.error({ err: String(e) }, 'saving an aborted answer failed'),
+        );
+      }
       if (publisher.cancelled) {
         this.logger.info({ conversationId: turn.conversationId }, 'stream cancelled by the client; provider call aborted');
         publisher.close();
@@ -98,6 +102,20 @@ export class MessagesService {
     const assistantModel = row.assistant?.model && this.router.allows(row.assistant.model, policy) ? row.assistant.model : undefined;
     const plan = await this.completions.prepare(actor, row.workspace, input.model ?? assistantModel, messages, {}, policy);
     return { conversationId: row.id, key, content: input.content, plan };
+  }
+
+  /**
+   * `save`, and when the conversation went meanwhile (deleted, or its owner
+   * erased: a 410) the usage event alone: the provider generated the tokens,
+   * so the organisation's books get them (naming nobody after an erasure).
+   */
+  private async saveOrBill(turn: Turn, text: string, result: CompletionResult, status: 'complete' | 'aborted'): Promise<ChatMessage> {
+    try {
+      return await this.save(turn, text, result, status);
+    } catch (err) {
+      if (err instanceof ProblemError && err.status === 410) await this.ds.transaction((em) => this.completions.recordUsage(em, randomUUID(), turn.plan, result));
+      throw err;
+    }
   }
 
   /**

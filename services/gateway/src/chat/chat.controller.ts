@@ -40,8 +40,8 @@ export class ChatController {
   }
 
   @Get('conversations/:id')
-  getConversation(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(ChatRpc.getConversation, { id }, { actor, meta });
+  getConversation(@UuidParam('id') id: string, @Query() query: object, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(ChatRpc.getConversation, parseInput(ChatRpc.getConversation.input, { ...query, id }, 'query'), { actor, meta });
   }
 
   @Delete('conversations/:id')
