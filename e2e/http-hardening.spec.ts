@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { open } from '@ally/platform';
@@ -62,6 +64,35 @@ const raw = (path: string, body: string | Uint8Array | undefined, headers: Recor
     return { status: res.status, headers: res.headers, body: parsed };
   });
 const json = { 'content-type': 'application/json' };
+
+/**
+ * Writes `bytes` on a fresh connection, never ending its side, and reads the
+ * answer until the server closes the connection, which it must within 5 s.
+ */
+const rawSocket = (bytes: string) =>
+  new Promise<HttpResult & { statusLine: string }>((resolve, reject) => {
+    const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1');
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error('the server left the connection open'));
+    }, 5000);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    // A reset once the server has answered and closed (it does not read the rest) is fine.
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString();
+      const end = text.indexOf('\r\n\r\n');
+      if (end < 0) return reject(new Error(`no answer before the connection closed: ${JSON.stringify(text)}`));
+      const [statusLine, ...lines] = text.slice(0, end).split('\r\n');
+      const headers = new Headers(lines.map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()] as [string, string]));
+      const body = text.slice(end + 4);
+      expect(Buffer.byteLength(body)).toBe(Number(headers.get('content-length')));
+      resolve({ statusLine, status: Number(statusLine.split(' ')[1]), headers, body: JSON.parse(body) });
+    });
+    socket.write(bytes);
+  });
 const login = () => JSON.stringify({ email: 'eva@example.eu', password: 'not the password 1' });
 
 describe('malformed bodies', () => {
@@ -91,6 +122,30 @@ describe('malformed bodies', () => {
       expectProblem(await raw('/v1/auth/login', body, json), 400);
     }
     expect(({} as Record<string, unknown>).isAdmin).toBeUndefined();
+  });
+
+  it.each([
+    ['a top-level __proto__', '{"workspace":"private","__proto__":{"x":1}}', '__proto__'],
+    ['an escaped one', '{"workspace":"private","\\u005f_proto__":{"x":1}}', '__proto__'],
+    ['a nested one', '{"workspace":"private","metadata":{"tags":[{"__proto__":{"x":1}}]}}', 'metadata.tags.0.__proto__'],
+    ['constructor.prototype', '{"workspace":"private","constructor":{"prototype":{"x":1}}}', 'constructor.prototype'],
+  ])('valid JSON with %s is a 400 naming the forbidden key, not "not valid JSON"', async (_what, body, field) => {
+    const res = await raw('/v1/conversations', body, { ...json, authorization: `Bearer ${user.accessToken}` });
+    expectProblem(res, 400, [field]);
+    expect(res.body.errors).toEqual([{ field, message: 'is not allowed' }]);
+    expect(res.body.detail).toContain(field);
+    expect(res.body.detail).not.toMatch(/not valid JSON/i);
+  });
+
+  it('a key merely named constructor, or proto, is parsed and validated like any unknown field', async () => {
+    for (const [field, body] of [
+      ['constructor', '{"email":"nobody@example.eu","constructor":"x"}'],
+      ['proto', '{"email":"nobody@example.eu","proto":{"prototype":1}}'],
+    ]) {
+      const res = await raw('/v1/auth/password/forgot', body, json);
+      expectProblem(res, 400, [field]);
+      expect(res.body.errors).toEqual([{ field, message: 'is not a known field' }]);
+    }
   });
 
   it('nesting deeper than 64 levels is a 400 naming the field, also where the body is passed on unchecked; 60 levels are validated as usual', async () => {
@@ -147,6 +202,30 @@ describe('content types', () => {
     }
   });
 
+  it('a compressed body is a 415 naming the encoding, with Accept-Encoding: identity', async () => {
+    const body = JSON.stringify({ email: 'nobody@example.eu' });
+    for (const encoding of ['gzip', 'GZIP', 'identity, gzip']) {
+      const res = await raw('/v1/auth/password/forgot', gzipSync(body), { ...json, 'content-encoding': encoding });
+      expectProblem(res, 415);
+      expect(res.body.detail).toBe('Content-Encoding "gzip" is not supported; send the body uncompressed');
+      expect(res.headers.get('accept-encoding')).toBe('identity');
+    }
+    const protectedRoute = await raw('/v1/conversations', gzipSync('{"workspace":"private"}'), { ...json, 'content-encoding': 'br', authorization: `Bearer ${user.accessToken}` });
+    expectProblem(protectedRoute, 415);
+    expect(protectedRoute.body.detail).toContain('"br"');
+    // A coding it cannot name plainly is not echoed.
+    const odd = await raw('/v1/auth/password/forgot', gzipSync(body), { ...json, 'content-encoding': `<b>${'x'.repeat(100)}</b>` });
+    expectProblem(odd, 415);
+    expect(odd.body.detail).toBe('Content-Encoding is not supported; send the body uncompressed');
+  });
+
+  it('an identity Content-Encoding is accepted', async () => {
+    for (const encoding of ['identity', 'Identity']) {
+      const res = await raw('/v1/auth/password/forgot', JSON.stringify({ email: 'nobody@example.eu' }), { ...json, 'content-encoding': encoding });
+      expect({ encoding, status: res.status }).toEqual({ encoding, status: 202 });
+    }
+  });
+
   it('a protected route refuses a non-JSON body too', async () => {
     const res = await raw('/v1/orgs', 'name=Acme', { 'content-type': 'application/x-www-form-urlencoded', authorization: `Bearer ${user.accessToken}` });
     expectProblem(res, 415);
@@ -179,6 +258,63 @@ describe('body size', () => {
   it('a body just under the limit is processed normally', async () => {
     const res = await raw('/v1/auth/login', JSON.stringify({ email: 'eva@example.eu', password: 'p'.repeat(200), pad: undefined }), json);
     expectProblem(res, 401);
+  });
+});
+
+describe('malformed HTTP', () => {
+  it('headers over the limit are a 431 problem, and the connection is closed', async () => {
+    const res = await rawSocket(`GET /v1/me HTTP/1.1\r\nHost: gateway\r\nx-foo: ${'a'.repeat(70_000)}\r\n\r\n`);
+    expect(res.statusLine).toBe('HTTP/1.1 431 Request Header Fields Too Large');
+    expectProblem(res, 431);
+    expect(res.body.title).toBe('Request Header Fields Too Large');
+    expect(res.body.detail).toMatch(/headers are too large/);
+    expect(res.headers.get('connection')).toBe('close');
+  });
+
+  it('a 431 reaches an ordinary client too', async () => {
+    const res = await new Promise<HttpResult>((resolve, reject) => {
+      const req = httpRequest(new URL('/v1/me', baseUrl), { headers: { 'x-foo': 'a'.repeat(70_000) } }, (r) => {
+        let text = '';
+        r.on('data', (c) => (text += c));
+        r.on('end', () => resolve({ status: r.statusCode!, headers: new Headers(r.headers as Record<string, string>), body: JSON.parse(text) }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expectProblem(res, 431);
+  });
+
+  it.each([
+    ['a garbage request line', 'GARBAGE\r\n\r\n'],
+    ['a bad method', 'G@T / HTTP/1.1\r\nHost: gateway\r\n\r\n'],
+    ['a bad HTTP version', 'GET / HTTP/9.9\r\nHost: gateway\r\n\r\n'],
+    ['a header without a colon', 'GET / HTTP/1.1\r\nHost: gateway\r\nno colon here\r\n\r\n'],
+    ['a space before the colon', 'GET / HTTP/1.1\r\nHost : gateway\r\n\r\n'],
+  ])('%s is a 400 problem, and the connection is closed', async (_what, bytes) => {
+    const res = await rawSocket(bytes);
+    expect(res.statusLine).toBe('HTTP/1.1 400 Bad Request');
+    expectProblem(res, 400);
+    expect(res.body.detail).toMatch(/^The request is not valid HTTP\/1\.1/);
+  });
+
+  it('after a good request, a malformed one on the same keep-alive connection is a 400 problem', async () => {
+    const text = await new Promise<string>((resolve) => {
+      const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1');
+      let text = '';
+      let sent = false;
+      socket.on('data', (c) => {
+        text += c;
+        // Once the first answer has come, the malformed request.
+        if (!sent && text.includes('\r\n\r\n')) {
+          sent = true;
+          socket.write('GARBAGE\r\n\r\n');
+        }
+      });
+      socket.on('error', () => undefined);
+      socket.on('close', () => resolve(text));
+      socket.write('GET /.well-known/jwks.json HTTP/1.1\r\nHost: gateway\r\n\r\n');
+    });
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*HTTP\/1\.1 400 Bad Request\r\nContent-Type: application\/problem\+json\r\n/);
   });
 });
 

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
 import { RESIDENCY_HEADER } from './chat/residency-header.js';
-import { escapeMalformedPath, limitJsonDepth, requireJsonBodies } from './common/http-edges.js';
+import { answerClientError, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 
@@ -24,6 +24,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     // an over-long id is then a 400 from the route like any other bad id.
     rewriteUrl: (req: { url?: string }) => escapeMalformedPath(req.url ?? '/'),
     routerOptions: { maxParamLength: 16 * 1024 },
+    // Headers too large, a malformed request line: a problem too, not Fastify's plain JSON.
+    clientErrorHandler: answerClientError,
     // A caller's x-request-id is kept when it is sane, otherwise we make one.
     genReqId: (req: { headers: Record<string, unknown> }) => {
       const given = req.headers['x-request-id'];
@@ -40,6 +42,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
     });
     requireJsonBodies(fastify);
+    explainForbiddenJsonKeys(app);
     limitJsonDepth(fastify);
     await registerRateLimits(fastify, config);
     await app.register(helmet as any, {

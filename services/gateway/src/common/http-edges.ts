@@ -1,4 +1,8 @@
 import type { FastifyInstance } from 'fastify';
+import type { NestFastifyApplication } from '@nestjs/platform-fastify';
+import { randomUUID } from 'node:crypto';
+import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ProblemError } from '@ally/contracts';
 
 /**
@@ -21,20 +25,125 @@ export function escapeMalformedPath(url: string): string {
 }
 
 const JSON_BODY = /^application\/json\s*(;|$)/i;
+/** A Content-Encoding short and plain enough to be named back in the answer. */
+const CODING_LIST = /^[a-z0-9._+-]+(, [a-z0-9._+-]+)*$/;
 
 /**
  * The API speaks JSON only (API.md). Without this, Fastify would also parse
  * `text/plain` and form bodies (a browser sends both cross-site without a
  * preflight) and answer other types with a bare "Unsupported Media Type".
+ * Nor does it decompress: a gzipped body would be parsed as it is and called
+ * "not valid JSON", so any coding but `identity` is a 415 (RFC 9110 §15.5.16).
  */
 export function requireJsonBodies(fastify: FastifyInstance): void {
-  fastify.addHook('preParsing', async (req, _reply, payload) => {
+  fastify.addHook('preParsing', async (req, reply, payload) => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
-    if (hasBody && !JSON_BODY.test(req.headers['content-type'] ?? '')) {
+    if (!hasBody) return payload;
+    if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
       throw new ProblemError(415, 'The request body must be JSON, sent with Content-Type: application/json');
+    }
+    const codings = (req.headers['content-encoding'] ?? '')
+      .split(',')
+      .map((c) => c.trim().toLowerCase())
+      .filter((c) => c && c !== 'identity');
+    if (codings.length) {
+      const named = codings.join(', ');
+      reply.header('accept-encoding', 'identity');
+      throw new ProblemError(415, `Content-Encoding ${named.length <= 64 && CODING_LIST.test(named) ? `"${named}" ` : ''}is not supported; send the body uncompressed`);
     }
     return payload;
   });
+}
+
+/**
+ * Fastify's JSON parser refuses a `__proto__` key, or a `constructor` holding a
+ * `prototype` (prototype poisoning), but calls such a body "not valid JSON".
+ * This is the same parser (Nest's default, with the raw body kept), except that
+ * a body it refused which JSON.parse accepts is a 400 naming the key.
+ * Call before the app is initialised, so Nest's own JSON parser is not added.
+ */
+export function explainForbiddenJsonKeys(app: NestFastifyApplication): void {
+  const fastify = app.getHttpAdapter().getInstance();
+  const { bodyLimit, onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig;
+  const parse = fastify.getDefaultJsonParser(onProtoPoisoning ?? 'error', onConstructorPoisoning ?? 'error');
+  app.useBodyParser<Server>('application/json', { bodyLimit }, (req, body, done) => {
+    const text = body.toString();
+    parse(req, text, (err, parsed) => {
+      const field = err ? forbiddenKey(text) : undefined;
+      if (field === undefined) return done(err, parsed);
+      const message = 'is not allowed';
+      done(
+        new ProblemError(400, `The request body's field ${field} ${message}: keys named __proto__, or constructor.prototype, are refused for safety`, { errors: [{ field, message }] }),
+        undefined,
+      );
+    });
+  });
+}
+
+/**
+ * Where valid JSON has a `__proto__` key or a `constructor` object with a
+ * `prototype` key (as secure-json-parse checks), as a dotted path; undefined
+ * if it has none or is not JSON. Iterative, and paths are only built for a hit.
+ */
+function forbiddenKey(text: string): string | undefined {
+  let root: unknown;
+  try {
+    root = JSON.parse(text.replace(/^\uFEFF/, ''));
+  } catch {
+    return undefined;
+  }
+  type Step = { key: string; up?: Step };
+  const path = (step: Step | undefined, key: string) => {
+    const keys = [key];
+    for (let s = step; s; s = s.up) keys.unshift(s.key);
+    return keys.join('.');
+  };
+  const todo: [node: unknown, at: Step | undefined][] = [[root, undefined]];
+  for (let next = todo.pop(); next; next = todo.pop()) {
+    const [node, at] = next;
+    if (node === null || typeof node !== 'object') continue;
+    if (Object.hasOwn(node, '__proto__')) return path(at, '__proto__');
+    const ctor = Object.hasOwn(node, 'constructor') ? (node as { constructor: unknown }).constructor : undefined;
+    if (ctor !== null && typeof ctor === 'object' && Object.hasOwn(ctor, 'prototype')) return path(at, 'constructor.prototype');
+    for (const [key, child] of Object.entries(node)) todo.push([child, { key, up: at }]);
+  }
+  return undefined;
+}
+
+/** What a connection error Node's HTTP parser reports is, as a problem (anything else: a 400). */
+const CLIENT_ERRORS: Record<string, [status: number, detail: string]> = {
+  HPE_HEADER_OVERFLOW: [431, `The request's headers are too large: the request line and headers may take ${maxHeaderSize / 1024} KiB in all`],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'The chunk extensions of the request body are too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request was not received in time'],
+};
+
+/**
+ * Fastify's `clientErrorHandler`: an error of the connection before there is a
+ * request (headers too large, a malformed request line) is answered on the raw
+ * socket, outside Nest and its problem filter, by default as plain JSON. This
+ * answers a problem instead, then closes the connection as Node does: after a
+ * parse error, the rest of what the client sent cannot be read as requests.
+ */
+export function answerClientError(err: Error & { code?: string; reason?: string }, socket: Duplex): void {
+  // A reset connection is gone already (Node's documentation of 'clientError').
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // Not into an answer already being written on this keep-alive connection.
+  const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const [status, detail] = CLIENT_ERRORS[err.code ?? ''] ?? [400, `The request is not valid HTTP/1.1${err.reason ? `: ${err.reason}` : ''}`];
+    const title = STATUS_CODES[status]!;
+    const body = JSON.stringify({ type: 'about:blank', title, status, detail });
+    socket.write(
+      `HTTP/1.1 ${status} ${title}\r\n` +
+        'Content-Type: application/problem+json\r\n' +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+        `x-request-id: ${randomUUID()}\r\n` +
+        'x-content-type-options: nosniff\r\n' +
+        'Connection: close\r\n\r\n' +
+        body,
+    );
+  }
+  socket.destroy();
 }
 
 /** Deeper than any body of API.md (a JSON schema in `response_format` included) needs. */
