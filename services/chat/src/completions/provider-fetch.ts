@@ -40,6 +40,44 @@ export function providerFetch(dispatcher: Agent): Fetch {
       res.body.resume();
       return new Response(null, { status: res.statusCode, headers });
     }
-    return new Response(Readable.toWeb(res.body) as ReadableStream, { status: res.statusCode, headers });
+    const response = new Response(lazyWebStream(res.body), { status: res.statusCode, headers });
+    nodeBodies.set(response, res.body);
+    return response;
   }) as unknown as Fetch;
+}
+
+/** The Node stream behind each Response made here, for a reader that takes it as it is (`nodeBodyOf`). */
+const nodeBodies = new WeakMap<object, Readable>();
+
+/**
+ * The body of a Response from `providerFetch` as the Node stream undici gave,
+ * if nothing has read the web stream in front of it yet: reading it directly
+ * spares every chunk of a streamed answer the web stream's queue and promises.
+ */
+export function nodeBodyOf(response: { bodyUsed: boolean; body: { locked: boolean } | null }): Readable | undefined {
+  const body = nodeBodies.get(response);
+  return body && !response.bodyUsed && !response.body?.locked ? body : undefined;
+}
+
+/**
+ * A web stream over a Node stream that pulls nothing until it is read (a high
+ * water mark of 0), so the Node stream stays whole for `nodeBodyOf` until then;
+ * the SDK reads it this way for its errors and its non-streamed answers.
+ */
+function lazyWebStream(body: Readable): ReadableStream<Uint8Array> {
+  let chunks: AsyncIterator<Buffer> | undefined;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        chunks ??= body[Symbol.asyncIterator]();
+        const { value, done } = await chunks.next();
+        if (done) controller.close();
+        else controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
+      },
+      cancel(reason) {
+        body.destroy(reason instanceof Error ? reason : undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  ) as ReadableStream<Uint8Array>;
 }

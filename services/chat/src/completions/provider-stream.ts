@@ -1,7 +1,9 @@
+import { StringDecoder } from 'node:string_decoder';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import OpenAI from 'openai';
 import type { ChatCompletionChunk } from 'openai/resources/chat/completions';
 import { isAbort } from './provider-clients.js';
+import { nodeBodyOf } from './provider-fetch.js';
 
 /**
  * The chunks of a streamed chat completion, read from the provider's SSE
@@ -17,24 +19,23 @@ import { isAbort } from './provider-clients.js';
  */
 export async function* completionChunks(response: Response, signal?: AbortSignal): AsyncGenerator<ChatCompletionChunk> {
   if (!response.body) throw new OpenAI.OpenAIError('The provider answered a streamed completion without a body');
-  const reader = response.body.getReader();
+  const reader = textReader(response);
   const events: EventSourceMessage[] = [];
   const parser = createParser({ onEvent: (event) => events.push(event) });
-  const decoder = new TextDecoder();
   let done = false;
   let finished = false;
   try {
     while (!done) {
-      let read: Awaited<ReturnType<typeof reader.read>>;
+      let read: IteratorResult<string>;
       try {
-        read = await reader.read();
+        read = await reader.next();
       } catch (err) {
         // After the finish reason only the usage chunk may be missing: an answer, counted by us.
         if (finished && !signal?.aborted && !isAbort(err)) return;
         throw brokeOff(err, signal);
       }
       if (read.done) break;
-      parser.feed(decoder.decode(read.value, { stream: true }));
+      parser.feed(read.value);
       for (const event of events.splice(0)) {
         if (event.data === '[DONE]') {
           done = true;
@@ -51,7 +52,7 @@ export async function* completionChunks(response: Response, signal?: AbortSignal
     // The answer is complete at [DONE]: what follows (normally just the end of the body) is read
     // without waiting for it, so the connection can be kept; a body given up on is cancelled.
     if (done) void drain(reader);
-    else void reader.cancel().catch(() => undefined);
+    else void reader.return?.().catch(() => undefined);
   }
   if (signal?.aborted) throw signal.reason;
   // A connection closed cleanly mid-answer looks like an ending; only [DONE] or a finish reason is one.
@@ -64,12 +65,34 @@ function brokeOff(err: unknown, signal?: AbortSignal): unknown {
   return (err as { code?: string }).code === 'UND_ERR_BODY_TIMEOUT' ? new OpenAI.APIConnectionTimeoutError({ message }) : new OpenAI.APIConnectionError({ message, cause: err as Error });
 }
 
-async function drain(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+async function drain(reader: AsyncIterator<string>): Promise<void> {
   try {
-    while (!(await reader.read()).done);
+    while (!(await reader.next()).done);
   } catch {
     // The answer was complete; a connection lost after it changes nothing.
   }
+}
+
+/**
+ * The body as text, piece by piece: straight from undici's Node stream where
+ * `providerFetch` made the response (see `nodeBodyOf`), else through the web
+ * stream's reader. Ending early (`return`) releases the connection.
+ */
+function textReader(response: Response): AsyncIterator<string> {
+  const node = nodeBodyOf(response);
+  const iterator = node?.[Symbol.asyncIterator]();
+  const reader = iterator ? undefined : response.body!.getReader();
+  const utf8 = new StringDecoder('utf8');
+  return {
+    async next() {
+      const read: IteratorResult<Uint8Array> = iterator ? await iterator.next() : await reader!.read();
+      return read.done ? { done: true, value: undefined } : { done: false, value: utf8.write(read.value) };
+    },
+    async return() {
+      await (iterator ? iterator.return?.() : reader!.cancel());
+      return { done: true, value: undefined };
+    },
+  };
 }
 
 function parseJson(text: string): { error?: unknown } | undefined {
