@@ -80,6 +80,25 @@ describe('the identity flow through the gateway, as a new user runs it with curl
     const viaKey = await http.get('/v1/me', key.body.key);
     expect(viaKey.status).toBe(200);
     expect(viaKey.body).toMatchObject({ id: registered.user.id, settings: { restrictToEu: false } });
+    // A key is for chat (and reading the profile): everything else needs the person signed in, refused before any service is asked.
+    const privateKey = await http.post('/v1/me/api-keys', { name: 'Privat', workspace: 'private' }, session.accessToken);
+    const refused: [string, Promise<{ status: number; body: any }>][] = [
+      ['policy', http.patch(`/v1/orgs/${org.body.id}/policy`, { euOnly: true }, key.body.key)],
+      ['invitation', http.post(`/v1/orgs/${org.body.id}/invitations`, { email: 'zacharias@example.eu', role: 'admin' }, key.body.key)],
+      ['new organisation', http.post('/v1/orgs', { name: 'Schlüssel GmbH' }, key.body.key)],
+      ['profile', http.patch('/v1/me', { firstName: 'Hacked' }, key.body.key)],
+      ['settings', http.patch('/v1/me/settings', { restrictToEu: true }, key.body.key)],
+      ['another key', http.delete(`/v1/me/api-keys/${privateKey.body.id}`, key.body.key)],
+      ['checkout', http.post('/v1/billing/checkout', { workspace: org.body.id, plan: 'team' }, privateKey.body.key)],
+      ['usage of another workspace', http.get('/v1/billing/usage?workspace=private', key.body.key)],
+      ['data-subject request', http.post('/v1/privacy/requests', { type: 'access' }, key.body.key)],
+    ];
+    for (const [what, answer] of refused) {
+      const res = await answer;
+      expect({ what, status: res.status, detail: res.body.detail }).toEqual({ what, status: 403, detail: expect.stringMatching(/API key can be used for chat only/) });
+    }
+    expect((await http.get('/v1/me', session.accessToken)).body.firstName).not.toBe('Hacked');
+    expect((await http.get('/v1/me/api-keys', session.accessToken)).body.data).toHaveLength(2);
 
     expect((await http.delete(`/v1/me/api-keys/${key.body.id}`, session.accessToken)).status).toBe(204);
     expect((await http.get('/v1/me', key.body.key)).status).toBe(401);

@@ -158,6 +158,14 @@ describe('privacy through the gateway, against every real service', () => {
     expect(erased.processorNotices.find((n: { processor: string }) => n.processor === 'brevo').status).toBe('confirmed');
     expect(brevo.mails('leonora.quastenberg@example.eu')).toEqual([]);
     expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
+    // Her access token outlives the account by up to 15 minutes: billing and privacy, which do not know accounts, refuse it too.
+    for (const gone of [
+      await http.post('/v1/billing/checkout', { workspace: 'private', plan: 'team' }, leo.accessToken),
+      await http.get('/v1/billing/subscription?workspace=private', leo.accessToken),
+      await http.post('/v1/privacy/requests', { type: 'access' }, leo.accessToken),
+    ]) {
+      expect({ status: gone.status, detail: gone.body.detail }).toEqual({ status: 401, detail: 'The account no longer exists' });
+    }
 
     const dump = await everything();
     // notify's log keys a mail by this hash; anyone who knows the address could follow it.

@@ -4,6 +4,7 @@ import { errors as joseErrors, jwtVerify } from 'jose';
 import { apiKeyVerifyInput, IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { API_KEY_ALLOWED, LIVE_ACCOUNT_REQUIRED } from './credential-scope.js';
 import { JwksCache } from './jwks-cache.service.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 import { IS_PUBLIC } from '@ally/platform';
@@ -41,7 +42,15 @@ export class AuthGuard implements CanActivate {
     if (typeof header !== 'string' || !header) throw new ProblemError(401, 'Authentication required: send Authorization: Bearer <token>');
     const [scheme, token] = header.split(' ');
     if (scheme?.toLowerCase() !== 'bearer' || !token) throw new ProblemError(401, 'The Authorization header must be "Bearer <token>"');
-    req.actor = token.startsWith('ally_') ? await this.fromApiKey(token) : await this.fromJwt(token);
+    const byKey = token.startsWith('ally_');
+    const actor = byKey ? await this.fromApiKey(token) : await this.fromJwt(token);
+    const targets = [context.getHandler(), context.getClass()];
+    if (byKey && !this.reflector.getAllAndOverride<boolean>(API_KEY_ALLOWED, targets)) {
+      throw new ProblemError(403, 'An API key can be used for chat only; sign in to manage the account, organisations, billing or data-subject requests');
+    }
+    // identity answers 401 for an account that no longer exists (an API key it has just verified is live).
+    if (!byKey && this.reflector.getAllAndOverride<boolean>(LIVE_ACCOUNT_REQUIRED, targets)) await this.rpc.call(IdentityRpc.getMe, {}, { actor });
+    req.actor = actor;
     return true;
   }
 

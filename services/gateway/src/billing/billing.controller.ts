@@ -6,9 +6,11 @@ import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { LiveAccountRequired } from '../auth/credential-scope.js';
 
 @ApiTags('billing')
 @ApiBearerAuth()
+@LiveAccountRequired()
 @Controller('v1')
 export class BillingController {
   constructor(private readonly rpc: RpcClient) {}

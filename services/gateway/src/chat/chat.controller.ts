@@ -9,12 +9,14 @@ import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay, sse } from './sse-relay.service.js';
+import { ApiKeyAllowed } from '../auth/credential-scope.js';
 
 /** Long enough for a model's whole answer when the client did not ask for a stream. */
 export const COMPLETION_TIMEOUT_MS = 180_000;
 
 @ApiTags('chat')
 @ApiBearerAuth()
+@ApiKeyAllowed()
 @Controller('v1')
 export class ChatController {
   constructor(

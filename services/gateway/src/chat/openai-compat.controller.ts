@@ -10,6 +10,7 @@ import { COMPLETION_TIMEOUT_MS } from './chat.controller.js';
 import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay } from './sse-relay.service.js';
+import { ApiKeyAllowed } from '../auth/credential-scope.js';
 
 const data = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
 
@@ -20,6 +21,7 @@ const data = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
  */
 @ApiTags('chat')
 @ApiBearerAuth()
+@ApiKeyAllowed()
 @Controller('v1/chat')
 export class OpenAiCompatController {
   constructor(

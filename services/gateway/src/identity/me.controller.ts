@@ -6,6 +6,7 @@ import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { ApiKeyAllowed } from '../auth/credential-scope.js';
 
 @ApiTags('me')
 @ApiBearerAuth()
@@ -16,6 +17,7 @@ export class MeController {
     private readonly chatPolicy: ChatPolicySync,
   ) {}
 
+  @ApiKeyAllowed()
   @Get()
   get(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.getMe, {}, { actor, meta });

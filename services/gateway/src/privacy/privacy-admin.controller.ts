@@ -19,11 +19,13 @@ import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { ComplianceGuard } from './compliance.guard.js';
+import { LiveAccountRequired } from '../auth/credential-scope.js';
 
 /** The compliance team's privacy routes; everyone else gets 403 here, before any RPC. */
 @ApiTags('privacy (compliance)')
 @ApiBearerAuth()
 @UseGuards(ComplianceGuard)
+@LiveAccountRequired()
 @Controller('v1/admin/privacy')
 export class PrivacyAdminController {
   constructor(private readonly rpc: RpcClient) {}

@@ -7,10 +7,12 @@ import { Public } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { LiveAccountRequired } from '../auth/credential-scope.js';
 
 /** Data-subject requests (the caller's own only) and consent records (no login). */
 @ApiTags('privacy')
 @ApiBearerAuth()
+@LiveAccountRequired()
 @Controller('v1/privacy')
 export class PrivacyController {
   constructor(private readonly rpc: RpcClient) {}
