@@ -1,9 +1,9 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import type Stripe from 'stripe';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { BillingEvents, ProblemError } from '@ally/contracts';
+import { z } from 'zod';
+import { BillingEvents, parseInput, ProblemError, storableText } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
@@ -12,29 +12,144 @@ import { StripeClient } from '../stripe/stripe.client.js';
 import { LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
 
 type ThinNotification = { id: string; type: string; data?: Record<string, unknown>; fetchEvent(): Promise<unknown> };
-type Handler = (em: EntityManager, event: Stripe.Event) => Promise<void>;
+
+/*
+ * What a signed event must look like before anything of it is used. A signed
+ * body that is not a Stripe event, or whose data.object is not what its type
+ * needs, is a 400 naming the field; Postgres never sees a value it would refuse
+ * (NUL characters, out-of-range numbers and times), so no such event is a 500.
+ */
+const stripeId = storableText(255).min(1, 'must not be empty');
+/** Unix seconds that Postgres can hold as a timestamp. */
+const unixTime = z.number().int().min(0).max(253_402_300_799);
+const metadata = z.record(z.string(), storableText(500)).nullish();
+/** An id, or the object expanded (also a deleted customer). */
+const ref = z.union([stripeId, z.looseObject({ id: stripeId })]);
+const refId = (r: z.infer<typeof ref> | null | undefined): string | undefined => (typeof r === 'string' ? r : r?.id);
+
+const stripeEvent = z.looseObject({
+  id: stripeId,
+  type: storableText(255).min(1, 'must not be empty'),
+  // Unix seconds on a v1 snapshot event, an ISO time on a thin (v2) notification; an event that changes state needs the former.
+  created: z.union([unixTime, z.string()]).optional(),
+  data: z.record(z.string(), z.unknown()).optional(),
+});
+type StripeEvent = z.infer<typeof stripeEvent>;
+
+const checkoutSession = z.looseObject({
+  id: stripeId,
+  object: z.literal('checkout.session').optional(),
+  client_reference_id: storableText(200).nullish(),
+  customer: ref.nullish(),
+  metadata,
+});
+
+const subscription = z.looseObject({
+  id: stripeId,
+  object: z.literal('subscription').optional(),
+  customer: ref,
+  status: storableText(40).min(1, 'must not be empty'),
+  metadata,
+  cancel_at_period_end: z.boolean().nullish(),
+  current_period_end: unixTime.nullish(),
+  items: z
+    .looseObject({
+      data: z.array(
+        z.looseObject({
+          id: stripeId,
+          quantity: z.number().int().min(0).max(2_147_483_647).nullish(),
+          price: z.looseObject({ id: stripeId }).nullish(),
+          current_period_end: unixTime.nullish(),
+        }),
+      ),
+    })
+    .nullish(),
+});
+
+const money = z.number().int().nullish();
+const invoice = z.looseObject({
+  id: stripeId,
+  object: z.literal('invoice').optional(),
+  customer: ref.nullish(),
+  metadata,
+  number: storableText(255).nullish(),
+  status: storableText(40).nullish(),
+  currency: z.string().regex(/^[a-z]{3}$/, 'must be a three-letter ISO currency code in lower case'),
+  subtotal: money,
+  tax: money,
+  total: money,
+  amount_paid: money,
+  hosted_invoice_url: storableText(2048).nullish(),
+  created: unixTime,
+});
+
+// Only counted and logged: lenient, but the lists the handler walks must be lists.
+const meterReportFields = {
+  meter: z.unknown().optional(),
+  developer_message_summary: z.unknown().optional(),
+  reason: z
+    .looseObject({
+      error_count: z.number().nullish(),
+      error_types: z
+        .array(
+          z.looseObject({
+            code: z.string().nullish(),
+            error_count: z.number().nullish(),
+            sample_errors: z.array(z.looseObject({ request: z.looseObject({ identifier: z.string().nullish() }).nullish() })).nullish(),
+          }),
+        )
+        .nullish(),
+    })
+    .nullish(),
+};
+// The v1 snapshot form has the report in data.object, the thin (v2) form in data.
+const meterReportEvent = stripeEvent.extend({ data: z.looseObject({ object: z.looseObject(meterReportFields).nullish(), ...meterReportFields }).optional() });
+
+/** An event as it is handled: `object` is data.object (Stripe's current state where it is read), `gone` when Stripe no longer has it. */
+interface Delivered<T = unknown> {
+  event: StripeEvent;
+  object: T;
+  gone: boolean;
+}
+interface Handler {
+  /** The whole event as this type needs it. */
+  schema: z.ZodType<StripeEvent>;
+  /** data.object's schema, also applied to the object as read from Stripe. */
+  object?: z.ZodType;
+  /** Reads the object as it is at Stripe now. */
+  current?: (id: string) => Promise<unknown>;
+  apply(em: EntityManager, delivered: Delivered): Promise<void>;
+}
+
+function on<S extends z.ZodType>(object: S, apply: (em: EntityManager, d: Delivered<z.infer<S>>) => Promise<void>, current?: (id: string) => Promise<unknown>): Handler {
+  return { schema: stripeEvent.extend({ data: z.looseObject({ object }) }), object, current, apply: apply as Handler['apply'] };
+}
 
 /**
  * Stripe's webhooks: the signature is checked by the SDK on the raw bytes,
+ * the event and its data.object are validated (a malformed one is a 400),
  * each event id takes effect once (processed_webhooks, same transaction),
  * and an event older than the state we hold (Stripe's `created`) never rolls
- * it back. Types we do not handle are acknowledged and ignored.
+ * it back. Types we do not handle, and events about what billing does not
+ * know (a subscription neither we nor Stripe have, a customer of no
+ * workspace, a customer not the workspace's), are acknowledged, logged and
+ * ignored: recorded as processed, never a 5xx that Stripe would retry for days.
  */
 @Injectable()
 export class StripeWebhookService {
   readonly outbox = new Outbox('billing', BillingEvents);
   private readonly handlers: Record<string, Handler> = {
-    'checkout.session.completed': (em, e) => this.checkoutCompleted(em, e.data.object as Stripe.Checkout.Session),
-    'customer.subscription.created': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created, e.id),
-    'customer.subscription.updated': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created, e.id),
-    'customer.subscription.deleted': (em, e) => this.subscriptionChanged(em, e.data.object as Stripe.Subscription, e.created, e.id),
-    'invoice.paid': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created),
-    'invoice.finalized': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created),
-    'invoice.payment_failed': (em, e) => this.invoice(em, e.data.object as Stripe.Invoice, e.created, true),
-    'customer.updated': async () => undefined,
+    'checkout.session.completed': on(checkoutSession, (em, d) => this.checkoutCompleted(em, d)),
+    'customer.subscription.created': on(subscription, (em, d) => this.subscriptionChanged(em, d), (id) => this.stripe.stripe.subscriptions.retrieve(id)),
+    'customer.subscription.updated': on(subscription, (em, d) => this.subscriptionChanged(em, d), (id) => this.stripe.stripe.subscriptions.retrieve(id)),
+    'customer.subscription.deleted': on(subscription, (em, d) => this.subscriptionChanged(em, d), (id) => this.stripe.stripe.subscriptions.retrieve(id)),
+    'invoice.paid': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    'invoice.finalized': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    'invoice.payment_failed': on(invoice, (em, d) => this.invoice(em, d, true), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    'customer.updated': { schema: stripeEvent, apply: async () => undefined },
     // Stripe validates meter events asynchronously and reports the ones it dropped (thin v2 event, or its v1 snapshot form).
-    'v1.billing.meter.error_report_triggered': (em, e) => this.meterErrors(em, e),
-    'billing.meter.error_report_triggered': (em, e) => this.meterErrors(em, e),
+    'v1.billing.meter.error_report_triggered': { schema: meterReportEvent, apply: (em, d) => this.meterErrors(em, d.event) },
+    'billing.meter.error_report_triggered': { schema: meterReportEvent, apply: (em, d) => this.meterErrors(em, d.event) },
   };
   private readonly meterErrorReports: Counter;
 
@@ -57,23 +172,25 @@ export class StripeWebhookService {
   async receive(rawBase64: string, signature: string): Promise<{ received: true; duplicate: boolean }> {
     const secret = this.config.STRIPE_WEBHOOK_SECRET;
     if (!secret) throw new ProblemError(503, 'Stripe webhooks are not configured (STRIPE_WEBHOOK_SECRET)');
-    let event: Stripe.Event;
+    let verified: unknown;
     try {
       const raw = Buffer.from(rawBase64, 'base64');
-      event = isThin(raw)
+      verified = isThin(raw)
         ? await this.thinEvent(this.stripe.stripe.parseEventNotification(raw, signature, secret, this.config.STRIPE_WEBHOOK_TOLERANCE_SECONDS) as unknown as ThinNotification)
         : this.stripe.stripe.webhooks.constructEvent(raw, signature, secret, this.config.STRIPE_WEBHOOK_TOLERANCE_SECONDS);
     } catch (err) {
       if (err instanceof ProblemError) throw err;
       throw new ProblemError(400, `Invalid Stripe webhook: ${(err as Error).message.split('\n')[0]}`);
     }
-    const current = await this.withCurrentObject(event);
+    // Signed, but not necessarily a Stripe event: the envelope first, then what the type needs.
+    const envelope = parseInput(stripeEvent, verified, 'Stripe event');
+    const handler = this.handlers[envelope.type];
+    const delivered = handler ? await this.withCurrentObject(parseInput(handler.schema, verified, 'Stripe event'), handler) : undefined;
     return this.ds.transaction(async (em) => {
-      const fresh = await em.query(`INSERT INTO processed_webhooks (event_id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [event.id, event.type]);
+      const fresh = await em.query(`INSERT INTO processed_webhooks (event_id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [envelope.id, envelope.type]);
       if (fresh.length === 0) return { received: true as const, duplicate: true };
-      const handler = this.handlers[event.type];
-      if (handler) await handler(em, current);
-      else this.logger.debug({ type: event.type }, 'stripe event ignored');
+      if (handler && delivered) await handler.apply(em, delivered);
+      else this.logger.debug({ type: envelope.type }, 'stripe event ignored');
       return { received: true as const, duplicate: false };
     });
   }
@@ -83,19 +200,23 @@ export class StripeWebhookService {
    * on `created` (the version we keep): for a subscription or an invoice the
    * object is read from Stripe as it is now, so whichever event comes last,
    * what is stored is Stripe's current state. One Stripe no longer has (404)
-   * is taken as the event says; any other failure is a 503, and Stripe retries.
+   * is taken as the event says (`gone`); any other failure is a 503, and Stripe retries.
    */
-  private async withCurrentObject(event: Stripe.Event): Promise<Stripe.Event> {
-    const object = (event.data as { object?: { id?: string; object?: string } } | undefined)?.object;
-    if (!this.handlers[event.type] || !object?.id || (object.object !== 'subscription' && object.object !== 'invoice')) return event;
+  private async withCurrentObject(event: StripeEvent, handler: Handler): Promise<Delivered> {
+    const object = event.data?.object;
+    if (!handler.current || !handler.object) return { event, object, gone: false };
+    let now: unknown;
     try {
-      const now: unknown = object.object === 'subscription' ? await this.stripe.stripe.subscriptions.retrieve(object.id) : await this.stripe.stripe.invoices.retrieve(object.id);
-      return { ...event, data: { ...event.data, object: now } } as unknown as Stripe.Event;
+      now = await handler.current((object as { id: string }).id);
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return event;
+      if ((err as { statusCode?: number }).statusCode === 404) return { event, object, gone: true };
       this.logger.warn({ err: String(err), eventId: event.id }, 'could not read the current object from Stripe');
       throw new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
     }
+    const current = handler.object.safeParse(now);
+    if (current.success) return { event, object: current.data, gone: false };
+    this.logger.warn({ eventId: event.id, issues: current.error.issues.slice(0, 5) }, "Stripe's current object is not of the expected shape; the event's copy is used");
+    return { event, object, gone: false };
   }
 
   /**
@@ -104,7 +225,7 @@ export class StripeWebhookService {
    * that fails the handler sees what the notification had (it then only
    * counts and logs).
    */
-  private async thinEvent(notification: ThinNotification): Promise<Stripe.Event> {
+  private async thinEvent(notification: ThinNotification): Promise<unknown> {
     let data = notification.data as Record<string, unknown> | undefined;
     if (!data && this.handlers[notification.type]) {
       data = await notification.fetchEvent().then(
@@ -115,35 +236,70 @@ export class StripeWebhookService {
         },
       );
     }
-    return { ...notification, data: data ?? {} } as unknown as Stripe.Event;
+    return { ...notification, data: data ?? {} };
   }
 
-  private async workspaceOf(em: EntityManager, customerId: string | null, metadata?: Stripe.Metadata | null): Promise<string | undefined> {
-    if (metadata?.workspace) return metadata.workspace;
-    if (!customerId) return undefined;
-    const [row] = await em.query(`SELECT workspace FROM customers WHERE stripe_customer_id = $1`, [customerId]);
-    return row?.workspace;
+  /**
+   * The customer is what ties a Stripe object to a workspace (Checkout creates
+   * it for the workspace, and an erasure renames both together): the workspace
+   * an object claims, by the row holding it or by its metadata, must be its
+   * customer's. Otherwise the event is about something billing does not know.
+   */
+  private async workspaceOf(em: EntityManager, log: Record<string, unknown>, customer: string | undefined, claimed: string | undefined): Promise<string | undefined> {
+    const [row] = customer ? await em.query(`SELECT workspace FROM customers WHERE stripe_customer_id = $1`, [customer]) : [];
+    if (!row) {
+      this.logger.warn({ ...log, customer }, 'stripe event for a customer of no workspace ignored');
+      return undefined;
+    }
+    if (claimed && claimed !== row.workspace) {
+      this.logger.warn({ ...log, customer, workspace: claimed, customerWorkspace: row.workspace }, "stripe event whose customer is not its workspace's ignored");
+      return undefined;
+    }
+    return row.workspace;
   }
 
-  private async checkoutCompleted(em: EntityManager, session: Stripe.Checkout.Session): Promise<void> {
-    const workspace = session.client_reference_id ?? session.metadata?.workspace;
-    const customer = typeof session.customer === 'string' ? session.customer : session.customer?.id;
-    if (!workspace || !customer) return;
-    await em.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, '00000000-0000-0000-0000-000000000000') ON CONFLICT DO NOTHING`, [workspace, customer]);
+  /** The event's time orders the states we keep; an event that would change state without it is not a Stripe event. */
+  private version(event: StripeEvent): number {
+    if (typeof event.created === 'number') return event.created;
+    throw new ProblemError(400, `Invalid Stripe event: created (a ${event.type} event needs its time in Unix seconds)`, {
+      errors: [{ field: 'created', message: 'is required, in Unix seconds' }],
+    });
   }
 
-  private async subscriptionChanged(em: EntityManager, sub: Stripe.Subscription, version: number, eventId: string): Promise<void> {
-    const customer = typeof sub.customer === 'string' ? sub.customer : sub.customer.id;
-    // A subscription we already hold keeps its row, also one pseudonymised by an erasure.
-    const [known] = await em.query(`SELECT workspace FROM subscriptions WHERE stripe_subscription_id = $1`, [sub.id]);
-    const workspace = known?.workspace ?? (await this.workspaceOf(em, customer, sub.metadata));
-    if (!workspace) {
-      this.logger.warn({ subscription: sub.id }, 'subscription for an unknown workspace ignored');
+  private async checkoutCompleted(em: EntityManager, { event, object: session }: Delivered<z.infer<typeof checkoutSession>>): Promise<void> {
+    const log = { eventId: event.id, type: event.type, session: session.id };
+    const workspace = session.client_reference_id || session.metadata?.workspace;
+    const customer = refId(session.customer);
+    if (!workspace || !customer) {
+      this.logger.warn({ ...log, customer }, 'checkout session without a workspace or a customer ignored');
       return;
     }
+    const inserted = await em.query(
+      `INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, '00000000-0000-0000-0000-000000000000') ON CONFLICT DO NOTHING RETURNING workspace`,
+      [workspace, customer],
+    );
+    if (inserted.length) return;
+    const held: { workspace: string; stripe_customer_id: string }[] = await em.query(`SELECT workspace, stripe_customer_id FROM customers WHERE workspace = $1 OR stripe_customer_id = $2`, [workspace, customer]);
+    if (held.some((r) => r.workspace !== workspace || r.stripe_customer_id !== customer)) {
+      this.logger.warn({ ...log, workspace, customer, held }, "checkout session whose customer is not its workspace's ignored");
+    }
+  }
+
+  private async subscriptionChanged(em: EntityManager, { event, object: sub, gone }: Delivered<z.infer<typeof subscription>>): Promise<void> {
+    const log = { eventId: event.id, type: event.type, subscription: sub.id };
+    // A subscription we already hold keeps its row, also one pseudonymised by an erasure.
+    const [known] = await em.query(`SELECT workspace FROM subscriptions WHERE stripe_subscription_id = $1`, [sub.id]);
+    if (!known && gone) {
+      this.logger.warn(log, 'stripe event for a subscription neither billing nor Stripe has ignored');
+      return;
+    }
+    const workspace = await this.workspaceOf(em, log, refId(sub.customer), known?.workspace ?? (sub.metadata?.workspace || undefined));
+    if (!workspace) return;
+    const version = this.version(event);
     const item = sub.items?.data?.[0];
     const plan = this.plans.byPrice(item?.price?.id)?.id ?? sub.metadata?.plan ?? 'free';
-    const periodEnd = (item as { current_period_end?: number } | undefined)?.current_period_end ?? (sub as { current_period_end?: number }).current_period_end;
+    const periodEnd = item?.current_period_end ?? sub.current_period_end;
+    const seats = item?.quantity ?? 1;
     const result = await em.query(
       `INSERT INTO subscriptions (workspace, stripe_subscription_id, stripe_item_id, plan, status, seats, current_period_end, cancel_at_period_end, stripe_version, ended_at, updated_at)
        VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = 'canceled' THEN now() END, now())
@@ -156,26 +312,28 @@ export class StripeWebhookService {
          -- Another subscription of the workspace takes the row only once the one it holds has ended.
          AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status <> ALL($10::text[]))
        RETURNING workspace`,
-      [workspace, sub.id, item?.id ?? null, plan, sub.status, item?.quantity ?? 1, periodEnd ?? null, sub.cancel_at_period_end ?? false, version, LIVE_STATUSES],
+      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, sub.cancel_at_period_end ?? false, version, LIVE_STATUSES],
     );
     if (result.length === 0) {
       this.logger.info({ subscription: sub.id, version }, 'an older subscription event, or one of a second subscription while the first runs; state kept');
       return;
     }
-    await this.outbox.append(em, 'billing.subscription.changed', { workspace, plan, status: sub.status, seats: item?.quantity ?? 1, ownerEmail: null, locale: 'de' });
+    await this.outbox.append(em, 'billing.subscription.changed', { workspace, plan, status: sub.status, seats, ownerEmail: null, locale: 'de' });
     // Checkout took the member count of its moment; members who joined since are billed from now on.
     // FOR SHARE: a member event committing right now (whose Stripe update may have caused this webhook) is waited for.
     const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1 FOR SHARE`, [workspace]);
-    if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== (item.quantity ?? 1)) {
-      await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${eventId}`);
+    if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== seats) {
+      await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${event.id}`);
     }
   }
 
-  private async invoice(em: EntityManager, inv: Stripe.Invoice, version: number, failed = false): Promise<void> {
-    const customer = typeof inv.customer === 'string' ? inv.customer : (inv.customer?.id ?? null);
-    const workspace = await this.workspaceOf(em, customer, inv.metadata);
-    if (!workspace || !inv.id) return;
-    const tax = (inv as { tax?: number | null }).tax ?? Math.max(0, (inv.total ?? 0) - (inv.subtotal ?? 0));
+  private async invoice(em: EntityManager, { event, object: inv }: Delivered<z.infer<typeof invoice>>, failed = false): Promise<void> {
+    const log = { eventId: event.id, type: event.type, invoice: inv.id };
+    const customer = refId(inv.customer);
+    const workspace = await this.workspaceOf(em, log, customer, inv.metadata?.workspace || undefined);
+    if (!workspace || !customer) return;
+    const version = this.version(event);
+    const tax = inv.tax ?? Math.max(0, (inv.total ?? 0) - (inv.subtotal ?? 0));
     await em.query(
       `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, to_timestamp($12), $13)
@@ -183,7 +341,7 @@ export class StripeWebhookService {
          tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
          stripe_version = EXCLUDED.stripe_version
        WHERE invoices.stripe_version <= EXCLUDED.stripe_version AND NOT invoices.restricted`,
-      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, tax, inv.total ?? 0, inv.amount_paid ?? 0, customer ?? '', inv.hosted_invoice_url ?? null, inv.created, version],
+      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, tax, inv.total ?? 0, inv.amount_paid ?? 0, customer, inv.hosted_invoice_url ?? null, inv.created, version],
     );
     if (failed) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
   }
@@ -196,10 +354,10 @@ export class StripeWebhookService {
    * entries are only counted and logged for an operator (reconciliation will
    * show the gap).
    */
-  private async meterErrors(em: EntityManager, event: Stripe.Event): Promise<void> {
+  private async meterErrors(em: EntityManager, event: StripeEvent): Promise<void> {
     const raw = event as unknown as { data?: Record<string, any>; related_object?: { id?: string } };
     const d = (raw.data?.object ?? raw.data ?? {}) as Record<string, any>;
-    const errorTypes: { code?: string; error_count?: number; sample_errors?: { error_message?: string; request?: { identifier?: string } }[] }[] = d.reason?.error_types ?? [];
+    const errorTypes: { code?: string | null; sample_errors?: { request?: { identifier?: string | null } | null }[] | null }[] = d.reason?.error_types ?? [];
     const identifiers = [...new Set(errorTypes.flatMap((t) => (t.sample_errors ?? []).map((s) => s.request?.identifier)).filter((id): id is string => typeof id === 'string' && UUID.test(id)))];
     // TypeORM answers an UPDATE … RETURNING on Postgres with [rows, affected].
     const result = identifiers.length
