@@ -64,6 +64,8 @@ interface BodyRoute {
   valid: () => Record<string, unknown>;
   /** Fields that must be present (routes with only optional fields need at least one). */
   required: string[];
+  /** Fields for which null is a value (it clears them), not a wrong type. */
+  nullable?: string[];
 }
 
 const bodyRoutes: BodyRoute[] = [
@@ -92,6 +94,7 @@ const bodyRoutes: BodyRoute[] = [
     auth: true,
     valid: () => ({ euOnly: true, allowedModels: ['mistral-large'], chatRetentionDays: 30 }),
     required: [],
+    nullable: ['allowedModels', 'chatRetentionDays'],
   },
 ];
 
@@ -118,7 +121,10 @@ describe.each(bodyRoutes.map((r) => [named(r), r] as const))('%s', (_name, route
   it('answers 400 naming each field of the wrong type', async () => {
     const valid = route.valid();
     for (const [field, value] of Object.entries(valid)) {
-      for (const wrong of wrongTypeFor(value)) expectProblem(await send(route, { body: { ...valid, [field]: wrong } }), 400, [field]);
+      for (const wrong of wrongTypeFor(value)) {
+        if (wrong === null && route.nullable?.includes(field)) continue;
+        expectProblem(await send(route, { body: { ...valid, [field]: wrong } }), 400, [field]);
+      }
     }
   });
 
@@ -321,12 +327,40 @@ describe('workspaces', () => {
 
 describe('cursors', () => {
   const cursorAt = (at: string) => Buffer.from(`${at}|${UNKNOWN}`).toString('base64url');
-  const pagedLists = ['/v1/conversations?workspace=private&limit=1', '/v1/privacy/requests?limit=1'];
+  const pagedLists = () => ['/v1/conversations?workspace=private&limit=1', '/v1/privacy/requests?limit=1', '/v1/me/api-keys?limit=1', `/v1/orgs/${orgId}/members?limit=1`];
 
   it('a time that Date.parse takes but Postgres refuses or reads otherwise is a 400 naming cursor, on every paged list', async () => {
     for (const at of ['2024-02-31T00:00:00.000Z', '0000-01-01T00:00:00.000Z', '2024-01-01T24:00:00.000Z']) {
-      for (const list of pagedLists) expectProblem(await http.get(`${list}&cursor=${cursorAt(at)}`, jana.accessToken), 400, ['cursor']);
+      for (const list of pagedLists()) expectProblem(await http.get(`${list}&cursor=${cursorAt(at)}`, jana.accessToken), 400, ['cursor']);
     }
+  });
+
+  it('every paged list refuses a bad limit, a cursor it did not give out and an unknown parameter, naming it', async () => {
+    for (const list of pagedLists()) {
+      for (const limit of ['-1', 'abc', '0', '101', '1.5', '']) expectProblem(await http.get(`${list.replace('limit=1', `limit=${limit}`)}`, jana.accessToken), 400, ['limit']);
+      for (const cursor of ['junk', 'x'.repeat(201)]) expectProblem(await http.get(`${list}&cursor=${cursor}`, jana.accessToken), 400, ['cursor']);
+    }
+    for (const list of ['/v1/me/api-keys?limit=1', `/v1/orgs/${orgId}/members?limit=1`, '/v1/privacy/requests?limit=1']) {
+      const res = await http.get(`${list}&foo=bar`, jana.accessToken);
+      expectProblem(res, 400, ['foo']);
+      expect(res.body.errors).toEqual([{ field: 'foo', message: 'is not a known query parameter' }]);
+    }
+  });
+
+  it('API keys and members page by limit and cursor, 20 at most unless asked', async () => {
+    const keys = [];
+    for (const name of ['Erster', 'Zweiter', 'Dritter']) keys.push((await http.post('/v1/me/api-keys', { name, workspace: 'private' }, piotr.accessToken)).body.id);
+    const first = await http.get('/v1/me/api-keys?limit=1', piotr.accessToken);
+    expect(first.status).toBe(200);
+    expect(first.body).toEqual({ data: [expect.objectContaining({ id: keys[2], name: 'Dritter' })], nextCursor: expect.any(String) });
+    const rest = await http.get(`/v1/me/api-keys?limit=5&cursor=${first.body.nextCursor}`, piotr.accessToken);
+    expect(rest.body.data.map((k: { name: string }) => k.name)).toEqual(['Zweiter', 'Erster']);
+    expect(rest.body.nextCursor).toBeNull();
+
+    const org = (await http.post('/v1/orgs', { name: 'Kowalski Sp. z o.o.' }, piotr.accessToken)).body.id;
+    const members = await http.get(`/v1/orgs/${org}/members?limit=1`, piotr.accessToken);
+    expect(members.body).toEqual({ data: [expect.objectContaining({ userId: piotr.id, role: 'owner' })], nextCursor: null });
+    expectProblem(await http.get(`/v1/orgs/${org}/members?limit=1`, jana.accessToken), 404);
   });
 
   it('a cursor the API gave out still pages', async () => {
@@ -469,13 +503,92 @@ describe('single sign-on', () => {
 });
 
 describe('JWKS and reads', () => {
-  it('GET routes ignore a body and stray query parameters', async () => {
+  it('GET routes without parameters ignore a body and stray query parameters', async () => {
     const me = await http.request('GET', '/v1/me?include=password_hash&limit=-1', { token: jana.accessToken });
     expect(me.status).toBe(200);
     expect(me.body.passwordHash).toBeUndefined();
-    for (const query of ['limit=abc&cursor=%00', 'cursor=%E0%A4%A&limit=%', 'a[b]=1&a[c]=2', `x=${'y'.repeat(5000)}`]) {
+  });
+
+  it('a list refuses mangled query parameters with a 400 naming one of them, never a 5xx', async () => {
+    const cases: [string, string][] = [
+      ['limit=abc&cursor=%00', 'limit'],
+      ['cursor=%00', 'cursor'],
+      ['cursor=%E0%A4%A&limit=%', 'limit'],
+      ['a[b]=1&a[c]=2', ''],
+      [`x=${'y'.repeat(5000)}`, 'x'],
+    ];
+    for (const [query, field] of cases) {
       const keys = await http.request('GET', `/v1/me/api-keys?${query}`, { token: jana.accessToken });
-      expect({ query: query.slice(0, 30), status: keys.status }).toEqual({ query: query.slice(0, 30), status: 200 });
+      expectProblem(keys, 400, field ? [field] : []);
     }
+  });
+});
+
+describe('query parameters that a list does not take', () => {
+  it('GET /v1/billing/invoices names limit and cursor as query parameters it does not know, not as "(body)"', async () => {
+    for (const query of ['limit=5', 'cursor=abc', 'foo=bar']) {
+      const res = await http.get(`/v1/billing/invoices?workspace=private&${query}`, jana.accessToken);
+      const field = query.split('=')[0];
+      expectProblem(res, 400, [field]);
+      expect(res.body.errors).toEqual([{ field, message: 'is not a known query parameter' }]);
+    }
+  });
+});
+
+describe('retention policies', () => {
+  let cora: string;
+  const put = (body: unknown) => http.request('PUT', '/v1/admin/privacy/retention-policies', { body, token: cora });
+  const policy = { service: 'identity', category: 'login-audit', retentionDays: 30 };
+
+  beforeAll(async () => {
+    const email = freshEmail();
+    expect((await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Cora', lastName: 'Prüfer' })).status).toBe(201);
+    await identityService.commands!['grant-role'](identity.app, [email, 'compliance']);
+    cora = (await http.post('/v1/auth/login', { email, password: PASSWORD })).body.accessToken;
+  });
+
+  it('names the bad field of one policy, and of a policy in a list by its index', async () => {
+    const bad: [Record<string, unknown>, string][] = [
+      [{ retentionDays: 'x' }, 'retentionDays'],
+      [{ retentionDays: 0 }, 'retentionDays'],
+      [{ retentionDays: 1.5 }, 'retentionDays'],
+      [{ basis: 'because' }, 'basis'],
+      [{ service: 'mail' }, 'service'],
+      [{ category: 'no-such-thing' }, 'category'],
+    ];
+    for (const [change, field] of bad) {
+      expectProblem(await put({ ...policy, ...change }), 400, [field]);
+      expectProblem(await put([policy, { ...policy, ...change }]), 400, [`1.${field}`]);
+    }
+    const extra = await put({ ...policy, legalHold: false });
+    expectProblem(extra, 400, ['legalHold']);
+    expect(extra.body.errors).toEqual([{ field: 'legalHold', message: 'is not a known field' }]);
+    expectProblem(await put([{ ...policy, legalHold: false }]), 400, ['0.legalHold']);
+    const missing = await put({ service: 'identity', category: 'login-audit' });
+    expectProblem(missing, 400, ['retentionDays']);
+    expect(missing.body.errors).toEqual([{ field: 'retentionDays', message: 'is required' }]);
+    for (const body of [[], 'hello', 42]) expectProblem(await put(body), 400, ['(body)']);
+  });
+
+  it('refuses a day count for a category kept while the account exists, and takes one where the rule is a period', async () => {
+    const account = await put({ category: 'account', service: 'identity', retentionDays: 1 });
+    expectProblem(account, 400, ['retentionDays']);
+    expect(account.body.errors[0].message).toMatch(/must be null.*while the account exists/);
+    expectProblem(await put([policy, { category: 'memberships', service: 'identity', retentionDays: 400 }]), 400, ['1.retentionDays']);
+    const ok = await put([policy, { category: 'account', service: 'identity', retentionDays: null }]);
+    expect(ok.status).toBe(200);
+    expect(ok.body.data).toContainEqual(expect.objectContaining({ category: 'account', retentionDays: null }));
+  });
+});
+
+describe('organisation policy', () => {
+  it('null clears allowed models and the chat retention, once set', async () => {
+    const path = `/v1/orgs/${orgId}/policy`;
+    expect((await http.patch(path, { allowedModels: ['mistral-large'], chatRetentionDays: 30 }, jana.accessToken)).body).toMatchObject({ allowedModels: ['mistral-large'], chatRetentionDays: 30 });
+    const cleared = await http.patch(path, { allowedModels: null, chatRetentionDays: null }, jana.accessToken);
+    expect(cleared.status).toBe(200);
+    expect(cleared.body).toMatchObject({ allowedModels: null, chatRetentionDays: null });
+    expect((await http.get(`/v1/orgs/${orgId}`, jana.accessToken)).body.policy).toMatchObject({ allowedModels: null, chatRetentionDays: null });
+    for (const field of ['euOnly', 'blockedTerms']) expectProblem(await http.patch(path, { [field]: null }, jana.accessToken), 400, [field]);
   });
 });

@@ -35,7 +35,9 @@ describe('Stripe webhooks of an unexpected shape', () => {
     sdk = new Stripe('sk_test_shapes', { host: url.hostname, port: Number(url.port), protocol: 'http' });
   });
 
-  afterEach(() => jest.restoreAllMocks());
+  afterEach(() => {
+    jest.restoreAllMocks();
+  });
 
   afterAll(async () => {
     await env?.close();

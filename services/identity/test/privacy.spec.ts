@@ -1,58 +1,44 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { IdentityRpc, privacyRpcs } from '@ally/contracts';
-import { identityService } from '../src/index.js';
-import { RpcClient } from '@ally/messaging';
-import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
+import { lastEvent } from '@ally/testing';
+import { identityWorld } from './identity-world.js';
 
 const PASSWORD = 'Zugvögel im Oktober';
 const IdentityPrivacy = privacyRpcs('identity');
 
 describe('identity answers data-subject requests', () => {
-  let env: TestEnv;
-  let rpc: RpcClient;
-
-  beforeAll(async () => {
-    env = await createTestEnv();
-    await env.start(identityService);
-    rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
-  });
-
-  afterAll(async () => {
-    await rpc?.close();
-    await env?.close();
-  });
+  const world = identityWorld();
 
   it('exports the account, memberships, sessions and login audit of the subject only', async () => {
-    const { user } = await rpc.call(IdentityRpc.register, { email: 'paula@example.eu', password: PASSWORD, firstName: 'Paula', lastName: 'Schulz' });
-    await rpc.call(IdentityRpc.register, { email: 'other@example.eu', password: PASSWORD, firstName: 'Otto', lastName: 'Klein' });
-    await rpc.call(IdentityRpc.login, { email: 'paula@example.eu', password: PASSWORD }, { meta: { ip: '192.0.2.10' } });
-    const exported = await rpc.call(IdentityPrivacy.export, { userId: user.id, scope: 'all' });
+    const { user } = await world.rpc.call(IdentityRpc.register, { email: 'paula@example.eu', password: PASSWORD, firstName: 'Paula', lastName: 'Schulz' });
+    await world.rpc.call(IdentityRpc.register, { email: 'other@example.eu', password: PASSWORD, firstName: 'Otto', lastName: 'Klein' });
+    await world.rpc.call(IdentityRpc.login, { email: 'paula@example.eu', password: PASSWORD }, { meta: { ip: '192.0.2.10' } });
+    const exported = await world.rpc.call(IdentityPrivacy.export, { userId: user.id, scope: 'all' });
     expect(exported.categories.account).toMatchObject({ email: 'paula@example.eu', first_name: 'Paula' });
     expect(exported.categories['login-audit']).toEqual([expect.objectContaining({ ip: '192.0.2.10', succeeded: true })]);
     expect(JSON.stringify(exported)).not.toContain('other@example.eu');
   });
 
   it('erases the account last: sessions end, the owner role passes on, login fails, and events tell the others', async () => {
-    const owner = await rpc.call(IdentityRpc.register, { email: 'erase@example.eu', password: PASSWORD, firstName: 'Emil', lastName: 'Roth' });
-    const member = await rpc.call(IdentityRpc.register, { email: 'stays@example.eu', password: PASSWORD, firstName: 'Stella', lastName: 'Kurz' });
-    const org = await rpc.call(IdentityRpc.createOrg, { name: 'Roth & Kurz OHG' }, { actor: { userId: owner.user.id, platformRoles: [] } });
-    await env.sql(`INSERT INTO identity.memberships (org_id, user_id, role) VALUES ($1, $2, 'member')`, [org.id, member.user.id]);
+    const owner = await world.rpc.call(IdentityRpc.register, { email: 'erase@example.eu', password: PASSWORD, firstName: 'Emil', lastName: 'Roth' });
+    const member = await world.rpc.call(IdentityRpc.register, { email: 'stays@example.eu', password: PASSWORD, firstName: 'Stella', lastName: 'Kurz' });
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Roth & Kurz OHG' }, { actor: { userId: owner.user.id, platformRoles: [] } });
+    await world.env.sql(`INSERT INTO identity.memberships (org_id, user_id, role) VALUES ($1, $2, 'member')`, [org.id, member.user.id]);
     // An invitation to the subject's address (from another organisation of theirs) carries it: it goes too.
-    await env.sql(
+    await world.env.sql(
       `INSERT INTO identity.invitations (id, org_id, email, role, token_hash, invited_by, expires_at) VALUES (gen_random_uuid(), $1, 'Erase@Example.eu', 'member', 'h-erase', $2, now() + interval '1 day')`,
       [org.id, member.user.id],
     );
 
-    const result = await rpc.call(IdentityPrivacy.erase, { userId: owner.user.id, scope: 'all' });
+    const result = await world.rpc.call(IdentityPrivacy.erase, { userId: owner.user.id, scope: 'all' });
     expect(result.affected).toEqual({ account: 1, memberships: 1 });
-    await expect(rpc.call(IdentityRpc.login, { email: 'erase@example.eu', password: PASSWORD })).rejects.toMatchObject({ status: 401 });
-    await expect(rpc.call(IdentityRpc.refresh, { refreshToken: owner.refreshToken })).rejects.toMatchObject({ status: 401 });
-    expect(await env.sql(`SELECT role FROM identity.memberships WHERE org_id = $1`, [org.id])).toEqual([{ role: 'owner' }]);
-    expect(await env.sql(`SELECT * FROM identity.users WHERE id = $1`, [owner.user.id])).toEqual([]);
-    expect(await env.sql(`SELECT * FROM identity.login_audit WHERE user_id = $1`, [owner.user.id])).toEqual([]);
-    expect(await env.sql(`SELECT * FROM identity.invitations WHERE lower(email) = 'erase@example.eu'`)).toEqual([]);
-    await lastEvent(env, 'identity.user.deleted', (e) => (e.data as { userId: string }).userId === owner.user.id);
-    await lastEvent(env, 'identity.member.removed', (e) => (e.data as { userId: string }).userId === owner.user.id);
+    await expect(world.rpc.call(IdentityRpc.login, { email: 'erase@example.eu', password: PASSWORD })).rejects.toMatchObject({ status: 401 });
+    await expect(world.rpc.call(IdentityRpc.refresh, { refreshToken: owner.refreshToken })).rejects.toMatchObject({ status: 401 });
+    expect(await world.env.sql(`SELECT role FROM identity.memberships WHERE org_id = $1`, [org.id])).toEqual([{ role: 'owner' }]);
+    expect(await world.env.sql(`SELECT * FROM identity.users WHERE id = $1`, [owner.user.id])).toEqual([]);
+    expect(await world.env.sql(`SELECT * FROM identity.login_audit WHERE user_id = $1`, [owner.user.id])).toEqual([]);
+    expect(await world.env.sql(`SELECT * FROM identity.invitations WHERE lower(email) = 'erase@example.eu'`)).toEqual([]);
+    await lastEvent(world.env, 'identity.user.deleted', (e) => (e.data as { userId: string }).userId === owner.user.id);
+    await lastEvent(world.env, 'identity.member.removed', (e) => (e.data as { userId: string }).userId === owner.user.id);
   });
 });

@@ -1,28 +1,14 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { describe, expect, it } from '@jest/globals';
 import { jetstream } from '@nats-io/jetstream';
 import { eventsStreamName, IdentityRpc } from '@ally/contracts';
-import { RpcClient } from '@ally/messaging';
-import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
-import { identityService } from '../src/index.js';
+import { waitFor } from '@ally/testing';
+import { identityWorld } from './identity-world.js';
 
 describe('identity registration over NATS', () => {
-  let env: TestEnv;
-  let rpc: RpcClient;
-
-  beforeAll(async () => {
-    env = await createTestEnv();
-    await env.start(identityService);
-    rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
-  });
-
-  afterAll(async () => {
-    await rpc?.close();
-    await env?.close();
-  });
+  const world = identityWorld();
 
   it('registers a user, answers tokens and publishes identity.user.registered through the outbox', async () => {
-    const reply = await rpc.call(IdentityRpc.register, {
+    const reply = await world.rpc.call(IdentityRpc.register, {
       email: 'Anna.Schmidt@example.eu',
       password: 'correct horse battery staple',
       firstName: 'Anna',
@@ -32,9 +18,9 @@ describe('identity registration over NATS', () => {
     expect(reply.user).toMatchObject({ email: 'anna.schmidt@example.eu', emailVerified: false, settings: { restrictToEu: true } });
     expect(reply.accessToken.split('.')).toHaveLength(3);
 
-    const jsm = await jetstream(await env.nats()).jetstreamManager();
+    const jsm = await jetstream(await world.env.nats()).jetstreamManager();
     const msg = await waitFor(
-      () => jsm.streams.getMessage(eventsStreamName(env.prefix), { last_by_subj: env.subject('ally.evt.identity.user.registered') }),
+      () => jsm.streams.getMessage(eventsStreamName(world.env.prefix), { last_by_subj: world.env.subject('ally.evt.identity.user.registered') }),
       'the registered event in the stream',
     );
     expect(msg?.json<{ data: { userId: string } }>().data.userId).toBe(reply.user.id);
@@ -42,7 +28,7 @@ describe('identity registration over NATS', () => {
 
   it('refuses a common password with a 400 naming the field', async () => {
     await expect(
-      rpc.call(IdentityRpc.register, { email: 'x@example.eu', password: 'password1234', firstName: 'Max', lastName: 'Muster' }),
+      world.rpc.call(IdentityRpc.register, { email: 'x@example.eu', password: 'password1234', firstName: 'Max', lastName: 'Muster' }),
     ).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'password' }] } });
   });
 });

@@ -51,6 +51,27 @@ describe('retention policies, runs and legal holds', () => {
     await expect(rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: { userId: randomUUID(), platformRoles: [] } })).rejects.toMatchObject({ status: 403 });
   });
 
+  it('refuses a day count for a category kept while something exists, naming the field, in one policy or in a list', async () => {
+    const update = (input: unknown) => rpc.call(PrivacyRpc.updateRetentionPolicies, input, { actor: compliance });
+    for (const [service, category] of [['identity', 'account'], ['identity', 'memberships'], ['notify', 'suppression-list'], ['privacy', 'legal-holds']]) {
+      await expect(update({ service, category, retentionDays: 1 })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'retentionDays', message: expect.stringMatching(/^must be null/) }] } });
+    }
+    await expect(update([{ service: 'identity', category: 'sessions', retentionDays: 20 }, { service: 'identity', category: 'account', retentionDays: 1 }])).rejects.toMatchObject({
+      status: 400,
+      extra: { errors: [{ field: '1.retentionDays' }] },
+    });
+    await expect(update([{ service: 'chat', category: 'no-such-thing', retentionDays: 5 }])).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: '0.category' }] } });
+    const { data } = await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance });
+    expect(data.find((p) => p.category === 'account')).toMatchObject({ retentionDays: null, updatedBy: null });
+    expect(data.find((p) => p.category === 'sessions')).toMatchObject({ retentionDays: 30, updatedBy: null });
+
+    // null stays possible; revoked API keys and chat history take a period although they have none by default.
+    const changed = await update([{ service: 'identity', category: 'account', retentionDays: null }, { service: 'identity', category: 'api-keys', retentionDays: 30 }, { service: 'chat', category: 'chat-history', retentionDays: 365 }]);
+    expect(changed.data.find((p) => p.category === 'api-keys')).toMatchObject({ retentionDays: 30, defaultRetentionDays: null });
+    expect(changed.data.find((p) => p.category === 'chat-history')).toMatchObject({ retentionDays: 365 });
+    await update([{ service: 'identity', category: 'api-keys', retentionDays: null }, { service: 'chat', category: 'chat-history', retentionDays: null }]);
+  });
+
   it('asks every service to purge by the policies in force, skipping held users, and keeps their counts', async () => {
     const held = randomUUID();
     const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: held, reason: 'tax audit 2026' }, { actor: compliance });

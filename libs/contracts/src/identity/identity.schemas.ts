@@ -34,6 +34,16 @@ const WORKSPACE = 'must be "private" or an organisation id';
 /** An organisation id in one spelling (lower case), so `B433…` and `b433…` can never be two workspaces with two quotas. */
 export const workspaceSchema = z.union([z.literal('private'), z.uuid(WORKSPACE).toLowerCase()], { error: WORKSPACE });
 
+/** Any parameter a query does not declare: a 400 naming it (a strict object names only "(body)"). */
+const unknownParameter = z.unknown().refine(() => false, { error: 'is not a known query parameter' });
+/** The parameters of a query string: each unknown one is refused by its name. */
+export const queryParams = <S extends z.ZodRawShape>(shape: S) => z.object(shape).catchall(unknownParameter);
+/** A page of a list (API.md): `?limit=&cursor=`, as every list takes them. */
+export const pageParams = {
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  cursor: z.string().max(200).optional(),
+};
+
 export const registerInput = z.strictObject({
   email: emailSchema,
   password: passwordSchema,
@@ -57,8 +67,12 @@ export const createApiKeyInput = z.strictObject({
   workspace: workspaceSchema,
 });
 export const idInput = z.strictObject({ id: z.uuid('must be a valid id') });
+/** `GET /v1/me/api-keys`: the caller's keys, newest first. */
+export const listApiKeysInput = queryParams(pageParams);
 export const createOrgInput = z.strictObject({ name: orgNameSchema });
 export const orgIdInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id') });
+/** `GET /v1/orgs/:orgId/members`: the organisation from the path, the page from the query; in order of joining. */
+export const listMembersInput = queryParams({ orgId: z.uuid('must be a valid organisation id'), ...pageParams });
 /** The HTTP body; the organisation comes from the path. */
 export const invitationBody = z.strictObject({ email: emailSchema, role: z.enum(['admin', 'member']) });
 export const createInvitationInput = invitationBody.extend({ orgId: z.uuid('must be a valid organisation id') });
@@ -69,8 +83,10 @@ export const removeMemberInput = z.strictObject({
 });
 const orgPolicyFields = z.strictObject({
   euOnly: z.boolean().optional(),
-  allowedModels: z.array(modelIdSchema).max(100, 'must list at most 100 models').optional(),
-  chatRetentionDays: z.number().int().min(1).max(3650).optional(),
+  /** null: every model the catalog offers again. */
+  allowedModels: z.array(modelIdSchema).max(100, 'must list at most 100 models').nullable().optional(),
+  /** null: business conversations are kept until their users delete them. */
+  chatRetentionDays: z.number().int().min(1).max(3650).nullable().optional(),
   /** Prompts containing one of these (case-insensitive) are refused before any model sees them. */
   blockedTerms: z.array(plainText(100).min(2, 'must be at least 2 characters')).max(200).optional(),
 });

@@ -31,3 +31,17 @@ export const categoriesOf = (service: string, categories: readonly DataCategory[
 
 export const findCategory = (service: string, category: string, categories: readonly DataCategory[] = allDataCategories): DataCategory | undefined =>
   categories.find((c) => c.service === service && c.category === category);
+
+/**
+ * Categories without a default period whose service still deletes by age once
+ * compliance sets one: revoked API keys, and chat history (beyond each
+ * organisation's own chatRetentionDays).
+ */
+const PERIOD_WITHOUT_DEFAULT: ReadonlySet<string> = new Set(['identity/api-keys', 'chat/chat-history']);
+
+/**
+ * Whether a retention period in days applies to the category. One kept while
+ * something else exists ("while the account exists") has no age at which it
+ * is deleted: a day count there would mean nothing, or delete live data.
+ */
+export const takesRetentionDays = (c: DataCategory): boolean => c.retentionDays !== null || PERIOD_WITHOUT_DEFAULT.has(`${c.service}/${c.category}`);

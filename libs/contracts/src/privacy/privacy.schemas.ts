@@ -1,6 +1,8 @@
 import { z } from 'zod';
 import { privacyScopeSchema } from '../common/privacy-rpc.js';
 import { multilineText, plainText } from '../common/text-fields.js';
+import { pageParams, queryParams } from '../identity/identity.schemas.js';
+import { findCategory, takesRetentionDays } from './data-category-registry.js';
 
 export const privacyRequestTypeSchema = z.enum(['access', 'portability', 'erasure', 'restriction', 'objection']);
 /** Rectification happens in identity (PATCH /v1/me); privacy records it for Art. 19. */
@@ -8,15 +10,12 @@ export type PrivacyRequestType = z.infer<typeof privacyRequestTypeSchema> | 'rec
 export const privacyRequestStatusSchema = z.enum(['received', 'in_progress', 'completed', 'failed']);
 export type PrivacyRequestStatus = z.infer<typeof privacyRequestStatusSchema>;
 
-const limit = z.coerce.number().int().min(1).max(100).default(20);
-const cursor = z.string().max(200).optional();
-
 export const createPrivacyRequestInput = z.strictObject({
   type: privacyRequestTypeSchema,
   scope: privacyScopeSchema.default('all'),
 });
-export const listPrivacyRequestsInput = z.strictObject({ limit, cursor });
-export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), limit, cursor });
+export const listPrivacyRequestsInput = queryParams(pageParams);
+export const adminListPrivacyRequestsInput = queryParams({ status: privacyRequestStatusSchema.optional(), ...pageParams });
 export const privacyRequestIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
 /** Compliance's decision on a restriction (lift) or an objection (upheld, or rejected with the compelling grounds). */
 export const decisionBody = z.strictObject({
@@ -49,14 +48,36 @@ export const legalBasisSchema = z.enum([
   'legitimate interest (Art. 6(1)(f) GDPR)',
   'consent (Art. 6(1)(a) GDPR)',
 ]);
-export const retentionPolicyInput = z.strictObject({
-  service: z.enum(['identity', 'chat', 'billing', 'privacy', 'notify']),
-  category: z.string().min(1).max(64),
-  /** null: kept while the account exists (or per the service's own rule), deleted on erasure. */
-  retentionDays: z.number().int().min(1).max(36_500).nullable(),
-  basis: legalBasisSchema.optional(),
+export const retentionPolicyInput = z
+  .strictObject({
+    service: z.enum(['identity', 'chat', 'billing', 'privacy', 'notify']),
+    category: z.string().min(1).max(64),
+    /** null: kept while the account exists (or per the service's own rule), deleted on erasure. */
+    retentionDays: z.number().int().min(1).max(36_500).nullable(),
+    basis: legalBasisSchema.optional(),
+  })
+  .superRefine((p, ctx) => {
+    const declared = findCategory(p.service, p.category);
+    if (!declared) ctx.addIssue({ code: 'custom', path: ['category'], message: `is not a data category of ${p.service}` });
+    else if (p.retentionDays !== null && !takesRetentionDays(declared)) {
+      ctx.addIssue({ code: 'custom', path: ['retentionDays'], message: `must be null: ${p.category} has no period in days (${declared.retentionRule})` });
+    }
+  });
+const retentionPolicyList = z.array(retentionPolicyInput).min(1, 'must list at least one policy').max(100, 'must list at most 100 policies');
+/** The body of `PUT /v1/admin/privacy/retention-policies` as documented: one policy or a list of them. */
+export const retentionPoliciesBody = z.union([retentionPolicyInput, retentionPolicyList]);
+/**
+ * The same body, validated as the branch its shape picks (a list, or one policy):
+ * a union that fails answers only "(body): Invalid input", never the bad field
+ * (`retentionDays`, or `0.retentionDays` in a list).
+ */
+export const updateRetentionPoliciesInput = z.unknown().transform((body, ctx): z.infer<typeof retentionPoliciesBody> => {
+  const result = (Array.isArray(body) ? retentionPolicyList : retentionPolicyInput).safeParse(body);
+  if (result.success) return result.data;
+  // As raised (code, path, keys): the gateway names a missing or unknown field from them.
+  for (const issue of result.error.issues) ctx.addIssue(issue as z.core.$ZodRawIssue);
+  return z.NEVER;
 });
-export const updateRetentionPoliciesInput = z.union([retentionPolicyInput, z.array(retentionPolicyInput).min(1).max(100)]);
 
 export const startRetentionRunInput = z.strictObject({
   dryRun: z.boolean(),
@@ -70,6 +91,6 @@ export const createLegalHoldInput = z.strictObject({
   reason: multilineText(500).min(3, 'must be at least 3 characters'),
 });
 export const legalHoldIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
-export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional() });
+export const listLegalHoldsInput = queryParams({ active: z.enum(['true', 'false']).optional() });
 
-export const processingActivitiesInput = z.strictObject({ format: z.enum(['json', 'csv']).default('json') });
+export const processingActivitiesInput = queryParams({ format: z.enum(['json', 'csv']).default('json') });

@@ -1,6 +1,6 @@
-import { Controller, Delete, Get, HttpCode, Patch, Post } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Patch, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
-import { createApiKeyInput, IdentityRpc, updateMeInput, updateSettingsInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { createApiKeyInput, IdentityRpc, listApiKeysInput, parseInput, updateMeInput, updateSettingsInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
@@ -44,8 +44,8 @@ export class MeController {
   }
 
   @Get('api-keys')
-  listApiKeys(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(IdentityRpc.listApiKeys, {}, { actor, meta });
+  listApiKeys(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.listApiKeys, parseInput(listApiKeysInput, query, 'query'), { actor, meta });
   }
 
   @Delete('api-keys/:id')

@@ -1,7 +1,7 @@
-import { Controller, Delete, Get, HttpCode, Patch, Post } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Patch, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { z } from 'zod';
-import { acceptInvitationInput, createOrgInput, IdentityRpc, invitationBody, orgPolicyBody, type Actor, type RequestMeta } from '@ally/contracts';
+import { acceptInvitationInput, createOrgInput, IdentityRpc, invitationBody, listMembersInput, orgPolicyBody, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
@@ -29,8 +29,8 @@ export class OrgsController {
   }
 
   @Get('v1/orgs/:orgId/members')
-  members(@UuidParam('orgId') orgId: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(IdentityRpc.listMembers, { orgId }, { actor, meta });
+  members(@UuidParam('orgId') orgId: string, @Query() query: object, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.listMembers, parseInput(listMembersInput, { ...query, orgId }, 'query'), { actor, meta });
   }
 
   @Post('v1/orgs/:orgId/invitations')

@@ -9,6 +9,7 @@ import {
   parseInput,
   processingActivitiesInput,
   PrivacyRpc,
+  retentionPoliciesBody,
   startRetentionRunInput,
   updateRetentionPoliciesInput,
   type Actor,
@@ -50,7 +51,7 @@ export class PrivacyAdminController {
 
   /** One policy `{ service, category, retentionDays, basis? }` or a list of them. */
   @Put('retention-policies')
-  @BodySchema(updateRetentionPoliciesInput)
+  @BodySchema(retentionPoliciesBody)
   updatePolicies(@ValidBody(updateRetentionPoliciesInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.updateRetentionPolicies, body, { actor, meta });
   }

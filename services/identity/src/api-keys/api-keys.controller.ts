@@ -14,7 +14,8 @@ export class ApiKeysController {
 
   @MessagePattern(IdentityRpc.listApiKeys.subject)
   list(@Payload() req: RpcRequest) {
-    return this.keys.list(actorOf(req));
+    const { limit, cursor } = parseInput(IdentityRpc.listApiKeys.input, req.input, 'query');
+    return this.keys.list(actorOf(req), limit, cursor);
   }
 
   @MessagePattern(IdentityRpc.revokeApiKey.subject)

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, IsNull } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
+import { decodeCursor, encodeCursor, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { MembershipEntity } from '../orgs/membership.entity.js';
 import { UserEntity } from '../users/user.entity.js';
@@ -35,11 +35,27 @@ export class ApiKeysService {
     return { id: row.id, name: row.name, workspace: row.workspace, key, createdAt: new Date().toISOString() };
   }
 
-  async list(actor: Actor): Promise<Page<ApiKeySummary>> {
-    const rows = await this.ds.getRepository(ApiKeyEntity).find({ where: { userId: actor.userId, revokedAt: IsNull() }, order: { createdAt: 'DESC' } });
+  /**
+   * The caller's live keys, newest first, a page at a time. The keyset is the
+   * creation time to the millisecond (what a cursor holds; Postgres keeps
+   * microseconds) and the id, so no key is skipped or repeated between pages.
+   */
+  async list(actor: Actor, limit: number, cursor?: string): Promise<Page<ApiKeySummary>> {
+    const after = decodeCursor(cursor);
+    const rows: ApiKeyEntity[] = await this.ds
+      .getRepository(ApiKeyEntity)
+      .createQueryBuilder('k')
+      .where('k.user_id = :user AND k.revoked_at IS NULL', { user: actor.userId })
+      .andWhere(after ? `(date_trunc('milliseconds', k.created_at), k.id) < (:at, :id)` : 'TRUE', after ?? {})
+      .orderBy(`date_trunc('milliseconds', k.created_at)`, 'DESC')
+      .addOrderBy('k.id', 'DESC')
+      .limit(limit + 1)
+      .getMany();
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
     return {
-      data: rows.map((r) => ({ id: r.id, name: r.name, workspace: r.workspace, prefix: r.prefix, createdAt: r.createdAt.toISOString(), lastUsedAt: r.lastUsedAt?.toISOString() ?? null })),
-      nextCursor: null,
+      data: page.map((r) => ({ id: r.id, name: r.name, workspace: r.workspace, prefix: r.prefix, createdAt: r.createdAt.toISOString(), lastUsedAt: r.lastUsedAt?.toISOString() ?? null })),
+      nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
     };
   }
 

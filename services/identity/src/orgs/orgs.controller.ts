@@ -19,7 +19,8 @@ export class OrgsController {
 
   @MessagePattern(IdentityRpc.listMembers.subject)
   members(@Payload() req: RpcRequest) {
-    return this.orgs.members(actorOf(req), parseInput(IdentityRpc.listMembers.input, req.input).orgId);
+    const { orgId, limit, cursor } = parseInput(IdentityRpc.listMembers.input, req.input, 'query');
+    return this.orgs.members(actorOf(req), orgId, limit, cursor);
   }
 
   @MessagePattern(IdentityRpc.createInvitation.subject)

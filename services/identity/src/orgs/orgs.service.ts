@@ -3,6 +3,8 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import {
+  decodeCursor,
+  encodeCursor,
   ProblemError,
   type Actor,
   type Invitation,
@@ -25,6 +27,15 @@ import { MembershipEntity } from './membership.entity.js';
 import { OrganizationEntity } from './organization.entity.js';
 
 const MANAGERS: OrgRole[] = ['owner', 'admin'];
+
+interface MemberRow {
+  id: string;
+  first_name: string;
+  last_name: string;
+  email: string;
+  role: OrgRole;
+  created_at: Date;
+}
 
 /** An organisation the caller does not belong to does not exist for them (404, never 403). */
 const notFound = () => new ProblemError(404, 'Organisation not found');
@@ -62,17 +73,29 @@ export class OrgsService {
     return this.toOrganization(org, membership.role);
   }
 
-  async members(actor: Actor, orgId: string): Promise<Page<Member>> {
+  /** Members in order of joining, a page at a time; the keyset as in API keys' list (joining time to the millisecond, user id). */
+  async members(actor: Actor, orgId: string, limit: number, cursor?: string): Promise<Page<Member>> {
+    const after = decodeCursor(cursor);
     await this.membershipOf(actor.userId, orgId);
-    const rows = await this.ds.query(
+    const params: unknown[] = [orgId];
+    let keyset = '';
+    if (after) {
+      params.push(after.at, after.id);
+      keyset = ` AND (date_trunc('milliseconds', m.created_at), m.user_id) > ($2::timestamptz, $3::uuid)`;
+    }
+    const rows: MemberRow[] = await this.ds.query(
       `SELECT u.id, u.first_name, u.last_name, u.email, m.role, m.created_at
          FROM memberships m JOIN users u ON u.id = m.user_id
-        WHERE m.org_id = $1 ORDER BY m.created_at, u.id`,
-      [orgId],
+        WHERE m.org_id = $1${keyset}
+        ORDER BY date_trunc('milliseconds', m.created_at), m.user_id
+        LIMIT ${limit + 1}`,
+      params,
     );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
     return {
-      data: rows.map((r: any) => ({ userId: r.id, firstName: r.first_name, lastName: r.last_name, email: r.email, role: r.role, joinedAt: new Date(r.created_at).toISOString() })),
-      nextCursor: null,
+      data: page.map((r) => ({ userId: r.id, firstName: r.first_name, lastName: r.last_name, email: r.email, role: r.role, joinedAt: new Date(r.created_at).toISOString() })),
+      nextCursor: rows.length > limit && last ? encodeCursor(new Date(last.created_at), last.id) : null,
     };
   }
 

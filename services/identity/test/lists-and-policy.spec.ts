@@ -1,0 +1,120 @@
+import { describe, expect, it } from '@jest/globals';
+import { IdentityRpc, type Actor, type Page } from '@ally/contracts';
+import { lastEvent } from '@ally/testing';
+import { identityWorld } from './identity-world.js';
+
+const PASSWORD = 'Lindenblüten am Kanal';
+let counter = 0;
+
+describe('identity lists (API keys, members) and the organisation policy', () => {
+  const world = identityWorld();
+
+  const register = async (): Promise<Actor> => {
+    const reply = await world.rpc.call(IdentityRpc.register, { email: `lists${++counter}@example.eu`, password: PASSWORD, firstName: 'Lena', lastName: 'Hoffmann' });
+    return { userId: reply.user.id, platformRoles: [] };
+  };
+
+  /** Every page from the first, following nextCursor until it is null. */
+  async function allPages<T>(page: (cursor?: string) => Promise<Page<T>>): Promise<{ pages: T[][]; items: T[] }> {
+    const pages: T[][] = [];
+    let cursor: string | undefined;
+    do {
+      const answer = await page(cursor);
+      pages.push(answer.data);
+      cursor = answer.nextCursor ?? undefined;
+    } while (cursor && pages.length < 50);
+    return { pages, items: pages.flat() };
+  }
+
+  it('pages API keys newest first, and keys made in the same millisecond are neither skipped nor repeated', async () => {
+    const actor = await register();
+    const ids: string[] = [];
+    for (let i = 0; i < 6; i++) ids.push((await world.rpc.call(IdentityRpc.createApiKey, { name: `Key ${i}`, workspace: 'private' }, { actor })).id);
+    // Postgres keeps microseconds, a cursor milliseconds: three keys in one millisecond, in an order unlike their ids'.
+    const micros = ['2026-03-01T10:00:00.123900Z', '2026-03-01T10:00:00.123100Z', '2026-03-01T10:00:00.123500Z'];
+    for (const [i, at] of micros.entries()) await world.env.sql(`UPDATE identity.api_keys SET created_at = $2 WHERE id = $1`, [ids[i], at]);
+
+    const { pages, items } = await allPages((cursor) => world.rpc.call(IdentityRpc.listApiKeys, { limit: 2, cursor }, { actor }));
+    expect(pages.map((p) => p.length)).toEqual([2, 2, 2]);
+    expect(new Set(items.map((k) => k.id))).toEqual(new Set(ids));
+    const keyset = items.map((k) => [Date.parse(k.createdAt), k.id] as const);
+    const sorted = [...keyset].sort(([a, x], [b, y]) => b - a || (y > x ? 1 : y < x ? -1 : 0));
+    expect(keyset).toEqual(sorted);
+    expect(items.slice(0, 3).map((k) => k.name)).toEqual(['Key 5', 'Key 4', 'Key 3']);
+
+    const one = await world.rpc.call(IdentityRpc.listApiKeys, { limit: 1 }, { actor });
+    expect(one.data).toHaveLength(1);
+    expect(one.nextCursor).toEqual(expect.any(String));
+  });
+
+  it('answers 20 API keys when no limit is given, and leaves revoked keys out', async () => {
+    const actor = await register();
+    const ids: string[] = [];
+    for (let i = 0; i < 22; i++) ids.push((await world.rpc.call(IdentityRpc.createApiKey, { name: `CI ${i}`, workspace: 'private' }, { actor })).id);
+    await world.rpc.call(IdentityRpc.revokeApiKey, { id: ids[21] }, { actor });
+    const first = await world.rpc.call(IdentityRpc.listApiKeys, {}, { actor });
+    expect(first.data).toHaveLength(20);
+    const rest = await world.rpc.call(IdentityRpc.listApiKeys, { cursor: first.nextCursor! }, { actor });
+    expect(rest).toEqual({ data: [expect.objectContaining({ name: 'CI 0' })], nextCursor: null });
+    expect([...first.data, ...rest.data].map((k) => k.id)).not.toContain(ids[21]);
+  });
+
+  it('refuses a bad limit, a cursor it did not give out and unknown parameters with 400 naming them', async () => {
+    const actor = await register();
+    for (const limit of [0, -1, 101, 'abc', 1.5]) {
+      await expect(world.rpc.call(IdentityRpc.listApiKeys, { limit } as never, { actor })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'limit' }] } });
+    }
+    for (const cursor of ['junk', Buffer.from('2026-02-31T00:00:00.000Z|0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11').toString('base64url'), 'x'.repeat(201)]) {
+      await expect(world.rpc.call(IdentityRpc.listApiKeys, { cursor }, { actor })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'cursor' }] } });
+    }
+    await expect(world.rpc.call(IdentityRpc.listApiKeys, { foo: 'bar' } as never, { actor })).rejects.toMatchObject({
+      status: 400,
+      extra: { errors: [{ field: 'foo', message: 'is not a known query parameter' }] },
+    });
+  });
+
+  it('pages members in order of joining, and refuses bad paging of members with 400', async () => {
+    const owner = await register();
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Hoffmann & Partner' }, { actor: owner });
+    const others = [await register(), await register(), await register(), await register()];
+    for (const [i, m] of others.entries()) {
+      // Two of them in the same millisecond as the owner, at other microseconds.
+      const at = i < 2 ? `2026-03-01T10:00:00.123${i === 0 ? '700' : '200'}Z` : `2026-03-0${i}T10:00:00.000Z`;
+      await world.env.sql(`INSERT INTO identity.memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'member', $3)`, [org.id, m.userId, at]);
+    }
+    await world.env.sql(`UPDATE identity.memberships SET created_at = '2026-03-01T10:00:00.123456Z' WHERE org_id = $1 AND user_id = $2`, [org.id, owner.userId]);
+
+    const { pages, items } = await allPages((cursor) => world.rpc.call(IdentityRpc.listMembers, { orgId: org.id, limit: 2, cursor }, { actor: owner }));
+    expect(pages.map((p) => p.length)).toEqual([2, 2, 1]);
+    expect(new Set(items.map((m) => m.userId))).toEqual(new Set([owner.userId, ...others.map((o) => o.userId)]));
+    expect(items.slice(3).map((m) => m.userId)).toEqual([others[2].userId, others[3].userId]);
+    expect(items.find((m) => m.userId === owner.userId)).toMatchObject({ role: 'owner', joinedAt: '2026-03-01T10:00:00.123Z' });
+
+    const all = await world.rpc.call(IdentityRpc.listMembers, { orgId: org.id }, { actor: others[0] });
+    expect(all).toMatchObject({ nextCursor: null });
+    expect(all.data).toHaveLength(5);
+
+    await expect(world.rpc.call(IdentityRpc.listMembers, { orgId: org.id, limit: 0 }, { actor: owner })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'limit' }] } });
+    await expect(world.rpc.call(IdentityRpc.listMembers, { orgId: org.id, cursor: 'junk' }, { actor: owner })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'cursor' }] } });
+    const stranger = await register();
+    await expect(world.rpc.call(IdentityRpc.listMembers, { orgId: org.id }, { actor: stranger })).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('clears allowed models and the chat retention with null, and publishes the cleared policy', async () => {
+    const owner = await register();
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Kanzlei Brandt' }, { actor: owner });
+    const set = await world.rpc.call(IdentityRpc.updateOrgPolicy, { orgId: org.id, allowedModels: ['mistral-large'], chatRetentionDays: 30 }, { actor: owner });
+    expect(set).toMatchObject({ allowedModels: ['mistral-large'], chatRetentionDays: 30 });
+
+    const cleared = await world.rpc.call(IdentityRpc.updateOrgPolicy, { orgId: org.id, allowedModels: null }, { actor: owner });
+    expect(cleared).toMatchObject({ euOnly: true, allowedModels: null, chatRetentionDays: 30 });
+    const both = await world.rpc.call(IdentityRpc.updateOrgPolicy, { orgId: org.id, chatRetentionDays: null }, { actor: owner });
+    expect(both).toMatchObject({ allowedModels: null, chatRetentionDays: null });
+    expect((await world.rpc.call(IdentityRpc.getOrg, { orgId: org.id }, { actor: owner })).policy).toEqual({ euOnly: true, allowedModels: null, chatRetentionDays: null, blockedTerms: [] });
+
+    const event = await lastEvent(world.env, 'identity.organization.policy-changed', (e: any) => e.data.orgId === org.id && e.data.chatRetentionDays === null);
+    expect(event.data).toMatchObject({ allowedModels: null, chatRetentionDays: null });
+
+    await expect(world.rpc.call(IdentityRpc.updateOrgPolicy, { orgId: org.id, euOnly: null } as never, { actor: owner })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'euOnly' }] } });
+  });
+});
