@@ -325,6 +325,17 @@ describe('workspaces', () => {
   });
 });
 
+describe('query parameters', () => {
+  it('an unknown or missing query parameter of a chat list is a 400 naming it, not "(body)"', async () => {
+    const unknown = await http.get('/v1/conversations?workspace=private&foo=bar', jana.accessToken);
+    expectProblem(unknown, 400, ['foo']);
+    expect(unknown.body.errors).toEqual([{ field: 'foo', message: 'is not a known field' }]);
+    const missing = await http.get('/v1/conversations', jana.accessToken);
+    expectProblem(missing, 400, ['workspace']);
+    expect(missing.body.errors).toEqual([{ field: 'workspace', message: 'is required' }]);
+  });
+});
+
 describe('cursors', () => {
   const cursorAt = (at: string) => Buffer.from(`${at}|${UNKNOWN}`).toString('base64url');
   const pagedLists = () => ['/v1/conversations?workspace=private&limit=1', '/v1/privacy/requests?limit=1', '/v1/me/api-keys?limit=1', `/v1/orgs/${orgId}/members?limit=1`];

@@ -1,18 +1,32 @@
 import { z } from 'zod';
 import { ProblemError, type FieldError } from './problem.js';
 
-export function fieldErrors(error: z.ZodError): FieldError[] {
-  return error.issues.map((issue) => ({
-    field: issue.path.length ? issue.path.join('.') : '(body)',
-    message: issue.message,
-  }));
+const valueAt = (root: unknown, path: PropertyKey[]): unknown =>
+  path.reduce<unknown>((v, key) => (v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined), root);
+
+/**
+ * One entry per bad field, in the caller's terms: each unknown field is named
+ * as the field, not as "(body)"; given the input, a missing field "is required"
+ * (not "expected string, received undefined").
+ */
+export function fieldErrors(error: z.ZodError, input?: unknown): FieldError[] {
+  const name = (path: PropertyKey[]) => (path.length ? path.map(String).join('.') : '(body)');
+  return error.issues.flatMap((issue): FieldError[] => {
+    if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => ({ field: name([...issue.path, key]), message: 'is not a known field' }));
+    const missing =
+      input !== undefined &&
+      issue.path.length > 0 &&
+      (issue.code === 'invalid_type' || issue.code === 'invalid_union' || issue.code === 'invalid_value') &&
+      valueAt(input, issue.path) === undefined;
+    return [{ field: name(issue.path), message: missing ? 'is required' : issue.message }];
+  });
 }
 
 /** Parses at a boundary; bad input becomes a 400 naming every bad field. */
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
   const result = schema.safeParse(value);
   if (!result.success) {
-    const errors = fieldErrors(result.error);
+    const errors = fieldErrors(result.error, value);
     throw new ProblemError(400, `Invalid ${what}: ${errors.map((e) => `${e.field} (${e.message})`).join('; ')}`, {
       errors,
     });
