@@ -100,6 +100,21 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     await expect(world.rpc.call(IdentityRpc.listMembers, { orgId: org.id }, { actor: stranger })).rejects.toMatchObject({ status: 404 });
   });
 
+  it('lets only the newest invitation to an address work: an earlier one for another role no longer does', async () => {
+    const owner = await register();
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Einladung & Söhne' }, { actor: owner });
+    const invitee = await register();
+    const [{ email }] = await world.env.sql<{ email: string }>(`SELECT email FROM identity.users WHERE id = $1`, [invitee.userId]);
+    const tokenOf = async (role: 'member' | 'admin') => {
+      const invitation = await world.rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email, role }, { actor: owner });
+      return (await lastEvent<{ invitationId: string; token: string }>(world.env, 'identity.invitation.created', (e) => e.data.invitationId === invitation.id)).data.token;
+    };
+    const asMember = await tokenOf('member');
+    const asAdmin = await tokenOf('admin');
+    await expect(world.rpc.call(IdentityRpc.acceptInvitation, { token: asMember }, { actor: invitee })).rejects.toMatchObject({ status: 400 });
+    expect(await world.rpc.call(IdentityRpc.acceptInvitation, { token: asAdmin }, { actor: invitee })).toMatchObject({ orgId: org.id, role: 'admin' });
+  });
+
   it('clears allowed models and the chat retention with null, and publishes the cleared policy', async () => {
     const owner = await register();
     const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Kanzlei Brandt' }, { actor: owner });

@@ -109,6 +109,8 @@ export class OrgsService {
         [input.orgId, input.email],
       );
       if (existing.length) throw new ProblemError(409, 'This person is already a member', { errors: [{ field: 'email', message: 'is already a member' }] });
+      // The newest invitation to an address is the one that counts: an earlier one still open (another role, say) stops working.
+      await em.query(`DELETE FROM invitations WHERE org_id = $1 AND lower(email) = lower($2) AND accepted_at IS NULL`, [input.orgId, input.email]);
       const inviter = await this.users.findById(actor.userId, em);
       const invitee = await this.users.findByEmail(input.email, em);
       const token = newSecret();
