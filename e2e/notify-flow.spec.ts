@@ -51,10 +51,12 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
   });
 
-  it('a webhook event with a NUL character (which Postgres text cannot hold) is a 400, not a 500', async () => {
+  it('a webhook event with a NUL character (which Postgres text cannot hold), or without an email address, is a 400, not a 500', async () => {
     for (const event of [
       { event: 'delivered', email: 'gone@example.eu', 'message-id': '<x\u0000@smtp-relay.mailin.fr>' },
       { event: 'hard\u0000bounce', email: 'nul@example.eu' },
+      { event: 'hard_bounce', email: 'nope' },
+      { event: 'hard_bounce' },
     ]) {
       const res = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: event });
       expect(res.status).toBe(400);

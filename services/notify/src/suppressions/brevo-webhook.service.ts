@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { timingSafeEqual, createHash } from 'node:crypto';
 import { z } from 'zod';
-import { plainText, ProblemError } from '@ally/contracts';
+import { emailSchema, parseInput, plainText, ProblemError } from '@ally/contracts';
 import { hashAddress } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 
@@ -13,7 +13,8 @@ const STATUS: Record<string, 'delivered' | 'bounced'> = { delivered: 'delivered'
 // plainText refuses what Postgres cannot store (a NUL character): such a value is malformed, not a 500.
 const brevoEvent = z.looseObject({
   event: plainText(100).min(1),
-  email: plainText(254).min(3),
+  // Only an address we could have sent to: anything else is no event about our mail.
+  email: emailSchema,
   'message-id': plainText(512).optional(),
 });
 const payloadSchema = z.union([brevoEvent, z.array(brevoEvent).max(1000)]);
@@ -30,9 +31,8 @@ export class BrevoWebhookService {
   /** Bounces, complaints and unsubscribes put the address (as a hash) on the suppression list. */
   async apply(secret: string, payload: unknown): Promise<{ applied: number }> {
     this.authenticate(secret);
-    const parsed = payloadSchema.safeParse(payload);
-    if (!parsed.success) throw new ProblemError(400, 'Not a Brevo webhook event: event and email are required');
-    const events = Array.isArray(parsed.data) ? parsed.data : [parsed.data];
+    const parsed = parseInput(payloadSchema, payload, 'Brevo webhook event');
+    const events = Array.isArray(parsed) ? parsed : [parsed];
     let applied = 0;
     await this.ds.transaction(async (em) => {
       for (const e of events) {
