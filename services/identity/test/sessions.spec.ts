@@ -112,4 +112,19 @@ describe('identity sessions, password reset and retention', () => {
     expect(left).toEqual([{ ip: '198.51.100.2' }]);
     await env.stop(running);
   });
+
+  it('purges API keys 30 days after their revocation, and keeps live keys and those revoked since', async () => {
+    const { user } = await register();
+    const key = (name: string, revoked: string | null) =>
+      env.sql(`INSERT INTO identity.api_keys (id, user_id, name, workspace, prefix, key_hash, revoked_at) VALUES (gen_random_uuid(), $1, $2, 'private', 'ally_x', $3, ${revoked ?? 'NULL'})`, [user.id, name, `hash-${name}`]);
+    await key('long revoked', `now() - interval '31 days'`);
+    await key('lately revoked', `now() - interval '29 days'`);
+    await key('live', null);
+    const running = await env.start(identityService);
+    const counts = await running.app.get(AgeRetentionService).purgeExpired();
+    expect(counts['revoked-api-keys']).toBe(1);
+    const left = await env.sql<{ name: string }>(`SELECT name FROM identity.api_keys WHERE user_id = $1 ORDER BY name`, [user.id]);
+    expect(left.map((k) => k.name)).toEqual(['lately revoked', 'live']);
+    await env.stop(running);
+  });
 });
