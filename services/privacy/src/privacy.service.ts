@@ -2,6 +2,7 @@ import type { ServiceDefinition } from '@ally/platform';
 import { AuditTrail } from './audit/audit-trail.service.js';
 import { privacyConfigSchema, type PrivacyConfig } from './config.js';
 import { InitialSchema1764600000000 } from './migrations/1764600000000-initial-schema.js';
+import { RequestTimesInMilliseconds1765400000000 } from './migrations/1765400000000-request-times-in-milliseconds.js';
 import { PrivacyModule } from './privacy.module.js';
 import { RetentionRunsService } from './retention/retention-runs.service.js';
 
@@ -28,7 +29,7 @@ export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled
 export const privacyService: ServiceDefinition<PrivacyConfig> = {
   name: 'privacy',
   configSchema: privacyConfigSchema,
-  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000] },
+  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000] },
   module: (ctx) => PrivacyModule.forRoot(ctx),
   commands: {
     /** Walks the audit trail's hash chain and names the first broken link (exit code 1 then). */

@@ -224,4 +224,22 @@ describe('privacy sagas against services on the wire', () => {
     await privacy.app.get(DataSource).transaction((em) => requests.recordRectification(em, subject.userId, ['email'], randomUUID()));
     expect(await env.sql(`SELECT 1 FROM privacy.requests WHERE user_id = $1`, [subject.userId])).toEqual([]);
   });
+  it('pages a subject’s requests without skipping those created in the same instant', async () => {
+    const subject: Actor = { userId: randomUUID(), platformRoles: [] };
+    // One statement: now() is the same for all three rows, to the microsecond.
+    await env.sql(
+      `INSERT INTO privacy.requests (id, user_id, subject_hash, type, scope, status, due_at)
+       SELECT gen_random_uuid(), $1, 'h', 'access', 'all', 'completed', now() + interval '1 month' FROM generate_series(1, 3)`,
+      [subject.userId],
+    );
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await rpc.call(PrivacyRpc.listRequests, { limit: 1, ...(cursor ? { cursor } : {}) }, { actor: subject });
+      seen.push(...page.data.map((r) => r.id));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor && seen.length < 10);
+    expect(new Set(seen).size).toBe(3);
+    expect(seen).toHaveLength(3);
+  });
 });
