@@ -3,7 +3,7 @@ import { decodeProtectedHeader, exportJWK, generateKeyPair } from 'jose';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, type RunningService, type TestEnv } from '@ally/testing';
+import { createTestEnv, httpClient, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 
 const PASSWORD = 'Leuchtturm an der Ostsee';
 
@@ -65,5 +65,23 @@ describe('signing key rotation', () => {
     await env.stop(restarted);
 
     await expect(env.start(identityService, { IDENTITY_KEK: randomBytes(32).toString('base64') })).rejects.toThrow(`IDENTITY_KEK does not open signing key ${kid}`);
+  });
+  it('withdraws every older key at once after a suspected leak: tokens they signed stop verifying at a gateway that refreshes its keys', async () => {
+    const first = await env.start(identityService, KEK);
+    const gateway = httpClient((await env.start(gatewayService, { JWKS_REFRESH_SECONDS: '1' })).url);
+    const before = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
+    expect((await gateway.get('/v1/me', before)).status).toBe(200);
+
+    const replica = await env.start(identityService, KEK);
+    await expect(identityService.commands!['rotate-signing-key'](replica.app, ['--everything'])).rejects.toThrow('usage: rotate-signing-key [--withdraw-old]');
+    await expect(identityService.commands!['rotate-signing-key'](replica.app, ['--withdraw-old'])).resolves.toMatch(/every older key is withdrawn/);
+    await env.stop(first); // it would publish the old key until its next reload, a minute on
+    await waitFor(async () => (await gateway.get('/v1/me', before)).status === 401, 'the old token to stop verifying', 10_000);
+    const jwks = (await gateway.get('/.well-known/jwks.json')).body;
+    expect(jwks.keys.map((k: { kid: string }) => k.kid)).not.toContain(decodeProtectedHeader(before).kid);
+
+    const after = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
+    expect((await gateway.get('/v1/me', after)).status).toBe(200);
+    await env.stop(replica);
   });
 });

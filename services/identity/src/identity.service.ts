@@ -57,10 +57,17 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
   commands: {
     'grant-role': roleCommand('grant'),
     'revoke-role': roleCommand('revoke'),
-    'rotate-signing-key': async (app) => {
+    'rotate-signing-key': async (app, args) => {
+      const unknown = args.filter((a) => a !== '--withdraw-old');
+      if (unknown.length) throw new Error(`usage: rotate-signing-key [--withdraw-old] (unknown option ${unknown[0]})`);
+      const withdraw = args.includes('--withdraw-old');
       const keys = app.get(SigningKeysService);
-      await keys.rotate(true);
-      return `new signing key ${keys.jwks().keys[0]?.kid}; older keys stay published until their tokens expire`;
+      await keys.rotate(true, withdraw);
+      const kid = keys.jwks().keys[0]?.kid;
+      // Running replicas read the keys once a minute, gateways refresh theirs once a minute (JWKS_REFRESH_SECONDS).
+      return withdraw
+        ? `new signing key ${kid}; every older key is withdrawn: tokens they signed stop verifying within about two minutes (identity replicas, then gateways, reload their keys each minute), and clients refresh them`
+        : `new signing key ${kid}; identity replicas sign with it within a minute, older keys stay published until their tokens expire`;
     },
   },
 };

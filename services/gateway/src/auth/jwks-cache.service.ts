@@ -1,25 +1,47 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
+import type { Logger } from 'pino';
 import { IdentityRpc } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { LOGGER } from '@ally/platform';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
 const REFETCH_MIN_INTERVAL_MS = 1_000;
 
 /**
  * identity's public keys, held locally so verifying an access token costs no
- * hop. Fetched once, and again when a token names a key we do not know (after
- * a rotation), at most once a second: such a request waits for the next
- * allowed fetch, so forged key ids cannot flood identity.
+ * hop. Fetched once, again when a token names a key we do not know (after a
+ * rotation), at most once a second: such a request waits for the next allowed
+ * fetch, so forged key ids cannot flood identity; and every
+ * JWKS_REFRESH_SECONDS, so a key identity withdrew (`rotate-signing-key
+ * --withdraw-old` after a suspected leak) stops verifying tokens here too.
  */
 @Injectable()
-export class JwksCache {
+export class JwksCache implements OnModuleInit, OnModuleDestroy {
   private jwks?: JSONWebKeySet;
   private keySet?: JWTVerifyGetKey;
   private lastFetch = 0;
   private inflight?: Promise<void>;
   private generation = 0;
+  private timer?: NodeJS.Timeout;
 
-  constructor(private readonly rpc: RpcClient) {}
+  constructor(
+    private readonly rpc: RpcClient,
+    @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onModuleInit(): void {
+    this.timer = setInterval(() => {
+      // Until identity answers again, the keys we have stay in use.
+      if (this.jwks) this.refresh().catch((err) => this.logger.warn({ err: String(err) }, 'refreshing the signing keys failed; keeping the ones we have'));
+    }, this.config.JWKS_REFRESH_SECONDS * 1000);
+    this.timer.unref();
+  }
+
+  onModuleDestroy(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
 
   /** Changes whenever the key set is replaced, so results verified against an older one can be told apart. */
   get version(): number {
@@ -47,10 +69,12 @@ export class JwksCache {
     this.inflight ??= (async () => {
       try {
         const jwks = (await this.rpc.call(IdentityRpc.jwks, {}, { timeoutMs: 3_000 })) as JSONWebKeySet;
+        this.lastFetch = Date.now();
+        // The same keys as before: tokens verified against them stay verified (VerifiedTokenCache).
+        if (this.jwks && sameKeys(this.jwks, jwks)) return;
         this.jwks = jwks;
         this.keySet = createLocalJWKSet(jwks);
         this.generation++;
-        this.lastFetch = Date.now();
       } finally {
         this.inflight = undefined;
       }
@@ -58,3 +82,6 @@ export class JwksCache {
     await this.inflight;
   }
 }
+
+const kidsOf = (jwks: JSONWebKeySet) => jwks.keys.map((k) => `${k.kid}:${k.x ?? ''}`).sort().join(',');
+const sameKeys = (a: JSONWebKeySet, b: JSONWebKeySet) => kidsOf(a) === kidsOf(b);

@@ -73,12 +73,14 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * `force`: rotate now (the `rotate-signing-key` command, e.g. after a
-   * suspected compromise). Under the same lock, first seals any key still in
-   * the clear (from before sealing, or from a replica of the previous release
-   * during a rollout).
+   * `force`: rotate now (the `rotate-signing-key` command). `withdraw`: after
+   * a suspected compromise, every older key stops being published at once, so
+   * no token it signed (or forged with it) verifies once the gateways have
+   * refreshed their keys; clients refresh their access tokens. Under the same
+   * lock, first seals any key still in the clear (from before sealing, or
+   * from a replica of the previous release during a rollout).
    */
-  async rotate(force: boolean): Promise<void> {
+  async rotate(force: boolean, withdraw = false): Promise<void> {
     const rotationMs = this.config.SIGNING_KEY_ROTATION_DAYS * DAY;
     await this.ds.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('identity-signing-key'))`);
@@ -92,7 +94,9 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       const kid = randomUUID();
       const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALG, use: 'sig' };
       const privateJwk = { ...(await exportJWK(privateKey)), kid, alg: ALG };
-      if (newest) await repo.update({ kid: newest.kid }, { retiredAt: new Date() });
+      // Withdrawn keys are retired as of the epoch: longer ago than any token lives, so \`load\` publishes them no more.
+      if (withdraw) await repo.update({ kid: Not(IsNull()) }, { retiredAt: new Date(0) });
+      else if (newest) await repo.update({ kid: newest.kid }, { retiredAt: new Date() });
       await repo.insert({ kid, alg: ALG, publicJwk, privateJwkSealed: this.seal(kid, privateJwk), privateJwk: null, retiredAt: null });
     });
     await this.load();
