@@ -55,6 +55,15 @@ describe('starting with a dependency missing', () => {
     expect(lines(weak.stderr)).toEqual([expect.stringMatching(/^identity: Configuration error: ARGON2_MEMORY_KIB /)]);
   });
 
+  it('billing and notify without credentials in development need the emulator\'s URL, instead of sending to Stripe or Brevo with no key', async () => {
+    const billing = await run(['services/billing/dist/main.js'], { NODE_ENV: 'development', DATABASE_URL: 'postgres://ally_billing@127.0.0.1:5432/ally', PLANS_FILE: 'services/billing/config/plans.json' });
+    expect(billing.code).toBe(1);
+    expect(lines(billing.stderr)).toEqual([expect.stringMatching(/^billing: Configuration error: STRIPE_API_URL is required without STRIPE_SECRET_KEY/)]);
+    const notify = await run(['services/notify/dist/main.js'], { NODE_ENV: 'development', DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally' });
+    expect(notify.code).toBe(1);
+    expect(lines(notify.stderr)).toEqual([expect.stringMatching(/^notify: Configuration error: BREVO_BASE_URL is required without BREVO_API_KEY/)]);
+  });
+
   it('notify refuses to start in production without Brevo credentials', async () => {
     const r = await run(['services/notify/dist/main.js'], { NODE_ENV: 'production', DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally' });
     expect(r.code).toBe(1);

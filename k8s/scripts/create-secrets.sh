@@ -50,7 +50,8 @@ create ally-identity-secrets "${identity[@]}"
 
 if $LOCAL; then
   create ally-chat-secrets "CHAT_KEK=$(openssl rand -base64 32)" "AZURE_OPENAI_SWEDENCENTRAL_KEY=emulator" "AZURE_OPENAI_DATAZONE_EU_KEY=emulator" "OPENAI_EU_API_KEY=emulator"
-  create ally-billing-secrets # empty: billing uses its development defaults
+  # The Stripe emulator (billing's sidecar) signs its webhooks with this secret, which billing checks.
+  create ally-billing-secrets "STRIPE_WEBHOOK_SECRET=whsec_$(rand)"
   create ally-notify-secrets "BREVO_WEBHOOK_SECRET=$(rand)"
 else
   for v in CHAT_KEK STRIPE_SECRET_KEY STRIPE_WEBHOOK_SECRET BREVO_API_KEY S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY; do need "$v"; done

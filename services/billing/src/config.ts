@@ -23,6 +23,10 @@ export const billingConfigSchema = baseConfigSchema
   .superRefine((c, ctx) => {
     requireInProduction(c, ctx, ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
     if (c.NODE_ENV === 'production' && c.STRIPE_API_URL) ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: 'must not be set in production (it points at the emulator)' });
+    // Without a key the SDK would otherwise go to api.stripe.com with a made-up one, while saying it talks to the emulator.
+    if (c.NODE_ENV !== 'production' && !c.STRIPE_SECRET_KEY && !c.STRIPE_API_URL) {
+      ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: "is required without STRIPE_SECRET_KEY: the Stripe emulator's URL (npm start sets it)" });
+    }
   });
 
 export type BillingConfig = z.infer<typeof billingConfigSchema>;

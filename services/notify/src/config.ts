@@ -6,7 +6,8 @@ export const notifyConfigSchema = baseConfigSchema
   .extend({
     /** Brevo's transactional API key. Without one, development and tests use the emulator at BREVO_BASE_URL. */
     BREVO_API_KEY: z.string().min(1).optional(),
-    BREVO_BASE_URL: z.url().default('https://api.brevo.com/v3'),
+    /** Brevo's API (the default with a key); without a key, the emulator's, which must be given. */
+    BREVO_BASE_URL: z.url().optional(),
     /** Shared secret Brevo's webhook presents (Authorization: Bearer or ?token=). */
     BREVO_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
     MAIL_SENDER_EMAIL: z.email().default('no-reply@ally.eu'),
@@ -22,7 +23,12 @@ export const notifyConfigSchema = baseConfigSchema
   .superRefine((c, ctx) => {
     // Production never falls back to the emulator.
     requireInProduction(c, ctx, ['BREVO_API_KEY', 'BREVO_WEBHOOK_SECRET']);
-  });
+    // Without a key, mail (addresses, names, links) must not go to Brevo's real API, which would refuse it only after receiving it.
+    if (c.NODE_ENV !== 'production' && !c.BREVO_API_KEY && !c.BREVO_BASE_URL) {
+      ctx.addIssue({ code: 'custom', path: ['BREVO_BASE_URL'], message: "is required without BREVO_API_KEY: the Brevo emulator's URL (npm start sets it)" });
+    }
+  })
+  .transform((c) => ({ ...c, BREVO_BASE_URL: c.BREVO_BASE_URL ?? 'https://api.brevo.com/v3' }));
 
 export type NotifyConfig = z.infer<typeof notifyConfigSchema>;
 export const NOTIFY_CONFIG = Symbol('NOTIFY_CONFIG');
