@@ -1,6 +1,7 @@
-import { describe, expect, it } from '@jest/globals';
+import { afterAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
-import { freePort } from '@ally/testing';
+import { billingService } from '@ally/billing';
+import { createTestEnv, freePort, PrivateNatsServer, type TestEnv } from '@ally/testing';
 
 /** Runs a command of the built platform (npm test builds first) and collects what it printed. */
 function run(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -42,6 +43,24 @@ describe('starting with a dependency missing', () => {
     expect(r.stderr).toMatch(new RegExp(`^identity: NATS is not reachable at nats://127.0.0.1:${port} .*start it with \`nats-server -js\``));
   });
 
+  it('npm start names a malformed GATEWAY_PORT in one line before building anything', async () => {
+    const r = await run(['tools/scripts/start.mjs'], { GATEWAY_PORT: 'abc' });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual(['GATEWAY_PORT must be a port number (0-65535), not "abc".']);
+  });
+
+  it('a service names a NATS without JetStream in one line, with what to do', async () => {
+    const nats = new PrivateNatsServer();
+    await nats.start(['-js=false']);
+    try {
+      const r = await run(['services/identity/dist/main.js'], { DATABASE_URL: 'postgres://ally_identity@127.0.0.1:5432/no_such_database', NATS_URL: nats.url });
+      expect(r.code).toBe(1);
+      expect(lines(r.stderr)).toEqual([`identity: NATS at ${nats.url} runs without JetStream: start nats-server with -js`]);
+    } finally {
+      await nats.destroy();
+    }
+  });
+
   it('a service names a missing or malformed variable in one line', async () => {
     const missing = await run(['services/identity/dist/main.js'], {});
     expect(missing.code).toBe(1);
@@ -68,5 +87,25 @@ describe('starting with a dependency missing', () => {
     const r = await run(['services/notify/dist/main.js'], { NODE_ENV: 'production', DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally' });
     expect(r.code).toBe(1);
     expect(lines(r.stderr)).toEqual(['notify: Configuration error: BREVO_API_KEY is required in production']);
+  });
+});
+
+describe('a one-off command', () => {
+  let env: TestEnv | undefined;
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  it('answers bad arguments with its usage in one line, and prints its output as it is', async () => {
+    env = await createTestEnv();
+    const vars = { PLANS_FILE: 'services/billing/config/plans.json', STRIPE_API_URL: 'http://127.0.0.1:9' };
+    await env.migrate(billingService, vars);
+    const base = { ...env.envFor(billingService, vars), LOG_LEVEL: 'error' };
+    const bad = await run(['services/billing/dist/main.js', 'export-invoices', '2026-13'], base);
+    expect(bad.code).toBe(1);
+    expect(lines(bad.stderr)).toEqual(['billing export-invoices: usage: export-invoices <YYYY-MM>: a month such as 2026-10, not "2026-13"']);
+    const good = await run(['services/billing/dist/main.js', 'export-invoices', '2026-10'], base);
+    expect(good.code).toBe(0);
+    expect(good.stdout).toBe('invoice_number;date;net;tax;gross;currency;customer_reference\n');
   });
 });

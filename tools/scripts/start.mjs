@@ -38,6 +38,10 @@ async function preflight() {
   if (!(await reachable({ host: natsHost.hostname, port: Number(natsHost.port || 4222) }))) {
     fail(`NATS is not running on ${natsHost.hostname}:${natsHost.port || 4222}: start it with \`nats-server -js\` (JetStream on) or set NATS_URL.`);
   }
+  const gatewayPort = process.env.GATEWAY_PORT;
+  if (gatewayPort !== undefined && !(/^\d+$/.test(gatewayPort) && Number(gatewayPort) <= 65535)) {
+    fail(`GATEWAY_PORT must be a port number (0-65535), not "${gatewayPort}".`);
+  }
 }
 
 async function ensureDatabase() {

@@ -63,15 +63,26 @@ async function openDatabaseOrExplain(def: ServiceDefinition, config: Record<stri
   return ds;
 }
 
-/** Starts one service: config, NATS, DB, streams, HTTP (health, metrics, API), RPC handlers, outbox relay. */
-export async function startService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env): Promise<RunningService> {
+/**
+ * Starts one service: config, NATS, DB, streams, HTTP (health, metrics, API), RPC handlers, outbox relay.
+ * `serve: false` (a one-off command): the modules only, without HTTP, RPC handlers, the relay or the
+ * lifecycle hooks that start event consumers and background workers, so a command never acts as one
+ * more replica of the running service (its outbox rows are published by the running service's relay).
+ */
+export async function startService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env, { serve = true }: { serve?: boolean } = {}): Promise<RunningService> {
   const config = loadConfig(def.configSchema, env) as C & Record<string, any>;
   const logger = createLogger(def.name, config.LOG_LEVEL);
   const nats = await connectNatsOrExplain(config, def.name);
   let dataSource: DataSource | undefined;
   try {
+    // NATS first, whole (with JetStream), then Postgres: each missing piece named on its own.
+    await ensureStreams(nats, { prefix: config.NATS_SUBJECT_PREFIX, replicas: config.NATS_STREAM_REPLICAS }).catch((err) => {
+      if (/jetstream (is )?not enabled/i.test(String((err as Error)?.message))) {
+        throw new StartupError(`NATS at ${config.NATS_URL} runs without JetStream: start nats-server with -js`);
+      }
+      throw err;
+    });
     dataSource = def.database ? await openDatabaseOrExplain(def, config) : undefined;
-    await ensureStreams(nats, { prefix: config.NATS_SUBJECT_PREFIX, replicas: config.NATS_STREAM_REPLICAS });
   } catch (err) {
     await nats.close();
     throw err;
@@ -93,10 +104,12 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
       rawBody: true,
       abortOnError: false,
     });
-    app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
-    await def.configureHttp?.(app, ctx);
-    await app.startAllMicroservices();
-    await app.listen(port, config.HTTP_HOST);
+    if (serve) {
+      app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
+      await def.configureHttp?.(app, ctx);
+      await app.startAllMicroservices();
+      await app.listen(port, config.HTTP_HOST);
+    }
   } catch (err) {
     // A module that refuses to start (a bad config file, an onModuleInit that threw) leaves no connection behind.
     await app?.close().catch(() => undefined);
@@ -105,26 +118,26 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
     await dataSource?.destroy().catch(() => undefined);
     throw err;
   }
-  const address = app.getHttpServer().address();
+  const address = serve ? app.getHttpServer().address() : undefined;
   const boundPort = typeof address === 'object' && address ? address.port : port;
 
-  const relay = dataSource
+  const relay = dataSource && serve
     ? new OutboxRelay({ dataSource, databaseUrl: config.DATABASE_URL, schema: def.database!.schema, nats, prefix: config.NATS_SUBJECT_PREFIX, logger, registry })
     : undefined;
   await relay?.start();
-  logger.info({ port: boundPort, prefix: config.NATS_SUBJECT_PREFIX || undefined }, `${def.name} started`);
+  if (serve) logger.info({ port: boundPort, prefix: config.NATS_SUBJECT_PREFIX || undefined }, `${def.name} started`);
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       // Stop taking new work, let in-flight requests finish, then drain NATS and the pool.
-      await server.close();
+      if (serve) await server.close();
       await app.close();
       await relay?.stop();
       await rpc.close();
       await nats.drain().catch(() => undefined);
       await dataSource?.destroy();
-      logger.info(`${def.name} stopped`);
+      if (serve) logger.info(`${def.name} stopped`);
     })());
   return { name: def.name, app, url: `http://127.0.0.1:${boundPort}`, ctx, close };
 }
@@ -165,9 +178,14 @@ export async function main(def: ServiceDefinition<any>, argv = process.argv.slic
     if (command) {
       const run = def.commands?.[command];
       if (!run) throw new StartupError(`Unknown command "${command}"; known: migrate${Object.keys(def.commands ?? {}).map((c) => `, ${c}`).join('')}`);
-      const service = await startService(def, { ...env, HTTP_PORT: '0', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' });
+      const service = await startService(def, { ...env, HTTP_PORT: '0', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' }, { serve: false });
       try {
-        console.log(await run(service.app, args));
+        const out = await run(service.app, args);
+        process.stdout.write(out.endsWith('\n') ? out : `${out}\n`);
+      } catch (err) {
+        // The command's own refusal (bad arguments, nothing found), not a failure to start.
+        console.error(`${def.name} ${command}: ${(err as Error).message ?? err}`);
+        process.exitCode = 1;
       } finally {
         await service.close();
       }

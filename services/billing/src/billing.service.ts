@@ -7,6 +7,13 @@ import { MeterReporter } from './ledger/meter-reporter.service.js';
 import { ReconciliationService } from './ledger/reconciliation.service.js';
 import { InitialSchema1764500000000 } from './migrations/1764500000000-initial-schema.js';
 
+/** A command's month argument, or its usage line. */
+function month(value: string | undefined, usage: string): string {
+  const parsed = periodSchema.safeParse(value);
+  if (!parsed.success) throw new Error(`usage: ${usage}: a month such as 2026-10${value === undefined ? '' : `, not "${value}"`}`);
+  return parsed.data;
+}
+
 /** billing: plans, Stripe subscriptions and webhooks, the usage ledger, quotas, invoices. */
 export const billingService: ServiceDefinition<BillingConfig> = {
   name: 'billing',
@@ -15,12 +22,12 @@ export const billingService: ServiceDefinition<BillingConfig> = {
   module: (ctx) => BillingModule.forRoot(ctx),
   commands: {
     /** `export-invoices 2026-10`: the month's bookkeeping CSV on stdout. */
-    'export-invoices': async (app, [period]) => app.get(InvoicesService).exportCsv(periodSchema.parse(period)),
+    'export-invoices': async (app, [period]) => app.get(InvoicesService).exportCsv(month(period, 'export-invoices <YYYY-MM>')),
     /** Reports every due ledger entry to Stripe now. */
     'report-usage': async (app) => `reported ${await app.get(MeterReporter).drain()} meter events`,
     /** `reconcile [2026-10]`: the ledger's reported tokens against Stripe's meter summaries (default: this month). */
     reconcile: async (app, [period]) => {
-      const r = await app.get(ReconciliationService).reconcile(period === undefined ? undefined : periodSchema.parse(period));
+      const r = await app.get(ReconciliationService).reconcile(period === undefined ? undefined : month(period, 'reconcile [YYYY-MM]'));
       const lines = r.discrepancies.map((d) => `${d.workspace}: ledger ${d.ledgerTokens} tokens, Stripe ${d.stripeTokens}`);
       return [`${r.period}: ${r.workspaces} workspaces compared, ${r.discrepancies.length} discrepancies`, ...lines].join('\n');
     },
