@@ -62,10 +62,9 @@ export class MessagesService {
 
   private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>): Promise<void> {
     const progress: StreamProgress = { text: '' };
+    let result: CompletionResult;
     try {
-      const result = await this.completions.stream(turn.plan, framesTo(publisher), publisher.abort.signal, progress);
-      const message = await this.saveOrBill(turn, result.text, result, 'complete');
-      publisher.finish({ type: 'done', messageId: message.id, model: turn.plan.model, usage: message.usage!, residency: message.residency! });
+      result = await this.completions.stream(turn.plan, framesTo(publisher), publisher.abort.signal, progress);
     } catch (err) {
       // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
       const partial = this.completions.partial(turn.plan, progress);
@@ -79,9 +78,19 @@ export class MessagesService {
         publisher.close();
         return;
       }
-      const problem = isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger);
-      publisher.finish({ type: 'error', problem });
+      return publisher.finish({ type: 'error', problem: this.problemOf(err) });
     }
+    // The whole answer arrived: saved (or, the conversation gone meanwhile, only billed) once, whatever the save says.
+    try {
+      const message = await this.saveOrBill(turn, result.text, result, 'complete');
+      publisher.finish({ type: 'done', messageId: message.id, model: turn.plan.model, usage: message.usage!, residency: message.residency! });
+    } catch (err) {
+      publisher.finish({ type: 'error', problem: this.problemOf(err) });
+    }
+  }
+
+  private problemOf(err: unknown) {
+    return isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger);
   }
 
   /**
