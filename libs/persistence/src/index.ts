@@ -5,3 +5,4 @@ export * from './pg-errors.js';
 export * from './purge.js';
 export * from './retention-pass.js';
 export * from './subject-lock.js';
+export * from './lower-case-ids.js';

@@ -20,6 +20,7 @@ import { SigningKeysService } from './signing-keys/signing-keys.service.js';
 import { SsoIdentityEntity } from './sso/sso-identity.entity.js';
 import { SsoStateEntity } from './sso/sso-state.entity.js';
 import { UserEntity } from './users/user.entity.js';
+import { LowerCaseWorkspaces1765400000000 } from './migrations/1765400000000-lower-case-workspaces.js';
 
 const roleCommand =
   (action: 'grant' | 'revoke') =>
@@ -51,7 +52,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       SsoStateEntity,
       SigningKeyEntity,
     ],
-    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000],
+    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000],
   },
   module: (ctx) => IdentityModule.forRoot(ctx),
   commands: {

@@ -5,6 +5,7 @@ import { InitialSchema1764600000000 } from './migrations/1764600000000-initial-s
 import { RequestTimesInMilliseconds1765400000000 } from './migrations/1765400000000-request-times-in-milliseconds.js';
 import { PrivacyModule } from './privacy.module.js';
 import { RetentionRunsService } from './retention/retention-runs.service.js';
+import { LowerCaseScopes1765500000000 } from './migrations/1765500000000-lower-case-scopes.js';
 
 /** `retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]`. */
 export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled: boolean; categories?: string[]; runId?: string } {
@@ -29,7 +30,7 @@ export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled
 export const privacyService: ServiceDefinition<PrivacyConfig> = {
   name: 'privacy',
   configSchema: privacyConfigSchema,
-  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000] },
+  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000] },
   module: (ctx) => PrivacyModule.forRoot(ctx),
   commands: {
     /** Walks the audit trail's hash chain and names the first broken link (exit code 1 then). */

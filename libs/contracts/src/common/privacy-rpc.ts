@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { rpc } from './rpc.js';
 
-/** Which data a data-subject request covers: everything, the private workspace, or one organisation. */
-export const privacyScopeSchema = z.union([z.literal('all'), z.literal('private'), z.uuid()]);
+/** Which data a data-subject request covers: everything, the private workspace, or one organisation (its id in lower case, as workspaces are). */
+export const privacyScopeSchema = z.union([z.literal('all'), z.literal('private'), z.uuid().toLowerCase()]);
 
 export const privacySubjectInput = z.strictObject({
   userId: z.uuid(),
