@@ -48,6 +48,10 @@ describe('the content filter before any provider', () => {
     for (const messages of [
       [{ role: 'system', content: 'Alles über Projekt Kranich' }, { role: 'user', content: 'Fasse zusammen' }],
       [{ role: 'user', content: 'Projekt Kranich?' }, { role: 'assistant', content: 'Ja.' }, { role: 'user', content: 'Weiter' }],
+      // Spelled around: more or other white space, an invisible soft hyphen or zero-width space, full-width letters.
+      ...['Projekt  Kranich', 'Projekt\nKranich', 'Projekt\u00a0Kranich', 'Projekt Kra\u00adnich', 'Projekt Kra\u200bnich', 'Ｐｒｏｊｅｋｔ Ｋｒａｎｉｃｈ'].map((content) => [
+        { role: 'user', content },
+      ]),
     ]) {
       const res = await http.request('POST', '/v1/chat/completions', { body: { model: 'gpt-4o-mini', messages }, headers: { authorization: `Bearer ${key}` } });
       expect(res.status).toBe(422);

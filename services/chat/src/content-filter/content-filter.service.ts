@@ -47,8 +47,8 @@ export class ContentFilterService {
   /** Every message counts: on /v1/chat/completions the caller writes the whole history, system and assistant turns included. */
   checkRules(messages: PromptMessage[], policy: RoutingPolicy, userId: string): void {
     if (policy.blockedTerms.length === 0) return;
-    const texts = messages.map((m) => m.content.toLowerCase());
-    const blocked = policy.blockedTerms.find((t) => texts.some((text) => text.includes(t.toLowerCase())));
+    const texts = messages.map((m) => comparable(m.content));
+    const blocked = policy.blockedTerms.find((t) => texts.some((text) => text.includes(comparable(t))));
     if (blocked) {
       this.logger.warn({ userId, workspace: policy.workspace, rule: 'org-blocked-term' }, 'prompt refused by the content filter');
       throw new ProblemError(422, 'The message contains a term your organisation does not allow', { type: 'https://ally.eu/problems/content-blocked' });
@@ -97,3 +97,13 @@ export class ContentFilterService {
   }
 }
 
+/**
+ * Text as a blocked term is looked for in it: compatibility forms folded
+ * (full-width letters, ligatures), invisible characters (soft hyphens,
+ * zero-width spaces, format controls) dropped, any run of white space one
+ * space, lower case. "Projekt  Falke", "Projekt\nFalke" and "ge\u00adheim"
+ * then meet the terms "Projekt Falke" and "geheim".
+ */
+export function comparable(text: string): string {
+  return text.normalize('NFKC').replace(/\p{Cf}/gu, '').replace(/\s+/gu, ' ').toLowerCase();
+}
