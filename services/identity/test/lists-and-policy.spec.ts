@@ -115,6 +115,26 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     expect(await world.rpc.call(IdentityRpc.acceptInvitation, { token: asAdmin }, { actor: invitee })).toMatchObject({ orgId: org.id, role: 'admin' });
   });
 
+  it('revokes a removed member\'s keys for the organisation for good: inviting them again does not bring a key back', async () => {
+    const owner = await register();
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Schlüsselbund KG' }, { actor: owner });
+    const member = await register();
+    const [{ email }] = await world.env.sql<{ email: string }>(`SELECT email FROM identity.users WHERE id = $1`, [member.userId]);
+    const join = async () => {
+      const invitation = await world.rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email, role: 'member' }, { actor: owner });
+      const { token } = (await lastEvent<{ invitationId: string; token: string }>(world.env, 'identity.invitation.created', (e) => e.data.invitationId === invitation.id)).data;
+      await world.rpc.call(IdentityRpc.acceptInvitation, { token }, { actor: member });
+    };
+    await join();
+    const orgKey = await world.rpc.call(IdentityRpc.createApiKey, { name: 'Firma', workspace: org.id }, { actor: member });
+    const privateKey = await world.rpc.call(IdentityRpc.createApiKey, { name: 'Privat', workspace: 'private' }, { actor: member });
+    await world.rpc.call(IdentityRpc.removeMember, { orgId: org.id, userId: member.userId }, { actor: owner });
+    await join();
+    await expect(world.rpc.call(IdentityRpc.verifyApiKey, { key: orgKey.key })).rejects.toMatchObject({ status: 401 });
+    expect(await world.rpc.call(IdentityRpc.verifyApiKey, { key: privateKey.key })).toMatchObject({ userId: member.userId, workspace: 'private' });
+    expect((await world.rpc.call(IdentityRpc.listApiKeys, {}, { actor: member })).data.map((k) => k.id)).toEqual([privateKey.id]);
+  });
+
   it('clears allowed models and the chat retention with null, and publishes the cleared policy', async () => {
     const owner = await register();
     const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Kanzlei Brandt' }, { actor: owner });

@@ -179,6 +179,8 @@ export class OrgsService {
         if (owners <= 1) throw new ProblemError(409, 'An organisation needs at least one owner');
       }
       await em.getRepository(MembershipEntity).delete({ orgId, userId });
+      // Their keys for this workspace end with the membership, for good: a later invitation does not bring them back.
+      await em.query(`UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND workspace = $2 AND revoked_at IS NULL`, [userId, orgId]);
       const memberCount = await em.getRepository(MembershipEntity).countBy({ orgId });
       await this.outbox.append(em, 'identity.member.removed', { orgId, userId, memberCount }, { subject: { orgId, userId } });
     });
