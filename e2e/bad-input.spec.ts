@@ -294,6 +294,13 @@ describe('free text that reaches the database', () => {
     }
     const plain = await complete({ n: 1, logprobs: false, response_format: { type: 'text' }, modalities: ['text'] });
     expect(plain.status).toBe(200);
+
+    const image = await complete({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.eu/a.png' } }] }] });
+    expectProblem(image, 400, ['messages.0.content']);
+    expect(image.body.errors[0].message).toMatch(/text only/);
+    const noRoom = await complete({ max_tokens: 128_000 });
+    expectProblem(noRoom, 400, ['max_tokens']);
+    expect(noRoom.body.errors[0].message).toMatch(/must be below 128000/);
   });
 
   it('consent policy versions, legal hold reasons and decision reasons with NUL are a 400', async () => {

@@ -377,6 +377,14 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(usage.payload.data).toMatchObject({ ...counted, deployment: 'gpt-4o-mini@azure-swedencentral' });
   });
 
+  it('falls back when a deployment refuses its own credentials (401): an operator\'s slip on one deployment, not the request', async () => {
+    llm.failNext({ status: 401, deployment: 'gpt-4o-mini-swc', times: 1, message: 'Access denied due to invalid subscription key', code: '401', type: 'invalid_request_error' });
+    const id = await conversation();
+    const res = await http.post(`/v1/conversations/${id}/messages`, { content: 'Schlüssel falsch' }, token);
+    expect(res.status).toBe(201);
+    expect(res.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+  });
+
   it("answers a provider's refusal of the request's parameters with 422, without the provider's words", async () => {
     const id = await conversation();
     llm.failNext({ status: 400, deployment: 'gpt-4o-mini-swc', message: 'max_tokens is too large: 128000 (deployment gpt-4o-mini-swc)', code: null, type: 'invalid_request_error' });

@@ -39,7 +39,9 @@ export const createAssistantInput = z.strictObject({
 
 const chatMessage = z.object({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
-  content: z.union([storableText(MESSAGE_MAX_CHARS), z.array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))]),
+  content: z.union([storableText(MESSAGE_MAX_CHARS), z.array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))], {
+    error: 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
+  }),
   name: z.string().max(64).optional(),
 });
 

@@ -81,7 +81,13 @@ export class CompletionService {
     const chosen = model ?? this.router.defaultModel(policy, this.config.DEFAULT_MODEL);
     const candidates = this.router.candidates(chosen, policy);
     await this.quota.assertAllowed(workspace, actor.userId);
-    const window = Math.min(...candidates.map((c) => c.contextWindow)) - (params.max_tokens ?? ANSWER_RESERVE);
+    const context = Math.min(...candidates.map((c) => c.contextWindow));
+    if (params.max_tokens !== undefined && params.max_tokens >= context) {
+      throw new ProblemError(400, `max_tokens leaves no room for the prompt in ${chosen}'s context window of ${context} tokens`, {
+        errors: [{ field: 'max_tokens', message: `must be below ${context}, the context window of ${chosen}` }],
+      });
+    }
+    const window = context - (params.max_tokens ?? ANSWER_RESERVE);
     const sent = trimToWindow(messages, window);
     // What the model will see: a term in history trimmed away reaches no provider.
     this.filter.checkRules(sent, policy, actor.userId);

@@ -39,7 +39,8 @@ export class ProviderClients {
 /** Errors worth trying another deployment for: rate limits, server errors, timeouts, network. */
 export function isFallbackWorthy(err: unknown): boolean {
   if (err instanceof OpenAI.APIConnectionError) return true; // includes timeouts
-  if (err instanceof OpenAI.APIError) return err.status === 429 || (err.status ?? 0) >= 500 || err.status === 408;
+  // 401/403/404: this deployment's key, network rule or name is wrong (an operator's slip), not the request: another allowed one may serve it.
+  if (err instanceof OpenAI.APIError) return [401, 403, 404, 408, 429].includes(err.status ?? 0) || (err.status ?? 0) >= 500;
   return false;
 }
 
