@@ -113,6 +113,11 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     const asAdmin = await tokenOf('admin');
     await expect(world.rpc.call(IdentityRpc.acceptInvitation, { token: asMember }, { actor: invitee })).rejects.toMatchObject({ status: 400 });
     expect(await world.rpc.call(IdentityRpc.acceptInvitation, { token: asAdmin }, { actor: invitee })).toMatchObject({ orgId: org.id, role: 'admin' });
+
+    // Sent at the same moment, they take turns: one stays open, not both.
+    const other = 'gleichzeitig@example.eu';
+    await Promise.all((['member', 'admin'] as const).map((role) => world.rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email: other, role }, { actor: owner })));
+    expect(await world.env.sql(`SELECT count(*)::int AS n FROM identity.invitations WHERE org_id = $1 AND email = $2 AND accepted_at IS NULL`, [org.id, other])).toEqual([{ n: 1 }]);
   });
 
   it('revokes a removed member\'s keys for the organisation for good: inviting them again does not bring a key back', async () => {

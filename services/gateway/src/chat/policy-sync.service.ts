@@ -26,7 +26,8 @@ export class ChatPolicySync {
     try {
       await this.rpc.call(ChatRpc.refreshPolicy, orgId ? { orgId } : {}, { actor, meta, timeoutMs: SYNC_TIMEOUT_MS });
     } catch (err) {
-      this.logger.warn({ err: String(err), orgId }, "chat did not take the routing change now; identity's event brings it");
+      // An error, not a warning: until the event arrives, a message may still follow the old setting.
+      this.logger.error({ err: String(err), orgId }, "chat did not take the routing change now; identity's event brings it");
     }
   }
 }
