@@ -1,12 +1,8 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
 import { ProblemError } from '@ally/contracts';
-import { signStripePayload, startStripeEmulator, type StripeEmulator } from '@ally/emulators';
-import type { RunningService } from '@ally/platform';
-import { createTestEnv, type TestEnv } from '@ally/testing';
-import { billingService } from '../src/index.js';
-import { StripeWebhookService } from '../src/webhooks/stripe-webhook.service.js';
+import { billingWorld } from './billing-world.js';
 
 /**
  * Signed webhooks of an unexpected shape. A body that is not a Stripe event,
@@ -16,46 +12,21 @@ import { StripeWebhookService } from '../src/webhooks/stripe-webhook.service.js'
  * a 500, which Stripe would retry for days.
  */
 describe('Stripe webhooks of an unexpected shape', () => {
-  let env: TestEnv;
-  let stripe: StripeEmulator;
-  let billing: RunningService;
-  let sdk: Stripe;
-
-  beforeAll(async () => {
-    env = await createTestEnv();
-    stripe = await startStripeEmulator();
-    billing = await env.start(billingService, {
-      PLANS_FILE: 'services/billing/config/plans.json',
-      STRIPE_API_URL: stripe.url,
-      STRIPE_WEBHOOK_SECRET: stripe.webhookSecret,
-      QUOTA_REFRESH_MS: '600000',
-      METER_POLL_MS: '600000',
-    });
-    const url = new URL(stripe.url);
-    sdk = new Stripe('sk_test_shapes', { host: url.hostname, port: Number(url.port), protocol: 'http' });
-  });
+  const world = billingWorld();
 
   afterEach(() => {
     jest.restoreAllMocks();
   });
 
-  afterAll(async () => {
-    await env?.close();
-    await stripe?.close();
-  });
-
   const eventId = () => `evt_${randomUUID().replace(/-/g, '')}`;
-  const send = (body: unknown) => {
-    const payload = JSON.stringify(body);
-    return billing.app.get(StripeWebhookService).receive(Buffer.from(payload).toString('base64'), signStripePayload(payload, stripe.webhookSecret));
-  };
+  const send = (body: unknown) => world.sendWebhook(body);
   const event = (type: string, object: object, extra: object = {}) => ({
     id: eventId(),
     object: 'event',
     type,
     created: Math.floor(Date.now() / 1000),
     data: { object },
-    api_version: stripe.apiVersion,
+    api_version: world.stripe.apiVersion,
     livemode: false,
     ...extra,
   });
@@ -67,16 +38,16 @@ describe('Stripe webhooks of an unexpected shape', () => {
     expect(err).toBeInstanceOf(ProblemError);
     return err as ProblemError;
   };
-  const processed = async (id: string) => (await env.sql(`SELECT 1 FROM billing.processed_webhooks WHERE event_id = $1`, [id])).length === 1;
-  const processedCount = async () => (await env.sql<{ n: number }>(`SELECT count(*)::int AS n FROM billing.processed_webhooks`))[0].n;
-  const subscriptionOf = async (workspace: string) => (await env.sql(`SELECT stripe_subscription_id, plan, status FROM billing.subscriptions WHERE workspace = $1`, [workspace]))[0];
-  const warnings = () => jest.spyOn(billing.ctx.logger, 'warn');
+  const processed = async (id: string) => (await world.env.sql(`SELECT 1 FROM billing.processed_webhooks WHERE event_id = $1`, [id])).length === 1;
+  const processedCount = async () => (await world.env.sql<{ n: number }>(`SELECT count(*)::int AS n FROM billing.processed_webhooks`))[0].n;
+  const subscriptionOf = async (workspace: string) => (await world.env.sql(`SELECT stripe_subscription_id, plan, status FROM billing.subscriptions WHERE workspace = $1`, [workspace]))[0];
+  const warnings = () => jest.spyOn(world.billing.ctx.logger, 'warn');
   const warned = (spy: ReturnType<typeof warnings>, message: RegExp) => spy.mock.calls.some((args) => args.some((a) => typeof a === 'string' && message.test(a)));
   /** A workspace with its Stripe customer, as Checkout leaves it. */
   const workspaceWithCustomer = async () => {
     const workspace = randomUUID();
-    const customer = await sdk.customers.create({ metadata: { workspace } });
-    await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [workspace, customer.id, randomUUID()]);
+    const customer = await world.sdk.customers.create({ metadata: { workspace } });
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [workspace, customer.id, randomUUID()]);
     return { workspace, customer: customer.id };
   };
 
@@ -112,9 +83,9 @@ describe('Stripe webhooks of an unexpected shape', () => {
   });
 
   it('acknowledges a subscription whose customer belongs to no workspace', async () => {
-    const stranger = await sdk.customers.create({ name: 'Unbekannt GmbH' });
+    const stranger = await world.sdk.customers.create({ name: 'Unbekannt GmbH' });
     const claimed = randomUUID();
-    const sub = await sdk.subscriptions.create({ customer: stranger.id, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace: claimed, plan: 'team' } });
+    const sub = await world.sdk.subscriptions.create({ customer: stranger.id, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace: claimed, plan: 'team' } });
     const warn = warnings();
     const body = event('customer.subscription.updated', sub);
     await expect(send(body)).resolves.toEqual({ received: true, duplicate: false });
@@ -127,8 +98,8 @@ describe('Stripe webhooks of an unexpected shape', () => {
     const mine = await workspaceWithCustomer();
     const other = await workspaceWithCustomer();
     // The other workspace's customer, with a subscription whose metadata names mine.
-    const sub = await sdk.subscriptions.create({ customer: other.customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace: mine.workspace, plan: 'team' } });
-    const canceled = await sdk.subscriptions.cancel(sub.id);
+    const sub = await world.sdk.subscriptions.create({ customer: other.customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace: mine.workspace, plan: 'team' } });
+    const canceled = await world.sdk.subscriptions.cancel(sub.id);
     const warn = warnings();
     const body = event('customer.subscription.deleted', canceled);
     await expect(send(body)).resolves.toEqual({ received: true, duplicate: false });
@@ -139,17 +110,17 @@ describe('Stripe webhooks of an unexpected shape', () => {
   });
 
   it('acknowledges an invoice of a customer of no workspace', async () => {
-    const stranger = await sdk.customers.create({ name: 'Niemand AG' });
+    const stranger = await world.sdk.customers.create({ name: 'Niemand AG' });
     const warn = warnings();
     const body = event('invoice.paid', { id: 'in_nobody1', object: 'invoice', customer: stranger.id, currency: 'eur', status: 'paid', total: 100, subtotal: 100, amount_paid: 100, created: Math.floor(Date.now() / 1000) });
     await expect(send(body)).resolves.toEqual({ received: true, duplicate: false });
     expect(warned(warn, /customer of no workspace/)).toBe(true);
-    expect(await env.sql(`SELECT 1 FROM billing.invoices WHERE stripe_invoice_id = 'in_nobody1'`)).toEqual([]);
+    expect(await world.env.sql(`SELECT 1 FROM billing.invoices WHERE stripe_invoice_id = 'in_nobody1'`)).toEqual([]);
   });
 
   it('still applies a valid event once, and refuses one that would change state without its time', async () => {
     const { workspace, customer } = await workspaceWithCustomer();
-    const sub = await sdk.subscriptions.create({ customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
+    const sub = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
 
     const timeless = { ...event('customer.subscription.created', sub), created: undefined };
     const err = await problem(send(timeless));
@@ -161,9 +132,9 @@ describe('Stripe webhooks of an unexpected shape', () => {
     const body = event('customer.subscription.created', sub);
     await expect(send(body)).resolves.toEqual({ received: true, duplicate: false });
     expect(await subscriptionOf(workspace)).toEqual({ stripe_subscription_id: sub.id, plan: 'team', status: 'active' });
-    const changed = await env.sql(`SELECT 1 FROM billing.outbox WHERE type = 'billing.subscription.changed' AND payload::text LIKE $1`, [`%${workspace}%`]);
+    const changed = await world.env.sql(`SELECT 1 FROM billing.outbox WHERE type = 'billing.subscription.changed' AND payload::text LIKE $1`, [`%${workspace}%`]);
     expect(changed).toHaveLength(1);
     await expect(send(body)).resolves.toEqual({ received: true, duplicate: true });
-    expect(await env.sql(`SELECT 1 FROM billing.outbox WHERE type = 'billing.subscription.changed' AND payload::text LIKE $1`, [`%${workspace}%`])).toHaveLength(1);
+    expect(await world.env.sql(`SELECT 1 FROM billing.outbox WHERE type = 'billing.subscription.changed' AND payload::text LIKE $1`, [`%${workspace}%`])).toHaveLength(1);
   });
 });

@@ -1,0 +1,48 @@
+import { afterAll, beforeAll } from '@jest/globals';
+import Stripe from 'stripe';
+import { signStripePayload, startStripeEmulator, type StripeEmulator } from '@ally/emulators';
+import type { RunningService } from '@ally/platform';
+import { createTestEnv, type TestEnv } from '@ally/testing';
+import { billingService } from '../src/index.js';
+import { StripeWebhookService } from '../src/webhooks/stripe-webhook.service.js';
+
+export interface BillingWorld {
+  env: TestEnv;
+  stripe: StripeEmulator;
+  billing: RunningService;
+  /** The Stripe SDK against the emulator, as a test's own Stripe dashboard. */
+  sdk: Stripe;
+  /** A body signed as Stripe signs it, handed to billing's webhook service. */
+  sendWebhook(body: unknown): ReturnType<StripeWebhookService['receive']>;
+}
+
+/**
+ * billing with the Stripe emulator in a test world of its own, its timers
+ * (quota refresh, meter reporting) left to the test; started and closed with
+ * the enclosing describe.
+ */
+export function billingWorld(): BillingWorld {
+  const world = {} as BillingWorld;
+  beforeAll(async () => {
+    world.env = await createTestEnv();
+    world.stripe = await startStripeEmulator();
+    world.billing = await world.env.start(billingService, {
+      PLANS_FILE: 'services/billing/config/plans.json',
+      STRIPE_API_URL: world.stripe.url,
+      STRIPE_WEBHOOK_SECRET: world.stripe.webhookSecret,
+      QUOTA_REFRESH_MS: '600000',
+      METER_POLL_MS: '600000',
+    });
+    const url = new URL(world.stripe.url);
+    world.sdk = new Stripe('sk_test_emulator', { host: url.hostname, port: Number(url.port), protocol: 'http' });
+    world.sendWebhook = (body) => {
+      const payload = JSON.stringify(body);
+      return world.billing.app.get(StripeWebhookService).receive(Buffer.from(payload).toString('base64'), signStripePayload(payload, world.stripe.webhookSecret));
+    };
+  });
+  afterAll(async () => {
+    await world.env?.close();
+    await world.stripe?.close();
+  });
+  return world;
+}
