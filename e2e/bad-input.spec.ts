@@ -294,6 +294,8 @@ describe('free text that reaches the database', () => {
     }
     const plain = await complete({ n: 1, logprobs: false, response_format: { type: 'text' }, modalities: ['text'] });
     expect(plain.status).toBe(200);
+    // null is the default, as OpenAI takes it.
+    expect((await complete({ temperature: null, top_p: null, max_tokens: null, max_completion_tokens: null, user: null })).status).toBe(200);
 
     const image = await complete({ messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'https://example.eu/a.png' } }] }] });
     expectProblem(image, 400, ['messages.0.content']);

@@ -435,6 +435,10 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(text).toBe('Echo: Guten Abend');
     expect(usage).toMatchObject({ completion_tokens: 3 });
 
+    // One model, as the SDK asks for it; one the policy does not allow (the key's user is restricted to the EU) is not there.
+    expect(await client.models.retrieve('gpt-4o-mini')).toMatchObject({ id: 'gpt-4o-mini', object: 'model', euResident: true });
+    await expect(client.models.retrieve('gpt-4o')).rejects.toMatchObject({ status: 404 });
+
     // Cut by max_tokens: the provider's finish reason comes through, so the SDK user sees the truncation.
     const cut = await client.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 3, messages: [{ role: 'user', content: '#tokens=10 lang' }] });
     expect(cut.choices[0].finish_reason).toBe('length');

@@ -74,10 +74,10 @@ export class CompatService {
 
   private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {
     const messages: PromptMessage[] = request.messages.map((m) => ({ role: m.role, content: textOf(m.content) }));
-    const maxTokens = request.max_completion_tokens ?? request.max_tokens;
+    const maxTokens = request.max_completion_tokens ?? request.max_tokens ?? undefined;
     return this.completions.prepare(actor, workspace, request.model, messages, {
-      ...(request.temperature !== undefined ? { temperature: request.temperature } : {}),
-      ...(request.top_p !== undefined ? { top_p: request.top_p } : {}),
+      ...(request.temperature != null ? { temperature: request.temperature } : {}),
+      ...(request.top_p != null ? { top_p: request.top_p } : {}),
       ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
     });
   }

@@ -1,7 +1,7 @@
-import { Controller, Delete, Get, Headers, HttpCode, Post, Query, Req, Res } from '@nestjs/common';
+import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, parseInput, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
@@ -28,6 +28,15 @@ export class ChatController {
   @Get('models')
   models(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
+  }
+
+  /** One model of the list (the OpenAI SDK's `models.retrieve`): the caller's policy decides, as for the list. */
+  @Get('models/:id')
+  async model(@Param('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    const models = await this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
+    const model = models.data.find((m) => m.id === id);
+    if (!model) throw new ProblemError(404, `The model "${id.slice(0, 100)}" does not exist or your policy does not allow it`);
+    return model;
   }
 
   @Post('conversations')
