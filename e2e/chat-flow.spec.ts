@@ -194,6 +194,15 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
       expect(NON_EU.flatMap((endpoint) => llm.requests({ endpoint }))).toEqual([]);
     }
 
+    // identity's clock a minute ahead of chat's: the replica holds "off" from an event dated in chat's future. Switching it
+    // on still holds at once, and that event, delivered again afterwards, does not undo it.
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
+    const userId = reg.body.user.id;
+    await env.sql(`UPDATE chat.user_settings SET restrict_to_eu = false, updated_at = now() + interval '1 minute' WHERE user_id = $1`, [userId]);
+    expect((await http.patch('/v1/me/settings', { restrictToEu: true }, t)).status).toBe(200);
+    expect((await ask(priv)).status).toBe(422);
+    expect(await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1 AND updated_at > now() + interval '50 seconds'`, [userId])).toEqual([{ restrict_to_eu: true }]);
+
     expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
     const org = (await http.post('/v1/orgs', { name: 'Brandt Werkzeuge GmbH' }, t)).body;
     const business = await conversation(org.id, t);

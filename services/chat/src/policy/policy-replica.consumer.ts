@@ -38,12 +38,26 @@ const APPLY: Record<string, Handler> = {
  * identity's answer right after a change); `keep` only fills a gap (what chat fetched for a user or
  * organisation it had not seen).
  */
-type OnConflict = 'update' | 'keep';
+type OnConflict = 'update' | 'keep' | 'current';
+
+/**
+ * The ON CONFLICT action for a replica row of `table` whose `columns` come from the row as of `updated_at`:
+ * `update` replaces an older row; `keep` leaves any row; `current` (identity's answer right after a change,
+ * read after it committed) replaces whatever is there, keeping the later time, so an event of a
+ * clock running ahead that arrives afterwards cannot undo it.
+ */
+function onConflictDo(table: string, columns: string[], onConflict: OnConflict): string {
+  if (onConflict === 'keep') return 'NOTHING';
+  const set = columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ');
+  return onConflict === 'current'
+    ? `UPDATE SET ${set}, updated_at = GREATEST(${table}.updated_at, EXCLUDED.updated_at)`
+    : `UPDATE SET ${set}, updated_at = EXCLUDED.updated_at WHERE ${table}.updated_at < EXCLUDED.updated_at`;
+}
 
 export function putUserSettings(em: Pick<EntityManager, 'query'>, userId: string, restrictToEu: boolean, at: string, onConflict: OnConflict): Promise<unknown> {
   return em.query(
     `INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3)
-     ON CONFLICT (user_id) DO ${onConflict === 'update' ? 'UPDATE SET restrict_to_eu = EXCLUDED.restrict_to_eu, updated_at = EXCLUDED.updated_at WHERE user_settings.updated_at < EXCLUDED.updated_at' : 'NOTHING'}`,
+     ON CONFLICT (user_id) DO ${onConflictDo('user_settings', ['restrict_to_eu'], onConflict)}`,
     [userId, restrictToEu, at],
   );
 }
@@ -59,12 +73,7 @@ export interface OrgPolicyRow {
 export function putOrgPolicy(em: Pick<EntityManager, 'query'>, p: OrgPolicyRow, at: string, onConflict: OnConflict): Promise<unknown> {
   return em.query(
     `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (org_id) DO ${
-       onConflict === 'update'
-         ? `UPDATE SET eu_only = EXCLUDED.eu_only, allowed_models = EXCLUDED.allowed_models, chat_retention_days = EXCLUDED.chat_retention_days,
-              blocked_terms = EXCLUDED.blocked_terms, updated_at = EXCLUDED.updated_at WHERE org_policies.updated_at < EXCLUDED.updated_at`
-         : 'NOTHING'
-     }`,
+     ON CONFLICT (org_id) DO ${onConflictDo('org_policies', ['eu_only', 'allowed_models', 'chat_retention_days', 'blocked_terms'], onConflict)}`,
     [p.orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? [], at],
   );
 }
@@ -76,7 +85,7 @@ export function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, u
   return em.query(
     `INSERT INTO memberships (org_id, user_id, role, updated_at)
      SELECT $1::uuid, $2::uuid, $3::text, $4::timestamptz WHERE NOT EXISTS (SELECT 1 FROM membership_removals WHERE org_id = $1::uuid AND user_id = $2::uuid AND removed_at >= $4::timestamptz)
-     ON CONFLICT (org_id, user_id) DO ${onConflict === 'update' ? 'UPDATE SET role = EXCLUDED.role, updated_at = EXCLUDED.updated_at WHERE memberships.updated_at < EXCLUDED.updated_at' : 'NOTHING'}`,
+     ON CONFLICT (org_id, user_id) DO ${onConflictDo('memberships', ['role'], onConflict)}`,
     [orgId, userId, role, at],
   );
 }

@@ -137,19 +137,19 @@ export class PolicyService {
    * sent right after `restrictToEu` was switched on cannot leave the EU.
    */
   async refreshUser(actor: Actor): Promise<void> {
-    if (!(await this.fetchMe(actor, 'update'))) throw new ProblemError(503, 'The identity service is not available');
+    if (!(await this.fetchMe(actor, 'current'))) throw new ProblemError(503, 'The identity service is not available');
   }
 
   /** As `refreshUser`, for an organisation's policy an admin of it just changed. */
   async refreshOrg(actor: Actor, orgId: string): Promise<void> {
-    await this.fetchOrgPolicy(actor, orgId, 'update');
+    await this.fetchOrgPolicy(actor, orgId, 'current');
   }
 
   /**
    * The user's settings and memberships from identity, kept in the replica dated to before the call;
-   * `settings`: whether they replace an older row (after a change) or only fill a gap.
+   * `settings`: whether they replace the row (right after a change: see `current`) or only fill a gap.
    */
-  private async fetchMe(actor: Actor, settings: 'keep' | 'update' = 'keep') {
+  private async fetchMe(actor: Actor, settings: 'keep' | 'current' = 'keep') {
     const asOf = new Date().toISOString();
     const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } }).catch(() => null);
     if (!me) return null;
@@ -161,7 +161,7 @@ export class PolicyService {
   }
 
   /** The organisation's policy from identity (which checks the caller is a member), kept as `fetchMe` keeps settings. */
-  private async fetchOrgPolicy(actor: Actor, orgId: string, onConflict: 'keep' | 'update' = 'keep') {
+  private async fetchOrgPolicy(actor: Actor, orgId: string, onConflict: 'keep' | 'current' = 'keep') {
     const asOf = new Date().toISOString();
     const { policy } = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });
     await putOrgPolicy(this.ds.manager, { orgId, ...policy }, asOf, onConflict);
