@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { messageText, modelIdSchema, multilineText, plainText, storableText } from '../common/text-fields.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
+import { pageParams } from '../common/query-params.js';
 
 export const MESSAGE_MAX_CHARS = 100_000;
 
@@ -13,11 +14,7 @@ export const createConversationInput = z.strictObject({
   title: plainText(200).min(1, 'must not be empty').optional(),
   assistantId: z.uuid('must be an assistant id').optional(),
 });
-export const listConversationsInput = z.strictObject({
-  workspace: workspaceSchema,
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
-});
+export const listConversationsInput = z.strictObject({ workspace: workspaceSchema, ...pageParams });
 /** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
 export const refreshPolicyInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id').optional() });
 export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });

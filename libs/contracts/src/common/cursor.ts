@@ -5,6 +5,16 @@ export function encodeCursor(at: Date, id: string): string {
   return Buffer.from(`${at.toISOString()}|${id}`).toString('base64url');
 }
 
+/**
+ * A page of a keyset list: the first `limit` of `rows` (read as `limit + 1`,
+ * so one more tells whether any follow) and the cursor after the last of them.
+ */
+export function keysetPage<T>(rows: T[], limit: number, position: (row: T) => [at: Date, id: string]): { page: T[]; nextCursor: string | null } {
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return { page, nextCursor: rows.length > limit && last ? encodeCursor(...position(last)) : null };
+}
+
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

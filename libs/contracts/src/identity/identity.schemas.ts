@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { modelIdSchema, plainText } from '../common/text-fields.js';
+import { pageParams, queryParams } from '../common/query-params.js';
 
 export const PASSWORD_MIN = 12;
 export const PASSWORD_MAX = 256;
@@ -33,16 +34,6 @@ export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, '
 const WORKSPACE = 'must be "private" or an organisation id';
 /** An organisation id in one spelling (lower case), so `B433…` and `b433…` can never be two workspaces with two quotas. */
 export const workspaceSchema = z.union([z.literal('private'), z.uuid(WORKSPACE).toLowerCase()], { error: WORKSPACE });
-
-/** Any parameter a query does not declare: a 400 naming it (a strict object names only "(body)"). */
-const unknownParameter = z.unknown().refine(() => false, { error: 'is not a known query parameter' });
-/** The parameters of a query string: each unknown one is refused by its name. */
-export const queryParams = <S extends z.ZodRawShape>(shape: S) => z.object(shape).catchall(unknownParameter);
-/** A page of a list (API.md): `?limit=&cursor=`, as every list takes them. */
-export const pageParams = {
-  limit: z.coerce.number().int().min(1).max(100).default(20),
-  cursor: z.string().max(200).optional(),
-};
 
 export const registerInput = z.strictObject({
   email: emailSchema,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { privacyScopeSchema } from '../common/privacy-rpc.js';
 import { multilineText, plainText } from '../common/text-fields.js';
-import { pageParams, queryParams } from '../identity/identity.schemas.js';
+import { pageParams, queryParams } from '../common/query-params.js';
 import { findCategory, takesRetentionDays } from './data-category-registry.js';
 
 export const privacyRequestTypeSchema = z.enum(['access', 'portability', 'erasure', 'restriction', 'objection']);

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { decodeCursor, encodeCursor, ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { decodeCursor, encodeCursor, keysetPage, ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
@@ -58,10 +58,8 @@ export class ConversationsService {
       .addOrderBy('c.id', 'DESC')
       .limit(limit + 1)
       .getMany();
-    const page = rows.slice(0, limit);
-    const data = await Promise.all(page.map((r) => this.toConversation(this.ds.manager, r)));
-    const last = page.at(-1);
-    return { data, nextCursor: rows.length > limit && last ? encodeCursor(last.updatedAt, last.id) : null };
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [r.updatedAt, r.id]);
+    return { data: await Promise.all(page.map((r) => this.toConversation(this.ds.manager, r))), nextCursor };
   }
 
   /**

@@ -34,18 +34,14 @@ const APPLY: Record<string, Handler> = {
 };
 
 /**
- * How a replica row as of `at` meets the one already there: `update` replaces an older one (an event, or
- * identity's answer right after a change); `keep` only fills a gap (what chat fetched for a user or
- * organisation it had not seen).
+ * How a replica row as of `at` meets the one already there: `update` (an event) replaces an older one;
+ * `keep` (what chat fetched for a user or organisation it had not seen) only fills a gap; `current`
+ * (identity's answer right after a change, read after it committed) replaces whatever is there, keeping
+ * the later time, so an event of a clock running ahead that arrives afterwards cannot undo it.
  */
 type OnConflict = 'update' | 'keep' | 'current';
 
-/**
- * The ON CONFLICT action for a replica row of `table` whose `columns` come from the row as of `updated_at`:
- * `update` replaces an older row; `keep` leaves any row; `current` (identity's answer right after a change,
- * read after it committed) replaces whatever is there, keeping the later time, so an event of a
- * clock running ahead that arrives afterwards cannot undo it.
- */
+/** The ON CONFLICT action for a replica row of `table` whose `columns` come from the row as of `updated_at`. */
 function onConflictDo(table: string, columns: string[], onConflict: OnConflict): string {
   if (onConflict === 'keep') return 'NOTHING';
   const set = columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ');

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, IsNull } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { decodeCursor, encodeCursor, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
+import { decodeCursor, keysetPage, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { MembershipEntity } from '../orgs/membership.entity.js';
 import { UserEntity } from '../users/user.entity.js';
@@ -51,11 +51,10 @@ export class ApiKeysService {
       .addOrderBy('k.id', 'DESC')
       .limit(limit + 1)
       .getMany();
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [r.createdAt, r.id]);
     return {
       data: page.map((r) => ({ id: r.id, name: r.name, workspace: r.workspace, prefix: r.prefix, createdAt: r.createdAt.toISOString(), lastUsedAt: r.lastUsedAt?.toISOString() ?? null })),
-      nextCursor: rows.length > limit && last ? encodeCursor(last.createdAt, last.id) : null,
+      nextCursor,
     };
   }
 

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import {
   decodeCursor,
-  encodeCursor,
+  keysetPage,
   ProblemError,
   type Actor,
   type Invitation,
@@ -91,11 +91,10 @@ export class OrgsService {
         LIMIT ${limit + 1}`,
       params,
     );
-    const page = rows.slice(0, limit);
-    const last = page.at(-1);
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [new Date(r.created_at), r.id]);
     return {
       data: page.map((r) => ({ userId: r.id, firstName: r.first_name, lastName: r.last_name, email: r.email, role: r.role, joinedAt: new Date(r.created_at).toISOString() })),
-      nextCursor: rows.length > limit && last ? encodeCursor(new Date(last.created_at), last.id) : null,
+      nextCursor,
     };
   }
 

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { decodeCursor, encodeCursor, PROCESSORS, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
+import { decodeCursor, keysetPage, PROCESSORS, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
 import type { PlannedStep } from './request-plan.js';
 
 export interface RequestRow {
@@ -96,9 +96,8 @@ export class RequestsRepository {
       keyset = ` AND (created_at, id) < ($${p.length - 1}::timestamptz, $${p.length}::uuid)`;
     }
     const rows: RequestRow[] = await this.ds.query(`SELECT * FROM requests WHERE ${where}${keyset} ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`, p);
-    const more = rows.length > limit;
-    const data = await this.views(rows.slice(0, limit));
-    return { data, nextCursor: more ? encodeCursor(new Date(rows[limit - 1].created_at), rows[limit - 1].id) : null };
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [new Date(r.created_at), r.id]);
+    return { data: await this.views(page), nextCursor };
   }
 
   async views(rows: RequestRow[]): Promise<PrivacyRequestView[]> {
