@@ -102,8 +102,9 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
       },
     ],
     // StreamPublisher: frames to the gateway's subject, acks back on <subject>.ctl.
-    publish: ['ally.stream.gateway.*'],
-    subscribe: ['ally.stream.gateway.*.ctl'],
+    // AnswersInFlight: a deletion or erasure on one replica stops the answer another one writes.
+    publish: ['ally.stream.gateway.*', 'ally.chat.answers.stop'],
+    subscribe: ['ally.stream.gateway.*.ctl', 'ally.chat.answers.stop'],
   },
   billing: {
     note: 'Turns completions into its ledger, counts seats from memberships; checks org access through identity.',

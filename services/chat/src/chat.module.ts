@@ -4,6 +4,7 @@ import { AssistantsService } from './assistants/assistants.service.js';
 import { loadCatalog } from './catalog/model-catalog.js';
 import { CATALOG, RouterService } from './catalog/router.service.js';
 import { ChatController } from './chat.controller.js';
+import { AnswersInFlight } from './completions/answers-in-flight.js';
 import { CompatService } from './completions/compat.service.js';
 import { CompletionService } from './completions/completion.service.js';
 import { ProviderClients } from './completions/provider-clients.js';
@@ -41,6 +42,7 @@ export class ChatModule {
         QuotaGate,
         ContentCipher,
         CompletionService,
+        AnswersInFlight,
         CompatService,
         AssistantsService,
         ConversationsService,

@@ -7,6 +7,7 @@ import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type Re
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
+import { AnswersInFlight } from './answers-in-flight.js';
 import { CompletionService, type Plan, type StreamProgress } from './completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
@@ -23,6 +24,7 @@ export class CompatService {
   constructor(
     private readonly ds: DataSource,
     private readonly completions: CompletionService,
+    private readonly inFlight: AnswersInFlight,
     @Inject(NATS) private readonly nats: NatsConnection,
     @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -33,7 +35,12 @@ export class CompatService {
     const plan = await this.plan(actor, workspace, request);
     // Listening from here on is enough: the gateway repeats a cancel until the call is answered.
     const cancellation = listenForCancel(this.nats, this.config, cancel);
-    const result = await this.completions.complete(plan, cancellation?.signal).finally(() => cancellation?.close());
+    const stop = this.track(plan);
+    const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
+    const result = await this.completions.complete(plan, signal).finally(() => {
+      cancellation?.close();
+      stop.release();
+    });
     const id = randomUUID();
     await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
     return {
@@ -52,10 +59,11 @@ export class CompatService {
   async stream(actor: Actor, workspace: string, request: ChatCompletionsInput, target: { subject: string; window: number }): Promise<{ accepted: true }> {
     const plan = await this.plan(actor, workspace, request);
     const publisher = openFrameStream(this.nats, this.config, target);
+    const stop = this.track(plan);
     void (async () => {
       const progress: StreamProgress = { text: '' };
       try {
-        const result = await this.completions.stream(plan, framesTo(publisher), publisher.abort.signal, progress);
+        const result = await this.completions.stream(plan, framesTo(publisher), AbortSignal.any([publisher.abort.signal, stop.signal]), progress);
         const id = randomUUID();
         await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
         publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency, finishReason: result.finishReason });
@@ -67,9 +75,16 @@ export class CompatService {
         }
         if (publisher.cancelled) return publisher.close();
         publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });
+      } finally {
+        stop.release();
       }
     })();
     return { accepted: true };
+  }
+
+  /** Nothing is stored for these calls, but an erasure of the caller stops their processing all the same. */
+  private track(plan: Plan) {
+    return this.inFlight.track({ userId: plan.actor.userId, workspace: plan.policy.workspace });
   }
 
   private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {

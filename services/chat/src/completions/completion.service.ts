@@ -218,7 +218,8 @@ export class CompletionService {
         }
         return { ...(await call(d, this.clients.for(d), messages)), deployment: d };
       } catch (err) {
-        if (isAbort(err)) throw new ProblemError(499, 'The client went away; the provider call was cancelled');
+        // Stopped on purpose (the conversation or its owner went: a 410), or the client went away.
+        if (isAbort(err)) throw signal?.reason instanceof ProblemError ? signal.reason : new ProblemError(499, 'The client went away; the provider call was cancelled');
         if (err instanceof ProblemError) throw err;
         if (isPromptFiltered(err)) throw this.filter.refusedByDeployment(d, plan.policy, plan.actor.userId, filteredCategories(err));
         lastError = err;

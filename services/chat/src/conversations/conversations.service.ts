@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { decodeCursor, encodeCursor, keysetPage, ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
 import { AssistantsService } from '../assistants/assistants.service.js';
+import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
 import { ConversationEntity } from './conversation.entity.js';
@@ -20,6 +21,7 @@ export class ConversationsService {
     private readonly cipher: ContentCipher,
     private readonly policies: PolicyService,
     private readonly assistants: AssistantsService,
+    private readonly inFlight: AnswersInFlight,
   ) {}
 
   async create(actor: Actor, input: { workspace: string; title?: string; assistantId?: string }): Promise<Conversation> {
@@ -99,6 +101,8 @@ export class ConversationsService {
   async delete(actor: Actor, id: string): Promise<void> {
     await this.owned(actor, id);
     await this.ds.getRepository(ConversationEntity).delete({ id });
+    // An answer still being written into it stops: its words have nowhere to go, and the rest is not billed.
+    this.inFlight.stop({ conversationId: id });
   }
 
   /**

@@ -8,6 +8,7 @@ import type { StreamPublisher } from '@ally/messaging';
 import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { RouterService } from '../catalog/router.service.js';
+import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from '../completions/completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -32,6 +33,7 @@ export class MessagesService {
     private readonly completions: CompletionService,
     private readonly router: RouterService,
     private readonly cipher: ContentCipher,
+    private readonly inFlight: AnswersInFlight,
     @Inject(NATS) private readonly nats: NatsConnection,
     @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -40,12 +42,16 @@ export class MessagesService {
   /** Not streamed; `cancel` names where the gateway says its client went away (then the provider call is aborted and nothing saved). */
   async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
     const cancellation = listenForCancel(this.nats, this.config, input.cancel);
+    let stop: ReturnType<AnswersInFlight['track']> | undefined;
     try {
       const turn = await this.prepare(actor, input);
-      const result = await this.completions.complete(turn.plan, cancellation?.signal);
+      stop = this.track(turn);
+      const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
+      const result = await this.completions.complete(turn.plan, signal);
       return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
+      stop?.release();
     }
   }
 
@@ -61,10 +67,24 @@ export class MessagesService {
   }
 
   private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>): Promise<void> {
+    const stop = this.track(turn);
+    try {
+      await this.answer(turn, publisher, AbortSignal.any([publisher.abort.signal, stop.signal]));
+    } finally {
+      stop.release();
+    }
+  }
+
+  /** Stopped by the conversation's deletion or its owner's erasure (wherever that ran), or by the gateway's cancel. */
+  private track(turn: Turn) {
+    return this.inFlight.track({ userId: turn.plan.actor.userId, workspace: turn.plan.policy.workspace, conversationId: turn.conversationId });
+  }
+
+  private async answer(turn: Turn, publisher: StreamPublisher<StreamFrame>, signal: AbortSignal): Promise<void> {
     const progress: StreamProgress = { text: '' };
     let result: CompletionResult;
     try {
-      result = await this.completions.stream(turn.plan, framesTo(publisher), publisher.abort.signal, progress);
+      result = await this.completions.stream(turn.plan, framesTo(publisher), signal, progress);
     } catch (err) {
       // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
       const partial = this.completions.partial(turn.plan, progress);

@@ -3,6 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { decodeCursor, encodeCursor, ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
+import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
 import { ERASED_USER } from './erased-user.js';
@@ -69,6 +70,7 @@ export class ChatPrivacyService {
   constructor(
     private readonly ds: DataSource,
     private readonly cipher: ContentCipher,
+    private readonly inFlight: AnswersInFlight,
   ) {}
 
   /**
@@ -183,6 +185,13 @@ export class ChatPrivacyService {
    * key, so copies in backups can no longer be decrypted.
    */
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
+    const erased = await this.eraseRows(userId, scope);
+    // Answers being written for them stop too (billed for what was generated, to nobody after a full erasure).
+    this.inFlight.stop({ userId, scope });
+    return erased;
+  }
+
+  private eraseRows(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em) => {
       // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
       if (scope === 'all') {
