@@ -92,7 +92,7 @@ const bodyRoutes: BodyRoute[] = [
     method: 'PATCH',
     path: () => `/v1/orgs/${orgId}/policy`,
     auth: true,
-    valid: () => ({ euOnly: true, allowedModels: ['mistral-large'], chatRetentionDays: 30 }),
+    valid: () => ({ euOnly: true, allowedModels: ['mistral-small'], chatRetentionDays: 30 }),
     required: [],
     nullable: ['allowedModels', 'chatRetentionDays'],
   },
@@ -604,7 +604,7 @@ describe('retention policies', () => {
 describe('organisation policy', () => {
   it('null clears allowed models and the chat retention, once set', async () => {
     const path = `/v1/orgs/${orgId}/policy`;
-    expect((await http.patch(path, { allowedModels: ['mistral-large'], chatRetentionDays: 30 }, jana.accessToken)).body).toMatchObject({ allowedModels: ['mistral-large'], chatRetentionDays: 30 });
+    expect((await http.patch(path, { allowedModels: ['mistral-small'], chatRetentionDays: 30 }, jana.accessToken)).body).toMatchObject({ allowedModels: ['mistral-small'], chatRetentionDays: 30 });
     const cleared = await http.patch(path, { allowedModels: null, chatRetentionDays: null }, jana.accessToken);
     expect(cleared.status).toBe(200);
     expect(cleared.body).toMatchObject({ allowedModels: null, chatRetentionDays: null });

@@ -73,12 +73,18 @@ describe('x-ally-residency', () => {
     return [plainReceipt, streamedReceipt, residencyOf(compat), residencyOf(compatStreamed)];
   }
 
-  it('refuses allowed models that are not model ids with a 400 naming the entry, and keeps the policy', async () => {
+  it('refuses allowed models that are not model ids, or not in the catalog, with a 400 naming the field, and keeps the policy', async () => {
     for (const model of ['Mistral – klein', 'Modèle', 'mistral small', 'gpt🙂', 'a\u007fb']) {
       expectProblem(await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels: ['gpt-4o-mini', model] }, token), 400, ['allowedModels.1']);
     }
     expect((await http.get(`/v1/orgs/${orgId}`, token)).body.policy.allowedModels).toBeNull();
-    const ids = ['gpt-4o-mini', 'mistral-small', 'gpt-4o-mini@azure-swedencentral', 'org/model:v1.2_b'];
+    // Model ids, but not in chat's catalog: they would allow nothing, and so block every business conversation.
+    const unknown = await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels: ['gpt-4o-mini', 'gpt-4o-mini@azure-swedencentral', 'org/model:v1.2_b'] }, token);
+    expectProblem(unknown, 400, ['allowedModels']);
+    expect(unknown.body.detail).toContain('"gpt-4o-mini@azure-swedencentral", "org/model:v1.2_b"');
+    expect(unknown.body.detail).toContain('mistral-small');
+    expect((await http.get(`/v1/orgs/${orgId}`, token)).body.policy.allowedModels).toBeNull();
+    const ids = ['gpt-4o-mini', 'mistral-small'];
     expect((await http.patch(`/v1/orgs/${orgId}/policy`, { allowedModels: ids }, token)).body.allowedModels).toEqual(ids);
   });
 

@@ -47,6 +47,11 @@ export class ChatController {
     };
   }
 
+  @MessagePattern(ChatRpc.checkCatalog.subject)
+  checkCatalog(@Payload() req: RpcRequest) {
+    return this.router.checkCatalog(parseInput(ChatRpc.checkCatalog.input, req.input).models);
+  }
+
   @MessagePattern(ChatRpc.refreshPolicy.subject)
   async refreshPolicy(@Payload() req: RpcRequest) {
     const { orgId } = parseInput(ChatRpc.refreshPolicy.input, req.input);

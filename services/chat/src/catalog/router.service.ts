@@ -48,6 +48,12 @@ export class RouterService {
     return this.models(policy)[0]?.model ?? configured;
   }
 
+  /** Of `models`, those no deployment in the catalog serves; and every model it has. */
+  checkCatalog(models: string[]): { unknown: string[]; known: string[] } {
+    const known = [...new Set(this.catalog.map((d) => d.model))];
+    return { unknown: models.filter((m) => !known.includes(m)), known };
+  }
+
   /** Models a policy allows, each with where its preferred deployment runs. */
   models(policy: RoutingPolicy): { model: string; region: string; euResident: boolean }[] {
     const seen = new Map<string, Deployment>();

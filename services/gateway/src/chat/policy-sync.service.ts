@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
-import { ChatRpc, type Actor, type RequestMeta } from '@ally/contracts';
+import { ChatRpc, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 
@@ -21,6 +21,21 @@ export class ChatPolicySync {
     private readonly rpc: RpcClient,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
+
+  /**
+   * Before identity stores an organisation's `allowedModels`: a name chat's
+   * catalog does not know would allow nothing, and so block every business
+   * conversation of the organisation. identity cannot check it; chat can.
+   */
+  async assertKnownModels(actor: Actor, meta: RequestMeta, models: string[] | null | undefined): Promise<void> {
+    if (!models?.length) return;
+    const { unknown, known } = await this.rpc.call(ChatRpc.checkCatalog, { models }, { actor, meta, timeoutMs: SYNC_TIMEOUT_MS });
+    if (unknown.length === 0) return;
+    const names = unknown.map((m) => `"${m}"`).join(', ');
+    throw new ProblemError(400, `Unknown model${unknown.length > 1 ? 's' : ''} ${names}: the catalog has ${known.join(', ')}`, {
+      errors: [{ field: 'allowedModels', message: `${names} ${unknown.length > 1 ? 'are' : 'is'} not in the model catalog` }],
+    });
+  }
 
   async afterChange(actor: Actor, meta: RequestMeta, orgId?: string): Promise<void> {
     try {
