@@ -338,7 +338,7 @@ describe('query parameters', () => {
   it('an unknown or missing query parameter of a chat list is a 400 naming it, not "(body)"', async () => {
     const unknown = await http.get('/v1/conversations?workspace=private&foo=bar', jana.accessToken);
     expectProblem(unknown, 400, ['foo']);
-    expect(unknown.body.errors).toEqual([{ field: 'foo', message: 'is not a known field' }]);
+    expect(unknown.body.errors).toEqual([{ field: 'foo', message: 'is not a known query parameter' }]);
     const missing = await http.get('/v1/conversations', jana.accessToken);
     expectProblem(missing, 400, ['workspace']);
     expect(missing.body.errors).toEqual([{ field: 'workspace', message: 'is required' }]);

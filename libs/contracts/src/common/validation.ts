@@ -6,13 +6,14 @@ const valueAt = (root: unknown, path: PropertyKey[]): unknown =>
 
 /**
  * One entry per bad field, in the caller's terms: each unknown field is named
- * as the field, not as "(body)"; given the input, a missing field "is required"
+ * as the field, not as "(body)" (`unknown` says what it is not: a known field,
+ * a known query parameter); given the input, a missing field "is required"
  * (not "expected string, received undefined").
  */
-export function fieldErrors(error: z.ZodError, input?: unknown): FieldError[] {
+export function fieldErrors(error: z.ZodError, input?: unknown, unknown = 'is not a known field'): FieldError[] {
   const name = (path: PropertyKey[]) => (path.length ? path.map(String).join('.') : '(body)');
   return error.issues.flatMap((issue): FieldError[] => {
-    if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => ({ field: name([...issue.path, key]), message: 'is not a known field' }));
+    if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => ({ field: name([...issue.path, key]), message: unknown }));
     const missing =
       input !== undefined &&
       issue.path.length > 0 &&
@@ -26,7 +27,7 @@ export function fieldErrors(error: z.ZodError, input?: unknown): FieldError[] {
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
   const result = schema.safeParse(value);
   if (!result.success) {
-    const errors = fieldErrors(result.error, value);
+    const errors = fieldErrors(result.error, value, what === 'query' ? 'is not a known query parameter' : undefined);
     throw new ProblemError(400, `Invalid ${what}: ${errors.map((e) => `${e.field} (${e.message})`).join('; ')}`, {
       errors,
     });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { modelIdSchema, plainText } from '../common/text-fields.js';
-import { pageParams, queryParams } from '../common/query-params.js';
+import { pageParams } from '../common/query-params.js';
 
 export const PASSWORD_MIN = 12;
 export const PASSWORD_MAX = 256;
@@ -59,11 +59,11 @@ export const createApiKeyInput = z.strictObject({
 });
 export const idInput = z.strictObject({ id: z.uuid('must be a valid id') });
 /** `GET /v1/me/api-keys`: the caller's keys, newest first. */
-export const listApiKeysInput = queryParams(pageParams);
+export const listApiKeysInput = z.strictObject(pageParams);
 export const createOrgInput = z.strictObject({ name: orgNameSchema });
 export const orgIdInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id') });
 /** `GET /v1/orgs/:orgId/members`: the organisation from the path, the page from the query; in order of joining. */
-export const listMembersInput = queryParams({ orgId: z.uuid('must be a valid organisation id'), ...pageParams });
+export const listMembersInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id'), ...pageParams });
 /** The HTTP body; the organisation comes from the path. */
 export const invitationBody = z.strictObject({ email: emailSchema, role: z.enum(['admin', 'member']) });
 export const createInvitationInput = invitationBody.extend({ orgId: z.uuid('must be a valid organisation id') });

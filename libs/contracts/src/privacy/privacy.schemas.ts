@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { privacyScopeSchema } from '../common/privacy-rpc.js';
 import { multilineText, plainText } from '../common/text-fields.js';
-import { pageParams, queryParams } from '../common/query-params.js';
+import { pageParams } from '../common/query-params.js';
 import { findCategory, takesRetentionDays } from './data-category-registry.js';
 
 export const privacyRequestTypeSchema = z.enum(['access', 'portability', 'erasure', 'restriction', 'objection']);
@@ -14,8 +14,8 @@ export const createPrivacyRequestInput = z.strictObject({
   type: privacyRequestTypeSchema,
   scope: privacyScopeSchema.default('all'),
 });
-export const listPrivacyRequestsInput = queryParams(pageParams);
-export const adminListPrivacyRequestsInput = queryParams({ status: privacyRequestStatusSchema.optional(), ...pageParams });
+export const listPrivacyRequestsInput = z.strictObject(pageParams);
+export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), ...pageParams });
 export const privacyRequestIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
 /** Compliance's decision on a restriction (lift) or an objection (upheld, or rejected with the compelling grounds). */
 export const decisionBody = z.strictObject({
@@ -91,6 +91,6 @@ export const createLegalHoldInput = z.strictObject({
   reason: multilineText(500).min(3, 'must be at least 3 characters'),
 });
 export const legalHoldIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
-export const listLegalHoldsInput = queryParams({ active: z.enum(['true', 'false']).optional() });
+export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional() });
 
-export const processingActivitiesInput = queryParams({ format: z.enum(['json', 'csv']).default('json') });
+export const processingActivitiesInput = z.strictObject({ format: z.enum(['json', 'csv']).default('json') });

@@ -1,15 +1,12 @@
 import { Controller, Get, Headers, HttpCode, Post, Put, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { BillingRpc, billingWorkspaceInput, capInput, checkoutInput, parseInput, ProblemError, queryParams, usageInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { BillingRpc, billingWorkspaceInput, capInput, checkoutInput, parseInput, ProblemError, usageInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
-
-/** Billing does not page invoices yet (it answers them all): `limit` or `cursor`, like any unknown parameter, is a 400 naming it. */
-const invoicesQuery = queryParams(billingWorkspaceInput.shape);
 
 @ApiTags('billing')
 @ApiBearerAuth()
@@ -48,9 +45,10 @@ export class BillingController {
     return this.rpc.call(BillingRpc.usage, parseInput(usageInput, query, 'query'), { actor, meta });
   }
 
+  /** Not paged yet (billing answers them all): `limit` or `cursor`, like any unknown parameter, is a 400 naming it. */
   @Get('billing/invoices')
   invoices(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(BillingRpc.invoices, parseInput(invoicesQuery, query, 'query'), { actor, meta });
+    return this.rpc.call(BillingRpc.invoices, parseInput(billingWorkspaceInput, query, 'query'), { actor, meta });
   }
 
   /** Monthly token caps: `{ workspace, userId?, monthlyTokens | null }`. */
