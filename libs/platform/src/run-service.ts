@@ -63,13 +63,22 @@ async function openDatabaseOrExplain(def: ServiceDefinition, config: Record<stri
   return ds;
 }
 
+/** A service's modules, built but not serving: what a one-off command runs against. */
+export interface BuiltService<C extends Record<string, unknown> = Record<string, unknown>> {
+  name: string;
+  app: NestFastifyApplication;
+  ctx: PlatformContext & { config: C };
+  close(): Promise<void>;
+}
+
 /**
- * Starts one service: config, NATS, DB, streams, HTTP (health, metrics, API), RPC handlers, outbox relay.
- * `serve: false` (a one-off command): the modules only, without HTTP, RPC handlers, the relay or the
- * lifecycle hooks that start event consumers and background workers, so a command never acts as one
- * more replica of the running service (its outbox rows are published by the running service's relay).
+ * Builds one service: config, NATS, DB, streams and its Nest modules, without
+ * HTTP, RPC handlers, the outbox relay or the lifecycle hooks that start event
+ * consumers and background workers. A one-off command runs on this, so it never
+ * acts as one more replica of the running service (its outbox rows are
+ * published by the running service's relay).
  */
-export async function startService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env, { serve = true }: { serve?: boolean } = {}): Promise<RunningService> {
+export async function buildService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env): Promise<BuiltService<C>> {
   const config = loadConfig(def.configSchema, env) as C & Record<string, any>;
   const logger = createLogger(def.name, config.LOG_LEVEL);
   const nats = await connectNatsOrExplain(config, def.name);
@@ -93,10 +102,12 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   const rpc = new RpcClient(nats, config.NATS_SUBJECT_PREFIX);
   await rpc.connect();
   const ctx: PlatformContext & { config: C } = { config, env, logger, nats, rpc, registry, dataSource };
-
-  const server = new RpcServer({ connection: nats, prefix: config.NATS_SUBJECT_PREFIX, queue: def.name });
-  const port = Number(config[def.portVariable ?? 'HTTP_PORT'] ?? 0);
-  let app: NestFastifyApplication | undefined;
+  const release = async () => {
+    await rpc.close().catch(() => undefined);
+    await nats.drain().catch(() => undefined);
+    await dataSource?.destroy().catch(() => undefined);
+  };
+  let app: NestFastifyApplication;
   try {
     const adapter = new FastifyAdapter({ trustProxy: true, ...(def.fastifyOptions?.(config) ?? {}) });
     app = await NestFactory.create<NestFastifyApplication>(def.module(ctx), adapter, {
@@ -104,40 +115,57 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
       rawBody: true,
       abortOnError: false,
     });
-    if (serve) {
-      app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
-      await def.configureHttp?.(app, ctx);
-      await app.startAllMicroservices();
-      await app.listen(port, config.HTTP_HOST);
-    }
   } catch (err) {
-    // A module that refuses to start (a bad config file, an onModuleInit that threw) leaves no connection behind.
-    await app?.close().catch(() => undefined);
-    await rpc.close().catch(() => undefined);
-    await nats.close().catch(() => undefined);
-    await dataSource?.destroy().catch(() => undefined);
+    // A module that refuses to be built (a bad config file, say) leaves no connection behind.
+    await release();
     throw err;
   }
-  const address = serve ? app.getHttpServer().address() : undefined;
-  const boundPort = typeof address === 'object' && address ? address.port : port;
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      await app.close();
+      await release();
+    })());
+  return { name: def.name, app, ctx, close };
+}
 
-  const relay = dataSource && serve
+/**
+ * Starts one service: `buildService`, then HTTP (health, metrics, API), its
+ * RPC handlers, the lifecycle hooks (event consumers, workers) and the outbox relay.
+ */
+export async function startService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env): Promise<RunningService> {
+  const built = await buildService(def, env);
+  const { app, ctx } = built;
+  const { logger, nats, dataSource, registry } = ctx;
+  const config = ctx.config as C & Record<string, any>;
+  const server = new RpcServer({ connection: nats, prefix: config.NATS_SUBJECT_PREFIX, queue: def.name });
+  const port = Number(config[def.portVariable ?? 'HTTP_PORT'] ?? 0);
+  try {
+    app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
+    await def.configureHttp?.(app, ctx);
+    await app.startAllMicroservices();
+    await app.listen(port, config.HTTP_HOST);
+  } catch (err) {
+    // An onModuleInit that threw, a port taken: nothing is left behind.
+    await built.close().catch(() => undefined);
+    throw err;
+  }
+  const address = app.getHttpServer().address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const relay = dataSource
     ? new OutboxRelay({ dataSource, databaseUrl: config.DATABASE_URL, schema: def.database!.schema, nats, prefix: config.NATS_SUBJECT_PREFIX, logger, registry })
     : undefined;
   await relay?.start();
-  if (serve) logger.info({ port: boundPort, prefix: config.NATS_SUBJECT_PREFIX || undefined }, `${def.name} started`);
+  logger.info({ port: boundPort, prefix: config.NATS_SUBJECT_PREFIX || undefined }, `${def.name} started`);
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       // Stop taking new work, let in-flight requests finish, then drain NATS and the pool.
-      if (serve) await server.close();
-      await app.close();
+      await server.close();
       await relay?.stop();
-      await rpc.close();
-      await nats.drain().catch(() => undefined);
-      await dataSource?.destroy();
-      if (serve) logger.info(`${def.name} stopped`);
+      await built.close();
+      logger.info(`${def.name} stopped`);
     })());
   return { name: def.name, app, url: `http://127.0.0.1:${boundPort}`, ctx, close };
 }
@@ -178,7 +206,7 @@ export async function main(def: ServiceDefinition<any>, argv = process.argv.slic
     if (command) {
       const run = def.commands?.[command];
       if (!run) throw new StartupError(`Unknown command "${command}"; known: migrate${Object.keys(def.commands ?? {}).map((c) => `, ${c}`).join('')}`);
-      const service = await startService(def, { ...env, HTTP_PORT: '0', LOG_LEVEL: env.LOG_LEVEL ?? 'warn' }, { serve: false });
+      const service = await buildService(def, { ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' });
       try {
         const out = await run(service.app, args);
         process.stdout.write(out.endsWith('\n') ? out : `${out}\n`);
