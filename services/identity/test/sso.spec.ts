@@ -18,6 +18,7 @@ const REDIRECT_URI = 'http://localhost:3000/v1/auth/sso/local/callback';
 const accounts: Record<string, { email: string; given_name: string; family_name: string }> = {
   'sub-anna': { email: 'Anna.Schmidt@example.eu', given_name: 'Anna', family_name: 'Schmidt' },
   'sub-jonas': { email: 'jonas.weber@example.eu', given_name: 'Jonas', family_name: 'Weber' },
+  'sub-lena': { email: 'lena.vogel@example.eu', given_name: 'Lena', family_name: 'Vogel' },
 };
 
 /**
@@ -272,6 +273,25 @@ describe('identity single sign-on against a local OpenID provider', () => {
     );
     expect(Date.now() - started).toBeLessThan(4_000);
     expect(new Set(pairs.map((p) => p.refreshToken)).size).toBe(urls.length);
+  });
+
+  it('takes over an unverified account with the address for its owner: the registrant\'s password, sessions and API keys end', async () => {
+    // Someone registered the address first (never verified) and kept a password, a session and an API key.
+    const password = 'Vorher registriert 2026';
+    const squatter = await rpc.call(IdentityRpc.register, { email: 'lena.vogel@example.eu', password, firstName: 'Lena', lastName: 'Vogel' });
+    const actor = { userId: squatter.user.id, platformRoles: [] };
+    const key = await rpc.call(IdentityRpc.createApiKey, { name: 'backdoor', workspace: 'private' }, { actor });
+
+    const { pair } = await signIn('sub-lena');
+    expect(decodeJwt(pair.accessToken).sub).toBe(squatter.user.id);
+    await expect(rpc.call(IdentityRpc.login, { email: 'lena.vogel@example.eu', password })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.refresh, { refreshToken: squatter.refreshToken })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.verifyApiKey, { key: key.key })).rejects.toMatchObject({ status: 401 });
+    const [user] = await env.sql(`SELECT email_verified_at, password_hash FROM identity.users WHERE id = $1`, [squatter.user.id]);
+    expect(user.email_verified_at).not.toBeNull();
+    expect(user.password_hash).toBeNull();
+    // The owner's own sign-in goes on working.
+    await expect(rpc.call(IdentityRpc.refresh, { refreshToken: pair.refreshToken })).resolves.toMatchObject({ tokenType: 'Bearer' });
   });
 
   it('answers 404 for an unknown provider', async () => {

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource, IsNull } from 'typeorm';
+import { DataSource, IsNull, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { decodeCursor, keysetPage, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
 import { hashSecret, newSecret } from '../common/secrets.js';
@@ -61,6 +61,11 @@ export class ApiKeysService {
   async revoke(actor: Actor, id: string): Promise<void> {
     const result = await this.ds.getRepository(ApiKeyEntity).update({ id, userId: actor.userId, revokedAt: IsNull() }, { revokedAt: new Date() });
     if (!result.affected) throw new ProblemError(404, 'API key not found');
+  }
+
+  /** Every live key of the user (e.g. when someone else proves to own the account's address); inside the caller's transaction. */
+  async revokeAllForUser(em: EntityManager, userId: string): Promise<void> {
+    await em.getRepository(ApiKeyEntity).update({ userId, revokedAt: IsNull() }, { revokedAt: new Date() });
   }
 
   /** Called by the gateway for `Bearer ally_…`; a revoked key, or one whose workspace membership ended, fails. */

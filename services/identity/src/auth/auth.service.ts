@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type TokenPair } from '@ally/contracts';
 import { isUniqueViolation } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { OrgsService } from '../orgs/orgs.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
@@ -27,6 +28,7 @@ export class AuthService {
     private readonly sessions: SessionsService,
     private readonly throttle: LoginThrottleService,
     private readonly orgs: OrgsService,
+    private readonly apiKeys: ApiKeysService,
     private readonly outbox: IdentityOutbox,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
@@ -121,6 +123,9 @@ export class AuthService {
         { passwordHash: await this.passwords.hash(password), emailVerifiedAt: user.emailVerifiedAt ?? new Date() },
       );
       await this.sessions.revokeAllForUser(em, userId, 'password reset');
+      // Until now nobody had proved control of the address: whoever registered it may not be its owner
+      // (an account squatted before its owner signed up). Their API keys go with their password and sessions.
+      if (!user.emailVerifiedAt) await this.apiKeys.revokeAllForUser(em, userId);
     });
   }
 

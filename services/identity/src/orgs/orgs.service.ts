@@ -182,6 +182,9 @@ export class OrgsService {
       await em.getRepository(MembershipEntity).delete({ orgId, userId });
       // Their keys for this workspace end with the membership, for good: a later invitation does not bring them back.
       await em.query(`UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND workspace = $2 AND revoked_at IS NULL`, [userId, orgId]);
+      // So do the invitations they sent and nobody has accepted yet: an admin who is removed must not come back
+      // (or bring anyone in) through an invitation sent to a second address of theirs while still an admin.
+      await em.query(`DELETE FROM invitations WHERE org_id = $1 AND invited_by = $2 AND accepted_at IS NULL`, [orgId, userId]);
       const memberCount = await em.getRepository(MembershipEntity).countBy({ orgId });
       await this.outbox.append(em, 'identity.member.removed', { orgId, userId, memberCount }, { subject: { orgId, userId } });
     });

@@ -49,6 +49,8 @@ export class IdentityPrivacyService {
         const [, removed] = await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [org_id, userId]);
         if (!removed) continue;
         memberships++;
+        // The keys for that workspace go with the membership (as when a member is removed), so a later invitation cannot revive them.
+        await em.query(`DELETE FROM api_keys WHERE user_id = $1 AND workspace = lower($2)`, [userId, org_id]);
         const owners = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND role = 'owner'`, [org_id]);
         if (owners.length === 0) {
           await em.query(

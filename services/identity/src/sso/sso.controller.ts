@@ -9,12 +9,12 @@ export class SsoController {
 
   @MessagePattern(IdentityRpc.ssoStart.subject)
   start(@Payload() req: RpcRequest) {
-    return this.sso.start(parseInput(IdentityRpc.ssoStart.input, req.input).provider);
+    return this.sso.start(parseInput(IdentityRpc.ssoStart.input, req.input, 'path parameter').provider);
   }
 
   @MessagePattern(IdentityRpc.ssoCallback.subject)
   callback(@Payload() req: RpcRequest) {
-    const { provider, callbackUrl } = parseInput(IdentityRpc.ssoCallback.input, req.input);
+    const { provider, callbackUrl } = parseInput(IdentityRpc.ssoCallback.input, req.input, 'path parameter');
     return this.sso.callback(provider, callbackUrl, req.meta);
   }
 }

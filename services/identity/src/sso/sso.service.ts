@@ -1,9 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource, LessThan } from 'typeorm';
+import { DataSource, LessThan, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { ProblemError, type RequestMeta, type SsoStart, type TokenPair } from '@ally/contracts';
 import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '../config.js';
+import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
@@ -29,6 +30,7 @@ export class SsoService {
     private readonly users: UsersRepository,
     private readonly sessions: SessionsService,
     private readonly throttle: LoginThrottleService,
+    private readonly apiKeys: ApiKeysService,
     private readonly outbox: IdentityOutbox,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
@@ -99,6 +101,7 @@ export class SsoService {
         if (!email || claims.email_verified !== true) throw new ProblemError(401, 'The identity provider did not confirm an email address');
         user = await this.users.findByEmail(email, em);
         if (!user) user = await this.createUser(em, email, claims);
+        else if (!user.emailVerifiedAt) user = await this.claimUnverified(em, user);
         await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
       }
       const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip, em);
@@ -127,6 +130,26 @@ export class SsoService {
     await em.getRepository(UserEntity).insert(user);
     await this.outbox.append(em, 'identity.user.verified', { userId: user.id, email, firstName, locale: user.locale }, { subject: { userId: user.id } });
     return user;
+  }
+
+  /**
+   * An account with this address that nobody has verified may have been registered by someone
+   * else before its owner arrived (pre-account hijacking). The provider has now proved who owns
+   * the address: what the registrant set up without that proof (password, sessions, API keys)
+   * ends, and the address counts as verified. The owner can set a password again by a reset.
+   */
+  private async claimUnverified(em: EntityManager, user: UserEntity): Promise<UserEntity> {
+    const emailVerifiedAt = new Date();
+    await em.getRepository(UserEntity).update({ id: user.id }, { emailVerifiedAt, passwordHash: null });
+    await this.sessions.revokeAllForUser(em, user.id, 'address proven by single sign-on');
+    await this.apiKeys.revokeAllForUser(em, user.id);
+    await this.outbox.append(
+      em,
+      'identity.user.verified',
+      { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale },
+      { subject: { userId: user.id } },
+    );
+    return Object.assign(user, { emailVerifiedAt, passwordHash: null });
   }
 
   private provider(id: string): SsoProviderConfig {

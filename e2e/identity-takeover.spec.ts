@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { privacyRpcs } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
+
+const PASSWORD = 'Sommerwiese am Fluss 2026';
+const IdentityPrivacy = privacyRpcs('identity');
+
+/**
+ * Ways back into an account or an organisation that should have been closed:
+ * a removed admin's pending invitations, API keys of someone who squatted an
+ * address before its owner signed up, keys of a workspace erased by request.
+ */
+describe('identity: no way back in for someone who was shown out', () => {
+  let env: TestEnv;
+  let http: ReturnType<typeof httpClient>;
+  let rpc: RpcClient;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    await env.start(identityService);
+    const gateway = await env.start(gatewayService);
+    http = httpClient(gateway.url);
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+  });
+
+  const register = async (email: string, extra: Record<string, unknown> = {}) => {
+    const res = await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Jana', lastName: 'Novák', locale: 'en', ...extra });
+    expect(res.status).toBe(201);
+    return res.body as { user: { id: string; memberships: { orgId: string }[] }; accessToken: string; refreshToken: string };
+  };
+
+  /** Invites, and answers the token the invitation mail carries. */
+  const invite = async (orgId: string, email: string, role: 'admin' | 'member', token: string) => {
+    const res = await http.post(`/v1/orgs/${orgId}/invitations`, { email, role }, token);
+    expect(res.status).toBe(201);
+    return (await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === res.body.id)).data.token;
+  };
+
+  it("a removed admin's pending invitations end with their membership; others' stay valid", async () => {
+    const owner = await register('owner@takeover.example.eu', { organizationName: 'Eigentum GmbH' });
+    const orgId = owner.user.memberships[0].orgId;
+    const admin = await register('admin@takeover.example.eu');
+    const accepted = await http.post('/v1/invitations/accept', { token: await invite(orgId, 'admin@takeover.example.eu', 'admin', owner.accessToken) }, admin.accessToken);
+    expect(accepted.body).toMatchObject({ orgId, role: 'admin' });
+
+    // While still an admin: a second address of theirs, as admin.
+    const alt = await register('second-address@takeover.example.eu');
+    const altToken = await invite(orgId, 'second-address@takeover.example.eu', 'admin', admin.accessToken);
+    // And the owner's own invitation, pending at the same time.
+    const colleague = await register('colleague@takeover.example.eu');
+    const colleagueToken = await invite(orgId, 'colleague@takeover.example.eu', 'member', owner.accessToken);
+
+    expect((await http.delete(`/v1/orgs/${orgId}/members/${admin.user.id}`, owner.accessToken)).status).toBe(204);
+
+    expectProblem(await http.post('/v1/invitations/accept', { token: altToken }, alt.accessToken), 400, ['token']);
+    expect((await http.get(`/v1/orgs/${orgId}`, alt.accessToken)).status).toBe(404);
+    const members = await http.get(`/v1/orgs/${orgId}/members`, owner.accessToken);
+    expect(members.body.data.map((m: { userId: string }) => m.userId)).toEqual([owner.user.id]);
+
+    const joined = await http.post('/v1/invitations/accept', { token: colleagueToken }, colleague.accessToken);
+    expect(joined.status).toBe(200);
+    expect(joined.body).toMatchObject({ orgId, role: 'member' });
+  });
+
+  it("resetting the password of a never-verified account ends the API keys its registrant made (a squatted address)", async () => {
+    // Someone registers the address before its owner does and keeps an API key for its private workspace.
+    const squatter = await register('victim@takeover.example.eu');
+    const key = await http.post('/v1/me/api-keys', { name: 'backdoor', workspace: 'private' }, squatter.accessToken);
+    expect(key.status).toBe(201);
+    expect((await http.get('/v1/me', key.body.key)).status).toBe(200);
+
+    // The owner of the address takes the account over through the reset link mailed to them.
+    expect((await http.post('/v1/auth/password/forgot', { email: 'victim@takeover.example.eu' })).status).toBe(202);
+    const { resetToken } = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === squatter.user.id)).data;
+    expect((await http.post('/v1/auth/password/reset', { token: resetToken, password: 'Meine eigene Wiese 2027' })).status).toBe(204);
+
+    expectProblem(await http.get('/v1/me', key.body.key), 401);
+    expectProblem(await http.post('/v1/auth/refresh', { refreshToken: squatter.refreshToken }), 401);
+    const owner = await http.post('/v1/auth/login', { email: 'victim@takeover.example.eu', password: 'Meine eigene Wiese 2027' });
+    expect(owner.status).toBe(200);
+    expect((await http.get('/v1/me/api-keys', owner.body.accessToken)).body.data).toEqual([]);
+    expect((await http.get('/v1/me', owner.body.accessToken)).body.emailVerified).toBe(true);
+  });
+
+  it("erasing one's data in an organisation's workspace deletes the keys for it, so a later invitation does not revive them", async () => {
+    const owner = await register('erasure-owner@takeover.example.eu', { organizationName: 'Löschung AG' });
+    const orgId = owner.user.memberships[0].orgId;
+    const member = await register('erasure-member@takeover.example.eu');
+    await http.post('/v1/invitations/accept', { token: await invite(orgId, 'erasure-member@takeover.example.eu', 'member', owner.accessToken) }, member.accessToken);
+    const orgKey = await http.post('/v1/me/api-keys', { name: 'Team', workspace: orgId }, member.accessToken);
+    const privateKey = await http.post('/v1/me/api-keys', { name: 'Privat', workspace: 'private' }, member.accessToken);
+    expect((await http.get('/v1/me', orgKey.body.key)).status).toBe(200);
+
+    const erased = await rpc.call(IdentityPrivacy.erase, { userId: member.user.id, scope: orgId });
+    expect(erased.affected).toMatchObject({ memberships: 1 });
+
+    const keys = await http.get('/v1/me/api-keys', member.accessToken);
+    expect(keys.body.data.map((k: { id: string }) => k.id)).toEqual([privateKey.body.id]);
+    await http.post('/v1/invitations/accept', { token: await invite(orgId, 'erasure-member@takeover.example.eu', 'member', owner.accessToken) }, member.accessToken);
+    expect((await http.get(`/v1/orgs/${orgId}`, member.accessToken)).status).toBe(200);
+    expectProblem(await http.get('/v1/me', orgKey.body.key), 401);
+    expect((await http.get('/v1/me', privateKey.body.key)).status).toBe(200);
+  });
+
+  it('a malformed single sign-on provider is named as the path parameter it is, not as a body field', async () => {
+    const res = await http.get('/v1/auth/sso/NOT_A_PROVIDER/start');
+    expectProblem(res, 400, ['provider']);
+    expect(res.body.detail).toMatch(/^Invalid path parameter: provider/);
+  });
+});
