@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { rpc } from './rpc.js';
 
 /** Which data a data-subject request covers: everything, the private workspace, or one organisation (its id in lower case, as workspaces are). */
-export const privacyScopeSchema = z.union([z.literal('all'), z.literal('private'), z.uuid().toLowerCase()]);
+const SCOPE_MESSAGE = "must be 'all', 'private' or an organisation id";
+export const privacyScopeSchema = z.union([z.literal('all'), z.literal('private'), z.uuid({ error: SCOPE_MESSAGE }).toLowerCase()], { error: SCOPE_MESSAGE });
 
 export const privacySubjectInput = z.strictObject({
   userId: z.uuid(),

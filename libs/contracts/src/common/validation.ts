@@ -14,6 +14,8 @@ export function fieldErrors(error: z.ZodError, input?: unknown, unknown = 'is no
   const name = (path: PropertyKey[]) => (path.length ? path.map(String).join('.') : '(body)');
   return error.issues.flatMap((issue): FieldError[] => {
     if (issue.code === 'unrecognized_keys') return issue.keys.map((key) => ({ field: name([...issue.path, key]), message: unknown }));
+    // A record's key that fails its schema: that schema's message, not "Invalid key in record".
+    if (issue.code === 'invalid_key') return [{ field: name(issue.path), message: issue.issues[0]?.message ?? issue.message }];
     const missing =
       input !== undefined &&
       issue.path.length > 0 &&

@@ -19,6 +19,12 @@ export class ExportExpired extends ProblemError {
   }
 }
 
+export class ExportVoided extends ProblemError {
+  constructor() {
+    super(410, 'The export package was deleted because data of yours was erased after it was prepared; file a new request');
+  }
+}
+
 export class RequestAlreadyOpen extends ProblemError {
   constructor(id: string) {
     super(409, `A request of this type and scope is already open (${id})`);
@@ -32,8 +38,17 @@ export class ComplianceRoleRequired extends ProblemError {
 }
 
 export class UnknownCategory extends ProblemError {
-  constructor(what: string) {
-    super(400, `Unknown data category: ${what}`, { errors: [{ field: 'category', message: `${what} is not a declared data category` }] });
+  /** `field`: where the caller wrote it (`category`, or `categories.2` in a retention run's list). */
+  constructor(what: string, field = 'category') {
+    super(400, `Invalid request body: ${field} (${what} is not a declared data category)`, { errors: [{ field, message: `${what} is not a declared data category` }] });
+  }
+}
+
+/** Several unknown category names of one list, each named by its place (`categories.0`, …). */
+export class UnknownCategories extends ProblemError {
+  constructor(unknown: { index: number; name: string }[], list = 'categories') {
+    const errors = unknown.map((u) => ({ field: `${list}.${u.index}`, message: `${u.name} is not a declared data category` }));
+    super(400, `Invalid request body: ${errors.map((e) => `${e.field} (${e.message})`).join('; ')}`, { errors });
   }
 }
 

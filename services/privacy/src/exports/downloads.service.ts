@@ -2,10 +2,10 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import type { Actor, ExportDownload } from '@ally/contracts';
+import { ProblemError, type Actor, type ExportDownload } from '@ally/contracts';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
-import { ExportExpired, ExportNotReady, PrivacyRequestNotFound } from '../common/privacy-errors.js';
+import { ExportExpired, ExportNotReady, ExportVoided, PrivacyRequestNotFound } from '../common/privacy-errors.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 import { zipFiles } from './zip-archive.js';
 
@@ -53,7 +53,10 @@ export class DownloadsService {
       [id],
     );
     if (!row || row.user_id !== actor.userId || (row.type !== 'access' && row.type !== 'portability')) throw new PrivacyRequestNotFound();
+    if (row.status === 'failed') throw new ProblemError(409, 'This request failed, so it has no export package; file a new request');
     if (row.status !== 'completed') throw new ExportNotReady();
+    // An erasure voids earlier packages and clears their download date; expiry keeps it.
+    if (!row.sealed && !row.wrapped_key && !row.download_until) throw new ExportVoided();
     if (!row.sealed || !row.wrapped_key || new Date(row.expires_at) <= new Date()) throw new ExportExpired();
     const key = `${id}:${format}:${actor.userId}`;
     const cached = this.cache.get(key);

@@ -68,8 +68,8 @@ export class RequestsRepository {
     return row?.id ?? null;
   }
 
-  async find(id: string, em: EntityManager | DataSource = this.ds): Promise<RequestRow | null> {
-    const [row] = await em.query(`SELECT * FROM requests WHERE id = $1`, [id]);
+  async find(id: string, em: EntityManager | DataSource = this.ds, opts: { forUpdate?: boolean } = {}): Promise<RequestRow | null> {
+    const [row] = await em.query(`SELECT * FROM requests WHERE id = $1${opts.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
     return row ?? null;
   }
 

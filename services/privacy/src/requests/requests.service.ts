@@ -65,7 +65,8 @@ export class RequestsService {
    */
   async decide(actor: Actor, input: { id: string; decision: 'lift' | 'uphold' | 'reject'; reason: string }): Promise<PrivacyRequestView> {
     await this.ds.transaction(async (em) => {
-      const row = await this.repo.find(input.id, em);
+      // The row lock makes concurrent decisions queue: the second sees the first's and answers 409, never a second event.
+      const row = await this.repo.find(input.id, em, { forUpdate: true });
       if (!row || !row.user_id) throw new PrivacyRequestNotFound();
       const fits = (row.type === 'restriction' && input.decision === 'lift') || (row.type === 'objection' && input.decision !== 'lift');
       if (!fits) throw new ProblemError(409, `A ${row.type} request cannot be decided with "${input.decision}"`);

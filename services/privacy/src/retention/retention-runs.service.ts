@@ -6,7 +6,7 @@ import { allDataCategories, privacyRetentionRpc, ProblemError, type Actor, type 
 import { RpcClient } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { AuditTrail } from '../audit/audit-trail.service.js';
-import { NotFound, UnknownCategory } from '../common/privacy-errors.js';
+import { NotFound, UnknownCategories } from '../common/privacy-errors.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
@@ -61,7 +61,10 @@ export class RetentionRunsService {
 
   async create(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, actor?: Actor): Promise<string> {
     const known = new Set(allDataCategories.map((c) => c.category));
-    for (const c of input.categories ?? []) if (!known.has(c)) throw new UnknownCategory(c);
+    const unknown = (input.categories ?? []).map((name, index) => ({ name, index })).filter((c) => !known.has(c.name));
+    if (unknown.length) throw new UnknownCategories(unknown);
+    // A category named twice is run once.
+    if (input.categories) input = { ...input, categories: [...new Set(input.categories)] };
     const id = uuidv7();
     await this.ds.transaction(async (em) => {
       await em.query(`INSERT INTO retention_runs (id, dry_run, categories, trigger, started_by) VALUES ($1, $2, $3, $4, $5)`, [

@@ -1,0 +1,125 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { billingService } from '@ally/billing';
+import { chatService } from '@ally/chat';
+import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { notifyService } from '@ally/notify';
+import { privacyService } from '@ally/privacy';
+import { createTestEnv, httpClient, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
+import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
+
+const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
+
+/**
+ * Privacy's edges found by probing the running platform: concurrent
+ * compliance decisions, error answers that name the field, and an export
+ * voided by a later erasure.
+ */
+describe('privacy: decisions, error answers and voided exports', () => {
+  let env: TestEnv;
+  let stripe: StripeEmulator;
+  let llm: OpenAIEmulator;
+  let brevo: BrevoEmulator;
+  let identity: RunningService;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    [stripe, llm, brevo] = await Promise.all([startStripeEmulator(), startOpenAIEmulator(), startBrevoEmulator()]);
+    identity = await env.start(identityService);
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+    await env.start(billingService, billingEnv(stripe));
+    await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
+    await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
+    http = httpClient((await env.start(gatewayService)).url);
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await Promise.all([stripe?.close(), llm?.close(), brevo?.close()]);
+  });
+
+  const register = async (firstName: string, lastName: string) => {
+    const email = `${firstName.toLowerCase()}-${randomUUID().slice(0, 8)}@example.eu`;
+    const r = await http.post('/v1/auth/register', { email, password: PASSWORD, firstName, lastName, locale: 'de' });
+    expect(r.status).toBe(201);
+    return { email, ...(r.body as { user: { id: string }; accessToken: string }) };
+  };
+  const complianceToken = async () => {
+    const cora = await register('Cora', 'Prüfer');
+    await identityService.commands!['grant-role'](identity.app, [cora.email, 'compliance']);
+    return (await http.post('/v1/auth/login', { email: cora.email, password: PASSWORD })).body.accessToken as string;
+  };
+  const settled = (token: string, id: string) =>
+    waitFor(async () => {
+      const r = await http.get(`/v1/privacy/requests/${id}`, token);
+      return r.body.status === 'completed' || r.body.status === 'failed' ? r.body : undefined;
+    }, `privacy request ${id}`, 30_000);
+
+  it('takes one decision on a request however many compliance officers click at once', async () => {
+    const olga = await register('Olga', 'Einspruch');
+    const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, olga.accessToken)).body;
+    await settled(olga.accessToken, objection.id);
+    const cora = await complianceToken();
+    const answers = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: i % 2 ? 'reject' : 'uphold', reason: `officer ${i}` }, cora)),
+    );
+    expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409, 409, 409, 409]);
+    for (const refused of answers.filter((a) => a.status === 409)) expectProblem(refused, 409);
+    const decisions = await env.sql<{ action: string }>(`SELECT action FROM privacy.audit_log WHERE request_id = $1 AND action IN ('request.uphold', 'request.reject')`, [objection.id]);
+    expect(decisions).toHaveLength(1);
+    const upheld = await env.sql(`SELECT 1 FROM privacy.outbox WHERE type = 'privacy.subject.objection-upheld' AND payload->'data'->>'requestId' = $1`, [objection.id]);
+    expect(upheld).toHaveLength(decisions[0].action === 'request.uphold' ? 1 : 0);
+  });
+
+  it('names the bad field: an unknown category of a retention run, a misspelt scope, a purpose that is no purpose name', async () => {
+    const cora = await complianceToken();
+    const unknown = await http.post('/v1/admin/privacy/retention-runs', { dryRun: true, categories: ['login-audit', 'chat-histroy', 'nope'] }, cora);
+    expectProblem(unknown, 400, ['categories.1', 'categories.2']);
+    expect(unknown.body.errors).toHaveLength(2);
+    // A category named twice runs once.
+    const twice = await http.post('/v1/admin/privacy/retention-runs', { dryRun: true, categories: ['login-audit', 'login-audit'] }, cora);
+    expect(twice.status).toBe(202);
+    expect(twice.body.categories).toEqual(['login-audit']);
+    const run = await waitFor(async () => {
+      const r = await http.get(`/v1/admin/privacy/retention-runs/${twice.body.id}`, cora);
+      return r.body.finishedAt ? r.body : undefined;
+    }, 'the dry run');
+    expect(run.results).toEqual([{ service: 'identity', category: 'login-audit', affected: 0 }]);
+
+    const ulla = await register('Ulla', 'Umfang');
+    for (const scope of ['ALL', 'org', null, 5]) {
+      const res = await http.post('/v1/privacy/requests', { type: 'access', scope }, ulla.accessToken);
+      expectProblem(res, 400, ['scope']);
+      expect(res.body.errors[0].message).toBe("must be 'all', 'private' or an organisation id");
+    }
+
+    const consent = await http.post('/v1/privacy/consents', { subjectId: `cookie-${randomUUID()}`, purposes: { Analytics: true }, policyVersion: '2026-01' });
+    expectProblem(consent, 400, ['purposes.Analytics']);
+    expect(consent.body.errors[0].message).toMatch(/lower-case purpose name/);
+  });
+
+  it('says an export package went because of a later erasure, and a failed request has none', async () => {
+    const emil = await register('Emil', 'Export');
+    const access = (await http.post('/v1/privacy/requests', { type: 'access' }, emil.accessToken)).body;
+    expect((await settled(emil.accessToken, access.id)).status).toBe('completed');
+    expect((await http.get(`/v1/privacy/requests/${access.id}/download?format=json`, emil.accessToken)).status).toBe(200);
+
+    const erasure = (await http.post('/v1/privacy/requests', { type: 'erasure', scope: 'private' }, emil.accessToken)).body;
+    expect((await settled(emil.accessToken, erasure.id)).status).toBe('completed');
+    const gone = await http.get(`/v1/privacy/requests/${access.id}/download`, emil.accessToken);
+    expectProblem(gone, 410);
+    expect(gone.body.detail).toMatch(/erased/);
+    expect(gone.body.detail).not.toMatch(/7 days/);
+
+    const portability = (await http.post('/v1/privacy/requests', { type: 'portability' }, emil.accessToken)).body;
+    await settled(emil.accessToken, portability.id);
+    await env.sql(`UPDATE privacy.requests SET status = 'failed', failure = 'test' WHERE id = $1`, [portability.id]);
+    const failed = await http.get(`/v1/privacy/requests/${portability.id}/download`, emil.accessToken);
+    expectProblem(failed, 409);
+    expect(failed.body.detail).toMatch(/failed/);
+  });
+});
