@@ -51,6 +51,37 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
   });
 
+  it('a malformed webhook event is a 400 naming the field, also inside a batch', async () => {
+    const single = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: { event: 5, email: 'someone@example.eu' } });
+    expect(single.status).toBe(400);
+    expect(single.headers.get('content-type')).toContain('application/problem+json');
+    expect(single.body.errors.map((e: { field: string }) => e.field)).toEqual(['event']);
+    const batch = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: [{ event: 'hard_bounce', email: 'ok@example.eu' }, { event: 'hard_bounce', email: 'nope' }] });
+    expect(batch.status).toBe(400);
+    expect(batch.body.errors.map((e: { field: string }) => e.field)).toEqual(['1.email']);
+    expect(await env.sql(`SELECT 1 FROM notify.suppressions WHERE reason = 'hard_bounce' AND created_at > now() - interval '1 minute' AND recipient_hash = encode(sha256('ok@example.eu'), 'hex')`)).toEqual([]);
+  });
+
+  it('writes German mails in German: the invited role and the time of a new sign-in read as words, not codes', async () => {
+    const owner = await http.post('/v1/auth/register', { email: 'henrike@example.eu', password: 'Lindenblüten am Neckar', firstName: 'Henrike', lastName: 'Albrecht', locale: 'de' });
+    const org = (await http.post('/v1/orgs', { name: 'Albrecht Bau GmbH' }, owner.body.accessToken)).body;
+    for (const [email, role] of [['jakob@example.eu', 'member'], ['klara@example.eu', 'admin']]) {
+      expect((await http.post(`/v1/orgs/${org.id}/invitations`, { email, role }, owner.body.accessToken)).status).toBe(201);
+    }
+    const invitation = async (email: string) =>
+      waitFor(async () => (await http.get(`/v1/dev/mailbox?to=${email}`)).body?.data?.find((m: { subject: string }) => m.subject.startsWith('Einladung')), `the invitation to ${email}`);
+    expect((await invitation('jakob@example.eu')).textContent).toContain('auf Ally beizutreten (Rolle: Mitglied)');
+    expect((await invitation('klara@example.eu')).textContent).toContain('auf Ally beizutreten (Rolle: Administrator)');
+
+    const verification = await waitFor(async () => (await http.get('/v1/dev/mailbox?to=henrike@example.eu')).body?.data?.find((m: { tokens: string[] }) => m.tokens.length), 'the verification mail');
+    expect((await http.post('/v1/auth/verify-email', { token: verification.tokens[0] })).status).toBe(204);
+    expect((await http.post('/v1/auth/login', { email: 'henrike@example.eu', password: 'Lindenblüten am Neckar' })).status).toBe(200);
+    const signIn = await waitFor(async () => (await http.get('/v1/dev/mailbox?to=henrike@example.eu')).body?.data?.find((m: { subject: string }) => m.subject === 'Neue Anmeldung bei Ally'), 'the new sign-in mail');
+    const day = new Intl.DateTimeFormat('de-DE', { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' }).format(new Date(signIn.receivedAt));
+    expect(signIn.textContent).toMatch(new RegExp(`Ihr Konto wurde am ${day}, \\d{2}:\\d{2} UTC von einer neuen IP-Adresse`));
+    expect(signIn.textContent).not.toMatch(/\d{4}-\d{2}-\d{2}T/);
+  });
+
   it('a webhook event with a NUL character (which Postgres text cannot hold), or without an email address, is a 400, not a 500', async () => {
     for (const event of [
       { event: 'delivered', email: 'gone@example.eu', 'message-id': '<x\u0000@smtp-relay.mailin.fr>' },

@@ -165,7 +165,7 @@ describe('notify: mail through Brevo, driven by events', () => {
     await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'owner3@example.eu', firstName: 'Mia', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/v1/privacy/requests/x/download' });
     const mails = await mailsTo('owner3@example.eu', 4);
     expect(mails.map((m) => m.subject).sort()).toEqual(['80% of your Ally quota used', 'Please confirm your email address', 'Your Ally subscription changed', 'Your data export is ready']);
-    expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('plan team, status active, 4 seats');
+    expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('plan Team, status active, 4 seats');
   });
 
   it('erases a subject whose mail is in flight after that mail, and mails them nothing from events still in the stream', async () => {

@@ -41,4 +41,20 @@ describe('identity answers data-subject requests', () => {
     await lastEvent(world.env, 'identity.user.deleted', (e) => (e.data as { userId: string }).userId === owner.user.id);
     await lastEvent(world.env, 'identity.member.removed', (e) => (e.data as { userId: string }).userId === owner.user.id);
   });
+
+  it("an erasure of one organisation's data by its only owner hands the owner role on, to an admin first, and keeps the account", async () => {
+    const owner = await world.rpc.call(IdentityRpc.register, { email: 'solo@example.eu', password: PASSWORD, firstName: 'Sonja', lastName: 'Lorenz' });
+    const member = await world.rpc.call(IdentityRpc.register, { email: 'early@example.eu', password: PASSWORD, firstName: 'Erik', lastName: 'Frueh' });
+    const admin = await world.rpc.call(IdentityRpc.register, { email: 'admin@example.eu', password: PASSWORD, firstName: 'Ada', lastName: 'Admin' });
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Lorenz GmbH' }, { actor: { userId: owner.user.id, platformRoles: [] } });
+    await world.env.sql(`INSERT INTO identity.memberships (org_id, user_id, role, created_at) VALUES ($1, $2, 'member', now() - interval '2 days'), ($1, $3, 'admin', now())`, [org.id, member.user.id, admin.user.id]);
+
+    const result = await world.rpc.call(IdentityPrivacy.erase, { userId: owner.user.id, scope: org.id.toUpperCase() });
+    expect(result.affected).toEqual({ memberships: 1 });
+    expect(await world.env.sql(`SELECT user_id, role FROM identity.memberships WHERE org_id = $1 ORDER BY role::text DESC`, [org.id])).toEqual([
+      { user_id: admin.user.id, role: 'owner' },
+      { user_id: member.user.id, role: 'member' },
+    ]);
+    await world.rpc.call(IdentityRpc.login, { email: 'solo@example.eu', password: PASSWORD });
+  });
 });

@@ -19,6 +19,17 @@ export class WorkspaceAccess {
     return workspace;
   }
 
+  /** Whether `userId` (someone other than the caller) belongs to the organisation: identity answers 404 for a stranger. */
+  async isMember(orgId: string, userId: string): Promise<boolean> {
+    try {
+      await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId, platformRoles: [] } });
+      return true;
+    } catch (err) {
+      if (err instanceof ProblemError && err.status === 404) return false;
+      throw err;
+    }
+  }
+
   /** Reading usage: any member of the workspace. */
   async read(actor: Actor, workspace: string): Promise<string> {
     if (workspace === 'private') return workspaceKey(workspace, actor.userId);

@@ -27,6 +27,11 @@ export class UsageService {
   async setCap(actor: Actor, input: { workspace: string; userId?: string; monthlyTokens: number | null }) {
     const key = await this.access.manage(actor, input.workspace);
     if (input.workspace === 'private' && input.userId && input.userId !== actor.userId) throw new ProblemError(400, 'A private workspace has only you as member', { errors: [{ field: 'userId', message: 'must be you or absent' }] });
+    // A cap for someone who is not a member would never apply (and would linger if they joined later, unasked).
+    // (Removing one, null, stays possible for someone who has left.)
+    if (input.monthlyTokens !== null && input.workspace !== 'private' && input.userId && input.userId !== actor.userId && !(await this.access.isMember(key, input.userId))) {
+      throw new ProblemError(400, 'userId is not a member of this organisation', { errors: [{ field: 'userId', message: 'must be a member of the organisation' }] });
+    }
     const user = input.workspace === 'private' ? '' : (input.userId ?? '');
     if (input.monthlyTokens === null) await this.ds.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [key, user]);
     else await this.ds.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens`, [key, user, input.monthlyTokens]);

@@ -300,6 +300,12 @@ export class StripeWebhookService {
     const plan = this.plans.byPrice(item?.price?.id)?.id ?? sub.metadata?.plan ?? 'free';
     const periodEnd = item?.current_period_end ?? sub.current_period_end;
     const seats = item?.quantity ?? 1;
+    const cancelAtPeriodEnd = sub.cancel_at_period_end ?? false;
+    // What the owner was last told about: a renewal (a new period, nothing else) is no news worth a mail.
+    const [before]: { plan: string; status: string; seats: number; cancel_at_period_end: boolean }[] = await em.query(
+      `SELECT plan, status, seats, cancel_at_period_end FROM subscriptions WHERE workspace = $1 FOR UPDATE`,
+      [workspace],
+    );
     const result = await em.query(
       `INSERT INTO subscriptions (workspace, stripe_subscription_id, stripe_item_id, plan, status, seats, current_period_end, cancel_at_period_end, stripe_version, ended_at, updated_at)
        VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = 'canceled' THEN now() END, now())
@@ -312,13 +318,25 @@ export class StripeWebhookService {
          -- Another subscription of the workspace takes the row only once the one it holds has ended.
          AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status <> ALL($10::text[]))
        RETURNING workspace`,
-      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, sub.cancel_at_period_end ?? false, version, LIVE_STATUSES],
+      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES],
     );
     if (result.length === 0) {
       this.logger.info({ subscription: sub.id, version }, 'an older subscription event, or one of a second subscription while the first runs; state kept');
       return;
     }
-    await this.outbox.append(em, 'billing.subscription.changed', { workspace, plan, status: sub.status, seats, ownerEmail: null, locale: 'de' });
+    const news = !before || before.plan !== plan || before.status !== sub.status || before.seats !== seats || before.cancel_at_period_end !== cancelAtPeriodEnd;
+    if (news) {
+      await this.outbox.append(em, 'billing.subscription.changed', {
+        workspace,
+        plan,
+        status: sub.status,
+        seats,
+        cancelAtPeriodEnd,
+        currentPeriodEnd: periodEnd ? new Date(periodEnd * 1000).toISOString() : null,
+        ownerEmail: null,
+        locale: 'de',
+      });
+    }
     // Checkout took the member count of its moment; members who joined since are billed from now on.
     // FOR SHARE: a member event committing right now (whose Stripe update may have caused this webhook) is waited for.
     const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1 FOR SHARE`, [workspace]);

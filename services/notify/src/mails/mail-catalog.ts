@@ -85,7 +85,13 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   'billing.payment.failed': (e, ctx) => toOwners(ctx, billingData('billing.payment.failed', e).workspace, 'payment-failed', {}),
   'billing.subscription.changed': (e, ctx) => {
     const d = billingData('billing.subscription.changed', e);
-    return toOwners(ctx, d.workspace, 'subscription-changed', { plan: d.plan, status: d.status, seats: d.seats });
+    return toOwners(ctx, d.workspace, 'subscription-changed', {
+      plan: d.plan,
+      status: d.status,
+      seats: d.seats,
+      cancelAtPeriodEnd: d.cancelAtPeriodEnd ?? false,
+      currentPeriodEnd: d.currentPeriodEnd ?? null,
+    });
   },
   'billing.quota.threshold-reached': (e, ctx) => {
     const d = billingData('billing.quota.threshold-reached', e);

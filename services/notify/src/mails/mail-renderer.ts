@@ -7,6 +7,49 @@ import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 /** `services/notify/templates`, from src/ (tests) and dist/ (runtime) alike. */
 const TEMPLATES = fileURLToPath(new URL('../../templates/', import.meta.url));
 
+type Locale = 'de' | 'en';
+
+const WORDS: Record<Locale, { roles: Record<string, string>; statuses: Record<string, string>; seats: [string, string] }> = {
+  de: {
+    roles: { owner: 'Inhaber', admin: 'Administrator', member: 'Mitglied' },
+    statuses: {
+      active: 'aktiv',
+      trialing: 'Testphase',
+      past_due: 'Zahlung überfällig',
+      unpaid: 'unbezahlt',
+      canceled: 'beendet',
+      incomplete: 'Zahlung ausstehend',
+      incomplete_expired: 'abgelaufen',
+      paused: 'pausiert',
+    },
+    seats: ['Platz', 'Plätze'],
+  },
+  en: {
+    roles: { owner: 'owner', admin: 'admin', member: 'member' },
+    statuses: {
+      active: 'active',
+      trialing: 'trial',
+      past_due: 'payment overdue',
+      unpaid: 'unpaid',
+      canceled: 'ended',
+      incomplete: 'payment pending',
+      incomplete_expired: 'expired',
+      paused: 'paused',
+    },
+    seats: ['seat', 'seats'],
+  },
+};
+
+/** An ISO time as people read it, in UTC (we do not know the reader's time zone): "5. Dezember 2026, 22:09 UTC". */
+function formatTime(iso: unknown, locale: Locale, withTime: boolean): string {
+  const at = new Date(String(iso));
+  if (iso === undefined || iso === null || Number.isNaN(at.getTime())) return String(iso ?? '');
+  const date = new Intl.DateTimeFormat(locale === 'de' ? 'de-DE' : 'en-GB', { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' }).format(at);
+  if (!withTime) return date;
+  const time = new Intl.DateTimeFormat('de-DE', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: 'UTC' }).format(at);
+  return `${date}, ${time} UTC`;
+}
+
 export interface RenderedMail {
   subject: string;
   html: string;
@@ -28,10 +71,21 @@ export class MailRenderer {
 
   constructor(@Inject(NOTIFY_CONFIG) private readonly config: NotifyConfig) {
     this.hbs.registerHelper('eq', (a: unknown, b: unknown) => a === b);
+    // Values that events carry as codes (roles, Stripe statuses, ISO times) read in the mail's language.
+    const localeOf = (options: Handlebars.HelperOptions): Locale => (options.data?.root?.locale === 'en' ? 'en' : 'de');
+    this.hbs.registerHelper('roleName', (role: unknown, options: Handlebars.HelperOptions) => WORDS[localeOf(options)].roles[String(role)] ?? String(role));
+    this.hbs.registerHelper('statusName', (status: unknown, options: Handlebars.HelperOptions) => WORDS[localeOf(options)].statuses[String(status)] ?? String(status));
+    this.hbs.registerHelper('seatCount', (n: unknown, options: Handlebars.HelperOptions) => {
+      const words = WORDS[localeOf(options)].seats;
+      return `${n} ${Number(n) === 1 ? words[0] : words[1]}`;
+    });
+    this.hbs.registerHelper('planName', (plan: unknown) => String(plan ?? '').replace(/^./, (c) => c.toUpperCase()));
+    this.hbs.registerHelper('dateTime', (iso: unknown, options: Handlebars.HelperOptions) => formatTime(iso, localeOf(options), true));
+    this.hbs.registerHelper('date', (iso: unknown, options: Handlebars.HelperOptions) => formatTime(iso, localeOf(options), false));
     this.layout = this.hbs.compile(readFileSync(`${TEMPLATES}layout.html.hbs`, 'utf8'));
   }
 
-  render(template: string, locale: 'de' | 'en', variables: Record<string, unknown>): RenderedMail {
+  render(template: string, locale: Locale, variables: Record<string, unknown>): RenderedMail {
     const compiled = this.compiled(template, locale);
     const context = { ...variables, baseUrl: this.config.PUBLIC_BASE_URL.replace(/\/$/, ''), locale };
     const subject = compiled.subject(context).trim();

@@ -17,7 +17,8 @@ const brevoEvent = z.looseObject({
   email: emailSchema,
   'message-id': plainText(512).optional(),
 });
-const payloadSchema = z.union([brevoEvent, z.array(brevoEvent).max(1000)]);
+// One event, or a batch of them; chosen by shape first, so a bad field is named (a union would only say "Invalid input").
+const batchSchema = z.array(brevoEvent).max(1000);
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
@@ -31,8 +32,7 @@ export class BrevoWebhookService {
   /** Bounces, complaints and unsubscribes put the address (as a hash) on the suppression list. */
   async apply(secret: string, payload: unknown): Promise<{ applied: number }> {
     this.authenticate(secret);
-    const parsed = parseInput(payloadSchema, payload, 'Brevo webhook event');
-    const events = Array.isArray(parsed) ? parsed : [parsed];
+    const events = Array.isArray(payload) ? parseInput(batchSchema, payload, 'Brevo webhook event') : [parseInput(brevoEvent, payload, 'Brevo webhook event')];
     let applied = 0;
     await this.ds.transaction(async (em) => {
       for (const e of events) {
