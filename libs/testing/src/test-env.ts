@@ -66,6 +66,8 @@ export class TestEnv {
       GATEWAY_PORT: '0',
       NATS_URL: this.natsUrl,
       NATS_SUBJECT_PREFIX: this.prefix,
+      // Tests start retention runs themselves (privacy's own schedule would purge their fixtures at a random moment).
+      RETENTION_SCHEDULE_HOURS: '0',
       ...(def.database ? { DATABASE_URL: this.serviceDbUrl(def.name), DATABASE_ADMIN_URL: this.adminUrl } : {}),
       ...overrides,
     };

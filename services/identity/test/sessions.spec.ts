@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import { IdentityRpc, type TokenPair } from '@ally/contracts';
+import { IdentityRpc, privacyRetentionRpc, type TokenPair } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { AgeRetentionService } from '@ally/platform';
 import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
@@ -97,34 +97,45 @@ describe('identity sessions, password reset and retention', () => {
     await env.stop(running);
   });
 
-  it('purges the login audit after 30 days and nothing younger', async () => {
-    const { user } = await register();
-    await env.sql(
-      `INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at) VALUES
-         ($1, '198.51.100.1', true, 'password', now() - interval '31 days'),
-         ($1, '198.51.100.2', true, 'password', now() - interval '29 days')`,
-      [user.id],
-    );
+  /** What privacy's retention run asks of identity for `categories` at their default periods. */
+  const retentionRun = (categories: { category: string; retentionDays: number | null }[], heldUserIds: string[] = []) =>
+    rpc.call(privacyRetentionRpc('identity'), { categories, dryRun: false, heldUserIds });
+
+  it('purges the login audit after 30 days in a retention run, nothing younger and nothing of a held user; never hourly', async () => {
+    const [{ user }, held] = [await register(), await register()];
+    for (const id of [user.id, held.user.id]) {
+      await env.sql(
+        `INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at) VALUES
+           ($1, '198.51.100.1', true, 'password', now() - interval '31 days'),
+           ($1, '198.51.100.2', true, 'password', now() - interval '29 days')`,
+        [id],
+      );
+    }
+    const ips = (id: string) => env.sql<{ ip: string }>(`SELECT ip FROM identity.login_audit WHERE user_id = $1 AND ip LIKE '198.51.100.%' ORDER BY ip`, [id]);
     const running = await env.start(identityService);
-    const counts = await running.app.get(AgeRetentionService).purgeExpired();
-    expect(counts['login-audit']).toBeGreaterThanOrEqual(1);
-    const left = await env.sql(`SELECT ip FROM identity.login_audit WHERE user_id = $1 AND ip LIKE '198.51.100.%'`, [user.id]);
-    expect(left).toEqual([{ ip: '198.51.100.2' }]);
+    // The hourly housekeeping leaves a declared category alone: a legal hold or compliance's period may say otherwise.
+    const hourly = await running.app.get(AgeRetentionService).purgeExpired();
+    expect(Object.keys(hourly)).not.toContain('login-audit');
+    expect(await ips(user.id)).toHaveLength(2);
+
+    const report = await retentionRun([{ category: 'login-audit', retentionDays: 30 }], [held.user.id]);
+    expect(report.results).toEqual([{ category: 'login-audit', affected: expect.any(Number) }]);
+    expect(await ips(user.id)).toEqual([{ ip: '198.51.100.2' }]);
+    expect(await ips(held.user.id)).toHaveLength(2);
     await env.stop(running);
   });
 
-  it('purges API keys 30 days after their revocation, and keeps live keys and those revoked since', async () => {
+  it('purges API keys 30 days after their revocation in a retention run, and keeps live keys and those revoked since', async () => {
     const { user } = await register();
     const key = (name: string, revoked: string | null) =>
       env.sql(`INSERT INTO identity.api_keys (id, user_id, name, workspace, prefix, key_hash, revoked_at) VALUES (gen_random_uuid(), $1, $2, 'private', 'ally_x', $3, ${revoked ?? 'NULL'})`, [user.id, name, `hash-${name}`]);
     await key('long revoked', `now() - interval '31 days'`);
     await key('lately revoked', `now() - interval '29 days'`);
     await key('live', null);
-    const running = await env.start(identityService);
-    const counts = await running.app.get(AgeRetentionService).purgeExpired();
-    expect(counts['revoked-api-keys']).toBe(1);
+    // The category has no period of its own (keys live as long as the account): its rule says 30 days after revocation.
+    const report = await retentionRun([{ category: 'api-keys', retentionDays: null }]);
+    expect(report.results).toEqual([{ category: 'api-keys', affected: 1 }]);
     const left = await env.sql<{ name: string }>(`SELECT name FROM identity.api_keys WHERE user_id = $1 ORDER BY name`, [user.id]);
     expect(left.map((k) => k.name)).toEqual(['lately revoked', 'live']);
-    await env.stop(running);
   });
 });

@@ -24,6 +24,12 @@ export const privacyConfigSchema = baseConfigSchema
     /** Compliance hears of an open request this many days before its due date. */
     PRIVACY_ESCALATE_DAYS_BEFORE: z.coerce.number().min(0).default(7),
     PRIVACY_EXPORT_TTL_DAYS: z.coerce.number().int().min(1).max(30).default(7),
+    /**
+     * A retention run of every category when the last scheduled one is this many hours old, started
+     * by the privacy replicas themselves (one at a time); 0 leaves the schedule to the Kubernetes
+     * CronJob `ally-retention`, as the cluster does.
+     */
+    RETENTION_SCHEDULE_HOURS: z.coerce.number().min(0).default(24),
     RETENTION_RPC_TIMEOUT_MS: z.coerce.number().int().min(100).default(300_000),
     /** auto: a Kubernetes Job when running in a cluster (KUBERNETES_SERVICE_HOST set), otherwise in this process. */
     RETENTION_RUNNER: z.enum(['auto', 'in-process', 'kubernetes']).default('auto'),

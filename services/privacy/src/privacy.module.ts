@@ -19,6 +19,7 @@ import { KubernetesJobLauncher } from './retention/kubernetes-job.launcher.js';
 import { OwnRetention } from './retention/own-retention.js';
 import { RetentionPoliciesService } from './retention/retention-policies.service.js';
 import { RetentionRunsService } from './retention/retention-runs.service.js';
+import { RetentionSchedule } from './retention/retention-schedule.js';
 import { RequestFinalizer } from './sagas/request-finalizer.js';
 import { SagaWorker } from './sagas/saga-worker.js';
 import { StepRunner } from './sagas/step-runner.js';
@@ -48,6 +49,7 @@ export class PrivacyModule {
         OwnRetention,
         KubernetesJobLauncher,
         RetentionRunsService,
+        RetentionSchedule,
         ProcessingRegisterService,
         RectificationConsumer,
       ],

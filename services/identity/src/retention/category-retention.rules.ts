@@ -4,5 +4,6 @@ import type { CategoryRetentionRule } from '@ally/persistence';
 export const IDENTITY_CATEGORY_RULES: CategoryRetentionRule[] = [
   { category: 'sessions', table: 'sessions', since: 'coalesce(revoked_at, absolute_expires_at)', userColumn: 'user_id' },
   { category: 'login-audit', table: 'login_audit', since: 'occurred_at', userColumn: 'user_id' },
-  { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id' },
+  // Live keys stay while the account does (the category has no period); revoked ones go 30 days after their revocation.
+  { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id', ownRule: `revoked_at < now() - interval '30 days'` },
 ];

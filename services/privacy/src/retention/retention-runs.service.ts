@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
 import { allDataCategories, privacyRetentionRpc, ProblemError, type Actor, type RetentionRunView } from '@ally/contracts';
@@ -59,14 +59,15 @@ export class RetentionRunsService {
     return this.config.RETENTION_RUNNER === 'kubernetes' || (this.config.RETENTION_RUNNER === 'auto' && !!this.config.KUBERNETES_SERVICE_HOST);
   }
 
-  async create(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, actor?: Actor): Promise<string> {
+  /** `em`: the caller's transaction, which the run's row and audit entry then commit with. */
+  async create(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, actor?: Actor, em?: EntityManager): Promise<string> {
     const known = new Set(allDataCategories.map((c) => c.category));
     const unknown = (input.categories ?? []).map((name, index) => ({ name, index })).filter((c) => !known.has(c.name));
     if (unknown.length) throw new UnknownCategories(unknown);
     // A category named twice is run once.
     if (input.categories) input = { ...input, categories: [...new Set(input.categories)] };
     const id = uuidv7();
-    await this.ds.transaction(async (em) => {
+    const insert = async (em: EntityManager) => {
       await em.query(`INSERT INTO retention_runs (id, dry_run, categories, trigger, started_by) VALUES ($1, $2, $3, $4, $5)`, [
         id,
         input.dryRun,
@@ -75,7 +76,8 @@ export class RetentionRunsService {
         actor?.userId ?? null,
       ]);
       await this.audit.append(em, { actor: actor ? `staff:${actor.userId}` : 'system', action: 'retention-run.requested', details: { runId: id, trigger, dryRun: input.dryRun, categories: input.categories ?? 'all' } });
-    });
+    };
+    await (em ? insert(em) : this.ds.transaction(insert));
     return id;
   }
 

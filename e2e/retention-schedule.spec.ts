@@ -1,0 +1,70 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { IdentityRpc, PrivacyRpc } from '@ally/contracts';
+import { billingService } from '@ally/billing';
+import { chatService } from '@ally/chat';
+import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
+import { identityService } from '@ally/identity';
+import { RpcClient } from '@ally/messaging';
+import { notifyService } from '@ally/notify';
+import { privacyService, RetentionSchedule } from '@ally/privacy';
+import { createTestEnv, type RunningService, type TestEnv } from '@ally/testing';
+import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
+
+const PASSWORD = 'Schwalben über dem Deich';
+
+/**
+ * Where no CronJob keeps the schedule (`npm start`), the privacy replicas start
+ * the daily retention run themselves: once per period however many ask at
+ * once, following the policies in force and sparing held users. It is the only
+ * way a declared category (here identity's login audit) is purged.
+ */
+describe("privacy's own retention schedule", () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let stripe: StripeEmulator;
+  let brevo: BrevoEmulator;
+  let rpc: RpcClient;
+  let privacy: RunningService;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    [llm, stripe, brevo] = await Promise.all([startOpenAIEmulator(), startStripeEmulator(), startBrevoEmulator()]);
+    await env.start(identityService);
+    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
+    await env.start(billingService, billingEnv(stripe));
+    await env.start(notifyService, notifyEnv(brevo));
+    privacy = await env.start(privacyService, { PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await Promise.all([llm?.close(), stripe?.close(), brevo?.close()]);
+  });
+
+  it('runs once per period across concurrent replicas, purges past the period and keeps what a legal hold protects', async () => {
+    const register = (email: string) => rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Rita', lastName: 'Rahn' });
+    const [free, held] = [await register('free@example.eu'), await register('held@example.eu')];
+    for (const { user } of [free, held]) {
+      await env.sql(`INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at) VALUES ($1, '203.0.113.7', true, 'password', now() - interval '40 days')`, [user.id]);
+    }
+    const compliance = { userId: free.user.id, platformRoles: ['compliance' as const] };
+    await rpc.call(PrivacyRpc.createLegalHold, { userId: held.user.id, reason: 'litigation 2026-17' }, { actor: compliance });
+
+    const schedule = privacy.app.get(RetentionSchedule);
+    // Two replicas looking at the same moment: one run.
+    const started = (await Promise.all([schedule.runIfDue(24), schedule.runIfDue(24)])).filter(Boolean);
+    expect(started).toHaveLength(1);
+    const run = await rpc.call(PrivacyRpc.getRetentionRun, { id: started[0]! }, { actor: compliance });
+    expect(run).toMatchObject({ status: 'completed', dryRun: false, trigger: 'schedule' });
+    expect(run.results).toContainEqual({ service: 'identity', category: 'login-audit', affected: 1 });
+
+    const audit = await env.sql<{ user_id: string }>(`SELECT user_id FROM identity.login_audit WHERE ip = '203.0.113.7'`);
+    expect(audit).toEqual([{ user_id: held.user.id }]);
+    // Not due again within the period.
+    expect(await schedule.runIfDue(24)).toBeUndefined();
+  });
+});

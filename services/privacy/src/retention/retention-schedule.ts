@@ -1,0 +1,55 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import type { Logger } from 'pino';
+import { LOGGER } from '@ally/platform';
+import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import { RetentionRunsService } from './retention-runs.service.js';
+
+const CHECK_EVERY_MS = 3600_000;
+/** The first look after start: the other services are up by then. */
+const FIRST_CHECK_MS = 60_000;
+
+/**
+ * The schedule of retention runs where no CronJob keeps it (`npm start`, a
+ * plain container): every hour a replica looks whether the last scheduled
+ * run is `RETENTION_SCHEDULE_HOURS` old, and if so starts one of every
+ * category, under a lock so two replicas never both start one. Each service
+ * purges its declared categories only in these runs, which follow
+ * compliance's periods and spare held users; the run and its results are
+ * the proof.
+ */
+@Injectable()
+export class RetentionSchedule implements OnApplicationBootstrap, OnModuleDestroy {
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly ds: DataSource,
+    private readonly runs: RetentionRunsService,
+    @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    if (this.config.PRIVACY_WORKER === 'off' || this.config.RETENTION_SCHEDULE_HOURS === 0) return;
+    const check = () => void this.runIfDue().catch((err) => this.logger.warn({ err: String(err) }, 'scheduled retention run failed'));
+    this.timers = [setTimeout(check, FIRST_CHECK_MS), setInterval(check, CHECK_EVERY_MS)];
+    for (const t of this.timers) t.unref();
+  }
+
+  onModuleDestroy(): void {
+    for (const t of this.timers) clearTimeout(t);
+  }
+
+  /** Starts and runs a scheduled run if none started within the period; its id, or undefined when none was due. */
+  async runIfDue(hours = this.config.RETENTION_SCHEDULE_HOURS): Promise<string | undefined> {
+    const id = await this.ds.transaction(async (em) => {
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext('privacy-retention-schedule'))`);
+      const [recent] = await em.query(`SELECT 1 FROM retention_runs WHERE trigger = 'schedule' AND created_at > now() - $1 * interval '1 hour' LIMIT 1`, [hours]);
+      return recent ? undefined : this.runs.create('schedule', { dryRun: false }, undefined, em);
+    });
+    if (!id) return undefined;
+    const run = await this.runs.execute(id);
+    this.logger.info({ runId: id, status: run.status }, 'scheduled retention run');
+    return id;
+  }
+}
