@@ -17,6 +17,7 @@ describe('QuotaGate cache', () => {
   let billing: Subscription;
   let calls: string[] = [];
   let allowed = true;
+  let remaining: number | undefined;
 
   beforeAll(async () => {
     env = await createTestEnv();
@@ -26,7 +27,7 @@ describe('QuotaGate cache', () => {
       callback: (_err, msg) => {
         const request = msg.json<{ id: string; data: { input: { workspace: string; userId: string } } }>();
         calls.push(`${request.data.input.workspace}:${request.data.input.userId}`);
-        msg.respond(JSON.stringify({ id: request.id, response: { allowed }, isDisposed: true }));
+        msg.respond(JSON.stringify({ id: request.id, response: { allowed, ...(remaining !== undefined ? { remaining } : {}) }, isDisposed: true }));
       },
     });
     rpc = new RpcClient(nc, env.prefix);
@@ -39,9 +40,10 @@ describe('QuotaGate cache', () => {
     await env?.close();
   });
 
-  const gate = (ttlMs: number, answer = true) => {
+  const gate = (ttlMs: number, answer = true, left?: number) => {
     calls = [];
     allowed = answer;
+    remaining = left;
     const g = new QuotaGate(rpc, { QUOTA_PROVIDER: 'billing', QUOTA_CACHE_MS: ttlMs } as ChatConfig);
     return { g, calls: () => calls, size: () => (g as unknown as { cache: Map<string, unknown> }).cache.size };
   };
@@ -82,5 +84,20 @@ describe('QuotaGate cache', () => {
     await expect(g.assertAllowed('w', 'u')).rejects.toMatchObject({ status: 402 });
     await expect(g.assertAllowed('w', 'u')).rejects.toMatchObject({ status: 402 });
     expect(calls()).toHaveLength(1);
+  });
+
+  it('refuses a prompt that alone needs more tokens than are left, and takes recorded answers off what is left until billing answers again', async () => {
+    const { g, calls } = gate(60_000, true, 1_000);
+    const words = (n: number) => [{ role: 'user' as const, content: Array.from({ length: n }, () => 'word').join(' ') }];
+    await g.assertAllowed('w', 'u', words(500)); // ~500 tokens: fits
+    await expect(g.assertAllowed('w', 'u', words(2_000))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('1000 left') });
+    // Two answers of 600 tokens recorded meanwhile: nothing is left, whatever the cached answer said.
+    g.spent('w', 'u', 600);
+    await expect(g.assertAllowed('w', 'u', words(500))).rejects.toMatchObject({ status: 402 });
+    g.spent('w', 'u', 600);
+    await expect(g.assertAllowed('w', 'u', words(1))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('used up') });
+    // Another member's cached answer is their own.
+    await g.assertAllowed('w', 'other', words(10));
+    expect(calls()).toEqual(['w:u', 'w:other']);
   });
 });

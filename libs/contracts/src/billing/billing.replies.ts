@@ -42,4 +42,6 @@ export interface QuotaAnswer {
   allowed: boolean;
   /** Which limit was hit, when not allowed. */
   reason?: string;
+  /** Tokens left under the tightest limit (quota, workspace cap, the member's cap), when allowed. */
+  remaining?: number;
 }

@@ -70,8 +70,11 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
     if (used >= quota) return { allowed: false, reason: `The monthly token quota of this workspace (${quota} tokens, plan ${limits.plan}) is used up` };
     if (limits.workspaceCap !== undefined && used >= limits.workspaceCap) return { allowed: false, reason: `The workspace's monthly spend cap (${limits.workspaceCap} tokens) is reached` };
     const memberCap = limits.memberCaps.get(userId);
-    if (memberCap !== undefined && (this.used.get(`${key}|${userId}`) ?? 0) >= memberCap) return { allowed: false, reason: `Your monthly spend cap (${memberCap} tokens) is reached` };
-    return { allowed: true };
+    const memberUsed = this.used.get(`${key}|${userId}`) ?? 0;
+    if (memberCap !== undefined && memberUsed >= memberCap) return { allowed: false, reason: `Your monthly spend cap (${memberCap} tokens) is reached` };
+    // What is left under the tightest limit: chat refuses a prompt larger than this, and counts its own answers off it meanwhile.
+    const remaining = Math.min(quota - used, (limits.workspaceCap ?? Infinity) - used, (memberCap ?? Infinity) - memberUsed);
+    return { allowed: true, remaining };
   }
 
   usage(key: string): { used: number; quota: number } {

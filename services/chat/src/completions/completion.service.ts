@@ -80,7 +80,6 @@ export class CompletionService {
     policy ??= await this.policies.resolve(actor, workspace);
     const chosen = model ?? this.router.defaultModel(policy, this.config.DEFAULT_MODEL);
     const candidates = this.router.candidates(chosen, policy);
-    await this.quota.assertAllowed(workspace, actor.userId);
     const context = Math.min(...candidates.map((c) => c.contextWindow));
     if (params.max_tokens !== undefined && params.max_tokens >= context) {
       throw new ProblemError(400, `max_tokens leaves no room for the prompt in ${chosen}'s context window of ${context} tokens`, {
@@ -91,6 +90,7 @@ export class CompletionService {
     const sent = trimToWindow(messages, window);
     // What the model will see: a term in history trimmed away reaches no provider.
     this.filter.checkRules(sent, policy, actor.userId);
+    await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
     return { actor, policy, model: chosen, candidates, messages: sent, params };
   }
 
@@ -167,9 +167,15 @@ export class CompletionService {
    * organisation's books keep the amount, not the person.
    */
   async recordUsage(em: EntityManager, messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
+    this.spent(plan, result);
     await lockSubject(em, plan.actor.userId, 'shared');
     const erased = await this.cipher.isErased(em, plan.actor.userId);
     await this.outbox.append(em, 'chat.completion.recorded', ...this.usageEvent(messageId, plan, result, erased ? ERASED_USER : plan.actor.userId));
+  }
+
+  /** An answer's tokens, off the quota this replica has cached until billing counts them. */
+  spent(plan: Plan, result: CompletionResult): void {
+    this.quota.spent(plan.policy.workspace, plan.actor.userId, result.usage.promptTokens + result.usage.completionTokens);
   }
 
   /** The usage event as outbox row values, for a caller that writes it in its own statement. */

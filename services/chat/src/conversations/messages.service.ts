@@ -186,6 +186,7 @@ export class MessagesService {
       throw isForeignKeyViolation(err) ? erased() : err;
     });
     if (!saved) throw erased();
+    this.completions.spent(turn.plan, result);
     return answer;
   }
 }

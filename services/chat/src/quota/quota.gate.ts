@@ -1,12 +1,22 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { BillingRpc, ProblemError } from '@ally/contracts';
+import { countTokens } from 'gpt-tokenizer';
+import { BillingRpc, ProblemError, type QuotaAnswer } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import type { PromptMessage } from '../content-filter/content-filter.service.js';
+
+const QUOTA_EXHAUSTED = 'https://ally.eu/problems/quota-exhausted';
 
 /**
  * Asked before every provider call. With QUOTA_PROVIDER=billing it asks
  * billing (answers cached briefly); with `none` (until billing runs) every
  * request is allowed. The call path is the same either way.
+ *
+ * Billing's answer says how many tokens are left; a prompt that alone needs
+ * more is refused, and the tokens of the answers this replica records while
+ * the answer is cached come off it, so a workspace overruns its quota by
+ * little more than the answers in flight (not by a whole cache period of
+ * long prompts).
  */
 @Injectable()
 export class QuotaGate {
@@ -14,29 +24,46 @@ export class QuotaGate {
   static readonly MAX_CACHED = 10_000;
 
   /** In insertion order, which is expiry order (the TTL is fixed): expired entries sit at the front. */
-  private readonly cache = new Map<string, { allowed: boolean; reason?: string; until: number }>();
+  private readonly cache = new Map<string, QuotaAnswer & { until: number }>();
 
   constructor(
     private readonly rpc: RpcClient,
     @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
   ) {}
 
-  async assertAllowed(workspace: string, userId: string): Promise<void> {
+  /** `prompt`: what will be sent, when known (its tokens must fit what is left). */
+  async assertAllowed(workspace: string, userId: string, prompt: PromptMessage[] = []): Promise<void> {
     const answer = await this.check(workspace, userId);
-    if (!answer.allowed) throw new ProblemError(402, answer.reason ?? 'The token quota of this workspace is used up', { type: 'https://ally.eu/problems/quota-exhausted' });
+    if (!answer.allowed) throw new ProblemError(402, answer.reason ?? 'The token quota of this workspace is used up', { type: QUOTA_EXHAUSTED });
+    const left = answer.remaining;
+    if (left === undefined) return;
+    if (left <= 0) throw new ProblemError(402, 'The monthly token quota of this workspace is used up', { type: QUOTA_EXHAUSTED });
+    // A token is at least one byte: counting is needed only for a prompt whose bytes exceed what is left (rare).
+    if (prompt.reduce((n, m) => n + Buffer.byteLength(m.content) + 4, 0) <= left) return;
+    const needed = prompt.reduce((n, m) => n + countTokens(m.content) + 4, 0);
+    if (needed > left) {
+      throw new ProblemError(402, `This message with its history needs about ${needed} tokens, more than the ${left} left of this month's quota`, { type: QUOTA_EXHAUSTED });
+    }
   }
 
-  private async check(workspace: string, userId: string): Promise<{ allowed: boolean; reason?: string }> {
+  /** Tokens an answer used, taken off the cached answer until billing's next one counts them. */
+  spent(workspace: string, userId: string, tokens: number): void {
+    const hit = this.cache.get(`${workspace}:${userId}`);
+    if (hit?.remaining !== undefined) hit.remaining -= tokens;
+  }
+
+  private async check(workspace: string, userId: string): Promise<QuotaAnswer> {
     if (this.config.QUOTA_PROVIDER === 'none') return { allowed: true };
     const key = `${workspace}:${userId}`;
     const hit = this.cache.get(key);
     if (hit && hit.until > Date.now()) return hit;
     const answer = await this.rpc.call(BillingRpc.quotaCheck, { workspace, userId }, { timeoutMs: 2_000 });
-    this.remember(key, { ...answer, until: Date.now() + this.config.QUOTA_CACHE_MS });
-    return answer;
+    const entry = { ...answer, until: Date.now() + this.config.QUOTA_CACHE_MS };
+    this.remember(key, entry);
+    return entry;
   }
 
-  private remember(key: string, entry: { allowed: boolean; reason?: string; until: number }): void {
+  private remember(key: string, entry: QuotaAnswer & { until: number }): void {
     const now = Date.now();
     for (const [k, cached] of this.cache) {
       if (cached.until > now && this.cache.size < QuotaGate.MAX_CACHED) break;
