@@ -544,13 +544,13 @@ describe('JWKS and reads', () => {
   });
 });
 
-describe('query parameters that a list does not take', () => {
-  it('GET /v1/billing/invoices names limit and cursor as query parameters it does not know, not as "(body)"', async () => {
-    for (const query of ['limit=5', 'cursor=abc', 'foo=bar']) {
+describe('query parameters of a list', () => {
+  it('GET /v1/billing/invoices names a bad limit, and a parameter it does not know, not as "(body)"', async () => {
+    for (const query of ['limit=0', 'limit=101', 'limit=five', 'foo=bar']) {
       const res = await http.get(`/v1/billing/invoices?workspace=private&${query}`, jana.accessToken);
       const field = query.split('=')[0];
       expectProblem(res, 400, [field]);
-      expect(res.body.errors).toEqual([{ field, message: 'is not a known query parameter' }]);
+      if (field === 'foo') expect(res.body.errors).toEqual([{ field, message: 'is not a known query parameter' }]);
     }
   });
 });

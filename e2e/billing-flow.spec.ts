@@ -6,6 +6,7 @@ import { signStripePayload, startOpenAIEmulator, startStripeEmulator, type OpenA
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
 import { billingEnv, chatEnv } from './service-env.js';
 
 const PASSWORD = 'Tannenzapfen im Schnee';
@@ -86,6 +87,14 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     expect(usage).toMatchObject({ tokenQuota: 3 * 2_000_000, byModel: [expect.objectContaining({ model: 'gpt-4o-mini' })] });
     await waitFor(async () => stripe.meterEvents().some((m) => m.identifier === answer.body.id), 'the meter event at Stripe');
 
+    // A cap a little above what is used: a message that alone needs more than is left is refused before any model sees it.
+    expect((await http.request('PUT', '/v1/billing/caps', { body: { workspace: org.id, monthlyTokens: usage.tokensUsed + 20 }, token: owner.accessToken })).status).toBe(200);
+    const tooLong = await waitFor(async () => {
+      const r = await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Bitte fasse zusammen: '.repeat(60) }, owner.accessToken);
+      return r.status === 402 ? r : undefined;
+    }, 'billing to apply the new cap');
+    expect(tooLong.body.detail).toMatch(/needs about \d+ tokens, more than the \d+ left/);
+
     // A workspace cap below what is used: the next message is refused with 402, naming the cap.
     expect((await http.request('PUT', '/v1/billing/caps', { body: { workspace: org.id, monthlyTokens: 1 }, token: owner.accessToken })).status).toBe(200);
     const refused = await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Noch eine Frage' }, owner.accessToken);
@@ -163,6 +172,44 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     expect(forged.headers.get('content-type')).toContain('application/problem+json');
     expect((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status).toBe('active');
     expect(await env.sql(`SELECT * FROM billing.processed_webhooks WHERE event_id = 'evt_forged'`)).toEqual([]);
+  });
+
+  it('pages invoices as every list does: ?limit=&cursor= → { data, nextCursor }, newest first, none skipped or repeated', async () => {
+    const owner = await register('greta@example.eu');
+    const mine = `private:${owner.user.id}`;
+    // As Stripe's webhooks mirror them: times in whole seconds, two invoices sharing one.
+    const invoice = (id: string, workspace: string, at: string) =>
+      env.sql(
+        `INSERT INTO billing.invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, created_at)
+         VALUES ($1, $2, $1, 'paid', 'eur', 1000, 190, 1190, 1190, 'cus_greta', $3)`,
+        [id, workspace, at],
+      );
+    await invoice('in_march', mine, '2026-03-01T00:00:00Z');
+    await invoice('in_april_a', mine, '2026-04-01T00:00:00Z');
+    await invoice('in_april_b', mine, '2026-04-01T00:00:00Z');
+    await invoice('in_someone_else', 'private:0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11', '2026-04-15T00:00:00Z');
+    const list = (query: string) => http.get(`/v1/billing/invoices?workspace=private${query}`, owner.accessToken);
+
+    const all = await list('');
+    expect(all.status).toBe(200);
+    expect({ ids: all.body.data.map((i: { id: string }) => i.id), nextCursor: all.body.nextCursor }).toEqual({ ids: ['in_april_b', 'in_april_a', 'in_march'], nextCursor: null });
+
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await list(`&limit=1${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(page.status).toBe(200);
+      expect(page.body.data).toHaveLength(1);
+      seen.push(page.body.data[0].id);
+      cursor = page.body.nextCursor;
+    } while (cursor && seen.length < 5);
+    expect(seen).toEqual(['in_april_b', 'in_april_a', 'in_march']);
+
+    expectProblem(await list('&limit=0'), 400, ['limit']);
+    expectProblem(await list('&cursor=bm9wZQ'), 400, ['cursor']);
+    const unknown = await list('&page=2');
+    expectProblem(unknown, 400, ['page']);
+    expect(unknown.body.errors).toContainEqual({ field: 'page', message: 'is not a known query parameter' });
   });
 
   it('answers a webhook body under the body limit but too large for the broker once encoded with a 413, not a 500', async () => {

@@ -52,7 +52,8 @@ export class BillingController {
 
   @MessagePattern(BillingRpc.invoices.subject)
   listInvoices(@Payload() req: RpcRequest) {
-    return this.invoices.list(actorOf(req), parseInput(BillingRpc.invoices.input, req.input, 'query').workspace);
+    const { workspace, limit, cursor } = parseInput(BillingRpc.invoices.input, req.input, 'query');
+    return this.invoices.list(actorOf(req), workspace, limit, cursor);
   }
 
   @MessagePattern(BillingRpc.setCap.subject)

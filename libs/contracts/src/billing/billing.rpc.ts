@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { rpc } from '../common/rpc.js';
+import type { Page } from '../identity/identity.replies.js';
 import * as s from './billing.schemas.js';
 import type * as r from './billing.replies.js';
 
@@ -9,7 +10,7 @@ export const BillingRpc = {
   checkout: rpc<{ url: string }>()('ally.rpc.billing.checkout.create', s.checkoutInput),
   portal: rpc<{ url: string }>()('ally.rpc.billing.portal.create', s.billingWorkspaceInput),
   usage: rpc<r.UsageView>()('ally.rpc.billing.usage.get', s.usageInput),
-  invoices: rpc<{ data: r.InvoiceView[]; nextCursor: null }>()('ally.rpc.billing.invoice.list', s.billingWorkspaceInput),
+  invoices: rpc<Page<r.InvoiceView>>()('ally.rpc.billing.invoice.list', s.listInvoicesInput),
   setCap: rpc<{ workspace: string; userId: string | null; monthlyTokens: number | null }>()('ally.rpc.billing.cap.set', s.capInput),
   stripeWebhook: rpc<{ received: true; duplicate: boolean }>()('ally.rpc.billing.webhook.stripe', s.stripeWebhookInput, { authenticated: false }),
   /** Asked by chat before every provider call. */

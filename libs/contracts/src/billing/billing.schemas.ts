@@ -1,9 +1,11 @@
 import { z } from 'zod';
+import { pageParams } from '../common/query-params.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 
 export const periodSchema = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be a month as YYYY-MM');
 
 export const billingWorkspaceInput = z.strictObject({ workspace: workspaceSchema });
+export const listInvoicesInput = z.strictObject({ workspace: workspaceSchema, ...pageParams });
 export const checkoutInput = z.strictObject({ workspace: workspaceSchema, plan: z.string().min(1).max(50) });
 export const usageInput = z.strictObject({ workspace: workspaceSchema, period: periodSchema.optional() });
 /** A monthly token cap: for one member (`userId`), or the whole workspace when it is absent; null removes it. */

@@ -29,6 +29,12 @@ describe(decodeCursor.name, () => {
     }
   });
 
+  it('takes the ids of a list keyed otherwise (Stripe invoices) when told their shape, and only those', () => {
+    const at = '2026-04-01T00:00:00.000Z';
+    expect(decodeCursor(encodeCursor(new Date(at), 'in_1AbC'), /^in_[A-Za-z0-9]+$/)).toEqual({ at, id: 'in_1AbC' });
+    expect(refusal(encodeCursor(new Date(at), 'in_1AbC'))).toEqual(expect.objectContaining(BAD_CURSOR));
+  });
+
   it('refuses times in another shape than the one it writes, and what is not time|id', () => {
     const times = ['2024-01-01T00:00:00Z', '2024-01-01T00:00:00.000000Z', '2024-01-01', '+010000-01-01T00:00:00.000Z', '-000001-01-01T00:00:00.000Z'];
     const others = ['2024-01-01T00:00:00.000Z|nope', `2024-01-01T00:00:00.000Z|${ID}|x`, ID];

@@ -29,11 +29,14 @@ function isIssuedTime(at: string): boolean {
   return !Number.isNaN(time) && new Date(time).toISOString() === at;
 }
 
-/** The position of a cursor this API gave out; anything else is a 400 naming the field. */
-export function decodeCursor(cursor: string | undefined): { at: string; id: string } | undefined {
+/**
+ * The position of a cursor this API gave out; anything else is a 400 naming the field.
+ * `idPattern` is the shape of the list's ids: UUIDs, unless the list is keyed by another's (Stripe's).
+ */
+export function decodeCursor(cursor: string | undefined, idPattern = UUID): { at: string; id: string } | undefined {
   if (!cursor) return undefined;
   const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  if (rest.length || !at || !id || !isIssuedTime(at) || !UUID.test(id)) {
+  if (rest.length || !at || !id || !isIssuedTime(at) || !idPattern.test(id)) {
     throw new ProblemError(400, 'Invalid cursor', { errors: [{ field: 'cursor', message: 'is not a cursor this API gave out' }] });
   }
   return { at, id };

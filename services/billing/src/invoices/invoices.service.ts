@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { Actor, InvoiceView } from '@ally/contracts';
+import { decodeCursor, keysetPage, type Actor, type InvoiceView, type Page } from '@ally/contracts';
 import { WorkspaceAccess } from '../common/workspace-access.service.js';
 
 const csvCell = (v: unknown) => {
@@ -8,6 +8,21 @@ const csvCell = (v: unknown) => {
   return /[",\n;]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 };
 const money = (cents: string | number) => (Number(cents) / 100).toFixed(2);
+/** Stripe's ids (`in_…`): what a cursor of this list may hold in place of a UUID. */
+const STRIPE_ID = /^[A-Za-z0-9_]{1,100}$/;
+
+interface InvoiceRow {
+  stripe_invoice_id: string;
+  number: string | null;
+  status: string;
+  currency: string;
+  subtotal: string;
+  tax: string;
+  total: string;
+  amount_paid: string;
+  created_at: Date;
+  hosted_invoice_url: string | null;
+}
 
 /** Invoices mirrored from Stripe's webhooks; kept 10 years for the accountants. */
 @Injectable()
@@ -17,11 +32,28 @@ export class InvoicesService {
     private readonly access: WorkspaceAccess,
   ) {}
 
-  async list(actor: Actor, workspace: string): Promise<{ data: InvoiceView[]; nextCursor: null }> {
+  /**
+   * The workspace's invoices, newest first, a page at a time. The keyset is
+   * the creation time to the millisecond (what a cursor holds) and Stripe's
+   * invoice id, since Stripe's times are whole seconds and often shared.
+   */
+  async list(actor: Actor, workspace: string, limit: number, cursor?: string): Promise<Page<InvoiceView>> {
+    const after = decodeCursor(cursor, STRIPE_ID);
     const key = await this.access.manage(actor, workspace);
-    const rows = await this.ds.query(`SELECT * FROM invoices WHERE workspace = $1 AND NOT restricted ORDER BY created_at DESC`, [key]);
+    const params: unknown[] = [key];
+    let keyset = '';
+    if (after) {
+      params.push(after.at, after.id);
+      keyset = ` AND (date_trunc('milliseconds', created_at), stripe_invoice_id) < ($2::timestamptz, $3)`;
+    }
+    const rows: InvoiceRow[] = await this.ds.query(
+      `SELECT * FROM invoices WHERE workspace = $1 AND NOT restricted${keyset}
+        ORDER BY date_trunc('milliseconds', created_at) DESC, stripe_invoice_id DESC LIMIT ${limit + 1}`,
+      params,
+    );
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [r.created_at, r.stripe_invoice_id]);
     return {
-      data: rows.map((r: any) => ({
+      data: page.map((r) => ({
         id: r.stripe_invoice_id,
         number: r.number,
         status: r.status,
@@ -30,10 +62,10 @@ export class InvoicesService {
         tax: Number(r.tax),
         total: Number(r.total),
         amountPaid: Number(r.amount_paid),
-        createdAt: new Date(r.created_at).toISOString(),
+        createdAt: r.created_at.toISOString(),
         hostedInvoiceUrl: r.hosted_invoice_url,
       })),
-      nextCursor: null,
+      nextCursor,
     };
   }
 

@@ -1,7 +1,7 @@
 import { Controller, Get, Headers, HttpCode, Post, Put, Query, Req } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { BillingRpc, billingWorkspaceInput, capInput, checkoutInput, parseInput, ProblemError, usageInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { BillingRpc, billingWorkspaceInput, capInput, checkoutInput, listInvoicesInput, parseInput, ProblemError, usageInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
@@ -45,10 +45,9 @@ export class BillingController {
     return this.rpc.call(BillingRpc.usage, parseInput(usageInput, query, 'query'), { actor, meta });
   }
 
-  /** Not paged yet (billing answers them all): `limit` or `cursor`, like any unknown parameter, is a 400 naming it. */
   @Get('billing/invoices')
   invoices(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(BillingRpc.invoices, parseInput(billingWorkspaceInput, query, 'query'), { actor, meta });
+    return this.rpc.call(BillingRpc.invoices, parseInput(listInvoicesInput, query, 'query'), { actor, meta });
   }
 
   /** Monthly token caps: `{ workspace, userId?, monthlyTokens | null }`. */
@@ -64,7 +63,7 @@ export class BillingController {
   @HttpCode(200)
   stripeWebhook(@Req() req: FastifyRequest & { rawBody?: Buffer }, @Headers('stripe-signature') signature: string | undefined, @RequestMetaParam() meta: RequestMeta) {
     if (!signature) throw new ProblemError(400, 'The Stripe-Signature header is missing');
-    if (!req.rawBody) throw new ProblemError(400, 'The webhook body is missing');
+    if (!req.rawBody?.length) throw new ProblemError(400, 'The webhook body is missing');
     return this.rpc.call(BillingRpc.stripeWebhook, { payload: req.rawBody.toString('base64'), signature }, { meta });
   }
 }

@@ -59,7 +59,10 @@ export function requireJsonBodies(fastify: FastifyInstance): void {
  * Fastify's JSON parser refuses a `__proto__` key, or a `constructor` holding a
  * `prototype` (prototype poisoning), but calls such a body "not valid JSON".
  * This is the same parser (Nest's default, with the raw body kept), except that
- * a body it refused which JSON.parse accepts is a 400 naming the key.
+ * a body it refused which JSON.parse accepts is a 400 naming the key. An
+ * empty body is no body, as without a content type: fetch wrappers send
+ * `application/json` on every request, DELETEs and bodiless POSTs included
+ * (a route that needs a body still answers 400 naming its fields).
  * Call before the app is initialised, so Nest's own JSON parser is not added.
  */
 export function explainForbiddenJsonKeys(app: NestFastifyApplication): void {
@@ -67,6 +70,7 @@ export function explainForbiddenJsonKeys(app: NestFastifyApplication): void {
   const { bodyLimit, onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig;
   const parse = fastify.getDefaultJsonParser(onProtoPoisoning ?? 'error', onConstructorPoisoning ?? 'error');
   app.useBodyParser<Server>('application/json', { bodyLimit }, (req, body, done) => {
+    if (body.length === 0) return done(null, undefined);
     const text = body.toString();
     parse(req, text, (err, parsed) => {
       const field = err ? forbiddenKey(text) : undefined;

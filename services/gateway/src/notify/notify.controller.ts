@@ -23,6 +23,8 @@ export class NotifyController {
     const auth = req.headers.authorization;
     const bearer = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
     const secret = bearer || String((req.query as Record<string, unknown>)?.token ?? '');
+    // Named here in the caller's terms: notify would name its RPC field `payload`.
+    if (payload === undefined) throw new ProblemError(400, 'The request body is required', { errors: [{ field: '(body)', message: 'is required' }] });
     return this.rpc.call(NotifyRpc.brevoWebhook, { secret: secret.slice(0, 512), payload }, { meta });
   }
 

@@ -1,6 +1,7 @@
 import { Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
+import { z } from 'zod';
 import { createPrivacyRequestInput, exportFormatSchema, listPrivacyRequestsInput, parseInput, PrivacyRpc, recordConsentInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
@@ -8,6 +9,9 @@ import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
+
+/** A download's query: `format` alone, so a typo is a 400 naming it rather than a silent default. */
+const downloadQuery = z.strictObject({ format: exportFormatSchema });
 
 /** Data-subject requests (the caller's own only) and consent records (no login). */
 @ApiTags('privacy')
@@ -36,12 +40,12 @@ export class PrivacyController {
 
   /** The export package: `?format=zip` (default) or `json`; privacy sends it in parts, joined here. */
   @Get('requests/:id/download')
-  async download(@UuidParam('id') id: string, @Query('format') format: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
-    const fmt = parseInput(exportFormatSchema, format, 'query parameter format');
-    const file = await this.rpc.call(PrivacyRpc.download, { id, format: fmt }, { actor, meta });
+  async download(@UuidParam('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
+    const { format } = parseInput(downloadQuery, query, 'query');
+    const file = await this.rpc.call(PrivacyRpc.download, { id, format }, { actor, meta });
     const parts: Buffer[] = [];
     for (let part = 0; part < file.parts; part++) {
-      parts.push(Buffer.from((await this.rpc.call(PrivacyRpc.downloadPart, { id, format: fmt, part }, { actor, meta })).data, 'base64'));
+      parts.push(Buffer.from((await this.rpc.call(PrivacyRpc.downloadPart, { id, format, part }, { actor, meta })).data, 'base64'));
     }
     reply
       .header('content-type', file.contentType)
