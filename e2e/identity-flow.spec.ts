@@ -116,6 +116,33 @@ describe('the identity flow through the gateway, as a new user runs it with curl
     expect(invite.status).toBe(404);
   });
 
+  it("registers in the browser's language (Accept-Language) when the body names none, in German when neither says", async () => {
+    const withHeader = (email: string, acceptLanguage: string, extra: Record<string, unknown> = {}) =>
+      http.request('POST', '/v1/auth/register', {
+        body: { email, password: PASSWORD, firstName: 'Jana', lastName: 'Novák', ...extra },
+        headers: { 'accept-language': acceptLanguage },
+      });
+    const english = await withHeader('gb@example.eu', 'en-GB,en;q=0.8');
+    expect(english.status).toBe(201);
+    expect(english.body.user.locale).toBe('en');
+    expect((await lastEvent<{ userId: string; locale: string }>(env, 'identity.user.registered', (e) => e.data.userId === english.body.user.id)).data.locale).toBe('en');
+    expect((await withHeader('ch@example.eu', 'fr-CH, fr;q=0.9, en;q=0.5, de;q=0.8')).body.user.locale).toBe('de');
+    expect((await withHeader('fr@example.eu', 'fr-FR,fr;q=0.9')).body.user.locale).toBe('de');
+    expect((await withHeader('chosen@example.eu', 'en-GB', { locale: 'de' })).body.user.locale).toBe('de');
+  });
+
+  it('mails no "new sign-in" for the first login from the address the account was registered from, only for another', async () => {
+    const from = (ip: string) => ({ 'x-forwarded-for': ip });
+    const reg = await http.request('POST', '/v1/auth/register', { body: { email: 'newdevice@example.eu', password: PASSWORD, firstName: 'Jana', lastName: 'Novák' }, headers: from('203.0.113.41') });
+    expect(reg.status).toBe(201);
+    const signIn = async (ip: string) => {
+      expect((await http.request('POST', '/v1/auth/login', { body: { email: 'newdevice@example.eu', password: PASSWORD }, headers: from(ip) })).status).toBe(200);
+      return (await lastEvent<{ userId: string; ip: string; newDevice: boolean }>(env, 'identity.user.signed-in', (e) => e.data.userId === reg.body.user.id && e.data.ip === ip)).data;
+    };
+    expect(await signIn('203.0.113.41')).toMatchObject({ newDevice: false });
+    expect(await signIn('198.51.100.41')).toMatchObject({ newDevice: true });
+  });
+
   it('serves the JWKS and the OpenAPI document', async () => {
     const jwks = await http.get('/.well-known/jwks.json');
     expect(jwks.status).toBe(200);

@@ -51,6 +51,31 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
   });
 
+  it('a soft bounce is temporary: it suppresses nothing and a later delivered wins; a hard bounce stays final', async () => {
+    const sentTo = async (email: string) => {
+      const reg = await http.post('/v1/auth/register', { email, password: 'Olivenhain bei Valencia', firstName: 'Sofía', lastName: 'García', locale: 'en' });
+      expect(reg.status).toBe(201);
+      return waitFor(async () => (await env.sql(`SELECT id, provider_message_id FROM notify.deliveries WHERE user_id = $1 AND status = 'sent'`, [reg.body.user.id]))[0], `the mail to ${email}`);
+    };
+    const report = async (event: string, email: string, messageId: string) =>
+      expect((await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: { event, email, 'message-id': messageId } })).status).toBe(200);
+    const statusOf = async (id: string) => (await env.sql(`SELECT status FROM notify.deliveries WHERE id = $1`, [id]))[0].status;
+    const suppressions = (email: string) => env.sql(`SELECT reason FROM notify.suppressions WHERE recipient_hash = encode(sha256(convert_to($1, 'UTF8')), 'hex')`, [email]);
+
+    const full = await sentTo('mailbox-full@example.eu');
+    await report('soft_bounce', 'mailbox-full@example.eu', full.provider_message_id);
+    expect(await suppressions('mailbox-full@example.eu')).toEqual([]);
+    expect(await statusOf(full.id)).toBe('sent');
+    await report('delivered', 'mailbox-full@example.eu', full.provider_message_id);
+    expect(await statusOf(full.id)).toBe('delivered');
+
+    const gone = await sentTo('left-the-company@example.eu');
+    await report('hard_bounce', 'left-the-company@example.eu', gone.provider_message_id);
+    await report('delivered', 'left-the-company@example.eu', gone.provider_message_id);
+    expect(await statusOf(gone.id)).toBe('bounced');
+    expect(await suppressions('left-the-company@example.eu')).toEqual([{ reason: 'hard_bounce' }]);
+  });
+
   it('a malformed webhook event is a 400 naming the field, also inside a batch', async () => {
     const single = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: { event: 5, email: 'someone@example.eu' } });
     expect(single.status).toBe(400);
@@ -75,8 +100,14 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
 
     const verification = await waitFor(async () => (await http.get('/v1/dev/mailbox?to=henrike@example.eu')).body?.data?.find((m: { tokens: string[] }) => m.tokens.length), 'the verification mail');
     expect((await http.post('/v1/auth/verify-email', { token: verification.tokens[0] })).status).toBe(204);
+    // The first login comes from the address the account was registered from: that is no new device.
     expect((await http.post('/v1/auth/login', { email: 'henrike@example.eu', password: 'Lindenblüten am Neckar' })).status).toBe(200);
-    const signIn = await waitFor(async () => (await http.get('/v1/dev/mailbox?to=henrike@example.eu')).body?.data?.find((m: { subject: string }) => m.subject === 'Neue Anmeldung bei Ally'), 'the new sign-in mail');
+    const fromElsewhere = { body: { email: 'henrike@example.eu', password: 'Lindenblüten am Neckar' }, headers: { 'x-forwarded-for': '198.51.100.77' } };
+    expect((await http.request('POST', '/v1/auth/login', fromElsewhere)).status).toBe(200);
+    const signIns = async (): Promise<{ textContent: string; receivedAt: string }[]> =>
+      (await http.get('/v1/dev/mailbox?to=henrike@example.eu')).body?.data?.filter((m: { subject: string }) => m.subject === 'Neue Anmeldung bei Ally') ?? [];
+    const signIn = await waitFor(async () => (await signIns()).find((m) => m.textContent.includes('(198.51.100.77)')), 'the new sign-in mail');
+    expect(await signIns()).toHaveLength(1);
     const day = new Intl.DateTimeFormat('de-DE', { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' }).format(new Date(signIn.receivedAt));
     expect(signIn.textContent).toMatch(new RegExp(`Ihr Konto wurde am ${day}, \\d{2}:\\d{2} UTC von einer neuen IP-Adresse`));
     expect(signIn.textContent).not.toMatch(/\d{4}-\d{2}-\d{2}T/);

@@ -248,6 +248,18 @@ describe('privacy through the gateway, against every real service', () => {
     expect(withdrawn.body.history).toHaveLength(2);
   });
 
+  it('mails "export ready" for an export of one workspace too, though its package has no account section', async () => {
+    const email = 'ines.teilweise@example.eu';
+    const ines = (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Ines', lastName: 'Teilweise', locale: 'en' })).body;
+    await talk(ines.accessToken, 'private', 'Nur das Private');
+    const created = await http.post('/v1/privacy/requests', { type: 'portability', scope: 'private' }, ines.accessToken);
+    expect(created.status).toBe(202);
+    expect((await settled(ines.accessToken, created.body.id)).status).toBe('completed');
+    const ready = await waitFor(async () => brevo.mails(email).find((m) => m.subject === 'Your data export is ready'), 'the export-ready mail');
+    expect(ready.textContent).toContain('Hello Ines');
+    expect(ready.textContent).toContain(`/v1/privacy/requests/${created.body.id}/download`);
+  });
+
   it('stops chat processing for a subject who asked for restriction (Art. 18)', async () => {
     const rita = await register('rita.ruhig@example.eu', 'Rita', 'Ruhig');
     const conversation = await talk(rita.accessToken, 'private', 'Vor der Einschränkung');

@@ -7,7 +7,7 @@ import { decodeJwt } from 'jose';
 import Provider from 'oidc-provider';
 import { IdentityRpc, ProblemError } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { createTestEnv, type TestEnv } from '@ally/testing';
+import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
 import { identityService } from '../src/index.js';
 
 const CLIENT_ID = 'ally';
@@ -19,6 +19,7 @@ const accounts: Record<string, { email: string; given_name: string; family_name:
   'sub-anna': { email: 'Anna.Schmidt@example.eu', given_name: 'Anna', family_name: 'Schmidt' },
   'sub-jonas': { email: 'jonas.weber@example.eu', given_name: 'Jonas', family_name: 'Weber' },
   'sub-lena': { email: 'lena.vogel@example.eu', given_name: 'Lena', family_name: 'Vogel' },
+  'sub-mira': { email: 'mira.brandt@example.eu', given_name: 'Mira', family_name: 'Brandt' },
 };
 
 /**
@@ -292,6 +293,17 @@ describe('identity single sign-on against a local OpenID provider', () => {
     expect(user.password_hash).toBeNull();
     // The owner's own sign-in goes on working.
     await expect(rpc.call(IdentityRpc.refresh, { refreshToken: pair.refreshToken })).resolves.toMatchObject({ tokenType: 'Bearer' });
+  });
+
+  it('warns of no new device on the sign-in that created the account, only on a later one from another address', async () => {
+    const signedInFrom = async (ip: string) => {
+      const { callbackUrl } = await atProvider('sub-mira');
+      const pair = await rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl }, { meta: { ip } });
+      const userId = decodeJwt(pair.accessToken).sub;
+      return (await lastEvent<{ userId: string; ip: string; newDevice: boolean }>(env, 'identity.user.signed-in', (e) => e.data.userId === userId && e.data.ip === ip)).data;
+    };
+    expect(await signedInFrom('192.0.2.61')).toMatchObject({ newDevice: false });
+    expect(await signedInFrom('198.51.100.61')).toMatchObject({ newDevice: true });
   });
 
   it('answers 404 for an unknown provider', async () => {

@@ -13,6 +13,8 @@ export type Actor = z.infer<typeof actorSchema>;
 export const requestMetaSchema = z.object({
   ip: z.string().optional(),
   userAgent: z.string().optional(),
+  /** The request's Accept-Language, where a service picks a default language from it (registration). */
+  acceptLanguage: z.string().optional(),
   correlationId: z.string().optional(),
 });
 export type RequestMeta = z.infer<typeof requestMetaSchema>;

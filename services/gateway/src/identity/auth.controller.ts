@@ -1,4 +1,4 @@
-import { Controller, Get, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { Controller, Get, Headers, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -33,8 +33,9 @@ export class AuthController {
   @Post('v1/auth/register')
   @AuthRateLimited()
   @BodySchema(registerInput)
-  register(@ValidBody(registerInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(IdentityRpc.register, body as any, { meta });
+  register(@ValidBody(registerInput) body: unknown, @RequestMetaParam() meta: RequestMeta, @Headers('accept-language') acceptLanguage?: string) {
+    // Without a locale in the body, identity falls back to the browser's language.
+    return this.rpc.call(IdentityRpc.register, body as any, { meta: { ...meta, acceptLanguage: acceptLanguage?.slice(0, 200) } });
   }
 
   @Post('v1/auth/verify-email')

@@ -6,6 +6,7 @@ import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type
 import { isUniqueViolation } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
+import { preferredLocale } from '../common/accept-language.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { OrgsService } from '../orgs/orgs.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
@@ -43,7 +44,7 @@ export class AuthService {
           email: input.email,
           firstName: input.firstName,
           lastName: input.lastName,
-          locale: input.locale ?? 'de',
+          locale: input.locale ?? preferredLocale(meta?.acceptLanguage) ?? 'de',
           emailVerifiedAt: null,
           passwordHash,
           platformRoles: [],

@@ -44,14 +44,19 @@ export class LoginThrottleService {
   }
 
   /**
-   * Whether this user signed in from this IP before (for the "new sign-in" mail).
+   * Whether this user signed in or registered from this IP before (for the "new sign-in" mail).
    * A caller inside a transaction passes its `em`, so it asks on the connection it holds
    * instead of waiting for a second one from a pool its peers may have drained.
    */
   async isKnownIp(userId: string, ip: string | undefined, em: EntityManager = this.ds.manager): Promise<boolean> {
     // Without an audit for this user there is nothing to compare with; no warning mail.
     if (!ip || (await this.objected(userId, em))) return true;
-    const rows = await em.query(`SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded LIMIT 1`, [userId, ip]);
+    // Sessions count too: the registration opens the first one from its IP without a sign-in (nor an audit row).
+    const rows = await em.query(
+      `SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded
+       UNION ALL SELECT 1 FROM sessions WHERE user_id = $1 AND ip = $2 LIMIT 1`,
+      [userId, ip],
+    );
     return rows.length > 0;
   }
 

@@ -97,14 +97,18 @@ export class SsoService {
     const { user, pair } = await this.ds.transaction(async (em) => {
       const link = await em.getRepository(SsoIdentityEntity).findOneBy({ provider: provider.id, subject: claims.sub });
       let user = link ? await this.users.findById(link.userId, em) : null;
+      let registered = false;
       if (!user) {
         if (!email || claims.email_verified !== true) throw new ProblemError(401, 'The identity provider did not confirm an email address');
         user = await this.users.findByEmail(email, em);
-        if (!user) user = await this.createUser(em, email, claims);
-        else if (!user.emailVerifiedAt) user = await this.claimUnverified(em, user);
+        if (!user) {
+          user = await this.createUser(em, email, claims);
+          registered = true;
+        } else if (!user.emailVerifiedAt) user = await this.claimUnverified(em, user);
         await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
       }
-      const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip, em);
+      // An account registered by this very sign-in has no other device to warn about.
+      const knownIp = registered || (await this.throttle.isKnownIp(user.id, meta?.ip, em));
       return { user, pair: await this.sessions.signIn(em, user, 'sso', knownIp, meta) };
     });
     // The audit writes outside this transaction, so only once an account created here is committed.

@@ -65,17 +65,21 @@ export const MAIL_CATALOG: Record<string, Entry> = {
     const d = dataOf('identity.user.settings-changed', e);
     return { template: 'settings-changed', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, restrictToEu: d.restrictToEu } };
   },
-  'privacy.export.ready': (e) => {
+  'privacy.export.ready': async (e, ctx) => {
     const d = PrivacyEvents['privacy.export.ready'].parse(e.data);
-    if (!d.email) return null;
-    return {
-      template: 'export-ready',
-      to: d.email,
-      locale: d.locale,
-      userId: d.userId,
-      required: true,
-      variables: { firstName: d.firstName ?? '', downloadPath: d.downloadPath, downloadUntil: d.downloadUntil.slice(0, 10) },
-    };
+    // A scoped export has no account section to take the address from: identity knows it.
+    const [to] = d.email ? [{ email: d.email, firstName: d.firstName ?? '', locale: d.locale }] : await ctx.contacts(`private:${d.userId}`);
+    if (!to) return [];
+    return [
+      {
+        template: 'export-ready',
+        to: to.email,
+        locale: to.locale,
+        userId: d.userId,
+        required: true,
+        variables: { firstName: to.firstName, downloadPath: d.downloadPath, downloadUntil: d.downloadUntil.slice(0, 10) },
+      },
+    ];
   },
   'privacy.request.escalated': (e, ctx) => {
     const d = PrivacyEvents['privacy.request.escalated'].parse(e.data);

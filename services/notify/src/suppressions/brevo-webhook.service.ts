@@ -8,7 +8,9 @@ import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 
 /** Brevo's transactional webhook events we act on; others are acknowledged and ignored. */
 const SUPPRESSING = new Set(['hard_bounce', 'spam', 'unsubscribed', 'blocked', 'invalid_email']);
-const STATUS: Record<string, 'delivered' | 'bounced'> = { delivered: 'delivered', hard_bounce: 'bounced', soft_bounce: 'bounced' };
+// A soft bounce is temporary (Brevo retries), so it neither suppresses nor ends the delivery: a later
+// `delivered` still applies. Only a delivery still `sent` changes, so a hard bounce stays final.
+const STATUS: Record<string, 'delivered' | 'bounced'> = { delivered: 'delivered', hard_bounce: 'bounced' };
 
 // plainText refuses what Postgres cannot store (a NUL character): such a value is malformed, not a 500.
 const brevoEvent = z.looseObject({
