@@ -32,6 +32,10 @@
 //   --token-ms=5           emulator delay between tokens
 //   --first-token-ms=0     emulator delay before the first token
 //   --turns=10             messages per conversation before a new one
+//   --spread               clients start one after the other over one answer's time and
+//                          keep going from the warm-up into the run (independent users);
+//                          by default all start together, after the warm-up as well, and
+//                          answers of equal length keep them arriving in waves
 //   --retries=3            measure a run again when other processes used > 15 % of a core meanwhile
 //   --only=direct,gateway  run a subset
 //   --chat-replicas=1      chat processes (one RPC queue group, as replicas in the cluster)
@@ -66,6 +70,7 @@ const { values: opt } = parseArgs({
     'coalesce-ms': { type: 'string' },
     'cpu-prof': { type: 'boolean', default: false },
     keep: { type: 'boolean', default: false },
+    spread: { type: 'boolean', default: false },
     verbose: { type: 'boolean', default: false },
   },
 });
@@ -207,6 +212,9 @@ const results = {
     secondsPerRun: cfg.seconds,
     warmupSecondsPerRun: cfg.warmupSeconds,
     turnsPerConversation: cfg.turns,
+    arrivals: opt.spread
+      ? 'spread: client i starts i/n of an answer time after the first, and the load runs on from the warm-up into the run (only requests sent in the run are counted)'
+      : 'together: all clients start at once for the warm-up and again for the run',
     ttft: 'request sent → first bytes of the first `delta` event (gateway) / of the first chunk with content (direct)',
     note: 'emulator, identity, chat, gateway, Postgres, NATS and the load generator (this process) share the machine',
   },
@@ -350,9 +358,10 @@ async function directStream(agent, conv, tag) {
  * Conversations for the gateway are created beforehand (not timed); a client runs out only if
  * streams are far faster than the emulator's pace allows, and then creates one in the loop.
  */
-async function runLoad(path, concurrency, seconds, label) {
+async function runLoad(path, concurrency, seconds, label, { warmupSeconds = 0, spread = false } = {}) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const perClient = Math.ceil((seconds * 1000) / Math.max(1, cfg.firstTokenMs + cfg.tokenMs * cfg.tokens) / cfg.turns) + 1;
+  const answerMs = Math.max(1, cfg.firstTokenMs + cfg.tokenMs * cfg.tokens);
+  const perClient = Math.ceil(((warmupSeconds + seconds) * 1000) / answerMs / cfg.turns) + 1;
   const pools = [];
   for (let c = 0; c < concurrency; c++) {
     const pool = [];
@@ -365,18 +374,24 @@ async function runLoad(path, concurrency, seconds, label) {
   const samples = { ttft: [], total: [] };
   const failures = [];
   const stream = path === 'gateway' ? gatewayStream : directStream;
-  const stop = await meter();
-  const t0 = performance.now();
+  const started = performance.now();
+  // Measured from the end of the warm-up (at once without one): the meter starts then, and only requests sent since count.
+  const t0 = started + warmupSeconds * 1000;
   const deadline = t0 + seconds * 1000;
+  let stop = () => undefined;
+  const metering = sleep(warmupSeconds * 1000).then(async () => (stop = await meter()));
   await Promise.all(
     pools.map(async (pool, c) => {
+      if (spread) await sleep((c * answerMs) / concurrency);
       let conv;
       for (let i = 0; performance.now() < deadline; i++) {
         if (!conv || conv.turns >= cfg.turns) {
           conv = pool.shift() ?? (path === 'gateway' ? { id: await newConversation(), history: [], turns: 0 } : { history: [], turns: 0 });
         }
         conv.turns++;
+        const counted = performance.now() >= t0;
         const r = await stream(agent, conv, `${label} client ${c} message ${i}`);
+        if (!counted) continue;
         if (r.ok) {
           samples.ttft.push(r.ttft);
           samples.total.push(r.total);
@@ -386,6 +401,7 @@ async function runLoad(path, concurrency, seconds, label) {
       }
     }),
   );
+  await metering;
   const elapsed = (performance.now() - t0) / 1000;
   const cpu = stop();
   agent.destroy();
@@ -417,8 +433,12 @@ async function measure() {
       for (let attempt = 0; ; attempt++) {
         const before = await waitQuiet(`${path} ×${concurrency}`);
         log(`${path}: ${concurrency} concurrent stream${concurrency > 1 ? 's' : ''}, ${cfg.warmupSeconds} s warm-up + ${cfg.seconds} s (machine ${before} % busy before)`);
-        if (cfg.warmupSeconds > 0) await runLoad(path, concurrency, cfg.warmupSeconds, 'warm-up');
-        run = await runLoad(path, concurrency, cfg.seconds, 'run');
+        if (opt.spread) {
+          run = await runLoad(path, concurrency, cfg.seconds, 'run', { warmupSeconds: cfg.warmupSeconds, spread: true });
+        } else {
+          if (cfg.warmupSeconds > 0) await runLoad(path, concurrency, cfg.warmupSeconds, 'warm-up');
+          run = await runLoad(path, concurrency, cfg.seconds, 'run');
+        }
         run.machineBusyBeforePercent = before;
         const other = run.cpuPercentOfOneCore?.other ?? 0;
         if (other <= DISTURBED || attempt >= cfg.retries) break;
@@ -465,7 +485,7 @@ function printTable() {
   const all = [head, ...rows].map((r) => r.map(String));
   const widths = head.map((_, i) => Math.max(...all.map((r) => r[i].length)));
   const line = (r) => `| ${r.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
-  console.log(`\nms; ${cfg.tokens} tokens per answer, emulator ${cfg.firstTokenMs} ms + ${cfg.tokenMs} ms/token, ${cfg.seconds} s per run`);
+  console.log(`\nms; ${cfg.tokens} tokens per answer, emulator ${cfg.firstTokenMs} ms + ${cfg.tokenMs} ms/token, ${cfg.seconds} s per run, clients ${opt.spread ? 'spread over an answer time' : 'starting together'}`);
   console.log(line(head));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const r of rows) console.log(line(r));
