@@ -55,6 +55,10 @@ describe("privacy's own retention schedule", () => {
     await rpc.call(PrivacyRpc.createLegalHold, { userId: held.user.id, reason: 'litigation 2026-17' }, { actor: compliance });
 
     const schedule = privacy.app.get(RetentionSchedule);
+    // A scheduled dry run, or one of a few categories (`retention-run --scheduled --dry-run`), deleted nothing else: the full run is still due.
+    await env.sql(
+      `INSERT INTO privacy.retention_runs (id, status, dry_run, categories, trigger) VALUES (gen_random_uuid(), 'completed', true, NULL, 'schedule'), (gen_random_uuid(), 'completed', false, '["sessions"]', 'schedule')`,
+    );
     // Two replicas looking at the same moment: one run.
     const started = (await Promise.all([schedule.runIfDue(24), schedule.runIfDue(24)])).filter(Boolean);
     expect(started).toHaveLength(1);

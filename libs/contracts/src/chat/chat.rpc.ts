@@ -31,12 +31,12 @@ export const ChatRpc = {
     'ally.rpc.chat.completion.create',
     z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput, cancel: replySubject.optional() }),
   ),
+  /** Which of `models` the catalog does not know, and the ones it does (for the caller's error message). */
+  checkCatalog: rpc<{ unknown: string[]; known: string[] }>()('ally.rpc.chat.model.check', s.catalogCheckInput),
   /**
    * Reads a change the caller just made at identity (their `restrictToEu`, or an organisation's policy) into chat's
    * policy replica now, so it holds from the moment the change is answered instead of when identity's event arrives.
    */
-  /** Which of `models` the catalog does not know, and the ones it does (for the caller's error message). */
-  checkCatalog: rpc<{ unknown: string[]; known: string[] }>()('ally.rpc.chat.model.check', s.catalogCheckInput),
   refreshPolicy: rpc<null>()('ally.rpc.chat.policy.refresh', s.refreshPolicyInput),
   completionsStream: rpc<{ accepted: true }>()(
     'ally.rpc.chat.completion.stream',

@@ -15,9 +15,9 @@ export const createConversationInput = z.strictObject({
   assistantId: z.uuid('must be an assistant id').optional(),
 });
 export const listConversationsInput = z.strictObject({ workspace: workspaceSchema, ...pageParams });
-/** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
 /** Model names to check against chat's catalog (an organisation's `allowedModels` before identity stores them). */
 export const catalogCheckInput = z.strictObject({ models: z.array(z.string().max(200)).max(100) });
+/** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
 export const refreshPolicyInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id').optional() });
 export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
 /** A conversation with a page of its messages: the newest `limit` (as far as they fit one answer), then older ones after `cursor`. */

@@ -40,11 +40,15 @@ export class RetentionSchedule implements OnApplicationBootstrap, OnModuleDestro
     for (const t of this.timers) clearTimeout(t);
   }
 
-  /** Starts and runs a scheduled run if none started within the period; its id, or undefined when none was due. */
+  /** Starts and runs a scheduled run if no full, real one started within the period; its id, or undefined when none was due. */
   async runIfDue(hours = this.config.RETENTION_SCHEDULE_HOURS): Promise<string | undefined> {
     const id = await this.ds.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('privacy-retention-schedule'))`);
-      const [recent] = await em.query(`SELECT 1 FROM retention_runs WHERE trigger = 'schedule' AND created_at > now() - $1 * interval '1 hour' LIMIT 1`, [hours]);
+      // Only a full, real run counts: `retention-run --scheduled --dry-run` (or with --categories) deleted nothing else.
+      const [recent] = await em.query(
+        `SELECT 1 FROM retention_runs WHERE trigger = 'schedule' AND NOT dry_run AND categories IS NULL AND created_at > now() - $1 * interval '1 hour' LIMIT 1`,
+        [hours],
+      );
       return recent ? undefined : this.runs.create('schedule', { dryRun: false }, undefined, em);
     });
     if (!id) return undefined;
