@@ -56,8 +56,13 @@ describe("privacy's own retention schedule", () => {
 
     const schedule = privacy.app.get(RetentionSchedule);
     // A scheduled dry run, or one of a few categories (`retention-run --scheduled --dry-run`), deleted nothing else: the full run is still due.
+    // So it is after a full run that failed (a service briefly down), or one whose process died two hours ago.
     await env.sql(
-      `INSERT INTO privacy.retention_runs (id, status, dry_run, categories, trigger) VALUES (gen_random_uuid(), 'completed', true, NULL, 'schedule'), (gen_random_uuid(), 'completed', false, '["sessions"]', 'schedule')`,
+      `INSERT INTO privacy.retention_runs (id, status, dry_run, categories, trigger, created_at) VALUES
+         (gen_random_uuid(), 'completed', true, NULL, 'schedule', now()),
+         (gen_random_uuid(), 'completed', false, '["sessions"]', 'schedule', now()),
+         (gen_random_uuid(), 'failed', false, NULL, 'schedule', now() - interval '3 hours'),
+         (gen_random_uuid(), 'running', false, NULL, 'schedule', now() - interval '2 hours')`,
     );
     // Two replicas looking at the same moment: one run.
     const started = (await Promise.all([schedule.runIfDue(24), schedule.runIfDue(24)])).filter(Boolean);

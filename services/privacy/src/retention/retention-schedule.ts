@@ -40,13 +40,20 @@ export class RetentionSchedule implements OnApplicationBootstrap, OnModuleDestro
     for (const t of this.timers) clearTimeout(t);
   }
 
-  /** Starts and runs a scheduled run if no full, real one started within the period; its id, or undefined when none was due. */
+  /**
+   * Starts and runs a scheduled run if no full, real one completed within the
+   * period; its id, or undefined when none was due. A run that failed (a
+   * service briefly down) or died with its process is tried again at the next
+   * hourly look, not a period later; one started within the hour is left to finish.
+   */
   async runIfDue(hours = this.config.RETENTION_SCHEDULE_HOURS): Promise<string | undefined> {
     const id = await this.ds.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('privacy-retention-schedule'))`);
       // Only a full, real run counts: `retention-run --scheduled --dry-run` (or with --categories) deleted nothing else.
       const [recent] = await em.query(
-        `SELECT 1 FROM retention_runs WHERE trigger = 'schedule' AND NOT dry_run AND categories IS NULL AND created_at > now() - $1 * interval '1 hour' LIMIT 1`,
+        `SELECT 1 FROM retention_runs WHERE trigger = 'schedule' AND NOT dry_run AND categories IS NULL
+           AND ((status = 'completed' AND created_at > now() - $1 * interval '1 hour') OR (status IN ('queued', 'running') AND created_at > now() - interval '1 hour'))
+         LIMIT 1`,
         [hours],
       );
       return recent ? undefined : this.runs.create('schedule', { dryRun: false }, undefined, em);
