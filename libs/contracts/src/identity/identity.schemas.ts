@@ -27,6 +27,8 @@ export const personNameSchema = z
 
 export const localeSchema = z.enum(['de', 'en']);
 export const orgRoleSchema = z.enum(['owner', 'admin', 'member']);
+/** Owners and admins manage an organisation: its policy, members, invitations, billing and assistants. */
+export const managesOrg = (role: z.infer<typeof orgRoleSchema> | undefined | null): boolean => role === 'owner' || role === 'admin';
 export const platformRoleSchema = z.enum(['compliance', 'admin']);
 export const orgNameSchema = plainText(120).min(2, 'must be at least 2 characters');
 export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, 'is not a valid token');

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
+import { IdentityRpc, managesOrg, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { workspaceKey } from './workspace-key.js';
 
@@ -15,7 +15,7 @@ export class WorkspaceAccess {
   async manage(actor: Actor, workspace: string): Promise<string> {
     if (workspace === 'private') return workspaceKey(workspace, actor.userId);
     const org = await this.rpc.call(IdentityRpc.getOrg, { orgId: workspace }, { actor: { userId: actor.userId, platformRoles: [] } });
-    if (org.role !== 'owner' && org.role !== 'admin') throw new ProblemError(403, 'Only owners and admins manage billing');
+    if (!managesOrg(org.role)) throw new ProblemError(403, 'Only owners and admins manage billing');
     return workspace;
   }
 

@@ -38,8 +38,9 @@ export class InvoicesService {
    * invoice id, since Stripe's times are whole seconds and often shared.
    */
   async list(actor: Actor, workspace: string, limit: number, cursor?: string): Promise<Page<InvoiceView>> {
-    const after = decodeCursor(cursor, STRIPE_ID);
+    // Who may see them first: a stranger hears 404, whatever cursor they sent.
     const key = await this.access.manage(actor, workspace);
+    const after = decodeCursor(cursor, STRIPE_ID);
     const params: unknown[] = [key];
     let keyset = '';
     if (after) {

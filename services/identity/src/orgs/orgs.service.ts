@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import {
   decodeCursor,
   keysetPage,
+  managesOrg,
   ProblemError,
   type Actor,
   type Invitation,
@@ -26,7 +27,6 @@ import { InvitationEntity } from './invitation.entity.js';
 import { MembershipEntity } from './membership.entity.js';
 import { OrganizationEntity } from './organization.entity.js';
 
-const MANAGERS: OrgRole[] = ['owner', 'admin'];
 
 interface MemberRow {
   id: string;
@@ -101,7 +101,7 @@ export class OrgsService {
   async invite(actor: Actor, input: { orgId: string; email: string; role: 'admin' | 'member' }): Promise<Invitation> {
     return this.ds.transaction(async (em) => {
       const membership = await this.membershipOf(actor.userId, input.orgId, em);
-      if (!MANAGERS.includes(membership.role)) throw new ProblemError(403, 'Only owners and admins can invite');
+      if (!managesOrg(membership.role)) throw new ProblemError(403, 'Only owners and admins can invite');
       const org = await em.getRepository(OrganizationEntity).findOneByOrFail({ id: input.orgId });
       const existing = await em.query(
         `SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND lower(u.email) = lower($2)`,
@@ -171,7 +171,7 @@ export class OrgsService {
     await this.ds.transaction(async (em) => {
       const mine = await this.membershipOf(actor.userId, orgId, em);
       const self = actor.userId === userId;
-      if (!self && !MANAGERS.includes(mine.role)) throw new ProblemError(403, 'Only owners and admins can remove members');
+      if (!self && !managesOrg(mine.role)) throw new ProblemError(403, 'Only owners and admins can remove members');
       const target = await em.getRepository(MembershipEntity).findOne({ where: { orgId, userId }, lock: { mode: 'pessimistic_write' } });
       if (!target) throw new ProblemError(404, 'Member not found');
       if (target.role === 'owner' && mine.role !== 'owner') throw new ProblemError(403, 'Only an owner can remove an owner');
@@ -193,7 +193,7 @@ export class OrgsService {
   async updatePolicy(actor: Actor, input: z.infer<typeof updateOrgPolicyInput>): Promise<OrgPolicy> {
     return this.ds.transaction(async (em) => {
       const mine = await this.membershipOf(actor.userId, input.orgId, em);
-      if (!MANAGERS.includes(mine.role)) throw new ProblemError(403, 'Only owners and admins can change the policy');
+      if (!managesOrg(mine.role)) throw new ProblemError(403, 'Only owners and admins can change the policy');
       const repo = em.getRepository(OrganizationEntity);
       const org = await repo.findOneByOrFail({ id: input.orgId });
       if (input.euOnly !== undefined) org.euOnly = input.euOnly;

@@ -38,9 +38,8 @@ export class ComplianceRoleRequired extends ProblemError {
 }
 
 export class UnknownCategory extends ProblemError {
-  /** `field`: where the caller wrote it (`category`, or `categories.2` in a retention run's list). */
-  constructor(what: string, field = 'category') {
-    super(400, `Invalid request body: ${field} (${what} is not a declared data category)`, { errors: [{ field, message: `${what} is not a declared data category` }] });
+  constructor(what: string) {
+    super(400, `Invalid request body: category (${what} is not a declared data category)`, { errors: [{ field: 'category', message: `${what} is not a declared data category` }] });
   }
 }
 
