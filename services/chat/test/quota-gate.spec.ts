@@ -96,8 +96,10 @@ describe('QuotaGate cache', () => {
     await expect(g.assertAllowed('w', 'u', words(500))).rejects.toMatchObject({ status: 402 });
     g.spent('w', 'u', 600);
     await expect(g.assertAllowed('w', 'u', words(1))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('used up') });
+    // Near the end, a prompt spelling a special token is counted as text (the tokenizer threw on it: a 500).
+    await expect(g.assertAllowed('w', 'other-near-end', [{ role: 'user', content: '<|endoftext|> '.repeat(100) }])).resolves.toBeUndefined();
     // Another member's cached answer is their own.
     await g.assertAllowed('w', 'other', words(10));
-    expect(calls()).toEqual(['w:u', 'w:other']);
+    expect(calls()).toEqual(['w:u', 'w:other-near-end', 'w:other']);
   });
 });

@@ -1,6 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { countTokens } from 'gpt-tokenizer';
 import type { Logger } from 'pino';
 import { ProblemError, type Actor, type ResidencyReceipt, type Usage } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
@@ -18,6 +17,7 @@ import { ERASED_USER } from '../privacy/erased-user.js';
 import { QuotaGate } from '../quota/quota.gate.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from './provider-clients.js';
 import { completionChunks } from './provider-stream.js';
+import { promptBytes, promptTokens, textTokens } from './token-count.js';
 
 export interface CompletionParams {
   temperature?: number;
@@ -266,27 +266,22 @@ function failureProblem(err: unknown, model: string, started: boolean): ProblemE
   return new ProblemError(502, 'The model provider refused the request');
 }
 
-function tokensOf(messages: PromptMessage[]): number {
-  return messages.reduce((n, m) => n + countTokens(m.content) + 4, 0);
-}
-
 function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | undefined | null, messages: PromptMessage[], text: string): Usage {
   // Providers report usage; counting ourselves is the fallback for endpoints that do not.
   return usage
     ? { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
-    : { promptTokens: tokensOf(messages), completionTokens: countTokens(text) };
+    : { promptTokens: promptTokens(messages), completionTokens: textTokens(text) };
 }
 
 /** Keeps system messages and the newest turns that fit the model's context window. */
 export function trimToWindow(messages: PromptMessage[], maxTokens: number): PromptMessage[] {
-  // A token is at least one byte, so a prompt whose bytes fit needs no counting (the common case).
-  if (messages.reduce((n, m) => n + Buffer.byteLength(m.content) + 4, 0) <= maxTokens) return messages;
+  if (promptBytes(messages) <= maxTokens) return messages;
   const system = messages.filter((m) => m.role === 'system' || m.role === 'developer');
   const rest = messages.filter((m) => m.role !== 'system' && m.role !== 'developer');
-  let budget = maxTokens - tokensOf(system);
+  let budget = maxTokens - promptTokens(system);
   const kept: PromptMessage[] = [];
   for (let i = rest.length - 1; i >= 0; i--) {
-    const cost = countTokens(rest[i].content) + 4;
+    const cost = promptTokens([rest[i]]);
     if (cost > budget) break;
     budget -= cost;
     kept.unshift(rest[i]);

@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { countTokens } from 'gpt-tokenizer';
 import { BillingRpc, ProblemError, type QuotaAnswer } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import { promptBytes, promptTokens } from '../completions/token-count.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 
 const QUOTA_EXHAUSTED = 'https://ally.eu/problems/quota-exhausted';
@@ -13,10 +13,10 @@ const QUOTA_EXHAUSTED = 'https://ally.eu/problems/quota-exhausted';
  * request is allowed. The call path is the same either way.
  *
  * Billing's answer says how many tokens are left; a prompt that alone needs
- * more is refused, and the tokens of the answers this replica records while
- * the answer is cached come off it, so a workspace overruns its quota by
- * little more than the answers in flight (not by a whole cache period of
- * long prompts).
+ * more is refused, and the tokens of the answers this replica records for the
+ * same member while the answer is cached come off it. A workspace still
+ * overruns its quota by what its other members and replicas spend within one
+ * cache period (QUOTA_CACHE_MS), no longer by a cache period of long prompts.
  */
 @Injectable()
 export class QuotaGate {
@@ -37,12 +37,12 @@ export class QuotaGate {
     if (!answer.allowed) throw new ProblemError(402, answer.reason ?? 'The token quota of this workspace is used up', { type: QUOTA_EXHAUSTED });
     const left = answer.remaining;
     if (left === undefined) return;
-    if (left <= 0) throw new ProblemError(402, 'The monthly token quota of this workspace is used up', { type: QUOTA_EXHAUSTED });
-    // A token is at least one byte: counting is needed only for a prompt whose bytes exceed what is left (rare).
-    if (prompt.reduce((n, m) => n + Buffer.byteLength(m.content) + 4, 0) <= left) return;
-    const needed = prompt.reduce((n, m) => n + countTokens(m.content) + 4, 0);
+    if (left <= 0) throw new ProblemError(402, "This month's tokens are used up (the workspace's quota or a spend cap)", { type: QUOTA_EXHAUSTED });
+    // Counting is needed only for a prompt whose bytes exceed what is left (rare).
+    if (promptBytes(prompt) <= left) return;
+    const needed = promptTokens(prompt);
     if (needed > left) {
-      throw new ProblemError(402, `This message with its history needs about ${needed} tokens, more than the ${left} left of this month's quota`, { type: QUOTA_EXHAUSTED });
+      throw new ProblemError(402, `This message with its history needs about ${needed} tokens, more than the ${left} left this month (the workspace's quota or a spend cap)`, { type: QUOTA_EXHAUSTED });
     }
   }
 
