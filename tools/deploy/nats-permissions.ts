@@ -102,7 +102,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
       },
     ],
     // StreamPublisher: frames to the gateway's subject, acks back on <subject>.ctl.
-    // AnswersInFlight: a deletion or erasure on one replica stops the answer another one writes.
+    // AnswersInFlight (CHAT_ANSWERS_STOP_SUBJECT): a deletion or erasure on one replica stops the answer another one writes.
     publish: ['ally.stream.gateway.*', 'ally.chat.answers.stop'],
     subscribe: ['ally.stream.gateway.*.ctl', 'ally.chat.answers.stop'],
   },

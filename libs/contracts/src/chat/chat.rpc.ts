@@ -14,6 +14,14 @@ export const streamTarget = z.strictObject({
   window: z.number().int().min(1).max(1024).default(64),
 });
 
+/**
+ * Core NATS, every chat replica (no queue group): which answers being written
+ * to stop, because their conversation was deleted or their owner erased.
+ */
+export const CHAT_ANSWERS_STOP_SUBJECT = 'ally.chat.answers.stop';
+/** One conversation, or a subject's data in one workspace (`private`, an org id) or in all (`all`). */
+export type ChatAnswersStop = { conversationId: string } | { userId: string; scope: string };
+
 export const ChatRpc = {
   listModels: rpc<r.ModelList>()('ally.rpc.chat.model.list', s.listModelsInput),
   createConversation: rpc<r.Conversation>()('ally.rpc.chat.conversation.create', s.createConversationInput),

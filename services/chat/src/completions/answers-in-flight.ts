@@ -1,7 +1,7 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { ProblemError, withPrefix } from '@ally/contracts';
+import { CHAT_ANSWERS_STOP_SUBJECT, ProblemError, withPrefix, type ChatAnswersStop as StopTarget } from '@ally/contracts';
 import { LOGGER, NATS } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 
@@ -11,12 +11,6 @@ export interface AnswerOwner {
   workspace: string;
   conversationId?: string;
 }
-
-/** What went: one conversation, or a subject's data in one workspace (`private`, an org id) or in all (`all`). */
-export type StopTarget = { conversationId: string } | { userId: string; scope: string };
-
-/** Every chat replica listens (no queue group): the answer may run on any of them. */
-const STOP_SUBJECT = 'ally.chat.answers.stop';
 
 interface Running {
   owner: AnswerOwner;
@@ -32,7 +26,7 @@ interface Running {
  * finds the conversation gone (410), as before this existed.
  */
 @Injectable()
-export class AnswersInFlight implements OnModuleDestroy {
+export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly running = new Set<Running>();
   private sub?: Subscription;
 
@@ -44,7 +38,6 @@ export class AnswersInFlight implements OnModuleDestroy {
 
   /** A signal that aborts (with a 410 as its reason) when the answer's conversation or owner goes; `release` when the answer ends. */
   track(owner: AnswerOwner): { signal: AbortSignal; release: () => void } {
-    this.listen();
     const entry: Running = { owner, controller: new AbortController() };
     this.running.add(entry);
     return { signal: entry.controller.signal, release: () => this.running.delete(entry) };
@@ -56,17 +49,8 @@ export class AnswersInFlight implements OnModuleDestroy {
     if (!this.nats.isClosed()) this.nats.publish(this.subject, JSON.stringify(target));
   }
 
-  onModuleDestroy(): void {
-    if (this.sub && !this.sub.isClosed()) this.sub.unsubscribe();
-  }
-
-  private get subject(): string {
-    return withPrefix(this.config.NATS_SUBJECT_PREFIX, STOP_SUBJECT);
-  }
-
-  /** Only a process that generates answers listens (a CLI command never does). */
-  private listen(): void {
-    if (this.sub) return;
+  /** Every replica listens from its start (a one-off command builds the modules without this hook). */
+  onApplicationBootstrap(): void {
     this.sub = this.nats.subscribe(this.subject, {
       callback: (err, msg) => {
         if (err) return;
@@ -77,6 +61,14 @@ export class AnswersInFlight implements OnModuleDestroy {
         }
       },
     });
+  }
+
+  onModuleDestroy(): void {
+    if (this.sub && !this.sub.isClosed()) this.sub.unsubscribe();
+  }
+
+  private get subject(): string {
+    return withPrefix(this.config.NATS_SUBJECT_PREFIX, CHAT_ANSWERS_STOP_SUBJECT);
   }
 
   private abortMatching(target: StopTarget): void {
