@@ -65,6 +65,8 @@ describe('specialised assistants', () => {
     expect((await http.post('/v1/assistants', { workspace: org.id, name: 'Y', instructions: 'y' }, ole.accessToken)).status).toBe(403);
     expect((await http.get(`/v1/assistants?workspace=${org.id}`, ole.accessToken)).body.data.map((a: { id: string }) => a.id)).toEqual([assistant]);
 
+    // A member may not change the policy, and hears that, not which models the catalog has.
+    expectProblem(await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: ['no-such-model'] }, ole.accessToken), 403);
     expect((await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: ['mistral-small'] }, owner.accessToken)).status).toBe(200);
     await waitFor(async () => ((await http.post('/v1/assistants', { workspace: org.id, name: 'Z', instructions: 'z', model: 'gpt-4o-mini' }, owner.accessToken)).status === 422 ? true : undefined), 'the allowed models to reach chat');
     // A message that names no model gets the one the organisation allows, not a refusal of the platform's default.

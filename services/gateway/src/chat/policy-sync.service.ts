@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
-import { ChatRpc, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
+import { ChatRpc, IdentityRpc, managesOrg, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 
@@ -26,9 +26,13 @@ export class ChatPolicySync {
    * Before identity stores an organisation's `allowedModels`: a name chat's
    * catalog does not know would allow nothing, and so block every business
    * conversation of the organisation. identity cannot check it; chat can.
+   * Someone who may not change the policy hears that first, from identity
+   * (a stranger 404 here, a member 403 when it is asked to store it).
    */
-  async assertKnownModels(actor: Actor, meta: RequestMeta, models: string[] | null | undefined): Promise<void> {
+  async assertKnownModels(actor: Actor, meta: RequestMeta, orgId: string, models: string[] | null | undefined): Promise<void> {
     if (!models?.length) return;
+    const { role } = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor, meta });
+    if (!managesOrg(role)) return;
     const { unknown, known } = await this.rpc.call(ChatRpc.checkCatalog, { models }, { actor, meta, timeoutMs: SYNC_TIMEOUT_MS });
     if (unknown.length === 0) return;
     const names = unknown.map((m) => `"${m}"`).join(', ');

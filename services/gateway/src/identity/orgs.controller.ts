@@ -70,7 +70,7 @@ export class OrgsController {
     @CurrentActor() actor: Actor,
     @RequestMetaParam() meta: RequestMeta,
   ) {
-    await this.chatPolicy.assertKnownModels(actor, meta, body.allowedModels);
+    await this.chatPolicy.assertKnownModels(actor, meta, orgId, body.allowedModels);
     const policy = await this.rpc.call(IdentityRpc.updateOrgPolicy, { orgId, ...body }, { actor, meta });
     await this.chatPolicy.afterChange(actor, meta, orgId);
     return policy;
