@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { managesOrg, ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
 import { RouterService } from '../catalog/router.service.js';
 import { PolicyService } from '../policy/policy.service.js';
 import { AssistantEntity } from './assistant.entity.js';
@@ -28,7 +28,7 @@ export class AssistantsService {
     const policy = await this.policies.resolve(actor, input.workspace);
     if (input.workspace !== 'private') {
       const [m] = await this.ds.query(`SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2`, [input.workspace, actor.userId]);
-      if (!['owner', 'admin'].includes(m?.role)) throw new ProblemError(403, 'Only owners and admins create assistants for the organisation');
+      if (!managesOrg(m?.role)) throw new ProblemError(403, 'Only owners and admins create assistants for the organisation');
     }
     // A default model no one may use is refused now (404 unknown, 422 not allowed), not at every message. An
     // organisation's assistant is for all its members: its policy decides, not the creator's own restrictToEu.
