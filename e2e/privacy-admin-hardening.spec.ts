@@ -1,15 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { randomBytes, randomUUID } from 'node:crypto';
-import { billingService } from '@ally/billing';
-import { chatService } from '@ally/chat';
-import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
-import { gatewayService } from '@ally/gateway';
+import { randomUUID } from 'node:crypto';
 import { identityService } from '@ally/identity';
-import { notifyService } from '@ally/notify';
-import { privacyService } from '@ally/privacy';
-import { createTestEnv, httpClient, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { waitFor, type TestEnv } from '@ally/testing';
+import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 import { expectProblem } from './problem-assertions.js';
-import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
 
@@ -19,27 +13,17 @@ const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
  * voided by a later erasure.
  */
 describe('privacy: decisions, error answers and voided exports', () => {
+  let world: PlatformWorld;
   let env: TestEnv;
-  let stripe: StripeEmulator;
-  let llm: OpenAIEmulator;
-  let brevo: BrevoEmulator;
-  let identity: RunningService;
-  let http: ReturnType<typeof httpClient>;
+  let http: PlatformWorld['http'];
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    [stripe, llm, brevo] = await Promise.all([startStripeEmulator(), startOpenAIEmulator(), startBrevoEmulator()]);
-    identity = await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
-    await env.start(billingService, billingEnv(stripe));
-    await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
-    await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
-    http = httpClient((await env.start(gatewayService)).url);
+    world = await startPlatformWorld({ gateway: true });
+    ({ env, http } = world);
   });
 
   afterAll(async () => {
-    await env?.close();
-    await Promise.all([stripe?.close(), llm?.close(), brevo?.close()]);
+    await world?.close();
   });
 
   const register = async (firstName: string, lastName: string) => {
@@ -50,7 +34,7 @@ describe('privacy: decisions, error answers and voided exports', () => {
   };
   const complianceToken = async () => {
     const cora = await register('Cora', 'Prüfer');
-    await identityService.commands!['grant-role'](identity.app, [cora.email, 'compliance']);
+    await identityService.commands!['grant-role'](world.services.identity.app, [cora.email, 'compliance']);
     return (await http.post('/v1/auth/login', { email: cora.email, password: PASSWORD })).body.accessToken as string;
   };
   const settled = (token: string, id: string) =>

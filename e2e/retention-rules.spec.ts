@@ -1,15 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { categoriesOf, privacyRetentionRpc } from '@ally/contracts';
-import { billingService } from '@ally/billing';
-import { chatService } from '@ally/chat';
-import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
-import { identityService } from '@ally/identity';
-import { RpcClient } from '@ally/messaging';
-import { notifyService } from '@ally/notify';
 import type { CategoryRetentionRule, PurgeRule } from '@ally/persistence';
 import { AgeRetentionService, CATEGORY_RETENTION_RULES, RETENTION_RULES } from '@ally/platform';
-import { createTestEnv, type RunningService, type TestEnv } from '@ally/testing';
-import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
+import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 
 /**
  * Every retention rule's SQL against the real migrated schemas: the hourly
@@ -17,46 +10,32 @@ import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
  * A rule that names a wrong column fails only when it runs, hours later.
  */
 describe('retention rules of every service run against their schemas', () => {
-  let env: TestEnv;
-  let llm: OpenAIEmulator;
-  let stripe: StripeEmulator;
-  let brevo: BrevoEmulator;
-  let rpc: RpcClient;
-  const services: Record<string, RunningService> = {};
+  let world: PlatformWorld;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    [llm, stripe, brevo] = await Promise.all([startOpenAIEmulator(), startStripeEmulator(), startBrevoEmulator()]);
-    services.identity = await env.start(identityService);
-    services.chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
-    services.billing = await env.start(billingService, billingEnv(stripe));
-    services.notify = await env.start(notifyService, notifyEnv(brevo));
-    rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
+    world = await startPlatformWorld({ privacy: false });
   });
 
   afterAll(async () => {
-    await rpc?.close();
-    await env?.close();
-    await Promise.all([llm?.close(), stripe?.close(), brevo?.close()]);
+    await world?.close();
   });
 
-  it.each(['identity', 'chat', 'billing', 'notify'])('%s', async (name) => {
-    const hourly = await services[name].app.get(AgeRetentionService).purgeExpired();
+  it.each(['identity', 'chat', 'billing', 'notify'] as const)('%s', async (name) => {
+    const app = world.services[name].app;
+    const hourly = await app.get(AgeRetentionService).purgeExpired();
     expect(Object.values(hourly).every((n) => Number.isInteger(n))).toBe(true);
 
     const categories = categoriesOf(name).map((c) => c.category);
     expect(categories.length).toBeGreaterThan(0);
     // A declared category goes only in privacy's runs (compliance's period, legal holds), never by the hourly housekeeping:
     // no hourly rule touches a category's table, whatever the rule is named.
-    const app = services[name].app;
     const categoryTables = app.get<CategoryRetentionRule[]>(CATEGORY_RETENTION_RULES).map((r) => r.table);
     expect(categoryTables.length).toBeGreaterThan(0);
     expect(app.get<PurgeRule[]>(RETENTION_RULES).filter((r) => categoryTables.includes(r.table))).toEqual([]);
     for (const retentionDays of [null, 0, 3650]) {
       for (const heldUserIds of [[], ['4b7c6a4e-9f1d-4c8e-b2a1-0d3e5f6a7b8c']]) {
         for (const dryRun of [true, false]) {
-          const report = await rpc.call(privacyRetentionRpc(name), { categories: categories.map((category) => ({ category, retentionDays })), dryRun, heldUserIds });
+          const report = await world.rpc.call(privacyRetentionRpc(name), { categories: categories.map((category) => ({ category, retentionDays })), dryRun, heldUserIds });
           expect(report.results.map((r) => r.category)).toEqual(categories);
         }
       }

@@ -1,15 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { randomBytes } from 'node:crypto';
 import { IdentityRpc, PrivacyRpc } from '@ally/contracts';
-import { billingService } from '@ally/billing';
-import { chatService } from '@ally/chat';
-import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
-import { identityService } from '@ally/identity';
-import { RpcClient } from '@ally/messaging';
-import { notifyService } from '@ally/notify';
-import { privacyService, RetentionSchedule } from '@ally/privacy';
-import { createTestEnv, type RunningService, type TestEnv } from '@ally/testing';
-import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
+import { RetentionSchedule } from '@ally/privacy';
+import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 
 const PASSWORD = 'Schwalben über dem Deich';
 
@@ -20,32 +12,18 @@ const PASSWORD = 'Schwalben über dem Deich';
  * way a declared category (here identity's login audit) is purged.
  */
 describe("privacy's own retention schedule", () => {
-  let env: TestEnv;
-  let llm: OpenAIEmulator;
-  let stripe: StripeEmulator;
-  let brevo: BrevoEmulator;
-  let rpc: RpcClient;
-  let privacy: RunningService;
+  let world: PlatformWorld;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    [llm, stripe, brevo] = await Promise.all([startOpenAIEmulator(), startStripeEmulator(), startBrevoEmulator()]);
-    await env.start(identityService);
-    await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
-    await env.start(billingService, billingEnv(stripe));
-    await env.start(notifyService, notifyEnv(brevo));
-    privacy = await env.start(privacyService, { PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
-    rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
+    world = await startPlatformWorld();
   });
 
   afterAll(async () => {
-    await rpc?.close();
-    await env?.close();
-    await Promise.all([llm?.close(), stripe?.close(), brevo?.close()]);
+    await world?.close();
   });
 
   it('runs once per period across concurrent replicas, purges past the period and keeps what a legal hold protects', async () => {
+    const { env, rpc } = world;
     const register = (email: string) => rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Rita', lastName: 'Rahn' });
     const [free, held] = [await register('free@example.eu'), await register('held@example.eu')];
     for (const { user } of [free, held]) {
@@ -54,7 +32,7 @@ describe("privacy's own retention schedule", () => {
     const compliance = { userId: free.user.id, platformRoles: ['compliance' as const] };
     await rpc.call(PrivacyRpc.createLegalHold, { userId: held.user.id, reason: 'litigation 2026-17' }, { actor: compliance });
 
-    const schedule = privacy.app.get(RetentionSchedule);
+    const schedule = world.services.privacy!.app.get(RetentionSchedule);
     // A scheduled dry run, or one of a few categories (`retention-run --scheduled --dry-run`), deleted nothing else: the full run is still due.
     // So it is after a full run that failed (a service briefly down), or one whose process died two hours ago.
     await env.sql(
