@@ -99,7 +99,8 @@ export class ChatController {
 
   @MessagePattern(ChatRpc.listAssistants.subject)
   listAssistants(@Payload() req: RpcRequest) {
-    return this.assistants.list(actorOf(req), parseInput(ChatRpc.listAssistants.input, req.input, 'query').workspace);
+    const { workspace, limit, cursor } = parseInput(ChatRpc.listAssistants.input, req.input, 'query');
+    return this.assistants.list(actorOf(req), workspace, limit, cursor);
   }
 
   @MessagePattern(ChatRpc.completions.subject)

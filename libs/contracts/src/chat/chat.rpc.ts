@@ -33,7 +33,7 @@ export const ChatRpc = {
   /** Validates, applies policy and quota, answers `{ accepted: true }`, then streams frames to `stream.subject`. */
   streamMessage: rpc<{ accepted: true }>()('ally.rpc.chat.message.stream', s.postMessageInput.extend({ stream: streamTarget })),
   createAssistant: rpc<r.Assistant>()('ally.rpc.chat.assistant.create', s.createAssistantInput),
-  listAssistants: rpc<Page<r.Assistant>>()('ally.rpc.chat.assistant.list', s.workspaceQueryInput),
+  listAssistants: rpc<Page<r.Assistant>>()('ally.rpc.chat.assistant.list', s.listAssistantsInput),
   /** OpenAI-compatible; the workspace comes from the API key (or `private`). */
   completions: rpc<{ completion: unknown; residency: r.ResidencyReceipt }>()(
     'ally.rpc.chat.completion.create',

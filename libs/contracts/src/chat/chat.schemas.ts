@@ -7,7 +7,6 @@ export const MESSAGE_MAX_CHARS = 100_000;
 
 const content = messageText(MESSAGE_MAX_CHARS);
 
-export const workspaceQueryInput = z.strictObject({ workspace: workspaceSchema });
 export const listModelsInput = z.strictObject({ workspace: workspaceSchema.optional() });
 export const createConversationInput = z.strictObject({
   workspace: workspaceSchema,
@@ -15,6 +14,7 @@ export const createConversationInput = z.strictObject({
   assistantId: z.uuid('must be an assistant id').optional(),
 });
 export const listConversationsInput = z.strictObject({ workspace: workspaceSchema, ...pageParams });
+export const listAssistantsInput = listConversationsInput;
 /** Model names to check against chat's catalog (an organisation's `allowedModels` before identity stores them). */
 export const catalogCheckInput = z.strictObject({ models: z.array(z.string().max(200)).max(100) });
 /** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
@@ -63,6 +63,11 @@ export const chatCompletionsInput = z.object({
   max_tokens: z.number().int().min(1).max(128_000).nullish(),
   max_completion_tokens: z.number().int().min(1).max(128_000).nullish(),
   user: z.string().max(256).nullish(),
+  // Honoured as OpenAI does (passed on to the deployment): each changes the answer, so ignoring it would not do.
+  stop: z.union([z.string().min(1).max(200), z.array(z.string().min(1).max(200)).min(1).max(4, 'must hold at most 4 stop sequences')]).nullish(),
+  presence_penalty: z.number().min(-2).max(2).nullish(),
+  frequency_penalty: z.number().min(-2).max(2).nullish(),
+  seed: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish(),
   n: z.literal(1, { error: 'is not supported by Ally above 1 (one choice per request)' }).optional(),
   tools: unsupported('tool calls'),
   tool_choice: unsupported('tool calls'),

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { managesOrg, ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { decodeCursor, keysetPage, managesOrg, ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
 import { RouterService } from '../catalog/router.service.js';
 import { PolicyService } from '../policy/policy.service.js';
 import { AssistantEntity } from './assistant.entity.js';
@@ -38,14 +38,23 @@ export class AssistantsService {
     return toAssistant(row);
   }
 
-  async list(actor: Actor, workspace: string): Promise<Page<Assistant>> {
+  /** A page, newest first (`?limit=&cursor=` as every list of API.md). */
+  async list(actor: Actor, workspace: string, limit = 20, cursor?: string): Promise<Page<Assistant>> {
     await this.policies.resolve(actor, workspace);
+    const after = decodeCursor(cursor);
     // Private assistants are their creator's; an organisation's are shared with its members.
-    const rows = await this.ds.getRepository(AssistantEntity).find({
-      where: workspace === 'private' ? { workspace, createdBy: actor.userId } : { workspace },
-      order: { createdAt: 'DESC' },
-    });
-    return { data: rows.map(toAssistant), nextCursor: null };
+    const rows: AssistantEntity[] = await this.ds
+      .getRepository(AssistantEntity)
+      .createQueryBuilder('a')
+      .where('a.workspace = :workspace', { workspace })
+      .andWhere(workspace === 'private' ? 'a.created_by = :user' : 'TRUE', workspace === 'private' ? { user: actor.userId } : {})
+      .andWhere(after ? '(a.created_at, a.id) < (:at, :id)' : 'TRUE', after ?? {})
+      .orderBy('a.created_at', 'DESC')
+      .addOrderBy('a.id', 'DESC')
+      .limit(limit + 1)
+      .getMany();
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [r.createdAt, r.id]);
+    return { data: page.map(toAssistant), nextCursor };
   }
 
   /** The assistant a conversation uses, if the caller may use it. */

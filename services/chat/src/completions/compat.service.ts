@@ -94,6 +94,10 @@ export class CompatService {
       ...(request.temperature != null ? { temperature: request.temperature } : {}),
       ...(request.top_p != null ? { top_p: request.top_p } : {}),
       ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
+      ...(request.stop != null ? { stop: request.stop } : {}),
+      ...(request.presence_penalty != null ? { presence_penalty: request.presence_penalty } : {}),
+      ...(request.frequency_penalty != null ? { frequency_penalty: request.frequency_penalty } : {}),
+      ...(request.seed != null ? { seed: request.seed } : {}),
     });
   }
 }

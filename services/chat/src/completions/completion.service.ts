@@ -23,6 +23,10 @@ export interface CompletionParams {
   temperature?: number;
   top_p?: number;
   max_tokens?: number;
+  stop?: string | string[];
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  seed?: number;
 }
 
 /** A request that passed policy, quota and the content filter: ready to send. */

@@ -1,5 +1,5 @@
 import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, parseInput, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
@@ -14,6 +14,14 @@ import { ApiKeyAllowed } from '../auth/credential-scope.js';
 /** Long enough for a model's whole answer when the client did not ask for a stream. */
 export const COMPLETION_TIMEOUT_MS = 180_000;
 
+/** The query parameters in the OpenAPI document (`@Query() query: unknown` shows none by itself). */
+const WorkspaceQuery = (required: boolean) =>
+  ApiQuery({ name: 'workspace', required, type: String, description: '"private" or an organisation id the caller belongs to' + (required ? '' : " (default: the API key's workspace, else private)") });
+const PageQueries = (max: number, byDefault: number) => (target: object, key: string | symbol, descriptor: PropertyDescriptor) => {
+  ApiQuery({ name: 'limit', required: false, type: Number, description: `1 to ${max}, ${byDefault} by default` })(target, key, descriptor);
+  ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })(target, key, descriptor);
+};
+
 @ApiTags('chat')
 @ApiBearerAuth()
 @ApiKeyAllowed()
@@ -26,12 +34,14 @@ export class ChatController {
   ) {}
 
   @Get('models')
+  @WorkspaceQuery(false)
   models(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
   }
 
   /** One model of the list (the OpenAI SDK's `models.retrieve`): the caller's policy decides, as for the list. */
   @Get('models/:id')
+  @WorkspaceQuery(false)
   async model(@Param('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     const models = await this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
     const model = models.data.find((m) => m.id === id);
@@ -46,11 +56,14 @@ export class ChatController {
   }
 
   @Get('conversations')
+  @WorkspaceQuery(true)
+  @PageQueries(100, 20)
   listConversations(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listConversations, parseInput(listConversationsInput, query, 'query'), { actor, meta });
   }
 
   @Get('conversations/:id')
+  @PageQueries(200, 100)
   getConversation(@UuidParam('id') id: string, @Query() query: object, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.getConversation, parseInput(ChatRpc.getConversation.input, { ...query, id }, 'query'), { actor, meta });
   }
@@ -74,7 +87,8 @@ export class ChatController {
     @Res() reply: FastifyReply,
   ) {
     const input = { conversationId: id, ...body };
-    if (accept?.includes('text/event-stream')) {
+    // Media types are case-insensitive (RFC 9110): `Text/Event-Stream` asks for the stream as well.
+    if (accept?.toLowerCase().includes('text/event-stream')) {
       return this.relay.relay(req, reply, (stream) => this.rpc.call(ChatRpc.streamMessage, { ...input, stream }, { actor, meta }), {
         frame: (f) =>
           f.type === 'delta'
@@ -99,6 +113,8 @@ export class ChatController {
   }
 
   @Get('assistants')
+  @WorkspaceQuery(true)
+  @PageQueries(100, 20)
   listAssistants(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listAssistants, parseInput(ChatRpc.listAssistants.input, query, 'query'), { actor, meta });
   }

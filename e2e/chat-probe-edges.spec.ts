@@ -1,0 +1,110 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import OpenAI from 'openai';
+import type { OpenAIEmulator } from '@ally/emulators';
+import { httpClient } from '@ally/testing';
+import { startChatWorld, type ChatWorld } from './chat-world.js';
+import { expectProblem } from './problem-assertions.js';
+
+const PASSWORD = 'Nebel über der Heide';
+
+/** Edges found probing chat as users do: OpenAI request fields that change the answer, the Accept header, pages of assistants, the OpenAPI query parameters. */
+describe('chat edges', () => {
+  let world: ChatWorld;
+  let llm: OpenAIEmulator;
+  let base: string;
+  let http: ReturnType<typeof httpClient>;
+  let token: string;
+
+  const lastCompletion = () => llm.requests({ operation: 'chat.completions' }).at(-1)!;
+
+  beforeAll(async () => {
+    world = await startChatWorld();
+    ({ llm, base, http } = world);
+    token = (await http.post('/v1/auth/register', { email: 'ines@example.eu', password: PASSWORD, firstName: 'Ines', lastName: 'Vogt' })).body.accessToken;
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  afterEach(() => llm.reset());
+
+  it('passes stop, presence_penalty, frequency_penalty and seed of /v1/chat/completions on to the deployment (they change the answer; they were dropped)', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: 'private' }, token)).body.key as string;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1` });
+    const fields = { stop: ['\n\n', 'END'], presence_penalty: 0.5, frequency_penalty: -0.25, seed: 42 };
+
+    const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }], ...fields });
+    expect(answer.choices[0].message.content).toBe('Echo: Hallo');
+    expect(lastCompletion().body).toMatchObject({ ...fields, store: false, stream: false });
+
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }], stream: true, stop: 'END', seed: 7 });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta?.content ?? '';
+    expect(text).toBe('Echo: Hallo');
+    expect(lastCompletion().body).toMatchObject({ stop: 'END', seed: 7, stream: true });
+
+    // null is the default, as OpenAI takes it; nothing is sent on.
+    expect((await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], stop: null, seed: null }, key)).status).toBe(200);
+    expect(lastCompletion().body).not.toHaveProperty('stop');
+    expect(lastCompletion().body).not.toHaveProperty('seed');
+
+    const calls = llm.requests({ operation: 'chat.completions' }).length;
+    for (const [field, value] of [['stop', ['a', 'b', 'c', 'd', 'e']], ['stop', 5], ['stop', ''], ['presence_penalty', 3], ['frequency_penalty', 'high'], ['seed', 1.5]] as const) {
+      expectProblem(await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], [field]: value }, key), 400, [field]);
+    }
+    expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(calls);
+  });
+
+  it('streams for an Accept header in any case (media types are case-insensitive)', async () => {
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body.id;
+    for (const accept of ['TEXT/EVENT-STREAM', 'Text/Event-Stream; charset=utf-8']) {
+      const res = await fetch(`${base}/v1/conversations/${conversation}/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept },
+        body: JSON.stringify({ content: 'Guten Morgen' }),
+      });
+      expect({ status: res.status, type: res.headers.get('content-type')?.split(';')[0] }).toEqual({ status: 200, type: 'text/event-stream' });
+      const text = await res.text();
+      expect(text).toContain('event: delta');
+      expect(text).toContain('event: done');
+    }
+  });
+
+  it('pages assistants with ?limit=&cursor= like every list (limit was a 400), only the caller\'s private ones', async () => {
+    for (const name of ['Eins', 'Zwei', 'Drei', 'Vier', 'Fünf']) {
+      expect((await http.post('/v1/assistants', { workspace: 'private', name, instructions: `Du bist ${name}.` }, token)).status).toBe(201);
+    }
+    const other = (await http.post('/v1/auth/register', { email: 'jan@example.eu', password: PASSWORD, firstName: 'Jan', lastName: 'Horn' })).body.accessToken;
+    expect((await http.post('/v1/assistants', { workspace: 'private', name: 'Fremd', instructions: 'x' }, other)).status).toBe(201);
+
+    const names: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page: { status: number; body: any } = await http.get(`/v1/assistants?workspace=private&limit=2${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ''}`, token);
+      expect(page.status).toBe(200);
+      expect(page.body.data.length).toBeLessThanOrEqual(2);
+      names.push(...page.body.data.map((a: { name: string }) => a.name));
+      cursor = page.body.nextCursor;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(names).toEqual(['Fünf', 'Vier', 'Drei', 'Zwei', 'Eins']);
+    expect(pages).toBe(3);
+
+    // Without limit: the first page of 20, as before for anyone with fewer.
+    expect((await http.get('/v1/assistants?workspace=private', token)).body).toMatchObject({ data: expect.any(Array), nextCursor: null });
+    expect((await http.get('/v1/assistants?workspace=private', other)).body.data.map((a: { name: string }) => a.name)).toEqual(['Fremd']);
+    expectProblem(await http.get('/v1/assistants?workspace=private&limit=0', token), 400, ['limit']);
+    expectProblem(await http.get('/v1/assistants?workspace=private&cursor=nonsense', token), 400, ['cursor']);
+  });
+
+  it('documents the query parameters of the chat lists in the OpenAPI document', async () => {
+    const doc = (await http.get('/docs/openapi.json')).body;
+    const params = (path: string) => (doc.paths[path].get.parameters ?? []).filter((p: { in: string }) => p.in === 'query').map((p: { name: string; required?: boolean }) => `${p.name}${p.required ? '!' : ''}`).sort();
+    expect(params('/v1/models')).toEqual(['workspace']);
+    expect(params('/v1/conversations')).toEqual(['cursor', 'limit', 'workspace!']);
+    expect(params('/v1/conversations/{id}')).toEqual(['cursor', 'limit']);
+    expect(params('/v1/assistants')).toEqual(['cursor', 'limit', 'workspace!']);
+  });
+});
