@@ -15,7 +15,8 @@ import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { ERASED_USER } from '../privacy/erased-user.js';
 import { QuotaGate } from '../quota/quota.gate.js';
-import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients } from './provider-clients.js';
+import { isEuRegion } from '../catalog/eu-regions.js';
+import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';
 import { completionChunks } from './provider-stream.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
 
@@ -104,8 +105,10 @@ export class CompletionService {
       const { data, response } = await client.chat.completions
         .create({ model: d.deployment ?? d.model, messages, store: false, stream: false, ...plan.params }, { signal })
         .withResponse();
+      const residency = this.receipt(d, plan.policy, response.headers);
+      this.assertResidency(plan, residency);
       const text = data.choices[0]?.message?.content ?? '';
-      return { text, usage: usageOf(data.usage, messages, text), residency: this.receipt(d, plan.policy, response.headers), finishReason: data.choices[0]?.finish_reason ?? undefined };
+      return { text, usage: usageOf(data.usage, messages, text), residency, finishReason: data.choices[0]?.finish_reason ?? undefined };
     }, undefined, signal);
   }
 
@@ -130,9 +133,16 @@ export class CompletionService {
             { signal },
           )
           .asResponse();
+        const residency = this.receipt(d, plan.policy, response.headers);
+        try {
+          this.assertResidency(plan, residency);
+        } catch (err) {
+          // Nothing of this answer reached the user: let it go, and try the next deployment.
+          await response.body?.cancel().catch(() => undefined);
+          throw err;
+        }
         // The provider accepted: from here this deployment is the answer, and the receipt is final.
         started = true;
-        const residency = this.receipt(d, plan.policy, response.headers);
         await on.start?.(residency);
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
         let finishReason: string | undefined;
@@ -241,14 +251,23 @@ export class CompletionService {
     throw failureProblem(lastError, plan.model, !mayFallBack());
   }
 
+  /** A caller restricted to the EU never gets an answer the provider says it produced elsewhere. */
+  private assertResidency(plan: Plan, residency: ResidencyReceipt): void {
+    if (plan.policy.euOnly && !residency.euResident) throw new ServedOutsideEu(residency.deployment, residency.reportedRegion ?? residency.region);
+  }
+
+  /** What happened, not what the catalog promised: a deployment that reports a region outside the EU is not EU-resident. */
   receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers): ResidencyReceipt {
+    const reportedRegion = headers?.get('x-ms-region') ?? null;
+    const strayed = d.euResident && reportedRegion !== null && !isEuRegion(reportedRegion);
+    if (strayed) this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; check the catalog and the Azure resource');
     return {
       provider: d.provider,
       deployment: d.id,
       deploymentType: d.deploymentType,
       region: d.region,
-      reportedRegion: headers?.get('x-ms-region') ?? null,
-      euResident: d.euResident,
+      reportedRegion,
+      euResident: d.euResident && !strayed,
       policy: { restrictToEu: policy.restrictToEu, orgEuOnly: policy.orgEuOnly, allowedModels: policy.allowedModels, workspace: policy.workspace },
       at: new Date().toISOString(),
     };

@@ -36,9 +36,25 @@ export class ProviderClients {
   }
 }
 
-/** Errors worth trying another deployment for: rate limits, server errors, timeouts, network. */
+/**
+ * A deployment configured as EU-resident said it served the call outside the
+ * EU (Azure's `x-ms-region`): a misconfigured deployment, or a provider
+ * breaking its promise. For a caller restricted to the EU its answer is not
+ * used, and another allowed deployment is tried.
+ */
+export class ServedOutsideEu extends Error {
+  constructor(
+    readonly deployment: string,
+    readonly reportedRegion: string,
+  ) {
+    super(`${deployment} reported serving from ${reportedRegion}, outside the EU`);
+    this.name = 'ServedOutsideEu';
+  }
+}
+
+/** Errors worth trying another deployment for: rate limits, server errors, timeouts, network, a deployment that left the EU. */
 export function isFallbackWorthy(err: unknown): boolean {
-  if (err instanceof OpenAI.APIConnectionError) return true; // includes timeouts
+  if (err instanceof OpenAI.APIConnectionError || err instanceof ServedOutsideEu) return true; // includes timeouts
   // 401/403/404: this deployment's key, network rule or name is wrong (an operator's slip), not the request: another allowed one may serve it.
   if (err instanceof OpenAI.APIError) return [401, 403, 404, 408, 429].includes(err.status ?? 0) || (err.status ?? 0) >= 500;
   return false;

@@ -75,6 +75,8 @@ function lazyWebStream(body: Readable): ReadableStream<Uint8Array> {
         else controller.enqueue(new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
       },
       cancel(reason) {
+        // Given up on: undici reports its own abort as an 'error' that nobody waits for any more (unheard, it would end the process).
+        body.on('error', () => undefined);
         body.destroy(reason instanceof Error ? reason : undefined);
       },
     },

@@ -1,0 +1,56 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { startChatWorld, type ChatWorld } from './chat-world.js';
+
+const PASSWORD = 'Nebel über dem Moor';
+const SWEDEN = 'gpt-4o-mini@azure-swedencentral';
+
+/**
+ * The receipt says what happened, not what the catalog promised. Here the
+ * Azure resource behind the Sweden Central deployment answers from East US
+ * (`x-ms-region`), as a misconfigured resource would.
+ */
+describe('a deployment configured as EU that reports a region outside the EU', () => {
+  let world: ChatWorld;
+
+  beforeAll(async () => {
+    world = await startChatWorld({ llm: { azureRegions: { 'gpt-4o-mini-swc': 'eastus' } } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  const register = async (email: string) =>
+    (await world.http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Nele', lastName: 'Moor' })).body.accessToken as string;
+  const conversation = async (token: string) => (await world.http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
+
+  it('is not used for a user restricted to the EU: the next EU deployment answers, streamed or not, with a true receipt', async () => {
+    const token = await register('eu-only@example.eu');
+    const id = await conversation(token);
+    world.llm.clearRequests();
+    const plain = await world.http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=5 Hallo' }, token);
+    expect(plain.status).toBe(201);
+    expect(plain.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true, reportedRegion: 'Sweden Central' });
+    // The prompt did reach the first (nothing can call that back); its answer was not used.
+    expect(world.llm.requests({ kind: 'azure' }).map((r) => [r.endpoint, r.region])).toEqual([['gpt-4o-mini-swc', 'East US'], ['gpt-4o-mini-dzeu', 'Sweden Central']]);
+
+    const streamed = await fetch(`${world.base}/v1/conversations/${id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+      body: JSON.stringify({ content: '#tokens=5 Noch einmal' }),
+    });
+    const text = await streamed.text();
+    const done = JSON.parse(/event: done\ndata: (.*)\n/.exec(text)![1]);
+    expect(done.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+    expect(JSON.parse(streamed.headers.get('x-ally-residency')!)).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu' });
+    expect(text).not.toContain('event: error');
+  });
+
+  it('says so in the receipt of a user who allows models outside the EU', async () => {
+    const token = await register('anywhere@example.eu');
+    expect((await world.http.patch('/v1/me/settings', { restrictToEu: false }, token)).status).toBe(200);
+    const answer = await world.http.post(`/v1/conversations/${await conversation(token)}/messages`, { content: '#tokens=5 Hallo' }, token);
+    expect(answer.status).toBe(201);
+    expect(answer.body.residency).toMatchObject({ deployment: SWEDEN, region: 'swedencentral', reportedRegion: 'East US', euResident: false });
+  });
+});
