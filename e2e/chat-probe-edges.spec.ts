@@ -29,10 +29,10 @@ describe('chat edges', () => {
 
   afterEach(() => llm.reset());
 
-  it('passes stop, presence_penalty, frequency_penalty and seed of /v1/chat/completions on to the deployment (they change the answer; they were dropped)', async () => {
+  it('passes stop, presence_penalty, frequency_penalty, seed and logit_bias of /v1/chat/completions on to the deployment (they change the answer; they were dropped)', async () => {
     const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: 'private' }, token)).body.key as string;
     const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1` });
-    const fields = { stop: ['\n\n', 'END'], presence_penalty: 0.5, frequency_penalty: -0.25, seed: 42 };
+    const fields = { stop: ['\n\n', 'END'], presence_penalty: 0.5, frequency_penalty: -0.25, seed: 42, logit_bias: { '50256': -100 } };
 
     const answer = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }], ...fields });
     expect(answer.choices[0].message.content).toBe('Echo: Hallo');
@@ -52,6 +52,10 @@ describe('chat edges', () => {
     const calls = llm.requests({ operation: 'chat.completions' }).length;
     for (const [field, value] of [['stop', ['a', 'b', 'c', 'd', 'e']], ['stop', 5], ['stop', ''], ['presence_penalty', 3], ['frequency_penalty', 'high'], ['seed', 1.5]] as const) {
       expectProblem(await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], [field]: value }, key), 400, [field]);
+    }
+    // A logit bias keyed by anything but a token id, or beyond ±100, names that entry.
+    for (const [bias, field] of [[{ word: 1 }, 'logit_bias.word'], [{ '50256': 101 }, 'logit_bias.50256']] as const) {
+      expectProblem(await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], logit_bias: bias }, key), 400, [field]);
     }
     expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(calls);
   });

@@ -68,6 +68,7 @@ export const chatCompletionsInput = z.object({
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   seed: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish(),
+  logit_bias: z.record(z.string().regex(/^\d{1,7}$/, 'must map token ids'), z.number().min(-100).max(100)).refine((m) => Object.keys(m).length <= 300, 'must hold at most 300 token ids').nullish(),
   n: z.literal(1, { error: 'is not supported by Ally above 1 (one choice per request)' }).optional(),
   tools: unsupported('tool calls'),
   tool_choice: unsupported('tool calls'),

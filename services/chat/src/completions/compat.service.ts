@@ -8,8 +8,11 @@ import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 import { AnswersInFlight } from './answers-in-flight.js';
-import { CompletionService, type Plan, type StreamProgress } from './completion.service.js';
+import { CompletionService, type CompletionParams, type Plan, type StreamProgress } from './completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
+
+/** Settings the caller's request hands to the deployment as they are (null: the default, as OpenAI takes it). */
+const PASSED_ON = ['temperature', 'top_p', 'stop', 'presence_penalty', 'frequency_penalty', 'seed', 'logit_bias'] as const satisfies readonly (keyof CompletionParams)[];
 
 const textOf = (content: ChatCompletionsInput['messages'][number]['content']): string =>
   typeof content === 'string' ? content : content.map((p) => p.text).join('');
@@ -35,11 +38,11 @@ export class CompatService {
     const plan = await this.plan(actor, workspace, request);
     // Listening from here on is enough: the gateway repeats a cancel until the call is answered.
     const cancellation = listenForCancel(this.nats, this.config, cancel);
-    const stop = this.track(plan);
-    const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
+    const tracked = this.track(plan);
+    const signal = cancellation ? AbortSignal.any([cancellation.signal, tracked.signal]) : tracked.signal;
     const result = await this.completions.complete(plan, signal).finally(() => {
       cancellation?.close();
-      stop.release();
+      tracked.release();
     });
     const id = randomUUID();
     await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
@@ -59,11 +62,11 @@ export class CompatService {
   async stream(actor: Actor, workspace: string, request: ChatCompletionsInput, target: { subject: string; window: number }): Promise<{ accepted: true }> {
     const plan = await this.plan(actor, workspace, request);
     const publisher = openFrameStream(this.nats, this.config, target);
-    const stop = this.track(plan);
+    const tracked = this.track(plan);
     void (async () => {
       const progress: StreamProgress = { text: '' };
       try {
-        const result = await this.completions.stream(plan, framesTo(publisher), AbortSignal.any([publisher.abort.signal, stop.signal]), progress);
+        const result = await this.completions.stream(plan, framesTo(publisher), AbortSignal.any([publisher.abort.signal, tracked.signal]), progress);
         const id = randomUUID();
         await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
         publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency, finishReason: result.finishReason });
@@ -76,7 +79,7 @@ export class CompatService {
         if (publisher.cancelled) return publisher.close();
         publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });
       } finally {
-        stop.release();
+        tracked.release();
       }
     })();
     return { accepted: true };
@@ -89,15 +92,10 @@ export class CompatService {
 
   private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {
     const messages: PromptMessage[] = request.messages.map((m) => ({ role: m.role, content: textOf(m.content) }));
-    const maxTokens = request.max_completion_tokens ?? request.max_tokens ?? undefined;
-    return this.completions.prepare(actor, workspace, request.model, messages, {
-      ...(request.temperature != null ? { temperature: request.temperature } : {}),
-      ...(request.top_p != null ? { top_p: request.top_p } : {}),
-      ...(maxTokens !== undefined ? { max_tokens: maxTokens } : {}),
-      ...(request.stop != null ? { stop: request.stop } : {}),
-      ...(request.presence_penalty != null ? { presence_penalty: request.presence_penalty } : {}),
-      ...(request.frequency_penalty != null ? { frequency_penalty: request.frequency_penalty } : {}),
-      ...(request.seed != null ? { seed: request.seed } : {}),
-    });
+    const params: CompletionParams = {};
+    for (const name of PASSED_ON) if (request[name] != null) Object.assign(params, { [name]: request[name] });
+    const maxTokens = request.max_completion_tokens ?? request.max_tokens;
+    if (maxTokens != null) params.max_tokens = maxTokens;
+    return this.completions.prepare(actor, workspace, request.model, messages, params);
   }
 }

@@ -28,6 +28,7 @@ export interface CompletionParams {
   presence_penalty?: number;
   frequency_penalty?: number;
   seed?: number;
+  logit_bias?: Record<string, number>;
 }
 
 /** A request that passed policy, quota and the content filter: ready to send. */
