@@ -73,7 +73,8 @@ function toProblemError(err: unknown, subject: string): ProblemError | undefined
   const message = (err as { message?: string; code?: string })?.message ?? String(err);
   // The broker's message limit (1 MB by default) is below the body limit once a body is encoded for the call.
   if (/max_payload/i.test(message)) return new ProblemError(413, `The request is too large to pass on to the ${service} service`);
-  if (/no responders|503|closed|disconnect|CONNECTION/i.test(message) || (err as { code?: string })?.code === '503') {
+  // Nobody answers the subject (the service is down): NATS says "no responders", Nest's client "no subscribers listening".
+  if (/no responders|no subscribers listening|503|closed|disconnect|CONNECTION/i.test(message) || (err as { code?: string })?.code === '503') {
     return new ProblemError(503, `The ${service} service is not available`);
   }
   return undefined;

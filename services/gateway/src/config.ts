@@ -29,6 +29,8 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   RPC_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
   /** How often identity's signing keys are read again, so a withdrawn key stops verifying tokens. */
   JWKS_REFRESH_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  /** How long identity's word that a session still runs is kept: an ended session's access tokens stop working within this. */
+  SESSION_CHECK_SECONDS: z.coerce.number().min(0).max(900).default(30),
 });
 
 export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;

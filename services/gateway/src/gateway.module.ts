@@ -3,6 +3,7 @@ import { APP_GUARD } from '@nestjs/core';
 import { PlatformModule, type PlatformContext } from '@ally/platform';
 import { AuthGuard } from './auth/auth.guard.js';
 import { JwksCache } from './auth/jwks-cache.service.js';
+import { SessionLiveness } from './auth/session-liveness.js';
 import { GATEWAY_CONFIG, type GatewayConfig } from './config.js';
 import { AuthController } from './identity/auth.controller.js';
 import { MeController } from './identity/me.controller.js';
@@ -27,6 +28,7 @@ export class GatewayModule {
       providers: [
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,
+        SessionLiveness,
         SseRelay,
         CancellableCalls,
         ChatPolicySync,

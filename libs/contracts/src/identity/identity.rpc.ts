@@ -11,6 +11,8 @@ export const IdentityRpc = {
   verifyEmail: rpc<void>()('ally.rpc.identity.email.verify', s.verifyEmailInput, { authenticated: false }),
   login: rpc<r.TokenPair>()('ally.rpc.identity.session.login', s.loginInput, { authenticated: false }),
   refresh: rpc<r.TokenPair>()('ally.rpc.identity.session.refresh', s.refreshInput, { authenticated: false }),
+  /** Whether the session an access token names still runs (not logged out, reset, revoked or expired): the gateway asks. */
+  checkSession: rpc<{ live: boolean }>()('ally.rpc.identity.session.check', s.sessionCheckInput, { authenticated: false }),
   logout: rpc<void>()('ally.rpc.identity.session.logout', s.logoutInput, { authenticated: false }),
   forgotPassword: rpc<void>()('ally.rpc.identity.password.forgot', s.forgotPasswordInput, { authenticated: false }),
   resetPassword: rpc<void>()('ally.rpc.identity.password.reset', s.resetPasswordInput, { authenticated: false }),

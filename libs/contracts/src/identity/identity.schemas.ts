@@ -49,6 +49,8 @@ export const verifyEmailInput = z.strictObject({ token: tokenSchema });
 export const loginInput = z.strictObject({ email: emailSchema, password: z.string().min(1, 'is required').max(PASSWORD_MAX) });
 export const refreshInput = z.strictObject({ refreshToken: tokenSchema });
 export const logoutInput = refreshInput;
+/** The session an access token names (its `sid`). */
+export const sessionCheckInput = z.strictObject({ sessionId: z.uuid('must be a session id') });
 export const forgotPasswordInput = z.strictObject({ email: emailSchema });
 export const resetPasswordInput = z.strictObject({ token: tokenSchema, password: passwordSchema });
 export const updateMeInput = z

@@ -6,6 +6,7 @@ import { RpcClient } from '@ally/messaging';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { API_KEY_ALLOWED, LIVE_ACCOUNT_REQUIRED } from './credential-scope.js';
 import { JwksCache } from './jwks-cache.service.js';
+import { SessionLiveness } from './session-liveness.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 import { IS_PUBLIC } from '@ally/platform';
 
@@ -28,6 +29,7 @@ export class AuthGuard implements CanActivate {
     private readonly reflector: Reflector,
     private readonly jwks: JwksCache,
     private readonly rpc: RpcClient,
+    private readonly sessions: SessionLiveness,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
   ) {}
 
@@ -54,7 +56,14 @@ export class AuthGuard implements CanActivate {
     return true;
   }
 
+  /** The signature, then whether the session it names still runs (a logout ends its tokens too). */
   private async fromJwt(token: string): Promise<Actor> {
+    const { actor, sessionId } = await this.verify(token);
+    if (sessionId) await this.sessions.assertLive(sessionId);
+    return actor;
+  }
+
+  private async verify(token: string): Promise<{ actor: Actor; sessionId?: string }> {
     const keysVersion = this.jwks.version;
     const cached = this.verified.get(token, keysVersion);
     if (cached) return cached;
@@ -67,9 +76,10 @@ export class AuthGuard implements CanActivate {
       });
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is 'compliance' | 'admin' => r === 'compliance' || r === 'admin') : [];
       const actor: Actor = { userId: String(payload.sub), platformRoles: roles };
+      const sessionId = typeof payload.sid === 'string' ? payload.sid : undefined;
       // Cached only if the key set did not change while we verified (a refresh may have replaced it).
-      if (this.jwks.version === keysVersion) this.verified.set(token, keysVersion, actor, { exp: payload.exp, nbf: payload.nbf });
-      return actor;
+      if (this.jwks.version === keysVersion) this.verified.set(token, keysVersion, actor, { exp: payload.exp, nbf: payload.nbf, sid: sessionId });
+      return { actor, sessionId };
     } catch (err) {
       if (err instanceof ProblemError) throw err;
       const expired = err instanceof joseErrors.JWTExpired;

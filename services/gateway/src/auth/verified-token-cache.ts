@@ -2,6 +2,8 @@ import type { Actor } from '@ally/contracts';
 
 interface Entry {
   actor: Actor;
+  /** The session the token names (`sid`). */
+  sessionId?: string;
   /** The JWKS generation the token was verified against. */
   keysVersion: number;
   exp?: number;
@@ -27,7 +29,7 @@ export class VerifiedTokenCache {
 
   constructor(private readonly maxEntries = 10_000) {}
 
-  get(token: string, keysVersion: number): Actor | undefined {
+  get(token: string, keysVersion: number): { actor: Actor; sessionId?: string } | undefined {
     const entry = this.entries.get(token);
     if (!entry) return undefined;
     // jose's clock: whole seconds, no tolerance (we pass none).
@@ -36,12 +38,12 @@ export class VerifiedTokenCache {
       this.entries.delete(token);
       return undefined;
     }
-    return { userId: entry.actor.userId, platformRoles: [...entry.actor.platformRoles] };
+    return { actor: { userId: entry.actor.userId, platformRoles: [...entry.actor.platformRoles] }, sessionId: entry.sessionId };
   }
 
-  set(token: string, keysVersion: number, actor: Actor, claims: { exp?: number; nbf?: number }): void {
+  set(token: string, keysVersion: number, actor: Actor, claims: { exp?: number; nbf?: number; sid?: string }): void {
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(token, { actor: { userId: actor.userId, platformRoles: [...actor.platformRoles] }, keysVersion, exp: claims.exp, nbf: claims.nbf });
+    this.entries.set(token, { actor: { userId: actor.userId, platformRoles: [...actor.platformRoles] }, sessionId: claims.sid, keysVersion, exp: claims.exp, nbf: claims.nbf });
   }
 
   clear(): void {

@@ -28,6 +28,11 @@ export class AuthController {
     return this.auth.login(email, password, req.meta);
   }
 
+  @MessagePattern(IdentityRpc.checkSession.subject)
+  async checkSession(@Payload() req: RpcRequest) {
+    return { live: await this.sessions.isLive(parseInput(IdentityRpc.checkSession.input, req.input).sessionId) };
+  }
+
   @MessagePattern(IdentityRpc.refresh.subject)
   refresh(@Payload() req: RpcRequest) {
     return this.sessions.refresh(parseInput(IdentityRpc.refresh.input, req.input).refreshToken);

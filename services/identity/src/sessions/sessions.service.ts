@@ -96,6 +96,12 @@ export class SessionsService {
     });
   }
 
+  /** Not ended by a logout, a password reset, a reused refresh token or an erasure, and within its absolute lifetime. */
+  async isLive(sessionId: string): Promise<boolean> {
+    const rows = await this.ds.query(`SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND absolute_expires_at > now()`, [sessionId]);
+    return rows.length > 0;
+  }
+
   async revokeAllForUser(em: EntityManager, userId: string, reason: string): Promise<void> {
     await em.getRepository(SessionEntity).update({ userId, revokedAt: IsNull() }, { revokedAt: new Date(), revokedReason: reason });
   }
