@@ -53,8 +53,9 @@ RUN set -eu; \
     cp "services/${SERVICE}/package.json" "/runtime/services/${SERVICE}/"; \
     cp -R "services/${SERVICE}/dist" "/runtime/services/${SERVICE}/"; \
     # Files a service reads at run time beside its code: notify's mail templates, billing's
-    # plans (PLANS_FILE), chat's development model catalog (production mounts its own).
-    for dir in templates config; do \
+    # plans (PLANS_FILE), chat's development model catalog (production mounts its own), the
+    # gateway's script for the pages mail links open.
+    for dir in templates config web; do \
       if [ -d "services/${SERVICE}/${dir}" ]; then cp -R "services/${SERVICE}/${dir}" "/runtime/services/${SERVICE}/"; fi; \
     done
 

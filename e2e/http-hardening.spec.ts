@@ -422,7 +422,7 @@ describe('unknown routes and URLs', () => {
     ['GET', '/v1/me/api-keys/x/y'],
     ['PUT', '/v1/me'],
     ['DELETE', '/v1/orgs'],
-    ['GET', '/'],
+    ['POST', '/'],
     ['GET', '/v2/me'],
     ['GET', '/v1/auth/login'],
   ])('%s %s is a 404 problem', async (method, path) => {

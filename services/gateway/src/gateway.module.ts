@@ -4,6 +4,7 @@ import { PlatformModule, type PlatformContext } from '@ally/platform';
 import { AuthGuard } from './auth/auth.guard.js';
 import { JwksCache } from './auth/jwks-cache.service.js';
 import { SessionLiveness } from './auth/session-liveness.js';
+import { WebController } from './web/web.controller.js';
 import { GATEWAY_CONFIG, type GatewayConfig } from './config.js';
 import { AuthController } from './identity/auth.controller.js';
 import { MeController } from './identity/me.controller.js';
@@ -24,7 +25,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController, BillingController, PrivacyController, PrivacyAdminController],
+      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController, BillingController, PrivacyController, PrivacyAdminController, WebController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,

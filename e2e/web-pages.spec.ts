@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { runInNewContext } from 'node:vm';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
+
+const PASSWORD = 'Kraniche über dem Feld';
+
+/**
+ * The links in Ally's mails open pages the gateway serves; their script calls
+ * the public API. The script runs here against the real gateway, with just
+ * enough of a page around it (the result line, the form and its values).
+ */
+describe('the pages mail links open', () => {
+  let env: TestEnv;
+  let base: string;
+  let http: ReturnType<typeof httpClient>;
+  let script: string;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    await env.start(identityService);
+    base = (await env.start(gatewayService)).url;
+    http = httpClient(base);
+    script = await (await fetch(`${base}/web/app.js`)).text();
+  });
+
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  /** Runs the page's script as a browser would after `path` was opened; resolves with what the page finally says. */
+  async function openPage(path: string, form: Record<string, string> = {}): Promise<string> {
+    const url = new URL(path, base);
+    const result = { textContent: '', style: {} as Record<string, string> };
+    let submit: ((event: { preventDefault(): void }) => Promise<void>) | undefined;
+    const button = { disabled: false };
+    const page = (await (await fetch(url)).text()).match(/data-page="(\w+)"/)![1];
+    runInNewContext(script, {
+      URLSearchParams,
+      location: { search: url.search },
+      FormData: class {
+        constructor() {
+          return Object.entries(form);
+        }
+      },
+      fetch: (p: string, init: RequestInit) => fetch(new URL(p, base), init),
+      document: {
+        body: { dataset: { page } },
+        getElementById: () => result,
+        querySelector: (selector: string) => (selector === 'form' ? { addEventListener: (_: string, f: typeof submit) => (submit = f), querySelector: () => button } : null),
+      },
+    });
+    if (submit) await submit({ preventDefault() {} });
+    // A page without a form acts on opening; give its call time to answer.
+    for (let i = 0; i < 100 && !result.textContent; i++) await new Promise((r) => setTimeout(r, 20));
+    return result.textContent;
+  }
+
+  it('serves every page as HTML with its script, and the script itself', async () => {
+    for (const path of ['/', '/verify-email', '/reset-password', '/forgot-password', '/invitations/accept', '/billing', '/billing/success', '/billing/cancelled']) {
+      const res = await fetch(`${base}${path}?token=x`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+      expect(await res.text()).toContain('<script src="/web/app.js" defer></script>');
+      expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
+    }
+    const js = await fetch(`${base}/web/app.js`);
+    expect(js.headers.get('content-type')).toMatch(/^text\/javascript/);
+  });
+
+  it('verifies an address from the link in its mail, and says why a used link does not', async () => {
+    const registered = (await http.post('/v1/auth/register', { email: 'web@example.eu', password: PASSWORD, firstName: 'Wera', lastName: 'Web' })).body;
+    const event = await lastEvent<{ userId: string; verificationToken: string }>(env, 'identity.user.registered', (e) => e.data.userId === registered.user.id);
+    expect(await openPage(`/verify-email?token=${encodeURIComponent(event.data.verificationToken)}`)).toMatch(/bestätigt.*confirmed/);
+    expect((await http.get('/v1/me', registered.accessToken)).body.emailVerified).toBe(true);
+    expect(await openPage(`/verify-email?token=${encodeURIComponent(event.data.verificationToken)}`)).not.toMatch(/confirmed/);
+  });
+
+  it('resets a password, sends the reset link, and accepts an invitation after signing in', async () => {
+    const owner = (await http.post('/v1/auth/register', { email: 'owner@example.eu', password: PASSWORD, firstName: 'Olaf', lastName: 'Web' })).body;
+    expect(await openPage('/forgot-password', { email: 'owner@example.eu' })).toMatch(/link is on its way/);
+    const reset = await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === owner.user.id);
+    expect(await openPage(`/reset-password?token=${encodeURIComponent(reset.data.resetToken)}`, { password: 'Ein ganz neues Passwort' })).toMatch(/password is changed/);
+    expect((await http.post('/v1/auth/login', { email: 'owner@example.eu', password: 'Ein ganz neues Passwort' })).status).toBe(200);
+
+    const token = (await http.post('/v1/auth/login', { email: 'owner@example.eu', password: 'Ein ganz neues Passwort' })).body.accessToken;
+    const org = (await http.post('/v1/orgs', { name: 'Webstuhl GmbH' }, token)).body;
+    const invited = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'guest@example.eu', role: 'member' }, token);
+    await http.post('/v1/auth/register', { email: 'guest@example.eu', password: PASSWORD, firstName: 'Greta', lastName: 'Gast' });
+    const invitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invited.body.id);
+    const link = `/invitations/accept?token=${encodeURIComponent(invitation.data.token)}`;
+    expect(await openPage(link, { email: 'guest@example.eu', password: 'not the password' })).not.toMatch(/Welcome/);
+    expect(await openPage(link, { email: 'guest@example.eu', password: PASSWORD })).toMatch(/Welcome to Webstuhl GmbH \(member\)/);
+  });
+
+  it('leaves every other path to the API: an unknown one is a 404 problem', async () => {
+    expectProblem(await http.get('/verify-email/extra'), 404);
+  });
+});
