@@ -33,6 +33,7 @@ describe('a deployment configured as EU that reports a region outside the EU', (
     expect(plain.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true, reportedRegion: 'Sweden Central' });
     // The prompt did reach the first (nothing can call that back); its answer was not used.
     expect(world.llm.requests({ kind: 'azure' }).map((r) => [r.endpoint, r.region])).toEqual([['gpt-4o-mini-swc', 'East US'], ['gpt-4o-mini-dzeu', 'Sweden Central']]);
+    world.llm.clearRequests();
 
     const streamed = await fetch(`${world.base}/v1/conversations/${id}/messages`, {
       method: 'POST',
@@ -44,6 +45,8 @@ describe('a deployment configured as EU that reports a region outside the EU', (
     expect(done.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
     expect(JSON.parse(streamed.headers.get('x-ally-residency')!)).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu' });
     expect(text).not.toContain('event: error');
+    // Once it said so, EU-only prompts are not sent to it again (each one would leave the EU before its answer is dropped).
+    expect(world.llm.requests({ kind: 'azure' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-dzeu']);
   });
 
   it('says so in the receipt of a user who allows models outside the EU', async () => {

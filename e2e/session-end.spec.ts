@@ -53,14 +53,21 @@ describe('an ended session ends its access tokens', () => {
     expectProblem(await http.get('/v1/me', rotated.accessToken), 401);
   });
 
-  it('while identity cannot be reached, a token is trusted on its signature (the routes that need identity say so themselves)', async () => {
-    const { accessToken } = await register();
+  it('while identity cannot be reached, a token is trusted on its signature (the routes that need identity say so themselves), unless its session was seen ending', async () => {
+    const { email, accessToken } = await register();
+    const ended = (await http.post('/v1/auth/login', { email, password: PASSWORD })).body as { accessToken: string; refreshToken: string };
+    expect((await http.post('/v1/auth/logout', { refreshToken: ended.refreshToken })).status).toBe(204);
+    expectProblem(await http.get('/v1/me', ended.accessToken), 401);
     await env.stop(identity);
     try {
       // GET /v1/me itself needs identity: a 503 naming it, not a 401 from the session check (nor a 500).
       const res = await http.get('/v1/me', accessToken);
       expectProblem(res, 503);
       expect(res.body.detail).toMatch(/identity service is not available/);
+      // An end is final: the logged-out session's token does not come back to life while identity is away.
+      const stillEnded = await http.get('/v1/me', ended.accessToken);
+      expectProblem(stillEnded, 401);
+      expect(stillEnded.body.detail).toMatch(/session has ended/);
     } finally {
       identity = await env.start(identityService);
     }

@@ -5,14 +5,39 @@ import type { Deployment } from './model-catalog.js';
 
 export const CATALOG = Symbol('CATALOG');
 
+/** How long a deployment configured as EU that reported a region outside the EU is kept from EU-only callers. */
+const OUTSIDE_EU_QUARANTINE_MS = 15 * 60_000;
+
 /** Which deployments a policy allows, best first. Never a silent route outside the EU. */
 @Injectable()
 export class RouterService {
+  /** Deployment id → until when it is not EU-resident for routing, whatever the catalog says. */
+  private readonly reportedOutsideEu = new Map<string, number>();
+
   constructor(@Inject(CATALOG) private readonly catalog: Deployment[]) {}
+
+  /**
+   * A deployment configured as EU said it served from outside the EU. Every
+   * prompt sent to it has left the EU before its answer can be dropped, so
+   * EU-only callers are not routed to it again for a while (one prompt per
+   * period per replica finds out whether it still does), not at every request.
+   */
+  quarantineOutsideEu(deploymentId: string): void {
+    this.reportedOutsideEu.set(deploymentId, Date.now() + OUTSIDE_EU_QUARANTINE_MS);
+  }
+
+  private isEuResidentNow(d: Deployment): boolean {
+    if (!d.euResident) return false;
+    const until = this.reportedOutsideEu.get(d.id);
+    if (until === undefined) return true;
+    if (until > Date.now()) return false;
+    this.reportedOutsideEu.delete(d.id);
+    return true;
+  }
 
   allowed(policy: RoutingPolicy): Deployment[] {
     return this.catalog
-      .filter((d) => !policy.euOnly || d.euResident)
+      .filter((d) => !policy.euOnly || this.isEuResidentNow(d))
       .filter((d) => !policy.allowedModels || policy.allowedModels.includes(d.model))
       .sort((a, b) => Number(b.euResident) - Number(a.euResident) || a.priority - b.priority);
   }
@@ -68,7 +93,7 @@ export class RouterService {
    */
   moderators(policy: RoutingPolicy, target: Deployment): Deployment[] {
     return this.catalog
-      .filter((d) => d.moderation && (!policy.euOnly || d.euResident) && (!target.euResident || d.euResident))
+      .filter((d) => d.moderation && (!policy.euOnly || this.isEuResidentNow(d)) && (!target.euResident || d.euResident))
       .sort((a, b) => Number(b.euResident) - Number(a.euResident) || a.priority - b.priority);
   }
 }

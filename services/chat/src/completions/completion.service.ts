@@ -261,7 +261,10 @@ export class CompletionService {
   receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers): ResidencyReceipt {
     const reportedRegion = headers?.get('x-ms-region') ?? null;
     const strayed = d.euResident && reportedRegion !== null && !isEuRegion(reportedRegion);
-    if (strayed) this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; check the catalog and the Azure resource');
+    if (strayed) {
+      this.router.quarantineOutsideEu(d.id);
+      this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers for a while; check the catalog and the Azure resource');
+    }
     return {
       provider: d.provider,
       deployment: d.id,

@@ -58,12 +58,12 @@ export class AuthGuard implements CanActivate {
 
   /** The signature, then whether the session it names still runs (a logout ends its tokens too). */
   private async fromJwt(token: string): Promise<Actor> {
-    const { actor, sessionId } = await this.verify(token);
-    if (sessionId) await this.sessions.assertLive(sessionId);
+    const { actor, sessionId, exp } = await this.verify(token);
+    if (sessionId) await this.sessions.assertLive(sessionId, exp);
     return actor;
   }
 
-  private async verify(token: string): Promise<{ actor: Actor; sessionId?: string }> {
+  private async verify(token: string): Promise<{ actor: Actor; sessionId?: string; exp?: number }> {
     const keysVersion = this.jwks.version;
     const cached = this.verified.get(token, keysVersion);
     if (cached) return cached;
@@ -79,7 +79,7 @@ export class AuthGuard implements CanActivate {
       const sessionId = typeof payload.sid === 'string' ? payload.sid : undefined;
       // Cached only if the key set did not change while we verified (a refresh may have replaced it).
       if (this.jwks.version === keysVersion) this.verified.set(token, keysVersion, actor, { exp: payload.exp, nbf: payload.nbf, sid: sessionId });
-      return { actor, sessionId };
+      return { actor, sessionId, exp: payload.exp };
     } catch (err) {
       if (err instanceof ProblemError) throw err;
       const expired = err instanceof joseErrors.JWTExpired;

@@ -5,9 +5,13 @@ import { RpcClient } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
-/** Sessions remembered at once; past it the oldest answers go first (they expire soonest). */
+/** Sessions remembered at once (in each map); past it the oldest answers go first (they expire soonest). */
 const MAX_ENTRIES = 50_000;
 const ASK_TIMEOUT_MS = 2_000;
+/** After identity failed to answer, how long tokens are trusted on their signature before it is asked again (at most the period). */
+const AWAY_RETRY_MS = 5_000;
+/** How long an ended session is remembered when the token's expiry is not known (longer than any access token lives). */
+const ENDED_FALLBACK_MS = 3600_000;
 
 /**
  * Whether the session an access token names still runs. A signature alone
@@ -15,14 +19,20 @@ const ASK_TIMEOUT_MS = 2_000;
  * token by up to its lifetime (15 minutes); identity is asked instead, and its
  * answer kept `SESSION_CHECK_SECONDS`, so an ended session stops working within
  * that time at one question per session per period. If identity cannot be
- * reached, the token's signature decides, as before this existed: chat keeps
- * working while identity restarts.
+ * reached, the token's signature decides for a session not known to have
+ * ended, as before this existed: chat keeps working while identity restarts.
+ * An end is final, so a session identity said had ended stays refused, without
+ * asking again, until the last of its tokens seen expires.
  */
 @Injectable()
 export class SessionLiveness {
-  /** In insertion order, which is expiry order (the period is fixed). */
-  private readonly answers = new Map<string, { live: boolean; until: number }>();
+  /** Live sessions, in insertion order, which is expiry order (the period is fixed). */
+  private readonly answers = new Map<string, { until: number }>();
+  /** Ended sessions: until when a token of theirs may still verify (its `exp`). */
+  private readonly ended = new Map<string, number>();
   private readonly asking = new Map<string, Promise<boolean | undefined>>();
+  /** Until then identity is not asked: it just failed to answer, and each request would wait for its timeout again. */
+  private identityAwayUntil = 0;
 
   constructor(
     private readonly rpc: RpcClient,
@@ -30,40 +40,62 @@ export class SessionLiveness {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  async assertLive(sessionId: string): Promise<void> {
-    if (!(await this.isLive(sessionId))) throw new ProblemError(401, 'This session has ended (signed out, password reset or revoked); sign in again');
+  /** `tokenExpiresAt`: the token's `exp` (seconds), how long an ended session must be remembered for it. */
+  async assertLive(sessionId: string, tokenExpiresAt?: number): Promise<void> {
+    const endedUntil = tokenExpiresAt !== undefined ? tokenExpiresAt * 1000 : Date.now() + ENDED_FALLBACK_MS;
+    if (!(await this.isLive(sessionId, endedUntil))) throw new ProblemError(401, 'This session has ended (signed out, password reset or revoked); sign in again');
   }
 
-  private async isLive(sessionId: string): Promise<boolean> {
+  private async isLive(sessionId: string, endedUntil: number): Promise<boolean> {
+    const ended = this.ended.get(sessionId);
+    if (ended !== undefined) {
+      if (endedUntil > ended) this.ended.set(sessionId, endedUntil);
+      return false;
+    }
     const known = this.answers.get(sessionId);
-    if (known && known.until > Date.now()) return known.live;
+    if (known && known.until > Date.now()) return true;
+    // Unknown (identity unreachable): the signature's word, for a session not known to have ended.
+    if (this.identityAwayUntil > Date.now()) return true;
     let asking = this.asking.get(sessionId);
     if (!asking) {
       asking = this.ask(sessionId).finally(() => this.asking.delete(sessionId));
       this.asking.set(sessionId, asking);
     }
-    // Unknown (identity unreachable): the last answer if there was one, else the signature's word.
-    return (await asking) ?? known?.live ?? true;
+    const live = await asking;
+    if (live === false) this.rememberEnded(sessionId, endedUntil);
+    return live ?? true;
   }
 
   private async ask(sessionId: string): Promise<boolean | undefined> {
     try {
       const { live } = await this.rpc.call(IdentityRpc.checkSession, { sessionId }, { timeoutMs: ASK_TIMEOUT_MS });
-      this.remember(sessionId, live);
+      if (live) this.rememberLive(sessionId);
       return live;
     } catch (err) {
-      this.logger.warn({ err: String(err) }, 'identity did not say whether a session still runs; the token is trusted on its signature meanwhile');
+      this.identityAwayUntil = Date.now() + Math.min(AWAY_RETRY_MS, this.config.SESSION_CHECK_SECONDS * 1000);
+      this.logger.warn({ err: String(err) }, 'identity did not say whether a session still runs; tokens are trusted on their signature meanwhile');
       return undefined;
     }
   }
 
-  private remember(sessionId: string, live: boolean): void {
+  private rememberLive(sessionId: string): void {
     const now = Date.now();
     for (const [id, answer] of this.answers) {
       if (answer.until > now && this.answers.size < MAX_ENTRIES) break;
       this.answers.delete(id);
     }
     this.answers.delete(sessionId);
-    this.answers.set(sessionId, { live, until: now + this.config.SESSION_CHECK_SECONDS * 1000 });
+    this.answers.set(sessionId, { until: now + this.config.SESSION_CHECK_SECONDS * 1000 });
+  }
+
+  private rememberEnded(sessionId: string, until: number): void {
+    this.answers.delete(sessionId);
+    if (this.ended.size >= MAX_ENTRIES) {
+      const now = Date.now();
+      for (const [id, endedUntil] of this.ended) if (endedUntil <= now) this.ended.delete(id);
+      // Still full: the oldest entry goes (tokens are issued with one lifetime, so it expires about first).
+      if (this.ended.size >= MAX_ENTRIES) this.ended.delete(this.ended.keys().next().value!);
+    }
+    this.ended.set(sessionId, Math.max(until, this.ended.get(sessionId) ?? 0));
   }
 }

@@ -29,7 +29,7 @@ export class VerifiedTokenCache {
 
   constructor(private readonly maxEntries = 10_000) {}
 
-  get(token: string, keysVersion: number): { actor: Actor; sessionId?: string } | undefined {
+  get(token: string, keysVersion: number): { actor: Actor; sessionId?: string; exp?: number } | undefined {
     const entry = this.entries.get(token);
     if (!entry) return undefined;
     // jose's clock: whole seconds, no tolerance (we pass none).
@@ -38,7 +38,7 @@ export class VerifiedTokenCache {
       this.entries.delete(token);
       return undefined;
     }
-    return { actor: { userId: entry.actor.userId, platformRoles: [...entry.actor.platformRoles] }, sessionId: entry.sessionId };
+    return { actor: { userId: entry.actor.userId, platformRoles: [...entry.actor.platformRoles] }, sessionId: entry.sessionId, exp: entry.exp };
   }
 
   set(token: string, keysVersion: number, actor: Actor, claims: { exp?: number; nbf?: number; sid?: string }): void {
