@@ -55,5 +55,8 @@ describe('a deployment configured as EU that reports a region outside the EU', (
     const answer = await world.http.post(`/v1/conversations/${await conversation(token)}/messages`, { content: '#tokens=5 Hallo' }, token);
     expect(answer.status).toBe(201);
     expect(answer.body.residency).toMatchObject({ deployment: SWEDEN, region: 'swedencentral', reportedRegion: 'East US', euResident: false });
+    // Billing's ledger hears the same.
+    const [usage] = await world.env.sql<{ eu: boolean }>(`SELECT (payload->'data'->>'euResident')::boolean AS eu FROM chat.outbox WHERE payload->'data'->>'messageId' = $1`, [answer.body.id]);
+    expect(usage).toEqual({ eu: false });
   });
 });

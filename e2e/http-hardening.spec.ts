@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
+import { decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
@@ -320,7 +320,8 @@ describe('malformed HTTP', () => {
 
 describe('credentials', () => {
   let realKey: { kid: string; key: CryptoKey | Uint8Array };
-  const claims = () => ({ roles: [] as string[] });
+  /** As identity signs them: the user's roles and the session (here the user's own, which runs). */
+  const claims = () => ({ roles: [] as string[], sid: decodeJwt(user.accessToken).sid });
 
   beforeAll(async () => {
     // The real signing key, as only someone holding both the database and IDENTITY_KEK has it.
@@ -375,6 +376,7 @@ describe('credentials', () => {
       ['wrong typ', await sign({ typ: 'JWT' })],
       ['not yet valid', await sign({ nbf: Math.floor(Date.now() / 1000) + 3600 })],
       ['a refresh token', user.refreshToken],
+      ['no session named', await new SignJWT({ roles: [] }).setProtectedHeader({ alg: 'EdDSA', kid: realKey.kid, typ: 'at+jwt' }).setSubject(user.id).setIssuer('https://ally.eu').setAudience('ally-api').setIssuedAt().setExpirationTime('15m').sign(realKey.key)],
     ];
     for (const [what, token] of tokens) {
       const res = await http.get('/v1/me', token);

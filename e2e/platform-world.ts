@@ -42,28 +42,26 @@ export interface PlatformWorld {
 export async function startPlatformWorld(opts: { chat?: Env; billing?: Env; notify?: Env; privacy?: Env | false; gateway?: boolean } = {}): Promise<PlatformWorld> {
   const env = await createTestEnv();
   const [llm, stripe, brevo] = await Promise.all([startOpenAIEmulator(), startStripeEmulator(), startBrevoEmulator()]);
-  const services: PlatformWorld['services'] = {
-    identity: await env.start(identityService),
-    chat: await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', ...opts.chat })),
-    billing: await env.start(billingService, billingEnv(stripe, opts.billing)),
-    notify: await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50', ...opts.notify })),
-  };
-  if (opts.privacy !== false) services.privacy = await env.start(privacyService, { ...PRIVACY_TEST_ENV, PRIVACY_KEK: randomBytes(32).toString('base64'), ...opts.privacy });
-  if (opts.gateway) services.gateway = await env.start(gatewayService);
   const rpc = new RpcClient(await env.nats(), env.prefix);
-  await rpc.connect();
-  return {
-    env,
-    llm,
-    stripe,
-    brevo,
-    services,
-    rpc,
-    http: httpClient(services.gateway?.url ?? 'http://127.0.0.1:9'),
-    close: async () => {
-      await rpc.close();
-      await env.close();
-      await Promise.all([llm.close(), stripe.close(), brevo.close()]);
-    },
+  const close = async () => {
+    await rpc.close().catch(() => undefined);
+    await env.close();
+    await Promise.all([llm.close(), stripe.close(), brevo.close()]);
   };
+  try {
+    const services: PlatformWorld['services'] = {
+      identity: await env.start(identityService),
+      chat: await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', ...opts.chat })),
+      billing: await env.start(billingService, billingEnv(stripe, opts.billing)),
+      notify: await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50', ...opts.notify })),
+    };
+    if (opts.privacy !== false) services.privacy = await env.start(privacyService, { ...PRIVACY_TEST_ENV, PRIVACY_KEK: randomBytes(32).toString('base64'), ...opts.privacy });
+    if (opts.gateway) services.gateway = await env.start(gatewayService);
+    await rpc.connect();
+    return { env, llm, stripe, brevo, services, rpc, http: httpClient(services.gateway?.url ?? 'http://127.0.0.1:9'), close };
+  } catch (err) {
+    // A service that did not start leaves neither its database nor the emulators behind.
+    await close().catch(() => undefined);
+    throw err;
+  }
 }

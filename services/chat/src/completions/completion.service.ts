@@ -44,6 +44,8 @@ export interface Plan {
 /** How far a streamed answer got: the deployment that took it and the text sent so far (what to keep and bill if it breaks off). */
 export interface StreamProgress {
   deployment?: Deployment;
+  /** The receipt of the deployment that took the answer, with the region it reported. */
+  residency?: ResidencyReceipt;
   text: string;
 }
 
@@ -144,6 +146,7 @@ export class CompletionService {
         }
         // The provider accepted: from here this deployment is the answer, and the receipt is final.
         started = true;
+        progress.residency = residency;
         await on.start?.(residency);
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
         let finishReason: string | undefined;
@@ -170,9 +173,9 @@ export class CompletionService {
    * some text reached the user, billed by our own token count since the
    * provider's usage never came; none when nothing was sent.
    */
-  partial(plan: Plan, { deployment, text }: StreamProgress): CompletionResult | undefined {
+  partial(plan: Plan, { deployment, residency, text }: StreamProgress): CompletionResult | undefined {
     if (!deployment || !text) return undefined;
-    return { text, deployment, usage: usageOf(undefined, plan.messages, text), residency: this.receipt(deployment, plan.policy) };
+    return { text, deployment, usage: usageOf(undefined, plan.messages, text), residency: residency ?? this.receipt(deployment, plan.policy) };
   }
 
   /**
@@ -208,7 +211,8 @@ export class CompletionService {
         model: plan.model,
         deployment: result.deployment.id,
         region: result.deployment.region,
-        euResident: result.deployment.euResident,
+        // What the receipt says happened (a deployment may have reported a region outside the EU).
+        euResident: result.residency.euResident,
         promptTokens: result.usage.promptTokens,
         completionTokens: result.usage.completionTokens,
         cost:

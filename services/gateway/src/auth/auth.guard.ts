@@ -59,7 +59,9 @@ export class AuthGuard implements CanActivate {
   /** The signature, then whether the session it names still runs (a logout ends its tokens too). */
   private async fromJwt(token: string): Promise<Actor> {
     const { actor, sessionId, exp } = await this.verify(token);
-    if (sessionId) await this.sessions.assertLive(sessionId, exp);
+    // identity names the session in every token it signs: one without cannot be ended, so it is not one of ours.
+    if (!sessionId) throw new ProblemError(401, 'The access token is invalid');
+    await this.sessions.assertLive(sessionId, exp);
     return actor;
   }
 
