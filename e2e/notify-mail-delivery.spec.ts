@@ -162,7 +162,7 @@ describe('notify: mail through Brevo, driven by events', () => {
     };
     await publish('billing.subscription.changed', { workspace: org.id, plan: 'team', status: 'active', seats: 4, ownerEmail: null, locale: 'de' });
     await publish('billing.quota.threshold-reached', { workspace: org.id, period: '2026-11', percent: 80, ownerEmail: null, locale: 'de' });
-    await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'owner3@example.eu', firstName: 'Mia', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/v1/privacy/requests/x/download' });
+    await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'owner3@example.eu', firstName: 'Mia', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/privacy/requests/x/download' });
     const mails = await mailsTo('owner3@example.eu', 4);
     expect(mails.map((m) => m.subject).sort()).toEqual(['80% of your Ally quota used', 'Please confirm your email address', 'Your Ally subscription changed', 'Your data export is ready']);
     expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('plan Team, status active, 4 seats');
@@ -173,7 +173,7 @@ describe('notify: mail through Brevo, driven by events', () => {
     await mailsTo('fenja@example.eu', 1);
     const js = jetstream(await env.nats());
     const exportReady = async () => {
-      const envelope = createEnvelope({ type: 'privacy.export.ready', source: 'privacy', data: { requestId: randomUUID(), userId: user.id, email: 'fenja@example.eu', firstName: 'Fenja', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/v1/privacy/requests/x/download' } });
+      const envelope = createEnvelope({ type: 'privacy.export.ready', source: 'privacy', data: { requestId: randomUUID(), userId: user.id, email: 'fenja@example.eu', firstName: 'Fenja', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/privacy/requests/x/download' } });
       await js.publish(env.subject('ally.evt.privacy.export.ready'), JSON.stringify(envelope), { msgID: envelope.id });
       return envelope.id;
     };

@@ -257,7 +257,7 @@ describe('privacy through the gateway, against every real service', () => {
     expect((await settled(ines.accessToken, created.body.id)).status).toBe('completed');
     const ready = await waitFor(async () => brevo.mails(email).find((m) => m.subject === 'Your data export is ready'), 'the export-ready mail');
     expect(ready.textContent).toContain('Hello Ines');
-    expect(ready.textContent).toContain(`/v1/privacy/requests/${created.body.id}/download`);
+    expect(ready.textContent).toContain(`/privacy/requests/${created.body.id}/download`); // the page that signs in and saves it
   });
 
   it('stops chat processing for a subject who asked for restriction (Art. 18)', async () => {

@@ -2,10 +2,41 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { runInNewContext } from 'node:vm';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
+import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 import { expectProblem } from './problem-assertions.js';
 
 const PASSWORD = 'Kraniche über dem Feld';
+
+/** Runs the page's script as a browser would after `path` was opened; resolves with what the page finally says, and what it saved. */
+async function openPageOf(base: string, script: string, path: string, form: Record<string, string> = {}, saved: { name?: string; size?: number } = {}): Promise<string> {
+  const url = new URL(path, base);
+  const result = { textContent: '', style: {} as Record<string, string> };
+  let submit: ((event: { preventDefault(): void }) => Promise<void>) | undefined;
+  const button = { disabled: false };
+  const page = (await (await fetch(url)).text()).match(/data-page="(\w+)"/)![1];
+  runInNewContext(script, {
+    URLSearchParams,
+    location: { search: url.search, pathname: url.pathname },
+    FormData: class {
+      constructor() {
+        return Object.entries(form);
+      }
+    },
+    fetch: (p: string, init: RequestInit) => fetch(new URL(p, base), init),
+    URL: { createObjectURL: (blob: Blob) => ((saved.size = blob.size), 'blob:x') },
+    document: {
+      body: { dataset: { page } },
+      getElementById: () => result,
+      createElement: () => ({ click() {}, set download(name: string) { saved.name = name; } }),
+      querySelector: (selector: string) => (selector === 'form' ? { addEventListener: (_: string, f: typeof submit) => (submit = f), querySelector: () => button } : null),
+    },
+  });
+  if (submit) await submit({ preventDefault() {} });
+  // A page without a form acts on opening; give its call time to answer.
+  for (let i = 0; i < 100 && !result.textContent; i++) await new Promise((r) => setTimeout(r, 20));
+  return result.textContent;
+}
 
 /**
  * The links in Ally's mails open pages the gateway serves; their script calls
@@ -30,33 +61,8 @@ describe('the pages mail links open', () => {
     await env?.close();
   });
 
-  /** Runs the page's script as a browser would after `path` was opened; resolves with what the page finally says. */
-  async function openPage(path: string, form: Record<string, string> = {}): Promise<string> {
-    const url = new URL(path, base);
-    const result = { textContent: '', style: {} as Record<string, string> };
-    let submit: ((event: { preventDefault(): void }) => Promise<void>) | undefined;
-    const button = { disabled: false };
-    const page = (await (await fetch(url)).text()).match(/data-page="(\w+)"/)![1];
-    runInNewContext(script, {
-      URLSearchParams,
-      location: { search: url.search },
-      FormData: class {
-        constructor() {
-          return Object.entries(form);
-        }
-      },
-      fetch: (p: string, init: RequestInit) => fetch(new URL(p, base), init),
-      document: {
-        body: { dataset: { page } },
-        getElementById: () => result,
-        querySelector: (selector: string) => (selector === 'form' ? { addEventListener: (_: string, f: typeof submit) => (submit = f), querySelector: () => button } : null),
-      },
-    });
-    if (submit) await submit({ preventDefault() {} });
-    // A page without a form acts on opening; give its call time to answer.
-    for (let i = 0; i < 100 && !result.textContent; i++) await new Promise((r) => setTimeout(r, 20));
-    return result.textContent;
-  }
+  const openPage = (path: string, form: Record<string, string> = {}) => openPageOf(base, script, path, form);
+
 
   it('serves every page as HTML with its script, and the script itself', async () => {
     for (const path of ['/', '/verify-email', '/reset-password', '/forgot-password', '/invitations/accept', '/billing', '/billing/success', '/billing/cancelled']) {
@@ -97,5 +103,35 @@ describe('the pages mail links open', () => {
 
   it('leaves every other path to the API: an unknown one is a 404 problem', async () => {
     expectProblem(await http.get('/verify-email/extra'), 404);
+  });
+});
+
+describe('the export download page', () => {
+  let world: PlatformWorld;
+  let script: string;
+
+  beforeAll(async () => {
+    world = await startPlatformWorld({ gateway: true });
+    script = await (await fetch(`${world.services.gateway!.url}/web/app.js`)).text();
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it("the 'export ready' mail's link signs in and saves the package", async () => {
+    const { http } = world;
+    const me = (await http.post('/v1/auth/register', { email: 'export@example.eu', password: PASSWORD, firstName: 'Ella', lastName: 'Export' })).body;
+    const request = (await http.post('/v1/privacy/requests', { type: 'access' }, me.accessToken)).body;
+    await waitFor(async () => ((await http.get(`/v1/privacy/requests/${request.id}`, me.accessToken)).body.status === 'completed' ? true : undefined), 'the export to complete');
+    const ready = await lastEvent<{ requestId: string; downloadPath: string }>(world.env, 'privacy.export.ready', (e) => e.data.requestId === request.id);
+    expect(ready.data.downloadPath).toBe(`/privacy/requests/${request.id}/download`);
+
+    const saved: { name?: string; size?: number } = {};
+    const base = world.services.gateway!.url;
+    expect(await openPageOf(base, script, ready.data.downloadPath, { email: 'export@example.eu', password: 'wrong password' }, saved)).not.toMatch(/download has started/);
+    expect(await openPageOf(base, script, ready.data.downloadPath, { email: 'export@example.eu', password: PASSWORD }, saved)).toMatch(/download has started/);
+    expect(saved.name).toMatch(/\.zip$/);
+    expect(saved.size).toBeGreaterThan(100);
   });
 });

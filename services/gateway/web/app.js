@@ -50,6 +50,18 @@
         await call('/v1/auth/password/forgot', { email });
         return 'Wenn es ein Konto mit dieser Adresse gibt, ist ein Link unterwegs. · If an account has this address, a link is on its way.';
       }),
+    download: () =>
+      onSubmit(async ({ email, password }) => {
+        const { accessToken } = await call('/v1/auth/login', { email, password });
+        const res = await fetch(`/v1${location.pathname}?format=zip`, { headers: { authorization: `Bearer ${accessToken}` } });
+        if (!res.ok) throw new Error((await res.json().catch(() => null))?.detail ?? `${res.status} ${res.statusText}`);
+        const file = await res.blob();
+        const link = document.createElement('a');
+        link.href = URL.createObjectURL(file);
+        link.download = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'ally-export.zip';
+        link.click();
+        return `Der Download hat begonnen (${file.size} Bytes). · The download has started (${file.size} bytes).`;
+      }),
     invite: () =>
       onSubmit(async ({ email, password }) => {
         const { accessToken } = await call('/v1/auth/login', { email, password });

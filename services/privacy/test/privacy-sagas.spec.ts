@@ -89,7 +89,7 @@ describe('privacy sagas against services on the wire', () => {
     expect(pkg.files['README.md']).toContain('data/chat.json');
 
     const ready = await lastEvent(env, 'privacy.export.ready', (e: any) => e.data.requestId === created.id);
-    expect(ready.data).toMatchObject({ userId: lea.userId, email: 'lea@example.eu', firstName: 'Lea', locale: 'en', downloadPath: `/v1/privacy/requests/${created.id}/download` });
+    expect(ready.data).toMatchObject({ userId: lea.userId, email: 'lea@example.eu', firstName: 'Lea', locale: 'en', downloadPath: `/privacy/requests/${created.id}/download` });
   });
 
   it('shows a user only their own requests and packages', async () => {

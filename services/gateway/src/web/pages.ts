@@ -7,7 +7,7 @@
 export interface Page {
   title: string;
   /** Which behaviour of app.js the page wants. */
-  kind: 'home' | 'verify' | 'reset' | 'forgot' | 'invite' | 'message';
+  kind: 'home' | 'verify' | 'reset' | 'forgot' | 'invite' | 'download' | 'message';
   body: string;
 }
 
@@ -37,6 +37,11 @@ export const PAGES: Record<string, Page> = {
     title: 'Einladung annehmen · Accept the invitation',
     kind: 'invite',
     body: `<p>Melden Sie sich mit dem Konto an, zu dem die Einladung gehört. · Sign in with the account the invitation is for.</p><form>${field('email', 'email', 'E-Mail-Adresse · E-mail address', 'email')}${field('password', 'password', 'Passwort · Password', 'current-password')}<button>Annehmen · Accept</button></form>${result}`,
+  },
+  '/privacy/requests/:id/download': {
+    title: 'Ihre Daten herunterladen · Download your data',
+    kind: 'download',
+    body: `<p>Melden Sie sich an; das Paket wird dann heruntergeladen. · Sign in; the package then downloads.</p><form>${field('email', 'email', 'E-Mail-Adresse · E-mail address', 'email')}${field('password', 'password', 'Passwort · Password', 'current-password')}<button>Herunterladen · Download</button></form>${result}`,
   },
   '/billing': { title: 'Abrechnung · Billing', kind: 'message', body: '<p>Zurück in Ally. Ihr Abonnement sehen Sie unter GET /v1/billing/subscription. · Back in Ally: your subscription is at GET /v1/billing/subscription.</p>' },
   '/billing/success': {

@@ -74,7 +74,8 @@ export class RequestFinalizer {
         firstName: account?.first_name ?? account?.firstName ?? null,
         locale: account?.locale === 'en' ? 'en' : 'de',
         downloadUntil: downloadUntil.toISOString(),
-        downloadPath: `/v1/privacy/requests/${req.id}/download`,
+        // The page that signs in and fetches the package (the API's route needs a bearer token a mail link cannot carry).
+        downloadPath: `/privacy/requests/${req.id}/download`,
       },
       { subject: { userId: req.user_id } },
     );
