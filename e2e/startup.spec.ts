@@ -49,6 +49,28 @@ describe('starting with a dependency missing', () => {
     expect(lines(r.stderr)).toEqual(['GATEWAY_PORT must be a port number (0-65535), not "abc".']);
   });
 
+  it('npm start names a NATS without JetStream in one line, before building or migrating anything', async () => {
+    const nats = new PrivateNatsServer();
+    await nats.start(['-js=false']);
+    try {
+      const r = await run(['tools/scripts/start.mjs'], { NATS_URL: nats.url, GATEWAY_PORT: String(await freePort()) });
+      expect(r.code).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(lines(r.stderr)).toEqual([`NATS at ${nats.url} runs without JetStream: restart it with \`nats-server -js\` (or set NATS_URL to one that has it).`]);
+    } finally {
+      await nats.destroy();
+    }
+  });
+
+  it('npm start names a malformed NATS_URL or DATABASE_ADMIN_URL in one line, without a stack trace', async () => {
+    const nats = await run(['tools/scripts/start.mjs'], { NATS_URL: 'localhost:4222' });
+    expect(nats.code).toBe(1);
+    expect(lines(nats.stderr)).toEqual(['NATS_URL must look like nats://127.0.0.1:4222, not "localhost:4222".']);
+    const pg = await run(['tools/scripts/start.mjs'], { DATABASE_ADMIN_URL: 'garbage' });
+    expect(pg.code).toBe(1);
+    expect(lines(pg.stderr)).toEqual(['DATABASE_ADMIN_URL must look like postgres://postgres@127.0.0.1:5432/ally, not "garbage".']);
+  });
+
   it('a service names a NATS without JetStream in one line, with what to do', async () => {
     const nats = new PrivateNatsServer();
     await nats.start(['-js=false']);

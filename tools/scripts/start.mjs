@@ -2,17 +2,33 @@
 // `npm start`: checks Postgres and NATS, builds, migrates, and runs every service
 // in development mode; the gateway answers on http://localhost:3000.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { connect as connectNats, credsAuthenticator } from '@nats-io/transport-node';
 import { build } from './build.mjs';
 import { reachable } from './infra.mjs';
 import { SERVICE_NODE_FLAGS } from './node-flags.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
-const adminUrl = new URL(process.env.DATABASE_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/ally');
-const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
+/** A variable that must be a URL of `protocols`, or one line naming it (never a stack trace). */
+function urlFrom(name, fallback, protocols, example) {
+  const value = process.env[name] || fallback;
+  let url;
+  try {
+    url = new URL(value.split(',')[0]);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !protocols.includes(url.protocol) || !url.hostname) {
+    console.error(`${name} must look like ${example}, not "${value}".`);
+    process.exit(1);
+  }
+  return { url, value };
+}
+const adminUrl = urlFrom('DATABASE_ADMIN_URL', 'postgres://postgres@127.0.0.1:5432/ally', ['postgres:', 'postgresql:'], 'postgres://postgres@127.0.0.1:5432/ally').url;
+const natsUrl = urlFrom('NATS_URL', 'nats://127.0.0.1:4222', ['nats:', 'tls:'], 'nats://127.0.0.1:4222').value;
 const database = adminUrl.pathname.slice(1) || 'ally';
 
 /** Start order: services first, the gateway last. HTTP ports for health and metrics. */
@@ -31,6 +47,10 @@ function fail(line) {
 }
 
 async function preflight() {
+  const gatewayPort = process.env.GATEWAY_PORT;
+  if (gatewayPort !== undefined && !(/^\d+$/.test(gatewayPort) && Number(gatewayPort) <= 65535)) {
+    fail(`GATEWAY_PORT must be a port number (0-65535), not "${gatewayPort}".`);
+  }
   const natsHost = new URL(natsUrl.split(',')[0]);
   if (!(await reachable({ host: adminUrl.hostname, port: Number(adminUrl.port || 5432) }))) {
     fail(`Postgres is not running on ${adminUrl.hostname}:${adminUrl.port || 5432}: start it with \`pg_ctlcluster 15 main start\` (or point DATABASE_ADMIN_URL at one).`);
@@ -38,9 +58,36 @@ async function preflight() {
   if (!(await reachable({ host: natsHost.hostname, port: Number(natsHost.port || 4222) }))) {
     fail(`NATS is not running on ${natsHost.hostname}:${natsHost.port || 4222}: start it with \`nats-server -js\` (JetStream on) or set NATS_URL.`);
   }
-  const gatewayPort = process.env.GATEWAY_PORT;
-  if (gatewayPort !== undefined && !(/^\d+$/.test(gatewayPort) && Number(gatewayPort) <= 65535)) {
-    fail(`GATEWAY_PORT must be a port number (0-65535), not "${gatewayPort}".`);
+  // Every service needs JetStream: say so now, not after building, migrating and starting half the platform.
+  const jetstream = await jetStreamOf(natsUrl);
+  if (jetstream !== 'on') {
+    fail(
+      jetstream === 'off'
+        ? `NATS at ${natsUrl} runs without JetStream: restart it with \`nats-server -js\` (or set NATS_URL to one that has it).`
+        : `NATS at ${natsUrl} did not answer (${jetstream}): check NATS_URL${process.env.NATS_USER || process.env.NATS_CREDS ? ', NATS_USER/NATS_PASSWORD or NATS_CREDS' : ''}.`,
+    );
+  }
+}
+
+/** 'on', 'off' (a server without -js), or why NATS could not be asked. */
+async function jetStreamOf(url) {
+  let nc;
+  try {
+    nc = await connectNats({
+      servers: url.split(','),
+      name: 'ally-start-preflight',
+      user: process.env.NATS_USER || undefined,
+      pass: process.env.NATS_PASSWORD || undefined,
+      authenticator: process.env.NATS_CREDS ? credsAuthenticator(readFileSync(process.env.NATS_CREDS)) : undefined,
+      timeout: 3_000,
+    });
+    const reply = await nc.request('$JS.API.INFO', '', { timeout: 3_000 });
+    return reply.json().error ? 'off' : 'on';
+  } catch (err) {
+    // No responders: nothing serves the JetStream API.
+    return /no responders|503/i.test(String(err?.message ?? err)) || err?.code === '503' ? 'off' : String(err?.message ?? err);
+  } finally {
+    await nc?.close().catch(() => undefined);
   }
 }
 

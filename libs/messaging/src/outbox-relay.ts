@@ -34,14 +34,16 @@ interface OutboxRow {
 
 /**
  * Publishes committed outbox rows to JetStream and marks them sent. Woken by
- * NOTIFY, polling as a fallback; `FOR UPDATE SKIP LOCKED` lets every replica
- * run one. If NATS is down, rows stay unsent and are retried: nothing is lost,
+ * NOTIFY, polling as a fallback; every replica runs one, and they take turns
+ * (`FOR UPDATE`), so events reach the stream in outbox order. If NATS is
+ * down, rows stay unsent and are retried: nothing is lost,
  * and the row id as `Nats-Msg-Id` plus the consumers' inbox make a retry after
  * a lost ack harmless.
  */
 export class OutboxRelay {
   private readonly js: JetStreamClient;
   private listener?: pg.Client;
+  private relisten?: NodeJS.Timeout;
   private running = false;
   private readonly pacer: Pacer;
   private readonly published: Counter;
@@ -70,6 +72,8 @@ export class OutboxRelay {
 
   async stop(): Promise<void> {
     this.running = false;
+    clearTimeout(this.relisten);
+    this.relisten = undefined;
     await this.pacer.stop();
     await this.listener?.end().catch(() => undefined);
     this.listener = undefined;
@@ -89,9 +93,12 @@ export class OutboxRelay {
     const batchSize = this.opts.batchSize ?? 100;
     return this.opts.dataSource.transaction(async (em) => {
       const rows: OutboxRow[] = await em.query(
-        `SELECT id, subject, payload FROM outbox WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE SKIP LOCKED`,
+        `SELECT id, subject, payload FROM outbox WHERE sent_at IS NULL ORDER BY created_at, id LIMIT $1 FOR UPDATE`,
         [batchSize],
       );
+      // FOR UPDATE, not SKIP LOCKED: a replica waits for the one publishing the rows before its own
+      // instead of publishing later rows first (every replica hears every NOTIFY), so the stream
+      // keeps the outbox's order across replicas too. Both lock in the same order: no deadlock.
       if (rows.length === 0) return 'done';
       // One after the other, stopping at the first failure: a consumer must never see an
       // event before one written earlier (a settings change undone by its older self).
@@ -123,17 +130,55 @@ export class OutboxRelay {
     });
   }
 
+  /**
+   * LISTENs on a connection of its own. A lost connection is opened again, and
+   * again with a growing pause (up to 30 s) for as long as the database stays
+   * away: polling covers the gap, NOTIFY is back once Postgres is.
+   */
   private async listen(): Promise<void> {
     const client = new pg.Client({ connectionString: this.opts.databaseUrl });
-    client.on('error', (err) => {
-      this.opts.logger.warn({ err: String(err) }, 'outbox listener lost its connection; polling until it is back');
-      this.listener = undefined;
-      setTimeout(() => this.running && this.listen().catch(() => undefined), 1_000);
-    });
+    let lost = false;
+    const onLost = (err?: unknown) => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === client) this.listener = undefined;
+      client.end().catch(() => undefined);
+      if (!this.running) return;
+      this.opts.logger.warn({ err: err === undefined ? undefined : String(err) }, 'outbox listener lost its connection; polling until it is back');
+      this.scheduleListen(1_000);
+    };
+    const ignore = () => undefined;
+    client.on('error', ignore);
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${outboxChannel(this.opts.schema)}`);
+    } catch (err) {
+      await client.end().catch(() => undefined);
+      throw err;
+    }
+    if (!this.running) {
+      await client.end().catch(() => undefined);
+      return;
+    }
+    client.off('error', ignore);
+    client.on('error', onLost);
+    client.on('end', () => onLost());
     client.on('notification', () => this.wake());
-    await client.connect();
-    await client.query(`LISTEN ${outboxChannel(this.opts.schema)}`);
     this.listener = client;
+  }
+
+  private scheduleListen(delayMs: number): void {
+    if (!this.running || this.relisten) return;
+    this.relisten = setTimeout(() => {
+      this.relisten = undefined;
+      if (!this.running) return;
+      this.listen().then(
+        // Rows committed while nobody listened: one pass now rather than at the next poll.
+        () => this.wake(),
+        () => this.scheduleListen(Math.min(delayMs * 2, 30_000)),
+      );
+    }, delayMs);
+    this.relisten.unref();
   }
 }
 

@@ -141,4 +141,50 @@ describe(OutboxRelay.name, () => {
     expect(messages.at(-1)!.envelope.id).toBe(committed);
     expect(messages.some((m) => m.envelope.data && (m.envelope.data as { n: number }).n === -1)).toBe(false);
   });
+
+  it('listens again after a database outage longer than its first retry', async () => {
+    const role = env.roleOf(SCHEMA);
+    const listeners = async () =>
+      (await env.sql<{ pid: number }>(`SELECT pid FROM pg_stat_activity WHERE usename = $1 AND query LIKE 'LISTEN %'`, [role])).map((r) => r.pid);
+    await waitFor(async () => (await listeners()).length === 1, 'the relay listening');
+    // The database refuses the relay's role for a few seconds: the first attempt to listen again fails.
+    await env.sql(`ALTER ROLE "${role}" NOLOGIN`);
+    try {
+      await env.sql(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1 AND query LIKE 'LISTEN %'`, [role]);
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(await listeners()).toEqual([]);
+    } finally {
+      await env.sql(`ALTER ROLE "${role}" LOGIN`);
+    }
+    await waitFor(async () => (await listeners()).length === 1, 'the relay listening again', 15_000);
+    // And it publishes, woken as before.
+    await appendEvents(1, 1);
+    await waitFor(async () => (await unsent()) === 0, 'the new row sent');
+  });
+
+  it('keeps outbox order across replicas: while another replica holds earlier rows, later ones wait', async () => {
+    await relay.stop();
+    const before = (await streamMessages()).length;
+    const [first] = await appendEvents(1, 1);
+    // Another replica's pass has taken the first row and is still publishing it (its transaction is open).
+    const other = dataSource.createQueryRunner();
+    await other.connect();
+    await other.startTransaction();
+    const replica = new OutboxRelay({ dataSource, databaseUrl: env.serviceDbUrl(SCHEMA), schema: SCHEMA, nats: nc, prefix: env.prefix, logger: silentLogger(), registry, pollIntervalMs: 200, publishTimeoutMs: 500 });
+    try {
+      await other.query(`SELECT id FROM ${SCHEMA}.outbox WHERE id = $1 FOR UPDATE`, [first]);
+      const [second] = await appendEvents(1, 1);
+      await replica.start();
+      await new Promise((r) => setTimeout(r, 1_000));
+      expect((await streamMessages()).slice(before).map((m) => m.envelope.id)).not.toContain(second);
+      // That replica's pass fails before it marks the row sent: this one publishes both, in order.
+      await other.rollbackTransaction();
+      await waitFor(async () => (await unsent()) === 0, 'both rows sent');
+      expect((await streamMessages()).slice(before).map((m) => m.envelope.id)).toEqual([first, second]);
+    } finally {
+      if (other.isTransactionActive) await other.rollbackTransaction();
+      await other.release();
+      await replica.stop();
+    }
+  });
 });

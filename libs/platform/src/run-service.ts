@@ -53,7 +53,7 @@ async function openDatabaseOrExplain(def: ServiceDefinition, config: Record<stri
     await ds.initialize();
   } catch (err) {
     throw new StartupError(
-      `Postgres is not reachable at ${where.host}${where.pathname} as ${where.username} (${(err as Error).message}): start it (pg_ctlcluster 15 main start) and run \`npm run migrate\``,
+      `Postgres is not reachable at ${where.host}${where.pathname} as ${where.username} (${(err as Error).message}): start it (pg_ctlcluster 15 main start), check DATABASE_URL and run \`node services/${def.name}/dist/main.js migrate\``,
     );
   }
   if (await ds.showMigrations()) {

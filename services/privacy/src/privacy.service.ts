@@ -7,23 +7,35 @@ import { PrivacyModule } from './privacy.module.js';
 import { RetentionRunsService } from './retention/retention-runs.service.js';
 import { LowerCaseScopes1765500000000 } from './migrations/1765500000000-lower-case-scopes.js';
 
-/** `retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]`. */
+const RETENTION_USAGE = 'usage: retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * `retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]`.
+ * Anything else is refused before a run is created: a mistyped `-dry-run` or
+ * a stray word must never turn a dry run into one that deletes.
+ */
 export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled: boolean; categories?: string[]; runId?: string } {
-  const value = (flag: string) => {
-    const i = args.indexOf(flag);
-    if (i < 0) return undefined;
-    const v = args[i + 1];
-    if (!v || v.startsWith('--')) throw new Error(`usage: retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]: ${flag} needs a value`);
-    return v;
-  };
-  const known = new Set(['--dry-run', '--scheduled', '--categories', '--run-id']);
-  for (const a of args) if (a.startsWith('--') && !known.has(a)) throw new Error(`unknown option ${a}; usage: retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]`);
-  return {
-    dryRun: args.includes('--dry-run'),
-    scheduled: args.includes('--scheduled'),
-    categories: value('--categories')?.split(',').map((c) => c.trim()).filter(Boolean),
-    runId: value('--run-id'),
-  };
+  const withValue = new Set(['--categories', '--run-id']);
+  const flags = new Set(['--dry-run', '--scheduled']);
+  const values = new Map<string, string>();
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (withValue.has(a)) {
+      const v = args[i + 1];
+      if (!v || v.startsWith('-')) throw new Error(`${RETENTION_USAGE}: ${a} needs a value`);
+      if (values.has(a)) throw new Error(`${RETENTION_USAGE}: ${a} given twice`);
+      values.set(a, v);
+      i++;
+    } else if (!flags.has(a)) {
+      throw new Error(a.startsWith('-') ? `unknown option ${a}; ${RETENTION_USAGE}` : `unexpected argument "${a}"; ${RETENTION_USAGE}`);
+    }
+  }
+  const categories = values.get('--categories')?.split(',').map((c) => c.trim()).filter(Boolean);
+  if (categories && categories.length === 0) throw new Error(`${RETENTION_USAGE}: --categories needs at least one category`);
+  const runId = values.get('--run-id');
+  if (runId !== undefined && !UUID.test(runId)) throw new Error(`${RETENTION_USAGE}: --run-id must be a run's id (a UUID), not "${runId}"`);
+  return { dryRun: args.includes('--dry-run'), scheduled: args.includes('--scheduled'), categories, runId };
 }
 
 /** privacy: data-subject requests as sagas, consent records, retention policies and runs, legal holds, the register. */
