@@ -25,9 +25,10 @@ import { LowerCaseWorkspaces1765400000000 } from './migrations/1765400000000-low
 const roleCommand =
   (action: 'grant' | 'revoke') =>
   async (app: { get<T>(t: new (...a: any[]) => T): T }, args: string[]): Promise<string> => {
-    const [email, role] = args;
+    const [email, role, ...extra] = args;
     const parsed = platformRoleSchema.safeParse(role);
-    if (!email || !parsed.success) throw new Error(`usage: ${action}-role <email> <compliance|admin>`);
+    // A word too many may be a mistyped second role: nothing is granted or revoked on a guess.
+    if (!email || !parsed.success || extra.length) throw new Error(`usage: ${action}-role <email> <compliance|admin>${extra.length ? ` (unexpected ${extra[0]})` : ''}`);
     const roles = await app.get(PlatformRolesService)[action](email, parsed.data);
     return `${email}: platform roles now [${roles.join(', ')}]`;
   };

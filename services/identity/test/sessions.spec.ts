@@ -91,8 +91,9 @@ describe('identity sessions, password reset and retention', () => {
     const grant = identityService.commands!['grant-role'];
     await expect(grant(running.app, [email, 'compliance'])).resolves.toContain('[compliance]');
     await expect(grant(running.app, [email, 'superuser'])).rejects.toThrow(/usage/);
+    await expect(grant(running.app, [email, 'admin', 'extra'])).rejects.toThrow(/usage: grant-role .*unexpected extra/);
     const { accessToken } = await rpc.call(IdentityRpc.login, { email, password: PASSWORD });
-    expect(decodeJwt(accessToken).roles).toEqual(['compliance']);
+    expect(decodeJwt(accessToken).roles).toEqual(['compliance']); // not admin: the command with a word too many did nothing
     await expect(identityService.commands!['revoke-role'](running.app, [email, 'compliance'])).resolves.toContain('[]');
     await env.stop(running);
   });
