@@ -1,5 +1,7 @@
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { billingService } from '@ally/billing';
 import { createTestEnv, freePort, PrivateNatsServer, type TestEnv } from '@ally/testing';
 
@@ -47,6 +49,19 @@ describe('starting with a dependency missing', () => {
     const r = await run(['tools/scripts/start.mjs'], { GATEWAY_PORT: 'abc' });
     expect(r.code).toBe(1);
     expect(lines(r.stderr)).toEqual(['GATEWAY_PORT must be a port number (0-65535), not "abc".']);
+  });
+
+  it('npm start refuses, in one line, a port another process already answers on (a second npm start would share it)', async () => {
+    const taken = createServer().listen(0, '127.0.0.1');
+    await once(taken, 'listening');
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const r = await run(['tools/scripts/start.mjs'], { GATEWAY_PORT: String(port) });
+      expect(r.code).toBe(1);
+      expect(lines(r.stderr)).toEqual([`Port ${port} (gateway) is already in use: is Ally already running? Stop it first, or set GATEWAY_PORT.`]);
+    } finally {
+      taken.close();
+    }
   });
 
   it('npm start names a NATS without JetStream in one line, before building or migrating anything', async () => {

@@ -141,9 +141,26 @@ function serviceEnv(service) {
   };
 }
 
+/** Every port this platform listens on is free: a second `npm start` (or anything else) would answer in its place. */
+async function portsFree() {
+  // The gateway's first: the one port a user chooses.
+  const ports = [
+    ...SERVICES.map((s) => [s.port, s.name]).sort(([, a], [, b]) => Number(b === 'gateway') - Number(a === 'gateway')),
+    ...(brevoEmulated ? [[BREVO_EMULATOR_PORT, 'the Brevo emulator']] : []),
+    ...(modelsEmulated ? [[OPENAI_EMULATOR_PORT, 'the OpenAI/Azure emulator']] : []),
+    ...(stripeEmulated ? [[STRIPE_EMULATOR_PORT, 'the Stripe emulator']] : []),
+  ];
+  for (const [port, what] of ports) {
+    if (port !== 0 && (await reachable({ host: '127.0.0.1', port }, 300))) {
+      fail(`Port ${port} (${what}) is already in use: is Ally already running? Stop it first${what === 'gateway' ? ', or set GATEWAY_PORT' : ''}.`);
+    }
+  }
+}
+
 const mainOf = (service) => join(root, 'services', service.name, 'dist', 'main.js');
 
 await preflight();
+await portsFree();
 await build();
 await ensureDatabase();
 for (const service of SERVICES.filter((s) => s.database)) {
