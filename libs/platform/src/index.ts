@@ -11,3 +11,4 @@ export * from './age-retention.service.js';
 export * from './event-consumers.service.js';
 export * from './privacy-retention.controller.js';
 export * from './envelope-crypto.js';
+export * from './expiring-map.js';

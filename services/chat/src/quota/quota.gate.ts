@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { BillingRpc, ProblemError, type QuotaAnswer } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { ExpiringMap } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { promptBytes, promptTokens } from '../completions/token-count.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
@@ -23,13 +24,14 @@ export class QuotaGate {
   /** Most answers kept at once; past it the oldest go first (they expire soonest). */
   static readonly MAX_CACHED = 10_000;
 
-  /** In insertion order, which is expiry order (the TTL is fixed): expired entries sit at the front. */
-  private readonly cache = new Map<string, QuotaAnswer & { until: number }>();
+  private readonly cache: ExpiringMap<string, QuotaAnswer>;
 
   constructor(
     private readonly rpc: RpcClient,
     @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
-  ) {}
+  ) {
+    this.cache = new ExpiringMap(config.QUOTA_CACHE_MS, QuotaGate.MAX_CACHED);
+  }
 
   /** `prompt`: what will be sent, when known (its tokens must fit what is left). */
   async assertAllowed(workspace: string, userId: string, prompt: PromptMessage[] = []): Promise<void> {
@@ -48,28 +50,18 @@ export class QuotaGate {
 
   /** Tokens an answer used, taken off the cached answer until billing's next one counts them. */
   spent(workspace: string, userId: string, tokens: number): void {
-    const hit = this.cache.get(`${workspace}:${userId}`);
-    if (hit?.remaining !== undefined) hit.remaining -= tokens;
+    const answer = this.cache.get(`${workspace}:${userId}`);
+    if (answer?.remaining !== undefined) answer.remaining -= tokens;
   }
 
   private async check(workspace: string, userId: string): Promise<QuotaAnswer> {
     if (this.config.QUOTA_PROVIDER === 'none') return { allowed: true };
     const key = `${workspace}:${userId}`;
-    const hit = this.cache.get(key);
-    if (hit && hit.until > Date.now()) return hit;
-    const answer = await this.rpc.call(BillingRpc.quotaCheck, { workspace, userId }, { timeoutMs: 2_000 });
-    const entry = { ...answer, until: Date.now() + this.config.QUOTA_CACHE_MS };
-    this.remember(key, entry);
-    return entry;
-  }
-
-  private remember(key: string, entry: QuotaAnswer & { until: number }): void {
-    const now = Date.now();
-    for (const [k, cached] of this.cache) {
-      if (cached.until > now && this.cache.size < QuotaGate.MAX_CACHED) break;
-      this.cache.delete(k);
-    }
-    this.cache.delete(key); // re-inserted at the end, keeping the map in expiry order
-    this.cache.set(key, entry);
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    // A copy of its own: `spent` counts this replica's answers off it.
+    const answer = { ...(await this.rpc.call(BillingRpc.quotaCheck, { workspace, userId }, { timeoutMs: 2_000 })) };
+    this.cache.set(key, answer);
+    return answer;
   }
 }

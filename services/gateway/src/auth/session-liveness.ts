@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { IdentityRpc, ProblemError } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { LOGGER } from '@ally/platform';
+import { ExpiringMap, LOGGER } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
 /** Sessions remembered at once (in each map); past it the oldest answers go first (they expire soonest). */
@@ -26,8 +26,8 @@ const ENDED_FALLBACK_MS = 3600_000;
  */
 @Injectable()
 export class SessionLiveness {
-  /** Live sessions, in insertion order, which is expiry order (the period is fixed). */
-  private readonly answers = new Map<string, { until: number }>();
+  /** Sessions identity said run, for SESSION_CHECK_SECONDS. */
+  private readonly live: ExpiringMap<string, true>;
   /** Ended sessions: until when a token of theirs may still verify (its `exp`). */
   private readonly ended = new Map<string, number>();
   private readonly asking = new Map<string, Promise<boolean | undefined>>();
@@ -38,7 +38,9 @@ export class SessionLiveness {
     private readonly rpc: RpcClient,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(LOGGER) private readonly logger: Logger,
-  ) {}
+  ) {
+    this.live = new ExpiringMap(config.SESSION_CHECK_SECONDS * 1000, MAX_ENTRIES);
+  }
 
   /** `tokenExpiresAt`: the token's `exp` (seconds), how long an ended session must be remembered for it. */
   async assertLive(sessionId: string, tokenExpiresAt?: number): Promise<void> {
@@ -52,8 +54,7 @@ export class SessionLiveness {
       if (endedUntil > ended) this.ended.set(sessionId, endedUntil);
       return false;
     }
-    const known = this.answers.get(sessionId);
-    if (known && known.until > Date.now()) return true;
+    if (this.live.get(sessionId)) return true;
     // Unknown (identity unreachable): the signature's word, for a session not known to have ended.
     if (this.identityAwayUntil > Date.now()) return true;
     let asking = this.asking.get(sessionId);
@@ -69,7 +70,7 @@ export class SessionLiveness {
   private async ask(sessionId: string): Promise<boolean | undefined> {
     try {
       const { live } = await this.rpc.call(IdentityRpc.checkSession, { sessionId }, { timeoutMs: ASK_TIMEOUT_MS });
-      if (live) this.rememberLive(sessionId);
+      if (live) this.live.set(sessionId, true);
       return live;
     } catch (err) {
       this.identityAwayUntil = Date.now() + Math.min(AWAY_RETRY_MS, this.config.SESSION_CHECK_SECONDS * 1000);
@@ -78,18 +79,8 @@ export class SessionLiveness {
     }
   }
 
-  private rememberLive(sessionId: string): void {
-    const now = Date.now();
-    for (const [id, answer] of this.answers) {
-      if (answer.until > now && this.answers.size < MAX_ENTRIES) break;
-      this.answers.delete(id);
-    }
-    this.answers.delete(sessionId);
-    this.answers.set(sessionId, { until: now + this.config.SESSION_CHECK_SECONDS * 1000 });
-  }
-
   private rememberEnded(sessionId: string, until: number): void {
-    this.answers.delete(sessionId);
+    this.live.delete(sessionId);
     if (this.ended.size >= MAX_ENTRIES) {
       const now = Date.now();
       for (const [id, endedUntil] of this.ended) if (endedUntil <= now) this.ended.delete(id);
