@@ -1,37 +1,30 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Stripe from 'stripe';
-import { billingService } from '@ally/billing';
-import { startBrevoEmulator, startStripeEmulator, type BrevoEmulator, type StripeEmulator } from '@ally/emulators';
-import { gatewayService } from '@ally/gateway';
-import { identityService } from '@ally/identity';
-import { notifyService } from '@ally/notify';
-import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
-import { billingEnv, notifyEnv } from './service-env.js';
+import type { BrevoEmulator, StripeEmulator } from '@ally/emulators';
+import { lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 
 const PASSWORD = 'Kastanienallee im Herbst';
 
 describe('billing as an owner meets it by mail: Checkout, renewals, cancellation, a failed payment, caps', () => {
+  let world: PlatformWorld;
   let env: TestEnv;
   let stripe: StripeEmulator;
   let brevo: BrevoEmulator;
-  let http: ReturnType<typeof httpClient>;
+  let http: PlatformWorld['http'];
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    stripe = await startStripeEmulator();
-    brevo = await startBrevoEmulator();
-    await env.start(identityService);
-    await env.start(billingService, billingEnv(stripe, { QUOTA_REFRESH_MS: '50' }));
-    await env.start(notifyService, notifyEnv(brevo, { BREVO_WEBHOOK_SECRET: 'billing-mail-webhook-secret', NOTIFY_POLL_MS: '50' }));
-    const base = (await env.start(gatewayService)).url;
-    http = httpClient(base);
-    stripe.setWebhookEndpoint(`${base}/v1/webhooks/stripe`, { secret: stripe.webhookSecret });
+    world = await startPlatformWorld({
+      privacy: false,
+      gateway: true,
+      billing: { QUOTA_REFRESH_MS: '50' },
+      notify: { BREVO_WEBHOOK_SECRET: 'billing-mail-webhook-secret' },
+    });
+    ({ env, stripe, brevo, http } = world);
   });
 
   afterAll(async () => {
-    await env?.close();
-    await stripe?.close();
-    await brevo?.close();
+    await world?.close();
   });
 
   const stripeSdk = () => {

@@ -56,7 +56,11 @@ export async function startPlatformWorld(opts: { chat?: Env; billing?: Env; noti
       notify: await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50', ...opts.notify })),
     };
     if (opts.privacy !== false) services.privacy = await env.start(privacyService, { ...PRIVACY_TEST_ENV, PRIVACY_KEK: randomBytes(32).toString('base64'), ...opts.privacy });
-    if (opts.gateway) services.gateway = await env.start(gatewayService);
+    if (opts.gateway) {
+      services.gateway = await env.start(gatewayService);
+      // Stripe's events reach billing the way they do in production: signed, at the gateway's webhook route.
+      stripe.setWebhookEndpoint(`${services.gateway.url}/v1/webhooks/stripe`, { secret: stripe.webhookSecret });
+    }
     await rpc.connect();
     return { env, llm, stripe, brevo, services, rpc, http: httpClient(services.gateway?.url ?? 'http://127.0.0.1:9'), close };
   } catch (err) {
