@@ -28,7 +28,7 @@ function urlFrom(name, fallback, protocols, example) {
   return { url, value };
 }
 const adminUrl = urlFrom('DATABASE_ADMIN_URL', 'postgres://postgres@127.0.0.1:5432/ally', ['postgres:', 'postgresql:'], 'postgres://postgres@127.0.0.1:5432/ally').url;
-const natsUrl = urlFrom('NATS_URL', 'nats://127.0.0.1:4222', ['nats:', 'tls:'], 'nats://127.0.0.1:4222').value;
+const { url: natsHost, value: natsUrl } = urlFrom('NATS_URL', 'nats://127.0.0.1:4222', ['nats:', 'tls:'], 'nats://127.0.0.1:4222');
 const database = adminUrl.pathname.slice(1) || 'ally';
 
 /** Start order: services first, the gateway last. HTTP ports for health and metrics. */
@@ -51,7 +51,6 @@ async function preflight() {
   if (gatewayPort !== undefined && !(/^\d+$/.test(gatewayPort) && Number(gatewayPort) <= 65535)) {
     fail(`GATEWAY_PORT must be a port number (0-65535), not "${gatewayPort}".`);
   }
-  const natsHost = new URL(natsUrl.split(',')[0]);
   if (!(await reachable({ host: adminUrl.hostname, port: Number(adminUrl.port || 5432) }))) {
     fail(`Postgres is not running on ${adminUrl.hostname}:${adminUrl.port || 5432}: start it with \`pg_ctlcluster 15 main start\` (or point DATABASE_ADMIN_URL at one).`);
   }
