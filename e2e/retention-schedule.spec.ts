@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { IdentityRpc, PrivacyRpc } from '@ally/contracts';
-import { RetentionSchedule } from '@ally/privacy';
+import { RETENTION_RUN_LOCK, RetentionSchedule } from '@ally/privacy';
 import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 
 const PASSWORD = 'Schwalben über dem Deich';
@@ -45,6 +45,9 @@ describe("privacy's own retention schedule", () => {
     // Two replicas looking at the same moment: one run.
     const started = (await Promise.all([schedule.runIfDue(24), schedule.runIfDue(24)])).filter(Boolean);
     expect(started).toHaveLength(1);
+    // The one whose process died reads failed, and says why.
+    const [dead] = await env.sql(`SELECT status, errors FROM privacy.retention_runs WHERE status <> 'completed' AND created_at < now() - interval '90 minutes' AND created_at > now() - interval '150 minutes'`);
+    expect(dead).toMatchObject({ status: 'failed', errors: [{ service: 'privacy', error: expect.stringContaining('ended before it finished') }] });
     const run = await rpc.call(PrivacyRpc.getRetentionRun, { id: started[0]! }, { actor: compliance });
     expect(run).toMatchObject({ status: 'completed', dryRun: false, trigger: 'schedule' });
     expect(run.results).toContainEqual({ service: 'identity', category: 'login-audit', affected: 1 });
@@ -53,5 +56,40 @@ describe("privacy's own retention schedule", () => {
     expect(audit).toEqual([{ user_id: held.user.id }]);
     // Not due again within the period.
     expect(await schedule.runIfDue(24)).toBeUndefined();
+  });
+
+  it('leaves a run alone while its process lives, however long it takes, and fails it once that process is gone', async () => {
+    const { env, rpc } = world;
+    const schedule = world.services.privacy!.app.get(RetentionSchedule);
+    const compliance = { userId: '00000000-0000-4000-8000-00000000c0c0', platformRoles: ['compliance' as const] };
+    // The last full run was two days ago; one started three hours ago is still at work in another process.
+    await env.sql(`UPDATE privacy.retention_runs SET created_at = created_at - interval '2 days'`);
+    const [{ id }] = await env.sql<{ id: string }>(
+      `INSERT INTO privacy.retention_runs (id, status, dry_run, categories, trigger, created_at, started_at)
+         VALUES (gen_random_uuid(), 'running', false, NULL, 'schedule', now() - interval '3 hours', now() - interval '3 hours') RETURNING id`,
+    );
+    const worker = await env.connect();
+    worker.on('error', () => undefined);
+    await worker.query(`SELECT pg_advisory_lock($1, hashtext($2))`, [RETENTION_RUN_LOCK, id]);
+
+    expect(await schedule.runIfDue(24)).toBeUndefined();
+    expect(await rpc.call(PrivacyRpc.getRetentionRun, { id }, { actor: compliance })).toMatchObject({ status: 'running', finishedAt: null });
+
+    // The worker's process is killed: its connection, and with it the lock, goes.
+    const [{ pid }] = (await worker.query(`SELECT pg_backend_pid() AS pid`)).rows;
+    await env.sql(`SELECT pg_terminate_backend($1)`, [pid]);
+    await worker.end().catch(() => undefined);
+    for (let i = 0; i < 100 && (await env.sql(`SELECT 1 FROM pg_stat_activity WHERE pid = $1`, [pid])).length; i++) await new Promise((r) => setTimeout(r, 20));
+
+    const abandoned = await rpc.call(PrivacyRpc.getRetentionRun, { id }, { actor: compliance });
+    expect(abandoned).toMatchObject({ status: 'failed', errors: [{ service: 'privacy', error: expect.stringContaining('ended before it finished') }] });
+    expect(abandoned.finishedAt).not.toBeNull();
+    const next = await schedule.runIfDue(24);
+    expect(next).toBeDefined();
+    expect(await rpc.call(PrivacyRpc.getRetentionRun, { id: next! }, { actor: compliance })).toMatchObject({ status: 'completed' });
+    // One entry per run that was abandoned (the first test's and this one), however often they were looked at.
+    const audit = await env.sql(`SELECT details FROM privacy.audit_log WHERE action = 'retention-run.abandoned'`);
+    expect(audit).toHaveLength(2);
+    expect(audit.map((a) => a.details.runId)).toContain(id);
   });
 });

@@ -104,6 +104,13 @@ export class TestEnv {
     return this.admin(async (c) => (await c.query(text, params)).rows as T[]);
   }
 
+  /** A connection of its own as the superuser in this run's database (to hold a lock, say); the caller ends it. */
+  async connect(): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: this.adminUrl });
+    await c.connect();
+    return c;
+  }
+
   async close(): Promise<void> {
     for (const s of [...this.running].reverse()) await s.close().catch(() => undefined);
     this.running.length = 0;

@@ -34,6 +34,15 @@ interface RunRow {
 const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
 
 /**
+ * A run is alive while the process executing it holds the advisory lock
+ * (RETENTION_RUN_LOCK, hashtext(run id)) on a connection of its own: a process that is
+ * killed, or loses its node, lets go of it with its connection, so a run
+ * marked running without a holder is one that will never finish.
+ */
+export const RETENTION_RUN_LOCK = 7_301_017;
+const HOLDER_GONE = [{ service: 'privacy', error: 'the process running it ended before it finished; what it deleted before is not counted' }];
+
+/**
  * Retention runs: started by the schedule (the CronJob runs the
  * `retention-run` command), by compliance (API: a Kubernetes Job in a
  * cluster, this process elsewhere) or from the CLI. A run asks every service
@@ -102,6 +111,47 @@ export class RetentionRunsService {
 
   /** Runs a queued run to its end; a run someone else already took is left alone. */
   async execute(id: string): Promise<RetentionRunView> {
+    const lock = this.ds.createQueryRunner();
+    await lock.connect();
+    try {
+      // Taken before the claim, so a run is never `running` without its holder.
+      const [{ held }] = await lock.query(`SELECT pg_try_advisory_lock($1, hashtext($2)) AS held`, [RETENTION_RUN_LOCK, id]);
+      if (!held) return await this.get(id);
+      try {
+        return await this.executeHolding(id);
+      } finally {
+        await lock.query(`SELECT pg_advisory_unlock($1, hashtext($2))`, [RETENTION_RUN_LOCK, id]).catch(() => undefined);
+      }
+    } finally {
+      await lock.release();
+    }
+  }
+
+  /**
+   * Marks failed the runs (or the one run `id`) still `running` whose process
+   * is gone, with an audit entry each: then the schedule starts the next one,
+   * and compliance reads what happened instead of a run forever in progress.
+   */
+  async failAbandoned(em: EntityManager = this.ds.manager, id?: string): Promise<string[]> {
+    // An UPDATE answers [rows, count] through TypeORM.
+    const [gone]: [{ id: string; dry_run: boolean }[], number] = await em.query(
+      `UPDATE retention_runs r SET status = 'failed', finished_at = now(), errors = $3::jsonb
+        WHERE r.status = 'running' AND ($2::uuid IS NULL OR r.id = $2::uuid)
+          AND NOT EXISTS (SELECT 1 FROM pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND l.classid = $1::int::oid AND l.objid = hashtext(r.id::text)::oid)
+        RETURNING r.id, r.dry_run`,
+      [RETENTION_RUN_LOCK, id ?? null, JSON.stringify(HOLDER_GONE)],
+    );
+    for (const run of gone) {
+      this.logger.warn({ runId: run.id }, 'retention run abandoned: its process ended before it finished; marked failed');
+      await this.audit.append(em, { actor: 'system', action: 'retention-run.abandoned', details: { runId: run.id, dryRun: run.dry_run } });
+    }
+    return gone.map((r) => r.id);
+  }
+
+  private async executeHolding(id: string): Promise<RetentionRunView> {
     const [claimed] = await this.ds.query(`UPDATE retention_runs SET status = 'running', started_at = now() WHERE id = $1 AND status = 'queued' RETURNING *`, [id]);
     const run: RunRow | undefined = claimed[0];
     if (!run) return this.get(id);
@@ -141,6 +191,7 @@ export class RetentionRunsService {
   }
 
   async get(id: string): Promise<RetentionRunView> {
+    await this.ds.transaction((em) => this.failAbandoned(em, id));
     const [run]: RunRow[] = await this.ds.query(`SELECT * FROM retention_runs WHERE id = $1`, [id]);
     if (!run) throw new NotFound('retention run');
     const results = await this.ds.query(`SELECT service, category, affected::int AS affected FROM retention_results WHERE run_id = $1 ORDER BY service, category`, [id]);

@@ -44,15 +44,17 @@ export class RetentionSchedule implements OnApplicationBootstrap, OnModuleDestro
    * Starts and runs a scheduled run if no full, real one completed within the
    * period; its id, or undefined when none was due. A run that failed (a
    * service briefly down) or died with its process is tried again at the next
-   * hourly look, not a period later; one started within the hour is left to finish.
+   * hourly look, not a period later; one still running, however long, is left
+   * to finish.
    */
   async runIfDue(hours = this.config.RETENTION_SCHEDULE_HOURS): Promise<string | undefined> {
     const id = await this.ds.transaction(async (em) => {
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('privacy-retention-schedule'))`);
+      await this.runs.failAbandoned(em);
       // Only a full, real run counts: `retention-run --scheduled --dry-run` (or with --categories) deleted nothing else.
       const [recent] = await em.query(
         `SELECT 1 FROM retention_runs WHERE trigger = 'schedule' AND NOT dry_run AND categories IS NULL
-           AND ((status = 'completed' AND created_at > now() - $1 * interval '1 hour') OR (status IN ('queued', 'running') AND created_at > now() - interval '1 hour'))
+           AND ((status = 'completed' AND created_at > now() - $1 * interval '1 hour') OR status = 'running' OR (status = 'queued' AND created_at > now() - interval '1 hour'))
          LIMIT 1`,
         [hours],
       );
