@@ -60,6 +60,43 @@ describe('chat edges', () => {
     expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(calls);
   });
 
+  it("takes /v1/chat/completions' history as the caller sent it: a long run of one character is counted at once, one that does not fit is a 400, not a silent trim", async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'history', workspace: 'private' }, token)).body.key as string;
+    const ask = (body: Record<string, unknown>) => http.post('/v1/chat/completions', { model: 'gpt-4o-mini', ...body }, key);
+
+    // 100,000 emoji: 400 kB, over the window in bytes, so they are counted (this took the tokenizer 40 s and stalled every user of the replica).
+    const emoji = '😀'.repeat(50_000);
+    expect((await ask({ messages: [{ role: 'user', content: emoji }] })).status).toBe(200);
+
+    // System messages alone that fit are a prompt like any other (they were a 413), and keep their places.
+    const long = 'wort '.repeat(20_000);
+    expect((await ask({ messages: [{ role: 'system', content: long }, { role: 'system', content: long }] })).status).toBe(200);
+    const middle = [{ role: 'system', content: 'FIRST' }, { role: 'user', content: 'a' }, { role: 'system', content: 'MIDDLE' }, { role: 'user', content: 'b' }];
+    expect((await ask({ messages: middle })).status).toBe(200);
+    expect((lastCompletion().body as { messages: { content: string }[] }).messages.map((m) => m.content)).toEqual(['FIRST', 'a', 'MIDDLE', 'b']);
+
+    const calls = llm.requests({ operation: 'chat.completions' }).length;
+    // More than the context window: refused naming the messages, as OpenAI does, instead of dropping the oldest.
+    const turns = Array.from({ length: 10 }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: `${i}${' a'.repeat(15_000)}` }));
+    const tooLong = await ask({ messages: turns });
+    expectProblem(tooLong, 400, ['messages']);
+    expect(tooLong.body.type).toBe('https://ally.eu/problems/context-length-exceeded');
+    // No room left beside max_tokens: the same 400 (was a 413 naming a `content` the request does not have).
+    expectProblem(await ask({ messages: [{ role: 'user', content: 'Hallo' }], max_tokens: 127_999 }), 400, ['messages']);
+    // Text parts are one message: together within the limit of one string.
+    const part = { type: 'text', text: 'wort '.repeat(20_000) };
+    expectProblem(await ask({ messages: [{ role: 'user', content: [part, part, part] }] }), 400, ['messages.0.content']);
+    expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(calls);
+  });
+
+  it('takes null for the fields OpenAI allows to be null (n, stream, stream_options, logprobs, response_format, tools)', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'nulls', workspace: 'private' }, token)).body.key as string;
+    for (const field of ['n', 'stream', 'stream_options', 'logprobs', 'response_format', 'tools', 'modalities']) {
+      const res = await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], [field]: null }, key);
+      expect({ field, status: res.status, object: res.body.object }).toEqual({ field, status: 200, object: 'chat.completion' });
+    }
+  });
+
   it('streams for an Accept header in any case (media types are case-insensitive)', async () => {
     const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body.id;
     for (const accept of ['TEXT/EVENT-STREAM', 'Text/Event-Stream; charset=utf-8']) {

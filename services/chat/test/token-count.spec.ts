@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { trimToWindow } from '../src/completions/completion.service.js';
+import { countTokens } from 'gpt-tokenizer';
 import { promptTokens, textTokens } from '../src/completions/token-count.js';
 
 /** A user may type what a tokenizer calls a special token; it is text like any other (it threw, and so answered 500). */
@@ -18,5 +19,24 @@ describe('token counts', () => {
     expect(kept.at(-1)).toEqual(history.at(-1));
     expect(kept.length).toBeLessThan(history.length);
     expect(promptTokens(kept)).toBeLessThanOrEqual(200);
+  });
+
+  it('counts a long unbroken run in linear time, and long ordinary text as closely as in one piece', () => {
+    // Counted in one piece, these took the tokenizer 11 s and 41 s.
+    expect(textTokens('a'.repeat(100_000))).toBe(12_500);
+    expect(textTokens('😀'.repeat(50_000))).toBe(50_000);
+    const prose = 'Das ist ein ganz normaler Satz mit Wörtern, Zahlen wie 2026 und Satzzeichen. '.repeat(300);
+    const whole = countTokens(prose, { disallowedSpecial: new Set<string>() });
+    expect(Math.abs(textTokens(prose) - whole)).toBeLessThanOrEqual(whole * 0.002);
+  });
+
+  it('keeps system messages where they stand, refuses when the newest message or the system messages alone do not fit', () => {
+    const turn = (role: 'user' | 'assistant', n: number) => ({ role, content: `${n} ${'wort '.repeat(50)}` });
+    const messages = [{ role: 'system' as const, content: 'FIRST' }, turn('user', 1), turn('assistant', 2), { role: 'system' as const, content: 'MIDDLE' }, turn('user', 3)];
+    expect(trimToWindow(messages, 100).map((m) => m.content.split(' ')[0])).toEqual(['FIRST', 'MIDDLE', '3']);
+    // System messages alone fit: nothing to trim, nothing to refuse.
+    expect(trimToWindow([{ role: 'system', content: 'wort '.repeat(100) }], 120)).toHaveLength(1);
+    expect(() => trimToWindow([{ role: 'system', content: 'wort '.repeat(300) }, turn('user', 1)], 200)).toThrow('longer than the model can read');
+    expect(() => trimToWindow([turn('user', 1), { role: 'user', content: 'wort '.repeat(300) }], 200)).toThrow('longer than the model can read');
   });
 });

@@ -38,7 +38,14 @@ export const createAssistantInput = z.strictObject({
 
 const chatMessage = z.object({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
-  content: z.union([storableText(MESSAGE_MAX_CHARS), z.array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))], {
+  content: z.union([
+    storableText(MESSAGE_MAX_CHARS),
+    z
+      .array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))
+      .max(100, 'must hold at most 100 parts')
+      // The parts are one message to the model: the same limit as one string.
+      .refine((parts) => parts.reduce((n, p) => n + p.text.length, 0) <= MESSAGE_MAX_CHARS, `its parts together must be at most ${MESSAGE_MAX_CHARS} characters`),
+  ], {
     error: 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
   }),
   name: z.string().max(64).optional(),
@@ -49,15 +56,15 @@ const chatMessage = z.object({
  * format, log probabilities, audio) and that Ally does not honour: refused, since ignoring it would
  * hand the caller an answer other than the one it asked for.
  */
-const unsupported = (what: string) => z.never({ error: `is not supported by Ally (${what})` }).optional();
+const unsupported = (what: string) => z.never({ error: `is not supported by Ally (${what})` }).nullish();
 
 /** OpenAI's chat completions request, as much of it as Ally honours; other unknown fields are ignored like OpenAI does. */
 export const chatCompletionsInput = z.object({
   model: modelIdSchema,
   messages: z.array(chatMessage).min(1, 'must hold at least one message').max(500),
-  stream: z.boolean().optional(),
-  stream_options: z.object({ include_usage: z.boolean().optional() }).optional(),
   // null is "the default", as OpenAI takes it (clients send it for a setting left alone).
+  stream: z.boolean().nullish(),
+  stream_options: z.object({ include_usage: z.boolean().nullish() }).nullish(),
   temperature: z.number().min(0).max(2).nullish(),
   top_p: z.number().min(0).max(1).nullish(),
   max_tokens: z.number().int().min(1).max(128_000).nullish(),
@@ -69,16 +76,16 @@ export const chatCompletionsInput = z.object({
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   seed: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish(),
   logit_bias: z.record(z.string().regex(/^\d{1,7}$/, 'must map token ids'), z.number().min(-100).max(100)).refine((m) => Object.keys(m).length <= 300, 'must hold at most 300 token ids').nullish(),
-  n: z.literal(1, { error: 'is not supported by Ally above 1 (one choice per request)' }).optional(),
+  n: z.literal(1, { error: 'is not supported by Ally above 1 (one choice per request)' }).nullish(),
   tools: unsupported('tool calls'),
   tool_choice: unsupported('tool calls'),
   functions: unsupported('function calls'),
   function_call: unsupported('function calls'),
-  response_format: z.object({ type: z.literal('text', { error: 'is not supported by Ally (only "text")' }) }).optional(),
-  logprobs: z.literal(false, { error: 'is not supported by Ally (log probabilities)' }).optional(),
+  response_format: z.object({ type: z.literal('text', { error: 'is not supported by Ally (only "text")' }) }).nullish(),
+  logprobs: z.literal(false, { error: 'is not supported by Ally (log probabilities)' }).nullish(),
   top_logprobs: unsupported('log probabilities'),
   audio: unsupported('audio output'),
-  modalities: z.array(z.literal('text', { error: 'is not supported by Ally (only "text")' })).optional(),
+  modalities: z.array(z.literal('text', { error: 'is not supported by Ally (only "text")' })).nullish(),
 });
 
 export type ChatCompletionsInput = z.infer<typeof chatCompletionsInput>;

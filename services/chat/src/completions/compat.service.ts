@@ -96,6 +96,6 @@ export class CompatService {
     for (const name of PASSED_ON) if (request[name] != null) Object.assign(params, { [name]: request[name] });
     const maxTokens = request.max_completion_tokens ?? request.max_tokens;
     if (maxTokens != null) params.max_tokens = maxTokens;
-    return this.completions.prepare(actor, workspace, request.model, messages, params);
+    return this.completions.prepare(actor, workspace, request.model, messages, params, undefined, 'refuse');
   }
 }

@@ -76,7 +76,11 @@ export class CompletionService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** `policy`: when the caller already resolved it (read along with its own rows). */
+  /**
+   * `policy`: when the caller already resolved it (read along with its own rows).
+   * `fit`: a conversation's history is trimmed to the context window (Ally keeps
+   * it); a caller who sends its own history gets a refusal, as from OpenAI.
+   */
   async prepare(
     actor: Actor,
     workspace: string,
@@ -84,6 +88,7 @@ export class CompletionService {
     messages: PromptMessage[],
     params: CompletionParams = {},
     policy?: RoutingPolicy,
+    fit: 'trim' | 'refuse' = 'trim',
   ): Promise<Plan> {
     policy ??= await this.policies.resolve(actor, workspace);
     const chosen = model ?? this.router.defaultModel(policy, this.config.DEFAULT_MODEL);
@@ -95,7 +100,7 @@ export class CompletionService {
       });
     }
     const window = context - (params.max_tokens ?? ANSWER_RESERVE);
-    const sent = trimToWindow(messages, window);
+    const sent = fit === 'trim' ? trimToWindow(messages, window) : assertFits(messages, window, chosen, context);
     // What the model will see: a term in history trimmed away reaches no provider.
     this.filter.checkRules(sent, policy, actor.userId);
     await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
@@ -304,19 +309,33 @@ function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | u
     : { promptTokens: promptTokens(messages), completionTokens: textTokens(text) };
 }
 
-/** Keeps system messages and the newest turns that fit the model's context window. */
+/** Keeps system messages and the newest turns that fit the model's context window, in their order. */
 export function trimToWindow(messages: PromptMessage[], maxTokens: number): PromptMessage[] {
   if (promptBytes(messages) <= maxTokens) return messages;
-  const system = messages.filter((m) => m.role === 'system' || m.role === 'developer');
-  const rest = messages.filter((m) => m.role !== 'system' && m.role !== 'developer');
-  let budget = maxTokens - promptTokens(system);
-  const kept: PromptMessage[] = [];
-  for (let i = rest.length - 1; i >= 0; i--) {
-    const cost = promptTokens([rest[i]]);
+  const isSystem = (m: PromptMessage) => m.role === 'system' || m.role === 'developer';
+  let budget = maxTokens - promptTokens(messages.filter(isSystem));
+  const kept = new Set<PromptMessage>();
+  for (let i = messages.length - 1; i >= 0 && budget >= 0; i--) {
+    if (isSystem(messages[i])) continue;
+    const cost = promptTokens([messages[i]]);
     if (cost > budget) break;
     budget -= cost;
-    kept.unshift(rest[i]);
+    kept.add(messages[i]);
   }
-  if (kept.length === 0) throw new ProblemError(413, 'The message is longer than the model can read', { errors: [{ field: 'content', message: 'exceeds the model context window' }] });
-  return [...system, ...kept];
+  const newest = messages.findLast((m) => !isSystem(m));
+  if (budget < 0 || (newest && !kept.has(newest))) {
+    throw new ProblemError(413, 'The message is longer than the model can read', { errors: [{ field: 'content', message: 'exceeds the model context window' }] });
+  }
+  return messages.filter((m) => isSystem(m) || kept.has(m));
+}
+
+/** The caller's prompt as it is, or a 400 naming what to shorten when it does not fit beside the answer's room. */
+function assertFits(messages: PromptMessage[], maxTokens: number, model: string, context: number): PromptMessage[] {
+  if (promptBytes(messages) <= maxTokens) return messages;
+  const needed = promptTokens(messages);
+  if (needed <= maxTokens) return messages;
+  throw new ProblemError(400, `This model's context window is ${context} tokens; the messages need about ${needed} and the answer ${context - maxTokens} (max_tokens or the default room)`, {
+    type: 'https://ally.eu/problems/context-length-exceeded',
+    errors: [{ field: 'messages', message: `about ${needed} tokens, more than the ${maxTokens} left for them in ${model}'s context window` }],
+  });
 }
