@@ -5,6 +5,7 @@ import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
 import { RpcClient, StreamSubscriber } from '@ally/messaging';
 import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { chatEnv } from './service-env.js';
 
 describe('chat streams over NATS', () => {
@@ -72,4 +73,44 @@ describe('chat streams over NATS', () => {
   });
 
   // Deleting a conversation or erasing its owner mid-answer: e2e/chat-answers-stop.spec.ts.
+});
+
+describe('a streamed message the gateway gave up on', () => {
+  let world: ChatWorld;
+
+  beforeAll(async () => {
+    world = await startChatWorld({ llm: { latencyPerTokenMs: 20 }, gateway: { RPC_TIMEOUT_MS: '1000' } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('is cut off, not kept, and billed only for what was generated after the client heard 504 (chat took longer than the gateway waits to accept it)', async () => {
+    const { http, env, llm } = world;
+    const token = (await http.post('/v1/auth/register', { email: 'ole@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Ole', lastName: 'Hansen' })).body.accessToken;
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    // Chat's read of the turn waits behind a lock for longer than the gateway waits for chat.
+    const blocker = await env.connect();
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE chat.data_keys IN ACCESS EXCLUSIVE MODE');
+    try {
+      const res = await fetch(`${world.base}/v1/conversations/${conversation.id}/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ content: '#tokens=100 Bitte ausführlich' }),
+      });
+      expect(res.status).toBe(504);
+    } finally {
+      await blocker.query('COMMIT');
+      await blocker.end();
+    }
+    // Chat goes on once the lock is gone, reaches the provider, and is told at its first frame that nobody listens.
+    const call = await llm.waitForRequest({ operation: 'chat.completions' });
+    await waitFor(async () => llm.requests({ operation: 'chat.completions' }).find((r) => r.id === call.id && r.aborted), 'the provider call to be aborted', 4_000);
+    // Nothing the client never saw is kept as a turn (a retry would have doubled it); the tokens generated before the cancel are billed.
+    const usage = await waitFor(async () => (await env.sql(`SELECT payload FROM chat.outbox WHERE subject LIKE '%completion.recorded'`))[0]?.payload, 'the usage of the cut-off answer');
+    expect(usage.data.completionTokens).toBeLessThan(100);
+    expect((await http.get(`/v1/conversations/${conversation.id}`, token)).body.messages).toEqual([]);
+  });
 });

@@ -17,14 +17,15 @@ export interface ChatWorld {
 
 /**
  * What most chat tests run against: identity, chat (quota allow-all unless
- * `chat` says otherwise) and the gateway, with the OpenAI/Azure emulator.
+ * `chat` says otherwise) and the gateway, with the OpenAI/Azure emulator;
+ * `chat` and `gateway` add to or override their environments.
  */
-export async function startChatWorld(opts: { llm?: OpenAIEmulatorOptions; chat?: Record<string, string> } = {}): Promise<ChatWorld> {
+export async function startChatWorld(opts: { llm?: OpenAIEmulatorOptions; chat?: Record<string, string>; gateway?: Record<string, string> } = {}): Promise<ChatWorld> {
   const env = await createTestEnv();
   const llm = await startOpenAIEmulator(opts.llm);
   await env.start(identityService);
   const chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', ...opts.chat }));
-  const base = (await env.start(gatewayService)).url;
+  const base = (await env.start(gatewayService, opts.gateway)).url;
   return {
     env,
     llm,

@@ -121,8 +121,11 @@ export class StreamPublisher<F extends Frame> {
     this.ctl = nc.subscribe(ctlSubject(subject), {
       callback: (err, msg) => {
         if (err) return;
-        const control = msg.json<{ ack?: number; cancel?: boolean }>();
-        if (control.cancel) this.abort.abort(new StreamAbandoned('the client went away'));
+        const control = msg.json<{ ack?: number; cancel?: boolean; unread?: boolean }>();
+        if (control.cancel) {
+          this.unread = control.unread === true;
+          this.abort.abort(new StreamAbandoned(this.unread ? 'nobody reads the stream' : 'the client went away'));
+        }
         if (typeof control.ack === 'number') this.acked = Math.max(this.acked, control.ack);
         this.wakeAll();
       },
@@ -135,6 +138,9 @@ export class StreamPublisher<F extends Frame> {
       this.keepAliveTimer.unref();
     }
   }
+
+  /** Cancelled by a consumer that passed nothing on (the client was told the call failed): no one saw any of it. */
+  unread = false;
 
   get cancelled(): boolean {
     return this.abort.signal.aborted;
@@ -263,6 +269,8 @@ export class StreamSubscriber<F extends Frame> {
   private readonly pending = new Map<number, F>();
   private next = 1;
   private notify?: () => void;
+  /** Set by `cancelWhenHeard`: the next frame is answered with a cancel instead of being read. */
+  private unwanted?: () => void;
   private closed = false;
 
   constructor(
@@ -275,6 +283,7 @@ export class StreamSubscriber<F extends Frame> {
     this.sub = nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err || this.closed) return; // closed: the unsubscription is on its way
+        if (this.unwanted) return this.unwanted();
         const frame = msg.json<F>();
         this.pending.set(frame.seq, frame);
         this.notify?.();
@@ -317,6 +326,23 @@ export class StreamSubscriber<F extends Frame> {
   cancel(): void {
     if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify({ cancel: true }));
     this.close();
+  }
+
+  /**
+   * Nobody will read this stream (the call that opened it timed out), but the
+   * producer may still be getting ready to send it: its first frame, once it
+   * listens for control messages, is answered with a cancel saying nobody
+   * read any of it (what the producer did is then not kept). Silent for
+   * `withinMs`, it is taken to have given up, and the subscription goes.
+   */
+  cancelWhenHeard(withinMs: number): void {
+    const giveUp = setTimeout(() => this.close(), withinMs);
+    giveUp.unref();
+    this.unwanted = () => {
+      clearTimeout(giveUp);
+      if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify({ cancel: true, unread: true }));
+      this.close();
+    };
   }
 
   close(): void {

@@ -15,6 +15,8 @@ export const baseConfigSchema = z.object({
   /** 3 in a cluster. */
   NATS_STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+  /** How long a call to another service waits for its answer (calls that do more, a completion or a retention run, say their own). */
+  RPC_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
 });
 
 export const databaseConfigSchema = z.object({

@@ -99,7 +99,7 @@ export async function buildService<C extends Record<string, unknown>>(def: Servi
   const registry = new Registry();
   registry.setDefaultLabels({ service: def.name });
   collectDefaultMetrics({ register: registry });
-  const rpc = new RpcClient(nats, config.NATS_SUBJECT_PREFIX);
+  const rpc = new RpcClient(nats, config.NATS_SUBJECT_PREFIX, config.RPC_TIMEOUT_MS);
   await rpc.connect();
   const ctx: PlatformContext & { config: C } = { config, env, logger, nats, rpc, registry, dataSource };
   const release = async () => {

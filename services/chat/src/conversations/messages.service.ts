@@ -88,7 +88,10 @@ export class MessagesService {
     } catch (err) {
       // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
       const partial = this.completions.partial(turn.plan, progress);
-      if (partial) {
+      if (partial && publisher.unread) {
+        // The client was told the call failed and saw none of it: no turn to keep, only the tokens to bill.
+        await this.ds.transaction((em) => this.completions.recordUsage(em, randomUUID(), turn.plan, partial)).catch((e) => this.logger.error({ err: String(e) }, 'billing an unread answer failed'));
+      } else if (partial) {
         await this.saveOrBill(turn, partial.text, partial, 'aborted').catch((e) =>
           e instanceof ProblemError && e.status === 410 ? undefined : this.logger.error({ err: String(e) }, 'saving an aborted answer failed'),
         );

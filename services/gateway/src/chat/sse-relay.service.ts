@@ -55,7 +55,10 @@ export class SseRelay {
       await start({ subject, window: WINDOW });
     } catch (err) {
       finished = true;
-      sub.close();
+      // Timed out: chat may still accept and answer into a stream nobody reads, saving and billing a
+      // turn the client was told failed. It hears a cancel as soon as it starts sending instead.
+      if (err instanceof ProblemError && err.status === 504) sub.cancelWhenHeard(IDLE_TIMEOUT_MS);
+      else sub.close();
       throw err;
     }
     // Gone during the RPC: say it again, now that chat listens for it.
