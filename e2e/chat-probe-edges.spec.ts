@@ -89,6 +89,32 @@ describe('chat edges', () => {
     expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(calls);
   });
 
+  it("gives the OpenAI SDK its error member beside the problem: message, type, param and code as OpenAI's clients read them", async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'errors', workspace: 'private' }, token)).body.key as string;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+    const failure = (p: Promise<unknown>) => p.then(() => { throw new Error('expected an error'); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
+
+    const two = await failure(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], n: 2 }));
+    expect(two).toBeInstanceOf(OpenAI.BadRequestError);
+    expect({ message: two.message, type: two.type, param: two.param }).toEqual({ message: expect.stringMatching(/^400 .*n/), type: 'invalid_request_error', param: 'n' });
+    expect(two.message).not.toContain('{');
+
+    const tooLong = await failure(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }], max_tokens: 127_999 }));
+    expect({ code: tooLong.code, param: tooLong.param }).toEqual({ code: 'context_length_exceeded', param: 'messages' });
+
+    const stranger = new OpenAI({ apiKey: 'ally_not-a-key-at-all', baseURL: `${base}/v1`, maxRetries: 0 });
+    const denied = await failure(stranger.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }));
+    expect(denied).toBeInstanceOf(OpenAI.AuthenticationError);
+    expect(denied.type).toBe('authentication_error');
+
+    const missing = await failure(client.models.retrieve('no-such-model'));
+    expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(missing.message).toMatch(/^404 The model "no-such-model" does not exist/);
+
+    // Still problem+json for everyone else.
+    expectProblem(await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] }, key), 400, ['messages']);
+  });
+
   it('takes null for the fields OpenAI allows to be null (n, stream, stream_options, logprobs, response_format, tools)', async () => {
     const key = (await http.post('/v1/me/api-keys', { name: 'nulls', workspace: 'private' }, token)).body.key as string;
     for (const field of ['n', 'stream', 'stream_options', 'logprobs', 'response_format', 'tools', 'modalities']) {

@@ -41,6 +41,11 @@ export class ProblemFilter implements ExceptionFilter {
     const reply = host.switchToHttp().getResponse();
     if (problem.retryAfter) reply.header('retry-after', String(problem.retryAfter));
     const { retryAfter: _omit, ...body } = problem;
-    reply.status(problem.status).header('content-type', 'application/problem+json').send(body);
+    reply.status(problem.status).header('content-type', 'application/problem+json').send(this.body(body));
+  }
+
+  /** The HTTP body of a problem; a route family with clients of its own may add to it. */
+  protected body(problem: Problem): object {
+    return problem;
   }
 }

@@ -1,4 +1,4 @@
-import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Req, Res, UseFilters } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { nuid } from '@nats-io/transport-node';
@@ -11,6 +11,7 @@ import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay } from './sse-relay.service.js';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
+import { openAiError, OpenAiProblemFilter } from './openai-errors.js';
 
 const data = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
 
@@ -22,6 +23,7 @@ const data = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
 @ApiTags('chat')
 @ApiBearerAuth()
 @ApiKeyAllowed()
+@UseFilters(OpenAiProblemFilter)
 @Controller('v1/chat')
 export class OpenAiCompatController {
   constructor(
@@ -63,12 +65,12 @@ export class OpenAiCompatController {
             return data(chunk({}, f.finishReason ?? 'stop')) + tail + 'data: [DONE]\n\n';
           }
           case 'error':
-            return data({ error: { message: f.problem.detail ?? f.problem.title, type: f.problem.type, code: f.problem.status } });
+            return data({ error: openAiError(f.problem) });
           default:
             return null;
         }
       },
-      broken: (detail) => data({ error: { message: detail, type: 'service_unavailable', code: 503 } }),
+      broken: (detail) => data({ error: openAiError({ type: 'about:blank', title: 'Service Unavailable', status: 503, detail }) }),
     });
   }
 }
