@@ -176,6 +176,25 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(eu.body.residency.euResident).toBe(true);
   });
 
+  it('does not fall back outside the EU for a request accepted before its user turned restrictToEu on', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'uwe@example.eu', password: PASSWORD, firstName: 'Uwe', lastName: 'Lange' });
+    const t = reg.body.accessToken;
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
+    const priv = await conversation('private', t);
+    // Sweden Central hangs until PROVIDER_TIMEOUT_MS; the other EU deployments are down: the next in line is Global.
+    llm.hangNext({ deployment: 'gpt-4o-mini-swc' });
+    llm.failNext({ deployment: 'gpt-4o-mini-dzeu', status: 503 });
+    llm.failNext({ endpoint: 'openai-eu', status: 503 });
+    const asked = http.post(`/v1/conversations/${priv}/messages`, { content: 'Vertraulich', model: 'gpt-4o-mini' }, t);
+    await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc' });
+    expect((await http.patch('/v1/me/settings', { restrictToEu: true }, t)).status).toBe(200);
+
+    const res = await asked;
+    expect(res.status).toBe(503);
+    expect(llm.requests({ deployment: 'gpt-4o-mini-dzeu' })).toHaveLength(1);
+    expect(NON_EU.flatMap((endpoint) => llm.requests({ endpoint }))).toEqual([]);
+  });
+
   it('routes by a change of restrictToEu or of an organisation\'s EU-only policy from the moment its PATCH answers, not when identity\'s event arrives', async () => {
     const reg = await http.post('/v1/auth/register', { email: 'ida@example.eu', password: PASSWORD, firstName: 'Ida', lastName: 'Brandt' });
     const t = reg.body.accessToken;

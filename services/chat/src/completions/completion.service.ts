@@ -236,10 +236,14 @@ export class CompletionService {
   ): Promise<CompletionResult> {
     let lastError: unknown;
     const moderations = new Map<string, Promise<void>>();
-    for (const d of plan.candidates) {
+    for (const [attempt, d] of plan.candidates.entries()) {
       // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
       const messages = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU);
       try {
+        if (attempt > 0 && !(await this.stillAllowed(plan, d))) {
+          this.logger.info({ deployment: d.id }, 'the policy tightened while the request was served; not falling back to this deployment');
+          continue;
+        }
         // A deployment without a prompt filter of its own sees only a prompt moderated by an endpoint of its residency (each asked once per request).
         const moderator = d.promptFilter ? undefined : this.filter.moderatorFor(plan.policy, d);
         if (moderator) {
@@ -259,6 +263,19 @@ export class CompletionService {
     }
     this.logger.error({ model: plan.model, err: String(lastError) }, 'no deployment could serve the request');
     throw failureProblem(lastError, plan.model, !mayFallBack());
+  }
+
+  /**
+   * Whether a fallback to `d` is still allowed: the caller's policy may have
+   * tightened since the request was accepted (EU-only switched on while the
+   * first deployment hung), and a fallback follows the policy of now, which
+   * from here on is also the one the receipt names. Also refused (a problem)
+   * once the account is erased or its processing restricted meanwhile.
+   */
+  private async stillAllowed(plan: Plan, d: Deployment): Promise<boolean> {
+    const current = await this.policies.resolve(plan.actor, plan.policy.workspace);
+    plan.policy = current;
+    return this.router.allowed(current).some((a) => a.id === d.id);
   }
 
   /** A caller restricted to the EU never gets an answer the provider says it produced elsewhere. */
