@@ -93,8 +93,9 @@ describe('content filter', () => {
     const clients = new ProviderClients(config);
     const logger = pino({ level: 'silent' });
     const filters = new ContentFilterService(router, clients, config, logger);
-    // complete() needs only routing, the filter and the providers: the rest of the service stays out.
-    const completions = new CompletionService(undefined as never, router, filters, undefined as never, clients, undefined as never, config, logger);
+    // complete() needs only routing, the filter, the providers and, before a fallback, the policy as it stands: the rest of the service stays out.
+    const unchanged = { resolve: async () => plan.policy };
+    const completions = new CompletionService(unchanged as never, router, filters, undefined as never, clients, undefined as never, config, logger);
     const plan: Plan = { actor: { userId: 'u1', platformRoles: [] }, policy: policy(), model: 'm', candidates: [mEu, mUs], messages: [{ role: 'user', content: 'Tell me about forbidden-topic' }], params: {} };
     llm.clearRequests();
     llm.failNext({ status: 500, endpoint: 'mistral' });
