@@ -565,6 +565,14 @@ describe('rate limits', () => {
     expect((await strict.get('/v1/me', user.accessToken)).status).toBe(200);
   });
 
+  it('counts made-up credentials against the IP: a fresh API key or forged token per request does not escape the limit', async () => {
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url);
+    const forgedJwt = (i: number) => `${Buffer.from('{"alg":"EdDSA"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}` })).toString('base64url')}.x`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await limited.get('/v1/models', i % 2 ? forgedJwt(i) : `ally_${randomBytes(16).toString('hex')}`)).status);
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+  });
+
   it('behind a trusted proxy, each client named in X-Forwarded-For has its own login budget', async () => {
     const from = (ip: string) => ({ 'x-forwarded-for': ip });
     for (let i = 0; i < 3; i++) expect((await proxied.request('POST', '/v1/auth/login', { body: {}, headers: from('198.51.100.1') })).status).toBe(400);

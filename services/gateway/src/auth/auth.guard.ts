@@ -7,6 +7,7 @@ import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { API_KEY_ALLOWED, LIVE_ACCOUNT_REQUIRED } from './credential-scope.js';
 import { JwksCache } from './jwks-cache.service.js';
 import { SessionLiveness } from './session-liveness.js';
+import { credentialProven } from './rate-limits.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 import { IS_PUBLIC } from '@ally/platform';
 
@@ -53,6 +54,7 @@ export class AuthGuard implements CanActivate {
     // identity answers 401 for an account that no longer exists (an API key it has just verified is live).
     if (!byKey && this.reflector.getAllAndOverride<boolean>(LIVE_ACCOUNT_REQUIRED, targets)) await this.rpc.call(IdentityRpc.getMe, {}, { actor });
     req.actor = actor;
+    credentialProven(token);
     return true;
   }
 

@@ -2,6 +2,7 @@ import rateLimit from '@fastify/rate-limit';
 import { RouteConfig } from '@nestjs/platform-fastify';
 import { decodeJwt } from 'jose';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ExpiringMap } from '@ally/platform';
 import type { GatewayConfig } from '../config.js';
 
 /** Credential routes (login, register, reset) get the strict per-IP limit instead of the per-user one. */
@@ -36,21 +37,30 @@ function userKeyOf(token: string): string | null {
   return key;
 }
 
+/** The bucket a credential names: its user (a JWT's sub) or its API key; null for neither. */
+const credentialKey = (token: string): string | null => (token.startsWith('ally_') ? `key:${token.slice(0, 16)}` : token ? userKeyOf(token) : null);
+
+/** Credentials that authenticated on this replica lately (the guard says so): only these count in a bucket of their own. */
+const proven = new ExpiringMap<string, true>(15 * 60_000, MEMO_MAX_ENTRIES);
+
+/** Called by the guard once a bearer credential checked out. */
+export function credentialProven(token: string): void {
+  const key = credentialKey(token);
+  if (key) proven.set(key, true);
+}
+
 /**
- * Counted per user when a bearer token names one (decoded, not verified: a
- * forged token only buys its own bucket and then fails authentication), per
- * API key, or per IP. In-memory per replica, like the gateway itself.
+ * Counted per user or per API key once that credential authenticated here,
+ * otherwise per IP: credentials made up afresh for every request (a new key,
+ * a forged token's new sub) would each have bought a bucket of their own and
+ * escaped the limit. In-memory per replica, like the gateway itself.
  */
 function rateKey(req: FastifyRequest): string {
   if (isAuthLimited(req)) return `auth:${req.ip}`;
   const auth = req.headers.authorization;
   const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
-  if (token.startsWith('ally_')) return `key:${token.slice(0, 16)}`;
-  if (token) {
-    const key = userKeyOf(token);
-    if (key) return key;
-  }
-  return `ip:${req.ip}`;
+  const key = credentialKey(token);
+  return key && proven.get(key) ? key : `ip:${req.ip}`;
 }
 
 export async function registerRateLimits(fastify: FastifyInstance, config: GatewayConfig): Promise<void> {
