@@ -123,7 +123,7 @@ describe('chat edges', () => {
     }
   });
 
-  it('streams for an Accept header in any case (media types are case-insensitive)', async () => {
+  it('streams for an Accept header in any case (media types are case-insensitive), as its weights say', async () => {
     const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body.id;
     for (const accept of ['TEXT/EVENT-STREAM', 'Text/Event-Stream; charset=utf-8']) {
       const res = await fetch(`${base}/v1/conversations/${conversation}/messages`, {
@@ -135,6 +135,16 @@ describe('chat edges', () => {
       const text = await res.text();
       expect(text).toContain('event: delta');
       expect(text).toContain('event: done');
+    }
+    // Weights count: a stream refused (q=0) or liked less than JSON is a JSON answer.
+    for (const accept of ['text/event-stream;q=0', 'text/event-stream; charset=utf-8; q=0', 'application/json;q=1, text/event-stream;q=0.1', 'text/event-stream;q=0.9, application/json', '*/*']) {
+      const res = await fetch(`${base}/v1/conversations/${conversation}/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept },
+        body: JSON.stringify({ content: 'Guten Morgen' }),
+      });
+      expect({ accept, status: res.status, type: res.headers.get('content-type')?.split(';')[0] }).toEqual({ accept, status: 201, type: 'application/json' });
+      await res.text();
     }
   });
 

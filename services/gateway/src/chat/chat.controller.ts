@@ -10,6 +10,7 @@ import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { OpenAiProblemFilter } from './openai-errors.js';
 import { SseRelay, sse } from './sse-relay.service.js';
+import Negotiator from 'negotiator';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
 
 /** Long enough for a model's whole answer when the client did not ask for a stream. */
@@ -90,8 +91,7 @@ export class ChatController {
     @Res() reply: FastifyReply,
   ) {
     const input = { conversationId: id, ...body };
-    // Media types are case-insensitive (RFC 9110): `Text/Event-Stream` asks for the stream as well.
-    if (accept?.toLowerCase().includes('text/event-stream')) {
+    if (wantsEventStream(accept)) {
       return this.relay.relay(req, reply, (stream) => this.rpc.call(ChatRpc.streamMessage, { ...input, stream }, { actor, meta }), {
         frame: (f) =>
           f.type === 'delta'
@@ -121,4 +121,14 @@ export class ChatController {
   listAssistants(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listAssistants, parseInput(ChatRpc.listAssistants.input, query, 'query'), { actor, meta });
   }
+}
+
+/**
+ * The stream when the client prefers it to JSON, by RFC 9110's rules (media
+ * types case-insensitive, `q` weights, `q=0` refuses); any type, or no Accept, is JSON.
+ */
+function wantsEventStream(accept: string | undefined): boolean {
+  // Parameters other than q (`; charset=utf-8`) do not change which of the two is meant; Negotiator would match them against ours.
+  const ranges = accept?.toLowerCase().replace(/;(?!\s*q=)[^;,]*/g, '');
+  return new Negotiator({ headers: { accept: ranges } }).mediaType(['application/json', 'text/event-stream']) === 'text/event-stream';
 }
