@@ -529,6 +529,12 @@ describe('CORS', () => {
     expect(res.headers.get('x-request-id')).toBeTruthy();
   });
 
+  it('answers an OPTIONS request that is no preflight (no Origin or no Access-Control-Request-Method) with a 400 problem', async () => {
+    for (const headers of [{}, { origin: APP }, { 'access-control-request-method': 'POST' }] as Record<string, string>[]) {
+      expectProblem(await http.request('OPTIONS', '/v1/conversations', { headers }), 400);
+    }
+  });
+
   it('gives no CORS grant to any other origin, nor on errors', async () => {
     for (const origin of ['https://evil.example', 'null', 'https://app.ally.eu.evil.example', 'http://app.ally.eu', 'https://app.ally.eu:8443', 'https://sub.app.ally.eu']) {
       for (const res of [

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
 import { RESIDENCY_HEADER } from './chat/residency-header.js';
-import { answerClientError, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies } from './common/http-edges.js';
+import { answerClientError, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies, explainNonPreflightOptions } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 
@@ -42,6 +42,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
     });
     requireJsonBodies(fastify);
+    explainNonPreflightOptions(fastify);
     explainForbiddenJsonKeys(app);
     limitJsonDepth(fastify);
     await registerRateLimits(fastify, config);

@@ -56,6 +56,20 @@ export function requireJsonBodies(fastify: FastifyInstance): void {
 }
 
 /**
+ * An OPTIONS request is a CORS preflight here; @fastify/cors answers one
+ * without Origin and Access-Control-Request-Method with a plain-text 400
+ * from its hook, which Nest's adapter runs before any of ours: its answer is
+ * turned into the problem every other bad request gets.
+ */
+export function explainNonPreflightOptions(fastify: FastifyInstance): void {
+  fastify.addHook('onSend', async (req, reply, payload) => {
+    if (req.method !== 'OPTIONS' || reply.statusCode !== 400 || payload !== 'Invalid Preflight Request') return payload;
+    reply.type('application/problem+json');
+    return JSON.stringify(new ProblemError(400, 'An OPTIONS request is a CORS preflight: send Origin and Access-Control-Request-Method').toProblem());
+  });
+}
+
+/**
  * Fastify's JSON parser refuses a `__proto__` key, or a `constructor` holding a
  * `prototype` (prototype poisoning), but calls such a body "not valid JSON".
  * This is the same parser (Nest's default, with the raw body kept), except that
