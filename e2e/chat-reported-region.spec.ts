@@ -24,14 +24,19 @@ describe('a deployment configured as EU that reports a region outside the EU', (
     (await world.http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Nele', lastName: 'Moor' })).body.accessToken as string;
   const conversation = async (token: string) => (await world.http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
 
-  it('is not used for a user restricted to the EU: the next EU deployment answers, streamed or not, with a true receipt', async () => {
+  it('is not used for a user restricted to the EU: the next EU deployment answers, streamed or not, and the receipt says where the prompt went', async () => {
     const token = await register('eu-only@example.eu');
     const id = await conversation(token);
     world.llm.clearRequests();
     const plain = await world.http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=5 Hallo' }, token);
     expect(plain.status).toBe(201);
-    expect(plain.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true, reportedRegion: 'Sweden Central' });
-    // The prompt did reach the first (nothing can call that back); its answer was not used.
+    // The prompt did reach the first (nothing can call that back); its answer was not used, and the receipt does not hide it.
+    expect(plain.body.residency).toMatchObject({
+      deployment: 'gpt-4o-mini@azure-datazone-eu',
+      reportedRegion: 'Sweden Central',
+      euResident: false,
+      alsoSentTo: [{ deployment: SWEDEN, region: 'swedencentral', reportedRegion: 'East US' }],
+    });
     expect(world.llm.requests({ kind: 'azure' }).map((r) => [r.endpoint, r.region])).toEqual([['gpt-4o-mini-swc', 'East US'], ['gpt-4o-mini-dzeu', 'Sweden Central']]);
     world.llm.clearRequests();
 
@@ -42,7 +47,9 @@ describe('a deployment configured as EU that reports a region outside the EU', (
     });
     const text = await streamed.text();
     const done = JSON.parse(/event: done\ndata: (.*)\n/.exec(text)![1]);
+    // Once it said so, it is kept from EU-only prompts: this one stayed in the EU.
     expect(done.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+    expect(done.residency.alsoSentTo).toBeUndefined();
     expect(JSON.parse(streamed.headers.get('x-ally-residency')!)).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu' });
     expect(text).not.toContain('event: error');
     // Once it said so, EU-only prompts are not sent to it again (each one would leave the EU before its answer is dropped).

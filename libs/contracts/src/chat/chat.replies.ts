@@ -7,7 +7,14 @@ export interface ResidencyReceipt {
   region: string;
   /** The region the provider itself reported (Azure's x-ms-region), when it reports one. */
   reportedRegion: string | null;
+  /** Whether everything this answer took stayed in the EU: false also when `alsoSentTo` names a deployment outside it. */
   euResident: boolean;
+  /**
+   * Deployments the prompt reached before this one that answered from outside
+   * the EU (a deployment configured as EU reporting another region): their
+   * answers were not used, but the prompt had gone there. Absent when none.
+   */
+  alsoSentTo?: { deployment: string; region: string; reportedRegion: string }[];
   policy: { restrictToEu: boolean; orgEuOnly: boolean; allowedModels: string[] | null; workspace: string };
   at: string;
 }

@@ -58,6 +58,9 @@ export interface CompletionResult {
   finishReason?: string;
 }
 
+/** A deployment that got the prompt and answered from outside the EU, its answer dropped. */
+type Stray = NonNullable<ResidencyReceipt['alsoSentTo']>[number];
+
 /** Room kept for the answer when trimming history to the context window. */
 const ANSWER_RESERVE = 1024;
 
@@ -109,12 +112,12 @@ export class CompletionService {
 
   /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
   async complete(plan: Plan, signal?: AbortSignal): Promise<CompletionResult> {
-    return this.withFallback(plan, async (d, client, messages) => {
+    return this.withFallback(plan, async (d, client, messages, strays) => {
       const { data, response } = await client.chat.completions
         .create({ model: d.deployment ?? d.model, messages, store: false, stream: false, ...plan.params }, { signal })
         .withResponse();
-      const residency = this.receipt(d, plan.policy, response.headers);
-      this.assertResidency(plan, residency);
+      const residency = this.receipt(d, plan.policy, response.headers, strays);
+      this.assertResidency(plan, d, residency);
       const text = data.choices[0]?.message?.content ?? '';
       return { text, usage: usageOf(data.usage, messages, text), residency, finishReason: data.choices[0]?.finish_reason ?? undefined };
     }, undefined, signal);
@@ -133,7 +136,7 @@ export class CompletionService {
     let started = false;
     return this.withFallback(
       plan,
-      async (d, client, messages) => {
+      async (d, client, messages, strays) => {
         progress.deployment = d;
         const response = await client.chat.completions
           .create(
@@ -141,9 +144,9 @@ export class CompletionService {
             { signal },
           )
           .asResponse();
-        const residency = this.receipt(d, plan.policy, response.headers);
+        const residency = this.receipt(d, plan.policy, response.headers, strays);
         try {
-          this.assertResidency(plan, residency);
+          this.assertResidency(plan, d, residency);
         } catch (err) {
           // Nothing of this answer reached the user: let it go, and try the next deployment.
           await response.body?.cancel().catch(() => undefined);
@@ -230,12 +233,13 @@ export class CompletionService {
 
   private async withFallback(
     plan: Plan,
-    call: (d: Deployment, client: ReturnType<ProviderClients['for']>, messages: PromptMessage[]) => Promise<Omit<CompletionResult, 'deployment'>>,
+    call: (d: Deployment, client: ReturnType<ProviderClients['for']>, messages: PromptMessage[], strays: Stray[]) => Promise<Omit<CompletionResult, 'deployment'>>,
     mayFallBack: () => boolean = () => true,
     signal?: AbortSignal,
   ): Promise<CompletionResult> {
     let lastError: unknown;
     const moderations = new Map<string, Promise<void>>();
+    const strays: Stray[] = [];
     for (const [attempt, d] of plan.candidates.entries()) {
       // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
       const messages = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU);
@@ -250,8 +254,9 @@ export class CompletionService {
           if (!moderations.has(moderator.id)) moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
           await moderations.get(moderator.id);
         }
-        return { ...(await call(d, this.clients.for(d), messages)), deployment: d };
+        return { ...(await call(d, this.clients.for(d), messages, strays)), deployment: d };
       } catch (err) {
+        if (err instanceof ServedOutsideEu) strays.push({ deployment: d.id, region: d.region, reportedRegion: err.reportedRegion });
         // Stopped on purpose (the conversation or its owner went: a 410), or the client went away.
         if (isAbort(err)) throw signal?.reason instanceof ProblemError ? signal.reason : new ProblemError(499, 'The client went away; the provider call was cancelled');
         if (err instanceof ProblemError) throw err;
@@ -278,15 +283,15 @@ export class CompletionService {
     return this.router.allowed(current).some((a) => a.id === d.id);
   }
 
-  /** A caller restricted to the EU never gets an answer the provider says it produced elsewhere. */
-  private assertResidency(plan: Plan, residency: ResidencyReceipt): void {
-    if (plan.policy.euOnly && !residency.euResident) throw new ServedOutsideEu(residency.deployment, residency.reportedRegion ?? residency.region);
+  /** A caller restricted to the EU never gets an answer the provider says it produced elsewhere (what earlier deployments did is the receipt's business). */
+  private assertResidency(plan: Plan, d: Deployment, residency: ResidencyReceipt): void {
+    if (plan.policy.euOnly && !servedInEu(d, residency.reportedRegion)) throw new ServedOutsideEu(residency.deployment, residency.reportedRegion ?? residency.region);
   }
 
   /** What happened, not what the catalog promised: a deployment that reports a region outside the EU is not EU-resident. */
-  receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers): ResidencyReceipt {
+  receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers, strays: Stray[] = []): ResidencyReceipt {
     const reportedRegion = headers?.get('x-ms-region') ?? null;
-    const strayed = d.euResident && reportedRegion !== null && !isEuRegion(reportedRegion);
+    const strayed = d.euResident && !servedInEu(d, reportedRegion);
     if (strayed) {
       this.router.quarantineOutsideEu(d.id);
       this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers for a while; check the catalog and the Azure resource');
@@ -297,12 +302,16 @@ export class CompletionService {
       deploymentType: d.deploymentType,
       region: d.region,
       reportedRegion,
-      euResident: d.euResident && !strayed,
+      euResident: d.euResident && !strayed && strays.length === 0,
+      ...(strays.length ? { alsoSentTo: [...strays] } : {}),
       policy: { restrictToEu: policy.restrictToEu, orgEuOnly: policy.orgEuOnly, allowedModels: policy.allowedModels, workspace: policy.workspace },
       at: new Date().toISOString(),
     };
   }
 }
+
+/** An EU deployment that did not report a region outside the EU. */
+const servedInEu = (d: Deployment, reportedRegion: string | null) => d.euResident && (reportedRegion === null || isEuRegion(reportedRegion));
 
 /** What the caller hears when no deployment answered; the provider's own words stay in the log. */
 function failureProblem(err: unknown, model: string, started: boolean): ProblemError {
