@@ -7,22 +7,11 @@ import { RouterService } from '../catalog/router.service.js';
 import type { RoutingPolicy } from '../policy/policy.service.js';
 import { ProviderClients } from '../completions/provider-clients.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import { redactPii } from './pii-redaction.js';
 
 export interface PromptMessage {
   role: 'system' | 'user' | 'assistant' | 'developer';
   content: string;
-}
-
-const PII: [RegExp, string][] = [
-  [/[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}/g, '[email]'],
-  [/\b[A-Z]{2}\d{2}(?:\s?[A-Z0-9]{4}){2,7}(?:\s?[A-Z0-9]{1,4})?\b/g, '[iban]'],
-  [/\b(?:\d[ -]?){13,19}\b/g, '[card]'],
-  [/(?:\+|00)\d{1,3}[\s/-]?\(?\d{1,5}\)?(?:[\s/-]?\d{2,}){2,}/g, '[phone]'],
-];
-
-/** E-mail addresses, IBANs, card and phone numbers replaced by placeholders. */
-export function redactPii(text: string): string {
-  return PII.reduce((t, [re, label]) => t.replace(re, label), text);
 }
 
 const refusedByModeration = () => new ProblemError(422, 'The message was refused by content moderation', { type: 'https://ally.eu/problems/content-blocked' });
