@@ -1,8 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
-import { createEnvelope, eventSubject, withPrefix } from '@ally/contracts';
+import { createEnvelope, eventSubject, IdentityRpc, withPrefix } from '@ally/contracts';
 import { chatService } from '@ally/chat';
+import { identityService } from '@ally/identity';
+import { RpcClient } from '@ally/messaging';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
 import { chatEnv } from './service-env.js';
@@ -27,6 +29,8 @@ describe("chat's policy replica", () => {
   beforeAll(async () => {
     env = await createTestEnv();
     llm = await startOpenAIEmulator();
+    // An event that disagrees with a newer row makes chat ask identity what holds now.
+    await env.start(identityService);
     await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none' }));
   });
 
@@ -54,5 +58,23 @@ describe("chat's policy replica", () => {
     // Added again later: a member again.
     await deliver('identity.member.added', { orgId: org, userId: user, role: 'admin', memberCount: 2 }, at(0));
     expect(await env.sql(`SELECT role FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [org, user])).toEqual([{ role: 'admin' }]);
+  });
+
+  it("takes a change whose event is dated before the row it meets from identity, not the row (chat's own read of identity raced the change, or its clock runs ahead)", async () => {
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const { user } = await rpc.call(IdentityRpc.register, { email: 'ruth@example.eu', password: 'Kraniche über dem Bodden', firstName: 'Ruth', lastName: 'Kahl' });
+      const actor = { userId: user.id, platformRoles: [] as [] };
+      await rpc.call(IdentityRpc.updateSettings, { restrictToEu: false }, { actor });
+      await rpc.call(IdentityRpc.updateSettings, { restrictToEu: true }, { actor });
+      // chat read "off" and dated it after the moment identity stamped the switch back on.
+      await env.sql(`INSERT INTO chat.user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, false, now() + interval '1 minute')
+                     ON CONFLICT (user_id) DO UPDATE SET restrict_to_eu = false, updated_at = now() + interval '1 minute'`, [user.id]);
+      await deliver('identity.user.settings-changed', settings(user.id, true), at(0));
+      expect(await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1`, [user.id])).toEqual([{ restrict_to_eu: true }]);
+    } finally {
+      await rpc.close();
+    }
   });
 });

@@ -1,9 +1,9 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
-import { addMembership, putOrgPolicy, putUserSettings } from './policy-replica.consumer.js';
+import { addMembership, putOrgPolicy, putUserSettings } from './replica-rows.js';
 
 export interface RoutingPolicy {
   workspace: string;
@@ -146,26 +146,54 @@ export class PolicyService {
   }
 
   /**
-   * The user's settings and memberships from identity, kept in the replica dated to before the call;
-   * `settings`: whether they replace the row (right after a change: see `current`) or only fill a gap.
+   * An event's setting disagreed with a row dated after it: identity's answer of now is what holds,
+   * written in the event's transaction. Throws when identity cannot say (the event comes again).
    */
-  private async fetchMe(actor: Actor, settings: 'keep' | 'current' = 'keep') {
+  async reconcileUser(em: EntityManager, userId: string): Promise<void> {
+    await goneIsNothing(this.fetchMe({ userId, platformRoles: [] }, 'current', em, true));
+  }
+
+  /** As `reconcileUser`, for an organisation's policy, asked as one of its members chat knows (identity shows a policy to members only). */
+  async reconcileOrg(em: EntityManager, orgId: string): Promise<void> {
+    const [member] = await em.query(`SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY updated_at DESC LIMIT 1`, [orgId]);
+    if (member) await goneIsNothing(this.fetchOrgPolicy({ userId: member.user_id, platformRoles: [] }, orgId, 'current', em));
+  }
+
+  /**
+   * The user's settings and memberships from identity, kept in the replica dated to before the call;
+   * `settings`: whether they replace the row (right after a change: see `current`) or only fill a gap;
+   * `em`: the caller's transaction, otherwise one of its own; `failLoudly`: identity's refusal is thrown, not null.
+   */
+  private async fetchMe(actor: Actor, settings: 'keep' | 'current' = 'keep', em?: EntityManager, failLoudly = false) {
     const asOf = new Date().toISOString();
-    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } }).catch(() => null);
+    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } }).catch((err) => {
+      if (failLoudly) throw err;
+      return null;
+    });
     if (!me) return null;
-    await this.ds.transaction(async (em) => {
+    const write = async (em: EntityManager) => {
       await putUserSettings(em, me.id, me.settings.restrictToEu, asOf, settings);
       for (const m of me.memberships) await addMembership(em, m.orgId, me.id, m.role, asOf, 'keep');
-    });
+    };
+    await (em ? write(em) : this.ds.transaction(write));
     return me;
   }
 
   /** The organisation's policy from identity (which checks the caller is a member), kept as `fetchMe` keeps settings. */
-  private async fetchOrgPolicy(actor: Actor, orgId: string, onConflict: 'keep' | 'current' = 'keep') {
+  private async fetchOrgPolicy(actor: Actor, orgId: string, onConflict: 'keep' | 'current' = 'keep', em: EntityManager = this.ds.manager) {
     const asOf = new Date().toISOString();
     const { policy } = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });
-    await putOrgPolicy(this.ds.manager, { orgId, ...policy }, asOf, onConflict);
+    await putOrgPolicy(em, { orgId, ...policy }, asOf, onConflict);
     return { eu_only: policy.euOnly, allowed_models: policy.allowedModels, blocked_terms: policy.blockedTerms ?? [] };
+  }
+}
+
+/** identity no longer knows the user or the membership (a 4xx): there is nothing to hold; anything else is thrown (the event comes again). */
+async function goneIsNothing(read: Promise<unknown>): Promise<void> {
+  try {
+    await read;
+  } catch (err) {
+    if (!(err instanceof ProblemError && err.status < 500)) throw err;
   }
 }
 

@@ -1,0 +1,64 @@
+import type { EntityManager } from 'typeorm';
+
+/**
+ * Chat's replica rows of identity's state (restrictToEu, organisation
+ * policies, memberships), each dated, written by identity's events and by
+ * chat's own reads from identity.
+ */
+
+/**
+ * How a replica row as of `at` meets the one already there: `update` (an event) replaces an older one;
+ * `keep` (what chat fetched for a user or organisation it had not seen) only fills a gap; `current`
+ * (identity's answer right after a change, read after it committed) replaces whatever is there, keeping
+ * the later time, so an event of a clock running ahead that arrives afterwards cannot undo it.
+ */
+type OnConflict = 'update' | 'keep' | 'current';
+
+/** The ON CONFLICT action for a replica row of `table` whose `columns` come from the row as of `updated_at`. */
+function onConflictDo(table: string, columns: string[], onConflict: OnConflict): string {
+  if (onConflict === 'keep') return 'NOTHING';
+  const set = columns.map((c) => `${c} = EXCLUDED.${c}`).join(', ');
+  return onConflict === 'current'
+    ? `UPDATE SET ${set}, updated_at = GREATEST(${table}.updated_at, EXCLUDED.updated_at)`
+    : `UPDATE SET ${set}, updated_at = EXCLUDED.updated_at WHERE ${table}.updated_at < EXCLUDED.updated_at`;
+}
+
+/** Whether the row took the values (false: one as of a later time was there, or `keep` found one). */
+export async function putUserSettings(em: Pick<EntityManager, 'query'>, userId: string, restrictToEu: boolean, at: string, onConflict: OnConflict): Promise<boolean> {
+  const rows: unknown[] = await em.query(
+    `INSERT INTO user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, $2, $3)
+     ON CONFLICT (user_id) DO ${onConflictDo('user_settings', ['restrict_to_eu'], onConflict)} RETURNING 1`,
+    [userId, restrictToEu, at],
+  );
+  return rows.length > 0;
+}
+
+export interface OrgPolicyRow {
+  orgId: string;
+  euOnly: boolean;
+  allowedModels: string[] | null;
+  chatRetentionDays: number | null;
+  blockedTerms?: string[];
+}
+
+/** Whether the row took the values, as for `putUserSettings`. */
+export async function putOrgPolicy(em: Pick<EntityManager, 'query'>, p: OrgPolicyRow, at: string, onConflict: OnConflict): Promise<boolean> {
+  const rows: unknown[] = await em.query(
+    `INSERT INTO org_policies (org_id, eu_only, allowed_models, chat_retention_days, blocked_terms, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+     ON CONFLICT (org_id) DO ${onConflictDo('org_policies', ['eu_only', 'allowed_models', 'chat_retention_days', 'blocked_terms'], onConflict)} RETURNING 1`,
+    [p.orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? [], at],
+  );
+  return rows.length > 0;
+}
+
+/**
+ * A membership as of `at`, unless it was removed at or after that time (an update: the newer role wins).
+ */
+export function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, role: string, at: string, onConflict: OnConflict): Promise<unknown> {
+  return em.query(
+    `INSERT INTO memberships (org_id, user_id, role, updated_at)
+     SELECT $1::uuid, $2::uuid, $3::text, $4::timestamptz WHERE NOT EXISTS (SELECT 1 FROM membership_removals WHERE org_id = $1::uuid AND user_id = $2::uuid AND removed_at >= $4::timestamptz)
+     ON CONFLICT (org_id, user_id) DO ${onConflictDo('memberships', ['role'], onConflict)}`,
+    [orgId, userId, role, at],
+  );
+}
