@@ -2,17 +2,27 @@
  * Personal data taken out of a prompt before it leaves the EU: e-mail
  * addresses, IBANs, payment card numbers and phone numbers become
  * `[email]`, `[iban]`, `[card]`, `[phone]`. Candidates are found by loose
- * patterns and kept only when they check out (an IBAN's mod-97, a card's
- * Luhn digit, a phone number's shape), so ISBNs, dates, prices, years and
- * part numbers reach the model as written. Every pattern is linear: no
- * nested repetition a long run of digits or letters could make explode.
+ * patterns and kept only when they check out (an IBAN's country length and
+ * mod-97, a card's Luhn digit, a phone number's prefix and digit count), so
+ * ISBNs, dates, prices, years and part numbers reach the model as written.
+ *
+ * A rejected candidate consumes nothing: the scan goes on from its next
+ * character, and a candidate that runs on into other numbers is cut back to
+ * its longest valid start. Otherwise a false candidate ("Ab 2024 …") could
+ * swallow the real IBAN or phone number written after it.
+ *
+ * Every pattern is linear: each repetition is bounded or delimited by a
+ * separator, so no run of digits or letters can be split in many ways.
  */
 
-/** Tried only where a run of address characters begins (from every character of a long run, each try read it to its end). */
-const EMAIL = /(?<![\p{L}\p{N}._%+-])[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)*\.\p{L}{2,}/gu;
+/** Spaces as typed and as pasted from web pages and word processors (no-break, figure, narrow no-break). */
+const S = '[ \\u00a0\\u2007\\u202f]';
 
-/** Two letters, two check digits, then 10–30 letters or digits, single or double spaces between groups allowed. */
-const IBAN_CANDIDATE = /\b[A-Za-z]{2}[ ]{0,2}\d{2}(?:[ ]{0,2}[A-Za-z0-9]){10,30}\b/g;
+/** Combining marks (\p{M}) included: an address pasted in NFD spells "ü" as u + U+0308. */
+const EMAIL = /(?<![\p{L}\p{M}\p{N}._%+-])[\p{L}\p{M}\p{N}._%+-]+@[\p{L}\p{M}\p{N}-]+(?:\.[\p{L}\p{M}\p{N}-]+)*\.\p{L}[\p{L}\p{M}]+/gu;
+
+/** Two letters, two check digits, then 10–30 letters or digits, in any grouping of up to two spaces. */
+const IBAN_CANDIDATE = new RegExp(`\\b[A-Za-z]{2}${S}{0,2}\\d{2}(?:${S}{0,2}[A-Za-z0-9]){10,30}\\b`, 'g');
 
 /** IBAN lengths of the SEPA countries (ISO 13616 registry). */
 const IBAN_LENGTHS: Record<string, number> = {
@@ -21,21 +31,43 @@ const IBAN_LENGTHS: Record<string, number> = {
   SE: 24, SI: 19, SK: 24, SM: 27, VA: 22,
 };
 
-/** 13–19 digits as cards are written: in one run, in groups of four (the last shorter), or 4-6-5 (American Express). */
-const SEP = '(?:[ .-]|[ ]{2})';
-const CARD_CANDIDATE = new RegExp(`(?<![\\d.-])(?:\\d{13,19}|\\d{4}(?:${SEP}\\d{4}){2,3}(?:${SEP}\\d{1,4})?|\\d{4}${SEP}\\d{6}${SEP}\\d{4,5})(?![\\d.-]?\\d)`, 'g');
+/**
+ * 13–19 digits as cards are written: in one run, in groups of four (the last
+ * shorter), or 4-6-5 / 4-6-4 (American Express, Diners), separated by any
+ * number of spaces, dots or dashes. Not after or before a digit and a dot or
+ * dash: 1.4111… is a decimal, 2024-… a date.
+ */
+const CS = `[ \\u00a0\\u2007\\u202f.-]+`;
+const CARD_CANDIDATE = new RegExp(`(?<!\\d|\\d[.-])(?:\\d{13,19}|\\d{4}(?:${CS}\\d{4}){2,3}(?:${CS}\\d{1,4})?|\\d{4}${CS}\\d{6}${CS}\\d{4,5})(?!\\d|[.-]\\d)`, 'g');
 
 /**
- * International (+ or 00 and a country code) or national (a leading 0: an
- * area or mobile prefix, as in Germany, Austria and Switzerland) numbers,
- * the prefix perhaps in parentheses, groups separated by a space, dot, slash
- * or dash (nationally no dots: 01.02.2024 is a date).
+ * International (+ or 00, then the country code; the code may be in
+ * parentheses, a trunk or area code too: +49 (0)30 …, +1 (555) …) or national
+ * (0, then an area or mobile prefix, as in Germany, Austria and Switzerland;
+ * the prefix perhaps in parentheses). Groups separated by one or two spaces
+ * or by a dot, slash or dash with a space either side; nationally no dots
+ * (01.02.2024 is a date). Not inside a word or number: preceded by neither a
+ * letter or digit nor a digit and a separator.
  */
-const PHONE_CANDIDATE =
-  /(?<![\p{L}\p{N}+./-])(?:(?:\+|00)[1-9]\d{0,2}[ ./-]?(?:\(0?\d{1,5}\)|\d{1,5})(?:[ ./-]{0,2}\d{1,8}){1,5}|(?=\(?0)(?:\(0\d{1,5}\)|0\d{1,5})(?:[ /-]{0,2}\d{1,8}){1,5})(?![\p{L}\p{N}]|[.:]\d)/gu;
+const PSEP = `(?:${S}{1,2}|${S}?[./-]${S}?)`;
+const NSEP = `(?:${S}{1,2}|${S}?[/-]${S}?)`;
+const PHONE_CANDIDATE = new RegExp(
+  `(?<![\\p{L}\\p{N}+]|\\p{N}[./-])(?:` +
+    `(?:\\((?:\\+|00)[1-9]\\d{0,3}\\)|(?:\\+|00)[1-9]\\d{0,13})(?:${PSEP}?\\(\\d{1,5}\\)${PSEP}?\\d{1,12})?(?:${PSEP}\\d{1,12}){0,6}` +
+    `|(?:\\(0[1-9]\\d{0,4}\\)${S}?\\d{1,12}|0[1-9]\\d{0,12})(?:${NSEP}\\d{1,12}){0,6}` +
+    `)(?![\\p{L}\\p{N}]|[.:]\\d)`,
+  'gu',
+);
+
+/** Where a card candidate may be cut back: between any two groups. */
+const CARD_CUTS = /(?<=\d)\D+(?=\d)/g;
+/** Where a phone candidate may be cut back: before a group that starts a number of its own (0170 1234567 0170 7654321). */
+const PHONE_CUTS = /(?<=\d)[^\d(]+(?=0\d)/g;
+/** Day, month and year (01/02/2024, 01-02-24): national-looking, but a date. */
+const DATE = new RegExp(`^\\d{1,2}${S}?([./-])${S}?\\d{1,2}${S}?\\1${S}?\\d{2,4}$`);
 
 function ibanValid(candidate: string): boolean {
-  const iban = candidate.replace(/ /g, '').toUpperCase();
+  const iban = candidate.replace(/[^A-Za-z0-9]/g, '').toUpperCase();
   if (IBAN_LENGTHS[iban.slice(0, 2)] !== iban.length) return false;
   // ISO 13616: the first four characters to the end, letters as 10–35, the number mod 97 is 1.
   let rest = 0;
@@ -46,14 +78,14 @@ function ibanValid(candidate: string): boolean {
   return rest === 1;
 }
 
-/** The candidate may run on into the words after it: the IBAN is as many characters as its country's length. */
-function redactIban(candidate: string): string {
+/** The candidate may run on into the words after it: the IBAN is as many characters as its country's length, and ends a group. */
+function ibanLength(candidate: string): number {
   const length = IBAN_LENGTHS[candidate.slice(0, 2).toUpperCase()];
-  if (!length) return candidate;
+  if (!length) return 0;
   let end = 0;
-  for (let seen = 0; end < candidate.length && seen < length; end++) if (candidate[end] !== ' ') seen++;
-  if (end < candidate.length && candidate[end] !== ' ') return candidate;
-  return ibanValid(candidate.slice(0, end)) ? `[iban]${candidate.slice(end)}` : candidate;
+  for (let seen = 0; end < candidate.length && seen < length; end++) if (/[A-Za-z0-9]/.test(candidate[end])) seen++;
+  if (end < candidate.length && /[A-Za-z0-9]/.test(candidate[end])) return 0;
+  return ibanValid(candidate.slice(0, end)) ? end : 0;
 }
 
 function luhnValid(digits: string): boolean {
@@ -68,23 +100,63 @@ function luhnValid(digits: string): boolean {
 
 function cardValid(candidate: string): boolean {
   const digits = candidate.replace(/\D/g, '');
-  // All one digit (0000 0000 …) passes Luhn but is no card.
-  return digits.length >= 13 && digits.length <= 19 && !/^(\d)\1*$/.test(digits) && luhnValid(digits);
+  return (
+    digits.length >= 13 &&
+    digits.length <= 19 &&
+    // Payment cards begin with 2–6 (and UnionPay's 81): millisecond timestamps (17…), ISBNs (978…) and 0… numbers are no cards.
+    /^(?:[2-6]|81)/.test(digits) &&
+    // All one digit (5555 5555 …) may pass Luhn but is no card.
+    !/^(\d)\1*$/.test(digits) &&
+    luhnValid(digits)
+  );
 }
 
 function phoneValid(candidate: string): boolean {
   const digits = candidate.replace(/\D/g, '');
-  const international = /^\s*(?:\+|00)/.test(candidate);
-  // A national number: a 0 prefix, then 6–13 more digits (030 1234567, 0170 1234567); internationally 8–15 in all.
-  if (international) return digits.length - (candidate.trimStart().startsWith('00') ? 2 : 0) >= 8 && digits.length <= 17;
-  return /^\(?0[1-9]/.test(candidate) && digits.length >= 8 && digits.length <= 14;
+  if (/^\(?(?:\+|00)/.test(candidate)) {
+    // E.164: country code and number, 8–15 digits here; the 00 and a written trunk "(0)" not counted.
+    const n = digits.length - (/^\(?00/.test(candidate) ? 2 : 0) - (/\(0\)/.test(candidate) ? 1 : 0);
+    return n >= 8 && n <= 15;
+  }
+  // Nationally 8–14 digits with the 0. A subscriber number never begins with 0, so "01067 01069" (postcodes) and
+  // "01 02 03 04" (a list) are no numbers; nor is a date.
+  return digits.length >= 8 && digits.length <= 14 && !/^\(?0\d+\)?\D+0/.test(candidate) && !DATE.test(candidate);
 }
 
-/** E-mail addresses, IBANs, card and phone numbers replaced by placeholders. */
+/** The longest start of `candidate`, whole or cut back at one of `cuts`, that is `valid`; 0 if none is. */
+function longestValid(candidate: string, cuts: RegExp, valid: (s: string) => boolean): number {
+  if (valid(candidate)) return candidate.length;
+  const ends = Array.from(candidate.matchAll(cuts), (m) => m.index);
+  for (let i = ends.length - 1; i >= 0; i--) if (valid(candidate.slice(0, ends[i]))) return ends[i];
+  return 0;
+}
+
+/**
+ * Each candidate of `pattern` (global) that `accept` takes (the length it
+ * takes, 0 for none) replaced by `placeholder`. A rejected candidate consumes
+ * nothing: the scan resumes at its next character, where the patterns'
+ * look-behinds let only the start of another group begin a new candidate.
+ */
+function redactWhere(text: string, pattern: RegExp, accept: (candidate: string) => number, placeholder: string): string {
+  let out = '';
+  let last = 0;
+  pattern.lastIndex = 0;
+  for (let m = pattern.exec(text); m; m = pattern.exec(text)) {
+    const length = accept(m[0]);
+    if (length > 0) {
+      out += text.slice(last, m.index) + placeholder;
+      last = pattern.lastIndex = m.index + length;
+    } else {
+      pattern.lastIndex = m.index + 1;
+    }
+  }
+  return out + text.slice(last);
+}
+
+/** E-mail addresses, IBANs, card and phone numbers replaced by placeholders, in that order: a number taken as IBAN or card is no phone. */
 export function redactPii(text: string): string {
-  return text
-    .replace(EMAIL, '[email]')
-    .replace(IBAN_CANDIDATE, redactIban)
-    .replace(CARD_CANDIDATE, (m) => (cardValid(m) ? '[card]' : m))
-    .replace(PHONE_CANDIDATE, (m) => (phoneValid(m) ? '[phone]' : m));
+  let out = text.replace(EMAIL, '[email]');
+  out = redactWhere(out, IBAN_CANDIDATE, ibanLength, '[iban]');
+  out = redactWhere(out, CARD_CANDIDATE, (c) => longestValid(c, CARD_CUTS, cardValid), '[card]');
+  return redactWhere(out, PHONE_CANDIDATE, (c) => longestValid(c, PHONE_CUTS, phoneValid), '[phone]');
 }
