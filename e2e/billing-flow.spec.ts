@@ -124,6 +124,18 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     expect(sub).toMatchObject({ plan: 'team', seats: 2 });
   });
 
+  it("answers Stripe's refusal or failure as ours (502, 503), not with Stripe's status and words", async () => {
+    const owner = await register('ole@example.eu');
+    const checkout = () => http.post('/v1/billing/checkout', { workspace: 'private', plan: 'team' }, owner.accessToken);
+    for (const [status, ours] of [[401, 502], [402, 502], [400, 502], [429, 503], [500, 503]] as const) {
+      stripe.failNext({ status, path: '/v1/checkout/sessions', method: 'POST', shouldRetry: false });
+      const res = await checkout();
+      expectProblem(res, ours);
+      expect(res.body.detail).not.toMatch(/api key|card|emulated|sk_test/i);
+    }
+    expect((await checkout()).status).toBe(200);
+  });
+
   it('keeps one Checkout open per workspace: the same plan reopens it, another replaces it, and none while a subscription runs', async () => {
     const owner = await register('hanna@example.eu');
     const checkout = (plan: string) => http.post('/v1/billing/checkout', { workspace: 'private', plan }, owner.accessToken);

@@ -19,6 +19,15 @@ export function toProblem(err: unknown, logger: Logger): Problem {
     return { type: 'about:blank', title: problemTitle(status), status, detail: Array.isArray(detail) ? detail.join('; ') : String(detail) };
   }
   const e = err as { statusCode?: number; message?: string; code?: string };
+  // An SDK's error for a call we made to a provider (Stripe's carry a statusCode, as Fastify's do, beside the provider's
+  // raw answer and request id) is not the caller's fault, and the provider's words are not theirs to read.
+  if (e && typeof e === 'object' && ('raw' in e || 'requestId' in e)) {
+    logger.error({ err: { message: e.message, statusCode: e.statusCode, code: e.code } }, 'a provider refused or failed a call');
+    const refused = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500 && e.statusCode !== 429;
+    return refused
+      ? { type: 'about:blank', title: problemTitle(502), status: 502, detail: 'A provider Ally relies on refused the request; please try again later' }
+      : { type: 'about:blank', title: problemTitle(503), status: 503, detail: 'A provider Ally relies on is not answering; please try again shortly' };
+  }
   // Fastify's own errors (body too large, bad JSON, wrong content type) carry a 4xx statusCode.
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return { type: 'about:blank', title: problemTitle(e.statusCode), status: e.statusCode, detail: e.message };
