@@ -7,6 +7,7 @@ import { MeterReporter } from './ledger/meter-reporter.service.js';
 import { ReconciliationService } from './ledger/reconciliation.service.js';
 import { InitialSchema1764500000000 } from './migrations/1764500000000-initial-schema.js';
 import { LowerCaseWorkspaces1765400000000 } from './migrations/1765400000000-lower-case-workspaces.js';
+import { MeterRefused1765600000000 } from './migrations/1765600000000-meter-refused.js';
 
 /** A command's month argument, or its usage line. */
 function month(value: string | undefined, usage: string): string {
@@ -19,7 +20,7 @@ function month(value: string | undefined, usage: string): string {
 export const billingService: ServiceDefinition<BillingConfig> = {
   name: 'billing',
   configSchema: billingConfigSchema,
-  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000] },
+  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000] },
   module: (ctx) => BillingModule.forRoot(ctx),
   commands: {
     /** `export-invoices 2026-10`: the month's bookkeeping CSV on stdout. */

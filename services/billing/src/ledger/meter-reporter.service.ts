@@ -82,6 +82,12 @@ export class MeterReporter extends PacedWorker {
         } catch (err) {
           if (!isDuplicate(err)) {
             this.failures.inc();
+            if (isPermanent(err) && row.meter_attempts + 1 >= REFUSALS_BEFORE_GIVING_UP) {
+              const reason = String((err as Error).message ?? err).slice(0, 300);
+              await em.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1 WHERE message_id = $1`, [row.message_id, reason]);
+              this.logger.error({ messageId: row.message_id, workspace: row.workspace, reason }, 'Stripe refuses this usage entry for good; left as refused (reconciliation counts it)');
+              continue;
+            }
             const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
             await em.query(`UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`, [row.message_id, delay]);
             this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
@@ -95,6 +101,15 @@ export class MeterReporter extends PacedWorker {
       return done;
     });
   }
+}
+
+/** Times Stripe must refuse an entry as invalid before it is given up (a refusal could be a passing fault of Stripe's). */
+const REFUSALS_BEFORE_GIVING_UP = 3;
+
+/** Stripe refused the event itself (invalid, its customer gone), not our key or its load: asking again will not change it. */
+function isPermanent(err: unknown): boolean {
+  const status = (err as { statusCode?: number })?.statusCode;
+  return status === 400 || status === 404;
 }
 
 /** Stripe already has an event with this identifier: our earlier attempt got through. */
