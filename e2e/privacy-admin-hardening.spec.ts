@@ -106,4 +106,17 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expectProblem(failed, 409);
     expect(failed.body.detail).toMatch(/failed/);
   });
+
+  it('voids only the exports an erasure may have emptied: one of another workspace stays downloadable', async () => {
+    const hanna = await register('Hanna', 'Teil');
+    const org = (await http.post('/v1/orgs', { name: 'Teil & Partner' }, hanna.accessToken)).body;
+    const ofOrg = (await http.post('/v1/privacy/requests', { type: 'access', scope: org.id }, hanna.accessToken)).body;
+    const ofAll = (await http.post('/v1/privacy/requests', { type: 'access' }, hanna.accessToken)).body;
+    for (const id of [ofOrg.id, ofAll.id]) expect((await settled(hanna.accessToken, id)).status).toBe('completed');
+
+    const erasure = (await http.post('/v1/privacy/requests', { type: 'erasure', scope: 'private' }, hanna.accessToken)).body;
+    expect((await settled(hanna.accessToken, erasure.id)).status).toBe('completed');
+    expect((await http.get(`/v1/privacy/requests/${ofOrg.id}/download?format=json`, hanna.accessToken)).status).toBe(200);
+    expectProblem(await http.get(`/v1/privacy/requests/${ofAll.id}/download?format=json`, hanna.accessToken), 410);
+  });
 });

@@ -92,10 +92,20 @@ export class RequestFinalizer {
     const affected = Object.fromEntries(steps.map((s) => [s.service, s.result ?? {}]));
     const userId = req.user_id;
     if (userId) {
-      // Any erasure, also of one workspace, voids earlier export packages: they may hold what was erased.
-      const [, packages] = await em.query(`DELETE FROM export_packages WHERE user_id = $1`, [userId]);
-      await em.query(`DELETE FROM export_parts WHERE request_id IN (SELECT id FROM requests WHERE user_id = $1)`, [userId]);
-      await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE user_id = $1`, [userId]);
+      // Exports whose scope overlaps the erased one (`all` overlaps every scope) may hold what was erased:
+      // finished packages are voided with their keys; an export still being collected throws away the
+      // parts it has and collects them again, now without what was erased. Other scopes' exports stand.
+      const overlapping = `user_id = $1 AND type IN ('access', 'portability') AND id <> $2 AND ($3 = 'all' OR scope = 'all' OR scope = $3)`;
+      const [, packages] = await em.query(
+        `DELETE FROM export_packages WHERE request_id IN (SELECT id FROM requests WHERE ${overlapping} AND status = 'completed')`,
+        [userId, req.id, req.scope],
+      );
+      await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE ${overlapping} AND status = 'completed'`, [userId, req.id, req.scope]);
+      const collecting: { id: string }[] = await em.query(`SELECT id FROM requests WHERE ${overlapping} AND status IN ('received', 'in_progress')`, [userId, req.id, req.scope]);
+      for (const { id } of collecting) {
+        await em.query(`DELETE FROM export_parts WHERE request_id = $1`, [id]);
+        await em.query(`UPDATE request_steps SET status = 'pending', completed_at = NULL, result = NULL, lease_until = NULL, next_attempt_at = now() WHERE request_id = $1 AND status = 'completed'`, [id]);
+      }
       affected.privacy = { 'export-packages': Number(packages ?? 0) };
     }
     if (userId && req.scope === 'all') {
