@@ -5,6 +5,8 @@ import { RpcClient } from '@ally/messaging';
 import { AgeRetentionService } from '@ally/platform';
 import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
 import { identityService } from '../src/index.js';
+import { UsersRepository } from '../src/users/users.repository.js';
+import type { RunningService } from '@ally/platform';
 
 const PASSWORD = 'Kastanienallee im Herbst';
 let counter = 0;
@@ -12,10 +14,11 @@ let counter = 0;
 describe('identity sessions, password reset and retention', () => {
   let env: TestEnv;
   let rpc: RpcClient;
+  let identity: RunningService;
 
   beforeAll(async () => {
     env = await createTestEnv();
-    await env.start(identityService, { SESSION_IDLE_TTL_SECONDS: '2', LOGIN_MAX_FAILURES_PER_ACCOUNT: '3' });
+    identity = await env.start(identityService, { SESSION_IDLE_TTL_SECONDS: '2', LOGIN_MAX_FAILURES_PER_ACCOUNT: '3' });
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
   });
@@ -138,5 +141,22 @@ describe('identity sessions, password reset and retention', () => {
     expect(report.results).toEqual([{ category: 'api-keys', affected: 1 }]);
     const left = await env.sql<{ name: string }>(`SELECT name FROM identity.api_keys WHERE user_id = $1 ORDER BY name`, [user.id]);
     expect(left.map((k) => k.name)).toEqual(['lately revoked', 'live']);
+  });
+
+  it('answers a sign-in whose account is erased while its password is checked as wrong (401), not 500', async () => {
+    const { email } = await register();
+    const users = identity.app.get(UsersRepository);
+    const findByEmail = users.findByEmail.bind(users);
+    // The erasure's delete lands between the lookup and the sign-in's writes.
+    users.findByEmail = async (...args: Parameters<typeof findByEmail>) => {
+      const user = await findByEmail(...args);
+      if (user) await env.sql(`DELETE FROM identity.users WHERE id = $1`, [user.id]);
+      return user;
+    };
+    try {
+      await expect(rpc.call(IdentityRpc.login, { email, password: PASSWORD })).rejects.toMatchObject({ status: 401 });
+    } finally {
+      users.findByEmail = findByEmail;
+    }
   });
 });

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type TokenPair } from '@ally/contracts';
-import { isUniqueViolation } from '@ally/persistence';
+import { isForeignKeyViolation, isUniqueViolation } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { preferredLocale } from '../common/accept-language.js';
@@ -87,13 +87,19 @@ export class AuthService {
     const ok = user?.passwordHash
       ? await this.passwords.verify(user.passwordHash, password)
       : await this.passwords.verify(await this.dummy(), password).then(() => false);
-    if (!user || !ok) {
-      await this.throttle.record({ email, userId: user?.id ?? null, ip: meta?.ip, succeeded: false, method: 'password' });
-      throw new ProblemError(401, 'Email address or password is wrong');
+    const wrong = () => new ProblemError(401, 'Email address or password is wrong');
+    try {
+      if (!user || !ok) {
+        await this.throttle.record({ email, userId: user?.id ?? null, ip: meta?.ip, succeeded: false, method: 'password' });
+        throw wrong();
+      }
+      const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
+      await this.throttle.record({ email, userId: user.id, ip: meta?.ip, succeeded: true, method: 'password' });
+      return await this.ds.transaction((em) => this.sessions.signIn(em, user, 'password', knownIp, meta));
+    } catch (err) {
+      // The account was erased while its password was being checked: no account, as for any unknown address (was a 500).
+      throw isForeignKeyViolation(err) ? wrong() : err;
     }
-    const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
-    await this.throttle.record({ email, userId: user.id, ip: meta?.ip, succeeded: true, method: 'password' });
-    return this.ds.transaction((em) => this.sessions.signIn(em, user, 'password', knownIp, meta));
   }
 
   /** Always answers the same, so it cannot be used to find out who has an account. */
