@@ -119,4 +119,13 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expect((await http.get(`/v1/privacy/requests/${ofOrg.id}/download?format=json`, hanna.accessToken)).status).toBe(200);
     expectProblem(await http.get(`/v1/privacy/requests/${ofAll.id}/download?format=json`, hanna.accessToken), 410);
   });
+
+  it('records one withdrawal per purpose however many withdrawals arrive at once', async () => {
+    const subjectId = `cookie-${randomUUID()}`;
+    expect((await http.post('/v1/privacy/consents', { subjectId, purposes: { analytics: true, ads: true }, policyVersion: '2024-09-18' })).status).toBe(201);
+    const answers = await Promise.all(Array.from({ length: 4 }, () => http.delete(`/v1/privacy/consents/${subjectId}`)));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
+    const { history } = (await http.get(`/v1/privacy/consents/${subjectId}`)).body;
+    expect(history.filter((h: { source: string }) => h.source === 'withdrawal')).toHaveLength(2);
+  });
 });

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import type { ConsentRecord, ConsentView, RequestMeta } from '@ally/contracts';
 import { NotFound } from '../common/privacy-errors.js';
@@ -40,9 +40,10 @@ export class ConsentsService {
   }
 
   async withdraw(subjectId: string, meta?: RequestMeta): Promise<ConsentView> {
-    const view = await this.get(subjectId);
-    const granted = view.current.filter((c) => c.granted && !c.expired);
     await this.ds.transaction(async (em) => {
+      // Withdrawals of one subject at the same moment take turns: each sees what the one before withdrew (they wrote each withdrawal again).
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext('consents:' || $1))`, [subjectId]);
+      const granted = (await this.get(subjectId, em)).current.filter((c) => c.granted && !c.expired);
       for (const c of granted) {
         await em.query(
           `INSERT INTO consents (id, subject_id, purpose, granted, policy_version, user_agent, source, expires_at) VALUES ($1, $2, $3, false, $4, $5, 'withdrawal', now() + ${CONSENT_VALIDITY})`,
@@ -53,8 +54,8 @@ export class ConsentsService {
     return this.get(subjectId);
   }
 
-  async get(subjectId: string): Promise<ConsentView> {
-    const rows: ConsentRow[] = await this.ds.query(`SELECT * FROM consents WHERE subject_id = $1 ORDER BY recorded_at DESC, id DESC`, [subjectId]);
+  async get(subjectId: string, em: EntityManager = this.ds.manager): Promise<ConsentView> {
+    const rows: ConsentRow[] = await em.query(`SELECT * FROM consents WHERE subject_id = $1 ORDER BY recorded_at DESC, id DESC`, [subjectId]);
     if (rows.length === 0) throw new NotFound('consent record');
     const history: ConsentRecord[] = rows.map((r) => ({
       purpose: r.purpose,
