@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
+import { DataSource } from 'typeorm';
 import { IdentityRpc, managesOrg, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { isErased } from './erased-subjects.js';
 import { workspaceKey } from './workspace-key.js';
 
 /**
@@ -10,9 +12,14 @@ import { workspaceKey } from './workspace-key.js';
  */
 @Injectable()
 export class WorkspaceAccess {
-  constructor(private readonly rpc: RpcClient) {}
+  constructor(
+    private readonly rpc: RpcClient,
+    private readonly ds: DataSource,
+  ) {}
 
+  /** Also refuses (410) a subject billing already erased, whose account identity has not deleted yet. */
   async manage(actor: Actor, workspace: string): Promise<string> {
+    if (await isErased(this.ds, actor.userId)) throw new ProblemError(410, 'This account is being erased');
     if (workspace === 'private') return workspaceKey(workspace, actor.userId);
     const org = await this.rpc.call(IdentityRpc.getOrg, { orgId: workspace }, { actor: { userId: actor.userId, platformRoles: [] } });
     if (!managesOrg(org.role)) throw new ProblemError(403, 'Only owners and admins manage billing');

@@ -1,13 +1,11 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { createHash } from 'node:crypto';
 import type { PrivacyErasure, PrivacyErasureProcessorReport, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { StripeClient } from '../stripe/stripe.client.js';
+import { markErased, pseudonym } from '../common/erased-subjects.js';
 import { workspaceKey } from '../common/workspace-key.js';
 
-/** A stable pseudonym: the restricted copies stay linkable to each other, never back to the person. */
-const pseudonym = (userId: string) => `erased-${createHash('sha256').update(`ally-billing:${userId}`).digest('hex').slice(0, 16)}`;
 
 /**
  * billing's part of data-subject requests. Erasure deletes what no law
@@ -60,6 +58,7 @@ export class BillingPrivacyService {
       }
       await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1`, [userId]);
       await forgetSubjectInOutbox(em, userId);
+      if (scope === 'all') await markErased(em, userId);
       return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };
     });
     // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).
