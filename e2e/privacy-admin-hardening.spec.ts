@@ -128,4 +128,16 @@ describe('privacy: decisions, error answers and voided exports', () => {
     const { history } = (await http.get(`/v1/privacy/consents/${subjectId}`)).body;
     expect(history.filter((h: { source: string }) => h.source === 'withdrawal')).toHaveLength(2);
   });
+
+  it("answers a decision on the request of a subject erased since with 409 saying so (the list shows it; 'no such request' was wrong)", async () => {
+    const cora = await complianceToken();
+    const paul = await register('Paul', 'Spät');
+    const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, paul.accessToken)).body;
+    await settled(paul.accessToken, objection.id);
+    // What an erasure of the whole account leaves of the subject's other requests.
+    await env.sql(`UPDATE privacy.requests SET user_id = NULL WHERE id = $1`, [objection.id]);
+    const res = await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'late' }, cora);
+    expectProblem(res, 409);
+    expect(res.body.detail).toMatch(/erased/);
+  });
 });

@@ -67,7 +67,9 @@ export class RequestsService {
     await this.ds.transaction(async (em) => {
       // The row lock makes concurrent decisions queue: the second sees the first's and answers 409, never a second event.
       const row = await this.repo.find(input.id, em, { forUpdate: true });
-      if (!row || !row.user_id) throw new PrivacyRequestNotFound();
+      if (!row) throw new PrivacyRequestNotFound();
+      // Erased since: there is no one left whose processing the decision could change (the list still shows the request).
+      if (!row.user_id) throw new ProblemError(409, 'The subject of this request was erased since; there is nothing left to decide');
       const fits = (row.type === 'restriction' && input.decision === 'lift') || (row.type === 'objection' && input.decision !== 'lift');
       if (!fits) throw new ProblemError(409, `A ${row.type} request cannot be decided with "${input.decision}"`);
       if ((row.details as { decision?: string }).decision) throw new ProblemError(409, 'This request was already decided');
