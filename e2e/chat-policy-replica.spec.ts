@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { jetstream } from '@nats-io/jetstream';
-import { createEnvelope, eventSubject, IdentityRpc, withPrefix } from '@ally/contracts';
+import { createEnvelope, eventSubject, IdentityRpc, privacyRpcs, withPrefix } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
@@ -73,6 +73,25 @@ describe("chat's policy replica", () => {
                      ON CONFLICT (user_id) DO UPDATE SET restrict_to_eu = false, updated_at = now() + interval '1 minute'`, [user.id]);
       await deliver('identity.user.settings-changed', settings(user.id, true), at(0));
       expect(await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1`, [user.id])).toEqual([{ restrict_to_eu: true }]);
+    } finally {
+      await rpc.close();
+    }
+  });
+
+  it('brings nothing of an erased subject back when an event about them arrives after the erasure', async () => {
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const [user, org] = [randomUUID(), randomUUID()];
+      await deliver('identity.user.settings-changed', settings(user, false), at(3));
+      await rpc.call(privacyRpcs('chat').erase, { userId: user, scope: 'all' });
+      expect(await env.sql(`SELECT 1 FROM chat.user_settings WHERE user_id = $1`, [user])).toEqual([]);
+      // Late, redelivered or reordered: the registration, a settings change, a membership.
+      await deliver('identity.user.registered', { ...settings(user, true), verificationToken: 'v' }, at(2));
+      await deliver('identity.user.settings-changed', settings(user, true), at(1));
+      await deliver('identity.member.added', { orgId: org, userId: user, role: 'member', memberCount: 2 }, at(1));
+      expect(await env.sql(`SELECT 1 FROM chat.user_settings WHERE user_id = $1`, [user])).toEqual([]);
+      expect(await env.sql(`SELECT 1 FROM chat.memberships WHERE user_id = $1`, [user])).toEqual([]);
     } finally {
       await rpc.close();
     }

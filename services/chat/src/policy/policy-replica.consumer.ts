@@ -15,8 +15,12 @@ type Handler = (em: EntityManager, data: any, at: string) => Promise<unknown>;
  * what holds now (a failure leaves the event to be delivered again).
  */
 const handlers = (policies: PolicyService): Record<string, Handler> => ({
-  'identity.user.registered': (em, d, at) => putUserSettings(em, d.userId, d.restrictToEu, at, 'keep'),
+  'identity.user.registered': async (em, d, at) => {
+    if (!(await policies.isErased(em, d.userId))) await putUserSettings(em, d.userId, d.restrictToEu, at, 'keep');
+  },
   'identity.user.settings-changed': async (em, d, at) => {
+    // An event arriving after the subject's erasure brings nothing of them back.
+    if (await policies.isErased(em, d.userId)) return;
     if (await putUserSettings(em, d.userId, d.restrictToEu, at, 'update')) return;
     const [row] = await em.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [d.userId]);
     if (row && row.restrict_to_eu !== d.restrictToEu) await policies.reconcileUser(em, d.userId);
@@ -33,7 +37,9 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
     const same = row && row.eu_only === d.euOnly && JSON.stringify(row.allowed_models) === JSON.stringify(d.allowedModels) && JSON.stringify(row.blocked_terms ?? []) === JSON.stringify(d.blockedTerms ?? []) && row.chat_retention_days === d.chatRetentionDays;
     if (row && !same) await policies.reconcileOrg(em, d.orgId);
   },
-  'identity.member.added': (em, d, at) => addMembership(em, d.orgId, d.userId, d.role, at, 'update'),
+  'identity.member.added': async (em, d, at) => {
+    if (!(await policies.isErased(em, d.userId))) await addMembership(em, d.orgId, d.userId, d.role, at, 'update');
+  },
   'identity.member.removed': async (em, d, at) => {
     await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND updated_at <= $3`, [d.orgId, d.userId, at]);
     await em.query(

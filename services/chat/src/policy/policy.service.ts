@@ -145,6 +145,11 @@ export class PolicyService {
     await this.fetchOrgPolicy(actor, orgId, 'current');
   }
 
+  /** Whether the subject's erasure committed here (their replica rows went with it, and none come back). */
+  isErased(em: EntityManager, userId: string): Promise<boolean> {
+    return this.cipher.isErased(em, userId);
+  }
+
   /**
    * An event's setting disagreed with a row dated after it: identity's answer of now is what holds,
    * written in the event's transaction. Throws when identity cannot say (the event comes again).
