@@ -37,8 +37,9 @@ describe('model catalog', () => {
     ['an Azure Global deployment', { ...byId('gpt-4o-mini@azure-global'), euResident: true }, /azure global deployment cannot be EU-resident/],
     ['OpenAI "self-hosted"', { ...byId('gpt-4o-mini@openai-eu'), deploymentType: 'self-hosted' }, /openai has no self-hosted deployments/],
     ['Azure "eu-residency"', { ...byId('gpt-4o-mini@azure-swedencentral'), deploymentType: 'eu-residency' }, /azure has no eu-residency deployments/],
+    ['an Azure deployment as a moderation endpoint', { ...byId('gpt-4o-mini@azure-swedencentral'), moderation: true }, /Azure OpenAI offers no moderation endpoint/],
     ['a base URL that is not one', { ...byId('mistral-small@hetzner-fsn1'), baseUrl: 'https://<your-resource>.openai.azure.com' }, /baseUrl must be an http\(s\) URL/],
-  ])('refuses %s claiming EU residency', (_, deployment, message) => {
+  ])('refuses %s', (_, deployment, message) => {
     expect(load([deployment])).toThrow(message);
   });
 

@@ -60,6 +60,8 @@ export const deploymentSchema = z
       ctx.addIssue({ code: 'custom', path: ['region'], message: `${d.id}: ${d.region} is not an Azure region in the EU, so the deployment cannot be EU-resident` });
     }
     if (d.provider === 'azure' && !d.apiVersion) ctx.addIssue({ code: 'custom', path: ['apiVersion'], message: `${d.id}: Azure needs apiVersion` });
+    // Azure OpenAI has no /moderations endpoint (its content filter is `promptFilter`): such a moderator would fail every prompt it is asked about.
+    if (d.provider === 'azure' && d.moderation) ctx.addIssue({ code: 'custom', path: ['moderation'], message: `${d.id}: Azure OpenAI offers no moderation endpoint; use promptFilter for its content filter` });
   });
 
 export type Deployment = z.infer<typeof deploymentSchema> & { apiKey: string };
