@@ -5,7 +5,7 @@ import { chatService } from '@ally/chat';
 import { signStripePayload, startOpenAIEmulator, startStripeEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
 import { billingEnv, chatEnv } from './service-env.js';
 
@@ -40,7 +40,12 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     const url = new URL(stripe.url);
     return new Stripe('sk_test_emulator', { host: url.hostname, port: Number(url.port), protocol: 'http' });
   };
-  const register = async (email: string) => (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Nora', lastName: 'Vogel' })).body;
+  /** Confirmed, as an owner must be to invite. */
+  const register = async (email: string) => {
+    const body = (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Nora', lastName: 'Vogel' })).body;
+    await confirmEmail(env, body.user.id);
+    return body;
+  };
   const join = async (ownerToken: string, orgId: string, email: string) => {
     const invite = (await http.post(`/v1/orgs/${orgId}/invitations`, { email, role: 'member' }, ownerToken)).body;
     const event = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.id);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import Stripe from 'stripe';
 import type { BrevoEmulator, StripeEmulator } from '@ally/emulators';
-import { lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 
 const PASSWORD = 'Kastanienallee im Herbst';
@@ -31,8 +31,12 @@ describe('billing as an owner meets it by mail: Checkout, renewals, cancellation
     const url = new URL(stripe.url);
     return new Stripe('sk_test_emulator', { host: url.hostname, port: Number(url.port), protocol: 'http' });
   };
-  const register = async (email: string, locale: 'de' | 'en', firstName = 'Greta') =>
-    (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName, lastName: 'Linde', locale })).body;
+  /** Confirmed, as an owner must be to invite. */
+  const register = async (email: string, locale: 'de' | 'en', firstName = 'Greta') => {
+    const body = (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName, lastName: 'Linde', locale })).body;
+    await confirmEmail(env, body.user.id);
+    return body;
+  };
   /** Oldest first (the emulator lists newest first). */
   const mailsAbout = (email: string, subject: RegExp) => brevo.mails(email).filter((m) => subject.test(m.subject)).reverse();
   const subscribe = async (token: string, workspace: string, plan: string) => {

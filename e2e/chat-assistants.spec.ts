@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { OpenAIEmulator } from '@ally/emulators';
-import { httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { expectProblem } from './problem-assertions.js';
 
@@ -14,7 +14,12 @@ describe('specialised assistants', () => {
   let http: ReturnType<typeof httpClient>;
   let owner: { accessToken: string; user: { id: string } };
 
-  const register = async (email: string) => (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Alma', lastName: 'Berg' })).body;
+  /** Confirmed, as an owner must be to invite. */
+  const register = async (email: string) => {
+    const body = (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Alma', lastName: 'Berg' })).body;
+    await confirmEmail(env, body.user.id);
+    return body;
+  };
   const lastCompletion = () => llm.requests({ operation: 'chat.completions' }).at(-1)!;
 
   beforeAll(async () => {

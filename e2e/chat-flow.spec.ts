@@ -5,7 +5,7 @@ import pg from 'pg';
 import { mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import type { OpenAIEmulator } from '@ally/emulators';
 import { RpcClient } from '@ally/messaging';
-import { httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
 
 const PASSWORD = 'Abendrot über den Dächern';
@@ -424,6 +424,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
 
   it("closes an organisation's conversations to a member who was removed", async () => {
     const org = (await http.post('/v1/orgs', { name: 'Fischer Logistik GmbH' }, token)).body;
+    await confirmEmail(env, userId);
     const invite = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'jonas@example.eu', role: 'member' }, token);
     const jonas = (await http.post('/v1/auth/register', { email: 'jonas@example.eu', password: PASSWORD, firstName: 'Jonas', lastName: 'Weber' })).body;
     const invitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.body.id);

@@ -4,7 +4,7 @@ import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { notifyService } from '@ally/notify';
 import { privacyService } from '@ally/privacy';
-import { createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
 import { notifyEnv } from './service-env.js';
 
@@ -32,6 +32,7 @@ beforeAll(async () => {
   await env.start(privacyService);
   http = httpClient((await env.start(gatewayService)).url);
   owner = await register('ronja@example.eu', 'Ronja', 'Lind');
+  await confirmEmail(env, owner.user.id);
 });
 
 afterAll(async () => {

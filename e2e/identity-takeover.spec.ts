@@ -3,7 +3,7 @@ import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
 
 const PASSWORD = 'Sommerwiese am Fluss 2026';
@@ -50,6 +50,8 @@ describe('identity: no way back in for someone who was shown out', () => {
     const owner = await register('owner@takeover.example.eu', { organizationName: 'Eigentum GmbH' });
     const orgId = owner.user.memberships[0].orgId;
     const admin = await register('admin@takeover.example.eu');
+    // Both invite: both confirmed their addresses.
+    for (const u of [owner, admin]) await confirmEmail(env, u.user.id);
     const accepted = await http.post('/v1/invitations/accept', { token: await invite(orgId, 'admin@takeover.example.eu', 'admin', owner.accessToken) }, admin.accessToken);
     expect(accepted.body).toMatchObject({ orgId, role: 'admin' });
 
@@ -96,6 +98,7 @@ describe('identity: no way back in for someone who was shown out', () => {
     const owner = await register('erasure-owner@takeover.example.eu', { organizationName: 'Löschung AG' });
     const orgId = owner.user.memberships[0].orgId;
     const member = await register('erasure-member@takeover.example.eu');
+    await confirmEmail(env, owner.user.id);
     await http.post('/v1/invitations/accept', { token: await invite(orgId, 'erasure-member@takeover.example.eu', 'member', owner.accessToken) }, member.accessToken);
     const orgKey = await http.post('/v1/me/api-keys', { name: 'Team', workspace: orgId }, member.accessToken);
     const privateKey = await http.post('/v1/me/api-keys', { name: 'Privat', workspace: 'private' }, member.accessToken);
@@ -116,5 +119,15 @@ describe('identity: no way back in for someone who was shown out', () => {
     const res = await http.get('/v1/auth/sso/NOT_A_PROVIDER/start');
     expectProblem(res, 400, ['provider']);
     expect(res.body.detail).toMatch(/^Invalid path parameter: provider/);
+  });
+
+  it('sends no invitation in the name of an address its account has not confirmed (a mail to anyone, signed by anyone)', async () => {
+    const owner = await register('unconfirmed@takeover.example.eu', { organizationName: 'Irgendwer GmbH' });
+    const orgId = owner.user.memberships[0].orgId;
+    const refused = await http.post(`/v1/orgs/${orgId}/invitations`, { email: 'victim@takeover.example.eu', role: 'member' }, owner.accessToken);
+    expect(refused.status).toBe(403);
+    expect(refused.body.type).toBe('https://ally.eu/problems/email-not-verified');
+    await confirmEmail(env, owner.user.id);
+    expect((await http.post(`/v1/orgs/${orgId}/invitations`, { email: 'victim@takeover.example.eu', role: 'member' }, owner.accessToken)).status).toBe(201);
   });
 });

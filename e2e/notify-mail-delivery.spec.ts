@@ -6,7 +6,7 @@ import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
 import { deadLetterStreamName, DLQ_HEADERS, RpcClient } from '@ally/messaging';
 import { notifyService } from '@ally/notify';
-import { createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Wanderweg durch den Schwarzwald';
@@ -41,6 +41,12 @@ describe('notify: mail through Brevo, driven by events', () => {
 
   const register = (email: string, locale: 'de' | 'en') =>
     rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Mia', lastName: 'Berger', locale });
+  /** Registered and confirmed, as an owner must be to invite. */
+  const registerConfirmed = async (email: string, locale: 'de' | 'en') => {
+    const reply = await register(email, locale);
+    await confirmEmail(env, reply.user.id);
+    return reply;
+  };
 
   const mailsTo = (email: string, n: number) => waitFor(async () => (brevo.mails(email).length >= n ? brevo.mails(email) : undefined), `${n} mail(s) to ${email}`);
 
@@ -121,7 +127,7 @@ describe('notify: mail through Brevo, driven by events', () => {
 
     await expect(rpc.call(NotifyRpc.brevoWebhook, { secret: SECRET, payload: [{ event: 'hard_bounce', email: 'Bounce@example.eu' }, { event: 'opened', email: 'x@example.eu' }] })).resolves.toEqual({ applied: 1 });
     // An invitation is ordinary mail: suppressed.
-    const owner = await register('owner2@example.eu', 'en');
+    const owner = await registerConfirmed('owner2@example.eu', 'en');
     const actor = { userId: owner.user.id, platformRoles: [] };
     const org = await rpc.call(IdentityRpc.createOrg, { name: 'Owner Zwei GmbH' }, { actor });
     await rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email: 'bounce@example.eu', role: 'member' }, { actor });

@@ -7,7 +7,7 @@ import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { notifyService } from '@ally/notify';
 import { privacyService } from '@ally/privacy';
-import { createTestEnv, httpClient, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
@@ -55,6 +55,8 @@ describe('privacy through the gateway, against every real service', () => {
   const register = async (email: string, firstName: string, lastName: string) => {
     const r = await http.post('/v1/auth/register', { email, password: PASSWORD, firstName, lastName, locale: 'de' });
     expect(r.status).toBe(201);
+    // Confirmed, as an owner must be to invite.
+    await confirmEmail(env, r.body.user.id);
     return r.body as { user: { id: string }; accessToken: string };
   };
   const talk = async (token: string, workspace: string, content: string) => {

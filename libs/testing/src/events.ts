@@ -1,5 +1,6 @@
 import { jetstream } from '@nats-io/jetstream';
-import { eventsStreamName, type EventEnvelope } from '@ally/contracts';
+import { eventsStreamName, IdentityRpc, type EventEnvelope } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
 import type { TestEnv } from './test-env.js';
 import { waitFor } from './wait-for.js';
 
@@ -17,4 +18,20 @@ export async function lastEvent<T = any>(env: TestEnv, type: string, where: (e: 
     }
     return undefined;
   }, `event ${type}`);
+}
+
+/**
+ * Confirms a registered user's address as they would, with the token of
+ * their registration event (through identity's RPC): what an account needs
+ * before it may invite others.
+ */
+export async function confirmEmail(env: TestEnv, userId: string): Promise<void> {
+  const registered = await lastEvent<{ userId: string; verificationToken: string }>(env, 'identity.user.registered', (e) => e.data.userId === userId);
+  const rpc = new RpcClient(await env.nats(), env.prefix);
+  await rpc.connect();
+  try {
+    await rpc.call(IdentityRpc.verifyEmail, { token: registered.data.verificationToken });
+  } finally {
+    await rpc.close();
+  }
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { IdentityRpc, type Actor, type Page } from '@ally/contracts';
-import { lastEvent } from '@ally/testing';
+import { confirmEmail, lastEvent } from '@ally/testing';
 import { identityWorld } from './identity-world.js';
 
 const PASSWORD = 'Lindenblüten am Kanal';
@@ -11,6 +11,8 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
 
   const register = async (): Promise<Actor> => {
     const reply = await world.rpc.call(IdentityRpc.register, { email: `lists${++counter}@example.eu`, password: PASSWORD, firstName: 'Lena', lastName: 'Hoffmann' });
+    // Confirmed, as an owner must be to invite.
+    await confirmEmail(world.env, reply.user.id);
     return { userId: reply.user.id, platformRoles: [] };
   };
 

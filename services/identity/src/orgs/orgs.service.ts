@@ -102,6 +102,11 @@ export class OrgsService {
     return this.ds.transaction(async (em) => {
       const membership = await this.membershipOf(actor.userId, input.orgId, em);
       if (!managesOrg(membership.role)) throw new ProblemError(403, 'Only owners and admins can invite');
+      // An invitation is a mail in the inviter's name to an address of their choice: only from an address shown to be theirs.
+      const inviter = await this.users.findById(actor.userId, em);
+      if (!inviter?.emailVerifiedAt) {
+        throw new ProblemError(403, 'Confirm your email address (the link in the mail we sent) before inviting others', { type: 'https://ally.eu/problems/email-not-verified' });
+      }
       const org = await em.getRepository(OrganizationEntity).findOneByOrFail({ id: input.orgId });
       const existing = await em.query(
         `SELECT 1 FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND lower(u.email) = lower($2)`,
@@ -112,7 +117,6 @@ export class OrgsService {
       // Two sent at once to the same address take turns, so the second replaces the first rather than both staying open.
       await em.query(`SELECT pg_advisory_xact_lock(hashtext('invitation:' || $1 || ':' || lower($2)))`, [input.orgId, input.email]);
       await em.query(`DELETE FROM invitations WHERE org_id = $1 AND lower(email) = lower($2) AND accepted_at IS NULL`, [input.orgId, input.email]);
-      const inviter = await this.users.findById(actor.userId, em);
       const invitee = await this.users.findByEmail(input.email, em);
       const token = newSecret();
       const invitation = em.getRepository(InvitationEntity).create({
