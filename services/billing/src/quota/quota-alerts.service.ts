@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { BillingEvents } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
+import { currentPeriod } from '../common/workspace-key.js';
 import { QuotaService } from './quota.service.js';
 
 /** An event when a workspace reaches 80 % and 100 % of its monthly quota, once per level and month. */
@@ -13,6 +14,8 @@ export class QuotaAlerts {
 
   /** `tokens` just recorded; the in-memory total may lag a refresh behind, which only delays an alert. */
   async afterUsage(em: EntityManager, key: string, period: string, tokens: number): Promise<void> {
+    // The total in memory is this month's: usage of a month gone by, processed late, is not measured against it.
+    if (period !== currentPeriod()) return;
     const { used, quota } = this.quota.usage(key);
     if (quota <= 0) return;
     const percent = ((used + tokens) / quota) * 100;
