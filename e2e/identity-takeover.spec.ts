@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { privacyRpcs } from '@ally/contracts';
+import { jetstream } from '@nats-io/jetstream';
+import { eventsStreamName, privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { confirmEmail, createTestEnv, httpClient, lastEvent, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
 
 const PASSWORD = 'Sommerwiese am Fluss 2026';
@@ -129,5 +130,57 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect(refused.body.type).toBe('https://ally.eu/problems/email-not-verified');
     await confirmEmail(env, owner.user.id);
     expect((await http.post(`/v1/orgs/${orgId}/invitations`, { email: 'victim@takeover.example.eu', role: 'member' }, owner.accessToken)).status).toBe(201);
+  });
+
+  it("ends an admin's invitations also when the removal races the invitation, or when they erase their data for the organisation", async () => {
+    const owner = await register('race-owner@takeover.example.eu', { organizationName: 'Wettlauf KG' });
+    const orgId = owner.user.memberships[0].orgId;
+    await confirmEmail(env, owner.user.id);
+    for (let round = 0; round < 4; round++) {
+      const email = `race-admin-${round}@takeover.example.eu`;
+      const admin = await register(email);
+      await confirmEmail(env, admin.user.id);
+      await http.post('/v1/invitations/accept', { token: await invite(orgId, email, 'admin', owner.accessToken) }, admin.accessToken);
+      const altEmail = `race-alt-${round}@takeover.example.eu`;
+      const [sent, removed] = await Promise.all([
+        http.post(`/v1/orgs/${orgId}/invitations`, { email: altEmail, role: 'admin' }, admin.accessToken),
+        http.delete(`/v1/orgs/${orgId}/members/${admin.user.id}`, owner.accessToken),
+      ]);
+      expect(removed.status).toBe(204);
+      if (sent.status !== 201) continue; // the removal came first: no invitation at all
+      const { token } = (await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === sent.body.id)).data;
+      const alt = await register(altEmail);
+      expectProblem(await http.post('/v1/invitations/accept', { token }, alt.accessToken), 400, ['token']);
+    }
+
+    // Erasing one's data for the organisation ends the membership, and with it the invitations one sent.
+    const admin = await register('erasing-admin@takeover.example.eu');
+    await confirmEmail(env, admin.user.id);
+    await http.post('/v1/invitations/accept', { token: await invite(orgId, 'erasing-admin@takeover.example.eu', 'admin', owner.accessToken) }, admin.accessToken);
+    const token = await invite(orgId, 'erasing-alt@takeover.example.eu', 'admin', admin.accessToken);
+    await rpc.call(IdentityPrivacy.erase, { userId: admin.user.id, scope: orgId });
+    const alt = await register('erasing-alt@takeover.example.eu');
+    expectProblem(await http.post('/v1/invitations/accept', { token }, alt.accessToken), 400, ['token']);
+  });
+
+  it('a password reset ends every other reset link of the account, also one asked for at the same moment', async () => {
+    const user = await register('two-links@takeover.example.eu');
+    await Promise.all(['two-links@takeover.example.eu', 'TWO-LINKS@takeover.example.eu'].map((email) => http.post('/v1/auth/password/forgot', { email })));
+    const events = await waitFor(async () => {
+      const found: string[] = [];
+      const jsm = await jetstream(await env.nats()).jetstreamManager();
+      const stream = eventsStreamName(env.prefix);
+      const info = await jsm.streams.info(stream);
+      for (let seq = info.state.first_seq; seq <= info.state.last_seq; seq++) {
+        const msg = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+        const event = msg?.subject === env.subject('ally.evt.identity.password.reset-requested') ? msg.json<{ data: { userId: string; resetToken: string } }>() : undefined;
+        if (event?.data.userId === user.user.id) found.push(event.data.resetToken);
+      }
+      return found.length === 2 ? found : undefined;
+    }, 'both reset mails');
+    const results = [];
+    for (const [i, token] of events.entries()) results.push((await http.post('/v1/auth/password/reset', { token, password: `Zweite Wiese am Bach 20${30 + i}` })).status);
+    // The first link asked for was superseded by the second, or used and so ending it: never two resets.
+    expect(results.filter((s) => s === 204)).toHaveLength(1);
   });
 });

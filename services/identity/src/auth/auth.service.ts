@@ -107,6 +107,8 @@ export class AuthService {
     const user = await this.users.findByEmail(email);
     if (!user) return;
     await this.ds.transaction(async (em) => {
+      // Requests for one account take turns, so only the newest link is live (two at once left two).
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext('password-reset:' || $1))`, [user.id]);
       await this.tokens.invalidate(em, user.id, 'password_reset');
       const resetToken = await this.tokens.issue(em, user.id, 'password_reset', this.config.RESET_TOKEN_TTL_SECONDS);
       await this.outbox.append(
@@ -123,6 +125,8 @@ export class AuthService {
       const userId = await this.tokens.consume(em, token, 'password_reset');
       const user = await this.users.findById(userId, em);
       if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
+      // A reset ends every other reset link of the account: whoever holds one cannot take it back afterwards.
+      await this.tokens.invalidate(em, userId, 'password_reset');
       this.passwords.assertAcceptable(password, [user.email.split('@')[0], user.firstName, user.lastName]);
       // Following the reset link proves control of the address.
       await em.getRepository(UserEntity).update(

@@ -100,7 +100,9 @@ export class OrgsService {
 
   async invite(actor: Actor, input: { orgId: string; email: string; role: 'admin' | 'member' }): Promise<Invitation> {
     return this.ds.transaction(async (em) => {
-      const membership = await this.membershipOf(actor.userId, input.orgId, em);
+      // Shared-locked: a removal of the inviter at the same moment waits for this invitation and then deletes it with
+      // their others, or comes first and this one finds no membership (it survived the removal, a way back in).
+      const membership = await this.membershipOf(actor.userId, input.orgId, em, 'pessimistic_read');
       if (!managesOrg(membership.role)) throw new ProblemError(403, 'Only owners and admins can invite');
       // An invitation is a mail in the inviter's name to an address of their choice: only from an address shown to be theirs.
       const inviter = await this.users.findById(actor.userId, em);
@@ -211,8 +213,8 @@ export class OrgsService {
     });
   }
 
-  private async membershipOf(userId: string, orgId: string, em?: EntityManager): Promise<MembershipEntity> {
-    const m = await (em ?? this.ds.manager).getRepository(MembershipEntity).findOneBy({ orgId, userId });
+  private async membershipOf(userId: string, orgId: string, em?: EntityManager, lock?: 'pessimistic_read'): Promise<MembershipEntity> {
+    const m = await (em ?? this.ds.manager).getRepository(MembershipEntity).findOne({ where: { orgId, userId }, ...(lock ? { lock: { mode: lock } } : {}) });
     if (!m) throw notFound();
     return m;
   }

@@ -51,6 +51,8 @@ export class IdentityPrivacyService {
         memberships++;
         // The keys for that workspace go with the membership (as when a member is removed), so a later invitation cannot revive them.
         await em.query(`DELETE FROM api_keys WHERE user_id = $1 AND workspace = lower($2)`, [userId, org_id]);
+        // And the invitations they sent that nobody accepted yet, as a removal ends them: none brings them (or anyone) back.
+        await em.query(`DELETE FROM invitations WHERE org_id = $1 AND invited_by = $2 AND accepted_at IS NULL`, [org_id, userId]);
         const owners = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND role = 'owner'`, [org_id]);
         if (owners.length === 0) {
           await em.query(
