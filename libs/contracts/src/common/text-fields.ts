@@ -9,6 +9,19 @@ const PLAIN_TEXT = /^[^\p{Cc}\p{Cs}]*$/u;
 export const plainText = (max: number) =>
   z.string().trim().max(max, `must be at most ${max} characters`).regex(PLAIN_TEXT, 'must not contain control characters');
 
+/**
+ * A name shown to others (an organisation in member lists and invitation
+ * mails, an API key): plain text with something visible in it, and none of
+ * the invisible or direction-changing characters that would let it pass for
+ * another (U+202E turns "ab\u202Ecd" into "abdc").
+ */
+const NO_DISGUISE = /^[^\u200B\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$/u;
+export const displayName = (max: number, min = 1) =>
+  plainText(max)
+    .min(min, min === 1 ? 'is required' : `must be at least ${min} characters`)
+    .regex(NO_DISGUISE, 'must not contain invisible or text-direction characters')
+    .regex(/[\p{L}\p{N}]/u, 'must contain a letter or digit');
+
 /** Text of several lines (instructions, reasons): line breaks and tabs are fine, what Postgres refuses is not. */
 const STORABLE_TEXT = /^[^\u0000\p{Cs}]*$/u;
 const STORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { modelIdSchema, plainText } from '../common/text-fields.js';
+import { displayName, modelIdSchema, plainText } from '../common/text-fields.js';
 import { pageParams } from '../common/query-params.js';
 
 export const PASSWORD_MIN = 12;
@@ -30,7 +30,7 @@ export const orgRoleSchema = z.enum(['owner', 'admin', 'member']);
 /** Owners and admins manage an organisation: its policy, members, invitations, billing and assistants. */
 export const managesOrg = (role: z.infer<typeof orgRoleSchema> | undefined | null): boolean => role === 'owner' || role === 'admin';
 export const platformRoleSchema = z.enum(['compliance', 'admin']);
-export const orgNameSchema = plainText(120).min(2, 'must be at least 2 characters');
+export const orgNameSchema = displayName(120, 2);
 export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, 'is not a valid token');
 /** `private` or an organisation id. */
 const WORKSPACE = 'must be "private" or an organisation id';
@@ -58,7 +58,7 @@ export const updateMeInput = z
   .refine((v) => Object.keys(v).length > 0, 'at least one of firstName, lastName, locale is required');
 export const updateSettingsInput = z.strictObject({ restrictToEu: z.boolean() });
 export const createApiKeyInput = z.strictObject({
-  name: plainText(100).min(1, 'is required'),
+  name: displayName(100),
   workspace: workspaceSchema,
 });
 export const idInput = z.strictObject({ id: z.uuid('must be a valid id') });
