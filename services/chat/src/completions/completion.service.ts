@@ -291,7 +291,8 @@ export class CompletionService {
   /** What happened, not what the catalog promised: a deployment that reports a region outside the EU is not EU-resident. */
   receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers, strays: Stray[] = []): ResidencyReceipt {
     const reportedRegion = headers?.get('x-ms-region') ?? null;
-    const strayed = d.euResident && !servedInEu(d, reportedRegion);
+    const inEu = servedInEu(d, reportedRegion);
+    const strayed = d.euResident && !inEu;
     if (strayed) {
       this.router.quarantineOutsideEu(d.id);
       this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers for a while; check the catalog and the Azure resource');
@@ -302,7 +303,7 @@ export class CompletionService {
       deploymentType: d.deploymentType,
       region: d.region,
       reportedRegion,
-      euResident: d.euResident && !strayed && strays.length === 0,
+      euResident: inEu && strays.length === 0,
       ...(strays.length ? { alsoSentTo: [...strays] } : {}),
       policy: { restrictToEu: policy.restrictToEu, orgEuOnly: policy.orgEuOnly, allowedModels: policy.allowedModels, workspace: policy.workspace },
       at: new Date().toISOString(),

@@ -3,7 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { IdentityEvents, PrivacyEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 import { PolicyService } from './policy.service.js';
-import { addMembership, putOrgPolicy, putUserSettings } from './replica-rows.js';
+import { addMembership, orgPolicyDiffers, putOrgPolicy, putUserSettings, userSettingsDiffer } from './replica-rows.js';
 
 /** `at`: when it happened at identity (the envelope's occurredAt): a row only ever moves forward in time. */
 type Handler = (em: EntityManager, data: any, at: string) => Promise<unknown>;
@@ -21,9 +21,7 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
   'identity.user.settings-changed': async (em, d, at) => {
     // An event arriving after the subject's erasure brings nothing of them back.
     if (await policies.isErased(em, d.userId)) return;
-    if (await putUserSettings(em, d.userId, d.restrictToEu, at, 'update')) return;
-    const [row] = await em.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [d.userId]);
-    if (row && row.restrict_to_eu !== d.restrictToEu) await policies.reconcileUser(em, d.userId);
+    if (!(await putUserSettings(em, d.userId, d.restrictToEu, at, 'update')) && (await userSettingsDiffer(em, d.userId, d.restrictToEu))) await policies.reconcileUser(em, d.userId);
   },
   'identity.user.deleted': async (em, d) => {
     await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [d.userId]);
@@ -32,10 +30,7 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
   },
   'identity.organization.created': (em, d, at) => em.query(`INSERT INTO org_policies (org_id, updated_at) VALUES ($1, $2) ON CONFLICT (org_id) DO NOTHING`, [d.orgId, at]),
   'identity.organization.policy-changed': async (em, d, at) => {
-    if (await putOrgPolicy(em, d, at, 'update')) return;
-    const [row] = await em.query(`SELECT eu_only, allowed_models, blocked_terms, chat_retention_days FROM org_policies WHERE org_id = $1`, [d.orgId]);
-    const same = row && row.eu_only === d.euOnly && JSON.stringify(row.allowed_models) === JSON.stringify(d.allowedModels) && JSON.stringify(row.blocked_terms ?? []) === JSON.stringify(d.blockedTerms ?? []) && row.chat_retention_days === d.chatRetentionDays;
-    if (row && !same) await policies.reconcileOrg(em, d.orgId);
+    if (!(await putOrgPolicy(em, d, at, 'update')) && (await orgPolicyDiffers(em, d))) await policies.reconcileOrg(em, d.orgId);
   },
   'identity.member.added': async (em, d, at) => {
     if (!(await policies.isErased(em, d.userId))) await addMembership(em, d.orgId, d.userId, d.role, at, 'update');

@@ -33,6 +33,12 @@ export async function putUserSettings(em: Pick<EntityManager, 'query'>, userId: 
   return rows.length > 0;
 }
 
+/** Whether the row holds another setting than `restrictToEu` (after a put that did not take: a later row was there). */
+export async function userSettingsDiffer(em: Pick<EntityManager, 'query'>, userId: string, restrictToEu: boolean): Promise<boolean> {
+  const [row] = await em.query(`SELECT restrict_to_eu IS DISTINCT FROM $2 AS differs FROM user_settings WHERE user_id = $1`, [userId, restrictToEu]);
+  return row?.differs === true;
+}
+
 export interface OrgPolicyRow {
   orgId: string;
   euOnly: boolean;
@@ -49,6 +55,15 @@ export async function putOrgPolicy(em: Pick<EntityManager, 'query'>, p: OrgPolic
     [p.orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? [], at],
   );
   return rows.length > 0;
+}
+
+/** Whether the row holds another policy than `p`, as `userSettingsDiffer`. */
+export async function orgPolicyDiffers(em: Pick<EntityManager, 'query'>, p: OrgPolicyRow): Promise<boolean> {
+  const [row] = await em.query(
+    `SELECT (eu_only, allowed_models, chat_retention_days, blocked_terms) IS DISTINCT FROM ($2::boolean, $3::text[], $4::int, $5::text[]) AS differs FROM org_policies WHERE org_id = $1`,
+    [p.orgId, p.euOnly, p.allowedModels, p.chatRetentionDays, p.blockedTerms ?? []],
+  );
+  return row?.differs === true;
 }
 
 /**
