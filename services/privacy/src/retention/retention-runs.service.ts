@@ -191,9 +191,11 @@ export class RetentionRunsService {
   }
 
   async get(id: string): Promise<RetentionRunView> {
-    await this.ds.transaction((em) => this.failAbandoned(em, id));
-    const [run]: RunRow[] = await this.ds.query(`SELECT * FROM retention_runs WHERE id = $1`, [id]);
+    const read = async (): Promise<RunRow | undefined> => (await this.ds.query(`SELECT * FROM retention_runs WHERE id = $1`, [id]))[0];
+    let run = await read();
     if (!run) throw new NotFound('retention run');
+    // Only a run that says it is running can have lost its process.
+    if (run.status === 'running' && (await this.ds.transaction((em) => this.failAbandoned(em, id))).length) run = (await read())!;
     const results = await this.ds.query(`SELECT service, category, affected::int AS affected FROM retention_results WHERE run_id = $1 ORDER BY service, category`, [id]);
     return {
       id: run.id,
