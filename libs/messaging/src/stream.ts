@@ -323,8 +323,9 @@ export class StreamSubscriber<F extends Frame> {
     if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify({ ack: seq }));
   }
 
-  cancel(): void {
-    if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify({ cancel: true }));
+  /** `unread`: nothing of the stream reached anyone (the producer then keeps nothing of it). */
+  cancel(unread = false): void {
+    if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify(unread ? { cancel: true, unread } : { cancel: true }));
     this.close();
   }
 
@@ -340,8 +341,7 @@ export class StreamSubscriber<F extends Frame> {
     giveUp.unref();
     this.unwanted = () => {
       clearTimeout(giveUp);
-      if (!this.nc.isClosed()) publishSoon(this.nc, ctlSubject(this.subject), JSON.stringify({ cancel: true, unread: true }));
-      this.close();
+      this.cancel(true);
     };
   }
 
