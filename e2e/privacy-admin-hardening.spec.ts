@@ -42,11 +42,17 @@ describe('privacy: decisions, error answers and voided exports', () => {
       const r = await http.get(`/v1/privacy/requests/${id}`, token);
       return r.body.status === 'completed' || r.body.status === 'failed' ? r.body : undefined;
     }, `privacy request ${id}`, 30_000);
+  /** An objection waits for compliance once every service heard of it. */
+  const awaitingDecision = (token: string, id: string) =>
+    waitFor(async () => {
+      const r = await http.get(`/v1/privacy/requests/${id}`, token);
+      return r.body.status === 'in_progress' && r.body.steps.every((s: { status: string }) => s.status === 'completed') ? r.body : undefined;
+    }, `privacy request ${id} to await its decision`, 30_000);
 
   it('takes one decision on a request however many compliance officers click at once', async () => {
     const olga = await register('Olga', 'Einspruch');
     const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, olga.accessToken)).body;
-    await settled(olga.accessToken, objection.id);
+    await awaitingDecision(olga.accessToken, objection.id);
     const cora = await complianceToken();
     const answers = await Promise.all(
       Array.from({ length: 6 }, (_, i) => http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: i % 2 ? 'reject' : 'uphold', reason: `officer ${i}` }, cora)),
@@ -133,7 +139,7 @@ describe('privacy: decisions, error answers and voided exports', () => {
     const cora = await complianceToken();
     const paul = await register('Paul', 'Spät');
     const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, paul.accessToken)).body;
-    await settled(paul.accessToken, objection.id);
+    await awaitingDecision(paul.accessToken, objection.id);
     // What an erasure of the whole account leaves of the subject's other requests.
     await env.sql(`UPDATE privacy.requests SET user_id = NULL WHERE id = $1`, [objection.id]);
     const res = await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'late' }, cora);

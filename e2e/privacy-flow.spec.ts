@@ -39,7 +39,8 @@ describe('privacy through the gateway, against every real service', () => {
     chat = await env.start(chatService, CHAT_ENV(llm));
     billing = await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
     await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
-    await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
+    // A lift's notice to the subject of 4 s instead of 72 h (Art. 18(3) GDPR: told before it takes effect).
+    await env.start(privacyService, { PRIVACY_LIFT_NOTICE_HOURS: String(4 / 3600), PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
     const base = (await env.start(gatewayService)).url;
     http = httpClient(base);
     stripe.setWebhookEndpoint(`${base}/v1/webhooks/stripe`, { secret: stripe.webhookSecret });
@@ -279,8 +280,20 @@ describe('privacy through the gateway, against every real service', () => {
     const cora = await complianceToken();
     expect((await http.post(`/v1/admin/privacy/requests/${request.id}/decision`, { decision: 'uphold', reason: 'wrong kind' }, cora)).status).toBe(409);
     expect((await http.post(`/v1/admin/privacy/requests/${request.id}/decision`, { decision: 'lift', reason: 'the accuracy check is done' }, rita.accessToken)).status).toBe(403);
-    expect((await http.post(`/v1/admin/privacy/requests/${request.id}/decision`, { decision: 'lift', reason: 'the accuracy check is done' }, cora)).status).toBe(200);
+    const reason = 'Wir haben Ihre Angaben geprüft; sie sind richtig.';
+    const lift = await http.post(`/v1/admin/privacy/requests/${request.id}/decision`, { decision: 'lift', reason }, cora);
+    expect(lift.status).toBe(200);
+    expect(lift.body.decision).toMatchObject({ outcome: 'lift', reason, tookEffectAt: null });
+    // Told first (Art. 18(3) GDPR): the mail names the date and the reason while the restriction still stands.
+    const mail = await waitFor(async () => brevo.mails('rita.ruhig@example.eu').find((m) => m.subject === 'Ihre Einschränkung der Verarbeitung wird aufgehoben'), 'the notice of the lift');
+    expect(mail.textContent).toContain(reason);
+    expect(mail.textContent).toContain('UTC');
+    expect((await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Schon wieder da?' }, rita.accessToken)).status).toBe(403);
+    const seen = (await http.get(`/v1/privacy/requests/${request.id}`, rita.accessToken)).body;
+    expect(seen.decision).toMatchObject({ outcome: 'lift', reason, takesEffectAt: lift.body.decision.takesEffectAt });
     await waitFor(async () => (await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Wieder da' }, rita.accessToken)).status === 201, 'chat to resume');
+    expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(lift.body.decision.takesEffectAt));
+    expect((await http.get(`/v1/privacy/requests/${request.id}`, rita.accessToken)).body.decision.tookEffectAt).toEqual(expect.any(String));
   });
 
   it('an upheld objection (Art. 21) ends the login audit of the subject', async () => {
@@ -289,7 +302,17 @@ describe('privacy through the gateway, against every real service', () => {
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).not.toEqual([]);
     const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, olaf.accessToken)).body;
     const cora = await complianceToken();
-    expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'no compelling grounds' }, cora)).status).toBe(200);
+    // Compliance finds it among those awaiting a decision; until decided it is in progress, not completed.
+    const awaiting = await waitFor(async () => {
+      const page = (await http.get('/v1/admin/privacy/requests?awaiting=decision&limit=100', cora)).body;
+      return page.data.find((r: { id: string; status: string }) => r.id === objection.id && r.status === 'in_progress');
+    }, 'the objection to await its decision');
+    expect(awaiting).toMatchObject({ type: 'objection', completedAt: null, decision: null });
+    const upheld = await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'Es gibt keine zwingenden Gründe.' }, cora);
+    expect(upheld.status).toBe(200);
+    expect(upheld.body).toMatchObject({ status: 'completed', decision: { outcome: 'uphold', reason: 'Es gibt keine zwingenden Gründe.' } });
+    const mail = await waitFor(async () => brevo.mails('olaf.ohne@example.eu').find((m) => m.subject === 'Ihrem Widerspruch wurde stattgegeben'), 'the mail telling the outcome');
+    expect(mail.textContent).toContain('Es gibt keine zwingenden Gründe.');
     await waitFor(async () => (await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).length === 0, 'the audit rows to go');
     expect((await http.post('/v1/auth/login', { email: 'olaf.ohne@example.eu', password: PASSWORD })).status).toBe(200);
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).toEqual([]);

@@ -23,6 +23,8 @@ export const privacyConfigSchema = baseConfigSchema
     PRIVACY_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(0).default(0),
     /** Compliance hears of an open request this many days before its due date. */
     PRIVACY_ESCALATE_DAYS_BEFORE: z.coerce.number().min(0).default(7),
+    /** How long before a lifted restriction takes effect the subject is told of it (Art. 18(3) GDPR). */
+    PRIVACY_LIFT_NOTICE_HOURS: z.coerce.number().min(0).max(720).default(72),
     PRIVACY_EXPORT_TTL_DAYS: z.coerce.number().int().min(1).max(30).default(7),
     /**
      * A retention run of every category when the last scheduled one is this many hours old, started

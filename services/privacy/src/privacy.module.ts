@@ -14,6 +14,7 @@ import { RectificationConsumer } from './rectification/rectification.consumer.js
 import { ProcessingRegisterService } from './register/processing-register.service.js';
 import { RequestsController } from './requests/requests.controller.js';
 import { RequestsRepository } from './requests/requests.repository.js';
+import { DecisionsService } from './requests/decisions.service.js';
 import { RequestsService } from './requests/requests.service.js';
 import { KubernetesJobLauncher } from './retention/kubernetes-job.launcher.js';
 import { OwnRetention } from './retention/own-retention.js';
@@ -39,6 +40,7 @@ export class PrivacyModule {
         AuditTrail,
         RequestsRepository,
         RequestsService,
+        DecisionsService,
         StepRunner,
         RequestFinalizer,
         SagaWorker,

@@ -181,9 +181,58 @@ describe('privacy sagas against services on the wire', () => {
     expect(restricted.data).toMatchObject({ userId: ida.userId, scope: 'all' });
     const objection = await request(ida, 'objection');
     expect(objection.steps.map((s) => s.service).sort()).toEqual(['identity', 'notify']);
-    await settled(ida, objection.id);
     const objected = await lastEvent(env, 'privacy.subject.objected', (e: any) => e.data.requestId === objection.id);
     expect(objected.data.categories.sort()).toEqual(['login-audit', 'suppression-list']);
+  });
+
+  it('keeps an objection in progress until compliance decides it, lists it as awaiting a decision, and tells the subject the outcome and why', async () => {
+    const otto = user();
+    const objection = await request(otto, 'objection');
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.request_steps WHERE request_id = $1 AND status <> 'completed'`, [objection.id])).length === 0 || undefined, 'the services told');
+    // Several passes of the worker later, the request still waits for its decision.
+    await new Promise((r) => setTimeout(r, 300));
+    const waiting = await rpc.call(PrivacyRpc.getRequest, { id: objection.id }, { actor: otto });
+    expect(waiting).toMatchObject({ status: 'in_progress', completedAt: null, decision: null });
+    const awaiting = async () => (await rpc.call(PrivacyRpc.adminListRequests, { awaiting: 'decision', limit: 100 }, { actor: compliance })).data.map((r) => r.id);
+    expect(await awaiting()).toContain(objection.id);
+
+    const reason = 'Die Anmeldeprotokolle dienen nur der Abwehr von Angriffen auf Ihr Konto; sie werden nach 90 Tagen gelöscht.';
+    const decided = await rpc.call(PrivacyRpc.decide, { id: objection.id, decision: 'reject', reason }, { actor: compliance });
+    expect(decided).toMatchObject({ status: 'completed', decision: { outcome: 'reject', reason, tookEffectAt: expect.any(String) } });
+    expect(decided.decision!.takesEffectAt).toBe(decided.decision!.decidedAt);
+    expect((await rpc.call(PrivacyRpc.getRequest, { id: objection.id }, { actor: otto })).decision?.reason).toBe(reason);
+    const told = await lastEvent(env, 'privacy.request.decided', (e: any) => e.data.requestId === objection.id);
+    expect(told.data).toMatchObject({ userId: otto.userId, type: 'objection', decision: 'reject', reason });
+    expect(await awaiting()).not.toContain(objection.id);
+    // A rejection stops nothing: no service is told to.
+    expect(await env.sql(`SELECT 1 FROM privacy.outbox WHERE type = 'privacy.subject.objection-upheld' AND payload->'data'->>'requestId' = $1`, [objection.id])).toEqual([]);
+  });
+
+  it('lifts a restriction only after the subject was told: the decision is mailed first, processing stays restricted for the notice period, then the worker lifts it (audited)', async () => {
+    const rosa = user();
+    const restriction = await request(rosa, 'restriction');
+    await settled(rosa, restriction.id);
+    const decided = await rpc.call(PrivacyRpc.decide, { id: restriction.id, decision: 'lift', reason: 'Ihre Angaben sind geprüft und richtig.' }, { actor: compliance });
+    const { decidedAt, takesEffectAt, tookEffectAt } = decided.decision!;
+    // The default notice: 72 hours.
+    expect(Date.parse(takesEffectAt) - Date.parse(decidedAt)).toBe(72 * 3_600_000);
+    expect(tookEffectAt).toBeNull();
+    const told = await lastEvent(env, 'privacy.request.decided', (e: any) => e.data.requestId === restriction.id);
+    expect(told.data).toMatchObject({ type: 'restriction', decision: 'lift', takesEffectAt });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await env.sql(`SELECT 1 FROM privacy.outbox WHERE type = 'privacy.subject.restriction-lifted' AND payload->'data'->>'requestId' = $1`, [restriction.id])).toEqual([]);
+    expect((await retentionRun()).heldUserIds).toContain(rosa.userId);
+    // A second decision is refused while the lift waits.
+    await expect(rpc.call(PrivacyRpc.decide, { id: restriction.id, decision: 'lift', reason: 'again' }, { actor: compliance })).rejects.toMatchObject({ status: 409 });
+
+    // The notice period runs out.
+    await env.sql(`UPDATE privacy.requests SET takes_effect_at = now() - interval '1 second' WHERE id = $1`, [restriction.id]);
+    const lifted = await lastEvent(env, 'privacy.subject.restriction-lifted', (e: any) => e.data.requestId === restriction.id);
+    expect(lifted.data).toMatchObject({ userId: rosa.userId, scope: 'all' });
+    expect(told.occurredAt <= lifted.occurredAt).toBe(true);
+    expect((await rpc.call(PrivacyRpc.getRequest, { id: restriction.id }, { actor: rosa })).decision?.tookEffectAt).toEqual(expect.any(String));
+    expect(await env.sql(`SELECT 1 FROM privacy.audit_log WHERE request_id = $1 AND action = 'restriction.lifted'`, [restriction.id])).toHaveLength(1);
+    expect((await retentionRun()).heldUserIds).not.toContain(rosa.userId);
   });
 
   const retentionRun = async () => {
@@ -213,6 +262,8 @@ describe('privacy sagas against services on the wire', () => {
     await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [restriction.id])).length > 0, 'the restriction');
     expect((await retentionRun()).heldUserIds).toContain(subject.userId);
     await rpc.call(PrivacyRpc.decide, { id: restriction.id, decision: 'lift', reason: 'accuracy verified' }, { actor: compliance });
+    await env.sql(`UPDATE privacy.requests SET takes_effect_at = now() WHERE id = $1`, [restriction.id]);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND took_effect_at IS NOT NULL`, [restriction.id])).length > 0 || undefined, 'the lift');
     expect((await retentionRun()).heldUserIds).not.toContain(subject.userId);
   });
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { privacyRequestTypeSchema } from './privacy.schemas.js';
+import { privacyDecisionSchema, privacyRequestTypeSchema } from './privacy.schemas.js';
 
 /** Events privacy publishes through its outbox (`ally.evt.<type>`). */
 export const PrivacyEvents = {
@@ -26,7 +26,16 @@ export const PrivacyEvents = {
   'privacy.subject.restricted': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string() }),
   /** Art. 21: processing of these categories (based on legitimate interest) stops unless compliance finds compelling grounds. */
   'privacy.subject.objected': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), categories: z.array(z.string()) }),
-  /** Compliance lifted a restriction: processing may resume in that scope. */
+  /** notify tells the subject what compliance decided on their restriction or objection, and why; a lift takes effect only at `takesEffectAt`. */
+  'privacy.request.decided': z.object({
+    requestId: z.uuid(),
+    userId: z.uuid(),
+    type: z.enum(['restriction', 'objection']),
+    decision: privacyDecisionSchema,
+    reason: z.string(),
+    takesEffectAt: z.iso.datetime(),
+  }),
+  /** Compliance lifted a restriction and the subject was told beforehand: processing may resume in that scope. */
   'privacy.subject.restriction-lifted': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string() }),
   /** Compliance upheld an objection (no compelling grounds): these categories stop being processed for the subject. */
   'privacy.subject.objection-upheld': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), categories: z.array(z.string()) }),

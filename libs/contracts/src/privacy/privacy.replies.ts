@@ -1,6 +1,6 @@
 import type { DataCategory } from '../common/data-categories.js';
 import type { Processor } from './processors.js';
-import type { PrivacyRequestStatus, PrivacyRequestType } from './privacy.schemas.js';
+import type { PrivacyDecision, PrivacyRequestStatus, PrivacyRequestType } from './privacy.schemas.js';
 
 export type PrivacyStepAction = 'export' | 'erase' | 'notify';
 export type PrivacyStepStatus = 'pending' | 'running' | 'completed' | 'failed';
@@ -40,8 +40,21 @@ export interface PrivacyRequestView {
   /** Erasure suspended by a legal hold (Art. 17(3)(e) GDPR). */
   suspended: boolean;
   failure: string | null;
+  /** Restriction and objection: compliance's decision, null while none was taken. */
+  decision: PrivacyDecisionView | null;
   steps: PrivacyRequestStep[];
   processorNotices: ProcessorNotice[];
+}
+
+export interface PrivacyDecisionView {
+  outcome: PrivacyDecision;
+  /** Compliance's words to the subject. */
+  reason: string;
+  decidedAt: string;
+  /** A lift takes effect after the subject was told (Art. 18(3) GDPR); an objection's outcome at once. */
+  takesEffectAt: string;
+  /** Null until it did. */
+  tookEffectAt: string | null;
 }
 
 export interface PrivacyPage<T> {

@@ -15,12 +15,18 @@ export const createPrivacyRequestInput = z.strictObject({
   scope: privacyScopeSchema.default('all'),
 });
 export const listPrivacyRequestsInput = z.strictObject(pageParams);
-export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), ...pageParams });
+/** `awaiting=decision`: restrictions not yet lifted and objections not yet decided, whatever their status says. */
+export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), awaiting: z.enum(['decision']).optional(), ...pageParams });
 export const privacyRequestIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const privacyDecisionSchema = z.enum(['lift', 'uphold', 'reject']);
+export type PrivacyDecision = z.infer<typeof privacyDecisionSchema>;
 /** Compliance's decision on a restriction (lift) or an objection (upheld, or rejected with the compelling grounds). */
 export const decisionBody = z.strictObject({
-  decision: z.enum(['lift', 'uphold', 'reject']),
-  /** Kept in the audit trail's jsonb, which refuses NUL and unpaired surrogates. */
+  decision: privacyDecisionSchema,
+  /**
+   * Written to the subject: shown with their request and mailed to them (Art. 12(4), 18(3) GDPR).
+   * Kept in the audit trail's jsonb, which refuses NUL and unpaired surrogates.
+   */
   reason: multilineText(2000).min(3, 'must be at least 3 characters'),
 });
 export const privacyDecisionInput = decisionBody.extend({ id: z.uuid('must be a valid id') });

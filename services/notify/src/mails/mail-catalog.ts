@@ -1,4 +1,4 @@
-import { BillingEvents, IdentityEvents, PrivacyEvents, type Contact, type EventEnvelope } from '@ally/contracts';
+import { BillingEvents, CONTROLLER, IdentityEvents, PrivacyEvents, type Contact, type EventEnvelope } from '@ally/contracts';
 import type { z } from 'zod';
 
 export interface MailSpec {
@@ -78,6 +78,22 @@ export const MAIL_CATALOG: Record<string, Entry> = {
         userId: d.userId,
         required: true,
         variables: { firstName: to.firstName, downloadPath: d.downloadPath, downloadUntil: d.downloadUntil.slice(0, 10) },
+      },
+    ];
+  },
+  /** Required by law: the outcome and its reasons (Art. 12(4) GDPR), and a lift before it takes effect (Art. 18(3)). */
+  'privacy.request.decided': async (e, ctx) => {
+    const d = PrivacyEvents['privacy.request.decided'].parse(e.data);
+    const [to] = await ctx.contacts(`private:${d.userId}`);
+    if (!to) return [];
+    return [
+      {
+        template: 'request-decided',
+        to: to.email,
+        locale: to.locale,
+        userId: d.userId,
+        required: true,
+        variables: { firstName: to.firstName, decision: d.decision, reason: d.reason, takesEffectAt: d.takesEffectAt, contactEmail: CONTROLLER.email, supervisoryAuthority: CONTROLLER.supervisoryAuthority },
       },
     ];
   },

@@ -4,6 +4,7 @@ import { actorOf, parseInput, PrivacyRpc, type RpcRequest } from '@ally/contract
 import { requireCompliance } from '../common/privacy-errors.js';
 import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
 import { ProcessingRegisterService } from '../register/processing-register.service.js';
+import { DecisionsService } from '../requests/decisions.service.js';
 import { RequestsService } from '../requests/requests.service.js';
 import { RetentionPoliciesService } from '../retention/retention-policies.service.js';
 import { RetentionRunsService } from '../retention/retention-runs.service.js';
@@ -13,6 +14,7 @@ import { RetentionRunsService } from '../retention/retention-runs.service.js';
 export class AdminController {
   constructor(
     private readonly requests: RequestsService,
+    private readonly decisions: DecisionsService,
     private readonly policies: RetentionPoliciesService,
     private readonly runs: RetentionRunsService,
     private readonly holds: LegalHoldsService,
@@ -22,8 +24,8 @@ export class AdminController {
   @MessagePattern(PrivacyRpc.adminListRequests.subject)
   listRequests(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));
-    const { status, limit, cursor } = parseInput(PrivacyRpc.adminListRequests.input, req.input, 'query');
-    return this.requests.listAll(status, limit, cursor);
+    const { status, awaiting, limit, cursor } = parseInput(PrivacyRpc.adminListRequests.input, req.input, 'query');
+    return this.requests.listAll({ status, awaiting }, limit, cursor);
   }
 
   @MessagePattern(PrivacyRpc.listRetentionPolicies.subject)
@@ -54,7 +56,7 @@ export class AdminController {
   @MessagePattern(PrivacyRpc.decide.subject)
   decide(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));
-    return this.requests.decide(actor, parseInput(PrivacyRpc.decide.input, req.input));
+    return this.decisions.decide(actor, parseInput(PrivacyRpc.decide.input, req.input));
   }
 
   @MessagePattern(PrivacyRpc.createLegalHold.subject)

@@ -64,11 +64,11 @@ export class LegalHoldsService {
     return rows.map(view);
   }
 
-  /** Users none of whose rows a retention run may delete: under a legal hold, or with a restriction of processing (Art. 18) asked for and not lifted. */
+  /** Users none of whose rows a retention run may delete: under a legal hold, or with a restriction of processing (Art. 18) asked for and not lifted (a lift announced to the subject has not taken effect yet). */
   async heldUserIds(): Promise<string[]> {
     const rows: { user_id: string }[] = await this.ds.query(
       `SELECT user_id FROM legal_holds WHERE released_at IS NULL AND user_id IS NOT NULL
-       UNION SELECT user_id FROM requests WHERE type = 'restriction' AND status IN ('received', 'in_progress', 'completed') AND NOT details ? 'decision' AND user_id IS NOT NULL`,
+       UNION SELECT user_id FROM requests WHERE type = 'restriction' AND status IN ('received', 'in_progress', 'completed') AND took_effect_at IS NULL AND user_id IS NOT NULL`,
     );
     return rows.map((r) => r.user_id);
   }

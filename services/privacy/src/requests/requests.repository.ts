@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { decodeCursor, keysetPage, PROCESSORS, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
+import { decodeCursor, keysetPage, PROCESSORS, type PrivacyDecision, type PrivacyDecisionView, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
 import type { PlannedStep } from './request-plan.js';
 
 export interface RequestRow {
@@ -18,6 +18,11 @@ export interface RequestRow {
   details: Record<string, unknown>;
   created_at: Date;
   completed_at: Date | null;
+  decision: PrivacyDecision | null;
+  decision_reason: string | null;
+  decided_at: Date | null;
+  takes_effect_at: Date | null;
+  took_effect_at: Date | null;
 }
 
 interface StepRow {
@@ -42,6 +47,11 @@ interface NoticeRow {
 }
 
 const iso = (d: Date | null): string | null => (d ? new Date(d).toISOString() : null);
+
+const decisionView = (r: RequestRow): PrivacyDecisionView | null =>
+  r.decision
+    ? { outcome: r.decision, reason: r.decision_reason ?? '', decidedAt: iso(r.decided_at)!, takesEffectAt: iso(r.takes_effect_at)!, tookEffectAt: iso(r.took_effect_at) }
+    : null;
 
 /** Data-subject requests, their steps and processor notices. */
 @Injectable()
@@ -82,8 +92,13 @@ export class RequestsRepository {
     return this.page(`user_id = $1`, [userId], limit, cursor);
   }
 
-  async listAll(status: PrivacyRequestStatus | undefined, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
-    return status ? this.page(`status = $1`, [status], limit, cursor) : this.page(`TRUE`, [], limit, cursor);
+  /** `awaiting: 'decision'`: restrictions not lifted and objections not decided, of subjects not erased. */
+  async listAll(filter: { status?: PrivacyRequestStatus; awaiting?: 'decision' }, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    const where = ['TRUE'];
+    const params: unknown[] = [];
+    if (filter.status) where.push(`status = $${params.push(filter.status)}`);
+    if (filter.awaiting === 'decision') where.push(`type IN ('restriction', 'objection') AND decision IS NULL AND user_id IS NOT NULL AND status <> 'failed'`);
+    return this.page(where.join(' AND '), params, limit, cursor);
   }
 
   private async page(where: string, params: unknown[], limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
@@ -122,6 +137,7 @@ export class RequestsRepository {
       downloadUntil: r.wrapped_key ? iso(r.download_until) : null,
       suspended: r.type === 'erasure' && (r.status === 'received' || r.status === 'in_progress') && !!r.user_id && heldSet.has(r.user_id),
       failure: r.failure,
+      decision: decisionView(r),
       steps: steps
         .filter((s) => s.request_id === r.id)
         .map((s) => ({ service: s.service, action: s.action, status: s.status, attempts: s.attempts, lastError: s.last_error, completedAt: iso(s.completed_at), result: s.result })),

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { ProblemError, type Actor, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
+import { type Actor, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-errors.js';
@@ -58,39 +58,6 @@ export class RequestsService {
     return (await this.repo.view(id))!;
   }
 
-  /**
-   * Compliance's decision, recorded in the audit trail: a restriction is
-   * lifted (processing may resume), an objection is upheld (the services stop
-   * processing those categories) or rejected with its compelling grounds.
-   */
-  async decide(actor: Actor, input: { id: string; decision: 'lift' | 'uphold' | 'reject'; reason: string }): Promise<PrivacyRequestView> {
-    await this.ds.transaction(async (em) => {
-      // The row lock makes concurrent decisions queue: the second sees the first's and answers 409, never a second event.
-      const row = await this.repo.find(input.id, em, { forUpdate: true });
-      if (!row) throw new PrivacyRequestNotFound();
-      // Erased since: there is no one left whose processing the decision could change (the list still shows the request).
-      if (!row.user_id) throw new ProblemError(409, 'The subject of this request was erased since; there is nothing left to decide');
-      const fits = (row.type === 'restriction' && input.decision === 'lift') || (row.type === 'objection' && input.decision !== 'lift');
-      if (!fits) throw new ProblemError(409, `A ${row.type} request cannot be decided with "${input.decision}"`);
-      if ((row.details as { decision?: string }).decision) throw new ProblemError(409, 'This request was already decided');
-      const subject = { subject: { userId: row.user_id } };
-      if (input.decision === 'lift') {
-        await this.outbox.append(em, 'privacy.subject.restriction-lifted', { requestId: row.id, userId: row.user_id, scope: row.scope }, subject);
-      } else if (input.decision === 'uphold') {
-        await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: [...new Set(['identity', 'chat', 'billing', 'notify', 'privacy'].flatMap((s) => objectableCategories(s)))] }, subject);
-      }
-      await em.query(`UPDATE requests SET details = details || $2::jsonb WHERE id = $1`, [row.id, JSON.stringify({ decision: input.decision, decidedAt: new Date().toISOString() })]);
-      await this.audit.append(em, {
-        actor: `compliance:${this.hasher.hash(actor.userId)}`,
-        action: `request.${input.decision}`,
-        requestId: row.id,
-        subjectHash: row.subject_hash,
-        details: { reason: input.reason },
-      });
-    });
-    return (await this.repo.view(input.id))!;
-  }
-
   listOwn(actor: Actor, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
     return this.repo.listForUser(actor.userId, limit, cursor);
   }
@@ -102,8 +69,8 @@ export class RequestsService {
     return (await this.repo.views([row]))[0];
   }
 
-  listAll(status: PrivacyRequestStatus | undefined, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
-    return this.repo.listAll(status, limit, cursor);
+  listAll(filter: { status?: PrivacyRequestStatus; awaiting?: 'decision' }, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+    return this.repo.listAll(filter, limit, cursor);
   }
 
   /**

@@ -118,7 +118,8 @@ export class RequestFinalizer {
         await em.query(`UPDATE request_steps SET status = 'failed', lease_until = NULL, last_error = 'subject erased' WHERE request_id = $1 AND status IN ('pending', 'running')`, [other.id]);
         await this.fail(em, other, `The subject was erased (request ${req.id}) before this request was done`);
       }
-      await em.query(`UPDATE requests SET user_id = NULL, updated_at = now() WHERE user_id = $1`, [userId]);
+      // Compliance's words to the subject go with them; the audit trail keeps its own record.
+      await em.query(`UPDATE requests SET user_id = NULL, decision_reason = CASE WHEN decision_reason IS NOT NULL THEN '' END, updated_at = now() WHERE user_id = $1`, [userId]);
     }
     await this.complete(em, req, { affected });
   }

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import { ProblemError } from '@ally/contracts';
@@ -9,6 +9,7 @@ import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import { DecisionsService } from '../requests/decisions.service.js';
 import type { RequestRow } from '../requests/requests.repository.js';
 import { RequestFinalizer } from './request-finalizer.js';
 import { StepRunner, type ClaimedStep, type StepOutcome } from './step-runner.js';
@@ -29,7 +30,8 @@ function retryable(err: unknown): boolean {
  * taken again after PRIVACY_STEP_LEASE_MS), calls the service, and retries
  * failures with exponential backoff until the service confirms. Steps of a
  * later phase wait for the earlier ones; an erasure waits while a legal hold
- * stands. It also finishes requests whose steps are all done, and warns
+ * stands. It also finishes requests whose steps are all done (an objection
+ * once decided), lets lifts take effect once the subject was told, and warns
  * compliance before a due date passes.
  */
 @Injectable()
@@ -41,6 +43,7 @@ export class SagaWorker extends PacedWorker {
     private readonly ds: DataSource,
     private readonly runner: StepRunner,
     private readonly finalizer: RequestFinalizer,
+    private readonly decisions: DecisionsService,
     private readonly cipher: PackageCipher,
     private readonly audit: AuditTrail,
     private readonly outbox: PrivacyOutbox,
@@ -66,6 +69,7 @@ export class SagaWorker extends PacedWorker {
       await Promise.all(claimed.map((s) => this.execute(s)));
     }
     await this.finalizeReady();
+    await this.decisions.liftDue();
     await this.escalate();
     if (Date.now() - this.lastHousekeeping > HOUSEKEEPING_MS) {
       this.lastHousekeeping = Date.now();
@@ -91,16 +95,20 @@ export class SagaWorker extends PacedWorker {
         [this.config.PRIVACY_STEP_LEASE_MS / 1000],
       );
       const claimed: ClaimedStep[] = rows.map((r: any) => ({ requestId: r.request_id, service: r.service, action: r.action, attempts: r.attempts, userId: r.user_id, scope: r.scope }));
-      const ids = [...new Set(claimed.map((c) => c.requestId))];
-      if (ids.length) {
-        const started: { id: string; subject_hash: string }[] = await em.query(
-          `UPDATE requests SET status = 'in_progress', updated_at = now() WHERE id = ANY($1) AND status = 'received' RETURNING id, subject_hash`,
-          [ids],
-        );
-        for (const r of started) await this.audit.append(em, { actor: 'system', action: 'request.started', requestId: r.id, subjectHash: r.subject_hash });
-      }
+      await this.markStarted(em, claimed.map((c) => c.requestId));
       return claimed;
     });
+  }
+
+  /** Requests a step of which was taken up (or done) are `in_progress` from `received`, audited once. */
+  private async markStarted(em: EntityManager, requestIds: string[]): Promise<void> {
+    const ids = [...new Set(requestIds)];
+    if (!ids.length) return;
+    const started: { id: string; subject_hash: string }[] = await em.query(
+      `UPDATE requests SET status = 'in_progress', updated_at = now() WHERE id = ANY($1) AND status = 'received' RETURNING id, subject_hash`,
+      [ids],
+    );
+    for (const r of started) await this.audit.append(em, { actor: 'system', action: 'request.started', requestId: r.id, subjectHash: r.subject_hash });
   }
 
   private async execute(step: ClaimedStep): Promise<void> {
@@ -182,6 +190,8 @@ export class SagaWorker extends PacedWorker {
       for (const r of rows as { request_id: string; service: string; subject_hash: string }[]) {
         await this.audit.append(em, { actor: 'system', action: 'step.completed', requestId: r.request_id, subjectHash: r.subject_hash, details: { service: r.service, action: 'notify' } });
       }
+      // An objection waits for its decision from here: in progress, not merely received.
+      await this.markStarted(em, (rows as { request_id: string }[]).map((r) => r.request_id));
     });
   }
 
@@ -191,6 +201,8 @@ export class SagaWorker extends PacedWorker {
         const [req]: RequestRow[] = await em.query(
           `SELECT * FROM requests r WHERE status IN ('received', 'in_progress')
               AND NOT EXISTS (SELECT 1 FROM request_steps s WHERE s.request_id = r.id AND s.status <> 'completed')
+              -- An objection is done with compliance's decision (DecisionsService finishes it then).
+              AND NOT (r.type = 'objection' AND r.decision IS NULL)
             ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
         );
         if (!req) return false;
