@@ -319,6 +319,30 @@ describe('privacy through the gateway, against every real service', () => {
     expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'reject', reason: 'again' }, cora)).status).toBe(409);
   });
 
+  it('pauses the login audit from the objection on (Art. 21(1)) and resumes it when compliance rejects the objection for compelling grounds', async () => {
+    const email = 'paulina.pause@example.eu';
+    const paulina = await register(email, 'Paulina', 'Pause');
+    const signIns = async () => (await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [paulina.user.id])).length;
+    await http.post('/v1/auth/login', { email, password: PASSWORD });
+    const before = await signIns();
+    expect(before).toBeGreaterThan(0);
+    const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, paulina.accessToken)).body;
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM identity.pending_objections WHERE request_id = $1`, [objection.id])).length > 0 || undefined, 'identity to pause the audit');
+    expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
+    // Not tied to her while the objection is undecided; what was recorded before stays until a decision.
+    expect(await signIns()).toBe(before);
+
+    const cora = await complianceToken();
+    await waitFor(async () => (await http.get(`/v1/privacy/requests/${objection.id}`, paulina.accessToken)).body.status === 'in_progress' || undefined, 'the objection to await its decision');
+    const reason = 'Die Protokolle schützen Ihr Konto vor Übernahme; sie werden nach 30 Tagen gelöscht.';
+    expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'reject', reason }, cora)).status).toBe(200);
+    const mail = await waitFor(async () => brevo.mails(email).find((m) => m.subject === 'Entscheidung über Ihren Widerspruch'), 'the mail telling the outcome');
+    expect(mail.textContent).toContain(reason);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM identity.pending_objections WHERE request_id = $1`, [objection.id])).length === 0 || undefined, 'identity to resume the audit');
+    expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
+    expect(await signIns()).toBe(before + 1);
+  });
+
   it('takes data-subject requests only from a signed-in person, not an API key, and refuses a forged cursor with 400', async () => {
     const ida = await register('ida.schluessel@example.eu', 'Ida', 'Schlüssel');
     const key = (await http.post('/v1/me/api-keys', { name: 'script', workspace: 'private' }, ida.accessToken)).body.key;

@@ -24,7 +24,7 @@ export const PrivacyEvents = {
   }),
   /** Art. 18: the subject's data may only be stored; consumers stop other processing for the scope. */
   'privacy.subject.restricted': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string() }),
-  /** Art. 21: processing of these categories (based on legitimate interest) stops unless compliance finds compelling grounds. */
+  /** Art. 21: processing of these categories (based on legitimate interest) stops from now on; it resumes only if compliance rejects the objection for compelling grounds (`privacy.request.decided`). */
   'privacy.subject.objected': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), categories: z.array(z.string()) }),
   /** notify tells the subject what compliance decided on their restriction or objection, and why; a lift takes effect only at `takesEffectAt`. */
   'privacy.request.decided': z.object({

@@ -1,25 +1,49 @@
 import { Injectable } from '@nestjs/common';
-import { PrivacyEvents } from '@ally/contracts';
+import type { EntityManager } from 'typeorm';
+import { PrivacyEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 
+const LOGIN_AUDIT = 'login-audit';
+
 /**
- * An upheld objection (Art. 21) to the login audit, which rests on legitimate
- * interest: the subject's audit rows go, and later sign-ins are no longer
- * tied to them (failed attempts still count against the address hash, so
- * throttling keeps working).
+ * Objections (Art. 21) to the login audit, which rests on legitimate interest.
+ * From the objection on, sign-ins are no longer tied to the subject (failed
+ * attempts still count against the address hash, so throttling keeps
+ * working); an upheld objection also deletes their audit rows for good, a
+ * rejected one (compelling grounds) lets the audit resume.
  */
 @Injectable()
 export class ObjectionsConsumer {
   constructor(consumers: EventConsumers) {
     consumers.register({
       durable: 'identity-objections',
-      types: ['privacy.subject.objection-upheld'],
-      handler: async (em, event) => {
+      types: ['privacy.subject.objected', 'privacy.subject.objection-upheld', 'privacy.request.decided'],
+      handler: (em, event) => this.handle(em, event),
+    });
+  }
+
+  private async handle(em: EntityManager, event: EventEnvelope): Promise<void> {
+    switch (event.type) {
+      case 'privacy.subject.objected': {
+        const d = PrivacyEvents['privacy.subject.objected'].parse(event.data);
+        if (!d.categories.includes(LOGIN_AUDIT)) return;
+        // Nothing to pause for an account erased since.
+        await em.query(`INSERT INTO pending_objections (request_id, user_id) SELECT $1, id FROM users WHERE id = $2 ON CONFLICT DO NOTHING`, [d.requestId, d.userId]);
+        return;
+      }
+      case 'privacy.subject.objection-upheld': {
         const d = PrivacyEvents['privacy.subject.objection-upheld'].parse(event.data);
-        if (!d.categories.includes('login-audit')) return;
+        if (!d.categories.includes(LOGIN_AUDIT)) return;
         await em.query(`UPDATE users SET login_audit_objected = true WHERE id = $1`, [d.userId]);
         await em.query(`DELETE FROM login_audit WHERE user_id = $1`, [d.userId]);
-      },
-    });
+        return;
+      }
+      case 'privacy.request.decided': {
+        const d = PrivacyEvents['privacy.request.decided'].parse(event.data);
+        // Decided either way: an upheld objection holds through login_audit_objected from its own event.
+        if (d.type === 'objection') await em.query(`DELETE FROM pending_objections WHERE request_id = $1`, [d.requestId]);
+        return;
+      }
+    }
   }
 }

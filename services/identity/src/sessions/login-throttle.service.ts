@@ -31,7 +31,7 @@ export class LoginThrottleService {
     }
   }
 
-  /** A user whose objection to the login audit was upheld is recorded only as the address hash (for throttling). */
+  /** A user who objected to the login audit (upheld, or not yet decided) is recorded only as the address hash (for throttling). */
   async record(attempt: { email: string; userId: string | null; ip?: string; succeeded: boolean; method: string }): Promise<void> {
     const objected = attempt.userId !== null && (await this.objected(attempt.userId));
     await this.ds.getRepository(LoginAuditEntity).insert({
@@ -61,7 +61,10 @@ export class LoginThrottleService {
   }
 
   private async objected(userId: string, em: EntityManager = this.ds.manager): Promise<boolean> {
-    const rows = await em.query(`SELECT 1 FROM users WHERE id = $1 AND login_audit_objected`, [userId]);
+    const rows = await em.query(
+      `SELECT 1 FROM users WHERE id = $1 AND (login_audit_objected OR EXISTS (SELECT 1 FROM pending_objections WHERE user_id = $1))`,
+      [userId],
+    );
     return rows.length > 0;
   }
 }

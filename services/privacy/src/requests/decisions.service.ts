@@ -46,16 +46,17 @@ export class DecisionsService {
       const decidedAt = new Date();
       const takesEffectAt = input.decision === 'lift' ? new Date(decidedAt.getTime() + this.config.PRIVACY_LIFT_NOTICE_HOURS * 3_600_000) : decidedAt;
       const subject = { subject: { userId: row.user_id } };
-      // Told first: the mail leaves before any lift it announces.
+      // An upheld objection's stop comes before the decision that ends the pause since the objection.
+      if (input.decision === 'uphold') {
+        await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: OBJECTABLE() }, subject);
+      }
+      // The subject is told before any lift it announces.
       await this.outbox.append(
         em,
         'privacy.request.decided',
         { requestId: row.id, userId: row.user_id, type: row.type as 'restriction' | 'objection', decision: input.decision, reason: input.reason, takesEffectAt: takesEffectAt.toISOString() },
         subject,
       );
-      if (input.decision === 'uphold') {
-        await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: OBJECTABLE() }, subject);
-      }
       await em.query(
         `UPDATE requests SET decision = $2, decision_reason = $3, decided_at = $4, takes_effect_at = $5, took_effect_at = CASE WHEN $2 = 'lift' THEN NULL ELSE $4::timestamptz END, updated_at = now()
           WHERE id = $1`,
