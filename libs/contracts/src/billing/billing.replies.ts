@@ -21,7 +21,8 @@ export interface SubscriptionView {
 export interface UsageView {
   period: string;
   tokensUsed: number;
-  tokenQuota: number;
+  /** The quota of that month (null for a month before quotas were recorded, or one without any record of the workspace). */
+  tokenQuota: number | null;
   byModel: { model: string; tokens: number; cost: number }[];
 }
 

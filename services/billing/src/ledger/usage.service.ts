@@ -20,7 +20,7 @@ export class UsageService {
       [key, period],
     );
     const byModel = rows.map((r: { model: string; tokens: string; cost: number }) => ({ model: r.model, tokens: Number(r.tokens), cost: Math.round(r.cost * 1e6) / 1e6 }));
-    return { period, tokensUsed: byModel.reduce((n: number, m: { tokens: number }) => n + m.tokens, 0), tokenQuota: this.quota.usage(key).quota, byModel };
+    return { period, tokensUsed: byModel.reduce((n: number, m: { tokens: number }) => n + m.tokens, 0), tokenQuota: await this.quota.quotaOfPeriod(key, period), byModel };
   }
 
   /** Spend caps: owners/admins for the workspace and its members, a user for their private workspace. */

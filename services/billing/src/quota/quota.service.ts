@@ -43,6 +43,8 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   /** Skipped sequence numbers below lastSeq, with when they were first missed. */
   private readonly gaps = new Map<number, number>();
   private period = currentPeriod();
+  /** The quota this replica last wrote to `period_quotas` per workspace for `period`. */
+  private readonly recorded = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
 
@@ -99,6 +101,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
       this.period = period;
       this.used.clear();
       this.gaps.clear();
+      this.recorded.clear();
       this.lastSeq = 0;
     }
     if (this.lastSeq === 0) {
@@ -137,5 +140,30 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
       limits.set(c.workspace, l);
     }
     this.limits = limits;
+    await this.recordQuotas(period);
+  }
+
+  /**
+   * Writes the month's quota of every workspace with limits or usage when it
+   * changed (plan, seats), so a past month shows its own quota later. Every
+   * replica writes the same values; only a change touches a row.
+   */
+  private async recordQuotas(period: string): Promise<void> {
+    const keys = new Set([...this.limits.keys(), ...[...this.used.keys()].filter((k) => !k.includes('|'))]);
+    const changed = [...keys].map((k) => [k, this.usage(k).quota] as const).filter(([k, q]) => this.recorded.get(k) !== q);
+    if (!changed.length) return;
+    await this.ds.query(
+      `INSERT INTO period_quotas (workspace, period, token_quota) SELECT w, $1, q FROM unnest($2::text[], $3::bigint[]) AS t(w, q)
+       ON CONFLICT (workspace, period) DO UPDATE SET token_quota = EXCLUDED.token_quota WHERE period_quotas.token_quota <> EXCLUDED.token_quota`,
+      [period, changed.map(([k]) => k), changed.map(([, q]) => q)],
+    );
+    for (const [k, q] of changed) this.recorded.set(k, q);
+  }
+
+  /** The quota of a month gone by as it was recorded then; null for a month before quotas were recorded. */
+  async quotaOfPeriod(key: string, period: string): Promise<number | null> {
+    if (period === this.period) return this.usage(key).quota;
+    const [row] = await this.ds.query(`SELECT token_quota FROM period_quotas WHERE workspace = $1 AND period = $2`, [key, period]);
+    return row ? Number(row.token_quota) : null;
   }
 }
