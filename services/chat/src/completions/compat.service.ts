@@ -1,5 +1,4 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -25,7 +24,6 @@ const textOf = (content: ChatCompletionsInput['messages'][number]['content']): s
 @Injectable()
 export class CompatService {
   constructor(
-    private readonly ds: DataSource,
     private readonly completions: CompletionService,
     private readonly inFlight: AnswersInFlight,
     @Inject(NATS) private readonly nats: NatsConnection,
@@ -45,7 +43,7 @@ export class CompatService {
       tracked.release();
     });
     const id = randomUUID();
-    await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
+    await this.completions.recordUsage(id, plan, result);
     return {
       residency: result.residency,
       completion: {
@@ -68,13 +66,13 @@ export class CompatService {
       try {
         const result = await this.completions.stream(plan, framesTo(publisher), AbortSignal.any([publisher.abort.signal, tracked.signal]), progress);
         const id = randomUUID();
-        await this.ds.transaction((em) => this.completions.recordUsage(em, id, plan, result));
+        await this.completions.recordUsage(id, plan, result);
         publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency, finishReason: result.finishReason });
       } catch (err) {
         // An answer that broke off is billed for what was generated, as in a conversation.
         const partial = this.completions.partial(plan, progress);
         if (partial) {
-          await this.ds.transaction((em) => this.completions.recordUsage(em, randomUUID(), plan, partial)).catch((e) => this.logger.error({ err: String(e) }, 'recording the usage of a broken-off answer failed'));
+          await this.completions.recordUsage(randomUUID(), plan, partial).catch((e) => this.logger.error({ err: String(e) }, 'recording the usage of a broken-off answer failed'));
         }
         if (publisher.cancelled) return publisher.close();
         publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
+import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import { ProblemError, type Actor, type ResidencyReceipt, type Usage } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
@@ -69,6 +69,7 @@ export class CompletionService {
   readonly outbox = new Outbox('chat', ChatEvents);
 
   constructor(
+    private readonly ds: DataSource,
     private readonly policies: PolicyService,
     private readonly router: RouterService,
     private readonly filter: ContentFilterService,
@@ -187,16 +188,19 @@ export class CompletionService {
   }
 
   /**
-   * Writes the usage event in the caller's transaction (billing's ledger
-   * input). An erasure of the subject that committed meanwhile has already
-   * cleared the outbox of them, so then the event names nobody: the
-   * organisation's books keep the amount, not the person.
+   * Writes the usage event alone, in a transaction of its own (billing's
+   * ledger input), for an answer no turn is saved with. An erasure of the
+   * subject that committed meanwhile has already cleared the outbox of them,
+   * so then the event names nobody: the organisation's books keep the amount,
+   * not the person.
    */
-  async recordUsage(em: EntityManager, messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
+  async recordUsage(messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
     this.spent(plan, result);
-    await lockSubject(em, plan.actor.userId, 'shared');
-    const erased = await this.cipher.isErased(em, plan.actor.userId);
-    await this.outbox.append(em, 'chat.completion.recorded', ...this.usageEvent(messageId, plan, result, erased ? ERASED_USER : plan.actor.userId));
+    await this.ds.transaction(async (em) => {
+      await lockSubject(em, plan.actor.userId, 'shared');
+      const erased = await this.cipher.isErased(em, plan.actor.userId);
+      await this.outbox.append(em, 'chat.completion.recorded', ...this.usageEvent(messageId, plan, result, erased ? ERASED_USER : plan.actor.userId));
+    });
   }
 
   /** An answer's tokens, off the quota this replica has cached until billing counts them. */

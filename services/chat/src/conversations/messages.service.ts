@@ -90,7 +90,7 @@ export class MessagesService {
       const partial = this.completions.partial(turn.plan, progress);
       if (partial && publisher.unread) {
         // The client was told the call failed and saw none of it: no turn to keep, only the tokens to bill.
-        await this.ds.transaction((em) => this.completions.recordUsage(em, randomUUID(), turn.plan, partial)).catch((e) => this.logger.error({ err: String(e) }, 'billing an unread answer failed'));
+        await this.completions.recordUsage(randomUUID(), turn.plan, partial).catch((e) => this.logger.error({ err: String(e) }, 'billing an unread answer failed'));
       } else if (partial) {
         await this.saveOrBill(turn, partial.text, partial, 'aborted').catch((e) =>
           e instanceof ProblemError && e.status === 410 ? undefined : this.logger.error({ err: String(e) }, 'saving an aborted answer failed'),
@@ -145,7 +145,7 @@ export class MessagesService {
     try {
       return await this.save(turn, text, result, status);
     } catch (err) {
-      if (err instanceof ProblemError && err.status === 410) await this.ds.transaction((em) => this.completions.recordUsage(em, randomUUID(), turn.plan, result));
+      if (err instanceof ProblemError && err.status === 410) await this.completions.recordUsage(randomUUID(), turn.plan, result);
       throw err;
     }
   }
