@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { OpenAIEmulator } from '@ally/emulators';
+import { randomUUID } from 'node:crypto';
+import { AssistantsService } from '@ally/chat';
+import { privacyRpcs, type PrivacyExport } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
 import { confirmEmail, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { expectProblem } from './problem-assertions.js';
@@ -48,6 +52,42 @@ describe('specialised assistants', () => {
     expect(outside.body.type).toBe('https://ally.eu/problems/no-eu-deployment');
   });
 
+  it("keeps a private assistant's name and instructions sealed under its creator's key (an organisation's stay text), seals older rows at start, and shreds them with the account", async () => {
+    const vera = await register('vera.verschluss@example.eu');
+    const created = await http.post('/v1/assistants', { workspace: 'private', name: 'Steuerberaterin', instructions: 'Du kennst meine Steuer-ID 12 345 678 901.' }, vera.accessToken);
+    expect(created.status).toBe(201);
+    const [row] = await env.sql<{ name: string | null; instructions: string | null; sealed: Buffer | null }>(`SELECT name, instructions, sealed FROM chat.assistants WHERE id = $1`, [created.body.id]);
+    expect(row).toMatchObject({ name: null, instructions: null, sealed: expect.any(Buffer) });
+    expect(row.sealed!.toString('latin1')).not.toContain('Steuer');
+    const listed = (await http.get('/v1/assistants?workspace=private', vera.accessToken)).body.data;
+    expect(listed).toEqual([expect.objectContaining({ id: created.body.id, name: 'Steuerberaterin', instructions: 'Du kennst meine Steuer-ID 12 345 678 901.' })]);
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private', assistantId: created.body.id }, vera.accessToken)).body.id;
+    expect((await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Frist?' }, vera.accessToken)).status).toBe(201);
+    expect(lastCompletion().messages[0]).toEqual({ role: 'system', content: 'Du kennst meine Steuer-ID 12 345 678 901.' });
+
+    // A row from before sealing existed is sealed when chat starts (here: the same step, run again).
+    const old = randomUUID();
+    await env.sql(`INSERT INTO chat.assistants (id, workspace, created_by, name, instructions) VALUES ($1, 'private', $2, 'Alt', 'Alte Anweisung')`, [old, vera.user.id]);
+    expect(await world.chat.app.get(AssistantsService).sealPlaintext()).toBe(1);
+    expect(await env.sql(`SELECT 1 FROM chat.assistants WHERE workspace = 'private' AND sealed IS NULL`)).toEqual([]);
+    expect((await http.get('/v1/assistants?workspace=private', vera.accessToken)).body.data.map((a: { name: string }) => a.name).sort()).toEqual(['Alt', 'Steuerberaterin']);
+
+    // The export opens them; the erasure takes the key, and with it every copy.
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const part: PrivacyExport = await rpc.call(privacyRpcs('chat').export, { userId: vera.user.id, scope: 'all', page: 0 });
+      const assistants = (part.categories['chat-history'] as { assistants: { name: string; instructions: string; workspace: string }[] }).assistants;
+      expect(assistants.map((a) => [a.name, a.instructions]).sort()).toEqual([['Alt', 'Alte Anweisung'], ['Steuerberaterin', 'Du kennst meine Steuer-ID 12 345 678 901.']]);
+      expect(assistants.every((a) => !('sealed' in a))).toBe(true);
+      await rpc.call(privacyRpcs('chat').erase, { userId: vera.user.id, scope: 'all' });
+    } finally {
+      await rpc.close();
+    }
+    expect(await env.sql(`SELECT 1 FROM chat.assistants WHERE created_by = $1`, [vera.user.id])).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM chat.data_keys WHERE user_id = $1`, [vera.user.id])).toEqual([]);
+  });
+
   it("lets an organisation's admins create its assistants for every member, under the organisation's policy, each member under their own restriction", async () => {
     const org = (await http.post('/v1/orgs', { name: 'Berg Beratung GmbH' }, owner.accessToken)).body;
     expect((await http.patch(`/v1/orgs/${org.id}/policy`, { euOnly: false }, owner.accessToken)).status).toBe(200);
@@ -69,6 +109,8 @@ describe('specialised assistants', () => {
 
     expect((await http.post('/v1/assistants', { workspace: org.id, name: 'Y', instructions: 'y' }, ole.accessToken)).status).toBe(403);
     expect((await http.get(`/v1/assistants?workspace=${org.id}`, ole.accessToken)).body.data.map((a: { id: string }) => a.id)).toEqual([assistant]);
+    // The organisation's, for every member: readable text, not sealed under the creator's key.
+    expect(await env.sql(`SELECT name, sealed FROM chat.assistants WHERE id = $1`, [assistant])).toEqual([{ name: 'Recherche', sealed: null }]);
 
     // A member may not change the policy, and hears that, not which models the catalog has.
     expectProblem(await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: ['no-such-model'] }, ole.accessToken), 403);

@@ -86,8 +86,8 @@ describe("chat's part of data-subject requests", () => {
     const assistant = await http.post('/v1/assistants', { workspace: 'private', name: 'Lang', instructions }, ute.accessToken);
     expect(assistant.status).toBe(201);
     await env.sql(
-      `INSERT INTO chat.assistants (id, workspace, created_by, name, instructions, model, created_at)
-       SELECT gen_random_uuid(), workspace, created_by, name || g, instructions, model, created_at + (g * interval '1 ms')
+      `INSERT INTO chat.assistants (id, workspace, created_by, name, instructions, sealed, model, created_at)
+       SELECT gen_random_uuid(), workspace, created_by, name || g, instructions, sealed, model, created_at + (g * interval '1 ms')
          FROM chat.assistants, generate_series(1, 11) g WHERE id = $1`,
       [assistant.body.id],
     );

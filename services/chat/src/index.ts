@@ -1,1 +1,2 @@
 export { chatService } from './chat.service.js';
+export { AssistantsService } from './assistants/assistants.service.js';

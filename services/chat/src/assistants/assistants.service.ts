@@ -1,28 +1,46 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 import { decodeCursor, keysetPage, managesOrg, ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { LOGGER } from '@ally/platform';
 import { RouterService } from '../catalog/router.service.js';
+import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
 import { AssistantEntity } from './assistant.entity.js';
+import { assistantText, openedAssistantText, type AssistantText } from './assistant-text.js';
 
-const toAssistant = (a: AssistantEntity): Assistant => ({
+const toAssistant = (a: AssistantEntity, text: AssistantText): Assistant => ({
   id: a.id,
   workspace: a.workspace,
-  name: a.name,
-  instructions: a.instructions,
+  name: text.name,
+  instructions: text.instructions,
   model: a.model,
   createdAt: a.createdAt.toISOString(),
 });
 
-/** Specialised assistants: instructions and a default model, per workspace. */
+const SEAL_BATCH = 200;
+
+/**
+ * Specialised assistants: instructions and a default model, per workspace. A
+ * private assistant's name and instructions are sealed under its creator's
+ * data key (an erasure shreds them with their messages); an organisation's
+ * are the organisation's and stay readable after their creator is gone.
+ */
 @Injectable()
-export class AssistantsService {
+export class AssistantsService implements OnApplicationBootstrap {
   constructor(
     private readonly ds: DataSource,
     private readonly policies: PolicyService,
     private readonly router: RouterService,
+    private readonly cipher: ContentCipher,
+    @Inject(LOGGER) private readonly logger: Logger,
   ) {}
+
+  async onApplicationBootstrap(): Promise<void> {
+    const sealed = await this.sealPlaintext();
+    if (sealed) this.logger.info({ sealed }, 'sealed private assistants written before they were encrypted');
+  }
 
   async create(actor: Actor, input: { workspace: string; name: string; instructions: string; model?: string }): Promise<Assistant> {
     const policy = await this.policies.resolve(actor, input.workspace);
@@ -33,9 +51,21 @@ export class AssistantsService {
     // A default model no one may use is refused now (404 unknown, 422 not allowed), not at every message. An
     // organisation's assistant is for all its members: its policy decides, not the creator's own restrictToEu.
     if (input.model) this.router.candidates(input.model, input.workspace === 'private' ? policy : { ...policy, restrictToEu: false, euOnly: policy.orgEuOnly });
-    const row = this.ds.getRepository(AssistantEntity).create({ id: randomUUID(), createdBy: actor.userId, createdAt: new Date(), model: input.model ?? null, ...input });
-    await this.ds.getRepository(AssistantEntity).insert(row);
-    return toAssistant(row);
+    const text = { name: input.name, instructions: input.instructions };
+    const row = await this.ds.transaction(async (em) => {
+      const base = { id: randomUUID(), workspace: input.workspace, createdBy: actor.userId, createdAt: new Date(), model: input.model ?? null };
+      let entity: AssistantEntity;
+      if (input.workspace === 'private') {
+        // No new data key for someone erased meanwhile.
+        if (await this.cipher.isErased(em, actor.userId)) throw new ProblemError(410, 'This account was erased');
+        entity = em.getRepository(AssistantEntity).create({ ...base, name: null, instructions: null, sealed: await this.cipher.encrypt(em, actor.userId, assistantText(text)) });
+      } else {
+        entity = em.getRepository(AssistantEntity).create({ ...base, ...text, sealed: null });
+      }
+      await em.getRepository(AssistantEntity).insert(entity);
+      return entity;
+    });
+    return toAssistant(row, text);
   }
 
   /** A page, newest first (`?limit=&cursor=` as every list of API.md). */
@@ -54,7 +84,8 @@ export class AssistantsService {
       .limit(limit + 1)
       .getMany();
     const { page, nextCursor } = keysetPage(rows, limit, (r) => [r.createdAt, r.id]);
-    return { data: page.map(toAssistant), nextCursor };
+    const texts = await this.textsOf(page);
+    return { data: page.map((a, i) => toAssistant(a, texts[i])), nextCursor };
   }
 
   /** The assistant a conversation uses, if the caller may use it. */
@@ -62,5 +93,36 @@ export class AssistantsService {
     const a = await this.ds.getRepository(AssistantEntity).findOneBy({ id, workspace });
     if (!a || (workspace === 'private' && a.createdBy !== actor.userId)) throw new ProblemError(404, 'Assistant not found');
     return a;
+  }
+
+  /** Names and instructions of the rows, opened where sealed (each creator's key looked up once). */
+  private async textsOf(rows: AssistantEntity[]): Promise<AssistantText[]> {
+    const sealed = rows.filter((r) => r.sealed);
+    const opened = await this.cipher.decryptMany(this.ds.manager, sealed.map((r) => ({ userId: r.createdBy, sealed: r.sealed! })));
+    const byId = new Map(sealed.map((r, i) => [r.id, openedAssistantText(opened[i])]));
+    return rows.map((r) => byId.get(r.id) ?? { name: r.name ?? '', instructions: r.instructions ?? '' });
+  }
+
+  /**
+   * Seals private assistants still stored as text (written before sealing
+   * existed), in batches; every replica may run it at once (a row is sealed
+   * once). Answers how many it sealed.
+   */
+  async sealPlaintext(): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const n = await this.ds.transaction(async (em) => {
+        const rows: { id: string; created_by: string; name: string; instructions: string }[] = await em.query(
+          `SELECT id, created_by, name, instructions FROM assistants WHERE workspace = 'private' AND sealed IS NULL ORDER BY id LIMIT ${SEAL_BATCH} FOR UPDATE SKIP LOCKED`,
+        );
+        for (const r of rows) {
+          const sealed = await this.cipher.encrypt(em, r.created_by, assistantText({ name: r.name ?? '', instructions: r.instructions ?? '' }));
+          await em.query(`UPDATE assistants SET sealed = $2, name = NULL, instructions = NULL WHERE id = $1`, [r.id, sealed]);
+        }
+        return rows.length;
+      });
+      total += n;
+      if (n < SEAL_BATCH) return total;
+    }
   }
 }

@@ -7,6 +7,7 @@ import { isProblem, ProblemError, type Actor, type ChatMessage, type StreamFrame
 import type { StreamPublisher } from '@ally/messaging';
 import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
+import { openedAssistantText } from '../assistants/assistant-text.js';
 import { RouterService } from '../catalog/router.service.js';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from '../completions/completion.service.js';
@@ -127,7 +128,11 @@ export class MessagesService {
     const policy = await this.policies.fromRows(actor, row.workspace, row);
     const key = await this.cipher.userKey(this.ds.manager, actor.userId, row.wrapped, row.id);
     const messages: PromptMessage[] = [];
-    if (row.assistant) messages.push({ role: 'system', content: row.assistant.instructions });
+    if (row.assistant) {
+      // A private assistant is the caller's own (TURN_SQL), sealed under the key just opened.
+      const { sealed, instructions } = row.assistant;
+      messages.push({ role: 'system', content: sealed ? openedAssistantText(key.open(Buffer.from(sealed, 'base64'))).instructions : (instructions ?? '') });
+    }
     for (const m of row.history) messages.push({ role: m.role, content: key.open(Buffer.from(m.content, 'base64')) });
     messages.push({ role: 'user', content: input.content });
     // An assistant's default this user may not use (their own EU restriction, a policy changed since) gives way to the default model.

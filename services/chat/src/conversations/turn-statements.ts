@@ -6,7 +6,8 @@ export interface TurnRow extends PolicyRows {
   id: string;
   workspace: string;
   wrapped: Buffer | null;
-  assistant: { instructions: string; model: string | null } | null;
+  /** `sealed` (base64) for a private assistant, under the caller's key; `instructions` for an organisation's. */
+  assistant: { instructions: string | null; sealed: string | null; model: string | null } | null;
   history: { role: 'user' | 'assistant'; content: string }[];
 }
 
@@ -20,7 +21,7 @@ export const TURN_SQL = `
   SELECT c.id, c.workspace,
     (SELECT wrapped FROM data_keys WHERE user_id = $2) AS wrapped,
     ${policyColumns('$2', 'c.workspace', '$3')},
-    (SELECT json_build_object('instructions', a.instructions, 'model', a.model) FROM assistants a
+    (SELECT json_build_object('instructions', a.instructions, 'sealed', encode(a.sealed, 'base64'), 'model', a.model) FROM assistants a
       WHERE a.id = c.assistant_id AND a.workspace = c.workspace AND (c.workspace <> 'private' OR a.created_by = $2)) AS assistant,
     (SELECT coalesce(json_agg(json_build_object('role', m.role, 'content', encode(m.content_enc, 'base64')) ORDER BY m.created_at, m.id), '[]')
       FROM messages m WHERE m.conversation_id = c.id AND m.status = 'complete') AS history

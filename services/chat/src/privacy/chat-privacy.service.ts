@@ -4,6 +4,7 @@ import { decodeCursor, encodeCursor, ProblemError, type PrivacyErasure, type Pri
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
+import { openedAssistantText } from '../assistants/assistant-text.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
 import { ERASED_USER } from './erased-user.js';
@@ -118,7 +119,7 @@ export class ChatPrivacyService {
     const sql = {
       conversations: `SELECT x.id, ${msOf('x')} AS ms, coalesce(octet_length(x.title_enc) - ${SEAL_OVERHEAD}, 0) AS bytes
                         FROM conversations x WHERE x.user_id = $1 AND ${inScope(scope).replace('workspace', 'x.workspace')} AND ${behind}`,
-      assistants: `SELECT x.id, ${msOf('x')} AS ms, octet_length(x.name) + octet_length(x.instructions) + coalesce(octet_length(x.model), 0) AS bytes
+      assistants: `SELECT x.id, ${msOf('x')} AS ms, coalesce(octet_length(x.name) + octet_length(x.instructions), octet_length(x.sealed) - ${SEAL_OVERHEAD}, 0) + coalesce(octet_length(x.model), 0) AS bytes
                      FROM assistants x WHERE x.created_by = $1 AND ${inScope(scope).replace('workspace', 'x.workspace')} AND ${behind}`,
       messages: `SELECT m.id, ${msOf('m')} AS ms, octet_length(m.content_enc) - ${SEAL_OVERHEAD} + coalesce(octet_length(m.residency::text), 0) AS bytes
                    FROM messages m JOIN conversations c ON c.id = m.conversation_id
@@ -136,14 +137,18 @@ export class ChatPrivacyService {
     // Only the kinds the page holds are read, one after the other: a transaction's queries share its connection.
     const query = (kind: Kind, sql: string) => (ids(kind).length ? em.query(sql, params(kind)) : []);
     const conversations = await query('conversations', `SELECT id, workspace, title_enc, assistant_id, created_at, updated_at FROM conversations WHERE user_id = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`);
-    const assistants = await query('assistants', `SELECT id, workspace, name, instructions, model, created_at FROM assistants WHERE created_by = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`);
+    const assistants = await query('assistants', `SELECT id, workspace, name, instructions, sealed, model, created_at FROM assistants WHERE created_by = $1 AND id = ANY($2::uuid[]) AND ${scoped('workspace')}`);
     const messages = await query(
       'messages',
       `SELECT m.id, m.conversation_id, m.role, m.content_enc, m.model, m.prompt_tokens, m.completion_tokens, m.residency, m.status, m.created_at
          FROM messages m JOIN conversations c ON c.id = m.conversation_id
         WHERE c.user_id = $1 AND m.id = ANY($2::uuid[]) AND ${scoped('c.workspace')}`,
     );
-    const sealed = [...conversations.filter((c: { title_enc: Buffer | null }) => c.title_enc).map((c: { title_enc: Buffer }) => c.title_enc), ...messages.map((m: { content_enc: Buffer }) => m.content_enc)];
+    const sealed = [
+      ...conversations.filter((c: { title_enc: Buffer | null }) => c.title_enc).map((c: { title_enc: Buffer }) => c.title_enc),
+      ...messages.map((m: { content_enc: Buffer }) => m.content_enc),
+      ...assistants.filter((a: { sealed: Buffer | null }) => a.sealed).map((a: { sealed: Buffer }) => a.sealed),
+    ];
     const texts = await this.cipher.decryptMany(em, sealed.map((s: Buffer) => ({ userId, sealed: s })));
     let t = 0;
     const values = new Map<string, unknown>();
@@ -157,7 +162,6 @@ export class ChatPrivacyService {
         updatedAt: new Date(c.updated_at).toISOString(),
       });
     }
-    for (const a of assistants) values.set(`assistants:${a.id}`, a);
     for (const m of messages) {
       values.set(`messages:${m.id}`, {
         id: m.id,
@@ -171,6 +175,7 @@ export class ChatPrivacyService {
         status: m.status,
       });
     }
+    for (const { sealed: s, ...a } of assistants) values.set(`assistants:${a.id}`, s ? { ...a, ...openedAssistantText(texts[t++]) } : a);
     return slots.map((s) => {
       const value = values.get(`${s.kind}:${s.id}`);
       return { value, bytes: value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value)) + 1 };
