@@ -54,9 +54,6 @@ export class BillingPrivacyService {
         const [, n] = await em.query(`UPDATE invoices SET restricted = true, customer_ref = $2, workspace = $2, hosted_invoice_url = NULL WHERE workspace = $1`, [own, alias]);
         invoices = Number(n);
         await em.query(`UPDATE subscriptions SET workspace = $2 WHERE workspace = $1`, [own, alias]);
-        // A retry finds the months already renamed (and maybe one written again since): the first record of a month stands.
-        await em.query(`UPDATE period_quotas q SET workspace = $2 WHERE workspace = $1 AND NOT EXISTS (SELECT 1 FROM period_quotas a WHERE a.workspace = $2 AND a.period = q.period)`, [own, alias]);
-        await em.query(`DELETE FROM period_quotas WHERE workspace = $1`, [own]);
         await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
       }
       await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1`, [userId]);

@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import type { QuotaAnswer } from '@ally/contracts';
 import { LOGGER } from '@ally/platform';
+import { pseudonym } from '../common/erased-subjects.js';
 import { currentPeriod, workspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
@@ -155,7 +156,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
     await this.ds.query(
       `INSERT INTO period_quotas (workspace, period, token_quota) SELECT w, $1, q FROM unnest($2::text[], $3::bigint[]) AS t(w, q)
        ON CONFLICT (workspace, period) DO UPDATE SET token_quota = EXCLUDED.token_quota WHERE period_quotas.token_quota <> EXCLUDED.token_quota`,
-      [period, changed.map(([k]) => k), changed.map(([, q]) => q)],
+      [period, changed.map(([k]) => recordKey(k)), changed.map(([, q]) => q)],
     );
     for (const [k, q] of changed) this.recorded.set(k, q);
   }
@@ -163,7 +164,16 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   /** The quota of a month gone by as it was recorded then; null for a month before quotas were recorded. */
   async quotaOfPeriod(key: string, period: string): Promise<number | null> {
     if (period === this.period) return this.usage(key).quota;
-    const [row] = await this.ds.query(`SELECT token_quota FROM period_quotas WHERE workspace = $1 AND period = $2`, [key, period]);
+    const [row] = await this.ds.query(`SELECT token_quota FROM period_quotas WHERE workspace = $1 AND period = $2`, [recordKey(key), period]);
     return row ? Number(row.token_quota) : null;
   }
+}
+
+/**
+ * A private workspace's months are kept under its owner's pseudonym, the name
+ * an erasure gives their books: nothing there to rename, and nothing a refresh
+ * racing the erasure could write back under their id.
+ */
+function recordKey(key: string): string {
+  return key.startsWith('private:') ? pseudonym(key.slice('private:'.length)) : key;
 }

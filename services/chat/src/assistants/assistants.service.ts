@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { decodeCursor, keysetPage, managesOrg, ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
 import { RouterService } from '../catalog/router.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
@@ -56,7 +57,8 @@ export class AssistantsService implements OnApplicationBootstrap {
       const base = { id: randomUUID(), workspace: input.workspace, createdBy: actor.userId, createdAt: new Date(), model: input.model ?? null };
       let entity: AssistantEntity;
       if (input.workspace === 'private') {
-        // No new data key for someone erased meanwhile.
+        // Not while the subject's erasure runs, and no new data key for someone erased meanwhile.
+        await lockSubject(em, actor.userId, 'shared');
         if (await this.cipher.isErased(em, actor.userId)) throw new ProblemError(410, 'This account was erased');
         entity = em.getRepository(AssistantEntity).create({ ...base, name: null, instructions: null, sealed: await this.cipher.encrypt(em, actor.userId, assistantText(text)) });
       } else {
@@ -116,6 +118,11 @@ export class AssistantsService implements OnApplicationBootstrap {
           `SELECT id, created_by, name, instructions FROM assistants WHERE workspace = 'private' AND sealed IS NULL ORDER BY id LIMIT ${SEAL_BATCH} FOR UPDATE SKIP LOCKED`,
         );
         for (const r of rows) {
+          // One left behind by an erasure gets no key of its creator back: it goes.
+          if (await this.cipher.isErased(em, r.created_by)) {
+            await em.query(`DELETE FROM assistants WHERE id = $1`, [r.id]);
+            continue;
+          }
           const sealed = await this.cipher.encrypt(em, r.created_by, assistantText({ name: r.name ?? '', instructions: r.instructions ?? '' }));
           await em.query(`UPDATE assistants SET sealed = $2, name = NULL, instructions = NULL WHERE id = $1`, [r.id, sealed]);
         }

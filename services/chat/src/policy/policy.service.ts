@@ -57,7 +57,7 @@ const REFRESH_MEMORY = 10_000;
 @Injectable()
 export class PolicyService {
   private readonly misses = new Map<string, number[]>();
-  private readonly fetching = new Map<string, ReturnType<PolicyService['fetchMe']>>();
+  private readonly fetching = new Map<string, Promise<Awaited<ReturnType<PolicyService['fetchMe']>> | null>>();
 
   constructor(
     private readonly ds: DataSource,
@@ -119,7 +119,10 @@ export class PolicyService {
     // Requests of one user at the same moment share one call (a burst right after joining an organisation).
     let fetching = this.fetching.get(actor.userId);
     if (!fetching) {
-      fetching = this.fetchMe(actor).finally(() => this.fetching.delete(actor.userId));
+      // identity not answering counts as a miss: the caller hears "not a member" rather than waiting on it.
+      fetching = this.fetchMe(actor)
+        .catch(() => null)
+        .finally(() => this.fetching.delete(actor.userId));
       this.fetching.set(actor.userId, fetching);
     }
     const me = await fetching;
@@ -137,7 +140,9 @@ export class PolicyService {
    * sent right after `restrictToEu` was switched on cannot leave the EU.
    */
   async refreshUser(actor: Actor): Promise<void> {
-    if (!(await this.fetchMe(actor, 'current'))) throw new ProblemError(503, 'The identity service is not available');
+    await this.fetchMe(actor, 'current').catch(() => {
+      throw new ProblemError(503, 'The identity service is not available');
+    });
   }
 
   /** As `refreshUser`, for an organisation's policy an admin of it just changed. */
@@ -155,7 +160,7 @@ export class PolicyService {
    * written in the event's transaction. Throws when identity cannot say (the event comes again).
    */
   async reconcileUser(em: EntityManager, userId: string): Promise<void> {
-    await goneIsNothing(this.fetchMe({ userId, platformRoles: [] }, 'current', em, true));
+    await goneIsNothing(this.fetchMe({ userId, platformRoles: [] }, 'current', em));
   }
 
   /** As `reconcileUser`, for an organisation's policy, asked as one of its members chat knows (identity shows a policy to members only). */
@@ -167,15 +172,11 @@ export class PolicyService {
   /**
    * The user's settings and memberships from identity, kept in the replica dated to before the call;
    * `settings`: whether they replace the row (right after a change: see `current`) or only fill a gap;
-   * `em`: the caller's transaction, otherwise one of its own; `failLoudly`: identity's refusal is thrown, not null.
+   * `em`: the caller's transaction, otherwise one of its own. identity's refusal or silence is thrown.
    */
-  private async fetchMe(actor: Actor, settings: 'keep' | 'current' = 'keep', em?: EntityManager, failLoudly = false) {
+  private async fetchMe(actor: Actor, settings: 'keep' | 'current' = 'keep', em?: EntityManager) {
     const asOf = new Date().toISOString();
-    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } }).catch((err) => {
-      if (failLoudly) throw err;
-      return null;
-    });
-    if (!me) return null;
+    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } });
     const write = async (em: EntityManager) => {
       await putUserSettings(em, me.id, me.settings.restrictToEu, asOf, settings);
       for (const m of me.memberships) await addMembership(em, m.orgId, me.id, m.role, asOf, 'keep');

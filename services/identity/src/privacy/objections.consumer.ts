@@ -27,8 +27,8 @@ export class ObjectionsConsumer {
       case 'privacy.subject.objected': {
         const d = PrivacyEvents['privacy.subject.objected'].parse(event.data);
         if (!d.categories.includes(LOGIN_AUDIT)) return;
-        // Nothing to pause for an account erased since.
-        await em.query(`INSERT INTO pending_objections (request_id, user_id) SELECT $1, id FROM users WHERE id = $2 ON CONFLICT DO NOTHING`, [d.requestId, d.userId]);
+        // Nothing to pause for an account erased since; nor for an objection decided already (this event came again).
+        await em.query(`INSERT INTO objections (request_id, user_id) SELECT $1, id FROM users WHERE id = $2 ON CONFLICT DO NOTHING`, [d.requestId, d.userId]);
         return;
       }
       case 'privacy.subject.objection-upheld': {
@@ -40,8 +40,15 @@ export class ObjectionsConsumer {
       }
       case 'privacy.request.decided': {
         const d = PrivacyEvents['privacy.request.decided'].parse(event.data);
-        // Decided either way: an upheld objection holds through login_audit_objected from its own event.
-        if (d.type === 'objection') await em.query(`DELETE FROM pending_objections WHERE request_id = $1`, [d.requestId]);
+        // Decided either way (an upheld objection holds through login_audit_objected, from its own event);
+        // kept as decided, even when this arrives before the objection itself (a redelivery).
+        if (d.type === 'objection') {
+          await em.query(
+            `INSERT INTO objections (request_id, user_id, decided_at) SELECT $1, id, now() FROM users WHERE id = $2
+             ON CONFLICT (request_id) DO UPDATE SET decided_at = coalesce(objections.decided_at, now())`,
+            [d.requestId, d.userId],
+          );
+        }
         return;
       }
     }

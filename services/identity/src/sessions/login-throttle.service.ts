@@ -62,7 +62,7 @@ export class LoginThrottleService {
 
   private async objected(userId: string, em: EntityManager = this.ds.manager): Promise<boolean> {
     const rows = await em.query(
-      `SELECT 1 FROM users WHERE id = $1 AND (login_audit_objected OR EXISTS (SELECT 1 FROM pending_objections WHERE user_id = $1))`,
+      `SELECT 1 FROM users WHERE id = $1 AND (login_audit_objected OR EXISTS (SELECT 1 FROM objections WHERE user_id = $1 AND decided_at IS NULL))`,
       [userId],
     );
     return rows.length > 0;
