@@ -88,6 +88,29 @@ describe('specialised assistants', () => {
     expect(await env.sql(`SELECT 1 FROM chat.data_keys WHERE user_id = $1`, [vera.user.id])).toEqual([]);
   });
 
+  it('lists assistants with long instructions in pages that fit one reply, and refuses names that hide or reverse text', async () => {
+    const lena = await register('lena.lang@example.eu');
+    const long = '€'.repeat(20_000); // 60 kB each: 20 of them do not fit one NATS message
+    for (let i = 0; i < 20; i++) expect((await http.post('/v1/assistants', { workspace: 'private', name: `A${i}`, instructions: long }, lena.accessToken)).status).toBe(201);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: { status: number; body: { data: { name: string; instructions: string }[]; nextCursor: string | null } } = await http.get(`/v1/assistants?workspace=private&limit=100${cursor ? `&cursor=${cursor}` : ''}`, lena.accessToken);
+      expect(page.status).toBe(200);
+      expect(page.body.data.length).toBeGreaterThan(0);
+      expect(page.body.data.every((a) => a.instructions === long)).toBe(true);
+      seen.push(...page.body.data.map((a) => a.name));
+      cursor = page.body.nextCursor;
+    } while (cursor);
+    expect(seen.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `A${i}`).sort());
+
+    for (const name of ['\u202Etxt.exe', '\u200B', 'a\u2066b']) {
+      const res = await http.post('/v1/assistants', { workspace: 'private', name: JSON.parse(`"${name}"`), instructions: 'x' }, lena.accessToken);
+      expectProblem(res, 400);
+      expect(res.body.errors.map((e: { field: string }) => e.field)).toContain('name');
+    }
+  });
+
   it("lets an organisation's admins create its assistants for every member, under the organisation's policy, each member under their own restriction", async () => {
     const org = (await http.post('/v1/orgs', { name: 'Berg Beratung GmbH' }, owner.accessToken)).body;
     expect((await http.patch(`/v1/orgs/${org.id}/policy`, { euOnly: false }, owner.accessToken)).status).toBe(200);

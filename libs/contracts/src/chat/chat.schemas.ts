@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { messageText, modelIdSchema, multilineText, plainText, storableText } from '../common/text-fields.js';
+import { displayName, messageText, modelIdSchema, multilineText, plainText, storableText } from '../common/text-fields.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 import { pageParams } from '../common/query-params.js';
 
@@ -30,8 +30,9 @@ export const messageBody = z.strictObject({ content, model: modelIdSchema.option
 export const postMessageInput = messageBody.extend({ conversationId: z.uuid('must be a conversation id') });
 export const createAssistantInput = z.strictObject({
   workspace: workspaceSchema,
-  name: plainText(100).min(1, 'must not be empty'),
-  /** Stored as text, unencrypted (unlike messages): what Postgres refuses is a 400 here. */
+  /** Shown to every member of an organisation: no invisible or text-direction characters to disguise it. */
+  name: displayName(100),
+  /** An organisation's is stored as text (a private one sealed): what Postgres refuses is a 400 here. */
   instructions: multilineText(20_000).min(1, 'must not be empty'),
   model: modelIdSchema.optional(),
 });

@@ -6,6 +6,20 @@ export function encodeCursor(at: Date, id: string): string {
 }
 
 /**
+ * Room for a page of items in one RPC reply, below NATS's 1 MB message with
+ * what surrounds the page: items of up to 100,000 characters make `limit`
+ * alone no bound.
+ */
+export const REPLY_PAGE_BYTES = 512 * 1024;
+
+/** The longest start of `items` whose sizes fit `maxBytes`, but one item at least. */
+export function fitting<T>(items: T[], maxBytes: number, bytesOf: (item: T) => number = (item) => Buffer.byteLength(JSON.stringify(item))): T[] {
+  let bytes = 0;
+  const taken = items.findIndex((item) => (bytes += bytesOf(item)) > maxBytes);
+  return taken === -1 ? items : items.slice(0, Math.max(taken, 1));
+}
+
+/**
  * A page of a keyset list: the first `limit` of `rows` (read as `limit + 1`,
  * so one more tells whether any follow) and the cursor after the last of them.
  */

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { decodeCursor, keysetPage, managesOrg, ProblemError, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { decodeCursor, fitting, keysetPage, managesOrg, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
 import { RouterService } from '../catalog/router.service.js';
@@ -85,9 +85,12 @@ export class AssistantsService implements OnApplicationBootstrap {
       .addOrderBy('a.id', 'DESC')
       .limit(limit + 1)
       .getMany();
-    const { page, nextCursor } = keysetPage(rows, limit, (r) => [r.createdAt, r.id]);
-    const texts = await this.textsOf(page);
-    return { data: page.map((a, i) => toAssistant(a, texts[i])), nextCursor };
+    const first = rows.slice(0, limit);
+    const texts = await this.textsOf(first);
+    // Up to `limit`, as far as one reply holds (instructions may be 20,000 characters each).
+    const data = fitting(first.map((a, i) => toAssistant(a, texts[i])), REPLY_PAGE_BYTES);
+    const { nextCursor } = keysetPage(rows, data.length, (r) => [r.createdAt, r.id]);
+    return { data, nextCursor };
   }
 
   /** The assistant a conversation uses, if the caller may use it. */

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { decodeCursor, encodeCursor, keysetPage, ProblemError, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { decodeCursor, encodeCursor, fitting, keysetPage, ProblemError, REPLY_PAGE_BYTES, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
@@ -9,9 +9,6 @@ import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
 import { ConversationEntity } from './conversation.entity.js';
 import { MessageEntity } from './message.entity.js';
-
-/** Room for a page of messages in one RPC reply, below NATS's 1 MB with the conversation around it. */
-const PAGE_BYTES = 512 * 1024;
 
 /** A conversation belongs to one user in one workspace; anyone else gets a 404. */
 @Injectable()
@@ -67,7 +64,7 @@ export class ConversationsService {
   /**
    * The conversation and a page of its messages, newest first in the reading
    * and oldest first in the answer. A page ends at `limit` messages or when the
-   * next would take it past PAGE_BYTES: a reply must fit one NATS message
+   * next would take it past REPLY_PAGE_BYTES: a reply must fit one NATS message
    * (1 MB), and a message alone may hold 100,000 characters.
    */
   async get(actor: Actor, id: string, limit = 100, cursor?: string): Promise<ConversationWithMessages> {
@@ -84,15 +81,7 @@ export class ConversationsService {
       .getMany();
     const newest = rows.slice(0, limit);
     const contents = await this.cipher.decryptMany(this.ds.manager, newest.map((m) => ({ userId: m.userId, sealed: m.contentEnc })));
-    const messages: ChatMessage[] = [];
-    let bytes = 0;
-    for (const [i, row] of newest.entries()) {
-      const message = toMessage(row, contents[i]);
-      const size = Buffer.byteLength(JSON.stringify(message));
-      if (messages.length > 0 && bytes + size > PAGE_BYTES) break;
-      bytes += size;
-      messages.push(message);
-    }
+    const messages = fitting(newest.map((row, i) => toMessage(row, contents[i])), REPLY_PAGE_BYTES);
     const oldest = newest[messages.length - 1];
     const nextCursor = messages.length < rows.length && oldest ? encodeCursor(oldest.createdAt, oldest.id) : null;
     return { ...(await this.toConversation(this.ds.manager, conversation)), messages: messages.reverse(), nextCursor };

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { decodeCursor, encodeCursor, ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
+import { decodeCursor, encodeCursor, fitting, ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
@@ -47,13 +47,6 @@ function startOf(page: number | string): { at: string; id: string } | undefined 
   return decodeCursor(page);
 }
 
-/** The longest start of `items` whose sizes fit EXPORT_PAGE_BYTES, but one item at least. */
-function fitting<T>(items: T[], bytesOf: (item: T) => number): T[] {
-  let bytes = 0;
-  const taken = items.findIndex((item) => (bytes += bytesOf(item)) > EXPORT_PAGE_BYTES);
-  return taken === -1 ? items : items.slice(0, Math.max(taken, 1));
-}
-
 /** The milliseconds of a row's created_at, in SQL (the same the export shows, and exact: no Date in between). */
 const msOf = (alias: string) => `(extract(epoch FROM date_trunc('milliseconds', ${alias}.created_at)) * 1000)::bigint`;
 const orderOf = (alias: string) => `date_trunc('milliseconds', ${alias}.created_at), ${alias}.id`;
@@ -91,8 +84,8 @@ export class ChatPrivacyService {
       for (const kind of KINDS) all.push(...(await this.slotsOf(em, kind, userId, scope, after, EXPORT_PAGE_ITEMS + 1)));
       all.sort(bySlot);
       // What may fit by the stored lengths is read; what fits by its JSON goes out.
-      const slots = fitting(all.slice(0, EXPORT_PAGE_ITEMS), (s) => s.bytes);
-      const items = fitting(await this.read(em, userId, scope, slots), (i) => i.bytes);
+      const slots = fitting(all.slice(0, EXPORT_PAGE_ITEMS), EXPORT_PAGE_BYTES, (s) => s.bytes);
+      const items = fitting(await this.read(em, userId, scope, slots), EXPORT_PAGE_BYTES, (i) => i.bytes);
       const chatHistory: Record<Kind, unknown[]> = { conversations: [], messages: [], assistants: [] };
       items.forEach((item, i) => item.value !== undefined && chatHistory[slots[i].kind].push(item.value));
       const last = slots[items.length - 1];
@@ -175,7 +168,10 @@ export class ChatPrivacyService {
         status: m.status,
       });
     }
-    for (const { sealed: s, ...a } of assistants) values.set(`assistants:${a.id}`, s ? { ...a, ...openedAssistantText(texts[t++]) } : a);
+    for (const a of assistants) {
+      const text = a.sealed ? openedAssistantText(texts[t++]) : { name: a.name, instructions: a.instructions };
+      values.set(`assistants:${a.id}`, { id: a.id, workspace: a.workspace, ...text, model: a.model, createdAt: new Date(a.created_at).toISOString() });
+    }
     return slots.map((s) => {
       const value = values.get(`${s.kind}:${s.id}`);
       return { value, bytes: value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value)) + 1 };
