@@ -1,9 +1,11 @@
 import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import { DataSource } from 'typeorm';
 import { privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { pseudonym } from '../src/common/erased-subjects.js';
 import { currentPeriod } from '../src/common/workspace-key.js';
+import { QuotaAlerts } from '../src/quota/quota-alerts.service.js';
 import { UsageService } from '../src/ledger/usage.service.js';
 import { QuotaService } from '../src/quota/quota.service.js';
 import { billingWorld } from './billing-world.js';
@@ -46,5 +48,55 @@ describe('quota of a month', () => {
     await quota.refresh();
     expect(await world.env.sql(`SELECT 1 FROM billing.period_quotas WHERE workspace LIKE '%' || $1 || '%'`, [actor.userId])).toEqual([]);
     expect((await recorded()).map((r) => r.period)).toEqual([lastMonth, period]);
+  });
+
+  it('keeps a month correct across an erasure after a plan change and a subscription that ended, and the erasure leaves no alert or unsent mail of the subject', async () => {
+    const quota = world.billing.app.get(QuotaService);
+    const usage = world.billing.app.get(UsageService);
+    const alerts = world.billing.app.get(QuotaAlerts);
+    const ds = world.billing.app.get(DataSource);
+    const period = currentPeriod();
+    const actor = { userId: randomUUID(), platformRoles: [] as [] };
+    const key = `private:${actor.userId}`;
+    const recorded = async (workspace: string) =>
+      (await world.env.sql<{ token_quota: string }>(`SELECT token_quota FROM billing.period_quotas WHERE workspace = $1 AND period = $2`, [workspace, period]))[0]?.token_quota;
+
+    // On Team with usage this month; 80 % of Free would be an alert, so one is raised and its mail waits in the outbox.
+    await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, $2, 'team', 'active', 1)`, [key, `sub_${randomUUID()}`]);
+    await world.env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period) VALUES ($1, $2, $3, 'gpt-4o-mini', 'd', 1000, 1000, 2000, 0.01, $4)`,
+      [randomUUID(), key, actor.userId, period],
+    );
+    await quota.refresh();
+    await ds.transaction((em) => alerts.afterUsage(em, key, period, 1_700_000));
+    expect(await world.env.sql(`SELECT percent FROM billing.quota_alerts WHERE workspace = $1`, [key])).toEqual([{ percent: 80 }]);
+    // The plan changes, and the subject is erased before the next refresh.
+    await world.env.sql(`UPDATE billing.subscriptions SET plan = 'business' WHERE workspace = $1`, [key]);
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      await rpc.call(privacyRpcs('billing').erase, { userId: actor.userId, scope: 'all' });
+    } finally {
+      await rpc.close();
+    }
+    await quota.refresh();
+    await quota.refresh();
+    // The month ends on Business (its renamed plan), not Free (what their id alone would have).
+    expect(await recorded(pseudonym(actor.userId))).toBe('6000000');
+    expect(await world.env.sql(`SELECT 1 FROM billing.quota_alerts WHERE workspace = $1`, [key])).toEqual([]);
+    expect(await world.env.sql(`SELECT 1 FROM billing.outbox WHERE strpos(payload::text, $1) > 0`, [actor.userId])).toEqual([]);
+    // The refresh still works for everyone else (a cap sets it off).
+    const other = { userId: randomUUID(), platformRoles: [] as [] };
+    await expect(usage.setCap(other, { workspace: 'private', monthlyTokens: 1000 })).resolves.toMatchObject({ monthlyTokens: 1000 });
+
+    // A subscription that ends this month: the month ends on Free.
+    const ending = `private:${randomUUID()}`;
+    await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, $2, 'team', 'active', 1)`, [ending, `sub_${randomUUID()}`]);
+    await quota.refresh();
+    const endingKey = pseudonym(ending.slice('private:'.length));
+    expect(await recorded(endingKey)).toBe('2000000');
+    await world.env.sql(`UPDATE billing.subscriptions SET status = 'canceled' WHERE workspace = $1`, [ending]);
+    await quota.refresh();
+    expect(await recorded(endingKey)).toBe('200000');
   });
 });

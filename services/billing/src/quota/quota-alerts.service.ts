@@ -14,8 +14,9 @@ export class QuotaAlerts {
 
   /** `tokens` just recorded; the in-memory total may lag a refresh behind, which only delays an alert. */
   async afterUsage(em: EntityManager, key: string, period: string, tokens: number): Promise<void> {
-    // The total in memory is this month's: usage of a month gone by, processed late, is not measured against it.
-    if (period !== currentPeriod()) return;
+    // The total in memory is of the month the quota service is in: usage of another month is not measured against
+    // it (one gone by, processed late; or the first of a new month before the service turned to it: a later usage alerts).
+    if (period !== currentPeriod() || period !== this.quota.currentPeriod) return;
     const { used, quota } = this.quota.usage(key);
     if (quota <= 0) return;
     const percent = ((used + tokens) / quota) * 100;

@@ -44,8 +44,10 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   /** Skipped sequence numbers below lastSeq, with when they were first missed. */
   private readonly gaps = new Map<number, number>();
   private period = currentPeriod();
-  /** The quota this replica last wrote to `period_quotas` per workspace for `period`. */
+  /** The quota this replica last wrote to `period_quotas` for `period`, by the row's name (`recordKey`). */
   private readonly recorded = new Map<string, number>();
+  /** Workspaces whose quota was recorded for `period`: written again when they change, also once they drop out of the limits. */
+  private readonly recordedKeys = new Set<string>();
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
 
@@ -103,6 +105,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
       this.used.clear();
       this.gaps.clear();
       this.recorded.clear();
+      this.recordedKeys.clear();
       this.lastSeq = 0;
     }
     if (this.lastSeq === 0) {
@@ -125,7 +128,9 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
     }
     const top = rows.length ? Math.max(this.lastSeq, Number(rows.at(-1)!.seq)) : this.lastSeq;
     const now = Date.now();
-    for (let seq = this.lastSeq + 1; seq < top; seq++) if (!seen.has(seq)) this.gaps.set(seq, now);
+    // With no start found (the month's first row committed after we looked), numbers far below the first seen are other months.
+    const from = this.lastSeq > 0 ? this.lastSeq + 1 : Math.max(1, (rows.length ? Number(rows[0].seq) : top) - START_LOOKBACK);
+    for (let seq = from; seq < top; seq++) if (!seen.has(seq)) this.gaps.set(seq, now);
     this.lastSeq = top;
     for (const [seq, since] of this.gaps) if (now - since > GAP_TTL_MS || this.gaps.size > MAX_GAPS) this.gaps.delete(seq);
     const limits = new Map<string, Limits>();
@@ -141,7 +146,13 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
       limits.set(c.workspace, l);
     }
     this.limits = limits;
-    await this.recordQuotas(period);
+    // The month's record is for the usage API later; failing to write it must not stop quota answers.
+    await this.recordQuotas(period).catch((err) => this.logger.warn({ err: String(err) }, 'recording the month\'s quotas failed; tried again at the next refresh'));
+  }
+
+  /** The month the totals in memory are of (it turns at the first refresh of a new month). */
+  get currentPeriod(): string {
+    return this.period;
   }
 
   /**
@@ -150,15 +161,24 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
    * replica writes the same values; only a change touches a row.
    */
   private async recordQuotas(period: string): Promise<void> {
-    const keys = new Set([...this.limits.keys(), ...[...this.used.keys()].filter((k) => !k.includes('|'))]);
-    const changed = [...keys].map((k) => [k, this.usage(k).quota] as const).filter(([k, q]) => this.recorded.get(k) !== q);
+    // Workspaces with limits or usage now, and those recorded earlier this month (a subscription that ended drops to Free).
+    const keys = new Set([...this.recordedKeys, ...this.limits.keys(), ...[...this.used.keys()].filter((k) => !k.includes('|'))]);
+    const quotas = new Map<string, number>();
+    for (const key of keys) {
+      const at = recordKey(key);
+      // After an erasure both `private:<id>` (usage in memory) and the pseudonym (its renamed plan) name one row: the plan's holds.
+      if (quotas.has(at) && key !== at) continue;
+      quotas.set(at, this.usage(key).quota);
+      this.recordedKeys.add(key);
+    }
+    const changed = [...quotas].filter(([at, q]) => this.recorded.get(at) !== q);
     if (!changed.length) return;
     await this.ds.query(
       `INSERT INTO period_quotas (workspace, period, token_quota) SELECT w, $1, q FROM unnest($2::text[], $3::bigint[]) AS t(w, q)
        ON CONFLICT (workspace, period) DO UPDATE SET token_quota = EXCLUDED.token_quota WHERE period_quotas.token_quota <> EXCLUDED.token_quota`,
-      [period, changed.map(([k]) => recordKey(k)), changed.map(([, q]) => q)],
+      [period, changed.map(([at]) => at), changed.map(([, q]) => q)],
     );
-    for (const [k, q] of changed) this.recorded.set(k, q);
+    for (const [at, q] of changed) this.recorded.set(at, q);
   }
 
   /** The quota of a month gone by as it was recorded then; null for a month before quotas were recorded. */
