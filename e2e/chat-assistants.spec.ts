@@ -105,7 +105,7 @@ describe('specialised assistants', () => {
     expect(seen.sort()).toEqual(Array.from({ length: 20 }, (_, i) => `A${i}`).sort());
 
     for (const name of ['\u202Etxt.exe', '\u200B', 'a\u2066b']) {
-      const res = await http.post('/v1/assistants', { workspace: 'private', name: JSON.parse(`"${name}"`), instructions: 'x' }, lena.accessToken);
+      const res = await http.post('/v1/assistants', { workspace: 'private', name, instructions: 'x' }, lena.accessToken);
       expectProblem(res, 400);
       expect(res.body.errors.map((e: { field: string }) => e.field)).toContain('name');
     }

@@ -90,6 +90,9 @@ describe("chat's policy replica", () => {
       await deliver('identity.user.registered', { ...settings(user, true), verificationToken: 'v' }, at(2));
       await deliver('identity.user.settings-changed', settings(user, true), at(1));
       await deliver('identity.member.added', { orgId: org, userId: user, role: 'member', memberCount: 2 }, at(1));
+      // A restriction they filed while the erasure ran.
+      await deliver('privacy.subject.restricted', { requestId: randomUUID(), userId: user, scope: 'all' }, at(4));
+      expect(await env.sql(`SELECT 1 FROM chat.restrictions WHERE user_id = $1`, [user])).toEqual([]);
       expect(await env.sql(`SELECT 1 FROM chat.user_settings WHERE user_id = $1`, [user])).toEqual([]);
       expect(await env.sql(`SELECT 1 FROM chat.memberships WHERE user_id = $1`, [user])).toEqual([]);
     } finally {

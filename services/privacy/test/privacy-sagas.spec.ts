@@ -241,6 +241,29 @@ describe('privacy sagas against services on the wire', () => {
     return fakes.callsTo('chat', 'retention').at(-1)!.input as { heldUserIds: string[] };
   };
 
+  it('takes no other request of a subject while the erasure of their account runs, and keeps no words of a decision in the audit trail', async () => {
+    const subject = user();
+    fakes.on('chat', 'erase', (input) => (input.userId === subject.userId ? 'silence' : { service: 'chat', affected: {} }));
+    const erasure = await request(subject, 'erasure');
+    const refused = request(subject, 'restriction');
+    await expect(refused).rejects.toMatchObject({ status: 409 });
+    await expect(refused).rejects.toMatchObject({ message: expect.stringContaining(erasure.id) });
+    fakes.on('chat', 'erase', () => ({ service: 'chat', affected: {} }));
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [erasure.id])).length > 0 || undefined, 'the erasure', 20_000);
+
+    const other = user();
+    const objection = await request(other, 'objection');
+    const reason = 'Frau Ida Beispiel, Kundennummer 4711, hat zwingende Gründe nicht widerlegt.';
+    await rpc.call(PrivacyRpc.decide, { id: objection.id, decision: 'reject', reason }, { actor: compliance });
+    const [entry] = await env.sql<{ details: Record<string, unknown> }>(`SELECT details FROM privacy.audit_log WHERE request_id = $1 AND action = 'request.reject'`, [objection.id]);
+    expect(JSON.stringify(entry.details)).not.toContain('4711');
+    expect(entry.details.reasonSha256).toMatch(/^[0-9a-f]{64}$/);
+    // Words written to a person: no terminal escapes or text-direction tricks in the mail.
+    for (const bad of ['Grund \u001b[31mrot', 'Grund \u202Eesrever', 'Glocke \u0007']) {
+      await expect(rpc.call(PrivacyRpc.decide, { id: objection.id, decision: 'reject', reason: bad }, { actor: compliance })).rejects.toMatchObject({ status: 400 });
+    }
+  });
+
   it('ends the subject’s other open requests as failed, audited, when their erasure completes', async () => {
     const subject = user();
     // chat's export does not answer for this subject: the access request is still open when the erasure finishes.

@@ -28,6 +28,17 @@ const STORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates
 export const multilineText = (max: number) =>
   z.string().trim().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
 
+/**
+ * Text of several lines written to a person (a decision mailed to its
+ * subject): line breaks and tabs, but no other control characters (a terminal
+ * escape, a bell) and nothing invisible or direction-changing.
+ */
+const LETTER_TEXT = /^(?:[^\p{Cc}\p{Cs}]|[\n\r\t])*$/u;
+export const letterText = (max: number) =>
+  multilineText(max)
+    .regex(LETTER_TEXT, 'must not contain control characters other than line breaks and tabs')
+    .regex(NO_DISGUISE, 'must not contain invisible or text-direction characters');
+
 /** Text kept exactly as sent (no trimming: indentation in code matters), without what UTF-8 would silently turn into another character. */
 export const storableText = (max: number) => z.string().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
 

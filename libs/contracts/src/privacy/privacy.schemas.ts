@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { privacyScopeSchema } from '../common/privacy-rpc.js';
-import { multilineText, plainText } from '../common/text-fields.js';
+import { letterText, multilineText, plainText } from '../common/text-fields.js';
 import { pageParams } from '../common/query-params.js';
 import { findCategory, takesRetentionDays } from './data-category-registry.js';
 
@@ -23,11 +23,8 @@ export type PrivacyDecision = z.infer<typeof privacyDecisionSchema>;
 /** Compliance's decision on a restriction (lift) or an objection (upheld, or rejected with the compelling grounds). */
 export const decisionBody = z.strictObject({
   decision: privacyDecisionSchema,
-  /**
-   * Written to the subject: shown with their request and mailed to them (Art. 12(4), 18(3) GDPR).
-   * Kept in the audit trail's jsonb, which refuses NUL and unpaired surrogates.
-   */
-  reason: multilineText(2000).min(3, 'must be at least 3 characters'),
+  /** Written to the subject: shown with their request and mailed to them (Art. 12(4), 18(3) GDPR). */
+  reason: letterText(2000).min(3, 'must be at least 3 characters'),
 });
 export const privacyDecisionInput = decisionBody.extend({ id: z.uuid('must be a valid id') });
 export const exportFormatSchema = z.enum(['zip', 'json']).default('zip');

@@ -44,8 +44,11 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
     );
   },
   // Art. 18: the subject's data may only be stored; chat stops processing it in that scope.
-  'privacy.subject.restricted': (em, d) =>
-    em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING`, [d.userId, d.scope, d.requestId]),
+  'privacy.subject.restricted': async (em, d) => {
+    // Filed while their erasure ran: nothing of them is left to restrict, and no row of them comes back.
+    if (await policies.isErased(em, d.userId)) return;
+    await em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING`, [d.userId, d.scope, d.requestId]);
+  },
   // Only the lifted request's: another restriction of the same scope still stands.
   'privacy.subject.restriction-lifted': (em, d) => em.query(`DELETE FROM restrictions WHERE request_id = $1`, [d.requestId]),
 });

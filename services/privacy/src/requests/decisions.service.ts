@@ -1,8 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
+import { createHash } from 'node:crypto';
 import { ProblemError, type Actor, type PrivacyDecision, type PrivacyRequestView } from '@ally/contracts';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PrivacyRequestNotFound } from '../common/privacy-errors.js';
+import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
@@ -35,13 +37,18 @@ export class DecisionsService {
 
   async decide(actor: Actor, input: { id: string; decision: PrivacyDecision; reason: string }): Promise<PrivacyRequestView> {
     await this.ds.transaction(async (em) => {
+      const unlocked = await this.repo.find(input.id, em);
+      if (!unlocked) throw new PrivacyRequestNotFound();
+      // In line with the subject's other requests being filed and their erasure finishing (which reads and ends their open
+      // requests and clears the outbox of them): a decision either comes before all of that, or finds the subject gone.
+      if (unlocked.user_id) await lockSubjectRequests(em, unlocked.user_id);
       // The row lock makes concurrent decisions queue: the second sees the first's and answers 409, never a second event.
       const row = await this.repo.find(input.id, em, { forUpdate: true });
       if (!row) throw new PrivacyRequestNotFound();
       // Erased since: there is no one left whose processing the decision could change (the list still shows the request).
       if (!row.user_id) throw new ProblemError(409, 'The subject of this request was erased since; there is nothing left to decide');
       const fits = (row.type === 'restriction' && input.decision === 'lift') || (row.type === 'objection' && input.decision !== 'lift');
-      if (!fits) throw new ProblemError(409, `A ${row.type} request cannot be decided with "${input.decision}"`);
+      if (!fits) throw new ProblemError(409, `${/^[aeiou]/.test(row.type) ? 'An' : 'A'} ${row.type} request cannot be decided with "${input.decision}"`);
       if (row.decision) throw new ProblemError(409, 'This request was already decided');
       const decidedAt = new Date();
       const takesEffectAt = input.decision === 'lift' ? new Date(decidedAt.getTime() + this.config.PRIVACY_LIFT_NOTICE_HOURS * 3_600_000) : decidedAt;
@@ -67,7 +74,8 @@ export class DecisionsService {
         action: `request.${input.decision}`,
         requestId: row.id,
         subjectHash: row.subject_hash,
-        details: { reason: input.reason, takesEffectAt: takesEffectAt.toISOString() },
+        // The words may name people: the request keeps them (until an erasure), the chain their digest.
+        details: { reasonSha256: createHash('sha256').update(input.reason).digest('hex'), takesEffectAt: takesEffectAt.toISOString() },
       });
       if (input.decision === 'lift' && takesEffectAt <= decidedAt) await this.lift(em, { ...row, decision: input.decision });
       // An objection whose services all heard of it is done with its decision (otherwise the saga finishes it).

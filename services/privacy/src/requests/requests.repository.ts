@@ -78,6 +78,12 @@ export class RequestsRepository {
     return row?.id ?? null;
   }
 
+  /** An erasure of the whole account not yet done: the subject files nothing else meanwhile. */
+  async openErasureOfAccount(em: EntityManager, userId: string): Promise<string | null> {
+    const [row] = await em.query(`SELECT id FROM requests WHERE user_id = $1 AND type = 'erasure' AND scope = 'all' AND status IN ('received', 'in_progress') LIMIT 1`, [userId]);
+    return row?.id ?? null;
+  }
+
   async find(id: string, em: EntityManager | DataSource = this.ds, opts: { forUpdate?: boolean } = {}): Promise<RequestRow | null> {
     const [row] = await em.query(`SELECT * FROM requests WHERE id = $1${opts.forUpdate ? ' FOR UPDATE' : ''}`, [id]);
     return row ?? null;

@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { type Actor, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
+import { ProblemError, type Actor, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-errors.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
+import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 import { objectableCategories, planSteps } from './request-plan.js';
 import { RequestsRepository } from './requests.repository.js';
@@ -28,7 +29,9 @@ export class RequestsService {
     const steps = planSteps(input.type);
     await this.ds.transaction(async (em) => {
       // One open request per kind and scope: a second click does not start a second saga.
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`privacy-request:${actor.userId}`]);
+      await lockSubjectRequests(em, actor.userId);
+      const erasing = await this.repo.openErasureOfAccount(em, actor.userId);
+      if (erasing) throw new ProblemError(409, `Your account is being erased (request ${erasing}); no other request can be taken until that is done`);
       const open = await this.repo.openOfSameKind(em, actor.userId, input.type, input.scope);
       if (open) throw new RequestAlreadyOpen(open);
       const exporting = input.type === 'access' || input.type === 'portability';

@@ -6,6 +6,7 @@ import { forgetSubjectInOutbox } from '@ally/messaging';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
+import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { buildPackageFiles } from '../exports/export-package.builder.js';
 import type { RequestRow } from '../requests/requests.repository.js';
@@ -91,6 +92,8 @@ export class RequestFinalizer {
     const steps: { service: string; result: Record<string, number> | null }[] = await em.query(`SELECT service, result FROM request_steps WHERE request_id = $1 ORDER BY service`, [req.id]);
     const affected = Object.fromEntries(steps.map((s) => [s.service, s.result ?? {}]));
     const userId = req.user_id;
+    // Decisions and new requests of the subject wait for this (or came before it, and are seen below).
+    if (userId) await lockSubjectRequests(em, userId);
     if (userId) {
       // Exports whose scope overlaps the erased one (`all` overlaps every scope) may hold what was erased:
       // finished packages are voided with their keys; an export still being collected throws away the
@@ -111,7 +114,8 @@ export class RequestFinalizer {
     if (userId && req.scope === 'all') {
       await em.query(`INSERT INTO tombstones (subject_hash, request_id, scope, affected) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`, [req.subject_hash, req.id, req.scope, JSON.stringify(affected)]);
       await em.query(`UPDATE legal_holds SET user_id = NULL WHERE user_id = $1 AND released_at IS NOT NULL`, [userId]);
-      await forgetSubjectInOutbox(em, userId);
+      // Events not yet out about them (a decision's mail, an export's link) have no one left to reach.
+      await forgetSubjectInOutbox(em, userId, { unpublished: 'drop' });
       // The subject's other open requests cannot go on without them: they end, said why (and audited).
       const open: RequestRow[] = await em.query(`SELECT * FROM requests WHERE user_id = $1 AND id <> $2 AND status IN ('received', 'in_progress')`, [userId, req.id]);
       for (const other of open) {
