@@ -19,6 +19,11 @@ export const notifyConfigSchema = baseConfigSchema
     /** First retry delay; doubles per attempt (a Retry-After from Brevo wins when longer). */
     NOTIFY_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2_000),
     NOTIFY_POLL_MS: z.coerce.number().int().min(10).default(500),
+    /**
+     * Mails to one address in an hour, required ones included: whoever controls an account (an address
+     * never confirmed, say) cannot turn settings changes or reset requests into a flood at someone's inbox.
+     */
+    NOTIFY_MAX_PER_ADDRESS_PER_HOUR: z.coerce.number().int().min(1).default(20),
   })
   .superRefine((c, ctx) => {
     // Production never falls back to the emulator.

@@ -85,6 +85,8 @@ export interface ApiKeyIdentity {
 }
 
 export interface Contact {
+  /** Whose address it is: notify ties the mail to them (their export, their erasure, no mail once erased). */
+  userId: string;
   email: string;
   firstName: string;
   locale: Locale;

@@ -12,11 +12,11 @@ export class ContactsController {
   async contacts(@Payload() req: RpcRequest): Promise<{ contacts: Contact[] }> {
     const { workspace } = parseInput(IdentityRpc.contacts.input, req.input);
     const rows = workspace.startsWith('private:')
-      ? await this.ds.query(`SELECT email, first_name, locale FROM users WHERE id = $1`, [workspace.slice('private:'.length)])
+      ? await this.ds.query(`SELECT id, email, first_name, locale FROM users WHERE id = $1`, [workspace.slice('private:'.length)])
       : await this.ds.query(
-          `SELECT u.email, u.first_name, u.locale FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.role = 'owner' ORDER BY m.created_at`,
+          `SELECT u.id, u.email, u.first_name, u.locale FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.role = 'owner' ORDER BY m.created_at`,
           [workspace],
         );
-    return { contacts: rows.map((r: { email: string; first_name: string; locale: 'de' | 'en' }) => ({ email: r.email, firstName: r.first_name, locale: r.locale })) };
+    return { contacts: rows.map((r: { id: string; email: string; first_name: string; locale: 'de' | 'en' }) => ({ userId: r.id, email: r.email, firstName: r.first_name, locale: r.locale })) };
   }
 }

@@ -4,7 +4,9 @@ import { randomUUID } from 'node:crypto';
 import { IdentityRpc, type EventEnvelope } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
-import { EventConsumers } from '@ally/platform';
+import { EventConsumers, LOGGER } from '@ally/platform';
+import type { Logger } from 'pino';
+import { Counter, Registry } from 'prom-client';
 import { hashAddress } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 import { MAIL_CATALOG, MAIL_EVENT_TYPES, type MailContext } from '../mails/mail-catalog.js';
@@ -20,12 +22,19 @@ import { DeliveryWorker } from './delivery-worker.js';
 export class MailEventsConsumer {
   private readonly ctx: MailContext;
 
+  private readonly maxPerHour: number;
+  private readonly capped: Counter;
+
   constructor(
     consumers: EventConsumers,
     private readonly worker: DeliveryWorker,
     rpc: RpcClient,
     @Inject(NOTIFY_CONFIG) config: NotifyConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+    registry: Registry,
   ) {
+    this.maxPerHour = config.NOTIFY_MAX_PER_ADDRESS_PER_HOUR;
+    this.capped = new Counter({ name: 'ally_notify_mails_capped_total', help: 'Mails not sent because their address had the most an hour allows', labelNames: ['template'], registers: [registry] });
     this.ctx = {
       contacts: async (workspace) => (await rpc.call(IdentityRpc.contacts, { workspace }, { timeoutMs: 5_000 })).contacts,
       complianceEmail: config.COMPLIANCE_EMAIL,
@@ -38,10 +47,19 @@ export class MailEventsConsumer {
     const specs = Array.isArray(found) ? found : found ? [found] : [];
     for (const spec of specs) {
       if (spec.userId && (await this.erased(em, spec.userId))) continue;
+      const recipientHash = hashAddress(spec.to);
+      // Serialised per address, so the count below holds against a parallel event for the same inbox.
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`notify-recipient:${recipientHash}`]);
+      const [{ recent }] = await em.query(`SELECT count(*)::int AS recent FROM deliveries WHERE recipient_hash = $1 AND created_at > now() - interval '1 hour'`, [recipientHash]);
+      if (recent >= this.maxPerHour) {
+        this.capped.inc({ template: spec.template });
+        this.logger.warn({ template: spec.template, eventId: event.id }, 'mail not sent: the address already had the most mails an hour allows');
+        continue;
+      }
       await em.query(
         `INSERT INTO deliveries (id, event_id, template, locale, user_id, recipient, recipient_hash, variables, required)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id, template, recipient_hash) DO NOTHING`,
-        [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.to, hashAddress(spec.to), JSON.stringify(spec.variables), spec.required ?? false],
+        [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.to, recipientHash, JSON.stringify(spec.variables), spec.required ?? false],
       );
     }
     if (specs.length === 0) return;

@@ -26,10 +26,10 @@ export interface MailContext {
 
 type Entry = (event: EventEnvelope, ctx: MailContext) => MailSpec | null | Promise<MailSpec[]>;
 
-/** One mail per owner of a billing workspace. */
+/** One mail per owner of a billing workspace, each tied to its owner (none once they are erased). */
 async function toOwners(ctx: MailContext, workspace: string, template: string, variables: Record<string, unknown>): Promise<MailSpec[]> {
   const owners = await ctx.contacts(workspace);
-  return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: null, variables: { firstName: o.firstName, ...variables } }));
+  return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: o.userId, variables: { firstName: o.firstName, ...variables } }));
 }
 
 const billingData = <T extends keyof typeof BillingEvents>(type: T, e: EventEnvelope): z.infer<(typeof BillingEvents)[T]> =>

@@ -25,13 +25,20 @@ export class NotifyPrivacyService {
     private readonly rpc: RpcClient,
   ) {}
 
+  /** The subject's delivery log: mails tied to them, and those to their address before it had an account (as `erase` finds them). */
   async export(userId: string, scope: string): Promise<PrivacyExport> {
     if (scope !== 'all' && scope !== 'private') return { service: 'notify', categories: {} };
+    const hashes = await this.addressHashes(userId);
     const deliveries = await this.ds.query(
-      `SELECT template, locale, status, attempts, created_at, sent_at FROM deliveries WHERE user_id = $1 ORDER BY created_at`,
-      [userId],
+      `SELECT template, locale, status, attempts, created_at, sent_at FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[]) ORDER BY created_at`,
+      [userId, hashes],
     );
     return { service: 'notify', categories: { 'delivery-log': deliveries } };
+  }
+
+  private async addressHashes(userId: string): Promise<string[]> {
+    const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
+    return contacts.map((c) => hashAddress(c.email));
   }
 
   /**

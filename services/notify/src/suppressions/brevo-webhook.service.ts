@@ -10,7 +10,11 @@ import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 const SUPPRESSING = new Set(['hard_bounce', 'spam', 'unsubscribed', 'blocked', 'invalid_email']);
 // A soft bounce is temporary (Brevo retries), so it neither suppresses nor ends the delivery: a later
 // `delivered` still applies. Only a delivery still `sent` changes, so a hard bounce stays final.
-const STATUS: Record<string, 'delivered' | 'bounced'> = { delivered: 'delivered', hard_bounce: 'bounced' };
+// A Map: an event named after an object's own properties ("constructor", "__proto__") is no status.
+const STATUS = new Map<string, 'delivered' | 'bounced'>([
+  ['delivered', 'delivered'],
+  ['hard_bounce', 'bounced'],
+]);
 
 // plainText refuses what Postgres cannot store (a NUL character): such a value is malformed, not a 500.
 const brevoEvent = z.looseObject({
@@ -42,7 +46,7 @@ export class BrevoWebhookService {
           await em.query(`INSERT INTO suppressions (recipient_hash, reason) VALUES ($1, $2) ON CONFLICT (recipient_hash) DO NOTHING`, [hashAddress(e.email), e.event]);
           applied++;
         }
-        const status = STATUS[e.event];
+        const status = STATUS.get(e.event);
         if (status && e['message-id']) {
           await em.query(`UPDATE deliveries SET status = $2, updated_at = now() WHERE provider_message_id = $1 AND status = 'sent'`, [e['message-id'], status]);
         }

@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { jetstream } from '@nats-io/jetstream';
+import { randomUUID } from 'node:crypto';
+import { createEnvelope, IdentityRpc, NotifyRpc, privacyRpcs, type PrivacyExport } from '@ally/contracts';
+import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
+import { identityService } from '@ally/identity';
+import { RpcClient } from '@ally/messaging';
+import { notifyService } from '@ally/notify';
+import { confirmEmail, createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { notifyEnv } from './service-env.js';
+
+const PASSWORD = 'Leuchtfeuer über der Förde';
+const SECRET = 'brevo-webhook-secret-for-tests';
+
+/** What notify does against someone trying to misuse it, and for a subject who asked to be forgotten. */
+describe('notify: limits, erased owners, exports by address', () => {
+  let env: TestEnv;
+  let brevo: BrevoEmulator;
+  let rpc: RpcClient;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    brevo = await startBrevoEmulator();
+    await env.start(identityService);
+    await env.start(notifyService, notifyEnv(brevo, { BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NOTIFY_MAX_PER_ADDRESS_PER_HOUR: '3' }));
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await brevo?.close();
+  });
+
+  const register = (email: string) => rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Ole', lastName: 'Ohm', locale: 'en' });
+  const publish = async (type: string, data: unknown) => {
+    const envelope = createEnvelope({ type, source: type.split('.')[0], data });
+    await jetstream(await env.nats()).publish(env.subject(`ally.evt.${type}`), JSON.stringify(envelope), { msgID: envelope.id });
+    return envelope.id;
+  };
+  const consumed = (eventId: string) => waitFor(async () => (await env.sql(`SELECT 1 FROM notify.inbox WHERE event_id = $1`, [eventId])).length > 0 || undefined, 'the event to be consumed');
+
+  it('sends one address at most NOTIFY_MAX_PER_ADDRESS_PER_HOUR mails an hour, required ones included (an account on an address it never confirmed cannot flood it)', async () => {
+    const { user } = await register('victim@example.eu');
+    const actor = { userId: user.id, platformRoles: [] };
+    for (let i = 0; i < 6; i++) await rpc.call(IdentityRpc.updateSettings, { restrictToEu: i % 2 === 0 }, { actor });
+    await rpc.call(IdentityRpc.forgotPassword, { email: 'victim@example.eu' });
+    await waitFor(async () => (brevo.mails('victim@example.eu').length >= 3 ? true : undefined), 'the first three mails');
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM notify.deliveries WHERE status IN ('pending', 'sending')`)).length === 0 || undefined, 'nothing left to send');
+    expect(brevo.mails('victim@example.eu')).toHaveLength(3);
+    expect(brevo.mails('victim@example.eu').map((m) => m.subject)).toContain('Please confirm your email address');
+  });
+
+  it("mails no billing news to an owner erased from notify, and keeps nothing of them; a subject's export holds the mails to their address from before their account", async () => {
+    const { user: owner } = await register('owner.weg@example.eu');
+    await confirmEmail(env, owner.id);
+    const org = await rpc.call(IdentityRpc.createOrg, { name: 'Weg GmbH' }, { actor: { userId: owner.id, platformRoles: [] } });
+    await rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email: 'gast@example.eu', role: 'member' }, { actor: { userId: owner.id, platformRoles: [] } });
+    await waitFor(async () => (brevo.mails('gast@example.eu').length ? true : undefined), 'the invitation');
+    const { user: guest } = await register('gast@example.eu');
+    await waitFor(async () => (brevo.mails('gast@example.eu').length >= 2 ? true : undefined), 'the verification mail');
+    const exported: PrivacyExport = await rpc.call(privacyRpcs('notify').export, { userId: guest.id, scope: 'all' });
+    expect((exported.categories['delivery-log'] as { template: string }[]).map((d) => d.template).sort()).toEqual(['invitation', 'verify-email']);
+
+    await rpc.call(privacyRpcs('notify').erase, { userId: owner.id, scope: 'all' }, { timeoutMs: 10_000 });
+    const before = brevo.mails('owner.weg@example.eu').length;
+    await consumed(await publish('billing.payment.failed', { workspace: org.id, invoiceId: 'in_1', ownerEmail: null, locale: 'de' }));
+    await consumed(await publish('billing.payment.failed', { workspace: `private:${owner.id}`, invoiceId: 'in_2', ownerEmail: null, locale: 'de' }));
+    expect(brevo.mails('owner.weg@example.eu')).toHaveLength(before);
+    expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE user_id = $1`, [owner.id])).toEqual([]);
+  });
+
+  it('takes a Brevo event named after an object property as no status (it was a 500 that lost its batch)', async () => {
+    const answer = await rpc.call(NotifyRpc.brevoWebhook, {
+      secret: SECRET,
+      payload: [
+        { event: 'constructor', email: 'x@example.eu', 'message-id': '<m1@brevo>' },
+        { event: 'hard_bounce', email: 'hart@example.eu', 'message-id': '<m2@brevo>' },
+      ],
+    });
+    expect(answer).toEqual({ applied: 1 });
+    expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
+  });
+});
