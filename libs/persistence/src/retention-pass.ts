@@ -15,7 +15,7 @@ export interface CategoryRetentionRule {
   since: string;
   /** More conditions a row must meet to go (e.g. `meter_status <> 'pending'`). */
   where?: string;
-  /** Column holding the user id: rows of held users never go. Leave out for tables without one. */
+  /** Column (or SQL expression) holding the user id: rows of held users never go. Leave out for tables without one. */
   userColumn?: string;
   /** When the policy has no period (null): the service's own condition for expired rows (e.g. per-organisation chat retention). */
   ownRule?: string;

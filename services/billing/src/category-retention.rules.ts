@@ -1,8 +1,15 @@
 import type { CategoryRetentionRule } from '@ally/persistence';
 
-/** Contract data 4 years after it ended, the ledger 4 years, invoices 10 years (periods from privacy's policy). */
+/** The user a private workspace's rows belong to (`private:<id>`); an organisation's belong to no one person. */
+const PRIVATE_WORKSPACE_USER = `CASE WHEN workspace LIKE 'private:%' THEN substr(workspace, ${'private:'.length + 1}) END`;
+
+/**
+ * Contract data 4 years after it ended, the ledger 4 years, invoices 10 years
+ * (periods from privacy's policy); a held or restricted user's rows stay,
+ * also their private workspace's contract and invoices.
+ */
 export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
-  { category: 'contract', table: 'subscriptions', key: 'workspace', since: 'ended_at', where: 'ended_at IS NOT NULL' },
+  { category: 'contract', table: 'subscriptions', key: 'workspace', since: 'ended_at', where: 'ended_at IS NOT NULL', userColumn: PRIVATE_WORKSPACE_USER },
   { category: 'usage-ledger', table: 'ledger', key: 'message_id', since: 'created_at', where: "meter_status <> 'pending'", userColumn: 'user_id' },
-  { category: 'invoices', table: 'invoices', key: 'stripe_invoice_id', since: 'created_at' },
+  { category: 'invoices', table: 'invoices', key: 'stripe_invoice_id', since: 'created_at', userColumn: PRIVATE_WORKSPACE_USER },
 ];
