@@ -23,7 +23,8 @@ describe('identity: no way back in for someone who was shown out', () => {
   beforeAll(async () => {
     env = await createTestEnv();
     await env.start(identityService);
-    const gateway = await env.start(gatewayService);
+    // Many sign-ups from one address: more than the 30 a minute the gateway allows one IP by default.
+    const gateway = await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '300' });
     http = httpClient(gateway.url);
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
@@ -182,5 +183,36 @@ describe('identity: no way back in for someone who was shown out', () => {
     for (const [i, token] of events.entries()) results.push((await http.post('/v1/auth/password/reset', { token, password: `Zweite Wiese am Bach 20${30 + i}` })).status);
     // The first link asked for was superseded by the second, or used and so ending it: never two resets.
     expect(results.filter((s) => s === 204)).toHaveLength(1);
+  });
+
+  it("ends a member's API key for the organisation also when it was created as they were removed, and two admins removing each other leave one", async () => {
+    const owner = await register('keys-owner@takeover.example.eu', { organizationName: 'Schlüssel KG' });
+    const orgId = owner.user.memberships[0].orgId;
+    await confirmEmail(env, owner.user.id);
+    for (let round = 0; round < 4; round++) {
+      const email = `keys-member-${round}@takeover.example.eu`;
+      const member = await register(email);
+      await http.post('/v1/invitations/accept', { token: await invite(orgId, email, 'member', owner.accessToken) }, member.accessToken);
+      const [created, removed] = await Promise.all([
+        http.post('/v1/me/api-keys', { name: 'Team', workspace: orgId }, member.accessToken),
+        http.delete(`/v1/orgs/${orgId}/members/${member.user.id}`, owner.accessToken),
+      ]);
+      expect(removed.status).toBe(204);
+      if (created.status !== 201) continue; // the removal came first
+      // Back in the organisation, the key made in the race stays dead.
+      await http.post('/v1/invitations/accept', { token: await invite(orgId, email, 'member', owner.accessToken) }, member.accessToken);
+      expect((await http.get('/v1/me', created.body.key)).status).toBe(401);
+    }
+
+    const [a, b] = [await register('keys-admin-a@takeover.example.eu'), await register('keys-admin-b@takeover.example.eu')];
+    await http.post('/v1/invitations/accept', { token: await invite(orgId, 'keys-admin-a@takeover.example.eu', 'admin', owner.accessToken) }, a.accessToken);
+    await http.post('/v1/invitations/accept', { token: await invite(orgId, 'keys-admin-b@takeover.example.eu', 'admin', owner.accessToken) }, b.accessToken);
+    const answers = await Promise.all([
+      http.delete(`/v1/orgs/${orgId}/members/${b.user.id}`, a.accessToken),
+      http.delete(`/v1/orgs/${orgId}/members/${a.user.id}`, b.accessToken),
+    ]);
+    expect(answers.map((r) => r.status).sort()).toEqual([204, 404]);
+    const left = await env.sql(`SELECT user_id FROM identity.memberships WHERE org_id = $1 AND user_id = ANY($2::uuid[])`, [orgId, [a.user.id, b.user.id]]);
+    expect(left).toHaveLength(1);
   });
 });

@@ -77,6 +77,15 @@ describe('identity sessions, password reset and retention', () => {
     await expect(rpc.call(IdentityRpc.login, { email, password: 'Neue Blätter fallen leise' })).resolves.toMatchObject({ tokenType: 'Bearer' });
   });
 
+  it('checks no more passwords than the limit allows when the attempts come all at once', async () => {
+    const { email } = await register();
+    const answers = await Promise.allSettled(Array.from({ length: 12 }, () => rpc.call(IdentityRpc.login, { email, password: 'wrong password here' }, { meta: { ip: '203.0.113.9' } })));
+    const statuses = answers.map((a) => (a.status === 'rejected' ? (a.reason as { status: number }).status : 200));
+    // LOGIN_MAX_FAILURES_PER_ACCOUNT is 3 here: three guesses are checked, the rest wait.
+    expect(statuses.filter((s) => s === 401)).toHaveLength(3);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(9);
+  });
+
   it('throttles an account after repeated failures, even for the right password, and records IP and time', async () => {
     const { email, user } = await register();
     for (let i = 0; i < 3; i++) {

@@ -16,10 +16,6 @@ export class ApiKeysService {
 
   async create(actor: Actor, input: { name: string; workspace: string }): Promise<ApiKeyCreated> {
     if (actor.apiKeyWorkspace) throw new ProblemError(403, 'An API key cannot create API keys');
-    if (input.workspace !== 'private') {
-      const member = await this.ds.getRepository(MembershipEntity).findOneBy({ orgId: input.workspace, userId: actor.userId });
-      if (!member) throw new ProblemError(404, 'Workspace not found', { errors: [{ field: 'workspace', message: 'is not a workspace of yours' }] });
-    }
     const key = `${API_KEY_PREFIX}${newSecret()}`;
     const row = this.ds.getRepository(ApiKeyEntity).create({
       id: randomUUID(),
@@ -31,7 +27,15 @@ export class ApiKeysService {
       lastUsedAt: null,
       revokedAt: null,
     });
-    await this.ds.getRepository(ApiKeyEntity).insert(row);
+    await this.ds.transaction(async (em) => {
+      if (input.workspace !== 'private') {
+        // FOR SHARE: a removal of this membership waits for the key, and its revocation of the workspace's keys then sees it
+        // (read unlocked, a key created while the member was removed outlived the membership, and worked again after a re-invitation).
+        const [member] = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE`, [input.workspace, actor.userId]);
+        if (!member) throw new ProblemError(404, 'Workspace not found', { errors: [{ field: 'workspace', message: 'is not a workspace of yours' }] });
+      }
+      await em.getRepository(ApiKeyEntity).insert(row);
+    });
     return { id: row.id, name: row.name, workspace: row.workspace, key, createdAt: new Date().toISOString() };
   }
 

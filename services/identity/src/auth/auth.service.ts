@@ -82,7 +82,7 @@ export class AuthService {
   }
 
   async login(email: string, password: string, meta?: RequestMeta): Promise<TokenPair> {
-    await this.throttle.assertAllowed(email, meta?.ip);
+    const attempt = await this.throttle.begin(email, meta?.ip, 'password');
     const user = await this.users.findByEmail(email);
     const ok = user?.passwordHash
       ? await this.passwords.verify(user.passwordHash, password)
@@ -90,11 +90,11 @@ export class AuthService {
     const wrong = () => new ProblemError(401, 'Email address or password is wrong');
     try {
       if (!user || !ok) {
-        await this.throttle.record({ email, userId: user?.id ?? null, ip: meta?.ip, succeeded: false, method: 'password' });
+        await this.throttle.finish(attempt, { userId: user?.id ?? null, ip: meta?.ip, succeeded: false });
         throw wrong();
       }
       const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
-      await this.throttle.record({ email, userId: user.id, ip: meta?.ip, succeeded: true, method: 'password' });
+      await this.throttle.finish(attempt, { userId: user.id, ip: meta?.ip, succeeded: true });
       return await this.ds.transaction((em) => this.sessions.signIn(em, user, 'password', knownIp, meta));
     } catch (err) {
       // The account was erased while its password was being checked: no account, as for any unknown address (was a 500).

@@ -16,9 +16,38 @@ export class LoginThrottleService {
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
-  async assertAllowed(email: string, ip: string | undefined): Promise<void> {
+  /**
+   * Takes a place for a sign-in attempt before its password is checked: the
+   * attempt counts as failed from here (a row in the audit), so attempts sent
+   * at once cannot all pass the limit while their passwords are being checked
+   * (20 parallel guesses got 19 checks against a limit of 5). Counting and
+   * taking the place happen under a lock per address and per IP. `finish`
+   * records the outcome.
+   */
+  async begin(email: string, ip: string | undefined, method: string): Promise<string> {
+    return this.ds.transaction(async (em) => {
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`login-account:${hashSecret(email)}`]);
+      if (ip) await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`login-ip:${ip}`]);
+      await this.assertAllowed(email, ip, em);
+      const [row] = await em.query(`INSERT INTO login_audit (email_hash, ip, succeeded, method) VALUES ($1, $2, false, $3) RETURNING id`, [hashSecret(email), ip ?? null, method]);
+      return String(row.id);
+    });
+  }
+
+  /** The outcome of an attempt `begin` counted; a user who objected to the login audit is kept only as the address hash. */
+  async finish(attemptId: string, attempt: { userId: string | null; ip?: string; succeeded: boolean }): Promise<void> {
+    const objected = attempt.userId !== null && (await this.objected(attempt.userId));
+    await this.ds.query(`UPDATE login_audit SET user_id = $2, ip = $3, succeeded = $4 WHERE id = $1`, [
+      attemptId,
+      objected ? null : attempt.userId,
+      objected ? null : (attempt.ip ?? null),
+      attempt.succeeded,
+    ]);
+  }
+
+  private async assertAllowed(email: string, ip: string | undefined, em: EntityManager): Promise<void> {
     const windowS = this.config.LOGIN_THROTTLE_WINDOW_SECONDS;
-    const [row] = await this.ds.query(
+    const [row] = await em.query(
       `SELECT
          count(*) FILTER (WHERE email_hash = $1) AS by_account,
          count(*) FILTER (WHERE ip = $2) AS by_ip
