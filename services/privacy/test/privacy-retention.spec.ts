@@ -45,6 +45,12 @@ describe('retention policies, runs and legal holds', () => {
     expect(changed.data.find((p) => p.category === 'login-audit')).toMatchObject({ retentionDays: 14, defaultRetentionDays: 30, updatedBy: compliance.userId });
     const [entry] = await env.sql(`SELECT * FROM privacy.audit_log WHERE action = 'retention-policy.updated' ORDER BY seq DESC LIMIT 1`);
     expect(entry).toMatchObject({ actor: `staff:${compliance.userId}`, details: { category: 'login-audit', from: { retentionDays: 30 }, to: { retentionDays: 14 } } });
+    // The register says the period in force, in the number and the words alike.
+    const reg = await rpc.call(PrivacyRpc.processingActivities, { format: 'json' }, { actor: compliance });
+    expect((reg as { activities: { category: string }[] }).activities.find((a) => a.category === 'login-audit')).toMatchObject({
+      retentionDays: 14,
+      retention: '14 days (set by the compliance team; by default: deleted after 30 days)',
+    });
 
     await expect(rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'billing', category: 'invoices', retentionDays: 365 }, { actor: compliance })).rejects.toMatchObject({ status: 422 });
     await expect(rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'chat', category: 'no-such-thing', retentionDays: 5 }, { actor: compliance })).rejects.toMatchObject({ status: 400 });

@@ -57,11 +57,13 @@ export class BillingPrivacyService {
         await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
       }
       await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1`, [userId]);
-      await forgetSubjectInOutbox(em, userId);
       if (scope === 'all' || scope === 'private') {
-        // Alerts of their private workspace go, and its mails not yet out (to the subject alone) are not sent after all.
+        // Alerts of their private workspace go, and its mails not yet out (to the subject alone) are not sent after all
+        // (dropped before the published ones go, so one the relay sends meanwhile goes too).
         await em.query(`DELETE FROM quota_alerts WHERE workspace = $1`, [own]);
-        await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND strpos(payload::text, $1) > 0`, [JSON.stringify(own)]);
+        await forgetSubjectInOutbox(em, userId, { unpublished: 'drop' });
+      } else {
+        await forgetSubjectInOutbox(em, userId);
       }
       if (scope === 'all') await markErased(em, userId);
       return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };

@@ -11,6 +11,8 @@ describe(buildPackageFiles.name, () => {
     downloadUntil: '2026-11-08T10:00:05.000Z',
     sections: [{ service: 'identity', categories: { account: { email: 'a@example.eu' }, 'login-audit': [{ ip: '10.0.0.1' }, { ip: '10.0.0.2' }] } }],
     privacySection: { service: 'privacy', categories: { 'data-subject-requests': [] } },
+    // Compliance shortened the login audit to 7 days.
+    policies: [{ service: 'identity', category: 'login-audit', retentionDays: 7, basis: 'legitimate interest (Art. 6(1)(f) GDPR)' }],
   });
 
   it('states per held category the Art. 15(1) facts', () => {
@@ -18,7 +20,9 @@ describe(buildPackageFiles.name, () => {
     expect(info.categories.map((c: { category: string }) => c.category).sort()).toEqual(['account', 'data-subject-requests', 'login-audit']);
     expect(info.categories.find((c: { category: string }) => c.category === 'login-audit')).toMatchObject({
       legalBasis: 'legitimate interest (Art. 6(1)(f) GDPR)',
-      retentionDays: 30,
+      // The period in force, in the number and the words alike.
+      retentionDays: 7,
+      retention: expect.stringMatching(/^7 days \(set by the compliance team; by default: deleted after 30 days\)$/),
       recipients: [{ name: 'Hetzner Online GmbH' }],
       source: expect.any(String),
       automatedDecisionMaking: expect.stringMatching(/^none/),

@@ -1,4 +1,5 @@
 import { allDataCategories, categoriesOf, CONTROLLER, processorsOf, type DataCategory, type PrivacyExport } from '@ally/contracts';
+import { inForce, type PolicyInForce } from '../retention/retention-in-force.js';
 import { inferSchema, type JsonSchema } from './json-schema.js';
 
 export interface PackageInput {
@@ -12,6 +13,8 @@ export interface PackageInput {
   sections: PrivacyExport[];
   /** privacy's own records about the subject. */
   privacySection: PrivacyExport;
+  /** The retention policies in force (compliance may have changed the contracts' defaults). */
+  policies: readonly PolicyInForce[];
 }
 
 const SOURCES: Record<string, string> = {
@@ -25,16 +28,17 @@ const SOURCES: Record<string, string> = {
 const count = (v: unknown): number => (Array.isArray(v) ? v.length : v === null || v === undefined ? 0 : 1);
 
 /** Art. 15(1) GDPR for one category: purposes, legal basis, recipients, retention, source, no automated decisions. */
-function categoryInformation(c: DataCategory) {
+function categoryInformation(c: DataCategory, policies: readonly PolicyInForce[]) {
+  const held = inForce(c, policies);
   return {
     service: c.service,
     category: c.category,
     description: c.description,
     purposes: c.purposes,
-    legalBasis: c.basis,
+    legalBasis: held.basis,
     recipients: processorsOf(c.processors).map((p) => ({ name: p.name, address: p.address, role: p.service, transferBasis: p.transferBasis })),
-    retention: c.retentionRule,
-    retentionDays: c.retentionDays,
+    retention: held.retention,
+    retentionDays: held.retentionDays,
     source: SOURCES[c.service] ?? 'collected by Ally',
     automatedDecisionMaking: 'none: no decision based solely on automated processing, including profiling, is taken about you (Art. 22 GDPR)',
   };
@@ -97,7 +101,7 @@ export function buildPackageFiles(input: PackageInput): Record<string, string> {
   const information = {
     controller: { name: CONTROLLER.name, address: CONTROLLER.address, email: CONTROLLER.email },
     privacyPolicyVersion: CONTROLLER.privacyPolicyVersion,
-    categories: allDataCategories.filter((c) => held.has(`${c.service}/${c.category}`)).map(categoryInformation),
+    categories: allDataCategories.filter((c) => held.has(`${c.service}/${c.category}`)).map((c) => categoryInformation(c, input.policies)),
     automatedDecisionMaking: 'none (Art. 15(1)(h), Art. 22 GDPR)',
     rights: [
       'access (Art. 15 GDPR)',

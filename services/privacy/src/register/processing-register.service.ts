@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { allDataCategories, CONTROLLER, processorsOf, type ProcessingActivity, type ProcessingRegister } from '@ally/contracts';
+import { inForce } from '../retention/retention-in-force.js';
 import { RetentionPoliciesService } from '../retention/retention-policies.service.js';
 
 const DATA_SUBJECTS: Record<string, string> = {
@@ -29,15 +30,15 @@ export class ProcessingRegisterService {
   async register(): Promise<ProcessingRegister> {
     const policies = await this.policies.list();
     const activities: ProcessingActivity[] = allDataCategories.map((c) => {
-      const p = policies.find((x) => x.service === c.service && x.category === c.category);
+      const held = inForce(c, policies);
       return {
         service: c.service,
         category: c.category,
         description: c.description,
         purposes: c.purposes,
-        basis: p?.basis ?? c.basis,
-        retentionDays: p ? p.retentionDays : c.retentionDays,
-        retention: c.retentionRule,
+        basis: held.basis as ProcessingActivity['basis'],
+        retentionDays: held.retentionDays,
+        retention: held.retention,
         dataSubjects: DATA_SUBJECTS[c.service] ?? 'users',
         recipients: processorsOf(c.processors).map((r) => ({ name: r.name, address: r.address, country: r.country, service: r.service, transferBasis: r.transferBasis })),
       };

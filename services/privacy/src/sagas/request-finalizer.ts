@@ -9,6 +9,7 @@ import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { buildPackageFiles } from '../exports/export-package.builder.js';
+import { RetentionPoliciesService } from '../retention/retention-policies.service.js';
 import type { RequestRow } from '../requests/requests.repository.js';
 
 const DAY_MS = 86_400_000;
@@ -27,6 +28,7 @@ export class RequestFinalizer {
     private readonly cipher: PackageCipher,
     private readonly audit: AuditTrail,
     private readonly outbox: PrivacyOutbox,
+    private readonly policies: RetentionPoliciesService,
     @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
   ) {}
 
@@ -58,6 +60,7 @@ export class RequestFinalizer {
       downloadUntil: downloadUntil.toISOString(),
       sections,
       privacySection: await this.ownSection(em, req.user_id),
+      policies: await this.policies.list(),
     });
     const plain = gzipSync(Buffer.from(JSON.stringify({ createdAt: completedAt.toISOString(), files }), 'utf8'));
     const sealed = this.cipher.seal(req.wrapped_key, req.id, plain, 'package');
