@@ -92,4 +92,13 @@ describe("privacy's own retention schedule", () => {
     expect(audit).toHaveLength(2);
     expect(audit.map((a) => a.details.runId)).toContain(id);
   });
+
+  it('fails a run compliance started whose process ended before it began (queued for good otherwise)', async () => {
+    const { env, rpc } = world;
+    const compliance = { userId: '00000000-0000-4000-8000-00000000c0c0', platformRoles: ['compliance' as const] };
+    const [{ id }] = await env.sql<{ id: string }>(
+      `INSERT INTO privacy.retention_runs (id, status, dry_run, categories, trigger, created_at) VALUES (gen_random_uuid(), 'queued', true, NULL, 'compliance', now() - interval '10 minutes') RETURNING id`,
+    );
+    expect(await rpc.call(PrivacyRpc.getRetentionRun, { id }, { actor: compliance })).toMatchObject({ status: 'failed', finishedAt: expect.any(String) });
+  });
 });

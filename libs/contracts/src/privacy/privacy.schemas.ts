@@ -66,7 +66,19 @@ export const retentionPolicyInput = z
       ctx.addIssue({ code: 'custom', path: ['retentionDays'], message: `must be null: ${p.category} has no period in days (${declared.retentionRule})` });
     }
   });
-const retentionPolicyList = z.array(retentionPolicyInput).min(1, 'must list at least one policy').max(100, 'must list at most 100 policies');
+const retentionPolicyList = z
+  .array(retentionPolicyInput)
+  .min(1, 'must list at least one policy')
+  .max(100, 'must list at most 100 policies')
+  .superRefine((list, ctx) => {
+    // Two values for one category in one change: which holds, and what the audit trail says changed, would be a guess.
+    const seen = new Set<string>();
+    list.forEach((p, i) => {
+      const key = `${p.service}/${p.category}`;
+      if (seen.has(key)) ctx.addIssue({ code: 'custom', path: [i, 'category'], message: `names ${key} a second time` });
+      seen.add(key);
+    });
+  });
 /** The body of `PUT /v1/admin/privacy/retention-policies` as documented: one policy or a list of them. */
 export const retentionPoliciesBody = z.union([retentionPolicyInput, retentionPolicyList]);
 /**

@@ -136,7 +136,8 @@ export class RetentionRunsService {
     // An UPDATE answers [rows, count] through TypeORM.
     const [gone]: [{ id: string; dry_run: boolean }[], number] = await em.query(
       `UPDATE retention_runs r SET status = 'failed', finished_at = now(), errors = $3::jsonb
-        WHERE r.status = 'running' AND ($2::uuid IS NULL OR r.id = $2::uuid)
+        WHERE (r.status = 'running' OR (r.status = 'queued' AND r.launched_as = 'in-process' AND r.created_at < now() - interval '5 minutes'))
+          AND ($2::uuid IS NULL OR r.id = $2::uuid)
           AND NOT EXISTS (SELECT 1 FROM pg_locks l
             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -195,7 +196,7 @@ export class RetentionRunsService {
     let run = await read();
     if (!run) throw new NotFound('retention run');
     // Only a run that says it is running can have lost its process.
-    if (run.status === 'running' && (await this.ds.transaction((em) => this.failAbandoned(em, id))).length) run = (await read())!;
+    if ((run.status === 'running' || run.status === 'queued') && (await this.ds.transaction((em) => this.failAbandoned(em, id))).length) run = (await read())!;
     const results = await this.ds.query(`SELECT service, category, affected::int AS affected FROM retention_results WHERE run_id = $1 ORDER BY service, category`, [id]);
     return {
       id: run.id,
