@@ -135,6 +135,28 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expect(history.filter((h: { source: string }) => h.source === 'withdrawal')).toHaveLength(2);
   });
 
+  it('orders a withdrawal after the grant it withdrew, also when a grant arrives while the withdrawal waits its turn', async () => {
+    for (let round = 0; round < 8; round++) {
+      const subjectId = `cookie-${randomUUID()}`;
+      expect((await http.post('/v1/privacy/consents', { subjectId, purposes: { analytics: true }, policyVersion: 'v1' })).status).toBe(201);
+      await Promise.all([
+        http.delete(`/v1/privacy/consents/${subjectId}`),
+        http.delete(`/v1/privacy/consents/${subjectId}`),
+        http.post('/v1/privacy/consents', { subjectId, purposes: { analytics: true }, policyVersion: 'v2' }),
+      ]);
+      const { history, current } = (await http.get(`/v1/privacy/consents/${subjectId}`)).body as {
+        history: { source: string; policyVersion: string; recordedAt: string; granted: boolean }[];
+        current: { purpose: string; granted: boolean }[];
+      };
+      const oldestFirst = [...history].reverse();
+      // Every withdrawal comes after the grant of the version it withdrew, and what holds is the last decision.
+      for (const [i, h] of oldestFirst.entries()) {
+        if (h.source === 'withdrawal') expect(oldestFirst.slice(0, i).some((g) => g.source === 'given' && g.policyVersion === h.policyVersion)).toBe(true);
+      }
+      expect(current.find((c) => c.purpose === 'analytics')!.granted).toBe(oldestFirst.at(-1)!.granted);
+    }
+  });
+
   it("answers a decision on the request of a subject erased since with 409 saying so (the list shows it; 'no such request' was wrong)", async () => {
     const cora = await complianceToken();
     const paul = await register('Paul', 'Spät');

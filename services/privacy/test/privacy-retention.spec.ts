@@ -117,6 +117,8 @@ describe('retention policies, runs and legal holds', () => {
         new Date(Date.now() - ageDays * DAY),
       ]);
     }
+    // Older than 730 days yet still valid (two years that span a 29 February are 731 days): its proof stays.
+    await env.sql(`INSERT INTO privacy.consents (id, subject_id, purpose, granted, policy_version, source, recorded_at, expires_at) VALUES ($1, 'subject-seeded-leap-xxxxxxxx', 'analytics', true, 'v1', 'given', now() - interval '730 days 12 hours', now() + interval '12 hours')`, [randomUUID()]);
     // Export packages: two old ones (one of a held user), one fresh.
     for (const [user, ageDays] of [[randomUUID(), 9], [keep, 9], [randomUUID(), 1]] as const) {
       const id = randomUUID();
@@ -128,11 +130,11 @@ describe('retention policies, runs and legal holds', () => {
       { service: 'privacy', category: 'consent-records', affected: 3 },
       { service: 'privacy', category: 'export-packages', affected: 1 },
     ]);
-    expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(5);
+    expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(6);
 
     const real = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['consent-records', 'export-packages'] }, { actor: compliance })).id);
     expect(real.results.map((r) => r.affected)).toEqual([3, 1]);
-    expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(2);
+    expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(3);
     expect((await env.sql(`SELECT user_id FROM privacy.export_packages`)).map((r) => r.user_id)).toContain(keep);
 
     await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });

@@ -29,11 +29,9 @@ export class ConsentsService {
 
   async record(input: { subjectId: string; purposes: Record<string, boolean>; policyVersion: string }, meta?: RequestMeta): Promise<ConsentView> {
     await this.ds.transaction(async (em) => {
+      await this.takeTurn(em, input.subjectId);
       for (const [purpose, granted] of Object.entries(input.purposes)) {
-        await em.query(
-          `INSERT INTO consents (id, subject_id, purpose, granted, policy_version, user_agent, source, expires_at) VALUES ($1, $2, $3, $4, $5, $6, 'given', now() + ${CONSENT_VALIDITY})`,
-          [uuidv7(), input.subjectId, purpose, granted, input.policyVersion, meta?.userAgent?.slice(0, 300) ?? null],
-        );
+        await this.insert(em, { subjectId: input.subjectId, purpose, granted, policyVersion: input.policyVersion, source: 'given' }, meta);
       }
     });
     return this.get(input.subjectId);
@@ -42,16 +40,33 @@ export class ConsentsService {
   async withdraw(subjectId: string, meta?: RequestMeta): Promise<ConsentView> {
     await this.ds.transaction(async (em) => {
       // Withdrawals of one subject at the same moment take turns: each sees what the one before withdrew (they wrote each withdrawal again).
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext('consents:' || $1))`, [subjectId]);
+      await this.takeTurn(em, subjectId);
       const granted = (await this.get(subjectId, em)).current.filter((c) => c.granted && !c.expired);
-      for (const c of granted) {
-        await em.query(
-          `INSERT INTO consents (id, subject_id, purpose, granted, policy_version, user_agent, source, expires_at) VALUES ($1, $2, $3, false, $4, $5, 'withdrawal', now() + ${CONSENT_VALIDITY})`,
-          [uuidv7(), subjectId, c.purpose, c.policyVersion, meta?.userAgent?.slice(0, 300) ?? null],
-        );
-      }
+      for (const c of granted) await this.insert(em, { subjectId, purpose: c.purpose, granted: false, policyVersion: c.policyVersion, source: 'withdrawal' }, meta);
     });
     return this.get(subjectId);
+  }
+
+  /**
+   * Decisions of one subject are recorded one after the other, each stamped
+   * with the time it took its turn (clock_timestamp, not the transaction's
+   * start): a withdrawal that waited for a grant and withdrew it sorts after
+   * it (stamped with its start, it sorted before and the grant stood).
+   */
+  private async takeTurn(em: EntityManager, subjectId: string): Promise<void> {
+    await em.query(`SELECT pg_advisory_xact_lock(hashtext('consents:' || $1))`, [subjectId]);
+  }
+
+  private async insert(
+    em: EntityManager,
+    c: { subjectId: string; purpose: string; granted: boolean; policyVersion: string; source: 'given' | 'withdrawal' },
+    meta?: RequestMeta,
+  ): Promise<void> {
+    await em.query(
+      `INSERT INTO consents (id, subject_id, purpose, granted, policy_version, user_agent, source, recorded_at, expires_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, clock_timestamp(), clock_timestamp() + ${CONSENT_VALIDITY})`,
+      [uuidv7(), c.subjectId, c.purpose, c.granted, c.policyVersion, meta?.userAgent?.slice(0, 300) ?? null, c.source],
+    );
   }
 
   async get(subjectId: string, em: EntityManager = this.ds.manager): Promise<ConsentView> {

@@ -18,7 +18,8 @@ export class OwnRetention {
       case 'export-packages':
         return this.run('export_packages', 'request_id', `created_at < now() - make_interval(days => $1) AND NOT (user_id = ANY($2::uuid[]))`, [days, held], dryRun);
       case 'consent-records':
-        return this.run('consents', 'id', `recorded_at < now() - make_interval(days => $1)`, [days], dryRun);
+        // Never the proof of a consent still valid (two years from a 29 February are 731 days).
+        return this.run('consents', 'id', `recorded_at < now() - make_interval(days => $1) AND expires_at <= now()`, [days], dryRun);
       case 'data-subject-requests':
         return this.run(
           'requests',
