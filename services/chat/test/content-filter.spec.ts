@@ -82,6 +82,12 @@ describe('content filter', () => {
     expect(check([{ role: 'user', content: 'projekt kranich?' }, { role: 'assistant', content: 'Ja.' }, { role: 'user', content: 'Weiter' }])).toThrow('organisation does not allow');
     expect(check([{ role: 'assistant', content: 'Projekt Kranich' }, { role: 'user', content: 'Weiter' }])).toThrow('organisation does not allow');
     expect(check([{ role: 'user', content: 'Projekt Storch' }])).not.toThrow();
+    // Accents, a dotted capital I, "SS" for "ß", and invisible characters that are no format controls do not hide a term.
+    const strict = policy({ workspace: 'org', blockedTerms: ['geheim', 'istanbul', 'Straße'] });
+    for (const content of ['gehéim', 'ge\u0301heim', 'ge\u034Fheim', 'ge\u3164heim', 'ge\u115Fheim', 'İSTANBUL', 'STRASSE', 'strasse', 'STRAẞE']) {
+      expect(() => filter([]).checkRules([{ role: 'user', content }], strict, 'u1')).toThrow('organisation does not allow');
+    }
+    expect(() => filter([]).checkRules([{ role: 'user', content: 'Gehege und Heim' }], strict, 'u1')).not.toThrow();
   });
 
   it('moderates again before a fallback whose residency allows a moderator the first route did not have', async () => {

@@ -86,13 +86,19 @@ export class ContentFilterService {
   }
 }
 
+/** Invisible characters that are no format controls: Hangul fillers and the Mongolian vowel separator. */
+const INVISIBLE = /[\p{Cf}\u115F\u1160\u3164\uFFA0\u180E]/gu;
+
 /**
  * Text as a blocked term is looked for in it: compatibility forms folded
- * (full-width letters, ligatures), invisible characters (soft hyphens,
- * zero-width spaces, format controls) dropped, any run of white space one
- * space, lower case. "Projekt  Falke", "Projekt\nFalke" and "ge\u00adheim"
- * then meet the terms "Projekt Falke" and "geheim".
+ * (full-width letters, ligatures) and taken apart from their accents, which
+ * go with every other combining mark ("géheim", "İstanbul"), invisible
+ * characters (soft hyphens, zero-width spaces, format controls, fillers)
+ * dropped, any run of white space one space, lower case with "ß" as "ss".
+ * "Projekt  Falke", "Projekt\nFalke", "ge\u00adheim" and "STRASSE" then meet
+ * the terms "Projekt Falke", "geheim" and "Straße". Look-alike letters of
+ * other scripts (a Cyrillic "е") are not folded.
  */
 export function comparable(text: string): string {
-  return text.normalize('NFKC').replace(/\p{Cf}/gu, '').replace(/\s+/gu, ' ').toLowerCase();
+  return text.normalize('NFKD').replace(/\p{M}/gu, '').replace(INVISIBLE, '').replace(/\s+/gu, ' ').toLowerCase().replace(/ß/g, 'ss');
 }
