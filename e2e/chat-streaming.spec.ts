@@ -75,6 +75,62 @@ describe('chat streams over NATS', () => {
   // Deleting a conversation or erasing its owner mid-answer: e2e/chat-answers-stop.spec.ts.
 });
 
+describe('a chat replica told to stop while it writes answers', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let rpc: RpcClient;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator({ latencyPerTokenMs: 20 });
+    await env.start(identityService);
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await llm?.close();
+  });
+
+  it('finishes the answers that fit its grace period and ends the others with an error, keeping and billing what was written', async () => {
+    // 4 s of grace: 1.5 s to finish answers, the rest to save those it stops.
+    const chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', SHUTDOWN_GRACE_MS: '4000' }));
+    const { user } = await rpc.call(IdentityRpc.register, { email: 'rita.rollout@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Rita', lastName: 'Rollout' });
+    const actor = { userId: user.id, platformRoles: [] as [] };
+    const stream = async (tokens: number, subject: string) => {
+      const conversation = await rpc.call(ChatRpc.createConversation, { workspace: 'private' }, { actor });
+      const sub = new StreamSubscriber<StreamFrame>(await env.nats(), withPrefix(env.prefix, subject), 10_000, (f) => f.type === 'done' || f.type === 'error');
+      await rpc.call(ChatRpc.streamMessage, { conversationId: conversation.id, content: `#tokens=${tokens} go`, stream: { subject, window: 64 } }, { actor });
+      const frames: StreamFrame[] = [];
+      const done = (async () => {
+        for await (const f of sub.frames()) {
+          frames.push(f);
+          sub.ack(f.seq);
+        }
+        return frames;
+      })();
+      return { conversation, done };
+    };
+    const short = await stream(40, 'ally.stream.test.rollout-short'); // ~0.8 s
+    const long = await stream(1000, 'ally.stream.test.rollout-long'); // ~20 s
+    await new Promise((r) => setTimeout(r, 300));
+    await chat.close();
+
+    expect((await short.done).at(-1)).toMatchObject({ type: 'done' });
+    const longFrames = await long.done;
+    expect(longFrames.at(-1)).toMatchObject({ type: 'error', problem: { status: 503 } });
+    expect(longFrames.some((f) => f.type === 'delta')).toBe(true);
+    const rows = await env.sql<{ role: string; status: string }>(`SELECT role, status FROM chat.messages WHERE conversation_id = $1 ORDER BY created_at`, [long.conversation.id]);
+    expect(rows).toEqual([
+      { role: 'user', status: 'complete' },
+      { role: 'assistant', status: 'aborted' },
+    ]);
+    expect(await env.sql(`SELECT 1 FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'userId' = $1`, [user.id])).toHaveLength(2);
+  });
+});
+
 describe('a streamed message the gateway gave up on', () => {
   let world: ChatWorld;
 

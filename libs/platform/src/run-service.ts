@@ -220,14 +220,18 @@ export async function main(def: ServiceDefinition<any>, argv = process.argv.slic
       return;
     }
     const service = await startService(def, env);
+    let stopping = false;
     const stop = (signal: string) => {
+      // A second signal (a process group's, then its parent's) changes nothing: the first one's shutdown goes on.
+      if (stopping) return;
+      stopping = true;
       service.ctx.logger.info({ signal }, 'shutting down');
       const grace = Number((service.ctx.config as { SHUTDOWN_GRACE_MS?: number }).SHUTDOWN_GRACE_MS ?? 10_000);
       setTimeout(() => process.exit(1), grace).unref();
       service.close().then(() => process.exit(0));
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
   } catch (err) {
     if (err instanceof StartupError) {
       console.error(`${def.name}: ${err.message}`);
