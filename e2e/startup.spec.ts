@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { billingService } from '@ally/billing';
+import { gatewayService } from '@ally/gateway';
 import { createTestEnv, freePort, PrivateNatsServer, type TestEnv } from '@ally/testing';
 
 /** Runs a command of the built platform (npm test builds first) and collects what it printed. */
@@ -144,5 +145,27 @@ describe('a one-off command', () => {
     const good = await run(['services/billing/dist/main.js', 'export-invoices', '2026-10'], base);
     expect(good.code).toBe(0);
     expect(good.stdout).toBe('invoice_number;date;net;tax;gross;currency;customer_reference\n');
+  });
+});
+
+describe('stopping', () => {
+  it('finishes its shutdown and exits 0 when SIGTERM comes twice (a process group, then its parent)', async () => {
+    const env = await createTestEnv();
+    try {
+      const child = spawn(process.execPath, ['services/gateway/dist/main.js'], {
+        env: { PATH: process.env.PATH ?? '', ...env.envFor(gatewayService, { HTTP_PORT: String(await freePort()) }), LOG_LEVEL: 'info' },
+      });
+      let stdout = '';
+      child.stdout.on('data', (d) => (stdout += d));
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+      for (let i = 0; i < 200 && !stdout.includes('gateway started'); i++) await new Promise((r) => setTimeout(r, 50));
+      expect(stdout).toContain('gateway started');
+      child.kill('SIGTERM');
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      expect(stdout).toContain('gateway stopped');
+    } finally {
+      await env.close();
+    }
   });
 });
