@@ -84,6 +84,7 @@ describe('retention policies, runs and legal holds', () => {
 
   it('asks every service to purge by the policies in force, skipping held users, and keeps their counts', async () => {
     const held = randomUUID();
+    await expect(rpc.call(PrivacyRpc.createLegalHold, { userId: held, reason: 'Steuer\u001b[31mprüfung' }, { actor: compliance })).rejects.toMatchObject({ status: 400 });
     const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: held, reason: 'tax audit 2026' }, { actor: compliance });
     fakes.on('identity', 'retention', (input) => ({ service: 'identity', results: input.categories.map((c: { category: string }) => ({ category: c.category, affected: c.category === 'login-audit' ? 7 : 0 })) }));
     const started = await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false }, { actor: compliance });

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { privacyScopeSchema } from '../common/privacy-rpc.js';
-import { letterText, multilineText, plainText } from '../common/text-fields.js';
+import { letterText, plainText } from '../common/text-fields.js';
 import { pageParams } from '../common/query-params.js';
 import { findCategory, takesRetentionDays } from './data-category-registry.js';
 
@@ -103,7 +103,7 @@ export const retentionRunIdInput = z.strictObject({ id: z.uuid('must be a valid 
 
 export const createLegalHoldInput = z.strictObject({
   userId: z.uuid('must be a valid user id'),
-  reason: multilineText(500).min(3, 'must be at least 3 characters'),
+  reason: letterText(500).min(3, 'must be at least 3 characters'),
 });
 export const legalHoldIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
 export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional() });

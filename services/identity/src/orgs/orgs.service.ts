@@ -201,6 +201,8 @@ export class OrgsService {
 
   async updatePolicy(actor: Actor, input: z.infer<typeof updateOrgPolicyInput>): Promise<OrgPolicy> {
     return this.ds.transaction(async (em) => {
+      // Held while the policy changes: an admin demoted or removed at the same moment changes nothing (the role is read after).
+      await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE`, [input.orgId, actor.userId]);
       const mine = await this.membershipOf(actor.userId, input.orgId, em);
       if (!managesOrg(mine.role)) throw new ProblemError(403, 'Only owners and admins can change the policy');
       const repo = em.getRepository(OrganizationEntity);
