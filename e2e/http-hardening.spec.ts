@@ -527,6 +527,12 @@ describe('CORS', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe(APP);
     expect(res.headers.get('access-control-allow-methods')).toMatch(/POST/);
     expect(res.headers.get('x-request-id')).toBeTruthy();
+    // Every method the API uses, so a browser app can change settings and delete things too.
+    for (const method of ['PATCH', 'PUT', 'DELETE']) {
+      const pre = await withOrigin(http, APP, 'OPTIONS', '/v1/me/settings', { 'access-control-request-method': method, 'access-control-request-headers': 'content-type, authorization' });
+      expect(pre.headers.get('access-control-allow-methods')?.split(',').map((m) => m.trim())).toContain(method);
+      expect(pre.headers.get('access-control-max-age')).toBe('600');
+    }
   });
 
   it('answers an OPTIONS request that is no preflight (no Origin or no Access-Control-Request-Method) with a 400 problem', async () => {

@@ -37,6 +37,10 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(box.data[0]).toMatchObject({ subject: 'Please confirm your email address', to: ['sofia@example.eu'] });
     expect((await http.post('/v1/auth/verify-email', { token: box.data[0].tokens[0] })).status).toBe(204);
     expect((await http.get('/v1/me', reg.body.accessToken)).body.emailVerified).toBe(true);
+    // A filter it cannot read is a 400, not every mail (with every token) unfiltered.
+    for (const query of ['to[]=sofia@example.eu', 'TO=sofia@example.eu', 'to=sofia@example.eu&to=x@example.eu', 'to=kein-mail']) {
+      expect((await http.get(`/v1/dev/mailbox?${query}`)).status).toBe(400);
+    }
   });
 
   it('a bounce webhook suppresses the address; a bad secret answers 401 and changes nothing', async () => {

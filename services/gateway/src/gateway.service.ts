@@ -53,7 +53,10 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     app.enableCors({
       origin: config.CORS_ORIGINS,
       credentials: true,
-      exposedHeaders: ['x-request-id', 'retry-after', RESIDENCY_HEADER],
+      // Every method the API uses (@fastify/cors allows only GET, HEAD and POST unless told: a browser could not PATCH or DELETE).
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      exposedHeaders: ['x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', RESIDENCY_HEADER],
+      maxAge: 600,
     });
     const document = SwaggerModule.createDocument(
       app,

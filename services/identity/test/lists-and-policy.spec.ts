@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
 import { IdentityRpc, type Actor, type Page } from '@ally/contracts';
 import { confirmEmail, lastEvent } from '@ally/testing';
@@ -47,6 +48,11 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     const one = await world.rpc.call(IdentityRpc.listApiKeys, { limit: 1 }, { actor });
     expect(one.data).toHaveLength(1);
     expect(one.nextCursor).toEqual(expect.any(String));
+  });
+
+  it('answers an API key asked for by an account erased since (its token still lived) with 401, not a 500', async () => {
+    const gone = { userId: randomUUID(), platformRoles: [] as [] };
+    await expect(world.rpc.call(IdentityRpc.createApiKey, { name: 'Nachzügler', workspace: 'private' }, { actor: gone })).rejects.toMatchObject({ status: 401 });
   });
 
   it('answers 20 API keys when no limit is given, and leaves revoked keys out', async () => {

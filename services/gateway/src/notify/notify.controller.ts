@@ -1,7 +1,7 @@
 import { Body, Controller, Get, HttpCode, Inject, Post, Query, Req } from '@nestjs/common';
 import { ApiExcludeEndpoint, ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { NotifyRpc, ProblemError, type RequestMeta } from '@ally/contracts';
+import { devMailboxInput, NotifyRpc, parseInput, ProblemError, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
@@ -31,8 +31,9 @@ export class NotifyController {
   /** Development only: the mails the Brevo emulator took, newest first, with their links and tokens. */
   @Get('v1/dev/mailbox')
   @ApiExcludeEndpoint()
-  devMailbox(@Query('to') to: string | undefined, @RequestMetaParam() meta: RequestMeta) {
+  devMailbox(@Query() query: unknown, @RequestMetaParam() meta: RequestMeta) {
     if (this.config.NODE_ENV === 'production') throw new ProblemError(404, 'Not found');
-    return this.rpc.call(NotifyRpc.devMailbox, to ? { to } : {}, { meta });
+    // Checked here as everywhere: `?to[]=` or `?TO=` is a 400, not every mail unfiltered.
+    return this.rpc.call(NotifyRpc.devMailbox, parseInput(devMailboxInput, query, 'query'), { meta });
   }
 }

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, IsNull, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { decodeCursor, keysetPage, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
+import { isForeignKeyViolation } from '@ally/persistence';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { MembershipEntity } from '../orgs/membership.entity.js';
 import { UserEntity } from '../users/user.entity.js';
@@ -35,6 +36,9 @@ export class ApiKeysService {
         if (!member) throw new ProblemError(404, 'Workspace not found', { errors: [{ field: 'workspace', message: 'is not a workspace of yours' }] });
       }
       await em.getRepository(ApiKeyEntity).insert(row);
+    }).catch((err) => {
+      // The account was erased while its access token still lived (the gateway checks sessions every SESSION_CHECK_SECONDS).
+      throw isForeignKeyViolation(err) ? new ProblemError(401, 'The account no longer exists') : err;
     });
     return { id: row.id, name: row.name, workspace: row.workspace, key, createdAt: new Date().toISOString() };
   }
