@@ -10,6 +10,7 @@ import { LowerCaseWorkspaces1765400000000 } from './migrations/1765400000000-low
 import { MeterRefused1765600000000 } from './migrations/1765600000000-meter-refused.js';
 import { ErasedSubjects1765700000000 } from './migrations/1765700000000-erased-subjects.js';
 import { PeriodQuotas1765800000000 } from './migrations/1765800000000-period-quotas.js';
+import { MeterRefusals1765900000000 } from './migrations/1765900000000-meter-refusals.js';
 
 /** A command's month argument, or its usage line. */
 function month(value: string | undefined, usage: string): string {
@@ -22,7 +23,7 @@ function month(value: string | undefined, usage: string): string {
 export const billingService: ServiceDefinition<BillingConfig> = {
   name: 'billing',
   configSchema: billingConfigSchema,
-  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000] },
+  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000, MeterRefusals1765900000000] },
   module: (ctx) => BillingModule.forRoot(ctx),
   commands: {
     /** `export-invoices 2026-10`: the month's bookkeeping CSV on stdout. */

@@ -44,4 +44,15 @@ describe('meter events Stripe refuses for good', () => {
     await waitFor(async () => (await state(reported))?.meter_status === 'reported', 'the entry reported on its second try', 15_000);
     expect((await state(reported)).meter_attempts).toBe(2);
   }, 30_000);
+
+  it("counts only Stripe's refusals towards giving up, not its passing faults", async () => {
+    const workspace = randomUUID();
+    await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, 'cus_flaky', $2)`, [workspace, randomUUID()]);
+    // Two passes that fail with 500 (each with the SDK's two retries), then one refusal: still worth trying.
+    stripe.failNext({ status: 500, path: '/v1/billing/meter_events', times: 6 });
+    stripe.failNext({ status: 400, path: '/v1/billing/meter_events', times: 1 });
+    const id = await entry(workspace);
+    await waitFor(async () => (await state(id))?.meter_status === 'reported', 'the entry reported after the faults', 20_000);
+    expect((await env.sql(`SELECT meter_refusals FROM billing.ledger WHERE message_id = $1`, [id]))[0].meter_refusals).toBe(1);
+  }, 30_000);
 });

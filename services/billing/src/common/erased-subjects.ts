@@ -4,6 +4,9 @@ import type { EntityManager } from 'typeorm';
 /** A stable pseudonym: the restricted copies stay linkable to each other, never back to the person. */
 export const pseudonym = (userId: string) => `erased-${createHash('sha256').update(`ally-billing:${userId}`).digest('hex').slice(0, 16)}`;
 
+/** Whether a workspace key is an erased subject's pseudonym (`pseudonym`). */
+export const isPseudonym = (workspace: string) => /^erased-[0-9a-f]{16}$/.test(workspace);
+
 /**
  * A subject whose whole account billing erased: from then until identity
  * deletes the account (other services' steps may still run), nothing new is

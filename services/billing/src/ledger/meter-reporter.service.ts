@@ -13,6 +13,7 @@ interface PendingRow {
   tokens: number;
   created_at: Date;
   meter_attempts: number;
+  meter_refusals: number;
   stripe_customer_id: string | null;
 }
 
@@ -58,7 +59,7 @@ export class MeterReporter extends PacedWorker {
   private async batch(): Promise<number> {
     return this.ds.transaction(async (em) => {
       const rows: PendingRow[] = await em.query(
-        `SELECT l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, c.stripe_customer_id
+        `SELECT l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, l.meter_refusals, c.stripe_customer_id
            FROM ledger l LEFT JOIN customers c ON c.workspace = l.workspace
           WHERE l.meter_status = 'pending' AND l.meter_next_at <= now()
           ORDER BY l.seq LIMIT $1 FOR UPDATE OF l SKIP LOCKED`,
@@ -82,14 +83,18 @@ export class MeterReporter extends PacedWorker {
         } catch (err) {
           if (!isDuplicate(err)) {
             this.failures.inc();
-            if (isPermanent(err) && row.meter_attempts + 1 >= REFUSALS_BEFORE_GIVING_UP) {
+            // Only Stripe's refusals count towards giving up; a 5xx or a 429 is Stripe's passing fault.
+            if (isPermanent(err) && row.meter_refusals + 1 >= REFUSALS_BEFORE_GIVING_UP) {
               const reason = String((err as Error).message ?? err).slice(0, 300);
-              await em.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1 WHERE message_id = $1`, [row.message_id, reason]);
+              await em.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + 1 WHERE message_id = $1`, [row.message_id, reason]);
               this.logger.error({ messageId: row.message_id, workspace: row.workspace, reason }, 'Stripe refuses this usage entry for good; left as refused (reconciliation counts it)');
               continue;
             }
             const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
-            await em.query(`UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`, [row.message_id, delay]);
+            await em.query(
+              `UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + $3, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`,
+              [row.message_id, delay, isPermanent(err) ? 1 : 0],
+            );
             this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
             continue;
           }

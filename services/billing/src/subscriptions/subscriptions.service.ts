@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import { createHash, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { ProblemError, type Actor, type SubscriptionView } from '@ally/contracts';
 import { WorkspaceAccess } from '../common/workspace-access.service.js';
@@ -38,8 +39,18 @@ export class SubscriptionsService {
     const current = await this.find(key);
     if (current && LIVE_STATUSES.includes(current.status)) throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
     const customer = await this.customer(key, actor.userId);
-    // One subscription per workspace: none may be running at Stripe (our row can lag behind
-    // its webhook), and one Checkout at a time: the same plan reopens it, another replaces it.
+    // Checkouts of one workspace take turns (two at once left two open sessions: both payable, one subscription shown).
+    return this.ds.transaction(async (em) => {
+      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`checkout:${key}`]);
+      return this.openCheckout(key, workspace, plan, customer);
+    });
+  }
+
+  /**
+   * One subscription per workspace: none may be running at Stripe (our row can lag behind
+   * its webhook), and one Checkout at a time: the same plan reopens it, another replaces it.
+   */
+  private async openCheckout(key: string, workspace: string, plan: ReturnType<PlansService['get']>, customer: string): Promise<{ url: string }> {
     const running = await this.stripe.stripe.subscriptions.list({ customer, status: 'all', limit: 100 });
     if (running.data.some((sub) => !['canceled', 'incomplete_expired'].includes(sub.status))) {
       throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
@@ -49,19 +60,22 @@ export class SubscriptionsService {
       if (session.metadata?.plan === plan.id && session.url) return { url: session.url };
       await this.stripe.stripe.checkout.sessions.expire(session.id);
     }
+    // Which sessions it replaced is part of the key: back to a plan within the minute is a new session, not Stripe's
+    // replay of the one just expired (a retry of this very call still gets the same one).
+    const replaced = createHash('sha256').update(open.data.map((o) => o.id).join(',')).digest('hex').slice(0, 16);
     const seats = workspace === 'private' ? 1 : await this.members(key);
     const session = await this.stripe.stripe.checkout.sessions.create(
       {
         mode: 'subscription',
         customer,
         client_reference_id: key,
-        line_items: [{ price: plan.stripePriceId, quantity: seats }],
+        line_items: [{ price: plan.stripePriceId!, quantity: seats }],
         subscription_data: { metadata: { workspace: key, plan: plan.id } },
         metadata: { workspace: key, plan: plan.id },
         success_url: `${this.config.PUBLIC_BASE_URL}/billing/success?session_id={CHECKOUT_SESSION_ID}`,
         cancel_url: `${this.config.PUBLIC_BASE_URL}/billing/cancelled`,
       },
-      { idempotencyKey: `checkout:${key}:${plan.id}:${Math.floor(Date.now() / 60_000)}` },
+      { idempotencyKey: `checkout:${key}:${customer}:${plan.id}:${Math.floor(Date.now() / 60_000)}:${replaced}` },
     );
     return { url: session.url! };
   }
@@ -97,7 +111,11 @@ export class SubscriptionsService {
   private async customer(key: string, userId: string): Promise<string> {
     const [row] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
     if (row) return row.stripe_customer_id;
-    const created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}` });
+    let created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}` });
+    // Stripe replays, for a day, the customer an erasure of this workspace had deleted (its row now under the pseudonym): a new one.
+    if ((await this.ds.query(`SELECT 1 FROM customers WHERE stripe_customer_id = $1 AND workspace <> $2`, [created.id, key])).length) {
+      created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}:${randomUUID()}` });
+    }
     await this.ds.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3) ON CONFLICT (workspace) DO NOTHING`, [key, created.id, userId]);
     const [stored] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
     return stored.stripe_customer_id;

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { BillingEvents, parseInput, ProblemError, storableText } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
+import { isPseudonym } from '../common/erased-subjects.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -352,16 +353,18 @@ export class StripeWebhookService {
     if (!workspace || !customer) return;
     const version = this.version(event);
     const tax = inv.tax ?? Math.max(0, (inv.total ?? 0) - (inv.subtotal ?? 0));
+    // A workspace an erasure renamed: the invoice is kept for the books as its others are, restricted, naming nobody.
+    const erased = isPseudonym(workspace);
     await em.query(
-      `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, to_timestamp($12), $13)
+      `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version, restricted)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, to_timestamp($12), $13, $14)
        ON CONFLICT (stripe_invoice_id) DO UPDATE SET number = EXCLUDED.number, status = EXCLUDED.status, subtotal = EXCLUDED.subtotal,
          tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
          stripe_version = EXCLUDED.stripe_version
        WHERE invoices.stripe_version <= EXCLUDED.stripe_version AND NOT invoices.restricted`,
-      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, tax, inv.total ?? 0, inv.amount_paid ?? 0, customer, inv.hosted_invoice_url ?? null, inv.created, version],
+      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, tax, inv.total ?? 0, inv.amount_paid ?? 0, erased ? workspace : customer, erased ? null : (inv.hosted_invoice_url ?? null), inv.created, version, erased],
     );
-    if (failed) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
+    if (failed && !erased) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
   }
 
   /**
