@@ -90,6 +90,8 @@ describe('privacy through the gateway, against every real service', () => {
     const leo = await register('leonora.quastenberg@example.eu', 'Leonora', 'Quastenberg');
     const other = await register('bertram.oswaldt@example.eu', 'Bertram', 'Oswaldt');
     const org = (await http.post('/v1/orgs', { name: 'Nordsee Reederei KG' }, leo.accessToken)).body;
+    // An invitation she sends names her: its event goes with her erasure too.
+    expect((await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'maat@example.eu', role: 'member' }, leo.accessToken)).status).toBe(201);
     await talk(leo.accessToken, 'private', 'Urlaubsplanung Helgoland');
     await talk(leo.accessToken, org.id, 'Frachtliste Nordkap');
     await talk(other.accessToken, 'private', 'Geheimrezept Rote Grütze');

@@ -50,6 +50,15 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     expect(one.nextCursor).toEqual(expect.any(String));
   });
 
+  it('records a rectification only for what changed (the same name again is none, and tells no processor)', async () => {
+    const actor = await register();
+    const updates = async () => (await world.env.sql(`SELECT payload->'data'->'changed' AS changed FROM identity.outbox WHERE type = 'identity.user.updated' AND strpos(payload::text, $1) > 0`, [actor.userId])).map((r) => r.changed);
+    await world.rpc.call(IdentityRpc.updateMe, { firstName: 'Lena', lastName: 'Hoffmann' }, { actor });
+    expect(await updates()).toEqual([]);
+    await world.rpc.call(IdentityRpc.updateMe, { firstName: 'Lena', lastName: 'Berger' }, { actor });
+    expect(await updates()).toEqual([['lastName']]);
+  });
+
   it('answers an API key asked for by an account erased since (its token still lived) with 401, not a 500', async () => {
     const gone = { userId: randomUUID(), platformRoles: [] as [] };
     await expect(world.rpc.call(IdentityRpc.createApiKey, { name: 'Nachzügler', workspace: 'private' }, { actor: gone })).rejects.toMatchObject({ status: 401 });

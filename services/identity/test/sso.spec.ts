@@ -20,6 +20,9 @@ const accounts: Record<string, { email: string; given_name: string; family_name:
   'sub-jonas': { email: 'jonas.weber@example.eu', given_name: 'Jonas', family_name: 'Weber' },
   'sub-lena': { email: 'lena.vogel@example.eu', given_name: 'Lena', family_name: 'Vogel' },
   'sub-mira': { email: 'mira.brandt@example.eu', given_name: 'Mira', family_name: 'Brandt' },
+  'sub-twice': { email: 'zwei.mal@example.eu', given_name: 'Zora', family_name: 'Zwilling' },
+  'sub-markup': { email: 'markup@example.eu', given_name: 'R2-D2 <script>alert(1)</script>', family_name: 'Droid' },
+  'sub-noaddress': { email: '  Not An Email  ', given_name: 'Nina', family_name: 'Nomail' },
 };
 
 /**
@@ -261,6 +264,22 @@ describe('identity single sign-on against a local OpenID provider', () => {
     expect(pair.accessToken.split('.')).toHaveLength(3);
     // And a replay of it is refused, the state being single use.
     await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: callbackUrl.href })).rejects.toMatchObject({ status: 400 });
+  });
+
+  it('signs a new person in twice at once as one account, takes a callback replayed at once only once, and refuses names and addresses registration would', async () => {
+    const both = await Promise.all([atProvider('sub-twice'), atProvider('sub-twice')]);
+    const pairs = await Promise.all(both.map(({ callbackUrl }) => rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl })));
+    expect(decodeJwt(pairs[0].accessToken).sub).toBe(decodeJwt(pairs[1].accessToken).sub);
+    expect(await env.sql(`SELECT 1 FROM identity.users WHERE email = 'zwei.mal@example.eu'`)).toHaveLength(1);
+
+    const { callbackUrl } = await atProvider('sub-anna');
+    const answers = await Promise.allSettled([1, 2, 3].map(() => rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl })));
+    expect(answers.filter((a) => a.status === 'fulfilled')).toHaveLength(1);
+    expect(answers.filter((a) => a.status === 'rejected').map((a) => (a as PromiseRejectedResult).reason.status)).toEqual([400, 400]);
+
+    await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: (await atProvider('sub-markup')).callbackUrl })).rejects.toMatchObject({ status: 422 });
+    await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: (await atProvider('sub-noaddress')).callbackUrl })).rejects.toMatchObject({ status: 401 });
+    expect(await env.sql(`SELECT 1 FROM identity.users WHERE email IN ('markup@example.eu', '  not an email  ', 'not an email')`)).toEqual([]);
   });
 
   it('signs many in at once without the pool running dry (each sign-in asks only on the connection its transaction holds)', async () => {

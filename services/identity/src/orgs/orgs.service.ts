@@ -145,7 +145,8 @@ export class OrgsService {
           token,
           locale: invitee?.locale ?? inviter?.locale ?? 'de',
         },
-        { subject: { orgId: org.id } },
+        // The inviter is a subject of it too (their name is in it): their erasure forgets it.
+        { subject: { orgId: org.id, userId: actor.userId } },
       );
       return { id: invitation.id, orgId: org.id, email: input.email, role: input.role, expiresAt: invitation.expiresAt.toISOString() };
     });

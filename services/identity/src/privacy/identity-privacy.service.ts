@@ -64,6 +64,8 @@ export class IdentityPrivacyService {
         await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
       }
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
+      // Invitations they sent and not yet mailed name them, and their rows are gone: no mail in their name goes out.
+      await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND strpos(payload::text, $1) > 0`, [userId]);
       await forgetSubjectInOutbox(em, userId);
       const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
       if (account) {

@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, LessThan, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import * as oidc from 'openid-client';
-import { ProblemError, type RequestMeta, type SsoStart, type TokenPair } from '@ally/contracts';
+import { emailSchema, personNameSchema, ProblemError, type RequestMeta, type SsoStart, type TokenPair } from '@ally/contracts';
+import { isForeignKeyViolation, isUniqueViolation } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
@@ -63,8 +64,11 @@ export class SsoService {
     const stateValue = url.searchParams.get('state') ?? '';
     const state = await this.ds.transaction(async (em) => {
       const row = await em.getRepository(SsoStateEntity).findOneBy({ state: stateValue, provider: provider.id });
-      if (row) await em.getRepository(SsoStateEntity).delete({ state: row.state });
-      return row;
+      if (!row) return null;
+      // Used once: of callbacks replayed at the same moment, only the one that deleted it goes on (all of them
+      // redeeming the code made the provider revoke the grant, and the genuine sign-in failed too).
+      const { affected } = await em.getRepository(SsoStateEntity).delete({ state: row.state });
+      return affected ? row : null;
     });
     if (!state || state.expiresAt.getTime() < Date.now()) throw new ProblemError(400, 'The sign-in attempt is unknown or expired; start again');
 
@@ -93,8 +97,10 @@ export class SsoService {
       throw new ProblemError(401, `Single sign-on failed: ${(err as Error).message}`);
     }
 
-    const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : undefined;
-    const { user, pair } = await this.ds.transaction(async (em) => {
+    // The address as registration takes it (trimmed, lower case, a real address), or none.
+    const parsedEmail = emailSchema.safeParse(claims.email);
+    const email = parsedEmail.success ? parsedEmail.data : undefined;
+    const signIn = () => this.ds.transaction(async (em) => {
       const link = await em.getRepository(SsoIdentityEntity).findOneBy({ provider: provider.id, subject: claims.sub });
       let user = link ? await this.users.findById(link.userId, em) : null;
       let registered = false;
@@ -111,15 +117,26 @@ export class SsoService {
       const knownIp = registered || (await this.throttle.isKnownIp(user.id, meta?.ip, em));
       return { user, pair: await this.sessions.signIn(em, user, 'sso', knownIp, meta) };
     });
+    const { user, pair } = await signIn()
+      // Two first sign-ins of one person at once: the second finds the account the first made.
+      .catch((err) => (isUniqueViolation(err) ? signIn() : Promise.reject(err)))
+      .catch((err) => {
+        // The account was erased while it signed in: no account, as for a password sign-in (was a 500).
+        throw isForeignKeyViolation(err) ? new ProblemError(401, 'The account no longer exists') : err;
+      });
     // The audit writes outside this transaction, so only once an account created here is committed.
     await this.throttle.record({ email: user.email, userId: user.id, ip: meta?.ip, succeeded: true, method: `sso:${provider.id}` });
     return pair;
   }
 
   private async createUser(em: import('typeorm').EntityManager, email: string, claims: oidc.IDToken): Promise<UserEntity> {
-    const firstName = String(claims.given_name ?? '').trim();
-    const lastName = String(claims.family_name ?? '').trim();
-    if (!firstName || !lastName) throw new ProblemError(422, 'The identity provider did not share a first and last name, which an Ally account requires');
+    // The same names registration takes: the provider's values reach mails and every member list.
+    const first = personNameSchema.safeParse(claims.given_name);
+    const last = personNameSchema.safeParse(claims.family_name);
+    if (!first.success || !last.success) {
+      throw new ProblemError(422, 'The identity provider did not share a first and last name Ally can use (letters, at most 100 characters), which an Ally account requires');
+    }
+    const [firstName, lastName] = [first.data, last.data];
     const user = em.getRepository(UserEntity).create({
       id: randomUUID(),
       email,

@@ -24,9 +24,13 @@ export class MeService {
     return this.ds.transaction(async (em) => {
       const user = await this.users.findById(userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
-      Object.assign(user, input);
-      await em.getRepository(UserEntity).save(user);
-      await this.outbox.append(em, 'identity.user.updated', { userId, changed: Object.keys(input) }, { subject: { userId } });
+      // Only what differs is a rectification: privacy records it, with the processors that hold copies.
+      const changed = (Object.keys(input) as (keyof typeof input)[]).filter((k) => input[k] !== undefined && input[k] !== user[k]);
+      if (changed.length) {
+        Object.assign(user, input);
+        await em.getRepository(UserEntity).save(user);
+        await this.outbox.append(em, 'identity.user.updated', { userId, changed }, { subject: { userId } });
+      }
       return this.users.toMe(user, em);
     });
   }
