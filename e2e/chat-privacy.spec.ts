@@ -111,7 +111,7 @@ describe("chat's part of data-subject requests", () => {
       expect(history.conversations.filter((c) => c.title === 'Große Texte')).toHaveLength(1502);
       expect(history.assistants.map((x) => x.id).sort()).toEqual(assistantIds);
       expect(history.assistants.every((x) => x.instructions === instructions)).toBe(true);
-      expect(merged.categories['policy-replica']).toEqual({ restrictToEu: true });
+      expect(merged.categories['policy-replica']).toEqual({ restrictToEu: true, memberships: [], restrictions: [] });
       // Each page holds the three lists; later ones continue them.
       for (const page of pages) expect(Object.keys(page.categories['chat-history'] as object).sort()).toEqual(['assistants', 'conversations', 'messages']);
     }

@@ -133,6 +133,23 @@ describe('privacy through the gateway, against every real service', () => {
     expect(text).not.toContain('bertram');
     expect(text).not.toContain(other.user.id);
     expect(files['information.json'].automatedDecisionMaking).toMatch(/^none/);
+    // Invitations she sent (without the invitee's address: another person's) and received; the Stripe customer; full invoices.
+    const invitations = files['data/identity.json'].categories.memberships.invitations;
+    expect(invitations.sent).toEqual([expect.objectContaining({ org_id: org.id, role: 'member' })]);
+    expect(JSON.stringify(invitations.sent)).not.toContain('maat@example.eu');
+    expect(invitations.received).toEqual([expect.objectContaining({ org_id: invitingOrg.id })]);
+    expect(files['data/billing.json'].categories.contract.customers).toEqual([expect.objectContaining({ stripe_customer_id: expect.stringMatching(/^cus_/) })]);
+    expect(files['data/billing.json'].categories.invoices[0]).toMatchObject({ amount_paid: expect.anything(), customer_ref: expect.stringMatching(/^cus_/) });
+
+    // An export of the organisation's workspace keeps to it: none of her private contract, chats or keys.
+    const ofOrg = await http.post('/v1/privacy/requests', { type: 'access', scope: org.id }, leo.accessToken);
+    expect((await settled(leo.accessToken, ofOrg.body.id)).status).toBe('completed');
+    const orgFiles = (await http.get(`/v1/privacy/requests/${ofOrg.body.id}/download?format=json`, leo.accessToken)).body.files;
+    expect(JSON.stringify(orgFiles)).toContain('Frachtliste Nordkap');
+    expect(JSON.stringify(orgFiles)).not.toContain('Urlaubsplanung Helgoland');
+    expect(orgFiles['data/billing.json'].categories.contract).toMatchObject({ subscriptions: [], customers: [] });
+    expect(orgFiles['data/billing.json'].categories.invoices).toEqual([]);
+    expect(orgFiles['data/identity.json'].categories.memberships.memberships).toEqual([expect.objectContaining({ org_id: org.id, role: 'owner' })]);
 
     if (hasZip) {
       const zip = await http.request('GET', `/v1/privacy/requests/${created.body.id}/download`, { token: leo.accessToken });

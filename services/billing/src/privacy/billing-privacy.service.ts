@@ -27,10 +27,23 @@ export class BillingPrivacyService {
       [userId, workspaces],
     );
     const own = workspaceKey('private', userId);
-    const subscriptions = await this.ds.query(`SELECT workspace, plan, status, seats, current_period_end FROM subscriptions WHERE workspace = $1`, [own]);
-    const invoices = await this.ds.query(`SELECT stripe_invoice_id, number, status, currency, total, created_at FROM invoices WHERE workspace = $1`, [own]);
-    const caps = await this.ds.query(`SELECT workspace, monthly_tokens FROM caps WHERE user_id = $1 OR workspace = $2`, [userId, own]);
-    return { service: 'billing', categories: { contract: { subscriptions, caps }, 'usage-ledger': usage, invoices } };
+    // The private workspace's contract is the subject's; an organisation's is the organisation's. A scope keeps to its workspace.
+    const ownInScope = !workspaces || workspaces.includes(own);
+    const subscriptions = ownInScope
+      ? await this.ds.query(`SELECT workspace, plan, status, seats, stripe_subscription_id, stripe_item_id, current_period_end, cancel_at_period_end, ended_at FROM subscriptions WHERE workspace = $1`, [own])
+      : [];
+    const customers = ownInScope ? await this.ds.query(`SELECT workspace, stripe_customer_id, created_at FROM customers WHERE workspace = $1`, [own]) : [];
+    const invoices = ownInScope
+      ? await this.ds.query(
+          `SELECT stripe_invoice_id, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at FROM invoices WHERE workspace = $1 ORDER BY created_at`,
+          [own],
+        )
+      : [];
+    const caps = await this.ds.query(
+      `SELECT workspace, monthly_tokens FROM caps WHERE (user_id = $1 OR workspace = $2) AND ($3::text[] IS NULL OR workspace = ANY($3))`,
+      [userId, own, workspaces],
+    );
+    return { service: 'billing', categories: { contract: { customers, subscriptions, caps }, 'usage-ledger': usage, invoices } };
   }
 
   async erase(userId: string, scope: string): Promise<PrivacyErasure & PrivacyErasureProcessorReport> {

@@ -21,20 +21,42 @@ export class IdentityPrivacyService {
   async export(userId: string, scope: string): Promise<PrivacyExport> {
     const q = (sql: string, params: unknown[] = [userId]) => this.ds.query(sql, params);
     const [account] = await q(`SELECT id, email, first_name, last_name, locale, email_verified_at, platform_roles, restrict_to_eu, created_at, updated_at FROM users WHERE id = $1`);
+    // A scope keeps to its workspace: an organisation's membership and keys, or the private workspace's keys.
     const org = scope === 'all' || scope === 'private' ? null : scope;
-    const memberships = await q(
-      `SELECT m.org_id, o.name AS org_name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 AND ($2::uuid IS NULL OR m.org_id = $2)`,
-      [userId, org],
+    const memberships =
+      scope === 'private'
+        ? []
+        : await q(
+            `SELECT m.org_id, o.name AS org_name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 AND ($2::uuid IS NULL OR m.org_id = $2)`,
+            [userId, org],
+          );
+    const apiKeys = await q(
+      `SELECT id, name, workspace, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = $1 AND ($2::text IS NULL OR workspace = $2) ORDER BY created_at`,
+      [userId, scope === 'all' ? null : scope],
     );
-    if (scope !== 'all') return { service: 'identity', categories: { memberships } };
+    // Invitations they received (to their address) and sent (without the invitee's address: another person's).
+    const invitations = {
+      received: await q(
+        `SELECT i.org_id, o.name AS org_name, i.role, i.created_at, i.expires_at, i.accepted_at FROM invitations i JOIN organizations o ON o.id = i.org_id
+          WHERE lower(i.email) = (SELECT email FROM users WHERE id = $1) AND ($2::uuid IS NULL OR i.org_id = $2) ORDER BY i.created_at`,
+        [userId, org],
+      ),
+      sent: await q(
+        `SELECT i.org_id, o.name AS org_name, i.role, i.created_at, i.expires_at, i.accepted_at FROM invitations i JOIN organizations o ON o.id = i.org_id
+          WHERE i.invited_by = $1 AND ($2::uuid IS NULL OR i.org_id = $2) ORDER BY i.created_at`,
+        [userId, org],
+      ),
+    };
+    if (scope === 'private') return { service: 'identity', categories: { 'api-keys': apiKeys } };
+    if (scope !== 'all') return { service: 'identity', categories: { memberships: { memberships, invitations }, 'api-keys': apiKeys } };
     return {
       service: 'identity',
       categories: {
         account: account ?? null,
-        memberships,
+        memberships: { memberships, invitations },
         sessions: await q(`SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 ORDER BY created_at`),
         'login-audit': await q(`SELECT ip, succeeded, method, occurred_at FROM login_audit WHERE user_id = $1 ORDER BY occurred_at`),
-        'api-keys': await q(`SELECT id, name, workspace, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = $1`),
+        'api-keys': apiKeys,
         'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1`),
       },
     };

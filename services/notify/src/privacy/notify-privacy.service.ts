@@ -30,7 +30,7 @@ export class NotifyPrivacyService {
     if (scope !== 'all' && scope !== 'private') return { service: 'notify', categories: {} };
     const hashes = await this.addressHashes(userId);
     const deliveries = await this.ds.query(
-      `SELECT template, locale, status, attempts, created_at, sent_at FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[]) ORDER BY created_at`,
+      `SELECT template, locale, status, attempts, provider_message_id, created_at, sent_at FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[]) ORDER BY created_at`,
       [userId, hashes],
     );
     return { service: 'notify', categories: { 'delivery-log': deliveries } };

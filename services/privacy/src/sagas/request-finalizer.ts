@@ -145,9 +145,10 @@ export class RequestFinalizer {
   /** privacy's own records about the subject: their requests (not legal holds, which may concern legal claims). */
   private async ownSection(em: EntityManager, userId: string): Promise<PrivacyExport> {
     const requests = await em.query(
-      `SELECT id, type, scope, status, created_at, due_at, completed_at, decision, decision_reason, decided_at, took_effect_at FROM requests WHERE user_id = $1 ORDER BY created_at`,
+      `SELECT id, type, scope, status, created_at, due_at, completed_at, decision, decision_reason, decided_at, takes_effect_at, took_effect_at FROM requests WHERE user_id = $1 ORDER BY created_at`,
       [userId],
     );
-    return { service: 'privacy', categories: { 'data-subject-requests': requests } };
+    // As JSON, like the other services' sections (a Date would read as an object to the package's schema).
+    return { service: 'privacy', categories: { 'data-subject-requests': JSON.parse(JSON.stringify(requests)) } };
   }
 }
