@@ -9,3 +9,12 @@ import type { EntityManager } from 'typeorm';
 export async function lockSubject(em: EntityManager, userId: string, mode: 'shared' | 'exclusive'): Promise<void> {
   await em.query(`SELECT ${mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock'}(hashtextextended($1, 0))`, [userId]);
 }
+
+/**
+ * Takes a turn, until the caller's transaction ends, with every transaction
+ * that names the same thing (`checkout:<workspace>`, `login-ip:<ip>`…): what
+ * they read and write is then never interleaved.
+ */
+export async function lockNamed(em: Pick<EntityManager, 'query'>, name: string): Promise<void> {
+  await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [name]);
+}

@@ -13,6 +13,16 @@ import { billingWorld } from './billing-world.js';
 /** A past month's usage shows that month's quota, not today's: the quota service records each month's as it changes. */
 describe('quota of a month', () => {
   const world = billingWorld();
+  /** Billing's erasure step, as privacy's saga calls it. */
+  const erase = async (userId: string) => {
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      await rpc.call(privacyRpcs('billing').erase, { userId, scope: 'all' });
+    } finally {
+      await rpc.close();
+    }
+  };
 
   it('is recorded as the plan changes, shown for its month, unknown for a month never recorded, and for a private workspace never under its owner’s id', async () => {
     const quota = world.billing.app.get(QuotaService);
@@ -38,13 +48,7 @@ describe('quota of a month', () => {
     expect(await usage.view(actor, 'private', '2020-01')).toMatchObject({ period: '2020-01', tokensUsed: 0, tokenQuota: null });
 
     // After the subject's erasure (their plan gone, their usage still in this replica's memory) nothing names them.
-    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
-    await rpc.connect();
-    try {
-      await rpc.call(privacyRpcs('billing').erase, { userId: actor.userId, scope: 'all' });
-    } finally {
-      await rpc.close();
-    }
+    await erase(actor.userId);
     await quota.refresh();
     expect(await world.env.sql(`SELECT 1 FROM billing.period_quotas WHERE workspace LIKE '%' || $1 || '%'`, [actor.userId])).toEqual([]);
     expect((await recorded()).map((r) => r.period)).toEqual([lastMonth, period]);
@@ -72,13 +76,7 @@ describe('quota of a month', () => {
     expect(await world.env.sql(`SELECT percent FROM billing.quota_alerts WHERE workspace = $1`, [key])).toEqual([{ percent: 80 }]);
     // The plan changes, and the subject is erased before the next refresh.
     await world.env.sql(`UPDATE billing.subscriptions SET plan = 'business' WHERE workspace = $1`, [key]);
-    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
-    await rpc.connect();
-    try {
-      await rpc.call(privacyRpcs('billing').erase, { userId: actor.userId, scope: 'all' });
-    } finally {
-      await rpc.close();
-    }
+    await erase(actor.userId);
     await quota.refresh();
     await quota.refresh();
     // The month ends on Business (its renamed plan), not Free (what their id alone would have).

@@ -6,6 +6,7 @@ import { WorkspaceAccess } from '../common/workspace-access.service.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
+import { lockNamed } from '@ally/persistence';
 
 export interface SubscriptionRow {
   workspace: string;
@@ -41,7 +42,7 @@ export class SubscriptionsService {
     const customer = await this.customer(key, actor.userId);
     // Checkouts of one workspace take turns (two at once left two open sessions: both payable, one subscription shown).
     return this.ds.transaction(async (em) => {
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`checkout:${key}`]);
+      await lockNamed(em, `checkout:${key}`);
       return this.openCheckout(key, workspace, plan, customer);
     });
   }

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type TokenPair } from '@ally/contracts';
-import { isForeignKeyViolation, isUniqueViolation } from '@ally/persistence';
+import { isForeignKeyViolation, isUniqueViolation, lockNamed } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { preferredLocale } from '../common/accept-language.js';
@@ -108,7 +108,7 @@ export class AuthService {
     if (!user) return;
     await this.ds.transaction(async (em) => {
       // Requests for one account take turns, so only the newest link is live (two at once left two).
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext('password-reset:' || $1))`, [user.id]);
+      await lockNamed(em, `password-reset:${user.id}`);
       await this.tokens.invalidate(em, user.id, 'password_reset');
       const resetToken = await this.tokens.issue(em, user.id, 'password_reset', this.config.RESET_TOKEN_TTL_SECONDS);
       await this.outbox.append(

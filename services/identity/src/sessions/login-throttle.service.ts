@@ -4,6 +4,7 @@ import { ProblemError } from '@ally/contracts';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { hashSecret } from '../common/secrets.js';
 import { LoginAuditEntity } from './login-audit.entity.js';
+import { lockNamed } from '@ally/persistence';
 
 /**
  * Failed sign-ins are counted per account and per IP in the login audit
@@ -26,8 +27,8 @@ export class LoginThrottleService {
    */
   async begin(email: string, ip: string | undefined, method: string): Promise<string> {
     return this.ds.transaction(async (em) => {
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`login-account:${hashSecret(email)}`]);
-      if (ip) await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`login-ip:${ip}`]);
+      await lockNamed(em, `login-account:${hashSecret(email)}`);
+      if (ip) await lockNamed(em, `login-ip:${ip}`);
       await this.assertAllowed(email, ip, em);
       const [row] = await em.query(`INSERT INTO login_audit (email_hash, ip, succeeded, method) VALUES ($1, $2, false, $3) RETURNING id`, [hashSecret(email), ip ?? null, method]);
       return String(row.id);
@@ -36,13 +37,8 @@ export class LoginThrottleService {
 
   /** The outcome of an attempt `begin` counted; a user who objected to the login audit is kept only as the address hash. */
   async finish(attemptId: string, attempt: { userId: string | null; ip?: string; succeeded: boolean }): Promise<void> {
-    const objected = attempt.userId !== null && (await this.objected(attempt.userId));
-    await this.ds.query(`UPDATE login_audit SET user_id = $2, ip = $3, succeeded = $4 WHERE id = $1`, [
-      attemptId,
-      objected ? null : attempt.userId,
-      objected ? null : (attempt.ip ?? null),
-      attempt.succeeded,
-    ]);
+    const { userId, ip } = await this.recordedAs(attempt.userId, attempt.ip);
+    await this.ds.query(`UPDATE login_audit SET user_id = $2, ip = $3, succeeded = $4 WHERE id = $1`, [attemptId, userId, ip, attempt.succeeded]);
   }
 
   private async assertAllowed(email: string, ip: string | undefined, em: EntityManager): Promise<void> {
@@ -62,14 +58,18 @@ export class LoginThrottleService {
 
   /** A user who objected to the login audit (upheld, or not yet decided) is recorded only as the address hash (for throttling). */
   async record(attempt: { email: string; userId: string | null; ip?: string; succeeded: boolean; method: string }): Promise<void> {
-    const objected = attempt.userId !== null && (await this.objected(attempt.userId));
     await this.ds.getRepository(LoginAuditEntity).insert({
       emailHash: hashSecret(attempt.email),
-      userId: objected ? null : attempt.userId,
-      ip: objected ? null : (attempt.ip ?? null),
+      ...(await this.recordedAs(attempt.userId, attempt.ip)),
       succeeded: attempt.succeeded,
       method: attempt.method,
     });
+  }
+
+  /** Whom and where an attempt names in the audit: nobody and nowhere for a user who objected to it (the address hash alone counts). */
+  private async recordedAs(userId: string | null, ip: string | undefined): Promise<{ userId: string | null; ip: string | null }> {
+    const objected = userId !== null && (await this.objected(userId));
+    return objected ? { userId: null, ip: null } : { userId, ip: ip ?? null };
   }
 
   /**

@@ -7,6 +7,7 @@ import type { Jwks } from '@ally/contracts';
 import { keyEncryptionKey, LOGGER, open, seal, StartupError } from '@ally/platform';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { SigningKeyEntity } from './signing-key.entity.js';
+import { lockNamed } from '@ally/persistence';
 
 const ALG = 'EdDSA';
 const DAY = 24 * 3600 * 1000;
@@ -83,7 +84,7 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   async rotate(force: boolean, withdraw = false): Promise<void> {
     const rotationMs = this.config.SIGNING_KEY_ROTATION_DAYS * DAY;
     await this.ds.transaction(async (em) => {
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext('identity-signing-key'))`);
+      await lockNamed(em, 'identity-signing-key');
       const repo = em.getRepository(SigningKeyEntity);
       for (const row of await repo.find({ where: { privateJwk: Not(IsNull()) } })) {
         await repo.update({ kid: row.kid }, { privateJwkSealed: this.seal(row.kid, row.privateJwk!), privateJwk: null });

@@ -3,7 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { IdentityRpc, type EventEnvelope } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { lockSubject } from '@ally/persistence';
+import { lockNamed, lockSubject } from '@ally/persistence';
 import { EventConsumers, LOGGER } from '@ally/platform';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
@@ -49,7 +49,7 @@ export class MailEventsConsumer {
       if (spec.userId && (await this.erased(em, spec.userId))) continue;
       const recipientHash = hashAddress(spec.to);
       // Serialised per address, so the count below holds against a parallel event for the same inbox.
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`notify-recipient:${recipientHash}`]);
+      await lockNamed(em, `notify-recipient:${recipientHash}`);
       const [{ recent }] = await em.query(`SELECT count(*)::int AS recent FROM deliveries WHERE recipient_hash = $1 AND created_at > now() - interval '1 hour'`, [recipientHash]);
       if (recent >= this.maxPerHour) {
         this.capped.inc({ template: spec.template });

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
+import { lockNamed } from '@ally/persistence';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -54,7 +55,7 @@ export class AuditTrail {
   constructor(private readonly ds: DataSource) {}
 
   async append(em: EntityManager, input: AuditEntryInput): Promise<AuditEntry> {
-    await em.query(`SELECT pg_advisory_xact_lock(hashtext('ally-privacy-audit'))`);
+    await lockNamed(em, 'ally-privacy-audit');
     const [last] = await em.query(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`);
     const entry = {
       seq: last ? Number(last.seq) + 1 : 1,

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { lockNamed } from '@ally/persistence';
 
 /**
  * Serialises what changes a subject's set of requests within the caller's
@@ -6,5 +7,5 @@ import type { EntityManager } from 'typeorm';
  * ends the others and clears the outbox of them).
  */
 export async function lockSubjectRequests(em: EntityManager, userId: string): Promise<void> {
-  await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`privacy-request:${userId}`]);
+  await lockNamed(em, `privacy-request:${userId}`);
 }

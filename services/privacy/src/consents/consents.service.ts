@@ -3,6 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import type { ConsentRecord, ConsentView, RequestMeta } from '@ally/contracts';
 import { NotFound } from '../common/privacy-errors.js';
+import { lockNamed } from '@ally/persistence';
 
 /** A consent is valid this long; then it expires and must be asked again (privacy policy: up to two years). */
 export const CONSENT_VALIDITY = `interval '2 years'`;
@@ -54,7 +55,7 @@ export class ConsentsService {
    * it (stamped with its start, it sorted before and the grant stood).
    */
   private async takeTurn(em: EntityManager, subjectId: string): Promise<void> {
-    await em.query(`SELECT pg_advisory_xact_lock(hashtext('consents:' || $1))`, [subjectId]);
+    await lockNamed(em, `consents:${subjectId}`);
   }
 
   private async insert(

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { LOGGER } from '@ally/platform';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { RetentionRunsService } from './retention-runs.service.js';
+import { lockNamed } from '@ally/persistence';
 
 const CHECK_EVERY_MS = 3600_000;
 /** The first look after start: the other services are up by then. */
@@ -49,7 +50,7 @@ export class RetentionSchedule implements OnApplicationBootstrap, OnModuleDestro
    */
   async runIfDue(hours = this.config.RETENTION_SCHEDULE_HOURS): Promise<string | undefined> {
     const id = await this.ds.transaction(async (em) => {
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext('privacy-retention-schedule'))`);
+      await lockNamed(em, 'privacy-retention-schedule');
       await this.runs.failAbandoned(em);
       // Only a full, real run counts: `retention-run --scheduled --dry-run` (or with --categories) deleted nothing else.
       const [recent] = await em.query(
