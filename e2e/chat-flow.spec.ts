@@ -1,4 +1,4 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { createHmac, randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import pg from 'pg';
@@ -258,6 +258,32 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(two.body.messages[0].content).toBe(long(5));
     expectProblemStatus(await http.get(`/v1/conversations/${id}?limit=0`, token), 400);
     expectProblemStatus(await http.get(`/v1/conversations/${id}?cursor=nonsense`, token), 400);
+  });
+
+  it('keeps each question next to its answer when messages to one conversation are answered at the same moment', async () => {
+    const id = await conversation();
+    const asked: string[] = [];
+    // One clock reading for every save: the same millisecond, which a busy replica does hit.
+    jest.useFakeTimers({ now: Date.now(), doNotFake: ['hrtime', 'nextTick', 'performance', 'queueMicrotask', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'setTimeout', 'clearTimeout'] });
+    try {
+      for (let round = 0; round < 3; round++) {
+        const contents = Array.from({ length: 6 }, (_, i) => `Frage ${round}.${i}`);
+        asked.push(...contents);
+        const answers = await Promise.all(contents.map((content) => http.post(`/v1/conversations/${id}/messages`, { content }, token)));
+        expect(answers.map((a) => a.status)).toEqual(contents.map(() => 201));
+      }
+    } finally {
+      jest.useRealTimers();
+    }
+    const { messages } = (await http.get(`/v1/conversations/${id}`, token)).body as { messages: { role: string; content: string; createdAt: string }[] };
+    expect(messages).toHaveLength(asked.length * 2);
+    const pairs = Array.from({ length: asked.length }, (_, i) => [messages[2 * i], messages[2 * i + 1]]);
+    expect(pairs.map(([q, a]) => [q.role, a.role, a.content])).toEqual(pairs.map(([q]) => ['user', 'assistant', `Echo: ${q.content}`]));
+    expect(new Set(pairs.map(([q]) => q.content))).toEqual(new Set(asked));
+    // The order is the times' order: what a client sorting by createdAt sees, and what the export lists.
+    const times = messages.map((m) => Date.parse(m.createdAt));
+    expect(times).toEqual([...times].sort((x, y) => x - y));
+    expect(new Set(times).size).toBe(times.length);
   });
 
   it('falls back to another allowed deployment when the provider answers 500', async () => {

@@ -161,40 +161,37 @@ export class MessagesService {
    * was shredded meanwhile: an erasure won the race.
    */
   private async save(turn: Turn, text: string, result: CompletionResult, status: 'complete' | 'aborted'): Promise<ChatMessage> {
-    const now = Date.now();
-    const answer: ChatMessage = {
-      id: randomUUID(),
-      role: 'assistant',
-      content: text,
-      // One millisecond after the question, so the order survives equal clocks.
-      createdAt: new Date(now + 1).toISOString(),
-      model: turn.plan.model,
-      usage: result.usage,
-      residency: result.residency,
-      ...(status !== 'complete' ? { status } : {}),
-    };
     const erased = () => new ProblemError(410, 'This conversation was erased while the answer was written');
-    const [{ saved }] = await queryPrepared<{ saved: number }>(this.ds, 'chat_save_turn', SAVE_SQL, [
+    const answerId = randomUUID();
+    const [{ saved, answeredAt }] = await queryPrepared<{ saved: number; answeredAt: Date | null }>(this.ds, 'chat_save_turn', SAVE_SQL, [
       randomUUID(),
-      answer.id,
+      answerId,
       turn.conversationId,
       turn.plan.actor.userId,
       turn.key.seal(turn.content),
-      new Date(now),
+      new Date(),
       turn.key.seal(text),
       turn.plan.model,
       result.usage.promptTokens,
       result.usage.completionTokens,
       JSON.stringify(result.residency),
       status,
-      new Date(now + 1),
-      ...this.completions.usageRow(answer.id, turn.plan, result),
+      ...this.completions.usageRow(answerId, turn.plan, result),
     ]).catch((err) => {
       // The conversation went in the same moment (an erasure or a delete committing meanwhile).
       throw isForeignKeyViolation(err) ? erased() : err;
     });
-    if (!saved) throw erased();
+    if (!saved || !answeredAt) throw erased();
     this.completions.spent(turn.plan, result);
-    return answer;
+    return {
+      id: answerId,
+      role: 'assistant',
+      content: text,
+      createdAt: answeredAt.toISOString(),
+      model: turn.plan.model,
+      usage: result.usage,
+      residency: result.residency,
+      ...(status !== 'complete' ? { status } : {}),
+    };
   }
 }

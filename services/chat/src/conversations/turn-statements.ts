@@ -31,18 +31,23 @@ export const TURN_SQL = `
 /**
  * One write for a turn: question, answer, the conversation's time and the usage
  * event; nothing when the data key or the conversation is gone (an erasure won).
+ * The conversation's row is the turn's clock ($6 is now): each save moves it on
+ * by at least two milliseconds, waiting for a save in the same conversation
+ * that holds it, so the question and its answer take the next two and a turn
+ * answered in parallel is stored before or after this one, never between.
  */
 export const SAVE_SQL = `
-  WITH saved AS (
+  WITH turn AS (
+    UPDATE conversations SET updated_at = greatest($6::timestamptz + interval '1 ms', updated_at + interval '2 ms')
+     WHERE id = $3::uuid AND EXISTS (SELECT 1 FROM data_keys WHERE user_id = $4::uuid)
+    RETURNING updated_at AS answered_at
+  ), saved AS (
     INSERT INTO messages (id, conversation_id, user_id, role, content_enc, model, prompt_tokens, completion_tokens, residency, status, created_at)
-    SELECT * FROM (VALUES
-      ($1::uuid, $3::uuid, $4::uuid, 'user', $5::bytea, NULL::text, NULL::int, NULL::int, NULL::jsonb, 'complete', $6::timestamptz),
-      ($2::uuid, $3::uuid, $4::uuid, 'assistant', $7::bytea, $8::text, $9::int, $10::int, $11::jsonb, $12::text, $13::timestamptz)) AS m
-    WHERE EXISTS (SELECT 1 FROM data_keys WHERE user_id = $4::uuid) AND EXISTS (SELECT 1 FROM conversations WHERE id = $3::uuid)
+    SELECT m.* FROM turn, LATERAL (VALUES
+      ($1::uuid, $3::uuid, $4::uuid, 'user', $5::bytea, NULL::text, NULL::int, NULL::int, NULL::jsonb, 'complete', turn.answered_at - interval '1 ms'),
+      ($2::uuid, $3::uuid, $4::uuid, 'assistant', $7::bytea, $8::text, $9::int, $10::int, $11::jsonb, $12::text, turn.answered_at)) AS m
     RETURNING 1
-  ), touched AS (
-    UPDATE conversations SET updated_at = $13 WHERE id = $3 AND EXISTS (SELECT 1 FROM saved)
   ), usage AS (
-    INSERT INTO outbox (${OUTBOX_COLUMNS}) SELECT $14::uuid, $15, $16, $17::jsonb WHERE EXISTS (SELECT 1 FROM saved)
+    INSERT INTO outbox (${OUTBOX_COLUMNS}) SELECT $13::uuid, $14, $15, $16::jsonb WHERE EXISTS (SELECT 1 FROM saved)
   )
-  SELECT count(*)::int AS saved FROM saved`;
+  SELECT (SELECT count(*)::int FROM saved) AS saved, (SELECT answered_at FROM turn) AS "answeredAt"`;
