@@ -88,6 +88,17 @@ describe('content filter', () => {
       expect(() => filter([]).checkRules([{ role: 'user', content }], strict, 'u1')).toThrow('organisation does not allow');
     }
     expect(() => filter([]).checkRules([{ role: 'user', content: 'Gehege und Heim' }], strict, 'u1')).not.toThrow();
+    // Look-alike letters of other scripts (Cyrillic е and і, Greek Ε, Cherokee Ꮋ, mathematical and full-width forms) do not hide one either.
+    for (const content of ['g\u0435heim', 'geh\u0435\u0456m', 'G\u0395HEIM', 'GE\u13BBEIM', '\u{1D420}\u{1D41E}\u{1D421}\u{1D41E}\u{1D422}\u{1D426}', 'ｇｅｈｅｉｍ', '\u0406stanbul', 'g\u0395heim']) {
+      expect(() => filter([]).checkRules([{ role: 'user', content }], strict, 'u1')).toThrow('organisation does not allow');
+    }
+    // Plain ASCII stays as written: "rn" is no "m", "0" no "O".
+    const codename = policy({ workspace: 'org', blockedTerms: ['modem', 'OTTO'] });
+    for (const content of ['rnodern', 'M0DEM', '0TT0']) expect(() => filter([]).checkRules([{ role: 'user', content }], codename, 'u1')).not.toThrow();
+    // A term written in another script meets itself in either case; a term of invisible characters alone blocks nothing.
+    const cyrillic = policy({ workspace: 'org', blockedTerms: ['секрет', '\u200b\u00ad'] });
+    for (const content of ['Это СЕКРЕТ', 'секрет']) expect(() => filter([]).checkRules([{ role: 'user', content }], cyrillic, 'u1')).toThrow('organisation does not allow');
+    expect(() => filter([]).checkRules([{ role: 'user', content: 'Hallo' }], cyrillic, 'u1')).not.toThrow();
   });
 
   it('moderates again before a fallback whose residency allows a moderator the first route did not have', async () => {

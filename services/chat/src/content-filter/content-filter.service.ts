@@ -8,6 +8,7 @@ import type { RoutingPolicy } from '../policy/policy.service.js';
 import { ProviderClients } from '../completions/provider-clients.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { redactPii } from './pii-redaction.js';
+import { blockedTermIn } from './blocked-terms.js';
 
 export interface PromptMessage {
   role: 'system' | 'user' | 'assistant' | 'developer';
@@ -36,9 +37,7 @@ export class ContentFilterService {
   /** Every message counts: on /v1/chat/completions the caller writes the whole history, system and assistant turns included. */
   checkRules(messages: PromptMessage[], policy: RoutingPolicy, userId: string): void {
     if (policy.blockedTerms.length === 0) return;
-    const texts = messages.map((m) => comparable(m.content));
-    const blocked = policy.blockedTerms.find((t) => texts.some((text) => text.includes(comparable(t))));
-    if (blocked) {
+    if (blockedTermIn(messages.map((m) => m.content), policy.blockedTerms) !== undefined) {
       this.logger.warn({ userId, workspace: policy.workspace, rule: 'org-blocked-term' }, 'prompt refused by the content filter');
       throw new ProblemError(422, 'The message contains a term your organisation does not allow', { type: 'https://ally.eu/problems/content-blocked' });
     }
@@ -84,21 +83,4 @@ export class ContentFilterService {
     if (d.euResident || !redactOutsideEu) return messages;
     return messages.map((m) => ({ ...m, content: redactPii(m.content) }));
   }
-}
-
-/** Invisible characters that are no format controls: Hangul fillers and the Mongolian vowel separator. */
-const INVISIBLE = /[\p{Cf}\u115F\u1160\u3164\uFFA0\u180E]/gu;
-
-/**
- * Text as a blocked term is looked for in it: compatibility forms folded
- * (full-width letters, ligatures) and taken apart from their accents, which
- * go with every other combining mark ("géheim", "İstanbul"), invisible
- * characters (soft hyphens, zero-width spaces, format controls, fillers)
- * dropped, any run of white space one space, lower case with "ß" as "ss".
- * "Projekt  Falke", "Projekt\nFalke", "ge\u00adheim" and "STRASSE" then meet
- * the terms "Projekt Falke", "geheim" and "Straße". Look-alike letters of
- * other scripts (a Cyrillic "е") are not folded.
- */
-export function comparable(text: string): string {
-  return text.normalize('NFKD').replace(/\p{M}/gu, '').replace(INVISIBLE, '').replace(/\s+/gu, ' ').toLowerCase().replace(/ß/g, 'ss');
 }
