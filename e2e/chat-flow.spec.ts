@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jes
 import { createHmac, randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
 import pg from 'pg';
-import { mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
+import { ChatRpc, mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import type { OpenAIEmulator } from '@ally/emulators';
 import { RpcClient } from '@ally/messaging';
 import { confirmEmail, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
@@ -448,7 +448,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(JSON.stringify(refused.body)).not.toContain('gpt-4o-mini-swc');
   });
 
-  it("closes an organisation's conversations to a member who was removed", async () => {
+  it("closes an organisation's conversations to a member from the moment the removal answers", async () => {
     const org = (await http.post('/v1/orgs', { name: 'Fischer Logistik GmbH' }, token)).body;
     await confirmEmail(env, userId);
     const invite = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'jonas@example.eu', role: 'member' }, token);
@@ -459,8 +459,19 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect((await http.get(`/v1/conversations/${id}`, jonas.accessToken)).status).toBe(200);
 
     expect((await http.delete(`/v1/orgs/${org.id}/members/${jonas.user.id}`, token)).status).toBe(204);
-    await waitFor(async () => ((await http.get(`/v1/conversations/${id}`, jonas.accessToken)).status === 404 ? true : undefined), 'the removal to reach chat');
+    // Not when identity's event arrives: nothing new is written to the organisation by someone no longer in it.
+    expect((await http.post(`/v1/conversations/${id}/messages`, { content: 'Noch drin?' }, jonas.accessToken)).status).toBe(404);
+    expect((await http.get(`/v1/conversations/${id}`, jonas.accessToken)).status).toBe(404);
+    expect((await http.get(`/v1/conversations?workspace=${org.id}`, jonas.accessToken)).status).toBe(404);
     expect((await http.delete(`/v1/conversations/${id}`, jonas.accessToken)).status).toBe(404);
+    expect((await env.sql(`SELECT count(*)::int AS n FROM chat.messages WHERE conversation_id = $1`, [id]))[0].n).toBe(0);
+    // Told of a removal identity does not confirm, chat keeps the membership: it asks identity, as the member.
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    await rpc.call(ChatRpc.refreshPolicy, { orgId: org.id, removedMember: userId }, { actor: { userId: jonas.user.id, platformRoles: [] } });
+    await rpc.close();
+    expect((await http.get(`/v1/conversations?workspace=${org.id}`, token)).status).toBe(200);
+    expect((await env.sql(`SELECT count(*)::int AS n FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [org.id, userId]))[0].n).toBe(1);
     expect((await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [id])).length).toBe(1);
   });
 

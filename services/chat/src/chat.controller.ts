@@ -54,8 +54,9 @@ export class ChatController {
 
   @MessagePattern(ChatRpc.refreshPolicy.subject)
   async refreshPolicy(@Payload() req: RpcRequest) {
-    const { orgId } = parseInput(ChatRpc.refreshPolicy.input, req.input);
-    await (orgId ? this.policies.refreshOrg(actorOf(req), orgId) : this.policies.refreshUser(actorOf(req)));
+    const { orgId, removedMember } = parseInput(ChatRpc.refreshPolicy.input, req.input);
+    if (orgId && removedMember) await this.policies.refreshRemovedMember(orgId, removedMember);
+    else await (orgId ? this.policies.refreshOrg(actorOf(req), orgId) : this.policies.refreshUser(actorOf(req)));
     return null;
   }
 

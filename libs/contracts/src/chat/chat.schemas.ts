@@ -18,7 +18,10 @@ export const listAssistantsInput = listConversationsInput;
 /** Model names to check against chat's catalog (an organisation's `allowedModels` before identity stores them). */
 export const catalogCheckInput = z.strictObject({ models: z.array(z.string().max(200)).max(100) });
 /** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
-export const refreshPolicyInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id').optional() });
+/** What changed at identity: the caller's settings, `orgId`'s policy, or (`removedMember`) who just left `orgId`. */
+export const refreshPolicyInput = z
+  .strictObject({ orgId: z.uuid('must be a valid organisation id').optional(), removedMember: z.uuid('must be a valid user id').optional() })
+  .refine((i) => !i.removedMember || i.orgId, { path: ['orgId'], message: 'is required with removedMember' });
 export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
 /** A conversation with a page of its messages: the newest `limit` (as far as they fit one answer), then older ones after `cursor`. */
 export const getConversationInput = conversationIdInput.extend({

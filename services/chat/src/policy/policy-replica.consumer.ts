@@ -3,7 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { IdentityEvents, PrivacyEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 import { PolicyService } from './policy.service.js';
-import { addMembership, orgPolicyDiffers, putOrgPolicy, putUserSettings, userSettingsDiffer } from './replica-rows.js';
+import { addMembership, orgPolicyDiffers, putOrgPolicy, putUserSettings, removeMembership, userSettingsDiffer } from './replica-rows.js';
 
 /** `at`: when it happened at identity (the envelope's occurredAt): a row only ever moves forward in time. */
 type Handler = (em: EntityManager, data: any, at: string) => Promise<unknown>;
@@ -35,14 +35,7 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
   'identity.member.added': async (em, d, at) => {
     if (!(await policies.isErased(em, d.userId))) await addMembership(em, d.orgId, d.userId, d.role, at, 'update');
   },
-  'identity.member.removed': async (em, d, at) => {
-    await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND updated_at <= $3`, [d.orgId, d.userId, at]);
-    await em.query(
-      `INSERT INTO membership_removals (org_id, user_id, removed_at) VALUES ($1, $2, $3)
-       ON CONFLICT (org_id, user_id) DO UPDATE SET removed_at = GREATEST(membership_removals.removed_at, EXCLUDED.removed_at)`,
-      [d.orgId, d.userId, at],
-    );
-  },
+  'identity.member.removed': (em, d, at) => removeMembership(em, d.orgId, d.userId, at),
   // Art. 18: the subject's data may only be stored; chat stops processing it in that scope.
   'privacy.subject.restricted': async (em, d) => {
     // Filed while their erasure ran: nothing of them is left to restrict, and no row of them comes back.

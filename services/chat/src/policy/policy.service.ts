@@ -3,7 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
-import { addMembership, putOrgPolicy, putUserSettings } from './replica-rows.js';
+import { addMembership, putOrgPolicy, putUserSettings, removeMembership } from './replica-rows.js';
 
 export interface RoutingPolicy {
   workspace: string;
@@ -148,6 +148,23 @@ export class PolicyService {
   /** As `refreshUser`, for an organisation's policy an admin of it just changed. */
   async refreshOrg(actor: Actor, orgId: string): Promise<void> {
     await this.fetchOrgPolicy(actor, orgId, 'current');
+  }
+
+  /**
+   * A member an admin just removed from an organisation at identity: the
+   * replica drops the membership now rather than when the event arrives, so
+   * their next message to the organisation's conversations is refused. Only
+   * when identity, asked as that user, no longer lists the organisation.
+   */
+  async refreshRemovedMember(orgId: string, userId: string): Promise<void> {
+    const asOf = new Date().toISOString();
+    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId, platformRoles: [] } }).catch((err) => {
+      // identity no longer knows the user (erased meanwhile): no membership either.
+      if (err instanceof ProblemError && err.status < 500) return null;
+      throw new ProblemError(503, 'The identity service is not available');
+    });
+    if (me?.memberships.some((m) => m.orgId === orgId)) return;
+    await this.ds.transaction((em) => removeMembership(em, orgId, userId, asOf));
   }
 
   /** Whether the subject's erasure committed here (their replica rows went with it, and none come back). */

@@ -67,6 +67,20 @@ export async function orgPolicyDiffers(em: Pick<EntityManager, 'query'>, p: OrgP
 }
 
 /**
+ * A membership ended as of `at`: the row goes unless it is newer (a later
+ * re-invitation), and the removal is remembered so an older "added" arriving
+ * late does not bring it back.
+ */
+export async function removeMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, at: string): Promise<void> {
+  await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND updated_at <= $3`, [orgId, userId, at]);
+  await em.query(
+    `INSERT INTO membership_removals (org_id, user_id, removed_at) VALUES ($1, $2, $3)
+     ON CONFLICT (org_id, user_id) DO UPDATE SET removed_at = GREATEST(membership_removals.removed_at, EXCLUDED.removed_at)`,
+    [orgId, userId, at],
+  );
+}
+
+/**
  * A membership as of `at`, unless it was removed at or after that time (an update: the newer role wins).
  */
 export function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, role: string, at: string, onConflict: OnConflict): Promise<unknown> {

@@ -9,7 +9,7 @@ const SYNC_TIMEOUT_MS = 3_000;
 
 /**
  * After identity answered a change that decides routing (a user's
- * `restrictToEu`, an organisation's policy), chat reads it into its replica
+ * `restrictToEu`, an organisation's policy or membership), chat reads it into its replica
  * before the gateway answers: from then on no message follows the old
  * setting. identity's event still brings the change to every replica; this
  * only closes the window until it arrives. A chat that cannot be reached
@@ -41,9 +41,10 @@ export class ChatPolicySync {
     });
   }
 
-  async afterChange(actor: Actor, meta: RequestMeta, orgId?: string): Promise<void> {
+  /** `orgId`: an organisation's policy changed, or (`removedMember`) one of its members was removed; otherwise the caller's settings. */
+  async afterChange(actor: Actor, meta: RequestMeta, orgId?: string, removedMember?: string): Promise<void> {
     try {
-      await this.rpc.call(ChatRpc.refreshPolicy, orgId ? { orgId } : {}, { actor, meta, timeoutMs: SYNC_TIMEOUT_MS });
+      await this.rpc.call(ChatRpc.refreshPolicy, { ...(orgId ? { orgId } : {}), ...(removedMember ? { removedMember } : {}) }, { actor, meta, timeoutMs: SYNC_TIMEOUT_MS });
     } catch (err) {
       // An error, not a warning: until the event arrives, a message may still follow the old setting.
       this.logger.error({ err: String(err), orgId }, "chat did not take the routing change now; identity's event brings it");

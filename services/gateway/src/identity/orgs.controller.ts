@@ -60,6 +60,7 @@ export class OrgsController {
     @RequestMetaParam() meta: RequestMeta,
   ) {
     await this.rpc.call(IdentityRpc.removeMember, { orgId, userId }, { actor, meta });
+    await this.chatPolicy.afterChange(actor, meta, orgId, userId);
   }
 
   @Patch('v1/orgs/:orgId/policy')
