@@ -150,6 +150,14 @@ describe('privacy through the gateway, against every real service', () => {
     expect(orgFiles['data/billing.json'].categories.contract).toMatchObject({ subscriptions: [], customers: [] });
     expect(orgFiles['data/billing.json'].categories.invoices).toEqual([]);
     expect(orgFiles['data/identity.json'].categories.memberships.memberships).toEqual([expect.objectContaining({ org_id: org.id, role: 'owner' })]);
+    // Her requests about the whole account and this workspace, not the private workspace's.
+    const ofPrivate = await http.post('/v1/privacy/requests', { type: 'access', scope: 'private' }, leo.accessToken);
+    expect((await settled(leo.accessToken, ofPrivate.body.id)).status).toBe('completed');
+    const requestsIn = (files: any) => files['data/privacy.json'].categories['data-subject-requests'].map((r: { id: string }) => r.id);
+    expect(requestsIn(orgFiles)).toEqual([created.body.id, ofOrg.body.id]);
+    const privateFiles = (await http.get(`/v1/privacy/requests/${ofPrivate.body.id}/download?format=json`, leo.accessToken)).body.files;
+    expect(requestsIn(privateFiles)).toEqual([created.body.id, ofPrivate.body.id]);
+    expect(JSON.stringify(privateFiles)).not.toContain(org.id);
 
     if (hasZip) {
       const zip = await http.request('GET', `/v1/privacy/requests/${created.body.id}/download`, { token: leo.accessToken });

@@ -59,7 +59,7 @@ export class RequestFinalizer {
       completedAt: completedAt.toISOString(),
       downloadUntil: downloadUntil.toISOString(),
       sections,
-      privacySection: await this.ownSection(em, req.user_id),
+      privacySection: await this.ownSection(em, req.user_id, req.scope),
       policies: await this.policies.list(),
     });
     const plain = gzipSync(Buffer.from(JSON.stringify({ createdAt: completedAt.toISOString(), files }), 'utf8'));
@@ -143,10 +143,16 @@ export class RequestFinalizer {
   }
 
   /** privacy's own records about the subject: their requests (not legal holds, which may concern legal claims). */
-  private async ownSection(em: EntityManager, userId: string): Promise<PrivacyExport> {
+  /**
+   * The subject's requests the export's scope takes in: those about that
+   * workspace and those about the whole account. A private one's do not show
+   * in an organisation's export, nor an organisation's in a private one.
+   */
+  private async ownSection(em: EntityManager, userId: string, scope: string): Promise<PrivacyExport> {
     const requests = await em.query(
-      `SELECT id, type, scope, status, created_at, due_at, completed_at, decision, decision_reason, decided_at, takes_effect_at, took_effect_at FROM requests WHERE user_id = $1 ORDER BY created_at`,
-      [userId],
+      `SELECT id, type, scope, status, created_at, due_at, completed_at, decision, decision_reason, decided_at, takes_effect_at, took_effect_at FROM requests
+        WHERE user_id = $1 AND ($2::text = 'all' OR scope IN ('all', $2)) ORDER BY created_at`,
+      [userId, scope],
     );
     // As JSON, like the other services' sections (a Date would read as an object to the package's schema).
     return { service: 'privacy', categories: { 'data-subject-requests': JSON.parse(JSON.stringify(requests)) } };
