@@ -475,6 +475,22 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect((await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [id])).length).toBe(1);
   });
 
+  it('says why no model can be used when an organisation allows only models without an EU deployment for a user restricted to the EU', async () => {
+    const lotte = (await http.post('/v1/auth/register', { email: 'lotte@example.eu', password: PASSWORD, firstName: 'Lotte', lastName: 'Krüger' })).body.accessToken as string;
+    const org = (await http.post('/v1/orgs', { name: 'Nur Übersee GmbH' }, lotte)).body;
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { euOnly: false, allowedModels: ['gpt-4o'] }, lotte)).status).toBe(200);
+    const id = await waitFor(async () => (await http.post('/v1/conversations', { workspace: org.id }, lotte)).body.id as string | undefined, 'the organisation to reach chat');
+    const refused = await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, lotte);
+    expectProblemStatus(refused, 422);
+    expect(refused.body).toMatchObject({
+      type: 'https://ally.eu/problems/no-eu-deployment',
+      detail: 'No model can be used: your organisation allows only "gpt-4o", none has an EU deployment available, and your account is restricted to the EU (restrictToEu)',
+    });
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: [] }, lotte)).status).toBe(200);
+    const none = await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, lotte);
+    expect({ status: none.status, detail: none.body.detail }).toEqual({ status: 422, detail: 'Your organisation allows no model' });
+  });
+
   it('answers a burst of requests for an organisation whose membership event is still on its way (one fetch from identity for all)', async () => {
     const org = (await http.post('/v1/orgs', { name: 'Fischer Eilig GmbH' }, token)).body;
     await waitFor(async () => ((await http.get(`/v1/conversations?workspace=${org.id}`, token)).status === 200 ? true : undefined), 'the organisation to reach chat');

@@ -56,12 +56,28 @@ describe('a deployment configured as EU that reports a region outside the EU', (
     expect(world.llm.requests({ kind: 'azure' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-dzeu']);
   });
 
-  it('says so in the receipt of a user who allows models outside the EU', async () => {
+  it('ranks it after the EU deployments for a user who allows models outside the EU, and redacts what still goes to it', async () => {
     const token = await register('anywhere@example.eu');
     expect((await world.http.patch('/v1/me/settings', { restrictToEu: false }, token)).status).toBe(200);
-    const answer = await world.http.post(`/v1/conversations/${await conversation(token)}/messages`, { content: '#tokens=5 Hallo' }, token);
+    const id = await conversation(token);
+    // Its first answer (unless someone found out before) says where it came from; from then on it ranks as outside the EU.
+    const first = await world.http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=5 Hallo' }, token);
+    expect(first.status).toBe(201);
+    if (first.body.residency.deployment === SWEDEN) expect(first.body.residency).toMatchObject({ reportedRegion: 'East US', euResident: false });
+    const mail = 'Schreib an anna.berg@example.eu';
+    const inEu = await world.http.post(`/v1/conversations/${id}/messages`, { content: mail }, token);
+    expect(inEu.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+
+    // When the EU deployments fail it serves, and what it gets has no personal data, the history's included.
+    world.llm.failNext({ status: 500, endpoint: 'gpt-4o-mini-dzeu' });
+    world.llm.failNext({ status: 500, endpoint: 'openai-eu' });
+    world.llm.clearRequests();
+    const answer = await world.http.post(`/v1/conversations/${id}/messages`, { content: mail }, token);
     expect(answer.status).toBe(201);
     expect(answer.body.residency).toMatchObject({ deployment: SWEDEN, region: 'swedencentral', reportedRegion: 'East US', euResident: false });
+    const [sent] = world.llm.requests({ endpoint: 'gpt-4o-mini-swc' });
+    expect(JSON.stringify(sent.messages)).not.toContain('anna.berg@example.eu');
+    expect(JSON.stringify(sent.messages)).toContain('[email]');
     // Billing's ledger hears the same.
     const [usage] = await world.env.sql<{ eu: boolean }>(`SELECT (payload->'data'->>'euResident')::boolean AS eu FROM chat.outbox WHERE payload->'data'->>'messageId' = $1`, [answer.body.id]);
     expect(usage).toEqual({ eu: false });

@@ -101,6 +101,22 @@ describe('content filter', () => {
     expect(() => filter([]).checkRules([{ role: 'user', content: 'Hallo' }], cyrillic, 'u1')).not.toThrow();
   });
 
+  it('redacts what leaves the EU in the stop sequences as in the messages, and sends an EU route both as written', () => {
+    const messages: PromptMessage[] = [{ role: 'user', content: 'Schreib an anna@example.eu' }];
+    const params = { stop: ['anna@example.eu', 'Ende'], temperature: 0.2 };
+    expect(filter([usTarget]).prepareFor(usTarget, messages, true, params)).toEqual({
+      messages: [{ role: 'user', content: 'Schreib an [email]' }],
+      params: { stop: ['[email]', 'Ende'], temperature: 0.2 },
+    });
+    expect(filter([usTarget]).prepareFor(usTarget, messages, true, { stop: 'anna@example.eu' }).params).toEqual({ stop: '[email]' });
+    expect(filter([euTarget]).prepareFor(euTarget, messages, true, params)).toEqual({ messages, params });
+    // A deployment configured as EU that lately reported a region outside it is outside.
+    const router = new RouterService([euTarget]);
+    router.quarantineOutsideEu(euTarget.id);
+    const quarantined = new ContentFilterService(router, new ProviderClients(config), config, pino({ level: 'silent' }));
+    expect(quarantined.prepareFor(euTarget, messages, true).messages).toEqual([{ role: 'user', content: 'Schreib an [email]' }]);
+  });
+
   it('moderates again before a fallback whose residency allows a moderator the first route did not have', async () => {
     // m@eu has no EU moderator to ask; when it fails, m@us may be moderated by the US endpoint, and must be.
     const mEu: Deployment = { ...euTarget, id: 'm@eu', model: 'm' };

@@ -57,6 +57,35 @@ describe('PII redaction', () => {
     ['+1 (555) 123-4567', '[phone]'],
     ['0043 664 1234567', '[phone]'],
     ['044 668 18 00', '[phone]'],
+    // As word processors, web pages and other keyboards write them: dashes, Unicode spaces, tabs, a line break,
+    // invisible characters inside, full-width forms.
+    ['0170 \u2013 1234567', '[phone]'],
+    ['+49\u2009170\u20091234567', '[phone]'],
+    ['+49\t170\t1234567', '[phone]'],
+    ['+49\u2212170\u22121234567', '[phone]'],
+    ['0170\u2011123\u20114567', '[phone]'],
+    ['030\u00ad1234567', '[phone]'],
+    ['Tel.: +49 170\n1234567', 'Tel.: [phone]'],
+    ['+49\u3000１７０\u3000１２３４５６７', '[phone]'],
+    ['DE89-3704-0044-0532-0130-00', '[iban]'],
+    ['DE89\u20133704\u20130044\u20130532\u20130130\u201300', '[iban]'],
+    ['DE89 3704 0044\n0532 0130 00', '[iban]'],
+    ['DE89 3704 0044\r\n0532 0130 00', '[iban]'],
+    ['ＤＥ８９ ３７０４ ００４４ ０５３２ ０１３０ ００', '[iban]'],
+    ['4111\u20131111\u20131111\u20131111', '[card]'],
+    ['4111\u200b1111\u200b1111\u200b1111', '[card]'],
+    ['４１１１ １１１１ １１１１ １１１１', '[card]'],
+    ['4111 1111\n1111 1111', '[card]'],
+    ['anna@exa\u200bmple.eu', '[email]'],
+    ['ａｎｎａ＠ｅｘａｍｐｌｅ．ｅｕ', '[email]'],
+    ['anna\u2060@example.eu', '[email]'],
+    // A line break ends a number that is whole before it: the next line is not taken with it.
+    ['Tel. 030 1234567\n2. Schritt', 'Tel. [phone]\n2. Schritt'],
+    ['Tel.: 030 1234567\n10117 Berlin', 'Tel.: [phone]\n10117 Berlin'],
+    ['4111 1111 1111 1111\n2. Karte', '[card]\n2. Karte'],
+    // Only what is found is replaced: the rest as written, invisible characters and compatibility forms too.
+    ['\u200banna@example.eu\u200b', '\u200b[email]\u200b'],
+    ['Grüße ① 5 m² ﬁ 👨\u200d👩\u200d👧 می\u200cخواهم: ０１７０ １２３４５６７!', 'Grüße ① 5 m² ﬁ 👨\u200d👩\u200d👧 می\u200cخواهم: [phone]!'],
   ])('redacts %s', (text, redacted) => {
     expect(redactPii(text)).toBe(redacted);
   });
@@ -84,6 +113,25 @@ describe('PII redaction', () => {
     'Preis 1.299,00 EUR, 1 000 000 EUR',
     'Tracking 00340434161094042557',
     'user@localhost',
+    // Dashes, Unicode spaces, tabs and line breaks widen what is read as a number, not what is taken as one.
+    'ISBN 978\u20103\u201016\u2010148410\u20100',
+    'ISBN 978\u20133\u201316\u2013148410\u20130',
+    '2024\u201301\u201315 bis 2024\u201302\u201320',
+    'am 03\u201312\u20132024 oder 03.12.2024\u201305.12.2024',
+    'Saisons 1999\u20132004, 2005\u20132010',
+    'Saisons 2005\t2006\t2007\t2008',
+    '2024\n2025\n2026\n2027',
+    'Preis 1\u2009299,00 €, 1\u2009000\u2009000 €',
+    '10\u201312 Uhr, Seiten 12\u201315, \u221212 °C bis \u22123 °C',
+    '4111\u20131111\u20131111\u20131112',
+    'DE88-3704-0044-0532-0130-00',
+    '２０２４－０１－１５',
+    'RX78\u2013GP01\u2013GP02\u2013GP03',
+    'Bestellnummer 12345678\n87654321',
+    'PLZ\t01067\t01069',
+    'Zeilen:\n100\n200\n300\n400',
+    'Tel. intern\n0815',
+    'anna\u200b@\u200b',
   ])('leaves %s as written', (text) => {
     expect(redactPii(text)).toBe(text);
   });
@@ -92,6 +140,8 @@ describe('PII redaction', () => {
     // An address pattern took 10-12 s on 100,000 letters, a phone pattern with adjacent digit groups 8 s on the last run:
     // each now takes milliseconds (jest's own time limit would end a relapse).
     const runs = ['0'.repeat(100_000), 'a'.repeat(100_000), '+1'.repeat(50_000), '1 '.repeat(50_000), 'a@'.repeat(50_000), '00 '.repeat(33_334), ('+1' + '1'.repeat(45) + 'a ').repeat(2_000)];
+    // The same read through normalisation and the wider separators: full-width, invisible, dashes, tabs, line breaks.
+    runs.push('０'.repeat(100_000), '\u200b'.repeat(100_000), '1\u2013'.repeat(50_000), '1\t'.repeat(50_000), '0\n'.repeat(50_000), '4111' + ' \u2013'.repeat(50_000), 'DE89-'.repeat(20_000));
     for (const run of runs) expect(redactPii(run)).toBe(run);
   });
 });

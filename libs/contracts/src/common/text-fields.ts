@@ -42,8 +42,15 @@ export const letterText = (max: number) =>
 /** Text kept exactly as sent (no trimming: indentation in code matters), without what UTF-8 would silently turn into another character. */
 export const storableText = (max: number) => z.string().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
 
-/** What a user says to a model: storable, and something to say. */
-export const messageText = (max: number) => storableText(max).regex(/\S/u, 'must not be empty');
+/**
+ * Something that shows: not a space, control or format character (U+200B,
+ * U+00AD, U+2060 …), nor a filler that renders as nothing (Hangul U+115F,
+ * U+1160, U+3164, U+FFA0; Mongolian U+180E).
+ */
+const VISIBLE = /[^\s\p{Cc}\p{Cf}\u115F\u1160\u3164\uFFA0\u180E]/u;
+
+/** What a user says to a model: storable, and something to say (a message of invisible characters alone would still be sent and billed). */
+export const messageText = (max: number) => storableText(max).regex(VISIBLE, 'must not be empty');
 
 /**
  * A model as users ask for it (the catalog's `model`), in a request and in an

@@ -26,7 +26,8 @@ export class RouterService {
     this.reportedOutsideEu.set(deploymentId, Date.now() + OUTSIDE_EU_QUARANTINE_MS);
   }
 
-  private isEuResidentNow(d: Deployment): boolean {
+  /** EU-resident as far as routing knows now: configured so, and not reported outside the EU lately. */
+  isEuResidentNow(d: Deployment): boolean {
     if (!d.euResident) return false;
     const until = this.reportedOutsideEu.get(d.id);
     if (until === undefined) return true;
@@ -36,10 +37,13 @@ export class RouterService {
   }
 
   allowed(policy: RoutingPolicy): Deployment[] {
-    return this.catalog
-      .filter((d) => !policy.euOnly || this.isEuResidentNow(d))
-      .filter((d) => !policy.allowedModels || policy.allowedModels.includes(d.model))
-      .sort((a, b) => Number(b.euResident) - Number(a.euResident) || a.priority - b.priority);
+    return this.bestFirst(this.catalog.filter((d) => (!policy.euOnly || this.isEuResidentNow(d)) && (!policy.allowedModels || policy.allowedModels.includes(d.model))));
+  }
+
+  /** EU before non-EU (a deployment lately reported outside the EU counting as non-EU), then by priority. */
+  private bestFirst(deployments: Deployment[]): Deployment[] {
+    const eu = new Map(deployments.map((d) => [d, this.isEuResidentNow(d)]));
+    return deployments.sort((a, b) => Number(eu.get(b)) - Number(eu.get(a)) || a.priority - b.priority);
   }
 
   /** The deployments that may serve `model`, in the order to try them; 422 with the reason when none may. */
@@ -65,12 +69,19 @@ export class RouterService {
   /**
    * The model for a request that names none: the configured default where the
    * policy allows it, else the first model it does allow (an organisation that
-   * allows only its own EU model gets that one); with none, the default, whose
-   * refusal then says why.
+   * allows only its own EU model gets that one); with none, a 422 saying why.
    */
   defaultModel(policy: RoutingPolicy, configured: string): string {
     if (this.allows(configured, policy)) return configured;
-    return this.models(policy)[0]?.model ?? configured;
+    const first = this.models(policy)[0]?.model;
+    if (first) return first;
+    const eu = policy.orgEuOnly ? 'your organisation enforces EU-only processing' : 'your account is restricted to the EU (restrictToEu)';
+    if (policy.allowedModels?.length === 0) throw new ProblemError(422, 'Your organisation allows no model', { type: 'https://ally.eu/problems/model-not-allowed' });
+    if (policy.allowedModels) {
+      const names = policy.allowedModels.map((m) => `"${m}"`).join(', ');
+      throw new ProblemError(422, `No model can be used: your organisation allows only ${names}, none has an EU deployment available, and ${eu}`, { type: 'https://ally.eu/problems/no-eu-deployment' });
+    }
+    throw new ProblemError(422, `No EU deployment of any model is available and ${eu}`, { type: 'https://ally.eu/problems/no-eu-deployment' });
   }
 
   /** Of `models`, those no deployment in the catalog serves; and every model it has. */
@@ -92,8 +103,7 @@ export class RouterService {
    * route, is moderated in the EU only), EU before non-EU, then by priority.
    */
   moderators(policy: RoutingPolicy, target: Deployment): Deployment[] {
-    return this.catalog
-      .filter((d) => d.moderation && (!policy.euOnly || this.isEuResidentNow(d)) && (!target.euResident || d.euResident))
-      .sort((a, b) => Number(b.euResident) - Number(a.euResident) || a.priority - b.priority);
+    const euRoute = this.isEuResidentNow(target);
+    return this.bestFirst(this.catalog.filter((d) => d.moderation && ((!policy.euOnly && !euRoute) || this.isEuResidentNow(d))));
   }
 }

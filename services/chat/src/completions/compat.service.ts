@@ -5,9 +5,9 @@ import type { Logger } from 'pino';
 import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type ResidencyReceipt } from '@ally/contracts';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
-import type { PromptMessage } from '../content-filter/content-filter.service.js';
+import type { CompletionParams, PromptMessage } from '../content-filter/content-filter.service.js';
 import { AnswersInFlight } from './answers-in-flight.js';
-import { CompletionService, type CompletionParams, type Plan, type StreamProgress } from './completion.service.js';
+import { CompletionService, type Plan, type StreamProgress } from './completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
 /** Settings the caller's request hands to the deployment as they are (null: the default, as OpenAI takes it). */

@@ -10,7 +10,7 @@ import type { Deployment } from '../catalog/model-catalog.js';
 import { RouterService } from '../catalog/router.service.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import OpenAI from 'openai';
-import { ContentFilterService, type PromptMessage } from '../content-filter/content-filter.service.js';
+import { ContentFilterService, type CompletionParams, type PreparedRequest, type PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { ERASED_USER } from '../privacy/erased-user.js';
@@ -19,17 +19,6 @@ import { isEuRegion } from '../catalog/eu-regions.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';
 import { completionChunks } from './provider-stream.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
-
-export interface CompletionParams {
-  temperature?: number;
-  top_p?: number;
-  max_tokens?: number;
-  stop?: string | string[];
-  presence_penalty?: number;
-  frequency_penalty?: number;
-  seed?: number;
-  logit_bias?: Record<string, number>;
-}
 
 /** A request that passed policy, quota and the content filter: ready to send. */
 export interface Plan {
@@ -113,9 +102,9 @@ export class CompletionService {
 
   /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
   async complete(plan: Plan, signal?: AbortSignal): Promise<CompletionResult> {
-    return this.withFallback(plan, async (d, client, messages, strays) => {
+    return this.withFallback(plan, async (d, client, { messages, params }, strays) => {
       const { data, response } = await client.chat.completions
-        .create({ model: d.deployment ?? d.model, messages, store: false, stream: false, ...plan.params }, { signal })
+        .create({ model: d.deployment ?? d.model, messages, store: false, stream: false, ...params }, { signal })
         .withResponse();
       const residency = this.receipt(d, plan.policy, response.headers, strays);
       this.assertResidency(plan, d, residency);
@@ -137,11 +126,11 @@ export class CompletionService {
     let started = false;
     return this.withFallback(
       plan,
-      async (d, client, messages, strays) => {
+      async (d, client, { messages, params }, strays) => {
         progress.deployment = d;
         const response = await client.chat.completions
           .create(
-            { model: d.deployment ?? d.model, messages, store: false, stream: true, stream_options: { include_usage: true }, ...plan.params },
+            { model: d.deployment ?? d.model, messages, store: false, stream: true, stream_options: { include_usage: true }, ...params },
             { signal },
           )
           .asResponse();
@@ -237,7 +226,7 @@ export class CompletionService {
 
   private async withFallback(
     plan: Plan,
-    call: (d: Deployment, client: ReturnType<ProviderClients['for']>, messages: PromptMessage[], strays: Stray[]) => Promise<Omit<CompletionResult, 'deployment'>>,
+    call: (d: Deployment, client: ReturnType<ProviderClients['for']>, request: PreparedRequest, strays: Stray[]) => Promise<Omit<CompletionResult, 'deployment'>>,
     mayFallBack: () => boolean = () => true,
     signal?: AbortSignal,
   ): Promise<CompletionResult> {
@@ -246,7 +235,7 @@ export class CompletionService {
     const strays: Stray[] = [];
     for (const [attempt, d] of plan.candidates.entries()) {
       // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
-      const messages = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU);
+      const request = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU, plan.params);
       try {
         if (attempt > 0 && !(await this.stillAllowed(plan, d))) {
           this.logger.info({ deployment: d.id }, 'the policy tightened while the request was served; not falling back to this deployment');
@@ -258,7 +247,7 @@ export class CompletionService {
           if (!moderations.has(moderator.id)) moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
           await moderations.get(moderator.id);
         }
-        return { ...(await call(d, this.clients.for(d), messages, strays)), deployment: d };
+        return { ...(await call(d, this.clients.for(d), request, strays)), deployment: d };
       } catch (err) {
         if (err instanceof ServedOutsideEu) strays.push({ deployment: d.id, region: d.region, reportedRegion: err.reportedRegion });
         // Stopped on purpose (the conversation or its owner went: a 410), or the client went away.

@@ -15,6 +15,24 @@ export interface PromptMessage {
   content: string;
 }
 
+/** The provider parameters a caller may set (`/v1/chat/completions` passes them on). */
+export interface CompletionParams {
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+  stop?: string | string[];
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  seed?: number;
+  logit_bias?: Record<string, number>;
+}
+
+/** What one deployment is sent: the messages and parameters as it may see them. */
+export interface PreparedRequest {
+  messages: PromptMessage[];
+  params: CompletionParams;
+}
+
 const refusedByModeration = () => new ProblemError(422, 'The message was refused by content moderation', { type: 'https://ally.eu/problems/content-blocked' });
 
 /**
@@ -54,7 +72,7 @@ export class ContentFilterService {
    */
   async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, moderator: Deployment, signal?: AbortSignal): Promise<void> {
     const input = this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU)
-      .map((m) => m.content)
+      .messages.map((m) => m.content)
       .filter(Boolean);
     if (input.length === 0) return;
     const result = await this.clients
@@ -78,9 +96,17 @@ export class ContentFilterService {
     return refusedByModeration();
   }
 
-  /** What a deployment may see: outside the EU, with personal data redacted when configured. */
-  prepareFor(d: Deployment, messages: PromptMessage[], redactOutsideEu: boolean): PromptMessage[] {
-    if (d.euResident || !redactOutsideEu) return messages;
-    return messages.map((m) => ({ ...m, content: redactPii(m.content) }));
+  /**
+   * What a deployment may see: outside the EU, with personal data redacted
+   * when configured, in the messages and in the stop sequences (the request's
+   * other text); a deployment configured as EU that lately reported a region
+   * outside it counts as outside.
+   */
+  prepareFor(d: Deployment, messages: PromptMessage[], redactOutsideEu: boolean, params: CompletionParams = {}): PreparedRequest {
+    if (!redactOutsideEu || this.router.isEuResidentNow(d)) return { messages, params };
+    const messagesSeen = messages.map((m) => ({ ...m, content: redactPii(m.content) }));
+    if (params.stop === undefined) return { messages: messagesSeen, params };
+    return { messages: messagesSeen, params: { ...params, stop: typeof params.stop === 'string' ? redactPii(params.stop) : params.stop.map((s) => redactPii(s)) } };
   }
+
 }
