@@ -49,6 +49,21 @@ describe('privacy: decisions, error answers and voided exports', () => {
       return r.body.status === 'in_progress' && r.body.steps.every((s: { status: string }) => s.status === 'completed') ? r.body : undefined;
     }, `privacy request ${id} to await its decision`, 30_000);
 
+  it('ends a revoked compliance role at once, not when its access token expires, and signs its holder out', async () => {
+    const cora = await register('Cora', 'Entzogen');
+    await identityService.commands!['grant-role'](world.services.identity.app, [cora.email, 'compliance']);
+    const signedIn = (await http.post('/v1/auth/login', { email: cora.email, password: PASSWORD })).body;
+    expect((await http.get('/v1/admin/privacy/requests', signedIn.accessToken)).status).toBe(200);
+    await identityService.commands!['revoke-role'](world.services.identity.app, [cora.email, 'compliance']);
+    expectProblem(await http.get('/v1/admin/privacy/requests', signedIn.accessToken), 403);
+    expectProblem(await http.post('/v1/admin/privacy/legal-holds', { userId: cora.user.id, reason: 'Nach dem Entzug' }, signedIn.accessToken), 403);
+    expect(await env.sql(`SELECT 1 FROM privacy.legal_holds WHERE user_id = $1`, [cora.user.id])).toEqual([]);
+    // Her sessions ended with the role: the refresh token gets no token without it, a new sign-in does.
+    expect((await http.post('/v1/auth/refresh', { refreshToken: signedIn.refreshToken })).status).toBe(401);
+    const again = (await http.post('/v1/auth/login', { email: cora.email, password: PASSWORD })).body;
+    expectProblem(await http.get('/v1/admin/privacy/requests', again.accessToken), 403);
+  });
+
   it('takes one decision on a request however many compliance officers click at once', async () => {
     const olga = await register('Olga', 'Einspruch');
     const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, olga.accessToken)).body;

@@ -10,6 +10,7 @@ import { IdentityOutbox } from './common/identity-outbox.js';
 import { IDENTITY_CONFIG, type IdentityConfig } from './config.js';
 import { OrgsController } from './orgs/orgs.controller.js';
 import { OrgsService } from './orgs/orgs.service.js';
+import { PlatformRolesController } from './platform-roles/platform-roles.controller.js';
 import { PlatformRolesService } from './platform-roles/platform-roles.service.js';
 import { IdentityPrivacyController } from './privacy/identity-privacy.controller.js';
 import { IdentityPrivacyService } from './privacy/identity-privacy.service.js';
@@ -33,7 +34,7 @@ export class IdentityModule {
     return {
       module: IdentityModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController, IdentityPrivacyController, ContactsController, privacyRetentionController('identity')],
+      controllers: [AuthController, MeController, OrgsController, ApiKeysController, JwksController, SsoController, IdentityPrivacyController, ContactsController, PlatformRolesController, privacyRetentionController('identity')],
       providers: [
         { provide: IDENTITY_CONFIG, useValue: ctx.config },
         IdentityOutbox,

@@ -28,6 +28,8 @@ export const IdentityRpc = {
   ssoCallback: rpc<r.TokenPair>()('ally.rpc.identity.sso.callback', s.ssoCallbackInput, { authenticated: false }),
 
   getMe: rpc<r.Me>()('ally.rpc.identity.me.get', none),
+  /** The caller's platform roles as they stand now (a token names those it was signed with): the gateway asks before an operator's action. */
+  platformRoles: rpc<{ platformRoles: s.PlatformRole[] }>()('ally.rpc.identity.roles.get', none),
   updateMe: rpc<r.Me>()('ally.rpc.identity.me.update', s.updateMeInput),
   updateSettings: rpc<r.Me['settings']>()('ally.rpc.identity.settings.update', s.updateSettingsInput),
   createApiKey: rpc<r.ApiKeyCreated>()('ally.rpc.identity.apikey.create', s.createApiKeyInput),
