@@ -62,6 +62,11 @@ describe('notify: limits, erased owners, exports by address', () => {
     await waitFor(async () => (brevo.mails('gast@example.eu').length >= 2 ? true : undefined), 'the verification mail');
     const exported: PrivacyExport = await rpc.call(privacyRpcs('notify').export, { userId: guest.id, scope: 'all' });
     expect((exported.categories['delivery-log'] as { template: string }[]).map((d) => d.template).sort()).toEqual(['invitation', 'verify-email']);
+    // An export of one workspace: the invitation is the organisation's mail, the verification the account's own.
+    const templatesIn = async (scope: string) =>
+      ((await rpc.call(privacyRpcs('notify').export, { userId: guest.id, scope })).categories['delivery-log'] as { template: string }[]).map((d) => d.template);
+    expect(await templatesIn(org.id)).toEqual(['invitation']);
+    expect(await templatesIn('private')).toEqual(['verify-email']);
 
     await rpc.call(privacyRpcs('notify').erase, { userId: owner.id, scope: 'all' }, { timeoutMs: 10_000 });
     const before = brevo.mails('owner.weg@example.eu').length;

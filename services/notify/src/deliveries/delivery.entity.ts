@@ -10,6 +10,8 @@ export class DeliveryEntity {
   @Column('text') template!: string;
   @Column('text') locale!: 'de' | 'en';
   @Column('uuid', { name: 'user_id', nullable: true }) userId!: string | null;
+  /** The organisation the mail is about; null for the account's own (and mails logged before this was kept). */
+  @Column('uuid', { name: 'org_id', nullable: true }) orgId!: string | null;
   @Column('text', { nullable: true }) recipient!: string | null;
   @Column('text', { name: 'recipient_hash' }) recipientHash!: string;
   @Column('jsonb', { nullable: true }) variables!: Record<string, unknown> | null;

@@ -57,9 +57,9 @@ export class MailEventsConsumer {
         continue;
       }
       await em.query(
-        `INSERT INTO deliveries (id, event_id, template, locale, user_id, recipient, recipient_hash, variables, required)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (event_id, template, recipient_hash) DO NOTHING`,
-        [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.to, recipientHash, JSON.stringify(spec.variables), spec.required ?? false],
+        `INSERT INTO deliveries (id, event_id, template, locale, user_id, org_id, recipient, recipient_hash, variables, required)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id, template, recipient_hash) DO NOTHING`,
+        [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.orgId ?? null, spec.to, recipientHash, JSON.stringify(spec.variables), spec.required ?? false],
       );
     }
     if (specs.length === 0) return;

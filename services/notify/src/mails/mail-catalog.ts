@@ -6,6 +6,8 @@ export interface MailSpec {
   to: string;
   locale: 'de' | 'en';
   userId: string | null;
+  /** The organisation the mail is about (an invitation to it, its billing); none for the account's own mail. */
+  orgId?: string;
   /** Values the template uses; links are built from PUBLIC_BASE_URL by the renderer. */
   variables: Record<string, unknown>;
   /** Sent even to a suppressed address because the user asked for it or the law requires it. */
@@ -29,7 +31,8 @@ type Entry = (event: EventEnvelope, ctx: MailContext) => MailSpec | null | Promi
 /** One mail per owner of a billing workspace, each tied to its owner (none once they are erased). */
 async function toOwners(ctx: MailContext, workspace: string, template: string, variables: Record<string, unknown>): Promise<MailSpec[]> {
   const owners = await ctx.contacts(workspace);
-  return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: o.userId, variables: { firstName: o.firstName, ...variables } }));
+  const orgId = workspace.startsWith('private:') ? undefined : workspace;
+  return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: o.userId, orgId, variables: { firstName: o.firstName, ...variables } }));
 }
 
 const billingData = <T extends keyof typeof BillingEvents>(type: T, e: EventEnvelope): z.infer<(typeof BillingEvents)[T]> =>
@@ -54,7 +57,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   },
   'identity.invitation.created': (e) => {
     const d = dataOf('identity.invitation.created', e);
-    return { template: 'invitation', to: d.email, locale: d.locale, userId: null, variables: { orgName: d.orgName, invitedBy: d.invitedBy, role: d.role, token: d.token } };
+    return { template: 'invitation', to: d.email, locale: d.locale, userId: null, orgId: d.orgId, variables: { orgName: d.orgName, invitedBy: d.invitedBy, role: d.role, token: d.token } };
   },
   'identity.user.signed-in': (e) => {
     const d = dataOf('identity.user.signed-in', e);

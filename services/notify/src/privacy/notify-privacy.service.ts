@@ -25,13 +25,19 @@ export class NotifyPrivacyService {
     private readonly rpc: RpcClient,
   ) {}
 
-  /** The subject's delivery log: mails tied to them, and those to their address before it had an account (as `erase` finds them). */
+  /**
+   * The subject's delivery log: mails tied to them, and those to their address
+   * before it had an account (as `erase` finds them). An export of one
+   * workspace holds the mails about it: an organisation's (its invitation, its
+   * billing), or the account's own for the private one.
+   */
   async export(userId: string, scope: string): Promise<PrivacyExport> {
-    if (scope !== 'all' && scope !== 'private') return { service: 'notify', categories: {} };
     const hashes = await this.addressHashes(userId);
     const deliveries = await this.ds.query(
-      `SELECT template, locale, status, attempts, provider_message_id, created_at, sent_at FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[]) ORDER BY created_at`,
-      [userId, hashes],
+      `SELECT template, locale, org_id, status, attempts, provider_message_id, created_at, sent_at FROM deliveries
+        WHERE (user_id = $1 OR recipient_hash = ANY($2::text[])) AND ($3::text = 'all' OR ($3 = 'private' AND org_id IS NULL) OR org_id::text = $3)
+        ORDER BY created_at`,
+      [userId, hashes, scope],
     );
     return { service: 'notify', categories: { 'delivery-log': deliveries } };
   }
