@@ -344,6 +344,12 @@ describe('privacy through the gateway, against every real service', () => {
     expect((await http.post('/v1/auth/login', { email: 'olaf.ohne@example.eu', password: PASSWORD })).status).toBe(200);
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).toEqual([]);
     expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'reject', reason: 'again' }, cora)).status).toBe(409);
+    // Both events name what the objection reaches alike; legal holds (legal claims) are not among it.
+    const categoriesOf = async (type: string) => (await lastEvent<{ requestId: string; categories: string[] }>(env, type, (e) => e.data.requestId === objection.id)).data.categories;
+    const objected = await categoriesOf('privacy.subject.objected');
+    expect(await categoriesOf('privacy.subject.objection-upheld')).toEqual(objected);
+    expect(objected).toEqual(expect.arrayContaining(['login-audit', 'suppression-list']));
+    expect(objected).not.toContain('legal-holds');
   });
 
   it('pauses the login audit from the objection on (Art. 21(1)) and resumes it when compliance rejects the objection for compelling grounds', async () => {

@@ -9,10 +9,8 @@ import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { RequestFinalizer } from '../sagas/request-finalizer.js';
-import { objectableCategories } from './request-plan.js';
+import { objectedCategories } from './request-plan.js';
 import { RequestsRepository, type RequestRow } from './requests.repository.js';
-
-const OBJECTABLE = () => [...new Set(['identity', 'chat', 'billing', 'notify', 'privacy'].flatMap((s) => objectableCategories(s)))];
 
 /**
  * Compliance's decision on a restriction (lifted) or an objection (upheld, or
@@ -55,7 +53,7 @@ export class DecisionsService {
       const subject = { subject: { userId: row.user_id } };
       // An upheld objection's stop comes before the decision that ends the pause since the objection.
       if (input.decision === 'uphold') {
-        await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: OBJECTABLE() }, subject);
+        await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: objectedCategories() }, subject);
       }
       // The subject is told before any lift it announces.
       await this.outbox.append(

@@ -34,3 +34,12 @@ export const objectableCategories = (service: string, categories: readonly DataC
   categoriesOf(service, categories)
     .filter((c) => c.basis === 'legitimate interest (Art. 6(1)(f) GDPR)')
     .map((c) => c.category);
+
+/**
+ * What an objection reaches, named alike in both of its events (objected,
+ * upheld): the legitimate-interest categories of the services it notifies.
+ * privacy's own legal holds are not among them: they serve legal claims,
+ * which an objection does not stop (Art. 21(1) GDPR).
+ */
+export const objectedCategories = (categories: readonly DataCategory[] = allDataCategories): string[] =>
+  planSteps('objection', categories).flatMap((s) => objectableCategories(s.service, categories));

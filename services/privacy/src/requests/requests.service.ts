@@ -8,7 +8,7 @@ import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-er
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
-import { objectableCategories, planSteps } from './request-plan.js';
+import { objectedCategories, planSteps } from './request-plan.js';
 import { RequestsRepository } from './requests.repository.js';
 
 /** Files data-subject requests and shows them to their subject (and to compliance). The saga worker does the rest. */
@@ -44,7 +44,7 @@ export class RequestsService {
             : await this.outbox.append(
                 em,
                 'privacy.subject.objected',
-                { requestId: id, userId: actor.userId, scope: input.scope, categories: steps.flatMap((s) => objectableCategories(s.service)) },
+                { requestId: id, userId: actor.userId, scope: input.scope, categories: objectedCategories() },
                 { subject: { userId: actor.userId } },
               );
         details.eventId = event.id;
