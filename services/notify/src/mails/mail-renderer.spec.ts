@@ -9,6 +9,15 @@ const renderer = new MailRenderer({ PUBLIC_BASE_URL: 'https://ally.example.eu/' 
 const TEMPLATES = fileURLToPath(new URL('../../templates/', import.meta.url));
 
 describe('mail templates', () => {
+  it('claim no more than holds: models outside the EU when the user allows them, so not "all data stays in the EU"', () => {
+    for (const locale of ['de', 'en'] as const) {
+      for (const mail of [renderer.render('welcome', locale, { firstName: 'Rita' }), renderer.render('settings-changed', locale, { firstName: 'Rita', restrictToEu: false })]) {
+        expect(mail.html).not.toMatch(/stored and processed in the EU|gespeichert und verarbeitet|stays in the EU|bleiben in der EU/);
+      }
+    }
+    expect(renderer.render('welcome', 'de', { firstName: 'Rita' }).html).toContain('KI-Modelle außerhalb der EU nur, wenn Sie es erlauben');
+  });
+
   it('tell the outcome of a restriction or objection with its reason, where to object, and a lift’s date, in both languages', () => {
     const base = { firstName: 'Rita', reason: 'Ihre Angaben sind geprüft.', takesEffectAt: '2026-12-09T10:30:00.000Z', contactEmail: CONTROLLER.email, supervisoryAuthority: CONTROLLER.supervisoryAuthority };
     const subjects = (decision: string) => (['de', 'en'] as const).map((l) => renderer.render('request-decided', l, { ...base, decision }).subject);
