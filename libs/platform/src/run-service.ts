@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { DataSource } from 'typeorm';
 import { connectNats, ensureStreams, OutboxRelay, RpcClient, RpcServer } from '@ally/messaging';
 import { createServiceDataSource, migrateService } from '@ally/persistence';
-import { loadConfig, StartupError } from './config.js';
+import { baseConfigSchema, databaseConfigSchema, loadConfig, StartupError } from './config.js';
 import { createLogger, PinoNestLogger } from './logger.js';
 import type { PlatformContext } from './platform.module.js';
 import type { ServiceDefinition } from './service-definition.js';
@@ -170,10 +170,15 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   return { name: def.name, app, url: `http://127.0.0.1:${boundPort}`, ctx, close };
 }
 
-/** Runs the `migrate` command for a service. */
+/**
+ * Runs the `migrate` command for a service. It reads the database settings
+ * only: a migration needs no model catalog, plans or vendor keys, and an
+ * operator's one-shot migrate step (compose, a k8s init container) should not
+ * have to carry them.
+ */
 export async function migrate(def: ServiceDefinition, env: Env): Promise<string[]> {
   if (!def.database) return [];
-  const config = loadConfig(def.configSchema, env) as Record<string, any>;
+  const config = loadConfig(baseConfigSchema.extend(databaseConfigSchema.shape), env);
   try {
     return await migrateService({
       url: config.DATABASE_URL,
