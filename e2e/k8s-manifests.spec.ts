@@ -6,6 +6,7 @@ import { join, relative } from 'node:path';
 import YAML from 'yaml';
 import { passwordVariable, renderAuthorization, SERVICES, TOPOLOGY, ADMIN_USER } from '../tools/deploy/nats-permissions.js';
 import { renderKustomization } from '../tools/deploy/kustomize-lite.js';
+import { PAGES } from '../services/gateway/src/web/pages.js';
 
 /**
  * Renders every overlay of k8s/ (with `kubectl kustomize` where kubectl is
@@ -376,10 +377,26 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
     }
   });
 
-  it('Ingress: only the gateway, only /v1 and /docs (never /health or /metrics), TLS from cert-manager in production', () => {
+  it('Ingress: only the gateway, the API, its docs and the pages mails and Stripe link to (never /health or /metrics), TLS from cert-manager in production', () => {
     const ing = one(overlay, 'Ingress', 'gateway');
     const paths = ing.spec.rules.flatMap((r: any) => r.http.paths);
-    expect(paths.map((p: any) => p.path)).toEqual(['/v1', '/docs']);
+    expect(paths.map((p: any) => `${p.pathType} ${p.path}`)).toEqual([
+      'Prefix /v1',
+      'Prefix /docs',
+      'Exact /',
+      'Exact /verify-email',
+      'Exact /reset-password',
+      'Exact /forgot-password',
+      'Exact /invitations/accept',
+      'Prefix /privacy/requests',
+      'Prefix /billing',
+      'Prefix /web',
+      'Exact /.well-known/jwks.json',
+    ]);
+    // Every page the gateway serves is reachable; nothing under /health or /metrics is.
+    const routed = (path: string) => paths.some((p: any) => (p.pathType === 'Exact' ? path === p.path : path === p.path || path.startsWith(`${p.path}/`)));
+    for (const page of Object.keys(PAGES)) expect({ page, routed: routed(page.replace(':id', 'x')) }).toEqual({ page, routed: true });
+    for (const inside of ['/health/live', '/health/ready', '/metrics']) expect({ inside, routed: routed(inside) }).toEqual({ inside, routed: false });
     for (const p of paths) expect(p.backend.service.name).toBe('gateway');
     expect(all(overlay, 'Ingress')).toHaveLength(1);
     for (const x of rendered[overlay]) if (x.kind === 'Service') expect({ svc: x.metadata.name, type: x.spec.type ?? 'ClusterIP' }).toEqual({ svc: x.metadata.name, type: 'ClusterIP' });
