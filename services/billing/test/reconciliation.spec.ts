@@ -51,6 +51,22 @@ describe('meter reconciliation and Stripe meter error reports', () => {
 
   const discrepancyEvents = () => env.sql<{ payload: string }>(`SELECT payload FROM billing.outbox WHERE type = 'billing.meter.discrepancy-found'`);
 
+  it('runs the daily reconciliation on one replica of several, once per period', async () => {
+    const config = { PLANS_FILE: 'services/billing/config/plans.json', STRIPE_API_URL: stripe.url, STRIPE_WEBHOOK_SECRET: stripe.webhookSecret };
+    const second = await env.start(billingService, config);
+    try {
+      const replicas = [billing, second].map((b) => b.app.get(ReconciliationService));
+      const first = await Promise.all([...replicas, ...replicas].map((r) => r.runIfDue()));
+      expect(first.filter(Boolean)).toHaveLength(1);
+      expect(await Promise.all(replicas.map((r) => r.runIfDue()))).toEqual([false, false]);
+      // A day later (RECONCILE_INTERVAL_MS) it is due again, for one of them.
+      await env.sql(`UPDATE billing.scheduled_jobs SET last_started_at = now() - interval '1 day'`);
+      expect((await Promise.all([...replicas, ...replicas].map((r) => r.runIfDue()))).filter(Boolean)).toHaveLength(1);
+    } finally {
+      await env.stop(second);
+    }
+  });
+
   it('finds no discrepancy when Stripe has what the ledger reported', async () => {
     const result = await billing.app.get(ReconciliationService).reconcile(period);
     expect(result).toEqual({ period, workspaces: 1, discrepancies: [] });

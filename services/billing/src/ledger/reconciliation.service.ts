@@ -9,6 +9,25 @@ import { currentPeriod } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { StripeClient } from '../stripe/stripe.client.js';
 
+const CHECK_EVERY_MS = 3600_000;
+/** The first look after start: Stripe and the ledger's reporter are up by then. */
+const FIRST_CHECK_MS = 60_000;
+
+/**
+ * Claims the periodic job `name` for this replica if no replica started it
+ * within `periodMs`: one statement, so of replicas asking at once one wins
+ * (the others wait for its row and then find it recent).
+ */
+export async function claimDue(ds: DataSource, name: string, periodMs: number): Promise<boolean> {
+  const rows = await ds.query(
+    `INSERT INTO scheduled_jobs (name, last_started_at) VALUES ($1, now())
+     ON CONFLICT (name) DO UPDATE SET last_started_at = now() WHERE scheduled_jobs.last_started_at <= now() - $2 * interval '1 millisecond'
+     RETURNING 1`,
+    [name, periodMs],
+  );
+  return rows.length > 0;
+}
+
 export interface Discrepancy {
   workspace: string;
   period: string;
@@ -28,7 +47,7 @@ export interface ReconciliationResult {
  * summaries over the same window; a meter event's timestamp is its ledger
  * row's created_at). A difference raises `billing.meter.discrepancy-found`
  * and the discrepancy metrics; it changes no data (an operator decides).
- * Runs daily (RECONCILE_INTERVAL_MS) and as the `reconcile [YYYY-MM]` command.
+ * Runs daily (RECONCILE_INTERVAL_MS) on one replica, and as the `reconcile [YYYY-MM]` command.
  */
 @Injectable()
 export class ReconciliationService implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -36,7 +55,7 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
   private readonly found: Counter;
   private readonly open: Gauge;
   private readonly runs: Counter;
-  private timer?: NodeJS.Timeout;
+  private timers: NodeJS.Timeout[] = [];
   private meterId?: string;
 
   constructor(
@@ -51,14 +70,29 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
     this.runs = new Counter({ name: 'ally_billing_reconciliations_total', help: 'Reconciliation runs against Stripe meter summaries', labelNames: ['outcome'], registers: [registry] });
   }
 
+  /**
+   * Every replica looks once an hour (and soon after it starts, so pods
+   * replaced more often than daily still reconcile) whether a run is due; one
+   * of them claims it (`claimDue`), the others do nothing: each run asks
+   * Stripe for every customer and may raise events, so it happens once.
+   */
   onApplicationBootstrap() {
-    if (this.config.RECONCILE_INTERVAL_MS <= 0) return;
-    this.timer = setInterval(() => void this.daily(), this.config.RECONCILE_INTERVAL_MS);
-    this.timer.unref();
+    const every = this.config.RECONCILE_INTERVAL_MS;
+    if (every <= 0) return;
+    const check = () => void this.runIfDue().catch((err) => this.logger.warn({ err: String(err) }, 'meter reconciliation failed'));
+    this.timers = [setTimeout(check, Math.min(every, FIRST_CHECK_MS)), setInterval(check, Math.min(every, CHECK_EVERY_MS))];
+    for (const t of this.timers) t.unref();
   }
 
   onApplicationShutdown() {
-    if (this.timer) clearInterval(this.timer);
+    for (const t of this.timers) clearTimeout(t);
+  }
+
+  /** Runs the daily reconciliation if no replica started one within RECONCILE_INTERVAL_MS; whether it ran. */
+  async runIfDue(): Promise<boolean> {
+    if (!(await claimDue(this.ds, 'meter-reconciliation', this.config.RECONCILE_INTERVAL_MS))) return false;
+    await this.daily();
+    return true;
   }
 
   /** The current month, and in the first days of a month also the one before (late reports, Stripe's own lag). */
