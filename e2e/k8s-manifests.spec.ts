@@ -354,6 +354,21 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
     }
   });
 
+  it("Postgres takes every service at its HPA maximum: each pod's pool and the outbox relay's connection, with a rollout's surge to spare", () => {
+    const maxConnections = Number(one(overlay, 'Cluster', 'ally-pg').spec.postgresql.parameters.max_connections);
+    let needed = 0;
+    for (const d of all(overlay, 'Deployment')) {
+      const main = d.spec.template.spec.containers[0];
+      if (!main.env?.some((e: any) => e.name === 'DATABASE_URL')) continue;
+      const pool = Number(main.env.find((e: any) => e.name === 'DATABASE_POOL_SIZE')?.value ?? 10);
+      const hpa = all(overlay, 'HorizontalPodAutoscaler').find((h) => h.spec.scaleTargetRef.name === d.metadata.name);
+      // A rollout runs one pod more (maxSurge), each with the pool and the relay's LISTEN connection.
+      needed += (hpa.spec.maxReplicas + 1) * (pool + 1);
+    }
+    // The retention job, migrations and an operator's psql: 20 more.
+    expect(needed + 20).toBeLessThanOrEqual(maxConnections);
+  });
+
   it('Postgres: a CloudNativePG Cluster with one role per service, TLS, and (in production) 3 instances with backups to Hetzner Object Storage in the EU', () => {
     const c = one(overlay, 'Cluster', 'ally-pg');
     expect(c.apiVersion).toBe('postgresql.cnpg.io/v1');

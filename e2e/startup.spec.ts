@@ -125,6 +125,15 @@ describe('starting with a dependency missing', () => {
     const r = await run(['services/notify/dist/main.js'], { NODE_ENV: 'production', DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally' });
     expect(r.code).toBe(1);
     expect(lines(r.stderr)).toEqual(['notify: Configuration error: BREVO_API_KEY is required in production']);
+    // Nor without the compliance team's address: an escalated request would reach no one.
+    const withoutCompliance = await run(['services/notify/dist/main.js'], {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally',
+      BREVO_API_KEY: 'xkeysib-test',
+      BREVO_WEBHOOK_SECRET: 'a-webhook-secret-of-16+',
+    });
+    expect(withoutCompliance.code).toBe(1);
+    expect(lines(withoutCompliance.stderr)).toEqual(['notify: Configuration error: COMPLIANCE_EMAIL is required in production']);
   });
 });
 

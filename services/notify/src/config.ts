@@ -12,7 +12,7 @@ export const notifyConfigSchema = baseConfigSchema
     BREVO_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
     MAIL_SENDER_EMAIL: z.email().default('no-reply@ally.eu'),
     MAIL_SENDER_NAME: z.string().default('Ally'),
-    /** The compliance team's address, for escalated data-subject requests. */
+    /** The compliance team's address, for data-subject requests escalated before their due date (required in production). */
     COMPLIANCE_EMAIL: z.email().optional(),
     PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
     NOTIFY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(8),
@@ -26,8 +26,8 @@ export const notifyConfigSchema = baseConfigSchema
     NOTIFY_MAX_PER_ADDRESS_PER_HOUR: z.coerce.number().int().min(1).default(20),
   })
   .superRefine((c, ctx) => {
-    // Production never falls back to the emulator.
-    requireInProduction(c, ctx, ['BREVO_API_KEY', 'BREVO_WEBHOOK_SECRET']);
+    // Production never falls back to the emulator, nor drops a data-subject request's escalation for want of an address.
+    requireInProduction(c, ctx, ['BREVO_API_KEY', 'BREVO_WEBHOOK_SECRET', 'COMPLIANCE_EMAIL']);
     // Without a key, mail (addresses, names, links) must not go to Brevo's real API, which would refuse it only after receiving it.
     if (c.NODE_ENV !== 'production' && !c.BREVO_API_KEY && !c.BREVO_BASE_URL) {
       ctx.addIssue({ code: 'custom', path: ['BREVO_BASE_URL'], message: "is required without BREVO_API_KEY: the Brevo emulator's URL (npm start sets it)" });
