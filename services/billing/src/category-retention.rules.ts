@@ -4,12 +4,23 @@ import type { CategoryRetentionRule } from '@ally/persistence';
 const PRIVATE_WORKSPACE_USER = `CASE WHEN workspace LIKE 'private:%' THEN substr(workspace, ${'private:'.length + 1}) END`;
 
 /**
- * Contract data 4 years after it ended, the ledger 4 years, invoices 10 years
- * (periods from privacy's policy); a held or restricted user's rows stay,
- * also their private workspace's contract and invoices.
+ * Contract data 4 years after it ended (the subscription, then the customer
+ * record once no subscription is left; one that never subscribed 4 years
+ * after it was made), the ledger 4 years, invoices 10 years (periods from
+ * privacy's policy); a held or restricted user's rows stay, also their
+ * private workspace's contract and invoices.
  */
 export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
   { category: 'contract', table: 'subscriptions', key: 'workspace', since: 'ended_at', where: 'ended_at IS NOT NULL', userColumn: PRIVATE_WORKSPACE_USER },
+  // The customer goes with its ended subscription (a dry run counts both), or 4 years after it was made if it never subscribed.
+  {
+    category: 'contract',
+    table: 'customers',
+    key: 'workspace',
+    since: 'coalesce((SELECT s.ended_at FROM subscriptions s WHERE s.workspace = customers.workspace), customers.created_at)',
+    where: 'NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.workspace = customers.workspace AND s.ended_at IS NULL)',
+    userColumn: PRIVATE_WORKSPACE_USER,
+  },
   { category: 'usage-ledger', table: 'ledger', key: 'message_id', since: 'created_at', where: "meter_status <> 'pending'", userColumn: 'user_id' },
   { category: 'invoices', table: 'invoices', key: 'stripe_invoice_id', since: 'created_at', userColumn: PRIVATE_WORKSPACE_USER },
 ];

@@ -12,6 +12,11 @@ describe("billing's retention of held users", () => {
     const [held, free] = [randomUUID(), randomUUID()];
     const org = randomUUID();
     for (const workspace of [`private:${held}`, `private:${free}`, org]) {
+      await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by, created_at) VALUES ($1, $2, $3, now() - interval '6 years')`, [
+        workspace,
+        `cus_${randomUUID()}`,
+        randomUUID(),
+      ]);
       await world.env.sql(
         `INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats, ended_at) VALUES ($1, $2, 'team', 'canceled', 1, now() - interval '5 years')`,
         [workspace, `sub_${randomUUID()}`],
@@ -21,20 +26,29 @@ describe("billing's retention of held users", () => {
         [`in_${randomUUID()}`, workspace],
       );
     }
+    // A customer whose contract runs, though made long ago, and one who subscribed only lately: both stay.
+    const [running, recent] = [randomUUID(), randomUUID()];
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by, created_at) VALUES ($1, 'cus_running', $2, now() - interval '6 years'), ($3, 'cus_recent', $2, now() - interval '1 year')`, [
+      running,
+      randomUUID(),
+      recent,
+    ]);
+    await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, 'sub_running', 'team', 'active', 3)`, [running]);
     const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
     await rpc.connect();
     try {
       const input = { categories: [{ category: 'contract', retentionDays: 4 * 365 }, { category: 'invoices', retentionDays: 10 * 365 }], heldUserIds: [held] };
       expect((await rpc.call(privacyRetentionRpc('billing'), { ...input, dryRun: true })).results).toEqual([
-        { category: 'contract', affected: 2 },
+        // The two ended subscriptions not held, and their customers.
+        { category: 'contract', affected: 4 },
         { category: 'invoices', affected: 2 },
       ]);
       await rpc.call(privacyRetentionRpc('billing'), { ...input, dryRun: false });
     } finally {
       await rpc.close();
     }
-    for (const table of ['subscriptions', 'invoices']) {
-      expect(await world.env.sql(`SELECT workspace FROM billing.${table}`)).toEqual([{ workspace: `private:${held}` }]);
-    }
+    expect(await world.env.sql(`SELECT workspace FROM billing.invoices`)).toEqual([{ workspace: `private:${held}` }]);
+    expect((await world.env.sql<{ workspace: string }>(`SELECT workspace FROM billing.subscriptions ORDER BY workspace`)).map((r) => r.workspace).sort()).toEqual([`private:${held}`, running].sort());
+    expect((await world.env.sql<{ workspace: string }>(`SELECT workspace FROM billing.customers`)).map((r) => r.workspace).sort()).toEqual([`private:${held}`, running, recent].sort());
   });
 });

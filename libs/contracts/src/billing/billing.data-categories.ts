@@ -8,7 +8,7 @@ export const billingDataCategories: DataCategory[] = [
     purposes: ['billing the contract'],
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: 4 * 365,
-    retentionRule: 'deleted 4 years after the contract ended',
+    retentionRule: 'deleted 4 years after the contract ended (the subscription with its customer record; a customer that never subscribed 4 years after it was made)',
     processors: ['Stripe Payments Europe Ltd. (payments, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
   },
   {
