@@ -363,7 +363,7 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
       const pool = Number(main.env.find((e: any) => e.name === 'DATABASE_POOL_SIZE')?.value ?? 10);
       const hpa = all(overlay, 'HorizontalPodAutoscaler').find((h) => h.spec.scaleTargetRef.name === d.metadata.name);
       // A rollout runs one pod more (maxSurge), each with the pool and the relay's LISTEN connection.
-      needed += (hpa.spec.maxReplicas + 1) * (pool + 1);
+      needed += ((hpa?.spec.maxReplicas ?? 1) + 1) * (pool + 1);
     }
     // The retention job, migrations and an operator's psql: 20 more.
     expect(needed + 20).toBeLessThanOrEqual(maxConnections);

@@ -64,6 +64,19 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expectProblem(await http.get('/v1/admin/privacy/requests', again.accessToken), 403);
   });
 
+  it('runs one retention run at a time: a second started meanwhile is a 409 naming the first, and may start once it finished', async () => {
+    const cora = await complianceToken();
+    const started = await Promise.all([0, 1, 2].map(() => http.post('/v1/admin/privacy/retention-runs', { dryRun: true }, cora)));
+    expect(started.map((r) => r.status).sort()).toEqual([202, 409, 409]);
+    const first = started.find((r) => r.status === 202)!.body.id as string;
+    for (const refused of started.filter((r) => r.status === 409)) {
+      expectProblem(refused, 409);
+      expect(refused.body.detail).toContain(first);
+    }
+    await waitFor(async () => ((await http.get(`/v1/admin/privacy/retention-runs/${first}`, cora)).body.status === 'completed' ? true : undefined), 'the first run to finish', 30_000);
+    expect((await http.post('/v1/admin/privacy/retention-runs', { dryRun: true }, cora)).status).toBe(202);
+  });
+
   it('takes one decision on a request however many compliance officers click at once', async () => {
     const olga = await register('Olga', 'Einspruch');
     const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, olga.accessToken)).body;

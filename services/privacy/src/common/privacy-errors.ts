@@ -51,6 +51,12 @@ export class UnknownCategories extends ProblemError {
   }
 }
 
+export class RetentionRunInProgress extends ProblemError {
+  constructor(id: string) {
+    super(409, `Retention run ${id} has not finished yet; start the next one when it has (two at once would each delete and count a part)`);
+  }
+}
+
 export class RetentionBelowLegalMinimum extends ProblemError {
   constructor(category: string, days: number) {
     super(422, `${category} is kept for a legal obligation: its retention cannot be shorter than ${days} days`);

@@ -4,9 +4,10 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
 import { allDataCategories, privacyRetentionRpc, ProblemError, type Actor, type RetentionRunView } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { lockNamed } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
 import { AuditTrail } from '../audit/audit-trail.service.js';
-import { NotFound, UnknownCategories } from '../common/privacy-errors.js';
+import { NotFound, RetentionRunInProgress, UnknownCategories } from '../common/privacy-errors.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
@@ -77,6 +78,11 @@ export class RetentionRunsService {
     if (input.categories) input = { ...input, categories: [...new Set(input.categories)] };
     const id = uuidv7();
     const insert = async (em: EntityManager) => {
+      // One run at a time, dry or real: two at once would split the rows between them, and neither's results would say what went.
+      await lockNamed(em, 'privacy-retention-run');
+      await this.failAbandoned(em);
+      const [busy] = await em.query(`SELECT id FROM retention_runs WHERE status = 'running' OR (status = 'queued' AND created_at > now() - interval '1 hour') LIMIT 1`);
+      if (busy) throw new RetentionRunInProgress(busy.id);
       await em.query(`INSERT INTO retention_runs (id, dry_run, categories, trigger, started_by) VALUES ($1, $2, $3, $4, $5)`, [
         id,
         input.dryRun,
