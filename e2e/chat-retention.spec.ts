@@ -54,4 +54,17 @@ describe("chat history past its organisation's retention", () => {
     expect(report.results).toEqual([{ category: 'chat-history', affected: 1 }]);
     expect(await remaining(all)).toEqual([ids.heldOld, ids.freeRecent, ids.freePrivate].sort());
   });
+
+  it("keeps to an organisation's own chatRetentionDays also when compliance set a period, which holds besides (whichever ends first)", async () => {
+    const ids = {
+      pastOrg: await conversation(free, org, 3),
+      recent: await conversation(free, org, 0),
+      privateWithin: await conversation(free, 'private', 30),
+      privatePast: await conversation(free, 'private', 400),
+    };
+    const all = Object.values(ids);
+    const report = await rpc.call(privacyRetentionRpc('chat'), { categories: [{ category: 'chat-history', retentionDays: 365 }], dryRun: false, heldUserIds: [held] });
+    expect(report.results).toEqual([{ category: 'chat-history', affected: 2 }]);
+    expect(await remaining(all)).toEqual([ids.recent, ids.privateWithin].sort());
+  });
 });

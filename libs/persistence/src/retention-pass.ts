@@ -19,6 +19,8 @@ export interface CategoryRetentionRule {
   userColumn?: string;
   /** When the policy has no period (null): the service's own condition for expired rows (e.g. per-organisation chat retention). */
   ownRule?: string;
+  /** `ownRule` holds beside a period compliance set, not instead of it: an organisation's shorter chat retention still deletes. */
+  ownRuleStands?: boolean;
 }
 
 export interface RetentionPassInput {
@@ -42,7 +44,8 @@ export async function retentionPass(ds: DataSource, rules: readonly CategoryRete
       const params: unknown[] = [];
       if (retentionDays !== null) {
         params.push(retentionDays);
-        conditions.push(`${rule.since} < now() - make_interval(days => $${params.length})`);
+        const period = `${rule.since} < now() - make_interval(days => $${params.length})`;
+        conditions.push(rule.ownRule && rule.ownRuleStands ? `(${period} OR (${rule.ownRule}))` : period);
       } else if (rule.ownRule) {
         conditions.push(`(${rule.ownRule})`);
       } else {

@@ -4,7 +4,7 @@ import type { PurgeRule } from '@ally/persistence';
  * A business conversation past its organisation's chatRetentionDays (messages
  * go with it). Applied only by privacy's retention runs (the daily CronJob, or
  * compliance), which spare users under a legal hold or a restriction and
- * follow a period compliance sets instead: never by the hourly purge below.
+ * apply a period compliance sets besides: never by the hourly purge below.
  */
 export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND updated_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM org_policies p WHERE p.org_id::text = conversations.workspace)`;
 
