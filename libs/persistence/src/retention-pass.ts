@@ -27,6 +27,8 @@ export interface RetentionPassInput {
   categories: { category: string; retentionDays: number | null }[];
   dryRun: boolean;
   heldUserIds: string[];
+  /** No batch is started after this time: the caller stops waiting soon after, and must hear what went. */
+  stopBy?: string;
 }
 
 /**
@@ -35,10 +37,17 @@ export interface RetentionPassInput {
  * never a row of a held user. Categories the service has no rule for are
  * reported with 0.
  */
-export async function retentionPass(ds: DataSource, rules: readonly CategoryRetentionRule[], input: RetentionPassInput, batch = 1000): Promise<{ category: string; affected: number }[]> {
-  const results: { category: string; affected: number }[] = [];
+export async function retentionPass(
+  ds: DataSource,
+  rules: readonly CategoryRetentionRule[],
+  input: RetentionPassInput,
+  batch = 1000,
+): Promise<{ category: string; affected: number; complete?: boolean }[]> {
+  const results: { category: string; affected: number; complete?: boolean }[] = [];
+  const stopBy = input.stopBy ? Date.parse(input.stopBy) : Infinity;
   for (const { category, retentionDays } of input.categories) {
     let affected = 0;
+    let complete = true;
     for (const rule of rules.filter((r) => r.category === category)) {
       const conditions: string[] = [];
       const params: unknown[] = [];
@@ -64,12 +73,16 @@ export async function retentionPass(ds: DataSource, rules: readonly CategoryRete
         continue;
       }
       for (;;) {
+        if (Date.now() >= stopBy) {
+          complete = false;
+          break;
+        }
         const [, n] = await ds.query(`DELETE FROM ${rule.table} WHERE ${key} IN (SELECT ${key} FROM ${rule.table} WHERE ${where} LIMIT ${batch} FOR UPDATE SKIP LOCKED)`, params);
         affected += Number(n ?? 0);
         if (!n || n < batch) break;
       }
     }
-    results.push({ category, affected });
+    results.push(complete ? { category, affected } : { category, affected, complete });
   }
   return results;
 }

@@ -20,13 +20,21 @@ export const privacyRetentionInput = z.strictObject({
   dryRun: z.boolean(),
   /** Users under a legal hold or a restriction: none of their rows may go. */
   heldUserIds: z.array(z.uuid()).default([]),
+  /**
+   * When to stop taking new batches and answer (before privacy stops waiting):
+   * what went is then counted, and the next run goes on from there.
+   */
+  stopBy: z.iso.datetime().optional(),
 });
 export type PrivacyRetentionInput = z.infer<typeof privacyRetentionInput>;
 
 export interface PrivacyRetentionReport {
   service: string;
-  /** One entry per requested category the service holds; `affected` is what was (or, in a dry run, would be) deleted or anonymised. */
-  results: { category: string; affected: number }[];
+  /**
+   * One entry per requested category the service holds; `affected` is what was (or, in a dry run, would be)
+   * deleted or anonymised; `complete: false` when it stopped at `stopBy` with more to go.
+   */
+  results: { category: string; affected: number; complete?: boolean }[];
 }
 
 export const privacyRetentionRpc = (service: string) =>
