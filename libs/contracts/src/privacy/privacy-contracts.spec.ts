@@ -10,7 +10,7 @@ describe('privacy contracts', () => {
   });
 
   it('names the processors of the privacy policy, each with transfer bases for the EU/EEA and Switzerland', () => {
-    expect(PROCESSORS.map((p) => p.id).sort()).toEqual(['brevo', 'hetzner', 'microsoft', 'openai', 'stripe']);
+    expect(PROCESSORS.map((p) => p.id).sort()).toEqual(['brevo', 'hetzner', 'microsoft', 'openai', 'pathway', 'stripe', 'webflow']);
     for (const p of PROCESSORS) expect(p.transferBasis.euEea.length * p.transferBasis.switzerland.length).toBeGreaterThan(0);
     // "Azure OpenAI" is Microsoft's service, not OpenAI's.
     expect(processorsOf(['Microsoft Ireland (Azure OpenAI, EU regions)']).map((p) => p.id)).toEqual(['microsoft']);

@@ -30,7 +30,7 @@ export const privacyDataCategories: DataCategory[] = [
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
     retentionDays: 2 * 365,
     retentionRule: 'a consent is valid 2 years; its record is deleted when it expires',
-    processors: ['Hetzner Online GmbH (hosting, EU)'],
+    processors: ['Webflow, Inc. (the website and its consent forms, USA)', 'Hetzner Online GmbH (hosting, EU)'],
   },
   {
     service: 'privacy',

@@ -5,7 +5,7 @@
  * state one fact once.
  */
 export interface Processor {
-  id: 'openai' | 'microsoft' | 'stripe' | 'brevo' | 'hetzner';
+  id: 'openai' | 'microsoft' | 'stripe' | 'brevo' | 'hetzner' | 'pathway' | 'webflow';
   name: string;
   address: string;
   country: string;
@@ -79,6 +79,31 @@ export const PROCESSORS: readonly Processor[] = [
     dpa: 'https://docs.hetzner.com/de/general/general-terms-and-conditions/data-privacy-faq/',
     holdsCopies: false,
     matches: /Hetzner/,
+  },
+  {
+    id: 'pathway',
+    name: 'Pathway Solutions GmbH',
+    address: 'Alstertwiete 3, 20099 Hamburg, Germany',
+    country: 'DE',
+    service: 'bookkeeping: orders, customer and payment data taken from the payment provider and turned into booking records',
+    basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
+    transferBasis: { euEea: 'none needed (processing in the EU)', switzerland: 'adequacy decision (Germany)' },
+    dpa: 'provided by the service provider',
+    // Booking records are kept for the tax law's periods: an erasure restricts invoices, it does not delete them.
+    holdsCopies: false,
+    matches: /Pathway/,
+  },
+  {
+    id: 'webflow',
+    name: 'Webflow, Inc.',
+    address: '208 Utah, Suite 210, San Francisco, CA 94103, USA',
+    country: 'US',
+    service: 'the website and its online forms, where visitors give or refuse their consents',
+    basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
+    transferBasis: { euEea: 'EU-US Data Privacy Framework (adequacy decision of 10 July 2023)', switzerland: 'standard contractual clauses' },
+    dpa: 'https://webflow.com/legal/sign-dpa',
+    holdsCopies: false,
+    matches: /Webflow/,
   },
 ];
 
