@@ -10,6 +10,7 @@ import { LIVE_STATUSES } from './subscriptions.service.js';
  * update the count, and a live subscription's quantity at Stripe (the event
  * id as idempotency key, so a redelivery changes nothing twice). A member who
  * joined while Checkout was open is caught up by the subscription's webhook.
+ * A member's removal also deletes their spend cap in the organisation.
  */
 @Injectable()
 export class SeatsConsumer {
@@ -30,6 +31,8 @@ export class SeatsConsumer {
     );
     // An older count than the one we hold (events out of order) changes nothing, at Stripe neither.
     if (applied.length === 0) return;
+    // A member who left takes their spend cap with them: it names them, and limits no one any more.
+    if (event.type === 'identity.member.removed') await em.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [d.orgId, d.userId]);
     const [sub] = await em.query(`SELECT stripe_subscription_id, stripe_item_id, status, seats FROM subscriptions WHERE workspace = $1`, [d.orgId]);
     if (!sub || !LIVE_STATUSES.includes(sub.status) || !sub.stripe_item_id || sub.seats === d.memberCount) return;
     await this.stripe.setSeats(sub.stripe_subscription_id, sub.stripe_item_id, d.memberCount, `seats:${event.id}`);
