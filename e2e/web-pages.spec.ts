@@ -74,6 +74,19 @@ describe('the pages mail links open', () => {
     }
     const js = await fetch(`${base}/web/app.js`);
     expect(js.headers.get('content-type')).toMatch(/^text\/javascript/);
+    // Forms go by POST and only through the script (their button is off until it runs): a password never lands in an address.
+    const reset = await (await fetch(`${base}/reset-password?token=x`)).text();
+    expect(reset).toMatch(/<form method="post">.*<button disabled>/);
+    expect(reset).toContain('minlength="12"');
+    expect(reset).toContain('<span lang="en">');
+    // No request for a favicon that is not there; a trailing slash is the same page, not the API's 404.
+    expect(reset).toContain('<link rel="icon" href="data:,">');
+    for (const [path, to] of [['/billing/', '/billing'], ['/verify-email/?token=x', '/verify-email?token=x'], ['/privacy/requests/abc/download/', '/privacy/requests/abc/download']]) {
+      const res = await fetch(`${base}${path}`, { redirect: 'manual' });
+      expect({ path, status: res.status, location: res.headers.get('location') }).toEqual({ path, status: 308, location: to });
+    }
+    // Served over plain HTTP (PUBLIC_BASE_URL http://…), the policy does not send the script to an HTTPS port.
+    expect((await fetch(`${base}/`)).headers.get('content-security-policy')).not.toContain('upgrade-insecure-requests');
   });
 
   it('verifies an address from the link in its mail, and says why a used link does not', async () => {
@@ -81,7 +94,9 @@ describe('the pages mail links open', () => {
     const event = await lastEvent<{ userId: string; verificationToken: string }>(env, 'identity.user.registered', (e) => e.data.userId === registered.user.id);
     expect(await openPage(`/verify-email?token=${encodeURIComponent(event.data.verificationToken)}`)).toMatch(/bestätigt.*confirmed/);
     expect((await http.get('/v1/me', registered.accessToken)).body.emailVerified).toBe(true);
-    expect(await openPage(`/verify-email?token=${encodeURIComponent(event.data.verificationToken)}`)).not.toMatch(/confirmed/);
+    expect(await openPage(`/verify-email?token=${encodeURIComponent(event.data.verificationToken)}`)).toBe(
+      'Dieser Link gilt nicht (mehr). Haben Sie ihn schon einmal geöffnet, ist Ihre Adresse bestätigt: melden Sie sich einfach an. · This link is not (or no longer) valid. If you opened it before, your address is confirmed: just sign in.',
+    );
   });
 
   it('resets a password, sends the reset link, and accepts an invitation after signing in', async () => {
@@ -97,8 +112,22 @@ describe('the pages mail links open', () => {
     await http.post('/v1/auth/register', { email: 'guest@example.eu', password: PASSWORD, firstName: 'Greta', lastName: 'Gast' });
     const invitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invited.body.id);
     const link = `/invitations/accept?token=${encodeURIComponent(invitation.data.token)}`;
-    expect(await openPage(link, { email: 'guest@example.eu', password: 'not the password' })).not.toMatch(/Welcome/);
-    expect(await openPage(link, { email: 'guest@example.eu', password: PASSWORD })).toMatch(/Welcome to Webstuhl GmbH \(member\)/);
+    expect(await openPage(link, { email: 'guest@example.eu', password: 'not the password' })).toBe('E-Mail-Adresse oder Passwort ist falsch. · The e-mail address or password is wrong.');
+    expect(await openPage(link, { email: 'guest@example.eu', password: PASSWORD })).toBe('Willkommen bei Webstuhl GmbH (Mitglied). · Welcome to Webstuhl GmbH (member).');
+    expect(await openPage(link, { email: 'guest@example.eu', password: PASSWORD })).toBe(
+      'Diese Einladung ist ungültig, abgelaufen oder schon angenommen. · This invitation is invalid, has expired or was accepted already.',
+    );
+
+    // Someone invited who has no account yet creates one on the page, with their name, and joins.
+    const fresh = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'neu@example.eu', role: 'admin' }, token);
+    const freshInvitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === fresh.body.id);
+    const freshLink = `/invitations/accept?token=${encodeURIComponent(freshInvitation.data.token)}`;
+    expect(await openPage(freshLink, { email: 'neu@example.eu', password: 'zu kurz', firstName: 'Nina', lastName: 'Neu' })).toBe('Das Passwort braucht mindestens 12 Zeichen. · The password needs at least 12 characters.');
+    expect(await openPage(freshLink, { email: 'neu@example.eu', password: PASSWORD, firstName: 'Nina', lastName: 'Neu' })).toBe(
+      'Willkommen bei Webstuhl GmbH (Administrator). · Welcome to Webstuhl GmbH (admin).',
+    );
+    const members = (await http.get(`/v1/orgs/${org.id}/members`, token)).body.data as { email: string; role: string }[];
+    expect(members.find((m) => m.email === 'neu@example.eu')).toMatchObject({ role: 'admin' });
   });
 
   it('leaves every other path to the API: an unknown one is a 404 problem', async () => {

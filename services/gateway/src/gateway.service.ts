@@ -7,6 +7,7 @@ import { RESIDENCY_HEADER } from './chat/residency-header.js';
 import { answerClientError, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies, explainNonPreflightOptions } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
+import { redirectTrailingSlash } from './web/web.controller.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -41,14 +42,25 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     fastify.addHook('onSend', async (req, reply) => {
       if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
     });
+    redirectTrailingSlash(fastify);
     requireJsonBodies(fastify);
     explainNonPreflightOptions(fastify);
     explainForbiddenJsonKeys(app);
     limitJsonDepth(fastify);
     await registerRateLimits(fastify, config);
+    const overHttp = new URL(config.PUBLIC_BASE_URL).protocol === 'http:';
     await app.register(helmet as any, {
-      // The OpenAPI UI at /docs needs inline scripts and styles.
-      contentSecurityPolicy: { directives: { defaultSrc: ["'self'"], scriptSrc: ["'self'", "'unsafe-inline'"], styleSrc: ["'self'", "'unsafe-inline'"], imgSrc: ["'self'", 'data:'] } },
+      contentSecurityPolicy: {
+        directives: {
+          defaultSrc: ["'self'"],
+          // The OpenAPI UI at /docs needs inline scripts and styles.
+          scriptSrc: ["'self'", "'unsafe-inline'"],
+          styleSrc: ["'self'", "'unsafe-inline'"],
+          imgSrc: ["'self'", 'data:'],
+          // Served over plain HTTP (a laptop, the local cluster), "upgrade" would send the pages' script to an HTTPS port nobody serves.
+          upgradeInsecureRequests: overHttp ? null : [],
+        },
+      },
     });
     app.enableCors({
       origin: config.CORS_ORIGINS,

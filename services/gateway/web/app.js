@@ -1,11 +1,21 @@
-// The behaviour of the pages in pages.ts: each calls Ally's public API and says what it answered.
+// The behaviour of the pages in pages.ts: each calls Ally's public API and says, in German and English, what it answered.
 (() => {
   const token = new URLSearchParams(location.search).get('token') ?? '';
+  const both = (de, en) => `${de} · ${en}`;
   const say = (text, ok) => {
     const result = document.getElementById('result');
     result.textContent = text;
     result.style.color = ok ? '#17603a' : '#a3221b';
   };
+
+  /** An API answer that is not a success, with what a person needs to hear about it. */
+  class Refused extends Error {
+    constructor(status, problem) {
+      super(problem?.detail ?? `${status}`);
+      this.status = status;
+      this.problem = problem;
+    }
+  }
   const call = async (path, body, accessToken) => {
     const res = await fetch(path, {
       method: 'POST',
@@ -13,60 +23,106 @@
       body: JSON.stringify(body),
     });
     const answer = res.status === 204 ? null : await res.json().catch(() => null);
-    if (!res.ok) throw new Error(answer?.detail ?? `${res.status} ${res.statusText}`);
+    if (!res.ok) throw new Refused(res.status, answer);
     return answer;
   };
-  const onSubmit = (handle) => {
+
+  const LINK_INVALID = both('Dieser Link ist ungültig, abgelaufen oder schon benutzt.', 'This link is invalid, has expired or was used already.');
+  const WRONG_LOGIN = both('E-Mail-Adresse oder Passwort ist falsch.', 'The e-mail address or password is wrong.');
+  const SHORT_PASSWORD = both('Das Passwort braucht mindestens 12 Zeichen.', 'The password needs at least 12 characters.');
+  /** What went wrong, in words for a person (the API's own words are for programs, and English). */
+  const explain = (err, page) => {
+    if (!(err instanceof Refused)) return both('Ally ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.', 'Ally cannot be reached right now; please try again in a moment.');
+    const fields = (err.problem?.errors ?? []).map((e) => e.field);
+    if (err.status === 429) return both('Zu viele Versuche; bitte warten Sie einen Moment.', 'Too many attempts; please wait a moment.');
+    if (err.status === 401) return WRONG_LOGIN;
+    if (fields.includes('password')) return SHORT_PASSWORD;
+    if (fields.includes('token') || (err.status === 400 && page !== 'download')) return page === 'invite' ? both('Diese Einladung ist ungültig, abgelaufen oder schon angenommen.', 'This invitation is invalid, has expired or was accepted already.') : LINK_INVALID;
+    if (page === 'invite' && err.status === 403) return both('Diese Einladung ging an eine andere E-Mail-Adresse.', 'This invitation was sent to another e-mail address.');
+    if (page === 'download') {
+      if (err.status === 400 || err.status === 404) return both('Dieses Paket gibt es nicht, oder es gehört zu einem anderen Konto.', 'There is no such package, or it belongs to another account.');
+      if (err.status === 409) return both('Das Paket ist noch nicht fertig; Sie bekommen eine E-Mail, sobald es bereitliegt.', 'The package is not ready yet; you will get an e-mail when it is.');
+      if (err.status === 410) return both('Das Paket ist nicht mehr da (es wird 7 Tage aufbewahrt); bitte stellen Sie eine neue Anfrage.', 'The package is gone (it is kept 7 days); please file a new request.');
+    }
+    if (err.status === 409 && page === 'invite') return both('Zu dieser Adresse gibt es schon ein Konto: lassen Sie die Namensfelder leer und melden Sie sich an.', 'An account with this address exists: leave the name fields empty and sign in.');
+    return both(`Das hat nicht geklappt (${err.status}).`, `That did not work (${err.status}): ${err.message}`);
+  };
+  const ROLES = { owner: ['Inhaber', 'owner'], admin: ['Administrator', 'admin'], member: ['Mitglied', 'member'] };
+
+  /** The page's form, sent by this script only (its button is off until now); `again`: whether it may be sent again after a success. */
+  const onSubmit = (handle, { again = false } = {}) => {
     const form = document.querySelector('form');
+    const button = form.querySelector('button');
+    button.disabled = false;
     form.addEventListener('submit', async (event) => {
       event.preventDefault();
       const values = Object.fromEntries(new FormData(form));
-      form.querySelector('button').disabled = true;
+      button.disabled = true;
+      let done = false;
       try {
         say(await handle(values), true);
+        done = !again;
       } catch (err) {
-        say(err.message, false);
+        say(explain(err, document.body.dataset.page), false);
       } finally {
-        form.querySelector('button').disabled = false;
+        button.disabled = done;
       }
     });
   };
+  const signIn = async ({ email, password }) => (await call('/v1/auth/login', { email, password })).accessToken;
+
   const pages = {
     verify: async () => {
       try {
         await call('/v1/auth/verify-email', { token });
-        say('Ihre E-Mail-Adresse ist bestätigt. · Your e-mail address is confirmed.', true);
+        say(both('Ihre E-Mail-Adresse ist bestätigt.', 'Your e-mail address is confirmed.'), true);
       } catch (err) {
-        say(err.message, false);
+        say(
+          err instanceof Refused && err.status === 400
+            ? both('Dieser Link gilt nicht (mehr). Haben Sie ihn schon einmal geöffnet, ist Ihre Adresse bestätigt: melden Sie sich einfach an.', 'This link is not (or no longer) valid. If you opened it before, your address is confirmed: just sign in.')
+            : explain(err, 'verify'),
+          false,
+        );
       }
     },
     reset: () =>
       onSubmit(async ({ password }) => {
         await call('/v1/auth/password/reset', { token, password });
-        return 'Ihr Passwort ist geändert; alle Sitzungen sind beendet. · Your password is changed; every session has ended.';
+        return both('Ihr Passwort ist geändert; alle Sitzungen sind beendet.', 'Your password is changed; every session has ended.');
       }),
     forgot: () =>
-      onSubmit(async ({ email }) => {
-        await call('/v1/auth/password/forgot', { email });
-        return 'Wenn es ein Konto mit dieser Adresse gibt, ist ein Link unterwegs. · If an account has this address, a link is on its way.';
-      }),
+      onSubmit(
+        async ({ email }) => {
+          await call('/v1/auth/password/forgot', { email });
+          return both('Wenn es ein Konto mit dieser Adresse gibt, ist ein Link unterwegs.', 'If an account has this address, a link is on its way.');
+        },
+        { again: true },
+      ),
     download: () =>
-      onSubmit(async ({ email, password }) => {
-        const { accessToken } = await call('/v1/auth/login', { email, password });
-        const res = await fetch(`/v1${location.pathname}?format=zip`, { headers: { authorization: `Bearer ${accessToken}` } });
-        if (!res.ok) throw new Error((await res.json().catch(() => null))?.detail ?? `${res.status} ${res.statusText}`);
-        const file = await res.blob();
-        const link = document.createElement('a');
-        link.href = URL.createObjectURL(file);
-        link.download = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'ally-export.zip';
-        link.click();
-        return `Der Download hat begonnen (${file.size} Bytes). · The download has started (${file.size} bytes).`;
-      }),
+      onSubmit(
+        async (values) => {
+          const accessToken = await signIn(values);
+          const res = await fetch(`/v1${location.pathname}?format=zip`, { headers: { authorization: `Bearer ${accessToken}` } });
+          if (!res.ok) throw new Refused(res.status, await res.json().catch(() => null));
+          const file = await res.blob();
+          const link = document.createElement('a');
+          link.href = URL.createObjectURL(file);
+          link.download = /filename="([^"]+)"/.exec(res.headers.get('content-disposition') ?? '')?.[1] ?? 'ally-export.zip';
+          link.click();
+          return both(`Der Download hat begonnen (${file.size} Bytes).`, `The download has started (${file.size} bytes).`);
+        },
+        { again: true },
+      ),
+    // With a name, a new account for the invited address (the invitation came to it, so it may join at once); without, a sign-in.
     invite: () =>
-      onSubmit(async ({ email, password }) => {
-        const { accessToken } = await call('/v1/auth/login', { email, password });
+      onSubmit(async ({ email, password, firstName, lastName }) => {
+        const accessToken =
+          firstName?.trim() && lastName?.trim()
+            ? (await call('/v1/auth/register', { email, password, firstName: firstName.trim(), lastName: lastName.trim() })).accessToken
+            : await signIn({ email, password });
         const membership = await call('/v1/invitations/accept', { token }, accessToken);
-        return `Willkommen bei ${membership.orgName} (${membership.role}). · Welcome to ${membership.orgName} (${membership.role}).`;
+        const [de, en] = ROLES[membership.role] ?? [membership.role, membership.role];
+        return both(`Willkommen bei ${membership.orgName} (${de}).`, `Welcome to ${membership.orgName} (${en}).`);
       }),
   };
   pages[document.body.dataset.page]?.();

@@ -11,10 +11,22 @@ export interface Page {
   body: string;
 }
 
-const field = (name: string, type: string, label: string, autocomplete: string) =>
-  `<label>${label}<input name="${name}" type="${type}" autocomplete="${autocomplete}" required></label>`;
+/** German, then English marked as such (screen readers read each in its language). */
+const both = (de: string, en: string) => `${de} · <span lang="en">${en}</span>`;
+
+const field = (name: string, type: string, label: string, autocomplete: string, extra = 'required') =>
+  `<label>${label}<input name="${name}" type="${type}" autocomplete="${autocomplete}" ${extra}></label>`;
+
+/**
+ * A form the script sends: POST (so a password never lands in an address,
+ * a history or a log) and its button off until app.js has taken the form over.
+ */
+const form = (fields: string, button: string) => `<form method="post">${fields}<button disabled>${button}</button></form>`;
 
 const result = '<p id="result" role="status" aria-live="polite"></p>';
+const email = field('email', 'email', both('E-Mail-Adresse', 'E-mail address'), 'email');
+const password = field('password', 'password', both('Passwort', 'Password'), 'current-password');
+const newPassword = field('password', 'password', both('Neues Passwort (mindestens 12 Zeichen)', 'New password (at least 12 characters)'), 'new-password', 'required minlength="12"');
 
 export const PAGES: Record<string, Page> = {
   '/': {
@@ -26,30 +38,38 @@ export const PAGES: Record<string, Page> = {
   '/reset-password': {
     title: 'Neues Passwort · New password',
     kind: 'reset',
-    body: `<form>${field('password', 'password', 'Neues Passwort (mindestens 12 Zeichen) · New password (at least 12 characters)', 'new-password')}<button>Speichern · Save</button></form>${result}`,
+    body: `${form(newPassword, both('Speichern', 'Save'))}${result}`,
   },
   '/forgot-password': {
     title: 'Passwort vergessen · Forgot your password',
     kind: 'forgot',
-    body: `<form>${field('email', 'email', 'E-Mail-Adresse · E-mail address', 'email')}<button>Link senden · Send a link</button></form>${result}`,
+    body: `${form(email, both('Link senden', 'Send a link'))}${result}`,
   },
   '/invitations/accept': {
     title: 'Einladung annehmen · Accept the invitation',
     kind: 'invite',
-    body: `<p>Melden Sie sich mit dem Konto an, zu dem die Einladung gehört. · Sign in with the account the invitation is for.</p><form>${field('email', 'email', 'E-Mail-Adresse · E-mail address', 'email')}${field('password', 'password', 'Passwort · Password', 'current-password')}<button>Annehmen · Accept</button></form>${result}`,
+    body:
+      `<p>${both('Melden Sie sich mit der E-Mail-Adresse an, an die die Einladung ging.', 'Sign in with the e-mail address the invitation was sent to.')}</p>` +
+      form(
+        `${email}${field('password', 'password', both('Passwort (für ein neues Konto mindestens 12 Zeichen)', 'Password (at least 12 characters for a new account)'), 'current-password')}` +
+          `<fieldset><legend>${both('Noch kein Konto? Mit Ihrem Namen legen wir es an.', 'No account yet? With your name we create one.')}</legend>` +
+          `${field('firstName', 'text', both('Vorname', 'First name'), 'given-name', '')}${field('lastName', 'text', both('Nachname', 'Last name'), 'family-name', '')}</fieldset>`,
+        both('Annehmen', 'Accept'),
+      ) +
+      result,
   },
   '/privacy/requests/:id/download': {
     title: 'Ihre Daten herunterladen · Download your data',
     kind: 'download',
-    body: `<p>Melden Sie sich an; das Paket wird dann heruntergeladen. · Sign in; the package then downloads.</p><form>${field('email', 'email', 'E-Mail-Adresse · E-mail address', 'email')}${field('password', 'password', 'Passwort · Password', 'current-password')}<button>Herunterladen · Download</button></form>${result}`,
+    body: `<p>${both('Melden Sie sich an; das Paket wird dann heruntergeladen.', 'Sign in; the package then downloads.')}</p>${form(`${email}${password}`, both('Herunterladen', 'Download'))}${result}`,
   },
-  '/billing': { title: 'Abrechnung · Billing', kind: 'message', body: '<p>Zurück in Ally. Ihr Abonnement sehen Sie unter GET /v1/billing/subscription. · Back in Ally: your subscription is at GET /v1/billing/subscription.</p>' },
+  '/billing': { title: 'Abrechnung · Billing', kind: 'message', body: `<p>${both('Zurück in Ally.', 'Back in Ally.')}</p>` },
   '/billing/success': {
     title: 'Zahlung erhalten · Payment received',
     kind: 'message',
-    body: '<p>Danke! Ihr Abonnement ist in wenigen Sekunden aktiv. · Thank you! Your subscription is active in a few seconds.</p>',
+    body: `<p>${both('Danke! Ihr Abonnement ist in wenigen Sekunden aktiv.', 'Thank you! Your subscription is active in a few seconds.')}</p>`,
   },
-  '/billing/cancelled': { title: 'Bezahlung abgebrochen · Checkout cancelled', kind: 'message', body: '<p>Es wurde nichts berechnet. · Nothing was charged.</p>' },
+  '/billing/cancelled': { title: 'Bezahlung abgebrochen · Checkout cancelled', kind: 'message', body: `<p>${both('Es wurde nichts berechnet.', 'Nothing was charged.')}</p>` },
 };
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -57,8 +77,8 @@ const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': 
 export function renderPage(page: Page): string {
   return `<!doctype html>
 <html lang="de"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(page.title)}</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1d2433}label{display:block;margin:.8rem 0}input{display:block;width:100%;padding:.5rem;margin-top:.3rem;box-sizing:border-box}button{padding:.5rem 1rem}#result{font-weight:600}</style>
+<title>${escape(page.title)}</title><link rel="icon" href="data:,">
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1d2433}label{display:block;margin:.8rem 0}fieldset{border:1px solid #ccd;margin:1rem 0;padding:0 .8rem}input{display:block;width:100%;padding:.5rem;margin-top:.3rem;box-sizing:border-box}button{padding:.5rem 1rem}#result{font-weight:600}</style>
 <script src="/web/app.js" defer></script></head>
 <body data-page="${page.kind}"><h1>${escape(page.title)}</h1>${page.body}</body></html>
 `;

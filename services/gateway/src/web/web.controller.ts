@@ -2,13 +2,30 @@ import { Controller, Get, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '@ally/contracts';
 import { Public } from '@ally/platform';
 import { PAGES, renderPage } from './pages.js';
 
 /** `services/gateway/web/app.js`, from src/ (tests) and dist/ (runtime) alike. */
 const SCRIPT = readFileSync(fileURLToPath(new URL('../../web/app.js', import.meta.url)), 'utf8');
+
+/** A page's path as a pattern (`:id` any one segment), for `redirectTrailingSlash`. */
+const PAGE_PATHS = Object.keys(PAGES).map((p) => new RegExp(`^${p.replace(/:[a-z]+/g, '[^/]+')}$`));
+
+/**
+ * A page asked for with a trailing slash ("/billing/", as a mail client or a
+ * person may write it) is sent to the page (308), not answered with the
+ * API's 404 as JSON. Everything else keeps its path.
+ */
+export function redirectTrailingSlash(fastify: FastifyInstance): void {
+  fastify.addHook('onRequest', async (req, reply) => {
+    const [path, query] = req.url.split(/\?(.*)/s, 2);
+    if (path.length < 2 || !path.endsWith('/')) return;
+    const bare = path.replace(/\/+$/, '');
+    if (PAGE_PATHS.some((p) => p.test(bare))) return reply.redirect(`${bare}${query ? `?${query}` : ''}`, 308);
+  });
+}
 
 /** The pages the links in Ally's mails open (see pages.ts); everything else stays the API's. */
 @ApiExcludeController()
