@@ -59,7 +59,7 @@ describe('starting with a dependency missing', () => {
     try {
       const r = await run(['tools/scripts/start.mjs'], { GATEWAY_PORT: String(port) });
       expect(r.code).toBe(1);
-      expect(lines(r.stderr)).toEqual([`Port ${port} (gateway) is already in use: is Ally already running? Stop it first, or set GATEWAY_PORT.`]);
+      expect(lines(r.stderr)).toEqual([`Port ${port} (gateway) is already in use: if Ally is running, stop it (Ctrl-C where it runs); if another program holds it, set GATEWAY_PORT (the ports 8101-8105 and 8125-8127 must be free too).`]);
     } finally {
       taken.close();
     }

@@ -151,7 +151,10 @@ async function portsFree() {
   ];
   for (const [port, what] of ports) {
     if (port !== 0 && (await reachable({ host: '127.0.0.1', port }, 300))) {
-      fail(`Port ${port} (${what}) is already in use: is Ally already running? Stop it first${what === 'gateway' ? ', or set GATEWAY_PORT' : ''}.`);
+      fail(
+        `Port ${port} (${what}) is already in use: if Ally is running, stop it (Ctrl-C where it runs)` +
+          (what === 'gateway' ? '; if another program holds it, set GATEWAY_PORT (the ports 8101-8105 and 8125-8127 must be free too).' : '.'),
+      );
     }
   }
 }
@@ -169,20 +172,35 @@ for (const service of SERVICES.filter((s) => s.database)) {
 
 const children = [];
 let stopping = false;
+/** Stops every child started, and starts no more: a Ctrl-C while Ally is still starting leaves nothing running. */
 function stopAll(code) {
   if (stopping) return;
   stopping = true;
   for (const child of children) child.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 3_000).unref();
-  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r() : c.once('exit', r))))).then(() => process.exit(code));
+  setTimeout(() => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    process.exit(code);
+  }, 12_000).unref();
+  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.once('exit', r))))).then(() => process.exit(code));
 }
 process.on('SIGINT', () => stopAll(0));
 process.on('SIGTERM', () => stopAll(0));
+process.on('SIGHUP', () => stopAll(0));
+// Whoever started us is gone (npm killed by an IDE or `timeout`, the terminal closed): stop too, rather than run on unseen.
+const parent = process.ppid;
+setInterval(() => process.ppid !== parent && stopAll(0), 1_000).unref();
+
+/** A child process, unless stopping has begun (then undefined: nothing new starts). */
+function startChild(args, env) {
+  if (stopping) return undefined;
+  const child = spawn(process.execPath, args, { env, stdio: 'inherit' });
+  children.push(child);
+  return child;
+}
 
 async function startEmulator(main, portVariable, port, extraEnv = {}) {
-  const emulator = spawn(process.execPath, [join(root, 'tools/emulators/dist', main)], { env: { ...process.env, [portVariable]: String(port), ...extraEnv }, stdio: 'inherit' });
-  children.push(emulator);
-  for (let i = 0; i < 50 && !(await reachable({ host: '127.0.0.1', port })); i++) await new Promise((r) => setTimeout(r, 100));
+  if (!startChild([join(root, 'tools/emulators/dist', main)], { ...process.env, [portVariable]: String(port), ...extraEnv })) return;
+  for (let i = 0; i < 50 && !stopping && !(await reachable({ host: '127.0.0.1', port })); i++) await new Promise((r) => setTimeout(r, 100));
 }
 // No Brevo credentials: mail goes to the emulator, readable at GET /v1/dev/mailbox.
 if (brevoEmulated) await startEmulator('brevo/main.js', 'BREVO_EMULATOR_PORT', BREVO_EMULATOR_PORT);
@@ -194,12 +212,14 @@ if (stripeEmulated && SERVICES.some((s) => s.name === 'billing')) {
   await startEmulator('stripe/main.js', 'STRIPE_EMULATOR_PORT', STRIPE_EMULATOR_PORT, {
     STRIPE_EMULATOR_WEBHOOK_URL: `http://127.0.0.1:${gatewayPort}/v1/webhooks/stripe`,
     STRIPE_EMULATOR_WEBHOOK_SECRET: STRIPE_DEV_WEBHOOK_SECRET,
+    // The billing meter usage is reported to, as a Stripe account for Ally would have it.
+    STRIPE_EMULATOR_METERS: 'mtr_dev_tokens=ally_tokens:sum',
   });
 }
 
 for (const service of SERVICES) {
-  const child = spawn(process.execPath, [...SERVICE_NODE_FLAGS, '--enable-source-maps', mainOf(service)], { env: serviceEnv(service), stdio: 'inherit' });
-  children.push(child);
+  const child = startChild([...SERVICE_NODE_FLAGS, '--enable-source-maps', mainOf(service)], serviceEnv(service));
+  if (!child) break;
   child.on('exit', (code) => {
     if (!stopping) {
       console.error(`${service.name} exited (code ${code}); stopping the others.`);
