@@ -80,6 +80,6 @@ export function renderPage(page: Page): string {
 <title>${escape(page.title)}</title><link rel="icon" href="data:,">
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1d2433}label{display:block;margin:.8rem 0}fieldset{border:1px solid #ccd;margin:1rem 0;padding:0 .8rem}input{display:block;width:100%;padding:.5rem;margin-top:.3rem;box-sizing:border-box}button{padding:.5rem 1rem}#result{font-weight:600}</style>
 <script src="/web/app.js" defer></script></head>
-<body data-page="${page.kind}"><h1>${escape(page.title)}</h1>${page.body}</body></html>
+<body data-page="${page.kind}"><h1>${escape(page.title)}</h1>${page.body}<noscript><p>Diese Seite braucht JavaScript. · <span lang="en">This page needs JavaScript.</span></p></noscript></body></html>
 `;
 }
