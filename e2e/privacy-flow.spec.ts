@@ -40,7 +40,8 @@ describe('privacy through the gateway, against every real service', () => {
     billing = await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
     await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
     await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_RETRY_BASE_MS: '100', PRIVACY_RETRY_MAX_MS: '500', PRIVACY_STEP_TIMEOUT_MS: '3000', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
-    const base = (await env.start(gatewayService)).url;
+    // Many people sign up and in here within a minute; the auth rate limit is another spec's subject.
+    const base = (await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '120' })).url;
     http = httpClient(base);
     stripe.setWebhookEndpoint(`${base}/v1/webhooks/stripe`, { secret: stripe.webhookSecret });
   });
@@ -321,6 +322,32 @@ describe('privacy through the gateway, against every real service', () => {
     await env.sql(`UPDATE privacy.requests SET takes_effect_at = now() WHERE id = $1`, [request.id]);
     await waitFor(async () => (await http.post(`/v1/conversations/${conversation}/messages`, { content: 'Wieder da' }, rita.accessToken)).status === 201, 'chat to resume');
     expect((await http.get(`/v1/privacy/requests/${request.id}`, rita.accessToken)).body.decision.tookEffectAt).toEqual(expect.any(String));
+  });
+
+  it('a restriction of the account (Art. 18) also pauses the login audit and the mails the subject may do without, until it is lifted', async () => {
+    const email = 'rolf.ruhe@example.eu';
+    const rolf = (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Rolf', lastName: 'Ruhe', locale: 'de' })).body;
+    const restriction = (await http.post('/v1/privacy/requests', { type: 'restriction' }, rolf.accessToken)).body;
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM identity.restrictions WHERE user_id = $1`, [rolf.user.id])).length ? true : undefined), 'identity to hear of it');
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.restrictions WHERE user_id = $1`, [rolf.user.id])).length ? true : undefined), 'notify to hear of it');
+    // Sign-ins are no longer tied to him.
+    expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [rolf.user.id])).toEqual([]);
+    // The welcome after confirming the address stays unsent; a reset link he asks for still goes.
+    const verification = await waitFor(async () => brevo.mails(email).find((m) => m.subject === 'Bitte bestätigen Sie Ihre E-Mail-Adresse'), 'the verification mail');
+    const token = /token=([^\s"&<]+)/.exec(verification.textContent!)![1];
+    expect((await http.post('/v1/auth/verify-email', { token: decodeURIComponent(token) })).status).toBe(204);
+    expect((await http.post('/v1/auth/password/forgot', { email })).status).toBe(202);
+    await waitFor(async () => brevo.mails(email).find((m) => /Passwort/.test(m.subject ?? '') && !/bestätigen/.test(m.subject ?? '')), 'the reset mail');
+    expect(brevo.mails(email).map((m) => m.subject)).not.toContain('Willkommen bei Ally');
+
+    // Lifted (after its notice), the audit names him again.
+    const cora = await complianceToken();
+    expect((await http.post(`/v1/admin/privacy/requests/${restriction.id}/decision`, { decision: 'lift', reason: 'Die Prüfung ist abgeschlossen.' }, cora)).status).toBe(200);
+    await env.sql(`UPDATE privacy.requests SET takes_effect_at = now() WHERE id = $1`, [restriction.id]);
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM identity.restrictions WHERE user_id = $1 AND lifted_at IS NOT NULL`, [rolf.user.id])).length ? true : undefined), 'the lift to reach identity');
+    expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [rolf.user.id])).toHaveLength(1);
   });
 
   it('an upheld objection (Art. 21) ends the login audit of the subject', async () => {

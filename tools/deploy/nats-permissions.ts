@@ -74,11 +74,14 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     publish: ['ally.stream.gateway.*.ctl'],
   },
   identity: {
-    note: 'Owns users, orgs, sessions; calls nobody; hears upheld objections from privacy.',
+    note: 'Owns users, orgs, sessions; calls nobody; hears objections and restrictions from privacy.',
     servesRpc: true,
     publishesEvents: true,
     calls: [],
-    consumers: [{ durable: 'identity-objections', types: ['privacy.subject.objection-upheld'] }],
+    consumers: [
+      { durable: 'identity-objections', types: ['privacy.subject.objected', 'privacy.subject.objection-upheld', 'privacy.request.decided'] },
+      { durable: 'identity-restrictions', types: ['privacy.subject.restricted', 'privacy.subject.restriction-lifted'] },
+    ],
   },
   chat: {
     note: 'Asks identity for the caller and org policy, billing for quota; replicates identity state; streams answers to the gateway.',
@@ -140,6 +143,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
           'identity.user.settings-changed',
         ],
       },
+      { durable: 'notify-restrictions', types: ['privacy.subject.restricted', 'privacy.subject.restriction-lifted'] },
     ],
   },
 };

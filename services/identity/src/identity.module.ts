@@ -15,6 +15,7 @@ import { PlatformRolesService } from './platform-roles/platform-roles.service.js
 import { IdentityPrivacyController } from './privacy/identity-privacy.controller.js';
 import { IdentityPrivacyService } from './privacy/identity-privacy.service.js';
 import { ObjectionsConsumer } from './privacy/objections.consumer.js';
+import { RestrictionsConsumer } from './privacy/restrictions.consumer.js';
 import { IDENTITY_RETENTION_RULES } from './retention/retention.rules.js';
 import { LoginThrottleService } from './sessions/login-throttle.service.js';
 import { SessionsService } from './sessions/sessions.service.js';
@@ -52,6 +53,7 @@ export class IdentityModule {
         PlatformRolesService,
         IdentityPrivacyService,
         ObjectionsConsumer,
+        RestrictionsConsumer,
         { provide: RETENTION_RULES, useValue: IDENTITY_RETENTION_RULES },
         AgeRetentionService,
         { provide: CATEGORY_RETENTION_RULES, useValue: IDENTITY_CATEGORY_RULES },

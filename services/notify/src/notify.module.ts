@@ -8,6 +8,7 @@ import { DevMailboxController } from './dev-mailbox/dev-mailbox.controller.js';
 import { MailRenderer } from './mails/mail-renderer.js';
 import { NotifyPrivacyController } from './privacy/notify-privacy.controller.js';
 import { NotifyPrivacyService } from './privacy/notify-privacy.service.js';
+import { RestrictionsConsumer } from './privacy/restrictions.consumer.js';
 import { NOTIFY_RETENTION_RULES } from './retention/retention.rules.js';
 import { BrevoWebhookService } from './suppressions/brevo-webhook.service.js';
 import { WebhookController } from './suppressions/webhook.controller.js';
@@ -26,6 +27,7 @@ export class NotifyModule {
         BrevoMailer,
         DeliveryWorker,
         MailEventsConsumer,
+        RestrictionsConsumer,
         BrevoWebhookService,
         NotifyPrivacyService,
         { provide: RETENTION_RULES, useValue: NOTIFY_RETENTION_RULES },

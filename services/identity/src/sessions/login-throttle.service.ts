@@ -66,10 +66,10 @@ export class LoginThrottleService {
     });
   }
 
-  /** Whom and where an attempt names in the audit: nobody and nowhere for a user who objected to it (the address hash alone counts). */
+  /** Whom and where an attempt names in the audit: nobody and nowhere for a user who objected to it or restricted its processing (the address hash alone counts). */
   private async recordedAs(userId: string | null, ip: string | undefined): Promise<{ userId: string | null; ip: string | null }> {
-    const objected = userId !== null && (await this.objected(userId));
-    return objected ? { userId: null, ip: null } : { userId, ip: ip ?? null };
+    const paused = userId !== null && (await this.auditPaused(userId));
+    return paused ? { userId: null, ip: null } : { userId, ip: ip ?? null };
   }
 
   /**
@@ -79,7 +79,7 @@ export class LoginThrottleService {
    */
   async isKnownIp(userId: string, ip: string | undefined, em: EntityManager = this.ds.manager): Promise<boolean> {
     // Without an audit for this user there is nothing to compare with; no warning mail.
-    if (!ip || (await this.objected(userId, em))) return true;
+    if (!ip || (await this.auditPaused(userId, em))) return true;
     // Sessions count too: the registration opens the first one from its IP without a sign-in (nor an audit row).
     const rows = await em.query(
       `SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded
@@ -89,9 +89,11 @@ export class LoginThrottleService {
     return rows.length > 0;
   }
 
-  private async objected(userId: string, em: EntityManager = this.ds.manager): Promise<boolean> {
+  /** Whether the login audit is paused for the user: an objection (pending or upheld) or a restriction of the account not lifted. */
+  private async auditPaused(userId: string, em: EntityManager = this.ds.manager): Promise<boolean> {
     const rows = await em.query(
-      `SELECT 1 FROM users WHERE id = $1 AND (login_audit_objected OR EXISTS (SELECT 1 FROM objections WHERE user_id = $1 AND decided_at IS NULL))`,
+      `SELECT 1 FROM users WHERE id = $1 AND (login_audit_objected OR EXISTS (SELECT 1 FROM objections WHERE user_id = $1 AND decided_at IS NULL)
+         OR EXISTS (SELECT 1 FROM restrictions WHERE user_id = $1 AND lifted_at IS NULL))`,
       [userId],
     );
     return rows.length > 0;

@@ -11,6 +11,7 @@ import { hashAddress } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 import { MAIL_CATALOG, MAIL_EVENT_TYPES, type MailContext } from '../mails/mail-catalog.js';
 import { erasureMark } from '../privacy/erasure-mark.js';
+import { isRestricted } from '../privacy/restrictions.consumer.js';
 import { DeliveryWorker } from './delivery-worker.js';
 
 /**
@@ -47,6 +48,11 @@ export class MailEventsConsumer {
     const specs = Array.isArray(found) ? found : found ? [found] : [];
     for (const spec of specs) {
       if (spec.userId && (await this.erased(em, spec.userId))) continue;
+      // A restriction of processing (Art. 18) stops the mails the subject may do without; required ones still go.
+      if (spec.userId && !spec.required && (await isRestricted(em, spec.userId, spec.orgId))) {
+        this.logger.info({ template: spec.template, eventId: event.id }, 'mail not sent: the recipient restricted the processing of their data');
+        continue;
+      }
       const recipientHash = hashAddress(spec.to);
       // Serialised per address, so the count below holds against a parallel event for the same inbox.
       await lockNamed(em, `notify-recipient:${recipientHash}`);

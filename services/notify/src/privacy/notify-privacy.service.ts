@@ -66,6 +66,7 @@ export class NotifyPrivacyService {
     // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the subject.
     const hashes = contacts.map((c) => hashAddress(c.email));
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
+    await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     await forgetSubjectInOutbox(this.ds, userId);
     return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
   }
