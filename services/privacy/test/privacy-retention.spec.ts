@@ -59,7 +59,7 @@ describe('retention policies, runs and legal holds', () => {
 
   it('refuses a day count for a category kept while something exists, naming the field, in one policy or in a list', async () => {
     const update = (input: unknown) => rpc.call(PrivacyRpc.updateRetentionPolicies, input, { actor: compliance });
-    for (const [service, category] of [['identity', 'account'], ['identity', 'memberships'], ['notify', 'suppression-list'], ['privacy', 'legal-holds']]) {
+    for (const [service, category] of [['identity', 'account'], ['identity', 'memberships'], ['notify', 'suppression-list']]) {
       await expect(update({ service, category, retentionDays: 1 })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'retentionDays', message: expect.stringMatching(/^must be null/) }] } });
     }
     await expect(update([{ service: 'identity', category: 'sessions', retentionDays: 20 }, { service: 'identity', category: 'account', retentionDays: 1 }])).rejects.toMatchObject({
@@ -141,6 +141,16 @@ describe('retention policies, runs and legal holds', () => {
     await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });
     const after = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['export-packages'] }, { actor: compliance })).id);
     expect(after.results).toEqual([{ service: 'privacy', category: 'export-packages', affected: 1 }]);
+
+    // A legal hold is kept while active and 3 years after its release, then it goes; an active one never does.
+    const old = await rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: 'settled long ago' }, { actor: compliance });
+    const active = await rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: 'still open' }, { actor: compliance });
+    await rpc.call(PrivacyRpc.releaseLegalHold, { id: old.id }, { actor: compliance });
+    await env.sql(`UPDATE privacy.legal_holds SET released_at = now() - interval '1100 days', created_at = now() - interval '2000 days' WHERE id = $1`, [old.id]);
+    await env.sql(`UPDATE privacy.legal_holds SET created_at = now() - interval '2000 days' WHERE id = $1`, [active.id]);
+    const holds = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['legal-holds'] }, { actor: compliance })).id);
+    expect(holds.results).toEqual([{ service: 'privacy', category: 'legal-holds', affected: 1 }]);
+    expect((await env.sql<{ id: string }>(`SELECT id FROM privacy.legal_holds WHERE id = ANY($1::uuid[])`, [[old.id, active.id, hold.id]])).map((r) => r.id).sort()).toEqual([active.id, hold.id].sort());
   });
 
   it('reports a service that does not answer as a failed part of the run', async () => {

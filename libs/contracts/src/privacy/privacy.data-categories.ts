@@ -38,8 +38,8 @@ export const privacyDataCategories: DataCategory[] = [
     description: 'User id, reason and the compliance officer who placed or released a legal hold',
     purposes: ['establishment, exercise or defence of legal claims (Art. 17(3)(e) GDPR)'],
     basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
-    retentionDays: null,
-    retentionRule: 'kept while the hold is active and as proof after its release',
+    retentionDays: 3 * 365,
+    retentionRule: 'kept while the hold is active, then 3 years after its release as proof (the regular limitation period, § 195 BGB)',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
   },
 ];

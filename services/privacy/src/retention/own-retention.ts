@@ -20,6 +20,9 @@ export class OwnRetention {
       case 'consent-records':
         // Never the proof of a consent still valid (two years from a 29 February are 731 days).
         return this.run('consents', 'id', `recorded_at < now() - make_interval(days => $1) AND expires_at <= now()`, [days], dryRun);
+      case 'legal-holds':
+        // Only released holds, counted from their release: an active one is what keeps the held user's data.
+        return this.run('legal_holds', 'id', `released_at IS NOT NULL AND released_at < now() - make_interval(days => $1)`, [days], dryRun);
       case 'data-subject-requests':
         return this.run(
           'requests',
