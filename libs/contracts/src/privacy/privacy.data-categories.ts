@@ -42,4 +42,14 @@ export const privacyDataCategories: DataCategory[] = [
     retentionRule: 'kept while the hold is active, then 3 years after its release as proof (the regular limitation period, § 195 BGB)',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
   },
+  {
+    service: 'privacy',
+    category: 'audit-trail',
+    description: 'Who did what with data-subject requests, retention runs, policies and legal holds, and when: staff by user id, subjects only as salted hashes; hash-chained',
+    purposes: ['demonstrating compliance (Art. 5(2) GDPR)'],
+    basis: 'legal obligation (Art. 6(1)(c) GDPR)',
+    retentionDays: null,
+    retentionRule: 'kept as the proof of how rights and retention were handled; the chain cannot lose a link without showing it',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
 ];
