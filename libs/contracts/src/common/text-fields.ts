@@ -43,11 +43,14 @@ export const letterText = (max: number) =>
 export const storableText = (max: number) => z.string().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
 
 /**
- * Something that shows: not a space, control or format character (U+200B,
- * U+00AD, U+2060 …), nor a filler that renders as nothing (Hangul U+115F,
- * U+1160, U+3164, U+FFA0; Mongolian U+180E).
+ * Characters that show as nothing, for a regex character class: format
+ * characters (U+200B, U+00AD, U+2060 …) and the fillers that render as
+ * nothing (Hangul U+115F, U+1160, U+3164, U+FFA0; Mongolian U+180E).
  */
-const VISIBLE = /[^\s\p{Cc}\p{Cf}\u115F\u1160\u3164\uFFA0\u180E]/u;
+export const INVISIBLE_CHARS = '\\p{Cf}\\u115F\\u1160\\u3164\\uFFA0\\u180E';
+
+/** Something that shows: not a space, a control character or one of INVISIBLE_CHARS. */
+const VISIBLE = new RegExp(`[^\\s\\p{Cc}${INVISIBLE_CHARS}]`, 'u');
 
 /** What a user says to a model: storable, and something to say (a message of invisible characters alone would still be sent and billed). */
 export const messageText = (max: number) => storableText(max).regex(VISIBLE, 'must not be empty');

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
+import { INVISIBLE_CHARS } from '@ally/contracts';
 
-/** Invisible characters that are no format controls: Hangul fillers and the Mongolian vowel separator. */
-const INVISIBLE = /[\p{Cf}\u115F\u1160\u3164\uFFA0\u180E]/gu;
+const INVISIBLE = new RegExp(`[${INVISIBLE_CHARS}]`, 'gu');
 
 const MARKS = /\p{M}/gu;
 

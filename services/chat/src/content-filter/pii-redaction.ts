@@ -1,3 +1,5 @@
+import { INVISIBLE_CHARS } from '@ally/contracts';
+
 /**
  * Personal data taken out of a prompt before it leaves the EU: e-mail
  * addresses, IBANs, payment card numbers and phone numbers become
@@ -151,7 +153,7 @@ function longestValid(candidate: string, cuts: RegExp, valid: (s: string) => boo
 }
 
 /** Invisible in a number or address: format characters (U+200B, U+00AD, U+2060, U+200E …) and the fillers that show nothing. */
-const INVISIBLE = /[\p{Cf}\u115F\u1160\u3164\uFFA0\u180E]/u;
+const INVISIBLE = new RegExp(`[${INVISIBLE_CHARS}]`, 'u');
 
 /**
  * `text` as the patterns read it, and for each of its UTF-16 units where in
