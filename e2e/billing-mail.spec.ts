@@ -127,4 +127,26 @@ describe('billing as an owner meets it by mail: Checkout, renewals, cancellation
     expect(removed.status).toBe(200);
     expect(await env.sql(`SELECT 1 FROM billing.caps WHERE workspace = $1`, [org.id])).toEqual([]);
   });
+
+  it("drops a leaver's cap also when their removal comes again after a newer member event (Stripe refused its first try)", async () => {
+    const owner = await register('ottilie@example.eu', 'de', 'Ottilie');
+    const org = (await http.post('/v1/orgs', { name: 'Kappe KG' }, owner.accessToken)).body;
+    const join = async (email: string, firstName: string) => {
+      const member = await register(email, 'de', firstName);
+      const invite = (await http.post(`/v1/orgs/${org.id}/invitations`, { email, role: 'member' }, owner.accessToken)).body;
+      const event = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.id);
+      return { member, token: event.data.token };
+    };
+    const anna = await join('anna.kappe@example.eu', 'Anna');
+    expect((await http.post('/v1/invitations/accept', { token: anna.token }, anna.member.accessToken)).status).toBe(200);
+    await subscribe(owner.accessToken, org.id, 'team');
+    await waitFor(async () => ((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.seats === 2 ? true : undefined), 'two seats');
+    expect((await http.request('PUT', '/v1/billing/caps', { body: { workspace: org.id, userId: anna.member.user.id, monthlyTokens: 1000 }, token: owner.accessToken })).status).toBe(200);
+    const bert = await join('bert.kappe@example.eu', 'Bert');
+    // Stripe refuses the seat change of Anna's removal twice: its event comes again, after Bert's newer count.
+    stripe.failNext({ status: 400, method: 'POST', path: /^\/v1\/subscriptions\//, times: 2 });
+    expect((await http.request('DELETE', `/v1/orgs/${org.id}/members/${anna.member.user.id}`, { token: owner.accessToken })).status).toBe(204);
+    expect((await http.post('/v1/invitations/accept', { token: bert.token }, bert.member.accessToken)).status).toBe(200);
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM billing.caps WHERE workspace = $1 AND user_id = $2`, [org.id, anna.member.user.id])).length === 0 ? true : undefined), "Anna's cap to go", 20_000);
+  });
 });

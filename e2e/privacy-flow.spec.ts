@@ -330,9 +330,11 @@ describe('privacy through the gateway, against every real service', () => {
     const restriction = (await http.post('/v1/privacy/requests', { type: 'restriction' }, rolf.accessToken)).body;
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM identity.restrictions WHERE user_id = $1`, [rolf.user.id])).length ? true : undefined), 'identity to hear of it');
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.restrictions WHERE user_id = $1`, [rolf.user.id])).length ? true : undefined), 'notify to hear of it');
-    // Sign-ins are no longer tied to him.
+    // Sign-ins are no longer tied to him; one from a new place still brings the security mail.
     expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [rolf.user.id])).toEqual([]);
+    expect((await http.request('POST', '/v1/auth/login', { body: { email, password: PASSWORD }, headers: { 'x-forwarded-for': '198.51.100.77' } })).status).toBe(200);
+    await waitFor(async () => brevo.mails(email).find((m) => m.subject === 'Neue Anmeldung bei Ally'), 'the new sign-in mail');
     // The welcome after confirming the address stays unsent; a reset link he asks for still goes.
     const verification = await waitFor(async () => brevo.mails(email).find((m) => m.subject === 'Bitte bestätigen Sie Ihre E-Mail-Adresse'), 'the verification mail');
     const token = /token=([^\s"&<]+)/.exec(verification.textContent!)![1];

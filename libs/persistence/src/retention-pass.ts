@@ -32,6 +32,32 @@ export interface RetentionPassInput {
 }
 
 /**
+ * The rows of `rule` past the period (or, without one, its own rule), never a
+ * held user's: a WHERE clause and its parameters; undefined when nothing of
+ * the rule applies. What `retentionPass` deletes, for a service that must act
+ * on those rows elsewhere first (a processor's copy).
+ */
+export function retentionCondition(rule: CategoryRetentionRule, retentionDays: number | null, heldUserIds: string[]): { where: string; params: unknown[] } | undefined {
+  const conditions: string[] = [];
+  const params: unknown[] = [];
+  if (retentionDays !== null) {
+    params.push(retentionDays);
+    const period = `${rule.since} < now() - make_interval(days => $${params.length})`;
+    conditions.push(rule.ownRule && rule.ownRuleStands ? `(${period} OR (${rule.ownRule}))` : period);
+  } else if (rule.ownRule) {
+    conditions.push(`(${rule.ownRule})`);
+  } else {
+    return undefined;
+  }
+  if (rule.where) conditions.push(`(${rule.where})`);
+  if (rule.userColumn && heldUserIds.length) {
+    params.push(heldUserIds);
+    conditions.push(`(${rule.userColumn} IS NULL OR NOT (${rule.userColumn}::text = ANY($${params.length}::text[])))`);
+  }
+  return { where: conditions.join(' AND '), params };
+}
+
+/**
  * Counts (dry run) or deletes what is past its period, per requested
  * category, in batches with SKIP LOCKED so live tables never wait long, and
  * never a row of a held user. Categories the service has no rule for are
@@ -49,23 +75,9 @@ export async function retentionPass(
     let affected = 0;
     let complete = true;
     for (const rule of rules.filter((r) => r.category === category)) {
-      const conditions: string[] = [];
-      const params: unknown[] = [];
-      if (retentionDays !== null) {
-        params.push(retentionDays);
-        const period = `${rule.since} < now() - make_interval(days => $${params.length})`;
-        conditions.push(rule.ownRule && rule.ownRuleStands ? `(${period} OR (${rule.ownRule}))` : period);
-      } else if (rule.ownRule) {
-        conditions.push(`(${rule.ownRule})`);
-      } else {
-        continue;
-      }
-      if (rule.where) conditions.push(`(${rule.where})`);
-      if (rule.userColumn && input.heldUserIds.length) {
-        params.push(input.heldUserIds);
-        conditions.push(`(${rule.userColumn} IS NULL OR NOT (${rule.userColumn}::text = ANY($${params.length}::text[])))`);
-      }
-      const where = conditions.join(' AND ');
+      const condition = retentionCondition(rule, retentionDays, input.heldUserIds);
+      if (!condition) continue;
+      const { where, params } = condition;
       const key = rule.key ?? 'id';
       if (input.dryRun) {
         const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM ${rule.table} WHERE ${where}`, params);

@@ -1,11 +1,19 @@
-import { Controller, Inject, type Type } from '@nestjs/common';
+import { Controller, Inject, Optional, type Type } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import { DataSource } from 'typeorm';
 import { parseInput, privacyRetentionRpc, type PrivacyRetentionReport, type RpcRequest } from '@ally/contracts';
-import { retentionPass, type CategoryRetentionRule } from '@ally/persistence';
+import { retentionPass, type CategoryRetentionRule, type RetentionPassInput } from '@ally/persistence';
 
 /** The service's CategoryRetentionRule list. */
 export const CATEGORY_RETENTION_RULES = Symbol('CATEGORY_RETENTION_RULES');
+
+/**
+ * Optional: what a service does before a real run deletes its rows (a copy
+ * at a processor that only the rows still name); its failure fails the
+ * service's part of the run, and the rows stay for the next one.
+ */
+export const BEFORE_RETENTION = Symbol('BEFORE_RETENTION');
+export type BeforeRetention = (input: RetentionPassInput) => Promise<void>;
 
 /**
  * A service's answer to privacy's retention runs, from its rule list:
@@ -20,11 +28,13 @@ export function privacyRetentionController(service: string): Type<unknown> {
     constructor(
       private readonly ds: DataSource,
       @Inject(CATEGORY_RETENTION_RULES) private readonly rules: CategoryRetentionRule[],
+      @Optional() @Inject(BEFORE_RETENTION) private readonly before?: BeforeRetention,
     ) {}
 
     @MessagePattern(contract.subject)
     async retention(@Payload() req: RpcRequest): Promise<PrivacyRetentionReport> {
       const input = parseInput(contract.input, req.input);
+      if (!input.dryRun) await this.before?.(input);
       return { service, results: await retentionPass(this.ds, this.rules, input) };
     }
   }

@@ -10,6 +10,7 @@ import { ReconciliationService } from './ledger/reconciliation.service.js';
 import { UsageService } from './ledger/usage.service.js';
 import { PlansService } from './plans/plans.service.js';
 import { BillingPrivacyService } from './privacy/billing-privacy.service.js';
+import { stripeCustomerRetention } from './privacy/stripe-customer-retention.js';
 import { QuotaAlerts } from './quota/quota-alerts.service.js';
 import { QuotaService } from './quota/quota.service.js';
 import { BILLING_RETENTION_RULES } from './retention.rules.js';
@@ -45,6 +46,7 @@ export class BillingModule {
         { provide: RETENTION_RULES, useValue: BILLING_RETENTION_RULES },
         AgeRetentionService,
         { provide: CATEGORY_RETENTION_RULES, useValue: BILLING_CATEGORY_RULES },
+        stripeCustomerRetention,
       ],
     };
   }

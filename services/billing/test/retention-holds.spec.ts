@@ -11,10 +11,13 @@ describe("billing's retention of held users", () => {
   it("deletes expired contracts and invoices, but not a held user's private workspace's", async () => {
     const [held, free] = [randomUUID(), randomUUID()];
     const org = randomUUID();
+    const customerOf: Record<string, string> = {};
     for (const workspace of [`private:${held}`, `private:${free}`, org]) {
+      // A real customer at Stripe, as Checkout made it.
+      customerOf[workspace] = (await world.sdk.customers.create({ metadata: { workspace } })).id;
       await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by, created_at) VALUES ($1, $2, $3, now() - interval '6 years')`, [
         workspace,
-        `cus_${randomUUID()}`,
+        customerOf[workspace],
         randomUUID(),
       ]);
       await world.env.sql(
@@ -50,5 +53,8 @@ describe("billing's retention of held users", () => {
     expect(await world.env.sql(`SELECT workspace FROM billing.invoices`)).toEqual([{ workspace: `private:${held}` }]);
     expect((await world.env.sql<{ workspace: string }>(`SELECT workspace FROM billing.subscriptions ORDER BY workspace`)).map((r) => r.workspace).sort()).toEqual([`private:${held}`, running].sort());
     expect((await world.env.sql<{ workspace: string }>(`SELECT workspace FROM billing.customers`)).map((r) => r.workspace).sort()).toEqual([`private:${held}`, running, recent].sort());
+    // The customers whose records went are gone at Stripe too (the record was the only way to them); the held one stays.
+    const atStripe = async (workspace: string) => !(await world.sdk.customers.retrieve(customerOf[workspace])).deleted;
+    expect({ held: await atStripe(`private:${held}`), free: await atStripe(`private:${free}`), org: await atStripe(org) }).toEqual({ held: true, free: false, org: false });
   });
 });

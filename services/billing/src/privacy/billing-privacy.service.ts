@@ -85,9 +85,7 @@ export class BillingPrivacyService {
     // After our rows are pseudonymised, so the webhooks this triggers find them under their new name.
     const processorsNotified: string[] = [];
     if (customer) {
-      await this.stripe.stripe.customers.del(customer.stripe_customer_id).catch((err: { statusCode?: number }) => {
-        if (err?.statusCode !== 404) throw err;
-      });
+      await this.stripe.deleteCustomer(customer.stripe_customer_id);
       processorsNotified.push('stripe');
     }
     return { ...erased, processorsNotified };

@@ -25,6 +25,13 @@ export class StripeClient {
     if (this.emulated) logger.info({ stripe: config.STRIPE_API_URL }, `${config.NODE_ENV}: no STRIPE_SECRET_KEY, billing talks to the Stripe emulator`);
   }
 
+  /** Deletes a customer at Stripe (its payment methods; Stripe keeps invoices for tax law); one already gone is no error. */
+  async deleteCustomer(customerId: string): Promise<void> {
+    await this.stripe.customers.del(customerId).catch((err: { statusCode?: number }) => {
+      if (err?.statusCode !== 404) throw err;
+    });
+  }
+
   /** A subscription's quantity to the member count (at least one seat), prorated. */
   setSeats(subscriptionId: string, itemId: string, members: number, idempotencyKey: string): Promise<Stripe.Subscription> {
     return this.stripe.subscriptions.update(subscriptionId, { items: [{ id: itemId, quantity: Math.max(1, members) }], proration_behavior: 'create_prorations' }, { idempotencyKey });

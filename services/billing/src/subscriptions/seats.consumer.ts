@@ -29,10 +29,11 @@ export class SeatsConsumer {
        RETURNING workspace`,
       [d.orgId, d.memberCount, event.occurredAt],
     );
+    // A member who left takes their spend cap with them (it names them, and limits no one), also when this event
+    // comes again after a newer count (a Stripe failure rolled its first delivery back).
+    if (event.type === 'identity.member.removed') await em.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [d.orgId, d.userId]);
     // An older count than the one we hold (events out of order) changes nothing, at Stripe neither.
     if (applied.length === 0) return;
-    // A member who left takes their spend cap with them: it names them, and limits no one any more.
-    if (event.type === 'identity.member.removed') await em.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [d.orgId, d.userId]);
     const [sub] = await em.query(`SELECT stripe_subscription_id, stripe_item_id, status, seats FROM subscriptions WHERE workspace = $1`, [d.orgId]);
     if (!sub || !LIVE_STATUSES.includes(sub.status) || !sub.stripe_item_id || sub.seats === d.memberCount) return;
     await this.stripe.setSeats(sub.stripe_subscription_id, sub.stripe_item_id, d.memberCount, `seats:${event.id}`);

@@ -78,8 +78,9 @@ export class LoginThrottleService {
    * instead of waiting for a second one from a pool its peers may have drained.
    */
   async isKnownIp(userId: string, ip: string | undefined, em: EntityManager = this.ds.manager): Promise<boolean> {
-    // Without an audit for this user there is nothing to compare with; no warning mail.
-    if (!ip || (await this.auditPaused(userId, em))) return true;
+    // Without an audit for this user (they objected to it) there is nothing to compare with; no warning mail.
+    // A restriction keeps the audit stored, and the warning is a security mail: it still goes.
+    if (!ip || (await this.auditPaused(userId, em, 'objections only'))) return true;
     // Sessions count too: the registration opens the first one from its IP without a sign-in (nor an audit row).
     const rows = await em.query(
       `SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded
@@ -89,12 +90,15 @@ export class LoginThrottleService {
     return rows.length > 0;
   }
 
-  /** Whether the login audit is paused for the user: an objection (pending or upheld) or a restriction of the account not lifted. */
-  private async auditPaused(userId: string, em: EntityManager = this.ds.manager): Promise<boolean> {
+  /**
+   * Whether the login audit is paused for the user: an objection (pending or
+   * upheld) or, unless `objections only`, a restriction of the account not lifted.
+   */
+  private async auditPaused(userId: string, em: EntityManager = this.ds.manager, only?: 'objections only'): Promise<boolean> {
     const rows = await em.query(
       `SELECT 1 FROM users WHERE id = $1 AND (login_audit_objected OR EXISTS (SELECT 1 FROM objections WHERE user_id = $1 AND decided_at IS NULL)
-         OR EXISTS (SELECT 1 FROM restrictions WHERE user_id = $1 AND lifted_at IS NULL))`,
-      [userId],
+         OR ($2 AND EXISTS (SELECT 1 FROM restrictions WHERE user_id = $1 AND lifted_at IS NULL)))`,
+      [userId, only === undefined],
     );
     return rows.length > 0;
   }

@@ -3,14 +3,14 @@ import type { EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { IdentityRpc, type EventEnvelope } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { lockNamed, lockSubject } from '@ally/persistence';
+import { lockNamed } from '@ally/persistence';
 import { EventConsumers, LOGGER } from '@ally/platform';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import { hashAddress } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 import { MAIL_CATALOG, MAIL_EVENT_TYPES, type MailContext } from '../mails/mail-catalog.js';
-import { erasureMark } from '../privacy/erasure-mark.js';
+import { isErasedSubject } from '../privacy/erasure-mark.js';
 import { isRestricted } from '../privacy/restrictions.consumer.js';
 import { DeliveryWorker } from './delivery-worker.js';
 
@@ -47,7 +47,8 @@ export class MailEventsConsumer {
     const found = await MAIL_CATALOG[event.type]?.(event, this.ctx);
     const specs = Array.isArray(found) ? found : found ? [found] : [];
     for (const spec of specs) {
-      if (spec.userId && (await this.erased(em, spec.userId))) continue;
+      // An event about a subject erased since it was published mails nobody.
+      if (spec.userId && (await isErasedSubject(em, spec.userId))) continue;
       // A restriction of processing (Art. 18) stops the mails the subject may do without; required ones still go.
       if (spec.userId && !spec.required && (await isRestricted(em, spec.userId, spec.orgId))) {
         this.logger.info({ template: spec.template, eventId: event.id }, 'mail not sent: the recipient restricted the processing of their data');
@@ -73,10 +74,4 @@ export class MailEventsConsumer {
     setImmediate(() => this.worker.wake());
   }
 
-  /** An event about a subject erased since it was published mails nobody; the lock orders this against the erasure. */
-  private async erased(em: EntityManager, userId: string): Promise<boolean> {
-    await lockSubject(em, userId, 'shared');
-    const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1) AS erased`, [erasureMark(userId)]);
-    return erased;
-  }
 }

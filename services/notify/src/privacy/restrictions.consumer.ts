@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { PrivacyEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
+import { isErasedSubject } from './erasure-mark.js';
 
 /** Restrictions of processing (Art. 18) and their lifts, kept per request (see `isRestricted`). */
 @Injectable()
@@ -17,6 +18,7 @@ export class RestrictionsConsumer {
   private async handle(em: EntityManager, event: EventEnvelope): Promise<void> {
     const lifted = event.type === 'privacy.subject.restriction-lifted';
     const d = PrivacyEvents[lifted ? 'privacy.subject.restriction-lifted' : 'privacy.subject.restricted'].parse(event.data);
+    if (await isErasedSubject(em, d.userId)) return;
     // A lift that arrives before its restriction (a redelivery) stays a lift.
     await em.query(
       `INSERT INTO restrictions (request_id, user_id, scope, lifted_at) VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)

@@ -1,0 +1,26 @@
+import type { Provider } from '@nestjs/common';
+import { DataSource } from 'typeorm';
+import { retentionCondition } from '@ally/persistence';
+import { BEFORE_RETENTION, type BeforeRetention } from '@ally/platform';
+import { BILLING_CATEGORY_RULES } from '../category-retention.rules.js';
+import { StripeClient } from '../stripe/stripe.client.js';
+
+/**
+ * Before a real retention run deletes contract records, the Stripe customers
+ * they name are deleted at Stripe: the row is the only reference to the
+ * customer, so after it goes nothing could (an erasure finds customers
+ * through it too). A failure fails billing's part of the run and keeps the
+ * rows for the next one.
+ */
+export const stripeCustomerRetention: Provider = {
+  provide: BEFORE_RETENTION,
+  inject: [DataSource, StripeClient],
+  useFactory: (ds: DataSource, stripe: StripeClient): BeforeRetention => async (input) => {
+    const contract = input.categories.find((c) => c.category === 'contract');
+    const rule = BILLING_CATEGORY_RULES.find((r) => r.category === 'contract' && r.table === 'customers')!;
+    const condition = contract && retentionCondition(rule, contract.retentionDays, input.heldUserIds);
+    if (!condition) return;
+    const going: { stripe_customer_id: string }[] = await ds.query(`SELECT stripe_customer_id FROM customers WHERE ${condition.where}`, condition.params);
+    for (const c of going) await stripe.deleteCustomer(c.stripe_customer_id);
+  },
+};
