@@ -214,5 +214,16 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect(answers.map((r) => r.status).sort()).toEqual([204, 404]);
     const left = await env.sql(`SELECT user_id FROM identity.memberships WHERE org_id = $1 AND user_id = ANY($2::uuid[])`, [orgId, [a.user.id, b.user.id]]);
     expect(left).toHaveLength(1);
+
+    // Two owners leaving at the same moment: one goes, the other stays the organisation's owner.
+    const second = await register('keys-owner-2@takeover.example.eu');
+    await http.post('/v1/invitations/accept', { token: await invite(orgId, 'keys-owner-2@takeover.example.eu', 'member', owner.accessToken) }, second.accessToken);
+    await env.sql(`UPDATE identity.memberships SET role = 'owner' WHERE org_id = $1 AND user_id = $2`, [orgId, second.user.id]);
+    const leaving = await Promise.all([
+      http.delete(`/v1/orgs/${orgId}/members/${owner.user.id}`, owner.accessToken),
+      http.delete(`/v1/orgs/${orgId}/members/${second.user.id}`, second.accessToken),
+    ]);
+    expect(leaving.map((r) => r.status).sort()).toEqual([204, 409]);
+    expect(await env.sql(`SELECT 1 FROM identity.memberships WHERE org_id = $1 AND role = 'owner'`, [orgId])).toHaveLength(1);
   });
 });

@@ -176,9 +176,13 @@ export class OrgsService {
 
   async removeMember(actor: Actor, orgId: string, userId: string): Promise<void> {
     await this.ds.transaction(async (em) => {
-      // Both memberships locked, always in one order, before either is read: two admins removing each other at once
-      // both succeeded (each read its own membership unlocked); now the second finds itself gone.
-      await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = ANY($2::uuid[]) ORDER BY user_id FOR UPDATE`, [orgId, [actor.userId, userId]]);
+      // Both memberships, and every owner's, locked in one order before any is read: two admins removing each other
+      // at once both succeeded (each read its own membership unlocked), and two owners leaving at once could each
+      // count the other and leave the organisation without one; now the second sees what the first did.
+      await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND (user_id = ANY($2::uuid[]) OR role = 'owner') ORDER BY user_id FOR UPDATE`, [
+        orgId,
+        [actor.userId, userId],
+      ]);
       const mine = await this.membershipOf(actor.userId, orgId, em);
       const self = actor.userId === userId;
       if (!self && !managesOrg(mine.role)) throw new ProblemError(403, 'Only owners and admins can remove members');
