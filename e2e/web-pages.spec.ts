@@ -123,6 +123,8 @@ describe('the pages mail links open', () => {
     const freshInvitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === fresh.body.id);
     const freshLink = `/invitations/accept?token=${encodeURIComponent(freshInvitation.data.token)}`;
     expect(await openPage(freshLink, { email: 'neu@example.eu', password: 'zu kurz', firstName: 'Nina', lastName: 'Neu' })).toBe('Das Passwort braucht mindestens 12 Zeichen. · The password needs at least 12 characters.');
+    // A refused name is named as such, not taken for a broken invitation.
+    expect(await openPage(freshLink, { email: 'neu@example.eu', password: PASSWORD, firstName: 'Nina', lastName: '<b>Neu</b>' })).toBe('Bitte prüfen Sie den Nachnamen. · Please check the last name.');
     expect(await openPage(freshLink, { email: 'neu@example.eu', password: PASSWORD, firstName: 'Nina', lastName: 'Neu' })).toBe(
       'Willkommen bei Webstuhl GmbH (Administrator). · Welcome to Webstuhl GmbH (admin).',
     );

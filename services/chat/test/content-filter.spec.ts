@@ -96,9 +96,11 @@ describe('content filter', () => {
     const codename = policy({ workspace: 'org', blockedTerms: ['modem', 'OTTO'] });
     for (const content of ['rnodern', 'M0DEM', '0TT0']) expect(() => filter([]).checkRules([{ role: 'user', content }], codename, 'u1')).not.toThrow();
     // A term written in another script meets itself in either case; a term of invisible characters alone blocks nothing.
-    const cyrillic = policy({ workspace: 'org', blockedTerms: ['секрет', '\u200b\u00ad'] });
+    const cyrillic = policy({ workspace: 'org', blockedTerms: ['секрет', '\u200b\u00ad', '\u200b \u200b'] });
     for (const content of ['Это СЕКРЕТ', 'секрет']) expect(() => filter([]).checkRules([{ role: 'user', content }], cyrillic, 'u1')).toThrow('organisation does not allow');
-    expect(() => filter([]).checkRules([{ role: 'user', content: 'Hallo' }], cyrillic, 'u1')).not.toThrow();
+    expect(() => filter([]).checkRules([{ role: 'user', content: 'Hallo Welt' }], cyrillic, 'u1')).not.toThrow();
+    const edged = policy({ workspace: 'org', blockedTerms: ['\u200b geheim'] });
+    expect(() => filter([]).checkRules([{ role: 'user', content: 'geheim ist das' }], edged, 'u1')).toThrow('organisation does not allow');
   });
 
   it('redacts what leaves the EU in the stop sequences as in the messages, and sends an EU route both as written', () => {

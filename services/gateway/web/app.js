@@ -30,13 +30,20 @@
   const LINK_INVALID = both('Dieser Link ist ungültig, abgelaufen oder schon benutzt.', 'This link is invalid, has expired or was used already.');
   const WRONG_LOGIN = both('E-Mail-Adresse oder Passwort ist falsch.', 'The e-mail address or password is wrong.');
   const SHORT_PASSWORD = both('Das Passwort braucht mindestens 12 Zeichen.', 'The password needs at least 12 characters.');
+  const FIELDS = {
+    password: both('Dieses Passwort wird nicht angenommen (zu leicht zu erraten, oder es enthält Ihren Namen oder Ihre Adresse).', 'This password is not accepted (too easy to guess, or it holds your name or address).'),
+    email: both('Bitte prüfen Sie die E-Mail-Adresse.', 'Please check the e-mail address.'),
+    firstName: both('Bitte prüfen Sie den Vornamen.', 'Please check the first name.'),
+    lastName: both('Bitte prüfen Sie den Nachnamen.', 'Please check the last name.'),
+  };
   /** What went wrong, in words for a person (the API's own words are for programs, and English). */
   const explain = (err, page) => {
     if (!(err instanceof Refused)) return both('Ally ist gerade nicht erreichbar; bitte versuchen Sie es gleich noch einmal.', 'Ally cannot be reached right now; please try again in a moment.');
     const fields = (err.problem?.errors ?? []).map((e) => e.field);
     if (err.status === 429) return both('Zu viele Versuche; bitte warten Sie einen Moment.', 'Too many attempts; please wait a moment.');
     if (err.status === 401) return WRONG_LOGIN;
-    if (fields.includes('password')) return SHORT_PASSWORD;
+    const wrong = (err.problem?.errors ?? []).find((e) => FIELDS[e.field]);
+    if (wrong) return wrong.field === 'password' && /at least/.test(wrong.message ?? '') ? SHORT_PASSWORD : FIELDS[wrong.field];
     if (fields.includes('token') || (err.status === 400 && page !== 'download')) return page === 'invite' ? both('Diese Einladung ist ungültig, abgelaufen oder schon angenommen.', 'This invitation is invalid, has expired or was accepted already.') : LINK_INVALID;
     if (page === 'invite' && err.status === 403) return both('Diese Einladung ging an eine andere E-Mail-Adresse.', 'This invitation was sent to another e-mail address.');
     if (page === 'download') {

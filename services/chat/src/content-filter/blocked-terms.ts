@@ -34,8 +34,9 @@ const LOOK_ALIKE = new RegExp(`[${[...LOOK_ALIKES.keys()].map((c) => `\\u{${c.co
 export function blockedTermIn(texts: string[], terms: string[]): string | undefined {
   const seen = texts.map(readings);
   return terms.find((term) => {
-    const [lower, upper] = readings(term);
-    // A term of nothing but invisible characters would be found everywhere.
+    // A term's own edges count for nothing (" geheim" with an invisible character before it is "geheim"); one of nothing
+    // but invisible characters and spaces would be found everywhere.
+    const [lower, upper] = readings(term).map((r) => r.trim());
     return lower !== '' && seen.some(([l, u]) => l.includes(lower) || u.includes(upper));
   });
 }
