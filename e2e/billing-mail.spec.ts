@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { jetstream } from '@nats-io/jetstream';
 import Stripe from 'stripe';
 import type { BrevoEmulator, StripeEmulator } from '@ally/emulators';
 import { confirmEmail, lastEvent, waitFor, type TestEnv } from '@ally/testing';
@@ -148,5 +150,16 @@ describe('billing as an owner meets it by mail: Checkout, renewals, cancellation
     expect((await http.request('DELETE', `/v1/orgs/${org.id}/members/${anna.member.user.id}`, { token: owner.accessToken })).status).toBe(204);
     expect((await http.post('/v1/invitations/accept', { token: bert.token }, bert.member.accessToken)).status).toBe(200);
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM billing.caps WHERE workspace = $1 AND user_id = $2`, [org.id, anna.member.user.id])).length === 0 ? true : undefined), "Anna's cap to go", 20_000);
+
+    // Back in the organisation with a new cap, a copy of the old removal arriving late leaves that cap alone.
+    const removal = await lastEvent<{ orgId: string; userId: string; memberCount: number }>(env, 'identity.member.removed', (e) => e.data.userId === anna.member.user.id);
+    const again = (await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'anna.kappe@example.eu', role: 'member' }, owner.accessToken)).body;
+    const againEvent = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === again.id);
+    expect((await http.post('/v1/invitations/accept', { token: againEvent.data.token }, anna.member.accessToken)).status).toBe(200);
+    await env.sql(`INSERT INTO billing.caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, 500)`, [org.id, anna.member.user.id]);
+    const late = { ...removal, id: randomUUID() };
+    await jetstream(await env.nats()).publish(env.subject('ally.evt.identity.member.removed'), JSON.stringify(late), { msgID: late.id });
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM billing.inbox WHERE event_id = $1 AND consumer = 'billing-seats'`, [late.id])).length ? true : undefined), 'the late copy to be consumed');
+    expect(await env.sql(`SELECT monthly_tokens::int AS n FROM billing.caps WHERE workspace = $1 AND user_id = $2`, [org.id, anna.member.user.id])).toEqual([{ n: 500 }]);
   });
 });

@@ -34,7 +34,7 @@ export class UsageService {
     }
     const user = input.workspace === 'private' ? '' : (input.userId ?? '');
     if (input.monthlyTokens === null) await this.ds.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [key, user]);
-    else await this.ds.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens`, [key, user, input.monthlyTokens]);
+    else await this.ds.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens, set_at = now()`, [key, user, input.monthlyTokens]);
     await this.quota.refresh();
     return { workspace: input.workspace, userId: input.userId ?? null, monthlyTokens: input.monthlyTokens };
   }

@@ -30,8 +30,11 @@ export class SeatsConsumer {
       [d.orgId, d.memberCount, event.occurredAt],
     );
     // A member who left takes their spend cap with them (it names them, and limits no one), also when this event
-    // comes again after a newer count (a Stripe failure rolled its first delivery back).
-    if (event.type === 'identity.member.removed') await em.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [d.orgId, d.userId]);
+    // comes again after a newer count (a Stripe failure rolled its first delivery back); not a cap set after the
+    // removal, once they had rejoined.
+    if (event.type === 'identity.member.removed') {
+      await em.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2 AND set_at <= $3`, [d.orgId, d.userId, event.occurredAt]);
+    }
     // An older count than the one we hold (events out of order) changes nothing, at Stripe neither.
     if (applied.length === 0) return;
     const [sub] = await em.query(`SELECT stripe_subscription_id, stripe_item_id, status, seats FROM subscriptions WHERE workspace = $1`, [d.orgId]);
