@@ -29,6 +29,8 @@ export interface RetentionPassInput {
   heldUserIds: string[];
   /** No batch is started after this time: the caller stops waiting soon after, and must hear what went. */
   stopBy?: string;
+  /** The moment periods count back from (default: each statement's now()); one for a run that reads the same rows twice. */
+  asOf?: string;
 }
 
 /**
@@ -37,12 +39,19 @@ export interface RetentionPassInput {
  * the rule applies. What `retentionPass` deletes, for a service that must act
  * on those rows elsewhere first (a processor's copy).
  */
-export function retentionCondition(rule: CategoryRetentionRule, retentionDays: number | null, heldUserIds: string[]): { where: string; params: unknown[] } | undefined {
+export function retentionCondition(
+  rule: CategoryRetentionRule,
+  retentionDays: number | null,
+  heldUserIds: string[],
+  asOf?: string,
+): { where: string; params: unknown[] } | undefined {
   const conditions: string[] = [];
   const params: unknown[] = [];
   if (retentionDays !== null) {
     params.push(retentionDays);
-    const period = `${rule.since} < now() - make_interval(days => $${params.length})`;
+    const days = params.length;
+    const now = asOf === undefined ? 'now()' : `$${params.push(asOf)}::timestamptz`;
+    const period = `${rule.since} < ${now} - make_interval(days => $${days})`;
     conditions.push(rule.ownRule && rule.ownRuleStands ? `(${period} OR (${rule.ownRule}))` : period);
   } else if (rule.ownRule) {
     conditions.push(`(${rule.ownRule})`);
@@ -75,7 +84,7 @@ export async function retentionPass(
     let affected = 0;
     let complete = true;
     for (const rule of rules.filter((r) => r.category === category)) {
-      const condition = retentionCondition(rule, retentionDays, input.heldUserIds);
+      const condition = retentionCondition(rule, retentionDays, input.heldUserIds, input.asOf);
       if (!condition) continue;
       const { where, params } = condition;
       const key = rule.key ?? 'id';

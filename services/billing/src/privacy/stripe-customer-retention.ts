@@ -9,8 +9,9 @@ import { StripeClient } from '../stripe/stripe.client.js';
  * Before a real retention run deletes contract records, the Stripe customers
  * they name are deleted at Stripe: the row is the only reference to the
  * customer, so after it goes nothing could (an erasure finds customers
- * through it too). A failure fails billing's part of the run and keeps the
- * rows for the next one.
+ * through it too). The pass takes the same rows (one `asOf` for both). A
+ * failure, or running out of time, fails billing's part of the run and keeps
+ * the rows for the next one.
  */
 export const stripeCustomerRetention: Provider = {
   provide: BEFORE_RETENTION,
@@ -18,9 +19,14 @@ export const stripeCustomerRetention: Provider = {
   useFactory: (ds: DataSource, stripe: StripeClient): BeforeRetention => async (input) => {
     const contract = input.categories.find((c) => c.category === 'contract');
     const rule = BILLING_CATEGORY_RULES.find((r) => r.category === 'contract' && r.table === 'customers')!;
-    const condition = contract && retentionCondition(rule, contract.retentionDays, input.heldUserIds);
+    const condition = contract && retentionCondition(rule, contract.retentionDays, input.heldUserIds, input.asOf);
     if (!condition) return;
     const going: { stripe_customer_id: string }[] = await ds.query(`SELECT stripe_customer_id FROM customers WHERE ${condition.where}`, condition.params);
-    for (const c of going) await stripe.deleteCustomer(c.stripe_customer_id);
+    const stopBy = input.stopBy ? Date.parse(input.stopBy) : Infinity;
+    for (const c of going) {
+      // Out of time: no row goes this run (the pass would take those not yet deleted at Stripe); the next run goes on.
+      if (Date.now() >= stopBy) throw new Error(`stopped at the time limit after deleting customers at Stripe; the contract records wait for the next run`);
+      await stripe.deleteCustomer(c.stripe_customer_id);
+    }
   },
 };
