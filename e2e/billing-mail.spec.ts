@@ -1,9 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { jetstream } from '@nats-io/jetstream';
 import Stripe from 'stripe';
 import type { BrevoEmulator, StripeEmulator } from '@ally/emulators';
-import { confirmEmail, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, lastEvent, publishEvent, waitFor, type TestEnv } from '@ally/testing';
 import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 
 const PASSWORD = 'Kastanienallee im Herbst';
@@ -158,7 +157,7 @@ describe('billing as an owner meets it by mail: Checkout, renewals, cancellation
     expect((await http.post('/v1/invitations/accept', { token: againEvent.data.token }, anna.member.accessToken)).status).toBe(200);
     await env.sql(`INSERT INTO billing.caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, 500)`, [org.id, anna.member.user.id]);
     const late = { ...removal, id: randomUUID() };
-    await jetstream(await env.nats()).publish(env.subject('ally.evt.identity.member.removed'), JSON.stringify(late), { msgID: late.id });
+    await publishEvent(env, late);
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM billing.inbox WHERE event_id = $1 AND consumer = 'billing-seats'`, [late.id])).length ? true : undefined), 'the late copy to be consumed');
     expect(await env.sql(`SELECT monthly_tokens::int AS n FROM billing.caps WHERE workspace = $1 AND user_id = $2`, [org.id, anna.member.user.id])).toEqual([{ n: 500 }]);
   });

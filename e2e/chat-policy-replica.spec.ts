@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { jetstream } from '@nats-io/jetstream';
-import { createEnvelope, eventSubject, IdentityRpc, privacyRpcs, withPrefix } from '@ally/contracts';
+import { createEnvelope, IdentityRpc, privacyRpcs } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
-import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { createTestEnv, publishEvent, waitFor, type TestEnv } from '@ally/testing';
 import { chatEnv } from './service-env.js';
 
 /**
@@ -21,7 +20,7 @@ describe("chat's policy replica", () => {
   /** Publishes identity's event as it happened `occurredAt`; waits until chat has applied it (its inbox row). */
   const deliver = async (type: string, data: Record<string, unknown>, occurredAt: string) => {
     const envelope = { ...createEnvelope({ type, source: 'identity', data }), occurredAt };
-    await jetstream(await env.nats()).publish(withPrefix(env.prefix, eventSubject(type)), JSON.stringify(envelope), { msgID: envelope.id });
+    await publishEvent(env, envelope);
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM chat.inbox WHERE event_id = $1`, [envelope.id])).length ? true : undefined), `${type} #${++seq} to be applied`);
   };
   const settings = (userId: string, restrictToEu: boolean) => ({ userId, restrictToEu, email: 'x@example.eu', firstName: 'X', locale: 'de' });

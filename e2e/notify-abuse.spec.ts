@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { jetstream } from '@nats-io/jetstream';
 import { randomUUID } from 'node:crypto';
 import { createEnvelope, IdentityRpc, NotifyRpc, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
 import { notifyService } from '@ally/notify';
-import { confirmEmail, createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, publishEvent, waitFor, type TestEnv } from '@ally/testing';
 import { notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Leuchtfeuer über der Förde';
@@ -36,7 +35,7 @@ describe('notify: limits, erased owners, exports by address', () => {
   const register = (email: string) => rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Ole', lastName: 'Ohm', locale: 'en' });
   const publish = async (type: string, data: unknown) => {
     const envelope = createEnvelope({ type, source: type.split('.')[0], data });
-    await jetstream(await env.nats()).publish(env.subject(`ally.evt.${type}`), JSON.stringify(envelope), { msgID: envelope.id });
+    await publishEvent(env, envelope);
     return envelope.id;
   };
   const consumed = (eventId: string) => waitFor(async () => (await env.sql(`SELECT 1 FROM notify.inbox WHERE event_id = $1`, [eventId])).length > 0 || undefined, 'the event to be consumed');

@@ -6,7 +6,7 @@ import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
 import { deadLetterStreamName, DLQ_HEADERS, RpcClient } from '@ally/messaging';
 import { notifyService } from '@ally/notify';
-import { confirmEmail, createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, publishEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Wanderweg durch den Schwarzwald';
@@ -147,7 +147,7 @@ describe('notify: mail through Brevo, driven by events', () => {
   it('dead-letters an event whose data breaks its contract at once, without retries', async () => {
     const js = jetstream(await env.nats());
     const envelope = createEnvelope({ type: 'identity.user.registered', source: 'identity', data: { userId: randomUUID(), email: 42 } });
-    await js.publish(env.subject('ally.evt.identity.user.registered'), JSON.stringify(envelope), { msgID: envelope.id });
+    await publishEvent(env, envelope);
     const jsm = await js.jetstreamManager();
     const dead = await waitFor(
       () => jsm.streams.getMessage(deadLetterStreamName(env.prefix), { last_by_subj: env.subject('ally.dlq.notify-mail') }).catch(() => null),
@@ -161,11 +161,7 @@ describe('notify: mail through Brevo, driven by events', () => {
   it("mails an organisation's owners about billing, and a user when their data export is ready", async () => {
     const { user } = await register('owner3@example.eu', 'en');
     const org = await rpc.call(IdentityRpc.createOrg, { name: 'Owner Drei GmbH' }, { actor: { userId: user.id, platformRoles: [] } });
-    const js = jetstream(await env.nats());
-    const publish = async (type: string, data: unknown) => {
-      const envelope = createEnvelope({ type, source: type.split('.')[0], data });
-      await js.publish(env.subject(`ally.evt.${type}`), JSON.stringify(envelope), { msgID: envelope.id });
-    };
+    const publish = (type: string, data: unknown) => publishEvent(env, createEnvelope({ type, source: type.split('.')[0], data }));
     await publish('billing.subscription.changed', { workspace: org.id, plan: 'team', status: 'active', seats: 4, ownerEmail: null, locale: 'de' });
     await publish('billing.quota.threshold-reached', { workspace: org.id, period: '2026-11', percent: 80, ownerEmail: null, locale: 'de' });
     await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'owner3@example.eu', firstName: 'Mia', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/privacy/requests/x/download' });
@@ -177,10 +173,9 @@ describe('notify: mail through Brevo, driven by events', () => {
   it('erases a subject whose mail is in flight after that mail, and mails them nothing from events still in the stream', async () => {
     const { user } = await register('fenja@example.eu', 'en');
     await mailsTo('fenja@example.eu', 1);
-    const js = jetstream(await env.nats());
     const exportReady = async () => {
       const envelope = createEnvelope({ type: 'privacy.export.ready', source: 'privacy', data: { requestId: randomUUID(), userId: user.id, email: 'fenja@example.eu', firstName: 'Fenja', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/privacy/requests/x/download' } });
-      await js.publish(env.subject('ally.evt.privacy.export.ready'), JSON.stringify(envelope), { msgID: envelope.id });
+      await publishEvent(env, envelope);
       return envelope.id;
     };
     // Brevo holds the next send for 800 ms: the erasure starts while it is in flight.

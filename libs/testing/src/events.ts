@@ -4,6 +4,11 @@ import { RpcClient } from '@ally/messaging';
 import type { TestEnv } from './test-env.js';
 import { waitFor } from './wait-for.js';
 
+/** Publishes an event into this run's stream as a service's outbox relay would (its id as the message id). */
+export async function publishEvent(env: TestEnv, envelope: EventEnvelope): Promise<void> {
+  await jetstream(await env.nats()).publish(env.subject(`ally.evt.${envelope.type}`), JSON.stringify(envelope), { msgID: envelope.id });
+}
+
 /** The newest event of a type in this run's stream that matches `where` (what notify will consume). */
 export async function lastEvent<T = any>(env: TestEnv, type: string, where: (e: EventEnvelope<T>) => boolean = () => true): Promise<EventEnvelope<T>> {
   const jsm = await jetstream(await env.nats()).jetstreamManager();

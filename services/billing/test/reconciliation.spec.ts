@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
-import { jetstream } from '@nats-io/jetstream';
 import { createEnvelope } from '@ally/contracts';
 import { billingService } from '../src/index.js';
 import { signStripePayload, startStripeEmulator, type StripeEmulator } from '@ally/emulators';
 import type { RunningService } from '@ally/platform';
-import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { createTestEnv, publishEvent, waitFor, type TestEnv } from '@ally/testing';
 import { ReconciliationService } from '../src/ledger/reconciliation.service.js';
 import { StripeWebhookService } from '../src/webhooks/stripe-webhook.service.js';
 
@@ -32,14 +31,13 @@ describe('meter reconciliation and Stripe meter error reports', () => {
     const sdk = new Stripe('sk_test_reconcile', { host: url.hostname, port: Number(url.port), protocol: 'http' });
     customer = (await sdk.customers.create({ name: 'Abgleich GmbH' })).id;
     await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [workspace, customer, randomUUID()]);
-    const js = jetstream(await env.nats());
     for (let i = 0; i < 5; i++) {
       const e = createEnvelope({
         type: 'chat.completion.recorded',
         source: 'chat',
         data: { messageId: randomUUID(), workspace, userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 100, completionTokens: 20 * i, cost: 0 },
       });
-      await js.publish(env.subject('ally.evt.chat.completion.recorded'), JSON.stringify(e), { msgID: e.id });
+      await publishEvent(env, e);
     }
     await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE meter_status = 'reported'`)).length === 5, 'five reported entries');
   }, 30_000);
