@@ -158,9 +158,8 @@ export class PolicyService {
    */
   async refreshRemovedMember(orgId: string, userId: string): Promise<void> {
     const asOf = new Date().toISOString();
-    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId, platformRoles: [] } }).catch((err) => {
-      // identity no longer knows the user (erased meanwhile): no membership either.
-      if (err instanceof ProblemError && err.status < 500) return null;
+    // identity no longer knowing the user (erased meanwhile) is no membership either.
+    const me = await goneIsNothing(this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId, platformRoles: [] } })).catch(() => {
       throw new ProblemError(503, 'The identity service is not available');
     });
     if (me?.memberships.some((m) => m.orgId === orgId)) return;
@@ -211,12 +210,13 @@ export class PolicyService {
   }
 }
 
-/** identity no longer knows the user or the membership (a 4xx): there is nothing to hold; anything else is thrown (the event comes again). */
-async function goneIsNothing(read: Promise<unknown>): Promise<void> {
+/** identity no longer knows the user or the membership (a 4xx): nothing (undefined) to hold; anything else is thrown (the event comes again). */
+async function goneIsNothing<T>(read: Promise<T>): Promise<T | undefined> {
   try {
-    await read;
+    return await read;
   } catch (err) {
     if (!(err instanceof ProblemError && err.status < 500)) throw err;
+    return undefined;
   }
 }
 
