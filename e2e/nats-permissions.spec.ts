@@ -10,8 +10,8 @@ import type { EntityManager } from 'typeorm';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import * as contracts from '@ally/contracts';
-import { BillingRpc, ChatRpc, createEnvelope, IdentityRpc, NotifyRpc, privacyRpcs, type EventEnvelope, type RpcContract } from '@ally/contracts';
-import { deadLetterStreamName, ensureStreams, EventConsumer, RpcClient, RpcServer } from '@ally/messaging';
+import { BillingRpc, ChatRpc, createEnvelope, eventSubject, IdentityRpc, NotifyRpc, privacyRpcs, type EventEnvelope, type RpcContract } from '@ally/contracts';
+import { deadLetterStreamName, ensureStreams, EventConsumer, RpcClient, RpcServer, subjectFilter } from '@ally/messaging';
 import { PrivateNatsServer, waitFor } from '@ally/testing';
 import { Logger } from '@nestjs/common';
 import {
@@ -158,6 +158,19 @@ describe('the generated NATS users', () => {
     await expect(connect({ servers: server.url, user: 'chat', pass: 'wrong', timeout: 2_000 })).rejects.toThrow(/authorization/i);
     await expect(connect({ servers: server.url, user: 'nobody', pass: 'x', timeout: 2_000 })).rejects.toThrow(/authorization/i);
     await expect(connect({ servers: server.url, timeout: 2_000 })).rejects.toThrow(/authorization/i);
+  });
+
+  it("on NATS before 2.10 (one filter per consumer, as Debian's) no consumer's filter admits another service's events only to skip them", () => {
+    // e.g. one filter over identity's and privacy's events is `ally.evt.>`, and would carry every usage event chat writes.
+    const wide: string[] = [];
+    for (const svc of SERVICES) {
+      for (const c of TOPOLOGY[svc].consumers) {
+        const filter = subjectFilter(c.types.map(eventSubject), '2.9.10').filter_subject!;
+        const family = filter.split('.')[2];
+        if (family === '*' || family === '>') wide.push(`${c.durable}: ${filter}`);
+      }
+    }
+    expect(wide).toEqual([]);
   });
 
   it('the grants cover what the services code does: every durable consumer and every RPC another service answers', () => {

@@ -99,10 +99,9 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
           'identity.organization.policy-changed',
           'identity.member.added',
           'identity.member.removed',
-          'privacy.subject.restricted',
-          'privacy.subject.restriction-lifted',
         ],
       },
+      { durable: 'chat-restrictions', types: ['privacy.subject.restricted', 'privacy.subject.restriction-lifted'] },
     ],
     // StreamPublisher: frames to the gateway's subject, acks back on <subject>.ctl.
     // AnswersInFlight (CHAT_ANSWERS_STOP_SUBJECT): a deletion or erasure on one replica stops the answer another one writes.

@@ -15,7 +15,7 @@ export interface NatsOptions {
 
 /** The one NATS connection a service instance uses for RPC, JetStream and its outbox relay. */
 export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
-  return connect({
+  const nc = await connect({
     servers: opts.url.split(','),
     name: opts.name,
     user: opts.user,
@@ -26,4 +26,32 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
     reconnectTimeWait: 500,
     waitOnFirstConnect: false,
   });
+  writeOncePerTurn((nc as unknown as { protocol: Protocol }).protocol);
+  return nc;
+}
+
+/** The parts of the client's protocol handler (`@nats-io/nats-core`, pinned) that decide when it writes. */
+interface Protocol {
+  outbound: { length(): number; size(): number; fill(data: Uint8Array, ...more: Uint8Array[]): void };
+  pendingLimit: number;
+  flushPending(): void;
+  sendCommand(cmd: string | Uint8Array, ...payloads: Uint8Array[]): void;
+}
+
+/**
+ * The client writes what is pending at the next microtask checkpoint, which
+ * under load means a socket write (and a wake-up of nats-server) for nearly
+ * every message: a subscription, then the reply after it, then an ack, each in
+ * its own checkpoint. Deferred to `setImmediate`, everything one turn of the
+ * event loop produced leaves in one write, in the same order; a message waits
+ * at most for the rest of the turn. A full buffer is still written at once.
+ */
+function writeOncePerTurn(protocol: Protocol): void {
+  const encoder = new TextEncoder();
+  protocol.sendCommand = function (this: Protocol, cmd: string | Uint8Array, ...payloads: Uint8Array[]) {
+    const wasEmpty = this.outbound.length() === 0;
+    this.outbound.fill(typeof cmd === 'string' ? encoder.encode(cmd) : cmd, ...payloads);
+    if (wasEmpty) setImmediate(() => this.flushPending());
+    else if (this.outbound.size() >= this.pendingLimit) this.flushPending();
+  };
 }

@@ -15,13 +15,11 @@ export interface Frame {
 const ctlSubject = (subject: string) => `${subject}.ctl`;
 
 /**
- * Frames, acks and unsubscriptions of one turn of the event loop leave together.
- * The NATS client flushes its buffer at every microtask checkpoint, which with
- * many concurrent streams (each token arriving in its own socket read) means a
- * socket write, and a wake-up of nats-server, per frame; deferring them to
- * `setImmediate` lets every stream that had something to say in the same turn
- * share one write. Each frame is still its own message, in the same order; the
- * delay is at most the rest of the current turn.
+ * Frames, acks and unsubscriptions wait for the end of the current turn of the
+ * event loop: a delta that follows another within the turn merges into it
+ * instead of becoming a frame of its own (see `Coalescing`). The connection
+ * writes a turn's messages together anyway (`connectNats`); each frame is still
+ * its own message, in the same order.
  */
 const deferred: (() => void)[] = [];
 let flushScheduled = false;

@@ -14,6 +14,7 @@ import { ConversationsService } from './conversations/conversations.service.js';
 import { MessagesService } from './conversations/messages.service.js';
 import { ContentCipher } from './crypto/content-cipher.service.js';
 import { PolicyReplicaConsumer } from './policy/policy-replica.consumer.js';
+import { RestrictionsConsumer } from './policy/restrictions.consumer.js';
 import { PolicyService } from './policy/policy.service.js';
 import { ChatPrivacyService } from './privacy/chat-privacy.service.js';
 import { QuotaGate } from './quota/quota.gate.js';
@@ -38,6 +39,7 @@ export class ChatModule {
         ProviderClients,
         PolicyService,
         PolicyReplicaConsumer,
+        RestrictionsConsumer,
         ContentFilterService,
         QuotaGate,
         ContentCipher,

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { IdentityEvents, PrivacyEvents, type EventEnvelope } from '@ally/contracts';
+import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 import { PolicyService } from './policy.service.js';
 import { addMembership, orgPolicyDiffers, putOrgPolicy, putUserSettings, removeMembership, userSettingsDiffer } from './replica-rows.js';
@@ -36,17 +36,9 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
     if (!(await policies.isErased(em, d.userId))) await addMembership(em, d.orgId, d.userId, d.role, at, 'update');
   },
   'identity.member.removed': (em, d, at) => removeMembership(em, d.orgId, d.userId, at),
-  // Art. 18: the subject's data may only be stored; chat stops processing it in that scope.
-  'privacy.subject.restricted': async (em, d) => {
-    // Filed while their erasure ran: nothing of them is left to restrict, and no row of them comes back.
-    if (await policies.isErased(em, d.userId)) return;
-    await em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING`, [d.userId, d.scope, d.requestId]);
-  },
-  // Only the lifted request's: another restriction of the same scope still stands.
-  'privacy.subject.restriction-lifted': (em, d) => em.query(`DELETE FROM restrictions WHERE request_id = $1`, [d.requestId]),
 });
 
-const SCHEMAS: Record<string, { parse(v: unknown): unknown }> = { ...IdentityEvents, ...PrivacyEvents };
+const SCHEMAS: Record<string, { parse(v: unknown): unknown }> = IdentityEvents;
 
 @Injectable()
 export class PolicyReplicaConsumer {
