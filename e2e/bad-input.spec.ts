@@ -207,7 +207,9 @@ describe('passwords', () => {
 });
 
 describe('names', () => {
-  const fake = ['x1', '🙂', 'Jana🙂', '', '   ', '12345', 'Jana2', '<b>Jana</b>', "Robert'); DROP TABLE users;--", '@jana', 'Jana\u0000', 'Ja\nna', '-Jana', "'"];
+  const fake = ['x1', '🙂', 'Jana🙂', '', '   ', '12345', 'Jana2', '<b>Jana</b>', "Robert'); DROP TABLE users;--", '@jana', 'Jana\u0000', 'Ja\nna', '-Jana', "'",
+    // Letters to Unicode that print nothing (Hangul and half-width fillers), and one letter under a pile of marks.
+    '\u3164', '\u3164\u3164', 'J\u3164', '\u115F', '\uFFA0', 'a' + '\u0301'.repeat(10)];
 
   it('register refuses fake first and last names with 400 naming the field', async () => {
     for (const name of fake) {
@@ -220,7 +222,7 @@ describe('names', () => {
 
   it('PATCH /v1/me refuses fake names too, and accepts real ones in any script', async () => {
     for (const name of fake) expectProblem(await http.patch('/v1/me', { firstName: name }, piotr.accessToken), 400, ['firstName']);
-    for (const name of ['Zoë', "O'Brien", 'Anne-Marie', 'Łukasz', 'Ψυχή', 'Дмитрий', 'J. R.']) {
+    for (const name of ['Zoë', "O'Brien", 'Anne-Marie', 'Łukasz', 'Ψυχή', 'Дмитрий', 'J. R.', 'Nguyễn', 'प्रिया', '李']) {
       const res = await http.patch('/v1/me', { firstName: name }, piotr.accessToken);
       expect({ name, status: res.status }).toEqual({ name, status: 200 });
     }

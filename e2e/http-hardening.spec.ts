@@ -585,6 +585,17 @@ describe('rate limits', () => {
     expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
   });
 
+  it("a forged token naming a real user spends the sender's (IP) budget, never that user's", async () => {
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url);
+    // Her token proved itself here: her requests count in her own bucket.
+    expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
+    const forged = `${Buffer.from('{"alg":"EdDSA","typ":"at+jwt"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: user.id })).toString('base64url')}.x`;
+    const statuses: number[] = [];
+    for (let i = 0; i < 7; i++) statuses.push((await limited.get('/v1/models', forged)).status);
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429]);
+    expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
+  });
+
   it('behind a trusted proxy, each client named in X-Forwarded-For has its own login budget', async () => {
     const from = (ip: string) => ({ 'x-forwarded-for': ip });
     for (let i = 0; i < 3; i++) expect((await proxied.request('POST', '/v1/auth/login', { body: {}, headers: from('198.51.100.1') })).status).toBe(400);

@@ -143,6 +143,36 @@ describe('the identity flow through the gateway, as a new user runs it with curl
     expect(await signIn('198.51.100.41')).toMatchObject({ newDevice: true });
   });
 
+  it('changes made at the same moment all hold: a rename does not write back the EU setting, a role or a policy field it read before', async () => {
+    const me = await register('racing@example.eu');
+    for (let i = 0; i < 25; i++) {
+      const want = i % 2 === 0;
+      const [settings, rename] = await Promise.all([
+        http.patch('/v1/me/settings', { restrictToEu: want }, me.accessToken),
+        http.patch('/v1/me', { firstName: want ? 'Eva' : 'Jana' }, me.accessToken),
+        // What the operators' CLI does when it revokes a platform role, landing while the rename runs.
+        env.sql(`UPDATE identity.users SET platform_roles = '{}' WHERE id = $1`, [me.user.id]),
+      ]);
+      expect([settings.status, rename.status]).toEqual([200, 200]);
+      const after = await http.get('/v1/me', me.accessToken);
+      expect({ i, restrictToEu: after.body.settings.restrictToEu, firstName: after.body.firstName }).toEqual({ i, restrictToEu: want, firstName: want ? 'Eva' : 'Jana' });
+      const [row] = await env.sql<{ platform_roles: string[] }>(`SELECT platform_roles FROM identity.users WHERE id = $1`, [me.user.id]);
+      expect(row.platform_roles).toEqual([]);
+      await env.sql(`UPDATE identity.users SET platform_roles = '{compliance}' WHERE id = $1`, [me.user.id]);
+    }
+    const org = await http.post('/v1/orgs', { name: 'Racing GmbH' }, me.accessToken);
+    for (let i = 0; i < 15; i++) {
+      const eu = i % 2 === 0;
+      const days = 30 + i;
+      await Promise.all([
+        http.patch(`/v1/orgs/${org.body.id}/policy`, { euOnly: eu }, me.accessToken),
+        http.patch(`/v1/orgs/${org.body.id}/policy`, { chatRetentionDays: days }, me.accessToken),
+      ]);
+      const [row] = await env.sql<{ eu_only: boolean; chat_retention_days: number }>(`SELECT eu_only, chat_retention_days FROM identity.organizations WHERE id = $1`, [org.body.id]);
+      expect({ i, eu: row.eu_only, days: row.chat_retention_days }).toEqual({ i, eu, days });
+    }
+  });
+
   it('serves the JWKS and the OpenAPI document', async () => {
     const jwks = await http.get('/.well-known/jwks.json');
     expect(jwks.status).toBe(200);

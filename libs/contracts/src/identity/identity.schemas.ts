@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { displayName, modelIdSchema, plainText } from '../common/text-fields.js';
+import { displayName, INVISIBLE_CHARS, modelIdSchema, plainText } from '../common/text-fields.js';
 import { pageParams } from '../common/query-params.js';
 
 export const PASSWORD_MIN = 12;
@@ -17,13 +17,20 @@ export const passwordSchema = z
   .min(PASSWORD_MIN, `must be at least ${PASSWORD_MIN} characters`)
   .max(PASSWORD_MAX, `must be at most ${PASSWORD_MAX} characters`);
 
-/** Real names: letters (any script), spaces, hyphens, apostrophes, dots; no digits or symbols. */
+/** A letter that shows: Hangul and Mongolian fillers are letters to Unicode, and print nothing. */
+const NAME_LETTER = `(?![${INVISIBLE_CHARS}])\\p{L}`;
+
+/**
+ * Real names: letters (any script), spaces, hyphens, apostrophes, dots; no
+ * digits or symbols, nothing invisible, and at most a few marks on a letter
+ * (a name of one letter under a pile of combining marks shows as a smudge).
+ */
 export const personNameSchema = z
   .string()
   .trim()
   .min(1, 'is required')
   .max(100, 'must be at most 100 characters')
-  .regex(/^\p{L}[\p{L}\p{M} '’.-]*$/u, 'must be a real name (letters, spaces, hyphens, apostrophes)');
+  .regex(new RegExp(`^${NAME_LETTER}\\p{M}{0,3}(?:${NAME_LETTER}\\p{M}{0,3}|[ '’.-])*$`, 'u'), 'must be a real name (letters, spaces, hyphens, apostrophes)');
 
 export const localeSchema = z.enum(['de', 'en']);
 export const orgRoleSchema = z.enum(['owner', 'admin', 'member']);

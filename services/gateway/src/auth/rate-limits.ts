@@ -40,27 +40,31 @@ function userKeyOf(token: string): string | null {
 /** The bucket a credential names: its user (a JWT's sub) or its API key; null for neither. */
 const credentialKey = (token: string): string | null => (token.startsWith('ally_') ? `key:${token.slice(0, 16)}` : token ? userKeyOf(token) : null);
 
-/** Credentials that authenticated on this replica lately (the guard says so): only these count in a bucket of their own. */
+/**
+ * Bearer credentials that authenticated on this replica lately (the guard
+ * says so), the credential itself, not whom it names: a token forged with a
+ * member's id as its sub must not spend that member's bucket.
+ */
 const proven = new ExpiringMap<string, true>(15 * 60_000, MEMO_MAX_ENTRIES);
 
 /** Called by the guard once a bearer credential checked out. */
 export function credentialProven(token: string): void {
-  const key = credentialKey(token);
-  if (key) proven.set(key, true);
+  if (token.length <= MEMO_MAX_TOKEN_LENGTH) proven.set(token, true);
 }
 
 /**
- * Counted per user or per API key once that credential authenticated here,
- * otherwise per IP: credentials made up afresh for every request (a new key,
- * a forged token's new sub) would each have bought a bucket of their own and
- * escaped the limit. In-memory per replica, like the gateway itself.
+ * Counted per user or per API key once that very credential authenticated
+ * here, otherwise per IP: credentials made up afresh for every request (a new
+ * key, a forged token's new sub) would each have bought a bucket of their own
+ * and escaped the limit, or spent someone else's. In-memory per replica, like
+ * the gateway itself.
  */
 function rateKey(req: FastifyRequest): string {
   if (isAuthLimited(req)) return `auth:${req.ip}`;
   const auth = req.headers.authorization;
   const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
-  const key = credentialKey(token);
-  return key && proven.get(key) ? key : `ip:${req.ip}`;
+  const key = token && proven.get(token) ? credentialKey(token) : null;
+  return key ?? `ip:${req.ip}`;
 }
 
 export async function registerRateLimits(fastify: FastifyInstance, config: GatewayConfig): Promise<void> {

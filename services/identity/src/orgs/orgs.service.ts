@@ -211,7 +211,8 @@ export class OrgsService {
       const mine = await this.membershipOf(actor.userId, input.orgId, em);
       if (!managesOrg(mine.role)) throw new ProblemError(403, 'Only owners and admins can change the policy');
       const repo = em.getRepository(OrganizationEntity);
-      const org = await repo.findOneByOrFail({ id: input.orgId });
+      // Locked: two admins changing different fields at once both keep theirs, and each event names the policy that holds.
+      const org = await repo.findOneOrFail({ where: { id: input.orgId }, lock: { mode: 'pessimistic_write' } });
       if (input.euOnly !== undefined) org.euOnly = input.euOnly;
       if (input.allowedModels !== undefined) org.allowedModels = input.allowedModels;
       if (input.chatRetentionDays !== undefined) org.chatRetentionDays = input.chatRetentionDays;

@@ -22,13 +22,14 @@ export class MeService {
   /** Rectification (Art. 16 GDPR). */
   async update(userId: string, input: Partial<Pick<UserEntity, 'firstName' | 'lastName' | 'locale'>>): Promise<Me> {
     return this.ds.transaction(async (em) => {
-      const user = await this.users.findById(userId, em);
+      const user = await this.users.findForUpdate(userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
       // Only what differs is a rectification: privacy records it, with the processors that hold copies.
       const changed = (Object.keys(input) as (keyof typeof input)[]).filter((k) => input[k] !== undefined && input[k] !== user[k]);
       if (changed.length) {
         Object.assign(user, input);
-        await em.getRepository(UserEntity).save(user);
+        // Only these columns: the rest of the row is not this call's to write.
+        await em.getRepository(UserEntity).update({ id: userId }, Object.fromEntries(changed.map((k) => [k, input[k]])));
         await this.outbox.append(em, 'identity.user.updated', { userId, changed }, { subject: { userId } });
       }
       return this.users.toMe(user, em);
@@ -37,7 +38,8 @@ export class MeService {
 
   async updateSettings(userId: string, settings: { restrictToEu: boolean }): Promise<Me['settings']> {
     return this.ds.transaction(async (em) => {
-      const user = await this.users.findById(userId, em);
+      // Locked: settings changed at once are applied, and their events written, one after the other.
+      const user = await this.users.findForUpdate(userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
       if (user.restrictToEu !== settings.restrictToEu) {
         await em.getRepository(UserEntity).update({ id: userId }, { restrictToEu: settings.restrictToEu });

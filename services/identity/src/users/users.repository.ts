@@ -38,6 +38,11 @@ export class UsersRepository {
     return this.repo(em).findOne({ where: { id } });
   }
 
+  /** The row, locked until `em`'s transaction ends: a change read from it is not undone by another committing meanwhile. */
+  findForUpdate(id: string, em: EntityManager) {
+    return this.repo(em).findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
+  }
+
   async findByEmail(email: string, em?: EntityManager) {
     return this.repo(em).createQueryBuilder('u').where('lower(u.email) = lower(:email)', { email }).getOne();
   }
