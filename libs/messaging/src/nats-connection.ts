@@ -36,6 +36,7 @@ interface Protocol {
   pendingLimit: number;
   flushPending(): void;
   sendCommand(cmd: string | Uint8Array, ...payloads: Uint8Array[]): void;
+  close(err?: Error): Promise<void>;
 }
 
 /**
@@ -44,7 +45,8 @@ interface Protocol {
  * every message: a subscription, then the reply after it, then an ack, each in
  * its own checkpoint. Deferred to `setImmediate`, everything one turn of the
  * event loop produced leaves in one write, in the same order; a message waits
- * at most for the rest of the turn. A full buffer is still written at once.
+ * at most for the rest of the turn. A full buffer is still written at once,
+ * and so is what waits when the connection closes (a reply sent just before).
  */
 function writeOncePerTurn(protocol: Protocol): void {
   const encoder = new TextEncoder();
@@ -53,5 +55,10 @@ function writeOncePerTurn(protocol: Protocol): void {
     this.outbound.fill(typeof cmd === 'string' ? encoder.encode(cmd) : cmd, ...payloads);
     if (wasEmpty) setImmediate(() => this.flushPending());
     else if (this.outbound.size() >= this.pendingLimit) this.flushPending();
+  };
+  const close = protocol.close.bind(protocol);
+  protocol.close = (err) => {
+    protocol.flushPending();
+    return close(err);
   };
 }
