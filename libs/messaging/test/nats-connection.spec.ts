@@ -19,7 +19,7 @@ describe(connectNats.name, () => {
   it("writes one turn's messages together, in the order they were sent", async () => {
     const subject = `${env.prefix}.order`;
     const seen: string[] = [];
-    const sub = listener.subscribe(subject, { callback: (_err, msg) => seen.push(msg.string()) });
+    const sub = listener.subscribe(subject, { callback: (_err, msg) => void seen.push(msg.string()) });
     await listener.flush();
     const nc = await connectNats({ url: env.natsUrl, name: 'order-test' });
     // Counts the socket writes (the client's transport, pinned with the lock file).
@@ -42,7 +42,7 @@ describe(connectNats.name, () => {
   it('a message sent just before the connection closes still reaches the server', async () => {
     const subject = `${env.prefix}.last-words`;
     const seen: string[] = [];
-    const sub = listener.subscribe(subject, { callback: (_err, msg) => seen.push(msg.string()) });
+    const sub = listener.subscribe(subject, { callback: (_err, msg) => void seen.push(msg.string()) });
     await listener.flush();
     const nc = await connectNats({ url: env.natsUrl, name: 'close-test' });
     nc.publish(subject, 'bye');
