@@ -11,13 +11,14 @@ const PRIVATE_WORKSPACE_USER = `CASE WHEN workspace LIKE 'private:%' THEN substr
  * private workspace's contract and invoices.
  */
 export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
-  { category: 'contract', table: 'subscriptions', key: 'workspace', since: 'ended_at', where: 'ended_at IS NOT NULL', userColumn: PRIVATE_WORKSPACE_USER },
+  { category: 'contract', table: 'subscriptions', key: 'stripe_subscription_id', since: 'ended_at', where: 'ended_at IS NOT NULL', userColumn: PRIVATE_WORKSPACE_USER },
   // The customer goes with its ended subscription (a dry run counts both), or 4 years after it was made if it never subscribed.
+  // An erased subject's pseudonym may hold several of each: its customers wait for the last subscription there to end.
   {
     category: 'contract',
     table: 'customers',
-    key: 'workspace',
-    since: 'coalesce((SELECT s.ended_at FROM subscriptions s WHERE s.workspace = customers.workspace), customers.created_at)',
+    key: 'stripe_customer_id',
+    since: 'coalesce((SELECT max(s.ended_at) FROM subscriptions s WHERE s.workspace = customers.workspace), customers.created_at)',
     where: 'NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.workspace = customers.workspace AND s.ended_at IS NULL)',
     userColumn: PRIVATE_WORKSPACE_USER,
   },

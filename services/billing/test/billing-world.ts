@@ -14,6 +14,8 @@ export interface BillingWorld {
   sdk: Stripe;
   /** A body signed as Stripe signs it, handed to billing's webhook service. */
   sendWebhook(body: unknown): ReturnType<StripeWebhookService['receive']>;
+  /** Another billing replica on the same database and broker (stopped by the test, or with the world). */
+  startReplica(): Promise<RunningService>;
 }
 
 /**
@@ -26,13 +28,15 @@ export function billingWorld(): BillingWorld {
   beforeAll(async () => {
     world.env = await createTestEnv();
     world.stripe = await startStripeEmulator();
-    world.billing = await world.env.start(billingService, {
-      PLANS_FILE: 'services/billing/config/plans.json',
-      STRIPE_API_URL: world.stripe.url,
-      STRIPE_WEBHOOK_SECRET: world.stripe.webhookSecret,
-      QUOTA_REFRESH_MS: '600000',
-      METER_POLL_MS: '600000',
-    });
+    world.startReplica = () =>
+      world.env.start(billingService, {
+        PLANS_FILE: 'services/billing/config/plans.json',
+        STRIPE_API_URL: world.stripe.url,
+        STRIPE_WEBHOOK_SECRET: world.stripe.webhookSecret,
+        QUOTA_REFRESH_MS: '600000',
+        METER_POLL_MS: '600000',
+      });
+    world.billing = await world.startReplica();
     const url = new URL(world.stripe.url);
     world.sdk = new Stripe('sk_test_emulator', { host: url.hostname, port: Number(url.port), protocol: 'http' });
     world.sendWebhook = (body) => {

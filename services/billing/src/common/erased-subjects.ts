@@ -8,6 +8,13 @@ export const pseudonym = (userId: string) => `erased-${createHash('sha256').upda
 export const isPseudonym = (workspace: string) => /^erased-[0-9a-f]{16}$/.test(workspace);
 
 /**
+ * The rows of workspaces in use, where customers and subscriptions have one
+ * per workspace (their unique indexes' predicate, named in ON CONFLICT); a
+ * pseudonym may hold several, one per erasure.
+ */
+export const IN_USE = `workspace NOT LIKE 'erased-%'`;
+
+/**
  * A subject whose whole account billing erased: from then until identity
  * deletes the account (other services' steps may still run), nothing new is
  * set up for them (a Checkout would leave a customer behind the erasure).

@@ -60,7 +60,9 @@ export class MeterReporter extends PacedWorker {
     return this.ds.transaction(async (em) => {
       const rows: PendingRow[] = await em.query(
         `SELECT l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, l.meter_refusals, c.stripe_customer_id
-           FROM ledger l LEFT JOIN customers c ON c.workspace = l.workspace
+           FROM ledger l
+           -- One customer per workspace in use; an erased subject's pseudonym may hold several (each deleted at Stripe): the latest.
+           LEFT JOIN LATERAL (SELECT stripe_customer_id FROM customers c WHERE c.workspace = l.workspace ORDER BY c.created_at DESC LIMIT 1) c ON true
           WHERE l.meter_status = 'pending' AND l.meter_next_at <= now()
           ORDER BY l.seq LIMIT $1 FOR UPDATE OF l SKIP LOCKED`,
         [this.config.METER_REPORT_BATCH],

@@ -122,26 +122,30 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
     const end = Math.min(monthEnd, Math.ceil(Date.now() / 60_000) * 60 + 60);
     if (end <= start) return { period, workspaces: 0, discrepancies: [] };
     const meterId = await this.meter();
-    const rows: { workspace: string; stripe_customer_id: string; tokens: string }[] = await this.ds.query(
-      `SELECT c.workspace, c.stripe_customer_id, coalesce(sum(l.tokens), 0) AS tokens
+    // Per workspace, over all its customers: an erased subject's pseudonym may hold several, its ledger rows metered to any of them.
+    const rows: { workspace: string; customers: string[]; tokens: string }[] = await this.ds.query(
+      `SELECT c.workspace, array_agg(c.stripe_customer_id ORDER BY c.stripe_customer_id) AS customers,
+              (SELECT coalesce(sum(l.tokens), 0) FROM ledger l
+                WHERE l.workspace = c.workspace AND l.meter_status = 'reported'
+                  AND l.created_at >= to_timestamp($1) AND l.created_at < to_timestamp($2)) AS tokens
          FROM customers c
-         LEFT JOIN ledger l ON l.workspace = c.workspace AND l.meter_status = 'reported'
-                           AND l.created_at >= to_timestamp($1) AND l.created_at < to_timestamp($2)
-        GROUP BY c.workspace, c.stripe_customer_id`,
+        GROUP BY c.workspace`,
       [start, monthEnd],
     );
     const discrepancies: Discrepancy[] = [];
     for (const row of rows) {
       let stripeTokens = 0;
-      for await (const s of this.stripe.stripe.billing.meters.listEventSummaries(meterId, { customer: row.stripe_customer_id, start_time: start, end_time: end })) {
-        stripeTokens += s.aggregated_value;
+      for (const customer of row.customers) {
+        for await (const s of this.stripe.stripe.billing.meters.listEventSummaries(meterId, { customer, start_time: start, end_time: end })) {
+          stripeTokens += s.aggregated_value;
+        }
       }
       const ledgerTokens = Number(row.tokens);
       if (ledgerTokens === stripeTokens) continue;
       const d = { workspace: row.workspace, period, ledgerTokens, stripeTokens };
       discrepancies.push(d);
       this.found.inc();
-      this.logger.error({ ...d, customer: row.stripe_customer_id, meter: meterId }, 'ledger and Stripe meter totals differ');
+      this.logger.error({ ...d, customers: row.customers, meter: meterId }, 'ledger and Stripe meter totals differ');
       await this.ds.transaction((em) => this.outbox.append(em, 'billing.meter.discrepancy-found', d));
     }
     this.open.set({ period }, discrepancies.length);

@@ -15,9 +15,11 @@ export class UsageService {
 
   async view(actor: Actor, workspace: string, period = currentPeriod()): Promise<UsageView> {
     const key = await this.access.read(actor, workspace);
+    // This month as the quota counts it (also what an erasure renamed); a month gone by shows only what still names the workspace.
+    const names = period === this.quota.currentPeriod ? this.quota.ledgerNames(key) : [key];
     const rows = await this.ds.query(
-      `SELECT model, sum(tokens)::bigint AS tokens, sum(cost)::float AS cost FROM ledger WHERE workspace = $1 AND period = $2 GROUP BY model ORDER BY model`,
-      [key, period],
+      `SELECT model, sum(tokens)::bigint AS tokens, sum(cost)::float AS cost FROM ledger WHERE workspace = ANY($1) AND period = $2 GROUP BY model ORDER BY model`,
+      [names, period],
     );
     const byModel = rows.map((r: { model: string; tokens: string; cost: number }) => ({ model: r.model, tokens: Number(r.tokens), cost: Math.round(r.cost * 1e6) / 1e6 }));
     return { period, tokensUsed: byModel.reduce((n: number, m: { tokens: number }) => n + m.tokens, 0), tokenQuota: await this.quota.quotaOfPeriod(key, period), byModel };

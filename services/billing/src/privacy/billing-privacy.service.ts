@@ -50,8 +50,9 @@ export class BillingPrivacyService {
     const workspaces = this.workspaces(userId, scope);
     const own = workspaceKey('private', userId);
     const alias = pseudonym(userId);
-    // Also under the pseudonym: a retry after Stripe failed finds the row already renamed, and tells Stripe again.
-    const [customer] =
+    // Also under the pseudonym: a retry after Stripe failed finds the row already renamed, and tells Stripe again;
+    // so does a later erasure, whose own customer (a Checkout since an earlier one) joins those there.
+    const customers: { stripe_customer_id: string }[] =
       scope === 'all' || scope === 'private' ? await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace IN ($1, $2)`, [own, alias]) : [];
     const erased = await this.ds.transaction(async (em) => {
       const [, caps] = await em.query(`DELETE FROM caps WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
@@ -66,6 +67,7 @@ export class BillingPrivacyService {
         // Kept for the books (10 years), restricted; the link to Stripe's page, which shows the person, goes.
         const [, n] = await em.query(`UPDATE invoices SET restricted = true, customer_ref = $2, workspace = $2, hosted_invoice_url = NULL WHERE workspace = $1`, [own, alias]);
         invoices = Number(n);
+        // The pseudonym may already hold an earlier erasure's rows: those tables are keyed by Stripe's ids.
         await em.query(`UPDATE subscriptions SET workspace = $2 WHERE workspace = $1`, [own, alias]);
         await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
       }
@@ -84,10 +86,8 @@ export class BillingPrivacyService {
     // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).
     // After our rows are pseudonymised, so the webhooks this triggers find them under their new name.
     const processorsNotified: string[] = [];
-    if (customer) {
-      await this.stripe.deleteCustomer(customer.stripe_customer_id);
-      processorsNotified.push('stripe');
-    }
+    for (const c of customers) await this.stripe.deleteCustomer(c.stripe_customer_id);
+    if (customers.length) processorsNotified.push('stripe');
     return { ...erased, processorsNotified };
   }
 

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import type { QuotaAnswer } from '@ally/contracts';
 import { LOGGER } from '@ally/platform';
-import { pseudonym } from '../common/erased-subjects.js';
+import { isPseudonym, pseudonym } from '../common/erased-subjects.js';
 import { currentPeriod, workspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
@@ -71,7 +71,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
     const key = workspaceKey(workspace, userId);
     const limits = this.limits.get(key) ?? FREE();
     const quota = this.quotaOf(limits);
-    const used = this.used.get(key) ?? 0;
+    const used = this.usedOf(key);
     if (used >= quota) return { allowed: false, reason: `The monthly token quota of this workspace (${quota} tokens, plan ${limits.plan}) is used up` };
     if (limits.workspaceCap !== undefined && used >= limits.workspaceCap) return { allowed: false, reason: `The workspace's monthly spend cap (${limits.workspaceCap} tokens) is reached` };
     const memberCap = limits.memberCaps.get(userId);
@@ -83,7 +83,21 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   usage(key: string): { used: number; quota: number } {
-    return { used: this.used.get(key) ?? 0, quota: this.quotaOf(this.limits.get(key) ?? FREE()) };
+    return { used: this.usedOf(key), quota: this.quotaOf(this.limits.get(key) ?? FREE()) };
+  }
+
+  /**
+   * The ledger's names for a workspace's usage: a private workspace's rows an
+   * erasure renamed to its owner's pseudonym still count against its quota
+   * (the plan's, not the person's), also on a replica that read them renamed.
+   */
+  ledgerNames(key: string): string[] {
+    const erased = recordKey(key);
+    return erased === key ? [key] : [key, erased];
+  }
+
+  private usedOf(key: string): number {
+    return this.ledgerNames(key).reduce((n, name) => n + (this.used.get(name) ?? 0), 0);
   }
 
   /** Waits for a refresh that includes everything committed so far (tests, the usage API). */
@@ -162,7 +176,8 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
    */
   private async recordQuotas(period: string): Promise<void> {
     // Workspaces with limits or usage now, and those recorded earlier this month (a subscription that ended drops to Free).
-    const keys = new Set([...this.recordedKeys, ...this.limits.keys(), ...[...this.used.keys()].filter((k) => !k.includes('|'))]);
+    // (A pseudonym's usage counts for its private workspace, as it would have on a replica that read it before the erasure.)
+    const keys = new Set([...this.recordedKeys, ...this.limits.keys(), ...[...this.used.keys()].filter((k) => !k.includes('|') && !isPseudonym(k))]);
     const quotas = new Map<string, number>();
     for (const key of keys) {
       const at = recordKey(key);

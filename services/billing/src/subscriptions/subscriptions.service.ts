@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createHash, randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { ProblemError, type Actor, type SubscriptionView } from '@ally/contracts';
+import { IN_USE } from '../common/erased-subjects.js';
 import { WorkspaceAccess } from '../common/workspace-access.service.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
@@ -117,7 +118,7 @@ export class SubscriptionsService {
     if ((await this.ds.query(`SELECT 1 FROM customers WHERE stripe_customer_id = $1 AND workspace <> $2`, [created.id, key])).length) {
       created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}:${randomUUID()}` });
     }
-    await this.ds.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3) ON CONFLICT (workspace) DO NOTHING`, [key, created.id, userId]);
+    await this.ds.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3) ON CONFLICT (workspace) WHERE ${IN_USE} DO NOTHING`, [key, created.id, userId]);
     const [stored] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
     return stored.stripe_customer_id;
   }

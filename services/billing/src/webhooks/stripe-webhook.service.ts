@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { BillingEvents, parseInput, ProblemError, storableText } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
-import { isPseudonym } from '../common/erased-subjects.js';
+import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -77,7 +77,13 @@ const invoice = z.looseObject({
   status: storableText(40).nullish(),
   currency: z.string().regex(/^[a-z]{3}$/, 'must be a three-letter ISO currency code in lower case'),
   subtotal: money,
+  /** Before 2025-03-31.basil only; since then the taxes are `total_taxes`, and `total_excluding_tax` the net. */
   tax: money,
+  total_taxes: z
+    .array(z.looseObject({ amount: z.number().int() }))
+    .refine((taxes) => Number.isSafeInteger(taxes.reduce((n, t) => n + t.amount, 0)), 'must add up to an amount that can be stored')
+    .nullish(),
+  total_excluding_tax: money,
   total: money,
   amount_paid: money,
   hosted_invoice_url: storableText(2048).nullish(),
@@ -302,15 +308,17 @@ export class StripeWebhookService {
     const periodEnd = item?.current_period_end ?? sub.current_period_end;
     const seats = item?.quantity ?? 1;
     const cancelAtPeriodEnd = sub.cancel_at_period_end ?? false;
+    // A pseudonym holds each subscription of its subject's erasures (several after repeated ones): there a row is found by Stripe's id.
+    const erased = isPseudonym(workspace);
     // What the owner was last told about: a renewal (a new period, nothing else) is no news worth a mail.
     const [before]: { plan: string; status: string; seats: number; cancel_at_period_end: boolean }[] = await em.query(
-      `SELECT plan, status, seats, cancel_at_period_end FROM subscriptions WHERE workspace = $1 FOR UPDATE`,
-      [workspace],
+      `SELECT plan, status, seats, cancel_at_period_end FROM subscriptions WHERE workspace = $1 AND (NOT $2 OR stripe_subscription_id = $3) FOR UPDATE`,
+      [workspace, erased, sub.id],
     );
     const result = await em.query(
       `INSERT INTO subscriptions (workspace, stripe_subscription_id, stripe_item_id, plan, status, seats, current_period_end, cancel_at_period_end, stripe_version, ended_at, updated_at)
        VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = 'canceled' THEN now() END, now())
-       ON CONFLICT (workspace) DO UPDATE SET
+       ON CONFLICT ${erased ? '(stripe_subscription_id)' : `(workspace) WHERE ${IN_USE}`} DO UPDATE SET
          stripe_subscription_id = EXCLUDED.stripe_subscription_id, stripe_item_id = EXCLUDED.stripe_item_id, plan = EXCLUDED.plan,
          status = EXCLUDED.status, seats = EXCLUDED.seats, current_period_end = EXCLUDED.current_period_end,
          cancel_at_period_end = EXCLUDED.cancel_at_period_end, stripe_version = EXCLUDED.stripe_version,
@@ -352,17 +360,20 @@ export class StripeWebhookService {
     const workspace = await this.workspaceOf(em, log, customer, inv.metadata?.workspace || undefined);
     if (!workspace || !customer) return;
     const version = this.version(event);
-    const tax = inv.tax ?? Math.max(0, (inv.total ?? 0) - (inv.subtotal ?? 0));
+    const total = inv.total ?? 0;
+    // Negative on a credit (a proration back): net + tax = total always holds, as the books need it.
+    const tax = inv.total_taxes ? inv.total_taxes.reduce((n, t) => n + t.amount, 0) : (inv.tax ?? 0);
+    const net = inv.total_excluding_tax ?? total - tax;
     // A workspace an erasure renamed: the invoice is kept for the books as its others are, restricted, naming nobody.
     const erased = isPseudonym(workspace);
     await em.query(
-      `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version, restricted)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, to_timestamp($12), $13, $14)
+      `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, net, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version, restricted)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, to_timestamp($13), $14, $15)
        ON CONFLICT (stripe_invoice_id) DO UPDATE SET number = EXCLUDED.number, status = EXCLUDED.status, subtotal = EXCLUDED.subtotal,
-         tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
+         net = EXCLUDED.net, tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
          stripe_version = EXCLUDED.stripe_version
        WHERE invoices.stripe_version <= EXCLUDED.stripe_version AND NOT invoices.restricted`,
-      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, tax, inv.total ?? 0, inv.amount_paid ?? 0, erased ? workspace : customer, erased ? null : (inv.hosted_invoice_url ?? null), inv.created, version, erased],
+      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, net, tax, total, inv.amount_paid ?? 0, erased ? workspace : customer, erased ? null : (inv.hosted_invoice_url ?? null), inv.created, version, erased],
     );
     if (failed && !erased) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
   }

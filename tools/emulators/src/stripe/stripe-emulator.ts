@@ -122,7 +122,7 @@ export interface StripeEmulatorOptions {
   meters?: StripeMeterSeed[];
   defaultUnitAmount?: number;
   defaultCurrency?: string;
-  /** Exclusive tax added to invoices, in percent of the subtotal (invoice.tax / total_taxes); default 0. */
+  /** Exclusive tax added to invoices, in percent of the subtotal (total_taxes); default 0. */
   taxPercent?: number;
   /** Start of the emulated clock (unix seconds or Date); default now. */
   startTime?: number | Date;
@@ -1106,9 +1106,8 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       total_pretax_credit_amounts: [],
       total_taxes: tax ? [taxLine(tax, Math.max(subtotal, 0))] : [],
       webhooks_delivered_at: t,
-      // Legacy mirrors (API versions before 2025-03-31.basil).
+      // Legacy mirrors (API versions before 2025-03-31.basil); not `tax`, which basil removed for `total_taxes`.
       subscription: sub.id,
-      tax,
       paid: pay,
     };
     sub.latest_invoice = id;
@@ -2246,7 +2245,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       const i = invoices.get(decodeURIComponent(m[1]));
       if (!i) return html(res, 404, 'Not found', '<h1>Invoice not found</h1>');
       const rows = i.lines.data.map((l: Obj) => `<tr><td>${esc(l.description)}</td><td>${esc(money(l.amount, i.currency))}</td></tr>`).join('');
-      return html(res, 200, `Invoice ${i.number}`, `<h1>Invoice ${esc(i.number)}</h1><p>${esc(i.status)} — ${esc(isoDate(i.created))}</p><table>${rows}<tr><td>Tax</td><td>${esc(money(i.tax, i.currency))}</td></tr><tr><td><b>Total</b></td><td><b>${esc(money(i.total, i.currency))}</b></td></tr></table>`);
+      return html(res, 200, `Invoice ${i.number}`, `<h1>Invoice ${esc(i.number)}</h1><p>${esc(i.status)} — ${esc(isoDate(i.created))}</p><table>${rows}<tr><td>Tax</td><td>${esc(money(i.total_taxes.reduce((n: number, t: Obj) => n + t.amount, 0), i.currency))}</td></tr><tr><td><b>Total</b></td><td><b>${esc(money(i.total, i.currency))}</b></td></tr></table>`);
     }
     return html(res, 404, 'Not found', '<h1>Not found</h1>');
   }
