@@ -1,11 +1,15 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import OpenAI from 'openai';
 import type { OpenAIEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
 import { httpClient } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { expectProblem } from './problem-assertions.js';
 
 const PASSWORD = 'Nebel über der Heide';
+
+/** The error an OpenAI SDK call failed with. */
+const failure = (p: Promise<unknown>) => p.then(() => { throw new Error('expected an error'); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
 
 /** Edges found probing chat as users do: OpenAI request fields that change the answer, the Accept header, pages of assistants, the OpenAPI query parameters. */
 describe('chat edges', () => {
@@ -92,7 +96,6 @@ describe('chat edges', () => {
   it("gives the OpenAI SDK its error member beside the problem: message, type, param and code as OpenAI's clients read them", async () => {
     const key = (await http.post('/v1/me/api-keys', { name: 'errors', workspace: 'private' }, token)).body.key as string;
     const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
-    const failure = (p: Promise<unknown>) => p.then(() => { throw new Error('expected an error'); }, (e) => e as InstanceType<typeof OpenAI.APIError>);
 
     const two = await failure(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], n: 2 }));
     expect(two).toBeInstanceOf(OpenAI.BadRequestError);
@@ -113,6 +116,85 @@ describe('chat edges', () => {
 
     // Still problem+json for everyone else.
     expectProblem(await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [] }, key), 400, ['messages']);
+  });
+
+  it("gives the SDK OpenAI's error member for errors no route raised: the body limit, the content type, bad JSON, a path Ally does not serve, the rate limit", async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'edges', workspace: 'private' }, token)).body.key as string;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+    const read = (e: InstanceType<typeof OpenAI.APIError>) => ({ status: e.status, type: e.type, message: e.message });
+
+    // Over the body limit (1 MiB): Fastify's 413, once "413 {"type":"about:blank",…}" with err.type "about:blank".
+    const big = await failure(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'wort '.repeat(250_000) }] }));
+    expect(read(big)).toEqual({ status: 413, type: 'invalid_request_error', message: '413 Request body is too large' });
+    for (const call of [
+      client.embeddings.create({ model: 'text-embedding-3-small', input: 'x' }),
+      client.completions.create({ model: 'gpt-4o-mini', prompt: 'x' }),
+      client.responses.create({ model: 'gpt-4o-mini', input: 'x' }),
+    ]) {
+      const missing = await failure(call);
+      expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(read(missing)).toEqual({ status: 404, type: 'not_found_error', message: expect.stringMatching(/^404 Cannot POST \/v1\/(embeddings|completions|responses)$/) });
+    }
+
+    // Raw requests no SDK sends: still problem+json, with the error member beside it.
+    const raw = (path: string, body: string, contentType: string) => http.request('POST', path, { raw: body, token: key, headers: { 'content-type': contentType } });
+    for (const [res, status] of [[await raw('/v1/chat/completions', '{"model":', 'application/json'), 400], [await raw('/v1/chat/completions', '{}', 'text/plain'), 415]] as const) {
+      expectProblem(res, status);
+      expect(res.body.error).toEqual({ message: res.body.detail, type: 'invalid_request_error', param: null, code: null });
+    }
+    // Ally's own routes, and paths outside /v1, answer the problem alone.
+    expect((await raw('/v1/conversations', '{}', 'text/plain')).body).not.toHaveProperty('error');
+    expect((await http.get('/nothing-here', key)).body).not.toHaveProperty('error');
+
+    // The gateway's own rate limit: a rate_limit_error, and Retry-After still says when.
+    const limited = new OpenAI({ apiKey: key, baseURL: `${(await world.env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '2' })).url}/v1`, maxRetries: 0 });
+    let tooMany: InstanceType<typeof OpenAI.APIError> | undefined;
+    for (let i = 0; i < 5 && !tooMany; i++) tooMany = await limited.models.list().then(() => undefined, (e) => e);
+    expect(read(tooMany!)).toEqual({ status: 429, type: 'rate_limit_error', message: expect.stringMatching(/^429 Too many requests; retry in \d+ seconds$/) });
+    expect(Number(tooMany!.headers?.get('retry-after'))).toBeGreaterThan(0);
+  });
+
+  it('keeps the boundary between text parts (a line break, as vLLM joins them), and refuses a message of no parts', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'parts', workspace: 'private' }, token)).body.key as string;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+    await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: [{ type: 'text', text: 'Hello' }, { type: 'text', text: 'World' }] }] });
+    expect((lastCompletion().body as { messages: { content: string }[] }).messages[0].content).toBe('Hello\nWorld'); // was "HelloWorld"
+
+    const calls = llm.requests({ operation: 'chat.completions' }).length;
+    // No parts was sent on as "" (and billed).
+    const none = await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: [] }] }, key);
+    expectProblem(none, 400, ['messages.0.content']);
+    expect(none.body.errors[0].message).toBe('must hold at least one part');
+    expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(calls);
+  });
+
+  it('names what the caller sent in its errors: max_completion_tokens, n below 1, an unknown model (code model_not_found)', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'names', workspace: 'private' }, token)).body.key as string;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+
+    const noRoom = await failure(client.chat.completions.create({ model: 'mistral-small', messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 40_000 }));
+    expect({ param: noRoom.param, message: noRoom.message }).toEqual({ param: 'max_completion_tokens', message: expect.stringMatching(/^400 max_completion_tokens leaves no room/) });
+    // max_tokens is still named when that is what was sent.
+    expect((await failure(client.chat.completions.create({ model: 'mistral-small', messages: [{ role: 'user', content: 'x' }], max_tokens: 40_000 }))).param).toBe('max_tokens');
+
+    const zero = await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], n: 0 }, key);
+    expectProblem(zero, 400, ['n']);
+    expect(zero.body.errors[0].message).toMatch(/^must be 1 /); // was "is not supported by Ally above 1"
+
+    const unknown = await failure(client.chat.completions.create({ model: 'gpt-9', messages: [{ role: 'user', content: 'x' }] }));
+    expect({ status: unknown.status, code: unknown.code, param: unknown.param }).toEqual({ status: 404, code: 'model_not_found', param: 'model' });
+    expect((await failure(client.models.retrieve('gpt-9'))).code).toBe('model_not_found');
+  });
+
+  it('takes only "Bearer <token>": the scheme in any case, nothing after the token', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'header', workspace: 'private' }, token)).body.key as string;
+    const models = (authorization: string) => http.request('GET', '/v1/models', { headers: { authorization } });
+    expect((await models(`bearer ${key}`)).status).toBe(200);
+    // The key with something after it was taken as the key.
+    const extra = await models(`Bearer ${key} extra`);
+    expectProblem(extra, 401);
+    expect(extra.body.detail).toMatch(/^The Authorization header must be "Bearer <token>"/);
+    expect(extra.body.error.type).toBe('authentication_error');
   });
 
   it('takes null for the fields OpenAI allows to be null (n, stream, stream_options, logprobs, response_format, tools)', async () => {

@@ -596,6 +596,16 @@ describe('rate limits', () => {
     expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
   });
 
+  it('reads the token as the guard does: a proven one sent with the scheme in another case spends its own bucket, not the IP\'s', async () => {
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url);
+    const as = (authorization?: string) => limited.request('GET', '/v1/me', { headers: authorization ? { authorization } : {} });
+    // Proven here (against the IP's budget at most this once); "bearer" and "BEARER" were then counted against the IP too, and the anonymous requests hit 429.
+    const statuses = [(await as(`Bearer ${user.accessToken}`)).status];
+    for (const scheme of ['bearer', 'BEARER']) statuses.push((await as(`${scheme} ${user.accessToken}`)).status);
+    for (let i = 0; i < 2; i++) statuses.push((await as()).status);
+    expect(statuses).toEqual([200, 200, 200, 401, 401]);
+  });
+
   it('behind a trusted proxy, each client named in X-Forwarded-For has its own login budget', async () => {
     const from = (ip: string) => ({ 'x-forwarded-for': ip });
     for (let i = 0; i < 3; i++) expect((await proxied.request('POST', '/v1/auth/login', { body: {}, headers: from('198.51.100.1') })).status).toBe(400);

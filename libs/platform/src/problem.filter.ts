@@ -36,9 +36,51 @@ export function toProblem(err: unknown, logger: Logger): Problem {
   return { type: 'about:blank', title: problemTitle(500), status: 500, detail: 'An unexpected error occurred' };
 }
 
+/** OpenAI's error types by status, as its SDK and clients branch on them. */
+const OPENAI_TYPES: Record<number, string> = {
+  400: 'invalid_request_error',
+  401: 'authentication_error',
+  402: 'insufficient_quota',
+  403: 'permission_error',
+  404: 'not_found_error',
+  409: 'conflict_error',
+  413: 'invalid_request_error',
+  415: 'invalid_request_error',
+  422: 'invalid_request_error',
+  429: 'rate_limit_error',
+};
+
+/** The last path segment of an Ally problem type (`…/problems/context-length-exceeded`) as OpenAI spells codes. */
+const openAiCode = (problem: Problem) => (problem.type.startsWith('https://') ? problem.type.split('/').at(-1)!.replaceAll('-', '_') : null);
+
+/** OpenAI's `{ error: { message, type, param, code } }` for a problem: the one place it is made (HTTP answers and SSE frames alike). */
+export function openAiError(problem: Problem) {
+  return {
+    message: problem.detail ?? problem.title,
+    type: OPENAI_TYPES[problem.status] ?? (problem.status >= 500 ? 'server_error' : 'invalid_request_error'),
+    param: problem.errors?.[0]?.field ?? null,
+    code: openAiCode(problem),
+  };
+}
+
+/** Ally's routes that OpenAI's SDK calls: chat completions and models. */
+const OPENAI_ROUTES = /^\/v1\/(chat|models)([/?]|$)/;
+
+/**
+ * Whether an error answers an OpenAI client: on Ally's OpenAI-compatible
+ * routes, or on a /v1 path no route serves (the SDK's embeddings, responses
+ * and the rest of OpenAI's API, which keeps growing, hear their 404 in its shape).
+ */
+const forOpenAiClient = (req: { url?: string; is404?: boolean }): boolean =>
+  OPENAI_ROUTES.test(req.url ?? '') || (req.is404 === true && (req.url ?? '').startsWith('/v1/'));
+
 /**
  * One filter for both transports: over NATS the problem is the error reply;
- * over HTTP it becomes `application/problem+json`.
+ * over HTTP it becomes `application/problem+json`. To an OpenAI client the
+ * problem also carries OpenAI's `error` member, whoever raised it (a route,
+ * the body parser, the rate limit, the 404): the official SDK reads message,
+ * type, param and code only from there (without it `err.message` was the raw
+ * JSON and `err.type` "about:blank").
  */
 @Catch()
 export class ProblemFilter implements ExceptionFilter {
@@ -47,14 +89,14 @@ export class ProblemFilter implements ExceptionFilter {
   catch(err: unknown, host: ArgumentsHost) {
     const problem = toProblem(err, this.logger);
     if (host.getType() === 'rpc') return throwError(() => problem);
-    const reply = host.switchToHttp().getResponse();
+    const http = host.switchToHttp();
+    const reply = http.getResponse();
     if (problem.retryAfter) reply.header('retry-after', String(problem.retryAfter));
     const { retryAfter: _omit, ...body } = problem;
-    reply.status(problem.status).header('content-type', 'application/problem+json').send(this.body(body));
-  }
-
-  /** The HTTP body of a problem; a route family with clients of its own may add to it. */
-  protected body(problem: Problem): object {
-    return problem;
+    const openAi = forOpenAiClient(http.getRequest());
+    reply
+      .status(problem.status)
+      .header('content-type', 'application/problem+json')
+      .send(openAi ? { ...body, error: openAiError(body) } : body);
   }
 }

@@ -60,6 +60,9 @@ export interface Assistant {
   createdAt: string;
 }
 
+/** The problem type of a model the catalog does not have, or the caller's policy hides (OpenAI's code `model_not_found`). */
+export const MODEL_NOT_FOUND = 'https://ally.eu/problems/model-not-found';
+
 export interface ModelList {
   object: 'list';
   data: { id: string; object: 'model'; created: number; owned_by: string; region: string; euResident: boolean }[];

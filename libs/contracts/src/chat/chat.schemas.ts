@@ -46,6 +46,8 @@ const chatMessage = z.object({
     storableText(MESSAGE_MAX_CHARS),
     z
       .array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))
+      // No parts is no message: it was sent on as "" (and billed).
+      .min(1, 'must hold at least one part')
       .max(100, 'must hold at most 100 parts')
       // The parts are one message to the model: the same limit as one string.
       .refine((parts) => parts.reduce((n, p) => n + p.text.length, 0) <= MESSAGE_MAX_CHARS, `its parts together must be at most ${MESSAGE_MAX_CHARS} characters`),
@@ -80,7 +82,8 @@ export const chatCompletionsInput = z.object({
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   seed: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish(),
   logit_bias: z.record(z.string().regex(/^\d{1,7}$/, 'must map token ids'), z.number().min(-100).max(100)).refine((m) => Object.keys(m).length <= 300, 'must hold at most 300 token ids').nullish(),
-  n: z.literal(1, { error: 'is not supported by Ally above 1 (one choice per request)' }).nullish(),
+  // Says what fits for 0 as for 2 (the message was "not supported above 1").
+  n: z.literal(1, { error: 'must be 1 (several choices per request are not supported by Ally)' }).nullish(),
   tools: unsupported('tool calls'),
   tool_choice: unsupported('tool calls'),
   functions: unsupported('function calls'),

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { ProblemError } from '@ally/contracts';
+import { MODEL_NOT_FOUND, ProblemError } from '@ally/contracts';
 import type { RoutingPolicy } from '../policy/policy.service.js';
 import type { Deployment } from './model-catalog.js';
 
@@ -49,7 +49,10 @@ export class RouterService {
   /** The deployments that may serve `model`, in the order to try them; 422 with the reason when none may. */
   candidates(model: string, policy: RoutingPolicy): Deployment[] {
     const all = this.catalog.filter((d) => d.model === model);
-    if (all.length === 0) throw new ProblemError(404, `Unknown model "${model}"`, { errors: [{ field: 'model', message: 'is not in the model catalog' }] });
+    if (all.length === 0) {
+      // The type gives OpenAI clients the code they know for it (model_not_found).
+      throw new ProblemError(404, `Unknown model "${model}"`, { type: MODEL_NOT_FOUND, errors: [{ field: 'model', message: 'is not in the model catalog' }] });
+    }
     if (policy.allowedModels && !policy.allowedModels.includes(model)) {
       throw new ProblemError(422, `Your organisation does not allow the model "${model}"`, { type: 'https://ally.eu/problems/model-not-allowed' });
     }

@@ -13,8 +13,9 @@ import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 /** Settings the caller's request hands to the deployment as they are (null: the default, as OpenAI takes it). */
 const PASSED_ON = ['temperature', 'top_p', 'stop', 'presence_penalty', 'frequency_penalty', 'seed', 'logit_bias'] as const satisfies readonly (keyof CompletionParams)[];
 
+/** Text parts joined by a line break (as vLLM does): glued, "Hello" and "World" reached the model, the filter and redaction as "HelloWorld". */
 const textOf = (content: ChatCompletionsInput['messages'][number]['content']): string =>
-  typeof content === 'string' ? content : content.map((p) => p.text).join('');
+  typeof content === 'string' ? content : content.map((p) => p.text).join('\n');
 
 /**
  * `POST /v1/chat/completions` for the official OpenAI SDK: same policy,
@@ -92,8 +93,9 @@ export class CompatService {
     const messages: PromptMessage[] = request.messages.map((m) => ({ role: m.role, content: textOf(m.content) }));
     const params: CompletionParams = {};
     for (const name of PASSED_ON) if (request[name] != null) Object.assign(params, { [name]: request[name] });
-    const maxTokens = request.max_completion_tokens ?? request.max_tokens;
+    const maxTokensField = request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+    const maxTokens = request[maxTokensField];
     if (maxTokens != null) params.max_tokens = maxTokens;
-    return this.completions.prepare(actor, workspace, request.model, messages, params, undefined, 'refuse');
+    return this.completions.prepare(actor, workspace, request.model, messages, params, undefined, { fit: 'refuse', maxTokensField });
   }
 }

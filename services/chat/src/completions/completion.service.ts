@@ -73,6 +73,7 @@ export class CompletionService {
    * `policy`: when the caller already resolved it (read along with its own rows).
    * `fit`: a conversation's history is trimmed to the context window (Ally keeps
    * it); a caller who sends its own history gets a refusal, as from OpenAI.
+   * `maxTokensField`: the request field `params.max_tokens` came from, named when it does not fit.
    */
   async prepare(
     actor: Actor,
@@ -81,15 +82,15 @@ export class CompletionService {
     messages: PromptMessage[],
     params: CompletionParams = {},
     policy?: RoutingPolicy,
-    fit: 'trim' | 'refuse' = 'trim',
+    { fit = 'trim', maxTokensField = 'max_tokens' }: { fit?: 'trim' | 'refuse'; maxTokensField?: string } = {},
   ): Promise<Plan> {
     policy ??= await this.policies.resolve(actor, workspace);
     const chosen = model ?? this.router.defaultModel(policy, this.config.DEFAULT_MODEL);
     const candidates = this.router.candidates(chosen, policy);
     const context = Math.min(...candidates.map((c) => c.contextWindow));
     if (params.max_tokens !== undefined && params.max_tokens >= context) {
-      throw new ProblemError(400, `max_tokens leaves no room for the prompt in ${chosen}'s context window of ${context} tokens`, {
-        errors: [{ field: 'max_tokens', message: `must be below ${context}, the context window of ${chosen}` }],
+      throw new ProblemError(400, `${maxTokensField} leaves no room for the prompt in ${chosen}'s context window of ${context} tokens`, {
+        errors: [{ field: maxTokensField, message: `must be below ${context}, the context window of ${chosen}` }],
       });
     }
     const window = context - (params.max_tokens ?? ANSWER_RESERVE);

@@ -4,6 +4,7 @@ import { errors as joseErrors, jwtVerify } from 'jose';
 import { apiKeyVerifyInput, IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { bearerToken } from './bearer.js';
 import { API_KEY_ALLOWED, LIVE_ACCOUNT_REQUIRED } from './credential-scope.js';
 import { JwksCache } from './jwks-cache.service.js';
 import { SessionLiveness } from './session-liveness.js';
@@ -43,8 +44,9 @@ export class AuthGuard implements CanActivate {
     if (isPublic) return true;
     const header = req.headers.authorization;
     if (typeof header !== 'string' || !header) throw new ProblemError(401, 'Authentication required: send Authorization: Bearer <token>');
-    const [scheme, token] = header.split(' ');
-    if (scheme?.toLowerCase() !== 'bearer' || !token) throw new ProblemError(401, 'The Authorization header must be "Bearer <token>"');
+    // Also refused: anything after the token ("Bearer <key> extra" was taken as the key).
+    const token = bearerToken(header);
+    if (!token) throw new ProblemError(401, 'The Authorization header must be "Bearer <token>", the token without spaces (an API key or access token has none)');
     const byKey = token.startsWith('ally_');
     const actor = byKey ? await this.fromApiKey(token) : await this.fromJwt(token);
     const targets = [context.getHandler(), context.getClass()];

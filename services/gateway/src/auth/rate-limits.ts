@@ -4,6 +4,7 @@ import { decodeJwt } from 'jose';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ExpiringMap } from '@ally/platform';
 import type { GatewayConfig } from '../config.js';
+import { bearerToken } from './bearer.js';
 
 /** Credential routes (login, register, reset) get the strict per-IP limit instead of the per-user one. */
 export const AuthRateLimited = () => RouteConfig({ authRateLimited: true });
@@ -61,8 +62,7 @@ export function credentialProven(token: string): void {
  */
 function rateKey(req: FastifyRequest): string {
   if (isAuthLimited(req)) return `auth:${req.ip}`;
-  const auth = req.headers.authorization;
-  const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
+  const token = bearerToken(req.headers.authorization);
   const key = token && proven.get(token) ? credentialKey(token) : null;
   return key ?? `ip:${req.ip}`;
 }

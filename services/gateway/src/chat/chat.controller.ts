@@ -1,14 +1,13 @@
-import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Res, UseFilters } from '@nestjs/common';
+import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, parseInput, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
+import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, MODEL_NOT_FOUND, parseInput, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
-import { OpenAiProblemFilter } from './openai-errors.js';
 import { SseRelay, sse } from './sse-relay.service.js';
 import Negotiator from 'negotiator';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
@@ -36,7 +35,6 @@ export class ChatController {
   ) {}
 
   @Get('models')
-  @UseFilters(OpenAiProblemFilter)
   @WorkspaceQuery(false)
   models(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
@@ -44,12 +42,11 @@ export class ChatController {
 
   /** One model of the list (the OpenAI SDK's `models.retrieve`): the caller's policy decides, as for the list. */
   @Get('models/:id')
-  @UseFilters(OpenAiProblemFilter)
   @WorkspaceQuery(false)
   async model(@Param('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     const models = await this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
     const model = models.data.find((m) => m.id === id);
-    if (!model) throw new ProblemError(404, `The model "${id.slice(0, 100)}" does not exist or your policy does not allow it`);
+    if (!model) throw new ProblemError(404, `The model "${id.slice(0, 100)}" does not exist or your policy does not allow it`, { type: MODEL_NOT_FOUND });
     return model;
   }
 

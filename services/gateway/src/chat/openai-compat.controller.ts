@@ -1,9 +1,10 @@
-import { Body, Controller, HttpCode, Post, Req, Res, UseFilters } from '@nestjs/common';
+import { Body, Controller, HttpCode, Post, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { nuid } from '@nats-io/transport-node';
 import { ChatRpc, chatCompletionsInput, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { openAiError } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema } from '../common/zod-body.js';
 import { COMPLETION_TIMEOUT_MS } from './chat.controller.js';
@@ -11,19 +12,18 @@ import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay } from './sse-relay.service.js';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
-import { openAiError, OpenAiProblemFilter } from './openai-errors.js';
 
 const data = (payload: unknown) => `data: ${JSON.stringify(payload)}\n\n`;
 
 /**
  * OpenAI's `POST /v1/chat/completions`, so the official SDK pointed at Ally
  * with an Ally API key works unchanged. The API key's workspace (or `private`)
- * decides the policy; the residency receipt is in `x-ally-residency`.
+ * decides the policy; the residency receipt is in `x-ally-residency`. Its
+ * errors carry OpenAI's `error` member (the global ProblemFilter, by path).
  */
 @ApiTags('chat')
 @ApiBearerAuth()
 @ApiKeyAllowed()
-@UseFilters(OpenAiProblemFilter)
 @Controller('v1/chat')
 export class OpenAiCompatController {
   constructor(
