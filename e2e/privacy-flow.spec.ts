@@ -342,6 +342,13 @@ describe('privacy through the gateway, against every real service', () => {
     expect((await http.post('/v1/auth/password/forgot', { email })).status).toBe(202);
     await waitFor(async () => brevo.mails(email).find((m) => /Passwort/.test(m.subject ?? '') && !/bestätigen/.test(m.subject ?? '')), 'the reset mail');
     expect(brevo.mails(email).map((m) => m.subject)).not.toContain('Willkommen bei Ally');
+    // An invitation to his address is a mail to him he may do without; one to an address without an account still goes.
+    const ida = await register('ida.inviter@example.eu', 'Ida', 'Inviter');
+    const org = (await http.post('/v1/orgs', { name: 'Ruhe GmbH' }, ida.accessToken)).body;
+    expect((await http.post(`/v1/orgs/${org.id}/invitations`, { email, role: 'member' }, ida.accessToken)).status).toBe(201);
+    expect((await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'nora.neu@example.eu', role: 'member' }, ida.accessToken)).status).toBe(201);
+    await waitFor(async () => brevo.mails('nora.neu@example.eu').find((m) => m.subject === 'Einladung zu Ruhe GmbH auf Ally'), 'the invitation to the address without an account');
+    expect(brevo.mails(email).map((m) => m.subject)).not.toContain('Einladung zu Ruhe GmbH auf Ally');
 
     // Lifted (after its notice), the audit names him again.
     const cora = await complianceToken();

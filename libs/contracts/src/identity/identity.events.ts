@@ -59,6 +59,8 @@ export const IdentityEvents = {
     orgId: z.uuid(),
     orgName: z.string(),
     email: z.string(),
+    /** The account the address belongs to, if it has one: its owner's restriction or erasure applies to the mail. */
+    inviteeUserId: z.uuid().optional(),
     role: orgRoleSchema,
     invitedBy: z.string(),
     token: z.string(),

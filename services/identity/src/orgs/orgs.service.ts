@@ -140,6 +140,7 @@ export class OrgsService {
           orgId: org.id,
           orgName: org.name,
           email: input.email,
+          ...(invitee ? { inviteeUserId: invitee.id } : {}),
           role: input.role,
           invitedBy: inviter ? `${inviter.firstName} ${inviter.lastName}` : org.name,
           token,

@@ -57,7 +57,8 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   },
   'identity.invitation.created': (e) => {
     const d = dataOf('identity.invitation.created', e);
-    return { template: 'invitation', to: d.email, locale: d.locale, userId: null, orgId: d.orgId, variables: { orgName: d.orgName, invitedBy: d.invitedBy, role: d.role, token: d.token } };
+    // To an address with an account: a mail to its owner, whose restriction or erasure it obeys.
+    return { template: 'invitation', to: d.email, locale: d.locale, userId: d.inviteeUserId ?? null, orgId: d.orgId, variables: { orgName: d.orgName, invitedBy: d.invitedBy, role: d.role, token: d.token } };
   },
   'identity.user.signed-in': (e) => {
     const d = dataOf('identity.user.signed-in', e);
