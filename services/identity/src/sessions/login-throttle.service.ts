@@ -51,9 +51,22 @@ export class LoginThrottleService {
        WHERE NOT succeeded AND occurred_at > now() - make_interval(secs => $3) AND (email_hash = $1 OR ip = $2)`,
       [hashSecret(email), ip ?? null, windowS],
     );
-    if (Number(row.by_account) >= this.config.LOGIN_MAX_FAILURES_PER_ACCOUNT || Number(row.by_ip) >= this.config.LOGIN_MAX_FAILURES_PER_IP) {
-      throw new ProblemError(429, 'Too many failed sign-in attempts; try again later', { retryAfter: windowS });
-    }
+    const tooMany = () => new ProblemError(429, 'Too many failed sign-in attempts; try again later', { retryAfter: windowS });
+    if (Number(row.by_ip) >= this.config.LOGIN_MAX_FAILURES_PER_IP) throw tooMany();
+    // Guesses from elsewhere lock the account only for places it was never used from: whoever knows
+    // an address could otherwise keep its owner out (their own IP still has its per-IP limit).
+    if (Number(row.by_account) >= this.config.LOGIN_MAX_FAILURES_PER_ACCOUNT && !(ip && (await this.usedFrom(email, ip, em)))) throw tooMany();
+  }
+
+  /** Whether the account with this address signed in, or held a session, from this IP before. */
+  private async usedFrom(email: string, ip: string, em: EntityManager): Promise<boolean> {
+    const rows = await em.query(
+      `SELECT 1 FROM users u WHERE lower(u.email) = lower($1) AND (
+         EXISTS (SELECT 1 FROM login_audit a WHERE a.user_id = u.id AND a.ip = $2 AND a.succeeded)
+         OR EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = u.id AND s.ip = $2))`,
+      [email, ip],
+    );
+    return rows.length > 0;
   }
 
   /** A user who objected to the login audit (upheld, or not yet decided) is recorded only as the address hash (for throttling). */
