@@ -312,6 +312,16 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(hung.completed).toBe(false);
   });
 
+  it('answers 503 with the soonest Retry-After the providers gave when every allowed deployment is rate-limited', async () => {
+    llm.failNext({ status: 429, deployment: 'gpt-4o-mini-swc', times: 1, retryAfterSeconds: 20 });
+    llm.failNext({ status: 429, deployment: 'gpt-4o-mini-dzeu', times: 1, retryAfterSeconds: 7 });
+    llm.failNext({ status: 429, endpoint: 'openai-eu', times: 1, retryAfterSeconds: 30 });
+    const id = await conversation();
+    const res = await http.post(`/v1/conversations/${id}/messages`, { content: 'Alle ausgelastet', model: 'gpt-4o-mini' }, token);
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('7');
+  });
+
   it('holds the SSE answer back while chat only sends heartbeats, so a fallback still sets x-ally-residency and a failure is still a plain 503', async () => {
     const stream = (id: string) =>
       fetch(`${base}/v1/conversations/${id}/messages`, {

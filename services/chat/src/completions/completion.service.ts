@@ -232,6 +232,8 @@ export class CompletionService {
     signal?: AbortSignal,
   ): Promise<CompletionResult> {
     let lastError: unknown;
+    /** The soonest a rate-limited deployment said to come back (seconds), for the caller's Retry-After. */
+    let retryAfter: number | undefined;
     const moderations = new Map<string, Promise<void>>();
     const strays: Stray[] = [];
     for (const [attempt, d] of plan.candidates.entries()) {
@@ -256,12 +258,14 @@ export class CompletionService {
         if (err instanceof ProblemError) throw err;
         if (isPromptFiltered(err)) throw this.filter.refusedByDeployment(d, plan.policy, plan.actor.userId, filteredCategories(err));
         lastError = err;
+        const wait = retryAfterOf(err);
+        if (wait !== undefined) retryAfter = Math.min(retryAfter ?? wait, wait);
         if (!isFallbackWorthy(err) || !mayFallBack()) break;
         this.logger.warn({ deployment: d.id, err: String(err) }, 'deployment failed; falling back to the next allowed one');
       }
     }
     this.logger.error({ model: plan.model, err: String(lastError) }, 'no deployment could serve the request');
-    throw failureProblem(lastError, plan.model, !mayFallBack());
+    throw failureProblem(lastError, plan.model, !mayFallBack(), retryAfter);
   }
 
   /**
@@ -309,18 +313,26 @@ export class CompletionService {
 const servedInEu = (d: Deployment, reportedRegion: string | null) => d.euResident && (reportedRegion === null || isEuRegion(reportedRegion));
 
 /** What the caller hears when no deployment answered; the provider's own words stay in the log. */
-function failureProblem(err: unknown, model: string, started: boolean): ProblemError {
+function failureProblem(err: unknown, model: string, started: boolean, retryAfter?: number): ProblemError {
   if (started) {
     // Part of the answer is out: another deployment cannot continue it.
     return err instanceof OpenAI.APIConnectionTimeoutError
       ? new ProblemError(504, 'The model provider stopped sending the answer; please try again')
       : new ProblemError(502, 'The model provider broke off the answer; please try again');
   }
-  if (isFallbackWorthy(err)) return new ProblemError(503, `No allowed deployment of "${model}" is answering right now; try again shortly`);
+  if (isFallbackWorthy(err)) return new ProblemError(503, `No allowed deployment of "${model}" is answering right now; try again shortly`, retryAfter ? { retryAfter } : {});
   if (err instanceof OpenAI.APIError && (err.status === 400 || err.status === 422)) {
     return new ProblemError(422, 'The model refused the request as invalid (for example max_tokens above what it allows)', { type: 'https://ally.eu/problems/model-refused-request' });
   }
   return new ProblemError(502, 'The model provider refused the request');
+}
+
+/** A provider's `Retry-After` (seconds or an HTTP date) on a refusal, in whole seconds. */
+function retryAfterOf(err: unknown): number | undefined {
+  const value = err instanceof OpenAI.APIError ? err.headers?.get('retry-after') : null;
+  if (!value) return undefined;
+  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
+  return Number.isFinite(seconds) && seconds > 0 ? Math.min(Math.ceil(seconds), 3600) : undefined;
 }
 
 function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | undefined | null, messages: PromptMessage[], text: string): Usage {
