@@ -41,4 +41,11 @@ describe('retention rules of every service run against their schemas', () => {
       }
     }
   });
+
+  it('billing forgets an erasure mark after 30 days: it only bridges the time until identity deletes the account', async () => {
+    await world.env.sql(`INSERT INTO billing.erased_subjects (alias, erased_at) VALUES ('erased-00000000000000aa', now() - interval '31 days'), ('erased-00000000000000bb', now() - interval '29 days')`);
+    await world.services.billing.app.get(AgeRetentionService).purgeExpired();
+    const left = await world.env.sql<{ alias: string }>(`SELECT alias FROM billing.erased_subjects WHERE alias LIKE 'erased-00000000000000%' ORDER BY alias`);
+    expect(left.map((r) => r.alias)).toEqual(['erased-00000000000000bb']);
+  });
 });
