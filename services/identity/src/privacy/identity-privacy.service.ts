@@ -3,6 +3,16 @@ import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { IdentityOutbox } from '../common/identity-outbox.js';
+import { hashSecret } from '../common/secrets.js';
+
+/**
+ * The invitations an export shows and an erasure covers, within one
+ * organisation ($2) or all ($2 NULL): those to the subject's address
+ * (addresses are stored lower-case) and those they sent. One condition for
+ * both, so an erasure takes exactly what the export showed.
+ */
+const RECEIVED = `lower(i.email) = (SELECT email FROM users WHERE id = $1) AND ($2::uuid IS NULL OR i.org_id = $2)`;
+const SENT = `i.invited_by = $1 AND ($2::uuid IS NULL OR i.org_id = $2)`;
 
 /**
  * identity's part of data-subject requests. Erasure of the whole account is
@@ -38,12 +48,12 @@ export class IdentityPrivacyService {
     const invitations = {
       received: await q(
         `SELECT i.org_id, o.name AS org_name, i.role, i.created_at, i.expires_at, i.accepted_at FROM invitations i JOIN organizations o ON o.id = i.org_id
-          WHERE lower(i.email) = (SELECT email FROM users WHERE id = $1) AND ($2::uuid IS NULL OR i.org_id = $2) ORDER BY i.created_at`,
+          WHERE ${RECEIVED} ORDER BY i.created_at`,
         [userId, org],
       ),
       sent: await q(
         `SELECT i.org_id, o.name AS org_name, i.role, i.created_at, i.expires_at, i.accepted_at FROM invitations i JOIN organizations o ON o.id = i.org_id
-          WHERE i.invited_by = $1 AND ($2::uuid IS NULL OR i.org_id = $2) ORDER BY i.created_at`,
+          WHERE ${SENT} ORDER BY i.created_at`,
         [userId, org],
       ),
     };
@@ -55,7 +65,11 @@ export class IdentityPrivacyService {
         account: account ?? null,
         memberships: { memberships, invitations },
         sessions: await q(`SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 ORDER BY created_at`),
-        'login-audit': await q(`SELECT ip, succeeded, method, occurred_at FROM login_audit WHERE user_id = $1 ORDER BY occurred_at`),
+        // Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash.
+        'login-audit': await q(`SELECT ip, succeeded, method, occurred_at FROM login_audit WHERE user_id = $1 OR email_hash = $2 ORDER BY occurred_at`, [
+          userId,
+          account ? hashSecret(account.email) : null,
+        ]),
         'api-keys': apiKeys,
         'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1`),
       },
@@ -85,19 +99,23 @@ export class IdentityPrivacyService {
         const [{ count }] = await em.query(`SELECT count(*)::int AS count FROM memberships WHERE org_id = $1`, [org_id]);
         await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
       }
+      if (scope === 'private') return { service: 'identity', affected: { memberships } };
+      // Invitations to them go (they name their address); those they sent stay for the invitee, without the link to them.
+      const org = scope === 'all' ? null : scope;
+      await em.query(`DELETE FROM invitations i WHERE ${RECEIVED}`, [userId, org]);
+      await em.query(`UPDATE invitations i SET invited_by = NULL WHERE ${SENT}`, [userId, org]);
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
       // Invitations they sent and not yet mailed name them, and their rows are gone: no mail in their name goes out.
       await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND strpos(payload::text, $1) > 0`, [userId]);
       await forgetSubjectInOutbox(em, userId);
       const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
       if (account) {
-        // Invitations to the subject's address, and their events, name the address, not the account (addresses are stored lower-case).
+        // Events of invitations to the subject's address name the address, not the account.
         await forgetSubjectInOutbox(em, account.email);
-        await em.query(`DELETE FROM invitations WHERE lower(email) = $1`, [account.email]);
+        // Sign-ins recorded while the audit was paused for them carry only the address's hash, not the account (no cascade).
+        await em.query(`DELETE FROM login_audit WHERE email_hash = $1`, [hashSecret(account.email)]);
       }
       const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);
-      // Invitations name an address, not an account: those sent by the user lose the link to them.
-      await em.query(`UPDATE invitations SET invited_by = NULL WHERE invited_by = $1`, [userId]);
       if (accounts) await this.outbox.append(em, 'identity.user.deleted', { userId }, { subject: { userId } });
       return { service: 'identity', affected: { account: Number(accounts), memberships } };
     });

@@ -58,7 +58,7 @@ export class LoginThrottleService {
     if (Number(row.by_account) >= this.config.LOGIN_MAX_FAILURES_PER_ACCOUNT && !(ip && (await this.usedFrom(email, ip, em)))) throw tooMany();
   }
 
-  /** Whether the account with this address signed in, or held a session, from this IP before. */
+  /** Whether the account with this address signed in, or held a session, from this IP before (one opened while the audit was paused keeps no IP: not known). */
   private async usedFrom(email: string, ip: string, em: EntityManager): Promise<boolean> {
     const rows = await em.query(
       `SELECT 1 FROM users u WHERE lower(u.email) = lower($1) AND (
@@ -95,6 +95,7 @@ export class LoginThrottleService {
     // A restriction keeps the audit stored, and the warning is a security mail: it still goes.
     if (!ip || (await this.auditPaused(userId, em, 'objections only'))) return true;
     // Sessions count too: the registration opens the first one from its IP without a sign-in (nor an audit row).
+    // Sessions opened while the audit was paused (a restriction) keep no IP: a place seen only then is not known.
     const rows = await em.query(
       `SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded
        UNION ALL SELECT 1 FROM sessions WHERE user_id = $1 AND ip = $2 LIMIT 1`,
@@ -106,8 +107,9 @@ export class LoginThrottleService {
   /**
    * Whether the login audit is paused for the user: an objection (pending or
    * upheld) or, unless `objections only`, a restriction of the account not lifted.
+   * Sessions opened meanwhile keep no IP or user agent either (SessionsService).
    */
-  private async auditPaused(userId: string, em: EntityManager = this.ds.manager, only?: 'objections only'): Promise<boolean> {
+  async auditPaused(userId: string, em: EntityManager = this.ds.manager, only?: 'objections only'): Promise<boolean> {
     const rows = await em.query(
       `SELECT 1 FROM users WHERE id = $1 AND (login_audit_objected OR EXISTS (SELECT 1 FROM objections WHERE user_id = $1 AND decided_at IS NULL)
          OR ($2 AND EXISTS (SELECT 1 FROM restrictions WHERE user_id = $1 AND lifted_at IS NULL)))`,

@@ -7,6 +7,7 @@ import { IdentityOutbox } from '../common/identity-outbox.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { SigningKeysService } from '../signing-keys/signing-keys.service.js';
 import type { UserEntity } from '../users/user.entity.js';
+import { LoginThrottleService } from './login-throttle.service.js';
 import { RefreshTokenEntity } from './refresh-token.entity.js';
 import { SessionEntity } from './session.entity.js';
 
@@ -23,17 +24,20 @@ export class SessionsService {
     private readonly ds: DataSource,
     private readonly keys: SigningKeysService,
     private readonly outbox: IdentityOutbox,
+    private readonly throttle: LoginThrottleService,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
   async open(em: EntityManager, user: UserEntity, method: 'password' | 'sso', meta?: RequestMeta): Promise<TokenPair> {
     const now = new Date();
+    // While the login audit does not name the user (objection, restriction), their sessions do not keep where they signed in from either.
+    const paused = await this.throttle.auditPaused(user.id, em);
     const session = em.getRepository(SessionEntity).create({
       id: randomUUID(),
       userId: user.id,
       method,
-      ip: meta?.ip ?? null,
-      userAgent: meta?.userAgent?.slice(0, 300) ?? null,
+      ip: paused ? null : (meta?.ip ?? null),
+      userAgent: paused ? null : (meta?.userAgent?.slice(0, 300) ?? null),
       lastUsedAt: now,
       absoluteExpiresAt: new Date(now.getTime() + this.config.SESSION_ABSOLUTE_TTL_SECONDS * 1000),
       revokedAt: null,
