@@ -21,7 +21,7 @@ describe('notify: limits, erased owners, exports by address', () => {
     env = await createTestEnv();
     brevo = await startBrevoEmulator();
     await env.start(identityService);
-    await env.start(notifyService, notifyEnv(brevo, { BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NOTIFY_MAX_PER_ADDRESS_PER_HOUR: '3' }));
+    await env.start(notifyService, notifyEnv(brevo, { BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NOTIFY_MAX_PER_ADDRESS_PER_HOUR: '3', COMPLIANCE_EMAIL: 'compliance@ally.example' }));
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
   });
@@ -49,6 +49,23 @@ describe('notify: limits, erased owners, exports by address', () => {
     await waitFor(async () => (await env.sql(`SELECT 1 FROM notify.deliveries WHERE status IN ('pending', 'sending')`)).length === 0 || undefined, 'nothing left to send');
     expect(brevo.mails('victim@example.eu')).toHaveLength(3);
     expect(brevo.mails('victim@example.eu').map((m) => m.subject)).toContain('Please confirm your email address');
+  });
+
+  it('never holds back what the law requires a subject be told, nor escalations to the compliance team, over the cap', async () => {
+    const { user } = await register('legal@example.eu');
+    const escalations: string[] = [];
+    const exports: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      escalations.push(await publish('privacy.request.escalated', { requestId: randomUUID(), type: 'erasure', status: 'failed', dueAt: new Date().toISOString(), reason: 'failed' }));
+      exports.push(
+        await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'legal@example.eu', firstName: 'Ole', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: `/privacy/requests/${randomUUID()}/download` }),
+      );
+    }
+    for (const id of [...escalations, ...exports]) await consumed(id);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM notify.deliveries WHERE status IN ('pending', 'sending')`)).length === 0 || undefined, 'nothing left to send');
+    expect(brevo.mails('compliance@ally.example')).toHaveLength(4);
+    // The verification mail, then four exports: past the cap of three.
+    expect(brevo.mails('legal@example.eu').filter((m) => m.subject === 'Your data export is ready')).toHaveLength(4);
   });
 
   it("mails no billing news to an owner erased from notify, and keeps nothing of them; a subject's export holds the mails to their address from before their account", async () => {
@@ -85,5 +102,14 @@ describe('notify: limits, erased owners, exports by address', () => {
     });
     expect(answer).toEqual({ applied: 1 });
     expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
+  });
+
+  it("a subject's access export holds their address's entry on the suppression list, in the account's own part", async () => {
+    const { user } = await register('spam.export@example.eu');
+    await rpc.call(NotifyRpc.brevoWebhook, { secret: SECRET, payload: { event: 'spam', email: 'Spam.Export@example.eu' } });
+    const exported: PrivacyExport = await rpc.call(privacyRpcs('notify').export, { userId: user.id, scope: 'all' });
+    expect(exported.categories['suppression-list']).toEqual([{ reason: 'spam', created_at: expect.anything() }]);
+    expect((await rpc.call(privacyRpcs('notify').export, { userId: user.id, scope: 'private' })).categories['suppression-list']).toHaveLength(1);
+    expect((await rpc.call(privacyRpcs('notify').export, { userId: user.id, scope: randomUUID() })).categories['suppression-list']).toEqual([]);
   });
 });

@@ -107,6 +107,52 @@ describe('notify: mail through Brevo, driven by events', () => {
     expect(await deliveryOf('verify-email', user.id)).toMatchObject({ status: 'sent', attempts: 2 });
   });
 
+  it('mails once a send Brevo accepted but answered after the SDK timed out: the retry carries the same idempotency key', async () => {
+    // Brevo answers only after the SDK's 15 s timeout; the worker retries a send Brevo had already taken.
+    brevo.slowNext({ delayMs: 16_500 });
+    const { user } = await register('slow@example.eu', 'en');
+    const sent = await waitFor(async () => {
+      const d = await deliveryOf('verify-email', user.id);
+      return d?.status === 'sent' ? d : undefined;
+    }, 'the slow mail to be sent', 30_000);
+    expect(sent.attempts).toBe(2);
+    const mails = brevo.mails('slow@example.eu');
+    expect(mails).toHaveLength(1);
+    expect(mails[0].headers).toEqual({ idempotencyKey: sent.id });
+    expect(sent.provider_message_id).toBe(mails[0].messageId);
+  }, 45_000);
+
+  it('does not send a mail waiting for a retry once its recipient restricted processing (Art. 18)', async () => {
+    const { user } = await register('held@example.eu', 'en');
+    await mailsTo('held@example.eu', 1);
+    // The welcome waits 2 s for its retry (Brevo's Retry-After); the restriction arrives meanwhile.
+    brevo.failNext({ status: 429, times: 1, retryAfterSeconds: 2 });
+    await confirmEmail(env, user.id);
+    await waitFor(async () => ((await deliveryOf('welcome', user.id))?.attempts === 1 ? true : undefined), 'the welcome waiting for its retry');
+    await publishEvent(env, createEnvelope({ type: 'privacy.subject.restricted', source: 'privacy', data: { requestId: randomUUID(), userId: user.id, scope: 'all' } }));
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.restrictions WHERE user_id = $1`, [user.id])).length ? true : undefined), 'the restriction');
+    const held = await waitFor(async () => {
+      const d = await deliveryOf('welcome', user.id);
+      return d?.status !== 'pending' && d?.status !== 'sending' ? d : undefined;
+    }, 'the welcome to be settled');
+    expect(held).toMatchObject({ status: 'suppressed', recipient: null, last_error: 'the recipient restricted the processing of their data' });
+    expect(brevo.mails('held@example.eu').map((m) => m.subject)).toEqual(['Please confirm your email address']);
+  });
+
+  it('welcomes a user with the "EU models only" setting they have, and says nothing of it for an event that does not tell', async () => {
+    const { user } = await register('euoff@example.eu', 'en');
+    await rpc.call(IdentityRpc.updateSettings, { restrictToEu: false }, { actor: { userId: user.id, platformRoles: [] } });
+    await confirmEmail(env, user.id);
+    const welcome = await waitFor(async () => brevo.mails('euoff@example.eu').find((m) => m.subject === 'Welcome to Ally'), 'the welcome');
+    expect(welcome.textContent).toContain('The "EU models only" setting is off for your account');
+    expect(welcome.textContent).not.toContain('setting is on');
+
+    // An event written before it carried the setting.
+    await publishEvent(env, createEnvelope({ type: 'identity.user.verified', source: 'identity', data: { userId: randomUUID(), email: 'old.event@example.eu', firstName: 'Olaf', locale: 'en' } }));
+    const [old] = await mailsTo('old.event@example.eu', 1);
+    expect(old.textContent).not.toContain('EU models only');
+  });
+
   it('puts a mail Brevo refuses with 400 in the dead-letter state, visible in the log and the metrics', async () => {
     brevo.failNext({ status: 400, times: 1 });
     const { user } = await register('refused@example.eu', 'en');

@@ -22,6 +22,7 @@ export const notifyConfigSchema = baseConfigSchema
     /**
      * Mails to one address in an hour, required ones included: whoever controls an account (an address
      * never confirmed, say) cannot turn settings changes or reset requests into a flood at someone's inbox.
+     * Mails nobody can trigger at will and nobody may lose (legally owed ones, compliance escalations) are exempt.
      */
     NOTIFY_MAX_PER_ADDRESS_PER_HOUR: z.coerce.number().int().min(1).default(20),
   })

@@ -16,7 +16,14 @@ export const IdentityEvents = {
     verificationToken: z.string(),
     restrictToEu: z.boolean(),
   }),
-  'identity.user.verified': z.object({ userId: z.uuid(), email: z.string(), firstName: z.string(), locale: localeSchema }),
+  'identity.user.verified': z.object({
+    userId: z.uuid(),
+    email: z.string(),
+    firstName: z.string(),
+    locale: localeSchema,
+    /** The "EU models only" setting, for the welcome mail to state; absent in events written before it was added. */
+    restrictToEu: z.boolean().optional(),
+  }),
   /** Address, name and locale: notify tells the user about changes to their account. */
   'identity.user.settings-changed': z.object({
     userId: z.uuid(),

@@ -77,7 +77,7 @@ export class AuthService {
       if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
       if (user.emailVerifiedAt) return;
       await em.getRepository(UserEntity).update({ id: userId }, { emailVerifiedAt: new Date() });
-      await this.outbox.append(em, 'identity.user.verified', { userId, email: user.email, firstName: user.firstName, locale: user.locale }, { subject: { userId } });
+      await this.outbox.append(em, 'identity.user.verified', { userId, email: user.email, firstName: user.firstName, locale: user.locale, restrictToEu: user.restrictToEu }, { subject: { userId } });
     });
   }
 

@@ -149,7 +149,7 @@ export class SsoService {
       restrictToEu: true,
     });
     await em.getRepository(UserEntity).insert(user);
-    await this.outbox.append(em, 'identity.user.verified', { userId: user.id, email, firstName, locale: user.locale }, { subject: { userId: user.id } });
+    await this.outbox.append(em, 'identity.user.verified', { userId: user.id, email, firstName, locale: user.locale, restrictToEu: user.restrictToEu }, { subject: { userId: user.id } });
     return user;
   }
 
@@ -167,7 +167,7 @@ export class SsoService {
     await this.outbox.append(
       em,
       'identity.user.verified',
-      { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale },
+      { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, restrictToEu: user.restrictToEu },
       { subject: { userId: user.id } },
     );
     return Object.assign(user, { emailVerifiedAt, passwordHash: null });

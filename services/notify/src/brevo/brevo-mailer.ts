@@ -44,7 +44,12 @@ export class BrevoMailer implements OnModuleInit {
     }
   }
 
-  async send(to: string, mail: RenderedMail, tags: string[]): Promise<SendOutcome> {
+  /**
+   * `idempotencyKey` (a UUID, the delivery's id): a retry after a timeout of a send Brevo had
+   * already accepted is answered with that send's message id instead of mailing again
+   * (Brevo keeps a key for 30 minutes).
+   */
+  async send(to: string, mail: RenderedMail, tags: string[], idempotencyKey: string): Promise<SendOutcome> {
     try {
       const result = await this.client.transactionalEmails.sendTransacEmail({
         sender: { email: this.config.MAIL_SENDER_EMAIL, name: this.config.MAIL_SENDER_NAME },
@@ -53,6 +58,7 @@ export class BrevoMailer implements OnModuleInit {
         htmlContent: mail.html,
         textContent: mail.text,
         tags,
+        headers: { idempotencyKey },
       });
       return { ok: true, messageId: String(result.messageId ?? '') };
     } catch (err) {

@@ -7,20 +7,23 @@ import { LOGGER } from '@ally/platform';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 import { MailRenderer } from '../mails/mail-renderer.js';
+import { isRestricted } from '../privacy/restrictions.consumer.js';
 import type { DeliveryEntity } from './delivery.entity.js';
 
 const BATCH = 10;
 /** A row left in `sending` this long belongs to a worker that died; it is retried. */
 export const STALE_SENDING = `interval '2 minutes'`;
 
-type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'recipient' | 'variables' | 'attempts' | 'required'> & { suppressed: boolean };
+type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'userId' | 'orgId' | 'recipient' | 'variables' | 'attempts' | 'required'> & { suppressed: boolean };
 
 /**
  * Sends pending deliveries through Brevo. Rows are claimed with
  * `FOR UPDATE SKIP LOCKED`, so replicas share the work; 429, 5xx and network
  * errors are retried with exponential backoff (Brevo's Retry-After wins when
  * longer) until NOTIFY_MAX_ATTEMPTS, then the delivery is dead; other
- * refusals are dead at once. Once sent, the address and variables are erased
+ * refusals are dead at once. Each attempt carries the delivery's id as Brevo's
+ * idempotency key, so a retry of a send Brevo took but answered too late mails
+ * no one twice. Once sent, the address and variables are erased
  * from the log, leaving only the address hash.
  */
 @Injectable()
@@ -57,7 +60,7 @@ export class DeliveryWorker extends PacedWorker {
            WHERE (status = 'pending' AND next_attempt_at <= now())
               OR (status = 'sending' AND updated_at < now() - ${STALE_SENDING})
            ORDER BY next_attempt_at LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)
-        RETURNING d.id, d.template, d.locale, d.recipient, d.variables, d.attempts, d.required,
+        RETURNING d.id, d.template, d.locale, d.user_id AS "userId", d.org_id AS "orgId", d.recipient, d.variables, d.attempts, d.required,
                   EXISTS (SELECT 1 FROM suppressions s WHERE s.recipient_hash = d.recipient_hash) AS suppressed`,
     );
     return rows as ClaimedRow[];
@@ -69,10 +72,16 @@ export class DeliveryWorker extends PacedWorker {
       this.mails.inc({ template: row.template, outcome: 'suppressed' });
       return;
     }
+    // A restriction (Art. 18) made while the mail waited (for a retry, say) stops it as it would have stopped the event.
+    if (row.userId && !row.required && (await isRestricted(this.ds.manager, row.userId, row.orgId ?? undefined))) {
+      await this.finish(row.id, 'suppressed', { lastError: 'the recipient restricted the processing of their data' });
+      this.mails.inc({ template: row.template, outcome: 'restricted' });
+      return;
+    }
     let outcome;
     try {
       const mail = this.renderer.render(row.template, row.locale, row.variables ?? {});
-      outcome = await this.mailer.send(row.recipient!, mail, [row.template]);
+      outcome = await this.mailer.send(row.recipient!, mail, [row.template], row.id);
     } catch (err) {
       outcome = { ok: false as const, retryable: false as const, error: `cannot render: ${(err as Error).message}` };
     }

@@ -55,10 +55,7 @@ export class MailEventsConsumer {
         continue;
       }
       const recipientHash = hashAddress(spec.to);
-      // Serialised per address, so the count below holds against a parallel event for the same inbox.
-      await lockNamed(em, `notify-recipient:${recipientHash}`);
-      const [{ recent }] = await em.query(`SELECT count(*)::int AS recent FROM deliveries WHERE recipient_hash = $1 AND created_at > now() - interval '1 hour'`, [recipientHash]);
-      if (recent >= this.maxPerHour) {
+      if (!spec.uncapped && (await this.overCap(em, recipientHash))) {
         this.capped.inc({ template: spec.template });
         this.logger.warn({ template: spec.template, eventId: event.id }, 'mail not sent: the address already had the most mails an hour allows');
         continue;
@@ -74,4 +71,11 @@ export class MailEventsConsumer {
     setImmediate(() => this.worker.wake());
   }
 
+  /** Whether the address already had the most mails an hour allows (uncapped ones count too). */
+  private async overCap(em: EntityManager, recipientHash: string): Promise<boolean> {
+    // Serialised per address, so the count holds against a parallel event for the same inbox.
+    await lockNamed(em, `notify-recipient:${recipientHash}`);
+    const [{ recent }] = await em.query(`SELECT count(*)::int AS recent FROM deliveries WHERE recipient_hash = $1 AND created_at > now() - interval '1 hour'`, [recipientHash]);
+    return recent >= this.maxPerHour;
+  }
 }

@@ -12,6 +12,11 @@ export interface MailSpec {
   variables: Record<string, unknown>;
   /** Sent even to a suppressed address because the user asked for it or the law requires it. */
   required?: boolean;
+  /**
+   * Never held back by the per-address cap: what the law requires us to tell a subject, and the compliance
+   * team's escalations. Nobody can trigger these at will, so they cannot flood an inbox; dropping one would lose it.
+   */
+  uncapped?: boolean;
 }
 
 /** The event's data, checked against its contract; a malformed event fails here, not in a template. */
@@ -49,7 +54,8 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   },
   'identity.user.verified': (e) => {
     const d = dataOf('identity.user.verified', e);
-    return { template: 'welcome', to: d.email, locale: d.locale, userId: d.userId, variables: { firstName: d.firstName } };
+    // restrictToEu is absent from events written before it was added: the mail then says nothing about the setting.
+    return { template: 'welcome', to: d.email, locale: d.locale, userId: d.userId, variables: { firstName: d.firstName, restrictToEu: d.restrictToEu } };
   },
   'identity.password.reset-requested': (e) => {
     const d = dataOf('identity.password.reset-requested', e);
@@ -63,7 +69,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   'identity.user.signed-in': (e) => {
     const d = dataOf('identity.user.signed-in', e);
     if (!d.newDevice) return null;
-    return { template: 'new-sign-in', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, ip: d.ip ?? 'unknown', at: e.occurredAt } };
+    return { template: 'new-sign-in', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, ip: d.ip, at: e.occurredAt } };
   },
   'identity.user.settings-changed': (e) => {
     const d = dataOf('identity.user.settings-changed', e);
@@ -81,6 +87,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
         locale: to.locale,
         userId: d.userId,
         required: true,
+        uncapped: true,
         variables: { firstName: to.firstName, downloadPath: d.downloadPath, downloadUntil: d.downloadUntil.slice(0, 10) },
       },
     ];
@@ -97,6 +104,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
         locale: to.locale,
         userId: d.userId,
         required: true,
+        uncapped: true,
         variables: { firstName: to.firstName, decision: d.decision, reason: d.reason, takesEffectAt: d.takesEffectAt, contactEmail: CONTROLLER.email, supervisoryAuthority: CONTROLLER.supervisoryAuthority },
       },
     ];
@@ -104,7 +112,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   'privacy.request.escalated': (e, ctx) => {
     const d = PrivacyEvents['privacy.request.escalated'].parse(e.data);
     if (!ctx.complianceEmail) return null;
-    return { template: 'request-escalated', to: ctx.complianceEmail, locale: 'de', userId: null, required: true, variables: { ...d, dueAt: d.dueAt.slice(0, 10) } };
+    return { template: 'request-escalated', to: ctx.complianceEmail, locale: 'de', userId: null, required: true, uncapped: true, variables: { ...d, dueAt: d.dueAt.slice(0, 10) } };
   },
   'billing.payment.failed': (e, ctx) => toOwners(ctx, billingData('billing.payment.failed', e).workspace, 'payment-failed', {}),
   'billing.subscription.changed': (e, ctx) => {

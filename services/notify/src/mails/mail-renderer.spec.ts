@@ -1,8 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { CONTROLLER } from '@ally/contracts';
+import { CONTROLLER, createEnvelope } from '@ally/contracts';
 import type { NotifyConfig } from '../config.js';
+import { MAIL_CATALOG, type MailSpec } from './mail-catalog.js';
 import { MailRenderer } from './mail-renderer.js';
 
 const renderer = new MailRenderer({ PUBLIC_BASE_URL: 'https://ally.example.eu/' } as NotifyConfig);
@@ -42,5 +44,52 @@ describe('mail templates', () => {
     for (const template of ['verify-email', 'welcome', 'password-reset', 'invitation', 'new-sign-in', 'settings-changed', 'export-ready', 'request-decided', 'payment-failed', 'subscription-changed', 'quota-threshold']) {
       for (const file of ['de.txt.hbs', 'de.html.hbs', 'en.txt.hbs', 'en.html.hbs']) expect(`${template}/${file}: ${existsSync(`${TEMPLATES}${template}/${file}`)}`).toBe(`${template}/${file}: true`);
     }
+  });
+
+  it('state the "EU models only" setting as the user has it, and nothing when the event does not say', () => {
+    const welcome = (locale: 'de' | 'en', restrictToEu?: boolean) => renderer.render('welcome', locale, { firstName: 'Rita', restrictToEu }).text;
+    expect(welcome('en', true)).toContain('"EU models only" setting is on');
+    expect(welcome('en', false)).toContain('"EU models only" setting is off');
+    expect(welcome('de', true)).toContain('„nur EU-Modelle“ ist für Ihr Konto eingeschaltet');
+    expect(welcome('de', false)).toContain('„nur EU-Modelle“ ist für Ihr Konto ausgeschaltet');
+    for (const locale of ['de', 'en'] as const) expect(welcome(locale)).not.toMatch(/EU models only|nur EU-Modelle/);
+  });
+
+  it('word a sign-in without an IP address in the mail’s language', async () => {
+    const event = createEnvelope({
+      type: 'identity.user.signed-in',
+      source: 'identity',
+      data: { userId: randomUUID(), method: 'sso', newDevice: true, email: 'j@example.eu', firstName: 'Jörg', locale: 'de', ip: null },
+    });
+    const spec = (await MAIL_CATALOG['identity.user.signed-in'](event, { contacts: async () => [] })) as MailSpec;
+    expect(renderer.render('new-sign-in', 'de', spec.variables).text).toContain('IP-Adresse (unbekannt)');
+    expect(renderer.render('new-sign-in', 'en', spec.variables).text).toContain('IP address (unknown)');
+    expect(renderer.render('new-sign-in', 'de', { ...spec.variables, ip: '203.0.113.7' }).text).toContain('(203.0.113.7)');
+  });
+
+  it('point only to routes and pages that exist and do what the mail says', () => {
+    const bodies = (template: string, variables: Record<string, unknown>) =>
+      (['de', 'en'] as const).flatMap((l) => {
+        const mail = renderer.render(template, l, variables);
+        return [mail.text, mail.html];
+      });
+    // The escalation: the admin API lists requests by status; there is no route for one request.
+    const escalated = bodies('request-escalated', { requestId: 'f6c1a7a2-9b0e-4c55-8a8c-2e8d1f0b4a11', type: 'erasure', status: 'failed', dueAt: '2026-12-01', reason: 'failed' });
+    for (const body of escalated) {
+      expect(body).not.toContain('/v1/admin/privacy/requests/');
+      expect(body).toContain('/v1/admin/privacy/requests?status=failed');
+    }
+    // /billing is only where Stripe's portal returns to: it opens no portal.
+    for (const body of bodies('payment-failed', { firstName: 'Rita' })) expect(body).not.toContain('/billing');
+    for (const body of bodies('quota-threshold', { firstName: 'Rita', percent: 100, period: '2026-11' })) expect(body).not.toContain('/billing');
+    // A password is changed through the reset page, not the home page.
+    for (const body of bodies('settings-changed', { firstName: 'Rita', restrictToEu: false })) expect(body).toContain('https://ally.example.eu/forgot-password');
+  });
+
+  it('name the quota period as a month in the mail’s language', () => {
+    const quota = (locale: 'de' | 'en') => renderer.render('quota-threshold', locale, { firstName: 'Rita', percent: 80, period: '2026-11' }).text;
+    expect(quota('de')).toContain('im November 2026 sind 80 %');
+    expect(quota('en')).toContain('in November 2026, 80%');
+    expect(renderer.render('quota-threshold', 'de', { firstName: 'Rita', percent: 80, period: '2026-03' }).text).toContain('im März 2026');
   });
 });

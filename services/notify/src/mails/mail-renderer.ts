@@ -40,14 +40,22 @@ const WORDS: Record<Locale, { roles: Record<string, string>; statuses: Record<st
   },
 };
 
+const INTL_LOCALE: Record<Locale, string> = { de: 'de-DE', en: 'en-GB' };
+
 /** An ISO time as people read it, in UTC (we do not know the reader's time zone): "5. Dezember 2026, 22:09 UTC". */
 function formatTime(iso: unknown, locale: Locale, withTime: boolean): string {
   const at = new Date(String(iso));
   if (iso === undefined || iso === null || Number.isNaN(at.getTime())) return String(iso ?? '');
-  const date = new Intl.DateTimeFormat(locale === 'de' ? 'de-DE' : 'en-GB', { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' }).format(at);
+  const date = new Intl.DateTimeFormat(INTL_LOCALE[locale], { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' }).format(at);
   if (!withTime) return date;
   const time = new Intl.DateTimeFormat('de-DE', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: 'UTC' }).format(at);
   return `${date}, ${time} UTC`;
+}
+
+/** A billing period ("2026-11") as a month people read: "November 2026". Anything else is shown as it came. */
+function formatMonth(period: unknown, locale: Locale): string {
+  if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(String(period))) return String(period ?? '');
+  return new Intl.DateTimeFormat(INTL_LOCALE[locale], { month: 'long', year: 'numeric', timeZone: 'UTC' }).format(new Date(`${period}-01T00:00:00Z`));
 }
 
 export interface RenderedMail {
@@ -82,6 +90,7 @@ export class MailRenderer {
     this.hbs.registerHelper('planName', (plan: unknown) => String(plan ?? '').replace(/^./, (c) => c.toUpperCase()));
     this.hbs.registerHelper('dateTime', (iso: unknown, options: Handlebars.HelperOptions) => formatTime(iso, localeOf(options), true));
     this.hbs.registerHelper('date', (iso: unknown, options: Handlebars.HelperOptions) => formatTime(iso, localeOf(options), false));
+    this.hbs.registerHelper('month', (period: unknown, options: Handlebars.HelperOptions) => formatMonth(period, localeOf(options)));
     this.layout = this.hbs.compile(readFileSync(`${TEMPLATES}layout.html.hbs`, 'utf8'));
   }
 

@@ -27,7 +27,8 @@ export class NotifyPrivacyService {
 
   /**
    * The subject's delivery log: mails tied to them, and those to their address
-   * before it had an account (as `erase` finds them). An export of one
+   * before it had an account (as `erase` finds them); and whether their
+   * address is on the suppression list, and why. An export of one
    * workspace holds the mails about it: an organisation's (its invitation, its
    * billing), or the account's own for the private one.
    */
@@ -39,7 +40,12 @@ export class NotifyPrivacyService {
         ORDER BY created_at`,
       [userId, hashes, scope],
     );
-    return { service: 'notify', categories: { 'delivery-log': deliveries } };
+    // The suppression list is keyed by the address alone, so it is the account's own: in the private (or whole) export.
+    const suppressions =
+      scope === 'all' || scope === 'private'
+        ? await this.ds.query(`SELECT reason, created_at FROM suppressions WHERE recipient_hash = ANY($1::text[]) ORDER BY created_at`, [hashes])
+        : [];
+    return { service: 'notify', categories: { 'delivery-log': deliveries, 'suppression-list': suppressions } };
   }
 
   private async addressHashes(userId: string): Promise<string[]> {

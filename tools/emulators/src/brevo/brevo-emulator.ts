@@ -34,16 +34,33 @@ export interface BrevoEmulator extends EmulatorServer {
 }
 
 const LINK = /https?:\/\/[^\s"'<>]+/g;
+/** How long Brevo remembers an idempotency key (its documentation: 30 minutes). */
+const IDEMPOTENCY_TTL_MS = 30 * 60_000;
+
+/** The `idempotencyKey` a send carries in its `headers`, where Brevo's API takes it. */
+function idempotencyKeyOf(raw: string): string | undefined {
+  try {
+    const key = JSON.parse(raw)?.headers?.idempotencyKey;
+    return typeof key === 'string' && key ? key : undefined;
+  } catch {
+    return undefined;
+  }
+}
 const isEmail = (v: unknown) => typeof v === 'string' && /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(v);
 
 /**
  * Speaks the part of Brevo's API that Ally's notify service calls, with the
  * same paths, `api-key` header, status codes and error bodies, and keeps what
  * it received. Faults (429, 5xx, 400) can be injected for the next N sends,
- * over HTTP (`POST /__emulator/faults`) or in-process.
+ * over HTTP (`POST /__emulator/faults`) or in-process. A send repeating the
+ * `idempotencyKey` of one accepted within `idempotencyTtlMs` (also one still
+ * in flight) is answered with that send's message id and mails nobody again.
  */
-export async function startBrevoEmulator(opts: { port?: number; host?: string; apiKey?: string } = {}): Promise<BrevoEmulator> {
+export async function startBrevoEmulator(opts: { port?: number; host?: string; apiKey?: string; idempotencyTtlMs?: number } = {}): Promise<BrevoEmulator> {
+  const ttlMs = opts.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS;
   const mails: EmulatedMail[] = [];
+  /** Per key: when its send arrived, and its message id once accepted (undefined if it was refused). */
+  const sends = new Map<string, { at: number; messageId: Promise<string | undefined> }>();
   const faults: Fault[] = [];
   const slow: { delayMs: number; times: number }[] = [];
 
@@ -86,6 +103,19 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
     if (!key || (opts.apiKey && key !== opts.apiKey)) {
       return { status: 401, body: { code: 'unauthorized', message: 'Key not found' } };
     }
+    const idempotencyKey = idempotencyKeyOf(raw);
+    if (!idempotencyKey) return send(raw);
+    const earlier = sends.get(idempotencyKey);
+    // A repeat waits for the first send (a client that timed out retries while it is still in flight).
+    const messageId = earlier && Date.now() - earlier.at < ttlMs ? await earlier.messageId : undefined;
+    if (messageId) return { status: 201, body: { messageId } };
+    const sending = send(raw);
+    sends.set(idempotencyKey, { at: Date.now(), messageId: sending.then((r) => (r.status === 201 ? (r.body as { messageId: string }).messageId : undefined)) });
+    return sending;
+  }, opts.port, opts.host);
+
+  /** `POST /v3/smtp/email` once authenticated: injected delays and faults, validation, and the mail kept. */
+  async function send(raw: string) {
     const delay = takeNext(slow);
     if (delay) await new Promise((r) => setTimeout(r, delay.delayMs));
     const fault = takeNext(faults);
@@ -122,7 +152,7 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
       links: [...new Set(content.match(LINK) ?? [])].map((l) => l.replace(/&amp;/g, '&')),
     });
     return { status: 201, body: { messageId } };
-  }, opts.port, opts.host);
+  }
 
   function list(to?: string): EmulatedMail[] {
     const wanted = to?.toLowerCase();

@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { BrevoClient } from '@getbrevo/brevo';
+import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
+
+// The official SDK against the emulator, sending as notify does.
+describe('Brevo emulator: idempotency keys', () => {
+  let brevo: BrevoEmulator;
+  let shortLived: BrevoEmulator;
+
+  beforeAll(async () => {
+    brevo = await startBrevoEmulator();
+    shortLived = await startBrevoEmulator({ idempotencyTtlMs: 100 });
+  });
+
+  afterAll(async () => {
+    await brevo?.close();
+    await shortLived?.close();
+  });
+
+  beforeEach(() => {
+    brevo.clear();
+    shortLived.clear();
+  });
+
+  const client = (emulator: BrevoEmulator) => new BrevoClient({ apiKey: 'emulator', baseUrl: emulator.apiUrl, maxRetries: 0 });
+  const send = (emulator: BrevoEmulator, to: string, idempotencyKey?: string) =>
+    client(emulator).transactionalEmails.sendTransacEmail({
+      sender: { email: 'no-reply@ally.eu' },
+      to: [{ email: to }],
+      subject: 'Hello',
+      textContent: 'Hello',
+      ...(idempotencyKey ? { headers: { idempotencyKey } } : {}),
+    });
+
+  it('answers a repeated key with the first message id and mails once; other keys and sends without one each mail', async () => {
+    const key = randomUUID();
+    const first = await send(brevo, 'a@example.eu', key);
+    const again = await send(brevo, 'a@example.eu', key);
+    expect(again.messageId).toBe(first.messageId);
+    expect(brevo.mails('a@example.eu')).toHaveLength(1);
+    expect(brevo.mails('a@example.eu')[0].headers).toEqual({ idempotencyKey: key });
+
+    await send(brevo, 'a@example.eu', randomUUID());
+    await send(brevo, 'a@example.eu');
+    await send(brevo, 'a@example.eu');
+    expect(brevo.mails('a@example.eu')).toHaveLength(4);
+  });
+
+  it('answers a repeat that arrives while the first send is still in flight with its message id, after it', async () => {
+    const key = randomUUID();
+    brevo.slowNext({ delayMs: 500 });
+    const first = send(brevo, 'slow@example.eu', key);
+    await new Promise((r) => setTimeout(r, 100));
+    const [a, b] = await Promise.all([first, send(brevo, 'slow@example.eu', key)]);
+    expect(b.messageId).toBe(a.messageId);
+    expect(brevo.mails('slow@example.eu')).toHaveLength(1);
+  });
+
+  it('sends a repeat of a refused send (the key was not used up)', async () => {
+    const key = randomUUID();
+    brevo.failNext({ status: 503, times: 1 });
+    await expect(send(brevo, 'retry@example.eu', key)).rejects.toMatchObject({ statusCode: 503 });
+    await send(brevo, 'retry@example.eu', key);
+    expect(brevo.mails('retry@example.eu')).toHaveLength(1);
+  });
+
+  it('forgets a key after its window', async () => {
+    const key = randomUUID();
+    const first = await send(shortLived, 'late@example.eu', key);
+    await new Promise((r) => setTimeout(r, 150));
+    const later = await send(shortLived, 'late@example.eu', key);
+    expect(later.messageId).not.toBe(first.messageId);
+    expect(shortLived.mails('late@example.eu')).toHaveLength(2);
+  });
+});
