@@ -17,6 +17,13 @@ export interface CategoryRetentionRule {
   where?: string;
   /** Column (or SQL expression) holding the user id: rows of held users never go. Leave out for tables without one. */
   userColumn?: string;
+  /**
+   * SQL for the workspace a row belongs to, in a request's scope terms (`private` or an organisation id): a user
+   * restricted in some workspaces only (`heldScopes`) then keeps only those workspaces' rows. `null`: the rows
+   * belong to the account, not to a workspace (sessions, login audit), and only a hold of the whole account keeps
+   * them. Left out, the rule cannot tell, and any hold of the user keeps all their rows.
+   */
+  workspace?: string | null;
   /** When the policy has no period (null): the service's own condition for expired rows (e.g. per-organisation chat retention). */
   ownRule?: string;
   /** `ownRule` holds beside a period compliance set, not instead of it: an organisation's shorter chat retention still deletes. */
@@ -26,24 +33,35 @@ export interface CategoryRetentionRule {
 export interface RetentionPassInput {
   categories: { category: string; retentionDays: number | null }[];
   dryRun: boolean;
+  /** Users under a legal hold or a restriction of any scope. */
   heldUserIds: string[];
+  /** Users of `heldUserIds` held only in these workspaces (a restriction of one workspace); the others are held everywhere. */
+  heldScopes?: HeldScope[];
   /** No batch is started after this time: the caller stops waiting soon after, and must hear what went. */
   stopBy?: string;
   /** The moment periods count back from (default: each statement's now()); one for a run that reads the same rows twice. */
   asOf?: string;
 }
 
+export interface HeldScope {
+  userId: string;
+  /** `private` or an organisation id. */
+  scope: string;
+}
+
 /**
  * The rows of `rule` past the period (or, without one, its own rule), never a
  * held user's: a WHERE clause and its parameters; undefined when nothing of
  * the rule applies. What `retentionPass` deletes, for a service that must act
- * on those rows elsewhere first (a processor's copy).
+ * on those rows elsewhere first (a processor's copy). Without `heldScopes`
+ * every held user keeps all their rows (never fewer than a hold protects).
  */
 export function retentionCondition(
   rule: CategoryRetentionRule,
   retentionDays: number | null,
   heldUserIds: string[],
   asOf?: string,
+  heldScopes: HeldScope[] = [],
 ): { where: string; params: unknown[] } | undefined {
   const conditions: string[] = [];
   const params: unknown[] = [];
@@ -59,9 +77,20 @@ export function retentionCondition(
     return undefined;
   }
   if (rule.where) conditions.push(`(${rule.where})`);
-  if (rule.userColumn && heldUserIds.length) {
-    params.push(heldUserIds);
+  // Only a rule that knows a row's workspace can spare the workspaces a scoped restriction leaves free.
+  const scoped = rule.workspace ? heldScopes : [];
+  const partly = new Set(heldScopes.map((h) => h.userId));
+  const everywhere = rule.workspace === undefined ? [...new Set([...heldUserIds, ...partly])] : heldUserIds.filter((u) => !partly.has(u));
+  if (rule.userColumn && everywhere.length) {
+    params.push(everywhere);
     conditions.push(`(${rule.userColumn} IS NULL OR NOT (${rule.userColumn}::text = ANY($${params.length}::text[])))`);
+  }
+  if (rule.userColumn && scoped.length) {
+    const users = params.push(scoped.map((h) => h.userId));
+    const scopes = params.push(scoped.map((h) => h.scope));
+    conditions.push(
+      `NOT EXISTS (SELECT 1 FROM unnest($${users}::text[], $${scopes}::text[]) AS held(user_id, scope) WHERE held.user_id = (${rule.userColumn})::text AND held.scope = (${rule.workspace})::text)`,
+    );
   }
   return { where: conditions.join(' AND '), params };
 }
@@ -84,7 +113,7 @@ export async function retentionPass(
     let affected = 0;
     let complete = true;
     for (const rule of rules.filter((r) => r.category === category)) {
-      const condition = retentionCondition(rule, retentionDays, input.heldUserIds, input.asOf);
+      const condition = retentionCondition(rule, retentionDays, input.heldUserIds, input.asOf, input.heldScopes);
       if (!condition) continue;
       const { where, params } = condition;
       const key = rule.key ?? 'id';

@@ -22,6 +22,7 @@ export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
     where: 'NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.workspace = customers.workspace AND s.ended_at IS NULL)',
     userColumn: PRIVATE_WORKSPACE_USER,
   },
-  { category: 'usage-ledger', table: 'ledger', key: 'message_id', since: 'created_at', where: "meter_status <> 'pending'", userColumn: 'user_id' },
+  // A member restricted in one workspace keeps only that workspace's usage.
+  { category: 'usage-ledger', table: 'ledger', key: 'message_id', since: 'created_at', where: "meter_status <> 'pending'", userColumn: 'user_id', workspace: `CASE WHEN workspace LIKE 'private:%' THEN 'private' ELSE workspace END` },
   { category: 'invoices', table: 'invoices', key: 'stripe_invoice_id', since: 'created_at', userColumn: PRIVATE_WORKSPACE_USER },
 ];

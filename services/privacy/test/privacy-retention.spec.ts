@@ -107,6 +107,24 @@ describe('retention policies, runs and legal holds', () => {
     expect(finishedEvent.data).toMatchObject({ dryRun: true, status: 'completed', affected: 7 });
   });
 
+  it('tells the services which users a restriction holds in some workspaces only, and holds everywhere a user also restricted in all', async () => {
+    const [scoped, both, org]: string[] = [randomUUID(), randomUUID(), randomUUID()];
+    for (const [user, scope] of [[scoped, 'private'], [scoped, org], [both, org], [both, 'all']]) {
+      await env.sql(`INSERT INTO privacy.requests (id, user_id, subject_hash, type, scope, status, due_at) VALUES ($1, $2, 'h', 'restriction', $3, 'completed', now())`, [randomUUID(), user, scope]);
+    }
+    await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true, categories: ['chat-history'] }, { actor: compliance })).id);
+    const { input } = fakes.callsTo('chat', 'retention').at(-1)!;
+    expect(input.heldUserIds).toEqual(expect.arrayContaining([scoped, both]));
+    expect(input.heldScopes.filter((h: { userId: string }) => [scoped, both].includes(h.userId))).toEqual(
+      expect.arrayContaining([
+        { userId: scoped, scope: 'private' },
+        { userId: scoped, scope: org },
+      ]),
+    );
+    expect(input.heldScopes.filter((h: { userId: string }) => [scoped, both].includes(h.userId))).toHaveLength(2);
+    await env.sql(`UPDATE privacy.requests SET took_effect_at = now() WHERE user_id = ANY($1::uuid[])`, [[scoped, both]]);
+  });
+
   it("purges privacy's own expired records exactly, and a dry run only counts them", async () => {
     const keep = randomUUID();
     const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: keep, reason: 'litigation hold' }, { actor: compliance });
@@ -151,6 +169,23 @@ describe('retention policies, runs and legal holds', () => {
     const holds = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['legal-holds'] }, { actor: compliance })).id);
     expect(holds.results).toEqual([{ service: 'privacy', category: 'legal-holds', affected: 1 }]);
     expect((await env.sql<{ id: string }>(`SELECT id FROM privacy.legal_holds WHERE id = ANY($1::uuid[])`, [[old.id, active.id, hold.id]])).map((r) => r.id).sort()).toEqual([active.id, hold.id].sort());
+  });
+
+  it('deletes erasure tombstones 3 years after the erasure, as the requests they document, unless a legal hold names the subject', async () => {
+    expect((await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance })).data.find((p) => p.category === 'erasure-tombstones')).toMatchObject({ service: 'privacy', retentionDays: 3 * 365 });
+    const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: 'claim after erasure' }, { actor: compliance });
+    const [{ subject_hash: heldHash }] = await env.sql(`SELECT subject_hash FROM privacy.legal_holds WHERE id = $1`, [hold.id]);
+    const tombstone = (hash: string, ageDays: number) =>
+      env.sql(`INSERT INTO privacy.tombstones (subject_hash, request_id, scope, erased_at, affected) VALUES ($1, $2, 'all', now() - make_interval(days => $3), '{}')`, [hash, randomUUID(), ageDays]);
+    await tombstone('tomb-old', 1100);
+    await tombstone('tomb-fresh', 1000);
+    await tombstone(heldHash, 1100);
+    const dry = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true, categories: ['erasure-tombstones'] }, { actor: compliance })).id);
+    expect(dry.results).toEqual([{ service: 'privacy', category: 'erasure-tombstones', affected: 1 }]);
+    const real = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['erasure-tombstones'] }, { actor: compliance })).id);
+    expect(real.results).toEqual([{ service: 'privacy', category: 'erasure-tombstones', affected: 1 }]);
+    expect((await env.sql<{ subject_hash: string }>(`SELECT subject_hash FROM privacy.tombstones`)).map((r) => r.subject_hash).sort()).toEqual([heldHash, 'tomb-fresh'].sort());
+    await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });
   });
 
   it('reports a service that does not answer as a failed part of the run', async () => {

@@ -18,8 +18,13 @@ export const privacyRetentionInput = z.strictObject({
   categories: z.array(retentionCategoryInput).min(1),
   /** Count what would go, delete nothing. */
   dryRun: z.boolean(),
-  /** Users under a legal hold or a restriction: none of their rows may go. */
+  /** Users under a legal hold or a restriction: none of their rows may go (but see heldScopes). */
   heldUserIds: z.array(z.uuid()).default([]),
+  /**
+   * Users restricted in some workspaces only (`private` or an organisation id), one entry per workspace: a rule
+   * that knows a row's workspace keeps only those workspaces' rows of them; any other keeps all their rows.
+   */
+  heldScopes: z.array(z.strictObject({ userId: z.uuid(), scope: z.string().min(1).max(64) })).default([]),
   /**
    * When to stop taking new batches and answer (before privacy stops waiting):
    * what went is then counted, and the next run goes on from there.

@@ -44,12 +44,24 @@ export const privacyDataCategories: DataCategory[] = [
   },
   {
     service: 'privacy',
+    category: 'erasure-tombstones',
+    description: 'Proof that an account was erased: a salted hash of the user id, the request, the scope and the number of rows each service deleted',
+    purposes: ['proving that an erasure was carried out (Art. 5(2), Art. 17 GDPR)'],
+    basis: 'legal obligation (Art. 6(1)(c) GDPR)',
+    retentionDays: 3 * 365,
+    // The documentation of a request is kept as long as the request itself.
+    retentionRule: 'deleted 3 years after the erasure, as the request it documents (regular limitation period, § 195 BGB)',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
+  {
+    service: 'privacy',
     category: 'audit-trail',
     description: 'Who did what with data-subject requests, retention runs, policies and legal holds, and when: staff by user id, subjects only as salted hashes; hash-chained',
     purposes: ['demonstrating compliance (Art. 5(2) GDPR)'],
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
-    retentionDays: null,
-    retentionRule: 'kept as the proof of how rights and retention were handled; the chain cannot lose a link without showing it',
+    retentionDays: 3 * 365,
+    retentionRule:
+      'entries are deleted 3 years after they were written, as the requests they document, oldest first and never while the request or legal hold they concern is kept or the subject is held; the hash of the last deleted entry stays as the anchor the rest of the chain is verified from',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
   },
 ];

@@ -56,7 +56,8 @@ export class AuditTrail {
 
   async append(em: EntityManager, input: AuditEntryInput): Promise<AuditEntry> {
     await lockNamed(em, 'ally-privacy-audit');
-    const [last] = await em.query(`SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1`);
+    // With every entry purged, the chain goes on from its anchor.
+    const [last] = await em.query(`(SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) UNION ALL (SELECT seq, hash FROM audit_anchor) ORDER BY seq DESC LIMIT 1`);
     const entry = {
       seq: last ? Number(last.seq) + 1 : 1,
       at: new Date().toISOString(),
@@ -85,22 +86,60 @@ export class AuditTrail {
     return rows.map(toEntry);
   }
 
-  /** Walks the whole chain; reports the first entry whose link or content does not check out. */
+  /** Walks the chain from its anchor (or its start); reports the first entry whose link or content does not check out. */
   async verify(batch = 1000): Promise<AuditVerification> {
-    let prev = GENESIS_HASH;
-    let expected = 1;
+    const [anchor] = await this.ds.query(`SELECT seq, hash FROM audit_anchor`);
+    let prev: string = anchor?.hash ?? GENESIS_HASH;
+    const first = anchor ? Number(anchor.seq) + 1 : 1;
+    let expected = first;
     for (;;) {
       const rows: AuditRow[] = await this.ds.query(`SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT ${batch}`, [expected]);
       for (const row of rows) {
         const e = toEntry(row);
-        if (e.seq !== expected) return { ok: false, entries: expected - 1, brokenAt: expected, reason: `entry ${expected} is missing (next is ${e.seq})` };
-        if (e.prevHash !== prev) return { ok: false, entries: expected - 1, brokenAt: e.seq, reason: `entry ${e.seq} does not point to its predecessor's hash` };
-        if (entryHash(prev, e) !== e.hash) return { ok: false, entries: expected - 1, brokenAt: e.seq, reason: `entry ${e.seq} was changed after it was written` };
+        if (e.seq !== expected) return { ok: false, entries: expected - first, brokenAt: expected, reason: `entry ${expected} is missing (next is ${e.seq})` };
+        if (e.prevHash !== prev) return { ok: false, entries: expected - first, brokenAt: e.seq, reason: `entry ${e.seq} does not point to its predecessor's hash` };
+        if (entryHash(prev, e) !== e.hash) return { ok: false, entries: expected - first, brokenAt: e.seq, reason: `entry ${e.seq} was changed after it was written` };
         prev = e.hash;
         expected++;
       }
-      if (rows.length < batch) return { ok: true, entries: expected - 1, head: prev };
+      if (rows.length < batch) return { ok: true, entries: expected - first, head: prev };
     }
+  }
+}
+
+/**
+ * Entries past `days` go oldest first, and only as a run from the start: the
+ * first one still needed (too young, of a request or legal hold still kept, or
+ * of a held subject) and all after it stay. The last deleted entry's seq and
+ * hash become the anchor the rest is verified from, in the same transaction.
+ */
+export async function purgeAuditTrail(ds: DataSource, days: number, heldUserIds: string[], dryRun: boolean, batch = 1000): Promise<number> {
+  const goes = `seq < coalesce(
+      (SELECT min(k.seq) FROM audit_log k WHERE k.at >= now() - make_interval(days => $1)
+         OR k.request_id IN (SELECT id FROM requests)
+         OR k.details->>'holdId' IN (SELECT id::text FROM legal_holds)
+         OR k.subject_hash IN (SELECT subject_hash FROM legal_holds WHERE released_at IS NULL UNION SELECT subject_hash FROM requests WHERE user_id = ANY($2::uuid[]))),
+      (SELECT max(seq) + 1 FROM audit_log))`;
+  if (dryRun) {
+    const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM audit_log WHERE ${goes}`, [days, heldUserIds]);
+    return n;
+  }
+  let total = 0;
+  for (;;) {
+    const n = await ds.transaction(async (em) => {
+      // Appends wait: the anchor must be the entry just before the first one left.
+      await lockNamed(em, 'ally-privacy-audit');
+      const [gone]: [{ seq: string; hash: string }[], number] = await em.query(
+        `DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE ${goes} ORDER BY seq LIMIT ${batch}) RETURNING seq, hash`,
+        [days, heldUserIds],
+      );
+      if (!gone.length) return 0;
+      const last = gone.reduce((a, b) => (Number(b.seq) > Number(a.seq) ? b : a));
+      await em.query(`INSERT INTO audit_anchor (seq, hash) VALUES ($1, $2) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, purged_at = now()`, [last.seq, last.hash]);
+      return gone.length;
+    });
+    total += n;
+    if (n < batch) return total;
   }
 }
 

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import type { Actor, LegalHoldView } from '@ally/contracts';
+import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { NotFound } from '../common/privacy-errors.js';
 import { SubjectHasher } from '../common/subject-hash.js';
@@ -64,12 +65,21 @@ export class LegalHoldsService {
     return rows.map(view);
   }
 
-  /** Users none of whose rows a retention run may delete: under a legal hold, or with a restriction of processing (Art. 18) asked for and not lifted (a lift announced to the subject has not taken effect yet). */
-  async heldUserIds(): Promise<string[]> {
-    const rows: { user_id: string }[] = await this.ds.query(
-      `SELECT user_id FROM legal_holds WHERE released_at IS NULL AND user_id IS NOT NULL
-       UNION SELECT user_id FROM requests WHERE type = 'restriction' AND status IN ('received', 'in_progress', 'completed') AND took_effect_at IS NULL AND user_id IS NOT NULL`,
+  /**
+   * Who a retention run must spare: users under a legal hold or with a restriction of processing (Art. 18) asked
+   * for and not lifted (a lift announced to the subject has not taken effect yet). A hold or a restriction of
+   * scope `all` keeps all their rows; a restriction of one workspace only that workspace's (`scopes`).
+   */
+  async held(): Promise<{ userIds: string[]; scopes: HeldScope[] }> {
+    const rows: { user_id: string; scopes: string[] }[] = await this.ds.query(
+      `SELECT user_id, array_agg(DISTINCT scope) AS scopes FROM (
+         SELECT user_id, 'all' AS scope FROM legal_holds WHERE released_at IS NULL AND user_id IS NOT NULL
+         UNION SELECT user_id, scope FROM requests WHERE type = 'restriction' AND status IN ('received', 'in_progress', 'completed') AND took_effect_at IS NULL AND user_id IS NOT NULL
+       ) h GROUP BY user_id`,
     );
-    return rows.map((r) => r.user_id);
+    return {
+      userIds: rows.map((r) => r.user_id),
+      scopes: rows.filter((r) => !r.scopes.includes('all')).flatMap((r) => r.scopes.map((scope) => ({ userId: r.user_id, scope }))),
+    };
   }
 }

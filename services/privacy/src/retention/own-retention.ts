@@ -1,5 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { purgeAuditTrail } from '../audit/audit-trail.service.js';
 
 const BATCH = 1000;
 
@@ -31,6 +32,17 @@ export class OwnRetention {
           [days, held],
           dryRun,
         );
+      case 'erasure-tombstones':
+        // The subject is gone, so a hold placed since can only name their hash.
+        return this.run(
+          'tombstones',
+          'ctid',
+          `erased_at < now() - make_interval(days => $1) AND NOT EXISTS (SELECT 1 FROM legal_holds h WHERE h.released_at IS NULL AND h.subject_hash = tombstones.subject_hash)`,
+          [days],
+          dryRun,
+        );
+      case 'audit-trail':
+        return purgeAuditTrail(this.ds, days, held, dryRun, BATCH);
       default:
         return 0;
     }

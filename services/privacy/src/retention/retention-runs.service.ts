@@ -164,7 +164,7 @@ export class RetentionRunsService {
     const [claimed] = await this.ds.query(`UPDATE retention_runs SET status = 'running', started_at = now() WHERE id = $1 AND status = 'queued' RETURNING *`, [id]);
     const run: RunRow | undefined = claimed[0];
     if (!run) return this.get(id);
-    const held = await this.holds.heldUserIds();
+    const { userIds: held, scopes: heldScopes } = await this.holds.held();
     await this.ds.query(`UPDATE retention_runs SET held_users = $2 WHERE id = $1`, [id, held.length]);
     const wanted = run.categories ? new Set(run.categories) : null;
     const plan = (await this.policies.list()).filter((p) => !wanted || wanted.has(p.category));
@@ -182,7 +182,7 @@ export class RetentionRunsService {
           // The service stops taking batches well before this waits no longer, and says what went: nothing deleted goes uncounted.
           const timeoutMs = this.config.RETENTION_RPC_TIMEOUT_MS;
           const stopBy = new Date(Date.now() + Math.max(timeoutMs - STOP_MARGIN_MS, timeoutMs / 2)).toISOString();
-          const report = await this.rpc.call(privacyRetentionRpc(service), { runId: id, categories, dryRun: run.dry_run, heldUserIds: held, stopBy }, { timeoutMs });
+          const report = await this.rpc.call(privacyRetentionRpc(service), { runId: id, categories, dryRun: run.dry_run, heldUserIds: held, heldScopes, stopBy }, { timeoutMs });
           for (const r of report.results ?? []) results.push({ service, category: r.category, affected: Number(r.affected) || 0 });
           const unfinished = (report.results ?? []).filter((r) => r.complete === false).map((r) => r.category);
           if (unfinished.length) errors.push({ service, error: `stopped at its time limit with more to delete in ${unfinished.join(', ')} (what went is counted; the next run goes on)` });
