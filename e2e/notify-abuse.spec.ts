@@ -83,6 +83,10 @@ describe('notify: limits, erased owners, exports by address', () => {
       ((await rpc.call(privacyRpcs('notify').export, { userId: guest.id, scope })).categories['delivery-log'] as { template: string }[]).map((d) => d.template);
     expect(await templatesIn(org.id)).toEqual(['invitation']);
     expect(await templatesIn('private')).toEqual(['verify-email']);
+    // Erasing one workspace takes its mails and leaves the others.
+    expect((await rpc.call(privacyRpcs('notify').erase, { userId: guest.id, scope: org.id }, { timeoutMs: 10_000 })).affected).toEqual({ 'delivery-log': 1 });
+    expect(await templatesIn(org.id)).toEqual([]);
+    expect(await templatesIn('private')).toEqual(['verify-email']);
 
     await rpc.call(privacyRpcs('notify').erase, { userId: owner.id, scope: 'all' }, { timeoutMs: 10_000 });
     const before = brevo.mails('owner.weg@example.eu').length;

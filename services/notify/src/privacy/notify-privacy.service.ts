@@ -9,12 +9,18 @@ import { hashAddress } from '../common/address-hash.js';
 import { STALE_SENDING } from '../deliveries/delivery-worker.js';
 import { erasureMark } from './erasure-mark.js';
 
+/**
+ * The subject's mails ($1 user id, $2 their address hashes) about a scope ($3): `all`, the account's own
+ * (`private`: no organisation), or one organisation's (its invitation, its billing).
+ */
+const SUBJECTS_MAILS_IN_SCOPE = `(user_id = $1 OR recipient_hash = ANY($2::text[])) AND ($3::text = 'all' OR ($3 = 'private' AND org_id IS NULL) OR org_id::text = $3)`;
+
 /** Brevo answers a send within its 15 s timeout; longer than that here and privacy asks again. */
 const SEND_WAIT_MS = 2_000;
 
 /**
  * notify holds, per user, the delivery log (no addresses once sent). Erasure
- * deletes it; the suppression list keeps only hashes of addresses that
+ * deletes it (of one workspace: that workspace's mails); the suppression list keeps only hashes of addresses that
  * objected to mail, which must keep working after an erasure.
  */
 @Injectable()
@@ -36,8 +42,7 @@ export class NotifyPrivacyService {
     const hashes = await this.addressHashes(userId);
     const deliveries = await this.ds.query(
       `SELECT template, locale, org_id, status, attempts, provider_message_id, created_at, sent_at FROM deliveries
-        WHERE (user_id = $1 OR recipient_hash = ANY($2::text[])) AND ($3::text = 'all' OR ($3 = 'private' AND org_id IS NULL) OR org_id::text = $3)
-        ORDER BY created_at`,
+        WHERE ${SUBJECTS_MAILS_IN_SCOPE} ORDER BY created_at`,
       [userId, hashes, scope],
     );
     // The suppression list is keyed by the address alone, so it is the account's own: in the private (or whole) export.
@@ -60,7 +65,12 @@ export class NotifyPrivacyService {
    * mail already handed to Brevo is waited for, so its log is deleted too.
    */
   async erase(userId: string, scope: string): Promise<PrivacyErasure & PrivacyErasureProcessorReport> {
-    if (scope !== 'all') return { service: 'notify', affected: { 'delivery-log': 0 } };
+    if (scope !== 'all') {
+      // One workspace: the mails about it (as its export lists them). Brevo's logs are kept per address, not per
+      // workspace: they go with the whole account's erasure.
+      const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE ${SUBJECTS_MAILS_IN_SCOPE}`, [userId, await this.addressHashes(userId), scope]);
+      return { service: 'notify', affected: { 'delivery-log': Number(deleted) } };
+    }
     await this.ds.transaction(async (em) => {
       await lockSubject(em, userId, 'exclusive');
       await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [erasureMark(userId)]);
