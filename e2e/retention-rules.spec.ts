@@ -33,9 +33,11 @@ describe('retention rules of every service run against their schemas', () => {
     expect(categoryTables.length).toBeGreaterThan(0);
     expect(app.get<PurgeRule[]>(RETENTION_RULES).filter((r) => categoryTables.includes(r.table))).toEqual([]);
     for (const retentionDays of [null, 0, 3650]) {
-      for (const heldUserIds of [[], ['4b7c6a4e-9f1d-4c8e-b2a1-0d3e5f6a7b8c']]) {
+      const held = '4b7c6a4e-9f1d-4c8e-b2a1-0d3e5f6a7b8c';
+      // Nobody held; held everywhere; held in their private workspace only (a restriction of one workspace).
+      for (const [heldUserIds, heldScopes] of [[[], []], [[held], []], [[held], [{ userId: held, scope: 'private' }]]] as const) {
         for (const dryRun of [true, false]) {
-          const report = await world.rpc.call(privacyRetentionRpc(name), { categories: categories.map((category) => ({ category, retentionDays })), dryRun, heldUserIds });
+          const report = await world.rpc.call(privacyRetentionRpc(name), { categories: categories.map((category) => ({ category, retentionDays })), dryRun, heldUserIds: [...heldUserIds], heldScopes: [...heldScopes] });
           expect(report.results.map((r) => r.category)).toEqual(categories);
         }
       }

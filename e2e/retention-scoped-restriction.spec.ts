@@ -8,8 +8,8 @@ const PASSWORD = 'Kraniche über dem Watt';
 
 /**
  * A restriction of one workspace (Art. 18) holds back from retention only that
- * workspace's rows: the subject's other workspaces keep to their periods.
- * Rules that cannot tell a row's workspace keep all of the user's rows.
+ * workspace's rows: the subject's other workspaces keep to their periods, and
+ * so does what belongs to the account rather than a workspace (login audit).
  */
 describe('retention under a restriction of one workspace', () => {
   let world: PlatformWorld;
@@ -22,7 +22,7 @@ describe('retention under a restriction of one workspace', () => {
     await world?.close();
   });
 
-  it("spares the restricted workspace's chat history and usage, and deletes the other workspace's", async () => {
+  it("spares the restricted workspace's chat history and usage, and deletes the other workspace's and the account's login audit", async () => {
     const { env, rpc } = world;
     const { user } = await rpc.call(IdentityRpc.register, { email: 'scoped@example.eu', password: PASSWORD, firstName: 'Sina', lastName: 'Sperr' });
     const compliance = { userId: randomUUID(), platformRoles: ['compliance' as const] };
@@ -40,7 +40,7 @@ describe('retention under a restriction of one workspace', () => {
         [randomUUID(), workspace, user.id],
       );
     }
-    // Login audit belongs to the account; identity's rule does not say so, so any restriction keeps it.
+    // Login audit belongs to the account: only a restriction of the whole account would keep it.
     await env.sql(`INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at) VALUES ($1, '203.0.113.9', true, 'password', now() - interval '40 days')`, [user.id]);
     await rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'chat', category: 'chat-history', retentionDays: 365 }, { actor: compliance });
 
@@ -54,10 +54,10 @@ describe('retention under a restriction of one workspace', () => {
     expect(run.results).toEqual([
       { service: 'billing', category: 'usage-ledger', affected: 1 },
       { service: 'chat', category: 'chat-history', affected: 1 },
-      { service: 'identity', category: 'login-audit', affected: 0 },
+      { service: 'identity', category: 'login-audit', affected: 1 },
     ]);
     expect(await env.sql(`SELECT id FROM chat.conversations WHERE user_id = $1`, [user.id])).toEqual([{ id: conversations.private }]);
     expect(await env.sql(`SELECT workspace FROM billing.ledger WHERE user_id = $1`, [user.id])).toEqual([{ workspace: `private:${user.id}` }]);
-    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [user.id])).toHaveLength(1);
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [user.id])).toEqual([]);
   });
 });

@@ -2,8 +2,9 @@ import type { CategoryRetentionRule } from '@ally/persistence';
 
 /** How identity purges each declared data category when privacy's retention run asks. */
 export const IDENTITY_CATEGORY_RULES: CategoryRetentionRule[] = [
-  { category: 'sessions', table: 'sessions', since: 'coalesce(revoked_at, absolute_expires_at)', userColumn: 'user_id' },
-  { category: 'login-audit', table: 'login_audit', since: 'occurred_at', userColumn: 'user_id' },
+  // The account's, not a workspace's: only a hold of the whole account keeps them past their period.
+  { category: 'sessions', table: 'sessions', since: 'coalesce(revoked_at, absolute_expires_at)', userColumn: 'user_id', workspace: null },
+  { category: 'login-audit', table: 'login_audit', since: 'occurred_at', userColumn: 'user_id', workspace: null },
   // Live keys stay while the account does (the category has no period); revoked ones go 30 days after their revocation.
-  { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id', ownRule: `revoked_at < now() - interval '30 days'` },
+  { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id', workspace: 'workspace', ownRule: `revoked_at < now() - interval '30 days'` },
 ];
