@@ -60,4 +60,22 @@ describe('retention under a restriction of one workspace', () => {
     expect(await env.sql(`SELECT workspace FROM billing.ledger WHERE user_id = $1`, [user.id])).toEqual([{ workspace: `private:${user.id}` }]);
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [user.id])).toEqual([]);
   });
+
+  it("leaves a subject's private contract to its period when they restricted one organisation only", async () => {
+    const { env, rpc } = world;
+    const { user } = await rpc.call(IdentityRpc.register, { email: 'org-scoped@example.eu', password: PASSWORD, firstName: 'Otto', lastName: 'Ort' });
+    const compliance = { userId: randomUUID(), platformRoles: ['compliance' as const] };
+    await rpc.call(PrivacyRpc.createRequest, { type: 'restriction', scope: randomUUID() }, { actor: { userId: user.id, platformRoles: [] } });
+    await env.sql(
+      `INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, ended_at) VALUES ($1, 'sub_scoped_1', 'team', 'canceled', now() - interval '5 years')`,
+      [`private:${user.id}`],
+    );
+    const { id } = await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true, categories: ['contract'] }, { actor: compliance });
+    const run = await waitFor(async () => {
+      const r = await rpc.call(PrivacyRpc.getRetentionRun, { id }, { actor: compliance });
+      return r.finishedAt ? r : undefined;
+    }, 'the retention run', 30_000);
+    expect(run.status).toBe('completed');
+    expect(run.results).toEqual([{ service: 'billing', category: 'contract', affected: 1 }]);
+  });
 });

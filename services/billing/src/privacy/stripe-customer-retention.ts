@@ -19,7 +19,7 @@ export const stripeCustomerRetention: Provider = {
   useFactory: (ds: DataSource, stripe: StripeClient): BeforeRetention => async (input) => {
     const contract = input.categories.find((c) => c.category === 'contract');
     const rule = BILLING_CATEGORY_RULES.find((r) => r.category === 'contract' && r.table === 'customers')!;
-    const condition = contract && retentionCondition(rule, contract.retentionDays, input.heldUserIds, input.asOf);
+    const condition = contract && retentionCondition(rule, contract.retentionDays, input.heldUserIds, input.asOf, input.heldScopes);
     if (!condition) return;
     const going: { stripe_customer_id: string }[] = await ds.query(`SELECT stripe_customer_id FROM customers WHERE ${condition.where}`, condition.params);
     const stopBy = input.stopBy ? Date.parse(input.stopBy) : Infinity;
