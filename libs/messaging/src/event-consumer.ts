@@ -3,7 +3,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders, nanos, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import {
   deadLetterSubject,
   eventEnvelopeSchema,
@@ -12,6 +12,8 @@ import {
   withPrefix,
   type EventEnvelope,
 } from '@ally/contracts';
+import { isDatabaseUnavailable } from '@ally/persistence';
+import { restoreStreams } from './jetstream.js';
 
 /** Headers on a dead-lettered message. */
 export const DLQ_HEADERS = {
@@ -25,6 +27,11 @@ export type EventHandler = (em: EntityManager, event: EventEnvelope) => Promise<
 
 /** Events per transaction when several are waiting (one commit instead of many). */
 const BATCH = 100;
+/** Longest pause before an event is offered again (retries while our database is away go on at this pace). */
+const MAX_RETRY_DELAY_MS = 30_000;
+const RUNNING_METRIC = 'ally_event_consumer_running';
+
+const retryDelay = (attempt: number) => Math.min(MAX_RETRY_DELAY_MS, 250 * 2 ** attempt);
 
 interface Item {
   msg: JsMsg;
@@ -47,7 +54,7 @@ export interface EventConsumerOptions {
   prefix: string;
   logger: Logger;
   registry: Registry;
-  /** Deliveries before a message is dead-lettered. */
+  /** Failed attempts of the event itself (not our database being away) before it is dead-lettered. */
   maxDeliver?: number;
   ackWaitMs?: number;
 }
@@ -56,6 +63,8 @@ export interface EventConsumerOptions {
  * A durable pull consumer whose handler runs in one transaction with the
  * inbox row: a redelivered event finds its id already there and has no second
  * effect. Acks only after commit; poison messages go to `ally.dlq.<durable>`.
+ * Our own database being away is waited out (nothing accepted is lost), and a
+ * durable that NATS lost is created again.
  */
 export class EventConsumer {
   private messages?: ConsumerMessages;
@@ -63,12 +72,24 @@ export class EventConsumer {
   private readonly queue: JsMsg[] = [];
   private draining?: Promise<void>;
   private subjects = new Set<string>();
+  private running = false;
+  private resubscribeTimer?: NodeJS.Timeout;
+  /**
+   * Failed attempts of the event itself, by stream sequence. JetStream's
+   * delivery count also counts our database outages, which must not use up an
+   * event's attempts. In memory: a restart only grants a poison event a few more tries.
+   */
+  private readonly faults = new Map<number, number>();
   private readonly deadLettered: Counter;
   private readonly processed: Counter;
+  private readonly consuming: Gauge;
 
   constructor(private readonly opts: EventConsumerOptions) {
     this.deadLettered = metric(opts.registry, 'ally_events_dead_lettered_total', 'Events moved to the dead-letter stream');
     this.processed = metric(opts.registry, 'ally_events_processed_total', 'Events handled by consumers');
+    this.consuming =
+      (opts.registry.getSingleMetric(RUNNING_METRIC) as Gauge | undefined) ??
+      new Gauge({ name: RUNNING_METRIC, help: 'Whether a durable consumer is receiving events (1) or being recreated (0)', labelNames: ['consumer'], registers: [opts.registry] });
   }
 
   get maxDeliver(): number {
@@ -76,6 +97,17 @@ export class EventConsumer {
   }
 
   async start(): Promise<void> {
+    this.running = true;
+    try {
+      await this.subscribe();
+    } catch (err) {
+      this.running = false;
+      throw err;
+    }
+  }
+
+  /** Creates or updates the durable and consumes it. */
+  private async subscribe(): Promise<void> {
     const { nats, prefix, durable } = this.opts;
     const stream = eventsStreamName(prefix);
     const jsm = await jetstreamManager(nats);
@@ -86,8 +118,9 @@ export class EventConsumer {
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.All,
       ...subjectFilter(subjects, nats.info?.version),
-      // One more than our limit: we dead-letter ourselves on the last try.
-      max_deliver: this.maxDeliver + 1,
+      // Unlimited: we count an event's own failures and dead-letter it ourselves; JetStream
+      // would also count redeliveries while our database is down, and then drop the event.
+      max_deliver: -1,
       ack_wait: nanos(this.opts.ackWaitMs ?? 30_000),
     };
     // Only a missing consumer is created; any other failure (e.g. a refused update) surfaces as itself.
@@ -108,16 +141,56 @@ export class EventConsumer {
       });
     }
     const consumer = await jetstream(nats).consumers.get(stream, durable);
-    this.messages = await consumer.consume({ max_messages: 64 });
+    // Ends the iteration when the consumer or stream is gone (deleted, NATS restarted without
+    // its store) instead of asking for it forever: we create it again (`ended`).
+    const messages = await consumer.consume({ max_messages: 64, abort_on_missing_resource: true });
+    if (!this.running) return void (await messages.close().catch(() => undefined));
+    this.messages = messages;
+    this.consuming.set({ consumer: durable }, 1);
     this.loop = (async () => {
-      for await (const msg of this.messages!) {
+      for await (const msg of messages) {
         this.queue.push(msg);
         this.draining ??= this.drain().finally(() => (this.draining = undefined));
       }
-    })().catch((err) => this.opts.logger.error({ err: String(err), durable }, 'consumer loop ended'));
+    })().then(
+      () => this.ended(messages),
+      (err) => this.ended(messages, err),
+    );
+  }
+
+  /** The iteration ended: unless we are stopping, the durable (and streams) are recreated. */
+  private ended(messages: ConsumerMessages, err?: unknown): void {
+    if (this.messages !== messages || !this.running || this.opts.nats.isClosed()) return;
+    this.consuming.set({ consumer: this.opts.durable }, 0);
+    // A stream created anew numbers its messages from 1 again.
+    this.faults.clear();
+    this.opts.logger.error({ err: err === undefined ? undefined : String(err), durable: this.opts.durable }, 'consumer stopped receiving events; recreating it');
+    this.resubscribe(500);
+  }
+
+  private resubscribe(delayMs: number): void {
+    if (!this.running || this.resubscribeTimer) return;
+    this.resubscribeTimer = setTimeout(() => {
+      this.resubscribeTimer = undefined;
+      if (!this.running) return;
+      restoreStreams(this.opts.nats, { prefix: this.opts.prefix })
+        .then(() => this.subscribe())
+        .then(
+          () => this.opts.logger.info({ durable: this.opts.durable }, 'consumer receiving events again'),
+          (err) => {
+            this.opts.logger.warn({ err: String(err), durable: this.opts.durable }, 'recreating the consumer failed; will retry');
+            this.resubscribe(Math.min(delayMs * 2, MAX_RETRY_DELAY_MS));
+          },
+        );
+    }, delayMs);
+    this.resubscribeTimer.unref();
   }
 
   async stop(): Promise<void> {
+    this.running = false;
+    clearTimeout(this.resubscribeTimer);
+    this.resubscribeTimer = undefined;
+    this.consuming.remove({ consumer: this.opts.durable });
     await this.messages?.close().catch(() => undefined);
     await this.loop;
     await this.draining;
@@ -159,7 +232,7 @@ export class EventConsumer {
     } catch {
       return false;
     }
-    for (const { msg } of items) msg.ack();
+    for (const { msg } of items) this.ack(msg);
     this.processed.inc(items.length);
     return true;
   }
@@ -184,8 +257,8 @@ export class EventConsumer {
       await this.deadLetter(msg, `invalid envelope: ${String(err).slice(0, 300)}`);
       return null;
     }
-    if (msg.info.deliveryCount > this.maxDeliver) {
-      // The extra delivery is only for finishing a dead-lettering that did not complete.
+    if ((this.faults.get(msg.seq) ?? 0) >= this.maxDeliver) {
+      // Back only because its dead-lettering did not complete.
       await this.deadLetter(msg, `no success after ${this.maxDeliver} attempts`);
       return null;
     }
@@ -196,16 +269,27 @@ export class EventConsumer {
     const { durable, logger } = this.opts;
     try {
       await this.opts.dataSource.transaction((em) => this.apply(em, event));
-      msg.ack();
+      this.ack(msg);
       this.processed.inc();
     } catch (err) {
       // An event whose data breaks its contract will never succeed: no retries.
       if (err instanceof ZodError) return this.deadLetter(msg, `data does not match its contract: ${String(err.message).slice(0, 300)}`);
-      if (msg.info.deliveryCount >= this.maxDeliver) return this.deadLetter(msg, String(err));
-      const delay = Math.min(30_000, 250 * 2 ** msg.info.deliveryCount);
-      logger.warn({ err: String(err), eventId: event.id, type: event.type, durable, attempt: msg.info.deliveryCount }, 'event handler failed; will retry');
-      msg.nak(delay);
+      if (isDatabaseUnavailable(err)) {
+        // Not the event's fault: offered again, at a growing pause, for as long as our database is away.
+        logger.warn({ err: String(err), eventId: event.id, type: event.type, durable }, 'database unavailable; event will be retried');
+        return msg.nak(retryDelay(msg.info.deliveryCount));
+      }
+      const faults = (this.faults.get(msg.seq) ?? 0) + 1;
+      this.faults.set(msg.seq, faults);
+      if (faults >= this.maxDeliver) return this.deadLetter(msg, String(err));
+      logger.warn({ err: String(err), eventId: event.id, type: event.type, durable, attempt: faults }, 'event handler failed; will retry');
+      msg.nak(retryDelay(faults));
     }
+  }
+
+  private ack(msg: JsMsg): void {
+    msg.ack();
+    this.faults.delete(msg.seq);
   }
 
   private async deadLetter(msg: JsMsg, reason: string): Promise<void> {
@@ -228,6 +312,7 @@ export class EventConsumer {
       }
       // Servers before 2.10.4 ignore a `+TERM` that carries a reason (the message would stay pending and come back).
       msg.term(atLeast(nats.info?.version, [2, 10, 4]) ? reason.slice(0, 200) : undefined);
+      this.faults.delete(msg.seq);
     } catch (err) {
       logger.error({ err: String(err), durable }, 'dead-lettering failed; will retry');
       msg.nak(5_000);
@@ -263,6 +348,13 @@ function atLeast(version: string | undefined, min: [number, number, number]): bo
 
 function isConsumerNotFound(err: unknown): boolean {
   return (err as { code?: number })?.code === JetStreamApiCodes.ConsumerNotFound || /consumer not found/i.test(String((err as Error)?.message));
+}
+
+/** Durable consumers of this registry's service that are not receiving events (being recreated). */
+export async function stalledConsumers(registry: Registry): Promise<string[]> {
+  const gauge = registry.getSingleMetric(RUNNING_METRIC);
+  if (!gauge) return [];
+  return (await gauge.get()).values.filter((v) => v.value === 0).map((v) => String(v.labels.consumer));
 }
 
 function metric(registry: Registry, name: string, help: string): Counter {

@@ -18,6 +18,10 @@ export const deadLetterStreamName = (prefix: string): string => `${eventsStreamN
  * dead-letter stream. Idempotent: every service calls it at start-up.
  */
 export async function ensureStreams(nc: NatsConnection, opts: StreamOptions): Promise<void> {
+  // Remembered, so that a later `restoreStreams` on this connection recreates them the same way (replicas).
+  const restorer = restorers.get(nc);
+  if (restorer) restorer.opts = opts;
+  else restorers.set(nc, { opts, last: 0 });
   const jsm = await jetstreamManager(nc);
   const streams = [
     { name: eventsStreamName(opts.prefix), subjects: [withPrefix(opts.prefix, `${EVENT_SUBJECT_ROOT}.>`)], maxAgeMs: 7 * DAY_MS },
@@ -47,6 +51,54 @@ export async function ensureStreams(nc: NatsConnection, opts: StreamOptions): Pr
       }
     }
   }
+}
+
+interface Restorer {
+  opts: StreamOptions;
+  last: number;
+  running?: Promise<void>;
+}
+const restorers = new WeakMap<NatsConnection, Restorer>();
+/** How often at most a connection re-runs `ensureStreams` on its own (a relay and every consumer may ask at once). */
+const RESTORE_INTERVAL_MS = 3_000;
+
+/**
+ * Creates the streams again after NATS lost them (restarted without its store):
+ * with the options `ensureStreams` last had on this connection (start-up),
+ * else with `fallback`. One run at a time and at most one per few seconds per
+ * connection; callers in between share the running or last attempt.
+ */
+export async function restoreStreams(nc: NatsConnection, fallback: StreamOptions): Promise<void> {
+  let r = restorers.get(nc);
+  if (!r) restorers.set(nc, (r = { opts: fallback, last: 0 }));
+  if (r.running) return r.running;
+  if (Date.now() - r.last < RESTORE_INTERVAL_MS) return;
+  const restorer = r;
+  restorer.last = Date.now();
+  restorer.running = ensureStreams(nc, restorer.opts).finally(() => (restorer.running = undefined));
+  return restorer.running;
+}
+
+/** A JetStream call failed because the stream (or JetStream's view of it) is not there: a publish without responders, "stream not found". */
+export function isStreamMissing(err: unknown): boolean {
+  // No responders to a publish comes as JetStreamNotEnabled (the library's name for it).
+  return (err as Error)?.name === 'JetStreamNotEnabled' || /stream not found|no responders|jetstream (is )?not enabled/i.test(String((err as Error)?.message ?? err));
+}
+
+/**
+ * A readiness check that the events stream exists; the answer is kept for
+ * `cacheMs`, so a probe every second costs one JetStream request per few seconds.
+ */
+export function eventsStreamCheck(nc: NatsConnection, prefix: string, cacheMs = 3_000): () => Promise<void> {
+  let last: { at: number; result: Promise<void> } | undefined;
+  return () => {
+    if (!last || Date.now() - last.at >= cacheMs) {
+      const result = jetstreamManager(nc, { checkAPI: false }).then((jsm) => jsm.streams.info(eventsStreamName(prefix))).then(() => undefined);
+      result.catch(() => undefined); // answered to the caller; a cached failure is not unhandled
+      last = { at: Date.now(), result };
+    }
+    return last.result;
+  };
 }
 
 /** Removes a prefix's streams; used by tests to leave nothing behind. */

@@ -5,6 +5,7 @@ import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { withPrefix } from '@ally/contracts';
+import { isStreamMissing, restoreStreams } from './jetstream.js';
 import { outboxChannel } from './messaging.migration.js';
 import { Pacer } from './pacer.js';
 import { CORRELATION_HEADER } from './rpc-client.js';
@@ -106,9 +107,7 @@ export class OutboxRelay {
       let failed: { reason: unknown } | undefined;
       for (const row of rows) {
         try {
-          const h = natsHeaders();
-          if (row.payload.correlationId) h.set(CORRELATION_HEADER, row.payload.correlationId);
-          await this.js.publish(withPrefix(this.opts.prefix, row.subject), JSON.stringify(row.payload), { msgID: row.id, headers: h });
+          await this.publish(row);
           sent.push(row.id);
         } catch (reason) {
           failed = { reason };
@@ -128,6 +127,24 @@ export class OutboxRelay {
       this.pending.set(0);
       return rows.length === batchSize ? 'more' : 'done';
     });
+  }
+
+  /**
+   * NATS that came back without its store has no stream to take the event:
+   * the streams are created again (at most every few seconds, see
+   * `restoreStreams`) and the publish tried once more.
+   */
+  private async publish(row: OutboxRow): Promise<void> {
+    const h = natsHeaders();
+    if (row.payload.correlationId) h.set(CORRELATION_HEADER, row.payload.correlationId);
+    const send = () => this.js.publish(withPrefix(this.opts.prefix, row.subject), JSON.stringify(row.payload), { msgID: row.id, headers: h });
+    try {
+      await send();
+    } catch (err) {
+      if (!isStreamMissing(err)) throw err;
+      await restoreStreams(this.opts.nats, { prefix: this.opts.prefix });
+      await send();
+    }
   }
 
   /**

@@ -266,6 +266,14 @@ export class StreamSubscriber<F extends Frame> {
   private readonly sub: Subscription;
   private readonly pending = new Map<number, F>();
   private next = 1;
+  /** The highest `seq` heard so far. */
+  private heard = 0;
+  /**
+   * A frame came after a gap: core NATS delivers one connection's messages in
+   * order, so the missing ones were lost (published while a connection was
+   * away) and will never come.
+   */
+  private gap = false;
   private notify?: () => void;
   /** Set by `cancelWhenHeard`: the next frame is answered with a cancel instead of being read. */
   private unwanted?: () => void;
@@ -283,18 +291,25 @@ export class StreamSubscriber<F extends Frame> {
         if (err || this.closed) return; // closed: the unsubscription is on its way
         if (this.unwanted) return this.unwanted();
         const frame = msg.json<F>();
+        if (frame.seq > this.heard + 1) this.gap = true;
+        this.heard = Math.max(this.heard, frame.seq);
         this.pending.set(frame.seq, frame);
         this.notify?.();
       },
     });
   }
 
-  /** Frames in order, until the final one. Throws StreamAbandoned when the producer falls silent. */
+  /** Frames in order, until the final one. Throws StreamAbandoned when the producer falls silent or frames were lost. */
   async *frames(): AsyncGenerator<F> {
     try {
       for (;;) {
         let frame = this.pending.get(this.next);
         if (!frame && this.closed) return;
+        if (!frame && this.gap) {
+          // The rest cannot be told in order: the producer is stopped rather than left to time out.
+          this.cancel();
+          throw new StreamAbandoned(`frame ${this.next} was lost`);
+        }
         if (!frame) {
           const arrived = await new Promise<boolean>((resolve) => {
             const timer = setTimeout(() => resolve(false), this.idleTimeoutMs);

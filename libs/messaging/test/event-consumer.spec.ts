@@ -4,8 +4,9 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import type { DataSource, EntityManager } from 'typeorm';
 import { createEnvelope, deadLetterSubject, eventsStreamName, eventSubject, withPrefix, type EventEnvelope } from '@ally/contracts';
-import { deadLetterStreamName, DLQ_HEADERS, ensureStreams, EventConsumer, subjectFilter, type EventConsumerOptions } from '@ally/messaging';
-import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { AckPolicy } from '@nats-io/jetstream';
+import { deadLetterStreamName, DLQ_HEADERS, ensureStreams, EventConsumer, stalledConsumers, subjectFilter, type EventConsumerOptions } from '@ally/messaging';
+import { createTestEnv, PrivatePostgres, waitFor, type TestEnv } from '@ally/testing';
 import { metricValue, openTestSchema, silentLogger } from './support.js';
 
 const SCHEMA = 'consumer';
@@ -195,6 +196,107 @@ describe(EventConsumer.name, () => {
     expect(calls).toBe(0);
     expect(await metricValue(registry, 'ally_events_dead_lettered_total')).toBe(1);
   });
+});
+
+describe(`${EventConsumer.name} when its infrastructure goes away`, () => {
+  let env: TestEnv;
+  let pg: PrivatePostgres;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  let dataSource: DataSource;
+  const consumers: EventConsumer[] = [];
+
+  beforeAll(async () => {
+    // A database of its own to stop; NATS is the shared one (only this run's streams are touched).
+    pg = new PrivatePostgres();
+    await pg.init();
+    env = await createTestEnv({ pgUrl: pg.url });
+    ({ dataSource } = await openTestSchema(env, SCHEMA));
+    nc = await env.nats();
+    await ensureStreams(nc, { prefix: env.prefix });
+    jsm = await jetstreamManager(nc);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const c of consumers) await c.stop();
+    await pg?.start().catch(() => undefined);
+    await dataSource?.destroy();
+    await env?.close();
+    await pg?.destroy();
+  });
+
+  async function startConsumer(durable: string, registry: Registry, maxDeliver = 2) {
+    const consumer = new EventConsumer({
+      durable,
+      types: ['test.thing.happened'],
+      maxDeliver,
+      dataSource,
+      nats: nc,
+      prefix: env.prefix,
+      logger: silentLogger(),
+      registry,
+      handler: async (em, e) => void (await em.query(`INSERT INTO effects (event_id, consumer, n) VALUES ($1, $2, $3)`, [e.id, durable, (e.data as { n: number }).n])),
+    });
+    await consumer.start();
+    consumers.push(consumer);
+    return consumer;
+  }
+
+  const publish = (n: number) =>
+    jetstream(nc).publish(withPrefix(env.prefix, eventSubject('test.thing.happened')), JSON.stringify(createEnvelope({ type: 'test.thing.happened', source: 'test', data: { n } })));
+  const effects = (durable: string) => env.sql<{ n: number }>(`SELECT n FROM ${SCHEMA}.effects WHERE consumer = $1 ORDER BY id`, [durable]);
+
+  it('waits out an outage of its own database longer than maxDeliver attempts: the event is handled, not dead-lettered', async () => {
+    const durable = 'test-db-outage';
+    const registry = new Registry();
+    await startConsumer(durable, registry);
+    await pg.stop('fast');
+    try {
+      const { seq } = await publish(1);
+      // More deliveries than maxDeliver (2) fail for want of a database, and the event is still pending.
+      const info = await waitFor(async () => {
+        const i = await jsm.consumers.info(eventsStreamName(env.prefix), durable);
+        return i.delivered.consumer_seq >= 3 && i;
+      }, 'three failed deliveries', 20_000);
+      expect(info.delivered.stream_seq).toBe(seq);
+      expect(info.num_ack_pending).toBe(1);
+    } finally {
+      await pg.start();
+    }
+    await waitFor(async () => (await effects(durable)).length > 0, 'the effect once the database is back', 40_000);
+    expect(await effects(durable)).toEqual([{ n: 1 }]);
+    expect(await metricValue(registry, 'ally_events_dead_lettered_total')).toBe(0);
+  }, 90_000);
+
+  it('lets JetStream redeliver without limit, also on a durable created with a limit before', async () => {
+    const durable = 'test-unlimited';
+    await jsm.consumers.add(eventsStreamName(env.prefix), { durable_name: durable, ack_policy: AckPolicy.Explicit, max_deliver: 6 });
+    await startConsumer(durable, new Registry());
+    expect((await jsm.consumers.info(eventsStreamName(env.prefix), durable)).config.max_deliver).toBe(-1);
+  });
+
+  it('creates its durable (and the streams) again when they are deleted under it, and says it is stalled meanwhile', async () => {
+    const durable = 'test-recreated';
+    const registry = new Registry();
+    await startConsumer(durable, registry);
+    await publish(10);
+    // Also handed the events of the tests before (same stream, delivers all).
+    await waitFor(async () => (await effects(durable)).some((e) => e.n === 10), 'the first effect');
+    const before = await effects(durable);
+    expect(await stalledConsumers(registry)).toEqual([]);
+
+    // As after NATS restarted without its store: stream and consumer are gone.
+    await jsm.streams.delete(eventsStreamName(env.prefix));
+    await jsm.streams.delete(deadLetterStreamName(env.prefix));
+    await waitFor(async () => (await stalledConsumers(registry)).includes(durable), 'the consumer reported as stalled', 30_000);
+    await waitFor(async () => (await stalledConsumers(registry)).length === 0, 'the consumer receiving again', 30_000);
+    expect((await jsm.consumers.info(eventsStreamName(env.prefix), durable)).config.max_deliver).toBe(-1);
+    await jsm.streams.info(deadLetterStreamName(env.prefix));
+
+    await publish(11);
+    await waitFor(async () => (await effects(durable)).some((e) => e.n === 11), 'the effect of an event published after the recreation', 15_000);
+    expect(await effects(durable)).toEqual([...before, { n: 11 }]);
+  }, 90_000);
 });
 
 describe(subjectFilter.name, () => {

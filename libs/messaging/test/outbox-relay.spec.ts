@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdirSync, rmSync } from 'node:fs';
 import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
@@ -187,4 +188,20 @@ describe(OutboxRelay.name, () => {
       await replica.stop();
     }
   });
+
+  it('creates the streams again when NATS comes back without its store, and publishes what waited, in order', async () => {
+    const again = new OutboxRelay({ dataSource, databaseUrl: env.serviceDbUrl(SCHEMA), schema: SCHEMA, nats: nc, prefix: env.prefix, logger: silentLogger(), registry, pollIntervalMs: 200, publishTimeoutMs: 500 });
+    await again.start();
+    try {
+      await server.stop();
+      rmSync(server.storeDir, { recursive: true, force: true });
+      mkdirSync(server.storeDir, { recursive: true });
+      await server.start();
+      const ids = await appendEvents(2, 3);
+      await waitFor(async () => (await unsent()) === 0, 'every row published into a recreated stream', 20_000);
+      expect((await streamMessages()).map((m) => m.envelope.id)).toEqual(ids);
+    } finally {
+      await again.stop();
+    }
+  }, 60_000);
 });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Pacer, StreamPublisher, StreamSubscriber, type Coalescing } from '@ally/messaging';
+import { Pacer, StreamAbandoned, StreamPublisher, StreamSubscriber, type Coalescing } from '@ally/messaging';
 import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
 
 type TestFrame = { seq: number; type: 'text'; text: string } | { seq: number; type: 'end' };
@@ -116,6 +116,25 @@ describe('streams of frames over NATS', () => {
       { seq: 3, type: 'text', text: 'c' },
       { seq: 4, type: 'end' },
     ]);
+  });
+
+  it('gives up at once, and stops the producer, when a frame was lost (a later one came first), not after the idle timeout', async () => {
+    const subject = env.subject('stream.gap');
+    const sub = new StreamSubscriber<TestFrame>(nc, subject, 5_000, (f) => f.type === 'end');
+    const control: unknown[] = [];
+    const ctl = nc.subscribe(`${subject}.ctl`, { callback: (_e, m) => void control.push(m.json()) });
+    await nc.flush();
+    // As a producer whose frame 2 went out while its connection was away: NATS delivers 1 and 3.
+    nc.publish(subject, JSON.stringify({ seq: 1, type: 'text', text: 'a' }));
+    nc.publish(subject, JSON.stringify({ seq: 3, type: 'text', text: 'c' }));
+    const frames = sub.frames();
+    expect((await frames.next()).value).toEqual({ seq: 1, type: 'text', text: 'a' });
+    const t0 = performance.now();
+    await expect(frames.next()).rejects.toThrow(StreamAbandoned);
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    await waitFor(async () => control.length > 0, 'a cancel to the producer');
+    expect(control).toEqual([{ cancel: true }]);
+    ctl.unsubscribe();
   });
 });
 

@@ -15,3 +15,25 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 export function isForeignKeyViolation(err: unknown): boolean {
   return pgError(err)?.code === PG_FOREIGN_KEY_VIOLATION;
 }
+
+/** SQLSTATE class 08 (connection exception) and 57P01-57P03 (admin/crash shutdown, cannot connect now). */
+const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123])$/;
+/** Socket errors of a connection to a database that is down or unreachable. */
+const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+/** What pg and pg-pool say, without a code, when a connection ends, cannot be had in time or times out. */
+const UNAVAILABLE_MESSAGE = /connection terminated|timeout exceeded when trying to connect|is not queryable|query read timeout/i;
+
+/**
+ * The database could not be reached or went away (down, restarting, out of
+ * connections in time): a fault of the infrastructure, not of the request or
+ * event being handled, so retrying later can succeed. Looks through TypeORM's
+ * `driverError`, `cause` and an AggregateError's errors (a refused connect to several addresses).
+ */
+export function isDatabaseUnavailable(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 4) return false;
+  const e = err as { code?: unknown; message?: unknown; driverError?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof e.code === 'string' && (UNAVAILABLE_SQLSTATE.test(e.code) || UNAVAILABLE_ERRNO.has(e.code))) return true;
+  if (typeof e.message === 'string' && UNAVAILABLE_MESSAGE.test(e.message)) return true;
+  const inner = [e.driverError, e.cause, ...(Array.isArray(e.errors) ? e.errors : [])];
+  return inner.some((i) => i !== err && isDatabaseUnavailable(i, depth + 1));
+}

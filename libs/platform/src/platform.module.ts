@@ -5,7 +5,7 @@ import { DataSource } from 'typeorm';
 import { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { RpcClient } from '@ally/messaging';
+import { eventsStreamCheck, RpcClient, stalledConsumers } from '@ally/messaging';
 import { EventConsumers } from './event-consumers.service.js';
 import { HealthController } from './health.controller.js';
 import { ProblemFilter } from './problem.filter.js';
@@ -28,18 +28,28 @@ export interface PlatformContext {
 @Module({})
 export class PlatformModule {
   static forRoot(ctx: PlatformContext): DynamicModule {
+    const streamExists = eventsStreamCheck(ctx.nats, String(ctx.config.NATS_SUBJECT_PREFIX ?? ''));
     const checks: ReadinessCheck[] = [
       {
         name: 'nats',
         check: async () => {
           if (ctx.nats.isClosed()) throw new Error('connection closed');
           await ctx.nats.flush();
+          // A server that came back without its store answers, but has nowhere to keep events.
+          await streamExists();
         },
       },
     ];
     if (ctx.dataSource) {
       const ds = ctx.dataSource;
       checks.push({ name: 'database', check: async () => void (await ds.query('SELECT 1')) });
+      checks.push({
+        name: 'event consumers',
+        check: async () => {
+          const stalled = await stalledConsumers(ctx.registry);
+          if (stalled.length) throw new Error(`not receiving events (being recreated): ${stalled.join(', ')}`);
+        },
+      });
     }
     const providers: Provider[] = [
       { provide: CONFIG, useValue: ctx.config },

@@ -3,6 +3,7 @@ import { throwError } from 'rxjs';
 import { ZodError } from 'zod';
 import type { Logger } from 'pino';
 import { fieldErrors, isProblem, problemTitle, ProblemError, type Problem } from '@ally/contracts';
+import { isDatabaseUnavailable } from '@ally/persistence';
 
 /** Turns anything thrown into a problem; an unexpected error is a 500 and is logged, never leaked. */
 export function toProblem(err: unknown, logger: Logger): Problem {
@@ -31,6 +32,11 @@ export function toProblem(err: unknown, logger: Logger): Problem {
   // Fastify's own errors (body too large, bad JSON, wrong content type) carry a 4xx statusCode.
   if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
     return { type: 'about:blank', title: problemTitle(e.statusCode), status: e.statusCode, detail: e.message };
+  }
+  // The service's own database is down or out of reach: a dependency, not a bug; the caller may try again shortly.
+  if (isDatabaseUnavailable(err)) {
+    logger.warn({ err: err instanceof Error ? err.message : String(err) }, 'the database is not available');
+    return { type: 'about:blank', title: problemTitle(503), status: 503, detail: 'A service Ally relies on is not available; please try again shortly', retryAfter: 5 };
   }
   logger.error({ err: err instanceof Error ? { message: err.message, stack: err.stack } : String(err) }, 'unhandled error');
   return { type: 'about:blank', title: problemTitle(500), status: 500, detail: 'An unexpected error occurred' };
