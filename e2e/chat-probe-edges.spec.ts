@@ -186,6 +186,18 @@ describe('chat edges', () => {
     expect((await failure(client.models.retrieve('gpt-9'))).code).toBe('model_not_found');
   });
 
+  it('refuses what OpenAI refuses or Ally cannot honour: stream_options without streaming, web search, predicted outputs, reasoning effort', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'refusals', workspace: 'private' }, token)).body.key as string;
+    const ask = (extra: Record<string, unknown>) => http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], ...extra }, key);
+    expectProblem(await ask({ stream: false, stream_options: { include_usage: true } }), 400, ['stream_options']);
+    expectProblem(await ask({ stream_options: { include_usage: true } }), 400, ['stream_options']);
+    expectProblem(await ask({ web_search_options: {} }), 400, ['web_search_options']);
+    expectProblem(await ask({ prediction: { type: 'content', content: 'x' } }), 400, ['prediction']);
+    expectProblem(await ask({ reasoning_effort: 'high' }), 400, ['reasoning_effort']);
+    // Left alone (null) they are no request at all, as clients send them.
+    expect((await ask({ stream: false, stream_options: null, web_search_options: null, reasoning_effort: null })).status).toBe(200);
+  });
+
   it('takes only "Bearer <token>": the scheme in any case, nothing after the token', async () => {
     const key = (await http.post('/v1/me/api-keys', { name: 'header', workspace: 'private' }, token)).body.key as string;
     const models = (authorization: string) => http.request('GET', '/v1/models', { headers: { authorization } });

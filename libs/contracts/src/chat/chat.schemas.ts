@@ -93,6 +93,12 @@ export const chatCompletionsInput = z.object({
   top_logprobs: unsupported('log probabilities'),
   audio: unsupported('audio output'),
   modalities: z.array(z.literal('text', { error: 'is not supported by Ally (only "text")' })).nullish(),
+  web_search_options: unsupported('web search'),
+  prediction: unsupported('predicted outputs'),
+  reasoning_effort: unsupported('reasoning models'),
+}).refine((r) => r.stream_options == null || r.stream === true, {
+  path: ['stream_options'],
+  error: 'is only allowed when stream is true',
 });
 
 export type ChatCompletionsInput = z.infer<typeof chatCompletionsInput>;
