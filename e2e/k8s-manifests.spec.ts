@@ -609,6 +609,13 @@ describe('docker-compose.yml', () => {
     expect(nats.environment[passwordVariable(ADMIN_USER)]).toMatch(/^[A-Za-z][A-Za-z0-9]*$/);
   });
 
+  it("the Stripe emulator has the plans' prices (Checkout and invoices show what a plan costs)", () => {
+    const emulator = Object.values(compose().services as Record<string, { environment?: Record<string, string> }>).find((s) => s.environment?.STRIPE_EMULATOR_PRICES);
+    const { plans } = JSON.parse(readFileSync(join(root, 'services/billing/config/plans.json'), 'utf8')) as { plans: { stripePriceId: string | null; pricePerSeat: number; currency: string }[] };
+    const expected = plans.filter((p) => p.stripePriceId).map((p) => `${p.stripePriceId}=${p.pricePerSeat}:${p.currency}`);
+    expect(emulator?.environment?.STRIPE_EMULATOR_PRICES.split(',')).toEqual(expected);
+  });
+
   it("NATS' compose configuration is valid for nats-server", () => {
     const dir = mkdtempSync(join(tmpdir(), 'ally-compose-nats-'));
     try {

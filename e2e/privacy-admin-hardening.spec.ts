@@ -64,6 +64,15 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expectProblem(await http.get('/v1/admin/privacy/requests', again.accessToken), 403);
   });
 
+  it('lets a compliance role granted from the CLI work at once, with the token its holder already has (an API key never)', async () => {
+    const cora = await register('Cora', 'Neu');
+    expectProblem(await http.get('/v1/admin/privacy/requests', cora.accessToken), 403);
+    await identityService.commands!['grant-role'](world.services.identity.app, [cora.email, 'compliance']);
+    expect((await http.get('/v1/admin/privacy/requests', cora.accessToken)).status).toBe(200);
+    const key = (await http.post('/v1/me/api-keys', { name: 'admin?', workspace: 'private' }, cora.accessToken)).body.key as string;
+    expectProblem(await http.get('/v1/admin/privacy/requests', key), 403);
+  });
+
   it('runs one retention run at a time: one started while another has not finished is a 409 naming it, and may start once it finished', async () => {
     const cora = await complianceToken();
     // A run handed to a Kubernetes Job that has not begun: it has not finished, so no other starts.

@@ -81,7 +81,7 @@ describe('the pages mail links open', () => {
     expect(reset).toContain('<span lang="en">');
     // No request for a favicon that is not there; a trailing slash is the same page, not the API's 404.
     expect(reset).toContain('<link rel="icon" href="data:,">');
-    for (const [path, to] of [['/billing/', '/billing'], ['/verify-email/?token=x', '/verify-email?token=x'], ['/privacy/requests/abc/download/', '/privacy/requests/abc/download']]) {
+    for (const [path, to] of [['/billing/', '/billing'], ['/verify-email/?token=x', '/verify-email?token=x'], ['/privacy/requests/abc/download/', '/privacy/requests/abc/download'], ['/docs/', '/docs']]) {
       const res = await fetch(`${base}${path}`, { redirect: 'manual' });
       expect({ path, status: res.status, location: res.headers.get('location') }).toEqual({ path, status: 308, location: to });
     }

@@ -111,6 +111,13 @@ const OPENAI_EMULATOR_PORT = 8126;
 // Without a catalog of real deployments, chat uses the development catalog against the emulator.
 const modelsEmulated = !process.env.MODEL_CATALOG_FILE;
 const STRIPE_EMULATOR_PORT = 8127;
+const PLANS_FILE = process.env.PLANS_FILE ?? join(root, 'services/billing/config/plans.json');
+
+/** The plans' Stripe prices as the Stripe emulator takes them (`price_id=unit_amount:currency,…`). */
+function stripePrices(plansFile) {
+  const { plans } = JSON.parse(readFileSync(plansFile, 'utf8'));
+  return plans.filter((p) => p.stripePriceId).map((p) => `${p.stripePriceId}=${p.pricePerSeat}:${p.currency}`).join(',');
+}
 const stripeEmulated = !process.env.STRIPE_SECRET_KEY;
 const STRIPE_DEV_WEBHOOK_SECRET = 'whsec_development_only_not_a_secret';
 
@@ -129,7 +136,7 @@ function serviceEnv(service) {
     ...(service.name === 'notify' ? { BREVO_WEBHOOK_SECRET: process.env.BREVO_WEBHOOK_SECRET ?? 'development-brevo-webhook-secret' } : {}),
     ...(service.name === 'billing'
       ? {
-          PLANS_FILE: process.env.PLANS_FILE ?? join(root, 'services/billing/config/plans.json'),
+          PLANS_FILE,
           ...(stripeEmulated ? { STRIPE_API_URL: `http://127.0.0.1:${STRIPE_EMULATOR_PORT}`, STRIPE_WEBHOOK_SECRET: STRIPE_DEV_WEBHOOK_SECRET } : {}),
         }
       : {}),
@@ -214,6 +221,8 @@ if (stripeEmulated && SERVICES.some((s) => s.name === 'billing')) {
     STRIPE_EMULATOR_WEBHOOK_SECRET: STRIPE_DEV_WEBHOOK_SECRET,
     // The billing meter usage is reported to, as a Stripe account for Ally would have it.
     STRIPE_EMULATOR_METERS: 'mtr_dev_tokens=ally_tokens:sum',
+    // The plans' prices, as the Stripe account has them (Checkout and invoices show what the plan costs).
+    STRIPE_EMULATOR_PRICES: stripePrices(PLANS_FILE),
   });
 }
 

@@ -139,6 +139,25 @@ describe('privacy sagas against services on the wire', () => {
     expect(await privacy.app.get(AuditTrail).verify()).toMatchObject({ ok: true });
   });
 
+  it("keeps the subject's finished export when an erasure found nothing to erase, and voids it when one did", async () => {
+    const ida = user();
+    const found = (service: string) => (input: { userId: string; scope: string }) => ({ service, affected: { rows: input.userId === ida.userId && input.scope === 'private' ? 2 : 0 } });
+    for (const service of ['identity', 'chat', 'billing', 'notify']) fakes.on(service, 'erase', found(service));
+    const exported = await request(ida, 'access');
+    expect((await settled(ida, exported.id)).status).toBe('completed');
+    const download = () => rpc.call(PrivacyRpc.download, { id: exported.id, format: 'json' }, { actor: ida });
+
+    // A workspace the subject never used: nothing anywhere, and the export they hold stays valid.
+    const nothing = await request(ida, 'erasure', randomUUID());
+    expect((await settled(ida, nothing.id)).status).toBe('completed');
+    await expect(download()).resolves.toMatchObject({ parts: expect.any(Number) });
+
+    // Their private workspace: data went, so the export that holds it goes too.
+    const erased = await request(ida, 'erasure', 'private');
+    expect((await settled(ida, erased.id)).status).toBe('completed');
+    await expect(download()).rejects.toMatchObject({ status: 410 });
+  });
+
   it('fails a request whose service refuses it as invalid, and tells compliance', async () => {
     const ann = user();
     fakes.on('notify', 'erase', () => ({ problem: { type: 'about:blank', title: 'Bad Request', status: 400, detail: 'scope not supported' } }));

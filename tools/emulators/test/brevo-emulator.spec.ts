@@ -47,6 +47,16 @@ describe('Brevo emulator: idempotency keys', () => {
     expect(brevo.mails('a@example.eu')).toHaveLength(4);
   });
 
+  it("lists a mail's links without the bracket or full stop of the sentence around them", async () => {
+    await client(brevo).transactionalEmails.sendTransacEmail({
+      sender: { email: 'no-reply@ally.eu' },
+      to: [{ email: 'links@example.eu' }],
+      subject: 'Links',
+      textContent: 'Reset your password (http://localhost:3000/forgot-password) and see http://localhost:3000/verify-email?token=a.b.',
+    });
+    expect(brevo.mails('links@example.eu')[0].links).toEqual(['http://localhost:3000/forgot-password', 'http://localhost:3000/verify-email?token=a.b']);
+  });
+
   it('answers a repeat that arrives while the first send is still in flight with its message id, after it', async () => {
     const key = randomUUID();
     brevo.slowNext({ delayMs: 500 });

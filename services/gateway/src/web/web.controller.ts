@@ -11,7 +11,8 @@ import { PAGES, renderPage } from './pages.js';
 const SCRIPT = readFileSync(fileURLToPath(new URL('../../web/app.js', import.meta.url)), 'utf8');
 
 /** A page's path as a pattern (`:id` any one segment), for `redirectTrailingSlash`. */
-const PAGE_PATHS = Object.keys(PAGES).map((p) => new RegExp(`^${p.replace(/:[a-z]+/g, '[^/]+')}$`));
+/** The mail-link pages, and the OpenAPI UI (`/docs/` loads its assets from `/docs/docs/…`, which do not exist). */
+const PAGE_PATHS = [...Object.keys(PAGES), '/docs'].map((p) => new RegExp(`^${p.replace(/:[a-z]+/g, '[^/]+')}$`));
 
 /**
  * A page asked for with a trailing slash ("/billing/", as a mail client or a

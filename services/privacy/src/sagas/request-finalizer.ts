@@ -97,7 +97,9 @@ export class RequestFinalizer {
     const userId = req.user_id;
     // Decisions and new requests of the subject wait for this (or came before it, and are seen below).
     if (userId) await lockSubjectRequests(em, userId);
-    if (userId) {
+    // An erasure that found nothing (a workspace the subject never used) changes no export.
+    const erasedAny = steps.some((s) => Object.values(s.result ?? {}).some((n) => Number(n) > 0));
+    if (userId && erasedAny) {
       // Exports whose scope overlaps the erased one (`all` overlaps every scope) may hold what was erased:
       // finished packages are voided with their keys; an export still being collected throws away the
       // parts it has and collects them again, now without what was erased. Other scopes' exports stand.

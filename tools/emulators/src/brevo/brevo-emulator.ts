@@ -33,7 +33,8 @@ export interface BrevoEmulator extends EmulatorServer {
   clear(): void;
 }
 
-const LINK = /https?:\/\/[^\s"'<>]+/g;
+/** A link in a mail; a closing bracket or full stop right after it is the sentence's, not the link's. */
+const LINK = /https?:\/\/[^\s"'<>]+?(?=[).,;:!?]*(?:[\s"'<>]|$))/g;
 /** How long Brevo remembers an idempotency key (its documentation: 30 minutes). */
 const IDEMPOTENCY_TTL_MS = 30 * 60_000;
 
