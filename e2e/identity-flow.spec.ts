@@ -181,5 +181,8 @@ describe('the identity flow through the gateway, as a new user runs it with curl
     const openapi = await http.get('/docs/openapi.json');
     expect(openapi.status).toBe(200);
     expect(Object.keys(openapi.body.paths)).toEqual(expect.arrayContaining(['/v1/auth/register', '/v1/me', '/v1/orgs/{orgId}/invitations']));
+    // The compliance team's list names the filters the README and API.md use.
+    const adminList = openapi.body.paths['/v1/admin/privacy/requests'].get.parameters.map((p: { name: string }) => p.name);
+    expect(adminList).toEqual(expect.arrayContaining(['status', 'awaiting', 'limit', 'cursor']));
   });
 });

@@ -1,5 +1,5 @@
 import { Controller, Delete, Get, HttpCode, Post, Put, Query, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import {
   adminListPrivacyRequestsInput,
@@ -9,6 +9,7 @@ import {
   parseInput,
   processingActivitiesInput,
   PrivacyRpc,
+  privacyRequestStatusSchema,
   retentionPoliciesBody,
   startRetentionRunInput,
   updateRetentionPoliciesInput,
@@ -32,6 +33,10 @@ export class PrivacyAdminController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Get('requests')
+  @ApiQuery({ name: 'status', required: false, enum: privacyRequestStatusSchema.options })
+  @ApiQuery({ name: 'awaiting', required: false, enum: ['decision'], description: 'restrictions and objections waiting for compliance to decide' })
+  @ApiQuery({ name: 'limit', required: false, type: Number })
+  @ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })
   requests(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.adminListRequests, parseInput(adminListPrivacyRequestsInput, query, 'query'), { actor, meta });
   }
