@@ -262,6 +262,23 @@ export function cancelCall(nc: NatsConnection, subject: string): void {
   if (!nc.isClosed()) publishSoon(nc, ctlSubject(subject), JSON.stringify({ cancel: true }));
 }
 
+/** Who wants to hear that a connection came back: one watch of its status per connection, however many streams it carries. */
+const reconnectListeners = new WeakMap<NatsConnection, Set<() => void>>();
+
+function onReconnect(nc: NatsConnection, listener: () => void): () => void {
+  let listeners = reconnectListeners.get(nc);
+  if (!listeners) {
+    const set = new Set<() => void>();
+    listeners = set;
+    reconnectListeners.set(nc, set);
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === 'reconnect') for (const l of [...set]) l();
+    })().catch(() => undefined);
+  }
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
 export class StreamSubscriber<F extends Frame> {
   private readonly sub: Subscription;
   private readonly pending = new Map<number, F>();
@@ -278,19 +295,38 @@ export class StreamSubscriber<F extends Frame> {
   /** Set by `cancelWhenHeard`: the next frame is answered with a cancel instead of being read. */
   private unwanted?: () => void;
   private closed = false;
+  /**
+   * The connection came back and no frame since: frames published meanwhile are lost,
+   * and if they were the last (the answer ended while it was away) none will follow.
+   */
+  private suspect = false;
+  /** While a wait runs: shortens it to `reconnectGraceMs`. */
+  private shortenWait?: () => void;
+  private readonly stopWatching: () => void;
 
+  /**
+   * `reconnectGraceMs`: after the connection came back, how long a live producer
+   * takes at most to be heard from (its keep-alive interval and some): silent
+   * longer, it is taken to be gone then, not after `idleTimeoutMs`.
+   */
   constructor(
     private readonly nc: NatsConnection,
     private readonly subject: string,
     private readonly idleTimeoutMs: number,
     private readonly isFinal: (frame: F) => boolean,
+    private readonly reconnectGraceMs = idleTimeoutMs,
   ) {
+    this.stopWatching = onReconnect(nc, () => {
+      this.suspect = true;
+      this.shortenWait?.();
+    });
     // Subscribed before the request is sent, so the first frame cannot be missed.
     this.sub = nc.subscribe(subject, {
       callback: (err, msg) => {
         if (err || this.closed) return; // closed: the unsubscription is on its way
         if (this.unwanted) return this.unwanted();
         const frame = msg.json<F>();
+        this.suspect = false;
         if (frame.seq > this.heard + 1) this.gap = true;
         this.heard = Math.max(this.heard, frame.seq);
         this.pending.set(frame.seq, frame);
@@ -312,14 +348,21 @@ export class StreamSubscriber<F extends Frame> {
         }
         if (!frame) {
           const arrived = await new Promise<boolean>((resolve) => {
-            const timer = setTimeout(() => resolve(false), this.idleTimeoutMs);
+            let timer = setTimeout(() => resolve(false), this.suspect ? this.reconnectGraceMs : this.idleTimeoutMs);
+            this.shortenWait = () => {
+              clearTimeout(timer);
+              timer = setTimeout(() => resolve(false), this.reconnectGraceMs);
+            };
             this.notify = () => {
               clearTimeout(timer);
               resolve(true);
             };
           });
-          this.notify = undefined;
-          if (!arrived) throw new StreamAbandoned(`no frame for ${this.idleTimeoutMs} ms`);
+          this.notify = this.shortenWait = undefined;
+          if (!arrived) {
+            this.cancel();
+            throw new StreamAbandoned(this.suspect ? `no frame since the connection came back` : `no frame for ${this.idleTimeoutMs} ms`);
+          }
           continue;
         }
         this.pending.delete(this.next++);
@@ -360,6 +403,7 @@ export class StreamSubscriber<F extends Frame> {
 
   close(): void {
     this.closed = true;
+    this.stopWatching();
     unsubscribeSoon(this.sub);
     this.notify?.();
   }

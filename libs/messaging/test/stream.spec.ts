@@ -2,8 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Pacer, StreamAbandoned, StreamPublisher, StreamSubscriber, type Coalescing } from '@ally/messaging';
-import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { connectNats, Pacer, StreamAbandoned, StreamPublisher, StreamSubscriber, type Coalescing } from '@ally/messaging';
+import { createTestEnv, PrivateNatsServer, waitFor, type TestEnv } from '@ally/testing';
 
 type TestFrame = { seq: number; type: 'text'; text: string } | { seq: number; type: 'end' };
 
@@ -135,6 +135,29 @@ describe('streams of frames over NATS', () => {
     await waitFor(async () => control.length > 0, 'a cancel to the producer');
     expect(control).toEqual([{ cancel: true }]);
     ctl.unsubscribe();
+  });
+
+  it('gives up soon after its connection came back when the producer is not heard from again (its last frames went while NATS was away), not after the idle timeout', async () => {
+    const server = new PrivateNatsServer();
+    await server.start();
+    const consumer = await connectNats({ url: server.url, name: 'stream-consumer' });
+    try {
+      const sub = new StreamSubscriber<TestFrame>(consumer, 'stream.after-reconnect', 30_000, (f) => f.type === 'end', 1_000);
+      await consumer.flush();
+      consumer.publish('stream.after-reconnect', JSON.stringify({ seq: 1, type: 'text', text: 'a' }));
+      const frames = sub.frames();
+      expect((await frames.next()).value).toEqual({ seq: 1, type: 'text', text: 'a' });
+      const waiting = frames.next();
+      // NATS restarts; the producer's end went while it was away and nothing more comes.
+      await server.stop();
+      await server.start();
+      const t0 = performance.now();
+      await expect(waiting).rejects.toThrow(/connection came back/);
+      expect(performance.now() - t0).toBeLessThan(10_000);
+    } finally {
+      await consumer.close();
+      await server.destroy();
+    }
   });
 });
 

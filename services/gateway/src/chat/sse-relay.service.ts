@@ -14,6 +14,8 @@ const WINDOW = 64;
 const ACK_EVERY = WINDOW / 2;
 /** chat sends a heartbeat every 10 s while the model thinks; silence longer than this means it is gone. */
 const IDLE_TIMEOUT_MS = 35_000;
+/** After NATS came back: a chat that is still answering is heard within its heartbeat interval. */
+const RECONNECT_GRACE_MS = 12_000;
 
 export interface SseFormat {
   /** The SSE text for a frame; null writes nothing. */
@@ -44,7 +46,7 @@ export class SseRelay {
     format: SseFormat,
   ): Promise<void> {
     const subject = `ally.stream.gateway.${nuid.next()}`;
-    const sub = new StreamSubscriber<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject), IDLE_TIMEOUT_MS, (f) => f.type === 'done' || f.type === 'error');
+    const sub = new StreamSubscriber<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject), IDLE_TIMEOUT_MS, (f) => f.type === 'done' || f.type === 'error', RECONNECT_GRACE_MS);
     const raw = reply.raw;
     let finished = false;
     // Listening from the start: a client gone while chat still decides cancels the call too.
