@@ -14,6 +14,7 @@ import {
 } from '@ally/contracts';
 import { isDatabaseUnavailable } from '@ally/persistence';
 import { restoreStreams } from './jetstream.js';
+import { getOrCreate } from './metrics.js';
 
 /** Headers on a dead-lettered message. */
 export const DLQ_HEADERS = {
@@ -87,9 +88,11 @@ export class EventConsumer {
   constructor(private readonly opts: EventConsumerOptions) {
     this.deadLettered = metric(opts.registry, 'ally_events_dead_lettered_total', 'Events moved to the dead-letter stream');
     this.processed = metric(opts.registry, 'ally_events_processed_total', 'Events handled by consumers');
-    this.consuming =
-      (opts.registry.getSingleMetric(RUNNING_METRIC) as Gauge | undefined) ??
-      new Gauge({ name: RUNNING_METRIC, help: 'Whether a durable consumer is receiving events (1) or being recreated (0)', labelNames: ['consumer'], registers: [opts.registry] });
+    this.consuming = getOrCreate(
+      opts.registry,
+      RUNNING_METRIC,
+      () => new Gauge({ name: RUNNING_METRIC, help: 'Whether a durable consumer is receiving events (1) or being recreated (0)', labelNames: ['consumer'], registers: [opts.registry] }),
+    );
   }
 
   get maxDeliver(): number {
@@ -358,5 +361,5 @@ export async function stalledConsumers(registry: Registry): Promise<string[]> {
 }
 
 function metric(registry: Registry, name: string, help: string): Counter {
-  return (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, registers: [registry] });
+  return getOrCreate(registry, name, () => new Counter({ name, help, registers: [registry] }));
 }

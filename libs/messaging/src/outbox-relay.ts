@@ -7,6 +7,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { withPrefix } from '@ally/contracts';
 import { isStreamMissing, restoreStreams } from './jetstream.js';
 import { outboxChannel } from './messaging.migration.js';
+import { getOrCreate } from './metrics.js';
 import { Pacer } from './pacer.js';
 import { CORRELATION_HEADER } from './rpc-client.js';
 
@@ -197,8 +198,4 @@ export class OutboxRelay {
     }, delayMs);
     this.relisten.unref();
   }
-}
-
-function getOrCreate<T>(registry: Registry, name: string, create: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? create();
 }

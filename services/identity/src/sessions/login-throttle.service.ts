@@ -58,15 +58,10 @@ export class LoginThrottleService {
     if (Number(row.by_account) >= this.config.LOGIN_MAX_FAILURES_PER_ACCOUNT && !(ip && (await this.usedFrom(email, ip, em)))) throw tooMany();
   }
 
-  /** Whether the account with this address signed in, or held a session, from this IP before (one opened while the audit was paused keeps no IP: not known). */
+  /** Whether the account with this address was used from this IP before (`usedFromIp`). */
   private async usedFrom(email: string, ip: string, em: EntityManager): Promise<boolean> {
-    const rows = await em.query(
-      `SELECT 1 FROM users u WHERE lower(u.email) = lower($1) AND (
-         EXISTS (SELECT 1 FROM login_audit a WHERE a.user_id = u.id AND a.ip = $2 AND a.succeeded)
-         OR EXISTS (SELECT 1 FROM sessions s WHERE s.user_id = u.id AND s.ip = $2))`,
-      [email, ip],
-    );
-    return rows.length > 0;
+    const [user]: { id: string }[] = await em.query(`SELECT id FROM users WHERE lower(email) = lower($1)`, [email]);
+    return user !== undefined && (await this.usedFromIp(user.id, ip, em));
   }
 
   /** A user who objected to the login audit (upheld, or not yet decided) is recorded only as the address hash (for throttling). */
@@ -94,8 +89,15 @@ export class LoginThrottleService {
     // Without an audit for this user (they objected to it) there is nothing to compare with; no warning mail.
     // A restriction keeps the audit stored, and the warning is a security mail: it still goes.
     if (!ip || (await this.auditPaused(userId, em, 'objections only'))) return true;
-    // Sessions count too: the registration opens the first one from its IP without a sign-in (nor an audit row).
-    // Sessions opened while the audit was paused (a restriction) keep no IP: a place seen only then is not known.
+    return this.usedFromIp(userId, ip, em);
+  }
+
+  /**
+   * Whether the user signed in, or held a session, from this IP before. Sessions count too: the
+   * registration opens the first one from its IP without a sign-in (nor an audit row). Sessions
+   * opened while the audit was paused (a restriction) keep no IP: a place seen only then is not known.
+   */
+  private async usedFromIp(userId: string, ip: string, em: EntityManager): Promise<boolean> {
     const rows = await em.query(
       `SELECT 1 FROM login_audit WHERE user_id = $1 AND ip = $2 AND succeeded
        UNION ALL SELECT 1 FROM sessions WHERE user_id = $1 AND ip = $2 LIMIT 1`,
