@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ChatRpc, IdentityRpc, withPrefix, type StreamFrame } from '@ally/contracts';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { ChatRpc, IdentityRpc, STREAM_HEARTBEAT_MS, STREAM_SILENCE_LIMIT_MS, withPrefix, type StreamFrame } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { RpcClient, StreamSubscriber } from '@ally/messaging';
-import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
+import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { chatEnv } from './service-env.js';
 
@@ -169,4 +171,61 @@ describe('a streamed message the gateway gave up on', () => {
     expect(usage.data.completionTokens).toBeLessThan(100);
     expect((await http.get(`/v1/conversations/${conversation.id}`, token)).body.messages).toEqual([]);
   });
+});
+
+describe('a chat replica that dies mid-answer while NATS stays up', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let chat: ChildProcess | undefined;
+
+  afterAll(async () => {
+    chat?.kill('SIGKILL');
+    await env?.close();
+    await llm?.close();
+  });
+
+  it('ends the SSE answer with an error within the silence limit, not after minutes of nothing', async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator({ latencyPerTokenMs: 5 });
+    await env.start(identityService);
+    // chat as a process of its own (npm test builds dist/ first), so it can die the way a pod does.
+    const vars = chatEnv(llm, { QUOTA_PROVIDER: 'none' });
+    await env.migrate(chatService, vars);
+    chat = spawn(process.execPath, ['services/chat/dist/main.js'], { env: { PATH: process.env.PATH ?? '', ...env.envFor(chatService, vars), LOG_LEVEL: 'info' } });
+    let out = '';
+    chat.stdout!.on('data', (d) => (out += d));
+    await waitFor(async () => out.includes('chat started') || undefined, 'chat to start', 20_000);
+    const base = (await env.start(gatewayService)).url;
+    const http = httpClient(base);
+    const token = (await http.post('/v1/auth/register', { email: 'pia@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Pia', lastName: 'Lorenz' })).body.accessToken;
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    // The model says a little, then thinks: chat's heartbeats are all the gateway hears.
+    llm.hangNext({ afterTokens: 2 });
+    const res = await fetch(`${base}/v1/conversations/${conversation.id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ content: 'Erzähl mir etwas' }),
+    });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('event: delta')) text += decoder.decode((await reader.read()).value);
+    await new Promise((r) => setTimeout(r, STREAM_HEARTBEAT_MS * 1.5)); // heartbeats keep it open meanwhile
+    expect(text).not.toContain('event: error');
+
+    const killedAt = Date.now();
+    chat.kill('SIGKILL');
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value);
+    }
+    const waited = Date.now() - killedAt;
+    expect(text).toMatch(/event: error\ndata: .*"status":50[234]/);
+    expect(waited).toBeGreaterThanOrEqual(STREAM_SILENCE_LIMIT_MS - STREAM_HEARTBEAT_MS);
+    expect(waited).toBeLessThan(STREAM_SILENCE_LIMIT_MS + 3_000);
+    // The provider's connection went with the process.
+    await llm.waitForRequest({ aborted: true }, 5_000);
+  }, 60_000);
 });

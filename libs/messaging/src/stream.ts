@@ -87,8 +87,9 @@ interface Queued<F extends Frame> {
   published?: boolean;
 }
 
-/** A frame sent when nothing else was for `everyMs`, so the consumer knows the producer is alive while it waits (for a slow model, say). */
+/** A frame sent so the consumer knows the producer is alive while it waits (for a slow model, say). */
 export interface KeepAlive<F extends Frame> {
+  /** The longest the consumer goes without a frame (while it keeps up). */
   everyMs: number;
   frame: Unsequenced<F>;
 }
@@ -129,10 +130,12 @@ export class StreamPublisher<F extends Frame> {
       },
     });
     if (keepAlive) {
+      // Checked every half period, sent when half a period passed without a frame: no gap is longer than the period.
+      const half = keepAlive.everyMs / 2;
       this.keepAliveTimer = setInterval(() => {
         // Not while a send waits for room: then the consumer is the one behind, and has frames to read.
-        if (this.waiting.size === 0 && performance.now() - this.lastSentAt >= keepAlive.everyMs) void this.send(keepAlive.frame).catch(() => undefined);
-      }, keepAlive.everyMs);
+        if (this.waiting.size === 0 && performance.now() - this.lastSentAt >= half) void this.send(keepAlive.frame).catch(() => undefined);
+      }, half);
       this.keepAliveTimer.unref();
     }
   }

@@ -105,6 +105,29 @@ describe('streams of frames over NATS', () => {
     consumer.close();
   });
 
+  it('keeps the consumer hearing from a silent producer at least once per keep-alive period', async () => {
+    const subject = env.subject('stream.keep-alive');
+    const sub = new StreamSubscriber<TestFrame>(nc, subject, 5_000, (f) => f.type === 'end');
+    const everyMs = 400;
+    const pub = new StreamPublisher<TestFrame>(nc, subject, 64, 5_000, undefined, { everyMs, frame: { type: 'text', text: '' } });
+    const arrivals: number[] = [performance.now()];
+    const reading = (async () => {
+      for await (const f of sub.frames()) {
+        arrivals.push(performance.now());
+        sub.ack(f.seq);
+      }
+    })();
+    // A frame between two checks: a check once per period would next send almost two periods later.
+    await sleep(everyMs / 4);
+    await pub.send({ type: 'text', text: 'a' });
+    await sleep(everyMs * 5);
+    pub.finish({ type: 'end' });
+    await reading;
+    const gaps = arrivals.slice(1).map((t, i) => t - arrivals[i]);
+    expect(gaps.length).toBeGreaterThanOrEqual(6);
+    expect(Math.max(...gaps.slice(0, -1))).toBeLessThan(everyMs * 1.4);
+  });
+
   it('without coalescing sends every piece as a frame of its own', async () => {
     const { pub, next } = open('plain');
     for (const text of ['a', 'b', 'c']) await pub.send({ type: 'text', text });

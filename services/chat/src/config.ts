@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { base64Key32, baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
+import { STREAM_HEARTBEAT_MS, STREAM_SILENCE_LIMIT_MS } from '@ally/contracts';
 
 export const chatConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -20,8 +21,8 @@ export const chatConfigSchema = baseConfigSchema
      * delta (the first of an answer never waits); 0 sends every token on its own.
      */
     STREAM_COALESCE_MS: z.coerce.number().int().min(0).max(200).default(20),
-    /** A heartbeat frame after this long without one, while the model thinks (the gateway gives up after 35 s of silence). */
-    STREAM_HEARTBEAT_MS: z.coerce.number().int().min(100).max(30_000).default(10_000),
+    /** The longest a stream stays silent while the model thinks: a heartbeat frame then (the gateway gives up after STREAM_SILENCE_LIMIT_MS). */
+    STREAM_HEARTBEAT_MS: z.coerce.number().int().min(100).max(STREAM_SILENCE_LIMIT_MS / 3).default(STREAM_HEARTBEAT_MS),
     /** `billing` asks billing's quota RPC before each call; `none` allows everything (tests of chat alone). */
     QUOTA_PROVIDER: z.enum(['billing', 'none']).default('billing'),
     QUOTA_CACHE_MS: z.coerce.number().int().min(0).default(5_000),

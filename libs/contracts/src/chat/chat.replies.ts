@@ -78,5 +78,14 @@ export type StreamFrame =
   /** Keeps the gateway's idle timer from firing while the provider thinks. */
   | { seq: number; type: 'heartbeat' };
 
+/**
+ * How a relay tells a live stream from one whose producer died (its process
+ * gone while NATS stays up): chat is never silent longer than the heartbeat
+ * (a frame of some kind at least that often, also while the model thinks),
+ * so a relay that heard nothing for the silence limit gives up.
+ */
+export const STREAM_HEARTBEAT_MS = 2_000;
+export const STREAM_SILENCE_LIMIT_MS = 10_000;
+
 /** Sent by the gateway on `<stream subject>.ctl`. */
 export type StreamControl = { ack: number } | { cancel: true };

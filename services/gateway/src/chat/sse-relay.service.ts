@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ProblemError, withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
+import { ProblemError, STREAM_SILENCE_LIMIT_MS, withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
 import { StreamAbandoned, StreamSubscriber } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
@@ -12,10 +12,6 @@ import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 /** Frames the gateway lets chat run ahead; acks go back every half window (each is a NATS message to chat). */
 const WINDOW = 64;
 const ACK_EVERY = WINDOW / 2;
-/** chat sends a heartbeat every 10 s while the model thinks; silence longer than this means it is gone. */
-const IDLE_TIMEOUT_MS = 35_000;
-/** After NATS came back: a chat that is still answering is heard within its heartbeat interval. */
-const RECONNECT_GRACE_MS = 12_000;
 
 export interface SseFormat {
   /** The SSE text for a frame; null writes nothing. */
@@ -46,7 +42,7 @@ export class SseRelay {
     format: SseFormat,
   ): Promise<void> {
     const subject = `ally.stream.gateway.${nuid.next()}`;
-    const sub = new StreamSubscriber<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject), IDLE_TIMEOUT_MS, (f) => f.type === 'done' || f.type === 'error', RECONNECT_GRACE_MS);
+    const sub = new StreamSubscriber<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject), STREAM_SILENCE_LIMIT_MS, (f) => f.type === 'done' || f.type === 'error');
     const raw = reply.raw;
     let finished = false;
     // Listening from the start: a client gone while chat still decides cancels the call too.
@@ -59,7 +55,7 @@ export class SseRelay {
       finished = true;
       // Timed out: chat may still accept and answer into a stream nobody reads, saving and billing a
       // turn the client was told failed. It hears a cancel as soon as it starts sending instead.
-      if (err instanceof ProblemError && err.status === 504) sub.cancelWhenHeard(IDLE_TIMEOUT_MS);
+      if (err instanceof ProblemError && err.status === 504) sub.cancelWhenHeard(STREAM_SILENCE_LIMIT_MS);
       else sub.close();
       throw err;
     }
