@@ -73,3 +73,64 @@ describe('an ended session ends its access tokens', () => {
     }
   });
 });
+
+/**
+ * Gateways that ask identity only every 15 minutes (SESSION_CHECK_SECONDS=900)
+ * still refuse a session's tokens the moment it ends: identity tells every
+ * gateway, whatever ended the session.
+ */
+describe('an ended session is refused at once by every gateway', () => {
+  let env: TestEnv;
+  let gateways: ReturnType<typeof httpClient>[];
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    await env.start(identityService);
+    gateways = [];
+    for (let i = 0; i < 2; i++) gateways.push(httpClient((await env.start(gatewayService, { SESSION_CHECK_SECONDS: '900' })).url));
+  });
+
+  afterAll(async () => {
+    await env?.close();
+  });
+
+  /** Refused by every gateway within a moment (the message is on its way as the answer comes back). */
+  const expectRefusedEverywhere = async (accessToken: string) => {
+    for (const gw of gateways) {
+      let res = await gw.get('/v1/me', accessToken);
+      for (let i = 0; i < 20 && res.status === 200; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        res = await gw.get('/v1/me', accessToken);
+      }
+      expectProblem(res, 401);
+      expect(res.body.detail).toMatch(/session has ended/);
+    }
+  };
+
+  const signIn = async (email: string) => {
+    const r = await gateways[0].post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Jonas', lastName: 'Jetty' });
+    expect(r.status).toBe(201);
+    const tokens = r.body as { accessToken: string; refreshToken: string };
+    // Both gateways have asked identity and hold "live" for 15 minutes.
+    for (const gw of gateways) expect((await gw.get('/v1/me', tokens.accessToken)).status).toBe(200);
+    return tokens;
+  };
+
+  it('a logout', async () => {
+    const { accessToken, refreshToken } = await signIn('jonas.logout@example.eu');
+    const other = (await gateways[1].post('/v1/auth/login', { email: 'jonas.logout@example.eu', password: PASSWORD })).body as { accessToken: string };
+    expect((await gateways[1].post('/v1/auth/logout', { refreshToken })).status).toBe(204);
+    await expectRefusedEverywhere(accessToken);
+    for (const gw of gateways) expect((await gw.get('/v1/me', other.accessToken)).status).toBe(200);
+  });
+
+  it('a revocation written by another process (an operator command), and an account deleted', async () => {
+    const revoked = await signIn('jonas.revoked@example.eu');
+    await env.sql(`UPDATE identity.sessions SET revoked_at = now(), revoked_reason = 'operator' WHERE user_id = (SELECT id FROM identity.users WHERE email = $1)`, ['jonas.revoked@example.eu']);
+    await expectRefusedEverywhere(revoked.accessToken);
+
+    const deleted = await signIn('jonas.deleted@example.eu');
+    await env.sql(`DELETE FROM identity.users WHERE email = $1`, ['jonas.deleted@example.eu']);
+    await expectRefusedEverywhere(deleted.accessToken);
+  });
+});

@@ -69,15 +69,16 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     // Data-subject export/erase are only for privacy's sagas; they carry no end-user auth.
     denyPublish: ['ally.rpc.*.privacy.>', 'ally.rpc.identity.contact.>'],
     consumers: [],
-    // StreamSubscriber: frames on ally.stream.gateway.<nuid>, acks and cancel on <subject>.ctl.
-    subscribe: ['ally.stream.gateway.*'],
+    // StreamSubscriber: frames on ally.stream.gateway.<nuid>, acks and cancel on <subject>.ctl; sessions identity ended.
+    subscribe: ['ally.stream.gateway.*', 'ally.identity.sessions.ended'],
     publish: ['ally.stream.gateway.*.ctl'],
   },
   identity: {
-    note: 'Owns users, orgs, sessions; calls nobody; hears objections and restrictions from privacy.',
+    note: 'Owns users, orgs, sessions; calls nobody; hears objections and restrictions from privacy; tells the gateways of ended sessions.',
     servesRpc: true,
     publishesEvents: true,
     calls: [],
+    publish: ['ally.identity.sessions.ended'],
     consumers: [
       { durable: 'identity-objections', types: ['privacy.subject.objected', 'privacy.subject.objection-upheld', 'privacy.request.decided'] },
       { durable: 'identity-restrictions', types: ['privacy.subject.restricted', 'privacy.subject.restriction-lifted'] },

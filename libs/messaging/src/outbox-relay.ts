@@ -1,10 +1,10 @@
-import pg from 'pg';
 import type { DataSource } from 'typeorm';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { withPrefix } from '@ally/contracts';
+import { PgListener } from '@ally/persistence';
 import { isStreamMissing, restoreStreams } from './jetstream.js';
 import { outboxChannel } from './messaging.migration.js';
 import { getOrCreate } from './metrics.js';
@@ -44,8 +44,8 @@ interface OutboxRow {
  */
 export class OutboxRelay {
   private readonly js: JetStreamClient;
-  private listener?: pg.Client;
-  private relisten?: NodeJS.Timeout;
+  /** NOTIFY wakes the relay at once; polling covers the time its connection is away. */
+  private readonly listener: PgListener;
   private running = false;
   private readonly pacer: Pacer;
   private readonly published: Counter;
@@ -55,6 +55,15 @@ export class OutboxRelay {
   constructor(private readonly opts: OutboxRelayOptions) {
     this.pacer = new Pacer(() => this.drainAll(), opts.pollIntervalMs ?? 1_000, (err) => opts.logger.warn({ err: String(err) }, 'outbox relay pass failed'), opts.settleMs ?? 20);
     this.js = jetstream(opts.nats, { timeout: opts.publishTimeoutMs ?? 5_000 });
+    this.listener = new PgListener({
+      databaseUrl: opts.databaseUrl,
+      channel: outboxChannel(opts.schema),
+      logger: opts.logger,
+      onNotify: () => this.wake(),
+      // Rows committed while nobody listened: one pass now rather than at the next poll.
+      onRelisten: () => this.wake(),
+      lostMessage: 'outbox listener lost its connection; polling until it is back',
+    });
     this.published = getOrCreate(opts.registry, 'ally_outbox_published_total', () =>
       new Counter({ name: 'ally_outbox_published_total', help: 'Outbox events published to JetStream', registers: [opts.registry] }),
     );
@@ -68,17 +77,14 @@ export class OutboxRelay {
 
   async start(): Promise<void> {
     this.running = true;
-    await this.listen();
+    await this.listener.start();
     this.pacer.start();
   }
 
   async stop(): Promise<void> {
     this.running = false;
-    clearTimeout(this.relisten);
-    this.relisten = undefined;
+    await this.listener.stop();
     await this.pacer.stop();
-    await this.listener?.end().catch(() => undefined);
-    this.listener = undefined;
   }
 
   /** Runs one drain at a time; a wake during a drain schedules one more. */
@@ -146,56 +152,5 @@ export class OutboxRelay {
       await restoreStreams(this.opts.nats, { prefix: this.opts.prefix });
       await send();
     }
-  }
-
-  /**
-   * LISTENs on a connection of its own. A lost connection is opened again, and
-   * again with a growing pause (up to 30 s) for as long as the database stays
-   * away: polling covers the gap, NOTIFY is back once Postgres is.
-   */
-  private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.opts.databaseUrl });
-    let lost = false;
-    const onLost = (err?: unknown) => {
-      if (lost) return;
-      lost = true;
-      if (this.listener === client) this.listener = undefined;
-      client.end().catch(() => undefined);
-      if (!this.running) return;
-      this.opts.logger.warn({ err: err === undefined ? undefined : String(err) }, 'outbox listener lost its connection; polling until it is back');
-      this.scheduleListen(1_000);
-    };
-    const ignore = () => undefined;
-    client.on('error', ignore);
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${outboxChannel(this.opts.schema)}`);
-    } catch (err) {
-      await client.end().catch(() => undefined);
-      throw err;
-    }
-    if (!this.running) {
-      await client.end().catch(() => undefined);
-      return;
-    }
-    client.off('error', ignore);
-    client.on('error', onLost);
-    client.on('end', () => onLost());
-    client.on('notification', () => this.wake());
-    this.listener = client;
-  }
-
-  private scheduleListen(delayMs: number): void {
-    if (!this.running || this.relisten) return;
-    this.relisten = setTimeout(() => {
-      this.relisten = undefined;
-      if (!this.running) return;
-      this.listen().then(
-        // Rows committed while nobody listened: one pass now rather than at the next poll.
-        () => this.wake(),
-        () => this.scheduleListen(Math.min(delayMs * 2, 30_000)),
-      );
-    }, delayMs);
-    this.relisten.unref();
   }
 }

@@ -6,3 +6,4 @@ export * from './purge.js';
 export * from './retention-pass.js';
 export * from './subject-lock.js';
 export * from './lower-case-ids.js';
+export * from './pg-listener.js';

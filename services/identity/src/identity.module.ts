@@ -18,6 +18,7 @@ import { ObjectionsConsumer } from './privacy/objections.consumer.js';
 import { RestrictionsConsumer } from './privacy/restrictions.consumer.js';
 import { IDENTITY_RETENTION_RULES } from './retention/retention.rules.js';
 import { LoginThrottleService } from './sessions/login-throttle.service.js';
+import { SessionEndBroadcast } from './sessions/session-end-broadcast.js';
 import { SessionsService } from './sessions/sessions.service.js';
 import { JwksController } from './signing-keys/jwks.controller.js';
 import { SigningKeysService } from './signing-keys/signing-keys.service.js';
@@ -44,6 +45,7 @@ export class IdentityModule {
         OneTimeTokensService,
         SigningKeysService,
         SessionsService,
+        SessionEndBroadcast,
         LoginThrottleService,
         AuthService,
         MeService,

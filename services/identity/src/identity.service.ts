@@ -9,6 +9,7 @@ import { OrgBlockedTerms1764300000000 } from './migrations/1764300000000-org-blo
 import { Objections1764800000000 } from './migrations/1764800000000-objections.js';
 import { PendingObjections1765600000000 } from './migrations/1765600000000-pending-objections.js';
 import { Restrictions1766000000000 } from './migrations/1766000000000-restrictions.js';
+import { SessionEndNotify1766200000000 } from './migrations/1766200000000-session-end-notify.js';
 import { SealedSigningKeys1765100000000 } from './migrations/1765100000000-sealed-signing-keys.js';
 import { InvitationEntity } from './orgs/invitation.entity.js';
 import { MembershipEntity } from './orgs/membership.entity.js';
@@ -55,7 +56,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       SsoStateEntity,
       SigningKeyEntity,
     ],
-    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000],
+    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000, SessionEndNotify1766200000000],
   },
   module: (ctx) => IdentityModule.forRoot(ctx),
   commands: {

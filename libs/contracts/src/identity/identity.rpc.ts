@@ -5,6 +5,15 @@ import type * as r from './identity.replies.js';
 
 const none = z.strictObject({});
 
+/**
+ * Core NATS, every gateway (no queue group): sessions that just ended, so their
+ * access tokens are refused at once rather than at the gateway's next check.
+ * Nothing is kept: a gateway that misses one still asks identity within
+ * `SESSION_CHECK_SECONDS`.
+ */
+export const SESSIONS_ENDED_SUBJECT = 'ally.identity.sessions.ended';
+export type SessionsEnded = { sessionIds: string[] };
+
 /** Every RPC identity answers; subjects are `ally.rpc.identity.<entity>.<verb>`. */
 export const IdentityRpc = {
   register: rpc<r.RegisterReply>()('ally.rpc.identity.user.register', s.registerInput, { authenticated: false }),

@@ -1,4 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { RpcClient } from '@ally/messaging';
 import type { GatewayConfig } from '../config.js';
@@ -19,12 +20,14 @@ const identity = (live: Record<string, boolean>) => {
 };
 
 const quiet = { warn: () => undefined } as unknown as Logger;
+/** Not listened to: these tests are about the questions to identity. */
+const noNats = undefined as unknown as NatsConnection;
 const inMinutes = (m: number) => Math.floor(Date.now() / 1000) + m * 60;
 
 describe(SessionLiveness.name, () => {
   it('keeps refusing a session identity said had ended while identity cannot be reached, after the period and other answers', async () => {
     const { rpc, asked, state } = identity({ 'live-1': true, 'live-2': true });
-    const sut = new SessionLiveness(rpc, { SESSION_CHECK_SECONDS: 0 } as GatewayConfig, quiet);
+    const sut = new SessionLiveness(rpc, noNats, { SESSION_CHECK_SECONDS: 0 } as GatewayConfig, quiet);
     await expect(sut.assertLive('ended', inMinutes(10))).rejects.toMatchObject({ status: 401 });
     await sut.assertLive('live-1', inMinutes(10));
     await sut.assertLive('live-2', inMinutes(10));
@@ -39,7 +42,7 @@ describe(SessionLiveness.name, () => {
 
   it('keeps a live answer for the period, and after identity failed waits before asking it again', async () => {
     const { rpc, asked, state } = identity({ a: true, b: true });
-    const sut = new SessionLiveness(rpc, { SESSION_CHECK_SECONDS: 30 } as GatewayConfig, quiet);
+    const sut = new SessionLiveness(rpc, noNats, { SESSION_CHECK_SECONDS: 30 } as GatewayConfig, quiet);
     await sut.assertLive('a', inMinutes(10));
     await sut.assertLive('a', inMinutes(10));
     expect(asked).toEqual(['a']);

@@ -1,8 +1,9 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { IdentityRpc, ProblemError } from '@ally/contracts';
+import { IdentityRpc, ProblemError, SESSIONS_ENDED_SUBJECT, withPrefix, type SessionsEnded } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { ExpiringMap, LOGGER } from '@ally/platform';
+import { ExpiringMap, LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
 /** Sessions remembered at once (in each map); past it the oldest answers go first (they expire soonest). */
@@ -22,10 +23,12 @@ const ENDED_FALLBACK_MS = 3600_000;
  * reached, the token's signature decides for a session not known to have
  * ended, as before this existed: chat keeps working while identity restarts.
  * An end is final, so a session identity said had ended stays refused, without
- * asking again, until the last of its tokens seen expires.
+ * asking again, until the last of its tokens seen expires. identity also tells
+ * every gateway of each session that ends, the moment it does: the period
+ * bounds only what such a message missed (NATS away at that moment).
  */
 @Injectable()
-export class SessionLiveness {
+export class SessionLiveness implements OnApplicationBootstrap, OnModuleDestroy {
   /** Sessions identity said run, for SESSION_CHECK_SECONDS. */
   private readonly live: ExpiringMap<string, true>;
   /** Ended sessions: until when a token of theirs may still verify (its `exp`). */
@@ -34,12 +37,34 @@ export class SessionLiveness {
   /** Until then identity is not asked: it just failed to answer, and each request would wait for its timeout again. */
   private identityAwayUntil = 0;
 
+  private endedSub?: Subscription;
+
   constructor(
     private readonly rpc: RpcClient,
+    @Inject(NATS) private readonly nats: NatsConnection,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {
     this.live = new ExpiringMap(config.SESSION_CHECK_SECONDS * 1000, MAX_ENTRIES);
+  }
+
+  onApplicationBootstrap(): void {
+    this.endedSub = this.nats.subscribe(withPrefix(this.config.NATS_SUBJECT_PREFIX, SESSIONS_ENDED_SUBJECT), {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const { sessionIds } = msg.json<SessionsEnded>();
+          // When its tokens expire is not known here: remembered for longer than any lives.
+          for (const id of sessionIds) if (typeof id === 'string') this.rememberEnded(id, Date.now() + ENDED_FALLBACK_MS);
+        } catch {
+          this.logger.warn('ignored a malformed sessions-ended message');
+        }
+      },
+    });
+  }
+
+  onModuleDestroy(): void {
+    if (this.endedSub && !this.endedSub.isClosed()) this.endedSub.unsubscribe();
   }
 
   /** `tokenExpiresAt`: the token's `exp` (seconds), how long an ended session must be remembered for it. */
