@@ -354,7 +354,7 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
     }
   });
 
-  it("Postgres takes every service at its HPA maximum: each pod's pool and the outbox relay's connection, with a rollout's surge to spare", () => {
+  it("Postgres takes every service at its HPA maximum: each pod's pool and its LISTEN connections, with a rollout's surge to spare", () => {
     const maxConnections = Number(one(overlay, 'Cluster', 'ally-pg').spec.postgresql.parameters.max_connections);
     let needed = 0;
     for (const d of all(overlay, 'Deployment')) {
@@ -362,8 +362,10 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
       if (!main.env?.some((e: any) => e.name === 'DATABASE_URL')) continue;
       const pool = Number(main.env.find((e: any) => e.name === 'DATABASE_POOL_SIZE')?.value ?? 10);
       const hpa = all(overlay, 'HorizontalPodAutoscaler').find((h) => h.spec.scaleTargetRef.name === d.metadata.name);
-      // A rollout runs one pod more (maxSurge), each with the pool and the relay's LISTEN connection.
-      needed += ((hpa?.spec.maxReplicas ?? 1) + 1) * (pool + 1);
+      // A rollout runs one pod more (maxSurge), each with the pool and the relay's LISTEN connection
+      // (identity's pods one more LISTEN: the sessions that end, for the gateways).
+      const listens = d.metadata.name === 'identity' ? 2 : 1;
+      needed += ((hpa?.spec.maxReplicas ?? 1) + 1) * (pool + listens);
     }
     // The retention job, migrations and an operator's psql: 20 more.
     expect(needed + 20).toBeLessThanOrEqual(maxConnections);
