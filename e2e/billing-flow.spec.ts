@@ -189,6 +189,11 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     expect(forged.headers.get('content-type')).toContain('application/problem+json');
     expect((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status).toBe('active');
     expect(await env.sql(`SELECT * FROM billing.processed_webhooks WHERE event_id = 'evt_forged'`)).toEqual([]);
+
+    // A signature header no Stripe sends is named as the header it is, not as a field of the body.
+    const overlong = await http.request('POST', '/v1/webhooks/stripe', { raw: payload, headers: { 'content-type': 'application/json', 'stripe-signature': `t=1,v1=${'a'.repeat(3000)}` } });
+    expect(overlong.status).toBe(400);
+    expect(overlong.body.errors).toEqual([{ field: 'Stripe-Signature', message: 'must be at most 2000 characters' }]);
   });
 
   it('pages invoices as every list does: ?limit=&cursor= → { data, nextCursor }, newest first, none skipped or repeated', async () => {

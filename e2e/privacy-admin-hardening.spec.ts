@@ -55,8 +55,9 @@ describe('privacy: decisions, error answers and voided exports', () => {
     const signedIn = (await http.post('/v1/auth/login', { email: cora.email, password: PASSWORD })).body;
     expect((await http.get('/v1/admin/privacy/requests', signedIn.accessToken)).status).toBe(200);
     await identityService.commands!['revoke-role'](world.services.identity.app, [cora.email, 'compliance']);
-    expectProblem(await http.get('/v1/admin/privacy/requests', signedIn.accessToken), 403);
-    expectProblem(await http.post('/v1/admin/privacy/legal-holds', { userId: cora.user.id, reason: 'Nach dem Entzug' }, signedIn.accessToken), 403);
+    // Her sessions end with the role, and the gateway hears of it at once: the token is refused outright.
+    await waitFor(async () => ((await http.get('/v1/admin/privacy/requests', signedIn.accessToken)).status === 401 ? true : undefined), 'the ended session to be refused', 2_000);
+    expectProblem(await http.post('/v1/admin/privacy/legal-holds', { userId: cora.user.id, reason: 'Nach dem Entzug' }, signedIn.accessToken), 401);
     expect(await env.sql(`SELECT 1 FROM privacy.legal_holds WHERE user_id = $1`, [cora.user.id])).toEqual([]);
     // Her sessions ended with the role: the refresh token gets no token without it, a new sign-in does.
     expect((await http.post('/v1/auth/refresh', { refreshToken: signedIn.refreshToken })).status).toBe(401);
@@ -219,5 +220,47 @@ describe('privacy: decisions, error answers and voided exports', () => {
     const res = await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'late' }, cora);
     expectProblem(res, 409);
     expect(res.body.detail).toMatch(/erased/);
+  });
+
+  it("refuses a request scoped to an organisation that is not the caller's as not found, and chat keeps the stranger's 404 (never a 403)", async () => {
+    const jana = await register('Jana', 'Novák');
+    const mia = await register('Mia', 'Wagner');
+    const orgId = (await http.post('/v1/orgs', { name: 'Novák GmbH' }, jana.accessToken)).body.id as string;
+    for (const type of ['access', 'restriction', 'erasure']) {
+      const refused = await http.post('/v1/privacy/requests', { type, scope: orgId }, mia.accessToken);
+      expectProblem(refused, 404);
+      expect(refused.body.detail).toMatch(/scope "all"/);
+    }
+    expectProblem(await http.post('/v1/privacy/requests', { type: 'access', scope: randomUUID() }, mia.accessToken), 404);
+    expect(await env.sql(`SELECT 1 FROM privacy.requests WHERE user_id = $1`, [mia.user.id])).toEqual([]);
+    // The owner's own organisation is a scope of hers.
+    expect((await http.post('/v1/privacy/requests', { type: 'access', scope: orgId }, jana.accessToken)).status).toBe(202);
+
+    // A restriction that names the organisation (filed before this check, or straight to chat's replica) still leaves a stranger a stranger.
+    await env.sql(`INSERT INTO chat.restrictions (request_id, user_id, scope) VALUES ($1, $2, $3)`, [randomUUID(), mia.user.id, orgId]);
+    expectProblem(await http.get(`/v1/conversations?workspace=${orgId}`, mia.accessToken), 404);
+    expectProblem(await http.get(`/v1/models?workspace=${orgId}`, mia.accessToken), 404);
+  });
+
+  it('pages the legal holds by cursor: none is lost past the first page', async () => {
+    const cora = await complianceToken();
+    const before = (await env.sql<{ n: number }>(`SELECT count(*)::int AS n FROM privacy.legal_holds`))[0].n;
+    await env.sql(
+      `INSERT INTO privacy.legal_holds (id, user_id, subject_hash, reason, created_by, created_at)
+       SELECT gen_random_uuid(), gen_random_uuid(), 'h' || g, 'Steuerprüfung', $1, now() - g * interval '1 second' FROM generate_series(1, 230) g`,
+      [randomUUID()],
+    );
+    const seen = new Set<string>();
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const page = await http.get(`/v1/admin/privacy/legal-holds?limit=100${cursor ? `&cursor=${cursor}` : ''}`, cora);
+      expect(page.status).toBe(200);
+      for (const hold of page.body.data) seen.add(hold.id);
+      cursor = page.body.nextCursor;
+      pages++;
+    } while (cursor);
+    expect({ seen: seen.size, pages }).toEqual({ seen: before + 230, pages: Math.ceil((before + 230) / 100) });
+    expect((await http.get('/v1/admin/privacy/legal-holds', cora)).body.data).toHaveLength(20);
   });
 });

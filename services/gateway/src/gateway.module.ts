@@ -11,12 +11,14 @@ import { MeController } from './identity/me.controller.js';
 import { OrgsController } from './identity/orgs.controller.js';
 import { NotifyController } from './notify/notify.controller.js';
 import { BillingController } from './billing/billing.controller.js';
+import { PublicBillingController } from './billing/public-billing.controller.js';
 import { ChatController } from './chat/chat.controller.js';
 import { OpenAiCompatController } from './chat/openai-compat.controller.js';
 import { CancellableCalls } from './chat/cancellable-call.js';
 import { SseRelay } from './chat/sse-relay.service.js';
 import { ChatPolicySync } from './chat/policy-sync.service.js';
 import { PrivacyAdminController } from './privacy/privacy-admin.controller.js';
+import { ConsentsController } from './privacy/consents.controller.js';
 import { PrivacyController } from './privacy/privacy.controller.js';
 
 @Module({})
@@ -25,7 +27,7 @@ export class GatewayModule {
     return {
       module: GatewayModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController, BillingController, PrivacyController, PrivacyAdminController, WebController],
+      controllers: [AuthController, MeController, OrgsController, NotifyController, ChatController, OpenAiCompatController, BillingController, PublicBillingController, PrivacyController, ConsentsController, PrivacyAdminController, WebController],
       providers: [
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,

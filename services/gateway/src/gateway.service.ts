@@ -1,5 +1,5 @@
 import helmet from '@fastify/helmet';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { DocumentBuilder, SwaggerModule, type OpenAPIObject } from '@nestjs/swagger';
 import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
@@ -80,6 +80,35 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
         .addServer(config.PUBLIC_BASE_URL)
         .build(),
     );
+    withProblemAnswers(document);
     SwaggerModule.setup('docs', app, document, { jsonDocumentUrl: 'docs/openapi.json' });
   },
 };
+
+/** Every operation's errors are problem details (RFC 9457): one schema, as each operation's `default` answer. */
+function withProblemAnswers(document: OpenAPIObject): void {
+  document.components ??= {};
+  document.components.schemas ??= {};
+  document.components.schemas.Problem = {
+    type: 'object',
+    required: ['type', 'title', 'status'],
+    properties: {
+      type: { type: 'string', format: 'uri' },
+      title: { type: 'string' },
+      status: { type: 'integer', minimum: 400, maximum: 599 },
+      detail: { type: 'string', description: 'what is wrong, in words' },
+      errors: {
+        type: 'array',
+        description: 'the fields a validation refused',
+        items: { type: 'object', required: ['field', 'message'], properties: { field: { type: 'string' }, message: { type: 'string' } } },
+      },
+    },
+  };
+  const problem = { description: 'An error: 4xx for what the request got wrong, 503 when a dependency is down', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } };
+  for (const item of Object.values(document.paths)) {
+    for (const method of ['get', 'put', 'post', 'delete', 'patch'] as const) {
+      const operation = item[method];
+      if (operation) operation.responses = { ...operation.responses, default: problem };
+    }
+  }
+}

@@ -14,10 +14,12 @@ export const capInput = z.strictObject({
   userId: z.uuid().optional(),
   monthlyTokens: z.number().int().min(0).max(1e12).nullable(),
 });
+/** Stripe's header holds a timestamp and a few signatures: far less. */
+export const STRIPE_SIGNATURE_MAX = 2000;
 export const stripeWebhookInput = z.strictObject({
   /** The raw body exactly as received, base64: the signature covers the bytes. */
   payload: z.string().max(2_000_000),
-  signature: z.string().max(2000),
+  signature: z.string().max(STRIPE_SIGNATURE_MAX),
 });
 export const quotaCheckInput = z.strictObject({ workspace: z.string(), userId: z.uuid() });
 export const invoiceExportInput = z.strictObject({ period: periodSchema });

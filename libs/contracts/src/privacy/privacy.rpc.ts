@@ -29,6 +29,6 @@ export const PrivacyRpc = {
   getRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.get', s.retentionRunIdInput),
   createLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.create', s.createLegalHoldInput),
   releaseLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.release', s.legalHoldIdInput),
-  listLegalHolds: rpc<{ data: r.LegalHoldView[] }>()('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),
+  listLegalHolds: rpc<r.PrivacyPage<r.LegalHoldView>>()('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),
   processingActivities: rpc<r.ProcessingRegister | { csv: string }>()('ally.rpc.privacy.processing-activities.get', s.processingActivitiesInput),
 } as const;

@@ -106,6 +106,6 @@ export const createLegalHoldInput = z.strictObject({
   reason: letterText(500).min(3, 'must be at least 3 characters'),
 });
 export const legalHoldIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
-export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional() });
+export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional(), ...pageParams });
 
 export const processingActivitiesInput = z.strictObject({ format: z.enum(['json', 'csv']).default('json') });

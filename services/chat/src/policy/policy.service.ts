@@ -75,6 +75,8 @@ export class PolicyService {
   async fromRows(actor: Actor, workspace: string, rows: PolicyRows): Promise<RoutingPolicy> {
     assertKeyScope(actor, workspace);
     if (rows.erased) throw new ProblemError(410, 'This account was erased');
+    // Not yours first: a restriction filed for someone else's organisation must not turn its 404 into a 403.
+    if (workspace !== 'private' && !rows.member && !(await this.refreshMemberships(actor, workspace))) throw new ProblemError(404, 'Workspace not found');
     if (rows.restricted) {
       throw new ProblemError(403, 'Processing of your data is restricted at your request (Art. 18 GDPR); chat is paused until the restriction is lifted', { type: 'https://ally.eu/problems/processing-restricted' });
     }
@@ -82,7 +84,6 @@ export class PolicyService {
     if (workspace === 'private') {
       return { workspace, restrictToEu, orgEuOnly: false, allowedModels: null, blockedTerms: [], euOnly: restrictToEu };
     }
-    if (!rows.member && !(await this.refreshMemberships(actor, workspace))) throw new ProblemError(404, 'Workspace not found');
     const org = rows.org ?? (await this.fetchOrgPolicy(actor, workspace));
     return {
       workspace,

@@ -70,7 +70,7 @@ export class SessionLiveness implements OnApplicationBootstrap, OnModuleDestroy 
   /** `tokenExpiresAt`: the token's `exp` (seconds), how long an ended session must be remembered for it. */
   async assertLive(sessionId: string, tokenExpiresAt?: number): Promise<void> {
     const endedUntil = tokenExpiresAt !== undefined ? tokenExpiresAt * 1000 : Date.now() + ENDED_FALLBACK_MS;
-    if (!(await this.isLive(sessionId, endedUntil))) throw new ProblemError(401, 'This session has ended (signed out, password reset or revoked); sign in again');
+    if (!(await this.isLive(sessionId, endedUntil))) throw new ProblemError(401, 'This session has ended (signed out, password reset, revoked or the account erased); sign in again');
   }
 
   private async isLive(sessionId: string, endedUntil: number): Promise<boolean> {

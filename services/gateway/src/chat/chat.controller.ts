@@ -1,9 +1,10 @@
 import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
-import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, MODEL_NOT_FOUND, parseInput, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
+import { QuerySchema } from '../common/query-schema.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { CancellableCalls } from './cancellable-call.js';
@@ -15,13 +16,8 @@ import { ApiKeyAllowed } from '../auth/credential-scope.js';
 /** Long enough for a model's whole answer when the client did not ask for a stream. */
 export const COMPLETION_TIMEOUT_MS = 180_000;
 
-/** The query parameters in the OpenAPI document (`@Query() query: unknown` shows none by itself). */
-const WorkspaceQuery = (required: boolean) =>
-  ApiQuery({ name: 'workspace', required, type: String, description: '"private" or an organisation id the caller belongs to' + (required ? '' : " (default: the API key's workspace, else private)") });
-const PageQueries = (max: number, byDefault: number) => (target: object, key: string | symbol, descriptor: PropertyDescriptor) => {
-  ApiQuery({ name: 'limit', required: false, type: Number, description: `1 to ${max}, ${byDefault} by default` })(target, key, descriptor);
-  ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })(target, key, descriptor);
-};
+/** The OpenAPI words for a workspace that may be left out. */
+const DEFAULT_WORKSPACE = { workspace: `"private" or an organisation id the caller belongs to (default: the API key's workspace, else private)` };
 
 @ApiTags('chat')
 @ApiBearerAuth()
@@ -35,14 +31,14 @@ export class ChatController {
   ) {}
 
   @Get('models')
-  @WorkspaceQuery(false)
+  @QuerySchema(listModelsInput, { describe: DEFAULT_WORKSPACE })
   models(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
   }
 
   /** One model of the list (the OpenAI SDK's `models.retrieve`): the caller's policy decides, as for the list. */
   @Get('models/:id')
-  @WorkspaceQuery(false)
+  @QuerySchema(listModelsInput, { describe: DEFAULT_WORKSPACE })
   async model(@Param('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     const models = await this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
     const model = models.data.find((m) => m.id === id);
@@ -57,14 +53,13 @@ export class ChatController {
   }
 
   @Get('conversations')
-  @WorkspaceQuery(true)
-  @PageQueries(100, 20)
+  @QuerySchema(listConversationsInput)
   listConversations(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listConversations, parseInput(listConversationsInput, query, 'query'), { actor, meta });
   }
 
   @Get('conversations/:id')
-  @PageQueries(200, 100)
+  @QuerySchema(ChatRpc.getConversation.input, { omit: ['id'] })
   getConversation(@UuidParam('id') id: string, @Query() query: object, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.getConversation, parseInput(ChatRpc.getConversation.input, { ...query, id }, 'query'), { actor, meta });
   }
@@ -113,8 +108,7 @@ export class ChatController {
   }
 
   @Get('assistants')
-  @WorkspaceQuery(true)
-  @PageQueries(100, 20)
+  @QuerySchema(ChatRpc.listAssistants.input)
   listAssistants(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listAssistants, parseInput(ChatRpc.listAssistants.input, query, 'query'), { actor, meta });
   }

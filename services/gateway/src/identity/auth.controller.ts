@@ -1,5 +1,5 @@
 import { Controller, Get, Headers, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
+import { ApiHeader, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   forgotPasswordInput,
@@ -31,6 +31,7 @@ export class AuthController {
   ) {}
 
   @Post('v1/auth/register')
+  @ApiHeader({ name: 'accept-language', required: false, description: "the mails' language when the body names no locale (de or en)" })
   @AuthRateLimited()
   @BodySchema(registerInput)
   register(@ValidBody(registerInput) body: unknown, @RequestMetaParam() meta: RequestMeta, @Headers('accept-language') acceptLanguage?: string) {
@@ -87,6 +88,7 @@ export class AuthController {
 
   /** Redirects the browser to the identity provider. */
   @Get('v1/auth/sso/:provider/start')
+  @ApiResponse({ status: 302, description: "to the identity provider's sign-in page" })
   async ssoStart(@Param('provider') provider: string, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { authorizationUrl } = await this.rpc.call(IdentityRpc.ssoStart, { provider }, { meta });
     reply.status(302).header('location', authorizationUrl).send();

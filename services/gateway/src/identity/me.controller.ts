@@ -7,6 +7,7 @@ import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
+import { QuerySchema } from '../common/query-schema.js';
 
 @ApiTags('me')
 @ApiBearerAuth()
@@ -44,6 +45,7 @@ export class MeController {
   }
 
   @Get('api-keys')
+  @QuerySchema(listApiKeysInput)
   listApiKeys(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.listApiKeys, parseInput(listApiKeysInput, query, 'query'), { actor, meta });
   }

@@ -7,6 +7,7 @@ import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { QuerySchema } from '../common/query-schema.js';
 
 @ApiTags('organisations')
 @ApiBearerAuth()
@@ -29,6 +30,7 @@ export class OrgsController {
   }
 
   @Get('v1/orgs/:orgId/members')
+  @QuerySchema(listMembersInput, { omit: ['orgId'] })
   members(@UuidParam('orgId') orgId: string, @Query() query: object, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.listMembers, parseInput(listMembersInput, { ...query, orgId }, 'query'), { actor, meta });
   }

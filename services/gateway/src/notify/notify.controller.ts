@@ -6,6 +6,7 @@ import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { RequestMetaParam } from '../common/request-context.js';
+import { QuerySchema } from '../common/query-schema.js';
 
 @ApiTags('notify')
 @Controller()
@@ -30,6 +31,7 @@ export class NotifyController {
 
   /** Development only: the mails the Brevo emulator took, newest first, with their links and tokens. */
   @Get('v1/dev/mailbox')
+  @QuerySchema(devMailboxInput)
   @ApiExcludeEndpoint()
   devMailbox(@Query() query: unknown, @RequestMetaParam() meta: RequestMeta) {
     if (this.config.NODE_ENV === 'production') throw new ProblemError(404, 'Not found');

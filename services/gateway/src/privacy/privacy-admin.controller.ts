@@ -1,5 +1,5 @@
 import { Controller, Delete, Get, HttpCode, Post, Put, Query, Res, UseGuards } from '@nestjs/common';
-import { ApiBearerAuth, ApiQuery, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import {
   adminListPrivacyRequestsInput,
@@ -9,7 +9,6 @@ import {
   parseInput,
   processingActivitiesInput,
   PrivacyRpc,
-  privacyRequestStatusSchema,
   retentionPoliciesBody,
   startRetentionRunInput,
   updateRetentionPoliciesInput,
@@ -17,6 +16,7 @@ import {
   type RequestMeta,
 } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { QuerySchema } from '../common/query-schema.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
@@ -33,10 +33,7 @@ export class PrivacyAdminController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Get('requests')
-  @ApiQuery({ name: 'status', required: false, enum: privacyRequestStatusSchema.options })
-  @ApiQuery({ name: 'awaiting', required: false, enum: ['decision'], description: 'restrictions and objections waiting for compliance to decide' })
-  @ApiQuery({ name: 'limit', required: false, type: Number })
-  @ApiQuery({ name: 'cursor', required: false, type: String, description: 'nextCursor of the previous page' })
+  @QuerySchema(adminListPrivacyRequestsInput, { describe: { awaiting: 'restrictions and objections waiting for compliance to decide' } })
   requests(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.adminListRequests, parseInput(adminListPrivacyRequestsInput, query, 'query'), { actor, meta });
   }
@@ -74,6 +71,7 @@ export class PrivacyAdminController {
   }
 
   @Get('legal-holds')
+  @QuerySchema(listLegalHoldsInput)
   holds(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.listLegalHolds, parseInput(listLegalHoldsInput, query, 'query'), { actor, meta });
   }
@@ -93,6 +91,7 @@ export class PrivacyAdminController {
 
   /** The register of processing activities; `?format=csv` for a spreadsheet. */
   @Get('processing-activities')
+  @QuerySchema(processingActivitiesInput)
   async processingActivities(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { format } = parseInput(processingActivitiesInput, query, 'query');
     const answer = await this.rpc.call(PrivacyRpc.processingActivities, { format }, { actor, meta });

@@ -1,19 +1,19 @@
-import { Controller, Delete, Get, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
+import { Controller, Get, HttpCode, Post, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
 import { z } from 'zod';
-import { createPrivacyRequestInput, exportFormatSchema, listPrivacyRequestsInput, parseInput, PrivacyRpc, recordConsentInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { createPrivacyRequestInput, exportFormatSchema, IdentityRpc, listPrivacyRequestsInput, parseInput, PrivacyRpc, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { Public } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/uuid-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
+import { QuerySchema } from '../common/query-schema.js';
 
 /** A download's query: `format` alone, so a typo is a 400 naming it rather than a silent default. */
 const downloadQuery = z.strictObject({ format: exportFormatSchema });
 
-/** Data-subject requests (the caller's own only) and consent records (no login). */
+/** Data-subject requests: the caller's own only. */
 @ApiTags('privacy')
 @ApiBearerAuth()
 @LiveAccountRequired()
@@ -24,11 +24,23 @@ export class PrivacyController {
   @Post('requests')
   @HttpCode(202)
   @BodySchema(createPrivacyRequestInput)
-  create(@ValidBody(createPrivacyRequestInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+  async create(@ValidBody(createPrivacyRequestInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    await this.assertOwnScope(body.scope, actor, meta);
     return this.rpc.call(PrivacyRpc.createRequest, body, { actor, meta });
   }
 
+  /** An organisation scope must be one of the caller's: any other is "not found", as everywhere. */
+  private async assertOwnScope(scope: string, actor: Actor, meta: RequestMeta): Promise<void> {
+    if (scope === 'all' || scope === 'private') return;
+    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor, meta });
+    if (!me.memberships.some((m) => m.orgId === scope)) {
+      // identity keeps no past memberships: what is left of one sits under scope "all".
+      throw new ProblemError(404, `Organisation ${scope} is not one you belong to; for the data of an organisation you left, use scope "all"`);
+    }
+  }
+
   @Get('requests')
+  @QuerySchema(listPrivacyRequestsInput)
   list(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.listRequests, parseInput(listPrivacyRequestsInput, query, 'query'), { actor, meta });
   }
@@ -40,6 +52,7 @@ export class PrivacyController {
 
   /** The export package: `?format=zip` (default) or `json`; privacy sends it in parts, joined here. */
   @Get('requests/:id/download')
+  @QuerySchema(downloadQuery)
   async download(@UuidParam('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { format } = parseInput(downloadQuery, query, 'query');
     const file = await this.rpc.call(PrivacyRpc.download, { id, format }, { actor, meta });
@@ -53,26 +66,5 @@ export class PrivacyController {
       .header('cache-control', 'no-store')
       .header('x-content-sha256', file.sha256)
       .send(Buffer.concat(parts));
-  }
-
-  @Post('consents')
-  @Public()
-  @HttpCode(201)
-  @BodySchema(recordConsentInput)
-  recordConsent(@ValidBody(recordConsentInput) body: any, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(PrivacyRpc.recordConsent, body, { meta });
-  }
-
-  @Get('consents/:subjectId')
-  @Public()
-  consents(@Param('subjectId') subjectId: string, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(PrivacyRpc.getConsents, { subjectId }, { meta });
-  }
-
-  /** Withdraws every consent of the subject; the history stays. */
-  @Delete('consents/:subjectId')
-  @Public()
-  withdraw(@Param('subjectId') subjectId: string, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(PrivacyRpc.withdrawConsents, { subjectId }, { meta });
   }
 }

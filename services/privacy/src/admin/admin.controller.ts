@@ -74,8 +74,8 @@ export class AdminController {
   @MessagePattern(PrivacyRpc.listLegalHolds.subject)
   async listHolds(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));
-    const { active } = parseInput(PrivacyRpc.listLegalHolds.input, req.input, 'query');
-    return { data: await this.holds.list(active === undefined ? undefined : active === 'true') };
+    const { active, limit, cursor } = parseInput(PrivacyRpc.listLegalHolds.input, req.input, 'query');
+    return this.holds.list(active === undefined ? undefined : active === 'true', limit, cursor);
   }
 
   @MessagePattern(PrivacyRpc.processingActivities.subject)

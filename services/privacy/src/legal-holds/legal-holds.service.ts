@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import type { Actor, LegalHoldView } from '@ally/contracts';
+import { decodeCursor, keysetPage, type Actor, type LegalHoldView, type PrivacyPage } from '@ally/contracts';
 import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { NotFound } from '../common/privacy-errors.js';
@@ -59,10 +59,17 @@ export class LegalHoldsService {
     });
   }
 
-  async list(active?: boolean): Promise<LegalHoldView[]> {
-    const where = active === undefined ? 'TRUE' : active ? 'released_at IS NULL' : 'released_at IS NOT NULL';
-    const rows: HoldRow[] = await this.ds.query(`SELECT * FROM legal_holds WHERE ${where} ORDER BY created_at DESC LIMIT 500`);
-    return rows.map(view);
+  /** Newest first, a keyset page over (created_at, id). */
+  async list(active: boolean | undefined, limit: number, cursor?: string): Promise<PrivacyPage<LegalHoldView>> {
+    const where = [active === undefined ? 'TRUE' : active ? 'released_at IS NULL' : 'released_at IS NOT NULL'];
+    const after = decodeCursor(cursor);
+    if (after) where.push(`(created_at, id) < ($1::timestamptz, $2::uuid)`);
+    const rows: HoldRow[] = await this.ds.query(
+      `SELECT * FROM legal_holds WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`,
+      after ? [after.at, after.id] : [],
+    );
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [new Date(r.created_at), r.id]);
+    return { data: page.map(view), nextCursor };
   }
 
   /**

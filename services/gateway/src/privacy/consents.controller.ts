@@ -1,0 +1,33 @@
+import { Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { ApiTags } from '@nestjs/swagger';
+import { PrivacyRpc, recordConsentInput, type RequestMeta } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
+import { Public } from '@ally/platform';
+import { RequestMetaParam } from '../common/request-context.js';
+import { BodySchema, ValidBody } from '../common/zod-body.js';
+
+/** Consent records of a pseudonymous subject (a cookie banner's id): no login. */
+@ApiTags('privacy')
+@Public()
+@Controller('v1/privacy')
+export class ConsentsController {
+  constructor(private readonly rpc: RpcClient) {}
+
+  @Post('consents')
+  @HttpCode(201)
+  @BodySchema(recordConsentInput)
+  recordConsent(@ValidBody(recordConsentInput) body: any, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.recordConsent, body, { meta });
+  }
+
+  @Get('consents/:subjectId')
+  consents(@Param('subjectId') subjectId: string, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.getConsents, { subjectId }, { meta });
+  }
+
+  /** Withdraws every consent of the subject; the history stays. */
+  @Delete('consents/:subjectId')
+  withdraw(@Param('subjectId') subjectId: string, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.withdrawConsents, { subjectId }, { meta });
+  }
+}
