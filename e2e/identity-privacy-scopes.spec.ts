@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomUUID } from 'node:crypto';
-import { createEnvelope, privacyRpcs } from '@ally/contracts';
+import { createEnvelope, privacyRetentionRpc, privacyRpcs } from '@ally/contracts';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
-import { confirmEmail, createTestEnv, httpClient, lastEvent, publishEvent, waitFor, type TestEnv } from '@ally/testing';
+import { AgeRetentionService } from '@ally/platform';
+import { confirmEmail, createTestEnv, httpClient, lastEvent, publishEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 
 const PASSWORD = 'Sommerwiese am Fluss 2026';
 const IdentityPrivacy = privacyRpcs('identity');
@@ -21,10 +22,11 @@ describe('identity: personal data by scope of a data-subject request', () => {
   let env: TestEnv;
   let http: ReturnType<typeof httpClient>;
   let rpc: RpcClient;
+  let identity: RunningService;
 
   beforeAll(async () => {
     env = await createTestEnv();
-    await env.start(identityService);
+    identity = await env.start(identityService);
     const gateway = await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '300' });
     http = httpClient(gateway.url);
     rpc = new RpcClient(await env.nats(), env.prefix);
@@ -88,6 +90,40 @@ describe('identity: personal data by scope of a data-subject request', () => {
     expect(await env.sql(`SELECT invited_by FROM identity.invitations WHERE email = 'kai@scopes.example.eu'`)).toEqual([{ invited_by: null }]);
     expect(invitationsIn(await rpc.call(IdentityPrivacy.export, { userId: mia.user.id, scope: orgId }))).toEqual({ received: [], sent: [] });
     expect((await http.get(`/v1/orgs/${orgId}`, kai.accessToken)).status).toBe(200);
+  });
+
+  it("the private workspace's erasure takes its API keys, which the private export showed: the key stops working", async () => {
+    const pia = await register('pia@scopes.example.eu', { organizationName: 'Pia Werkstatt GmbH' });
+    const orgId = pia.user.memberships[0].orgId;
+    const privateKey = (await http.post('/v1/me/api-keys', { name: 'Skript', workspace: 'private' }, pia.accessToken)).body.key as string;
+    const orgKey = (await http.post('/v1/me/api-keys', { name: 'Firma', workspace: orgId }, pia.accessToken)).body.key as string;
+    const exported = await rpc.call(IdentityPrivacy.export, { userId: pia.user.id, scope: 'private' });
+    expect((exported.categories['api-keys'] as { name: string }[]).map((k) => k.name)).toEqual(['Skript']);
+
+    const erased = await rpc.call(IdentityPrivacy.erase, { userId: pia.user.id, scope: 'private' });
+    expect(erased.affected).toEqual({ memberships: 0, 'api-keys': 1 });
+    expect((await http.get('/v1/me', privateKey)).status).toBe(401);
+    expect((await http.get('/v1/me', orgKey)).status).toBe(200);
+    expect((await rpc.call(IdentityPrivacy.export, { userId: pia.user.id, scope: 'private' })).categories['api-keys']).toEqual([]);
+  });
+
+  it('old invitations go in retention runs, never those naming a held person (inviter or invitee)', async () => {
+    const owner = await register('otto@scopes.example.eu', { organizationName: 'Otto Reederei GmbH' });
+    const orgId = owner.user.memberships[0].orgId;
+    const held = await register('helga@scopes.example.eu');
+    const free = await register('fritz@scopes.example.eu');
+    await invite(orgId, 'helga@scopes.example.eu', 'member', owner.accessToken, held.accessToken);
+    await invite(orgId, 'fritz@scopes.example.eu', 'member', owner.accessToken, free.accessToken);
+    await env.sql(`UPDATE identity.invitations SET accepted_at = now() - interval '40 days' WHERE org_id = $1`, [orgId]);
+    const run = (heldUserIds: string[], dryRun: boolean) =>
+      rpc.call(privacyRetentionRpc('identity'), { categories: [{ category: 'memberships', retentionDays: null }], dryRun, heldUserIds });
+
+    // identity's hourly housekeeping does not touch them: it does not know who is held.
+    await identity.app.get(AgeRetentionService).purgeExpired();
+    expect(await env.sql(`SELECT 1 FROM identity.invitations WHERE org_id = $1`, [orgId])).toHaveLength(2);
+    expect((await run([held.user.id, owner.user.id], false)).results).toEqual([{ category: 'memberships', affected: 0 }]);
+    expect((await run([held.user.id], false)).results).toEqual([{ category: 'memberships', affected: 1 }]);
+    expect(await env.sql(`SELECT email FROM identity.invitations WHERE org_id = $1`, [orgId])).toEqual([{ email: 'helga@scopes.example.eu' }]);
   });
 
   it('sign-ins recorded only by the address hash (during a restriction) are in the access export and go with the erasure', async () => {

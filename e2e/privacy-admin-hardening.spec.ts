@@ -254,7 +254,7 @@ describe('privacy: decisions, error answers and voided exports', () => {
     let cursor: string | null = null;
     let pages = 0;
     do {
-      const page = await http.get(`/v1/admin/privacy/legal-holds?limit=100${cursor ? `&cursor=${cursor}` : ''}`, cora);
+      const page: { status: number; body: any } = await http.get(`/v1/admin/privacy/legal-holds?limit=100${cursor ? `&cursor=${cursor}` : ''}`, cora);
       expect(page.status).toBe(200);
       for (const hold of page.body.data) seen.add(hold.id);
       cursor = page.body.nextCursor;
@@ -262,5 +262,20 @@ describe('privacy: decisions, error answers and voided exports', () => {
     } while (cursor);
     expect({ seen: seen.size, pages }).toEqual({ seen: before + 230, pages: Math.ceil((before + 230) / 100) });
     expect((await http.get('/v1/admin/privacy/legal-holds', cora)).body.data).toHaveLength(20);
+  });
+
+  it('leaves the subject their other rights while a legal hold suspends their erasure (it may wait for years)', async () => {
+    const cora = await complianceToken();
+    const hans = await register('Hans', 'Gehalten');
+    expect((await http.post('/v1/admin/privacy/legal-holds', { userId: hans.user.id, reason: 'Rechtsstreit' }, cora)).status).toBe(201);
+    const erasure = await http.post('/v1/privacy/requests', { type: 'erasure' }, hans.accessToken);
+    expect(erasure.status).toBe(202);
+    await waitFor(async () => ((await http.get(`/v1/privacy/requests/${erasure.body.id}`, hans.accessToken)).body.suspended ? true : undefined), 'the erasure to wait for the hold');
+    const access = await http.post('/v1/privacy/requests', { type: 'access' }, hans.accessToken);
+    expect(access.status).toBe(202);
+    expect((await settled(hans.accessToken, access.body.id)).status).toBe('completed');
+    expect((await http.post('/v1/privacy/requests', { type: 'restriction' }, hans.accessToken)).status).toBe(202);
+    // A second erasure is still the one already filed.
+    expectProblem(await http.post('/v1/privacy/requests', { type: 'erasure' }, hans.accessToken), 409);
   });
 });

@@ -15,8 +15,12 @@ export interface CategoryRetentionRule {
   since: string;
   /** More conditions a row must meet to go (e.g. `meter_status <> 'pending'`). */
   where?: string;
-  /** Column (or SQL expression) holding the user id: rows of held users never go. Leave out for tables without one. */
-  userColumn?: string;
+  /**
+   * Column (or SQL expression) holding the user id: rows of held users never go. Several when a row names
+   * several people (an invitation: who invited, who was invited): a hold of any of them keeps it. Leave out
+   * for tables without one.
+   */
+  userColumn?: string | string[];
   /**
    * SQL for the workspace a row belongs to, in a request's scope terms (`private` or an organisation id): a user
    * restricted in some workspaces only (`heldScopes`) then keeps only those workspaces' rows. `null`: the rows
@@ -81,16 +85,19 @@ export function retentionCondition(
   const scoped = rule.workspace ? heldScopes : [];
   const partly = new Set(heldScopes.map((h) => h.userId));
   const everywhere = rule.workspace === undefined ? [...new Set([...heldUserIds, ...partly])] : heldUserIds.filter((u) => !partly.has(u));
-  if (rule.userColumn && everywhere.length) {
-    params.push(everywhere);
-    conditions.push(`(${rule.userColumn} IS NULL OR NOT (${rule.userColumn}::text = ANY($${params.length}::text[])))`);
+  const userColumns = rule.userColumn === undefined ? [] : [rule.userColumn].flat();
+  if (userColumns.length && everywhere.length) {
+    const held = params.push(everywhere);
+    for (const column of userColumns) conditions.push(`(${column} IS NULL OR NOT (${column}::text = ANY($${held}::text[])))`);
   }
-  if (rule.userColumn && scoped.length) {
+  if (userColumns.length && scoped.length) {
     const users = params.push(scoped.map((h) => h.userId));
     const scopes = params.push(scoped.map((h) => h.scope));
-    conditions.push(
-      `NOT EXISTS (SELECT 1 FROM unnest($${users}::text[], $${scopes}::text[]) AS held(user_id, scope) WHERE held.user_id = (${rule.userColumn})::text AND held.scope = (${rule.workspace})::text)`,
-    );
+    for (const column of userColumns) {
+      conditions.push(
+        `NOT EXISTS (SELECT 1 FROM unnest($${users}::text[], $${scopes}::text[]) AS held(user_id, scope) WHERE held.user_id = (${column})::text AND held.scope = (${rule.workspace})::text)`,
+      );
+    }
   }
   return { where: conditions.join(' AND '), params };
 }

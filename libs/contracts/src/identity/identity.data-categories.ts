@@ -18,7 +18,7 @@ export const identityDataCategories: DataCategory[] = [
     purposes: ['providing the business workspace'],
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: null,
-    retentionRule: 'while the membership exists; open invitations expire after 7 days',
+    retentionRule: 'while the membership exists; invitations expire after 7 days and are deleted 30 days after their acceptance or expiry',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
   },
   {

@@ -99,7 +99,11 @@ export class IdentityPrivacyService {
         const [{ count }] = await em.query(`SELECT count(*)::int AS count FROM memberships WHERE org_id = $1`, [org_id]);
         await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
       }
-      if (scope === 'private') return { service: 'identity', affected: { memberships } };
+      if (scope === 'private') {
+        // The private workspace's keys are what identity holds of it (its export shows them): they go as an organisation's do.
+        const [, keys] = await em.query(`DELETE FROM api_keys WHERE user_id = $1 AND workspace = 'private'`, [userId]);
+        return { service: 'identity', affected: { memberships, 'api-keys': Number(keys ?? 0) } };
+      }
       // Invitations to them go (they name their address); those they sent stay for the invitee, without the link to them.
       const org = scope === 'all' ? null : scope;
       await em.query(`DELETE FROM invitations i WHERE ${RECEIVED}`, [userId, org]);

@@ -7,4 +7,13 @@ export const IDENTITY_CATEGORY_RULES: CategoryRetentionRule[] = [
   { category: 'login-audit', table: 'login_audit', since: 'occurred_at', userColumn: 'user_id', workspace: null },
   // Live keys stay while the account does (the category has no period); revoked ones go 30 days after their revocation.
   { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id', workspace: 'workspace', ownRule: `revoked_at < now() - interval '30 days'` },
+  // An invitation names who invited and who was invited (an account with that address, if any): a hold of either keeps it.
+  {
+    category: 'memberships',
+    table: 'invitations',
+    since: 'coalesce(accepted_at, expires_at)',
+    userColumn: ['invited_by', '(SELECT u.id FROM users u WHERE lower(u.email) = lower(invitations.email))'],
+    workspace: 'org_id',
+    ownRule: `coalesce(accepted_at, expires_at) < now() - interval '30 days'`,
+  },
 ];

@@ -1,15 +1,14 @@
 import type { PurgeRule } from '@ally/persistence';
 
 /**
- * identity's own housekeeping, hourly: used or expired one-time tokens,
- * invitations and SSO states, and published outbox rows after the stream's 7
- * days. Its declared data categories (sessions, login audit, revoked API keys)
- * go only in privacy's retention runs (category-retention.rules.ts), which
- * follow compliance's periods and spare users under a legal hold.
+ * identity's own housekeeping, hourly: used or expired one-time tokens and
+ * SSO states, and published outbox rows after the stream's 7 days. Its
+ * declared data categories (sessions, login audit, revoked API keys,
+ * invitations) go only in privacy's retention runs (category-retention.rules.ts),
+ * which follow compliance's periods and spare users under a legal hold.
  */
 export const IDENTITY_RETENTION_RULES: PurgeRule[] = [
   { name: 'one-time-tokens', table: 'one_time_tokens', key: 'token_hash', expired: `coalesce(used_at, expires_at) < now() - interval '1 day'` },
-  { name: 'invitations', table: 'invitations', expired: `coalesce(accepted_at, expires_at) < now() - interval '30 days'` },
   { name: 'sso-states', table: 'sso_states', key: 'state', expired: `expires_at < now()` },
   { name: 'outbox', table: 'outbox', expired: `sent_at < now() - interval '7 days'` },
 ];

@@ -78,9 +78,16 @@ export class RequestsRepository {
     return row?.id ?? null;
   }
 
-  /** An erasure of the whole account not yet done: the subject files nothing else meanwhile. */
+  /**
+   * An erasure of the whole account not yet done: the subject files nothing else meanwhile. One a legal hold
+   * suspends does not count: it may wait for years, and the subject's other rights do not.
+   */
   async openErasureOfAccount(em: EntityManager, userId: string): Promise<string | null> {
-    const [row] = await em.query(`SELECT id FROM requests WHERE user_id = $1 AND type = 'erasure' AND scope = 'all' AND status IN ('received', 'in_progress') LIMIT 1`, [userId]);
+    const [row] = await em.query(
+      `SELECT id FROM requests WHERE user_id = $1 AND type = 'erasure' AND scope = 'all' AND status IN ('received', 'in_progress')
+         AND NOT EXISTS (SELECT 1 FROM legal_holds WHERE user_id = $1 AND released_at IS NULL) LIMIT 1`,
+      [userId],
+    );
     return row?.id ?? null;
   }
 
