@@ -601,6 +601,28 @@ describe('retention policies', () => {
     expect(ok.status).toBe(200);
     expect(ok.body.data).toContainEqual(expect.objectContaining({ category: 'account', retentionDays: null }));
   });
+
+  it('shortens any period but one the law sets, and keeps the legal basis declared with the category', async () => {
+    // Periods that are maximums (a consent's two years, a package's seven days) may be shorter: that is data minimisation.
+    const shorter = await put([
+      { service: 'privacy', category: 'export-packages', retentionDays: 3 },
+      { service: 'privacy', category: 'consent-records', retentionDays: 365 },
+    ]);
+    expect(shorter.status).toBe(200);
+    expect(shorter.body.data).toEqual(expect.arrayContaining([expect.objectContaining({ category: 'export-packages', retentionDays: 3 }), expect.objectContaining({ category: 'consent-records', retentionDays: 365 })]));
+    // Invoices: 10 years by law (§ 147 AO), longer is allowed.
+    const invoices = await put({ service: 'billing', category: 'invoices', retentionDays: 365 });
+    expectProblem(invoices, 422);
+    expect(invoices.body.detail).toMatch(/invoices must by law be kept at least 3650 days/);
+    expect((await put({ service: 'billing', category: 'invoices', retentionDays: 4000 })).status).toBe(200);
+    // The basis is not a setting: the register and the objection plan follow the declaration.
+    const relabelled = await put({ service: 'billing', category: 'invoices', retentionDays: 3650, basis: 'consent (Art. 6(1)(a) GDPR)' });
+    expectProblem(relabelled, 400, ['basis']);
+    expect(relabelled.body.errors[0].message).toMatch(/legal obligation .* declared with the category/);
+    expect((await put({ service: 'billing', category: 'invoices', retentionDays: 3650, basis: 'legal obligation (Art. 6(1)(c) GDPR)' })).status).toBe(200);
+    const listed = await http.get('/v1/admin/privacy/retention-policies', cora);
+    expect(listed.body.data.find((p: { category: string }) => p.category === 'invoices')).toMatchObject({ retentionDays: 3650, basis: 'legal obligation (Art. 6(1)(c) GDPR)' });
+  });
 });
 
 describe('organisation policy', () => {

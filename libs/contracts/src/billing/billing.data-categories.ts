@@ -28,6 +28,7 @@ export const billingDataCategories: DataCategory[] = [
     purposes: ['bookkeeping and tax law'],
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
     retentionDays: 10 * 365,
+    legalMinimumDays: 10 * 365,
     retentionRule: 'kept 10 years (§ 147 AO, § 257 HGB); after an erasure request restricted and pseudonymised',
     processors: ['Stripe Payments Europe Ltd. (invoicing, Ireland)', 'Pathway Solutions GmbH (bookkeeping, Germany)', 'Hetzner Online GmbH (hosting, EU)'],
   },

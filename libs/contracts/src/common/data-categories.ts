@@ -17,6 +17,8 @@ export interface DataCategory {
   basis: LegalBasis;
   /** null: kept while the account exists, deleted on erasure. */
   retentionDays: number | null;
+  /** A period the law sets (tax and commercial records): compliance may keep them longer, never shorter. Other periods are maximums. */
+  legalMinimumDays?: number;
   retentionRule: string;
   processors: string[];
 }

@@ -65,6 +65,10 @@ export const retentionPolicyInput = z
     else if (p.retentionDays !== null && !takesRetentionDays(declared)) {
       ctx.addIssue({ code: 'custom', path: ['retentionDays'], message: `must be null: ${p.category} has no period in days (${declared.retentionRule})` });
     }
+    // The basis is declared with the category in libs/contracts: the register, the objection plan and the services' processing follow it.
+    if (declared && p.basis !== undefined && p.basis !== declared.basis) {
+      ctx.addIssue({ code: 'custom', path: ['basis'], message: `is ${declared.basis} for ${p.category}, declared with the category; it is not a setting` });
+    }
   });
 const retentionPolicyList = z
   .array(retentionPolicyInput)

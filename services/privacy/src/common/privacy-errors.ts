@@ -59,7 +59,7 @@ export class RetentionRunInProgress extends ProblemError {
 
 export class RetentionBelowLegalMinimum extends ProblemError {
   constructor(category: string, days: number) {
-    super(422, `${category} is kept for a legal obligation: its retention cannot be shorter than ${days} days`);
+    super(422, `${category} must by law be kept at least ${days} days: its retention cannot be shorter`);
   }
 }
 

@@ -22,8 +22,9 @@ export interface PolicyUpdate {
 
 /**
  * Retention per data category: the defaults declared in contracts, overridden
- * by the compliance team (each change an audit entry). Categories kept for a
- * legal obligation cannot be cut below the period the law sets.
+ * by the compliance team (each change an audit entry). A period the law sets
+ * (`legalMinimumDays`) cannot be cut; the others are maximums, and shorter is
+ * always allowed. The legal basis is the declared one.
  */
 @Injectable()
 export class RetentionPoliciesService {
@@ -40,7 +41,7 @@ export class RetentionPoliciesService {
         service: c.service,
         category: c.category,
         retentionDays: o ? o.retention_days : c.retentionDays,
-        basis: (o?.basis ?? c.basis) as RetentionPolicyView['basis'],
+        basis: c.basis,
         retentionRule: c.retentionRule,
         defaultRetentionDays: c.retentionDays,
         updatedAt: o ? new Date(o.updated_at).toISOString() : null,
@@ -53,8 +54,7 @@ export class RetentionPoliciesService {
     for (const u of updates) {
       const c = findCategory(u.service, u.category);
       if (!c) throw new UnknownCategory(`${u.service}/${u.category}`);
-      const legal = (u.basis ?? c.basis) === 'legal obligation (Art. 6(1)(c) GDPR)' || c.basis === 'legal obligation (Art. 6(1)(c) GDPR)';
-      if (legal && c.retentionDays !== null && u.retentionDays !== null && u.retentionDays < c.retentionDays) throw new RetentionBelowLegalMinimum(c.category, c.retentionDays);
+      if (c.legalMinimumDays !== undefined && u.retentionDays !== null && u.retentionDays < c.legalMinimumDays) throw new RetentionBelowLegalMinimum(c.category, c.legalMinimumDays);
     }
     const before = await this.list();
     await this.ds.transaction(async (em) => {
@@ -64,12 +64,12 @@ export class RetentionPoliciesService {
         await em.query(
           `INSERT INTO retention_policies (service, category, retention_days, basis, updated_at, updated_by) VALUES ($1, $2, $3, $4, now(), $5)
            ON CONFLICT (service, category) DO UPDATE SET retention_days = EXCLUDED.retention_days, basis = EXCLUDED.basis, updated_at = now(), updated_by = EXCLUDED.updated_by`,
-          [u.service, u.category, u.retentionDays, u.basis ?? old.basis ?? c.basis, actor.userId],
+          [u.service, u.category, u.retentionDays, c.basis, actor.userId],
         );
         await this.audit.append(em, {
           actor: `staff:${actor.userId}`,
           action: 'retention-policy.updated',
-          details: { service: u.service, category: u.category, from: { retentionDays: old.retentionDays, basis: old.basis }, to: { retentionDays: u.retentionDays, basis: u.basis ?? old.basis } },
+          details: { service: u.service, category: u.category, from: { retentionDays: old.retentionDays }, to: { retentionDays: u.retentionDays } },
         });
       }
     });
