@@ -83,3 +83,45 @@ describe('a deployment configured as EU that reports a region outside the EU', (
     expect(usage).toEqual({ eu: false });
   });
 });
+
+/** The same resource, refusing: its error answer says where the prompt went just as an answer would. */
+describe('a deployment configured as EU whose error answer reports a region outside the EU', () => {
+  let world: ChatWorld;
+
+  beforeAll(async () => {
+    world = await startChatWorld({ llm: { azureRegions: { 'gpt-4o-mini-swc': 'eastus' } } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('puts it on the receipt of the fallback that answered, streamed too, and keeps it from EU-only callers afterwards', async () => {
+    const token = (await world.http.post('/v1/auth/register', { email: 'eu-error@example.eu', password: PASSWORD, firstName: 'Nele', lastName: 'Moor' })).body.accessToken as string;
+    const id = (await world.http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
+    world.llm.failNext({ status: 500, deployment: 'gpt-4o-mini-swc' });
+    const plain = await world.http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=5 Hallo' }, token);
+    expect(plain.status).toBe(201);
+    expect(world.llm.requests({ kind: 'azure' }).map((r) => [r.endpoint, r.region, r.status])).toEqual([
+      ['gpt-4o-mini-swc', 'East US', 500],
+      ['gpt-4o-mini-dzeu', 'Sweden Central', 200],
+    ]);
+    expect(plain.body.residency).toMatchObject({
+      deployment: 'gpt-4o-mini@azure-datazone-eu',
+      euResident: false,
+      alsoSentTo: [{ deployment: SWEDEN, region: 'swedencentral', reportedRegion: 'East US' }],
+    });
+
+    // Kept from EU-only callers now: the next prompts, streamed or not, never reach it.
+    world.llm.clearRequests();
+    expect((await world.http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=5 Noch einmal' }, token)).body.residency).toMatchObject({ euResident: true });
+    const streamed = await fetch(`${world.base}/v1/conversations/${id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', 'content-type': 'application/json' },
+      body: JSON.stringify({ content: '#tokens=5 Und gestreamt' }),
+    });
+    const done = JSON.parse(/event: done\ndata: (.*)\n/.exec(await streamed.text())![1]);
+    expect(done.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+    expect(world.llm.requests({ kind: 'azure' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-dzeu', 'gpt-4o-mini-dzeu']);
+  });
+});

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { ChatRpc, IdentityRpc, STREAM_HEARTBEAT_MS, STREAM_SILENCE_LIMIT_MS, withPrefix, type StreamFrame } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
@@ -228,4 +230,39 @@ describe('a chat replica that dies mid-answer while NATS stays up', () => {
     // The provider's connection went with the process.
     await llm.waitForRequest({ aborted: true }, 5_000);
   }, 60_000);
+});
+
+describe('a gateway told to stop', () => {
+  let world: ChatWorld;
+
+  beforeAll(async () => {
+    world = await startChatWorld({ llm: { latencyPerTokenMs: 20 } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('lets a streamed answer finish, and does not wait for connections that carry no request', async () => {
+    const { http, env } = world;
+    const token = (await http.post('/v1/auth/register', { email: 'gesa@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Gesa', lastName: 'Stopp' })).body.accessToken;
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    // A spare connection that never sends a request (a browser's preconnect): it held the stop for over a minute.
+    const { port } = new URL(world.base);
+    const spare = connect(Number(port), '127.0.0.1');
+    await once(spare, 'connect');
+    const res = await fetch(`${world.base}/v1/conversations/${conversation.id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ content: '#tokens=60 Erzähl' }), // ~1.2 s
+    });
+    const body = res.text();
+    await new Promise((r) => setTimeout(r, 200));
+    const started = Date.now();
+    const spareClosed = once(spare, 'close');
+    await env.stop(world.gateway);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await spareClosed;
+    expect(await body).toContain('event: done');
+  });
 });

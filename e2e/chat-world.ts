@@ -9,6 +9,7 @@ export interface ChatWorld {
   env: TestEnv;
   llm: OpenAIEmulator;
   chat: RunningService;
+  gateway: RunningService;
   /** The gateway's base URL. */
   base: string;
   http: ReturnType<typeof httpClient>;
@@ -25,11 +26,13 @@ export async function startChatWorld(opts: { llm?: OpenAIEmulatorOptions; chat?:
   const llm = await startOpenAIEmulator(opts.llm);
   await env.start(identityService);
   const chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', ...opts.chat }));
-  const base = (await env.start(gatewayService, opts.gateway)).url;
+  const gateway = await env.start(gatewayService, opts.gateway);
+  const base = gateway.url;
   return {
     env,
     llm,
     chat,
+    gateway,
     base,
     http: httpClient(base),
     close: async () => {

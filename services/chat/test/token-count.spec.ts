@@ -21,6 +21,20 @@ describe('token counts', () => {
     expect(promptTokens(kept)).toBeLessThanOrEqual(200);
   });
 
+  it('starts the trimmed history with a question: an answer whose question did not fit goes too', () => {
+    const words = (n: number) => 'wort '.repeat(n);
+    const messages = [
+      { role: 'system' as const, content: 'Sei hilfreich.' },
+      { role: 'user' as const, content: `Q1 ${words(150)}` },
+      { role: 'assistant' as const, content: `A1 ${words(40)}` },
+      { role: 'user' as const, content: 'Q2 Hallo' },
+    ];
+    // A1 and Q2 fit, Q1 does not: A1 alone would be an answer to nothing.
+    expect(trimToWindow(messages, 80).map((m) => m.content.split(' ')[0])).toEqual(['Sei', 'Q2']);
+    // A caller's own last message may be an assistant's (a prefill): it stays.
+    expect(trimToWindow([...messages, { role: 'assistant' as const, content: 'Gern' }], 20).map((m) => m.content.split(' ')[0])).toEqual(['Sei', 'Gern']);
+  });
+
   it('counts a long unbroken run in linear time, and long ordinary text as closely as in one piece', () => {
     // Counted in one piece, these took the tokenizer 11 s and 41 s.
     expect(textTokens('a'.repeat(100_000))).toBe(12_500);

@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
 import { RESIDENCY_HEADER } from './chat/residency-header.js';
+import { drainConnectionsOnClose } from './common/connection-drain.js';
 import { answerClientError, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies, explainNonPreflightOptions } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
@@ -42,6 +43,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     fastify.addHook('onSend', async (req, reply) => {
       if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
     });
+    drainConnectionsOnClose(fastify);
     redirectTrailingSlash(fastify);
     requireJsonBodies(fastify);
     explainNonPreflightOptions(fastify);

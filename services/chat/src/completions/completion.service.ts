@@ -253,6 +253,11 @@ export class CompletionService {
         return { ...(await call(d, this.clients.for(d), request, strays)), deployment: d };
       } catch (err) {
         if (err instanceof ServedOutsideEu) strays.push({ deployment: d.id, region: d.region, reportedRegion: err.reportedRegion });
+        else {
+          // A refusal (an error, a prompt filter's) came from where the prompt went: one from outside the EU counts as an answer from there.
+          const reportedRegion = err instanceof OpenAI.APIError ? (err.headers?.get('x-ms-region') ?? null) : null;
+          if (this.strayedOutsideEu(d, reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: reportedRegion! });
+        }
         // Stopped on purpose (the conversation or its owner went: a 410), or the client went away.
         if (isAbort(err)) throw signal?.reason instanceof ProblemError ? signal.reason : new ProblemError(499, 'The client went away; the provider call was cancelled');
         if (err instanceof ProblemError) throw err;
@@ -286,15 +291,22 @@ export class CompletionService {
     if (plan.policy.euOnly && !servedInEu(d, residency.reportedRegion)) throw new ServedOutsideEu(residency.deployment, residency.reportedRegion ?? residency.region);
   }
 
+  /**
+   * Whether a deployment configured as EU-resident reported a region outside the EU (in an answer or an error);
+   * it is then kept from EU-only callers for a while.
+   */
+  private strayedOutsideEu(d: Deployment, reportedRegion: string | null): boolean {
+    if (!d.euResident || servedInEu(d, reportedRegion)) return false;
+    this.router.quarantineOutsideEu(d.id);
+    this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers for a while; check the catalog and the Azure resource');
+    return true;
+  }
+
   /** What happened, not what the catalog promised: a deployment that reports a region outside the EU is not EU-resident. */
   receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers, strays: Stray[] = []): ResidencyReceipt {
     const reportedRegion = headers?.get('x-ms-region') ?? null;
     const inEu = servedInEu(d, reportedRegion);
-    const strayed = d.euResident && !inEu;
-    if (strayed) {
-      this.router.quarantineOutsideEu(d.id);
-      this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers for a while; check the catalog and the Azure resource');
-    }
+    this.strayedOutsideEu(d, reportedRegion);
     return {
       provider: d.provider,
       deployment: d.id,
@@ -342,7 +354,12 @@ function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | u
     : { promptTokens: promptTokens(messages), completionTokens: textTokens(text) };
 }
 
-/** Keeps system messages and the newest turns that fit the model's context window, in their order. */
+/**
+ * Keeps system messages and the newest turns that fit the model's context
+ * window, in their order, starting with a question: an answer whose question
+ * did not fit goes too (the model would read it as said unprompted, and strict
+ * chat templates refuse an assistant turn first).
+ */
 export function trimToWindow(messages: PromptMessage[], maxTokens: number): PromptMessage[] {
   if (promptBytes(messages) <= maxTokens) return messages;
   const isSystem = (m: PromptMessage) => m.role === 'system' || m.role === 'developer';
@@ -358,6 +375,11 @@ export function trimToWindow(messages: PromptMessage[], maxTokens: number): Prom
   const newest = messages.findLast((m) => !isSystem(m));
   if (budget < 0 || (newest && !kept.has(newest))) {
     throw new ProblemError(413, 'The message is longer than the model can read', { errors: [{ field: 'content', message: 'exceeds the model context window' }] });
+  }
+  for (const m of messages) {
+    if (!kept.has(m)) continue;
+    if (m.role === 'user' || m === newest) break;
+    kept.delete(m);
   }
   return messages.filter((m) => isSystem(m) || kept.has(m));
 }

@@ -45,9 +45,12 @@ export class SseRelay {
     const sub = new StreamSubscriber<StreamFrame>(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject), STREAM_SILENCE_LIMIT_MS, (f) => f.type === 'done' || f.type === 'error');
     const raw = reply.raw;
     let finished = false;
+    let clientLeft = false;
     // Listening from the start: a client gone while chat still decides cancels the call too.
     raw.once('close', () => {
-      if (!finished) sub.cancel();
+      if (finished) return;
+      clientLeft = true;
+      sub.cancel();
     });
     try {
       await start({ subject, window: WINDOW });
@@ -60,7 +63,10 @@ export class SseRelay {
       throw err;
     }
     // Gone during the RPC: say it again, now that chat listens for it.
-    if (raw.destroyed) return sub.cancel();
+    if (clientLeft || raw.destroyed) {
+      sub.cancel();
+      return clientGone(reply);
+    }
     const open = (residency?: ResidencyReceipt) => {
       reply.hijack();
       raw.writeHead(200, {
@@ -98,9 +104,21 @@ export class SseRelay {
       if (!raw.destroyed) raw.write(format.broken('The answer stream broke off; please try again'));
     } finally {
       finished = true;
-      if (raw.headersSent && !raw.destroyed) raw.end();
+      if (clientLeft || raw.destroyed) clientGone(reply);
+      else if (raw.headersSent) raw.end();
     }
   }
+}
+
+/**
+ * The client left (a closed or half-closed connection): the request ends here
+ * and so does its connection. Ended as an answer, a half-closed connection
+ * stayed open as if idle, and a shutdown waited for it until the keep-alive
+ * timeout (72 s).
+ */
+function clientGone(reply: FastifyReply): void {
+  if (!reply.raw.headersSent) reply.hijack();
+  reply.raw.destroy();
 }
 
 /** Room in the socket again, or the socket is gone (then `drain` never comes). */

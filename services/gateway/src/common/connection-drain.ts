@@ -1,0 +1,32 @@
+import type { FastifyInstance } from 'fastify';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/**
+ * At shutdown, a connection carrying no request closes at once, and one
+ * carrying an answer (a stream, say) as soon as that answer ends. Node closes
+ * only the idle keep-alive connections it knows: one that never sent a
+ * request (a browser's preconnect, a client's spare socket) held the shutdown
+ * until the headers timeout, a minute past the grace period.
+ */
+export function drainConnectionsOnClose(fastify: FastifyInstance): void {
+  const answering = new Map<Socket, number>();
+  let closing = false;
+  fastify.server.on('connection', (socket: Socket) => {
+    answering.set(socket, 0);
+    socket.once('close', () => answering.delete(socket));
+  });
+  fastify.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    answering.set(socket, (answering.get(socket) ?? 0) + 1);
+    res.once('close', () => {
+      const left = Math.max(0, (answering.get(socket) ?? 1) - 1);
+      answering.set(socket, left);
+      if (closing && left === 0) socket.end();
+    });
+  });
+  fastify.addHook('preClose', async () => {
+    closing = true;
+    for (const [socket, n] of answering) if (n === 0) socket.destroy();
+  });
+}
