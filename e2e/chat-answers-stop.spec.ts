@@ -1,10 +1,13 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
 import { ChatRpc, IdentityRpc, privacyRpcs, withPrefix, type StreamFrame } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { identityService } from '@ally/identity';
+import { privacyService } from '@ally/privacy';
 import { RpcClient, StreamSubscriber } from '@ally/messaging';
 import { createTestEnv, type TestEnv } from '@ally/testing';
+import { PRIVACY_TEST_ENV } from './platform-world.js';
 import { chatEnv } from './service-env.js';
 
 const ERASED_USER = '00000000-0000-0000-0000-000000000000';
@@ -27,6 +30,8 @@ describe('answers stop when their conversation or owner goes', () => {
     env = await createTestEnv();
     llm = await startOpenAIEmulator({ latencyPerTokenMs: 5 });
     await env.start(identityService);
+    // privacy answers whether a legal hold keeps a conversation before it is deleted.
+    await env.start(privacyService, { ...PRIVACY_TEST_ENV, PRIVACY_KEK: randomBytes(32).toString('base64') });
     // One environment for both replicas: they share the key-encryption key, as in the cluster.
     const replica = chatEnv(llm, { QUOTA_PROVIDER: 'none' });
     await env.start(chatService, replica);

@@ -278,4 +278,19 @@ describe('privacy: decisions, error answers and voided exports', () => {
     // A second erasure is still the one already filed.
     expectProblem(await http.post('/v1/privacy/requests', { type: 'erasure' }, hans.accessToken), 409);
   });
+
+  it('keeps a conversation its owner deletes while a legal hold stands, and deletes it once the hold is released', async () => {
+    const cora = await complianceToken();
+    const lena = await register('Lena', 'Gehalten');
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private', title: 'Vertrag' }, lena.accessToken)).body.id as string;
+    const hold = await http.post('/v1/admin/privacy/legal-holds', { userId: lena.user.id, reason: 'Rechtsstreit Az. 5 O 12/26' }, cora);
+    expect(hold.status).toBe(201);
+    const refused = await http.delete(`/v1/conversations/${conversation}`, lena.accessToken);
+    expectProblem(refused, 409);
+    expect(refused.body.detail).toMatch(/legal hold/);
+    expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [conversation])).toHaveLength(1);
+    expect((await http.delete(`/v1/admin/privacy/legal-holds/${hold.body.id}`, cora)).status).toBe(200);
+    expect((await http.delete(`/v1/conversations/${conversation}`, lena.accessToken)).status).toBe(204);
+    expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [conversation])).toEqual([]);
+  });
 });

@@ -85,10 +85,10 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     ],
   },
   chat: {
-    note: 'Asks identity for the caller and org policy, billing for quota; replicates identity state; streams answers to the gateway.',
+    note: 'Asks identity for the caller and org policy, billing for quota, privacy whether a hold keeps a conversation; replicates identity state; streams answers to the gateway.',
     servesRpc: true,
     publishesEvents: true,
-    calls: ['ally.rpc.identity.me.get', 'ally.rpc.identity.org.get', 'ally.rpc.billing.quota.check'],
+    calls: ['ally.rpc.identity.me.get', 'ally.rpc.identity.org.get', 'ally.rpc.billing.quota.check', 'ally.rpc.privacy.legal-hold.own'],
     consumers: [
       {
         durable: 'chat-policy',

@@ -30,5 +30,7 @@ export const PrivacyRpc = {
   createLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.create', s.createLegalHoldInput),
   releaseLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.release', s.legalHoldIdInput),
   listLegalHolds: rpc<r.PrivacyPage<r.LegalHoldView>>()('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),
+  /** Whether a legal hold stands for the caller: chat asks before the caller deletes what a hold keeps. */
+  ownHold: rpc<{ held: boolean }>()('ally.rpc.privacy.legal-hold.own', none),
   processingActivities: rpc<r.ProcessingRegister | { csv: string }>()('ally.rpc.privacy.processing-activities.get', s.processingActivitiesInput),
 } as const;

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { decodeCursor, encodeCursor, fitting, keysetPage, ProblemError, REPLY_PAGE_BYTES, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { decodeCursor, encodeCursor, fitting, keysetPage, PrivacyRpc, ProblemError, REPLY_PAGE_BYTES, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
@@ -19,6 +20,7 @@ export class ConversationsService {
     private readonly policies: PolicyService,
     private readonly assistants: AssistantsService,
     private readonly inFlight: AnswersInFlight,
+    private readonly rpc: RpcClient,
   ) {}
 
   async create(actor: Actor, input: { workspace: string; title?: string; assistantId?: string }): Promise<Conversation> {
@@ -89,6 +91,9 @@ export class ConversationsService {
 
   async delete(actor: Actor, id: string): Promise<void> {
     await this.owned(actor, id);
+    // A legal hold keeps the person's data until it is released: their own deletions wait too, as their erasure does.
+    const { held } = await this.rpc.call(PrivacyRpc.ownHold, {}, { actor });
+    if (held) throw new ProblemError(409, 'This conversation is kept under a legal hold; it can be deleted once the hold is released', { type: 'https://ally.eu/problems/legal-hold' });
     await this.ds.getRepository(ConversationEntity).delete({ id });
     // An answer still being written into it stops: its words have nowhere to go, and the rest is not billed.
     this.inFlight.stop({ conversationId: id });

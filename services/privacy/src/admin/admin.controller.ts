@@ -71,6 +71,12 @@ export class AdminController {
     return this.holds.release(actor, parseInput(PrivacyRpc.releaseLegalHold.input, req.input, 'path').id);
   }
 
+  /** Not an admin RPC: any caller may learn whether a hold keeps their own data (chat asks before a deletion). */
+  @MessagePattern(PrivacyRpc.ownHold.subject)
+  async ownHold(@Payload() req: RpcRequest) {
+    return { held: await this.holds.isHeld(actorOf(req).userId) };
+  }
+
   @MessagePattern(PrivacyRpc.listLegalHolds.subject)
   async listHolds(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));

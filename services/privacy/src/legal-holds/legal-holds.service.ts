@@ -49,6 +49,11 @@ export class LegalHoldsService {
     });
   }
 
+  async isHeld(userId: string): Promise<boolean> {
+    const rows = await this.ds.query(`SELECT 1 FROM legal_holds WHERE user_id = $1 AND released_at IS NULL LIMIT 1`, [userId]);
+    return rows.length > 0;
+  }
+
   async release(actor: Actor, id: string): Promise<LegalHoldView> {
     return this.ds.transaction(async (em) => {
       const [rows] = await em.query(`UPDATE legal_holds SET released_at = now(), released_by = $2 WHERE id = $1 AND released_at IS NULL RETURNING *`, [id, actor.userId]);
