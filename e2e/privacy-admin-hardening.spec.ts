@@ -293,4 +293,11 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expect((await http.delete(`/v1/conversations/${conversation}`, lena.accessToken)).status).toBe(204);
     expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [conversation])).toEqual([]);
   });
+
+  it('refuses a legal hold for an id no account has, instead of holding nothing', async () => {
+    const cora = await complianceToken();
+    const typo = await http.post('/v1/admin/privacy/legal-holds', { userId: randomUUID(), reason: 'Rechtsstreit Az. 9 O 1/26' }, cora);
+    expectProblem(typo, 404);
+    expect(typo.body.errors).toEqual([{ field: 'userId', message: 'is no account' }]);
+  });
 });

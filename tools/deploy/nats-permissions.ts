@@ -123,7 +123,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     note: "Runs data-subject sagas and retention runs: calls every other service's privacy export / erase / retention RPCs, nothing else; follows rectifications.",
     servesRpc: true,
     publishesEvents: true,
-    calls: [...privacyRpcsOf('identity'), ...privacyRpcsOf('chat'), ...privacyRpcsOf('billing'), ...privacyRpcsOf('notify')],
+    calls: [...privacyRpcsOf('identity'), 'ally.rpc.identity.privacy.subject', ...privacyRpcsOf('chat'), ...privacyRpcsOf('billing'), ...privacyRpcsOf('notify')],
     consumers: [{ durable: 'privacy-rectification', types: ['identity.user.updated'] }],
   },
   notify: {

@@ -5,6 +5,7 @@ import { RpcClient } from '@ally/messaging';
 import { createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { entryHash, GENESIS_HASH } from '../src/audit/audit-trail.service.js';
 import { privacyService } from '../src/privacy.service.js';
+import { FakeServices } from './fake-services.js';
 
 const compliance: Actor = { userId: randomUUID(), platformRoles: ['compliance'] };
 
@@ -13,15 +14,19 @@ describe("the audit trail's retention", () => {
   let env: TestEnv;
   let privacy: RunningService;
   let rpc: RpcClient;
+  let fakes: FakeServices;
 
   beforeAll(async () => {
     env = await createTestEnv();
     privacy = await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
+    // identity, as far as privacy asks it: whether a held user has an account.
+    fakes = new FakeServices(await env.nats(), env.prefix).listen(['identity'], ['subject']);
   });
 
   afterAll(async () => {
+    fakes?.close();
     await rpc?.close();
     await env?.close();
   });

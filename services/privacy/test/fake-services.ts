@@ -31,7 +31,7 @@ export class FakeServices {
     return this;
   }
 
-  listen(services: string[], operations = ['export', 'erase', 'retention']): this {
+  listen(services: string[], operations = ['export', 'erase', 'retention', 'subject']): this {
     for (const service of services) {
       for (const operation of operations) {
         const subject = `${this.prefix}.ally.rpc.${service}.privacy.${operation}`;
@@ -64,6 +64,7 @@ export class FakeServices {
 }
 
 function defaultAnswer(service: string, operation: string, input: any): unknown {
+  if (operation === 'subject') return { exists: true };
   if (operation === 'export') return { service, categories: {} };
   if (operation === 'erase') return { service, affected: {} };
   return { service, results: input.categories.map((c: { category: string }) => ({ category: c.category, affected: 0 })) };

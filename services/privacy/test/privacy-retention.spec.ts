@@ -20,7 +20,7 @@ describe('retention policies, runs and legal holds', () => {
     privacy = await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
-    fakes = new FakeServices(await env.nats(), env.prefix).listen(['identity', 'chat', 'billing', 'notify'], ['retention']);
+    fakes = new FakeServices(await env.nats(), env.prefix).listen(['identity', 'chat', 'billing', 'notify'], ['retention']).listen(['identity'], ['subject']);
   });
 
   afterAll(async () => {

@@ -9,6 +9,7 @@ import { RpcClient } from '@ally/messaging';
 import { createMessagingTables } from '@ally/messaging';
 import { createTestEnv, waitFor, type TestEnv } from '@ally/testing';
 import { privacyService } from '../src/privacy.service.js';
+import { FakeServices } from './fake-services.js';
 
 const compliance: Actor = { userId: randomUUID(), platformRoles: ['compliance'] };
 
@@ -41,6 +42,7 @@ const logService: ServiceDefinition<any> = {
 describe('retention runs against real rows of known ages', () => {
   let env: TestEnv;
   let rpc: RpcClient;
+  let fakes: FakeServices;
   const held = randomUUID();
   const free = randomUUID();
 
@@ -50,6 +52,8 @@ describe('retention runs against real rows of known ages', () => {
     await env.start(privacyService, { PRIVACY_POLL_MS: '50', RETENTION_RUNNER: 'in-process' });
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
+    // identity, as far as privacy asks it: whether a held user has an account.
+    fakes = new FakeServices(await env.nats(), env.prefix).listen(['identity'], ['subject']);
     // 40 rows past 30 days (25 of `free`, 15 of `held`), 10 fresh ones.
     for (let i = 0; i < 50; i++) {
       const user = i < 25 ? free : i < 40 ? held : free;
@@ -59,6 +63,7 @@ describe('retention runs against real rows of known ages', () => {
   });
 
   afterAll(async () => {
+    fakes?.close();
     await rpc?.close();
     await env?.close();
   });

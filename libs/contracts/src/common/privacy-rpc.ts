@@ -51,6 +51,12 @@ export interface PrivacyErasure {
   affected: Record<string, number>;
 }
 
+/**
+ * Whether identity has an account with this id: privacy asks before it places a legal hold, so a mistyped id is
+ * refused instead of holding nothing. Under `.privacy.` like the others, so the gateway cannot ask it.
+ */
+export const subjectExistsRpc = rpc<{ exists: boolean }>()('ally.rpc.identity.privacy.subject', z.strictObject({ userId: z.uuid() }), { authenticated: false });
+
 /** The RPCs every service holding personal data answers: `ally.rpc.<svc>.privacy.export` / `.erase`. */
 export const privacyRpcs = (service: string) => ({
   export: rpc<PrivacyExport>()(`ally.rpc.${service}.privacy.export`, privacySubjectInput, { authenticated: false }),

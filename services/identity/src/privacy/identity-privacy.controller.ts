@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { parseInput, privacyRpcs, subjectExistsRpc, type RpcRequest } from '@ally/contracts';
 import { IdentityPrivacyService } from './identity-privacy.service.js';
 
 const IdentityPrivacyRpc = privacyRpcs('identity');
@@ -13,6 +13,11 @@ export class IdentityPrivacyController {
   export(@Payload() req: RpcRequest) {
     const { userId, scope } = parseInput(IdentityPrivacyRpc.export.input, req.input);
     return this.privacy.export(userId, scope);
+  }
+
+  @MessagePattern(subjectExistsRpc.subject)
+  async subject(@Payload() req: RpcRequest) {
+    return { exists: await this.privacy.exists(parseInput(subjectExistsRpc.input, req.input).userId) };
   }
 
   @MessagePattern(IdentityPrivacyRpc.erase.subject)

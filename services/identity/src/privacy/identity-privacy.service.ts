@@ -76,6 +76,10 @@ export class IdentityPrivacyService {
     };
   }
 
+  async exists(userId: string): Promise<boolean> {
+    return (await this.ds.query(`SELECT 1 FROM users WHERE id = $1`, [userId])).length > 0;
+  }
+
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em): Promise<PrivacyErasure> => {
       const orgs: { org_id: string }[] =

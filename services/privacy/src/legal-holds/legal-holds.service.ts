@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { decodeCursor, keysetPage, type Actor, type LegalHoldView, type PrivacyPage } from '@ally/contracts';
+import { decodeCursor, keysetPage, ProblemError, subjectExistsRpc, type Actor, type LegalHoldView, type PrivacyPage } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
 import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { NotFound } from '../common/privacy-errors.js';
@@ -37,9 +38,13 @@ export class LegalHoldsService {
     private readonly ds: DataSource,
     private readonly audit: AuditTrail,
     private readonly hasher: SubjectHasher,
+    private readonly rpc: RpcClient,
   ) {}
 
   async create(actor: Actor, input: { userId: string; reason: string }): Promise<LegalHoldView> {
+    // A mistyped id would hold nothing while compliance believes it holds someone.
+    const { exists } = await this.rpc.call(subjectExistsRpc, { userId: input.userId });
+    if (!exists) throw new ProblemError(404, `No account has the id ${input.userId}: nothing to hold`, { errors: [{ field: 'userId', message: 'is no account' }] });
     const id = uuidv7();
     const subjectHash = this.hasher.hash(input.userId);
     return this.ds.transaction(async (em) => {
