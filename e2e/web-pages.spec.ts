@@ -77,13 +77,14 @@ describe('the pages mail links open', () => {
     // Forms go by POST and only through the script (their button is off until it runs): a password never lands in an address.
     const reset = await (await fetch(`${base}/reset-password?token=x`)).text();
     expect(reset).toMatch(/<form method="post">.*<button disabled>/);
-    expect(reset).toContain('minlength="12"');
+    expect(reset).toContain('minlength="12" maxlength="256"');
     expect(reset).toContain('<span lang="en">');
     // No request for a favicon that is not there; a trailing slash is the same page, not the API's 404.
     expect(reset).toContain('<link rel="icon" href="data:,">');
     for (const [path, to] of [['/billing/', '/billing'], ['/verify-email/?token=x', '/verify-email?token=x'], ['/privacy/requests/abc/download/', '/privacy/requests/abc/download'], ['/docs/', '/docs']]) {
       const res = await fetch(`${base}${path}`, { redirect: 'manual' });
-      expect({ path, status: res.status, location: res.headers.get('location') }).toEqual({ path, status: 308, location: to });
+      // The query may hold a link's token: the redirect is not kept in a cache.
+      expect({ path, status: res.status, location: res.headers.get('location'), cache: res.headers.get('cache-control') }).toEqual({ path, status: 308, location: to, cache: 'no-store' });
     }
     // Served over plain HTTP (PUBLIC_BASE_URL http://…), the policy does not send the script to an HTTPS port.
     expect((await fetch(`${base}/`)).headers.get('content-security-policy')).not.toContain('upgrade-insecure-requests');
@@ -103,7 +104,9 @@ describe('the pages mail links open', () => {
     const owner = (await http.post('/v1/auth/register', { email: 'owner@example.eu', password: PASSWORD, firstName: 'Olaf', lastName: 'Web' })).body;
     expect(await openPage('/forgot-password', { email: 'owner@example.eu' })).toMatch(/link is on its way/);
     const reset = await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === owner.user.id);
-    expect(await openPage(`/reset-password?token=${encodeURIComponent(reset.data.resetToken)}`, { password: 'Ein ganz neues Passwort' })).toMatch(/password is changed/);
+    const resetLink = `/reset-password?token=${encodeURIComponent(reset.data.resetToken)}`;
+    expect(await openPage(resetLink, { password: 'x'.repeat(257) })).toBe('Das Passwort darf höchstens 256 Zeichen haben. · The password may have at most 256 characters.');
+    expect(await openPage(resetLink, { password: 'Ein ganz neues Passwort' })).toMatch(/password is changed/);
     expect((await http.post('/v1/auth/login', { email: 'owner@example.eu', password: 'Ein ganz neues Passwort' })).status).toBe(200);
 
     const token = (await http.post('/v1/auth/login', { email: 'owner@example.eu', password: 'Ein ganz neues Passwort' })).body.accessToken;
@@ -123,6 +126,8 @@ describe('the pages mail links open', () => {
     const freshInvitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === fresh.body.id);
     const freshLink = `/invitations/accept?token=${encodeURIComponent(freshInvitation.data.token)}`;
     expect(await openPage(freshLink, { email: 'neu@example.eu', password: 'zu kurz', firstName: 'Nina', lastName: 'Neu' })).toBe('Das Passwort braucht mindestens 12 Zeichen. · The password needs at least 12 characters.');
+    // One name alone is neither a new account nor a sign-in: the missing one is named.
+    expect(await openPage(freshLink, { email: 'neu@example.eu', password: PASSWORD, firstName: 'Nina', lastName: ' ' })).toBe('Bitte prüfen Sie den Nachnamen. · Please check the last name.');
     // A refused name is named as such, not taken for a broken invitation.
     expect(await openPage(freshLink, { email: 'neu@example.eu', password: PASSWORD, firstName: 'Nina', lastName: '<b>Neu</b>' })).toBe('Bitte prüfen Sie den Nachnamen. · Please check the last name.');
     expect(await openPage(freshLink, { email: 'neu@example.eu', password: PASSWORD, firstName: 'Nina', lastName: 'Neu' })).toBe(

@@ -19,6 +19,16 @@ export const baseConfigSchema = z.object({
   RPC_TIMEOUT_MS: z.coerce.number().int().min(100).default(10_000),
 });
 
+/**
+ * Where users reach Ally (links in mails, Stripe's way back, the OpenAPI
+ * server), without a trailing slash however it was written, so a path can be
+ * appended to it.
+ */
+export const publicBaseUrlSchema = z
+  .url()
+  .default('http://localhost:3000')
+  .transform((url) => url.replace(/\/+$/, ''));
+
 export const databaseConfigSchema = z.object({
   /** The service's own login role; it can touch only its schema. */
   DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' }),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
+import { baseConfigSchema, databaseConfigSchema, publicBaseUrlSchema, requireInProduction } from '@ally/platform';
 
 export const billingConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -13,7 +13,7 @@ export const billingConfigSchema = baseConfigSchema
     STRIPE_METER_EVENT_NAME: z.string().default('ally_tokens'),
     STRIPE_METER_ID: z.string().optional(),
     PLANS_FILE: z.string().min(1),
-    PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+    PUBLIC_BASE_URL: publicBaseUrlSchema,
     METER_REPORT_BATCH: z.coerce.number().int().min(1).max(1000).default(100),
     METER_POLL_MS: z.coerce.number().int().min(10).default(1_000),
     QUOTA_REFRESH_MS: z.coerce.number().int().min(10).default(500),

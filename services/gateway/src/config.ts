@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { baseConfigSchema } from '@ally/platform';
+import { baseConfigSchema, publicBaseUrlSchema } from '@ally/platform';
 
 export const gatewayConfigSchema = baseConfigSchema.extend({
   GATEWAY_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
-  PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+  PUBLIC_BASE_URL: publicBaseUrlSchema,
   JWT_ISSUER: z.string().default('https://ally.eu'),
   JWT_AUDIENCE: z.string().default('ally-api'),
   /** Comma-separated origins allowed by CORS; empty allows none. */

@@ -30,6 +30,7 @@
   const LINK_INVALID = both('Dieser Link ist ungültig, abgelaufen oder schon benutzt.', 'This link is invalid, has expired or was used already.');
   const WRONG_LOGIN = both('E-Mail-Adresse oder Passwort ist falsch.', 'The e-mail address or password is wrong.');
   const SHORT_PASSWORD = both('Das Passwort braucht mindestens 12 Zeichen.', 'The password needs at least 12 characters.');
+  const LONG_PASSWORD = both('Das Passwort darf höchstens 256 Zeichen haben.', 'The password may have at most 256 characters.');
   const FIELDS = {
     password: both('Dieses Passwort wird nicht angenommen (zu leicht zu erraten, oder es enthält Ihren Namen oder Ihre Adresse).', 'This password is not accepted (too easy to guess, or it holds your name or address).'),
     email: both('Bitte prüfen Sie die E-Mail-Adresse.', 'Please check the e-mail address.'),
@@ -43,7 +44,9 @@
     if (err.status === 429) return both('Zu viele Versuche; bitte warten Sie einen Moment.', 'Too many attempts; please wait a moment.');
     if (err.status === 401) return WRONG_LOGIN;
     const wrong = (err.problem?.errors ?? []).find((e) => FIELDS[e.field]);
-    if (wrong) return wrong.field === 'password' && /at least/.test(wrong.message ?? '') ? SHORT_PASSWORD : FIELDS[wrong.field];
+    if (wrong?.field === 'password' && /at least/.test(wrong.message ?? '')) return SHORT_PASSWORD;
+    if (wrong?.field === 'password' && /at most/.test(wrong.message ?? '')) return LONG_PASSWORD;
+    if (wrong) return FIELDS[wrong.field];
     if (fields.includes('token') || (err.status === 400 && page !== 'download')) return page === 'invite' ? both('Diese Einladung ist ungültig, abgelaufen oder schon angenommen.', 'This invitation is invalid, has expired or was accepted already.') : LINK_INVALID;
     if (page === 'invite' && err.status === 403) return both('Diese Einladung ging an eine andere E-Mail-Adresse.', 'This invitation was sent to another e-mail address.');
     if (page === 'download') {
@@ -123,6 +126,8 @@
     // With a name, a new account for the invited address (the invitation came to it, so it may join at once); without, a sign-in.
     invite: () =>
       onSubmit(async ({ email, password, firstName, lastName }) => {
+        // One name alone is neither a new account nor a sign-in: say which is missing.
+        if (!firstName?.trim() !== !lastName?.trim()) throw new Refused(400, { errors: [{ field: firstName?.trim() ? 'lastName' : 'firstName', message: 'is required' }] });
         const accessToken =
           firstName?.trim() && lastName?.trim()
             ? (await call('/v1/auth/register', { email, password, firstName: firstName.trim(), lastName: lastName.trim() })).accessToken

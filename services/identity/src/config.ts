@@ -30,7 +30,6 @@ const jsonArray = <T extends z.ZodType>(item: T) =>
     .pipe(z.array(item));
 
 export const identityConfigSchema = baseConfigSchema.extend(databaseConfigSchema.shape).extend({
-  PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
   JWT_ISSUER: z.string().default('https://ally.eu'),
   JWT_AUDIENCE: z.string().default('ally-api'),
   ACCESS_TOKEN_TTL_SECONDS: seconds(900),

@@ -291,7 +291,8 @@ describe('identity single sign-on against a local OpenID provider', () => {
     const pairs = await Promise.all(
       urls.map((callbackUrl, i) => rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl }, { meta: { ip: `198.51.100.${i}` } })),
     );
-    expect(Date.now() - started).toBeLessThan(4_000);
+    // Waiting on peers ends only at the RPC timeout (10 s); a loaded machine takes a few seconds for 24 sign-ins.
+    expect(Date.now() - started).toBeLessThan(8_000);
     expect(new Set(pairs.map((p) => p.refreshToken)).size).toBe(urls.length);
   });
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema, requireInProduction } from '@ally/platform';
+import { baseConfigSchema, databaseConfigSchema, publicBaseUrlSchema, requireInProduction } from '@ally/platform';
 
 export const notifyConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -14,7 +14,7 @@ export const notifyConfigSchema = baseConfigSchema
     MAIL_SENDER_NAME: z.string().default('Ally'),
     /** The compliance team's address, for data-subject requests escalated before their due date (required in production). */
     COMPLIANCE_EMAIL: z.email().optional(),
-    PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
+    PUBLIC_BASE_URL: publicBaseUrlSchema,
     NOTIFY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(8),
     /** First retry delay; doubles per attempt (a Retry-After from Brevo wins when longer). */
     NOTIFY_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2_000),

@@ -8,7 +8,6 @@ export const privacyConfigSchema = baseConfigSchema
     PRIVACY_KEK: base64Key32.optional(),
     /** Secret salt of the subject hash that tombstones and the audit trail keep instead of a user id. */
     PRIVACY_SUBJECT_SALT: z.string().min(16, 'must be at least 16 characters').optional(),
-    PUBLIC_BASE_URL: z.url().default('http://localhost:3000'),
     /** Background saga and escalation worker; off for one-shot commands (retention Jobs). */
     PRIVACY_WORKER: z.enum(['on', 'off']).default('on'),
     PRIVACY_POLL_MS: z.coerce.number().int().min(10).default(1_000),

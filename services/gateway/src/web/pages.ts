@@ -26,7 +26,7 @@ const form = (fields: string, button: string) => `<form method="post">${fields}<
 const result = '<p id="result" role="status" aria-live="polite"></p>';
 const email = field('email', 'email', both('E-Mail-Adresse', 'E-mail address'), 'email');
 const password = field('password', 'password', both('Passwort', 'Password'), 'current-password');
-const newPassword = field('password', 'password', both('Neues Passwort (mindestens 12 Zeichen)', 'New password (at least 12 characters)'), 'new-password', 'required minlength="12"');
+const newPassword = field('password', 'password', both('Neues Passwort (mindestens 12 Zeichen)', 'New password (at least 12 characters)'), 'new-password', 'required minlength="12" maxlength="256"');
 
 export const PAGES: Record<string, Page> = {
   '/': {

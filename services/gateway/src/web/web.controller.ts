@@ -24,7 +24,8 @@ export function redirectTrailingSlash(fastify: FastifyInstance): void {
     const [path, query] = req.url.split(/\?(.*)/s, 2);
     if (path.length < 2 || !path.endsWith('/')) return;
     const bare = path.replace(/\/+$/, '');
-    if (PAGE_PATHS.some((p) => p.test(bare))) return reply.redirect(`${bare}${query ? `?${query}` : ''}`, 308);
+    // The query may hold a link's token: a 308 is cacheable by default, and the token would stay in the browser's cache.
+    if (PAGE_PATHS.some((p) => p.test(bare))) return reply.header('cache-control', 'no-store').header('referrer-policy', 'no-referrer').redirect(`${bare}${query ? `?${query}` : ''}`, 308);
   });
 }
 

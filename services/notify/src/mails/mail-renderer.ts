@@ -96,7 +96,7 @@ export class MailRenderer {
 
   render(template: string, locale: Locale, variables: Record<string, unknown>): RenderedMail {
     const compiled = this.compiled(template, locale);
-    const context = { ...variables, baseUrl: this.config.PUBLIC_BASE_URL.replace(/\/$/, ''), locale };
+    const context = { ...variables, baseUrl: this.config.PUBLIC_BASE_URL, locale };
     const subject = compiled.subject(context).trim();
     return { subject, html: this.layout({ subject, locale, body: new Handlebars.SafeString(compiled.html(context)) }), text: compiled.text(context).trim() + '\n' };
   }
