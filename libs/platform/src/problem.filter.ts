@@ -23,7 +23,9 @@ export function toProblem(err: unknown, logger: Logger): Problem {
   // An SDK's error for a call we made to a provider (Stripe's carry a statusCode, as Fastify's do, beside the provider's
   // raw answer and request id) is not the caller's fault, and the provider's words are not theirs to read.
   if (e && typeof e === 'object' && ('raw' in e || 'requestId' in e)) {
-    logger.error({ err: { message: e.message, statusCode: e.statusCode, code: e.code } }, 'a provider refused or failed a call');
+    // Not the message: a provider may quote what it was sent (an address, a name) in it.
+    const { type, requestId } = e as { type?: string; requestId?: string };
+    logger.error({ err: { statusCode: e.statusCode, code: e.code, type, requestId } }, 'a provider refused or failed a call');
     const refused = typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500 && e.statusCode !== 429;
     return refused
       ? { type: 'about:blank', title: problemTitle(502), status: 502, detail: 'A provider Ally relies on refused the request; please try again later' }

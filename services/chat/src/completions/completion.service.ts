@@ -19,6 +19,7 @@ import { isEuRegion } from '../catalog/eu-regions.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';
 import { completionChunks } from './provider-stream.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
+import { providerErrorForLog } from './provider-error-log.js';
 
 /** A request that passed policy, quota and the content filter: ready to send. */
 export interface Plan {
@@ -266,10 +267,10 @@ export class CompletionService {
         const wait = retryAfterOf(err);
         if (wait !== undefined) retryAfter = Math.min(retryAfter ?? wait, wait);
         if (!isFallbackWorthy(err) || !mayFallBack()) break;
-        this.logger.warn({ deployment: d.id, err: String(err) }, 'deployment failed; falling back to the next allowed one');
+        this.logger.warn({ deployment: d.id, err: providerErrorForLog(err) }, 'deployment failed; falling back to the next allowed one');
       }
     }
-    this.logger.error({ model: plan.model, err: String(lastError) }, 'no deployment could serve the request');
+    this.logger.error({ model: plan.model, err: providerErrorForLog(lastError) }, 'no deployment could serve the request');
     throw failureProblem(lastError, plan.model, !mayFallBack(), retryAfter);
   }
 

@@ -9,6 +9,7 @@ import { ProviderClients } from '../completions/provider-clients.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { redactPii } from './pii-redaction.js';
 import { blockedTermIn } from './blocked-terms.js';
+import { providerErrorForLog } from '../completions/provider-error-log.js';
 
 export interface PromptMessage {
   role: 'system' | 'user' | 'assistant' | 'developer';
@@ -81,7 +82,7 @@ export class ContentFilterService {
       .catch((err) => {
         if (signal?.aborted) throw err;
         // Moderation is a safeguard, not a dependency: a failing endpoint does not block chat.
-        this.logger.warn({ err: String(err), moderator: moderator.id }, 'moderation unavailable');
+        this.logger.warn({ err: providerErrorForLog(err), moderator: moderator.id }, 'moderation unavailable');
         return null;
       });
     if (result?.results?.some((r) => r.flagged)) {

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type TokenPair } from '@ally/contracts';
-import { isForeignKeyViolation, isUniqueViolation, lockNamed } from '@ally/persistence';
+import { isForeignKeyViolation, lockNamed } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { preferredLocale } from '../common/accept-language.js';
@@ -37,37 +37,30 @@ export class AuthService {
   async register(input: z.infer<typeof registerInput>, meta?: RequestMeta): Promise<RegisterReply> {
     this.passwords.assertAcceptable(input.password, [input.email.split('@')[0], input.firstName, input.lastName]);
     const passwordHash = await this.passwords.hash(input.password);
-    try {
-      return await this.ds.transaction(async (em) => {
-        const user = em.getRepository(UserEntity).create({
-          id: randomUUID(),
-          email: input.email,
-          firstName: input.firstName,
-          lastName: input.lastName,
-          locale: input.locale ?? preferredLocale(meta?.acceptLanguage) ?? 'de',
-          emailVerifiedAt: null,
-          passwordHash,
-          platformRoles: [],
-          restrictToEu: true,
-        });
-        await em.getRepository(UserEntity).insert(user);
-        const verificationToken = await this.tokens.issue(em, user.id, 'verify_email', this.config.VERIFICATION_TOKEN_TTL_SECONDS);
-        await this.outbox.append(
-          em,
-          'identity.user.registered',
-          { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, verificationToken, restrictToEu: true },
-          { subject: { userId: user.id }, correlationId: meta?.correlationId },
-        );
-        if (input.organizationName) await this.orgs.createInTx(em, user, input.organizationName, meta);
-        const pair = await this.sessions.open(em, user, 'password', meta);
-        return { user: await this.users.toMe(user, em), ...pair };
+    return this.ds.transaction(async (em) => {
+      const user = em.getRepository(UserEntity).create({
+        id: randomUUID(),
+        email: input.email,
+        firstName: input.firstName,
+        lastName: input.lastName,
+        locale: input.locale ?? preferredLocale(meta?.acceptLanguage) ?? 'de',
+        emailVerifiedAt: null,
+        passwordHash,
+        platformRoles: [],
+        restrictToEu: true,
       });
-    } catch (err) {
-      if (isUniqueViolation(err, 'users_email_key')) {
-        throw new ProblemError(409, 'An account with this email address already exists', { errors: [{ field: 'email', message: 'is already registered' }] });
-      }
-      throw err;
-    }
+      if (!(await this.users.insertIfAddressFree(user, em))) throw emailTaken();
+      const verificationToken = await this.tokens.issue(em, user.id, 'verify_email', this.config.VERIFICATION_TOKEN_TTL_SECONDS);
+      await this.outbox.append(
+        em,
+        'identity.user.registered',
+        { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, verificationToken, restrictToEu: true },
+        { subject: { userId: user.id }, correlationId: meta?.correlationId },
+      );
+      if (input.organizationName) await this.orgs.createInTx(em, user, input.organizationName, meta);
+      const pair = await this.sessions.open(em, user, 'password', meta);
+      return { user: await this.users.toMe(user, em), ...pair };
+    });
   }
 
   async verifyEmail(token: string): Promise<void> {
@@ -144,3 +137,5 @@ export class AuthService {
     return (this.dummyHash ??= this.passwords.hash(randomUUID()));
   }
 }
+
+const emailTaken = () => new ProblemError(409, 'An account with this email address already exists', { errors: [{ field: 'email', message: 'is already registered' }] });

@@ -43,6 +43,15 @@ export class UsersRepository {
     return this.repo(em).findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
   }
 
+  /**
+   * Inserts a new account; false when its address is taken. Without a unique
+   * violation: Postgres would write the taken address into its server log.
+   */
+  async insertIfAddressFree(user: UserEntity, em: EntityManager): Promise<boolean> {
+    const result = await this.repo(em).createQueryBuilder().insert().values(user).orIgnore().returning('id').execute();
+    return (result.raw as unknown[]).length > 0;
+  }
+
   async findByEmail(email: string, em?: EntityManager) {
     return this.repo(em).createQueryBuilder('u').where('lower(u.email) = lower(:email)', { email }).getOne();
   }
