@@ -103,7 +103,9 @@ describe('the pages mail links open', () => {
   it('resets a password, sends the reset link, and accepts an invitation after signing in', async () => {
     const owner = (await http.post('/v1/auth/register', { email: 'owner@example.eu', password: PASSWORD, firstName: 'Olaf', lastName: 'Web' })).body;
     expect(await openPage('/forgot-password', { email: 'owner@example.eu' })).toMatch(/link is on its way/);
-    const reset = await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === owner.user.id);
+    const reset = await lastEvent<{ userId: string; resetToken: string; validForSeconds: number }>(env, 'identity.password.reset-requested', (e) => e.data.userId === owner.user.id);
+    // The mail states the link's lifetime from the event (RESET_TOKEN_TTL_SECONDS), not a fixed phrase.
+    expect(reset.data.validForSeconds).toBe(3600);
     const resetLink = `/reset-password?token=${encodeURIComponent(reset.data.resetToken)}`;
     expect(await openPage(resetLink, { password: 'x'.repeat(257) })).toBe('Das Passwort darf höchstens 256 Zeichen haben. · The password may have at most 256 characters.');
     expect(await openPage(resetLink, { password: 'Ein ganz neues Passwort' })).toMatch(/password is changed/);

@@ -14,7 +14,8 @@ export const IdentityEvents = {
     locale: localeSchema,
     /** Single-use, expiring; notify turns it into the verification link. */
     verificationToken: z.string(),
-    restrictToEu: z.boolean(),
+    restrictToEu: z.boolean(),    /** How long the link works (identity's setting); absent in events written before it was added. */
+    validForSeconds: z.number().int().positive().optional(),
   }),
   'identity.user.verified': z.object({
     userId: z.uuid(),
@@ -50,6 +51,8 @@ export const IdentityEvents = {
     firstName: z.string(),
     locale: localeSchema,
     resetToken: z.string(),
+    /** How long the link works (identity's setting); absent in events written before it was added. */
+    validForSeconds: z.number().int().positive().optional(),
   }),
   'identity.organization.created': z.object({ orgId: z.uuid(), name: z.string(), ownerId: z.uuid() }),
   'identity.organization.policy-changed': z.object({
@@ -72,6 +75,8 @@ export const IdentityEvents = {
     invitedBy: z.string(),
     token: z.string(),
     locale: localeSchema,
+    /** How long the link works (identity's setting); absent in events written before it was added. */
+    validForSeconds: z.number().int().positive().optional(),
   }),
 } as const;
 

@@ -54,7 +54,7 @@ export class AuthService {
       await this.outbox.append(
         em,
         'identity.user.registered',
-        { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, verificationToken, restrictToEu: true },
+        { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, verificationToken, restrictToEu: true, validForSeconds: this.config.VERIFICATION_TOKEN_TTL_SECONDS },
         { subject: { userId: user.id }, correlationId: meta?.correlationId },
       );
       if (input.organizationName) await this.orgs.createInTx(em, user, input.organizationName, meta);
@@ -107,7 +107,7 @@ export class AuthService {
       await this.outbox.append(
         em,
         'identity.password.reset-requested',
-        { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, resetToken },
+        { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, resetToken, validForSeconds: this.config.RESET_TOKEN_TTL_SECONDS },
         { subject: { userId: user.id }, correlationId: meta?.correlationId },
       );
     });

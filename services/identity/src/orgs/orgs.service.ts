@@ -145,6 +145,7 @@ export class OrgsService {
           invitedBy: inviter ? `${inviter.firstName} ${inviter.lastName}` : org.name,
           token,
           locale: invitee?.locale ?? inviter?.locale ?? 'de',
+          validForSeconds: this.config.INVITATION_TTL_SECONDS,
         },
         // The inviter is a subject of it too (their name is in it): their erasure forgets it.
         { subject: { orgId: org.id, userId: actor.userId } },

@@ -50,7 +50,7 @@ const billingData = <T extends keyof typeof BillingEvents>(type: T, e: EventEnve
 export const MAIL_CATALOG: Record<string, Entry> = {
   'identity.user.registered': (e) => {
     const d = dataOf('identity.user.registered', e);
-    return { template: 'verify-email', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, token: d.verificationToken } };
+    return { template: 'verify-email', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, token: d.verificationToken, validFor: d.validForSeconds } };
   },
   'identity.user.verified': (e) => {
     const d = dataOf('identity.user.verified', e);
@@ -59,12 +59,12 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   },
   'identity.password.reset-requested': (e) => {
     const d = dataOf('identity.password.reset-requested', e);
-    return { template: 'password-reset', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, token: d.resetToken } };
+    return { template: 'password-reset', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, token: d.resetToken, validFor: d.validForSeconds } };
   },
   'identity.invitation.created': (e) => {
     const d = dataOf('identity.invitation.created', e);
     // To an address with an account: a mail to its owner, whose restriction or erasure it obeys.
-    return { template: 'invitation', to: d.email, locale: d.locale, userId: d.inviteeUserId ?? null, orgId: d.orgId, variables: { orgName: d.orgName, invitedBy: d.invitedBy, role: d.role, token: d.token } };
+    return { template: 'invitation', to: d.email, locale: d.locale, userId: d.inviteeUserId ?? null, orgId: d.orgId, variables: { orgName: d.orgName, invitedBy: d.invitedBy, role: d.role, token: d.token, validFor: d.validForSeconds } };
   },
   'identity.user.signed-in': (e) => {
     const d = dataOf('identity.user.signed-in', e);

@@ -7,7 +7,8 @@ import type { NotifyConfig } from '../config.js';
 import { MAIL_CATALOG, type MailSpec } from './mail-catalog.js';
 import { MailRenderer } from './mail-renderer.js';
 
-const renderer = new MailRenderer({ PUBLIC_BASE_URL: 'https://ally.example.eu/' } as NotifyConfig);
+// As the config gives it (publicBaseUrlSchema drops a trailing slash).
+const renderer = new MailRenderer({ PUBLIC_BASE_URL: 'https://ally.example.eu' } as NotifyConfig);
 const TEMPLATES = fileURLToPath(new URL('../../templates/', import.meta.url));
 
 describe('mail templates', () => {
@@ -91,5 +92,17 @@ describe('mail templates', () => {
     expect(quota('de')).toContain('im November 2026 sind 80 %');
     expect(quota('en')).toContain('in November 2026, 80%');
     expect(renderer.render('quota-threshold', 'de', { firstName: 'Rita', percent: 80, period: '2026-03' }).text).toContain('im März 2026');
+  });
+
+  it("state a link's lifetime as identity set it, and the usual one for events that do not say", () => {
+    const text = (template: string, locale: 'de' | 'en', validFor?: number) => renderer.render(template, locale, { firstName: 'Rita', orgName: 'Werft', invitedBy: 'Olaf', role: 'member', token: 't', validFor }).text;
+    expect(text('password-reset', 'de', 2)).toContain('Der Link ist 2 Sekunden gültig.');
+    expect(text('password-reset', 'de', 3600)).toContain('Der Link ist eine Stunde gültig.');
+    expect(text('password-reset', 'en', 5400)).toContain('The link is valid for 90 minutes.');
+    expect(text('password-reset', 'de')).toContain('Der Link ist eine Stunde gültig.');
+    expect(text('verify-email', 'de', 86_400)).toContain('Der Link ist einen Tag gültig');
+    expect(text('verify-email', 'en', 2 * 86_400)).toContain('The link is valid for 2 days');
+    expect(text('invitation', 'de', 3 * 86_400)).toContain('Die Einladung ist 3 Tage gültig.');
+    expect(text('invitation', 'en')).toContain('The invitation is valid for 7 days.');
   });
 });

@@ -52,6 +52,20 @@ function formatTime(iso: unknown, locale: Locale, withTime: boolean): string {
   return `${date}, ${time} UTC`;
 }
 
+/** Units of a link's lifetime: [seconds, one (as "valid for …" takes it), many]. */
+const UNITS: Record<Locale, [number, string, string][]> = {
+  de: [[86_400, 'einen Tag', 'Tage'], [3600, 'eine Stunde', 'Stunden'], [60, 'eine Minute', 'Minuten'], [1, 'eine Sekunde', 'Sekunden']],
+  en: [[86_400, 'one day', 'days'], [3600, 'one hour', 'hours'], [60, 'one minute', 'minutes'], [1, 'one second', 'seconds']],
+};
+
+/** Seconds as a span people read, in the largest unit that divides them: "24 Stunden", "7 days", "90 minutes". */
+function formatDuration(seconds: unknown, locale: Locale): string {
+  const n = Number(seconds);
+  if (!Number.isInteger(n) || n <= 0) return String(seconds ?? '');
+  const [size, one, many] = UNITS[locale].find(([unit]) => n % unit === 0)!;
+  return n === size ? one : `${n / size} ${many}`;
+}
+
 /** A billing period ("2026-11") as a month people read: "November 2026". Anything else is shown as it came. */
 function formatMonth(period: unknown, locale: Locale): string {
   if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(String(period))) return String(period ?? '');
@@ -90,6 +104,7 @@ export class MailRenderer {
     this.hbs.registerHelper('planName', (plan: unknown) => String(plan ?? '').replace(/^./, (c) => c.toUpperCase()));
     this.hbs.registerHelper('dateTime', (iso: unknown, options: Handlebars.HelperOptions) => formatTime(iso, localeOf(options), true));
     this.hbs.registerHelper('date', (iso: unknown, options: Handlebars.HelperOptions) => formatTime(iso, localeOf(options), false));
+    this.hbs.registerHelper('duration', (seconds: unknown, options: Handlebars.HelperOptions) => formatDuration(seconds, localeOf(options)));
     this.hbs.registerHelper('month', (period: unknown, options: Handlebars.HelperOptions) => formatMonth(period, localeOf(options)));
     this.layout = this.hbs.compile(readFileSync(`${TEMPLATES}layout.html.hbs`, 'utf8'));
   }
