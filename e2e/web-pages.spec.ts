@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
@@ -87,7 +88,15 @@ describe('the pages mail links open', () => {
       expect({ path, status: res.status, location: res.headers.get('location'), cache: res.headers.get('cache-control') }).toEqual({ path, status: 308, location: to, cache: 'no-store' });
     }
     // Served over plain HTTP (PUBLIC_BASE_URL http://…), the policy does not send the script to an HTTPS port.
-    expect((await fetch(`${base}/`)).headers.get('content-security-policy')).not.toContain('upgrade-insecure-requests');
+    const policy = (await fetch(`${base}/reset-password?token=x`)).headers.get('content-security-policy')!;
+    expect(policy).not.toContain('upgrade-insecure-requests');
+    // Stricter than the API's (its OpenAPI UI needs inline scripts): the pages' one script and one style, by hash.
+    expect(policy).toContain("script-src 'self';");
+    expect(policy).not.toContain('unsafe-inline');
+    const style = /<style>(.*)<\/style>/.exec(reset)![1];
+    expect(policy).toContain(`style-src 'sha256-${createHash('sha256').update(style).digest('base64')}'`);
+    expect(policy).toContain("frame-ancestors 'self'");
+    expect((await fetch(`${base}/docs`)).headers.get('content-security-policy')).toContain("'unsafe-inline'");
   });
 
   it('verifies an address from the link in its mail, and says why a used link does not', async () => {

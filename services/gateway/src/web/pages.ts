@@ -4,6 +4,8 @@
  * from the browser (`app.js`), German and English side by side. The product's
  * own web app may take these paths over; until then a link in a mail works.
  */
+import { createHash } from 'node:crypto';
+
 export interface Page {
   title: string;
   /** Which behaviour of app.js the page wants. */
@@ -72,13 +74,35 @@ export const PAGES: Record<string, Page> = {
   '/billing/cancelled': { title: 'Bezahlung abgebrochen · Checkout cancelled', kind: 'message', body: `<p>${both('Es wurde nichts berechnet.', 'Nothing was charged.')}</p>` },
 };
 
+const STYLE =
+  'body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1d2433}label{display:block;margin:.8rem 0}fieldset{border:1px solid #ccd;margin:1rem 0;padding:0 .8rem}input{display:block;width:100%;padding:.5rem;margin-top:.3rem;box-sizing:border-box}button{padding:.5rem 1rem}#result{font-weight:600}';
+
+/**
+ * The pages' own policy, stricter than the API's (whose OpenAPI UI needs
+ * inline scripts): their one script from here, their one style by its hash,
+ * calls to this origin only, and no frame, form target or base elsewhere.
+ */
+export const pageSecurityPolicy = (overHttp: boolean): string =>
+  [
+    "default-src 'self'",
+    "script-src 'self'",
+    `style-src 'sha256-${createHash('sha256').update(STYLE).digest('base64')}'`,
+    "img-src 'self' data:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'self'",
+    ...(overHttp ? [] : ['upgrade-insecure-requests']),
+  ].join('; ');
+
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
 export function renderPage(page: Page): string {
   return `<!doctype html>
 <html lang="de"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escape(page.title)}</title><link rel="icon" href="data:,">
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:3rem auto;padding:0 1rem;color:#1d2433}label{display:block;margin:.8rem 0}fieldset{border:1px solid #ccd;margin:1rem 0;padding:0 .8rem}input{display:block;width:100%;padding:.5rem;margin-top:.3rem;box-sizing:border-box}button{padding:.5rem 1rem}#result{font-weight:600}</style>
+<style>${STYLE}</style>
 <script src="/web/app.js" defer></script></head>
 <body data-page="${page.kind}"><h1>${escape(page.title)}</h1>${page.body}<noscript><p>Diese Seite braucht JavaScript. · <span lang="en">This page needs JavaScript.</span></p></noscript></body></html>
 `;

@@ -1,11 +1,12 @@
-import { Controller, Get, Req, Res } from '@nestjs/common';
+import { Controller, Get, Inject, Req, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from '@ally/contracts';
 import { Public } from '@ally/platform';
-import { PAGES, renderPage } from './pages.js';
+import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { PAGES, pageSecurityPolicy, renderPage } from './pages.js';
 
 /** `services/gateway/web/app.js`, from src/ (tests) and dist/ (runtime) alike. */
 const SCRIPT = readFileSync(fileURLToPath(new URL('../../web/app.js', import.meta.url)), 'utf8');
@@ -34,11 +35,17 @@ export function redirectTrailingSlash(fastify: FastifyInstance): void {
 @Public()
 @Controller()
 export class WebController {
+  private readonly policy: string;
+
+  constructor(@Inject(GATEWAY_CONFIG) config: GatewayConfig) {
+    this.policy = pageSecurityPolicy(new URL(config.PUBLIC_BASE_URL).protocol === 'http:');
+  }
+
   @Get([...Object.keys(PAGES)])
   page(@Req() req: FastifyRequest, @Res() reply: FastifyReply) {
     const page = PAGES[(req.routeOptions.url ?? '').replace(/\/$/, '') || '/'];
     if (!page) throw new ProblemError(404, `Cannot GET ${req.url.split('?')[0]}`);
-    reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').send(renderPage(page));
+    reply.header('content-type', 'text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', this.policy).send(renderPage(page));
   }
 
   @Get('web/app.js')

@@ -83,6 +83,8 @@ describe('mail templates', () => {
     // /billing is only where Stripe's portal returns to: it opens no portal.
     for (const body of bodies('payment-failed', { firstName: 'Rita' })) expect(body).not.toContain('/billing');
     for (const body of bodies('quota-threshold', { firstName: 'Rita', percent: 100, period: '2026-11' })) expect(body).not.toContain('/billing');
+    // The subscription mail says all the page would: no "Details" link to a page that shows none.
+    for (const body of bodies('subscription-changed', { firstName: 'Rita', plan: 'team', status: 'active', seats: 3 })) expect(body).not.toContain('/billing');
     // A password is changed through the reset page, not the home page.
     for (const body of bodies('settings-changed', { firstName: 'Rita', restrictToEu: false })) expect(body).toContain('https://ally.example.eu/forgot-password');
   });
