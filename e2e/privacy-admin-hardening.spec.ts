@@ -164,6 +164,14 @@ describe('privacy: decisions, error answers and voided exports', () => {
     const failed = await http.get(`/v1/privacy/requests/${portability.id}/download`, emil.accessToken);
     expectProblem(failed, 409);
     expect(failed.body.detail).toMatch(/failed/);
+
+    // One past its period says when it went (the period is compliance's setting, not a fixed 7 days).
+    const old = (await http.post('/v1/privacy/requests', { type: 'access', scope: 'private' }, emil.accessToken)).body;
+    expect((await settled(emil.accessToken, old.id)).status).toBe('completed');
+    await env.sql(`UPDATE privacy.export_packages SET expires_at = '2026-01-02T03:04:05Z' WHERE request_id = $1`, [old.id]);
+    const expired = await http.get(`/v1/privacy/requests/${old.id}/download`, emil.accessToken);
+    expectProblem(expired, 410);
+    expect(expired.body.detail).toBe('The export package expired on 2026-01-02T03:04:05.000Z; file a new request');
   });
 
   it('voids only the exports an erasure may have emptied: one of another workspace stays downloadable', async () => {

@@ -52,7 +52,7 @@
     if (page === 'download') {
       if (err.status === 400 || err.status === 404) return both('Dieses Paket gibt es nicht, oder es gehört zu einem anderen Konto.', 'There is no such package, or it belongs to another account.');
       if (err.status === 409) return both('Das Paket ist noch nicht fertig; Sie bekommen eine E-Mail, sobald es bereitliegt.', 'The package is not ready yet; you will get an e-mail when it is.');
-      if (err.status === 410) return both('Das Paket ist nicht mehr da (es wird 7 Tage aufbewahrt); bitte stellen Sie eine neue Anfrage.', 'The package is gone (it is kept 7 days); please file a new request.');
+      if (err.status === 410) return both('Das Paket ist nicht mehr da (es wird nur bis zu dem Tag aufbewahrt, den die E-Mail nannte); bitte stellen Sie eine neue Anfrage.', 'The package is gone (it is kept only until the day the e-mail named); please file a new request.');
     }
     if (err.status === 409 && page === 'invite') return both('Zu dieser Adresse gibt es schon ein Konto: lassen Sie die Namensfelder leer und melden Sie sich an.', 'An account with this address exists: leave the name fields empty and sign in.');
     return both(`Das hat nicht geklappt (${err.status}).`, `That did not work (${err.status}): ${err.message}`);

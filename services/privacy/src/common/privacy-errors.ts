@@ -14,8 +14,8 @@ export class ExportNotReady extends ProblemError {
 }
 
 export class ExportExpired extends ProblemError {
-  constructor() {
-    super(410, 'The export package has expired (it is kept 7 days); file a new request');
+  constructor(expiredAt: Date) {
+    super(410, `The export package expired on ${expiredAt.toISOString()}; file a new request`);
   }
 }
 

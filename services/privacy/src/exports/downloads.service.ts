@@ -57,7 +57,7 @@ export class DownloadsService {
     if (row.status !== 'completed') throw new ExportNotReady();
     // An erasure voids earlier packages and clears their download date; expiry keeps it.
     if (!row.sealed && !row.wrapped_key && !row.download_until) throw new ExportVoided();
-    if (!row.sealed || !row.wrapped_key || new Date(row.expires_at) <= new Date()) throw new ExportExpired();
+    if (!row.sealed || !row.wrapped_key || new Date(row.expires_at) <= new Date()) throw new ExportExpired(new Date(row.expires_at));
     const key = `${id}:${format}:${actor.userId}`;
     const cached = this.cache.get(key);
     let built: Built;
