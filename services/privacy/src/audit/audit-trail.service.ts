@@ -48,7 +48,8 @@ export function entryHash(prevHash: string, e: Omit<AuditEntry, 'prevHash' | 'ha
  * The tamper-evident audit trail: every entry carries the hash of its
  * predecessor and its own, so changing, removing or reordering any entry
  * breaks every link after it. Appends are serialised by an advisory lock and
- * commit with the change they record.
+ * commit with the change they record: a transaction appends after it locked
+ * the rows it changes, never before, or two of them deadlock.
  */
 @Injectable()
 export class AuditTrail {

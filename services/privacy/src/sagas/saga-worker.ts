@@ -187,11 +187,12 @@ export class SagaWorker extends PacedWorker {
             AND o.id = (r.details->>'eventId')::uuid AND o.sent_at IS NOT NULL
         RETURNING s.request_id, s.service, r.subject_hash`,
       );
+      // An objection waits for its decision from here: in progress, not merely received. Its rows are locked
+      // before the audit trail's lock, as a decision locks them: taken the other way round, the two deadlocked.
+      await this.markStarted(em, (rows as { request_id: string }[]).map((r) => r.request_id));
       for (const r of rows as { request_id: string; service: string; subject_hash: string }[]) {
         await this.audit.append(em, { actor: 'system', action: 'step.completed', requestId: r.request_id, subjectHash: r.subject_hash, details: { service: r.service, action: 'notify' } });
       }
-      // An objection waits for its decision from here: in progress, not merely received.
-      await this.markStarted(em, (rows as { request_id: string }[]).map((r) => r.request_id));
     });
   }
 
