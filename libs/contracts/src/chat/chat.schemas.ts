@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { displayName, messageText, modelIdSchema, multilineText, plainText, storableText } from '../common/text-fields.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
-import { pageParams } from '../common/query-params.js';
+import { pageParams, queryInt } from '../common/query-params.js';
 
 export const MESSAGE_MAX_CHARS = 100_000;
 
@@ -25,7 +25,7 @@ export const refreshPolicyInput = z
 export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
 /** A conversation with a page of its messages: the newest `limit` (as far as they fit one answer), then older ones after `cursor`. */
 export const getConversationInput = conversationIdInput.extend({
-  limit: z.coerce.number().int().min(1).max(200).default(100),
+  limit: queryInt(1, 200, 100),
   cursor: z.string().max(200).optional(),
 });
 /** The HTTP body of `POST /v1/conversations/:id/messages`. */

@@ -1,7 +1,14 @@
 import { z } from 'zod';
 
+/**
+ * A whole number from a query string: decimal digits only, as people write
+ * them (Number() alone also took "0x10", " 5" and "1e1").
+ */
+export const queryInt = (min: number, max: number, byDefault: number) =>
+  z.preprocess((v) => (typeof v === 'string' && !/^\d+$/.test(v) ? Number.NaN : v), z.coerce.number().int().min(min).max(max)).default(byDefault);
+
 /** A page of a list (API.md): `?limit=&cursor=`, as every list takes them. */
 export const pageParams = {
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: queryInt(1, 100, 20),
   cursor: z.string().max(200).optional(),
 };
