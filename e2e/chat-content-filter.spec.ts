@@ -124,9 +124,16 @@ describe('the content filter before any provider', () => {
     await emit('privacy.subject.restricted', older);
     await emit('privacy.subject.restricted', newer);
     await emit('privacy.subject.restriction-lifted', older);
-    await waitFor(async () => ((await env.sql(`SELECT request_id FROM chat.restrictions WHERE user_id = $1`, [me.id])).length === 1 ? true : undefined), 'the lift to reach chat');
+    await waitFor(async () => ((await env.sql(`SELECT request_id FROM chat.restrictions WHERE user_id = $1 AND lifted_at IS NULL`, [me.id])).length === 1 ? true : undefined), 'the lift to reach chat');
     expect((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token)).status).toBe(403);
     await emit('privacy.subject.restriction-lifted', newer);
     await waitFor(async () => ((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token)).status === 201 ? true : undefined), 'chat to resume');
+    // A lift that arrives before its restriction (another replica took that one, or it was redelivered) stays a lift.
+    const late = randomUUID();
+    await emit('privacy.subject.restriction-lifted', late);
+    await emit('privacy.subject.restricted', late);
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM chat.inbox WHERE consumer = 'chat-restrictions'`)).length >= 6 ? true : undefined), 'both to reach chat');
+    expect(await env.sql(`SELECT lifted_at IS NOT NULL AS lifted FROM chat.restrictions WHERE request_id = $1`, [late])).toEqual([{ lifted: true }]);
+    expect((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token)).status).toBe(201);
   });
 });

@@ -1,5 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { chatService } from '@ally/chat';
+import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { createTestEnv, httpClient, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
+import { chatEnv } from './service-env.js';
 
 const PASSWORD = 'Nebel über dem Moor';
 const SWEDEN = 'gpt-4o-mini@azure-swedencentral';
@@ -123,5 +129,34 @@ describe('a deployment configured as EU whose error answer reports a region outs
     const done = JSON.parse(/event: done\ndata: (.*)\n/.exec(await streamed.text())![1]);
     expect(done.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
     expect(world.llm.requests({ kind: 'azure' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-dzeu', 'gpt-4o-mini-dzeu']);
+  });
+});
+
+/** Two chat replicas: what one learnt about the resource, the other knows too. */
+describe('a deployment reporting a region outside the EU, with two chat replicas', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator({ azureRegions: { 'gpt-4o-mini-swc': 'eastus' } });
+    await env.start(identityService);
+    const replica = chatEnv(llm, { QUOTA_PROVIDER: 'none' }); // one key-encryption key for both, as in the cluster
+    await env.start(chatService, replica);
+    await env.start(chatService, replica);
+    http = httpClient((await env.start(gatewayService)).url);
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await llm?.close();
+  });
+
+  it('gets one prompt of an EU-only user in all, whichever replica answers the next ones', async () => {
+    const token = (await http.post('/v1/auth/register', { email: 'zwei@example.eu', password: PASSWORD, firstName: 'Nele', lastName: 'Moor' })).body.accessToken as string;
+    const id = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
+    for (let i = 0; i < 8; i++) expect((await http.post(`/v1/conversations/${id}/messages`, { content: `#tokens=3 Frage ${i}` }, token)).status).toBe(201);
+    expect(llm.requests({ kind: 'azure' }).filter((r) => r.endpoint === 'gpt-4o-mini-swc')).toHaveLength(1);
   });
 });

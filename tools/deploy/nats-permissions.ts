@@ -106,8 +106,8 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     ],
     // StreamPublisher: frames to the gateway's subject, acks back on <subject>.ctl.
     // AnswersInFlight (CHAT_ANSWERS_STOP_SUBJECT): a deletion or erasure on one replica stops the answer another one writes.
-    publish: ['ally.stream.gateway.*', 'ally.chat.answers.stop'],
-    subscribe: ['ally.stream.gateway.*.ctl', 'ally.chat.answers.stop'],
+    publish: ['ally.stream.gateway.*', 'ally.chat.answers.stop', 'ally.chat.deployments.outside-eu'],
+    subscribe: ['ally.stream.gateway.*.ctl', 'ally.chat.answers.stop', 'ally.chat.deployments.outside-eu'],
   },
   billing: {
     note: 'Turns completions into its ledger, counts seats from memberships; checks org access through identity.',

@@ -2,6 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { AssistantsService } from './assistants/assistants.service.js';
 import { loadCatalog } from './catalog/model-catalog.js';
+import { OutsideEuQuarantine } from './catalog/outside-eu-quarantine.js';
 import { CATALOG, RouterService } from './catalog/router.service.js';
 import { ChatController } from './chat.controller.js';
 import { AnswersInFlight } from './completions/answers-in-flight.js';
@@ -36,6 +37,7 @@ export class ChatModule {
         { provide: CHAT_CONFIG, useValue: ctx.config },
         { provide: CATALOG, useValue: catalog },
         RouterService,
+        OutsideEuQuarantine,
         ProviderClients,
         PolicyService,
         PolicyReplicaConsumer,

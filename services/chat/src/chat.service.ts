@@ -12,6 +12,7 @@ import { RestrictionsByRequest1765000000000 } from './migrations/1765000000000-r
 import { ReplicaOrder1765300000000 } from './migrations/1765300000000-replica-order.js';
 import { LowerCaseWorkspaces1765400000000 } from './migrations/1765400000000-lower-case-workspaces.js';
 import { SealedAssistants1765700000000 } from './migrations/1765700000000-sealed-assistants.js';
+import { LiftedRestrictions1766200000000 } from './migrations/1766200000000-lifted-restrictions.js';
 
 /** chat: conversations, assistants, and LLM routing that keeps EU users in the EU. */
 export const chatService: ServiceDefinition<ChatConfig> = {
@@ -20,7 +21,7 @@ export const chatService: ServiceDefinition<ChatConfig> = {
   database: {
     schema: 'chat',
     entities: [ConversationEntity, MessageEntity, AssistantEntity, DataKeyEntity],
-    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000, ReplicaOrder1765300000000, LowerCaseWorkspaces1765400000000, SealedAssistants1765700000000],
+    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000, ReplicaOrder1765300000000, LowerCaseWorkspaces1765400000000, SealedAssistants1765700000000, LiftedRestrictions1766200000000],
   },
   module: (ctx) => ChatModule.forRoot(ctx),
 };

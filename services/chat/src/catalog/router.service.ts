@@ -20,7 +20,7 @@ export class RouterService {
    * A deployment configured as EU said it served from outside the EU. Every
    * prompt sent to it has left the EU before its answer can be dropped, so
    * EU-only callers are not routed to it again for a while (one prompt per
-   * period per replica finds out whether it still does), not at every request.
+   * period finds out whether it still does; OutsideEuQuarantine tells every replica), not at every request.
    */
   quarantineOutsideEu(deploymentId: string): void {
     this.reportedOutsideEu.set(deploymentId, Date.now() + OUTSIDE_EU_QUARANTINE_MS);

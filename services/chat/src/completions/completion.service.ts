@@ -20,6 +20,7 @@ import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, Provid
 import { completionChunks } from './provider-stream.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
 import { providerErrorForLog } from './provider-error-log.js';
+import { OutsideEuQuarantine } from '../catalog/outside-eu-quarantine.js';
 
 /** A request that passed policy, quota and the content filter: ready to send. */
 export interface Plan {
@@ -62,6 +63,7 @@ export class CompletionService {
     private readonly ds: DataSource,
     private readonly policies: PolicyService,
     private readonly router: RouterService,
+    private readonly quarantine: OutsideEuQuarantine,
     private readonly filter: ContentFilterService,
     private readonly quota: QuotaGate,
     private readonly clients: ProviderClients,
@@ -298,7 +300,7 @@ export class CompletionService {
    */
   private strayedOutsideEu(d: Deployment, reportedRegion: string | null): boolean {
     if (!d.euResident || servedInEu(d, reportedRegion)) return false;
-    this.router.quarantineOutsideEu(d.id);
+    this.quarantine.announce(d.id);
     this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers for a while; check the catalog and the Azure resource');
     return true;
   }

@@ -34,7 +34,7 @@ export function policyColumns(user: string, workspace: string, erasureMark: stri
   // 'private' (or anything not a uuid) is no organisation; the guard keeps the cast from failing.
   const org = `(CASE WHEN ${workspace} ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN ${workspace}::uuid END)`;
   return `EXISTS (SELECT 1 FROM erased_subjects WHERE mark = ${erasureMark}) AS erased,
-    EXISTS (SELECT 1 FROM restrictions WHERE user_id = ${user} AND scope IN ('all', ${workspace})) AS restricted,
+    EXISTS (SELECT 1 FROM restrictions WHERE user_id = ${user} AND scope IN ('all', ${workspace}) AND lifted_at IS NULL) AS restricted,
     (SELECT restrict_to_eu FROM user_settings WHERE user_id = ${user}) AS restrict_to_eu,
     EXISTS (SELECT 1 FROM memberships WHERE org_id = ${org} AND user_id = ${user}) AS member,
     (SELECT json_build_object('eu_only', eu_only, 'allowed_models', allowed_models, 'blocked_terms', blocked_terms) FROM org_policies WHERE org_id = ${org}) AS org`;

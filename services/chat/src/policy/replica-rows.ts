@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import { lockNamed } from '@ally/persistence';
 
 /**
  * Chat's replica rows of identity's state (restrictToEu, organisation
@@ -67,11 +68,19 @@ export async function orgPolicyDiffers(em: Pick<EntityManager, 'query'>, p: OrgP
 }
 
 /**
+ * One membership's events in turn, whichever replica applies them: a removal's
+ * DELETE cannot see an addition not yet committed, nor the addition's check
+ * the removal's marker, so applied at once the two left a removed member in.
+ */
+const lockMembership = (em: Pick<EntityManager, 'query'>, orgId: string, userId: string) => lockNamed(em, `chat-membership:${orgId}:${userId}`);
+
+/**
  * A membership ended as of `at`: the row goes unless it is newer (a later
  * re-invitation), and the removal is remembered so an older "added" arriving
  * late does not bring it back.
  */
 export async function removeMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, at: string): Promise<void> {
+  await lockMembership(em, orgId, userId);
   await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND updated_at <= $3`, [orgId, userId, at]);
   await em.query(
     `INSERT INTO membership_removals (org_id, user_id, removed_at) VALUES ($1, $2, $3)
@@ -83,7 +92,8 @@ export async function removeMembership(em: Pick<EntityManager, 'query'>, orgId: 
 /**
  * A membership as of `at`, unless it was removed at or after that time (an update: the newer role wins).
  */
-export function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, role: string, at: string, onConflict: OnConflict): Promise<unknown> {
+export async function addMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, role: string, at: string, onConflict: OnConflict): Promise<unknown> {
+  await lockMembership(em, orgId, userId);
   return em.query(
     `INSERT INTO memberships (org_id, user_id, role, updated_at)
      SELECT $1::uuid, $2::uuid, $3::text, $4::timestamptz WHERE NOT EXISTS (SELECT 1 FROM membership_removals WHERE org_id = $1::uuid AND user_id = $2::uuid AND removed_at >= $4::timestamptz)

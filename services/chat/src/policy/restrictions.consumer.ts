@@ -16,14 +16,20 @@ export class RestrictionsConsumer {
       durable: 'chat-restrictions',
       types: ['privacy.subject.restricted', 'privacy.subject.restriction-lifted'],
       handler: async (em, event) => {
+        // Filed while their erasure ran: nothing of them is left to restrict, and no row of them comes back.
         if (event.type === 'privacy.subject.restriction-lifted') {
-          // Only the lifted request's: another restriction of the same scope still stands.
+          // Only the lifted request's: another restriction of the same scope still stands. The row stays, marked, so the
+          // restriction arriving after it (or at once, on another replica) finds it lifted instead of restricting again.
           const d = PrivacyEvents['privacy.subject.restriction-lifted'].parse(event.data);
-          await em.query(`DELETE FROM restrictions WHERE request_id = $1`, [d.requestId]);
+          if (await policies.isErased(em, d.userId)) return;
+          await em.query(
+            `INSERT INTO restrictions (user_id, scope, request_id, lifted_at) VALUES ($1, $2, $3, now())
+             ON CONFLICT (request_id) DO UPDATE SET lifted_at = coalesce(restrictions.lifted_at, now())`,
+            [d.userId, d.scope, d.requestId],
+          );
           return;
         }
         const d = PrivacyEvents['privacy.subject.restricted'].parse(event.data);
-        // Filed while their erasure ran: nothing of them is left to restrict, and no row of them comes back.
         if (await policies.isErased(em, d.userId)) return;
         await em.query(`INSERT INTO restrictions (user_id, scope, request_id) VALUES ($1, $2, $3) ON CONFLICT (request_id) DO NOTHING`, [d.userId, d.scope, d.requestId]);
       },

@@ -94,7 +94,7 @@ export class ChatPrivacyService {
       const [settings] = await em.query(`SELECT restrict_to_eu FROM user_settings WHERE user_id = $1`, [userId]);
       // The replica's rows about the subject, in scope: their memberships as chat knows them, and restrictions in force.
       const memberships = scope === 'private' ? [] : await em.query(`SELECT org_id, role FROM memberships WHERE user_id = $1 AND ($2::text = 'all' OR org_id::text = $2) ORDER BY org_id`, [userId, scope]);
-      const restrictions = await em.query(`SELECT scope, request_id, created_at FROM restrictions WHERE user_id = $1 AND ($2::text = 'all' OR scope IN ('all', $2)) ORDER BY created_at`, [userId, scope]);
+      const restrictions = await em.query(`SELECT scope, request_id, created_at, lifted_at FROM restrictions WHERE user_id = $1 AND ($2::text = 'all' OR scope IN ('all', $2)) ORDER BY created_at`, [userId, scope]);
       return {
         service: 'chat',
         categories: { 'chat-history': chatHistory, 'policy-replica': { restrictToEu: settings?.restrict_to_eu ?? null, memberships: JSON.parse(JSON.stringify(memberships)), restrictions: JSON.parse(JSON.stringify(restrictions)) } },
