@@ -265,4 +265,31 @@ describe('a gateway told to stop', () => {
     await spareClosed;
     expect(await body).toContain('event: done');
   });
+
+  it('stops what would outlast its grace period as a client leaving would: chat aborts the provider call, the client hears why', async () => {
+    const { env, llm } = world;
+    // A gateway of its own (the test before stopped the world's), with a short grace period.
+    const gateway = await env.start(gatewayService, { SHUTDOWN_GRACE_MS: '3000' });
+    const http = httpClient(gateway.url);
+    const token = (await http.post('/v1/auth/register', { email: 'sina@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Sina', lastName: 'Stopp' })).body.accessToken;
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    llm.clearRequests();
+    const ask = (accept: string, content: string) =>
+      fetch(`${gateway.url}/v1/conversations/${conversation.id}/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept },
+        body: JSON.stringify({ content }),
+      });
+    const streamed = await ask('text/event-stream', '#tokens=600 Lang'); // ~12 s
+    const streamedBody = streamed.text();
+    const plain = ask('application/json', '#tokens=600 Auch lang').then(async (r) => ({ status: r.status, body: await r.json() }));
+    await waitFor(async () => (llm.requests({ operation: 'chat.completions' }).length === 2 ? true : undefined), 'both answers to be under way');
+    const started = Date.now();
+    await env.stop(gateway);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await streamedBody).toMatch(/event: error\ndata: .*service restarted/);
+    expect(await plain).toMatchObject({ status: 503 });
+    // Neither answer goes on being generated for nobody.
+    await waitFor(async () => (llm.requests({ operation: 'chat.completions' }).every((r) => r.aborted) ? true : undefined), 'the provider calls to be aborted', 5_000);
+  });
 });

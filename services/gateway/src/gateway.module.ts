@@ -14,6 +14,7 @@ import { BillingController } from './billing/billing.controller.js';
 import { PublicBillingController } from './billing/public-billing.controller.js';
 import { ChatController } from './chat/chat.controller.js';
 import { OpenAiCompatController } from './chat/openai-compat.controller.js';
+import { AnswersAtShutdown } from './chat/answers-at-shutdown.js';
 import { CancellableCalls } from './chat/cancellable-call.js';
 import { SseRelay } from './chat/sse-relay.service.js';
 import { ChatPolicySync } from './chat/policy-sync.service.js';
@@ -32,6 +33,7 @@ export class GatewayModule {
         { provide: GATEWAY_CONFIG, useValue: ctx.config },
         JwksCache,
         SessionLiveness,
+        AnswersAtShutdown,
         SseRelay,
         CancellableCalls,
         ChatPolicySync,

@@ -5,6 +5,7 @@ import { ProblemError, withPrefix } from '@ally/contracts';
 import { cancelCall } from '@ally/messaging';
 import { NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { AnswersAtShutdown, RESTARTING } from './answers-at-shutdown.js';
 
 /** How often a cancel is said again until chat answers: it may not have been listening yet. */
 const REPEAT_MS = 500;
@@ -20,6 +21,7 @@ export class CancellableCalls {
   constructor(
     @Inject(NATS) private readonly nats: NatsConnection,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
+    private readonly answers: AnswersAtShutdown,
   ) {}
 
   async run<T>(raw: ServerResponse, call: (cancel: string) => Promise<T>): Promise<T> {
@@ -34,13 +36,21 @@ export class CancellableCalls {
       repeat = setInterval(say, REPEAT_MS);
     };
     raw.once('close', gone);
+    // A replica told to stop calls it off as a client leaving would: chat answers the RPC with the stop.
+    let stopping = false;
+    const release = this.answers.track(() => {
+      stopping = true;
+      say();
+    });
     try {
       return await call(subject);
     } catch (err) {
+      if (stopping) throw new ProblemError(503, RESTARTING, { retryAfter: 1 });
       // We stopped waiting (504): chat stops too, or it would save and bill an answer nobody gets.
       if (err instanceof ProblemError && err.status === 504) say();
       throw err;
     } finally {
+      release();
       raw.removeListener('close', gone);
       clearInterval(repeat);
     }

@@ -7,6 +7,7 @@ import { ProblemError, STREAM_SILENCE_LIMIT_MS, withPrefix, type ResidencyReceip
 import { StreamAbandoned, StreamSubscriber } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { AnswersAtShutdown, RESTARTING } from './answers-at-shutdown.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 
 /** Frames the gateway lets chat run ahead; acks go back every half window (each is a NATS message to chat). */
@@ -33,6 +34,7 @@ export class SseRelay {
     @Inject(NATS) private readonly nats: NatsConnection,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(LOGGER) private readonly logger: Logger,
+    private readonly answers: AnswersAtShutdown,
   ) {}
 
   async relay(
@@ -46,6 +48,11 @@ export class SseRelay {
     const raw = reply.raw;
     let finished = false;
     let clientLeft = false;
+    let stopping = false;
+    const release = this.answers.track(() => {
+      stopping = true;
+      sub.cancel();
+    });
     // Listening from the start: a client gone while chat still decides cancels the call too.
     raw.once('close', () => {
       if (finished) return;
@@ -56,6 +63,7 @@ export class SseRelay {
       await start({ subject, window: WINDOW });
     } catch (err) {
       finished = true;
+      release();
       // Timed out: chat may still accept and answer into a stream nobody reads, saving and billing a
       // turn the client was told failed. It hears a cancel as soon as it starts sending instead.
       if (err instanceof ProblemError && err.status === 504) sub.cancelWhenHeard(STREAM_SILENCE_LIMIT_MS);
@@ -64,6 +72,7 @@ export class SseRelay {
     }
     // Gone during the RPC: say it again, now that chat listens for it.
     if (clientLeft || raw.destroyed) {
+      release();
       sub.cancel();
       return clientGone(reply);
     }
@@ -97,6 +106,9 @@ export class SseRelay {
         if (text && !raw.write(text)) await drained(raw);
         if (frame.seq % ACK_EVERY === 0 || frame.type === 'heartbeat') sub.ack(frame.seq);
       }
+      // Stopped with the replica: the client hears why, as when chat breaks off.
+      if (stopping && !raw.headersSent) throw new ProblemError(503, RESTARTING, { retryAfter: 1 });
+      if (stopping && !raw.destroyed) raw.write(format.broken(RESTARTING));
     } catch (err) {
       if (!(err instanceof StreamAbandoned)) throw err;
       this.logger.warn({ reason: err.message }, 'stream from chat broke off');
@@ -104,6 +116,7 @@ export class SseRelay {
       if (!raw.destroyed) raw.write(format.broken('The answer stream broke off; please try again'));
     } finally {
       finished = true;
+      release();
       if (clientLeft || raw.destroyed) clientGone(reply);
       else if (raw.headersSent) raw.end();
     }
