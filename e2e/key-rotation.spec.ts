@@ -11,7 +11,8 @@ describe('signing key rotation', () => {
   let env: TestEnv;
   let identity: RunningService;
   let http: ReturnType<typeof httpClient>;
-  const KEK = { IDENTITY_KEK: randomBytes(32).toString('base64') };
+  // A new key signs at once here (the tests are about what else happens); the last test waits for it.
+  const KEK = { IDENTITY_KEK: randomBytes(32).toString('base64'), SIGNING_KEY_PUBLISH_AHEAD_SECONDS: '0' };
 
   beforeAll(async () => {
     env = await createTestEnv();
@@ -83,5 +84,23 @@ describe('signing key rotation', () => {
     const after = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
     expect((await gateway.get('/v1/me', after)).status).toBe(200);
     await env.stop(replica);
+  });
+
+  it('publishes a new key before it signs with it, so no replica or gateway meets a token of a key it does not know yet', async () => {
+    const ahead = await env.start(identityService, { ...KEK, SIGNING_KEY_PUBLISH_AHEAD_SECONDS: '2' });
+    const gateway = httpClient((await env.start(gatewayService)).url);
+    const before = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
+    await identityService.commands!['rotate-signing-key'](ahead.app, []);
+    const newKid = (await gateway.get('/.well-known/jwks.json')).body.keys[0].kid as string;
+    expect(newKid).not.toBe(decodeProtectedHeader(before).kid);
+    // Published, not yet used: tokens still come from the key everyone knows.
+    const meanwhile = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
+    expect(decodeProtectedHeader(meanwhile).kid).toBe(decodeProtectedHeader(before).kid);
+    await new Promise((r) => setTimeout(r, 2_200));
+    const later = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
+    expect(decodeProtectedHeader(later).kid).toBe(newKid);
+    expect((await gateway.get('/v1/me', later)).status).toBe(200);
+    expect((await gateway.get('/v1/me', meanwhile)).status).toBe(200);
+    await env.stop(ahead);
   });
 });

@@ -36,6 +36,12 @@ export const identityConfigSchema = baseConfigSchema.extend(databaseConfigSchema
   SESSION_IDLE_TTL_SECONDS: seconds(7 * 24 * 3600),
   SESSION_ABSOLUTE_TTL_SECONDS: seconds(30 * 24 * 3600),
   SIGNING_KEY_ROTATION_DAYS: seconds(30),
+  /**
+   * A new signing key is published this long before anyone signs with it: every identity replica
+   * (which reload keys each minute) and every gateway (JWKS_REFRESH_SECONDS) knows it by then.
+   * A withdrawal of the old keys (a suspected leak) uses the new one at once.
+   */
+  SIGNING_KEY_PUBLISH_AHEAD_SECONDS: z.coerce.number().int().min(0).max(240).default(150),
   VERIFICATION_TOKEN_TTL_SECONDS: seconds(24 * 3600),
   RESET_TOKEN_TTL_SECONDS: seconds(3600),
   INVITATION_TTL_SECONDS: seconds(7 * 24 * 3600),

@@ -72,7 +72,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       // Running replicas read the keys once a minute, gateways refresh theirs once a minute (JWKS_REFRESH_SECONDS).
       return withdraw
         ? `new signing key ${kid}; every older key is withdrawn: tokens they signed stop verifying within about two minutes (identity replicas, then gateways, reload their keys each minute), and clients refresh them`
-        : `new signing key ${kid}; identity replicas sign with it within a minute, older keys stay published until their tokens expire`;
+        : `new signing key ${kid}; published now, it signs tokens once every replica and gateway knows it (SIGNING_KEY_PUBLISH_AHEAD_SECONDS), older keys stay published until their tokens expire`;
     },
   },
 };

@@ -19,15 +19,17 @@ export interface AccessClaims {
 }
 
 /**
- * Access tokens are signed with the newest Ed25519 key; older keys stay
- * published until every token they signed has expired, so rotation never
- * logs anyone out. Replicas share the keys through the database, where the
+ * Access tokens are signed with the newest Ed25519 key published for at
+ * least SIGNING_KEY_PUBLISH_AHEAD_SECONDS, so every replica and gateway knows
+ * a key before a token needs it; older keys stay published until every token
+ * they signed has expired, so rotation never logs anyone out. Replicas share the keys through the database, where the
  * private half is sealed under IDENTITY_KEK: a copy of the database alone
  * cannot mint tokens.
  */
 @Injectable()
 export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
-  private current?: { kid: string; key: CryptoKey | Uint8Array };
+  /** The published keys that may sign, newest first. */
+  private signers: { kid: string; key: CryptoKey | Uint8Array; createdAt: number }[] = [];
   private published: JWK[] = [];
   private timer?: NodeJS.Timeout;
   private readonly kek: Buffer;
@@ -55,8 +57,8 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   }
 
   async sign(claims: AccessClaims): Promise<string> {
-    if (!this.current) await this.rotateIfDue();
-    const { kid, key } = this.current!;
+    if (!this.signers.length) await this.rotateIfDue();
+    const { kid, key } = this.signer();
     return new SignJWT({ roles: claims.roles, ...(claims.sid ? { sid: claims.sid } : {}) })
       .setProtectedHeader({ alg: ALG, kid, typ: 'at+jwt' })
       .setSubject(claims.sub)
@@ -66,6 +68,13 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       .setJti(randomUUID())
       .setExpirationTime(`${this.config.ACCESS_TOKEN_TTL_SECONDS}s`)
       .sign(key);
+  }
+
+  /** The newest key published long enough, or the newest of all when none is (the first key, or the only one left after a withdrawal). */
+  private signer() {
+    const ahead = this.config.SIGNING_KEY_PUBLISH_AHEAD_SECONDS * 1000;
+    if (ahead === 0) return this.signers[0];
+    return this.signers.find((s) => s.createdAt <= Date.now() - ahead) ?? this.signers[0];
   }
 
   /** Creates a key when the newest is older than the rotation period; retires the old one. */
@@ -125,8 +134,9 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
     const keepMs = (this.config.ACCESS_TOKEN_TTL_SECONDS + 300) * 1000;
     const rows: SigningKeyEntity[] = await this.ds.getRepository(SigningKeyEntity).find({ order: { createdAt: 'DESC' } });
     const live = rows.filter((r) => !r.retiredAt || Date.now() - r.retiredAt.getTime() < keepMs);
-    const newest = rows[0];
-    this.current = { kid: newest.kid, key: await importJWK(this.unseal(newest), ALG) };
+    // A key retired for longer than it may still sign (the ahead time) signs no more; a withdrawn one is not live.
+    const signers = live.filter((r) => r === rows[0] || !r.retiredAt || Date.now() - r.retiredAt.getTime() < (this.config.SIGNING_KEY_PUBLISH_AHEAD_SECONDS + 60) * 1000);
+    this.signers = await Promise.all(signers.map(async (r) => ({ kid: r.kid, key: await importJWK(this.unseal(r), ALG), createdAt: r.createdAt.getTime() })));
     this.published = live.map((r) => r.publicJwk as JWK);
   }
 }
