@@ -52,6 +52,28 @@ describe('privacy sagas against services on the wire', () => {
       return r.status === 'completed' || r.status === 'failed' ? r : undefined;
     }, `request ${id} to settle`, timeoutMs);
 
+  it('keeps the step of an export that outlasts its lease page by page, instead of starting it again beside itself', async () => {
+    const ole = user();
+    // Six pages of 300 ms each (within the 400 ms a call may take): longer than the 1.5 s lease.
+    fakes.on('chat', 'export', async (input) => {
+      if (input.userId !== ole.userId) return { service: 'chat', categories: {} };
+      await new Promise((r) => setTimeout(r, 300));
+      const page = Number(input.page);
+      return { service: 'chat', categories: { 'chat-history': { conversations: [{ id: `c${page}` }] } }, ...(page < 5 ? { nextPage: page + 1 } : {}) };
+    });
+    // A second replica, which takes up any step whose lease ran out.
+    const second = await env.start(privacyService, FAST);
+    try {
+      const created = await request(ole, 'access');
+      expect((await settled(ole, created.id)).status).toBe('completed');
+      const firstPages = fakes.callsTo('chat', 'export').filter((c) => c.input.userId === ole.userId && Number(c.input.page) === 0);
+      expect(firstPages).toHaveLength(1);
+    } finally {
+      fakes.on('chat', 'export', () => ({ service: 'chat', categories: {} }));
+      await env.stop(second);
+    }
+  });
+
   it('exports every service holding personal data (from contracts) into one encrypted package, and says so by event', async () => {
     const lea = user();
     fakes

@@ -5,7 +5,10 @@ import { z } from 'zod';
  * them (Number() alone also took "0x10", " 5" and "1e1").
  */
 export const queryInt = (min: number, max: number, byDefault: number) =>
-  z.preprocess((v) => (typeof v === 'string' && !/^\d+$/.test(v) ? Number.NaN : v), z.coerce.number().int().min(min).max(max)).default(byDefault);
+  z
+    .preprocess((v) => (typeof v === 'string' && !/^\d+$/.test(v) ? Number.NaN : v), z.coerce.number().int().min(min).max(max).meta({ default: byDefault }))
+    // The meta above: the OpenAPI document names the default, which the preprocess hides from the schema's conversion.
+    .default(byDefault);
 
 /** A page of a list (API.md): `?limit=&cursor=`, as every list takes them. */
 export const pageParams = {

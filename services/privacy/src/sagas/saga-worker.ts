@@ -111,10 +111,22 @@ export class SagaWorker extends PacedWorker {
     for (const r of started) await this.audit.append(em, { actor: 'system', action: 'request.started', requestId: r.id, subjectHash: r.subject_hash });
   }
 
+  /**
+   * A long export keeps its step: without this, a step running longer than its lease was taken
+   * again by another worker (or this one) while it still ran, and the work done twice.
+   */
+  private async renewLease(step: ClaimedStep): Promise<void> {
+    const [, renewed] = await this.ds.query(
+      `UPDATE request_steps SET lease_until = now() + make_interval(secs => $4) WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
+      [step.requestId, step.service, step.attempts, this.config.PRIVACY_STEP_LEASE_MS / 1000],
+    );
+    if (!renewed) throw new Error(`the ${step.service} step of request ${step.requestId} was taken up again meanwhile`);
+  }
+
   private async execute(step: ClaimedStep): Promise<void> {
     let outcome: StepOutcome;
     try {
-      outcome = await this.runner.run(step);
+      outcome = await this.runner.run(step, () => this.renewLease(step));
     } catch (err) {
       return this.failed(step, err);
     }

@@ -26,7 +26,8 @@ export class StepRunner {
     @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
   ) {}
 
-  async run(step: ClaimedStep): Promise<StepOutcome> {
+  /** `stillMine`: called after each page of an export; it keeps the step's lease and throws once another worker took the step. */
+  async run(step: ClaimedStep, stillMine: () => Promise<void> = async () => undefined): Promise<StepOutcome> {
     const contract = privacyRpcs(step.service);
     const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
     const timeoutMs = this.config.PRIVACY_STEP_TIMEOUT_MS;
@@ -37,6 +38,7 @@ export class StepRunner {
         if (!answer || typeof answer.categories !== 'object' || answer.categories === null) throw new Error(`${step.service} answered an export without categories`);
         pages.push(answer);
         page = answer.nextPage;
+        if (page !== undefined) await stillMine();
       }
       const section = mergeExportPages(pages);
       if (!section || typeof section.categories !== 'object' || section.categories === null) throw new Error(`${step.service} answered an export without categories`);
