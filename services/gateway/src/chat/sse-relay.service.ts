@@ -123,12 +123,7 @@ export class SseRelay {
   }
 }
 
-/**
- * The client left (a closed or half-closed connection): the request ends here
- * and so does its connection. Ended as an answer, a half-closed connection
- * stayed open as if idle, and a shutdown waited for it until the keep-alive
- * timeout (72 s).
- */
+/** The client left: the request and its connection end here (an unanswered request is not left for Fastify to wait on). */
 function clientGone(reply: FastifyReply): void {
   if (!reply.raw.headersSent) reply.hijack();
   reply.raw.destroy();
