@@ -8,3 +8,4 @@ export * from './outbox-relay.js';
 export * from './event-consumer.js';
 export * from './stream.js';
 export * from './pacer.js';
+export * from './broadcast.js';

@@ -12,3 +12,4 @@ export * from './event-consumers.service.js';
 export * from './privacy-retention.controller.js';
 export * from './envelope-crypto.js';
 export * from './expiring-map.js';
+export * from './in-flight.js';

@@ -87,5 +87,8 @@ export type StreamFrame =
 export const STREAM_HEARTBEAT_MS = 2_000;
 export const STREAM_SILENCE_LIMIT_MS = 10_000;
 
+/** What a client hears of an answer stopped because the chat or gateway replica serving it shut down. */
+export const ANSWER_STOPPED_FOR_RESTART = 'The answer was stopped because the service restarted; please send the message again';
+
 /** Sent by the gateway on `<stream subject>.ctl`. */
 export type StreamControl = { ack: number } | { cancel: true };

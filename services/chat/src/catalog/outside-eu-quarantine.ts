@@ -1,7 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { withPrefix } from '@ally/contracts';
+import { broadcast, listenToBroadcasts } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { RouterService } from './router.service.js';
@@ -18,7 +19,7 @@ export const QUARANTINE_SUBJECT = 'ally.chat.deployments.outside-eu';
  */
 @Injectable()
 export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDestroy {
-  private sub?: Subscription;
+  private stopListening?: () => void;
 
   constructor(
     private readonly router: RouterService,
@@ -30,25 +31,17 @@ export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDest
   /** This replica keeps EU-only callers from it at once, and tells the others. */
   announce(deploymentId: string): void {
     this.router.quarantineOutsideEu(deploymentId);
-    if (!this.nats.isClosed()) this.nats.publish(this.subject, JSON.stringify({ deploymentId }));
+    broadcast(this.nats, this.subject, { deploymentId });
   }
 
   onApplicationBootstrap(): void {
-    this.sub = this.nats.subscribe(this.subject, {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          const { deploymentId } = msg.json<{ deploymentId: unknown }>();
-          if (typeof deploymentId === 'string') this.router.quarantineOutsideEu(deploymentId);
-        } catch {
-          this.logger.warn('ignored a malformed quarantine message');
-        }
-      },
+    this.stopListening = listenToBroadcasts<{ deploymentId: unknown }>(this.nats, this.subject, this.logger, 'quarantine', ({ deploymentId }) => {
+      if (typeof deploymentId === 'string') this.router.quarantineOutsideEu(deploymentId);
     });
   }
 
   onModuleDestroy(): void {
-    if (this.sub && !this.sub.isClosed()) this.sub.unsubscribe();
+    this.stopListening?.();
   }
 
   private get subject(): string {

@@ -1,9 +1,9 @@
 import { Inject, Injectable, type BeforeApplicationShutdown, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { setTimeout } from 'node:timers/promises';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { CHAT_ANSWERS_STOP_SUBJECT, ProblemError, withPrefix, type ChatAnswersStop as StopTarget } from '@ally/contracts';
-import { LOGGER, NATS } from '@ally/platform';
+import { ANSWER_STOPPED_FOR_RESTART, CHAT_ANSWERS_STOP_SUBJECT, ProblemError, withPrefix, type ChatAnswersStop as StopTarget } from '@ally/contracts';
+import { broadcast, listenToBroadcasts } from '@ally/messaging';
+import { InFlight, LOGGER, NATS } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 
 /** Time left, once answers are stopped at shutdown, to save what they wrote and to end their streams. */
@@ -31,10 +31,8 @@ interface Running {
  */
 @Injectable()
 export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy, BeforeApplicationShutdown {
-  private readonly running = new Set<Running>();
-  private sub?: Subscription;
-  /** Called when the last answer ends (a shutdown waits for it). */
-  private idle?: () => void;
+  private readonly running = new InFlight<Running>();
+  private stopListening?: () => void;
 
   constructor(
     @Inject(NATS) private readonly nats: NatsConnection,
@@ -45,14 +43,7 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
   /** A signal that aborts (with a 410 as its reason) when the answer's conversation or owner goes; `release` when the answer ends. */
   track(owner: AnswerOwner): { signal: AbortSignal; release: () => void } {
     const entry: Running = { owner, controller: new AbortController() };
-    this.running.add(entry);
-    return {
-      signal: entry.controller.signal,
-      release: () => {
-        this.running.delete(entry);
-        if (this.running.size === 0) this.idle?.();
-      },
-    };
+    return { signal: entry.controller.signal, release: this.running.add(entry) };
   }
 
   /**
@@ -64,39 +55,29 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
    * reply being cut off with the connection (the client waited for a timeout,
    * and nothing was saved or billed).
    */
-  async beforeApplicationShutdown(): Promise<void> {
-    if (this.running.size === 0) return;
-    this.logger.info({ answers: this.running.size }, 'waiting for the answers being written before stopping');
-    const idle = new Promise<void>((resolve) => (this.idle = resolve));
-    await Promise.race([idle, setTimeout(Math.max(0, this.config.SHUTDOWN_GRACE_MS - SAVE_MS - 1_000))]);
-    if (this.running.size === 0) return;
-    this.logger.warn({ answers: this.running.size }, 'stopping the answers still being written: the replica is shutting down');
-    for (const entry of this.running) entry.controller.abort(new ProblemError(503, 'The answer was stopped because the service restarted; please send the message again'));
-    await Promise.race([idle, setTimeout(SAVE_MS)]);
+  beforeApplicationShutdown(): Promise<void> {
+    return this.running.drain({
+      waitMs: this.config.SHUTDOWN_GRACE_MS - SAVE_MS - 1_000,
+      settleMs: SAVE_MS,
+      stop: (entry) => entry.controller.abort(new ProblemError(503, ANSWER_STOPPED_FOR_RESTART)),
+      logger: this.logger,
+      what: 'answers being written',
+    });
   }
 
   /** Tells every replica, this one included, to stop the answers `target` covers. Call after the deletion committed. */
   stop(target: StopTarget): void {
     this.abortMatching(target);
-    if (!this.nats.isClosed()) this.nats.publish(this.subject, JSON.stringify(target));
+    broadcast(this.nats, this.subject, target);
   }
 
   /** Every replica listens from its start (a one-off command builds the modules without this hook). */
   onApplicationBootstrap(): void {
-    this.sub = this.nats.subscribe(this.subject, {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          this.abortMatching(msg.json<StopTarget>());
-        } catch {
-          this.logger.warn('ignored a malformed answer stop message');
-        }
-      },
-    });
+    this.stopListening = listenToBroadcasts<StopTarget>(this.nats, this.subject, this.logger, 'answer stop', (target) => this.abortMatching(target));
   }
 
   onModuleDestroy(): void {
-    if (this.sub && !this.sub.isClosed()) this.sub.unsubscribe();
+    this.stopListening?.();
   }
 
   private get subject(): string {

@@ -1,8 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { IdentityRpc, ProblemError, SESSIONS_ENDED_SUBJECT, withPrefix, type SessionsEnded } from '@ally/contracts';
-import { RpcClient } from '@ally/messaging';
+import { listenToBroadcasts, RpcClient } from '@ally/messaging';
 import { ExpiringMap, LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
@@ -37,7 +37,7 @@ export class SessionLiveness implements OnApplicationBootstrap, OnModuleDestroy 
   /** Until then identity is not asked: it just failed to answer, and each request would wait for its timeout again. */
   private identityAwayUntil = 0;
 
-  private endedSub?: Subscription;
+  private stopListening?: () => void;
 
   constructor(
     private readonly rpc: RpcClient,
@@ -49,22 +49,15 @@ export class SessionLiveness implements OnApplicationBootstrap, OnModuleDestroy 
   }
 
   onApplicationBootstrap(): void {
-    this.endedSub = this.nats.subscribe(withPrefix(this.config.NATS_SUBJECT_PREFIX, SESSIONS_ENDED_SUBJECT), {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          const { sessionIds } = msg.json<SessionsEnded>();
-          // When its tokens expire is not known here: remembered for longer than any lives.
-          for (const id of sessionIds) if (typeof id === 'string') this.rememberEnded(id, Date.now() + ENDED_FALLBACK_MS);
-        } catch {
-          this.logger.warn('ignored a malformed sessions-ended message');
-        }
-      },
+    const subject = withPrefix(this.config.NATS_SUBJECT_PREFIX, SESSIONS_ENDED_SUBJECT);
+    this.stopListening = listenToBroadcasts<SessionsEnded>(this.nats, subject, this.logger, 'sessions-ended', ({ sessionIds }) => {
+      // When its tokens expire is not known here: remembered for longer than any lives.
+      for (const id of sessionIds) if (typeof id === 'string') this.rememberEnded(id, Date.now() + ENDED_FALLBACK_MS);
     });
   }
 
   onModuleDestroy(): void {
-    if (this.endedSub && !this.endedSub.isClosed()) this.endedSub.unsubscribe();
+    this.stopListening?.();
   }
 
   /** `tokenExpiresAt`: the token's `exp` (seconds), how long an ended session must be remembered for it. */

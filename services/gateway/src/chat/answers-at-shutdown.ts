@@ -1,11 +1,7 @@
 import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { LOGGER } from '@ally/platform';
+import { InFlight, LOGGER } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
-
-/** What a client hears of an answer stopped with the replica. */
-export const RESTARTING = 'The answer was stopped because the service restarted; please send the message again';
 
 /** Time left, once answers are stopped at shutdown, for chat to hear it and the clients to be told. */
 const TELL_MS = 1_500;
@@ -20,8 +16,7 @@ const TELL_MS = 1_500;
  */
 @Injectable()
 export class AnswersAtShutdown implements BeforeApplicationShutdown {
-  private readonly stops = new Set<() => void>();
-  private idle?: () => void;
+  private readonly stops = new InFlight<() => void>();
 
   constructor(
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
@@ -30,21 +25,16 @@ export class AnswersAtShutdown implements BeforeApplicationShutdown {
 
   /** `stop` ends the answer early; call the returned release when it ended. */
   track(stop: () => void): () => void {
-    this.stops.add(stop);
-    return () => {
-      this.stops.delete(stop);
-      if (this.stops.size === 0) this.idle?.();
-    };
+    return this.stops.add(stop);
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
-    if (this.stops.size === 0) return;
-    this.logger.info({ answers: this.stops.size }, 'waiting for the answers being relayed before stopping');
-    const idle = new Promise<void>((resolve) => (this.idle = resolve));
-    await Promise.race([idle, sleep(Math.max(0, this.config.SHUTDOWN_GRACE_MS - TELL_MS - 500))]);
-    if (this.stops.size === 0) return;
-    this.logger.warn({ answers: this.stops.size }, 'stopping the answers still being relayed: the replica is shutting down');
-    for (const stop of [...this.stops]) stop();
-    await Promise.race([idle, sleep(TELL_MS)]);
+  beforeApplicationShutdown(): Promise<void> {
+    return this.stops.drain({
+      waitMs: this.config.SHUTDOWN_GRACE_MS - TELL_MS - 500,
+      settleMs: TELL_MS,
+      stop: (stop) => stop(),
+      logger: this.logger,
+      what: 'answers being relayed',
+    });
   }
 }

@@ -1,11 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
-import { ProblemError, withPrefix } from '@ally/contracts';
+import { ANSWER_STOPPED_FOR_RESTART, ProblemError, withPrefix } from '@ally/contracts';
 import { cancelCall } from '@ally/messaging';
 import { NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
-import { AnswersAtShutdown, RESTARTING } from './answers-at-shutdown.js';
+import { AnswersAtShutdown } from './answers-at-shutdown.js';
 
 /** How often a cancel is said again until chat answers: it may not have been listening yet. */
 const REPEAT_MS = 500;
@@ -45,7 +45,7 @@ export class CancellableCalls {
     try {
       return await call(subject);
     } catch (err) {
-      if (stopping) throw new ProblemError(503, RESTARTING, { retryAfter: 1 });
+      if (stopping) throw new ProblemError(503, ANSWER_STOPPED_FOR_RESTART, { retryAfter: 1 });
       // We stopped waiting (504): chat stops too, or it would save and bill an answer nobody gets.
       if (err instanceof ProblemError && err.status === 504) say();
       throw err;

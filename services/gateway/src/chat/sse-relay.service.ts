@@ -3,11 +3,11 @@ import type { ServerResponse } from 'node:http';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { ProblemError, STREAM_SILENCE_LIMIT_MS, withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
+import { ANSWER_STOPPED_FOR_RESTART, ProblemError, STREAM_SILENCE_LIMIT_MS, withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
 import { StreamAbandoned, StreamSubscriber } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
-import { AnswersAtShutdown, RESTARTING } from './answers-at-shutdown.js';
+import { AnswersAtShutdown } from './answers-at-shutdown.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 
 /** Frames the gateway lets chat run ahead; acks go back every half window (each is a NATS message to chat). */
@@ -107,8 +107,8 @@ export class SseRelay {
         if (frame.seq % ACK_EVERY === 0 || frame.type === 'heartbeat') sub.ack(frame.seq);
       }
       // Stopped with the replica: the client hears why, as when chat breaks off.
-      if (stopping && !raw.headersSent) throw new ProblemError(503, RESTARTING, { retryAfter: 1 });
-      if (stopping && !raw.destroyed) raw.write(format.broken(RESTARTING));
+      if (stopping && !raw.headersSent) throw new ProblemError(503, ANSWER_STOPPED_FOR_RESTART, { retryAfter: 1 });
+      if (stopping && !raw.destroyed) raw.write(format.broken(ANSWER_STOPPED_FOR_RESTART));
     } catch (err) {
       if (!(err instanceof StreamAbandoned)) throw err;
       this.logger.warn({ reason: err.message }, 'stream from chat broke off');

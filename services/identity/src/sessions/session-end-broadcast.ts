@@ -2,6 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy }
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { SESSIONS_ENDED_SUBJECT, withPrefix, type SessionsEnded } from '@ally/contracts';
+import { broadcast } from '@ally/messaging';
 import { PgListener } from '@ally/persistence';
 import { LOGGER, NATS } from '@ally/platform';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
@@ -51,11 +52,10 @@ export class SessionEndBroadcast implements OnApplicationBootstrap, OnModuleDest
     setImmediate(() => {
       const ids = this.ended;
       this.ended = [];
-      if (this.nats.isClosed()) return;
       const subject = withPrefix(this.config.NATS_SUBJECT_PREFIX, SESSIONS_ENDED_SUBJECT);
       for (let i = 0; i < ids.length; i += IDS_PER_MESSAGE) {
         const message: SessionsEnded = { sessionIds: ids.slice(i, i + IDS_PER_MESSAGE) };
-        this.nats.publish(subject, JSON.stringify(message));
+        broadcast(this.nats, subject, message);
       }
     });
   }
