@@ -422,15 +422,32 @@ describe('unknown routes and URLs', () => {
     ['GET', '/v1/nope'],
     ['POST', '/v1/auth/nope'],
     ['GET', '/v1/me/api-keys/x/y'],
-    ['PUT', '/v1/me'],
-    ['DELETE', '/v1/orgs'],
-    ['POST', '/'],
     ['GET', '/v2/me'],
-    ['GET', '/v1/auth/login'],
+    ['DELETE', '/v1/me/nope'],
   ])('%s %s is a 404 problem', async (method, path) => {
     const res = await http.request(method, path, { token: user.accessToken });
     expectProblem(res, 404);
     expect(res.body.detail).toContain(path.split('/')[1] ?? '');
+    expect(res.headers.get('allow')).toBeNull();
+  });
+
+  it.each([
+    ['PUT', '/v1/me', 'GET, HEAD, PATCH'],
+    ['DELETE', '/v1/orgs', 'POST'],
+    ['GET', '/v1/auth/login', 'POST'],
+    ['PATCH', '/v1/me/api-keys/0b6f3a3e-1c1d-4f7e-9d7a-2f4f5e6a7b8c', 'DELETE'],
+  ])('%s %s, a path that exists, is a 405 naming the methods it takes in Allow', async (method, path, allow) => {
+    const res = await http.request(method, path, { token: user.accessToken });
+    expectProblem(res, 405);
+    expect(res.headers.get('allow')).toBe(allow);
+    expect(res.body.detail).toBe(`${method} is not allowed here; ${path} takes ${allow}`);
+  });
+
+  it('a 405 comes before authentication, as the 404 does, and carries the usual headers', async () => {
+    const res = await http.request('PUT', '/v1/me');
+    expectProblem(res, 405);
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   it('a malformed percent-encoding in a path id is a 400 problem naming the id, elsewhere a 404', async () => {

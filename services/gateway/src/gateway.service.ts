@@ -5,7 +5,7 @@ import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
 import { RESIDENCY_HEADER } from './chat/residency-header.js';
 import { drainConnectionsOnClose } from './common/connection-drain.js';
-import { answerClientError, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies, explainNonPreflightOptions } from './common/http-edges.js';
+import { answerClientError, answerWrongMethod, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies, explainNonPreflightOptions } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 import { redirectTrailingSlash } from './web/web.controller.js';
@@ -46,6 +46,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     drainConnectionsOnClose(fastify);
     redirectTrailingSlash(fastify);
     requireJsonBodies(fastify);
+    answerWrongMethod(fastify);
     explainNonPreflightOptions(fastify);
     explainForbiddenJsonKeys(app);
     limitJsonDepth(fastify);

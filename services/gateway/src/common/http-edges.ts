@@ -3,6 +3,7 @@ import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { randomUUID } from 'node:crypto';
 import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
 import type { Duplex } from 'node:stream';
+import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { ProblemError } from '@ally/contracts';
 
 /**
@@ -199,4 +200,30 @@ function tooDeep(body: unknown, max: number): string | undefined {
     level = next;
   }
   return undefined;
+}
+
+/** Methods whose routes say where a path exists; OPTIONS is CORS's catch-all, HEAD follows GET. */
+const ROUTED_METHODS = ['GET', 'POST', 'PUT', 'PATCH', 'DELETE'] as const;
+
+/**
+ * A path that exists, asked with a method it does not take, is a 405 naming
+ * the methods it does (`Allow`, RFC 9110 §15.5.6), not a 404 that says the
+ * path is wrong. The routes are mirrored into a router of their own as they
+ * are added; the check runs only for requests no route matched.
+ */
+export function answerWrongMethod(fastify: FastifyInstance): void {
+  const routes = FindMyWay();
+  fastify.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if ((ROUTED_METHODS as readonly string[]).includes(method) && !route.url.includes('*')) routes.on(method as HTTPMethod, route.url, () => undefined);
+    }
+  });
+  fastify.addHook('preHandler', async (req, reply) => {
+    if (!req.is404) return;
+    const path = req.url.split('?', 1)[0];
+    const allowed = ROUTED_METHODS.filter((m) => routes.find(m, path) !== null).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m]));
+    if (allowed.length === 0) return;
+    reply.header('allow', allowed.join(', '));
+    throw new ProblemError(405, `${req.method} is not allowed here; ${path} takes ${allowed.join(', ')}`);
+  });
 }
