@@ -121,6 +121,18 @@ describe('starting with a dependency missing', () => {
     expect(lines(notify.stderr)).toEqual([expect.stringMatching(/^notify: Configuration error: BREVO_BASE_URL is required without BREVO_API_KEY/)]);
   });
 
+  it('billing refuses to start in production without the key of its pseudonyms', async () => {
+    const r = await run(['services/billing/dist/main.js'], {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://ally_billing@127.0.0.1:5432/ally',
+      PLANS_FILE: 'services/billing/config/plans.json',
+      STRIPE_SECRET_KEY: 'sk_live_test',
+      STRIPE_WEBHOOK_SECRET: 'whsec_test',
+    });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual(['billing: Configuration error: BILLING_PSEUDONYM_KEY is required in production']);
+  });
+
   it('notify refuses to start in production without Brevo credentials', async () => {
     const r = await run(['services/notify/dist/main.js'], { NODE_ENV: 'production', DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally' });
     expect(r.code).toBe(1);

@@ -2,6 +2,7 @@ import { Module, type DynamicModule } from '@nestjs/common';
 import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { BillingController } from './billing.controller.js';
 import { WorkspaceAccess } from './common/workspace-access.service.js';
+import { Pseudonyms } from './common/erased-subjects.js';
 import { BILLING_CONFIG, type BillingConfig } from './config.js';
 import { InvoicesService } from './invoices/invoices.service.js';
 import { LedgerConsumer } from './ledger/ledger.consumer.js';
@@ -31,6 +32,7 @@ export class BillingModule {
         { provide: BILLING_CONFIG, useValue: ctx.config },
         PlansService,
         StripeClient,
+        Pseudonyms,
         WorkspaceAccess,
         SubscriptionsService,
         SeatsConsumer,

@@ -18,10 +18,12 @@ export const billingConfigSchema = baseConfigSchema
     METER_POLL_MS: z.coerce.number().int().min(10).default(1_000),
     QUOTA_REFRESH_MS: z.coerce.number().int().min(10).default(500),
     /** How often the ledger is reconciled with Stripe's meter summaries; 0 turns the timer off (the `reconcile` command still works). */
+    /** Keys the pseudonym an erased subject's books keep (HMAC-SHA256); required in production. */
+    BILLING_PSEUDONYM_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
     RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(86_400_000),
   })
   .superRefine((c, ctx) => {
-    requireInProduction(c, ctx, ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET']);
+    requireInProduction(c, ctx, ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'BILLING_PSEUDONYM_KEY']);
     if (c.NODE_ENV === 'production' && c.STRIPE_API_URL) ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: 'must not be set in production (it points at the emulator)' });
     // Without a key the SDK would otherwise go to api.stripe.com with a made-up one, while saying it talks to the emulator.
     if (c.NODE_ENV !== 'production' && !c.STRIPE_SECRET_KEY && !c.STRIPE_API_URL) {

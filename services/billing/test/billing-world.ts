@@ -6,6 +6,9 @@ import { createTestEnv, type TestEnv } from '@ally/testing';
 import { billingService } from '../src/index.js';
 import { StripeWebhookService } from '../src/webhooks/stripe-webhook.service.js';
 
+/** The key of erased subjects' pseudonyms in the billing world. */
+export const TEST_PSEUDONYM_KEY = 'a-test-pseudonym-key-of-32-chars';
+
 export interface BillingWorld {
   env: TestEnv;
   stripe: StripeEmulator;
@@ -33,6 +36,7 @@ export function billingWorld(): BillingWorld {
         PLANS_FILE: 'services/billing/config/plans.json',
         STRIPE_API_URL: world.stripe.url,
         STRIPE_WEBHOOK_SECRET: world.stripe.webhookSecret,
+        BILLING_PSEUDONYM_KEY: TEST_PSEUDONYM_KEY,
         QUOTA_REFRESH_MS: '600000',
         METER_POLL_MS: '600000',
       });

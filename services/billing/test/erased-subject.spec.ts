@@ -1,8 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
-import { randomUUID } from 'node:crypto';
+import { createHash, createHmac, randomUUID } from 'node:crypto';
 import { BillingRpc, privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { billingWorld } from './billing-world.js';
+import { billingWorld, TEST_PSEUDONYM_KEY } from './billing-world.js';
 
 /**
  * Between billing's erasure step and identity deleting the account, the
@@ -21,7 +21,10 @@ describe('billing for a subject it erased', () => {
       await expect(rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor })).rejects.toMatchObject({ status: 410 });
       await expect(rpc.call(BillingRpc.portal, { workspace: 'private' }, { actor })).rejects.toMatchObject({ status: 410 });
       expect(await world.env.sql(`SELECT 1 FROM billing.customers WHERE workspace = $1`, [`private:${actor.userId}`])).toEqual([]);
-      expect(await world.env.sql(`SELECT alias FROM billing.erased_subjects`)).toEqual([{ alias: expect.stringMatching(/^erased-[0-9a-f]{16}$/) }]);
+      // Keyed: whoever has the id but not BILLING_PSEUDONYM_KEY cannot compute it (as they could an unkeyed hash).
+      const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(actor.userId).digest('hex').slice(0, 16)}`;
+      expect(alias).not.toBe(`erased-${createHash('sha256').update(`ally-billing:${actor.userId}`).digest('hex').slice(0, 16)}`);
+      expect(await world.env.sql(`SELECT alias FROM billing.erased_subjects`)).toEqual([{ alias }]);
 
       // A private-only erasure leaves the account in use: the user may subscribe again.
       const other = { userId: randomUUID(), platformRoles: [] as [] };

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { pseudonym } from '../src/common/erased-subjects.js';
+import { Pseudonyms } from '../src/common/erased-subjects.js';
 import { currentPeriod } from '../src/common/workspace-key.js';
 import { QuotaAlerts } from '../src/quota/quota-alerts.service.js';
 import { UsageService } from '../src/ledger/usage.service.js';
@@ -31,7 +31,7 @@ describe('quota of a month', () => {
     const key = `private:${actor.userId}`;
     const period = currentPeriod();
     const lastMonth = currentPeriod(new Date(Date.now() - 40 * 24 * 3600_000));
-    const recorded = () => world.env.sql<{ period: string; token_quota: string }>(`SELECT period, token_quota FROM billing.period_quotas WHERE workspace = $1 ORDER BY period`, [pseudonym(actor.userId)]);
+    const recorded = () => world.env.sql<{ period: string; token_quota: string }>(`SELECT period, token_quota FROM billing.period_quotas WHERE workspace = $1 ORDER BY period`, [world.billing.app.get(Pseudonyms).of(actor.userId)]);
 
     await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, $2, 'team', 'active', 1)`, [key, `sub_${randomUUID()}`]);
     await quota.refresh();
@@ -43,7 +43,7 @@ describe('quota of a month', () => {
     expect((await usage.view(actor, 'private')).tokenQuota).toBe(6_000_000);
 
     // Last month, when the workspace was on Team (as the service recorded it then), and a month with no record.
-    await world.env.sql(`INSERT INTO billing.period_quotas (workspace, period, token_quota) VALUES ($1, $2, 2000000)`, [pseudonym(actor.userId), lastMonth]);
+    await world.env.sql(`INSERT INTO billing.period_quotas (workspace, period, token_quota) VALUES ($1, $2, 2000000)`, [world.billing.app.get(Pseudonyms).of(actor.userId), lastMonth]);
     expect(await usage.view(actor, 'private', lastMonth)).toMatchObject({ period: lastMonth, tokenQuota: 2_000_000 });
     expect(await usage.view(actor, 'private', '2020-01')).toMatchObject({ period: '2020-01', tokensUsed: 0, tokenQuota: null });
 
@@ -80,7 +80,7 @@ describe('quota of a month', () => {
     await quota.refresh();
     await quota.refresh();
     // The month ends on Business (its renamed plan), not Free (what their id alone would have).
-    expect(await recorded(pseudonym(actor.userId))).toBe('6000000');
+    expect(await recorded(world.billing.app.get(Pseudonyms).of(actor.userId))).toBe('6000000');
     expect(await world.env.sql(`SELECT 1 FROM billing.quota_alerts WHERE workspace = $1`, [key])).toEqual([]);
     expect(await world.env.sql(`SELECT 1 FROM billing.outbox WHERE strpos(payload::text, $1) > 0`, [actor.userId])).toEqual([]);
     // The refresh still works for everyone else (a cap sets it off).
@@ -91,7 +91,7 @@ describe('quota of a month', () => {
     const ending = `private:${randomUUID()}`;
     await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, $2, 'team', 'active', 1)`, [ending, `sub_${randomUUID()}`]);
     await quota.refresh();
-    const endingKey = pseudonym(ending.slice('private:'.length));
+    const endingKey = world.billing.app.get(Pseudonyms).of(ending.slice('private:'.length));
     expect(await recorded(endingKey)).toBe('2000000');
     await world.env.sql(`UPDATE billing.subscriptions SET status = 'canceled' WHERE workspace = $1`, [ending]);
     await quota.refresh();

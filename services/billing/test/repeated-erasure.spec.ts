@@ -2,7 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { BillingRpc, privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { pseudonym } from '../src/common/erased-subjects.js';
+import { Pseudonyms } from '../src/common/erased-subjects.js';
 import { currentPeriod } from '../src/common/workspace-key.js';
 import { UsageService } from '../src/ledger/usage.service.js';
 import { QuotaService } from '../src/quota/quota.service.js';
@@ -42,7 +42,7 @@ describe('erasures one after another', () => {
 
   it('completes private, Checkout, private, Checkout, all, all: every customer deleted at Stripe, every row kept under the pseudonym', async () => {
     const actor = { userId: randomUUID(), platformRoles: [] as [] };
-    const alias = pseudonym(actor.userId);
+    const alias = world.billing.app.get(Pseudonyms).of(actor.userId);
     // Stripe's cancellations (its customers deleted) reach billing after each erasure.
     const eraseAndDeliver = async (scope: string) => {
       await expect(erase(actor.userId, scope)).resolves.toMatchObject({ processorsNotified: ['stripe'] });

@@ -1,10 +1,31 @@
-import { createHash } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { createHmac } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { EntityManager } from 'typeorm';
+import { LOGGER } from '@ally/platform';
+import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 
-/** A stable pseudonym: the restricted copies stay linkable to each other, never back to the person. */
-export const pseudonym = (userId: string) => `erased-${createHash('sha256').update(`ally-billing:${userId}`).digest('hex').slice(0, 16)}`;
+/**
+ * A stable pseudonym for a user id, keyed (HMAC-SHA256 with
+ * `BILLING_PSEUDONYM_KEY`): the restricted copies stay linkable to each
+ * other, and back to the person only for whoever holds both the id (an event
+ * still in the stream, a backup) and the key.
+ */
+@Injectable()
+export class Pseudonyms {
+  private readonly key: string;
 
-/** Whether a workspace key is an erased subject's pseudonym (`pseudonym`). */
+  constructor(@Inject(BILLING_CONFIG) config: BillingConfig, @Inject(LOGGER) logger: Logger) {
+    this.key = config.BILLING_PSEUDONYM_KEY ?? 'ally-development-pseudonym-key';
+    if (!config.BILLING_PSEUDONYM_KEY) logger.warn(`${config.NODE_ENV}: no BILLING_PSEUDONYM_KEY, erased subjects' pseudonyms use a development key`);
+  }
+
+  of(userId: string): string {
+    return `erased-${createHmac('sha256', this.key).update(userId.toLowerCase()).digest('hex').slice(0, 16)}`;
+  }
+}
+
+/** Whether a workspace key is an erased subject's pseudonym (`Pseudonyms.of`). */
 export const isPseudonym = (workspace: string) => /^erased-[0-9a-f]{16}$/.test(workspace);
 
 /**
@@ -20,10 +41,10 @@ export const IN_USE = `workspace NOT LIKE 'erased-%'`;
  * set up for them (a Checkout would leave a customer behind the erasure).
  * Kept under the pseudonym only.
  */
-export async function markErased(em: Pick<EntityManager, 'query'>, userId: string): Promise<void> {
-  await em.query(`INSERT INTO erased_subjects (alias) VALUES ($1) ON CONFLICT DO NOTHING`, [pseudonym(userId)]);
+export async function markErased(em: Pick<EntityManager, 'query'>, alias: string): Promise<void> {
+  await em.query(`INSERT INTO erased_subjects (alias) VALUES ($1) ON CONFLICT DO NOTHING`, [alias]);
 }
 
-export async function isErased(em: Pick<EntityManager, 'query'>, userId: string): Promise<boolean> {
-  return (await em.query(`SELECT 1 FROM erased_subjects WHERE alias = $1`, [pseudonym(userId)])).length > 0;
+export async function isErased(em: Pick<EntityManager, 'query'>, alias: string): Promise<boolean> {
+  return (await em.query(`SELECT 1 FROM erased_subjects WHERE alias = $1`, [alias])).length > 0;
 }

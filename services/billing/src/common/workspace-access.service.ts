@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { IdentityRpc, managesOrg, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { isErased } from './erased-subjects.js';
+import { isErased, Pseudonyms } from './erased-subjects.js';
 import { workspaceKey } from './workspace-key.js';
 
 /**
@@ -15,11 +15,12 @@ export class WorkspaceAccess {
   constructor(
     private readonly rpc: RpcClient,
     private readonly ds: DataSource,
+    private readonly pseudonyms: Pseudonyms,
   ) {}
 
   /** Also refuses (410) a subject billing already erased, whose account identity has not deleted yet. */
   async manage(actor: Actor, workspace: string): Promise<string> {
-    if (await isErased(this.ds, actor.userId)) throw new ProblemError(410, 'This account is being erased');
+    if (await isErased(this.ds, this.pseudonyms.of(actor.userId))) throw new ProblemError(410, 'This account is being erased');
     if (workspace === 'private') return workspaceKey(workspace, actor.userId);
     const org = await this.rpc.call(IdentityRpc.getOrg, { orgId: workspace }, { actor: { userId: actor.userId, platformRoles: [] } });
     if (!managesOrg(org.role)) throw new ProblemError(403, 'Only owners and admins manage billing');

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyErasureProcessorReport, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { StripeClient } from '../stripe/stripe.client.js';
-import { markErased, pseudonym } from '../common/erased-subjects.js';
+import { markErased, Pseudonyms } from '../common/erased-subjects.js';
 import { workspaceKey } from '../common/workspace-key.js';
 
 
@@ -18,6 +18,7 @@ export class BillingPrivacyService {
   constructor(
     private readonly ds: DataSource,
     private readonly stripe: StripeClient,
+    private readonly pseudonyms: Pseudonyms,
   ) {}
 
   async export(userId: string, scope: string): Promise<PrivacyExport> {
@@ -49,7 +50,7 @@ export class BillingPrivacyService {
   async erase(userId: string, scope: string): Promise<PrivacyErasure & PrivacyErasureProcessorReport> {
     const workspaces = this.workspaces(userId, scope);
     const own = workspaceKey('private', userId);
-    const alias = pseudonym(userId);
+    const alias = this.pseudonyms.of(userId);
     // Also under the pseudonym: a retry after Stripe failed finds the row already renamed, and tells Stripe again;
     // so does a later erasure, whose own customer (a Checkout since an earlier one) joins those there.
     const customers: { stripe_customer_id: string }[] =
@@ -80,7 +81,7 @@ export class BillingPrivacyService {
       } else {
         await forgetSubjectInOutbox(em, userId);
       }
-      if (scope === 'all') await markErased(em, userId);
+      if (scope === 'all') await markErased(em, alias);
       return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };
     });
     // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
 import type { QuotaAnswer } from '@ally/contracts';
 import { LOGGER } from '@ally/platform';
-import { isPseudonym, pseudonym } from '../common/erased-subjects.js';
+import { isPseudonym, Pseudonyms } from '../common/erased-subjects.js';
 import { currentPeriod, workspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
@@ -54,6 +54,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   constructor(
     private readonly ds: DataSource,
     private readonly plans: PlansService,
+    private readonly pseudonyms: Pseudonyms,
     @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -92,7 +93,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
    * (the plan's, not the person's), also on a replica that read them renamed.
    */
   ledgerNames(key: string): string[] {
-    const erased = recordKey(key);
+    const erased = this.recordKey(key);
     return erased === key ? [key] : [key, erased];
   }
 
@@ -180,7 +181,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
     const keys = new Set([...this.recordedKeys, ...this.limits.keys(), ...[...this.used.keys()].filter((k) => !k.includes('|') && !isPseudonym(k))]);
     const quotas = new Map<string, number>();
     for (const key of keys) {
-      const at = recordKey(key);
+      const at = this.recordKey(key);
       // After an erasure both `private:<id>` (usage in memory) and the pseudonym (its renamed plan) name one row: the plan's holds.
       if (quotas.has(at) && key !== at) continue;
       quotas.set(at, this.usage(key).quota);
@@ -199,16 +200,16 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   /** The quota of a month gone by as it was recorded then; null for a month before quotas were recorded. */
   async quotaOfPeriod(key: string, period: string): Promise<number | null> {
     if (period === this.period) return this.usage(key).quota;
-    const [row] = await this.ds.query(`SELECT token_quota FROM period_quotas WHERE workspace = $1 AND period = $2`, [recordKey(key), period]);
+    const [row] = await this.ds.query(`SELECT token_quota FROM period_quotas WHERE workspace = $1 AND period = $2`, [this.recordKey(key), period]);
     return row ? Number(row.token_quota) : null;
   }
-}
 
-/**
- * A private workspace's months are kept under its owner's pseudonym, the name
- * an erasure gives their books: nothing there to rename, and nothing a refresh
- * racing the erasure could write back under their id.
- */
-function recordKey(key: string): string {
-  return key.startsWith('private:') ? pseudonym(key.slice('private:'.length)) : key;
+  /**
+   * A private workspace's months are kept under its owner's pseudonym, the name
+   * an erasure gives their books: nothing there to rename, and nothing a refresh
+   * racing the erasure could write back under their id.
+   */
+  private recordKey(key: string): string {
+    return key.startsWith('private:') ? this.pseudonyms.of(key.slice('private:'.length)) : key;
+  }
 }
