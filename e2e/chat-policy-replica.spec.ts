@@ -5,7 +5,7 @@ import { chatService } from '@ally/chat';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
-import { createTestEnv, publishEvent, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, lastEvent, publishEvent, waitFor, type TestEnv } from '@ally/testing';
 import { chatEnv } from './service-env.js';
 
 /**
@@ -94,6 +94,29 @@ describe("chat's policy replica", () => {
       expect(await env.sql(`SELECT 1 FROM chat.restrictions WHERE user_id = $1`, [user])).toEqual([]);
       expect(await env.sql(`SELECT 1 FROM chat.user_settings WHERE user_id = $1`, [user])).toEqual([]);
       expect(await env.sql(`SELECT 1 FROM chat.memberships WHERE user_id = $1`, [user])).toEqual([]);
+    } finally {
+      await rpc.close();
+    }
+  });
+
+  it("makes the member an erasure hands an organisation to its owner in chat's replica too (they manage it there)", async () => {
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const password = 'Kraniche über dem Bodden';
+      const { user: owner } = await rpc.call(IdentityRpc.register, { email: 'nachfolge-owner@example.eu', password, firstName: 'Alma', lastName: 'Berg', organizationName: 'Nachfolge GmbH' });
+      const { user: member } = await rpc.call(IdentityRpc.register, { email: 'nachfolge-member@example.eu', password, firstName: 'Ben', lastName: 'Berg' });
+      const orgId = owner.memberships[0].orgId;
+      await confirmEmail(env, owner.id);
+      const invitation = await rpc.call(IdentityRpc.createInvitation, { orgId, email: member.email, role: 'member' }, { actor: { userId: owner.id, platformRoles: [] } });
+      const { token } = (await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invitation.id)).data;
+      await rpc.call(IdentityRpc.acceptInvitation, { token }, { actor: { userId: member.id, platformRoles: [] } });
+      const roleInChat = async () => (await env.sql<{ role: string }>(`SELECT role FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [orgId, member.id]))[0]?.role;
+      await waitFor(async () => ((await roleInChat()) === 'member' ? true : undefined), 'chat to know the member');
+
+      // The only owner's data for the organisation is erased: identity makes the member its owner.
+      await rpc.call(privacyRpcs('identity').erase, { userId: owner.id, scope: orgId });
+      await waitFor(async () => ((await roleInChat()) === 'owner' ? true : undefined), "chat's replica to know the new owner");
     } finally {
       await rpc.close();
     }

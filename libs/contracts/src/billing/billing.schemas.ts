@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { pageParams } from '../common/query-params.js';
+import { idSchema } from '../common/validation.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 
 export const periodSchema = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be a month as YYYY-MM');
@@ -11,7 +12,7 @@ export const usageInput = z.strictObject({ workspace: workspaceSchema, period: p
 /** A monthly token cap: for one member (`userId`), or the whole workspace when it is absent; null removes it. */
 export const capInput = z.strictObject({
   workspace: workspaceSchema,
-  userId: z.uuid().optional(),
+  userId: idSchema('must be a valid user id').optional(),
   monthlyTokens: z.number().int().min(0).max(1e12).nullable(),
 });
 /** Stripe's header holds a timestamp and a few signatures: far less. */
@@ -21,5 +22,5 @@ export const stripeWebhookInput = z.strictObject({
   payload: z.string().max(2_000_000),
   signature: z.string().max(STRIPE_SIGNATURE_MAX),
 });
-export const quotaCheckInput = z.strictObject({ workspace: z.string(), userId: z.uuid() });
+export const quotaCheckInput = z.strictObject({ workspace: z.string(), userId: idSchema('must be a valid user id') });
 export const invoiceExportInput = z.strictObject({ period: periodSchema });

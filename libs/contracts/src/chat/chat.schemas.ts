@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { displayName, messageText, modelIdSchema, multilineText, plainText, storableText } from '../common/text-fields.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 import { pageParams, queryInt } from '../common/query-params.js';
+import { idSchema } from '../common/validation.js';
 
 export const MESSAGE_MAX_CHARS = 100_000;
 
@@ -11,7 +12,7 @@ export const listModelsInput = z.strictObject({ workspace: workspaceSchema.optio
 export const createConversationInput = z.strictObject({
   workspace: workspaceSchema,
   title: plainText(200).min(1, 'must not be empty').optional(),
-  assistantId: z.uuid('must be an assistant id').optional(),
+  assistantId: idSchema('must be an assistant id').optional(),
 });
 export const listConversationsInput = z.strictObject({ workspace: workspaceSchema, ...pageParams });
 export const listAssistantsInput = listConversationsInput;
@@ -20,9 +21,9 @@ export const catalogCheckInput = z.strictObject({ models: z.array(z.string().max
 /** What changed at identity: the caller's settings, or (with `orgId`) an organisation's policy. */
 /** What changed at identity: the caller's settings, `orgId`'s policy, or (`removedMember`) who just left `orgId`. */
 export const refreshPolicyInput = z
-  .strictObject({ orgId: z.uuid('must be a valid organisation id').optional(), removedMember: z.uuid('must be a valid user id').optional() })
+  .strictObject({ orgId: idSchema('must be a valid organisation id').optional(), removedMember: idSchema('must be a valid user id').optional() })
   .refine((i) => !i.removedMember || i.orgId, { path: ['orgId'], message: 'is required with removedMember' });
-export const conversationIdInput = z.strictObject({ id: z.uuid('must be a conversation id') });
+export const conversationIdInput = z.strictObject({ id: idSchema('must be a conversation id') });
 /** A conversation with a page of its messages: the newest `limit` (as far as they fit one answer), then older ones after `cursor`. */
 export const getConversationInput = conversationIdInput.extend({
   limit: queryInt(1, 200, 100),
@@ -30,7 +31,7 @@ export const getConversationInput = conversationIdInput.extend({
 });
 /** The HTTP body of `POST /v1/conversations/:id/messages`. */
 export const messageBody = z.strictObject({ content, model: modelIdSchema.optional() });
-export const postMessageInput = messageBody.extend({ conversationId: z.uuid('must be a conversation id') });
+export const postMessageInput = messageBody.extend({ conversationId: idSchema('must be a conversation id') });
 export const createAssistantInput = z.strictObject({
   workspace: workspaceSchema,
   /** Shown to every member of an organisation: no invisible or text-direction characters to disguise it. */

@@ -1,9 +1,10 @@
 import { z } from 'zod';
+import { idSchema } from './validation.js';
 import { rpc } from './rpc.js';
 
 /** Which data a data-subject request covers: everything, the private workspace, or one organisation (its id in lower case, as workspaces are). */
 const SCOPE_MESSAGE = "must be 'all', 'private' or an organisation id";
-export const privacyScopeSchema = z.union([z.literal('all'), z.literal('private'), z.uuid({ error: SCOPE_MESSAGE }).toLowerCase()], { error: SCOPE_MESSAGE });
+export const privacyScopeSchema = z.union([z.literal('all'), z.literal('private'), idSchema(SCOPE_MESSAGE)], { error: SCOPE_MESSAGE });
 
 export const privacySubjectInput = z.strictObject({
   userId: z.uuid(),

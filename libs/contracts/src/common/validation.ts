@@ -36,3 +36,10 @@ export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what 
   }
   return result.data;
 }
+
+/**
+ * An id (a UUID) in its one spelling, lower case: text columns (workspaces,
+ * API keys' scopes) and events compare it as written, so an id sent in
+ * capitals would otherwise miss the rows it names.
+ */
+export const idSchema = (message: string) => z.uuid(message).toLowerCase();

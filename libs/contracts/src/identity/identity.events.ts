@@ -62,6 +62,7 @@ export const IdentityEvents = {
     chatRetentionDays: z.number().nullable(),
     blockedTerms: z.array(z.string()).default([]),
   }),
+  /** A membership as it now is: on joining, and when an erasure makes a member the organisation's owner. */
   'identity.member.added': z.object({ orgId: z.uuid(), userId: z.uuid(), role: orgRoleSchema, memberCount: z.number().int() }),
   'identity.member.removed': z.object({ orgId: z.uuid(), userId: z.uuid(), memberCount: z.number().int() }),
   'identity.invitation.created': z.object({

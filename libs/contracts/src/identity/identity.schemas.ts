@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { displayName, INVISIBLE_CHARS, modelIdSchema, plainText } from '../common/text-fields.js';
 import { pageParams } from '../common/query-params.js';
+import { idSchema } from '../common/validation.js';
 
 export const PASSWORD_MIN = 12;
 export const PASSWORD_MAX = 256;
@@ -42,7 +43,7 @@ export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, '
 /** `private` or an organisation id. */
 const WORKSPACE = 'must be "private" or an organisation id';
 /** An organisation id in one spelling (lower case), so `B433…` and `b433…` can never be two workspaces with two quotas. */
-export const workspaceSchema = z.union([z.literal('private'), z.uuid(WORKSPACE).toLowerCase()], { error: WORKSPACE });
+export const workspaceSchema = z.union([z.literal('private'), idSchema(WORKSPACE)], { error: WORKSPACE });
 
 export const registerInput = z.strictObject({
   email: emailSchema,
@@ -57,7 +58,7 @@ export const loginInput = z.strictObject({ email: emailSchema, password: z.strin
 export const refreshInput = z.strictObject({ refreshToken: tokenSchema });
 export const logoutInput = refreshInput;
 /** The session an access token names (its `sid`). */
-export const sessionCheckInput = z.strictObject({ sessionId: z.uuid('must be a session id') });
+export const sessionCheckInput = z.strictObject({ sessionId: idSchema('must be a session id') });
 export const forgotPasswordInput = z.strictObject({ email: emailSchema });
 export const resetPasswordInput = z.strictObject({ token: tokenSchema, password: passwordSchema });
 export const updateMeInput = z
@@ -68,20 +69,20 @@ export const createApiKeyInput = z.strictObject({
   name: displayName(100),
   workspace: workspaceSchema,
 });
-export const idInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const idInput = z.strictObject({ id: idSchema('must be a valid id') });
 /** `GET /v1/me/api-keys`: the caller's keys, newest first. */
 export const listApiKeysInput = z.strictObject(pageParams);
 export const createOrgInput = z.strictObject({ name: orgNameSchema });
-export const orgIdInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id') });
+export const orgIdInput = z.strictObject({ orgId: idSchema('must be a valid organisation id') });
 /** `GET /v1/orgs/:orgId/members`: the organisation from the path, the page from the query; in order of joining. */
-export const listMembersInput = z.strictObject({ orgId: z.uuid('must be a valid organisation id'), ...pageParams });
+export const listMembersInput = z.strictObject({ orgId: idSchema('must be a valid organisation id'), ...pageParams });
 /** The HTTP body; the organisation comes from the path. */
 export const invitationBody = z.strictObject({ email: emailSchema, role: z.enum(['admin', 'member']) });
-export const createInvitationInput = invitationBody.extend({ orgId: z.uuid('must be a valid organisation id') });
+export const createInvitationInput = invitationBody.extend({ orgId: idSchema('must be a valid organisation id') });
 export const acceptInvitationInput = z.strictObject({ token: tokenSchema });
 export const removeMemberInput = z.strictObject({
-  orgId: z.uuid('must be a valid organisation id'),
-  userId: z.uuid('must be a valid user id'),
+  orgId: idSchema('must be a valid organisation id'),
+  userId: idSchema('must be a valid user id'),
 });
 const orgPolicyFields = z.strictObject({
   euOnly: z.boolean().optional(),
@@ -96,7 +97,7 @@ const POLICY_REQUIRED = 'at least one of euOnly, allowedModels, chatRetentionDay
 /** The HTTP body; the organisation comes from the path. */
 export const orgPolicyBody = orgPolicyFields.refine((v) => Object.values(v).some((x) => x !== undefined), POLICY_REQUIRED);
 export const updateOrgPolicyInput = orgPolicyFields
-  .extend({ orgId: z.uuid('must be a valid organisation id') })
+  .extend({ orgId: idSchema('must be a valid organisation id') })
   .refine(({ orgId: _, ...v }) => Object.values(v).some((x) => x !== undefined), POLICY_REQUIRED);
 export const apiKeyVerifyInput = z.strictObject({ key: z.string().min(1).max(200) });
 export const ssoStartInput = z.strictObject({ provider: z.string().regex(/^[a-z0-9-]{1,40}$/, 'unknown provider') });

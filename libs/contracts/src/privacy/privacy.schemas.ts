@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { privacyScopeSchema } from '../common/privacy-rpc.js';
 import { letterText, plainText } from '../common/text-fields.js';
 import { pageParams } from '../common/query-params.js';
+import { idSchema } from '../common/validation.js';
 import { findCategory, takesRetentionDays } from './data-category-registry.js';
 
 export const privacyRequestTypeSchema = z.enum(['access', 'portability', 'erasure', 'restriction', 'objection']);
@@ -17,7 +18,7 @@ export const createPrivacyRequestInput = z.strictObject({
 export const listPrivacyRequestsInput = z.strictObject(pageParams);
 /** `awaiting=decision`: restrictions not yet lifted and objections not yet decided, whatever their status says. */
 export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), awaiting: z.enum(['decision']).optional(), ...pageParams });
-export const privacyRequestIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const privacyRequestIdInput = z.strictObject({ id: idSchema('must be a valid id') });
 export const privacyDecisionSchema = z.enum(['lift', 'uphold', 'reject']);
 export type PrivacyDecision = z.infer<typeof privacyDecisionSchema>;
 /** Compliance's decision on a restriction (lift) or an objection (upheld, or rejected with the compelling grounds). */
@@ -26,9 +27,9 @@ export const decisionBody = z.strictObject({
   /** Written to the subject: shown with their request and mailed to them (Art. 12(4), 18(3) GDPR). */
   reason: letterText(2000).min(3, 'must be at least 3 characters'),
 });
-export const privacyDecisionInput = decisionBody.extend({ id: z.uuid('must be a valid id') });
+export const privacyDecisionInput = decisionBody.extend({ id: idSchema('must be a valid id') });
 export const exportFormatSchema = z.enum(['zip', 'json']).default('zip');
-export const downloadExportInput = z.strictObject({ id: z.uuid('must be a valid id'), format: exportFormatSchema });
+export const downloadExportInput = z.strictObject({ id: idSchema('must be a valid id'), format: exportFormatSchema });
 export const downloadPartInput = downloadExportInput.extend({ part: z.number().int().min(0) });
 
 /** A pseudonymous id the client made up (e.g. a random id in a first-party cookie): never an email or a name. */
@@ -103,13 +104,13 @@ export const startRetentionRunInput = z.strictObject({
   /** Category names (e.g. `login-audit`); all categories when left out. */
   categories: z.array(z.string().min(1).max(64)).min(1).max(100).optional(),
 });
-export const retentionRunIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const retentionRunIdInput = z.strictObject({ id: idSchema('must be a valid id') });
 
 export const createLegalHoldInput = z.strictObject({
-  userId: z.uuid('must be a valid user id'),
+  userId: idSchema('must be a valid user id'),
   reason: letterText(500).min(3, 'must be at least 3 characters'),
 });
-export const legalHoldIdInput = z.strictObject({ id: z.uuid('must be a valid id') });
+export const legalHoldIdInput = z.strictObject({ id: idSchema('must be a valid id') });
 export const listLegalHoldsInput = z.strictObject({ active: z.enum(['true', 'false']).optional(), ...pageParams });
 
 export const processingActivitiesInput = z.strictObject({ format: z.enum(['json', 'csv']).default('json') });

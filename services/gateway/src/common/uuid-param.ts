@@ -10,7 +10,8 @@ class UuidPipe implements PipeTransform {
     if (!uuid.safeParse(value).success) {
       throw new ProblemError(400, `Invalid path parameter: ${this.name} (must be a valid id)`, { errors: [{ field: this.name, message: 'must be a valid id' }] });
     }
-    return value as string;
+    // One spelling: ids stored as text (workspaces) and sent in events are lower case.
+    return (value as string).toLowerCase();
   }
 }
 

@@ -157,6 +157,9 @@ export class OrgsService {
   /** The invitation is bound to its address: only the account with that email can accept it. */
   async accept(actor: Actor, token: string): Promise<Membership> {
     return this.ds.transaction(async (em) => {
+      // The organisation's members are counted in turn (below); its lock comes before the invitation's, as in a removal.
+      const sought = await em.getRepository(InvitationEntity).findOne({ where: { tokenHash: hashSecret(token) }, select: { orgId: true } });
+      if (sought) await lockMembers(em, sought.orgId);
       const invitation = await em.getRepository(InvitationEntity).findOne({ where: { tokenHash: hashSecret(token) }, lock: { mode: 'pessimistic_write' } });
       const invalid = new ProblemError(400, 'The invitation is invalid, expired or already used', { errors: [{ field: 'token', message: 'is invalid, expired or already used' }] });
       if (!invitation || invitation.acceptedAt || invitation.expiresAt.getTime() < Date.now()) throw invalid;
@@ -178,6 +181,7 @@ export class OrgsService {
 
   async removeMember(actor: Actor, orgId: string, userId: string): Promise<void> {
     await this.ds.transaction(async (em) => {
+      await lockMembers(em, orgId);
       // Both memberships, and every owner's, locked in one order before any is read: two admins removing each other
       // at once both succeeded (each read its own membership unlocked), and two owners leaving at once could each
       // count the other and leave the organisation without one; now the second sees what the first did.
@@ -239,4 +243,13 @@ export class OrgsService {
   private toOrganization(org: OrganizationEntity, role: OrgRole): Organization {
     return { id: org.id, name: org.name, role, policy: this.policyOf(org), createdAt: new Date(org.createdAt ?? Date.now()).toISOString() };
   }
+}
+
+/**
+ * Changes to an organisation's members take turns: each event's `memberCount`
+ * (billing's seats) counts the members as its change left them, so the newest
+ * event holds the real count. Taken before any row lock of the change.
+ */
+export async function lockMembers(em: Pick<EntityManager, 'query'>, orgId: string): Promise<void> {
+  await em.query(`SELECT pg_advisory_xact_lock(hashtext('members:' || $1))`, [orgId]);
 }

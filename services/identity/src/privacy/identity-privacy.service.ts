@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { IdentityOutbox } from '../common/identity-outbox.js';
+import { lockMembers } from '../orgs/orgs.service.js';
 import { hashSecret } from '../common/secrets.js';
 
 /**
@@ -83,9 +84,10 @@ export class IdentityPrivacyService {
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em): Promise<PrivacyErasure> => {
       const orgs: { org_id: string }[] =
-        scope === 'all' ? await em.query(`SELECT org_id FROM memberships WHERE user_id = $1`, [userId]) : scope === 'private' ? [] : [{ org_id: scope }];
+        scope === 'all' ? await em.query(`SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id`, [userId]) : scope === 'private' ? [] : [{ org_id: scope }];
       let memberships = 0;
       for (const { org_id } of orgs) {
+        await lockMembers(em, org_id);
         const [, removed] = await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [org_id, userId]);
         if (!removed) continue;
         memberships++;
@@ -94,14 +96,19 @@ export class IdentityPrivacyService {
         // And the invitations they sent that nobody accepted yet, as a removal ends them: none brings them (or anyone) back.
         await em.query(`DELETE FROM invitations WHERE org_id = $1 AND invited_by = $2 AND accepted_at IS NULL`, [org_id, userId]);
         const owners = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND role = 'owner'`, [org_id]);
-        if (owners.length === 0) {
-          await em.query(
-            `UPDATE memberships SET role = 'owner' WHERE (org_id, user_id) = (SELECT org_id, user_id FROM memberships WHERE org_id = $1 ORDER BY (role = 'admin') DESC, created_at LIMIT 1)`,
-            [org_id],
-          );
-        }
+        // An UPDATE's answer is [rows, count].
+        const [[promoted]]: [{ user_id: string }[], number] = owners.length
+          ? [[], 0]
+          : await em.query(
+              `UPDATE memberships SET role = 'owner' WHERE (org_id, user_id) = (SELECT org_id, user_id FROM memberships WHERE org_id = $1 ORDER BY (role = 'admin') DESC, created_at LIMIT 1) RETURNING user_id`,
+              [org_id],
+            );
         const [{ count }] = await em.query(`SELECT count(*)::int AS count FROM memberships WHERE org_id = $1`, [org_id]);
         await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
+        // The new owner's role reaches chat's replica (who may manage the organisation there) as a membership stated anew.
+        if (promoted) {
+          await this.outbox.append(em, 'identity.member.added', { orgId: org_id, userId: promoted.user_id, role: 'owner', memberCount: count }, { subject: { orgId: org_id, userId: promoted.user_id } });
+        }
       }
       if (scope === 'private') {
         // The private workspace's keys are what identity holds of it (its export shows them): they go as an organisation's do.
