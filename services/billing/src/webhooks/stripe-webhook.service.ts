@@ -153,6 +153,10 @@ export class StripeWebhookService {
     'invoice.paid': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
     'invoice.finalized': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
     'invoice.payment_failed': on(invoice, (em, d) => this.invoice(em, d, true), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    // A voided or uncollectible invoice, or one otherwise changed, keeps the mirror (and the bookkeeping export) true.
+    'invoice.voided': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    'invoice.marked_uncollectible': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    'invoice.updated': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
     'customer.updated': { schema: stripeEvent, apply: async () => undefined },
     // Stripe validates meter events asynchronously and reports the ones it dropped (thin v2 event, or its v1 snapshot form).
     'v1.billing.meter.error_report_triggered': { schema: meterReportEvent, apply: (em, d) => this.meterErrors(em, d.event) },
@@ -330,6 +334,7 @@ export class StripeWebhookService {
       [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES],
     );
     if (result.length === 0) {
+      if (!erased && LIVE_STATUSES.includes(sub.status) && (await this.endedAtStripe(em, workspace, sub.id))) return this.subscriptionChanged(em, { event, object: sub, gone });
       this.logger.info({ subscription: sub.id, version }, 'an older subscription event, or one of a second subscription while the first runs; state kept');
       return;
     }
@@ -352,6 +357,29 @@ export class StripeWebhookService {
     if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== seats) {
       await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${event.id}`);
     }
+  }
+
+  /**
+   * Stripe does not order its events: a re-subscription's `created` may come
+   * before the `deleted` of the subscription it replaces, whose row still
+   * reads live. Asked of Stripe, a holder that has ended there is marked
+   * ended (its own late event then changes nothing), and the new one may take
+   * the row; true when it was. Two subscriptions live at Stripe keep the first.
+   */
+  private async endedAtStripe(em: EntityManager, workspace: string, newcomer: string): Promise<boolean> {
+    const [holder]: { stripe_subscription_id: string; status: string }[] = await em.query(
+      `SELECT stripe_subscription_id, status FROM subscriptions WHERE workspace = $1 AND ${IN_USE} FOR UPDATE`,
+      [workspace],
+    );
+    if (!holder || holder.stripe_subscription_id === newcomer || !LIVE_STATUSES.includes(holder.status)) return false;
+    const current = await this.stripe.stripe.subscriptions.retrieve(holder.stripe_subscription_id);
+    if (LIVE_STATUSES.includes(current.status)) return false;
+    await em.query(`UPDATE subscriptions SET status = $3, ended_at = coalesce(ended_at, now()), updated_at = now() WHERE workspace = $1 AND stripe_subscription_id = $2`, [
+      workspace,
+      holder.stripe_subscription_id,
+      current.status,
+    ]);
+    return true;
   }
 
   private async invoice(em: EntityManager, { event, object: inv }: Delivered<z.infer<typeof invoice>>, failed = false): Promise<void> {

@@ -1,0 +1,30 @@
+import { describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { currentPeriod } from '../src/common/workspace-key.js';
+import { InvoicesService } from '../src/invoices/invoices.service.js';
+import { billingWorld } from './billing-world.js';
+
+/** The invoice mirror follows Stripe's status, so the bookkeeping export counts no voided invoice as revenue. */
+describe('invoices that Stripe voids or marks uncollectible', () => {
+  const world = billingWorld();
+
+  it.each([
+    ['invoice.voided', 'void'],
+    ['invoice.marked_uncollectible', 'uncollectible'],
+    ['invoice.updated', 'void'],
+  ])('mirrors the status of %s, and a voided invoice leaves the bookkeeping export', async (type, status) => {
+    const actor = { userId: randomUUID(), platformRoles: [] as [] };
+    const customer = `cus_${randomUUID().replace(/-/g, '')}`;
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${actor.userId}`, customer, actor.userId]);
+    const tag = randomUUID().slice(0, 8).toUpperCase();
+    const created = Math.floor(Date.now() / 1000);
+    const invoice = { id: `in_${tag}`, object: 'invoice', number: `${tag}-0001`, customer, currency: 'eur', created, metadata: {}, subtotal: 1500, total_excluding_tax: 1500, total: 1785, amount_paid: 0, total_taxes: [{ amount: 285 }] };
+    const send = (t: string, obj: object, at: number) => world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: t, created: at, api_version: world.stripe.apiVersion, livemode: false, data: { object: obj } });
+    await send('invoice.finalized', { ...invoice, status: 'open' }, created);
+    await send(type, { ...invoice, status }, created + 5);
+    const csv = await world.billing.app.get(InvoicesService).exportCsv(currentPeriod());
+    expect(csv.split('\n').some((l) => l.startsWith(`${tag}-0001;`))).toBe(status !== 'void');
+    const { data } = await world.billing.app.get(InvoicesService).list(actor, 'private', 10);
+    expect(data.map((i) => i.status)).toEqual([status]);
+  });
+});

@@ -1,0 +1,42 @@
+import { describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import { billingWorld } from './billing-world.js';
+
+/** Stripe does not promise the order of its events: a re-subscription is kept whichever of its events comes first. */
+describe('webhooks of two subscriptions of one workspace', () => {
+  const world = billingWorld();
+  const eventId = () => `evt_${randomUUID().replace(/-/g, '')}`;
+  const event = (type: string, object: object, created: number) => ({ id: eventId(), object: 'event', type, created, data: { object }, api_version: world.stripe.apiVersion, livemode: false });
+  const workspaceWithCustomer = async () => {
+    const workspace = randomUUID();
+    const customer = await world.sdk.customers.create({ metadata: { workspace } });
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [workspace, customer.id, randomUUID()]);
+    return { workspace, customer: customer.id };
+  };
+  const row = async (workspace: string) => (await world.env.sql(`SELECT stripe_subscription_id, plan, status FROM billing.subscriptions WHERE workspace = $1`, [workspace]))[0];
+
+  it("a re-subscription's created event that arrives before the old subscription's deleted event is not lost", async () => {
+    const { workspace, customer } = await workspaceWithCustomer();
+    const t = Math.floor(Date.now() / 1000);
+    const s1 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
+    await world.sendWebhook(event('customer.subscription.created', s1, t - 100));
+    expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s1.id, status: 'active' });
+
+    const canceled = await world.sdk.subscriptions.cancel(s1.id);
+    const s2 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_business_monthly', quantity: 1 }], metadata: { workspace, plan: 'business' } });
+    // Stripe does not promise order: S2's creation comes first, S1's deletion after it.
+    await world.sendWebhook(event('customer.subscription.created', s2, t - 10));
+    await world.sendWebhook(event('customer.subscription.deleted', canceled, t - 20));
+    expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s2.id, plan: 'business', status: 'active' });
+  });
+
+  it('a second subscription while the first still runs at Stripe does not take the row', async () => {
+    const { workspace, customer } = await workspaceWithCustomer();
+    const t = Math.floor(Date.now() / 1000);
+    const s1 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
+    await world.sendWebhook(event('customer.subscription.created', s1, t - 100));
+    const s2 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_business_monthly', quantity: 1 }], metadata: { workspace, plan: 'business' } });
+    await world.sendWebhook(event('customer.subscription.created', s2, t - 10));
+    expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s1.id, plan: 'team', status: 'active' });
+  });
+});
