@@ -9,6 +9,7 @@ import {
   eventEnvelopeSchema,
   eventsStreamName,
   eventSubject,
+  ProblemError,
   withPrefix,
   type EventEnvelope,
 } from '@ally/contracts';
@@ -32,6 +33,8 @@ const BATCH = 100;
 const MAX_RETRY_DELAY_MS = 30_000;
 const RUNNING_METRIC = 'ally_event_consumer_running';
 
+/** Another service the handler asked did not answer (down, restarting: the RPC client's 503 and 504). */
+const isServiceUnavailable = (err: unknown) => err instanceof ProblemError && (err.status === 503 || err.status === 504);
 const retryDelay = (attempt: number) => Math.min(MAX_RETRY_DELAY_MS, 250 * 2 ** attempt);
 
 interface Item {
@@ -277,9 +280,9 @@ export class EventConsumer {
     } catch (err) {
       // An event whose data breaks its contract will never succeed: no retries.
       if (err instanceof ZodError) return this.deadLetter(msg, `data does not match its contract: ${String(err.message).slice(0, 300)}`);
-      if (isDatabaseUnavailable(err)) {
-        // Not the event's fault: offered again, at a growing pause, for as long as our database is away.
-        logger.warn({ err: String(err), eventId: event.id, type: event.type, durable }, 'database unavailable; event will be retried');
+      if (isDatabaseUnavailable(err) || isServiceUnavailable(err)) {
+        // Not the event's fault: offered again, at a growing pause, for as long as our database (or a service the handler asks) is away.
+        logger.warn({ err: String(err), eventId: event.id, type: event.type, durable }, 'database or service unavailable; event will be retried');
         return msg.nak(retryDelay(msg.info.deliveryCount));
       }
       const faults = (this.faults.get(msg.seq) ?? 0) + 1;

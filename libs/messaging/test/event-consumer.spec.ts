@@ -3,7 +3,7 @@ import { jetstream, jetstreamManager, type JetStreamManager } from '@nats-io/jet
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
 import type { DataSource, EntityManager } from 'typeorm';
-import { createEnvelope, deadLetterSubject, eventsStreamName, eventSubject, withPrefix, type EventEnvelope } from '@ally/contracts';
+import { createEnvelope, deadLetterSubject, eventsStreamName, eventSubject, ProblemError, withPrefix, type EventEnvelope } from '@ally/contracts';
 import { AckPolicy } from '@nats-io/jetstream';
 import { deadLetterStreamName, DLQ_HEADERS, ensureStreams, EventConsumer, stalledConsumers, subjectFilter, type EventConsumerOptions } from '@ally/messaging';
 import { createTestEnv, PrivatePostgres, waitFor, type TestEnv } from '@ally/testing';
@@ -178,6 +178,29 @@ describe(EventConsumer.name, () => {
     expect(await effects(durable)).toEqual([]);
     expect(await env.sql(`SELECT 1 FROM ${SCHEMA}.inbox WHERE consumer = $1`, [durable])).toEqual([]);
     expect(await metricValue(registry, 'ally_events_processed_total')).toBe(0);
+  });
+
+  it('retries an event whose handler finds a service it asks unavailable (503, 504) beyond maxDeliver: handled once it answers, not dead-lettered', async () => {
+    const durable = 'test-service-away';
+    let attempts = 0;
+    await startConsumer({
+      durable,
+      types: ['test.thing.asks'],
+      maxDeliver: 2,
+      handler: async (em, e) => {
+        attempts++;
+        if (attempts <= 3) throw new ProblemError(attempts === 2 ? 504 : 503, 'The identity service is not available');
+        await recordEffect(durable)(em, e);
+      },
+    });
+    const envelope = createEnvelope({ type: 'test.thing.asks', source: 'test', data: { n: 7 } });
+    const seq = await publish(envelope);
+    await waitFor(async () => ((await effects(durable)).length ? true : undefined), 'the event handled once the service answers', 15_000);
+    await settled(durable, seq);
+    expect(attempts).toBe(4);
+    expect(await effects(durable)).toEqual([{ event_id: envelope.id, n: 7 }]);
+    const deadLetter = await jsm.streams.getMessage(deadLetterStreamName(env.prefix), { last_by_subj: withPrefix(env.prefix, deadLetterSubject(durable)) }).catch(() => null);
+    expect(deadLetter).toBeNull();
   });
 
   it('dead-letters a message that is not a valid envelope at once, without calling the handler', async () => {
