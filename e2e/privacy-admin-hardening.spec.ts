@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { identityService } from '@ally/identity';
-import { waitFor, type TestEnv } from '@ally/testing';
+import { waitFor, type HttpResult, type TestEnv } from '@ally/testing';
 import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
 import { expectProblem } from './problem-assertions.js';
 
@@ -194,6 +194,37 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200]);
     const { history } = (await http.get(`/v1/privacy/consents/${subjectId}`)).body;
     expect(history.filter((h: { source: string }) => h.source === 'withdrawal')).toHaveLength(2);
+  });
+
+  it('reads a long consent history in pages, so every answer stays small, and caps the purposes one subject may name', async () => {
+    const subjectId = `cookie-${randomUUID()}`;
+    const purposes = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`purpose-${String(i).padStart(2, '0')}`, true]));
+    for (let v = 0; v < 5; v++) expect((await http.post('/v1/privacy/consents', { subjectId, purposes, policyVersion: `v${v}` })).status).toBe(201);
+    const seen: { purpose: string; policyVersion: string }[] = [];
+    let cursor: string | null = null;
+    do {
+      const page: HttpResult = await http.get(`/v1/privacy/consents/${subjectId}?limit=100${cursor ? `&cursor=${cursor}` : ''}`);
+      expect(page.status).toBe(200);
+      expect(page.body.current).toHaveLength(50);
+      seen.push(...page.body.history);
+      cursor = page.body.nextCursor;
+    } while (cursor);
+    expect(new Set(seen.map((h) => `${h.purpose}@${h.policyVersion}`)).size).toBe(250);
+    expect(seen).toHaveLength(250);
+    // A withdrawal answers with the first page of the history (20 unless asked otherwise).
+    const withdrawn = await http.delete(`/v1/privacy/consents/${subjectId}`);
+    expect(withdrawn.status).toBe(200);
+    expect(withdrawn.body.history).toHaveLength(20);
+    expect(withdrawn.body.history.every((h: { source: string }) => h.source === 'withdrawal')).toBe(true);
+    expect(withdrawn.body.nextCursor).toEqual(expect.any(String));
+
+    const others = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`other-${i}`, true]));
+    expect((await http.post('/v1/privacy/consents', { subjectId, purposes: others, policyVersion: 'v5' })).status).toBe(201);
+    const tooMany = await http.post('/v1/privacy/consents', { subjectId, purposes: { 'one-too-many': true }, policyVersion: 'v5' });
+    expectProblem(tooMany, 422);
+    expect(tooMany.body.errors).toEqual([{ field: 'purposes', message: 'would make more than 100 purposes for this subject' }]);
+    // Purposes it already has are decided as before.
+    expect((await http.post('/v1/privacy/consents', { subjectId, purposes: { 'purpose-00': true }, policyVersion: 'v6' })).status).toBe(201);
   });
 
   it('orders a withdrawal after the grant it withdrew, also when a grant arrives while the withdrawal waits its turn', async () => {

@@ -94,7 +94,9 @@ export interface ConsentRecord {
 export interface ConsentView {
   subjectId: string;
   current: ConsentState[];
+  /** Newest first, one page (`?limit=&cursor=`); `nextCursor` continues it. */
   history: ConsentRecord[];
+  nextCursor: string | null;
 }
 
 export interface RetentionPolicyView {

@@ -18,7 +18,7 @@ export const PrivacyRpc = {
   downloadPart: rpc<{ data: string }>()('ally.rpc.privacy.export.part', s.downloadPartInput),
 
   recordConsent: rpc<r.ConsentView>()('ally.rpc.privacy.consent.record', s.recordConsentInput, { authenticated: false }),
-  getConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.get', s.consentSubjectInput, { authenticated: false }),
+  getConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.get', s.consentPageInput, { authenticated: false }),
   withdrawConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.withdraw', s.consentSubjectInput, { authenticated: false }),
 
   decide: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.admin.request.decide', s.privacyDecisionInput),

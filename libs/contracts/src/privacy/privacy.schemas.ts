@@ -45,6 +45,10 @@ export const recordConsentInput = z.strictObject({
   policyVersion: plainText(64).min(1, 'must not be empty'),
 });
 export const consentSubjectInput = z.strictObject({ subjectId: consentSubjectIdSchema });
+/** `GET /v1/privacy/consents/:subjectId`: the current consents, and a page of the history (newest first). */
+export const consentPageInput = z.strictObject({ subjectId: consentSubjectIdSchema, ...pageParams });
+/** How many purposes one subject's consents may name: a consent form asks a few, never this many. */
+export const MAX_CONSENT_PURPOSES = 100;
 
 export const legalBasisSchema = z.enum([
   'contract (Art. 6(1)(b) GDPR)',

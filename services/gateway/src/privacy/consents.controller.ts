@@ -1,9 +1,10 @@
-import { Controller, Delete, Get, HttpCode, Param, Post } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
-import { PrivacyRpc, recordConsentInput, type RequestMeta } from '@ally/contracts';
+import { consentPageInput, PrivacyRpc, recordConsentInput, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { RequestMetaParam } from '../common/request-context.js';
+import { QuerySchema } from '../common/query-schema.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 
 /** Consent records of a pseudonymous subject (a cookie banner's id): no login. */
@@ -20,9 +21,11 @@ export class ConsentsController {
     return this.rpc.call(PrivacyRpc.recordConsent, body, { meta });
   }
 
+  /** The current consents and a page of the history, newest first (`?limit=&cursor=`). */
   @Get('consents/:subjectId')
-  consents(@Param('subjectId') subjectId: string, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(PrivacyRpc.getConsents, { subjectId }, { meta });
+  @QuerySchema(consentPageInput, { omit: ['subjectId'] })
+  consents(@Param('subjectId') subjectId: string, @Query() query: Record<string, unknown>, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.getConsents, { ...query, subjectId }, { meta });
   }
 
   /** Withdraws every consent of the subject; the history stays. */

@@ -15,7 +15,8 @@ export class ConsentsController {
 
   @MessagePattern(PrivacyRpc.getConsents.subject)
   get(@Payload() req: RpcRequest) {
-    return this.consents.get(parseInput(PrivacyRpc.getConsents.input, req.input, 'path').subjectId);
+    const { subjectId, limit, cursor } = parseInput(PrivacyRpc.getConsents.input, req.input, 'query');
+    return this.consents.get(subjectId, { limit, cursor });
   }
 
   @MessagePattern(PrivacyRpc.withdrawConsents.subject)

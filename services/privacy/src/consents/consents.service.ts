@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import type { ConsentRecord, ConsentView, RequestMeta } from '@ally/contracts';
+import { decodeCursor, keysetPage, MAX_CONSENT_PURPOSES, ProblemError, type ConsentRecord, type ConsentView, type RequestMeta } from '@ally/contracts';
 import { NotFound } from '../common/privacy-errors.js';
 import { lockNamed } from '@ally/persistence';
 
@@ -31,6 +31,15 @@ export class ConsentsService {
   async record(input: { subjectId: string; purposes: Record<string, boolean>; policyVersion: string }, meta?: RequestMeta): Promise<ConsentView> {
     await this.ds.transaction(async (em) => {
       await this.takeTurn(em, input.subjectId);
+      const [{ purposes }] = await em.query(
+        `SELECT count(*)::int AS purposes FROM (SELECT purpose FROM consents WHERE subject_id = $1 UNION SELECT unnest($2::text[])) p`,
+        [input.subjectId, Object.keys(input.purposes)],
+      );
+      if (purposes > MAX_CONSENT_PURPOSES) {
+        throw new ProblemError(422, `A subject's consents may name at most ${MAX_CONSENT_PURPOSES} purposes; this one would have ${purposes}`, {
+          errors: [{ field: 'purposes', message: `would make more than ${MAX_CONSENT_PURPOSES} purposes for this subject` }],
+        });
+      }
       for (const [purpose, granted] of Object.entries(input.purposes)) {
         await this.insert(em, { subjectId: input.subjectId, purpose, granted, policyVersion: input.policyVersion, source: 'given' }, meta);
       }
@@ -42,7 +51,7 @@ export class ConsentsService {
     await this.ds.transaction(async (em) => {
       // Withdrawals of one subject at the same moment take turns: each sees what the one before withdrew (they wrote each withdrawal again).
       await this.takeTurn(em, subjectId);
-      const granted = (await this.get(subjectId, em)).current.filter((c) => c.granted && !c.expired);
+      const granted = (await this.get(subjectId, {}, em)).current.filter((c) => c.granted && !c.expired);
       for (const c of granted) await this.insert(em, { subjectId, purpose: c.purpose, granted: false, policyVersion: c.policyVersion, source: 'withdrawal' }, meta);
     });
     return this.get(subjectId);
@@ -70,28 +79,47 @@ export class ConsentsService {
     );
   }
 
-  async get(subjectId: string, em: EntityManager = this.ds.manager): Promise<ConsentView> {
-    const rows: ConsentRow[] = await em.query(`SELECT * FROM consents WHERE subject_id = $1 ORDER BY recorded_at DESC, id DESC`, [subjectId]);
-    if (rows.length === 0) throw new NotFound('consent record');
-    const history: ConsentRecord[] = rows.map((r) => ({
-      purpose: r.purpose,
-      granted: r.granted,
-      policyVersion: r.policy_version,
-      userAgent: r.user_agent,
-      source: r.source,
-      recordedAt: new Date(r.recorded_at).toISOString(),
-      expiresAt: new Date(r.expires_at).toISOString(),
-    }));
-    const latest = new Map<string, ConsentRecord>();
-    for (const h of history) if (!latest.has(h.purpose)) latest.set(h.purpose, h);
+  /**
+   * The newest decision per purpose (at most MAX_CONSENT_PURPOSES), and one
+   * page of the history, newest first: a history of any length is read in
+   * pages, never in one answer.
+   */
+  async get(subjectId: string, page: { limit?: number; cursor?: string } = {}, em: EntityManager = this.ds.manager): Promise<ConsentView> {
+    const latest: ConsentRow[] = await em.query(
+      `SELECT DISTINCT ON (purpose) * FROM consents WHERE subject_id = $1 ORDER BY purpose, recorded_at DESC, id DESC`,
+      [subjectId],
+    );
+    if (latest.length === 0) throw new NotFound('consent record');
+    const limit = page.limit ?? HISTORY_PAGE;
+    const after = decodeCursor(page.cursor);
+    // Ordered by the millisecond a cursor can hold, so a page ends where the next begins.
+    const rows: (ConsentRow & { id: string; at: Date })[] = await em.query(
+      `SELECT *, date_trunc('milliseconds', recorded_at) AS at FROM consents
+        WHERE subject_id = $1 ${after ? `AND (date_trunc('milliseconds', recorded_at), id) < ($2::timestamptz, $3::uuid)` : ''}
+        ORDER BY date_trunc('milliseconds', recorded_at) DESC, id DESC LIMIT ${limit + 1}`,
+      after ? [subjectId, after.at, after.id] : [subjectId],
+    );
+    const { page: history, nextCursor } = keysetPage(rows, limit, (r) => [new Date(r.at), r.id]);
     const now = Date.now();
-    const current = [...latest.values()]
-      .sort((a, b) => a.purpose.localeCompare(b.purpose))
-      .map((h) => {
-        const expired = Date.parse(h.expiresAt) <= now;
-        // An expired consent counts as not given.
-        return { purpose: h.purpose, granted: h.granted && !expired, policyVersion: h.policyVersion, recordedAt: h.recordedAt, expiresAt: h.expiresAt, expired };
-      });
-    return { subjectId, current, history };
+    const current = latest.map((r) => {
+      const h = record(r);
+      const expired = Date.parse(h.expiresAt) <= now;
+      // An expired consent counts as not given.
+      return { purpose: h.purpose, granted: h.granted && !expired, policyVersion: h.policyVersion, recordedAt: h.recordedAt, expiresAt: h.expiresAt, expired };
+    });
+    return { subjectId, current, history: history.map(record), nextCursor };
   }
 }
+
+/** History entries per answer unless a page names its own `limit`. */
+const HISTORY_PAGE = 20;
+
+const record = (r: ConsentRow): ConsentRecord => ({
+  purpose: r.purpose,
+  granted: r.granted,
+  policyVersion: r.policy_version,
+  userAgent: r.user_agent,
+  source: r.source,
+  recordedAt: new Date(r.recorded_at).toISOString(),
+  expiresAt: new Date(r.expires_at).toISOString(),
+});
