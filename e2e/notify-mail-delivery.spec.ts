@@ -246,4 +246,26 @@ describe('notify: mail through Brevo, driven by events', () => {
     expect(data.map((m) => m.subject)).toEqual(['Welcome to Ally', 'Please confirm your email address']);
     expect(data[1].tokens).toHaveLength(1);
   });
+
+  it("an erasure waits for a mail in flight to the subject's address that names no account (an invitation sent before they registered), so Brevo keeps no log of it", async () => {
+    const owner = await registerConfirmed(`werkstatt-${randomUUID().slice(0, 8)}@example.eu`, 'en');
+    const actor = { userId: owner.user.id, platformRoles: [] as [] };
+    const org = await rpc.call(IdentityRpc.createOrg, { name: 'Werkstatt Nord' }, { actor });
+    const email = `late-${randomUUID().slice(0, 8)}@example.eu`;
+    const { user } = await register(email, 'en');
+    await mailsTo(email, 1);
+    brevo.slowNext({ delayMs: 2000 });
+    await rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email, role: 'member' }, { actor });
+    const invitation = await waitFor(
+      async () => (await env.sql<{ id: string }>(`SELECT id FROM notify.deliveries WHERE template = 'invitation' AND status = 'sending' AND recipient_hash = encode(sha256($1::bytea), 'hex')`, [email]))[0],
+      'the invitation in flight',
+    );
+    // As the row of an invitation sent before the address had an account: no user id.
+    await env.sql(`UPDATE notify.deliveries SET user_id = NULL WHERE id = $1`, [invitation.id]);
+    await rpc.call(privacyRpcs('notify').erase, { userId: user.id, scope: 'all' }, { timeoutMs: 10_000 });
+    // Waited for, then Brevo's logs of the address deleted: none is left, the invitation's included, also once the slowed send would have ended.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(brevo.mails(email)).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE id = $1`, [invitation.id])).toEqual([]);
+  });
 });

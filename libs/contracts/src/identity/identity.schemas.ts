@@ -3,6 +3,11 @@ import { displayName, INVISIBLE_CHARS, modelIdSchema, plainText } from '../commo
 import { pageParams } from '../common/query-params.js';
 import { idSchema } from '../common/validation.js';
 
+/** `ally-login.evil.example`: a run of letters, a dot, and letters that could end a domain. */
+const DOMAIN_LIKE = /[\p{L}\p{N}-]{2,}\.[a-z]{2,}(?=$|[\s/:?#])/iu;
+/** A scheme (`https://`, `mailto:`), `www.`, or a domain followed by a path or port. */
+const LINK_LIKE = /[a-z][a-z0-9+.-]*:\/\/|\bmailto:|\bwww\.|[\p{L}\p{N}-]\.[a-z]{2,}[/:]/iu;
+
 export const PASSWORD_MIN = 12;
 export const PASSWORD_MAX = 256;
 
@@ -31,14 +36,22 @@ export const personNameSchema = z
   .trim()
   .min(1, 'is required')
   .max(100, 'must be at most 100 characters')
-  .regex(new RegExp(`^${NAME_LETTER}\\p{M}{0,3}(?:${NAME_LETTER}\\p{M}{0,3}|[ '’.-])*$`, 'u'), 'must be a real name (letters, spaces, hyphens, apostrophes)');
+  .regex(new RegExp(`^${NAME_LETTER}\\p{M}{0,3}(?:${NAME_LETTER}\\p{M}{0,3}|[ '’.-])*$`, 'u'), 'must be a real name (letters, spaces, hyphens, apostrophes)')
+  // Names go into mails to other people (an invitation names the inviter), where a domain becomes a link.
+  .refine((v) => !DOMAIN_LIKE.test(v), 'must be a name, not a web address');
 
 export const localeSchema = z.enum(['de', 'en']);
 export const orgRoleSchema = z.enum(['owner', 'admin', 'member']);
 /** Owners and admins manage an organisation: its policy, members, invitations, billing and assistants. */
 export const managesOrg = (role: z.infer<typeof orgRoleSchema> | undefined | null): boolean => role === 'owner' || role === 'admin';
 export const platformRoleSchema = z.enum(['compliance', 'admin']);
-export const orgNameSchema = displayName(120, 2);
+/**
+ * An organisation's name is in the subject and text of invitations sent to
+ * any address: no web address with a scheme, `www.` or a path, which mail
+ * programs would show as a link in Ally's name. A bare domain stays allowed
+ * (companies are named "Booking.com").
+ */
+export const orgNameSchema = displayName(120, 2).refine((v) => !LINK_LIKE.test(v), 'must be a name, not a web address (no http://, www. or /path)');
 export const tokenSchema = z.string().min(16, 'is not a valid token').max(512, 'is not a valid token');
 /** `private` or an organisation id. */
 const WORKSPACE = 'must be "private" or an organisation id';

@@ -38,7 +38,8 @@ export class DevMailboxController {
         subject: m.subject,
         textContent: m.textContent,
         links: m.links,
-        tokens: m.links.map((l) => new URL(l).searchParams.get('token')).filter((t): t is string => !!t),
+        // A link text in a mail may not parse (an organisation named `http://[x`): only ours carry a token.
+        tokens: m.links.map((l) => (URL.canParse(l) ? new URL(l).searchParams.get('token') : null)).filter((t): t is string => !!t),
       })),
     };
   }

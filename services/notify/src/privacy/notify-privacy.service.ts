@@ -75,12 +75,12 @@ export class NotifyPrivacyService {
       await lockSubject(em, userId, 'exclusive');
       await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [erasureMark(userId)]);
     });
-    const unsent = await this.stopSends(userId);
     // The account still exists (identity erases last): its address tells Brevo which logs to delete.
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
-    for (const c of contacts) await this.mailer.deleteLogs(c.email);
     // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the subject.
     const hashes = contacts.map((c) => hashAddress(c.email));
+    const unsent = await this.stopSends(userId, hashes);
+    for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     await forgetSubjectInOutbox(this.ds, userId);
@@ -89,20 +89,20 @@ export class NotifyPrivacyService {
 
   /**
    * Deletes the subject's mails that wait (also one a send put back for a
-   * retry) until none is being sent. FOR UPDATE reads each row as it is now:
+   * retry, and one to their address that names no user) until none is being sent. FOR UPDATE reads each row as it is now:
    * one the worker is claiming this moment is read after the claim, as
    * `sending`, and waited for. Privacy retries the step if a send outlasts the
    * wait. Answers how many mails it deleted unsent.
    */
-  private async stopSends(userId: string): Promise<number> {
+  private async stopSends(userId: string, hashes: string[]): Promise<number> {
     const until = Date.now() + SEND_WAIT_MS;
     let unsent = 0;
     for (;;) {
       const sending = await this.ds.transaction(async (em) => {
         const rows: { id: string; sending: boolean }[] = await em.query(
           `SELECT id, status = 'sending' AND updated_at >= now() - ${STALE_SENDING} AS sending
-             FROM deliveries WHERE user_id = $1 AND status IN ('pending', 'sending') FOR UPDATE`,
-          [userId],
+             FROM deliveries WHERE (user_id = $1 OR recipient_hash = ANY($2::text[])) AND status IN ('pending', 'sending') FOR UPDATE`,
+          [userId, hashes],
         );
         const waiting = rows.filter((r) => !r.sending).map((r) => r.id);
         if (waiting.length) await em.query(`DELETE FROM deliveries WHERE id = ANY($1::uuid[])`, [waiting]);
