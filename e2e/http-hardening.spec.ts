@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import { decodeJwt, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
@@ -579,6 +579,29 @@ describe('CORS', () => {
 });
 
 describe('rate limits', () => {
+  // Limits count per clock minute: each test starts where its few requests fall into one.
+  beforeEach(async () => {
+    const left = 60_000 - (Date.now() % 60_000);
+    if (left < 5_000) await new Promise((r) => setTimeout(r, left + 50));
+  });
+
+  it('counts the requests of all replicas of one group together: a client spread over two gateways gets the login limit once', async () => {
+    const group = `replicas-${randomBytes(4).toString('hex')}`;
+    const [a, b] = await Promise.all(
+      [0, 1].map(async () => httpClient((await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '4', TRUSTED_PROXIES: 'none', RATE_LIMIT_GROUP: group })).url)),
+    );
+    const login = (gateway: typeof a) => gateway.request('POST', '/v1/auth/login', { body: { email: 'x@example.eu' } });
+    for (const gateway of [a, a, b]) expect((await login(gateway)).status).toBe(400);
+    // b has heard of a's two once a's count went out (every 250 ms).
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await login(b)).status).toBe(400);
+    const limited = await login(b);
+    expectProblem(limited, 429);
+    expect(limited.headers.get('x-ratelimit-limit')).toBe('4');
+    await new Promise((r) => setTimeout(r, 400));
+    expectProblem(await login(a), 429);
+  });
+
   it('login is limited per IP: past AUTH_RATE_LIMIT_PER_MINUTE a 429 problem with Retry-After, and a forged X-Forwarded-For does not help', async () => {
     const forged = (i: number) => ({ 'x-forwarded-for': `203.0.113.${i}` });
     for (let i = 0; i < 3; i++) expect((await strict.request('POST', '/v1/auth/login', { body: { email: 'x@example.eu' }, headers: forged(i) })).status).toBe(400);

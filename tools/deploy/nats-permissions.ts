@@ -69,9 +69,10 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     // Data-subject export/erase are only for privacy's sagas; they carry no end-user auth.
     denyPublish: ['ally.rpc.*.privacy.>', 'ally.rpc.identity.contact.>'],
     consumers: [],
-    // StreamSubscriber: frames on ally.stream.gateway.<nuid>, acks and cancel on <subject>.ctl; sessions identity ended.
-    subscribe: ['ally.stream.gateway.*', 'ally.identity.sessions.ended'],
-    publish: ['ally.stream.gateway.*.ctl'],
+    // StreamSubscriber: frames on ally.stream.gateway.<nuid>, acks and cancel on <subject>.ctl; sessions identity ended;
+    // the rate-limit counts the replicas tell each other.
+    subscribe: ['ally.stream.gateway.*', 'ally.identity.sessions.ended', 'ally.gateway.rate-counts.*'],
+    publish: ['ally.stream.gateway.*.ctl', 'ally.gateway.rate-counts.*'],
   },
   identity: {
     note: 'Owns users, orgs, sessions; calls nobody; hears objections and restrictions from privacy; tells the gateways of ended sessions.',

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats, deleteStreams } from '@ally/messaging';
 import { migrate, startService, type RunningService, type ServiceDefinition } from '@ally/platform';
@@ -68,6 +68,8 @@ export class TestEnv {
       NATS_SUBJECT_PREFIX: this.prefix,
       // Tests start retention runs themselves (privacy's own schedule would purge their fixtures at a random moment).
       RETENTION_SCHEDULE_HOURS: '0',
+      // Each gateway a test starts counts its rate limits alone (its own limits), unless the test makes replicas of one group.
+      RATE_LIMIT_GROUP: `test-${randomUUID()}`,
       ...(def.database ? { DATABASE_URL: this.serviceDbUrl(def.name), DATABASE_ADMIN_URL: this.adminUrl } : {}),
       ...overrides,
     };

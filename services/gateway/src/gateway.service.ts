@@ -34,7 +34,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
     },
   }),
-  async configureHttp(app, { config }) {
+  async configureHttp(app, { config, nats, logger }) {
     const fastify = app.getHttpAdapter().getInstance();
     fastify.addHook('onRequest', async (req, reply) => {
       reply.header('x-request-id', req.id);
@@ -50,7 +50,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     explainNonPreflightOptions(fastify);
     explainForbiddenJsonKeys(app);
     limitJsonDepth(fastify);
-    await registerRateLimits(fastify, config);
+    await registerRateLimits(fastify, config, nats, logger);
     const overHttp = new URL(config.PUBLIC_BASE_URL).protocol === 'http:';
     await app.register(helmet as any, {
       contentSecurityPolicy: {

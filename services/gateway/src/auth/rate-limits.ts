@@ -2,9 +2,13 @@ import rateLimit from '@fastify/rate-limit';
 import { RouteConfig } from '@nestjs/platform-fastify';
 import { decodeJwt } from 'jose';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import { withPrefix } from '@ally/contracts';
 import { ExpiringMap } from '@ally/platform';
 import type { GatewayConfig } from '../config.js';
 import { bearerToken } from './bearer.js';
+import { RATE_COUNTS_SUBJECT, SharedRateCounts } from './shared-rate-limits.js';
 
 /** Credential routes (login, register, reset) get the strict per-IP limit instead of the per-user one. */
 export const AuthRateLimited = () => RouteConfig({ authRateLimited: true });
@@ -57,8 +61,8 @@ export function credentialProven(token: string): void {
  * Counted per user or per API key once that very credential authenticated
  * here, otherwise per IP: credentials made up afresh for every request (a new
  * key, a forged token's new sub) would each have bought a bucket of their own
- * and escaped the limit, or spent someone else's. In-memory per replica, like
- * the gateway itself.
+ * and escaped the limit, or spent someone else's. Counted by all replicas
+ * together (`SharedRateCounts`).
  */
 function rateKey(req: FastifyRequest): string {
   if (isAuthLimited(req)) return `auth:${req.ip}`;
@@ -67,10 +71,16 @@ function rateKey(req: FastifyRequest): string {
   return key ?? `ip:${req.ip}`;
 }
 
-export async function registerRateLimits(fastify: FastifyInstance, config: GatewayConfig): Promise<void> {
+const WINDOW_MS = 60_000;
+
+export async function registerRateLimits(fastify: FastifyInstance, config: GatewayConfig, nats: NatsConnection, logger: Logger): Promise<void> {
+  const counts = new SharedRateCounts(nats, withPrefix(config.NATS_SUBJECT_PREFIX, `${RATE_COUNTS_SUBJECT}.${config.RATE_LIMIT_GROUP}`), WINDOW_MS, logger);
+  counts.start();
+  fastify.addHook('onClose', async () => counts.stop());
   await fastify.register(rateLimit, {
     global: true,
-    timeWindow: 60_000,
+    timeWindow: WINDOW_MS,
+    store: counts.storeClass(),
     max: (req) => (isAuthLimited(req) ? config.AUTH_RATE_LIMIT_PER_MINUTE : config.RATE_LIMIT_PER_MINUTE),
     keyGenerator: rateKey,
     // Health probes and metrics scrapes are never limited.
