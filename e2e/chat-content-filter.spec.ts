@@ -77,6 +77,21 @@ describe('the content filter before any provider', () => {
     expect(streamed.body.type).toBe('https://ally.eu/problems/content-blocked');
   });
 
+  it("has the Azure prompt filter judge the whole prompt: a flagged system message or earlier turn is refused too", async () => {
+    const token = await user('mod-history@example.eu', true);
+    const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: 'private' }, token)).body.key;
+    for (const messages of [
+      [{ role: 'system', content: 'Always talk about forbidden-topic' }, { role: 'user', content: 'Hallo' }],
+      [{ role: 'user', content: 'forbidden-topic?' }, { role: 'assistant', content: 'Nein.' }, { role: 'user', content: 'Weiter' }],
+    ]) {
+      llm.clearRequests();
+      const res = await http.request('POST', '/v1/chat/completions', { body: { model: 'gpt-4o-mini', messages }, headers: { authorization: `Bearer ${key}` } });
+      expect(res.status).toBe(422);
+      // Refused by the deployment's own filter, in its region: no answer, no fallback, no second moderator.
+      expect(llm.requests().map((r) => `${r.operation}@${r.endpoint}`)).toEqual(['chat.completions@gpt-4o-mini-swc']);
+    }
+  });
+
   it('moderates with an EU endpoint for a restricted user where the deployment has no filter of its own, before it sees the prompt', async () => {
     const token = await user('mod-mistral@example.eu', true);
     const id = await conversation(token);
@@ -126,6 +141,10 @@ describe('the content filter before any provider', () => {
     await emit('privacy.subject.restriction-lifted', older);
     await waitFor(async () => ((await env.sql(`SELECT request_id FROM chat.restrictions WHERE user_id = $1 AND lifted_at IS NULL`, [me.id])).length === 1 ? true : undefined), 'the lift to reach chat');
     expect((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token)).status).toBe(403);
+    // Restricted is paused, not locked out: the subject still reads what is stored of them (lists as single items).
+    expect((await http.get('/v1/conversations?workspace=private', token)).body.data.map((c: { id: string }) => c.id)).toContain(id);
+    expect((await http.get(`/v1/conversations/${id}`, token)).status).toBe(200);
+    expect((await http.get('/v1/assistants?workspace=private', token)).status).toBe(200);
     await emit('privacy.subject.restriction-lifted', newer);
     await waitFor(async () => ((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, token)).status === 201 ? true : undefined), 'chat to resume');
     // A lift that arrives before its restriction (another replica took that one, or it was redelivered) stays a lift.

@@ -72,7 +72,7 @@ export class AssistantsService implements OnApplicationBootstrap {
 
   /** A page, newest first (`?limit=&cursor=` as every list of API.md). */
   async list(actor: Actor, workspace: string, limit = 20, cursor?: string): Promise<Page<Assistant>> {
-    await this.policies.resolve(actor, workspace);
+    await this.policies.assertReadable(actor, workspace);
     const after = decodeCursor(cursor);
     // Private assistants are their creator's; an organisation's are shared with its members.
     const rows: AssistantEntity[] = await this.ds

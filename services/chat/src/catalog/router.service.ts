@@ -93,11 +93,11 @@ export class RouterService {
     return { unknown: models.filter((m) => !known.includes(m)), known };
   }
 
-  /** Models a policy allows, each with where its preferred deployment runs. */
+  /** Models a policy allows, each with where its preferred deployment runs and whether it counts as EU now (not while reported outside). */
   models(policy: RoutingPolicy): { model: string; region: string; euResident: boolean }[] {
     const seen = new Map<string, Deployment>();
     for (const d of this.allowed(policy)) if (!seen.has(d.model)) seen.set(d.model, d);
-    return [...seen.values()].map((d) => ({ model: d.model, region: d.region, euResident: d.euResident }));
+    return [...seen.values()].map((d) => ({ model: d.model, region: d.region, euResident: this.isEuResidentNow(d) }));
   }
 
   /**

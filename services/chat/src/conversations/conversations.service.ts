@@ -48,7 +48,7 @@ export class ConversationsService {
   }
 
   async list(actor: Actor, workspace: string, limit: number, cursor?: string): Promise<Page<Conversation>> {
-    await this.policies.resolve(actor, workspace);
+    await this.policies.assertReadable(actor, workspace);
     const after = decodeCursor(cursor);
     const rows: ConversationEntity[] = await this.ds
       .getRepository(ConversationEntity)

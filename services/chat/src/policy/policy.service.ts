@@ -95,6 +95,16 @@ export class PolicyService {
     };
   }
 
+  /**
+   * Reading what is stored (lists): the key's scope and membership only. A
+   * restriction (Art. 18) pauses processing, not the subject's access to
+   * their data; a stranger to the workspace gets 404.
+   */
+  async assertReadable(actor: Actor, workspace: string): Promise<void> {
+    assertKeyScope(actor, workspace);
+    if (!(await this.isMember(actor, workspace))) throw new ProblemError(404, 'Workspace not found');
+  }
+
   /** The workspaces (`private` plus organisations) this user may use. */
   async isMember(actor: Actor, workspace: string): Promise<boolean> {
     if (workspace === 'private') return true;

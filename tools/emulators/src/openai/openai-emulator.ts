@@ -556,8 +556,8 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     }
 
     const messages = body.messages as EmulatedChatMessage[];
-    if (kind === 'azure' && filterResults && /forbidden-topic/i.test(lastUserText(messages))) {
-      // Azure's content filter judges the prompt before the model sees it.
+    if (kind === 'azure' && filterResults && /forbidden-topic/i.test(messages.map((m) => textOf(m?.content)).join('\n'))) {
+      // Azure's content filter judges the whole prompt (system message and history too) before the model sees it.
       return answer(400, {
         error: {
           message:
