@@ -56,7 +56,11 @@ export class BillingPrivacyService {
     const customers: { stripe_customer_id: string }[] =
       scope === 'all' || scope === 'private' ? await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace IN ($1, $2)`, [own, alias]) : [];
     const erased = await this.ds.transaction(async (em) => {
-      const [, caps] = await em.query(`DELETE FROM caps WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
+      // Their caps as a member, and their private workspace's own cap (kept under the workspace, for no member).
+      const [, caps] = await em.query(
+        `DELETE FROM caps WHERE (user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))) OR ($3 AND workspace = $4)`,
+        [userId, workspaces, scope === 'all' || scope === 'private', own],
+      );
       // The ledger is booking data: the amounts stay, the person goes.
       const [, ledger] = await em.query(
         `UPDATE ledger SET user_id = '00000000-0000-0000-0000-000000000000', workspace = CASE WHEN workspace = $3 THEN $4 ELSE workspace END

@@ -26,14 +26,15 @@ export class ObjectionsConsumer {
     switch (event.type) {
       case 'privacy.subject.objected': {
         const d = PrivacyEvents['privacy.subject.objected'].parse(event.data);
-        if (!d.categories.includes(LOGIN_AUDIT)) return;
+        // The login audit is the whole account's: an objection for one workspace leaves it alone.
+        if (d.scope !== 'all' || !d.categories.includes(LOGIN_AUDIT)) return;
         // Nothing to pause for an account erased since; nor for an objection decided already (this event came again).
         await em.query(`INSERT INTO objections (request_id, user_id) SELECT $1, id FROM users WHERE id = $2 ON CONFLICT DO NOTHING`, [d.requestId, d.userId]);
         return;
       }
       case 'privacy.subject.objection-upheld': {
         const d = PrivacyEvents['privacy.subject.objection-upheld'].parse(event.data);
-        if (!d.categories.includes(LOGIN_AUDIT)) return;
+        if (d.scope !== 'all' || !d.categories.includes(LOGIN_AUDIT)) return;
         await em.query(`UPDATE users SET login_audit_objected = true WHERE id = $1`, [d.userId]);
         await em.query(`DELETE FROM login_audit WHERE user_id = $1`, [d.userId]);
         return;
