@@ -102,7 +102,8 @@ export class RequestFinalizer {
     if (userId && erasedAny) {
       // Exports whose scope overlaps the erased one (`all` overlaps every scope) may hold what was erased:
       // finished packages are voided with their keys; an export still being collected throws away the
-      // parts it has and collects them again, now without what was erased. Other scopes' exports stand.
+      // parts it has and collects them again, now without what was erased, also a part being read right
+      // now (its step back to pending: the worker holding it can no longer complete it). Other scopes' exports stand.
       const overlapping = `user_id = $1 AND type IN ('access', 'portability') AND id <> $2 AND ($3 = 'all' OR scope = 'all' OR scope = $3)`;
       const [, packages] = await em.query(
         `DELETE FROM export_packages WHERE request_id IN (SELECT id FROM requests WHERE ${overlapping} AND status = 'completed')`,
@@ -112,7 +113,7 @@ export class RequestFinalizer {
       const collecting: { id: string }[] = await em.query(`SELECT id FROM requests WHERE ${overlapping} AND status IN ('received', 'in_progress')`, [userId, req.id, req.scope]);
       for (const { id } of collecting) {
         await em.query(`DELETE FROM export_parts WHERE request_id = $1`, [id]);
-        await em.query(`UPDATE request_steps SET status = 'pending', completed_at = NULL, result = NULL, lease_until = NULL, next_attempt_at = now() WHERE request_id = $1 AND status = 'completed'`, [id]);
+        await em.query(`UPDATE request_steps SET status = 'pending', completed_at = NULL, result = NULL, lease_until = NULL, next_attempt_at = now() WHERE request_id = $1 AND status IN ('completed', 'running')`, [id]);
       }
       affected.privacy = { 'export-packages': Number(packages ?? 0) };
     }
