@@ -610,6 +610,12 @@ describe('retention policies', () => {
     ]);
     expect(shorter.status).toBe(200);
     expect(shorter.body.data).toEqual(expect.arrayContaining([expect.objectContaining({ category: 'export-packages', retentionDays: 3 }), expect.objectContaining({ category: 'consent-records', retentionDays: 365 })]));
+    // Longer, or for ever, would break the policy's promise (the login audit: at most 30 days).
+    for (const retentionDays of [31, 3650, null]) {
+      const longer = await put({ service: 'identity', category: 'login-audit', retentionDays });
+      expectProblem(longer, 400, ['retentionDays']);
+      expect(longer.body.errors[0].message).toMatch(/^must be at most 30: the privacy policy keeps login-audit no longer/);
+    }
     // Invoices: 10 years by law (§ 147 AO), longer is allowed.
     const invoices = await put({ service: 'billing', category: 'invoices', retentionDays: 365 });
     expectProblem(invoices, 422);

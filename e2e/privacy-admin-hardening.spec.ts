@@ -112,8 +112,10 @@ describe('privacy: decisions, error answers and voided exports', () => {
     );
     expect(answers.map((a) => a.status).sort()).toEqual([200, 409, 409, 409, 409, 409]);
     for (const refused of answers.filter((a) => a.status === 409)) expectProblem(refused, 409);
-    const decisions = await env.sql<{ action: string }>(`SELECT action FROM privacy.audit_log WHERE request_id = $1 AND action IN ('request.uphold', 'request.reject')`, [objection.id]);
+    const decisions = await env.sql<{ action: string; actor: string }>(`SELECT action, actor FROM privacy.audit_log WHERE request_id = $1 AND action IN ('request.uphold', 'request.reject')`, [objection.id]);
     expect(decisions).toHaveLength(1);
+    // Staff act under their id, as for holds and policies: the trail says which officer decided.
+    expect(decisions[0].actor).toBe(`staff:${(await http.get('/v1/me', cora)).body.id}`);
     const upheld = await env.sql(`SELECT 1 FROM privacy.outbox WHERE type = 'privacy.subject.objection-upheld' AND payload->'data'->>'requestId' = $1`, [objection.id]);
     expect(upheld).toHaveLength(decisions[0].action === 'request.uphold' ? 1 : 0);
   });

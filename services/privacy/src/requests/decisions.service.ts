@@ -6,7 +6,6 @@ import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PrivacyRequestNotFound } from '../common/privacy-errors.js';
 import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
-import { SubjectHasher } from '../common/subject-hash.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { RequestFinalizer } from '../sagas/request-finalizer.js';
 import { objectedCategories } from './request-plan.js';
@@ -28,7 +27,6 @@ export class DecisionsService {
     private readonly repo: RequestsRepository,
     private readonly finalizer: RequestFinalizer,
     private readonly audit: AuditTrail,
-    private readonly hasher: SubjectHasher,
     private readonly outbox: PrivacyOutbox,
     @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
   ) {}
@@ -68,7 +66,7 @@ export class DecisionsService {
         [row.id, input.decision, input.reason, decidedAt, takesEffectAt],
       );
       await this.audit.append(em, {
-        actor: `compliance:${this.hasher.hash(actor.userId)}`,
+        actor: `staff:${actor.userId}`,
         action: `request.${input.decision}`,
         requestId: row.id,
         subjectHash: row.subject_hash,

@@ -23,8 +23,8 @@ export interface PolicyUpdate {
 /**
  * Retention per data category: the defaults declared in contracts, overridden
  * by the compliance team (each change an audit entry). A period the law sets
- * (`legalMinimumDays`) cannot be cut; the others are maximums, and shorter is
- * always allowed. The legal basis is the declared one.
+ * (`legalMinimumDays`) cannot be cut; the others are maximums, and only
+ * shorter is allowed (the contract refuses longer). The legal basis is the declared one.
  */
 @Injectable()
 export class RetentionPoliciesService {
