@@ -24,7 +24,7 @@ export class MeService {
     return this.ds.transaction(async (em) => {
       const user = await this.users.findForUpdate(userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
-      // Only what differs is a rectification: privacy records it, with the processors that hold copies.
+      // Only what differs is a rectification: privacy records it.
       const changed = (Object.keys(input) as (keyof typeof input)[]).filter((k) => input[k] !== undefined && input[k] !== user[k]);
       if (changed.length) {
         Object.assign(user, input);

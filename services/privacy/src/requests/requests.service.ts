@@ -77,8 +77,11 @@ export class RequestsService {
   }
 
   /**
-   * Rectification happens in identity; privacy records it with the
-   * processors that hold copies (Art. 19), as a request that is already done.
+   * Rectification happens in identity; privacy records it as a request that
+   * is already done. No processor holds a copy of the fields it changes (name,
+   * language) to pass the change on to (Art. 19): Ally gives Stripe no name
+   * (Checkout asks the customer), and Brevo keeps no contact, only the logs
+   * of mails as they were sent.
    */
   async recordRectification(em: EntityManager, userId: string, changed: string[], eventId: string): Promise<void> {
     const id = uuidv7();
@@ -87,11 +90,7 @@ export class RequestsService {
     if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) return;
     {
       await this.repo.insert(em, { id, userId, subjectHash, type: 'rectification', scope: 'all', wrappedKey: null, status: 'completed', details: { changed, eventId } }, []);
-      // Stripe keeps the customer's name and address, Brevo the address: billing and notify forward the change.
-      for (const [processor, service] of [['stripe', 'billing'], ['brevo', 'notify']] as const) {
-        await em.query(`INSERT INTO processor_notices (request_id, processor, service, action, status) VALUES ($1, $2, $3, 'rectification', 'delegated')`, [id, processor, service]);
-      }
-      await this.audit.append(em, { actor: `subject:${subjectHash}`, action: 'rectification.recorded', requestId: id, subjectHash, details: { changed, processors: ['stripe', 'brevo'] } });
+      await this.audit.append(em, { actor: `subject:${subjectHash}`, action: 'rectification.recorded', requestId: id, subjectHash, details: { changed } });
     }
   }
 }
