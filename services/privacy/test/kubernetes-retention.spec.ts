@@ -149,6 +149,9 @@ describe('retention runs in Kubernetes', () => {
       await expect(rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true }, { actor: compliance })).rejects.toMatchObject({ status: 503 });
       const [failed] = await env.sql(`SELECT * FROM privacy.retention_runs WHERE status = 'failed' ORDER BY created_at DESC LIMIT 1`);
       expect(failed.errors[0]).toMatchObject({ service: 'kubernetes', error: expect.stringContaining('could not create the retention Job') });
+      // The trail says how it ended, as for every run.
+      const [finished] = await env.sql(`SELECT details FROM privacy.audit_log WHERE action = 'retention-run.finished' AND details->>'runId' = $1`, [failed.id]);
+      expect(finished.details).toMatchObject({ status: 'failed', failedServices: ['kubernetes'] });
       writeFileSync(join(dir, 'token'), 'sa-token-123');
     });
   });

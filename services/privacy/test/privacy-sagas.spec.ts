@@ -8,6 +8,7 @@ import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } 
 import { privacyService } from '../src/privacy.service.js';
 import { AuditTrail } from '../src/audit/audit-trail.service.js';
 import { RequestsService } from '../src/requests/requests.service.js';
+import { SagaWorker } from '../src/sagas/saga-worker.js';
 import { FakeServices } from './fake-services.js';
 
 const FAST = {
@@ -125,6 +126,18 @@ describe('privacy sagas against services on the wire', () => {
     expect((await rpc.call(PrivacyRpc.listRequests, {}, { actor: owner })).data.map((x) => x.id)).toEqual([r.id]);
     await expect(rpc.call(PrivacyRpc.adminListRequests, {}, { actor: owner })).rejects.toMatchObject({ status: 403 });
     expect((await rpc.call(PrivacyRpc.adminListRequests, { status: 'completed' }, { actor: compliance })).data.map((x) => x.id)).toContain(r.id);
+  });
+
+  it('lets a package expire after its days with its key, audited as every state change is', async () => {
+    const owner = user();
+    const r = await request(owner, 'access');
+    await settled(owner, r.id);
+    await env.sql(`UPDATE privacy.export_packages SET expires_at = now() - interval '1 second' WHERE request_id = $1`, [r.id]);
+    await env.sql(`UPDATE privacy.requests SET download_until = now() - interval '1 second' WHERE id = $1`, [r.id]);
+    await privacy.app.get(SagaWorker).expireExports();
+    expect(await env.sql(`SELECT wrapped_key FROM privacy.requests WHERE id = $1`, [r.id])).toEqual([{ wrapped_key: null }]);
+    expect(await env.sql(`SELECT actor FROM privacy.audit_log WHERE request_id = $1 AND action = 'export.expired'`, [r.id])).toEqual([{ actor: 'system' }]);
+    await expect(rpc.call(PrivacyRpc.download, { id: r.id, format: 'zip' }, { actor: owner })).rejects.toMatchObject({ status: 410 });
   });
 
   it('erases everywhere, identity last, retrying a service that does not answer, and leaves only a tombstone', async () => {

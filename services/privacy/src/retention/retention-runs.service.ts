@@ -107,7 +107,10 @@ export class RetentionRunsService {
         await this.ds.query(`UPDATE retention_runs SET launched_as = 'kubernetes-job', job_name = $2 WHERE id = $1`, [id, jobName]);
       } catch (err) {
         const error = `could not create the retention Job: ${String((err as Error).message).split('\n').slice(0, 2).join(' ')}`.slice(0, 500);
-        await this.ds.query(`UPDATE retention_runs SET status = 'failed', launched_as = 'kubernetes-job', finished_at = now(), errors = $2 WHERE id = $1`, [id, JSON.stringify([{ service: 'kubernetes', error }])]);
+        await this.ds.transaction(async (em) => {
+          await em.query(`UPDATE retention_runs SET status = 'failed', launched_as = 'kubernetes-job', finished_at = now(), errors = $2 WHERE id = $1`, [id, JSON.stringify([{ service: 'kubernetes', error }])]);
+          await this.audit.append(em, { actor: 'system', action: 'retention-run.finished', details: { runId: id, dryRun: input.dryRun, status: 'failed', affected: 0, failedServices: ['kubernetes'] } });
+        });
         this.logger.error({ runId: id, err: error }, 'retention Job not created');
         throw new ProblemError(503, error);
       }

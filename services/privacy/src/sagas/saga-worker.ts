@@ -249,7 +249,11 @@ export class SagaWorker extends PacedWorker {
   async expireExports(): Promise<number> {
     return this.ds.transaction(async (em) => {
       const [, n] = await em.query(`DELETE FROM export_packages WHERE expires_at <= now()`);
-      await em.query(`UPDATE requests SET wrapped_key = NULL WHERE wrapped_key IS NOT NULL AND download_until <= now()`);
+      // An UPDATE's answer is [rows, count].
+      const [expired]: [{ id: string; subject_hash: string }[], number] = await em.query(
+        `UPDATE requests SET wrapped_key = NULL WHERE wrapped_key IS NOT NULL AND download_until <= now() RETURNING id, subject_hash`,
+      );
+      for (const r of expired) await this.audit.append(em, { actor: 'system', action: 'export.expired', requestId: r.id, subjectHash: r.subject_hash });
       return Number(n ?? 0);
     });
   }
