@@ -34,4 +34,20 @@ describe('billing for a subject it erased', () => {
       await rpc.close();
     }
   });
+
+  it("exports the organisation's customer a subject set up (it names them as its creator) in the whole account's and that workspace's export", async () => {
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      const [userId, orgId] = [randomUUID(), randomUUID()];
+      await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, 'cus_org_by_subject', $2)`, [orgId, userId]);
+      const customersIn = async (scope: string) =>
+        ((await rpc.call(privacyRpcs('billing').export, { userId, scope })).categories.contract as { customers: { workspace: string }[] }).customers.map((c) => c.workspace);
+      expect(await customersIn('all')).toEqual([orgId]);
+      expect(await customersIn(orgId)).toEqual([orgId]);
+      expect(await customersIn('private')).toEqual([]);
+    } finally {
+      await rpc.close();
+    }
+  });
 });

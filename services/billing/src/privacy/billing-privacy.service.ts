@@ -33,7 +33,11 @@ export class BillingPrivacyService {
     const subscriptions = ownInScope
       ? await this.ds.query(`SELECT workspace, plan, status, seats, stripe_subscription_id, stripe_item_id, current_period_end, cancel_at_period_end, ended_at FROM subscriptions WHERE workspace = $1`, [own])
       : [];
-    const customers = ownInScope ? await this.ds.query(`SELECT workspace, stripe_customer_id, created_at FROM customers WHERE workspace = $1`, [own]) : [];
+    // The private workspace's customer, and an organisation's that they set up (its row names them as its creator).
+    const customers = await this.ds.query(
+      `SELECT workspace, stripe_customer_id, created_at FROM customers WHERE ($2 AND workspace = $1) OR (created_by = $3 AND workspace <> $1 AND ($4::text[] IS NULL OR workspace = ANY($4)))`,
+      [own, ownInScope, userId, workspaces],
+    );
     const invoices = ownInScope
       ? await this.ds.query(
           `SELECT stripe_invoice_id, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at FROM invoices WHERE workspace = $1 ORDER BY created_at`,
