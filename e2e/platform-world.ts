@@ -69,3 +69,13 @@ export async function startPlatformWorld(opts: { chat?: Env; billing?: Env; noti
     throw err;
   }
 }
+
+/** Every row of every table of every service, as text (bytea as hex): where a trace of a person would show. */
+export async function everyRow(env: TestEnv): Promise<Record<string, string>> {
+  const tables = await env.sql<{ s: string; t: string }>(
+    `SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_schema IN ('identity', 'chat', 'billing', 'notify', 'privacy') AND table_type = 'BASE TABLE'`,
+  );
+  const dump: Record<string, string> = {};
+  for (const { s, t } of tables) dump[`${s}.${t}`] = JSON.stringify(await env.sql(`SELECT * FROM "${s}"."${t}"`));
+  return dump;
+}

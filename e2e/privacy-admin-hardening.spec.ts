@@ -2,15 +2,16 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { identityService } from '@ally/identity';
 import { waitFor, type HttpResult, type TestEnv } from '@ally/testing';
-import { startPlatformWorld, type PlatformWorld } from './platform-world.js';
+import { everyRow, startPlatformWorld, type PlatformWorld } from './platform-world.js';
 import { expectProblem } from './problem-assertions.js';
 
 const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
 
 /**
  * Privacy's edges found by probing the running platform: concurrent
- * compliance decisions, error answers that name the field, and an export
- * voided by a later erasure.
+ * compliance decisions, error answers that name the field, an export voided
+ * by a later erasure, and requests that keep to their scope and leave
+ * nothing of it behind.
  */
 describe('privacy: decisions, error answers and voided exports', () => {
   let world: PlatformWorld;
@@ -340,5 +341,60 @@ describe('privacy: decisions, error answers and voided exports', () => {
     const typo = await http.post('/v1/admin/privacy/legal-holds', { userId: randomUUID(), reason: 'Rechtsstreit Az. 9 O 1/26' }, cora);
     expectProblem(typo, 404);
     expect(typo.body.errors).toEqual([{ field: 'userId', message: 'is no account' }]);
+  });
+
+  it('an erasure of the whole account leaves no row naming the subject, their private spend cap included', async () => {
+    const ida = await register('Ida', 'Kapphahn');
+    const capped = await http.request('PUT', '/v1/billing/caps', { body: { workspace: 'private', monthlyTokens: 5000 }, token: ida.accessToken });
+    expect(capped.status).toBe(200);
+    expect(await env.sql(`SELECT workspace, user_id FROM billing.caps WHERE workspace = $1`, [`private:${ida.user.id}`])).toHaveLength(1);
+    const erasure = await http.post('/v1/privacy/requests', { type: 'erasure' }, ida.accessToken);
+    expect(erasure.status).toBe(202);
+    // The account is gone when it completes: compliance sees how it ended.
+    const cora = await complianceToken();
+    const done = await waitFor(async () => {
+      const list = await http.get('/v1/admin/privacy/requests?limit=100', cora);
+      return list.body.data.find((r: { id: string; status: string }) => r.id === erasure.body.id && r.status !== 'received' && r.status !== 'in_progress');
+    }, 'the erasure to end', 40_000);
+    expect(done.status).toBe('completed');
+    const dump = await everyRow(env);
+    const traces = Object.entries(dump)
+      .filter(([t]) => !t.endsWith('.outbox'))
+      .filter(([, rows]) => [ida.user.id, ida.email].some((n) => rows.includes(n)))
+      .map(([t]) => t);
+    expect(traces).toEqual([]);
+  });
+
+  it("an erasure of the private workspace takes its spend cap, which its export showed", async () => {
+    const ina = await register('Ina', 'Kappwerk');
+    expect((await http.request('PUT', '/v1/billing/caps', { body: { workspace: 'private', monthlyTokens: 5000 }, token: ina.accessToken })).status).toBe(200);
+    const access = await http.post('/v1/privacy/requests', { type: 'access', scope: 'private' }, ina.accessToken);
+    expect((await settled(ina.accessToken, access.body.id)).status).toBe('completed');
+    const files = (await http.get(`/v1/privacy/requests/${access.body.id}/download?format=json`, ina.accessToken)).body.files;
+    // The export shows the cap as the subject's data of the private workspace...
+    expect(files['data/billing.json'].categories.contract.caps).toEqual([expect.objectContaining({ workspace: `private:${ina.user.id}` })]);
+    const erasure = await http.post('/v1/privacy/requests', { type: 'erasure', scope: 'private' }, ina.accessToken);
+    expect((await settled(ina.accessToken, erasure.body.id)).status).toBe('completed');
+    // ...and the erasure of that scope takes it.
+    expect(await env.sql(`SELECT workspace FROM billing.caps WHERE workspace = $1`, [`private:${ina.user.id}`])).toEqual([]);
+  });
+
+  it("an upheld objection for the private workspace leaves the account's login audit (the whole account's, like a restriction of one workspace)", async () => {
+    const olga = await register('Olga', 'Einspruch');
+    // Two sign-ins: login-audit rows of the account.
+    for (let i = 0; i < 2; i++) expect((await http.post('/v1/auth/login', { email: olga.email, password: PASSWORD })).status).toBe(200);
+    const before = await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olga.user.id]);
+    expect(before.length).toBeGreaterThan(0);
+    const objection = await http.post('/v1/privacy/requests', { type: 'objection', scope: 'private' }, olga.accessToken);
+    expect(objection.status).toBe(202);
+    await awaitingDecision(olga.accessToken, objection.body.id);
+    const cora = await complianceToken();
+    const decided = await http.post(`/v1/admin/privacy/requests/${objection.body.id}/decision`, { decision: 'uphold', reason: 'Dem Widerspruch wird stattgegeben.' }, cora);
+    expect(decided.status).toBe(200);
+    // identity has heard the objection, its upholding and the decision.
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM identity.inbox WHERE consumer = 'identity-objections'`)).length >= 3 ? true : undefined), 'identity to hear the decision');
+    const after = await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olga.user.id]);
+    const flag = await env.sql<{ login_audit_objected: boolean }>(`SELECT login_audit_objected FROM identity.users WHERE id = $1`, [olga.user.id]);
+    expect({ rows: after.length, objected: flag[0].login_audit_objected }).toEqual({ rows: before.length, objected: false });
   });
 });

@@ -8,6 +8,7 @@ import { identityService } from '@ally/identity';
 import { notifyService } from '@ally/notify';
 import { privacyService } from '@ally/privacy';
 import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { everyRow } from './platform-world.js';
 import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
@@ -75,16 +76,6 @@ describe('privacy through the gateway, against every real service', () => {
     await register(email, 'Cora', 'Prüfer');
     await identityService.commands!['grant-role'](identity.app, [email, 'compliance']);
     return (await http.post('/v1/auth/login', { email, password: PASSWORD })).body.accessToken as string;
-  };
-
-  /** Every row of every table of every service, as text (bytea as hex): where a trace of a person would show. */
-  const everything = async () => {
-    const tables = await env.sql<{ s: string; t: string }>(
-      `SELECT table_schema AS s, table_name AS t FROM information_schema.tables WHERE table_schema IN ('identity', 'chat', 'billing', 'notify', 'privacy') AND table_type = 'BASE TABLE'`,
-    );
-    const dump: Record<string, string> = {};
-    for (const { s, t } of tables) dump[`${s}.${t}`] = JSON.stringify(await env.sql(`SELECT * FROM "${s}"."${t}"`));
-    return dump;
   };
 
   it('exports everything of a user with two workspaces, a subscription and mails, and nothing of anyone else', async () => {
@@ -198,7 +189,7 @@ describe('privacy through the gateway, against every real service', () => {
       expect({ status: gone.status, detail: gone.body.detail }).toEqual({ status: 401, detail: expect.stringMatching(/session has ended .*account erased/) });
     }
 
-    const dump = await everything();
+    const dump = await everyRow(env);
     // notify's log keys a mail by this hash; anyone who knows the address could follow it.
     const addressHash = createHash('sha256').update('leonora.quastenberg@example.eu').digest('hex');
     const traces = Object.entries(dump)
