@@ -94,7 +94,7 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
         .map((x) => {
           const y = structuredClone(x);
           // Generated names differ only in their hash suffix.
-          return JSON.parse(JSON.stringify(y).replace(/(ally-common|nats-config|nats-streams|chat-models)-[a-z0-9]{10}/g, '$1'));
+          return JSON.parse(JSON.stringify(y).replace(/(ally-common|nats-config|nats-streams|chat-models|billing-plans)-[a-z0-9]{10}/g, '$1'));
         })
         .sort((a, b) => `${a.kind}/${a.metadata.name}`.localeCompare(`${b.kind}/${b.metadata.name}`));
     expect(normalise(renderKustomization(join(K8S, 'overlays', overlay)))).toEqual(normalise(rendered[overlay]));

@@ -167,6 +167,22 @@ describe('a one-off command', () => {
     expect(good.code).toBe(0);
     expect(good.stdout).toBe('invoice_number;date;net;tax;gross;currency;customer_reference\n');
   });
+
+  it('logs on stderr, so its stdout is its answer alone (`export-invoices … > invoices.csv`), also at LOG_LEVEL=info as in the cluster', async () => {
+    const vars = { PLANS_FILE: 'services/billing/config/plans.json', STRIPE_API_URL: 'http://127.0.0.1:9', LOG_LEVEL: 'info' };
+    const r = await run(['services/billing/dist/main.js', 'export-invoices', '2026-10'], { ...env!.envFor(billingService, vars), NODE_ENV: 'development' });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('invoice_number;date;net;tax;gross;currency;customer_reference\n');
+    // The development key's warning and Nest's start-up lines went to stderr.
+    expect(r.stderr).toContain('BILLING_PSEUDONYM_KEY');
+  });
+
+  it("billing refuses to start in production with the cluster's plans file whose price ids are still placeholders", async () => {
+    const vars = { PLANS_FILE: 'k8s/base/billing-plans.json', STRIPE_SECRET_KEY: 'sk_live_test', STRIPE_WEBHOOK_SECRET: 'whsec_test', BILLING_PSEUDONYM_KEY: 'a-pseudonym-key-of-32-characters' };
+    const r = await run(['services/billing/dist/main.js'], { ...env!.envFor(billingService, vars), NODE_ENV: 'production' });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual(['billing: Configuration error: PLANS_FILE k8s/base/billing-plans.json still has the placeholder price id of plan "team": put in its Stripe price id']);
+  });
 });
 
 describe('stopping', () => {

@@ -5,7 +5,7 @@ export const baseConfigSchema = z.object({
   NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   HTTP_HOST: z.string().default('0.0.0.0'),
-  /** Health and metrics port (the gateway serves its API on it too). */
+  /** Health and metrics port (the gateway serves them, and its API, on GATEWAY_PORT instead). */
   HTTP_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   NATS_URL: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must look like nats://host:4222').default('nats://127.0.0.1:4222'),
   NATS_USER: z.string().optional(),

@@ -11,13 +11,10 @@ export const REDACTED_PATHS = [
   'req.headers.authorization', 'req.headers.cookie', 'headers.authorization',
 ];
 
-export function createLogger(service: string, level: string): Logger {
-  return pino({
-    level,
-    base: { service },
-    redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    timestamp: pino.stdTimeFunctions.isoTime,
-  });
+/** `to`: stdout for a running service; stderr for a one-off command, whose stdout is its answer (a CSV piped to a file). */
+export function createLogger(service: string, level: string, to: 'stdout' | 'stderr' = 'stdout'): Logger {
+  const options = { level, base: { service }, redact: { paths: REDACTED_PATHS, censor: '[redacted]' }, timestamp: pino.stdTimeFunctions.isoTime };
+  return to === 'stderr' ? pino(options, pino.destination({ fd: 2, sync: true })) : pino(options);
 }
 
 /** Lets Nest's own messages go through pino as JSON. */

@@ -78,9 +78,9 @@ export interface BuiltService<C extends Record<string, unknown> = Record<string,
  * acts as one more replica of the running service (its outbox rows are
  * published by the running service's relay).
  */
-export async function buildService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env): Promise<BuiltService<C>> {
+export async function buildService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env, logsTo: 'stdout' | 'stderr' = 'stdout'): Promise<BuiltService<C>> {
   const config = loadConfig(def.configSchema, env) as C & Record<string, any>;
-  const logger = createLogger(def.name, config.LOG_LEVEL);
+  const logger = createLogger(def.name, config.LOG_LEVEL, logsTo);
   const nats = await connectNatsOrExplain(config, def.name);
   let dataSource: DataSource | undefined;
   try {
@@ -212,7 +212,8 @@ export async function main(def: ServiceDefinition<any>, argv = process.argv.slic
     if (command) {
       const run = def.commands?.[command];
       if (!run) throw new StartupError(`Unknown command "${command}"; known: migrate${Object.keys(def.commands ?? {}).map((c) => `, ${c}`).join('')}`);
-      const service = await buildService(def, { ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' });
+      // Its logs on stderr: stdout is the command's answer (`export-invoices … > invoices.csv`).
+      const service = await buildService(def, { ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' }, 'stderr');
       try {
         const out = await run(service.app, args);
         process.stdout.write(out.endsWith('\n') ? out : `${out}\n`);

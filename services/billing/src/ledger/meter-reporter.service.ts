@@ -56,59 +56,79 @@ export class MeterReporter extends PacedWorker {
     return total;
   }
 
+  /**
+   * Claims a batch (due again after CLAIM_SECONDS, should this process die
+   * with it: Stripe drops an event whose identifier it has), then reports each
+   * entry outside any transaction: a slow Stripe holds no ledger row locked
+   * (an erasure renaming the rows would wait for it) and no connection.
+   */
   private async batch(): Promise<number> {
-    return this.ds.transaction(async (em) => {
-      const rows: PendingRow[] = await em.query(
-        `SELECT l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, l.meter_refusals, c.stripe_customer_id
-           FROM ledger l
-           -- One customer per workspace in use; an erased subject's pseudonym may hold several (each deleted at Stripe): the latest.
-           LEFT JOIN LATERAL (SELECT stripe_customer_id FROM customers c WHERE c.workspace = l.workspace ORDER BY c.created_at DESC LIMIT 1) c ON true
-          WHERE l.meter_status = 'pending' AND l.meter_next_at <= now()
-          ORDER BY l.seq LIMIT $1 FOR UPDATE OF l SKIP LOCKED`,
-        [this.config.METER_REPORT_BATCH],
-      );
-      let done = 0;
-      for (const row of rows) {
-        if (!row.stripe_customer_id) {
-          // No Stripe customer (Free, never subscribed): nothing to bill, nothing to meter.
-          await em.query(`UPDATE ledger SET meter_status = 'not_metered' WHERE message_id = $1`, [row.message_id]);
-          done++;
-          continue;
-        }
-        try {
-          await this.stripe.stripe.billing.meterEvents.create({
-            event_name: this.config.STRIPE_METER_EVENT_NAME,
-            identifier: row.message_id,
-            timestamp: Math.floor(new Date(row.created_at).getTime() / 1000),
-            payload: { stripe_customer_id: row.stripe_customer_id, value: String(row.tokens) },
-          });
-        } catch (err) {
-          if (!isDuplicate(err)) {
-            this.failures.inc();
-            // Only Stripe's refusals count towards giving up; a 5xx or a 429 is Stripe's passing fault.
-            if (isPermanent(err) && row.meter_refusals + 1 >= REFUSALS_BEFORE_GIVING_UP) {
-              const reason = String((err as Error).message ?? err).slice(0, 300);
-              await em.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + 1 WHERE message_id = $1`, [row.message_id, reason]);
-              this.logger.error({ messageId: row.message_id, workspace: row.workspace, reason }, 'Stripe refuses this usage entry for good; left as refused (reconciliation counts it)');
-              continue;
-            }
-            const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
-            await em.query(
-              `UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + $3, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`,
-              [row.message_id, delay, isPermanent(err) ? 1 : 0],
-            );
-            this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
-            continue;
-          }
-        }
-        await em.query(`UPDATE ledger SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1 WHERE message_id = $1`, [row.message_id]);
-        this.reported.inc();
-        done++;
+    // An UPDATE's answer is [rows, count].
+    const [rows]: [PendingRow[], number] = await this.ds.query(
+      `UPDATE ledger l SET meter_next_at = now() + make_interval(secs => $2)
+         FROM (SELECT l2.message_id, c.stripe_customer_id
+                 FROM ledger l2
+                 -- One customer per workspace in use; an erased subject's pseudonym may hold several (each deleted at Stripe): the latest.
+                 LEFT JOIN LATERAL (SELECT stripe_customer_id FROM customers c WHERE c.workspace = l2.workspace ORDER BY c.created_at DESC LIMIT 1) c ON true
+                WHERE l2.meter_status = 'pending' AND l2.meter_next_at <= now()
+                ORDER BY l2.seq LIMIT $1 FOR UPDATE OF l2 SKIP LOCKED) due
+        WHERE l.message_id = due.message_id
+        RETURNING l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, l.meter_refusals, due.stripe_customer_id`,
+      [this.config.METER_REPORT_BATCH, CLAIM_SECONDS],
+    );
+    let done = 0;
+    for (const [i, row] of rows.entries()) {
+      if (this.shuttingDown) {
+        // Stopping: the rest of the claim is due again at once, for the next replica or start.
+        await this.ds.query(`UPDATE ledger SET meter_next_at = now() WHERE message_id = ANY($1::uuid[]) AND meter_status = 'pending'`, [rows.slice(i).map((r) => r.message_id)]);
+        break;
       }
-      return done;
-    });
+      if (await this.report(row)) done++;
+    }
+    return done;
+  }
+
+  /** One entry to Stripe, and its outcome on its row; true when it is done with (reported, or nothing to meter). */
+  private async report(row: PendingRow): Promise<boolean> {
+    if (!row.stripe_customer_id) {
+      // No Stripe customer (Free, never subscribed): nothing to bill, nothing to meter.
+      await this.ds.query(`UPDATE ledger SET meter_status = 'not_metered' WHERE message_id = $1`, [row.message_id]);
+      return true;
+    }
+    try {
+      await this.stripe.stripe.billing.meterEvents.create({
+        event_name: this.config.STRIPE_METER_EVENT_NAME,
+        identifier: row.message_id,
+        timestamp: Math.floor(new Date(row.created_at).getTime() / 1000),
+        payload: { stripe_customer_id: row.stripe_customer_id, value: String(row.tokens) },
+      });
+    } catch (err) {
+      if (!isDuplicate(err)) {
+        this.failures.inc();
+        // Only Stripe's refusals count towards giving up; a 5xx or a 429 is Stripe's passing fault.
+        if (isPermanent(err) && row.meter_refusals + 1 >= REFUSALS_BEFORE_GIVING_UP) {
+          const reason = String((err as Error).message ?? err).slice(0, 300);
+          await this.ds.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + 1 WHERE message_id = $1`, [row.message_id, reason]);
+          this.logger.error({ messageId: row.message_id, workspace: row.workspace, reason }, 'Stripe refuses this usage entry for good; left as refused (reconciliation counts it)');
+          return false;
+        }
+        const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
+        await this.ds.query(
+          `UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + $3, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`,
+          [row.message_id, delay, isPermanent(err) ? 1 : 0],
+        );
+        this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
+        return false;
+      }
+    }
+    await this.ds.query(`UPDATE ledger SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1 WHERE message_id = $1`, [row.message_id]);
+    this.reported.inc();
+    return true;
   }
 }
+
+/** How long a claimed batch is left to its reporter before another may take it (the reporter died). */
+const CLAIM_SECONDS = 120;
 
 /** Times Stripe must refuse an entry as invalid before it is given up (a refusal could be a passing fault of Stripe's). */
 const REFUSALS_BEFORE_GIVING_UP = 3;

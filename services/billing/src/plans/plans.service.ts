@@ -28,6 +28,11 @@ export class PlansService {
       throw new StartupError(`Configuration error: PLANS_FILE ${config.PLANS_FILE} is not a valid plan list (${(err as Error).message.split('\n')[0]})`);
     }
     if (!this.plans.some((p) => p.id === 'free')) throw new StartupError('Configuration error: PLANS_FILE needs a "free" plan');
+    // The cluster's plans file ships with placeholders (k8s/base/billing-plans.json): Stripe would refuse every Checkout.
+    const placeholder = this.plans.find((p) => p.stripePriceId?.includes('REPLACE'));
+    if (config.NODE_ENV === 'production' && placeholder) {
+      throw new StartupError(`Configuration error: PLANS_FILE ${config.PLANS_FILE} still has the placeholder price id of plan "${placeholder.id}": put in its Stripe price id`);
+    }
   }
 
   list(): Plan[] {
