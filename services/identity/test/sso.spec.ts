@@ -258,6 +258,12 @@ describe('identity single sign-on against a local OpenID provider', () => {
     const unknown = new URL(callbackUrl);
     unknown.searchParams.delete('state');
     await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: unknown.href })).rejects.toMatchObject({ status: 400 });
+    // A state no issued one looks like (a NUL, which Postgres refuses: was a 500) is unknown too.
+    for (const state of ['\u0000', 'a'.repeat(500), 'a b']) {
+      const odd = new URL(callbackUrl);
+      odd.searchParams.set('state', state);
+      await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: odd.href })).rejects.toMatchObject({ status: 400 });
+    }
 
     // The genuine callback still works: a wrong state consumed nothing.
     const pair = await rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl: callbackUrl.href });

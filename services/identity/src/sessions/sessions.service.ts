@@ -49,6 +49,13 @@ export class SessionsService {
 
   /** A successful sign-in: a new session, and an event so notify can warn about an unknown IP. */
   async signIn(em: EntityManager, user: UserEntity, method: 'password' | 'sso', knownIp: boolean, meta?: RequestMeta): Promise<TokenPair> {
+    // The account as it is now, held until this session is in: a password reset or a role change that committed
+    // while the password was being checked ended only the sessions that existed then, so this one must not open
+    // on what was read before it; one that comes after ends this session too.
+    const [now]: { password_hash: string | null; platform_roles: string[] }[] = await em.query(`SELECT password_hash, platform_roles FROM users WHERE id = $1 FOR SHARE`, [user.id]);
+    if (!now || now.password_hash !== user.passwordHash || [...now.platform_roles].sort().join() !== [...user.platformRoles].sort().join()) {
+      throw new ProblemError(401, 'The account changed while you were signing in (a new password, or other roles); sign in again');
+    }
     const pair = await this.open(em, user, method, meta);
     await this.outbox.append(
       em,

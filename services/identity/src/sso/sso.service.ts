@@ -62,7 +62,8 @@ export class SsoService {
     const error = url.searchParams.get('error');
     if (error) throw new ProblemError(401, `The identity provider refused the sign-in: ${error}`);
     const stateValue = url.searchParams.get('state') ?? '';
-    const state = await this.ds.transaction(async (em) => {
+    // Only a state as we issue them (base64url) is looked up: a NUL, say, is refused by Postgres (was a 500).
+    const state = !/^[A-Za-z0-9_-]{1,128}$/.test(stateValue) ? null : await this.ds.transaction(async (em) => {
       const row = await em.getRepository(SsoStateEntity).findOneBy({ state: stateValue, provider: provider.id });
       if (!row) return null;
       // Used once: of callbacks replayed at the same moment, only the one that deleted it goes on (all of them
