@@ -18,6 +18,7 @@ import {
   type RequestMeta,
   type updateOrgPolicyInput,
 } from '@ally/contracts';
+import { lockNamed } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
@@ -251,5 +252,5 @@ export class OrgsService {
  * event holds the real count. Taken before any row lock of the change.
  */
 export async function lockMembers(em: Pick<EntityManager, 'query'>, orgId: string): Promise<void> {
-  await em.query(`SELECT pg_advisory_xact_lock(hashtext('members:' || $1))`, [orgId]);
+  await lockNamed(em, `members:${orgId}`);
 }
