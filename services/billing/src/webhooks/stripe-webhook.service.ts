@@ -145,18 +145,21 @@ function on<S extends z.ZodType>(object: S, apply: (em: EntityManager, d: Delive
 @Injectable()
 export class StripeWebhookService {
   readonly outbox = new Outbox('billing', BillingEvents);
+  /** A subscription's or an invoice's event, applied to the object as Stripe has it now (read again). */
+  private readonly onSubscription: Handler = on(subscription, (em, d) => this.subscriptionChanged(em, d), (id) => this.stripe.stripe.subscriptions.retrieve(id));
+  private readonly onInvoice = (paymentFailed = false): Handler => on(invoice, (em, d) => this.invoice(em, d, paymentFailed), (id) => this.stripe.stripe.invoices.retrieve(id));
   private readonly handlers: Record<string, Handler> = {
     'checkout.session.completed': on(checkoutSession, (em, d) => this.checkoutCompleted(em, d)),
-    'customer.subscription.created': on(subscription, (em, d) => this.subscriptionChanged(em, d), (id) => this.stripe.stripe.subscriptions.retrieve(id)),
-    'customer.subscription.updated': on(subscription, (em, d) => this.subscriptionChanged(em, d), (id) => this.stripe.stripe.subscriptions.retrieve(id)),
-    'customer.subscription.deleted': on(subscription, (em, d) => this.subscriptionChanged(em, d), (id) => this.stripe.stripe.subscriptions.retrieve(id)),
-    'invoice.paid': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
-    'invoice.finalized': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
-    'invoice.payment_failed': on(invoice, (em, d) => this.invoice(em, d, true), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    'customer.subscription.created': this.onSubscription,
+    'customer.subscription.updated': this.onSubscription,
+    'customer.subscription.deleted': this.onSubscription,
+    'invoice.paid': this.onInvoice(),
+    'invoice.finalized': this.onInvoice(),
+    'invoice.payment_failed': this.onInvoice(true),
     // A voided or uncollectible invoice, or one otherwise changed, keeps the mirror (and the bookkeeping export) true.
-    'invoice.voided': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
-    'invoice.marked_uncollectible': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
-    'invoice.updated': on(invoice, (em, d) => this.invoice(em, d), (id) => this.stripe.stripe.invoices.retrieve(id)),
+    'invoice.voided': this.onInvoice(),
+    'invoice.marked_uncollectible': this.onInvoice(),
+    'invoice.updated': this.onInvoice(),
     'customer.updated': { schema: stripeEvent, apply: async () => undefined },
     // Stripe validates meter events asynchronously and reports the ones it dropped (thin v2 event, or its v1 snapshot form).
     'v1.billing.meter.error_report_triggered': { schema: meterReportEvent, apply: (em, d) => this.meterErrors(em, d.event) },
