@@ -543,4 +543,33 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(models.data.map((m) => m.id)).toContain('gpt-4o-mini');
     await expect(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 422 });
   });
+
+  it('passes a speaker\'s name on, gives Azure a developer message as the system message, and refuses an empty message', async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'sdk-roles', workspace: 'private' }, token)).body.key;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+    llm.clearRequests();
+    const done = await client.chat.completions.create({
+      model: 'gpt-4o-mini',
+      messages: [
+        { role: 'developer', content: 'Antworte knapp.' },
+        { role: 'user', content: 'Wer spricht?', name: 'lotte' },
+      ],
+    });
+    expect(done.choices[0].message.content).toBe('Echo: Wer spricht?');
+    // Routed to an Azure deployment whose API version (2024-10-21) refuses `developer`.
+    const [sent] = llm.requests({ operation: 'chat.completions' });
+    expect({ kind: sent.kind, messages: sent.messages }).toEqual({
+      kind: 'azure',
+      messages: [
+        { role: 'system', content: 'Antworte knapp.' },
+        { role: 'user', content: 'Wer spricht?', name: 'lotte' },
+      ],
+    });
+
+    for (const content of ['', ' \n\u3164', [{ type: 'text', text: '' }]]) {
+      const empty = await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content }] }, key);
+      expect({ status: empty.status, errors: empty.body.errors }).toEqual({ status: 400, errors: [{ field: 'messages.0.content', message: 'must not be empty' }] });
+    }
+    expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(1);
+  });
 });

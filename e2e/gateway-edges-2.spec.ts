@@ -110,3 +110,46 @@ describe('GET /v1/privacy/requests/:id/download', () => {
     for (const query of ['', '?format=zip', '?format=json']) expectProblem(await download(query), 404);
   });
 });
+
+describe('request bodies in UTF-8 only', () => {
+  it('refuses bytes that are not UTF-8 (a Latin-1 ü) instead of storing U+FFFD in their place', async () => {
+    const latin1 = Buffer.concat([Buffer.from('{"name":"M'), Buffer.from([0xfc]), Buffer.from('ller GmbH"}')]);
+    const res = await http.request('POST', '/v1/orgs', { raw: latin1, headers: JSON_TYPE, token: owner.accessToken });
+    expectProblem(res, 400);
+    expect(res.body.detail).toBe('The request body is not valid UTF-8');
+  });
+
+  it('refuses another declared charset with 415 and takes UTF-8 however it is written', async () => {
+    const body = JSON.stringify({ name: 'Müller Holzbau GmbH' });
+    const latin = await http.request('POST', '/v1/orgs', { raw: body, headers: { 'content-type': 'application/json; charset=iso-8859-1' }, token: owner.accessToken });
+    expectProblem(latin, 415);
+    expect(latin.body.detail).toBe('The request body must be JSON in UTF-8 (charset=utf-8 or no charset)');
+    const quoted = await http.request('POST', '/v1/orgs', { raw: body, headers: { 'content-type': 'application/json;charset="UTF-8"' }, token: owner.accessToken });
+    expect({ status: quoted.status, name: quoted.body.name }).toEqual({ status: 201, name: 'Müller Holzbau GmbH' });
+  });
+});
+
+describe('fields far over their limit', () => {
+  it('are refused for their length at once: the name patterns never run over 300,000 letters (their time grew with its square)', async () => {
+    const res = await http.post('/v1/auth/register', {
+      email: 'lang@example.eu',
+      password: PASSWORD,
+      firstName: 'a'.repeat(300_000),
+      lastName: 'B',
+      organizationName: 'a-'.repeat(100_000),
+    });
+    expectProblem(res, 400, ['firstName', 'organizationName']);
+    expect(res.body.errors).toEqual([
+      { field: 'firstName', message: 'must be at most 100 characters' },
+      { field: 'organizationName', message: 'must be at most 120 characters' },
+    ]);
+  });
+
+  it('refuses a password with an unpaired surrogate, which has no UTF-8 form (every one would hash as U+FFFD)', async () => {
+    const res = await http.post('/v1/auth/register', { email: 'surrogat@example.eu', password: 'Kiefernwald am \ud800Morgen', firstName: 'Sur', lastName: 'Rogat' });
+    expectProblem(res, 400, ['password']);
+    expect(res.body.errors).toEqual([{ field: 'password', message: 'must not contain unpaired surrogates' }]);
+    const login = await http.post('/v1/auth/login', { email: 'ronja@example.eu', password: 'Kiefernwald am \udfffMorgen' });
+    expectProblem(login, 400, ['password']);
+  });
+});

@@ -6,10 +6,10 @@ export interface HttpResult<T = any> {
 }
 
 export function httpClient(baseUrl: string) {
-  const request = async <T = any>(method: string, path: string, opts: { body?: unknown; token?: string; headers?: Record<string, string>; raw?: string } = {}): Promise<HttpResult<T>> => {
+  const request = async <T = any>(method: string, path: string, opts: { body?: unknown; token?: string; headers?: Record<string, string>; raw?: string | Uint8Array } = {}): Promise<HttpResult<T>> => {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    let body: string | undefined = opts.raw;
+    let body: string | Uint8Array | undefined = opts.raw;
     if (opts.body !== undefined) {
       headers['content-type'] ??= 'application/json';
       body = JSON.stringify(opts.body);

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { displayName, messageText, modelIdSchema, multilineText, plainText, storableText } from '../common/text-fields.js';
+import { displayName, messageText, modelIdSchema, multilineText, plainText, storableText, VISIBLE } from '../common/text-fields.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 import { pageParams, queryInt } from '../common/query-params.js';
 import { idSchema } from '../common/validation.js';
@@ -44,14 +44,15 @@ export const createAssistantInput = z.strictObject({
 const chatMessage = z.object({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
   content: z.union([
-    storableText(MESSAGE_MAX_CHARS),
+    messageText(MESSAGE_MAX_CHARS),
     z
       .array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))
       // No parts is no message: it was sent on as "" (and billed).
       .min(1, 'must hold at least one part')
-      .max(100, 'must hold at most 100 parts')
-      // The parts are one message to the model: the same limit as one string.
-      .refine((parts) => parts.reduce((n, p) => n + p.text.length, 0) <= MESSAGE_MAX_CHARS, `its parts together must be at most ${MESSAGE_MAX_CHARS} characters`),
+      .max(100, { message: 'must hold at most 100 parts', abort: true })
+      // The parts are one message to the model: the same limit as one string, and something to say.
+      .refine((parts) => parts.reduce((n, p) => n + p.text.length, 0) <= MESSAGE_MAX_CHARS, { message: `its parts together must be at most ${MESSAGE_MAX_CHARS} characters`, abort: true })
+      .refine((parts) => parts.some((p) => VISIBLE.test(p.text)), 'must not be empty'),
   ], {
     error: 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
   }),

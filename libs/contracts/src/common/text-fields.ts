@@ -5,9 +5,16 @@ import { z } from 'zod';
  * or unpaired surrogates, which Postgres refuses (NUL in text, a lone surrogate
  * in jsonb) or mangles, and which have no business in a name.
  */
+/**
+ * A length limit that ends the field's checks when it fails: the patterns
+ * after it never see a megabyte of text (their time would grow with it, and
+ * the gateway answers no one else meanwhile).
+ */
+export const tooLong = (max: number) => ({ message: `must be at most ${max} characters`, abort: true });
+
 const PLAIN_TEXT = /^[^\p{Cc}\p{Cs}]*$/u;
 export const plainText = (max: number) =>
-  z.string().trim().max(max, `must be at most ${max} characters`).regex(PLAIN_TEXT, 'must not contain control characters');
+  z.string().trim().max(max, tooLong(max)).regex(PLAIN_TEXT, 'must not contain control characters');
 
 /**
  * A name shown to others (an organisation in member lists and invitation
@@ -26,7 +33,7 @@ export const displayName = (max: number, min = 1) =>
 const STORABLE_TEXT = /^[^\u0000\p{Cs}]*$/u;
 const STORABLE_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
 export const multilineText = (max: number) =>
-  z.string().trim().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
+  z.string().trim().max(max, tooLong(max)).regex(STORABLE_TEXT, STORABLE_MESSAGE);
 
 /**
  * Text of several lines written to a person (a decision mailed to its
@@ -40,7 +47,7 @@ export const letterText = (max: number) =>
     .regex(NO_DISGUISE, 'must not contain invisible or text-direction characters');
 
 /** Text kept exactly as sent (no trimming: indentation in code matters), without what UTF-8 would silently turn into another character. */
-export const storableText = (max: number) => z.string().max(max, `must be at most ${max} characters`).regex(STORABLE_TEXT, STORABLE_MESSAGE);
+export const storableText = (max: number) => z.string().max(max, tooLong(max)).regex(STORABLE_TEXT, STORABLE_MESSAGE);
 
 /**
  * Characters that show as nothing, for a regex character class: format
@@ -50,7 +57,7 @@ export const storableText = (max: number) => z.string().max(max, `must be at mos
 export const INVISIBLE_CHARS = '\\p{Cf}\\u115F\\u1160\\u3164\\uFFA0\\u180E';
 
 /** Something that shows: not a space, a control character or one of INVISIBLE_CHARS. */
-const VISIBLE = new RegExp(`[^\\s\\p{Cc}${INVISIBLE_CHARS}]`, 'u');
+export const VISIBLE = new RegExp(`[^\\s\\p{Cc}${INVISIBLE_CHARS}]`, 'u');
 
 /** What a user says to a model: storable, and something to say (a message of invisible characters alone would still be sent and billed). */
 export const messageText = (max: number) => storableText(max).regex(VISIBLE, 'must not be empty');

@@ -1,12 +1,16 @@
 import { z } from 'zod';
-import { displayName, INVISIBLE_CHARS, modelIdSchema, plainText } from '../common/text-fields.js';
+import { displayName, INVISIBLE_CHARS, modelIdSchema, plainText, tooLong } from '../common/text-fields.js';
 import { pageParams } from '../common/query-params.js';
 import { idSchema } from '../common/validation.js';
 
-/** `ally-login.evil.example`: a run of letters, a dot, and letters that could end a domain. */
-const DOMAIN_LIKE = /[\p{L}\p{N}-]{2,}\.[a-z]{2,}(?=$|[\s/:?#])/iu;
+/**
+ * `ally-login.evil.example`: a run of letters, a dot, and letters that could end a domain.
+ * Runs are tried from their start only (the lookbehind): from every letter of a long
+ * one, the time would grow with the square of its length.
+ */
+const DOMAIN_LIKE = /(?<![\p{L}\p{N}-])[\p{L}\p{N}-]{2,}\.[a-z]{2,}(?=$|[\s/:?#])/iu;
 /** A scheme (`https://`, `mailto:`), `www.`, or a domain followed by a path or port. */
-const LINK_LIKE = /[a-z][a-z0-9+.-]*:\/\/|\bmailto:|\bwww\.|[\p{L}\p{N}-]\.[a-z]{2,}[/:]/iu;
+const LINK_LIKE = /(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*:\/\/|\bmailto:|\bwww\.|[\p{L}\p{N}-]\.[a-z]{2,}[/:]/iu;
 
 export const PASSWORD_MIN = 12;
 export const PASSWORD_MAX = 256;
@@ -18,10 +22,17 @@ export const emailSchema = z
   .pipe(z.email('must be a valid email address'))
   .transform((e) => e.toLowerCase());
 
+/**
+ * An unpaired surrogate has no UTF-8 form: hashed, every one would become the
+ * same U+FFFD, and different passwords would open the account.
+ */
+const ENCODABLE = [/^[^\p{Cs}]*$/u, 'must not contain unpaired surrogates'] as const;
+
 export const passwordSchema = z
   .string()
   .min(PASSWORD_MIN, `must be at least ${PASSWORD_MIN} characters`)
-  .max(PASSWORD_MAX, `must be at most ${PASSWORD_MAX} characters`);
+  .max(PASSWORD_MAX, tooLong(PASSWORD_MAX))
+  .regex(...ENCODABLE);
 
 /** A letter that shows: Hangul and Mongolian fillers are letters to Unicode, and print nothing. */
 const NAME_LETTER = `(?![${INVISIBLE_CHARS}])\\p{L}`;
@@ -35,7 +46,7 @@ export const personNameSchema = z
   .string()
   .trim()
   .min(1, 'is required')
-  .max(100, 'must be at most 100 characters')
+  .max(100, tooLong(100))
   .regex(new RegExp(`^${NAME_LETTER}\\p{M}{0,3}(?:${NAME_LETTER}\\p{M}{0,3}|[ '’.-])*$`, 'u'), 'must be a real name (letters, spaces, hyphens, apostrophes)')
   // Names go into mails to other people (an invitation names the inviter), where a domain becomes a link.
   .refine((v) => !DOMAIN_LIKE.test(v), 'must be a name, not a web address');
@@ -67,7 +78,7 @@ export const registerInput = z.strictObject({
   organizationName: orgNameSchema.optional(),
 });
 export const verifyEmailInput = z.strictObject({ token: tokenSchema });
-export const loginInput = z.strictObject({ email: emailSchema, password: z.string().min(1, 'is required').max(PASSWORD_MAX) });
+export const loginInput = z.strictObject({ email: emailSchema, password: z.string().min(1, 'is required').max(PASSWORD_MAX, tooLong(PASSWORD_MAX)).regex(...ENCODABLE) });
 export const refreshInput = z.strictObject({ refreshToken: tokenSchema });
 export const logoutInput = refreshInput;
 /** The session an access token names (its `sid`). */

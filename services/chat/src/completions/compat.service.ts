@@ -90,7 +90,7 @@ export class CompatService {
   }
 
   private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {
-    const messages: PromptMessage[] = request.messages.map((m) => ({ role: m.role, content: textOf(m.content) }));
+    const messages: PromptMessage[] = request.messages.map((m) => ({ role: m.role, content: textOf(m.content), ...(m.name ? { name: m.name } : {}) }));
     const params: CompletionParams = {};
     for (const name of PASSED_ON) if (request[name] != null) Object.assign(params, { [name]: request[name] });
     const maxTokensField = request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';

@@ -14,6 +14,8 @@ import { providerErrorForLog } from '../completions/provider-error-log.js';
 export interface PromptMessage {
   role: 'system' | 'user' | 'assistant' | 'developer';
   content: string;
+  /** The participant's name (OpenAI's `name`), from `/v1/chat/completions` callers. */
+  name?: string;
 }
 
 /** The provider parameters a caller may set (`/v1/chat/completions` passes them on). */
@@ -104,10 +106,22 @@ export class ContentFilterService {
    * outside it counts as outside.
    */
   prepareFor(d: Deployment, messages: PromptMessage[], redactOutsideEu: boolean, params: CompletionParams = {}): PreparedRequest {
+    messages = inRolesOf(d, messages);
     if (!redactOutsideEu || this.router.isEuResidentNow(d)) return { messages, params };
-    const messagesSeen = messages.map((m) => ({ ...m, content: redactPii(m.content) }));
+    // A participant's name is personal data no pattern finds: it stays in the EU.
+    const messagesSeen = messages.map(({ name: _name, ...m }) => ({ ...m, content: redactPii(m.content) }));
     if (params.stop === undefined) return { messages: messagesSeen, params };
     return { messages: messagesSeen, params: { ...params, stop: typeof params.stop === 'string' ? redactPii(params.stop) : params.stop.map((s) => redactPii(s)) } };
   }
 
+}
+
+/**
+ * Only OpenAI itself takes the `developer` role from every model; Azure
+ * before API version 2024-12-01-preview and the chat templates of self-hosted
+ * models refuse it. For them it is what it stands for: the system message.
+ */
+function inRolesOf(d: Deployment, messages: PromptMessage[]): PromptMessage[] {
+  if (d.provider === 'openai' || !messages.some((m) => m.role === 'developer')) return messages;
+  return messages.map((m) => (m.role === 'developer' ? { ...m, role: 'system' } : m));
 }

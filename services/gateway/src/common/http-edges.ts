@@ -26,6 +26,8 @@ export function escapeMalformedPath(url: string): string {
 }
 
 const JSON_BODY = /^application\/json\s*(;|$)/i;
+const CHARSET = /;\s*charset\s*=\s*("[^"]*"|[^;\s]*)/i;
+const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** A Content-Encoding short and plain enough to be named back in the answer. */
 const CODING_LIST = /^[a-z0-9._+-]+(, [a-z0-9._+-]+)*$/;
 
@@ -40,8 +42,14 @@ export function requireJsonBodies(fastify: FastifyInstance): void {
   fastify.addHook('preParsing', async (req, reply, payload) => {
     const hasBody = req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
     if (!hasBody) return payload;
-    if (!JSON_BODY.test(req.headers['content-type'] ?? '')) {
+    const type = req.headers['content-type'] ?? '';
+    if (!JSON_BODY.test(type)) {
       throw new ProblemError(415, 'The request body must be JSON, sent with Content-Type: application/json');
+    }
+    // JSON between systems is UTF-8 (RFC 8259 §8.1): a body in another charset would be read wrongly.
+    const charset = CHARSET.exec(type)?.[1]?.replace(/"/g, '').toLowerCase();
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      throw new ProblemError(415, 'The request body must be JSON in UTF-8 (charset=utf-8 or no charset)');
     }
     const codings = (req.headers['content-encoding'] ?? '')
       .split(',')
@@ -86,7 +94,13 @@ export function explainForbiddenJsonKeys(app: NestFastifyApplication): void {
   const parse = fastify.getDefaultJsonParser(onProtoPoisoning ?? 'error', onConstructorPoisoning ?? 'error');
   app.useBodyParser<Server>('application/json', { bodyLimit }, (req, body, done) => {
     if (body.length === 0) return done(null, undefined);
-    const text = body.toString();
+    let text: string;
+    try {
+      text = utf8.decode(body);
+    } catch {
+      // Read leniently, each bad byte would be stored as U+FFFD in place of what the client meant.
+      return done(new ProblemError(400, 'The request body is not valid UTF-8'), undefined);
+    }
     parse(req, text, (err, parsed) => {
       const field = err ? forbiddenKey(text) : undefined;
       if (field === undefined) return done(err, parsed);

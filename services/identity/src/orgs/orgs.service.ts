@@ -118,7 +118,7 @@ export class OrgsService {
       if (existing.length) throw new ProblemError(409, 'This person is already a member', { errors: [{ field: 'email', message: 'is already a member' }] });
       // The newest invitation to an address is the one that counts: an earlier one still open (another role, say) stops working.
       // Two sent at once to the same address take turns, so the second replaces the first rather than both staying open.
-      await em.query(`SELECT pg_advisory_xact_lock(hashtext('invitation:' || $1 || ':' || lower($2)))`, [input.orgId, input.email]);
+      await lockNamed(em, `invitation:${input.orgId}:${input.email.toLowerCase()}`);
       await em.query(`DELETE FROM invitations WHERE org_id = $1 AND lower(email) = lower($2) AND accepted_at IS NULL`, [input.orgId, input.email]);
       const invitee = await this.users.findByEmail(input.email, em);
       const token = newSecret();

@@ -556,6 +556,11 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     }
 
     const messages = body.messages as EmulatedChatMessage[];
+    // Azure takes the `developer` role from API version 2024-12-01-preview on; older ones refuse it.
+    const developerAt = messages.findIndex((m) => m.role === 'developer');
+    if (kind === 'azure' && developerAt >= 0 && apiVersion! < '2024-12-01-preview') {
+      return invalid(`Invalid value: 'developer'. Supported values are: 'system', 'assistant', 'user', 'function', and 'tool'.`, `messages[${developerAt}].role`, 'invalid_value');
+    }
     if (kind === 'azure' && filterResults && /forbidden-topic/i.test(messages.map((m) => textOf(m?.content)).join('\n'))) {
       // Azure's content filter judges the whole prompt (system message and history too) before the model sees it.
       return answer(400, {
