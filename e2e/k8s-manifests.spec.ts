@@ -290,6 +290,17 @@ describe.each(OVERLAYS)('k8s/overlays/%s', (overlay) => {
       expect({ svc, kubeApi: names.includes('kube-api-egress') }).toEqual({ svc, kubeApi: svc === 'privacy' });
       expect({ svc, fromIngress: names.includes('gateway-from-ingress') }).toEqual({ svc, fromIngress: svc === 'gateway' });
     }
+    // privacy reaches the API server on the private network; on kind and k3d that is the control plane's container on the docker network.
+    const apiServer = one(overlay, 'NetworkPolicy', 'kube-api-egress').spec.egress;
+    expect(apiServer).toEqual([
+      {
+        to: [{ ipBlock: { cidr: '10.0.0.0/8' } }, ...(overlay === 'local' ? [{ ipBlock: { cidr: '172.16.0.0/12' } }] : [])],
+        ports: [
+          { protocol: 'TCP', port: 443 },
+          { protocol: 'TCP', port: 6443 },
+        ],
+      },
+    ]);
     // Services reach NATS on 4222 and Postgres on 5432 only.
     expect(one(overlay, 'NetworkPolicy', 'nats-clients').spec.egress).toEqual([{ to: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'nats' } } }], ports: [{ protocol: 'TCP', port: 4222 }] }]);
     expect(one(overlay, 'NetworkPolicy', 'postgres-clients').spec.egress).toEqual([{ to: [{ podSelector: { matchLabels: { 'cnpg.io/cluster': 'ally-pg' } } }], ports: [{ protocol: 'TCP', port: 5432 }] }]);
