@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { categoriesOf, privacyRetentionRpc } from '@ally/contracts';
 import type { CategoryRetentionRule, PurgeRule } from '@ally/persistence';
@@ -42,6 +43,25 @@ describe('retention rules of every service run against their schemas', () => {
         }
       }
     }
+  });
+
+  it('identity deletes a session 30 days after it ended, by idle time too (nothing marks such a session revoked)', async () => {
+    const user = randomUUID();
+    await world.env.sql(`INSERT INTO identity.users (id, email, first_name, last_name) VALUES ($1, $2, 'Ida', 'Leerlauf')`, [user, `${user}@example.eu`]);
+    const session = (lastUsed: string, absolute: string) =>
+      world.env.sql<{ id: string }>(
+        `INSERT INTO identity.sessions (id, user_id, method, created_at, last_used_at, absolute_expires_at) VALUES (gen_random_uuid(), $1, 'password', now() - interval '45 days', now() - $2::interval, now() + $3::interval) RETURNING id`,
+        [user, lastUsed, absolute],
+      );
+    // Idle for 45 days (ended after the default 7, 38 days ago), its absolute expiry 15 days ago: gone.
+    const [idle] = await session('45 days', '-15 days');
+    // Idle for 36 days (ended 29 days ago), its absolute expiry still to come: kept.
+    const [recent] = await session('36 days', '30 days');
+    const report = await world.rpc.call(privacyRetentionRpc('identity'), { categories: [{ category: 'sessions', retentionDays: 30 }], dryRun: false, heldUserIds: [], heldScopes: [] });
+    expect(report.results).toEqual([expect.objectContaining({ category: 'sessions', affected: 1 })]);
+    const left = await world.env.sql<{ id: string }>(`SELECT id FROM identity.sessions WHERE user_id = $1`, [user]);
+    expect(left.map((r) => r.id)).toEqual([recent.id]);
+    expect(idle.id).not.toBe(recent.id);
   });
 
   it('billing forgets an erasure mark after 30 days: it only bridges the time until identity deletes the account', async () => {

@@ -30,6 +30,18 @@ describe('webhooks of two subscriptions of one workspace', () => {
     expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s2.id, plan: 'business', status: 'active' });
   });
 
+  it('a subscription that expired unpaid (incomplete_expired) has ended: its contract data\'s period runs from then', async () => {
+    const { workspace, customer } = await workspaceWithCustomer();
+    world.stripe.declinePayments(customer);
+    const s1 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
+    await world.sendWebhook(event('customer.subscription.created', s1, s1.created));
+    expect((await world.env.sql(`SELECT status, ended_at FROM billing.subscriptions WHERE workspace = $1`, [workspace]))[0]).toEqual({ status: 'incomplete', ended_at: null });
+    const [expired] = (await world.stripe.advanceTime(24 * 3600)).filter((e) => e.type === 'customer.subscription.deleted' && (e.data as any).object.id === s1.id);
+    await world.sendWebhook(expired);
+    const [ended] = await world.env.sql(`SELECT status, ended_at FROM billing.subscriptions WHERE workspace = $1`, [workspace]);
+    expect(ended).toEqual({ status: 'incomplete_expired', ended_at: expect.any(Date) });
+  });
+
   it('a second subscription while the first still runs at Stripe does not take the row', async () => {
     const { workspace, customer } = await workspaceWithCustomer();
     const t = Math.floor(Date.now() / 1000);

@@ -28,7 +28,7 @@ import { ContactsController } from './users/contacts.controller.js';
 import { MeController } from './users/me.controller.js';
 import { MeService } from './users/me.service.js';
 import { UsersRepository } from './users/users.repository.js';
-import { IDENTITY_CATEGORY_RULES } from './retention/category-retention.rules.js';
+import { identityCategoryRules } from './retention/category-retention.rules.js';
 
 @Module({})
 export class IdentityModule {
@@ -58,7 +58,7 @@ export class IdentityModule {
         RestrictionsConsumer,
         { provide: RETENTION_RULES, useValue: IDENTITY_RETENTION_RULES },
         AgeRetentionService,
-        { provide: CATEGORY_RETENTION_RULES, useValue: IDENTITY_CATEGORY_RULES },
+        { provide: CATEGORY_RETENTION_RULES, useValue: identityCategoryRules(ctx.config) },
       ],
     };
   }

@@ -22,6 +22,8 @@ export interface SubscriptionRow {
 
 /** Statuses in which a plan's quota applies; otherwise the workspace falls back to Free. */
 export const LIVE_STATUSES = ['active', 'trialing', 'past_due'];
+/** Statuses a subscription never leaves: over (cancelled, or never paid for), so its contract data's period runs. */
+export const ENDED_STATUSES = ['canceled', 'incomplete_expired'];
 
 /** Checkout to subscribe, the Customer Portal to change or cancel; Ally never sees card or bank data. */
 @Injectable()
@@ -54,7 +56,7 @@ export class SubscriptionsService {
    */
   private async openCheckout(key: string, workspace: string, plan: ReturnType<PlansService['get']>, customer: string): Promise<{ url: string }> {
     const running = await this.stripe.stripe.subscriptions.list({ customer, status: 'all', limit: 100 });
-    if (running.data.some((sub) => !['canceled', 'incomplete_expired'].includes(sub.status))) {
+    if (running.data.some((sub) => !ENDED_STATUSES.includes(sub.status))) {
       throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
     }
     const open = await this.stripe.stripe.checkout.sessions.list({ customer, status: 'open', limit: 100 });

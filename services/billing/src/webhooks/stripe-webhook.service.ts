@@ -10,7 +10,7 @@ import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
-import { LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
+import { ENDED_STATUSES, LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
 
 type ThinNotification = { id: string; type: string; data?: Record<string, unknown>; fetchEvent(): Promise<unknown> };
 
@@ -324,7 +324,7 @@ export class StripeWebhookService {
     );
     const result = await em.query(
       `INSERT INTO subscriptions (workspace, stripe_subscription_id, stripe_item_id, plan, status, seats, current_period_end, cancel_at_period_end, stripe_version, ended_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = 'canceled' THEN now() END, now())
+       VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = ANY($11::text[]) THEN now() END, now())
        ON CONFLICT ${erased ? '(stripe_subscription_id)' : `(workspace) WHERE ${IN_USE}`} DO UPDATE SET
          stripe_subscription_id = EXCLUDED.stripe_subscription_id, stripe_item_id = EXCLUDED.stripe_item_id, plan = EXCLUDED.plan,
          status = EXCLUDED.status, seats = EXCLUDED.seats, current_period_end = EXCLUDED.current_period_end,
@@ -334,7 +334,7 @@ export class StripeWebhookService {
          -- Another subscription of the workspace takes the row only once the one it holds has ended.
          AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status <> ALL($10::text[]))
        RETURNING workspace`,
-      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES],
+      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES, ENDED_STATUSES],
     );
     if (result.length === 0) {
       if (!erased && LIVE_STATUSES.includes(sub.status) && (await this.endedAtStripe(em, workspace, sub.id))) return this.subscriptionChanged(em, { event, object: sub, gone });

@@ -1,9 +1,20 @@
 import type { CategoryRetentionRule } from '@ally/persistence';
+import type { IdentityConfig } from '../config.js';
 
-/** How identity purges each declared data category when privacy's retention run asks. */
-export const IDENTITY_CATEGORY_RULES: CategoryRetentionRule[] = [
+/**
+ * How identity purges each declared data category when privacy's retention run asks.
+ * A session ends at the first of its revocation, its absolute expiry and `idleSeconds`
+ * after its last use (then it is refused, though nothing marks it revoked).
+ */
+export const identityCategoryRules = ({ SESSION_IDLE_TTL_SECONDS: idleSeconds }: Pick<IdentityConfig, 'SESSION_IDLE_TTL_SECONDS'>): CategoryRetentionRule[] => [
   // The account's, not a workspace's: only a hold of the whole account keeps them past their period.
-  { category: 'sessions', table: 'sessions', since: 'coalesce(revoked_at, absolute_expires_at)', userColumn: 'user_id', workspace: null },
+  {
+    category: 'sessions',
+    table: 'sessions',
+    since: `least(revoked_at, absolute_expires_at, last_used_at + make_interval(secs => ${Math.trunc(idleSeconds)}))`,
+    userColumn: 'user_id',
+    workspace: null,
+  },
   { category: 'login-audit', table: 'login_audit', since: 'occurred_at', userColumn: 'user_id', workspace: null },
   // Live keys stay while the account does (the category has no period); revoked ones go 30 days after their revocation.
   { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id', workspace: 'workspace', ownRule: `revoked_at < now() - interval '30 days'` },

@@ -52,7 +52,8 @@ import type { EmulatorServer } from '../http-server.js';
  *   advanceTime past a period end → customer.subscription.updated, invoice.created, invoice.finalized,
  *      invoice.paid, invoice.payment_succeeded (declined: invoice.payment_failed, customer.subscription.updated → past_due);
  *      past cancel_at → customer.subscription.deleted; 3 days before trial_end → customer.subscription.trial_will_end;
- *      past a checkout session's expires_at → checkout.session.expired
+ *      past a checkout session's expires_at → checkout.session.expired;
+ *      23 hours after an incomplete subscription (its first payment declined) was created → customer.subscription.deleted (incomplete_expired)
  *
  * Control over HTTP (JSON bodies), besides the in-process helpers of {@link StripeEmulator}:
  *   POST /__emulator/checkout/{id}/complete {email?,name?}   POST /__emulator/webhook-endpoint {url,secret?,events?}
@@ -271,6 +272,7 @@ const clone = <T>(v: T): T => structuredClone(v);
 const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
 const FREE_FORM = new Set(['metadata', 'payload']);
 const DAY = 86_400;
+const HOUR = 3_600;
 
 /** Parses Stripe's form encoding: `a[b][c]=v`, `a[0][b]=v`, `a[]=v`; indexed objects become arrays (not under metadata/payload). */
 export function parseStripeForm(raw: string): Obj {
@@ -1200,6 +1202,17 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
   /** The next time-driven step of a subscription, if due by `until`. */
   function nextStep(sub: Obj, until: number): { at: number; run: () => void } | undefined {
     const state = subStates.get(sub.id);
+    // A first invoice still unpaid 23 hours on: the subscription expires, never having started (as Stripe's do).
+    if (state && sub.status === 'incomplete' && sub.created + 23 * HOUR <= until) {
+      return {
+        at: sub.created + 23 * HOUR,
+        run: () => {
+          sub.status = 'incomplete_expired';
+          sub.ended_at = sub.created + 23 * HOUR;
+          emit('customer.subscription.deleted', sub);
+        },
+      };
+    }
     if (!state || !['active', 'trialing', 'past_due'].includes(sub.status)) return undefined;
     if (sub.status === 'trialing' && !state.trialWillEndSent && sub.trial_end - 3 * DAY <= until) {
       const at = Math.max(sub.trial_end - 3 * DAY, sub.created);
