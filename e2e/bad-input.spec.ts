@@ -619,15 +619,15 @@ describe('retention policies', () => {
     // Invoices: 10 years by law (§ 147 AO), longer is allowed.
     const invoices = await put({ service: 'billing', category: 'invoices', retentionDays: 365 });
     expectProblem(invoices, 422);
-    expect(invoices.body.detail).toMatch(/invoices must by law be kept at least 3650 days/);
+    expect(invoices.body.detail).toMatch(/invoices must by law be kept at least 3653 days/);
     expect((await put({ service: 'billing', category: 'invoices', retentionDays: 4000 })).status).toBe(200);
     // The basis is not a setting: the register and the objection plan follow the declaration.
-    const relabelled = await put({ service: 'billing', category: 'invoices', retentionDays: 3650, basis: 'consent (Art. 6(1)(a) GDPR)' });
+    const relabelled = await put({ service: 'billing', category: 'invoices', retentionDays: 3653, basis: 'consent (Art. 6(1)(a) GDPR)' });
     expectProblem(relabelled, 400, ['basis']);
     expect(relabelled.body.errors[0].message).toMatch(/legal obligation .* declared with the category/);
-    expect((await put({ service: 'billing', category: 'invoices', retentionDays: 3650, basis: 'legal obligation (Art. 6(1)(c) GDPR)' })).status).toBe(200);
+    expect((await put({ service: 'billing', category: 'invoices', retentionDays: 3653, basis: 'legal obligation (Art. 6(1)(c) GDPR)' })).status).toBe(200);
     const listed = await http.get('/v1/admin/privacy/retention-policies', cora);
-    expect(listed.body.data.find((p: { category: string }) => p.category === 'invoices')).toMatchObject({ retentionDays: 3650, basis: 'legal obligation (Art. 6(1)(c) GDPR)' });
+    expect(listed.body.data.find((p: { category: string }) => p.category === 'invoices')).toMatchObject({ retentionDays: 3653, basis: 'legal obligation (Art. 6(1)(c) GDPR)' });
   });
 });
 

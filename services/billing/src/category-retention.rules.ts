@@ -8,7 +8,8 @@ const PRIVATE = `'private'`;
 /**
  * Contract data 4 years after it ended (the subscription, then the customer
  * record once no subscription is left; one that never subscribed 4 years
- * after it was made), the ledger 4 years, invoices 10 years (periods from
+ * after it was made), the ledger 4 years, invoices 10 years from the end of
+ * their calendar year (periods from
  * privacy's policy); a held user's rows stay, and those of a user who
  * restricted their private workspace or the whole account (contract and
  * invoices name a user only in a private workspace).
@@ -28,5 +29,13 @@ export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
   },
   // A member restricted in one workspace keeps only that workspace's usage.
   { category: 'usage-ledger', table: 'ledger', key: 'message_id', since: 'created_at', where: "meter_status <> 'pending'", userColumn: 'user_id', workspace: `CASE WHEN workspace LIKE 'private:%' THEN 'private' ELSE workspace END` },
-  { category: 'invoices', table: 'invoices', key: 'stripe_invoice_id', since: 'created_at', userColumn: PRIVATE_WORKSPACE_USER, workspace: PRIVATE },
+  // The period the law sets starts when the invoice's calendar year ends (§ 147 (4) AO, § 257 (5) HGB), in German time.
+  {
+    category: 'invoices',
+    table: 'invoices',
+    key: 'stripe_invoice_id',
+    since: `(date_trunc('year', created_at AT TIME ZONE 'Europe/Berlin') + interval '1 year') AT TIME ZONE 'Europe/Berlin'`,
+    userColumn: PRIVATE_WORKSPACE_USER,
+    workspace: PRIVATE,
+  },
 ];

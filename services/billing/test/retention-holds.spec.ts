@@ -25,7 +25,7 @@ describe("billing's retention of held users", () => {
         [workspace, `sub_${randomUUID()}`],
       );
       await world.env.sql(
-        `INSERT INTO billing.invoices (stripe_invoice_id, workspace, status, currency, subtotal, tax, total, amount_paid, customer_ref, created_at) VALUES ($1, $2, 'paid', 'eur', 100, 19, 119, 119, 'cus_1', now() - interval '11 years')`,
+        `INSERT INTO billing.invoices (stripe_invoice_id, workspace, status, currency, subtotal, tax, total, amount_paid, customer_ref, created_at) VALUES ($1, $2, 'paid', 'eur', 100, 19, 119, 119, 'cus_1', now() - interval '12 years')`,
         [`in_${randomUUID()}`, workspace],
       );
     }
@@ -40,7 +40,7 @@ describe("billing's retention of held users", () => {
     const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
     await rpc.connect();
     try {
-      const input = { categories: [{ category: 'contract', retentionDays: 4 * 365 }, { category: 'invoices', retentionDays: 10 * 365 }], heldUserIds: [held] };
+      const input = { categories: [{ category: 'contract', retentionDays: 4 * 365 }, { category: 'invoices', retentionDays: 10 * 365 + 3 }], heldUserIds: [held] };
       expect((await rpc.call(privacyRetentionRpc('billing'), { ...input, dryRun: true })).results).toEqual([
         // The two ended subscriptions not held, and their customers.
         { category: 'contract', affected: 4 },
@@ -56,5 +56,33 @@ describe("billing's retention of held users", () => {
     // The customers whose records went are gone at Stripe too (the record was the only way to them); the held one stays.
     const atStripe = async (workspace: string) => !(await world.sdk.customers.retrieve(customerOf[workspace])).deleted;
     expect({ held: await atStripe(`private:${held}`), free: await atStripe(`private:${free}`), org: await atStripe(org) }).toEqual({ held: true, free: false, org: false });
+  });
+
+  it('keeps an invoice ten years from the end of its calendar year (§ 147 AO), in German time, whatever its age in days', async () => {
+    const year = Number(new Intl.DateTimeFormat('en', { timeZone: 'Europe/Berlin', year: 'numeric' }).format(new Date()));
+    const invoice = async (createdAt: string) => {
+      const id = `in_${randomUUID()}`;
+      await world.env.sql(
+        `INSERT INTO billing.invoices (stripe_invoice_id, workspace, status, currency, subtotal, tax, total, amount_paid, customer_ref, created_at) VALUES ($1, $2, 'paid', 'eur', 100, 19, 119, 119, 'cus_1', $3::timestamptz)`,
+        [id, randomUUID(), createdAt],
+      );
+      return id;
+    };
+    // Its year ended more than ten years ago: gone.
+    const expired = await invoice(`${year - 11}-12-31T12:00:00+01:00`);
+    // Over ten years old in days, but its year ended less than ten years ago: kept until 1 January of next year.
+    const yearNotOver = await invoice(`${year - 10}-01-02T12:00:00+01:00`);
+    // Half past midnight on New Year's Day in Germany is still the old year in UTC: the German year counts, so kept.
+    const newYearsNight = await invoice(`${year - 10}-01-01T00:30:00+01:00`);
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      const input = { categories: [{ category: 'invoices', retentionDays: 10 * 365 + 3 }], heldUserIds: [] };
+      await rpc.call(privacyRetentionRpc('billing'), { ...input, dryRun: false });
+    } finally {
+      await rpc.close();
+    }
+    const left = (await world.env.sql<{ id: string }>(`SELECT stripe_invoice_id AS id FROM billing.invoices WHERE stripe_invoice_id = ANY($1)`, [[expired, yearNotOver, newYearsNight]])).map((r) => r.id);
+    expect(left.sort()).toEqual([yearNotOver, newYearsNight].sort());
   });
 });

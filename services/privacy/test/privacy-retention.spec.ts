@@ -38,7 +38,7 @@ describe('retention policies, runs and legal holds', () => {
   it('lists a policy per declared category with the defaults from contracts, and audits a change by compliance', async () => {
     const { data } = await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance });
     expect(data.find((p) => p.category === 'login-audit')).toMatchObject({ service: 'identity', retentionDays: 30, defaultRetentionDays: 30, updatedBy: null });
-    expect(data.find((p) => p.category === 'invoices')).toMatchObject({ service: 'billing', retentionDays: 3650, basis: 'legal obligation (Art. 6(1)(c) GDPR)' });
+    expect(data.find((p) => p.category === 'invoices')).toMatchObject({ service: 'billing', retentionDays: 3653, basis: 'legal obligation (Art. 6(1)(c) GDPR)' });
     expect(data.find((p) => p.category === 'consent-records')).toMatchObject({ service: 'privacy', retentionDays: 730 });
 
     const changed = await rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'login-audit', retentionDays: 14 }, { actor: compliance });
@@ -55,6 +55,20 @@ describe('retention policies, runs and legal holds', () => {
     await expect(rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'billing', category: 'invoices', retentionDays: 365 }, { actor: compliance })).rejects.toMatchObject({ status: 422 });
     await expect(rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'chat', category: 'no-such-thing', retentionDays: 5 }, { actor: compliance })).rejects.toMatchObject({ status: 400 });
     await expect(rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: { userId: randomUUID(), platformRoles: [] } })).rejects.toMatchObject({ status: 403 });
+  });
+
+  it('counts a period stored under older rules as the nearest one allowed now: never below the legal minimum, never above the policy', async () => {
+    await env.sql(
+      `INSERT INTO privacy.retention_policies (service, category, retention_days, basis, updated_at, updated_by) VALUES
+         ('billing', 'invoices', 3650, 'legal obligation (Art. 6(1)(c) GDPR)', now(), $1), ('notify', 'delivery-log', 100000, 'x', now(), $1)
+       ON CONFLICT (service, category) DO UPDATE SET retention_days = EXCLUDED.retention_days`,
+      [compliance.userId],
+    );
+    const { data } = await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance });
+    const mailLog = data.find((p) => p.service === 'notify' && p.category === 'delivery-log')!;
+    expect(data.find((p) => p.category === 'invoices')).toMatchObject({ retentionDays: 3653 });
+    expect(mailLog.retentionDays).toBe(mailLog.defaultRetentionDays);
+    await env.sql(`DELETE FROM privacy.retention_policies WHERE (service, category) IN (('billing', 'invoices'), ('notify', 'delivery-log'))`);
   });
 
   it('refuses a day count for a category kept while something exists, naming the field, in one policy or in a list', async () => {

@@ -1,5 +1,8 @@
 import type { DataCategory } from '../common/data-categories.js';
 
+/** Ten years counted in days, with the most leap days ten years can hold (3): never a day short. */
+export const INVOICE_YEARS_IN_DAYS = 10 * 365 + 3;
+
 export const billingDataCategories: DataCategory[] = [
   {
     service: 'billing',
@@ -27,9 +30,10 @@ export const billingDataCategories: DataCategory[] = [
     description: 'Invoices mirrored from Stripe (number, amounts, dates, customer reference)',
     purposes: ['bookkeeping and tax law'],
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
-    retentionDays: 10 * 365,
-    legalMinimumDays: 10 * 365,
-    retentionRule: 'kept 10 years (§ 147 AO, § 257 HGB); after an erasure request restricted and pseudonymised',
+    // Ten years from the end of the invoice's calendar year: 3,653 days are ten years with their leap days.
+    retentionDays: INVOICE_YEARS_IN_DAYS,
+    legalMinimumDays: INVOICE_YEARS_IN_DAYS,
+    retentionRule: 'kept 10 years from the end of the calendar year of the invoice (§ 147 AO, § 257 HGB); after an erasure request restricted and pseudonymised',
     processors: ['Stripe Payments Europe Ltd. (invoicing, Ireland)', 'Pathway Solutions GmbH (bookkeeping, Germany)', 'Hetzner Online GmbH (hosting, EU)'],
   },
 ];

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { allDataCategories, findCategory, type Actor, type RetentionPolicyView } from '@ally/contracts';
+import { allDataCategories, findCategory, type Actor, type DataCategory, type RetentionPolicyView } from '@ally/contracts';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { RetentionBelowLegalMinimum, UnknownCategory } from '../common/privacy-errors.js';
 
@@ -40,7 +40,7 @@ export class RetentionPoliciesService {
       return {
         service: c.service,
         category: c.category,
-        retentionDays: o ? o.retention_days : c.retentionDays,
+        retentionDays: o ? withinLaw(o.retention_days, c) : c.retentionDays,
         basis: c.basis,
         retentionRule: c.retentionRule,
         defaultRetentionDays: c.retentionDays,
@@ -75,4 +75,15 @@ export class RetentionPoliciesService {
     });
     return this.list();
   }
+}
+
+/**
+ * A stored period as the rules of now allow it: one set before a category's
+ * legal minimum grew (or before periods were maximums) counts as the nearest
+ * allowed one, so no run deletes what the law, or the policy, says to keep.
+ */
+function withinLaw(stored: number | null, c: DataCategory): number | null {
+  if (c.legalMinimumDays !== undefined) return stored === null ? null : Math.max(stored, c.legalMinimumDays);
+  if (c.retentionDays !== null) return stored === null ? c.retentionDays : Math.min(stored, c.retentionDays);
+  return stored;
 }
