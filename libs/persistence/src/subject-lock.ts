@@ -13,8 +13,9 @@ export async function lockSubject(em: EntityManager, userId: string, mode: 'shar
 /**
  * Takes a turn, until the caller's transaction ends, with every transaction
  * that names the same thing (`checkout:<workspace>`, `login-ip:<ip>`…): what
- * they read and write is then never interleaved.
+ * they read and write is then never interleaved. Shared turns run together,
+ * and only an exclusive one waits for them (and they for it).
  */
-export async function lockNamed(em: Pick<EntityManager, 'query'>, name: string): Promise<void> {
-  await em.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [name]);
+export async function lockNamed(em: Pick<EntityManager, 'query'>, name: string, mode: 'shared' | 'exclusive' = 'exclusive'): Promise<void> {
+  await em.query(`SELECT ${mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock'}(hashtext($1))`, [name]);
 }

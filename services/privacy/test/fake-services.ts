@@ -31,6 +31,16 @@ export class FakeServices {
     return this;
   }
 
+  /** The handler `on` set for an operation, if any (to put it back after a test of its own). */
+  handlerOf(service: string, operation: string): ((input: any, call: FakeCall) => FakeAnswer | Promise<FakeAnswer>) | undefined {
+    return this.handlers.get(`${service}.${operation}`);
+  }
+
+  off(service: string, operation: string): this {
+    this.handlers.delete(`${service}.${operation}`);
+    return this;
+  }
+
   listen(services: string[], operations = ['export', 'erase', 'retention', 'subject']): this {
     for (const service of services) {
       for (const operation of operations) {

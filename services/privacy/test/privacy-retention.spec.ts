@@ -121,6 +121,41 @@ describe('retention policies, runs and legal holds', () => {
     expect(finishedEvent.data).toMatchObject({ dryRun: true, status: 'completed', affected: 7 });
   });
 
+  it('a legal hold placed while a run deletes answers once the slice under way is done, and every later slice spares its subject', async () => {
+    const late = randomUUID();
+    let finishSlice!: () => void;
+    const sliceDone = new Promise<void>((resolve) => (finishSlice = resolve));
+    let slices = 0;
+    const before = fakes.handlerOf('identity', 'retention');
+    // identity deletes in slices: the first one waits for the test, and says there is more to delete.
+    fakes.on('identity', 'retention', async (input) => {
+      const first = ++slices === 1;
+      if (first) await sliceDone;
+      return { service: 'identity', results: input.categories.map((c: { category: string }) => ({ category: c.category, affected: first ? 5 : 1, ...(first ? { complete: false } : {}) })) };
+    });
+    try {
+      const started = await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['login-audit'] }, { actor: compliance });
+      await waitFor(async () => (slices === 1 ? true : undefined), 'the first slice');
+      let placed = false;
+      const hold = rpc.call(PrivacyRpc.createLegalHold, { userId: late, reason: 'claim filed today' }, { actor: compliance }).then((h) => ((placed = true), h));
+      // The hold waits for the slice under way (it may still be deleting the subject's rows) ...
+      await waitFor(async () => ((await env.sql(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`)).length ? true : undefined), 'the hold to wait');
+      expect(placed).toBe(false);
+      finishSlice();
+      const { id: holdId } = await hold;
+      // ... and the next slice, which takes up the rest, spares the subject.
+      const run = await finished(started.id);
+      const calls = fakes.callsTo('identity', 'retention').filter((c) => c.input.runId === started.id);
+      expect(calls.map((c) => c.input.heldUserIds.includes(late))).toEqual([false, true]);
+      expect(run).toMatchObject({ status: 'completed', results: [{ service: 'identity', category: 'login-audit', affected: 6 }] });
+      await rpc.call(PrivacyRpc.releaseLegalHold, { id: holdId }, { actor: compliance });
+    } finally {
+      finishSlice();
+      if (before) fakes.on('identity', 'retention', before);
+      else fakes.off('identity', 'retention');
+    }
+  });
+
   it('tells the services which users a restriction holds in some workspaces only, and holds everywhere a user also restricted in all', async () => {
     const [scoped, both, org]: string[] = [randomUUID(), randomUUID(), randomUUID()];
     for (const [user, scope] of [[scoped, 'private'], [scoped, org], [both, org], [both, 'all']]) {
@@ -168,6 +203,12 @@ describe('retention policies, runs and legal holds', () => {
     const real = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['consent-records', 'export-packages'] }, { actor: compliance })).id);
     expect(real.results.map((r) => r.affected)).toEqual([3, 1]);
     expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(3);
+    // Shortened to a year, consents last a year: those recorded 700 and 730 days ago lapse with their records, the fresh one stays.
+    await rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'privacy', category: 'consent-records', retentionDays: 365 }, { actor: compliance });
+    const shortened = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['consent-records'] }, { actor: compliance })).id);
+    expect(shortened.results).toEqual([{ service: 'privacy', category: 'consent-records', affected: 2 }]);
+    expect((await env.sql(`SELECT count(*)::int AS n FROM privacy.consents`))[0].n).toBe(1);
+    await rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'privacy', category: 'consent-records', retentionDays: 730 }, { actor: compliance });
     expect((await env.sql(`SELECT user_id FROM privacy.export_packages`)).map((r) => r.user_id)).toContain(keep);
 
     await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });

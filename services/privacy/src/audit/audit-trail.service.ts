@@ -3,6 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { createHash } from 'node:crypto';
 import { canonicalJson } from './canonical-json.js';
 import { lockNamed } from '@ally/persistence';
+import { releasedHoldsPast, requestsPast } from '../retention/own-rules.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -114,15 +115,28 @@ export class AuditTrail {
  * of a held subject) and all after it stay. The last deleted entry's seq and
  * hash become the anchor the rest is verified from, in the same transaction.
  */
-export async function purgeAuditTrail(ds: DataSource, days: number, heldUserIds: string[], dryRun: boolean, batch = 1000): Promise<number> {
-  const goes = `seq < coalesce(
+export async function purgeAuditTrail(
+  ds: DataSource,
+  days: number,
+  heldUserIds: string[],
+  dryRun: boolean,
+  batch = 1000,
+  /** A dry run's: the periods of requests and legal holds the same run deletes first (their entries then go too). */
+  goingFirst: { requestsDays: number | null; holdsDays: number | null } = { requestsDays: null, holdsDays: null },
+): Promise<number> {
+  const kept = (table: string, past: string | null) => `SELECT id FROM ${table}${past ? ` WHERE NOT (${past})` : ''}`;
+  const goes = (requestsGone: string | null = null, holdsGone: string | null = null) => `seq < coalesce(
       (SELECT min(k.seq) FROM audit_log k WHERE k.at >= now() - make_interval(days => $1)
-         OR k.request_id IN (SELECT id FROM requests)
-         OR k.details->>'holdId' IN (SELECT id::text FROM legal_holds)
+         OR k.request_id IN (${kept('requests', requestsGone)})
+         OR k.details->>'holdId' IN (SELECT id::text FROM (${kept('legal_holds', holdsGone)}) h)
          OR k.subject_hash IN (SELECT subject_hash FROM legal_holds WHERE released_at IS NULL UNION SELECT subject_hash FROM requests WHERE user_id = ANY($2::uuid[]))),
       (SELECT max(seq) + 1 FROM audit_log))`;
   if (dryRun) {
-    const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM audit_log WHERE ${goes}`, [days, heldUserIds]);
+    const params: unknown[] = [days, heldUserIds];
+    const { requestsDays, holdsDays } = goingFirst;
+    const requestsGone = requestsDays === null ? null : requestsPast(`$${params.push(requestsDays)}`, '$2');
+    const holdsGone = holdsDays === null ? null : releasedHoldsPast(`$${params.push(holdsDays)}`);
+    const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM audit_log WHERE ${goes(requestsGone, holdsGone)}`, params);
     return n;
   }
   let total = 0;
@@ -131,7 +145,7 @@ export async function purgeAuditTrail(ds: DataSource, days: number, heldUserIds:
       // Appends wait: the anchor must be the entry just before the first one left.
       await lockNamed(em, 'ally-privacy-audit');
       const [gone]: [{ seq: string; hash: string }[], number] = await em.query(
-        `DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE ${goes} ORDER BY seq LIMIT ${batch}) RETURNING seq, hash`,
+        `DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE ${goes()} ORDER BY seq LIMIT ${batch}) RETURNING seq, hash`,
         [days, heldUserIds],
       );
       if (!gone.length) return 0;

@@ -1,11 +1,12 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { decodeCursor, keysetPage, ProblemError, subjectExistsRpc, type Actor, type LegalHoldView, type PrivacyPage } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { NotFound } from '../common/privacy-errors.js';
+import { lockHeldSet } from './held-set-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 
 interface HoldRow {
@@ -48,6 +49,7 @@ export class LegalHoldsService {
     const id = uuidv7();
     const subjectHash = this.hasher.hash(input.userId);
     return this.ds.transaction(async (em) => {
+      await lockHeldSet(em, 'exclusive');
       const [row] = await em.query(`INSERT INTO legal_holds (id, user_id, subject_hash, reason, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *`, [id, input.userId, subjectHash, input.reason, actor.userId]);
       await this.audit.append(em, { actor: `staff:${actor.userId}`, action: 'legal-hold.placed', subjectHash, details: { holdId: id } });
       return view(row);
@@ -87,8 +89,8 @@ export class LegalHoldsService {
    * for and not lifted (a lift announced to the subject has not taken effect yet). A hold or a restriction of
    * scope `all` keeps all their rows; a restriction of one workspace only that workspace's (`scopes`).
    */
-  async held(): Promise<{ userIds: string[]; scopes: HeldScope[] }> {
-    const rows: { user_id: string; scopes: string[] }[] = await this.ds.query(
+  async held(em: Pick<EntityManager, 'query'> = this.ds.manager): Promise<{ userIds: string[]; scopes: HeldScope[] }> {
+    const rows: { user_id: string; scopes: string[] }[] = await em.query(
       `SELECT user_id, array_agg(DISTINCT scope) AS scopes FROM (
          SELECT user_id, 'all' AS scope FROM legal_holds WHERE released_at IS NULL AND user_id IS NOT NULL
          UNION SELECT user_id, scope FROM requests WHERE type = 'restriction' AND status IN ('received', 'in_progress', 'completed') AND took_effect_at IS NULL AND user_id IS NOT NULL

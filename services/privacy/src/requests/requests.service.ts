@@ -8,6 +8,7 @@ import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-er
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
+import { lockHeldSet } from '../legal-holds/held-set-lock.js';
 import { objectedCategories, planSteps } from './request-plan.js';
 import { RequestsRepository } from './requests.repository.js';
 
@@ -36,6 +37,8 @@ export class RequestsService {
       if (open) throw new RequestAlreadyOpen(open);
       const exporting = input.type === 'access' || input.type === 'portability';
       const details: Record<string, unknown> = {};
+      // A restriction spares the subject from retention from now on, also in a run under way.
+      if (input.type === 'restriction') await lockHeldSet(em, 'exclusive');
       if (input.type === 'restriction' || input.type === 'objection') {
         // Services learn of it through the outbox; each step completes when the event is out.
         const event =

@@ -1,8 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { findCategory } from '@ally/contracts';
 import { purgeAuditTrail } from '../audit/audit-trail.service.js';
+import { releasedHoldsPast, requestsPast } from './own-rules.js';
 
 const BATCH = 1000;
+/** How long a consent holds, as the privacy policy says (two years), in the days of the category's default. */
+const CONSENT_DAYS = findCategory('privacy', 'consent-records')!.retentionDays!;
 
 /**
  * privacy's own categories in a retention run, purged like every service
@@ -13,25 +17,20 @@ const BATCH = 1000;
 export class OwnRetention {
   constructor(private readonly ds: DataSource) {}
 
-  async purge(category: string, days: number | null, held: string[], dryRun: boolean): Promise<number> {
+  /** `alongWith`: privacy's categories of the same run, purged before this one in a real run. */
+  async purge(category: string, days: number | null, held: string[], dryRun: boolean, alongWith: { category: string; retentionDays: number | null }[] = []): Promise<number> {
     if (days === null) return 0;
     switch (category) {
       case 'export-packages':
         return this.run('export_packages', 'request_id', `created_at < now() - make_interval(days => $1) AND NOT (user_id = ANY($2::uuid[]))`, [days, held], dryRun);
       case 'consent-records':
-        // Never the proof of a consent still valid (two years from a 29 February are 731 days).
-        return this.run('consents', 'id', `recorded_at < now() - make_interval(days => $1) AND expires_at <= now()`, [days], dryRun);
+        // Never the proof of a consent still valid for its two years (from a 29 February they are 731 days), unless
+        // compliance shortened the period: then a consent lasts only that long, and with its record it lapses (asked again).
+        return this.run('consents', 'id', `recorded_at < now() - make_interval(days => $1) AND (expires_at <= now() OR $1 < $2)`, [days, CONSENT_DAYS], dryRun);
       case 'legal-holds':
-        // Only released holds, counted from their release: an active one is what keeps the held user's data.
-        return this.run('legal_holds', 'id', `released_at IS NOT NULL AND released_at < now() - make_interval(days => $1)`, [days], dryRun);
+        return this.run('legal_holds', 'id', releasedHoldsPast('$1'), [days], dryRun);
       case 'data-subject-requests':
-        return this.run(
-          'requests',
-          'id',
-          `status IN ('completed', 'failed') AND coalesce(completed_at, updated_at) < now() - make_interval(days => $1) AND (user_id IS NULL OR NOT (user_id = ANY($2::uuid[])))`,
-          [days, held],
-          dryRun,
-        );
+        return this.run('requests', 'id', requestsPast('$1', '$2'), [days, held], dryRun);
       case 'erasure-tombstones':
         // The subject is gone, so a hold placed since can only name their hash.
         return this.run(
@@ -41,8 +40,11 @@ export class OwnRetention {
           [days],
           dryRun,
         );
-      case 'audit-trail':
-        return purgeAuditTrail(this.ds, days, held, dryRun, BATCH);
+      case 'audit-trail': {
+        // A dry run deletes nothing before it: it counts as gone what the run's earlier categories would delete.
+        const before = (name: string) => (dryRun ? (alongWith.find((c) => c.category === name)?.retentionDays ?? null) : null);
+        return purgeAuditTrail(this.ds, days, held, dryRun, BATCH, { requestsDays: before('data-subject-requests'), holdsDays: before('legal-holds') });
+      }
       default:
         return 0;
     }

@@ -4,12 +4,13 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
 import { allDataCategories, privacyRetentionRpc, ProblemError, type Actor, type RetentionRunView } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { lockNamed } from '@ally/persistence';
+import { lockNamed, type HeldScope } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { NotFound, RetentionRunInProgress, UnknownCategories } from '../common/privacy-errors.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import { lockHeldSet } from '../legal-holds/held-set-lock.js';
 import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
 import { KubernetesJobLauncher } from './kubernetes-job.launcher.js';
 import { OwnRetention } from './own-retention.js';
@@ -43,6 +44,11 @@ const iso = (d: Date | null) => (d ? new Date(d).toISOString() : null);
 export const RETENTION_RUN_LOCK = 7_301_017;
 /** How long before privacy stops waiting a service stops taking batches (a batch and the answer fit in it). */
 const STOP_MARGIN_MS = 5_000;
+/**
+ * A service deletes for this long with one held set, then privacy reads it
+ * again: the longest a new legal hold or restriction waits for a run under way.
+ */
+const SLICE_MS = 2_000;
 const HOLDER_GONE = [{ service: 'privacy', error: 'the process running it ended before it finished; what it deleted before is not counted' }];
 
 /**
@@ -167,33 +173,56 @@ export class RetentionRunsService {
     const [claimed] = await this.ds.query(`UPDATE retention_runs SET status = 'running', started_at = now() WHERE id = $1 AND status = 'queued' RETURNING *`, [id]);
     const run: RunRow | undefined = claimed[0];
     if (!run) return this.get(id);
-    const { userIds: held, scopes: heldScopes } = await this.holds.held();
-    await this.ds.query(`UPDATE retention_runs SET held_users = $2 WHERE id = $1`, [id, held.length]);
     const wanted = run.categories ? new Set(run.categories) : null;
     const plan = (await this.policies.list()).filter((p) => !wanted || wanted.has(p.category));
     const errors: { service: string; error: string }[] = [];
     const results: { service: string; category: string; affected: number }[] = [];
+    let heldUsers = 0;
+    /** One slice of a service's part, with the held set as it is now (see lockHeldSet). */
+    const slice = <T>(work: (held: { userIds: string[]; scopes: HeldScope[] }) => Promise<T>): Promise<T> =>
+      this.ds.transaction(async (em) => {
+        await lockHeldSet(em, 'shared');
+        const held = await this.holds.held(em);
+        heldUsers = Math.max(heldUsers, held.userIds.length);
+        return work(held);
+      });
+    const deadline = Date.now() + Math.max(this.config.RETENTION_RPC_TIMEOUT_MS - STOP_MARGIN_MS, this.config.RETENTION_RPC_TIMEOUT_MS / 2);
     const services = [...new Set(plan.map((p) => p.service))];
     await Promise.all(
       services.map(async (service) => {
         const categories = plan.filter((p) => p.service === service).map((p) => ({ category: p.category, retentionDays: p.retentionDays }));
         try {
           if (service === 'privacy') {
-            for (const c of categories) results.push({ service, category: c.category, affected: await this.own.purge(c.category, c.retentionDays, held, run.dry_run) });
+            for (const c of categories) results.push({ service, category: c.category, affected: await slice((held) => this.own.purge(c.category, c.retentionDays, held.userIds, run.dry_run, categories)) });
             return;
           }
-          // The service stops taking batches well before this waits no longer, and says what went: nothing deleted goes uncounted.
-          const timeoutMs = this.config.RETENTION_RPC_TIMEOUT_MS;
-          const stopBy = new Date(Date.now() + Math.max(timeoutMs - STOP_MARGIN_MS, timeoutMs / 2)).toISOString();
-          const report = await this.rpc.call(privacyRetentionRpc(service), { runId: id, categories, dryRun: run.dry_run, heldUserIds: held, heldScopes, stopBy }, { timeoutMs });
-          for (const r of report.results ?? []) results.push({ service, category: r.category, affected: Number(r.affected) || 0 });
-          const unfinished = (report.results ?? []).filter((r) => r.complete === false).map((r) => r.category);
-          if (unfinished.length) errors.push({ service, error: `stopped at its time limit with more to delete in ${unfinished.join(', ')} (what went is counted; the next run goes on)` });
+          const affected = new Map(categories.map((c) => [c.category, 0]));
+          let pending = categories;
+          while (pending.length) {
+            // The service stops taking batches at the end of the slice (or of the run), and says what went: nothing deleted goes uncounted.
+            const stopBy = Math.min(Date.now() + SLICE_MS, deadline);
+            const report = await slice((held) =>
+              this.rpc.call(
+                privacyRetentionRpc(service),
+                { runId: id, categories: pending, dryRun: run.dry_run, heldUserIds: held.userIds, heldScopes: held.scopes, stopBy: new Date(stopBy).toISOString() },
+                { timeoutMs: stopBy - Date.now() + STOP_MARGIN_MS },
+              ),
+            );
+            for (const r of report.results ?? []) affected.set(r.category, (affected.get(r.category) ?? 0) + (Number(r.affected) || 0));
+            const unfinished = new Set((report.results ?? []).filter((r) => r.complete === false).map((r) => r.category));
+            pending = pending.filter((c) => unfinished.has(c.category));
+            if (pending.length && Date.now() >= deadline) {
+              errors.push({ service, error: `stopped at its time limit with more to delete in ${[...unfinished].join(', ')} (what went is counted; the next run goes on)` });
+              break;
+            }
+          }
+          for (const [category, n] of affected) results.push({ service, category, affected: n });
         } catch (err) {
           errors.push({ service, error: ((err as Error).message ?? String(err)).slice(0, 300) });
         }
       }),
     );
+    await this.ds.query(`UPDATE retention_runs SET held_users = $2 WHERE id = $1`, [id, heldUsers]);
     const status = errors.length ? 'failed' : 'completed';
     const affected = results.reduce((n, r) => n + r.affected, 0);
     await this.ds.transaction(async (em) => {
@@ -202,7 +231,7 @@ export class RetentionRunsService {
       }
       await em.query(`UPDATE retention_runs SET status = $2, finished_at = now(), errors = $3 WHERE id = $1`, [id, status, JSON.stringify(errors)]);
       await this.outbox.append(em, 'privacy.retention-run.finished', { runId: id, dryRun: run.dry_run, status, affected });
-      await this.audit.append(em, { actor: 'system', action: 'retention-run.finished', details: { runId: id, dryRun: run.dry_run, status, affected, heldUsers: held.length, failedServices: errors.map((e) => e.service) } });
+      await this.audit.append(em, { actor: 'system', action: 'retention-run.finished', details: { runId: id, dryRun: run.dry_run, status, affected, heldUsers, failedServices: errors.map((e) => e.service) } });
     });
     return this.get(id);
   }
