@@ -501,6 +501,12 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect({ status: none.status, detail: none.body.detail }).toEqual({ status: 422, detail: 'Your organisation allows no model' });
   });
 
+  it("stores an organisation's allowed models once each", async () => {
+    const org = (await http.post('/v1/orgs', { name: 'Doppelt Modell GmbH' }, token)).body;
+    const res = await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: ['gpt-4o-mini', 'gpt-4o-mini', 'gpt-4o'] }, token);
+    expect({ status: res.status, allowedModels: res.body.allowedModels }).toEqual({ status: 200, allowedModels: ['gpt-4o-mini', 'gpt-4o'] });
+  });
+
   it('answers a burst of requests for an organisation whose membership event is still on its way (one fetch from identity for all)', async () => {
     const org = (await http.post('/v1/orgs', { name: 'Fischer Eilig GmbH' }, token)).body;
     await waitFor(async () => ((await http.get(`/v1/conversations?workspace=${org.id}`, token)).status === 200 ? true : undefined), 'the organisation to reach chat');

@@ -153,3 +153,21 @@ describe('fields far over their limit', () => {
     expectProblem(login, 400, ['password']);
   });
 });
+
+describe('answers of a readable size', () => {
+  it('names the first 20 of 50,000 unknown fields, and how many more', async () => {
+    const body: Record<string, unknown> = { name: 'Vielfeld GmbH' };
+    for (let i = 0; i < 50_000; i++) body[`k${i}`] = 1;
+    const res = await http.post('/v1/orgs', body, owner.accessToken);
+    expectProblem(res, 400);
+    expect(res.body.errors).toHaveLength(20);
+    expect(res.body.errors[0]).toEqual({ field: 'k0', message: 'is not a known field' });
+    expect(res.body.detail).toMatch(/; and 49980 more$/);
+  });
+
+  it('refuses a billing month before 2000', async () => {
+    const res = await http.get('/v1/billing/usage?workspace=private&period=0000-01', owner.accessToken);
+    expectProblem(res, 400, ['period']);
+    expect(res.body.errors).toEqual([{ field: 'period', message: 'must be a month as YYYY-MM, from 2000 on' }]);
+  });
+});

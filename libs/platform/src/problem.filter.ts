@@ -2,7 +2,7 @@ import { ArgumentsHost, Catch, HttpException, type ExceptionFilter } from '@nest
 import { throwError } from 'rxjs';
 import { ZodError } from 'zod';
 import type { Logger } from 'pino';
-import { fieldErrors, isProblem, problemTitle, ProblemError, type Problem } from '@ally/contracts';
+import { fieldErrors, invalidInput, isProblem, problemTitle, ProblemError, type Problem } from '@ally/contracts';
 import { isDatabaseUnavailable } from '@ally/persistence';
 
 /** Turns anything thrown into a problem; an unexpected error is a 500 and is logged, never leaked. */
@@ -10,8 +10,7 @@ export function toProblem(err: unknown, logger: Logger): Problem {
   if (err instanceof ProblemError) return err.toProblem();
   if (isProblem(err)) return err;
   if (err instanceof ZodError) {
-    const errors = fieldErrors(err);
-    return { type: 'about:blank', title: problemTitle(400), status: 400, detail: 'Invalid input', errors };
+    return invalidInput(fieldErrors(err), 'input').toProblem();
   }
   if (err instanceof HttpException) {
     const status = err.getStatus();

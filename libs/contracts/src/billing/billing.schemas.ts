@@ -3,7 +3,8 @@ import { pageParams } from '../common/query-params.js';
 import { idSchema } from '../common/validation.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 
-export const periodSchema = z.string().regex(/^\d{4}-(0[1-9]|1[0-2])$/, 'must be a month as YYYY-MM');
+/** A billing month; no books go back before 2000 (year 0000 is no month anyone was billed in). */
+export const periodSchema = z.string().regex(/^2\d{3}-(0[1-9]|1[0-2])$/, 'must be a month as YYYY-MM, from 2000 on');
 
 export const billingWorkspaceInput = z.strictObject({ workspace: workspaceSchema });
 export const listInvoicesInput = z.strictObject({ workspace: workspaceSchema, ...pageParams });

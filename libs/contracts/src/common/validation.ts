@@ -28,13 +28,18 @@ export function fieldErrors(error: z.ZodError, input?: unknown, unknown = 'is no
 /** Parses at a boundary; bad input becomes a 400 naming every bad field. */
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
   const result = schema.safeParse(value);
-  if (!result.success) {
-    const errors = fieldErrors(result.error, value, what === 'query' ? 'is not a known query parameter' : undefined);
-    throw new ProblemError(400, `Invalid ${what}: ${errors.map((e) => `${e.field} (${e.message})`).join('; ')}`, {
-      errors,
-    });
-  }
+  if (!result.success) throw invalidInput(fieldErrors(result.error, value, what === 'query' ? 'is not a known query parameter' : undefined), what);
   return result.data;
+}
+
+/** The most bad fields an answer names: 50,000 unknown keys in one body are not 50,000 entries back. */
+const NAMED_AT_MOST = 20;
+
+/** The 400 for bad fields, naming them (the first NAMED_AT_MOST, and how many more). */
+export function invalidInput(errors: FieldError[], what = 'request body'): ProblemError {
+  const named = errors.slice(0, NAMED_AT_MOST);
+  const more = errors.length - named.length;
+  return new ProblemError(400, `Invalid ${what}: ${named.map((e) => `${e.field} (${e.message})`).join('; ')}${more ? `; and ${more} more` : ''}`, { errors: named });
 }
 
 /**

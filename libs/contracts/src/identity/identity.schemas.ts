@@ -111,7 +111,8 @@ export const removeMemberInput = z.strictObject({
 const orgPolicyFields = z.strictObject({
   euOnly: z.boolean().optional(),
   /** null: every model the catalog offers again. */
-  allowedModels: z.array(modelIdSchema).max(100, 'must list at most 100 models').nullable().optional(),
+  // A list that names a model twice allows it once.
+  allowedModels: z.array(modelIdSchema).max(100, 'must list at most 100 models').transform((models) => [...new Set(models)]).nullable().optional(),
   /** null: business conversations are kept until their users delete them. */
   chatRetentionDays: z.number().int().min(1).max(3650).nullable().optional(),
   /** Prompts containing one of these (case-insensitive) are refused before any model sees them. */

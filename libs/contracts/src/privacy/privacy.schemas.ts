@@ -109,7 +109,7 @@ export const updateRetentionPoliciesInput = z.unknown().transform((body, ctx): z
 export const startRetentionRunInput = z.strictObject({
   dryRun: z.boolean(),
   /** Category names (e.g. `login-audit`); all categories when left out. */
-  categories: z.array(z.string().min(1).max(64)).min(1).max(100).optional(),
+  categories: z.array(z.string().min(1).max(64)).min(1).max(100).transform((names) => [...new Set(names)]).optional(),
 });
 export const retentionRunIdInput = z.strictObject({ id: idSchema('must be a valid id') });
 

@@ -1,7 +1,7 @@
 import { applyDecorators, Body, type PipeTransform } from '@nestjs/common';
 import { ApiBody } from '@nestjs/swagger';
 import { z } from 'zod';
-import { fieldErrors, ProblemError } from '@ally/contracts';
+import { fieldErrors, invalidInput } from '@ally/contracts';
 
 class ZodPipe<S extends z.ZodType> implements PipeTransform {
   constructor(private readonly schema: S) {}
@@ -9,8 +9,7 @@ class ZodPipe<S extends z.ZodType> implements PipeTransform {
     const body = value ?? {};
     const result = this.schema.safeParse(body);
     if (result.success) return result.data;
-    const errors = fieldErrors(result.error, body);
-    throw new ProblemError(400, `Invalid request body: ${errors.map((e) => `${e.field} (${e.message})`).join('; ')}`, { errors });
+    throw invalidInput(fieldErrors(result.error, body));
   }
 }
 
