@@ -5,6 +5,8 @@ import { chatService } from '@ally/chat';
 import { signStripePayload, startOpenAIEmulator, startStripeEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
+import { privacyRpcs } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
 import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
 import { billingEnv, chatEnv } from './service-env.js';
@@ -127,6 +129,34 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
       return r.body.status === 'active' && r.body.seats === 2 ? r.body : undefined;
     }, 'the subscription to hold both members');
     expect(sub).toMatchObject({ plan: 'team', seats: 2 });
+  });
+
+  it("ends a dissolved organisation's subscription with its paid period: its last member was erased, and nobody is left to cancel", async () => {
+    const owner = await register('solo@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Einzel Beratung GmbH' }, owner.accessToken)).body;
+    const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'team' }, owner.accessToken);
+    stripe.completeCheckout(checkout.body.url.split('/').pop());
+    await stripe.flushWebhooks();
+    const live = await waitFor(async () => {
+      const r = await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken);
+      return r.body.status === 'active' ? r.body : undefined;
+    }, 'the subscription');
+    expect(live.cancelAtPeriodEnd).toBe(false);
+
+    // What privacy's erasure saga asks identity for.
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      await rpc.call(privacyRpcs('identity').erase, { userId: owner.user.id, scope: 'all' });
+    } finally {
+      await rpc.close();
+    }
+    expect(await env.sql(`SELECT id FROM identity.organizations WHERE id = $1`, [org.id])).toEqual([]);
+    await lastEvent(env, 'identity.organization.dissolved', (e: { data: { orgId: string } }) => e.data.orgId === org.id);
+    const [{ stripe_subscription_id: id }] = await env.sql(`SELECT stripe_subscription_id FROM billing.subscriptions WHERE workspace = $1`, [org.id]);
+    await waitFor(async () => ((await stripeSdk().subscriptions.retrieve(id)).cancel_at_period_end ? true : undefined), 'the subscription to end with its period at Stripe');
+    await stripe.flushWebhooks();
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM billing.subscriptions WHERE workspace = $1 AND cancel_at_period_end`, [org.id])).length ? true : undefined), "billing's record to say so");
   });
 
   it("answers Stripe's refusal or failure as ours (502, 503), not with Stripe's status and words", async () => {

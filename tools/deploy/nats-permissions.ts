@@ -111,13 +111,14 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     subscribe: ['ally.stream.gateway.*.ctl', 'ally.chat.answers.stop', 'ally.chat.deployments.outside-eu'],
   },
   billing: {
-    note: 'Turns completions into its ledger, counts seats from memberships; checks org access through identity.',
+    note: 'Turns completions into its ledger, counts seats from memberships, ends a dissolved organisation\'s subscription; checks org access through identity.',
     servesRpc: true,
     publishesEvents: true,
     calls: ['ally.rpc.identity.org.get'],
     consumers: [
       { durable: 'billing-ledger', types: ['chat.completion.recorded'] },
       { durable: 'billing-seats', types: ['identity.member.added', 'identity.member.removed'] },
+      { durable: 'billing-dissolutions', types: ['identity.organization.dissolved'] },
     ],
   },
   privacy: {

@@ -16,6 +16,7 @@ import { QuotaAlerts } from './quota/quota-alerts.service.js';
 import { QuotaService } from './quota/quota.service.js';
 import { BILLING_RETENTION_RULES } from './retention.rules.js';
 import { StripeClient } from './stripe/stripe.client.js';
+import { DissolutionConsumer } from './subscriptions/dissolution.consumer.js';
 import { SeatsConsumer } from './subscriptions/seats.consumer.js';
 import { SubscriptionsService } from './subscriptions/subscriptions.service.js';
 import { StripeWebhookService } from './webhooks/stripe-webhook.service.js';
@@ -36,6 +37,7 @@ export class BillingModule {
         WorkspaceAccess,
         SubscriptionsService,
         SeatsConsumer,
+        DissolutionConsumer,
         StripeWebhookService,
         QuotaService,
         QuotaAlerts,

@@ -55,6 +55,8 @@ export const IdentityEvents = {
     validForSeconds: z.number().int().positive().optional(),
   }),
   'identity.organization.created': z.object({ orgId: z.uuid(), name: z.string(), ownerId: z.uuid() }),
+  /** Its last member was erased: nobody is left to manage it or to pay for it, and it is gone. */
+  'identity.organization.dissolved': z.object({ orgId: z.uuid() }),
   'identity.organization.policy-changed': z.object({
     orgId: z.uuid(),
     euOnly: z.boolean(),

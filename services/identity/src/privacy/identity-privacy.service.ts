@@ -105,6 +105,13 @@ export class IdentityPrivacyService {
             );
         const [{ count }] = await em.query(`SELECT count(*)::int AS count FROM memberships WHERE org_id = $1`, [org_id]);
         await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
+        if (count === 0) {
+          // The last member gone, nobody could manage the organisation or end what it pays for: it goes (with
+          // its invitations), and billing ends its subscription.
+          await em.query(`DELETE FROM organizations WHERE id = $1`, [org_id]);
+          await this.outbox.append(em, 'identity.organization.dissolved', { orgId: org_id }, { subject: { orgId: org_id } });
+          continue;
+        }
         // The new owner's role reaches chat's replica (who may manage the organisation there) as a membership stated anew.
         if (promoted) {
           await this.outbox.append(em, 'identity.member.added', { orgId: org_id, userId: promoted.user_id, role: 'owner', memberCount: count }, { subject: { orgId: org_id, userId: promoted.user_id } });
