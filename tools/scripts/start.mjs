@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm start`: checks Postgres and NATS, builds, migrates, and runs every service
 // in development mode; the gateway answers on http://localhost:3000.
+// `npm start -- --fresh` forgets what earlier starts kept before it begins.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -168,8 +169,49 @@ async function portsFree() {
 
 const mainOf = (service) => join(root, 'services', service.name, 'dist', 'main.js');
 
+/**
+ * `npm start -- --fresh`: what earlier starts kept goes first (the database,
+ * the services' roles, the JetStream streams), as on a machine that never ran Ally.
+ */
+async function forgetEarlierStarts() {
+  const server = new URL(adminUrl);
+  server.pathname = '/postgres';
+  const client = new pg.Client({ connectionString: server.href });
+  try {
+    await client.connect();
+    await client.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
+    for (const service of SERVICES.filter((s) => s.database)) {
+      // Roles are the server's, not the database's: one that owns objects in another database (a start with another DATABASE_ADMIN_URL) stays.
+      await client.query(`DROP ROLE IF EXISTS "ally_${service.name}"`).catch((err) => {
+        if (err.code !== '2BP01') throw err;
+      });
+    }
+  } catch (err) {
+    fail(`Could not forget the database "${database}" of earlier starts: ${err.message}.`);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+  const nc = await connectNats({
+    servers: natsUrl.split(','),
+    name: 'ally-start-fresh',
+    user: process.env.NATS_USER || undefined,
+    pass: process.env.NATS_PASSWORD || undefined,
+    authenticator: process.env.NATS_CREDS ? credsAuthenticator(readFileSync(process.env.NATS_CREDS)) : undefined,
+  });
+  try {
+    for (const stream of ['ALLY_EVENTS', 'ALLY_EVENTS_DLQ']) {
+      const answer = (await nc.request(`$JS.API.STREAM.DELETE.${stream}`, '', { timeout: 3_000 })).json();
+      if (answer.error && answer.error.code !== 404) fail(`Could not delete the JetStream stream ${stream}: ${answer.error.description}.`);
+    }
+  } finally {
+    await nc.close().catch(() => undefined);
+  }
+  console.log(`--fresh: dropped the database "${database}", the services' roles (unless another database uses them) and the streams ALLY_EVENTS and ALLY_EVENTS_DLQ`);
+}
+
 await preflight();
 await portsFree();
+if (process.argv.includes('--fresh')) await forgetEarlierStarts();
 await build();
 await ensureDatabase();
 for (const service of SERVICES.filter((s) => s.database)) {
