@@ -190,6 +190,13 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expectProblem(await http.get(`/v1/privacy/requests/${ofAll.id}/download?format=json`, hanna.accessToken), 410);
   });
 
+  it("names a consent subject id that is no pseudonymous id as the path's", async () => {
+    for (const res of [await http.get('/v1/privacy/consents/anon-123'), await http.delete('/v1/privacy/consents/anon-123')]) {
+      expectProblem(res, 400, ['subjectId']);
+      expect(res.body.detail).toBe('Invalid path parameter: subjectId (must be at least 16 characters)');
+    }
+  });
+
   it('records one withdrawal per purpose however many withdrawals arrive at once', async () => {
     const subjectId = `cookie-${randomUUID()}`;
     expect((await http.post('/v1/privacy/consents', { subjectId, purposes: { analytics: true, ads: true }, policyVersion: '2024-09-18' })).status).toBe(201);

@@ -5,7 +5,7 @@ import { ChatRpc, createAssistantInput, createConversationInput, listConversatio
 import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
-import { UuidParam } from '../common/uuid-param.js';
+import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';

@@ -5,7 +5,7 @@ import { acceptInvitationInput, createOrgInput, IdentityRpc, invitationBody, lis
 import { RpcClient } from '@ally/messaging';
 import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
-import { UuidParam } from '../common/uuid-param.js';
+import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { QuerySchema } from '../common/query-schema.js';
 

@@ -1,8 +1,9 @@
-import { Controller, Delete, Get, HttpCode, Param, Post, Query } from '@nestjs/common';
+import { Controller, Delete, Get, HttpCode, Post, Query } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
-import { consentPageInput, PrivacyRpc, recordConsentInput, type RequestMeta } from '@ally/contracts';
+import { consentPageInput, consentSubjectIdSchema, PrivacyRpc, recordConsentInput, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
+import { PathParam } from '../common/path-param.js';
 import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
@@ -24,13 +25,13 @@ export class ConsentsController {
   /** The current consents and a page of the history, newest first (`?limit=&cursor=`). */
   @Get('consents/:subjectId')
   @QuerySchema(consentPageInput, { omit: ['subjectId'] })
-  consents(@Param('subjectId') subjectId: string, @Query() query: Record<string, unknown>, @RequestMetaParam() meta: RequestMeta) {
+  consents(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @Query() query: Record<string, unknown>, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.getConsents, { ...query, subjectId }, { meta });
   }
 
   /** Withdraws every consent of the subject; the history stays. */
   @Delete('consents/:subjectId')
-  withdraw(@Param('subjectId') subjectId: string, @RequestMetaParam() meta: RequestMeta) {
+  withdraw(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.withdrawConsents, { subjectId }, { meta });
   }
 }

@@ -18,7 +18,7 @@ import {
 import { RpcClient } from '@ally/messaging';
 import { QuerySchema } from '../common/query-schema.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
-import { UuidParam } from '../common/uuid-param.js';
+import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { ComplianceGuard } from './compliance.guard.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { createPrivacyRequestInput, exportFormatSchema, IdentityRpc, listPrivacyRequestsInput, parseInput, PrivacyRpc, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
-import { UuidParam } from '../common/uuid-param.js';
+import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
 import { QuerySchema } from '../common/query-schema.js';
