@@ -297,6 +297,16 @@ describe('malformed HTTP', () => {
     expect(res.body.detail).toMatch(/^The request is not valid HTTP\/1\.1/);
   });
 
+  it('an Expect other than 100-continue is a 417 problem, and CONNECT a 405 problem (Node answered both itself, bare or not at all)', async () => {
+    const expectation = await rawSocket('GET /.well-known/jwks.json HTTP/1.1\r\nHost: gateway\r\nExpect: 200-ok\r\n\r\n');
+    expect(expectation.statusLine).toBe('HTTP/1.1 417 Expectation Failed');
+    expectProblem(expectation, 417);
+    const tunnel = await rawSocket('CONNECT example.eu:443 HTTP/1.1\r\nHost: example.eu:443\r\n\r\n');
+    expect(tunnel.statusLine).toBe('HTTP/1.1 405 Method Not Allowed');
+    expectProblem(tunnel, 405);
+    expect(tunnel.body.detail).toBe('CONNECT is not supported: this is an HTTP API, not a proxy');
+  });
+
   it('after a good request, a malformed one on the same keep-alive connection is a 400 problem', async () => {
     const text = await new Promise<string>((resolve) => {
       const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1');

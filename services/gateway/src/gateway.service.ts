@@ -5,7 +5,7 @@ import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
 import { RESIDENCY_HEADER } from './chat/residency-header.js';
 import { drainConnectionsOnClose } from './common/connection-drain.js';
-import { answerClientError, answerWrongMethod, escapeMalformedPath, explainForbiddenJsonKeys, limitJsonDepth, requireJsonBodies, explainNonPreflightOptions } from './common/http-edges.js';
+import { answerClientError, answerUnservedRequests, answerWrongMethod, escapeMalformedPath, explainForbiddenJsonKeys, explainNonPreflightOptions, limitJsonDepth, requireJsonBodies } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 import { redirectTrailingSlash } from './web/web.controller.js';
@@ -44,6 +44,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
     });
     drainConnectionsOnClose(fastify);
+    answerUnservedRequests(fastify.server);
     redirectTrailingSlash(fastify);
     requireJsonBodies(fastify);
     answerWrongMethod(fastify);

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { NestFastifyApplication } from '@nestjs/platform-fastify';
 import { randomUUID } from 'node:crypto';
-import { maxHeaderSize, STATUS_CODES, type Server } from 'node:http';
+import { maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import FindMyWay, { type HTTPMethod } from 'find-my-way';
 import { ProblemError } from '@ally/contracts';
@@ -177,6 +177,28 @@ export function answerClientError(err: Error & { code?: string; reason?: string 
     );
   }
   socket.destroy();
+}
+
+/**
+ * Requests Node answers itself unless told otherwise, outside Fastify: an
+ * `Expect` other than 100-continue (a bare 417) and CONNECT (the connection
+ * dropped without a word). Both get a problem, as every other refusal does.
+ */
+export function answerUnservedRequests(server: Server): void {
+  const problem = (status: number, detail: string) => ({
+    status,
+    head: { 'content-type': 'application/problem+json', 'x-request-id': randomUUID(), 'x-content-type-options': 'nosniff', connection: 'close' },
+    body: JSON.stringify({ type: 'about:blank', title: STATUS_CODES[status], status, detail }),
+  });
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
+    const { status, head, body } = problem(417, 'Only Expect: 100-continue is supported');
+    res.writeHead(status, { ...head, 'content-length': Buffer.byteLength(body) }).end(body);
+  });
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    const { status, head, body } = problem(405, 'CONNECT is not supported: this is an HTTP API, not a proxy');
+    const headers = Object.entries({ ...head, allow: 'GET, HEAD, POST, PUT, PATCH, DELETE', 'content-length': Buffer.byteLength(body) }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}\r\n${body}`);
+  });
 }
 
 /** Deeper than any body of API.md (a JSON schema in `response_format` included) needs. */
