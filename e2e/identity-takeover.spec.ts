@@ -76,12 +76,14 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect(joined.body).toMatchObject({ orgId, role: 'member' });
   });
 
-  it("resetting the password of a never-verified account ends the API keys its registrant made (a squatted address)", async () => {
+  it("resetting the password of a never-verified account ends the API keys its registrant made (a squatted address) and restores the EU-only default", async () => {
     // Someone registers the address before its owner does and keeps an API key for its private workspace.
     const squatter = await register('victim@takeover.example.eu');
     const key = await http.post('/v1/me/api-keys', { name: 'backdoor', workspace: 'private' }, squatter.accessToken);
     expect(key.status).toBe(201);
     expect((await http.get('/v1/me', key.body.key)).status).toBe(200);
+    // And lets the account's prompts leave the EU.
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, squatter.accessToken)).status).toBe(200);
 
     // The owner of the address takes the account over through the reset link mailed to them.
     expect((await http.post('/v1/auth/password/forgot', { email: 'victim@takeover.example.eu' })).status).toBe(202);
@@ -93,7 +95,10 @@ describe('identity: no way back in for someone who was shown out', () => {
     const owner = await http.post('/v1/auth/login', { email: 'victim@takeover.example.eu', password: 'Meine eigene Wiese 2027' });
     expect(owner.status).toBe(200);
     expect((await http.get('/v1/me/api-keys', owner.body.accessToken)).body.data).toEqual([]);
-    expect((await http.get('/v1/me', owner.body.accessToken)).body.emailVerified).toBe(true);
+    const me = (await http.get('/v1/me', owner.body.accessToken)).body;
+    expect({ emailVerified: me.emailVerified, restrictToEu: me.settings.restrictToEu }).toEqual({ emailVerified: true, restrictToEu: true });
+    // The owner's sign-in answer, carrying their tokens, is kept by no cache.
+    expect(owner.headers.get('cache-control')).toBe('no-store');
   });
 
   it("erasing one's data in an organisation's workspace deletes the keys for it, so a later invitation does not revive them", async () => {

@@ -47,6 +47,9 @@
     if (wrong?.field === 'password' && /at least/.test(wrong.message ?? '')) return SHORT_PASSWORD;
     if (wrong?.field === 'password' && /at most/.test(wrong.message ?? '')) return LONG_PASSWORD;
     if (wrong) return FIELDS[wrong.field];
+    if (page === 'verify' && err.status === 400) {
+      return both('Dieser Link gilt nicht (mehr). Haben Sie ihn schon einmal benutzt, ist Ihre Adresse bestätigt: melden Sie sich einfach an.', 'This link is not (or no longer) valid. If you used it before, your address is confirmed: just sign in.');
+    }
     if (fields.includes('token') || (err.status === 400 && page !== 'download')) return page === 'invite' ? both('Diese Einladung ist ungültig, abgelaufen oder schon angenommen.', 'This invitation is invalid, has expired or was accepted already.') : LINK_INVALID;
     if (page === 'invite' && err.status === 403) return both('Diese Einladung ging an eine andere E-Mail-Adresse.', 'This invitation was sent to another e-mail address.');
     if (page === 'download') {
@@ -82,19 +85,11 @@
   const signIn = async ({ email, password }) => (await call('/v1/auth/login', { email, password })).accessToken;
 
   const pages = {
-    verify: async () => {
-      try {
+    verify: () =>
+      onSubmit(async () => {
         await call('/v1/auth/verify-email', { token });
-        say(both('Ihre E-Mail-Adresse ist bestätigt.', 'Your e-mail address is confirmed.'), true);
-      } catch (err) {
-        say(
-          err instanceof Refused && err.status === 400
-            ? both('Dieser Link gilt nicht (mehr). Haben Sie ihn schon einmal geöffnet, ist Ihre Adresse bestätigt: melden Sie sich einfach an.', 'This link is not (or no longer) valid. If you opened it before, your address is confirmed: just sign in.')
-            : explain(err, 'verify'),
-          false,
-        );
-      }
-    },
+        return both('Ihre E-Mail-Adresse ist bestätigt.', 'Your e-mail address is confirmed.');
+      }),
     reset: () =>
       onSubmit(async ({ password }) => {
         await call('/v1/auth/password/reset', { token, password });

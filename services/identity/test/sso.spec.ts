@@ -302,21 +302,25 @@ describe('identity single sign-on against a local OpenID provider', () => {
     expect(new Set(pairs.map((p) => p.refreshToken)).size).toBe(urls.length);
   });
 
-  it('takes over an unverified account with the address for its owner: the registrant\'s password, sessions and API keys end', async () => {
+  it('takes over an unverified account with the address for its owner: the registrant\'s password, sessions and API keys end, and its settings are the defaults again', async () => {
     // Someone registered the address first (never verified) and kept a password, a session and an API key.
     const password = 'Vorher registriert 2026';
     const squatter = await rpc.call(IdentityRpc.register, { email: 'lena.vogel@example.eu', password, firstName: 'Lena', lastName: 'Vogel' });
     const actor = { userId: squatter.user.id, platformRoles: [] };
     const key = await rpc.call(IdentityRpc.createApiKey, { name: 'backdoor', workspace: 'private' }, { actor });
+    await rpc.call(IdentityRpc.updateSettings, { restrictToEu: false }, { actor });
 
     const { pair } = await signIn('sub-lena');
     expect(decodeJwt(pair.accessToken).sub).toBe(squatter.user.id);
     await expect(rpc.call(IdentityRpc.login, { email: 'lena.vogel@example.eu', password })).rejects.toMatchObject({ status: 401 });
     await expect(rpc.call(IdentityRpc.refresh, { refreshToken: squatter.refreshToken })).rejects.toMatchObject({ status: 401 });
     await expect(rpc.call(IdentityRpc.verifyApiKey, { key: key.key })).rejects.toMatchObject({ status: 401 });
-    const [user] = await env.sql(`SELECT email_verified_at, password_hash FROM identity.users WHERE id = $1`, [squatter.user.id]);
+    const [user] = await env.sql(`SELECT email_verified_at, password_hash, restrict_to_eu FROM identity.users WHERE id = $1`, [squatter.user.id]);
     expect(user.email_verified_at).not.toBeNull();
     expect(user.password_hash).toBeNull();
+    // The registrant's choice to let prompts leave the EU was never the owner's: the default is back, and chat hears of it.
+    expect(user.restrict_to_eu).toBe(true);
+    await lastEvent(env, 'identity.user.settings-changed', (e: { data: { userId: string; restrictToEu: boolean } }) => e.data.userId === squatter.user.id && e.data.restrictToEu);
     // The owner's own sign-in goes on working.
     await expect(rpc.call(IdentityRpc.refresh, { refreshToken: pair.refreshToken })).resolves.toMatchObject({ tokenType: 'Bearer' });
   });

@@ -1,4 +1,4 @@
-import { Controller, Get, Headers, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
+import { Controller, Get, Header, Headers, HttpCode, Inject, Param, Post, Req, Res } from '@nestjs/common';
 import { ApiHeader, ApiResponse, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -20,6 +20,9 @@ import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { JwksCache } from '../auth/jwks-cache.service.js';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
+/** Answers that carry tokens are stored by no cache, nor a browser's history (RFC 6749 §5.1). */
+const TOKENS_UNCACHED = 'no-store';
+
 @ApiTags('auth')
 @Controller()
 @Public()
@@ -31,6 +34,7 @@ export class AuthController {
   ) {}
 
   @Post('v1/auth/register')
+  @Header('cache-control', TOKENS_UNCACHED)
   @ApiHeader({ name: 'accept-language', required: false, description: "the mails' language when the body names no locale (de or en)" })
   @AuthRateLimited()
   @BodySchema(registerInput)
@@ -48,6 +52,7 @@ export class AuthController {
   }
 
   @Post('v1/auth/login')
+  @Header('cache-control', TOKENS_UNCACHED)
   @HttpCode(200)
   @AuthRateLimited()
   @BodySchema(loginInput)
@@ -56,6 +61,7 @@ export class AuthController {
   }
 
   @Post('v1/auth/refresh')
+  @Header('cache-control', TOKENS_UNCACHED)
   @HttpCode(200)
   @BodySchema(refreshInput)
   refresh(@ValidBody(refreshInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
@@ -96,6 +102,7 @@ export class AuthController {
 
   /** The provider redirects back here; answers the token pair. */
   @Get('v1/auth/sso/:provider/callback')
+  @Header('cache-control', TOKENS_UNCACHED)
   ssoCallback(@Param('provider') provider: string, @Req() req: FastifyRequest, @RequestMetaParam() meta: RequestMeta) {
     // The URL the provider redirected to, as registered there: public base + path + query.
     const callbackUrl = new URL(req.url, this.config.PUBLIC_BASE_URL);

@@ -36,7 +36,15 @@ export const PAGES: Record<string, Page> = {
     kind: 'home',
     body: '<p>Ally läuft. Die API ist unter <a href="/docs">/docs</a> beschrieben.</p><p lang="en">Ally is running. The API is described at <a href="/docs">/docs</a>.</p>',
   },
-  '/verify-email': { title: 'E-Mail bestätigen · Confirm your e-mail', kind: 'verify', body: result },
+  // A click confirms, not the page opening: a mail scanner that opens links (and runs their scripts) confirms nothing.
+  '/verify-email': {
+    title: 'E-Mail bestätigen · Confirm your e-mail',
+    kind: 'verify',
+    body:
+      `<p>${both('Haben Sie dieses Konto bei Ally angelegt? Dann bestätigen Sie Ihre Adresse; sonst schließen Sie diese Seite einfach.', 'Did you create this Ally account? Then confirm your address; otherwise just close this page.')}</p>` +
+      form('', both('Adresse bestätigen', 'Confirm my address')) +
+      result,
+  },
   '/reset-password': {
     title: 'Neues Passwort · New password',
     kind: 'reset',

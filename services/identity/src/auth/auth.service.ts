@@ -8,6 +8,7 @@ import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { preferredLocale } from '../common/accept-language.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
+import { restoreOwnerDefaults } from '../users/owner-defaults.js';
 import { OrgsService } from '../orgs/orgs.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { SessionsService } from '../sessions/sessions.service.js';
@@ -128,8 +129,12 @@ export class AuthService {
       );
       await this.sessions.revokeAllForUser(em, userId, 'password reset');
       // Until now nobody had proved control of the address: whoever registered it may not be its owner
-      // (an account squatted before its owner signed up). Their API keys go with their password and sessions.
-      if (!user.emailVerifiedAt) await this.apiKeys.revokeAllForUser(em, userId);
+      // (an account squatted before its owner signed up). Their API keys go with their password and sessions,
+      // and the owner starts from the defaults.
+      if (!user.emailVerifiedAt) {
+        await this.apiKeys.revokeAllForUser(em, userId);
+        await restoreOwnerDefaults(em, this.outbox, user);
+      }
     });
   }
 

@@ -7,6 +7,7 @@ import { isForeignKeyViolation, isUniqueViolation } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
+import { restoreOwnerDefaults } from '../users/owner-defaults.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { UserEntity } from '../users/user.entity.js';
@@ -165,6 +166,7 @@ export class SsoService {
     await em.getRepository(UserEntity).update({ id: user.id }, { emailVerifiedAt, passwordHash: null });
     await this.sessions.revokeAllForUser(em, user.id, 'address proven by single sign-on');
     await this.apiKeys.revokeAllForUser(em, user.id);
+    await restoreOwnerDefaults(em, this.outbox, user);
     await this.outbox.append(
       em,
       'identity.user.verified',

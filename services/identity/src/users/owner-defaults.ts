@@ -1,0 +1,21 @@
+import type { EntityManager } from 'typeorm';
+import type { IdentityOutbox } from '../common/identity-outbox.js';
+import { UserEntity } from './user.entity.js';
+
+/**
+ * What a registrant chose before anyone proved control of the address does not
+ * bind the owner who proves it now (a password reset, a single sign-on): the
+ * EU-only default comes back, or the owner's prompts could leave the EU on a
+ * squatter's choice. Chat hears of it as of any change of the setting.
+ */
+export async function restoreOwnerDefaults(em: EntityManager, outbox: IdentityOutbox, user: UserEntity): Promise<void> {
+  if (user.restrictToEu) return;
+  await em.getRepository(UserEntity).update({ id: user.id }, { restrictToEu: true });
+  user.restrictToEu = true;
+  await outbox.append(
+    em,
+    'identity.user.settings-changed',
+    { userId: user.id, restrictToEu: true, email: user.email, firstName: user.firstName, locale: user.locale },
+    { subject: { userId: user.id } },
+  );
+}
