@@ -485,6 +485,18 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect((await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [id])).length).toBe(1);
   });
 
+  it('opens an organisation\'s chat to a new member from the moment the acceptance answers, also after they were turned away from it', async () => {
+    const org = (await http.post('/v1/orgs', { name: 'Fischer Neuzugang GmbH' }, token)).body;
+    // The owner confirmed their address in the test before (an owner must, to invite).
+    const invite = await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'nele@example.eu', role: 'member' }, token);
+    const nele = (await http.post('/v1/auth/register', { email: 'nele@example.eu', password: PASSWORD, firstName: 'Nele', lastName: 'Neu' })).body;
+    // Before joining, a stranger to it: enough refusals that chat stops asking identity about her for a while.
+    for (let i = 0; i < 6; i++) expect((await http.get(`/v1/conversations?workspace=${org.id}`, nele.accessToken)).status).toBe(404);
+    const invitation = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.body.id);
+    expect((await http.post('/v1/invitations/accept', { token: invitation.data.token }, nele.accessToken)).status).toBe(200);
+    expect((await http.post('/v1/conversations', { workspace: org.id }, nele.accessToken)).status).toBe(201);
+  });
+
   it('says why no model can be used when an organisation allows only models without an EU deployment for a user restricted to the EU', async () => {
     const lotte = (await http.post('/v1/auth/register', { email: 'lotte@example.eu', password: PASSWORD, firstName: 'Lotte', lastName: 'Krüger' })).body.accessToken as string;
     const org = (await http.post('/v1/orgs', { name: 'Nur Übersee GmbH' }, lotte)).body;

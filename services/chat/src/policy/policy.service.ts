@@ -146,14 +146,17 @@ export class PolicyService {
   }
 
   /**
-   * The caller just changed their settings at identity: the replica takes
-   * identity's answer now rather than when the event arrives, so a message
-   * sent right after `restrictToEu` was switched on cannot leave the EU.
+   * The caller just changed their settings or joined an organisation at
+   * identity: the replica takes identity's answer now rather than when the
+   * event arrives, so a message sent right after `restrictToEu` was switched
+   * on cannot leave the EU, and one to the new organisation finds it.
    */
   async refreshUser(actor: Actor): Promise<void> {
     await this.fetchMe(actor, 'current').catch(() => {
       throw new ProblemError(503, 'The identity service is not available');
     });
+    // What they were not a member of a moment ago (an organisation they just joined) is asked for again.
+    this.misses.delete(actor.userId);
   }
 
   /** As `refreshUser`, for an organisation's policy an admin of it just changed. */

@@ -49,8 +49,11 @@ export class OrgsController {
   @Post('v1/invitations/accept')
   @HttpCode(200)
   @BodySchema(acceptInvitationInput)
-  accept(@ValidBody(acceptInvitationInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(IdentityRpc.acceptInvitation, body as any, { actor, meta });
+  async accept(@ValidBody(acceptInvitationInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    const membership = await this.rpc.call(IdentityRpc.acceptInvitation, body as any, { actor, meta });
+    // The new member's first request to the organisation's chat finds them a member.
+    await this.chatPolicy.afterChange(actor, meta);
+    return membership;
   }
 
   @Delete('v1/orgs/:orgId/members/:userId')
