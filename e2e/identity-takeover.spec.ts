@@ -76,6 +76,34 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect(joined.body).toMatchObject({ orgId, role: 'member' });
   });
 
+  it('an invitation sent to a wrong address can be taken back: the owner and admins list the open ones and revoke one, whose link then fails', async () => {
+    const owner = await register('inviter@takeover.example.eu', { organizationName: 'Rückruf GmbH' });
+    const orgId = owner.user.memberships[0].orgId;
+    await confirmEmail(env, owner.user.id);
+    const wrongToken = await invite(orgId, 'wrong-person@takeover.example.eu', 'admin', owner.accessToken);
+    await invite(orgId, 'right-person@takeover.example.eu', 'member', owner.accessToken);
+
+    const open = await http.get(`/v1/orgs/${orgId}/invitations?limit=1`, owner.accessToken);
+    expect(open.status).toBe(200);
+    expect(open.body.data).toEqual([expect.objectContaining({ orgId, email: 'right-person@takeover.example.eu', role: 'member', invitedBy: owner.user.id })]);
+    const rest = await http.get(`/v1/orgs/${orgId}/invitations?limit=1&cursor=${open.body.nextCursor}`, owner.accessToken);
+    const wrong = rest.body.data[0];
+    expect(wrong).toMatchObject({ email: 'wrong-person@takeover.example.eu', role: 'admin' });
+    expect(rest.body.nextCursor).toBeNull();
+
+    // A member may neither see nor revoke them; a stranger does not even see the organisation.
+    const member = await register('member@takeover.example.eu');
+    expect((await http.post('/v1/invitations/accept', { token: await invite(orgId, 'member@takeover.example.eu', 'member', owner.accessToken) }, member.accessToken)).status).toBe(200);
+    expectProblem(await http.get(`/v1/orgs/${orgId}/invitations`, member.accessToken), 403);
+    expectProblem(await http.delete(`/v1/orgs/${orgId}/invitations/${wrong.id}`, member.accessToken), 403);
+
+    expect((await http.delete(`/v1/orgs/${orgId}/invitations/${wrong.id}`, owner.accessToken)).status).toBe(204);
+    expectProblem(await http.delete(`/v1/orgs/${orgId}/invitations/${wrong.id}`, owner.accessToken), 404);
+    const wrongPerson = await register('wrong-person@takeover.example.eu');
+    expectProblem(await http.post('/v1/invitations/accept', { token: wrongToken }, wrongPerson.accessToken), 400, ['token']);
+    expect((await http.get(`/v1/orgs/${orgId}/invitations`, owner.accessToken)).body.data.map((i: { email: string }) => i.email)).toEqual(['right-person@takeover.example.eu']);
+  });
+
   it("resetting the password of a never-verified account ends the API keys its registrant made (a squatted address) and restores the EU-only default", async () => {
     // Someone registers the address before its owner does and keeps an API key for its private workspace.
     const squatter = await register('victim@takeover.example.eu');

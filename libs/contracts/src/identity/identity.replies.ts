@@ -78,6 +78,13 @@ export interface Invitation {
   expiresAt: string;
 }
 
+/** An invitation nobody accepted yet and still valid, as its organisation's owners and admins see it. */
+export interface PendingInvitation extends Invitation {
+  createdAt: string;
+  /** Who sent it (null once they were erased). */
+  invitedBy: string | null;
+}
+
 export interface ApiKeyIdentity {
   userId: string;
   workspace: string;

@@ -51,5 +51,7 @@ export const IdentityRpc = {
   removeMember: rpc<void>()('ally.rpc.identity.member.remove', s.removeMemberInput),
   createInvitation: rpc<r.Invitation>()('ally.rpc.identity.invitation.create', s.createInvitationInput),
   acceptInvitation: rpc<r.Membership>()('ally.rpc.identity.invitation.accept', s.acceptInvitationInput),
+  listInvitations: rpc<r.Page<r.PendingInvitation>>()('ally.rpc.identity.invitation.list', s.listInvitationsInput),
+  revokeInvitation: rpc<null>()('ally.rpc.identity.invitation.revoke', s.revokeInvitationInput),
   updateOrgPolicy: rpc<r.OrgPolicy>()('ally.rpc.identity.org.policy.update', s.updateOrgPolicyInput),
 } as const;

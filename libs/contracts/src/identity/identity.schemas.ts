@@ -104,6 +104,8 @@ export const listMembersInput = z.strictObject({ orgId: idSchema('must be a vali
 export const invitationBody = z.strictObject({ email: emailSchema, role: z.enum(['admin', 'member']) });
 export const createInvitationInput = invitationBody.extend({ orgId: idSchema('must be a valid organisation id') });
 export const acceptInvitationInput = z.strictObject({ token: tokenSchema });
+export const listInvitationsInput = z.strictObject({ orgId: idSchema('must be a valid organisation id'), ...pageParams });
+export const revokeInvitationInput = z.strictObject({ orgId: idSchema('must be a valid organisation id'), invitationId: idSchema('must be a valid invitation id') });
 export const removeMemberInput = z.strictObject({
   orgId: idSchema('must be a valid organisation id'),
   userId: idSchema('must be a valid user id'),

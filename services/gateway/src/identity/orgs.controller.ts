@@ -1,7 +1,7 @@
 import { Controller, Delete, Get, HttpCode, Patch, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { z } from 'zod';
-import { acceptInvitationInput, createOrgInput, IdentityRpc, invitationBody, listMembersInput, orgPolicyBody, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { acceptInvitationInput, createOrgInput, IdentityRpc, invitationBody, listInvitationsInput, listMembersInput, orgPolicyBody, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
@@ -44,6 +44,20 @@ export class OrgsController {
     @RequestMetaParam() meta: RequestMeta,
   ) {
     return this.rpc.call(IdentityRpc.createInvitation, { orgId, ...body }, { actor, meta });
+  }
+
+  /** Invitations still open, newest first (owners and admins). */
+  @Get('v1/orgs/:orgId/invitations')
+  @QuerySchema(listInvitationsInput, { omit: ['orgId'] })
+  invitations(@UuidParam('orgId') orgId: string, @Query() query: Record<string, unknown>, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.listInvitations, parseInput(listInvitationsInput, { ...query, orgId }, 'query'), { actor, meta });
+  }
+
+  /** Takes back an invitation nobody accepted yet: its link stops working (owners and admins). */
+  @Delete('v1/orgs/:orgId/invitations/:invitationId')
+  @HttpCode(204)
+  async revokeInvitation(@UuidParam('orgId') orgId: string, @UuidParam('invitationId') invitationId: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(IdentityRpc.revokeInvitation, { orgId, invitationId }, { actor, meta });
   }
 
   @Post('v1/invitations/accept')

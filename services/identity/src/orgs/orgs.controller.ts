@@ -33,6 +33,19 @@ export class OrgsController {
     return this.orgs.accept(actorOf(req), parseInput(IdentityRpc.acceptInvitation.input, req.input).token);
   }
 
+  @MessagePattern(IdentityRpc.listInvitations.subject)
+  invitations(@Payload() req: RpcRequest) {
+    const { orgId, limit, cursor } = parseInput(IdentityRpc.listInvitations.input, req.input, 'query');
+    return this.orgs.invitations(actorOf(req), orgId, limit, cursor);
+  }
+
+  @MessagePattern(IdentityRpc.revokeInvitation.subject)
+  async revokeInvitation(@Payload() req: RpcRequest) {
+    const { orgId, invitationId } = parseInput(IdentityRpc.revokeInvitation.input, req.input);
+    await this.orgs.revokeInvitation(actorOf(req), orgId, invitationId);
+    return null;
+  }
+
   @MessagePattern(IdentityRpc.removeMember.subject)
   async remove(@Payload() req: RpcRequest) {
     const { orgId, userId } = parseInput(IdentityRpc.removeMember.input, req.input);

@@ -15,6 +15,7 @@ import {
   type OrgRole,
   type Organization,
   type Page,
+  type PendingInvitation,
   type RequestMeta,
   type updateOrgPolicyInput,
 } from '@ally/contracts';
@@ -152,6 +153,49 @@ export class OrgsService {
         { subject: { orgId: org.id, userId: actor.userId } },
       );
       return { id: invitation.id, orgId: org.id, email: input.email, role: input.role, expiresAt: invitation.expiresAt.toISOString() };
+    });
+  }
+
+  /** Invitations still open (not accepted, not expired), newest first, a page at a time: for owners and admins. */
+  async invitations(actor: Actor, orgId: string, limit: number, cursor?: string): Promise<Page<PendingInvitation>> {
+    const membership = await this.membershipOf(actor.userId, orgId);
+    if (!managesOrg(membership.role)) throw new ProblemError(403, 'Only owners and admins see the invitations');
+    const after = decodeCursor(cursor);
+    const params: unknown[] = [orgId];
+    let keyset = '';
+    if (after) {
+      params.push(after.at, after.id);
+      keyset = ` AND (date_trunc('milliseconds', created_at), id) < ($2::timestamptz, $3::uuid)`;
+    }
+    const rows: { id: string; email: string; role: 'admin' | 'member'; invited_by: string | null; created_at: Date; expires_at: Date }[] = await this.ds.query(
+      `SELECT id, email, role, invited_by, created_at, expires_at FROM invitations
+        WHERE org_id = $1 AND accepted_at IS NULL AND expires_at > now()${keyset}
+        ORDER BY date_trunc('milliseconds', created_at) DESC, id DESC
+        LIMIT ${limit + 1}`,
+      params,
+    );
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [new Date(r.created_at), r.id]);
+    return {
+      data: page.map((r) => ({
+        id: r.id,
+        orgId,
+        email: r.email,
+        role: r.role,
+        invitedBy: r.invited_by,
+        createdAt: new Date(r.created_at).toISOString(),
+        expiresAt: new Date(r.expires_at).toISOString(),
+      })),
+      nextCursor,
+    };
+  }
+
+  /** Takes back an invitation nobody accepted (sent to a wrong address, say): its link stops working. */
+  async revokeInvitation(actor: Actor, orgId: string, invitationId: string): Promise<void> {
+    await this.ds.transaction(async (em) => {
+      const membership = await this.membershipOf(actor.userId, orgId, em, 'pessimistic_read');
+      if (!managesOrg(membership.role)) throw new ProblemError(403, 'Only owners and admins can revoke invitations');
+      const [, revoked] = await em.query(`DELETE FROM invitations WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL`, [invitationId, orgId]);
+      if (!revoked) throw new ProblemError(404, 'No open invitation of this organisation has this id');
     });
   }
 
