@@ -69,18 +69,29 @@ async function preflight() {
   }
 }
 
+/** A connection to NATS at `url` with the credentials the environment names. */
+const natsAs = (name, url = natsUrl) =>
+  connectNats({
+    servers: url.split(','),
+    name,
+    user: process.env.NATS_USER || undefined,
+    pass: process.env.NATS_PASSWORD || undefined,
+    authenticator: process.env.NATS_CREDS ? credsAuthenticator(readFileSync(process.env.NATS_CREDS)) : undefined,
+    timeout: 3_000,
+  });
+
+/** A client of the Postgres server (its `postgres` database), as the admin role: for what is the server's, not one database's. */
+function serverClient() {
+  const server = new URL(adminUrl);
+  server.pathname = '/postgres';
+  return new pg.Client({ connectionString: server.href });
+}
+
 /** 'on', 'off' (a server without -js), or why NATS could not be asked. */
 async function jetStreamOf(url) {
   let nc;
   try {
-    nc = await connectNats({
-      servers: url.split(','),
-      name: 'ally-start-preflight',
-      user: process.env.NATS_USER || undefined,
-      pass: process.env.NATS_PASSWORD || undefined,
-      authenticator: process.env.NATS_CREDS ? credsAuthenticator(readFileSync(process.env.NATS_CREDS)) : undefined,
-      timeout: 3_000,
-    });
+    nc = await natsAs('ally-start-preflight', url);
     const reply = await nc.request('$JS.API.INFO', '', { timeout: 3_000 });
     return reply.json().error ? 'off' : 'on';
   } catch (err) {
@@ -92,9 +103,7 @@ async function jetStreamOf(url) {
 }
 
 async function ensureDatabase() {
-  const server = new URL(adminUrl);
-  server.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: server.href });
+  const client = serverClient();
   try {
     await client.connect();
     const found = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
@@ -174,9 +183,7 @@ const mainOf = (service) => join(root, 'services', service.name, 'dist', 'main.j
  * the services' roles, the JetStream streams), as on a machine that never ran Ally.
  */
 async function forgetEarlierStarts() {
-  const server = new URL(adminUrl);
-  server.pathname = '/postgres';
-  const client = new pg.Client({ connectionString: server.href });
+  const client = serverClient();
   try {
     await client.connect();
     await client.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`);
@@ -191,13 +198,7 @@ async function forgetEarlierStarts() {
   } finally {
     await client.end().catch(() => undefined);
   }
-  const nc = await connectNats({
-    servers: natsUrl.split(','),
-    name: 'ally-start-fresh',
-    user: process.env.NATS_USER || undefined,
-    pass: process.env.NATS_PASSWORD || undefined,
-    authenticator: process.env.NATS_CREDS ? credsAuthenticator(readFileSync(process.env.NATS_CREDS)) : undefined,
-  });
+  const nc = await natsAs('ally-start-fresh');
   try {
     for (const stream of ['ALLY_EVENTS', 'ALLY_EVENTS_DLQ']) {
       const answer = (await nc.request(`$JS.API.STREAM.DELETE.${stream}`, '', { timeout: 3_000 })).json();
