@@ -156,6 +156,23 @@ describe('retention policies, runs and legal holds', () => {
     }
   });
 
+  it('counts what the slices before a failing one deleted', async () => {
+    const before = fakes.handlerOf('identity', 'retention');
+    let slices = 0;
+    fakes.on('identity', 'retention', (input) =>
+      ++slices === 1
+        ? { service: 'identity', results: input.categories.map((c: { category: string }) => ({ category: c.category, affected: 4, complete: false })) }
+        : { problem: { type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'database down' } },
+    );
+    try {
+      const run = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['login-audit'] }, { actor: compliance })).id);
+      expect(run).toMatchObject({ status: 'failed', errors: [{ service: 'identity', error: 'database down' }], results: [{ service: 'identity', category: 'login-audit', affected: 4 }] });
+    } finally {
+      if (before) fakes.on('identity', 'retention', before);
+      else fakes.off('identity', 'retention');
+    }
+  });
+
   it('tells the services which users a restriction holds in some workspaces only, and holds everywhere a user also restricted in all', async () => {
     const [scoped, both, org]: string[] = [randomUUID(), randomUUID(), randomUUID()];
     for (const [user, scope] of [[scoped, 'private'], [scoped, org], [both, org], [both, 'all']]) {

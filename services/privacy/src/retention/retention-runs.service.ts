@@ -191,12 +191,13 @@ export class RetentionRunsService {
     await Promise.all(
       services.map(async (service) => {
         const categories = plan.filter((p) => p.service === service).map((p) => ({ category: p.category, retentionDays: p.retentionDays }));
+        /** What the service's slices deleted so far: counted also when a later slice fails. */
+        const affected = new Map(categories.map((c) => [c.category, 0]));
         try {
           if (service === 'privacy') {
             for (const c of categories) results.push({ service, category: c.category, affected: await slice((held) => this.own.purge(c.category, c.retentionDays, held.userIds, run.dry_run, categories)) });
             return;
           }
-          const affected = new Map(categories.map((c) => [c.category, 0]));
           let pending = categories;
           while (pending.length) {
             // The service stops taking batches at the end of the slice (or of the run), and says what went: nothing deleted goes uncounted.
@@ -216,10 +217,10 @@ export class RetentionRunsService {
               break;
             }
           }
-          for (const [category, n] of affected) results.push({ service, category, affected: n });
         } catch (err) {
           errors.push({ service, error: ((err as Error).message ?? String(err)).slice(0, 300) });
         }
+        if (service !== 'privacy') for (const [category, n] of affected) results.push({ service, category, affected: n });
       }),
     );
     await this.ds.query(`UPDATE retention_runs SET held_users = $2 WHERE id = $1`, [id, heldUsers]);
