@@ -63,8 +63,8 @@ describe('billing as an owner meets it by mail: Checkout, renewals, cancellation
       const m = mailsAbout('greta@example.eu', /Abonnement/);
       return m.length ? m : undefined;
     }, 'the subscription mail');
-    // German words for what Stripe calls `active`, and a singular seat.
-    expect(created.textContent).toContain('Ihr Abonnement: Tarif Team, Status aktiv, 1 Platz.');
+    // German words for what Stripe calls `active`, a singular seat, and which workspace it is.
+    expect(created.textContent).toContain('das Abonnement Ihres privaten Arbeitsbereichs: Tarif Team, Status aktiv, 1 Platz.');
     expect(created.htmlContent).toContain('EU-souveräner KI-Assistent');
 
     // Two renewals: each a customer.subscription.updated (a new period, nothing else) and a paid invoice.
@@ -98,11 +98,13 @@ describe('billing as an owner meets it by mail: Checkout, renewals, cancellation
     await stripe.advanceTime(32 * 86_400);
     await waitFor(async () => ((await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status === 'past_due' ? true : undefined), 'past_due');
     await settle();
-    expect(mailsAbout('oliver@example.eu', /Payment for Ally failed/)).toHaveLength(1);
+    const [failed] = mailsAbout('oliver@example.eu', /Payment for Ally failed/);
+    // Which of the owner's subscriptions: the organisation's, by its name.
+    expect(failed.textContent).toContain('the last payment for the Ally subscription of “Oliver Ltd” failed.');
     const changes = mailsAbout('oliver@example.eu', /subscription changed/);
-    expect(changes.map((m) => m.textContent!.match(/your subscription: [^\n]*/)![0])).toEqual([
-      'your subscription: plan Business, status active, 1 seat.',
-      'your subscription: plan Business, status payment overdue, 1 seat.',
+    expect(changes.map((m) => m.textContent!.match(/the subscription of “Oliver Ltd”: [^\n]*/)![0])).toEqual([
+      'the subscription of “Oliver Ltd”: plan Business, status active, 1 seat.',
+      'the subscription of “Oliver Ltd”: plan Business, status payment overdue, 1 seat.',
     ]);
   });
 

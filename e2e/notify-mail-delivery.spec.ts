@@ -210,10 +210,19 @@ describe('notify: mail through Brevo, driven by events', () => {
     const publish = (type: string, data: unknown) => publishEvent(env, createEnvelope({ type, source: type.split('.')[0], data }));
     await publish('billing.subscription.changed', { workspace: org.id, plan: 'team', status: 'active', seats: 4, ownerEmail: null, locale: 'de' });
     await publish('billing.quota.threshold-reached', { workspace: org.id, period: '2026-11', percent: 80, ownerEmail: null, locale: 'de' });
-    await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'owner3@example.eu', firstName: 'Mia', locale: 'en', downloadUntil: new Date().toISOString(), downloadPath: '/privacy/requests/x/download' });
+    await publish('privacy.export.ready', { requestId: randomUUID(), userId: user.id, email: 'owner3@example.eu', firstName: 'Mia', locale: 'en', downloadUntil: '2026-12-13T17:05:19.000Z', downloadPath: '/privacy/requests/x/download' });
     const mails = await mailsTo('owner3@example.eu', 4);
     expect(mails.map((m) => m.subject).sort()).toEqual(['80% of your Ally quota used', 'Please confirm your email address', 'Your Ally subscription changed', 'Your data export is ready']);
-    expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('plan Team, status active, 4 seats');
+    expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('the subscription of “Owner Drei GmbH”: plan Team, status active, 4 seats');
+    expect(mails.find((m) => m.subject === '80% of your Ally quota used')!.textContent).toContain('80% of the token quota of “Owner Drei GmbH” is used');
+    // The package goes at a moment, not at the end of a day.
+    expect(mails.find((m) => m.subject === 'Your data export is ready')!.textContent).toContain('download it until 13 December 2026, 17:05 UTC');
+
+    // An ended subscription is not "cancelled and ends on …" any more.
+    await publish('billing.subscription.changed', { workspace: org.id, plan: 'team', status: 'canceled', seats: 4, cancelAtPeriodEnd: true, currentPeriodEnd: '2027-01-06T00:00:00.000Z', ownerEmail: null, locale: 'de' });
+    const [ended] = (await mailsTo('owner3@example.eu', 5)).filter((m) => m.subject === 'Your Ally subscription changed' && /ended/.test(m.textContent!));
+    expect(ended.textContent).toContain('status ended, 4 seats.');
+    expect(ended.textContent).not.toContain('It is cancelled');
   });
 
   it('erases a subject whose mail is in flight after that mail, and mails them nothing from events still in the stream', async () => {
@@ -267,5 +276,35 @@ describe('notify: mail through Brevo, driven by events', () => {
     await new Promise((r) => setTimeout(r, 2_500));
     expect(brevo.mails(email)).toEqual([]);
     expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE id = $1`, [invitation.id])).toEqual([]);
+  });
+
+  it('sends no invitation naming an inviter erased since: not one waiting for a retry, nor one from an event still in the stream', async () => {
+    const inviterEmail = `ina-${randomUUID().slice(0, 8)}@example.eu`;
+    const inviter = await registerConfirmed(inviterEmail, 'de');
+    // Their own mails (verification, welcome) out first: the refused send below is the invitation.
+    await mailsTo(inviterEmail, 2);
+    const actor = { userId: inviter.user.id, platformRoles: [] as [] };
+    const org = await rpc.call(IdentityRpc.createOrg, { name: 'Ina KG' }, { actor });
+    const invitee = `fremd-${randomUUID().slice(0, 8)}@example.eu`;
+    // Brevo refuses the first send for a while: the invitation waits for its retry.
+    brevo.failNext({ status: 503, times: 1, retryAfterSeconds: 2 });
+    const invitation = await rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email: invitee, role: 'member' }, { actor });
+    await waitFor(
+      async () => ((await env.sql(`SELECT 1 FROM notify.deliveries WHERE template = 'invitation' AND status = 'pending' AND attempts > 0 AND about_user_id = $1`, [inviter.user.id])).length ? true : undefined),
+      'the invitation to wait for its retry',
+    );
+    const [created] = await env.sql<{ payload: { data: unknown; subject: unknown } }>(
+      `SELECT payload FROM identity.outbox WHERE type = 'identity.invitation.created' AND payload->'data'->>'invitationId' = $1`,
+      [invitation.id],
+    );
+    const erased = await rpc.call(privacyRpcs('notify').erase, { userId: inviter.user.id, scope: 'all' }, { timeoutMs: 10_000 });
+    expect(erased.affected['delivery-log']).toBeGreaterThanOrEqual(2);
+    // The same event once more (as from the stream, after the erasure): it names the inviter, so it mails nobody.
+    const again = createEnvelope({ type: 'identity.invitation.created', source: 'identity', data: created.payload.data, subject: created.payload.subject as { userId: string } });
+    await publishEvent(env, again);
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.inbox WHERE event_id = $1`, [again.id])).length ? true : undefined), 'the repeated event to be consumed');
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(brevo.mails(invitee)).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE about_user_id = $1 OR user_id = $1`, [inviter.user.id])).toEqual([]);
   });
 });

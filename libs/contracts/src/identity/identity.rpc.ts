@@ -26,7 +26,7 @@ export const IdentityRpc = {
   forgotPassword: rpc<void>()('ally.rpc.identity.password.forgot', s.forgotPasswordInput, { authenticated: false }),
   resetPassword: rpc<void>()('ally.rpc.identity.password.reset', s.resetPasswordInput, { authenticated: false }),
   /** Internal (notify): whom to mail about a billing workspace — an organisation's owners, or the user of `private:<id>`. */
-  contacts: rpc<{ contacts: r.Contact[] }>()(
+  contacts: rpc<{ contacts: r.Contact[]; /** The organisation's name, for an organisation. */ organisation?: string }>()(
     'ally.rpc.identity.contact.list',
     z.strictObject({ workspace: z.string().regex(/^(private:)?[0-9a-f-]{36}$/, 'must be an organisation id or private:<user id>') }),
     { authenticated: false },

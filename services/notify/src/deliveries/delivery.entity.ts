@@ -12,6 +12,8 @@ export class DeliveryEntity {
   @Column('uuid', { name: 'user_id', nullable: true }) userId!: string | null;
   /** The organisation the mail is about; null for the account's own (and mails logged before this was kept). */
   @Column('uuid', { name: 'org_id', nullable: true }) orgId!: string | null;
+  /** Whom the mail is about when not its recipient (the inviter an invitation names): their erasure takes it. */
+  @Column('uuid', { name: 'about_user_id', nullable: true }) aboutUserId!: string | null;
   @Column('text', { nullable: true }) recipient!: string | null;
   @Column('text', { name: 'recipient_hash' }) recipientHash!: string;
   @Column('jsonb', { nullable: true }) variables!: Record<string, unknown> | null;

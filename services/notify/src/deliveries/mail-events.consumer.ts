@@ -37,7 +37,8 @@ export class MailEventsConsumer {
     this.maxPerHour = config.NOTIFY_MAX_PER_ADDRESS_PER_HOUR;
     this.capped = new Counter({ name: 'ally_notify_mails_capped_total', help: 'Mails not sent because their address had the most an hour allows', labelNames: ['template'], registers: [registry] });
     this.ctx = {
-      contacts: async (workspace) => (await rpc.call(IdentityRpc.contacts, { workspace }, { timeoutMs: 5_000 })).contacts,
+      owners: (workspace) => rpc.call(IdentityRpc.contacts, { workspace }, { timeoutMs: 5_000 }),
+      contacts: async (workspace) => (await this.ctx.owners(workspace)).contacts,
       complianceEmail: config.COMPLIANCE_EMAIL,
     };
     consumers.register({ durable: 'notify-mail', types: MAIL_EVENT_TYPES, handler: (em, event) => this.handle(em, event) });
@@ -46,8 +47,11 @@ export class MailEventsConsumer {
   async handle(em: EntityManager, event: EventEnvelope): Promise<void> {
     const found = await MAIL_CATALOG[event.type]?.(event, this.ctx);
     const specs = Array.isArray(found) ? found : found ? [found] : [];
+    // Whom the event is about besides its recipients (an invitation names its inviter).
+    const about = event.subject?.userId ?? null;
+    // An event about a subject erased since it was published mails nobody: not them, nor anyone about them.
+    if (specs.length && about && (await isErasedSubject(em, about))) return;
     for (const spec of specs) {
-      // An event about a subject erased since it was published mails nobody.
       if (spec.userId && (await isErasedSubject(em, spec.userId))) continue;
       // A restriction of processing (Art. 18) stops the mails the subject may do without; required ones still go.
       if (spec.userId && !spec.required && (await isRestricted(em, spec.userId, spec.orgId))) {
@@ -61,9 +65,9 @@ export class MailEventsConsumer {
         continue;
       }
       await em.query(
-        `INSERT INTO deliveries (id, event_id, template, locale, user_id, org_id, recipient, recipient_hash, variables, required)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (event_id, template, recipient_hash) DO NOTHING`,
-        [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.orgId ?? null, spec.to, recipientHash, JSON.stringify(spec.variables), spec.required ?? false],
+        `INSERT INTO deliveries (id, event_id, template, locale, user_id, org_id, recipient, recipient_hash, variables, required, about_user_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (event_id, template, recipient_hash) DO NOTHING`,
+        [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.orgId ?? null, spec.to, recipientHash, JSON.stringify(spec.variables), spec.required ?? false, about !== spec.userId ? about : null],
       );
     }
     if (specs.length === 0) return;

@@ -27,6 +27,8 @@ const dataOf = <T extends keyof typeof IdentityEvents>(type: T, e: EventEnvelope
 export interface MailContext {
   /** The owners of an organisation, or the user of `private:<id>` (asked of identity). */
   contacts(workspace: string): Promise<Contact[]>;
+  /** As `contacts`, with the organisation's name for an organisation (a mail to its owners says which workspace). */
+  owners(workspace: string): Promise<{ contacts: Contact[]; organisation?: string }>;
   /** Where mail for the compliance team goes (COMPLIANCE_EMAIL), if configured. */
   complianceEmail?: string;
 }
@@ -35,9 +37,10 @@ type Entry = (event: EventEnvelope, ctx: MailContext) => MailSpec | null | Promi
 
 /** One mail per owner of a billing workspace, each tied to its owner (none once they are erased). */
 async function toOwners(ctx: MailContext, workspace: string, template: string, variables: Record<string, unknown>): Promise<MailSpec[]> {
-  const owners = await ctx.contacts(workspace);
+  const { contacts: owners, organisation } = await ctx.owners(workspace);
   const orgId = workspace.startsWith('private:') ? undefined : workspace;
-  return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: o.userId, orgId, variables: { firstName: o.firstName, ...variables } }));
+  // Which workspace: an owner may pay for their private one and an organisation's (none named: the private one).
+  return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: o.userId, orgId, variables: { firstName: o.firstName, organisation, ...variables } }));
 }
 
 const billingData = <T extends keyof typeof BillingEvents>(type: T, e: EventEnvelope): z.infer<(typeof BillingEvents)[T]> =>
@@ -88,7 +91,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
         userId: d.userId,
         required: true,
         uncapped: true,
-        variables: { firstName: to.firstName, downloadPath: d.downloadPath, downloadUntil: d.downloadUntil.slice(0, 10) },
+        variables: { firstName: to.firstName, downloadPath: d.downloadPath, downloadUntil: d.downloadUntil },
       },
     ];
   },
@@ -112,7 +115,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   'privacy.request.escalated': (e, ctx) => {
     const d = PrivacyEvents['privacy.request.escalated'].parse(e.data);
     if (!ctx.complianceEmail) return null;
-    return { template: 'request-escalated', to: ctx.complianceEmail, locale: 'de', userId: null, required: true, uncapped: true, variables: { ...d, dueAt: d.dueAt.slice(0, 10) } };
+    return { template: 'request-escalated', to: ctx.complianceEmail, locale: 'de', userId: null, required: true, uncapped: true, variables: { ...d } };
   },
   'billing.payment.failed': (e, ctx) => toOwners(ctx, billingData('billing.payment.failed', e).workspace, 'payment-failed', {}),
   'billing.subscription.changed': (e, ctx) => {
@@ -121,7 +124,8 @@ export const MAIL_CATALOG: Record<string, Entry> = {
       plan: d.plan,
       status: d.status,
       seats: d.seats,
-      cancelAtPeriodEnd: d.cancelAtPeriodEnd ?? false,
+      // Once it has ended, "it is cancelled and ends on…" is no news.
+      cancelAtPeriodEnd: (d.cancelAtPeriodEnd ?? false) && d.status !== 'canceled',
       currentPeriodEnd: d.currentPeriodEnd ?? null,
     });
   },

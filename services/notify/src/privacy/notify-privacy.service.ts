@@ -13,7 +13,7 @@ import { erasureMark } from './erasure-mark.js';
  * The subject's mails ($1 user id, $2 their address hashes) about a scope ($3): `all`, the account's own
  * (`private`: no organisation), or one organisation's (its invitation, its billing).
  */
-const SUBJECTS_MAILS_IN_SCOPE = `(user_id = $1 OR recipient_hash = ANY($2::text[])) AND ($3::text = 'all' OR ($3 = 'private' AND org_id IS NULL) OR org_id::text = $3)`;
+const SUBJECTS_MAILS_IN_SCOPE = `(user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])) AND ($3::text = 'all' OR ($3 = 'private' AND org_id IS NULL) OR org_id::text = $3)`;
 
 /** Brevo answers a send within its 15 s timeout; longer than that here and privacy asks again. */
 const SEND_WAIT_MS = 2_000;
@@ -81,7 +81,7 @@ export class NotifyPrivacyService {
     const hashes = contacts.map((c) => hashAddress(c.email));
     const unsent = await this.stopSends(userId, hashes);
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
-    const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
+    const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     await forgetSubjectInOutbox(this.ds, userId);
     return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
@@ -89,7 +89,8 @@ export class NotifyPrivacyService {
 
   /**
    * Deletes the subject's mails that wait (also one a send put back for a
-   * retry, and one to their address that names no user) until none is being sent. FOR UPDATE reads each row as it is now:
+   * retry, one to their address that names no user, and one to someone else
+   * about them: an invitation they sent) until none is being sent. FOR UPDATE reads each row as it is now:
    * one the worker is claiming this moment is read after the claim, as
    * `sending`, and waited for. Privacy retries the step if a send outlasts the
    * wait. Answers how many mails it deleted unsent.
@@ -101,7 +102,7 @@ export class NotifyPrivacyService {
       const sending = await this.ds.transaction(async (em) => {
         const rows: { id: string; sending: boolean }[] = await em.query(
           `SELECT id, status = 'sending' AND updated_at >= now() - ${STALE_SENDING} AS sending
-             FROM deliveries WHERE (user_id = $1 OR recipient_hash = ANY($2::text[])) AND status IN ('pending', 'sending') FOR UPDATE`,
+             FROM deliveries WHERE (user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])) AND status IN ('pending', 'sending') FOR UPDATE`,
           [userId, hashes],
         );
         const waiting = rows.filter((r) => !r.sending).map((r) => r.id);
