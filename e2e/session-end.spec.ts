@@ -64,6 +64,7 @@ describe('an ended session ends its access tokens', () => {
       const res = await http.get('/v1/me', accessToken);
       expectProblem(res, 503);
       expect(res.body.detail).toMatch(/identity service is not available/);
+      expect(res.headers.get('retry-after')).toBe('5');
       // An end is final: the logged-out session's token does not come back to life while identity is away.
       const stillEnded = await http.get('/v1/me', ended.accessToken);
       expectProblem(stillEnded, 401);

@@ -75,7 +75,8 @@ function toProblemError(err: unknown, subject: string): ProblemError | undefined
   if (/max_payload/i.test(message)) return new ProblemError(413, `The request is too large to pass on to the ${service} service`);
   // Nobody answers the subject (the service is down): NATS says "no responders", Nest's client "no subscribers listening".
   if (/no responders|no subscribers listening|503|closed|disconnect|CONNECTION/i.test(message) || (err as { code?: string })?.code === '503') {
-    return new ProblemError(503, `The ${service} service is not available`);
+    // A restart or a reconnect takes seconds: the client hears when asking again makes sense.
+    return new ProblemError(503, `The ${service} service is not available`, { retryAfter: 5 });
   }
   return undefined;
 }

@@ -193,6 +193,26 @@ describe('privacy sagas against services on the wire', () => {
     await expect(download()).rejects.toMatchObject({ status: 410 });
   });
 
+  it('voids the export when a step whose first answer was lost finds nothing the second time (the first attempt erased it), and the tombstone says so', async () => {
+    const ola = user();
+    for (const service of ['identity', 'chat', 'billing', 'notify']) fakes.on(service, 'erase', () => ({ service, affected: { rows: 0 } }));
+    const exported = await request(ola, 'access', 'private');
+    expect((await settled(ola, exported.id)).status).toBe('completed');
+    // chat erases, but its answer never arrives; asked again, it finds nothing left.
+    let chatTries = 0;
+    fakes.on('chat', 'erase', () => (++chatTries % 2 === 1 ? 'silence' : { service: 'chat', affected: { 'chat-history': 0 } }));
+    const erased = await request(ola, 'erasure', 'private');
+    expect((await settled(ola, erased.id)).status).toBe('completed');
+    await expect(rpc.call(PrivacyRpc.download, { id: exported.id, format: 'json' }, { actor: ola })).rejects.toMatchObject({ status: 410 });
+
+    // The whole account, the same way: the tombstone's counts come from the second attempt, and say so.
+    const all = await request(ola, 'erasure');
+    // Once done, the request no longer names them (they cannot read it): it is looked at directly.
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [all.id])).length > 0, 'the erasure to complete', 15_000);
+    const [stone] = await env.sql(`SELECT affected FROM privacy.tombstones WHERE request_id = $1`, [all.id]);
+    expect(stone.affected.chat).toEqual({ 'chat-history': 0, attempts: 2 });
+  });
+
   it('fails a request whose service refuses it as invalid, and tells compliance', async () => {
     const ann = user();
     fakes.on('notify', 'erase', () => ({ problem: { type: 'about:blank', title: 'Bad Request', status: 400, detail: 'scope not supported' } }));

@@ -92,13 +92,21 @@ export class RequestFinalizer {
    * their keys, the user id on past requests, released holds, sent events).
    */
   private async completeErasure(em: EntityManager, req: RequestRow): Promise<void> {
-    const steps: { service: string; result: Record<string, number> | null }[] = await em.query(`SELECT service, result FROM request_steps WHERE request_id = $1 ORDER BY service`, [req.id]);
-    const affected = Object.fromEntries(steps.map((s) => [s.service, s.result ?? {}]));
+    const steps: { service: string; result: Record<string, number> | null; attempts: number }[] = await em.query(
+      `SELECT service, result, attempts FROM request_steps WHERE request_id = $1 ORDER BY service`,
+      [req.id],
+    );
+    // A step tried again counts only what its last attempt found: an earlier one whose answer was lost may have
+    // erased it all. The tombstone says how many attempts its counts come from.
+    const affected: Record<string, Record<string, number>> = Object.fromEntries(
+      steps.map((s) => [s.service, { ...(s.result ?? {}), ...(s.attempts > 1 ? { attempts: s.attempts } : {}) }]),
+    );
     const userId = req.user_id;
     // Decisions and new requests of the subject wait for this (or came before it, and are seen below).
     if (userId) await lockSubjectRequests(em, userId);
-    // An erasure that found nothing (a workspace the subject never used) changes no export.
-    const erasedAny = steps.some((s) => Object.values(s.result ?? {}).some((n) => Number(n) > 0));
+    // An erasure that found nothing (a workspace the subject never used) changes no export; one whose counts may
+    // have been lost with an earlier attempt's answer is taken to have erased something.
+    const erasedAny = steps.some((s) => s.attempts > 1 || Object.values(s.result ?? {}).some((n) => Number(n) > 0));
     if (userId && erasedAny) {
       // Exports whose scope overlaps the erased one (`all` overlaps every scope) may hold what was erased:
       // finished packages are voided with their keys; an export still being collected throws away the
