@@ -36,7 +36,9 @@ export class PrivateNatsServer {
     return `nats://127.0.0.1:${this.port}`;
   }
 
+  /** Starts the server; one already running stays as it is (a second on its port would fail, and leave the first unstopped). */
   async start(extraArgs: string[] = [], opts: PrivateNatsOptions = {}): Promise<void> {
+    if (this.proc && this.proc.exitCode === null && this.proc.signalCode === null) return;
     if (!this.port) this.port = await freePort();
     const config = opts.configFile ? ['-c', opts.configFile] : [];
     const proc = spawn('nats-server', [...config, '-a', '127.0.0.1', '-p', String(this.port), '-js', '-sd', this.storeDir, ...extraArgs], {
