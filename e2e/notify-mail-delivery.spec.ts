@@ -26,7 +26,7 @@ describe('notify: mail through Brevo, driven by events', () => {
       BREVO_WEBHOOK_SECRET: SECRET,
       NOTIFY_RETRY_BASE_MS: '50',
       NOTIFY_POLL_MS: '50',
-      NOTIFY_MAX_ATTEMPTS: '4',
+      NOTIFY_RETRY_MAX_MS: '200',
       PUBLIC_BASE_URL: 'https://app.ally.example',
     }));
     rpc = new RpcClient(await env.nats(), env.prefix);
@@ -96,6 +96,13 @@ describe('notify: mail through Brevo, driven by events', () => {
     await mailsTo('retry@example.eu', 1);
     const delivery = await deliveryOf('verify-email', user.id);
     expect(delivery).toMatchObject({ status: 'sent', attempts: 3 });
+  });
+
+  it('waits out a long Brevo outage (more failed attempts than any fixed number) and sends the mail once Brevo is back', async () => {
+    brevo.failNext({ status: 503, times: 15 });
+    const { user } = await register('outage@example.eu', 'en');
+    await mailsTo('outage@example.eu', 1);
+    expect(await deliveryOf('verify-email', user.id)).toMatchObject({ status: 'sent', attempts: 16 });
   });
 
   it('honours Retry-After on 429', async () => {

@@ -15,9 +15,11 @@ export const notifyConfigSchema = baseConfigSchema
     /** The compliance team's address, for data-subject requests escalated before their due date (required in production). */
     COMPLIANCE_EMAIL: z.email().optional(),
     PUBLIC_BASE_URL: publicBaseUrlSchema,
-    NOTIFY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(50).default(8),
-    /** First retry delay; doubles per attempt (a Retry-After from Brevo wins when longer). */
+    /** First retry delay; doubles per attempt up to NOTIFY_RETRY_MAX_MS (a Retry-After from Brevo wins when longer). */
     NOTIFY_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2_000),
+    NOTIFY_RETRY_MAX_MS: z.coerce.number().int().min(1).default(300_000),
+    /** How long a mail Brevo could not take (5xx, 429, the network) is tried again before it is dead. */
+    NOTIFY_GIVE_UP_HOURS: z.coerce.number().positive().default(24),
     NOTIFY_POLL_MS: z.coerce.number().int().min(10).default(500),
     /**
      * Mails to one address in an hour, required ones included: whoever controls an account (an address

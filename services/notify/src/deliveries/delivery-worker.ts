@@ -14,13 +14,13 @@ const BATCH = 10;
 /** A row left in `sending` this long belongs to a worker that died; it is retried. */
 export const STALE_SENDING = `interval '2 minutes'`;
 
-type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'userId' | 'orgId' | 'recipient' | 'variables' | 'attempts' | 'required'> & { suppressed: boolean };
+type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'userId' | 'orgId' | 'recipient' | 'variables' | 'attempts' | 'required'> & { suppressed: boolean; ageMs: number };
 
 /**
  * Sends pending deliveries through Brevo. Rows are claimed with
  * `FOR UPDATE SKIP LOCKED`, so replicas share the work; 429, 5xx and network
- * errors are retried with exponential backoff (Brevo's Retry-After wins when
- * longer) until NOTIFY_MAX_ATTEMPTS, then the delivery is dead; other
+ * errors are retried with exponential backoff up to NOTIFY_RETRY_MAX_MS (Brevo's
+ * Retry-After wins when longer) for NOTIFY_GIVE_UP_HOURS, then the delivery is dead; other
  * refusals are dead at once. Each attempt carries the delivery's id as Brevo's
  * idempotency key, so a retry of a send Brevo took but answered too late mails
  * no one twice. Once sent, the address and variables are erased
@@ -61,6 +61,7 @@ export class DeliveryWorker extends PacedWorker {
               OR (status = 'sending' AND updated_at < now() - ${STALE_SENDING})
            ORDER BY next_attempt_at LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)
         RETURNING d.id, d.template, d.locale, d.user_id AS "userId", d.org_id AS "orgId", d.recipient, d.variables, d.attempts, d.required,
+                  (extract(epoch FROM now() - d.created_at) * 1000)::float8 AS "ageMs",
                   EXISTS (SELECT 1 FROM suppressions s WHERE s.recipient_hash = d.recipient_hash) AS suppressed`,
     );
     return rows as ClaimedRow[];
@@ -90,8 +91,10 @@ export class DeliveryWorker extends PacedWorker {
       this.mails.inc({ template: row.template, outcome: 'sent' });
       return;
     }
-    if (outcome.retryable && row.attempts < this.config.NOTIFY_MAX_ATTEMPTS) {
-      const backoff = this.config.NOTIFY_RETRY_BASE_MS * 2 ** (row.attempts - 1);
+    // Brevo away (5xx, 429, the network) is waited out for NOTIFY_GIVE_UP_HOURS, not a number of attempts: a mail
+    // accepted during a long outage still goes once Brevo is back.
+    if (outcome.retryable && row.ageMs < this.config.NOTIFY_GIVE_UP_HOURS * 3_600_000) {
+      const backoff = Math.min(this.config.NOTIFY_RETRY_BASE_MS * 2 ** Math.min(row.attempts - 1, 30), this.config.NOTIFY_RETRY_MAX_MS);
       const delayMs = Math.max(backoff, outcome.retryAfterMs ?? 0);
       await this.ds.query(
         `UPDATE deliveries SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now() WHERE id = $1`,
