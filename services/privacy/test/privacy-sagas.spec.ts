@@ -126,6 +126,12 @@ describe('privacy sagas against services on the wire', () => {
     expect((await rpc.call(PrivacyRpc.listRequests, {}, { actor: owner })).data.map((x) => x.id)).toEqual([r.id]);
     await expect(rpc.call(PrivacyRpc.adminListRequests, {}, { actor: owner })).rejects.toMatchObject({ status: 403 });
     expect((await rpc.call(PrivacyRpc.adminListRequests, { status: 'completed' }, { actor: compliance })).data.map((x) => x.id)).toContain(r.id);
+    // Their own request of a kind that makes no package is there, and says so (not "no such request").
+    const restriction = await request(owner, 'restriction');
+    await expect(rpc.call(PrivacyRpc.download, { id: restriction.id, format: 'zip' }, { actor: owner })).rejects.toMatchObject({
+      status: 409,
+      message: 'A restriction request has no export package: only access and portability requests have one',
+    });
   });
 
   it('lets a package expire after its days with its key, audited as every state change is', async () => {

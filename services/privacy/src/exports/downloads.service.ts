@@ -52,7 +52,11 @@ export class DownloadsService {
          FROM requests r LEFT JOIN export_packages p ON p.request_id = r.id WHERE r.id = $1`,
       [id],
     );
-    if (!row || row.user_id !== actor.userId || (row.type !== 'access' && row.type !== 'portability')) throw new PrivacyRequestNotFound();
+    if (!row || row.user_id !== actor.userId) throw new PrivacyRequestNotFound();
+    // Their own request of another kind (an erasure, a restriction): it exists, and makes no package.
+    if (row.type !== 'access' && row.type !== 'portability') {
+      throw new ProblemError(409, `A ${row.type} request has no export package: only access and portability requests have one`);
+    }
     if (row.status === 'failed') throw new ProblemError(409, 'This request failed, so it has no export package; file a new request');
     if (row.status !== 'completed') throw new ExportNotReady();
     // An erasure voids earlier packages and clears their download date; expiry keeps it.
