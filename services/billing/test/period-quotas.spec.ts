@@ -72,7 +72,12 @@ describe('quota of a month', () => {
       [randomUUID(), key, actor.userId, period],
     );
     await quota.refresh();
-    await ds.transaction((em) => alerts.afterUsage(em, key, period, 1_700_000));
+    // 1,700,000 more: 85 % of Team's 2,000,000.
+    await world.env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period) VALUES ($1, $2, $3, 'gpt-4o-mini', 'd', 1700000, 0, 1700000, 1, $4)`,
+      [randomUUID(), key, actor.userId, period],
+    );
+    await ds.transaction((em) => alerts.afterUsage(em, key, period));
     expect(await world.env.sql(`SELECT percent FROM billing.quota_alerts WHERE workspace = $1`, [key])).toEqual([{ percent: 80 }]);
     // The plan changes, and the subject is erased before the next refresh.
     await world.env.sql(`UPDATE billing.subscriptions SET plan = 'business' WHERE workspace = $1`, [key]);

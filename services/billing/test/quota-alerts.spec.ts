@@ -8,6 +8,11 @@ import { billingWorld } from './billing-world.js';
 /** The 80 % / 100 % alerts measure this month's usage: a late event of a month gone by raises none. */
 describe('quota alerts', () => {
   const world = billingWorld();
+  const ledger = (workspace: string, period: string, tokens: number) =>
+    world.env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period) VALUES ($1, $2, $3, 'gpt-4o-mini', 'd', $4, 0, $4, 0.01, $5)`,
+      [randomUUID(), workspace, randomUUID(), tokens, period],
+    );
 
   it('raises both levels for this month and none for usage of last month processed late', async () => {
     const alerts = world.billing.app.get(QuotaAlerts);
@@ -15,11 +20,25 @@ describe('quota alerts', () => {
     const [late, now] = [`private:${randomUUID()}`, `private:${randomUUID()}`];
     const lastMonth = currentPeriod(new Date(Date.now() - 40 * 24 * 3600_000));
     // Far beyond the Free plan's 200,000 tokens either way.
-    await ds.transaction((em) => alerts.afterUsage(em, late, lastMonth, 1_000_000));
-    await ds.transaction((em) => alerts.afterUsage(em, now, currentPeriod(), 1_000_000));
+    await ledger(late, lastMonth, 1_000_000);
+    await ds.transaction((em) => alerts.afterUsage(em, late, lastMonth));
+    await ledger(now, currentPeriod(), 1_000_000);
+    await ds.transaction((em) => alerts.afterUsage(em, now, currentPeriod()));
     expect(await world.env.sql(`SELECT workspace, percent FROM billing.quota_alerts WHERE workspace IN ($1, $2) ORDER BY percent`, [late, now])).toEqual([
       { workspace: now, percent: 80 },
       { workspace: now, percent: 100 },
     ]);
+  });
+
+  it('raises 100 % when two usages within one refresh of the quota cross it (the quota then refuses, so no later usage would)', async () => {
+    const alerts = world.billing.app.get(QuotaAlerts);
+    const ds = world.billing.app.get(DataSource);
+    const key = `private:${randomUUID()}`;
+    // 85 % of the Free plan's 200,000, then 20 % more, with no refresh of the quota's memory between them.
+    await ledger(key, currentPeriod(), 170_000);
+    await ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod()));
+    await ledger(key, currentPeriod(), 40_000);
+    await ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod()));
+    expect(await world.env.sql(`SELECT percent FROM billing.quota_alerts WHERE workspace = $1 ORDER BY percent`, [key])).toEqual([{ percent: 80 }, { percent: 100 }]);
   });
 });

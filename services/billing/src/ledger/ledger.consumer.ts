@@ -47,12 +47,8 @@ export class LedgerConsumer {
         rows.map((r) => r.period),
       ],
     );
-    const byWorkspace = new Map<string, { period: string; tokens: number }>();
-    for (const r of inserted) {
-      const k = `${r.workspace}|${r.period}`;
-      byWorkspace.set(k, { period: r.period, tokens: (byWorkspace.get(k)?.tokens ?? 0) + Number(r.tokens) });
-    }
-    for (const [k, { period, tokens }] of byWorkspace) await this.alerts.afterUsage(em, k.split('|')[0], period, tokens);
+    const touched = new Map(inserted.map((r) => [`${r.workspace}|${r.period}`, { workspace: r.workspace, period: r.period }]));
+    for (const { workspace, period } of touched.values()) await this.alerts.afterUsage(em, workspace, period);
   }
 
 }

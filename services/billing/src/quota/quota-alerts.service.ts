@@ -12,14 +12,21 @@ export class QuotaAlerts {
 
   constructor(private readonly quota: QuotaService) {}
 
-  /** `tokens` just recorded; the in-memory total may lag a refresh behind, which only delays an alert. */
-  async afterUsage(em: EntityManager, key: string, period: string, tokens: number): Promise<void> {
-    // The total in memory is of the month the quota service is in: usage of another month is not measured against
-    // it (one gone by, processed late; or the first of a new month before the service turned to it: a later usage alerts).
-    if (period !== currentPeriod() || period !== this.quota.currentPeriod) return;
-    const { used, quota } = this.quota.usage(key);
+  /**
+   * After usage of `key` was recorded in `em`'s transaction. The month's total is read from the ledger as this
+   * transaction sees it, not from the quota's memory (a refresh behind): two batches crossing 100 % within one
+   * refresh would otherwise both miss the alert, and once the quota refuses, no usage comes to raise it later.
+   */
+  async afterUsage(em: EntityManager, key: string, period: string): Promise<void> {
+    // Usage of another month is not measured against this one's quota (one gone by, processed late).
+    if (period !== currentPeriod()) return;
+    const { quota } = this.quota.usage(key);
     if (quota <= 0) return;
-    const percent = ((used + tokens) / quota) * 100;
+    const [{ used }]: { used: string | null }[] = await em.query(`SELECT sum(tokens) AS used FROM ledger WHERE workspace = ANY($1::text[]) AND period = $2`, [
+      this.quota.ledgerNames(key),
+      period,
+    ]);
+    const percent = (Number(used ?? 0) / quota) * 100;
     for (const level of [80, 100] as const) {
       if (percent < level) continue;
       const fresh = await em.query(`INSERT INTO quota_alerts (workspace, period, percent) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING percent`, [key, period, level]);
