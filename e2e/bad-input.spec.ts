@@ -626,6 +626,10 @@ describe('retention policies', () => {
     expectProblem(relabelled, 400, ['basis']);
     expect(relabelled.body.errors[0].message).toMatch(/legal obligation .* declared with the category/);
     expect((await put({ service: 'billing', category: 'invoices', retentionDays: 3653, basis: 'legal obligation (Art. 6(1)(c) GDPR)' })).status).toBe(200);
+    // The whole list, no pages: a paging parameter is named, not ignored.
+    const paged = await http.get('/v1/admin/privacy/retention-policies?limit=1', cora);
+    expectProblem(paged, 400, ['limit']);
+    expect(paged.body.errors).toEqual([{ field: 'limit', message: 'is not a known query parameter' }]);
     const listed = await http.get('/v1/admin/privacy/retention-policies', cora);
     expect(listed.body.data.find((p: { category: string }) => p.category === 'invoices')).toMatchObject({ retentionDays: 3653, basis: 'legal obligation (Art. 6(1)(c) GDPR)' });
   });

@@ -61,6 +61,7 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     const org = (await http.post('/v1/orgs', { name: 'Vogel Medien GmbH' }, owner.accessToken)).body;
     await join(owner.accessToken, org.id, 'max@example.eu');
 
+    expectProblem(await http.get('/v1/billing/plans?limit=1'), 400, ['limit']);
     const plans = await http.get('/v1/billing/plans');
     expect(plans.body.data.map((p: { id: string }) => p.id)).toEqual(['free', 'team', 'business']);
 

@@ -1,7 +1,7 @@
-import { Controller, Get, Headers, HttpCode, Post, Req } from '@nestjs/common';
+import { Controller, Get, Headers, HttpCode, Post, Query, Req } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { BillingRpc, ProblemError, STRIPE_SIGNATURE_MAX, type RequestMeta } from '@ally/contracts';
+import { BillingRpc, noQueryParams, parseInput, ProblemError, STRIPE_SIGNATURE_MAX, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { RequestMetaParam } from '../common/request-context.js';
@@ -14,7 +14,9 @@ export class PublicBillingController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Get('billing/plans')
-  plans(@RequestMetaParam() meta: RequestMeta) {
+  plans(@Query() query: unknown, @RequestMetaParam() meta: RequestMeta) {
+    // The whole list (a few plans): no paging.
+    parseInput(noQueryParams, query, 'query');
     return this.rpc.call(BillingRpc.plans, {}, { meta });
   }
 

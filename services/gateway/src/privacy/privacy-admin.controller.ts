@@ -6,6 +6,7 @@ import {
   createLegalHoldInput,
   decisionBody,
   listLegalHoldsInput,
+  noQueryParams,
   parseInput,
   processingActivitiesInput,
   PrivacyRpc,
@@ -47,7 +48,9 @@ export class PrivacyAdminController {
   }
 
   @Get('retention-policies')
-  policies(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+  policies(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    // One per declared category, all at once: no paging.
+    parseInput(noQueryParams, query, 'query');
     return this.rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor, meta });
   }
 
