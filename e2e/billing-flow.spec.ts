@@ -48,6 +48,16 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     await confirmEmail(env, body.user.id);
     return body;
   };
+  /** Checkout paid at the emulator; answers the subscription once billing has it active. */
+  const subscribe = async (token: string, workspace: string, plan: string) => {
+    const checkout = await http.post('/v1/billing/checkout', { workspace, plan }, token);
+    stripe.completeCheckout(checkout.body.url.split('/').pop());
+    await stripe.flushWebhooks();
+    return waitFor(async () => {
+      const r = await http.get(`/v1/billing/subscription?workspace=${workspace}`, token);
+      return r.body.status === 'active' ? r.body : undefined;
+    }, 'the subscription to become active');
+  };
   const join = async (ownerToken: string, orgId: string, email: string) => {
     const invite = (await http.post(`/v1/orgs/${orgId}/invitations`, { email, role: 'member' }, ownerToken)).body;
     const event = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.id);
@@ -135,13 +145,7 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
   it("ends a dissolved organisation's subscription with its paid period: its last member was erased, and nobody is left to cancel", async () => {
     const owner = await register('solo@example.eu');
     const org = (await http.post('/v1/orgs', { name: 'Einzel Beratung GmbH' }, owner.accessToken)).body;
-    const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'team' }, owner.accessToken);
-    stripe.completeCheckout(checkout.body.url.split('/').pop());
-    await stripe.flushWebhooks();
-    const live = await waitFor(async () => {
-      const r = await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken);
-      return r.body.status === 'active' ? r.body : undefined;
-    }, 'the subscription');
+    const live = await subscribe(owner.accessToken, org.id, 'team');
     expect(live.cancelAtPeriodEnd).toBe(false);
 
     // What privacy's erasure saga asks identity for.
@@ -193,10 +197,7 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
   it('applies a webhook delivered 20 times once, ignores a late older update, and refuses a bad signature', async () => {
     const owner = await register('lena@example.eu');
     const org = (await http.post('/v1/orgs', { name: 'Lena Studio' }, owner.accessToken)).body;
-    const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'business' }, owner.accessToken);
-    stripe.completeCheckout(checkout.body.url.split('/').pop());
-    await stripe.flushWebhooks();
-    await waitFor(async () => (await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken)).body.status === 'active', 'active');
+    await subscribe(owner.accessToken, org.id, 'business');
 
     const created = stripe.events({ type: 'customer.subscription.created' }).at(-1)!;
     const before = await env.sql(`SELECT count(*)::int AS n FROM billing.outbox`);

@@ -1,17 +1,17 @@
 import { z } from 'zod';
 
 /**
- * One-line text that is stored and shown (names, terms): no control characters
- * or unpaired surrogates, which Postgres refuses (NUL in text, a lone surrogate
- * in jsonb) or mangles, and which have no business in a name.
- */
-/**
  * A length limit that ends the field's checks when it fails: the patterns
  * after it never see a megabyte of text (their time would grow with it, and
  * the gateway answers no one else meanwhile).
  */
 export const tooLong = (max: number) => ({ message: `must be at most ${max} characters`, abort: true });
 
+/**
+ * One-line text that is stored and shown (names, terms): no control characters
+ * or unpaired surrogates, which Postgres refuses (NUL in text, a lone surrogate
+ * in jsonb) or mangles, and which have no business in a name.
+ */
 const PLAIN_TEXT = /^[^\p{Cc}\p{Cs}]*$/u;
 export const plainText = (max: number) =>
   z.string().trim().max(max, tooLong(max)).regex(PLAIN_TEXT, 'must not contain control characters');

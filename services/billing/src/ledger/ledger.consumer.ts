@@ -30,10 +30,10 @@ export class LedgerConsumer {
       const d = ChatEvents['chat.completion.recorded'].parse(event.data);
       return { d, key: workspaceKey(d.workspace, d.userId), period: event.occurredAt.slice(0, 7) };
     });
-    const inserted: { workspace: string; period: string; tokens: number }[] = await em.query(
+    const inserted: { workspace: string; period: string }[] = await em.query(
       `INSERT INTO ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period)
        SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::numeric[], $10::text[])
-       ON CONFLICT (message_id) DO NOTHING RETURNING workspace, period, tokens`,
+       ON CONFLICT (message_id) DO NOTHING RETURNING workspace, period`,
       [
         rows.map((r) => r.d.messageId),
         rows.map((r) => r.key),

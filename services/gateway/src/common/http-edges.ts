@@ -164,19 +164,34 @@ export function answerClientError(err: Error & { code?: string; reason?: string 
   const inFlight = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
   if (socket.writable && !inFlight?.headersSent) {
     const [status, detail] = CLIENT_ERRORS[err.code ?? ''] ?? [400, `The request is not valid HTTP/1.1${err.reason ? `: ${err.reason}` : ''}`];
-    const title = STATUS_CODES[status]!;
-    const body = JSON.stringify({ type: 'about:blank', title, status, detail });
-    socket.write(
-      `HTTP/1.1 ${status} ${title}\r\n` +
-        'Content-Type: application/problem+json\r\n' +
-        `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-        `x-request-id: ${randomUUID()}\r\n` +
-        'x-content-type-options: nosniff\r\n' +
-        'Connection: close\r\n\r\n' +
-        body,
-    );
+    const { headers, body } = problemAnswer(status, detail);
+    socket.write(rawAnswer(status, headers, body));
   }
   socket.destroy();
+}
+
+/** An HTTP/1.1 answer as the bytes written on a raw socket. */
+function rawAnswer(status: number, headers: Record<string, string>, body: string): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')}\r\n${body}`;
+}
+
+/**
+ * A problem answer for what is refused outside Fastify (and its problem
+ * filter), on a connection that then closes: its headers and body.
+ */
+function problemAnswer(status: number, detail: string, extra: Record<string, string> = {}): { headers: Record<string, string>; body: string } {
+  const body = JSON.stringify({ type: 'about:blank', title: STATUS_CODES[status], status, detail });
+  return {
+    headers: {
+      'Content-Type': 'application/problem+json',
+      'Content-Length': String(Buffer.byteLength(body)),
+      'x-request-id': randomUUID(),
+      'x-content-type-options': 'nosniff',
+      ...extra,
+      Connection: 'close',
+    },
+    body,
+  };
 }
 
 /**
@@ -185,19 +200,13 @@ export function answerClientError(err: Error & { code?: string; reason?: string 
  * dropped without a word). Both get a problem, as every other refusal does.
  */
 export function answerUnservedRequests(server: Server): void {
-  const problem = (status: number, detail: string) => ({
-    status,
-    head: { 'content-type': 'application/problem+json', 'x-request-id': randomUUID(), 'x-content-type-options': 'nosniff', connection: 'close' },
-    body: JSON.stringify({ type: 'about:blank', title: STATUS_CODES[status], status, detail }),
-  });
   server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) => {
-    const { status, head, body } = problem(417, 'Only Expect: 100-continue is supported');
-    res.writeHead(status, { ...head, 'content-length': Buffer.byteLength(body) }).end(body);
+    const { headers, body } = problemAnswer(417, 'Only Expect: 100-continue is supported');
+    res.writeHead(417, headers).end(body);
   });
   server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
-    const { status, head, body } = problem(405, 'CONNECT is not supported: this is an HTTP API, not a proxy');
-    const headers = Object.entries({ ...head, allow: 'GET, HEAD, POST, PUT, PATCH, DELETE', 'content-length': Buffer.byteLength(body) }).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${headers}\r\n${body}`);
+    const { headers, body } = problemAnswer(405, 'CONNECT is not supported: this is an HTTP API, not a proxy', { Allow: 'GET, HEAD, POST, PUT, PATCH, DELETE' });
+    socket.end(rawAnswer(405, headers, body));
   });
 }
 

@@ -37,8 +37,7 @@ export class MailEventsConsumer {
     this.maxPerHour = config.NOTIFY_MAX_PER_ADDRESS_PER_HOUR;
     this.capped = new Counter({ name: 'ally_notify_mails_capped_total', help: 'Mails not sent because their address had the most an hour allows', labelNames: ['template'], registers: [registry] });
     this.ctx = {
-      owners: (workspace) => rpc.call(IdentityRpc.contacts, { workspace }, { timeoutMs: 5_000 }),
-      contacts: async (workspace) => (await this.ctx.owners(workspace)).contacts,
+      contacts: (workspace) => rpc.call(IdentityRpc.contacts, { workspace }, { timeoutMs: 5_000 }),
       complianceEmail: config.COMPLIANCE_EMAIL,
     };
     consumers.register({ durable: 'notify-mail', types: MAIL_EVENT_TYPES, handler: (em, event) => this.handle(em, event) });
@@ -52,7 +51,8 @@ export class MailEventsConsumer {
     // An event about a subject erased since it was published mails nobody: not them, nor anyone about them.
     if (specs.length && about && (await isErasedSubject(em, about))) return;
     for (const spec of specs) {
-      if (spec.userId && (await isErasedSubject(em, spec.userId))) continue;
+      // A recipient erased since (asked once: the event's subject is most often its recipient, and was asked above).
+      if (spec.userId && spec.userId !== about && (await isErasedSubject(em, spec.userId))) continue;
       // A restriction of processing (Art. 18) stops the mails the subject may do without; required ones still go.
       if (spec.userId && !spec.required && (await isRestricted(em, spec.userId, spec.orgId))) {
         this.logger.info({ template: spec.template, eventId: event.id }, 'mail not sent: the recipient restricted the processing of their data');

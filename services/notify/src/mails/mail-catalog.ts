@@ -25,10 +25,11 @@ const dataOf = <T extends keyof typeof IdentityEvents>(type: T, e: EventEnvelope
 
 /** What an entry may ask while deciding whom to mail. */
 export interface MailContext {
-  /** The owners of an organisation, or the user of `private:<id>` (asked of identity). */
-  contacts(workspace: string): Promise<Contact[]>;
-  /** As `contacts`, with the organisation's name for an organisation (a mail to its owners says which workspace). */
-  owners(workspace: string): Promise<{ contacts: Contact[]; organisation?: string }>;
+  /**
+   * The owners of an organisation, with its name (a mail to them says which workspace), or the
+   * user of `private:<id>` (asked of identity).
+   */
+  contacts(workspace: string): Promise<{ contacts: Contact[]; organisation?: string }>;
   /** Where mail for the compliance team goes (COMPLIANCE_EMAIL), if configured. */
   complianceEmail?: string;
 }
@@ -37,7 +38,7 @@ type Entry = (event: EventEnvelope, ctx: MailContext) => MailSpec | null | Promi
 
 /** One mail per owner of a billing workspace, each tied to its owner (none once they are erased). */
 async function toOwners(ctx: MailContext, workspace: string, template: string, variables: Record<string, unknown>): Promise<MailSpec[]> {
-  const { contacts: owners, organisation } = await ctx.owners(workspace);
+  const { contacts: owners, organisation } = await ctx.contacts(workspace);
   const orgId = workspace.startsWith('private:') ? undefined : workspace;
   // Which workspace: an owner may pay for their private one and an organisation's (none named: the private one).
   return owners.map((o) => ({ template, to: o.email, locale: o.locale, userId: o.userId, orgId, variables: { firstName: o.firstName, organisation, ...variables } }));
@@ -81,7 +82,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   'privacy.export.ready': async (e, ctx) => {
     const d = PrivacyEvents['privacy.export.ready'].parse(e.data);
     // A scoped export has no account section to take the address from: identity knows it.
-    const [to] = d.email ? [{ email: d.email, firstName: d.firstName ?? '', locale: d.locale }] : await ctx.contacts(`private:${d.userId}`);
+    const [to] = d.email ? [{ email: d.email, firstName: d.firstName ?? '', locale: d.locale }] : (await ctx.contacts(`private:${d.userId}`)).contacts;
     if (!to) return [];
     return [
       {
@@ -98,7 +99,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   /** Required by law: the outcome and its reasons (Art. 12(4) GDPR), and a lift before it takes effect (Art. 18(3)). */
   'privacy.request.decided': async (e, ctx) => {
     const d = PrivacyEvents['privacy.request.decided'].parse(e.data);
-    const [to] = await ctx.contacts(`private:${d.userId}`);
+    const [to] = (await ctx.contacts(`private:${d.userId}`)).contacts;
     if (!to) return [];
     return [
       {

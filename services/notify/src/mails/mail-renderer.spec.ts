@@ -62,7 +62,7 @@ describe('mail templates', () => {
       source: 'identity',
       data: { userId: randomUUID(), method: 'sso', newDevice: true, email: 'j@example.eu', firstName: 'Jörg', locale: 'de', ip: null },
     });
-    const spec = (await MAIL_CATALOG['identity.user.signed-in'](event, { contacts: async () => [], owners: async () => ({ contacts: [] }) })) as MailSpec;
+    const spec = (await MAIL_CATALOG['identity.user.signed-in'](event, { contacts: async () => ({ contacts: [] }) })) as MailSpec;
     expect(renderer.render('new-sign-in', 'de', spec.variables).text).toContain('IP-Adresse (unbekannt)');
     expect(renderer.render('new-sign-in', 'en', spec.variables).text).toContain('IP address (unknown)');
     expect(renderer.render('new-sign-in', 'de', { ...spec.variables, ip: '203.0.113.7' }).text).toContain('(203.0.113.7)');
