@@ -178,6 +178,11 @@ describe('privacy through the gateway, against every real service', () => {
     // notify had Brevo delete its logs of the address.
     expect(erased.processorNotices.find((n: { processor: string }) => n.processor === 'brevo').status).toBe('confirmed');
     expect(brevo.mails('leonora.quastenberg@example.eu')).toEqual([]);
+    // She was told (Art. 12(3)) while her address was still known: one last mail, delivered though its log is gone too.
+    const farewell = brevo.delivered('leonora.quastenberg@example.eu').filter((m) => m.subject === 'Ihr Ally-Konto wird gelöscht');
+    expect(farewell).toHaveLength(1);
+    expect(farewell[0].textContent).toContain('Hallo Leonora');
+    expect(farewell[0].textContent).toContain('Dies ist die letzte E-Mail');
     expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
     // Her access token would outlive the account by up to 15 minutes: its session ended with the account, so every route refuses it,
     // billing's and privacy's too, which do not know accounts.
@@ -281,6 +286,31 @@ describe('privacy through the gateway, against every real service', () => {
     const ready = await waitFor(async () => brevo.mails(email).find((m) => m.subject === 'Your data export is ready'), 'the export-ready mail');
     expect(ready.textContent).toContain('Hello Ines');
     expect(ready.textContent).toContain(`/privacy/requests/${created.body.id}/download`); // the page that signs in and saves it
+  });
+
+  it('tells the subject when the erasure of one workspace is done, naming the organisation', async () => {
+    const email = 'edda.einzeln@example.eu';
+    const edda = await register(email, 'Edda', 'Einzeln');
+    // A member of someone else's organisation, which outlives her leaving it (an only member's would be dissolved).
+    const owner = await register('olga.oberwerft@example.eu', 'Olga', 'Oberwerft');
+    const org = (await http.post('/v1/orgs', { name: 'Kutterwerft Edda KG' }, owner.accessToken)).body;
+    expect((await http.post(`/v1/orgs/${org.id}/invitations`, { email, role: 'member' }, owner.accessToken)).status).toBe(201);
+    const invited = await lastEvent(env, 'identity.invitation.created', (e: any) => e.data.orgId === org.id);
+    expect((await http.post('/v1/invitations/accept', { token: invited.data.token }, edda.accessToken)).status).toBe(200);
+    await talk(edda.accessToken, org.id, 'Werftplan Herbst');
+    for (const [scope, subject] of [
+      [org.id, 'Ihre Daten bei Kutterwerft Edda KG sind gelöscht'],
+      ['private', 'Die Daten Ihres privaten Arbeitsbereichs sind gelöscht'],
+    ]) {
+      const erasure = await http.post('/v1/privacy/requests', { type: 'erasure', scope }, edda.accessToken);
+      expect(erasure.status).toBe(202);
+      expect((await settled(edda.accessToken, erasure.body.id)).status).toBe('completed');
+      const told = await waitFor(async () => brevo.mails(email).find((m) => m.subject === subject), `the mail that the erasure of ${scope} is done`);
+      expect(told.textContent).toContain('Hallo Edda');
+      expect(told.textContent).toContain('Ihr Konto und Ihre übrigen Arbeitsbereiche bleiben unverändert');
+    }
+    // The account stays: she still signs in.
+    expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
   });
 
   it('stops chat processing for a subject who asked for restriction (Art. 18)', async () => {

@@ -35,6 +35,30 @@ describe('billing for a subject it erased', () => {
     }
   });
 
+  it('leaves no customer behind when the erasure comes while Stripe is still creating one for a Checkout', async () => {
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      const actor = { userId: randomUUID(), platformRoles: [] as [] };
+      // The SDK tries again after a 500: the customer arrives about half a second late.
+      world.stripe.failNext({ status: 500, path: '/v1/customers', method: 'POST' });
+      const checkout = rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor }).then(
+        () => 'paid',
+        (err) => err.status,
+      );
+      await new Promise((r) => setTimeout(r, 100));
+      await rpc.call(privacyRpcs('billing').erase, { userId: actor.userId, scope: 'all' });
+      expect(await checkout).toBe(410);
+      expect(await world.env.sql(`SELECT workspace FROM billing.customers WHERE workspace = $1 OR created_by = $2`, [`private:${actor.userId}`, actor.userId])).toEqual([]);
+      // Its metadata names them: it is deleted at Stripe too.
+      const deleted = world.stripe.requests({ method: 'DELETE', path: /^\/v1\/customers\/cus_/ }).map((r) => r.path.split('/').pop()!);
+      expect(deleted).toHaveLength(1);
+      expect(world.stripe.retrieve(deleted[0])).toMatchObject({ deleted: true });
+    } finally {
+      await rpc.close();
+    }
+  });
+
   it("exports the organisation's customer a subject set up (it names them as its creator) in the whole account's and that workspace's export", async () => {
     const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
     await rpc.connect();
@@ -46,6 +70,12 @@ describe('billing for a subject it erased', () => {
       expect(await customersIn('all')).toEqual([orgId]);
       expect(await customersIn(orgId)).toEqual([orgId]);
       expect(await customersIn('private')).toEqual([]);
+      // Erasing another workspace (the private one, another organisation's) leaves it named; erasing its own unlinks it.
+      for (const scope of ['private', randomUUID()]) await rpc.call(privacyRpcs('billing').erase, { userId, scope });
+      expect(await customersIn(orgId)).toEqual([orgId]);
+      await rpc.call(privacyRpcs('billing').erase, { userId, scope: orgId });
+      expect(await customersIn('all')).toEqual([]);
+      expect(await world.env.sql(`SELECT created_by FROM billing.customers WHERE workspace = $1`, [orgId])).toEqual([{ created_by: '00000000-0000-0000-0000-000000000000' }]);
     } finally {
       await rpc.close();
     }

@@ -109,6 +109,16 @@ describe('Stripe webhooks of an unexpected shape', () => {
     expect(await subscriptionOf(other.workspace)).toBeUndefined();
   });
 
+  it('acknowledges a completed checkout naming no workspace billing could have opened it for, and records no customer', async () => {
+    for (const [i, name] of ['private', 'erased-0123456789abcdef', 'Private:' + randomUUID()].entries()) {
+      const warn = warnings();
+      const body = event('checkout.session.completed', { id: `cs_forged${i}`, object: 'checkout.session', client_reference_id: name, customer: `cus_forged${i}` });
+      await expect(send(body)).resolves.toEqual({ received: true, duplicate: false });
+      expect(warned(warn, /without a workspace or a customer/)).toBe(true);
+      expect(await world.env.sql(`SELECT workspace FROM billing.customers WHERE stripe_customer_id = $1`, [`cus_forged${i}`])).toEqual([]);
+    }
+  });
+
   it('acknowledges an invoice of a customer of no workspace', async () => {
     const stranger = await world.sdk.customers.create({ name: 'Niemand AG' });
     const warn = warnings();

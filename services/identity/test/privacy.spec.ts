@@ -42,6 +42,26 @@ describe('identity answers data-subject requests', () => {
     await lastEvent(world.env, 'identity.member.removed', (e) => (e.data as { userId: string }).userId === owner.user.id);
   });
 
+  it('an organisation created while its owner is being erased is either dissolved with them or refused with 401, never left without members', async () => {
+    for (let round = 0; round < 6; round++) {
+      const { user } = await world.rpc.call(IdentityRpc.register, { email: `race-${round}@example.eu`, password: PASSWORD, firstName: 'Rita', lastName: 'Renn' });
+      const actor = { userId: user.id, platformRoles: [] as [] };
+      const creates = Array.from({ length: 4 }, (_, i) =>
+        world.rpc.call(IdentityRpc.createOrg, { name: `Renn ${round}-${i}` }, { actor }).then(
+          (org) => org.id as string,
+          (err) => err.status as number,
+        ),
+      );
+      await world.rpc.call(IdentityPrivacy.erase, { userId: user.id, scope: 'all' });
+      const answers = await Promise.all(creates);
+      expect(answers.filter((a) => typeof a === 'number')).toEqual(answers.filter((a) => a === 401));
+      const created = answers.filter((a): a is string => typeof a === 'string');
+      // Each one that was created went with its only member, and said so.
+      expect(await world.env.sql(`SELECT id FROM identity.organizations WHERE id = ANY($1::uuid[])`, [created])).toEqual([]);
+      for (const orgId of created) await lastEvent(world.env, 'identity.organization.dissolved', (e) => (e.data as { orgId: string }).orgId === orgId);
+    }
+  });
+
   it("an erasure of one organisation's data by its only owner hands the owner role on, to an admin first, and keeps the account", async () => {
     const owner = await world.rpc.call(IdentityRpc.register, { email: 'solo@example.eu', password: PASSWORD, firstName: 'Sonja', lastName: 'Lorenz' });
     const member = await world.rpc.call(IdentityRpc.register, { email: 'early@example.eu', password: PASSWORD, firstName: 'Erik', lastName: 'Frueh' });

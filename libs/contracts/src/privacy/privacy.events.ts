@@ -14,6 +14,11 @@ export const PrivacyEvents = {
     /** Relative to the public base URL. */
     downloadPath: z.string(),
   }),
+  /**
+   * An erasure of one workspace (`private` or an organisation id) is done: notify tells the subject (Art. 12(3)).
+   * The whole account's erasure has nobody left to tell: notify's own step mails them before identity ends the account.
+   */
+  'privacy.erasure.completed': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), completedAt: z.iso.datetime() }),
   /** For the compliance team: a request near (or past) its due date, or failed. No personal data. */
   'privacy.request.escalated': z.object({
     requestId: z.uuid(),

@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { IdentityRpc, managesOrg, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { lockSubject } from '@ally/persistence';
 import { isErased, Pseudonyms } from './erased-subjects.js';
 import { workspaceKey } from './workspace-key.js';
 
@@ -25,6 +26,15 @@ export class WorkspaceAccess {
     const org = await this.rpc.call(IdentityRpc.getOrg, { orgId: workspace }, { actor: { userId: actor.userId, platformRoles: [] } });
     if (!managesOrg(org.role)) throw new ProblemError(403, 'Only owners and admins manage billing');
     return workspace;
+  }
+
+  /**
+   * For writing something that names the actor: holds off their erasure (which takes the lock exclusively) until
+   * `em`'s transaction ends, and refuses (410) if one committed since `manage` let them in.
+   */
+  async holdAgainstErasure(em: EntityManager, actor: Actor): Promise<void> {
+    await lockSubject(em, actor.userId, 'shared');
+    if (await isErased(em, this.pseudonyms.of(actor.userId))) throw new ProblemError(410, 'This account is being erased');
   }
 
   /** Whether `userId` (someone other than the caller) belongs to the organisation: identity answers 404 for a stranger. */

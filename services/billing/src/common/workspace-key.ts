@@ -4,4 +4,7 @@
  */
 export const workspaceKey = (workspace: string, userId: string): string => (workspace === 'private' ? `private:${userId}` : workspace);
 
+/** Whether `key` is such a name (what Checkout writes into Stripe's metadata), not something a forged event made up. */
+export const isWorkspaceKey = (key: string): boolean => /^(private:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(key);
+
 export const currentPeriod = (at = new Date()): string => at.toISOString().slice(0, 7);

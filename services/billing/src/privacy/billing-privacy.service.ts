@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyErasureProcessorReport, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
+import { lockSubject } from '@ally/persistence';
 import { StripeClient } from '../stripe/stripe.client.js';
 import { markErased, Pseudonyms } from '../common/erased-subjects.js';
 import { workspaceKey } from '../common/workspace-key.js';
@@ -57,9 +58,11 @@ export class BillingPrivacyService {
     const alias = this.pseudonyms.of(userId);
     // Also under the pseudonym: a retry after Stripe failed finds the row already renamed, and tells Stripe again;
     // so does a later erasure, whose own customer (a Checkout since an earlier one) joins those there.
-    const customers: { stripe_customer_id: string }[] =
-      scope === 'all' || scope === 'private' ? await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace IN ($1, $2)`, [own, alias]) : [];
+    let customers: { stripe_customer_id: string }[] = [];
     const erased = await this.ds.transaction(async (em) => {
+      // A checkout of theirs writing its customer now is waited for (and one after this sees the mark): none is missed.
+      await lockSubject(em, userId, 'exclusive');
+      if (scope === 'all' || scope === 'private') customers = await em.query(`SELECT stripe_customer_id FROM customers WHERE workspace IN ($1, $2)`, [own, alias]);
       // Their caps as a member, and their private workspace's own cap (kept under the workspace, for no member).
       const [, caps] = await em.query(
         `DELETE FROM caps WHERE (user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))) OR ($3 AND workspace = $4)`,
@@ -80,7 +83,8 @@ export class BillingPrivacyService {
         await em.query(`UPDATE subscriptions SET workspace = $2 WHERE workspace = $1`, [own, alias]);
         await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
       }
-      await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1`, [userId]);
+      // An organisation's customer they set up names them as its creator: unlinked with that workspace's (or the whole account's) erasure.
+      await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
       if (scope === 'all' || scope === 'private') {
         // Alerts of their private workspace go, and its mails not yet out (to the subject alone) are not sent after all
         // (dropped before the published ones go, so one the relay sends meanwhile goes too).

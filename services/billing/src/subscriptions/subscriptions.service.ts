@@ -42,7 +42,7 @@ export class SubscriptionsService {
     if (!plan.selfService || !plan.stripePriceId) throw new ProblemError(400, `The plan "${planId}" cannot be bought through Checkout`, { errors: [{ field: 'plan', message: 'is not sold through Checkout' }] });
     const current = await this.find(key);
     if (current && LIVE_STATUSES.includes(current.status)) throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
-    const customer = await this.customer(key, actor.userId);
+    const customer = await this.customer(key, actor);
     // Checkouts of one workspace take turns (two at once left two open sessions: both payable, one subscription shown).
     return this.ds.transaction(async (em) => {
       await lockNamed(em, `checkout:${key}`);
@@ -112,7 +112,7 @@ export class SubscriptionsService {
   }
 
   /** The workspace's Stripe customer, created once (concurrent callers share it). */
-  private async customer(key: string, userId: string): Promise<string> {
+  private async customer(key: string, actor: Actor): Promise<string> {
     const [row] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
     if (row) return row.stripe_customer_id;
     let created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}` });
@@ -120,8 +120,19 @@ export class SubscriptionsService {
     if ((await this.ds.query(`SELECT 1 FROM customers WHERE stripe_customer_id = $1 AND workspace <> $2`, [created.id, key])).length) {
       created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}:${randomUUID()}` });
     }
-    await this.ds.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3) ON CONFLICT (workspace) WHERE ${IN_USE} DO NOTHING`, [key, created.id, userId]);
-    const [stored] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
-    return stored.stripe_customer_id;
+    // Stripe took its time: an erasure of the actor may have read the customers meanwhile, and would miss this row.
+    const stored = await this.ds
+      .transaction(async (em) => {
+        await this.access.holdAgainstErasure(em, actor);
+        await em.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3) ON CONFLICT (workspace) WHERE ${IN_USE} DO NOTHING`, [key, created.id, actor.userId]);
+        const [row] = await em.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
+        return row.stripe_customer_id as string;
+      })
+      .catch(async (err) => {
+        // Erased meanwhile: a private workspace's customer names them in its metadata, so it goes at Stripe too.
+        if (err instanceof ProblemError && err.status === 410 && key.startsWith('private:')) await this.stripe.stripe.customers.del(created.id);
+        throw err;
+      });
+    return stored;
   }
 }

@@ -7,6 +7,7 @@ import { BillingEvents, parseInput, ProblemError, storableText } from '@ally/con
 import { Outbox } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
+import { isWorkspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -284,7 +285,7 @@ export class StripeWebhookService {
     const log = { eventId: event.id, type: event.type, session: session.id };
     const workspace = session.client_reference_id || session.metadata?.workspace;
     const customer = refId(session.customer);
-    if (!workspace || !customer) {
+    if (!workspace || !isWorkspaceKey(workspace) || !customer) {
       this.logger.warn({ ...log, customer }, 'checkout session without a workspace or a customer ignored');
       return;
     }
@@ -342,7 +343,8 @@ export class StripeWebhookService {
       return;
     }
     const news = !before || before.plan !== plan || before.status !== sub.status || before.seats !== seats || before.cancel_at_period_end !== cancelAtPeriodEnd;
-    if (news) {
+    // An erased subject's workspace (its customer deleted at Stripe by the erasure) has nobody left to tell.
+    if (news && !erased) {
       await this.outbox.append(em, 'billing.subscription.changed', {
         workspace,
         plan,

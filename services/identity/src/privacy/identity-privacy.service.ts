@@ -83,6 +83,9 @@ export class IdentityPrivacyService {
 
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em): Promise<PrivacyErasure> => {
+      // First the account's row: a membership being added now (an organisation created, an invitation accepted)
+      // holds it by its foreign key and is waited for, so the read below sees it; later ones find the account gone.
+      if (scope === 'all') await em.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [userId]);
       const orgs: { org_id: string }[] =
         scope === 'all' ? await em.query(`SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id`, [userId]) : scope === 'private' ? [] : [{ org_id: scope }];
       let memberships = 0;

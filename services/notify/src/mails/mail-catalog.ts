@@ -113,6 +113,25 @@ export const MAIL_CATALOG: Record<string, Entry> = {
       },
     ];
   },
+  /** Required by law: the action taken on their request (Art. 12(3) GDPR). Scope `all` never comes here (notify's erasure step says goodbye). */
+  'privacy.erasure.completed': async (e, ctx) => {
+    const d = PrivacyEvents['privacy.erasure.completed'].parse(e.data);
+    const [to] = (await ctx.contacts(`private:${d.userId}`)).contacts;
+    if (!to) return [];
+    // An organisation's erasure names it (if it still exists: a dissolved one is named by nothing but the date).
+    const organisation = d.scope === 'private' ? undefined : (await ctx.contacts(d.scope)).organisation;
+    return [
+      {
+        template: 'erasure-completed',
+        to: to.email,
+        locale: to.locale,
+        userId: d.userId,
+        required: true,
+        uncapped: true,
+        variables: { firstName: to.firstName, private: d.scope === 'private', organisation, completedAt: d.completedAt, contactEmail: CONTROLLER.email },
+      },
+    ];
+  },
   'privacy.request.escalated': (e, ctx) => {
     const d = PrivacyEvents['privacy.request.escalated'].parse(e.data);
     if (!ctx.complianceEmail) return null;

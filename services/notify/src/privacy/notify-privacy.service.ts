@@ -1,12 +1,16 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { createHash } from 'node:crypto';
 import { setTimeout } from 'node:timers/promises';
-import { IdentityRpc, ProblemError, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import type { Logger } from 'pino';
+import { CONTROLLER, IdentityRpc, ProblemError, type Contact, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
+import { LOGGER } from '@ally/platform';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
 import { hashAddress } from '../common/address-hash.js';
 import { STALE_SENDING } from '../deliveries/delivery-worker.js';
+import { MailRenderer } from '../mails/mail-renderer.js';
 import { erasureMark } from './erasure-mark.js';
 
 /**
@@ -29,6 +33,8 @@ export class NotifyPrivacyService {
     private readonly ds: DataSource,
     private readonly mailer: BrevoMailer,
     private readonly rpc: RpcClient,
+    private readonly renderer: MailRenderer,
+    @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   /**
@@ -80,11 +86,26 @@ export class NotifyPrivacyService {
     // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the subject.
     const hashes = contacts.map((c) => hashAddress(c.email));
     const unsent = await this.stopSends(userId, hashes);
+    for (const c of contacts) await this.sayGoodbye(userId, c);
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     await forgetSubjectInOutbox(this.ds, userId);
     return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
+  }
+
+  /**
+   * The last mail (Art. 12(3) GDPR: the action taken on their request), sent here because the account is gone
+   * by the time the erasure completes; its log goes with the others right after. A retry of the step sends the
+   * same idempotency key, so Brevo mails nobody twice. Brevo away fails the step (privacy tries it again); a
+   * refusal (an address Brevo will not take) does not stop the erasure.
+   */
+  private async sayGoodbye(userId: string, to: Contact): Promise<void> {
+    const mail = this.renderer.render('account-erased', to.locale, { firstName: to.firstName, contactEmail: CONTROLLER.email });
+    const outcome = await this.mailer.send(to.email, mail, ['account-erased'], farewellKey(userId));
+    if (outcome.ok) return;
+    if (outcome.retryable) throw new ProblemError(503, 'Brevo did not take the erasure notice; try the erasure again');
+    this.logger.warn({ error: outcome.error }, 'erasure notice refused by Brevo; the erasure goes on');
   }
 
   /**
@@ -115,4 +136,10 @@ export class NotifyPrivacyService {
       await setTimeout(50);
     }
   }
+}
+
+/** The same UUID for every attempt at one subject's farewell (Brevo's idempotency key), naming nobody. */
+function farewellKey(userId: string): string {
+  const h = createHash('sha256').update(`account-erased:${userId}`).digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16], 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
 }

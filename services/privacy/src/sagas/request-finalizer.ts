@@ -138,6 +138,10 @@ export class RequestFinalizer {
       }
       // Compliance's words to the subject go with them; the audit trail keeps its own record.
       await em.query(`UPDATE requests SET user_id = NULL, decision_reason = CASE WHEN decision_reason IS NOT NULL THEN '' END, updated_at = now() WHERE user_id = $1`, [userId]);
+    } else if (userId) {
+      // The account stays: its owner is told the workspace's data is gone (the whole account's farewell is notify's step).
+      const completedAt = new Date().toISOString();
+      await this.outbox.append(em, 'privacy.erasure.completed', { requestId: req.id, userId, scope: req.scope, completedAt }, { subject: { userId } });
     }
     await this.complete(em, req, { affected });
   }

@@ -26,7 +26,10 @@ export interface Fault {
 export interface BrevoEmulator extends EmulatorServer {
   /** Base URL to give the SDK (`…/v3`). */
   apiUrl: string;
+  /** Brevo's logs: what it took, less what a log deletion (`DELETE /v3/smtp/log/:address`) removed. */
   mails(to?: string): EmulatedMail[];
+  /** What reached the inboxes: a mail stays delivered after Brevo deletes its log. */
+  delivered(to?: string): EmulatedMail[];
   failNext(fault: Fault): void;
   /** The next `times` sends are answered (and kept) only after `delayMs`: a mail in flight. */
   slowNext(slow: { delayMs: number; times?: number }): void;
@@ -60,6 +63,7 @@ const isEmail = (v: unknown) => typeof v === 'string' && /^[^@\s]+@[^@\s]+\.[^@\
 export async function startBrevoEmulator(opts: { port?: number; host?: string; apiKey?: string; idempotencyTtlMs?: number } = {}): Promise<BrevoEmulator> {
   const ttlMs = opts.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS;
   const mails: EmulatedMail[] = [];
+  const inboxes: EmulatedMail[] = [];
   /** Per key: when its send arrived, and its message id once accepted (undefined if it was refused). */
   const sends = new Map<string, { at: number; messageId: Promise<string | undefined> }>();
   const faults: Fault[] = [];
@@ -81,6 +85,7 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
     }
     if (url.pathname === '/__emulator/emails' && req.method === 'DELETE') {
       mails.length = 0;
+      inboxes.length = 0;
       return { status: 204 };
     }
     if (url.pathname === '/__emulator/faults' && req.method === 'POST') {
@@ -140,7 +145,7 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
 
     const messageId = `<${randomUUID()}@smtp-relay.mailin.fr>`;
     const content = `${body.htmlContent ?? ''}\n${body.textContent ?? ''}`;
-    mails.push({
+    const mail: EmulatedMail = {
       messageId,
       receivedAt: new Date().toISOString(),
       sender: body.sender,
@@ -151,21 +156,24 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
       tags: body.tags,
       headers: body.headers,
       links: [...new Set(content.match(LINK) ?? [])].map((l) => l.replace(/&amp;/g, '&')),
-    });
+    };
+    mails.push(mail);
+    inboxes.push(mail);
     return { status: 201, body: { messageId } };
   }
 
-  function list(to?: string): EmulatedMail[] {
+  function list(to?: string, from = mails): EmulatedMail[] {
     const wanted = to?.toLowerCase();
-    return mails.filter((m) => !wanted || m.to.some((t) => t.email.toLowerCase() === wanted)).reverse();
+    return from.filter((m) => !wanted || m.to.some((t) => t.email.toLowerCase() === wanted)).reverse();
   }
 
   return {
     ...server,
     apiUrl: `${server.url}/v3`,
-    mails: list,
+    mails: (to) => list(to),
+    delivered: (to) => list(to, inboxes),
     failNext: (fault) => faults.push({ ...fault }),
     slowNext: ({ delayMs, times = 1 }) => void slow.push({ delayMs, times }),
-    clear: () => void (mails.length = 0),
+    clear: () => void ((mails.length = 0), (inboxes.length = 0)),
   };
 }
