@@ -21,6 +21,7 @@ import { LoginThrottleService } from './sessions/login-throttle.service.js';
 import { SessionEndBroadcast } from './sessions/session-end-broadcast.js';
 import { SessionsService } from './sessions/sessions.service.js';
 import { JwksController } from './signing-keys/jwks.controller.js';
+import { KeyChangeBroadcast } from './signing-keys/key-change-broadcast.js';
 import { SigningKeysService } from './signing-keys/signing-keys.service.js';
 import { SsoController } from './sso/sso.controller.js';
 import { SsoService } from './sso/sso.service.js';
@@ -46,6 +47,7 @@ export class IdentityModule {
         SigningKeysService,
         SessionsService,
         SessionEndBroadcast,
+        KeyChangeBroadcast,
         LoginThrottleService,
         AuthService,
         MeService,

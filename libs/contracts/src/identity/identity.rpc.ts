@@ -14,6 +14,12 @@ const none = z.strictObject({});
 export const SESSIONS_ENDED_SUBJECT = 'ally.identity.sessions.ended';
 export type SessionsEnded = { sessionIds: string[] };
 
+/**
+ * Broadcast by every identity replica once it has loaded a changed set of signing keys (a rotation, a
+ * withdrawal): gateways fetch the JWKS anew instead of at their next `JWKS_REFRESH_SECONDS`. Carries nothing.
+ */
+export const SIGNING_KEYS_CHANGED_SUBJECT = 'ally.identity.signing-keys.changed';
+
 /** Every RPC identity answers; subjects are `ally.rpc.identity.<entity>.<verb>`. */
 export const IdentityRpc = {
   register: rpc<r.RegisterReply>()('ally.rpc.identity.user.register', s.registerInput, { authenticated: false }),

@@ -1,12 +1,18 @@
 import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { Logger } from 'pino';
-import { IdentityRpc } from '@ally/contracts';
-import { RpcClient } from '@ally/messaging';
-import { LOGGER } from '@ally/platform';
+import { IdentityRpc, SIGNING_KEYS_CHANGED_SUBJECT, withPrefix } from '@ally/contracts';
+import { listenToBroadcasts, RpcClient } from '@ally/messaging';
+import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 
 const REFETCH_MIN_INTERVAL_MS = 1_000;
+/**
+ * After identity's replicas say their keys changed: quiet this long after the last of them, so the fetch
+ * reaches a replica that has loaded the change whichever one answers.
+ */
+const CHANGED_SETTLE_MS = 300;
 
 /**
  * identity's public keys, held locally so verifying an access token costs no
@@ -14,7 +20,8 @@ const REFETCH_MIN_INTERVAL_MS = 1_000;
  * rotation), at most once a second: such a request waits for the next allowed
  * fetch, so forged key ids cannot flood identity; and every
  * JWKS_REFRESH_SECONDS, so a key identity withdrew (`rotate-signing-key
- * --withdraw-old` after a suspected leak) stops verifying tokens here too.
+ * --withdraw-old` after a suspected leak) stops verifying tokens here too; and
+ * at once when identity's replicas broadcast that their keys changed.
  */
 @Injectable()
 export class JwksCache implements OnModuleInit, OnModuleDestroy {
@@ -24,23 +31,35 @@ export class JwksCache implements OnModuleInit, OnModuleDestroy {
   private inflight?: Promise<void>;
   private generation = 0;
   private timer?: NodeJS.Timeout;
+  private changed?: NodeJS.Timeout;
+  private stopListening?: () => void;
 
   constructor(
     private readonly rpc: RpcClient,
+    @Inject(NATS) private readonly nats: NatsConnection,
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   onModuleInit(): void {
-    this.timer = setInterval(() => {
-      // Until identity answers again, the keys we have stay in use.
-      if (this.jwks) this.refresh().catch((err) => this.logger.warn({ err: String(err) }, 'refreshing the signing keys failed; keeping the ones we have'));
-    }, this.config.JWKS_REFRESH_SECONDS * 1000);
+    this.timer = setInterval(() => this.refreshInBackground(), this.config.JWKS_REFRESH_SECONDS * 1000);
     this.timer.unref();
+    const subject = withPrefix(this.config.NATS_SUBJECT_PREFIX, SIGNING_KEYS_CHANGED_SUBJECT);
+    this.stopListening = listenToBroadcasts(this.nats, subject, this.logger, 'signing-keys-changed', () => {
+      clearTimeout(this.changed);
+      this.changed = setTimeout(() => this.refreshInBackground(), CHANGED_SETTLE_MS);
+    });
   }
 
   onModuleDestroy(): void {
     if (this.timer) clearInterval(this.timer);
+    clearTimeout(this.changed);
+    this.stopListening?.();
+  }
+
+  /** Until identity answers again, the keys we have stay in use. */
+  private refreshInBackground(): void {
+    if (this.jwks) this.refresh().catch((err) => this.logger.warn({ err: String(err) }, 'refreshing the signing keys failed; keeping the ones we have'));
   }
 
   /** Changes whenever the key set is replaced, so results verified against an older one can be told apart. */

@@ -10,6 +10,8 @@ import { SigningKeyEntity } from './signing-key.entity.js';
 import { lockNamed } from '@ally/persistence';
 
 const ALG = 'EdDSA';
+/** Where a change of the signing keys is NOTIFYed (identity's database only). */
+export const SIGNING_KEYS_CHANNEL = 'ally_identity_signing_keys';
 const DAY = 24 * 3600 * 1000;
 
 export interface AccessClaims {
@@ -108,8 +110,15 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       if (withdraw) await repo.update({ kid: Not(IsNull()) }, { retiredAt: new Date(0) });
       else if (newest) await repo.update({ kid: newest.kid }, { retiredAt: new Date() });
       await repo.insert({ kid, alg: ALG, publicJwk, privateJwkSealed: this.seal(kid, privateJwk), privateJwk: null, retiredAt: null });
+      // At commit every replica hears of it (KeyChangeBroadcast) and loads the keys, rather than at its next minute.
+      await em.query(`SELECT pg_notify($1, $2)`, [SIGNING_KEYS_CHANNEL, kid]);
     });
     await this.load();
+  }
+
+  /** Another replica (or the `rotate-signing-key` command) changed the keys. */
+  reload(): Promise<void> {
+    return this.load();
   }
 
   private seal(kid: string, jwk: Record<string, unknown>): Buffer {

@@ -40,7 +40,18 @@ export class MailEventsConsumer {
       contacts: (workspace) => rpc.call(IdentityRpc.contacts, { workspace }, { timeoutMs: 5_000 }),
       complianceEmail: config.COMPLIANCE_EMAIL,
     };
-    consumers.register({ durable: 'notify-mail', types: MAIL_EVENT_TYPES, handler: (em, event) => this.handle(em, event) });
+    // One consumer per service whose events make mail: before NATS 2.10 a consumer has a single filter, and one over
+    // identity's, billing's and privacy's events would be `ally.evt.>`, fetching every usage event chat writes.
+    const families = [
+      { durable: 'notify-mail', family: 'identity' },
+      { durable: 'notify-mail-billing', family: 'billing' },
+      { durable: 'notify-mail-privacy', family: 'privacy' },
+    ];
+    const unread = MAIL_EVENT_TYPES.filter((t) => !families.some((f) => t.startsWith(`${f.family}.`)));
+    if (unread.length) throw new Error(`no mail consumer reads ${unread.join(', ')}`);
+    for (const { durable, family } of families) {
+      consumers.register({ durable, types: MAIL_EVENT_TYPES.filter((t) => t.startsWith(`${family}.`)), handler: (em, event) => this.handle(em, event) });
+    }
   }
 
   async handle(em: EntityManager, event: EventEnvelope): Promise<void> {
