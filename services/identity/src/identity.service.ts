@@ -69,9 +69,9 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       const keys = app.get(SigningKeysService);
       await keys.rotate(true, withdraw);
       const kid = keys.jwks().keys[0]?.kid;
-      // Running replicas read the keys once a minute, gateways refresh theirs once a minute (JWKS_REFRESH_SECONDS).
+      // Running replicas hear of it at commit and tell the gateways; one that missed it reloads within a minute.
       return withdraw
-        ? `new signing key ${kid}; every older key is withdrawn: tokens they signed stop verifying within about two minutes (identity replicas, then gateways, reload their keys each minute), and clients refresh them`
+        ? `new signing key ${kid}; every older key is withdrawn: no replica signs with them, and tokens they signed stop verifying within a second (a replica or gateway that missed the word: within its next reload, about two minutes at most); clients refresh them`
         : `new signing key ${kid}; published now, it signs tokens once every replica and gateway knows it (SIGNING_KEY_PUBLISH_AHEAD_SECONDS), older keys stay published until their tokens expire`;
     },
   },
