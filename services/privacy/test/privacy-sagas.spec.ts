@@ -146,6 +146,23 @@ describe('privacy sagas against services on the wire', () => {
     await expect(rpc.call(PrivacyRpc.download, { id: r.id, format: 'zip' }, { actor: owner })).rejects.toMatchObject({ status: 410 });
   });
 
+  it('hands back steps claimed just as it stops, instead of leaving them leased to a worker that is going', async () => {
+    const worker = privacy.app.get(SagaWorker) as unknown as { shuttingDown: boolean; pass(): Promise<void> };
+    worker.shuttingDown = true;
+    const owner = user();
+    let r: { id: string };
+    try {
+      r = await request(owner, 'access');
+      await worker.pass();
+      const steps = await env.sql<{ status: string; attempts: number; lease_until: Date | null }>(`SELECT status, attempts, lease_until FROM privacy.request_steps WHERE request_id = $1`, [r.id]);
+      expect(steps.length).toBeGreaterThan(0);
+      for (const step of steps) expect(step).toEqual({ status: 'pending', attempts: 0, lease_until: null });
+    } finally {
+      worker.shuttingDown = false;
+    }
+    expect((await settled(owner, r!.id)).status).toBe('completed');
+  });
+
   it('erases everywhere, identity last, retrying a service that does not answer, and leaves only a tombstone', async () => {
     const tom = user();
     let chatTries = 0;

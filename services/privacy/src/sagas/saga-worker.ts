@@ -65,7 +65,12 @@ export class SagaWorker extends PacedWorker {
     await this.completeNotifySteps();
     for (;;) {
       const claimed = await this.claim();
-      if (claimed.length === 0 || this.shuttingDown) break;
+      if (claimed.length === 0) break;
+      // Stopping began while claiming: the steps go back at once instead of waiting out their lease on another replica.
+      if (this.shuttingDown) {
+        await this.release(claimed);
+        break;
+      }
       await Promise.all(claimed.map((s) => this.execute(s)));
     }
     await this.finalizeReady();
@@ -98,6 +103,17 @@ export class SagaWorker extends PacedWorker {
       await this.markStarted(em, claimed.map((c) => c.requestId));
       return claimed;
     });
+  }
+
+  /** Claimed steps not run after all: pending again, due now, the attempt not counted. */
+  private async release(steps: ClaimedStep[]): Promise<void> {
+    for (const step of steps) {
+      await this.ds.query(
+        `UPDATE request_steps SET status = 'pending', attempts = attempts - 1, lease_until = NULL, next_attempt_at = now()
+          WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
+        [step.requestId, step.service, step.attempts],
+      );
+    }
   }
 
   /** Requests a step of which was taken up (or done) are `in_progress` from `received`, audited once. */
