@@ -16,6 +16,9 @@ export interface RpcServerOptions {
  */
 export class RpcServer extends ServerNats {
   private readonly subs: Subscription[] = [];
+  /** Requests being handled: their answers go out before the connection and the pool they use are closed. */
+  private inFlight = 0;
+  private idle?: () => void;
 
   constructor(private readonly rpc: RpcServerOptions) {
     super({ queue: rpc.queue });
@@ -63,9 +66,33 @@ export class RpcServer extends ServerNats {
     };
   }
 
-  /** Stops taking requests; the shared connection is drained by its owner. */
+  override async handleMessage(channel: string, natsMsg: any): Promise<any> {
+    this.inFlight++;
+    try {
+      return await super.handleMessage(channel, natsMsg);
+    } finally {
+      if (--this.inFlight === 0) this.idle?.();
+    }
+  }
+
+  /** Stops taking requests; the shared connection is drained by its owner, after `settled`. */
   override async close(): Promise<void> {
     await Promise.all(this.subs.map((s) => s.drain().catch(() => undefined)));
     this.subs.length = 0;
+  }
+
+  /**
+   * Resolves once every request taken has been answered, or at `deadline` (ms since the epoch): a stopping
+   * service answers what it took instead of leaving the callers to their timeout with nothing done.
+   */
+  async settled(deadline: number): Promise<void> {
+    if (this.inFlight === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      this.idle = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 }

@@ -69,6 +69,8 @@ export interface BuiltService<C extends Record<string, unknown> = Record<string,
   app: NestFastifyApplication;
   ctx: PlatformContext & { config: C };
   close(): Promise<void>;
+  /** Closes the connections alone (NATS, the pool), for an owner that closed `app` itself. */
+  release(): Promise<void>;
 }
 
 /**
@@ -127,7 +129,7 @@ export async function buildService<C extends Record<string, unknown>>(def: Servi
       await app.close();
       await release();
     })());
-  return { name: def.name, app, ctx, close };
+  return { name: def.name, app, ctx, close, release };
 }
 
 /**
@@ -162,10 +164,14 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
-      // Stop taking new work, let in-flight requests finish, then drain NATS and the pool.
+      // Stop taking new work; the hooks (answers, consumers, workers) wind down theirs; requests taken are
+      // answered (within the grace, less a second for the rest); then NATS and the pool are drained.
+      const deadline = Date.now() + Number(config.SHUTDOWN_GRACE_MS ?? 10_000) - 1_000;
       await server.close();
       await relay?.stop();
-      await built.close();
+      await app.close();
+      await server.settled(deadline);
+      await built.release();
       logger.info(`${def.name} stopped`);
     })());
   return { name: def.name, app, url: `http://127.0.0.1:${boundPort}`, ctx, close };

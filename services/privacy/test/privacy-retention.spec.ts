@@ -4,6 +4,7 @@ import { PrivacyRpc, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { privacyService } from '../src/privacy.service.js';
+import { RetentionRunsService } from '../src/retention/retention-runs.service.js';
 import { FakeServices } from './fake-services.js';
 
 const compliance: Actor = { userId: randomUUID(), platformRoles: ['compliance'] };
@@ -167,6 +168,31 @@ describe('retention policies, runs and legal holds', () => {
     try {
       const run = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['login-audit'] }, { actor: compliance })).id);
       expect(run).toMatchObject({ status: 'failed', errors: [{ service: 'identity', error: 'database down' }], results: [{ service: 'identity', category: 'login-audit', affected: 4 }] });
+    } finally {
+      if (before) fakes.on('identity', 'retention', before);
+      else fakes.off('identity', 'retention');
+    }
+  });
+
+  it('a replica stopped during its run ends the run at the next slice, counted and said why, instead of leaving it running', async () => {
+    const before = fakes.handlerOf('identity', 'retention');
+    let slices = 0;
+    // Always more to delete: without the stop the run would go on to its time limit.
+    fakes.on('identity', 'retention', async (input) => {
+      slices++;
+      await new Promise((r) => setTimeout(r, 50));
+      return { service: 'identity', results: input.categories.map((c: { category: string }) => ({ category: c.category, affected: 3, complete: false })) };
+    });
+    const replica = await env.start(privacyService, { PRIVACY_POLL_MS: '50', PRIVACY_KEK: randomBytes(32).toString('base64'), RETENTION_RUNNER: 'in-process' });
+    try {
+      const started = await replica.app.get(RetentionRunsService).start(compliance, { dryRun: false, categories: ['login-audit'] });
+      await waitFor(async () => (slices >= 2 ? true : undefined), 'two slices');
+      const stopping = Date.now();
+      await env.stop(replica);
+      expect(Date.now() - stopping).toBeLessThan(3_000);
+      const run = await rpc.call(PrivacyRpc.getRetentionRun, { id: started.id }, { actor: compliance });
+      expect(run).toMatchObject({ status: 'failed', errors: [{ service: 'identity', error: expect.stringContaining('privacy was stopped during the run') }] });
+      expect(run.results).toEqual([{ service: 'identity', category: 'login-audit', affected: 3 * slices }]);
     } finally {
       if (before) fakes.on('identity', 'retention', before);
       else fakes.off('identity', 'retention');

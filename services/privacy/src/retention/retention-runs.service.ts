@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
@@ -49,6 +49,7 @@ const STOP_MARGIN_MS = 5_000;
  * again: the longest a new legal hold or restriction waits for a run under way.
  */
 const SLICE_MS = 2_000;
+const STOPPED = 'privacy was stopped during the run (a restart or a rollout)';
 const HOLDER_GONE = [{ service: 'privacy', error: 'the process running it ended before it finished; what it deleted before is not counted' }];
 
 /**
@@ -59,7 +60,11 @@ const HOLDER_GONE = [{ service: 'privacy', error: 'the process running it ended 
  * skipping held users, and keeps what each reports.
  */
 @Injectable()
-export class RetentionRunsService {
+export class RetentionRunsService implements BeforeApplicationShutdown {
+  /** Runs this process is executing, and whether it is being stopped (they end at their next slice). */
+  private readonly executing = new Set<Promise<unknown>>();
+  private stopping = false;
+
   constructor(
     private readonly ds: DataSource,
     private readonly rpc: RpcClient,
@@ -126,8 +131,27 @@ export class RetentionRunsService {
     return this.get(id);
   }
 
+  /**
+   * A stopping process (a rollout, a scale-down) ends its runs at their next slice, within the
+   * grace: counted, and marked failed saying so, instead of left running with nothing counted.
+   */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    await Promise.allSettled([...this.executing]);
+  }
+
   /** Runs a queued run to its end; a run someone else already took is left alone. */
   async execute(id: string): Promise<RetentionRunView> {
+    const running = this.executeLocked(id);
+    this.executing.add(running);
+    try {
+      return await running;
+    } finally {
+      this.executing.delete(running);
+    }
+  }
+
+  private async executeLocked(id: string): Promise<RetentionRunView> {
     const lock = this.ds.createQueryRunner();
     await lock.connect();
     try {
@@ -195,11 +219,21 @@ export class RetentionRunsService {
         const affected = new Map(categories.map((c) => [c.category, 0]));
         try {
           if (service === 'privacy') {
-            for (const c of categories) results.push({ service, category: c.category, affected: await slice((held) => this.own.purge(c.category, c.retentionDays, held.userIds, run.dry_run, categories)) });
+            for (const [i, c] of categories.entries()) {
+              if (this.stopping) {
+                errors.push({ service, error: `${STOPPED} with ${categories.slice(i).map((r) => r.category).join(', ')} still to do (the next run does them)` });
+                return;
+              }
+              results.push({ service, category: c.category, affected: await slice((held) => this.own.purge(c.category, c.retentionDays, held.userIds, run.dry_run, categories)) });
+            }
             return;
           }
           let pending = categories;
           while (pending.length) {
+            if (this.stopping) {
+              errors.push({ service, error: `${STOPPED} with more to delete in ${pending.map((c) => c.category).join(', ')} (what went is counted; the next run goes on)` });
+              break;
+            }
             // The service stops taking batches at the end of the slice (or of the run), and says what went: nothing deleted goes uncounted.
             const stopBy = Math.min(Date.now() + SLICE_MS, deadline);
             const report = await slice((held) =>
