@@ -288,6 +288,29 @@ describe('privacy through the gateway, against every real service', () => {
     expect(ready.textContent).toContain(`/privacy/requests/${created.body.id}/download`); // the page that signs in and saves it
   });
 
+  it('exports a usage ledger and a login audit far larger than one NATS message, page by page', async () => {
+    const email = 'viola.vielnutzer@example.eu';
+    const viola = await register(email, 'Viola', 'Vielnutzer');
+    // Months of answers and a wave of failed sign-ins: each list alone outgrows one answer of its service.
+    await env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at)
+       SELECT gen_random_uuid(), 'private:' || $1, $1::uuid, 'gpt-4o-mini', 'gpt-4o-mini@azure-swedencentral', 120, 480, 600, 0.000360, '2026-11', now() - make_interval(mins => i)
+         FROM generate_series(1, 6000) AS i`,
+      [viola.user.id],
+    );
+    await env.sql(
+      `INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at) SELECT $1, '198.51.100.' || (i % 250), false, 'password', now() - make_interval(secs => i) FROM generate_series(1, 12000) AS i`,
+      [viola.user.id],
+    );
+    const created = await http.post('/v1/privacy/requests', { type: 'access' }, viola.accessToken);
+    expect((await settled(viola.accessToken, created.body.id, 60_000)).status).toBe('completed');
+    const files = (await http.get(`/v1/privacy/requests/${created.body.id}/download?format=json`, viola.accessToken)).body.files;
+    const ledger = files['data/billing.json'].categories['usage-ledger'] as { message_id: string }[];
+    expect(ledger).toHaveLength(6000);
+    expect(new Set(ledger.map((r) => r.message_id)).size).toBe(6000);
+    expect(files['data/identity.json'].categories['login-audit'].length).toBeGreaterThanOrEqual(12000);
+  });
+
   it('tells the subject when the erasure of one workspace is done, naming the organisation', async () => {
     const email = 'edda.einzeln@example.eu';
     const edda = await register(email, 'Edda', 'Einzeln');

@@ -58,6 +58,46 @@ describe("billing's retention of held users", () => {
     expect({ held: await atStripe(`private:${held}`), free: await atStripe(`private:${free}`), org: await atStripe(org) }).toEqual({ held: true, free: false, org: false });
   });
 
+  it('deletes many expired customers at Stripe over several slices, each row right after its customer, while the other categories go on', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 60; i++) {
+      const workspace = randomUUID();
+      const id = (await world.sdk.customers.create({ metadata: { workspace } })).id;
+      ids.push(id);
+      await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by, created_at) VALUES ($1, $2, $3, now() - interval '6 years')`, [workspace, id, randomUUID()]);
+    }
+    const user = randomUUID();
+    await world.env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at, meter_status)
+       VALUES (gen_random_uuid(), $1, $2, 'gpt-4o-mini', 'gpt-4o-mini@azure-swedencentral', 1, 1, 2, 0.000002, '2021-01', now() - interval '5 years', 'reported')`,
+      [`private:${user}`, user],
+    );
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    const categories = [{ category: 'contract', retentionDays: 4 * 365 }, { category: 'usage-ledger', retentionDays: 4 * 365 }];
+    const slices: { category: string; affected: number; complete?: boolean }[][] = [];
+    try {
+      // Slices far too short for 60 customers at Stripe, as privacy gives them (its 2 s with a slow Stripe).
+      for (let pending = categories; pending.length && slices.length < 200; ) {
+        const { results } = await rpc.call(privacyRetentionRpc('billing'), { categories: pending, dryRun: false, heldUserIds: [], stopBy: new Date(Date.now() + 60).toISOString() });
+        slices.push(results);
+        // Never a row whose customer is still at Stripe.
+        for (const { stripe_customer_id } of await world.env.sql<{ stripe_customer_id: string }>(`SELECT stripe_customer_id FROM billing.customers WHERE stripe_customer_id = ANY($1)`, [ids])) {
+          expect((await world.sdk.customers.retrieve(stripe_customer_id)).deleted).toBeFalsy();
+        }
+        pending = pending.filter((c) => results.some((r) => r.category === c.category && r.complete === false));
+      }
+    } finally {
+      await rpc.close();
+    }
+    expect(slices.length).toBeGreaterThan(1);
+    // The ledger went in the first slice, though the customers took several.
+    expect(slices[0]).toEqual(expect.arrayContaining([{ category: 'usage-ledger', affected: 1 }, expect.objectContaining({ category: 'contract', complete: false })]));
+    expect(slices.flat().filter((r) => r.category === 'contract').reduce((n, r) => n + r.affected, 0)).toBeGreaterThanOrEqual(60);
+    expect(await world.env.sql(`SELECT 1 FROM billing.customers WHERE stripe_customer_id = ANY($1)`, [ids])).toEqual([]);
+    for (const id of ids) expect((await world.sdk.customers.retrieve(id)).deleted).toBe(true);
+  });
+
   it('keeps an invoice ten years from the end of its calendar year (§ 147 AO), in German time, whatever its age in days', async () => {
     const year = Number(new Intl.DateTimeFormat('en', { timeZone: 'Europe/Berlin', year: 'numeric' }).format(new Date()));
     const invoice = async (createdAt: string) => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ProblemError } from './problem.js';
 import { idSchema } from './validation.js';
 import { rpc } from './rpc.js';
 
@@ -44,6 +45,55 @@ export function mergeExportPages(pages: PrivacyExport[]): PrivacyExport {
     }
   }
   return { service: pages[0]?.service ?? '', categories };
+}
+
+/** JSON bytes of one page's items: with the envelope, well inside NATS's 1 MiB. */
+const EXPORT_PAGE_BYTES = 640 * 1024;
+
+/** One piece of an export: an element of a category's list (or of a list one level down), or a value kept whole. */
+type Piece = { category: string; key?: string; element?: unknown; value?: unknown; emptyList?: true };
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function piecesOf(categories: Record<string, unknown>): Piece[] {
+  const pieces: Piece[] = [];
+  const list = (category: string, items: unknown[], key?: string) => {
+    if (items.length === 0) pieces.push({ category, key, emptyList: true });
+    for (const element of items) pieces.push({ category, key, element });
+  };
+  for (const [category, value] of Object.entries(categories)) {
+    if (Array.isArray(value)) list(category, value);
+    else if (isRecord(value) && Object.values(value).some(Array.isArray)) {
+      for (const [key, v] of Object.entries(value)) Array.isArray(v) ? list(category, v, key) : pieces.push({ category, key, value: v });
+    } else pieces.push({ category, value });
+  }
+  return pieces;
+}
+
+/**
+ * One page of an export a service builds whole (`exportPage(await build(), page)`): its pieces (list
+ * elements, at the top of a category or one level down, and values kept whole) from the page's index on,
+ * as many as fit EXPORT_PAGE_BYTES (one at least), shaped so that `mergeExportPages` joins the pages into
+ * `full` again. Page tokens are piece indexes; the lists must keep their order between calls (new rows last).
+ */
+export function exportPage(full: PrivacyExport, page: number | string): PrivacyExport {
+  if (typeof page !== 'number') throw new ProblemError(400, `Not an export page ${full.service} gave out: start again at page 0`);
+  const pieces = piecesOf(full.categories);
+  const categories: Record<string, unknown> = {};
+  let bytes = 0;
+  let at = page;
+  for (; at < pieces.length; at++) {
+    const piece = pieces[at];
+    const size = JSON.stringify(piece.element ?? piece.value ?? null).length + 1;
+    if (at > page && bytes + size > EXPORT_PAGE_BYTES) break;
+    bytes += size;
+    const holder = piece.key === undefined ? categories : ((categories[piece.category] ??= {}) as Record<string, unknown>);
+    const name = piece.key ?? piece.category;
+    if (piece.emptyList) holder[name] ??= [];
+    else if ('element' in piece) ((holder[name] ??= []) as unknown[]).push(piece.element);
+    else holder[name] = piece.value;
+  }
+  return { service: full.service, categories, ...(at < pieces.length ? { nextPage: at } : {}) };
 }
 
 export interface PrivacyErasure {

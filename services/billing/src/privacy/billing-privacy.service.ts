@@ -25,7 +25,7 @@ export class BillingPrivacyService {
   async export(userId: string, scope: string): Promise<PrivacyExport> {
     const workspaces = this.workspaces(userId, scope);
     const usage = await this.ds.query(
-      `SELECT message_id, workspace, model, prompt_tokens, completion_tokens, cost::float AS cost, created_at FROM ledger WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2)) ORDER BY created_at`,
+      `SELECT message_id, workspace, model, prompt_tokens, completion_tokens, cost::float AS cost, created_at FROM ledger WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2)) ORDER BY created_at, message_id`,
       [userId, workspaces],
     );
     const own = workspaceKey('private', userId);
@@ -41,7 +41,7 @@ export class BillingPrivacyService {
     );
     const invoices = ownInScope
       ? await this.ds.query(
-          `SELECT stripe_invoice_id, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at FROM invoices WHERE workspace = $1 ORDER BY created_at`,
+          `SELECT stripe_invoice_id, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at FROM invoices WHERE workspace = $1 ORDER BY created_at, stripe_invoice_id`,
           [own],
         )
       : [];

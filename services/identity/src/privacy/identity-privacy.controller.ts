@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { parseInput, privacyRpcs, subjectExistsRpc, type RpcRequest } from '@ally/contracts';
+import { exportPage, parseInput, privacyRpcs, subjectExistsRpc, type RpcRequest } from '@ally/contracts';
 import { IdentityPrivacyService } from './identity-privacy.service.js';
 
 const IdentityPrivacyRpc = privacyRpcs('identity');
@@ -10,9 +10,10 @@ export class IdentityPrivacyController {
   constructor(private readonly privacy: IdentityPrivacyService) {}
 
   @MessagePattern(IdentityPrivacyRpc.export.subject)
-  export(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseInput(IdentityPrivacyRpc.export.input, req.input);
-    return this.privacy.export(userId, scope);
+  async export(@Payload() req: RpcRequest) {
+    const { userId, scope, page } = parseInput(IdentityPrivacyRpc.export.input, req.input);
+    // Built whole, answered a page at a time: a long ledger or log outgrows one NATS message.
+    return exportPage(await this.privacy.export(userId, scope), page);
   }
 
   @MessagePattern(subjectExistsRpc.subject)

@@ -42,7 +42,7 @@ export class IdentityPrivacyService {
             [userId, org],
           );
     const apiKeys = await q(
-      `SELECT id, name, workspace, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = $1 AND ($2::text IS NULL OR workspace = $2) ORDER BY created_at`,
+      `SELECT id, name, workspace, prefix, created_at, last_used_at, revoked_at FROM api_keys WHERE user_id = $1 AND ($2::text IS NULL OR workspace = $2) ORDER BY created_at, id`,
       [userId, scope === 'all' ? null : scope],
     );
     // Invitations they received (to their address) and sent (without the invitee's address: another person's).
@@ -65,9 +65,9 @@ export class IdentityPrivacyService {
       categories: {
         account: account ?? null,
         memberships: { memberships, invitations },
-        sessions: await q(`SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 ORDER BY created_at`),
+        sessions: await q(`SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 ORDER BY created_at, id`),
         // Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash.
-        'login-audit': await q(`SELECT ip, succeeded, method, occurred_at FROM login_audit WHERE user_id = $1 OR email_hash = $2 ORDER BY occurred_at`, [
+        'login-audit': await q(`SELECT ip, succeeded, method, occurred_at FROM login_audit WHERE user_id = $1 OR email_hash = $2 ORDER BY occurred_at, id`, [
           userId,
           account ? hashSecret(account.email) : null,
         ]),

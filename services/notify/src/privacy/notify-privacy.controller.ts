@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { exportPage, parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
 import { NotifyPrivacyService } from './notify-privacy.service.js';
 
 const NotifyPrivacyRpc = privacyRpcs('notify');
@@ -10,9 +10,10 @@ export class NotifyPrivacyController {
   constructor(private readonly privacy: NotifyPrivacyService) {}
 
   @MessagePattern(NotifyPrivacyRpc.export.subject)
-  export(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseInput(NotifyPrivacyRpc.export.input, req.input);
-    return this.privacy.export(userId, scope);
+  async export(@Payload() req: RpcRequest) {
+    const { userId, scope, page } = parseInput(NotifyPrivacyRpc.export.input, req.input);
+    // Built whole, answered a page at a time: a long ledger or log outgrows one NATS message.
+    return exportPage(await this.privacy.export(userId, scope), page);
   }
 
   @MessagePattern(NotifyPrivacyRpc.erase.subject)

@@ -48,7 +48,7 @@ export class NotifyPrivacyService {
     const hashes = await this.addressHashes(userId);
     const deliveries = await this.ds.query(
       `SELECT template, locale, org_id, status, attempts, provider_message_id, created_at, sent_at FROM deliveries
-        WHERE ${SUBJECTS_MAILS_IN_SCOPE} ORDER BY created_at`,
+        WHERE ${SUBJECTS_MAILS_IN_SCOPE} ORDER BY created_at, id`,
       [userId, hashes, scope],
     );
     // The suppression list is keyed by the address alone, so it is the account's own: in the private (or whole) export.

@@ -1,0 +1,38 @@
+import { describe, expect, it } from '@jest/globals';
+import { exportPage, mergeExportPages, type PrivacyExport } from './privacy-rpc.js';
+import { ProblemError } from './problem.js';
+
+const row = (i: number) => ({ message_id: `m-${String(i).padStart(6, '0')}`, model: 'gpt-4o-mini', note: 'Ä'.repeat(200), created_at: '2026-12-06T10:00:00.000Z' });
+
+/** Every page of `full`, as privacy asks for them: 0, then each answer's nextPage. */
+function pagesOf(full: PrivacyExport): PrivacyExport[] {
+  const pages: PrivacyExport[] = [];
+  for (let page: number | string | undefined = 0; page !== undefined; page = pages.at(-1)!.nextPage) pages.push(exportPage(full, page));
+  return pages;
+}
+
+describe('export pages of a service that builds its export whole', () => {
+  it('splits lists (at the top of a category and one level down) so each page fits a NATS message, and merging gives the export back', () => {
+    const full: PrivacyExport = {
+      service: 'billing',
+      categories: {
+        account: { email: 'a@example.eu', first_name: 'Ada' },
+        nothing: null,
+        'usage-ledger': Array.from({ length: 6_000 }, (_, i) => row(i)),
+        contract: { customers: [{ workspace: 'private:x' }], subscriptions: [], caps: Array.from({ length: 3_000 }, (_, i) => row(i)), note: 'kept whole' },
+        invoices: [],
+      },
+    };
+    const pages = pagesOf(full);
+    expect(pages.length).toBeGreaterThan(2);
+    for (const page of pages) expect(JSON.stringify(page).length).toBeLessThan(700 * 1024);
+    expect(pages.at(-1)!.nextPage).toBeUndefined();
+    expect(mergeExportPages(pages)).toEqual(full);
+  });
+
+  it('answers a small export in one page as it is, and refuses a page token it never gave out', () => {
+    const full: PrivacyExport = { service: 'notify', categories: { 'delivery-log': [{ template: 'welcome' }], 'suppression-list': [] } };
+    expect(exportPage(full, 0)).toEqual(full);
+    expect(() => exportPage(full, 'eyJhIjoxfQ')).toThrow(ProblemError);
+  });
+});
