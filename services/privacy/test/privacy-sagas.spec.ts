@@ -147,7 +147,9 @@ describe('privacy sagas against services on the wire', () => {
   });
 
   it('hands back steps claimed just as it stops, instead of leaving them leased to a worker that is going', async () => {
-    const worker = privacy.app.get(SagaWorker) as unknown as { shuttingDown: boolean; pass(): Promise<void> };
+    const worker = privacy.app.get(SagaWorker) as unknown as { shuttingDown: boolean; pass(): Promise<void>; pacer: { stop(): Promise<void>; start(): void } };
+    // No pass of its own meanwhile (one claiming between the release and the check below): the one below is the stop's.
+    await worker.pacer.stop();
     worker.shuttingDown = true;
     const owner = user();
     let r: { id: string };
@@ -159,6 +161,7 @@ describe('privacy sagas against services on the wire', () => {
       for (const step of steps) expect(step).toEqual({ status: 'pending', attempts: 0, lease_until: null });
     } finally {
       worker.shuttingDown = false;
+      worker.pacer.start();
     }
     expect((await settled(owner, r!.id)).status).toBe('completed');
   });
