@@ -84,7 +84,7 @@ describe('billing as an owner meets it by mail: Checkout, renewals, cancellation
     }, 'the cancellation mail');
     const view = (await http.get('/v1/billing/subscription?workspace=private', owner.accessToken)).body;
     expect(view).toMatchObject({ status: 'active', cancelAtPeriodEnd: true });
-    const ends = new Intl.DateTimeFormat('de-DE', { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' }).format(new Date(view.currentPeriodEnd));
+    const ends = new Intl.DateTimeFormat('de-DE', { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'Europe/Berlin' }).format(new Date(view.currentPeriodEnd));
     expect(cancelled.textContent).toContain(`Es ist gekündigt und endet am ${ends}.`);
   });
 

@@ -195,6 +195,26 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(NON_EU.flatMap((endpoint) => llm.requests({ endpoint }))).toEqual([]);
   });
 
+  it('sends nothing outside the EU, not even to the first deployment, once restrictToEu was turned on while the prompt was being moderated', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'mona@example.eu', password: PASSWORD, firstName: 'Mona', lastName: 'Moderat' });
+    const t = reg.body.accessToken;
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
+    const priv = await conversation('private', t);
+    for (const stream of [false, true]) {
+      // gpt-4o is served outside the EU only; its prompt is first moderated in the EU, which takes its time here.
+      llm.hangNext({ endpoint: 'openai-eu', operation: 'moderations' });
+      const before = llm.requests({ endpoint: 'openai-us' }).length;
+      const asked = http.request('POST', `/v1/conversations/${priv}/messages`, { token: t, body: { content: 'Geheimer Inhalt', model: 'gpt-4o' }, headers: stream ? { accept: 'text/event-stream' } : {} });
+      await llm.waitForRequest({ endpoint: 'openai-eu', operation: 'moderations' });
+      expect((await http.patch('/v1/me/settings', { restrictToEu: true }, t)).status).toBe(200);
+      const res = await asked;
+      // Told why, as if the change had come first (a stream that has sent nothing yet answers as plainly).
+      expect({ status: res.status, type: res.body.type }).toEqual({ status: 422, type: 'https://ally.eu/problems/no-eu-deployment' });
+      expect(llm.requests({ endpoint: 'openai-us' }).length).toBe(before);
+      expect((await http.patch('/v1/me/settings', { restrictToEu: false }, t)).status).toBe(200);
+    }
+  });
+
   it('routes by a change of restrictToEu or of an organisation\'s EU-only policy from the moment its PATCH answers, not when identity\'s event arrives', async () => {
     const reg = await http.post('/v1/auth/register', { email: 'ida@example.eu', password: PASSWORD, firstName: 'Ida', lastName: 'Brandt' });
     const t = reg.body.accessToken;

@@ -223,7 +223,7 @@ describe('notify: mail through Brevo, driven by events', () => {
     expect(mails.find((m) => m.subject === 'Your Ally subscription changed')!.textContent).toContain('the subscription of “Owner Drei GmbH”: plan Team, status active, 4 seats');
     expect(mails.find((m) => m.subject === '80% of your Ally quota used')!.textContent).toContain('80% of the token quota of “Owner Drei GmbH” is used');
     // The package goes at a moment, not at the end of a day.
-    expect(mails.find((m) => m.subject === 'Your data export is ready')!.textContent).toContain('download it until 13 December 2026, 17:05 UTC');
+    expect(mails.find((m) => m.subject === 'Your data export is ready')!.textContent).toContain('download it until 13 December 2026, 18:05 CET');
 
     // An ended subscription is not "cancelled and ends on …" any more.
     await publish('billing.subscription.changed', { workspace: org.id, plan: 'team', status: 'canceled', seats: 4, cancelAtPeriodEnd: true, currentPeriodEnd: '2027-01-06T00:00:00.000Z', ownerEmail: null, locale: 'de' });

@@ -8,7 +8,7 @@ const PRIVATE = `'private'`;
 /**
  * Contract data 4 years after it ended (the subscription, then the customer
  * record once no subscription is left; one that never subscribed 4 years
- * after it was made), the ledger 4 years, invoices 10 years from the end of
+ * after it was made), the ledger 4 years from the end of its month, invoices 10 years from the end of
  * their calendar year (periods from
  * privacy's policy); a held user's rows stay, and those of a user who
  * restricted their private workspace or the whole account (contract and
@@ -28,7 +28,16 @@ export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
     workspace: PRIVATE,
   },
   // A member restricted in one workspace keeps only that workspace's usage.
-  { category: 'usage-ledger', table: 'ledger', key: 'message_id', since: 'created_at', where: "meter_status <> 'pending'", userColumn: 'user_id', workspace: `CASE WHEN workspace LIKE 'private:%' THEN 'private' ELSE workspace END` },
+  // Its period is counted from the end of the billing month the usage belongs to (`period`, a UTC month as quotas count it).
+  {
+    category: 'usage-ledger',
+    table: 'ledger',
+    key: 'message_id',
+    since: `((period || '-01T00:00:00Z')::timestamptz + interval '1 month')`,
+    where: "meter_status <> 'pending'",
+    userColumn: 'user_id',
+    workspace: `CASE WHEN workspace LIKE 'private:%' THEN 'private' ELSE workspace END`,
+  },
   // The period the law sets starts when the invoice's calendar year ends (§ 147 (4) AO, § 257 (5) HGB), in German time.
   {
     category: 'invoices',

@@ -27,4 +27,17 @@ describe('invoices that Stripe voids or marks uncollectible', () => {
     const { data } = await world.billing.app.get(InvoicesService).list(actor, 'private', 10);
     expect(data.map((i) => i.status)).toEqual([status]);
   });
+
+  it('exports an invoice in the German month and with the German date: 31 December 23:30 UTC is 1 January', async () => {
+    const actor = { userId: randomUUID(), platformRoles: [] as [] };
+    const customer = `cus_${randomUUID().replace(/-/g, '')}`;
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${actor.userId}`, customer, actor.userId]);
+    const tag = randomUUID().slice(0, 8).toUpperCase();
+    const created = Date.parse('2026-12-31T23:30:00Z') / 1000;
+    const invoice = { id: `in_${tag}`, object: 'invoice', number: `${tag}-0001`, customer, currency: 'eur', created, metadata: {}, subtotal: 1500, total_excluding_tax: 1500, total: 1785, amount_paid: 1785, total_taxes: [{ amount: 285 }], status: 'paid' };
+    await world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: 'invoice.paid', created, api_version: world.stripe.apiVersion, livemode: false, data: { object: invoice } });
+    const lineIn = async (period: string) => (await world.billing.app.get(InvoicesService).exportCsv(period)).split('\n').find((l) => l.startsWith(`${tag}-0001;`));
+    expect(await lineIn('2026-12')).toBeUndefined();
+    expect(await lineIn('2027-01')).toBe(`${tag}-0001;2027-01-01;15.00;2.85;17.85;EUR;${customer}`);
+  });
 });

@@ -61,6 +61,22 @@ describe('billing when things arrive out of order or stop half-way', () => {
     expect(row).toEqual({ plan: 'team', status: 'active' });
   });
 
+  it("keeps the moment a subscription ended (Stripe's, not the webhook's) through later events about it", async () => {
+    const workspace = randomUUID();
+    const customer = await world.sdk.customers.create({ metadata: { workspace } });
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [workspace, customer.id, randomUUID()]);
+    const sub = await world.sdk.subscriptions.create({ customer: customer.id, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
+    const canceled = await world.sdk.subscriptions.cancel(sub.id);
+    expect(canceled.ended_at).toEqual(expect.any(Number));
+    const second = Math.floor(Date.now() / 1000);
+    await deliver('customer.subscription.deleted', canceled, second);
+    // Told again later (a retry, another field changed): the contract's period does not start anew.
+    await new Promise((r) => setTimeout(r, 1_100));
+    await deliver('customer.subscription.updated', { ...canceled, metadata: { ...canceled.metadata, note: 'x' } }, second + 5);
+    const [row] = await world.env.sql<{ status: string; ended_at: Date }>(`SELECT status, ended_at FROM billing.subscriptions WHERE workspace = $1`, [workspace]);
+    expect(row).toEqual({ status: 'canceled', ended_at: new Date(canceled.ended_at! * 1000) });
+  });
+
   it('tells Stripe of an erasure again when the first try failed after our rows were pseudonymised (Art. 17/19)', async () => {
     const userId = randomUUID();
     const customer = await world.sdk.customers.create({ email: 'erika@example.eu' });

@@ -54,7 +54,7 @@ describe("the audit trail's retention", () => {
   const { w, run, age, verify } = privacyWorld();
 
   it('deletes entries past 3 years from the start of the chain up to the first one still needed, and the rest verifies from the anchor', async () => {
-    expect((await w.rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance })).data.find((p) => p.category === 'audit-trail')).toMatchObject({ retentionDays: 3 * 365 });
+    expect((await w.rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance })).data.find((p) => p.category === 'audit-trail')).toMatchObject({ retentionDays: 3 * 365 + 1 });
     for (const retentionDays of [20, 25, 30]) await w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'sessions', retentionDays }, { actor: compliance });
     // A legal hold still active: its entry stays, and so does every entry after it.
     await w.rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: 'litigation 2023-4' }, { actor: compliance });

@@ -270,7 +270,7 @@ describe('retention policies, runs and legal holds', () => {
   });
 
   it('deletes erasure tombstones 3 years after the erasure, as the requests they document, unless a legal hold names the subject', async () => {
-    expect((await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance })).data.find((p) => p.category === 'erasure-tombstones')).toMatchObject({ service: 'privacy', retentionDays: 3 * 365 });
+    expect((await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance })).data.find((p) => p.category === 'erasure-tombstones')).toMatchObject({ service: 'privacy', retentionDays: 3 * 365 + 1 });
     const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: 'claim after erasure' }, { actor: compliance });
     const [{ subject_hash: heldHash }] = await env.sql(`SELECT subject_hash FROM privacy.legal_holds WHERE id = $1`, [hold.id]);
     const tombstone = (hash: string, ageDays: number) =>

@@ -1,7 +1,7 @@
-import type { DataCategory } from '../common/data-categories.js';
+import { yearsInDays, type DataCategory } from '../common/data-categories.js';
 
 /** Ten years counted in days, with the most leap days ten years can hold (3): never a day short. */
-export const INVOICE_YEARS_IN_DAYS = 10 * 365 + 3;
+export const INVOICE_YEARS_IN_DAYS = yearsInDays(10);
 
 export const billingDataCategories: DataCategory[] = [
   {
@@ -10,7 +10,7 @@ export const billingDataCategories: DataCategory[] = [
     description: 'Customer and subscription records (Stripe ids, plan, seats, status), spend caps',
     purposes: ['billing the contract'],
     basis: 'contract (Art. 6(1)(b) GDPR)',
-    retentionDays: 4 * 365,
+    retentionDays: yearsInDays(4),
     retentionRule: 'deleted 4 years after the contract ended (the subscription with its customer record; a customer that never subscribed 4 years after it was made)',
     processors: ['Stripe Payments Europe Ltd. (payments, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
   },
@@ -20,7 +20,7 @@ export const billingDataCategories: DataCategory[] = [
     description: 'Tokens used per message, user, model and workspace, with cost',
     purposes: ['usage-based billing', 'quotas'],
     basis: 'contract (Art. 6(1)(b) GDPR)',
-    retentionDays: 4 * 365,
+    retentionDays: yearsInDays(4),
     retentionRule: 'deleted 4 years after the period ended',
     processors: ['Stripe Payments Europe Ltd. (billing meters, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
   },

@@ -9,6 +9,9 @@ export type LegalBasis =
   | 'legitimate interest (Art. 6(1)(f) GDPR)'
   | 'consent (Art. 6(1)(a) GDPR)';
 
+/** A period of whole years in days, with the most leap days such a span can hold: never a day short of the years. */
+export const yearsInDays = (years: number): number => years * 365 + Math.ceil(years / 4);
+
 export interface DataCategory {
   service: 'identity' | 'chat' | 'billing' | 'privacy' | 'notify';
   category: string;

@@ -70,17 +70,21 @@ export class InvoicesService {
     };
   }
 
-  /** The bookkeeping export for one month: invoice number, date, net, tax, gross, currency, customer reference. */
+  /**
+   * The bookkeeping export for one month: invoice number, date, net, tax, gross, currency, customer reference.
+   * Months and dates are German ones, as the books and the retention of invoices count them: an invoice of
+   * 31 December, 23:30 UTC is one of 1 January.
+   */
   async exportCsv(period: string): Promise<string> {
     const rows = await this.ds.query(
       // Net is after discounts (the subtotal is before): net + tax = gross, also on a credit.
-      `SELECT number, stripe_invoice_id, created_at, coalesce(net, total - tax) AS net, tax, total, currency, customer_ref FROM invoices
-        WHERE to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM') = $1 AND status IN ('paid', 'open', 'uncollectible') ORDER BY created_at, number`,
+      `SELECT number, stripe_invoice_id, to_char(created_at AT TIME ZONE 'Europe/Berlin', 'YYYY-MM-DD') AS day, coalesce(net, total - tax) AS net, tax, total, currency, customer_ref FROM invoices
+        WHERE to_char(created_at AT TIME ZONE 'Europe/Berlin', 'YYYY-MM') = $1 AND status IN ('paid', 'open', 'uncollectible') ORDER BY created_at, number`,
       [period],
     );
     const lines = ['invoice_number;date;net;tax;gross;currency;customer_reference'];
     for (const r of rows) {
-      lines.push([r.number ?? r.stripe_invoice_id, new Date(r.created_at).toISOString().slice(0, 10), money(r.net), money(r.tax), money(r.total), String(r.currency).toUpperCase(), r.customer_ref].map(csvCell).join(';'));
+      lines.push([r.number ?? r.stripe_invoice_id, r.day, money(r.net), money(r.tax), money(r.total), String(r.currency).toUpperCase(), r.customer_ref].map(csvCell).join(';'));
     }
     return lines.join('\n') + '\n';
   }

@@ -28,11 +28,15 @@ export class LedgerConsumer {
   async recordMany(em: EntityManager, events: EventEnvelope[]): Promise<void> {
     const rows = events.map((event) => {
       const d = ChatEvents['chat.completion.recorded'].parse(event.data);
-      return { d, key: workspaceKey(d.workspace, d.userId), period: event.occurredAt.slice(0, 7) };
+      return { d, key: workspaceKey(d.workspace, d.userId), period: event.occurredAt.slice(0, 7), at: event.occurredAt };
     });
     const inserted: { workspace: string; period: string }[] = await em.query(
-      `INSERT INTO ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period)
-       SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::numeric[], $10::text[])
+      // A row's time is the usage's (never later than now): Stripe's meter and the reconciliation count it in the
+      // month its period names, also when the event arrives after the month turned.
+      `INSERT INTO ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at)
+       SELECT m, w, u, mo, d, p, c, t, co, pe, least(at, now())
+         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::numeric[], $10::text[], $11::timestamptz[])
+           AS x(m, w, u, mo, d, p, c, t, co, pe, at)
        ON CONFLICT (message_id) DO NOTHING RETURNING workspace, period`,
       [
         rows.map((r) => r.d.messageId),
@@ -45,6 +49,7 @@ export class LedgerConsumer {
         rows.map((r) => r.d.promptTokens + r.d.completionTokens),
         rows.map((r) => r.d.cost),
         rows.map((r) => r.period),
+        rows.map((r) => r.at),
       ],
     );
     const touched = new Map(inserted.map((r) => [`${r.workspace}|${r.period}`, { workspace: r.workspace, period: r.period }]));

@@ -54,6 +54,8 @@ const subscription = z.looseObject({
   metadata,
   cancel_at_period_end: z.boolean().nullish(),
   current_period_end: unixTime.nullish(),
+  /** When it ended, as Stripe says (the contract's retention period runs from then). */
+  ended_at: unixTime.nullish(),
   items: z
     .looseObject({
       data: z.array(
@@ -325,17 +327,20 @@ export class StripeWebhookService {
     );
     const result = await em.query(
       `INSERT INTO subscriptions (workspace, stripe_subscription_id, stripe_item_id, plan, status, seats, current_period_end, cancel_at_period_end, stripe_version, ended_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = ANY($11::text[]) THEN now() END, now())
+       VALUES ($1, $2, $3, $4, $5, $6, to_timestamp($7), $8, $9, CASE WHEN $5 = ANY($11::text[]) THEN least(coalesce(to_timestamp($12), now()), now()) END, now())
        ON CONFLICT ${erased ? '(stripe_subscription_id)' : `(workspace) WHERE ${IN_USE}`} DO UPDATE SET
          stripe_subscription_id = EXCLUDED.stripe_subscription_id, stripe_item_id = EXCLUDED.stripe_item_id, plan = EXCLUDED.plan,
          status = EXCLUDED.status, seats = EXCLUDED.seats, current_period_end = EXCLUDED.current_period_end,
          cancel_at_period_end = EXCLUDED.cancel_at_period_end, stripe_version = EXCLUDED.stripe_version,
-         ended_at = EXCLUDED.ended_at, updated_at = now()
+         -- The moment it ended stays what it was: a later event about the ended subscription does not restart its period.
+         ended_at = CASE WHEN subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id AND EXCLUDED.ended_at IS NOT NULL
+                         THEN coalesce(subscriptions.ended_at, EXCLUDED.ended_at) ELSE EXCLUDED.ended_at END,
+         updated_at = now()
        WHERE subscriptions.stripe_version <= EXCLUDED.stripe_version
          -- Another subscription of the workspace takes the row only once the one it holds has ended.
          AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status <> ALL($10::text[]))
        RETURNING workspace`,
-      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES, ENDED_STATUSES],
+      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES, ENDED_STATUSES, sub.ended_at ?? null],
     );
     if (result.length === 0) {
       if (!erased && LIVE_STATUSES.includes(sub.status) && (await this.endedAtStripe(em, workspace, sub.id))) return this.subscriptionChanged(em, { event, object: sub, gone });

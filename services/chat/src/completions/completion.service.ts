@@ -243,8 +243,12 @@ export class CompletionService {
       // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
       const request = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU, plan.params);
       try {
-        if (attempt > 0 && !(await this.stillAllowed(plan, d))) {
-          this.logger.info({ deployment: d.id }, 'the policy tightened while the request was served; not falling back to this deployment');
+        // A fallback, and any deployment outside the EU, follows the policy of now: EU-only may have been switched
+        // on since the request was accepted (while the quota was asked, or moderation or an earlier deployment
+        // took their time). Asked before the prompt goes to its moderator, and again right before it goes out.
+        const checkNow = attempt > 0 || !d.euResident;
+        if (checkNow && !(await this.stillAllowed(plan, d))) {
+          this.logger.info({ deployment: d.id }, 'the policy tightened while the request was served; not sending to this deployment');
           continue;
         }
         // A deployment without a prompt filter of its own sees only a prompt moderated by an endpoint of its residency (each asked once per request).
@@ -252,6 +256,10 @@ export class CompletionService {
         if (moderator) {
           if (!moderations.has(moderator.id)) moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
           await moderations.get(moderator.id);
+          if (checkNow && !(await this.stillAllowed(plan, d))) {
+            this.logger.info({ deployment: d.id }, 'the policy tightened while the prompt was moderated; not sending to this deployment');
+            continue;
+          }
         }
         return { ...(await call(d, this.clients.for(d), request, strays)), deployment: d };
       } catch (err) {
@@ -272,14 +280,16 @@ export class CompletionService {
         this.logger.warn({ deployment: d.id, err: providerErrorForLog(err) }, 'deployment failed; falling back to the next allowed one');
       }
     }
+    // Every one was passed over because the policy tightened meanwhile: the 422 saying why, as if it had come first.
+    if (lastError === undefined) this.router.candidates(plan.model, plan.policy);
     this.logger.error({ model: plan.model, err: providerErrorForLog(lastError) }, 'no deployment could serve the request');
     throw failureProblem(lastError, plan.model, !mayFallBack(), retryAfter);
   }
 
   /**
-   * Whether a fallback to `d` is still allowed: the caller's policy may have
+   * Whether sending to `d` is still allowed: the caller's policy may have
    * tightened since the request was accepted (EU-only switched on while the
-   * first deployment hung), and a fallback follows the policy of now, which
+   * first deployment hung), and what follows goes by the policy of now, which
    * from here on is also the one the receipt names. Also refused (a problem)
    * once the account is erased or its processing restricted meanwhile.
    */

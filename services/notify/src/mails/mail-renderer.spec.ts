@@ -29,7 +29,11 @@ describe('mail templates', () => {
     expect(subjects('reject')).toEqual(['Entscheidung über Ihren Widerspruch', 'Decision on your objection']);
 
     const lift = renderer.render('request-decided', 'de', { ...base, decision: 'lift' });
-    expect(lift.text).toContain('am 9. Dezember 2026, 10:30 UTC auf');
+    // In German time, the zone named (10:30 UTC is 11:30 in Berlin in winter).
+    expect(lift.text).toContain('am 9. Dezember 2026, 11:30 MEZ auf');
+    expect(renderer.render('request-decided', 'en', { ...base, decision: 'lift', takesEffectAt: '2026-07-09T10:30:00.000Z' }).text).toContain('on 9 July 2026, 12:30 CEST;');
+    // A moment late on 31 December in UTC is already the new year in Germany.
+    expect(renderer.render('request-decided', 'de', { ...base, decision: 'lift', takesEffectAt: '2026-12-31T23:30:00.000Z' }).text).toContain('am 1. Januar 2027, 00:30 MEZ auf');
     expect(lift.text).toContain('Begründung: Ihre Angaben sind geprüft.');
     expect(lift.text).toContain(CONTROLLER.email);
     expect(lift.text).toContain('Art. 77 DSGVO');

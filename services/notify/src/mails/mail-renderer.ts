@@ -41,15 +41,18 @@ const WORDS: Record<Locale, { roles: Record<string, string>; statuses: Record<st
 };
 
 const INTL_LOCALE: Record<Locale, string> = { de: 'de-DE', en: 'en-GB' };
+const MAIL_TIME_ZONE = 'Europe/Berlin';
 
-/** An ISO time as people read it, in UTC (we do not know the reader's time zone): "5. Dezember 2026, 22:09 UTC". */
+/** An ISO time as people read it, in German time with its zone: "5. Dezember 2026, 23:09 MEZ", "5 December 2026, 23:09 CET". */
 function formatTime(iso: unknown, locale: Locale, withTime: boolean): string {
   const at = new Date(String(iso));
   if (iso === undefined || iso === null || Number.isNaN(at.getTime())) return String(iso ?? '');
-  const date = new Intl.DateTimeFormat(INTL_LOCALE[locale], { day: 'numeric', month: 'long', year: 'numeric', timeZone: 'UTC' }).format(at);
+  // In German time, as the business keeps its books and its deadlines (a period that ends at 23:30 UTC on
+  // 31 December ends on 1 January here), the zone named with the time (MEZ/MESZ, CET/CEST).
+  const date = new Intl.DateTimeFormat(INTL_LOCALE[locale], { day: 'numeric', month: 'long', year: 'numeric', timeZone: MAIL_TIME_ZONE }).format(at);
   if (!withTime) return date;
-  const time = new Intl.DateTimeFormat('de-DE', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: 'UTC' }).format(at);
-  return `${date}, ${time} UTC`;
+  const time = new Intl.DateTimeFormat(INTL_LOCALE[locale], { hour: '2-digit', minute: '2-digit', hourCycle: 'h23', timeZone: MAIL_TIME_ZONE, timeZoneName: 'short' }).format(at);
+  return `${date}, ${time}`;
 }
 
 /** Units of a link's lifetime: [seconds, one (as "valid for …" takes it), many]. */

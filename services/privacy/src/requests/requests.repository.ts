@@ -54,6 +54,12 @@ const decisionView = (r: RequestRow): PrivacyDecisionView | null =>
     : null;
 
 /** Data-subject requests, their steps and processor notices. */
+/**
+ * One month from receipt (Art. 12(3) GDPR), counted on the German calendar: received 31 January at 00:30 in
+ * Berlin, due 28 February (in UTC it was still 30 January, and the month ran to 1 March).
+ */
+export const DUE_IN_A_MONTH = `((now() AT TIME ZONE 'Europe/Berlin') + interval '1 month') AT TIME ZONE 'Europe/Berlin'`;
+
 @Injectable()
 export class RequestsRepository {
   constructor(private readonly ds: DataSource) {}
@@ -65,7 +71,7 @@ export class RequestsRepository {
   ): Promise<void> {
     await em.query(
       `INSERT INTO requests (id, user_id, subject_hash, type, scope, status, due_at, wrapped_key, details, completed_at)
-       VALUES ($1, $2, $3, $4, $5, $6, now() + interval '1 month', $7, $8, CASE WHEN $6 = 'completed' THEN now() END)`,
+       VALUES ($1, $2, $3, $4, $5, $6, ${DUE_IN_A_MONTH}, $7, $8, CASE WHEN $6 = 'completed' THEN now() END)`,
       [r.id, r.userId, r.subjectHash, r.type, r.scope, r.status ?? 'received', r.wrappedKey, JSON.stringify(r.details ?? {})],
     );
     for (const s of steps) {
