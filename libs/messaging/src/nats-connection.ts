@@ -25,6 +25,9 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: false,
+    // No stack captured for every request and its timer (two Error objects each, a few µs of a streamed
+    // answer's every frame): our callers turn NATS errors into problems that name the subject anyway.
+    noAsyncTraces: true,
   });
   writeOncePerTurn((nc as unknown as { protocol: Protocol }).protocol);
   return nc;
