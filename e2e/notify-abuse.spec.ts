@@ -89,6 +89,10 @@ describe('notify: limits, erased owners, exports by address', () => {
     expect(await templatesIn('private')).toEqual(['verify-email']);
 
     await rpc.call(privacyRpcs('notify').erase, { userId: owner.id, scope: 'all' }, { timeoutMs: 10_000 });
+    // The step tried again (its answer lost): the last mail went once, and notify remembers it did.
+    await rpc.call(privacyRpcs('notify').erase, { userId: owner.id, scope: 'all' }, { timeoutMs: 10_000 });
+    expect(brevo.delivered('owner.weg@example.eu').filter((m) => m.subject === 'Your Ally account is being erased')).toHaveLength(1);
+    expect(await env.sql(`SELECT farewell_sent_at IS NOT NULL AS sent FROM notify.erased_subjects`)).toEqual([{ sent: true }]);
     const before = brevo.mails('owner.weg@example.eu').length;
     await consumed(await publish('billing.payment.failed', { workspace: org.id, invoiceId: 'in_1', ownerEmail: null, locale: 'de' }));
     await consumed(await publish('billing.payment.failed', { workspace: `private:${owner.id}`, invoiceId: 'in_2', ownerEmail: null, locale: 'de' }));

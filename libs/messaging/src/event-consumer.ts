@@ -45,6 +45,11 @@ interface Item {
 export interface EventConsumerOptions {
   /** Durable name `<service>-<purpose>`. */
   durable: string;
+  /**
+   * Whose inbox rows mark an event handled (default: the durable's). Consumers that took over one
+   * consumer's event types share its inbox, so what it handled before is not handled again.
+   */
+  inbox?: string;
   /** Event types, e.g. `identity.user.registered`. */
   types: string[];
   handler: EventHandler;
@@ -228,7 +233,7 @@ export class EventConsumer {
         }
         const fresh: { event_id: string }[] = await em.query(
           `INSERT INTO inbox (event_id, consumer) SELECT unnest($1::uuid[]), $2 ON CONFLICT DO NOTHING RETURNING event_id`,
-          [items.map((i) => i.event.id), this.opts.durable],
+          [items.map((i) => i.event.id), this.opts.inbox ?? this.opts.durable],
         );
         const ids = new Set(fresh.map((r) => r.event_id));
         // Each id once, in arrival order (a batch may hold the same event twice).
@@ -244,7 +249,7 @@ export class EventConsumer {
   }
 
   private async apply(em: EntityManager, event: EventEnvelope): Promise<void> {
-    const fresh = await em.query(`INSERT INTO inbox (event_id, consumer) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [event.id, this.opts.durable]);
+    const fresh = await em.query(`INSERT INTO inbox (event_id, consumer) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [event.id, this.opts.inbox ?? this.opts.durable]);
     if (fresh.length === 0) return; // seen before: the effect is already committed
     await this.opts.handler(em, event);
   }

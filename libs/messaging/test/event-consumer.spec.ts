@@ -94,6 +94,21 @@ describe(EventConsumer.name, () => {
     expect(await metricValue(registry, 'ally_events_processed_total')).toBe(3);
   });
 
+  it('skips, in a consumer that shares another\'s inbox, what that one already handled (a consumer split in two reads the stream anew)', async () => {
+    const before = createEnvelope({ type: 'test.split.happened', source: 'test', data: { n: 1 } });
+    const after = createEnvelope({ type: 'test.split.happened', source: 'test', data: { n: 2 } });
+    await publish(before);
+    const old = await startConsumer({ durable: 'test-split-old', types: ['test.split.happened'], handler: recordEffect('test-split') });
+    await settled('test-split-old', await publish(after));
+    await old.stop();
+    // The new one starts at the stream's beginning: both events come again, neither has a second effect.
+    const third = createEnvelope({ type: 'test.split.happened', source: 'test', data: { n: 3 } });
+    const seq = await publish(third);
+    await startConsumer({ durable: 'test-split-new', inbox: 'test-split-old', types: ['test.split.happened'], handler: recordEffect('test-split') });
+    await settled('test-split-new', seq);
+    expect((await effects('test-split')).map((e) => e.n)).toEqual([1, 2, 3]);
+  });
+
   it('has one effect when two replicas of a consumer race for copies of the same event', async () => {
     const durable = 'test-replicas';
     const registry = new Registry();

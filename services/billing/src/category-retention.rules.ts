@@ -33,7 +33,7 @@ export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
     category: 'usage-ledger',
     table: 'ledger',
     key: 'message_id',
-    since: `((period || '-01T00:00:00Z')::timestamptz + interval '1 month')`,
+    since: `(((period || '-01')::date + interval '1 month') AT TIME ZONE 'UTC')`,
     where: "meter_status <> 'pending'",
     userColumn: 'user_id',
     workspace: `CASE WHEN workspace LIKE 'private:%' THEN 'private' ELSE workspace END`,

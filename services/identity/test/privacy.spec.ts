@@ -1,4 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { IdentityRpc, privacyRpcs } from '@ally/contracts';
 import { lastEvent } from '@ally/testing';
 import { identityWorld } from './identity-world.js';
@@ -59,6 +61,28 @@ describe('identity answers data-subject requests', () => {
       // Each one that was created went with its only member, and said so.
       expect(await world.env.sql(`SELECT id FROM identity.organizations WHERE id = ANY($1::uuid[])`, [created])).toEqual([]);
       for (const orgId of created) await lastEvent(world.env, 'identity.organization.dissolved', (e) => (e.data as { orgId: string }).orgId === orgId);
+    }
+  });
+
+  it('an erasure meeting an invitation its subject is sending waits for it instead of deadlocking', async () => {
+    const { user } = await world.rpc.call(IdentityRpc.register, { email: 'einlader@example.eu', password: PASSWORD, firstName: 'Ines', lastName: 'Einlader' });
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Einlader KG' }, { actor: { userId: user.id, platformRoles: [] } });
+    // The invitation's own order: the inviter's membership (FOR SHARE), then the invitation, whose key holds the account.
+    const sending = new pg.Client({ connectionString: world.env.adminUrl });
+    await sending.connect();
+    try {
+      await sending.query('BEGIN');
+      await sending.query(`SELECT 1 FROM identity.memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE`, [org.id, user.id]);
+      const erasure = world.rpc.call(IdentityPrivacy.erase, { userId: user.id, scope: 'all' });
+      await new Promise((r) => setTimeout(r, 300));
+      await sending.query(
+        `INSERT INTO identity.invitations (id, org_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, 'gast@example.eu', 'member', $3, $4, now() + interval '1 day')`,
+        [randomUUID(), org.id, `h-${randomUUID()}`, user.id],
+      );
+      await sending.query('COMMIT');
+      await expect(erasure).resolves.toMatchObject({ affected: { account: 1 } });
+    } finally {
+      await sending.end();
     }
   });
 

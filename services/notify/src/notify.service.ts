@@ -8,6 +8,7 @@ import { RecipientIndex1765800000000 } from './migrations/1765800000000-recipien
 import { MailWorkspace1765900000000 } from './migrations/1765900000000-mail-workspace.js';
 import { Restrictions1766000000000 } from './migrations/1766000000000-restrictions.js';
 import { MailAbout1766500000000 } from './migrations/1766500000000-mail-about.js';
+import { FarewellSent1766600000000 } from './migrations/1766600000000-farewell-sent.js';
 import { NotifyModule } from './notify.module.js';
 import { SuppressionEntity } from './suppressions/suppression.entity.js';
 
@@ -15,6 +16,6 @@ import { SuppressionEntity } from './suppressions/suppression.entity.js';
 export const notifyService: ServiceDefinition<NotifyConfig> = {
   name: 'notify',
   configSchema: notifyConfigSchema,
-  database: { schema: 'notify', entities: [DeliveryEntity, SuppressionEntity], migrations: [InitialSchema1764200000000, OneMailPerRecipient1764600000000, ErasedSubjects1765000000000, RecipientIndex1765800000000, MailWorkspace1765900000000, Restrictions1766000000000, MailAbout1766500000000] },
+  database: { schema: 'notify', entities: [DeliveryEntity, SuppressionEntity], migrations: [InitialSchema1764200000000, OneMailPerRecipient1764600000000, ErasedSubjects1765000000000, RecipientIndex1765800000000, MailWorkspace1765900000000, Restrictions1766000000000, MailAbout1766500000000, FarewellSent1766600000000] },
   module: (ctx) => NotifyModule.forRoot(ctx),
 };

@@ -25,14 +25,30 @@ describe('export pages of a service that builds its export whole', () => {
     };
     const pages = pagesOf(full);
     expect(pages.length).toBeGreaterThan(2);
-    for (const page of pages) expect(JSON.stringify(page).length).toBeLessThan(700 * 1024);
+    // Bytes, not characters: an umlaut takes two.
+    for (const page of pages) expect(Buffer.byteLength(JSON.stringify(page))).toBeLessThan(700 * 1024);
     expect(pages.at(-1)!.nextPage).toBeUndefined();
     expect(mergeExportPages(pages)).toEqual(full);
+  });
+
+  it('keeps every later list in place when an earlier one grows between two pages (a sign-in while the export runs)', () => {
+    const build = (audit: number): PrivacyExport => ({
+      service: 'identity',
+      categories: { 'login-audit': Array.from({ length: audit }, (_, i) => row(i)), 'api-keys': Array.from({ length: 4_000 }, (_, i) => row(100_000 + i)) },
+    });
+    const pages = [exportPage(build(3_000), 0)];
+    // Two more sign-ins before each following page is asked for.
+    for (let n = 1; pages.at(-1)!.nextPage !== undefined; n++) pages.push(exportPage(build(3_000 + 2 * n), pages.at(-1)!.nextPage!));
+    const ids = (rows: unknown) => (rows as { message_id: string }[]).map((r) => r.message_id);
+    const merged = mergeExportPages(pages).categories as Record<string, { message_id: string }[]>;
+    expect(ids(merged['api-keys'])).toEqual(ids(build(0).categories['api-keys']));
+    expect(new Set(merged['login-audit'].map((r) => r.message_id)).size).toBe(merged['login-audit'].length);
   });
 
   it('answers a small export in one page as it is, and refuses a page token it never gave out', () => {
     const full: PrivacyExport = { service: 'notify', categories: { 'delivery-log': [{ template: 'welcome' }], 'suppression-list': [] } };
     expect(exportPage(full, 0)).toEqual(full);
     expect(() => exportPage(full, 'eyJhIjoxfQ')).toThrow(ProblemError);
+    expect(() => exportPage(full, 5)).toThrow(ProblemError);
   });
 });

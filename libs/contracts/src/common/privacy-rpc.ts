@@ -47,45 +47,66 @@ export function mergeExportPages(pages: PrivacyExport[]): PrivacyExport {
   return { service: pages[0]?.service ?? '', categories };
 }
 
-/** JSON bytes of one page's items: with the envelope, well inside NATS's 1 MiB. */
+/** UTF-8 bytes of JSON of one page's items: with the envelope, well inside NATS's 1 MiB. */
 const EXPORT_PAGE_BYTES = 640 * 1024;
 
 /** One piece of an export: an element of a category's list (or of a list one level down), or a value kept whole. */
-type Piece = { category: string; key?: string; element?: unknown; value?: unknown; emptyList?: true };
+type Piece = { category: string; key?: string; index: number; element?: unknown; value?: unknown; emptyList?: true };
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function piecesOf(categories: Record<string, unknown>): Piece[] {
   const pieces: Piece[] = [];
   const list = (category: string, items: unknown[], key?: string) => {
-    if (items.length === 0) pieces.push({ category, key, emptyList: true });
-    for (const element of items) pieces.push({ category, key, element });
+    if (items.length === 0) pieces.push({ category, key, index: 0, emptyList: true });
+    items.forEach((element, index) => pieces.push({ category, key, index, element }));
   };
   for (const [category, value] of Object.entries(categories)) {
     if (Array.isArray(value)) list(category, value);
     else if (isRecord(value) && Object.values(value).some(Array.isArray)) {
-      for (const [key, v] of Object.entries(value)) Array.isArray(v) ? list(category, v, key) : pieces.push({ category, key, value: v });
-    } else pieces.push({ category, value });
+      for (const [key, v] of Object.entries(value)) Array.isArray(v) ? list(category, v, key) : pieces.push({ category, key, index: 0, value: v });
+    } else pieces.push({ category, index: 0, value });
   }
   return pieces;
 }
 
+/** A page token: the list a page starts in, and the index in it (so a list that grew meanwhile moves no other list's place). */
+type Place = [category: string, key: string | null, index: number];
+
+function startOf(pieces: Piece[], page: number | string, service: string): number {
+  if (page === 0) return 0;
+  let place: Place;
+  try {
+    place = JSON.parse(Buffer.from(String(page), 'base64url').toString('utf8')) as Place;
+    if (!Array.isArray(place) || typeof place[0] !== 'string' || typeof place[2] !== 'number') throw new Error('not a place');
+  } catch {
+    throw new ProblemError(400, `Not an export page ${service} gave out: start again at page 0`);
+  }
+  const [category, key, index] = place;
+  const at = pieces.findIndex((p) => p.category === category && (p.key ?? null) === key && p.index >= index);
+  if (at >= 0) return at;
+  // The list is shorter now than where the page would start: what follows it.
+  const after = pieces.findLastIndex((p) => p.category === category && (p.key ?? null) === key);
+  return after >= 0 ? after + 1 : pieces.length;
+}
+
 /**
  * One page of an export a service builds whole (`exportPage(await build(), page)`): its pieces (list
- * elements, at the top of a category or one level down, and values kept whole) from the page's index on,
- * as many as fit EXPORT_PAGE_BYTES (one at least), shaped so that `mergeExportPages` joins the pages into
- * `full` again. Page tokens are piece indexes; the lists must keep their order between calls (new rows last).
+ * elements, at the top of a category or one level down, and values kept whole) from the page's place on,
+ * as many as fit EXPORT_PAGE_BYTES of UTF-8 (one at least), shaped so that `mergeExportPages` joins the pages
+ * into `full` again. A token names a list and an index in it: rows added to a list (its newest last) move no
+ * other page's place.
  */
 export function exportPage(full: PrivacyExport, page: number | string): PrivacyExport {
-  if (typeof page !== 'number') throw new ProblemError(400, `Not an export page ${full.service} gave out: start again at page 0`);
   const pieces = piecesOf(full.categories);
+  const first = startOf(pieces, page, full.service);
   const categories: Record<string, unknown> = {};
   let bytes = 0;
-  let at = page;
+  let at = first;
   for (; at < pieces.length; at++) {
     const piece = pieces[at];
-    const size = JSON.stringify(piece.element ?? piece.value ?? null).length + 1;
-    if (at > page && bytes + size > EXPORT_PAGE_BYTES) break;
+    const size = Buffer.byteLength(JSON.stringify(piece.element ?? piece.value ?? null)) + 1;
+    if (at > first && bytes + size > EXPORT_PAGE_BYTES) break;
     bytes += size;
     const holder = piece.key === undefined ? categories : ((categories[piece.category] ??= {}) as Record<string, unknown>);
     const name = piece.key ?? piece.category;
@@ -93,7 +114,9 @@ export function exportPage(full: PrivacyExport, page: number | string): PrivacyE
     else if ('element' in piece) ((holder[name] ??= []) as unknown[]).push(piece.element);
     else holder[name] = piece.value;
   }
-  return { service: full.service, categories, ...(at < pieces.length ? { nextPage: at } : {}) };
+  const next = pieces[at];
+  const nextPage = next && Buffer.from(JSON.stringify([next.category, next.key ?? null, next.index] satisfies Place)).toString('base64url');
+  return { service: full.service, categories, ...(nextPage ? { nextPage } : {}) };
 }
 
 export interface PrivacyErasure {

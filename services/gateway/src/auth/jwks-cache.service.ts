@@ -47,7 +47,8 @@ export class JwksCache implements OnModuleInit, OnModuleDestroy {
     const subject = withPrefix(this.config.NATS_SUBJECT_PREFIX, SIGNING_KEYS_CHANGED_SUBJECT);
     this.stopListening = listenToBroadcasts(this.nats, subject, this.logger, 'signing-keys-changed', () => {
       clearTimeout(this.changed);
-      this.changed = setTimeout(() => this.refreshInBackground(), CHANGED_SETTLE_MS);
+      // After a fetch already under way (it may have read the keys from before the change), one of its own.
+      this.changed = setTimeout(() => void (this.inflight ?? Promise.resolve()).catch(() => undefined).then(() => this.refreshInBackground()), CHANGED_SETTLE_MS);
     });
   }
 

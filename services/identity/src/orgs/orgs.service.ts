@@ -19,7 +19,7 @@ import {
   type RequestMeta,
   type updateOrgPolicyInput,
 } from '@ally/contracts';
-import { lockNamed } from '@ally/persistence';
+import { lockNamed, lockSubject } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
@@ -53,10 +53,10 @@ export class OrgsService {
 
   async create(actor: Actor, name: string, meta?: RequestMeta): Promise<Organization> {
     return this.ds.transaction(async (em) => {
-      // KEY SHARE holds the account against an erasure (which locks it FOR UPDATE) until this commits, and one
-      // that got there first is waited for: then the account is gone here, not an organisation left without members.
-      const [alive] = await em.query(`SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE`, [actor.userId]);
-      const user = alive && (await this.users.findById(actor.userId, em));
+      // Holds off an erasure of the account (which takes the lock exclusively) until this commits, and waits for one
+      // that got there first: then the account is gone here, not an organisation left without members.
+      await lockSubject(em, actor.userId, 'shared');
+      const user = await this.users.findById(actor.userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
       return this.createInTx(em, user, name, meta);
     });

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
+import { lockSubject } from '@ally/persistence';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { lockMembers } from '../orgs/orgs.service.js';
 import { hashSecret } from '../common/secrets.js';
@@ -83,9 +84,10 @@ export class IdentityPrivacyService {
 
   async erase(userId: string, scope: string): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em): Promise<PrivacyErasure> => {
-      // First the account's row: a membership being added now (an organisation created, an invitation accepted)
-      // holds it by its foreign key and is waited for, so the read below sees it; later ones find the account gone.
-      if (scope === 'all') await em.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [userId]);
+      // First the subject's lock: an organisation being created by them now holds it (shared) and is waited for, so
+      // the read below sees its membership; one after this finds the account gone. An advisory lock, taken first
+      // by both, so it adds no lock order (a row lock on the account here deadlocked with an invitation being sent).
+      if (scope === 'all') await lockSubject(em, userId, 'exclusive');
       const orgs: { org_id: string }[] =
         scope === 'all' ? await em.query(`SELECT org_id FROM memberships WHERE user_id = $1 ORDER BY org_id`, [userId]) : scope === 'private' ? [] : [{ org_id: scope }];
       let memberships = 0;

@@ -35,6 +35,7 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
   private published: JWK[] = [];
   private timer?: NodeJS.Timeout;
   private readonly kek: Buffer;
+  private loading: Promise<void> = Promise.resolve();
 
   constructor(
     private readonly ds: DataSource,
@@ -138,7 +139,14 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  private async load(): Promise<void> {
+  /** Loads one after the other: two at once (a rotation and a change heard) could end in the older key set. */
+  private load(): Promise<void> {
+    const next = this.loading.catch(() => undefined).then(() => this.loadNow());
+    this.loading = next;
+    return next;
+  }
+
+  private async loadNow(): Promise<void> {
     // Keys retired longer ago than a token lives can no longer verify anything.
     const keepMs = (this.config.ACCESS_TOKEN_TTL_SECONDS + 300) * 1000;
     const rows: SigningKeyEntity[] = await this.ds.getRepository(SigningKeyEntity).find({ order: { createdAt: 'DESC' } });

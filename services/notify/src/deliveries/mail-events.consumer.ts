@@ -42,6 +42,8 @@ export class MailEventsConsumer {
     };
     // One consumer per service whose events make mail: before NATS 2.10 a consumer has a single filter, and one over
     // identity's, billing's and privacy's events would be `ally.evt.>`, fetching every usage event chat writes.
+    // They share notify-mail's inbox (it read all three before): a new one reading the stream from its start
+    // handles nothing notify-mail already did.
     const families = [
       { durable: 'notify-mail', family: 'identity' },
       { durable: 'notify-mail-billing', family: 'billing' },
@@ -50,7 +52,7 @@ export class MailEventsConsumer {
     const unread = MAIL_EVENT_TYPES.filter((t) => !families.some((f) => t.startsWith(`${f.family}.`)));
     if (unread.length) throw new Error(`no mail consumer reads ${unread.join(', ')}`);
     for (const { durable, family } of families) {
-      consumers.register({ durable, types: MAIL_EVENT_TYPES.filter((t) => t.startsWith(`${family}.`)), handler: (em, event) => this.handle(em, event) });
+      consumers.register({ durable, inbox: 'notify-mail', types: MAIL_EVENT_TYPES.filter((t) => t.startsWith(`${family}.`)), handler: (em, event) => this.handle(em, event) });
     }
   }
 

@@ -86,7 +86,7 @@ export class NotifyPrivacyService {
     // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the subject.
     const hashes = contacts.map((c) => hashAddress(c.email));
     const unsent = await this.stopSends(userId, hashes);
-    for (const c of contacts) await this.sayGoodbye(userId, c);
+    await this.sayGoodbye(userId, contacts);
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
@@ -96,16 +96,23 @@ export class NotifyPrivacyService {
 
   /**
    * The last mail (Art. 12(3) GDPR: the action taken on their request), sent here because the account is gone
-   * by the time the erasure completes; its log goes with the others right after. A retry of the step sends the
-   * same idempotency key, so Brevo mails nobody twice. Brevo away fails the step (privacy tries it again); a
-   * refusal (an address Brevo will not take) does not stop the erasure.
+   * by the time the erasure completes; its log goes with the others right after. Once only: the erasure mark
+   * records it, and a retry whose first answer was lost sends the same idempotency key, so Brevo mails nobody
+   * twice. Brevo away fails the step (privacy tries it again); a refusal (an address Brevo will not take) does
+   * not stop the erasure.
    */
-  private async sayGoodbye(userId: string, to: Contact): Promise<void> {
-    const mail = this.renderer.render('account-erased', to.locale, { firstName: to.firstName, contactEmail: CONTROLLER.email });
-    const outcome = await this.mailer.send(to.email, mail, ['account-erased'], farewellKey(userId));
-    if (outcome.ok) return;
-    if (outcome.retryable) throw new ProblemError(503, 'Brevo did not take the erasure notice; try the erasure again');
-    this.logger.warn({ error: outcome.error }, 'erasure notice refused by Brevo; the erasure goes on');
+  private async sayGoodbye(userId: string, contacts: Contact[]): Promise<void> {
+    const mark = erasureMark(userId);
+    const [{ sent }] = await this.ds.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1 AND farewell_sent_at IS NOT NULL) AS sent`, [mark]);
+    if (sent) return;
+    for (const to of contacts) {
+      const mail = this.renderer.render('account-erased', to.locale, { firstName: to.firstName, contactEmail: CONTROLLER.email });
+      const outcome = await this.mailer.send(to.email, mail, ['account-erased'], farewellKey(userId));
+      if (outcome.ok) continue;
+      if (outcome.retryable) throw new ProblemError(503, 'Brevo did not take the erasure notice; try the erasure again');
+      this.logger.warn({ error: outcome.error }, 'erasure notice refused by Brevo; the erasure goes on');
+    }
+    await this.ds.query(`UPDATE erased_subjects SET farewell_sent_at = now() WHERE mark = $1`, [mark]);
   }
 
   /**
