@@ -434,6 +434,27 @@ describe('privacy through the gateway, against every real service', () => {
     expect(objected).not.toContain('legal-holds');
   });
 
+  it('an upheld objection of a subject under a legal hold stops the login audit but deletes nothing of it, and nobody decides their own request', async () => {
+    const email = 'hanno.halt@example.eu';
+    const hanno = await register(email, 'Hanno', 'Halt');
+    await http.post('/v1/auth/login', { email, password: PASSWORD });
+    const cora = await complianceToken();
+    expect((await http.post('/v1/admin/privacy/legal-holds', { userId: hanno.user.id, reason: 'Klage anhängig' }, cora)).status).toBe(201);
+    const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, hanno.accessToken)).body;
+    await waitFor(async () => ((await http.get(`/v1/privacy/requests/${objection.id}`, hanno.accessToken)).body.status === 'in_progress' ? true : undefined), 'the objection to await its decision');
+    expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'Kein zwingender Grund.' }, cora)).status).toBe(200);
+    const upheld = await lastEvent<{ requestId: string; keep?: boolean }>(env, 'privacy.subject.objection-upheld', (e) => e.data.requestId === objection.id);
+    expect(upheld.data.keep).toBe(true);
+    await waitFor(async () => ((await env.sql(`SELECT login_audit_objected FROM identity.users WHERE id = $1`, [hanno.user.id]))[0]?.login_audit_objected ? true : undefined), 'identity to stop the audit');
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [hanno.user.id])).not.toEqual([]);
+
+    // A compliance officer's own objection is decided by someone else.
+    const own = (await http.post('/v1/privacy/requests', { type: 'objection' }, cora)).body;
+    await waitFor(async () => ((await http.get(`/v1/privacy/requests/${own.id}`, cora)).body.status === 'in_progress' ? true : undefined), 'her objection to await its decision');
+    const self = await http.post(`/v1/admin/privacy/requests/${own.id}/decision`, { decision: 'reject', reason: 'Ich entscheide selbst.' }, cora);
+    expect({ status: self.status, detail: self.body.detail }).toEqual({ status: 403, detail: expect.stringContaining('your own request') });
+  });
+
   it('pauses the login audit from the objection on (Art. 21(1)) and resumes it when compliance rejects the objection for compelling grounds', async () => {
     const email = 'paulina.pause@example.eu';
     const paulina = await register(email, 'Paulina', 'Pause');

@@ -144,6 +144,23 @@ describe('retention runs in Kubernetes', () => {
       expect(run.results.length).toBeGreaterThan(10);
     });
 
+    it('fails, with an audit entry, a run whose Job never started within the hour it holds off the next one, so no run goes beside it later', async () => {
+      const started = await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true }, { actor: compliance });
+      expect(started.status).toBe('queued');
+      await env.sql(`UPDATE privacy.retention_runs SET created_at = now() - interval '2 hours' WHERE id = $1`, [started.id]);
+      const next = await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true }, { actor: compliance });
+      expect(next.id).not.toBe(started.id);
+      const old = await rpc.call(PrivacyRpc.getRetentionRun, { id: started.id }, { actor: compliance });
+      expect(old).toMatchObject({ status: 'failed', errors: [{ service: 'kubernetes', error: expect.stringContaining('did not start') }] });
+      expect(old.finishedAt).toEqual(expect.any(String));
+      // Claiming it now takes nothing: it is over.
+      const out = await privacyService.commands!['retention-run'](privacy.app, ['--run-id', started.id]);
+      expect(out).toContain('failed');
+      expect(await env.sql(`SELECT 1 FROM privacy.audit_log WHERE action = 'retention-run.abandoned' AND details->>'runId' = $1`, [started.id])).toHaveLength(1);
+      const done = await privacyService.commands!['retention-run'](privacy.app, ['--run-id', next.id]);
+      expect(done).toContain('completed');
+    });
+
     it('answers 503 and records the failure when the API server refuses', async () => {
       writeFileSync(join(dir, 'token'), 'revoked');
       await expect(rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true }, { actor: compliance })).rejects.toMatchObject({ status: 503 });

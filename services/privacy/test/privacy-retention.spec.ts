@@ -199,6 +199,22 @@ describe('retention policies, runs and legal holds', () => {
     }
   });
 
+  it('pages through legal holds placed within one millisecond without losing any', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: `Sammelklage ${i}` }, { actor: compliance })).id);
+    // As a batch placed at once would be: microseconds apart, one millisecond in the cursor.
+    for (const [i, id] of ids.entries()) await env.sql(`UPDATE privacy.legal_holds SET created_at = '2031-01-01T10:00:00.1234Z'::timestamptz + make_interval(secs => $2 * 0.00001) WHERE id = $1`, [id, i]);
+    const seen: string[] = [];
+    for (let cursor: string | undefined, pages = 0; pages < 10; pages++) {
+      const page = await rpc.call(PrivacyRpc.listLegalHolds, { limit: 1, ...(cursor ? { cursor } : {}) }, { actor: compliance });
+      seen.push(...page.data.map((h) => h.id));
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+    }
+    expect(seen.filter((id) => ids.includes(id)).sort()).toEqual([...ids].sort());
+    for (const id of ids) await rpc.call(PrivacyRpc.releaseLegalHold, { id }, { actor: compliance });
+  });
+
   it('tells the services which users a restriction holds in some workspaces only, and holds everywhere a user also restricted in all', async () => {
     const [scoped, both, org]: string[] = [randomUUID(), randomUUID(), randomUUID()];
     for (const [user, scope] of [[scoped, 'private'], [scoped, org], [both, org], [both, 'all']]) {
@@ -330,6 +346,8 @@ describe('retention policies, runs and legal holds', () => {
     expect(billing.recipients.find((r) => r.name === 'Stripe, Inc.')!.transferBasis.euEea).toMatch(/Data Privacy Framework/);
     expect(reg.activities.find((a) => a.category === 'delivery-log')!.recipients.map((r) => r.name)).toContain('Sendinblue GmbH (Brevo)');
     expect(reg.activities.find((a) => a.category === 'login-audit')!.retentionDays).toBe(14);
+    // Every category an export holds is in the register: the link to a single sign-on provider too.
+    expect(reg.activities.find((a) => a.category === 'sso-links')).toMatchObject({ service: 'identity', retentionDays: null });
     const csv = await rpc.call(PrivacyRpc.processingActivities, { format: 'csv' }, { actor: compliance });
     if (!('csv' in csv)) throw new Error('expected CSV');
     const lines = csv.csv.trim().split('\r\n');

@@ -51,4 +51,14 @@ export const identityDataCategories: DataCategory[] = [
     retentionRule: 'while the account exists; revoked keys deleted after 30 days',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
   },
+  {
+    service: 'identity',
+    category: 'sso-links',
+    description: "The single sign-on provider an account signs in with, and its user id there (the provider's subject)",
+    purposes: ['authentication'],
+    basis: 'contract (Art. 6(1)(b) GDPR)',
+    retentionDays: null,
+    retentionRule: 'while the account exists; deleted on erasure',
+    processors: ['Hetzner Online GmbH (hosting, EU)'],
+  },
 ];

@@ -43,7 +43,14 @@ export const PrivacyEvents = {
   /** Compliance lifted a restriction and the subject was told beforehand: processing may resume in that scope. */
   'privacy.subject.restriction-lifted': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string() }),
   /** Compliance upheld an objection (no compelling grounds): these categories stop being processed for the subject. */
-  'privacy.subject.objection-upheld': z.object({ requestId: z.uuid(), userId: z.uuid(), scope: z.string(), categories: z.array(z.string()) }),
+  'privacy.subject.objection-upheld': z.object({
+    requestId: z.uuid(),
+    userId: z.uuid(),
+    scope: z.string(),
+    categories: z.array(z.string()),
+    /** A legal hold or a restriction keeps the subject's data: processing stops, nothing is deleted (absent: false). */
+    keep: z.boolean().optional(),
+  }),
   'privacy.retention-run.finished': z.object({ runId: z.uuid(), dryRun: z.boolean(), status: z.enum(['completed', 'failed']), affected: z.number().int() }),
 } as const;
 

@@ -36,7 +36,8 @@ export class ObjectionsConsumer {
         const d = PrivacyEvents['privacy.subject.objection-upheld'].parse(event.data);
         if (d.scope !== 'all' || !d.categories.includes(LOGIN_AUDIT)) return;
         await em.query(`UPDATE users SET login_audit_objected = true WHERE id = $1`, [d.userId]);
-        await em.query(`DELETE FROM login_audit WHERE user_id = $1`, [d.userId]);
+        // Under a legal hold or a restriction what was recorded stays (nothing new is): its period deletes it later.
+        if (!d.keep) await em.query(`DELETE FROM login_audit WHERE user_id = $1`, [d.userId]);
         return;
       }
       case 'privacy.request.decided': {

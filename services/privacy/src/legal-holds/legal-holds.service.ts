@@ -75,9 +75,10 @@ export class LegalHoldsService {
   async list(active: boolean | undefined, limit: number, cursor?: string): Promise<PrivacyPage<LegalHoldView>> {
     const where = [active === undefined ? 'TRUE' : active ? 'released_at IS NULL' : 'released_at IS NOT NULL'];
     const after = decodeCursor(cursor);
-    if (after) where.push(`(created_at, id) < ($1::timestamptz, $2::uuid)`);
+    // The cursor holds milliseconds (as JSON times do): the key is cut to them, so holds of one millisecond are not skipped.
+    if (after) where.push(`(date_trunc('milliseconds', created_at), id) < ($1::timestamptz, $2::uuid)`);
     const rows: HoldRow[] = await this.ds.query(
-      `SELECT * FROM legal_holds WHERE ${where.join(' AND ')} ORDER BY created_at DESC, id DESC LIMIT ${limit + 1}`,
+      `SELECT * FROM legal_holds WHERE ${where.join(' AND ')} ORDER BY date_trunc('milliseconds', created_at) DESC, id DESC LIMIT ${limit + 1}`,
       after ? [after.at, after.id] : [],
     );
     const { page, nextCursor } = keysetPage(rows, limit, (r) => [new Date(r.created_at), r.id]);

@@ -7,6 +7,7 @@ import { PrivacyRequestNotFound } from '../common/privacy-errors.js';
 import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
 import { RequestFinalizer } from '../sagas/request-finalizer.js';
 import { objectedCategories } from './request-plan.js';
 import { RequestsRepository, type RequestRow } from './requests.repository.js';
@@ -28,6 +29,7 @@ export class DecisionsService {
     private readonly finalizer: RequestFinalizer,
     private readonly audit: AuditTrail,
     private readonly outbox: PrivacyOutbox,
+    private readonly holds: LegalHoldsService,
     @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
   ) {}
 
@@ -46,12 +48,16 @@ export class DecisionsService {
       const fits = (row.type === 'restriction' && input.decision === 'lift') || (row.type === 'objection' && input.decision !== 'lift');
       if (!fits) throw new ProblemError(409, `${/^[aeiou]/.test(row.type) ? 'An' : 'A'} ${row.type} request cannot be decided with "${input.decision}"`);
       if (row.decision) throw new ProblemError(409, 'This request was already decided');
+      // Nobody decides their own request: another member of the compliance team does.
+      if (row.user_id === actor.userId) throw new ProblemError(403, 'This is your own request: another member of the compliance team decides it');
       const decidedAt = new Date();
       const takesEffectAt = input.decision === 'lift' ? new Date(decidedAt.getTime() + this.config.PRIVACY_LIFT_NOTICE_HOURS * 3_600_000) : decidedAt;
       const subject = { subject: { userId: row.user_id } };
       // An upheld objection's stop comes before the decision that ends the pause since the objection.
       if (input.decision === 'uphold') {
-        await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: objectedCategories() }, subject);
+        // Under a legal hold (Art. 17(3)(e)) or a restriction (Art. 18) the data stays: only its processing stops.
+        const keep = (await this.holds.held(em)).userIds.includes(row.user_id);
+        await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: objectedCategories(), keep }, subject);
       }
       // The subject is told before any lift it announces.
       await this.outbox.append(

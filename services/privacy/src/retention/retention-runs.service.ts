@@ -50,6 +50,7 @@ const STOP_MARGIN_MS = 5_000;
  */
 const SLICE_MS = 2_000;
 const STOPPED = 'privacy was stopped during the run (a restart or a rollout)';
+const JOB_NEVER_STARTED = [{ service: 'kubernetes', error: 'its Job did not start the run within an hour; nothing was deleted by it' }];
 const HOLDER_GONE = [{ service: 'privacy', error: 'the process running it ended before it finished; what it deleted before is not counted' }];
 
 /**
@@ -176,15 +177,17 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
   async failAbandoned(em: EntityManager = this.ds.manager, id?: string): Promise<string[]> {
     // An UPDATE answers [rows, count] through TypeORM.
     const [gone]: [{ id: string; dry_run: boolean }[], number] = await em.query(
-      `UPDATE retention_runs r SET status = 'failed', finished_at = now(), errors = $3::jsonb
-        WHERE (r.status = 'running' OR (r.status = 'queued' AND r.launched_as = 'in-process' AND r.created_at < now() - interval '5 minutes'))
+      `UPDATE retention_runs r SET status = 'failed', finished_at = now(), errors = CASE WHEN r.status = 'running' OR r.launched_as = 'in-process' THEN $3::jsonb ELSE $4::jsonb END
+        WHERE (r.status = 'running' OR (r.status = 'queued' AND r.launched_as = 'in-process' AND r.created_at < now() - interval '5 minutes')
+               -- A Job that never started within the hour a queued run holds off the next: it would run beside a later one.
+               OR (r.status = 'queued' AND r.launched_as = 'kubernetes-job' AND r.created_at < now() - interval '1 hour'))
           AND ($2::uuid IS NULL OR r.id = $2::uuid)
           AND NOT EXISTS (SELECT 1 FROM pg_locks l
             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
               AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
               AND l.classid = $1::int::oid AND l.objid = hashtext(r.id::text)::oid)
         RETURNING r.id, r.dry_run`,
-      [RETENTION_RUN_LOCK, id ?? null, JSON.stringify(HOLDER_GONE)],
+      [RETENTION_RUN_LOCK, id ?? null, JSON.stringify(HOLDER_GONE), JSON.stringify(JOB_NEVER_STARTED)],
     );
     for (const run of gone) {
       this.logger.warn({ runId: run.id }, 'retention run abandoned: its process ended before it finished; marked failed');
@@ -253,6 +256,8 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
           }
         } catch (err) {
           errors.push({ service, error: ((err as Error).message ?? String(err)).slice(0, 300) });
+          // A service that failed before deleting anything has no counts to show: zeros would read as "nothing was due".
+          if ([...affected.values()].every((n) => n === 0)) return;
         }
         if (service !== 'privacy') for (const [category, n] of affected) results.push({ service, category, affected: n });
       }),
