@@ -95,7 +95,7 @@ describe('the identity flow through the gateway, as a new user runs it with curl
     ];
     for (const [what, answer] of refused) {
       const res = await answer;
-      expect({ what, status: res.status, detail: res.body.detail }).toEqual({ what, status: 403, detail: expect.stringMatching(/API key can be used for chat only/) });
+      expect({ what, status: res.status, detail: res.body.detail }).toEqual({ what, status: 403, detail: expect.stringMatching(/API key serves chat in its workspace and reading the account \(GET \/v1\/me\) only/) });
     }
     expect((await http.get('/v1/me', session.accessToken)).body.firstName).not.toBe('Hacked');
     expect((await http.get('/v1/me/api-keys', session.accessToken)).body.data).toHaveLength(2);

@@ -183,6 +183,9 @@ describe('privacy through the gateway, against every real service', () => {
     expect(farewell).toHaveLength(1);
     expect(farewell[0].textContent).toContain('Hallo Leonora');
     expect(farewell[0].textContent).toContain('Dies ist die letzte E-Mail');
+    // The development mailbox is an inbox: it still shows that mail.
+    const mailbox = (await http.get('/v1/dev/mailbox?to=leonora.quastenberg@example.eu')).body.data as { subject: string }[];
+    expect(mailbox.map((m) => m.subject)).toContain('Ihr Ally-Konto wird gelöscht');
     expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
     // Her access token would outlive the account by up to 15 minutes: its session ended with the account, so every route refuses it,
     // billing's and privacy's too, which do not know accounts.

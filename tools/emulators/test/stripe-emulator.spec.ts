@@ -236,6 +236,15 @@ describe('Stripe emulator', () => {
       expect(session.status).toBe('complete');
       expect((session.customer as Stripe.Customer).email).toBe('bob@example.com');
     });
+
+    it('the hosted page of an expired session takes no payment and says so', async () => {
+      const { id } = await stripe().checkout.sessions.create({ mode: 'subscription', line_items: [{ price: 'price_pro_monthly', quantity: 1 }], success_url: 'https://app.example/ok?s={CHECKOUT_SESSION_ID}' });
+      await stripe().checkout.sessions.expire(id);
+      const res = await fetch(`${emulator.url}/checkout/${id}/pay`, { method: 'POST', redirect: 'manual', body: new URLSearchParams({ email: 'eve@example.com' }) });
+      expect(res.status).toBe(410);
+      expect(await res.text()).toContain('has expired');
+      expect(await stripe().checkout.sessions.retrieve(id)).toMatchObject({ status: 'expired', payment_status: 'unpaid', subscription: null });
+    });
   });
 
   describe('subscriptions', () => {

@@ -51,7 +51,7 @@ export class AuthGuard implements CanActivate {
     const actor = byKey ? await this.fromApiKey(token) : await this.fromJwt(token);
     const targets = [context.getHandler(), context.getClass()];
     if (byKey && !this.reflector.getAllAndOverride<boolean>(API_KEY_ALLOWED, targets)) {
-      throw new ProblemError(403, 'An API key can be used for chat only; sign in to manage the account, organisations, billing or data-subject requests');
+      throw new ProblemError(403, 'An API key serves chat in its workspace and reading the account (GET /v1/me) only; sign in to manage the account, organisations, billing or data-subject requests');
     }
     // identity answers 401 for an account that no longer exists (an API key it has just verified is live).
     if (!byKey && this.reflector.getAllAndOverride<boolean>(LIVE_ACCOUNT_REQUIRED, targets)) await this.rpc.call(IdentityRpc.getMe, {}, { actor });

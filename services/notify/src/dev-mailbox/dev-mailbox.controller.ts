@@ -13,7 +13,7 @@ interface EmulatedMail {
 }
 
 /**
- * Development only: what the Brevo emulator took, newest first, with links
+ * Development only: what reached the inboxes through the Brevo emulator, newest first, with links
  * and tokens, so a new user can follow a verification link without a mail
  * server. In production (or with a real Brevo key) it does not exist.
  */
@@ -27,6 +27,8 @@ export class DevMailboxController {
     const { to } = parseInput(NotifyRpc.devMailbox.input, req.input, 'query');
     const url = new URL('../__emulator/emails', this.config.BREVO_BASE_URL.replace(/\/?$/, '/'));
     if (to) url.searchParams.set('to', to);
+    // An inbox: the last mail an erasure sends stays readable after Brevo's logs of the address are deleted.
+    url.searchParams.set('inbox', 'true');
     const res = await fetch(url).catch(() => null);
     if (!res?.ok) throw new ProblemError(503, `The Brevo emulator at ${this.config.BREVO_BASE_URL} is not answering`);
     const { data } = (await res.json()) as { data: EmulatedMail[] };

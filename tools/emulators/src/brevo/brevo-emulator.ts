@@ -78,10 +78,11 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
   };
 
   const server = await serveJson(async (req, raw, url) => {
-    // Inspection API, not Brevo's: what the dev mailbox and tests read.
+    // Inspection API, not Brevo's: what the dev mailbox and tests read. `?inbox=true`: what reached the inboxes
+    // (also mails whose log an erasure had Brevo delete); otherwise Brevo's logs.
     if (url.pathname === '/__emulator/emails' && req.method === 'GET') {
       const to = url.searchParams.get('to');
-      return { status: 200, body: { data: list(to ?? undefined) } };
+      return { status: 200, body: { data: list(to ?? undefined, url.searchParams.get('inbox') === 'true' ? inboxes : mails) } };
     }
     if (url.pathname === '/__emulator/emails' && req.method === 'DELETE') {
       mails.length = 0;

@@ -2203,6 +2203,11 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       const s = sessions.get(decodeURIComponent(m[1]));
       if (!s) return html(res, 404, 'Not found', '<h1>Checkout Session not found</h1>');
       if (m[2] === 'pay' && method === 'POST') {
+        // As Stripe's page: an expired session takes no payment (a paid one, submitted twice, goes on to success).
+        if (s.status === 'expired') {
+          const back = s.cancel_url ? `<p><a href="${esc(s.cancel_url)}">Go back</a></p>` : '';
+          return html(res, 410, 'Expired', `<h1>This Checkout Session has expired</h1><p>Nothing was charged. Start the checkout again.</p>${back}`);
+        }
         if (s.status === 'open') {
           const form = parseStripeForm(raw);
           completeCheckout(s.id, { email: form.email || undefined });
