@@ -166,6 +166,11 @@ describe('a one-off command', () => {
     const good = await run(['services/billing/dist/main.js', 'export-invoices', '2026-10'], base);
     expect(good.code).toBe(0);
     expect(good.stdout).toBe('invoice_number;date;net;tax;gross;currency;customer_reference\n');
+    // Asked for help, it names its commands; the gateway, which keeps no database, says there is nothing to migrate.
+    const help = await run(['services/billing/dist/main.js', '--help'], base);
+    expect({ code: help.code, out: lines(help.stdout) }).toEqual({ code: 0, out: [expect.stringMatching(/^usage: node services\/billing\/dist\/main\.js \[command\].*commands: migrate, .*export-invoices/)] });
+    const gateway = await run(['services/gateway/dist/main.js', 'migrate'], base);
+    expect({ code: gateway.code, out: lines(gateway.stdout) }).toEqual({ code: 0, out: ['gateway: keeps no database, nothing to migrate'] });
   });
 
   it('logs on stderr, so its stdout is its answer alone (`export-invoices … > invoices.csv`), also at LOG_LEVEL=info as in the cluster', async () => {

@@ -210,14 +210,19 @@ export async function migrate(def: ServiceDefinition, env: Env): Promise<string[
 export async function main(def: ServiceDefinition<any>, argv = process.argv.slice(2), env: Env = process.env): Promise<void> {
   const [command, ...args] = argv;
   try {
+    const known = `migrate${Object.keys(def.commands ?? {}).map((c) => `, ${c}`).join('')}`;
+    if (command === 'help' || command === '--help' || command === '-h') {
+      console.log(`usage: node services/${def.name}/dist/main.js [command]: without one it starts ${def.name}; commands: ${known}`);
+      return;
+    }
     if (command === 'migrate') {
       const ran = await migrate(def, env);
-      console.log(ran.length ? `${def.name}: applied ${ran.join(', ')}` : `${def.name}: schema up to date`);
+      console.log(!def.database ? `${def.name}: keeps no database, nothing to migrate` : ran.length ? `${def.name}: applied ${ran.join(', ')}` : `${def.name}: schema up to date`);
       return;
     }
     if (command) {
       const run = def.commands?.[command];
-      if (!run) throw new StartupError(`Unknown command "${command}"; known: migrate${Object.keys(def.commands ?? {}).map((c) => `, ${c}`).join('')}`);
+      if (!run) throw new StartupError(`Unknown command "${command}"; known: ${known}`);
       // Its logs on stderr: stdout is the command's answer (`export-invoices … > invoices.csv`).
       const service = await buildService(def, { ...env, LOG_LEVEL: env.LOG_LEVEL ?? 'warn' }, 'stderr');
       try {
