@@ -334,6 +334,7 @@ describe('privacy through the gateway, against every real service', () => {
       const told = await waitFor(async () => brevo.mails(email).find((m) => m.subject === subject), `the mail that the erasure of ${scope} is done`);
       expect(told.textContent).toContain('Hallo Edda');
       expect(told.textContent).toContain('Ihr Konto und Ihre übrigen Arbeitsbereiche bleiben unverändert');
+      expect(told.textContent).toContain(`Anfrage ${erasure.body.id}.`);
     }
     // The account stays: she still signs in.
     expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);

@@ -128,7 +128,7 @@ export const MAIL_CATALOG: Record<string, Entry> = {
         userId: d.userId,
         required: true,
         uncapped: true,
-        variables: { firstName: to.firstName, private: d.scope === 'private', organisation, completedAt: d.completedAt, contactEmail: CONTROLLER.email },
+        variables: { firstName: to.firstName, private: d.scope === 'private', organisation, completedAt: d.completedAt, requestId: d.requestId, contactEmail: CONTROLLER.email },
       },
     ];
   },

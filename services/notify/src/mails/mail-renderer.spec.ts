@@ -21,6 +21,27 @@ describe('mail templates', () => {
     expect(renderer.render('welcome', 'de', { firstName: 'Rita' }).html).toContain('KI-Modelle außerhalb der EU nur, wenn Sie es erlauben');
   });
 
+  it('tell what an erasure of one workspace did: the organisation left, its assistants kept without the name, a dissolved one said so', () => {
+    const base = { firstName: 'Mia', completedAt: '2026-12-06T10:00:00.000Z', requestId: 'r-1', contactEmail: CONTROLLER.email };
+    const named = renderer.render('erasure-completed', 'de', { ...base, private: false, organisation: 'Werft KG' });
+    expect(named.subject).toBe('Ihre Daten bei Werft KG sind gelöscht');
+    expect(named.text).toContain('Sie sind nicht mehr Mitglied der Organisation');
+    expect(named.text).toContain('bleiben bei ihr, ohne Ihren Namen');
+    expect(named.text).not.toContain('aufgelöst');
+    const dissolved = renderer.render('erasure-completed', 'en', { ...base, private: false });
+    expect(dissolved.subject).toBe('Your data in a dissolved organisation is erased');
+    expect(dissolved.text).toContain('The organisation itself was dissolved with it: you were its last member.');
+    expect(dissolved.text).toContain('Request r-1.');
+    const own = renderer.render('erasure-completed', 'en', { ...base, private: true });
+    expect(own.text).toContain('its conversations and assistants');
+    expect(own.text).not.toContain('member');
+    // A name with a line separator stays on the subject's one line.
+    expect(renderer.render('erasure-completed', 'de', { ...base, private: false, organisation: 'Acme\u2028Bcc: x@y' }).subject).toBe('Ihre Daten bei Acme Bcc: x@y sind gelöscht');
+    // The last mail names what is kept, and for how long.
+    const last = renderer.render('account-erased', 'de', { firstName: 'Mia', contactEmail: CONTROLLER.email }).text;
+    for (const kept of ['Rechnungen und Zahlungsbelege zehn Jahre', 'vier Jahre nach seinem Ende', 'drei Jahre lang']) expect(last).toContain(kept);
+  });
+
   it('tell the outcome of a restriction or objection with its reason, where to object, and a lift’s date, in both languages', () => {
     const base = { firstName: 'Rita', reason: 'Ihre Angaben sind geprüft.', takesEffectAt: '2026-12-09T10:30:00.000Z', contactEmail: CONTROLLER.email, supervisoryAuthority: CONTROLLER.supervisoryAuthority };
     const subjects = (decision: string) => (['de', 'en'] as const).map((l) => renderer.render('request-decided', l, { ...base, decision }).subject);

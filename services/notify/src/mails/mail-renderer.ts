@@ -115,7 +115,8 @@ export class MailRenderer {
   render(template: string, locale: Locale, variables: Record<string, unknown>): RenderedMail {
     const compiled = this.compiled(template, locale);
     const context = { ...variables, baseUrl: this.config.PUBLIC_BASE_URL, locale };
-    const subject = compiled.subject(context).trim();
+    // One line: a name with a line or paragraph separator (which no control-character check catches) stays in it.
+    const subject = compiled.subject(context).replace(/[\r\n\u2028\u2029\u0085]+/g, ' ').trim();
     return { subject, html: this.layout({ subject, locale, body: new Handlebars.SafeString(compiled.html(context)) }), text: compiled.text(context).trim() + '\n' };
   }
 
