@@ -133,6 +133,36 @@ describe('a chat replica told to stop while it writes answers', () => {
     ]);
     expect(await env.sql(`SELECT 1 FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'userId' = $1`, [user.id])).toHaveLength(2);
   });
+
+  it('waits for a turn still being prepared when the stop comes, and ends it as it ends answers under way', async () => {
+    const chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', SHUTDOWN_GRACE_MS: '4000' }));
+    const { user } = await rpc.call(IdentityRpc.register, { email: 'paul.prep@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Paul', lastName: 'Prep' });
+    const actor = { userId: user.id, platformRoles: [] as [] };
+    const conversation = await rpc.call(ChatRpc.createConversation, { workspace: 'private' }, { actor });
+    const subject = 'ally.stream.test.rollout-prepared';
+    const sub = new StreamSubscriber<StreamFrame>(await env.nats(), withPrefix(env.prefix, subject), 15_000, (f) => f.type === 'done' || f.type === 'error');
+    // The turn's read waits behind a lock: the stop finds it being prepared, not yet answering.
+    const blocker = await env.connect();
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE chat.data_keys IN ACCESS EXCLUSIVE MODE');
+    const accepted = rpc.call(ChatRpc.streamMessage, { conversationId: conversation.id, content: '#tokens=1000 go', stream: { subject, window: 64 } }, { actor, timeoutMs: 15_000 });
+    await new Promise((r) => setTimeout(r, 300));
+    const stopped = chat.close();
+    await new Promise((r) => setTimeout(r, 300));
+    await blocker.query('COMMIT');
+    await blocker.end();
+    await accepted;
+    const frames: StreamFrame[] = [];
+    for await (const f of sub.frames()) {
+      frames.push(f);
+      sub.ack(f.seq);
+    }
+    await stopped;
+    // Ended with the restart's error, not cut off with the connection; what was written kept and billed.
+    expect(frames.at(-1)).toMatchObject({ type: 'error', problem: { status: 503 } });
+    const rows = await env.sql<{ role: string; status: string }>(`SELECT role, status FROM chat.messages WHERE conversation_id = $1 ORDER BY created_at`, [conversation.id]);
+    if (frames.some((f) => f.type === 'delta')) expect(rows).toEqual([{ role: 'user', status: 'complete' }, { role: 'assistant', status: 'aborted' }]);
+  });
 });
 
 describe('a streamed message the gateway gave up on', () => {

@@ -46,4 +46,23 @@ describe('a service that stops', () => {
     expect(await env.sql(`SELECT count(*)::int AS n FROM identity.users WHERE id = ANY($1::uuid[])`, [registered])).toEqual([{ n: registered.length }]);
     await expect(rpc.call(IdentityRpc.register, { email: 'spaet@example.eu', password: PASSWORD, firstName: 'Sven', lastName: 'Spät' })).rejects.toMatchObject({ status: 503 });
   });
+
+  it('answers the requests the grace cannot wait for with a 503 at its end, not the caller\'s timeout', async () => {
+    // Hashing far longer than the grace: none of these can finish before the service must be gone.
+    const identity = await env.start(identityService, { ARGON2_TIME_COST: '60', SHUTDOWN_GRACE_MS: '1500' });
+    const started = Date.now();
+    const registrations = Array.from({ length: 3 }, (_, i) =>
+      rpc.call(IdentityRpc.register, { email: `reiher-${i}@example.eu`, password: PASSWORD, firstName: 'Rolf', lastName: 'Reiher' }).then(
+        () => 201,
+        (err) => err.status as number,
+      ),
+    );
+    await new Promise((r) => setTimeout(r, 150));
+    const stopping = env.stop(identity);
+    const answers = await Promise.all(registrations);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    expect(answers.every((status) => status === 503 || status === 201)).toBe(true);
+    expect(answers).toContain(503);
+    await stopping;
+  });
 });

@@ -19,6 +19,8 @@ export class RpcServer extends ServerNats {
   /** Requests being handled: their answers go out before the connection and the pool they use are closed. */
   private inFlight = 0;
   private idle?: () => void;
+  /** How to answer each request still being handled (its reply subject), should the stop outlast it. */
+  private readonly answering = new Map<unknown, (response: unknown) => unknown>();
 
   constructor(private readonly rpc: RpcServerOptions) {
     super({ queue: rpc.queue });
@@ -55,6 +57,7 @@ export class RpcServer extends ServerNats {
    */
   override getPublisher(natsMsg: any, id: string, ctx: any): (response: any) => any {
     const publish = super.getPublisher(natsMsg, id, ctx);
+    this.answering.set(natsMsg, publish);
     return (response) => {
       try {
         return publish(response);
@@ -71,6 +74,7 @@ export class RpcServer extends ServerNats {
     try {
       return await super.handleMessage(channel, natsMsg);
     } finally {
+      this.answering.delete(natsMsg);
       if (--this.inFlight === 0) this.idle?.();
     }
   }
@@ -94,5 +98,10 @@ export class RpcServer extends ServerNats {
         resolve();
       };
     });
+    // Those the grace could not wait for hear a 503 now (ask again: another replica answers), not the caller's timeout.
+    for (const publish of this.answering.values()) {
+      publish({ err: new ProblemError(503, `The ${this.rpc.queue} service stopped before it answered; try again`, { retryAfter: 1 }).toProblem(), isDisposed: true });
+    }
+    this.answering.clear();
   }
 }

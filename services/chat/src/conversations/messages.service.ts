@@ -9,7 +9,7 @@ import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { openedAssistantText } from '../assistants/assistant-text.js';
 import { RouterService } from '../catalog/router.service.js';
-import { AnswersInFlight } from '../completions/answers-in-flight.js';
+import { AnswersInFlight, type AnswerOwner } from '../completions/answers-in-flight.js';
 import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from '../completions/completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -43,16 +43,16 @@ export class MessagesService {
   /** Not streamed; `cancel` names where the gateway says its client went away (then the provider call is aborted and nothing saved). */
   async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
     const cancellation = listenForCancel(this.nats, this.config, input.cancel);
-    let stop: ReturnType<AnswersInFlight['track']> | undefined;
+    const { stop, owner } = this.track(actor, input.conversationId);
     try {
       const turn = await this.prepare(actor, input);
-      stop = this.track(turn);
+      owner.workspace = turn.plan.policy.workspace;
       const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
       const result = await this.completions.complete(turn.plan, signal);
       return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
-      stop?.release();
+      stop.release();
     }
   }
 
@@ -61,14 +61,21 @@ export class MessagesService {
    * filter) before answering the RPC, then streams frames to the gateway.
    */
   async stream(actor: Actor, input: { conversationId: string; content: string; model?: string; stream: { subject: string; window: number } }): Promise<{ accepted: true }> {
-    const turn = await this.prepare(actor, input);
+    const { stop, owner } = this.track(actor, input.conversationId);
+    let turn: Turn;
+    try {
+      turn = await this.prepare(actor, input);
+    } catch (err) {
+      stop.release();
+      throw err;
+    }
+    owner.workspace = turn.plan.policy.workspace;
     const publisher = openFrameStream(this.nats, this.config, input.stream);
-    void this.run(turn, publisher);
+    void this.run(turn, publisher, stop);
     return { accepted: true };
   }
 
-  private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>): Promise<void> {
-    const stop = this.track(turn);
+  private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>, stop: ReturnType<AnswersInFlight['track']>): Promise<void> {
     try {
       await this.answer(turn, publisher, AbortSignal.any([publisher.abort.signal, stop.signal]));
     } finally {
@@ -76,9 +83,14 @@ export class MessagesService {
     }
   }
 
-  /** Stopped by the conversation's deletion or its owner's erasure (wherever that ran), or by the gateway's cancel. */
-  private track(turn: Turn) {
-    return this.inFlight.track({ userId: turn.plan.actor.userId, workspace: turn.plan.policy.workspace, conversationId: turn.conversationId });
+  /**
+   * Stopped by the conversation's deletion or its owner's erasure (wherever that ran), by the gateway's cancel, or by
+   * this replica stopping: tracked from the request's start, so a stop that comes while the turn is still prepared
+   * (policy, quota, moderation) waits for it and ends it as it ends answers under way. The workspace is known once prepared.
+   */
+  private track(actor: Actor, conversationId: string) {
+    const owner: AnswerOwner = { userId: actor.userId, workspace: '', conversationId };
+    return { stop: this.inFlight.track(owner), owner };
   }
 
   private async answer(turn: Turn, publisher: StreamPublisher<StreamFrame>, signal: AbortSignal): Promise<void> {
