@@ -47,6 +47,28 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
   }
 
   /**
+   * An answer tracked from its request's start: a stop that comes while `prepare` runs (policy, quota,
+   * moderation) waits for it and ends it as it ends answers under way. The workspace is known once prepared;
+   * a `prepare` that fails releases it.
+   */
+  async trackFromStart<T>(
+    owner: { userId: string; conversationId?: string },
+    prepare: () => Promise<T>,
+    workspaceOf: (prepared: T) => string,
+  ): Promise<{ prepared: T; stop: { signal: AbortSignal; release: () => void } }> {
+    const entry: AnswerOwner = { ...owner, workspace: '' };
+    const stop = this.track(entry);
+    try {
+      const prepared = await prepare();
+      entry.workspace = workspaceOf(prepared);
+      return { prepared, stop };
+    } catch (err) {
+      stop.release();
+      throw err;
+    }
+  }
+
+  /**
    * A replica that is told to stop (a rollout, a scale-down) has taken its
    * last request by now; the answers it is writing finish first, within
    * SHUTDOWN_GRACE_MS (less time to save them), and those that would not are

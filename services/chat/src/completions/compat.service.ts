@@ -6,7 +6,7 @@ import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type Re
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { CompletionParams, PromptMessage } from '../content-filter/content-filter.service.js';
-import { AnswersInFlight, type AnswerOwner } from './answers-in-flight.js';
+import { AnswersInFlight } from './answers-in-flight.js';
 import { CompletionService, type Plan, type StreamProgress } from './completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
@@ -34,15 +34,7 @@ export class CompatService {
 
   /** `cancel`: as for a conversation's message, where the gateway says its client went away. */
   async complete(actor: Actor, workspace: string, request: ChatCompletionsInput, cancel?: string): Promise<{ completion: unknown; residency: ResidencyReceipt }> {
-    const { tracked, owner } = this.track(actor);
-    let plan: Plan;
-    try {
-      plan = await this.plan(actor, workspace, request);
-    } catch (err) {
-      tracked.release();
-      throw err;
-    }
-    owner.workspace = plan.policy.workspace;
+    const { prepared: plan, stop: tracked } = await this.trackFromStart(actor, workspace, request);
     // Listening from here on is enough: the gateway repeats a cancel until the call is answered.
     const cancellation = listenForCancel(this.nats, this.config, cancel);
     const signal = cancellation ? AbortSignal.any([cancellation.signal, tracked.signal]) : tracked.signal;
@@ -66,15 +58,7 @@ export class CompatService {
   }
 
   async stream(actor: Actor, workspace: string, request: ChatCompletionsInput, target: { subject: string; window: number }): Promise<{ accepted: true }> {
-    const { tracked, owner } = this.track(actor);
-    let plan: Plan;
-    try {
-      plan = await this.plan(actor, workspace, request);
-    } catch (err) {
-      tracked.release();
-      throw err;
-    }
-    owner.workspace = plan.policy.workspace;
+    const { prepared: plan, stop: tracked } = await this.trackFromStart(actor, workspace, request);
     const publisher = openFrameStream(this.nats, this.config, target);
     void (async () => {
       const progress: StreamProgress = { text: '' };
@@ -98,14 +82,9 @@ export class CompatService {
     return { accepted: true };
   }
 
-  /**
-   * Nothing is stored for these calls, but an erasure of the caller stops their processing all the same, and so
-   * does this replica stopping: tracked from the request's start (the workspace is known once planned), so a stop
-   * while it is planned waits for it.
-   */
-  private track(actor: Actor) {
-    const owner: AnswerOwner = { userId: actor.userId, workspace: '' };
-    return { tracked: this.inFlight.track(owner), owner };
+  /** Nothing is stored for these calls, but an erasure of the caller, or this replica stopping, stops their processing all the same. */
+  private trackFromStart(actor: Actor, workspace: string, request: ChatCompletionsInput) {
+    return this.inFlight.trackFromStart({ userId: actor.userId }, () => this.plan(actor, workspace, request), (plan) => plan.policy.workspace);
   }
 
   private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {

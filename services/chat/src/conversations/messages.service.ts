@@ -9,7 +9,7 @@ import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { openedAssistantText } from '../assistants/assistant-text.js';
 import { RouterService } from '../catalog/router.service.js';
-import { AnswersInFlight, type AnswerOwner } from '../completions/answers-in-flight.js';
+import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from '../completions/completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -43,16 +43,17 @@ export class MessagesService {
   /** Not streamed; `cancel` names where the gateway says its client went away (then the provider call is aborted and nothing saved). */
   async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
     const cancellation = listenForCancel(this.nats, this.config, input.cancel);
-    const { stop, owner } = this.track(actor, input.conversationId);
+    let stop: ReturnType<AnswersInFlight['track']> | undefined;
     try {
-      const turn = await this.prepare(actor, input);
-      owner.workspace = turn.plan.policy.workspace;
+      const started = await this.trackFromStart(actor, input);
+      stop = started.stop;
+      const turn = started.prepared;
       const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
       const result = await this.completions.complete(turn.plan, signal);
       return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
-      stop.release();
+      stop?.release();
     }
   }
 
@@ -61,15 +62,7 @@ export class MessagesService {
    * filter) before answering the RPC, then streams frames to the gateway.
    */
   async stream(actor: Actor, input: { conversationId: string; content: string; model?: string; stream: { subject: string; window: number } }): Promise<{ accepted: true }> {
-    const { stop, owner } = this.track(actor, input.conversationId);
-    let turn: Turn;
-    try {
-      turn = await this.prepare(actor, input);
-    } catch (err) {
-      stop.release();
-      throw err;
-    }
-    owner.workspace = turn.plan.policy.workspace;
+    const { prepared: turn, stop } = await this.trackFromStart(actor, input);
     const publisher = openFrameStream(this.nats, this.config, input.stream);
     void this.run(turn, publisher, stop);
     return { accepted: true };
@@ -88,9 +81,8 @@ export class MessagesService {
    * this replica stopping: tracked from the request's start, so a stop that comes while the turn is still prepared
    * (policy, quota, moderation) waits for it and ends it as it ends answers under way. The workspace is known once prepared.
    */
-  private track(actor: Actor, conversationId: string) {
-    const owner: AnswerOwner = { userId: actor.userId, workspace: '', conversationId };
-    return { stop: this.inFlight.track(owner), owner };
+  private trackFromStart(actor: Actor, input: { conversationId: string; content: string; model?: string }) {
+    return this.inFlight.trackFromStart({ userId: actor.userId, conversationId: input.conversationId }, () => this.prepare(actor, input), (turn) => turn.plan.policy.workspace);
   }
 
   private async answer(turn: Turn, publisher: StreamPublisher<StreamFrame>, signal: AbortSignal): Promise<void> {
