@@ -121,7 +121,7 @@ export class SubscriptionsService {
       created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}:${randomUUID()}` });
     }
     // Stripe took its time: an erasure of the actor may have read the customers meanwhile, and would miss this row.
-    const stored = await this.ds
+    return this.ds
       .transaction(async (em) => {
         await this.access.holdAgainstErasure(em, actor);
         await em.query(`INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3) ON CONFLICT (workspace) WHERE ${IN_USE} DO NOTHING`, [key, created.id, actor.userId]);
@@ -133,6 +133,5 @@ export class SubscriptionsService {
         if (err instanceof ProblemError && err.status === 410 && key.startsWith('private:')) await this.stripe.stripe.customers.del(created.id);
         throw err;
       });
-    return stored;
   }
 }

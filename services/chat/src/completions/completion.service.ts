@@ -246,20 +246,19 @@ export class CompletionService {
         // A fallback, and any deployment outside the EU, follows the policy of now: EU-only may have been switched
         // on since the request was accepted (while the quota was asked, or moderation or an earlier deployment
         // took their time). Asked before the prompt goes to its moderator, and again right before it goes out.
-        const checkNow = attempt > 0 || !d.euResident;
-        if (checkNow && !(await this.stillAllowed(plan, d))) {
-          this.logger.info({ deployment: d.id }, 'the policy tightened while the request was served; not sending to this deployment');
-          continue;
-        }
+        const allowedNow = async (meanwhile: string) => {
+          if (attempt === 0 && d.euResident) return true;
+          if (await this.stillAllowed(plan, d)) return true;
+          this.logger.info({ deployment: d.id }, `the policy tightened while ${meanwhile}; not sending to this deployment`);
+          return false;
+        };
+        if (!(await allowedNow('the request was served'))) continue;
         // A deployment without a prompt filter of its own sees only a prompt moderated by an endpoint of its residency (each asked once per request).
         const moderator = d.promptFilter ? undefined : this.filter.moderatorFor(plan.policy, d);
         if (moderator) {
           if (!moderations.has(moderator.id)) moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
           await moderations.get(moderator.id);
-          if (checkNow && !(await this.stillAllowed(plan, d))) {
-            this.logger.info({ deployment: d.id }, 'the policy tightened while the prompt was moderated; not sending to this deployment');
-            continue;
-          }
+          if (!(await allowedNow('the prompt was moderated'))) continue;
         }
         return { ...(await call(d, this.clients.for(d), request, strays)), deployment: d };
       } catch (err) {

@@ -46,7 +46,7 @@ export class KeyChangeBroadcast implements OnApplicationBootstrap, OnModuleDestr
 
   private async reload(): Promise<void> {
     try {
-      await this.keys.reload();
+      await this.keys.load();
       broadcast(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, SIGNING_KEYS_CHANGED_SUBJECT), {});
     } catch (err) {
       this.logger.warn({ err: String(err) }, 'reloading the signing keys failed; the next minute tries again');

@@ -117,11 +117,6 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
     await this.load();
   }
 
-  /** Another replica (or the `rotate-signing-key` command) changed the keys. */
-  reload(): Promise<void> {
-    return this.load();
-  }
-
   private seal(kid: string, jwk: Record<string, unknown>): Buffer {
     return seal(this.kek, Buffer.from(JSON.stringify(jwk)), `signing-key:${kid}`);
   }
@@ -139,8 +134,11 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
     }
   }
 
-  /** Loads one after the other: two at once (a rotation and a change heard) could end in the older key set. */
-  private load(): Promise<void> {
+  /**
+   * Reads the keys anew (also when another replica or the `rotate-signing-key` command changed them), one load
+   * after the other: two at once (a rotation and a change heard) could end in the older key set.
+   */
+  load(): Promise<void> {
     const next = this.loading.catch(() => undefined).then(() => this.loadNow());
     this.loading = next;
     return next;

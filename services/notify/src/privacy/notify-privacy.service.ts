@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { createHash } from 'node:crypto';
 import { setTimeout } from 'node:timers/promises';
 import type { Logger } from 'pino';
+import { v5 as uuidv5 } from 'uuid';
 import { CONTROLLER, IdentityRpc, ProblemError, type Contact, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
@@ -145,8 +145,8 @@ export class NotifyPrivacyService {
   }
 }
 
+/** Names the UUIDs of farewells (RFC 9562 name-based), apart from any other use of the user id. */
+const FAREWELL_NAMESPACE = '0b6c5c2e-7a0f-4c55-9d55-2f1f3d6f2a01';
+
 /** The same UUID for every attempt at one subject's farewell (Brevo's idempotency key), naming nobody. */
-function farewellKey(userId: string): string {
-  const h = createHash('sha256').update(`account-erased:${userId}`).digest('hex');
-  return `${h.slice(0, 8)}-${h.slice(8, 12)}-8${h.slice(13, 16)}-${((parseInt(h[16], 16) & 3) | 8).toString(16)}${h.slice(17, 20)}-${h.slice(20, 32)}`;
-}
+const farewellKey = (userId: string): string => uuidv5(userId, FAREWELL_NAMESPACE);

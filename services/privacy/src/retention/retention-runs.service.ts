@@ -190,7 +190,7 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
       [RETENTION_RUN_LOCK, id ?? null, JSON.stringify(HOLDER_GONE), JSON.stringify(JOB_NEVER_STARTED)],
     );
     for (const run of gone) {
-      this.logger.warn({ runId: run.id }, 'retention run abandoned: its process ended before it finished; marked failed');
+      this.logger.warn({ runId: run.id }, 'retention run abandoned: its process ended, or its Job never started, before it finished; marked failed');
       await this.audit.append(em, { actor: 'system', action: 'retention-run.abandoned', details: { runId: run.id, dryRun: run.dry_run } });
     }
     return gone.map((r) => r.id);
