@@ -43,6 +43,17 @@ function flushDeferred(): void {
   }
 }
 
+/**
+ * Drains `nc` after sending what waits for the end of this turn of the event
+ * loop: the last frames of answers a stopping replica just ended would
+ * otherwise meet a draining connection and be dropped (the consumer then
+ * waits for its silence limit instead of reading the error frame).
+ */
+export async function drainNats(nc: NatsConnection): Promise<void> {
+  flushDeferred();
+  await nc.drain();
+}
+
 function publishSoon(nc: NatsConnection, subject: string, data: string): void {
   soon(() => {
     if (!nc.isClosed()) nc.publish(subject, data);

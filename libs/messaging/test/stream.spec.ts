@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connectNats, Pacer, StreamAbandoned, StreamPublisher, StreamSubscriber, type Coalescing } from '@ally/messaging';
+import { connectNats, drainNats, Pacer, StreamAbandoned, StreamPublisher, StreamSubscriber, type Coalescing } from '@ally/messaging';
 import { createTestEnv, PrivateNatsServer, waitFor, type TestEnv } from '@ally/testing';
 
 type TestFrame = { seq: number; type: 'text'; text: string } | { seq: number; type: 'end' };
@@ -138,6 +138,24 @@ describe('streams of frames over NATS', () => {
       { seq: 2, type: 'text', text: 'b' },
       { seq: 3, type: 'text', text: 'c' },
       { seq: 4, type: 'end' },
+    ]);
+  });
+
+  it('delivers the last frames of a producer whose connection drains right after it finished them (a replica that stops)', async () => {
+    const producer = await connectNats({ url: env.natsUrl, name: 'stream-producer' });
+    const subject = env.subject('stream.then-drained');
+    const sub = new StreamSubscriber<TestFrame>(nc, subject, 5_000, (f) => f.type === 'end');
+    const pub = new StreamPublisher<TestFrame>(producer, subject, 64, 5_000, coalescing);
+    await nc.flush();
+    await pub.send({ type: 'text', text: 'a' });
+    await pub.send({ type: 'text', text: 'b' }); // merges into the first, not yet published
+    pub.finish({ type: 'end' });
+    await drainNats(producer);
+    const got: TestFrame[] = [];
+    for await (const f of sub.frames()) got.push(f);
+    expect(got).toEqual([
+      { seq: 1, type: 'text', text: 'ab' },
+      { seq: 2, type: 'end' },
     ]);
   });
 

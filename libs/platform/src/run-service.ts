@@ -4,7 +4,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DataSource } from 'typeorm';
-import { connectNats, ensureStreams, OutboxRelay, RpcClient, RpcServer } from '@ally/messaging';
+import { connectNats, drainNats, ensureStreams, OutboxRelay, RpcClient, RpcServer } from '@ally/messaging';
 import { createServiceDataSource, migrateService } from '@ally/persistence';
 import { baseConfigSchema, databaseConfigSchema, loadConfig, StartupError } from './config.js';
 import { createLogger, PinoNestLogger } from './logger.js';
@@ -107,7 +107,7 @@ export async function buildService<C extends Record<string, unknown>>(def: Servi
   const ctx: PlatformContext & { config: C } = { config, env, logger, nats, rpc, registry, dataSource };
   const release = async () => {
     await rpc.close().catch(() => undefined);
-    await nats.drain().catch(() => undefined);
+    await drainNats(nats).catch(() => undefined);
     await dataSource?.destroy().catch(() => undefined);
   };
   let app: NestFastifyApplication;
