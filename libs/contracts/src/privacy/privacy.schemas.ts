@@ -11,10 +11,17 @@ export type PrivacyRequestType = z.infer<typeof privacyRequestTypeSchema> | 'rec
 export const privacyRequestStatusSchema = z.enum(['received', 'in_progress', 'completed', 'failed']);
 export type PrivacyRequestStatus = z.infer<typeof privacyRequestStatusSchema>;
 
-export const createPrivacyRequestInput = z.strictObject({
-  type: privacyRequestTypeSchema,
-  scope: privacyScopeSchema.default('all'),
-});
+export const createPrivacyRequestInput = z
+  .strictObject({
+    type: privacyRequestTypeSchema,
+    scope: privacyScopeSchema.default('all'),
+  })
+  // What an objection reaches (the login audit, the suppression list) is the whole account's, in no workspace:
+  // one for a workspace would be upheld with nothing stopped.
+  .refine((r) => r.type !== 'objection' || r.scope === 'all', {
+    path: ['scope'],
+    message: "an objection concerns the whole account (its login audit and the mail suppression list belong to no workspace): leave scope out or send 'all'",
+  });
 export const listPrivacyRequestsInput = z.strictObject(pageParams);
 /** `awaiting=decision`: restrictions not yet lifted and objections not yet decided, whatever their status says. */
 export const adminListPrivacyRequestsInput = z.strictObject({ status: privacyRequestStatusSchema.optional(), awaiting: z.enum(['decision']).optional(), ...pageParams });
