@@ -1,4 +1,4 @@
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 
 /**
  * A stream of frames over core NATS from one producer (chat) to one consumer
@@ -66,6 +66,21 @@ function unsubscribeSoon(sub: Subscription): void {
   });
 }
 
+/**
+ * A message's JSON object, or undefined for anything else. A subscription's
+ * callback runs in the connection's read loop: one that throws stops the
+ * connection reading for good (no RPC, no acks, until a stale-connection check
+ * minutes later), so a malformed message is ignored, never thrown.
+ */
+function objectOf<T extends object>(msg: Msg): Partial<T> | undefined {
+  try {
+    const value: unknown = msg.json();
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Partial<T>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A frame as the producer writes it; `seq` is added on send. */
 export type Unsequenced<F> = F extends unknown ? Omit<F, 'seq'> : never;
 
@@ -130,9 +145,9 @@ export class StreamPublisher<F extends Frame> {
   ) {
     this.ctl = nc.subscribe(ctlSubject(subject), {
       callback: (err, msg) => {
-        if (err) return;
-        const control = msg.json<{ ack?: number; cancel?: boolean; unread?: boolean }>();
-        if (control.cancel) {
+        const control = err ? undefined : objectOf<{ ack: number; cancel: boolean; unread: boolean }>(msg);
+        if (!control) return;
+        if (control.cancel === true) {
           this.unread = control.unread === true;
           this.abort.abort(new StreamAbandoned(this.unread ? 'nobody reads the stream' : 'the client went away'));
         }
@@ -252,12 +267,7 @@ export class CallCancellation {
   constructor(nc: NatsConnection, subject: string) {
     this.sub = nc.subscribe(ctlSubject(subject), {
       callback: (err, msg) => {
-        if (err) return;
-        try {
-          if (msg.json<{ cancel?: boolean }>().cancel) this.controller.abort(new StreamAbandoned('the client went away'));
-        } catch {
-          // Not a control message of ours: nothing to stop.
-        }
+        if (!err && objectOf<{ cancel: boolean }>(msg)?.cancel === true) this.controller.abort(new StreamAbandoned('the client went away'));
       },
     });
   }
@@ -339,7 +349,9 @@ export class StreamSubscriber<F extends Frame> {
       callback: (err, msg) => {
         if (err || this.closed) return; // closed: the unsubscription is on its way
         if (this.unwanted) return this.unwanted();
-        const frame = msg.json<F>();
+        const frame = objectOf<F>(msg) as F | undefined;
+        // Not a frame of a producer of ours (none sends one without its place in the stream): ignored.
+        if (!frame || !Number.isSafeInteger(frame.seq) || frame.seq < 1 || typeof frame.type !== 'string') return;
         this.suspect = false;
         if (frame.seq > this.heard + 1) this.gap = true;
         this.heard = Math.max(this.heard, frame.seq);

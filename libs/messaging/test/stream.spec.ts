@@ -159,6 +159,27 @@ describe('streams of frames over NATS', () => {
     ]);
   });
 
+  it('ignores messages on its subjects that are not frames or control messages, and the connections go on reading', async () => {
+    const { pub, next } = open('malformed');
+    const subject = env.subject('stream.malformed');
+    const other = await connectNats({ url: env.natsUrl, name: 'stream-stranger' });
+    try {
+      // A callback that threw would stop its connection reading for good: no frame, ack or request after it.
+      for (const junk of ['not json', '', 'null', '[1]', '42', '{"seq":"x","type":"text"}', '{"seq":0,"type":"text"}', '{"seq":1}']) {
+        other.publish(subject, junk);
+        other.publish(`${subject}.ctl`, junk);
+      }
+      await other.flush();
+      await pub.send({ type: 'text', text: 'still here' });
+      pub.finish({ type: 'end' });
+      expect((await next()).frame).toEqual({ seq: 1, type: 'text', text: 'still here' });
+      expect((await next()).frame).toEqual({ seq: 2, type: 'end' });
+      await expect(nc.rtt()).resolves.toBeGreaterThanOrEqual(0);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('gives up at once, and stops the producer, when a frame was lost (a later one came first), not after the idle timeout', async () => {
     const subject = env.subject('stream.gap');
     const sub = new StreamSubscriber<TestFrame>(nc, subject, 5_000, (f) => f.type === 'end');
