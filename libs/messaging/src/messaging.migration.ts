@@ -1,4 +1,4 @@
-import type { QueryRunner } from 'typeorm';
+import type { MigrationInterface, QueryRunner } from 'typeorm';
 
 /**
  * Outbox and inbox tables, created by each service's first migration in its
@@ -12,7 +12,7 @@ export async function createMessagingTables(q: QueryRunner, schema: string): Pro
       type text NOT NULL,
       payload jsonb NOT NULL,
       headers jsonb NOT NULL DEFAULT '{}',
-      created_at timestamptz NOT NULL DEFAULT now(),
+      created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
       sent_at timestamptz,
       attempts int NOT NULL DEFAULT 0,
       last_error text
@@ -29,6 +29,25 @@ export async function createMessagingTables(q: QueryRunner, schema: string): Pro
     CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN PERFORM pg_notify('${outboxChannel(schema)}', ''); RETURN NULL; END $$`);
   await q.query(`CREATE TRIGGER outbox_notify AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()`);
+}
+
+/**
+ * The relay publishes in `created_at` order. `now()` is when the transaction
+ * began: one that began first, waited for another's change to the same row and
+ * committed after it had the earlier time, and a pass that found both (after
+ * an outage, say) published the newer state before the older one. The time of
+ * the insert follows the row's changes.
+ */
+export class OutboxInsertTime1766700000000 implements MigrationInterface {
+  name = 'OutboxInsertTime1766700000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE outbox ALTER COLUMN created_at SET DEFAULT clock_timestamp()`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`ALTER TABLE outbox ALTER COLUMN created_at SET DEFAULT now()`);
+  }
 }
 
 export async function dropMessagingTables(q: QueryRunner): Promise<void> {

@@ -204,4 +204,43 @@ describe(OutboxRelay.name, () => {
       await again.stop();
     }
   }, 60_000);
+
+  it('publishes the events of two transactions that changed the same row in the order they committed, also when the later one began first', async () => {
+    const [{ id: row }] = await dataSource.query(`INSERT INTO effects (event_id, consumer, n) VALUES (gen_random_uuid(), 'order', 0) RETURNING id`);
+    const older = dataSource.createQueryRunner();
+    const newer = dataSource.createQueryRunner();
+    await older.connect();
+    await newer.connect();
+    try {
+      // This transaction begins first, but its change waits for the other's and so comes after it.
+      await older.startTransaction();
+      await older.query('SELECT 1');
+      await new Promise((r) => setTimeout(r, 50));
+      await newer.startTransaction();
+      await newer.query(`UPDATE effects SET n = 1 WHERE id = $1`, [row]);
+      const first = await outbox.append(newer.manager, 'test.thing.happened', { n: 1 });
+      const waiting = (async () => {
+        await older.query(`UPDATE effects SET n = 2 WHERE id = $1`, [row]);
+        const second = await outbox.append(older.manager, 'test.thing.happened', { n: 2 });
+        await older.commitTransaction();
+        return second;
+      })();
+      await new Promise((r) => setTimeout(r, 100));
+      await newer.commitTransaction();
+      const second = await waiting;
+      // One pass finds both (as after an outage, or a relay that was stopped): the row says 2, and so must the last event.
+      const before = (await streamMessages()).length;
+      const again = new OutboxRelay({ dataSource, databaseUrl: env.serviceDbUrl(SCHEMA), schema: SCHEMA, nats: nc, prefix: env.prefix, logger: silentLogger(), registry, pollIntervalMs: 200, publishTimeoutMs: 500 });
+      await again.start();
+      try {
+        await waitFor(async () => (await unsent()) === 0, 'both rows sent');
+      } finally {
+        await again.stop();
+      }
+      expect((await streamMessages()).slice(before).map((m) => m.envelope.id)).toEqual([first.id, second.id]);
+    } finally {
+      await older.release();
+      await newer.release();
+    }
+  });
 });
