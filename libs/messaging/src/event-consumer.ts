@@ -161,7 +161,13 @@ export class EventConsumer {
     this.loop = (async () => {
       for await (const msg of messages) {
         this.queue.push(msg);
-        this.draining ??= this.drain().finally(() => (this.draining = undefined));
+        this.draining ??= this.drain()
+          // An ack or nak on a connection closed meanwhile: what was not acked comes again, to whoever consumes then.
+          .catch((err) => this.opts.logger.warn({ err: String(err), durable }, 'handling events stopped; the rest will be delivered again'))
+          .finally(() => (this.draining = undefined));
+        // Reading on makes the library pull more: while a slow handler works, they would wait here past ack_wait,
+        // be delivered again (to another replica too, out of order) and pile up. A batch's worth waits, no more.
+        if (this.queue.length >= BATCH) await this.draining;
       }
     })().then(
       () => this.ended(messages),

@@ -234,6 +234,32 @@ describe(EventConsumer.name, () => {
     expect(calls).toBe(0);
     expect(await metricValue(registry, 'ally_events_dead_lettered_total')).toBe(1);
   });
+
+  it('pulls no more than it handles within ack_wait while its handler is slow, so nothing is delivered twice', async () => {
+    const durable = 'test-backlog';
+    const count = 800;
+    const js = jetstream(nc);
+    await Promise.all(
+      Array.from({ length: count }, (_, n) =>
+        js.publish(withPrefix(env.prefix, eventSubject('test.load.happened')), JSON.stringify(createEnvelope({ type: 'test.load.happened', source: 'test', data: { n } }))),
+      ),
+    );
+    const { state } = await jsm.streams.info(eventsStreamName(env.prefix));
+    let calls = 0;
+    // ~2.4 s of handling in all, longer than ack_wait: a consumer that took all of it at once kept the last ones waiting past it.
+    await startConsumer({
+      durable,
+      types: ['test.load.happened'],
+      ackWaitMs: 2_000,
+      handler: async () => {
+        calls++;
+        await new Promise((r) => setTimeout(r, 3));
+      },
+    });
+    const info = await settled(durable, state.last_seq);
+    // Every event delivered once: the durable's delivery count is the number of events.
+    expect({ calls, deliveries: info.delivered.consumer_seq }).toEqual({ calls: count, deliveries: count });
+  });
 });
 
 describe(`${EventConsumer.name} when its infrastructure goes away`, () => {

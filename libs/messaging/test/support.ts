@@ -11,6 +11,7 @@ export const TestEvents = {
   'test.thing.happened': z.object({ n: z.number().int() }),
   'test.thing.failed': z.object({ n: z.number().int() }),
   'test.other.happened': z.object({ n: z.number().int() }),
+  'test.load.happened': z.object({ n: z.number().int() }),
 };
 
 /**
