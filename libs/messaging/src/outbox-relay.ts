@@ -77,14 +77,21 @@ export class OutboxRelay {
 
   async start(): Promise<void> {
     this.running = true;
-    await this.listener.start();
+    try {
+      await this.listener.start();
+    } catch (err) {
+      this.running = false;
+      throw err;
+    }
     this.pacer.start();
   }
 
+  /** Stops listening and polling after one last pass: what the service committed as it wound down goes out now, not at its next start. */
   async stop(): Promise<void> {
-    this.running = false;
     await this.listener.stop();
     await this.pacer.stop();
+    if (this.running) await this.drainAll().catch((err) => this.opts.logger.warn({ err: String(err) }, 'the outbox relay’s last pass failed; the rows wait for the next start'));
+    this.running = false;
   }
 
   /** Runs one drain at a time; a wake during a drain schedules one more. */

@@ -205,6 +205,17 @@ describe(OutboxRelay.name, () => {
     }
   }, 60_000);
 
+  it('publishes, as it stops, what was committed since its last pass (an answer saved with its usage as the service winds down)', async () => {
+    // Neither a poll nor a NOTIFY's pass would come before the stop.
+    const stopping = new OutboxRelay({ dataSource, databaseUrl: env.serviceDbUrl(SCHEMA), schema: SCHEMA, nats: nc, prefix: env.prefix, logger: silentLogger(), registry, pollIntervalMs: 60_000, settleMs: 30_000 });
+    await stopping.start();
+    const before = (await streamMessages()).length;
+    const ids = await appendEvents(1, 2);
+    await stopping.stop();
+    expect(await unsent()).toBe(0);
+    expect((await streamMessages()).slice(before).map((m) => m.envelope.id)).toEqual(ids);
+  });
+
   it('publishes the events of two transactions that changed the same row in the order they committed, also when the later one began first', async () => {
     const [{ id: row }] = await dataSource.query(`INSERT INTO effects (event_id, consumer, n) VALUES (gen_random_uuid(), 'order', 0) RETURNING id`);
     const older = dataSource.createQueryRunner();

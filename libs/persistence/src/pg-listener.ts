@@ -40,7 +40,8 @@ export class PgListener {
   }
 
   private async listen(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.opts.databaseUrl });
+    // Keep-alives: an idle LISTEN connection a firewall or NAT dropped silently would otherwise never say so.
+    const client = new pg.Client({ connectionString: this.opts.databaseUrl, keepAlive: true, keepAliveInitialDelayMillis: 30_000 });
     let lost = false;
     const onLost = (err?: unknown) => {
       if (lost) return;

@@ -143,34 +143,35 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   const config = ctx.config as C & Record<string, any>;
   const server = new RpcServer({ connection: nats, prefix: config.NATS_SUBJECT_PREFIX, queue: def.name });
   const port = Number(config[def.portVariable ?? 'HTTP_PORT'] ?? 0);
+  const relay = dataSource
+    ? new OutboxRelay({ dataSource, databaseUrl: config.DATABASE_URL, schema: def.database!.schema, nats, prefix: config.NATS_SUBJECT_PREFIX, logger, registry })
+    : undefined;
   try {
     app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
     await def.configureHttp?.(app, ctx);
     await app.startAllMicroservices();
     await app.listen(port, config.HTTP_HOST);
+    await relay?.start();
   } catch (err) {
-    // An onModuleInit that threw, a port taken: nothing is left behind.
+    // An onModuleInit that threw, a port taken, a LISTEN refused: nothing is left behind.
     await built.close().catch(() => undefined);
     throw err;
   }
   const address = app.getHttpServer().address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
-  const relay = dataSource
-    ? new OutboxRelay({ dataSource, databaseUrl: config.DATABASE_URL, schema: def.database!.schema, nats, prefix: config.NATS_SUBJECT_PREFIX, logger, registry })
-    : undefined;
-  await relay?.start();
   logger.info({ port: boundPort, prefix: config.NATS_SUBJECT_PREFIX || undefined }, `${def.name} started`);
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       // Stop taking new work; the hooks (answers, consumers, workers) wind down theirs; requests taken are
-      // answered (within the grace, less a second for the rest); then NATS and the pool are drained.
+      // answered (within the grace, less a second for the rest); the outbox's last rows go out; then NATS and the pool are drained.
       const deadline = Date.now() + Number(config.SHUTDOWN_GRACE_MS ?? 10_000) - 1_000;
       await server.close();
-      await relay?.stop();
       await app.close();
       await server.settled(deadline);
+      // After the requests and hooks that may still write events (an answer saved with its usage, say).
+      await relay?.stop();
       await built.release();
       logger.info(`${def.name} stopped`);
     })());
