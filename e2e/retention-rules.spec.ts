@@ -45,6 +45,25 @@ describe('retention rules of every service run against their schemas', () => {
     }
   });
 
+  it.each(['identity', 'chat', 'billing', 'notify'] as const)('%s keeps its published outbox rows 7 days and its inbox rows 30, and never an unsent event', async (name) => {
+    const sql = (text: string, params: unknown[] = []) => world.env.sql(text, params);
+    const ids = { sentOld: randomUUID(), sentNew: randomUUID(), unsentOld: randomUUID(), inboxOld: randomUUID(), inboxNew: randomUUID() };
+    const outbox = (id: string, createdDaysAgo: number, sentDaysAgo: number | null) =>
+      sql(
+        `INSERT INTO ${name}.outbox (id, subject, type, payload, created_at, sent_at) VALUES ($1, 'x', 'x', '{}', now() - make_interval(days => $2), now() - make_interval(days => $3))`,
+        [id, createdDaysAgo, sentDaysAgo],
+      );
+    await outbox(ids.sentOld, 9, 8);
+    await outbox(ids.sentNew, 6, 6);
+    await outbox(ids.unsentOld, 40, null);
+    await sql(`INSERT INTO ${name}.inbox (event_id, consumer, processed_at) VALUES ($1, 'housekeeping', now() - interval '31 days'), ($2, 'housekeeping', now() - interval '29 days')`, [ids.inboxOld, ids.inboxNew]);
+    const hourly = await world.services[name].app.get(AgeRetentionService).purgeExpired();
+    expect(hourly).toMatchObject({ outbox: 1, inbox: 1 });
+    expect((await sql(`SELECT id FROM ${name}.outbox WHERE id = ANY($1) ORDER BY id`, [Object.values(ids)])).map((r) => r.id).sort()).toEqual([ids.sentNew, ids.unsentOld].sort());
+    expect(await sql(`SELECT event_id FROM ${name}.inbox WHERE consumer = 'housekeeping'`)).toEqual([{ event_id: ids.inboxNew }]);
+    await sql(`DELETE FROM ${name}.outbox WHERE id = ANY($1)`, [Object.values(ids)]);
+  });
+
   it('identity deletes a session 30 days after it ended, by idle time too (nothing marks such a session revoked)', async () => {
     const user = randomUUID();
     await world.env.sql(`INSERT INTO identity.users (id, email, first_name, last_name) VALUES ($1, $2, 'Ida', 'Leerlauf')`, [user, `${user}@example.eu`]);

@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import type { PurgeRule } from '@ally/persistence';
 
 /**
  * Outbox and inbox tables, created by each service's first migration in its
@@ -25,6 +26,7 @@ export async function createMessagingTables(q: QueryRunner, schema: string): Pro
       processed_at timestamptz NOT NULL DEFAULT now(),
       PRIMARY KEY (event_id, consumer)
     )`);
+  await q.query(`CREATE INDEX inbox_processed_idx ON inbox (processed_at)`);
   await q.query(`
     CREATE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN PERFORM pg_notify('${outboxChannel(schema)}', ''); RETURN NULL; END $$`);
@@ -49,6 +51,29 @@ export class OutboxInsertTime1766700000000 implements MigrationInterface {
     await q.query(`ALTER TABLE outbox ALTER COLUMN created_at SET DEFAULT now()`);
   }
 }
+
+/** The inbox's rows go once no redelivery can come (MESSAGING_RETENTION_RULES): found by their age. */
+export class InboxAge1766800000000 implements MigrationInterface {
+  name = 'InboxAge1766800000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`CREATE INDEX IF NOT EXISTS inbox_processed_idx ON inbox (processed_at)`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`DROP INDEX IF EXISTS inbox_processed_idx`);
+  }
+}
+
+/**
+ * Every service's housekeeping of its messaging tables (hourly, AgeRetentionService): published outbox rows after
+ * the stream's 7 days; inbox rows after 30, when no copy of their event can come again (the stream keeps 7 days;
+ * a dead-lettered event, replayable for 30, was never handled, so has no row).
+ */
+export const MESSAGING_RETENTION_RULES: PurgeRule[] = [
+  { name: 'outbox', table: 'outbox', expired: `sent_at < now() - interval '7 days'` },
+  { name: 'inbox', table: 'inbox', key: 'ctid', expired: `processed_at < now() - interval '30 days'` },
+];
 
 export async function dropMessagingTables(q: QueryRunner): Promise<void> {
   await q.query(`DROP TABLE IF EXISTS outbox`);

@@ -1,6 +1,7 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
+import { MESSAGING_RETENTION_RULES } from '@ally/messaging';
 import { purgeExpired, type PurgeRule } from '@ally/persistence';
 import { LOGGER } from './tokens.js';
 
@@ -8,9 +9,10 @@ export const RETENTION_RULES = Symbol('RETENTION_RULES');
 const HOUR_MS = 3600_000;
 
 /**
- * Deletes what a service keeps only for a fixed time (its RETENTION_RULES),
- * every hour, in small batches. The privacy service's retention runs come on
- * top of this for what needs a report or a legal hold.
+ * Deletes what a service keeps only for a fixed time (its RETENTION_RULES,
+ * after its outbox's and inbox's), every hour, in small batches. The privacy
+ * service's retention runs come on top of this for what needs a report or a
+ * legal hold.
  */
 @Injectable()
 export class AgeRetentionService implements OnApplicationBootstrap, OnModuleDestroy {
@@ -36,6 +38,6 @@ export class AgeRetentionService implements OnApplicationBootstrap, OnModuleDest
   }
 
   purgeExpired(): Promise<Record<string, number>> {
-    return purgeExpired(this.ds, this.rules);
+    return purgeExpired(this.ds, [...MESSAGING_RETENTION_RULES, ...this.rules]);
   }
 }

@@ -1,8 +1,8 @@
 import type { PurgeRule } from '@ally/persistence';
 
 /**
- * billing's own housekeeping, hourly: processed webhook ids after 90 days,
- * published outbox rows after 7, a month's quota once the ledger of that
+ * billing's own housekeeping, hourly (besides the outbox and inbox, MESSAGING_RETENTION_RULES):
+ * processed webhook ids after 90 days, a month's quota once the ledger of that
  * month is gone (4 years), which alerts a month raised once it is over (they
  * only keep an alert from repeating), erasure marks after 30 days (they only
  * bridge the time until identity, the saga's last step, deletes the account,
@@ -13,7 +13,6 @@ import type { PurgeRule } from '@ally/persistence';
  */
 export const BILLING_RETENTION_RULES: PurgeRule[] = [
   { name: 'processed-webhooks', table: 'processed_webhooks', key: 'event_id', expired: `received_at < now() - interval '90 days'` },
-  { name: 'outbox', table: 'outbox', expired: `sent_at < now() - interval '7 days'` },
   { name: 'quota-alerts', table: 'quota_alerts', key: 'ctid', expired: `period < to_char(now() - interval '2 months', 'YYYY-MM')` },
   { name: 'erased-subjects', table: 'erased_subjects', key: 'alias', expired: `erased_at < now() - interval '30 days'` },
   { name: 'period-quotas', table: 'period_quotas', key: 'ctid', expired: `period < to_char(now() - interval '4 years', 'YYYY-MM')` },

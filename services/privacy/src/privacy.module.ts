@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { PlatformModule, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, PlatformModule, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { AdminController } from './admin/admin.controller.js';
 import { AuditTrail } from './audit/audit-trail.service.js';
 import { PackageCipher } from './common/package-cipher.js';
@@ -54,6 +54,9 @@ export class PrivacyModule {
         RetentionSchedule,
         ProcessingRegisterService,
         RectificationConsumer,
+        // No housekeeping of its own beyond the outbox's and inbox's (its requests, holds and audit trail go in its retention runs).
+        { provide: RETENTION_RULES, useValue: [] },
+        AgeRetentionService,
       ],
     };
   }

@@ -1,8 +1,8 @@
 import type { PurgeRule } from '@ally/persistence';
 
 /**
- * identity's own housekeeping, hourly: used or expired one-time tokens and
- * SSO states, and published outbox rows after the stream's 7 days. Its
+ * identity's own housekeeping, hourly (besides the outbox and inbox,
+ * MESSAGING_RETENTION_RULES): used or expired one-time tokens and SSO states. Its
  * declared data categories (sessions, login audit, revoked API keys,
  * invitations) go only in privacy's retention runs (category-retention.rules.ts),
  * which follow compliance's periods and spare users under a legal hold.
@@ -10,5 +10,4 @@ import type { PurgeRule } from '@ally/persistence';
 export const IDENTITY_RETENTION_RULES: PurgeRule[] = [
   { name: 'one-time-tokens', table: 'one_time_tokens', key: 'token_hash', expired: `coalesce(used_at, expires_at) < now() - interval '1 day'` },
   { name: 'sso-states', table: 'sso_states', key: 'state', expired: `expires_at < now()` },
-  { name: 'outbox', table: 'outbox', expired: `sent_at < now() - interval '7 days'` },
 ];
