@@ -112,6 +112,8 @@ export class EventConsumer {
     try {
       await this.subscribe();
     } catch (err) {
+      // Deleted under us by a replica creating it anew (its event types changed): ours follows it shortly.
+      if (isConsumerNotFound(err)) return this.resubscribe(500);
       this.running = false;
       throw err;
     }
@@ -124,31 +126,36 @@ export class EventConsumer {
     const jsm = await jetstreamManager(nats);
     const subjects = this.opts.types.map((t) => withPrefix(prefix, eventSubject(t)));
     this.subjects = new Set(subjects);
-    const config = {
-      durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ...subjectFilter(subjects, nats.info?.version),
+    const filter = subjectFilter(subjects, nats.info?.version);
+    const changeable = {
       // Unlimited: we count an event's own failures and dead-letter it ourselves; JetStream
       // would also count redeliveries while our database is down, and then drop the event.
       max_deliver: -1,
       ack_wait: nanos(this.opts.ackWaitMs ?? 30_000),
     };
     // Only a missing consumer is created; any other failure (e.g. a refused update) surfaces as itself.
-    const exists = await jsm.consumers.info(stream, durable).then(
-      () => true,
-      (err) => {
-        if (isConsumerNotFound(err)) return false;
-        throw err;
-      },
-    );
-    if (exists) {
-      await jsm.consumers.update(stream, durable, config);
+    let existing = await jsm.consumers.info(stream, durable).catch((err) => {
+      if (isConsumerNotFound(err)) return undefined;
+      throw err;
+    });
+    let start: { deliver_policy: DeliverPolicy; opt_start_seq?: number } = { deliver_policy: DeliverPolicy.All };
+    if (existing && !sameFilter(existing.config, filter)) {
+      // NATS before 2.10 takes an update of the filter and then delivers nothing under it: the durable is
+      // created anew from where it had acknowledged (what comes twice, the inbox skips).
+      this.opts.logger.info({ durable, from: existing.config.filter_subjects ?? existing.config.filter_subject, to: filter.filter_subjects ?? filter.filter_subject }, 'the consumer’s event types changed; creating it anew');
+      await jsm.consumers.delete(stream, durable).catch((err) => {
+        if (!isConsumerNotFound(err)) throw err;
+      });
+      start = { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: existing.ack_floor.stream_seq + 1 };
+      existing = undefined;
+    }
+    if (existing) {
+      await jsm.consumers.update(stream, durable, changeable);
     } else {
-      await jsm.consumers.add(stream, config).catch(async (err) => {
+      await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ...start, ...filter, ...changeable }).catch(async (err) => {
         // Another replica created it between our info and add.
         if (!/already in use|already exists/i.test(String((err as Error).message))) throw err;
-        await jsm.consumers.update(stream, durable, config);
+        await jsm.consumers.update(stream, durable, changeable);
       });
     }
     const consumer = await jetstream(nats).consumers.get(stream, durable);
@@ -335,6 +342,12 @@ export class EventConsumer {
       msg.nak(5_000);
     }
   }
+}
+
+/** Whether a durable's filter is `filter` (the subjects in any order). */
+function sameFilter(config: { filter_subject?: string; filter_subjects?: string[] }, filter: { filter_subject?: string; filter_subjects?: string[] }): boolean {
+  const subjects = (f: { filter_subject?: string; filter_subjects?: string[] }) => [...(f.filter_subjects ?? []), ...(f.filter_subject ? [f.filter_subject] : [])].sort().join(' ');
+  return subjects(config) === subjects(filter);
 }
 
 /**

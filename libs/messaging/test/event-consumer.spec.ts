@@ -235,6 +235,22 @@ describe(EventConsumer.name, () => {
     expect(await metricValue(registry, 'ally_events_dead_lettered_total')).toBe(1);
   });
 
+  it('creates its durable anew when its event types change, from where it had acknowledged (NATS before 2.10 delivers nothing under an updated filter)', async () => {
+    const durable = 'test-widened';
+    const calls: number[] = [];
+    const handler = async (_em: EntityManager, e: EventEnvelope) => void calls.push((e.data as { n: number }).n);
+    const first = await startConsumer({ durable, types: ['test.thing.happened'], handler });
+    const seq = await publish(createEnvelope({ type: 'test.thing.happened', source: 'test', data: { n: 1 } }));
+    await settled(durable, seq);
+    await first.stop();
+    // A release that also reads another type: events of both kinds came while no replica ran.
+    await publish(createEnvelope({ type: 'test.thing.happened', source: 'test', data: { n: 2 } }));
+    const last = await publish(createEnvelope({ type: 'test.widened.happened', source: 'test', data: { n: 3 } }));
+    await startConsumer({ durable, types: ['test.thing.happened', 'test.widened.happened'], handler });
+    await settled(durable, last);
+    expect(calls.filter((n) => n <= 3)).toEqual([1, 2, 3]);
+  });
+
   it('pulls no more than it handles within ack_wait while its handler is slow, so nothing is delivered twice', async () => {
     const durable = 'test-backlog';
     const count = 800;

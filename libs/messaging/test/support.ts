@@ -12,6 +12,7 @@ export const TestEvents = {
   'test.thing.failed': z.object({ n: z.number().int() }),
   'test.other.happened': z.object({ n: z.number().int() }),
   'test.load.happened': z.object({ n: z.number().int() }),
+  'test.widened.happened': z.object({ n: z.number().int() }),
 };
 
 /**

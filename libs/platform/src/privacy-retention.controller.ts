@@ -1,7 +1,7 @@
 import { Controller, Inject, Optional, type Type } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import { DataSource } from 'typeorm';
-import { parseInput, privacyRetentionRpc, type PrivacyRetentionReport, type RpcRequest } from '@ally/contracts';
+import { parseRpcInput, privacyRetentionRpc, type PrivacyRetentionReport, type RpcRequest } from '@ally/contracts';
 import { retentionPass, type CategoryRetentionRule, type RetentionPassInput } from '@ally/persistence';
 
 /** The service's CategoryRetentionRule list. */
@@ -37,7 +37,7 @@ export function privacyRetentionController(service: string): Type<unknown> {
     @MessagePattern(contract.subject)
     async retention(@Payload() req: RpcRequest): Promise<PrivacyRetentionReport> {
       // One moment for the hook and the pass: a row that comes of age between them is left to the next run.
-      const input = { ...parseInput(contract.input, req.input), asOf: new Date().toISOString() };
+      const input = { ...parseRpcInput(contract.input, req.input), asOf: new Date().toISOString() };
       const before = input.dryRun ? undefined : ((await this.before?.(input)) ?? undefined);
       const unfinished = new Set(before?.unfinished ?? []);
       const rest = input.categories.filter((c) => !unfinished.has(c.category));

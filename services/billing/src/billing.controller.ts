@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, BillingRpc, exportPage, parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { actorOf, BillingRpc, exportPage, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
 import { InvoicesService } from './invoices/invoices.service.js';
 import { UsageService } from './ledger/usage.service.js';
 import { PlansService } from './plans/plans.service.js';
@@ -30,59 +30,59 @@ export class BillingController {
 
   @MessagePattern(BillingRpc.subscription.subject)
   subscription(@Payload() req: RpcRequest) {
-    return this.subscriptions.view(actorOf(req), parseInput(BillingRpc.subscription.input, req.input, 'query').workspace);
+    return this.subscriptions.view(actorOf(req), parseRpcInput(BillingRpc.subscription.input, req.input, 'query').workspace);
   }
 
   @MessagePattern(BillingRpc.checkout.subject)
   checkout(@Payload() req: RpcRequest) {
-    const { workspace, plan } = parseInput(BillingRpc.checkout.input, req.input);
+    const { workspace, plan } = parseRpcInput(BillingRpc.checkout.input, req.input);
     return this.subscriptions.checkout(actorOf(req), workspace, plan);
   }
 
   @MessagePattern(BillingRpc.portal.subject)
   portal(@Payload() req: RpcRequest) {
-    return this.subscriptions.portal(actorOf(req), parseInput(BillingRpc.portal.input, req.input).workspace);
+    return this.subscriptions.portal(actorOf(req), parseRpcInput(BillingRpc.portal.input, req.input).workspace);
   }
 
   @MessagePattern(BillingRpc.usage.subject)
   usageView(@Payload() req: RpcRequest) {
-    const { workspace, period } = parseInput(BillingRpc.usage.input, req.input, 'query');
+    const { workspace, period } = parseRpcInput(BillingRpc.usage.input, req.input, 'query');
     return this.usage.view(actorOf(req), workspace, period);
   }
 
   @MessagePattern(BillingRpc.invoices.subject)
   listInvoices(@Payload() req: RpcRequest) {
-    const { workspace, limit, cursor } = parseInput(BillingRpc.invoices.input, req.input, 'query');
+    const { workspace, limit, cursor } = parseRpcInput(BillingRpc.invoices.input, req.input, 'query');
     return this.invoices.list(actorOf(req), workspace, limit, cursor);
   }
 
   @MessagePattern(BillingRpc.setCap.subject)
   setCap(@Payload() req: RpcRequest) {
-    return this.usage.setCap(actorOf(req), parseInput(BillingRpc.setCap.input, req.input));
+    return this.usage.setCap(actorOf(req), parseRpcInput(BillingRpc.setCap.input, req.input));
   }
 
   @MessagePattern(BillingRpc.stripeWebhook.subject)
   stripeWebhook(@Payload() req: RpcRequest) {
-    const { payload, signature } = parseInput(BillingRpc.stripeWebhook.input, req.input);
+    const { payload, signature } = parseRpcInput(BillingRpc.stripeWebhook.input, req.input);
     return this.webhooks.receive(payload, signature);
   }
 
   @MessagePattern(BillingRpc.quotaCheck.subject)
   quotaCheck(@Payload() req: RpcRequest) {
-    const { workspace, userId } = parseInput(BillingRpc.quotaCheck.input, req.input);
+    const { workspace, userId } = parseRpcInput(BillingRpc.quotaCheck.input, req.input);
     return this.quota.check(workspace, userId);
   }
 
   @MessagePattern(BillingPrivacyRpc.export.subject)
   async privacyExport(@Payload() req: RpcRequest) {
-    const { userId, scope, page } = parseInput(BillingPrivacyRpc.export.input, req.input);
+    const { userId, scope, page } = parseRpcInput(BillingPrivacyRpc.export.input, req.input);
     // Built whole, answered a page at a time: a long ledger outgrows one NATS message.
     return exportPage(await this.privacy.export(userId, scope), page);
   }
 
   @MessagePattern(BillingPrivacyRpc.erase.subject)
   privacyErase(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseInput(BillingPrivacyRpc.erase.input, req.input);
+    const { userId, scope } = parseRpcInput(BillingPrivacyRpc.erase.input, req.input);
     return this.privacy.erase(userId, scope);
   }
 }

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, ChatRpc, parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { actorOf, ChatRpc, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
 import { AssistantsService } from './assistants/assistants.service.js';
 import { RouterService } from './catalog/router.service.js';
 import { CompatService } from './completions/compat.service.js';
@@ -26,20 +26,20 @@ export class ChatController {
 
   @MessagePattern(ChatPrivacyRpc.export.subject)
   privacyExport(@Payload() req: RpcRequest) {
-    const { userId, scope, page } = parseInput(ChatPrivacyRpc.export.input, req.input);
+    const { userId, scope, page } = parseRpcInput(ChatPrivacyRpc.export.input, req.input);
     return this.privacy.export(userId, scope, page);
   }
 
   @MessagePattern(ChatPrivacyRpc.erase.subject)
   privacyErase(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseInput(ChatPrivacyRpc.erase.input, req.input);
+    const { userId, scope } = parseRpcInput(ChatPrivacyRpc.erase.input, req.input);
     return this.privacy.erase(userId, scope);
   }
 
   @MessagePattern(ChatRpc.listModels.subject)
   async models(@Payload() req: RpcRequest) {
     const actor = actorOf(req);
-    const { workspace } = parseInput(ChatRpc.listModels.input, req.input, 'query');
+    const { workspace } = parseRpcInput(ChatRpc.listModels.input, req.input, 'query');
     const policy = await this.policies.resolve(actor, workspace ?? actor.apiKeyWorkspace ?? 'private');
     return {
       object: 'list' as const,
@@ -49,12 +49,12 @@ export class ChatController {
 
   @MessagePattern(ChatRpc.checkCatalog.subject)
   checkCatalog(@Payload() req: RpcRequest) {
-    return this.router.checkCatalog(parseInput(ChatRpc.checkCatalog.input, req.input).models);
+    return this.router.checkCatalog(parseRpcInput(ChatRpc.checkCatalog.input, req.input).models);
   }
 
   @MessagePattern(ChatRpc.refreshPolicy.subject)
   async refreshPolicy(@Payload() req: RpcRequest) {
-    const { orgId, removedMember } = parseInput(ChatRpc.refreshPolicy.input, req.input);
+    const { orgId, removedMember } = parseRpcInput(ChatRpc.refreshPolicy.input, req.input);
     if (orgId && removedMember) await this.policies.refreshRemovedMember(orgId, removedMember);
     else await (orgId ? this.policies.refreshOrg(actorOf(req), orgId) : this.policies.refreshUser(actorOf(req)));
     return null;
@@ -62,57 +62,57 @@ export class ChatController {
 
   @MessagePattern(ChatRpc.createConversation.subject)
   createConversation(@Payload() req: RpcRequest) {
-    return this.conversations.create(actorOf(req), parseInput(ChatRpc.createConversation.input, req.input));
+    return this.conversations.create(actorOf(req), parseRpcInput(ChatRpc.createConversation.input, req.input));
   }
 
   @MessagePattern(ChatRpc.listConversations.subject)
   listConversations(@Payload() req: RpcRequest) {
-    const { workspace, limit, cursor } = parseInput(ChatRpc.listConversations.input, req.input, 'query');
+    const { workspace, limit, cursor } = parseRpcInput(ChatRpc.listConversations.input, req.input, 'query');
     return this.conversations.list(actorOf(req), workspace, limit, cursor);
   }
 
   @MessagePattern(ChatRpc.getConversation.subject)
   getConversation(@Payload() req: RpcRequest) {
-    const { id, limit, cursor } = parseInput(ChatRpc.getConversation.input, req.input);
+    const { id, limit, cursor } = parseRpcInput(ChatRpc.getConversation.input, req.input);
     return this.conversations.get(actorOf(req), id, limit, cursor);
   }
 
   @MessagePattern(ChatRpc.deleteConversation.subject)
   async deleteConversation(@Payload() req: RpcRequest) {
-    await this.conversations.delete(actorOf(req), parseInput(ChatRpc.deleteConversation.input, req.input).id);
+    await this.conversations.delete(actorOf(req), parseRpcInput(ChatRpc.deleteConversation.input, req.input).id);
     return null;
   }
 
   @MessagePattern(ChatRpc.postMessage.subject)
   postMessage(@Payload() req: RpcRequest) {
-    return this.messages.post(actorOf(req), parseInput(ChatRpc.postMessage.input, req.input));
+    return this.messages.post(actorOf(req), parseRpcInput(ChatRpc.postMessage.input, req.input));
   }
 
   @MessagePattern(ChatRpc.streamMessage.subject)
   streamMessage(@Payload() req: RpcRequest) {
-    return this.messages.stream(actorOf(req), parseInput(ChatRpc.streamMessage.input, req.input));
+    return this.messages.stream(actorOf(req), parseRpcInput(ChatRpc.streamMessage.input, req.input));
   }
 
   @MessagePattern(ChatRpc.createAssistant.subject)
   createAssistant(@Payload() req: RpcRequest) {
-    return this.assistants.create(actorOf(req), parseInput(ChatRpc.createAssistant.input, req.input));
+    return this.assistants.create(actorOf(req), parseRpcInput(ChatRpc.createAssistant.input, req.input));
   }
 
   @MessagePattern(ChatRpc.listAssistants.subject)
   listAssistants(@Payload() req: RpcRequest) {
-    const { workspace, limit, cursor } = parseInput(ChatRpc.listAssistants.input, req.input, 'query');
+    const { workspace, limit, cursor } = parseRpcInput(ChatRpc.listAssistants.input, req.input, 'query');
     return this.assistants.list(actorOf(req), workspace, limit, cursor);
   }
 
   @MessagePattern(ChatRpc.completions.subject)
   completions(@Payload() req: RpcRequest) {
-    const { workspace, request, cancel } = parseInput(ChatRpc.completions.input, req.input);
+    const { workspace, request, cancel } = parseRpcInput(ChatRpc.completions.input, req.input);
     return this.compat.complete(actorOf(req), workspace, request, cancel);
   }
 
   @MessagePattern(ChatRpc.completionsStream.subject)
   completionsStream(@Payload() req: RpcRequest) {
-    const { workspace, request, stream } = parseInput(ChatRpc.completionsStream.input, req.input);
+    const { workspace, request, stream } = parseRpcInput(ChatRpc.completionsStream.input, req.input);
     return this.compat.stream(actorOf(req), workspace, request, stream);
   }
 }

@@ -32,6 +32,27 @@ export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what 
   return result.data;
 }
 
+/**
+ * An RPC's input as the service that answers it reads it: a key it does not
+ * know is dropped, not refused. In a rolling upgrade callers of the next
+ * release send fields this one has no use for yet (a cancel subject, a
+ * retention run's deadline), which a 400 would turn into failed requests until
+ * the rollout ends. The public API's unknown keys are refused at the gateway,
+ * which checks bodies and queries with the same schemas (`parseInput`).
+ */
+export function parseRpcInput<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  const unknown = result.error.issues.filter((issue) => issue.code === 'unrecognized_keys');
+  if (unknown.length === 0) return parseInput(schema, value, what);
+  const known = structuredClone(value);
+  for (const issue of unknown) {
+    const holder = valueAt(known, issue.path) as Record<string, unknown>;
+    for (const key of issue.keys) delete holder[key];
+  }
+  return parseInput(schema, known, what);
+}
+
 /** The most bad fields an answer names: 50,000 unknown keys in one body are not 50,000 entries back. */
 const NAMED_AT_MOST = 20;
 

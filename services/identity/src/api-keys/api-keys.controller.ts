@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { actorOf, IdentityRpc, parseRpcInput, type RpcRequest } from '@ally/contracts';
 import { ApiKeysService } from './api-keys.service.js';
 
 @Controller()
@@ -9,23 +9,23 @@ export class ApiKeysController {
 
   @MessagePattern(IdentityRpc.createApiKey.subject)
   create(@Payload() req: RpcRequest) {
-    return this.keys.create(actorOf(req), parseInput(IdentityRpc.createApiKey.input, req.input));
+    return this.keys.create(actorOf(req), parseRpcInput(IdentityRpc.createApiKey.input, req.input));
   }
 
   @MessagePattern(IdentityRpc.listApiKeys.subject)
   list(@Payload() req: RpcRequest) {
-    const { limit, cursor } = parseInput(IdentityRpc.listApiKeys.input, req.input, 'query');
+    const { limit, cursor } = parseRpcInput(IdentityRpc.listApiKeys.input, req.input, 'query');
     return this.keys.list(actorOf(req), limit, cursor);
   }
 
   @MessagePattern(IdentityRpc.revokeApiKey.subject)
   async revoke(@Payload() req: RpcRequest) {
-    await this.keys.revoke(actorOf(req), parseInput(IdentityRpc.revokeApiKey.input, req.input).id);
+    await this.keys.revoke(actorOf(req), parseRpcInput(IdentityRpc.revokeApiKey.input, req.input).id);
     return null;
   }
 
   @MessagePattern(IdentityRpc.verifyApiKey.subject)
   verify(@Payload() req: RpcRequest) {
-    return this.keys.verify(parseInput(IdentityRpc.verifyApiKey.input, req.input).key);
+    return this.keys.verify(parseRpcInput(IdentityRpc.verifyApiKey.input, req.input).key);
   }
 }

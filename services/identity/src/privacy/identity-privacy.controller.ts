@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { exportPage, parseInput, privacyRpcs, subjectExistsRpc, type RpcRequest } from '@ally/contracts';
+import { exportPage, parseRpcInput, privacyRpcs, subjectExistsRpc, type RpcRequest } from '@ally/contracts';
 import { IdentityPrivacyService } from './identity-privacy.service.js';
 
 const IdentityPrivacyRpc = privacyRpcs('identity');
@@ -11,19 +11,19 @@ export class IdentityPrivacyController {
 
   @MessagePattern(IdentityPrivacyRpc.export.subject)
   async export(@Payload() req: RpcRequest) {
-    const { userId, scope, page } = parseInput(IdentityPrivacyRpc.export.input, req.input);
+    const { userId, scope, page } = parseRpcInput(IdentityPrivacyRpc.export.input, req.input);
     // Built whole, answered a page at a time: a long ledger or log outgrows one NATS message.
     return exportPage(await this.privacy.export(userId, scope), page);
   }
 
   @MessagePattern(subjectExistsRpc.subject)
   async subject(@Payload() req: RpcRequest) {
-    return { exists: await this.privacy.exists(parseInput(subjectExistsRpc.input, req.input).userId) };
+    return { exists: await this.privacy.exists(parseRpcInput(subjectExistsRpc.input, req.input).userId) };
   }
 
   @MessagePattern(IdentityPrivacyRpc.erase.subject)
   erase(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseInput(IdentityPrivacyRpc.erase.input, req.input);
+    const { userId, scope } = parseRpcInput(IdentityPrivacyRpc.erase.input, req.input);
     return this.privacy.erase(userId, scope);
   }
 }

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { IdentityRpc, parseRpcInput, type RpcRequest } from '@ally/contracts';
 import { SsoService } from './sso.service.js';
 
 @Controller()
@@ -9,12 +9,12 @@ export class SsoController {
 
   @MessagePattern(IdentityRpc.ssoStart.subject)
   start(@Payload() req: RpcRequest) {
-    return this.sso.start(parseInput(IdentityRpc.ssoStart.input, req.input, 'path parameter').provider);
+    return this.sso.start(parseRpcInput(IdentityRpc.ssoStart.input, req.input, 'path parameter').provider);
   }
 
   @MessagePattern(IdentityRpc.ssoCallback.subject)
   callback(@Payload() req: RpcRequest) {
-    const { provider, callbackUrl } = parseInput(IdentityRpc.ssoCallback.input, req.input, 'path parameter');
+    const { provider, callbackUrl } = parseRpcInput(IdentityRpc.ssoCallback.input, req.input, 'path parameter');
     return this.sso.callback(provider, callbackUrl, req.meta);
   }
 }

@@ -1,7 +1,7 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
 import { DataSource } from 'typeorm';
-import { IdentityRpc, parseInput, type Contact, type RpcRequest } from '@ally/contracts';
+import { IdentityRpc, parseRpcInput, type Contact, type RpcRequest } from '@ally/contracts';
 
 /** For notify only (NATS permissions): the addresses behind a billing workspace. */
 @Controller()
@@ -10,7 +10,7 @@ export class ContactsController {
 
   @MessagePattern(IdentityRpc.contacts.subject)
   async contacts(@Payload() req: RpcRequest): Promise<{ contacts: Contact[]; organisation?: string }> {
-    const { workspace } = parseInput(IdentityRpc.contacts.input, req.input);
+    const { workspace } = parseRpcInput(IdentityRpc.contacts.input, req.input);
     const rows = workspace.startsWith('private:')
       ? await this.ds.query(`SELECT id, email, first_name, locale FROM users WHERE id = $1`, [workspace.slice('private:'.length)])
       : await this.ds.query(

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, IdentityRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { actorOf, IdentityRpc, parseRpcInput, type RpcRequest } from '@ally/contracts';
 import { MeService } from './me.service.js';
 
 @Controller()
@@ -14,11 +14,11 @@ export class MeController {
 
   @MessagePattern(IdentityRpc.updateMe.subject)
   update(@Payload() req: RpcRequest) {
-    return this.me.update(actorOf(req).userId, parseInput(IdentityRpc.updateMe.input, req.input));
+    return this.me.update(actorOf(req).userId, parseRpcInput(IdentityRpc.updateMe.input, req.input));
   }
 
   @MessagePattern(IdentityRpc.updateSettings.subject)
   updateSettings(@Payload() req: RpcRequest) {
-    return this.me.updateSettings(actorOf(req).userId, parseInput(IdentityRpc.updateSettings.input, req.input));
+    return this.me.updateSettings(actorOf(req).userId, parseRpcInput(IdentityRpc.updateSettings.input, req.input));
   }
 }

@@ -1,6 +1,6 @@
 import { Controller, Inject } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { NotifyRpc, parseInput, ProblemError, type DevMail, type RpcRequest } from '@ally/contracts';
+import { NotifyRpc, parseRpcInput, ProblemError, type DevMail, type RpcRequest } from '@ally/contracts';
 import { NOTIFY_CONFIG, usesEmulator, type NotifyConfig } from '../config.js';
 
 interface EmulatedMail {
@@ -24,7 +24,7 @@ export class DevMailboxController {
   @MessagePattern(NotifyRpc.devMailbox.subject)
   async list(@Payload() req: RpcRequest): Promise<{ data: DevMail[] }> {
     if (this.config.NODE_ENV === 'production' || !usesEmulator(this.config)) throw new ProblemError(404, 'Not found');
-    const { to } = parseInput(NotifyRpc.devMailbox.input, req.input, 'query');
+    const { to } = parseRpcInput(NotifyRpc.devMailbox.input, req.input, 'query');
     const url = new URL('../__emulator/emails', this.config.BREVO_BASE_URL.replace(/\/?$/, '/'));
     if (to) url.searchParams.set('to', to);
     // An inbox: the last mail an erasure sends stays readable after Brevo's logs of the address are deleted.

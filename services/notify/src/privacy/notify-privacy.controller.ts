@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { exportPage, parseInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { exportPage, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
 import { NotifyPrivacyService } from './notify-privacy.service.js';
 
 const NotifyPrivacyRpc = privacyRpcs('notify');
@@ -11,14 +11,14 @@ export class NotifyPrivacyController {
 
   @MessagePattern(NotifyPrivacyRpc.export.subject)
   async export(@Payload() req: RpcRequest) {
-    const { userId, scope, page } = parseInput(NotifyPrivacyRpc.export.input, req.input);
+    const { userId, scope, page } = parseRpcInput(NotifyPrivacyRpc.export.input, req.input);
     // Built whole, answered a page at a time: a long ledger or log outgrows one NATS message.
     return exportPage(await this.privacy.export(userId, scope), page);
   }
 
   @MessagePattern(NotifyPrivacyRpc.erase.subject)
   erase(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseInput(NotifyPrivacyRpc.erase.input, req.input);
+    const { userId, scope } = parseRpcInput(NotifyPrivacyRpc.erase.input, req.input);
     return this.privacy.erase(userId, scope);
   }
 }

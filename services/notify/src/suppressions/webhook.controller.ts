@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { NotifyRpc, parseInput, type RpcRequest } from '@ally/contracts';
+import { NotifyRpc, parseRpcInput, type RpcRequest } from '@ally/contracts';
 import { BrevoWebhookService } from './brevo-webhook.service.js';
 
 @Controller()
@@ -9,7 +9,7 @@ export class WebhookController {
 
   @MessagePattern(NotifyRpc.brevoWebhook.subject)
   brevo(@Payload() req: RpcRequest) {
-    const { secret, payload } = parseInput(NotifyRpc.brevoWebhook.input, req.input);
+    const { secret, payload } = parseRpcInput(NotifyRpc.brevoWebhook.input, req.input);
     return this.webhooks.apply(secret, payload);
   }
 }

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, parseInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
+import { actorOf, parseRpcInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
 import { requireCompliance } from '../common/privacy-errors.js';
 import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
 import { ProcessingRegisterService } from '../register/processing-register.service.js';
@@ -24,7 +24,7 @@ export class AdminController {
   @MessagePattern(PrivacyRpc.adminListRequests.subject)
   listRequests(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));
-    const { status, awaiting, limit, cursor } = parseInput(PrivacyRpc.adminListRequests.input, req.input, 'query');
+    const { status, awaiting, limit, cursor } = parseRpcInput(PrivacyRpc.adminListRequests.input, req.input, 'query');
     return this.requests.listAll({ status, awaiting }, limit, cursor);
   }
 
@@ -37,38 +37,38 @@ export class AdminController {
   @MessagePattern(PrivacyRpc.updateRetentionPolicies.subject)
   async updatePolicies(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));
-    const input = parseInput(PrivacyRpc.updateRetentionPolicies.input, req.input);
+    const input = parseRpcInput(PrivacyRpc.updateRetentionPolicies.input, req.input);
     return { data: await this.policies.update(actor, Array.isArray(input) ? input : [input]) };
   }
 
   @MessagePattern(PrivacyRpc.startRetentionRun.subject)
   startRun(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));
-    return this.runs.start(actor, parseInput(PrivacyRpc.startRetentionRun.input, req.input));
+    return this.runs.start(actor, parseRpcInput(PrivacyRpc.startRetentionRun.input, req.input));
   }
 
   @MessagePattern(PrivacyRpc.getRetentionRun.subject)
   getRun(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));
-    return this.runs.get(parseInput(PrivacyRpc.getRetentionRun.input, req.input, 'path').id);
+    return this.runs.get(parseRpcInput(PrivacyRpc.getRetentionRun.input, req.input, 'path').id);
   }
 
   @MessagePattern(PrivacyRpc.decide.subject)
   decide(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));
-    return this.decisions.decide(actor, parseInput(PrivacyRpc.decide.input, req.input));
+    return this.decisions.decide(actor, parseRpcInput(PrivacyRpc.decide.input, req.input));
   }
 
   @MessagePattern(PrivacyRpc.createLegalHold.subject)
   createHold(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));
-    return this.holds.create(actor, parseInput(PrivacyRpc.createLegalHold.input, req.input));
+    return this.holds.create(actor, parseRpcInput(PrivacyRpc.createLegalHold.input, req.input));
   }
 
   @MessagePattern(PrivacyRpc.releaseLegalHold.subject)
   releaseHold(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));
-    return this.holds.release(actor, parseInput(PrivacyRpc.releaseLegalHold.input, req.input, 'path').id);
+    return this.holds.release(actor, parseRpcInput(PrivacyRpc.releaseLegalHold.input, req.input, 'path').id);
   }
 
   /** Not an admin RPC: any caller may learn whether a hold keeps their own data (chat asks before a deletion). */
@@ -80,14 +80,14 @@ export class AdminController {
   @MessagePattern(PrivacyRpc.listLegalHolds.subject)
   async listHolds(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));
-    const { active, limit, cursor } = parseInput(PrivacyRpc.listLegalHolds.input, req.input, 'query');
+    const { active, limit, cursor } = parseRpcInput(PrivacyRpc.listLegalHolds.input, req.input, 'query');
     return this.holds.list(active === undefined ? undefined : active === 'true', limit, cursor);
   }
 
   @MessagePattern(PrivacyRpc.processingActivities.subject)
   async processingActivities(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));
-    const { format } = parseInput(PrivacyRpc.processingActivities.input, req.input, 'query');
+    const { format } = parseRpcInput(PrivacyRpc.processingActivities.input, req.input, 'query');
     return format === 'csv' ? { csv: await this.register.csv() } : this.register.register();
   }
 }

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { parseInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
+import { parseRpcInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
 import { ConsentsService } from './consents.service.js';
 
 /** Consent records: no login needed, the subject id is pseudonymous. */
@@ -10,17 +10,17 @@ export class ConsentsController {
 
   @MessagePattern(PrivacyRpc.recordConsent.subject)
   record(@Payload() req: RpcRequest) {
-    return this.consents.record(parseInput(PrivacyRpc.recordConsent.input, req.input), req.meta);
+    return this.consents.record(parseRpcInput(PrivacyRpc.recordConsent.input, req.input), req.meta);
   }
 
   @MessagePattern(PrivacyRpc.getConsents.subject)
   get(@Payload() req: RpcRequest) {
-    const { subjectId, limit, cursor } = parseInput(PrivacyRpc.getConsents.input, req.input, 'query');
+    const { subjectId, limit, cursor } = parseRpcInput(PrivacyRpc.getConsents.input, req.input, 'query');
     return this.consents.get(subjectId, { limit, cursor });
   }
 
   @MessagePattern(PrivacyRpc.withdrawConsents.subject)
   withdraw(@Payload() req: RpcRequest) {
-    return this.consents.withdraw(parseInput(PrivacyRpc.withdrawConsents.input, req.input, 'path').subjectId, req.meta);
+    return this.consents.withdraw(parseRpcInput(PrivacyRpc.withdrawConsents.input, req.input, 'path').subjectId, req.meta);
   }
 }
