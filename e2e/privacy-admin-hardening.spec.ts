@@ -103,6 +103,36 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expect((await http.post('/v1/admin/privacy/retention-runs', { dryRun: true }, cora)).status).toBe(202);
   });
 
+  it('lists retention runs newest first, each with what it deleted or would have, narrowed by state and kind, a page at a time', async () => {
+    const cora = await complianceToken();
+    const unfinished = async () =>
+      (await Promise.all(['queued', 'running'].map(async (status) => (await http.get(`/v1/admin/privacy/retention-runs?status=${status}`, cora)).body.data.length))).every((n) => n === 0) || undefined;
+    await waitFor(unfinished, 'the runs started before to finish', 30_000);
+    const started = await http.post('/v1/admin/privacy/retention-runs', { dryRun: true, categories: ['login-audit'] }, cora);
+    expect(started.status).toBe(202);
+    await waitFor(unfinished, 'the run to finish', 30_000);
+
+    const first = await http.get('/v1/admin/privacy/retention-runs?limit=1', cora);
+    expect(first.status).toBe(200);
+    expect(first.body.data).toEqual([
+      expect.objectContaining({ id: started.body.id, status: 'completed', dryRun: true, trigger: 'compliance', categories: ['login-audit'], results: [{ service: 'identity', category: 'login-audit', affected: expect.any(Number) }] }),
+    ]);
+    expect(first.body.nextCursor).toEqual(expect.any(String));
+    const second = await http.get(`/v1/admin/privacy/retention-runs?limit=1&cursor=${encodeURIComponent(first.body.nextCursor)}`, cora);
+    expect(second.body.data).toHaveLength(1);
+    expect(second.body.data[0].id).not.toBe(started.body.id);
+    expect(Date.parse(second.body.data[0].createdAt)).toBeLessThanOrEqual(Date.parse(first.body.data[0].createdAt));
+
+    const all = (await http.get('/v1/admin/privacy/retention-runs?limit=100', cora)).body.data as { id: string; status: string; dryRun: boolean }[];
+    const completedDry = (await http.get('/v1/admin/privacy/retention-runs?status=completed&dryRun=true&limit=100', cora)).body.data as { id: string }[];
+    expect(completedDry.map((r) => r.id)).toEqual(all.filter((r) => r.status === 'completed' && r.dryRun).map((r) => r.id));
+    expect((await http.get('/v1/admin/privacy/retention-runs?dryRun=false', cora)).body.data).toEqual([]);
+
+    expectProblem(await http.get('/v1/admin/privacy/retention-runs?status=done', cora), 400, ['status']);
+    const member = await register('Rita', 'Neugier');
+    expectProblem(await http.get('/v1/admin/privacy/retention-runs', member.accessToken), 403);
+  });
+
   it('takes one decision on a request however many compliance officers click at once', async () => {
     const olga = await register('Olga', 'Einspruch');
     const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, olga.accessToken)).body;

@@ -27,6 +27,7 @@ export const PrivacyRpc = {
   updateRetentionPolicies: rpc<{ data: r.RetentionPolicyView[] }>()('ally.rpc.privacy.retention-policy.update', s.updateRetentionPoliciesInput),
   startRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.start', s.startRetentionRunInput),
   getRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.get', s.retentionRunIdInput),
+  listRetentionRuns: rpc<r.PrivacyPage<r.RetentionRunView>>()('ally.rpc.privacy.retention-run.list', s.listRetentionRunsInput),
   createLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.create', s.createLegalHoldInput),
   releaseLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.release', s.legalHoldIdInput),
   listLegalHolds: rpc<r.PrivacyPage<r.LegalHoldView>>()('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),

@@ -119,6 +119,12 @@ export const startRetentionRunInput = z.strictObject({
   categories: z.array(z.string().min(1).max(64)).min(1).max(100).transform((names) => [...new Set(names)]).optional(),
 });
 export const retentionRunIdInput = z.strictObject({ id: idSchema('must be a valid id') });
+/** Runs newest first; `status` and `dryRun` narrow them (the daily schedule's among compliance's). */
+export const listRetentionRunsInput = z.strictObject({
+  status: z.enum(['queued', 'running', 'completed', 'failed']).optional(),
+  dryRun: z.enum(['true', 'false']).optional(),
+  ...pageParams,
+});
 
 export const createLegalHoldInput = z.strictObject({
   userId: idSchema('must be a valid user id'),

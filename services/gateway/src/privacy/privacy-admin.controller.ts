@@ -6,6 +6,7 @@ import {
   createLegalHoldInput,
   decisionBody,
   listLegalHoldsInput,
+  listRetentionRunsInput,
   noQueryParams,
   parseInput,
   processingActivitiesInput,
@@ -66,6 +67,12 @@ export class PrivacyAdminController {
   @BodySchema(startRetentionRunInput)
   startRun(@ValidBody(startRetentionRunInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.startRetentionRun, body, { actor, meta });
+  }
+
+  @Get('retention-runs')
+  @QuerySchema(listRetentionRunsInput, { describe: { status: 'only runs in this state', dryRun: 'only dry runs (true) or only real ones (false)' } })
+  runs(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(PrivacyRpc.listRetentionRuns, parseInput(listRetentionRunsInput, query, 'query'), { actor, meta });
   }
 
   @Get('retention-runs/:id')

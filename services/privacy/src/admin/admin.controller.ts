@@ -53,6 +53,13 @@ export class AdminController {
     return this.runs.get(parseRpcInput(PrivacyRpc.getRetentionRun.input, req.input, 'path').id);
   }
 
+  @MessagePattern(PrivacyRpc.listRetentionRuns.subject)
+  listRuns(@Payload() req: RpcRequest) {
+    requireCompliance(actorOf(req));
+    const { status, dryRun, limit, cursor } = parseRpcInput(PrivacyRpc.listRetentionRuns.input, req.input, 'query');
+    return this.runs.list({ status, dryRun: dryRun === undefined ? undefined : dryRun === 'true' }, limit, cursor);
+  }
+
   @MessagePattern(PrivacyRpc.decide.subject)
   decide(@Payload() req: RpcRequest) {
     const actor = requireCompliance(actorOf(req));

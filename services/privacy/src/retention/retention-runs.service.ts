@@ -2,7 +2,7 @@ import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/comm
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
-import { allDataCategories, privacyRetentionRpc, ProblemError, type Actor, type RetentionRunView } from '@ally/contracts';
+import { allDataCategories, decodeCursor, keysetPage, privacyRetentionRpc, ProblemError, type Actor, type PrivacyPage, type RetentionRunView } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { lockNamed, type HeldScope } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
@@ -282,8 +282,33 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
     if (!run) throw new NotFound('retention run');
     // Only a run that says it is running can have lost its process.
     if ((run.status === 'running' || run.status === 'queued') && (await this.ds.transaction((em) => this.failAbandoned(em, id))).length) run = (await read())!;
-    const results = await this.ds.query(`SELECT service, category, affected::int AS affected FROM retention_results WHERE run_id = $1 ORDER BY service, category`, [id]);
-    return {
+    return (await this.views([run]))[0];
+  }
+
+  /** Runs newest first, as compliance finds the daily schedule's and its own: what each deleted, or would have. */
+  async list(filter: { status?: RetentionRunView['status']; dryRun?: boolean }, limit: number, cursor?: string): Promise<PrivacyPage<RetentionRunView>> {
+    // A run that lost its process reads as failed here too, not as running for ever.
+    await this.ds.transaction((em) => this.failAbandoned(em));
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.status) where.push(`status = $${params.push(filter.status)}`);
+    if (filter.dryRun !== undefined) where.push(`dry_run = $${params.push(filter.dryRun)}`);
+    const after = decodeCursor(cursor);
+    // Cut to milliseconds, as the cursor holds them: runs of one millisecond are not skipped.
+    if (after) where.push(`(date_trunc('milliseconds', created_at), id) < ($${params.push(after.at)}::timestamptz, $${params.push(after.id)}::uuid)`);
+    const rows: RunRow[] = await this.ds.query(
+      `SELECT * FROM retention_runs ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY date_trunc('milliseconds', created_at) DESC, id DESC LIMIT ${limit + 1}`,
+      params,
+    );
+    const { page, nextCursor } = keysetPage(rows, limit, (r) => [new Date(r.created_at), r.id]);
+    return { data: await this.views(page), nextCursor };
+  }
+
+  private async views(runs: RunRow[]): Promise<RetentionRunView[]> {
+    const results: ({ run_id: string } & RetentionRunView['results'][number])[] = runs.length
+      ? await this.ds.query(`SELECT run_id, service, category, affected::int AS affected FROM retention_results WHERE run_id = ANY($1::uuid[]) ORDER BY service, category`, [runs.map((r) => r.id)])
+      : [];
+    return runs.map((run) => ({
       id: run.id,
       status: run.status,
       dryRun: run.dry_run,
@@ -295,8 +320,8 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
       createdAt: iso(run.created_at)!,
       startedAt: iso(run.started_at),
       finishedAt: iso(run.finished_at),
-      results,
+      results: results.filter((r) => r.run_id === run.id).map(({ service, category, affected }) => ({ service, category, affected })),
       errors: run.errors ?? [],
-    };
+    }));
   }
 }
