@@ -76,7 +76,7 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     expect([...first.data, ...rest.data].map((k) => k.id)).not.toContain(ids[21]);
   });
 
-  it('refuses a bad limit, a cursor it did not give out and unknown parameters with 400 naming them', async () => {
+  it('refuses a bad limit and a cursor it did not give out with 400 naming them, and ignores a parameter it does not know', async () => {
     const actor = await register();
     for (const limit of [0, -1, 101, 'abc', 1.5]) {
       await expect(world.rpc.call(IdentityRpc.listApiKeys, { limit } as never, { actor })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'limit' }] } });
@@ -84,10 +84,9 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     for (const cursor of ['junk', Buffer.from('2026-02-31T00:00:00.000Z|0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11').toString('base64url'), 'x'.repeat(201)]) {
       await expect(world.rpc.call(IdentityRpc.listApiKeys, { cursor }, { actor })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'cursor' }] } });
     }
-    await expect(world.rpc.call(IdentityRpc.listApiKeys, { foo: 'bar' } as never, { actor })).rejects.toMatchObject({
-      status: 400,
-      extra: { errors: [{ field: 'foo', message: 'is not a known query parameter' }] },
-    });
+    // A parameter identity does not know is one a caller of a later release may send: ignored here (the gateway
+    // refuses unknown ones from clients, e2e/bad-input.spec.ts).
+    await expect(world.rpc.call(IdentityRpc.listApiKeys, { foo: 'bar' } as never, { actor })).resolves.toEqual({ data: [], nextCursor: null });
   });
 
   it('pages members in order of joining, and refuses bad paging of members with 400', async () => {

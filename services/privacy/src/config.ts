@@ -44,6 +44,10 @@ export const privacyConfigSchema = baseConfigSchema
   })
   .superRefine((c, ctx) => {
     requireInProduction(c, ctx, ['PRIVACY_KEK', 'PRIVACY_SUBJECT_SALT']);
+    // A step still waiting for its service when its lease runs out is taken again: the service would do it twice at once.
+    if (c.PRIVACY_STEP_TIMEOUT_MS >= c.PRIVACY_STEP_LEASE_MS) {
+      ctx.addIssue({ code: 'custom', path: ['PRIVACY_STEP_TIMEOUT_MS'], message: `must be shorter than PRIVACY_STEP_LEASE_MS (${c.PRIVACY_STEP_LEASE_MS})` });
+    }
   });
 
 export type PrivacyConfig = z.infer<typeof privacyConfigSchema>;

@@ -263,6 +263,43 @@ describe('privacy sagas against services on the wire', () => {
     fakes.on('notify', 'erase', () => ({ service: 'notify', affected: {} }));
   });
 
+  it('fails an export once however many services refuse it, and keeps none of what the others sent (parts and key go)', async () => {
+    const bea = user();
+    const refuse = (service: string) => () => ({ problem: { type: 'about:blank', title: 'Bad Request', status: 400, detail: `${service} refuses` } });
+    fakes.on('billing', 'export', refuse('billing')).on('notify', 'export', refuse('notify'));
+    try {
+      const r = await request(bea, 'access');
+      expect((await settled(bea, r.id)).status).toBe('failed');
+      // Both refusals come in (the second finds the request failed already).
+      await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.request_steps WHERE request_id = $1 AND status = 'failed'`, [r.id])).length === 2 || undefined, 'both refusals');
+      expect(await env.sql(`SELECT 1 FROM privacy.audit_log WHERE request_id = $1 AND action = 'request.failed'`, [r.id])).toHaveLength(1);
+      expect(await env.sql(`SELECT 1 FROM privacy.outbox WHERE type = 'privacy.request.escalated' AND payload->'data'->>'requestId' = $1`, [r.id])).toHaveLength(1);
+      expect(await env.sql(`SELECT service FROM privacy.export_parts WHERE request_id = $1`, [r.id])).toEqual([]);
+      expect(await env.sql(`SELECT wrapped_key FROM privacy.requests WHERE id = $1`, [r.id])).toEqual([{ wrapped_key: null }]);
+    } finally {
+      fakes.off('billing', 'export').off('notify', 'export');
+    }
+  });
+
+  it('refuses a legal hold while an erasure step of the subject runs (it cannot be stopped), rather than say it keeps what is being deleted', async () => {
+    const ida = user();
+    let answer!: () => void;
+    fakes.on('chat', 'erase', () => new Promise((resolve) => (answer = () => resolve({ service: 'chat', affected: { 'chat-history': 1 } }))));
+    try {
+      const r = await request(ida, 'erasure');
+      await waitFor(async () => fakes.callsTo('chat', 'erase').some((c) => c.input.userId === ida.userId) || undefined, 'chat to be asked to erase');
+      const refused = await rpc.call(PrivacyRpc.createLegalHold, { userId: ida.userId, reason: 'pending litigation 2026-18' }, { actor: compliance }).catch((e) => e);
+      expect(refused).toMatchObject({ status: 409 });
+      expect(String(refused.message)).toContain(r.id);
+      expect(await env.sql(`SELECT 1 FROM privacy.legal_holds WHERE user_id = $1`, [ida.userId])).toEqual([]);
+      answer();
+      // Erased: the request no longer names them, so it is read as compliance would.
+      await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0 || undefined, 'the erasure to complete', 15_000);
+    } finally {
+      fakes.off('chat', 'erase');
+    }
+  });
+
   it('holds an erasure while a legal hold stands and finishes it once released', async () => {
     const max = user();
     const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: max.userId, reason: 'pending litigation 2026-17' }, { actor: compliance });

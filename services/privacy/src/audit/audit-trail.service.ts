@@ -90,12 +90,17 @@ export class AuditTrail {
 
   /** Walks the chain from its anchor (or its start); reports the first entry whose link or content does not check out. */
   async verify(batch = 1000): Promise<AuditVerification> {
-    const [anchor] = await this.ds.query(`SELECT seq, hash FROM audit_anchor`);
+    // One snapshot for the anchor and every batch: a purge that moves the anchor meanwhile is not a missing entry.
+    return this.ds.transaction('REPEATABLE READ', (em) => this.walk(em, batch));
+  }
+
+  private async walk(em: EntityManager, batch: number): Promise<AuditVerification> {
+    const [anchor] = await em.query(`SELECT seq, hash FROM audit_anchor`);
     let prev: string = anchor?.hash ?? GENESIS_HASH;
     const first = anchor ? Number(anchor.seq) + 1 : 1;
     let expected = first;
     for (;;) {
-      const rows: AuditRow[] = await this.ds.query(`SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT ${batch}`, [expected]);
+      const rows: AuditRow[] = await em.query(`SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT ${batch}`, [expected]);
       for (const row of rows) {
         const e = toEntry(row);
         if (e.seq !== expected) return { ok: false, entries: expected - first, brokenAt: expected, reason: `entry ${expected} is missing (next is ${e.seq})` };

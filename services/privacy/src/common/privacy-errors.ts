@@ -57,6 +57,15 @@ export class RetentionRunInProgress extends ProblemError {
   }
 }
 
+export class ErasureUnderWay extends ProblemError {
+  constructor(requestId: string, service: string) {
+    super(
+      409,
+      `An erasure of this account (request ${requestId}) is deleting its ${service} data right now, which a hold cannot stop; place the hold again in a moment, and it stops the rest`,
+    );
+  }
+}
+
 export class RetentionBelowLegalMinimum extends ProblemError {
   constructor(category: string, days: number) {
     super(422, `${category} must by law be kept at least ${days} days: its retention cannot be shorter`);

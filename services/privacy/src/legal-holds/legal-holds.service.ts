@@ -5,7 +5,7 @@ import { decodeCursor, keysetPage, ProblemError, subjectExistsRpc, type Actor, t
 import { RpcClient } from '@ally/messaging';
 import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
-import { NotFound } from '../common/privacy-errors.js';
+import { ErasureUnderWay, NotFound } from '../common/privacy-errors.js';
 import { lockHeldSet } from './held-set-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 
@@ -49,7 +49,15 @@ export class LegalHoldsService {
     const id = uuidv7();
     const subjectHash = this.hasher.hash(input.userId);
     return this.ds.transaction(async (em) => {
+      // Erasure steps are claimed under this lock, shared: from here none starts for a held subject. One running
+      // already cannot be stopped: the hold is refused rather than said to keep what is being deleted.
       await lockHeldSet(em, 'exclusive');
+      const [erasing] = await em.query(
+        `SELECT s.request_id, s.service FROM request_steps s JOIN requests r ON r.id = s.request_id
+          WHERE r.user_id = $1 AND r.type = 'erasure' AND s.action = 'erase' AND s.status = 'running' AND s.lease_until > now() LIMIT 1`,
+        [input.userId],
+      );
+      if (erasing) throw new ErasureUnderWay(erasing.request_id, erasing.service);
       const [row] = await em.query(`INSERT INTO legal_holds (id, user_id, subject_hash, reason, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *`, [id, input.userId, subjectHash, input.reason, actor.userId]);
       await this.audit.append(em, { actor: `staff:${actor.userId}`, action: 'legal-hold.placed', subjectHash, details: { holdId: id } });
       return view(row);

@@ -33,6 +33,9 @@ export class RequestFinalizer {
   ) {}
 
   async finalize(em: EntityManager, req: RequestRow): Promise<void> {
+    // Under the request's row lock: an erasure that committed since it was found ready may have sent its steps back.
+    const [unfinished] = await em.query(`SELECT 1 FROM request_steps WHERE request_id = $1 AND status <> 'completed' LIMIT 1`, [req.id]);
+    if (unfinished) return;
     switch (req.type) {
       case 'access':
       case 'portability':
@@ -102,8 +105,13 @@ export class RequestFinalizer {
       steps.map((s) => [s.service, { ...(s.result ?? {}), ...(s.attempts > 1 ? { attempts: s.attempts } : {}) }]),
     );
     const userId = req.user_id;
-    // Decisions and new requests of the subject wait for this (or came before it, and are seen below).
-    if (userId) await lockSubjectRequests(em, userId);
+    if (userId) {
+      // Decisions and new requests of the subject wait for this (or came before it, and are seen below).
+      await lockSubjectRequests(em, userId);
+      // So does an export being finished right now on another replica: seen finished below (and voided), or
+      // finished after this, with its steps sent back (it re-checks them under this lock).
+      await em.query(`SELECT id FROM requests WHERE user_id = $1 AND type IN ('access', 'portability') AND id <> $2 ORDER BY id FOR UPDATE`, [userId, req.id]);
+    }
     // An erasure that found nothing (a workspace the subject never used) changes no export; one whose counts may
     // have been lost with an earlier attempt's answer is taken to have erased something.
     const erasedAny = steps.some((s) => s.attempts > 1 || Object.values(s.result ?? {}).some((n) => Number(n) > 0));
@@ -117,7 +125,8 @@ export class RequestFinalizer {
         `DELETE FROM export_packages WHERE request_id IN (SELECT id FROM requests WHERE ${overlapping} AND status = 'completed')`,
         [userId, req.id, req.scope],
       );
-      await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE ${overlapping} AND status = 'completed'`, [userId, req.id, req.scope]);
+      await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE ${overlapping} AND status IN ('completed', 'failed')`, [userId, req.id, req.scope]);
+      await em.query(`DELETE FROM export_parts WHERE request_id IN (SELECT id FROM requests WHERE ${overlapping} AND status = 'failed')`, [userId, req.id, req.scope]);
       const collecting: { id: string }[] = await em.query(`SELECT id FROM requests WHERE ${overlapping} AND status IN ('received', 'in_progress')`, [userId, req.id, req.scope]);
       for (const { id } of collecting) {
         await em.query(`DELETE FROM export_parts WHERE request_id = $1`, [id]);
@@ -151,15 +160,26 @@ export class RequestFinalizer {
     await this.audit.append(em, { actor: 'system', action: 'request.completed', requestId: req.id, subjectHash: req.subject_hash, details: { type: req.type, scope: req.scope, ...details } });
   }
 
+  /**
+   * Ends a request that is still open as failed, once (another step giving up later changes nothing), and
+   * tells compliance. A failed export keeps none of what it collected: its parts and its key go.
+   */
   async fail(em: EntityManager, req: Pick<RequestRow, 'id' | 'subject_hash' | 'type' | 'due_at'>, reason: string): Promise<void> {
-    await em.query(`UPDATE requests SET status = 'failed', failure = $2, updated_at = now(), escalated_at = coalesce(escalated_at, now()) WHERE id = $1`, [req.id, reason.slice(0, 500)]);
+    const [, failed] = await em.query(
+      `UPDATE requests SET status = 'failed', failure = $2, updated_at = now(), escalated_at = coalesce(escalated_at, now()),
+              wrapped_key = CASE WHEN type IN ('access', 'portability') THEN NULL ELSE wrapped_key END
+        WHERE id = $1 AND status IN ('received', 'in_progress')`,
+      [req.id, reason.slice(0, 500)],
+    );
+    if (!failed) return;
+    await em.query(`DELETE FROM export_parts WHERE request_id = $1`, [req.id]);
     await this.audit.append(em, { actor: 'system', action: 'request.failed', requestId: req.id, subjectHash: req.subject_hash, details: { reason: reason.slice(0, 500) } });
     await this.outbox.append(em, 'privacy.request.escalated', { requestId: req.id, type: req.type, status: 'failed', dueAt: new Date(req.due_at).toISOString(), reason: 'failed' });
   }
 
-  /** privacy's own records about the subject: their requests (not legal holds, which may concern legal claims). */
   /**
-   * The subject's requests the export's scope takes in: those about that
+   * privacy's own records about the subject: their requests (not legal holds, which may concern legal claims),
+   * those the export's scope takes in: those about that
    * workspace and those about the whole account. A private one's do not show
    * in an organisation's export, nor an organisation's in a private one.
    */

@@ -9,6 +9,7 @@ import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
+import { lockHeldSet } from '../legal-holds/held-set-lock.js';
 import { DecisionsService } from '../requests/decisions.service.js';
 import type { RequestRow } from '../requests/requests.repository.js';
 import { RequestFinalizer } from './request-finalizer.js';
@@ -84,6 +85,8 @@ export class SagaWorker extends PacedWorker {
 
   private async claim(): Promise<ClaimedStep[]> {
     return this.ds.transaction(async (em) => {
+      // A legal hold placed meanwhile is seen (placing one takes this lock exclusively, then refuses while an erase step runs).
+      await lockHeldSet(em, 'shared');
       const [rows] = await em.query(
         `UPDATE request_steps s SET status = 'running', attempts = s.attempts + 1, lease_until = now() + make_interval(secs => $1)
            FROM requests r
@@ -147,7 +150,8 @@ export class SagaWorker extends PacedWorker {
       return this.failed(step, err);
     }
     await this.ds.transaction(async (em) => {
-      const [req]: RequestRow[] = await em.query(`SELECT * FROM requests WHERE id = $1`, [step.requestId]);
+      // Locked: a request another step failed meanwhile (its parts and key gone) keeps no part that comes after.
+      const [req]: RequestRow[] = await em.query(`SELECT * FROM requests WHERE id = $1 FOR UPDATE`, [step.requestId]);
       // Only the holder of the current lease may complete it (a slow worker whose lease ran out may not).
       const [, updated] = await em.query(
         `UPDATE request_steps SET status = 'completed', completed_at = now(), lease_until = NULL, last_error = NULL, result = $4
@@ -157,7 +161,7 @@ export class SagaWorker extends PacedWorker {
       if (!updated) return;
       if (outcome.kind === 'exported') {
         // Without its key (voided meanwhile) the part is not kept: the request then ends failed, saying why, when its steps are done.
-        if (!req.wrapped_key) return;
+        if (!req.wrapped_key || req.status === 'failed') return;
         const sealed = this.cipher.seal(req.wrapped_key, req.id, Buffer.from(JSON.stringify(outcome.section), 'utf8'), `part:${step.service}`);
         await em.query(`INSERT INTO export_parts (request_id, service, sealed) VALUES ($1, $2, $3) ON CONFLICT (request_id, service) DO UPDATE SET sealed = EXCLUDED.sealed`, [req.id, step.service, sealed]);
       } else {
