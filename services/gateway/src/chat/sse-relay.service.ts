@@ -49,9 +49,12 @@ export class SseRelay {
     let finished = false;
     let clientLeft = false;
     let stopping = false;
+    let waitingForRoom = false;
     const release = this.answers.track(() => {
       stopping = true;
       sub.cancel();
+      // A client that stopped reading cannot be told: its connection goes with the replica.
+      if (waitingForRoom) raw.destroy();
     });
     // Listening from the start: a client gone while chat still decides cancels the call too.
     raw.once('close', () => {
@@ -103,7 +106,18 @@ export class SseRelay {
           open(frame.type === 'start' ? frame.residency : undefined);
         }
         const text = frame.type === 'heartbeat' ? ': keep-alive\n\n' : format.frame(frame);
-        if (text && !raw.write(text)) await drained(raw);
+        if (text && !raw.write(text)) {
+          waitingForRoom = true;
+          const room = await drained(raw, STREAM_SILENCE_LIMIT_MS);
+          waitingForRoom = false;
+          if (!room) {
+            // Connected but no longer reading: chat stops on its own silence, and this stream and its connection end too.
+            this.logger.info('the client stopped reading the answer stream; its connection is closed');
+            sub.cancel();
+            raw.destroy();
+            break;
+          }
+        }
         if (frame.seq % ACK_EVERY === 0 || frame.type === 'heartbeat') sub.ack(frame.seq);
       }
       // Stopped with the replica: the client hears why, as when chat breaks off.
@@ -129,16 +143,22 @@ function clientGone(reply: FastifyReply): void {
   reply.raw.destroy();
 }
 
-/** Room in the socket again, or the socket is gone (then `drain` never comes). */
-function drained(raw: ServerResponse): Promise<void> {
+/**
+ * Room in the socket again, or the socket is gone (then `drain` never comes): true; false when neither came
+ * within `limitMs` (a client that keeps its connection open and stops reading would hold the stream for ever).
+ */
+export function drained(raw: ServerResponse, limitMs: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const done = () => {
-      raw.removeListener('drain', done);
-      raw.removeListener('close', done);
-      resolve();
+    const done = (room: boolean) => () => {
+      clearTimeout(timer);
+      raw.removeListener('drain', onRoom);
+      raw.removeListener('close', onRoom);
+      resolve(room);
     };
-    raw.once('drain', done);
-    raw.once('close', done);
+    const onRoom = done(true);
+    const timer = setTimeout(done(false), limitMs);
+    raw.once('drain', onRoom);
+    raw.once('close', onRoom);
   });
 }
 

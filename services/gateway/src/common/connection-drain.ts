@@ -9,7 +9,7 @@ import type { Socket } from 'node:net';
  * request (a browser's preconnect, a client's spare socket) held the shutdown
  * until the headers timeout, a minute past the grace period.
  */
-export function drainConnectionsOnClose(fastify: FastifyInstance): void {
+export function drainConnectionsOnClose(fastify: FastifyInstance): { readonly tracked: number } {
   const answering = new Map<Socket, number>();
   let closing = false;
   fastify.server.on('connection', (socket: Socket) => {
@@ -20,7 +20,10 @@ export function drainConnectionsOnClose(fastify: FastifyInstance): void {
     const socket = req.socket;
     answering.set(socket, (answering.get(socket) ?? 0) + 1);
     res.once('close', () => {
-      const left = Math.max(0, (answering.get(socket) ?? 1) - 1);
+      const answers = answering.get(socket);
+      // The connection closed first (the client left mid-answer): it is forgotten, not put back.
+      if (answers === undefined) return;
+      const left = Math.max(0, answers - 1);
       answering.set(socket, left);
       if (closing && left === 0) socket.end();
     });
@@ -29,4 +32,10 @@ export function drainConnectionsOnClose(fastify: FastifyInstance): void {
     closing = true;
     for (const [socket, n] of answering) if (n === 0) socket.destroy();
   });
+  return {
+    /** Connections it keeps track of (for tests). */
+    get tracked() {
+      return answering.size;
+    },
+  };
 }
