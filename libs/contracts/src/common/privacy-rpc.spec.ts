@@ -45,6 +45,21 @@ describe('export pages of a service that builds its export whole', () => {
     expect(new Set(merged['login-audit'].map((r) => r.message_id)).size).toBe(merged['login-audit'].length);
   });
 
+  it('continues a list at the element it stopped at when older rows of it were deleted between two pages (a retention run meanwhile)', () => {
+    const build = (from: number): PrivacyExport => ({ service: 'notify', categories: { 'delivery-log': Array.from({ length: 6_000 - from }, (_, i) => row(from + i)) } });
+    const pages = [exportPage(build(0), 0)];
+    // The oldest 50 rows go before each following page is asked for.
+    for (let n = 1; pages.at(-1)!.nextPage !== undefined; n++) pages.push(exportPage(build(50 * n), pages.at(-1)!.nextPage!));
+    const ids = (mergeExportPages(pages).categories['delivery-log'] as { message_id: string }[]).map((r) => r.message_id);
+    // Every row is there once: the first page's, and after it all that were still kept (none skipped).
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(ids.at(-1)).toBe(row(5_999).message_id);
+    expect(ids).toEqual([...ids].sort());
+    const firstPage = (pages[0].categories['delivery-log'] as unknown[]).length;
+    expect(ids.length).toBe(6_000);
+    expect(firstPage).toBeGreaterThan(0);
+  });
+
   it('answers a small export in one page as it is, and refuses a page token it never gave out', () => {
     const full: PrivacyExport = { service: 'notify', categories: { 'delivery-log': [{ template: 'welcome' }], 'suppression-list': [] } };
     expect(exportPage(full, 0)).toEqual(full);

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { ProblemError } from './problem.js';
 import { idSchema } from './validation.js';
@@ -70,8 +71,14 @@ function piecesOf(categories: Record<string, unknown>): Piece[] {
   return pieces;
 }
 
-/** A page token: the list a page starts in, and the index in it (so a list that grew meanwhile moves no other list's place). */
-type Place = [category: string, key: string | null, index: number];
+/**
+ * A page token: the list a page starts in, the index in it (so a list that grew meanwhile moves no other list's
+ * place) and a fingerprint of the element there (so one whose older rows went meanwhile, a retention run's
+ * deletions, is continued at that element, not past as many rows as went).
+ */
+type Place = [category: string, key: string | null, index: number, fingerprint?: string];
+
+const fingerprintOf = (element: unknown): string => createHash('sha256').update(JSON.stringify(element ?? null)).digest('base64url').slice(0, 16);
 
 function startOf(pieces: Piece[], page: number | string, service: string): number {
   if (page === 0) return 0;
@@ -82,8 +89,15 @@ function startOf(pieces: Piece[], page: number | string, service: string): numbe
   } catch {
     throw new ProblemError(400, `Not an export page ${service} gave out: start again at page 0`);
   }
-  const [category, key, index] = place;
-  const at = pieces.findIndex((p) => p.category === category && (p.key ?? null) === key && p.index >= index);
+  const [category, key, index, fingerprint] = place;
+  const inList = (p: Piece) => p.category === category && (p.key ?? null) === key;
+  if (typeof fingerprint === 'string') {
+    // Rows deleted before it move the element towards the list's start, never past its old place.
+    for (let at = pieces.findLastIndex((p) => inList(p) && p.index <= index); at >= 0 && inList(pieces[at]); at--) {
+      if ('element' in pieces[at] && fingerprintOf(pieces[at].element) === fingerprint) return at;
+    }
+  }
+  const at = pieces.findIndex((p) => inList(p) && p.index >= index);
   if (at >= 0) return at;
   // The list is shorter now than where the page would start: what follows it.
   const after = pieces.findLastIndex((p) => p.category === category && (p.key ?? null) === key);
@@ -115,7 +129,8 @@ export function exportPage(full: PrivacyExport, page: number | string): PrivacyE
     else holder[name] = piece.value;
   }
   const next = pieces[at];
-  const nextPage = next && Buffer.from(JSON.stringify([next.category, next.key ?? null, next.index] satisfies Place)).toString('base64url');
+  const place: Place | undefined = next && ('element' in next ? [next.category, next.key ?? null, next.index, fingerprintOf(next.element)] : [next.category, next.key ?? null, next.index]);
+  const nextPage = place && Buffer.from(JSON.stringify(place)).toString('base64url');
   return { service: full.service, categories, ...(nextPage ? { nextPage } : {}) };
 }
 

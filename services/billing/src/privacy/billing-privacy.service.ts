@@ -36,7 +36,7 @@ export class BillingPrivacyService {
       : [];
     // The private workspace's customer, and an organisation's that they set up (its row names them as its creator).
     const customers = await this.ds.query(
-      `SELECT workspace, stripe_customer_id, created_at FROM customers WHERE ($2 AND workspace = $1) OR (created_by = $3 AND workspace <> $1 AND ($4::text[] IS NULL OR workspace = ANY($4)))`,
+      `SELECT workspace, stripe_customer_id, created_at FROM customers WHERE ($2 AND workspace = $1) OR (created_by = $3 AND workspace <> $1 AND ($4::text[] IS NULL OR workspace = ANY($4))) ORDER BY created_at, workspace`,
       [own, ownInScope, userId, workspaces],
     );
     const invoices = ownInScope
@@ -46,7 +46,7 @@ export class BillingPrivacyService {
         )
       : [];
     const caps = await this.ds.query(
-      `SELECT workspace, monthly_tokens FROM caps WHERE (user_id = $1 OR workspace = $2) AND ($3::text[] IS NULL OR workspace = ANY($3))`,
+      `SELECT workspace, monthly_tokens FROM caps WHERE (user_id = $1 OR workspace = $2) AND ($3::text[] IS NULL OR workspace = ANY($3)) ORDER BY workspace, user_id`,
       [userId, own, workspaces],
     );
     return { service: 'billing', categories: { contract: { customers, subscriptions, caps }, 'usage-ledger': usage, invoices } };

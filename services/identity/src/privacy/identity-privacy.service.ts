@@ -39,7 +39,7 @@ export class IdentityPrivacyService {
       scope === 'private'
         ? []
         : await q(
-            `SELECT m.org_id, o.name AS org_name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 AND ($2::uuid IS NULL OR m.org_id = $2)`,
+            `SELECT m.org_id, o.name AS org_name, m.role, m.created_at FROM memberships m JOIN organizations o ON o.id = m.org_id WHERE m.user_id = $1 AND ($2::uuid IS NULL OR m.org_id = $2) ORDER BY m.created_at, m.org_id`,
             [userId, org],
           );
     const apiKeys = await q(
@@ -50,12 +50,12 @@ export class IdentityPrivacyService {
     const invitations = {
       received: await q(
         `SELECT i.org_id, o.name AS org_name, i.role, i.created_at, i.expires_at, i.accepted_at FROM invitations i JOIN organizations o ON o.id = i.org_id
-          WHERE ${RECEIVED} ORDER BY i.created_at`,
+          WHERE ${RECEIVED} ORDER BY i.created_at, i.id`,
         [userId, org],
       ),
       sent: await q(
         `SELECT i.org_id, o.name AS org_name, i.role, i.created_at, i.expires_at, i.accepted_at FROM invitations i JOIN organizations o ON o.id = i.org_id
-          WHERE ${SENT} ORDER BY i.created_at`,
+          WHERE ${SENT} ORDER BY i.created_at, i.id`,
         [userId, org],
       ),
     };
@@ -73,7 +73,7 @@ export class IdentityPrivacyService {
           account ? hashSecret(account.email) : null,
         ]),
         'api-keys': apiKeys,
-        'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1`),
+        'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1 ORDER BY created_at, provider`),
       },
     };
   }

@@ -54,7 +54,7 @@ export class NotifyPrivacyService {
     // The suppression list is keyed by the address alone, so it is the account's own: in the private (or whole) export.
     const suppressions =
       scope === 'all' || scope === 'private'
-        ? await this.ds.query(`SELECT reason, created_at FROM suppressions WHERE recipient_hash = ANY($1::text[]) ORDER BY created_at`, [hashes])
+        ? await this.ds.query(`SELECT reason, created_at FROM suppressions WHERE recipient_hash = ANY($1::text[]) ORDER BY created_at, recipient_hash`, [hashes])
         : [];
     return { service: 'notify', categories: { 'delivery-log': deliveries, 'suppression-list': suppressions } };
   }
