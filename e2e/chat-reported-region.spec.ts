@@ -1,5 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { chatService } from '@ally/chat';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { AnswersInFlight, chatService, CompletionService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
@@ -158,5 +162,107 @@ describe('a deployment reporting a region outside the EU, with two chat replicas
     const id = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
     for (let i = 0; i < 8; i++) expect((await http.post(`/v1/conversations/${id}/messages`, { content: `#tokens=3 Frage ${i}` }, token)).status).toBe(201);
     expect(llm.requests({ kind: 'azure' }).filter((r) => r.endpoint === 'gpt-4o-mini-swc')).toHaveLength(1);
+  });
+});
+
+/**
+ * A deployment quarantined for reporting a region outside the EU ranks with
+ * those outside it; here the Global deployment ranks before it (priority 5), so
+ * a prompt can reach a deployment outside the EU before an EU one answers.
+ */
+describe('the receipt of an answer whose prompt reached a deployment outside the EU first', () => {
+  let world: ChatWorld;
+  let dir: string;
+  const regions: Record<string, string> = { 'gpt-4o-mini-swc': 'eastus' };
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ally-catalog-'));
+    const catalog = JSON.parse(readFileSync('services/chat/config/models.dev.json', 'utf8'));
+    for (const d of catalog.deployments) if (d.id === 'gpt-4o-mini@azure-global') d.priority = 5;
+    writeFileSync(join(dir, 'models.json'), JSON.stringify(catalog));
+    world = await startChatWorld({ llm: { azureRegions: regions }, chat: { MODEL_CATALOG_FILE: join(dir, 'models.json') } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('is not EU-resident and names it, also when the one that answered is in the EU', async () => {
+    const token = (await world.http.post('/v1/auth/register', { email: 'weltweit@example.eu', password: PASSWORD, firstName: 'Nele', lastName: 'Moor' })).body.accessToken as string;
+    expect((await world.http.patch('/v1/me/settings', { restrictToEu: false }, token)).status).toBe(200);
+    const id = (await world.http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
+    // Sweden Central reports East US once: quarantined. Then its resource is mended and answers from Sweden again.
+    expect((await world.http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=3 Hallo' }, token)).body.residency).toMatchObject({ deployment: SWEDEN, euResident: false });
+    delete regions['gpt-4o-mini-swc'];
+    world.llm.failNext({ status: 503, deployment: 'gpt-4o-mini-dzeu' });
+    world.llm.failNext({ status: 503, endpoint: 'openai-eu' });
+    world.llm.failNext({ status: 503, deployment: 'gpt-4o-mini-global' });
+    world.llm.clearRequests();
+    const answer = await world.http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=3 Noch einmal' }, token);
+    expect(answer.status).toBe(201);
+    expect(world.llm.requests({ operation: 'chat.completions' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-dzeu', 'openai-eu', 'gpt-4o-mini-global', 'gpt-4o-mini-swc']);
+    expect(answer.body.residency).toMatchObject({
+      deployment: SWEDEN,
+      reportedRegion: 'Sweden Central',
+      euResident: false,
+      alsoSentTo: [{ deployment: 'gpt-4o-mini@azure-global', region: 'global' }],
+    });
+  });
+});
+
+/** Requests prepared before something changed, sent after it: they go by what holds when they are sent. */
+describe('a request prepared before a change and sent after it', () => {
+  let world: ChatWorld;
+
+  beforeAll(async () => {
+    world = await startChatWorld({ llm: { azureRegions: { 'gpt-4o-mini-swc': 'eastus' } } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  const register = async (email: string) => {
+    const body = (await world.http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Nele', lastName: 'Moor' })).body;
+    return { userId: body.user.id as string, platformRoles: [] as [] };
+  };
+
+  it('is not sent to a first deployment quarantined meanwhile (another request found it answering from outside the EU)', async () => {
+    const completions = world.chat.app.get(CompletionService);
+    const [ana, ben] = [await register('ana@example.eu'), await register('ben@example.eu')];
+    // Both EU-only, both prepared with Sweden Central first, before anyone knew.
+    const first = await completions.prepare(ana, 'private', undefined, [{ role: 'user', content: '#tokens=3 Hallo' }]);
+    const second = await completions.prepare(ben, 'private', undefined, [{ role: 'user', content: '#tokens=3 Hallo' }]);
+    expect([first.candidates[0].id, second.candidates[0].id]).toEqual([SWEDEN, SWEDEN]);
+    world.llm.clearRequests();
+    await completions.complete(first);
+    const answer = await completions.complete(second);
+    // The first found out (its prompt had gone there); the second's never did.
+    expect(world.llm.requests({ kind: 'azure' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-swc', 'gpt-4o-mini-dzeu', 'gpt-4o-mini-dzeu']);
+    expect(answer.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+  });
+
+  it('is stopped when the workspace it answers in is erased while it is still prepared', async () => {
+    const inFlight = world.chat.app.get(AnswersInFlight);
+    const cleo = await register('cleo@example.eu');
+    const [org, other] = [randomUUID(), randomUUID()];
+    const prepared = (workspace: string) => {
+      let ready!: () => void;
+      const started = inFlight.trackFromStart({ userId: cleo.userId }, () => new Promise<string>((resolve) => (ready = () => resolve(workspace))), (w) => w);
+      return { started, ready: () => ready() };
+    };
+    const inOrg = prepared(org);
+    const elsewhere = prepared(other);
+    // The erasure of the organisation's workspace comes while both are still being prepared (their workspace unknown yet).
+    inFlight.stop({ userId: cleo.userId, scope: org });
+    inOrg.ready();
+    elsewhere.ready();
+    const [stopped, going] = [await inOrg.started, await elsewhere.started];
+    expect(stopped.stop.signal.aborted).toBe(true);
+    expect(stopped.stop.signal.reason).toMatchObject({ status: 410 });
+    expect(going.stop.signal.aborted).toBe(false);
+    stopped.stop.release();
+    going.stop.release();
   });
 });

@@ -10,9 +10,10 @@ export interface ResidencyReceipt {
   /** Whether everything this answer took stayed in the EU: false also when `alsoSentTo` names a deployment outside it. */
   euResident: boolean;
   /**
-   * Deployments the prompt reached before this one that answered from outside
-   * the EU (a deployment configured as EU reporting another region): their
-   * answers were not used, but the prompt had gone there. Absent when none.
+   * Where else the prompt went outside the EU before this answer: a deployment
+   * configured as EU that reported another region (its answer was not used), a
+   * deployment outside the EU that failed after the prompt reached it, a
+   * moderation endpoint outside the EU. Absent when none.
    */
   alsoSentTo?: { deployment: string; region: string; reportedRegion: string }[];
   policy: { restrictToEu: boolean; orgEuOnly: boolean; allowedModels: string[] | null; workspace: string };

@@ -19,6 +19,8 @@ export interface AnswerOwner {
 interface Running {
   owner: AnswerOwner;
   controller: AbortController;
+  /** Workspaces of the owner erased while the answer's own was not known yet (it is being prepared). */
+  erasedMeanwhile?: string[];
 }
 
 /**
@@ -42,7 +44,10 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
 
   /** A signal that aborts (with a 410 as its reason) when the answer's conversation or owner goes; `release` when the answer ends. */
   track(owner: AnswerOwner): { signal: AbortSignal; release: () => void } {
-    const entry: Running = { owner, controller: new AbortController() };
+    return this.add({ owner, controller: new AbortController() });
+  }
+
+  private add(entry: Running): { signal: AbortSignal; release: () => void } {
     return { signal: entry.controller.signal, release: this.running.add(entry) };
   }
 
@@ -56,11 +61,14 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
     prepare: () => Promise<T>,
     workspaceOf: (prepared: T) => string,
   ): Promise<{ prepared: T; stop: { signal: AbortSignal; release: () => void } }> {
-    const entry: AnswerOwner = { ...owner, workspace: '' };
-    const stop = this.track(entry);
+    // The workspace is known once prepared (a conversation's is read with it): '' until then.
+    const entry: Running = { owner: { ...owner, workspace: '' }, controller: new AbortController() };
+    const stop = this.add(entry);
     try {
       const prepared = await prepare();
-      entry.workspace = workspaceOf(prepared);
+      entry.owner.workspace = workspaceOf(prepared);
+      // A workspace of theirs erased while it was prepared: the history it read is gone, and so is the answer.
+      if (entry.erasedMeanwhile?.includes(entry.owner.workspace)) this.abortFor(entry, { userId: owner.userId, scope: entry.owner.workspace });
       return { prepared, stop };
     } catch (err) {
       stop.release();
@@ -108,10 +116,17 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
 
   private abortMatching(target: StopTarget): void {
     for (const entry of this.running) {
-      if (!covers(target, entry.owner) || entry.controller.signal.aborted) continue;
-      const what = 'conversationId' in target ? 'This conversation was deleted' : 'This account’s data was erased';
-      entry.controller.abort(new ProblemError(410, `${what} while the answer was written`));
+      if (entry.controller.signal.aborted) continue;
+      if (covers(target, entry.owner)) this.abortFor(entry, target);
+      else if (!('conversationId' in target) && entry.owner.userId === target.userId && entry.owner.workspace === '') {
+        (entry.erasedMeanwhile ??= []).push(target.scope);
+      }
     }
+  }
+
+  private abortFor(entry: Running, target: StopTarget): void {
+    const what = 'conversationId' in target ? 'This conversation was deleted' : 'This account’s data was erased';
+    entry.controller.abort(new ProblemError(410, `${what} while the answer was written`));
   }
 }
 

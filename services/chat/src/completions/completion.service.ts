@@ -242,12 +242,14 @@ export class CompletionService {
     for (const [attempt, d] of plan.candidates.entries()) {
       // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
       const request = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU, plan.params);
+      let sent = false;
       try {
         // A fallback, and any deployment outside the EU, follows the policy of now: EU-only may have been switched
         // on since the request was accepted (while the quota was asked, or moderation or an earlier deployment
         // took their time). Asked before the prompt goes to its moderator, and again right before it goes out.
         const allowedNow = async (meanwhile: string) => {
-          if (attempt === 0 && d.euResident) return true;
+          // Not a deployment quarantined meanwhile (it reported a region outside the EU to another request).
+          if (attempt === 0 && this.router.isEuResidentNow(d)) return true;
           if (await this.stillAllowed(plan, d)) return true;
           this.logger.info({ deployment: d.id }, `the policy tightened while ${meanwhile}; not sending to this deployment`);
           return false;
@@ -256,13 +258,22 @@ export class CompletionService {
         // A deployment without a prompt filter of its own sees only a prompt moderated by an endpoint of its residency (each asked once per request).
         const moderator = d.promptFilter ? undefined : this.filter.moderatorFor(plan.policy, d);
         if (moderator) {
-          if (!moderations.has(moderator.id)) moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
+          if (!moderations.has(moderator.id)) {
+            moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
+            // A moderator outside the EU has seen the (redacted) prompt, whatever deployment answers in the end.
+            if (moderator.id !== d.id && !this.router.isEuResidentNow(moderator)) strays.push({ deployment: moderator.id, region: moderator.region, reportedRegion: moderator.region });
+          }
           await moderations.get(moderator.id);
           if (!(await allowedNow('the prompt was moderated'))) continue;
         }
+        sent = true;
         return { ...(await call(d, this.clients.for(d), request, strays)), deployment: d };
       } catch (err) {
         if (err instanceof ServedOutsideEu) strays.push({ deployment: d.id, region: d.region, reportedRegion: err.reportedRegion });
+        else if (sent && !this.router.isEuResidentNow(d) && reachedProvider(err)) {
+          // It failed, but outside the EU and after the prompt got there: the answer that follows says so.
+          strays.push({ deployment: d.id, region: d.region, reportedRegion: (err instanceof OpenAI.APIError ? err.headers?.get('x-ms-region') : null) ?? d.region });
+        }
         else {
           // A refusal (an error, a prompt filter's) came from where the prompt went: one from outside the EU counts as an answer from there.
           const reportedRegion = err instanceof OpenAI.APIError ? (err.headers?.get('x-ms-region') ?? null) : null;
@@ -405,4 +416,9 @@ function assertFits(messages: PromptMessage[], maxTokens: number, model: string,
     type: 'https://ally.eu/problems/context-length-exceeded',
     errors: [{ field: 'messages', message: `about ${needed} tokens, more than the ${maxTokens} left for them in ${model}'s context window` }],
   });
+}
+
+/** An error that came from the provider (it answered, or let the call time out): the prompt had reached it. */
+function reachedProvider(err: unknown): boolean {
+  return err instanceof OpenAI.APIConnectionTimeoutError || (err instanceof OpenAI.APIError && err.status !== undefined);
 }
