@@ -87,12 +87,15 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     }, 'the subscription to become active with two seats');
     expect(sub).toMatchObject({ plan: 'team', seats: 2 });
 
-    // A third member: the seat count follows at Stripe.
+    // A third member while Stripe is away for longer than the SDK's retries and the event's five attempts: the
+    // seat count follows at Stripe once it is back (the event waited for it; it was dead-lettered, and the seat lost).
+    stripe.failNext({ status: 503, path: /^\/v1\/subscriptions\/sub_/, method: 'POST', times: 16 });
     await join(owner.accessToken, org.id, 'ida@example.eu');
     await waitFor(async () => {
       const r = await http.get(`/v1/billing/subscription?workspace=${org.id}`, owner.accessToken);
       return r.body.seats === 3 ? r : undefined;
-    }, 'three seats');
+    }, 'three seats', 45_000);
+    expect(stripe.requests({ method: 'POST', path: /^\/v1\/subscriptions\/sub_/ }).filter((r) => r.status === 503)).toHaveLength(16);
 
     // Usage from chat lands in the ledger and at Stripe's meter.
     const conversation = (await http.post('/v1/conversations', { workspace: org.id }, owner.accessToken)).body.id;

@@ -1,7 +1,8 @@
 import { describe, expect, it } from '@jest/globals';
 import { createHash, createHmac, randomUUID } from 'node:crypto';
-import { BillingRpc, privacyRpcs } from '@ally/contracts';
+import { BillingRpc, createEnvelope, ERASED_USER, privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { publishEvent, waitFor } from '@ally/testing';
 import { billingWorld, TEST_PSEUDONYM_KEY } from './billing-world.js';
 
 /**
@@ -30,6 +31,40 @@ describe('billing for a subject it erased', () => {
       const other = { userId: randomUUID(), platformRoles: [] as [] };
       await rpc.call(privacyRpcs('billing').erase, { userId: other.userId, scope: 'private' });
       expect(await rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor: other })).toMatchObject({ url: expect.any(String) });
+    } finally {
+      await rpc.close();
+    }
+  });
+
+  it('books usage that arrives after the erasure as the erasure left the rest: under the pseudonym, naming nobody', async () => {
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      const userId = randomUUID();
+      const org = randomUUID();
+      await rpc.call(privacyRpcs('billing').erase, { userId, scope: 'all' });
+      // chat wrote these before its own erasure step; billing's consumer lagged behind the erasure.
+      const late = [`private`, org].map((workspace) =>
+        createEnvelope({
+          type: 'chat.completion.recorded',
+          source: 'chat',
+          data: { messageId: randomUUID(), workspace, userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 10, completionTokens: 5, cost: 0.01 },
+          subject: { userId },
+        }),
+      );
+      for (const e of late) await publishEvent(world.env, e);
+      const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;
+      const rows = await waitFor(async () => {
+        const found = await world.env.sql<{ workspace: string; user_id: string; tokens: number }>(`SELECT workspace, user_id, tokens FROM billing.ledger WHERE message_id = ANY($1::uuid[]) ORDER BY workspace`, [late.map((e) => (e.data as { messageId: string }).messageId)]);
+        return found.length === 2 ? found : undefined;
+      }, 'the late usage in the ledger');
+      expect(rows).toEqual(
+        expect.arrayContaining([
+          { workspace: alias, user_id: ERASED_USER, tokens: 15 },
+          { workspace: org, user_id: ERASED_USER, tokens: 15 },
+        ]),
+      );
+      expect(await world.env.sql(`SELECT 1 FROM billing.ledger WHERE user_id = $1 OR workspace = $2`, [userId, `private:${userId}`])).toEqual([]);
     } finally {
       await rpc.close();
     }

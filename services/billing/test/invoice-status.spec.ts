@@ -2,6 +2,7 @@ import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { currentPeriod } from '../src/common/workspace-key.js';
 import { InvoicesService } from '../src/invoices/invoices.service.js';
+import { BillingPrivacyService } from '../src/privacy/billing-privacy.service.js';
 import { billingWorld } from './billing-world.js';
 
 /** The invoice mirror follows Stripe's status, so the bookkeeping export counts no voided invoice as revenue. */
@@ -26,6 +27,24 @@ describe('invoices that Stripe voids or marks uncollectible', () => {
     expect(csv.split('\n').some((l) => l.startsWith(`${tag}-0001;`))).toBe(status !== 'void');
     const { data } = await world.billing.app.get(InvoicesService).list(actor, 'private', 10);
     expect(data.map((i) => i.status)).toEqual([status]);
+  });
+
+  it('follows Stripe for an invoice kept restricted after its customer was erased: voided afterwards, it leaves the export, naming nobody still', async () => {
+    const actor = { userId: randomUUID(), platformRoles: [] as [] };
+    const customer = `cus_${randomUUID().replace(/-/g, '')}`;
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${actor.userId}`, customer, actor.userId]);
+    const tag = randomUUID().slice(0, 8).toUpperCase();
+    const created = Math.floor(Date.now() / 1000);
+    const invoice = { id: `in_${tag}`, object: 'invoice', number: `${tag}-0001`, customer, currency: 'eur', created, metadata: {}, subtotal: 1500, total_excluding_tax: 1500, total: 1785, amount_paid: 0, total_taxes: [{ amount: 285 }], hosted_invoice_url: 'https://invoice.stripe.com/i/x' };
+    const send = (t: string, obj: object, at: number) => world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: t, created: at, api_version: world.stripe.apiVersion, livemode: false, data: { object: obj } });
+    await send('invoice.finalized', { ...invoice, status: 'open' }, created);
+    await world.billing.app.get(BillingPrivacyService).erase(actor.userId, 'all');
+    const line = async () => (await world.billing.app.get(InvoicesService).exportCsv(currentPeriod())).split('\n').find((l) => l.startsWith(`${tag}-0001;`));
+    expect(await line()).toMatch(/;erased-[0-9a-f]{16}$/);
+    await send('invoice.voided', { ...invoice, status: 'void' }, created + 5);
+    expect(await line()).toBeUndefined();
+    const [row] = await world.env.sql(`SELECT status, restricted, workspace, customer_ref, hosted_invoice_url FROM billing.invoices WHERE stripe_invoice_id = $1`, [invoice.id]);
+    expect(row).toEqual({ status: 'void', restricted: true, workspace: expect.stringMatching(/^erased-/), customer_ref: row.workspace, hosted_invoice_url: null });
   });
 
   it('exports an invoice in the German month and with the German date: 31 December 23:30 UTC is 1 January', async () => {

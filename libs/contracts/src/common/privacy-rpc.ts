@@ -134,6 +134,9 @@ export function exportPage(full: PrivacyExport, page: number | string): PrivacyE
   return { service: full.service, categories, ...(nextPage ? { nextPage } : {}) };
 }
 
+/** Whom a record kept after its subject's erasure names (usage the organisation's books keep, a customer's creator): nobody. */
+export const ERASED_USER = '00000000-0000-0000-0000-000000000000';
+
 export interface PrivacyErasure {
   service: string;
   /** Rows deleted (or anonymised) per data category. */

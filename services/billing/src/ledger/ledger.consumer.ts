@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { ChatEvents, type EventEnvelope } from '@ally/contracts';
+import { ChatEvents, ERASED_USER, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
+import { isPseudonym, Pseudonyms } from '../common/erased-subjects.js';
 import { workspaceKey } from '../common/workspace-key.js';
 import { QuotaAlerts } from '../quota/quota-alerts.service.js';
 
@@ -15,6 +16,7 @@ export class LedgerConsumer {
   constructor(
     consumers: EventConsumers,
     private readonly alerts: QuotaAlerts,
+    private readonly pseudonyms: Pseudonyms,
   ) {
     consumers.register({
       durable: 'billing-ledger',
@@ -26,9 +28,23 @@ export class LedgerConsumer {
 
   /** One multi-row insert for a batch; the message id as key keeps a repeated completion out. */
   async recordMany(em: EntityManager, events: EventEnvelope[]): Promise<void> {
-    const rows = events.map((event) => {
-      const d = ChatEvents['chat.completion.recorded'].parse(event.data);
-      return { d, key: workspaceKey(d.workspace, d.userId), period: event.occurredAt.slice(0, 7), at: event.occurredAt };
+    const parsed = events.map((event) => ({ event, d: ChatEvents['chat.completion.recorded'].parse(event.data) }));
+    // Usage that arrives after its user's account was erased here (the consumer lagged, the event came again) is
+    // booked as the erasure left the rest: the amount under the pseudonym, nobody named.
+    const aliases = new Map([...new Set(parsed.map(({ d }) => d.userId))].map((userId) => [userId, this.pseudonyms.of(userId)]));
+    const erased = new Set<string>(
+      (await em.query(`SELECT alias FROM erased_subjects WHERE alias = ANY($1::text[])`, [[...aliases.values()]])).map((r: { alias: string }) => r.alias),
+    );
+    const rows = parsed.map(({ event, d }) => {
+      const alias = aliases.get(d.userId)!;
+      const key = workspaceKey(d.workspace, d.userId);
+      const gone = erased.has(alias);
+      return {
+        d: gone ? { ...d, userId: ERASED_USER } : d,
+        key: gone && key === workspaceKey('private', d.userId) ? alias : key,
+        period: event.occurredAt.slice(0, 7),
+        at: event.occurredAt,
+      };
     });
     const inserted: { workspace: string; period: string }[] = await em.query(
       // A row's time is the usage's (never later than now): Stripe's meter and the reconciliation count it in the
@@ -52,7 +68,8 @@ export class LedgerConsumer {
         rows.map((r) => r.at),
       ],
     );
-    const touched = new Map(inserted.map((r) => [`${r.workspace}|${r.period}`, { workspace: r.workspace, period: r.period }]));
+    // An erased subject's private workspace has nobody to alert.
+    const touched = new Map(inserted.filter((r) => !isPseudonym(r.workspace)).map((r) => [`${r.workspace}|${r.period}`, { workspace: r.workspace, period: r.period }]));
     for (const { workspace, period } of touched.values()) await this.alerts.afterUsage(em, workspace, period);
   }
 

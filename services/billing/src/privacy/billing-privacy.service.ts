@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { PrivacyErasure, PrivacyErasureProcessorReport, PrivacyExport } from '@ally/contracts';
+import { ERASED_USER, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -70,7 +70,7 @@ export class BillingPrivacyService {
       );
       // The ledger is booking data: the amounts stay, the person goes.
       const [, ledger] = await em.query(
-        `UPDATE ledger SET user_id = '00000000-0000-0000-0000-000000000000', workspace = CASE WHEN workspace = $3 THEN $4 ELSE workspace END
+        `UPDATE ledger SET user_id = '${ERASED_USER}', workspace = CASE WHEN workspace = $3 THEN $4 ELSE workspace END
           WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`,
         [userId, workspaces, own, alias],
       );
@@ -81,10 +81,10 @@ export class BillingPrivacyService {
         invoices = Number(n);
         // The pseudonym may already hold an earlier erasure's rows: those tables are keyed by Stripe's ids.
         await em.query(`UPDATE subscriptions SET workspace = $2 WHERE workspace = $1`, [own, alias]);
-        await em.query(`UPDATE customers SET workspace = $2, created_by = '00000000-0000-0000-0000-000000000000' WHERE workspace = $1`, [own, alias]);
+        await em.query(`UPDATE customers SET workspace = $2, created_by = '${ERASED_USER}' WHERE workspace = $1`, [own, alias]);
       }
       // An organisation's customer they set up names them as its creator: unlinked with that workspace's (or the whole account's) erasure.
-      await em.query(`UPDATE customers SET created_by = '00000000-0000-0000-0000-000000000000' WHERE created_by = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
+      await em.query(`UPDATE customers SET created_by = '${ERASED_USER}' WHERE created_by = $1 AND ($2::text[] IS NULL OR workspace = ANY($2))`, [userId, workspaces]);
       if (scope === 'all' || scope === 'private') {
         // Alerts of their private workspace go, and its mails not yet out (to the subject alone) are not sent after all
         // (dropped before the published ones go, so one the relay sends meanwhile goes too).

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import Stripe from 'stripe';
 import type { Logger } from 'pino';
+import { ProblemError } from '@ally/contracts';
 import { LOGGER } from '@ally/platform';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 
@@ -34,6 +35,27 @@ export class StripeClient {
 
   /** A subscription's quantity to the member count (at least one seat), prorated. */
   setSeats(subscriptionId: string, itemId: string, members: number, idempotencyKey: string): Promise<Stripe.Subscription> {
-    return this.stripe.subscriptions.update(subscriptionId, { items: [{ id: itemId, quantity: Math.max(1, members) }], proration_behavior: 'create_prorations' }, { idempotencyKey });
+    return this.whenAvailable(() =>
+      this.stripe.subscriptions.update(subscriptionId, { items: [{ id: itemId, quantity: Math.max(1, members) }], proration_behavior: 'create_prorations' }, { idempotencyKey }),
+    );
   }
+
+  /**
+   * A call an event consumer makes: Stripe away (no connection, 429, 5xx, after the SDK's own retries) is a 503,
+   * so the event waits for it as for our database, instead of counting as broken and being dead-lettered.
+   */
+  async whenAvailable<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      if (isStripeAway(err)) throw new ProblemError(503, 'Stripe is not available; the change is made once it answers again', { retryAfter: 5 });
+      throw err;
+    }
+  }
+}
+
+function isStripeAway(err: unknown): boolean {
+  const { errors } = Stripe;
+  if (err instanceof errors.StripeConnectionError || err instanceof errors.StripeRateLimitError || err instanceof errors.StripeAPIError) return true;
+  return err instanceof errors.StripeError && (err.statusCode ?? 0) >= 500;
 }

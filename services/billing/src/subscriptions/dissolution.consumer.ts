@@ -27,6 +27,6 @@ export class DissolutionConsumer {
       [orgId],
     );
     if (!sub || !LIVE_STATUSES.includes(sub.status) || sub.cancel_at_period_end) return;
-    await this.stripe.stripe.subscriptions.update(sub.stripe_subscription_id, { cancel_at_period_end: true }, { idempotencyKey: `dissolved:${event.id}` });
+    await this.stripe.whenAvailable(() => this.stripe.stripe.subscriptions.update(sub.stripe_subscription_id, { cancel_at_period_end: true }, { idempotencyKey: `dissolved:${event.id}` }));
   }
 }

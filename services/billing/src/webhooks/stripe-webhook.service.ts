@@ -3,7 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
 import { z } from 'zod';
-import { BillingEvents, parseInput, ProblemError, storableText } from '@ally/contracts';
+import { BillingEvents, ERASED_USER, parseInput, ProblemError, storableText } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
@@ -292,7 +292,7 @@ export class StripeWebhookService {
       return;
     }
     const inserted = await em.query(
-      `INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, '00000000-0000-0000-0000-000000000000') ON CONFLICT DO NOTHING RETURNING workspace`,
+      `INSERT INTO customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, '${ERASED_USER}') ON CONFLICT DO NOTHING RETURNING workspace`,
       [workspace, customer],
     );
     if (inserted.length) return;
@@ -402,15 +402,16 @@ export class StripeWebhookService {
     // Negative on a credit (a proration back): net + tax = total always holds, as the books need it.
     const tax = inv.total_taxes ? inv.total_taxes.reduce((n, t) => n + t.amount, 0) : (inv.tax ?? 0);
     const net = inv.total_excluding_tax ?? total - tax;
-    // A workspace an erasure renamed: the invoice is kept for the books as its others are, restricted, naming nobody.
+    // A workspace an erasure renamed: the invoice is kept for the books as its others are, restricted, naming nobody;
+    // one restricted before still follows Stripe (paid, voided), since the books are what it is kept for.
     const erased = isPseudonym(workspace);
     await em.query(
       `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, net, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version, restricted)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, to_timestamp($13), $14, $15)
        ON CONFLICT (stripe_invoice_id) DO UPDATE SET number = EXCLUDED.number, status = EXCLUDED.status, subtotal = EXCLUDED.subtotal,
-         net = EXCLUDED.net, tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid, hosted_invoice_url = EXCLUDED.hosted_invoice_url,
-         stripe_version = EXCLUDED.stripe_version
-       WHERE invoices.stripe_version <= EXCLUDED.stripe_version AND NOT invoices.restricted`,
+         net = EXCLUDED.net, tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid,
+         hosted_invoice_url = CASE WHEN invoices.restricted THEN NULL ELSE EXCLUDED.hosted_invoice_url END, stripe_version = EXCLUDED.stripe_version
+       WHERE invoices.stripe_version <= EXCLUDED.stripe_version`,
       [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, net, tax, total, inv.amount_paid ?? 0, erased ? workspace : customer, erased ? null : (inv.hosted_invoice_url ?? null), inv.created, version, erased],
     );
     if (failed && !erased) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import type { Logger } from 'pino';
-import { ProblemError, type Actor, type ResidencyReceipt, type Usage } from '@ally/contracts';
+import { type Actor, ERASED_USER, ProblemError, type ResidencyReceipt, type Usage } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { ChatEvents } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
@@ -13,7 +13,6 @@ import OpenAI from 'openai';
 import { ContentFilterService, type CompletionParams, type PreparedRequest, type PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
-import { ERASED_USER } from '../privacy/erased-user.js';
 import { QuotaGate } from '../quota/quota.gate.js';
 import { isEuRegion } from '../catalog/eu-regions.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';

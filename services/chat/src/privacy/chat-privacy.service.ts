@@ -1,13 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { decodeCursor, encodeCursor, fitting, ProblemError, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
+import { decodeCursor, encodeCursor, ERASED_USER, fitting, type PrivacyErasure, type PrivacyExport, ProblemError } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { openedAssistantText } from '../assistants/assistant-text.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
-import { ERASED_USER } from './erased-user.js';
 
 /**
  * Bytes of JSON of the items of one export page. An answer must fit one NATS
