@@ -116,6 +116,12 @@ describe('meter reconciliation and Stripe meter error reports', () => {
     await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE message_id = $1 AND meter_status = 'reported' AND meter_attempts = 2`, [row.message_id])).length === 1, 'the entry reported again');
     expect(stripe.meterEvents().length).toBe(before);
 
+    // A thin notification without its data, which Stripe does not give out when asked: refused for now (503), nothing
+    // recorded, so Stripe delivers it again (taken as handled, the identifiers it names were lost for good).
+    const thin = { id: `evt_${randomUUID().replace(/-/g, '')}`, object: 'v2.core.event', type: 'v1.billing.meter.error_report_triggered', created: new Date().toISOString(), related_object: { id: 'mtr_x', type: 'billing.meter', url: '/v1/billing/meters/mtr_x' } };
+    await expect(deliver(thin)).rejects.toMatchObject({ status: 503 });
+    expect(await env.sql(`SELECT 1 FROM billing.processed_webhooks WHERE event_id = $1`, [thin.id])).toEqual([]);
+
     // The v1 snapshot form without identifiers: metric and log only.
     await deliver({ id: `evt_${randomUUID().replace(/-/g, '')}`, object: 'event', type: 'billing.meter.error_report_triggered', created: Math.floor(Date.now() / 1000), data: { object: { meter: 'mtr_x', reason: { error_count: 3, error_types: [{ code: 'meter_event_invalid_value', error_count: 3 }] } } } });
     const metrics = await billing.ctx.registry.metrics();

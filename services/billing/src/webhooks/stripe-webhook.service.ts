@@ -239,8 +239,9 @@ export class StripeWebhookService {
   /**
    * A thin (v2) event notification from an event destination carries no
    * object; its data is fetched from Stripe (GET /v2/core/events/{id}). When
-   * that fails the handler sees what the notification had (it then only
-   * counts and logs).
+   * Stripe is away for that, the delivery is answered 503 and nothing is
+   * recorded: Stripe delivers it again (taken as handled, the identifiers it
+   * names were lost for good).
    */
   private async thinEvent(notification: ThinNotification): Promise<unknown> {
     let data = notification.data as Record<string, unknown> | undefined;
@@ -248,8 +249,8 @@ export class StripeWebhookService {
       data = await notification.fetchEvent().then(
         (full) => (full as { data?: Record<string, unknown> }).data,
         (err) => {
-          this.logger.warn({ err: String(err), eventId: notification.id }, 'could not fetch the thin event from Stripe');
-          return undefined;
+          this.logger.warn({ err: String(err), eventId: notification.id }, 'could not fetch the thin event from Stripe; it is delivered again');
+          throw new ProblemError(503, 'The event’s data could not be fetched from Stripe; deliver it again', { retryAfter: 60 });
         },
       );
     }
