@@ -17,6 +17,7 @@ import { CapSetAt1766100000000 } from './migrations/1766100000000-cap-set-at.js'
 import { ErasedContractKeys1766200000000 } from './migrations/1766200000000-erased-contract-keys.js';
 import { InvoiceNet1766300000000 } from './migrations/1766300000000-invoice-net.js';
 import { LowerCaseCapMembers1766400000000 } from './migrations/1766400000000-lower-case-cap-members.js';
+import { MeterResends1766500000000 } from './migrations/1766500000000-meter-resends.js';
 
 /** A command's month argument, or its usage line. */
 function month(value: string | undefined, usage: string): string {
@@ -29,7 +30,7 @@ function month(value: string | undefined, usage: string): string {
 export const billingService: ServiceDefinition<BillingConfig> = {
   name: 'billing',
   configSchema: billingConfigSchema,
-  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000, MeterRefusals1765900000000, ScheduledJobs1766000000000, CapSetAt1766100000000, ErasedContractKeys1766200000000, InvoiceNet1766300000000, LowerCaseCapMembers1766400000000, OutboxInsertTime1766700000000, InboxAge1766800000000] },
+  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000, MeterRefusals1765900000000, ScheduledJobs1766000000000, CapSetAt1766100000000, ErasedContractKeys1766200000000, InvoiceNet1766300000000, LowerCaseCapMembers1766400000000, MeterResends1766500000000, OutboxInsertTime1766700000000, InboxAge1766800000000] },
   module: (ctx) => BillingModule.forRoot(ctx),
   commands: {
     /** `export-invoices 2026-10`: the month's bookkeeping CSV on stdout. */

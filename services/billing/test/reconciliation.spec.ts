@@ -88,7 +88,7 @@ describe('meter reconciliation and Stripe meter error reports', () => {
     expect(metrics).toMatch(/ally_billing_meter_discrepancy_workspaces\{[^}]*period="\d{4}-\d{2}"[^}]*\} 1/);
   });
 
-  it('puts the ledger entries named in a meter error report back to pending, and only counts one it cannot match', async () => {
+  it('sends the ledger entries named in a meter error report again later under a new identifier, gives one up dropped three times, and only counts one it cannot match', async () => {
     const [row] = await env.sql<{ message_id: string }>(`SELECT message_id FROM billing.ledger WHERE meter_status = 'reported' ORDER BY seq LIMIT 1`);
     const webhooks = billing.app.get(StripeWebhookService);
     const deliver = (event: object) => {
@@ -110,11 +110,29 @@ describe('meter reconciliation and Stripe meter error reports', () => {
         validation_end: new Date().toISOString(),
       },
     });
-    // The reporter sends it again under the same identifier; the emulator (like Stripe within 24 h) answers "already exists",
-    // which the reporter takes as accepted: the entry ends up reported, not twice at Stripe. (It polls every 50 ms, so the
-    // pending state in between may already be gone when the webhook call returns: only the end state is asserted.)
-    await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE message_id = $1 AND meter_status = 'reported' AND meter_attempts = 2`, [row.message_id])).length === 1, 'the entry reported again');
-    expect(stripe.meterEvents().length).toBe(before);
+    // Stripe dropped it: sent again in an hour (time for the cause to be mended), under an identifier of its own, since
+    // Stripe (and the emulator) take one they have seen within 24 hours as already counted.
+    const [requeued] = await env.sql(`SELECT meter_status, meter_resends, meter_next_at > now() + interval '50 minutes' AS later FROM billing.ledger WHERE message_id = $1`, [row.message_id]);
+    expect(requeued).toEqual({ meter_status: 'pending', meter_resends: 1, later: true });
+    await env.sql(`UPDATE billing.ledger SET meter_next_at = now() WHERE message_id = $1`, [row.message_id]); // the hour is up
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE message_id = $1 AND meter_status = 'reported'`, [row.message_id])).length === 1, 'the entry reported again');
+    expect(stripe.meterEvents().slice(before).map((e) => e.identifier)).toEqual([`${row.message_id}.r1`]);
+
+    // Dropped three times in all: given up as refused (reconciliation shows the gap), not sent for ever.
+    const dropped = (identifier: string) =>
+      deliver({
+        id: `evt_${randomUUID().replace(/-/g, '')}`,
+        object: 'v2.core.event',
+        type: 'v1.billing.meter.error_report_triggered',
+        created: new Date().toISOString(),
+        related_object: { id: 'mtr_x', type: 'billing.meter', url: '/v1/billing/meters/mtr_x' },
+        data: { reason: { error_count: 1, error_types: [{ code: 'meter_event_no_customer_defined', error_count: 1, sample_errors: [{ error_message: 'no customer', request: { identifier } }] }] } },
+      });
+    await dropped(`${row.message_id}.r1`);
+    await env.sql(`UPDATE billing.ledger SET meter_next_at = now() WHERE message_id = $1`, [row.message_id]);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM billing.ledger WHERE message_id = $1 AND meter_status = 'reported' AND meter_resends = 2`, [row.message_id])).length === 1, 'the second re-send');
+    await dropped(`${row.message_id}.r2`);
+    expect(await env.sql(`SELECT meter_status, meter_error FROM billing.ledger WHERE message_id = $1`, [row.message_id])).toEqual([{ meter_status: 'refused', meter_error: 'Stripe dropped it after accepting it, 3 times' }]);
 
     // A thin notification without its data, which Stripe does not give out when asked: refused for now (503), nothing
     // recorded, so Stripe delivers it again (taken as handled, the identifiers it names were lost for good).
@@ -125,7 +143,7 @@ describe('meter reconciliation and Stripe meter error reports', () => {
     // The v1 snapshot form without identifiers: metric and log only.
     await deliver({ id: `evt_${randomUUID().replace(/-/g, '')}`, object: 'event', type: 'billing.meter.error_report_triggered', created: Math.floor(Date.now() / 1000), data: { object: { meter: 'mtr_x', reason: { error_count: 3, error_types: [{ code: 'meter_event_invalid_value', error_count: 3 }] } } } });
     const metrics = await billing.ctx.registry.metrics();
-    expect(metrics).toMatch(/ally_billing_meter_error_reports_total\{[^}]*outcome="requeued"[^}]*\} 1/);
+    expect(metrics).toMatch(/ally_billing_meter_error_reports_total\{[^}]*outcome="requeued"[^}]*\} 3/);
     expect(metrics).toMatch(/ally_billing_meter_error_reports_total\{[^}]*outcome="unidentified"[^}]*\} 1/);
   });
 });

@@ -14,6 +14,7 @@ interface PendingRow {
   created_at: Date;
   meter_attempts: number;
   meter_refusals: number;
+  meter_resends: number;
   stripe_customer_id: string | null;
 }
 
@@ -73,7 +74,7 @@ export class MeterReporter extends PacedWorker {
                 WHERE l2.meter_status = 'pending' AND l2.meter_next_at <= now()
                 ORDER BY l2.seq LIMIT $1 FOR UPDATE OF l2 SKIP LOCKED) due
         WHERE l.message_id = due.message_id
-        RETURNING l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, l.meter_refusals, due.stripe_customer_id`,
+        RETURNING l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, l.meter_refusals, l.meter_resends, due.stripe_customer_id`,
       [this.config.METER_REPORT_BATCH, CLAIM_SECONDS],
     );
     let done = 0;
@@ -98,7 +99,7 @@ export class MeterReporter extends PacedWorker {
     try {
       await this.stripe.stripe.billing.meterEvents.create({
         event_name: this.config.STRIPE_METER_EVENT_NAME,
-        identifier: row.message_id,
+        identifier: meterIdentifier(row.message_id, row.meter_resends),
         timestamp: Math.floor(new Date(row.created_at).getTime() / 1000),
         payload: { stripe_customer_id: row.stripe_customer_id, value: String(row.tokens) },
       });
@@ -126,6 +127,15 @@ export class MeterReporter extends PacedWorker {
     return true;
   }
 }
+
+/**
+ * The identifier Stripe deduplicates an entry's meter event by: its message id, and after Stripe dropped it
+ * (a meter error report) the how-manieth re-send, since Stripe takes an identifier it has seen as counted.
+ */
+export const meterIdentifier = (messageId: string, resends: number): string => (resends ? `${messageId}.r${resends}` : messageId);
+
+/** The ledger entry a meter event's identifier names. */
+export const messageIdOf = (identifier: string): string | undefined => /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.r\d+)?$/i.exec(identifier)?.[1];
 
 /** How long a claimed batch is left to its reporter before another may take it (the reporter died). */
 const CLAIM_SECONDS = 120;

@@ -10,6 +10,7 @@ import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
 import { isWorkspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
+import { messageIdOf } from '../ledger/meter-reporter.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
 import { ENDED_STATUSES, LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
 
@@ -420,9 +421,10 @@ export class StripeWebhookService {
 
   /**
    * Stripe refused meter events after accepting them (e.g. no such customer,
-   * meter inactive). The sample errors name the events by our identifier,
-   * i.e. the ledger's message id: those entries go back to pending so the
-   * reporter sends them again once the cause is fixed. Errors we cannot tie to
+   * meter inactive). The sample errors name the events by our identifier
+   * (the ledger's message id, `.rN` on a re-send): those entries go back to
+   * pending, sent again an hour later under a new identifier, and are given up
+   * as refused when dropped DROPS_BEFORE_GIVING_UP times. Errors we cannot tie to
    * entries are only counted and logged for an operator (reconciliation will
    * show the gap).
    */
@@ -430,13 +432,25 @@ export class StripeWebhookService {
     const raw = event as unknown as { data?: Record<string, any>; related_object?: { id?: string } };
     const d = (raw.data?.object ?? raw.data ?? {}) as Record<string, any>;
     const errorTypes: { code?: string | null; sample_errors?: { request?: { identifier?: string | null } | null }[] | null }[] = d.reason?.error_types ?? [];
-    const identifiers = [...new Set(errorTypes.flatMap((t) => (t.sample_errors ?? []).map((s) => s.request?.identifier)).filter((id): id is string => typeof id === 'string' && UUID.test(id)))];
+    const identifiers = [
+      ...new Set(
+        errorTypes
+          .flatMap((t) => (t.sample_errors ?? []).map((s) => s.request?.identifier))
+          .map((id) => (typeof id === 'string' ? messageIdOf(id) : undefined))
+          .filter((id): id is string => id !== undefined),
+      ),
+    ];
+    // Sent again under a new identifier (Stripe took the old one as counted), after a while for the cause to be
+    // mended; dropped that often, the entry is given up as refused, which reconciliation counts and shows.
     // TypeORM answers an UPDATE … RETURNING on Postgres with [rows, affected].
     const result = identifiers.length
       ? await em.query(
-          `UPDATE ledger SET meter_status = 'pending', meter_next_at = now(), reported_at = NULL
+          `UPDATE ledger SET meter_resends = meter_resends + 1, reported_at = NULL,
+                  meter_status = CASE WHEN meter_resends + 1 >= $2 THEN 'refused' ELSE 'pending' END,
+                  meter_error = CASE WHEN meter_resends + 1 >= $2 THEN 'Stripe dropped it after accepting it, ' || $2 || ' times' ELSE meter_error END,
+                  meter_next_at = now() + make_interval(secs => $3)
             WHERE message_id = ANY($1::uuid[]) AND meter_status = 'reported' RETURNING message_id`,
-          [identifiers],
+          [identifiers, DROPS_BEFORE_GIVING_UP, RESEND_AFTER_DROP_SECONDS],
         )
       : [];
     const requeued: { message_id: string }[] = Array.isArray(result[0]) ? result[0] : result;
@@ -462,4 +476,6 @@ function isThin(raw: Buffer): boolean {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Times Stripe may drop an entry after accepting it before it is given up (each re-send waits RESEND_AFTER_DROP_SECONDS). */
+const DROPS_BEFORE_GIVING_UP = 3;
+const RESEND_AFTER_DROP_SECONDS = 3600;
