@@ -31,6 +31,8 @@ export type EventHandler = (em: EntityManager, event: EventEnvelope) => Promise<
 const BATCH = 100;
 /** Longest pause before an event is offered again (retries while our database is away go on at this pace). */
 const MAX_RETRY_DELAY_MS = 30_000;
+/** Events whose failures are counted at once, at most (the oldest count goes first). */
+const MAX_FAULTS_KEPT = 10_000;
 const RUNNING_METRIC = 'ally_event_consumer_running';
 
 /** Another service the handler asked did not answer (down, restarting: the RPC client's 503 and 504). */
@@ -305,6 +307,8 @@ export class EventConsumer {
       }
       const faults = (this.faults.get(msg.seq) ?? 0) + 1;
       this.faults.set(msg.seq, faults);
+      // An event that failed here and then succeeded on another replica is never acked here: its count would stay.
+      if (this.faults.size > MAX_FAULTS_KEPT) this.faults.delete(this.faults.keys().next().value!);
       if (faults >= this.maxDeliver) return this.deadLetter(msg, String(err));
       logger.warn({ err: String(err), eventId: event.id, type: event.type, durable, attempt: faults }, 'event handler failed; will retry');
       msg.nak(retryDelay(faults));
