@@ -51,6 +51,16 @@ describe('notify: limits, erased owners, exports by address', () => {
     expect(brevo.mails('victim@example.eu').map((m) => m.subject)).toContain('Please confirm your email address');
   });
 
+  it('sends the warning of a sign-in from a new device past the cap: filling an address\'s hour with reset requests does not hide it', async () => {
+    const { user } = await register('warned@example.eu');
+    for (let i = 0; i < 4; i++) await rpc.call(IdentityRpc.forgotPassword, { email: 'warned@example.eu' });
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM notify.deliveries WHERE status IN ('pending', 'sending')`)).length === 0 || undefined, 'nothing left to send');
+    expect(brevo.mails('warned@example.eu')).toHaveLength(3);
+    const signedIn = await publish('identity.user.signed-in', { userId: user.id, email: 'warned@example.eu', firstName: 'Ole', locale: 'en', ip: '203.0.113.9', method: 'password', newDevice: true });
+    await consumed(signedIn);
+    await waitFor(async () => (brevo.mails('warned@example.eu').length === 4 ? true : undefined), 'the sign-in warning');
+  });
+
   it('never holds back what the law requires a subject be told, nor escalations to the compliance team, over the cap', async () => {
     const { user } = await register('legal@example.eu');
     const escalations: string[] = [];

@@ -89,4 +89,11 @@ describe('retention rules of every service run against their schemas', () => {
     const left = await world.env.sql<{ alias: string }>(`SELECT alias FROM billing.erased_subjects WHERE alias LIKE 'erased-00000000000000%' ORDER BY alias`);
     expect(left.map((r) => r.alias)).toEqual(['erased-00000000000000bb']);
   });
+
+  it('notify keeps an erasure mark 45 days: past the stream\'s 7, an erasure still running or its step tried again finds it (no second farewell, no mail)', async () => {
+    await world.env.sql(`INSERT INTO notify.erased_subjects (mark, erased_at) VALUES ('zz-mark-old', now() - interval '46 days'), ('zz-mark-week', now() - interval '10 days')`);
+    await world.services.notify.app.get(AgeRetentionService).purgeExpired();
+    const left = await world.env.sql<{ mark: string }>(`SELECT mark FROM notify.erased_subjects WHERE mark LIKE 'zz-mark-%' ORDER BY mark`);
+    expect(left.map((r) => r.mark)).toEqual(['zz-mark-week']);
+  });
 });

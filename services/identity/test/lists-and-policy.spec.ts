@@ -29,6 +29,13 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     return { pages, items: pages.flat() };
   }
 
+  it('answers the contacts of a workspace that is no workspace key with 400, not 500 (36 dashes passed a looser pattern)', async () => {
+    for (const workspace of ['-'.repeat(36), `private:${'a'.repeat(36)}`, randomUUID().toUpperCase()]) {
+      await expect(world.rpc.call(IdentityRpc.contacts, { workspace })).rejects.toMatchObject({ status: 400, extra: { errors: [{ field: 'workspace' }] } });
+    }
+    expect(await world.rpc.call(IdentityRpc.contacts, { workspace: `private:${randomUUID()}` })).toEqual({ contacts: [] });
+  });
+
   it('pages API keys newest first, and keys made in the same millisecond are neither skipped nor repeated', async () => {
     const actor = await register();
     const ids: string[] = [];

@@ -69,3 +69,9 @@ export function invalidInput(errors: FieldError[], what = 'request body'): Probl
  * capitals would otherwise miss the rows it names.
  */
 export const idSchema = (message: string) => z.uuid(message).toLowerCase();
+
+/**
+ * A billing workspace as services name it to each other: an organisation's id, or `private:<user id>` (every user
+ * has a private workspace of their own), in lower case.
+ */
+export const WORKSPACE_KEY = /^(private:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

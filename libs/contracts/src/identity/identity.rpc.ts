@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { rpc } from '../common/rpc.js';
+import { WORKSPACE_KEY } from '../common/validation.js';
 import * as s from './identity.schemas.js';
 import type * as r from './identity.replies.js';
 
@@ -34,7 +35,7 @@ export const IdentityRpc = {
   /** Internal (notify): whom to mail about a billing workspace — an organisation's owners, or the user of `private:<id>`. */
   contacts: rpc<{ contacts: r.Contact[]; /** The organisation's name, for an organisation. */ organisation?: string }>()(
     'ally.rpc.identity.contact.list',
-    z.strictObject({ workspace: z.string().regex(/^(private:)?[0-9a-f-]{36}$/, 'must be an organisation id or private:<user id>') }),
+    z.strictObject({ workspace: z.string().regex(WORKSPACE_KEY, 'must be an organisation id or private:<user id>') }),
     { authenticated: false },
   ),
   jwks: rpc<r.Jwks>()('ally.rpc.identity.jwks.get', none, { authenticated: false }),

@@ -1,3 +1,5 @@
+import { WORKSPACE_KEY } from '@ally/contracts';
+
 /**
  * Billing's name for a workspace: an organisation's id, or `private:<userId>`,
  * since every user has a private workspace of their own.
@@ -5,6 +7,6 @@
 export const workspaceKey = (workspace: string, userId: string): string => (workspace === 'private' ? `private:${userId}` : workspace);
 
 /** Whether `key` is such a name (what Checkout writes into Stripe's metadata), not something a forged event made up. */
-export const isWorkspaceKey = (key: string): boolean => /^(private:)?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(key);
+export const isWorkspaceKey = (key: string): boolean => WORKSPACE_KEY.test(key);
 
 export const currentPeriod = (at = new Date()): string => at.toISOString().slice(0, 7);

@@ -205,6 +205,9 @@ export class OrgsService {
   /** The invitation is bound to its address: only the account with that email can accept it. */
   async accept(actor: Actor, token: string): Promise<Membership> {
     return this.ds.transaction(async (em) => {
+      // As a new organisation does: an erasure of the account under way is waited for (then the account is gone here),
+      // or waits for this; an erasure that read the memberships before would miss this one (no member.removed, a seat billed on).
+      await lockSubject(em, actor.userId, 'shared');
       // The organisation's members are counted in turn (below); its lock comes before the invitation's, as in a removal.
       const sought = await em.getRepository(InvitationEntity).findOne({ where: { tokenHash: hashSecret(token) }, select: { orgId: true } });
       if (sought) await lockMembers(em, sought.orgId);

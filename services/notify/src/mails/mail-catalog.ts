@@ -13,8 +13,9 @@ export interface MailSpec {
   /** Sent even to a suppressed address because the user asked for it or the law requires it. */
   required?: boolean;
   /**
-   * Never held back by the per-address cap: what the law requires us to tell a subject, and the compliance
-   * team's escalations. Nobody can trigger these at will, so they cannot flood an inbox; dropping one would lose it.
+   * Never held back by the per-address cap: what the law requires us to tell a subject, the compliance team's
+   * escalations, and the warning of a sign-in from a new device. Dropping one would lose it; the first two nobody
+   * can trigger at will, and the warning is what a flood of other mails must not hide.
    */
   uncapped?: boolean;
 }
@@ -73,7 +74,9 @@ export const MAIL_CATALOG: Record<string, Entry> = {
   'identity.user.signed-in': (e) => {
     const d = dataOf('identity.user.signed-in', e);
     if (!d.newDevice) return null;
-    return { template: 'new-sign-in', to: d.email, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, ip: d.ip, at: e.occurredAt } };
+    // Never held back by the cap: anyone may fill an address's hour with password-reset requests, and the warning
+    // that someone signed in would then be the mail that did not come.
+    return { template: 'new-sign-in', to: d.email, locale: d.locale, userId: d.userId, required: true, uncapped: true, variables: { firstName: d.firstName, ip: d.ip, at: e.occurredAt } };
   },
   'identity.user.settings-changed': (e) => {
     const d = dataOf('identity.user.settings-changed', e);
