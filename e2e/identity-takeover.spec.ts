@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { jetstream } from '@nats-io/jetstream';
-import { eventsStreamName, privacyRpcs } from '@ally/contracts';
+import { eventsStreamName, IdentityRpc, privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
@@ -127,6 +127,43 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect({ emailVerified: me.emailVerified, restrictToEu: me.settings.restrictToEu }).toEqual({ emailVerified: true, restrictToEu: true });
     // The owner's sign-in answer, carrying their tokens, is kept by no cache.
     expect(owner.headers.get('cache-control')).toBe('no-store');
+  });
+
+  it('ends what a squatter set up also when the owner clicked the confirmation link first: the first reset of the password chosen at registration', async () => {
+    const squatter = await register('confirmed-victim@takeover.example.eu');
+    const key = await http.post('/v1/me/api-keys', { name: 'backdoor', workspace: 'private' }, squatter.accessToken);
+    expect(key.status).toBe(201);
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, squatter.accessToken)).status).toBe(200);
+    // The owner gets the confirmation mail the squatter's registration sent, and clicks it: the address is confirmed,
+    // the password is still the squatter's.
+    await confirmEmail(env, squatter.user.id);
+    expect((await http.post('/v1/auth/refresh', { refreshToken: squatter.refreshToken })).status).toBe(200);
+
+    expect((await http.post('/v1/auth/password/forgot', { email: 'confirmed-victim@takeover.example.eu' })).status).toBe(202);
+    const { resetToken } = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === squatter.user.id)).data;
+    expect((await http.post('/v1/auth/password/reset', { token: resetToken, password: 'Meine eigene Wiese 2027' })).status).toBe(204);
+    expectProblem(await http.get('/v1/me', key.body.key), 401);
+    const owner = (await http.post('/v1/auth/login', { email: 'confirmed-victim@takeover.example.eu', password: 'Meine eigene Wiese 2027' })).body;
+    expect((await http.get('/v1/me', owner.accessToken)).body.settings.restrictToEu).toBe(true);
+
+    // A key the owner makes with the password they chose through the link survives their next reset (integrations go on).
+    const own = await http.post('/v1/me/api-keys', { name: 'integration', workspace: 'private' }, owner.accessToken);
+    expect((await http.post('/v1/auth/password/forgot', { email: 'confirmed-victim@takeover.example.eu' })).status).toBe(202);
+    const again = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === squatter.user.id && e.data.resetToken !== resetToken)).data.resetToken;
+    expect((await http.post('/v1/auth/password/reset', { token: again, password: 'Noch eine Wiese 2028' })).status).toBe(204);
+    expect((await http.get('/v1/me', own.body.key)).status).toBe(200);
+  });
+
+  it('refuses an API key or a setting asked for with a session a password reset ended meanwhile (401), instead of letting it outlive the reset', async () => {
+    const user = await register('ended-session@takeover.example.eu');
+    const actor = { userId: user.user.id, platformRoles: [] as [], sessionId: (JSON.parse(Buffer.from(user.accessToken.split('.')[1], 'base64url').toString()) as { sid: string }).sid };
+    expect(await rpc.call(IdentityRpc.createApiKey, { name: 'while live', workspace: 'private' }, { actor })).toMatchObject({ name: 'while live' });
+    expect((await http.post('/v1/auth/password/forgot', { email: 'ended-session@takeover.example.eu' })).status).toBe(202);
+    const { resetToken } = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === user.user.id)).data;
+    expect((await http.post('/v1/auth/password/reset', { token: resetToken, password: 'Meine eigene Wiese 2027' })).status).toBe(204);
+    // The gateway had let the request through before the reset ended the session (its token still looked valid).
+    await expect(rpc.call(IdentityRpc.createApiKey, { name: 'too late', workspace: 'private' }, { actor })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.updateSettings, { restrictToEu: false }, { actor })).rejects.toMatchObject({ status: 401 });
   });
 
   it("erasing one's data in an organisation's workspace deletes the keys for it, so a later invitation does not revive them", async () => {

@@ -11,6 +11,7 @@ import { Objections1764800000000 } from './migrations/1764800000000-objections.j
 import { PendingObjections1765600000000 } from './migrations/1765600000000-pending-objections.js';
 import { Restrictions1766000000000 } from './migrations/1766000000000-restrictions.js';
 import { SessionEndNotify1766200000000 } from './migrations/1766200000000-session-end-notify.js';
+import { PasswordProven1767000000000 } from './migrations/1767000000000-password-proven.js';
 import { SealedSigningKeys1765100000000 } from './migrations/1765100000000-sealed-signing-keys.js';
 import { InvitationEntity } from './orgs/invitation.entity.js';
 import { MembershipEntity } from './orgs/membership.entity.js';
@@ -57,7 +58,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       SsoStateEntity,
       SigningKeyEntity,
     ],
-    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000, SessionEndNotify1766200000000, OutboxInsertTime1766700000000, InboxAge1766800000000],
+    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000, SessionEndNotify1766200000000, OutboxInsertTime1766700000000, InboxAge1766800000000, PasswordProven1767000000000],
   },
   module: (ctx) => IdentityModule.forRoot(ctx),
   commands: {

@@ -7,6 +7,8 @@ export const actorSchema = z.object({
   /** Set when the caller authenticated with an API key scoped to a workspace. */
   apiKeyWorkspace: z.string().optional(),
   platformRoles: z.array(z.enum(['compliance', 'admin'])).default([]),
+  /** The session an access token belongs to (none for an API key): identity re-checks it where a change must not outlive it. */
+  sessionId: z.string().optional(),
 });
 export type Actor = z.infer<typeof actorSchema>;
 

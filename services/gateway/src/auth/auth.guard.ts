@@ -81,8 +81,8 @@ export class AuthGuard implements CanActivate {
         typ: 'at+jwt',
       });
       const roles = Array.isArray(payload.roles) ? payload.roles.filter((r): r is 'compliance' | 'admin' => r === 'compliance' || r === 'admin') : [];
-      const actor: Actor = { userId: String(payload.sub), platformRoles: roles };
       const sessionId = typeof payload.sid === 'string' ? payload.sid : undefined;
+      const actor: Actor = { userId: String(payload.sub), platformRoles: roles, ...(sessionId ? { sessionId } : {}) };
       // Cached only if the key set did not change while we verified (a refresh may have replaced it).
       if (this.jwks.version === keysVersion) this.verified.set(token, keysVersion, actor, { exp: payload.exp, nbf: payload.nbf, sid: sessionId });
       return { actor, sessionId, exp: payload.exp };

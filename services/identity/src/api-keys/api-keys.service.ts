@@ -4,6 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { decodeCursor, keysetPage, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
 import { isForeignKeyViolation } from '@ally/persistence';
 import { hashSecret, newSecret } from '../common/secrets.js';
+import { assertSessionLive } from '../sessions/live-session.js';
 import { MembershipEntity } from '../orgs/membership.entity.js';
 import { UserEntity } from '../users/user.entity.js';
 import { ApiKeyEntity } from './api-key.entity.js';
@@ -29,6 +30,9 @@ export class ApiKeysService {
       revokedAt: null,
     });
     await this.ds.transaction(async (em) => {
+      // FOR SHARE: a password reset under way (it holds the row) is waited for, and ends this caller's session first.
+      await em.query(`SELECT 1 FROM users WHERE id = $1 FOR SHARE`, [actor.userId]);
+      await assertSessionLive(em, actor);
       if (input.workspace !== 'private') {
         // FOR SHARE: a removal of this membership waits for the key, and its revocation of the workspace's keys then sees it
         // (read unlocked, a key created while the member was removed outlived the membership, and worked again after a re-invitation).

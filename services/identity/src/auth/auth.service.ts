@@ -12,7 +12,7 @@ import { restoreOwnerDefaults } from '../users/owner-defaults.js';
 import { OrgsService } from '../orgs/orgs.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { SessionsService } from '../sessions/sessions.service.js';
-import { UserEntity } from '../users/user.entity.js';
+import { setUpWithoutProof, UserEntity } from '../users/user.entity.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { OneTimeTokensService } from './one-time-tokens.service.js';
 import { PasswordService } from './password.service.js';
@@ -123,15 +123,13 @@ export class AuthService {
       await this.tokens.invalidate(em, userId, 'password_reset');
       this.passwords.assertAcceptable(password, [user.email.split('@')[0], user.firstName, user.lastName]);
       // Following the reset link proves control of the address.
-      await em.getRepository(UserEntity).update(
-        { id: userId },
-        { passwordHash: await this.passwords.hash(password), emailVerifiedAt: user.emailVerifiedAt ?? new Date() },
-      );
+      const now = new Date();
+      await em.getRepository(UserEntity).update({ id: userId }, { passwordHash: await this.passwords.hash(password), emailVerifiedAt: user.emailVerifiedAt ?? now, passwordProvenAt: now });
       await this.sessions.revokeAllForUser(em, userId, 'password reset');
-      // Until now nobody had proved control of the address: whoever registered it may not be its owner
-      // (an account squatted before its owner signed up). Their API keys go with their password and sessions,
-      // and the owner starts from the defaults.
-      if (!user.emailVerifiedAt) {
+      // Until now whoever set the account up may not be the address's owner (an account squatted before its owner
+      // signed up, its confirmation link clicked by the owner since): their API keys go with their password and
+      // sessions, and the owner starts from the defaults. A password chosen through a reset link proved the address.
+      if (setUpWithoutProof(user)) {
         await this.apiKeys.revokeAllForUser(em, userId);
         await restoreOwnerDefaults(em, this.outbox, user);
       }

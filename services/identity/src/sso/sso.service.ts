@@ -10,7 +10,7 @@ import { IdentityOutbox } from '../common/identity-outbox.js';
 import { restoreOwnerDefaults } from '../users/owner-defaults.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
-import { UserEntity } from '../users/user.entity.js';
+import { setUpWithoutProof, UserEntity } from '../users/user.entity.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { SsoIdentityEntity } from './sso-identity.entity.js';
 import { SsoStateEntity } from './sso-state.entity.js';
@@ -112,7 +112,7 @@ export class SsoService {
         if (!user) {
           user = await this.createUser(em, email, claims);
           registered = true;
-        } else if (!user.emailVerifiedAt) user = await this.claimUnverified(em, user);
+        } else if (setUpWithoutProof(user)) user = await this.claimUnverified(em, user);
         await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
       }
       // An account registered by this very sign-in has no other device to warn about.
@@ -156,23 +156,27 @@ export class SsoService {
   }
 
   /**
-   * An account with this address that nobody has verified may have been registered by someone
-   * else before its owner arrived (pre-account hijacking). The provider has now proved who owns
-   * the address: what the registrant set up without that proof (password, sessions, API keys)
-   * ends, and the address counts as verified. The owner can set a password again by a reset.
+   * An account with this address may have been registered by someone else before its owner arrived
+   * (pre-account hijacking): nobody verified it, or its password is still the registrant's (the owner
+   * may have clicked the confirmation link that registration sent them). The provider has now proved
+   * who owns the address: what the registrant set up without that proof (password, sessions, API keys,
+   * settings) ends, and the address counts as verified. The owner can set a password again by a reset.
    */
   private async claimUnverified(em: EntityManager, user: UserEntity): Promise<UserEntity> {
-    const emailVerifiedAt = new Date();
+    const emailVerifiedAt = user.emailVerifiedAt ?? new Date();
     await em.getRepository(UserEntity).update({ id: user.id }, { emailVerifiedAt, passwordHash: null });
     await this.sessions.revokeAllForUser(em, user.id, 'address proven by single sign-on');
     await this.apiKeys.revokeAllForUser(em, user.id);
     await restoreOwnerDefaults(em, this.outbox, user);
-    await this.outbox.append(
-      em,
-      'identity.user.verified',
-      { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, restrictToEu: user.restrictToEu },
-      { subject: { userId: user.id } },
-    );
+    // Welcomed once: an address confirmed by its link before (a squatter's password in place) was welcomed then.
+    if (!user.emailVerifiedAt) {
+      await this.outbox.append(
+        em,
+        'identity.user.verified',
+        { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, restrictToEu: user.restrictToEu },
+        { subject: { userId: user.id } },
+      );
+    }
     return Object.assign(user, { emailVerifiedAt, passwordHash: null });
   }
 

@@ -19,6 +19,6 @@ export class MeController {
 
   @MessagePattern(IdentityRpc.updateSettings.subject)
   updateSettings(@Payload() req: RpcRequest) {
-    return this.me.updateSettings(actorOf(req).userId, parseRpcInput(IdentityRpc.updateSettings.input, req.input));
+    return this.me.updateSettings(actorOf(req), parseRpcInput(IdentityRpc.updateSettings.input, req.input));
   }
 }

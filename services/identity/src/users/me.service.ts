@@ -1,7 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ProblemError, type Me } from '@ally/contracts';
+import { ProblemError, type Actor, type Me } from '@ally/contracts';
 import { IdentityOutbox } from '../common/identity-outbox.js';
+import { assertSessionLive } from '../sessions/live-session.js';
 import { UserEntity } from './user.entity.js';
 import { UsersRepository } from './users.repository.js';
 
@@ -36,11 +37,14 @@ export class MeService {
     });
   }
 
-  async updateSettings(userId: string, settings: { restrictToEu: boolean }): Promise<Me['settings']> {
+  async updateSettings(actor: Actor, settings: { restrictToEu: boolean }): Promise<Me['settings']> {
+    const userId = actor.userId;
     return this.ds.transaction(async (em) => {
       // Locked: settings changed at once are applied, and their events written, one after the other.
       const user = await this.users.findForUpdate(userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
+      // A password reset that held the row meanwhile ended the caller's session: its owner's defaults stand.
+      await assertSessionLive(em, actor);
       if (user.restrictToEu !== settings.restrictToEu) {
         await em.getRepository(UserEntity).update({ id: userId }, { restrictToEu: settings.restrictToEu });
         await this.outbox.append(

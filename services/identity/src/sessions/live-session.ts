@@ -1,0 +1,14 @@
+import type { EntityManager } from 'typeorm';
+import { ProblemError, type Actor } from '@ally/contracts';
+
+/**
+ * Inside a change of the account (an API key, a setting): the caller's session still lives, read after the
+ * account's row is locked. A password reset ends every session while it holds that row: a change that reached
+ * identity with a token of before then waits for it and is refused, instead of outliving it (a key made by
+ * whoever the reset locked out). A caller with an API key has no session to end.
+ */
+export async function assertSessionLive(em: Pick<EntityManager, 'query'>, actor: Actor): Promise<void> {
+  if (!actor.sessionId) return;
+  const rows = await em.query(`SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND absolute_expires_at > now()`, [actor.sessionId, actor.userId]);
+  if (rows.length === 0) throw new ProblemError(401, 'This session has ended; sign in again');
+}
