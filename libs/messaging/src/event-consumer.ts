@@ -112,7 +112,7 @@ export class EventConsumer {
   async start(): Promise<void> {
     this.running = true;
     try {
-      await this.subscribe();
+      await this.subscribe(true);
     } catch (err) {
       // Deleted under us by a replica creating it anew (its event types changed): ours follows it shortly.
       if (isConsumerNotFound(err)) return this.resubscribe(500);
@@ -121,8 +121,12 @@ export class EventConsumer {
     }
   }
 
-  /** Creates or updates the durable and consumes it. */
-  private async subscribe(): Promise<void> {
+  /**
+   * Creates or updates the durable and consumes it. `starting`: this replica is starting (a new release may read
+   * other event types); when it only follows a durable recreated under it, it takes the durable as it finds it,
+   * or two releases in a rollout would take turns recreating it.
+   */
+  private async subscribe(starting: boolean): Promise<void> {
     const { nats, prefix, durable } = this.opts;
     const stream = eventsStreamName(prefix);
     const jsm = await jetstreamManager(nats);
@@ -140,8 +144,15 @@ export class EventConsumer {
       if (isConsumerNotFound(err)) return undefined;
       throw err;
     });
-    let start: { deliver_policy: DeliverPolicy; opt_start_seq?: number } = { deliver_policy: DeliverPolicy.All };
-    if (existing && !sameFilter(existing.config, filter)) {
+    let start: { deliver_policy: DeliverPolicy; opt_start_seq?: number } | undefined = { deliver_policy: DeliverPolicy.All };
+    const refilter = existing && !sameFilter(existing.config, filter);
+    if (refilter && !starting) {
+      this.opts.logger.warn({ durable }, 'the consumer’s event types differ from the durable’s (another release is running): consuming it as it is');
+    } else if (refilter && atLeast(nats.info?.version, [2, 10, 0])) {
+      await jsm.consumers.update(stream, durable, { ...changeable, ...filter });
+      existing = undefined;
+      start = undefined;
+    } else if (refilter && existing) {
       // NATS before 2.10 takes an update of the filter and then delivers nothing under it: the durable is
       // created anew from where it had acknowledged (what comes twice, the inbox skips).
       this.opts.logger.info({ durable, from: existing.config.filter_subjects ?? existing.config.filter_subject, to: filter.filter_subjects ?? filter.filter_subject }, 'the consumer’s event types changed; creating it anew');
@@ -153,7 +164,7 @@ export class EventConsumer {
     }
     if (existing) {
       await jsm.consumers.update(stream, durable, changeable);
-    } else {
+    } else if (start) {
       await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ...start, ...filter, ...changeable }).catch(async (err) => {
         // Another replica created it between our info and add.
         if (!/already in use|already exists/i.test(String((err as Error).message))) throw err;
@@ -200,7 +211,7 @@ export class EventConsumer {
       this.resubscribeTimer = undefined;
       if (!this.running) return;
       restoreStreams(this.opts.nats, { prefix: this.opts.prefix })
-        .then(() => this.subscribe())
+        .then(() => this.subscribe(false))
         .then(
           () => this.opts.logger.info({ durable: this.opts.durable }, 'consumer receiving events again'),
           (err) => {

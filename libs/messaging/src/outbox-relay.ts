@@ -86,11 +86,19 @@ export class OutboxRelay {
     this.pacer.start();
   }
 
-  /** Stops listening and polling after one last pass: what the service committed as it wound down goes out now, not at its next start. */
-  async stop(): Promise<void> {
+  /**
+   * Stops listening and polling after one last pass, until `deadline` (ms since the epoch) at the latest: what the
+   * service committed as it wound down goes out now, not at its next start. Rows a pass left wait for the next start.
+   */
+  async stop(deadline = Infinity): Promise<void> {
     await this.listener.stop();
     await this.pacer.stop();
-    if (this.running) await this.drainAll().catch((err) => this.opts.logger.warn({ err: String(err) }, 'the outbox relay’s last pass failed; the rows wait for the next start'));
+    if (this.running && deadline > Date.now()) {
+      const last = this.drainAll().catch((err) => this.opts.logger.warn({ err: String(err) }, 'the outbox relay’s last pass failed; the rows wait for the next start'));
+      const timer = deadline === Infinity ? undefined : setTimeout(() => (this.running = false), deadline - Date.now());
+      await last;
+      clearTimeout(timer);
+    }
     this.running = false;
   }
 

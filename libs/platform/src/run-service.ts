@@ -171,7 +171,7 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
       await app.close();
       await server.settled(deadline);
       // After the requests and hooks that may still write events (an answer saved with its usage, say).
-      await relay?.stop();
+      await relay?.stop(deadline + 500);
       await built.release();
       logger.info(`${def.name} stopped`);
     })());

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { AgeRetentionService } from '@ally/platform';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { DataSource } from 'typeorm';
@@ -310,6 +311,12 @@ describe('privacy sagas against services on the wire', () => {
     expect(fakes.calls.filter((c) => c.input.userId === max.userId && c.operation !== 'subject')).toEqual([]); // only asked whether the account exists, when the hold was placed
     await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });
     await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0, 'the erasure after release', 15_000);
+  });
+
+  it('keeps its outbox and inbox by the housekeeping every service has (privacy had none: both grew for ever)', async () => {
+    await env.sql(`INSERT INTO privacy.outbox (id, subject, type, payload, sent_at) VALUES (gen_random_uuid(), 'x', 'x', '{}', now() - interval '8 days')`);
+    await env.sql(`INSERT INTO privacy.inbox (event_id, consumer, processed_at) VALUES (gen_random_uuid(), 'housekeeping', now() - interval '31 days')`);
+    expect(await privacy.app.get(AgeRetentionService).purgeExpired()).toMatchObject({ outbox: 1, inbox: 1 });
   });
 
   it('refuses a second open request of the same kind', async () => {

@@ -39,6 +39,8 @@ export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what 
  * retention run's deadline), which a 400 would turn into failed requests until
  * the rollout ends. The public API's unknown keys are refused at the gateway,
  * which checks bodies and queries with the same schemas (`parseInput`).
+ * Keys inside a union's options are still refused (zod reports them as the
+ * union failing): a field a later release adds goes on an object, not in one.
  */
 export function parseRpcInput<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
   const result = schema.safeParse(value);

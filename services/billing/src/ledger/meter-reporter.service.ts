@@ -134,8 +134,11 @@ export class MeterReporter extends PacedWorker {
  */
 export const meterIdentifier = (messageId: string, resends: number): string => (resends ? `${messageId}.r${resends}` : messageId);
 
-/** The ledger entry a meter event's identifier names. */
-export const messageIdOf = (identifier: string): string | undefined => /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(\.r\d+)?$/i.exec(identifier)?.[1];
+/** The ledger entry a meter event's identifier names, and which sending of it (0: the first). */
+export function sendingOf(identifier: string): { messageId: string; resends: number } | undefined {
+  const m = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:\.r(\d{1,4}))?$/i.exec(identifier);
+  return m ? { messageId: m[1].toLowerCase(), resends: Number(m[2] ?? 0) } : undefined;
+}
 
 /** How long a claimed batch is left to its reporter before another may take it (the reporter died). */
 const CLAIM_SECONDS = 120;

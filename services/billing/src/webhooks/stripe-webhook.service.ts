@@ -10,7 +10,7 @@ import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
 import { isWorkspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
-import { messageIdOf } from '../ledger/meter-reporter.service.js';
+import { sendingOf } from '../ledger/meter-reporter.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
 import { ENDED_STATUSES, LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
 
@@ -432,25 +432,30 @@ export class StripeWebhookService {
     const raw = event as unknown as { data?: Record<string, any>; related_object?: { id?: string } };
     const d = (raw.data?.object ?? raw.data ?? {}) as Record<string, any>;
     const errorTypes: { code?: string | null; sample_errors?: { request?: { identifier?: string | null } | null }[] | null }[] = d.reason?.error_types ?? [];
-    const identifiers = [
-      ...new Set(
+    // Which sending each names: a report about an earlier one (a late report, a second destination) must not send
+    // again an entry whose later sending Stripe counted.
+    const sendings = [
+      ...new Map(
         errorTypes
           .flatMap((t) => (t.sample_errors ?? []).map((s) => s.request?.identifier))
-          .map((id) => (typeof id === 'string' ? messageIdOf(id) : undefined))
-          .filter((id): id is string => id !== undefined),
-      ),
+          .map((id) => (typeof id === 'string' ? sendingOf(id) : undefined))
+          .filter((s): s is { messageId: string; resends: number } => s !== undefined)
+          .map((s) => [`${s.messageId}.${s.resends}`, s]),
+      ).values(),
     ];
     // Sent again under a new identifier (Stripe took the old one as counted), after a while for the cause to be
     // mended; dropped that often, the entry is given up as refused, which reconciliation counts and shows.
     // TypeORM answers an UPDATE … RETURNING on Postgres with [rows, affected].
-    const result = identifiers.length
+    const result = sendings.length
       ? await em.query(
-          `UPDATE ledger SET meter_resends = meter_resends + 1, reported_at = NULL,
-                  meter_status = CASE WHEN meter_resends + 1 >= $2 THEN 'refused' ELSE 'pending' END,
-                  meter_error = CASE WHEN meter_resends + 1 >= $2 THEN 'Stripe dropped it after accepting it, ' || $2 || ' times' ELSE meter_error END,
-                  meter_next_at = now() + make_interval(secs => $3)
-            WHERE message_id = ANY($1::uuid[]) AND meter_status = 'reported' RETURNING message_id`,
-          [identifiers, DROPS_BEFORE_GIVING_UP, RESEND_AFTER_DROP_SECONDS],
+          `UPDATE ledger l SET meter_resends = l.meter_resends + 1, reported_at = NULL,
+                  meter_status = CASE WHEN l.meter_resends + 1 >= $3 THEN 'refused' ELSE 'pending' END,
+                  meter_error = CASE WHEN l.meter_resends + 1 >= $3 THEN 'Stripe dropped it after accepting it, ' || $3 || ' times' ELSE l.meter_error END,
+                  meter_next_at = now() + make_interval(secs => $4)
+             FROM unnest($1::uuid[], $2::int[]) AS dropped(message_id, resends)
+            WHERE l.message_id = dropped.message_id AND l.meter_resends = dropped.resends AND l.meter_status = 'reported'
+           RETURNING l.message_id`,
+          [sendings.map((s) => s.messageId), sendings.map((s) => s.resends), DROPS_BEFORE_GIVING_UP, RESEND_AFTER_DROP_SECONDS],
         )
       : [];
     const requeued: { message_id: string }[] = Array.isArray(result[0]) ? result[0] : result;

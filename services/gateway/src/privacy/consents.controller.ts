@@ -1,6 +1,6 @@
 import { Controller, Delete, Get, HttpCode, Post, Query } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
-import { consentPageInput, consentSubjectIdSchema, PrivacyRpc, recordConsentInput, type RequestMeta } from '@ally/contracts';
+import { consentPageInput, consentSubjectIdSchema, parseInput, PrivacyRpc, recordConsentInput, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { PathParam } from '../common/path-param.js';
@@ -26,7 +26,7 @@ export class ConsentsController {
   @Get('consents/:subjectId')
   @QuerySchema(consentPageInput, { omit: ['subjectId'] })
   consents(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @Query() query: Record<string, unknown>, @RequestMetaParam() meta: RequestMeta) {
-    return this.rpc.call(PrivacyRpc.getConsents, { ...query, subjectId }, { meta });
+    return this.rpc.call(PrivacyRpc.getConsents, parseInput(PrivacyRpc.getConsents.input, { ...query, subjectId }, 'query'), { meta });
   }
 
   /** Withdraws every consent of the subject; the history stays. */

@@ -9,5 +9,16 @@ import { lockNamed } from '@ally/persistence';
  * slice spares its subject: what they had when it answered stays.
  */
 export async function lockHeldSet(em: Pick<EntityManager, 'query'>, mode: 'shared' | 'exclusive'): Promise<void> {
-  await lockNamed(em, 'privacy-held-set', mode);
+  await lockNamed(em, HELD_SET, mode);
 }
+
+/**
+ * The lock shared if it is free now, for a worker that can come back at its next poll: waiting would queue it
+ * behind a hold being placed, itself waiting for a retention slice, and stall every later claim as long.
+ */
+export async function tryLockHeldSetShared(em: Pick<EntityManager, 'query'>): Promise<boolean> {
+  const [{ granted }] = await em.query(`SELECT pg_try_advisory_xact_lock_shared(hashtext($1)) AS granted`, [HELD_SET]);
+  return granted === true;
+}
+
+const HELD_SET = 'privacy-held-set';

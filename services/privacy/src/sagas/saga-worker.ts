@@ -9,7 +9,7 @@ import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
 import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
-import { lockHeldSet } from '../legal-holds/held-set-lock.js';
+import { tryLockHeldSetShared } from '../legal-holds/held-set-lock.js';
 import { DecisionsService } from '../requests/decisions.service.js';
 import type { RequestRow } from '../requests/requests.repository.js';
 import { RequestFinalizer } from './request-finalizer.js';
@@ -85,8 +85,9 @@ export class SagaWorker extends PacedWorker {
 
   private async claim(): Promise<ClaimedStep[]> {
     return this.ds.transaction(async (em) => {
-      // A legal hold placed meanwhile is seen (placing one takes this lock exclusively, then refuses while an erase step runs).
-      await lockHeldSet(em, 'shared');
+      // A legal hold placed meanwhile is seen (placing one takes this lock exclusively, then refuses while an erase step runs);
+      // while one is being placed, this poll claims nothing.
+      if (!(await tryLockHeldSetShared(em))) return [];
       const [rows] = await em.query(
         `UPDATE request_steps s SET status = 'running', attempts = s.attempts + 1, lease_until = now() + make_interval(secs => $1)
            FROM requests r
@@ -214,9 +215,10 @@ export class SagaWorker extends PacedWorker {
     await this.ds.transaction(async (em) => {
       const [rows] = await em.query(
         `UPDATE request_steps s SET status = 'completed', completed_at = now(), attempts = s.attempts + 1, result = '{}'
-           FROM requests r, outbox o
+           FROM requests r
           WHERE r.id = s.request_id AND s.action = 'notify' AND s.status = 'pending'
-            AND o.id = (r.details->>'eventId')::uuid AND o.sent_at IS NOT NULL
+            -- Written with the request: a row no longer there was sent, and went with the outbox's housekeeping.
+            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = (r.details->>'eventId')::uuid AND o.sent_at IS NULL)
         RETURNING s.request_id, s.service, r.subject_hash`,
       );
       // An objection waits for its decision from here: in progress, not merely received. Its rows are locked
