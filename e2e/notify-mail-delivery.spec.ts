@@ -160,6 +160,14 @@ describe('notify: mail through Brevo, driven by events', () => {
     expect(old.textContent).not.toContain('EU models only');
   });
 
+  it('waits while Brevo refuses our key or our address (401, 403: ours to mend), and sends the mail once it takes them again', async () => {
+    brevo.failNext({ status: 401, times: 1 });
+    brevo.failNext({ status: 403, times: 1 });
+    const { user } = await register('key-rotated@example.eu', 'en');
+    await mailsTo('key-rotated@example.eu', 1);
+    expect(await deliveryOf('verify-email', user.id)).toMatchObject({ status: 'sent', attempts: 3 });
+  });
+
   it('puts a mail Brevo refuses with 400 in the dead-letter state, visible in the log and the metrics', async () => {
     brevo.failNext({ status: 400, times: 1 });
     const { user } = await register('refused@example.eu', 'en');

@@ -66,6 +66,12 @@ export class BrevoMailer implements OnModuleInit {
         const status = err.statusCode;
         const error = `Brevo answered ${status}: ${JSON.stringify(err.body ?? '').slice(0, 300)}`;
         if (status === 429 || status >= 500) return { ok: false, retryable: true, error, retryAfterMs: retryAfter(err) };
+        // Our key or our address refused (a rotated key, Brevo's IP allow-list): ours to mend, not the mail's fault.
+        // Retried (within NOTIFY_GIVE_UP_HOURS) instead of every mail meanwhile being dead and its data gone.
+        if (status === 401 || status === 403) {
+          this.logger.error({ status }, 'Brevo refuses our credentials or our address: check BREVO_API_KEY and Brevo\'s authorised IPs; mails wait');
+          return { ok: false, retryable: true, error };
+        }
         return { ok: false, retryable: false, error };
       }
       return { ok: false, retryable: true, error: `Brevo unreachable: ${(err as Error).message}` };
