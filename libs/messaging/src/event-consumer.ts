@@ -140,36 +140,34 @@ export class EventConsumer {
       ack_wait: nanos(this.opts.ackWaitMs ?? 30_000),
     };
     // Only a missing consumer is created; any other failure (e.g. a refused update) surfaces as itself.
-    let existing = await jsm.consumers.info(stream, durable).catch((err) => {
+    const existing = await jsm.consumers.info(stream, durable).catch((err) => {
       if (isConsumerNotFound(err)) return undefined;
       throw err;
     });
-    let start: { deliver_policy: DeliverPolicy; opt_start_seq?: number } | undefined = { deliver_policy: DeliverPolicy.All };
-    const refilter = existing && !sameFilter(existing.config, filter);
-    if (refilter && !starting) {
+    const create = (start: { deliver_policy: DeliverPolicy; opt_start_seq?: number }) =>
+      jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ...start, ...filter, ...changeable }).catch(async (err) => {
+        // Another replica created it between our info and add.
+        if (!/already in use|already exists/i.test(String((err as Error).message))) throw err;
+        await jsm.consumers.update(stream, durable, changeable);
+      });
+    const refiltered = existing !== undefined && !sameFilter(existing.config, filter);
+    if (refiltered && !starting) {
       this.opts.logger.warn({ durable }, 'the consumer’s event types differ from the durable’s (another release is running): consuming it as it is');
-    } else if (refilter && atLeast(nats.info?.version, [2, 10, 0])) {
+    }
+    if (!existing) {
+      await create({ deliver_policy: DeliverPolicy.All });
+    } else if (!refiltered || !starting) {
+      await jsm.consumers.update(stream, durable, changeable);
+    } else if (atLeast(nats.info?.version, [2, 10, 0])) {
       await jsm.consumers.update(stream, durable, { ...changeable, ...filter });
-      existing = undefined;
-      start = undefined;
-    } else if (refilter && existing) {
+    } else {
       // NATS before 2.10 takes an update of the filter and then delivers nothing under it: the durable is
       // created anew from where it had acknowledged (what comes twice, the inbox skips).
       this.opts.logger.info({ durable, from: existing.config.filter_subjects ?? existing.config.filter_subject, to: filter.filter_subjects ?? filter.filter_subject }, 'the consumer’s event types changed; creating it anew');
       await jsm.consumers.delete(stream, durable).catch((err) => {
         if (!isConsumerNotFound(err)) throw err;
       });
-      start = { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: existing.ack_floor.stream_seq + 1 };
-      existing = undefined;
-    }
-    if (existing) {
-      await jsm.consumers.update(stream, durable, changeable);
-    } else if (start) {
-      await jsm.consumers.add(stream, { durable_name: durable, ack_policy: AckPolicy.Explicit, ...start, ...filter, ...changeable }).catch(async (err) => {
-        // Another replica created it between our info and add.
-        if (!/already in use|already exists/i.test(String((err as Error).message))) throw err;
-        await jsm.consumers.update(stream, durable, changeable);
-      });
+      await create({ deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: existing.ack_floor.stream_seq + 1 });
     }
     const consumer = await jetstream(nats).consumers.get(stream, durable);
     // Ends the iteration when the consumer or stream is gone (deleted, NATS restarted without

@@ -65,6 +65,9 @@ export class InboxAge1766800000000 implements MigrationInterface {
   }
 }
 
+/** The migrations of the messaging tables after their first, which every service's list includes (TypeORM runs them by timestamp). */
+export const MESSAGING_MIGRATIONS = [OutboxInsertTime1766700000000, InboxAge1766800000000];
+
 /**
  * Every service's housekeeping of its messaging tables (hourly, AgeRetentionService): published outbox rows after
  * the stream's 7 days; inbox rows after 30, when no copy of their event can come again (the stream keeps 7 days;

@@ -19,3 +19,9 @@ export async function lockSubject(em: EntityManager, userId: string, mode: 'shar
 export async function lockNamed(em: Pick<EntityManager, 'query'>, name: string, mode: 'shared' | 'exclusive' = 'exclusive'): Promise<void> {
   await em.query(`SELECT ${mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock'}(hashtext($1))`, [name]);
 }
+
+/** `lockNamed`, but only if the turn is free now: false (and nothing taken) when it would have to wait. */
+export async function tryLockNamed(em: Pick<EntityManager, 'query'>, name: string, mode: 'shared' | 'exclusive' = 'exclusive'): Promise<boolean> {
+  const [{ granted }] = await em.query(`SELECT ${mode === 'shared' ? 'pg_try_advisory_xact_lock_shared' : 'pg_try_advisory_xact_lock'}(hashtext($1)) AS granted`, [name]);
+  return granted === true;
+}

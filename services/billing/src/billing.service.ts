@@ -1,5 +1,5 @@
 import { periodSchema } from '@ally/contracts';
-import { InboxAge1766800000000, OutboxInsertTime1766700000000 } from '@ally/messaging';
+import { MESSAGING_MIGRATIONS } from '@ally/messaging';
 import type { ServiceDefinition } from '@ally/platform';
 import { BillingModule } from './billing.module.js';
 import { billingConfigSchema, type BillingConfig } from './config.js';
@@ -30,7 +30,7 @@ function month(value: string | undefined, usage: string): string {
 export const billingService: ServiceDefinition<BillingConfig> = {
   name: 'billing',
   configSchema: billingConfigSchema,
-  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000, MeterRefusals1765900000000, ScheduledJobs1766000000000, CapSetAt1766100000000, ErasedContractKeys1766200000000, InvoiceNet1766300000000, LowerCaseCapMembers1766400000000, MeterResends1766500000000, OutboxInsertTime1766700000000, InboxAge1766800000000] },
+  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000, MeterRefusals1765900000000, ScheduledJobs1766000000000, CapSetAt1766100000000, ErasedContractKeys1766200000000, InvoiceNet1766300000000, LowerCaseCapMembers1766400000000, MeterResends1766500000000, ...MESSAGING_MIGRATIONS] },
   module: (ctx) => BillingModule.forRoot(ctx),
   commands: {
     /** `export-invoices 2026-10`: the month's bookkeeping CSV on stdout. */

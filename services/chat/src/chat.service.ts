@@ -1,4 +1,4 @@
-import { InboxAge1766800000000, OutboxInsertTime1766700000000 } from '@ally/messaging';
+import { MESSAGING_MIGRATIONS } from '@ally/messaging';
 import type { ServiceDefinition } from '@ally/platform';
 import { AssistantEntity } from './assistants/assistant.entity.js';
 import { ChatModule } from './chat.module.js';
@@ -22,7 +22,7 @@ export const chatService: ServiceDefinition<ChatConfig> = {
   database: {
     schema: 'chat',
     entities: [ConversationEntity, MessageEntity, AssistantEntity, DataKeyEntity],
-    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000, ReplicaOrder1765300000000, LowerCaseWorkspaces1765400000000, SealedAssistants1765700000000, LiftedRestrictions1766200000000, OutboxInsertTime1766700000000, InboxAge1766800000000],
+    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000, ReplicaOrder1765300000000, LowerCaseWorkspaces1765400000000, SealedAssistants1765700000000, LiftedRestrictions1766200000000, ...MESSAGING_MIGRATIONS],
   },
   module: (ctx) => ChatModule.forRoot(ctx),
 };

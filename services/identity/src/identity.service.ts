@@ -1,5 +1,5 @@
 import { platformRoleSchema } from '@ally/contracts';
-import { InboxAge1766800000000, OutboxInsertTime1766700000000 } from '@ally/messaging';
+import { MESSAGING_MIGRATIONS } from '@ally/messaging';
 import type { ServiceDefinition } from '@ally/platform';
 import { ApiKeyEntity } from './api-keys/api-key.entity.js';
 import { OneTimeTokenEntity } from './auth/one-time-token.entity.js';
@@ -58,7 +58,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       SsoStateEntity,
       SigningKeyEntity,
     ],
-    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000, SessionEndNotify1766200000000, OutboxInsertTime1766700000000, InboxAge1766800000000, PasswordProven1767000000000],
+    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000, SessionEndNotify1766200000000, ...MESSAGING_MIGRATIONS, PasswordProven1767000000000],
   },
   module: (ctx) => IdentityModule.forRoot(ctx),
   commands: {

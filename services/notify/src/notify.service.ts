@@ -1,4 +1,4 @@
-import { InboxAge1766800000000, OutboxInsertTime1766700000000 } from '@ally/messaging';
+import { MESSAGING_MIGRATIONS } from '@ally/messaging';
 import type { ServiceDefinition } from '@ally/platform';
 import { notifyConfigSchema, type NotifyConfig } from './config.js';
 import { DeliveryEntity } from './deliveries/delivery.entity.js';
@@ -17,6 +17,6 @@ import { SuppressionEntity } from './suppressions/suppression.entity.js';
 export const notifyService: ServiceDefinition<NotifyConfig> = {
   name: 'notify',
   configSchema: notifyConfigSchema,
-  database: { schema: 'notify', entities: [DeliveryEntity, SuppressionEntity], migrations: [InitialSchema1764200000000, OneMailPerRecipient1764600000000, ErasedSubjects1765000000000, RecipientIndex1765800000000, MailWorkspace1765900000000, Restrictions1766000000000, MailAbout1766500000000, FarewellSent1766600000000, OutboxInsertTime1766700000000, InboxAge1766800000000] },
+  database: { schema: 'notify', entities: [DeliveryEntity, SuppressionEntity], migrations: [InitialSchema1764200000000, OneMailPerRecipient1764600000000, ErasedSubjects1765000000000, RecipientIndex1765800000000, MailWorkspace1765900000000, Restrictions1766000000000, MailAbout1766500000000, FarewellSent1766600000000, ...MESSAGING_MIGRATIONS] },
   module: (ctx) => NotifyModule.forRoot(ctx),
 };

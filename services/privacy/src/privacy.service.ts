@@ -1,4 +1,4 @@
-import { InboxAge1766800000000, OutboxInsertTime1766700000000 } from '@ally/messaging';
+import { MESSAGING_MIGRATIONS } from '@ally/messaging';
 import type { ServiceDefinition } from '@ally/platform';
 import { AuditTrail } from './audit/audit-trail.service.js';
 import { privacyConfigSchema, type PrivacyConfig } from './config.js';
@@ -46,7 +46,7 @@ export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled
 export const privacyService: ServiceDefinition<PrivacyConfig> = {
   name: 'privacy',
   configSchema: privacyConfigSchema,
-  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000, Decisions1765600000000, AuditAnchor1766400000000, OutboxInsertTime1766700000000, InboxAge1766800000000, FailedExportsKeepNothing1766900000000] },
+  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000, Decisions1765600000000, AuditAnchor1766400000000, ...MESSAGING_MIGRATIONS, FailedExportsKeepNothing1766900000000] },
   module: (ctx) => PrivacyModule.forRoot(ctx),
   commands: {
     /** Walks the audit trail's hash chain and names the first broken link (exit code 1 then). */

@@ -37,11 +37,10 @@ export class LedgerConsumer {
     );
     const rows = parsed.map(({ event, d }) => {
       const alias = aliases.get(d.userId)!;
-      const key = workspaceKey(d.workspace, d.userId);
       const gone = erased.has(alias);
       return {
         d: gone ? { ...d, userId: ERASED_USER } : d,
-        key: gone && key === workspaceKey('private', d.userId) ? alias : key,
+        key: gone && d.workspace === 'private' ? alias : workspaceKey(d.workspace, d.userId),
         period: event.occurredAt.slice(0, 7),
         at: event.occurredAt,
       };

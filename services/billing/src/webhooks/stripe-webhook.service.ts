@@ -10,7 +10,7 @@ import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
 import { isWorkspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
-import { sendingOf } from '../ledger/meter-reporter.service.js';
+import { meterIdentifier, sendingOf } from '../ledger/meter-reporter.service.js';
 import { StripeClient } from '../stripe/stripe.client.js';
 import { ENDED_STATUSES, LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
 
@@ -440,7 +440,7 @@ export class StripeWebhookService {
           .flatMap((t) => (t.sample_errors ?? []).map((s) => s.request?.identifier))
           .map((id) => (typeof id === 'string' ? sendingOf(id) : undefined))
           .filter((s): s is { messageId: string; resends: number } => s !== undefined)
-          .map((s) => [`${s.messageId}.${s.resends}`, s]),
+          .map((s) => [meterIdentifier(s.messageId, s.resends), s]),
       ).values(),
     ];
     // Sent again under a new identifier (Stripe took the old one as counted), after a while for the cause to be

@@ -16,6 +16,12 @@ export interface AnswerOwner {
   conversationId?: string;
 }
 
+/** An answer's stop: `signal` aborts (a 410 or the restart's 503 as its reason) when it must end; `release` when it ended. */
+export interface AnswerStop {
+  signal: AbortSignal;
+  release: () => void;
+}
+
 interface Running {
   owner: AnswerOwner;
   controller: AbortController;
@@ -42,14 +48,6 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** A signal that aborts (with a 410 as its reason) when the answer's conversation or owner goes; `release` when the answer ends. */
-  track(owner: AnswerOwner): { signal: AbortSignal; release: () => void } {
-    return this.add({ owner, controller: new AbortController() });
-  }
-
-  private add(entry: Running): { signal: AbortSignal; release: () => void } {
-    return { signal: entry.controller.signal, release: this.running.add(entry) };
-  }
 
   /**
    * An answer tracked from its request's start: a stop that comes while `prepare` runs (policy, quota,
@@ -60,10 +58,10 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
     owner: { userId: string; conversationId?: string },
     prepare: () => Promise<T>,
     workspaceOf: (prepared: T) => string,
-  ): Promise<{ prepared: T; stop: { signal: AbortSignal; release: () => void } }> {
+  ): Promise<{ prepared: T; stop: AnswerStop }> {
     // The workspace is known once prepared (a conversation's is read with it): '' until then.
     const entry: Running = { owner: { ...owner, workspace: '' }, controller: new AbortController() };
-    const stop = this.add(entry);
+    const stop: AnswerStop = { signal: entry.controller.signal, release: this.running.add(entry) };
     try {
       const prepared = await prepare();
       entry.owner.workspace = workspaceOf(prepared);

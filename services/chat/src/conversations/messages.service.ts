@@ -9,7 +9,7 @@ import { isForeignKeyViolation, queryPrepared } from '@ally/persistence';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { openedAssistantText } from '../assistants/assistant-text.js';
 import { RouterService } from '../catalog/router.service.js';
-import { AnswersInFlight } from '../completions/answers-in-flight.js';
+import { AnswersInFlight, type AnswerStop } from '../completions/answers-in-flight.js';
 import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from '../completions/completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from '../completions/frame-stream.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -43,7 +43,7 @@ export class MessagesService {
   /** Not streamed; `cancel` names where the gateway says its client went away (then the provider call is aborted and nothing saved). */
   async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
     const cancellation = listenForCancel(this.nats, this.config, input.cancel);
-    let stop: ReturnType<AnswersInFlight['track']> | undefined;
+    let stop: AnswerStop | undefined;
     try {
       const started = await this.trackFromStart(actor, input);
       stop = started.stop;
@@ -68,7 +68,7 @@ export class MessagesService {
     return { accepted: true };
   }
 
-  private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>, stop: ReturnType<AnswersInFlight['track']>): Promise<void> {
+  private async run(turn: Turn, publisher: StreamPublisher<StreamFrame>, stop: AnswerStop): Promise<void> {
     try {
       await this.answer(turn, publisher, AbortSignal.any([publisher.abort.signal, stop.signal]));
     } finally {

@@ -1,6 +1,15 @@
 import type { EntityManager } from 'typeorm';
 import { ProblemError, type Actor } from '@ally/contracts';
 
+/** Not ended by a logout, a password reset, a reused refresh token or an erasure, and within its absolute lifetime (and `userId`'s, when given). */
+export async function isSessionLive(db: Pick<EntityManager, 'query'>, sessionId: string, userId?: string): Promise<boolean> {
+  const rows = await db.query(`SELECT 1 FROM sessions WHERE id = $1 AND ($2::uuid IS NULL OR user_id = $2) AND revoked_at IS NULL AND absolute_expires_at > now()`, [
+    sessionId,
+    userId ?? null,
+  ]);
+  return rows.length > 0;
+}
+
 /**
  * Inside a change of the account (an API key, a setting): the caller's session still lives, read after the
  * account's row is locked. A password reset ends every session while it holds that row: a change that reached
@@ -8,7 +17,5 @@ import { ProblemError, type Actor } from '@ally/contracts';
  * whoever the reset locked out). A caller with an API key has no session to end.
  */
 export async function assertSessionLive(em: Pick<EntityManager, 'query'>, actor: Actor): Promise<void> {
-  if (!actor.sessionId) return;
-  const rows = await em.query(`SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL AND absolute_expires_at > now()`, [actor.sessionId, actor.userId]);
-  if (rows.length === 0) throw new ProblemError(401, 'This session has ended; sign in again');
+  if (actor.sessionId && !(await isSessionLive(em, actor.sessionId, actor.userId))) throw new ProblemError(401, 'This session has ended; sign in again');
 }

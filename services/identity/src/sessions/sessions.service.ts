@@ -7,6 +7,7 @@ import { IdentityOutbox } from '../common/identity-outbox.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { SigningKeysService } from '../signing-keys/signing-keys.service.js';
 import type { UserEntity } from '../users/user.entity.js';
+import { isSessionLive } from './live-session.js';
 import { LoginThrottleService } from './login-throttle.service.js';
 import { RefreshTokenEntity } from './refresh-token.entity.js';
 import { SessionEntity } from './session.entity.js';
@@ -107,10 +108,8 @@ export class SessionsService {
     });
   }
 
-  /** Not ended by a logout, a password reset, a reused refresh token or an erasure, and within its absolute lifetime. */
-  async isLive(sessionId: string): Promise<boolean> {
-    const rows = await this.ds.query(`SELECT 1 FROM sessions WHERE id = $1 AND revoked_at IS NULL AND absolute_expires_at > now()`, [sessionId]);
-    return rows.length > 0;
+  isLive(sessionId: string): Promise<boolean> {
+    return isSessionLive(this.ds, sessionId);
   }
 
   async revokeAllForUser(em: EntityManager, userId: string, reason: string): Promise<void> {

@@ -112,7 +112,7 @@ export class SsoService {
         if (!user) {
           user = await this.createUser(em, email, claims);
           registered = true;
-        } else if (setUpWithoutProof(user)) user = await this.claimUnverified(em, user);
+        } else if (setUpWithoutProof(user)) user = await this.claimForOwner(em, user);
         await em.getRepository(SsoIdentityEntity).insert({ provider: provider.id, subject: claims.sub, userId: user.id });
       }
       // An account registered by this very sign-in has no other device to warn about.
@@ -162,7 +162,7 @@ export class SsoService {
    * who owns the address: what the registrant set up without that proof (password, sessions, API keys,
    * settings) ends, and the address counts as verified. The owner can set a password again by a reset.
    */
-  private async claimUnverified(em: EntityManager, user: UserEntity): Promise<UserEntity> {
+  private async claimForOwner(em: EntityManager, user: UserEntity): Promise<UserEntity> {
     const emailVerifiedAt = user.emailVerifiedAt ?? new Date();
     await em.getRepository(UserEntity).update({ id: user.id }, { emailVerifiedAt, passwordHash: null });
     await this.sessions.revokeAllForUser(em, user.id, 'address proven by single sign-on');

@@ -1,5 +1,5 @@
 import type { EntityManager } from 'typeorm';
-import { lockNamed } from '@ally/persistence';
+import { lockNamed, tryLockNamed } from '@ally/persistence';
 
 /**
  * Whom retention spares changes only between the slices of a run: a run reads
@@ -16,9 +16,8 @@ export async function lockHeldSet(em: Pick<EntityManager, 'query'>, mode: 'share
  * The lock shared if it is free now, for a worker that can come back at its next poll: waiting would queue it
  * behind a hold being placed, itself waiting for a retention slice, and stall every later claim as long.
  */
-export async function tryLockHeldSetShared(em: Pick<EntityManager, 'query'>): Promise<boolean> {
-  const [{ granted }] = await em.query(`SELECT pg_try_advisory_xact_lock_shared(hashtext($1)) AS granted`, [HELD_SET]);
-  return granted === true;
+export function tryLockHeldSetShared(em: Pick<EntityManager, 'query'>): Promise<boolean> {
+  return tryLockNamed(em, HELD_SET, 'shared');
 }
 
 const HELD_SET = 'privacy-held-set';

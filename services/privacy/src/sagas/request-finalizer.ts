@@ -125,8 +125,8 @@ export class RequestFinalizer {
         `DELETE FROM export_packages WHERE request_id IN (SELECT id FROM requests WHERE ${overlapping} AND status = 'completed')`,
         [userId, req.id, req.scope],
       );
-      await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE ${overlapping} AND status IN ('completed', 'failed')`, [userId, req.id, req.scope]);
-      await em.query(`DELETE FROM export_parts WHERE request_id IN (SELECT id FROM requests WHERE ${overlapping} AND status = 'failed')`, [userId, req.id, req.scope]);
+      // (A failed export kept nothing: `fail` took its parts and key.)
+      await em.query(`UPDATE requests SET wrapped_key = NULL, download_until = NULL WHERE ${overlapping} AND status = 'completed'`, [userId, req.id, req.scope]);
       const collecting: { id: string }[] = await em.query(`SELECT id FROM requests WHERE ${overlapping} AND status IN ('received', 'in_progress')`, [userId, req.id, req.scope]);
       for (const { id } of collecting) {
         await em.query(`DELETE FROM export_parts WHERE request_id = $1`, [id]);

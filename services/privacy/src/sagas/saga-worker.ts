@@ -161,8 +161,8 @@ export class SagaWorker extends PacedWorker {
       );
       if (!updated) return;
       if (outcome.kind === 'exported') {
-        // Without its key (voided meanwhile) the part is not kept: the request then ends failed, saying why, when its steps are done.
-        if (!req.wrapped_key || req.status === 'failed') return;
+        // Without its key (voided meanwhile, or gone with the request failing) the part is not kept.
+        if (!req.wrapped_key) return;
         const sealed = this.cipher.seal(req.wrapped_key, req.id, Buffer.from(JSON.stringify(outcome.section), 'utf8'), `part:${step.service}`);
         await em.query(`INSERT INTO export_parts (request_id, service, sealed) VALUES ($1, $2, $3) ON CONFLICT (request_id, service) DO UPDATE SET sealed = EXCLUDED.sealed`, [req.id, step.service, sealed]);
       } else {
