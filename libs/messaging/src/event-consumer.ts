@@ -179,10 +179,7 @@ export class EventConsumer {
     this.loop = (async () => {
       for await (const msg of messages) {
         this.queue.push(msg);
-        this.draining ??= this.drain()
-          // An ack or nak on a connection closed meanwhile: what was not acked comes again, to whoever consumes then.
-          .catch((err) => this.opts.logger.warn({ err: String(err), durable }, 'handling events stopped; the rest will be delivered again'))
-          .finally(() => (this.draining = undefined));
+        this.kick();
         // Reading on makes the library pull more: while a slow handler works, they would wait here past ack_wait,
         // be delivered again (to another replica too, out of order) and pile up. A batch's worth waits, no more.
         if (this.queue.length >= BATCH) await this.draining;
@@ -229,6 +226,21 @@ export class EventConsumer {
     await this.messages?.close().catch(() => undefined);
     await this.loop;
     await this.draining;
+  }
+
+  /**
+   * Starts handling what has arrived unless that is under way. What arrives while a drain ends (its loop saw the queue
+   * empty, its promise not yet settled) is picked up by a new drain, not left until ack_wait brings it again.
+   */
+  private kick(): void {
+    if (this.draining) return;
+    this.draining = this.drain()
+      // An ack or nak on a connection closed meanwhile: what was not acked comes again, to whoever consumes then.
+      .catch((err) => this.opts.logger.warn({ err: String(err), durable: this.opts.durable }, 'handling events stopped; the rest will be delivered again'))
+      .finally(() => {
+        this.draining = undefined;
+        if (this.queue.length && this.running) this.kick();
+      });
   }
 
   /** Handles what has arrived, in order, up to BATCH events per transaction. */

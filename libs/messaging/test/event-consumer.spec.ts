@@ -152,6 +152,22 @@ describe(EventConsumer.name, () => {
     expect(await effects(durable)).toHaveLength(2);
   });
 
+  it('handles an event arriving just as it finished with the one before at once, not after ack_wait (two events of one commit)', async () => {
+    const durable = 'test-pairs';
+    const handled = new Set<string>();
+    // Before NATS 2.10 the filter is `test.pair.*`: the first of each pair is delivered and only acknowledged.
+    await startConsumer({ durable, types: ['test.pair.wanted', 'test.pair.also'], ackWaitMs: 60_000, handler: async (_em, e) => void handled.add(e.id) });
+    const js = jetstream(nc);
+    for (let i = 0; i < 40; i++) {
+      const wanted = createEnvelope({ type: 'test.pair.wanted', source: 'test', data: { i } });
+      // Published as a relay publishes one commit's rows: back to back.
+      await Promise.all(
+        [createEnvelope({ type: 'test.pair.ignored', source: 'test', data: { i } }), wanted].map((e) => js.publish(withPrefix(env.prefix, eventSubject(e.type)), JSON.stringify(e))),
+      );
+      await waitFor(async () => handled.has(wanted.id), `event ${i} of the pairs to be handled`, 5_000);
+    }
+  });
+
   it('dead-letters an event whose handler always fails after maxDeliver attempts, counting it in the metric', async () => {
     const durable = 'test-poison';
     const registry = new Registry();
