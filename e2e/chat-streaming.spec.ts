@@ -322,4 +322,41 @@ describe('a gateway told to stop', () => {
     // Neither answer goes on being generated for nobody.
     await waitFor(async () => (llm.requests({ operation: 'chat.completions' }).every((r) => r.aborted) ? true : undefined), 'the provider calls to be aborted', 5_000);
   });
+
+  it('stops answers still being prepared when it stops: the clients hear 503 (ask again) and chat keeps nothing of them', async () => {
+    const { env, llm } = world;
+    // 4 s of grace: answers are stopped after 2 s, then 1.5 s for chat to hear it and the clients to be told.
+    const gateway = await env.start(gatewayService, { SHUTDOWN_GRACE_MS: '4000' });
+    const http = httpClient(gateway.url);
+    const token = (await http.post('/v1/auth/register', { email: 'vera@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Vera', lastName: 'Vorbereitet' })).body.accessToken;
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    const key = (await http.post('/v1/me/api-keys', { name: 'stop', workspace: 'private' }, token)).body.key;
+    llm.clearRequests();
+    // Chat's policy read waits behind a lock: the stop finds both calls being prepared, before chat listens to the stream's controls.
+    const blocker = await env.connect();
+    await blocker.query('BEGIN');
+    await blocker.query('LOCK TABLE chat.erased_subjects IN ACCESS EXCLUSIVE MODE');
+    const streamed = fetch(`${gateway.url}/v1/conversations/${conversation.id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ content: '#tokens=200 Lang' }), // ~4 s
+    }).then(async (r) => ({ status: r.status, body: await r.text() }));
+    const compatible = fetch(`${gateway.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: '#tokens=200 Auch lang' }] }),
+    }).then(async (r) => ({ status: r.status, body: await r.text() }));
+    await new Promise((r) => setTimeout(r, 300));
+    const stopped = env.stop(gateway);
+    await new Promise((r) => setTimeout(r, 2_300));
+    await blocker.query('COMMIT');
+    await blocker.end();
+    await stopped;
+    expect((await streamed).status).toBe(503);
+    expect((await compatible).status).toBe(503);
+    // Chat heard the stop once prepared: no answer goes on for nobody, and the conversation keeps no turn of it.
+    await waitFor(async () => (llm.requests({ operation: 'chat.completions' }).every((r) => r.aborted) ? true : undefined), 'the provider calls to be aborted', 5_000);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(await env.sql(`SELECT role FROM chat.messages WHERE conversation_id = $1`, [conversation.id])).toEqual([]);
+  });
 });

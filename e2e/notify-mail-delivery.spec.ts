@@ -323,3 +323,34 @@ describe('notify: mail through Brevo, driven by events', () => {
     expect(await env.sql(`SELECT 1 FROM notify.deliveries WHERE about_user_id = $1 OR user_id = $1`, [inviter.user.id])).toEqual([]);
   });
 });
+
+describe('notify: a mail event is sent at once, not at the next poll', () => {
+  let env: TestEnv;
+  let brevo: BrevoEmulator;
+  let rpc: RpcClient;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    brevo = await startBrevoEmulator();
+    await env.start(identityService);
+    // A poll a minute apart: only the wake after the delivery's commit can send within the test's wait.
+    await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '60000' }));
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+  });
+
+  afterAll(async () => {
+    await rpc?.close();
+    await env?.close();
+    await brevo?.close();
+  });
+
+  it('wakes the delivery worker once the delivery is committed', async () => {
+    // The worker's first pass at its start finds nothing; each registration's mail comes from a wake.
+    for (const name of ['erik', 'frida', 'gunnar']) {
+      const email = `${name}@example.eu`;
+      await rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: name, lastName: 'Sofort', locale: 'de' });
+      await waitFor(async () => brevo.mails(email).length > 0, `the mail to ${email}`, 5_000);
+    }
+  });
+});

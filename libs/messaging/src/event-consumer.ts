@@ -60,6 +60,8 @@ export interface EventConsumerOptions {
    * when several events wait. Must equal calling `handler` for each in order.
    */
   batchHandler?: (em: EntityManager, events: EventEnvelope[]) => Promise<void>;
+  /** Called once the handler's effects are committed (to wake a worker that reads them: a wake from inside the handler comes too early). */
+  afterCommit?: () => void;
   dataSource: DataSource;
   nats: NatsConnection;
   prefix: string;
@@ -224,8 +226,11 @@ export class EventConsumer {
     this.resubscribeTimer = undefined;
     this.consuming.remove({ consumer: this.opts.durable });
     await this.messages?.close().catch(() => undefined);
+    // The library hands over what it had buffered before it ends the iteration: handled, if a drain took it, or
+    // offered again at once (to another replica) instead of after ack_wait.
     await this.loop;
-    await this.draining;
+    while (this.draining) await this.draining;
+    for (const msg of this.queue.splice(0)) msg.nak();
   }
 
   /**
@@ -281,6 +286,7 @@ export class EventConsumer {
     }
     for (const { msg } of items) this.ack(msg);
     this.processed.inc(items.length);
+    this.opts.afterCommit?.();
     return true;
   }
 
@@ -318,6 +324,7 @@ export class EventConsumer {
       await this.opts.dataSource.transaction((em) => this.apply(em, event));
       this.ack(msg);
       this.processed.inc();
+      this.opts.afterCommit?.();
     } catch (err) {
       // An event whose data breaks its contract will never succeed: no retries.
       if (err instanceof ZodError) return this.deadLetter(msg, `data does not match its contract: ${String(err.message).slice(0, 300)}`);

@@ -5,8 +5,11 @@ import { Registry } from 'prom-client';
 import { Public } from './public.decorator.js';
 import { READINESS_CHECKS, type ReadinessCheck } from './readiness.js';
 
-const withTimeout = (p: Promise<void>, ms: number) =>
-  Promise.race([p, new Promise<void>((_, rej) => setTimeout(() => rej(new Error(`no answer in ${ms} ms`)), ms))]);
+const withTimeout = (p: Promise<void>, ms: number) => {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((_, rej) => (timer = setTimeout(() => rej(new Error(`no answer in ${ms} ms`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+};
 
 /** `/health/live` (the process runs), `/health/ready` (its DB and NATS answer), `/metrics`. */
 @Public()

@@ -247,7 +247,13 @@ export async function main(def: ServiceDefinition<any>, argv = process.argv.slic
       service.ctx.logger.info({ signal }, 'shutting down');
       const grace = Number((service.ctx.config as { SHUTDOWN_GRACE_MS?: number }).SHUTDOWN_GRACE_MS ?? 10_000);
       setTimeout(() => process.exit(1), grace).unref();
-      service.close().then(() => process.exit(0));
+      service.close().then(
+        () => process.exit(0),
+        (err) => {
+          service.ctx.logger.error({ err: String(err) }, 'shutting down failed');
+          process.exit(1);
+        },
+      );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

@@ -50,6 +50,8 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly recordedKeys = new Set<string>();
   private timer?: NodeJS.Timeout;
   private refreshing?: Promise<void>;
+  /** A refresh waiting for the one in flight, for callers that came while it ran. */
+  private following?: Promise<void>;
 
   constructor(
     private readonly ds: DataSource,
@@ -101,10 +103,24 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
     return this.ledgerNames(key).reduce((n, name) => n + (this.used.get(name) ?? 0), 0);
   }
 
-  /** Waits for a refresh that includes everything committed so far (tests, the usage API). */
+  /**
+   * Waits for a refresh that includes everything committed so far (a cap just set, tests, the usage API): one in
+   * flight may have read before the caller's change, so the caller waits for the next one, started after it
+   * (loads run one at a time: they add to the totals).
+   */
   async refresh(): Promise<void> {
-    this.refreshing ??= this.load().finally(() => (this.refreshing = undefined));
-    return this.refreshing;
+    if (!this.refreshing) return this.startLoad();
+    this.following ??= this.refreshing
+      .catch(() => undefined)
+      .then(() => {
+        this.following = undefined;
+        return this.refreshing ?? this.startLoad();
+      });
+    return this.following;
+  }
+
+  private startLoad(): Promise<void> {
+    return (this.refreshing = this.load().finally(() => (this.refreshing = undefined)));
   }
 
   private quotaOf(l: Limits): number {

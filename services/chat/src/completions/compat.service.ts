@@ -6,7 +6,7 @@ import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type Re
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { CompletionParams, PromptMessage } from '../content-filter/content-filter.service.js';
-import { AnswersInFlight } from './answers-in-flight.js';
+import { AnswersInFlight, type AnswerStop } from './answers-in-flight.js';
 import { CompletionService, type Plan, type StreamProgress } from './completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
@@ -34,27 +34,31 @@ export class CompatService {
 
   /** `cancel`: as for a conversation's message, where the gateway says its client went away. */
   async complete(actor: Actor, workspace: string, request: ChatCompletionsInput, cancel?: string): Promise<{ completion: unknown; residency: ResidencyReceipt }> {
-    const { prepared: plan, stop: tracked } = await this.trackFromStart(actor, workspace, request);
-    // Listening from here on is enough: the gateway repeats a cancel until the call is answered.
+    // Listening from the start, as for a conversation's message: a cancel heard while the call is prepared stops it once prepared.
     const cancellation = listenForCancel(this.nats, this.config, cancel);
-    const signal = cancellation ? AbortSignal.any([cancellation.signal, tracked.signal]) : tracked.signal;
-    const result = await this.completions.complete(plan, signal).finally(() => {
+    let stop: AnswerStop | undefined;
+    try {
+      const started = await this.trackFromStart(actor, workspace, request);
+      stop = started.stop;
+      const plan = started.prepared;
+      const result = await this.completions.complete(plan, cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal);
+      const id = randomUUID();
+      await this.completions.recordUsage(id, plan, result);
+      return {
+        residency: result.residency,
+        completion: {
+          id: `chatcmpl-${id}`,
+          object: 'chat.completion',
+          created: Math.floor(Date.now() / 1000),
+          model: plan.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, finish_reason: result.finishReason ?? 'stop', logprobs: null }],
+          usage: { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens },
+        },
+      };
+    } finally {
       cancellation?.close();
-      tracked.release();
-    });
-    const id = randomUUID();
-    await this.completions.recordUsage(id, plan, result);
-    return {
-      residency: result.residency,
-      completion: {
-        id: `chatcmpl-${id}`,
-        object: 'chat.completion',
-        created: Math.floor(Date.now() / 1000),
-        model: plan.model,
-        choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, finish_reason: result.finishReason ?? 'stop', logprobs: null }],
-        usage: { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens },
-      },
-    };
+      stop?.release();
+    }
   }
 
   async stream(actor: Actor, workspace: string, request: ChatCompletionsInput, target: { subject: string; window: number }): Promise<{ accepted: true }> {

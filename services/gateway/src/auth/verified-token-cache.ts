@@ -38,12 +38,13 @@ export class VerifiedTokenCache {
       this.entries.delete(token);
       return undefined;
     }
-    return { actor: { userId: entry.actor.userId, platformRoles: [...entry.actor.platformRoles] }, sessionId: entry.sessionId, exp: entry.exp };
+    // The session travels with the actor: identity refuses changes asked for with a session a reset ended meanwhile.
+    return { actor: copyOf(entry.actor), sessionId: entry.sessionId, exp: entry.exp };
   }
 
   set(token: string, keysVersion: number, actor: Actor, claims: { exp?: number; nbf?: number; sid?: string }): void {
     if (this.entries.size >= this.maxEntries) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(token, { actor: { userId: actor.userId, platformRoles: [...actor.platformRoles] }, sessionId: claims.sid, keysVersion, exp: claims.exp, nbf: claims.nbf });
+    this.entries.set(token, { actor: copyOf(actor), sessionId: claims.sid, keysVersion, exp: claims.exp, nbf: claims.nbf });
   }
 
   clear(): void {
@@ -54,3 +55,5 @@ export class VerifiedTokenCache {
     return this.entries.size;
   }
 }
+
+const copyOf = (actor: Actor): Actor => ({ ...actor, platformRoles: [...actor.platformRoles] });

@@ -29,18 +29,21 @@ export class CancellableCalls {
     if (raw.destroyed) throw new ProblemError(499, 'The client went away');
     const subject = `ally.stream.gateway.${nuid.next()}`;
     const say = () => cancelCall(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject));
+    // Said until chat answers: it listens only once it has the request (and the compatible API once it is prepared).
     let repeat: NodeJS.Timeout | undefined;
-    const gone = () => {
-      if (raw.writableFinished) return;
+    const callOff = () => {
       say();
-      repeat = setInterval(say, REPEAT_MS);
+      repeat ??= setInterval(say, REPEAT_MS);
+    };
+    const gone = () => {
+      if (!raw.writableFinished) callOff();
     };
     raw.once('close', gone);
     // A replica told to stop calls it off as a client leaving would: chat answers the RPC with the stop.
     let stopping = false;
     const release = this.answers.track(() => {
       stopping = true;
-      say();
+      callOff();
     });
     try {
       return await call(subject);

@@ -52,7 +52,8 @@ export class SseRelay {
     let waitingForRoom = false;
     const release = this.answers.track(() => {
       stopping = true;
-      sub.cancel();
+      // Before the first frame the client is answered 503 and asks again: chat is to keep nothing of this one.
+      sub.cancel(!raw.headersSent);
       // A client that stopped reading cannot be told: its connection goes with the replica.
       if (waitingForRoom) raw.destroy();
     });
@@ -73,11 +74,16 @@ export class SseRelay {
       else sub.close();
       throw err;
     }
-    // Gone during the RPC: say it again, now that chat listens for it.
+    // Gone during the RPC, or the replica stopping meanwhile: say it again, now that chat listens for it.
     if (clientLeft || raw.destroyed) {
       release();
       sub.cancel();
       return clientGone(reply);
+    }
+    if (stopping) {
+      release();
+      sub.cancel(true);
+      throw new ProblemError(503, ANSWER_STOPPED_FOR_RESTART, { retryAfter: 1 });
     }
     const open = (residency?: ResidencyReceipt) => {
       reply.hijack();

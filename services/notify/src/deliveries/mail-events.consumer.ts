@@ -28,7 +28,7 @@ export class MailEventsConsumer {
 
   constructor(
     consumers: EventConsumers,
-    private readonly worker: DeliveryWorker,
+    worker: DeliveryWorker,
     rpc: RpcClient,
     @Inject(NOTIFY_CONFIG) config: NotifyConfig,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -52,7 +52,14 @@ export class MailEventsConsumer {
     const unread = MAIL_EVENT_TYPES.filter((t) => !families.some((f) => t.startsWith(`${f.family}.`)));
     if (unread.length) throw new Error(`no mail consumer reads ${unread.join(', ')}`);
     for (const { durable, family } of families) {
-      consumers.register({ durable, inbox: 'notify-mail', types: MAIL_EVENT_TYPES.filter((t) => t.startsWith(`${family}.`)), handler: (em, event) => this.handle(em, event) });
+      consumers.register({
+        durable,
+        inbox: 'notify-mail',
+        types: MAIL_EVENT_TYPES.filter((t) => t.startsWith(`${family}.`)),
+        handler: (em, event) => this.handle(em, event),
+        // The worker polls anyway; this saves the wait (deliveries are claimed only once committed).
+        afterCommit: () => worker.wake(),
+      });
     }
   }
 
@@ -83,9 +90,6 @@ export class MailEventsConsumer {
         [randomUUID(), event.id, spec.template, spec.locale, spec.userId, spec.orgId ?? null, spec.to, recipientHash, JSON.stringify(spec.variables), spec.required ?? false, about !== spec.userId ? about : null],
       );
     }
-    if (specs.length === 0) return;
-    // Commit first; the worker polls anyway, this only saves the wait.
-    setImmediate(() => this.worker.wake());
   }
 
   /** Whether the address already had the most mails an hour allows (uncapped ones count too). */
