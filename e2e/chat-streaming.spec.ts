@@ -346,9 +346,17 @@ describe('a gateway told to stop', () => {
       headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: '#tokens=200 Auch lang' }] }),
     }).then(async (r) => ({ status: r.status, body: await r.text() }));
+    // The lock goes once the gateway has called off both (chat, not yet listening, did not hear it).
+    const nats = await env.nats();
+    const cancels = nats.subscribe(env.subject('ally.stream.gateway.*.ctl'));
+    const calledOff = new Set<string>();
+    const bothCalledOff = (async () => {
+      for await (const m of cancels) if (calledOff.add(m.subject).size === 2) return;
+    })();
     await new Promise((r) => setTimeout(r, 300));
     const stopped = env.stop(gateway);
-    await new Promise((r) => setTimeout(r, 2_300));
+    await bothCalledOff;
+    cancels.unsubscribe();
     await blocker.query('COMMIT');
     await blocker.end();
     await stopped;

@@ -374,15 +374,22 @@ export class StreamSubscriber<F extends Frame> {
         }
         if (!frame) {
           const arrived = await new Promise<boolean>((resolve) => {
-            let timer = setTimeout(() => resolve(false), this.suspect ? this.reconnectGraceMs : this.idleTimeoutMs);
+            let settled = false;
+            const end = (arrived: boolean) => {
+              settled = true;
+              clearTimeout(timer);
+              resolve(arrived);
+            };
+            let deadline = performance.now() + (this.suspect ? this.reconnectGraceMs : this.idleTimeoutMs);
+            let timer = setTimeout(() => end(false), deadline - performance.now());
+            // Shortened, never lengthened: reconnects late in a wait do not keep a silent producer's stream open.
             this.shortenWait = () => {
+              if (settled) return;
+              deadline = Math.min(deadline, performance.now() + this.reconnectGraceMs);
               clearTimeout(timer);
-              timer = setTimeout(() => resolve(false), this.reconnectGraceMs);
+              timer = setTimeout(() => end(false), Math.max(0, deadline - performance.now()));
             };
-            this.notify = () => {
-              clearTimeout(timer);
-              resolve(true);
-            };
+            this.notify = () => end(true);
           });
           this.notify = this.shortenWait = undefined;
           if (!arrived) {
