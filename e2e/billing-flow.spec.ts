@@ -71,9 +71,15 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     const org = (await http.post('/v1/orgs', { name: 'Vogel Medien GmbH' }, owner.accessToken)).body;
     await join(owner.accessToken, org.id, 'max@example.eu');
 
-    expectProblem(await http.get('/v1/billing/plans?limit=1'), 400, ['limit']);
     const plans = await http.get('/v1/billing/plans');
+    expect(plans.body).toMatchObject({ nextCursor: null });
     expect(plans.body.data.map((p: { id: string }) => p.id)).toEqual(['free', 'team', 'business']);
+    // Paged as every list is: `?limit=&cursor=`.
+    const first = (await http.get('/v1/billing/plans?limit=2')).body;
+    expect(first.data.map((p: { id: string }) => p.id)).toEqual(['free', 'team']);
+    const rest = (await http.get(`/v1/billing/plans?limit=2&cursor=${first.nextCursor}`)).body;
+    expect(rest).toMatchObject({ data: [{ id: 'business' }], nextCursor: null });
+    expectProblem(await http.get('/v1/billing/plans?cursor=bm90LWEtcGxhbg'), 400, ['cursor']);
 
     const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'team' }, owner.accessToken);
     expect(checkout.status).toBe(200);

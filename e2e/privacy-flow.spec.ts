@@ -245,7 +245,7 @@ describe('privacy through the gateway, against every real service', () => {
     expect(csv.status).toBe(200);
     expect(csv.headers.get('content-type')).toContain('text/csv');
     expect(csv.body).toContain('Sendinblue GmbH (Brevo)');
-    const policies = await http.get('/v1/admin/privacy/retention-policies', cora);
+    const policies = await http.get('/v1/admin/privacy/retention-policies?limit=100', cora);
     expect(policies.body.data.find((p: { category: string }) => p.category === 'login-audit').retentionDays).toBe(30);
 
     const hold = await http.post('/v1/admin/privacy/legal-holds', { userId: ann.user.id, reason: 'Rechtsstreit Az. 3 O 17/26' }, cora);

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, BillingRpc, exportPage, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { actorOf, BillingRpc, exportPage, listPage, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
 import { InvoicesService } from './invoices/invoices.service.js';
 import { UsageService } from './ledger/usage.service.js';
 import { PlansService } from './plans/plans.service.js';
@@ -24,8 +24,8 @@ export class BillingController {
   ) {}
 
   @MessagePattern(BillingRpc.plans.subject)
-  listPlans() {
-    return { data: this.plans.list() };
+  listPlans(@Payload() req: RpcRequest) {
+    return listPage(this.plans.list(), (plan) => plan.id, parseRpcInput(BillingRpc.plans.input, req.input, 'query'));
   }
 
   @MessagePattern(BillingRpc.subscription.subject)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import { decodeCursor, encodeCursor, listPage } from './cursor.js';
 import { ProblemError } from './problem.js';
 
 const ID = '0b7c7b7e-7a53-4c1e-9d43-3f1f0d7f9c11';
@@ -41,5 +41,42 @@ describe(decodeCursor.name, () => {
     for (const text of [...times.map((at) => `${at}|${ID}`), ...others]) {
       expect({ text, problem: refusal(raw(text)) }).toEqual({ text, problem: expect.objectContaining(BAD_CURSOR) });
     }
+  });
+});
+
+describe(listPage.name, () => {
+  const letters = ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id }));
+  const key = (l: { id: string }) => l.id;
+
+  it('walks a whole list page by page, each item once, the last page without a cursor', () => {
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (let n = 0; n < 10; n++) {
+      const page = listPage(letters, key, { limit: 2, cursor });
+      seen.push(...page.data.map(key));
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+    }
+    expect(seen).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(listPage(letters, key, { limit: 5 })).toEqual({ data: letters, nextCursor: null });
+  });
+
+  it('goes on after the item its cursor names, wherever it now stands (an item added before it)', () => {
+    const { nextCursor } = listPage(letters, key, { limit: 2 });
+    expect(listPage([{ id: 'new' }, ...letters], key, { limit: 2, cursor: nextCursor! }).data.map(key)).toEqual(['c', 'd']);
+  });
+
+  it('refuses a cursor naming no item (made up, or its item gone) with a 400 naming the field', () => {
+    const { nextCursor } = listPage(letters, key, { limit: 2 });
+    expect(() => listPage(letters.filter((l) => l.id !== 'b'), key, { limit: 2, cursor: nextCursor! })).toThrow(ProblemError);
+    const refused = (() => {
+      try {
+        listPage(letters, key, { limit: 2, cursor: 'made-up' });
+      } catch (err) {
+        return err;
+      }
+    })();
+    expect(refused).toBeInstanceOf(ProblemError);
+    expect((refused as ProblemError).toProblem()).toMatchObject({ status: 400, errors: [{ field: 'cursor' }] });
   });
 });

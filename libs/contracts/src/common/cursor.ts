@@ -55,3 +55,20 @@ export function decodeCursor(cursor: string | undefined, idPattern = UUID): { at
   }
   return { at, id };
 }
+
+/**
+ * A page of a short list a service holds whole (plans, retention policies, a
+ * development inbox), in the shape of every list: the cursor names the last
+ * item given, so the next page starts after it wherever it now stands.
+ */
+export function listPage<T>(items: T[], keyOf: (item: T) => string, { limit, cursor }: { limit: number; cursor?: string }): { data: T[]; nextCursor: string | null } {
+  let start = 0;
+  if (cursor) {
+    const key = Buffer.from(cursor, 'base64url').toString('utf8');
+    const last = items.findIndex((item) => keyOf(item) === key);
+    if (last === -1) throw new ProblemError(400, 'Invalid cursor', { errors: [{ field: 'cursor', message: 'is not a cursor this API gave out, or its item is gone' }] });
+    start = last + 1;
+  }
+  const data = items.slice(start, start + limit);
+  return { data, nextCursor: start + limit < items.length ? Buffer.from(keyOf(data.at(-1)!)).toString('base64url') : null };
+}

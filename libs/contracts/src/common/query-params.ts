@@ -15,6 +15,3 @@ export const pageParams = {
   limit: queryInt(1, 100, 20),
   cursor: z.string().max(200).optional(),
 };
-
-/** A route that takes no query parameters: one sent anyway (`?limit=` on a whole list) is named, not ignored. */
-export const noQueryParams = z.strictObject({});

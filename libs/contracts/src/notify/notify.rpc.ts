@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { pageParams } from '../common/query-params.js';
 import { rpc } from '../common/rpc.js';
+import type { Page } from '../identity/identity.replies.js';
 import { emailSchema } from '../identity/identity.schemas.js';
 
 export interface DevMail {
@@ -13,7 +15,7 @@ export interface DevMail {
   tokens: string[];
 }
 
-export const devMailboxInput = z.strictObject({ to: emailSchema.optional() });
+export const devMailboxInput = z.strictObject({ to: emailSchema.optional(), ...pageParams });
 export const brevoWebhookInput = z.strictObject({
   /** What the caller presented (Authorization bearer or `?token=`), checked by notify. */
   secret: z.string().max(512),
@@ -21,6 +23,6 @@ export const brevoWebhookInput = z.strictObject({
 });
 
 export const NotifyRpc = {
-  devMailbox: rpc<{ data: DevMail[] }>()('ally.rpc.notify.dev-mailbox.list', devMailboxInput, { authenticated: false }),
+  devMailbox: rpc<Page<DevMail>>()('ally.rpc.notify.dev-mailbox.list', devMailboxInput, { authenticated: false }),
   brevoWebhook: rpc<{ applied: number }>()('ally.rpc.notify.webhook.brevo', brevoWebhookInput, { authenticated: false }),
 } as const;

@@ -1,10 +1,11 @@
 import { Controller, Get, Headers, HttpCode, Post, Query, Req } from '@nestjs/common';
 import { ApiTags } from '@nestjs/swagger';
 import type { FastifyRequest } from 'fastify';
-import { BillingRpc, noQueryParams, parseInput, ProblemError, STRIPE_SIGNATURE_MAX, type RequestMeta } from '@ally/contracts';
+import { BillingRpc, parseInput, ProblemError, STRIPE_SIGNATURE_MAX, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { RequestMetaParam } from '../common/request-context.js';
+import { QuerySchema } from '../common/query-schema.js';
 
 /** What billing answers without a login: the price list, and Stripe's webhook (its signature is the credential). */
 @ApiTags('billing')
@@ -14,10 +15,9 @@ export class PublicBillingController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Get('billing/plans')
+  @QuerySchema(BillingRpc.plans.input)
   plans(@Query() query: unknown, @RequestMetaParam() meta: RequestMeta) {
-    // The whole list (a few plans): no paging.
-    parseInput(noQueryParams, query, 'query');
-    return this.rpc.call(BillingRpc.plans, {}, { meta });
+    return this.rpc.call(BillingRpc.plans, parseInput(BillingRpc.plans.input, query, 'query'), { meta });
   }
 
   /** Stripe's webhook: the raw bytes travel to billing, which checks the signature. */

@@ -7,7 +7,6 @@ import {
   decisionBody,
   listLegalHoldsInput,
   listRetentionRunsInput,
-  noQueryParams,
   parseInput,
   processingActivitiesInput,
   PrivacyRpc,
@@ -49,10 +48,9 @@ export class PrivacyAdminController {
   }
 
   @Get('retention-policies')
+  @QuerySchema(PrivacyRpc.listRetentionPolicies.input)
   policies(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
-    // One per declared category, all at once: no paging.
-    parseInput(noQueryParams, query, 'query');
-    return this.rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor, meta });
+    return this.rpc.call(PrivacyRpc.listRetentionPolicies, parseInput(PrivacyRpc.listRetentionPolicies.input, query, 'query'), { actor, meta });
   }
 
   /** One policy `{ service, category, retentionDays, basis? }` or a list of them. */

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, parseRpcInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
+import { actorOf, listPage, parseRpcInput, PrivacyRpc, type RpcRequest } from '@ally/contracts';
 import { requireCompliance } from '../common/privacy-errors.js';
 import { LegalHoldsService } from '../legal-holds/legal-holds.service.js';
 import { ProcessingRegisterService } from '../register/processing-register.service.js';
@@ -31,7 +31,8 @@ export class AdminController {
   @MessagePattern(PrivacyRpc.listRetentionPolicies.subject)
   async listPolicies(@Payload() req: RpcRequest) {
     requireCompliance(actorOf(req));
-    return { data: await this.policies.list() };
+    const page = parseRpcInput(PrivacyRpc.listRetentionPolicies.input, req.input, 'query');
+    return listPage(await this.policies.list(), (p) => `${p.service}/${p.category}`, page);
   }
 
   @MessagePattern(PrivacyRpc.updateRetentionPolicies.subject)
