@@ -461,6 +461,25 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(usage.payload.data).toMatchObject({ ...counted, deployment: 'gpt-4o-mini@azure-swedencentral' });
   });
 
+  it('bills an answer whose turn could not be saved (the database failed the write): the provider spent the tokens', async () => {
+    const id = await conversation();
+    const usageEvents = async () => (await env.sql(`SELECT 1 FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'userId' = $1`, [userId])).length;
+    const before = await usageEvents();
+    // A write that fails for the database's own reasons (here a trigger standing in for a full disk), not an erasure's 410.
+    await env.sql(`CREATE FUNCTION chat.test_refuse_turn() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN IF NEW.conversation_id = '${id}' THEN RAISE EXCEPTION 'could not extend file: No space left on device'; END IF; RETURN NEW; END $$`);
+    await env.sql(`CREATE TRIGGER test_refuse_turn BEFORE INSERT ON chat.messages FOR EACH ROW EXECUTE FUNCTION chat.test_refuse_turn()`);
+    try {
+      const res = await http.post(`/v1/conversations/${id}/messages`, { content: '#tokens=7 nicht gespeichert' }, token);
+      expect(res.status).toBe(500);
+    } finally {
+      await env.sql(`DROP TRIGGER test_refuse_turn ON chat.messages`);
+      await env.sql(`DROP FUNCTION chat.test_refuse_turn()`);
+    }
+    expect(await usageEvents()).toBe(before + 1);
+    expect((await http.get(`/v1/conversations/${id}`, token)).body.messages).toEqual([]);
+  });
+
   it('falls back when a deployment refuses its own credentials (401): an operator\'s slip on one deployment, not the request', async () => {
     llm.failNext({ status: 401, deployment: 'gpt-4o-mini-swc', times: 1, message: 'Access denied due to invalid subscription key', code: '401', type: 'invalid_request_error' });
     const id = await conversation();

@@ -10,6 +10,11 @@ export interface ServiceDatabase {
   schema: string;
   entities: (Function | EntitySchema)[];
   migrations: (new () => MigrationInterface)[];
+  /**
+   * How long the outbox relay lets the rows of a busy moment gather before it publishes them (default 20 ms):
+   * a service writing an event per request spends less on passes (each is four statements) with a longer one.
+   */
+  outboxSettleMs?: number;
 }
 
 /** Everything the platform needs to run, migrate and test one service. */

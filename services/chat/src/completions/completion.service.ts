@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type Actor, ERASED_USER, ProblemError, type ResidencyReceipt, type Usage } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
@@ -53,6 +54,9 @@ type Stray = NonNullable<ResidencyReceipt['alsoSentTo']>[number];
 
 /** Room kept for the answer when trimming history to the context window. */
 const ANSWER_RESERVE = 1024;
+/** Tries at recording an answer's usage, the pause before the second doubling each time (0.5 + 1 + 2 + 4 s in all). */
+const USAGE_ATTEMPTS = 5;
+const USAGE_RETRY_MS = 500;
 
 @Injectable()
 export class CompletionService {
@@ -188,11 +192,20 @@ export class CompletionService {
    */
   async recordUsage(messageId: string, plan: Plan, result: CompletionResult): Promise<void> {
     this.spent(plan, result);
-    await this.ds.transaction(async (em) => {
-      await lockSubject(em, plan.actor.userId, 'shared');
-      const erased = await this.cipher.isErased(em, plan.actor.userId);
-      await this.outbox.append(em, 'chat.completion.recorded', ...this.usageEvent(messageId, plan, result, erased ? ERASED_USER : plan.actor.userId));
-    });
+    // The provider spent the tokens whatever our database says: asked again through a failover or a lost connection
+    // (billing counts one message id once, also when a try that seemed to fail had committed).
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.ds.transaction(async (em) => {
+          await lockSubject(em, plan.actor.userId, 'shared');
+          const erased = await this.cipher.isErased(em, plan.actor.userId);
+          await this.outbox.append(em, 'chat.completion.recorded', ...this.usageEvent(messageId, plan, result, erased ? ERASED_USER : plan.actor.userId));
+        });
+      } catch (err) {
+        if (attempt >= USAGE_ATTEMPTS) throw err;
+        await sleep(USAGE_RETRY_MS * 2 ** (attempt - 1));
+      }
+    }
   }
 
   /** An answer's tokens, off the quota this replica has cached until billing counts them. */

@@ -151,10 +151,17 @@ export class MessagesService {
    * so the organisation's books get them (naming nobody after an erasure).
    */
   private async saveOrBill(turn: Turn, text: string, result: CompletionResult, status: 'complete' | 'aborted'): Promise<ChatMessage> {
+    const answerId = randomUUID();
     try {
-      return await this.save(turn, text, result, status);
+      return await this.save(turn, answerId, text, result, status);
     } catch (err) {
-      if (err instanceof ProblemError && err.status === 410) await this.completions.recordUsage(randomUUID(), turn.plan, result);
+      if (err instanceof ProblemError && err.status === 410) {
+        await this.completions.recordUsage(answerId, turn.plan, result);
+      } else {
+        // Not saved (a failover, a lost connection; or saved and the answer lost: the same id is counted once):
+        // the tokens are billed all the same.
+        await this.completions.recordUsage(answerId, turn.plan, result).catch((e) => this.logger.error({ err: String(e) }, 'the usage of an answer that could not be saved was not recorded'));
+      }
       throw err;
     }
   }
@@ -164,9 +171,8 @@ export class MessagesService {
    * statement (atomic on its own). Nothing is written when the user's data key
    * was shredded meanwhile: an erasure won the race.
    */
-  private async save(turn: Turn, text: string, result: CompletionResult, status: 'complete' | 'aborted'): Promise<ChatMessage> {
+  private async save(turn: Turn, answerId: string, text: string, result: CompletionResult, status: 'complete' | 'aborted'): Promise<ChatMessage> {
     const erased = () => new ProblemError(410, 'This conversation was erased while the answer was written');
-    const answerId = randomUUID();
     const [{ saved, answeredAt }] = await queryPrepared<{ saved: number; answeredAt: Date | null }>(this.ds, 'chat_save_turn', SAVE_SQL, [
       randomUUID(),
       answerId,
