@@ -230,7 +230,13 @@ export class EventConsumer {
     // offered again at once (to another replica) instead of after ack_wait.
     await this.loop;
     while (this.draining) await this.draining;
-    for (const msg of this.queue.splice(0)) msg.nak();
+    for (const msg of this.queue.splice(0)) {
+      try {
+        msg.nak();
+      } catch {
+        // The connection is gone: JetStream offers it again after ack_wait.
+      }
+    }
   }
 
   /**
@@ -239,12 +245,16 @@ export class EventConsumer {
    */
   private kick(): void {
     if (this.draining) return;
+    let failed = false;
     this.draining = this.drain()
       // An ack or nak on a connection closed meanwhile: what was not acked comes again, to whoever consumes then.
-      .catch((err) => this.opts.logger.warn({ err: String(err), durable: this.opts.durable }, 'handling events stopped; the rest will be delivered again'))
+      .catch((err) => {
+        failed = true;
+        this.opts.logger.warn({ err: String(err), durable: this.opts.durable }, 'handling events stopped; the rest will be delivered again');
+      })
       .finally(() => {
         this.draining = undefined;
-        if (this.queue.length && this.running) this.kick();
+        if (!failed && this.queue.length && this.running) this.kick();
       });
   }
 
@@ -286,7 +296,7 @@ export class EventConsumer {
     }
     for (const { msg } of items) this.ack(msg);
     this.processed.inc(items.length);
-    this.opts.afterCommit?.();
+    this.committed();
     return true;
   }
 
@@ -324,7 +334,7 @@ export class EventConsumer {
       await this.opts.dataSource.transaction((em) => this.apply(em, event));
       this.ack(msg);
       this.processed.inc();
-      this.opts.afterCommit?.();
+      this.committed();
     } catch (err) {
       // An event whose data breaks its contract will never succeed: no retries.
       if (err instanceof ZodError) return this.deadLetter(msg, `data does not match its contract: ${String(err.message).slice(0, 300)}`);
@@ -340,6 +350,15 @@ export class EventConsumer {
       if (faults >= this.maxDeliver) return this.deadLetter(msg, String(err));
       logger.warn({ err: String(err), eventId: event.id, type: event.type, durable, attempt: faults }, 'event handler failed; will retry');
       msg.nak(retryDelay(faults));
+    }
+  }
+
+  /** The afterCommit hook: what it throws is not the events' failure (they are committed and acknowledged). */
+  private committed(): void {
+    try {
+      this.opts.afterCommit?.();
+    } catch (err) {
+      this.opts.logger.warn({ err: String(err), durable: this.opts.durable }, 'the consumer’s afterCommit hook failed');
     }
   }
 

@@ -89,17 +89,27 @@ describe('QuotaGate cache', () => {
   it('refuses a prompt that alone needs more tokens than are left, and takes recorded answers off what is left until billing answers again', async () => {
     const { g, calls } = gate(60_000, true, 1_000);
     const words = (n: number) => [{ role: 'user' as const, content: Array.from({ length: n }, () => 'word').join(' ') }];
-    await g.assertAllowed('w', 'u', words(500)); // ~500 tokens: fits
-    await expect(g.assertAllowed('w', 'u', words(2_000))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('1000 left') });
-    // Two answers of 600 tokens recorded meanwhile: nothing is left, whatever the cached answer said.
-    g.spent('w', 'u', 600);
-    await expect(g.assertAllowed('w', 'u', words(500))).rejects.toMatchObject({ status: 402 });
+    const reserved = await g.assertAllowed('w', 'u', words(500)); // ~500 tokens: fits, and is reserved
+    expect(reserved).toBeGreaterThanOrEqual(500);
+    await expect(g.assertAllowed('w', 'u', words(2_000))).rejects.toMatchObject({ status: 402, message: expect.stringContaining(`${1_000 - reserved} left`) });
+    // Its answer recorded (600 tokens in all, in place of the reservation), and another of 600: nothing is left, whatever the cached answer said.
+    g.spent('w', 'u', 600, reserved);
+    await expect(g.assertAllowed('w', 'u', words(500))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('400 left') });
     g.spent('w', 'u', 600);
     await expect(g.assertAllowed('w', 'u', words(1))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('used up') });
     // Near the end, a prompt spelling a special token is counted as text (the tokenizer threw on it: a 500).
-    await expect(g.assertAllowed('w', 'other-near-end', [{ role: 'user', content: '<|endoftext|> '.repeat(100) }])).resolves.toBeUndefined();
+    await expect(g.assertAllowed('w', 'other-near-end', [{ role: 'user', content: '<|endoftext|> '.repeat(100) }])).resolves.toEqual(expect.any(Number));
     // Another member's cached answer is their own.
     await g.assertAllowed('w', 'other', words(10));
     expect(calls()).toEqual(['w:u', 'w:other-near-end', 'w:other']);
+  });
+
+  it('lets through prompts sent together only as far as they fit what is left together (one question to billing for all)', async () => {
+    const { g, calls } = gate(60_000, true, 1_000);
+    const prompt = [{ role: 'user' as const, content: Array.from({ length: 400 }, () => 'word').join(' ') }]; // ~400 tokens each
+    const outcomes = await Promise.allSettled([1, 2, 3, 4].map(() => g.assertAllowed('w', 'burst', prompt)));
+    expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(2);
+    expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason.status)).toEqual([402, 402]);
+    expect(calls()).toEqual(['w:burst']);
   });
 });

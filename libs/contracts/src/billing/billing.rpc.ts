@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { pageParams } from '../common/query-params.js';
+import { wholeListParams } from '../common/query-params.js';
 import { rpc } from '../common/rpc.js';
 import type { Page } from '../identity/identity.replies.js';
 import * as s from './billing.schemas.js';
 import type * as r from './billing.replies.js';
 
 export const BillingRpc = {
-  plans: rpc<Page<r.Plan>>()('ally.rpc.billing.plan.list', z.strictObject({ ...pageParams }), { authenticated: false }),
+  plans: rpc<Page<r.Plan>>()('ally.rpc.billing.plan.list', z.strictObject({ ...wholeListParams }), { authenticated: false }),
   subscription: rpc<r.SubscriptionView>()('ally.rpc.billing.subscription.get', s.billingWorkspaceInput),
   checkout: rpc<{ url: string }>()('ally.rpc.billing.checkout.create', s.checkoutInput),
   portal: rpc<{ url: string }>()('ally.rpc.billing.portal.create', s.billingWorkspaceInput),

@@ -6,7 +6,10 @@ import { z } from 'zod';
  */
 export const queryInt = (min: number, max: number, byDefault: number) =>
   z
-    .preprocess((v) => (typeof v === 'string' && !/^\d+$/.test(v) ? Number.NaN : v), z.coerce.number().int().min(min).max(max).meta({ default: byDefault }))
+    .preprocess(
+      (v) => (typeof v === 'string' && !/^\d+$/.test(v) ? Number.NaN : v),
+      z.coerce.number({ error: `must be a whole number from ${min} to ${max}` }).int().min(min).max(max).meta({ default: byDefault }),
+    )
     // The meta above: the OpenAPI document names the default, which the preprocess hides from the schema's conversion.
     .default(byDefault);
 
@@ -14,4 +17,10 @@ export const queryInt = (min: number, max: number, byDefault: number) =>
 export const pageParams = {
   limit: queryInt(1, 100, 20),
   cursor: z.string().max(200).optional(),
+};
+
+/** The same for a short list a service holds whole (plans, retention policies): unasked, one page holds all of it. */
+export const wholeListParams = {
+  ...pageParams,
+  limit: queryInt(1, 100, 100),
 };

@@ -28,8 +28,13 @@ export function fieldErrors(error: z.ZodError, input?: unknown, unknown = 'is no
 /** Parses at a boundary; bad input becomes a 400 naming every bad field. */
 export function parseInput<S extends z.ZodType>(schema: S, value: unknown, what = 'request body'): z.infer<S> {
   const result = schema.safeParse(value);
-  if (!result.success) throw invalidInput(fieldErrors(result.error, value, what === 'query' ? 'is not a known query parameter' : undefined), what);
-  return result.data;
+  if (result.success) return result.data;
+  const errors = fieldErrors(result.error, value, what === 'query' ? 'is not a known query parameter' : undefined);
+  // `?limit=1&limit=2` arrives as a list: that it came twice is what is wrong with it.
+  if (what === 'query' && value && typeof value === 'object') {
+    for (const e of errors) if (Array.isArray((value as Record<string, unknown>)[e.field])) e.message = 'is given more than once';
+  }
+  throw invalidInput(errors, what);
 }
 
 /**

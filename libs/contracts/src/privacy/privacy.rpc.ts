@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { pageParams } from '../common/query-params.js';
+import { wholeListParams } from '../common/query-params.js';
 import { rpc } from '../common/rpc.js';
 import type { Page } from '../identity/identity.replies.js';
 import type * as r from './privacy.replies.js';
@@ -25,7 +25,7 @@ export const PrivacyRpc = {
 
   decide: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.admin.request.decide', s.privacyDecisionInput),
   adminListRequests: rpc<r.PrivacyPage<r.PrivacyRequestView>>()('ally.rpc.privacy.admin.request.list', s.adminListPrivacyRequestsInput),
-  listRetentionPolicies: rpc<Page<r.RetentionPolicyView>>()('ally.rpc.privacy.retention-policy.list', z.strictObject({ ...pageParams })),
+  listRetentionPolicies: rpc<Page<r.RetentionPolicyView>>()('ally.rpc.privacy.retention-policy.list', z.strictObject({ ...wholeListParams })),
   updateRetentionPolicies: rpc<{ data: r.RetentionPolicyView[] }>()('ally.rpc.privacy.retention-policy.update', s.updateRetentionPoliciesInput),
   startRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.start', s.startRetentionRunInput),
   getRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.get', s.retentionRunIdInput),

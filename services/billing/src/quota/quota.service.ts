@@ -63,7 +63,10 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
 
   async onApplicationBootstrap() {
     await this.refresh();
-    this.timer = setInterval(() => void this.refresh().catch((err) => this.logger.warn({ err: String(err) }, 'quota refresh failed')), this.config.QUOTA_REFRESH_MS);
+    // A tick finds the load in flight enough (only callers that just changed something wait for the next one).
+    this.timer = setInterval(() => {
+      if (!this.refreshing) void this.startLoad().catch((err) => this.logger.warn({ err: String(err) }, 'quota refresh failed'));
+    }, this.config.QUOTA_REFRESH_MS);
   }
 
   onModuleDestroy() {

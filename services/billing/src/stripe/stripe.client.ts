@@ -41,7 +41,8 @@ export class StripeClient {
   }
 
   /**
-   * A call an event consumer makes: Stripe away (no connection, 429, 5xx, after the SDK's own retries) is a 503,
+   * A call an event consumer makes: Stripe away (no connection, 429, 5xx, after the SDK's own retries) or refusing
+   * our key (401, 403) is a 503,
    * so the event waits for it as for our database, instead of counting as broken and being dead-lettered.
    */
   async whenAvailable<T>(call: () => Promise<T>): Promise<T> {

@@ -9,7 +9,8 @@ import { LIVE_STATUSES } from './subscriptions.service.js';
 /**
  * Seats follow the organisation's member count: identity's member events
  * update the count, and a live subscription's quantity at Stripe (the event
- * id as idempotency key, so a redelivery changes nothing twice). A member who
+ * and the subscription item as idempotency key, so a redelivery changes
+ * nothing twice; a change Stripe refuses is left to the next webhook). A member who
  * joined while Checkout was open is caught up by the subscription's webhook.
  * A member's removal also deletes their spend cap in the organisation.
  */

@@ -7,7 +7,7 @@ import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { CompletionParams, PromptMessage } from '../content-filter/content-filter.service.js';
 import { AnswersInFlight, type AnswerStop } from './answers-in-flight.js';
-import { CompletionService, type Plan, type StreamProgress } from './completion.service.js';
+import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from './completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
 /** Settings the caller's request hands to the deployment as they are (null: the default, as OpenAI takes it). */
@@ -66,12 +66,18 @@ export class CompatService {
     const publisher = openFrameStream(this.nats, this.config, target);
     void (async () => {
       const progress: StreamProgress = { text: '' };
+      const id = randomUUID();
+      let result: CompletionResult | undefined;
       try {
-        const result = await this.completions.stream(plan, framesTo(publisher), AbortSignal.any([publisher.abort.signal, tracked.signal]), progress);
-        const id = randomUUID();
+        result = await this.completions.stream(plan, framesTo(publisher), AbortSignal.any([publisher.abort.signal, tracked.signal]), progress);
         await this.completions.recordUsage(id, plan, result);
         publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency, finishReason: result.finishReason });
       } catch (err) {
+        // The whole answer went out but its usage could not be recorded (after recordUsage's own tries): billed once, not as a broken-off part too.
+        if (result) {
+          this.logger.error({ err: String(err) }, 'recording the usage of a streamed answer failed');
+          return publisher.finish({ type: 'error', problem: toProblem(err, this.logger) });
+        }
         // An answer that broke off is billed for what was generated, as in a conversation.
         const partial = this.completions.partial(plan, progress);
         if (partial) {

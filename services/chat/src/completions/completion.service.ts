@@ -30,6 +30,8 @@ export interface Plan {
   candidates: Deployment[];
   messages: PromptMessage[];
   params: CompletionParams;
+  /** Tokens the quota gate reserved for the prompt; the answer's usage takes their place. */
+  quotaReserved: number;
 }
 
 /** How far a streamed answer got: the deployment that took it and the text sent so far (what to keep and bill if it breaks off). */
@@ -103,8 +105,8 @@ export class CompletionService {
     const sent = fit === 'trim' ? trimToWindow(messages, window) : assertFits(messages, window, chosen, context);
     // What the model will see: a term in history trimmed away reaches no provider.
     this.filter.checkRules(sent, policy, actor.userId);
-    await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
-    return { actor, policy, model: chosen, candidates, messages: sent, params };
+    const quotaReserved = await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
+    return { actor, policy, model: chosen, candidates, messages: sent, params, quotaReserved };
   }
 
   /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
@@ -210,7 +212,7 @@ export class CompletionService {
 
   /** An answer's tokens, off the quota this replica has cached until billing counts them. */
   spent(plan: Plan, result: CompletionResult): void {
-    this.quota.spent(plan.policy.workspace, plan.actor.userId, result.usage.promptTokens + result.usage.completionTokens);
+    this.quota.spent(plan.policy.workspace, plan.actor.userId, result.usage.promptTokens + result.usage.completionTokens, plan.quotaReserved);
   }
 
   /** The usage event as outbox row values, for a caller that writes it in its own statement. */

@@ -7,6 +7,9 @@ import { promptBytes, promptTokens } from '../completions/token-count.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 
 const QUOTA_EXHAUSTED = 'https://ally.eu/problems/quota-exhausted';
+/** Prompts up to this size are estimated at BYTES_PER_TOKEN (text runs about 4 bytes a token); longer ones are counted. */
+const COUNT_ABOVE_BYTES = 4_096;
+const BYTES_PER_TOKEN = 4;
 
 /**
  * Asked before every provider call. With QUOTA_PROVIDER=billing it asks
@@ -14,10 +17,12 @@ const QUOTA_EXHAUSTED = 'https://ally.eu/problems/quota-exhausted';
  * request is allowed. The call path is the same either way.
  *
  * Billing's answer says how many tokens are left; a prompt that alone needs
- * more is refused, and the tokens of the answers this replica records for the
- * same member while the answer is cached come off it. A workspace still
- * overruns its quota by what its other members and replicas spend within one
- * cache period (QUOTA_CACHE_MS), no longer by a cache period of long prompts.
+ * more is refused. Each prompt let through reserves its tokens off the cached
+ * answer at once (requests sent together share one answer), and its answer's
+ * tokens replace the reservation when recorded: parallel long prompts are
+ * refused once they would not all fit. A workspace still overruns its quota by
+ * what its other members and replicas spend within one cache period
+ * (QUOTA_CACHE_MS), and by the answers of prompts let through together.
  */
 @Injectable()
 export class QuotaGate {
@@ -25,6 +30,8 @@ export class QuotaGate {
   static readonly MAX_CACHED = 10_000;
 
   private readonly cache: ExpiringMap<string, QuotaAnswer>;
+  /** Billing asked once for requests that come together: they reserve off the same answer. */
+  private readonly asking = new Map<string, Promise<QuotaAnswer>>();
 
   constructor(
     private readonly rpc: RpcClient,
@@ -33,25 +40,31 @@ export class QuotaGate {
     this.cache = new ExpiringMap(config.QUOTA_CACHE_MS, QuotaGate.MAX_CACHED);
   }
 
-  /** `prompt`: what will be sent, when known (its tokens must fit what is left). */
-  async assertAllowed(workspace: string, userId: string, prompt: PromptMessage[] = []): Promise<void> {
+  /**
+   * `prompt`: what will be sent, when known (its tokens must fit what is left). Answers the tokens reserved for it,
+   * to hand to `spent` with the answer's.
+   */
+  async assertAllowed(workspace: string, userId: string, prompt: PromptMessage[] = []): Promise<number> {
     const answer = await this.check(workspace, userId);
     if (!answer.allowed) throw new ProblemError(402, answer.reason ?? 'The token quota of this workspace is used up', { type: QUOTA_EXHAUSTED });
     const left = answer.remaining;
-    if (left === undefined) return;
+    if (left === undefined) return 0;
     if (left <= 0) throw new ProblemError(402, "This month's tokens are used up (the workspace's quota or a spend cap)", { type: QUOTA_EXHAUSTED });
-    // Counting is needed only for a prompt whose bytes exceed what is left (rare).
-    if (promptBytes(prompt) <= left) return;
-    const needed = promptTokens(prompt);
+    // Counted for a long prompt, or one whose estimate would not fit (a few bytes a token is close enough otherwise).
+    const bytes = promptBytes(prompt);
+    const estimate = Math.ceil(bytes / BYTES_PER_TOKEN);
+    const needed = bytes <= COUNT_ABOVE_BYTES && estimate <= left ? estimate : promptTokens(prompt);
     if (needed > left) {
       throw new ProblemError(402, `This message with its history needs about ${needed} tokens, more than the ${left} left this month (the workspace's quota or a spend cap)`, { type: QUOTA_EXHAUSTED });
     }
+    answer.remaining = left - needed;
+    return needed;
   }
 
-  /** Tokens an answer used, taken off the cached answer until billing's next one counts them. */
-  spent(workspace: string, userId: string, tokens: number): void {
+  /** Tokens an answer used, in place of what its prompt reserved, off the cached answer until billing's next one counts them. */
+  spent(workspace: string, userId: string, tokens: number, reserved = 0): void {
     const answer = this.cache.get(`${workspace}:${userId}`);
-    if (answer?.remaining !== undefined) answer.remaining -= tokens;
+    if (answer?.remaining !== undefined) answer.remaining -= tokens - reserved;
   }
 
   private async check(workspace: string, userId: string): Promise<QuotaAnswer> {
@@ -59,9 +72,19 @@ export class QuotaGate {
     const key = `${workspace}:${userId}`;
     const cached = this.cache.get(key);
     if (cached) return cached;
-    // A copy of its own: `spent` counts this replica's answers off it.
-    const answer = { ...(await this.rpc.call(BillingRpc.quotaCheck, { workspace, userId }, { timeoutMs: 2_000 })) };
-    this.cache.set(key, answer);
-    return answer;
+    let asked = this.asking.get(key);
+    if (!asked) {
+      asked = this.rpc
+        .call(BillingRpc.quotaCheck, { workspace, userId }, { timeoutMs: 2_000 })
+        .then((reply) => {
+          // A copy of its own: reservations and `spent` count this replica's requests off it.
+          const answer = { ...reply };
+          this.cache.set(key, answer);
+          return answer;
+        })
+        .finally(() => this.asking.delete(key));
+      this.asking.set(key, asked);
+    }
+    return asked;
   }
 }

@@ -29,7 +29,7 @@ export class CancellableCalls {
     if (raw.destroyed) throw new ProblemError(499, 'The client went away');
     const subject = `ally.stream.gateway.${nuid.next()}`;
     const say = () => cancelCall(this.nats, withPrefix(this.config.NATS_SUBJECT_PREFIX, subject));
-    // Said until chat answers: it listens only once it has the request (and the compatible API once it is prepared).
+    // Said until chat answers: it listens only once it has the request.
     let repeat: NodeJS.Timeout | undefined;
     const callOff = () => {
       say();
