@@ -54,7 +54,13 @@ const chatMessage = z.object({
       .refine((parts) => parts.reduce((n, p) => n + p.text.length, 0) <= MESSAGE_MAX_CHARS, { message: `its parts together must be at most ${MESSAGE_MAX_CHARS} characters`, abort: true })
       .refine((parts) => parts.some((p) => VISIBLE.test(p.text)), 'must not be empty'),
   ], {
-    error: 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
+    // A union names no option's own reason: the limits a text or a list of parts broke are named here.
+    error: (issue) =>
+      typeof issue.input === 'string' && issue.input.length > MESSAGE_MAX_CHARS
+        ? `must be at most ${MESSAGE_MAX_CHARS} characters`
+        : Array.isArray(issue.input) && issue.input.length > 100
+          ? 'must hold at most 100 parts'
+          : 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
   }),
   name: z.string().max(64).optional(),
 });
