@@ -36,6 +36,13 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     expect(await world.rpc.call(IdentityRpc.contacts, { workspace: `private:${randomUUID()}` })).toEqual({ contacts: [] });
   });
 
+  it('answers a new API key with the creation time its list shows', async () => {
+    const actor = await register();
+    const created = await world.rpc.call(IdentityRpc.createApiKey, { name: 'Zeit', workspace: 'private' }, { actor });
+    const listed = await world.rpc.call(IdentityRpc.listApiKeys, { limit: 1 }, { actor });
+    expect(listed.data[0]).toMatchObject({ id: created.id, createdAt: created.createdAt });
+  });
+
   it('pages API keys newest first, and keys made in the same millisecond are neither skipped nor repeated', async () => {
     const actor = await register();
     const ids: string[] = [];

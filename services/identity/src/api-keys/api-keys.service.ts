@@ -29,7 +29,7 @@ export class ApiKeysService {
       lastUsedAt: null,
       revokedAt: null,
     });
-    await this.ds.transaction(async (em) => {
+    const createdAt = await this.ds.transaction(async (em) => {
       // FOR SHARE: a password reset under way (it holds the row) is waited for, and ends this caller's session first.
       await em.query(`SELECT 1 FROM users WHERE id = $1 FOR SHARE`, [actor.userId]);
       await assertSessionLive(em, actor);
@@ -39,12 +39,14 @@ export class ApiKeysService {
         const [member] = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE`, [input.workspace, actor.userId]);
         if (!member) throw new ProblemError(404, 'Workspace not found', { errors: [{ field: 'workspace', message: 'is not a workspace of yours' }] });
       }
-      await em.getRepository(ApiKeyEntity).insert(row);
+      // The database's time, as the list shows it (to the millisecond).
+      const { generatedMaps } = await em.getRepository(ApiKeyEntity).insert(row);
+      return generatedMaps[0].createdAt as Date;
     }).catch((err) => {
       // The account was erased while its access token still lived (the gateway checks sessions every SESSION_CHECK_SECONDS).
       throw isForeignKeyViolation(err) ? new ProblemError(401, 'The account no longer exists') : err;
     });
-    return { id: row.id, name: row.name, workspace: row.workspace, key, createdAt: new Date().toISOString() };
+    return { id: row.id, name: row.name, workspace: row.workspace, key, createdAt: createdAt.toISOString() };
   }
 
   /**
