@@ -77,6 +77,28 @@ describe("chat's policy replica", () => {
     }
   });
 
+  it("ends a membership whose removal is dated before the row chat wrote from its own read of identity (its clock running ahead), and keeps one identity still has", async () => {
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const { user } = await rpc.call(IdentityRpc.register, { email: 'mira@example.eu', password: 'Kraniche über dem Bodden', firstName: 'Mira', lastName: 'Mahl' });
+      // chat read the membership from identity and dated it by a clock a minute ahead; identity removed it meanwhile.
+      const gone = randomUUID();
+      await env.sql(`INSERT INTO chat.memberships (org_id, user_id, role, updated_at) VALUES ($1, $2, 'member', now() + interval '1 minute')`, [gone, user.id]);
+      await deliver('identity.member.removed', { orgId: gone, userId: user.id, memberCount: 1 }, at(0));
+      expect(await env.sql(`SELECT 1 FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [gone, user.id])).toEqual([]);
+      // A membership identity has (a re-invitation after the removal): it stays.
+      await confirmEmail(env, user.id);
+      const org = await rpc.call(IdentityRpc.createOrg, { name: 'Mahl & Söhne' }, { actor: { userId: user.id, platformRoles: [] } });
+      await env.sql(`INSERT INTO chat.memberships (org_id, user_id, role, updated_at) VALUES ($1, $2, 'owner', now() + interval '1 minute')
+                     ON CONFLICT (org_id, user_id) DO UPDATE SET updated_at = now() + interval '1 minute'`, [org.id, user.id]);
+      await deliver('identity.member.removed', { orgId: org.id, userId: user.id, memberCount: 0 }, at(0));
+      expect(await env.sql(`SELECT role FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [org.id, user.id])).toEqual([{ role: 'owner' }]);
+    } finally {
+      await rpc.close();
+    }
+  });
+
   it('brings nothing of an erased subject back when an event about them arrives after the erasure', async () => {
     const rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();

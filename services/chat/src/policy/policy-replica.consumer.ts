@@ -35,7 +35,10 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
   'identity.member.added': async (em, d, at) => {
     if (!(await policies.isErased(em, d.userId))) await addMembership(em, d.orgId, d.userId, d.role, at, 'update');
   },
-  'identity.member.removed': (em, d, at) => removeMembership(em, d.orgId, d.userId, at),
+  // A row dated after the removal is a re-invitation, or chat's own read of identity dated by a clock running ahead: identity says which.
+  'identity.member.removed': async (em, d, at) => {
+    if (await removeMembership(em, d.orgId, d.userId, at)) await policies.reconcileMembership(em, d.orgId, d.userId);
+  },
 });
 
 const SCHEMAS: Record<string, { parse(v: unknown): unknown }> = IdentityEvents;

@@ -193,6 +193,12 @@ export class PolicyService {
     await goneIsNothing(this.fetchMe({ userId, platformRoles: [] }, 'current', em));
   }
 
+  /** A membership row dated after its removal's event stays only if identity still has the membership. */
+  async reconcileMembership(em: EntityManager, orgId: string, userId: string): Promise<void> {
+    const me = await goneIsNothing(this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId, platformRoles: [] } }));
+    if (!me?.memberships.some((m) => m.orgId === orgId)) await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [orgId, userId]);
+  }
+
   /** As `reconcileUser`, for an organisation's policy, asked as one of its members chat knows (identity shows a policy to members only). */
   async reconcileOrg(em: EntityManager, orgId: string): Promise<void> {
     const [member] = await em.query(`SELECT user_id FROM memberships WHERE org_id = $1 ORDER BY updated_at DESC LIMIT 1`, [orgId]);

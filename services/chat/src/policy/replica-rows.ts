@@ -77,16 +77,18 @@ const lockMembership = (em: Pick<EntityManager, 'query'>, orgId: string, userId:
 /**
  * A membership ended as of `at`: the row goes unless it is newer (a later
  * re-invitation), and the removal is remembered so an older "added" arriving
- * late does not bring it back.
+ * late does not bring it back. True when a newer row stayed (the caller asks identity what holds).
  */
-export async function removeMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, at: string): Promise<void> {
+export async function removeMembership(em: Pick<EntityManager, 'query'>, orgId: string, userId: string, at: string): Promise<boolean> {
   await lockMembership(em, orgId, userId);
   await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2 AND updated_at <= $3`, [orgId, userId, at]);
+  const stayed = (await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2`, [orgId, userId])).length > 0;
   await em.query(
     `INSERT INTO membership_removals (org_id, user_id, removed_at) VALUES ($1, $2, $3)
      ON CONFLICT (org_id, user_id) DO UPDATE SET removed_at = GREATEST(membership_removals.removed_at, EXCLUDED.removed_at)`,
     [orgId, userId, at],
   );
+  return stayed;
 }
 
 /**
