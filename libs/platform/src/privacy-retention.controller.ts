@@ -36,8 +36,11 @@ export function privacyRetentionController(service: string): Type<unknown> {
 
     @MessagePattern(contract.subject)
     async retention(@Payload() req: RpcRequest): Promise<PrivacyRetentionReport> {
+      const { stopWithinMs, ...asked } = parseRpcInput(contract.input, req.input);
+      // Our own clock's deadline where privacy sent a span (its clock may differ from ours).
+      const stopBy = stopWithinMs === undefined ? asked.stopBy : new Date(Date.now() + stopWithinMs).toISOString();
       // One moment for the hook and the pass: a row that comes of age between them is left to the next run.
-      const input = { ...parseRpcInput(contract.input, req.input), asOf: new Date().toISOString() };
+      const input = { ...asked, stopBy, asOf: new Date().toISOString() };
       const before = input.dryRun ? undefined : ((await this.before?.(input)) ?? undefined);
       const unfinished = new Set(before?.unfinished ?? []);
       const rest = input.categories.filter((c) => !unfinished.has(c.category));

@@ -128,4 +128,30 @@ describe("billing's retention of held users", () => {
     const left = (await world.env.sql<{ id: string }>(`SELECT stripe_invoice_id AS id FROM billing.invoices WHERE stripe_invoice_id = ANY($1)`, [[expired, yearNotOver, newYearsNight]])).map((r) => r.id);
     expect(left.sort()).toEqual([yearNotOver, newYearsNight].sort());
   });
+
+  it('reads a retention slice on its own clock: a deadline already past by privacy’s clock still leaves the span privacy gave', async () => {
+    const user = randomUUID();
+    await world.env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at, meter_status)
+       VALUES (gen_random_uuid(), $1, $2, 'gpt-4o-mini', 'gpt-4o-mini@azure-swedencentral', 1, 1, 2, 0.000002, '2021-01', now() - interval '5 years', 'reported')`,
+      [`private:${user}`, user],
+    );
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      // As a billing replica whose clock runs 10 s ahead of privacy's sees privacy's deadline: already past.
+      const { results } = await rpc.call(privacyRetentionRpc('billing'), {
+        categories: [{ category: 'usage-ledger', retentionDays: 4 * 365 }],
+        dryRun: false,
+        heldUserIds: [],
+        stopBy: new Date(Date.now() - 10_000).toISOString(),
+        stopWithinMs: 2_000,
+      });
+      expect(results).toEqual([expect.objectContaining({ category: 'usage-ledger' })]);
+      expect(results[0].complete).not.toBe(false);
+    } finally {
+      await rpc.close();
+    }
+    expect(await world.env.sql(`SELECT 1 FROM billing.ledger WHERE user_id = $1`, [user])).toEqual([]);
+  });
 });

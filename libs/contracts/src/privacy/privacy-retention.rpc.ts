@@ -30,6 +30,11 @@ export const privacyRetentionInput = z.strictObject({
    * what went is then counted, and the next run goes on from there.
    */
   stopBy: z.iso.datetime().optional(),
+  /**
+   * The same as a span from the request's arrival, read on the service's own clock (`stopBy` is privacy's:
+   * a service whose clock ran ahead stopped before its first batch). Wins over `stopBy`, which older releases read.
+   */
+  stopWithinMs: z.number().int().min(0).max(3_600_000).optional(),
 });
 export type PrivacyRetentionInput = z.infer<typeof privacyRetentionInput>;
 

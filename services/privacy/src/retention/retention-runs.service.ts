@@ -242,7 +242,7 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
             const report = await slice((held) =>
               this.rpc.call(
                 privacyRetentionRpc(service),
-                { runId: id, categories: pending, dryRun: run.dry_run, heldUserIds: held.userIds, heldScopes: held.scopes, stopBy: new Date(stopBy).toISOString() },
+                { runId: id, categories: pending, dryRun: run.dry_run, heldUserIds: held.userIds, heldScopes: held.scopes, stopBy: new Date(stopBy).toISOString(), stopWithinMs: Math.max(0, stopBy - Date.now()) },
                 { timeoutMs: stopBy - Date.now() + STOP_MARGIN_MS },
               ),
             );
