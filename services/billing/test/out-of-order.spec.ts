@@ -4,6 +4,8 @@ import pg from 'pg';
 import Stripe from 'stripe';
 import { BillingPrivacyService } from '../src/privacy/billing-privacy.service.js';
 import { QuotaService } from '../src/quota/quota.service.js';
+import { createEnvelope } from '@ally/contracts';
+import { publishEvent, waitFor } from '@ally/testing';
 import { billingWorld } from './billing-world.js';
 
 /**
@@ -87,5 +89,17 @@ describe('billing when things arrive out of order or stop half-way', () => {
     const again = await privacy.erase(userId, 'all');
     expect(again.processorsNotified).toEqual(['stripe']);
     expect(await world.sdk.customers.retrieve(customer.id)).toMatchObject({ deleted: true });
+  });
+
+  it("keeps a usage's time in the month its period names when chat's clock is ahead of ours at the month's turn", async () => {
+    const now = new Date();
+    const nextMonth = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
+    // Stamped just after the turn by chat, while billing's clock still reads the month before (here: weeks before).
+    const occurredAt = new Date(nextMonth.getTime() + 100).toISOString();
+    const data = { messageId: randomUUID(), workspace: randomUUID(), userId: randomUUID(), model: 'gpt-4o-mini', deployment: 'gpt-4o-mini-swc', region: 'swedencentral', euResident: true, promptTokens: 3, completionTokens: 4, cost: 0.00001 };
+    await publishEvent(world.env, { ...createEnvelope({ type: 'chat.completion.recorded', source: 'chat', data, subject: { userId: data.userId } }), occurredAt });
+    const row = await waitFor(async () => (await world.env.sql<{ period: string; created_at: Date }>(`SELECT period, created_at FROM billing.ledger WHERE message_id = $1`, [data.messageId]))[0], 'the usage to be booked');
+    expect(row.period).toBe(occurredAt.slice(0, 7));
+    expect(row.created_at.toISOString()).toBe(nextMonth.toISOString());
   });
 });
