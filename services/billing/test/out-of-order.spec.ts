@@ -102,4 +102,17 @@ describe('billing when things arrive out of order or stop half-way', () => {
     expect(row.period).toBe(occurredAt.slice(0, 7));
     expect(row.created_at.toISOString()).toBe(nextMonth.toISOString());
   });
+
+  it("keeps the member count identity's database counted last, not the one a replica with a clock running ahead stamped later", async () => {
+    const orgId = randomUUID();
+    const event = (type: string, memberCount: number, occurredAt: string, countedAt: string) =>
+      ({ ...createEnvelope({ type, source: 'identity', data: { orgId, userId: randomUUID(), role: 'member', memberCount, countedAt } }), occurredAt });
+    const seats = async () => (await world.env.sql<{ members: number }>(`SELECT members FROM billing.seat_counts WHERE workspace = $1`, [orgId]))[0]?.members;
+    const t = Date.now();
+    // Added (count 5) on a replica 200 ms fast, then removed (count 4) on one with the right time 100 ms later.
+    await publishEvent(world.env, event('identity.member.added', 5, new Date(t + 200).toISOString(), new Date(t).toISOString()));
+    await waitFor(async () => (await seats()) === 5, 'the first count');
+    await publishEvent(world.env, { ...event('identity.member.removed', 4, new Date(t + 100).toISOString(), new Date(t + 100).toISOString()) });
+    await waitFor(async () => (await seats()) === 4, 'the later count to hold');
+  });
 });

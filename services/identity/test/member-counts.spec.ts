@@ -19,13 +19,14 @@ describe('member counts in membership events', () => {
   };
   const memberEvents = async (orgId: string) =>
     (
-      await world.env.sql<{ payload: { occurredAt: string; data: { memberCount: number } } }>(
+      await world.env.sql<{ payload: { occurredAt: string; data: { memberCount: number; countedAt: string } } }>(
         `SELECT payload FROM identity.outbox WHERE type IN ('identity.member.added', 'identity.member.removed') AND payload->'data'->>'orgId' = $1`,
         [orgId],
       )
     )
       .map((r) => r.payload)
-      .sort((a, b) => a.occurredAt.localeCompare(b.occurredAt));
+      // In the order identity's database counted them (what billing keeps the newest of), not by a replica's clock.
+      .sort((a, b) => a.data.countedAt.localeCompare(b.data.countedAt));
 
   it('invitees accepting and members leaving at the same moment: every count is the one its change left, the newest the real one', async () => {
     const owner = await register({ organizationName: 'Sitzplatz GmbH' });

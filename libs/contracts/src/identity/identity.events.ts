@@ -2,6 +2,13 @@ import { z } from 'zod';
 import { localeSchema, orgRoleSchema } from './identity.schemas.js';
 
 /**
+ * When identity's database counted an organisation's members for the event, to the microsecond (under the
+ * organisation's member lock): the order of the counts, whichever replica's clock stamped the envelope.
+ * Absent from events of releases before it.
+ */
+const memberCountTime = z.iso.datetime().optional();
+
+/**
  * Events identity publishes through its outbox, keyed by type
  * (subject `ally.evt.<type>`). Payloads carry ids and only the personal data a
  * consumer needs: notify needs an address, a first name and a locale.
@@ -65,8 +72,8 @@ export const IdentityEvents = {
     blockedTerms: z.array(z.string()).default([]),
   }),
   /** A membership as it now is: on joining, and when an erasure makes a member the organisation's owner. */
-  'identity.member.added': z.object({ orgId: z.uuid(), userId: z.uuid(), role: orgRoleSchema, memberCount: z.number().int() }),
-  'identity.member.removed': z.object({ orgId: z.uuid(), userId: z.uuid(), memberCount: z.number().int() }),
+  'identity.member.added': z.object({ orgId: z.uuid(), userId: z.uuid(), role: orgRoleSchema, memberCount: z.number().int(), countedAt: memberCountTime }),
+  'identity.member.removed': z.object({ orgId: z.uuid(), userId: z.uuid(), memberCount: z.number().int(), countedAt: memberCountTime }),
   'identity.invitation.created': z.object({
     invitationId: z.uuid(),
     orgId: z.uuid(),

@@ -30,7 +30,8 @@ export class SeatsConsumer {
       `INSERT INTO seat_counts (workspace, members, updated_at) VALUES ($1, $2, $3)
        ON CONFLICT (workspace) DO UPDATE SET members = EXCLUDED.members, updated_at = EXCLUDED.updated_at WHERE seat_counts.updated_at <= EXCLUDED.updated_at
        RETURNING workspace`,
-      [d.orgId, d.memberCount, event.occurredAt],
+      // Ordered by identity's database time of the count; an older release's event has its replica's clock only.
+      [d.orgId, d.memberCount, d.countedAt ?? event.occurredAt],
     );
     // A member who left takes their spend cap with them (it names them, and limits no one), also when this event
     // comes again after a newer count (a Stripe failure rolled its first delivery back); not a cap set after the

@@ -68,7 +68,7 @@ export class OrgsService {
     await em.getRepository(MembershipEntity).insert({ orgId: org.id, userId: owner.id, role: 'owner' });
     const subject = { orgId: org.id, userId: owner.id };
     await this.outbox.append(em, 'identity.organization.created', { orgId: org.id, name, ownerId: owner.id }, { subject, correlationId: meta?.correlationId });
-    await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: owner.id, role: 'owner', memberCount: 1 }, { subject });
+    await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: owner.id, role: 'owner', ...(await countMembers(em, org.id)) }, { subject });
     return this.toOrganization(org, 'owner');
   }
 
@@ -223,8 +223,7 @@ export class OrgsService {
       const already = await em.getRepository(MembershipEntity).findOneBy({ orgId: org.id, userId: user.id });
       if (!already) {
         await em.getRepository(MembershipEntity).insert({ orgId: org.id, userId: user.id, role: invitation.role });
-        const memberCount = await em.getRepository(MembershipEntity).countBy({ orgId: org.id });
-        await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: user.id, role: invitation.role, memberCount }, { subject: { orgId: org.id, userId: user.id } });
+        await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: user.id, role: invitation.role, ...(await countMembers(em, org.id)) }, { subject: { orgId: org.id, userId: user.id } });
       }
       return { orgId: org.id, orgName: org.name, role: already?.role ?? invitation.role };
     });
@@ -256,8 +255,7 @@ export class OrgsService {
       // So do the invitations they sent and nobody has accepted yet: an admin who is removed must not come back
       // (or bring anyone in) through an invitation sent to a second address of theirs while still an admin.
       await em.query(`DELETE FROM invitations WHERE org_id = $1 AND invited_by = $2 AND accepted_at IS NULL`, [orgId, userId]);
-      const memberCount = await em.getRepository(MembershipEntity).countBy({ orgId });
-      await this.outbox.append(em, 'identity.member.removed', { orgId, userId, memberCount }, { subject: { orgId, userId } });
+      await this.outbox.append(em, 'identity.member.removed', { orgId, userId, ...(await countMembers(em, orgId)) }, { subject: { orgId, userId } });
     });
   }
 
@@ -303,4 +301,16 @@ export class OrgsService {
  */
 export async function lockMembers(em: Pick<EntityManager, 'query'>, orgId: string): Promise<void> {
   await lockNamed(em, `members:${orgId}`);
+}
+
+/**
+ * The organisation's member count for its event, with the database's time of the count (to the microsecond):
+ * taken under `lockMembers`, it orders the counts as they happened, whichever replica's clock stamps the event.
+ */
+export async function countMembers(em: Pick<EntityManager, 'query'>, orgId: string): Promise<{ memberCount: number; countedAt: string }> {
+  const [{ memberCount, countedAt }] = await em.query(
+    `SELECT count(*)::int AS "memberCount", to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "countedAt" FROM memberships WHERE org_id = $1`,
+    [orgId],
+  );
+  return { memberCount, countedAt };
 }

@@ -4,7 +4,7 @@ import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { IdentityOutbox } from '../common/identity-outbox.js';
-import { lockMembers } from '../orgs/orgs.service.js';
+import { countMembers, lockMembers } from '../orgs/orgs.service.js';
 import { hashSecret } from '../common/secrets.js';
 
 /**
@@ -108,9 +108,9 @@ export class IdentityPrivacyService {
               `UPDATE memberships SET role = 'owner' WHERE (org_id, user_id) = (SELECT org_id, user_id FROM memberships WHERE org_id = $1 ORDER BY (role = 'admin') DESC, created_at LIMIT 1) RETURNING user_id`,
               [org_id],
             );
-        const [{ count }] = await em.query(`SELECT count(*)::int AS count FROM memberships WHERE org_id = $1`, [org_id]);
-        await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, memberCount: count }, { subject: { orgId: org_id, userId } });
-        if (count === 0) {
+        const counted = await countMembers(em, org_id);
+        await this.outbox.append(em, 'identity.member.removed', { orgId: org_id, userId, ...counted }, { subject: { orgId: org_id, userId } });
+        if (counted.memberCount === 0) {
           // The last member gone, nobody could manage the organisation or end what it pays for: it goes (with
           // its invitations), and billing ends its subscription.
           await em.query(`DELETE FROM organizations WHERE id = $1`, [org_id]);
@@ -119,7 +119,7 @@ export class IdentityPrivacyService {
         }
         // The new owner's role reaches chat's replica (who may manage the organisation there) as a membership stated anew.
         if (promoted) {
-          await this.outbox.append(em, 'identity.member.added', { orgId: org_id, userId: promoted.user_id, role: 'owner', memberCount: count }, { subject: { orgId: org_id, userId: promoted.user_id } });
+          await this.outbox.append(em, 'identity.member.added', { orgId: org_id, userId: promoted.user_id, role: 'owner', ...counted }, { subject: { orgId: org_id, userId: promoted.user_id } });
         }
       }
       if (scope === 'private') {
