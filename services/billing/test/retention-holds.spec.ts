@@ -7,6 +7,13 @@ import { billingWorld } from './billing-world.js';
 /** A legal hold (or a restriction) keeps a user's private workspace's contract and invoices from a retention run, as it keeps their ledger. */
 describe("billing's retention of held users", () => {
   const world = billingWorld();
+  /** A usage of five years ago in the user's private workspace, metered long since. */
+  const usageOfLongAgo = (user: string) =>
+    world.env.sql(
+      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at, meter_status)
+       VALUES (gen_random_uuid(), $1, $2, 'gpt-4o-mini', 'gpt-4o-mini@azure-swedencentral', 1, 1, 2, 0.000002, '2021-01', now() - interval '5 years', 'reported')`,
+      [`private:${user}`, user],
+    );
 
   it("deletes expired contracts and invoices, but not a held user's private workspace's", async () => {
     const [held, free] = [randomUUID(), randomUUID()];
@@ -67,11 +74,7 @@ describe("billing's retention of held users", () => {
       await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by, created_at) VALUES ($1, $2, $3, now() - interval '6 years')`, [workspace, id, randomUUID()]);
     }
     const user = randomUUID();
-    await world.env.sql(
-      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at, meter_status)
-       VALUES (gen_random_uuid(), $1, $2, 'gpt-4o-mini', 'gpt-4o-mini@azure-swedencentral', 1, 1, 2, 0.000002, '2021-01', now() - interval '5 years', 'reported')`,
-      [`private:${user}`, user],
-    );
+    await usageOfLongAgo(user);
     const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
     await rpc.connect();
     const categories = [{ category: 'contract', retentionDays: 4 * 365 }, { category: 'usage-ledger', retentionDays: 4 * 365 }];
@@ -131,11 +134,7 @@ describe("billing's retention of held users", () => {
 
   it('reads a retention slice on its own clock: a deadline already past by privacy’s clock still leaves the span privacy gave', async () => {
     const user = randomUUID();
-    await world.env.sql(
-      `INSERT INTO billing.ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at, meter_status)
-       VALUES (gen_random_uuid(), $1, $2, 'gpt-4o-mini', 'gpt-4o-mini@azure-swedencentral', 1, 1, 2, 0.000002, '2021-01', now() - interval '5 years', 'reported')`,
-      [`private:${user}`, user],
-    );
+    await usageOfLongAgo(user);
     const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
     await rpc.connect();
     try {
