@@ -99,7 +99,8 @@ export class SharedRateCounts {
 
   private roll(now: number): void {
     const window = Math.floor(now / this.windowMs);
-    if (window === this.window) return;
+    // Forward only: a clock stepped back (NTP) keeps the window it counts, rather than forgetting every count.
+    if (window <= this.window) return;
     // What this replica counted at the end of the old window goes with it.
     this.window = window;
     this.own.clear();
