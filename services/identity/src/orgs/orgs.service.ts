@@ -212,7 +212,10 @@ export class OrgsService {
       const sought = await em.getRepository(InvitationEntity).findOne({ where: { tokenHash: hashSecret(token) }, select: { orgId: true } });
       if (sought) await lockMembers(em, sought.orgId);
       const invitation = await em.getRepository(InvitationEntity).findOne({ where: { tokenHash: hashSecret(token) }, lock: { mode: 'pessimistic_write' } });
-      const invalid = new ProblemError(400, 'The invitation is invalid, expired or already used', { errors: [{ field: 'token', message: 'is invalid, expired or already used' }] });
+      // A newer invitation to the same address replaces the older (its token is gone): the words say so too.
+      const invalid = new ProblemError(400, 'The invitation is invalid, expired, already used or replaced by a newer one', {
+        errors: [{ field: 'token', message: 'is invalid, expired, already used or replaced by a newer invitation' }],
+      });
       if (!invitation || invitation.acceptedAt || invitation.expiresAt.getTime() < Date.now()) throw invalid;
       const user = await this.users.findById(actor.userId, em);
       if (!user || user.email.toLowerCase() !== invitation.email.toLowerCase()) {
