@@ -209,15 +209,19 @@ describe(OutboxRelay.name, () => {
     await relay.stop();
     await appendEvents(50, 100);
     const busy = new OutboxRelay({ dataSource, databaseUrl: env.serviceDbUrl(SCHEMA), schema: SCHEMA, nats: nc, prefix: env.prefix, logger: silentLogger(), registry, pollIntervalMs: 60_000, batchSize: 50 });
-    await busy.start();
-    await waitFor(async () => (await unsent()) < 4_900, 'the pass to be under way');
-    const started = Date.now();
-    await busy.stop(Date.now() + 100);
-    // A batch or two more at most, not the thousands left.
-    expect(Date.now() - started).toBeLessThan(1_500);
-    expect(await unsent()).toBeGreaterThan(0);
-    // What it left is no concern of the tests after this one.
-    await env.sql(`UPDATE ${SCHEMA}.outbox SET sent_at = now() WHERE sent_at IS NULL`);
+    try {
+      await busy.start();
+      await waitFor(async () => (await unsent()) < 4_900, 'the pass to be under way');
+      const started = Date.now();
+      await busy.stop(Date.now() + 100);
+      // A batch or two more at most, not the thousands left.
+      expect(Date.now() - started).toBeLessThan(1_500);
+      expect(await unsent()).toBeGreaterThan(0);
+    } finally {
+      await busy.stop();
+      // What it left is no concern of the tests after this one.
+      await env.sql(`UPDATE ${SCHEMA}.outbox SET sent_at = now() WHERE sent_at IS NULL`);
+    }
   });
 
   it('publishes, as it stops, what was committed since its last pass (an answer saved with its usage as the service winds down)', async () => {

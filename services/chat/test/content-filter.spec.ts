@@ -131,7 +131,7 @@ describe('content filter', () => {
     // complete() needs only routing, the filter, the providers and, before a fallback, the policy as it stands: the rest of the service stays out.
     const unchanged = { resolve: async () => plan.policy };
     const completions = new CompletionService(undefined as never, unchanged as never, router, undefined as never, filters, undefined as never, clients, undefined as never, config, logger);
-    const plan: Plan = { actor: { userId: 'u1', platformRoles: [] }, policy: policy(), model: 'm', candidates: [mEu, mUs], messages: [{ role: 'user', content: 'Tell me about forbidden-topic' }], params: {}, quotaReserved: 0 };
+    const plan: Plan = { actor: { userId: 'u1', platformRoles: [] }, policy: policy(), model: 'm', candidates: [mEu, mUs], messages: [{ role: 'user', content: 'Tell me about forbidden-topic' }], params: {}, quota: { key: 'private:u1', tokens: 0, settled: false } };
     llm.clearRequests();
     llm.failNext({ status: 500, endpoint: 'mistral' });
     await expect(completions.complete(plan)).rejects.toMatchObject({ status: 422 });

@@ -89,16 +89,16 @@ describe('QuotaGate cache', () => {
   it('refuses a prompt that alone needs more tokens than are left, and takes recorded answers off what is left until billing answers again', async () => {
     const { g, calls } = gate(60_000, true, 1_000);
     const words = (n: number) => [{ role: 'user' as const, content: Array.from({ length: n }, () => 'word').join(' ') }];
-    const reserved = await g.assertAllowed('w', 'u', words(500)); // ~500 tokens: fits, and is reserved
-    expect(reserved).toBeGreaterThanOrEqual(500);
-    await expect(g.assertAllowed('w', 'u', words(2_000))).rejects.toMatchObject({ status: 402, message: expect.stringContaining(`${1_000 - reserved} left`) });
+    const first = await g.assertAllowed('w', 'u', words(500)); // ~500 tokens: fits, and is reserved
+    expect(first.tokens).toBeGreaterThanOrEqual(500);
+    await expect(g.assertAllowed('w', 'u', words(2_000))).rejects.toMatchObject({ status: 402, message: expect.stringContaining(`${1_000 - first.tokens} left`) });
     // Its answer recorded (600 tokens in all, in place of the reservation), and another of 600: nothing is left, whatever the cached answer said.
-    g.spent('w', 'u', 600, reserved);
+    g.spent(first, 600);
     await expect(g.assertAllowed('w', 'u', words(500))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('400 left') });
-    g.spent('w', 'u', 600);
+    g.spent({ key: 'w:u', tokens: 0, settled: false }, 600);
     await expect(g.assertAllowed('w', 'u', words(1))).rejects.toMatchObject({ status: 402, message: expect.stringContaining('used up') });
     // Near the end, a prompt spelling a special token is counted as text (the tokenizer threw on it: a 500).
-    await expect(g.assertAllowed('w', 'other-near-end', [{ role: 'user', content: '<|endoftext|> '.repeat(100) }])).resolves.toEqual(expect.any(Number));
+    await expect(g.assertAllowed('w', 'other-near-end', [{ role: 'user', content: '<|endoftext|> '.repeat(100) }])).resolves.toMatchObject({ tokens: expect.any(Number) });
     // Another member's cached answer is their own.
     await g.assertAllowed('w', 'other', words(10));
     expect(calls()).toEqual(['w:u', 'w:other-near-end', 'w:other']);
@@ -111,5 +111,27 @@ describe('QuotaGate cache', () => {
     expect(outcomes.filter((o) => o.status === 'fulfilled')).toHaveLength(2);
     expect(outcomes.filter((o) => o.status === 'rejected').map((o) => (o as PromiseRejectedResult).reason.status)).toEqual([402, 402]);
     expect(calls()).toEqual(['w:burst']);
+  });
+
+  it('frees what a prompt reserved when no answer came, and credits a reservation only to the answer it was taken from', async () => {
+    const prompt = [{ role: 'user' as const, content: Array.from({ length: 400 }, () => 'word').join(' ') }];
+    const { g } = gate(60_000, true, 1_000);
+    const failed = await g.assertAllowed('w', 'r', prompt);
+    const kept = await g.assertAllowed('w', 'r', prompt);
+    await expect(g.assertAllowed('w', 'r', prompt)).rejects.toMatchObject({ status: 402 });
+    g.release(failed);
+    g.release(failed); // once only
+    const again = await g.assertAllowed('w', 'r', prompt);
+    expect(again.tokens).toBe(failed.tokens);
+
+    // The answer it was taken from expired: billing's new one never had the reservation, and takes the whole usage.
+    const short = gate(300, true, 1_000).g;
+    const old = await short.assertAllowed('w', 's', prompt);
+    await new Promise((r) => setTimeout(r, 400));
+    const fresh = await short.assertAllowed('w', 's', [{ role: 'user', content: 'hi' }]);
+    short.spent(old, 100);
+    const words = [{ role: 'user' as const, content: Array.from({ length: 2_000 }, () => 'word').join(' ') }];
+    await expect(short.assertAllowed('w', 's', words)).rejects.toMatchObject({ status: 402, message: expect.stringContaining(`${1_000 - fresh.tokens - 100} left`) });
+    expect(kept.settled).toBe(false);
   });
 });

@@ -17,6 +17,10 @@ describe('a compatible chat request’s message content', () => {
     expect(errorsOf('x'.repeat(100_000))).toBeUndefined();
     expect(errorsOf('x'.repeat(100_001))).toEqual([{ field: 'messages.0.content', message: 'must be at most 100000 characters' }]);
     expect(errorsOf(Array.from({ length: 101 }, () => ({ type: 'text', text: 'y' })))).toEqual([{ field: 'messages.0.content', message: 'must hold at most 100 parts' }]);
+    expect(errorsOf([{ type: 'text', text: 'y'.repeat(100_001) }])).toEqual([{ field: 'messages.0.content', message: 'must hold parts of at most 100000 characters' }]);
+    expect(errorsOf([{ type: 'text', text: 'y'.repeat(60_000) }, { type: 'text', text: 'z'.repeat(60_000) }])).toEqual([
+      { field: 'messages.0.content', message: 'its parts together must be at most 100000 characters' },
+    ]);
     expect(errorsOf([{ type: 'image_url', image_url: { url: 'https://example.eu/a.png' } }])![0].message).toMatch(/Ally supports text only/);
   });
 });

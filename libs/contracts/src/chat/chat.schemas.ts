@@ -41,6 +41,16 @@ export const createAssistantInput = z.strictObject({
   model: modelIdSchema.optional(),
 });
 
+/** Which size limit a message's content broke, if it broke one (a union's failure names none of its options' reasons). */
+function contentLimitBroken(content: unknown): string | undefined {
+  if (typeof content === 'string') return content.length > MESSAGE_MAX_CHARS ? `must be at most ${MESSAGE_MAX_CHARS} characters` : undefined;
+  if (!Array.isArray(content)) return undefined;
+  if (content.length > 100) return 'must hold at most 100 parts';
+  const texts = content.map((p) => (p && typeof p === 'object' && typeof (p as { text?: unknown }).text === 'string' ? (p as { text: string }).text : ''));
+  if (texts.some((t) => t.length > MESSAGE_MAX_CHARS)) return `must hold parts of at most ${MESSAGE_MAX_CHARS} characters`;
+  return texts.reduce((n, t) => n + t.length, 0) > MESSAGE_MAX_CHARS ? `its parts together must be at most ${MESSAGE_MAX_CHARS} characters` : undefined;
+}
+
 const chatMessage = z.object({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
   content: z.union([
@@ -55,12 +65,7 @@ const chatMessage = z.object({
       .refine((parts) => parts.some((p) => VISIBLE.test(p.text)), 'must not be empty'),
   ], {
     // A union names no option's own reason: the limits a text or a list of parts broke are named here.
-    error: (issue) =>
-      typeof issue.input === 'string' && issue.input.length > MESSAGE_MAX_CHARS
-        ? `must be at most ${MESSAGE_MAX_CHARS} characters`
-        : Array.isArray(issue.input) && issue.input.length > 100
-          ? 'must hold at most 100 parts'
-          : 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
+    error: (issue) => contentLimitBroken(issue.input) ?? 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
   }),
   name: z.string().max(64).optional(),
 });

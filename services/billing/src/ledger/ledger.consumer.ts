@@ -46,9 +46,9 @@ export class LedgerConsumer {
       };
     });
     const inserted: { workspace: string; period: string }[] = await em.query(
-      // A row's time is the usage's (never later than now, nor before its month: chat's clock a little ahead of ours at
-      // the month's turn): Stripe's meter and the reconciliation count it in the month its period names, also when the
-      // event arrives after the month turned.
+      // A row's time is the usage's, never later than now, nor before its month (chat's clock a little ahead of ours at
+      // the month's turn: then ahead of our now by that much, which Stripe's meter takes up to 5 minutes): the meter
+      // and the reconciliation count it in the month its period names, also when the event arrives after the month turned.
       `INSERT INTO ledger (message_id, workspace, user_id, model, deployment, prompt_tokens, completion_tokens, tokens, cost, period, created_at)
        SELECT m, w, u, mo, d, p, c, t, co, pe, greatest(least(at, now()), (pe || '-01')::timestamp AT TIME ZONE 'UTC')
          FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::int[], $8::int[], $9::numeric[], $10::text[], $11::timestamptz[])

@@ -37,10 +37,11 @@ export class CompatService {
     // Listening from the start, as for a conversation's message: a cancel heard while the call is prepared stops it once prepared.
     const cancellation = listenForCancel(this.nats, this.config, cancel);
     let stop: AnswerStop | undefined;
+    let plan: Plan | undefined;
     try {
       const started = await this.trackFromStart(actor, workspace, request);
       stop = started.stop;
-      const plan = started.prepared;
+      plan = started.prepared;
       const result = await this.completions.complete(plan, cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal);
       const id = randomUUID();
       await this.completions.recordUsage(id, plan, result);
@@ -58,6 +59,7 @@ export class CompatService {
     } finally {
       cancellation?.close();
       stop?.release();
+      if (plan) this.completions.releaseQuota(plan);
     }
   }
 
@@ -87,6 +89,7 @@ export class CompatService {
         publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });
       } finally {
         tracked.release();
+        this.completions.releaseQuota(plan);
       }
     })();
     return { accepted: true };

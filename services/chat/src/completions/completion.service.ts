@@ -14,7 +14,7 @@ import OpenAI from 'openai';
 import { ContentFilterService, type CompletionParams, type PreparedRequest, type PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
-import { QuotaGate } from '../quota/quota.gate.js';
+import { QuotaGate, type QuotaReservation } from '../quota/quota.gate.js';
 import { isEuRegion } from '../catalog/eu-regions.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';
 import { completionChunks } from './provider-stream.js';
@@ -30,8 +30,8 @@ export interface Plan {
   candidates: Deployment[];
   messages: PromptMessage[];
   params: CompletionParams;
-  /** Tokens the quota gate reserved for the prompt; the answer's usage takes their place. */
-  quotaReserved: number;
+  /** What the quota gate reserved for the prompt; the answer's usage takes its place (`spent`), or `releaseQuota` frees it. */
+  quota: QuotaReservation;
 }
 
 /** How far a streamed answer got: the deployment that took it and the text sent so far (what to keep and bill if it breaks off). */
@@ -105,8 +105,8 @@ export class CompletionService {
     const sent = fit === 'trim' ? trimToWindow(messages, window) : assertFits(messages, window, chosen, context);
     // What the model will see: a term in history trimmed away reaches no provider.
     this.filter.checkRules(sent, policy, actor.userId);
-    const quotaReserved = await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
-    return { actor, policy, model: chosen, candidates, messages: sent, params, quotaReserved };
+    const quota = await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
+    return { actor, policy, model: chosen, candidates, messages: sent, params, quota };
   }
 
   /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
@@ -212,7 +212,12 @@ export class CompletionService {
 
   /** An answer's tokens, off the quota this replica has cached until billing counts them. */
   spent(plan: Plan, result: CompletionResult): void {
-    this.quota.spent(plan.policy.workspace, plan.actor.userId, result.usage.promptTokens + result.usage.completionTokens, plan.quotaReserved);
+    this.quota.spent(plan.quota, result.usage.promptTokens + result.usage.completionTokens);
+  }
+
+  /** A turn that ends without usage to record frees what its prompt reserved (a no-op once its usage was). */
+  releaseQuota(plan: Plan): void {
+    this.quota.release(plan.quota);
   }
 
   /** The usage event as outbox row values, for a caller that writes it in its own statement. */

@@ -44,16 +44,18 @@ export class MessagesService {
   async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
     const cancellation = listenForCancel(this.nats, this.config, input.cancel);
     let stop: AnswerStop | undefined;
+    let turn: Turn | undefined;
     try {
       const started = await this.trackFromStart(actor, input);
       stop = started.stop;
-      const turn = started.prepared;
+      turn = started.prepared;
       const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
       const result = await this.completions.complete(turn.plan, signal);
       return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
       stop?.release();
+      if (turn) this.completions.releaseQuota(turn.plan);
     }
   }
 
@@ -73,6 +75,7 @@ export class MessagesService {
       await this.answer(turn, publisher, AbortSignal.any([publisher.abort.signal, stop.signal]));
     } finally {
       stop.release();
+      this.completions.releaseQuota(turn.plan);
     }
   }
 

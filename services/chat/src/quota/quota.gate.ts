@@ -7,6 +7,14 @@ import { promptBytes, promptTokens } from '../completions/token-count.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 
 const QUOTA_EXHAUSTED = 'https://ally.eu/problems/quota-exhausted';
+
+/** What a prompt let through took off a cached answer (`answer`), until its answer's tokens or a release settle it. */
+export interface QuotaReservation {
+  key: string;
+  answer?: QuotaAnswer;
+  tokens: number;
+  settled: boolean;
+}
 /** Prompts up to this size are estimated at BYTES_PER_TOKEN (text runs about 4 bytes a token); longer ones are counted. */
 const COUNT_ABOVE_BYTES = 4_096;
 const BYTES_PER_TOKEN = 4;
@@ -41,14 +49,14 @@ export class QuotaGate {
   }
 
   /**
-   * `prompt`: what will be sent, when known (its tokens must fit what is left). Answers the tokens reserved for it,
-   * to hand to `spent` with the answer's.
+   * `prompt`: what will be sent, when known (its tokens must fit what is left). Answers the reservation made for it,
+   * to hand to `spent` with the answer's tokens, or to `release` when no answer came.
    */
-  async assertAllowed(workspace: string, userId: string, prompt: PromptMessage[] = []): Promise<number> {
+  async assertAllowed(workspace: string, userId: string, prompt: PromptMessage[] = []): Promise<QuotaReservation> {
     const answer = await this.check(workspace, userId);
     if (!answer.allowed) throw new ProblemError(402, answer.reason ?? 'The token quota of this workspace is used up', { type: QUOTA_EXHAUSTED });
     const left = answer.remaining;
-    if (left === undefined) return 0;
+    if (left === undefined) return { key: `${workspace}:${userId}`, tokens: 0, settled: false };
     if (left <= 0) throw new ProblemError(402, "This month's tokens are used up (the workspace's quota or a spend cap)", { type: QUOTA_EXHAUSTED });
     // Counted for a long prompt, or one whose estimate would not fit (a few bytes a token is close enough otherwise).
     const bytes = promptBytes(prompt);
@@ -58,13 +66,26 @@ export class QuotaGate {
       throw new ProblemError(402, `This message with its history needs about ${needed} tokens, more than the ${left} left this month (the workspace's quota or a spend cap)`, { type: QUOTA_EXHAUSTED });
     }
     answer.remaining = left - needed;
-    return needed;
+    return { key: `${workspace}:${userId}`, answer, tokens: needed, settled: false };
   }
 
-  /** Tokens an answer used, in place of what its prompt reserved, off the cached answer until billing's next one counts them. */
-  spent(workspace: string, userId: string, tokens: number, reserved = 0): void {
-    const answer = this.cache.get(`${workspace}:${userId}`);
+  /**
+   * Tokens an answer used, off the cached answer until billing's next one counts them: in place of what its prompt
+   * reserved when that answer is still the one cached (a newer one from billing never had the reservation).
+   */
+  spent(reservation: QuotaReservation, tokens: number): void {
+    const answer = this.cache.get(reservation.key);
+    const reserved = !reservation.settled && answer === reservation.answer ? reservation.tokens : 0;
+    reservation.settled = true;
     if (answer?.remaining !== undefined) answer.remaining -= tokens - reserved;
+  }
+
+  /** No answer came (every provider failed, the client left first): what the prompt reserved is left again. */
+  release(reservation: QuotaReservation): void {
+    if (reservation.settled) return;
+    reservation.settled = true;
+    const answer = this.cache.get(reservation.key);
+    if (answer === reservation.answer && answer?.remaining !== undefined) answer.remaining += reservation.tokens;
   }
 
   private async check(workspace: string, userId: string): Promise<QuotaAnswer> {

@@ -94,13 +94,14 @@ export class SharedRateCounts {
   }
 
   private ttl(now: number): number {
-    return (this.window + 1) * this.windowMs - now;
+    return Math.min(this.windowMs, (this.window + 1) * this.windowMs - now);
   }
 
   private roll(now: number): void {
     const window = Math.floor(now / this.windowMs);
-    // Forward only: a clock stepped back (NTP) keeps the window it counts, rather than forgetting every count.
-    if (window <= this.window) return;
+    // A clock stepped back a little (NTP) keeps the window it counts rather than forgetting every count; a long step
+    // back (a VM resumed, a clock corrected by hours) starts anew rather than holding clients to a window for hours.
+    if (window === this.window || (window < this.window && this.window - window <= 1)) return;
     // What this replica counted at the end of the old window goes with it.
     this.window = window;
     this.own.clear();
