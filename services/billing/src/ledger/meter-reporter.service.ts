@@ -5,7 +5,7 @@ import { Counter, Registry } from 'prom-client';
 import { PacedWorker } from '@ally/messaging';
 import { LOGGER } from '@ally/platform';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
-import { StripeClient } from '../stripe/stripe.client.js';
+import { isStripeRefusal, StripeClient } from '../stripe/stripe.client.js';
 
 interface PendingRow {
   message_id: string;
@@ -107,7 +107,7 @@ export class MeterReporter extends PacedWorker {
       if (!isDuplicate(err)) {
         this.failures.inc();
         // Only Stripe's refusals count towards giving up; a 5xx or a 429 is Stripe's passing fault.
-        if (isPermanent(err) && row.meter_refusals + 1 >= REFUSALS_BEFORE_GIVING_UP) {
+        if (isStripeRefusal(err) && row.meter_refusals + 1 >= REFUSALS_BEFORE_GIVING_UP) {
           const reason = String((err as Error).message ?? err).slice(0, 300);
           await this.ds.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + 1 WHERE message_id = $1`, [row.message_id, reason]);
           this.logger.error({ messageId: row.message_id, workspace: row.workspace, reason }, 'Stripe refuses this usage entry for good; left as refused (reconciliation counts it)');
@@ -116,7 +116,7 @@ export class MeterReporter extends PacedWorker {
         const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
         await this.ds.query(
           `UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + $3, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`,
-          [row.message_id, delay, isPermanent(err) ? 1 : 0],
+          [row.message_id, delay, isStripeRefusal(err) ? 1 : 0],
         );
         this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
         return false;
@@ -145,12 +145,6 @@ const CLAIM_SECONDS = 120;
 
 /** Times Stripe must refuse an entry as invalid before it is given up (a refusal could be a passing fault of Stripe's). */
 const REFUSALS_BEFORE_GIVING_UP = 3;
-
-/** Stripe refused the event itself (invalid, its customer gone), not our key or its load: asking again will not change it. */
-function isPermanent(err: unknown): boolean {
-  const status = (err as { statusCode?: number })?.statusCode;
-  return status === 400 || status === 404;
-}
 
 /** Stripe already has an event with this identifier: our earlier attempt got through. */
 function isDuplicate(err: unknown): boolean {

@@ -15,7 +15,10 @@ export class StripeClient {
   readonly stripe: Stripe;
   readonly emulated: boolean;
 
-  constructor(@Inject(BILLING_CONFIG) config: BillingConfig, @Inject(LOGGER) logger: Logger) {
+  constructor(
+    @Inject(BILLING_CONFIG) config: BillingConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
+  ) {
     const url = config.STRIPE_API_URL ? new URL(config.STRIPE_API_URL) : undefined;
     this.emulated = !config.STRIPE_SECRET_KEY;
     this.stripe = new Stripe(config.STRIPE_SECRET_KEY ?? 'sk_test_emulator', {
@@ -33,24 +36,32 @@ export class StripeClient {
     });
   }
 
-  /** A subscription's quantity to the member count (at least one seat), prorated. */
-  setSeats(subscriptionId: string, itemId: string, members: number, idempotencyKey: string): Promise<Stripe.Subscription> {
-    return this.whenAvailable(() =>
+  /** A subscription's quantity to the member count (at least one seat), prorated; see `change`. */
+  setSeats(workspace: string, subscriptionId: string, itemId: string, members: number, idempotencyKey: string): Promise<void> {
+    return this.change(workspace, 'the seat count', () =>
       this.stripe.subscriptions.update(subscriptionId, { items: [{ id: itemId, quantity: Math.max(1, members) }], proration_behavior: 'create_prorations' }, { idempotencyKey }),
     );
   }
 
+  /** A subscription ends with the period already paid; see `change`. */
+  endAtPeriodEnd(workspace: string, subscriptionId: string, idempotencyKey: string): Promise<void> {
+    return this.change(workspace, 'the end of the subscription', () => this.stripe.subscriptions.update(subscriptionId, { cancel_at_period_end: true }, { idempotencyKey }));
+  }
+
   /**
-   * A call an event consumer makes: Stripe away (no connection, 429, 5xx, after the SDK's own retries) or refusing
-   * our key (401, 403) is a 503,
-   * so the event waits for it as for our database, instead of counting as broken and being dead-lettered.
+   * A change an event or a webhook asks of Stripe, whose webhook then tells what holds. Stripe away (no connection,
+   * 429, 5xx, after the SDK's own retries) or refusing our key (401, 403) is a 503, so the event waits for it as for
+   * our database instead of counting as broken and being dead-lettered. Stripe refusing the change itself (a
+   * subscription ended there, its webhook still on its way) is logged: asking again will not help, and what our own
+   * transaction changed stays.
    */
-  async whenAvailable<T>(call: () => Promise<T>): Promise<T> {
+  private async change(workspace: string, what: string, call: () => Promise<unknown>): Promise<void> {
     try {
-      return await call();
+      await call();
     } catch (err) {
       if (isStripeAway(err)) throw new ProblemError(503, 'Stripe is not available; the change is made once it answers again', { retryAfter: 5 });
-      throw err;
+      if (!isStripeRefusal(err)) throw err;
+      this.logger.warn({ err: String(err), workspace }, `Stripe refused ${what}; its next webhook tells what holds`);
     }
   }
 }

@@ -1,9 +1,8 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
-import { EventConsumers, LOGGER } from '@ally/platform';
-import type { Logger } from 'pino';
-import { isStripeRefusal, StripeClient } from '../stripe/stripe.client.js';
+import { EventConsumers } from '@ally/platform';
+import { StripeClient } from '../stripe/stripe.client.js';
 import { LIVE_STATUSES } from './subscriptions.service.js';
 
 /**
@@ -17,7 +16,6 @@ export class DissolutionConsumer {
   constructor(
     consumers: EventConsumers,
     private readonly stripe: StripeClient,
-    @Inject(LOGGER) private readonly logger: Logger,
   ) {
     consumers.register({ durable: 'billing-dissolutions', types: ['identity.organization.dissolved'], handler: (em, event) => this.apply(em, event) });
   }
@@ -29,12 +27,7 @@ export class DissolutionConsumer {
       [orgId],
     );
     if (!sub || !LIVE_STATUSES.includes(sub.status) || sub.cancel_at_period_end) return;
-    await this.stripe
-      .whenAvailable(() => this.stripe.stripe.subscriptions.update(sub.stripe_subscription_id, { cancel_at_period_end: true }, { idempotencyKey: `dissolved:${event.id}` }))
-      .catch((err) => {
-        if (!isStripeRefusal(err)) throw err;
-        // Ended at Stripe already (its webhook on its way): nothing left to cancel.
-        this.logger.warn({ err: String(err), workspace: orgId }, 'Stripe refused to end the dissolved organisation’s subscription; its webhook tells what holds');
-      });
+    // Refused (ended at Stripe already, its webhook on its way): nothing left to cancel.
+    await this.stripe.endAtPeriodEnd(orgId, sub.stripe_subscription_id, `dissolved:${event.id}`);
   }
 }

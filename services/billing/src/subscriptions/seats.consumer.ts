@@ -1,9 +1,8 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
-import { EventConsumers, LOGGER } from '@ally/platform';
-import type { Logger } from 'pino';
-import { isStripeRefusal, StripeClient } from '../stripe/stripe.client.js';
+import { EventConsumers } from '@ally/platform';
+import { StripeClient } from '../stripe/stripe.client.js';
 import { LIVE_STATUSES } from './subscriptions.service.js';
 
 /**
@@ -19,7 +18,6 @@ export class SeatsConsumer {
   constructor(
     consumers: EventConsumers,
     private readonly stripe: StripeClient,
-    @Inject(LOGGER) private readonly logger: Logger,
   ) {
     consumers.register({ durable: 'billing-seats', types: ['identity.member.added', 'identity.member.removed'], handler: (em, event) => this.apply(em, event) });
   }
@@ -44,10 +42,7 @@ export class SeatsConsumer {
     const [sub] = await em.query(`SELECT stripe_subscription_id, stripe_item_id, status, seats FROM subscriptions WHERE workspace = $1`, [d.orgId]);
     if (!sub || !LIVE_STATUSES.includes(sub.status) || !sub.stripe_item_id || sub.seats === d.memberCount) return;
     // The item in the key: a retry after the subscription's item changed is another request, not a reused key.
-    await this.stripe.setSeats(sub.stripe_subscription_id, sub.stripe_item_id, d.memberCount, `seats:${event.id}:${sub.stripe_item_id}`).catch((err) => {
-      if (!isStripeRefusal(err)) throw err;
-      // The count (and a leaver's cap) stays changed here; the subscription's next webhook sets Stripe's quantity from it.
-      this.logger.warn({ err: String(err), workspace: d.orgId }, 'Stripe refused the new seat count; the subscription’s next webhook brings it');
-    });
+    // Refused, the count (and a leaver's cap) stays changed here; the subscription's next webhook sets Stripe's quantity from it.
+    await this.stripe.setSeats(d.orgId, sub.stripe_subscription_id, sub.stripe_item_id, d.memberCount, `seats:${event.id}:${sub.stripe_item_id}`);
   }
 }

@@ -11,7 +11,7 @@ import { isWorkspaceKey } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { meterIdentifier, sendingOf } from '../ledger/meter-reporter.service.js';
-import { isStripeRefusal, StripeClient } from '../stripe/stripe.client.js';
+import { StripeClient } from '../stripe/stripe.client.js';
 import { ENDED_STATUSES, LIVE_STATUSES } from '../subscriptions/subscriptions.service.js';
 
 type ThinNotification = { id: string; type: string; data?: Record<string, unknown>; fetchEvent(): Promise<unknown> };
@@ -367,11 +367,8 @@ export class StripeWebhookService {
     // FOR SHARE: a member event committing right now (whose Stripe update may have caused this webhook) is waited for.
     const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1 FOR SHARE`, [workspace]);
     if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== seats) {
-      await this.stripe.setSeats(sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${event.id}`).catch((err) => {
-        // Refused (ended there meanwhile): the subscription's state is still recorded, not rolled back at every retry of Stripe's.
-        if (!isStripeRefusal(err)) throw err;
-        this.logger.warn({ err: String(err), workspace }, 'Stripe refused the member count for the subscription; its next event brings it again');
-      });
+      // Refused (ended there meanwhile), the subscription's state is still recorded, not rolled back at every retry of Stripe's.
+      await this.stripe.setSeats(workspace, sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${event.id}`);
     }
   }
 
