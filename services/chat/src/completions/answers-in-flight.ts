@@ -52,18 +52,27 @@ export class AnswersInFlight implements OnApplicationBootstrap, OnModuleDestroy,
   /**
    * An answer tracked from its request's start: a stop that comes while `prepare` runs (policy, quota,
    * moderation) waits for it and ends it as it ends answers under way. The workspace is known once prepared;
-   * a `prepare` that fails releases it.
+   * a `prepare` that fails releases it. `ended` runs with the release of an answer that was prepared (what it
+   * holds besides, such as its quota reservation, ends with it).
    */
   async trackFromStart<T>(
     owner: { userId: string; conversationId?: string },
     prepare: () => Promise<T>,
     workspaceOf: (prepared: T) => string,
+    ended?: (prepared: T) => void,
   ): Promise<{ prepared: T; stop: AnswerStop }> {
     // The workspace is known once prepared (a conversation's is read with it): '' until then.
     const entry: Running = { owner: { ...owner, workspace: '' }, controller: new AbortController() };
-    const stop: AnswerStop = { signal: entry.controller.signal, release: this.running.add(entry) };
+    const untrack = this.running.add(entry);
+    const stop: AnswerStop = { signal: entry.controller.signal, release: untrack };
     try {
       const prepared = await prepare();
+      if (ended) {
+        stop.release = () => {
+          untrack();
+          ended(prepared);
+        };
+      }
       entry.owner.workspace = workspaceOf(prepared);
       // A workspace of theirs erased while it was prepared: the history it read is gone, and so is the answer.
       if (entry.erasedMeanwhile?.includes(entry.owner.workspace)) this.abortFor(entry, { userId: owner.userId, scope: entry.owner.workspace });

@@ -37,11 +37,10 @@ export class CompatService {
     // Listening from the start, as for a conversation's message: a cancel heard while the call is prepared stops it once prepared.
     const cancellation = listenForCancel(this.nats, this.config, cancel);
     let stop: AnswerStop | undefined;
-    let plan: Plan | undefined;
     try {
       const started = await this.trackFromStart(actor, workspace, request);
       stop = started.stop;
-      plan = started.prepared;
+      const plan = started.prepared;
       const result = await this.completions.complete(plan, cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal);
       const id = randomUUID();
       await this.completions.recordUsage(id, plan, result);
@@ -59,7 +58,6 @@ export class CompatService {
     } finally {
       cancellation?.close();
       stop?.release();
-      if (plan) this.completions.releaseQuota(plan);
     }
   }
 
@@ -89,7 +87,6 @@ export class CompatService {
         publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });
       } finally {
         tracked.release();
-        this.completions.releaseQuota(plan);
       }
     })();
     return { accepted: true };
@@ -97,7 +94,12 @@ export class CompatService {
 
   /** Nothing is stored for these calls, but an erasure of the caller, or this replica stopping, stops their processing all the same. */
   private trackFromStart(actor: Actor, workspace: string, request: ChatCompletionsInput) {
-    return this.inFlight.trackFromStart({ userId: actor.userId }, () => this.plan(actor, workspace, request), (plan) => plan.policy.workspace);
+    return this.inFlight.trackFromStart(
+      { userId: actor.userId },
+      () => this.plan(actor, workspace, request),
+      (plan) => plan.policy.workspace,
+      (plan) => this.completions.releaseQuota(plan),
+    );
   }
 
   private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {

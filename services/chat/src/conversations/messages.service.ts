@@ -44,18 +44,16 @@ export class MessagesService {
   async post(actor: Actor, input: { conversationId: string; content: string; model?: string; cancel?: string }): Promise<ChatMessage> {
     const cancellation = listenForCancel(this.nats, this.config, input.cancel);
     let stop: AnswerStop | undefined;
-    let turn: Turn | undefined;
     try {
       const started = await this.trackFromStart(actor, input);
       stop = started.stop;
-      turn = started.prepared;
+      const turn = started.prepared;
       const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
       const result = await this.completions.complete(turn.plan, signal);
       return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
       stop?.release();
-      if (turn) this.completions.releaseQuota(turn.plan);
     }
   }
 
@@ -75,7 +73,6 @@ export class MessagesService {
       await this.answer(turn, publisher, AbortSignal.any([publisher.abort.signal, stop.signal]));
     } finally {
       stop.release();
-      this.completions.releaseQuota(turn.plan);
     }
   }
 
@@ -85,7 +82,13 @@ export class MessagesService {
    * (policy, quota, moderation) waits for it and ends it as it ends answers under way. The workspace is known once prepared.
    */
   private trackFromStart(actor: Actor, input: { conversationId: string; content: string; model?: string }) {
-    return this.inFlight.trackFromStart({ userId: actor.userId, conversationId: input.conversationId }, () => this.prepare(actor, input), (turn) => turn.plan.policy.workspace);
+    return this.inFlight.trackFromStart(
+      { userId: actor.userId, conversationId: input.conversationId },
+      () => this.prepare(actor, input),
+      (turn) => turn.plan.policy.workspace,
+      // A turn that ended without usage recorded frees what its prompt reserved of the quota.
+      (turn) => this.completions.releaseQuota(turn.plan),
+    );
   }
 
   private async answer(turn: Turn, publisher: StreamPublisher<StreamFrame>, signal: AbortSignal): Promise<void> {
