@@ -1,35 +1,28 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { createEnvelope, IdentityRpc, NotifyRpc, privacyRpcs, type PrivacyExport } from '@ally/contracts';
-import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
-import { identityService } from '@ally/identity';
-import { RpcClient } from '@ally/messaging';
-import { notifyService } from '@ally/notify';
-import { confirmEmail, createTestEnv, lastEvent, publishEvent, waitFor, type TestEnv } from '@ally/testing';
-import { notifyEnv } from './service-env.js';
+import type { BrevoEmulator } from '@ally/emulators';
+import type { RpcClient } from '@ally/messaging';
+import { confirmEmail, lastEvent, publishEvent, waitFor, type TestEnv } from '@ally/testing';
+import { startNotifyWorld, type NotifyWorld } from './notify-world.js';
 
 const PASSWORD = 'Leuchtfeuer über der Förde';
 const SECRET = 'brevo-webhook-secret-for-tests';
 
 /** What notify does against someone trying to misuse it, and for a subject who asked to be forgotten. */
 describe('notify: limits, erased owners, exports by address', () => {
+  let world: NotifyWorld;
   let env: TestEnv;
   let brevo: BrevoEmulator;
   let rpc: RpcClient;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    brevo = await startBrevoEmulator();
-    await env.start(identityService);
-    await env.start(notifyService, notifyEnv(brevo, { BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NOTIFY_MAX_PER_ADDRESS_PER_HOUR: '3', COMPLIANCE_EMAIL: 'compliance@ally.example' }));
-    rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
+    world = await startNotifyWorld({ BREVO_WEBHOOK_SECRET: SECRET, NOTIFY_POLL_MS: '50', NOTIFY_MAX_PER_ADDRESS_PER_HOUR: '3', COMPLIANCE_EMAIL: 'compliance@ally.example' });
+    ({ env, brevo, rpc } = world);
   });
 
   afterAll(async () => {
-    await rpc?.close();
-    await env?.close();
-    await brevo?.close();
+    await world?.close();
   });
 
   const register = (email: string) => rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: 'Ole', lastName: 'Ohm', locale: 'en' });

@@ -2,41 +2,34 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { jetstream } from '@nats-io/jetstream';
 import { randomUUID } from 'node:crypto';
 import { createEnvelope, eventsStreamName, IdentityRpc, NotifyRpc, privacyRpcs } from '@ally/contracts';
-import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
-import { identityService } from '@ally/identity';
-import { deadLetterStreamName, DLQ_HEADERS, RpcClient } from '@ally/messaging';
-import { notifyService } from '@ally/notify';
-import { confirmEmail, createTestEnv, publishEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
-import { notifyEnv } from './service-env.js';
+import type { BrevoEmulator } from '@ally/emulators';
+import { deadLetterStreamName, DLQ_HEADERS, type RpcClient } from '@ally/messaging';
+import { confirmEmail, publishEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
+import { startNotifyWorld, type NotifyWorld } from './notify-world.js';
 
 const PASSWORD = 'Wanderweg durch den Schwarzwald';
 const SECRET = 'brevo-webhook-secret-for-tests';
 
 describe('notify: mail through Brevo, driven by events', () => {
+  let world: NotifyWorld;
   let env: TestEnv;
   let brevo: BrevoEmulator;
   let notify: RunningService;
   let rpc: RpcClient;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    brevo = await startBrevoEmulator();
-    await env.start(identityService);
-    notify = await env.start(notifyService, notifyEnv(brevo, {
+    world = await startNotifyWorld({
       BREVO_WEBHOOK_SECRET: SECRET,
       NOTIFY_RETRY_BASE_MS: '50',
       NOTIFY_POLL_MS: '50',
       NOTIFY_RETRY_MAX_MS: '200',
       PUBLIC_BASE_URL: 'https://app.ally.example',
-    }));
-    rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
+    });
+    ({ env, brevo, notify, rpc } = world);
   });
 
   afterAll(async () => {
-    await rpc?.close();
-    await env?.close();
-    await brevo?.close();
+    await world?.close();
   });
 
   const register = (email: string, locale: 'de' | 'en') =>
@@ -325,32 +318,23 @@ describe('notify: mail through Brevo, driven by events', () => {
 });
 
 describe('notify: a mail event is sent at once, not at the next poll', () => {
-  let env: TestEnv;
-  let brevo: BrevoEmulator;
-  let rpc: RpcClient;
+  let world: NotifyWorld;
 
   beforeAll(async () => {
-    env = await createTestEnv();
-    brevo = await startBrevoEmulator();
-    await env.start(identityService);
     // A poll a minute apart: only the wake after the delivery's commit can send within the test's wait.
-    await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '60000' }));
-    rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
+    world = await startNotifyWorld({ NOTIFY_POLL_MS: '60000' });
   });
 
   afterAll(async () => {
-    await rpc?.close();
-    await env?.close();
-    await brevo?.close();
+    await world?.close();
   });
 
   it('wakes the delivery worker once the delivery is committed', async () => {
     // The worker's first pass at its start finds nothing; each registration's mail comes from a wake.
     for (const name of ['erik', 'frida', 'gunnar']) {
       const email = `${name}@example.eu`;
-      await rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: name, lastName: 'Sofort', locale: 'de' });
-      await waitFor(async () => brevo.mails(email).length > 0, `the mail to ${email}`, 5_000);
+      await world.rpc.call(IdentityRpc.register, { email, password: PASSWORD, firstName: name, lastName: 'Sofort', locale: 'de' });
+      await waitFor(async () => world.brevo.mails(email).length > 0, `the mail to ${email}`, 5_000);
     }
   });
 });
