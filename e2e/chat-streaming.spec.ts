@@ -273,10 +273,16 @@ describe('a gateway told to stop', () => {
     await world?.close();
   });
 
+  /** Someone signed up through `http`, with a private conversation to write in. */
+  const newUserWithConversation = async (http: ReturnType<typeof httpClient>, firstName: string) => {
+    const token = (await http.post('/v1/auth/register', { email: `${firstName.toLowerCase()}@example.eu`, password: 'Wellen am Nordseestrand', firstName, lastName: 'Stopp' })).body.accessToken as string;
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body as { id: string };
+    return { token, conversation };
+  };
+
   it('lets a streamed answer finish, and does not wait for connections that carry no request', async () => {
     const { http, env } = world;
-    const token = (await http.post('/v1/auth/register', { email: 'gesa@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Gesa', lastName: 'Stopp' })).body.accessToken;
-    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    const { token, conversation } = await newUserWithConversation(http, 'Gesa');
     // A spare connection that never sends a request (a browser's preconnect): it held the stop for over a minute.
     const { port } = new URL(world.base);
     const spare = connect(Number(port), '127.0.0.1');
@@ -301,8 +307,7 @@ describe('a gateway told to stop', () => {
     // A gateway of its own (the test before stopped the world's), with a short grace period.
     const gateway = await env.start(gatewayService, { SHUTDOWN_GRACE_MS: '3000' });
     const http = httpClient(gateway.url);
-    const token = (await http.post('/v1/auth/register', { email: 'sina@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Sina', lastName: 'Stopp' })).body.accessToken;
-    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    const { token, conversation } = await newUserWithConversation(http, 'Sina');
     llm.clearRequests();
     const ask = (accept: string, content: string) =>
       fetch(`${gateway.url}/v1/conversations/${conversation.id}/messages`, {
@@ -328,8 +333,7 @@ describe('a gateway told to stop', () => {
     // 4 s of grace: answers are stopped after 2 s, then 1.5 s for chat to hear it and the clients to be told.
     const gateway = await env.start(gatewayService, { SHUTDOWN_GRACE_MS: '4000' });
     const http = httpClient(gateway.url);
-    const token = (await http.post('/v1/auth/register', { email: 'vera@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Vera', lastName: 'Vorbereitet' })).body.accessToken;
-    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    const { token, conversation } = await newUserWithConversation(http, 'Vera');
     const key = (await http.post('/v1/me/api-keys', { name: 'stop', workspace: 'private' }, token)).body.key;
     llm.clearRequests();
     // Chat's policy read waits behind a lock: the stop finds both calls being prepared, before chat listens to the stream's controls.
