@@ -74,13 +74,12 @@ export class QuotaGate {
    * reserved when that answer is still the one cached (a newer one from billing never had the reservation).
    */
   spent(reservation: QuotaReservation, tokens: number): void {
+    this.release(reservation);
     const answer = this.cache.get(reservation.key);
-    const reserved = !reservation.settled && answer === reservation.answer ? reservation.tokens : 0;
-    reservation.settled = true;
-    if (answer?.remaining !== undefined) answer.remaining -= tokens - reserved;
+    if (answer?.remaining !== undefined) answer.remaining -= tokens;
   }
 
-  /** No answer came (every provider failed, the client left first): what the prompt reserved is left again. */
+  /** What the prompt reserved is left again (once; no answer came, or `spent` counts it), if that answer is still cached. */
   release(reservation: QuotaReservation): void {
     if (reservation.settled) return;
     reservation.settled = true;
