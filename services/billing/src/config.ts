@@ -15,6 +15,8 @@ export const billingConfigSchema = baseConfigSchema
     PLANS_FILE: z.string().min(1),
     PUBLIC_BASE_URL: publicBaseUrlSchema,
     METER_REPORT_BATCH: z.coerce.number().int().min(1).max(1000).default(100),
+    /** Meter events in flight to Stripe at once: one after the other, a round trip of ~100 ms to Stripe would cap reporting near 10/s. */
+    METER_REPORT_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
     METER_POLL_MS: z.coerce.number().int().min(10).default(1_000),
     QUOTA_REFRESH_MS: z.coerce.number().int().min(10).default(500),
     /** How often the ledger is reconciled with Stripe's meter summaries; 0 turns the timer off (the `reconcile` command still works). */

@@ -59,9 +59,12 @@ export class MeterReporter extends PacedWorker {
 
   /**
    * Claims a batch (due again after CLAIM_SECONDS, should this process die
-   * with it: Stripe drops an event whose identifier it has), then reports each
-   * entry outside any transaction: a slow Stripe holds no ledger row locked
-   * (an erasure renaming the rows would wait for it) and no connection.
+   * with it: Stripe drops an event whose identifier it has), then reports its
+   * entries, METER_REPORT_CONCURRENCY at a time, outside any transaction: a
+   * slow Stripe holds no ledger row locked (an erasure renaming the rows would
+   * wait for it) and no connection. What went through is marked in one
+   * statement; should that fail, the claim runs out and the entries go again
+   * under the identifiers Stripe already has.
    */
   private async batch(): Promise<number> {
     // An UPDATE's answer is [rows, count].
@@ -77,54 +80,58 @@ export class MeterReporter extends PacedWorker {
         RETURNING l.message_id, l.workspace, l.tokens, l.created_at, l.meter_attempts, l.meter_refusals, l.meter_resends, due.stripe_customer_id`,
       [this.config.METER_REPORT_BATCH, CLAIM_SECONDS],
     );
-    let done = 0;
-    for (const [i, row] of rows.entries()) {
-      if (this.shuttingDown) {
-        // Stopping: the rest of the claim is due again at once, for the next replica or start.
-        await this.ds.query(`UPDATE ledger SET meter_next_at = now() WHERE message_id = ANY($1::uuid[]) AND meter_status = 'pending'`, [rows.slice(i).map((r) => r.message_id)]);
-        break;
+    // No Stripe customer (Free, never subscribed): nothing to bill, nothing to meter.
+    const unmetered = rows.filter((r) => !r.stripe_customer_id).map((r) => r.message_id);
+    const metered = rows.filter((r) => r.stripe_customer_id);
+    const reported: string[] = [];
+    let next = 0;
+    const reporter = async () => {
+      while (next < metered.length && !this.shuttingDown) {
+        const row = metered[next++];
+        if (await this.report(row)) reported.push(row.message_id);
       }
-      if (await this.report(row)) done++;
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.METER_REPORT_CONCURRENCY, metered.length) }, reporter));
+    if (next < metered.length) {
+      // Stopping: the rest of the claim is due again at once, for the next replica or start.
+      await this.ds.query(`UPDATE ledger SET meter_next_at = now() WHERE message_id = ANY($1::uuid[]) AND meter_status = 'pending'`, [metered.slice(next).map((r) => r.message_id)]);
     }
-    return done;
+    if (unmetered.length) await this.ds.query(`UPDATE ledger SET meter_status = 'not_metered' WHERE message_id = ANY($1::uuid[])`, [unmetered]);
+    if (reported.length) {
+      await this.ds.query(`UPDATE ledger SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1 WHERE message_id = ANY($1::uuid[])`, [reported]);
+      this.reported.inc(reported.length);
+    }
+    return unmetered.length + reported.length;
   }
 
-  /** One entry to Stripe, and its outcome on its row; true when it is done with (reported, or nothing to meter). */
+  /** One entry to Stripe; true when Stripe has it (now, or from an earlier attempt), else its failure is on its row. */
   private async report(row: PendingRow): Promise<boolean> {
-    if (!row.stripe_customer_id) {
-      // No Stripe customer (Free, never subscribed): nothing to bill, nothing to meter.
-      await this.ds.query(`UPDATE ledger SET meter_status = 'not_metered' WHERE message_id = $1`, [row.message_id]);
-      return true;
-    }
     try {
       await this.stripe.stripe.billing.meterEvents.create({
         event_name: this.config.STRIPE_METER_EVENT_NAME,
         identifier: meterIdentifier(row.message_id, row.meter_resends),
         timestamp: Math.floor(new Date(row.created_at).getTime() / 1000),
-        payload: { stripe_customer_id: row.stripe_customer_id, value: String(row.tokens) },
+        payload: { stripe_customer_id: row.stripe_customer_id!, value: String(row.tokens) },
       });
+      return true;
     } catch (err) {
-      if (!isDuplicate(err)) {
-        this.failures.inc();
-        // Only Stripe's refusals count towards giving up; a 5xx or a 429 is Stripe's passing fault.
-        if (isStripeRefusal(err) && row.meter_refusals + 1 >= REFUSALS_BEFORE_GIVING_UP) {
-          const reason = String((err as Error).message ?? err).slice(0, 300);
-          await this.ds.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + 1 WHERE message_id = $1`, [row.message_id, reason]);
-          this.logger.error({ messageId: row.message_id, workspace: row.workspace, reason }, 'Stripe refuses this usage entry for good; left as refused (reconciliation counts it)');
-          return false;
-        }
-        const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
-        await this.ds.query(
-          `UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + $3, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`,
-          [row.message_id, delay, isStripeRefusal(err) ? 1 : 0],
-        );
-        this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
+      if (isDuplicate(err)) return true;
+      this.failures.inc();
+      // Only Stripe's refusals count towards giving up; a 5xx or a 429 is Stripe's passing fault.
+      if (isStripeRefusal(err) && row.meter_refusals + 1 >= REFUSALS_BEFORE_GIVING_UP) {
+        const reason = String((err as Error).message ?? err).slice(0, 300);
+        await this.ds.query(`UPDATE ledger SET meter_status = 'refused', meter_error = $2, meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + 1 WHERE message_id = $1`, [row.message_id, reason]);
+        this.logger.error({ messageId: row.message_id, workspace: row.workspace, reason }, 'Stripe refuses this usage entry for good; left as refused (reconciliation counts it)');
         return false;
       }
+      const delay = Math.min(3600, 2 ** Math.min(row.meter_attempts, 12));
+      await this.ds.query(
+        `UPDATE ledger SET meter_attempts = meter_attempts + 1, meter_refusals = meter_refusals + $3, meter_next_at = now() + make_interval(secs => $2) WHERE message_id = $1`,
+        [row.message_id, delay, isStripeRefusal(err) ? 1 : 0],
+      );
+      this.logger.warn({ err: String(err), messageId: row.message_id }, 'meter event refused; will retry');
+      return false;
     }
-    await this.ds.query(`UPDATE ledger SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1 WHERE message_id = $1`, [row.message_id]);
-    this.reported.inc();
-    return true;
   }
 }
 
