@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -26,6 +26,8 @@ export interface OutboxRelayOptions {
   publishTimeoutMs?: number;
   /** How long a NOTIFY waits for others before its pass (default 20 ms): one pass per busy moment, not per row. */
   settleMs?: number;
+  /** Fields of an event's `data` a published row forgets (one-time tokens: the stream carries them to their consumer). */
+  secrets?: readonly string[];
 }
 
 interface OutboxRow {
@@ -136,7 +138,7 @@ export class OutboxRelay {
           break;
         }
       }
-      if (sent.length) await em.query(`UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])`, [sent]);
+      if (sent.length) await this.markSent(em, sent);
       this.published.inc(sent.length);
       if (failed) {
         this.failures.inc();
@@ -149,6 +151,21 @@ export class OutboxRelay {
       this.pending.set(0);
       return rows.length === batchSize ? 'more' : 'done';
     });
+  }
+
+  /** Published: kept for the stream's days (an erasure finds its subject's rows), without the secrets the stream carried on. */
+  private async markSent(em: EntityManager, ids: string[]): Promise<void> {
+    const secrets = this.opts.secrets ?? [];
+    if (!secrets.length) {
+      await em.query(`UPDATE outbox SET sent_at = now() WHERE id = ANY($1::uuid[])`, [ids]);
+      return;
+    }
+    await em.query(
+      `UPDATE outbox SET sent_at = now(),
+              payload = CASE WHEN jsonb_typeof(payload->'data') = 'object' THEN jsonb_set(payload, '{data}', (payload->'data') - $2::text[]) ELSE payload END
+        WHERE id = ANY($1::uuid[])`,
+      [ids, secrets],
+    );
   }
 
   /**

@@ -144,7 +144,7 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   const server = new RpcServer({ connection: nats, prefix: config.NATS_SUBJECT_PREFIX, queue: def.name });
   const port = Number(config[def.portVariable ?? 'HTTP_PORT'] ?? 0);
   const relay = dataSource
-    ? new OutboxRelay({ dataSource, databaseUrl: config.DATABASE_URL, schema: def.database!.schema, nats, prefix: config.NATS_SUBJECT_PREFIX, logger, registry, settleMs: def.database!.outboxSettleMs })
+    ? new OutboxRelay({ dataSource, databaseUrl: config.DATABASE_URL, schema: def.database!.schema, nats, prefix: config.NATS_SUBJECT_PREFIX, logger, registry, settleMs: def.database!.outboxSettleMs, secrets: def.database!.outboxSecrets })
     : undefined;
   try {
     app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });

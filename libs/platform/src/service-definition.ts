@@ -15,6 +15,8 @@ export interface ServiceDatabase {
    * a service writing an event per request spends less on passes (each is four statements) with a longer one.
    */
   outboxSettleMs?: number;
+  /** Fields of an event's data its outbox row forgets once the event is published (secrets only its consumer may read). */
+  outboxSecrets?: readonly string[];
 }
 
 /** Everything the platform needs to run, migrate and test one service. */

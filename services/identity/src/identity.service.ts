@@ -1,4 +1,4 @@
-import { platformRoleSchema } from '@ally/contracts';
+import { IDENTITY_EVENT_SECRETS, platformRoleSchema } from '@ally/contracts';
 import { MESSAGING_MIGRATIONS } from '@ally/messaging';
 import type { ServiceDefinition } from '@ally/platform';
 import { ApiKeyEntity } from './api-keys/api-key.entity.js';
@@ -44,6 +44,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
   configSchema: identityConfigSchema,
   database: {
     schema: 'identity',
+    outboxSecrets: IDENTITY_EVENT_SECRETS,
     entities: [
       UserEntity,
       OneTimeTokenEntity,

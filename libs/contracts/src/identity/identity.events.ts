@@ -21,7 +21,8 @@ export const IdentityEvents = {
     locale: localeSchema,
     /** Single-use, expiring; notify turns it into the verification link. */
     verificationToken: z.string(),
-    restrictToEu: z.boolean(),    /** How long the link works (identity's setting); absent in events written before it was added. */
+    restrictToEu: z.boolean(),
+    /** How long the link works (identity's setting); absent in events written before it was added. */
     validForSeconds: z.number().int().positive().optional(),
   }),
   'identity.user.verified': z.object({
@@ -42,16 +43,19 @@ export const IdentityEvents = {
   }),
   'identity.user.updated': z.object({ userId: z.uuid(), changed: z.array(z.string()) }),
   'identity.user.deleted': z.object({ userId: z.uuid() }),
-  'identity.user.signed-in': z.object({
-    userId: z.uuid(),
-    method: z.enum(['password', 'sso']),
-    /** First sign-in from this IP address: notify warns the user. */
-    newDevice: z.boolean(),
-    email: z.string(),
-    firstName: z.string(),
-    locale: localeSchema,
-    ip: z.string().nullable(),
-  }),
+  /** First sign-in from an IP address (`newDevice`): notify warns the user, with who and where from; a sign-in from a known place carries neither. */
+  'identity.user.signed-in': z.discriminatedUnion('newDevice', [
+    z.object({ userId: z.uuid(), method: z.enum(['password', 'sso']), newDevice: z.literal(false) }),
+    z.object({
+      userId: z.uuid(),
+      method: z.enum(['password', 'sso']),
+      newDevice: z.literal(true),
+      email: z.string(),
+      firstName: z.string(),
+      locale: localeSchema,
+      ip: z.string().nullable(),
+    }),
+  ]),
   'identity.password.reset-requested': z.object({
     userId: z.uuid(),
     email: z.string(),
@@ -92,3 +96,10 @@ export const IdentityEvents = {
 
 export type IdentityEventType = keyof typeof IdentityEvents;
 export type IdentityEventData<T extends IdentityEventType> = z.infer<(typeof IdentityEvents)[T]>;
+
+/**
+ * The one-time tokens identity's events carry to notify for the links in its
+ * mails. identity keeps only their hash, so its outbox forgets them once the
+ * event is published: a read of the database (a backup) finds no live token.
+ */
+export const IDENTITY_EVENT_SECRETS = ['verificationToken', 'resetToken', 'token'] as const;

@@ -61,7 +61,8 @@ export class SessionsService {
     await this.outbox.append(
       em,
       'identity.user.signed-in',
-      { userId: user.id, method, newDevice: !knownIp, email: user.email, firstName: user.firstName, locale: user.locale, ip: meta?.ip ?? null },
+      // The address, name and IP only for the warning they are needed for: the stream and the outbox keep events for days.
+      knownIp ? { userId: user.id, method, newDevice: false } : { userId: user.id, method, newDevice: true, email: user.email, firstName: user.firstName, locale: user.locale, ip: meta?.ip ?? null },
       { subject: { userId: user.id }, correlationId: meta?.correlationId },
     );
     return pair;
