@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, type OnModuleDestroy } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
@@ -11,12 +11,17 @@ import { zipFiles } from './zip-archive.js';
 
 /** Raw bytes per part: base64 keeps each reply well under NATS's 1 MiB default payload. */
 export const PART_BYTES = 512 * 1024;
+/** How long an assembled package stays in memory for the parts that follow its description. */
 const CACHE_MS = 60_000;
+/** Plaintext held at most, all packages together: the oldest goes first. */
+const CACHE_BYTES = 64 * 1024 * 1024;
 
 interface Built {
   body: Buffer;
   meta: ExportDownload;
   at: number;
+  /** Forgets it after CACHE_MS, whether or not another download comes: plaintext never outlives its minute. */
+  expiry: NodeJS.Timeout;
 }
 
 /**
@@ -25,7 +30,7 @@ interface Built {
  * themself can download it, and only until it expires.
  */
 @Injectable()
-export class DownloadsService {
+export class DownloadsService implements OnModuleDestroy {
   private readonly cache = new Map<string, Built>();
 
   constructor(
@@ -48,7 +53,7 @@ export class DownloadsService {
 
   private async build(actor: Actor, id: string, format: 'zip' | 'json', audit: boolean): Promise<Built> {
     const [row] = await this.ds.query(
-      `SELECT r.id, r.user_id, r.type, r.status, r.wrapped_key, r.download_until, p.sealed, p.expires_at
+      `SELECT r.id, r.user_id, r.type, r.status, r.wrapped_key, r.download_until, p.sealed IS NOT NULL AS sealed, p.expires_at
          FROM requests r LEFT JOIN export_packages p ON p.request_id = r.id WHERE r.id = $1`,
       [id],
     );
@@ -68,7 +73,11 @@ export class DownloadsService {
     if (cached && Date.now() - cached.at < CACHE_MS) {
       built = cached;
     } else {
-      const plain = gunzipSync(this.cipher.open(row.wrapped_key, id, row.sealed, 'package'));
+      // The package itself is read once per assembly, not once per part (the row above is checked every time: an erasure voids at once).
+      const [stored] = await this.ds.query(`SELECT sealed FROM export_packages WHERE request_id = $1`, [id]);
+      // Gone since the row above was read: an erasure voided it, or it expired that moment.
+      if (!stored?.sealed) throw new ExportVoided();
+      const plain = gunzipSync(this.cipher.open(row.wrapped_key, id, stored.sealed, 'package'));
       const pkg = JSON.parse(plain.toString('utf8')) as { createdAt: string; files: Record<string, string> };
       const body =
         format === 'zip'
@@ -81,9 +90,10 @@ export class DownloadsService {
         parts: Math.max(1, Math.ceil(body.length / PART_BYTES)),
         sha256: createHash('sha256').update(body).digest('hex'),
       };
-      built = { body, meta, at: Date.now() };
-      this.prune();
+      built = { body, meta, at: Date.now(), expiry: setTimeout(() => this.forget(key), CACHE_MS).unref() };
+      this.forget(key);
       this.cache.set(key, built);
+      this.keepWithin(CACHE_BYTES);
     }
     if (audit) {
       const subjectHash = this.hasher.hash(actor.userId);
@@ -92,7 +102,24 @@ export class DownloadsService {
     return built;
   }
 
-  private prune(): void {
-    for (const [k, v] of this.cache) if (Date.now() - v.at >= CACHE_MS) this.cache.delete(k);
+  private forget(key: string): void {
+    clearTimeout(this.cache.get(key)?.expiry);
+    this.cache.delete(key);
+  }
+
+  /** Drops the oldest packages (a Map iterates in insertion order) until the rest fit; the newest stays, whatever its size. */
+  private keepWithin(bytes: number): void {
+    let total = 0;
+    for (const v of this.cache.values()) total += v.body.length;
+    for (const [k, v] of this.cache) {
+      if (total <= bytes || this.cache.size === 1) break;
+      total -= v.body.length;
+      this.forget(k);
+    }
+  }
+
+  /** At shutdown: no timer keeps a package (or the process) alive. */
+  onModuleDestroy(): void {
+    for (const key of [...this.cache.keys()]) this.forget(key);
   }
 }
