@@ -1,15 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { gatewayService } from '@ally/gateway';
-import { createTestEnv, httpClient, type TestEnv } from '@ally/testing';
+import { createTestEnv, httpClient, nonConformance, type TestEnv } from '@ally/testing';
 
 /** The OpenAPI document says what the server does: who may call, which query parameters it takes, how it fails. */
 describe('the OpenAPI document', () => {
   let env: TestEnv;
   let doc: any;
+  let url: string;
 
   beforeAll(async () => {
     env = await createTestEnv();
-    const http = httpClient((await env.start(gatewayService)).url);
+    url = (await env.start(gatewayService)).url;
+    const http = httpClient(url);
     doc = (await http.get('/docs/openapi.json')).body;
   });
 
@@ -84,5 +86,31 @@ describe('the OpenAPI document', () => {
         });
       }
     }
+  });
+
+  it('describes the answer of every operation: JSON by its schema, a stream, a file or a redirect by its media type', () => {
+    const undescribed: string[] = [];
+    for (const [path, item] of Object.entries<any>(doc.paths)) {
+      for (const [method, operation] of Object.entries<any>(item)) {
+        const success = Object.entries<any>(operation.responses).filter(([status]) => /^[23]/.test(status));
+        const described = success.some(([status, r]) => status === '204' || status === '302' || Object.values<any>(r.content ?? {}).some((c) => c.schema));
+        if (!described) undescribed.push(`${method} ${path}`);
+      }
+    }
+    expect(undescribed).toEqual([]);
+    const me = op('get', '/v1/me').responses['200'].content['application/json'].schema;
+    expect(me).toMatchObject({ type: 'object', required: expect.arrayContaining(['id', 'email', 'settings', 'memberships']), additionalProperties: false });
+    expect(Object.keys(op('post', '/v1/conversations/{id}/messages').responses)).toEqual(expect.arrayContaining(['201', '200']));
+  });
+
+  it("holds an answer to the document: a field it does not name, a wrong type or a status it does not list is refused (the tests' HTTP client asks this of every answer)", async () => {
+    const plan = { id: 'team', name: 'Team', currency: 'eur', pricePerSeat: 900, monthlyTokensPerSeat: 1000, selfService: true };
+    expect(await nonConformance(url, 'GET', '/v1/billing/plans?limit=2', 200, 'application/json', { data: [plan], nextCursor: null })).toBeUndefined();
+    expect(await nonConformance(url, 'GET', '/v1/billing/plans', 200, 'application/json', { data: [{ ...plan, secret: 1 }], nextCursor: null })).toMatch(/refuses: \/data\/0 must NOT have additional properties \(secret\)/);
+    expect(await nonConformance(url, 'GET', '/v1/billing/plans', 200, 'application/json', { data: [{ ...plan, pricePerSeat: '9' }], nextCursor: null })).toMatch(/pricePerSeat must be integer/);
+    expect(await nonConformance(url, 'GET', '/v1/billing/plans', 201, 'application/json', {})).toMatch(/answered 201, which its OpenAPI operation does not list/);
+    // Errors are problems, checked where they are made; a path the document does not have (the pages) is not held to it.
+    expect(await nonConformance(url, 'GET', '/v1/billing/plans', 400, 'application/problem+json', {})).toBeUndefined();
+    expect(await nonConformance(url, 'GET', '/verify-email', 200, 'text/html', '<html>')).toBeUndefined();
   });
 });

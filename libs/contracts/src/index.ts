@@ -2,6 +2,7 @@ export * from './common/envelope.js';
 export * from './common/subjects.js';
 export * from './common/problem.js';
 export * from './common/cursor.js';
+export * from './common/replies.js';
 export * from './common/query-params.js';
 export * from './common/validation.js';
 export * from './common/text-fields.js';

@@ -1,5 +1,6 @@
 import { Controller, Get, Header, HttpException, Inject, Res } from '@nestjs/common';
 import type { FastifyReply } from 'fastify';
+import { ApiExcludeController } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import { Registry } from 'prom-client';
 import { Public } from './public.decorator.js';
@@ -11,8 +12,9 @@ const withTimeout = (p: Promise<void>, ms: number) => {
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
 };
 
-/** `/health/live` (the process runs), `/health/ready` (its DB and NATS answer), `/metrics`. */
+/** `/health/live` (the process runs), `/health/ready` (its DB and NATS answer), `/metrics`: the orchestrator's and Prometheus's, not the public API's (no OpenAPI). */
 @Public()
+@ApiExcludeController()
 @Controller()
 export class HealthController {
   constructor(

@@ -1,3 +1,5 @@
+import { nonConformance } from './openapi-conformance.js';
+
 /** A small JSON client for tests that talk to a service the way curl would. */
 export interface HttpResult<T = any> {
   status: number;
@@ -22,6 +24,9 @@ export function httpClient(baseUrl: string) {
     } catch {
       /* not JSON */
     }
+    // Against a gateway, every answer is also held to its OpenAPI document.
+    const wrong = await nonConformance(baseUrl, method, path, res.status, res.headers.get('content-type'), parsed);
+    if (wrong) throw new Error(wrong);
     return { status: res.status, headers: res.headers, body: parsed as T };
   };
   return {

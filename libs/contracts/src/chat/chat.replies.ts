@@ -1,73 +1,99 @@
+import { z } from 'zod';
 import type { Problem } from '../common/problem.js';
+import { replyTime } from '../common/replies.js';
+
 /** What actually served a completion (not what the policy allowed). */
-export interface ResidencyReceipt {
-  provider: 'openai' | 'azure' | 'openai-compatible';
-  deployment: string;
-  deploymentType: string;
-  region: string;
-  /** The region the provider itself reported (Azure's x-ms-region), when it reports one. */
-  reportedRegion: string | null;
-  /** Whether everything this answer took stayed in the EU: false also when `alsoSentTo` names a deployment outside it. */
-  euResident: boolean;
-  /**
-   * Where else the prompt went outside the EU before this answer: a deployment
-   * configured as EU that reported another region (its answer was not used), a
-   * deployment outside the EU that failed after the prompt reached it, a
-   * moderation endpoint outside the EU. Absent when none.
-   */
-  alsoSentTo?: { deployment: string; region: string; reportedRegion: string }[];
-  policy: { restrictToEu: boolean; orgEuOnly: boolean; allowedModels: string[] | null; workspace: string };
-  at: string;
-}
+export const residencyReceipt = z.strictObject({
+  provider: z.enum(['openai', 'azure', 'openai-compatible']),
+  deployment: z.string(),
+  deploymentType: z.string(),
+  region: z.string(),
+  reportedRegion: z.string().nullable().describe("the region the provider itself reported (Azure's x-ms-region), when it reports one"),
+  euResident: z.boolean().describe('whether everything this answer took stayed in the EU: false also when `alsoSentTo` names a deployment outside it'),
+  alsoSentTo: z
+    .array(z.strictObject({ deployment: z.string(), region: z.string(), reportedRegion: z.string() }))
+    .optional()
+    .describe(
+      'where else the prompt went outside the EU before this answer: a deployment configured as EU that reported another region (its answer was not used), ' +
+        'a deployment outside the EU that failed after the prompt reached it, a moderation endpoint outside the EU; absent when none',
+    ),
+  policy: z.strictObject({ restrictToEu: z.boolean(), orgEuOnly: z.boolean(), allowedModels: z.array(z.string()).nullable(), workspace: z.string() }),
+  at: replyTime,
+});
+export type ResidencyReceipt = z.infer<typeof residencyReceipt>;
 
-export interface Usage {
-  promptTokens: number;
-  completionTokens: number;
-}
+export const tokenUsageReply = z.strictObject({ promptTokens: z.number().int(), completionTokens: z.number().int() });
+export type Usage = z.infer<typeof tokenUsageReply>;
 
-export interface ChatMessage {
-  id: string;
-  role: 'user' | 'assistant';
-  content: string;
-  createdAt: string;
-  model?: string;
-  usage?: Usage;
-  residency?: ResidencyReceipt;
-  status?: 'complete' | 'aborted';
-}
+export const chatMessageReply = z.strictObject({
+  id: z.string(),
+  role: z.enum(['user', 'assistant']),
+  content: z.string(),
+  createdAt: replyTime,
+  model: z.string().optional(),
+  usage: tokenUsageReply.optional(),
+  residency: residencyReceipt.optional(),
+  status: z.enum(['complete', 'aborted']).optional().describe('`aborted`: the answer broke off (client gone, provider stopped); what was written is kept and billed'),
+});
+export type ChatMessage = z.infer<typeof chatMessageReply>;
 
-export interface Conversation {
-  id: string;
-  workspace: string;
-  title: string | null;
-  assistantId: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
+export const conversationReply = z.strictObject({
+  id: z.string(),
+  workspace: z.string(),
+  title: z.string().nullable(),
+  assistantId: z.string().nullable(),
+  createdAt: replyTime,
+  updatedAt: replyTime,
+});
+export type Conversation = z.infer<typeof conversationReply>;
 
-export interface ConversationWithMessages extends Conversation {
-  /** Oldest first: the newest page of the conversation, or the one before `cursor`. */
-  messages: ChatMessage[];
-  /** Where the older messages continue (`?cursor=`); null once the page reaches the first message. */
-  nextCursor: string | null;
-}
+export const conversationWithMessagesReply = conversationReply.extend({
+  messages: z.array(chatMessageReply).describe('oldest first: the newest page of the conversation, or the one before `cursor`'),
+  nextCursor: z.string().nullable().describe('where the older messages continue (`?cursor=`); null once the page reaches the first message'),
+});
+export type ConversationWithMessages = z.infer<typeof conversationWithMessagesReply>;
 
-export interface Assistant {
-  id: string;
-  workspace: string;
-  name: string;
-  instructions: string;
-  model: string | null;
-  createdAt: string;
-}
+export const assistantReply = z.strictObject({
+  id: z.string(),
+  workspace: z.string(),
+  name: z.string(),
+  instructions: z.string(),
+  model: z.string().nullable(),
+  createdAt: replyTime,
+});
+export type Assistant = z.infer<typeof assistantReply>;
 
 /** The problem type of a model the catalog does not have, or the caller's policy hides (OpenAI's code `model_not_found`). */
 export const MODEL_NOT_FOUND = 'https://ally.eu/problems/model-not-found';
 
-export interface ModelList {
-  object: 'list';
-  data: { id: string; object: 'model'; created: number; owned_by: string; region: string; euResident: boolean }[];
-}
+export const modelReply = z.strictObject({
+  id: z.string(),
+  object: z.literal('model'),
+  created: z.number().int(),
+  owned_by: z.string(),
+  region: z.string(),
+  euResident: z.boolean(),
+});
+export const modelListReply = z.strictObject({ object: z.literal('list'), data: z.array(modelReply) });
+export type ModelList = z.infer<typeof modelListReply>;
+
+/** The OpenAI-compatible answer of `POST /v1/chat/completions` without `stream` (OpenAI's `chat.completion` object). */
+export const chatCompletionReply = z.strictObject({
+  id: z.string(),
+  object: z.literal('chat.completion'),
+  created: z.number().int(),
+  model: z.string(),
+  choices: z.array(
+    z.strictObject({
+      index: z.number().int(),
+      message: z.strictObject({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
+      finish_reason: z.string(),
+      logprobs: z.null(),
+    }),
+  ),
+  usage: z.strictObject({ prompt_tokens: z.number().int(), completion_tokens: z.number().int(), total_tokens: z.number().int() }),
+});
+export type ChatCompletion = z.infer<typeof chatCompletionReply>;
 
 /** One frame of a completion streamed from chat to the gateway over NATS. */
 export type StreamFrame =

@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { rpc } from '../common/rpc.js';
 import { workspaceSchema } from '../identity/identity.schemas.js';
 import * as s from './chat.schemas.js';
-import type * as r from './chat.replies.js';
-import type { Page } from '../identity/identity.replies.js';
+import { pageOf } from '../common/replies.js';
+import * as r from './chat.replies.js';
 
 const replySubject = z.string().regex(/^[A-Za-z0-9_.-]+$/).max(200);
 
@@ -23,19 +23,19 @@ export const CHAT_ANSWERS_STOP_SUBJECT = 'ally.chat.answers.stop';
 export type ChatAnswersStop = { conversationId: string } | { userId: string; scope: string };
 
 export const ChatRpc = {
-  listModels: rpc<r.ModelList>()('ally.rpc.chat.model.list', s.listModelsInput),
-  createConversation: rpc<r.Conversation>()('ally.rpc.chat.conversation.create', s.createConversationInput),
-  listConversations: rpc<Page<r.Conversation>>()('ally.rpc.chat.conversation.list', s.listConversationsInput),
-  getConversation: rpc<r.ConversationWithMessages>()('ally.rpc.chat.conversation.get', s.getConversationInput),
+  listModels: rpc(r.modelListReply)('ally.rpc.chat.model.list', s.listModelsInput),
+  createConversation: rpc(r.conversationReply)('ally.rpc.chat.conversation.create', s.createConversationInput),
+  listConversations: rpc(pageOf(r.conversationReply))('ally.rpc.chat.conversation.list', s.listConversationsInput),
+  getConversation: rpc(r.conversationWithMessagesReply)('ally.rpc.chat.conversation.get', s.getConversationInput),
   deleteConversation: rpc<void>()('ally.rpc.chat.conversation.delete', s.conversationIdInput),
   /** `cancel`: a subject whose `.ctl` carries `{ cancel: true }` when the caller's client went away. */
-  postMessage: rpc<r.ChatMessage>()('ally.rpc.chat.message.create', s.postMessageInput.extend({ cancel: replySubject.optional() })),
+  postMessage: rpc(r.chatMessageReply)('ally.rpc.chat.message.create', s.postMessageInput.extend({ cancel: replySubject.optional() })),
   /** Validates, applies policy and quota, answers `{ accepted: true }`, then streams frames to `stream.subject`. */
   streamMessage: rpc<{ accepted: true }>()('ally.rpc.chat.message.stream', s.postMessageInput.extend({ stream: streamTarget })),
-  createAssistant: rpc<r.Assistant>()('ally.rpc.chat.assistant.create', s.createAssistantInput),
-  listAssistants: rpc<Page<r.Assistant>>()('ally.rpc.chat.assistant.list', s.listAssistantsInput),
+  createAssistant: rpc(r.assistantReply)('ally.rpc.chat.assistant.create', s.createAssistantInput),
+  listAssistants: rpc(pageOf(r.assistantReply))('ally.rpc.chat.assistant.list', s.listAssistantsInput),
   /** OpenAI-compatible; the workspace comes from the API key (or `private`). */
-  completions: rpc<{ completion: unknown; residency: r.ResidencyReceipt }>()(
+  completions: rpc<{ completion: r.ChatCompletion; residency: r.ResidencyReceipt }>()(
     'ally.rpc.chat.completion.create',
     z.strictObject({ workspace: workspaceSchema, request: s.chatCompletionsInput, cancel: replySubject.optional() }),
   ),

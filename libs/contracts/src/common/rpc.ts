@@ -26,15 +26,22 @@ export interface RpcContract<I extends z.ZodType, R> {
   subject: string;
   input: I;
   authenticated: boolean;
+  /** The reply's schema where the gateway answers it to the public (its OpenAPI document); not checked at run time. */
+  replySchema?: z.ZodType<R>;
   /** Phantom field carrying the reply type. */
   readonly reply?: R;
 }
 
-export function rpc<R>() {
+/**
+ * `rpc<R>()(subject, input)` for a reply only services read; `rpc(schema)(…)`
+ * for one the public sees, its type the schema's.
+ */
+export function rpc<R>(replySchema?: z.ZodType<R>) {
   return <I extends z.ZodType>(subject: string, input: I, opts: { authenticated?: boolean } = {}): RpcContract<I, R> => ({
     subject,
     input,
     authenticated: opts.authenticated ?? true,
+    ...(replySchema ? { replySchema } : {}),
   });
 }
 

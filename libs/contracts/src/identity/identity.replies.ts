@@ -1,89 +1,87 @@
-import type { Locale, OrgRole } from './identity.schemas.js';
+import { z } from 'zod';
+import { replyTime as time } from '../common/replies.js';
+import { localeSchema, orgRoleSchema, type Locale } from './identity.schemas.js';
 
-export interface TokenPair {
-  accessToken: string;
-  refreshToken: string;
-  /** Access token lifetime in seconds. */
-  expiresIn: number;
-  tokenType: 'Bearer';
-}
+export const tokenPairReply = z.strictObject({
+  accessToken: z.string(),
+  refreshToken: z.string(),
+  expiresIn: z.number().int().describe('access token lifetime in seconds'),
+  tokenType: z.literal('Bearer'),
+});
+export type TokenPair = z.infer<typeof tokenPairReply>;
 
-export interface Membership {
-  orgId: string;
-  orgName: string;
-  role: OrgRole;
-}
+export const membershipReply = z.strictObject({ orgId: z.string(), orgName: z.string(), role: orgRoleSchema });
+export type Membership = z.infer<typeof membershipReply>;
 
-export interface Me {
-  id: string;
-  email: string;
-  firstName: string;
-  lastName: string;
-  locale: Locale;
-  emailVerified: boolean;
-  settings: { restrictToEu: boolean };
-  memberships: Membership[];
-}
+export const settingsReply = z.strictObject({ restrictToEu: z.boolean() });
 
-export interface RegisterReply extends TokenPair {
-  user: Me;
-}
+export const meReply = z.strictObject({
+  id: z.string(),
+  email: z.string(),
+  firstName: z.string(),
+  lastName: z.string(),
+  locale: localeSchema,
+  emailVerified: z.boolean(),
+  settings: settingsReply,
+  memberships: z.array(membershipReply),
+});
+export type Me = z.infer<typeof meReply>;
 
-export interface ApiKeyCreated {
-  id: string;
-  name: string;
-  workspace: string;
-  key: string;
-  createdAt: string;
-}
+export const registerReply = tokenPairReply.extend({ user: meReply });
+export type RegisterReply = z.infer<typeof registerReply>;
 
-export interface ApiKeySummary {
-  id: string;
-  name: string;
-  workspace: string;
-  prefix: string;
-  createdAt: string;
-  lastUsedAt: string | null;
-}
+export const apiKeyCreatedReply = z.strictObject({
+  id: z.string(),
+  name: z.string(),
+  workspace: z.string(),
+  key: z.string().describe('shown once; Ally keeps only its hash'),
+  createdAt: time,
+});
+export type ApiKeyCreated = z.infer<typeof apiKeyCreatedReply>;
 
-export interface Organization {
-  id: string;
-  name: string;
-  role: OrgRole;
-  policy: OrgPolicy;
-  createdAt: string;
-}
+export const apiKeySummaryReply = z.strictObject({
+  id: z.string(),
+  name: z.string(),
+  workspace: z.string(),
+  prefix: z.string(),
+  createdAt: time,
+  lastUsedAt: time.nullable(),
+});
+export type ApiKeySummary = z.infer<typeof apiKeySummaryReply>;
 
-export interface OrgPolicy {
-  euOnly: boolean;
-  allowedModels: string[] | null;
-  chatRetentionDays: number | null;
-  blockedTerms: string[];
-}
+export const orgPolicyReply = z.strictObject({
+  euOnly: z.boolean(),
+  allowedModels: z.array(z.string()).nullable(),
+  chatRetentionDays: z.number().int().nullable(),
+  blockedTerms: z.array(z.string()),
+});
+export type OrgPolicy = z.infer<typeof orgPolicyReply>;
 
-export interface Member {
-  userId: string;
-  firstName: string;
-  lastName: string;
-  email: string;
-  role: OrgRole;
-  joinedAt: string;
-}
+export const organizationReply = z.strictObject({ id: z.string(), name: z.string(), role: orgRoleSchema, policy: orgPolicyReply, createdAt: time });
+export type Organization = z.infer<typeof organizationReply>;
 
-export interface Invitation {
-  id: string;
-  orgId: string;
-  email: string;
-  role: OrgRole;
-  expiresAt: string;
-}
+export const memberReply = z.strictObject({
+  userId: z.string(),
+  firstName: z.string(),
+  lastName: z.string(),
+  email: z.string(),
+  role: orgRoleSchema,
+  joinedAt: time,
+});
+export type Member = z.infer<typeof memberReply>;
+
+export const invitationReply = z.strictObject({ id: z.string(), orgId: z.string(), email: z.string(), role: orgRoleSchema, expiresAt: time });
+export type Invitation = z.infer<typeof invitationReply>;
 
 /** An invitation nobody accepted yet and still valid, as its organisation's owners and admins see it. */
-export interface PendingInvitation extends Invitation {
-  createdAt: string;
-  /** Who sent it (null once they were erased). */
-  invitedBy: string | null;
-}
+export const pendingInvitationReply = invitationReply.extend({
+  createdAt: time,
+  invitedBy: z.string().nullable().describe('who sent it (null once they were erased)'),
+});
+export type PendingInvitation = z.infer<typeof pendingInvitationReply>;
+
+export const jwksReply = z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())) });
+export type Jwks = z.infer<typeof jwksReply>;
 
 export interface ApiKeyIdentity {
   userId: string;
@@ -99,15 +97,6 @@ export interface Contact {
   locale: Locale;
 }
 
-export interface Jwks {
-  keys: Record<string, unknown>[];
-}
-
 export interface SsoStart {
   authorizationUrl: string;
-}
-
-export interface Page<T> {
-  data: T[];
-  nextCursor: string | null;
 }

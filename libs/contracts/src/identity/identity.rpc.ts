@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { rpc } from '../common/rpc.js';
 import { WORKSPACE_KEY } from '../common/validation.js';
 import * as s from './identity.schemas.js';
-import type * as r from './identity.replies.js';
+import { pageOf } from '../common/replies.js';
+import * as r from './identity.replies.js';
 
 const none = z.strictObject({});
 
@@ -23,10 +24,10 @@ export const SIGNING_KEYS_CHANGED_SUBJECT = 'ally.identity.signing-keys.changed'
 
 /** Every RPC identity answers; subjects are `ally.rpc.identity.<entity>.<verb>`. */
 export const IdentityRpc = {
-  register: rpc<r.RegisterReply>()('ally.rpc.identity.user.register', s.registerInput, { authenticated: false }),
+  register: rpc(r.registerReply)('ally.rpc.identity.user.register', s.registerInput, { authenticated: false }),
   verifyEmail: rpc<void>()('ally.rpc.identity.email.verify', s.verifyEmailInput, { authenticated: false }),
-  login: rpc<r.TokenPair>()('ally.rpc.identity.session.login', s.loginInput, { authenticated: false }),
-  refresh: rpc<r.TokenPair>()('ally.rpc.identity.session.refresh', s.refreshInput, { authenticated: false }),
+  login: rpc(r.tokenPairReply)('ally.rpc.identity.session.login', s.loginInput, { authenticated: false }),
+  refresh: rpc(r.tokenPairReply)('ally.rpc.identity.session.refresh', s.refreshInput, { authenticated: false }),
   /** Whether the session an access token names still runs (not logged out, reset, revoked or expired): the gateway asks. */
   checkSession: rpc<{ live: boolean }>()('ally.rpc.identity.session.check', s.sessionCheckInput, { authenticated: false }),
   logout: rpc<void>()('ally.rpc.identity.session.logout', s.logoutInput, { authenticated: false }),
@@ -38,27 +39,27 @@ export const IdentityRpc = {
     z.strictObject({ workspace: z.string().regex(WORKSPACE_KEY, 'must be an organisation id or private:<user id>') }),
     { authenticated: false },
   ),
-  jwks: rpc<r.Jwks>()('ally.rpc.identity.jwks.get', none, { authenticated: false }),
+  jwks: rpc(r.jwksReply)('ally.rpc.identity.jwks.get', none, { authenticated: false }),
   verifyApiKey: rpc<r.ApiKeyIdentity>()('ally.rpc.identity.apikey.verify', s.apiKeyVerifyInput, { authenticated: false }),
   ssoStart: rpc<r.SsoStart>()('ally.rpc.identity.sso.start', s.ssoStartInput, { authenticated: false }),
-  ssoCallback: rpc<r.TokenPair>()('ally.rpc.identity.sso.callback', s.ssoCallbackInput, { authenticated: false }),
+  ssoCallback: rpc(r.tokenPairReply)('ally.rpc.identity.sso.callback', s.ssoCallbackInput, { authenticated: false }),
 
-  getMe: rpc<r.Me>()('ally.rpc.identity.me.get', none),
+  getMe: rpc(r.meReply)('ally.rpc.identity.me.get', none),
   /** The caller's platform roles as they stand now (a token names those it was signed with): the gateway asks before an operator's action. */
   platformRoles: rpc<{ platformRoles: s.PlatformRole[] }>()('ally.rpc.identity.roles.get', none),
-  updateMe: rpc<r.Me>()('ally.rpc.identity.me.update', s.updateMeInput),
-  updateSettings: rpc<r.Me['settings']>()('ally.rpc.identity.settings.update', s.updateSettingsInput),
-  createApiKey: rpc<r.ApiKeyCreated>()('ally.rpc.identity.apikey.create', s.createApiKeyInput),
-  listApiKeys: rpc<r.Page<r.ApiKeySummary>>()('ally.rpc.identity.apikey.list', s.listApiKeysInput),
+  updateMe: rpc(r.meReply)('ally.rpc.identity.me.update', s.updateMeInput),
+  updateSettings: rpc(r.settingsReply)('ally.rpc.identity.settings.update', s.updateSettingsInput),
+  createApiKey: rpc(r.apiKeyCreatedReply)('ally.rpc.identity.apikey.create', s.createApiKeyInput),
+  listApiKeys: rpc(pageOf(r.apiKeySummaryReply))('ally.rpc.identity.apikey.list', s.listApiKeysInput),
   revokeApiKey: rpc<void>()('ally.rpc.identity.apikey.revoke', s.idInput),
 
-  createOrg: rpc<r.Organization>()('ally.rpc.identity.org.create', s.createOrgInput),
-  getOrg: rpc<r.Organization>()('ally.rpc.identity.org.get', s.orgIdInput),
-  listMembers: rpc<r.Page<r.Member>>()('ally.rpc.identity.member.list', s.listMembersInput),
+  createOrg: rpc(r.organizationReply)('ally.rpc.identity.org.create', s.createOrgInput),
+  getOrg: rpc(r.organizationReply)('ally.rpc.identity.org.get', s.orgIdInput),
+  listMembers: rpc(pageOf(r.memberReply))('ally.rpc.identity.member.list', s.listMembersInput),
   removeMember: rpc<void>()('ally.rpc.identity.member.remove', s.removeMemberInput),
-  createInvitation: rpc<r.Invitation>()('ally.rpc.identity.invitation.create', s.createInvitationInput),
-  acceptInvitation: rpc<r.Membership>()('ally.rpc.identity.invitation.accept', s.acceptInvitationInput),
-  listInvitations: rpc<r.Page<r.PendingInvitation>>()('ally.rpc.identity.invitation.list', s.listInvitationsInput),
+  createInvitation: rpc(r.invitationReply)('ally.rpc.identity.invitation.create', s.createInvitationInput),
+  acceptInvitation: rpc(r.membershipReply)('ally.rpc.identity.invitation.accept', s.acceptInvitationInput),
+  listInvitations: rpc(pageOf(r.pendingInvitationReply))('ally.rpc.identity.invitation.list', s.listInvitationsInput),
   revokeInvitation: rpc<null>()('ally.rpc.identity.invitation.revoke', s.revokeInvitationInput),
-  updateOrgPolicy: rpc<r.OrgPolicy>()('ally.rpc.identity.org.policy.update', s.updateOrgPolicyInput),
+  updateOrgPolicy: rpc(r.orgPolicyReply)('ally.rpc.identity.org.policy.update', s.updateOrgPolicyInput),
 } as const;

@@ -1,19 +1,19 @@
 import { z } from 'zod';
 import { pageParams } from '../common/query-params.js';
 import { rpc } from '../common/rpc.js';
-import type { Page } from '../identity/identity.replies.js';
+import { pageOf, replyTime } from '../common/replies.js';
 import { emailSchema } from '../identity/identity.schemas.js';
 
-export interface DevMail {
-  messageId: string;
-  receivedAt: string;
-  to: string[];
-  subject: string;
-  textContent?: string;
-  links: string[];
-  /** `token` query parameters found in the links (verification, reset, invitation). */
-  tokens: string[];
-}
+export const devMailReply = z.strictObject({
+  messageId: z.string(),
+  receivedAt: replyTime,
+  to: z.array(z.string()),
+  subject: z.string(),
+  textContent: z.string().optional(),
+  links: z.array(z.string()),
+  tokens: z.array(z.string()).describe('`token` query parameters found in the links (verification, reset, invitation)'),
+});
+export type DevMail = z.infer<typeof devMailReply>;
 
 export const devMailboxInput = z.strictObject({ to: emailSchema.optional(), ...pageParams });
 export const brevoWebhookInput = z.strictObject({
@@ -23,6 +23,6 @@ export const brevoWebhookInput = z.strictObject({
 });
 
 export const NotifyRpc = {
-  devMailbox: rpc<Page<DevMail>>()('ally.rpc.notify.dev-mailbox.list', devMailboxInput, { authenticated: false }),
-  brevoWebhook: rpc<{ applied: number }>()('ally.rpc.notify.webhook.brevo', brevoWebhookInput, { authenticated: false }),
+  devMailbox: rpc(pageOf(devMailReply))('ally.rpc.notify.dev-mailbox.list', devMailboxInput, { authenticated: false }),
+  brevoWebhook: rpc(z.strictObject({ applied: z.number().int() }))('ally.rpc.notify.webhook.brevo', brevoWebhookInput, { authenticated: false }),
 } as const;

@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { wholeListParams } from '../common/query-params.js';
 import { rpc } from '../common/rpc.js';
-import type { Page } from '../identity/identity.replies.js';
-import type * as r from './privacy.replies.js';
+import { pageOf } from '../common/replies.js';
+import * as r from './privacy.replies.js';
 import * as s from './privacy.schemas.js';
 
 const none = z.strictObject({});
@@ -13,26 +13,26 @@ const none = z.strictObject({});
  * and again by privacy. Never rename a subject without a migration plan.
  */
 export const PrivacyRpc = {
-  createRequest: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.request.create', s.createPrivacyRequestInput),
-  listRequests: rpc<r.PrivacyPage<r.PrivacyRequestView>>()('ally.rpc.privacy.request.list', s.listPrivacyRequestsInput),
-  getRequest: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.request.get', s.privacyRequestIdInput),
+  createRequest: rpc(r.privacyRequestReply)('ally.rpc.privacy.request.create', s.createPrivacyRequestInput),
+  listRequests: rpc(pageOf(r.privacyRequestReply))('ally.rpc.privacy.request.list', s.listPrivacyRequestsInput),
+  getRequest: rpc(r.privacyRequestReply)('ally.rpc.privacy.request.get', s.privacyRequestIdInput),
   download: rpc<r.ExportDownload>()('ally.rpc.privacy.export.download', s.downloadExportInput),
   downloadPart: rpc<{ data: string }>()('ally.rpc.privacy.export.part', s.downloadPartInput),
 
-  recordConsent: rpc<r.ConsentView>()('ally.rpc.privacy.consent.record', s.recordConsentInput, { authenticated: false }),
-  getConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.get', s.consentPageInput, { authenticated: false }),
-  withdrawConsents: rpc<r.ConsentView>()('ally.rpc.privacy.consent.withdraw', s.consentSubjectInput, { authenticated: false }),
+  recordConsent: rpc(r.consentReply)('ally.rpc.privacy.consent.record', s.recordConsentInput, { authenticated: false }),
+  getConsents: rpc(r.consentReply)('ally.rpc.privacy.consent.get', s.consentPageInput, { authenticated: false }),
+  withdrawConsents: rpc(r.consentReply)('ally.rpc.privacy.consent.withdraw', s.consentSubjectInput, { authenticated: false }),
 
-  decide: rpc<r.PrivacyRequestView>()('ally.rpc.privacy.admin.request.decide', s.privacyDecisionInput),
-  adminListRequests: rpc<r.PrivacyPage<r.PrivacyRequestView>>()('ally.rpc.privacy.admin.request.list', s.adminListPrivacyRequestsInput),
-  listRetentionPolicies: rpc<Page<r.RetentionPolicyView>>()('ally.rpc.privacy.retention-policy.list', z.strictObject({ ...wholeListParams })),
-  updateRetentionPolicies: rpc<{ data: r.RetentionPolicyView[] }>()('ally.rpc.privacy.retention-policy.update', s.updateRetentionPoliciesInput),
-  startRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.start', s.startRetentionRunInput),
-  getRetentionRun: rpc<r.RetentionRunView>()('ally.rpc.privacy.retention-run.get', s.retentionRunIdInput),
-  listRetentionRuns: rpc<r.PrivacyPage<r.RetentionRunView>>()('ally.rpc.privacy.retention-run.list', s.listRetentionRunsInput),
-  createLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.create', s.createLegalHoldInput),
-  releaseLegalHold: rpc<r.LegalHoldView>()('ally.rpc.privacy.legal-hold.release', s.legalHoldIdInput),
-  listLegalHolds: rpc<r.PrivacyPage<r.LegalHoldView>>()('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),
+  decide: rpc(r.privacyRequestReply)('ally.rpc.privacy.admin.request.decide', s.privacyDecisionInput),
+  adminListRequests: rpc(pageOf(r.privacyRequestReply))('ally.rpc.privacy.admin.request.list', s.adminListPrivacyRequestsInput),
+  listRetentionPolicies: rpc(pageOf(r.retentionPolicyReply))('ally.rpc.privacy.retention-policy.list', z.strictObject({ ...wholeListParams })),
+  updateRetentionPolicies: rpc(z.strictObject({ data: z.array(r.retentionPolicyReply) }))('ally.rpc.privacy.retention-policy.update', s.updateRetentionPoliciesInput),
+  startRetentionRun: rpc(r.retentionRunReply)('ally.rpc.privacy.retention-run.start', s.startRetentionRunInput),
+  getRetentionRun: rpc(r.retentionRunReply)('ally.rpc.privacy.retention-run.get', s.retentionRunIdInput),
+  listRetentionRuns: rpc(pageOf(r.retentionRunReply))('ally.rpc.privacy.retention-run.list', s.listRetentionRunsInput),
+  createLegalHold: rpc(r.legalHoldReply)('ally.rpc.privacy.legal-hold.create', s.createLegalHoldInput),
+  releaseLegalHold: rpc(r.legalHoldReply)('ally.rpc.privacy.legal-hold.release', s.legalHoldIdInput),
+  listLegalHolds: rpc(pageOf(r.legalHoldReply))('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),
   /** Whether a legal hold stands for the caller: chat asks before the caller deletes what a hold keeps. */
   ownHold: rpc<{ held: boolean }>()('ally.rpc.privacy.legal-hold.own', none),
   processingActivities: rpc<r.ProcessingRegister | { csv: string }>()('ally.rpc.privacy.processing-activities.get', s.processingActivitiesInput),

@@ -4,8 +4,10 @@
  * `matches` ties that prose to an entry here, so the register and the export
  * state one fact once.
  */
+export const PROCESSOR_IDS = ['openai', 'microsoft', 'stripe', 'brevo', 'hetzner', 'pathway', 'webflow'] as const;
+
 export interface Processor {
-  id: 'openai' | 'microsoft' | 'stripe' | 'brevo' | 'hetzner' | 'pathway' | 'webflow';
+  id: (typeof PROCESSOR_IDS)[number];
   name: string;
   address: string;
   country: string;

@@ -6,6 +6,7 @@ import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
 import { QuerySchema } from '../common/query-schema.js';
+import { Answers } from '../common/answers.js';
 
 @ApiTags('billing')
 @ApiBearerAuth()
@@ -15,12 +16,14 @@ export class BillingController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Get('billing/subscription')
+  @Answers(BillingRpc.subscription)
   @QuerySchema(billingWorkspaceInput)
   subscription(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(BillingRpc.subscription, parseInput(billingWorkspaceInput, query, 'query'), { actor, meta });
   }
 
   @Post('billing/checkout')
+  @Answers(BillingRpc.checkout)
   @HttpCode(200)
   @BodySchema(checkoutInput)
   checkout(@ValidBody(checkoutInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -28,6 +31,7 @@ export class BillingController {
   }
 
   @Post('billing/portal')
+  @Answers(BillingRpc.portal)
   @HttpCode(200)
   @BodySchema(billingWorkspaceInput)
   portal(@ValidBody(billingWorkspaceInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -35,12 +39,14 @@ export class BillingController {
   }
 
   @Get('billing/usage')
+  @Answers(BillingRpc.usage)
   @QuerySchema(usageInput)
   usage(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(BillingRpc.usage, parseInput(usageInput, query, 'query'), { actor, meta });
   }
 
   @Get('billing/invoices')
+  @Answers(BillingRpc.invoices)
   @QuerySchema(listInvoicesInput)
   invoices(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(BillingRpc.invoices, parseInput(listInvoicesInput, query, 'query'), { actor, meta });
@@ -48,6 +54,7 @@ export class BillingController {
 
   /** Monthly token caps: `{ workspace, userId?, monthlyTokens | null }`. */
   @Put('billing/caps')
+  @Answers(BillingRpc.setCap)
   @BodySchema(capInput)
   caps(@ValidBody(capInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(BillingRpc.setCap, body, { actor, meta });

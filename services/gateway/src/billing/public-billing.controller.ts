@@ -6,6 +6,7 @@ import { RpcClient } from '@ally/messaging';
 import { Public } from '@ally/platform';
 import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
+import { Answers } from '../common/answers.js';
 
 /** What billing answers without a login: the price list, and Stripe's webhook (its signature is the credential). */
 @ApiTags('billing')
@@ -15,6 +16,7 @@ export class PublicBillingController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Get('billing/plans')
+  @Answers(BillingRpc.plans)
   @QuerySchema(BillingRpc.plans.input)
   plans(@Query() query: unknown, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(BillingRpc.plans, parseInput(BillingRpc.plans.input, query, 'query'), { meta });
@@ -22,6 +24,7 @@ export class PublicBillingController {
 
   /** Stripe's webhook: the raw bytes travel to billing, which checks the signature. */
   @Post('webhooks/stripe')
+  @Answers(BillingRpc.stripeWebhook)
   @HttpCode(200)
   stripeWebhook(@Req() req: FastifyRequest & { rawBody?: Buffer }, @Headers('stripe-signature') signature: string | undefined, @RequestMetaParam() meta: RequestMeta) {
     if (!signature) throw new ProblemError(400, 'The Stripe-Signature header is missing');

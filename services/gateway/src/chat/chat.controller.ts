@@ -1,7 +1,7 @@
 import { Controller, Delete, Get, Headers, HttpCode, Param, Post, Query, Req, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, MODEL_NOT_FOUND, parseInput, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
+import { ChatRpc, createAssistantInput, createConversationInput, listConversationsInput, listModelsInput, messageBody, MODEL_NOT_FOUND, modelReply, parseInput, ProblemError, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
@@ -12,6 +12,7 @@ import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay, sse } from './sse-relay.service.js';
 import Negotiator from 'negotiator';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
+import { Answers, AnswersAs } from '../common/answers.js';
 
 /** Long enough for a model's whole answer when the client did not ask for a stream. */
 export const COMPLETION_TIMEOUT_MS = 180_000;
@@ -31,6 +32,7 @@ export class ChatController {
   ) {}
 
   @Get('models')
+  @Answers(ChatRpc.listModels)
   @QuerySchema(listModelsInput, { describe: DEFAULT_WORKSPACE })
   models(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
@@ -38,6 +40,7 @@ export class ChatController {
 
   /** One model of the list (the OpenAI SDK's `models.retrieve`): the caller's policy decides, as for the list. */
   @Get('models/:id')
+  @Answers(modelReply)
   @QuerySchema(listModelsInput, { describe: DEFAULT_WORKSPACE })
   async model(@Param('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     const models = await this.rpc.call(ChatRpc.listModels, parseInput(listModelsInput, query, 'query'), { actor, meta });
@@ -47,18 +50,21 @@ export class ChatController {
   }
 
   @Post('conversations')
+  @Answers(ChatRpc.createConversation, 201)
   @BodySchema(createConversationInput)
   createConversation(@ValidBody(createConversationInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.createConversation, body, { actor, meta });
   }
 
   @Get('conversations')
+  @Answers(ChatRpc.listConversations)
   @QuerySchema(listConversationsInput)
   listConversations(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listConversations, parseInput(listConversationsInput, query, 'query'), { actor, meta });
   }
 
   @Get('conversations/:id')
+  @Answers(ChatRpc.getConversation)
   @QuerySchema(ChatRpc.getConversation.input, { omit: ['id'] })
   getConversation(@UuidParam('id') id: string, @Query() query: object, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.getConversation, parseInput(ChatRpc.getConversation.input, { ...query, id }, 'query'), { actor, meta });
@@ -72,6 +78,8 @@ export class ChatController {
 
   /** With `Accept: text/event-stream`: SSE `delta`… then `done` (usage, residency) or `error`. Otherwise 201 with the answer. */
   @Post('conversations/:id/messages')
+  @Answers(ChatRpc.postMessage, 201, 'The assistant message (asked for without Accept: text/event-stream); its receipt also in x-ally-residency')
+  @AnswersAs(['text/event-stream'], 'With Accept: text/event-stream: events `delta` { text } …, then `done` { messageId, model, usage, residency } or `error` (a problem)')
   @BodySchema(messageBody)
   async postMessage(
     @UuidParam('id') id: string,
@@ -102,12 +110,14 @@ export class ChatController {
   }
 
   @Post('assistants')
+  @Answers(ChatRpc.createAssistant, 201)
   @BodySchema(createAssistantInput)
   createAssistant(@ValidBody(createAssistantInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.createAssistant, body, { actor, meta });
   }
 
   @Get('assistants')
+  @Answers(ChatRpc.listAssistants)
   @QuerySchema(ChatRpc.listAssistants.input)
   listAssistants(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(ChatRpc.listAssistants, parseInput(ChatRpc.listAssistants.input, query, 'query'), { actor, meta });

@@ -19,6 +19,8 @@ import { RequestMetaParam } from '../common/request-context.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { JwksCache } from '../auth/jwks-cache.service.js';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
+import { z } from 'zod';
+import { Answers } from '../common/answers.js';
 
 /** Answers that carry tokens are stored by no cache, nor a browser's history (RFC 6749 §5.1). */
 const TOKENS_UNCACHED = 'no-store';
@@ -34,6 +36,7 @@ export class AuthController {
   ) {}
 
   @Post('v1/auth/register')
+  @Answers(IdentityRpc.register, 201)
   @Header('cache-control', TOKENS_UNCACHED)
   @ApiHeader({ name: 'accept-language', required: false, description: "the mails' language when the body names no locale (de or en)" })
   @AuthRateLimited()
@@ -52,6 +55,7 @@ export class AuthController {
   }
 
   @Post('v1/auth/login')
+  @Answers(IdentityRpc.login)
   @Header('cache-control', TOKENS_UNCACHED)
   @HttpCode(200)
   @AuthRateLimited()
@@ -61,6 +65,7 @@ export class AuthController {
   }
 
   @Post('v1/auth/refresh')
+  @Answers(IdentityRpc.refresh)
   @Header('cache-control', TOKENS_UNCACHED)
   @HttpCode(200)
   @BodySchema(refreshInput)
@@ -77,6 +82,7 @@ export class AuthController {
 
   @Post('v1/auth/password/forgot')
   @HttpCode(202)
+  @Answers(z.strictObject({ status: z.literal('accepted') }), 202, 'Accepted, whether or not the address has an account')
   @AuthRateLimited()
   @BodySchema(forgotPasswordInput)
   async forgot(@ValidBody(forgotPasswordInput) body: unknown, @RequestMetaParam() meta: RequestMeta) {
@@ -102,6 +108,7 @@ export class AuthController {
 
   /** The provider redirects back here; answers the token pair. */
   @Get('v1/auth/sso/:provider/callback')
+  @Answers(IdentityRpc.ssoCallback)
   @Header('cache-control', TOKENS_UNCACHED)
   ssoCallback(@Param('provider') provider: string, @Req() req: FastifyRequest, @RequestMetaParam() meta: RequestMeta) {
     // The URL the provider redirected to, as registered there: public base + path + query.
@@ -110,6 +117,7 @@ export class AuthController {
   }
 
   @Get('.well-known/jwks.json')
+  @Answers(IdentityRpc.jwks)
   jwksDocument() {
     return this.jwks.current();
   }

@@ -8,6 +8,7 @@ import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
 import { QuerySchema } from '../common/query-schema.js';
+import { Answers } from '../common/answers.js';
 
 @ApiTags('me')
 @ApiBearerAuth()
@@ -20,17 +21,20 @@ export class MeController {
 
   @ApiKeyAllowed()
   @Get()
+  @Answers(IdentityRpc.getMe)
   get(@CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.getMe, {}, { actor, meta });
   }
 
   @Patch()
+  @Answers(IdentityRpc.updateMe)
   @BodySchema(updateMeInput)
   update(@ValidBody(updateMeInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.updateMe, body as any, { actor, meta });
   }
 
   @Patch('settings')
+  @Answers(IdentityRpc.updateSettings)
   @BodySchema(updateSettingsInput)
   async settings(@ValidBody(updateSettingsInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     const settings = await this.rpc.call(IdentityRpc.updateSettings, body as any, { actor, meta });
@@ -39,12 +43,14 @@ export class MeController {
   }
 
   @Post('api-keys')
+  @Answers(IdentityRpc.createApiKey, 201)
   @BodySchema(createApiKeyInput)
   createApiKey(@ValidBody(createApiKeyInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.createApiKey, body as any, { actor, meta });
   }
 
   @Get('api-keys')
+  @Answers(IdentityRpc.listApiKeys)
   @QuerySchema(listApiKeysInput)
   listApiKeys(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.listApiKeys, parseInput(listApiKeysInput, query, 'query'), { actor, meta });

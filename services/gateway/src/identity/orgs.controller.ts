@@ -8,6 +8,7 @@ import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { QuerySchema } from '../common/query-schema.js';
+import { Answers } from '../common/answers.js';
 
 @ApiTags('organisations')
 @ApiBearerAuth()
@@ -19,23 +20,27 @@ export class OrgsController {
   ) {}
 
   @Post('v1/orgs')
+  @Answers(IdentityRpc.createOrg, 201)
   @BodySchema(createOrgInput)
   create(@ValidBody(createOrgInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.createOrg, body as any, { actor, meta });
   }
 
   @Get('v1/orgs/:orgId')
+  @Answers(IdentityRpc.getOrg)
   get(@UuidParam('orgId') orgId: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor, meta });
   }
 
   @Get('v1/orgs/:orgId/members')
+  @Answers(IdentityRpc.listMembers)
   @QuerySchema(listMembersInput, { omit: ['orgId'] })
   members(@UuidParam('orgId') orgId: string, @Query() query: object, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.listMembers, parseInput(listMembersInput, { ...query, orgId }, 'query'), { actor, meta });
   }
 
   @Post('v1/orgs/:orgId/invitations')
+  @Answers(IdentityRpc.createInvitation, 201)
   @BodySchema(invitationBody)
   invite(
     @UuidParam('orgId') orgId: string,
@@ -48,6 +53,7 @@ export class OrgsController {
 
   /** Invitations still open, newest first (owners and admins). */
   @Get('v1/orgs/:orgId/invitations')
+  @Answers(IdentityRpc.listInvitations)
   @QuerySchema(listInvitationsInput, { omit: ['orgId'] })
   invitations(@UuidParam('orgId') orgId: string, @Query() query: Record<string, unknown>, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.listInvitations, parseInput(listInvitationsInput, { ...query, orgId }, 'query'), { actor, meta });
@@ -61,6 +67,7 @@ export class OrgsController {
   }
 
   @Post('v1/invitations/accept')
+  @Answers(IdentityRpc.acceptInvitation)
   @HttpCode(200)
   @BodySchema(acceptInvitationInput)
   async accept(@ValidBody(acceptInvitationInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -83,6 +90,7 @@ export class OrgsController {
   }
 
   @Patch('v1/orgs/:orgId/policy')
+  @Answers(IdentityRpc.updateOrgPolicy)
   @BodySchema(orgPolicyBody)
   async policy(
     @UuidParam('orgId') orgId: string,

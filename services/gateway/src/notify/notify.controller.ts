@@ -7,6 +7,7 @@ import { Public } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
+import { Answers } from '../common/answers.js';
 
 @ApiTags('notify')
 @Controller()
@@ -19,6 +20,7 @@ export class NotifyController {
 
   /** Brevo's webhook: bounces, complaints, unsubscribes. notify checks the shared secret. */
   @Post('v1/webhooks/brevo')
+  @Answers(NotifyRpc.brevoWebhook)
   @HttpCode(200)
   brevoWebhook(@Req() req: FastifyRequest, @Body() payload: unknown, @RequestMetaParam() meta: RequestMeta) {
     const auth = req.headers.authorization;
@@ -31,6 +33,7 @@ export class NotifyController {
 
   /** Development only: the mails the Brevo emulator took, newest first, with their links and tokens. */
   @Get('v1/dev/mailbox')
+  @Answers(NotifyRpc.devMailbox)
   @QuerySchema(devMailboxInput)
   @ApiExcludeEndpoint()
   devMailbox(@Query() query: unknown, @RequestMetaParam() meta: RequestMeta) {

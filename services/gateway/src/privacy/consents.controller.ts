@@ -7,6 +7,7 @@ import { PathParam } from '../common/path-param.js';
 import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
+import { Answers } from '../common/answers.js';
 
 /** Consent records of a pseudonymous subject (a cookie banner's id): no login. */
 @ApiTags('privacy')
@@ -16,6 +17,7 @@ export class ConsentsController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Post('consents')
+  @Answers(PrivacyRpc.recordConsent, 201)
   @HttpCode(201)
   @BodySchema(recordConsentInput)
   recordConsent(@ValidBody(recordConsentInput) body: any, @RequestMetaParam() meta: RequestMeta) {
@@ -24,6 +26,7 @@ export class ConsentsController {
 
   /** The current consents and a page of the history, newest first (`?limit=&cursor=`). */
   @Get('consents/:subjectId')
+  @Answers(PrivacyRpc.getConsents)
   @QuerySchema(consentPageInput, { omit: ['subjectId'] })
   consents(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @Query() query: Record<string, unknown>, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.getConsents, parseInput(PrivacyRpc.getConsents.input, { ...query, subjectId }, 'query'), { meta });
@@ -31,6 +34,7 @@ export class ConsentsController {
 
   /** Withdraws every consent of the subject; the history stays. */
   @Delete('consents/:subjectId')
+  @Answers(PrivacyRpc.withdrawConsents)
   withdraw(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.withdrawConsents, { subjectId }, { meta });
   }

@@ -9,6 +9,7 @@ import {
   listRetentionRunsInput,
   parseInput,
   processingActivitiesInput,
+  processingRegisterReply,
   PrivacyRpc,
   retentionPoliciesBody,
   startRetentionRunInput,
@@ -23,6 +24,7 @@ import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { ComplianceGuard } from './compliance.guard.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
+import { Answers, AnswersAs } from '../common/answers.js';
 
 /** The compliance team's privacy routes; everyone else gets 403 here, before any RPC. */
 @ApiTags('privacy (compliance)')
@@ -34,6 +36,7 @@ export class PrivacyAdminController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Get('requests')
+  @Answers(PrivacyRpc.adminListRequests)
   @QuerySchema(adminListPrivacyRequestsInput, { describe: { awaiting: 'restrictions and objections waiting for compliance to decide' } })
   requests(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.adminListRequests, parseInput(adminListPrivacyRequestsInput, query, 'query'), { actor, meta });
@@ -41,6 +44,7 @@ export class PrivacyAdminController {
 
   /** `{ decision: 'lift' | 'uphold' | 'reject', reason }` on a restriction or objection. */
   @Post('requests/:id/decision')
+  @Answers(PrivacyRpc.decide)
   @HttpCode(200)
   @BodySchema(decisionBody)
   decide(@UuidParam('id') id: string, @ValidBody(decisionBody) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -48,6 +52,7 @@ export class PrivacyAdminController {
   }
 
   @Get('retention-policies')
+  @Answers(PrivacyRpc.listRetentionPolicies)
   @QuerySchema(PrivacyRpc.listRetentionPolicies.input)
   policies(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.listRetentionPolicies, parseInput(PrivacyRpc.listRetentionPolicies.input, query, 'query'), { actor, meta });
@@ -55,12 +60,14 @@ export class PrivacyAdminController {
 
   /** One policy `{ service, category, retentionDays, basis? }` or a list of them. */
   @Put('retention-policies')
+  @Answers(PrivacyRpc.updateRetentionPolicies)
   @BodySchema(retentionPoliciesBody)
   updatePolicies(@ValidBody(updateRetentionPoliciesInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.updateRetentionPolicies, body, { actor, meta });
   }
 
   @Post('retention-runs')
+  @Answers(PrivacyRpc.startRetentionRun, 202)
   @HttpCode(202)
   @BodySchema(startRetentionRunInput)
   startRun(@ValidBody(startRetentionRunInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -68,23 +75,27 @@ export class PrivacyAdminController {
   }
 
   @Get('retention-runs')
+  @Answers(PrivacyRpc.listRetentionRuns)
   @QuerySchema(listRetentionRunsInput, { describe: { status: 'only runs in this state', dryRun: 'only dry runs (true) or only real ones (false)' } })
   runs(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.listRetentionRuns, parseInput(listRetentionRunsInput, query, 'query'), { actor, meta });
   }
 
   @Get('retention-runs/:id')
+  @Answers(PrivacyRpc.getRetentionRun)
   run(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.getRetentionRun, { id }, { actor, meta });
   }
 
   @Get('legal-holds')
+  @Answers(PrivacyRpc.listLegalHolds)
   @QuerySchema(listLegalHoldsInput)
   holds(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.listLegalHolds, parseInput(listLegalHoldsInput, query, 'query'), { actor, meta });
   }
 
   @Post('legal-holds')
+  @Answers(PrivacyRpc.createLegalHold, 201)
   @HttpCode(201)
   @BodySchema(createLegalHoldInput)
   createHold(@ValidBody(createLegalHoldInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -93,12 +104,15 @@ export class PrivacyAdminController {
 
   /** Releases the hold (it stays on record). */
   @Delete('legal-holds/:id')
+  @Answers(PrivacyRpc.releaseLegalHold)
   releaseHold(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.releaseLegalHold, { id }, { actor, meta });
   }
 
   /** The register of processing activities; `?format=csv` for a spreadsheet. */
   @Get('processing-activities')
+  @Answers(processingRegisterReply)
+  @AnswersAs(['text/csv'], 'With ?format=csv: the register as a spreadsheet')
   @QuerySchema(processingActivitiesInput)
   async processingActivities(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { format } = parseInput(processingActivitiesInput, query, 'query');

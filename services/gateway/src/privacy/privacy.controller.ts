@@ -9,6 +9,7 @@ import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
 import { QuerySchema } from '../common/query-schema.js';
+import { Answers, AnswersAs } from '../common/answers.js';
 
 /** A download's query: `format` alone, so a typo is a 400 naming it rather than a silent default. */
 const downloadQuery = z.strictObject({ format: exportFormatSchema });
@@ -22,6 +23,7 @@ export class PrivacyController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Post('requests')
+  @Answers(PrivacyRpc.createRequest, 202)
   @HttpCode(202)
   @BodySchema(createPrivacyRequestInput)
   async create(@ValidBody(createPrivacyRequestInput) body: any, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
@@ -40,18 +42,21 @@ export class PrivacyController {
   }
 
   @Get('requests')
+  @Answers(PrivacyRpc.listRequests)
   @QuerySchema(listPrivacyRequestsInput)
   list(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.listRequests, parseInput(listPrivacyRequestsInput, query, 'query'), { actor, meta });
   }
 
   @Get('requests/:id')
+  @Answers(PrivacyRpc.getRequest)
   get(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.getRequest, { id }, { actor, meta });
   }
 
   /** The export package: `?format=zip` (default) or `json`; privacy sends it in parts, joined here. */
   @Get('requests/:id/download')
+  @AnswersAs(['application/zip', 'application/json'], 'The export package, every service\'s section (x-content-sha256: its SHA-256)')
   @QuerySchema(downloadQuery)
   async download(@UuidParam('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { format } = parseInput(downloadQuery, query, 'query');

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { decodeCursor, keysetPage, ProblemError, subjectExistsRpc, type Actor, type LegalHoldView, type PrivacyPage } from '@ally/contracts';
+import { decodeCursor, keysetPage, ProblemError, subjectExistsRpc, type Actor, type LegalHoldView, type Page } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
@@ -80,7 +80,7 @@ export class LegalHoldsService {
   }
 
   /** Newest first, a keyset page over (created_at, id). */
-  async list(active: boolean | undefined, limit: number, cursor?: string): Promise<PrivacyPage<LegalHoldView>> {
+  async list(active: boolean | undefined, limit: number, cursor?: string): Promise<Page<LegalHoldView>> {
     const where = [active === undefined ? 'TRUE' : active ? 'released_at IS NULL' : 'released_at IS NOT NULL'];
     const after = decodeCursor(cursor);
     // The cursor holds milliseconds (as JSON times do): the key is cut to them, so holds of one millisecond are not skipped.

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { decodeCursor, keysetPage, PROCESSORS, type PrivacyDecision, type PrivacyDecisionView, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
+import { decodeCursor, keysetPage, PROCESSORS, type PrivacyDecision, type PrivacyDecisionView, type Page, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView, type PrivacyStepAction, type PrivacyStepStatus, type ProcessorNotice } from '@ally/contracts';
 import type { PlannedStep } from './request-plan.js';
 
 export interface RequestRow {
@@ -107,12 +107,12 @@ export class RequestsRepository {
     return row ? (await this.views([row]))[0] : null;
   }
 
-  async listForUser(userId: string, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+  async listForUser(userId: string, limit: number, cursor?: string): Promise<Page<PrivacyRequestView>> {
     return this.page(`user_id = $1`, [userId], limit, cursor);
   }
 
   /** `awaiting: 'decision'`: restrictions not lifted and objections not decided, of subjects not erased. */
-  async listAll(filter: { status?: PrivacyRequestStatus; awaiting?: 'decision' }, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+  async listAll(filter: { status?: PrivacyRequestStatus; awaiting?: 'decision' }, limit: number, cursor?: string): Promise<Page<PrivacyRequestView>> {
     const where = ['TRUE'];
     const params: unknown[] = [];
     if (filter.status) where.push(`status = $${params.push(filter.status)}`);
@@ -120,7 +120,7 @@ export class RequestsRepository {
     return this.page(where.join(' AND '), params, limit, cursor);
   }
 
-  private async page(where: string, params: unknown[], limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+  private async page(where: string, params: unknown[], limit: number, cursor?: string): Promise<Page<PrivacyRequestView>> {
     // Keyset over (created_at, id), newest first.
     const after = decodeCursor(cursor);
     const p = [...params];

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { ProblemError, type Actor, type PrivacyPage, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
+import { ProblemError, type Actor, type Page, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-errors.js';
@@ -64,7 +64,7 @@ export class RequestsService {
     return (await this.repo.view(id))!;
   }
 
-  listOwn(actor: Actor, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+  listOwn(actor: Actor, limit: number, cursor?: string): Promise<Page<PrivacyRequestView>> {
     return this.repo.listForUser(actor.userId, limit, cursor);
   }
 
@@ -75,7 +75,7 @@ export class RequestsService {
     return (await this.repo.views([row]))[0];
   }
 
-  listAll(filter: { status?: PrivacyRequestStatus; awaiting?: 'decision' }, limit: number, cursor?: string): Promise<PrivacyPage<PrivacyRequestView>> {
+  listAll(filter: { status?: PrivacyRequestStatus; awaiting?: 'decision' }, limit: number, cursor?: string): Promise<Page<PrivacyRequestView>> {
     return this.repo.listAll(filter, limit, cursor);
   }
 

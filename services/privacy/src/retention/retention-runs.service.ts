@@ -2,7 +2,7 @@ import { Inject, Injectable, type BeforeApplicationShutdown } from '@nestjs/comm
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import type { Logger } from 'pino';
-import { allDataCategories, decodeCursor, keysetPage, privacyRetentionRpc, ProblemError, type Actor, type PrivacyPage, type RetentionRunView } from '@ally/contracts';
+import { allDataCategories, decodeCursor, keysetPage, privacyRetentionRpc, ProblemError, type Actor, type Page, type RetentionRunView } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { lockNamed, type HeldScope } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
@@ -286,7 +286,7 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
   }
 
   /** Runs newest first, as compliance finds the daily schedule's and its own: what each deleted, or would have. */
-  async list(filter: { status?: RetentionRunView['status']; dryRun?: boolean }, limit: number, cursor?: string): Promise<PrivacyPage<RetentionRunView>> {
+  async list(filter: { status?: RetentionRunView['status']; dryRun?: boolean }, limit: number, cursor?: string): Promise<Page<RetentionRunView>> {
     // A run that lost its process reads as failed here too, not as running for ever.
     await this.ds.transaction((em) => this.failAbandoned(em));
     const where: string[] = [];
