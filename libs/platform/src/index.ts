@@ -13,3 +13,4 @@ export * from './privacy-retention.controller.js';
 export * from './envelope-crypto.js';
 export * from './expiring-map.js';
 export * from './in-flight.js';
+export * from './client-network.js';

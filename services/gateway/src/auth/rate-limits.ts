@@ -1,12 +1,11 @@
 import rateLimit from '@fastify/rate-limit';
 import { RouteConfig } from '@nestjs/platform-fastify';
-import ipaddr from 'ipaddr.js';
 import { decodeJwt } from 'jose';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import { withPrefix } from '@ally/contracts';
-import { ExpiringMap } from '@ally/platform';
+import { clientNetwork, ExpiringMap } from '@ally/platform';
 import type { GatewayConfig } from '../config.js';
 import { bearerToken } from './bearer.js';
 import { RATE_COUNTS_SUBJECT, SharedRateCounts } from './shared-rate-limits.js';
@@ -70,18 +69,6 @@ function rateKey(req: FastifyRequest): string {
   const token = bearerToken(req.headers.authorization);
   const key = token && proven.get(token) ? credentialKey(token) : null;
   return key ?? `ip:${clientNetwork(req.ip)}`;
-}
-
-/**
- * Whom an anonymous request is counted against: its IPv4 address, or the /64
- * network of its IPv6 address. One IPv6 subscriber holds a /64 (and often more)
- * and could take a fresh address, and so a fresh bucket, for every login.
- */
-export function clientNetwork(ip: string): string {
-  if (!ipaddr.isValid(ip)) return ip;
-  const address = ipaddr.process(ip); // an IPv4-mapped IPv6 address as the IPv4 one
-  if (address.kind() === 'ipv4') return address.toString();
-  return `${(address as ipaddr.IPv6).parts.slice(0, 4).map((p) => p.toString(16)).join(':')}::/64`;
 }
 
 const WINDOW_MS = 60_000;

@@ -5,10 +5,14 @@ import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { hashSecret } from '../common/secrets.js';
 import { LoginAuditEntity } from './login-audit.entity.js';
 import { lockNamed } from '@ally/persistence';
+import { clientNetwork } from '@ally/platform';
+
+const networkOf = (ip: string | null | undefined) => (ip ? clientNetwork(ip) : null);
 
 /**
- * Failed sign-ins are counted per account and per IP in the login audit
- * (shared by all replicas); past the limit, the next attempt waits.
+ * Failed sign-ins are counted per account and per network (an IPv4 address,
+ * an IPv6 address's /64) in the login audit (shared by all replicas); past the
+ * limit, the next attempt waits.
  */
 @Injectable()
 export class LoginThrottleService {
@@ -28,17 +32,23 @@ export class LoginThrottleService {
   async begin(email: string, ip: string | undefined, method: string): Promise<string> {
     return this.ds.transaction(async (em) => {
       await lockNamed(em, `login-account:${hashSecret(email)}`);
-      if (ip) await lockNamed(em, `login-ip:${ip}`);
+      const network = networkOf(ip);
+      if (network) await lockNamed(em, `login-ip:${network}`);
       await this.assertAllowed(email, ip, em);
-      const [row] = await em.query(`INSERT INTO login_audit (email_hash, ip, succeeded, method) VALUES ($1, $2, false, $3) RETURNING id`, [hashSecret(email), ip ?? null, method]);
+      const [row] = await em.query(`INSERT INTO login_audit (email_hash, ip, network, succeeded, method) VALUES ($1, $2, $3, false, $4) RETURNING id`, [
+        hashSecret(email),
+        ip ?? null,
+        network,
+        method,
+      ]);
       return String(row.id);
     });
   }
 
   /** The outcome of an attempt `begin` counted; a user who objected to the login audit is kept only as the address hash. */
   async finish(attemptId: string, attempt: { userId: string | null; ip?: string; succeeded: boolean }): Promise<void> {
-    const { userId, ip } = await this.recordedAs(attempt.userId, attempt.ip);
-    await this.ds.query(`UPDATE login_audit SET user_id = $2, ip = $3, succeeded = $4 WHERE id = $1`, [attemptId, userId, ip, attempt.succeeded]);
+    const { userId, ip, network } = await this.recordedAs(attempt.userId, attempt.ip);
+    await this.ds.query(`UPDATE login_audit SET user_id = $2, ip = $3, network = $4, succeeded = $5 WHERE id = $1`, [attemptId, userId, ip, network, attempt.succeeded]);
   }
 
   private async assertAllowed(email: string, ip: string | undefined, em: EntityManager): Promise<void> {
@@ -46,13 +56,13 @@ export class LoginThrottleService {
     const [row] = await em.query(
       `SELECT
          count(*) FILTER (WHERE email_hash = $1) AS by_account,
-         count(*) FILTER (WHERE ip = $2) AS by_ip
+         count(*) FILTER (WHERE network = $2) AS by_network
        FROM login_audit
-       WHERE NOT succeeded AND occurred_at > now() - make_interval(secs => $3) AND (email_hash = $1 OR ip = $2)`,
-      [hashSecret(email), ip ?? null, windowS],
+       WHERE NOT succeeded AND occurred_at > now() - make_interval(secs => $3) AND (email_hash = $1 OR network = $2)`,
+      [hashSecret(email), networkOf(ip), windowS],
     );
     const tooMany = () => new ProblemError(429, 'Too many failed sign-in attempts; try again later', { retryAfter: windowS });
-    if (Number(row.by_ip) >= this.config.LOGIN_MAX_FAILURES_PER_IP) throw tooMany();
+    if (Number(row.by_network) >= this.config.LOGIN_MAX_FAILURES_PER_IP) throw tooMany();
     // Guesses from elsewhere lock the account only for places it was never used from: whoever knows
     // an address could otherwise keep its owner out (their own IP still has its per-IP limit).
     if (Number(row.by_account) >= this.config.LOGIN_MAX_FAILURES_PER_ACCOUNT && !(ip && (await this.usedFrom(email, ip, em)))) throw tooMany();
@@ -75,9 +85,9 @@ export class LoginThrottleService {
   }
 
   /** Whom and where an attempt names in the audit: nobody and nowhere for a user who objected to it or restricted its processing (the address hash alone counts). */
-  private async recordedAs(userId: string | null, ip: string | undefined): Promise<{ userId: string | null; ip: string | null }> {
+  private async recordedAs(userId: string | null, ip: string | undefined): Promise<{ userId: string | null; ip: string | null; network: string | null }> {
     const paused = userId !== null && (await this.auditPaused(userId));
-    return paused ? { userId: null, ip: null } : { userId, ip: ip ?? null };
+    return paused ? { userId: null, ip: null, network: null } : { userId, ip: ip ?? null, network: networkOf(ip) };
   }
 
   /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { clientNetwork } from './rate-limits.js';
+import { clientNetwork } from './client-network.js';
 
 describe('whom an anonymous request is counted against', () => {
   it('is the IPv4 address, also when it comes IPv4-mapped', () => {
