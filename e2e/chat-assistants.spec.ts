@@ -9,6 +9,8 @@ import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { expectProblem } from './problem-assertions.js';
 
 const PASSWORD = 'Kraniche über dem Moor';
+/** Low here (default 200), above the 20 one test below makes. */
+const ASSISTANTS_LIMIT = 25;
 
 /** Specialised assistants: instructions and a default model per workspace, under the same policy as any message. */
 describe('specialised assistants', () => {
@@ -27,7 +29,7 @@ describe('specialised assistants', () => {
   const lastCompletion = () => llm.requests({ operation: 'chat.completions' }).at(-1)!;
 
   beforeAll(async () => {
-    world = await startChatWorld();
+    world = await startChatWorld({ chat: { MAX_ASSISTANTS_PER_WORKSPACE: String(ASSISTANTS_LIMIT) } });
     ({ env, llm, http } = world);
     owner = await register('alma@example.eu');
   });
@@ -86,6 +88,22 @@ describe('specialised assistants', () => {
     }
     expect(await env.sql(`SELECT 1 FROM chat.assistants WHERE created_by = $1`, [vera.user.id])).toEqual([]);
     expect(await env.sql(`SELECT 1 FROM chat.data_keys WHERE user_id = $1`, [vera.user.id])).toEqual([]);
+  });
+
+  it("holds MAX_ASSISTANTS_PER_WORKSPACE assistants per workspace: a user's private ones, an organisation's, each counted on its own", async () => {
+    const kim = await register('kim.viele@example.eu');
+    // As many as the workspace may have, as rows of an earlier release (their text not yet sealed).
+    await env.sql(
+      `INSERT INTO chat.assistants (id, workspace, created_by, name, instructions) SELECT gen_random_uuid(), 'private', $1, 'Alt ' || n, 'x' FROM generate_series(1, $2) n`,
+      [kim.user.id, ASSISTANTS_LIMIT],
+    );
+    const full = await http.post('/v1/assistants', { workspace: 'private', name: 'Eins zu viel', instructions: 'x' }, kim.accessToken);
+    expectProblem(full, 409);
+    expect(full.body).toMatchObject({ type: 'https://ally.eu/problems/limit-reached', detail: `This workspace has ${ASSISTANTS_LIMIT} assistants, the most one may` });
+    // Their organisation's workspace, and another user's private one, have room of their own.
+    const org = (await http.post('/v1/orgs', { name: 'Viele Helfer GmbH' }, kim.accessToken)).body;
+    expect((await http.post('/v1/assistants', { workspace: org.id, name: 'Team', instructions: 'x' }, kim.accessToken)).status).toBe(201);
+    expect((await http.post('/v1/assistants', { workspace: 'private', name: 'Meiner', instructions: 'x' }, owner.accessToken)).status).toBe(201);
   });
 
   it('lists assistants with long instructions in pages that fit one reply, and refuses names that hide or reverse text', async () => {

@@ -45,6 +45,12 @@ export const identityConfigSchema = baseConfigSchema.extend(databaseConfigSchema
   VERIFICATION_TOKEN_TTL_SECONDS: seconds(24 * 3600),
   RESET_TOKEN_TTL_SECONDS: seconds(3600),
   INVITATION_TTL_SECONDS: seconds(7 * 24 * 3600),
+  /** Organisations one account may belong to (its own and joined): every one is a workspace its requests may name. */
+  MAX_ORGS_PER_USER: z.coerce.number().int().min(1).default(100),
+  /** API keys one account may hold unrevoked. */
+  MAX_API_KEYS_PER_USER: z.coerce.number().int().min(1).default(50),
+  /** Invitations one person may send in 24 hours, all their organisations together: each is a mail in Ally's name to an address they chose. */
+  MAX_INVITATIONS_PER_DAY: z.coerce.number().int().min(1).default(200),
   LOGIN_THROTTLE_WINDOW_SECONDS: seconds(15 * 60),
   LOGIN_MAX_FAILURES_PER_ACCOUNT: seconds(5),
   LOGIN_MAX_FAILURES_PER_IP: seconds(50),

@@ -70,3 +70,10 @@ export class ProblemError extends Error {
     };
   }
 }
+
+/**
+ * An account (or workspace) holds as many of something as it may: a 409
+ * naming the limit. Limits sit far above any real use and bound what a
+ * script could pile up (rows, mails, work per request).
+ */
+export const limitReached = (detail: string) => new ProblemError(409, detail, { type: 'https://ally.eu/problems/limit-reached' });

@@ -2,9 +2,10 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { decodeCursor, fitting, keysetPage, managesOrg, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
-import { lockSubject } from '@ally/persistence';
+import { decodeCursor, fitting, keysetPage, limitReached, managesOrg, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { lockNamed, lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
+import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { RouterService } from '../catalog/router.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
@@ -35,6 +36,7 @@ export class AssistantsService implements OnApplicationBootstrap {
     private readonly policies: PolicyService,
     private readonly router: RouterService,
     private readonly cipher: ContentCipher,
+    @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
@@ -55,6 +57,16 @@ export class AssistantsService implements OnApplicationBootstrap {
     const text = { name: input.name, instructions: input.instructions };
     const row = await this.ds.transaction(async (em) => {
       const base = { id: randomUUID(), workspace: input.workspace, createdBy: actor.userId, createdAt: new Date(), model: input.model ?? null };
+      // Counted in turn with the workspace's other new assistants.
+      const mine = input.workspace === 'private';
+      await lockNamed(em, `assistants:${mine ? `private:${actor.userId}` : input.workspace}`);
+      const [{ n }] = await em.query(`SELECT count(*)::int AS n FROM assistants WHERE workspace = $1 AND ($2::uuid IS NULL OR created_by = $2)`, [
+        input.workspace,
+        mine ? actor.userId : null,
+      ]);
+      if (n >= this.config.MAX_ASSISTANTS_PER_WORKSPACE) {
+        throw limitReached(`This workspace has ${this.config.MAX_ASSISTANTS_PER_WORKSPACE} assistants, the most one may`);
+      }
       let entity: AssistantEntity;
       if (input.workspace === 'private') {
         // Not while the subject's erasure runs, and no new data key for someone erased meanwhile.

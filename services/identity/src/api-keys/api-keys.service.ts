@@ -1,8 +1,9 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, IsNull, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { decodeCursor, keysetPage, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
-import { isForeignKeyViolation } from '@ally/persistence';
+import { decodeCursor, keysetPage, limitReached, ProblemError, type Actor, type ApiKeyCreated, type ApiKeyIdentity, type ApiKeySummary, type Page } from '@ally/contracts';
+import { isForeignKeyViolation, lockNamed } from '@ally/persistence';
+import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { assertSessionLive } from '../sessions/live-session.js';
 import { MembershipEntity } from '../orgs/membership.entity.js';
@@ -14,7 +15,10 @@ export const API_KEY_PREFIX = 'ally_';
 /** API keys act for their user in one workspace; shown once, stored as a hash. */
 @Injectable()
 export class ApiKeysService {
-  constructor(private readonly ds: DataSource) {}
+  constructor(
+    private readonly ds: DataSource,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+  ) {}
 
   async create(actor: Actor, input: { name: string; workspace: string }): Promise<ApiKeyCreated> {
     if (actor.apiKeyWorkspace) throw new ProblemError(403, 'An API key cannot create API keys');
@@ -38,6 +42,12 @@ export class ApiKeysService {
         // (read unlocked, a key created while the member was removed outlived the membership, and worked again after a re-invitation).
         const [member] = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE`, [input.workspace, actor.userId]);
         if (!member) throw new ProblemError(404, 'Workspace not found', { errors: [{ field: 'workspace', message: 'is not a workspace of yours' }] });
+      }
+      // Counted in turn with the user's other new keys: each is a credential (and a rate-limit budget) of its own.
+      await lockNamed(em, `api-keys:${actor.userId}`);
+      const [{ live }] = await em.query(`SELECT count(*)::int AS live FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL`, [actor.userId]);
+      if (live >= this.config.MAX_API_KEYS_PER_USER) {
+        throw limitReached(`You have ${this.config.MAX_API_KEYS_PER_USER} API keys, the most one account may; revoke one you no longer use (DELETE /v1/me/api-keys/:id)`);
       }
       // The database's time, as the list shows it (to the millisecond).
       const { generatedMaps } = await em.getRepository(ApiKeyEntity).insert(row);

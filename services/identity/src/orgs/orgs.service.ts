@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import {
   decodeCursor,
   keysetPage,
+  limitReached,
   managesOrg,
   ProblemError,
   type Actor,
@@ -58,6 +59,7 @@ export class OrgsService {
       await lockSubject(em, actor.userId, 'shared');
       const user = await this.users.findById(actor.userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
+      await this.assertRoomForMembership(em, user.id);
       return this.createInTx(em, user, name, meta);
     });
   }
@@ -70,6 +72,15 @@ export class OrgsService {
     await this.outbox.append(em, 'identity.organization.created', { orgId: org.id, name, ownerId: owner.id }, { subject, correlationId: meta?.correlationId });
     await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: owner.id, role: 'owner', ...(await countMembers(em, org.id)) }, { subject });
     return this.toOrganization(org, 'owner');
+  }
+
+  /** Room for one more organisation of the user's, counted in turn with their other joins and creations. */
+  private async assertRoomForMembership(em: EntityManager, userId: string): Promise<void> {
+    await lockNamed(em, `memberships:${userId}`);
+    const [{ n }] = await em.query(`SELECT count(*)::int AS n FROM memberships WHERE user_id = $1`, [userId]);
+    if (n >= this.config.MAX_ORGS_PER_USER) {
+      throw limitReached(`You belong to ${this.config.MAX_ORGS_PER_USER} organisations, the most one account may; leave one to create or join another`);
+    }
   }
 
   async get(actor: Actor, orgId: string): Promise<Organization> {
@@ -113,6 +124,12 @@ export class OrgsService {
       const inviter = await this.users.findById(actor.userId, em);
       if (!inviter?.emailVerifiedAt) {
         throw new ProblemError(403, 'Confirm your email address (the link in the mail we sent) before inviting others', { type: 'https://ally.eu/problems/email-not-verified' });
+      }
+      // Each invitation is a mail in Ally's name: a person's day has room for so many, over all their organisations.
+      await lockNamed(em, `invitations-by:${actor.userId}`);
+      const [{ sent }] = await em.query(`SELECT count(*)::int AS sent FROM invitations WHERE invited_by = $1 AND created_at > now() - interval '1 day'`, [actor.userId]);
+      if (sent >= this.config.MAX_INVITATIONS_PER_DAY) {
+        throw limitReached(`You sent ${this.config.MAX_INVITATIONS_PER_DAY} invitations in the last 24 hours, the most one person may; try again tomorrow`);
       }
       const org = await em.getRepository(OrganizationEntity).findOneByOrFail({ id: input.orgId });
       const existing = await em.query(
@@ -225,6 +242,7 @@ export class OrgsService {
       await em.getRepository(InvitationEntity).update({ id: invitation.id }, { acceptedAt: new Date() });
       const already = await em.getRepository(MembershipEntity).findOneBy({ orgId: org.id, userId: user.id });
       if (!already) {
+        await this.assertRoomForMembership(em, user.id);
         await em.getRepository(MembershipEntity).insert({ orgId: org.id, userId: user.id, role: invitation.role });
         await this.outbox.append(em, 'identity.member.added', { orgId: org.id, userId: user.id, role: invitation.role, ...(await countMembers(em, org.id)) }, { subject: { orgId: org.id, userId: user.id } });
       }
