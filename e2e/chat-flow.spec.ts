@@ -81,6 +81,22 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(history.body.title).toBe('Angebot');
   });
 
+  it("reads only the newest history a model's window could take: what lies beyond is neither read nor decrypted", async () => {
+    const id = await conversation();
+    expect((await http.post(`/v1/conversations/${id}/messages`, { content: 'Erste Frage' }, token)).status).toBe(201);
+    // Older than that turn: one message larger than the bytes a turn reads (32 per token of the widest window, 128k here),
+    // and one that no key opens. Were either read, the turn would fail to decrypt it.
+    await env.sql(
+      `INSERT INTO chat.messages (id, conversation_id, user_id, role, content_enc, status, created_at)
+       VALUES (gen_random_uuid(), $1, $2, 'assistant', decode(repeat('ab', 4200000), 'hex'), 'complete', now() - interval '1 hour'),
+              (gen_random_uuid(), $1, $2, 'user', decode('00ff', 'hex'), 'complete', now() - interval '2 hours')`,
+      [id, userId],
+    );
+    const answer = await http.post(`/v1/conversations/${id}/messages`, { content: 'Zweite Frage' }, token);
+    expect(answer.status).toBe(201);
+    expect(llm.requests({ operation: 'chat.completions' }).at(-1)!.messages.map((m) => m.content)).toEqual(['Erste Frage', expect.any(String), 'Zweite Frage']);
+  });
+
   it('stores no plaintext, and after erasure the content cannot be decrypted even from an earlier copy', async () => {
     // A subject of their own: erased at the end, and refused by chat from then on.
     const reg = await http.post('/v1/auth/register', { email: 'greta@example.eu', password: PASSWORD, firstName: 'Greta', lastName: 'Licht' });

@@ -14,7 +14,12 @@ export class RouterService {
   /** Deployment id → until when it is not EU-resident for routing, whatever the catalog says. */
   private readonly reportedOutsideEu = new Map<string, number>();
 
-  constructor(@Inject(CATALOG) private readonly catalog: Deployment[]) {}
+  /** The widest context window of any deployment: no conversation sends more history than this. */
+  readonly largestContextWindow: number;
+
+  constructor(@Inject(CATALOG) private readonly catalog: Deployment[]) {
+    this.largestContextWindow = catalog.reduce((widest, d) => Math.max(widest, d.contextWindow), 0);
+  }
 
   /**
    * A deployment configured as EU said it served from outside the EU. Every

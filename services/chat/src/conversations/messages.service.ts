@@ -16,7 +16,7 @@ import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import type { PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher, type UserKey } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
-import { SAVE_SQL, TURN_SQL, type TurnRow } from './turn-statements.js';
+import { HISTORY_MESSAGES, historyBytes, SAVE_SQL, TURN_SQL, type TurnRow } from './turn-statements.js';
 
 interface Turn {
   conversationId: string;
@@ -133,7 +133,13 @@ export class MessagesService {
    * and the assistant. Refusals rank as before: ownership, then policy.
    */
   private async prepare(actor: Actor, input: { conversationId: string; content: string; model?: string }): Promise<Turn> {
-    const [row] = await queryPrepared<TurnRow>(this.ds, 'chat_turn', TURN_SQL, [input.conversationId, actor.userId, this.cipher.erasureMark(actor.userId)]);
+    const [row] = await queryPrepared<TurnRow>(this.ds, 'chat_turn', TURN_SQL, [
+      input.conversationId,
+      actor.userId,
+      this.cipher.erasureMark(actor.userId),
+      historyBytes(this.router.largestContextWindow),
+      HISTORY_MESSAGES,
+    ]);
     if (!row || (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== row.workspace)) throw new ProblemError(404, 'Conversation not found');
     const policy = await this.policies.fromRows(actor, row.workspace, row);
     const key = await this.cipher.userKey(this.ds.manager, actor.userId, row.wrapped, row.id);

@@ -12,9 +12,19 @@ export interface TurnRow extends PolicyRows {
 }
 
 /**
- * One read for a turn ($1 conversation, $2 the caller, $3 the caller's erasure mark): the conversation, only
- * if it is the caller's; the wrapped data key; the routing policy's replica
- * rows; the assistant, if usable; the history, sealed under the owner's key
+ * The most history a turn reads: trimming keeps the newest messages that fit
+ * the model's window, so older ones are never sent, only read and decrypted
+ * (work that grew with the conversation, and a json_agg past 1 GB fails).
+ * A token is at least one byte, and rarely over 32: a window's worth of
+ * messages is well inside `bytes` (`historyBytes`) unless they are extremely repetitive.
+ */
+export const HISTORY_MESSAGES = 2_000;
+export const historyBytes = (largestContextWindow: number) => largestContextWindow * 32;
+
+/**
+ * One read for a turn ($1 conversation, $2 the caller, $3 the caller's erasure mark, $4 and $5 the history's
+ * bytes and messages at most): the conversation, only if it is the caller's; the wrapped data key; the
+ * routing policy's replica rows; the assistant, if usable; the newest history, sealed under the owner's key
  * (a conversation holds only its owner's messages).
  */
 export const TURN_SQL = `
@@ -23,8 +33,11 @@ export const TURN_SQL = `
     ${policyColumns('$2', 'c.workspace', '$3')},
     (SELECT json_build_object('instructions', a.instructions, 'sealed', encode(a.sealed, 'base64'), 'model', a.model) FROM assistants a
       WHERE a.id = c.assistant_id AND a.workspace = c.workspace AND (c.workspace <> 'private' OR a.created_by = $2)) AS assistant,
-    (SELECT coalesce(json_agg(json_build_object('role', m.role, 'content', encode(m.content_enc, 'base64')) ORDER BY m.created_at, m.id), '[]')
-      FROM messages m WHERE m.conversation_id = c.id AND m.status = 'complete') AS history
+    (SELECT coalesce(json_agg(json_build_object('role', h.role, 'content', encode(h.content_enc, 'base64')) ORDER BY h.created_at, h.id), '[]')
+      FROM (SELECT n.*, sum(octet_length(n.content_enc)) OVER (ORDER BY n.created_at DESC, n.id DESC) AS bytes_to_here
+              FROM (SELECT m.role, m.content_enc, m.created_at, m.id FROM messages m
+                     WHERE m.conversation_id = c.id AND m.status = 'complete' ORDER BY m.created_at DESC, m.id DESC LIMIT $5) n) h
+     WHERE h.bytes_to_here <= $4::bigint) AS history
   FROM conversations c
   WHERE c.id = $1 AND c.user_id = $2`;
 
