@@ -60,7 +60,11 @@ export class ConversationsService {
       .limit(limit + 1)
       .getMany();
     const { page, nextCursor } = keysetPage(rows, limit, (r) => [r.updatedAt, r.id]);
-    return { data: await Promise.all(page.map((r) => this.toConversation(this.ds.manager, r))), nextCursor };
+    // The titles open under one read of the user's key, not one per conversation.
+    const titled = page.filter((r) => r.titleEnc);
+    const titles = await this.cipher.decryptMany(this.ds.manager, titled.map((r) => ({ userId: r.userId, sealed: r.titleEnc! })));
+    const titleOf = new Map(titled.map((r, i) => [r.id, titles[i]]));
+    return { data: page.map((r) => conversationOf(r, titleOf.get(r.id) ?? null)), nextCursor };
   }
 
   /**
@@ -114,16 +118,18 @@ export class ConversationsService {
   }
 
   private async toConversation(em: EntityManager, c: ConversationEntity): Promise<Conversation> {
-    return {
-      id: c.id,
-      workspace: c.workspace,
-      title: c.titleEnc ? await this.cipher.decrypt(em, c.userId, c.titleEnc) : null,
-      assistantId: c.assistantId,
-      createdAt: c.createdAt.toISOString(),
-      updatedAt: c.updatedAt.toISOString(),
-    };
+    return conversationOf(c, c.titleEnc ? await this.cipher.decrypt(em, c.userId, c.titleEnc) : null);
   }
 }
+
+const conversationOf = (c: ConversationEntity, title: string | null): Conversation => ({
+  id: c.id,
+  workspace: c.workspace,
+  title,
+  assistantId: c.assistantId,
+  createdAt: c.createdAt.toISOString(),
+  updatedAt: c.updatedAt.toISOString(),
+});
 
 function toMessage(m: MessageEntity, content: string): ChatMessage {
   return {
