@@ -369,6 +369,6 @@ describe('a gateway told to stop', () => {
     // Chat heard the stop once prepared: no answer goes on for nobody, and the conversation keeps no turn of it.
     await waitFor(async () => (llm.requests({ operation: 'chat.completions' }).every((r) => r.aborted) ? true : undefined), 'the provider calls to be aborted', 5_000);
     await new Promise((r) => setTimeout(r, 500));
-    expect(await env.sql(`SELECT role FROM chat.messages WHERE conversation_id = $1`, [conversation.id])).toEqual([]);
+    expect(await env.sql(`SELECT role, status FROM chat.messages WHERE conversation_id = $1`, [conversation.id])).toEqual([]);
   });
 });

@@ -147,7 +147,9 @@ export class StreamPublisher<F extends Frame> {
       callback: (err, msg) => {
         const control = err ? undefined : objectOf<{ ack: number; cancel: boolean; unread: boolean }>(msg);
         if (!control) return;
-        if (control.cancel === true) {
+        // The first cancel decides: a consumer that said nobody read any of it cannot have passed any on since
+        // (a client whose connection closes after it was told to ask again sends a second, plain one).
+        if (control.cancel === true && !this.cancelled) {
           this.unread = control.unread === true;
           this.abort.abort(new StreamAbandoned(this.unread ? 'nobody reads the stream' : 'the client went away'));
         }

@@ -128,6 +128,22 @@ describe('streams of frames over NATS', () => {
     expect(Math.max(...gaps.slice(0, -1))).toBeLessThan(everyMs * 1.4);
   });
 
+  it("takes the first cancel's word: a stream cancelled as unread stays unread when a plain cancel follows", async () => {
+    const subject = env.subject('stream.cancelled-twice');
+    const pub = new StreamPublisher<TestFrame>(nc, subject, 64, 5_000);
+    const sub = new StreamSubscriber<TestFrame>(nc, subject, 5_000, (f) => f.type === 'end');
+    await nc.flush();
+    // What a gateway stopping during the call sends (the client is told 503), then its client's connection closing does.
+    sub.cancel(true);
+    sub.cancel();
+    await sleep(20);
+    await nc.flush();
+    await waitFor(async () => (pub.cancelled ? true : undefined), 'the cancel');
+    await sleep(50);
+    expect(pub.unread).toBe(true);
+    pub.close();
+  });
+
   it('without coalescing sends every piece as a frame of its own', async () => {
     const { pub, next } = open('plain');
     for (const text of ['a', 'b', 'c']) await pub.send({ type: 'text', text });

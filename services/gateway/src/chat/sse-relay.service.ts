@@ -74,13 +74,16 @@ export class SseRelay {
       else sub.close();
       throw err;
     }
-    // Gone during the RPC, or the replica stopping meanwhile: say it again, now that chat listens for it.
+    // Gone during the RPC, or the replica stopping meanwhile: say it again, now that chat listens for it (once: the
+    // client's connection closing after its 503 is no second word).
     if (clientLeft || raw.destroyed) {
+      finished = true;
       release();
       sub.cancel();
       return clientGone(reply);
     }
     if (stopping) {
+      finished = true;
       release();
       sub.cancel(true);
       throw new ProblemError(503, ANSWER_STOPPED_FOR_RESTART, { retryAfter: 1 });
