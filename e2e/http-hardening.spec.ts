@@ -646,6 +646,16 @@ describe('rate limits', () => {
     expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
   });
 
+  it("counts a user's API keys in one bucket: a key each buys no more requests, and no part of a key names the bucket", async () => {
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url);
+    const keys: string[] = [];
+    for (const name of ['Eins', 'Zwei']) keys.push((await http.post('/v1/me/api-keys', { name, workspace: 'private' }, user.accessToken)).body.key);
+    // A credential's first request here counts against the IP (it has not proven itself yet); from then on, against its user.
+    const statuses: number[] = [];
+    for (const key of [keys[0], keys[0], keys[1], keys[1], keys[0], keys[1]]) statuses.push((await limited.get('/v1/me', key)).status);
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+  });
+
   it('reads the token as the guard does: a proven one sent with the scheme in another case spends its own bucket, not the IP\'s', async () => {
     const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url);
     const as = (authorization?: string) => limited.request('GET', '/v1/me', { headers: authorization ? { authorization } : {} });

@@ -56,7 +56,7 @@ export class AuthGuard implements CanActivate {
     // identity answers 401 for an account that no longer exists (an API key it has just verified is live).
     if (!byKey && this.reflector.getAllAndOverride<boolean>(LIVE_ACCOUNT_REQUIRED, targets)) await this.rpc.call(IdentityRpc.getMe, {}, { actor });
     req.actor = actor;
-    credentialProven(token);
+    credentialProven(token, actor.userId);
     return true;
   }
 

@@ -1,6 +1,5 @@
 import rateLimit from '@fastify/rate-limit';
 import { RouteConfig } from '@nestjs/platform-fastify';
-import { decodeJwt } from 'jose';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
@@ -17,58 +16,32 @@ const isAuthLimited = (req: FastifyRequest) => (req.routeOptions?.config as { au
 
 const MEMO_MAX_ENTRIES = 10_000;
 const MEMO_MAX_TOKEN_LENGTH = 2_048;
-const userKeys = new Map<string, string | null>();
-
-/**
- * `user:<sub>` for a bearer token, or null when it names no user (not a JWT,
- * no sub). A pure function of the token, remembered because a client sends
- * the same token for its whole lifetime and decoding it is ~4% of the
- * gateway's CPU on GET /v1/me. Bounded: 10,000 tokens of at most 2 KiB.
- */
-function userKeyOf(token: string): string | null {
-  let key = userKeys.get(token);
-  if (key !== undefined) return key;
-  key = null;
-  try {
-    const sub = decodeJwt(token).sub;
-    if (sub) key = `user:${sub}`;
-  } catch {
-    /* not a JWT: falls back to the IP */
-  }
-  if (token.length <= MEMO_MAX_TOKEN_LENGTH) {
-    if (userKeys.size >= MEMO_MAX_ENTRIES) userKeys.delete(userKeys.keys().next().value!);
-    userKeys.set(token, key);
-  }
-  return key;
-}
-
-/** The bucket a credential names: its user (a JWT's sub) or its API key; null for neither. */
-const credentialKey = (token: string): string | null => (token.startsWith('ally_') ? `key:${token.slice(0, 16)}` : token ? userKeyOf(token) : null);
 
 /**
  * Bearer credentials that authenticated on this replica lately (the guard
- * says so), the credential itself, not whom it names: a token forged with a
- * member's id as its sub must not spend that member's bucket.
+ * says so), the credential itself mapped to the user it proved to be: a token
+ * forged with a member's id as its sub must not spend that member's bucket.
+ * Bounded: 10,000 credentials of at most 2 KiB.
  */
-const proven = new ExpiringMap<string, true>(15 * 60_000, MEMO_MAX_ENTRIES);
+const proven = new ExpiringMap<string, string>(15 * 60_000, MEMO_MAX_ENTRIES);
 
-/** Called by the guard once a bearer credential checked out. */
-export function credentialProven(token: string): void {
-  if (token.length <= MEMO_MAX_TOKEN_LENGTH) proven.set(token, true);
+/** Called by the guard once a bearer credential checked out as `userId`'s. */
+export function credentialProven(token: string, userId: string): void {
+  if (token.length <= MEMO_MAX_TOKEN_LENGTH) proven.set(token, `user:${userId}`);
 }
 
 /**
- * Counted per user or per API key once that very credential authenticated
- * here, otherwise per IP: credentials made up afresh for every request (a new
- * key, a forged token's new sub) would each have bought a bucket of their own
- * and escaped the limit, or spent someone else's. Counted by all replicas
- * together (`SharedRateCounts`).
+ * Counted per user once a credential of theirs authenticated here, otherwise
+ * per IP: credentials made up afresh for every request (a forged token's new
+ * sub) would each have bought a bucket of their own and escaped the limit, or
+ * spent someone else's; and a user's API keys and sessions share one bucket
+ * (a key each would have multiplied it). Counted by all replicas together
+ * (`SharedRateCounts`), which hear the bucket's name: a user id, never a credential.
  */
 function rateKey(req: FastifyRequest): string {
   if (isAuthLimited(req)) return `auth:${clientNetwork(req.ip)}`;
   const token = bearerToken(req.headers.authorization);
-  const key = token && proven.get(token) ? credentialKey(token) : null;
-  return key ?? `ip:${clientNetwork(req.ip)}`;
+  return (token && proven.get(token)) || `ip:${clientNetwork(req.ip)}`;
 }
 
 const WINDOW_MS = 60_000;
