@@ -136,6 +136,21 @@ describe('privacy sagas against services on the wire', () => {
     });
   });
 
+  it('takes an export of one kind and scope once a day while its package is there to download; another kind or scope, or a day later, goes', async () => {
+    const owner = user();
+    const first = await request(owner, 'access');
+    await settled(owner, first.id);
+    await expect(request(owner, 'access')).rejects.toMatchObject({
+      status: 409,
+      extra: { type: 'https://ally.eu/problems/limit-reached' },
+      message: expect.stringMatching(new RegExp(`ready to download \\(request ${first.id}\\); a new one can be asked for from `)),
+    });
+    await settled(owner, (await request(owner, 'portability')).id);
+    await settled(owner, (await request(owner, 'access', 'private')).id);
+    await env.sql(`UPDATE privacy.requests SET completed_at = now() - interval '25 hours' WHERE id = $1`, [first.id]);
+    await expect(request(owner, 'access')).resolves.toMatchObject({ type: 'access', scope: 'all' });
+  });
+
   it('lets a package expire after its days with its key, audited as every state change is', async () => {
     const owner = user();
     const r = await request(owner, 'access');

@@ -85,6 +85,19 @@ export class RequestsRepository {
   }
 
   /**
+   * An export of this kind and scope completed since `since` whose package can still be downloaded (not voided by
+   * an erasure): the id and when it completed.
+   */
+  async recentExport(em: EntityManager, userId: string, type: string, scope: string, since: Date): Promise<{ id: string; completedAt: Date } | null> {
+    const [row] = await em.query(
+      `SELECT id, completed_at FROM requests WHERE user_id = $1 AND type = $2 AND scope = $3 AND status = 'completed' AND completed_at > $4 AND wrapped_key IS NOT NULL
+        ORDER BY completed_at DESC LIMIT 1`,
+      [userId, type, scope, since],
+    );
+    return row ? { id: row.id, completedAt: new Date(row.completed_at) } : null;
+  }
+
+  /**
    * An erasure of the whole account not yet done: the subject files nothing else meanwhile. One a legal hold
    * suspends does not count: it may wait for years, and the subject's other rights do not.
    */

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { ProblemError, type Actor, type Page, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
+import { limitReached, ProblemError, type Actor, type Page, type PrivacyRequestStatus, type PrivacyRequestType, type PrivacyRequestView } from '@ally/contracts';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-errors.js';
@@ -13,6 +13,9 @@ import { objectedCategories, planSteps } from './request-plan.js';
 import { RequestsRepository } from './requests.repository.js';
 
 /** Files data-subject requests and shows them to their subject (and to compliance). The saga worker does the rest. */
+
+/** How soon after an export of a kind and scope the next may be asked for, while its package is there. */
+const EXPORT_INTERVAL_MS = 24 * 3600_000;
 @Injectable()
 export class RequestsService {
   constructor(
@@ -36,6 +39,15 @@ export class RequestsService {
       const open = await this.repo.openOfSameKind(em, actor.userId, input.type, input.scope);
       if (open) throw new RequestAlreadyOpen(open);
       const exporting = input.type === 'access' || input.type === 'portability';
+      if (exporting) {
+        // Every export has every service read all of the subject's data: one a day per kind and scope (Art. 12(5) GDPR:
+        // requests excessive by their repetition), while the last one's package is there to download.
+        const recent = await this.repo.recentExport(em, actor.userId, input.type, input.scope, new Date(Date.now() - EXPORT_INTERVAL_MS));
+        if (recent) {
+          const again = new Date(recent.completedAt.getTime() + EXPORT_INTERVAL_MS).toISOString();
+          throw limitReached(`Your ${input.type} export of this scope from ${recent.completedAt.toISOString()} is ready to download (request ${recent.id}); a new one can be asked for from ${again}`);
+        }
+      }
       const details: Record<string, unknown> = {};
       // A restriction spares the subject from retention from now on, also in a run under way.
       if (input.type === 'restriction') await lockHeldSet(em, 'exclusive');
