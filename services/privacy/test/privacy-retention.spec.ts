@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { PrivacyRpc, type Actor } from '@ally/contracts';
+import { MAX_CONSENT_DECISIONS_PER_DAY, PrivacyRpc, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { privacyService } from '../src/privacy.service.js';
@@ -333,6 +333,24 @@ describe('retention policies, runs and legal holds', () => {
     expect(withdrawn.history.map((h) => h.source)).toEqual(['withdrawal', 'given', 'given']);
     await expect(rpc.call(PrivacyRpc.getConsents, { subjectId: 'nobody-has-this-id-000' })).rejects.toMatchObject({ status: 404 });
     await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId: 'lea@example.eu', purposes: { analytics: true }, policyVersion: 'v1' } as any)).rejects.toMatchObject({ status: 400 });
+  });
+
+  it("takes MAX_CONSENT_DECISIONS_PER_DAY decisions of one subject a day (the route needs no login), and always its withdrawal", async () => {
+    const subjectId = `anon-${randomUUID()}`;
+    // A day's worth, as rows (each decision is one): the next form is refused, the withdrawal is not.
+    await rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true }, policyVersion: 'v1' });
+    await env.sql(
+      `INSERT INTO privacy.consents (id, subject_id, purpose, granted, policy_version, source, recorded_at, expires_at)
+       SELECT gen_random_uuid(), $1, 'analytics', n % 2 = 0, 'v1', 'given', now() - interval '1 minute', now() + interval '2 years' FROM generate_series(1, $2) n`,
+      [subjectId, MAX_CONSENT_DECISIONS_PER_DAY - 1],
+    );
+    await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true }, policyVersion: 'v1' })).rejects.toMatchObject({
+      status: 409,
+      extra: { type: 'https://ally.eu/problems/limit-reached' },
+    });
+    expect((await rpc.call(PrivacyRpc.withdrawConsents, { subjectId })).history[0]).toMatchObject({ source: 'withdrawal' });
+    await env.sql(`UPDATE privacy.consents SET recorded_at = recorded_at - interval '1 day' WHERE subject_id = $1`, [subjectId]);
+    await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true }, policyVersion: 'v2' })).resolves.toMatchObject({ subjectId });
   });
 
   it('builds the register of processing activities from contracts, as JSON and CSV', async () => {

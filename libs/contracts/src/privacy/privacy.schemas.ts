@@ -56,6 +56,11 @@ export const consentSubjectInput = z.strictObject({ subjectId: consentSubjectIdS
 export const consentPageInput = z.strictObject({ subjectId: consentSubjectIdSchema, ...pageParams });
 /** How many purposes one subject's consents may name: a consent form asks a few, never this many. */
 export const MAX_CONSENT_PURPOSES = 100;
+/**
+ * Decisions one subject may record in 24 hours (a form sends one per purpose): the route needs no login, and each
+ * decision is kept two years as proof. A withdrawal is never refused (Art. 7(3) GDPR: as easy as giving).
+ */
+export const MAX_CONSENT_DECISIONS_PER_DAY = 1_000;
 
 export const legalBasisSchema = z.enum([
   'contract (Art. 6(1)(b) GDPR)',

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
-import { decodeCursor, keysetPage, MAX_CONSENT_PURPOSES, ProblemError, type ConsentRecord, type ConsentView, type RequestMeta } from '@ally/contracts';
+import { decodeCursor, keysetPage, limitReached, MAX_CONSENT_DECISIONS_PER_DAY, MAX_CONSENT_PURPOSES, ProblemError, type ConsentRecord, type ConsentView, type RequestMeta } from '@ally/contracts';
 import { NotFound } from '../common/privacy-errors.js';
 import { lockNamed } from '@ally/persistence';
 
@@ -39,6 +39,10 @@ export class ConsentsService {
         throw new ProblemError(422, `A subject's consents may name at most ${MAX_CONSENT_PURPOSES} purposes; this one would have ${purposes}`, {
           errors: [{ field: 'purposes', message: `would make more than ${MAX_CONSENT_PURPOSES} purposes for this subject` }],
         });
+      }
+      const [{ lately }] = await em.query(`SELECT count(*)::int AS lately FROM consents WHERE subject_id = $1 AND recorded_at > now() - interval '1 day'`, [input.subjectId]);
+      if (lately + Object.keys(input.purposes).length > MAX_CONSENT_DECISIONS_PER_DAY) {
+        throw limitReached(`This subject recorded ${lately} consent decisions in the last 24 hours; at most ${MAX_CONSENT_DECISIONS_PER_DAY} are taken a day (a withdrawal always is)`);
       }
       for (const [purpose, granted] of Object.entries(input.purposes)) {
         await this.insert(em, { subjectId: input.subjectId, purpose, granted, policyVersion: input.policyVersion, source: 'given' }, meta);

@@ -1,0 +1,14 @@
+import type { MigrationInterface, QueryRunner } from 'typeorm';
+
+/** A subject's decisions of the last day are counted before new ones are recorded (MAX_CONSENT_DECISIONS_PER_DAY). */
+export class ConsentsByTime1767100000000 implements MigrationInterface {
+  name = 'ConsentsByTime1767100000000';
+
+  async up(q: QueryRunner): Promise<void> {
+    await q.query(`CREATE INDEX consents_subject_time_idx ON consents (subject_id, recorded_at)`);
+  }
+
+  async down(q: QueryRunner): Promise<void> {
+    await q.query(`DROP INDEX consents_subject_time_idx`);
+  }
+}
