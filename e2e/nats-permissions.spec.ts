@@ -10,7 +10,7 @@ import type { EntityManager } from 'typeorm';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import * as contracts from '@ally/contracts';
-import { BillingRpc, ChatRpc, createEnvelope, eventSubject, IdentityRpc, NotifyRpc, privacyRpcs, type EventEnvelope, type RpcContract } from '@ally/contracts';
+import { BillingRpc, ChatRpc, createEnvelope, eventSubject, IdentityRpc, NotifyRpc, privacyRpcs, serviceInboxPrefix, type EventEnvelope, type RpcContract } from '@ally/contracts';
 import { deadLetterStreamName, ensureStreams, EventConsumer, RpcClient, RpcServer, subjectFilter } from '@ally/messaging';
 import { PrivateNatsServer, waitFor } from '@ally/testing';
 import { Logger } from '@nestjs/common';
@@ -18,6 +18,7 @@ import {
   ADMIN_USER,
   DLQ_STREAM,
   EVENTS_STREAM,
+  inboxPrefix,
   mayPublish,
   passwordVariable,
   renderAuthorization,
@@ -84,8 +85,10 @@ const connections: NatsConnection[] = [];
 let dir = '';
 let admin: NatsConnection;
 
+/** Connected as `user`; a service with its own inbox prefix, as the platform connects it (libs/platform run-service). */
 async function as(user: string): Promise<NatsConnection> {
-  const nc = await connect({ servers: server.url, user, pass: passwords[user], name: `${user}-test`, timeout: 3_000 });
+  const inbox = (SERVICES as readonly string[]).includes(user) ? { inboxPrefix: serviceInboxPrefix(user) } : {};
+  const nc = await connect({ servers: server.url, user, pass: passwords[user], name: `${user}-test`, timeout: 3_000, ...inbox });
   connections.push(nc);
   return nc;
 }
@@ -296,6 +299,14 @@ for (const svc of SERVICES) {
         await expect(jetstream(nc).publish(EVENT_SAMPLE(svc), '{}')).rejects.toThrow(/permissions violation/i);
       });
     }
+
+    it("reads replies only on its own inbox prefix: not NATS's shared _INBOX, not another service's", async () => {
+      expect(inboxPrefix(svc)).toBe(serviceInboxPrefix(svc));
+      for (const foreign of ['_INBOX.>', ...others.map((o) => `${serviceInboxPrefix(o)}.>`)]) {
+        const closed = await nc.subscribe(foreign).closed;
+        expect({ foreign, refused: isPermissionError(closed) }).toEqual({ foreign, refused: true });
+      }
+    });
 
     it("cannot publish another service's events, neither through JetStream nor as plain messages", async () => {
       const seen = await watch('ally.evt.>');

@@ -15,7 +15,8 @@
  *   `allow_responses` (a reply only to a request it received, once) instead of
  *   a blanket publish right on `_INBOX.>`;
  * - call exactly the RPCs listed in `calls` (requests go out on the RPC subject,
- *   replies come back on `_INBOX.>`);
+ *   replies come back on its own inbox prefix `_INBOX_<svc>.>`, which only it may
+ *   read: a service taken over reads no other's replies, such as identity's token pairs);
  * - run its own durable consumers on ALLY_EVENTS: the JetStream API subjects
  *   for those durable names only, their acks, and their dead-letter subject;
  * - run `ensureStreams` at start-up (libs/messaging): JetStream account info
@@ -183,14 +184,17 @@ export function consumerSubjects(durable: string): string[] {
   ];
 }
 
+/** A service's inbox prefix: the same rule as `serviceInboxPrefix` in libs/contracts (this file imports nothing; a test compares them). */
+export const inboxPrefix = (svc: Service): string => `_INBOX_${svc}`;
+
 export function permissionsFor(svc: Service): Permissions {
   const t = TOPOLOGY[svc];
   const publish: string[] = [];
   if (t.publishesEvents) publish.push(`ally.evt.${svc}.>`);
   publish.push(...t.calls, ...(t.publish ?? []), ...streamApiSubjects());
   for (const c of t.consumers) publish.push(...consumerSubjects(c.durable));
-  // Replies to its own requests (Nest RPC client, JetStream API and publish acks, pulled messages).
-  const subscribe = ['_INBOX.>'];
+  // Replies to its own requests (Nest RPC client, JetStream API and publish acks, pulled messages), on its own prefix.
+  const subscribe = [`${inboxPrefix(svc)}.>`];
   // `<subject> <queue>`: only as a member of its own queue group.
   if (t.servesRpc) subscribe.push(`ally.rpc.${svc}.> ${svc}`);
   subscribe.push(...(t.subscribe ?? []));

@@ -11,7 +11,12 @@ export interface NatsOptions {
   credsFile?: string;
   /** Fail fast at start-up instead of waiting forever. */
   timeoutMs?: number;
+  /** Where replies to this connection's requests come (`serviceInboxPrefix`); NATS's `_INBOX` when not given. */
+  inboxPrefix?: string;
 }
+
+/** The inbox prefix a connection was opened with: the Nest RPC client asks for replies there too. */
+export const inboxPrefixOf = (nc: NatsConnection): string | undefined => (nc as unknown as { options?: { inboxPrefix?: string } }).options?.inboxPrefix;
 
 /** The one NATS connection a service instance uses for RPC, JetStream and its outbox relay. */
 export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
@@ -22,6 +27,7 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
     pass: opts.password,
     authenticator: opts.credsFile ? credsAuthenticator(readFileSync(opts.credsFile)) : undefined,
     timeout: opts.timeoutMs ?? 3_000,
+    ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: false,

@@ -11,6 +11,7 @@ import {
   type RpcInput,
   type RpcReply,
 } from '@ally/contracts';
+import { inboxPrefixOf } from './nats-connection.js';
 import type { z } from 'zod';
 
 export const CORRELATION_HEADER = 'x-correlation-id';
@@ -32,7 +33,8 @@ export class RpcClient extends ClientNats {
     private readonly prefix: string,
     private readonly defaultTimeoutMs = 10_000,
   ) {
-    super({});
+    // Replies come to the connection's inbox prefix, the only one its NATS user may read.
+    super({ inboxPrefix: inboxPrefixOf(connection) });
   }
 
   override async createClient(): Promise<any> {

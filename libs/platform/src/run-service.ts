@@ -4,6 +4,7 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { DataSource } from 'typeorm';
+import { serviceInboxPrefix } from '@ally/contracts';
 import { connectNats, drainNats, ensureStreams, OutboxRelay, RpcClient, RpcServer } from '@ally/messaging';
 import { createServiceDataSource, migrateService } from '@ally/persistence';
 import { baseConfigSchema, databaseConfigSchema, loadConfig, StartupError } from './config.js';
@@ -30,6 +31,7 @@ async function connectNatsOrExplain(config: Record<string, any>, name: string): 
       user: config.NATS_USER,
       password: config.NATS_PASSWORD,
       credsFile: config.NATS_CREDS,
+      inboxPrefix: serviceInboxPrefix(name),
     });
   } catch (err) {
     throw new StartupError(

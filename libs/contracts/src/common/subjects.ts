@@ -12,6 +12,12 @@ export const eventSubject = (type: string): string => `${EVENT_SUBJECT_ROOT}.${t
 export const deadLetterSubject = (consumer: string): string => `${DEAD_LETTER_ROOT}.${consumer}`;
 
 /** Applies `NATS_SUBJECT_PREFIX` (empty in production, unique per test run). */
+/**
+ * Where replies to a service's requests come (its NATS connection's inbox prefix): its NATS user may
+ * subscribe there only, so no other service reads its replies (tools/deploy/nats-permissions.ts says the same).
+ */
+export const serviceInboxPrefix = (service: string): string => `_INBOX_${service}`;
+
 export const withPrefix = (prefix: string, subject: string): string => (prefix ? `${prefix}.${subject}` : subject);
 
 /** One stream per prefix, so parallel test runs never share or overlap. */
