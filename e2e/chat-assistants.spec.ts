@@ -99,11 +99,33 @@ describe('specialised assistants', () => {
     );
     const full = await http.post('/v1/assistants', { workspace: 'private', name: 'Eins zu viel', instructions: 'x' }, kim.accessToken);
     expectProblem(full, 409);
-    expect(full.body).toMatchObject({ type: 'https://ally.eu/problems/limit-reached', detail: `This workspace has ${ASSISTANTS_LIMIT} assistants, the most one may` });
+    expect(full.body).toMatchObject({ type: 'https://ally.eu/problems/limit-reached', detail: expect.stringContaining(`This workspace has ${ASSISTANTS_LIMIT} assistants, the most one may`) });
     // Their organisation's workspace, and another user's private one, have room of their own.
     const org = (await http.post('/v1/orgs', { name: 'Viele Helfer GmbH' }, kim.accessToken)).body;
-    expect((await http.post('/v1/assistants', { workspace: org.id, name: 'Team', instructions: 'x' }, kim.accessToken)).status).toBe(201);
+    const team = await http.post('/v1/assistants', { workspace: org.id, name: 'Team', instructions: 'x' }, kim.accessToken);
+    expect(team.status).toBe(201);
     expect((await http.post('/v1/assistants', { workspace: 'private', name: 'Meiner', instructions: 'x' }, owner.accessToken)).status).toBe(201);
+
+    // Deleting one makes room (an organisation's here: a private one asks privacy about a legal hold first,
+    // e2e/privacy-admin-hardening); only the organisation's owners and admins may, anyone else hears 404.
+    const [old] = await env.sql<{ id: string }>(`SELECT id FROM chat.assistants WHERE created_by = $1 AND workspace = 'private' LIMIT 1`, [kim.user.id]);
+    expectProblem(await http.delete(`/v1/assistants/${old.id}`, owner.accessToken), 404);
+    expectProblem(await http.delete(`/v1/assistants/${team.body.id}`, owner.accessToken), 404);
+    await env.sql(`INSERT INTO chat.assistants (id, workspace, created_by, name, instructions) SELECT gen_random_uuid(), $1, $2, 'Alt ' || n, 'x' FROM generate_series(2, $3) n`, [
+      org.id,
+      kim.user.id,
+      ASSISTANTS_LIMIT,
+    ]);
+    expectProblem(await http.post('/v1/assistants', { workspace: org.id, name: 'Zu viel', instructions: 'x' }, kim.accessToken), 409);
+    const [spare] = await env.sql<{ id: string }>(`SELECT id FROM chat.assistants WHERE workspace = $1 AND name = 'Alt 2'`, [org.id]);
+    expect((await http.delete(`/v1/assistants/${spare.id}`, kim.accessToken)).status).toBe(204);
+    expectProblem(await http.delete(`/v1/assistants/${spare.id}`, kim.accessToken), 404);
+    expect((await http.post('/v1/assistants', { workspace: org.id, name: 'Wieder Platz', instructions: 'x' }, kim.accessToken)).status).toBe(201);
+    // A conversation that used a deleted assistant goes on without it.
+    const conversation = (await http.post('/v1/conversations', { workspace: org.id, assistantId: team.body.id }, kim.accessToken)).body;
+    expect((await http.delete(`/v1/assistants/${team.body.id}`, kim.accessToken)).status).toBe(204);
+    expect((await http.post(`/v1/conversations/${conversation.id}/messages`, { content: 'Noch da?' }, kim.accessToken)).status).toBe(201);
+    expect((await http.get(`/v1/conversations/${conversation.id}`, kim.accessToken)).body.assistantId).toBeNull();
   });
 
   it('lists assistants with long instructions in pages that fit one reply, and refuses names that hide or reverse text', async () => {

@@ -28,6 +28,8 @@ let strict: ReturnType<typeof httpClient>;
 let proxied: ReturnType<typeof httpClient>;
 let user: { id: string; email: string; accessToken: string; refreshToken: string };
 const IDENTITY_KEK = randomBytes(32);
+/** For counting requests against a low rate limit: no request of the client's own (its OpenAPI check fetches the document once). */
+const COUNTS_EVERY_REQUEST = { checkAgainstDocument: false };
 
 beforeAll(async () => {
   env = await createTestEnv();
@@ -628,7 +630,7 @@ describe('rate limits', () => {
   });
 
   it('counts made-up credentials against the IP: a fresh API key or forged token per request does not escape the limit', async () => {
-    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url);
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     const forgedJwt = (i: number) => `${Buffer.from('{"alg":"EdDSA"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}` })).toString('base64url')}.x`;
     const statuses: number[] = [];
     for (let i = 0; i < 8; i++) statuses.push((await limited.get('/v1/models', i % 2 ? forgedJwt(i) : `ally_${randomBytes(16).toString('hex')}`)).status);
@@ -636,7 +638,7 @@ describe('rate limits', () => {
   });
 
   it("a forged token naming a real user spends the sender's (IP) budget, never that user's", async () => {
-    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url);
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     // Her token proved itself here: her requests count in her own bucket.
     expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
     const forged = `${Buffer.from('{"alg":"EdDSA","typ":"at+jwt"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: user.id })).toString('base64url')}.x`;
@@ -647,7 +649,7 @@ describe('rate limits', () => {
   });
 
   it("counts a user's API keys in one bucket: a key each buys no more requests, and no part of a key names the bucket", async () => {
-    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url);
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     const keys: string[] = [];
     for (const name of ['Eins', 'Zwei']) keys.push((await http.post('/v1/me/api-keys', { name, workspace: 'private' }, user.accessToken)).body.key);
     // A credential's first request here counts against the IP (it has not proven itself yet); from then on, against its user.
@@ -657,7 +659,7 @@ describe('rate limits', () => {
   });
 
   it('reads the token as the guard does: a proven one sent with the scheme in another case spends its own bucket, not the IP\'s', async () => {
-    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url);
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     const as = (authorization?: string) => limited.request('GET', '/v1/me', { headers: authorization ? { authorization } : {} });
     // Proven here (against the IP's budget at most this once); "bearer" and "BEARER" were then counted against the IP too, and the anonymous requests hit 429.
     const statuses = [(await as(`Bearer ${user.accessToken}`)).status];

@@ -101,6 +101,9 @@ describe('the OpenAPI document', () => {
     const me = op('get', '/v1/me').responses['200'].content['application/json'].schema;
     expect(me).toMatchObject({ type: 'object', required: expect.arrayContaining(['id', 'email', 'settings', 'memberships']), additionalProperties: false });
     expect(Object.keys(op('post', '/v1/conversations/{id}/messages').responses)).toEqual(expect.arrayContaining(['201', '200']));
+    // One status, two media types: both stay (a second response of the same status would replace the first).
+    expect(Object.keys(op('post', '/v1/chat/completions').responses['200'].content).sort()).toEqual(['application/json', 'text/event-stream']);
+    expect(Object.keys(op('get', '/v1/admin/privacy/processing-activities').responses['200'].content).sort()).toEqual(['application/json', 'text/csv']);
   });
 
   it("holds an answer to the document: a field it does not name, a wrong type or a status it does not list is refused (the tests' HTTP client asks this of every answer)", async () => {

@@ -358,19 +358,23 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expectProblem(await http.post('/v1/privacy/requests', { type: 'erasure' }, hans.accessToken), 409);
   });
 
-  it('keeps a conversation its owner deletes while a legal hold stands, and deletes it once the hold is released', async () => {
+  it('keeps a conversation or a private assistant its owner deletes while a legal hold stands, and deletes it once the hold is released', async () => {
     const cora = await complianceToken();
     const lena = await register('Lena', 'Gehalten');
     const conversation = (await http.post('/v1/conversations', { workspace: 'private', title: 'Vertrag' }, lena.accessToken)).body.id as string;
+    const assistant = (await http.post('/v1/assistants', { workspace: 'private', name: 'Anwältin', instructions: 'Zitiere Paragraphen.' }, lena.accessToken)).body.id as string;
     const hold = await http.post('/v1/admin/privacy/legal-holds', { userId: lena.user.id, reason: 'Rechtsstreit Az. 5 O 12/26' }, cora);
     expect(hold.status).toBe(201);
     const refused = await http.delete(`/v1/conversations/${conversation}`, lena.accessToken);
     expectProblem(refused, 409);
     expect(refused.body.detail).toMatch(/legal hold/);
     expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [conversation])).toHaveLength(1);
+    expectProblem(await http.delete(`/v1/assistants/${assistant}`, lena.accessToken), 409);
     expect((await http.delete(`/v1/admin/privacy/legal-holds/${hold.body.id}`, cora)).status).toBe(200);
     expect((await http.delete(`/v1/conversations/${conversation}`, lena.accessToken)).status).toBe(204);
     expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [conversation])).toEqual([]);
+    expect((await http.delete(`/v1/assistants/${assistant}`, lena.accessToken)).status).toBe(204);
+    expect(await env.sql(`SELECT 1 FROM chat.assistants WHERE id = $1`, [assistant])).toEqual([]);
   });
 
   it('refuses a legal hold for an id no account has, instead of holding nothing', async () => {

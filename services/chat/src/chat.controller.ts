@@ -104,6 +104,12 @@ export class ChatController {
     return this.assistants.list(actorOf(req), workspace, limit, cursor);
   }
 
+  @MessagePattern(ChatRpc.deleteAssistant.subject)
+  async deleteAssistant(@Payload() req: RpcRequest) {
+    await this.assistants.remove(actorOf(req), parseRpcInput(ChatRpc.deleteAssistant.input, req.input).id);
+    return null;
+  }
+
   @MessagePattern(ChatRpc.completions.subject)
   completions(@Payload() req: RpcRequest) {
     const { workspace, request, cancel } = parseRpcInput(ChatRpc.completions.input, req.input);

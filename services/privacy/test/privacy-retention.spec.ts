@@ -348,7 +348,10 @@ describe('retention policies, runs and legal holds', () => {
       status: 409,
       extra: { type: 'https://ally.eu/problems/limit-reached' },
     });
-    expect((await rpc.call(PrivacyRpc.withdrawConsents, { subjectId })).history[0]).toMatchObject({ source: 'withdrawal' });
+    // A withdrawal sent as a form (the purpose set to false) is taken too, while the consent is in force; a refusal of one not given is not.
+    await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: false }, policyVersion: 'v1' })).resolves.toMatchObject({ current: [{ purpose: 'analytics', granted: false }] });
+    await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: false }, policyVersion: 'v1' })).rejects.toMatchObject({ status: 409 });
+    expect((await rpc.call(PrivacyRpc.withdrawConsents, { subjectId })).history[0]).toMatchObject({ source: 'given', granted: false });
     await env.sql(`UPDATE privacy.consents SET recorded_at = recorded_at - interval '1 day' WHERE subject_id = $1`, [subjectId]);
     await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true }, policyVersion: 'v2' })).resolves.toMatchObject({ subjectId });
   });

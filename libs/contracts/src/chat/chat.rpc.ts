@@ -34,6 +34,8 @@ export const ChatRpc = {
   streamMessage: rpc<{ accepted: true }>()('ally.rpc.chat.message.stream', s.postMessageInput.extend({ stream: streamTarget })),
   createAssistant: rpc(r.assistantReply)('ally.rpc.chat.assistant.create', s.createAssistantInput),
   listAssistants: rpc(pageOf(r.assistantReply))('ally.rpc.chat.assistant.list', s.listAssistantsInput),
+  /** The creator's private one, or an organisation's by its owners and admins; conversations that used it go on without it. */
+  deleteAssistant: rpc<null>()('ally.rpc.chat.assistant.delete', s.assistantIdInput),
   /** OpenAI-compatible; the workspace comes from the API key (or `private`). */
   completions: rpc<{ completion: r.ChatCompletion; residency: r.ResidencyReceipt }>()(
     'ally.rpc.chat.completion.create',

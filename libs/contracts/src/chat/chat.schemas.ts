@@ -24,6 +24,7 @@ export const refreshPolicyInput = z
   .strictObject({ orgId: idSchema('must be a valid organisation id').optional(), removedMember: idSchema('must be a valid user id').optional() })
   .refine((i) => !i.removedMember || i.orgId, { path: ['orgId'], message: 'is required with removedMember' });
 export const conversationIdInput = z.strictObject({ id: idSchema('must be a conversation id') });
+export const assistantIdInput = z.strictObject({ id: idSchema('must be an assistant id') });
 /** A conversation with a page of its messages: the newest `limit` (as far as they fit one answer), then older ones after `cursor`. */
 export const getConversationInput = conversationIdInput.extend({
   limit: queryInt(1, 200, 100),

@@ -91,7 +91,9 @@ export class MeterReporter extends PacedWorker {
         if (await this.report(row)) reported.push(row.message_id);
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.config.METER_REPORT_CONCURRENCY, metered.length) }, reporter));
+    // Every reporter ends before the batch is marked, also when one fails (its row's write, say): none goes on calling Stripe unawaited.
+    const ended = await Promise.allSettled(Array.from({ length: Math.min(this.config.METER_REPORT_CONCURRENCY, metered.length) }, reporter));
+    const failed = ended.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (next < metered.length) {
       // Stopping: the rest of the claim is due again at once, for the next replica or start.
       await this.ds.query(`UPDATE ledger SET meter_next_at = now() WHERE message_id = ANY($1::uuid[]) AND meter_status = 'pending'`, [metered.slice(next).map((r) => r.message_id)]);
@@ -101,6 +103,8 @@ export class MeterReporter extends PacedWorker {
       await this.ds.query(`UPDATE ledger SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1 WHERE message_id = ANY($1::uuid[])`, [reported]);
       this.reported.inc(reported.length);
     }
+    // What went through is marked; the failed reporter's rest of the claim comes due again when it runs out.
+    if (failed) throw failed.reason;
     return unmetered.length + reported.length;
   }
 

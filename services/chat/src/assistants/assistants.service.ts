@@ -2,7 +2,8 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { decodeCursor, fitting, keysetPage, limitReached, managesOrg, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { decodeCursor, fitting, keysetPage, limitReached, managesOrg, PrivacyRpc, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { RpcClient } from '@ally/messaging';
 import { lockNamed, lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -36,6 +37,7 @@ export class AssistantsService implements OnApplicationBootstrap {
     private readonly policies: PolicyService,
     private readonly router: RouterService,
     private readonly cipher: ContentCipher,
+    private readonly rpc: RpcClient,
     @Inject(CHAT_CONFIG) private readonly config: ChatConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -65,7 +67,7 @@ export class AssistantsService implements OnApplicationBootstrap {
         mine ? actor.userId : null,
       ]);
       if (n >= this.config.MAX_ASSISTANTS_PER_WORKSPACE) {
-        throw limitReached(`This workspace has ${this.config.MAX_ASSISTANTS_PER_WORKSPACE} assistants, the most one may`);
+        throw limitReached(`This workspace has ${this.config.MAX_ASSISTANTS_PER_WORKSPACE} assistants, the most one may; delete one it no longer needs (DELETE /v1/assistants/:id)`);
       }
       let entity: AssistantEntity;
       if (input.workspace === 'private') {
@@ -80,6 +82,27 @@ export class AssistantsService implements OnApplicationBootstrap {
       return entity;
     });
     return toAssistant(row, text);
+  }
+
+  /**
+   * Deletes an assistant: a private one by its creator (a legal hold on them waits, as for their conversations), an
+   * organisation's by its owners and admins. Conversations that used it go on without its instructions. Anyone
+   * else, and an API key of another workspace, gets 404.
+   */
+  async remove(actor: Actor, id: string): Promise<void> {
+    const notFound = () => new ProblemError(404, 'Assistant not found');
+    const a = await this.ds.getRepository(AssistantEntity).findOneBy({ id });
+    if (!a || (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== a.workspace)) throw notFound();
+    if (a.workspace === 'private') {
+      if (a.createdBy !== actor.userId) throw notFound();
+      const { held } = await this.rpc.call(PrivacyRpc.ownHold, {}, { actor });
+      if (held) throw new ProblemError(409, 'This assistant is kept under a legal hold; it can be deleted once the hold is released', { type: 'https://ally.eu/problems/legal-hold' });
+    } else {
+      const [m] = await this.ds.query(`SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2`, [a.workspace, actor.userId]);
+      if (!m) throw notFound();
+      if (!managesOrg(m.role)) throw new ProblemError(403, "Only owners and admins delete the organisation's assistants");
+    }
+    await this.ds.getRepository(AssistantEntity).delete({ id });
   }
 
   /** A page, newest first (`?limit=&cursor=` as every list of API.md). */

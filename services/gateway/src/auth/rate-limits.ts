@@ -56,9 +56,8 @@ export async function registerRateLimits(fastify: FastifyInstance, config: Gatew
     store: counts.storeClass(),
     max: (req) => (isAuthLimited(req) ? config.AUTH_RATE_LIMIT_PER_MINUTE : config.RATE_LIMIT_PER_MINUTE),
     keyGenerator: rateKey,
-    // Health probes and metrics scrapes are never limited, nor the OpenAPI document and its viewer's files (static, in memory):
-    // reading the API's description spends nothing of a client's budget for the API.
-    allowList: (req) => req.url.startsWith('/health/') || req.url === '/metrics' || req.url === '/docs' || req.url.startsWith('/docs/'),
+    // Health probes and metrics scrapes are never limited.
+    allowList: (req) => req.url.startsWith('/health/') || req.url === '/metrics',
     errorResponseBuilder: (_req, ctx) => ({
       statusCode: 429,
       message: `Too many requests; retry in ${Math.ceil(ctx.ttl / 1000)} seconds`,

@@ -116,6 +116,13 @@ export class ChatController {
     return this.rpc.call(ChatRpc.createAssistant, body, { actor, meta });
   }
 
+  /** Beyond API.md: a workspace's assistants are bounded (MAX_ASSISTANTS_PER_WORKSPACE), so one that is no longer needed can go. */
+  @Delete('assistants/:id')
+  @HttpCode(204)
+  async deleteAssistant(@UuidParam('id') id: string, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    await this.rpc.call(ChatRpc.deleteAssistant, { id }, { actor, meta });
+  }
+
   @Get('assistants')
   @Answers(ChatRpc.listAssistants)
   @QuerySchema(ChatRpc.listAssistants.input)

@@ -4,7 +4,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { nuid } from '@nats-io/transport-node';
 import { ChatRpc, chatCompletionReply, chatCompletionsInput, parseInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { Answers, AnswersAs } from '../common/answers.js';
+import { Answers } from '../common/answers.js';
 import { openAiError } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema } from '../common/zod-body.js';
@@ -34,8 +34,9 @@ export class OpenAiCompatController {
   ) {}
 
   @Post('completions')
-  @Answers(chatCompletionReply, 200, "OpenAI's chat.completion object (without stream); the receipt in x-ally-residency")
-  @AnswersAs(['text/event-stream'], "With stream: true: OpenAI's chat.completion.chunk events, then data: [DONE]")
+  @Answers(chatCompletionReply, 200, "OpenAI's chat.completion object; with stream: true, its chat.completion.chunk events, then data: [DONE]. The receipt in x-ally-residency", [
+    'text/event-stream',
+  ])
   @HttpCode(200)
   @BodySchema(chatCompletionsInput)
   async completions(@Body() body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Req() req: FastifyRequest, @Res() reply: FastifyReply) {

@@ -24,7 +24,7 @@ import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { ComplianceGuard } from './compliance.guard.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
-import { Answers, AnswersAs } from '../common/answers.js';
+import { Answers } from '../common/answers.js';
 
 /** The compliance team's privacy routes; everyone else gets 403 here, before any RPC. */
 @ApiTags('privacy (compliance)')
@@ -111,8 +111,7 @@ export class PrivacyAdminController {
 
   /** The register of processing activities; `?format=csv` for a spreadsheet. */
   @Get('processing-activities')
-  @Answers(processingRegisterReply)
-  @AnswersAs(['text/csv'], 'With ?format=csv: the register as a spreadsheet')
+  @Answers(processingRegisterReply, 200, 'The register; with ?format=csv, as a spreadsheet', ['text/csv'])
   @QuerySchema(processingActivitiesInput)
   async processingActivities(@Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { format } = parseInput(processingActivitiesInput, query, 'query');

@@ -7,10 +7,12 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  */
 export class LoginAuditNetwork1767200000000 implements MigrationInterface {
   name = 'LoginAuditNetwork1767200000000';
+  /** The index is built beside sign-ins (CONCURRENTLY), which cannot be inside a transaction. */
+  transaction = false;
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query(`ALTER TABLE login_audit ADD COLUMN network text`);
-    await q.query(`CREATE INDEX login_audit_network_idx ON login_audit (network, occurred_at)`);
+    await q.query(`ALTER TABLE login_audit ADD COLUMN IF NOT EXISTS network text`);
+    await q.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS login_audit_network_idx ON login_audit (network, occurred_at)`);
   }
 
   async down(q: QueryRunner): Promise<void> {

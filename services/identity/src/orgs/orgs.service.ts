@@ -127,7 +127,7 @@ export class OrgsService {
       }
       // Each invitation is a mail in Ally's name: a person's day has room for so many, over all their organisations.
       await lockNamed(em, `invitations-by:${actor.userId}`);
-      const [{ sent }] = await em.query(`SELECT count(*)::int AS sent FROM invitations WHERE invited_by = $1 AND created_at > now() - interval '1 day'`, [actor.userId]);
+      const [{ sent }] = await em.query(`SELECT count(*)::int AS sent FROM invitations_sent WHERE user_id = $1 AND sent_at > now() - interval '1 day'`, [actor.userId]);
       if (sent >= this.config.MAX_INVITATIONS_PER_DAY) {
         throw limitReached(`You sent ${this.config.MAX_INVITATIONS_PER_DAY} invitations in the last 24 hours, the most one person may; try again tomorrow`);
       }
@@ -154,6 +154,7 @@ export class OrgsService {
         acceptedAt: null,
       });
       await em.getRepository(InvitationEntity).insert(invitation);
+      await em.query(`INSERT INTO invitations_sent (user_id) VALUES ($1)`, [actor.userId]);
       await this.outbox.append(
         em,
         'identity.invitation.created',

@@ -41,7 +41,7 @@ export class ConsentsService {
         });
       }
       const [{ lately }] = await em.query(`SELECT count(*)::int AS lately FROM consents WHERE subject_id = $1 AND recorded_at > now() - interval '1 day'`, [input.subjectId]);
-      if (lately + Object.keys(input.purposes).length > MAX_CONSENT_DECISIONS_PER_DAY) {
+      if (lately + Object.keys(input.purposes).length > MAX_CONSENT_DECISIONS_PER_DAY && !(await this.onlyWithdraws(em, input.subjectId, input.purposes))) {
         throw limitReached(`This subject recorded ${lately} consent decisions in the last 24 hours; at most ${MAX_CONSENT_DECISIONS_PER_DAY} are taken a day (a withdrawal always is)`);
       }
       for (const [purpose, granted] of Object.entries(input.purposes)) {
@@ -59,6 +59,13 @@ export class ConsentsService {
       for (const c of granted) await this.insert(em, { subjectId, purpose: c.purpose, granted: false, policyVersion: c.policyVersion, source: 'withdrawal' }, meta);
     });
     return this.get(subjectId);
+  }
+
+  /** Whether every decision withdraws a consent given and in force: taken whatever the day's count (Art. 7(3) GDPR). */
+  private async onlyWithdraws(em: EntityManager, subjectId: string, purposes: Record<string, boolean>): Promise<boolean> {
+    if (Object.values(purposes).some(Boolean)) return false;
+    const granted = new Set((await this.get(subjectId, { limit: 1 }, em).catch(() => undefined))?.current.filter((c) => c.granted).map((c) => c.purpose));
+    return Object.keys(purposes).every((p) => granted.has(p));
   }
 
   /**

@@ -3,9 +3,11 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
 /** A subject's decisions of the last day are counted before new ones are recorded (MAX_CONSENT_DECISIONS_PER_DAY). */
 export class ConsentsByTime1767100000000 implements MigrationInterface {
   name = 'ConsentsByTime1767100000000';
+  /** Built beside consents being recorded (CONCURRENTLY), which cannot be inside a transaction. */
+  transaction = false;
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query(`CREATE INDEX consents_subject_time_idx ON consents (subject_id, recorded_at)`);
+    await q.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS consents_subject_time_idx ON consents (subject_id, recorded_at)`);
   }
 
   async down(q: QueryRunner): Promise<void> {
