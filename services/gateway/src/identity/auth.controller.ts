@@ -21,6 +21,7 @@ import { JwksCache } from '../auth/jwks-cache.service.js';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { z } from 'zod';
 import { Answers } from '../common/answers.js';
+import { assertSameBrowser, rememberSsoAttempt } from './sso-browser.js';
 
 /** Answers that carry tokens are stored by no cache, nor a browser's history (RFC 6749 §5.1). */
 const TOKENS_UNCACHED = 'no-store';
@@ -103,14 +104,16 @@ export class AuthController {
   @ApiResponse({ status: 302, description: "to the identity provider's sign-in page" })
   async ssoStart(@Param('provider') provider: string, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { authorizationUrl } = await this.rpc.call(IdentityRpc.ssoStart, { provider }, { meta });
+    rememberSsoAttempt(reply, provider, authorizationUrl, this.config.PUBLIC_BASE_URL);
     reply.status(302).header('location', authorizationUrl).send();
   }
 
-  /** The provider redirects back here; answers the token pair. */
+  /** The provider redirects back here, to the browser that started the sign-in; answers the token pair. */
   @Get('v1/auth/sso/:provider/callback')
   @Answers(IdentityRpc.ssoCallback)
   @Header('cache-control', TOKENS_UNCACHED)
-  ssoCallback(@Param('provider') provider: string, @Req() req: FastifyRequest, @RequestMetaParam() meta: RequestMeta) {
+  ssoCallback(@Param('provider') provider: string, @Req() req: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply, @RequestMetaParam() meta: RequestMeta) {
+    assertSameBrowser(req, reply, provider);
     // The URL the provider redirected to, as registered there: public base + path + query.
     const callbackUrl = new URL(req.url, this.config.PUBLIC_BASE_URL);
     return this.rpc.call(IdentityRpc.ssoCallback, { provider, callbackUrl: callbackUrl.href }, { meta });
