@@ -61,4 +61,10 @@ describe('single sign-on through the gateway', () => {
     // The attempt is still there for its own browser.
     expect((await callback(callbackUrl, theirs.cookie)).status).toBe(200);
   });
+
+  it("sets its cookie for the callback under the public base URL's own path", async () => {
+    const below = (await env.start(gatewayService, { PUBLIC_BASE_URL: 'https://ally.example.eu/app' })).url;
+    const res = await fetch(`${below}/v1/auth/sso/local/start`, { redirect: 'manual' });
+    expect(res.headers.getSetCookie()[0]).toMatch(/; Path=\/app\/v1\/auth\/sso\/local\/callback; Max-Age=600; HttpOnly; SameSite=Lax; Secure$/);
+  });
 });

@@ -92,6 +92,20 @@ describe('identity single sign-on against a local OpenID provider', () => {
     expect(decodeJwt(pair.accessToken).sub).toBe(user.id);
   });
 
+  it('refuses a callback whose state its browser did not bring back, before spending the attempt: its own browser still finishes it', async () => {
+    const { callbackUrl } = await atProvider('sub-jonas');
+    const state = new URL(callbackUrl).searchParams.get('state')!;
+    for (const browserState of ['', `${state}x`, state.slice(1)]) {
+      await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl, browserState })).rejects.toMatchObject({
+        status: 400,
+        message: expect.stringMatching(/must finish in the browser that started it/),
+      });
+    }
+    await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl, browserState: state })).resolves.toMatchObject({ tokenType: 'Bearer' });
+    // An unknown provider is still that, whatever the browser brought.
+    await expect(rpc.call(IdentityRpc.ssoCallback, { provider: 'nope', callbackUrl, browserState: '' })).rejects.toMatchObject({ status: 404 });
+  });
+
   it('answers 400 for a tampered or unknown state and does not redeem the code', async () => {
     const callbackUrl = new URL((await atProvider('sub-anna')).callbackUrl);
     const tampered = new URL(callbackUrl);

@@ -132,6 +132,11 @@ export const ssoCallbackInput = z.strictObject({
   provider: z.string().regex(/^[a-z0-9-]{1,40}$/, 'unknown provider'),
   /** The full callback URL as the browser called it (code, state, iss). */
   callbackUrl: z.url(),
+  /**
+   * The attempt's state as the browser that started it brought it back (the gateway's cookie; empty: none):
+   * the callback goes on only when it is the callback's own. Absent from a gateway of an earlier release.
+   */
+  browserState: z.string().max(512).optional(),
 });
 export const grantRoleInput = z.strictObject({ email: emailSchema, role: platformRoleSchema });
 

@@ -21,7 +21,7 @@ import { JwksCache } from '../auth/jwks-cache.service.js';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { z } from 'zod';
 import { Answers } from '../common/answers.js';
-import { assertSameBrowser, rememberSsoAttempt } from './sso-browser.js';
+import { rememberSsoAttempt, spendSsoAttempt } from './sso-browser.js';
 
 /** Answers that carry tokens are stored by no cache, nor a browser's history (RFC 6749 §5.1). */
 const TOKENS_UNCACHED = 'no-store';
@@ -113,10 +113,10 @@ export class AuthController {
   @Answers(IdentityRpc.ssoCallback)
   @Header('cache-control', TOKENS_UNCACHED)
   ssoCallback(@Param('provider') provider: string, @Req() req: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply, @RequestMetaParam() meta: RequestMeta) {
-    assertSameBrowser(req, reply, provider);
+    const browserState = spendSsoAttempt(req, reply, provider, this.config.PUBLIC_BASE_URL);
     // The URL the provider redirected to, as registered there: public base + path + query.
     const callbackUrl = new URL(req.url, this.config.PUBLIC_BASE_URL);
-    return this.rpc.call(IdentityRpc.ssoCallback, { provider, callbackUrl: callbackUrl.href }, { meta });
+    return this.rpc.call(IdentityRpc.ssoCallback, { provider, callbackUrl: callbackUrl.href, browserState }, { meta });
   }
 
   @Get('.well-known/jwks.json')

@@ -1,16 +1,16 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { ProblemError } from '@ally/contracts';
 
 /**
  * Ties a single sign-on to the browser that started it: /start sets a cookie
- * holding the attempt's `state`, and /callback goes on only when the browser
- * that arrives brings it back. Without it, whoever first presented a callback
- * URL (leaked from a log, or one an attacker got for their own account and
- * slipped to a victim: login CSRF) was signed in.
+ * holding the attempt's `state`, and /callback hands identity what the
+ * arriving browser brought back; identity goes on only when it is the
+ * callback's own. Without it, whoever first presented a callback URL (leaked
+ * from a log, or an attacker's own attempt slipped to a victim: login CSRF)
+ * was signed in.
  */
 const cookieName = (provider: string) => `ally_sso_${provider.replace(/[^A-Za-z0-9_-]/g, '_')}`;
-const callbackPath = (provider: string) => `/v1/auth/sso/${encodeURIComponent(provider)}/callback`;
+/** Where the browser comes back: under the public base URL's own path, if it has one (`https://example.eu/ally`). */
+const callbackPath = (provider: string, publicBaseUrl: string) => `${new URL(publicBaseUrl).pathname.replace(/\/+$/, '')}/v1/auth/sso/${encodeURIComponent(provider)}/callback`;
 /** As long as identity keeps the attempt. */
 const ATTEMPT_SECONDS = 600;
 
@@ -20,19 +20,13 @@ export function rememberSsoAttempt(reply: FastifyReply, provider: string, author
   if (!state) return;
   const secure = publicBaseUrl.startsWith('https:') ? '; Secure' : '';
   // Lax: sent on the identity provider's top-level redirect back, not on requests other sites make in the background.
-  reply.header('set-cookie', `${cookieName(provider)}=${encodeURIComponent(state)}; Path=${callbackPath(provider)}; Max-Age=${ATTEMPT_SECONDS}; HttpOnly; SameSite=Lax${secure}`);
+  reply.header('set-cookie', `${cookieName(provider)}=${encodeURIComponent(state)}; Path=${callbackPath(provider, publicBaseUrl)}; Max-Age=${ATTEMPT_SECONDS}; HttpOnly; SameSite=Lax${secure}`);
 }
 
-/** The callback came back to the browser that started the attempt; the cookie is spent either way. */
-export function assertSameBrowser(req: FastifyRequest, reply: FastifyReply, provider: string): void {
-  reply.header('set-cookie', `${cookieName(provider)}=; Path=${callbackPath(provider)}; Max-Age=0; HttpOnly; SameSite=Lax`);
-  const state = new URL(req.url, 'http://callback').searchParams.get('state') ?? '';
-  const remembered = cookieOf(req.headers.cookie, cookieName(provider)) ?? '';
-  const a = Buffer.from(state);
-  const b = Buffer.from(remembered);
-  if (!state || a.length !== b.length || !timingSafeEqual(a, b)) {
-    throw new ProblemError(400, 'Single sign-on must finish in the browser that started it (it was started elsewhere, or over 10 minutes ago); start again');
-  }
+/** The state the browser brought back to the callback ('' for none), for identity to compare; the cookie is spent either way. */
+export function spendSsoAttempt(req: FastifyRequest, reply: FastifyReply, provider: string, publicBaseUrl: string): string {
+  reply.header('set-cookie', `${cookieName(provider)}=; Path=${callbackPath(provider, publicBaseUrl)}; Max-Age=0; HttpOnly; SameSite=Lax`);
+  return (cookieOf(req.headers.cookie, cookieName(provider)) ?? '').slice(0, 512);
 }
 
 function cookieOf(header: string | undefined, name: string): string | undefined {

@@ -14,7 +14,7 @@ export class SsoController {
 
   @MessagePattern(IdentityRpc.ssoCallback.subject)
   callback(@Payload() req: RpcRequest) {
-    const { provider, callbackUrl } = parseRpcInput(IdentityRpc.ssoCallback.input, req.input, 'path parameter');
-    return this.sso.callback(provider, callbackUrl, req.meta);
+    const { provider, callbackUrl, browserState } = parseRpcInput(IdentityRpc.ssoCallback.input, req.input, 'path parameter');
+    return this.sso.callback(provider, callbackUrl, req.meta, browserState);
   }
 }

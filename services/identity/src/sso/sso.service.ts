@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, LessThan, type EntityManager } from 'typeorm';
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { emailSchema, personNameSchema, ProblemError, type RequestMeta, type SsoStart, type TokenPair } from '@ally/contracts';
 import { isForeignKeyViolation, isUniqueViolation } from '@ally/persistence';
@@ -57,12 +57,20 @@ export class SsoService {
     return { authorizationUrl: url.href };
   }
 
-  async callback(providerId: string, callbackUrl: string, meta?: RequestMeta): Promise<TokenPair> {
+  /**
+   * `browserState`: the state the browser that started the attempt brought back (the gateway's cookie). A
+   * callback URL presented anywhere else (leaked, or an attacker's own attempt slipped to a victim: login CSRF)
+   * is refused before the attempt is spent, so its own browser can still finish it.
+   */
+  async callback(providerId: string, callbackUrl: string, meta?: RequestMeta, browserState?: string): Promise<TokenPair> {
     const provider = this.provider(providerId);
     const url = new URL(callbackUrl);
     const error = url.searchParams.get('error');
     if (error) throw new ProblemError(401, `The identity provider refused the sign-in: ${error}`);
     const stateValue = url.searchParams.get('state') ?? '';
+    if (browserState !== undefined && !(stateValue && sameText(stateValue, browserState))) {
+      throw new ProblemError(400, 'Single sign-on must finish in the browser that started it (it was started elsewhere, or over 10 minutes ago); start again');
+    }
     // Only a state as we issue them (base64url) is looked up: a NUL, say, is refused by Postgres (was a 500).
     const state = !/^[A-Za-z0-9_-]{1,128}$/.test(stateValue) ? null : await this.ds.transaction(async (em) => {
       const row = await em.getRepository(SsoStateEntity).findOneBy({ state: stateValue, provider: provider.id });
@@ -201,4 +209,10 @@ export class SsoService {
     }
     return found;
   }
+}
+
+/** Equal texts, compared in a time that does not tell how much of them matched. */
+function sameText(a: string, b: string): boolean {
+  const [x, y] = [Buffer.from(a), Buffer.from(b)];
+  return x.length === y.length && timingSafeEqual(x, y);
 }
