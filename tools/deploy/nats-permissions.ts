@@ -184,6 +184,14 @@ export function consumerSubjects(durable: string): string[] {
   ];
 }
 
+/**
+ * This release moves each service's replies from NATS's shared `_INBOX` to `_INBOX_<svc>`. While pods of both
+ * releases run, the old ones still read theirs on `_INBOX.>`, so it stays allowed for this release; nothing of
+ * this release's services travels there, so reading it shows a taken-over service only old pods' replies. The
+ * next release sets this to false (k8s/README.md, "NATS users").
+ */
+export const SHARED_INBOX_DURING_ROLLOUT = true;
+
 /** A service's inbox prefix: the same rule as `serviceInboxPrefix` in libs/contracts (this file imports nothing; a test compares them). */
 export const inboxPrefix = (svc: Service): string => `_INBOX_${svc}`;
 
@@ -193,8 +201,9 @@ export function permissionsFor(svc: Service): Permissions {
   if (t.publishesEvents) publish.push(`ally.evt.${svc}.>`);
   publish.push(...t.calls, ...(t.publish ?? []), ...streamApiSubjects());
   for (const c of t.consumers) publish.push(...consumerSubjects(c.durable));
-  // Replies to its own requests (Nest RPC client, JetStream API and publish acks, pulled messages), on its own prefix.
-  const subscribe = [`${inboxPrefix(svc)}.>`];
+  // Replies to its own requests (Nest RPC client, JetStream API and publish acks, pulled messages), on its own prefix;
+  // and, for one release, on the shared one pods of the release before still use (SHARED_INBOX_DURING_ROLLOUT).
+  const subscribe = [`${inboxPrefix(svc)}.>`, ...(SHARED_INBOX_DURING_ROLLOUT ? ['_INBOX.>'] : [])];
   // `<subject> <queue>`: only as a member of its own queue group.
   if (t.servesRpc) subscribe.push(`ally.rpc.${svc}.> ${svc}`);
   subscribe.push(...(t.subscribe ?? []));
