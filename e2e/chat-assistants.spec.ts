@@ -106,14 +106,13 @@ describe('specialised assistants', () => {
     expect(team.status).toBe(201);
     expect((await http.post('/v1/assistants', { workspace: 'private', name: 'Meiner', instructions: 'x' }, owner.accessToken)).status).toBe(201);
 
-    // Deleting one makes room (an organisation's here: a private one asks privacy about a legal hold first,
-    // e2e/privacy-admin-hardening); only the organisation's owners and admins may, anyone else hears 404.
+    // Deleting one makes room; only the organisation's owners and admins may, anyone else hears 404.
     const [old] = await env.sql<{ id: string }>(`SELECT id FROM chat.assistants WHERE created_by = $1 AND workspace = 'private' LIMIT 1`, [kim.user.id]);
     expectProblem(await http.delete(`/v1/assistants/${old.id}`, owner.accessToken), 404);
     expectProblem(await http.delete(`/v1/assistants/${team.body.id}`, owner.accessToken), 404);
-    await env.sql(`INSERT INTO chat.assistants (id, workspace, created_by, name, instructions) SELECT gen_random_uuid(), $1, $2, 'Alt ' || n, 'x' FROM generate_series(2, $3) n`, [
+    // Written by a former admin (one's own asks privacy about a legal hold on its writer first, e2e/privacy-admin-hardening).
+    await env.sql(`INSERT INTO chat.assistants (id, workspace, created_by, name, instructions) SELECT gen_random_uuid(), $1, gen_random_uuid(), 'Alt ' || n, 'x' FROM generate_series(2, $2) n`, [
       org.id,
-      kim.user.id,
       ASSISTANTS_LIMIT,
     ]);
     expectProblem(await http.post('/v1/assistants', { workspace: org.id, name: 'Zu viel', instructions: 'x' }, kim.accessToken), 409);
@@ -122,8 +121,9 @@ describe('specialised assistants', () => {
     expectProblem(await http.delete(`/v1/assistants/${spare.id}`, kim.accessToken), 404);
     expect((await http.post('/v1/assistants', { workspace: org.id, name: 'Wieder Platz', instructions: 'x' }, kim.accessToken)).status).toBe(201);
     // A conversation that used a deleted assistant goes on without it.
-    const conversation = (await http.post('/v1/conversations', { workspace: org.id, assistantId: team.body.id }, kim.accessToken)).body;
-    expect((await http.delete(`/v1/assistants/${team.body.id}`, kim.accessToken)).status).toBe(204);
+    const [used] = await env.sql<{ id: string }>(`SELECT id FROM chat.assistants WHERE workspace = $1 AND name = 'Alt 3'`, [org.id]);
+    const conversation = (await http.post('/v1/conversations', { workspace: org.id, assistantId: used.id }, kim.accessToken)).body;
+    expect((await http.delete(`/v1/assistants/${used.id}`, kim.accessToken)).status).toBe(204);
     expect((await http.post(`/v1/conversations/${conversation.id}/messages`, { content: 'Noch da?' }, kim.accessToken)).status).toBe(201);
     expect((await http.get(`/v1/conversations/${conversation.id}`, kim.accessToken)).body.assistantId).toBeNull();
   });

@@ -7,3 +7,4 @@ export * from './retention-pass.js';
 export * from './subject-lock.js';
 export * from './lower-case-ids.js';
 export * from './pg-listener.js';
+export * from './concurrent-index.js';

@@ -95,12 +95,15 @@ export class AssistantsService implements OnApplicationBootstrap {
     if (!a || (actor.apiKeyWorkspace && actor.apiKeyWorkspace !== a.workspace)) throw notFound();
     if (a.workspace === 'private') {
       if (a.createdBy !== actor.userId) throw notFound();
-      const { held } = await this.rpc.call(PrivacyRpc.ownHold, {}, { actor });
-      if (held) throw new ProblemError(409, 'This assistant is kept under a legal hold; it can be deleted once the hold is released', { type: 'https://ally.eu/problems/legal-hold' });
     } else {
       const [m] = await this.ds.query(`SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2`, [a.workspace, actor.userId]);
       if (!m) throw notFound();
       if (!managesOrg(m.role)) throw new ProblemError(403, "Only owners and admins delete the organisation's assistants");
+    }
+    // One of their own (private, or an organisation's they wrote: their export shows it) waits for a legal hold on them.
+    if (a.createdBy === actor.userId) {
+      const { held } = await this.rpc.call(PrivacyRpc.ownHold, {}, { actor });
+      if (held) throw new ProblemError(409, 'This assistant is kept under a legal hold; it can be deleted once the hold is released', { type: 'https://ally.eu/problems/legal-hold' });
     }
     await this.ds.getRepository(AssistantEntity).delete({ id });
   }

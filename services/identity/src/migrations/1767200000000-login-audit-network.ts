@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { createIndexConcurrently } from '@ally/persistence';
 
 /**
  * Failed sign-ins are counted per network (an IPv6 address's /64, an IPv4
@@ -12,7 +13,7 @@ export class LoginAuditNetwork1767200000000 implements MigrationInterface {
 
   async up(q: QueryRunner): Promise<void> {
     await q.query(`ALTER TABLE login_audit ADD COLUMN IF NOT EXISTS network text`);
-    await q.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS login_audit_network_idx ON login_audit (network, occurred_at)`);
+    await createIndexConcurrently(q, 'login_audit_network_idx', 'login_audit (network, occurred_at)');
   }
 
   async down(q: QueryRunner): Promise<void> {

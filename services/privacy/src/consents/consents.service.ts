@@ -61,11 +61,15 @@ export class ConsentsService {
     return this.get(subjectId);
   }
 
-  /** Whether every decision withdraws a consent given and in force: taken whatever the day's count (Art. 7(3) GDPR). */
+  /**
+   * Whether the decisions withdraw a consent given and in force, granting none ("reject all" counts, also naming
+   * purposes already refused): taken whatever the day's count (Art. 7(3) GDPR). Each needs a grant to withdraw,
+   * and grants are counted, so these stay bounded too.
+   */
   private async onlyWithdraws(em: EntityManager, subjectId: string, purposes: Record<string, boolean>): Promise<boolean> {
     if (Object.values(purposes).some(Boolean)) return false;
     const granted = new Set((await this.get(subjectId, { limit: 1 }, em).catch(() => undefined))?.current.filter((c) => c.granted).map((c) => c.purpose));
-    return Object.keys(purposes).every((p) => granted.has(p));
+    return Object.keys(purposes).some((p) => granted.has(p));
   }
 
   /**

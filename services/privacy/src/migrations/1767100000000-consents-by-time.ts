@@ -1,4 +1,5 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
+import { createIndexConcurrently } from '@ally/persistence';
 
 /** A subject's decisions of the last day are counted before new ones are recorded (MAX_CONSENT_DECISIONS_PER_DAY). */
 export class ConsentsByTime1767100000000 implements MigrationInterface {
@@ -7,7 +8,7 @@ export class ConsentsByTime1767100000000 implements MigrationInterface {
   transaction = false;
 
   async up(q: QueryRunner): Promise<void> {
-    await q.query(`CREATE INDEX CONCURRENTLY IF NOT EXISTS consents_subject_time_idx ON consents (subject_id, recorded_at)`);
+    await createIndexConcurrently(q, 'consents_subject_time_idx', 'consents (subject_id, recorded_at)');
   }
 
   async down(q: QueryRunner): Promise<void> {
