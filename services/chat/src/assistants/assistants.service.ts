@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { decodeCursor, fitting, keysetPage, limitReached, managesOrg, PrivacyRpc, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { decodeCursor, fitting, keysetPage, limitReached, managesOrg, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { lockNamed, lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
@@ -10,6 +10,7 @@ import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import { RouterService } from '../catalog/router.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
+import { assertNotHeld } from '../privacy/own-hold.js';
 import { AssistantEntity } from './assistant.entity.js';
 import { assistantText, openedAssistantText, type AssistantText } from './assistant-text.js';
 
@@ -70,7 +71,7 @@ export class AssistantsService implements OnApplicationBootstrap {
         throw limitReached(`This workspace has ${this.config.MAX_ASSISTANTS_PER_WORKSPACE} assistants, the most one may; delete one it no longer needs (DELETE /v1/assistants/:id)`);
       }
       let entity: AssistantEntity;
-      if (input.workspace === 'private') {
+      if (mine) {
         // Not while the subject's erasure runs, and no new data key for someone erased meanwhile.
         await lockSubject(em, actor.userId, 'shared');
         if (await this.cipher.isErased(em, actor.userId)) throw new ProblemError(410, 'This account was erased');
@@ -101,10 +102,7 @@ export class AssistantsService implements OnApplicationBootstrap {
       if (!managesOrg(m.role)) throw new ProblemError(403, "Only owners and admins delete the organisation's assistants");
     }
     // One of their own (private, or an organisation's they wrote: their export shows it) waits for a legal hold on them.
-    if (a.createdBy === actor.userId) {
-      const { held } = await this.rpc.call(PrivacyRpc.ownHold, {}, { actor });
-      if (held) throw new ProblemError(409, 'This assistant is kept under a legal hold; it can be deleted once the hold is released', { type: 'https://ally.eu/problems/legal-hold' });
-    }
+    if (a.createdBy === actor.userId) await assertNotHeld(this.rpc, actor, 'This assistant');
     await this.ds.getRepository(AssistantEntity).delete({ id });
   }
 

@@ -1,13 +1,14 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
-import { decodeCursor, encodeCursor, fitting, keysetPage, PrivacyRpc, ProblemError, REPLY_PAGE_BYTES, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
+import { decodeCursor, encodeCursor, fitting, keysetPage, ProblemError, REPLY_PAGE_BYTES, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService } from '../policy/policy.service.js';
+import { assertNotHeld } from '../privacy/own-hold.js';
 import { ConversationEntity } from './conversation.entity.js';
 import { MessageEntity } from './message.entity.js';
 
@@ -95,9 +96,7 @@ export class ConversationsService {
 
   async delete(actor: Actor, id: string): Promise<void> {
     await this.owned(actor, id);
-    // A legal hold keeps the person's data until it is released: their own deletions wait too, as their erasure does.
-    const { held } = await this.rpc.call(PrivacyRpc.ownHold, {}, { actor });
-    if (held) throw new ProblemError(409, 'This conversation is kept under a legal hold; it can be deleted once the hold is released', { type: 'https://ally.eu/problems/legal-hold' });
+    await assertNotHeld(this.rpc, actor, 'This conversation');
     await this.ds.getRepository(ConversationEntity).delete({ id });
     // An answer still being written into it stops: its words have nowhere to go, and the rest is not billed.
     this.inFlight.stop({ conversationId: id });

@@ -1,0 +1,11 @@
+import { PrivacyRpc, ProblemError, type Actor } from '@ally/contracts';
+import type { RpcClient } from '@ally/messaging';
+
+/**
+ * A legal hold keeps the person's data until it is released: their own deletions wait too, as their erasure does.
+ * `what`: the thing they asked to delete, as the refusal names it ("This conversation").
+ */
+export async function assertNotHeld(rpc: RpcClient, actor: Actor, what: string): Promise<void> {
+  const { held } = await rpc.call(PrivacyRpc.ownHold, {}, { actor });
+  if (held) throw new ProblemError(409, `${what} is kept under a legal hold; it can be deleted once the hold is released`, { type: 'https://ally.eu/problems/legal-hold' });
+}
