@@ -14,3 +14,4 @@ export * from './envelope-crypto.js';
 export * from './expiring-map.js';
 export * from './in-flight.js';
 export * from './client-network.js';
+export * from './same-secret.js';

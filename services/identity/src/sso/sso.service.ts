@@ -1,9 +1,10 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, LessThan, type EntityManager } from 'typeorm';
-import { randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import * as oidc from 'openid-client';
 import { emailSchema, personNameSchema, ProblemError, type RequestMeta, type SsoStart, type TokenPair } from '@ally/contracts';
 import { isForeignKeyViolation, isUniqueViolation } from '@ally/persistence';
+import { sameSecret } from '@ally/platform';
 import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
@@ -68,7 +69,7 @@ export class SsoService {
     const error = url.searchParams.get('error');
     if (error) throw new ProblemError(401, `The identity provider refused the sign-in: ${error}`);
     const stateValue = url.searchParams.get('state') ?? '';
-    if (browserState !== undefined && !(stateValue && sameText(stateValue, browserState))) {
+    if (browserState !== undefined && !sameSecret(stateValue, browserState)) {
       throw new ProblemError(400, 'Single sign-on must finish in the browser that started it (it was started elsewhere, or over 10 minutes ago); start again');
     }
     // Only a state as we issue them (base64url) is looked up: a NUL, say, is refused by Postgres (was a 500).
@@ -209,10 +210,4 @@ export class SsoService {
     }
     return found;
   }
-}
-
-/** Equal texts, compared in a time that does not tell how much of them matched. */
-function sameText(a: string, b: string): boolean {
-  const [x, y] = [Buffer.from(a), Buffer.from(b)];
-  return x.length === y.length && timingSafeEqual(x, y);
 }

@@ -1,8 +1,8 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { timingSafeEqual, createHash } from 'node:crypto';
 import { z } from 'zod';
 import { emailSchema, parseInput, plainText, ProblemError } from '@ally/contracts';
+import { sameSecret } from '@ally/platform';
 import { hashAddress } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 
@@ -26,7 +26,6 @@ const brevoEvent = z.looseObject({
 // One event, or a batch of them; chosen by shape first, so a bad field is named (a union would only say "Invalid input").
 const batchSchema = z.array(brevoEvent).max(1000);
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
 
 @Injectable()
 export class BrevoWebhookService {
@@ -57,8 +56,7 @@ export class BrevoWebhookService {
 
   private authenticate(secret: string): void {
     const expected = this.config.BREVO_WEBHOOK_SECRET;
-    // Compared as digests so the length of the secret does not leak through timing.
-    if (!expected || !secret || !timingSafeEqual(digest(secret), digest(expected))) {
+    if (!expected || !sameSecret(secret, expected)) {
       throw new ProblemError(401, 'The webhook secret is missing or wrong');
     }
   }
