@@ -23,7 +23,7 @@ describe("chat's policy replica", () => {
     await publishEvent(env, envelope);
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM chat.inbox WHERE event_id = $1`, [envelope.id])).length ? true : undefined), `${type} #${++seq} to be applied`);
   };
-  const settings = (userId: string, restrictToEu: boolean) => ({ userId, restrictToEu, email: 'x@example.eu', firstName: 'X', locale: 'de' });
+  const settings = (userId: string, restrictToEu: boolean) => ({ userId, restrictToEu });
 
   beforeAll(async () => {
     env = await createTestEnv();
@@ -41,8 +41,8 @@ describe("chat's policy replica", () => {
   it('keeps the newest restrictToEu, organisation policy and membership, whatever the order of arrival', async () => {
     const [user, org] = [randomUUID(), randomUUID()];
     // Turned off, then on again: the "on" arrives first.
-    await deliver('identity.user.settings-changed', settings(user, true), at(1));
-    await deliver('identity.user.settings-changed', settings(user, false), at(2));
+    await deliver('identity.user.residency-set', settings(user, true), at(1));
+    await deliver('identity.user.residency-set', settings(user, false), at(2));
     expect(await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1`, [user])).toEqual([{ restrict_to_eu: true }]);
 
     const policy = (euOnly: boolean) => ({ orgId: org, euOnly, allowedModels: null, chatRetentionDays: null, blockedTerms: [] });
@@ -59,6 +59,29 @@ describe("chat's policy replica", () => {
     expect(await env.sql(`SELECT role FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [org, user])).toEqual([{ role: 'admin' }]);
   });
 
+  it("follows identity's own residency events, which carry the setting and nothing else of the user (never the registration's address or token)", async () => {
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const { user } = await rpc.call(IdentityRpc.register, { email: 'lene@example.eu', password: 'Kraniche über dem Bodden', firstName: 'Lene', lastName: 'Voss' });
+      const restriction = async () => (await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1`, [user.id]))[0]?.restrict_to_eu as boolean | undefined;
+      await waitFor(async () => ((await restriction()) === true ? true : undefined), 'the registration to reach chat');
+      await rpc.call(IdentityRpc.updateSettings, { restrictToEu: false }, { actor: { userId: user.id, platformRoles: [] } });
+      await waitFor(async () => ((await restriction()) === false ? true : undefined), 'the change to reach chat');
+
+      const residency = await lastEvent(env, 'identity.user.residency-set', (e) => e.data.userId === user.id);
+      expect(residency.data).toEqual({ userId: user.id, restrictToEu: false });
+      // notify's events about the same moments: chat's consumer never took them in.
+      for (const type of ['identity.user.registered', 'identity.user.settings-changed']) {
+        const event = await lastEvent(env, type, (e) => e.data.userId === user.id);
+        expect(event.data.email).toBe('lene@example.eu');
+        expect(await env.sql(`SELECT consumer FROM chat.inbox WHERE event_id = $1`, [event.id])).toEqual([]);
+      }
+    } finally {
+      await rpc.close();
+    }
+  });
+
   it("takes a change whose event is dated before the row it meets from identity, not the row (chat's own read of identity raced the change, or its clock runs ahead)", async () => {
     const rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
@@ -70,7 +93,7 @@ describe("chat's policy replica", () => {
       // chat read "off" and dated it after the moment identity stamped the switch back on.
       await env.sql(`INSERT INTO chat.user_settings (user_id, restrict_to_eu, updated_at) VALUES ($1, false, now() + interval '1 minute')
                      ON CONFLICT (user_id) DO UPDATE SET restrict_to_eu = false, updated_at = now() + interval '1 minute'`, [user.id]);
-      await deliver('identity.user.settings-changed', settings(user.id, true), at(0));
+      await deliver('identity.user.residency-set', settings(user.id, true), at(0));
       expect(await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1`, [user.id])).toEqual([{ restrict_to_eu: true }]);
     } finally {
       await rpc.close();
@@ -104,12 +127,12 @@ describe("chat's policy replica", () => {
     await rpc.connect();
     try {
       const [user, org] = [randomUUID(), randomUUID()];
-      await deliver('identity.user.settings-changed', settings(user, false), at(3));
+      await deliver('identity.user.residency-set', settings(user, false), at(3));
       await rpc.call(privacyRpcs('chat').erase, { userId: user, scope: 'all' });
       expect(await env.sql(`SELECT 1 FROM chat.user_settings WHERE user_id = $1`, [user])).toEqual([]);
       // Late, redelivered or reordered: the registration, a settings change, a membership.
-      await deliver('identity.user.registered', { ...settings(user, true), verificationToken: 'v' }, at(2));
-      await deliver('identity.user.settings-changed', settings(user, true), at(1));
+      await deliver('identity.user.residency-set', settings(user, true), at(2));
+      await deliver('identity.user.residency-set', settings(user, false), at(1));
       await deliver('identity.member.added', { orgId: org, userId: user, role: 'member', memberCount: 2 }, at(1));
       // A restriction they filed while the erasure ran.
       await deliver('privacy.subject.restricted', { requestId: randomUUID(), userId: user, scope: 'all' }, at(4));

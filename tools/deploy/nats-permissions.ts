@@ -95,8 +95,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
       {
         durable: 'chat-policy',
         types: [
-          'identity.user.registered',
-          'identity.user.settings-changed',
+          'identity.user.residency-set',
           'identity.user.deleted',
           'identity.organization.created',
           'identity.organization.policy-changed',

@@ -41,6 +41,11 @@ export const IdentityEvents = {
     firstName: z.string(),
     locale: localeSchema,
   }),
+  /**
+   * The "EU models only" setting as it now is (at registration, at a change, when an owner's defaults come back):
+   * chat's routing replica reads this, not the events above, which carry an address, a name and a token for notify.
+   */
+  'identity.user.residency-set': z.object({ userId: z.uuid(), restrictToEu: z.boolean() }),
   'identity.user.updated': z.object({ userId: z.uuid(), changed: z.array(z.string()) }),
   'identity.user.deleted': z.object({ userId: z.uuid() }),
   /** First sign-in from an IP address (`newDevice`): notify warns the user, with who and where from; a sign-in from a known place carries neither. */

@@ -15,10 +15,8 @@ type Handler = (em: EntityManager, data: any, at: string) => Promise<unknown>;
  * what holds now (a failure leaves the event to be delivered again).
  */
 const handlers = (policies: PolicyService): Record<string, Handler> => ({
-  'identity.user.registered': async (em, d, at) => {
-    if (!(await policies.isErased(em, d.userId))) await putUserSettings(em, d.userId, d.restrictToEu, at, 'keep');
-  },
-  'identity.user.settings-changed': async (em, d, at) => {
+  // Only the setting: identity's registration and settings events carry an address, a name and a token for notify's mails.
+  'identity.user.residency-set': async (em, d, at) => {
     // An event arriving after the subject's erasure brings nothing of them back.
     if (await policies.isErased(em, d.userId)) return;
     if (!(await putUserSettings(em, d.userId, d.restrictToEu, at, 'update')) && (await userSettingsDiffer(em, d.userId, d.restrictToEu))) await policies.reconcileUser(em, d.userId);

@@ -9,6 +9,7 @@ import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { preferredLocale } from '../common/accept-language.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { restoreOwnerDefaults } from '../users/owner-defaults.js';
+import { announceResidency } from '../users/residency-event.js';
 import { OrgsService } from '../orgs/orgs.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { SessionsService } from '../sessions/sessions.service.js';
@@ -58,6 +59,7 @@ export class AuthService {
         { userId: user.id, email: user.email, firstName: user.firstName, locale: user.locale, verificationToken, restrictToEu: true, validForSeconds: this.config.VERIFICATION_TOKEN_TTL_SECONDS },
         { subject: { userId: user.id }, correlationId: meta?.correlationId },
       );
+      await announceResidency(em, this.outbox, user.id, true, meta?.correlationId);
       if (input.organizationName) await this.orgs.createInTx(em, user, input.organizationName, meta);
       const pair = await this.sessions.open(em, user, 'password', meta);
       return { user: await this.users.toMe(user, em), ...pair };

@@ -9,6 +9,7 @@ import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '..
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { restoreOwnerDefaults } from '../users/owner-defaults.js';
+import { announceResidency } from '../users/residency-event.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { setUpWithoutProof, UserEntity } from '../users/user.entity.js';
@@ -161,6 +162,7 @@ export class SsoService {
     });
     await em.getRepository(UserEntity).insert(user);
     await this.outbox.append(em, 'identity.user.verified', { userId: user.id, email, firstName, locale: user.locale, restrictToEu: user.restrictToEu }, { subject: { userId: user.id } });
+    await announceResidency(em, this.outbox, user.id, user.restrictToEu);
     return user;
   }
 

@@ -3,6 +3,7 @@ import { DataSource } from 'typeorm';
 import { ProblemError, type Actor, type Me } from '@ally/contracts';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { assertSessionLive } from '../sessions/live-session.js';
+import { announceResidency } from './residency-event.js';
 import { UserEntity } from './user.entity.js';
 import { UsersRepository } from './users.repository.js';
 
@@ -53,6 +54,7 @@ export class MeService {
           { userId, restrictToEu: settings.restrictToEu, email: user.email, firstName: user.firstName, locale: user.locale },
           { subject: { userId } },
         );
+        await announceResidency(em, this.outbox, userId, settings.restrictToEu);
       }
       return { restrictToEu: settings.restrictToEu };
     });

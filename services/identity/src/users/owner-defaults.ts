@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import type { IdentityOutbox } from '../common/identity-outbox.js';
+import { announceResidency } from './residency-event.js';
 import { UserEntity } from './user.entity.js';
 
 /**
@@ -18,4 +19,5 @@ export async function restoreOwnerDefaults(em: EntityManager, outbox: IdentityOu
     { userId: user.id, restrictToEu: true, email: user.email, firstName: user.firstName, locale: user.locale },
     { subject: { userId: user.id } },
   );
+  await announceResidency(em, outbox, user.id, true);
 }
