@@ -53,7 +53,7 @@ const MUST_CALL: Record<Service, string[]> = {
     'ally.rpc.privacy.request.create',
   ],
   identity: [],
-  chat: [IdentityRpc.getMe.subject, IdentityRpc.getOrg.subject, BillingRpc.quotaCheck.subject],
+  chat: [IdentityRpc.getRouting.subject, IdentityRpc.getOrg.subject, BillingRpc.quotaCheck.subject],
   billing: [IdentityRpc.getOrg.subject],
   privacy: (['identity', 'chat', 'billing', 'notify'] as const).flatMap((s) => [privacyRpcs(s).export.subject, privacyRpcs(s).erase.subject, `ally.rpc.${s}.privacy.retention`]),
   notify: [],
@@ -61,9 +61,9 @@ const MUST_CALL: Record<Service, string[]> = {
 
 /** RPCs each service must NOT be able to call: above all the unauthenticated internal ones. */
 const MUST_NOT_CALL: Record<Service, string[]> = {
-  gateway: [privacyRpcs('identity').erase.subject, privacyRpcs('chat').export.subject, privacyRpcs('billing').erase.subject, privacyRpcs('notify').erase.subject, 'ally.rpc.chat.privacy.retention'],
+  gateway: [IdentityRpc.getRouting.subject, privacyRpcs('identity').erase.subject, privacyRpcs('chat').export.subject, privacyRpcs('billing').erase.subject, privacyRpcs('notify').erase.subject, 'ally.rpc.chat.privacy.retention'],
   identity: [ChatRpc.listModels.subject, NotifyRpc.devMailbox.subject, BillingRpc.quotaCheck.subject, privacyRpcs('chat').erase.subject],
-  chat: [IdentityRpc.login.subject, IdentityRpc.createApiKey.subject, IdentityRpc.verifyApiKey.subject, BillingRpc.setCap.subject, privacyRpcs('identity').erase.subject],
+  chat: [IdentityRpc.getMe.subject, IdentityRpc.login.subject, IdentityRpc.createApiKey.subject, IdentityRpc.verifyApiKey.subject, BillingRpc.setCap.subject, privacyRpcs('identity').erase.subject],
   billing: [IdentityRpc.getMe.subject, IdentityRpc.login.subject, ChatRpc.postMessage.subject, privacyRpcs('chat').erase.subject],
   privacy: [IdentityRpc.login.subject, IdentityRpc.getMe.subject, ChatRpc.getConversation.subject, BillingRpc.setCap.subject],
   notify: [IdentityRpc.getMe.subject, ChatRpc.getConversation.subject, BillingRpc.quotaCheck.subject, privacyRpcs('identity').erase.subject],

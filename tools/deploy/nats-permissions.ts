@@ -67,8 +67,8 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     servesRpc: false,
     publishesEvents: false,
     calls: ['ally.rpc.identity.>', 'ally.rpc.chat.>', 'ally.rpc.notify.>', 'ally.rpc.billing.>', 'ally.rpc.privacy.>'],
-    // Data-subject export/erase are only for privacy's sagas; they carry no end-user auth.
-    denyPublish: ['ally.rpc.*.privacy.>', 'ally.rpc.identity.contact.>'],
+    // Data-subject export/erase are only for privacy's sagas; they carry no end-user auth. Contacts and routing are notify's and chat's.
+    denyPublish: ['ally.rpc.*.privacy.>', 'ally.rpc.identity.contact.>', 'ally.rpc.identity.routing.>'],
     consumers: [],
     // StreamSubscriber: frames on ally.stream.gateway.<nuid>, acks and cancel on <subject>.ctl; sessions identity ended;
     // the rate-limit counts the replicas tell each other.
@@ -90,7 +90,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     note: 'Asks identity for the caller and org policy, billing for quota, privacy whether a hold keeps a conversation; replicates identity state; streams answers to the gateway.',
     servesRpc: true,
     publishesEvents: true,
-    calls: ['ally.rpc.identity.me.get', 'ally.rpc.identity.org.get', 'ally.rpc.billing.quota.check', 'ally.rpc.privacy.legal-hold.own'],
+    calls: ['ally.rpc.identity.routing.get', 'ally.rpc.identity.org.get', 'ally.rpc.billing.quota.check', 'ally.rpc.privacy.legal-hold.own'],
     consumers: [
       {
         durable: 'chat-policy',

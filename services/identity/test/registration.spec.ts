@@ -26,6 +26,13 @@ describe('identity registration over NATS', () => {
     expect(msg?.json<{ data: { userId: string } }>().data.userId).toBe(reply.user.id);
   });
 
+  it("answers chat's routing question with the setting and the memberships, nothing else of the user", async () => {
+    const reply = await world.rpc.call(IdentityRpc.register, { email: 'route@example.eu', password: 'Kraniche über dem Bodden', firstName: 'Rosa', lastName: 'Ring', organizationName: 'Ring KG' });
+    const routing = await world.rpc.call(IdentityRpc.getRouting, {}, { actor: { userId: reply.user.id, platformRoles: [] } });
+    const [org] = reply.user.memberships;
+    expect(routing).toEqual({ id: reply.user.id, restrictToEu: true, memberships: [{ orgId: org.orgId, role: 'owner' }] });
+  });
+
   it('refuses a common password with a 400 naming the field', async () => {
     await expect(
       world.rpc.call(IdentityRpc.register, { email: 'x@example.eu', password: 'password1234', firstName: 'Max', lastName: 'Muster' }),

@@ -27,6 +27,14 @@ export const meReply = z.strictObject({
 });
 export type Me = z.infer<typeof meReply>;
 
+/** What chat's routing replica needs of a user, and nothing else of them (no address, no names). */
+export const routingReply = z.strictObject({
+  id: z.string(),
+  restrictToEu: z.boolean(),
+  memberships: z.array(membershipReply.pick({ orgId: true, role: true })),
+});
+export type Routing = z.infer<typeof routingReply>;
+
 export const registerReply = tokenPairReply.extend({ user: meReply });
 export type RegisterReply = z.infer<typeof registerReply>;
 

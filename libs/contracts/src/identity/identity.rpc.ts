@@ -45,6 +45,8 @@ export const IdentityRpc = {
   ssoCallback: rpc(r.tokenPairReply)('ally.rpc.identity.sso.callback', s.ssoCallbackInput, { authenticated: false }),
 
   getMe: rpc(r.meReply)('ally.rpc.identity.me.get', none),
+  /** Internal (chat): the caller's restrictToEu and memberships, for routing; the rest of `getMe` chat has no use for. */
+  getRouting: rpc(r.routingReply)('ally.rpc.identity.routing.get', none),
   /** The caller's platform roles as they stand now (a token names those it was signed with): the gateway asks before an operator's action. */
   platformRoles: rpc<{ platformRoles: s.PlatformRole[] }>()('ally.rpc.identity.roles.get', none),
   updateMe: rpc(r.meReply)('ally.rpc.identity.me.update', s.updateMeInput),

@@ -57,7 +57,7 @@ const REFRESH_MEMORY = 10_000;
 @Injectable()
 export class PolicyService {
   private readonly misses = new Map<string, number[]>();
-  private readonly fetching = new Map<string, Promise<Awaited<ReturnType<PolicyService['fetchMe']>> | null>>();
+  private readonly fetching = new Map<string, Promise<Awaited<ReturnType<PolicyService['fetchRouting']>> | null>>();
 
   constructor(
     private readonly ds: DataSource,
@@ -131,7 +131,7 @@ export class PolicyService {
     let fetching = this.fetching.get(actor.userId);
     if (!fetching) {
       // identity not answering counts as a miss: the caller hears "not a member" rather than waiting on it.
-      fetching = this.fetchMe(actor)
+      fetching = this.fetchRouting(actor)
         .catch(() => null)
         .finally(() => this.fetching.delete(actor.userId));
       this.fetching.set(actor.userId, fetching);
@@ -152,7 +152,7 @@ export class PolicyService {
    * on cannot leave the EU, and one to the new organisation finds it.
    */
   async refreshUser(actor: Actor): Promise<void> {
-    await this.fetchMe(actor, 'current').catch(() => {
+    await this.fetchRouting(actor, 'current').catch(() => {
       throw new ProblemError(503, 'The identity service is not available');
     });
     // What they were not a member of a moment ago (an organisation they just joined) is asked for again.
@@ -173,7 +173,7 @@ export class PolicyService {
   async refreshRemovedMember(orgId: string, userId: string): Promise<void> {
     const asOf = new Date().toISOString();
     // identity no longer knowing the user (erased meanwhile) is no membership either.
-    const me = await goneIsNothing(this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId, platformRoles: [] } })).catch(() => {
+    const me = await goneIsNothing(this.rpc.call(IdentityRpc.getRouting, {}, { actor: { userId, platformRoles: [] } })).catch(() => {
       throw new ProblemError(503, 'The identity service is not available');
     });
     if (me?.memberships.some((m) => m.orgId === orgId)) return;
@@ -190,12 +190,12 @@ export class PolicyService {
    * written in the event's transaction. Throws when identity cannot say (the event comes again).
    */
   async reconcileUser(em: EntityManager, userId: string): Promise<void> {
-    await goneIsNothing(this.fetchMe({ userId, platformRoles: [] }, 'current', em));
+    await goneIsNothing(this.fetchRouting({ userId, platformRoles: [] }, 'current', em));
   }
 
   /** A membership row dated after its removal's event stays only if identity still has the membership. */
   async reconcileMembership(em: EntityManager, orgId: string, userId: string): Promise<void> {
-    const me = await goneIsNothing(this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId, platformRoles: [] } }));
+    const me = await goneIsNothing(this.rpc.call(IdentityRpc.getRouting, {}, { actor: { userId, platformRoles: [] } }));
     if (!me?.memberships.some((m) => m.orgId === orgId)) await em.query(`DELETE FROM memberships WHERE org_id = $1 AND user_id = $2`, [orgId, userId]);
   }
 
@@ -210,18 +210,18 @@ export class PolicyService {
    * `settings`: whether they replace the row (right after a change: see `current`) or only fill a gap;
    * `em`: the caller's transaction, otherwise one of its own. identity's refusal or silence is thrown.
    */
-  private async fetchMe(actor: Actor, settings: 'keep' | 'current' = 'keep', em?: EntityManager) {
+  private async fetchRouting(actor: Actor, settings: 'keep' | 'current' = 'keep', em?: EntityManager) {
     const asOf = new Date().toISOString();
-    const me = await this.rpc.call(IdentityRpc.getMe, {}, { actor: { userId: actor.userId, platformRoles: [] } });
+    const me = await this.rpc.call(IdentityRpc.getRouting, {}, { actor: { userId: actor.userId, platformRoles: [] } });
     const write = async (em: EntityManager) => {
-      await putUserSettings(em, me.id, me.settings.restrictToEu, asOf, settings);
+      await putUserSettings(em, me.id, me.restrictToEu, asOf, settings);
       for (const m of me.memberships) await addMembership(em, m.orgId, me.id, m.role, asOf, 'keep');
     };
     await (em ? write(em) : this.ds.transaction(write));
     return me;
   }
 
-  /** The organisation's policy from identity (which checks the caller is a member), kept as `fetchMe` keeps settings. */
+  /** The organisation's policy from identity (which checks the caller is a member), kept as `fetchRouting` keeps settings. */
   private async fetchOrgPolicy(actor: Actor, orgId: string, onConflict: 'keep' | 'current' = 'keep', em: EntityManager = this.ds.manager) {
     const asOf = new Date().toISOString();
     const { policy } = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });

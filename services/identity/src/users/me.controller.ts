@@ -12,6 +12,11 @@ export class MeController {
     return this.me.get(actorOf(req).userId);
   }
 
+  @MessagePattern(IdentityRpc.getRouting.subject)
+  routing(@Payload() req: RpcRequest) {
+    return this.me.routing(actorOf(req).userId);
+  }
+
   @MessagePattern(IdentityRpc.updateMe.subject)
   update(@Payload() req: RpcRequest) {
     return this.me.update(actorOf(req).userId, parseRpcInput(IdentityRpc.updateMe.input, req.input));

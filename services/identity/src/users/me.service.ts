@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ProblemError, type Actor, type Me } from '@ally/contracts';
+import { ProblemError, type Actor, type Me, type Routing } from '@ally/contracts';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { assertSessionLive } from '../sessions/live-session.js';
 import { announceResidency } from './residency-event.js';
@@ -19,6 +19,11 @@ export class MeService {
     const me = await this.users.findMe(userId);
     if (!me) throw new ProblemError(401, 'The account no longer exists');
     return me;
+  }
+
+  async routing(userId: string): Promise<Routing> {
+    const me = await this.get(userId);
+    return { id: me.id, restrictToEu: me.settings.restrictToEu, memberships: me.memberships.map(({ orgId, role }) => ({ orgId, role })) };
   }
 
   /** Rectification (Art. 16 GDPR). */
