@@ -21,6 +21,7 @@ export * from './chat/chat.rpc.js';
 export * from './chat/chat.events.js';
 export * from './chat/chat.data-categories.js';
 export * from './common/privacy-rpc.js';
+export * from './common/export-lists.js';
 export * from './billing/billing.schemas.js';
 export * from './billing/billing.replies.js';
 export * from './billing/billing.rpc.js';

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { actorOf, BillingRpc, exportPage, listPage, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { actorOf, BillingRpc, listPage, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
 import { InvoicesService } from './invoices/invoices.service.js';
 import { UsageService } from './ledger/usage.service.js';
 import { PlansService } from './plans/plans.service.js';
@@ -76,8 +76,7 @@ export class BillingController {
   @MessagePattern(BillingPrivacyRpc.export.subject)
   async privacyExport(@Payload() req: RpcRequest) {
     const { userId, scope, page } = parseRpcInput(BillingPrivacyRpc.export.input, req.input);
-    // Built whole, answered a page at a time: a long ledger outgrows one NATS message.
-    return exportPage(await this.privacy.export(userId, scope), page);
+    return this.privacy.export(userId, scope, page);
   }
 
   @MessagePattern(BillingPrivacyRpc.erase.subject)

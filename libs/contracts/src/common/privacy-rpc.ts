@@ -48,8 +48,12 @@ export function mergeExportPages(pages: PrivacyExport[]): PrivacyExport {
   return { service: pages[0]?.service ?? '', categories };
 }
 
-/** UTF-8 bytes of JSON of one page's items: with the envelope, well inside NATS's 1 MiB. */
-const EXPORT_PAGE_BYTES = 640 * 1024;
+/**
+ * UTF-8 bytes of JSON of one page's items: with the envelope, well inside NATS's 1 MiB. A page stops before
+ * the item that would take it over this, but holds one item at least: the largest single item (a chat message
+ * of its most characters, each escaped to `\uXXXX` at worst) stays well under 1 MiB with the envelope.
+ */
+export const EXPORT_PAGE_BYTES = 640 * 1024;
 
 /** One piece of an export: an element of a category's list (or of a list one level down), or a value kept whole. */
 type Piece = { category: string; key?: string; index: number; element?: unknown; value?: unknown; emptyList?: true };

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ERASED_USER, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { ERASED_USER, pagedExport, type ExportList, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -22,12 +22,28 @@ export class BillingPrivacyService {
     private readonly pseudonyms: Pseudonyms,
   ) {}
 
-  async export(userId: string, scope: string): Promise<PrivacyExport> {
+  /**
+   * One page of the subject's export: the contract and invoices (a few rows a year) on the first pages, then
+   * the usage ledger (a row per answer) read by keyset, so no page rebuilds the whole ledger.
+   */
+  async export(userId: string, scope: string, page: number | string = 0): Promise<PrivacyExport> {
     const workspaces = this.workspaces(userId, scope);
-    const usage = await this.ds.query(
-      `SELECT message_id, workspace, model, prompt_tokens, completion_tokens, cost::float AS cost, created_at FROM ledger WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2)) ORDER BY created_at, message_id`,
-      [userId, workspaces],
-    );
+    const ledger: ExportList = {
+      category: 'usage-ledger',
+      read: async (after, limit) => {
+        const rows: { place_at: string; place_id: string }[] = await this.ds.query(
+          `SELECT message_id, workspace, model, prompt_tokens, completion_tokens, cost::float AS cost, created_at, created_at::text AS place_at, message_id::text AS place_id
+             FROM ledger WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2)) AND (created_at, message_id) > ($3::timestamptz, $4::uuid)
+            ORDER BY created_at, message_id LIMIT $5`,
+          [userId, workspaces, after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+        );
+        return rows.map(({ place_at, place_id, ...value }) => ({ value, place: [place_at, place_id] }));
+      },
+    };
+    return pagedExport('billing', page, () => this.contract(userId, workspaces), [ledger]);
+  }
+
+  private async contract(userId: string, workspaces: string[] | null): Promise<Record<string, unknown>> {
     const own = workspaceKey('private', userId);
     // The private workspace's contract is the subject's; an organisation's is the organisation's. A scope keeps to its workspace.
     const ownInScope = !workspaces || workspaces.includes(own);
@@ -49,7 +65,7 @@ export class BillingPrivacyService {
       `SELECT workspace, monthly_tokens FROM caps WHERE (user_id = $1 OR workspace = $2) AND ($3::text[] IS NULL OR workspace = ANY($3)) ORDER BY workspace, user_id`,
       [userId, own, workspaces],
     );
-    return { service: 'billing', categories: { contract: { customers, subscriptions, caps }, 'usage-ledger': usage, invoices } };
+    return { contract: { customers, subscriptions, caps }, invoices };
   }
 
   async erase(userId: string, scope: string): Promise<PrivacyErasure & PrivacyErasureProcessorReport> {

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { decodeCursor, encodeCursor, ERASED_USER, fitting, type PrivacyErasure, type PrivacyExport, ProblemError } from '@ally/contracts';
+import { decodeCursor, encodeCursor, ERASED_USER, EXPORT_PAGE_BYTES, fitting, type PrivacyErasure, type PrivacyExport, ProblemError } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
@@ -8,14 +8,6 @@ import { openedAssistantText } from '../assistants/assistant-text.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
 
-/**
- * Bytes of JSON of the items of one export page. An answer must fit one NATS
- * message (1 MiB by default): a page stops before the item that would take it
- * over this, but holds at least one item, and the largest single item (a
- * message of MESSAGE_MAX_CHARS characters, each escaped to `\uXXXX` at worst)
- * stays well under 1 MiB with the envelope.
- */
-const EXPORT_PAGE_BYTES = 640 * 1024;
 /** Items per export page at most, however small: bounds the rows read and decrypted for one answer. */
 const EXPORT_PAGE_ITEMS = 1000;
 

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { exportPage, parseRpcInput, privacyRpcs, subjectExistsRpc, type RpcRequest } from '@ally/contracts';
+import { parseRpcInput, privacyRpcs, subjectExistsRpc, type RpcRequest } from '@ally/contracts';
 import { IdentityPrivacyService } from './identity-privacy.service.js';
 
 const IdentityPrivacyRpc = privacyRpcs('identity');
@@ -12,8 +12,7 @@ export class IdentityPrivacyController {
   @MessagePattern(IdentityPrivacyRpc.export.subject)
   async export(@Payload() req: RpcRequest) {
     const { userId, scope, page } = parseRpcInput(IdentityPrivacyRpc.export.input, req.input);
-    // Built whole, answered a page at a time: a long ledger or log outgrows one NATS message.
-    return exportPage(await this.privacy.export(userId, scope), page);
+    return this.privacy.export(userId, scope, page);
   }
 
   @MessagePattern(subjectExistsRpc.subject)

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import type { PrivacyErasure, PrivacyExport } from '@ally/contracts';
+import { pagedExport, type ExportList, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { IdentityOutbox } from '../common/identity-outbox.js';
@@ -30,7 +30,16 @@ export class IdentityPrivacyService {
     private readonly outbox: IdentityOutbox,
   ) {}
 
-  async export(userId: string, scope: string): Promise<PrivacyExport> {
+  /**
+   * One page of the subject's export: account, memberships, keys and links on the first pages, then sessions
+   * and the login audit (rows per sign-in) read by keyset, so no page rebuilds the whole log.
+   */
+  async export(userId: string, scope: string, page: number | string = 0): Promise<PrivacyExport> {
+    const lists: ExportList[] = scope === 'all' ? [this.sessions(userId), this.loginAudit(userId)] : [];
+    return pagedExport('identity', page, () => this.exportedRecords(userId, scope), lists);
+  }
+
+  private async exportedRecords(userId: string, scope: string): Promise<Record<string, unknown>> {
     const q = (sql: string, params: unknown[] = [userId]) => this.ds.query(sql, params);
     const [account] = await q(`SELECT id, email, first_name, last_name, locale, email_verified_at, platform_roles, restrict_to_eu, created_at, updated_at FROM users WHERE id = $1`);
     // A scope keeps to its workspace: an organisation's membership and keys, or the private workspace's keys.
@@ -59,23 +68,49 @@ export class IdentityPrivacyService {
         [userId, org],
       ),
     };
-    if (scope === 'private') return { service: 'identity', categories: { 'api-keys': apiKeys } };
-    if (scope !== 'all') return { service: 'identity', categories: { memberships: { memberships, invitations }, 'api-keys': apiKeys } };
+    if (scope === 'private') return { 'api-keys': apiKeys };
+    if (scope !== 'all') return { memberships: { memberships, invitations }, 'api-keys': apiKeys };
     return {
-      service: 'identity',
-      categories: {
-        account: account ?? null,
-        memberships: { memberships, invitations },
-        sessions: await q(`SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason FROM sessions WHERE user_id = $1 ORDER BY created_at, id`),
-        // Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash.
-        'login-audit': await q(`SELECT ip, succeeded, method, occurred_at FROM login_audit WHERE user_id = $1 OR email_hash = $2 ORDER BY occurred_at, id`, [
-          userId,
-          account ? hashSecret(account.email) : null,
-        ]),
-        'api-keys': apiKeys,
-        'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1 ORDER BY created_at, provider`),
+      account: account ?? null,
+      memberships: { memberships, invitations },
+      'api-keys': apiKeys,
+      'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1 ORDER BY created_at, provider`),
+    };
+  }
+
+  private sessions(userId: string): ExportList {
+    return {
+      category: 'sessions',
+      read: async (after, limit) => {
+        const rows = await this.ds.query(
+          `SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason, created_at::text AS place_at FROM sessions
+            WHERE user_id = $1 AND (created_at, id) > ($2::timestamptz, $3::uuid) ORDER BY created_at, id LIMIT $4`,
+          [userId, after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+        );
+        return rows.map(({ place_at, ...value }: { place_at: string; id: string }) => ({ value, place: [place_at, value.id] }));
       },
     };
+  }
+
+  /** Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash. */
+  private loginAudit(userId: string): ExportList {
+    return {
+      category: 'login-audit',
+      read: async (after, limit) => {
+        const rows = await this.ds.query(
+          `SELECT ip, succeeded, method, occurred_at, occurred_at::text AS place_at, id::text AS place_id FROM login_audit
+            WHERE (user_id = $1 OR email_hash = $2::text) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
+            ORDER BY occurred_at, id LIMIT $5`,
+          [userId, await this.emailHashOf(userId), after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+        );
+        return rows.map(({ place_at, place_id, ...value }: { place_at: string; place_id: string }) => ({ value, place: [place_at, place_id] }));
+      },
+    };
+  }
+
+  private async emailHashOf(userId: string): Promise<string | null> {
+    const [account] = await this.ds.query(`SELECT email FROM users WHERE id = $1`, [userId]);
+    return account ? hashSecret(account.email) : null;
   }
 
   async exists(userId: string): Promise<boolean> {

@@ -1,6 +1,6 @@
 import { Controller } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { exportPage, parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
+import { parseRpcInput, privacyRpcs, type RpcRequest } from '@ally/contracts';
 import { NotifyPrivacyService } from './notify-privacy.service.js';
 
 const NotifyPrivacyRpc = privacyRpcs('notify');
@@ -12,8 +12,7 @@ export class NotifyPrivacyController {
   @MessagePattern(NotifyPrivacyRpc.export.subject)
   async export(@Payload() req: RpcRequest) {
     const { userId, scope, page } = parseRpcInput(NotifyPrivacyRpc.export.input, req.input);
-    // Built whole, answered a page at a time: a long ledger or log outgrows one NATS message.
-    return exportPage(await this.privacy.export(userId, scope), page);
+    return this.privacy.export(userId, scope, page);
   }
 
   @MessagePattern(NotifyPrivacyRpc.erase.subject)

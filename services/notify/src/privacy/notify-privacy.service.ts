@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { setTimeout } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
-import { CONTROLLER, IdentityRpc, ProblemError, type Contact, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { CONTROLLER, IdentityRpc, pagedExport, ProblemError, type Contact, type ExportList, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
@@ -44,19 +44,27 @@ export class NotifyPrivacyService {
    * workspace holds the mails about it: an organisation's (its invitation, its
    * billing), or the account's own for the private one.
    */
-  async export(userId: string, scope: string): Promise<PrivacyExport> {
-    const hashes = await this.addressHashes(userId);
-    const deliveries = await this.ds.query(
-      `SELECT template, locale, org_id, status, attempts, provider_message_id, created_at, sent_at FROM deliveries
-        WHERE ${SUBJECTS_MAILS_IN_SCOPE} ORDER BY created_at, id`,
-      [userId, hashes, scope],
-    );
+  async export(userId: string, scope: string, page: number | string = 0): Promise<PrivacyExport> {
+    // Read by keyset, a page at a time: the log grows by every mail, and no page rebuilds it whole.
+    const deliveries: ExportList = {
+      category: 'delivery-log',
+      read: async (after, limit) => {
+        const rows = await this.ds.query(
+          `SELECT template, locale, org_id, status, attempts, provider_message_id, created_at, sent_at, created_at::text AS place_at, id::text AS place_id FROM deliveries
+            WHERE ${SUBJECTS_MAILS_IN_SCOPE} AND (created_at, id) > ($4::timestamptz, $5::uuid) ORDER BY created_at, id LIMIT $6`,
+          [userId, await this.addressHashes(userId), scope, after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+        );
+        return rows.map(({ place_at, place_id, ...value }: { place_at: string; place_id: string }) => ({ value, place: [place_at, place_id] }));
+      },
+    };
     // The suppression list is keyed by the address alone, so it is the account's own: in the private (or whole) export.
-    const suppressions =
-      scope === 'all' || scope === 'private'
-        ? await this.ds.query(`SELECT reason, created_at FROM suppressions WHERE recipient_hash = ANY($1::text[]) ORDER BY created_at, recipient_hash`, [hashes])
-        : [];
-    return { service: 'notify', categories: { 'delivery-log': deliveries, 'suppression-list': suppressions } };
+    const suppressions = async () => ({
+      'suppression-list':
+        scope === 'all' || scope === 'private'
+          ? await this.ds.query(`SELECT reason, created_at FROM suppressions WHERE recipient_hash = ANY($1::text[]) ORDER BY created_at, recipient_hash`, [await this.addressHashes(userId)])
+          : [],
+    });
+    return pagedExport('notify', page, suppressions, [deliveries]);
   }
 
   private async addressHashes(userId: string): Promise<string[]> {
