@@ -1,10 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
 import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { notifyService } from '@ally/notify';
 import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
-import { notifyEnv } from './service-env.js';
+import { addressHash, notifyEnv } from './service-env.js';
 
 const SECRET = 'e2e-brevo-webhook-secret';
 
@@ -55,6 +56,28 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
   });
 
+  it('keeps a keyed hash of an address, never the plain one a list of addresses reverses; a suppression kept under the plain hash before still holds, and is rekeyed', async () => {
+    const plain = (email: string) => createHash('sha256').update(email).digest('hex');
+    await env.sql(`INSERT INTO notify.suppressions (recipient_hash, reason) VALUES ($1, 'complaint')`, [plain('complained-before@example.eu')]);
+    const reg = await http.post('/v1/auth/register', { email: 'complained-before@example.eu', password: 'Olivenhain bei Valencia', firstName: 'Carla', lastName: 'Benz', locale: 'en' });
+    expect(reg.status).toBe(201);
+    const box = await waitFor(async () => {
+      const res = await http.get('/v1/dev/mailbox?to=complained-before@example.eu');
+      return res.body?.data?.length ? res.body : undefined;
+    }, 'the verification mail (required: it goes to a suppressed address too)');
+    expect((await http.post('/v1/auth/verify-email', { token: box.data[0].tokens[0] })).status).toBe(204);
+    // The welcome mail is one they may do without: the suppression from before this release holds.
+    const welcome = await waitFor(
+      async () => (await env.sql<{ status: string; recipient_hash: string }>(`SELECT status, recipient_hash FROM notify.deliveries WHERE user_id = $1 AND template = 'welcome' AND status <> 'pending'`, [reg.body.user.id]))[0],
+      'the welcome mail to be decided',
+    );
+    expect(welcome).toEqual({ status: 'suppressed', recipient_hash: addressHash('complained-before@example.eu') });
+    expect(await env.sql(`SELECT reason FROM notify.suppressions WHERE recipient_hash = $1`, [addressHash('complained-before@example.eu')])).toEqual([{ reason: 'complaint' }]);
+    for (const table of ['suppressions', 'deliveries']) {
+      expect(await env.sql(`SELECT 1 FROM notify.${table} WHERE recipient_hash = $1`, [plain('complained-before@example.eu')])).toEqual([]);
+    }
+  });
+
   it('a soft bounce is temporary: it suppresses nothing and a later delivered wins; a hard bounce stays final', async () => {
     const sentTo = async (email: string) => {
       const reg = await http.post('/v1/auth/register', { email, password: 'Olivenhain bei Valencia', firstName: 'Sofía', lastName: 'García', locale: 'en' });
@@ -64,7 +87,7 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     const report = async (event: string, email: string, messageId: string) =>
       expect((await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: { event, email, 'message-id': messageId } })).status).toBe(200);
     const statusOf = async (id: string) => (await env.sql(`SELECT status FROM notify.deliveries WHERE id = $1`, [id]))[0].status;
-    const suppressions = (email: string) => env.sql(`SELECT reason FROM notify.suppressions WHERE recipient_hash = encode(sha256(convert_to($1, 'UTF8')), 'hex')`, [email]);
+    const suppressions = (email: string) => env.sql(`SELECT reason FROM notify.suppressions WHERE recipient_hash = $1`, [addressHash(email)]);
 
     const full = await sentTo('mailbox-full@example.eu');
     await report('soft_bounce', 'mailbox-full@example.eu', full.provider_message_id);
@@ -88,7 +111,7 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     const batch = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: [{ event: 'hard_bounce', email: 'ok@example.eu' }, { event: 'hard_bounce', email: 'nope' }] });
     expect(batch.status).toBe(400);
     expect(batch.body.errors.map((e: { field: string }) => e.field)).toEqual(['1.email']);
-    expect(await env.sql(`SELECT 1 FROM notify.suppressions WHERE reason = 'hard_bounce' AND created_at > now() - interval '1 minute' AND recipient_hash = encode(sha256('ok@example.eu'), 'hex')`)).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM notify.suppressions WHERE reason = 'hard_bounce' AND created_at > now() - interval '1 minute' AND recipient_hash = $1`, [addressHash('ok@example.eu')])).toEqual([]);
   });
 
   it('writes German mails in German: the invited role and the time of a new sign-in read as words, not codes', async () => {

@@ -6,6 +6,7 @@ import type { BrevoEmulator } from '@ally/emulators';
 import { deadLetterStreamName, DLQ_HEADERS, type RpcClient } from '@ally/messaging';
 import { confirmEmail, publishEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { startNotifyWorld, type NotifyWorld } from './notify-world.js';
+import { addressHash } from './service-env.js';
 
 const PASSWORD = 'Wanderweg durch den Schwarzwald';
 const SECRET = 'brevo-webhook-secret-for-tests';
@@ -274,7 +275,7 @@ describe('notify: mail through Brevo, driven by events', () => {
     brevo.slowNext({ delayMs: 2000 });
     await rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email, role: 'member' }, { actor });
     const invitation = await waitFor(
-      async () => (await env.sql<{ id: string }>(`SELECT id FROM notify.deliveries WHERE template = 'invitation' AND status = 'sending' AND recipient_hash = encode(sha256($1::bytea), 'hex')`, [email]))[0],
+      async () => (await env.sql<{ id: string }>(`SELECT id FROM notify.deliveries WHERE template = 'invitation' AND status = 'sending' AND recipient_hash = $1`, [addressHash(email)]))[0],
       'the invitation in flight',
     );
     // As the row of an invitation sent before the address had an account: no user id.

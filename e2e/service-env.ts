@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import type { BrevoEmulator, OpenAIEmulator, StripeEmulator } from '@ally/emulators';
 
 type Env = Record<string, string>;
@@ -21,4 +21,10 @@ export const billingEnv = (stripe: StripeEmulator, extra: Env = {}): Env => ({
   ...extra,
 });
 
-export const notifyEnv = (brevo: BrevoEmulator, extra: Env = {}): Env => ({ BREVO_BASE_URL: brevo.apiUrl, ...extra });
+/** notify's key for the hashes it keeps instead of addresses, in the tests. */
+export const NOTIFY_TEST_ADDRESS_KEY = 'a-test-address-key-of-32-chars!!';
+
+export const notifyEnv = (brevo: BrevoEmulator, extra: Env = {}): Env => ({ BREVO_BASE_URL: brevo.apiUrl, NOTIFY_ADDRESS_KEY: NOTIFY_TEST_ADDRESS_KEY, ...extra });
+
+/** The hash notify keeps of an address (started with `notifyEnv`). */
+export const addressHash = (email: string): string => createHmac('sha256', NOTIFY_TEST_ADDRESS_KEY).update(email.trim().toLowerCase()).digest('hex');

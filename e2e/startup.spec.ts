@@ -143,9 +143,20 @@ describe('starting with a dependency missing', () => {
       DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally',
       BREVO_API_KEY: 'xkeysib-test',
       BREVO_WEBHOOK_SECRET: 'a-webhook-secret-of-16+',
+      NOTIFY_ADDRESS_KEY: 'an-address-key-of-32-characters!',
     });
     expect(withoutCompliance.code).toBe(1);
     expect(lines(withoutCompliance.stderr)).toEqual(['notify: Configuration error: COMPLIANCE_EMAIL is required in production']);
+    // Nor without the key of the hashes it keeps instead of addresses (a development key is one anybody can read here).
+    const withoutAddressKey = await run(['services/notify/dist/main.js'], {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally',
+      BREVO_API_KEY: 'xkeysib-test',
+      BREVO_WEBHOOK_SECRET: 'a-webhook-secret-of-16+',
+      COMPLIANCE_EMAIL: 'compliance@example.eu',
+    });
+    expect(withoutAddressKey.code).toBe(1);
+    expect(lines(withoutAddressKey.stderr)).toEqual(['notify: Configuration error: NOTIFY_ADDRESS_KEY is required in production']);
   });
 });
 

@@ -52,7 +52,7 @@ if $LOCAL; then
   create ally-chat-secrets "CHAT_KEK=$(openssl rand -base64 32)" "AZURE_OPENAI_SWEDENCENTRAL_KEY=emulator" "AZURE_OPENAI_DATAZONE_EU_KEY=emulator" "OPENAI_EU_API_KEY=emulator"
   # The Stripe emulator (billing's sidecar) signs its webhooks with this secret, which billing checks.
   create ally-billing-secrets "STRIPE_WEBHOOK_SECRET=whsec_$(rand)" "BILLING_PSEUDONYM_KEY=$(openssl rand -hex 32)"
-  create ally-notify-secrets "BREVO_WEBHOOK_SECRET=$(rand)"
+  create ally-notify-secrets "BREVO_WEBHOOK_SECRET=$(rand)" "NOTIFY_ADDRESS_KEY=$(openssl rand -hex 32)"
 else
   for v in CHAT_KEK STRIPE_SECRET_KEY STRIPE_WEBHOOK_SECRET BREVO_API_KEY S3_ACCESS_KEY_ID S3_SECRET_ACCESS_KEY; do need "$v"; done
   # Every apiKeyEnv of the model catalog that is set in your environment.
@@ -62,7 +62,7 @@ else
   done
   create ally-chat-secrets "${chat[@]}"
   create ally-billing-secrets "STRIPE_SECRET_KEY=$STRIPE_SECRET_KEY" "STRIPE_WEBHOOK_SECRET=$STRIPE_WEBHOOK_SECRET" "BILLING_PSEUDONYM_KEY=$(openssl rand -hex 32)"
-  create ally-notify-secrets "BREVO_API_KEY=$BREVO_API_KEY" "BREVO_WEBHOOK_SECRET=${BREVO_WEBHOOK_SECRET:-$(rand)}"
+  create ally-notify-secrets "BREVO_API_KEY=$BREVO_API_KEY" "BREVO_WEBHOOK_SECRET=${BREVO_WEBHOOK_SECRET:-$(rand)}" "NOTIFY_ADDRESS_KEY=$(openssl rand -hex 32)"
   create ally-pg-backup-s3 "ACCESS_KEY_ID=$S3_ACCESS_KEY_ID" "ACCESS_SECRET_KEY=$S3_SECRET_ACCESS_KEY"
 fi
 echo "done: kubectl -n $NS get secrets"

@@ -10,6 +10,8 @@ export const notifyConfigSchema = baseConfigSchema
     BREVO_BASE_URL: z.url().optional(),
     /** Shared secret Brevo's webhook presents (Authorization: Bearer or ?token=). */
     BREVO_WEBHOOK_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** Keys the hashes the delivery log and the suppression list keep instead of addresses (required in production; never change it). */
+    NOTIFY_ADDRESS_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
     MAIL_SENDER_EMAIL: z.email().default('no-reply@ally.eu'),
     MAIL_SENDER_NAME: z.string().default('Ally'),
     /** The compliance team's address, for data-subject requests escalated before their due date (required in production). */
@@ -30,7 +32,7 @@ export const notifyConfigSchema = baseConfigSchema
   })
   .superRefine((c, ctx) => {
     // Production never falls back to the emulator, nor drops a data-subject request's escalation for want of an address.
-    requireInProduction(c, ctx, ['BREVO_API_KEY', 'BREVO_WEBHOOK_SECRET', 'COMPLIANCE_EMAIL']);
+    requireInProduction(c, ctx, ['BREVO_API_KEY', 'BREVO_WEBHOOK_SECRET', 'COMPLIANCE_EMAIL', 'NOTIFY_ADDRESS_KEY']);
     // Without a key, mail (addresses, names, links) must not go to Brevo's real API, which would refuse it only after receiving it.
     if (c.NODE_ENV !== 'production' && !c.BREVO_API_KEY && !c.BREVO_BASE_URL) {
       ctx.addIssue({ code: 'custom', path: ['BREVO_BASE_URL'], message: "is required without BREVO_API_KEY: the Brevo emulator's URL (npm start sets it)" });

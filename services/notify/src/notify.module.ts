@@ -10,6 +10,7 @@ import { NotifyPrivacyController } from './privacy/notify-privacy.controller.js'
 import { NotifyPrivacyService } from './privacy/notify-privacy.service.js';
 import { RestrictionsConsumer } from './privacy/restrictions.consumer.js';
 import { NOTIFY_RETENTION_RULES } from './retention/retention.rules.js';
+import { AddressHashes } from './common/address-hash.js';
 import { BrevoWebhookService } from './suppressions/brevo-webhook.service.js';
 import { WebhookController } from './suppressions/webhook.controller.js';
 import { NOTIFY_CATEGORY_RULES } from './retention/category-retention.rules.js';
@@ -23,6 +24,7 @@ export class NotifyModule {
       controllers: [WebhookController, DevMailboxController, NotifyPrivacyController, privacyRetentionController('notify')],
       providers: [
         { provide: NOTIFY_CONFIG, useValue: ctx.config },
+        AddressHashes,
         MailRenderer,
         BrevoMailer,
         DeliveryWorker,

@@ -7,7 +7,7 @@ import { lockNamed } from '@ally/persistence';
 import { EventConsumers, LOGGER } from '@ally/platform';
 import type { Logger } from 'pino';
 import { Counter, Registry } from 'prom-client';
-import { hashAddress } from '../common/address-hash.js';
+import { AddressHashes } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 import { MAIL_CATALOG, MAIL_EVENT_TYPES, type MailContext } from '../mails/mail-catalog.js';
 import { isErasedSubject } from '../privacy/erasure-mark.js';
@@ -33,6 +33,7 @@ export class MailEventsConsumer {
     @Inject(NOTIFY_CONFIG) config: NotifyConfig,
     @Inject(LOGGER) private readonly logger: Logger,
     registry: Registry,
+    private readonly addresses: AddressHashes,
   ) {
     this.maxPerHour = config.NOTIFY_MAX_PER_ADDRESS_PER_HOUR;
     this.capped = new Counter({ name: 'ally_notify_mails_capped_total', help: 'Mails not sent because their address had the most an hour allows', labelNames: ['template'], registers: [registry] });
@@ -78,7 +79,8 @@ export class MailEventsConsumer {
         this.logger.info({ template: spec.template, eventId: event.id }, 'mail not sent: the recipient restricted the processing of their data');
         continue;
       }
-      const recipientHash = hashAddress(spec.to);
+      const recipientHash = this.addresses.of(spec.to);
+      await this.addresses.upgradeSuppression(em, spec.to);
       if (!spec.uncapped && (await this.overCap(em, recipientHash))) {
         this.capped.inc({ template: spec.template });
         this.logger.warn({ template: spec.template, eventId: event.id }, 'mail not sent: the address already had the most mails an hour allows');

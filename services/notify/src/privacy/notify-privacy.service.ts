@@ -8,7 +8,7 @@ import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
 import { BrevoMailer } from '../brevo/brevo-mailer.js';
-import { hashAddress } from '../common/address-hash.js';
+import { AddressHashes } from '../common/address-hash.js';
 import { STALE_SENDING } from '../deliveries/delivery-worker.js';
 import { MailRenderer } from '../mails/mail-renderer.js';
 import { erasureMark } from './erasure-mark.js';
@@ -35,6 +35,7 @@ export class NotifyPrivacyService {
     private readonly rpc: RpcClient,
     private readonly renderer: MailRenderer,
     @Inject(LOGGER) private readonly logger: Logger,
+    private readonly addresses: AddressHashes,
   ) {}
 
   /**
@@ -69,7 +70,7 @@ export class NotifyPrivacyService {
 
   private async addressHashes(userId: string): Promise<string[]> {
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
-    return contacts.map((c) => hashAddress(c.email));
+    return contacts.flatMap((c) => this.addresses.all(c.email));
   }
 
   /**
@@ -92,7 +93,7 @@ export class NotifyPrivacyService {
     // The account still exists (identity erases last): its address tells Brevo which logs to delete.
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
     // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the subject.
-    const hashes = contacts.map((c) => hashAddress(c.email));
+    const hashes = contacts.flatMap((c) => this.addresses.all(c.email));
     const unsent = await this.stopSends(userId, hashes);
     await this.sayGoodbye(userId, contacts);
     for (const c of contacts) await this.mailer.deleteLogs(c.email);

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { z } from 'zod';
 import { emailSchema, parseInput, plainText, ProblemError } from '@ally/contracts';
 import { sameSecret } from '@ally/platform';
-import { hashAddress } from '../common/address-hash.js';
+import { AddressHashes } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 
 /** Brevo's transactional webhook events we act on; others are acknowledged and ignored. */
@@ -32,6 +32,7 @@ export class BrevoWebhookService {
   constructor(
     private readonly ds: DataSource,
     @Inject(NOTIFY_CONFIG) private readonly config: NotifyConfig,
+    private readonly addresses: AddressHashes,
   ) {}
 
   /** Bounces, complaints and unsubscribes put the address (as a hash) on the suppression list. */
@@ -42,7 +43,7 @@ export class BrevoWebhookService {
     await this.ds.transaction(async (em) => {
       for (const e of events) {
         if (SUPPRESSING.has(e.event)) {
-          await em.query(`INSERT INTO suppressions (recipient_hash, reason) VALUES ($1, $2) ON CONFLICT (recipient_hash) DO NOTHING`, [hashAddress(e.email), e.event]);
+          await em.query(`INSERT INTO suppressions (recipient_hash, reason) VALUES ($1, $2) ON CONFLICT (recipient_hash) DO NOTHING`, [this.addresses.of(e.email), e.event]);
           applied++;
         }
         const status = STATUS.get(e.event);
