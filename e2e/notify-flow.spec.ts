@@ -27,13 +27,17 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     await brevo?.close();
   });
 
+  /** The dev mailbox of an address once it holds a mail. */
+  const mailboxOf = (email: string, what: string) =>
+    waitFor(async () => {
+      const res = await http.get(`/v1/dev/mailbox?to=${email}`);
+      return res.body?.data?.length ? res.body : undefined;
+    }, what);
+
   it('registering produces one verification mail in the dev mailbox, in the user language, whose link verifies the account', async () => {
     const reg = await http.post('/v1/auth/register', { email: 'sofia@example.eu', password: 'Olivenhain bei Valencia', firstName: 'Sofía', lastName: 'García', locale: 'en' });
     expect(reg.status).toBe(201);
-    const box = await waitFor(async () => {
-      const res = await http.get('/v1/dev/mailbox?to=sofia@example.eu');
-      return res.body?.data?.length ? res.body : undefined;
-    }, 'the verification mail');
+    const box = await mailboxOf('sofia@example.eu', 'the verification mail');
     expect(box.data).toHaveLength(1);
     expect(box.data[0]).toMatchObject({ subject: 'Please confirm your email address', to: ['sofia@example.eu'] });
     expect((await http.post('/v1/auth/verify-email', { token: box.data[0].tokens[0] })).status).toBe(204);
@@ -61,10 +65,7 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     await env.sql(`INSERT INTO notify.suppressions (recipient_hash, reason) VALUES ($1, 'complaint')`, [plain('complained-before@example.eu')]);
     const reg = await http.post('/v1/auth/register', { email: 'complained-before@example.eu', password: 'Olivenhain bei Valencia', firstName: 'Carla', lastName: 'Benz', locale: 'en' });
     expect(reg.status).toBe(201);
-    const box = await waitFor(async () => {
-      const res = await http.get('/v1/dev/mailbox?to=complained-before@example.eu');
-      return res.body?.data?.length ? res.body : undefined;
-    }, 'the verification mail (required: it goes to a suppressed address too)');
+    const box = await mailboxOf('complained-before@example.eu', 'the verification mail (required: it goes to a suppressed address too)');
     expect((await http.post('/v1/auth/verify-email', { token: box.data[0].tokens[0] })).status).toBe(204);
     // The welcome mail is one they may do without: the suppression from before this release holds.
     const welcome = await waitFor(
