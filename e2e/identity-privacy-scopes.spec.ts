@@ -1,16 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { createEnvelope, privacyRetentionRpc, privacyRpcs } from '@ally/contracts';
 import { gatewayService } from '@ally/gateway';
-import { identityService } from '@ally/identity';
+import { addressHashKey, identityService, keyedAddressHash } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
 import { AgeRetentionService } from '@ally/platform';
 import { confirmEmail, createTestEnv, httpClient, lastEvent, publishEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 
 const PASSWORD = 'Sommerwiese am Fluss 2026';
 const IdentityPrivacy = privacyRpcs('identity');
-/** How the login audit keeps an address (hashSecret of the address as stored, lower case). */
-const addressHash = (email: string) => createHash('sha256').update(email).digest('base64url');
+const IDENTITY_KEK = randomBytes(32).toString('base64');
+/** How the login audit keeps an address (as stored, lower case): keyed from identity's KEK. */
+const addressHash = (email: string) => keyedAddressHash(addressHashKey(Buffer.from(IDENTITY_KEK, 'base64')), email);
+/** How releases before kept it: a plain hash, which anyone can compute from a list of addresses. */
+const plainHash = (email: string) => createHash('sha256').update(email).digest('base64url');
 
 /**
  * What identity keeps of a person that an access request must show and an
@@ -26,7 +29,7 @@ describe('identity: personal data by scope of a data-subject request', () => {
 
   beforeAll(async () => {
     env = await createTestEnv();
-    identity = await env.start(identityService);
+    identity = await env.start(identityService, { IDENTITY_KEK });
     const gateway = await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '300' });
     http = httpClient(gateway.url);
     rpc = new RpcClient(await env.nats(), env.prefix);
@@ -141,11 +144,15 @@ describe('identity: personal data by scope of a data-subject request', () => {
       { user_id: null, ip: null, succeeded: false },
     ]);
 
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE email_hash = $1`, [plainHash(email)])).toEqual([]);
+    // A failed sign-in a release before recorded under the plain hash: theirs too.
+    await env.sql(`INSERT INTO identity.login_audit (email_hash, succeeded, method, occurred_at) VALUES ($1, false, 'password', now() - interval '1 day')`, [plainHash(email)]);
+
     const exported = await rpc.call(IdentityPrivacy.export, { userId: hanna.user.id, scope: 'all' });
-    expect((exported.categories['login-audit'] as { succeeded: boolean }[]).map((r) => r.succeeded)).toEqual([true, false]);
+    expect((exported.categories['login-audit'] as { succeeded: boolean }[]).map((r) => r.succeeded)).toEqual([false, true, false]);
 
     await rpc.call(IdentityPrivacy.erase, { userId: hanna.user.id, scope: 'all' });
-    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE email_hash = $1`, [addressHash(email)])).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE email_hash = ANY($1::text[])`, [[addressHash(email), plainHash(email)]])).toEqual([]);
     // Someone else's attempts stay.
     expect(await env.sql(`SELECT user_id FROM identity.login_audit WHERE email_hash = $1`, [addressHash('ben@scopes.example.eu')])).toEqual([{ user_id: bystander.user.id }]);
   });

@@ -33,6 +33,6 @@ export function keyEncryptionKey(
   dev: { variable: string; protects: string; nodeEnv: string; logger: Logger; seed: string },
 ): Buffer {
   if (configured) return Buffer.from(configured, 'base64');
-  dev.logger.warn(`${dev.nodeEnv}: no ${dev.variable}, ${dev.protects} encrypted with a development key`);
+  dev.logger.warn(`${dev.nodeEnv}: no ${dev.variable}, ${dev.protects} with a development key`);
   return createHash('sha256').update(dev.seed).digest();
 }

@@ -6,6 +6,7 @@ import { AuthController } from './auth/auth.controller.js';
 import { AuthService } from './auth/auth.service.js';
 import { OneTimeTokensService } from './auth/one-time-tokens.service.js';
 import { PasswordService } from './auth/password.service.js';
+import { AddressHashes } from './common/address-hash.js';
 import { IdentityOutbox } from './common/identity-outbox.js';
 import { IDENTITY_CONFIG, type IdentityConfig } from './config.js';
 import { OrgsController } from './orgs/orgs.controller.js';
@@ -41,6 +42,7 @@ export class IdentityModule {
       providers: [
         { provide: IDENTITY_CONFIG, useValue: ctx.config },
         IdentityOutbox,
+        AddressHashes,
         UsersRepository,
         PasswordService,
         OneTimeTokensService,

@@ -35,7 +35,7 @@ export class ContentCipher {
   private readonly kek: Buffer;
 
   constructor(@Inject(CHAT_CONFIG) config: ChatConfig, @Inject(LOGGER) logger: Logger) {
-    this.kek = keyEncryptionKey(config.CHAT_KEK, { variable: 'CHAT_KEK', protects: 'chat content is', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-kek' });
+    this.kek = keyEncryptionKey(config.CHAT_KEK, { variable: 'CHAT_KEK', protects: 'chat content is encrypted', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-kek' });
   }
 
   async encrypt(em: EntityManager, userId: string, text: string): Promise<Buffer> {

@@ -5,7 +5,7 @@ import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { countMembers, lockMembers } from '../orgs/orgs.service.js';
-import { hashSecret } from '../common/secrets.js';
+import { AddressHashes } from '../common/address-hash.js';
 
 /**
  * The invitations an export shows and an erasure covers, within one
@@ -28,6 +28,7 @@ export class IdentityPrivacyService {
   constructor(
     private readonly ds: DataSource,
     private readonly outbox: IdentityOutbox,
+    private readonly addresses: AddressHashes,
   ) {}
 
   /**
@@ -99,18 +100,18 @@ export class IdentityPrivacyService {
       read: async (after, limit) => {
         const rows = await this.ds.query(
           `SELECT ip, succeeded, method, occurred_at, occurred_at::text AS place_at, id::text AS place_id FROM login_audit
-            WHERE (user_id = $1 OR email_hash = $2::text) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
+            WHERE (user_id = $1 OR email_hash = ANY($2::text[])) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
             ORDER BY occurred_at, id LIMIT $5`,
-          [userId, await this.emailHashOf(userId), after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+          [userId, await this.addressHashesOf(userId), after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
         );
         return rows.map(({ place_at, place_id, ...value }: { place_at: string; place_id: string }) => ({ value, place: [place_at, place_id] }));
       },
     };
   }
 
-  private async emailHashOf(userId: string): Promise<string | null> {
+  private async addressHashesOf(userId: string): Promise<string[]> {
     const [account] = await this.ds.query(`SELECT email FROM users WHERE id = $1`, [userId]);
-    return account ? hashSecret(account.email) : null;
+    return account ? this.addresses.all(account.email) : [];
   }
 
   async exists(userId: string): Promise<boolean> {
@@ -175,7 +176,7 @@ export class IdentityPrivacyService {
         // Events of invitations to the subject's address name the address, not the account.
         await forgetSubjectInOutbox(em, account.email);
         // Sign-ins recorded while the audit was paused for them carry only the address's hash, not the account (no cascade).
-        await em.query(`DELETE FROM login_audit WHERE email_hash = $1`, [hashSecret(account.email)]);
+        await em.query(`DELETE FROM login_audit WHERE email_hash = ANY($1::text[])`, [this.addresses.all(account.email)]);
       }
       const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);
       if (accounts) await this.outbox.append(em, 'identity.user.deleted', { userId }, { subject: { userId } });

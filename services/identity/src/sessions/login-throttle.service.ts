@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { ProblemError } from '@ally/contracts';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
-import { hashSecret } from '../common/secrets.js';
+import { AddressHashes } from '../common/address-hash.js';
 import { LoginAuditEntity } from './login-audit.entity.js';
 import { lockNamed } from '@ally/persistence';
 import { clientNetwork } from '@ally/platform';
@@ -19,6 +19,7 @@ export class LoginThrottleService {
   constructor(
     private readonly ds: DataSource,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+    private readonly addresses: AddressHashes,
   ) {}
 
   /**
@@ -31,12 +32,12 @@ export class LoginThrottleService {
    */
   async begin(email: string, ip: string | undefined, method: string): Promise<string> {
     return this.ds.transaction(async (em) => {
-      await lockNamed(em, `login-account:${hashSecret(email)}`);
+      await lockNamed(em, `login-account:${this.addresses.of(email)}`);
       const network = networkOf(ip);
       if (network) await lockNamed(em, `login-ip:${network}`);
       await this.assertAllowed(email, ip, em);
       const [row] = await em.query(`INSERT INTO login_audit (email_hash, ip, network, succeeded, method) VALUES ($1, $2, $3, false, $4) RETURNING id`, [
-        hashSecret(email),
+        this.addresses.of(email),
         ip ?? null,
         network,
         method,
@@ -59,7 +60,7 @@ export class LoginThrottleService {
          count(*) FILTER (WHERE network = $2) AS by_network
        FROM login_audit
        WHERE NOT succeeded AND occurred_at > now() - make_interval(secs => $3) AND (email_hash = $1 OR network = $2)`,
-      [hashSecret(email), networkOf(ip), windowS],
+      [this.addresses.of(email), networkOf(ip), windowS],
     );
     const tooMany = () => new ProblemError(429, 'Too many failed sign-in attempts; try again later', { retryAfter: windowS });
     if (Number(row.by_network) >= this.config.LOGIN_MAX_FAILURES_PER_IP) throw tooMany();
@@ -77,7 +78,7 @@ export class LoginThrottleService {
   /** A user who objected to the login audit (upheld, or not yet decided) is recorded only as the address hash (for throttling). */
   async record(attempt: { email: string; userId: string | null; ip?: string; succeeded: boolean; method: string }): Promise<void> {
     await this.ds.getRepository(LoginAuditEntity).insert({
-      emailHash: hashSecret(attempt.email),
+      emailHash: this.addresses.of(attempt.email),
       ...(await this.recordedAs(attempt.userId, attempt.ip)),
       succeeded: attempt.succeeded,
       method: attempt.method,

@@ -4,7 +4,8 @@ import { exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JW
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Jwks } from '@ally/contracts';
-import { keyEncryptionKey, LOGGER, open, seal, StartupError } from '@ally/platform';
+import { LOGGER, open, seal, StartupError } from '@ally/platform';
+import { identityKek } from '../common/identity-kek.js';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { SigningKeyEntity } from './signing-key.entity.js';
 import { lockNamed } from '@ally/persistence';
@@ -42,7 +43,7 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
     @Inject(LOGGER) logger: Logger,
   ) {
-    this.kek = keyEncryptionKey(config.IDENTITY_KEK, { variable: 'IDENTITY_KEK', protects: 'signing keys are', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-identity-kek' });
+    this.kek = identityKek(config, logger, 'signing keys are encrypted');
   }
 
   async onModuleInit() {

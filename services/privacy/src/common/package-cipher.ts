@@ -16,7 +16,7 @@ export class PackageCipher {
   private readonly kek: Buffer;
 
   constructor(@Inject(PRIVACY_CONFIG) config: PrivacyConfig, @Inject(LOGGER) logger: Logger) {
-    this.kek = keyEncryptionKey(config.PRIVACY_KEK, { variable: 'PRIVACY_KEK', protects: 'export packages are', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-privacy-kek' });
+    this.kek = keyEncryptionKey(config.PRIVACY_KEK, { variable: 'PRIVACY_KEK', protects: 'export packages are encrypted', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-privacy-kek' });
   }
 
   newWrappedKey(requestId: string): Buffer {
