@@ -125,6 +125,8 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect((await http.get('/v1/me/api-keys', owner.body.accessToken)).body.data).toEqual([]);
     const me = (await http.get('/v1/me', owner.body.accessToken)).body;
     expect({ emailVerified: me.emailVerified, restrictToEu: me.settings.restrictToEu }).toEqual({ emailVerified: true, restrictToEu: true });
+    // Chat's routing replica hears of it: the newest residency event of the account is the restored default.
+    expect((await lastEvent(env, 'identity.user.residency-set', (e: { data: { userId: string } }) => e.data.userId === squatter.user.id)).data).toEqual({ userId: squatter.user.id, restrictToEu: true });
     // The owner's sign-in answer, carrying their tokens, is kept by no cache.
     expect(owner.headers.get('cache-control')).toBe('no-store');
   });

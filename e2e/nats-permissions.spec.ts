@@ -19,7 +19,7 @@ import {
   DLQ_STREAM,
   EVENTS_STREAM,
   inboxPrefix,
-  SHARED_INBOX_DURING_ROLLOUT,
+  RELEASE_BEFORE_RUNS,
   mayPublish,
   passwordVariable,
   renderAuthorization,
@@ -63,7 +63,8 @@ const MUST_CALL: Record<Service, string[]> = {
 const MUST_NOT_CALL: Record<Service, string[]> = {
   gateway: [IdentityRpc.getRouting.subject, privacyRpcs('identity').erase.subject, privacyRpcs('chat').export.subject, privacyRpcs('billing').erase.subject, privacyRpcs('notify').erase.subject, 'ally.rpc.chat.privacy.retention'],
   identity: [ChatRpc.listModels.subject, NotifyRpc.devMailbox.subject, BillingRpc.quotaCheck.subject, privacyRpcs('chat').erase.subject],
-  chat: [IdentityRpc.getMe.subject, IdentityRpc.login.subject, IdentityRpc.createApiKey.subject, IdentityRpc.verifyApiKey.subject, BillingRpc.setCap.subject, privacyRpcs('identity').erase.subject],
+  // me.get stays open to chat's pods of the release before while they run (RELEASE_BEFORE_RUNS).
+  chat: [...(RELEASE_BEFORE_RUNS ? [] : [IdentityRpc.getMe.subject]), IdentityRpc.login.subject, IdentityRpc.createApiKey.subject, IdentityRpc.verifyApiKey.subject, BillingRpc.setCap.subject, privacyRpcs('identity').erase.subject],
   billing: [IdentityRpc.getMe.subject, IdentityRpc.login.subject, ChatRpc.postMessage.subject, privacyRpcs('chat').erase.subject],
   privacy: [IdentityRpc.login.subject, IdentityRpc.getMe.subject, ChatRpc.getConversation.subject, BillingRpc.setCap.subject],
   notify: [IdentityRpc.getMe.subject, ChatRpc.getConversation.subject, BillingRpc.quotaCheck.subject, privacyRpcs('identity').erase.subject],
@@ -303,7 +304,7 @@ for (const svc of SERVICES) {
 
     it("reads replies on its own inbox prefix, never on another service's (the shared _INBOX only while pods of the release before run)", async () => {
       expect(inboxPrefix(svc)).toBe(serviceInboxPrefix(svc));
-      for (const foreign of [...(SHARED_INBOX_DURING_ROLLOUT ? [] : ['_INBOX.>']), ...others.map((o) => `${serviceInboxPrefix(o)}.>`)]) {
+      for (const foreign of [...(RELEASE_BEFORE_RUNS ? [] : ['_INBOX.>']), ...others.map((o) => `${serviceInboxPrefix(o)}.>`)]) {
         const closed = await nc.subscribe(foreign).closed;
         expect({ foreign, refused: isPermissionError(closed) }).toEqual({ foreign, refused: true });
       }

@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
+import { mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
 import { notifyService } from '@ally/notify';
+import { RpcClient } from '@ally/messaging';
 import { createTestEnv, httpClient, waitFor, type TestEnv } from '@ally/testing';
 import { addressHash, notifyEnv } from './service-env.js';
 
@@ -76,6 +78,50 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(await env.sql(`SELECT reason FROM notify.suppressions WHERE recipient_hash = $1`, [addressHash('complained-before@example.eu')])).toEqual([{ reason: 'complaint' }]);
     for (const table of ['suppressions', 'deliveries']) {
       expect(await env.sql(`SELECT 1 FROM notify.${table} WHERE recipient_hash = $1`, [plain('complained-before@example.eu')])).toEqual([]);
+    }
+  });
+
+  it("exports a long delivery log in pages by keyset, with the mails under the plain hash of releases before, and erases them all", async () => {
+    const email = 'viel-post@example.eu';
+    const reg = await http.post('/v1/auth/register', { email, password: 'Olivenhain bei Valencia', firstName: 'Vera', lastName: 'Post', locale: 'en' });
+    expect(reg.status).toBe(201);
+    const userId: string = reg.body.user.id;
+    await mailboxOf(email, 'the verification mail');
+    // A year of mails, five to a microsecond at times; and an invitation to the address before it had an account,
+    // logged by a release before under the plain hash.
+    await env.sql(
+      `INSERT INTO notify.deliveries (id, event_id, template, locale, user_id, recipient_hash, status, created_at, sent_at)
+       SELECT gen_random_uuid(), gen_random_uuid(), 'quota-threshold', 'en', $1, $2, 'sent', timestamptz '2026-01-01 08:00:00+00' + (i / 5) * interval '1 microsecond' + (i % 4) * interval '1 day', now()
+         FROM generate_series(1, 6000) AS i`,
+      [userId, addressHash(email)],
+    );
+    await env.sql(
+      `INSERT INTO notify.deliveries (id, event_id, template, locale, recipient_hash, status, created_at, sent_at)
+       VALUES (gen_random_uuid(), gen_random_uuid(), 'invitation', 'en', $1, 'sent', '2025-12-24 12:00:00+00', now())`,
+      [createHash('sha256').update(email).digest('hex')],
+    );
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const pages: PrivacyExport[] = [];
+      for (let page: number | string | undefined = 0; page !== undefined; page = pages.at(-1)!.nextPage) {
+        pages.push(await rpc.call(privacyRpcs('notify').export, { userId, scope: 'all', page }));
+      }
+      expect(pages.length).toBeGreaterThan(1);
+      const log = mergeExportPages(pages).categories['delivery-log'] as { template: string; created_at: string }[];
+      const kept = await env.sql<{ n: number }>(`SELECT count(*)::int AS n FROM notify.deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[])`, [
+        userId,
+        [addressHash(email), createHash('sha256').update(email).digest('hex')],
+      ]);
+      expect(log).toHaveLength(kept[0].n);
+      expect(log[0].template).toBe('invitation');
+      const times = log.map((r) => new Date(r.created_at).getTime());
+      expect(times).toEqual([...times].sort((a, b) => a - b));
+
+      await rpc.call(privacyRpcs('notify').erase, { userId, scope: 'all' });
+      expect(await env.sql(`SELECT template FROM notify.deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, [addressHash(email), createHash('sha256').update(email).digest('hex')]])).toEqual([]);
+    } finally {
+      await rpc.close();
     }
   });
 

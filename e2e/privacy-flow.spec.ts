@@ -4,12 +4,12 @@ import { billingService } from '@ally/billing';
 import { chatService } from '@ally/chat';
 import { startBrevoEmulator, startOpenAIEmulator, startStripeEmulator, type BrevoEmulator, type OpenAIEmulator, type StripeEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
-import { identityService } from '@ally/identity';
+import { addressHashKey, identityService, keyedAddressHash } from '@ally/identity';
 import { notifyService } from '@ally/notify';
 import { privacyService } from '@ally/privacy';
 import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { everyRow } from './platform-world.js';
-import { billingEnv, chatEnv, notifyEnv } from './service-env.js';
+import { addressHash, billingEnv, chatEnv, notifyEnv } from './service-env.js';
 
 const PASSWORD = 'Leuchtturm am Deich bei Ebbe';
 const hasZip = await import('fflate').then(
@@ -19,6 +19,7 @@ const hasZip = await import('fflate').then(
 
 // The same key across chat's restarts: what it wrote before must stay readable.
 const CHAT_KEK = randomBytes(32).toString('base64');
+const IDENTITY_KEK = randomBytes(32).toString('base64');
 const CHAT_ENV = (llm: OpenAIEmulator) => chatEnv(llm, { CHAT_KEK, QUOTA_PROVIDER: 'none' });
 
 describe('privacy through the gateway, against every real service', () => {
@@ -36,7 +37,7 @@ describe('privacy through the gateway, against every real service', () => {
     stripe = await startStripeEmulator();
     llm = await startOpenAIEmulator();
     brevo = await startBrevoEmulator();
-    identity = await env.start(identityService);
+    identity = await env.start(identityService, { IDENTITY_KEK });
     chat = await env.start(chatService, CHAT_ENV(llm));
     billing = await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
     await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
@@ -186,7 +187,6 @@ describe('privacy through the gateway, against every real service', () => {
     // The development mailbox is an inbox: it still shows that mail.
     const mailbox = (await http.get('/v1/dev/mailbox?to=leonora.quastenberg@example.eu')).body.data as { subject: string }[];
     expect(mailbox.map((m) => m.subject)).toContain('Ihr Ally-Konto wird gelöscht');
-    expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
     // Her access token would outlive the account by up to 15 minutes: its session ended with the account, so every route refuses it,
     // billing's and privacy's too, which do not know accounts.
     for (const gone of [
@@ -198,18 +198,22 @@ describe('privacy through the gateway, against every real service', () => {
     }
 
     const dump = await everyRow(env);
-    // notify's log keys a mail by this hash; anyone who knows the address could follow it.
-    const addressHash = createHash('sha256').update('leonora.quastenberg@example.eu').digest('hex');
+    // What notify's log and identity's login audit key an address by (and the plain hashes of releases before):
+    // anyone with the key, or the address, could follow it.
+    const address = 'leonora.quastenberg@example.eu';
+    const hashes = [addressHash(address), keyedAddressHash(addressHashKey(Buffer.from(IDENTITY_KEK, 'base64')), address), createHash('sha256').update(address).digest('hex'), createHash('sha256').update(address).digest('base64url')];
     const traces = Object.entries(dump)
-      .filter(([, rows]) => [leo.user.id, 'leonora.quastenberg@example.eu', addressHash, 'Leonora', 'Quastenberg'].some((needle) => rows.includes(needle)))
+      .filter(([, rows]) => [leo.user.id, address, ...hashes, 'Leonora', 'Quastenberg'].some((needle) => rows.includes(needle)))
       .map(([table]) => table);
     // Each erase step also drops the published events that named the subject; what remains in an
     // outbox is the erasure's own news (identity.user.deleted, member.removed), carrying the id only.
     expect(traces.filter((t) => !t.endsWith('.outbox'))).toEqual([]);
     for (const [table, rows] of Object.entries(dump).filter(([t]) => t.endsWith('.outbox'))) {
-      for (const needle of ['leonora.quastenberg@example.eu', addressHash, 'Leonora', 'Quastenberg']) expect({ table, found: rows.includes(needle) }).toEqual({ table, found: false });
+      for (const needle of [address, ...hashes, 'Leonora', 'Quastenberg']) expect({ table, found: rows.includes(needle) }).toEqual({ table, found: false });
     }
     expect(dump['privacy.outbox']).not.toContain(leo.user.id);
+    // The login fails. (A failed sign-in is a new record, kept under the address's keyed hash for throttling, as for any address.)
+    expect((await http.post('/v1/auth/login', { email: 'leonora.quastenberg@example.eu', password: PASSWORD })).status).toBe(401);
     expect(dump['billing.invoices']).toContain('"restricted":true');
     expect(dump['billing.invoices']).toContain('"hosted_invoice_url":null');
   });

@@ -48,6 +48,8 @@ export interface ServiceTopology {
   publishesEvents: boolean;
   /** RPC subjects (NATS wildcards allowed) it calls. */
   calls: string[];
+  /** RPCs only its pods of the release before call: allowed while `RELEASE_BEFORE_RUNS`. */
+  callsOfReleaseBefore?: string[];
   /** Publish subjects it must never use even where `calls` has a wildcard. */
   denyPublish?: string[];
   consumers: ConsumerGrant[];
@@ -91,6 +93,8 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     servesRpc: true,
     publishesEvents: true,
     calls: ['ally.rpc.identity.routing.get', 'ally.rpc.identity.org.get', 'ally.rpc.billing.quota.check', 'ally.rpc.privacy.legal-hold.own'],
+    // Before routing.get, chat read restrictToEu and memberships from the whole `me`.
+    callsOfReleaseBefore: ['ally.rpc.identity.me.get'],
     consumers: [
       {
         durable: 'chat-policy',
@@ -184,12 +188,12 @@ export function consumerSubjects(durable: string): string[] {
 }
 
 /**
- * This release moves each service's replies from NATS's shared `_INBOX` to `_INBOX_<svc>`. While pods of both
- * releases run, the old ones still read theirs on `_INBOX.>`, so it stays allowed for this release; nothing of
- * this release's services travels there, so reading it shows a taken-over service only old pods' replies. The
+ * While pods of the release before run beside this one, what they need stays allowed: replies on NATS's shared
+ * `_INBOX` (this release moved each service's to `_INBOX_<svc>`; nothing of this release travels there, so
+ * reading it shows a taken-over service only old pods' replies), and the RPCs in `callsOfReleaseBefore`. The
  * next release sets this to false (k8s/README.md, "NATS users").
  */
-export const SHARED_INBOX_DURING_ROLLOUT = true;
+export const RELEASE_BEFORE_RUNS = true;
 
 /** A service's inbox prefix: the same rule as `serviceInboxPrefix` in libs/contracts (this file imports nothing; a test compares them). */
 export const inboxPrefix = (svc: Service): string => `_INBOX_${svc}`;
@@ -198,11 +202,11 @@ export function permissionsFor(svc: Service): Permissions {
   const t = TOPOLOGY[svc];
   const publish: string[] = [];
   if (t.publishesEvents) publish.push(`ally.evt.${svc}.>`);
-  publish.push(...t.calls, ...(t.publish ?? []), ...streamApiSubjects());
+  publish.push(...t.calls, ...(RELEASE_BEFORE_RUNS ? (t.callsOfReleaseBefore ?? []) : []), ...(t.publish ?? []), ...streamApiSubjects());
   for (const c of t.consumers) publish.push(...consumerSubjects(c.durable));
   // Replies to its own requests (Nest RPC client, JetStream API and publish acks, pulled messages), on its own prefix;
-  // and, for one release, on the shared one pods of the release before still use (SHARED_INBOX_DURING_ROLLOUT).
-  const subscribe = [`${inboxPrefix(svc)}.>`, ...(SHARED_INBOX_DURING_ROLLOUT ? ['_INBOX.>'] : [])];
+  // and, for one release, on the shared one pods of the release before still use (RELEASE_BEFORE_RUNS).
+  const subscribe = [`${inboxPrefix(svc)}.>`, ...(RELEASE_BEFORE_RUNS ? ['_INBOX.>'] : [])];
   // `<subject> <queue>`: only as a member of its own queue group.
   if (t.servesRpc) subscribe.push(`ally.rpc.${svc}.> ${svc}`);
   subscribe.push(...(t.subscribe ?? []));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { IdentityRpc, privacyRpcs } from '@ally/contracts';
+import { IdentityRpc, mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import { lastEvent } from '@ally/testing';
 import { identityWorld } from './identity-world.js';
 
@@ -19,6 +19,34 @@ describe('identity answers data-subject requests', () => {
     expect(exported.categories.account).toMatchObject({ email: 'paula@example.eu', first_name: 'Paula' });
     expect(exported.categories['login-audit']).toEqual([expect.objectContaining({ ip: '192.0.2.10', succeeded: true })]);
     expect(JSON.stringify(exported)).not.toContain('other@example.eu');
+  });
+
+  it('exports long sessions and login audit lists in pages by keyset: every row once, in order, with ties on the time', async () => {
+    const { user } = await world.rpc.call(IdentityRpc.register, { email: 'lang@example.eu', password: PASSWORD, firstName: 'Lars', lastName: 'Lang' });
+    // Sign-ins from years of use: seven to a microsecond at times (the order then falls to the id).
+    await world.env.sql(
+      `INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at)
+       SELECT $1, '198.51.100.' || (i % 200), i % 5 <> 0, 'password', timestamptz '2026-01-01 08:00:00+00' + (i / 7) * interval '1 microsecond' + (i % 3) * interval '1 hour'
+         FROM generate_series(1, 4000) AS i`,
+      [user.id],
+    );
+    await world.env.sql(
+      `INSERT INTO identity.sessions (id, user_id, method, ip, user_agent, created_at, last_used_at, absolute_expires_at)
+       SELECT gen_random_uuid(), $1, 'password', '198.51.100.7', repeat('Mozilla/5.0 ', 20), timestamptz '2026-01-01 08:00:00+00' + (i / 3) * interval '1 second', now(), now() + interval '1 day'
+         FROM generate_series(1, 2500) AS i`,
+      [user.id],
+    );
+    const pages: PrivacyExport[] = [];
+    for (let page: number | string | undefined = 0; page !== undefined; page = pages.at(-1)!.nextPage) {
+      pages.push(await world.rpc.call(IdentityPrivacy.export, { userId: user.id, scope: 'all', page }));
+    }
+    expect(pages.length).toBeGreaterThan(1);
+    const merged = mergeExportPages(pages).categories as { sessions: { id: string; created_at: string }[]; 'login-audit': { occurred_at: string }[] };
+    const sessions = await world.env.sql<{ id: string }>(`SELECT id FROM identity.sessions WHERE user_id = $1 ORDER BY created_at, id`, [user.id]);
+    expect(merged.sessions.map((r) => r.id)).toEqual(sessions.map((r) => r.id));
+    const audit = await world.env.sql<{ occurred_at: Date }>(`SELECT occurred_at FROM identity.login_audit WHERE user_id = $1 ORDER BY occurred_at, id`, [user.id]);
+    expect(merged['login-audit'].map((r) => new Date(r.occurred_at).getTime())).toEqual(audit.map((r) => r.occurred_at.getTime()));
+    expect(audit.length).toBeGreaterThanOrEqual(4000);
   });
 
   it('erases the account last: sessions end, the owner role passes on, login fails, and events tell the others', async () => {

@@ -66,6 +66,8 @@ describe('identity single sign-on against a local OpenID provider', () => {
     expect(user).toMatchObject({ first_name: 'Anna', last_name: 'Schmidt', password_hash: null });
     expect(user.email_verified_at).not.toBeNull();
     expect(decodeJwt(pair.accessToken).sub).toBe(user.id);
+    // Chat's routing replica hears of the new account's EU-only default.
+    expect((await lastEvent(env, 'identity.user.residency-set', (e: { data: { userId: string } }) => e.data.userId === user.id)).data).toEqual({ userId: user.id, restrictToEu: true });
     expect(await env.sql(`SELECT provider, subject, user_id FROM identity.sso_identities`)).toEqual([
       { provider: 'local', subject: 'sub-anna', user_id: user.id },
     ]);
@@ -180,6 +182,8 @@ describe('identity single sign-on against a local OpenID provider', () => {
     // The registrant's choice to let prompts leave the EU was never the owner's: the default is back, and chat hears of it.
     expect(user.restrict_to_eu).toBe(true);
     await lastEvent(env, 'identity.user.settings-changed', (e: { data: { userId: string; restrictToEu: boolean } }) => e.data.userId === squatter.user.id && e.data.restrictToEu);
+    const residency = await lastEvent(env, 'identity.user.residency-set', (e: { data: { userId: string } }) => e.data.userId === squatter.user.id);
+    expect(residency.data).toEqual({ userId: squatter.user.id, restrictToEu: true });
     // The owner's own sign-in goes on working.
     await expect(rpc.call(IdentityRpc.refresh, { refreshToken: pair.refreshToken })).resolves.toMatchObject({ tokenType: 'Bearer' });
   });

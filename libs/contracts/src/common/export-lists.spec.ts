@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { pagedExport, type ExportList } from './export-lists.js';
+import { pagedExport, type ExportList, type Place } from './export-lists.js';
 import { mergeExportPages, type PrivacyExport } from './privacy-rpc.js';
 import { ProblemError } from './problem.js';
 
@@ -14,17 +14,19 @@ function listOf(category: string, rows: () => Row[]): ExportList & { reads: numb
   const list = {
     category,
     reads: 0,
-    read: async (after: string[] | undefined, limit: number) => {
+    read: async (after: Place | undefined, limit: number) => {
       list.reads++;
-      const sorted = [...rows()].sort((a, b) => a.at.localeCompare(b.at) || a.id.localeCompare(b.id));
+      const sorted = [...rows()].sort(byPlace);
       const behind = after ? sorted.filter((r) => r.at > after[0] || (r.at === after[0] && r.id > after[1])) : sorted;
-      return behind.slice(0, limit).map((r) => ({ value: r, place: [r.at, r.id] }));
+      return behind.slice(0, limit).map((r) => ({ value: r, place: [r.at, r.id] as Place }));
     },
   };
   return list;
 }
 
-const row = (i: number, note = 'Ä'.repeat(150)): Row => ({ at: `2026-12-0${1 + (i % 5)}T10:00:00.${String(i % 7).padStart(3, '0')}Z`, id: `r-${String(i).padStart(6, '0')}`, note });
+/** Times as Postgres writes a timestamptz as text, ids as a bigserial's: what a place holds. */
+const row = (i: number, note = 'Ä'.repeat(150)): Row => ({ at: `2026-12-0${1 + (i % 5)} 10:00:00.${String(i % 7).padStart(6, '0')}+00`, id: String(i).padStart(7, '0'), note });
+const byPlace = (a: Row, b: Row) => a.at.localeCompare(b.at) || a.id.localeCompare(b.id);
 
 async function allPages(next: (page: number | string) => Promise<PrivacyExport>): Promise<PrivacyExport[]> {
   const pages: PrivacyExport[] = [];
@@ -42,7 +44,7 @@ describe('an export whose long lists are read by keyset', () => {
     expect(pages.length).toBeGreaterThan(3);
     for (const page of pages) expect(Buffer.byteLength(JSON.stringify(page))).toBeLessThan(700 * 1024);
     const merged = mergeExportPages(pages).categories as Record<string, Row[]>;
-    const ordered = (rows: Row[]) => [...rows].sort((a, b) => a.at.localeCompare(b.at) || a.id.localeCompare(b.id));
+    const ordered = (rows: Row[]) => [...rows].sort(byPlace);
     expect(merged).toEqual({ ...small, 'usage-ledger': ordered(ledger), 'login-audit': ordered(audit), sessions: [] });
     // Each page reads what it gives out (and one read more at a list's end), never the list whole.
     expect(lists[0].reads).toBeLessThan(9_000 / 500 + pages.length + 2);
@@ -57,7 +59,7 @@ describe('an export whose long lists are read by keyset', () => {
     for (let page: number | string | undefined = 0; page !== undefined; page = pages.at(-1)!.nextPage) {
       pages.push(await pagedExport('notify', page, async () => ({}), [list]));
       // A retention run takes the oldest 40; new mails come in (newest last).
-      rows = [...rows.sort((a, b) => a.at.localeCompare(b.at) || a.id.localeCompare(b.id)).slice(40), ...Array.from({ length: 3 }, () => ({ ...row(0), at: '2026-12-31T00:00:00.000Z', id: `new-${added++}` }))];
+      rows = [...rows.sort(byPlace).slice(40), ...Array.from({ length: 3 }, () => ({ ...row(0), at: '2026-12-31 00:00:00+00', id: String(9_000_000 + added++) }))];
     }
     const ids = (mergeExportPages(pages).categories['delivery-log'] as Row[]).map((r) => r.id);
     expect(new Set(ids).size).toBe(ids.length);
@@ -69,8 +71,11 @@ describe('an export whose long lists are read by keyset', () => {
   it('answers a small export in one page with its lists empty, and refuses a token it never gave out', async () => {
     const pages = await allPages((page) => pagedExport('notify', page, async () => ({ 'suppression-list': [] }), [listOf('delivery-log', () => [])]));
     expect(mergeExportPages(pages)).toEqual({ service: 'notify', categories: { 'suppression-list': [], 'delivery-log': [] } });
-    for (const token of [5, 'eyJhIjoxfQ', Buffer.from(JSON.stringify(['list', 3])).toString('base64url'), Buffer.from(JSON.stringify(['list', 0, 7])).toString('base64url')]) {
-      await expect(pagedExport('notify', token, async () => ({}), [listOf('delivery-log', () => [])])).rejects.toBeInstanceOf(ProblemError);
+    const token = (t: unknown) => Buffer.from(JSON.stringify(t)).toString('base64url');
+    // A list that is not there; a place of one value, of a number, of a time or id its SQL would choke on.
+    const forged = [['list', 3], ['list', 0, 7], ['list', 0, '2026-12-01 10:00:00+00'], ['list', 0, 'yesterday', '1'], ['list', 0, '2026-12-01 10:00:00+00', "1'; --"]];
+    for (const page of [5, 'eyJhIjoxfQ', ...forged.map(token)]) {
+      await expect(pagedExport('notify', page, async () => ({}), [listOf('delivery-log', () => [])])).rejects.toBeInstanceOf(ProblemError);
     }
   });
 });

@@ -12,17 +12,28 @@ export interface ExportList {
   /**
    * At most `limit` rows after `after` in the list's order, each as the
    * export shows it and with its `place`: the key of that order as text
-   * (e.g. `created_at::text` and `id::text`), given back as `after` to
-   * continue. `after` is undefined for the list's start.
+   * (`created_at::text`, `id::text`), given back as `after` to continue;
+   * undefined for the list's start (a time before any: '-infinity', and the
+   * least id of the column's type, keeps the comparison one the index answers).
    */
-  read(after: string[] | undefined, limit: number): Promise<{ value: unknown; place: string[] }[]>;
+  read(after: Place | undefined, limit: number): Promise<{ value: unknown; place: Place }[]>;
 }
+
+/** The least uuid: where a list keyed by uuids starts (after a time of '-infinity'). */
+export const NIL_UUID = '00000000-0000-0000-0000-000000000000';
+
+/** A row's place in a list: its time as Postgres writes a timestamptz as text, and its id. */
+export type Place = [at: string, id: string];
+
+const PLACE_TIME = /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,6})?[+-]\d{2}(:\d{2})?$/;
+const PLACE_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$|^\d{1,19}$/i;
+const isPlace = (p: unknown[]): p is Place => p.length === 2 && typeof p[0] === 'string' && PLACE_TIME.test(p[0]) && typeof p[1] === 'string' && PLACE_ID.test(p[1]);
 
 /** Rows one read of a list asks for: far more than a page holds of typical rows, few enough to read quickly. */
 const ROWS_PER_READ = 500;
 
 /** A page token: the small part's own (`exportPage`), or a list's index and the place its page ended. */
-type Token = ['small', number | string] | ['list', number, ...string[]];
+type Token = ['small', number | string] | ['list', number] | ['list', number, ...Place];
 
 const encode = (token: Token) => Buffer.from(JSON.stringify(token)).toString('base64url');
 
@@ -38,8 +49,9 @@ function decode(page: number | string, service: string, lists: number): Token {
   if (!Array.isArray(token)) throw refused();
   const [kind, at, ...place] = token as unknown[];
   if (kind === 'small' && (typeof at === 'string' || (typeof at === 'number' && Number.isInteger(at) && at >= 0)) && place.length === 0) return ['small', at];
-  if (kind === 'list' && typeof at === 'number' && Number.isInteger(at) && at >= 0 && at < lists && place.every((p) => typeof p === 'string')) {
-    return ['list', at, ...(place as string[])];
+  if (kind === 'list' && typeof at === 'number' && Number.isInteger(at) && at >= 0 && at < lists) {
+    if (place.length === 0) return ['list', at];
+    if (isPlace(place)) return ['list', at, ...place];
   }
   throw refused();
 }
@@ -59,11 +71,11 @@ export async function pagedExport(service: string, page: number | string, small:
     return fillFromLists(service, lists, part.categories, Buffer.byteLength(JSON.stringify(part.categories)), 0, undefined);
   }
   const [, index, ...place] = token;
-  return fillFromLists(service, lists, {}, 0, index, place.length ? place : undefined);
+  return fillFromLists(service, lists, {}, 0, index, place.length === 2 ? (place as Place) : undefined);
 }
 
 /** `categories` (`bytes` of JSON so far) and the lists' rows from list `index` after `place` on, as many as fit the page. */
-async function fillFromLists(service: string, lists: ExportList[], categories: Record<string, unknown>, bytes: number, index: number, place: string[] | undefined): Promise<PrivacyExport> {
+async function fillFromLists(service: string, lists: ExportList[], categories: Record<string, unknown>, bytes: number, index: number, place: Place | undefined): Promise<PrivacyExport> {
   while (index < lists.length) {
     const list = lists[index];
     const taken = (categories[list.category] ??= []) as unknown[];
@@ -71,7 +83,7 @@ async function fillFromLists(service: string, lists: ExportList[], categories: R
     for (const row of rows) {
       const size = Buffer.byteLength(JSON.stringify(row.value ?? null)) + 1;
       // One row at least per page, however large: a page must move on.
-      if (bytes > 0 && bytes + size > EXPORT_PAGE_BYTES) return { service, categories, nextPage: encode(['list', index, ...(place ?? [])]) };
+      if (bytes > 0 && bytes + size > EXPORT_PAGE_BYTES) return { service, categories, nextPage: encode(place ? ['list', index, ...place] : ['list', index]) };
       bytes += size;
       taken.push(row.value);
       place = row.place;

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ERASED_USER, pagedExport, type ExportList, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { ERASED_USER, NIL_UUID, pagedExport, type ExportList, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { StripeClient } from '../stripe/stripe.client.js';
@@ -35,7 +35,7 @@ export class BillingPrivacyService {
           `SELECT message_id, workspace, model, prompt_tokens, completion_tokens, cost::float AS cost, created_at, created_at::text AS place_at, message_id::text AS place_id
              FROM ledger WHERE user_id = $1 AND ($2::text[] IS NULL OR workspace = ANY($2)) AND (created_at, message_id) > ($3::timestamptz, $4::uuid)
             ORDER BY created_at, message_id LIMIT $5`,
-          [userId, workspaces, after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+          [userId, workspaces, after?.[0] ?? '-infinity', after?.[1] ?? NIL_UUID, limit],
         );
         return rows.map(({ place_at, place_id, ...value }) => ({ value, place: [place_at, place_id] }));
       },

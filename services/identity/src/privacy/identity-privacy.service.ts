@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { pagedExport, type ExportList, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
+import { NIL_UUID, pagedExport, type ExportList, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { IdentityOutbox } from '../common/identity-outbox.js';
@@ -86,7 +86,7 @@ export class IdentityPrivacyService {
         const rows = await this.ds.query(
           `SELECT id, method, ip, user_agent, created_at, last_used_at, revoked_at, revoked_reason, created_at::text AS place_at FROM sessions
             WHERE user_id = $1 AND (created_at, id) > ($2::timestamptz, $3::uuid) ORDER BY created_at, id LIMIT $4`,
-          [userId, after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+          [userId, after?.[0] ?? '-infinity', after?.[1] ?? NIL_UUID, limit],
         );
         return rows.map(({ place_at, ...value }: { place_at: string; id: string }) => ({ value, place: [place_at, value.id] }));
       },
@@ -95,14 +95,17 @@ export class IdentityPrivacyService {
 
   /** Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash. */
   private loginAudit(userId: string): ExportList {
+    // Asked once per page, whatever number of reads it takes.
+    let hashes: Promise<string[]> | undefined;
     return {
       category: 'login-audit',
       read: async (after, limit) => {
+        hashes ??= this.addressHashesOf(userId);
         const rows = await this.ds.query(
           `SELECT ip, succeeded, method, occurred_at, occurred_at::text AS place_at, id::text AS place_id FROM login_audit
             WHERE (user_id = $1 OR email_hash = ANY($2::text[])) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
             ORDER BY occurred_at, id LIMIT $5`,
-          [userId, await this.addressHashesOf(userId), after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+          [userId, await hashes, after?.[0] ?? '-infinity', after?.[1] ?? '0', limit],
         );
         return rows.map(({ place_at, place_id, ...value }: { place_at: string; place_id: string }) => ({ value, place: [place_at, place_id] }));
       },

@@ -13,7 +13,8 @@ const normalised = (email: string) => email.trim().toLowerCase();
  * (a backup) does not tell whether a known address is in it; a plain hash of
  * an address is reversed by trying addresses. Rows written before this
  * release carry that plain hash: `all` finds them too, and `upgradeSuppression`
- * rewrites a suppression the moment its address is at hand.
+ * rewrites a suppression whenever its address is at hand (a mail to it, a
+ * webhook about it, its owner's erasure).
  */
 @Injectable()
 export class AddressHashes {
@@ -34,11 +35,15 @@ export class AddressHashes {
     return [this.of(email), createHash('sha256').update(normalised(email)).digest('hex')];
   }
 
-  /** A suppression of the address under the plain hash is kept under the keyed one from now on (the sends check that). */
+  /**
+   * A suppression of the address under the plain hash is kept under the keyed one from now on (the sends check
+   * that): moved, or dropped where the keyed one is there already (a bounce since).
+   */
   async upgradeSuppression(em: Pick<EntityManager, 'query'>, email: string): Promise<void> {
     const [keyed, plain] = this.all(email);
     await em.query(
-      `UPDATE suppressions SET recipient_hash = $1 WHERE recipient_hash = $2 AND NOT EXISTS (SELECT 1 FROM suppressions WHERE recipient_hash = $1)`,
+      `WITH plain AS (DELETE FROM suppressions WHERE recipient_hash = $2 RETURNING reason, created_at)
+       INSERT INTO suppressions (recipient_hash, reason, created_at) SELECT $1, reason, created_at FROM plain ON CONFLICT (recipient_hash) DO NOTHING`,
       [keyed, plain],
     );
   }

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { setTimeout } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { v5 as uuidv5 } from 'uuid';
-import { CONTROLLER, IdentityRpc, pagedExport, ProblemError, type Contact, type ExportList, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
+import { CONTROLLER, IdentityRpc, NIL_UUID, pagedExport, ProblemError, type Contact, type ExportList, type PrivacyErasure, type PrivacyErasureProcessorReport, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox, RpcClient } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
@@ -47,13 +47,16 @@ export class NotifyPrivacyService {
    */
   async export(userId: string, scope: string, page: number | string = 0): Promise<PrivacyExport> {
     // Read by keyset, a page at a time: the log grows by every mail, and no page rebuilds it whole.
+    // The address's hashes are asked for once per page, whatever number of reads it takes.
+    let hashes: Promise<string[]> | undefined;
     const deliveries: ExportList = {
       category: 'delivery-log',
       read: async (after, limit) => {
+        hashes ??= this.addressHashes(userId);
         const rows = await this.ds.query(
           `SELECT template, locale, org_id, status, attempts, provider_message_id, created_at, sent_at, created_at::text AS place_at, id::text AS place_id FROM deliveries
             WHERE ${SUBJECTS_MAILS_IN_SCOPE} AND (created_at, id) > ($4::timestamptz, $5::uuid) ORDER BY created_at, id LIMIT $6`,
-          [userId, await this.addressHashes(userId), scope, after?.[0] ?? '-infinity', after?.[1] ?? null, limit],
+          [userId, await hashes, scope, after?.[0] ?? '-infinity', after?.[1] ?? NIL_UUID, limit],
         );
         return rows.map(({ place_at, place_id, ...value }: { place_at: string; place_id: string }) => ({ value, place: [place_at, place_id] }));
       },
@@ -99,6 +102,9 @@ export class NotifyPrivacyService {
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
+    // The suppression list outlives the account (an objection to mail holds for the address): under the keyed hash,
+    // the one later mails are checked against, now that the address is at hand for the last time.
+    for (const c of contacts) await this.addresses.upgradeSuppression(this.ds, c.email);
     await forgetSubjectInOutbox(this.ds, userId);
     return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
   }

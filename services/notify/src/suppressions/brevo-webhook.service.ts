@@ -43,6 +43,7 @@ export class BrevoWebhookService {
     await this.ds.transaction(async (em) => {
       for (const e of events) {
         if (SUPPRESSING.has(e.event)) {
+          await this.addresses.upgradeSuppression(em, e.email);
           await em.query(`INSERT INTO suppressions (recipient_hash, reason) VALUES ($1, $2) ON CONFLICT (recipient_hash) DO NOTHING`, [this.addresses.of(e.email), e.event]);
           applied++;
         }
