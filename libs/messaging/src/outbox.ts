@@ -54,15 +54,20 @@ type Queryable = Pick<EntityManager, 'query'>;
  * keeps its own copies at most 7 days. With `unpublishedAs`, events not yet
  * out keep their place for their consumers and carry that instead; with
  * `unpublished: 'drop'`, they are not sent at all (they were only about the
- * subject); either is done first, so one the relay sends meanwhile goes too.
+ * subject), or only those of `onlyTypes` when it is given; either is done
+ * first, so one the relay sends meanwhile goes too.
  * The name is matched as it is (strpos), never as a LIKE pattern, where an
  * address's `_` is a wildcard.
  */
-export async function forgetSubjectInOutbox(db: Queryable, name: string, opts: { unpublishedAs?: string; unpublished?: 'drop' } = {}): Promise<void> {
+export async function forgetSubjectInOutbox(
+  db: Queryable,
+  name: string,
+  opts: { unpublishedAs?: string; unpublished?: 'drop'; onlyTypes?: readonly string[] } = {},
+): Promise<void> {
   if (opts.unpublishedAs) {
     await db.query(`UPDATE outbox SET payload = replace(payload::text, $1, $2)::jsonb WHERE sent_at IS NULL AND strpos(payload::text, $1) > 0`, [name, opts.unpublishedAs]);
   } else if (opts.unpublished === 'drop') {
-    await db.query(`DELETE FROM outbox WHERE sent_at IS NULL AND strpos(payload::text, $1) > 0`, [name]);
+    await db.query(`DELETE FROM outbox WHERE sent_at IS NULL AND strpos(payload::text, $1) > 0 AND ($2::text[] IS NULL OR type = ANY($2::text[]))`, [name, opts.onlyTypes ?? null]);
   }
   await db.query(`DELETE FROM outbox WHERE sent_at IS NOT NULL AND strpos(payload::text, $1) > 0`, [name]);
 }

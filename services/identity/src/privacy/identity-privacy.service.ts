@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { NIL_UUID, pagedExport, type ExportList, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
+import { NIL_UUID, pagedExport, type ExportList, type IdentityEventType, type PrivacyErasure, type PrivacyExport } from '@ally/contracts';
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { IdentityOutbox } from '../common/identity-outbox.js';
@@ -15,6 +15,17 @@ import { AddressHashes } from '../common/address-hash.js';
  */
 const RECEIVED = `lower(i.email) = (SELECT email FROM users WHERE id = $1) AND ($2::uuid IS NULL OR i.org_id = $2)`;
 const SENT = `i.invited_by = $1 AND ($2::uuid IS NULL OR i.org_id = $2)`;
+
+/** Events about the subject that only mail them or follow their own account: nobody needs them once the account is erased. */
+const ABOUT_THE_SUBJECT_ALONE = [
+  'identity.user.registered',
+  'identity.user.verified',
+  'identity.user.settings-changed',
+  'identity.user.residency-set',
+  'identity.user.updated',
+  'identity.user.signed-in',
+  'identity.password.reset-requested',
+] as const satisfies readonly IdentityEventType[];
 
 /**
  * identity's part of data-subject requests. Erasure of the whole account is
@@ -173,11 +184,13 @@ export class IdentityPrivacyService {
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
       // Invitations they sent and not yet mailed name them, and their rows are gone: no mail in their name goes out.
       await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND strpos(payload::text, $1) > 0`, [userId]);
-      await forgetSubjectInOutbox(em, userId);
+      // Their events still waiting carry their address, name, tokens or IP for mails nobody sends them now: they go.
+      // Those others need (memberships, organisations, and this erasure's own news) keep their place.
+      await forgetSubjectInOutbox(em, userId, { unpublished: 'drop', onlyTypes: ABOUT_THE_SUBJECT_ALONE });
       const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
       if (account) {
-        // Events of invitations to the subject's address name the address, not the account.
-        await forgetSubjectInOutbox(em, account.email);
+        // Events of invitations to the subject's address name the address, not the account; one still waiting mails nobody now.
+        await forgetSubjectInOutbox(em, account.email, { unpublished: 'drop', onlyTypes: ['identity.invitation.created'] });
         // Sign-ins recorded while the audit was paused for them carry only the address's hash, not the account (no cascade).
         await em.query(`DELETE FROM login_audit WHERE email_hash = ANY($1::text[])`, [this.addresses.all(account.email)]);
       }
