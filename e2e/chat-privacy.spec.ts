@@ -150,6 +150,37 @@ describe("chat's part of data-subject requests", () => {
     expect(rest).not.toContain(gone.id);
   });
 
+  it('erases a very long history in slices when asked to: the first call shreds the key and stops chat for them, each deletes at most 20,000 messages, the counts add up', async () => {
+    const nora = await register('nora.lang@example.eu', 'Nora');
+    const userId = nora.user.id;
+    const id = (await http.post('/v1/conversations', { workspace: 'private', title: 'Jahre' }, nora.accessToken)).body.id as string;
+    expect((await http.post(`/v1/conversations/${id}/messages`, { content: 'Hallo' }, nora.accessToken)).status).toBe(201);
+    // Years of chat: 45,000 more messages (sealed bytes the key no longer opens once it is gone).
+    await env.sql(
+      `INSERT INTO chat.messages (id, conversation_id, user_id, role, content_enc, status, created_at)
+       SELECT gen_random_uuid(), $1, $2, CASE WHEN i % 2 = 0 THEN 'user' ELSE 'assistant' END, decode(md5(i::text), 'hex'), 'complete', now() - i * interval '1 second'
+         FROM generate_series(1, 45000) AS i`,
+      [id, userId],
+    );
+    const count = async () => (await env.sql<{ n: number }>(`SELECT count(*)::int AS n FROM chat.messages WHERE conversation_id = $1`, [id]))[0].n;
+
+    const first = await rpc.call(privacyRpcs('chat').erase, { userId, scope: 'all', slices: true }, { timeoutMs: 30_000 });
+    expect(first).toMatchObject({ more: true, affected: { 'chat-history': 20_000, 'data-keys': 1 } });
+    expect(await count()).toBe(25_002);
+    // What is left can no longer be read, and chat refuses her from the first slice on.
+    expect(await env.sql(`SELECT 1 FROM chat.data_keys WHERE user_id = $1`, [userId])).toEqual([]);
+    expect((await http.get(`/v1/conversations/${id}`, nora.accessToken)).status).toBeGreaterThanOrEqual(400);
+
+    const answers = [first];
+    while (answers.at(-1)!.more) answers.push(await rpc.call(privacyRpcs('chat').erase, { userId, scope: 'all', slices: true }, { timeoutMs: 30_000 }));
+    expect(answers).toHaveLength(3);
+    // 45,002 messages and the conversation; the key once.
+    expect(answers.reduce((n, a) => n + a.affected['chat-history'], 0)).toBe(45_003);
+    expect(answers.reduce((n, a) => n + a.affected['data-keys'], 0)).toBe(1);
+    expect(await count()).toBe(0);
+    expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE user_id = $1`, [userId])).toEqual([]);
+  });
+
   it('erases private assistants with the private workspace, and keeps an organisation’s assistants without the person', async () => {
     const olga = await register('olga.loeschen@example.eu', 'Olga');
     const userId = olga.user.id;

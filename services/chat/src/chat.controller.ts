@@ -32,8 +32,8 @@ export class ChatController {
 
   @MessagePattern(ChatPrivacyRpc.erase.subject)
   privacyErase(@Payload() req: RpcRequest) {
-    const { userId, scope } = parseRpcInput(ChatPrivacyRpc.erase.input, req.input);
-    return this.privacy.erase(userId, scope);
+    const { userId, scope, slices } = parseRpcInput(ChatPrivacyRpc.erase.input, req.input);
+    return this.privacy.erase(userId, scope, slices === true);
   }
 
   @MessagePattern(ChatRpc.listModels.subject)

@@ -194,11 +194,18 @@ describe('privacy sagas against services on the wire', () => {
     expect((await settled(owner, r!.id)).status).toBe('completed');
   });
 
-  it('erases everywhere, identity last, retrying a service that does not answer, and leaves only a tombstone', async () => {
+  it('erases everywhere, identity last, retrying a service that does not answer, asking again while one says there is more, and leaves only a tombstone', async () => {
     const tom = user();
     let chatTries = 0;
     fakes
-      .on('chat', 'erase', () => (++chatTries < 3 ? 'silence' : { service: 'chat', affected: { 'chat-history': 12, 'data-keys': 1 } }))
+      // Silent twice, then a first slice of a long history, then the rest.
+      .on('chat', 'erase', () =>
+        ++chatTries < 3
+          ? 'silence'
+          : chatTries === 3
+            ? { service: 'chat', affected: { 'chat-history': 12, 'data-keys': 1 }, more: true }
+            : { service: 'chat', affected: { 'chat-history': 30, 'data-keys': 0 } },
+      )
       .on('billing', 'erase', () => ({ service: 'billing', affected: { invoices: 2 }, processorsNotified: ['stripe'] }))
       .on('identity', 'erase', () => ({ service: 'identity', affected: { account: 1 } }));
     const r = await request(tom, 'erasure');
@@ -208,14 +215,15 @@ describe('privacy sagas against services on the wire', () => {
     const mine = fakes.calls.filter((c) => c.operation === 'erase' && c.input.userId === tom.userId);
     const identityAt = mine.find((c) => c.service === 'identity')!.at;
     expect(mine.filter((c) => c.service !== 'identity').every((c) => c.at < identityAt)).toBe(true);
-    expect(mine.filter((c) => c.service === 'chat')).toHaveLength(3);
+    expect(mine.filter((c) => c.service === 'chat')).toHaveLength(4);
+    expect(mine.every((c) => c.input.slices === true)).toBe(true);
     expect(mine.filter((c) => c.service === 'identity')).toHaveLength(1);
 
     // The subject's id is gone from privacy's tables; the tombstone holds a salted hash and counts.
     expect(await env.sql(`SELECT * FROM privacy.requests WHERE user_id = $1`, [tom.userId])).toEqual([]);
     const [stone] = await env.sql(`SELECT * FROM privacy.tombstones WHERE request_id = $1`, [r.id]);
     expect(stone.subject_hash).toMatch(/^[0-9a-f]{64}$/);
-    expect(stone.affected).toMatchObject({ chat: { 'chat-history': 12 }, identity: { account: 1 } });
+    expect(stone.affected).toMatchObject({ chat: { 'chat-history': 42, 'data-keys': 1 }, identity: { account: 1 } });
     const dump = JSON.stringify(await env.sql(`SELECT * FROM privacy.tombstones`)) + JSON.stringify(await env.sql(`SELECT * FROM privacy.audit_log`));
     expect(dump).not.toContain(tom.userId);
 

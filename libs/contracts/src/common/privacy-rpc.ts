@@ -15,6 +15,11 @@ export const privacySubjectInput = z.strictObject({
   requestId: z.uuid().optional(),
   /** Exports come in pages so no answer outgrows a NATS message (1 MiB by default): 0, then each answer's `nextPage`. */
   page: z.union([z.number().int().min(0), z.string().min(1).max(200)]).default(0),
+  /**
+   * An erasure: the caller asks again while an answer says `more`, so a service may bound the work of one call
+   * (a very long history deleted in slices, each a transaction of its own). Without it, all in one call.
+   */
+  slices: z.boolean().optional(),
 });
 
 export interface PrivacyExport {
@@ -143,8 +148,10 @@ export const ERASED_USER = '00000000-0000-0000-0000-000000000000';
 
 export interface PrivacyErasure {
   service: string;
-  /** Rows deleted (or anonymised) per data category. */
+  /** Rows deleted (or anonymised) per data category, by this call. */
   affected: Record<string, number>;
+  /** Rows are left (asked in `slices`): ask again; the counts of the calls add up. */
+  more?: true;
 }
 
 /**

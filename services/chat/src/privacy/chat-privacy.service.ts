@@ -8,6 +8,9 @@ import { openedAssistantText } from '../assistants/assistant-text.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { MessageEntity } from '../conversations/message.entity.js';
 
+/** Messages one call of a sliced erasure deletes at most: a transaction of a few seconds, well inside the call's timeout. */
+const ERASE_SLICE = 20_000;
+
 /** Items per export page at most, however small: bounds the rows read and decrypted for one answer. */
 const EXPORT_PAGE_ITEMS = 1000;
 
@@ -179,25 +182,51 @@ export class ChatPrivacyService {
    * to the person who made it. For the whole account it also deletes their data
    * key, so copies in backups can no longer be decrypted.
    */
-  async erase(userId: string, scope: string): Promise<PrivacyErasure> {
-    const erased = await this.eraseRows(userId, scope);
+  /**
+   * `slices`: the caller asks again while the answer says `more`, so one call deletes at most ERASE_SLICE
+   * messages (a history of millions would hold its locks, and outlast the call, in one transaction).
+   * Everything that makes the rest unreadable and stops chat for the subject comes in the first call.
+   */
+  async erase(userId: string, scope: string, slices = false): Promise<PrivacyErasure> {
+    const erased = await this.eraseRows(userId, scope, slices ? ERASE_SLICE : null);
     // Answers being written for them stop too (billed for what was generated, to nobody after a full erasure).
     this.inFlight.stop({ userId, scope });
     return erased;
   }
 
-  private eraseRows(userId: string, scope: string): Promise<PrivacyErasure> {
+  private eraseRows(userId: string, scope: string, slice: number | null): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em) => {
-      // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
+      const params = scope === 'all' ? [userId] : [userId, scope];
+      let keys = 0;
+      let settings = 0;
       if (scope === 'all') {
+        // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
         await lockSubject(em, userId, 'exclusive'); // a conversation being created finishes first
         await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [this.cipher.erasureMark(userId)]);
+        // Crypto-shredding: whatever rows a slice leaves for the next call can no longer be read.
+        const before = await em.query(`SELECT 1 FROM data_keys WHERE user_id = $1`, [userId]);
+        await this.cipher.shred(em, userId);
+        keys = before.length;
+        [, settings] = await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
+        await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
+        // The usage of a last answer still reaches billing, for the organisation's books, without the person.
+        await forgetSubjectInOutbox(em, userId, { unpublishedAs: ERASED_USER });
       }
-      const params = scope === 'all' ? [userId] : [userId, scope];
+      const counts = (history: number) => ({
+        service: 'chat',
+        affected: {
+          // Messages, conversations and assistants (deleted, or an organisation's no longer linked to the person).
+          'chat-history': history,
+          'data-keys': keys,
+          ...(scope === 'all' ? { 'policy-replica': Number(settings) } : {}),
+        },
+      });
       const [, messages] = await em.query(
-        `DELETE FROM messages WHERE conversation_id IN (SELECT id FROM conversations WHERE user_id = $1 AND ${inScope(scope)})`,
+        `DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id
+                                            WHERE c.user_id = $1 AND ${inScope(scope).replace('workspace', 'c.workspace')} LIMIT ${slice ?? 'ALL'})`,
         params,
       );
+      if (slice !== null && Number(messages) >= slice) return { ...counts(Number(messages)), more: true as const };
       const [, conversations] = await em.query(`DELETE FROM conversations WHERE user_id = $1 AND ${inScope(scope)}`, params);
       let assistants = 0;
       if (scope === 'all' || scope === 'private') {
@@ -212,28 +241,8 @@ export class ChatPrivacyService {
         );
         assistants += Number(unlinked);
       }
-      let keys = 0;
-      let strayMessages = 0;
-      let settings = 0;
-      if (scope === 'all') {
-        strayMessages = (await em.getRepository(MessageEntity).delete({ userId })).affected ?? 0;
-        const before = await em.query(`SELECT 1 FROM data_keys WHERE user_id = $1`, [userId]);
-        await this.cipher.shred(em, userId);
-        keys = before.length;
-        [, settings] = await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
-        await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
-        // The usage of a last answer still reaches billing, for the organisation's books, without the person.
-        await forgetSubjectInOutbox(em, userId, { unpublishedAs: ERASED_USER });
-      }
-      return {
-        service: 'chat',
-        affected: {
-          // Messages, conversations and assistants (deleted, or an organisation's no longer linked to the person).
-          'chat-history': Number(messages) + Number(conversations) + Number(strayMessages) + assistants,
-          'data-keys': keys,
-          ...(scope === 'all' ? { 'policy-replica': Number(settings) } : {}),
-        },
-      };
+      const strayMessages = scope === 'all' ? ((await em.getRepository(MessageEntity).delete({ userId })).affected ?? 0) : 0;
+      return counts(Number(messages) + Number(conversations) + Number(strayMessages) + assistants);
     });
   }
 }

@@ -45,14 +45,21 @@ export class StepRunner {
       const counts = Object.fromEntries(Object.entries(section.categories).map(([k, v]) => [k, count(v)]));
       return { kind: 'exported', section: { service: step.service, categories: section.categories }, counts };
     }
-    const erased = (await this.rpc.call(contract.erase, input, { timeoutMs })) as PrivacyErasure & PrivacyErasureProcessorReport;
-    if (!erased || typeof erased.affected !== 'object') throw new Error(`${step.service} answered an erasure without counts`);
-    const told = new Set((erased.processorsNotified ?? []).map((p) => p.toLowerCase()));
+    // In slices: a service with much to delete answers `more` and is asked again, each call within the timeout.
+    const affected: Record<string, number> = {};
+    const told = new Set<string>();
+    for (;;) {
+      const erased = (await this.rpc.call(contract.erase, { ...input, slices: true }, { timeoutMs })) as PrivacyErasure & PrivacyErasureProcessorReport;
+      if (!erased || typeof erased.affected !== 'object' || erased.affected === null) throw new Error(`${step.service} answered an erasure without counts`);
+      for (const [k, v] of Object.entries(erased.affected)) affected[k] = (affected[k] ?? 0) + (Number(v) || 0);
+      for (const p of erased.processorsNotified ?? []) told.add(p.toLowerCase());
+      if (erased.more !== true) break;
+      await stillMine();
+    }
     // Art. 19: the processors of this service's categories that keep copies of their own.
     const processors = processorsOf(categoriesOf(step.service).flatMap((c) => c.processors))
       .filter((p) => p.holdsCopies)
       .map((p) => ({ id: p.id, confirmed: told.has(p.id) || told.has(p.name.toLowerCase()) }));
-    const affected = Object.fromEntries(Object.entries(erased.affected).map(([k, v]) => [k, Number(v) || 0]));
     return { kind: 'erased', affected, processors };
   }
 }
