@@ -324,6 +324,26 @@ describe('privacy sagas against services on the wire', () => {
     }
   });
 
+  it('refuses a legal hold also while an erasure step begun waits to go on (a service erasing in slices may have deleted part, and shredded the key)', async () => {
+    const eva = user();
+    fakes.on('chat', 'erase', () => 'silence');
+    try {
+      const r = await request(eva, 'erasure');
+      await waitFor(
+        async () => (await env.sql(`SELECT 1 FROM privacy.request_steps WHERE request_id = $1 AND service = 'chat' AND status = 'pending' AND attempts > 0`, [r.id])).length > 0 || undefined,
+        'the chat step to wait for its next attempt',
+        15_000,
+      );
+      const refused = await rpc.call(PrivacyRpc.createLegalHold, { userId: eva.userId, reason: 'pending litigation 2026-19' }, { actor: compliance }).catch((e) => e);
+      expect(refused).toMatchObject({ status: 409 });
+      expect(await env.sql(`SELECT 1 FROM privacy.legal_holds WHERE user_id = $1`, [eva.userId])).toEqual([]);
+      fakes.on('chat', 'erase', () => ({ service: 'chat', affected: { 'chat-history': 1 } }));
+      await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0 || undefined, 'the erasure to complete', 20_000);
+    } finally {
+      fakes.off('chat', 'erase');
+    }
+  });
+
   it('holds an erasure while a legal hold stands and finishes it once released', async () => {
     const max = user();
     const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: max.userId, reason: 'pending litigation 2026-17' }, { actor: compliance });

@@ -194,6 +194,21 @@ export class ChatPrivacyService {
     return erased;
   }
 
+  /**
+   * What makes the rest unreadable and keeps nothing of the subject in chat's own records (found again, nothing
+   * is left: counted once); `outbox` with the mark's first call only (it reads the whole outbox).
+   */
+  private async forgetOwnRecords(em: EntityManager, userId: string, outbox: boolean): Promise<{ keys: number; settings: number }> {
+    const before = await em.query(`SELECT 1 FROM data_keys WHERE user_id = $1`, [userId]);
+    // Crypto-shredding: whatever rows a slice leaves for the next call can no longer be read.
+    await this.cipher.shred(em, userId);
+    const [, settings] = await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
+    await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
+    // The usage of a last answer still reaches billing, for the organisation's books, without the person.
+    if (outbox) await forgetSubjectInOutbox(em, userId, { unpublishedAs: ERASED_USER });
+    return { keys: before.length, settings: Number(settings) };
+  }
+
   private eraseRows(userId: string, scope: string, slice: number | null): Promise<PrivacyErasure> {
     return this.ds.transaction(async (em) => {
       const params = scope === 'all' ? [userId] : [userId, scope];
@@ -202,15 +217,12 @@ export class ChatPrivacyService {
       if (scope === 'all') {
         // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
         await lockSubject(em, userId, 'exclusive'); // a conversation being created finishes first
-        await em.query(`INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT DO NOTHING`, [this.cipher.erasureMark(userId)]);
-        // Crypto-shredding: whatever rows a slice leaves for the next call can no longer be read.
-        const before = await em.query(`SELECT 1 FROM data_keys WHERE user_id = $1`, [userId]);
-        await this.cipher.shred(em, userId);
-        keys = before.length;
-        [, settings] = await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [userId]);
-        await em.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
-        // The usage of a last answer still reaches billing, for the organisation's books, without the person.
-        await forgetSubjectInOutbox(em, userId, { unpublishedAs: ERASED_USER });
+        // Dated anew by every slice: the mark outlives its day's housekeeping while rows of the subject are left.
+        const [{ first }] = await em.query(
+          `INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT (mark) DO UPDATE SET erased_at = now() RETURNING (xmax = 0) AS first`,
+          [this.cipher.erasureMark(userId)],
+        );
+        ({ keys, settings } = await this.forgetOwnRecords(em, userId, first));
       }
       const counts = (history: number) => ({
         service: 'chat',
@@ -221,12 +233,16 @@ export class ChatPrivacyService {
           ...(scope === 'all' ? { 'policy-replica': Number(settings) } : {}),
         },
       });
+      const inScopeOf = inScope(scope).replace('workspace', 'c.workspace');
       const [, messages] = await em.query(
-        `DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id
-                                            WHERE c.user_id = $1 AND ${inScope(scope).replace('workspace', 'c.workspace')} LIMIT ${slice ?? 'ALL'})`,
+        `DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1 AND ${inScopeOf} LIMIT ${slice ?? 'ALL'})`,
         params,
       );
-      if (slice !== null && Number(messages) >= slice) return { ...counts(Number(messages)), more: true as const };
+      // More is left (however many this slice found: another deleter may have taken some): ask again.
+      if (slice !== null) {
+        const [{ left }] = await em.query(`SELECT EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1 AND ${inScopeOf}) AS left`, params);
+        if (left) return { ...counts(Number(messages)), more: true as const };
+      }
       const [, conversations] = await em.query(`DELETE FROM conversations WHERE user_id = $1 AND ${inScope(scope)}`, params);
       let assistants = 0;
       if (scope === 'all' || scope === 'private') {

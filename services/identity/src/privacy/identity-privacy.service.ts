@@ -189,8 +189,11 @@ export class IdentityPrivacyService {
       await forgetSubjectInOutbox(em, userId, { unpublished: 'drop', onlyTypes: ABOUT_THE_SUBJECT_ALONE });
       const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
       if (account) {
-        // Events of invitations to the subject's address name the address, not the account; one still waiting mails nobody now.
-        await forgetSubjectInOutbox(em, account.email, { unpublished: 'drop', onlyTypes: ['identity.invitation.created'] });
+        // An invitation to the subject's address still waiting mails nobody now: it goes (its address exactly: another
+        // person's that merely contains it, joann@ for ann@, keeps theirs).
+        await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND lower(payload->'data'->>'email') = lower($1)`, [account.email]);
+        // Published events of invitations to the address name the address, not the account.
+        await forgetSubjectInOutbox(em, account.email);
         // Sign-ins recorded while the audit was paused for them carry only the address's hash, not the account (no cascade).
         await em.query(`DELETE FROM login_audit WHERE email_hash = ANY($1::text[])`, [this.addresses.all(account.email)]);
       }

@@ -50,11 +50,13 @@ export class LegalHoldsService {
     const subjectHash = this.hasher.hash(input.userId);
     return this.ds.transaction(async (em) => {
       // Erasure steps are claimed under this lock, shared: from here none starts for a held subject. One running
-      // already cannot be stopped: the hold is refused rather than said to keep what is being deleted.
+      // already cannot be stopped, nor one begun and waiting to go on (a service that erases in slices may have
+      // deleted part, and shredded the key): the hold is refused rather than said to keep what is being deleted.
       await lockHeldSet(em, 'exclusive');
       const [erasing] = await em.query(
         `SELECT s.request_id, s.service FROM request_steps s JOIN requests r ON r.id = s.request_id
-          WHERE r.user_id = $1 AND r.type = 'erasure' AND s.action = 'erase' AND s.status = 'running' AND s.lease_until > now() LIMIT 1`,
+          WHERE r.user_id = $1 AND r.type = 'erasure' AND r.status NOT IN ('completed', 'failed') AND s.action = 'erase'
+            AND ((s.status = 'running' AND s.lease_until > now()) OR (s.status <> 'completed' AND s.attempts > 0)) LIMIT 1`,
         [input.userId],
       );
       if (erasing) throw new ErasureUnderWay(erasing.request_id, erasing.service);
