@@ -233,14 +233,12 @@ export class ChatPrivacyService {
           ...(scope === 'all' ? { 'policy-replica': Number(settings) } : {}),
         },
       });
-      const inScopeOf = inScope(scope).replace('workspace', 'c.workspace');
-      const [, messages] = await em.query(
-        `DELETE FROM messages WHERE id IN (SELECT m.id FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1 AND ${inScopeOf} LIMIT ${slice ?? 'ALL'})`,
-        params,
-      );
+      // The subject's messages in scope ($1 the subject, $2 the scope's workspace).
+      const messagesInScope = `messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1 AND ${inScope(scope).replace('workspace', 'c.workspace')}`;
+      const [, messages] = await em.query(`DELETE FROM messages WHERE id IN (SELECT m.id FROM ${messagesInScope} LIMIT ${slice ?? 'ALL'})`, params);
       // More is left (however many this slice found: another deleter may have taken some): ask again.
       if (slice !== null) {
-        const [{ left }] = await em.query(`SELECT EXISTS (SELECT 1 FROM messages m JOIN conversations c ON c.id = m.conversation_id WHERE c.user_id = $1 AND ${inScopeOf}) AS left`, params);
+        const [{ left }] = await em.query(`SELECT EXISTS (SELECT 1 FROM ${messagesInScope}) AS left`, params);
         if (left) return { ...counts(Number(messages)), more: true as const };
       }
       const [, conversations] = await em.query(`DELETE FROM conversations WHERE user_id = $1 AND ${inScope(scope)}`, params);

@@ -182,11 +182,10 @@ export class IdentityPrivacyService {
       await em.query(`DELETE FROM invitations i WHERE ${RECEIVED}`, [userId, org]);
       await em.query(`UPDATE invitations i SET invited_by = NULL WHERE ${SENT}`, [userId, org]);
       if (scope !== 'all') return { service: 'identity', affected: { memberships } };
-      // Invitations they sent and not yet mailed name them, and their rows are gone: no mail in their name goes out.
-      await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND strpos(payload::text, $1) > 0`, [userId]);
-      // Their events still waiting carry their address, name, tokens or IP for mails nobody sends them now: they go.
+      // Their events still waiting carry their address, name, tokens or IP for mails nobody sends them now: they go;
+      // so do invitations they sent and not yet mailed (their rows are gone: no mail in their name goes out).
       // Those others need (memberships, organisations, and this erasure's own news) keep their place.
-      await forgetSubjectInOutbox(em, userId, { unpublished: 'drop', onlyTypes: ABOUT_THE_SUBJECT_ALONE });
+      await forgetSubjectInOutbox(em, userId, { unpublished: 'drop', onlyTypes: [...ABOUT_THE_SUBJECT_ALONE, 'identity.invitation.created'] });
       const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
       if (account) {
         // An invitation to the subject's address still waiting mails nobody now: it goes (its address exactly: another

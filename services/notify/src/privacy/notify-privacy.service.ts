@@ -47,16 +47,16 @@ export class NotifyPrivacyService {
    */
   async export(userId: string, scope: string, page: number | string = 0): Promise<PrivacyExport> {
     // Read by keyset, a page at a time: the log grows by every mail, and no page rebuilds it whole.
-    // The address's hashes are asked for once per page, whatever number of reads it takes.
-    let hashes: Promise<string[]> | undefined;
+    // The address's hashes are asked for (of identity) once per page, whatever number of reads it takes.
+    let asked: Promise<string[]> | undefined;
+    const hashes = () => (asked ??= this.addressHashes(userId));
     const deliveries: ExportList = {
       category: 'delivery-log',
       read: async (after, limit) => {
-        hashes ??= this.addressHashes(userId);
         const rows = await this.ds.query(
           `SELECT template, locale, org_id, status, attempts, provider_message_id, created_at, sent_at, created_at::text AS place_at, id::text AS place_id FROM deliveries
             WHERE ${SUBJECTS_MAILS_IN_SCOPE} AND (created_at, id) > ($4::timestamptz, $5::uuid) ORDER BY created_at, id LIMIT $6`,
-          [userId, await hashes, scope, after?.[0] ?? '-infinity', after?.[1] ?? NIL_UUID, limit],
+          [userId, await hashes(), scope, after?.[0] ?? '-infinity', after?.[1] ?? NIL_UUID, limit],
         );
         return rows.map(({ place_at, place_id, ...value }: { place_at: string; place_id: string }) => ({ value, place: [place_at, place_id] }));
       },
@@ -65,7 +65,7 @@ export class NotifyPrivacyService {
     const suppressions = async () => ({
       'suppression-list':
         scope === 'all' || scope === 'private'
-          ? await this.ds.query(`SELECT reason, created_at FROM suppressions WHERE recipient_hash = ANY($1::text[]) ORDER BY created_at, recipient_hash`, [await this.addressHashes(userId)])
+          ? await this.ds.query(`SELECT reason, created_at FROM suppressions WHERE recipient_hash = ANY($1::text[]) ORDER BY created_at, recipient_hash`, [await hashes()])
           : [],
     });
     return pagedExport('notify', page, suppressions, [deliveries]);
