@@ -18,6 +18,12 @@ export const privacyConfigSchema = baseConfigSchema
     /** First retry delay; doubles per attempt up to PRIVACY_RETRY_MAX_MS. */
     PRIVACY_RETRY_BASE_MS: z.coerce.number().int().min(1).default(2_000),
     PRIVACY_RETRY_MAX_MS: z.coerce.number().int().min(1).default(300_000),
+    /**
+     * Calls of one attempt at a sliced erasure (each deletes a slice, within PRIVACY_STEP_TIMEOUT_MS): a service
+     * still answering `more` after these is asked again at the next attempt, after the retry delay, so one that
+     * never finishes shows as a failing step instead of holding it for ever.
+     */
+    PRIVACY_ERASE_SLICES_PER_ATTEMPT: z.coerce.number().int().min(1).default(200),
     /** 0: retry transient failures until the service confirms (escalation covers the due date). */
     PRIVACY_STEP_MAX_ATTEMPTS: z.coerce.number().int().min(0).default(0),
     /** Compliance hears of an open request this many days before its due date. */

@@ -11,6 +11,7 @@ import { Decisions1765600000000 } from './migrations/1765600000000-decisions.js'
 import { AuditAnchor1766400000000 } from './migrations/1766400000000-audit-anchor.js';
 import { FailedExportsKeepNothing1766900000000 } from './migrations/1766900000000-failed-exports-keep-nothing.js';
 import { ConsentsByTime1767100000000 } from './migrations/1767100000000-consents-by-time.js';
+import { ErasureProgress1767400000000 } from './migrations/1767400000000-erasure-progress.js';
 
 const RETENTION_USAGE = 'usage: retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -47,7 +48,7 @@ export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled
 export const privacyService: ServiceDefinition<PrivacyConfig> = {
   name: 'privacy',
   configSchema: privacyConfigSchema,
-  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000, Decisions1765600000000, AuditAnchor1766400000000, ...MESSAGING_MIGRATIONS, FailedExportsKeepNothing1766900000000, ConsentsByTime1767100000000] },
+  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000, Decisions1765600000000, AuditAnchor1766400000000, ...MESSAGING_MIGRATIONS, FailedExportsKeepNothing1766900000000, ConsentsByTime1767100000000, ErasureProgress1767400000000] },
   module: (ctx) => PrivacyModule.forRoot(ctx),
   commands: {
     /** Walks the audit trail's hash chain and names the first broken link (exit code 1 then). */

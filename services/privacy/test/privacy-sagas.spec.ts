@@ -22,6 +22,7 @@ const FAST = {
   PRIVACY_KEK: randomBytes(32).toString('base64'),
   PRIVACY_SUBJECT_SALT: 'a-test-salt-of-sufficient-length',
   RETENTION_RUNNER: 'in-process',
+  PRIVACY_ERASE_SLICES_PER_ATTEMPT: '2',
 };
 
 const user = (): Actor => ({ userId: randomUUID(), platformRoles: [] });
@@ -234,6 +235,26 @@ describe('privacy sagas against services on the wire', () => {
       ['stripe', 'confirmed'],
     ]);
     expect(await privacy.app.get(AuditTrail).verify()).toMatchObject({ ok: true });
+  });
+
+  it('goes on with a long erasure at the next attempt after its slices per attempt, and reports what every attempt deleted', async () => {
+    const una = user();
+    let slices = 0;
+    fakes
+      // Five slices with more after them, then the last: three attempts of at most two calls each.
+      .on('chat', 'erase', (input) =>
+        input.userId !== una.userId ? { service: 'chat', affected: {} } : ++slices <= 5 ? { service: 'chat', affected: { 'chat-history': 100, 'data-keys': slices === 1 ? 1 : 0 }, more: true } : { service: 'chat', affected: { 'chat-history': 7, 'data-keys': 0 } },
+      )
+      .on('billing', 'erase', () => ({ service: 'billing', affected: { invoices: 0 }, processorsNotified: ['stripe'] }))
+      .on('identity', 'erase', () => ({ service: 'identity', affected: { account: 1 } }));
+    const r = await request(una, 'erasure');
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0, 'the erasure to complete', 20_000);
+
+    expect(fakes.calls.filter((c) => c.service === 'chat' && c.operation === 'erase' && c.input.userId === una.userId)).toHaveLength(6);
+    const [step] = await env.sql(`SELECT attempts, result, progress FROM privacy.request_steps WHERE request_id = $1 AND service = 'chat'`, [r.id]);
+    expect(step).toMatchObject({ attempts: 3, result: { 'chat-history': 507, 'data-keys': 1 }, progress: null });
+    const [stone] = await env.sql(`SELECT affected FROM privacy.tombstones WHERE request_id = $1`, [r.id]);
+    expect(stone.affected.chat).toMatchObject({ 'chat-history': 507, 'data-keys': 1 });
   });
 
   it("keeps the subject's finished export when an erasure found nothing to erase, and voids it when one did", async () => {

@@ -13,7 +13,7 @@ import { tryLockHeldSetShared } from '../legal-holds/held-set-lock.js';
 import { DecisionsService } from '../requests/decisions.service.js';
 import type { RequestRow } from '../requests/requests.repository.js';
 import { RequestFinalizer } from './request-finalizer.js';
-import { StepRunner, type ClaimedStep, type StepOutcome } from './step-runner.js';
+import { ErasureContinues, StepRunner, type ClaimedStep, type ErasureProgress, type StepOutcome } from './step-runner.js';
 
 const BATCH = 10;
 const HOUSEKEEPING_MS = 60_000;
@@ -100,10 +100,10 @@ export class SagaWorker extends PacedWorker {
                AND NOT (r2.type = 'erasure' AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.user_id = r2.user_id AND h.released_at IS NULL))
              ORDER BY s2.next_attempt_at LIMIT ${BATCH}
              FOR UPDATE OF s2 SKIP LOCKED)
-        RETURNING s.request_id, s.service, s.action, s.attempts, r.user_id, r.scope`,
+        RETURNING s.request_id, s.service, s.action, s.attempts, s.progress, r.user_id, r.scope`,
         [this.config.PRIVACY_STEP_LEASE_MS / 1000],
       );
-      const claimed: ClaimedStep[] = rows.map((r: any) => ({ requestId: r.request_id, service: r.service, action: r.action, attempts: r.attempts, userId: r.user_id, scope: r.scope }));
+      const claimed: ClaimedStep[] = rows.map((r: any) => ({ requestId: r.request_id, service: r.service, action: r.action, attempts: r.attempts, progress: r.progress, userId: r.user_id, scope: r.scope }));
       await this.markStarted(em, claimed.map((c) => c.requestId));
       return claimed;
     });
@@ -132,13 +132,15 @@ export class SagaWorker extends PacedWorker {
   }
 
   /**
-   * A long export keeps its step: without this, a step running longer than its lease was taken
-   * again by another worker (or this one) while it still ran, and the work done twice.
+   * A long export or erasure keeps its step: without this, a step running longer than its lease was taken
+   * again by another worker (or this one) while it still ran, and the work done twice. An erasure's
+   * slices so far are kept with it (`progress`), for whichever attempt finishes it.
    */
-  private async renewLease(step: ClaimedStep): Promise<void> {
+  private async renewLease(step: ClaimedStep, progress?: ErasureProgress): Promise<void> {
     const [, renewed] = await this.ds.query(
-      `UPDATE request_steps SET lease_until = now() + make_interval(secs => $4) WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
-      [step.requestId, step.service, step.attempts, this.config.PRIVACY_STEP_LEASE_MS / 1000],
+      `UPDATE request_steps SET lease_until = now() + make_interval(secs => $4), progress = coalesce($5::jsonb, progress)
+        WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
+      [step.requestId, step.service, step.attempts, this.config.PRIVACY_STEP_LEASE_MS / 1000, progress ? JSON.stringify(progress) : null],
     );
     if (!renewed) throw new Error(`the ${step.service} step of request ${step.requestId} was taken up again meanwhile`);
   }
@@ -146,7 +148,7 @@ export class SagaWorker extends PacedWorker {
   private async execute(step: ClaimedStep): Promise<void> {
     let outcome: StepOutcome;
     try {
-      outcome = await this.runner.run(step, () => this.renewLease(step));
+      outcome = await this.runner.run(step, (progress) => this.renewLease(step, progress));
     } catch (err) {
       return this.failed(step, err);
     }
@@ -155,7 +157,7 @@ export class SagaWorker extends PacedWorker {
       const [req]: RequestRow[] = await em.query(`SELECT * FROM requests WHERE id = $1 FOR UPDATE`, [step.requestId]);
       // Only the holder of the current lease may complete it (a slow worker whose lease ran out may not).
       const [, updated] = await em.query(
-        `UPDATE request_steps SET status = 'completed', completed_at = now(), lease_until = NULL, last_error = NULL, result = $4
+        `UPDATE request_steps SET status = 'completed', completed_at = now(), lease_until = NULL, last_error = NULL, result = $4, progress = NULL
           WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
         [step.requestId, step.service, step.attempts, JSON.stringify(outcome.kind === 'exported' ? outcome.counts : outcome.affected)],
       );
@@ -187,7 +189,9 @@ export class SagaWorker extends PacedWorker {
   private async failed(step: ClaimedStep, err: unknown): Promise<void> {
     const message = (err as Error)?.message ?? String(err);
     const max = this.config.PRIVACY_STEP_MAX_ATTEMPTS;
-    const giveUp = !retryable(err) || (max > 0 && step.attempts >= max);
+    // An erasure still under way is no failure: it goes on at the next attempt, after the first retry delay.
+    const continues = err instanceof ErasureContinues;
+    const giveUp = !continues && (!retryable(err) || (max > 0 && step.attempts >= max));
     await this.ds.transaction(async (em) => {
       if (giveUp) {
         const [, updated] = await em.query(
@@ -199,15 +203,17 @@ export class SagaWorker extends PacedWorker {
         await this.finalizer.fail(em, req, `${step.service} could not ${step.action}: ${message}`);
         return;
       }
-      const delayMs = Math.min(this.config.PRIVACY_RETRY_MAX_MS, this.config.PRIVACY_RETRY_BASE_MS * 2 ** Math.min(step.attempts - 1, 30));
+      const delayMs = continues ? this.config.PRIVACY_RETRY_BASE_MS : Math.min(this.config.PRIVACY_RETRY_MAX_MS, this.config.PRIVACY_RETRY_BASE_MS * 2 ** Math.min(step.attempts - 1, 30));
       await em.query(
         `UPDATE request_steps SET status = 'pending', lease_until = NULL, last_error = $4, next_attempt_at = now() + make_interval(secs => $5)
           WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
         [step.requestId, step.service, step.attempts, message.slice(0, 500), delayMs / 1000],
       );
     });
-    this.steps.inc({ service: step.service, action: step.action, outcome: giveUp ? 'failed' : 'retry' });
-    this.logger.warn({ requestId: step.requestId, service: step.service, action: step.action, attempt: step.attempts, giveUp, err: message }, 'privacy step failed');
+    this.steps.inc({ service: step.service, action: step.action, outcome: giveUp ? 'failed' : continues ? 'continued' : 'retry' });
+    const fields = { requestId: step.requestId, service: step.service, action: step.action, attempt: step.attempts, giveUp, err: message };
+    if (continues) this.logger.info(fields, 'privacy erasure step goes on at its next attempt');
+    else this.logger.warn(fields, 'privacy step failed');
   }
 
   /** Restriction and objection: each service's step is done once the event is in JetStream (the outbox marked it sent). */

@@ -10,6 +10,28 @@ export interface ClaimedStep {
   attempts: number;
   userId: string;
   scope: string;
+  /** What earlier attempts' slices of this erasure step deleted, kept with the step. */
+  progress?: ErasureProgress | null;
+}
+
+/** The running sum of a sliced erasure: counts by category, and the processors the service said it told. */
+export interface ErasureProgress {
+  affected: Record<string, number>;
+  told: string[];
+}
+
+/**
+ * Keeps the step's lease, and with an erasure's slices what they deleted so far;
+ * throws once another worker took the step.
+ */
+export type StillMine = (progress?: ErasureProgress) => Promise<void>;
+
+/** A sliced erasure that still had more to delete after an attempt's calls: asked again at the next attempt. */
+export class ErasureContinues extends Error {
+  constructor(service: string, slices: number) {
+    super(`${service} still had more to erase after ${slices} slices; it is asked again at the next attempt`);
+    this.name = 'ErasureContinues';
+  }
 }
 
 export type StepOutcome =
@@ -26,8 +48,8 @@ export class StepRunner {
     @Inject(PRIVACY_CONFIG) private readonly config: PrivacyConfig,
   ) {}
 
-  /** `stillMine`: called after each page of an export; it keeps the step's lease and throws once another worker took the step. */
-  async run(step: ClaimedStep, stillMine: () => Promise<void> = async () => undefined): Promise<StepOutcome> {
+  /** `stillMine`: called after each page of an export and each slice of an erasure that has more. */
+  async run(step: ClaimedStep, stillMine: StillMine = async () => undefined): Promise<StepOutcome> {
     const contract = privacyRpcs(step.service);
     const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
     const timeoutMs = this.config.PRIVACY_STEP_TIMEOUT_MS;
@@ -45,16 +67,18 @@ export class StepRunner {
       const counts = Object.fromEntries(Object.entries(section.categories).map(([k, v]) => [k, count(v)]));
       return { kind: 'exported', section: { service: step.service, categories: section.categories }, counts };
     }
-    // In slices: a service with much to delete answers `more` and is asked again, each call within the timeout.
-    const affected: Record<string, number> = {};
-    const told = new Set<string>();
-    for (;;) {
+    // In slices: a service with much to delete answers `more` and is asked again, each call within the timeout;
+    // the sum so far is kept with the step, for the attempt that finishes it.
+    const affected: Record<string, number> = { ...step.progress?.affected };
+    const told = new Set<string>(step.progress?.told);
+    for (let slices = 1; ; slices++) {
       const erased = (await this.rpc.call(contract.erase, { ...input, slices: true }, { timeoutMs })) as PrivacyErasure & PrivacyErasureProcessorReport;
       if (!erased || typeof erased.affected !== 'object' || erased.affected === null) throw new Error(`${step.service} answered an erasure without counts`);
       for (const [k, v] of Object.entries(erased.affected)) affected[k] = (affected[k] ?? 0) + (Number(v) || 0);
       for (const p of erased.processorsNotified ?? []) told.add(p.toLowerCase());
       if (erased.more !== true) break;
-      await stillMine();
+      await stillMine({ affected, told: [...told] });
+      if (slices >= this.config.PRIVACY_ERASE_SLICES_PER_ATTEMPT) throw new ErasureContinues(step.service, slices);
     }
     // Art. 19: the processors of this service's categories that keep copies of their own.
     const processors = processorsOf(categoriesOf(step.service).flatMap((c) => c.processors))
