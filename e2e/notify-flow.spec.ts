@@ -86,7 +86,9 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     const reg = await http.post('/v1/auth/register', { email, password: 'Olivenhain bei Valencia', firstName: 'Vera', lastName: 'Post', locale: 'en' });
     expect(reg.status).toBe(201);
     const userId: string = reg.body.user.id;
-    await mailboxOf(email, 'the verification mail');
+    const box = await mailboxOf(email, 'the verification mail');
+    // The address is theirs (what was mailed to it before the account is theirs only then).
+    expect((await http.post('/v1/auth/verify-email', { token: box.data[0].tokens[0] })).status).toBe(204);
     // A year of mails, five to a microsecond at times; and an invitation to the address before it had an account,
     // logged by a release before under the plain hash.
     await env.sql(
@@ -120,6 +122,36 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
 
       await rpc.call(privacyRpcs('notify').erase, { userId, scope: 'all' });
       expect(await env.sql(`SELECT template FROM notify.deliveries WHERE user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, [addressHash(email), createHash('sha256').update(email).digest('hex')]])).toEqual([]);
+    } finally {
+      await rpc.close();
+    }
+  });
+
+  it("gives and erases an account whose address is not confirmed only the mails that name it, not those to the address before it, nor Brevo's logs of the address", async () => {
+    const email = 'neu-hier@example.eu';
+    // An invitation to the address before anyone registered it: its owner's.
+    await env.sql(
+      `INSERT INTO notify.deliveries (id, event_id, template, locale, recipient_hash, status, created_at, sent_at)
+       VALUES (gen_random_uuid(), gen_random_uuid(), 'invitation', 'en', $1, 'sent', now() - interval '1 day', now())`,
+      [addressHash(email)],
+    );
+    // Someone registers the address and never confirms it.
+    const reg = await http.post('/v1/auth/register', { email, password: 'Olivenhain bei Valencia', firstName: 'Sam', lastName: 'Squat', locale: 'en' });
+    expect(reg.status).toBe(201);
+    const userId: string = reg.body.user.id;
+    await mailboxOf(email, 'the verification mail');
+    await waitFor(async () => brevo.mails(email).length > 0 || undefined, "Brevo's log of the verification mail");
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      const exported = await rpc.call(privacyRpcs('notify').export, { userId, scope: 'all' });
+      const templates = (exported.categories['delivery-log'] as { template: string }[]).map((r) => r.template);
+      expect(templates).toContain('verify-email');
+      expect(templates).not.toContain('invitation');
+      const erased = await rpc.call(privacyRpcs('notify').erase, { userId, scope: 'all' });
+      expect(erased.processorsNotified ?? []).toEqual([]);
+      expect(await env.sql(`SELECT template FROM notify.deliveries WHERE recipient_hash = $1 AND user_id IS NULL`, [addressHash(email)])).toEqual([{ template: 'invitation' }]);
+      expect(brevo.mails(email).some((m) => m.subject === 'Please confirm your email address')).toBe(true);
     } finally {
       await rpc.close();
     }

@@ -23,6 +23,7 @@ describe('identity answers data-subject requests', () => {
 
   it('exports long sessions and login audit lists in pages by keyset: every row once, in order, with ties on the time', async () => {
     const { user } = await world.rpc.call(IdentityRpc.register, { email: 'lang@example.eu', password: PASSWORD, firstName: 'Lars', lastName: 'Lang' });
+    await world.env.sql(`UPDATE identity.users SET email_verified_at = now() WHERE id = $1`, [user.id]);
     // Sign-ins from years of use: seven to a microsecond at times (the order then falls to the id).
     await world.env.sql(
       `INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at)
@@ -54,7 +55,8 @@ describe('identity answers data-subject requests', () => {
     const member = await world.rpc.call(IdentityRpc.register, { email: 'stays@example.eu', password: PASSWORD, firstName: 'Stella', lastName: 'Kurz' });
     const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Roth & Kurz OHG' }, { actor: { userId: owner.user.id, platformRoles: [] } });
     await world.env.sql(`INSERT INTO identity.memberships (org_id, user_id, role) VALUES ($1, $2, 'member')`, [org.id, member.user.id]);
-    // An invitation to the subject's address (from another organisation of theirs) carries it: it goes too.
+    await world.env.sql(`UPDATE identity.users SET email_verified_at = now() WHERE id = $1`, [owner.user.id]);
+    // An invitation to the subject's (confirmed) address (from another organisation of theirs) carries it: it goes too.
     await world.env.sql(
       `INSERT INTO identity.invitations (id, org_id, email, role, token_hash, invited_by, expires_at) VALUES (gen_random_uuid(), $1, 'Erase@Example.eu', 'member', 'h-erase', $2, now() + interval '1 day')`,
       [org.id, member.user.id],
@@ -70,6 +72,40 @@ describe('identity answers data-subject requests', () => {
     expect(await world.env.sql(`SELECT * FROM identity.invitations WHERE lower(email) = 'erase@example.eu'`)).toEqual([]);
     await lastEvent(world.env, 'identity.user.deleted', (e) => (e.data as { userId: string }).userId === owner.user.id);
     await lastEvent(world.env, 'identity.member.removed', (e) => (e.data as { userId: string }).userId === owner.user.id);
+  });
+
+  it("gives an account whose address is not confirmed nothing tied to the address alone, nor erases it: whoever registered need not own it", async () => {
+    const inviter = await world.rpc.call(IdentityRpc.register, { email: 'chefin@example.eu', password: PASSWORD, firstName: 'Clara', lastName: 'Chef' });
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Neue Leute GmbH' }, { actor: { userId: inviter.user.id, platformRoles: [] } });
+    // A new hire is invited; someone else registers their address first and never confirms it.
+    await world.env.sql(
+      `INSERT INTO identity.invitations (id, org_id, email, role, token_hash, invited_by, expires_at) VALUES (gen_random_uuid(), $1, 'neu@example.eu', 'member', 'h-neu', $2, now() + interval '1 day')`,
+      [org.id, inviter.user.id],
+    );
+    const squatter = await world.rpc.call(IdentityRpc.register, { email: 'neu@example.eu', password: PASSWORD, firstName: 'Sam', lastName: 'Squat' });
+    // The owner of the address tries to sign in (their IP), and the squatter does.
+    await expect(world.rpc.call(IdentityRpc.login, { email: 'neu@example.eu', password: 'the owner guesses' }, { meta: { ip: '203.0.113.77' } })).rejects.toMatchObject({ status: 401 });
+    await world.rpc.call(IdentityRpc.login, { email: 'neu@example.eu', password: PASSWORD }, { meta: { ip: '192.0.2.66' } });
+    // A sign-in recorded under the address's hash alone (as while an audit is paused).
+    const [{ email_hash: hash }] = await world.env.sql<{ email_hash: string }>(`SELECT email_hash FROM identity.login_audit WHERE user_id = $1 LIMIT 1`, [squatter.user.id]);
+    await world.env.sql(`INSERT INTO identity.login_audit (user_id, email_hash, ip, succeeded, method) VALUES (NULL, $1, '203.0.113.78', false, 'password')`, [hash]);
+
+    const unconfirmed = await world.rpc.call(IdentityPrivacy.export, { userId: squatter.user.id, scope: 'all' });
+    expect((unconfirmed.categories.memberships as { invitations: { received: unknown[] } }).invitations.received).toEqual([]);
+    expect(unconfirmed.categories['login-audit']).toEqual([expect.objectContaining({ ip: '192.0.2.66', succeeded: true })]);
+    expect(JSON.stringify(unconfirmed)).not.toContain('203.0.113.7');
+
+    // Confirmed, the address's invitations and sign-ins are the account holder's.
+    await world.env.sql(`UPDATE identity.users SET email_verified_at = now() WHERE id = $1`, [squatter.user.id]);
+    const confirmed = await world.rpc.call(IdentityPrivacy.export, { userId: squatter.user.id, scope: 'all' });
+    expect((confirmed.categories.memberships as { invitations: { received: unknown[] } }).invitations.received).toEqual([expect.objectContaining({ org_name: 'Neue Leute GmbH' })]);
+    expect((confirmed.categories['login-audit'] as { ip: string }[]).map((r) => r.ip).sort()).toEqual(['192.0.2.66', '203.0.113.77', '203.0.113.78']);
+
+    // Unconfirmed again: its erasure leaves the invitation and the address's own sign-ins to their owner.
+    await world.env.sql(`UPDATE identity.users SET email_verified_at = NULL WHERE id = $1`, [squatter.user.id]);
+    await world.rpc.call(IdentityPrivacy.erase, { userId: squatter.user.id, scope: 'all' });
+    expect(await world.env.sql(`SELECT 1 FROM identity.invitations WHERE email = 'neu@example.eu'`)).toHaveLength(1);
+    expect(await world.env.sql(`SELECT ip FROM identity.login_audit WHERE email_hash = $1 AND user_id IS NULL`, [hash])).toEqual([{ ip: '203.0.113.78' }]);
   });
 
   it('an organisation created while its owner is being erased is either dissolved with them or refused with 401, never left without members', async () => {

@@ -103,6 +103,11 @@ export interface Contact {
   email: string;
   firstName: string;
   locale: Locale;
+  /**
+   * Whether the user confirmed the address is theirs: what is tied to the address alone (mails before the
+   * account) is theirs only then. Absent from identity pods of the release before: taken as confirmed.
+   */
+  addressConfirmed?: boolean;
 }
 
 export interface SsoStart {

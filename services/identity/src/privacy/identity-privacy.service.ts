@@ -10,11 +10,19 @@ import { AddressHashes } from '../common/address-hash.js';
 /**
  * The invitations an export shows and an erasure covers, within one
  * organisation ($2) or all ($2 NULL): those to the subject's address
- * (addresses are stored lower-case) and those they sent. One condition for
- * both, so an erasure takes exactly what the export showed.
+ * (addresses are stored lower-case), once they confirmed it is theirs (see
+ * `addressProven`), and those they sent. One condition for both, so an
+ * erasure takes exactly what the export showed.
  */
-const RECEIVED = `lower(i.email) = (SELECT email FROM users WHERE id = $1) AND ($2::uuid IS NULL OR i.org_id = $2)`;
+const RECEIVED = `lower(i.email) = (SELECT email FROM users WHERE id = $1 AND email_verified_at IS NOT NULL) AND ($2::uuid IS NULL OR i.org_id = $2)`;
 const SENT = `i.invited_by = $1 AND ($2::uuid IS NULL OR i.org_id = $2)`;
+
+/**
+ * What is tied to an address rather than to the account (invitations to it, mails and sign-ins before or beside
+ * the account) is the subject's once they confirmed the address is theirs: anyone may register an account with
+ * an address they do not own, and its requests must neither hand over nor erase the owner's data.
+ */
+const addressProven = (account: { email_verified_at: Date | null }): boolean => account.email_verified_at !== null;
 
 /** Events about the subject that only mail them or follow their own account: nobody needs them once the account is erased. */
 const ABOUT_THE_SUBJECT_ALONE = [
@@ -104,28 +112,35 @@ export class IdentityPrivacyService {
     };
   }
 
-  /** Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash. */
+  /**
+   * Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash. Of an
+   * account whose address is not confirmed, only its sign-ins that succeeded: failed ones with that address may be
+   * its owner's, from their IP, and whoever registered it need not be the owner.
+   */
   private loginAudit(userId: string): ExportList {
     // Asked once per page, whatever number of reads it takes.
-    let hashes: Promise<string[]> | undefined;
+    let hashes: Promise<string[] | undefined> | undefined;
     return {
       category: 'login-audit',
       read: async (after, limit) => {
-        hashes ??= this.addressHashesOf(userId);
+        hashes ??= this.provenAddressHashesOf(userId);
+        const proven = await hashes;
         const rows = await this.ds.query(
           `SELECT ip, succeeded, method, occurred_at, occurred_at::text AS place_at, id::text AS place_id FROM login_audit
-            WHERE (user_id = $1 OR email_hash = ANY($2::text[])) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
+            WHERE ((user_id = $1 AND ($2::text[] IS NOT NULL OR succeeded)) OR email_hash = ANY($2::text[])) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
             ORDER BY occurred_at, id LIMIT $5`,
-          [userId, await hashes, after?.[0] ?? '-infinity', after?.[1] ?? '0', limit],
+          [userId, proven ?? null, after?.[0] ?? '-infinity', after?.[1] ?? '0', limit],
         );
         return rows.map(({ place_at, place_id, ...value }: { place_at: string; place_id: string }) => ({ value, place: [place_at, place_id] }));
       },
     };
   }
 
-  private async addressHashesOf(userId: string): Promise<string[]> {
-    const [account] = await this.ds.query(`SELECT email FROM users WHERE id = $1`, [userId]);
-    return account ? this.addresses.all(account.email) : [];
+  /** The hashes of the subject's address, if they confirmed it is theirs (`addressProven`); none for an account gone. */
+  private async provenAddressHashesOf(userId: string): Promise<string[] | undefined> {
+    const [account] = await this.ds.query(`SELECT email, email_verified_at FROM users WHERE id = $1`, [userId]);
+    if (!account) return [];
+    return addressProven(account) ? this.addresses.all(account.email) : undefined;
   }
 
   async exists(userId: string): Promise<boolean> {
@@ -186,8 +201,8 @@ export class IdentityPrivacyService {
       // so do invitations they sent and not yet mailed (their rows are gone: no mail in their name goes out).
       // Those others need (memberships, organisations, and this erasure's own news) keep their place.
       await forgetSubjectInOutbox(em, userId, { unpublished: 'drop', onlyTypes: [...ABOUT_THE_SUBJECT_ALONE, 'identity.invitation.created'] });
-      const [account]: { email: string }[] = await em.query(`SELECT email FROM users WHERE id = $1`, [userId]);
-      if (account) {
+      const [account]: { email: string; email_verified_at: Date | null }[] = await em.query(`SELECT email, email_verified_at FROM users WHERE id = $1`, [userId]);
+      if (account && addressProven(account)) {
         // An invitation to the subject's address still waiting mails nobody now: it goes (its address exactly: another
         // person's that merely contains it, joann@ for ann@, keeps theirs).
         await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND lower(payload->'data'->>'email') = lower($1)`, [account.email]);

@@ -73,7 +73,15 @@ export class NotifyPrivacyService {
 
   private async addressHashes(userId: string): Promise<string[]> {
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
-    return contacts.flatMap((c) => this.addresses.all(c.email));
+    return this.confirmedAddressHashes(contacts);
+  }
+
+  /**
+   * Mails to an address tied to no account (before it had one) are the subject's once they confirmed the address:
+   * whoever registered an account with someone else's address gets, and erases, only what names the account.
+   */
+  private confirmedAddressHashes(contacts: Contact[]): string[] {
+    return contacts.filter((c) => c.addressConfirmed !== false).flatMap((c) => this.addresses.all(c.email));
   }
 
   /**
@@ -95,18 +103,20 @@ export class NotifyPrivacyService {
     });
     // The account still exists (identity erases last): its address tells Brevo which logs to delete.
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
-    // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the subject.
-    const hashes = contacts.flatMap((c) => this.addresses.all(c.email));
+    // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the
+    // subject, once the address is confirmed theirs; so do Brevo's logs, kept by address.
+    const hashes = this.confirmedAddressHashes(contacts);
     const unsent = await this.stopSends(userId, hashes);
     await this.sayGoodbye(userId, contacts);
-    for (const c of contacts) await this.mailer.deleteLogs(c.email);
+    const confirmed = contacts.filter((c) => c.addressConfirmed !== false);
+    for (const c of confirmed) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     // The suppression list outlives the account (an objection to mail holds for the address): under the keyed hash,
     // the one later mails are checked against, now that the address is at hand for the last time.
     for (const c of contacts) await this.addresses.upgradeSuppression(this.ds, c.email);
     await forgetSubjectInOutbox(this.ds, userId);
-    return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
+    return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(confirmed.length ? { processorsNotified: ['brevo'] } : {}) };
   }
 
   /**
