@@ -149,7 +149,7 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
       expect(templates).toContain('verify-email');
       expect(templates).not.toContain('invitation');
       const erased = await rpc.call(privacyRpcs('notify').erase, { userId, scope: 'all' });
-      expect(erased.processorsNotified ?? []).toEqual([]);
+      expect((erased as { processorsNotified?: string[] }).processorsNotified ?? []).toEqual([]);
       expect(await env.sql(`SELECT template FROM notify.deliveries WHERE recipient_hash = $1 AND user_id IS NULL`, [addressHash(email)])).toEqual([{ template: 'invitation' }]);
       expect(brevo.mails(email).some((m) => m.subject === 'Please confirm your email address')).toBe(true);
     } finally {

@@ -377,6 +377,15 @@ describe('privacy sagas against services on the wire', () => {
     await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0, 'the erasure after release', 15_000);
   });
 
+  it('lets no compliance officer place or release a legal hold on their own account: another one does', async () => {
+    const officer: Actor = { userId: randomUUID(), platformRoles: ['compliance'] };
+    await expect(rpc.call(PrivacyRpc.createLegalHold, { userId: officer.userId, reason: 'my own case' }, { actor: officer })).rejects.toMatchObject({ status: 403 });
+    const hold = await rpc.call(PrivacyRpc.createLegalHold, { userId: officer.userId, reason: 'audit of the officer 2026-3' }, { actor: compliance });
+    await expect(rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: officer })).rejects.toMatchObject({ status: 403 });
+    expect(await env.sql(`SELECT released_at FROM privacy.legal_holds WHERE id = $1`, [hold.id])).toEqual([{ released_at: null }]);
+    await expect(rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance })).resolves.toMatchObject({ releasedBy: compliance.userId });
+  });
+
   it('keeps its outbox and inbox by the housekeeping every service has (privacy had none: both grew for ever)', async () => {
     await env.sql(`INSERT INTO privacy.outbox (id, subject, type, payload, sent_at) VALUES (gen_random_uuid(), 'x', 'x', '{}', now() - interval '8 days')`);
     await env.sql(`INSERT INTO privacy.inbox (event_id, consumer, processed_at) VALUES (gen_random_uuid(), 'housekeeping', now() - interval '31 days')`);

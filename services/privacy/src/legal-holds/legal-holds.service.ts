@@ -29,6 +29,9 @@ const view = (r: HoldRow): LegalHoldView => ({
   releasedBy: r.released_by,
 });
 
+/** Nobody holds, or frees, their own data: another member of the compliance team does (as with deciding a request). */
+const ownHold = () => new ProblemError(403, 'This is your own account: another member of the compliance team places or releases a legal hold on it');
+
 /**
  * Legal holds (Art. 17(3)(e) GDPR): while one stands, retention runs skip the
  * user's rows and an erasure of the user waits; releasing it lets both go on.
@@ -43,6 +46,7 @@ export class LegalHoldsService {
   ) {}
 
   async create(actor: Actor, input: { userId: string; reason: string }): Promise<LegalHoldView> {
+    if (input.userId === actor.userId) throw ownHold();
     // A mistyped id would hold nothing while compliance believes it holds someone.
     const { exists } = await this.rpc.call(subjectExistsRpc, { userId: input.userId });
     if (!exists) throw new ProblemError(404, `No account has the id ${input.userId}: nothing to hold`, { errors: [{ field: 'userId', message: 'is no account' }] });
@@ -73,9 +77,10 @@ export class LegalHoldsService {
 
   async release(actor: Actor, id: string): Promise<LegalHoldView> {
     return this.ds.transaction(async (em) => {
-      const [rows] = await em.query(`UPDATE legal_holds SET released_at = now(), released_by = $2 WHERE id = $1 AND released_at IS NULL RETURNING *`, [id, actor.userId]);
+      const [rows] = await em.query(`UPDATE legal_holds SET released_at = now(), released_by = $2 WHERE id = $1 AND released_at IS NULL AND user_id IS DISTINCT FROM $2 RETURNING *`, [id, actor.userId]);
       const row: HoldRow | undefined = rows[0] ?? (await em.query(`SELECT * FROM legal_holds WHERE id = $1`, [id]))[0];
       if (!row) throw new NotFound('legal hold');
+      if (!rows[0] && !row.released_at && row.user_id === actor.userId) throw ownHold();
       if (rows[0]) await this.audit.append(em, { actor: `staff:${actor.userId}`, action: 'legal-hold.released', subjectHash: row.user_id ? this.hasher.hash(row.user_id) : null, details: { holdId: id } });
       return view(row);
     });
