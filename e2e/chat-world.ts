@@ -8,6 +8,7 @@ import { chatEnv } from './service-env.js';
 export interface ChatWorld {
   env: TestEnv;
   llm: OpenAIEmulator;
+  identity: RunningService;
   chat: RunningService;
   gateway: RunningService;
   /** The gateway's base URL. */
@@ -24,13 +25,14 @@ export interface ChatWorld {
 export async function startChatWorld(opts: { llm?: OpenAIEmulatorOptions; chat?: Record<string, string>; gateway?: Record<string, string> } = {}): Promise<ChatWorld> {
   const env = await createTestEnv();
   const llm = await startOpenAIEmulator(opts.llm);
-  await env.start(identityService);
+  const identity = await env.start(identityService);
   const chat = await env.start(chatService, chatEnv(llm, { QUOTA_PROVIDER: 'none', ...opts.chat }));
   const gateway = await env.start(gatewayService, opts.gateway);
   const base = gateway.url;
   return {
     env,
     llm,
+    identity,
     chat,
     gateway,
     base,

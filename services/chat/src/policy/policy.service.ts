@@ -130,13 +130,21 @@ export class PolicyService {
     // Requests of one user at the same moment share one call (a burst right after joining an organisation).
     let fetching = this.fetching.get(actor.userId);
     if (!fetching) {
-      // identity not answering counts as a miss: the caller hears "not a member" rather than waiting on it.
-      fetching = this.fetchRouting(actor)
-        .catch(() => null)
+      // identity no longer knowing the user (a 4xx) is a miss; identity not answering is thrown below.
+      fetching = goneIsNothing(this.fetchRouting(actor))
+        .then((me) => me ?? null)
         .finally(() => this.fetching.delete(actor.userId));
       this.fetching.set(actor.userId, fetching);
     }
-    const me = await fetching;
+    let me: Awaited<typeof fetching>;
+    try {
+      me = await fetching;
+    } catch {
+      // No answer is no "not a member": the caller's own organisation would read as unknown (404) until identity is back.
+      // The private workspace goes on with what the replica holds (EU-only when it holds nothing).
+      if (workspace === 'private') return false;
+      throw new ProblemError(503, 'The identity service did not answer whether you belong to this workspace; try again shortly', { retryAfter: 5 });
+    }
     const found = !!me && (workspace === 'private' || me.memberships.some((m) => m.orgId === workspace));
     if (!found) {
       if (this.misses.size >= REFRESH_MEMORY) this.misses.clear();
