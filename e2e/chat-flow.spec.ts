@@ -644,5 +644,13 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
       expect({ status: empty.status, errors: empty.body.errors }).toEqual({ status: 400, errors: [{ field: 'messages.0.content', message: 'must not be empty' }] });
     }
     expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(1);
+
+    // An empty answer (a provider's output filter) sent back with the history, as the SDK's loop does: taken as OpenAI takes it.
+    const history = await http.post(
+      '/v1/chat/completions',
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Erste Frage' }, { role: 'assistant', content: '' }, { role: 'user', content: 'Zweite Frage' }] },
+      key,
+    );
+    expect({ status: history.status, content: history.body.choices?.[0]?.message?.content }).toEqual({ status: 200, content: 'Echo: Zweite Frage' });
   });
 });

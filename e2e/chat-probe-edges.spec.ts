@@ -57,6 +57,8 @@ describe('chat edges', () => {
     for (const [field, value] of [['stop', ['a', 'b', 'c', 'd', 'e']], ['stop', 5], ['stop', ''], ['presence_penalty', 3], ['frequency_penalty', 'high'], ['seed', 1.5]] as const) {
       expectProblem(await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], [field]: value }, key), 400, [field]);
     }
+    const tooMany = await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], stop: ['a', 'b', 'c', 'd', 'e'] }, key);
+    expect(tooMany.body.errors).toEqual([{ field: 'stop', message: 'must be a stop sequence (1 to 200 characters) or a list of 1 to 4 of them' }]);
     // A logit bias keyed by anything but a token id, or beyond ±100, names that entry.
     for (const [bias, field] of [[{ word: 1 }, 'logit_bias.word'], [{ '50256': 101 }, 'logit_bias.50256']] as const) {
       expectProblem(await http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }], logit_bias: bias }, key), 400, [field]);

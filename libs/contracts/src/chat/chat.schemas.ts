@@ -55,7 +55,8 @@ function contentLimitBroken(content: unknown): string | undefined {
 const chatMessage = z.object({
   role: z.enum(['system', 'user', 'assistant', 'developer']),
   content: z.union([
-    messageText(MESSAGE_MAX_CHARS),
+    // Empty only as an answer: a model's may be (a provider's output filter), and clients send the history back as they got it.
+    storableText(MESSAGE_MAX_CHARS),
     z
       .array(z.object({ type: z.literal('text'), text: storableText(MESSAGE_MAX_CHARS) }))
       // No parts is no message: it was sent on as "" (and billed).
@@ -69,6 +70,8 @@ const chatMessage = z.object({
     error: (issue) => contentLimitBroken(issue.input) ?? 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
   }),
   name: z.string().max(64).optional(),
+}).superRefine((m, ctx) => {
+  if (m.role !== 'assistant' && typeof m.content === 'string' && !VISIBLE.test(m.content)) ctx.addIssue({ code: 'custom', path: ['content'], message: 'must not be empty' });
 });
 
 /**
@@ -77,6 +80,8 @@ const chatMessage = z.object({
  * hand the caller an answer other than the one it asked for.
  */
 const unsupported = (what: string) => z.never({ error: `is not supported by Ally (${what})` }).nullish();
+
+const stopSequence = z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters');
 
 /** OpenAI's chat completions request, as much of it as Ally honours; other unknown fields are ignored like OpenAI does. */
 export const chatCompletionsInput = z.object({
@@ -91,7 +96,11 @@ export const chatCompletionsInput = z.object({
   max_completion_tokens: z.number().int().min(1).max(128_000).nullish(),
   user: z.string().max(256).nullish(),
   // Honoured as OpenAI does (passed on to the deployment): each changes the answer, so ignoring it would not do.
-  stop: z.union([z.string().min(1).max(200), z.array(z.string().min(1).max(200)).min(1).max(4, 'must hold at most 4 stop sequences')]).nullish(),
+  stop: z
+    .union([stopSequence, z.array(stopSequence).min(1).max(4)], {
+      error: 'must be a stop sequence (1 to 200 characters) or a list of 1 to 4 of them',
+    })
+    .nullish(),
   presence_penalty: z.number().min(-2).max(2).nullish(),
   frequency_penalty: z.number().min(-2).max(2).nullish(),
   seed: z.number().int().min(-(2 ** 53) + 1).max(2 ** 53 - 1).nullish(),

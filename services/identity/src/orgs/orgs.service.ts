@@ -85,7 +85,9 @@ export class OrgsService {
 
   async get(actor: Actor, orgId: string): Promise<Organization> {
     const membership = await this.membershipOf(actor.userId, orgId);
-    const org = await this.ds.getRepository(OrganizationEntity).findOneByOrFail({ id: orgId });
+    // Dissolved between the two reads (its last member erased): gone, as for anyone now.
+    const org = await this.ds.getRepository(OrganizationEntity).findOneBy({ id: orgId });
+    if (!org) throw notFound();
     return this.toOrganization(org, membership.role);
   }
 
