@@ -616,11 +616,15 @@ describe('retention policies', () => {
       expectProblem(longer, 400, ['retentionDays']);
       expect(longer.body.errors[0].message).toMatch(/^must be at most 30: the privacy policy keeps login-audit no longer/);
     }
-    // Invoices: 10 years by law (§ 147 AO), longer is allowed.
+    // Invoices: 10 years by law (§ 147 AO), no shorter.
     const invoices = await put({ service: 'billing', category: 'invoices', retentionDays: 365 });
     expectProblem(invoices, 422);
     expect(invoices.body.detail).toMatch(/invoices must by law be kept at least 3653 days/);
-    expect((await put({ service: 'billing', category: 'invoices', retentionDays: 4000 })).status).toBe(200);
+    // Kept as long as the law says, not longer (nor for ever): the privacy policy promises that too.
+    for (const retentionDays of [4000, null]) {
+      const longer = await put({ service: 'billing', category: 'invoices', retentionDays });
+      expectProblem(longer, 400, ['retentionDays']);
+    }
     // The basis is not a setting: the register and the objection plan follow the declaration.
     const relabelled = await put({ service: 'billing', category: 'invoices', retentionDays: 3653, basis: 'consent (Art. 6(1)(a) GDPR)' });
     expectProblem(relabelled, 400, ['basis']);

@@ -136,7 +136,7 @@ describe('notify: mail through Brevo, driven by events', () => {
       const d = await deliveryOf('welcome', user.id);
       return d?.status !== 'pending' && d?.status !== 'sending' ? d : undefined;
     }, 'the welcome to be settled');
-    expect(held).toMatchObject({ status: 'suppressed', recipient: null, last_error: 'the recipient restricted the processing of their data' });
+    expect(held).toMatchObject({ status: 'suppressed', recipient: null, last_error: 'the recipient restricted, or objected to, the processing of their data' });
     expect(brevo.mails('held@example.eu').map((m) => m.subject)).toEqual(['Please confirm your email address']);
   });
 
@@ -270,7 +270,8 @@ describe('notify: mail through Brevo, driven by events', () => {
     const actor = { userId: owner.user.id, platformRoles: [] as [] };
     const org = await rpc.call(IdentityRpc.createOrg, { name: 'Werkstatt Nord' }, { actor });
     const email = `late-${randomUUID().slice(0, 8)}@example.eu`;
-    const { user } = await register(email, 'en');
+    // Confirmed: what reached the address before the account is theirs.
+    const { user } = await registerConfirmed(email, 'en');
     await mailsTo(email, 1);
     brevo.slowNext({ delayMs: 2000 });
     await rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email, role: 'member' }, { actor });

@@ -432,14 +432,25 @@ describe('privacy through the gateway, against every real service', () => {
     const mail = await waitFor(async () => brevo.mails('olaf.ohne@example.eu').find((m) => m.subject === 'Ihrem Widerspruch wurde stattgegeben'), 'the mail telling the outcome');
     expect(mail.textContent).toContain('Es gibt keine zwingenden Gründe.');
     await waitFor(async () => (await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).length === 0, 'the audit rows to go');
+    // So do the IP and user agent his sessions were opened with; sessions opened since keep none.
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM identity.sessions WHERE user_id = $1 AND (ip IS NOT NULL OR user_agent IS NOT NULL)`, [olaf.user.id])).length === 0, "the sessions' IPs to go");
     expect((await http.post('/v1/auth/login', { email: 'olaf.ohne@example.eu', password: PASSWORD })).status).toBe(200);
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [olaf.user.id])).toEqual([]);
+    expect(await env.sql(`SELECT 1 FROM identity.sessions WHERE user_id = $1 AND ip IS NOT NULL`, [olaf.user.id])).toEqual([]);
+    // Mail rests on legitimate interest too: one he may do without (an invitation to his address) is not sent.
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.restrictions WHERE request_id = $1 AND lifted_at IS NULL`, [objection.id])).length ? true : undefined), 'notify to hear of it');
+    const ilse = await register('ilse.inviter@example.eu', 'Ilse', 'Inviter');
+    const org = (await http.post('/v1/orgs', { name: 'Widerspruch GmbH' }, ilse.accessToken)).body;
+    expect((await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'olaf.ohne@example.eu', role: 'member' }, ilse.accessToken)).status).toBe(201);
+    expect((await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'otto.offen@example.eu', role: 'member' }, ilse.accessToken)).status).toBe(201);
+    await waitFor(async () => brevo.mails('otto.offen@example.eu').find((m) => m.subject === 'Einladung zu Widerspruch GmbH auf Ally'), 'the invitation to the address without an account');
+    expect(brevo.mails('olaf.ohne@example.eu').map((m) => m.subject)).not.toContain('Einladung zu Widerspruch GmbH auf Ally');
     expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'reject', reason: 'again' }, cora)).status).toBe(409);
     // Both events name what the objection reaches alike; legal holds (legal claims) are not among it.
     const categoriesOf = async (type: string) => (await lastEvent<{ requestId: string; categories: string[] }>(env, type, (e) => e.data.requestId === objection.id)).data.categories;
     const objected = await categoriesOf('privacy.subject.objected');
     expect(await categoriesOf('privacy.subject.objection-upheld')).toEqual(objected);
-    expect(objected).toEqual(expect.arrayContaining(['login-audit', 'suppression-list']));
+    expect(objected).toEqual(expect.arrayContaining(['login-audit', 'delivery-log', 'suppression-list']));
     expect(objected).not.toContain('legal-holds');
   });
 
@@ -486,6 +497,8 @@ describe('privacy through the gateway, against every real service', () => {
     await waitFor(async () => (await env.sql(`SELECT 1 FROM identity.objections WHERE request_id = $1 AND decided_at IS NOT NULL`, [objection.id])).length > 0 || undefined, 'identity to resume the audit');
     expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
     expect(await signIns()).toBe(before + 1);
+    // Mail she may do without resumes too (paused from the objection on).
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM notify.restrictions WHERE request_id = $1 AND lifted_at IS NOT NULL`, [objection.id])).length > 0 || undefined, 'notify to resume her mail');
   });
 
   it('takes data-subject requests only from a signed-in person, not an API key, and refuses a forged cursor with 400', async () => {

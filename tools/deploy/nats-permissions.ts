@@ -152,6 +152,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
       { durable: 'notify-mail-billing', types: ['billing.payment.failed', 'billing.subscription.changed', 'billing.quota.threshold-reached'] },
       { durable: 'notify-mail-privacy', types: ['privacy.export.ready', 'privacy.request.decided', 'privacy.erasure.completed', 'privacy.request.escalated'] },
       { durable: 'notify-restrictions', types: ['privacy.subject.restricted', 'privacy.subject.restriction-lifted'] },
+      { durable: 'notify-objections', types: ['privacy.subject.objected', 'privacy.request.decided'] },
     ],
   },
 };

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { decodeJwt } from 'jose';
-import { IdentityRpc, ProblemError } from '@ally/contracts';
+import { IdentityRpc, privacyRpcs, ProblemError } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, lastEvent, type TestEnv } from '@ally/testing';
 import { identityService } from '../src/index.js';
@@ -73,6 +73,9 @@ describe('identity single sign-on against a local OpenID provider', () => {
     ]);
     // The state is single use and gone once consumed.
     expect(await env.sql(`SELECT state FROM identity.sso_states WHERE state = $1`, [auth.searchParams.get('state')])).toEqual([]);
+    // Their export names the link as the category declares it: the provider and their id there.
+    const exported = await rpc.call(privacyRpcs('identity').export, { userId: user.id, scope: 'all' });
+    expect(exported.categories['sso-links']).toEqual([{ provider: 'local', subject: 'sub-anna', created_at: expect.any(String) }]);
   });
 
   it('signs the same subject in again as the same user', async () => {

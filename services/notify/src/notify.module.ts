@@ -8,6 +8,7 @@ import { DevMailboxController } from './dev-mailbox/dev-mailbox.controller.js';
 import { MailRenderer } from './mails/mail-renderer.js';
 import { NotifyPrivacyController } from './privacy/notify-privacy.controller.js';
 import { NotifyPrivacyService } from './privacy/notify-privacy.service.js';
+import { ObjectionsConsumer } from './privacy/objections.consumer.js';
 import { RestrictionsConsumer } from './privacy/restrictions.consumer.js';
 import { NOTIFY_RETENTION_RULES } from './retention/retention.rules.js';
 import { AddressHashes } from './common/address-hash.js';
@@ -30,6 +31,7 @@ export class NotifyModule {
         DeliveryWorker,
         MailEventsConsumer,
         RestrictionsConsumer,
+        ObjectionsConsumer,
         BrevoWebhookService,
         NotifyPrivacyService,
         { provide: RETENTION_RULES, useValue: NOTIFY_RETENTION_RULES },

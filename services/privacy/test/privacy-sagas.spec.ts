@@ -411,7 +411,7 @@ describe('privacy sagas against services on the wire', () => {
     const objection = await request(ida, 'objection');
     expect(objection.steps.map((s) => s.service).sort()).toEqual(['identity', 'notify']);
     const objected = await lastEvent(env, 'privacy.subject.objected', (e: any) => e.data.requestId === objection.id);
-    expect(objected.data.categories.sort()).toEqual(['login-audit', 'suppression-list']);
+    expect(objected.data.categories.sort()).toEqual(['delivery-log', 'login-audit', 'suppression-list']);
   });
 
   it('keeps an objection in progress until compliance decides it, lists it as awaiting a decision, and tells the subject the outcome and why', async () => {

@@ -12,7 +12,7 @@ export const billingDataCategories: DataCategory[] = [
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: yearsInDays(4),
     retentionRule: 'deleted 4 years after the contract ended (the subscription with its customer record; a customer that never subscribed 4 years after it was made)',
-    processors: ['Stripe Payments Europe Ltd. (payments, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
+    processors: ['Stripe, Inc. (payments, USA; EU-US Data Privacy Framework)', 'Hetzner Online GmbH (hosting, EU)'],
   },
   {
     service: 'billing',
@@ -22,7 +22,7 @@ export const billingDataCategories: DataCategory[] = [
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: yearsInDays(4),
     retentionRule: 'deleted 4 years after the period ended',
-    processors: ['Stripe Payments Europe Ltd. (billing meters, Ireland)', 'Hetzner Online GmbH (hosting, EU)'],
+    processors: ['Stripe, Inc. (billing meters, USA; EU-US Data Privacy Framework)', 'Hetzner Online GmbH (hosting, EU)'],
   },
   {
     service: 'billing',
@@ -34,6 +34,6 @@ export const billingDataCategories: DataCategory[] = [
     retentionDays: INVOICE_YEARS_IN_DAYS,
     legalMinimumDays: INVOICE_YEARS_IN_DAYS,
     retentionRule: 'kept 10 years from the end of the calendar year of the invoice (§ 147 AO, § 257 HGB); after an erasure request restricted and pseudonymised',
-    processors: ['Stripe Payments Europe Ltd. (invoicing, Ireland)', 'Pathway Solutions GmbH (bookkeeping, Germany)', 'Hetzner Online GmbH (hosting, EU)'],
+    processors: ['Stripe, Inc. (invoicing, USA; EU-US Data Privacy Framework)', 'Pathway Solutions GmbH (bookkeeping, Germany)', 'Hetzner Online GmbH (hosting, EU)'],
   },
 ];

@@ -9,7 +9,7 @@ export const chatDataCategories: DataCategory[] = [
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: null,
     retentionRule: "per the organisation's chatRetentionDays for business workspaces, otherwise until the user deletes it; crypto-shredded on erasure",
-    processors: ['Microsoft Ireland (Azure OpenAI, EU regions)', 'OpenAI Ireland (EU data residency) — only when the user allows non-EU models: OpenAI (US)', 'Hetzner Online GmbH (hosting, EU)'],
+    processors: ['Microsoft Ireland (Azure OpenAI, EU regions)', 'OpenAI Ireland (its EU data-residency endpoint; its models outside the EU only when the user allows them)', 'Hetzner Online GmbH (hosting, EU)'],
   },
   {
     service: 'chat',

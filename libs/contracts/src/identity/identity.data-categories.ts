@@ -24,7 +24,8 @@ export const identityDataCategories: DataCategory[] = [
   {
     service: 'identity',
     category: 'sessions',
-    description: 'Refresh-token sessions with IP address and user agent',
+    description:
+      'Refresh-token sessions; the IP address and user agent they were opened with serve security (legitimate interest, Art. 6(1)(f) GDPR): none kept from an objection on, and cleared when it is upheld',
     purposes: ['keeping the user signed in', 'security'],
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: 30,

@@ -6,7 +6,8 @@ export const notifyDataCategories: DataCategory[] = [
     category: 'delivery-log',
     description: 'Which mail was sent when, its status and Brevo message id; the address only until delivery, a hash after',
     purposes: ['sending transactional email', 'proving delivery'],
-    basis: 'contract (Art. 6(1)(b) GDPR)',
+    // As the privacy policy names Brevo's mail: an objection pauses the mails the subject may do without.
+    basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
     retentionDays: 30,
     retentionRule: 'deleted 30 days after the mail was created',
     processors: ['Sendinblue GmbH / Brevo (transactional email, EU)', 'Hetzner Online GmbH (hosting, EU)'],

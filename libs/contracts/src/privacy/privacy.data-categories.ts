@@ -27,7 +27,7 @@ export const privacyDataCategories: DataCategory[] = [
     category: 'consent-records',
     description: 'Pseudonymous subject id, purposes granted or refused, policy version, time and user agent',
     purposes: ['proving consent (Art. 7(1) GDPR)', 'honouring withdrawals'],
-    basis: 'legal obligation (Art. 6(1)(c) GDPR)',
+    basis: 'consent (Art. 6(1)(a) GDPR)',
     retentionDays: 2 * 365,
     retentionRule: 'a consent is valid 2 years; its record is deleted when it expires',
     processors: ['Webflow, Inc. (the website and its consent forms, USA)', 'Hetzner Online GmbH (hosting, EU)'],

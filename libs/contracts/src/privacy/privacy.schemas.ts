@@ -81,8 +81,9 @@ export const retentionPolicyInput = z
     if (!declared) ctx.addIssue({ code: 'custom', path: ['category'], message: `is not a data category of ${p.service}` });
     else if (p.retentionDays !== null && !takesRetentionDays(declared)) {
       ctx.addIssue({ code: 'custom', path: ['retentionDays'], message: `must be null: ${p.category} has no period in days (${declared.retentionRule})` });
-    } else if (declared.retentionDays !== null && declared.legalMinimumDays === undefined && (p.retentionDays === null || p.retentionDays > declared.retentionDays)) {
+    } else if (declared.retentionDays !== null && (p.retentionDays === null || p.retentionDays > declared.retentionDays)) {
       // The privacy policy's period is a promise to keep the data no longer: shorter is data minimisation, longer (or for ever) breaks it.
+      // Also where the law sets the period (invoices): kept as long as it must be, not longer.
       ctx.addIssue({ code: 'custom', path: ['retentionDays'], message: `must be at most ${declared.retentionDays}: the privacy policy keeps ${p.category} no longer (${declared.retentionRule})` });
     }
     // The basis is declared with the category in libs/contracts: the register, the objection plan and the services' processing follow it.

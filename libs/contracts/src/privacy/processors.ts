@@ -27,7 +27,7 @@ export const PROCESSORS: readonly Processor[] = [
     name: 'OpenAI Ireland Ltd',
     address: '117-126 Sheriff Street Upper, D01 YC43 Dublin 1, Ireland',
     country: 'IE',
-    service: 'AI models through the OpenAI API (only when the user allows models outside the EU)',
+    service: 'AI models through the OpenAI API: its EU data-residency endpoint for everyone, its models outside the EU only when the user allows them',
     basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
     transferBasis: { euEea: 'standard contractual clauses (Art. 46(2)(c) GDPR) in the OpenAI data processing addendum', switzerland: 'adequacy decision (Ireland)' },
     dpa: 'https://openai.com/policies/data-processing-addendum',
@@ -115,7 +115,8 @@ export const CONTROLLER = {
   address: 'Zur Gießerei 6, 76227 Karlsruhe, Germany',
   email: 'info@fellowork.de',
   privacyPolicyVersion: '2024-09-18',
-  supervisoryAuthority: 'Der Landesbeauftragte für den Datenschutz und die Informationsfreiheit Baden-Württemberg, Lautenschlagerstraße 20, 70173 Stuttgart, poststelle@lfdi.bwl.de',
+  supervisoryAuthority:
+    'Der Landesbeauftragte für den Datenschutz und die Informationsfreiheit Baden-Württemberg, Prof. Dr. Tobias Keber, Postfach 10 29 32, 70025 Stuttgart, or Lautenschlagerstraße 20, 70173 Stuttgart, phone +49 711 6155410, poststelle@lfdi.bwl.de',
 } as const;
 
 /** The catalog entries a category's processor list names. */

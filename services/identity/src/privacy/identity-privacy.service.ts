@@ -94,7 +94,7 @@ export class IdentityPrivacyService {
       account: account ?? null,
       memberships: { memberships, invitations },
       'api-keys': apiKeys,
-      'sso-links': await q(`SELECT provider, created_at FROM sso_identities WHERE user_id = $1 ORDER BY created_at, provider`),
+      'sso-links': await q(`SELECT provider, subject, created_at FROM sso_identities WHERE user_id = $1 ORDER BY created_at, provider`),
     };
   }
 

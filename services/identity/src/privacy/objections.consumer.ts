@@ -6,7 +6,8 @@ import { EventConsumers } from '@ally/platform';
 const LOGIN_AUDIT = 'login-audit';
 
 /**
- * Objections (Art. 21) to the login audit, which rests on legitimate interest.
+ * Objections (Art. 21) to the login audit, and the IP and user agent kept with sessions, which rest on
+ * legitimate interest.
  * From the objection on, sign-ins are no longer tied to the subject (failed
  * attempts still count against the address hash, so throttling keeps
  * working); an upheld objection also deletes their audit rows for good, a
@@ -37,7 +38,10 @@ export class ObjectionsConsumer {
         if (d.scope !== 'all' || !d.categories.includes(LOGIN_AUDIT)) return;
         await em.query(`UPDATE users SET login_audit_objected = true WHERE id = $1`, [d.userId]);
         // Under a legal hold or a restriction what was recorded stays (nothing new is): its period deletes it later.
-        if (!d.keep) await em.query(`DELETE FROM login_audit WHERE user_id = $1`, [d.userId]);
+        if (d.keep) return;
+        await em.query(`DELETE FROM login_audit WHERE user_id = $1`, [d.userId]);
+        // The IP and user agent their sessions were opened with serve the same interest (sessions opened since keep none).
+        await em.query(`UPDATE sessions SET ip = NULL, user_agent = NULL WHERE user_id = $1 AND (ip IS NOT NULL OR user_agent IS NOT NULL)`, [d.userId]);
         return;
       }
       case 'privacy.request.decided': {

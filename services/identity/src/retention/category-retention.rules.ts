@@ -17,7 +17,17 @@ export const identityCategoryRules = ({ SESSION_IDLE_TTL_SECONDS: idleSeconds }:
   },
   { category: 'login-audit', table: 'login_audit', since: 'occurred_at', userColumn: 'user_id', workspace: null },
   // Live keys stay while the account does (the category has no period); revoked ones go 30 days after their revocation.
-  { category: 'api-keys', table: 'api_keys', since: 'revoked_at', where: 'revoked_at IS NOT NULL', userColumn: 'user_id', workspace: 'workspace', ownRule: `revoked_at < now() - interval '30 days'` },
+  // A period compliance sets may shorten the 30 days, not lengthen them (the privacy policy's promise): the rule stands beside it.
+  {
+    category: 'api-keys',
+    table: 'api_keys',
+    since: 'revoked_at',
+    where: 'revoked_at IS NOT NULL',
+    userColumn: 'user_id',
+    workspace: 'workspace',
+    ownRule: `revoked_at < now() - interval '30 days'`,
+    ownRuleStands: true,
+  },
   // An invitation names who invited and who was invited (an account with that address, if any): a hold of either keeps it.
   {
     category: 'memberships',

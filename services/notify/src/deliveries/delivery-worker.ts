@@ -75,7 +75,7 @@ export class DeliveryWorker extends PacedWorker {
     }
     // A restriction (Art. 18) made while the mail waited (for a retry, say) stops it as it would have stopped the event.
     if (row.userId && !row.required && (await isRestricted(this.ds.manager, row.userId, row.orgId ?? undefined))) {
-      await this.finish(row.id, 'suppressed', { lastError: 'the recipient restricted the processing of their data' });
+      await this.finish(row.id, 'suppressed', { lastError: 'the recipient restricted, or objected to, the processing of their data' });
       this.mails.inc({ template: row.template, outcome: 'restricted' });
       return;
     }

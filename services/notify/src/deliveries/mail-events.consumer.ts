@@ -76,7 +76,7 @@ export class MailEventsConsumer {
       if (spec.userId && spec.userId !== about && (await isErasedSubject(em, spec.userId))) continue;
       // A restriction of processing (Art. 18) stops the mails the subject may do without; required ones still go.
       if (spec.userId && !spec.required && (await isRestricted(em, spec.userId, spec.orgId))) {
-        this.logger.info({ template: spec.template, eventId: event.id }, 'mail not sent: the recipient restricted the processing of their data');
+        this.logger.info({ template: spec.template, eventId: event.id }, 'mail not sent: the recipient restricted, or objected to, the processing of their data');
         continue;
       }
       const recipientHash = this.addresses.of(spec.to);

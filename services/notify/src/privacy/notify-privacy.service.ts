@@ -104,19 +104,20 @@ export class NotifyPrivacyService {
     // The account still exists (identity erases last): its address tells Brevo which logs to delete.
     const { contacts } = await this.rpc.call(IdentityRpc.contacts, { workspace: `private:${userId}` }, { timeoutMs: 5_000 });
     // Mails to the address before it had an account (an invitation) name no user: their address hash ties them to the
-    // subject, once the address is confirmed theirs; so do Brevo's logs, kept by address.
+    // subject once the address is confirmed theirs (until then they stay, and go by their retention).
     const hashes = this.confirmedAddressHashes(contacts);
     const unsent = await this.stopSends(userId, hashes);
     await this.sayGoodbye(userId, contacts);
-    const confirmed = contacts.filter((c) => c.addressConfirmed !== false);
-    for (const c of confirmed) await this.mailer.deleteLogs(c.email);
+    // Brevo keeps its logs by address, with the account's own mails among them: they go whoever registered it
+    // (nobody loses anything by it but a record of what Ally sent).
+    for (const c of contacts) await this.mailer.deleteLogs(c.email);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     // The suppression list outlives the account (an objection to mail holds for the address): under the keyed hash,
     // the one later mails are checked against, now that the address is at hand for the last time.
     for (const c of contacts) await this.addresses.upgradeSuppression(this.ds, c.email);
     await forgetSubjectInOutbox(this.ds, userId);
-    return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(confirmed.length ? { processorsNotified: ['brevo'] } : {}) };
+    return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
   }
 
   /**

@@ -30,7 +30,8 @@ export class RestrictionsConsumer {
 
 /**
  * Whether the user restricted the processing of what a mail is about: the
- * whole account, or the workspace it concerns (`orgId`, or their private one).
+ * whole account, or the workspace it concerns (`orgId`, or their private one);
+ * an objection to mail not rejected counts as a restriction of the whole account (`ObjectionsConsumer`).
  */
 export async function isRestricted(em: EntityManager, userId: string, orgId: string | undefined): Promise<boolean> {
   const rows = await em.query(`SELECT 1 FROM restrictions WHERE user_id = $1 AND lifted_at IS NULL AND scope IN ('all', $2) LIMIT 1`, [userId, orgId ?? 'private']);

@@ -83,7 +83,7 @@ export class RetentionPoliciesService {
  * allowed one, so no run deletes what the law, or the policy, says to keep.
  */
 function withinLaw(stored: number | null, c: DataCategory): number | null {
-  if (c.legalMinimumDays !== undefined) return stored === null ? null : Math.max(stored, c.legalMinimumDays);
-  if (c.retentionDays !== null) return stored === null ? c.retentionDays : Math.min(stored, c.retentionDays);
+  const floor = c.legalMinimumDays ?? 0;
+  if (c.retentionDays !== null) return stored === null ? c.retentionDays : Math.max(Math.min(stored, c.retentionDays), floor);
   return stored;
 }
