@@ -86,17 +86,18 @@ describe('notify: limits, erased owners, exports by address', () => {
     await waitFor(async () => (brevo.mails('gast@example.eu').length >= 2 ? true : undefined), 'the verification mail');
     // Confirmed: what reached the address before the account is theirs (see notify-flow for an account not confirmed).
     await confirmEmail(env, guest.id);
+    await waitFor(async () => (brevo.mails('gast@example.eu').length >= 3 ? true : undefined), 'the welcome mail');
     const exported: PrivacyExport = await rpc.call(privacyRpcs('notify').export, { userId: guest.id, scope: 'all' });
-    expect((exported.categories['delivery-log'] as { template: string }[]).map((d) => d.template).sort()).toEqual(['invitation', 'verify-email']);
+    expect((exported.categories['delivery-log'] as { template: string }[]).map((d) => d.template).sort()).toEqual(['invitation', 'verify-email', 'welcome']);
     // An export of one workspace: the invitation is the organisation's mail, the verification the account's own.
     const templatesIn = async (scope: string) =>
       ((await rpc.call(privacyRpcs('notify').export, { userId: guest.id, scope })).categories['delivery-log'] as { template: string }[]).map((d) => d.template);
     expect(await templatesIn(org.id)).toEqual(['invitation']);
-    expect(await templatesIn('private')).toEqual(['verify-email']);
+    expect(await templatesIn('private')).toEqual(['verify-email', 'welcome']);
     // Erasing one workspace takes its mails and leaves the others.
     expect((await rpc.call(privacyRpcs('notify').erase, { userId: guest.id, scope: org.id }, { timeoutMs: 10_000 })).affected).toEqual({ 'delivery-log': 1 });
     expect(await templatesIn(org.id)).toEqual([]);
-    expect(await templatesIn('private')).toEqual(['verify-email']);
+    expect(await templatesIn('private')).toEqual(['verify-email', 'welcome']);
 
     await rpc.call(privacyRpcs('notify').erase, { userId: owner.id, scope: 'all' }, { timeoutMs: 10_000 });
     // The step tried again (its answer lost): the last mail went once, and notify remembers it did.

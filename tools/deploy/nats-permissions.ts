@@ -147,6 +147,8 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
           'identity.invitation.created',
           'identity.user.signed-in',
           'identity.user.settings-changed',
+          'identity.user.email-change-requested',
+          'identity.user.email-changed',
         ],
       },
       { durable: 'notify-mail-billing', types: ['billing.payment.failed', 'billing.subscription.changed', 'billing.quota.threshold-reached'] },

@@ -15,6 +15,7 @@ import { PasswordProven1767000000000 } from './migrations/1767000000000-password
 import { InvitationsSent1767100000000 } from './migrations/1767100000000-invitations-sent.js';
 import { LoginAuditNetwork1767200000000 } from './migrations/1767200000000-login-audit-network.js';
 import { LoginAuditByUser1767300000000 } from './migrations/1767300000000-login-audit-by-user.js';
+import { EmailChanges1767400000000 } from './migrations/1767400000000-email-changes.js';
 import { SealedSigningKeys1765100000000 } from './migrations/1765100000000-sealed-signing-keys.js';
 import { InvitationEntity } from './orgs/invitation.entity.js';
 import { MembershipEntity } from './orgs/membership.entity.js';
@@ -62,7 +63,7 @@ export const identityService: ServiceDefinition<IdentityConfig> = {
       SsoStateEntity,
       SigningKeyEntity,
     ],
-    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000, SessionEndNotify1766200000000, ...MESSAGING_MIGRATIONS, PasswordProven1767000000000, InvitationsSent1767100000000, LoginAuditNetwork1767200000000, LoginAuditByUser1767300000000],
+    migrations: [InitialSchema1764100000000, OrgBlockedTerms1764300000000, Objections1764800000000, SealedSigningKeys1765100000000, LowerCaseWorkspaces1765400000000, PendingObjections1765600000000, Restrictions1766000000000, SessionEndNotify1766200000000, ...MESSAGING_MIGRATIONS, PasswordProven1767000000000, InvitationsSent1767100000000, LoginAuditNetwork1767200000000, LoginAuditByUser1767300000000, EmailChanges1767400000000],
   },
   module: (ctx) => IdentityModule.forRoot(ctx),
   commands: {

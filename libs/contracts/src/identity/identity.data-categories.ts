@@ -4,7 +4,7 @@ export const identityDataCategories: DataCategory[] = [
   {
     service: 'identity',
     category: 'account',
-    description: 'Email address, first and last name, locale, password hash, platform roles',
+    description: 'Email address (and a new one waiting for its confirmation link), first and last name, locale, password hash, platform roles',
     purposes: ['providing the account', 'authentication'],
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: null,

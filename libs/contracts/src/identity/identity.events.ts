@@ -47,6 +47,17 @@ export const IdentityEvents = {
    */
   'identity.user.residency-set': z.object({ userId: z.uuid(), restrictToEu: z.boolean() }),
   'identity.user.updated': z.object({ userId: z.uuid(), changed: z.array(z.string()) }),
+  /** A new address asked for: notify mails it the confirmation link (the address is not the account's until then). */
+  'identity.user.email-change-requested': z.object({
+    userId: z.uuid(),
+    newEmail: z.string(),
+    firstName: z.string(),
+    locale: localeSchema,
+    token: z.string(),
+    validForSeconds: z.number().int().positive(),
+  }),
+  /** The new address confirmed and in place: notify tells the one before (a change its owner did not make is then seen). */
+  'identity.user.email-changed': z.object({ userId: z.uuid(), previousEmail: z.string(), newEmail: z.string(), firstName: z.string(), locale: localeSchema }),
   'identity.user.deleted': z.object({ userId: z.uuid() }),
   /** First sign-in from an IP address (`newDevice`): notify warns the user, with who and where from; a sign-in from a known place carries neither. */
   'identity.user.signed-in': z.discriminatedUnion('newDevice', [

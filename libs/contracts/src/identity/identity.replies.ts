@@ -14,6 +14,8 @@ export const membershipReply = z.strictObject({ orgId: z.string(), orgName: z.st
 export type Membership = z.infer<typeof membershipReply>;
 
 export const settingsReply = z.strictObject({ restrictToEu: z.boolean() });
+/** An address change waiting for its confirmation: the link went to `email`, and works until `expiresAt`. */
+export const emailChangeReply = z.strictObject({ email: z.string(), expiresAt: z.string() });
 
 export const meReply = z.strictObject({
   id: z.string(),

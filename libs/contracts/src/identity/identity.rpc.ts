@@ -51,6 +51,7 @@ export const IdentityRpc = {
   platformRoles: rpc<{ platformRoles: s.PlatformRole[] }>()('ally.rpc.identity.roles.get', none),
   updateMe: rpc(r.meReply)('ally.rpc.identity.me.update', s.updateMeInput),
   updateSettings: rpc(r.settingsReply)('ally.rpc.identity.settings.update', s.updateSettingsInput),
+  changeEmail: rpc(r.emailChangeReply)('ally.rpc.identity.me.email.change', s.changeEmailInput),
   createApiKey: rpc(r.apiKeyCreatedReply)('ally.rpc.identity.apikey.create', s.createApiKeyInput),
   listApiKeys: rpc(pageOf(r.apiKeySummaryReply))('ally.rpc.identity.apikey.list', s.listApiKeysInput),
   revokeApiKey: rpc<void>()('ally.rpc.identity.apikey.revoke', s.idInput),

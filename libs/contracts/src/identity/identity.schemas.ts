@@ -89,6 +89,14 @@ export const updateMeInput = z
   .strictObject({ firstName: personNameSchema.optional(), lastName: personNameSchema.optional(), locale: localeSchema.optional() })
   .refine((v) => Object.keys(v).length > 0, 'at least one of firstName, lastName, locale is required');
 export const updateSettingsInput = z.strictObject({ restrictToEu: z.boolean() });
+/**
+ * Rectification of the address (Art. 16 GDPR): the new one, confirmed by the link mailed to it; the current
+ * password, for an account that has one (a session left open must not hand the account to another address).
+ */
+export const changeEmailInput = z.strictObject({
+  email: emailSchema,
+  password: z.string().min(1, 'is required').max(PASSWORD_MAX, tooLong(PASSWORD_MAX)).regex(...ENCODABLE).optional(),
+});
 export const createApiKeyInput = z.strictObject({
   name: displayName(100),
   workspace: workspaceSchema,

@@ -1,6 +1,6 @@
 import { Controller, Delete, Get, HttpCode, Patch, Post, Query } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
-import { createApiKeyInput, IdentityRpc, listApiKeysInput, parseInput, updateMeInput, updateSettingsInput, type Actor, type RequestMeta } from '@ally/contracts';
+import { changeEmailInput, createApiKeyInput, IdentityRpc, listApiKeysInput, parseInput, updateMeInput, updateSettingsInput, type Actor, type RequestMeta } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { ChatPolicySync } from '../chat/policy-sync.service.js';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
@@ -31,6 +31,15 @@ export class MeController {
   @BodySchema(updateMeInput)
   update(@ValidBody(updateMeInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(IdentityRpc.updateMe, body as any, { actor, meta });
+  }
+
+  /** Beyond API.md: the address is rectified too (Art. 16 GDPR), once the link mailed to the new one is followed (`POST /v1/auth/verify-email`). */
+  @Post('email')
+  @HttpCode(202)
+  @Answers(IdentityRpc.changeEmail, 202, 'A confirmation link went to the new address; the account moves to it when the link is followed')
+  @BodySchema(changeEmailInput)
+  changeEmail(@ValidBody(changeEmailInput) body: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta) {
+    return this.rpc.call(IdentityRpc.changeEmail, body as any, { actor, meta });
   }
 
   @Patch('settings')

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { DataSource } from 'typeorm';
+import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ProblemError, registerInput, type RegisterReply, type RequestMeta, type TokenPair } from '@ally/contracts';
@@ -15,6 +15,7 @@ import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import { setUpWithoutProof, UserEntity } from '../users/user.entity.js';
 import { UsersRepository } from '../users/users.repository.js';
+import { emailTaken } from '../users/email-taken.js';
 import { OneTimeTokensService } from './one-time-tokens.service.js';
 import { PasswordService } from './password.service.js';
 
@@ -52,7 +53,7 @@ export class AuthService {
         restrictToEu: true,
       });
       if (!(await this.users.insertIfAddressFree(user, em))) throw emailTaken();
-      const verificationToken = await this.tokens.issue(em, user.id, 'verify_email', this.config.VERIFICATION_TOKEN_TTL_SECONDS);
+      const { token: verificationToken } = await this.tokens.issue(em, user.id, 'verify_email', this.config.VERIFICATION_TOKEN_TTL_SECONDS);
       await this.outbox.append(
         em,
         'identity.user.registered',
@@ -66,9 +67,11 @@ export class AuthService {
     });
   }
 
+  /** A registration's confirmation link, or an address change's (`MeService.requestEmailChange`): both prove the address. */
   async verifyEmail(token: string): Promise<void> {
-    await this.ds.transaction(async (em) => {
-      const userId = await this.tokens.consume(em, token, 'verify_email');
+    await this.ds.transaction(async (em): Promise<void> => {
+      const { userId, purpose, newEmail } = await this.tokens.consumeAny(em, token, ['verify_email', 'email_change']);
+      if (purpose === 'email_change') return this.changeEmail(em, userId, newEmail!);
       const user = await this.users.findById(userId, em);
       if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
       if (user.emailVerifiedAt) return;
@@ -106,7 +109,7 @@ export class AuthService {
       // Requests for one account take turns, so only the newest link is live (two at once left two).
       await lockNamed(em, `password-reset:${user.id}`);
       await this.tokens.invalidate(em, user.id, 'password_reset');
-      const resetToken = await this.tokens.issue(em, user.id, 'password_reset', this.config.RESET_TOKEN_TTL_SECONDS);
+      const { token: resetToken } = await this.tokens.issue(em, user.id, 'password_reset', this.config.RESET_TOKEN_TTL_SECONDS);
       await this.outbox.append(
         em,
         'identity.password.reset-requested',
@@ -138,9 +141,31 @@ export class AuthService {
     });
   }
 
+  /**
+   * The new address, confirmed by its link, takes the old one's place (rectification, Art. 16 GDPR: privacy records
+   * it); the old address hears of it, so a change its owner did not make is seen. Other links of the account were
+   * sent to the old address: they end.
+   */
+  private async changeEmail(em: EntityManager, userId: string, newEmail: string): Promise<void> {
+    const user = await this.users.findForUpdate(userId, em);
+    if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
+    if (user.email.toLowerCase() === newEmail.toLowerCase()) return;
+    // Taken meanwhile (by a registration): without a unique violation, which would write the address into Postgres's log.
+    const [, moved] = await em.query(
+      `UPDATE users SET email = $2, email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+        WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = lower($2) AND o.id <> $1)`,
+      [userId, newEmail],
+    );
+    if (!moved) throw emailTaken();
+    await this.tokens.invalidate(em, userId, 'verify_email');
+    await this.tokens.invalidate(em, userId, 'password_reset');
+    await this.tokens.invalidate(em, userId, 'email_change');
+    await this.outbox.append(em, 'identity.user.email-changed', { userId, previousEmail: user.email, newEmail, firstName: user.firstName, locale: user.locale }, { subject: { userId } });
+    await this.outbox.append(em, 'identity.user.updated', { userId, changed: ['email'] }, { subject: { userId } });
+  }
+
   private dummy(): Promise<string> {
     return (this.dummyHash ??= this.passwords.hash(randomUUID()));
   }
 }
 
-const emailTaken = () => new ProblemError(409, 'An account with this email address already exists', { errors: [{ field: 'email', message: 'is already registered' }] });

@@ -7,31 +7,29 @@ import { OneTimeTokenEntity, type OneTimeTokenPurpose } from './one-time-token.e
 /** Email verification and password reset tokens: stored hashed, single use, expiring. */
 @Injectable()
 export class OneTimeTokensService {
-  async issue(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose, ttlSeconds: number): Promise<string> {
+  /** `newEmail`: the address an `email_change` token confirms. */
+  async issue(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose, ttlSeconds: number, newEmail: string | null = null): Promise<{ token: string; expiresAt: Date }> {
     const token = newSecret();
-    await em.getRepository(OneTimeTokenEntity).insert({
-      tokenHash: hashSecret(token),
-      userId,
-      purpose,
-      expiresAt: new Date(Date.now() + ttlSeconds * 1000),
-      usedAt: null,
-    });
-    return token;
+    const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
+    await em.getRepository(OneTimeTokenEntity).insert({ tokenHash: hashSecret(token), userId, purpose, expiresAt, usedAt: null, newEmail });
+    return { token, expiresAt };
   }
 
   /** Marks the token used and returns its user; a used, expired or unknown token is a 400. */
   async consume(em: EntityManager, token: string, purpose: OneTimeTokenPurpose): Promise<string> {
-    const result = await em
-      .getRepository(OneTimeTokenEntity)
-      .createQueryBuilder()
-      .update()
-      .set({ usedAt: () => 'now()' })
-      .where({ tokenHash: hashSecret(token), purpose, usedAt: IsNull(), expiresAt: MoreThan(new Date()) })
-      .returning(['userId'])
-      .execute();
-    const row = result.raw[0] as { user_id?: string; userId?: string } | undefined;
+    return (await this.consumeAny(em, token, [purpose])).userId;
+  }
+
+  /** As `consume`, for a token of any of `purposes` (one link confirms an address, whichever it is): which, and its address. */
+  async consumeAny(em: EntityManager, token: string, purposes: OneTimeTokenPurpose[]): Promise<{ userId: string; purpose: OneTimeTokenPurpose; newEmail: string | null }> {
+    const [rows]: [{ user_id: string; purpose: OneTimeTokenPurpose; new_email: string | null }[], number] = await em.query(
+      `UPDATE one_time_tokens SET used_at = now() WHERE token_hash = $1 AND purpose = ANY($2::text[]) AND used_at IS NULL AND expires_at > now()
+       RETURNING user_id, purpose, new_email`,
+      [hashSecret(token), purposes],
+    );
+    const row = rows[0];
     if (!row) throw new ProblemError(400, 'The token is invalid, expired or already used', { errors: [{ field: 'token', message: 'is invalid, expired or already used' }] });
-    return row.user_id ?? row.userId!;
+    return { userId: row.user_id, purpose: row.purpose, newEmail: row.new_email };
   }
 
   /** A new reset supersedes older ones; a reset ends all of them. */

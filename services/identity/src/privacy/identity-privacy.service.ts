@@ -33,6 +33,8 @@ const ABOUT_THE_SUBJECT_ALONE = [
   'identity.user.updated',
   'identity.user.signed-in',
   'identity.password.reset-requested',
+  'identity.user.email-change-requested',
+  'identity.user.email-changed',
 ] as const satisfies readonly IdentityEventType[];
 
 /**
@@ -61,7 +63,13 @@ export class IdentityPrivacyService {
 
   private async exportedRecords(userId: string, scope: string): Promise<Record<string, unknown>> {
     const q = (sql: string, params: unknown[] = [userId]) => this.ds.query(sql, params);
-    const [account] = await q(`SELECT id, email, first_name, last_name, locale, email_verified_at, platform_roles, restrict_to_eu, created_at, updated_at FROM users WHERE id = $1`);
+    // An address change waiting for its confirmation is theirs too: the address they asked to move to.
+    const [account] = await q(
+      `SELECT id, email, first_name, last_name, locale, email_verified_at, platform_roles, restrict_to_eu, created_at, updated_at,
+         (SELECT json_build_object('email', t.new_email, 'expires_at', t.expires_at) FROM one_time_tokens t
+           WHERE t.user_id = users.id AND t.purpose = 'email_change' AND t.used_at IS NULL AND t.expires_at > now() ORDER BY t.created_at DESC LIMIT 1) AS pending_email_change
+         FROM users WHERE id = $1`,
+    );
     // A scope keeps to its workspace: an organisation's membership and keys, or the private workspace's keys.
     const org = scope === 'all' || scope === 'private' ? null : scope;
     const memberships =

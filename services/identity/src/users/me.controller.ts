@@ -22,6 +22,11 @@ export class MeController {
     return this.me.update(actorOf(req).userId, parseRpcInput(IdentityRpc.updateMe.input, req.input));
   }
 
+  @MessagePattern(IdentityRpc.changeEmail.subject)
+  changeEmail(@Payload() req: RpcRequest) {
+    return this.me.requestEmailChange(actorOf(req), parseRpcInput(IdentityRpc.changeEmail.input, req.input));
+  }
+
   @MessagePattern(IdentityRpc.updateSettings.subject)
   updateSettings(@Payload() req: RpcRequest) {
     return this.me.updateSettings(actorOf(req), parseRpcInput(IdentityRpc.updateSettings.input, req.input));

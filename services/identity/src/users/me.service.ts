@@ -1,7 +1,11 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { ProblemError, type Actor, type Me, type Routing } from '@ally/contracts';
+import { OneTimeTokensService } from '../auth/one-time-tokens.service.js';
+import { PasswordService } from '../auth/password.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
+import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { emailTaken } from './email-taken.js';
 import { assertSessionLive } from '../sessions/live-session.js';
 import { announceResidency } from './residency-event.js';
 import { UserEntity } from './user.entity.js';
@@ -13,6 +17,9 @@ export class MeService {
     private readonly ds: DataSource,
     private readonly users: UsersRepository,
     private readonly outbox: IdentityOutbox,
+    private readonly passwords: PasswordService,
+    private readonly tokens: OneTimeTokensService,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
   async get(userId: string): Promise<Me> {
@@ -40,6 +47,42 @@ export class MeService {
         await this.outbox.append(em, 'identity.user.updated', { userId, changed }, { subject: { userId } });
       }
       return this.users.toMe(user, em);
+    });
+  }
+
+  /**
+   * Rectification of the address (Art. 16 GDPR): a link goes to the new address, and the account moves to it
+   * when the link is followed (`AuthService.verifyEmail`), never before; a new request replaces the one before.
+   */
+  async requestEmailChange(actor: Actor, input: { email: string; password?: string }): Promise<{ email: string; expiresAt: string }> {
+    const userId = actor.userId;
+    const user = await this.users.findById(userId);
+    if (!user) throw new ProblemError(401, 'The account no longer exists');
+    // A session left open on someone else's screen must not move the account to another address.
+    if (user.passwordHash) {
+      if (!input.password) throw new ProblemError(400, 'Your current password is needed to change the address', { errors: [{ field: 'password', message: 'is required' }] });
+      if (!(await this.passwords.verify(user.passwordHash, input.password))) {
+        throw new ProblemError(403, 'The password is wrong', { errors: [{ field: 'password', message: 'is wrong' }] });
+      }
+    }
+    if (user.email.toLowerCase() === input.email.toLowerCase()) {
+      throw new ProblemError(400, 'This is already the address of your account', { errors: [{ field: 'email', message: 'is already your address' }] });
+    }
+    return this.ds.transaction(async (em) => {
+      // Locked: requests of one account take turns, so only the newest link is live.
+      if (!(await this.users.findForUpdate(userId, em))) throw new ProblemError(401, 'The account no longer exists');
+      await assertSessionLive(em, actor);
+      if (await this.users.findByEmail(input.email, em)) throw emailTaken();
+      await this.tokens.invalidate(em, userId, 'email_change');
+      const ttl = this.config.VERIFICATION_TOKEN_TTL_SECONDS;
+      const { token, expiresAt } = await this.tokens.issue(em, userId, 'email_change', ttl, input.email);
+      await this.outbox.append(
+        em,
+        'identity.user.email-change-requested',
+        { userId, newEmail: input.email, firstName: user.firstName, locale: user.locale, token, validForSeconds: ttl },
+        { subject: { userId } },
+      );
+      return { email: input.email, expiresAt: expiresAt.toISOString() };
     });
   }
 

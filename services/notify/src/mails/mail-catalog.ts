@@ -48,6 +48,12 @@ async function toOwners(ctx: MailContext, workspace: string, template: string, v
 const billingData = <T extends keyof typeof BillingEvents>(type: T, e: EventEnvelope): z.infer<(typeof BillingEvents)[T]> =>
   BillingEvents[type].parse(e.data) as z.infer<(typeof BillingEvents)[T]>;
 
+/** An address as a mail to someone else may show it: its first letter and its domain (`e***@example.eu`). */
+export function maskedAddress(email: string): string {
+  const at = email.lastIndexOf('@');
+  return at > 0 ? `${email[0]}***${email.slice(at)}` : '***';
+}
+
 /**
  * Event type → mail. Adding a mail is one entry here plus its templates in
  * `templates/<template>/`. An entry may answer null: that event needs no mail.
@@ -61,6 +67,16 @@ export const MAIL_CATALOG: Record<string, Entry> = {
     const d = dataOf('identity.user.verified', e);
     // restrictToEu is absent from events written before it was added: the mail then says nothing about the setting.
     return { template: 'welcome', to: d.email, locale: d.locale, userId: d.userId, variables: { firstName: d.firstName, restrictToEu: d.restrictToEu } };
+  },
+  'identity.user.email-change-requested': (e) => {
+    const d = dataOf('identity.user.email-change-requested', e);
+    // To the new address, which only this link can prove: the account's mail, sent whatever it restricted.
+    return { template: 'email-change', to: d.newEmail, locale: d.locale, userId: d.userId, required: true, variables: { firstName: d.firstName, token: d.token, validFor: d.validForSeconds } };
+  },
+  'identity.user.email-changed': (e) => {
+    const d = dataOf('identity.user.email-changed', e);
+    // To the address before, so a change its owner did not make is seen (never held back, as the new sign-in warning).
+    return { template: 'email-changed', to: d.previousEmail, locale: d.locale, userId: d.userId, required: true, uncapped: true, variables: { firstName: d.firstName, newEmail: maskedAddress(d.newEmail), contactEmail: CONTROLLER.email } };
   },
   'identity.password.reset-requested': (e) => {
     const d = dataOf('identity.password.reset-requested', e);

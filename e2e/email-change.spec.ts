@@ -1,0 +1,89 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
+import { gatewayService } from '@ally/gateway';
+import { identityService } from '@ally/identity';
+import { notifyService } from '@ally/notify';
+import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { expectProblem } from './problem-assertions.js';
+import { notifyEnv } from './service-env.js';
+
+const PASSWORD = 'Kastanien im Hinterhof';
+
+/** Rectification of the address (Art. 16 GDPR): a link to the new one, and the account moves only when it is followed. */
+describe('changing the address of an account', () => {
+  let env: TestEnv;
+  let brevo: BrevoEmulator;
+  let http: ReturnType<typeof httpClient>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    brevo = await startBrevoEmulator();
+    await env.start(identityService);
+    await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
+    http = httpClient((await env.start(gatewayService, { NODE_ENV: 'development' })).url);
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await brevo?.close();
+  });
+
+  /** The first link token in the newest mail to `email` whose subject matches. */
+  const tokenMailedTo = (email: string, subject: RegExp) =>
+    waitFor(async () => {
+      const mail = brevo.mails(email).filter((m) => subject.test(m.subject ?? '')).at(-1);
+      const token = mail && /token=([^\s"&<]+)/.exec(mail.textContent ?? '')?.[1];
+      return token ? decodeURIComponent(token) : undefined;
+    }, `a mail to ${email}`);
+
+  it('moves the account to the new address once the link mailed to it is followed, tells the old one, and records a rectification', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'greta.alt@example.eu', password: PASSWORD, firstName: 'Greta', lastName: 'Garten', locale: 'de' });
+    expect(reg.status).toBe(201);
+    const token: string = reg.body.accessToken;
+    const userId: string = reg.body.user.id;
+    expect((await http.post('/v1/auth/verify-email', { token: await tokenMailedTo('greta.alt@example.eu', /bestätigen/) })).status).toBe(204);
+    await http.post('/v1/auth/register', { email: 'vergeben@example.eu', password: PASSWORD, firstName: 'Viktor', lastName: 'Vorher' });
+
+    // The current password, the right address, and one nobody has: each refusal says what is wrong.
+    expectProblem(await http.post('/v1/me/email', { email: 'greta.neu@example.eu' }, token), 400, ['password']);
+    expectProblem(await http.post('/v1/me/email', { email: 'greta.neu@example.eu', password: 'nicht das Passwort' }, token), 403, ['password']);
+    expectProblem(await http.post('/v1/me/email', { email: 'Greta.Alt@example.eu', password: PASSWORD }, token), 400, ['email']);
+    expectProblem(await http.post('/v1/me/email', { email: 'Vergeben@example.eu', password: PASSWORD }, token), 409, ['email']);
+    expectProblem(await http.post('/v1/me/email', { email: 'kein-mail', password: PASSWORD }, token), 400, ['email']);
+
+    const asked = await http.post('/v1/me/email', { email: 'greta.neu@example.eu', password: PASSWORD }, token);
+    expect(asked.status).toBe(202);
+    expect(asked.body).toEqual({ email: 'greta.neu@example.eu', expiresAt: expect.any(String) });
+    // Nothing moves before the link is followed: the account keeps its address and its sign-in.
+    expect((await http.get('/v1/me', token)).body).toMatchObject({ email: 'greta.alt@example.eu', emailVerified: true });
+    const link = await tokenMailedTo('greta.neu@example.eu', /neue E-Mail-Adresse/);
+    expect((await http.post('/v1/auth/login', { email: 'greta.neu@example.eu', password: PASSWORD })).status).toBe(401);
+
+    expect((await http.post('/v1/auth/verify-email', { token: link })).status).toBe(204);
+    expect((await http.get('/v1/me', token)).body).toMatchObject({ email: 'greta.neu@example.eu', emailVerified: true });
+    expect((await http.post('/v1/auth/login', { email: 'greta.neu@example.eu', password: PASSWORD })).status).toBe(200);
+    expect((await http.post('/v1/auth/login', { email: 'greta.alt@example.eu', password: PASSWORD })).status).toBe(401);
+    // Used once; the old address hears of the change (the new one masked); privacy records a rectification (Art. 16, 19).
+    expectProblem(await http.post('/v1/auth/verify-email', { token: link }), 400, ['token']);
+    const notice = await waitFor(async () => brevo.mails('greta.alt@example.eu').find((m) => /wurde geändert/.test(m.subject ?? '')), 'the notice to the old address');
+    expect(notice.textContent).toContain('g***@example.eu');
+    expect(notice.textContent).not.toContain('greta.neu@example.eu');
+    await lastEvent(env, 'identity.user.updated', (e: { data: { userId: string; changed: string[] } }) => e.data.userId === userId && e.data.changed.includes('email'));
+    // The old address is free again.
+    expect((await http.post('/v1/auth/register', { email: 'greta.alt@example.eu', password: PASSWORD, firstName: 'Gerda', lastName: 'Garten' })).status).toBe(201);
+  });
+
+  it('keeps only the newest link live, and refuses a link whose address another account took meanwhile', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'hans.eins@example.eu', password: PASSWORD, firstName: 'Hans', lastName: 'Hafen', locale: 'en' });
+    const token: string = reg.body.accessToken;
+    expect((await http.post('/v1/me/email', { email: 'hans.zwei@example.eu', password: PASSWORD }, token)).status).toBe(202);
+    const first = await tokenMailedTo('hans.zwei@example.eu', /new email address/);
+    expect((await http.post('/v1/me/email', { email: 'hans.drei@example.eu', password: PASSWORD }, token)).status).toBe(202);
+    const second = await tokenMailedTo('hans.drei@example.eu', /new email address/);
+    expectProblem(await http.post('/v1/auth/verify-email', { token: first }), 400, ['token']);
+    // Someone registers the address before the link is followed: the change is refused, the account keeps its own.
+    expect((await http.post('/v1/auth/register', { email: 'hans.drei@example.eu', password: PASSWORD, firstName: 'Hanna', lastName: 'Drei' })).status).toBe(201);
+    expectProblem(await http.post('/v1/auth/verify-email', { token: second }), 409, ['email']);
+    expect((await http.get('/v1/me', token)).body.email).toBe('hans.eins@example.eu');
+  });
+});
