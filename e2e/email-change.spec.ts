@@ -85,5 +85,13 @@ describe('changing the address of an account', () => {
     expect((await http.post('/v1/auth/register', { email: 'hans.drei@example.eu', password: PASSWORD, firstName: 'Hanna', lastName: 'Drei' })).status).toBe(201);
     expectProblem(await http.post('/v1/auth/verify-email', { token: second }), 409, ['email']);
     expect((await http.get('/v1/me', token)).body.email).toBe('hans.eins@example.eu');
+
+    // A password reset ends a change still waiting: whoever asked for it with the old password loses the link.
+    expect((await http.post('/v1/me/email', { email: 'hans.vier@example.eu', password: PASSWORD }, token)).status).toBe(202);
+    const waiting = await tokenMailedTo('hans.vier@example.eu', /new email address/);
+    expect((await http.post('/v1/auth/password/forgot', { email: 'hans.eins@example.eu' })).status).toBe(202);
+    const reset = await tokenMailedTo('hans.eins@example.eu', /password/i);
+    expect((await http.post('/v1/auth/password/reset', { token: reset, password: 'Ein ganz neues Passwort 9' })).status).toBe(204);
+    expectProblem(await http.post('/v1/auth/verify-email', { token: waiting }), 400, ['token']);
   });
 });

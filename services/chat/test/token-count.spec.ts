@@ -1,3 +1,4 @@
+import type { ProblemError } from '@ally/contracts';
 import { describe, expect, it } from '@jest/globals';
 import { trimToWindow } from '../src/completions/completion.service.js';
 import { countTokens } from 'gpt-tokenizer';
@@ -52,5 +53,14 @@ describe('token counts', () => {
     expect(trimToWindow([{ role: 'system', content: 'wort '.repeat(100) }], 120)).toHaveLength(1);
     expect(() => trimToWindow([{ role: 'system', content: 'wort '.repeat(300) }, turn('user', 1)], 200)).toThrow('longer than the model can read');
     expect(() => trimToWindow([turn('user', 1), { role: 'user', content: 'wort '.repeat(300) }], 200)).toThrow('longer than the model can read');
+    // Bad input for this model: a 400 naming the content, not the 413 of a body too large for the API.
+    const refusal = (() => {
+      try {
+        trimToWindow([{ role: 'user', content: 'wort '.repeat(300) }], 200);
+      } catch (err) {
+        return (err as ProblemError).toProblem();
+      }
+    })();
+    expect(refusal).toMatchObject({ status: 400, type: 'https://ally.eu/problems/context-length-exceeded', errors: [{ field: 'content' }] });
   });
 });

@@ -416,7 +416,11 @@ export function trimToWindow(messages: PromptMessage[], maxTokens: number): Prom
   }
   const newest = messages.findLast((m) => !isSystem(m));
   if (budget < 0 || (newest && !kept.has(newest))) {
-    throw new ProblemError(413, 'The message is longer than the model can read', { errors: [{ field: 'content', message: 'exceeds the model context window' }] });
+    // Bad input for this model (a 400, as OpenAI answers it), not a body too large for the API (413 is that).
+    throw new ProblemError(400, 'The message is longer than the model can read', {
+      type: 'https://ally.eu/problems/context-length-exceeded',
+      errors: [{ field: 'content', message: 'exceeds the model context window' }],
+    });
   }
   for (const m of messages) {
     if (!kept.has(m)) continue;

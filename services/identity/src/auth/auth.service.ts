@@ -124,8 +124,10 @@ export class AuthService {
       const userId = await this.tokens.consume(em, token, 'password_reset');
       const user = await this.users.findById(userId, em);
       if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
-      // A reset ends every other reset link of the account: whoever holds one cannot take it back afterwards.
+      // A reset ends every other reset link of the account: whoever holds one cannot take it back afterwards; nor can
+      // whoever asked to move the account to their address (with a session and the password a reset now replaces).
       await this.tokens.invalidate(em, userId, 'password_reset');
+      await this.tokens.invalidate(em, userId, 'email_change');
       this.passwords.assertAcceptable(password, [user.email.split('@')[0], user.firstName, user.lastName]);
       // Following the reset link proves control of the address.
       const now = new Date();
