@@ -18,7 +18,8 @@ describe('changing the address of an account', () => {
   beforeAll(async () => {
     env = await createTestEnv();
     brevo = await startBrevoEmulator();
-    await env.start(identityService);
+    // Few guesses per account from places it was never used from (the test below guesses from one).
+    await env.start(identityService, { LOGIN_MAX_FAILURES_PER_ACCOUNT: '3' });
     await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
     http = httpClient((await env.start(gatewayService, { NODE_ENV: 'development' })).url);
   });
@@ -71,6 +72,21 @@ describe('changing the address of an account', () => {
     await lastEvent(env, 'identity.user.updated', (e: { data: { userId: string; changed: string[] } }) => e.data.userId === userId && e.data.changed.includes('email'));
     // The old address is free again.
     expect((await http.post('/v1/auth/register', { email: 'greta.alt@example.eu', password: PASSWORD, firstName: 'Gerda', lastName: 'Garten' })).status).toBe(201);
+  });
+
+  it('counts wrong passwords as failed sign-ins (guesses meet the same limit), and asks an account without a password to set one first', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'rate.mal@example.eu', password: PASSWORD, firstName: 'Rita', lastName: 'Rater' });
+    const guess = () => http.request('POST', '/v1/me/email', { body: { email: 'rate.neu@example.eu', password: 'geraten' }, token: reg.body.accessToken, headers: { 'x-forwarded-for': '198.51.100.23' } });
+    for (let i = 0; i < 3; i++) expectProblem(await guess(), 403, ['password']);
+    const limited = await guess();
+    expectProblem(limited, 429);
+    expect(limited.headers.get('retry-after')).toBeTruthy();
+
+    // Single sign-on only: its address comes with a password set through a link to it, not with a session alone.
+    await env.sql(`UPDATE identity.users SET password_hash = NULL WHERE id = $1`, [reg.body.user.id]);
+    const sso = await http.post('/v1/me/email', { email: 'rate.neu@example.eu' }, reg.body.accessToken);
+    expectProblem(sso, 403);
+    expect(sso.body.detail).toMatch(/single sign-on/);
   });
 
   it('keeps only the newest link live, and refuses a link whose address another account took meanwhile', async () => {

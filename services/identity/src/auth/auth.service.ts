@@ -52,6 +52,7 @@ export class AuthService {
         platformRoles: [],
         restrictToEu: true,
       });
+      await this.users.lockAddress(user.email, em);
       if (!(await this.users.insertIfAddressFree(user, em))) throw emailTaken();
       const { token: verificationToken } = await this.tokens.issue(em, user.id, 'verify_email', this.config.VERIFICATION_TOKEN_TTL_SECONDS);
       await this.outbox.append(
@@ -152,9 +153,12 @@ export class AuthService {
     const user = await this.users.findForUpdate(userId, em);
     if (!user) throw new ProblemError(400, 'The token is invalid, expired or already used');
     if (user.email.toLowerCase() === newEmail.toLowerCase()) return;
-    // Taken meanwhile (by a registration): without a unique violation, which would write the address into Postgres's log.
+    // Taken meanwhile (by a registration)? Asked under the address's lock, so no unique violation follows.
+    await this.users.lockAddress(newEmail, em);
+    // The password holder proved the new address: a password in place is no longer a registrant's unproven one.
     const [, moved] = await em.query(
-      `UPDATE users SET email = $2, email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+      `UPDATE users SET email = $2, email_verified_at = coalesce(email_verified_at, now()), updated_at = now(),
+              password_proven_at = coalesce(password_proven_at, now())
         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = lower($2) AND o.id <> $1)`,
       [userId, newEmail],
     );

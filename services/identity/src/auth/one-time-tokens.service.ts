@@ -22,6 +22,10 @@ export class OneTimeTokensService {
 
   /** As `consume`, for a token of any of `purposes` (one link confirms an address, whichever it is): which, and its address. */
   async consumeAny(em: EntityManager, token: string, purposes: OneTimeTokenPurpose[]): Promise<{ userId: string; purpose: OneTimeTokenPurpose; newEmail: string | null }> {
+    // The account's row first, then the token's: the order a change request, a reset and an erasure take (the other
+    // way round, a link followed while its account changed could deadlock).
+    const [owner]: { user_id: string }[] = await em.query(`SELECT user_id FROM one_time_tokens WHERE token_hash = $1`, [hashSecret(token)]);
+    if (owner) await em.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [owner.user_id]);
     const [rows]: [{ user_id: string; purpose: OneTimeTokenPurpose; new_email: string | null }[], number] = await em.query(
       `UPDATE one_time_tokens SET used_at = now() WHERE token_hash = $1 AND purpose = ANY($2::text[]) AND used_at IS NULL AND expires_at > now()
        RETURNING user_id, purpose, new_email`,

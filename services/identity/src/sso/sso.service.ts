@@ -160,6 +160,7 @@ export class SsoService {
       platformRoles: [],
       restrictToEu: true,
     });
+    await this.users.lockAddress(email, em);
     await em.getRepository(UserEntity).insert(user);
     await this.outbox.append(em, 'identity.user.verified', { userId: user.id, email, firstName, locale: user.locale, restrictToEu: user.restrictToEu }, { subject: { userId: user.id } });
     await announceResidency(em, this.outbox, user.id, user.restrictToEu);
@@ -178,6 +179,8 @@ export class SsoService {
     await em.getRepository(UserEntity).update({ id: user.id }, { emailVerifiedAt, passwordHash: null });
     await this.sessions.revokeAllForUser(em, user.id, 'address proven by single sign-on');
     await this.apiKeys.revokeAllForUser(em, user.id);
+    // And every link still waiting: one could move the account to the squatter's address.
+    await em.query(`UPDATE one_time_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL`, [user.id]);
     await restoreOwnerDefaults(em, this.outbox, user);
     // Welcomed once: an address confirmed by its link before (a squatter's password in place) was welcomed then.
     if (!user.emailVerifiedAt) {

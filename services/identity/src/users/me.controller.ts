@@ -24,7 +24,7 @@ export class MeController {
 
   @MessagePattern(IdentityRpc.changeEmail.subject)
   changeEmail(@Payload() req: RpcRequest) {
-    return this.me.requestEmailChange(actorOf(req), parseRpcInput(IdentityRpc.changeEmail.input, req.input));
+    return this.me.requestEmailChange(actorOf(req), parseRpcInput(IdentityRpc.changeEmail.input, req.input), req.meta);
   }
 
   @MessagePattern(IdentityRpc.updateSettings.subject)

@@ -1,10 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { ProblemError, type Actor, type Me, type Routing } from '@ally/contracts';
+import { ProblemError, type Actor, type Me, type RequestMeta, type Routing } from '@ally/contracts';
 import { OneTimeTokensService } from '../auth/one-time-tokens.service.js';
 import { PasswordService } from '../auth/password.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
+import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { emailTaken } from './email-taken.js';
 import { assertSessionLive } from '../sessions/live-session.js';
 import { announceResidency } from './residency-event.js';
@@ -19,6 +20,7 @@ export class MeService {
     private readonly outbox: IdentityOutbox,
     private readonly passwords: PasswordService,
     private readonly tokens: OneTimeTokensService,
+    private readonly throttle: LoginThrottleService,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
@@ -54,17 +56,21 @@ export class MeService {
    * Rectification of the address (Art. 16 GDPR): a link goes to the new address, and the account moves to it
    * when the link is followed (`AuthService.verifyEmail`), never before; a new request replaces the one before.
    */
-  async requestEmailChange(actor: Actor, input: { email: string; password?: string }): Promise<{ email: string; expiresAt: string }> {
+  async requestEmailChange(actor: Actor, input: { email: string; password?: string }, meta?: RequestMeta): Promise<{ email: string; expiresAt: string }> {
     const userId = actor.userId;
     const user = await this.users.findById(userId);
     if (!user) throw new ProblemError(401, 'The account no longer exists');
-    // A session left open on someone else's screen must not move the account to another address.
-    if (user.passwordHash) {
-      if (!input.password) throw new ProblemError(400, 'Your current password is needed to change the address', { errors: [{ field: 'password', message: 'is required' }] });
-      if (!(await this.passwords.verify(user.passwordHash, input.password))) {
-        throw new ProblemError(403, 'The password is wrong', { errors: [{ field: 'password', message: 'is wrong' }] });
-      }
+    // A session left open on someone else's screen must not move the account to another address: the password
+    // proves its holder. An account without one (single sign-on) sets one first, through a link to its address.
+    if (!user.passwordHash) {
+      throw new ProblemError(403, 'This account signs in through single sign-on and has no password: set one first (POST /v1/auth/password/forgot), then change the address');
     }
+    if (!input.password) throw new ProblemError(400, 'Your current password is needed to change the address', { errors: [{ field: 'password', message: 'is required' }] });
+    // Counted as a sign-in attempt is: guesses through this route meet the same limits.
+    const attempt = await this.throttle.begin(user.email, meta?.ip, 'email-change');
+    const ok = await this.passwords.verify(user.passwordHash, input.password);
+    await this.throttle.finish(attempt, { userId, ip: meta?.ip, succeeded: ok });
+    if (!ok) throw new ProblemError(403, 'The password is wrong', { errors: [{ field: 'password', message: 'is wrong' }] });
     if (user.email.toLowerCase() === input.email.toLowerCase()) {
       throw new ProblemError(400, 'This is already the address of your account', { errors: [{ field: 'email', message: 'is already your address' }] });
     }

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Pool } from 'pg';
 import type { Me, Membership } from '@ally/contracts';
+import { lockNamed } from '@ally/persistence';
 import { UserEntity } from './user.entity.js';
 
 /** Memberships in the order of `memberships()`. */
@@ -41,6 +42,15 @@ export class UsersRepository {
   /** The row, locked until `em`'s transaction ends: a change read from it is not undone by another committing meanwhile. */
   findForUpdate(id: string, em: EntityManager) {
     return this.repo(em).findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
+  }
+
+  /**
+   * Until `em`'s transaction ends, no other account takes this address: every path that gives an account an address
+   * (registration, single sign-on, an address change) takes it first, so none meets another's row in the unique
+   * index (a violation would write the address into Postgres's log, and answer 500).
+   */
+  lockAddress(email: string, em: EntityManager): Promise<void> {
+    return lockNamed(em, `address:${email.toLowerCase()}`);
   }
 
   /**

@@ -32,7 +32,7 @@ export class ObjectionsConsumer {
       return;
     }
     const d = PrivacyEvents['privacy.request.decided'].parse(event.data);
-    if (d.type !== 'objection' || d.decision !== 'reject') return;
+    if (d.type !== 'objection' || d.decision !== 'reject' || (await isErasedSubject(em, d.userId))) return;
     // Rejected: mail resumes, also when this arrives before the objection itself (a redelivery).
     await em.query(
       `INSERT INTO restrictions (request_id, user_id, scope, lifted_at) VALUES ($1, $2, 'all', now())

@@ -191,7 +191,9 @@ export class SagaWorker extends PacedWorker {
     const max = this.config.PRIVACY_STEP_MAX_ATTEMPTS;
     // An erasure still under way is no failure: it goes on at the next attempt, after the first retry delay.
     const continues = err instanceof ErasureContinues;
-    const giveUp = !continues && (!retryable(err) || (max > 0 && step.attempts >= max));
+    // Attempts of a long erasure that went on are no failures: only the others count towards the limit.
+    const failures = step.attempts - (step.progress?.continued ?? 0);
+    const giveUp = !continues && (!retryable(err) || (max > 0 && failures >= max));
     await this.ds.transaction(async (em) => {
       if (giveUp) {
         const [, updated] = await em.query(
@@ -205,9 +207,10 @@ export class SagaWorker extends PacedWorker {
       }
       const delayMs = continues ? this.config.PRIVACY_RETRY_BASE_MS : Math.min(this.config.PRIVACY_RETRY_MAX_MS, this.config.PRIVACY_RETRY_BASE_MS * 2 ** Math.min(step.attempts - 1, 30));
       await em.query(
-        `UPDATE request_steps SET status = 'pending', lease_until = NULL, last_error = $4, next_attempt_at = now() + make_interval(secs => $5)
+        `UPDATE request_steps SET status = 'pending', lease_until = NULL, last_error = $4, next_attempt_at = now() + make_interval(secs => $5),
+                progress = CASE WHEN $6 THEN jsonb_set(coalesce(progress, '{}'), '{continued}', to_jsonb(coalesce((progress->>'continued')::int, 0) + 1)) ELSE progress END
           WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
-        [step.requestId, step.service, step.attempts, message.slice(0, 500), delayMs / 1000],
+        [step.requestId, step.service, step.attempts, message.slice(0, 500), delayMs / 1000, continues],
       );
     });
     this.steps.inc({ service: step.service, action: step.action, outcome: giveUp ? 'failed' : continues ? 'continued' : 'retry' });

@@ -18,6 +18,8 @@ export interface ClaimedStep {
 export interface ErasureProgress {
   affected: Record<string, number>;
   told: string[];
+  /** Attempts that ended because the service still had more (`ErasureContinues`): no failures, not counted as such. */
+  continued?: number;
 }
 
 /**
@@ -77,7 +79,7 @@ export class StepRunner {
       for (const [k, v] of Object.entries(erased.affected)) affected[k] = (affected[k] ?? 0) + (Number(v) || 0);
       for (const p of erased.processorsNotified ?? []) told.add(p.toLowerCase());
       if (erased.more !== true) break;
-      await stillMine({ affected, told: [...told] });
+      await stillMine({ affected, told: [...told], ...(step.progress?.continued ? { continued: step.progress.continued } : {}) });
       if (slices >= this.config.PRIVACY_ERASE_SLICES_PER_ATTEMPT) throw new ErasureContinues(step.service, slices);
     }
     // Art. 19: the processors of this service's categories that keep copies of their own.
