@@ -185,6 +185,15 @@ describe('passwords', () => {
     expectProblem(res, 400, ['password']);
   });
 
+  it('says once what is wrong with a blank name or organisation name (it said it twice: "is required" and "must be a real name")', async () => {
+    const res = await http.post('/v1/auth/register', { email: freshEmail(), password: PASSWORD, firstName: '  ', lastName: 'Berg', organizationName: '' });
+    expectProblem(res, 400, ['firstName', 'organizationName']);
+    expect(res.body.errors).toEqual([
+      { field: 'firstName', message: 'is required' },
+      { field: 'organizationName', message: 'must be at least 2 characters' },
+    ]);
+  });
+
   it('reset refuses short, long and common passwords with 400 naming password, and the token stays usable', async () => {
     const email = freshEmail();
     expect((await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Eva', lastName: 'Berg' })).status).toBe(201);

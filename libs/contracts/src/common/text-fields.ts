@@ -25,7 +25,8 @@ export const plainText = (max: number) =>
 const NO_DISGUISE = /^[^\u200B\u200E\u200F\u202A-\u202E\u2060-\u2064\u2066-\u2069\uFEFF]*$/u;
 export const displayName = (max: number, min = 1) =>
   plainText(max)
-    .min(min, min === 1 ? 'is required' : `must be at least ${min} characters`)
+    // Too short says it once: the checks after it would only repeat that nothing is there.
+    .min(min, { message: min === 1 ? 'is required' : `must be at least ${min} characters`, abort: true })
     .regex(NO_DISGUISE, 'must not contain invisible or text-direction characters')
     .regex(/[\p{L}\p{N}]/u, 'must contain a letter or digit');
 

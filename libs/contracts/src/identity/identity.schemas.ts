@@ -45,7 +45,7 @@ const NAME_LETTER = `(?![${INVISIBLE_CHARS}])\\p{L}`;
 export const personNameSchema = z
   .string()
   .trim()
-  .min(1, 'is required')
+  .min(1, { message: 'is required', abort: true })
   .max(100, tooLong(100))
   .regex(new RegExp(`^${NAME_LETTER}\\p{M}{0,3}(?:${NAME_LETTER}\\p{M}{0,3}|[ '’.-])*$`, 'u'), 'must be a real name (letters, spaces, hyphens, apostrophes)')
   // Names go into mails to other people (an invitation names the inviter), where a domain becomes a link.
