@@ -423,7 +423,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(saved.messages[1].content.split(' ').length).toBeLessThan(500);
   });
 
-  it('aborts the provider call when the client of a non-streamed answer goes away, here and on /v1/chat/completions', async () => {
+  it('aborts the provider call when the client of a non-streamed answer goes away, here and on /v1/chat/completions, and bills what was generated', async () => {
     llm.setLatency({ latencyPerTokenMs: 20, deployment: 'gpt-4o-mini-swc' });
     const key = (await http.post('/v1/me/api-keys', { name: 'leaves', workspace: 'private' }, token)).body.key;
     const id = await conversation();
@@ -431,8 +431,14 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
       { path: `/v1/conversations/${id}/messages`, auth: token, body: { content: '#tokens=500 lang' } },
       { path: '/v1/chat/completions', auth: key, body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: '#tokens=500 lang' }] } },
     ];
+    const billed = async () =>
+      env.sql<{ completion: number }>(
+        `SELECT (payload->'data'->>'completionTokens')::int AS completion FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'userId' = $1 ORDER BY created_at, id`,
+        [userId],
+      );
     for (const call of calls) {
       llm.clearRequests();
+      const before = (await billed()).length;
       const controller = new AbortController();
       const pending = fetch(`${base}${call.path}`, {
         method: 'POST',
@@ -441,12 +447,17 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
         signal: controller.signal,
       }).catch(() => undefined);
       await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc' }, 5_000);
+      // Some tokens in (20 ms each): the provider spent them, and they are billed though nobody read them.
+      await new Promise((r) => setTimeout(r, 300));
       controller.abort();
       await pending;
       // Well before PROVIDER_TIMEOUT_MS (2 s) would have cut it, and no fallback tried.
       const aborted = await llm.waitForRequest({ deployment: 'gpt-4o-mini-swc', aborted: true }, 1_500);
       expect(aborted.completed).toBe(false);
       expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(1);
+      const usage = await waitFor(async () => ((await billed()).length > before ? (await billed()).at(-1) : undefined), 'the usage of the part generated');
+      expect(usage!.completion).toBeGreaterThan(0);
+      expect(usage!.completion).toBeLessThan(500);
     }
     llm.reset();
     // Nothing half-done is kept from a call nobody waited for.
@@ -479,7 +490,7 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
 
   it('bills an answer whose turn could not be saved (the database failed the write): the provider spent the tokens', async () => {
     const id = await conversation();
-    const usageEvents = async () => (await env.sql(`SELECT 1 FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'userId' = $1`, [userId])).length;
+    const usageEvents = async () => (await env.sql(`SELECT 1 FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'userId' = $1 ORDER BY created_at, id`, [userId])).length;
     const before = await usageEvents();
     // A write that fails for the database's own reasons (here a trigger standing in for a full disk), not an erasure's 410.
     await env.sql(`CREATE FUNCTION chat.test_refuse_turn() RETURNS trigger LANGUAGE plpgsql AS $$

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { identityService } from '@ally/identity';
-import { waitFor } from '@ally/testing';
+import { lastEvent, waitFor } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { expectProblem } from './problem-assertions.js';
 
@@ -23,7 +23,9 @@ describe('chat while identity cannot be reached', () => {
     const token: string = reg.body.accessToken;
     const org = (await http.post('/v1/orgs', { name: 'Ost & Söhne KG' }, token)).body;
     const conversation = await waitFor(async () => (await http.post('/v1/conversations', { workspace: org.id }, token)).body.id as string | undefined, 'the organisation to reach chat');
-    // As if the membership event were still on its way when identity went away.
+    // As if the membership event were still on its way when identity went away (once it came, so it cannot come after).
+    const added = await lastEvent(env, 'identity.member.added', (e: { data: { orgId: string } }) => e.data.orgId === org.id);
+    await waitFor(async () => (await env.sql(`SELECT 1 FROM chat.inbox WHERE event_id = $1`, [added.id])).length > 0 || undefined, 'chat to have read the membership event');
     await env.sql(`DELETE FROM chat.memberships WHERE org_id = $1`, [org.id]);
     await env.stop(world.identity);
     try {

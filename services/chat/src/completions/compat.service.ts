@@ -41,7 +41,11 @@ export class CompatService {
       const started = await this.trackFromStart(actor, workspace, request);
       stop = started.stop;
       const plan = started.prepared;
-      const result = await this.completions.complete(plan, cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal);
+      const progress: StreamProgress = { text: '' };
+      const result = await this.completions.complete(plan, cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal, progress).catch(async (err) => {
+        await this.completions.billUnread(plan, progress);
+        throw err;
+      });
       const id = randomUUID();
       await this.completions.recordUsage(id, plan, result);
       return {

@@ -1,5 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
+import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { type Actor, ERASED_USER, ProblemError, type ResidencyReceipt, type Usage } from '@ally/contracts';
@@ -109,17 +110,13 @@ export class CompletionService {
     return { actor, policy, model: chosen, candidates, messages: sent, params, quota };
   }
 
-  /** Non-streaming, falling back to the next allowed deployment on 429/5xx/timeouts. */
-  async complete(plan: Plan, signal?: AbortSignal): Promise<CompletionResult> {
-    return this.withFallback(plan, async (d, client, { messages, params }, strays) => {
-      const { data, response } = await client.chat.completions
-        .create({ model: d.deployment ?? d.model, messages, store: false, stream: false, ...params }, { signal })
-        .withResponse();
-      const residency = this.receipt(d, plan.policy, response.headers, strays);
-      this.assertResidency(plan, d, residency);
-      const text = data.choices[0]?.message?.content ?? '';
-      return { text, usage: usageOf(data.usage, messages, text), residency, finishReason: data.choices[0]?.finish_reason ?? undefined };
-    }, undefined, signal);
+  /**
+   * The whole answer at once, for a caller that does not stream: taken from the provider as a stream all the same,
+   * so an answer stopped halfway (its client left, the replica stops, the provider broke off) has the text generated
+   * so far in `progress`, to bill as a streamed one's is (`partial`). Fallback as for `stream`.
+   */
+  async complete(plan: Plan, signal?: AbortSignal, progress: StreamProgress = { text: '' }): Promise<CompletionResult> {
+    return this.stream(plan, { delta: async () => undefined }, signal, progress);
   }
 
   /**
@@ -183,6 +180,16 @@ export class CompletionService {
   partial(plan: Plan, { deployment, residency, text }: StreamProgress): CompletionResult | undefined {
     if (!deployment || !text) return undefined;
     return { text, deployment, usage: usageOf(undefined, plan.messages, text), residency: residency ?? this.receipt(deployment, plan.policy) };
+  }
+
+  /**
+   * An answer that stopped before its client read any of it (a non-streamed one always, the client was told the
+   * call failed): nothing to keep, but the tokens the provider generated are billed.
+   */
+  async billUnread(plan: Plan, progress: StreamProgress): Promise<void> {
+    const partial = this.partial(plan, progress);
+    if (!partial) return;
+    await this.recordUsage(randomUUID(), plan, partial).catch((e) => this.logger.error({ err: String(e) }, 'billing an unread answer failed'));
   }
 
   /**

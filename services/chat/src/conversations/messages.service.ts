@@ -49,7 +49,14 @@ export class MessagesService {
       stop = started.stop;
       const turn = started.prepared;
       const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
-      const result = await this.completions.complete(turn.plan, signal);
+      const progress: StreamProgress = { text: '' };
+      let result: CompletionResult;
+      try {
+        result = await this.completions.complete(turn.plan, signal, progress);
+      } catch (err) {
+        await this.completions.billUnread(turn.plan, progress);
+        throw err;
+      }
       return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
@@ -100,8 +107,7 @@ export class MessagesService {
       // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
       const partial = this.completions.partial(turn.plan, progress);
       if (partial && publisher.unread) {
-        // The client was told the call failed and saw none of it: no turn to keep, only the tokens to bill.
-        await this.completions.recordUsage(randomUUID(), turn.plan, partial).catch((e) => this.logger.error({ err: String(e) }, 'billing an unread answer failed'));
+        await this.completions.billUnread(turn.plan, progress);
       } else if (partial) {
         await this.saveOrBill(turn, partial.text, partial, 'aborted').catch((e) =>
           e instanceof ProblemError && e.status === 410 ? undefined : this.logger.error({ err: String(e) }, 'saving an aborted answer failed'),
