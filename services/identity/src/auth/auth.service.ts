@@ -167,6 +167,10 @@ export class AuthService {
     await this.tokens.invalidate(em, userId, 'password_reset');
     await this.tokens.invalidate(em, userId, 'email_change');
     await this.outbox.append(em, 'identity.user.email-changed', { userId, previousEmail: user.email, newEmail, firstName: user.firstName, locale: user.locale }, { subject: { userId } });
+    // Its first confirmed address (a typo at registration, mended): welcomed there, as a confirmation would have.
+    if (!user.emailVerifiedAt) {
+      await this.outbox.append(em, 'identity.user.verified', { userId, email: newEmail, firstName: user.firstName, locale: user.locale, restrictToEu: user.restrictToEu }, { subject: { userId } });
+    }
     await this.outbox.append(em, 'identity.user.updated', { userId, changed: ['email'] }, { subject: { userId } });
   }
 
