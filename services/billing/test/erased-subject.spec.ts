@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { createHash, createHmac, randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { BillingRpc, createEnvelope, ERASED_USER, privacyRpcs } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { publishEvent, waitFor } from '@ally/testing';
@@ -67,6 +68,33 @@ describe('billing for a subject it erased', () => {
       expect(await world.env.sql(`SELECT 1 FROM billing.ledger WHERE user_id = $1 OR workspace = $2`, [userId, `private:${userId}`])).toEqual([]);
     } finally {
       await rpc.close();
+    }
+  });
+
+  it('books usage that arrives while the subject is being erased after the erasure, under the pseudonym (it named them)', async () => {
+    const userId = randomUUID();
+    const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;
+    // An erasure under way: it holds the subject's lock and has written its mark, not yet committed.
+    const erasing = new pg.Client({ connectionString: world.env.adminUrl });
+    await erasing.connect();
+    try {
+      await erasing.query('BEGIN');
+      await erasing.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [userId]);
+      await erasing.query(`INSERT INTO billing.erased_subjects (alias) VALUES ($1)`, [alias]);
+      const usage = createEnvelope({
+        type: 'chat.completion.recorded',
+        source: 'chat',
+        data: { messageId: randomUUID(), workspace: 'private', userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 3, completionTokens: 4, cost: 0.001 },
+        subject: { userId },
+      });
+      await publishEvent(world.env, usage);
+      await new Promise((r) => setTimeout(r, 500));
+      const booked = () => world.env.sql<{ workspace: string; user_id: string }>(`SELECT workspace, user_id FROM billing.ledger WHERE message_id = $1`, [(usage.data as { messageId: string }).messageId]);
+      expect(await booked()).toEqual([]);
+      await erasing.query('COMMIT');
+      expect(await waitFor(async () => (await booked())[0], 'the usage booked')).toEqual({ workspace: alias, user_id: ERASED_USER });
+    } finally {
+      await erasing.end();
     }
   });
 

@@ -110,9 +110,17 @@ describe('Stripe webhooks of an unexpected shape', () => {
   });
 
   it('acknowledges a completed checkout naming no workspace billing could have opened it for, and records no customer', async () => {
-    for (const [i, name] of ['private', 'erased-0123456789abcdef', 'Private:' + randomUUID()].entries()) {
+    const org = randomUUID();
+    // Bad names; and a valid organisation named only in client_reference_id (a Payment Link's URL takes any), or
+    // there and in the metadata differently: billing opened none of them.
+    const sessions = [
+      ...['private', 'erased-0123456789abcdef', 'Private:' + randomUUID()].map((name) => ({ client_reference_id: name, metadata: { workspace: name } })),
+      { client_reference_id: org },
+      { client_reference_id: org, metadata: { workspace: randomUUID() } },
+    ];
+    for (const [i, named] of sessions.entries()) {
       const warn = warnings();
-      const body = event('checkout.session.completed', { id: `cs_forged${i}`, object: 'checkout.session', client_reference_id: name, customer: `cus_forged${i}` });
+      const body = event('checkout.session.completed', { id: `cs_forged${i}`, object: 'checkout.session', ...named, customer: `cus_forged${i}` });
       await expect(send(body)).resolves.toEqual({ received: true, duplicate: false });
       expect(warned(warn, /without a workspace or a customer/)).toBe(true);
       expect(await world.env.sql(`SELECT workspace FROM billing.customers WHERE stripe_customer_id = $1`, [`cus_forged${i}`])).toEqual([]);

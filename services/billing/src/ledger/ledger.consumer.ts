@@ -32,6 +32,9 @@ export class LedgerConsumer {
     // Usage that arrives after its user's account was erased here (the consumer lagged, the event came again) is
     // booked as the erasure left the rest: the amount under the pseudonym, nobody named.
     const aliases = new Map([...new Set(parsed.map(({ d }) => d.userId))].map((userId) => [userId, this.pseudonyms.of(userId)]));
+    // Each subject's lock, shared, as an erasure takes it exclusively: one running now is waited for (then its mark is
+    // read below), and one after this batch finds its rows to rename; none books a row in between under their name.
+    await em.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended(u, 0)) FROM unnest($1::text[]) AS u`, [[...aliases.keys()]]);
     const erased = new Set<string>(
       (await em.query(`SELECT alias FROM erased_subjects WHERE alias = ANY($1::text[])`, [[...aliases.values()]])).map((r: { alias: string }) => r.alias),
     );

@@ -1,6 +1,8 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { ProblemError, type Actor, type UsageView } from '@ally/contracts';
+import { lockSubject } from '@ally/persistence';
+import { isErased, Pseudonyms } from '../common/erased-subjects.js';
 import { WorkspaceAccess } from '../common/workspace-access.service.js';
 import { currentPeriod } from '../common/workspace-key.js';
 import { QuotaService } from '../quota/quota.service.js';
@@ -11,6 +13,7 @@ export class UsageService {
     private readonly ds: DataSource,
     private readonly access: WorkspaceAccess,
     private readonly quota: QuotaService,
+    private readonly pseudonyms: Pseudonyms,
   ) {}
 
   async view(actor: Actor, workspace: string, period = currentPeriod()): Promise<UsageView> {
@@ -36,7 +39,16 @@ export class UsageService {
     }
     const user = input.workspace === 'private' ? '' : (input.userId ?? '');
     if (input.monthlyTokens === null) await this.ds.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [key, user]);
-    else await this.ds.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens, set_at = now()`, [key, user, input.monthlyTokens]);
+    else {
+      await this.ds.transaction(async (em) => {
+        // A member's cap names them: not once their erasure ran here, nor while it runs (its lock, shared, waits for it).
+        if (user) {
+          await lockSubject(em, user, 'shared');
+          if (await isErased(em, this.pseudonyms.of(user))) throw new ProblemError(400, 'userId is not a member of this organisation', { errors: [{ field: 'userId', message: 'must be a member of the organisation' }] });
+        }
+        await em.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens, set_at = now()`, [key, user, input.monthlyTokens]);
+      });
+    }
     await this.quota.refresh();
     return { workspace: input.workspace, userId: input.userId ?? null, monthlyTokens: input.monthlyTokens };
   }

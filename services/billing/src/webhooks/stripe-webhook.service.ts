@@ -287,9 +287,11 @@ export class StripeWebhookService {
 
   private async checkoutCompleted(em: EntityManager, { event, object: session }: Delivered<z.infer<typeof checkoutSession>>): Promise<void> {
     const log = { eventId: event.id, type: event.type, session: session.id };
-    const workspace = session.client_reference_id || session.metadata?.workspace;
+    // The workspace as billing named it when it opened the session (its metadata, which only the API sets): a
+    // client_reference_id alone may come from a Payment Link's URL, where anyone can write any organisation's id.
+    const workspace = session.metadata?.workspace;
     const customer = refId(session.customer);
-    if (!workspace || !isWorkspaceKey(workspace) || !customer) {
+    if (!workspace || !isWorkspaceKey(workspace) || !customer || (session.client_reference_id && session.client_reference_id !== workspace)) {
       this.logger.warn({ ...log, customer }, 'checkout session without a workspace or a customer ignored');
       return;
     }
