@@ -83,12 +83,12 @@ export class MeterReporter extends PacedWorker {
     // No Stripe customer (Free, never subscribed): nothing to bill, nothing to meter.
     const unmetered = rows.filter((r) => !r.stripe_customer_id).map((r) => r.message_id);
     const metered = rows.filter((r) => r.stripe_customer_id);
-    const reported: string[] = [];
+    const reported: PendingRow[] = [];
     let next = 0;
     const reporter = async () => {
       while (next < metered.length && !this.shuttingDown) {
         const row = metered[next++];
-        if (await this.report(row)) reported.push(row.message_id);
+        if (await this.report(row)) reported.push(row);
       }
     };
     // Every reporter ends before the batch is marked, also when one fails (its row's write, say): none goes on calling Stripe unawaited.
@@ -100,7 +100,14 @@ export class MeterReporter extends PacedWorker {
     }
     if (unmetered.length) await this.ds.query(`UPDATE ledger SET meter_status = 'not_metered' WHERE message_id = ANY($1::uuid[])`, [unmetered]);
     if (reported.length) {
-      await this.ds.query(`UPDATE ledger SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1 WHERE message_id = ANY($1::uuid[])`, [reported]);
+      // Only as sent: an entry Stripe's error report queued again meanwhile (a replica that took it over when this
+      // claim ran out reported it, and Stripe dropped it) is still to be sent under its next identifier.
+      await this.ds.query(
+        `UPDATE ledger l SET meter_status = 'reported', reported_at = now(), meter_attempts = meter_attempts + 1
+           FROM unnest($1::uuid[], $2::int[]) AS r(id, resends)
+          WHERE l.message_id = r.id AND l.meter_status = 'pending' AND l.meter_resends = r.resends`,
+        [reported.map((r) => r.message_id), reported.map((r) => r.meter_resends)],
+      );
       this.reported.inc(reported.length);
     }
     // What went through is marked; the failed reporter's rest of the claim comes due again when it runs out.
