@@ -58,5 +58,15 @@ describe('invoices that Stripe voids or marks uncollectible', () => {
     const lineIn = async (period: string) => (await world.billing.app.get(InvoicesService).exportCsv(period)).split('\n').find((l) => l.startsWith(`${tag}-0001;`));
     expect(await lineIn('2026-12')).toBeUndefined();
     expect(await lineIn('2027-01')).toBe(`${tag}-0001;2027-01-01;15.00;2.85;17.85;EUR;${customer}`);
+
+    // Drafted on the month's last evening, finalised after midnight: the books count it by its finalisation.
+    const late = randomUUID().slice(0, 8).toUpperCase();
+    const drafted = Date.parse('2027-01-31T21:00:00Z') / 1000;
+    const finalized = Date.parse('2027-01-31T23:30:00Z') / 1000;
+    const renewal = { ...invoice, id: `in_${late}`, number: `${late}-0001`, created: drafted, status_transitions: { finalized_at: finalized, paid_at: finalized } };
+    await world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: 'invoice.paid', created: finalized, api_version: world.stripe.apiVersion, livemode: false, data: { object: renewal } });
+    const renewalIn = async (period: string) => (await world.billing.app.get(InvoicesService).exportCsv(period)).split('\n').find((l) => l.startsWith(`${late}-0001;`));
+    expect(await renewalIn('2027-01')).toBeUndefined();
+    expect(await renewalIn('2027-02')).toBe(`${late}-0001;2027-02-01;15.00;2.85;17.85;EUR;${customer}`);
   });
 });

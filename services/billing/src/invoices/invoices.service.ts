@@ -72,14 +72,16 @@ export class InvoicesService {
 
   /**
    * The bookkeeping export for one month: invoice number, date, net, tax, gross, currency, customer reference.
-   * Months and dates are German ones, as the books and the retention of invoices count them: an invoice of
-   * 31 December, 23:30 UTC is one of 1 January.
+   * An invoice's date is when it was finalised (its draft may be of the month before: it would then be in neither
+   * month's file); months and dates are German ones, as the books and the retention of invoices count them: an
+   * invoice of 31 December, 23:30 UTC is one of 1 January.
    */
   async exportCsv(period: string): Promise<string> {
     const rows = await this.ds.query(
       // Net is after discounts (the subtotal is before): net + tax = gross, also on a credit.
-      `SELECT number, stripe_invoice_id, to_char(created_at AT TIME ZONE 'Europe/Berlin', 'YYYY-MM-DD') AS day, coalesce(net, total - tax) AS net, tax, total, currency, customer_ref FROM invoices
-        WHERE to_char(created_at AT TIME ZONE 'Europe/Berlin', 'YYYY-MM') = $1 AND status IN ('paid', 'open', 'uncollectible') ORDER BY created_at, number`,
+      `SELECT number, stripe_invoice_id, to_char(dated AT TIME ZONE 'Europe/Berlin', 'YYYY-MM-DD') AS day, coalesce(net, total - tax) AS net, tax, total, currency, customer_ref
+         FROM (SELECT *, coalesce(finalized_at, created_at) AS dated FROM invoices) i
+        WHERE to_char(dated AT TIME ZONE 'Europe/Berlin', 'YYYY-MM') = $1 AND status IN ('paid', 'open', 'uncollectible') ORDER BY dated, number`,
       [period],
     );
     const lines = ['invoice_number;date;net;tax;gross;currency;customer_reference'];

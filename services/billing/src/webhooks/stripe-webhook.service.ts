@@ -92,6 +92,8 @@ const invoice = z.looseObject({
   amount_paid: money,
   hosted_invoice_url: storableText(2048).nullish(),
   created: unixTime,
+  /** When it was finalised: the date the books count it by (`created` is its draft's). */
+  status_transitions: z.looseObject({ finalized_at: unixTime.nullish() }).nullish(),
 });
 
 // Only counted and logged: lenient, but the lists the handler walks must be lists.
@@ -411,13 +413,14 @@ export class StripeWebhookService {
     // one restricted before still follows Stripe (paid, voided), since the books are what it is kept for.
     const erased = isPseudonym(workspace);
     await em.query(
-      `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, net, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version, restricted)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, to_timestamp($13), $14, $15)
+      `INSERT INTO invoices (stripe_invoice_id, workspace, number, status, currency, subtotal, net, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at, stripe_version, restricted, finalized_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, to_timestamp($13), $14, $15, to_timestamp($16))
        ON CONFLICT (stripe_invoice_id) DO UPDATE SET number = EXCLUDED.number, status = EXCLUDED.status, subtotal = EXCLUDED.subtotal,
+         finalized_at = coalesce(EXCLUDED.finalized_at, invoices.finalized_at),
          net = EXCLUDED.net, tax = EXCLUDED.tax, total = EXCLUDED.total, amount_paid = EXCLUDED.amount_paid,
          hosted_invoice_url = CASE WHEN invoices.restricted THEN NULL ELSE EXCLUDED.hosted_invoice_url END, stripe_version = EXCLUDED.stripe_version
        WHERE invoices.stripe_version <= EXCLUDED.stripe_version`,
-      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, net, tax, total, inv.amount_paid ?? 0, erased ? workspace : customer, erased ? null : (inv.hosted_invoice_url ?? null), inv.created, version, erased],
+      [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, net, tax, total, inv.amount_paid ?? 0, erased ? workspace : customer, erased ? null : (inv.hosted_invoice_url ?? null), inv.created, version, erased, inv.status_transitions?.finalized_at ?? null],
     );
     if (failed && !erased) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
   }
