@@ -7,7 +7,12 @@ import type { EntityManager } from 'typeorm';
  * was written. Held until the transaction ends.
  */
 export async function lockSubject(em: EntityManager, userId: string, mode: 'shared' | 'exclusive'): Promise<void> {
-  await em.query(`SELECT ${mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock'}(hashtextextended($1, 0))`, [userId]);
+  await lockSubjects(em, [userId], mode);
+}
+
+/** `lockSubject` for several subjects in one statement (a batch of events naming many). */
+export async function lockSubjects(em: Pick<EntityManager, 'query'>, userIds: string[], mode: 'shared' | 'exclusive'): Promise<void> {
+  await em.query(`SELECT ${mode === 'shared' ? 'pg_advisory_xact_lock_shared' : 'pg_advisory_xact_lock'}(hashtextextended(u, 0)) FROM unnest($1::text[]) AS u`, [userIds]);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { ChatEvents, ERASED_USER, type EventEnvelope } from '@ally/contracts';
+import { lockSubjects } from '@ally/persistence';
 import { EventConsumers } from '@ally/platform';
 import { isPseudonym, Pseudonyms } from '../common/erased-subjects.js';
 import { workspaceKey } from '../common/workspace-key.js';
@@ -34,7 +35,7 @@ export class LedgerConsumer {
     const aliases = new Map([...new Set(parsed.map(({ d }) => d.userId))].map((userId) => [userId, this.pseudonyms.of(userId)]));
     // Each subject's lock, shared, as an erasure takes it exclusively: one running now is waited for (then its mark is
     // read below), and one after this batch finds its rows to rename; none books a row in between under their name.
-    await em.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended(u, 0)) FROM unnest($1::text[]) AS u`, [[...aliases.keys()]]);
+    await lockSubjects(em, [...aliases.keys()], 'shared');
     const erased = new Set<string>(
       (await em.query(`SELECT alias FROM erased_subjects WHERE alias = ANY($1::text[])`, [[...aliases.values()]])).map((r: { alias: string }) => r.alias),
     );

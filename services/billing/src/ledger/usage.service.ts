@@ -7,6 +7,9 @@ import { WorkspaceAccess } from '../common/workspace-access.service.js';
 import { currentPeriod } from '../common/workspace-key.js';
 import { QuotaService } from '../quota/quota.service.js';
 
+/** A cap for someone the organisation does not have (any more): it would never apply. */
+const notAMember = () => new ProblemError(400, 'userId is not a member of this organisation', { errors: [{ field: 'userId', message: 'must be a member of the organisation' }] });
+
 @Injectable()
 export class UsageService {
   constructor(
@@ -35,7 +38,7 @@ export class UsageService {
     // A cap for someone who is not a member would never apply (and would linger if they joined later, unasked).
     // (Removing one, null, stays possible for someone who has left.)
     if (input.monthlyTokens !== null && input.workspace !== 'private' && input.userId && input.userId !== actor.userId && !(await this.access.isMember(key, input.userId))) {
-      throw new ProblemError(400, 'userId is not a member of this organisation', { errors: [{ field: 'userId', message: 'must be a member of the organisation' }] });
+      throw notAMember();
     }
     const user = input.workspace === 'private' ? '' : (input.userId ?? '');
     if (input.monthlyTokens === null) await this.ds.query(`DELETE FROM caps WHERE workspace = $1 AND user_id = $2`, [key, user]);
@@ -44,7 +47,7 @@ export class UsageService {
         // A member's cap names them: not once their erasure ran here, nor while it runs (its lock, shared, waits for it).
         if (user) {
           await lockSubject(em, user, 'shared');
-          if (await isErased(em, this.pseudonyms.of(user))) throw new ProblemError(400, 'userId is not a member of this organisation', { errors: [{ field: 'userId', message: 'must be a member of the organisation' }] });
+          if (await isErased(em, this.pseudonyms.of(user))) throw notAMember();
         }
         await em.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens, set_at = now()`, [key, user, input.monthlyTokens]);
       });

@@ -41,11 +41,7 @@ export class CompatService {
       const started = await this.trackFromStart(actor, workspace, request);
       stop = started.stop;
       const plan = started.prepared;
-      const progress: StreamProgress = { text: '' };
-      const result = await this.completions.complete(plan, cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal, progress).catch(async (err) => {
-        await this.completions.billUnread(plan, progress);
-        throw err;
-      });
+      const result = await this.completions.complete(plan, cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal);
       const id = randomUUID();
       await this.completions.recordUsage(id, plan, result);
       return {

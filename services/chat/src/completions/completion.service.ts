@@ -112,11 +112,17 @@ export class CompletionService {
 
   /**
    * The whole answer at once, for a caller that does not stream: taken from the provider as a stream all the same,
-   * so an answer stopped halfway (its client left, the replica stops, the provider broke off) has the text generated
-   * so far in `progress`, to bill as a streamed one's is (`partial`). Fallback as for `stream`.
+   * so an answer stopped halfway (its client left, the replica stops, the provider broke off) is billed for the text
+   * generated so far, as a streamed one is; its client read none of it, so nothing else is kept. Fallback as for `stream`.
    */
-  async complete(plan: Plan, signal?: AbortSignal, progress: StreamProgress = { text: '' }): Promise<CompletionResult> {
-    return this.stream(plan, { delta: async () => undefined }, signal, progress);
+  async complete(plan: Plan, signal?: AbortSignal): Promise<CompletionResult> {
+    const progress: StreamProgress = { text: '' };
+    try {
+      return await this.stream(plan, { delta: async () => undefined }, signal, progress);
+    } catch (err) {
+      await this.billUnread(plan, progress);
+      throw err;
+    }
   }
 
   /**
@@ -183,8 +189,8 @@ export class CompletionService {
   }
 
   /**
-   * An answer that stopped before its client read any of it (a non-streamed one always, the client was told the
-   * call failed): nothing to keep, but the tokens the provider generated are billed.
+   * An answer that stopped before its client read any of it (a non-streamed one always; a streamed one whose client
+   * was told the call failed): nothing to keep, but the tokens the provider generated are billed.
    */
   async billUnread(plan: Plan, progress: StreamProgress): Promise<void> {
     const partial = this.partial(plan, progress);

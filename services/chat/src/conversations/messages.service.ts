@@ -49,14 +49,7 @@ export class MessagesService {
       stop = started.stop;
       const turn = started.prepared;
       const signal = cancellation ? AbortSignal.any([cancellation.signal, stop.signal]) : stop.signal;
-      const progress: StreamProgress = { text: '' };
-      let result: CompletionResult;
-      try {
-        result = await this.completions.complete(turn.plan, signal, progress);
-      } catch (err) {
-        await this.completions.billUnread(turn.plan, progress);
-        throw err;
-      }
+      const result = await this.completions.complete(turn.plan, signal);
       return await this.saveOrBill(turn, result.text, result, 'complete');
     } finally {
       cancellation?.close();
@@ -106,7 +99,7 @@ export class MessagesService {
     } catch (err) {
       // The user left, or the provider stopped mid-answer: keep what they saw, marked as aborted, and bill what was generated.
       const partial = this.completions.partial(turn.plan, progress);
-      if (partial && publisher.unread) {
+      if (publisher.unread) {
         await this.completions.billUnread(turn.plan, progress);
       } else if (partial) {
         await this.saveOrBill(turn, partial.text, partial, 'aborted').catch((e) =>

@@ -163,9 +163,7 @@ export class AuthService {
       [userId, newEmail],
     );
     if (!moved) throw emailTaken();
-    await this.tokens.invalidate(em, userId, 'verify_email');
-    await this.tokens.invalidate(em, userId, 'password_reset');
-    await this.tokens.invalidate(em, userId, 'email_change');
+    await this.tokens.invalidate(em, userId);
     await this.outbox.append(em, 'identity.user.email-changed', { userId, previousEmail: user.email, newEmail, firstName: user.firstName, locale: user.locale }, { subject: { userId } });
     // Its first confirmed address (a typo at registration, mended): welcomed there, as a confirmation would have.
     if (!user.emailVerifiedAt) {

@@ -36,8 +36,8 @@ export class OneTimeTokensService {
     return { userId: row.user_id, purpose: row.purpose, newEmail: row.new_email };
   }
 
-  /** A new reset supersedes older ones; a reset ends all of them. */
-  async invalidate(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose): Promise<void> {
-    await em.getRepository(OneTimeTokenEntity).update({ userId, purpose, usedAt: IsNull() }, { usedAt: new Date() });
+  /** A new reset supersedes older ones; a reset ends all of them. Without `purpose`: every link of the account. */
+  async invalidate(em: EntityManager, userId: string, purpose?: OneTimeTokenPurpose): Promise<void> {
+    await em.getRepository(OneTimeTokenEntity).update({ userId, ...(purpose ? { purpose } : {}), usedAt: IsNull() }, { usedAt: new Date() });
   }
 }

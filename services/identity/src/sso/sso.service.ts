@@ -13,6 +13,7 @@ import { announceResidency } from '../users/residency-event.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
 import { setUpWithoutProof, UserEntity } from '../users/user.entity.js';
+import { OneTimeTokensService } from '../auth/one-time-tokens.service.js';
 import { UsersRepository } from '../users/users.repository.js';
 import { SsoIdentityEntity } from './sso-identity.entity.js';
 import { SsoStateEntity } from './sso-state.entity.js';
@@ -36,6 +37,7 @@ export class SsoService {
     private readonly throttle: LoginThrottleService,
     private readonly apiKeys: ApiKeysService,
     private readonly outbox: IdentityOutbox,
+    private readonly tokens: OneTimeTokensService,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
@@ -180,7 +182,7 @@ export class SsoService {
     await this.sessions.revokeAllForUser(em, user.id, 'address proven by single sign-on');
     await this.apiKeys.revokeAllForUser(em, user.id);
     // And every link still waiting: one could move the account to the squatter's address.
-    await em.query(`UPDATE one_time_tokens SET used_at = now() WHERE user_id = $1 AND used_at IS NULL`, [user.id]);
+    await this.tokens.invalidate(em, user.id);
     await restoreOwnerDefaults(em, this.outbox, user);
     // Welcomed once: an address confirmed by its link before (a squatter's password in place) was welcomed then.
     if (!user.emailVerifiedAt) {

@@ -3,6 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { PrivacyEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 import { isErasedSubject } from './erasure-mark.js';
+import { keepPause } from './restrictions.consumer.js';
 
 const DELIVERY_LOG = 'delivery-log';
 
@@ -27,17 +28,12 @@ export class ObjectionsConsumer {
     if (event.type === 'privacy.subject.objected') {
       const d = PrivacyEvents['privacy.subject.objected'].parse(event.data);
       if (!d.categories.includes(DELIVERY_LOG) || (await isErasedSubject(em, d.userId))) return;
-      // An objection decided already (this event came again after its decision) stays as decided.
-      await em.query(`INSERT INTO restrictions (request_id, user_id, scope) VALUES ($1, $2, 'all') ON CONFLICT (request_id) DO NOTHING`, [d.requestId, d.userId]);
-      return;
+      // Of the whole account: mail belongs to no workspace.
+      return keepPause(em, { ...d, scope: 'all' }, false);
     }
     const d = PrivacyEvents['privacy.request.decided'].parse(event.data);
     if (d.type !== 'objection' || d.decision !== 'reject' || (await isErasedSubject(em, d.userId))) return;
-    // Rejected: mail resumes, also when this arrives before the objection itself (a redelivery).
-    await em.query(
-      `INSERT INTO restrictions (request_id, user_id, scope, lifted_at) VALUES ($1, $2, 'all', now())
-       ON CONFLICT (request_id) DO UPDATE SET lifted_at = coalesce(restrictions.lifted_at, now())`,
-      [d.requestId, d.userId],
-    );
+    // Rejected: mail resumes.
+    await keepPause(em, { ...d, scope: 'all' }, true);
   }
 }

@@ -19,13 +19,20 @@ export class RestrictionsConsumer {
     const lifted = event.type === 'privacy.subject.restriction-lifted';
     const d = PrivacyEvents[lifted ? 'privacy.subject.restriction-lifted' : 'privacy.subject.restricted'].parse(event.data);
     if (await isErasedSubject(em, d.userId)) return;
-    // A lift that arrives before its restriction (a redelivery) stays a lift.
-    await em.query(
-      `INSERT INTO restrictions (request_id, user_id, scope, lifted_at) VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)
-       ON CONFLICT (request_id) DO UPDATE SET lifted_at = coalesce(restrictions.lifted_at, EXCLUDED.lifted_at)`,
-      [d.requestId, d.userId, d.scope, lifted],
-    );
+    await keepPause(em, d, lifted);
   }
+}
+
+/**
+ * A request's pause of the mails its subject may do without (a restriction, an objection), or its end (`lifted`).
+ * An end that arrives before its pause (a redelivery) stays an end; a pause again after its end changes nothing.
+ */
+export async function keepPause(em: EntityManager, request: { requestId: string; userId: string; scope: string }, lifted: boolean): Promise<void> {
+  await em.query(
+    `INSERT INTO restrictions (request_id, user_id, scope, lifted_at) VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END)
+     ON CONFLICT (request_id) DO UPDATE SET lifted_at = coalesce(restrictions.lifted_at, EXCLUDED.lifted_at)`,
+    [request.requestId, request.userId, request.scope, lifted],
+  );
 }
 
 /**

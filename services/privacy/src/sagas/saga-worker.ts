@@ -138,7 +138,8 @@ export class SagaWorker extends PacedWorker {
    */
   private async renewLease(step: ClaimedStep, progress?: ErasureProgress): Promise<void> {
     const [, renewed] = await this.ds.query(
-      `UPDATE request_steps SET lease_until = now() + make_interval(secs => $4), progress = coalesce($5::jsonb, progress)
+      `UPDATE request_steps SET lease_until = now() + make_interval(secs => $4),
+              progress = CASE WHEN $5::jsonb IS NULL THEN progress ELSE coalesce(progress, '{}'::jsonb) || $5::jsonb END
         WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
       [step.requestId, step.service, step.attempts, this.config.PRIVACY_STEP_LEASE_MS / 1000, progress ? JSON.stringify(progress) : null],
     );

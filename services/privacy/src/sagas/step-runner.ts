@@ -23,10 +23,10 @@ export interface ErasureProgress {
 }
 
 /**
- * Keeps the step's lease, and with an erasure's slices what they deleted so far;
+ * Keeps the step's lease, and with an erasure's slices what they deleted so far (merged into what the step keeps);
  * throws once another worker took the step.
  */
-export type StillMine = (progress?: ErasureProgress) => Promise<void>;
+export type StillMine = (progress?: Omit<ErasureProgress, 'continued'>) => Promise<void>;
 
 /** A sliced erasure that still had more to delete after an attempt's calls: asked again at the next attempt. */
 export class ErasureContinues extends Error {
@@ -79,7 +79,7 @@ export class StepRunner {
       for (const [k, v] of Object.entries(erased.affected)) affected[k] = (affected[k] ?? 0) + (Number(v) || 0);
       for (const p of erased.processorsNotified ?? []) told.add(p.toLowerCase());
       if (erased.more !== true) break;
-      await stillMine({ affected, told: [...told], ...(step.progress?.continued ? { continued: step.progress.continued } : {}) });
+      await stillMine({ affected, told: [...told] });
       if (slices >= this.config.PRIVACY_ERASE_SLICES_PER_ATTEMPT) throw new ErasureContinues(step.service, slices);
     }
     // Art. 19: the processors of this service's categories that keep copies of their own.
