@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { privacyRpcs } from '@ally/contracts';
 import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
+import { RpcClient } from '@ally/messaging';
 import { notifyService } from '@ally/notify';
 import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { expectProblem } from './problem-assertions.js';
@@ -14,6 +16,7 @@ describe('changing the address of an account', () => {
   let env: TestEnv;
   let brevo: BrevoEmulator;
   let http: ReturnType<typeof httpClient>;
+  let rpc: RpcClient;
 
   beforeAll(async () => {
     env = await createTestEnv();
@@ -22,9 +25,12 @@ describe('changing the address of an account', () => {
     await env.start(identityService, { LOGIN_MAX_FAILURES_PER_ACCOUNT: '3' });
     await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
     http = httpClient((await env.start(gatewayService, { NODE_ENV: 'development' })).url);
+    rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
   });
 
   afterAll(async () => {
+    await rpc?.close();
     await env?.close();
     await brevo?.close();
   });
@@ -114,5 +120,27 @@ describe('changing the address of an account', () => {
     const reset = await tokenMailedTo('hans.richtig@example.eu', /password/i);
     expect((await http.post('/v1/auth/password/reset', { token: reset, password: 'Ein ganz neues Passwort 9' })).status).toBe(204);
     expectProblem(await http.post('/v1/auth/verify-email', { token: waiting }), 400, ['token']);
+  });
+
+  it("has Brevo delete, at the account's erasure, its logs of mails to the addresses the account had before", async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'ida.frueher@example.eu', password: PASSWORD, firstName: 'Ida', lastName: 'Imker', locale: 'en' });
+    const token: string = reg.body.accessToken;
+    expect((await http.post('/v1/auth/verify-email', { token: await tokenMailedTo('ida.frueher@example.eu', /confirm/i) })).status).toBe(204);
+    expect((await http.post('/v1/me/email', { email: 'ida.jetzt@example.eu', password: PASSWORD }, token)).status).toBe(202);
+    expect((await http.post('/v1/auth/verify-email', { token: await tokenMailedTo('ida.jetzt@example.eu', /new email address/) })).status).toBe(204);
+    // A change asked for and never confirmed mailed a third address.
+    expect((await http.post('/v1/me/email', { email: 'ida.vertippt@example.eu', password: PASSWORD }, token)).status).toBe(202);
+    await tokenMailedTo('ida.vertippt@example.eu', /new email address/);
+    await waitFor(async () => brevo.mails('ida.frueher@example.eu').find((m) => /changed/.test(m.subject ?? '')), 'the notice to the old address');
+    // Every mail handed to Brevo has its message id in the log before the erasure asks for it.
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.deliveries WHERE user_id = $1 AND status IN ('pending', 'sending')`, [reg.body.user.id])).length ? undefined : true), 'every mail sent');
+
+    const erased = await rpc.call(privacyRpcs('notify').erase, { userId: reg.body.user.id, scope: 'all' }, { timeoutMs: 10_000 });
+    expect(erased).toMatchObject({ processorsNotified: ['brevo'] });
+    for (const address of ['ida.frueher@example.eu', 'ida.jetzt@example.eu', 'ida.vertippt@example.eu']) {
+      expect(brevo.mails(address)).toEqual([]);
+      // Deleted from Brevo's logs, not unsent: each address got its mails.
+      expect(brevo.delivered(address).length).toBeGreaterThan(0);
+    }
   });
 });

@@ -35,10 +35,13 @@ export class BrevoMailer implements OnModuleInit {
     }
   }
 
-  /** Erasure (Art. 17/19): Brevo deletes its transactional logs of this address. Nothing to delete is fine. */
-  async deleteLogs(address: string): Promise<void> {
+  /**
+   * Erasure (Art. 17/19): Brevo deletes its transactional logs of an address, or the one of a mail (its message
+   * id, `<…@…>`). Nothing to delete is fine.
+   */
+  async deleteLogs(identifier: string): Promise<void> {
     try {
-      await this.client.transactionalEmails.deleteAnSmtpTransactionalLog({ identifier: address });
+      await this.client.transactionalEmails.deleteAnSmtpTransactionalLog({ identifier });
     } catch (err) {
       if (!(err instanceof BrevoError && err.statusCode === 404)) throw err;
     }

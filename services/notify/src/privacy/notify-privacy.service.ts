@@ -111,13 +111,22 @@ export class NotifyPrivacyService {
     // Brevo keeps its logs by address, with the account's own mails among them: they go whoever registered it
     // (nobody loses anything by it but a record of what Ally sent).
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
+    // Mails to an address the account no longer has (before a change of address, or a change's link to one never
+    // confirmed) are logged under that address, which notify does not keep: they go one by one, by the message ids
+    // the delivery log still holds.
+    const current = contacts.flatMap((c) => this.addresses.all(c.email));
+    const elsewhere: { provider_message_id: string }[] = await this.ds.query(
+      `SELECT DISTINCT provider_message_id FROM deliveries WHERE user_id = $1 AND provider_message_id LIKE '<%@%>' AND recipient_hash <> ALL($2::text[])`,
+      [userId, current],
+    );
+    for (const { provider_message_id } of elsewhere) await this.mailer.deleteLogs(provider_message_id);
     const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR recipient_hash = ANY($2::text[])`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     // The suppression list outlives the account (an objection to mail holds for the address): under the keyed hash,
     // the one later mails are checked against, now that the address is at hand for the last time.
     for (const c of contacts) await this.addresses.upgradeSuppression(this.ds, c.email);
     await forgetSubjectInOutbox(this.ds, userId);
-    return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length ? { processorsNotified: ['brevo'] } : {}) };
+    return { service: 'notify', affected: { 'delivery-log': unsent + Number(deleted) }, ...(contacts.length || elsewhere.length ? { processorsNotified: ['brevo'] } : {}) };
   }
 
   /**

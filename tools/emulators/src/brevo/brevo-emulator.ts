@@ -26,7 +26,7 @@ export interface Fault {
 export interface BrevoEmulator extends EmulatorServer {
   /** Base URL to give the SDK (`…/v3`). */
   apiUrl: string;
-  /** Brevo's logs: what it took, less what a log deletion (`DELETE /v3/smtp/log/:address`) removed. */
+  /** Brevo's logs: what it took, less what a log deletion (`DELETE /v3/smtp/log/:identifier`, an address or a message id) removed. */
   mails(to?: string): EmulatedMail[];
   /** What reached the inboxes: a mail stays delivered after Brevo deletes its log. */
   delivered(to?: string): EmulatedMail[];
@@ -98,9 +98,12 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
     const log = /^\/v3\/smtp\/log\/(.+)$/.exec(url.pathname);
     if (log && req.method === 'DELETE') {
       if (!req.headers['api-key']) return { status: 401, body: { code: 'unauthorized', message: 'Key not found' } };
-      const address = decodeURIComponent(log[1]).toLowerCase();
+      // Brevo's identifier: a message id (`<…@…>`) names one mail, an address every mail to it.
+      const identifier = decodeURIComponent(log[1]);
+      const address = identifier.toLowerCase();
+      const named = identifier.startsWith('<') ? (m: EmulatedMail) => m.messageId === identifier : (m: EmulatedMail) => m.to.some((t) => t.email.toLowerCase() === address);
       const before = mails.length;
-      for (let i = mails.length - 1; i >= 0; i--) if (mails[i].to.some((t) => t.email.toLowerCase() === address)) mails.splice(i, 1);
+      for (let i = mails.length - 1; i >= 0; i--) if (named(mails[i])) mails.splice(i, 1);
       return before === mails.length ? { status: 404, body: { code: 'document_not_found', message: 'No logs found for this identifier' } } : { status: 204 };
     }
     if (url.pathname !== '/v3/smtp/email' || req.method !== 'POST') {
