@@ -155,4 +155,17 @@ describe('Stripe webhooks of an unexpected shape', () => {
     await expect(send(body)).resolves.toEqual({ received: true, duplicate: true });
     expect(await world.env.sql(`SELECT 1 FROM billing.outbox WHERE type = 'billing.subscription.changed' AND payload::text LIKE $1`, [`%${workspace}%`])).toHaveLength(1);
   });
+
+  it("takes the seats from the item priced as a plan, whatever the subscription's other items", async () => {
+    const { workspace, customer } = await workspaceWithCustomer();
+    // An add-on an operator put on the subscription in Stripe's dashboard comes first.
+    const sub = await world.sdk.subscriptions.create({
+      customer,
+      items: [{ price: 'price_priority_support', quantity: 1 }, { price: 'price_team_monthly', quantity: 4 }],
+      metadata: { workspace },
+    });
+    await expect(send(event('customer.subscription.created', sub))).resolves.toEqual({ received: true, duplicate: false });
+    const seatItem = sub.items.data.find((i) => i.price.id === 'price_team_monthly')!;
+    expect((await world.env.sql(`SELECT plan, seats, stripe_item_id FROM billing.subscriptions WHERE workspace = $1`, [workspace]))[0]).toEqual({ plan: 'team', seats: 4, stripe_item_id: seatItem.id });
+  });
 });

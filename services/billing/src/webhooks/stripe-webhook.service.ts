@@ -319,7 +319,9 @@ export class StripeWebhookService {
     const workspace = await this.workspaceOf(em, log, refId(sub.customer), known?.workspace ?? (sub.metadata?.workspace || undefined));
     if (!workspace) return;
     const version = this.version(event);
-    const item = sub.items?.data?.[0];
+    // The seat item is the one priced as a plan (a subscription may carry others: an add-on, metered usage).
+    const items = sub.items?.data ?? [];
+    const item = items.find((i) => this.plans.byPrice(i.price?.id)) ?? items[0];
     const plan = this.plans.byPrice(item?.price?.id)?.id ?? sub.metadata?.plan ?? 'free';
     const periodEnd = item?.current_period_end ?? sub.current_period_end;
     const seats = item?.quantity ?? 1;
