@@ -7,7 +7,7 @@ import { AnswersInFlight, chatService, CompletionService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, type TestEnv } from '@ally/testing';
+import { createTestEnv, httpClient, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
 import { chatEnv } from './service-env.js';
 
@@ -162,6 +162,64 @@ describe('a deployment reporting a region outside the EU, with two chat replicas
     const id = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
     for (let i = 0; i < 8; i++) expect((await http.post(`/v1/conversations/${id}/messages`, { content: `#tokens=3 Frage ${i}` }, token)).status).toBe(201);
     expect(llm.requests({ kind: 'azure' }).filter((r) => r.endpoint === 'gpt-4o-mini-swc')).toHaveLength(1);
+  });
+});
+
+/**
+ * A quarantine outlives the replica that found out, and ends only by a probe
+ * that carries nobody's prompt: no EU-only prompt goes to find out whether the
+ * resource serves in the EU again.
+ */
+describe('a deployment kept from EU-only callers after it reported a region outside the EU', () => {
+  let env: TestEnv;
+  let llm: OpenAIEmulator;
+  let http: ReturnType<typeof httpClient>;
+  const regions: Record<string, string> = { 'gpt-4o-mini-swc': 'eastus' };
+  let first: RunningService;
+  let replica: Record<string, string>;
+
+  beforeAll(async () => {
+    env = await createTestEnv();
+    llm = await startOpenAIEmulator({ azureRegions: regions });
+    await env.start(identityService);
+    // One key-encryption key for both replicas, as in the cluster.
+    replica = chatEnv(llm, { QUOTA_PROVIDER: 'none', OUTSIDE_EU_RECHECK_MS: '300' });
+    first = await env.start(chatService, replica);
+    http = httpClient((await env.start(gatewayService)).url);
+  });
+
+  afterAll(async () => {
+    await env?.close();
+    await llm?.close();
+  });
+
+  const toSweden = () => llm.requests({ endpoint: 'gpt-4o-mini-swc' });
+  const isProbe = (r: { messages?: unknown; stream?: boolean }) => JSON.stringify(r.messages) === JSON.stringify([{ role: 'user', content: 'ping' }]) && !r.stream;
+  const probes = () => toSweden().filter(isProbe);
+
+  it('stays so on a replica started afterwards and while its probes find it outside the EU, and is used again once they find it in the EU', async () => {
+    const token = (await http.post('/v1/auth/register', { email: 'sonde@example.eu', password: PASSWORD, firstName: 'Nele', lastName: 'Moor' })).body.accessToken as string;
+    const id = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
+    const ask = async (content: string) => {
+      const answer = await http.post(`/v1/conversations/${id}/messages`, { content }, token);
+      expect(answer.status).toBe(201);
+      return answer.body.residency;
+    };
+    expect(await ask('#tokens=3 Wo bist du?')).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', alsoSentTo: [{ deployment: SWEDEN, reportedRegion: 'East US' }] });
+    expect(await env.sql(`SELECT deployment_id, reported_region FROM chat.outside_eu_deployments`)).toEqual([{ deployment_id: SWEDEN, reported_region: 'East US' }]);
+
+    // The replica that found out goes (a rollout); the one that takes over knows from the start.
+    await env.start(chatService, replica);
+    await env.stop(first);
+    await waitFor(async () => probes().length >= 2 || undefined, 'two probes');
+    for (let i = 0; i < 3; i++) expect(await ask(`#tokens=3 Frage ${i}`)).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+    // What reached it since the first prompt were probes, and nothing of anyone's.
+    expect(toSweden().slice(1).every(isProbe)).toBe(true);
+
+    // The resource is mended: the next probe releases it, and EU-only prompts go to it first again.
+    delete regions['gpt-4o-mini-swc'];
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM chat.outside_eu_deployments`)).length === 0 ? true : undefined), 'the release');
+    await waitFor(async () => ((await ask('#tokens=3 Und jetzt?')).deployment === SWEDEN ? true : undefined), 'Sweden Central to answer again', 2_000);
   });
 });
 

@@ -26,6 +26,11 @@ export const chatConfigSchema = baseConfigSchema
     /** `billing` asks billing's quota RPC before each call; `none` allows everything (tests of chat alone). */
     QUOTA_PROVIDER: z.enum(['billing', 'none']).default('billing'),
     QUOTA_CACHE_MS: z.coerce.number().int().min(0).default(5_000),
+    /**
+     * How often a deployment configured as EU that reported a region outside the EU is probed (a request without
+     * personal data) to find out whether it serves in the EU again; until then EU-only callers do not reach it.
+     */
+    OUTSIDE_EU_RECHECK_MS: z.coerce.number().int().min(100).default(15 * 60_000),
     /** Assistants one workspace may have (a user's private ones, an organisation's): each may hold 20,000 characters of instructions. */
     MAX_ASSISTANTS_PER_WORKSPACE: z.coerce.number().int().min(1).default(200),
   })

@@ -21,3 +21,6 @@ const EU_AZURE_REGIONS = new Set([
 ]);
 
 export const isEuRegion = (name: string): boolean => EU_AZURE_REGIONS.has(name.toLowerCase().replace(/[\s_-]/g, ''));
+
+/** An EU deployment that did not report a region outside the EU (Azure's `x-ms-region`; others report none). */
+export const servedInEu = (d: { euResident: boolean }, reportedRegion: string | null): boolean => d.euResident && (reportedRegion === null || isEuRegion(reportedRegion));

@@ -5,13 +5,10 @@ import type { Deployment } from './model-catalog.js';
 
 export const CATALOG = Symbol('CATALOG');
 
-/** How long a deployment configured as EU that reported a region outside the EU is kept from EU-only callers. */
-const OUTSIDE_EU_QUARANTINE_MS = 15 * 60_000;
-
 /** Which deployments a policy allows, best first. Never a silent route outside the EU. */
 @Injectable()
 export class RouterService {
-  /** Deployment id → until when it is not EU-resident for routing, whatever the catalog says. */
+  /** Deployments configured as EU that reported a region outside the EU (OutsideEuQuarantine keeps the list), and since when this replica knows. */
   private readonly reportedOutsideEu = new Map<string, number>();
 
   /** The widest context window of any deployment: no conversation sends more history than this. */
@@ -21,24 +18,43 @@ export class RouterService {
     this.largestContextWindow = catalog.reduce((widest, d) => Math.max(widest, d.contextWindow), 0);
   }
 
+  /** The deployment behind an id of the catalog, if it still has one. */
+  deployment(id: string): Deployment | undefined {
+    return this.catalog.find((d) => d.id === id);
+  }
+
   /**
    * A deployment configured as EU said it served from outside the EU. Every
    * prompt sent to it has left the EU before its answer can be dropped, so
-   * EU-only callers are not routed to it again for a while (one prompt per
-   * period finds out whether it still does; OutsideEuQuarantine tells every replica), not at every request.
+   * EU-only callers are not routed to it again until a probe finds it back in the EU.
    */
   quarantineOutsideEu(deploymentId: string): void {
-    this.reportedOutsideEu.set(deploymentId, Date.now() + OUTSIDE_EU_QUARANTINE_MS);
+    if (!this.reportedOutsideEu.has(deploymentId)) this.reportedOutsideEu.set(deploymentId, Date.now());
   }
 
-  /** EU-resident as far as routing knows now: configured so, and not reported outside the EU lately. */
+  /** Whether the deployment is kept from EU-only callers (it reported a region outside the EU). */
+  quarantined(deploymentId: string): boolean {
+    return this.reportedOutsideEu.has(deploymentId);
+  }
+
+  /** A probe found it serving in the EU again. */
+  releaseOutsideEu(deploymentId: string): void {
+    this.reportedOutsideEu.delete(deploymentId);
+  }
+
+  /**
+   * The quarantined deployments as the database lists them. One this replica heard of in the last `pendingMs`
+   * stays even when missing there: its row may still be on its way.
+   */
+  replaceOutsideEu(deploymentIds: string[], pendingMs: number): void {
+    const listed = new Set(deploymentIds);
+    for (const [id, since] of this.reportedOutsideEu) if (!listed.has(id) && since < Date.now() - pendingMs) this.reportedOutsideEu.delete(id);
+    for (const id of listed) this.quarantineOutsideEu(id);
+  }
+
+  /** EU-resident as far as routing knows now: configured so, and not reported outside the EU since its last probe. */
   isEuResidentNow(d: Deployment): boolean {
-    if (!d.euResident) return false;
-    const until = this.reportedOutsideEu.get(d.id);
-    if (until === undefined) return true;
-    if (until > Date.now()) return false;
-    this.reportedOutsideEu.delete(d.id);
-    return true;
+    return d.euResident && !this.reportedOutsideEu.has(d.id);
   }
 
   allowed(policy: RoutingPolicy): Deployment[] {

@@ -16,7 +16,7 @@ import { ContentFilterService, type CompletionParams, type PreparedRequest, type
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate, type QuotaReservation } from '../quota/quota.gate.js';
-import { isEuRegion } from '../catalog/eu-regions.js';
+import { servedInEu } from '../catalog/eu-regions.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';
 import { completionChunks } from './provider-stream.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
@@ -272,8 +272,6 @@ export class CompletionService {
     const moderations = new Map<string, Promise<void>>();
     const strays: Stray[] = [];
     for (const [attempt, d] of plan.candidates.entries()) {
-      // The route decides what leaves the EU: a non-EU deployment sees redacted personal data.
-      const request = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU, plan.params);
       let sent = false;
       try {
         // A fallback, and any deployment outside the EU, follows the policy of now: EU-only may have been switched
@@ -298,6 +296,9 @@ export class CompletionService {
           await moderations.get(moderator.id);
           if (!(await allowedNow('the prompt was moderated'))) continue;
         }
+        // The route decides what leaves the EU: a deployment outside it (also one quarantined while moderation ran)
+        // sees redacted personal data.
+        const request = this.filter.prepareFor(d, plan.messages, this.config.REDACT_PII_OUTSIDE_EU, plan.params);
         sent = true;
         return { ...(await call(d, this.clients.for(d), request, strays)), deployment: d };
       } catch (err) {
@@ -348,12 +349,12 @@ export class CompletionService {
 
   /**
    * Whether a deployment configured as EU-resident reported a region outside the EU (in an answer or an error);
-   * it is then kept from EU-only callers for a while.
+   * it is then kept from EU-only callers until OutsideEuQuarantine's probe finds it in the EU again.
    */
   private strayedOutsideEu(d: Deployment, reportedRegion: string | null): boolean {
     if (!d.euResident || servedInEu(d, reportedRegion)) return false;
-    this.quarantine.announce(d.id);
-    this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers for a while; check the catalog and the Azure resource');
+    this.quarantine.announce(d.id, reportedRegion!);
+    this.logger.error({ deployment: d.id, reportedRegion }, 'a deployment configured as EU-resident reported a region outside the EU; kept from EU-only callers until a probe finds it in the EU again; check the catalog and the Azure resource');
     return true;
   }
 
@@ -375,9 +376,6 @@ export class CompletionService {
     };
   }
 }
-
-/** An EU deployment that did not report a region outside the EU. */
-const servedInEu = (d: Deployment, reportedRegion: string | null) => d.euResident && (reportedRegion === null || isEuRegion(reportedRegion));
 
 /** What the caller hears when no deployment answered; the provider's own words stay in the log. */
 function failureProblem(err: unknown, model: string, started: boolean, retryAfter?: number): ProblemError {
