@@ -97,6 +97,8 @@ export class AssistantsService implements OnApplicationBootstrap {
     if (a.workspace === 'private') {
       if (a.createdBy !== actor.userId) throw notFound();
     } else {
+      // A membership identity has and chat's replica not yet (the member's first request) is fetched first.
+      if (!(await this.policies.isMember(actor, a.workspace))) throw notFound();
       const [m] = await this.ds.query(`SELECT role FROM memberships WHERE org_id = $1 AND user_id = $2`, [a.workspace, actor.userId]);
       if (!m) throw notFound();
       if (!managesOrg(m.role)) throw new ProblemError(403, "Only owners and admins delete the organisation's assistants");

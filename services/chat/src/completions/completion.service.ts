@@ -161,12 +161,13 @@ export class CompletionService {
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
         let finishReason: string | undefined;
         for await (const chunk of completionChunks(response, signal)) {
-          const delta = chunk.choices[0]?.delta?.content;
+          // An OpenAI-compatible endpoint may send a chunk without choices (usage only, a keep-alive).
+          const delta = chunk.choices?.[0]?.delta?.content;
           if (delta) {
             progress.text += delta;
             await on.delta(delta);
           }
-          finishReason = chunk.choices[0]?.finish_reason ?? finishReason;
+          finishReason = chunk.choices?.[0]?.finish_reason ?? finishReason;
           if (chunk.usage) usage = chunk.usage;
         }
         // A stream cut off by our abort may end quietly: a cut-off answer is not a complete one.

@@ -3,7 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { decodeCursor, encodeCursor, fitting, keysetPage, ProblemError, REPLY_PAGE_BYTES, type Actor, type ChatMessage, type Conversation, type ConversationWithMessages, type Page } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
-import { lockSubject } from '@ally/persistence';
+import { isForeignKeyViolation, lockSubject } from '@ally/persistence';
 import { AssistantsService } from '../assistants/assistants.service.js';
 import { AnswersInFlight } from '../completions/answers-in-flight.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
@@ -43,7 +43,13 @@ export class ConversationsService {
         createdAt: now,
         updatedAt: now,
       });
-      await em.getRepository(ConversationEntity).insert(row);
+      await em
+        .getRepository(ConversationEntity)
+        .insert(row)
+        .catch((err: unknown) => {
+          // Its assistant was deleted after it was found usable.
+          throw isForeignKeyViolation(err) ? new ProblemError(404, 'Assistant not found', { errors: [{ field: 'assistantId', message: 'was deleted meanwhile' }] }) : err;
+        });
       return this.toConversation(em, row);
     });
   }
