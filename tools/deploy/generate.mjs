@@ -29,9 +29,16 @@ async function load() {
   }
 }
 
+// Anything but no argument or `--check` (a typo, `--help`) says how to call it instead of writing the file.
+const args = process.argv.slice(2);
+if (args.length > 1 || (args.length === 1 && args[0] !== '--check')) {
+  console.error('usage: node tools/deploy/generate.mjs [--check]   (writes k8s/base/nats/authorization.conf; --check only compares)');
+  process.exit(2);
+}
+
 const { renderAuthorization } = await load();
 const rendered = renderAuthorization();
-if (process.argv.includes('--check')) {
+if (args[0] === '--check') {
   const current = await readFile(AUTHORIZATION_FILE, 'utf8').catch(() => '');
   if (current !== rendered) {
     console.error(`${AUTHORIZATION_FILE} is stale: run \`node tools/deploy/generate.mjs\``);

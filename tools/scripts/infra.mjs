@@ -1,7 +1,8 @@
 // Postgres and NATS on localhost: check them, and (for tests) start or install them.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
+import { connect as connectNats } from '@nats-io/transport-node';
 
 export const PG = { host: '127.0.0.1', port: 5432 };
 export const NATS = { host: '127.0.0.1', port: 4222 };
@@ -27,7 +28,13 @@ async function waitReachable(target, seconds) {
   return false;
 }
 
-const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
+/** Where `cmd` is on the PATH, or undefined. */
+const which = (cmd) => {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' });
+  return r.status === 0 ? r.stdout.trim() : undefined;
+};
+const has = (cmd) => which(cmd) !== undefined;
+const systemd = () => existsSync('/run/systemd/system');
 
 function aptInstall(pkg) {
   console.log(`[infra] installing ${pkg} from Debian's packages`);
@@ -37,41 +44,82 @@ function aptInstall(pkg) {
   if (r.status !== 0) throw new Error(`apt-get install ${pkg} failed`);
 }
 
-function postgresVersions() {
+export function postgresVersions() {
   return existsSync('/etc/postgresql') ? readdirSync('/etc/postgresql') : [];
 }
 
-/** Makes sure Postgres answers on 127.0.0.1:5432 with trust auth for local tests. */
+/** The tests' login (`postgres`, no password, over TCP) works: never a password prompt, also at a terminal. */
+const testsMayLogIn = () =>
+  has('psql') && spawnSync('psql', ['-w', '-h', PG.host, '-p', String(PG.port), '-U', 'postgres', '-d', 'postgres', '-c', 'select 1'], { stdio: 'ignore', env: { ...process.env, PGCONNECT_TIMEOUT: '5' } }).status === 0;
+
+/** Makes sure Postgres answers on 127.0.0.1:5432 and lets the tests' `postgres` in without a password. */
 export async function ensurePostgres() {
-  if (await reachable(PG)) return;
-  if (!has('pg_ctlcluster') || postgresVersions().length === 0) aptInstall('postgresql');
-  for (const version of postgresVersions()) {
-    console.log(`[infra] starting PostgreSQL ${version}`);
-    spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], { stdio: 'inherit' });
-    if (await waitReachable(PG, 20)) break;
-  }
-  if (!(await reachable(PG))) throw new Error('PostgreSQL could not be started on 127.0.0.1:5432');
-  // A fresh Debian install asks for passwords on TCP; the tests' own server is trusted locally.
-  try {
-    execFileSync('psql', ['-h', PG.host, '-U', 'postgres', '-c', 'select 1'], { stdio: 'ignore' });
-  } catch {
+  if (!(await reachable(PG))) {
+    if (!has('pg_ctlcluster') || postgresVersions().length === 0) aptInstall('postgresql');
     for (const version of postgresVersions()) {
-      const hba = `/etc/postgresql/${version}/main/pg_hba.conf`;
-      spawnSync('sh', ['-c', `sed -i -E 's/^(host\\s+all\\s+all\\s+127\\.0\\.0\\.1\\/32\\s+)\\S+/\\1trust/; s/^(local\\s+all\\s+all\\s+)\\S+/\\1trust/; s/^(local\\s+all\\s+postgres\\s+)\\S+/\\1trust/' ${hba}`]);
-      spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'reload'], { stdio: 'inherit' });
+      console.log(`[infra] starting PostgreSQL ${version}`);
+      spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], { stdio: 'inherit' });
+      if (await waitReachable(PG, 20)) break;
     }
+    if (!(await reachable(PG))) throw new Error('PostgreSQL could not be started on 127.0.0.1:5432');
+  }
+  if (testsMayLogIn()) return;
+  // A fresh Debian install asks for passwords on TCP; the tests' own server is trusted locally.
+  for (const version of postgresVersions()) {
+    const hba = `/etc/postgresql/${version}/main/pg_hba.conf`;
+    console.log(`[infra] trusting local connections in ${hba}`);
+    spawnSync('sh', ['-c', `sed -i -E 's/^(host\\s+all\\s+all\\s+127\\.0\\.0\\.1\\/32\\s+)\\S+/\\1trust/; s/^(local\\s+all\\s+all\\s+)\\S+/\\1trust/; s/^(local\\s+all\\s+postgres\\s+)\\S+/\\1trust/' ${hba}`]);
+    spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'reload'], { stdio: 'inherit' });
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  if (!testsMayLogIn()) throw new Error('PostgreSQL on 127.0.0.1:5432 refuses the tests\' login (postgres without a password): allow it in pg_hba.conf (trust for 127.0.0.1/32)');
+}
+
+/** 'on', 'off' (a server without -js), or why NATS could not be asked; `open` connects to it. */
+export async function jetStreamOf(open) {
+  let nc;
+  try {
+    nc = await open();
+    const reply = await nc.request('$JS.API.INFO', '', { timeout: 3_000 });
+    return reply.json().error ? 'off' : 'on';
+  } catch (err) {
+    // No responders: nothing serves the JetStream API.
+    return /no responders|503/i.test(String(err?.message ?? err)) || err?.code === '503' ? 'off' : String(err?.message ?? err);
+  } finally {
+    await nc?.close().catch(() => undefined);
   }
 }
 
+const localJetStream = () => jetStreamOf(() => connectNats({ servers: `${NATS.host}:${NATS.port}`, name: 'ally-test-preflight', timeout: 3_000 }));
+
 /** Makes sure nats-server with JetStream answers on 127.0.0.1:4222. */
 export async function ensureNats() {
-  if (await reachable(NATS)) return;
-  if (!has('nats-server')) aptInstall('nats-server');
+  if (await reachable(NATS)) {
+    const jetstream = await localJetStream();
+    if (jetstream === 'on') return;
+    // Debian's own service (its package starts it, and it comes back at boot) makes way for one with JetStream.
+    const debianService = jetstream === 'off' && systemd() && spawnSync('systemctl', ['is-active', '--quiet', 'nats-server']).status === 0;
+    if (debianService && spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' }).status === 0) return startNats();
+    throw new Error(
+      jetstream === 'off'
+        ? 'a NATS server without JetStream answers on 127.0.0.1:4222: stop it (Debian\'s service: `systemctl disable --now nats-server`) and run `npm test` again, which starts one with -js'
+        : `NATS on 127.0.0.1:4222 did not answer (${jetstream})`,
+    );
+  }
+  if (!has('nats-server')) {
+    aptInstall('nats-server');
+    // Debian's package starts its own service, without JetStream, on the same port.
+    if (systemd()) spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' });
+  }
+  return startNats();
+}
+
+async function startNats() {
   console.log('[infra] starting nats-server with JetStream');
   spawnSync('mkdir', ['-p', '/var/lib/nats-server']);
   const args = ['-a', NATS.host, '-p', String(NATS.port), '-js', '-sd', '/var/lib/nats-server', '-l', '/var/log/nats-server.log'];
   if (has('start-stop-daemon')) {
-    spawnSync('start-stop-daemon', ['--start', '--oknodo', '--background', '--exec', '/usr/sbin/nats-server', '--', ...args], { stdio: 'inherit' });
+    spawnSync('start-stop-daemon', ['--start', '--oknodo', '--background', '--exec', which('nats-server'), '--', ...args], { stdio: 'inherit' });
   } else {
     spawnSync('sh', ['-c', `nohup nats-server ${args.join(' ')} >/dev/null 2>&1 &`]);
   }

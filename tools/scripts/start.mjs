@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { connect as connectNats, credsAuthenticator } from '@nats-io/transport-node';
 import { build } from './build.mjs';
-import { reachable } from './infra.mjs';
+import { jetStreamOf, postgresVersions, reachable } from './infra.mjs';
 import { SERVICE_NODE_FLAGS } from './node-flags.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -53,13 +53,15 @@ async function preflight() {
     fail(`GATEWAY_PORT must be a port number (0-65535), not "${gatewayPort}".`);
   }
   if (!(await reachable({ host: adminUrl.hostname, port: Number(adminUrl.port || 5432) }))) {
-    fail(`Postgres is not running on ${adminUrl.hostname}:${adminUrl.port || 5432}: start it with \`pg_ctlcluster 15 main start\` (or point DATABASE_ADMIN_URL at one).`);
+    const version = postgresVersions().sort((a, b) => Number(b) - Number(a))[0];
+    const how = version ? `start it with \`pg_ctlcluster ${version} main start\`` : 'install it (`npm test` installs and starts it)';
+    fail(`Postgres is not running on ${adminUrl.hostname}:${adminUrl.port || 5432}: ${how} (or point DATABASE_ADMIN_URL at one).`);
   }
   if (!(await reachable({ host: natsHost.hostname, port: Number(natsHost.port || 4222) }))) {
     fail(`NATS is not running on ${natsHost.hostname}:${natsHost.port || 4222}: start it with \`nats-server -js\` (JetStream on) or set NATS_URL.`);
   }
   // Every service needs JetStream: say so now, not after building, migrating and starting half the platform.
-  const jetstream = await jetStreamOf(natsUrl);
+  const jetstream = await jetStreamOf(() => natsAs('ally-start-preflight', natsUrl));
   if (jetstream !== 'on') {
     fail(
       jetstream === 'off'
@@ -85,21 +87,6 @@ function serverClient() {
   const server = new URL(adminUrl);
   server.pathname = '/postgres';
   return new pg.Client({ connectionString: server.href });
-}
-
-/** 'on', 'off' (a server without -js), or why NATS could not be asked. */
-async function jetStreamOf(url) {
-  let nc;
-  try {
-    nc = await natsAs('ally-start-preflight', url);
-    const reply = await nc.request('$JS.API.INFO', '', { timeout: 3_000 });
-    return reply.json().error ? 'off' : 'on';
-  } catch (err) {
-    // No responders: nothing serves the JetStream API.
-    return /no responders|503/i.test(String(err?.message ?? err)) || err?.code === '503' ? 'off' : String(err?.message ?? err);
-  } finally {
-    await nc?.close().catch(() => undefined);
-  }
 }
 
 async function ensureDatabase() {
