@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { AnswersInFlight, chatService, CompletionService } from '@ally/chat';
+import { AnswersInFlight, chatService, CompletionService, RouterService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
@@ -206,15 +206,30 @@ describe('a deployment kept from EU-only callers after it reported a region outs
       return answer.body.residency;
     };
     expect(await ask('#tokens=3 Wo bist du?')).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', alsoSentTo: [{ deployment: SWEDEN, reportedRegion: 'East US' }] });
-    expect(await env.sql(`SELECT deployment_id, reported_region FROM chat.outside_eu_deployments`)).toEqual([{ deployment_id: SWEDEN, reported_region: 'East US' }]);
+    const recorded = () => env.sql<{ deployment_id: string; reported_region: string; reported_at: string }>(`SELECT deployment_id, reported_region, reported_at::text FROM chat.outside_eu_deployments`);
+    const [row] = await waitFor(async () => ((await recorded()).length ? recorded() : undefined), 'the quarantine recorded');
+    expect(row).toMatchObject({ deployment_id: SWEDEN, reported_region: 'East US' });
 
     // The replica that found out goes (a rollout); the one that takes over knows from the start.
-    await env.start(chatService, replica);
+    const second = await env.start(chatService, replica);
+    expect(second.app.get(RouterService).quarantined(SWEDEN)).toBe(true);
     await env.stop(first);
-    await waitFor(async () => probes().length >= 2 || undefined, 'two probes');
+    const probesBefore = probes().length;
+    await waitFor(async () => probes().length >= probesBefore + 2 || undefined, 'two probes');
     for (let i = 0; i < 3; i++) expect(await ask(`#tokens=3 Frage ${i}`)).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
     // What reached it since the first prompt were probes, and nothing of anyone's.
     expect(toSweden().slice(1).every(isProbe)).toBe(true);
+
+    // A caller who allows models outside the EU still reaches it (when the EU ones fail), and its report of East US
+    // refreshes the quarantine: a probe claimed before that releases nothing.
+    const anywhere = (await http.post('/v1/auth/register', { email: 'ueberall@example.eu', password: PASSWORD, firstName: 'Uwe', lastName: 'Moor' })).body.accessToken as string;
+    expect((await http.patch('/v1/me/settings', { restrictToEu: false }, anywhere)).status).toBe(200);
+    const elsewhere = (await http.post('/v1/conversations', { workspace: 'private' }, anywhere)).body.id as string;
+    llm.failNext({ status: 503, deployment: 'gpt-4o-mini-dzeu' });
+    llm.failNext({ status: 503, endpoint: 'openai-eu' });
+    const served = await http.post(`/v1/conversations/${elsewhere}/messages`, { content: '#tokens=3 Irgendwo' }, anywhere);
+    expect(served.body.residency).toMatchObject({ deployment: SWEDEN, reportedRegion: 'East US', euResident: false });
+    await waitFor(async () => ((await recorded())[0].reported_at > row.reported_at ? true : undefined), 'the report refreshed');
 
     // The resource is mended: the next probe releases it, and EU-only prompts go to it first again.
     delete regions['gpt-4o-mini-swc'];

@@ -93,8 +93,7 @@ describe('signing key rotation', () => {
   });
 
   it('publishes a new key before it signs with it, so no replica or gateway meets a token of a key it does not know yet', async () => {
-    // Long enough for the sign-in below to come before it even on a loaded machine (at 2 s it once came after).
-    const ahead = await env.start(identityService, { ...KEK, SIGNING_KEY_PUBLISH_AHEAD_SECONDS: '5' });
+    const ahead = await env.start(identityService, { ...KEK, SIGNING_KEY_PUBLISH_AHEAD_SECONDS: '2' });
     const gateway = httpClient((await env.start(gatewayService)).url);
     const before = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
     await identityService.commands!['rotate-signing-key'](ahead.app, []);
@@ -103,7 +102,7 @@ describe('signing key rotation', () => {
     // Published, not yet used: tokens still come from the key everyone knows.
     const meanwhile = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
     expect(decodeProtectedHeader(meanwhile).kid).toBe(decodeProtectedHeader(before).kid);
-    await new Promise((r) => setTimeout(r, 5_200));
+    await new Promise((r) => setTimeout(r, 2_200));
     const later = (await gateway.post('/v1/auth/login', { email: 'tove@example.eu', password: PASSWORD })).body.accessToken;
     expect(decodeProtectedHeader(later).kid).toBe(newKid);
     expect((await gateway.get('/v1/me', later)).status).toBe(200);

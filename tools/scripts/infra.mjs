@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { connect } from 'node:net';
 import { connect as connectNats } from '@nats-io/transport-node';
+import pg from 'pg';
 
 export const PG = { host: '127.0.0.1', port: 5432 };
 export const NATS = { host: '127.0.0.1', port: 4222 };
@@ -35,6 +36,7 @@ const which = (cmd) => {
 };
 const has = (cmd) => which(cmd) !== undefined;
 const systemd = () => existsSync('/run/systemd/system');
+const isRoot = () => process.getuid?.() === 0;
 
 function aptInstall(pkg) {
   console.log(`[infra] installing ${pkg} from Debian's packages`);
@@ -48,22 +50,39 @@ export function postgresVersions() {
   return existsSync('/etc/postgresql') ? readdirSync('/etc/postgresql') : [];
 }
 
-/** The tests' login (`postgres`, no password, over TCP) works: never a password prompt, also at a terminal. */
-const testsMayLogIn = () =>
-  has('psql') && spawnSync('psql', ['-w', '-h', PG.host, '-p', String(PG.port), '-U', 'postgres', '-d', 'postgres', '-c', 'select 1'], { stdio: 'ignore', env: { ...process.env, PGCONNECT_TIMEOUT: '5' } }).status === 0;
-
-/** Makes sure Postgres answers on 127.0.0.1:5432 and lets the tests' `postgres` in without a password. */
-export async function ensurePostgres() {
-  if (!(await reachable(PG))) {
-    if (!has('pg_ctlcluster') || postgresVersions().length === 0) aptInstall('postgresql');
-    for (const version of postgresVersions()) {
-      console.log(`[infra] starting PostgreSQL ${version}`);
-      spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], { stdio: 'inherit' });
-      if (await waitReachable(PG, 20)) break;
-    }
-    if (!(await reachable(PG))) throw new Error('PostgreSQL could not be started on 127.0.0.1:5432');
+/** Whether the tests' login (`postgres`, no password, over TCP) works. */
+async function testsMayLogIn() {
+  const client = new pg.Client({ host: PG.host, port: PG.port, user: 'postgres', database: 'postgres', connectionTimeoutMillis: 5_000 });
+  try {
+    await client.connect();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
   }
-  if (testsMayLogIn()) return;
+}
+
+const TRUST_ADVICE = "PostgreSQL on 127.0.0.1:5432 refuses the tests' login (postgres without a password): trust 127.0.0.1/32 in its pg_hba.conf, or set TEST_PG_URL to a server that lets the tests in";
+
+/**
+ * Makes sure Postgres answers on 127.0.0.1:5432 and lets the tests' `postgres` in without a password. A server
+ * this run installed or started is set to trust local connections; one that ran already is left as it is.
+ */
+export async function ensurePostgres() {
+  if (process.env.TEST_PG_URL) return;
+  if (await reachable(PG)) {
+    if (await testsMayLogIn()) return;
+    throw new Error(TRUST_ADVICE);
+  }
+  if (!has('pg_ctlcluster') || postgresVersions().length === 0) aptInstall('postgresql');
+  for (const version of postgresVersions()) {
+    console.log(`[infra] starting PostgreSQL ${version}`);
+    spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'start'], { stdio: 'inherit' });
+    if (await waitReachable(PG, 20)) break;
+  }
+  if (!(await reachable(PG))) throw new Error('PostgreSQL could not be started on 127.0.0.1:5432');
+  if (await testsMayLogIn()) return;
   // A fresh Debian install asks for passwords on TCP; the tests' own server is trusted locally.
   for (const version of postgresVersions()) {
     const hba = `/etc/postgresql/${version}/main/pg_hba.conf`;
@@ -72,7 +91,7 @@ export async function ensurePostgres() {
     spawnSync('pg_ctlcluster', ['--skip-systemctl-redirect', version, 'main', 'reload'], { stdio: 'inherit' });
   }
   await new Promise((r) => setTimeout(r, 500));
-  if (!testsMayLogIn()) throw new Error('PostgreSQL on 127.0.0.1:5432 refuses the tests\' login (postgres without a password): allow it in pg_hba.conf (trust for 127.0.0.1/32)');
+  if (!(await testsMayLogIn())) throw new Error(TRUST_ADVICE);
 }
 
 /** 'on', 'off' (a server without -js), or why NATS could not be asked; `open` connects to it. */
@@ -94,11 +113,12 @@ const localJetStream = () => jetStreamOf(() => connectNats({ servers: `${NATS.ho
 
 /** Makes sure nats-server with JetStream answers on 127.0.0.1:4222. */
 export async function ensureNats() {
+  if (process.env.TEST_NATS_URL) return;
   if (await reachable(NATS)) {
     const jetstream = await localJetStream();
     if (jetstream === 'on') return;
     // Debian's own service (its package starts it, and it comes back at boot) makes way for one with JetStream.
-    const debianService = jetstream === 'off' && systemd() && spawnSync('systemctl', ['is-active', '--quiet', 'nats-server']).status === 0;
+    const debianService = jetstream === 'off' && isRoot() && systemd() && spawnSync('systemctl', ['is-active', '--quiet', 'nats-server']).status === 0;
     if (debianService && spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' }).status === 0) return startNats();
     throw new Error(
       jetstream === 'off'
@@ -109,7 +129,7 @@ export async function ensureNats() {
   if (!has('nats-server')) {
     aptInstall('nats-server');
     // Debian's package starts its own service, without JetStream, on the same port.
-    if (systemd()) spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' });
+    if (isRoot() && systemd()) spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' });
   }
   return startNats();
 }
@@ -124,4 +144,5 @@ async function startNats() {
     spawnSync('sh', ['-c', `nohup nats-server ${args.join(' ')} >/dev/null 2>&1 &`]);
   }
   if (!(await waitReachable(NATS, 20))) throw new Error('nats-server could not be started on 127.0.0.1:4222');
+  if ((await localJetStream()) !== 'on') throw new Error('the nats-server on 127.0.0.1:4222 runs without JetStream: stop it and run `npm test` again, which starts one with -js');
 }

@@ -29,7 +29,7 @@ export class RouterService {
    * EU-only callers are not routed to it again until a probe finds it back in the EU.
    */
   quarantineOutsideEu(deploymentId: string): void {
-    if (!this.reportedOutsideEu.has(deploymentId)) this.reportedOutsideEu.set(deploymentId, Date.now());
+    this.reportedOutsideEu.set(deploymentId, Date.now());
   }
 
   /** Whether the deployment is kept from EU-only callers (it reported a region outside the EU). */
@@ -44,7 +44,7 @@ export class RouterService {
 
   /**
    * The quarantined deployments as the database lists them. One this replica heard of in the last `pendingMs`
-   * stays even when missing there: its row may still be on its way.
+   * stays even when missing there: the list may have been read before its row was written.
    */
   replaceOutsideEu(deploymentIds: string[], pendingMs: number): void {
     const listed = new Set(deploymentIds);

@@ -74,11 +74,15 @@ export class SigningKeysService implements OnModuleInit, OnModuleDestroy {
       .sign(key);
   }
 
-  /** The newest key published long enough, or the newest of all when none is (the first key, or the only one left after a withdrawal). */
+  /**
+   * The newest key published long enough, or else the one published longest (two rotations within the period:
+   * the key before, which more replicas and gateways know than the new one; the first key, or the only one left
+   * after a withdrawal).
+   */
   private signer() {
     const ahead = this.config.SIGNING_KEY_PUBLISH_AHEAD_SECONDS * 1000;
     if (ahead === 0) return this.signers[0];
-    return this.signers.find((s) => s.createdAt <= Date.now() - ahead) ?? this.signers[0];
+    return this.signers.find((s) => s.createdAt <= Date.now() - ahead) ?? this.signers.at(-1)!;
   }
 
   /** Creates a key when the newest is older than the rotation period; retires the old one. */
