@@ -63,6 +63,34 @@ describe('billing when things arrive out of order or stop half-way', () => {
     expect(row).toEqual({ plan: 'team', status: 'active' });
   });
 
+  it('keeps the later answer from Stripe when two events of the same second are handled at once and the earlier answer commits last (two replicas)', async () => {
+    const workspace = randomUUID();
+    const customer = await world.sdk.customers.create({ metadata: { workspace } });
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [workspace, customer.id, randomUUID()]);
+    const sub = await world.sdk.subscriptions.create({ customer: customer.id, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
+    const second = Math.floor(Date.now() / 1000);
+    const first = `evt_${randomUUID().replace(/-/g, '')}`;
+    // The first event's handler has read Stripe (one seat) and then waits: here on an uncommitted record of that very event.
+    const holder = new pg.Client({ connectionString: world.env.adminUrl });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`INSERT INTO billing.processed_webhooks (event_id, type) VALUES ($1, 'customer.subscription.updated')`, [first]);
+      const late = world.sendWebhook({ id: first, object: 'event', type: 'customer.subscription.updated', created: second, data: { object: sub }, api_version: world.stripe.apiVersion, livemode: false });
+      await waitFor(async () => ((await world.env.sql(`SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT INTO processed_webhooks%'`)).length ? true : undefined), 'the first event to wait');
+      // Meanwhile a seat is added, and its event is handled on the other replica: Stripe now says two.
+      const two = await world.sdk.subscriptions.update(sub.id, { items: [{ id: sub.items.data[0].id, quantity: 2 }] });
+      await deliver('customer.subscription.updated', two, second);
+      expect((await world.env.sql(`SELECT seats FROM billing.subscriptions WHERE workspace = $1`, [workspace]))[0]).toEqual({ seats: 2 });
+      await holder.query('ROLLBACK');
+      await expect(late).resolves.toEqual({ received: true, duplicate: false });
+    } finally {
+      await holder.end();
+    }
+    // The first event's answer from Stripe is the older: it does not take the seat back.
+    expect((await world.env.sql(`SELECT seats FROM billing.subscriptions WHERE workspace = $1`, [workspace]))[0]).toEqual({ seats: 2 });
+  });
+
   it("keeps the moment a subscription ended (Stripe's, not the webhook's) through later events about it", async () => {
     const workspace = randomUUID();
     const customer = await world.sdk.customers.create({ metadata: { workspace } });

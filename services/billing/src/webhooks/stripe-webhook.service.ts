@@ -123,6 +123,8 @@ interface Delivered<T = unknown> {
   event: StripeEvent;
   object: T;
   gone: boolean;
+  /** When Stripe was asked for the object as it is now (ms): what it said then is at least as new as any earlier answer. */
+  readAt?: number;
 }
 interface Handler {
   /** The whole event as this type needs it. */
@@ -226,15 +228,16 @@ export class StripeWebhookService {
     const object = event.data?.object;
     if (!handler.current || !handler.object) return { event, object, gone: false };
     let now: unknown;
+    const readAt = Date.now();
     try {
       now = await handler.current((object as { id: string }).id);
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return { event, object, gone: true };
+      if ((err as { statusCode?: number }).statusCode === 404) return { event, object, gone: true, readAt };
       this.logger.warn({ err: String(err), eventId: event.id }, 'could not read the current object from Stripe');
       throw new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
     }
     const current = handler.object.safeParse(now);
-    if (current.success) return { event, object: current.data, gone: false };
+    if (current.success) return { event, object: current.data, gone: false, readAt };
     this.logger.warn({ eventId: event.id, issues: current.error.issues.slice(0, 5) }, "Stripe's current object is not of the expected shape; the event's copy is used");
     return { event, object, gone: false };
   }
@@ -279,9 +282,13 @@ export class StripeWebhookService {
     return row.workspace;
   }
 
-  /** The event's time orders the states we keep; an event that would change state without it is not a Stripe event. */
-  private version(event: StripeEvent): number {
-    if (typeof event.created === 'number') return event.created;
+  /**
+   * What orders the states we keep (ms): when Stripe was asked for the object as it is now, so of two events of
+   * the same second handled at once by two replicas the later answer wins whichever commits last; else the
+   * event's own time. An event that would change state without its time is not a Stripe event.
+   */
+  private version({ event, readAt }: Delivered): number {
+    if (typeof event.created === 'number') return readAt ?? event.created * 1000;
     throw new ProblemError(400, `Invalid Stripe event: created (a ${event.type} event needs its time in Unix seconds)`, {
       errors: [{ field: 'created', message: 'is required, in Unix seconds' }],
     });
@@ -308,7 +315,8 @@ export class StripeWebhookService {
     }
   }
 
-  private async subscriptionChanged(em: EntityManager, { event, object: sub, gone }: Delivered<z.infer<typeof subscription>>): Promise<void> {
+  private async subscriptionChanged(em: EntityManager, delivered: Delivered<z.infer<typeof subscription>>): Promise<void> {
+    const { event, object: sub, gone } = delivered;
     const log = { eventId: event.id, type: event.type, subscription: sub.id };
     // A subscription we already hold keeps its row, also one pseudonymised by an erasure.
     const [known] = await em.query(`SELECT workspace FROM subscriptions WHERE stripe_subscription_id = $1`, [sub.id]);
@@ -318,7 +326,7 @@ export class StripeWebhookService {
     }
     const workspace = await this.workspaceOf(em, log, refId(sub.customer), known?.workspace ?? (sub.metadata?.workspace || undefined));
     if (!workspace) return;
-    const version = this.version(event);
+    const version = this.version(delivered);
     // The seat item is the one priced as a plan (a subscription may carry others: an add-on, metered usage).
     const items = sub.items?.data ?? [];
     const item = items.find((i) => this.plans.byPrice(i.price?.id)) ?? items[0];
@@ -351,7 +359,7 @@ export class StripeWebhookService {
       [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES, ENDED_STATUSES, sub.ended_at ?? null],
     );
     if (result.length === 0) {
-      if (!erased && LIVE_STATUSES.includes(sub.status) && (await this.endedAtStripe(em, workspace, sub.id))) return this.subscriptionChanged(em, { event, object: sub, gone });
+      if (!erased && LIVE_STATUSES.includes(sub.status) && (await this.endedAtStripe(em, workspace, sub.id))) return this.subscriptionChanged(em, delivered);
       this.logger.info({ subscription: sub.id, version }, 'an older subscription event, or one of a second subscription while the first runs; state kept');
       return;
     }
@@ -401,12 +409,13 @@ export class StripeWebhookService {
     return true;
   }
 
-  private async invoice(em: EntityManager, { event, object: inv }: Delivered<z.infer<typeof invoice>>, failed = false): Promise<void> {
+  private async invoice(em: EntityManager, delivered: Delivered<z.infer<typeof invoice>>, failed = false): Promise<void> {
+    const { event, object: inv } = delivered;
     const log = { eventId: event.id, type: event.type, invoice: inv.id };
     const customer = refId(inv.customer);
     const workspace = await this.workspaceOf(em, log, customer, inv.metadata?.workspace || undefined);
     if (!workspace || !customer) return;
-    const version = this.version(event);
+    const version = this.version(delivered);
     const total = inv.total ?? 0;
     // Negative on a credit (a proration back): net + tax = total always holds, as the books need it.
     const tax = inv.total_taxes ? inv.total_taxes.reduce((n, t) => n + t.amount, 0) : (inv.tax ?? 0);
