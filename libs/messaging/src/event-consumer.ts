@@ -60,6 +60,12 @@ export interface EventConsumerOptions {
    * when several events wait. Must equal calling `handler` for each in order.
    */
   batchHandler?: (em: EntityManager, events: EventEnvelope[]) => Promise<void>;
+  /**
+   * Each event in a transaction of its own, never several together: for a handler that calls out (Stripe) while it
+   * holds a subject's locks, so no transaction holds one subject's while it waits for another's (two replicas
+   * taking them in different orders deadlock).
+   */
+  oneAtATime?: boolean;
   /** Called once the handler's effects are committed (to wake a worker that reads them: a wake from inside the handler comes too early). */
   afterCommit?: () => void;
   dataSource: DataSource;
@@ -258,10 +264,10 @@ export class EventConsumer {
       });
   }
 
-  /** Handles what has arrived, in order, up to BATCH events per transaction. */
+  /** Handles what has arrived, in order, up to BATCH events per transaction (one with `oneAtATime`). */
   private async drain(): Promise<void> {
     while (this.queue.length) {
-      const taken = this.queue.splice(0, BATCH);
+      const taken = this.queue.splice(0, this.opts.oneAtATime ? 1 : BATCH);
       const items: Item[] = [];
       for (const msg of taken) {
         const item = await this.prepare(msg);

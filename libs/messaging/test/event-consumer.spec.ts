@@ -168,6 +168,24 @@ describe(EventConsumer.name, () => {
     }
   });
 
+  it('handles each event in a transaction of its own when told one at a time, also when many wait', async () => {
+    const durable = 'test-one-at-a-time';
+    const transactions = new Map<string, string>();
+    const events = Array.from({ length: 20 }, (_, n) => createEnvelope({ type: 'test.single.thing', source: 'test', data: { n } }));
+    let last = 0;
+    // Published before the consumer starts: they wait together, as a batch would take them.
+    for (const e of events) last = await publish(e);
+    await startConsumer({
+      durable,
+      types: ['test.single.thing'],
+      oneAtATime: true,
+      handler: async (em, e) => void transactions.set(e.id, (await em.query(`SELECT txid_current()::text AS tx`))[0].tx),
+    });
+    await settled(durable, last);
+    expect(transactions.size).toBe(20);
+    expect(new Set(transactions.values()).size).toBe(20);
+  });
+
   it('dead-letters an event whose handler always fails after maxDeliver attempts, counting it in the metric', async () => {
     const durable = 'test-poison';
     const registry = new Registry();

@@ -6,7 +6,7 @@ import { Registry } from 'prom-client';
 import { EventConsumer, type EventConsumerOptions } from '@ally/messaging';
 import { CONFIG, LOGGER, NATS } from './tokens.js';
 
-export type ConsumerSpec = Pick<EventConsumerOptions, 'durable' | 'inbox' | 'types' | 'handler' | 'batchHandler' | 'afterCommit' | 'maxDeliver' | 'ackWaitMs'>;
+export type ConsumerSpec = Pick<EventConsumerOptions, 'durable' | 'inbox' | 'types' | 'handler' | 'batchHandler' | 'oneAtATime' | 'afterCommit' | 'maxDeliver' | 'ackWaitMs'>;
 
 /**
  * A service's durable JetStream consumers: features register theirs (in

@@ -19,7 +19,8 @@ export class SeatsConsumer {
     consumers: EventConsumers,
     private readonly stripe: StripeClient,
   ) {
-    consumers.register({ durable: 'billing-seats', types: ['identity.member.added', 'identity.member.removed'], handler: (em, event) => this.apply(em, event) });
+    // One organisation per transaction: each holds its count's row while Stripe is asked.
+    consumers.register({ durable: 'billing-seats', types: ['identity.member.added', 'identity.member.removed'], oneAtATime: true, handler: (em, event) => this.apply(em, event) });
   }
 
   private async apply(em: EntityManager, event: EventEnvelope): Promise<void> {
