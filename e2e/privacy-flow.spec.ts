@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { AgeRetentionService } from '@ally/platform';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { billingService } from '@ally/billing';
 import { chatService } from '@ally/chat';
@@ -523,8 +524,17 @@ describe('privacy through the gateway, against every real service', () => {
     await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.request_steps WHERE request_id = $1 AND service = 'chat' AND status = 'completed'`, [erasure.id])).length > 0, "chat's step");
     const again = await http.post('/v1/conversations', { workspace: 'private', title: 'Nachher' }, paula.accessToken);
     expect(again.status).toBe(410);
+    // However long identity's step waits (here chat's mark is dated two days back), chat keeps refusing the subject,
+    // still signed in, until the account is gone: what they wrote meanwhile nobody would erase.
+    const marks = () => env.sql<{ deleted: boolean }>(`SELECT account_deleted_at IS NOT NULL AS deleted FROM chat.erased_subjects WHERE erased_at < now() - interval '1 day'`);
+    await env.sql(`UPDATE chat.erased_subjects SET erased_at = now() - interval '2 days' WHERE account_deleted_at IS NULL`);
+    await chat.app.get(AgeRetentionService).purgeExpired();
+    expect(await marks()).toContainEqual({ deleted: false });
+    expect((await http.post('/v1/conversations', { workspace: 'private', title: 'Zwei Tage später' }, paula.accessToken)).status).toBe(410);
     billing = await env.start(billingService, billingEnv(stripe, { METER_POLL_MS: '100' }));
     await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [erasure.id])).length > 0, 'the erasure', 30_000);
     for (const table of ['conversations', 'messages', 'data_keys']) expect(await env.sql(`SELECT 1 FROM chat.${table} WHERE user_id = $1`, [paula.user.id])).toEqual([]);
+    // identity's `user.deleted` starts the mark's last day.
+    await waitFor(async () => ((await marks()).every((m) => m.deleted) ? true : undefined), "the mark to count from the account's deletion");
   });
 });

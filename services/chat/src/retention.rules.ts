@@ -8,9 +8,13 @@ import type { PurgeRule } from '@ally/persistence';
  */
 export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND updated_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM org_policies p WHERE p.org_id::text = conversations.workspace)`;
 
-/** Chat's own housekeeping, hourly (besides the outbox and inbox, MESSAGING_RETENTION_RULES): erasure marks after a day (the subject's access tokens lived 15 minutes), membership tombstones after a day, lifted restrictions after 8. */
+/**
+ * Chat's own housekeeping, hourly (besides the outbox and inbox, MESSAGING_RETENTION_RULES): erasure marks a day
+ * after identity deleted the account (its last access token lived 15 minutes; until then the subject may still be
+ * signed in), membership tombstones after a day, lifted restrictions after 8.
+ */
 export const CHAT_RETENTION_RULES: PurgeRule[] = [
-  { name: 'erased-subjects', table: 'erased_subjects', key: 'mark', expired: `erased_at < now() - interval '1 day'` },
+  { name: 'erased-subjects', table: 'erased_subjects', key: 'mark', expired: `account_deleted_at < now() - interval '1 day'` },
   // A removal only has to outlast the redelivery of the events before it.
   { name: 'membership-removals', table: 'membership_removals', key: 'ctid', expired: `removed_at < now() - interval '1 day'` },
   // A lift only has to outlast the redelivery of its restriction (the stream keeps events 7 days).

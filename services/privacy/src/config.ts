@@ -32,6 +32,11 @@ export const privacyConfigSchema = baseConfigSchema
     PRIVACY_LIFT_NOTICE_HOURS: z.coerce.number().min(0).max(720).default(72),
     PRIVACY_EXPORT_TTL_DAYS: z.coerce.number().int().min(1).max(30).default(7),
     /**
+     * The most an export's collected parts may weigh (bytes, sealed) to be packaged in one piece in memory
+     * (the package takes a few times that while it is built); a larger one fails and goes to compliance.
+     */
+    PRIVACY_EXPORT_MAX_BYTES: z.coerce.number().int().min(1_000_000).default(128 * 1024 * 1024),
+    /**
      * A retention run of every category when the last scheduled one is this many hours old, started
      * by the privacy replicas themselves (one at a time); 0 leaves the schedule to the Kubernetes
      * CronJob `ally-retention`, as the cluster does.

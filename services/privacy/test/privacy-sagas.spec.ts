@@ -23,6 +23,8 @@ const FAST = {
   PRIVACY_SUBJECT_SALT: 'a-test-salt-of-sufficient-length',
   RETENTION_RUNNER: 'in-process',
   PRIVACY_ERASE_SLICES_PER_ATTEMPT: '2',
+  // The least it may be: one test's export outgrows it.
+  PRIVACY_EXPORT_MAX_BYTES: '1000000',
 };
 
 const user = (): Actor => ({ userId: randomUUID(), platformRoles: [] });
@@ -308,6 +310,31 @@ describe('privacy sagas against services on the wire', () => {
     fakes.on('notify', 'erase', () => ({ service: 'notify', affected: {} }));
   });
 
+  it('fails an export whose collected data is more than one package holds, before reading it, and finishes the requests behind it', async () => {
+    const [big, small] = [user(), user()];
+    let answer: (() => void) | undefined;
+    fakes.on('billing', 'export', (input: { userId: string }) =>
+      input.userId === big.userId ? new Promise((resolve) => (answer = () => resolve({ service: 'billing', categories: {} }))) : { service: 'billing', categories: {} },
+    );
+    try {
+      const r = await request(big, 'access');
+      await waitFor(async () => (answer ? true : undefined), 'billing to be asked');
+      // What the other services sent weighs more than PRIVACY_EXPORT_MAX_BYTES (the check reads sizes, not content).
+      await env.sql(`INSERT INTO privacy.export_parts (request_id, service, sealed) VALUES ($1, 'zz-weighty', decode(repeat('00', 1100000), 'hex'))`, [r.id]);
+      answer!();
+      const failed = await settled(big, r.id);
+      expect(failed.status).toBe('failed');
+      expect(await env.sql(`SELECT failure FROM privacy.requests WHERE id = $1`, [r.id])).toEqual([{ failure: expect.stringContaining('PRIVACY_EXPORT_MAX_BYTES') }]);
+      expect(await env.sql(`SELECT 1 FROM privacy.export_parts WHERE request_id = $1`, [r.id])).toEqual([]);
+      // Compliance hears of it; the next request is not held up.
+      expect(await env.sql(`SELECT 1 FROM privacy.outbox WHERE type = 'privacy.request.escalated' AND payload->'data'->>'requestId' = $1`, [r.id])).toHaveLength(1);
+      const next = await request(small, 'access');
+      expect((await settled(small, next.id)).status).toBe('completed');
+    } finally {
+      fakes.off('billing', 'export');
+    }
+  });
+
   it('fails an export once however many services refuse it, and keeps none of what the others sent (parts and key go)', async () => {
     const bea = user();
     const refuse = (service: string) => () => ({ problem: { type: 'about:blank', title: 'Bad Request', status: 400, detail: `${service} refuses` } });
@@ -362,6 +389,30 @@ describe('privacy sagas against services on the wire', () => {
       await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0 || undefined, 'the erasure to complete', 20_000);
     } finally {
       fakes.off('chat', 'erase');
+    }
+  });
+
+  it('refuses a legal hold once a service has finished its part of the erasure, also while identity\'s last step has not begun (the data is gone, the subject told)', async () => {
+    const vera = user();
+    fakes.on('identity', 'erase', () => 'silence');
+    try {
+      const r = await request(vera, 'erasure');
+      await waitFor(
+        async () => (await env.sql(`SELECT 1 FROM privacy.request_steps WHERE request_id = $1 AND service = 'identity' AND attempts > 0`, [r.id])).length > 0 || undefined,
+        'the first phase to finish and identity to be asked',
+        15_000,
+      );
+      // As in the moment between the first phase's end and identity's first attempt.
+      await env.sql(`UPDATE privacy.request_steps SET status = 'pending', attempts = 0, lease_until = NULL, next_attempt_at = now() + interval '1 hour' WHERE request_id = $1 AND service = 'identity'`, [r.id]);
+      const refused = await rpc.call(PrivacyRpc.createLegalHold, { userId: vera.userId, reason: 'pending litigation 2026-20' }, { actor: compliance }).catch((e) => e);
+      expect(refused).toMatchObject({ status: 409 });
+      expect(String(refused.message)).toContain(r.id);
+      expect(await env.sql(`SELECT 1 FROM privacy.legal_holds WHERE user_id = $1`, [vera.userId])).toEqual([]);
+      fakes.on('identity', 'erase', () => ({ service: 'identity', affected: { account: 1 } }));
+      await env.sql(`UPDATE privacy.request_steps SET next_attempt_at = now() WHERE request_id = $1 AND service = 'identity'`, [r.id]);
+      await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0 || undefined, 'the erasure to complete', 20_000);
+    } finally {
+      fakes.off('identity', 'erase');
     }
   });
 

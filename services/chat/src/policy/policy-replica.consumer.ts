@@ -22,6 +22,8 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
     if (!(await putUserSettings(em, d.userId, d.restrictToEu, at, 'update')) && (await userSettingsDiffer(em, d.userId, d.restrictToEu))) await policies.reconcileUser(em, d.userId);
   },
   'identity.user.deleted': async (em, d) => {
+    // The erasure mark (chat's step came before) now counts down to its purge: the account is gone.
+    await policies.accountDeleted(em, d.userId);
     await em.query(`DELETE FROM user_settings WHERE user_id = $1`, [d.userId]);
     await em.query(`DELETE FROM memberships WHERE user_id = $1`, [d.userId]);
     await em.query(`DELETE FROM membership_removals WHERE user_id = $1`, [d.userId]);

@@ -193,6 +193,11 @@ export class PolicyService {
     return this.cipher.isErased(em, userId);
   }
 
+  /** identity deleted the account: its erasure mark may go a day later. */
+  async accountDeleted(em: EntityManager, userId: string): Promise<void> {
+    await em.query(`UPDATE erased_subjects SET account_deleted_at = coalesce(account_deleted_at, now()) WHERE mark = $1`, [this.cipher.erasureMark(userId)]);
+  }
+
   /**
    * An event's setting disagreed with a row dated after it: identity's answer of now is what holds,
    * written in the event's transaction. Throws when identity cannot say (the event comes again).

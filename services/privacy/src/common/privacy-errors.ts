@@ -61,7 +61,7 @@ export class ErasureUnderWay extends ProblemError {
   constructor(requestId: string, service: string) {
     super(
       409,
-      `An erasure of this account (request ${requestId}) is deleting its ${service} data right now, which a hold cannot stop; place the hold again in a moment, and it stops the rest`,
+      `An erasure of this account (request ${requestId}) has begun (its ${service} data is deleted or being deleted), which a hold can neither stop nor undo: it runs to its end; what the law keeps (invoices) stays by its own rule`,
     );
   }
 }

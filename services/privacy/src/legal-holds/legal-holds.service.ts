@@ -55,12 +55,14 @@ export class LegalHoldsService {
     return this.ds.transaction(async (em) => {
       // Erasure steps are claimed under this lock, shared: from here none starts for a held subject. One running
       // already cannot be stopped, nor one begun and waiting to go on (a service that erases in slices may have
-      // deleted part, and shredded the key): the hold is refused rather than said to keep what is being deleted.
+      // deleted part, and shredded the key), nor one with a service done already (its data is gone, the subject told
+      // so): the hold is refused rather than said to keep what is being deleted.
       await lockHeldSet(em, 'exclusive');
       const [erasing] = await em.query(
         `SELECT s.request_id, s.service FROM request_steps s JOIN requests r ON r.id = s.request_id
           WHERE r.user_id = $1 AND r.type = 'erasure' AND r.status NOT IN ('completed', 'failed') AND s.action = 'erase'
-            AND ((s.status = 'running' AND s.lease_until > now()) OR (s.status <> 'completed' AND s.attempts > 0)) LIMIT 1`,
+            AND ((s.status = 'running' AND s.lease_until > now()) OR s.attempts > 0 OR s.status = 'completed')
+          ORDER BY s.status = 'completed' LIMIT 1`,
         [input.userId],
       );
       if (erasing) throw new ErasureUnderWay(erasing.request_id, erasing.service);

@@ -50,6 +50,12 @@ export class RequestFinalizer {
   /** Joins the services' parts into one package, encrypted under the request's key, and tells notify it is ready. */
   private async packageExport(em: EntityManager, req: RequestRow): Promise<void> {
     if (!req.wrapped_key || !req.user_id) return this.fail(em, req, 'the export key is gone');
+    // Checked before anything is read into memory: a package too large to build would fail every attempt (and
+    // could take the process down with it).
+    const [{ bytes }] = await em.query(`SELECT coalesce(sum(octet_length(sealed)), 0)::bigint AS bytes FROM export_parts WHERE request_id = $1`, [req.id]);
+    if (Number(bytes) > this.config.PRIVACY_EXPORT_MAX_BYTES) {
+      return this.fail(em, req, `the collected data (${Number(bytes)} bytes) is more than one package holds (PRIVACY_EXPORT_MAX_BYTES ${this.config.PRIVACY_EXPORT_MAX_BYTES}): compliance hands it over another way`);
+    }
     const parts: { service: string; sealed: Buffer }[] = await em.query(`SELECT service, sealed FROM export_parts WHERE request_id = $1 ORDER BY service`, [req.id]);
     const sections: PrivacyExport[] = parts.map((p) => JSON.parse(this.cipher.open(req.wrapped_key!, req.id, p.sealed, `part:${p.service}`).toString('utf8')));
     const completedAt = new Date();

@@ -240,21 +240,42 @@ export class SagaWorker extends PacedWorker {
     });
   }
 
+  /**
+   * Finishes every request whose steps are all done. One that cannot be finished is passed over for this pass
+   * (logged), not left in front of the others: an export whose package cannot be built fails (compliance hears).
+   */
   private async finalizeReady(): Promise<void> {
+    const passedOver: string[] = [];
     for (;;) {
-      const done = await this.ds.transaction(async (em) => {
-        const [req]: RequestRow[] = await em.query(
-          `SELECT * FROM requests r WHERE status IN ('received', 'in_progress')
-              AND NOT EXISTS (SELECT 1 FROM request_steps s WHERE s.request_id = r.id AND s.status <> 'completed')
-              -- An objection is done with compliance's decision (DecisionsService finishes it then).
-              AND NOT (r.type = 'objection' AND r.decision IS NULL)
-            ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
-        );
-        if (!req) return false;
-        await this.finalizer.finalize(em, req);
-        return true;
-      });
-      if (!done) return;
+      let found: RequestRow | undefined;
+      try {
+        const done = await this.ds.transaction(async (em) => {
+          const [req]: RequestRow[] = await em.query(
+            `SELECT * FROM requests r WHERE status IN ('received', 'in_progress')
+                AND NOT EXISTS (SELECT 1 FROM request_steps s WHERE s.request_id = r.id AND s.status <> 'completed')
+                -- An objection is done with compliance's decision (DecisionsService finishes it then).
+                AND NOT (r.type = 'objection' AND r.decision IS NULL)
+                AND r.id <> ALL($1::uuid[])
+              ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED`,
+            [passedOver],
+          );
+          if (!req) return false;
+          found = req;
+          await this.finalizer.finalize(em, req);
+          return true;
+        });
+        if (!done) return;
+      } catch (err) {
+        // No request read: the database itself failed, and the pass with it.
+        if (!found) throw err;
+        passedOver.push(found.id);
+        this.logger.error({ requestId: found.id, type: found.type, err: String(err) }, 'could not finish a request; the others go on, it is tried again at the next pass');
+        // Building a package that does not fit in memory fails alike every time.
+        if (err instanceof RangeError && ['access', 'portability'].includes(found.type)) {
+          const req = found;
+          await this.ds.transaction((em) => this.finalizer.fail(em, req, `the export package could not be built: ${err.message}`));
+        }
+      }
     }
   }
 
