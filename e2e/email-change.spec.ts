@@ -24,7 +24,8 @@ describe('changing the address of an account', () => {
     // Few guesses per account from places it was never used from (the test below guesses from one).
     await env.start(identityService, { LOGIN_MAX_FAILURES_PER_ACCOUNT: '3' });
     await env.start(notifyService, notifyEnv(brevo, { NOTIFY_POLL_MS: '50' }));
-    http = httpClient((await env.start(gatewayService, { NODE_ENV: 'development' })).url);
+    // This file's sign-ins, registrations and changes come from one address within a minute.
+    http = httpClient((await env.start(gatewayService, { NODE_ENV: 'development', AUTH_RATE_LIMIT_PER_MINUTE: '300' })).url);
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
   });
@@ -142,5 +143,13 @@ describe('changing the address of an account', () => {
       // Deleted from Brevo's logs, not unsent: each address got its mails.
       expect(brevo.delivered(address).length).toBeGreaterThan(0);
     }
+  });
+
+  it('takes five address changes of one account a day: each mails the address it names', async () => {
+    const reg = await http.post('/v1/auth/register', { email: 'viele.wechsel@example.eu', password: PASSWORD, firstName: 'Vera', lastName: 'Wechsel' });
+    for (let i = 1; i <= 5; i++) expect((await http.post('/v1/me/email', { email: `wechsel.${i}@example.eu`, password: PASSWORD }, reg.body.accessToken)).status).toBe(202);
+    const sixth = await http.post('/v1/me/email', { email: 'wechsel.6@example.eu', password: PASSWORD }, reg.body.accessToken);
+    expectProblem(sixth, 429);
+    expect(sixth.headers.get('retry-after')).toBeTruthy();
   });
 });

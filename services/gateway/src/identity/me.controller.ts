@@ -7,6 +7,7 @@ import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { UuidParam } from '../common/path-param.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
+import { AuthRateLimited } from '../auth/rate-limits.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { Answers } from '../common/answers.js';
 
@@ -35,6 +36,8 @@ export class MeController {
 
   /** Beyond API.md: the address is rectified too (Art. 16 GDPR), once the link mailed to the new one is followed (`POST /v1/auth/verify-email`). */
   @Post('email')
+  // A password check (argon2) and a mail each: the strict per-IP limit of the credential routes.
+  @AuthRateLimited()
   @HttpCode(202)
   @Answers(IdentityRpc.changeEmail, 202, 'A confirmation link went to the new address; the account moves to it when the link is followed')
   @BodySchema(changeEmailInput)
