@@ -88,15 +88,26 @@ export class DecisionsService {
     return (await this.repo.view(input.id))!;
   }
 
-  /** Lifts whose notice ran out take effect (the saga worker's pass); answers how many. */
+  /**
+   * Lifts whose notice ran out take effect (the saga worker's pass); answers how many. Each in a transaction of its
+   * own that takes the subject's request lock first, as a decision does: an erasure finishing meanwhile is either
+   * seen (no event names the subject) or waits, and the two never hold each other's locks.
+   */
   async liftDue(): Promise<number> {
-    return this.ds.transaction(async (em) => {
-      const due: RequestRow[] = await em.query(
-        `SELECT * FROM requests WHERE decision = 'lift' AND took_effect_at IS NULL AND takes_effect_at <= now() ORDER BY takes_effect_at LIMIT 100 FOR UPDATE SKIP LOCKED`,
-      );
-      for (const row of due) await this.lift(em, row);
-      return due.length;
-    });
+    const due: { id: string; user_id: string | null }[] = await this.ds.query(
+      `SELECT id, user_id FROM requests WHERE decision = 'lift' AND took_effect_at IS NULL AND takes_effect_at <= now() ORDER BY takes_effect_at LIMIT 100`,
+    );
+    let lifted = 0;
+    for (const { id, user_id: userId } of due) {
+      await this.ds.transaction(async (em) => {
+        if (userId) await lockSubjectRequests(em, userId);
+        const [row]: RequestRow[] = await em.query(`SELECT * FROM requests WHERE id = $1 AND took_effect_at IS NULL FOR UPDATE SKIP LOCKED`, [id]);
+        if (!row) return;
+        await this.lift(em, row);
+        lifted++;
+      });
+    }
+    return lifted;
   }
 
   /** Processing may resume: the services hear of it by event (none once the subject was erased: nothing is left to restrict). */

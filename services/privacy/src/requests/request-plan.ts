@@ -9,17 +9,21 @@ export interface PlannedStep {
 /**
  * The steps of a request, derived from the data categories the services
  * declare in contracts: a new service with personal data gets a step without
- * a change here. Identity's erasure runs last (phase 1), once every other
- * service has confirmed, because it ends the account.
+ * a change here. Identity's erasure of the account runs last (phase 1), once
+ * every other service has confirmed, because it ends the account. Of one
+ * organisation's workspace it runs first: it ends the membership, so nothing
+ * the subject writes there while the others erase outlives the erasure.
  */
-export function planSteps(type: PrivacyRequestType, categories: readonly DataCategory[] = allDataCategories): PlannedStep[] {
+export function planSteps(type: PrivacyRequestType, categories: readonly DataCategory[] = allDataCategories, scope = 'all'): PlannedStep[] {
   const services = personalDataServices(categories);
   switch (type) {
     case 'access':
     case 'portability':
       return services.map((service) => ({ service, action: 'export', phase: 0 }));
-    case 'erasure':
-      return services.map((service) => ({ service, action: 'erase', phase: service === 'identity' ? 1 : 0 }));
+    case 'erasure': {
+      const ofOrganisation = scope !== 'all' && scope !== 'private';
+      return services.map((service) => ({ service, action: 'erase', phase: Number((service === 'identity') !== ofOrganisation) }));
+    }
     case 'restriction':
       return services.map((service) => ({ service, action: 'notify', phase: 0 }));
     case 'objection':

@@ -30,7 +30,7 @@ export class RequestsService {
   async create(actor: Actor, input: { type: Exclude<PrivacyRequestType, 'rectification'>; scope: string }): Promise<PrivacyRequestView> {
     const id = uuidv7();
     const subjectHash = this.hasher.hash(actor.userId);
-    const steps = planSteps(input.type);
+    const steps = planSteps(input.type, undefined, input.scope);
     await this.ds.transaction(async (em) => {
       // One open request per kind and scope: a second click does not start a second saga.
       await lockSubjectRequests(em, actor.userId);
@@ -101,11 +101,12 @@ export class RequestsService {
   async recordRectification(em: EntityManager, userId: string, changed: string[], eventId: string): Promise<void> {
     const id = uuidv7();
     const subjectHash = this.hasher.hash(userId);
-    // A change that reaches us after the subject's erasure concerns no one any more: recording it would bring the id back.
+    // A change that reaches us after the subject's erasure concerns no one any more: recording it would bring the id
+    // back. Asked under the subject's request lock, which an erasure finishing holds: its tombstone is seen, or this
+    // row is, and loses the id with the others.
+    await lockSubjectRequests(em, userId);
     if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) return;
-    {
-      await this.repo.insert(em, { id, userId, subjectHash, type: 'rectification', scope: 'all', wrappedKey: null, status: 'completed', details: { changed, eventId } }, []);
-      await this.audit.append(em, { actor: `subject:${subjectHash}`, action: 'rectification.recorded', requestId: id, subjectHash, details: { changed } });
-    }
+    await this.repo.insert(em, { id, userId, subjectHash, type: 'rectification', scope: 'all', wrappedKey: null, status: 'completed', details: { changed, eventId } }, []);
+    await this.audit.append(em, { actor: `subject:${subjectHash}`, action: 'rectification.recorded', requestId: id, subjectHash, details: { changed } });
   }
 }
