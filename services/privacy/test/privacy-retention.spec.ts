@@ -246,11 +246,14 @@ describe('retention policies, runs and legal holds', () => {
     }
     // Older than 730 days yet still valid (two years that span a 29 February are 731 days): its proof stays.
     await env.sql(`INSERT INTO privacy.consents (id, subject_id, purpose, granted, policy_version, source, recorded_at, expires_at) VALUES ($1, 'subject-seeded-leap-xxxxxxxx', 'analytics', true, 'v1', 'given', now() - interval '730 days 12 hours', now() + interval '12 hours')`, [randomUUID()]);
-    // Export packages: two old ones (one of a held user), one fresh.
-    for (const [user, ageDays] of [[randomUUID(), 9], [keep, 9], [randomUUID(), 1]] as const) {
+    // Export packages: two old ones past their download date (one of a held user), one fresh, and one as old whose
+    // subject was given a later download date (PRIVACY_EXPORT_TTL_DAYS longer than the category's period): it stays.
+    const givenLonger = randomUUID();
+    for (const [user, ageDays, downloadDays] of [[randomUUID(), 9, 7], [keep, 9, 7], [randomUUID(), 1, 7], [givenLonger, 9, 14]] as const) {
       const id = randomUUID();
       await env.sql(`INSERT INTO privacy.requests (id, user_id, subject_hash, type, scope, status, due_at) VALUES ($1, $2, 'h', 'access', 'all', 'completed', now())`, [id, user]);
-      await env.sql(`INSERT INTO privacy.export_packages (request_id, user_id, sealed, size, created_at, expires_at) VALUES ($1, $2, '\\x00', 1, $3, now() + interval '1 day')`, [id, user, new Date(Date.now() - ageDays * DAY)]);
+      const created = new Date(Date.now() - ageDays * DAY);
+      await env.sql(`INSERT INTO privacy.export_packages (request_id, user_id, sealed, size, created_at, expires_at) VALUES ($1, $2, '\\x00', 1, $3, $4)`, [id, user, created, new Date(created.getTime() + downloadDays * DAY)]);
     }
     const dry = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: true, categories: ['consent-records', 'export-packages'] }, { actor: compliance })).id);
     expect(dry.results).toEqual([
@@ -273,6 +276,7 @@ describe('retention policies, runs and legal holds', () => {
     await rpc.call(PrivacyRpc.releaseLegalHold, { id: hold.id }, { actor: compliance });
     const after = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['export-packages'] }, { actor: compliance })).id);
     expect(after.results).toEqual([{ service: 'privacy', category: 'export-packages', affected: 1 }]);
+    expect((await env.sql(`SELECT user_id FROM privacy.export_packages`)).map((r) => r.user_id)).toContain(givenLonger);
 
     // A legal hold is kept while active and 3 years after its release, then it goes; an active one never does.
     const old = await rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: 'settled long ago' }, { actor: compliance });

@@ -66,7 +66,9 @@ export class DownloadsService implements OnModuleDestroy {
     if (row.status !== 'completed') throw new ExportNotReady();
     // An erasure voids earlier packages and clears their download date; expiry keeps it.
     if (!row.sealed && !row.wrapped_key && !row.download_until) throw new ExportVoided();
-    if (!row.sealed || !row.wrapped_key || new Date(row.expires_at) <= new Date()) throw new ExportExpired(new Date(row.expires_at));
+    // The package's own date, or (its row gone by then) the one the subject was given.
+    const until = new Date(row.expires_at ?? row.download_until);
+    if (!row.sealed || !row.wrapped_key || until <= new Date()) throw new ExportExpired(until);
     const key = `${id}:${format}:${actor.userId}`;
     const cached = this.cache.get(key);
     let built: Built;

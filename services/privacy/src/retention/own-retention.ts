@@ -22,7 +22,8 @@ export class OwnRetention {
     if (days === null) return 0;
     switch (category) {
       case 'export-packages':
-        return this.run('export_packages', 'request_id', `created_at < now() - make_interval(days => $1) AND NOT (user_id = ANY($2::uuid[]))`, [days, held], dryRun);
+        // Never before the download date the subject was given (the housekeeping then takes package and key together).
+        return this.run('export_packages', 'request_id', `created_at < now() - make_interval(days => $1) AND expires_at <= now() AND NOT (user_id = ANY($2::uuid[]))`, [days, held], dryRun);
       case 'consent-records':
         // Never the proof of a consent still valid for its two years (from a 29 February they are 731 days), unless
         // compliance shortened the period: then a consent lasts only that long, and with its record it lapses (asked again).
