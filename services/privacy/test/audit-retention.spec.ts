@@ -55,6 +55,10 @@ describe("the audit trail's retention", () => {
 
   it('deletes entries past 3 years from the start of the chain up to the first one still needed, and the rest verifies from the anchor', async () => {
     expect((await w.rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance })).data.find((p) => p.category === 'audit-trail')).toMatchObject({ retentionDays: 3 * 365 + 1 });
+    // Nobody shortens the proof of what was done, nor what it documents (one officer could have cut the trail to a day).
+    for (const category of ['audit-trail', 'data-subject-requests', 'legal-holds', 'erasure-tombstones']) {
+      await expect(w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'privacy', category, retentionDays: 1 }, { actor: compliance })).rejects.toMatchObject({ status: 422 });
+    }
     for (const retentionDays of [20, 25, 30]) await w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'sessions', retentionDays }, { actor: compliance });
     // A legal hold still active: its entry stays, and so does every entry after it.
     await w.rpc.call(PrivacyRpc.createLegalHold, { userId: randomUUID(), reason: 'litigation 2023-4' }, { actor: compliance });

@@ -9,6 +9,8 @@ export const privacyDataCategories: DataCategory[] = [
     purposes: ['answering data-subject requests', 'proving that they were answered in time'],
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
     retentionDays: yearsInDays(3),
+    // The proof of what was done (Art. 5(2) GDPR) for as long as claims about it may be raised: no one shortens it.
+    legalMinimumDays: yearsInDays(3),
     retentionRule: 'deleted 3 years after the request was closed (regular limitation period, § 195 BGB)',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
   },
@@ -39,6 +41,8 @@ export const privacyDataCategories: DataCategory[] = [
     purposes: ['establishment, exercise or defence of legal claims (Art. 17(3)(e) GDPR)'],
     basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
     retentionDays: yearsInDays(3),
+    // The proof of what was done (Art. 5(2) GDPR) for as long as claims about it may be raised: no one shortens it.
+    legalMinimumDays: yearsInDays(3),
     retentionRule: 'kept while the hold is active, then 3 years after its release as proof (the regular limitation period, § 195 BGB)',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
   },
@@ -49,6 +53,8 @@ export const privacyDataCategories: DataCategory[] = [
     purposes: ['proving that an erasure was carried out (Art. 5(2), Art. 17 GDPR)'],
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
     retentionDays: yearsInDays(3),
+    // The proof of what was done (Art. 5(2) GDPR) for as long as claims about it may be raised: no one shortens it.
+    legalMinimumDays: yearsInDays(3),
     // The documentation of a request is kept as long as the request itself.
     retentionRule: 'deleted 3 years after the erasure, as the request it documents (regular limitation period, § 195 BGB)',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
@@ -60,6 +66,8 @@ export const privacyDataCategories: DataCategory[] = [
     purposes: ['demonstrating compliance (Art. 5(2) GDPR)'],
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
     retentionDays: yearsInDays(3),
+    // The proof of what was done (Art. 5(2) GDPR) for as long as claims about it may be raised: no one shortens it.
+    legalMinimumDays: yearsInDays(3),
     retentionRule:
       'entries are deleted 3 years after they were written, as the requests they document, oldest first and never while the request or legal hold they concern is kept or the subject is held; the hash of the last deleted entry stays as the anchor the rest of the chain is verified from',
     processors: ['Hetzner Online GmbH (hosting, EU)'],
