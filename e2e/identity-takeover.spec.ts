@@ -150,6 +150,8 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect((await http.post('/v1/auth/password/reset', { token: resetToken, password: 'Meine eigene Wiese 2027' })).status).toBe(204);
     expectProblem(await http.get('/v1/me', key.body.key), 401);
     expect(await env.sql(`SELECT provider FROM identity.sso_identities WHERE user_id = $1`, [squatter.user.id])).toEqual([]);
+    // Where the squatter signed in from is no longer a place of the account's (a guess from there meets the lockout).
+    expect(await env.sql(`SELECT 1 FROM identity.sessions WHERE user_id = $1 AND ip IS NOT NULL UNION ALL SELECT 1 FROM identity.login_audit WHERE user_id = $1 AND succeeded`, [squatter.user.id])).toEqual([]);
     const owner = (await http.post('/v1/auth/login', { email: 'moved-victim@takeover.example.eu', password: 'Meine eigene Wiese 2027' })).body;
     expect((await http.get('/v1/me', owner.accessToken)).body.settings.restrictToEu).toBe(true);
   });

@@ -4,7 +4,7 @@ import { ProblemError } from '@ally/contracts';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { AddressHashes } from '../common/address-hash.js';
 import { LoginAuditEntity } from './login-audit.entity.js';
-import { lockNamed } from '@ally/persistence';
+import { isForeignKeyViolation, lockNamed } from '@ally/persistence';
 import { clientNetwork } from '@ally/platform';
 
 const networkOf = (ip: string | null | undefined) => (ip ? clientNetwork(ip) : null);
@@ -49,7 +49,9 @@ export class LoginThrottleService {
   /** The outcome of an attempt `begin` counted; a user who objected to the login audit is kept only as the address hash. */
   async finish(attemptId: string, attempt: { userId: string | null; ip?: string; succeeded: boolean }): Promise<void> {
     const { userId, ip, network } = await this.recordedAs(attempt.userId, attempt.ip);
-    await this.ds.query(`UPDATE login_audit SET user_id = $2, ip = $3, network = $4, succeeded = $5 WHERE id = $1`, [attemptId, userId, ip, network, attempt.succeeded]);
+    await this.ds
+      .query(`UPDATE login_audit SET user_id = $2, ip = $3, network = $4, succeeded = $5 WHERE id = $1`, [attemptId, userId, ip, network, attempt.succeeded])
+      .catch(accountGone);
   }
 
   private async assertAllowed(email: string, ip: string | undefined, em: EntityManager): Promise<void> {
@@ -77,12 +79,15 @@ export class LoginThrottleService {
 
   /** A user who objected to the login audit (upheld, or not yet decided) is recorded only as the address hash (for throttling). */
   async record(attempt: { email: string; userId: string | null; ip?: string; succeeded: boolean; method: string }): Promise<void> {
-    await this.ds.getRepository(LoginAuditEntity).insert({
-      emailHash: this.addresses.of(attempt.email),
-      ...(await this.recordedAs(attempt.userId, attempt.ip)),
-      succeeded: attempt.succeeded,
-      method: attempt.method,
-    });
+    await this.ds
+      .getRepository(LoginAuditEntity)
+      .insert({
+        emailHash: this.addresses.of(attempt.email),
+        ...(await this.recordedAs(attempt.userId, attempt.ip)),
+        succeeded: attempt.succeeded,
+        method: attempt.method,
+      })
+      .catch(accountGone);
   }
 
   /** Whom and where an attempt names in the audit: nobody and nowhere for a user who objected to it or restricted its processing (the address hash alone counts). */
@@ -130,4 +135,10 @@ export class LoginThrottleService {
     );
     return rows.length > 0;
   }
+}
+
+/** The account was erased while it signed in (or proved its password): the audit row names no one, and the caller hears 401. */
+function accountGone(err: unknown): never {
+  if (isForeignKeyViolation(err)) throw new ProblemError(401, 'The account no longer exists');
+  throw err;
 }

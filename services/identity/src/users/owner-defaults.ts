@@ -8,12 +8,17 @@ import { UserEntity } from './user.entity.js';
  * What a registrant chose before anyone proved control of the address does not
  * bind the owner who proves it now (a password reset, a single sign-on): the
  * EU-only default comes back, or the owner's prompts could leave the EU on a
- * squatter's choice (chat hears of it as of any change of the setting), and
- * the single sign-on identities linked to the account go, or the registrant's
- * own identity provider would still sign them in.
+ * squatter's choice (chat hears of it as of any change of the setting); the
+ * single sign-on identities linked to the account go, or the registrant's
+ * own identity provider would still sign them in; and the places they signed
+ * in from are no longer the account's.
  */
 export async function restoreOwnerDefaults(em: EntityManager, outbox: IdentityOutbox, user: UserEntity): Promise<void> {
   await em.getRepository(SsoIdentityEntity).delete({ userId: user.id });
+  // The places the registrant signed in from are not the owner's: from them a guess would skip the account's
+  // lockout and a sign-in send no warning. Their sign-ins stay in the audit, by address only.
+  await em.query(`UPDATE sessions SET ip = NULL, user_agent = NULL WHERE user_id = $1`, [user.id]);
+  await em.query(`UPDATE login_audit SET user_id = NULL WHERE user_id = $1 AND succeeded`, [user.id]);
   if (user.restrictToEu) return;
   await em.getRepository(UserEntity).update({ id: user.id }, { restrictToEu: true });
   user.restrictToEu = true;
