@@ -120,6 +120,9 @@ export class SsoService {
       let registered = false;
       if (!user) {
         if (!email || claims.email_verified !== true) throw new ProblemError(401, 'The identity provider did not confirm an email address');
+        // Under the address's lock, as registration and an address change take it: the account read is the one
+        // that has the address when the link is made (not one moving away), and no insert meets the unique index.
+        await this.users.lockAddress(email, em);
         user = await this.users.findByEmail(email, em);
         if (!user) {
           user = await this.createUser(em, email, claims);
