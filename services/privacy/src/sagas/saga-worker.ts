@@ -21,7 +21,8 @@ const HOUSEKEEPING_MS = 60_000;
 /** 4xx answers mean the request itself is wrong: retrying would not help. Timeouts, 5xx and "no responders" are retried. */
 function retryable(err: unknown): boolean {
   if (err instanceof ProblemError) return err.status >= 500 || err.status === 408 || err.status === 429;
-  return true;
+  // A part too large to hold as one string fails alike every time.
+  return !(err instanceof RangeError);
 }
 
 /**
@@ -153,6 +154,11 @@ export class SagaWorker extends PacedWorker {
     } catch (err) {
       return this.failed(step, err);
     }
+    // Kept as a failure of the step (tried again, or given up), not thrown into the pass: the other steps go on.
+    await this.complete(step, outcome).catch((err) => this.failed(step, err));
+  }
+
+  private async complete(step: ClaimedStep, outcome: StepOutcome): Promise<void> {
     await this.ds.transaction(async (em) => {
       // Locked: a request another step failed meanwhile (its parts and key gone) keeps no part that comes after.
       const [req]: RequestRow[] = await em.query(`SELECT * FROM requests WHERE id = $1 FOR UPDATE`, [step.requestId]);
