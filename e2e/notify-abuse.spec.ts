@@ -33,30 +33,38 @@ describe('notify: limits, erased owners, exports by address', () => {
   };
   const consumed = (eventId: string) => waitFor(async () => (await env.sql(`SELECT 1 FROM notify.inbox WHERE event_id = $1`, [eventId])).length > 0 || undefined, 'the event to be consumed');
 
-  it('sends one address at most NOTIFY_MAX_PER_ADDRESS_PER_HOUR mails an hour, required ones included (an account on an address it never confirmed cannot flood it)', async () => {
+  it('sends one address at most NOTIFY_MAX_PER_ADDRESS_PER_HOUR mails of one kind an hour, required ones included (an account on an address it never confirmed cannot flood it), and a flood of one kind takes nothing from the others', async () => {
     const { user } = await register('victim@example.eu');
     const actor = { userId: user.id, platformRoles: [] };
     for (let i = 0; i < 6; i++) await rpc.call(IdentityRpc.updateSettings, { restrictToEu: i % 2 === 0 }, { actor });
     await rpc.call(IdentityRpc.forgotPassword, { email: 'victim@example.eu' });
-    await waitFor(async () => (brevo.mails('victim@example.eu').length >= 3 ? true : undefined), 'the first three mails');
+    await waitFor(async () => (brevo.mails('victim@example.eu').length >= 5 ? true : undefined), 'the mails');
     await waitFor(async () => (await env.sql(`SELECT 1 FROM notify.deliveries WHERE status IN ('pending', 'sending')`)).length === 0 || undefined, 'nothing left to send');
-    expect(brevo.mails('victim@example.eu')).toHaveLength(3);
-    expect(brevo.mails('victim@example.eu').map((m) => m.subject)).toContain('Please confirm your email address');
+    const subjects = brevo.mails('victim@example.eu').map((m) => m.subject);
+    // The confirmation, three of the six settings notices, and the reset link the owner asked for after them.
+    expect(subjects).toHaveLength(5);
+    expect(subjects).toContain('Please confirm your email address');
+    expect(subjects.filter((s) => /password/i.test(s ?? ''))).toHaveLength(1);
   });
 
-  it('sends the warning of a sign-in from a new device past the cap: filling an address\'s hour with reset requests does not hide it', async () => {
+  it('sends the warning of a sign-in from a new device past the cap, and a flood of reset requests buries no live link: past three an hour they change nothing', async () => {
     const { user } = await register('warned@example.eu');
     const resets: string[] = [];
-    for (let i = 0; i < 4; i++) {
+    for (let i = 0; i < 3; i++) {
       await rpc.call(IdentityRpc.forgotPassword, { email: 'warned@example.eu' });
       resets.push((await lastEvent<{ userId: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === user.id && !resets.includes(e.id))).id);
     }
+    // Anyone may ask for the address: more requests make no link, and the third one mailed stays live.
+    for (let i = 0; i < 5; i++) await rpc.call(IdentityRpc.forgotPassword, { email: 'warned@example.eu' });
+    expect(await env.sql(`SELECT count(*)::int AS n FROM identity.one_time_tokens WHERE user_id = $1 AND purpose = 'password_reset'`, [user.id])).toEqual([{ n: 3 }]);
+    expect(await env.sql(`SELECT count(*)::int AS n FROM identity.one_time_tokens WHERE user_id = $1 AND purpose = 'password_reset' AND used_at IS NULL`, [user.id])).toEqual([{ n: 1 }]);
     for (const id of resets) await consumed(id);
     await waitFor(async () => (await env.sql(`SELECT 1 FROM notify.deliveries WHERE status IN ('pending', 'sending')`)).length === 0 || undefined, 'nothing left to send');
-    expect(brevo.mails('warned@example.eu')).toHaveLength(3);
+    // The confirmation and the three links.
+    expect(brevo.mails('warned@example.eu')).toHaveLength(4);
     const signedIn = await publish('identity.user.signed-in', { userId: user.id, email: 'warned@example.eu', firstName: 'Ole', locale: 'en', ip: '203.0.113.9', method: 'password', newDevice: true });
     await consumed(signedIn);
-    await waitFor(async () => (brevo.mails('warned@example.eu').length === 4 ? true : undefined), 'the sign-in warning');
+    await waitFor(async () => (brevo.mails('warned@example.eu').length === 5 ? true : undefined), 'the sign-in warning');
   });
 
   it('never holds back what the law requires a subject be told, nor escalations to the compliance team, over the cap', async () => {

@@ -24,9 +24,10 @@ export const notifyConfigSchema = baseConfigSchema
     NOTIFY_GIVE_UP_HOURS: z.coerce.number().positive().default(24),
     NOTIFY_POLL_MS: z.coerce.number().int().min(10).default(500),
     /**
-     * Mails to one address in an hour, required ones included: whoever controls an account (an address
-     * never confirmed, say) cannot turn settings changes or reset requests into a flood at someone's inbox.
-     * Mails nobody can trigger at will and nobody may lose (legally owed ones, compliance escalations) are exempt.
+     * Mails of one kind to one address in an hour, required ones included: whoever controls an account (an address
+     * never confirmed, say) cannot turn settings changes or reset requests into a flood at someone's inbox, and
+     * a flood of one kind takes nothing from the others. Mails nobody can trigger at will and nobody may lose
+     * (legally owed ones, compliance escalations, the warning of a new sign-in) are exempt.
      */
     NOTIFY_MAX_PER_ADDRESS_PER_HOUR: z.coerce.number().int().min(1).default(20),
   })

@@ -19,6 +19,9 @@ import { emailTaken } from '../users/email-taken.js';
 import { OneTimeTokensService } from './one-time-tokens.service.js';
 import { PasswordService } from './password.service.js';
 
+/** Password reset links one account gets in an hour (each request beyond changes nothing). */
+const RESET_LINKS_PER_HOUR = 3;
+
 @Injectable()
 export class AuthService {
   /** Verified against when the account is unknown, so timing does not reveal which addresses exist. */
@@ -109,6 +112,10 @@ export class AuthService {
     await this.ds.transaction(async (em) => {
       // Requests for one account take turns, so only the newest link is live (two at once left two).
       await lockNamed(em, `password-reset:${user.id}`);
+      // Anyone may ask for the address: past a few links an hour, a request changes nothing (no new link, the last
+      // one stays live and was mailed), so a flood neither buries the owner's link nor fills their inbox.
+      const [{ recent }] = await em.query(`SELECT count(*)::int AS recent FROM one_time_tokens WHERE user_id = $1 AND purpose = 'password_reset' AND created_at > now() - interval '1 hour'`, [user.id]);
+      if (recent >= RESET_LINKS_PER_HOUR) return;
       await this.tokens.invalidate(em, user.id, 'password_reset');
       const { token: resetToken } = await this.tokens.issue(em, user.id, 'password_reset', this.config.RESET_TOKEN_TTL_SECONDS);
       await this.outbox.append(

@@ -81,7 +81,7 @@ export class MailEventsConsumer {
       }
       const recipientHash = this.addresses.of(spec.to);
       await this.addresses.upgradeSuppression(em, spec.to);
-      if (!spec.uncapped && (await this.overCap(em, recipientHash))) {
+      if (!spec.uncapped && (await this.overCap(em, recipientHash, spec.template))) {
         this.capped.inc({ template: spec.template });
         this.logger.warn({ template: spec.template, eventId: event.id }, 'mail not sent: the address already had the most mails an hour allows');
         continue;
@@ -94,11 +94,15 @@ export class MailEventsConsumer {
     }
   }
 
-  /** Whether the address already had the most mails an hour allows (uncapped ones count too). */
-  private async overCap(em: EntityManager, recipientHash: string): Promise<boolean> {
+  /**
+   * Whether the address already had the most mails of this kind an hour allows. Counted per kind: mails anyone
+   * can make come for an address (reset requests, changes of address naming it) must not use up the hour of the
+   * others (a settings notice, the owner's own reset link).
+   */
+  private async overCap(em: EntityManager, recipientHash: string, template: string): Promise<boolean> {
     // Serialised per address, so the count holds against a parallel event for the same inbox.
     await lockNamed(em, `notify-recipient:${recipientHash}`);
-    const [{ recent }] = await em.query(`SELECT count(*)::int AS recent FROM deliveries WHERE recipient_hash = $1 AND created_at > now() - interval '1 hour'`, [recipientHash]);
+    const [{ recent }] = await em.query(`SELECT count(*)::int AS recent FROM deliveries WHERE recipient_hash = $1 AND template = $2 AND created_at > now() - interval '1 hour'`, [recipientHash, template]);
     return recent >= this.maxPerHour;
   }
 }
