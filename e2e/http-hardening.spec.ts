@@ -658,6 +658,19 @@ describe('rate limits', () => {
     expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
   });
 
+  it("counts a credential refused since it proved itself (a revoked API key) against its sender's IP, not its former owner's bucket", async () => {
+    const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '4', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
+    const created = (await http.post('/v1/me/api-keys', { name: 'Geleakt', workspace: 'private' }, user.accessToken)).body;
+    expect((await limited.get('/v1/me', created.key)).status).toBe(200);
+    expect((await http.delete(`/v1/me/api-keys/${created.id}`, user.accessToken)).status).toBe(204);
+    // Whoever holds the revoked key keeps sending it: it is refused, and after the first refusal counts by its IP.
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) statuses.push((await limited.get('/v1/me', created.key)).status);
+    expect(statuses).toEqual([401, 401, 401, 401, 429]);
+    // The owner's own session still has its bucket (one request of it was spent by the key's proving one).
+    expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
+  });
+
   it('reads the token as the guard does: a proven one sent with the scheme in another case spends its own bucket, not the IP\'s', async () => {
     const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     const as = (authorization?: string) => limited.request('GET', '/v1/me', { headers: authorization ? { authorization } : {} });

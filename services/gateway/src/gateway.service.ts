@@ -20,6 +20,10 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
   module: (ctx) => GatewayModule.forRoot(ctx),
   fastifyOptions: (config) => ({
     bodyLimit: config.BODY_LIMIT_BYTES,
+    // A request (headers and body) must arrive within this: a body sent a byte at a time held its socket for ever
+    // (Fastify's default 0 also switches off Node's own limit) and kept a stopping replica from closing. It ends
+    // with the request's arrival, so it cuts no streamed answer.
+    requestTimeout: 60_000,
     trustProxy: config.TRUSTED_PROXIES.length ? config.TRUSTED_PROXIES : false,
     // Paths the router cannot decode, or whose parameter exceeds its limit (100 by
     // default), would be answered by the router alone, outside the problem filter;

@@ -8,7 +8,7 @@ import { bearerToken } from './bearer.js';
 import { API_KEY_ALLOWED, LIVE_ACCOUNT_REQUIRED } from './credential-scope.js';
 import { JwksCache } from './jwks-cache.service.js';
 import { SessionLiveness } from './session-liveness.js';
-import { credentialProven } from './rate-limits.js';
+import { credentialProven, credentialRefused } from './rate-limits.js';
 import { VerifiedTokenCache } from './verified-token-cache.js';
 import { IS_PUBLIC } from '@ally/platform';
 
@@ -48,7 +48,11 @@ export class AuthGuard implements CanActivate {
     const token = bearerToken(header);
     if (!token) throw new ProblemError(401, 'The Authorization header must be "Bearer <token>", the token without spaces (an API key or access token has none)');
     const byKey = token.startsWith('ally_');
-    const actor = byKey ? await this.fromApiKey(token) : await this.fromJwt(token);
+    const actor = await (byKey ? this.fromApiKey(token) : this.fromJwt(token)).catch((err: unknown) => {
+      // Refused now (revoked, ended): its requests count by their IP again, not in the bucket of whose it was.
+      if (err instanceof ProblemError && err.status === 401) credentialRefused(token);
+      throw err;
+    });
     const targets = [context.getHandler(), context.getClass()];
     if (byKey && !this.reflector.getAllAndOverride<boolean>(API_KEY_ALLOWED, targets)) {
       throw new ProblemError(403, 'An API key serves chat in its workspace and reading the account (GET /v1/me) only; sign in to manage the account, organisations, billing or data-subject requests');

@@ -30,6 +30,11 @@ export function credentialProven(token: string, userId: string): void {
   if (token.length <= MEMO_MAX_TOKEN_LENGTH) proven.set(token, `user:${userId}`);
 }
 
+/** Called by the guard when a credential is refused: whoever keeps sending it no longer spends its owner's bucket. */
+export function credentialRefused(token: string): void {
+  proven.delete(token);
+}
+
 /**
  * Counted per user once a credential of theirs authenticated here, otherwise
  * per IP: credentials made up afresh for every request (a forged token's new
