@@ -350,3 +350,38 @@ describe('notify: a mail event is sent at once, not at the next poll', () => {
     }
   });
 });
+
+/** Brevo as its documentation has it: a send repeating a key it holds is refused with `duplicate_parameter`. */
+describe('notify: a retry of a mail Brevo had already taken', () => {
+  let world: NotifyWorld;
+
+  beforeAll(async () => {
+    world = await startNotifyWorld({ NOTIFY_POLL_MS: '50', NOTIFY_RETRY_BASE_MS: '50' }, { repeatedKey: 'duplicate-error' });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('counts it as sent, not dead: Brevo refusing the repeated key means the first attempt went', async () => {
+    const { env, brevo } = world;
+    const id = randomUUID();
+    // The first attempt reached Brevo; its answer was lost (a timeout, a replica gone), so the row is to be sent again.
+    const first = await fetch(`${brevo.apiUrl}/smtp/email`, {
+      method: 'POST',
+      headers: { 'api-key': 'emulator', 'content-type': 'application/json' },
+      body: JSON.stringify({ sender: { email: 'no-reply@ally.eu' }, to: [{ email: 'zweimal@example.eu' }], subject: 'Willkommen', textContent: 'x', headers: { idempotencyKey: id } }),
+    });
+    expect(first.status).toBe(201);
+    await env.sql(
+      `INSERT INTO notify.deliveries (id, event_id, template, locale, recipient, recipient_hash, variables, status, attempts) VALUES ($1, $2, 'welcome', 'de', 'zweimal@example.eu', $3, '{"firstName":"Zora"}', 'pending', 1)`,
+      [id, randomUUID(), addressHash('zweimal@example.eu')],
+    );
+    const row = await waitFor(async () => {
+      const [d] = await env.sql<{ status: string; last_error: string | null; provider_message_id: string | null }>(`SELECT status, last_error, provider_message_id FROM notify.deliveries WHERE id = $1`, [id]);
+      return d && d.status !== 'pending' && d.status !== 'sending' ? d : undefined;
+    }, 'the retry');
+    expect(row).toMatchObject({ status: 'sent', provider_message_id: null, last_error: expect.stringContaining('earlier attempt') });
+    expect(brevo.mails('zweimal@example.eu')).toHaveLength(1);
+  });
+});

@@ -15,9 +15,9 @@ export interface NotifyWorld {
 }
 
 /** identity and notify (its environment on top of the defaults) with the Brevo emulator, in a test world of their own. */
-export async function startNotifyWorld(vars: Record<string, string>): Promise<NotifyWorld> {
+export async function startNotifyWorld(vars: Record<string, string>, brevoOptions: Parameters<typeof startBrevoEmulator>[0] = {}): Promise<NotifyWorld> {
   const env = await createTestEnv();
-  const brevo = await startBrevoEmulator();
+  const brevo = await startBrevoEmulator(brevoOptions);
   const rpc = new RpcClient(await env.nats(), env.prefix);
   const close = async () => {
     await rpc.close().catch(() => undefined);

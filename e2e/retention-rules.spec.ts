@@ -90,6 +90,17 @@ describe('retention rules of every service run against their schemas', () => {
     expect(left.map((r) => r.alias)).toEqual(['erased-00000000000000bb']);
   });
 
+  it('notify forgets a lifted restriction (or a rejected objection) 8 days after its lift, and keeps one that stands', async () => {
+    const [old, recent, standing] = [randomUUID(), randomUUID(), randomUUID()];
+    await world.env.sql(
+      `INSERT INTO notify.restrictions (request_id, user_id, scope, lifted_at) VALUES ($1, gen_random_uuid(), 'all', now() - interval '9 days'), ($2, gen_random_uuid(), 'all', now() - interval '2 days'), ($3, gen_random_uuid(), 'all', NULL)`,
+      [old, recent, standing],
+    );
+    await world.services.notify.app.get(AgeRetentionService).purgeExpired();
+    const left = await world.env.sql<{ request_id: string }>(`SELECT request_id FROM notify.restrictions WHERE request_id = ANY($1::uuid[])`, [[old, recent, standing]]);
+    expect(left.map((r) => r.request_id).sort()).toEqual([recent, standing].sort());
+  });
+
   it('notify keeps an erasure mark 45 days: past the stream\'s 7, an erasure still running or its step tried again finds it (no second farewell, no mail)', async () => {
     await world.env.sql(`INSERT INTO notify.erased_subjects (mark, erased_at) VALUES ('zz-mark-old', now() - interval '46 days'), ('zz-mark-week', now() - interval '10 days')`);
     await world.services.notify.app.get(AgeRetentionService).purgeExpired();

@@ -6,6 +6,7 @@ import { NOTIFY_CONFIG, usesEmulator, type NotifyConfig } from '../config.js';
 import type { RenderedMail } from '../mails/mail-renderer.js';
 
 export type SendOutcome =
+  /** `messageId` empty: Brevo had taken this mail before (its idempotency key) and did not say under which id. */
   | { ok: true; messageId: string }
   /** 429, 5xx, timeouts, network: try again later (not before `retryAfterMs`). */
   | { ok: false; retryable: true; error: string; retryAfterMs?: number }
@@ -52,7 +53,7 @@ export class BrevoMailer implements OnModuleInit {
    * already accepted is answered with that send's message id instead of mailing again
    * (Brevo keeps a key for 30 minutes).
    */
-  async send(to: string, mail: RenderedMail, tags: string[], idempotencyKey: string): Promise<SendOutcome> {
+  async send(to: string, mail: RenderedMail, tags: string[], idempotencyKey: string, retry = false): Promise<SendOutcome> {
     try {
       const result = await this.client.transactionalEmails.sendTransacEmail({
         sender: { email: this.config.MAIL_SENDER_EMAIL, name: this.config.MAIL_SENDER_NAME },
@@ -68,6 +69,8 @@ export class BrevoMailer implements OnModuleInit {
       if (err instanceof BrevoError && typeof err.statusCode === 'number') {
         const status = err.statusCode;
         const error = `Brevo answered ${status}: ${JSON.stringify(err.body ?? '').slice(0, 300)}`;
+        // A retry whose key Brevo already holds (the first attempt went, its answer was lost): sent, not refused.
+        if (retry && status === 400 && (err.body as { code?: unknown } | undefined)?.code === 'duplicate_parameter') return { ok: true, messageId: '' };
         if (status === 429 || status >= 500) return { ok: false, retryable: true, error, retryAfterMs: retryAfter(err) };
         // Our key or our address refused (a rotated key, Brevo's IP allow-list): ours to mend, not the mail's fault.
         // Retried (within NOTIFY_GIVE_UP_HOURS) instead of every mail meanwhile being dead and its data gone.

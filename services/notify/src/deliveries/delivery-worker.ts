@@ -48,7 +48,9 @@ export class DeliveryWorker extends PacedWorker {
     while (!this.shuttingDown) {
       const rows = await this.claim();
       if (rows.length === 0) return;
-      await Promise.all(rows.map((row) => this.deliver(row)));
+      // Every send of the batch is seen to its end (one failing must not leave the others running past a stop).
+      const failed = (await Promise.allSettled(rows.map((row) => this.deliver(row)))).find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
     }
   }
 
@@ -82,12 +84,12 @@ export class DeliveryWorker extends PacedWorker {
     let outcome;
     try {
       const mail = this.renderer.render(row.template, row.locale, row.variables ?? {});
-      outcome = await this.mailer.send(row.recipient!, mail, [row.template], row.id);
+      outcome = await this.mailer.send(row.recipient!, mail, [row.template], row.id, row.attempts > 1);
     } catch (err) {
       outcome = { ok: false as const, retryable: false as const, error: `cannot render: ${(err as Error).message}` };
     }
     if (outcome.ok) {
-      await this.finish(row.id, 'sent', { providerMessageId: outcome.messageId });
+      await this.finish(row.id, 'sent', outcome.messageId ? { providerMessageId: outcome.messageId } : { lastError: 'Brevo had taken this mail at an earlier attempt (its idempotency key); its message id is unknown' });
       this.mails.inc({ template: row.template, outcome: 'sent' });
       return;
     }

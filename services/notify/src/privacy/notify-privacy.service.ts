@@ -113,11 +113,11 @@ export class NotifyPrivacyService {
     // (nobody loses anything by it but a record of what Ally sent).
     for (const c of contacts) await this.mailer.deleteLogs(c.email);
     // Mails to an address the account no longer has (before a change of address, or a change's link to one never
-    // confirmed) are logged under that address, which notify does not keep: they go one by one, by the message ids
-    // the delivery log still holds.
+    // confirmed), and to others about the subject (an invitation naming them), are logged under addresses notify
+    // does not keep: they go one by one, by the message ids the delivery log still holds.
     const current = contacts.flatMap((c) => this.addresses.all(c.email));
     const elsewhere: { provider_message_id: string }[] = await this.ds.query(
-      `SELECT DISTINCT provider_message_id FROM deliveries WHERE user_id = $1 AND provider_message_id LIKE '<%@%>' AND recipient_hash <> ALL($2::text[])`,
+      `SELECT DISTINCT provider_message_id FROM deliveries WHERE (user_id = $1 OR about_user_id = $1) AND provider_message_id LIKE '<%@%>' AND recipient_hash <> ALL($2::text[])`,
       [userId, current],
     );
     for (const { provider_message_id } of elsewhere) await this.mailer.deleteLogs(provider_message_id);

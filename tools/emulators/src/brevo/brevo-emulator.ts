@@ -60,7 +60,16 @@ const isEmail = (v: unknown) => typeof v === 'string' && /^[^@\s]+@[^@\s]+\.[^@\
  * `idempotencyKey` of one accepted within `idempotencyTtlMs` (also one still
  * in flight) is answered with that send's message id and mails nobody again.
  */
-export async function startBrevoEmulator(opts: { port?: number; host?: string; apiKey?: string; idempotencyTtlMs?: number } = {}): Promise<BrevoEmulator> {
+export async function startBrevoEmulator(
+  opts: {
+    port?: number;
+    host?: string;
+    apiKey?: string;
+    idempotencyTtlMs?: number;
+    /** How a send repeating a held key is answered: with the first send's message id, or with Brevo's 400 `duplicate_parameter`. */
+    repeatedKey?: 'first-answer' | 'duplicate-error';
+  } = {},
+): Promise<BrevoEmulator> {
   const ttlMs = opts.idempotencyTtlMs ?? IDEMPOTENCY_TTL_MS;
   const mails: EmulatedMail[] = [];
   const inboxes: EmulatedMail[] = [];
@@ -118,6 +127,7 @@ export async function startBrevoEmulator(opts: { port?: number; host?: string; a
     const earlier = sends.get(idempotencyKey);
     // A repeat waits for the first send (a client that timed out retries while it is still in flight).
     const messageId = earlier && Date.now() - earlier.at < ttlMs ? await earlier.messageId : undefined;
+    if (messageId && opts.repeatedKey === 'duplicate-error') return { status: 400, body: { code: 'duplicate_parameter', message: 'idempotencyKey already used' } };
     if (messageId) return { status: 201, body: { messageId } };
     const sending = send(raw);
     sends.set(idempotencyKey, { at: Date.now(), messageId: sending.then((r) => (r.status === 201 ? (r.body as { messageId: string }).messageId : undefined)) });
