@@ -108,6 +108,17 @@ describe('notify: mail through Brevo, driven by events', () => {
     expect(await deliveryOf('verify-email', user.id)).toMatchObject({ status: 'sent', attempts: 2 });
   });
 
+  it("holds back the rest of the mail while Brevo's 429 says to wait, not only the mail that met it", async () => {
+    brevo.failNext({ status: 429, times: 1, retryAfterSeconds: 2 });
+    const first = await register('erste.welle@example.eu', 'en');
+    const limitedAt = await waitFor(async () => (/429/.test((await deliveryOf('verify-email', first.user.id))?.last_error ?? '') ? Date.now() : undefined), 'the 429');
+    // Mails made meanwhile wait for the same moment instead of running into the limit.
+    await register('zweite.welle@example.eu', 'en');
+    const [mail] = await mailsTo('zweite.welle@example.eu', 1);
+    expect(new Date(mail.receivedAt).getTime() - limitedAt).toBeGreaterThanOrEqual(1_500);
+    await mailsTo('erste.welle@example.eu', 1);
+  });
+
   it('mails once a send Brevo accepted but answered after the SDK timed out: the retry carries the same idempotency key', async () => {
     // Brevo answers only after the SDK's 15 s timeout; the worker retries a send Brevo had already taken.
     brevo.slowNext({ delayMs: 16_500 });

@@ -8,8 +8,11 @@ import type { RenderedMail } from '../mails/mail-renderer.js';
 export type SendOutcome =
   /** `messageId` empty: Brevo had taken this mail before (its idempotency key) and did not say under which id. */
   | { ok: true; messageId: string }
-  /** 429, 5xx, timeouts, network: try again later (not before `retryAfterMs`). */
-  | { ok: false; retryable: true; error: string; retryAfterMs?: number }
+  /**
+   * 429, 5xx, timeouts, network: try again later (not before `retryAfterMs`). `pause`: Brevo refuses us, not this
+   * mail (its rate limit, our key): no other mail is sent meanwhile either.
+   */
+  | { ok: false; retryable: true; error: string; retryAfterMs?: number; pause?: boolean }
   /** Anything else Brevo refuses (400, 401, 403…): retrying would not help. */
   | { ok: false; retryable: false; error: string };
 
@@ -71,12 +74,13 @@ export class BrevoMailer implements OnModuleInit {
         const error = `Brevo answered ${status}: ${JSON.stringify(err.body ?? '').slice(0, 300)}`;
         // A retry whose key Brevo already holds (the first attempt went, its answer was lost): sent, not refused.
         if (retry && status === 400 && (err.body as { code?: unknown } | undefined)?.code === 'duplicate_parameter') return { ok: true, messageId: '' };
-        if (status === 429 || status >= 500) return { ok: false, retryable: true, error, retryAfterMs: retryAfter(err) };
+        if (status === 429) return { ok: false, retryable: true, error, retryAfterMs: retryAfter(err), pause: true };
+        if (status >= 500) return { ok: false, retryable: true, error, retryAfterMs: retryAfter(err) };
         // Our key or our address refused (a rotated key, Brevo's IP allow-list): ours to mend, not the mail's fault.
         // Retried (within NOTIFY_GIVE_UP_HOURS) instead of every mail meanwhile being dead and its data gone.
         if (status === 401 || status === 403) {
           this.logger.error({ status }, 'Brevo refuses our credentials or our address: check BREVO_API_KEY and Brevo\'s authorised IPs; mails wait');
-          return { ok: false, retryable: true, error };
+          return { ok: false, retryable: true, error, pause: true };
         }
         return { ok: false, retryable: false, error };
       }

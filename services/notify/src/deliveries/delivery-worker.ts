@@ -44,8 +44,11 @@ export class DeliveryWorker extends PacedWorker {
     this.deadLetters = new Counter({ name: 'ally_notify_dead_letters_total', help: 'Mails given up on (permanent refusal or attempts exhausted)', labelNames: ['template'], registers: [registry] });
   }
 
+  /** Until when Brevo told this replica to wait (its 429's Retry-After, a refused key): no mail is claimed before. */
+  private pausedUntil = 0;
+
   protected async pass(): Promise<void> {
-    while (!this.shuttingDown) {
+    while (!this.shuttingDown && Date.now() >= this.pausedUntil) {
       const rows = await this.claim();
       if (rows.length === 0) return;
       // Every send of the batch is seen to its end (one failing must not leave the others running past a stop).
@@ -97,7 +100,10 @@ export class DeliveryWorker extends PacedWorker {
     // accepted during a long outage still goes once Brevo is back.
     if (outcome.retryable && row.ageMs < this.config.NOTIFY_GIVE_UP_HOURS * 3_600_000) {
       const backoff = Math.min(this.config.NOTIFY_RETRY_BASE_MS * 2 ** Math.min(row.attempts - 1, 30), this.config.NOTIFY_RETRY_MAX_MS);
-      const delayMs = Math.max(backoff, outcome.retryAfterMs ?? 0);
+      // Spread a little, so the mails of one outage do not all come back at the same moment.
+      const delayMs = Math.max(backoff, outcome.retryAfterMs ?? 0) * (1 + Math.random() * 0.1);
+      // Brevo refuses us, not this mail: the rest of the backlog waits too instead of running into the same wall.
+      if (outcome.pause) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + delayMs);
       await this.ds.query(
         `UPDATE deliveries SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now() WHERE id = $1`,
         [row.id, delayMs / 1000, outcome.error],
