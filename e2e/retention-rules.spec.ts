@@ -90,6 +90,21 @@ describe('retention rules of every service run against their schemas', () => {
     expect(left.map((r) => r.alias)).toEqual(['erased-00000000000000bb']);
   });
 
+  it("chat keeps an erasure mark until a day after identity deleted the account, or 100 days when the erasure never got there", async () => {
+    const marks = ['\\x01', '\\x02', '\\x03', '\\x04'];
+    await world.env.sql(
+      `INSERT INTO chat.erased_subjects (mark, erased_at, account_deleted_at) VALUES
+         ($1::bytea, now() - interval '3 days', now() - interval '2 days'),
+         ($2::bytea, now() - interval '3 days', now() - interval '2 hours'),
+         ($3::bytea, now() - interval '30 days', NULL),
+         ($4::bytea, now() - interval '101 days', NULL)`,
+      marks,
+    );
+    await world.services.chat.app.get(AgeRetentionService).purgeExpired();
+    const left = await world.env.sql<{ mark: string }>(`SELECT encode(mark, 'hex') AS mark FROM chat.erased_subjects WHERE mark = ANY($1::bytea[]) ORDER BY mark`, [marks]);
+    expect(left.map((r) => r.mark)).toEqual(['02', '03']);
+  });
+
   it('notify forgets a lifted restriction (or a rejected objection) 8 days after its lift, and keeps one that stands', async () => {
     const [old, recent, standing] = [randomUUID(), randomUUID(), randomUUID()];
     await world.env.sql(

@@ -14,7 +14,9 @@ export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND updated_at <
  * signed in), membership tombstones after a day, lifted restrictions after 8.
  */
 export const CHAT_RETENTION_RULES: PurgeRule[] = [
-  { name: 'erased-subjects', table: 'erased_subjects', key: 'mark', expired: `account_deleted_at < now() - interval '1 day'` },
+  // An erasure that never reaches identity (given up after chat's step) leaves the account: its mark goes after
+  // the longest a request may take (one month, two more when extended, Art. 12(3) GDPR), with a margin.
+  { name: 'erased-subjects', table: 'erased_subjects', key: 'mark', expired: `account_deleted_at < now() - interval '1 day' OR erased_at < now() - interval '100 days'` },
   // A removal only has to outlast the redelivery of the events before it.
   { name: 'membership-removals', table: 'membership_removals', key: 'ctid', expired: `removed_at < now() - interval '1 day'` },
   // A lift only has to outlast the redelivery of its restriction (the stream keeps events 7 days).

@@ -103,7 +103,8 @@ export class DeliveryWorker extends PacedWorker {
       // Spread a little, so the mails of one outage do not all come back at the same moment.
       const delayMs = Math.max(backoff, outcome.retryAfterMs ?? 0) * (1 + Math.random() * 0.1);
       // Brevo refuses us, not this mail: the rest of the backlog waits too instead of running into the same wall.
-      if (outcome.pause) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + delayMs);
+      // As long as Brevo said (or the first retry's delay), not this mail's own backoff after many attempts.
+      if (outcome.pause) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + (outcome.retryAfterMs ?? this.config.NOTIFY_RETRY_BASE_MS));
       await this.ds.query(
         `UPDATE deliveries SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now() WHERE id = $1`,
         [row.id, delayMs / 1000, outcome.error],

@@ -17,7 +17,9 @@ export class RectificationConsumer {
     @Inject(PRIVACY_CONFIG) config: PrivacyConfig,
   ) {
     if (config.PRIVACY_WORKER === 'on') {
-      consumers.register({ durable: 'privacy-rectification', types: ['identity.user.updated'], handler: (em, event) => this.handle(em, event) });
+      // One event per transaction: each takes its subject's request lock, and two subjects' in one transaction
+      // (with the audit lock between them) deadlocked with a request being filed.
+      consumers.register({ durable: 'privacy-rectification', types: ['identity.user.updated'], oneAtATime: true, handler: (em, event) => this.handle(em, event) });
     }
   }
 
