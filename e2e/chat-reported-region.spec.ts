@@ -212,7 +212,8 @@ describe('a deployment kept from EU-only callers after it reported a region outs
 
     // The replica that found out goes (a rollout); the one that takes over knows from the start.
     const second = await env.start(chatService, replica);
-    expect(second.app.get(RouterService).quarantined(SWEDEN)).toBe(true);
+    const router = second.app.get(RouterService);
+    expect(router.isEuResidentNow(router.deployment(SWEDEN)!)).toBe(false);
     await env.stop(first);
     const probesBefore = probes().length;
     await waitFor(async () => probes().length >= probesBefore + 2 || undefined, 'two probes');

@@ -111,15 +111,18 @@ export async function jetStreamOf(open) {
 
 const localJetStream = () => jetStreamOf(() => connectNats({ servers: `${NATS.host}:${NATS.port}`, name: 'ally-test-preflight', timeout: 3_000 }));
 
+/** Stops Debian's own nats-server service (its package starts it without JetStream, on our port) for good; whether it did. */
+const stopDebianNats = () => isRoot() && systemd() && spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' }).status === 0;
+
 /** Makes sure nats-server with JetStream answers on 127.0.0.1:4222. */
 export async function ensureNats() {
   if (process.env.TEST_NATS_URL) return;
   if (await reachable(NATS)) {
     const jetstream = await localJetStream();
     if (jetstream === 'on') return;
-    // Debian's own service (its package starts it, and it comes back at boot) makes way for one with JetStream.
-    const debianService = jetstream === 'off' && isRoot() && systemd() && spawnSync('systemctl', ['is-active', '--quiet', 'nats-server']).status === 0;
-    if (debianService && spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' }).status === 0) return startNats();
+    // Debian's own service (it comes back at boot) makes way for one with JetStream.
+    const debianService = jetstream === 'off' && spawnSync('systemctl', ['is-active', '--quiet', 'nats-server']).status === 0;
+    if (debianService && stopDebianNats()) return startNats();
     throw new Error(
       jetstream === 'off'
         ? 'a NATS server without JetStream answers on 127.0.0.1:4222: stop it (Debian\'s service: `systemctl disable --now nats-server`) and run `npm test` again, which starts one with -js'
@@ -128,8 +131,7 @@ export async function ensureNats() {
   }
   if (!has('nats-server')) {
     aptInstall('nats-server');
-    // Debian's package starts its own service, without JetStream, on the same port.
-    if (isRoot() && systemd()) spawnSync('systemctl', ['disable', '--now', 'nats-server'], { stdio: 'inherit' });
+    stopDebianNats();
   }
   return startNats();
 }

@@ -32,11 +32,6 @@ export class RouterService {
     this.reportedOutsideEu.set(deploymentId, Date.now());
   }
 
-  /** Whether the deployment is kept from EU-only callers (it reported a region outside the EU). */
-  quarantined(deploymentId: string): boolean {
-    return this.reportedOutsideEu.has(deploymentId);
-  }
-
   /** A probe found it serving in the EU again. */
   releaseOutsideEu(deploymentId: string): void {
     this.reportedOutsideEu.delete(deploymentId);

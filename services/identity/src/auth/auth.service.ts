@@ -115,12 +115,8 @@ export class AuthService {
       // Anyone may ask for the address: past a few links an hour, a request changes nothing while the last one is
       // still live (it was mailed), so a flood neither buries the owner's link nor fills their inbox. Once it is
       // used or ended (an address change), the next request makes one again.
-      const [{ recent, live }] = await em.query(
-        `SELECT count(*)::int AS recent, count(*) FILTER (WHERE used_at IS NULL AND expires_at > now())::int AS live
-           FROM one_time_tokens WHERE user_id = $1 AND purpose = 'password_reset' AND created_at > now() - interval '1 hour'`,
-        [user.id],
-      );
-      if (recent >= RESET_LINKS_PER_HOUR && live > 0) return;
+      const { issued, live } = await this.tokens.issuedWithin(em, user.id, 'password_reset', '1 hour');
+      if (issued >= RESET_LINKS_PER_HOUR && live > 0) return;
       await this.tokens.invalidate(em, user.id, 'password_reset');
       const { token: resetToken } = await this.tokens.issue(em, user.id, 'password_reset', this.config.RESET_TOKEN_TTL_SECONDS);
       await this.outbox.append(

@@ -36,6 +36,16 @@ export class OneTimeTokensService {
     return { userId: row.user_id, purpose: row.purpose, newEmail: row.new_email };
   }
 
+  /** How many links of `purpose` the account got within `within` (a Postgres interval), and how many of them are still live. */
+  async issuedWithin(em: EntityManager, userId: string, purpose: OneTimeTokenPurpose, within: string): Promise<{ issued: number; live: number }> {
+    const [counts] = await em.query(
+      `SELECT count(*)::int AS issued, count(*) FILTER (WHERE used_at IS NULL AND expires_at > now())::int AS live
+         FROM one_time_tokens WHERE user_id = $1 AND purpose = $2 AND created_at > now() - $3::interval`,
+      [userId, purpose, within],
+    );
+    return counts;
+  }
+
   /** A new reset supersedes older ones; a reset ends all of them. Without `purpose`: every link of the account. */
   async invalidate(em: EntityManager, userId: string, purpose?: OneTimeTokenPurpose): Promise<void> {
     await em.getRepository(OneTimeTokenEntity).update({ userId, ...(purpose ? { purpose } : {}), usedAt: IsNull() }, { usedAt: new Date() });

@@ -14,11 +14,14 @@ import { MailRenderer } from '../mails/mail-renderer.js';
 import { erasureMark } from './erasure-mark.js';
 
 /**
- * The subject's mails ($1 user id, $2 their address hashes) about a scope ($3): `all`, the account's own
- * (`private`: no organisation), or one organisation's (its invitation, its billing). By address only those that
- * name no account: another account's mails to an address it had before are that account's, not its new owner's.
+ * The subject's mails ($1 user id, $2 their address hashes): to them, about them, and to their address while it
+ * named no account. By address only those: another account's mails to an address it had before are that
+ * account's, not its new owner's.
  */
-const SUBJECTS_MAILS_IN_SCOPE = `(user_id = $1 OR about_user_id = $1 OR (user_id IS NULL AND recipient_hash = ANY($2::text[]))) AND ($3::text = 'all' OR ($3 = 'private' AND org_id IS NULL) OR org_id::text = $3)`;
+const SUBJECTS_MAILS = `(user_id = $1 OR about_user_id = $1 OR (user_id IS NULL AND recipient_hash = ANY($2::text[])))`;
+
+/** Of those, the ones about a scope ($3): `all`, the account's own (`private`: no organisation), or one organisation's (its invitation, its billing). */
+const SUBJECTS_MAILS_IN_SCOPE = `${SUBJECTS_MAILS} AND ($3::text = 'all' OR ($3 = 'private' AND org_id IS NULL) OR org_id::text = $3)`;
 
 /** Brevo answers a send within its 15 s timeout; longer than that here and privacy asks again. */
 const SEND_WAIT_MS = 2_000;
@@ -121,7 +124,7 @@ export class NotifyPrivacyService {
       [userId, current],
     );
     for (const { provider_message_id } of elsewhere) await this.mailer.deleteLogs(provider_message_id);
-    const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE user_id = $1 OR about_user_id = $1 OR (user_id IS NULL AND recipient_hash = ANY($2::text[]))`, [userId, hashes]);
+    const [, deleted] = await this.ds.query(`DELETE FROM deliveries WHERE ${SUBJECTS_MAILS}`, [userId, hashes]);
     await this.ds.query(`DELETE FROM restrictions WHERE user_id = $1`, [userId]);
     // The suppression list outlives the account (an objection to mail holds for the address): under the keyed hash,
     // the one later mails are checked against, now that the address is at hand for the last time.
@@ -166,7 +169,7 @@ export class NotifyPrivacyService {
       const sending = await this.ds.transaction(async (em) => {
         const rows: { id: string; sending: boolean }[] = await em.query(
           `SELECT id, status = 'sending' AND updated_at >= now() - ${STALE_SENDING} AS sending
-             FROM deliveries WHERE (user_id = $1 OR about_user_id = $1 OR (user_id IS NULL AND recipient_hash = ANY($2::text[]))) AND status IN ('pending', 'sending') FOR UPDATE`,
+             FROM deliveries WHERE ${SUBJECTS_MAILS} AND status IN ('pending', 'sending') FOR UPDATE`,
           [userId, hashes],
         );
         const waiting = rows.filter((r) => !r.sending).map((r) => r.id);

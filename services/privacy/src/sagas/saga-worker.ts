@@ -21,9 +21,11 @@ const HOUSEKEEPING_MS = 60_000;
 /** 4xx answers mean the request itself is wrong: retrying would not help. Timeouts, 5xx and "no responders" are retried. */
 function retryable(err: unknown): boolean {
   if (err instanceof ProblemError) return err.status >= 500 || err.status === 408 || err.status === 429;
-  // A part too large to hold as one string fails alike every time.
-  return !(err instanceof RangeError);
+  return !failsAlikeEveryTime(err);
 }
+
+/** A part or package too large to hold as one string: trying again cannot help. */
+const failsAlikeEveryTime = (err: unknown): err is RangeError => err instanceof RangeError;
 
 /**
  * Drives every saga from the database, so a restart of privacy (or of any
@@ -276,8 +278,7 @@ export class SagaWorker extends PacedWorker {
         if (!found) throw err;
         passedOver.push(found.id);
         this.logger.error({ requestId: found.id, type: found.type, err: String(err) }, 'could not finish a request; the others go on, it is tried again at the next pass');
-        // Building a package that does not fit in memory fails alike every time.
-        if (err instanceof RangeError && ['access', 'portability'].includes(found.type)) {
+        if (failsAlikeEveryTime(err) && ['access', 'portability'].includes(found.type)) {
           const req = found;
           await this.ds.transaction((em) => this.finalizer.fail(em, req, `the export package could not be built: ${err.message}`));
         }
