@@ -21,6 +21,13 @@ describe("chat history past its organisation's retention", () => {
     await env.sql(`INSERT INTO chat.conversations (id, user_id, workspace, updated_at) VALUES ($1, $2, $3, now() - make_interval(days => $4))`, [id, userId, workspace, daysAgo]);
     return id;
   };
+  /** A message of `conversationId` written `daysAgo` (content never read here: any bytes). */
+  const message = async (conversationId: string, userId: string, daysAgo: number) => {
+    const id = randomUUID();
+    await env.sql(`INSERT INTO chat.messages (id, conversation_id, user_id, role, content_enc, created_at) VALUES ($1, $2, $3, 'user', '\\x00', now() - make_interval(days => $4))`, [id, conversationId, userId, daysAgo]);
+    return id;
+  };
+  const remainingMessages = async (ids: string[]) => (await env.sql<{ id: string }>(`SELECT id FROM chat.messages WHERE id = ANY($1::uuid[])`, [ids])).map((r) => r.id).sort();
   const remaining = async (ids: string[]) => (await env.sql<{ id: string }>(`SELECT id FROM chat.conversations WHERE id = ANY($1::uuid[])`, [ids])).map((r) => r.id).sort();
 
   beforeAll(async () => {
@@ -66,5 +73,34 @@ describe("chat history past its organisation's retention", () => {
     const report = await rpc.call(privacyRetentionRpc('chat'), { categories: [{ category: 'chat-history', retentionDays: 365 }], dryRun: false, heldUserIds: [held] });
     expect(report.results).toEqual([{ category: 'chat-history', affected: 2 }]);
     expect(await remaining(all)).toEqual([ids.recent, ids.privateWithin].sort());
+  });
+
+  it("deletes a conversation's older messages while it is still in use, counting each row once, a dry run alike", async () => {
+    const inUse = await conversation(free, org, 0);
+    const heldInUse = await conversation(held, org, 0);
+    const privateInUse = await conversation(free, 'private', 0);
+    const gone = await conversation(free, org, 5);
+    const msgs = {
+      old: await message(inUse, free, 3),
+      fresh: await message(inUse, free, 0),
+      heldOld: await message(heldInUse, held, 3),
+      privateOld: await message(privateInUse, free, 30),
+      privatePast: await message(privateInUse, free, 400),
+      ofGone: await message(gone, free, 5),
+    };
+    const all = Object.values(msgs);
+    const run = (retentionDays: number | null, dryRun: boolean) =>
+      rpc.call(privacyRetentionRpc('chat'), { categories: [{ category: 'chat-history', retentionDays }], dryRun, heldUserIds: [held] });
+
+    // The organisation's day: the expired conversation (its message with it) and the old message in use.
+    expect((await run(null, true)).results).toEqual([{ category: 'chat-history', affected: 2 }]);
+    expect((await run(null, false)).results).toEqual([{ category: 'chat-history', affected: 2 }]);
+    expect(await remaining([inUse, heldInUse, privateInUse, gone])).toEqual([inUse, heldInUse, privateInUse].sort());
+    expect(await remainingMessages(all)).toEqual([msgs.fresh, msgs.heldOld, msgs.privateOld, msgs.privatePast].sort());
+
+    // A period compliance set reaches the private workspace's old message too, never a held user's.
+    expect((await run(365, true)).results).toEqual([{ category: 'chat-history', affected: 1 }]);
+    expect((await run(365, false)).results).toEqual([{ category: 'chat-history', affected: 1 }]);
+    expect(await remainingMessages(all)).toEqual([msgs.fresh, msgs.heldOld, msgs.privateOld].sort());
   });
 });

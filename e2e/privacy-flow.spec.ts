@@ -455,6 +455,19 @@ describe('privacy through the gateway, against every real service', () => {
     expect(objected).not.toContain('legal-holds');
   });
 
+  it("an upheld objection of a subject restricted in one workspace only deletes the login audit: a workspace's restriction keeps that workspace's rows, not the account's", async () => {
+    const email = 'rita.teilweise@example.eu';
+    const rita = await register(email, 'Rita', 'Teilweise');
+    const cora = await complianceToken();
+    expect((await http.post('/v1/privacy/requests', { type: 'restriction', scope: 'private' }, rita.accessToken)).status).toBe(202);
+    const objection = (await http.post('/v1/privacy/requests', { type: 'objection' }, rita.accessToken)).body;
+    await waitFor(async () => ((await http.get(`/v1/privacy/requests/${objection.id}`, rita.accessToken)).body.status === 'in_progress' ? true : undefined), 'the objection to await its decision');
+    expect((await http.post(`/v1/admin/privacy/requests/${objection.id}/decision`, { decision: 'uphold', reason: 'Kein zwingender Grund.' }, cora)).status).toBe(200);
+    const upheld = await lastEvent<{ requestId: string; keep?: boolean }>(env, 'privacy.subject.objection-upheld', (e) => e.data.requestId === objection.id);
+    expect(upheld.data.keep).toBe(false);
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [rita.user.id])).length === 0 ? true : undefined), 'the audit rows to go');
+  });
+
   it('an upheld objection of a subject under a legal hold stops the login audit but deletes nothing of it, and nobody decides their own request', async () => {
     const email = 'hanno.halt@example.eu';
     const hanno = await register(email, 'Hanno', 'Halt');

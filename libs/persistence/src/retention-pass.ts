@@ -32,6 +32,13 @@ export interface CategoryRetentionRule {
   ownRule?: string;
   /** `ownRule` holds beside a period compliance set, not instead of it: an organisation's shorter chat retention still deletes. */
   ownRuleStands?: boolean;
+  /**
+   * Rows that go with a row of another rule of the category when that row goes (a message with its
+   * conversation): `on` matches this rule's row to that rule's, each by its table's name. Those rows are left to
+   * that rule, so every row is counted once, by a dry run too; this rule takes the rest (old messages of a
+   * conversation still in use). Give the rules in that order.
+   */
+  within?: { rule: CategoryRetentionRule; on: string };
 }
 
 export interface RetentionPassInput {
@@ -67,8 +74,21 @@ export function retentionCondition(
   asOf?: string,
   heldScopes: HeldScope[] = [],
 ): { where: string; params: unknown[] } | undefined {
-  const conditions: string[] = [];
   const params: unknown[] = [];
+  const where = conditionInto(params, rule, retentionDays, heldUserIds, asOf, heldScopes);
+  return where === undefined ? undefined : { where, params };
+}
+
+/** `retentionCondition`'s clause, its parameters appended to `params` (a rule `within` another nests that one's). */
+function conditionInto(
+  params: unknown[],
+  rule: CategoryRetentionRule,
+  retentionDays: number | null,
+  heldUserIds: string[],
+  asOf: string | undefined,
+  heldScopes: HeldScope[],
+): string | undefined {
+  const conditions: string[] = [];
   if (retentionDays !== null) {
     params.push(retentionDays);
     const days = params.length;
@@ -99,7 +119,12 @@ export function retentionCondition(
       );
     }
   }
-  return { where: conditions.join(' AND '), params };
+  if (rule.within) {
+    const { rule: outer, on } = rule.within;
+    const goesWithOuter = conditionInto(params, outer, retentionDays, heldUserIds, asOf, heldScopes);
+    if (goesWithOuter) conditions.push(`NOT EXISTS (SELECT 1 FROM ${outer.table} WHERE ${on} AND ${goesWithOuter})`);
+  }
+  return conditions.join(' AND ');
 }
 
 /**

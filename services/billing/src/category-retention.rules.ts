@@ -38,12 +38,13 @@ export const BILLING_CATEGORY_RULES: CategoryRetentionRule[] = [
     userColumn: 'user_id',
     workspace: `CASE WHEN workspace LIKE 'private:%' THEN 'private' ELSE workspace END`,
   },
-  // The period the law sets starts when the invoice's calendar year ends (§ 147 (4) AO, § 257 (5) HGB), in German time.
+  // The period the law sets starts when the invoice's calendar year ends (§ 147 (4) AO, § 257 (5) HGB), in German
+  // time; its year is that of its finalisation, as the books date it (a renewal drafted on New Year's Eve is the new year's).
   {
     category: 'invoices',
     table: 'invoices',
     key: 'stripe_invoice_id',
-    since: `(date_trunc('year', created_at AT TIME ZONE 'Europe/Berlin') + interval '1 year') AT TIME ZONE 'Europe/Berlin'`,
+    since: `(date_trunc('year', coalesce(finalized_at, created_at) AT TIME ZONE 'Europe/Berlin') + interval '1 year') AT TIME ZONE 'Europe/Berlin'`,
     userColumn: PRIVATE_WORKSPACE_USER,
     workspace: PRIVATE,
   },

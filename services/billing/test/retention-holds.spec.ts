@@ -106,11 +106,11 @@ describe("billing's retention of held users", () => {
 
   it('keeps an invoice ten years from the end of its calendar year (§ 147 AO), in German time, whatever its age in days', async () => {
     const year = Number(new Intl.DateTimeFormat('en', { timeZone: 'Europe/Berlin', year: 'numeric' }).format(new Date()));
-    const invoice = async (createdAt: string) => {
+    const invoice = async (createdAt: string, finalizedAt: string | null = null) => {
       const id = `in_${randomUUID()}`;
       await world.env.sql(
-        `INSERT INTO billing.invoices (stripe_invoice_id, workspace, status, currency, subtotal, tax, total, amount_paid, customer_ref, created_at) VALUES ($1, $2, 'paid', 'eur', 100, 19, 119, 119, 'cus_1', $3::timestamptz)`,
-        [id, randomUUID(), createdAt],
+        `INSERT INTO billing.invoices (stripe_invoice_id, workspace, status, currency, subtotal, tax, total, amount_paid, customer_ref, created_at, finalized_at) VALUES ($1, $2, 'paid', 'eur', 100, 19, 119, 119, 'cus_1', $3::timestamptz, $4::timestamptz)`,
+        [id, randomUUID(), createdAt, finalizedAt],
       );
       return id;
     };
@@ -120,6 +120,8 @@ describe("billing's retention of held users", () => {
     const yearNotOver = await invoice(`${year - 10}-01-02T12:00:00+01:00`);
     // Half past midnight on New Year's Day in Germany is still the old year in UTC: the German year counts, so kept.
     const newYearsNight = await invoice(`${year - 10}-01-01T00:30:00+01:00`);
+    // Drafted on New Year's Eve, finalised after midnight: an invoice of the new year, as the books date it.
+    const finalizedInNewYear = await invoice(`${year - 11}-12-31T23:30:00+01:00`, `${year - 10}-01-01T00:30:00+01:00`);
     const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
     await rpc.connect();
     try {
@@ -128,8 +130,8 @@ describe("billing's retention of held users", () => {
     } finally {
       await rpc.close();
     }
-    const left = (await world.env.sql<{ id: string }>(`SELECT stripe_invoice_id AS id FROM billing.invoices WHERE stripe_invoice_id = ANY($1)`, [[expired, yearNotOver, newYearsNight]])).map((r) => r.id);
-    expect(left.sort()).toEqual([yearNotOver, newYearsNight].sort());
+    const left = (await world.env.sql<{ id: string }>(`SELECT stripe_invoice_id AS id FROM billing.invoices WHERE stripe_invoice_id = ANY($1)`, [[expired, yearNotOver, newYearsNight, finalizedInNewYear]])).map((r) => r.id);
+    expect(left.sort()).toEqual([yearNotOver, newYearsNight, finalizedInNewYear].sort());
   });
 
   it('reads a retention slice on its own clock: a deadline already past by privacy’s clock still leaves the span privacy gave', async () => {

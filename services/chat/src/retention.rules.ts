@@ -9,6 +9,13 @@ import type { PurgeRule } from '@ally/persistence';
 export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND updated_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM org_policies p WHERE p.org_id::text = conversations.workspace)`;
 
 /**
+ * A message of a business conversation older than its organisation's chatRetentionDays. The first condition, on
+ * the shortest period any organisation set, lets Postgres find the candidates by `messages_created_idx`.
+ */
+export const ORG_CHAT_MESSAGES_EXPIRED = `created_at < now() - (SELECT make_interval(days => min(chat_retention_days)) FROM org_policies)
+  AND created_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM conversations c JOIN org_policies p ON p.org_id::text = c.workspace WHERE c.id = messages.conversation_id)`;
+
+/**
  * Chat's own housekeeping, hourly (besides the outbox and inbox, MESSAGING_RETENTION_RULES): erasure marks a day
  * after identity deleted the account (its last access token lived 15 minutes; until then the subject may still be
  * signed in), membership tombstones after a day, lifted restrictions after 8.

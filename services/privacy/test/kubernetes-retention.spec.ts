@@ -24,7 +24,7 @@ const CRONJOB = {
   kind: 'CronJob',
   metadata: { name: 'ally-retention', namespace: 'ally', uid: 'c0ffee00-0000-4000-8000-000000000001' },
   spec: {
-    schedule: '30 2 * * *',
+    schedule: '30 3 * * *',
     jobTemplate: {
       metadata: { labels: { 'app.kubernetes.io/name': 'privacy-retention' } },
       spec: {

@@ -287,6 +287,23 @@ describe('retention policies, runs and legal holds', () => {
     const holds = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['legal-holds'] }, { actor: compliance })).id);
     expect(holds.results).toEqual([{ service: 'privacy', category: 'legal-holds', affected: 1 }]);
     expect((await env.sql<{ id: string }>(`SELECT id FROM privacy.legal_holds WHERE id = ANY($1::uuid[])`, [[old.id, active.id, hold.id]])).map((r) => r.id).sort()).toEqual([active.id, hold.id].sort());
+
+    // A request goes 3 years after the last thing that happened to it: a restriction completed 4 years ago and
+    // lifted last week keeps its decision; an access request completed 4 years ago goes.
+    const [lifted, answered] = [randomUUID(), randomUUID()];
+    const longAgo = `now() - interval '1500 days'`;
+    await env.sql(
+      `INSERT INTO privacy.requests (id, user_id, subject_hash, type, scope, status, due_at, created_at, completed_at, updated_at, decision, decided_at, takes_effect_at, took_effect_at)
+       VALUES ($1, $2, 'h', 'restriction', 'all', 'completed', ${longAgo}, ${longAgo}, ${longAgo}, ${longAgo}, 'lift', now() - interval '10 days', now() - interval '7 days', now() - interval '7 days')`,
+      [lifted, randomUUID()],
+    );
+    await env.sql(
+      `INSERT INTO privacy.requests (id, user_id, subject_hash, type, scope, status, due_at, created_at, completed_at, updated_at) VALUES ($1, $2, 'h', 'access', 'all', 'completed', ${longAgo}, ${longAgo}, ${longAgo}, ${longAgo})`,
+      [answered, randomUUID()],
+    );
+    const requests = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['data-subject-requests'] }, { actor: compliance })).id);
+    expect(requests.results).toEqual([{ service: 'privacy', category: 'data-subject-requests', affected: 1 }]);
+    expect((await env.sql<{ id: string }>(`SELECT id FROM privacy.requests WHERE id = ANY($1::uuid[])`, [[lifted, answered]])).map((r) => r.id)).toEqual([lifted]);
   });
 
   it('deletes erasure tombstones 3 years after the erasure, as the requests they document, unless a legal hold names the subject', async () => {

@@ -80,6 +80,22 @@ describe('privacy sagas against services on the wire', () => {
     }
   });
 
+  it('gives a package the shorter of PRIVACY_EXPORT_TTL_DAYS and the period compliance set for export packages to be downloaded in', async () => {
+    await env.sql(`INSERT INTO privacy.retention_policies (service, category, retention_days, basis, updated_by) VALUES ('privacy', 'export-packages', 3, 'contract', 'staff:test')`);
+    try {
+      const ines = user();
+      const created = await request(ines, 'access');
+      const done = await settled(ines, created.id);
+      expect(done.status).toBe('completed');
+      const days = (Date.parse(done.downloadUntil!) - Date.parse(done.completedAt!)) / 86_400_000;
+      expect(days).toBeCloseTo(3, 3);
+      const [pkg] = await env.sql(`SELECT expires_at FROM privacy.export_packages WHERE request_id = $1`, [created.id]);
+      expect(new Date(pkg.expires_at).toISOString()).toBe(done.downloadUntil);
+    } finally {
+      await env.sql(`DELETE FROM privacy.retention_policies WHERE service = 'privacy' AND category = 'export-packages'`);
+    }
+  });
+
   it('exports every service holding personal data (from contracts) into one encrypted package, and says so by event', async () => {
     const lea = user();
     fakes

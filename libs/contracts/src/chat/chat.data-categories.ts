@@ -8,7 +8,7 @@ export const chatDataCategories: DataCategory[] = [
     purposes: ['providing the assistant', 'showing the user their history'],
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: null,
-    retentionRule: "per the organisation's chatRetentionDays for business workspaces, otherwise until the user deletes it; crypto-shredded on erasure",
+    retentionRule: "per the organisation's chatRetentionDays for business workspaces (a message that many days after it was written, a conversation that many days after its last one), otherwise until the user deletes it; crypto-shredded on erasure",
     processors: ['Microsoft Ireland (Azure OpenAI, EU regions)', 'OpenAI Ireland (its EU data-residency endpoint; its models outside the EU only when the user allows them)', 'Hetzner Online GmbH (hosting, EU)'],
   },
   {

@@ -55,8 +55,10 @@ export class DecisionsService {
       const subject = { subject: { userId: row.user_id } };
       // An upheld objection's stop comes before the decision that ends the pause since the objection.
       if (input.decision === 'uphold') {
-        // Under a legal hold (Art. 17(3)(e)) or a restriction (Art. 18) the data stays: only its processing stops.
-        const keep = (await this.holds.held(em)).userIds.includes(row.user_id);
+        // Under a legal hold (Art. 17(3)(e)) or a restriction (Art. 18) of the whole account the data stays: only its
+        // processing stops. What an objection reaches belongs to the account, which a workspace's restriction leaves free.
+        const held = await this.holds.held(em);
+        const keep = held.userIds.includes(row.user_id) && !held.scopes.some((h) => h.userId === row.user_id);
         await this.outbox.append(em, 'privacy.subject.objection-upheld', { requestId: row.id, userId: row.user_id, scope: row.scope, categories: objectedCategories(), keep }, subject);
       }
       // The subject is told before any lift it announces.

@@ -2,10 +2,12 @@
  * Which of privacy's requests and legal holds a retention run deletes, as SQL
  * over `requests` / `legal_holds` with the placeholders given: shared by the
  * run that deletes them and by a dry run of the audit trail, whose entries of
- * a request or hold stay only as long as it does.
+ * a request or hold stay only as long as it does. A request's period counts
+ * from the last thing that happened to it: a restriction completes when the
+ * services paused, years before its lift is decided and takes effect.
  */
 export const requestsPast = (days: string, held: string): string =>
-  `status IN ('completed', 'failed') AND coalesce(completed_at, updated_at) < now() - make_interval(days => ${days}) AND (user_id IS NULL OR NOT (user_id = ANY(${held}::uuid[])))`;
+  `status IN ('completed', 'failed') AND greatest(completed_at, updated_at, decided_at, took_effect_at) < now() - make_interval(days => ${days}) AND (user_id IS NULL OR NOT (user_id = ANY(${held}::uuid[])))`;
 
 /** Only released holds, counted from their release: an active one is what keeps the held user's data. */
 export const releasedHoldsPast = (days: string): string => `released_at IS NOT NULL AND released_at < now() - make_interval(days => ${days})`;

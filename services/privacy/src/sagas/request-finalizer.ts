@@ -59,7 +59,11 @@ export class RequestFinalizer {
     const parts: { service: string; sealed: Buffer }[] = await em.query(`SELECT service, sealed FROM export_parts WHERE request_id = $1 ORDER BY service`, [req.id]);
     const sections: PrivacyExport[] = parts.map((p) => JSON.parse(this.cipher.open(req.wrapped_key!, req.id, p.sealed, `part:${p.service}`).toString('utf8')));
     const completedAt = new Date();
-    const downloadUntil = new Date(completedAt.getTime() + this.config.PRIVACY_EXPORT_TTL_DAYS * DAY_MS);
+    const policies = await this.policies.list();
+    // A period compliance set for export packages shorter than the configured one is the download time too.
+    const packageDays = policies.find((p) => p.service === 'privacy' && p.category === 'export-packages')?.retentionDays;
+    const ttlDays = Math.min(this.config.PRIVACY_EXPORT_TTL_DAYS, packageDays ?? Infinity);
+    const downloadUntil = new Date(completedAt.getTime() + ttlDays * DAY_MS);
     const files = buildPackageFiles({
       requestId: req.id,
       type: req.type as 'access' | 'portability',
@@ -69,7 +73,7 @@ export class RequestFinalizer {
       downloadUntil: downloadUntil.toISOString(),
       sections,
       privacySection: await this.ownSection(em, req.user_id, req.scope),
-      policies: await this.policies.list(),
+      policies,
     });
     const plain = gzipSync(Buffer.from(JSON.stringify({ createdAt: completedAt.toISOString(), files }), 'utf8'));
     const sealed = this.cipher.seal(req.wrapped_key, req.id, plain, 'package');
