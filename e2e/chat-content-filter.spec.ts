@@ -52,11 +52,17 @@ describe('the content filter before any provider', () => {
       ...['Projekt  Kranich', 'Projekt\nKranich', 'Projekt\u00a0Kranich', 'Projekt Kra\u00adnich', 'Projekt Kra\u200bnich', 'Ｐｒｏｊｅｋｔ Ｋｒａｎｉｃｈ'].map((content) => [
         { role: 'user', content },
       ]),
+      // A speaker's name reaches the model too.
+      [{ role: 'user', content: 'Wer bin ich?', name: 'projekt_kranich' }],
     ]) {
       const res = await http.request('POST', '/v1/chat/completions', { body: { model: 'gpt-4o-mini', messages }, headers: { authorization: `Bearer ${key}` } });
       expect(res.status).toBe(422);
     }
     expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+    // A name as OpenAI takes it, or a 400 naming it (a provider's refusal would be a vague 422).
+    const spaced = await http.request('POST', '/v1/chat/completions', { body: { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo', name: 'Ida Brandt' }] }, headers: { authorization: `Bearer ${key}` } });
+    expect(spaced.status).toBe(400);
+    expect(JSON.stringify(spaced.body)).toContain('messages.0.name');
   });
 
   it("lets an Azure deployment's own prompt filter moderate in its region, with no second endpoint seeing the prompt", async () => {

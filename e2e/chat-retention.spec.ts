@@ -37,6 +37,7 @@ describe("chat history past its organisation's retention", () => {
     rpc = new RpcClient(await env.nats(), env.prefix);
     await rpc.connect();
     await env.sql(`INSERT INTO chat.org_policies (org_id, chat_retention_days) VALUES ($1, 1)`, [org]);
+    await env.sql(`INSERT INTO chat.memberships (org_id, user_id, role) SELECT $1, u, 'member' FROM unnest($2::uuid[]) u`, [org, [held, free]]);
   });
 
   afterAll(async () => {
@@ -102,5 +103,23 @@ describe("chat history past its organisation's retention", () => {
     expect((await run(365, true)).results).toEqual([{ category: 'chat-history', affected: 1 }]);
     expect((await run(365, false)).results).toEqual([{ category: 'chat-history', affected: 1 }]);
     expect(await remainingMessages(all)).toEqual([msgs.fresh, msgs.heldOld, msgs.privateOld].sort());
+  });
+
+  it("deletes a former member's business conversations a day after their last message: nobody can open them, and the order they served has ended", async () => {
+    const keeps = randomUUID(); // an organisation without a period of its own
+    const former = randomUUID();
+    await env.sql(`INSERT INTO chat.memberships (org_id, user_id, role) VALUES ($1, $2, 'member')`, [keeps, free]);
+    const ids = {
+      formerOld: await conversation(former, keeps, 2),
+      formerToday: await conversation(former, keeps, 0),
+      formerPrivate: await conversation(former, 'private', 30),
+      memberOld: await conversation(free, keeps, 30),
+    };
+    const formerMessage = await message(ids.formerOld, former, 2);
+    const all = Object.values(ids);
+    const report = await rpc.call(privacyRetentionRpc('chat'), { categories: [{ category: 'chat-history', retentionDays: null }], dryRun: false, heldUserIds: [held] });
+    expect(report.results).toEqual([{ category: 'chat-history', affected: 1 }]);
+    expect(await remaining(all)).toEqual([ids.formerToday, ids.formerPrivate, ids.memberOld].sort());
+    expect(await remainingMessages([formerMessage])).toEqual([]);
   });
 });

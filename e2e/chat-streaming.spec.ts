@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import OpenAI from 'openai';
 import { connect } from 'node:net';
 import { ChatRpc, IdentityRpc, STREAM_HEARTBEAT_MS, STREAM_SILENCE_LIMIT_MS, withPrefix, type StreamFrame } from '@ally/contracts';
 import { chatService } from '@ally/chat';
@@ -202,6 +203,30 @@ describe('a streamed message the gateway gave up on', () => {
     const usage = await waitFor(async () => (await env.sql(`SELECT payload FROM chat.outbox WHERE subject LIKE '%completion.recorded'`))[0]?.payload, 'the usage of the cut-off answer');
     expect(usage.data.completionTokens).toBeLessThan(100);
     expect((await http.get(`/v1/conversations/${conversation.id}`, token)).body.messages).toEqual([]);
+  });
+});
+
+describe('a completion the gateway gave up waiting for', () => {
+  let world: ChatWorld;
+
+  beforeAll(async () => {
+    world = await startChatWorld({ llm: { latencyPerTokenMs: 50 }, gateway: { COMPLETION_TIMEOUT_MS: '1500' } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it('is a 504 the openai SDK does not retry (each retry would be generated, cut off and billed again), and chat stops the provider call', async () => {
+    const { http, llm } = world;
+    const token = (await http.post('/v1/auth/register', { email: 'geduld@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Gerd', lastName: 'Geduld' })).body.accessToken;
+    const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: 'private' }, token)).body.key;
+    // The SDK as a user has it: its own retries on.
+    const client = new OpenAI({ apiKey: key, baseURL: `${world.base}/v1` });
+    llm.clearRequests();
+    await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: '#tokens=100 Bitte ausführlich' }] })).rejects.toMatchObject({ status: 504 });
+    expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(1);
+    await waitFor(async () => llm.requests({ operation: 'chat.completions' }).find((r) => r.aborted), 'the provider call to be aborted', 4_000);
   });
 });
 

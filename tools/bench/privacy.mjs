@@ -304,6 +304,12 @@ async function retention() {
       [org, cfg.users, n, minDays, maxDays],
     );
   };
+  // Every user a member of both (a former member's business conversations would go a day after their last message).
+  await ctx.sql(
+    `INSERT INTO chat.memberships (org_id, user_id, role)
+     SELECT o, ('00000000-0000-4000-8000-' || lpad(to_hex(g), 12, '0'))::uuid, 'member' FROM unnest(ARRAY[$1::uuid, $2::uuid]) o, generate_series(0, $3::int - 1) g`,
+    [orgId, recentOrg, cfg.users],
+  );
   await seed(orgId, convs, RETENTION_DAYS + 1, 120);
   await seed(orgId, keepConvs, 0, RETENTION_DAYS - 1);
   await seed(recentOrg, keepConvs, RETENTION_DAYS + 1, 120);

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { currentPeriod } from '../src/common/workspace-key.js';
 import { QuotaAlerts } from '../src/quota/quota-alerts.service.js';
+import { QuotaService } from '../src/quota/quota.service.js';
 import { billingWorld } from './billing-world.js';
 
 /** The 80 % / 100 % alerts measure this month's usage: a late event of a month gone by raises none. */
@@ -40,5 +41,26 @@ describe('quota alerts', () => {
     await ledger(key, currentPeriod(), 40_000);
     await ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod()));
     expect(await world.env.sql(`SELECT percent FROM billing.quota_alerts WHERE workspace = $1 ORDER BY percent`, [key])).toEqual([{ percent: 80 }, { percent: 100 }]);
+  });
+
+  it('raises a level again when the month reaches it under a higher quota (an upgrade), not again under the same one', async () => {
+    const alerts = world.billing.app.get(QuotaAlerts);
+    const quota = world.billing.app.get(QuotaService);
+    const ds = world.billing.app.get(DataSource);
+    const key = `private:${randomUUID()}`;
+    const raised = async () =>
+      (await world.env.sql<{ percent: number }>(`SELECT payload->'data'->>'percent' AS percent FROM billing.outbox WHERE subject LIKE '%quota.threshold-reached' AND payload->'data'->>'workspace' = $1 ORDER BY created_at`, [key])).map((r) => Number(r.percent));
+    // Past Free's 200,000: both levels.
+    await ledger(key, currentPeriod(), 210_000);
+    await ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod()));
+    expect(await raised()).toEqual([80, 100]);
+    await ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod()));
+    expect(await raised()).toEqual([80, 100]);
+    // On Team (2,000,000) and at 85 % of it: 80 % again, not 100 %.
+    await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, $2, 'team', 'active', 1)`, [key, `sub_${randomUUID()}`]);
+    await quota.refresh();
+    await ledger(key, currentPeriod(), 1_490_000);
+    await ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod()));
+    expect(await raised()).toEqual([80, 100, 80]);
   });
 });

@@ -1,12 +1,15 @@
 import type { PurgeRule } from '@ally/persistence';
 
 /**
- * A business conversation past its organisation's chatRetentionDays (messages
- * go with it). Applied only by privacy's retention runs (the daily CronJob, or
- * compliance), which spare users under a legal hold or a restriction and
- * apply a period compliance sets besides: never by the hourly purge below.
+ * A business conversation past its organisation's chatRetentionDays (messages go with it), or of someone no longer
+ * a member of its organisation (they left, were removed, or it was dissolved: nobody can open it any more, and the
+ * order it served has ended), a day after its last message (by then the replica has heard of every membership).
+ * Applied only by privacy's retention runs (the daily CronJob, or compliance), which spare users under a legal
+ * hold or a restriction and apply a period compliance sets besides: never by the hourly purge below.
  */
-export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND updated_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM org_policies p WHERE p.org_id::text = conversations.workspace)`;
+export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND (
+  updated_at < now() - (SELECT make_interval(days => p.chat_retention_days) FROM org_policies p WHERE p.org_id::text = conversations.workspace)
+  OR (updated_at < now() - interval '1 day' AND NOT EXISTS (SELECT 1 FROM memberships m WHERE m.org_id::text = conversations.workspace AND m.user_id = conversations.user_id)))`;
 
 /**
  * A message of a business conversation older than its organisation's chatRetentionDays. The first condition, on

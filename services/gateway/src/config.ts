@@ -30,6 +30,11 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   RATE_LIMIT_GROUP: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'may hold letters, digits, _ and - (at most 64)').default('gateway'),
   /** How often identity's signing keys are read again, so a withdrawn key stops verifying tokens. */
   JWKS_REFRESH_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
+  /**
+   * How long a completion asked for without a stream is waited for (chat stops it then, billing what it generated):
+   * the openai SDK's own timeout, so a long answer is not cut off before its client would give up.
+   */
+  COMPLETION_TIMEOUT_MS: z.coerce.number().int().min(1000).default(600_000),
   /** How long identity's word that a session still runs is kept: an ended session's access tokens stop working within this. */
   SESSION_CHECK_SECONDS: z.coerce.number().min(0).max(900).default(30),
 });

@@ -352,6 +352,11 @@ describe('retention policies, runs and legal holds', () => {
     const withdrawn = await rpc.call(PrivacyRpc.withdrawConsents, { subjectId });
     expect(withdrawn.current.every((c) => !c.granted)).toBe(true);
     expect(withdrawn.history.map((h) => h.source)).toEqual(['withdrawal', 'given', 'given']);
+    // Given again, then refused through the form: the refusal withdraws it, and is recorded so; refusing it once more is not.
+    await rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true }, policyVersion: '2024-09-18' });
+    await rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: false }, policyVersion: '2024-09-18' });
+    const refused = await rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: false }, policyVersion: '2024-09-18' });
+    expect(refused.history.slice(0, 3).map((h) => h.source)).toEqual(['given', 'withdrawal', 'given']);
     await expect(rpc.call(PrivacyRpc.getConsents, { subjectId: 'nobody-has-this-id-000' })).rejects.toMatchObject({ status: 404 });
     await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId: 'lea@example.eu', purposes: { analytics: true }, policyVersion: 'v1' } as any)).rejects.toMatchObject({ status: 400 });
   });
@@ -372,7 +377,8 @@ describe('retention policies, runs and legal holds', () => {
     // A withdrawal sent as a form (the purpose set to false) is taken too, while the consent is in force; a refusal of one not given is not.
     await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: false }, policyVersion: 'v1' })).resolves.toMatchObject({ current: [{ purpose: 'analytics', granted: false }] });
     await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: false }, policyVersion: 'v1' })).rejects.toMatchObject({ status: 409 });
-    expect((await rpc.call(PrivacyRpc.withdrawConsents, { subjectId })).history[0]).toMatchObject({ source: 'given', granted: false });
+    // Recorded as the withdrawal it was; the withdrawal after it found nothing in force to withdraw.
+    expect((await rpc.call(PrivacyRpc.withdrawConsents, { subjectId })).history[0]).toMatchObject({ source: 'withdrawal', granted: false });
     await env.sql(`UPDATE privacy.consents SET recorded_at = recorded_at - interval '1 day' WHERE subject_id = $1`, [subjectId]);
     await expect(rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true }, policyVersion: 'v2' })).resolves.toMatchObject({ subjectId });
   });

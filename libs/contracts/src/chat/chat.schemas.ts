@@ -69,7 +69,8 @@ const chatMessage = z.object({
     // A union names no option's own reason: the limits a text or a list of parts broke are named here.
     error: (issue) => contentLimitBroken(issue.input) ?? 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
   }),
-  name: z.string().max(64).optional(),
+  // As OpenAI takes it: a provider's refusal of another would reach the caller as a vague 422.
+  name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'may hold letters A–Z and a–z, digits, _ and - (1 to 64), as OpenAI takes a name').optional(),
 }).superRefine((m, ctx) => {
   if (m.role !== 'assistant' && typeof m.content === 'string' && !VISIBLE.test(m.content)) ctx.addIssue({ code: 'custom', path: ['content'], message: 'must not be empty' });
 });

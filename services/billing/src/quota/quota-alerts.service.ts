@@ -5,7 +5,10 @@ import { Outbox } from '@ally/messaging';
 import { currentPeriod } from '../common/workspace-key.js';
 import { QuotaService } from './quota.service.js';
 
-/** An event when a workspace reaches 80 % and 100 % of its monthly quota, once per level and month. */
+/**
+ * An event when a workspace reaches 80 % and 100 % of its monthly quota, once per level and month, and again when
+ * it reaches a level under a higher quota than the one it was raised for (after an upgrade or more seats).
+ */
 @Injectable()
 export class QuotaAlerts {
   private readonly outbox = new Outbox('billing', BillingEvents);
@@ -29,7 +32,11 @@ export class QuotaAlerts {
     const percent = (Number(used ?? 0) / quota) * 100;
     for (const level of [80, 100] as const) {
       if (percent < level) continue;
-      const fresh = await em.query(`INSERT INTO quota_alerts (workspace, period, percent) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING RETURNING percent`, [key, period, level]);
+      const fresh = await em.query(
+        `INSERT INTO quota_alerts (workspace, period, percent, quota) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (workspace, period, percent) DO UPDATE SET quota = EXCLUDED.quota WHERE quota_alerts.quota < EXCLUDED.quota RETURNING percent`,
+        [key, period, level, quota],
+      );
       if (fresh.length) await this.outbox.append(em, 'billing.quota.threshold-reached', { workspace: key, period, percent: level, ownerEmail: null, locale: 'de' });
     }
   }

@@ -55,10 +55,13 @@ export class ContentFilterService {
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** Every message counts: on /v1/chat/completions the caller writes the whole history, system and assistant turns included. */
+  /**
+   * Every message counts: on /v1/chat/completions the caller writes the whole history, system and assistant turns
+   * included, and a speaker's name, which the model reads too (its `_` and `-` read as the spaces they stand for).
+   */
   checkRules(messages: PromptMessage[], policy: RoutingPolicy, userId: string): void {
     if (policy.blockedTerms.length === 0) return;
-    if (blockedTermIn(messages.map((m) => m.content), policy.blockedTerms) !== undefined) {
+    if (blockedTermIn(promptTexts(messages, (name) => name.replace(/[_-]+/g, ' ')), policy.blockedTerms) !== undefined) {
       this.logger.warn({ userId, workspace: policy.workspace, rule: 'org-blocked-term' }, 'prompt refused by the content filter');
       throw new ProblemError(422, 'The message contains a term your organisation does not allow', { type: 'https://ally.eu/problems/content-blocked' });
     }
@@ -74,9 +77,7 @@ export class ContentFilterService {
    * the EU sees what such a route sees: personal data redacted when configured.
    */
   async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, moderator: Deployment, signal?: AbortSignal): Promise<void> {
-    const input = this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU)
-      .messages.map((m) => m.content)
-      .filter(Boolean);
+    const input = promptTexts(this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU).messages).filter(Boolean);
     if (input.length === 0) return;
     const result = await this.clients
       .for(moderator)
@@ -124,4 +125,9 @@ export class ContentFilterService {
 function inRolesOf(d: Deployment, messages: PromptMessage[]): PromptMessage[] {
   if (d.provider === 'openai' || !messages.some((m) => m.role === 'developer')) return messages;
   return messages.map((m) => (m.role === 'developer' ? { ...m, role: 'system' } : m));
+}
+
+/** What the model reads of a prompt: each message's content, and the speaker's name where one is given. */
+function promptTexts(messages: PromptMessage[], name: (n: string) => string = (n) => n): string[] {
+  return messages.flatMap((m) => (m.name ? [name(m.name), m.content] : [m.content]));
 }

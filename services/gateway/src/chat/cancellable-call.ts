@@ -24,7 +24,8 @@ export class CancellableCalls {
     private readonly answers: AnswersAtShutdown,
   ) {}
 
-  async run<T>(raw: ServerResponse, call: (cancel: string) => Promise<T>): Promise<T> {
+  /** `call` gets the subject to name and how long the gateway waits for the answer (`COMPLETION_TIMEOUT_MS`). */
+  async run<T>(raw: ServerResponse, call: (cancel: string, timeoutMs: number) => Promise<T>): Promise<T> {
     // Gone already (while the body was read, say): nothing to start.
     if (raw.destroyed) throw new ProblemError(499, 'The client went away');
     const subject = `ally.stream.gateway.${nuid.next()}`;
@@ -46,11 +47,15 @@ export class CancellableCalls {
       callOff();
     });
     try {
-      return await call(subject);
+      return await call(subject, this.config.COMPLETION_TIMEOUT_MS);
     } catch (err) {
       if (stopping) throw new ProblemError(503, ANSWER_STOPPED_FOR_RESTART, { retryAfter: 1 });
-      // We stopped waiting (504): chat stops too, or it would save and bill an answer nobody gets.
-      if (err instanceof ProblemError && err.status === 504) say();
+      // We stopped waiting (504): chat stops too, or it would save and bill an answer nobody gets. The openai SDK and
+      // others retry a 5xx unless told not to: each retry would be generated, cut off and billed again.
+      if (err instanceof ProblemError && err.status === 504) {
+        say();
+        if (!raw.headersSent) raw.setHeader('x-should-retry', 'false');
+      }
       throw err;
     } finally {
       release();

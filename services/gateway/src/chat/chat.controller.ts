@@ -14,9 +14,6 @@ import Negotiator from 'negotiator';
 import { ApiKeyAllowed } from '../auth/credential-scope.js';
 import { Answers, AnswersAs } from '../common/answers.js';
 
-/** Long enough for a model's whole answer when the client did not ask for a stream. */
-export const COMPLETION_TIMEOUT_MS = 180_000;
-
 /** The OpenAPI words for a workspace that may be left out. */
 const DEFAULT_WORKSPACE = { workspace: `"private" or an organisation id the caller belongs to (default: the API key's workspace, else private)` };
 
@@ -104,7 +101,7 @@ export class ChatController {
         broken: (detail) => sse('error', { type: 'about:blank', title: 'Service Unavailable', status: 503, detail }),
       });
     }
-    const message = await this.calls.run(reply.raw, (cancel) => this.rpc.call(ChatRpc.postMessage, { ...input, cancel }, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS }));
+    const message = await this.calls.run(reply.raw, (cancel, timeoutMs) => this.rpc.call(ChatRpc.postMessage, { ...input, cancel }, { actor, meta, timeoutMs }));
     if (message.residency) reply.header(RESIDENCY_HEADER, residencyHeaderValue(message.residency));
     reply.status(201).send(message);
   }

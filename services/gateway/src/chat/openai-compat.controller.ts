@@ -8,7 +8,6 @@ import { Answers } from '../common/answers.js';
 import { openAiError } from '@ally/platform';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema } from '../common/zod-body.js';
-import { COMPLETION_TIMEOUT_MS } from './chat.controller.js';
 import { CancellableCalls } from './cancellable-call.js';
 import { RESIDENCY_HEADER, residencyHeaderValue } from './residency-header.js';
 import { SseRelay } from './sse-relay.service.js';
@@ -43,7 +42,7 @@ export class OpenAiCompatController {
     const request = parseInput(chatCompletionsInput, body);
     const workspace = actor.apiKeyWorkspace ?? 'private';
     if (!request.stream) {
-      const { completion, residency } = await this.calls.run(reply.raw, (cancel) => this.rpc.call(ChatRpc.completions, { workspace, request, cancel }, { actor, meta, timeoutMs: COMPLETION_TIMEOUT_MS }));
+      const { completion, residency } = await this.calls.run(reply.raw, (cancel, timeoutMs) => this.rpc.call(ChatRpc.completions, { workspace, request, cancel }, { actor, meta, timeoutMs }));
       reply.header(RESIDENCY_HEADER, residencyHeaderValue(residency)).status(200).send(completion);
       return;
     }

@@ -44,8 +44,11 @@ export class ConsentsService {
       if (lately + Object.keys(input.purposes).length > MAX_CONSENT_DECISIONS_PER_DAY && !(await this.onlyWithdraws(em, input.subjectId, input.purposes))) {
         throw limitReached(`This subject recorded ${lately} consent decisions in the last 24 hours; at most ${MAX_CONSENT_DECISIONS_PER_DAY} are taken a day (a withdrawal always is)`);
       }
+      // A refusal of a consent in force withdraws it (Art. 7(3) GDPR), and is recorded as the withdrawal it is.
+      const inForce = new Set(await this.grantedNow(em, input.subjectId));
       for (const [purpose, granted] of Object.entries(input.purposes)) {
-        await this.insert(em, { subjectId: input.subjectId, purpose, granted, policyVersion: input.policyVersion, source: 'given' }, meta);
+        const source = !granted && inForce.has(purpose) ? 'withdrawal' : 'given';
+        await this.insert(em, { subjectId: input.subjectId, purpose, granted, policyVersion: input.policyVersion, source }, meta);
       }
     });
     return this.get(input.subjectId);
@@ -68,8 +71,18 @@ export class ConsentsService {
    */
   private async onlyWithdraws(em: EntityManager, subjectId: string, purposes: Record<string, boolean>): Promise<boolean> {
     if (Object.values(purposes).some(Boolean)) return false;
-    const granted = new Set((await this.get(subjectId, { limit: 1 }, em).catch(() => undefined))?.current.filter((c) => c.granted).map((c) => c.purpose));
+    const granted = new Set(await this.grantedNow(em, subjectId));
     return Object.keys(purposes).some((p) => granted.has(p));
+  }
+
+  /** The purposes whose newest decision grants them and has not expired. */
+  private async grantedNow(em: EntityManager, subjectId: string): Promise<string[]> {
+    const rows: { purpose: string }[] = await em.query(
+      `SELECT purpose FROM (SELECT DISTINCT ON (purpose) purpose, granted, expires_at FROM consents WHERE subject_id = $1 ORDER BY purpose, recorded_at DESC, id DESC) l
+        WHERE granted AND expires_at > now()`,
+      [subjectId],
+    );
+    return rows.map((r) => r.purpose);
   }
 
   /**

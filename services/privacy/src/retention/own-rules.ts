@@ -7,7 +7,7 @@
  * services paused, years before its lift is decided and takes effect.
  */
 export const requestsPast = (days: string, held: string): string =>
-  `status IN ('completed', 'failed') AND greatest(completed_at, updated_at, decided_at, took_effect_at) < now() - make_interval(days => ${days}) AND (user_id IS NULL OR NOT (user_id = ANY(${held}::uuid[])))`;
+  `status IN ('completed', 'failed') AND greatest(coalesce(completed_at, updated_at), decided_at, took_effect_at) < now() - make_interval(days => ${days}) AND (user_id IS NULL OR NOT (user_id = ANY(${held}::uuid[])))`;
 
 /** Only released holds, counted from their release: an active one is what keeps the held user's data. */
 export const releasedHoldsPast = (days: string): string => `released_at IS NOT NULL AND released_at < now() - make_interval(days => ${days})`;
