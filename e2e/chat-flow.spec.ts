@@ -622,6 +622,10 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const reasons: (string | null)[] = [];
     for await (const chunk of cutStream) reasons.push(chunk.choices[0]?.finish_reason ?? null);
     expect(reasons.filter(Boolean)).toEqual(['length']);
+    // An OpenAI-compatible server's own words reach the SDK in OpenAI's; one that says it broke the answer off is a failure.
+    const eos = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo #finish=eos_token' }] });
+    expect(eos.choices[0].finish_reason).toBe('stop');
+    await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo #finish=error' }] })).rejects.toMatchObject({ status: 502 });
 
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toContain('gpt-4o-mini');

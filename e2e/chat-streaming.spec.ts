@@ -206,7 +206,7 @@ describe('a streamed message the gateway gave up on', () => {
   });
 });
 
-describe('a completion the gateway gave up waiting for', () => {
+describe('completions that take their time', () => {
   let world: ChatWorld;
 
   beforeAll(async () => {
@@ -227,6 +227,27 @@ describe('a completion the gateway gave up waiting for', () => {
     await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: '#tokens=100 Bitte ausführlich' }] })).rejects.toMatchObject({ status: 504 });
     expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(1);
     await waitFor(async () => llm.requests({ operation: 'chat.completions' }).find((r) => r.aborted), 'the provider call to be aborted', 4_000);
+  });
+
+  it('sends the SSE headers, with the residency receipt, once the provider took the request, not with the first token', async () => {
+    const { http, llm } = world;
+    const token = (await http.post('/v1/auth/register', { email: 'kopf@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Kai', lastName: 'Kopf' })).body.accessToken;
+    const conversation = (await http.post('/v1/conversations', { workspace: 'private' }, token)).body;
+    llm.setLatency({ firstTokenLatencyMs: 3_000, latencyPerTokenMs: 0 });
+    try {
+      const asked = Date.now();
+      const res = await fetch(`${world.base}/v1/conversations/${conversation.id}/messages`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+        body: JSON.stringify({ content: 'Denk in Ruhe nach' }),
+      });
+      expect(res.status).toBe(200);
+      expect(Date.now() - asked).toBeLessThan(2_000);
+      expect(JSON.parse(res.headers.get('x-ally-residency')!)).toMatchObject({ euResident: true });
+      expect(await res.text()).toContain('event: done');
+    } finally {
+      llm.setLatency({ firstTokenLatencyMs: 0, latencyPerTokenMs: 50 });
+    }
   });
 });
 

@@ -21,6 +21,7 @@ import { MeterResends1766500000000 } from './migrations/1766500000000-meter-rese
 import { LedgerBySubject1767300000000 } from './migrations/1767300000000-ledger-by-subject.js';
 import { InvoiceFinalized1767400000000 } from './migrations/1767400000000-invoice-finalized.js';
 import { AlertsPerQuota1767600000000 } from './migrations/1767600000000-alerts-per-quota.js';
+import { ErasedWorkspaces1767600000001 } from './migrations/1767600000001-erased-workspaces.js';
 
 /** A command's month argument, or its usage line. */
 function month(value: string | undefined, usage: string): string {
@@ -33,7 +34,7 @@ function month(value: string | undefined, usage: string): string {
 export const billingService: ServiceDefinition<BillingConfig> = {
   name: 'billing',
   configSchema: billingConfigSchema,
-  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000, MeterRefusals1765900000000, ScheduledJobs1766000000000, CapSetAt1766100000000, ErasedContractKeys1766200000000, InvoiceNet1766300000000, LowerCaseCapMembers1766400000000, MeterResends1766500000000, ...MESSAGING_MIGRATIONS, LedgerBySubject1767300000000, InvoiceFinalized1767400000000, AlertsPerQuota1767600000000] },
+  database: { schema: 'billing', entities: [], migrations: [InitialSchema1764500000000, LowerCaseWorkspaces1765400000000, MeterRefused1765600000000, ErasedSubjects1765700000000, PeriodQuotas1765800000000, MeterRefusals1765900000000, ScheduledJobs1766000000000, CapSetAt1766100000000, ErasedContractKeys1766200000000, InvoiceNet1766300000000, LowerCaseCapMembers1766400000000, MeterResends1766500000000, ...MESSAGING_MIGRATIONS, LedgerBySubject1767300000000, InvoiceFinalized1767400000000, AlertsPerQuota1767600000000, ErasedWorkspaces1767600000001] },
   module: (ctx) => BillingModule.forRoot(ctx),
   commands: {
     /** `export-invoices 2026-10`: the month's bookkeeping CSV on stdout. */

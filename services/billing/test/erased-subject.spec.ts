@@ -71,6 +71,41 @@ describe('billing for a subject it erased', () => {
     }
   });
 
+  it("books usage of one workspace a subject was erased from, from before that erasure or stopped by it, naming nobody; their usage there later names them", async () => {
+    const rpc = new RpcClient(await world.env.nats(), world.env.prefix);
+    await rpc.connect();
+    try {
+      const userId = randomUUID();
+      const org = randomUUID();
+      await rpc.call(privacyRpcs('billing').erase, { userId, scope: 'private' });
+      await rpc.call(privacyRpcs('billing').erase, { userId, scope: org });
+      const usage = (workspace: string, minutesAfter: number) => {
+        const e = createEnvelope({
+          type: 'chat.completion.recorded',
+          source: 'chat',
+          data: { messageId: randomUUID(), workspace, userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 10, completionTokens: 5, cost: 0.01 },
+          subject: { userId },
+        });
+        return { ...e, occurredAt: new Date(Date.now() + minutesAfter * 60_000).toISOString() };
+      };
+      // An answer the erasure stopped, recorded a moment after it, in each workspace; and one asked for half an hour later.
+      const events = [usage('private', 1), usage(org, 1), usage('private', 30)];
+      for (const e of events) await publishEvent(world.env, e);
+      const ids = events.map((e) => (e.data as { messageId: string }).messageId);
+      const rows = await waitFor(async () => {
+        const found = await world.env.sql<{ message_id: string; workspace: string; user_id: string }>(`SELECT message_id, workspace, user_id FROM billing.ledger WHERE message_id = ANY($1::uuid[])`, [ids]);
+        return found.length === 3 ? found : undefined;
+      }, 'the usage in the ledger');
+      const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;
+      const of = (i: number) => rows.find((r) => r.message_id === ids[i]);
+      expect(of(0)).toMatchObject({ workspace: alias, user_id: ERASED_USER });
+      expect(of(1)).toMatchObject({ workspace: org, user_id: ERASED_USER });
+      expect(of(2)).toMatchObject({ workspace: `private:${userId}`, user_id: userId });
+    } finally {
+      await rpc.close();
+    }
+  });
+
   it('books usage that arrives while the subject is being erased after the erasure, under the pseudonym (it named them)', async () => {
     const userId = randomUUID();
     const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;

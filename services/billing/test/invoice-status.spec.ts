@@ -69,4 +69,20 @@ describe('invoices that Stripe voids or marks uncollectible', () => {
     expect(await renewalIn('2027-01')).toBeUndefined();
     expect(await renewalIn('2027-02')).toBe(`${late}-0001;2027-02-01;15.00;2.85;17.85;EUR;${customer}`);
   });
+
+  it('tells of a failed payment only while the invoice is still unpaid: a failure delivered after a retry paid it mails nobody', async () => {
+    const actor = { userId: randomUUID(), platformRoles: [] as [] };
+    const customer = `cus_${randomUUID().replace(/-/g, '')}`;
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${actor.userId}`, customer, actor.userId]);
+    const created = Math.floor(Date.now() / 1000);
+    const failed = async (status: string) => {
+      const tag = randomUUID().slice(0, 8).toUpperCase();
+      const invoice = { id: `in_${tag}`, object: 'invoice', number: `${tag}-0001`, customer, currency: 'eur', created, metadata: {}, subtotal: 1500, total: 1785, amount_paid: status === 'paid' ? 1785 : 0, status };
+      await world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: 'invoice.payment_failed', created, api_version: world.stripe.apiVersion, livemode: false, data: { object: invoice } });
+      return invoice.id;
+    };
+    const told = async (invoiceId: string) => (await world.env.sql(`SELECT 1 FROM billing.outbox WHERE type = 'billing.payment.failed' AND payload->'data'->>'invoiceId' = $1`, [invoiceId])).length > 0;
+    expect(await told(await failed('open'))).toBe(true);
+    expect(await told(await failed('paid'))).toBe(false);
+  });
 });

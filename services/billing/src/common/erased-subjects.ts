@@ -48,3 +48,14 @@ export async function markErased(em: Pick<EntityManager, 'query'>, alias: string
 export async function isErased(em: Pick<EntityManager, 'query'>, alias: string): Promise<boolean> {
   return (await em.query(`SELECT 1 FROM erased_subjects WHERE alias = $1`, [alias])).length > 0;
 }
+
+/**
+ * How long after a subject's erasure from one workspace their usage there still counts as from before it: an
+ * answer chat stopped for the erasure (its step runs beside billing's) is recorded moments later.
+ */
+export const SCOPED_ERASURE_GRACE_MS = 10 * 60_000;
+
+/** A subject erased from one workspace (`private` or an organisation id, as usage events name it). */
+export async function markWorkspaceErased(em: Pick<EntityManager, 'query'>, alias: string, workspace: string): Promise<void> {
+  await em.query(`INSERT INTO erased_workspaces (alias, workspace) VALUES ($1, $2) ON CONFLICT (alias, workspace) DO UPDATE SET erased_at = now()`, [alias, workspace]);
+}

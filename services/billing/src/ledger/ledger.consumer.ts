@@ -3,7 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { ChatEvents, ERASED_USER, type EventEnvelope } from '@ally/contracts';
 import { lockSubjects } from '@ally/persistence';
 import { EventConsumers } from '@ally/platform';
-import { isPseudonym, Pseudonyms } from '../common/erased-subjects.js';
+import { isPseudonym, Pseudonyms, SCOPED_ERASURE_GRACE_MS } from '../common/erased-subjects.js';
 import { workspaceKey } from '../common/workspace-key.js';
 import { QuotaAlerts } from '../quota/quota-alerts.service.js';
 
@@ -39,9 +39,16 @@ export class LedgerConsumer {
     const erased = new Set<string>(
       (await em.query(`SELECT alias FROM erased_subjects WHERE alias = ANY($1::text[])`, [[...aliases.values()]])).map((r: { alias: string }) => r.alias),
     );
+    // So is usage of one workspace they were erased from, from before that erasure (or stopped by it).
+    const erasedFrom = new Map<string, number>(
+      (await em.query(`SELECT alias, workspace, erased_at FROM erased_workspaces WHERE alias = ANY($1::text[])`, [[...aliases.values()]])).map(
+        (r: { alias: string; workspace: string; erased_at: Date }) => [`${r.alias}|${r.workspace}`, new Date(r.erased_at).getTime()],
+      ),
+    );
+    const before = (alias: string, workspace: string, at: string) => Date.parse(at) <= (erasedFrom.get(`${alias}|${workspace}`) ?? -Infinity) + SCOPED_ERASURE_GRACE_MS;
     const rows = parsed.map(({ event, d }) => {
       const alias = aliases.get(d.userId)!;
-      const gone = erased.has(alias);
+      const gone = erased.has(alias) || before(alias, d.workspace, event.occurredAt);
       return {
         d: gone ? { ...d, userId: ERASED_USER } : d,
         key: gone && d.workspace === 'private' ? alias : workspaceKey(d.workspace, d.userId),

@@ -48,6 +48,9 @@ export class UsageService {
         if (user) {
           await lockSubject(em, user, 'shared');
           if (await isErased(em, this.pseudonyms.of(user))) throw notAMember();
+        } else if (input.workspace === 'private') {
+          // A private workspace's cap is keyed by its owner: not written behind their erasure either.
+          await this.access.holdAgainstErasure(em, actor);
         }
         await em.query(`INSERT INTO caps (workspace, user_id, monthly_tokens) VALUES ($1, $2, $3) ON CONFLICT (workspace, user_id) DO UPDATE SET monthly_tokens = EXCLUDED.monthly_tokens, set_at = now()`, [key, user, input.monthlyTokens]);
       });

@@ -4,7 +4,7 @@ import { ERASED_USER, NIL_UUID, pagedExport, type ExportList, type PrivacyErasur
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { StripeClient } from '../stripe/stripe.client.js';
-import { markErased, Pseudonyms } from '../common/erased-subjects.js';
+import { markErased, markWorkspaceErased, Pseudonyms } from '../common/erased-subjects.js';
 import { workspaceKey } from '../common/workspace-key.js';
 
 
@@ -110,6 +110,7 @@ export class BillingPrivacyService {
         await forgetSubjectInOutbox(em, userId);
       }
       if (scope === 'all') await markErased(em, alias);
+      else await markWorkspaceErased(em, alias, scope);
       return { service: 'billing', affected: { contract: Number(caps), 'usage-ledger': Number(ledger), invoices } };
     });
     // Art. 17/19: Stripe deletes the private workspace's customer (it keeps invoices for tax law itself).

@@ -433,7 +433,9 @@ export class StripeWebhookService {
        WHERE invoices.stripe_version <= EXCLUDED.stripe_version`,
       [inv.id, workspace, inv.number ?? null, inv.status ?? 'open', inv.currency, inv.subtotal ?? 0, net, tax, total, inv.amount_paid ?? 0, erased ? workspace : customer, erased ? null : (inv.hosted_invoice_url ?? null), inv.created, version, erased, inv.status_transitions?.finalized_at ?? null],
     );
-    if (failed && !erased) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
+    // The invoice as Stripe has it now: a failure reported after a retry paid it (a webhook delivered late) tells nobody.
+    const settled = inv.status === 'paid' || inv.status === 'void';
+    if (failed && !erased && !settled) await this.outbox.append(em, 'billing.payment.failed', { workspace, invoiceId: inv.id, ownerEmail: null, locale: 'de' });
   }
 
   /**

@@ -18,6 +18,7 @@ import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate, type QuotaReservation } from '../quota/quota.gate.js';
 import { servedInEu } from '../catalog/eu-regions.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';
+import { openAiFinishReason } from './finish-reason.js';
 import { completionChunks } from './provider-stream.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
 import { providerErrorForLog } from './provider-error-log.js';
@@ -167,11 +168,14 @@ export class CompletionService {
             progress.text += delta;
             await on.delta(delta);
           }
-          finishReason = chunk.choices?.[0]?.finish_reason ?? finishReason;
+          // In OpenAI's words, whatever server answered (an OpenAI-compatible one may say `eos_token`).
+          finishReason = openAiFinishReason(chunk.choices?.[0]?.finish_reason) ?? finishReason;
           if (chunk.usage) usage = chunk.usage;
         }
         // A stream cut off by our abort may end quietly: a cut-off answer is not a complete one.
         if (signal?.aborted) throw signal.reason;
+        // Nor is one the server says it broke off.
+        if (finishReason === 'error') throw new Error(`${d.id} ended the answer with finish_reason "error"`);
         return { text: progress.text, usage: usageOf(usage, messages, progress.text), residency, finishReason };
       },
       () => !started,

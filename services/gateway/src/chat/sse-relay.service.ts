@@ -98,6 +98,8 @@ export class SseRelay {
         'x-accel-buffering': 'no',
         ...(residency ? { [RESIDENCY_HEADER]: residencyHeaderValue(residency) } : {}),
       });
+      // Sent now, not with the first token: the client knows the answer began, and where, while the model thinks.
+      raw.flushHeaders();
     };
     try {
       for await (const frame of sub.frames()) {

@@ -22,7 +22,7 @@ import type { EmulatorServer } from '../http-server.js';
  *   message contains "forbidden-topic" is refused with 400 `content_filter` before any answer.
  *
  * Content is deterministic: `Echo: ` + the text of the last user message, or,
- * when that message starts with `#tokens=N`, N words `lorem`.
+ * when that message starts with `#tokens=N`, N words `lorem`; `#finish=<reason>` in it makes that the finish reason.
  * A token is a whitespace-separated word: completion_tokens = words in the
  * answer, prompt_tokens = words across the text of all messages.
  *
@@ -578,7 +578,8 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     const promptTokens = messages.reduce((n, m) => n + words(textOf(m.content)), 0);
     let tokens = tokenize(emulatedAnswer(messages));
     const limit = body.max_completion_tokens ?? body.max_tokens;
-    let finishReason = 'stop';
+    // `#finish=<reason>` in the last message: the finish reason an OpenAI-compatible server says in its own words.
+    let finishReason = /#finish=([a-z_]+)/.exec(textOf(messages.at(-1)?.content))?.[1] ?? 'stop';
     if (typeof limit === 'number' && limit >= 0 && tokens.length > limit) {
       tokens = tokens.slice(0, limit);
       finishReason = 'length';
