@@ -510,6 +510,10 @@ describe('request ids and security headers', () => {
     }
   });
 
+  it("keeps the API's answers out of every cache", async () => {
+    for (const [what, res] of (await variety()).filter(([what]) => what !== 'health')) expect({ what, cache: res.headers.get('cache-control') }).toEqual({ what, cache: 'no-store' });
+  });
+
   it('request ids are unique per request', async () => {
     const ids = await Promise.all(Array.from({ length: 10 }, () => http.get('/v1/nope').then((r) => r.headers.get('x-request-id'))));
     expect(new Set(ids).size).toBe(10);

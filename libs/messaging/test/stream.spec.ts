@@ -84,6 +84,8 @@ describe('streams of frames over NATS', () => {
     setTimeout(() => pub.finish({ type: 'end' }), linger - 3);
     const busyUntil = performance.now() + linger + 5;
     while (performance.now() < busyUntil);
+    // Given time to arrive on a loaded machine, and a moment more for a second copy to show.
+    await waitFor(async () => (seen.length >= 3 ? true : undefined), 'the held frame and the end', 3_000).catch(() => undefined);
     await sleep(100);
     raw.unsubscribe();
     expect(seen).toEqual([1, 2, 3]);

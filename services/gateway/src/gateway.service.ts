@@ -46,6 +46,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     // Also on answers given by hooks that run before the one above (CORS preflights).
     fastify.addHook('onSend', async (req, reply) => {
       if (!reply.hasHeader('x-request-id')) reply.header('x-request-id', req.id);
+      // The API's answers carry personal data: kept in no cache, the browser's on disk included, unless a route says so.
+      if (req.url.startsWith('/v1/') && !reply.hasHeader('cache-control')) reply.header('cache-control', 'no-store');
     });
     drainConnectionsOnClose(fastify);
     answerUnservedRequests(fastify.server);

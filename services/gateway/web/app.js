@@ -1,6 +1,12 @@
 // The behaviour of the pages in pages.ts: each calls Ally's public API and says, in German and English, what it answered.
 (() => {
   const token = new URLSearchParams(location.search).get('token') ?? '';
+  // Read once, then taken out of the address: it stays in no browser history (a shared computer, a synced browser).
+  if (token) {
+    const rest = new URLSearchParams(location.search);
+    rest.delete('token');
+    history.replaceState(null, '', `${location.pathname}${rest.size ? `?${rest}` : ''}`);
+  }
   const both = (de, en) => `${de} · ${en}`;
   const say = (text, ok) => {
     const result = document.getElementById('result');

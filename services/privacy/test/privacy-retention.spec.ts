@@ -4,6 +4,7 @@ import { MAX_CONSENT_DECISIONS_PER_DAY, PrivacyRpc, type Actor } from '@ally/con
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { privacyService } from '../src/privacy.service.js';
+import { OwnRetention } from '../src/retention/own-retention.js';
 import { RetentionRunsService } from '../src/retention/retention-runs.service.js';
 import { FakeServices } from './fake-services.js';
 
@@ -304,6 +305,16 @@ describe('retention policies, runs and legal holds', () => {
     const requests = await finished((await rpc.call(PrivacyRpc.startRetentionRun, { dryRun: false, categories: ['data-subject-requests'] }, { actor: compliance })).id);
     expect(requests.results).toEqual([{ service: 'privacy', category: 'data-subject-requests', affected: 1 }]);
     expect((await env.sql<{ id: string }>(`SELECT id FROM privacy.requests WHERE id = ANY($1::uuid[])`, [[lifted, answered]])).map((r) => r.id)).toEqual([lifted]);
+  });
+
+  it("purges privacy's own backlog slice by slice: no batch starts after the slice's end, and the next slice goes on", async () => {
+    const own = privacy.app.get(OwnRetention);
+    await env.sql(
+      `INSERT INTO privacy.consents (id, subject_id, purpose, granted, policy_version, source, recorded_at, expires_at)
+       SELECT gen_random_uuid(), 'subject-backlog-' || n, 'analytics', true, 'v1', 'given', now() - interval '800 days', now() - interval '70 days' FROM generate_series(1, 1500) n`,
+    );
+    expect(await own.purge('consent-records', 730, [], false, [], Date.now() - 1)).toEqual({ affected: 0, complete: false });
+    expect(await own.purge('consent-records', 730, [], false, [], Date.now() + 60_000)).toEqual({ affected: 1500, complete: true });
   });
 
   it('deletes erasure tombstones 3 years after the erasure, as the requests they document, unless a legal hold names the subject', async () => {

@@ -93,7 +93,7 @@ export class SseRelay {
       raw.writeHead(200, {
         ...(reply.getHeaders() as Record<string, string>),
         'content-type': 'text/event-stream; charset=utf-8',
-        'cache-control': 'no-cache, no-transform',
+        'cache-control': 'no-store, no-transform',
         connection: 'keep-alive',
         'x-accel-buffering': 'no',
         ...(residency ? { [RESIDENCY_HEADER]: residencyHeaderValue(residency) } : {}),

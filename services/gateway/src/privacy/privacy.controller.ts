@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 import { Controller, Get, HttpCode, Post, Query, Res } from '@nestjs/common';
 import { ApiBearerAuth, ApiTags } from '@nestjs/swagger';
 import type { FastifyReply } from 'fastify';
@@ -54,22 +55,29 @@ export class PrivacyController {
     return this.rpc.call(PrivacyRpc.getRequest, { id }, { actor, meta });
   }
 
-  /** The export package: `?format=zip` (default) or `json`; privacy sends it in parts, joined here. */
+  /**
+   * The export package: `?format=zip` (default) or `json`; privacy sends it in parts, passed on as they come
+   * (held whole, a few large downloads at once would outgrow the gateway's memory). The first part is asked for
+   * before the answer starts, so a package gone meanwhile is still a problem, not a cut-off file.
+   */
   @Get('requests/:id/download')
   @AnswersAs(['application/zip', 'application/json'], 'The export package, every service\'s section (x-content-sha256: its SHA-256)')
   @QuerySchema(downloadQuery)
   async download(@UuidParam('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { format } = parseInput(downloadQuery, query, 'query');
     const file = await this.rpc.call(PrivacyRpc.download, { id, format }, { actor, meta });
-    const parts: Buffer[] = [];
-    for (let part = 0; part < file.parts; part++) {
-      parts.push(Buffer.from((await this.rpc.call(PrivacyRpc.downloadPart, { id, format, part }, { actor, meta })).data, 'base64'));
+    const part = async (n: number) => Buffer.from((await this.rpc.call(PrivacyRpc.downloadPart, { id, format, part: n }, { actor, meta })).data, 'base64');
+    const first = file.parts > 0 ? await part(0) : Buffer.alloc(0);
+    async function* parts() {
+      yield first;
+      for (let n = 1; n < file.parts; n++) yield await part(n);
     }
     reply
       .header('content-type', file.contentType)
       .header('content-disposition', `attachment; filename="${file.filename}"`)
+      .header('content-length', String(file.size))
       .header('cache-control', 'no-store')
       .header('x-content-sha256', file.sha256)
-      .send(Buffer.concat(parts));
+      .send(Readable.from(parts()));
   }
 }
