@@ -105,21 +105,30 @@ describe("chat history past its organisation's retention", () => {
     expect(await remainingMessages(all)).toEqual([msgs.fresh, msgs.heldOld, msgs.privateOld].sort());
   });
 
-  it("deletes a former member's business conversations a day after their last message: nobody can open them, and the order they served has ended", async () => {
+  it("deletes a former member's business conversations 30 days after their removal, and keeps the removal's record until then", async () => {
     const keeps = randomUUID(); // an organisation without a period of its own
-    const former = randomUUID();
+    const [former, justRemoved, neverKnown] = [randomUUID(), randomUUID(), randomUUID()];
     await env.sql(`INSERT INTO chat.memberships (org_id, user_id, role) VALUES ($1, $2, 'member')`, [keeps, free]);
+    await env.sql(`INSERT INTO chat.membership_removals (org_id, user_id, removed_at) VALUES ($1, $2, now() - interval '31 days'), ($1, $3, now() - interval '2 days')`, [keeps, former, justRemoved]);
     const ids = {
-      formerOld: await conversation(former, keeps, 2),
-      formerToday: await conversation(former, keeps, 0),
-      formerPrivate: await conversation(former, 'private', 30),
-      memberOld: await conversation(free, keeps, 30),
+      former: await conversation(former, keeps, 40),
+      formerPrivate: await conversation(former, 'private', 40),
+      justRemoved: await conversation(justRemoved, keeps, 40),
+      // No removal on record (the replica never heard of one): nothing to go by.
+      neverKnown: await conversation(neverKnown, keeps, 40),
+      member: await conversation(free, keeps, 40),
     };
-    const formerMessage = await message(ids.formerOld, former, 2);
+    const formerMessage = await message(ids.former, former, 40);
     const all = Object.values(ids);
+    // The hourly housekeeping keeps a removal while the former member still has conversations there.
+    await chat.app.get(AgeRetentionService).purgeExpired();
+    expect(await env.sql(`SELECT user_id FROM chat.membership_removals WHERE org_id = $1 ORDER BY user_id`, [keeps])).toHaveLength(2);
     const report = await rpc.call(privacyRetentionRpc('chat'), { categories: [{ category: 'chat-history', retentionDays: null }], dryRun: false, heldUserIds: [held] });
     expect(report.results).toEqual([{ category: 'chat-history', affected: 1 }]);
-    expect(await remaining(all)).toEqual([ids.formerToday, ids.formerPrivate, ids.memberOld].sort());
+    expect(await remaining(all)).toEqual([ids.formerPrivate, ids.justRemoved, ids.neverKnown, ids.member].sort());
     expect(await remainingMessages([formerMessage])).toEqual([]);
+    // Their conversations there gone, the removal's record goes too.
+    await chat.app.get(AgeRetentionService).purgeExpired();
+    expect((await env.sql<{ user_id: string }>(`SELECT user_id FROM chat.membership_removals WHERE org_id = $1`, [keeps])).map((r) => r.user_id)).toEqual([justRemoved]);
   });
 });

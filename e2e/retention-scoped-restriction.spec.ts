@@ -40,6 +40,9 @@ describe('retention under a restriction of one workspace', () => {
         [randomUUID(), workspace, user.id],
       );
     }
+    // Someone else's private history in the same state: their own period holds, whoever else restricted 'private'.
+    const othersPrivate = randomUUID();
+    await env.sql(`INSERT INTO chat.conversations (id, user_id, workspace, updated_at) VALUES ($1, $2, 'private', now() - interval '400 days')`, [othersPrivate, randomUUID()]);
     // Login audit belongs to the account: only a restriction of the whole account would keep it.
     await env.sql(`INSERT INTO identity.login_audit (user_id, ip, succeeded, method, occurred_at) VALUES ($1, '203.0.113.9', true, 'password', now() - interval '40 days')`, [user.id]);
     await rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'chat', category: 'chat-history', retentionDays: 365 }, { actor: compliance });
@@ -53,10 +56,11 @@ describe('retention under a restriction of one workspace', () => {
     expect(run.heldUsers).toBe(1);
     expect(run.results).toEqual([
       { service: 'billing', category: 'usage-ledger', affected: 1 },
-      { service: 'chat', category: 'chat-history', affected: 1 },
+      { service: 'chat', category: 'chat-history', affected: 2 },
       { service: 'identity', category: 'login-audit', affected: 1 },
     ]);
     expect(await env.sql(`SELECT id FROM chat.conversations WHERE user_id = $1`, [user.id])).toEqual([{ id: conversations.private }]);
+    expect(await env.sql(`SELECT id FROM chat.conversations WHERE id = $1`, [othersPrivate])).toEqual([]);
     expect(await env.sql(`SELECT workspace FROM billing.ledger WHERE user_id = $1`, [user.id])).toEqual([{ workspace: `private:${user.id}` }]);
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [user.id])).toEqual([]);
   });

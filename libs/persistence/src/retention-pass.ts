@@ -115,7 +115,8 @@ function conditionInto(
     const scopes = params.push(scoped.map((h) => h.scope));
     for (const column of userColumns) {
       conditions.push(
-        `NOT EXISTS (SELECT 1 FROM unnest($${users}::text[], $${scopes}::text[]) AS held(user_id, scope) WHERE held.user_id = (${column})::text AND held.scope = (${rule.workspace})::text)`,
+        // The pairs' columns have names no table uses: `user_id` here would be the pair's own, and match every row.
+        `NOT EXISTS (SELECT 1 FROM unnest($${users}::text[], $${scopes}::text[]) AS held(held_user, held_scope) WHERE held.held_user = (${column})::text AND held.held_scope = (${rule.workspace})::text)`,
       );
     }
   }

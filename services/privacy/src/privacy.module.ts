@@ -18,6 +18,7 @@ import { DecisionsService } from './requests/decisions.service.js';
 import { RequestsService } from './requests/requests.service.js';
 import { KubernetesJobLauncher } from './retention/kubernetes-job.launcher.js';
 import { OwnRetention } from './retention/own-retention.js';
+import { PRIVACY_RETENTION_RULES } from './retention/own-rules.js';
 import { RetentionPoliciesService } from './retention/retention-policies.service.js';
 import { RetentionRunsService } from './retention/retention-runs.service.js';
 import { RetentionSchedule } from './retention/retention-schedule.js';
@@ -54,8 +55,7 @@ export class PrivacyModule {
         RetentionSchedule,
         ProcessingRegisterService,
         RectificationConsumer,
-        // No housekeeping of its own beyond the outbox's and inbox's (its requests, holds and audit trail go in its retention runs).
-        { provide: RETENTION_RULES, useValue: [] },
+        { provide: RETENTION_RULES, useValue: PRIVACY_RETENTION_RULES },
         AgeRetentionService,
       ],
     };

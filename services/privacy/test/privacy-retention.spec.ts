@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { MAX_CONSENT_DECISIONS_PER_DAY, PrivacyRpc, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { AgeRetentionService } from '@ally/platform';
 import { createTestEnv, lastEvent, waitFor, type RunningService, type TestEnv } from '@ally/testing';
 import { privacyService } from '../src/privacy.service.js';
 import { OwnRetention } from '../src/retention/own-retention.js';
@@ -315,6 +316,16 @@ describe('retention policies, runs and legal holds', () => {
     );
     expect(await own.purge('consent-records', 730, [], false, [], Date.now() - 1)).toEqual({ affected: 0, complete: false });
     expect(await own.purge('consent-records', 730, [], false, [], Date.now() + 60_000)).toEqual({ affected: 1500, complete: true });
+  });
+
+  it("forgets a retention run's record 3 years after it finished, in the hourly housekeeping", async () => {
+    const [old, recent] = [randomUUID(), randomUUID()];
+    await env.sql(
+      `INSERT INTO privacy.retention_runs (id, status, dry_run, trigger, started_by, finished_at) VALUES ($1, 'completed', false, 'compliance', 'staff:x', now() - interval '3 years 1 day'), ($2, 'completed', false, 'compliance', 'staff:x', now() - interval '2 years')`,
+      [old, recent],
+    );
+    await privacy.app.get(AgeRetentionService).purgeExpired();
+    expect((await env.sql<{ id: string }>(`SELECT id FROM privacy.retention_runs WHERE id = ANY($1::uuid[])`, [[old, recent]])).map((r) => r.id)).toEqual([recent]);
   });
 
   it('deletes erasure tombstones 3 years after the erasure, as the requests they document, unless a legal hold names the subject', async () => {

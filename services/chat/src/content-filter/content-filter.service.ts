@@ -57,11 +57,12 @@ export class ContentFilterService {
 
   /**
    * Every message counts: on /v1/chat/completions the caller writes the whole history, system and assistant turns
-   * included, and a speaker's name, which the model reads too (its `_` and `-` read as the spaces they stand for).
+   * included, and a speaker's name, which the model reads too (as written, and with its `_` and `-` read as the
+   * spaces they may stand for).
    */
   checkRules(messages: PromptMessage[], policy: RoutingPolicy, userId: string): void {
     if (policy.blockedTerms.length === 0) return;
-    if (blockedTermIn(promptTexts(messages, (name) => name.replace(/[_-]+/g, ' ')), policy.blockedTerms) !== undefined) {
+    if (blockedTermIn(promptTexts(messages, (name) => [name, name.replace(/[_-]+/g, ' ')]), policy.blockedTerms) !== undefined) {
       this.logger.warn({ userId, workspace: policy.workspace, rule: 'org-blocked-term' }, 'prompt refused by the content filter');
       throw new ProblemError(422, 'The message contains a term your organisation does not allow', { type: 'https://ally.eu/problems/content-blocked' });
     }
@@ -128,6 +129,6 @@ function inRolesOf(d: Deployment, messages: PromptMessage[]): PromptMessage[] {
 }
 
 /** What the model reads of a prompt: each message's content, and the speaker's name where one is given. */
-function promptTexts(messages: PromptMessage[], name: (n: string) => string = (n) => n): string[] {
-  return messages.flatMap((m) => (m.name ? [name(m.name), m.content] : [m.content]));
+function promptTexts(messages: PromptMessage[], name: (n: string) => string[] = (n) => [n]): string[] {
+  return messages.flatMap((m) => (m.name ? [...name(m.name), m.content] : [m.content]));
 }

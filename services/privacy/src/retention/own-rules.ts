@@ -1,3 +1,5 @@
+import type { PurgeRule } from '@ally/persistence';
+
 /**
  * Which of privacy's requests and legal holds a retention run deletes, as SQL
  * over `requests` / `legal_holds` with the placeholders given: shared by the
@@ -11,3 +13,10 @@ export const requestsPast = (days: string, held: string): string =>
 
 /** Only released holds, counted from their release: an active one is what keeps the held user's data. */
 export const releasedHoldsPast = (days: string): string => `released_at IS NOT NULL AND released_at < now() - make_interval(days => ${days})`;
+
+/**
+ * privacy's housekeeping, hourly (besides the outbox and inbox): a retention run's record (who started it, what it
+ * deleted) goes 3 years after it finished, as the audit trail's entries about it do. Requests, holds, tombstones
+ * and the trail itself are declared categories: they go in the runs.
+ */
+export const PRIVACY_RETENTION_RULES: PurgeRule[] = [{ name: 'retention-runs', table: 'retention_runs', key: 'id', expired: `finished_at < now() - interval '3 years'` }];
