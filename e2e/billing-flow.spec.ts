@@ -173,6 +173,26 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM billing.subscriptions WHERE workspace = $1 AND cancel_at_period_end`, [org.id])).length ? true : undefined), "billing's record to say so");
   });
 
+  it("ends a dissolved organisation's subscription that Stripe has and billing has not heard of yet (its webhook on its way)", async () => {
+    const owner = await register('eilig@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Eilig Handel GmbH' }, owner.accessToken)).body;
+    const checkout = await http.post('/v1/billing/checkout', { workspace: org.id, plan: 'team' }, owner.accessToken);
+    stripe.completeCheckout(checkout.body.url.split('/').pop());
+    const [{ stripe_customer_id: customer }] = await env.sql(`SELECT stripe_customer_id FROM billing.customers WHERE workspace = $1`, [org.id]);
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      await rpc.call(privacyRpcs('identity').erase, { userId: owner.user.id, scope: 'all' });
+    } finally {
+      await rpc.close();
+    }
+    await waitFor(
+      async () => ((await stripeSdk().subscriptions.list({ customer, status: 'all' })).data.some((sub) => sub.cancel_at_period_end) ? true : undefined),
+      'the subscription to end with its period at Stripe',
+    );
+    await stripe.flushWebhooks();
+  });
+
   it("answers Stripe's refusal or failure as ours (502, 503), not with Stripe's status and words", async () => {
     const owner = await register('ole@example.eu');
     const checkout = () => http.post('/v1/billing/checkout', { workspace: 'private', plan: 'team' }, owner.accessToken);

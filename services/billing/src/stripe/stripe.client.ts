@@ -49,6 +49,21 @@ export class StripeClient {
   }
 
   /**
+   * A customer's subscriptions as Stripe has them, in every status. Stripe away is a 503, as for a change; a
+   * customer Stripe no longer has has none.
+   */
+  async listSubscriptions(workspace: string, customer: string): Promise<Stripe.Subscription[]> {
+    try {
+      return (await this.stripe.subscriptions.list({ customer, status: 'all', limit: 100 })).data;
+    } catch (err) {
+      if (isStripeAway(err)) throw new ProblemError(503, 'Stripe is not available; asked again once it answers', { retryAfter: 5 });
+      if (!isStripeRefusal(err)) throw err;
+      this.logger.warn({ err: String(err), workspace }, "Stripe refused to list the customer's subscriptions; taken as none");
+      return [];
+    }
+  }
+
+  /**
    * A change an event or a webhook asks of Stripe, whose webhook then tells what holds. Stripe away (no connection,
    * 429, 5xx, after the SDK's own retries) or refusing our key (401, 403) is a 503, so the event waits for it as for
    * our database instead of counting as broken and being dead-lettered. Stripe refusing the change itself (a

@@ -3,12 +3,14 @@ import type { EntityManager } from 'typeorm';
 import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 import { StripeClient } from '../stripe/stripe.client.js';
-import { LIVE_STATUSES } from './subscriptions.service.js';
+import { ENDED_STATUSES } from './subscriptions.service.js';
 
 /**
  * An organisation dissolved (its last member was erased) has nobody left to
- * use what it pays for or to cancel it in the Customer Portal: its live
- * subscription ends with the period already paid (the event id as
+ * use what it pays for or to cancel it in the Customer Portal: every
+ * subscription its customer has at Stripe that has not ended ends with the
+ * period already paid (asked of Stripe, not of our mirror, which a webhook
+ * on its way may not have reached; the event and subscription ids as
  * idempotency key; Stripe's webhook then records it).
  */
 @Injectable()
@@ -22,12 +24,14 @@ export class DissolutionConsumer {
 
   private async apply(em: EntityManager, event: EventEnvelope): Promise<void> {
     const { orgId } = IdentityEvents['identity.organization.dissolved'].parse(event.data);
-    const [sub]: { stripe_subscription_id: string; status: string; cancel_at_period_end: boolean }[] = await em.query(
-      `SELECT stripe_subscription_id, status, cancel_at_period_end FROM subscriptions WHERE workspace = $1`,
-      [orgId],
-    );
-    if (!sub || !LIVE_STATUSES.includes(sub.status) || sub.cancel_at_period_end) return;
-    // Refused (ended at Stripe already, its webhook on its way): nothing left to cancel.
-    await this.stripe.endAtPeriodEnd(orgId, sub.stripe_subscription_id, `dissolved:${event.id}`);
+    const [customer]: { stripe_customer_id: string }[] = await em.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [orgId]);
+    // No customer: nothing was ever set up at Stripe.
+    if (!customer) return;
+    const subscriptions = await this.stripe.listSubscriptions(orgId, customer.stripe_customer_id);
+    for (const sub of subscriptions) {
+      if (ENDED_STATUSES.includes(sub.status) || sub.cancel_at_period_end) continue;
+      // Refused (ended at Stripe meanwhile, its webhook on its way): nothing left to cancel.
+      await this.stripe.endAtPeriodEnd(orgId, sub.id, `dissolved:${event.id}:${sub.id}`);
+    }
   }
 }
