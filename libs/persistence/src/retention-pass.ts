@@ -28,7 +28,11 @@ export interface CategoryRetentionRule {
    * them. Left out, the rule cannot tell, and any hold of the user keeps all their rows.
    */
   workspace?: string | null;
-  /** When the policy has no period (null): the service's own condition for expired rows (e.g. per-organisation chat retention). */
+  /**
+   * When the policy has no period (null): the service's own condition for expired rows (e.g. per-organisation chat
+   * retention). `HELD_USERS` in it stands for the ids (text[]) of every held user, for a rule that picks its
+   * candidates in a subquery of its own (held users' rows must not fill it).
+   */
   ownRule?: string;
   /** `ownRule` holds beside a period compliance set, not instead of it: an organisation's shorter chat retention still deletes. */
   ownRuleStands?: boolean;
@@ -40,6 +44,15 @@ export interface CategoryRetentionRule {
    */
   within?: { rule: CategoryRetentionRule; on: string };
 }
+
+/** In a rule's `ownRule`: the ids of every held user, as text[]. */
+export const HELD_USERS = ':held_users';
+/**
+ * In a rule's `ownRule`, after LIMIT: how many candidates its own subquery picks, all of them in a dry run (which
+ * counts them) and `CANDIDATES_PER_BATCH` in a real one (a batch takes at most `batch` of them by key).
+ */
+export const CANDIDATES = ':candidates';
+const CANDIDATES_PER_BATCH = 5000;
 
 export interface RetentionPassInput {
   categories: { category: string; retentionDays: number | null }[];
@@ -73,9 +86,10 @@ export function retentionCondition(
   heldUserIds: string[],
   asOf?: string,
   heldScopes: HeldScope[] = [],
+  dryRun = false,
 ): { where: string; params: unknown[] } | undefined {
   const params: unknown[] = [];
-  const where = conditionInto(params, rule, retentionDays, heldUserIds, asOf, heldScopes);
+  const where = conditionInto(params, rule, retentionDays, heldUserIds, asOf, heldScopes, dryRun);
   return where === undefined ? undefined : { where, params };
 }
 
@@ -87,16 +101,19 @@ function conditionInto(
   heldUserIds: string[],
   asOf: string | undefined,
   heldScopes: HeldScope[],
+  dryRun: boolean,
 ): string | undefined {
   const conditions: string[] = [];
+  let ownRule = rule.ownRule?.replaceAll(CANDIDATES, dryRun ? 'ALL' : String(CANDIDATES_PER_BATCH));
+  if (ownRule?.includes(HELD_USERS)) ownRule = ownRule.replaceAll(HELD_USERS, `$${params.push([...new Set([...heldUserIds, ...heldScopes.map((h) => h.userId)])])}::text[]`);
   if (retentionDays !== null) {
     params.push(retentionDays);
     const days = params.length;
     const now = asOf === undefined ? 'now()' : `$${params.push(asOf)}::timestamptz`;
     const period = `${rule.since} < ${now} - make_interval(days => $${days})`;
-    conditions.push(rule.ownRule && rule.ownRuleStands ? `(${period} OR (${rule.ownRule}))` : period);
-  } else if (rule.ownRule) {
-    conditions.push(`(${rule.ownRule})`);
+    conditions.push(ownRule && rule.ownRuleStands ? `(${period} OR (${ownRule}))` : period);
+  } else if (ownRule) {
+    conditions.push(`(${ownRule})`);
   } else {
     return undefined;
   }
@@ -122,7 +139,7 @@ function conditionInto(
   }
   if (rule.within) {
     const { rule: outer, on } = rule.within;
-    const goesWithOuter = conditionInto(params, outer, retentionDays, heldUserIds, asOf, heldScopes);
+    const goesWithOuter = conditionInto(params, outer, retentionDays, heldUserIds, asOf, heldScopes, dryRun);
     if (goesWithOuter) conditions.push(`NOT EXISTS (SELECT 1 FROM ${outer.table} WHERE ${on} AND ${goesWithOuter})`);
   }
   return conditions.join(' AND ');
@@ -146,7 +163,7 @@ export async function retentionPass(
     let affected = 0;
     let complete = true;
     for (const rule of rules.filter((r) => r.category === category)) {
-      const condition = retentionCondition(rule, retentionDays, input.heldUserIds, input.asOf, input.heldScopes);
+      const condition = retentionCondition(rule, retentionDays, input.heldUserIds, input.asOf, input.heldScopes, input.dryRun);
       if (!condition) continue;
       const { where, params } = condition;
       const key = rule.key ?? 'id';

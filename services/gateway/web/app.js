@@ -5,7 +5,8 @@
   if (token) {
     const rest = new URLSearchParams(location.search);
     rest.delete('token');
-    history.replaceState(null, '', `${location.pathname}${rest.size ? `?${rest}` : ''}`);
+    const query = rest.toString();
+    history.replaceState(null, '', `${location.pathname}${query ? `?${query}` : ''}`);
   }
   const both = (de, en) => `${de} · ${en}`;
   const say = (text, ok) => {

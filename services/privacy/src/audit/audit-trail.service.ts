@@ -128,7 +128,9 @@ export async function purgeAuditTrail(
   batch = 1000,
   /** A dry run's: the periods of requests and legal holds the same run deletes first (their entries then go too). */
   goingFirst: { requestsDays: number | null; holdsDays: number | null } = { requestsDays: null, holdsDays: null },
-): Promise<number> {
+  /** No batch is started after this (ms); `complete` says whether all that was due went. */
+  stopBy = Infinity,
+): Promise<{ affected: number; complete: boolean }> {
   const kept = (table: string, past: string | null) => `SELECT id FROM ${table}${past ? ` WHERE NOT (${past})` : ''}`;
   const goes = (requestsGone: string | null = null, holdsGone: string | null = null) => `seq < coalesce(
       (SELECT min(k.seq) FROM audit_log k WHERE k.at >= now() - make_interval(days => $1)
@@ -142,10 +144,11 @@ export async function purgeAuditTrail(
     const requestsGone = requestsDays === null ? null : requestsPast(`$${params.push(requestsDays)}`, '$2');
     const holdsGone = holdsDays === null ? null : releasedHoldsPast(`$${params.push(holdsDays)}`);
     const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM audit_log WHERE ${goes(requestsGone, holdsGone)}`, params);
-    return n;
+    return { affected: n, complete: true };
   }
   let total = 0;
   for (;;) {
+    if (Date.now() >= stopBy) return { affected: total, complete: false };
     const n = await ds.transaction(async (em) => {
       // Appends wait: the anchor must be the entry just before the first one left.
       await lockNamed(em, 'ally-privacy-audit');
@@ -159,7 +162,7 @@ export async function purgeAuditTrail(
       return gone.length;
     });
     total += n;
-    if (n < batch) return total;
+    if (n < batch) return { affected: total, complete: true };
   }
 }
 

@@ -56,7 +56,7 @@ export class OwnRetention {
       case 'audit-trail': {
         // A dry run deletes nothing before it: it counts as gone what the run's earlier categories would delete.
         const before = (name: string) => (dryRun ? (alongWith.find((c) => c.category === name)?.retentionDays ?? null) : null);
-        return { affected: await purgeAuditTrail(this.ds, days, held, dryRun, BATCH, { requestsDays: before('data-subject-requests'), holdsDays: before('legal-holds') }), complete: true };
+        return purgeAuditTrail(this.ds, days, held, dryRun, BATCH, { requestsDays: before('data-subject-requests'), holdsDays: before('legal-holds') }, stopBy);
       }
       default:
         return { affected: 0, complete: true };

@@ -227,21 +227,27 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
                 errors.push({ service, error: `${STOPPED} with ${categories.slice(i).map((r) => r.category).join(', ')} still to do (the next run does them)` });
                 return;
               }
-              // Slice by slice, each with the held set as it is then (a backlog must not keep a new hold waiting).
-              let affected = 0;
-              for (;;) {
-                const stopBy = Math.min(Date.now() + SLICE_MS, deadline);
-                const part = await slice((held) => this.own.purge(c.category, c.retentionDays, held.userIds, run.dry_run, categories, stopBy));
-                affected += part.affected;
-                if (part.complete) break;
-                if (this.stopping || Date.now() >= deadline) {
-                  results.push({ service, category: c.category, affected });
-                  const why = this.stopping ? STOPPED : 'stopped at its time limit';
-                  errors.push({ service, error: `${why} with more to delete in ${categories.slice(i).map((r) => r.category).join(', ')} (what went is counted; the next run goes on)` });
-                  return;
+              // Slice by slice, each with the held set as it is then (a backlog must not keep a new hold waiting);
+              // what went is counted also when a later slice fails.
+              let deleted = 0;
+              try {
+                for (;;) {
+                  const stopBy = Math.min(Date.now() + SLICE_MS, deadline);
+                  const part = await slice((held) => this.own.purge(c.category, c.retentionDays, held.userIds, run.dry_run, categories, stopBy));
+                  deleted += part.affected;
+                  if (part.complete) break;
+                  if (this.stopping || Date.now() >= deadline) {
+                    results.push({ service, category: c.category, affected: deleted });
+                    const why = this.stopping ? STOPPED : 'stopped at its time limit';
+                    errors.push({ service, error: `${why} with more to delete in ${categories.slice(i).map((r) => r.category).join(', ')} (what went is counted; the next run goes on)` });
+                    return;
+                  }
                 }
+              } catch (err) {
+                if (deleted) results.push({ service, category: c.category, affected: deleted });
+                throw err;
               }
-              results.push({ service, category: c.category, affected });
+              results.push({ service, category: c.category, affected: deleted });
             }
             return;
           }
