@@ -173,6 +173,32 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     await waitFor(async () => ((await env.sql(`SELECT 1 FROM billing.subscriptions WHERE workspace = $1 AND cancel_at_period_end`, [org.id])).length ? true : undefined), "billing's record to say so");
   });
 
+  it("cancels a dissolved organisation's subscription now when it is past due: nobody is left to pay what Stripe keeps asking for", async () => {
+    const owner = await register('rueckstand@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Rückstand KG' }, owner.accessToken)).body;
+    await subscribe(owner.accessToken, org.id, 'team');
+    const [{ stripe_customer_id: customer, stripe_subscription_id: id }] = await env.sql(
+      `SELECT c.stripe_customer_id, s.stripe_subscription_id FROM billing.customers c JOIN billing.subscriptions s ON s.workspace = c.workspace WHERE c.workspace = $1`,
+      [org.id],
+    );
+    stripe.declinePayments(customer);
+    try {
+      await stripe.advanceTime(32 * 86_400);
+      expect((await stripeSdk().subscriptions.retrieve(id)).status).toBe('past_due');
+      const rpc = new RpcClient(await env.nats(), env.prefix);
+      await rpc.connect();
+      try {
+        await rpc.call(privacyRpcs('identity').erase, { userId: owner.user.id, scope: 'all' });
+      } finally {
+        await rpc.close();
+      }
+      await waitFor(async () => ((await stripeSdk().subscriptions.retrieve(id)).status === 'canceled' ? true : undefined), 'the subscription to be cancelled at Stripe');
+      await stripe.flushWebhooks();
+    } finally {
+      stripe.declinePayments(customer, false);
+    }
+  });
+
   it("ends a dissolved organisation's subscription that Stripe has and billing has not heard of yet (its webhook on its way)", async () => {
     const owner = await register('eilig@example.eu');
     const org = (await http.post('/v1/orgs', { name: 'Eilig Handel GmbH' }, owner.accessToken)).body;

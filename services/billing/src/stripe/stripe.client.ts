@@ -48,6 +48,11 @@ export class StripeClient {
     return this.change(workspace, 'the end of the subscription', () => this.stripe.subscriptions.update(subscriptionId, { cancel_at_period_end: true }, { idempotencyKey }));
   }
 
+  /** Cancelled now, with no invoice for it: Stripe stops asking for what is owed on it. */
+  cancelNow(workspace: string, subscriptionId: string, idempotencyKey: string): Promise<void> {
+    return this.change(workspace, 'the cancellation of the subscription', () => this.stripe.subscriptions.cancel(subscriptionId, { invoice_now: false, prorate: false }, { idempotencyKey }));
+  }
+
   /**
    * A customer's subscriptions as Stripe has them, in every status. Stripe away is a 503, as for a change; a
    * customer Stripe no longer has has none.

@@ -3,15 +3,15 @@ import type { EntityManager } from 'typeorm';
 import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 import { StripeClient } from '../stripe/stripe.client.js';
-import { ENDED_STATUSES } from './subscriptions.service.js';
+import { ENDED_STATUSES, LIVE_STATUSES } from './subscriptions.service.js';
 
 /**
  * An organisation dissolved (its last member was erased) has nobody left to
  * use what it pays for or to cancel it in the Customer Portal: every
  * subscription its customer has at Stripe that has not ended ends with the
- * period already paid (asked of Stripe, not of our mirror, which a webhook
- * on its way may not have reached; the event and subscription ids as
- * idempotency key; Stripe's webhook then records it).
+ * period already paid, or now when it is not paid for (asked of Stripe, not
+ * of our mirror, which a webhook on its way may not have reached; the event
+ * and subscription ids as idempotency key; Stripe's webhook then records it).
  */
 @Injectable()
 export class DissolutionConsumer {
@@ -29,9 +29,15 @@ export class DissolutionConsumer {
     if (!customer) return;
     const subscriptions = await this.stripe.listSubscriptions(orgId, customer.stripe_customer_id);
     for (const sub of subscriptions) {
-      if (ENDED_STATUSES.includes(sub.status) || sub.cancel_at_period_end) continue;
+      if (ENDED_STATUSES.includes(sub.status)) continue;
       // Refused (ended at Stripe meanwhile, its webhook on its way): nothing left to cancel.
-      await this.stripe.endAtPeriodEnd(orgId, sub.id, `dissolved:${event.id}:${sub.id}`);
+      if (LIVE_STATUSES.includes(sub.status) && sub.status !== 'past_due') {
+        if (!sub.cancel_at_period_end) await this.stripe.endAtPeriodEnd(orgId, sub.id, `dissolved:${event.id}:${sub.id}`);
+      } else {
+        // Not paid for (past due, unpaid, its first payment still open): Stripe would go on asking a card nobody
+        // answers for; it ends now.
+        await this.stripe.cancelNow(orgId, sub.id, `dissolved:${event.id}:${sub.id}:now`);
+      }
     }
   }
 }
