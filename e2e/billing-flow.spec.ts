@@ -58,6 +58,16 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
       return r.body.status === 'active' ? r.body : undefined;
     }, 'the subscription to become active');
   };
+  /** What privacy's erasure saga asks identity for: the account goes, and an organisation it was the last member of. */
+  const eraseAccount = async (userId: string) => {
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      await rpc.call(privacyRpcs('identity').erase, { userId, scope: 'all' });
+    } finally {
+      await rpc.close();
+    }
+  };
   const join = async (ownerToken: string, orgId: string, email: string) => {
     const invite = (await http.post(`/v1/orgs/${orgId}/invitations`, { email, role: 'member' }, ownerToken)).body;
     const event = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.id);
@@ -157,14 +167,7 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     const live = await subscribe(owner.accessToken, org.id, 'team');
     expect(live.cancelAtPeriodEnd).toBe(false);
 
-    // What privacy's erasure saga asks identity for.
-    const rpc = new RpcClient(await env.nats(), env.prefix);
-    await rpc.connect();
-    try {
-      await rpc.call(privacyRpcs('identity').erase, { userId: owner.user.id, scope: 'all' });
-    } finally {
-      await rpc.close();
-    }
+    await eraseAccount(owner.user.id);
     expect(await env.sql(`SELECT id FROM identity.organizations WHERE id = $1`, [org.id])).toEqual([]);
     await lastEvent(env, 'identity.organization.dissolved', (e: { data: { orgId: string } }) => e.data.orgId === org.id);
     const [{ stripe_subscription_id: id }] = await env.sql(`SELECT stripe_subscription_id FROM billing.subscriptions WHERE workspace = $1`, [org.id]);
@@ -185,13 +188,7 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     try {
       await stripe.advanceTime(32 * 86_400);
       expect((await stripeSdk().subscriptions.retrieve(id)).status).toBe('past_due');
-      const rpc = new RpcClient(await env.nats(), env.prefix);
-      await rpc.connect();
-      try {
-        await rpc.call(privacyRpcs('identity').erase, { userId: owner.user.id, scope: 'all' });
-      } finally {
-        await rpc.close();
-      }
+      await eraseAccount(owner.user.id);
       await waitFor(async () => ((await stripeSdk().subscriptions.retrieve(id)).status === 'canceled' ? true : undefined), 'the subscription to be cancelled at Stripe');
       await stripe.flushWebhooks();
     } finally {
@@ -208,13 +205,7 @@ describe('billing through the gateway: Checkout, webhooks, seats, usage and quot
     try {
       stripe.completeCheckout(checkout.body.url.split('/').pop());
       const [{ stripe_customer_id: customer }] = await env.sql(`SELECT stripe_customer_id FROM billing.customers WHERE workspace = $1`, [org.id]);
-      const rpc = new RpcClient(await env.nats(), env.prefix);
-      await rpc.connect();
-      try {
-        await rpc.call(privacyRpcs('identity').erase, { userId: owner.user.id, scope: 'all' });
-      } finally {
-        await rpc.close();
-      }
+      await eraseAccount(owner.user.id);
       await waitFor(
         async () => ((await stripeSdk().subscriptions.list({ customer, status: 'all' })).data.some((sub) => sub.cancel_at_period_end) ? true : undefined),
         'the subscription to end with its period at Stripe',

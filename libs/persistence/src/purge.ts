@@ -11,21 +11,31 @@ export interface PurgeRule {
 }
 
 /**
- * Deletes expired rows in small batches (`SKIP LOCKED`), so a retention pass
- * never holds long locks on a live table. Returns the count per rule.
+ * Deletes the rows of `table` meeting `where` in small batches (`SKIP LOCKED`), so a retention pass never holds
+ * long locks on a live table; a dry run only counts them. No batch is started after `stopBy` (ms): `complete` says
+ * whether everything due went.
  */
+export async function deleteInBatches(
+  ds: Pick<DataSource, 'query'>,
+  opts: { table: string; key?: string; where: string; params?: unknown[]; batch?: number; stopBy?: number; dryRun?: boolean },
+): Promise<{ affected: number; complete: boolean }> {
+  const { table, key = 'id', where, params = [], batch = 1000, stopBy = Infinity, dryRun = false } = opts;
+  if (dryRun) {
+    const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
+    return { affected: n, complete: true };
+  }
+  let affected = 0;
+  for (;;) {
+    if (Date.now() >= stopBy) return { affected, complete: false };
+    const [, n] = await ds.query(`DELETE FROM ${table} WHERE ${key} IN (SELECT ${key} FROM ${table} WHERE ${where} LIMIT ${batch} FOR UPDATE SKIP LOCKED)`, params);
+    affected += Number(n ?? 0);
+    if (!n || n < batch) return { affected, complete: true };
+  }
+}
+
+/** Deletes expired rows of each rule (`deleteInBatches`). Returns the count per rule. */
 export async function purgeExpired(ds: DataSource, rules: readonly PurgeRule[], batch = 1000): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};
-  for (const { name, table, key = 'id', expired } of rules) {
-    let total = 0;
-    for (;;) {
-      const [, affected] = await ds.query(
-        `DELETE FROM ${table} WHERE ${key} IN (SELECT ${key} FROM ${table} WHERE ${expired} LIMIT ${batch} FOR UPDATE SKIP LOCKED)`,
-      );
-      total += Number(affected ?? 0);
-      if (!affected || affected < batch) break;
-    }
-    counts[name] = total;
-  }
+  for (const { name, table, key, expired } of rules) counts[name] = (await deleteInBatches(ds, { table, key, where: expired, batch })).affected;
   return counts;
 }

@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { deleteInBatches } from './purge.js';
 
 /**
  * How a service purges one data category when privacy's retention run asks
@@ -165,22 +166,9 @@ export async function retentionPass(
     for (const rule of rules.filter((r) => r.category === category)) {
       const condition = retentionCondition(rule, retentionDays, input.heldUserIds, input.asOf, input.heldScopes, input.dryRun);
       if (!condition) continue;
-      const { where, params } = condition;
-      const key = rule.key ?? 'id';
-      if (input.dryRun) {
-        const [{ n }] = await ds.query(`SELECT count(*)::int AS n FROM ${rule.table} WHERE ${where}`, params);
-        affected += n;
-        continue;
-      }
-      for (;;) {
-        if (Date.now() >= stopBy) {
-          complete = false;
-          break;
-        }
-        const [, n] = await ds.query(`DELETE FROM ${rule.table} WHERE ${key} IN (SELECT ${key} FROM ${rule.table} WHERE ${where} LIMIT ${batch} FOR UPDATE SKIP LOCKED)`, params);
-        affected += Number(n ?? 0);
-        if (!n || n < batch) break;
-      }
+      const done = await deleteInBatches(ds, { table: rule.table, key: rule.key, where: condition.where, params: condition.params, batch, stopBy, dryRun: input.dryRun });
+      affected += done.affected;
+      if (!done.complete) complete = false;
     }
     results.push(complete ? { category, affected } : { category, affected, complete });
   }

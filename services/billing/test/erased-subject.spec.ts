@@ -11,6 +11,18 @@ import { billingWorld, TEST_PSEUDONYM_KEY } from './billing-world.js';
  * subject can still sign in: billing sets up nothing new for them then (a
  * Checkout left a customer, here and at Stripe, behind the erasure).
  */
+/** The pseudonym billing keeps an erased subject's books under (keyed with the test's BILLING_PSEUDONYM_KEY). */
+const aliasOf = (userId: string) => `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;
+
+/** chat's usage event of one answer of `userId` in `workspace` (15 tokens). */
+const usageEvent = (userId: string, workspace: string) =>
+  createEnvelope({
+    type: 'chat.completion.recorded',
+    source: 'chat',
+    data: { messageId: randomUUID(), workspace, userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 10, completionTokens: 5, cost: 0.01 },
+    subject: { userId },
+  });
+
 describe('billing for a subject it erased', () => {
   const world = billingWorld();
 
@@ -24,7 +36,7 @@ describe('billing for a subject it erased', () => {
       await expect(rpc.call(BillingRpc.portal, { workspace: 'private' }, { actor })).rejects.toMatchObject({ status: 410 });
       expect(await world.env.sql(`SELECT 1 FROM billing.customers WHERE workspace = $1`, [`private:${actor.userId}`])).toEqual([]);
       // Keyed: whoever has the id but not BILLING_PSEUDONYM_KEY cannot compute it (as they could an unkeyed hash).
-      const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(actor.userId).digest('hex').slice(0, 16)}`;
+      const alias = aliasOf(actor.userId);
       expect(alias).not.toBe(`erased-${createHash('sha256').update(`ally-billing:${actor.userId}`).digest('hex').slice(0, 16)}`);
       expect(await world.env.sql(`SELECT alias FROM billing.erased_subjects`)).toEqual([{ alias }]);
 
@@ -46,15 +58,10 @@ describe('billing for a subject it erased', () => {
       await rpc.call(privacyRpcs('billing').erase, { userId, scope: 'all' });
       // chat wrote these before its own erasure step; billing's consumer lagged behind the erasure.
       const late = [`private`, org].map((workspace) =>
-        createEnvelope({
-          type: 'chat.completion.recorded',
-          source: 'chat',
-          data: { messageId: randomUUID(), workspace, userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 10, completionTokens: 5, cost: 0.01 },
-          subject: { userId },
-        }),
+        usageEvent(userId, workspace),
       );
       for (const e of late) await publishEvent(world.env, e);
-      const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;
+      const alias = aliasOf(userId);
       const rows = await waitFor(async () => {
         const found = await world.env.sql<{ workspace: string; user_id: string; tokens: number }>(`SELECT workspace, user_id, tokens FROM billing.ledger WHERE message_id = ANY($1::uuid[]) ORDER BY workspace`, [late.map((e) => (e.data as { messageId: string }).messageId)]);
         return found.length === 2 ? found : undefined;
@@ -80,12 +87,7 @@ describe('billing for a subject it erased', () => {
       await rpc.call(privacyRpcs('billing').erase, { userId, scope: 'private' });
       await rpc.call(privacyRpcs('billing').erase, { userId, scope: org });
       const usage = (workspace: string, minutesAfter: number) => {
-        const e = createEnvelope({
-          type: 'chat.completion.recorded',
-          source: 'chat',
-          data: { messageId: randomUUID(), workspace, userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 10, completionTokens: 5, cost: 0.01 },
-          subject: { userId },
-        });
+        const e = usageEvent(userId, workspace);
         return { ...e, occurredAt: new Date(Date.now() + minutesAfter * 60_000).toISOString() };
       };
       // An answer the erasure stopped, recorded a moment after it, in each workspace; and one asked for half an hour later.
@@ -96,7 +98,7 @@ describe('billing for a subject it erased', () => {
         const found = await world.env.sql<{ message_id: string; workspace: string; user_id: string }>(`SELECT message_id, workspace, user_id FROM billing.ledger WHERE message_id = ANY($1::uuid[])`, [ids]);
         return found.length === 3 ? found : undefined;
       }, 'the usage in the ledger');
-      const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;
+      const alias = aliasOf(userId);
       const of = (i: number) => rows.find((r) => r.message_id === ids[i]);
       expect(of(0)).toMatchObject({ workspace: alias, user_id: ERASED_USER });
       expect(of(1)).toMatchObject({ workspace: org, user_id: ERASED_USER });
@@ -108,7 +110,7 @@ describe('billing for a subject it erased', () => {
 
   it('books usage that arrives while the subject is being erased after the erasure, under the pseudonym (it named them)', async () => {
     const userId = randomUUID();
-    const alias = `erased-${createHmac('sha256', TEST_PSEUDONYM_KEY).update(userId).digest('hex').slice(0, 16)}`;
+    const alias = aliasOf(userId);
     // An erasure under way: it holds the subject's lock and has written its mark, not yet committed.
     const erasing = new pg.Client({ connectionString: world.env.adminUrl });
     await erasing.connect();
@@ -116,12 +118,7 @@ describe('billing for a subject it erased', () => {
       await erasing.query('BEGIN');
       await erasing.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [userId]);
       await erasing.query(`INSERT INTO billing.erased_subjects (alias) VALUES ($1)`, [alias]);
-      const usage = createEnvelope({
-        type: 'chat.completion.recorded',
-        source: 'chat',
-        data: { messageId: randomUUID(), workspace: 'private', userId, model: 'gpt-4o-mini', deployment: 'd', region: 'swedencentral', euResident: true, promptTokens: 3, completionTokens: 4, cost: 0.001 },
-        subject: { userId },
-      });
+      const usage = usageEvent(userId, 'private');
       await publishEvent(world.env, usage);
       await new Promise((r) => setTimeout(r, 500));
       const booked = () => world.env.sql<{ workspace: string; user_id: string }>(`SELECT workspace, user_id FROM billing.ledger WHERE message_id = $1`, [(usage.data as { messageId: string }).messageId]);

@@ -3,7 +3,10 @@ import type { EntityManager } from 'typeorm';
 import { IdentityEvents, type EventEnvelope } from '@ally/contracts';
 import { EventConsumers } from '@ally/platform';
 import { StripeClient } from '../stripe/stripe.client.js';
-import { ENDED_STATUSES, LIVE_STATUSES } from './subscriptions.service.js';
+import { ENDED_STATUSES } from './subscriptions.service.js';
+
+/** A subscription whose period is paid for: it runs to the period's end. */
+const PAID_FOR = ['active', 'trialing'];
 
 /**
  * An organisation dissolved (its last member was erased) has nobody left to
@@ -28,10 +31,10 @@ export class DissolutionConsumer {
     // No customer: nothing was ever set up at Stripe.
     if (!customer) return;
     const subscriptions = await this.stripe.listSubscriptions(orgId, customer.stripe_customer_id);
+    // Either refused (ended at Stripe meanwhile, its webhook on its way) leaves nothing to cancel.
     for (const sub of subscriptions) {
       if (ENDED_STATUSES.includes(sub.status)) continue;
-      // Refused (ended at Stripe meanwhile, its webhook on its way): nothing left to cancel.
-      if (LIVE_STATUSES.includes(sub.status) && sub.status !== 'past_due') {
+      if (PAID_FOR.includes(sub.status)) {
         if (!sub.cancel_at_period_end) await this.stripe.endAtPeriodEnd(orgId, sub.id, `dissolved:${event.id}:${sub.id}`);
       } else {
         // Not paid for (past due, unpaid, its first payment still open): Stripe would go on asking a card nobody

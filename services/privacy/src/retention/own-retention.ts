@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { findCategory } from '@ally/contracts';
+import { deleteInBatches } from '@ally/persistence';
 import { purgeAuditTrail } from '../audit/audit-trail.service.js';
 import { releasedHoldsPast, requestsPast } from './own-rules.js';
 
@@ -63,17 +64,7 @@ export class OwnRetention {
     }
   }
 
-  private async run(table: string, key: string, where: string, params: unknown[], dryRun: boolean, stopBy: number): Promise<{ affected: number; complete: boolean }> {
-    if (dryRun) {
-      const [{ n }] = await this.ds.query(`SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, params);
-      return { affected: n, complete: true };
-    }
-    let total = 0;
-    for (;;) {
-      if (Date.now() >= stopBy) return { affected: total, complete: false };
-      const [, affected] = await this.ds.query(`DELETE FROM ${table} WHERE ${key} IN (SELECT ${key} FROM ${table} WHERE ${where} LIMIT ${BATCH} FOR UPDATE SKIP LOCKED)`, params);
-      total += Number(affected ?? 0);
-      if (!affected || affected < BATCH) return { affected: total, complete: true };
-    }
+  private run(table: string, key: string, where: string, params: unknown[], dryRun: boolean, stopBy: number): Promise<{ affected: number; complete: boolean }> {
+    return deleteInBatches(this.ds, { table, key, where, params, batch: BATCH, stopBy, dryRun });
   }
 }
