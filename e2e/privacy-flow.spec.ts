@@ -383,8 +383,13 @@ describe('privacy through the gateway, against every real service', () => {
     const email = 'rolf.ruhe@example.eu';
     const rolf = (await http.post('/v1/auth/register', { email, password: PASSWORD, firstName: 'Rolf', lastName: 'Ruhe', locale: 'de' })).body;
     const restriction = (await http.post('/v1/privacy/requests', { type: 'restriction' }, rolf.accessToken)).body;
-    await waitFor(async () => ((await env.sql(`SELECT 1 FROM identity.restrictions WHERE user_id = $1`, [rolf.user.id])).length ? true : undefined), 'identity to hear of it');
-    await waitFor(async () => ((await env.sql(`SELECT 1 FROM notify.restrictions WHERE user_id = $1`, [rolf.user.id])).length ? true : undefined), 'notify to hear of it');
+    // Each step completes once its service acted on the restriction, not once it was told: at that moment the rows are there.
+    const steps = await waitFor(async () => {
+      const { steps } = (await http.get(`/v1/privacy/requests/${restriction.id}`, rolf.accessToken)).body;
+      return steps.every((s: { status: string }) => s.status === 'completed') ? steps : undefined;
+    }, 'every service to act on it');
+    expect(steps.map((s: { service: string }) => s.service).sort()).toEqual(['billing', 'chat', 'identity', 'notify']);
+    for (const service of ['identity', 'notify', 'chat']) expect(await env.sql(`SELECT 1 FROM ${service}.restrictions WHERE request_id = $1`, [restriction.id])).toHaveLength(1);
     // Sign-ins are no longer tied to him; one from a new place still brings the security mail.
     expect((await http.post('/v1/auth/login', { email, password: PASSWORD })).status).toBe(200);
     expect(await env.sql(`SELECT 1 FROM identity.login_audit WHERE user_id = $1`, [rolf.user.id])).toEqual([]);

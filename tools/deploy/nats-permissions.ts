@@ -61,7 +61,7 @@ export interface ServiceTopology {
 }
 
 /** Data-subject export / erase and the retention purge every service holding personal data answers. */
-const privacyRpcsOf = (svc: Service) => [`ally.rpc.${svc}.privacy.export`, `ally.rpc.${svc}.privacy.erase`, `ally.rpc.${svc}.privacy.retention`];
+const privacyRpcsOf = (svc: Service) => [`ally.rpc.${svc}.privacy.export`, `ally.rpc.${svc}.privacy.erase`, `ally.rpc.${svc}.privacy.retention`, `ally.rpc.${svc}.privacy.handled`];
 
 export const TOPOLOGY: Record<Service, ServiceTopology> = {
   gateway: {
@@ -126,7 +126,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
     ],
   },
   privacy: {
-    note: "Runs data-subject sagas and retention runs: calls every other service's privacy export / erase / retention RPCs, nothing else; follows rectifications.",
+    note: "Runs data-subject sagas and retention runs: calls every other service's privacy export / erase / retention / handled RPCs, nothing else; follows rectifications.",
     servesRpc: true,
     publishesEvents: true,
     calls: [...privacyRpcsOf('identity'), 'ally.rpc.identity.privacy.subject', ...privacyRpcsOf('chat'), ...privacyRpcsOf('billing'), ...privacyRpcsOf('notify')],

@@ -30,6 +30,18 @@ export class EventConsumers implements OnApplicationBootstrap, OnApplicationShut
     this.specs.push(spec);
   }
 
+  /**
+   * Whether each of this service's consumers of `type` has handled the event: its inbox row commits with the
+   * handler's effects, so a row there is the effect done (until the inbox's 30 days are up). With no consumer
+   * of the type, nothing here was to be done: handled.
+   */
+  async handled(eventId: string, type: string): Promise<{ handled: boolean; consumers: number }> {
+    const inboxes = [...new Set(this.specs.filter((s) => s.types.includes(type)).map((s) => s.inbox ?? s.durable))];
+    if (!inboxes.length) return { handled: true, consumers: 0 };
+    const [{ found }] = await this.ds.query(`SELECT count(DISTINCT consumer)::int AS found FROM inbox WHERE event_id = $1 AND consumer = ANY($2)`, [eventId, inboxes]);
+    return { handled: found === inboxes.length, consumers: inboxes.length };
+  }
+
   async onApplicationBootstrap() {
     for (const spec of this.specs) {
       const consumer = new EventConsumer({

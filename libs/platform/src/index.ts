@@ -10,6 +10,7 @@ export * from './run-service.js';
 export * from './age-retention.service.js';
 export * from './event-consumers.service.js';
 export * from './privacy-retention.controller.js';
+export * from './privacy-handled.controller.js';
 export * from './envelope-crypto.js';
 export * from './expiring-map.js';
 export * from './in-flight.js';

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyHandledController, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { BillingController } from './billing.controller.js';
 import { WorkspaceAccess } from './common/workspace-access.service.js';
 import { Pseudonyms } from './common/erased-subjects.js';
@@ -28,7 +28,7 @@ export class BillingModule {
     return {
       module: BillingModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [BillingController, privacyRetentionController('billing')],
+      controllers: [BillingController, privacyRetentionController('billing'), privacyHandledController('billing')],
       providers: [
         { provide: BILLING_CONFIG, useValue: ctx.config },
         PlansService,

@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyHandledController, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { AssistantsService } from './assistants/assistants.service.js';
 import { loadCatalog } from './catalog/model-catalog.js';
 import { OutsideEuQuarantine } from './catalog/outside-eu-quarantine.js';
@@ -32,7 +32,7 @@ export class ChatModule {
     return {
       module: ChatModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [ChatController, privacyRetentionController('chat')],
+      controllers: [ChatController, privacyRetentionController('chat'), privacyHandledController('chat')],
       providers: [
         { provide: CHAT_CONFIG, useValue: ctx.config },
         { provide: CATALOG, useValue: catalog },

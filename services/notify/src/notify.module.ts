@@ -1,5 +1,5 @@
 import { Module, type DynamicModule } from '@nestjs/common';
-import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
+import { AgeRetentionService, CATEGORY_RETENTION_RULES, PlatformModule, privacyHandledController, privacyRetentionController, RETENTION_RULES, type PlatformContext } from '@ally/platform';
 import { BrevoMailer } from './brevo/brevo-mailer.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from './config.js';
 import { DeliveryWorker } from './deliveries/delivery-worker.js';
@@ -22,7 +22,7 @@ export class NotifyModule {
     return {
       module: NotifyModule,
       imports: [PlatformModule.forRoot(ctx)],
-      controllers: [WebhookController, DevMailboxController, NotifyPrivacyController, privacyRetentionController('notify')],
+      controllers: [WebhookController, DevMailboxController, NotifyPrivacyController, privacyRetentionController('notify'), privacyHandledController('notify')],
       providers: [
         { provide: NOTIFY_CONFIG, useValue: ctx.config },
         AddressHashes,

@@ -41,7 +41,7 @@ export class FakeServices {
     return this;
   }
 
-  listen(services: string[], operations = ['export', 'erase', 'retention', 'subject']): this {
+  listen(services: string[], operations = ['export', 'erase', 'retention', 'subject', 'handled']): this {
     for (const service of services) {
       for (const operation of operations) {
         const subject = `${this.prefix}.ally.rpc.${service}.privacy.${operation}`;
@@ -77,5 +77,6 @@ function defaultAnswer(service: string, operation: string, input: any): unknown 
   if (operation === 'subject') return { exists: true };
   if (operation === 'export') return { service, categories: {} };
   if (operation === 'erase') return { service, affected: {} };
+  if (operation === 'handled') return { service, handled: true, consumers: 1 };
   return { service, results: input.categories.map((c: { category: string }) => ({ category: c.category, affected: 0 })) };
 }

@@ -468,13 +468,29 @@ describe('privacy sagas against services on the wire', () => {
     await settled(eva, first.id);
   });
 
-  it('tells services of a restriction and an objection by event, each step done once the event is out', async () => {
+  it('tells services of a restriction and an objection by event, each step done once its service acted on the event', async () => {
     const ida = user();
-    const restriction = await request(ida, 'restriction');
-    expect(restriction.steps).toHaveLength(4);
-    expect((await settled(ida, restriction.id)).status).toBe('completed');
-    const restricted = await lastEvent(env, 'privacy.subject.restricted', (e: any) => e.data.requestId === restriction.id);
-    expect(restricted.data).toMatchObject({ userId: ida.userId, scope: 'all' });
+    // chat has not yet acted on it (its consumer is behind): its step waits, the others complete.
+    let chatActed = false;
+    fakes.on('chat', 'handled', () => ({ service: 'chat', handled: chatActed, consumers: 1 }));
+    try {
+      const restriction = await request(ida, 'restriction');
+      expect(restriction.steps).toHaveLength(4);
+      const restricted = await lastEvent(env, 'privacy.subject.restricted', (e: any) => e.data.requestId === restriction.id);
+      expect(restricted.data).toMatchObject({ userId: ida.userId, scope: 'all' });
+      const stepsOf = async () => Object.fromEntries((await rpc.call(PrivacyRpc.getRequest, { id: restriction.id }, { actor: ida })).steps.map((s) => [s.service, s.status]));
+      await waitFor(async () => ((await stepsOf()).billing === 'completed' ? true : undefined), 'the other services acted');
+      await waitFor(async () => (fakes.callsTo('chat', 'handled').filter((c) => c.input.eventId === restricted.id).length >= 2 ? true : undefined), 'chat asked again');
+      expect(await stepsOf()).toMatchObject({ chat: expect.stringMatching(/pending|running/), billing: 'completed', notify: 'completed', identity: 'completed' });
+      expect((await rpc.call(PrivacyRpc.getRequest, { id: restriction.id }, { actor: ida })).status).toBe('in_progress');
+      expect(fakes.callsTo('notify', 'handled').find((c) => c.input.eventId === restricted.id)?.input).toEqual({ eventId: restricted.id, type: 'privacy.subject.restricted' });
+      chatActed = true;
+      expect((await settled(ida, restriction.id)).status).toBe('completed');
+      const audited = await env.sql(`SELECT details FROM privacy.audit_log WHERE request_id = $1 AND action = 'step.completed'`, [restriction.id]);
+      expect(audited.map((r: any) => r.details.service).sort()).toEqual(['billing', 'chat', 'identity', 'notify']);
+    } finally {
+      fakes.off('chat', 'handled');
+    }
     const objection = await request(ida, 'objection');
     expect(objection.steps.map((s) => s.service).sort()).toEqual(['identity', 'notify']);
     const objected = await lastEvent(env, 'privacy.subject.objected', (e: any) => e.data.requestId === objection.id);

@@ -160,8 +160,23 @@ export interface PrivacyErasure {
  */
 export const subjectExistsRpc = rpc<{ exists: boolean }>()('ally.rpc.identity.privacy.subject', z.strictObject({ userId: z.uuid() }), { authenticated: false });
 
-/** The RPCs every service holding personal data answers: `ally.rpc.<svc>.privacy.export` / `.erase`. */
+/** The events of a request that services act on by themselves (Art. 18, Art. 21): privacy asks whether they did. */
+export const privacyEventHandledInput = z.strictObject({
+  eventId: z.uuid(),
+  type: z.enum(['privacy.subject.restricted', 'privacy.subject.objected']),
+});
+
+export interface PrivacyEventHandled {
+  service: string;
+  /** Every consumer of the service that takes this type has committed its effect (with its inbox row). */
+  handled: boolean;
+  /** How many of its consumers take the type: 0 where the service does nothing with it. */
+  consumers: number;
+}
+
+/** The RPCs every service holding personal data answers: `ally.rpc.<svc>.privacy.export` / `.erase` / `.handled`. */
 export const privacyRpcs = (service: string) => ({
   export: rpc<PrivacyExport>()(`ally.rpc.${service}.privacy.export`, privacySubjectInput, { authenticated: false }),
   erase: rpc<PrivacyErasure>()(`ally.rpc.${service}.privacy.erase`, privacySubjectInput, { authenticated: false }),
+  handled: rpc<PrivacyEventHandled>()(`ally.rpc.${service}.privacy.handled`, privacyEventHandledInput, { authenticated: false }),
 });

@@ -52,7 +52,7 @@ export class RequestsService {
       // A restriction spares the subject from retention from now on, also in a run under way.
       if (input.type === 'restriction') await lockHeldSet(em, 'exclusive');
       if (input.type === 'restriction' || input.type === 'objection') {
-        // Services learn of it through the outbox; each step completes when the event is out.
+        // Services learn of it through the outbox; each step completes once its service acted on the event.
         const event =
           input.type === 'restriction'
             ? await this.outbox.append(em, 'privacy.subject.restricted', { requestId: id, userId: actor.userId, scope: input.scope }, { subject: { userId: actor.userId } })

@@ -13,10 +13,12 @@ import { tryLockHeldSetShared } from '../legal-holds/held-set-lock.js';
 import { DecisionsService } from '../requests/decisions.service.js';
 import type { RequestRow } from '../requests/requests.repository.js';
 import { RequestFinalizer } from './request-finalizer.js';
-import { ErasureContinues, StepRunner, type ClaimedStep, type ErasureProgress, type StepOutcome } from './step-runner.js';
+import { ErasureContinues, NotHandledYet, StepRunner, type ClaimedStep, type ErasureProgress, type StepOutcome } from './step-runner.js';
 
 const BATCH = 10;
 const HOUSEKEEPING_MS = 60_000;
+
+const countsOf = (outcome: StepOutcome): Record<string, number> => (outcome.kind === 'exported' ? outcome.counts : outcome.kind === 'erased' ? outcome.affected : {});
 
 /** 4xx answers mean the request itself is wrong: retrying would not help. Timeouts, 5xx and "no responders" are retried. */
 function retryable(err: unknown): boolean {
@@ -66,7 +68,6 @@ export class SagaWorker extends PacedWorker {
 
   /** One pass over everything due. */
   protected async pass(): Promise<void> {
-    await this.completeNotifySteps();
     for (;;) {
       const claimed = await this.claim();
       if (claimed.length === 0) break;
@@ -96,17 +97,29 @@ export class SagaWorker extends PacedWorker {
            FROM requests r
           WHERE r.id = s.request_id AND (s.request_id, s.service) IN (
             SELECT s2.request_id, s2.service FROM request_steps s2 JOIN requests r2 ON r2.id = s2.request_id
-             WHERE s2.action IN ('export', 'erase')
-               AND ((s2.status = 'pending' AND s2.next_attempt_at <= now()) OR (s2.status = 'running' AND s2.lease_until < now()))
-               AND r2.status IN ('received', 'in_progress') AND r2.user_id IS NOT NULL
+             WHERE ((s2.status = 'pending' AND s2.next_attempt_at <= now()) OR (s2.status = 'running' AND s2.lease_until < now()))
+               -- A restriction's or objection's step asks the service once its event is out (a row no longer in the
+               -- outbox was sent, and went with the outbox's housekeeping).
+               AND (s2.action <> 'notify' OR NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = (r2.details->>'eventId')::uuid AND o.sent_at IS NULL))
+               -- A restriction's question names no subject: its step is asked also after an erasure took the subject's id.
+               AND r2.status IN ('received', 'in_progress') AND (r2.user_id IS NOT NULL OR s2.action = 'notify')
                AND NOT EXISTS (SELECT 1 FROM request_steps p WHERE p.request_id = s2.request_id AND p.phase < s2.phase AND p.status <> 'completed')
                AND NOT (r2.type = 'erasure' AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.user_id = r2.user_id AND h.released_at IS NULL))
              ORDER BY s2.next_attempt_at LIMIT ${BATCH}
              FOR UPDATE OF s2 SKIP LOCKED)
-        RETURNING s.request_id, s.service, s.action, s.attempts, s.progress, r.user_id, r.scope`,
+        RETURNING s.request_id, s.service, s.action, s.attempts, s.progress, r.user_id, r.scope, r.type, r.details->>'eventId' AS event_id`,
         [this.config.PRIVACY_STEP_LEASE_MS / 1000],
       );
-      const claimed: ClaimedStep[] = rows.map((r: any) => ({ requestId: r.request_id, service: r.service, action: r.action, attempts: r.attempts, progress: r.progress, userId: r.user_id, scope: r.scope }));
+      const claimed: ClaimedStep[] = rows.map((r: any) => ({
+        requestId: r.request_id,
+        service: r.service,
+        action: r.action,
+        attempts: r.attempts,
+        progress: r.progress,
+        userId: r.user_id,
+        scope: r.scope,
+        ...(r.action === 'notify' ? { event: { id: r.event_id, type: r.type === 'restriction' ? 'privacy.subject.restricted' : 'privacy.subject.objected' } } : {}),
+      }));
       await this.markStarted(em, claimed.map((c) => c.requestId));
       return claimed;
     });
@@ -168,7 +181,7 @@ export class SagaWorker extends PacedWorker {
       const [, updated] = await em.query(
         `UPDATE request_steps SET status = 'completed', completed_at = now(), lease_until = NULL, last_error = NULL, result = $4, progress = NULL
           WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
-        [step.requestId, step.service, step.attempts, JSON.stringify(outcome.kind === 'exported' ? outcome.counts : outcome.affected)],
+        [step.requestId, step.service, step.attempts, JSON.stringify(countsOf(outcome))],
       );
       if (!updated) return;
       if (outcome.kind === 'exported') {
@@ -176,7 +189,7 @@ export class SagaWorker extends PacedWorker {
         if (!req.wrapped_key) return;
         const sealed = this.cipher.seal(req.wrapped_key, req.id, Buffer.from(JSON.stringify(outcome.section), 'utf8'), `part:${step.service}`);
         await em.query(`INSERT INTO export_parts (request_id, service, sealed) VALUES ($1, $2, $3) ON CONFLICT (request_id, service) DO UPDATE SET sealed = EXCLUDED.sealed`, [req.id, step.service, sealed]);
-      } else {
+      } else if (outcome.kind === 'erased') {
         for (const p of outcome.processors) {
           await em.query(
             `INSERT INTO processor_notices (request_id, processor, service, action, status) VALUES ($1, $2, $3, 'erasure', $4) ON CONFLICT DO NOTHING`,
@@ -189,7 +202,14 @@ export class SagaWorker extends PacedWorker {
         action: `step.completed`,
         requestId: req.id,
         subjectHash: req.subject_hash,
-        details: { service: step.service, action: step.action, attempts: step.attempts, counts: outcome.kind === 'exported' ? outcome.counts : outcome.affected, ...(outcome.kind === 'erased' && outcome.processors.length ? { processorsTold: outcome.processors } : {}) },
+        details: {
+          service: step.service,
+          action: step.action,
+          attempts: step.attempts,
+          counts: countsOf(outcome),
+          ...(outcome.kind === 'erased' && outcome.processors.length ? { processorsTold: outcome.processors } : {}),
+          ...(outcome.kind === 'handled' ? { consumers: outcome.consumers } : {}),
+        },
       });
     });
     this.steps.inc({ service: step.service, action: step.action, outcome: 'completed' });
@@ -225,27 +245,8 @@ export class SagaWorker extends PacedWorker {
     this.steps.inc({ service: step.service, action: step.action, outcome: giveUp ? 'failed' : continues ? 'continued' : 'retry' });
     const fields = { requestId: step.requestId, service: step.service, action: step.action, attempt: step.attempts, giveUp, err: message };
     if (continues) this.logger.info(fields, 'privacy erasure step goes on at its next attempt');
+    else if (err instanceof NotHandledYet && step.attempts < 5) this.logger.info(fields, 'privacy step waits for the service to act on the event');
     else this.logger.warn(fields, 'privacy step failed');
-  }
-
-  /** Restriction and objection: each service's step is done once the event is in JetStream (the outbox marked it sent). */
-  private async completeNotifySteps(): Promise<void> {
-    await this.ds.transaction(async (em) => {
-      const [rows] = await em.query(
-        `UPDATE request_steps s SET status = 'completed', completed_at = now(), attempts = s.attempts + 1, result = '{}'
-           FROM requests r
-          WHERE r.id = s.request_id AND s.action = 'notify' AND s.status = 'pending'
-            -- Written with the request: a row no longer there was sent, and went with the outbox's housekeeping.
-            AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.id = (r.details->>'eventId')::uuid AND o.sent_at IS NULL)
-        RETURNING s.request_id, s.service, r.subject_hash`,
-      );
-      // An objection waits for its decision from here: in progress, not merely received. Its rows are locked
-      // before the audit trail's lock, as a decision locks them: taken the other way round, the two deadlocked.
-      await this.markStarted(em, (rows as { request_id: string }[]).map((r) => r.request_id));
-      for (const r of rows as { request_id: string; service: string; subject_hash: string }[]) {
-        await this.audit.append(em, { actor: 'system', action: 'step.completed', requestId: r.request_id, subjectHash: r.subject_hash, details: { service: r.service, action: 'notify' } });
-      }
-    });
   }
 
   /**

@@ -6,10 +6,13 @@ import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 export interface ClaimedStep {
   requestId: string;
   service: string;
-  action: 'export' | 'erase';
+  action: 'export' | 'erase' | 'notify';
   attempts: number;
-  userId: string;
+  /** null: a restriction's or objection's subject erased since (its step asks about the event only). */
+  userId: string | null;
   scope: string;
+  /** A restriction's or objection's event, which the service acts on by itself (`notify` steps). */
+  event?: { id: string; type: 'privacy.subject.restricted' | 'privacy.subject.objected' };
   /** What earlier attempts' slices of this erasure step deleted, kept with the step. */
   progress?: ErasureProgress | null;
 }
@@ -36,13 +39,25 @@ export class ErasureContinues extends Error {
   }
 }
 
+/** A service that has not yet acted on a restriction or objection: asked again after the retry delay. */
+export class NotHandledYet extends Error {
+  constructor(service: string, eventType: string) {
+    super(`${service} has not yet acted on ${eventType}`);
+    this.name = 'NotHandledYet';
+  }
+}
+
 export type StepOutcome =
   | { kind: 'exported'; section: PrivacyExport; counts: Record<string, number> }
-  | { kind: 'erased'; affected: Record<string, number>; processors: { id: string; confirmed: boolean }[] };
+  | { kind: 'erased'; affected: Record<string, number>; processors: { id: string; confirmed: boolean }[] }
+  | { kind: 'handled'; consumers: number };
 
 const count = (v: unknown): number => (Array.isArray(v) ? v.length : v === null || v === undefined ? 0 : 1);
 
-/** One step: the service's `privacy.export` or `privacy.erase` RPC, with a timeout. Throws on any failure. */
+/**
+ * One step: the service's `privacy.export` or `privacy.erase` RPC, or for a restriction or objection its
+ * `privacy.handled` (done once the service acted on the event), with a timeout. Throws on any failure.
+ */
 @Injectable()
 export class StepRunner {
   constructor(
@@ -53,8 +68,15 @@ export class StepRunner {
   /** `stillMine`: called after each page of an export and each slice of an erasure that has more. */
   async run(step: ClaimedStep, stillMine: StillMine = async () => undefined): Promise<StepOutcome> {
     const contract = privacyRpcs(step.service);
-    const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
     const timeoutMs = this.config.PRIVACY_STEP_TIMEOUT_MS;
+    if (step.action === 'notify') {
+      if (!step.event) throw new Error(`the ${step.service} step of request ${step.requestId} has no event to ask about`);
+      const answer = await this.rpc.call(contract.handled, { eventId: step.event.id, type: step.event.type }, { timeoutMs });
+      if (answer?.handled !== true) throw new NotHandledYet(step.service, step.event.type);
+      return { kind: 'handled', consumers: Number(answer.consumers) || 0 };
+    }
+    if (step.userId === null) throw new Error(`request ${step.requestId} names no subject any more`);
+    const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
     if (step.action === 'export') {
       const pages: PrivacyExport[] = [];
       for (let page: number | string | undefined = 0; page !== undefined; ) {
