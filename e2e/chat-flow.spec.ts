@@ -604,12 +604,21 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Guten Abend' }], stream: true, stream_options: { include_usage: true } });
     let text = '';
     let usage;
+    const ids = new Set<string>();
     for await (const chunk of stream) {
       text += chunk.choices[0]?.delta?.content ?? '';
       if (chunk.usage) usage = chunk.usage;
+      ids.add(chunk.id);
     }
     expect(text).toBe('Echo: Guten Abend');
     expect(usage).toMatchObject({ completion_tokens: 3 });
+    // Every chunk names the answer by the id its usage is recorded under, as the whole answer's id does.
+    const [id] = [...ids];
+    expect(ids.size).toBe(1);
+    for (const answerId of [id, completion.id]) {
+      const recorded = await waitFor(async () => (await env.sql(`SELECT 1 FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'messageId' = $1`, [answerId.replace(/^chatcmpl-/, '')]))[0], `the usage of ${answerId}`);
+      expect(recorded).toBeDefined();
+    }
 
     // One model, as the SDK asks for it; one the policy does not allow (the key's user is restricted to the EU) is not there.
     expect(await client.models.retrieve('gpt-4o-mini')).toMatchObject({ id: 'gpt-4o-mini', object: 'model', euResident: true });

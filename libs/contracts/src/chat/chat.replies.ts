@@ -98,7 +98,8 @@ export type ChatCompletion = z.infer<typeof chatCompletionReply>;
 /** One frame of a completion streamed from chat to the gateway over NATS. */
 export type StreamFrame =
   /** The provider accepted the call: this receipt is final (no fallback after it). */
-  | { seq: number; type: 'start'; residency: ResidencyReceipt }
+  /** `messageId`: where the answer's id is known from the start (`/v1/chat/completions`), the one its usage is recorded under. */
+  | { seq: number; type: 'start'; residency: ResidencyReceipt; messageId?: string }
   | { seq: number; type: 'delta'; text: string }
   | { seq: number; type: 'done'; messageId: string; model: string; usage: Usage; residency: ResidencyReceipt; /** The provider's, e.g. `length` when max_tokens cut the answer. */ finishReason?: string }
   | { seq: number; type: 'error'; problem: Problem }

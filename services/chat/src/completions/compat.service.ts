@@ -69,7 +69,7 @@ export class CompatService {
       const id = randomUUID();
       let result: CompletionResult | undefined;
       try {
-        result = await this.completions.stream(plan, framesTo(publisher), AbortSignal.any([publisher.abort.signal, tracked.signal]), progress);
+        result = await this.completions.stream(plan, framesTo(publisher, id), AbortSignal.any([publisher.abort.signal, tracked.signal]), progress);
         await this.completions.recordUsage(id, plan, result);
         publisher.finish({ type: 'done', messageId: id, model: plan.model, usage: result.usage, residency: result.residency, finishReason: result.finishReason });
       } catch (err) {
@@ -78,10 +78,10 @@ export class CompatService {
           this.logger.error({ err: String(err) }, 'recording the usage of a streamed answer failed');
           return publisher.finish({ type: 'error', problem: toProblem(err, this.logger) });
         }
-        // An answer that broke off is billed for what was generated, as in a conversation.
+        // An answer that broke off is billed for what was generated, as in a conversation, under the id its client saw.
         const partial = this.completions.partial(plan, progress);
         if (partial) {
-          await this.completions.recordUsage(randomUUID(), plan, partial).catch((e) => this.logger.error({ err: String(e) }, 'recording the usage of a broken-off answer failed'));
+          await this.completions.recordUsage(id, plan, partial).catch((e) => this.logger.error({ err: String(e) }, 'recording the usage of a broken-off answer failed'));
         }
         if (publisher.cancelled) return publisher.close();
         publisher.finish({ type: 'error', problem: isProblem(err) ? err : err instanceof ProblemError ? err.toProblem() : toProblem(err, this.logger) });

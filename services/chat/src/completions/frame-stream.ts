@@ -23,9 +23,9 @@ export function openFrameStream(nats: NatsConnection, config: ChatConfig, target
 }
 
 /** A streamed answer's receipt and pieces, as frames to `publisher`. */
-export function framesTo(publisher: StreamPublisher<StreamFrame>) {
+export function framesTo(publisher: StreamPublisher<StreamFrame>, messageId?: string) {
   return {
-    start: (residency: ResidencyReceipt) => publisher.send({ type: 'start', residency }),
+    start: (residency: ResidencyReceipt) => publisher.send({ type: 'start', residency, ...(messageId ? { messageId } : {}) }),
     delta: (text: string) => publisher.send({ type: 'delta', text }),
   };
 }

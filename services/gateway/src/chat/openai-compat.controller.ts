@@ -46,7 +46,8 @@ export class OpenAiCompatController {
       reply.header(RESIDENCY_HEADER, residencyHeaderValue(residency)).status(200).send(completion);
       return;
     }
-    const id = `chatcmpl-${nuid.next()}`;
+    // chat names the answer in its first frame (the id its usage is recorded under, as for a whole answer).
+    let id = `chatcmpl-${nuid.next()}`;
     const created = Math.floor(Date.now() / 1000);
     const chunk = (delta: Record<string, unknown>, finish: string | null) => ({
       id,
@@ -59,6 +60,7 @@ export class OpenAiCompatController {
       frame: (f) => {
         switch (f.type) {
           case 'start':
+            if (f.messageId) id = `chatcmpl-${f.messageId}`;
             return data(chunk({ role: 'assistant', content: '' }, null));
           case 'delta':
             return data(chunk({ content: f.text }, null));
