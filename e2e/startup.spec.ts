@@ -133,6 +133,17 @@ describe('starting with a dependency missing', () => {
     expect(lines(r.stderr)).toEqual(['billing: Configuration error: BILLING_PSEUDONYM_KEY is required in production']);
   });
 
+  it('privacy refuses to start in production without the key of its audit trail', async () => {
+    const r = await run(['services/privacy/dist/main.js'], {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://ally_privacy@127.0.0.1:5432/ally',
+      PRIVACY_KEK: Buffer.alloc(32, 7).toString('base64'),
+      PRIVACY_SUBJECT_SALT: 'a-subject-salt-of-32-characters!',
+    });
+    expect(r.code).toBe(1);
+    expect(lines(r.stderr)).toEqual(['privacy: Configuration error: PRIVACY_AUDIT_KEY is required in production']);
+  });
+
   it('notify refuses to start in production without Brevo credentials', async () => {
     const r = await run(['services/notify/dist/main.js'], { NODE_ENV: 'production', DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally' });
     expect(r.code).toBe(1);

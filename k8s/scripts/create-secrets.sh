@@ -40,9 +40,10 @@ for svc in identity chat billing privacy notify; do
   kubectl -n "$NS" label secret "ally-$svc-db" cnpg.io/reload=true --overwrite >/dev/null
 done
 
-# privacy: export-package key and subject-hash salt, random in every environment (keep a copy:
-# without PRIVACY_KEK, export packages already built cannot be read).
-create ally-privacy-secrets "PRIVACY_KEK=$(openssl rand -base64 32)" "PRIVACY_SUBJECT_SALT=$(openssl rand -hex 32)"
+# privacy: export-package key, audit-trail key and subject-hash salt, random in every environment (keep a
+# copy: without PRIVACY_KEK, export packages already built cannot be read; without PRIVACY_AUDIT_KEY, the
+# audit trail no longer verifies).
+create ally-privacy-secrets "PRIVACY_KEK=$(openssl rand -base64 32)" "PRIVACY_AUDIT_KEY=$(openssl rand -base64 32)" "PRIVACY_SUBJECT_SALT=$(openssl rand -hex 32)"
 # identity: the key that seals the signing keys, random (lost, it costs new signing keys, see k8s/README.md).
 identity=("IDENTITY_KEK=$(openssl rand -base64 32)")
 if [[ -n "${SSO_PROVIDERS:-}" ]]; then identity+=("SSO_PROVIDERS=$SSO_PROVIDERS"); fi

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { describe, expect, it } from '@jest/globals';
 import { IdentityRpc, type Actor, type Page } from '@ally/contracts';
 import { confirmEmail, lastEvent } from '@ally/testing';
@@ -168,6 +168,25 @@ describe('identity lists (API keys, members) and the organisation policy', () =>
     await expect(world.rpc.call(IdentityRpc.verifyApiKey, { key: orgKey.key })).rejects.toMatchObject({ status: 401 });
     expect(await world.rpc.call(IdentityRpc.verifyApiKey, { key: privateKey.key })).toMatchObject({ userId: member.userId, workspace: 'private' });
     expect((await world.rpc.call(IdentityRpc.listApiKeys, {}, { actor: member })).data.map((k) => k.id)).toEqual([privateKey.id]);
+  });
+
+  it('ends the invitations to a removed member\'s address with their membership: one still open (sent as they accepted another) does not bring them back', async () => {
+    const owner = await register();
+    const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Zurück GmbH' }, { actor: owner });
+    const member = await register();
+    const [{ email }] = await world.env.sql<{ email: string }>(`SELECT email FROM identity.users WHERE id = $1`, [member.userId]);
+    const invitation = await world.rpc.call(IdentityRpc.createInvitation, { orgId: org.id, email, role: 'member' }, { actor: owner });
+    const { token } = (await lastEvent<{ invitationId: string; token: string }>(world.env, 'identity.invitation.created', (e) => e.data.invitationId === invitation.id)).data;
+    await world.rpc.call(IdentityRpc.acceptInvitation, { token }, { actor: member });
+    // A second invitation, as an admin's "send again" that met the acceptance: open while they are a member.
+    const again = randomBytes(32).toString('base64url');
+    await world.env.sql(
+      `INSERT INTO identity.invitations (id, org_id, email, role, token_hash, invited_by, expires_at) VALUES ($1, $2, $3, 'admin', $4, $5, now() + interval '7 days')`,
+      [randomUUID(), org.id, email, createHash('sha256').update(again).digest('base64url'), owner.userId],
+    );
+    await world.rpc.call(IdentityRpc.removeMember, { orgId: org.id, userId: member.userId }, { actor: owner });
+    await expect(world.rpc.call(IdentityRpc.acceptInvitation, { token: again }, { actor: member })).rejects.toMatchObject({ status: 400 });
+    expect(await world.env.sql(`SELECT 1 FROM identity.memberships WHERE org_id = $1 AND user_id = $2`, [org.id, member.userId])).toEqual([]);
   });
 
   it('clears allowed models and the chat retention with null, and publishes the cleared policy', async () => {

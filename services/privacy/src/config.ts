@@ -6,6 +6,11 @@ export const privacyConfigSchema = baseConfigSchema
   .extend({
     /** Wraps each export package's data key (AES-256-GCM). */
     PRIVACY_KEK: base64Key32.optional(),
+    /**
+     * Keys the audit trail's chain (HMAC-SHA256): whoever can write privacy's tables but lacks this key cannot
+     * rewrite an entry and the chain after it so that it checks out. Never change it: the chain would no longer verify.
+     */
+    PRIVACY_AUDIT_KEY: base64Key32.optional(),
     /** Secret salt of the subject hash that tombstones and the audit trail keep instead of a user id. */
     PRIVACY_SUBJECT_SALT: z.string().min(16, 'must be at least 16 characters').optional(),
     /** Background saga and escalation worker; off for one-shot commands (retention Jobs). */
@@ -54,7 +59,7 @@ export const privacyConfigSchema = baseConfigSchema
     K8S_SERVICEACCOUNT_DIR: z.string().default('/var/run/secrets/kubernetes.io/serviceaccount'),
   })
   .superRefine((c, ctx) => {
-    requireInProduction(c, ctx, ['PRIVACY_KEK', 'PRIVACY_SUBJECT_SALT']);
+    requireInProduction(c, ctx, ['PRIVACY_KEK', 'PRIVACY_SUBJECT_SALT', 'PRIVACY_AUDIT_KEY']);
     // A step still waiting for its service when its lease runs out is taken again: the service would do it twice at once.
     if (c.PRIVACY_STEP_TIMEOUT_MS >= c.PRIVACY_STEP_LEASE_MS) {
       ctx.addIssue({ code: 'custom', path: ['PRIVACY_STEP_TIMEOUT_MS'], message: `must be shorter than PRIVACY_STEP_LEASE_MS (${c.PRIVACY_STEP_LEASE_MS})` });

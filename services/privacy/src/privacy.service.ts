@@ -58,6 +58,13 @@ export const privacyService: ServiceDefinition<PrivacyConfig> = {
       process.exitCode = 1;
       return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason} (${result.entries} entries before it check out)`;
     },
+    /** Once, at the upgrade that keyed the trail: checks the trail as it was written and writes it anew, keyed (exit code 1 if it does not check out). */
+    'rekey-audit': async (app) => {
+      const result = await app.get(AuditTrail).rekey();
+      if (result.ok) return `audit trail keyed: ${result.rewritten} of ${result.entries} entries written anew, head ${result.head}`;
+      process.exitCode = 1;
+      return `audit trail NOT keyed, left as it was: entry ${result.brokenAt}: ${result.reason}`;
+    },
     /** The schedule's (CronJob) and the CLI's retention run; `--run-id` runs one queued by the API (a Kubernetes Job). */
     'retention-run': async (app, args) => {
       const opts = parseRetentionArgs(args);

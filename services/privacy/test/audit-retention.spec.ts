@@ -3,7 +3,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { PrivacyRpc, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { createTestEnv, waitFor, type RunningService, type TestEnv } from '@ally/testing';
-import { entryHash, GENESIS_HASH } from '../src/audit/audit-trail.service.js';
+import { AuditTrail, GENESIS_HASH, unkeyedEntryHash } from '../src/audit/audit-trail.service.js';
 import { privacyService } from '../src/privacy.service.js';
 import { FakeServices } from './fake-services.js';
 
@@ -35,18 +35,24 @@ function privacyWorld() {
     }, 'the retention run');
   };
 
-  /** Entries written `ageDays` ago, as if: the chain is linked anew over the changed times. */
-  const age = async (ageDays: Record<number, number>) => {
+  /**
+   * The chain linked anew from its start, as privacy would have written it: entries written `ageDays` ago, as if,
+   * and hashed as the trail was before it was keyed where `unkeyed` says so.
+   */
+  const relink = async (ageDays: Record<number, number>, unkeyed: (seq: number) => boolean = () => false) => {
     let prev = GENESIS_HASH;
     for (const r of await w.env.sql(`SELECT * FROM privacy.audit_log ORDER BY seq`)) {
       const seq = Number(r.seq);
       const at = ageDays[seq] === undefined ? new Date(r.at).toISOString() : new Date(Date.now() - ageDays[seq] * 86_400_000).toISOString();
-      const hash = entryHash(prev, { seq, at, actor: r.actor, action: r.action, requestId: r.request_id, subjectHash: r.subject_hash, details: r.details });
+      const entry = { seq, at, actor: r.actor, action: r.action, requestId: r.request_id, subjectHash: r.subject_hash, details: r.details };
+      const hash = unkeyed(seq) ? unkeyedEntryHash(prev, entry) : w.privacy.app.get(AuditTrail).hashOf(prev, entry);
       await w.env.sql(`UPDATE privacy.audit_log SET at = $2, prev_hash = $3, hash = $4 WHERE seq = $1`, [seq, at, prev, hash]);
       prev = hash;
     }
   };
-  return { w, run, age, verify: () => privacyService.commands!['verify-audit'](w.privacy.app, []) };
+  const age = (ageDays: Record<number, number>) => relink(ageDays);
+  const command = (name: string) => privacyService.commands![name](w.privacy.app, []);
+  return { w, run, age, relink, command, verify: () => command('verify-audit') };
 }
 
 /** The audit trail keeps no more than it needs: old entries go, and what is left still verifies from an anchor. */
@@ -104,5 +110,44 @@ describe("a dry run of the audit trail's retention", () => {
     ];
     expect((await run(true, categories)).results).toEqual(expected);
     expect((await run(false, categories)).results).toEqual(expected);
+  });
+});
+
+describe('keying an audit trail written before it was keyed (rekey-audit, once at the upgrade)', () => {
+  const { w, relink, command, verify } = privacyWorld();
+  const hashes = async () => (await w.env.sql<{ hash: string }>(`SELECT hash FROM privacy.audit_log ORDER BY seq`)).map((r) => r.hash);
+
+  it('checks the trail as it was written and writes it anew keyed; one that does not check out is left as it was', async () => {
+    for (const retentionDays of [10, 15, 20, 25]) await w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'sessions', retentionDays }, { actor: compliance });
+    // Entries 1–3 as the release before wrote them (plain sha256), entry 4 by this one (keyed), as on a cluster upgraded in between.
+    await relink({}, (seq) => seq <= 3);
+    expect(await verify()).toBe('audit trail BROKEN at entry 1: entry 1 was written before the trail was keyed (run rekey-audit once) (0 entries before it check out)');
+    process.exitCode = 0;
+
+    // Whoever can write the table cannot pass off an entry as one of then: a changed unkeyed entry is refused, nothing rewritten.
+    const before = await hashes();
+    await w.env.sql(`UPDATE privacy.audit_log SET details = jsonb_set(details, '{to,retentionDays}', '3650') WHERE seq = 2`);
+    expect(await command('rekey-audit')).toBe('audit trail NOT keyed, left as it was: entry 2: entry 2 was changed after it was written');
+    expect(await hashes()).toEqual(before);
+    process.exitCode = 0;
+
+    // Nor an unkeyed entry after keyed ones (a rewritten tail): refused, and what the walk rewrote before it goes back.
+    await w.env.sql(`UPDATE privacy.audit_log SET details = jsonb_set(details, '{to,retentionDays}', '15') WHERE seq = 2`);
+    await relink({}, (seq) => seq === 4);
+    const tampered = await hashes();
+    expect(await command('rekey-audit')).toBe('audit trail NOT keyed, left as it was: entry 4: entry 4 is unkeyed after keyed ones: the trail was rewritten');
+    expect(await hashes()).toEqual(tampered);
+    process.exitCode = 0;
+
+    // The trail as the upgrade finds it: taken over whole, and every entry after it is keyed.
+    await relink({}, (seq) => seq <= 3);
+    const keyed = await command('rekey-audit');
+    expect(keyed).toMatch(/^audit trail keyed: 4 of 4 entries written anew, head [0-9a-f]{64}$/);
+    const head = keyed.split('head ')[1];
+    expect(await verify()).toBe(`audit trail intact: 4 entries, head ${head}`);
+    await w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'sessions', retentionDays: 28 }, { actor: compliance });
+    expect(await verify()).toMatch(/^audit trail intact: 5 entries/);
+    // Run again, it has nothing to do.
+    expect(await command('rekey-audit')).toMatch(/^audit trail keyed: 0 of 5 entries written anew/);
   });
 });

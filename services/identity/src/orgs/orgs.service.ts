@@ -118,6 +118,9 @@ export class OrgsService {
 
   async invite(actor: Actor, input: { orgId: string; email: string; role: 'admin' | 'member' }): Promise<Invitation> {
     return this.ds.transaction(async (em) => {
+      // Members change in turn: an acceptance committing now is seen below (a member with an invitation still open
+      // could use it after their removal), and the membership rows are locked in the order a removal takes them.
+      await lockMembers(em, input.orgId);
       // Shared-locked: a removal of the inviter at the same moment waits for this invitation and then deletes it with
       // their others, or comes first and this one finds no membership (it survived the removal, a way back in).
       const membership = await this.membershipOf(actor.userId, input.orgId, em, 'pessimistic_read');
@@ -142,7 +145,7 @@ export class OrgsService {
       // The newest invitation to an address is the one that counts: an earlier one still open (another role, say) stops working.
       // Two sent at once to the same address take turns, so the second replaces the first rather than both staying open.
       await lockNamed(em, `invitation:${input.orgId}:${input.email.toLowerCase()}`);
-      await em.query(`DELETE FROM invitations WHERE org_id = $1 AND lower(email) = lower($2) AND accepted_at IS NULL`, [input.orgId, input.email]);
+      await dropInvitations(em, `org_id = $1 AND lower(email) = lower($2)`, [input.orgId, input.email]);
       const invitee = await this.users.findByEmail(input.email, em);
       const token = newSecret();
       const invitation = em.getRepository(InvitationEntity).create({
@@ -215,10 +218,10 @@ export class OrgsService {
   /** Takes back an invitation nobody accepted (sent to a wrong address, say): its link stops working. */
   async revokeInvitation(actor: Actor, orgId: string, invitationId: string): Promise<void> {
     await this.ds.transaction(async (em) => {
+      await lockMembers(em, orgId);
       const membership = await this.membershipOf(actor.userId, orgId, em, 'pessimistic_read');
       if (!managesOrg(membership.role)) throw new ProblemError(403, 'Only owners and admins can revoke invitations');
-      const [, revoked] = await em.query(`DELETE FROM invitations WHERE id = $1 AND org_id = $2 AND accepted_at IS NULL`, [invitationId, orgId]);
-      if (!revoked) throw new ProblemError(404, 'No open invitation of this organisation has this id');
+      if (!(await dropInvitations(em, `id = $1 AND org_id = $2`, [invitationId, orgId]))) throw new ProblemError(404, 'No open invitation of this organisation has this id');
     });
   }
 
@@ -277,8 +280,9 @@ export class OrgsService {
       // Their keys for this workspace end with the membership, for good: a later invitation does not bring them back.
       await em.query(`UPDATE api_keys SET revoked_at = now() WHERE user_id = $1 AND workspace = $2 AND revoked_at IS NULL`, [userId, orgId]);
       // So do the invitations they sent and nobody has accepted yet: an admin who is removed must not come back
-      // (or bring anyone in) through an invitation sent to a second address of theirs while still an admin.
-      await em.query(`DELETE FROM invitations WHERE org_id = $1 AND invited_by = $2 AND accepted_at IS NULL`, [orgId, userId]);
+      // (or bring anyone in) through an invitation sent to a second address of theirs while still an admin. And
+      // those to their own address (sent while they were a member): removed is removed until invited anew.
+      await dropInvitations(em, `org_id = $1 AND (invited_by = $2 OR lower(email) = (SELECT lower(email) FROM users WHERE id = $2))`, [orgId, userId]);
       await this.outbox.append(em, 'identity.member.removed', { orgId, userId, ...(await countMembers(em, orgId)) }, { subject: { orgId, userId } });
     });
   }
@@ -323,6 +327,18 @@ export class OrgsService {
  * (billing's seats) counts the members as its change left them, so the newest
  * event holds the real count. Taken before any row lock of the change.
  */
+/**
+ * Deletes open invitations (`where` over `invitations`), and their mails not yet sent: the link goes with the
+ * row, but the mail (the organisation's and the inviter's names) would still go out while the outbox waited.
+ */
+export async function dropInvitations(em: Pick<EntityManager, 'query'>, where: string, params: unknown[]): Promise<number> {
+  const [gone]: [{ id: string }[], number] = await em.query(`DELETE FROM invitations WHERE accepted_at IS NULL AND ${where} RETURNING id`, params);
+  if (gone.length) {
+    await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND payload->'data'->>'invitationId' = ANY($1::text[])`, [gone.map((r) => r.id)]);
+  }
+  return gone.length;
+}
+
 export async function lockMembers(em: Pick<EntityManager, 'query'>, orgId: string): Promise<void> {
   await lockNamed(em, `members:${orgId}`);
 }

@@ -4,7 +4,7 @@ import { NIL_UUID, pagedExport, type ExportList, type IdentityEventType, type Pr
 import { forgetSubjectInOutbox } from '@ally/messaging';
 import { lockSubject } from '@ally/persistence';
 import { IdentityOutbox } from '../common/identity-outbox.js';
-import { countMembers, lockMembers } from '../orgs/orgs.service.js';
+import { countMembers, dropInvitations, lockMembers } from '../orgs/orgs.service.js';
 import { AddressHashes } from '../common/address-hash.js';
 
 /**
@@ -172,7 +172,7 @@ export class IdentityPrivacyService {
         // The keys for that workspace go with the membership (as when a member is removed), so a later invitation cannot revive them.
         await em.query(`DELETE FROM api_keys WHERE user_id = $1 AND workspace = lower($2)`, [userId, org_id]);
         // And the invitations they sent that nobody accepted yet, as a removal ends them: none brings them (or anyone) back.
-        await em.query(`DELETE FROM invitations WHERE org_id = $1 AND invited_by = $2 AND accepted_at IS NULL`, [org_id, userId]);
+        await dropInvitations(em, `org_id = $1 AND invited_by = $2`, [org_id, userId]);
         const owners = await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND role = 'owner'`, [org_id]);
         // An UPDATE's answer is [rows, count].
         const [[promoted]]: [{ user_id: string }[], number] = owners.length

@@ -1,8 +1,11 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
+import type { Logger } from 'pino';
+import { keyEncryptionKey, LOGGER } from '@ally/platform';
 import { canonicalJson } from './canonical-json.js';
 import { lockNamed } from '@ally/persistence';
+import { PRIVACY_CONFIG, type PrivacyConfig } from '../config.js';
 import { releasedHoldsPast, requestsPast } from '../retention/own-rules.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
@@ -27,6 +30,15 @@ export interface AuditEntry extends Required<Omit<AuditEntryInput, 'details'>> {
 
 export type AuditVerification = { ok: true; entries: number; head: string } | { ok: false; entries: number; brokenAt: number; reason: string };
 
+/** What `rekey-audit` did: the entries it rewrote keyed, or why it left the trail as it was. */
+export type AuditRekeying = { ok: true; rewritten: number; entries: number; head: string } | { ok: false; brokenAt: number; reason: string };
+
+class RekeyRefused extends Error {
+  constructor(readonly at: Extract<AuditVerification, { ok: false }>) {
+    super(at.reason);
+  }
+}
+
 interface AuditRow {
   seq: string;
   at: Date;
@@ -39,22 +51,41 @@ interface AuditRow {
   hash: string;
 }
 
-/** sha256 over the predecessor's hash and the entry's canonical JSON. */
-export function entryHash(prevHash: string, e: Omit<AuditEntry, 'prevHash' | 'hash'>): string {
-  const body = canonicalJson({ seq: e.seq, at: e.at, actor: e.actor, action: e.action, requestId: e.requestId, subjectHash: e.subjectHash, details: e.details });
-  return createHash('sha256').update(`${prevHash}\n${body}`).digest('hex');
-}
+type Hashed = Omit<AuditEntry, 'prevHash' | 'hash'>;
+
+const bodyOf = (prevHash: string, e: Hashed) =>
+  `${prevHash}\n${canonicalJson({ seq: e.seq, at: e.at, actor: e.actor, action: e.action, requestId: e.requestId, subjectHash: e.subjectHash, details: e.details })}`;
+
+/** HMAC-SHA256 under PRIVACY_AUDIT_KEY over the predecessor's hash and the entry's canonical JSON. */
+export const entryHash = (key: Buffer, prevHash: string, e: Hashed): string => createHmac('sha256', key).update(bodyOf(prevHash, e)).digest('hex');
+
+/** How entries were hashed before the trail was keyed (plain sha256): `rekey-audit` takes such a trail over. */
+export const unkeyedEntryHash = (prevHash: string, e: Hashed): string => createHash('sha256').update(bodyOf(prevHash, e)).digest('hex');
 
 /**
  * The tamper-evident audit trail: every entry carries the hash of its
- * predecessor and its own, so changing, removing or reordering any entry
- * breaks every link after it. Appends are serialised by an advisory lock and
- * commit with the change they record: a transaction appends after it locked
- * the rows it changes, never before, or two of them deadlock.
+ * predecessor and its own, keyed with PRIVACY_AUDIT_KEY, so changing,
+ * removing or reordering any entry breaks every link after it, and only the
+ * key's holder could write them anew. Appends are serialised by an advisory
+ * lock and commit with the change they record: a transaction appends after it
+ * locked the rows it changes, never before, or two of them deadlock.
  */
 @Injectable()
 export class AuditTrail {
-  constructor(private readonly ds: DataSource) {}
+  private readonly key: Buffer;
+
+  constructor(
+    private readonly ds: DataSource,
+    @Inject(PRIVACY_CONFIG) config: PrivacyConfig,
+    @Inject(LOGGER) logger: Logger,
+  ) {
+    this.key = keyEncryptionKey(config.PRIVACY_AUDIT_KEY, { variable: 'PRIVACY_AUDIT_KEY', protects: 'the audit trail is keyed', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-audit-key' });
+  }
+
+  /** An entry's hash after the given predecessor's (for tests that write entries of their own). */
+  hashOf(prevHash: string, e: Hashed): string {
+    return entryHash(this.key, prevHash, e);
+  }
 
   async append(em: EntityManager, input: AuditEntryInput): Promise<AuditEntry> {
     await lockNamed(em, 'ally-privacy-audit');
@@ -70,7 +101,7 @@ export class AuditTrail {
       details: input.details ?? {},
     };
     const prevHash = last?.hash ?? GENESIS_HASH;
-    const hash = entryHash(prevHash, entry);
+    const hash = entryHash(this.key, prevHash, entry);
     await em.query(
       `INSERT INTO audit_log (seq, at, actor, action, request_id, subject_hash, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [entry.seq, entry.at, entry.actor, entry.action, entry.requestId, entry.subjectHash, JSON.stringify(entry.details), prevHash, hash],
@@ -81,6 +112,53 @@ export class AuditTrail {
   /** Appends in a transaction of its own. */
   record(input: AuditEntryInput): Promise<AuditEntry> {
     return this.ds.transaction((em) => this.append(em, input));
+  }
+
+  /**
+   * Takes a trail written before it was keyed into the keyed chain, once, at the upgrade (`rekey-audit`): every
+   * entry is checked first, as it was hashed then (plain sha256; those after it keyed already), and only an intact
+   * trail is written anew, in one transaction that appends wait for. An unkeyed entry after a keyed one was not
+   * written by this service: nothing is rewritten then.
+   */
+  async rekey(batch = 1000): Promise<AuditRekeying> {
+    try {
+      return await this.ds.transaction(async (em) => {
+        await lockNamed(em, 'ally-privacy-audit');
+        let keyedSeen = false;
+        let newPrev: string | undefined;
+        let changed: { seq: number; prev: string; hash: string }[] = [];
+        let rewritten = 0;
+        const flush = async () => {
+          if (!changed.length) return;
+          await em.query(
+            `UPDATE audit_log a SET prev_hash = v.prev, hash = v.hash FROM (SELECT unnest($1::bigint[]) AS seq, unnest($2::text[]) AS prev, unnest($3::text[]) AS hash) v WHERE a.seq = v.seq`,
+            [changed.map((c) => c.seq), changed.map((c) => c.prev), changed.map((c) => c.hash)],
+          );
+          rewritten += changed.length;
+          changed = [];
+        };
+        const walked = await this.walk(em, batch, {
+          checks: (prev, e) => {
+            const keyed = this.hashOf(prev, e) === e.hash;
+            if (!keyed && unkeyedEntryHash(prev, e) !== e.hash) return `entry ${e.seq} was changed after it was written`;
+            if (!keyed && keyedSeen) return `entry ${e.seq} is unkeyed after keyed ones: the trail was rewritten`;
+            keyedSeen ||= keyed;
+            const from = newPrev ?? prev;
+            const hash = this.hashOf(from, e);
+            if (hash !== e.hash || from !== e.prevHash) changed.push({ seq: e.seq, prev: from, hash });
+            newPrev = hash;
+            return undefined;
+          },
+          afterBatch: flush,
+        });
+        // Refused: what earlier batches rewrote goes back with the transaction.
+        if (!walked.ok) throw new RekeyRefused(walked);
+        return { ok: true as const, rewritten, entries: walked.entries, head: newPrev ?? walked.head };
+      });
+    } catch (err) {
+      if (err instanceof RekeyRefused) return { ok: false, brokenAt: err.at.brokenAt, reason: err.at.reason };
+      throw err;
+    }
   }
 
   async forRequest(requestId: string): Promise<AuditEntry[]> {
@@ -94,7 +172,16 @@ export class AuditTrail {
     return this.ds.transaction('REPEATABLE READ', (em) => this.walk(em, batch));
   }
 
-  private async walk(em: EntityManager, batch: number): Promise<AuditVerification> {
+  /**
+   * The chain from its anchor, in batches: each entry's seq and link to its predecessor, then `checks` (by
+   * default: its keyed hash), which names what is wrong or nothing; `afterBatch` runs after each batch.
+   */
+  private async walk(
+    em: EntityManager,
+    batch: number,
+    opts: { checks?: (prev: string, e: AuditEntry) => string | undefined; afterBatch?: () => Promise<void> } = {},
+  ): Promise<AuditVerification> {
+    const checks = opts.checks ?? ((prev, e) => this.changed(prev, e));
     const [anchor] = await em.query(`SELECT seq, hash FROM audit_anchor`);
     let prev: string = anchor?.hash ?? GENESIS_HASH;
     const first = anchor ? Number(anchor.seq) + 1 : 1;
@@ -105,12 +192,20 @@ export class AuditTrail {
         const e = toEntry(row);
         if (e.seq !== expected) return { ok: false, entries: expected - first, brokenAt: expected, reason: `entry ${expected} is missing (next is ${e.seq})` };
         if (e.prevHash !== prev) return { ok: false, entries: expected - first, brokenAt: e.seq, reason: `entry ${e.seq} does not point to its predecessor's hash` };
-        if (entryHash(prev, e) !== e.hash) return { ok: false, entries: expected - first, brokenAt: e.seq, reason: `entry ${e.seq} was changed after it was written` };
+        const wrong = checks(prev, e);
+        if (wrong) return { ok: false, entries: expected - first, brokenAt: e.seq, reason: wrong };
         prev = e.hash;
         expected++;
       }
+      await opts.afterBatch?.();
       if (rows.length < batch) return { ok: true, entries: expected - first, head: prev };
     }
+  }
+
+  /** What is wrong with an entry's hash, if anything. */
+  private changed(prev: string, e: AuditEntry): string | undefined {
+    if (this.hashOf(prev, e) === e.hash) return undefined;
+    return unkeyedEntryHash(prev, e) === e.hash ? `entry ${e.seq} was written before the trail was keyed (run rekey-audit once)` : `entry ${e.seq} was changed after it was written`;
   }
 }
 
