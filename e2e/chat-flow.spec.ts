@@ -330,6 +330,26 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(res.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', reportedRegion: 'Germany West Central', euResident: true });
   });
 
+  it('falls back for a whole answer when the provider sends an error in its stream before any text; a streamed answer, whose receipt is out, breaks off instead', async () => {
+    const id = await conversation();
+    llm.clearRequests();
+    llm.failNext({ status: 500, deployment: 'gpt-4o-mini-swc', times: 1, inStream: true });
+    const whole = await http.post(`/v1/conversations/${id}/messages`, { content: 'Fehler im Strom' }, token);
+    expect(whole.status).toBe(201);
+    expect(whole.body.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
+    expect(llm.requests({ deployment: 'gpt-4o-mini-swc' }).map((r) => ({ status: r.status, fault: r.fault }))).toEqual([{ status: 200, fault: 'error' }]);
+
+    llm.failNext({ status: 500, deployment: 'gpt-4o-mini-swc', times: 1, inStream: true });
+    const res = await fetch(`${base}/v1/conversations/${id}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ content: 'Fehler im Strom, gestreamt' }),
+    });
+    expect(JSON.parse(res.headers.get('x-ally-residency')!).deployment).toBe('gpt-4o-mini@azure-swedencentral');
+    const events = await readSse(res);
+    expect(events.at(-1)).toMatchObject({ event: 'error', data: { status: 502 } });
+  });
+
   it('falls back when a deployment is rate-limited (429) or does not answer within PROVIDER_TIMEOUT_MS, and the call it gave up on is aborted', async () => {
     llm.failNext({ status: 429, deployment: 'gpt-4o-mini-swc', times: 1, retryAfterSeconds: 20 });
     const id = await conversation();

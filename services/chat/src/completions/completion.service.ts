@@ -17,7 +17,7 @@ import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate, type QuotaReservation } from '../quota/quota.gate.js';
 import { servedInEu } from '../catalog/eu-regions.js';
-import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ServedOutsideEu } from './provider-clients.js';
+import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ProviderStreamError, ServedOutsideEu } from './provider-clients.js';
 import { openAiFinishReason } from './finish-reason.js';
 import { completionChunks } from './provider-stream.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
@@ -114,12 +114,14 @@ export class CompletionService {
   /**
    * The whole answer at once, for a caller that does not stream: taken from the provider as a stream all the same,
    * so an answer stopped halfway (its client left, the replica stops, the provider broke off) is billed for the text
-   * generated so far, as a streamed one is; its client read none of it, so nothing else is kept. Fallback as for `stream`.
+   * generated so far, as a streamed one is; its client read none of it, so nothing else is kept. Its client hears
+   * nothing before the end, so another deployment may still serve it after one accepted the call, as long as that
+   * one sent no text (an error in its stream, a connection lost before the first token).
    */
   async complete(plan: Plan, signal?: AbortSignal): Promise<CompletionResult> {
     const progress: StreamProgress = { text: '' };
     try {
-      return await this.stream(plan, { delta: async () => undefined }, signal, progress);
+      return await this.answer(plan, { delta: async () => undefined }, signal, progress, () => !progress.text);
     } catch (err) {
       await this.billUnread(plan, progress);
       throw err;
@@ -130,11 +132,22 @@ export class CompletionService {
    * Streaming. Fallback is possible only until a provider accepted the call:
    * after that the user may see part of one answer, and a second would be wrong.
    */
-  async stream(
+  stream(
     plan: Plan,
     on: { start?: (residency: ResidencyReceipt) => Promise<void>; delta: (text: string) => Promise<void> },
     signal?: AbortSignal,
     progress: StreamProgress = { text: '' },
+  ): Promise<CompletionResult> {
+    return this.answer(plan, on, signal, progress);
+  }
+
+  /** `afterStart`: whether another deployment may still serve the call once one accepted it (for a whole answer). */
+  private answer(
+    plan: Plan,
+    on: { start?: (residency: ResidencyReceipt) => Promise<void>; delta: (text: string) => Promise<void> },
+    signal: AbortSignal | undefined,
+    progress: StreamProgress,
+    afterStart: () => boolean = () => false,
   ): Promise<CompletionResult> {
     let started = false;
     return this.withFallback(
@@ -178,7 +191,7 @@ export class CompletionService {
         if (finishReason === 'error') throw new Error(`${d.id} ended the answer with finish_reason "error"`);
         return { text: progress.text, usage: usageOf(usage, messages, progress.text), residency, finishReason };
       },
-      () => !started,
+      () => !started || afterStart(),
       signal,
     );
   }
@@ -459,5 +472,5 @@ function assertFits(messages: PromptMessage[], maxTokens: number, model: string,
 
 /** An error that came from the provider (it answered, or let the call time out): the prompt had reached it. */
 function reachedProvider(err: unknown): boolean {
-  return err instanceof OpenAI.APIConnectionTimeoutError || (err instanceof OpenAI.APIError && err.status !== undefined);
+  return err instanceof OpenAI.APIConnectionTimeoutError || err instanceof ProviderStreamError || (err instanceof OpenAI.APIError && err.status !== undefined);
 }

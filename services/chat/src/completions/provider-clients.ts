@@ -52,9 +52,20 @@ export class ServedOutsideEu extends Error {
   }
 }
 
-/** Errors worth trying another deployment for: rate limits, server errors, timeouts, network, a deployment that left the EU. */
+/**
+ * An error the provider sent inside a stream it had accepted (OpenAI's "The server had an error while processing
+ * your request" after its 200): the provider failed, not the request, which it took.
+ */
+export class ProviderStreamError extends OpenAI.APIError<undefined, Headers> {
+  constructor(error: unknown, headers: Headers) {
+    super(undefined, error as object, undefined, headers);
+    this.name = 'ProviderStreamError';
+  }
+}
+
+/** Errors worth trying another deployment for: rate limits, server errors (also one sent in the stream), timeouts, network, a deployment that left the EU. */
 export function isFallbackWorthy(err: unknown): boolean {
-  if (err instanceof OpenAI.APIConnectionError || err instanceof ServedOutsideEu) return true; // includes timeouts
+  if (err instanceof OpenAI.APIConnectionError || err instanceof ServedOutsideEu || err instanceof ProviderStreamError) return true; // includes timeouts
   // 401/403/404: this deployment's key, network rule or name is wrong (an operator's slip), not the request: another allowed one may serve it.
   if (err instanceof OpenAI.APIError) return [401, 403, 404, 408, 429].includes(err.status ?? 0) || (err.status ?? 0) >= 500;
   return false;

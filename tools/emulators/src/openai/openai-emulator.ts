@@ -28,7 +28,7 @@ import type { EmulatorServer } from '../http-server.js';
  *
  * Inspection and fault injection in-process (see {@link OpenAIEmulator}) or over HTTP:
  *   GET /__emulator/requests[?kind=&endpoint=&operation=]   DELETE /__emulator/requests
- *   POST /__emulator/faults {status,times,endpoint?,deployment?,retryAfterSeconds?} or {hang:true,times,afterTokens?,…}
+ *   POST /__emulator/faults {status,times,endpoint?,deployment?,retryAfterSeconds?,inStream?} or {hang:true,times,afterTokens?,…}
  *   DELETE /__emulator/faults   PUT /__emulator/latency {firstTokenLatencyMs?,latencyPerTokenMs?,endpoint?,deployment?}
  *   POST /__emulator/reset
  */
@@ -112,6 +112,11 @@ export interface OpenAIFault extends OpenAIFaultTarget {
   times?: number;
   /** Sent as `retry-after` (and `retry-after-ms` on Azure, as Azure does). */
   retryAfterSeconds?: number;
+  /**
+   * Streamed chat completions only: answer 200 and send the error as the stream's first event, before any
+   * token (as OpenAI does for a failure after it accepted the call); `status` picks the error body.
+   */
+  inStream?: boolean;
   /** Override the error body (defaults follow OpenAI's for each status). */
   message?: string;
   code?: string | null;
@@ -502,6 +507,13 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
       return; // never answers; `aborted` turns true when the client gives up
     }
     const fault = hang ? undefined : take(faults, record);
+    if (fault?.inStream && record.stream && operation === 'chat.completions') {
+      record.fault = 'error';
+      record.status = 200;
+      res.writeHead(200, { ...headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+      res.end(`data: ${JSON.stringify(errorBody(kind, fault.status, fault))}\n\n`);
+      return;
+    }
     if (fault) {
       record.fault = 'error';
       const extra: Record<string, string> = {};
