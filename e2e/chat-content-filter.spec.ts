@@ -15,7 +15,7 @@ describe('the content filter before any provider', () => {
   let http: ReturnType<typeof httpClient>;
 
   beforeAll(async () => {
-    world = await startChatWorld();
+    world = await startChatWorld({ chat: { MODERATION_TIMEOUT_MS: '500' } });
     ({ env, llm, http } = world);
   });
 
@@ -112,6 +112,19 @@ describe('the content filter before any provider', () => {
     const answered = await http.post(`/v1/conversations/${id}/messages`, { content: 'Wie wird das Wetter?', model: 'mistral-small' }, token);
     expect(answered.status).toBe(201);
     expect(llm.requests().map((r) => `${r.operation}@${r.endpoint}`)).toEqual(['moderations@openai-eu', 'chat.completions@mistral']);
+  });
+
+  it('waits for a moderation endpoint that does not answer only MODERATION_TIMEOUT_MS, not the provider timeout (a minute), then answers unmoderated', async () => {
+    const token = await user('mod-stalled@example.eu', true);
+    const id = await conversation(token);
+    llm.clearRequests();
+    llm.hangNext({ endpoint: 'openai-eu', operation: 'moderations', times: 1 });
+    const started = Date.now();
+    const answered = await http.post(`/v1/conversations/${id}/messages`, { content: 'Wie wird das Wetter morgen?', model: 'mistral-small' }, token);
+    expect(answered.status).toBe(201);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(450);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(await llm.waitForRequest({ operation: 'moderations', aborted: true }, 2_000)).toMatchObject({ endpoint: 'openai-eu' });
   });
 
   it('redacts e-mail, phone, IBAN and card numbers from prompts that leave the EU, and only then', async () => {

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import OpenAI from 'openai';
 import { connect } from 'node:net';
-import { ChatRpc, IdentityRpc, STREAM_HEARTBEAT_MS, STREAM_SILENCE_LIMIT_MS, withPrefix, type StreamFrame } from '@ally/contracts';
+import { BillingRpc, ChatRpc, IdentityRpc, STREAM_HEARTBEAT_MS, STREAM_SILENCE_LIMIT_MS, withPrefix, type StreamFrame } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { startOpenAIEmulator, type OpenAIEmulator } from '@ally/emulators';
 import { gatewayService } from '@ally/gateway';
@@ -247,6 +247,37 @@ describe('completions that take their time', () => {
       expect(await res.text()).toContain('event: done');
     } finally {
       llm.setLatency({ firstTokenLatencyMs: 0, latencyPerTokenMs: 50 });
+    }
+  });
+});
+
+describe('a completion whose quota check billing does not answer in time', () => {
+  let world: ChatWorld;
+
+  beforeAll(async () => {
+    world = await startChatWorld({ chat: { QUOTA_PROVIDER: 'billing' } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+  });
+
+  it("is chat's 504, which the openai SDK may retry: nothing was generated (only the gateway's own wait running out says x-should-retry: false)", async () => {
+    const { http, llm, env } = world;
+    // billing as a replica that takes the question and never answers.
+    const asked: string[] = [];
+    const silent = (await env.nats()).subscribe(env.subject(BillingRpc.quotaCheck.subject), { queue: 'billing', callback: (_err, msg) => void asked.push(msg.subject) });
+    try {
+      const token = (await http.post('/v1/auth/register', { email: 'quote@example.eu', password: 'Wellen am Nordseestrand', firstName: 'Quinn', lastName: 'Quote' })).body.accessToken;
+      const key = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: 'private' }, token)).body.key;
+      llm.clearRequests();
+      const client = new OpenAI({ apiKey: key, baseURL: `${world.base}/v1`, maxRetries: 1 });
+      await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }] })).rejects.toMatchObject({ status: 504 });
+      // Asked again by the SDK: two checks, no provider call.
+      expect(asked).toHaveLength(2);
+      expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+    } finally {
+      silent.unsubscribe();
     }
   });
 });

@@ -67,11 +67,21 @@ export class RpcClient extends ClientNats {
   }
 }
 
+/**
+ * This caller stopped waiting for `service` (a 504). Only the caller's own: a 504 another service answered (its
+ * own wait for a third one ran out) arrives as a plain ProblemError, so a caller can tell the two apart.
+ */
+export class RpcTimeout extends ProblemError {
+  constructor(readonly service: string) {
+    super(504, `No answer from ${service} in time`);
+  }
+}
+
 function toProblemError(err: unknown, subject: string): ProblemError | undefined {
   if (err instanceof ProblemError) return err;
   if (isProblem(err)) return new ProblemError(err.status, err.detail ?? err.title, err);
   const service = subject.split('.')[2];
-  if (err instanceof TimeoutError) return new ProblemError(504, `No answer from ${service} in time`);
+  if (err instanceof TimeoutError) return new RpcTimeout(service);
   const message = (err as { message?: string; code?: string })?.message ?? String(err);
   // The broker's message limit (1 MB by default) is below the body limit once a body is encoded for the call.
   if (/max_payload/i.test(message)) return new ProblemError(413, `The request is too large to pass on to the ${service} service`);

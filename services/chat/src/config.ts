@@ -14,6 +14,11 @@ export const chatConfigSchema = baseConfigSchema
     /** Redact e-mail, phone, IBAN and card numbers from prompts that leave the EU. */
     REDACT_PII_OUTSIDE_EU: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
     PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),
+    /**
+     * How long a prompt waits for its moderation: a safeguard, not a dependency (an endpoint that does not answer
+     * lets the prompt through), so a stalled one must not hold every prompt for the provider's timeout.
+     */
+    MODERATION_TIMEOUT_MS: z.coerce.number().int().min(100).default(5_000),
     /** How long a stream may wait for the gateway's acknowledgement before it is abandoned. */
     STREAM_ACK_TIMEOUT_MS: z.coerce.number().int().min(100).default(30_000),
     /**

@@ -46,6 +46,8 @@ export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDest
   private readonly unrecorded = new Map<string, string>();
   /** When this replica last wrote each deployment's report. */
   private readonly recordedAt = new Map<string, number>();
+  /** Reports that came while the last write was too recent: written once it is old enough. */
+  private readonly deferred = new Map<string, NodeJS.Timeout>();
 
   constructor(
     private readonly router: RouterService,
@@ -59,13 +61,28 @@ export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDest
   /**
    * This replica keeps EU-only callers from it at once and records the report for every replica, which the
    * running ones hear of once it is written. Reported again while quarantined (callers who allow it outside the
-   * EU still reach it), the row is refreshed: a probe claimed before that does not release it.
+   * EU still reach it), the row is refreshed: a probe claimed before that does not release it. At most one write a
+   * deployment per refresh interval: a report within it is kept (this replica does not take a release meanwhile)
+   * and written when the interval is over, not dropped (a probe claimed before it released the deployment).
    */
   announce(deploymentId: string, reportedRegion: string): void {
     this.router.quarantineOutsideEu(deploymentId);
-    if (Date.now() - (this.recordedAt.get(deploymentId) ?? -Infinity) < Math.min(REFRESH_MS, this.config.OUTSIDE_EU_RECHECK_MS / 2)) return;
-    this.recordedAt.set(deploymentId, Date.now());
     this.unrecorded.set(deploymentId, reportedRegion);
+    const wait = (this.recordedAt.get(deploymentId) ?? -Infinity) + Math.min(REFRESH_MS, this.config.OUTSIDE_EU_RECHECK_MS / 2) - Date.now();
+    if (wait <= 0) return this.write(deploymentId);
+    if (this.deferred.has(deploymentId)) return;
+    const timer = setTimeout(() => {
+      this.deferred.delete(deploymentId);
+      this.write(deploymentId);
+    }, wait);
+    timer.unref();
+    this.deferred.set(deploymentId, timer);
+  }
+
+  private write(deploymentId: string): void {
+    const reportedRegion = this.unrecorded.get(deploymentId);
+    if (reportedRegion === undefined || this.stopping.signal.aborted) return;
+    this.recordedAt.set(deploymentId, Date.now());
     void this.record(deploymentId, reportedRegion).catch((err: Error) =>
       this.logger.error({ deployment: deploymentId, err: err.message }, 'could not record a deployment reported outside the EU; this replica keeps it from EU-only callers and tries again'),
     );
@@ -99,6 +116,7 @@ export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDest
 
   async onModuleDestroy(): Promise<void> {
     clearInterval(this.timer);
+    for (const timer of this.deferred.values()) clearTimeout(timer);
     this.stopping.abort();
     this.stopListening?.();
     await this.checking;

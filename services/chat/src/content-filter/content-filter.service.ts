@@ -1,4 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
+import OpenAI from 'openai';
 import type { Logger } from 'pino';
 import { ProblemError } from '@ally/contracts';
 import { LOGGER } from '@ally/platform';
@@ -82,11 +83,13 @@ export class ContentFilterService {
     if (input.length === 0) return;
     const result = await this.clients
       .for(moderator)
-      .moderations.create({ input }, { signal })
+      .moderations.create({ input }, { signal, timeout: this.config.MODERATION_TIMEOUT_MS })
       .catch((err) => {
         if (signal?.aborted) throw err;
-        // Moderation is a safeguard, not a dependency: a failing endpoint does not block chat.
-        this.logger.warn({ err: providerErrorForLog(err), moderator: moderator.id }, 'moderation unavailable');
+        // Moderation is a safeguard, not a dependency: a failing endpoint does not block chat. One that refuses the
+        // request itself (a wrong key, an input it does not take) is an operator's to mend: an error, not a warning.
+        const refused = err instanceof OpenAI.APIError && err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429;
+        this.logger[refused ? 'error' : 'warn']({ err: providerErrorForLog(err), moderator: moderator.id }, refused ? 'moderation refused the request: prompts go unmoderated' : 'moderation unavailable');
         return null;
       });
     if (result?.results?.some((r) => r.flagged)) {

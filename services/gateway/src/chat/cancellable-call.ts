@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { ServerResponse } from 'node:http';
 import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import { ANSWER_STOPPED_FOR_RESTART, ProblemError, withPrefix } from '@ally/contracts';
-import { cancelCall } from '@ally/messaging';
+import { cancelCall, RpcTimeout } from '@ally/messaging';
 import { NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { AnswersAtShutdown } from './answers-at-shutdown.js';
@@ -51,8 +51,9 @@ export class CancellableCalls {
     } catch (err) {
       if (stopping) throw new ProblemError(503, ANSWER_STOPPED_FOR_RESTART, { retryAfter: 1 });
       // We stopped waiting (504): chat stops too, or it would save and bill an answer nobody gets. The openai SDK and
-      // others retry a 5xx unless told not to: each retry would be generated, cut off and billed again.
-      if (err instanceof ProblemError && err.status === 504) {
+      // others retry a 5xx unless told not to: each retry would be generated, cut off and billed again. A 504 chat
+      // answered (its own wait for billing or identity ran out) generated nothing: asking again is safe.
+      if (err instanceof RpcTimeout) {
         say();
         if (!raw.headersSent) raw.setHeader('x-should-retry', 'false');
       }

@@ -4,7 +4,7 @@ import { nuid, type NatsConnection } from '@nats-io/transport-node';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ANSWER_STOPPED_FOR_RESTART, ProblemError, STREAM_SILENCE_LIMIT_MS, withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
-import { StreamAbandoned, StreamSubscriber } from '@ally/messaging';
+import { RpcTimeout, StreamAbandoned, StreamSubscriber } from '@ally/messaging';
 import { LOGGER, NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { AnswersAtShutdown } from './answers-at-shutdown.js';
@@ -70,7 +70,7 @@ export class SseRelay {
       release();
       // Timed out: chat may still accept and answer into a stream nobody reads, saving and billing a
       // turn the client was told failed. It hears a cancel as soon as it starts sending instead.
-      if (err instanceof ProblemError && err.status === 504) sub.cancelWhenHeard(STREAM_SILENCE_LIMIT_MS);
+      if (err instanceof RpcTimeout) sub.cancelWhenHeard(STREAM_SILENCE_LIMIT_MS);
       else sub.close();
       throw err;
     }
