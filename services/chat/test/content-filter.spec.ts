@@ -12,7 +12,7 @@ import type { RoutingPolicy } from '../src/policy/policy.service.js';
 /** The content filter's choices against the emulator's record of what each endpoint received. */
 describe('content filter', () => {
   let llm: OpenAIEmulator;
-  const config = { PROVIDER_TIMEOUT_MS: 2_000, REDACT_PII_OUTSIDE_EU: true } as ChatConfig;
+  const config = { PROVIDER_TIMEOUT_MS: 2_000, MODERATION_TIMEOUT_MS: 1_000, REDACT_PII_OUTSIDE_EU: true } as ChatConfig;
   const policy = (p: Partial<RoutingPolicy> = {}): RoutingPolicy => ({ workspace: 'private', restrictToEu: false, orgEuOnly: false, allowedModels: null, blockedTerms: [], euOnly: false, ...p });
   let usModerator: Deployment;
   let euModerator: Deployment;

@@ -12,6 +12,7 @@ import { AuditAnchor1766400000000 } from './migrations/1766400000000-audit-ancho
 import { FailedExportsKeepNothing1766900000000 } from './migrations/1766900000000-failed-exports-keep-nothing.js';
 import { ConsentsByTime1767100000000 } from './migrations/1767100000000-consents-by-time.js';
 import { ErasureProgress1767400000000 } from './migrations/1767400000000-erasure-progress.js';
+import { AuditAnchorKeyed1767600000000 } from './migrations/1767600000000-audit-anchor-keyed.js';
 
 const RETENTION_USAGE = 'usage: retention-run [--dry-run] [--scheduled] [--categories a,b] [--run-id ID]';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -44,26 +45,41 @@ export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled
   return { dryRun: args.includes('--dry-run'), scheduled: args.includes('--scheduled'), categories, runId };
 }
 
+/** The start of a trail begun before the key, which only the head printed before the upgrade vouches for. */
+const describeUnkeyed = (r: { unkeyed: number; lastUnkeyed?: { seq: number; hash: string } }) =>
+  r.lastUnkeyed
+    ? `the first ${r.unkeyed} entries (to entry ${r.lastUnkeyed.seq}, hash ${r.lastUnkeyed.hash}) were written before the trail was keyed: compare with the head verify-audit printed before the upgrade`
+    : 'no entry was written before the trail was keyed';
+
 /** privacy: data-subject requests as sagas, consent records, retention policies and runs, legal holds, the register. */
 export const privacyService: ServiceDefinition<PrivacyConfig> = {
   name: 'privacy',
   configSchema: privacyConfigSchema,
-  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000, Decisions1765600000000, AuditAnchor1766400000000, ...MESSAGING_MIGRATIONS, FailedExportsKeepNothing1766900000000, ConsentsByTime1767100000000, ErasureProgress1767400000000] },
+  database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000, Decisions1765600000000, AuditAnchor1766400000000, ...MESSAGING_MIGRATIONS, FailedExportsKeepNothing1766900000000, ConsentsByTime1767100000000, ErasureProgress1767400000000, AuditAnchorKeyed1767600000000] },
   module: (ctx) => PrivacyModule.forRoot(ctx),
   commands: {
     /** Walks the audit trail's hash chain and names the first broken link (exit code 1 then). */
     'verify-audit': async (app) => {
       const result = await app.get(AuditTrail).verify();
-      if (result.ok) return `audit trail intact: ${result.entries} entries, head ${result.head}`;
-      process.exitCode = 1;
-      return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason} (${result.entries} entries before it check out)`;
+      if (!result.ok) {
+        process.exitCode = 1;
+        return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason} (${result.entries} entries before it check out)`;
+      }
+      const intact = `audit trail intact: ${result.entries} entries, head ${result.head}`;
+      if (!result.keyed) return `${intact}; not keyed yet: run key-audit once every privacy replica runs with PRIVACY_AUDIT_KEY`;
+      return result.unkeyed ? `${intact}; ${describeUnkeyed(result)}` : intact;
     },
-    /** Once, at the upgrade that keyed the trail: checks the trail as it was written and writes it anew, keyed (exit code 1 if it does not check out). */
-    'rekey-audit': async (app) => {
-      const result = await app.get(AuditTrail).rekey();
-      if (result.ok) return `audit trail keyed: ${result.rewritten} of ${result.entries} entries written anew, head ${result.head}`;
-      process.exitCode = 1;
-      return `audit trail NOT keyed, left as it was: entry ${result.brokenAt}: ${result.reason}`;
+    /**
+     * Once every replica runs with PRIVACY_AUDIT_KEY: checks a trail begun before the key and writes its first keyed
+     * entry, from which every entry is keyed (exit code 1 if the trail does not check out).
+     */
+    'key-audit': async (app) => {
+      const result = await app.get(AuditTrail).key();
+      if (!result.ok) {
+        process.exitCode = 1;
+        return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason}; not keyed`;
+      }
+      return result.keyedFrom ? `audit trail keyed from entry ${result.keyedFrom}, head ${result.head}; ${describeUnkeyed(result)}` : `audit trail keyed already: ${result.entries} entries, head ${result.head}`;
     },
     /** The schedule's (CronJob) and the CLI's retention run; `--run-id` runs one queued by the API (a Kubernetes Job). */
     'retention-run': async (app, args) => {

@@ -113,41 +113,41 @@ describe("a dry run of the audit trail's retention", () => {
   });
 });
 
-describe('keying an audit trail written before it was keyed (rekey-audit, once at the upgrade)', () => {
+describe('an audit trail begun before it was keyed (key-audit, once every replica runs with the key)', () => {
   const { w, relink, command, verify } = privacyWorld();
-  const hashes = async () => (await w.env.sql<{ hash: string }>(`SELECT hash FROM privacy.audit_log ORDER BY seq`)).map((r) => r.hash);
+  const update = (retentionDays: number) => w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'sessions', retentionDays }, { actor: compliance });
+  const entry = async (seq: number) => {
+    const [r] = await w.env.sql(`SELECT * FROM privacy.audit_log WHERE seq = $1`, [seq]);
+    return { seq, at: new Date(r.at).toISOString(), actor: r.actor, action: r.action, requestId: r.request_id, subjectHash: r.subject_hash, details: r.details, prevHash: r.prev_hash, hash: r.hash };
+  };
 
-  it('checks the trail as it was written and writes it anew keyed; one that does not check out is left as it was', async () => {
-    for (const retentionDays of [10, 15, 20, 25]) await w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'sessions', retentionDays }, { actor: compliance });
-    // Entries 1–3 as the release before wrote them (plain sha256), entry 4 by this one (keyed), as on a cluster upgraded in between.
-    await relink({}, (seq) => seq <= 3);
-    expect(await verify()).toBe('audit trail BROKEN at entry 1: entry 1 was written before the trail was keyed (run rekey-audit once) (0 entries before it check out)');
+  it('goes on as it was written until key-audit, keeps its entries of before as they are, and keys every entry after', async () => {
+    for (const retentionDays of [10, 15, 20, 25]) await update(retentionDays);
+    // The trail as the release before wrote it (plain sha256).
+    await relink({}, () => true);
+    const before = (await verify()).match(/head ([0-9a-f]{64})/)![1];
+    expect(await verify()).toBe(`audit trail intact: 4 entries, head ${before}; not keyed yet: run key-audit once every privacy replica runs with PRIVACY_AUDIT_KEY`);
+    // A replica of this release writes as the trail was written meanwhile (one of before, still running in the rollout, does too).
+    await update(28);
+    const fifth = await entry(5);
+    expect(fifth.hash).toBe(unkeyedEntryHash(fifth.prevHash, fifth));
+
+    const keyed = await command('key-audit');
+    expect(keyed).toMatch(new RegExp(`^audit trail keyed from entry 6, head [0-9a-f]{64}; the first 5 entries \\(to entry 5, hash ${fifth.hash}\\) were written before the trail was keyed`));
+    // Nothing of before was rewritten: the head verify-audit printed before the upgrade is still in the chain.
+    expect((await entry(4)).hash).toBe(before);
+    await update(12);
+    expect(w.privacy.app.get(AuditTrail).isKeyed(await entry(7))).toBe(true);
+    expect(await verify()).toMatch(/^audit trail intact: 7 entries, head [0-9a-f]{64}; the first 5 entries \(to entry 5/);
+    expect(await command('key-audit')).toMatch(/^audit trail keyed already: 7 entries/);
+
+    // Whoever can write the table but lacks the key cannot write an entry after the keyed ones the old way.
+    await w.env.sql(`UPDATE privacy.audit_log SET details = jsonb_set(details, '{to,retentionDays}', '3') WHERE seq = 7`);
+    await relink({}, (seq) => seq <= 5 || seq === 7);
+    expect(await verify()).toBe('audit trail BROKEN at entry 7: entry 7 is not keyed, after keyed ones: it was written without the key (6 entries before it check out)');
     process.exitCode = 0;
-
-    // Whoever can write the table cannot pass off an entry as one of then: a changed unkeyed entry is refused, nothing rewritten.
-    const before = await hashes();
-    await w.env.sql(`UPDATE privacy.audit_log SET details = jsonb_set(details, '{to,retentionDays}', '3650') WHERE seq = 2`);
-    expect(await command('rekey-audit')).toBe('audit trail NOT keyed, left as it was: entry 2: entry 2 was changed after it was written');
-    expect(await hashes()).toEqual(before);
-    process.exitCode = 0;
-
-    // Nor an unkeyed entry after keyed ones (a rewritten tail): refused, and what the walk rewrote before it goes back.
-    await w.env.sql(`UPDATE privacy.audit_log SET details = jsonb_set(details, '{to,retentionDays}', '15') WHERE seq = 2`);
-    await relink({}, (seq) => seq === 4);
-    const tampered = await hashes();
-    expect(await command('rekey-audit')).toBe('audit trail NOT keyed, left as it was: entry 4: entry 4 is unkeyed after keyed ones: the trail was rewritten');
-    expect(await hashes()).toEqual(tampered);
-    process.exitCode = 0;
-
-    // The trail as the upgrade finds it: taken over whole, and every entry after it is keyed.
-    await relink({}, (seq) => seq <= 3);
-    const keyed = await command('rekey-audit');
-    expect(keyed).toMatch(/^audit trail keyed: 4 of 4 entries written anew, head [0-9a-f]{64}$/);
-    const head = keyed.split('head ')[1];
-    expect(await verify()).toBe(`audit trail intact: 4 entries, head ${head}`);
-    await w.rpc.call(PrivacyRpc.updateRetentionPolicies, { service: 'identity', category: 'sessions', retentionDays: 28 }, { actor: compliance });
-    expect(await verify()).toMatch(/^audit trail intact: 5 entries/);
-    // Run again, it has nothing to do.
-    expect(await command('rekey-audit')).toMatch(/^audit trail keyed: 0 of 5 entries written anew/);
+    // Nor pass off the whole trail as one of before without it saying so: "not keyed yet" after key-audit ran is a trail written anew.
+    await relink({}, () => true);
+    expect(await verify()).toMatch(/; not keyed yet: run key-audit/);
   });
 });

@@ -174,21 +174,27 @@ export class CompletionService {
         await on.start?.(residency);
         let usage: { prompt_tokens: number; completion_tokens: number } | undefined;
         let finishReason: string | undefined;
-        for await (const chunk of completionChunks(response, signal)) {
-          // An OpenAI-compatible endpoint may send a chunk without choices (usage only, a keep-alive).
-          const delta = chunk.choices?.[0]?.delta?.content;
-          if (delta) {
-            progress.text += delta;
-            await on.delta(delta);
+        try {
+          for await (const chunk of completionChunks(response, signal)) {
+            // An OpenAI-compatible endpoint may send a chunk without choices (usage only, a keep-alive).
+            const delta = chunk.choices?.[0]?.delta?.content;
+            if (delta) {
+              progress.text += delta;
+              await on.delta(delta);
+            }
+            // In OpenAI's words, whatever server answered (an OpenAI-compatible one may say `eos_token`).
+            finishReason = openAiFinishReason(chunk.choices?.[0]?.finish_reason) ?? finishReason;
+            if (chunk.usage) usage = chunk.usage;
           }
-          // In OpenAI's words, whatever server answered (an OpenAI-compatible one may say `eos_token`).
-          finishReason = openAiFinishReason(chunk.choices?.[0]?.finish_reason) ?? finishReason;
-          if (chunk.usage) usage = chunk.usage;
+          // A stream cut off by our abort may end quietly: a cut-off answer is not a complete one.
+          if (signal?.aborted) throw signal.reason;
+          // Nor is one the server says it broke off.
+          if (finishReason === 'error') throw new Error(`${d.id} ended the answer with finish_reason "error"`);
+        } catch (err) {
+          // It had the prompt, and said where it served it: outside the EU, the answer a fallback gives names it.
+          if (!servedInEu(d, residency.reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: residency.reportedRegion ?? d.region });
+          throw err;
         }
-        // A stream cut off by our abort may end quietly: a cut-off answer is not a complete one.
-        if (signal?.aborted) throw signal.reason;
-        // Nor is one the server says it broke off.
-        if (finishReason === 'error') throw new Error(`${d.id} ended the answer with finish_reason "error"`);
         return { text: progress.text, usage: usageOf(usage, messages, progress.text), residency, finishReason };
       },
       () => !started || afterStart(),
@@ -320,16 +326,8 @@ export class CompletionService {
         sent = true;
         return { ...(await call(d, this.clients.for(d), request, strays)), deployment: d };
       } catch (err) {
-        if (err instanceof ServedOutsideEu) strays.push({ deployment: d.id, region: d.region, reportedRegion: err.reportedRegion });
-        else if (sent && !this.router.isEuResidentNow(d) && reachedProvider(err)) {
-          // It failed, but outside the EU and after the prompt got there: the answer that follows says so.
-          strays.push({ deployment: d.id, region: d.region, reportedRegion: (err instanceof OpenAI.APIError ? err.headers?.get('x-ms-region') : null) ?? d.region });
-        }
-        else {
-          // A refusal (an error, a prompt filter's) came from where the prompt went: one from outside the EU counts as an answer from there.
-          const reportedRegion = err instanceof OpenAI.APIError ? (err.headers?.get('x-ms-region') ?? null) : null;
-          if (this.strayedOutsideEu(d, reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: reportedRegion! });
-        }
+        // Named already (by the call, once the deployment had accepted it): once is enough.
+        if (!strays.some((s) => s.deployment === d.id)) this.noteStray(d, err, sent, strays);
         // Stopped on purpose (the conversation or its owner went: a 410), or the client went away.
         if (isAbort(err)) throw signal?.reason instanceof ProblemError ? signal.reason : new ProblemError(499, 'The client went away; the provider call was cancelled');
         if (err instanceof ProblemError) throw err;
@@ -345,6 +343,19 @@ export class CompletionService {
     if (lastError === undefined) this.router.candidates(plan.model, plan.policy);
     this.logger.error({ model: plan.model, err: providerErrorForLog(lastError) }, 'no deployment could serve the request');
     throw failureProblem(lastError, plan.model, !mayFallBack(), retryAfter);
+  }
+
+  /** Where a failed attempt's prompt went, if outside the EU: the answer that follows names it. */
+  private noteStray(d: Deployment, err: unknown, sent: boolean, strays: Stray[]): void {
+    if (err instanceof ServedOutsideEu) strays.push({ deployment: d.id, region: d.region, reportedRegion: err.reportedRegion });
+    else if (sent && !this.router.isEuResidentNow(d) && reachedProvider(err)) {
+      // It failed, but outside the EU and after the prompt got there.
+      strays.push({ deployment: d.id, region: d.region, reportedRegion: (err instanceof OpenAI.APIError ? err.headers?.get('x-ms-region') : null) ?? d.region });
+    } else {
+      // A refusal (an error, a prompt filter's) came from where the prompt went: one from outside the EU counts as an answer from there.
+      const reportedRegion = err instanceof OpenAI.APIError ? (err.headers?.get('x-ms-region') ?? null) : null;
+      if (this.strayedOutsideEu(d, reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: reportedRegion! });
+    }
   }
 
   /**

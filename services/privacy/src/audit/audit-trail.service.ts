@@ -28,16 +28,14 @@ export interface AuditEntry extends Required<Omit<AuditEntryInput, 'details'>> {
   hash: string;
 }
 
-export type AuditVerification = { ok: true; entries: number; head: string } | { ok: false; entries: number; brokenAt: number; reason: string };
-
-/** What `rekey-audit` did: the entries it rewrote keyed, or why it left the trail as it was. */
-export type AuditRekeying = { ok: true; rewritten: number; entries: number; head: string } | { ok: false; brokenAt: number; reason: string };
-
-class RekeyRefused extends Error {
-  constructor(readonly at: Extract<AuditVerification, { ok: false }>) {
-    super(at.reason);
-  }
-}
+/**
+ * The chain checked from its anchor. `unkeyed`: entries at its start written before the trail was keyed, the last
+ * of them `lastUnkeyed` (for the head `verify-audit` printed before the upgrade); `keyed`: whether any entry (or
+ * the anchor) is.
+ */
+export type AuditVerification =
+  | { ok: true; entries: number; head: string; keyed: boolean; unkeyed: number; lastUnkeyed?: { seq: number; hash: string } }
+  | { ok: false; entries: number; brokenAt: number; reason: string };
 
 interface AuditRow {
   seq: string;
@@ -59,40 +57,51 @@ const bodyOf = (prevHash: string, e: Hashed) =>
 /** HMAC-SHA256 under PRIVACY_AUDIT_KEY over the predecessor's hash and the entry's canonical JSON. */
 export const entryHash = (key: Buffer, prevHash: string, e: Hashed): string => createHmac('sha256', key).update(bodyOf(prevHash, e)).digest('hex');
 
-/** How entries were hashed before the trail was keyed (plain sha256): `rekey-audit` takes such a trail over. */
+/** How entries were hashed before the trail was keyed (plain sha256); the start of a trail of then stays so. */
 export const unkeyedEntryHash = (prevHash: string, e: Hashed): string => createHash('sha256').update(bodyOf(prevHash, e)).digest('hex');
 
 /**
  * The tamper-evident audit trail: every entry carries the hash of its
- * predecessor and its own, keyed with PRIVACY_AUDIT_KEY, so changing,
+ * predecessor and its own, an HMAC under PRIVACY_AUDIT_KEY, so changing,
  * removing or reordering any entry breaks every link after it, and only the
- * key's holder could write them anew. Appends are serialised by an advisory
- * lock and commit with the change they record: a transaction appends after it
+ * key's holder could write them anew. A trail begun before the key keeps its
+ * entries of then (plain sha256) and goes on as they were written until
+ * `key-audit` writes its first keyed entry, once every replica runs with the
+ * key (replicas of the release before, in a rollout, write the old way);
+ * from there every entry is keyed. Appends are serialised by an advisory lock
+ * and commit with the change they record: a transaction appends after it
  * locked the rows it changes, never before, or two of them deadlock.
  */
 @Injectable()
 export class AuditTrail {
-  private readonly key: Buffer;
+  private readonly secret: Buffer;
 
   constructor(
     private readonly ds: DataSource,
     @Inject(PRIVACY_CONFIG) config: PrivacyConfig,
     @Inject(LOGGER) logger: Logger,
   ) {
-    this.key = keyEncryptionKey(config.PRIVACY_AUDIT_KEY, { variable: 'PRIVACY_AUDIT_KEY', protects: 'the audit trail is keyed', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-audit-key' });
+    this.secret = keyEncryptionKey(config.PRIVACY_AUDIT_KEY, { variable: 'PRIVACY_AUDIT_KEY', protects: 'the audit trail is keyed', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-audit-key' });
   }
 
-  /** An entry's hash after the given predecessor's (for tests that write entries of their own). */
+  /** An entry's keyed hash after the given predecessor's (for tests that write entries of their own). */
   hashOf(prevHash: string, e: Hashed): string {
-    return entryHash(this.key, prevHash, e);
+    return entryHash(this.secret, prevHash, e);
   }
 
-  async append(em: EntityManager, input: AuditEntryInput): Promise<AuditEntry> {
+  /** Whether an entry was written keyed, not as before the trail was keyed. */
+  isKeyed(e: AuditEntry): boolean {
+    return this.hashOf(e.prevHash, e) === e.hash;
+  }
+
+  async append(em: EntityManager, input: AuditEntryInput, keyed?: true): Promise<AuditEntry> {
     await lockNamed(em, 'ally-privacy-audit');
+    const [row]: AuditRow[] = await em.query(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1`);
+    const last = row && toEntry(row);
     // With every entry purged, the chain goes on from its anchor.
-    const [last] = await em.query(`(SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1) UNION ALL (SELECT seq, hash FROM audit_anchor) ORDER BY seq DESC LIMIT 1`);
+    const [anchor]: { seq: string; hash: string; keyed: boolean }[] = last ? [] : await em.query(`SELECT seq, hash, keyed FROM audit_anchor`);
     const entry = {
-      seq: last ? Number(last.seq) + 1 : 1,
+      seq: last ? last.seq + 1 : anchor ? Number(anchor.seq) + 1 : 1,
       at: new Date().toISOString(),
       actor: input.actor,
       action: input.action,
@@ -100,8 +109,10 @@ export class AuditTrail {
       subjectHash: input.subjectHash ?? null,
       details: input.details ?? {},
     };
-    const prevHash = last?.hash ?? GENESIS_HASH;
-    const hash = entryHash(this.key, prevHash, entry);
+    const prevHash = last?.hash ?? anchor?.hash ?? GENESIS_HASH;
+    // As its predecessor was written (a new trail keyed from its first entry): one chain with the replicas of the release before.
+    const asKeyed = keyed ?? (last ? this.isKeyed(last) : (anchor?.keyed ?? true));
+    const hash = asKeyed ? entryHash(this.secret, prevHash, entry) : unkeyedEntryHash(prevHash, entry);
     await em.query(
       `INSERT INTO audit_log (seq, at, actor, action, request_id, subject_hash, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [entry.seq, entry.at, entry.actor, entry.action, entry.requestId, entry.subjectHash, JSON.stringify(entry.details), prevHash, hash],
@@ -115,50 +126,18 @@ export class AuditTrail {
   }
 
   /**
-   * Takes a trail written before it was keyed into the keyed chain, once, at the upgrade (`rekey-audit`): every
-   * entry is checked first, as it was hashed then (plain sha256; those after it keyed already), and only an intact
-   * trail is written anew, in one transaction that appends wait for. An unkeyed entry after a keyed one was not
-   * written by this service: nothing is rewritten then.
+   * Keys a trail begun before the key (`key-audit`, once every replica runs with the key): checks it, then writes
+   * its first keyed entry, from which every entry is keyed. Nothing is rewritten: the entries of before keep their
+   * hashes, and the head `verify-audit` printed before the upgrade still checks them.
    */
-  async rekey(batch = 1000): Promise<AuditRekeying> {
-    try {
-      return await this.ds.transaction(async (em) => {
-        await lockNamed(em, 'ally-privacy-audit');
-        let keyedSeen = false;
-        let newPrev: string | undefined;
-        let changed: { seq: number; prev: string; hash: string }[] = [];
-        let rewritten = 0;
-        const flush = async () => {
-          if (!changed.length) return;
-          await em.query(
-            `UPDATE audit_log a SET prev_hash = v.prev, hash = v.hash FROM (SELECT unnest($1::bigint[]) AS seq, unnest($2::text[]) AS prev, unnest($3::text[]) AS hash) v WHERE a.seq = v.seq`,
-            [changed.map((c) => c.seq), changed.map((c) => c.prev), changed.map((c) => c.hash)],
-          );
-          rewritten += changed.length;
-          changed = [];
-        };
-        const walked = await this.walk(em, batch, {
-          checks: (prev, e) => {
-            const keyed = this.hashOf(prev, e) === e.hash;
-            if (!keyed && unkeyedEntryHash(prev, e) !== e.hash) return `entry ${e.seq} was changed after it was written`;
-            if (!keyed && keyedSeen) return `entry ${e.seq} is unkeyed after keyed ones: the trail was rewritten`;
-            keyedSeen ||= keyed;
-            const from = newPrev ?? prev;
-            const hash = this.hashOf(from, e);
-            if (hash !== e.hash || from !== e.prevHash) changed.push({ seq: e.seq, prev: from, hash });
-            newPrev = hash;
-            return undefined;
-          },
-          afterBatch: flush,
-        });
-        // Refused: what earlier batches rewrote goes back with the transaction.
-        if (!walked.ok) throw new RekeyRefused(walked);
-        return { ok: true as const, rewritten, entries: walked.entries, head: newPrev ?? walked.head };
-      });
-    } catch (err) {
-      if (err instanceof RekeyRefused) return { ok: false, brokenAt: err.at.brokenAt, reason: err.at.reason };
-      throw err;
-    }
+  async key(): Promise<AuditVerification & { keyedFrom?: number }> {
+    return this.ds.transaction(async (em) => {
+      await lockNamed(em, 'ally-privacy-audit');
+      const checked = await this.walk(em, 1000);
+      if (!checked.ok || checked.keyed) return checked;
+      const marker = await this.append(em, { actor: 'system', action: 'audit.keyed', details: { unkeyedEntries: checked.unkeyed } }, true);
+      return { ...checked, entries: checked.entries + 1, head: marker.hash, keyed: true, keyedFrom: marker.seq };
+    });
   }
 
   async forRequest(requestId: string): Promise<AuditEntry[]> {
@@ -172,40 +151,35 @@ export class AuditTrail {
     return this.ds.transaction('REPEATABLE READ', (em) => this.walk(em, batch));
   }
 
-  /**
-   * The chain from its anchor, in batches: each entry's seq and link to its predecessor, then `checks` (by
-   * default: its keyed hash), which names what is wrong or nothing; `afterBatch` runs after each batch.
-   */
-  private async walk(
-    em: EntityManager,
-    batch: number,
-    opts: { checks?: (prev: string, e: AuditEntry) => string | undefined; afterBatch?: () => Promise<void> } = {},
-  ): Promise<AuditVerification> {
-    const checks = opts.checks ?? ((prev, e) => this.changed(prev, e));
-    const [anchor] = await em.query(`SELECT seq, hash FROM audit_anchor`);
+  private async walk(em: EntityManager, batch: number): Promise<AuditVerification> {
+    const [anchor]: { seq: string; hash: string; keyed: boolean }[] = await em.query(`SELECT seq, hash, keyed FROM audit_anchor`);
     let prev: string = anchor?.hash ?? GENESIS_HASH;
     const first = anchor ? Number(anchor.seq) + 1 : 1;
     let expected = first;
+    let keyed = anchor?.keyed ?? false;
+    let unkeyed = 0;
+    let lastUnkeyed: { seq: number; hash: string } | undefined;
+    const broken = (at: number, reason: string) => ({ ok: false as const, entries: expected - first, brokenAt: at, reason });
     for (;;) {
       const rows: AuditRow[] = await em.query(`SELECT * FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT ${batch}`, [expected]);
       for (const row of rows) {
         const e = toEntry(row);
-        if (e.seq !== expected) return { ok: false, entries: expected - first, brokenAt: expected, reason: `entry ${expected} is missing (next is ${e.seq})` };
-        if (e.prevHash !== prev) return { ok: false, entries: expected - first, brokenAt: e.seq, reason: `entry ${e.seq} does not point to its predecessor's hash` };
-        const wrong = checks(prev, e);
-        if (wrong) return { ok: false, entries: expected - first, brokenAt: e.seq, reason: wrong };
+        if (e.seq !== expected) return broken(expected, `entry ${expected} is missing (next is ${e.seq})`);
+        if (e.prevHash !== prev) return broken(e.seq, `entry ${e.seq} does not point to its predecessor's hash`);
+        if (this.hashOf(prev, e) === e.hash) keyed = true;
+        else if (unkeyedEntryHash(prev, e) !== e.hash) return broken(e.seq, `entry ${e.seq} was changed after it was written`);
+        // Only the start of a trail begun before the key is unkeyed: one after a keyed entry was written without the key.
+        else if (keyed) return broken(e.seq, `entry ${e.seq} is not keyed, after keyed ones: it was written without the key`);
+        else {
+          unkeyed++;
+          lastUnkeyed = { seq: e.seq, hash: e.hash };
+        }
         prev = e.hash;
         expected++;
       }
-      await opts.afterBatch?.();
-      if (rows.length < batch) return { ok: true, entries: expected - first, head: prev };
+      // A trail with nothing in it yet is a new one: keyed from its first entry.
+      if (rows.length < batch) return { ok: true, entries: expected - first, head: prev, keyed: keyed || (!anchor && expected === 1), unkeyed, ...(lastUnkeyed ? { lastUnkeyed } : {}) };
     }
-  }
-
-  /** What is wrong with an entry's hash, if anything. */
-  private changed(prev: string, e: AuditEntry): string | undefined {
-    if (this.hashOf(prev, e) === e.hash) return undefined;
-    return unkeyedEntryHash(prev, e) === e.hash ? `entry ${e.seq} was written before the trail was keyed (run rekey-audit once)` : `entry ${e.seq} was changed after it was written`;
   }
 }
 
@@ -217,6 +191,8 @@ export class AuditTrail {
  */
 export async function purgeAuditTrail(
   ds: DataSource,
+  /** Tells whether the last entry that goes was keyed: the chain after it goes on the same way. */
+  trail: Pick<AuditTrail, 'isKeyed'>,
   days: number,
   heldUserIds: string[],
   dryRun: boolean,
@@ -247,13 +223,16 @@ export async function purgeAuditTrail(
     const n = await ds.transaction(async (em) => {
       // Appends wait: the anchor must be the entry just before the first one left.
       await lockNamed(em, 'ally-privacy-audit');
-      const [gone]: [{ seq: string; hash: string }[], number] = await em.query(
-        `DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE ${goes()} ORDER BY seq LIMIT ${batch}) RETURNING seq, hash`,
+      const [gone]: [AuditRow[], number] = await em.query(
+        `DELETE FROM audit_log WHERE seq IN (SELECT seq FROM audit_log WHERE ${goes()} ORDER BY seq LIMIT ${batch}) RETURNING *`,
         [days, heldUserIds],
       );
       if (!gone.length) return 0;
-      const last = gone.reduce((a, b) => (Number(b.seq) > Number(a.seq) ? b : a));
-      await em.query(`INSERT INTO audit_anchor (seq, hash) VALUES ($1, $2) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, purged_at = now()`, [last.seq, last.hash]);
+      const last = toEntry(gone.reduce((a, b) => (Number(b.seq) > Number(a.seq) ? b : a)));
+      await em.query(
+        `INSERT INTO audit_anchor (seq, hash, keyed) VALUES ($1, $2, $3) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, keyed = EXCLUDED.keyed, purged_at = now()`,
+        [last.seq, last.hash, trail.isKeyed(last)],
+      );
       return gone.length;
     });
     total += n;

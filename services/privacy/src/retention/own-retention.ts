@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { findCategory } from '@ally/contracts';
 import { deleteInBatches } from '@ally/persistence';
-import { purgeAuditTrail } from '../audit/audit-trail.service.js';
+import { AuditTrail, purgeAuditTrail } from '../audit/audit-trail.service.js';
 import { releasedHoldsPast, requestsPast } from './own-rules.js';
 
 const BATCH = 1000;
@@ -16,7 +16,10 @@ const CONSENT_DAYS = findCategory('privacy', 'consent-records')!.retentionDays!;
  */
 @Injectable()
 export class OwnRetention {
-  constructor(private readonly ds: DataSource) {}
+  constructor(
+    private readonly ds: DataSource,
+    private readonly trail: AuditTrail,
+  ) {}
 
   /**
    * `alongWith`: privacy's categories of the same run, purged before this one in a real run. No batch is started
@@ -57,7 +60,7 @@ export class OwnRetention {
       case 'audit-trail': {
         // A dry run deletes nothing before it: it counts as gone what the run's earlier categories would delete.
         const before = (name: string) => (dryRun ? (alongWith.find((c) => c.category === name)?.retentionDays ?? null) : null);
-        return purgeAuditTrail(this.ds, days, held, dryRun, BATCH, { requestsDays: before('data-subject-requests'), holdsDays: before('legal-holds') }, stopBy);
+        return purgeAuditTrail(this.ds, this.trail, days, held, dryRun, BATCH, { requestsDays: before('data-subject-requests'), holdsDays: before('legal-holds') }, stopBy);
       }
       default:
         return { affected: 0, complete: true };

@@ -222,7 +222,9 @@ export class SagaWorker extends PacedWorker {
     const continues = err instanceof ErasureContinues;
     // Attempts of a long erasure that went on are no failures: only the others count towards the limit.
     const failures = step.attempts - (step.progress?.continued ?? 0);
-    const giveUp = !continues && (!retryable(err) || (max > 0 && failures >= max));
+    // Nor is a service still to act on a restriction: given up, the request would fail and its subject lose the
+    // restriction's hold on retention; it is asked on (escalated as its due date nears).
+    const giveUp = !continues && !(err instanceof NotHandledYet) && (!retryable(err) || (max > 0 && failures >= max));
     await this.ds.transaction(async (em) => {
       if (giveUp) {
         const [, updated] = await em.query(
