@@ -1,5 +1,28 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { baseConfigSchema, publicBaseUrlSchema } from '@ally/platform';
+
+/** A list of comma-separated entries, each checked: a wrong one is named at start, not met later (or never). */
+const listOf = (valid: (entry: string) => boolean, what: string, fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((s) => s.split(',').map((o) => o.trim()).filter(Boolean))
+    .superRefine((entries, ctx) => {
+      for (const entry of entries.filter((e) => !valid(e))) ctx.addIssue({ code: 'custom', message: `"${entry}" is not ${what}` });
+    });
+
+/** scheme://host[:port] exactly, as a browser sends it in Origin: a trailing slash, a path or `*` allowed no origin at all. */
+const isOrigin = (o: string) => URL.canParse(o) && new URL(o).origin === o;
+
+const PROXY_NAMES = ['loopback', 'linklocal', 'uniquelocal', 'none'];
+const isProxy = (p: string) => {
+  if (PROXY_NAMES.includes(p)) return true;
+  const [address, bits, ...rest] = p.split('/');
+  const family = isIP(address);
+  if (!family || rest.length) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+};
 
 export const gatewayConfigSchema = baseConfigSchema.extend({
   GATEWAY_PORT: z.coerce.number().int().min(0).max(65535).default(3000),
@@ -7,20 +30,14 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   JWT_ISSUER: z.string().default('https://ally.eu'),
   JWT_AUDIENCE: z.string().default('ally-api'),
   /** Comma-separated origins allowed by CORS; empty allows none. */
-  CORS_ORIGINS: z
-    .string()
-    .default('')
-    .transform((s) => s.split(',').map((o) => o.trim()).filter(Boolean)),
+  CORS_ORIGINS: listOf(isOrigin, 'an origin (scheme://host[:port], nothing after it)', ''),
   /**
    * The hops allowed to name the client address in X-Forwarded-For (addresses,
    * CIDRs, or loopback / linklocal / uniquelocal): the ingress, not the client,
    * which could otherwise name a new address per request and escape every
    * per-IP limit. `none`: trust no hop; the peer address is the client.
    */
-  TRUSTED_PROXIES: z
-    .string()
-    .default('loopback,linklocal,uniquelocal')
-    .transform((s) => s.split(',').map((p) => p.trim()).filter((p) => p && p !== 'none')),
+  TRUSTED_PROXIES: listOf(isProxy, 'an address, a CIDR, loopback, linklocal, uniquelocal or none', 'loopback,linklocal,uniquelocal').transform((proxies) => proxies.filter((p) => p !== 'none')),
   BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).default(1024 * 1024),
   /** Requests per minute per user (or per IP when anonymous). */
   RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(600),

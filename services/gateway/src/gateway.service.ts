@@ -77,7 +77,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
       credentials: true,
       // Every method the API uses (@fastify/cors allows only GET, HEAD and POST unless told: a browser could not PATCH or DELETE).
       methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
-      exposedHeaders: ['x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', RESIDENCY_HEADER],
+      // What a browser client reads: the SDK's retry advice (a 504 not to ask again), an export's name and checksum, a 405's methods.
+      exposedHeaders: ['x-request-id', 'retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset', RESIDENCY_HEADER, 'x-should-retry', 'content-disposition', 'x-content-sha256', 'allow'],
       maxAge: 600,
     });
     const document = SwaggerModule.createDocument(

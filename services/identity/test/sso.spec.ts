@@ -209,4 +209,12 @@ describe('identity single sign-on against a local OpenID provider', () => {
       rpc.call(IdentityRpc.ssoCallback, { provider: 'nope', callbackUrl: `${REDIRECT_URI}?code=x&state=y` }),
     ).rejects.toMatchObject({ status: 404 });
   });
+
+  // Last: the provider goes away.
+  it('answers 503 (try again), not 401, for a callback the provider cannot be reached for, and tells nothing of our network', async () => {
+    const { callbackUrl } = await atProvider('sub-jonas');
+    await op.close();
+    const refused = rpc.call(IdentityRpc.ssoCallback, { provider: 'local', callbackUrl });
+    await expect(refused).rejects.toMatchObject({ status: 503, message: 'The identity provider local cannot be reached; sign in again shortly' });
+  });
 });

@@ -81,7 +81,8 @@ export class LedgerConsumer {
     );
     // An erased subject's private workspace has nobody to alert.
     const touched = new Map(inserted.filter((r) => !isPseudonym(r.workspace)).map((r) => [`${r.workspace}|${r.period}`, { workspace: r.workspace, period: r.period }]));
-    for (const { workspace, period } of touched.values()) await this.alerts.afterUsage(em, workspace, period);
+    // In one order on every replica: each takes its workspace's alert lock.
+    for (const { workspace, period } of [...touched.values()].sort((a, b) => a.workspace.localeCompare(b.workspace))) await this.alerts.afterUsage(em, workspace, period);
   }
 
 }

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { BillingEvents } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
+import { lockNamed } from '@ally/persistence';
 import { currentPeriod } from '../common/workspace-key.js';
 import { QuotaService } from './quota.service.js';
 
@@ -25,6 +26,9 @@ export class QuotaAlerts {
     if (period !== currentPeriod()) return;
     const { quota } = this.quota.usage(key);
     if (quota <= 0) return;
+    // One batch of a workspace at a time (replicas take batches side by side): each sees what the one before it
+    // committed, so two crossing a level together do not each see only their own share and both stay silent.
+    await lockNamed(em, `quota-alerts:${key}`);
     const [{ used }]: { used: string | null }[] = await em.query(`SELECT sum(tokens) AS used FROM ledger WHERE workspace = ANY($1::text[]) AND period = $2`, [
       this.quota.ledgerNames(key),
       period,

@@ -108,6 +108,9 @@ export class SsoService {
         claims = { ...userInfo, ...claims };
       }
     } catch (err) {
+      if (err instanceof ProblemError) throw err;
+      // Not reached, or failing itself: no refused sign-in but a provider away, to try again (the attempt is spent).
+      if (providerAway(err)) throw new ProblemError(503, `The identity provider ${provider.id} cannot be reached; sign in again shortly`, { retryAfter: 5 });
       throw new ProblemError(401, `Single sign-on failed: ${(err as Error).message}`);
     }
 
@@ -214,10 +217,25 @@ export class SsoService {
         })
         .catch((err) => {
           this.configs.delete(provider.id);
-          throw new ProblemError(503, `The identity provider ${provider.id} cannot be reached: ${(err as Error).message}`);
+          // What failed on our network is for our log, not for whoever asked.
+          throw new ProblemError(503, `The identity provider ${provider.id} cannot be reached; try again shortly`, { retryAfter: 5 });
         });
       this.configs.set(provider.id, found);
     }
     return found;
   }
+}
+
+/**
+ * A network failure reaching the provider (fetch failed: refused, reset, no such host, timed out) or its own server
+ * error, anywhere in the cause chain (openid-client wraps what it did not expect as its own ClientError).
+ */
+function providerAway(err: unknown): boolean {
+  let e = err as { status?: unknown; name?: unknown; message?: unknown; code?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < 4; depth++, e = e.cause as typeof e) {
+    if (typeof e.status === 'number' && e.status >= 500) return true;
+    if (e.name === 'TypeError' && e.message === 'fetch failed') return true;
+    if (typeof e.code === 'string' && /^(ECONN|ETIMEDOUT|ENOTFOUND|EAI_AGAIN|EHOSTUNREACH|ENETUNREACH|UND_ERR)/.test(e.code)) return true;
+  }
+  return false;
 }
