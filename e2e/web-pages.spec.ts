@@ -11,28 +11,34 @@ const PASSWORD = 'Kraniche über dem Feld';
 
 /**
  * Runs the page's script as a browser would after `path` was opened, and sends its form (unless `click` is false: a
- * mail scanner's visit); resolves with what the page finally says, and what it saved.
+ * mail scanner's visit); resolves with what the page finally says, and what it saved. `prefix`: the path a proxy in
+ * front of the gateway serves it under (the browser sees it, the proxy strips it).
  */
-async function openPageOf(base: string, script: string, path: string, form: Record<string, string> = {}, saved: { name?: string; size?: number; address?: string } = {}, click = true): Promise<string> {
+async function openPageOf(base: string, script: string, path: string, form: Record<string, string> = {}, saved: { name?: string; size?: number; address?: string; calls?: string[] } = {}, click = true, prefix = ''): Promise<string> {
   const url = new URL(path, base);
-  saved.address = `${url.pathname}${url.search}`;
+  saved.address = `${prefix}${url.pathname}${url.search}`;
   const result = { textContent: '', style: {} as Record<string, string> };
   let submit: ((event: { preventDefault(): void }) => Promise<void>) | undefined;
   const button = { disabled: false };
-  const page = (await (await fetch(url)).text()).match(/data-page="(\w+)"/)![1];
+  const html = await (await fetch(url)).text();
+  const page = html.match(/data-page="(\w+)"/)![1];
+  const basePath = html.match(/data-base="([^"]*)"/)![1];
   runInNewContext(script, {
     URLSearchParams,
-    location: { search: url.search, pathname: url.pathname },
+    location: { search: url.search, pathname: `${prefix}${url.pathname}` },
     history: { replaceState: (_state: unknown, _title: string, address: string) => (saved.address = address) },
     FormData: class {
       constructor() {
         return Object.entries(form);
       }
     },
-    fetch: (p: string, init: RequestInit) => fetch(new URL(p, base), init),
+    fetch: (p: string, init: RequestInit) => {
+      (saved.calls ??= []).push(p);
+      return fetch(new URL(prefix && p.startsWith(prefix) ? p.slice(prefix.length) : p, base), init);
+    },
     URL: { createObjectURL: (blob: Blob) => ((saved.size = blob.size), 'blob:x') },
     document: {
-      body: { dataset: { page } },
+      body: { dataset: { page, base: basePath } },
       getElementById: () => result,
       createElement: () => ({ click() {}, set download(name: string) { saved.name = name; } }),
       querySelector: (selector: string) => (selector === 'form' ? { addEventListener: (_: string, f: typeof submit) => (submit = f), querySelector: () => button } : null),
@@ -158,6 +164,18 @@ describe('the pages mail links open', () => {
     );
     const members = (await http.get(`/v1/orgs/${org.id}/members`, token)).body.data as { email: string; role: string }[];
     expect(members.find((m) => m.email === 'neu@example.eu')).toMatchObject({ role: 'admin' });
+  });
+
+  it('works under a PUBLIC_BASE_URL with a path (a proxy serving Ally at /app): its script, API calls and redirects stay under it', async () => {
+    const proxied = (await env.start(gatewayService, { PUBLIC_BASE_URL: 'https://ally.example.eu/app' })).url;
+    const html = await (await fetch(`${proxied}/forgot-password`)).text();
+    expect(html).toContain('<script src="/app/web/app.js" defer></script>');
+    const slash = await fetch(`${proxied}/billing/`, { redirect: 'manual' });
+    expect(slash.headers.get('location')).toBe('/app/billing');
+    const saved: { calls?: string[] } = {};
+    const said = await openPageOf(proxied, script, '/forgot-password', { email: 'unter@example.eu' }, saved, true, '/app');
+    expect(said).toMatch(/^Wenn es ein Konto mit dieser Adresse gibt, ist ein Link unterwegs/);
+    expect(saved.calls).toEqual(['/app/v1/auth/password/forgot']);
   });
 
   it('leaves every other path to the API: an unknown one is a 404 problem', async () => {

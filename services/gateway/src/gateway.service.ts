@@ -8,6 +8,7 @@ import { drainConnectionsOnClose } from './common/connection-drain.js';
 import { answerClientError, answerUnservedRequests, answerWrongMethod, escapeMalformedPath, explainForbiddenJsonKeys, explainNonPreflightOptions, limitJsonDepth, requireJsonBodies } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
+import { basePathOf } from './common/base-path.js';
 import { redirectTrailingSlash } from './web/web.controller.js';
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -51,7 +52,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     });
     drainConnectionsOnClose(fastify);
     answerUnservedRequests(fastify.server);
-    redirectTrailingSlash(fastify);
+    redirectTrailingSlash(fastify, basePathOf(config.PUBLIC_BASE_URL));
     requireJsonBodies(fastify);
     answerWrongMethod(fastify);
     explainNonPreflightOptions(fastify);

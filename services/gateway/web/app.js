@@ -23,8 +23,10 @@
       this.problem = problem;
     }
   }
+  // Where Ally is served from (PUBLIC_BASE_URL's path, '' at the root): its API is under it too.
+  const base = document.body.dataset.base ?? '';
   const call = async (path, body, accessToken) => {
-    const res = await fetch(path, {
+    const res = await fetch(`${base}${path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(accessToken ? { authorization: `Bearer ${accessToken}` } : {}) },
       body: JSON.stringify(body),
@@ -114,7 +116,7 @@
       onSubmit(
         async (values) => {
           const accessToken = await signIn(values);
-          const res = await fetch(`/v1${location.pathname}?format=zip`, { headers: { authorization: `Bearer ${accessToken}` } });
+          const res = await fetch(`${base}/v1${location.pathname.slice(base.length)}?format=zip`, { headers: { authorization: `Bearer ${accessToken}` } });
           if (!res.ok) throw new Refused(res.status, await res.json().catch(() => null));
           const file = await res.blob();
           const link = document.createElement('a');

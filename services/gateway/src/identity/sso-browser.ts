@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { basePathOf } from '../common/base-path.js';
 
 /**
  * Ties a single sign-on to the browser that started it: /start sets a cookie
@@ -10,7 +11,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
  */
 const cookieName = (provider: string) => `ally_sso_${provider.replace(/[^A-Za-z0-9_-]/g, '_')}`;
 /** Where the browser comes back: under the public base URL's own path, if it has one (`https://example.eu/ally`). */
-const callbackPath = (provider: string, publicBaseUrl: string) => `${new URL(publicBaseUrl).pathname.replace(/\/+$/, '')}/v1/auth/sso/${encodeURIComponent(provider)}/callback`;
+const callbackPath = (provider: string, publicBaseUrl: string) => `${basePathOf(publicBaseUrl)}/v1/auth/sso/${encodeURIComponent(provider)}/callback`;
 /** As long as identity keeps the attempt. */
 const ATTEMPT_SECONDS = 600;
 

@@ -106,12 +106,12 @@ export const pageSecurityPolicy = (overHttp: boolean): string =>
 
 const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
 
-export function renderPage(page: Page): string {
+export function renderPage(page: Page, basePath = ''): string {
   return `<!doctype html>
 <html lang="de"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${escape(page.title)}</title><link rel="icon" href="data:,">
 <style>${STYLE}</style>
-<script src="/web/app.js" defer></script></head>
-<body data-page="${page.kind}"><h1>${escape(page.title)}</h1>${page.body}<noscript><p>Diese Seite braucht JavaScript. · <span lang="en">This page needs JavaScript.</span></p></noscript></body></html>
+<script src="${escape(basePath)}/web/app.js" defer></script></head>
+<body data-page="${page.kind}" data-base="${escape(basePath)}"><h1>${escape(page.title)}</h1>${page.body}<noscript><p>Diese Seite braucht JavaScript. · <span lang="en">This page needs JavaScript.</span></p></noscript></body></html>
 `;
 }
