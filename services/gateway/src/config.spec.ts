@@ -10,6 +10,8 @@ describe('gateway configuration', () => {
     expect(load({ CORS_ORIGINS: 'https://app.example.eu, http://localhost:5173' }).CORS_ORIGINS).toEqual(['https://app.example.eu', 'http://localhost:5173']);
     expect(() => load({ CORS_ORIGINS: 'https://app.example.eu/' })).toThrow(/CORS_ORIGINS.*"https:\/\/app\.example\.eu\/" is not an origin/);
     expect(() => load({ CORS_ORIGINS: '*' })).toThrow(/CORS_ORIGINS.*"\*" is not an origin/);
+    // An app's own scheme, as it sends it.
+    expect(load({ CORS_ORIGINS: 'capacitor://localhost,chrome-extension://abcdefghijklmnop' }).CORS_ORIGINS).toEqual(['capacitor://localhost', 'chrome-extension://abcdefghijklmnop']);
   });
 
   it('takes TRUSTED_PROXIES as addresses, CIDRs and the names Fastify knows: a wrong entry is named, not a failed start naming no variable', () => {
@@ -18,5 +20,7 @@ describe('gateway configuration', () => {
     expect(load({}).TRUSTED_PROXIES).toEqual(['loopback', 'linklocal', 'uniquelocal']);
     expect(() => load({ TRUSTED_PROXIES: 'foo' })).toThrow(/TRUSTED_PROXIES.*"foo" is not an address/);
     expect(() => load({ TRUSTED_PROXIES: '10.0.0.0/33' })).toThrow(/TRUSTED_PROXIES.*"10\.0\.0\.0\/33"/);
+    expect(() => load({ TRUSTED_PROXIES: '0.0.0.0/0' })).toThrow(/TRUSTED_PROXIES.*"0\.0\.0\.0\/0"/);
+    expect(load({ TRUSTED_PROXIES: '10.0.0.0/255.0.0.0' }).TRUSTED_PROXIES).toEqual(['10.0.0.0/255.0.0.0']);
   });
 });

@@ -12,8 +12,11 @@ const listOf = (valid: (entry: string) => boolean, what: string, fallback: strin
       for (const entry of entries.filter((e) => !valid(e))) ctx.addIssue({ code: 'custom', message: `"${entry}" is not ${what}` });
     });
 
-/** scheme://host[:port] exactly, as a browser sends it in Origin: a trailing slash, a path or `*` allowed no origin at all. */
-const isOrigin = (o: string) => URL.canParse(o) && new URL(o).origin === o;
+/**
+ * scheme://host[:port] exactly, as a browser sends it in Origin: a trailing slash, a path or `*` allowed no origin
+ * at all. An app's own scheme (chrome-extension://…, capacitor://localhost) as it is; http(s) as URL writes it.
+ */
+const isOrigin = (o: string) => /^[a-z][a-z0-9+.-]*:\/\/[^/?#*\s]+$/i.test(o) && (!/^https?:/i.test(o) || (URL.canParse(o) && new URL(o).origin === o));
 
 const PROXY_NAMES = ['loopback', 'linklocal', 'uniquelocal', 'none'];
 const isProxy = (p: string) => {
@@ -21,7 +24,8 @@ const isProxy = (p: string) => {
   const [address, bits, ...rest] = p.split('/');
   const family = isIP(address);
   if (!family || rest.length) return false;
-  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128));
+  // A prefix length (from 1: /0 is refused by the proxy check), or a netmask of the address's family.
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) >= 1 && Number(bits) <= (family === 4 ? 32 : 128)) || isIP(bits) === family;
 };
 
 export const gatewayConfigSchema = baseConfigSchema.extend({

@@ -48,7 +48,7 @@ export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled
 /** The start of a trail begun before the key, which only the head printed before the upgrade vouches for. */
 const describeUnkeyed = (r: { unkeyed: number; lastUnkeyed?: { seq: number; hash: string } }) =>
   r.lastUnkeyed
-    ? `the first ${r.unkeyed} entries (to entry ${r.lastUnkeyed.seq}, hash ${r.lastUnkeyed.hash}) were written before the trail was keyed: compare with the head verify-audit printed before the upgrade`
+    ? `the first ${r.unkeyed} entries (to entry ${r.lastUnkeyed.seq}) were written before the trail was keyed: check the head kept from before the upgrade with --head`
     : 'no entry was written before the trail was keyed';
 
 /** privacy: data-subject requests as sagas, consent records, retention policies and runs, legal holds, the register. */
@@ -58,16 +58,29 @@ export const privacyService: ServiceDefinition<PrivacyConfig> = {
   database: { schema: 'privacy', entities: [], migrations: [InitialSchema1764600000000, RequestTimesInMilliseconds1765400000000, LowerCaseScopes1765500000000, Decisions1765600000000, AuditAnchor1766400000000, ...MESSAGING_MIGRATIONS, FailedExportsKeepNothing1766900000000, ConsentsByTime1767100000000, ErasureProgress1767400000000, AuditAnchorKeyed1767600000000] },
   module: (ctx) => PrivacyModule.forRoot(ctx),
   commands: {
-    /** Walks the audit trail's hash chain and names the first broken link (exit code 1 then). */
-    'verify-audit': async (app) => {
-      const result = await app.get(AuditTrail).verify();
+    /**
+     * Walks the audit trail's chain and names the first broken link (exit code 1 then, and for a trail not keyed);
+     * `--head <hash>`: a head kept outside the database (before an upgrade, say) must still be in the chain.
+     */
+    'verify-audit': async (app, args) => {
+      const trail = app.get(AuditTrail);
+      const result = await trail.verify();
       if (!result.ok) {
         process.exitCode = 1;
         return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason} (${result.entries} entries before it check out)`;
       }
-      const intact = `audit trail intact: ${result.entries} entries, head ${result.head}`;
-      if (!result.keyed) return `${intact}; not keyed yet: run key-audit once every privacy replica runs with PRIVACY_AUDIT_KEY`;
-      return result.unkeyed ? `${intact}; ${describeUnkeyed(result)}` : intact;
+      const lines = [`audit trail intact: ${result.entries} entries, head ${result.head}`];
+      if (!result.keyed) {
+        process.exitCode = 1;
+        lines.push('NOT keyed: run key-audit once every privacy replica runs with PRIVACY_AUDIT_KEY (a trail that was keyed and reads so now was written anew)');
+      } else if (result.unkeyed) lines.push(describeUnkeyed(result));
+      const kept = args[args.indexOf('--head') + 1];
+      if (args.includes('--head')) {
+        const seq = kept ? await trail.seqOf(kept) : null;
+        if (seq === null) process.exitCode = 1;
+        lines.push(seq === null ? `the head ${kept ?? '(none given)'} is NOT in the chain` : `the head ${kept} is entry ${seq}: everything before it is as it was then`);
+      }
+      return lines.join('\n');
     },
     /**
      * Once every replica runs with PRIVACY_AUDIT_KEY: checks a trail begun before the key and writes its first keyed
@@ -79,7 +92,7 @@ export const privacyService: ServiceDefinition<PrivacyConfig> = {
         process.exitCode = 1;
         return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason}; not keyed`;
       }
-      return result.keyedFrom ? `audit trail keyed from entry ${result.keyedFrom}, head ${result.head}; ${describeUnkeyed(result)}` : `audit trail keyed already: ${result.entries} entries, head ${result.head}`;
+      return result.keyedFrom ? `audit trail keyed from entry ${result.keyedFrom}, head ${result.head}\n${describeUnkeyed(result)}` : `audit trail keyed already: ${result.entries} entries, head ${result.head}`;
     },
     /** The schedule's (CronJob) and the CLI's retention run; `--run-id` runs one queued by the API (a Kubernetes Job). */
     'retention-run': async (app, args) => {

@@ -120,34 +120,55 @@ describe('an audit trail begun before it was keyed (key-audit, once every replic
     const [r] = await w.env.sql(`SELECT * FROM privacy.audit_log WHERE seq = $1`, [seq]);
     return { seq, at: new Date(r.at).toISOString(), actor: r.actor, action: r.action, requestId: r.request_id, subjectHash: r.subject_hash, details: r.details, prevHash: r.prev_hash, hash: r.hash };
   };
+  const verifyWith = (args: string[]) => privacyService.commands!['verify-audit'](w.privacy.app, args);
 
-  it('goes on as it was written until key-audit, keeps its entries of before as they are, and keys every entry after', async () => {
+  it('goes on the old way until key-audit, keeps its entries of before as they are, keys every entry after, and checks a kept head', async () => {
     for (const retentionDays of [10, 15, 20, 25]) await update(retentionDays);
-    // The trail as the release before wrote it (plain sha256).
+    // The trail as the release before wrote it (plain sha256); its head is kept outside the database before the upgrade.
     await relink({}, () => true);
-    const before = (await verify()).match(/head ([0-9a-f]{64})/)![1];
-    expect(await verify()).toBe(`audit trail intact: 4 entries, head ${before}; not keyed yet: run key-audit once every privacy replica runs with PRIVACY_AUDIT_KEY`);
-    // A replica of this release writes as the trail was written meanwhile (one of before, still running in the rollout, does too).
+    const kept = (await entry(4)).hash;
+    expect(await verify()).toMatch(/^audit trail intact: 4 entries, head [0-9a-f]{64}\nNOT keyed: run key-audit/);
+    expect(process.exitCode).toBe(1);
+    process.exitCode = 0;
+    // A replica of this release writes the old way meanwhile (one of before, still running in the rollout, does too).
     await update(28);
     const fifth = await entry(5);
     expect(fifth.hash).toBe(unkeyedEntryHash(fifth.prevHash, fifth));
 
-    const keyed = await command('key-audit');
-    expect(keyed).toMatch(new RegExp(`^audit trail keyed from entry 6, head [0-9a-f]{64}; the first 5 entries \\(to entry 5, hash ${fifth.hash}\\) were written before the trail was keyed`));
-    // Nothing of before was rewritten: the head verify-audit printed before the upgrade is still in the chain.
-    expect((await entry(4)).hash).toBe(before);
+    expect(await command('key-audit')).toMatch(/^audit trail keyed from entry 6, head [0-9a-f]{64}\nthe first 5 entries \(to entry 5\) were written before the trail was keyed/);
     await update(12);
     expect(w.privacy.app.get(AuditTrail).isKeyed(await entry(7))).toBe(true);
-    expect(await verify()).toMatch(/^audit trail intact: 7 entries, head [0-9a-f]{64}; the first 5 entries \(to entry 5/);
+    expect(await verifyWith(['--head', kept])).toMatch(new RegExp(`^audit trail intact: 7 entries, head [0-9a-f]{64}\nthe first 5 entries .*\nthe head ${kept} is entry 4: everything before it is as it was then$`));
     expect(await command('key-audit')).toMatch(/^audit trail keyed already: 7 entries/);
+    expect(process.exitCode ?? 0).toBe(0);
 
-    // Whoever can write the table but lacks the key cannot write an entry after the keyed ones the old way.
+    // Whoever can write the table but lacks the key cannot add an entry after the keyed ones the old way…
     await w.env.sql(`UPDATE privacy.audit_log SET details = jsonb_set(details, '{to,retentionDays}', '3') WHERE seq = 7`);
     await relink({}, (seq) => seq <= 5 || seq === 7);
     expect(await verify()).toBe('audit trail BROKEN at entry 7: entry 7 is not keyed, after keyed ones: it was written without the key (6 entries before it check out)');
+    // …nor write the entries before the keyed ones anew (their last hash is in key-audit's entry), nor drop key-audit's entry.
+    await relink({}, (seq) => seq <= 4);
+    expect(await verify()).toBe('audit trail BROKEN at entry 5: entry 5 is the first keyed one but not key-audit\'s: what comes before it was written anew (4 entries before it check out)');
+    // …and the whole trail written anew the old way says it is not keyed, and the kept head is not in it.
+    await relink({ 1: 1 }, () => true);
+    expect(await verifyWith(['--head', kept])).toMatch(/NOT keyed[\s\S]*the head [0-9a-f]{64} is NOT in the chain$/);
     process.exitCode = 0;
-    // Nor pass off the whole trail as one of before without it saying so: "not keyed yet" after key-audit ran is a trail written anew.
-    await relink({}, () => true);
-    expect(await verify()).toMatch(/; not keyed yet: run key-audit/);
+  });
+
+  it('keeps a keyed anchor when a purge takes the start of a keyed trail: nobody without the key moves it', async () => {
+    // A new trail (the test before's goes).
+    await w.env.sql(`DELETE FROM privacy.audit_log`);
+    await w.env.sql(`DELETE FROM privacy.audit_anchor`);
+    for (const retentionDays of [11, 13]) await update(retentionDays);
+    const [first, second] = [await entry(1), await entry(2)];
+    expect(w.privacy.app.get(AuditTrail).isKeyed(first)).toBe(true);
+    // As the purge leaves it: the first entry gone, the anchor keyed.
+    await w.env.sql(`DELETE FROM privacy.audit_log WHERE seq = 1`);
+    await w.env.sql(`INSERT INTO privacy.audit_anchor (seq, hash, mac) VALUES (1, $1, $2)`, [first.hash, w.privacy.app.get(AuditTrail).anchorMac(1, first.hash)]);
+    expect(await verify()).toBe(`audit trail intact: 1 entries, head ${second.hash}`);
+    // Moved by someone without the key (to start a trail of their own after it): refused.
+    await w.env.sql(`UPDATE privacy.audit_anchor SET hash = $1`, ['f'.repeat(64)]);
+    expect(await verify()).toBe('audit trail BROKEN at entry 2: the anchor before entry 2 was changed (0 entries before it check out)');
+    process.exitCode = 0;
   });
 });

@@ -112,6 +112,6 @@ export function renderPage(page: Page, basePath = ''): string {
 <title>${escape(page.title)}</title><link rel="icon" href="data:,">
 <style>${STYLE}</style>
 <script src="${escape(basePath)}/web/app.js" defer></script></head>
-<body data-page="${page.kind}" data-base="${escape(basePath)}"><h1>${escape(page.title)}</h1>${page.body}<noscript><p>Diese Seite braucht JavaScript. · <span lang="en">This page needs JavaScript.</span></p></noscript></body></html>
+<body data-page="${page.kind}" data-base="${escape(basePath)}"><h1>${escape(page.title)}</h1>${page.body.replaceAll('href="/', `href="${escape(basePath)}/`)}<noscript><p>Diese Seite braucht JavaScript. · <span lang="en">This page needs JavaScript.</span></p></noscript></body></html>
 `;
 }

@@ -2,9 +2,10 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource, LessThan, type EntityManager } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import * as oidc from 'openid-client';
+import type { Logger } from 'pino';
 import { emailSchema, personNameSchema, ProblemError, type RequestMeta, type SsoStart, type TokenPair } from '@ally/contracts';
 import { isForeignKeyViolation, isUniqueViolation } from '@ally/persistence';
-import { sameSecret } from '@ally/platform';
+import { LOGGER, sameSecret } from '@ally/platform';
 import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
@@ -39,6 +40,7 @@ export class SsoService {
     private readonly outbox: IdentityOutbox,
     private readonly tokens: OneTimeTokensService,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+    @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
   async start(providerId: string): Promise<SsoStart> {
@@ -110,7 +112,10 @@ export class SsoService {
     } catch (err) {
       if (err instanceof ProblemError) throw err;
       // Not reached, or failing itself: no refused sign-in but a provider away, to try again (the attempt is spent).
-      if (providerAway(err)) throw new ProblemError(503, `The identity provider ${provider.id} cannot be reached; sign in again shortly`, { retryAfter: 5 });
+      if (providerAway(err)) {
+        this.logger.warn({ provider: provider.id, err: String((err as Error)?.cause ?? err) }, 'the identity provider could not be reached for a sign-in');
+        throw new ProblemError(503, `The identity provider ${provider.id} cannot be reached; sign in again shortly`, { retryAfter: 5 });
+      }
       throw new ProblemError(401, `Single sign-on failed: ${(err as Error).message}`);
     }
 
@@ -218,6 +223,7 @@ export class SsoService {
         .catch((err) => {
           this.configs.delete(provider.id);
           // What failed on our network is for our log, not for whoever asked.
+          this.logger.warn({ provider: provider.id, err: String((err as Error)?.cause ?? err) }, 'the identity provider could not be reached for its configuration');
           throw new ProblemError(503, `The identity provider ${provider.id} cannot be reached; try again shortly`, { retryAfter: 5 });
         });
       this.configs.set(provider.id, found);

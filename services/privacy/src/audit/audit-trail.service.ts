@@ -10,6 +10,15 @@ import { releasedHoldsPast, requestsPast } from '../retention/own-rules.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
+/** The entry `key-audit` writes: the first keyed one of a trail begun before the key. */
+const KEYED_MARKER = 'audit.keyed';
+
+interface Anchor {
+  seq: string;
+  hash: string;
+  mac: string | null;
+}
+
 export interface AuditEntryInput {
   /** `subject:<hash>`, `staff:<user id>` or `system`: who, without more personal data than needed. */
   actor: string;
@@ -30,8 +39,7 @@ export interface AuditEntry extends Required<Omit<AuditEntryInput, 'details'>> {
 
 /**
  * The chain checked from its anchor. `unkeyed`: entries at its start written before the trail was keyed, the last
- * of them `lastUnkeyed` (for the head `verify-audit` printed before the upgrade); `keyed`: whether any entry (or
- * the anchor) is.
+ * of them `lastUnkeyed`; `keyed`: whether the trail is (an entry, or the anchor).
  */
 export type AuditVerification =
   | { ok: true; entries: number; head: string; keyed: boolean; unkeyed: number; lastUnkeyed?: { seq: number; hash: string } }
@@ -65,10 +73,11 @@ export const unkeyedEntryHash = (prevHash: string, e: Hashed): string => createH
  * predecessor and its own, an HMAC under PRIVACY_AUDIT_KEY, so changing,
  * removing or reordering any entry breaks every link after it, and only the
  * key's holder could write them anew. A trail begun before the key keeps its
- * entries of then (plain sha256) and goes on as they were written until
- * `key-audit` writes its first keyed entry, once every replica runs with the
- * key (replicas of the release before, in a rollout, write the old way);
- * from there every entry is keyed. Appends are serialised by an advisory lock
+ * entries of then (plain sha256) and goes on the old way until `key-audit`,
+ * once every replica runs with the key (replicas of the release before, in a
+ * rollout, write the old way), writes its `audit.keyed` entry; from there every
+ * entry is keyed, and the first keyed entry after unkeyed ones must be that one.
+ * The anchor a purge leaves is keyed too (`mac`). Appends are serialised by an advisory lock
  * and commit with the change they record: a transaction appends after it
  * locked the rows it changes, never before, or two of them deadlock.
  */
@@ -94,12 +103,29 @@ export class AuditTrail {
     return this.hashOf(e.prevHash, e) === e.hash;
   }
 
+  /** What a purge of a keyed trail writes beside its anchor: nobody without the key moves a keyed trail's start. */
+  anchorMac(seq: number | string, hash: string): string {
+    return createHmac('sha256', this.secret).update(`anchor\n${seq}\n${hash}`).digest('hex');
+  }
+
+  /** Whether new entries are keyed: in a trail begun keyed (or from an anchor so), or once `key-audit` keyed it. */
+  private async keyedNow(em: EntityManager, anchor: Anchor | undefined): Promise<boolean> {
+    if (anchor && this.anchorKeyed(anchor)) return true;
+    const [row]: AuditRow[] = await em.query(`SELECT * FROM audit_log ORDER BY seq LIMIT 1`);
+    if (!row) return !anchor;
+    if (this.isKeyed(toEntry(row))) return true;
+    return (await em.query(`SELECT 1 FROM audit_log WHERE action = $1 LIMIT 1`, [KEYED_MARKER])).length > 0;
+  }
+
+  private anchorKeyed(anchor: Anchor): boolean {
+    return anchor.mac !== null && anchor.mac === this.anchorMac(anchor.seq, anchor.hash);
+  }
+
   async append(em: EntityManager, input: AuditEntryInput, keyed?: true): Promise<AuditEntry> {
     await lockNamed(em, 'ally-privacy-audit');
     const [row]: AuditRow[] = await em.query(`SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1`);
     const last = row && toEntry(row);
-    // With every entry purged, the chain goes on from its anchor.
-    const [anchor]: { seq: string; hash: string; keyed: boolean }[] = last ? [] : await em.query(`SELECT seq, hash, keyed FROM audit_anchor`);
+    const [anchor]: Anchor[] = await em.query(`SELECT seq, hash, mac FROM audit_anchor`);
     const entry = {
       seq: last ? last.seq + 1 : anchor ? Number(anchor.seq) + 1 : 1,
       at: new Date().toISOString(),
@@ -109,9 +135,10 @@ export class AuditTrail {
       subjectHash: input.subjectHash ?? null,
       details: input.details ?? {},
     };
+    // With every entry purged, the chain goes on from its anchor.
     const prevHash = last?.hash ?? anchor?.hash ?? GENESIS_HASH;
-    // As its predecessor was written (a new trail keyed from its first entry): one chain with the replicas of the release before.
-    const asKeyed = keyed ?? (last ? this.isKeyed(last) : (anchor?.keyed ?? true));
+    // The old way until the trail is keyed: one chain with the replicas of the release before, in a rollout.
+    const asKeyed = keyed ?? (await this.keyedNow(em, anchor));
     const hash = asKeyed ? entryHash(this.secret, prevHash, entry) : unkeyedEntryHash(prevHash, entry);
     await em.query(
       `INSERT INTO audit_log (seq, at, actor, action, request_id, subject_hash, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
@@ -135,9 +162,15 @@ export class AuditTrail {
       await lockNamed(em, 'ally-privacy-audit');
       const checked = await this.walk(em, 1000);
       if (!checked.ok || checked.keyed) return checked;
-      const marker = await this.append(em, { actor: 'system', action: 'audit.keyed', details: { unkeyedEntries: checked.unkeyed } }, true);
+      const marker = await this.append(em, { actor: 'system', action: KEYED_MARKER, details: { unkeyedEntries: checked.unkeyed } }, true);
       return { ...checked, entries: checked.entries + 1, head: marker.hash, keyed: true, keyedFrom: marker.seq };
     });
+  }
+
+  /** The entry (or the anchor) with this hash: a head kept outside the database is still in the chain. */
+  async seqOf(hash: string): Promise<number | null> {
+    const [row] = await this.ds.query(`SELECT seq FROM audit_log WHERE hash = $1 UNION ALL SELECT seq FROM audit_anchor WHERE hash = $1 LIMIT 1`, [hash]);
+    return row ? Number(row.seq) : null;
   }
 
   async forRequest(requestId: string): Promise<AuditEntry[]> {
@@ -152,11 +185,12 @@ export class AuditTrail {
   }
 
   private async walk(em: EntityManager, batch: number): Promise<AuditVerification> {
-    const [anchor]: { seq: string; hash: string; keyed: boolean }[] = await em.query(`SELECT seq, hash, keyed FROM audit_anchor`);
+    const [anchor]: Anchor[] = await em.query(`SELECT seq, hash, mac FROM audit_anchor`);
     let prev: string = anchor?.hash ?? GENESIS_HASH;
     const first = anchor ? Number(anchor.seq) + 1 : 1;
     let expected = first;
-    let keyed = anchor?.keyed ?? false;
+    if (anchor?.mac != null && !this.anchorKeyed(anchor)) return { ok: false, entries: 0, brokenAt: first, reason: `the anchor before entry ${first} was changed` };
+    let keyed = anchor ? this.anchorKeyed(anchor) : false;
     let unkeyed = 0;
     let lastUnkeyed: { seq: number; hash: string } | undefined;
     const broken = (at: number, reason: string) => ({ ok: false as const, entries: expected - first, brokenAt: at, reason });
@@ -166,8 +200,11 @@ export class AuditTrail {
         const e = toEntry(row);
         if (e.seq !== expected) return broken(expected, `entry ${expected} is missing (next is ${e.seq})`);
         if (e.prevHash !== prev) return broken(e.seq, `entry ${e.seq} does not point to its predecessor's hash`);
-        if (this.hashOf(prev, e) === e.hash) keyed = true;
-        else if (unkeyedEntryHash(prev, e) !== e.hash) return broken(e.seq, `entry ${e.seq} was changed after it was written`);
+        if (this.hashOf(prev, e) === e.hash) {
+          // Keyed from here: from the trail's start, or after unkeyed ones at key-audit's entry (nothing else was signed so).
+          if (!keyed && (anchor || e.seq !== 1) && e.action !== KEYED_MARKER) return broken(e.seq, `entry ${e.seq} is the first keyed one but not key-audit's: what comes before it was written anew`);
+          keyed = true;
+        } else if (unkeyedEntryHash(prev, e) !== e.hash) return broken(e.seq, `entry ${e.seq} was changed after it was written`);
         // Only the start of a trail begun before the key is unkeyed: one after a keyed entry was written without the key.
         else if (keyed) return broken(e.seq, `entry ${e.seq} is not keyed, after keyed ones: it was written without the key`);
         else {
@@ -191,8 +228,8 @@ export class AuditTrail {
  */
 export async function purgeAuditTrail(
   ds: DataSource,
-  /** Tells whether the last entry that goes was keyed: the chain after it goes on the same way. */
-  trail: Pick<AuditTrail, 'isKeyed'>,
+  /** Tells whether the last entry that goes was keyed, and keys the anchor then. */
+  trail: Pick<AuditTrail, 'isKeyed' | 'anchorMac'>,
   days: number,
   heldUserIds: string[],
   dryRun: boolean,
@@ -230,8 +267,8 @@ export async function purgeAuditTrail(
       if (!gone.length) return 0;
       const last = toEntry(gone.reduce((a, b) => (Number(b.seq) > Number(a.seq) ? b : a)));
       await em.query(
-        `INSERT INTO audit_anchor (seq, hash, keyed) VALUES ($1, $2, $3) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, keyed = EXCLUDED.keyed, purged_at = now()`,
-        [last.seq, last.hash, trail.isKeyed(last)],
+        `INSERT INTO audit_anchor (seq, hash, mac) VALUES ($1, $2, $3) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac, purged_at = now()`,
+        [last.seq, last.hash, trail.isKeyed(last) ? trail.anchorMac(last.seq, last.hash) : null],
       );
       return gone.length;
     });

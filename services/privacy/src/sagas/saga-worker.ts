@@ -223,8 +223,9 @@ export class SagaWorker extends PacedWorker {
     // Attempts of a long erasure that went on are no failures: only the others count towards the limit.
     const failures = step.attempts - (step.progress?.continued ?? 0);
     // Nor is a service still to act on a restriction: given up, the request would fail and its subject lose the
-    // restriction's hold on retention; it is asked on (escalated as its due date nears).
-    const giveUp = !continues && !(err instanceof NotHandledYet) && (!retryable(err) || (max > 0 && failures >= max));
+    // restriction's hold on retention; it is asked on (escalated as its due date nears), its waits not counted.
+    const waiting = err instanceof NotHandledYet;
+    const giveUp = !continues && !waiting && (!retryable(err) || (max > 0 && failures >= max));
     await this.ds.transaction(async (em) => {
       if (giveUp) {
         const [, updated] = await em.query(
@@ -241,13 +242,13 @@ export class SagaWorker extends PacedWorker {
         `UPDATE request_steps SET status = 'pending', lease_until = NULL, last_error = $4, next_attempt_at = now() + make_interval(secs => $5),
                 progress = CASE WHEN $6 THEN jsonb_set(coalesce(progress, '{}'), '{continued}', to_jsonb(coalesce((progress->>'continued')::int, 0) + 1)) ELSE progress END
           WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
-        [step.requestId, step.service, step.attempts, message.slice(0, 500), delayMs / 1000, continues],
+        [step.requestId, step.service, step.attempts, message.slice(0, 500), delayMs / 1000, continues || waiting],
       );
     });
     this.steps.inc({ service: step.service, action: step.action, outcome: giveUp ? 'failed' : continues ? 'continued' : 'retry' });
     const fields = { requestId: step.requestId, service: step.service, action: step.action, attempt: step.attempts, giveUp, err: message };
     if (continues) this.logger.info(fields, 'privacy erasure step goes on at its next attempt');
-    else if (err instanceof NotHandledYet && step.attempts < 5) this.logger.info(fields, 'privacy step waits for the service to act on the event');
+    else if (waiting && step.attempts < 5) this.logger.info(fields, 'privacy step waits for the service to act on the event');
     else this.logger.warn(fields, 'privacy step failed');
   }
 
