@@ -45,7 +45,15 @@ export function parseRetentionArgs(args: string[]): { dryRun: boolean; scheduled
   return { dryRun: args.includes('--dry-run'), scheduled: args.includes('--scheduled'), categories, runId };
 }
 
-/** The start of a trail begun before the key, which only the head printed before the upgrade vouches for. */
+/** `--head <64 hex digits>`, and nothing else: a mistyped flag must not skip the check it asks for. */
+function headArgument(args: string[], command: string, required: boolean): string | undefined {
+  const usage = `usage: ${command} ${required ? '--head <hash>' : '[--head <hash>]'} (the head verify-audit printed, 64 hex digits)`;
+  if (args.length === 0 && !required) return undefined;
+  if (args.length !== 2 || args[0] !== '--head' || !/^[0-9a-f]{64}$/.test(args[1])) throw new Error(`${usage}; got: ${args.join(' ') || 'nothing'}`);
+  return args[1];
+}
+
+/** The start of a trail begun before the key, which only the head kept before the upgrade vouches for. */
 const describeUnkeyed = (r: { unkeyed: number; lastUnkeyed?: { seq: number; hash: string } }) =>
   r.lastUnkeyed
     ? `the first ${r.unkeyed} entries (to entry ${r.lastUnkeyed.seq}) were written before the trail was keyed: check the head kept from before the upgrade with --head`
@@ -60,9 +68,10 @@ export const privacyService: ServiceDefinition<PrivacyConfig> = {
   commands: {
     /**
      * Walks the audit trail's chain and names the first broken link (exit code 1 then, and for a trail not keyed);
-     * `--head <hash>`: a head kept outside the database (before an upgrade, say) must still be in the chain.
+     * `--head <hash>`: a head kept outside the database (before an upgrade, say) must be in the checked chain.
      */
     'verify-audit': async (app, args) => {
+      const head = headArgument(args, 'verify-audit', false);
       const trail = app.get(AuditTrail);
       const result = await trail.verify();
       if (!result.ok) {
@@ -72,25 +81,25 @@ export const privacyService: ServiceDefinition<PrivacyConfig> = {
       const lines = [`audit trail intact: ${result.entries} entries, head ${result.head}`];
       if (!result.keyed) {
         process.exitCode = 1;
-        lines.push('NOT keyed: run key-audit once every privacy replica runs with PRIVACY_AUDIT_KEY (a trail that was keyed and reads so now was written anew)');
+        lines.push('NOT keyed: run key-audit --head <the head kept before the upgrade> once every privacy replica runs with PRIVACY_AUDIT_KEY');
       } else if (result.unkeyed) lines.push(describeUnkeyed(result));
-      const kept = args[args.indexOf('--head') + 1];
-      if (args.includes('--head')) {
-        const seq = kept ? await trail.seqOf(kept) : null;
+      if (head) {
+        const seq = await trail.seqOf(head);
         if (seq === null) process.exitCode = 1;
-        lines.push(seq === null ? `the head ${kept ?? '(none given)'} is NOT in the chain` : `the head ${kept} is entry ${seq}: everything before it is as it was then`);
+        lines.push(seq === null ? `the head ${head} is NOT in the checked chain` : `the head ${head} is entry ${seq}: the chain from the anchor to it is as it was then`);
       }
       return lines.join('\n');
     },
     /**
-     * Once every replica runs with PRIVACY_AUDIT_KEY: checks a trail begun before the key and writes its first keyed
-     * entry, from which every entry is keyed (exit code 1 if the trail does not check out).
+     * Once every replica runs with PRIVACY_AUDIT_KEY: checks a trail begun before the key, and that the head kept
+     * before the upgrade is in it, then writes its first keyed entry, from which every entry is keyed.
      */
-    'key-audit': async (app) => {
-      const result = await app.get(AuditTrail).key();
+    'key-audit': async (app, args) => {
+      const head = headArgument(args, 'key-audit', true)!;
+      const result = await app.get(AuditTrail).key(head);
       if (!result.ok) {
         process.exitCode = 1;
-        return `audit trail BROKEN at entry ${result.brokenAt}: ${result.reason}; not keyed`;
+        return `audit trail not keyed: ${result.brokenAt ? `entry ${result.brokenAt}: ` : ''}${result.reason}`;
       }
       return result.keyedFrom ? `audit trail keyed from entry ${result.keyedFrom}, head ${result.head}\n${describeUnkeyed(result)}` : `audit trail keyed already: ${result.entries} entries, head ${result.head}`;
     },

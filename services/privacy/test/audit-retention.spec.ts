@@ -86,6 +86,14 @@ describe("the audit trail's retention", () => {
     await w.env.sql(`DELETE FROM privacy.audit_log WHERE seq = 4`);
     expect(await verify()).toMatch(/^audit trail BROKEN at entry 4: entry 4 is missing/);
     process.exitCode = 0;
+    // …and no purge seals over it, however old what follows the gap is.
+    await w.env.sql(`UPDATE privacy.audit_log SET at = now() - interval '1200 days'`);
+    const left = await w.env.sql(`SELECT count(*)::int AS n FROM privacy.audit_log`);
+    const refused = await run(false, ['audit-trail']);
+    expect(refused.status).toBe('failed');
+    expect(JSON.stringify(refused)).toMatch(/does not check out at entry 4: nothing of it is purged/);
+    // Every old entry is still there (what the failed run recorded itself is new).
+    expect(await w.env.sql(`SELECT count(*)::int AS n FROM privacy.audit_log WHERE at < now() - interval '1000 days'`)).toEqual(left);
   });
 });
 
@@ -135,11 +143,18 @@ describe('an audit trail begun before it was keyed (key-audit, once every replic
     const fifth = await entry(5);
     expect(fifth.hash).toBe(unkeyedEntryHash(fifth.prevHash, fifth));
 
-    expect(await command('key-audit')).toMatch(/^audit trail keyed from entry 6, head [0-9a-f]{64}\nthe first 5 entries \(to entry 5\) were written before the trail was keyed/);
+    // Only with the head kept before the upgrade, and only if it is in the trail (one written anew would not hold it).
+    const keyAudit = (args: string[]) => privacyService.commands!['key-audit'](w.privacy.app, args);
+    await expect(keyAudit([])).rejects.toThrow(/^usage: key-audit --head <hash>/);
+    await expect(keyAudit([`--head=${kept}`])).rejects.toThrow(/^usage: key-audit --head <hash>/);
+    await expect(verifyWith(['--hed', kept])).rejects.toThrow(/^usage: verify-audit \[--head <hash>\]/);
+    expect(await keyAudit(['--head', 'a'.repeat(64)])).toBe(`audit trail not keyed: the head ${'a'.repeat(64)} is not in the checked chain`);
+    process.exitCode = 0;
+    expect(await keyAudit(['--head', kept])).toMatch(/^audit trail keyed from entry 6, head [0-9a-f]{64}\nthe first 5 entries \(to entry 5\) were written before the trail was keyed/);
     await update(12);
     expect(w.privacy.app.get(AuditTrail).isKeyed(await entry(7))).toBe(true);
-    expect(await verifyWith(['--head', kept])).toMatch(new RegExp(`^audit trail intact: 7 entries, head [0-9a-f]{64}\nthe first 5 entries .*\nthe head ${kept} is entry 4: everything before it is as it was then$`));
-    expect(await command('key-audit')).toMatch(/^audit trail keyed already: 7 entries/);
+    expect(await verifyWith(['--head', kept])).toMatch(new RegExp(`^audit trail intact: 7 entries, head [0-9a-f]{64}\nthe first 5 entries .*\nthe head ${kept} is entry 4: the chain from the anchor to it is as it was then$`));
+    expect(await keyAudit(['--head', kept])).toMatch(/^audit trail keyed already: 7 entries/);
     expect(process.exitCode ?? 0).toBe(0);
 
     // Whoever can write the table but lacks the key cannot add an entry after the keyed ones the old way…
@@ -151,7 +166,7 @@ describe('an audit trail begun before it was keyed (key-audit, once every replic
     expect(await verify()).toBe('audit trail BROKEN at entry 5: entry 5 is the first keyed one but not key-audit\'s: what comes before it was written anew (4 entries before it check out)');
     // …and the whole trail written anew the old way says it is not keyed, and the kept head is not in it.
     await relink({ 1: 1 }, () => true);
-    expect(await verifyWith(['--head', kept])).toMatch(/NOT keyed[\s\S]*the head [0-9a-f]{64} is NOT in the chain$/);
+    expect(await verifyWith(['--head', kept])).toMatch(/NOT keyed[\s\S]*the head [0-9a-f]{64} is NOT in the checked chain$/);
     process.exitCode = 0;
   });
 

@@ -103,7 +103,7 @@ export class AuditTrail {
     return this.hashOf(e.prevHash, e) === e.hash;
   }
 
-  /** What a purge of a keyed trail writes beside its anchor: nobody without the key moves a keyed trail's start. */
+  /** What a purge of a keyed trail writes beside its anchor: a keyed anchor nobody without the key can write. */
   anchorMac(seq: number | string, hash: string): string {
     return createHmac('sha256', this.secret).update(`anchor\n${seq}\n${hash}`).digest('hex');
   }
@@ -153,23 +153,38 @@ export class AuditTrail {
   }
 
   /**
-   * Keys a trail begun before the key (`key-audit`, once every replica runs with the key): checks it, then writes
-   * its first keyed entry, from which every entry is keyed. Nothing is rewritten: the entries of before keep their
-   * hashes, and the head `verify-audit` printed before the upgrade still checks them.
+   * Keys a trail begun before the key (`key-audit`, once every replica runs with the key): checks it, and that the
+   * head kept before the upgrade is in it, then writes its first keyed entry, from which every entry is keyed.
+   * Nothing is rewritten: the entries of before keep their hashes.
    */
-  async key(): Promise<AuditVerification & { keyedFrom?: number }> {
+  async key(keptHead: string): Promise<AuditVerification & { keyedFrom?: number }> {
     return this.ds.transaction(async (em) => {
       await lockNamed(em, 'ally-privacy-audit');
       const checked = await this.walk(em, 1000);
       if (!checked.ok || checked.keyed) return checked;
+      // Signed only what the operator vouches for: a trail written anew the old way would not hold their head.
+      const kept = await this.seqIn(em, keptHead);
+      if (kept === null) return { ok: false, entries: checked.entries, brokenAt: 0, reason: `the head ${keptHead} is not in the checked chain` };
       const marker = await this.append(em, { actor: 'system', action: KEYED_MARKER, details: { unkeyedEntries: checked.unkeyed } }, true);
       return { ...checked, entries: checked.entries + 1, head: marker.hash, keyed: true, keyedFrom: marker.seq };
     });
   }
 
-  /** The entry (or the anchor) with this hash: a head kept outside the database is still in the chain. */
-  async seqOf(hash: string): Promise<number | null> {
-    const [row] = await this.ds.query(`SELECT seq FROM audit_log WHERE hash = $1 UNION ALL SELECT seq FROM audit_anchor WHERE hash = $1 LIMIT 1`, [hash]);
+  /**
+   * The entry of the chain `verify` checks (from the anchor on, the anchor included) with this hash, for a head kept
+   * outside the database: found, the entries from the anchor to it are as they were when it was kept. What lies
+   * before the anchor was purged (or deleted): the chain does not tell which.
+   */
+  seqOf(hash: string): Promise<number | null> {
+    return this.ds.transaction('REPEATABLE READ', (em) => this.seqIn(em, hash));
+  }
+
+  private async seqIn(em: EntityManager, hash: string): Promise<number | null> {
+    const [row] = await em.query(
+      `SELECT seq FROM audit_anchor WHERE hash = $1
+       UNION ALL SELECT seq FROM audit_log WHERE hash = $1 AND seq > coalesce((SELECT seq FROM audit_anchor), 0) LIMIT 1`,
+      [hash],
+    );
     return row ? Number(row.seq) : null;
   }
 
@@ -265,7 +280,17 @@ export async function purgeAuditTrail(
         [days, heldUserIds],
       );
       if (!gone.length) return 0;
-      const last = toEntry(gone.reduce((a, b) => (Number(b.seq) > Number(a.seq) ? b : a)));
+      // Only an intact run from the anchor goes: a purge must not seal over entries someone removed or changed.
+      const [anchor]: Anchor[] = await em.query(`SELECT seq, hash, mac FROM audit_anchor`);
+      const run = gone.map(toEntry).sort((a, b) => a.seq - b.seq);
+      let [seq, prev] = [anchor ? Number(anchor.seq) : 0, anchor?.hash ?? GENESIS_HASH];
+      for (const e of run) {
+        if (e.seq !== seq + 1 || e.prevHash !== prev || !(trail.isKeyed(e) || unkeyedEntryHash(e.prevHash, e) === e.hash)) {
+          throw new Error(`the audit trail does not check out at entry ${seq + 1}: nothing of it is purged (verify-audit)`);
+        }
+        [seq, prev] = [e.seq, e.hash];
+      }
+      const last = run[run.length - 1];
       await em.query(
         `INSERT INTO audit_anchor (seq, hash, mac) VALUES ($1, $2, $3) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac, purged_at = now()`,
         [last.seq, last.hash, trail.isKeyed(last) ? trail.anchorMac(last.seq, last.hash) : null],
