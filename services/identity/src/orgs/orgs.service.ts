@@ -323,11 +323,6 @@ export class OrgsService {
 }
 
 /**
- * Changes to an organisation's members take turns: each event's `memberCount`
- * (billing's seats) counts the members as its change left them, so the newest
- * event holds the real count. Taken before any row lock of the change.
- */
-/**
  * Deletes open invitations (`where` over `invitations`), and their mails not yet sent: the link goes with the
  * row, but the mail (the organisation's and the inviter's names) would still go out while the outbox waited.
  */
@@ -339,6 +334,11 @@ export async function dropInvitations(em: Pick<EntityManager, 'query'>, where: s
   return gone.length;
 }
 
+/**
+ * Changes to an organisation's members take turns: each event's `memberCount`
+ * (billing's seats) counts the members as its change left them, so the newest
+ * event holds the real count. Taken before any row lock of the change.
+ */
 export async function lockMembers(em: Pick<EntityManager, 'query'>, orgId: string): Promise<void> {
   await lockNamed(em, `members:${orgId}`);
 }

@@ -93,9 +93,15 @@ export class AuditTrail {
     this.secret = keyEncryptionKey(config.PRIVACY_AUDIT_KEY, { variable: 'PRIVACY_AUDIT_KEY', protects: 'the audit trail is keyed', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-audit-key' });
   }
 
-  /** An entry's keyed hash after the given predecessor's (for tests that write entries of their own). */
+  /** An entry's keyed hash after the given predecessor's (tests write entries of their own with it too). */
   hashOf(prevHash: string, e: Hashed): string {
     return entryHash(this.secret, prevHash, e);
+  }
+
+  /** How an entry's hash was made after `prevHash`: keyed, the old way (before the trail was keyed), or neither (changed). */
+  hashedAs(prevHash: string, e: AuditEntry): 'keyed' | 'unkeyed' | undefined {
+    if (this.hashOf(prevHash, e) === e.hash) return 'keyed';
+    return unkeyedEntryHash(prevHash, e) === e.hash ? 'unkeyed' : undefined;
   }
 
   /** Whether an entry was written keyed, not as before the trail was keyed. */
@@ -108,11 +114,14 @@ export class AuditTrail {
     return createHmac('sha256', this.secret).update(`anchor\n${seq}\n${hash}`).digest('hex');
   }
 
-  /** Whether new entries are keyed: in a trail begun keyed (or from an anchor so), or once `key-audit` keyed it. */
-  private async keyedNow(em: EntityManager, anchor: Anchor | undefined): Promise<boolean> {
-    if (anchor && this.anchorKeyed(anchor)) return true;
+  /**
+   * Whether new entries are keyed: in a trail begun keyed (or from an anchor so), or once `key-audit` keyed it.
+   * The last entry keyed says so at once (every append of a keyed trail); only a trail ending unkeyed is looked into.
+   */
+  private async keyedNow(em: EntityManager, last: AuditEntry | undefined, anchor: Anchor | undefined): Promise<boolean> {
+    if ((last && this.isKeyed(last)) || (anchor && this.anchorKeyed(anchor))) return true;
+    if (!last) return !anchor;
     const [row]: AuditRow[] = await em.query(`SELECT * FROM audit_log ORDER BY seq LIMIT 1`);
-    if (!row) return !anchor;
     if (this.isKeyed(toEntry(row))) return true;
     return (await em.query(`SELECT 1 FROM audit_log WHERE action = $1 LIMIT 1`, [KEYED_MARKER])).length > 0;
   }
@@ -138,7 +147,7 @@ export class AuditTrail {
     // With every entry purged, the chain goes on from its anchor.
     const prevHash = last?.hash ?? anchor?.hash ?? GENESIS_HASH;
     // The old way until the trail is keyed: one chain with the replicas of the release before, in a rollout.
-    const asKeyed = keyed ?? (await this.keyedNow(em, anchor));
+    const asKeyed = keyed ?? (await this.keyedNow(em, last, anchor));
     const hash = asKeyed ? entryHash(this.secret, prevHash, entry) : unkeyedEntryHash(prevHash, entry);
     await em.query(
       `INSERT INTO audit_log (seq, at, actor, action, request_id, subject_hash, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
@@ -176,10 +185,10 @@ export class AuditTrail {
    * before the anchor was purged (or deleted): the chain does not tell which.
    */
   seqOf(hash: string): Promise<number | null> {
-    return this.ds.transaction('REPEATABLE READ', (em) => this.seqIn(em, hash));
+    return this.seqIn(this.ds, hash);
   }
 
-  private async seqIn(em: EntityManager, hash: string): Promise<number | null> {
+  private async seqIn(em: Pick<EntityManager, 'query'>, hash: string): Promise<number | null> {
     const [row] = await em.query(
       `SELECT seq FROM audit_anchor WHERE hash = $1
        UNION ALL SELECT seq FROM audit_log WHERE hash = $1 AND seq > coalesce((SELECT seq FROM audit_anchor), 0) LIMIT 1`,
@@ -215,11 +224,12 @@ export class AuditTrail {
         const e = toEntry(row);
         if (e.seq !== expected) return broken(expected, `entry ${expected} is missing (next is ${e.seq})`);
         if (e.prevHash !== prev) return broken(e.seq, `entry ${e.seq} does not point to its predecessor's hash`);
-        if (this.hashOf(prev, e) === e.hash) {
+        const hashed = this.hashedAs(prev, e);
+        if (hashed === 'keyed') {
           // Keyed from here: from the trail's start, or after unkeyed ones at key-audit's entry (nothing else was signed so).
           if (!keyed && (anchor || e.seq !== 1) && e.action !== KEYED_MARKER) return broken(e.seq, `entry ${e.seq} is the first keyed one but not key-audit's: what comes before it was written anew`);
           keyed = true;
-        } else if (unkeyedEntryHash(prev, e) !== e.hash) return broken(e.seq, `entry ${e.seq} was changed after it was written`);
+        } else if (!hashed) return broken(e.seq, `entry ${e.seq} was changed after it was written`);
         // Only the start of a trail begun before the key is unkeyed: one after a keyed entry was written without the key.
         else if (keyed) return broken(e.seq, `entry ${e.seq} is not keyed, after keyed ones: it was written without the key`);
         else {
@@ -243,8 +253,8 @@ export class AuditTrail {
  */
 export async function purgeAuditTrail(
   ds: DataSource,
-  /** Tells whether the last entry that goes was keyed, and keys the anchor then. */
-  trail: Pick<AuditTrail, 'isKeyed' | 'anchorMac'>,
+  /** Checks what goes, and keys the anchor when the last entry that goes was keyed. */
+  trail: Pick<AuditTrail, 'hashedAs' | 'anchorMac'>,
   days: number,
   heldUserIds: string[],
   dryRun: boolean,
@@ -284,16 +294,15 @@ export async function purgeAuditTrail(
       const [anchor]: Anchor[] = await em.query(`SELECT seq, hash, mac FROM audit_anchor`);
       const run = gone.map(toEntry).sort((a, b) => a.seq - b.seq);
       let [seq, prev] = [anchor ? Number(anchor.seq) : 0, anchor?.hash ?? GENESIS_HASH];
+      let hashed: ReturnType<AuditTrail['hashedAs']>;
       for (const e of run) {
-        if (e.seq !== seq + 1 || e.prevHash !== prev || !(trail.isKeyed(e) || unkeyedEntryHash(e.prevHash, e) === e.hash)) {
-          throw new Error(`the audit trail does not check out at entry ${seq + 1}: nothing of it is purged (verify-audit)`);
-        }
+        hashed = e.seq === seq + 1 && e.prevHash === prev ? trail.hashedAs(prev, e) : undefined;
+        if (!hashed) throw new Error(`the audit trail does not check out at entry ${seq + 1}: nothing of it is purged (verify-audit)`);
         [seq, prev] = [e.seq, e.hash];
       }
-      const last = run[run.length - 1];
       await em.query(
         `INSERT INTO audit_anchor (seq, hash, mac) VALUES ($1, $2, $3) ON CONFLICT (one) DO UPDATE SET seq = EXCLUDED.seq, hash = EXCLUDED.hash, mac = EXCLUDED.mac, purged_at = now()`,
-        [last.seq, last.hash, trail.isKeyed(last) ? trail.anchorMac(last.seq, last.hash) : null],
+        [seq, prev, hashed === 'keyed' ? trail.anchorMac(seq, prev) : null],
       );
       return gone.length;
     });

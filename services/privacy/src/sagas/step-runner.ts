@@ -21,7 +21,10 @@ export interface ClaimedStep {
 export interface ErasureProgress {
   affected: Record<string, number>;
   told: string[];
-  /** Attempts that ended because the service still had more (`ErasureContinues`): no failures, not counted as such. */
+  /**
+   * Attempts that ended because the service still had more (`ErasureContinues`), or had not yet acted on a
+   * restriction's or objection's event (`NotHandledYet`): no failures, not counted as such.
+   */
   continued?: number;
 }
 
