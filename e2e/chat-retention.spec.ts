@@ -105,6 +105,31 @@ describe("chat history past its organisation's retention", () => {
     expect(await remainingMessages(all)).toEqual([msgs.fresh, msgs.heldOld, msgs.privateOld].sort());
   });
 
+  it("deletes the older messages of a user restricted in another workspace only, and keeps those where the restriction holds", async () => {
+    const [elsewhere, here] = [randomUUID(), randomUUID()];
+    await env.sql(`INSERT INTO chat.memberships (org_id, user_id, role) SELECT $1, u, 'member' FROM unnest($2::uuid[]) u`, [org, [elsewhere, here]]);
+    const msgs = {
+      restrictedElsewhere: await message(await conversation(elsewhere, org, 0), elsewhere, 3),
+      restrictedHere: await message(await conversation(here, org, 0), here, 3),
+    };
+    const run = (dryRun: boolean) =>
+      rpc.call(privacyRetentionRpc('chat'), {
+        categories: [{ category: 'chat-history', retentionDays: null }],
+        dryRun,
+        heldUserIds: [held, elsewhere, here],
+        heldScopes: [
+          { userId: elsewhere, scope: 'private' },
+          { userId: here, scope: org },
+        ],
+      });
+    expect((await run(true)).results).toEqual([{ category: 'chat-history', affected: 1 }]);
+    expect((await run(false)).results).toEqual([{ category: 'chat-history', affected: 1 }]);
+    expect(await remainingMessages(Object.values(msgs))).toEqual([msgs.restrictedHere]);
+    // Gone for the tests after this one, which hold nobody in a workspace only.
+    await env.sql(`DELETE FROM chat.messages WHERE user_id = ANY($1::uuid[])`, [[elsewhere, here]]);
+    await env.sql(`DELETE FROM chat.conversations WHERE user_id = ANY($1::uuid[])`, [[elsewhere, here]]);
+  });
+
   it("deletes a former member's business conversations 30 days after their removal, and keeps the removal's record until then", async () => {
     const keeps = randomUUID(); // an organisation without a period of its own
     const [former, justRemoved, neverKnown] = [randomUUID(), randomUUID(), randomUUID()];

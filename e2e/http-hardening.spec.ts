@@ -309,6 +309,16 @@ describe('malformed HTTP', () => {
     expect(tunnel.body.detail).toBe('CONNECT is not supported: this is an HTTP API, not a proxy');
   });
 
+  it('an HTTP/1.1 request without a Host header is a 400 problem (Node answered it bare); HTTP/1.0 needs none', async () => {
+    const hostless = await rawSocket('GET /.well-known/jwks.json HTTP/1.1\r\n\r\n');
+    expect(hostless.statusLine).toBe('HTTP/1.1 400 Bad Request');
+    expectProblem(hostless, 400);
+    expect(hostless.body.detail).toBe('The request has no Host header, which HTTP/1.1 requires');
+    expect(hostless.headers.get('x-request-id')).toBeTruthy();
+    const old = await rawSocket('GET /.well-known/jwks.json HTTP/1.0\r\n\r\n');
+    expect(old.status).toBe(200);
+  });
+
   it('after a good request, a malformed one on the same keep-alive connection is a 400 problem', async () => {
     const text = await new Promise<string>((resolve) => {
       const socket = connect(Number(new URL(baseUrl).port), '127.0.0.1');

@@ -131,28 +131,40 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect(owner.headers.get('cache-control')).toBe('no-store');
   });
 
-  it("ends what a squatter set up also when they moved their own account to the owner's address and the owner clicked the new address's link", async () => {
-    const squatter = await register('own-address@takeover.example.eu');
+  it.each([
+    ['', false],
+    [', also after proving their own password by a reset before the move', true],
+  ])("ends what a squatter set up also when they moved their own account to the owner's address and the owner clicked the new address's link%s", async (_, provenBefore) => {
+    const at = provenBefore ? 'proven' : 'plain';
+    let ownReset: string | undefined;
+    const squatter = await register(`own-address-${at}@takeover.example.eu`);
     await confirmEmail(env, squatter.user.id);
+    if (provenBefore) {
+      // A reset of their own address's password proves that address, not the one the account moves to.
+      expect((await http.post('/v1/auth/password/forgot', { email: `own-address-${at}@takeover.example.eu` })).status).toBe(202);
+      ownReset = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === squatter.user.id)).data.resetToken;
+      expect((await http.post('/v1/auth/password/reset', { token: ownReset, password: PASSWORD })).status).toBe(204);
+      Object.assign(squatter, (await http.post('/v1/auth/login', { email: `own-address-${at}@takeover.example.eu`, password: PASSWORD })).body);
+    }
     const key = await http.post('/v1/me/api-keys', { name: 'backdoor', workspace: 'private' }, squatter.accessToken);
     expect(key.status).toBe(201);
     expect((await http.patch('/v1/me/settings', { restrictToEu: false }, squatter.accessToken)).status).toBe(200);
     // Their own identity provider linked to the account.
-    await env.sql(`INSERT INTO identity.sso_identities (provider, subject, user_id) VALUES ('squatters-idp', 'sq-1', $1)`, [squatter.user.id]);
+    await env.sql(`INSERT INTO identity.sso_identities (provider, subject, user_id) VALUES ('squatters-idp', $2, $1)`, [squatter.user.id, `sq-${at}`]);
     // Moved to the owner's address; the owner, mailed "confirm your new address", clicks.
-    expect((await http.post('/v1/me/email', { email: 'moved-victim@takeover.example.eu', password: PASSWORD }, squatter.accessToken)).status).toBe(202);
+    expect((await http.post('/v1/me/email', { email: `moved-victim-${at}@takeover.example.eu`, password: PASSWORD }, squatter.accessToken)).status).toBe(202);
     const { token } = (await lastEvent<{ userId: string; token: string }>(env, 'identity.user.email-change-requested', (e) => e.data.userId === squatter.user.id)).data;
     expect((await http.post('/v1/auth/verify-email', { token })).status).toBe(204);
 
     // The click proved the address, not the password: the owner's first reset takes back what the squatter set up.
-    expect((await http.post('/v1/auth/password/forgot', { email: 'moved-victim@takeover.example.eu' })).status).toBe(202);
-    const { resetToken } = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === squatter.user.id)).data;
+    expect((await http.post('/v1/auth/password/forgot', { email: `moved-victim-${at}@takeover.example.eu` })).status).toBe(202);
+    const { resetToken } = (await lastEvent<{ userId: string; resetToken: string }>(env, 'identity.password.reset-requested', (e) => e.data.userId === squatter.user.id && e.data.resetToken !== ownReset)).data;
     expect((await http.post('/v1/auth/password/reset', { token: resetToken, password: 'Meine eigene Wiese 2027' })).status).toBe(204);
     expectProblem(await http.get('/v1/me', key.body.key), 401);
     expect(await env.sql(`SELECT provider FROM identity.sso_identities WHERE user_id = $1`, [squatter.user.id])).toEqual([]);
     // Where the squatter signed in from is no longer a place of the account's (a guess from there meets the lockout).
     expect(await env.sql(`SELECT 1 FROM identity.sessions WHERE user_id = $1 AND ip IS NOT NULL UNION ALL SELECT 1 FROM identity.login_audit WHERE user_id = $1 AND succeeded`, [squatter.user.id])).toEqual([]);
-    const owner = (await http.post('/v1/auth/login', { email: 'moved-victim@takeover.example.eu', password: 'Meine eigene Wiese 2027' })).body;
+    const owner = (await http.post('/v1/auth/login', { email: `moved-victim-${at}@takeover.example.eu`, password: 'Meine eigene Wiese 2027' })).body;
     expect((await http.get('/v1/me', owner.accessToken)).body.settings.restrictToEu).toBe(true);
   });
 

@@ -112,9 +112,16 @@ describe('privacy through the gateway, against every real service', () => {
       ['notify', 'completed'],
     ]);
 
+    const downloadsRecorded = async () => (await env.sql(`SELECT 1 FROM privacy.audit_log WHERE request_id = $1 AND action = 'export.downloaded'`, [created.body.id])).length;
     const json = await http.get(`/v1/privacy/requests/${created.body.id}/download?format=json`, leo.accessToken);
     expect(json.status).toBe(200);
     expect(json.headers.get('content-type')).toContain('application/json');
+    expect(await downloadsRecorded()).toBe(1);
+    // HEAD: the headers the download gets, and no download on record.
+    const head = await http.request('HEAD', `/v1/privacy/requests/${created.body.id}/download?format=json`, { token: leo.accessToken });
+    expect(head.status).toBe(200);
+    for (const header of ['content-type', 'content-length', 'x-content-sha256']) expect(head.headers.get(header)).toBe(json.headers.get(header));
+    expect(await downloadsRecorded()).toBe(1);
     const files = json.body.files;
     const text = JSON.stringify(files);
     expect(text).toContain('Urlaubsplanung Helgoland');

@@ -31,8 +31,8 @@ export interface CategoryRetentionRule {
   workspace?: string | null;
   /**
    * When the policy has no period (null): the service's own condition for expired rows (e.g. per-organisation chat
-   * retention). `HELD_USERS` in it stands for the ids (text[]) of every held user, for a rule that picks its
-   * candidates in a subquery of its own (held users' rows must not fill it).
+   * retention). A rule that picks its candidates in a subquery of its own keeps held users' rows out of it with
+   * `notHeld` (they must not fill it).
    */
   ownRule?: string;
   /** `ownRule` holds beside a period compliance set, not instead of it: an organisation's shorter chat retention still deletes. */
@@ -46,8 +46,17 @@ export interface CategoryRetentionRule {
   within?: { rule: CategoryRetentionRule; on: string };
 }
 
-/** In a rule's `ownRule`: the ids of every held user, as text[]. */
-export const HELD_USERS = ':held_users';
+const HELD_EVERYWHERE = ':held_everywhere';
+const HELD_PAIR_USERS = ':held_pair_users';
+const HELD_PAIR_SCOPES = ':held_pair_scopes';
+
+/**
+ * In a rule's `ownRule`: SQL that is true when a row of `user` in `workspace` (SQL expressions) is nobody's under
+ * a hold: not of a user held everywhere, nor of one restricted in that workspace (their other workspaces' rows go).
+ */
+export const notHeld = (user: string, workspace: string): string =>
+  `(NOT ((${user})::text = ANY(${HELD_EVERYWHERE})) AND NOT EXISTS (SELECT 1 FROM unnest(${HELD_PAIR_USERS}, ${HELD_PAIR_SCOPES}) AS held(held_user, held_scope)
+     WHERE held.held_user = (${user})::text AND held.held_scope = (${workspace})::text))`;
 /**
  * In a rule's `ownRule`, after LIMIT: how many candidates its own subquery picks, all of them in a dry run (which
  * counts them) and `CANDIDATES_PER_BATCH` in a real one (a batch takes at most `batch` of them by key).
@@ -105,8 +114,15 @@ function conditionInto(
   dryRun: boolean,
 ): string | undefined {
   const conditions: string[] = [];
+  const partly = new Set(heldScopes.map((h) => h.userId));
+  const heldEverywhere = heldUserIds.filter((u) => !partly.has(u));
   let ownRule = rule.ownRule?.replaceAll(CANDIDATES, dryRun ? 'ALL' : String(CANDIDATES_PER_BATCH));
-  if (ownRule?.includes(HELD_USERS)) ownRule = ownRule.replaceAll(HELD_USERS, `$${params.push([...new Set([...heldUserIds, ...heldScopes.map((h) => h.userId)])])}::text[]`);
+  if (ownRule?.includes(HELD_EVERYWHERE)) {
+    ownRule = ownRule
+      .replaceAll(HELD_EVERYWHERE, `$${params.push(heldEverywhere)}::text[]`)
+      .replaceAll(HELD_PAIR_USERS, `$${params.push(heldScopes.map((h) => h.userId))}::text[]`)
+      .replaceAll(HELD_PAIR_SCOPES, `$${params.push(heldScopes.map((h) => h.scope))}::text[]`);
+  }
   if (retentionDays !== null) {
     params.push(retentionDays);
     const days = params.length;
@@ -121,8 +137,7 @@ function conditionInto(
   if (rule.where) conditions.push(`(${rule.where})`);
   // Only a rule that knows a row's workspace can spare the workspaces a scoped restriction leaves free.
   const scoped = rule.workspace ? heldScopes : [];
-  const partly = new Set(heldScopes.map((h) => h.userId));
-  const everywhere = rule.workspace === undefined ? [...new Set([...heldUserIds, ...partly])] : heldUserIds.filter((u) => !partly.has(u));
+  const everywhere = rule.workspace === undefined ? [...new Set([...heldUserIds, ...partly])] : heldEverywhere;
   const userColumns = rule.userColumn === undefined ? [] : [rule.userColumn].flat();
   if (userColumns.length && everywhere.length) {
     const held = params.push(everywhere);

@@ -1,4 +1,4 @@
-import { CANDIDATES, HELD_USERS, type PurgeRule } from '@ally/persistence';
+import { CANDIDATES, notHeld, type PurgeRule } from '@ally/persistence';
 
 /** A conversation's organisation as its key: the organisation tables' indexes then serve (a workspace is `private` or an organisation's id). */
 const ORG_OF = (table: string) => `CASE WHEN ${table}.workspace = 'private' THEN NULL ELSE ${table}.workspace::uuid END`;
@@ -19,14 +19,14 @@ export const ORG_CHAT_HISTORY_EXPIRED = `workspace <> 'private' AND (
  * The messages older than their organisation's chatRetentionDays in business conversations still in use (a
  * conversation past it goes whole, by the rule above): found once per batch from the organisations that set one,
  * their conversations in use, then each one's messages by age (an array of a few batches' ids, which the batch then
- * takes by key; held users' never among them, or they could fill it run after run; a dry run counts them all), so
- * no batch scans every message, however the planner guesses.
+ * takes by key; never a held user's, or they could fill it run after run, but those of one restricted in
+ * another workspace only; a dry run counts them all), so no batch scans every message, however the planner guesses.
  */
 export const ORG_CHAT_MESSAGES_EXPIRED = `id = ANY (ARRAY(
   SELECT old.id FROM org_policies p
     JOIN conversations c ON c.workspace = p.org_id::text AND c.updated_at >= now() - make_interval(days => p.chat_retention_days)
     CROSS JOIN LATERAL (SELECT m.id FROM messages m WHERE m.conversation_id = c.id AND m.created_at < now() - make_interval(days => p.chat_retention_days)) old
-   WHERE p.chat_retention_days IS NOT NULL AND NOT (c.user_id::text = ANY(${HELD_USERS}))
+   WHERE p.chat_retention_days IS NOT NULL AND ${notHeld('c.user_id', 'c.workspace')}
    LIMIT ${CANDIDATES}))`;
 
 /**

@@ -5,7 +5,7 @@ import type { ServiceDefinition } from '@ally/platform';
 import { registerRateLimits } from './auth/rate-limits.js';
 import { RESIDENCY_HEADER } from './chat/residency-header.js';
 import { drainConnectionsOnClose } from './common/connection-drain.js';
-import { answerClientError, answerUnservedRequests, answerWrongMethod, escapeMalformedPath, explainForbiddenJsonKeys, explainNonPreflightOptions, limitJsonDepth, requireJsonBodies } from './common/http-edges.js';
+import { answerClientError, answerUnservedRequests, answerWrongMethod, escapeMalformedPath, explainForbiddenJsonKeys, explainNonPreflightOptions, limitJsonDepth, requireHostHeader, requireJsonBodies } from './common/http-edges.js';
 import { gatewayConfigSchema, type GatewayConfig } from './config.js';
 import { GatewayModule } from './gateway.module.js';
 import { basePathOf } from './common/base-path.js';
@@ -33,6 +33,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     routerOptions: { maxParamLength: 16 * 1024 },
     // Headers too large, a malformed request line: a problem too, not Fastify's plain JSON.
     clientErrorHandler: answerClientError,
+    // A missing Host header too (Node's own answer is a bare 400): `requireHostHeader` below.
+    http: { requireHostHeader: false },
     // A caller's x-request-id is kept when it is sane, otherwise we make one.
     genReqId: (req: { headers: Record<string, unknown> }) => {
       const given = req.headers['x-request-id'];
@@ -52,6 +54,7 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     });
     drainConnectionsOnClose(fastify);
     answerUnservedRequests(fastify.server);
+    requireHostHeader(fastify);
     redirectTrailingSlash(fastify, basePathOf(config.PUBLIC_BASE_URL));
     requireJsonBodies(fastify);
     answerWrongMethod(fastify);

@@ -74,6 +74,21 @@ describe('identity answers data-subject requests', () => {
     await lastEvent(world.env, 'identity.member.removed', (e) => (e.data as { userId: string }).userId === owner.user.id);
   });
 
+  it("gives an account none of the sign-ins of another account that had its address before, nor erases them", async () => {
+    const before = await world.rpc.call(IdentityRpc.register, { email: 'wechsel@example.eu', password: PASSWORD, firstName: 'Wanda', lastName: 'Wechsel' });
+    await world.rpc.call(IdentityRpc.login, { email: 'wechsel@example.eu', password: PASSWORD }, { meta: { ip: '198.51.100.21' } });
+    // Wanda moves to another address; Xaver registers the one she left and confirms it.
+    await world.env.sql(`UPDATE identity.users SET email = 'wanda.neu@example.eu' WHERE id = $1`, [before.user.id]);
+    const after = await world.rpc.call(IdentityRpc.register, { email: 'wechsel@example.eu', password: PASSWORD, firstName: 'Xaver', lastName: 'Nachfolger' });
+    await world.env.sql(`UPDATE identity.users SET email_verified_at = now() WHERE id = $1`, [after.user.id]);
+    await world.rpc.call(IdentityRpc.login, { email: 'wechsel@example.eu', password: PASSWORD }, { meta: { ip: '198.51.100.22' } });
+
+    const exported = await world.rpc.call(IdentityPrivacy.export, { userId: after.user.id, scope: 'all' });
+    expect((exported.categories['login-audit'] as { ip: string }[]).map((r) => r.ip)).toEqual(['198.51.100.22']);
+    await world.rpc.call(IdentityPrivacy.erase, { userId: after.user.id, scope: 'all' });
+    expect(await world.env.sql(`SELECT ip FROM identity.login_audit WHERE user_id = $1`, [before.user.id])).toEqual([{ ip: '198.51.100.21' }]);
+  });
+
   it("gives an account whose address is not confirmed nothing tied to the address alone, nor erases it: whoever registered need not own it", async () => {
     const inviter = await world.rpc.call(IdentityRpc.register, { email: 'chefin@example.eu', password: PASSWORD, firstName: 'Clara', lastName: 'Chef' });
     const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Neue Leute GmbH' }, { actor: { userId: inviter.user.id, platformRoles: [] } });

@@ -10,7 +10,7 @@ import { privacyService } from '../src/privacy.service.js';
 import { AuditTrail } from '../src/audit/audit-trail.service.js';
 import { RequestsService } from '../src/requests/requests.service.js';
 import { SagaWorker } from '../src/sagas/saga-worker.js';
-import { DUE_IN_A_MONTH } from '../src/requests/requests.repository.js';
+import { DUE_DATE } from '../src/requests/requests.repository.js';
 import { FakeServices } from './fake-services.js';
 
 const FAST = {
@@ -182,15 +182,17 @@ describe('privacy sagas against services on the wire', () => {
     await expect(rpc.call(PrivacyRpc.download, { id: r.id, format: 'zip' }, { actor: owner })).rejects.toMatchObject({ status: 410 });
   });
 
-  it('counts the month a request is due in on the German calendar', async () => {
+  it('counts the month a request is due in on the German calendar, and 30 days where that is shorter (Swiss DSG)', async () => {
     const dueFor = async (received: string) =>
-      (await env.sql<{ due: Date }>(`SELECT ${DUE_IN_A_MONTH.replaceAll('now()', '$1::timestamptz')} AS due`, [received]))[0].due.toISOString();
+      (await env.sql<{ due: Date }>(`SELECT ${DUE_DATE.replaceAll('now()', '$1::timestamptz')} AS due`, [received]))[0].due.toISOString();
     // 31 January, 00:30 in Berlin (still 30 January in UTC): due 28 February, 00:30 in Berlin.
     expect(await dueFor('2026-01-30T23:30:00Z')).toBe('2026-02-27T23:30:00.000Z');
     // 31 March, 00:30 in Berlin (summer time): due 30 April.
     expect(await dueFor('2026-03-30T22:30:00Z')).toBe('2026-04-29T22:30:00.000Z');
     // 1 March, 00:30 in Berlin: due 1 April, 00:30 (summer time by then), not 29 March.
-    expect(await dueFor('2026-02-28T23:30:00Z')).toBe('2026-03-31T22:30:00.000Z');
+    expect(await dueFor('2026-02-28T23:30:00Z')).toBe('2026-03-30T22:30:00.000Z');
+    // 1 July, 00:30 in Berlin: a month is 31 days, the DSV's 30 come first: due 31 July.
+    expect(await dueFor('2026-06-30T22:30:00Z')).toBe('2026-07-30T22:30:00.000Z');
   });
 
   it('hands back steps claimed just as it stops, instead of leaving them leased to a worker that is going', async () => {

@@ -36,8 +36,10 @@ export const decisionBody = z.strictObject({
 });
 export const privacyDecisionInput = decisionBody.extend({ id: idSchema('must be a valid id') });
 export const exportFormatSchema = z.enum(['zip', 'json']).default('zip');
-export const downloadExportInput = z.strictObject({ id: idSchema('must be a valid id'), format: exportFormatSchema });
-export const downloadPartInput = downloadExportInput.extend({ part: z.number().int().min(0) });
+const exportFile = z.strictObject({ id: idSchema('must be a valid id'), format: exportFormatSchema });
+/** `headOnly` (a HEAD request): what a download would send, not recorded as a download. */
+export const downloadExportInput = exportFile.extend({ headOnly: z.boolean().optional() });
+export const downloadPartInput = exportFile.extend({ part: z.number().int().min(0) });
 
 /** A pseudonymous id the client made up (e.g. a random id in a first-party cookie): never an email or a name. */
 export const consentSubjectIdSchema = z

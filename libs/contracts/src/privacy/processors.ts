@@ -53,8 +53,9 @@ export const PROCESSORS: readonly Processor[] = [
     country: 'US',
     service: 'payments, subscriptions, invoices and billing meters',
     basis: 'contract (Art. 6(1)(b) GDPR)',
-    transferBasis: { euEea: 'EU-US Data Privacy Framework (adequacy decision of 10 July 2023)', switzerland: 'Swiss-US Data Privacy Framework' },
-    dpa: 'https://stripe.com/de/privacy',
+    // The policy names the EU/EEA basis only, and Stripe's privacy policy where others have a processing agreement.
+    transferBasis: { euEea: 'EU-US Data Privacy Framework (adequacy decision of 10 July 2023)', switzerland: 'not named in the privacy policy' },
+    dpa: 'not named in the privacy policy (Stripe’s privacy policy: https://stripe.com/de/privacy)',
     holdsCopies: true,
     matches: /Stripe/,
   },

@@ -210,6 +210,19 @@ export function answerUnservedRequests(server: Server): void {
   });
 }
 
+/**
+ * An HTTP/1.1 request without a Host header is a 400 (RFC 9112 §3.2), as Node
+ * answers it, but a problem with a request id: Node's own answer has no body
+ * (the server is started with `requireHostHeader: false`, which leaves it to this).
+ */
+export function requireHostHeader(fastify: FastifyInstance): void {
+  fastify.addHook('onRequest', async (req, reply) => {
+    if (req.raw.httpVersion !== '1.1' || req.headers.host !== undefined) return;
+    reply.header('connection', 'close');
+    throw new ProblemError(400, 'The request has no Host header, which HTTP/1.1 requires');
+  });
+}
+
 /** Deeper than any body of API.md (a JSON schema in `response_format` included) needs. */
 export const MAX_JSON_DEPTH = 64;
 

@@ -65,19 +65,24 @@ export class PrivacyController {
   @QuerySchema(downloadQuery)
   async download(@UuidParam('id') id: string, @Query() query: unknown, @CurrentActor() actor: Actor, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { format } = parseInput(downloadQuery, query, 'query');
-    const file = await this.rpc.call(PrivacyRpc.download, { id, format }, { actor, meta });
+    // Fastify answers HEAD with this handler: the headers a download would get, its parts neither read nor the download recorded.
+    const headOnly = reply.request.method === 'HEAD';
+    const file = await this.rpc.call(PrivacyRpc.download, { id, format, ...(headOnly ? { headOnly } : {}) }, { actor, meta });
+    const send = (body: Readable) =>
+      reply
+        .header('content-type', file.contentType)
+        .header('content-disposition', `attachment; filename="${file.filename}"`)
+        .header('content-length', String(file.size))
+        .header('cache-control', 'no-store')
+        .header('x-content-sha256', file.sha256)
+        .send(body);
+    if (headOnly) return send(Readable.from([]));
     const part = async (n: number) => Buffer.from((await this.rpc.call(PrivacyRpc.downloadPart, { id, format, part: n }, { actor, meta })).data, 'base64');
     const first = file.parts > 0 ? await part(0) : Buffer.alloc(0);
     async function* parts() {
       yield first;
       for (let n = 1; n < file.parts; n++) yield await part(n);
     }
-    reply
-      .header('content-type', file.contentType)
-      .header('content-disposition', `attachment; filename="${file.filename}"`)
-      .header('content-length', String(file.size))
-      .header('cache-control', 'no-store')
-      .header('x-content-sha256', file.sha256)
-      .send(Readable.from(parts()));
+    send(Readable.from(parts()));
   }
 }

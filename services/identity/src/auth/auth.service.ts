@@ -164,10 +164,11 @@ export class AuthService {
     // Taken meanwhile (by a registration)? Asked under the address's lock, so no unique violation follows.
     await this.users.lockAddress(newEmail, em);
     // The link's click proves the new address, not who holds the password: whoever set the account up may have
-    // moved it to someone else's address, whose owner clicked. A password not proven stays so (the owner's first
-    // reset, or a single sign-on, still takes back what the registrant set up).
+    // moved it to someone else's address, whose owner clicked. A password proven by a reset proved the old address
+    // only, so it counts as not proven from here (the new address's first reset, or a single sign-on, takes back
+    // what was set up before: API keys, provider links, settings; the account's own holder sets them up again).
     const [, moved] = await em.query(
-      `UPDATE users SET email = $2, email_verified_at = coalesce(email_verified_at, now()), updated_at = now()
+      `UPDATE users SET email = $2, email_verified_at = coalesce(email_verified_at, now()), password_proven_at = NULL, updated_at = now()
         WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM users o WHERE lower(o.email) = lower($2) AND o.id <> $1)`,
       [userId, newEmail],
     );

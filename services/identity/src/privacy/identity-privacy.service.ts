@@ -121,7 +121,8 @@ export class IdentityPrivacyService {
   }
 
   /**
-   * Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash. Of an
+   * Sign-ins while the audit was paused for them (objection, restriction) name only their address's hash (rows naming
+   * an account are that account's, also one that had the address before). Of an
    * account whose address is not confirmed, only its sign-ins that succeeded: failed ones with that address may be
    * its owner's, from their IP, and whoever registered it need not be the owner.
    */
@@ -135,7 +136,7 @@ export class IdentityPrivacyService {
         const proven = await hashes;
         const rows = await this.ds.query(
           `SELECT ip, succeeded, method, occurred_at, occurred_at::text AS place_at, id::text AS place_id FROM login_audit
-            WHERE ((user_id = $1 AND ($2::text[] IS NOT NULL OR succeeded)) OR email_hash = ANY($2::text[])) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
+            WHERE ((user_id = $1 AND ($2::text[] IS NOT NULL OR succeeded)) OR (user_id IS NULL AND email_hash = ANY($2::text[]))) AND (occurred_at, id) > ($3::timestamptz, $4::bigint)
             ORDER BY occurred_at, id LIMIT $5`,
           [userId, proven ?? null, after?.[0] ?? '-infinity', after?.[1] ?? '0', limit],
         );
@@ -216,8 +217,9 @@ export class IdentityPrivacyService {
         await em.query(`DELETE FROM outbox WHERE sent_at IS NULL AND type = 'identity.invitation.created' AND lower(payload->'data'->>'email') = lower($1)`, [account.email]);
         // Published events of invitations to the address name the address, not the account.
         await forgetSubjectInOutbox(em, account.email);
-        // Sign-ins recorded while the audit was paused for them carry only the address's hash, not the account (no cascade).
-        await em.query(`DELETE FROM login_audit WHERE email_hash = ANY($1::text[])`, [this.addresses.all(account.email)]);
+        // Sign-ins recorded while the audit was paused for them carry only the address's hash, not the account (no cascade);
+        // rows of another account that once had this address are theirs, not the subject's.
+        await em.query(`DELETE FROM login_audit WHERE user_id IS NULL AND email_hash = ANY($1::text[])`, [this.addresses.all(account.email)]);
       }
       const [, accounts] = await em.query(`DELETE FROM users WHERE id = $1`, [userId]);
       if (accounts) await this.outbox.append(em, 'identity.user.deleted', { userId }, { subject: { userId } });

@@ -40,8 +40,9 @@ export class DownloadsService implements OnModuleDestroy {
     private readonly hasher: SubjectHasher,
   ) {}
 
-  async describe(actor: Actor, id: string, format: 'zip' | 'json'): Promise<ExportDownload> {
-    const built = await this.build(actor, id, format, true);
+  /** `recorded`: a download begins (the audit trail says so); not for a HEAD request, which only asks what it would get. */
+  async describe(actor: Actor, id: string, format: 'zip' | 'json', { recorded }: { recorded: boolean }): Promise<ExportDownload> {
+    const built = await this.build(actor, id, format, recorded);
     return built.meta;
   }
 

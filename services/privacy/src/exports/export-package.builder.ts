@@ -112,6 +112,7 @@ export function buildPackageFiles(input: PackageInput): Record<string, string> {
       'objection (Art. 21 GDPR)',
       'withdrawal of consent at any time (Art. 7(3) GDPR)',
       'complaint to a supervisory authority (Art. 77 GDPR)',
+      'in Switzerland, under the Swiss DSG: access (Art. 25 DSG), release or transfer of the data you gave us in a common electronic format (Art. 28 DSG), rectification, objection, erasure and destruction (Art. 32 DSG)',
     ],
     supervisoryAuthority: CONTROLLER.supervisoryAuthority,
   };

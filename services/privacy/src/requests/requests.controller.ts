@@ -38,8 +38,8 @@ export class RequestsController {
 
   @MessagePattern(PrivacyRpc.download.subject)
   download(@Payload() req: RpcRequest) {
-    const { id, format } = parseRpcInput(PrivacyRpc.download.input, req.input, 'query');
-    return this.downloads.describe(subject(req), id, format);
+    const { id, format, headOnly } = parseRpcInput(PrivacyRpc.download.input, req.input, 'query');
+    return this.downloads.describe(subject(req), id, format, { recorded: !headOnly });
   }
 
   @MessagePattern(PrivacyRpc.downloadPart.subject)

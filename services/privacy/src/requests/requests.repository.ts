@@ -55,10 +55,11 @@ const decisionView = (r: RequestRow): PrivacyDecisionView | null =>
 
 /** Data-subject requests, their steps and processor notices. */
 /**
- * One month from receipt (Art. 12(3) GDPR), counted on the German calendar: received 31 January at 00:30 in
- * Berlin, due 28 February (in UTC it was still 30 January, and the month ran to 1 March).
+ * One month from receipt (Art. 12(3) GDPR), or 30 days where that is earlier (Art. 18(1) DSV, for subjects in
+ * Switzerland, whom a request does not tell apart), counted on the German calendar: received 31 January at 00:30
+ * in Berlin, due 28 February (in UTC it was still 30 January, and the month ran to 1 March); received 1 July, due 31 July.
  */
-export const DUE_IN_A_MONTH = `((now() AT TIME ZONE 'Europe/Berlin') + interval '1 month') AT TIME ZONE 'Europe/Berlin'`;
+export const DUE_DATE = `LEAST((now() AT TIME ZONE 'Europe/Berlin') + interval '1 month', (now() AT TIME ZONE 'Europe/Berlin') + interval '30 days') AT TIME ZONE 'Europe/Berlin'`;
 
 @Injectable()
 export class RequestsRepository {
@@ -71,7 +72,7 @@ export class RequestsRepository {
   ): Promise<void> {
     await em.query(
       `INSERT INTO requests (id, user_id, subject_hash, type, scope, status, due_at, wrapped_key, details, completed_at)
-       VALUES ($1, $2, $3, $4, $5, $6, ${DUE_IN_A_MONTH}, $7, $8, CASE WHEN $6 = 'completed' THEN now() END)`,
+       VALUES ($1, $2, $3, $4, $5, $6, ${DUE_DATE}, $7, $8, CASE WHEN $6 = 'completed' THEN now() END)`,
       [r.id, r.userId, r.subjectHash, r.type, r.scope, r.status ?? 'received', r.wrappedKey, JSON.stringify(r.details ?? {})],
     );
     for (const s of steps) {
