@@ -127,6 +127,20 @@ describe('the content filter before any provider', () => {
     expect(await llm.waitForRequest({ operation: 'moderations', aborted: true }, 2_000)).toMatchObject({ endpoint: 'openai-eu' });
   });
 
+  it('sends nothing to the first deployment, in the EU, once the organisation stopped allowing its model while the prompt was being moderated', async () => {
+    const token = await user('mod-policy@example.eu', true);
+    const org = (await http.post('/v1/orgs', { name: 'Wandel GmbH' }, token)).body;
+    const id = await conversation(token, org.id);
+    llm.clearRequests();
+    llm.hangNext({ endpoint: 'openai-eu', operation: 'moderations', times: 1 });
+    const asked = http.post(`/v1/conversations/${id}/messages`, { content: 'Wie wird das Wetter?', model: 'mistral-small' }, token);
+    await llm.waitForRequest({ endpoint: 'openai-eu', operation: 'moderations' });
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { allowedModels: ['gpt-4o-mini'] }, token)).status).toBe(200);
+    const res = await asked;
+    expect(res.status).toBe(422);
+    expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+  });
+
   it('redacts e-mail, phone, IBAN and card numbers from prompts that leave the EU, and only then', async () => {
     const token = await user('pii@example.eu', false);
     const id = await conversation(token);

@@ -317,6 +317,20 @@ describe('a request prepared before a change and sent after it', () => {
     expect(answer.residency).toMatchObject({ deployment: 'gpt-4o-mini@azure-datazone-eu', euResident: true });
   });
 
+  it('names a deployment quarantined now EU-resident on a receipt only when its answer names an EU region (one that names none proves nothing)', async () => {
+    const completions = world.chat.app.get(CompletionService);
+    const router = world.chat.app.get(RouterService);
+    const sweden = router.deployment(SWEDEN)!;
+    router.quarantineOutsideEu(SWEDEN);
+    try {
+      const prepared = await completions.prepare(await register('quinn@example.eu'), 'private', undefined, [{ role: 'user', content: 'Hallo' }]);
+      expect(completions.receipt(sweden, prepared.policy, new Headers()).euResident).toBe(false);
+      expect(completions.receipt(sweden, prepared.policy, new Headers({ 'x-ms-region': 'Sweden Central' })).euResident).toBe(true);
+    } finally {
+      router.releaseOutsideEu(SWEDEN);
+    }
+  });
+
   it('is stopped when the workspace it answers in is erased while it is still prepared', async () => {
     const inFlight = world.chat.app.get(AnswersInFlight);
     const cleo = await register('cleo@example.eu');

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
+import pg from 'pg';
 import { currentPeriod } from '../src/common/workspace-key.js';
 import { InvoicesService } from '../src/invoices/invoices.service.js';
 import { BillingPrivacyService } from '../src/privacy/billing-privacy.service.js';
@@ -45,6 +46,52 @@ describe('invoices that Stripe voids or marks uncollectible', () => {
     expect(await line()).toBeUndefined();
     const [row] = await world.env.sql(`SELECT status, restricted, workspace, customer_ref, hosted_invoice_url FROM billing.invoices WHERE stripe_invoice_id = $1`, [invoice.id]);
     expect(row).toEqual({ status: 'void', restricted: true, workspace: expect.stringMatching(/^erased-/), customer_ref: row.workspace, hosted_invoice_url: null });
+  });
+
+  it("waits for an erasure of the customer's owner under way, and keeps the invoice as the erasure left the rest: restricted, naming nobody", async () => {
+    const userId = randomUUID();
+    const customer = `cus_${randomUUID().replace(/-/g, '')}`;
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${userId}`, customer, userId]);
+    const tag = randomUUID().slice(0, 8).toUpperCase();
+    const created = Math.floor(Date.now() / 1000);
+    const invoice = { id: `in_${tag}`, object: 'invoice', number: `${tag}-0001`, customer, currency: 'eur', created, metadata: {}, status: 'open', subtotal: 1500, total: 1500, amount_paid: 0, hosted_invoice_url: 'https://invoice.stripe.com/i/y' };
+    // An erasure under way: it holds the subject's lock, and renames their workspace's rows before it commits.
+    const erasing = new pg.Client({ connectionString: world.env.adminUrl });
+    await erasing.connect();
+    try {
+      await erasing.query('BEGIN');
+      await erasing.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [userId]);
+      const delivery = world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: 'invoice.finalized', created, api_version: world.stripe.apiVersion, livemode: false, data: { object: invoice } });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await world.env.sql(`SELECT 1 FROM billing.invoices WHERE stripe_invoice_id = $1`, [invoice.id])).toEqual([]);
+      await erasing.query(`UPDATE billing.customers SET workspace = 'erased-00000000000000cc' WHERE stripe_customer_id = $1`, [customer]);
+      await erasing.query('COMMIT');
+      await delivery;
+    } finally {
+      await erasing.end();
+    }
+    const [row] = await world.env.sql(`SELECT restricted, workspace, customer_ref, hosted_invoice_url FROM billing.invoices WHERE stripe_invoice_id = $1`, [invoice.id]);
+    expect(row).toEqual({ restricted: true, workspace: 'erased-00000000000000cc', customer_ref: 'erased-00000000000000cc', hosted_invoice_url: null });
+  });
+
+  it('drops a draft deleted at Stripe from the mirror, and a late event of it does not bring it back', async () => {
+    const actor = { userId: randomUUID(), platformRoles: [] as [] };
+    const customer = `cus_${randomUUID().replace(/-/g, '')}`;
+    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${actor.userId}`, customer, actor.userId]);
+    const tag = randomUUID().slice(0, 8).toUpperCase();
+    const created = Math.floor(Date.now() / 1000);
+    const draft = { id: `in_${tag}`, object: 'invoice', number: null, customer, currency: 'eur', created, metadata: {}, status: 'draft', subtotal: 900, total: 900, amount_paid: 0 };
+    // Mirrored while it was a draft at Stripe.
+    await world.env.sql(
+      `INSERT INTO billing.invoices (stripe_invoice_id, workspace, status, currency, subtotal, net, tax, total, amount_paid, customer_ref, created_at, stripe_version) VALUES ($1, $2, 'draft', 'eur', 900, 900, 0, 900, 0, $3, now(), $4)`,
+      [draft.id, `private:${actor.userId}`, customer, created * 1000],
+    );
+    const send = (t: string, at: number) => world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: t, created: at, api_version: world.stripe.apiVersion, livemode: false, data: { object: draft } });
+    await send('invoice.deleted', created + 5);
+    expect(await world.env.sql(`SELECT 1 FROM billing.invoices WHERE stripe_invoice_id = $1`, [draft.id])).toEqual([]);
+    await send('invoice.updated', created + 1);
+    expect(await world.env.sql(`SELECT 1 FROM billing.invoices WHERE stripe_invoice_id = $1`, [draft.id])).toEqual([]);
+    expect((await world.billing.app.get(InvoicesService).list(actor, 'private', 10)).data).toEqual([]);
   });
 
   it('exports an invoice in the German month and with the German date: 31 December 23:30 UTC is 1 January', async () => {

@@ -30,6 +30,34 @@ describe('webhooks of two subscriptions of one workspace', () => {
     expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s2.id, plan: 'business', status: 'active' });
   });
 
+  it("a re-subscription read before the old subscription's end was stored (by another replica, or one whose clock is ahead) still takes the row", async () => {
+    const { workspace, customer } = await workspaceWithCustomer();
+    const t = Math.floor(Date.now() / 1000);
+    const s1 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_team_monthly', quantity: 1 }], metadata: { workspace, plan: 'team' } });
+    await world.sendWebhook(event('customer.subscription.created', s1, t - 100));
+    await world.sendWebhook(event('customer.subscription.deleted', await world.sdk.subscriptions.cancel(s1.id), t - 20));
+    // The old one's end as a replica read it a minute after the new one's creation is read below.
+    await world.env.sql(`UPDATE billing.subscriptions SET stripe_version = stripe_version + 60000 WHERE workspace = $1`, [workspace]);
+    const s2 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_business_monthly', quantity: 1 }], metadata: { workspace, plan: 'business' } });
+    await world.sendWebhook(event('customer.subscription.created', s2, t - 10));
+    expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s2.id, plan: 'business', status: 'active' });
+    // The old one's events, delivered again, do not take it back.
+    await world.sendWebhook(event('customer.subscription.deleted', await world.sdk.subscriptions.retrieve(s1.id), t - 20));
+    expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s2.id, status: 'active' });
+  });
+
+  it('a subscription held as live that Stripe no longer has counts as ended: a new one takes its row', async () => {
+    const { workspace, customer } = await workspaceWithCustomer();
+    const t = Math.floor(Date.now() / 1000);
+    await world.env.sql(
+      `INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats, stripe_version) VALUES ($1, $2, 'team', 'active', 1, 0)`,
+      [workspace, `sub_gone_${randomUUID().slice(0, 8)}`],
+    );
+    const s2 = await world.sdk.subscriptions.create({ customer, items: [{ price: 'price_business_monthly', quantity: 1 }], metadata: { workspace, plan: 'business' } });
+    await world.sendWebhook(event('customer.subscription.created', s2, t - 10));
+    expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s2.id, plan: 'business', status: 'active' });
+  });
+
   it('a subscription that expired unpaid (incomplete_expired) has ended: its contract data\'s period runs from then', async () => {
     const { workspace, customer } = await workspaceWithCustomer();
     world.stripe.declinePayments(customer);

@@ -57,6 +57,14 @@ describe('content filter', () => {
     expect(moderationCalls()).toEqual([]);
   });
 
+  it("moderates only with a model the organisation allows: one that allows only its self-hosted model sends its prompts to no one else's", async () => {
+    llm.clearRequests();
+    await moderate([usModerator, euModerator, euTarget], policy({ workspace: 'org', allowedModels: ['mistral-small'] }), euTarget);
+    expect(moderationCalls()).toEqual([]);
+    await moderate([usModerator, euModerator, euTarget], policy({ workspace: 'org', allowedModels: ['mistral-small', 'gpt-4o-mini'] }), euTarget);
+    expect(moderationCalls().map((c) => c.endpoint)).toEqual(['openai-eu']);
+  });
+
   it('prefers an EU moderator for a non-EU route, and a non-EU one sees personal data redacted, as the route does', async () => {
     llm.clearRequests();
     await moderate([usModerator, euModerator, usTarget], policy(), usTarget);

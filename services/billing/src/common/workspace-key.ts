@@ -9,4 +9,7 @@ export const workspaceKey = (workspace: string, userId: string): string => (work
 /** Whether `key` is such a name (what Checkout writes into Stripe's metadata), not something a forged event made up. */
 export const isWorkspaceKey = (key: string): boolean => WORKSPACE_KEY.test(key);
 
+/** The user whose private workspace `key` names, if it names one. */
+export const privateOwnerOf = (key: string | null | undefined): string | undefined => (key?.startsWith('private:') ? key.slice('private:'.length) : undefined);
+
 export const currentPeriod = (at = new Date()): string => at.toISOString().slice(0, 7);

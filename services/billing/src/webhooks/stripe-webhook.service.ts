@@ -5,9 +5,10 @@ import { Counter, Registry } from 'prom-client';
 import { z } from 'zod';
 import { BillingEvents, ERASED_USER, parseInput, ProblemError, storableText } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
+import { lockSubjects } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
 import { IN_USE, isPseudonym } from '../common/erased-subjects.js';
-import { isWorkspaceKey } from '../common/workspace-key.js';
+import { isWorkspaceKey, privateOwnerOf } from '../common/workspace-key.js';
 import { BILLING_CONFIG, type BillingConfig } from '../config.js';
 import { PlansService } from '../plans/plans.service.js';
 import { meterIdentifier, sendingOf } from '../ledger/meter-reporter.service.js';
@@ -168,6 +169,8 @@ export class StripeWebhookService {
     'invoice.voided': this.onInvoice(),
     'invoice.marked_uncollectible': this.onInvoice(),
     'invoice.updated': this.onInvoice(),
+    // A draft deleted at Stripe (only drafts can be) leaves the mirror.
+    'invoice.deleted': on(invoice, (em, d) => this.invoiceDeleted(em, d)),
     'customer.updated': { schema: stripeEvent, apply: async () => undefined },
     // Stripe validates meter events asynchronously and reports the ones it dropped (thin v2 event, or its v1 snapshot form).
     'v1.billing.meter.error_report_triggered': { schema: meterReportEvent, apply: (em, d) => this.meterErrors(em, d.event) },
@@ -211,7 +214,10 @@ export class StripeWebhookService {
     return this.ds.transaction(async (em) => {
       const fresh = await em.query(`INSERT INTO processed_webhooks (event_id, type) VALUES ($1, $2) ON CONFLICT DO NOTHING RETURNING event_id`, [envelope.id, envelope.type]);
       if (fresh.length === 0) return { received: true as const, duplicate: true };
-      if (handler && delivered) await handler.apply(em, delivered);
+      if (handler && delivered) {
+        await this.holdOffErasure(em, delivered);
+        await handler.apply(em, delivered);
+      }
       else this.logger.debug({ type: envelope.type }, 'stripe event ignored');
       return { received: true as const, duplicate: false };
     });
@@ -232,7 +238,8 @@ export class StripeWebhookService {
     try {
       now = await handler.current((object as { id: string }).id);
     } catch (err) {
-      if ((err as { statusCode?: number }).statusCode === 404) return { event, object, gone: true, readAt };
+      // The event's copy, as old as the event: it must not outrank a state read from Stripe since.
+      if ((err as { statusCode?: number }).statusCode === 404) return { event, object, gone: true };
       this.logger.warn({ err: String(err), eventId: event.id }, 'could not read the current object from Stripe');
       throw new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
     }
@@ -261,6 +268,20 @@ export class StripeWebhookService {
       );
     }
     return { ...notification, data: data ?? {} };
+  }
+
+  /**
+   * An event about a private workspace waits for an erasure of its owner under way, which takes their lock
+   * exclusively: the erasure renames the workspace's rows, and would miss one this event wrote meanwhile (an invoice
+   * kept ten years under the person's id, a subscription no later event could end). What it reads next is as the
+   * erasure left it.
+   */
+  private async holdOffErasure(em: EntityManager, { object }: Delivered): Promise<void> {
+    const o = (object ?? {}) as { customer?: z.infer<typeof ref> | null; metadata?: Record<string, string> | null };
+    const customer = refId(o.customer);
+    const [row] = customer ? await em.query(`SELECT workspace FROM customers WHERE stripe_customer_id = $1`, [customer]) : [];
+    const owners = [row?.workspace, o.metadata?.workspace].map(privateOwnerOf).filter((u): u is string => u !== undefined);
+    if (owners.length) await lockSubjects(em, [...new Set(owners)].sort(), 'shared');
   }
 
   /**
@@ -352,9 +373,10 @@ export class StripeWebhookService {
          ended_at = CASE WHEN subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id AND EXCLUDED.ended_at IS NOT NULL
                          THEN coalesce(subscriptions.ended_at, EXCLUDED.ended_at) ELSE EXCLUDED.ended_at END,
          updated_at = now()
-       WHERE subscriptions.stripe_version <= EXCLUDED.stripe_version
-         -- Another subscription of the workspace takes the row only once the one it holds has ended.
-         AND (subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id OR subscriptions.status <> ALL($10::text[]))
+       WHERE CASE WHEN subscriptions.stripe_subscription_id = EXCLUDED.stripe_subscription_id THEN subscriptions.stripe_version <= EXCLUDED.stripe_version
+         -- Another subscription of the workspace takes the row only once the one it holds has ended; a live one then
+         -- whatever the versions (they are read times of two objects: another replica may have read the old one's end later).
+         ELSE subscriptions.status <> ALL($10::text[]) AND (EXCLUDED.status = ANY($10::text[]) OR subscriptions.stripe_version <= EXCLUDED.stripe_version) END
        RETURNING workspace`,
       [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES, ENDED_STATUSES, sub.ended_at ?? null],
     );
@@ -399,7 +421,12 @@ export class StripeWebhookService {
       [workspace],
     );
     if (!holder || holder.stripe_subscription_id === newcomer || !LIVE_STATUSES.includes(holder.status)) return false;
-    const current = await this.stripe.stripe.subscriptions.retrieve(holder.stripe_subscription_id);
+    // One Stripe no longer has (404) has ended there too; Stripe away is a 503, and Stripe delivers the event again.
+    const current = await this.stripe.stripe.subscriptions.retrieve(holder.stripe_subscription_id).catch((err: { statusCode?: number }) => {
+      if (err.statusCode === 404) return { status: 'canceled' as const };
+      this.logger.warn({ err: String(err), subscription: holder.stripe_subscription_id }, 'could not ask Stripe whether a subscription ended');
+      throw new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
+    });
     if (LIVE_STATUSES.includes(current.status)) return false;
     await em.query(`UPDATE subscriptions SET status = $3, ended_at = coalesce(ended_at, now()), updated_at = now() WHERE workspace = $1 AND stripe_subscription_id = $2`, [
       workspace,
@@ -409,9 +436,18 @@ export class StripeWebhookService {
     return true;
   }
 
+  private async invoiceDeleted(em: EntityManager, { object: inv }: Delivered<z.infer<typeof invoice>>): Promise<void> {
+    await em.query(`DELETE FROM invoices WHERE stripe_invoice_id = $1 AND status = 'draft'`, [inv.id]);
+  }
+
   private async invoice(em: EntityManager, delivered: Delivered<z.infer<typeof invoice>>, failed = false): Promise<void> {
-    const { event, object: inv } = delivered;
+    const { event, object: inv, gone } = delivered;
     const log = { eventId: event.id, type: event.type, invoice: inv.id };
+    // A draft Stripe no longer has was deleted there: a late event of it does not bring it back.
+    if (gone && inv.status === 'draft') {
+      await this.invoiceDeleted(em, delivered);
+      return;
+    }
     const customer = refId(inv.customer);
     const workspace = await this.workspaceOf(em, log, customer, inv.metadata?.workspace || undefined);
     if (!workspace || !customer) return;

@@ -68,7 +68,7 @@ export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDest
   announce(deploymentId: string, reportedRegion: string): void {
     this.router.quarantineOutsideEu(deploymentId);
     this.unrecorded.set(deploymentId, reportedRegion);
-    const wait = (this.recordedAt.get(deploymentId) ?? -Infinity) + Math.min(REFRESH_MS, this.config.OUTSIDE_EU_RECHECK_MS / 2) - Date.now();
+    const wait = (this.recordedAt.get(deploymentId) ?? -Infinity) + this.refreshMs - Date.now();
     if (wait <= 0) return this.write(deploymentId);
     if (this.deferred.has(deploymentId)) return;
     const timer = setTimeout(() => {
@@ -77,6 +77,11 @@ export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDest
     }, wait);
     timer.unref();
     this.deferred.set(deploymentId, timer);
+  }
+
+  /** At most one write of a deployment's report per this long, per replica. */
+  private get refreshMs(): number {
+    return Math.min(REFRESH_MS, this.config.OUTSIDE_EU_RECHECK_MS / 2);
   }
 
   private write(deploymentId: string): void {
@@ -142,14 +147,19 @@ export class OutsideEuQuarantine implements OnApplicationBootstrap, OnModuleDest
     if (rows.length === 0 && !this.unrecorded.has(deploymentId)) this.router.releaseOutsideEu(deploymentId);
   }
 
-  /** Claims the quarantined deployments whose probe is due (each by one replica) and probes them. */
+  /**
+   * Claims the quarantined deployments whose probe is due (each by one replica) and probes them. Not one reported
+   * within the last refresh interval: a replica may still hold a report of it back (`announce`), which a release
+   * meanwhile would not see, and EU-only callers would reach it until that report is written.
+   */
   private async probeDue(): Promise<void> {
     // An UPDATE answers [rows, count]; the time as text keeps its microseconds (a Date would drop them).
     const [due]: [{ deployment_id: string; reported_at: string }[], number] = await this.ds.query(
       `UPDATE outside_eu_deployments SET checked_at = now()
         WHERE coalesce(checked_at, reported_at) <= now() - make_interval(secs => $1::double precision / 1000)
+          AND reported_at <= now() - make_interval(secs => $2::double precision / 1000)
         RETURNING deployment_id, reported_at::text`,
-      [this.config.OUTSIDE_EU_RECHECK_MS],
+      [this.config.OUTSIDE_EU_RECHECK_MS, this.refreshMs],
     );
     for (const { deployment_id: id, reported_at: reportedAt } of due) {
       if (this.stopping.signal.aborted) return;

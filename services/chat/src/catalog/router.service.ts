@@ -119,10 +119,16 @@ export class RouterService {
   /**
    * Moderation endpoints that may see a prompt bound for `target`, best first:
    * the same residency rule as the completion (an EU-only policy, or an EU
-   * route, is moderated in the EU only), EU before non-EU, then by priority.
+   * route, is moderated in the EU only), of a model the policy allows (an
+   * organisation that allows only its self-hosted model sends its prompts to
+   * no one else's), EU before non-EU, then by priority.
    */
   moderators(policy: RoutingPolicy, target: Deployment): Deployment[] {
     const euRoute = this.isEuResidentNow(target);
-    return this.bestFirst(this.catalog.filter((d) => d.moderation && ((!policy.euOnly && !euRoute) || this.isEuResidentNow(d))));
+    return this.bestFirst(
+      this.catalog.filter(
+        (d) => d.moderation && ((!policy.euOnly && !euRoute) || this.isEuResidentNow(d)) && (!policy.allowedModels || policy.allowedModels.includes(d.model)),
+      ),
+    );
   }
 }

@@ -192,7 +192,7 @@ export class CompletionService {
           if (finishReason === 'error') throw new Error(`${d.id} ended the answer with finish_reason "error"`);
         } catch (err) {
           // It had the prompt, and said where it served it: outside the EU, the answer a fallback gives names it.
-          if (!servedInEu(d, residency.reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: residency.reportedRegion ?? d.region });
+          if (!this.servedInEuNow(d, residency.reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: residency.reportedRegion ?? d.region });
           throw err;
         }
         return { text: progress.text, usage: usageOf(usage, messages, progress.text), residency, finishReason };
@@ -301,14 +301,16 @@ export class CompletionService {
         // A fallback, and any deployment outside the EU, follows the policy of now: EU-only may have been switched
         // on since the request was accepted (while the quota was asked, or moderation or an earlier deployment
         // took their time). Asked before the prompt goes to its moderator, and again right before it goes out.
-        const allowedNow = async (meanwhile: string) => {
-          // Not a deployment quarantined meanwhile (it reported a region outside the EU to another request).
-          if (attempt === 0 && this.router.isEuResidentNow(d)) return true;
+        const allowedNow = async (meanwhile: string, waited: boolean) => {
+          // The first deployment, in the EU (not quarantined meanwhile: it reported a region outside the EU to another
+          // request), goes by the policy the request was accepted under, unless moderation made it wait (up to
+          // MODERATION_TIMEOUT_MS: a restriction, a removal or a tightened list may have come meanwhile).
+          if (attempt === 0 && !waited && this.router.isEuResidentNow(d)) return true;
           if (await this.stillAllowed(plan, d)) return true;
           this.logger.info({ deployment: d.id }, `the policy tightened while ${meanwhile}; not sending to this deployment`);
           return false;
         };
-        if (!(await allowedNow('the request was served'))) continue;
+        if (!(await allowedNow('the request was served', false))) continue;
         // A deployment without a prompt filter of its own sees only a prompt moderated by an endpoint of its residency (each asked once per request).
         const moderator = d.promptFilter ? undefined : this.filter.moderatorFor(plan.policy, d);
         if (moderator) {
@@ -318,7 +320,7 @@ export class CompletionService {
             if (moderator.id !== d.id && !this.router.isEuResidentNow(moderator)) strays.push({ deployment: moderator.id, region: moderator.region, reportedRegion: moderator.region });
           }
           await moderations.get(moderator.id);
-          if (!(await allowedNow('the prompt was moderated'))) continue;
+          if (!(await allowedNow('the prompt was moderated', true))) continue;
         }
         // The route decides what leaves the EU: a deployment outside it (also one quarantined while moderation ran)
         // sees redacted personal data.
@@ -373,7 +375,15 @@ export class CompletionService {
 
   /** A caller restricted to the EU never gets an answer the provider says it produced elsewhere (what earlier deployments did is the receipt's business). */
   private assertResidency(plan: Plan, d: Deployment, residency: ResidencyReceipt): void {
-    if (plan.policy.euOnly && !servedInEu(d, residency.reportedRegion)) throw new ServedOutsideEu(residency.deployment, residency.reportedRegion ?? residency.region);
+    if (plan.policy.euOnly && !this.servedInEuNow(d, residency.reportedRegion)) throw new ServedOutsideEu(residency.deployment, residency.reportedRegion ?? residency.region);
+  }
+
+  /**
+   * `servedInEu`, and a deployment quarantined now (it reported a region outside the EU lately) counts as EU only
+   * when this answer names an EU region: one that names none proves nothing.
+   */
+  private servedInEuNow(d: Deployment, reportedRegion: string | null): boolean {
+    return servedInEu(d, reportedRegion) && (reportedRegion !== null || this.router.isEuResidentNow(d));
   }
 
   /**
@@ -390,7 +400,7 @@ export class CompletionService {
   /** What happened, not what the catalog promised: a deployment that reports a region outside the EU is not EU-resident. */
   receipt(d: Deployment, policy: RoutingPolicy, headers?: Headers, strays: Stray[] = []): ResidencyReceipt {
     const reportedRegion = headers?.get('x-ms-region') ?? null;
-    const inEu = servedInEu(d, reportedRegion);
+    const inEu = this.servedInEuNow(d, reportedRegion);
     this.strayedOutsideEu(d, reportedRegion);
     return {
       provider: d.provider,
