@@ -44,8 +44,11 @@ export const billingService: ServiceDefinition<BillingConfig> = {
     /** `reconcile [2026-10]`: the ledger's reported tokens against Stripe's meter summaries (default: this month). */
     reconcile: async (app, [period]) => {
       const r = await app.get(ReconciliationService).reconcile(period === undefined ? undefined : month(period, 'reconcile [YYYY-MM]'));
-      const lines = r.discrepancies.map((d) => `${d.workspace}: ledger ${d.ledgerTokens} tokens, Stripe ${d.stripeTokens}`);
-      return [`${r.period}: ${r.workspaces} workspaces compared, ${r.discrepancies.length} discrepancies`, ...lines].join('\n');
+      const lines = [
+        ...r.discrepancies.map((d) => `${d.workspace}: ledger ${d.ledgerTokens} tokens, Stripe ${d.stripeTokens}`),
+        ...r.unchecked.map((w) => `${w}: Stripe gave no totals (see the log); compared at the next run`),
+      ];
+      return [`${r.period}: ${r.workspaces - r.unchecked.length} of ${r.workspaces} workspaces compared, ${r.discrepancies.length} discrepancies`, ...lines].join('\n');
     },
   },
 };

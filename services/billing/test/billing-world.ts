@@ -1,4 +1,5 @@
 import { afterAll, beforeAll } from '@jest/globals';
+import { randomUUID } from 'node:crypto';
 import Stripe from 'stripe';
 import { signStripePayload, startStripeEmulator, type StripeEmulator } from '@ally/emulators';
 import type { RunningService } from '@ally/platform';
@@ -19,6 +20,10 @@ export interface BillingWorld {
   sendWebhook(body: unknown): ReturnType<StripeWebhookService['receive']>;
   /** Another billing replica on the same database and broker (stopped by the test, or with the world). */
   startReplica(): Promise<RunningService>;
+  /** A user whose private workspace has a Stripe customer (as Checkout leaves it), billing's row only. */
+  privateCustomer(): Promise<{ actor: { userId: string; platformRoles: [] }; customer: string }>;
+  /** A Stripe event of `type` about `object`, created at `created` (Unix seconds), sent as the webhook. */
+  sendEvent(type: string, object: object, created: number): ReturnType<StripeWebhookService['receive']>;
 }
 
 /**
@@ -47,6 +52,14 @@ export function billingWorld(): BillingWorld {
       const payload = JSON.stringify(body);
       return world.billing.app.get(StripeWebhookService).receive(Buffer.from(payload).toString('base64'), signStripePayload(payload, world.stripe.webhookSecret));
     };
+    world.privateCustomer = async () => {
+      const actor = { userId: randomUUID(), platformRoles: [] as [] };
+      const customer = `cus_${randomUUID().replace(/-/g, '')}`;
+      await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${actor.userId}`, customer, actor.userId]);
+      return { actor, customer };
+    };
+    world.sendEvent = (type, object, created) =>
+      world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type, created, api_version: world.stripe.apiVersion, livemode: false, data: { object } });
   });
   afterAll(async () => {
     await world.env?.close();

@@ -13,13 +13,11 @@ describe('invoice amounts', () => {
   const world = billingWorld();
 
   it('takes the tax from total_taxes and the net from total_excluding_tax, negative on a credit, the legacy tax only without total_taxes', async () => {
-    const actor = { userId: randomUUID(), platformRoles: [] as [] };
-    const customer = `cus_${randomUUID().replace(/-/g, '')}`;
-    await world.env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, $2, $3)`, [`private:${actor.userId}`, customer, actor.userId]);
+    const { actor, customer } = await world.privateCustomer();
     const tag = randomUUID().slice(0, 8).toUpperCase();
     const created = Math.floor(Date.now() / 1000);
     const paid = (invoice: Record<string, unknown>) =>
-      world.sendWebhook({ id: `evt_${randomUUID()}`, object: 'event', type: 'invoice.paid', created, api_version: world.stripe.apiVersion, livemode: false, data: { object: { object: 'invoice', customer, currency: 'eur', status: 'paid', created, metadata: {}, ...invoice } } });
+      world.sendEvent('invoice.paid', { object: 'invoice', customer, currency: 'eur', status: 'paid', created, metadata: {}, ...invoice }, created);
 
     // 1500, a 10 % coupon (150), 19 % VAT on 1350 (257): 1607.
     await paid({

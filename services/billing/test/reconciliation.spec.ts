@@ -67,8 +67,23 @@ describe('meter reconciliation and Stripe meter error reports', () => {
 
   it('finds no discrepancy when Stripe has what the ledger reported', async () => {
     const result = await billing.app.get(ReconciliationService).reconcile(period);
-    expect(result).toEqual({ period, workspaces: 1, discrepancies: [] });
+    expect(result).toEqual({ period, workspaces: 1, discrepancies: [], unchecked: [] });
     expect(await discrepancyEvents()).toEqual([]);
+  });
+
+  it('goes on past a workspace Stripe gives no totals for (a customer it no longer has), naming it, not as a discrepancy', async () => {
+    const gone = randomUUID();
+    await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, 'cus_deletedatstripe', $2)`, [gone, randomUUID()]);
+    try {
+      stripe.failNext({ status: 404, path: /event_summaries/, code: 'resource_missing', message: "No such customer: 'cus_deletedatstripe'" });
+      const result = await billing.app.get(ReconciliationService).reconcile(period);
+      expect(result.workspaces).toBe(2);
+      expect(result.discrepancies).toEqual([]);
+      expect(result.unchecked).toHaveLength(1);
+      expect(await discrepancyEvents()).toEqual([]);
+    } finally {
+      await env.sql(`DELETE FROM billing.customers WHERE workspace = $1`, [gone]);
+    }
   });
 
   it('raises billing.meter.discrepancy-found and the metric for an entry marked reported that never reached Stripe', async () => {

@@ -39,6 +39,8 @@ export interface ReconciliationResult {
   period: string;
   workspaces: number;
   discrepancies: Discrepancy[];
+  /** Workspaces Stripe gave no totals for this time (a customer it no longer has, an error): compared at the next run. */
+  unchecked: string[];
 }
 
 /**
@@ -120,7 +122,7 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
     const monthEnd = Date.UTC(y, m, 1) / 1000;
     // Stripe wants minute-aligned bounds; a running month ends at the next full minute.
     const end = Math.min(monthEnd, Math.ceil(Date.now() / 60_000) * 60 + 60);
-    if (end <= start) return { period, workspaces: 0, discrepancies: [] };
+    if (end <= start) return { period, workspaces: 0, discrepancies: [], unchecked: [] };
     const meterId = await this.meter();
     // Per workspace, over all its customers: an erased subject's pseudonym may hold several, its ledger rows metered to any of them.
     const rows: { workspace: string; customers: string[]; tokens: string }[] = await this.ds.query(
@@ -133,12 +135,20 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
       [start, monthEnd],
     );
     const discrepancies: Discrepancy[] = [];
+    const unchecked: string[] = [];
     for (const row of rows) {
       let stripeTokens = 0;
-      for (const customer of row.customers) {
-        for await (const s of this.stripe.stripe.billing.meters.listEventSummaries(meterId, { customer, start_time: start, end_time: end })) {
-          stripeTokens += s.aggregated_value;
+      try {
+        for (const customer of row.customers) {
+          for await (const s of this.stripe.stripe.billing.meters.listEventSummaries(meterId, { customer, start_time: start, end_time: end })) {
+            stripeTokens += s.aggregated_value;
+          }
         }
+      } catch (err) {
+        // One workspace Stripe gives no totals for does not keep the others from being compared.
+        this.logger.warn({ workspace: row.workspace, period, err: String(err) }, 'Stripe gave no meter totals for a workspace; it is compared at the next run');
+        unchecked.push(row.workspace);
+        continue;
       }
       const ledgerTokens = Number(row.tokens);
       if (ledgerTokens === stripeTokens) continue;
@@ -149,8 +159,8 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
       await this.ds.transaction((em) => this.outbox.append(em, 'billing.meter.discrepancy-found', d));
     }
     this.open.set({ period }, discrepancies.length);
-    this.logger.info({ period, workspaces: rows.length, discrepancies: discrepancies.length }, 'meter reconciliation done');
-    return { period, workspaces: rows.length, discrepancies };
+    this.logger.info({ period, workspaces: rows.length, discrepancies: discrepancies.length, unchecked: unchecked.length }, 'meter reconciliation done');
+    return { period, workspaces: rows.length, discrepancies, unchecked };
   }
 
   /** STRIPE_METER_ID, or the active meter for STRIPE_METER_EVENT_NAME. */
