@@ -33,6 +33,9 @@ const BATCH = 100;
 const MAX_RETRY_DELAY_MS = 30_000;
 /** Events whose failures are counted at once, at most (the oldest count goes first). */
 const MAX_FAULTS_KEPT = 10_000;
+/** An event of a type another release consumes (a rollout): handed back this often, this far apart, then dead-lettered. */
+const FOREIGN_TYPE_DELIVERIES = 120;
+const FOREIGN_TYPE_DELAY_MS = 5_000;
 const RUNNING_METRIC = 'ally_event_consumer_running';
 
 /** Another service the handler asked did not answer (down, restarting: the RPC client's 503 and 504). */
@@ -76,6 +79,8 @@ export interface EventConsumerOptions {
   /** Failed attempts of the event itself (not our database being away) before it is dead-lettered. */
   maxDeliver?: number;
   ackWaitMs?: number;
+  /** How long an event of a type another release of the durable consumes is held back before it is offered again (default 5 s). */
+  handBackMs?: number;
 }
 
 /**
@@ -91,6 +96,10 @@ export class EventConsumer {
   private readonly queue: JsMsg[] = [];
   private draining?: Promise<void>;
   private subjects = new Set<string>();
+  /** The server filter this replica asks for: a wildcard over more than our types before NATS 2.10. */
+  private ownFilter: { filter_subject?: string; filter_subjects?: string[] } = {};
+  /** Whether the durable's filter, when last looked at, was another release's (a rollout changing its types). */
+  private othersFilter?: { at: number; answer: Promise<boolean> };
   private running = false;
   private resubscribeTimer?: NodeJS.Timeout;
   /**
@@ -141,6 +150,8 @@ export class EventConsumer {
     const subjects = this.opts.types.map((t) => withPrefix(prefix, eventSubject(t)));
     this.subjects = new Set(subjects);
     const filter = subjectFilter(subjects, nats.info?.version);
+    this.ownFilter = filter;
+    this.othersFilter = undefined;
     const changeable = {
       // Unlimited: we count an event's own failures and dead-letter it ourselves; JetStream
       // would also count redeliveries while our database is down, and then drop the event.
@@ -312,11 +323,19 @@ export class EventConsumer {
     await this.opts.handler(em, event);
   }
 
-  /** The envelope of a message worth handling; the rest is acked or dead-lettered here. */
+  /** The envelope of a message worth handling; the rest is acked, handed back or dead-lettered here. */
   private async prepare(msg: JsMsg): Promise<Item | null> {
     if (!this.subjects.has(msg.subject)) {
-      // Only when the server's filter had to be wider than our types (no multi-filter before NATS 2.10).
-      msg.ack();
+      // Our own filter had to be wider than our types (no multi-filter before NATS 2.10): not ours.
+      if (!(await this.filteredByOthers())) {
+        msg.ack();
+        return null;
+      }
+      // Let in by another release's filter (a rollout adding a type to this consumer): a replica of that release
+      // handles it. Handed back until one does; none for long (a rollout undone), it is dead-lettered, not lost.
+      if (msg.info.deliveryCount >= FOREIGN_TYPE_DELIVERIES) {
+        await this.deadLetter(msg, `no replica of ${this.opts.durable} took this event type for ${(FOREIGN_TYPE_DELIVERIES * FOREIGN_TYPE_DELAY_MS) / 60_000} minutes`);
+      } else msg.nak(this.opts.handBackMs ?? FOREIGN_TYPE_DELAY_MS);
       return null;
     }
     let event: EventEnvelope;
@@ -371,6 +390,24 @@ export class EventConsumer {
   private ack(msg: JsMsg): void {
     msg.ack();
     this.faults.delete(msg.seq);
+  }
+
+  /**
+   * Whether the durable is filtered by another release than this replica's: an exact filter of ours lets in only
+   * our types, so anything else came through another's; a wildcard of ours (NATS before 2.10) lets in more, and
+   * the durable's filter, looked at every few seconds, says whose it is.
+   */
+  private filteredByOthers(): Promise<boolean> {
+    if (!/(^|\.)(\*|>)(\.|$)/.test(this.ownFilter.filter_subject ?? '')) return Promise.resolve(true);
+    if (this.othersFilter && Date.now() - this.othersFilter.at < FOREIGN_TYPE_DELAY_MS) return this.othersFilter.answer;
+    const { nats, prefix, durable } = this.opts;
+    const answer = jetstreamManager(nats)
+      .then((jsm) => jsm.consumers.info(eventsStreamName(prefix), durable))
+      .then((info) => !sameFilter(info.config, this.ownFilter))
+      // Not known now: handed back, and asked again.
+      .catch(() => true);
+    this.othersFilter = { at: Date.now(), answer };
+    return answer;
   }
 
   private async deadLetter(msg: JsMsg, reason: string): Promise<void> {

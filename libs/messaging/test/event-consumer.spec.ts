@@ -285,6 +285,22 @@ describe(EventConsumer.name, () => {
     expect(calls.filter((n) => n <= 3)).toEqual([1, 2, 3]);
   });
 
+  it('hands back, never acks, an event of a type only another release of its durable consumes (a rollout adding a type)', async () => {
+    const durable = 'test-rollout';
+    const handled: string[] = [];
+    const handler = (release: string) => async (em: EntityManager, e: EventEnvelope) => {
+      handled.push(`${release}:${e.type}`);
+      await recordEffect(durable)(em, e);
+    };
+    await startConsumer({ durable, types: ['test.rollout.kept'], handler: handler('old'), handBackMs: 100 });
+    await startConsumer({ durable, types: ['test.rollout.kept', 'test.rollout.added'], handler: handler('new'), handBackMs: 100 });
+    let last = 0;
+    for (let n = 0; n < 20; n++) last = await publish(createEnvelope({ type: 'test.rollout.added', source: 'test', data: { n } }));
+    await settled(durable, last);
+    expect(handled).toEqual(Array(20).fill('new:test.rollout.added'));
+    expect(await effects(durable)).toHaveLength(20);
+  });
+
   it('pulls no more than it handles within ack_wait while its handler is slow, so nothing is delivered twice', async () => {
     const durable = 'test-backlog';
     const count = 800;

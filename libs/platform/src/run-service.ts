@@ -135,8 +135,8 @@ export async function buildService<C extends Record<string, unknown>>(def: Servi
 }
 
 /**
- * Starts one service: `buildService`, then HTTP (health, metrics, API), its
- * RPC handlers, the lifecycle hooks (event consumers, workers) and the outbox relay.
+ * Starts one service: `buildService`, then the lifecycle hooks (event consumers, workers, what they load), its
+ * RPC handlers, HTTP (health, metrics, API) and the outbox relay.
  */
 export async function startService<C extends Record<string, unknown>>(def: ServiceDefinition<C>, env: Env): Promise<RunningService> {
   const built = await buildService(def, env);
@@ -151,6 +151,10 @@ export async function startService<C extends Record<string, unknown>>(def: Servi
   try {
     app.connectMicroservice({ strategy: server }, { inheritAppConfig: true });
     await def.configureHttp?.(app, ctx);
+    // The lifecycle hooks first (a replica's quarantine list, quota view, signing keys are loaded there): the RPC
+    // handlers answer from the moment they subscribe, and a hybrid app's connected microservice leaves the hooks
+    // to the app's own init.
+    await app.init();
     await app.startAllMicroservices();
     await app.listen(port, config.HTTP_HOST);
     await relay?.start();

@@ -46,7 +46,7 @@ export const billingService: ServiceDefinition<BillingConfig> = {
       const r = await app.get(ReconciliationService).reconcile(period === undefined ? undefined : month(period, 'reconcile [YYYY-MM]'));
       const lines = [
         ...r.discrepancies.map((d) => `${d.workspace}: ledger ${d.ledgerTokens} tokens, Stripe ${d.stripeTokens}`),
-        ...r.unchecked.map((w) => `${w}: Stripe gave no totals (see the log); compared at the next run`),
+        ...r.unchecked.map((w) => `${w}: not compared, Stripe has no such customer (see the log)`),
       ];
       return [`${r.period}: ${r.workspaces - r.unchecked.length} of ${r.workspaces} workspaces compared, ${r.discrepancies.length} discrepancies`, ...lines].join('\n');
     },

@@ -71,17 +71,18 @@ describe('meter reconciliation and Stripe meter error reports', () => {
     expect(await discrepancyEvents()).toEqual([]);
   });
 
-  it('goes on past a workspace Stripe gives no totals for (a customer it no longer has), naming it, not as a discrepancy', async () => {
+  it('goes on past a workspace whose customer Stripe does not have, naming it, not as a discrepancy; Stripe away fails the run', async () => {
     const gone = randomUUID();
-    await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, 'cus_deletedatstripe', $2)`, [gone, randomUUID()]);
+    await env.sql(`INSERT INTO billing.customers (workspace, stripe_customer_id, created_by) VALUES ($1, 'cus_neverheardof', $2)`, [gone, randomUUID()]);
     try {
-      stripe.failNext({ status: 404, path: /event_summaries/, code: 'resource_missing', message: "No such customer: 'cus_deletedatstripe'" });
       const result = await billing.app.get(ReconciliationService).reconcile(period);
-      expect(result.workspaces).toBe(2);
-      expect(result.discrepancies).toEqual([]);
-      expect(result.unchecked).toHaveLength(1);
+      expect(result).toEqual({ period, workspaces: 2, discrepancies: [], unchecked: [gone] });
       expect(await discrepancyEvents()).toEqual([]);
+      stripe.failNext({ status: 500, path: /event_summaries/, times: 10 });
+      await expect(billing.app.get(ReconciliationService).reconcile(period)).rejects.toThrow();
+      expect(await billing.ctx.registry.metrics()).toMatch(/ally_billing_reconciliations_total\{[^}]*outcome="failed"[^}]*\} 1/);
     } finally {
+      stripe.clearFaults();
       await env.sql(`DELETE FROM billing.customers WHERE workspace = $1`, [gone]);
     }
   });

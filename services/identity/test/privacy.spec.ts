@@ -89,6 +89,23 @@ describe('identity answers data-subject requests', () => {
     expect(await world.env.sql(`SELECT ip FROM identity.login_audit WHERE user_id = $1`, [before.user.id])).toEqual([{ ip: '198.51.100.21' }]);
   });
 
+  it("gives the next holder of an address none of the sign-ins a moved account's first reset takes from it", async () => {
+    const mover = await world.rpc.call(IdentityRpc.register, { email: 'umzug@example.eu', password: PASSWORD, firstName: 'Ulla', lastName: 'Umzug' });
+    await world.rpc.call(IdentityRpc.login, { email: 'umzug@example.eu', password: PASSWORD }, { meta: { ip: '192.0.2.131' } });
+    // Moved (the password counts as not proven for the new address), then the new address's first reset: the account's
+    // sign-ins leave it, as a squatter's would, and those under the address it had before name no address.
+    await world.env.sql(`UPDATE identity.users SET email = 'ulla.neu@example.eu', email_verified_at = now(), password_proven_at = NULL WHERE id = $1`, [mover.user.id]);
+    await world.rpc.call(IdentityRpc.forgotPassword, { email: 'ulla.neu@example.eu' });
+    const { resetToken } = (await lastEvent<{ userId: string; resetToken: string }>(world.env, 'identity.password.reset-requested', (e) => e.data.userId === mover.user.id)).data;
+    await world.rpc.call(IdentityRpc.resetPassword, { token: resetToken, password: 'Ulla zieht um nach Kiel 27' });
+    expect(await world.env.sql(`SELECT user_id, email_hash FROM identity.login_audit WHERE ip = '192.0.2.131'`)).toEqual([{ user_id: null, email_hash: null }]);
+
+    const next = await world.rpc.call(IdentityRpc.register, { email: 'umzug@example.eu', password: PASSWORD, firstName: 'Nina', lastName: 'Nachmieter' });
+    await world.env.sql(`UPDATE identity.users SET email_verified_at = now() WHERE id = $1`, [next.user.id]);
+    const exported = await world.rpc.call(IdentityPrivacy.export, { userId: next.user.id, scope: 'all' });
+    expect(JSON.stringify(exported)).not.toContain('192.0.2.131');
+  });
+
   it("gives an account whose address is not confirmed nothing tied to the address alone, nor erases it: whoever registered need not own it", async () => {
     const inviter = await world.rpc.call(IdentityRpc.register, { email: 'chefin@example.eu', password: PASSWORD, firstName: 'Clara', lastName: 'Chef' });
     const org = await world.rpc.call(IdentityRpc.createOrg, { name: 'Neue Leute GmbH' }, { actor: { userId: inviter.user.id, platformRoles: [] } });

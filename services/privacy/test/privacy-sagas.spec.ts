@@ -189,7 +189,7 @@ describe('privacy sagas against services on the wire', () => {
     expect(await dueFor('2026-01-30T23:30:00Z')).toBe('2026-02-27T23:30:00.000Z');
     // 31 March, 00:30 in Berlin (summer time): due 30 April.
     expect(await dueFor('2026-03-30T22:30:00Z')).toBe('2026-04-29T22:30:00.000Z');
-    // 1 March, 00:30 in Berlin: due 1 April, 00:30 (summer time by then), not 29 March.
+    // 1 March, 00:30 in Berlin: a month would end 1 April, 00:30 (summer time by then, not 29 March); 30 days end 31 March.
     expect(await dueFor('2026-02-28T23:30:00Z')).toBe('2026-03-30T22:30:00.000Z');
     // 1 July, 00:30 in Berlin: a month is 31 days, the DSV's 30 come first: due 31 July.
     expect(await dueFor('2026-06-30T22:30:00Z')).toBe('2026-07-30T22:30:00.000Z');

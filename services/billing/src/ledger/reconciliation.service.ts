@@ -39,7 +39,7 @@ export interface ReconciliationResult {
   period: string;
   workspaces: number;
   discrepancies: Discrepancy[];
-  /** Workspaces Stripe gave no totals for this time (a customer it no longer has, an error): compared at the next run. */
+  /** Workspaces not compared: Stripe has no such customer (of its test mode, say, or removed there for good). */
   unchecked: string[];
 }
 
@@ -145,8 +145,10 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
           }
         }
       } catch (err) {
-        // One workspace Stripe gives no totals for does not keep the others from being compared.
-        this.logger.warn({ workspace: row.workspace, period, err: String(err) }, 'Stripe gave no meter totals for a workspace; it is compared at the next run');
+        // A customer Stripe does not have keeps its workspace from being compared, not every other one. Any other
+        // failure (Stripe away) fails the run, which the metric counts: nothing is reported as in order that was not.
+        if ((err as { code?: string }).code !== 'resource_missing') throw err;
+        this.logger.warn({ workspace: row.workspace, customers: row.customers, period, err: String(err) }, 'Stripe has no such customer: the workspace is not compared');
         unchecked.push(row.workspace);
         continue;
       }

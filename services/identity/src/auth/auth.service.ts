@@ -7,6 +7,7 @@ import { isForeignKeyViolation, lockNamed } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { preferredLocale } from '../common/accept-language.js';
+import { AddressHashes } from '../common/address-hash.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { restoreOwnerDefaults } from '../users/owner-defaults.js';
 import { announceResidency } from '../users/residency-event.js';
@@ -37,6 +38,7 @@ export class AuthService {
     private readonly orgs: OrgsService,
     private readonly apiKeys: ApiKeysService,
     private readonly outbox: IdentityOutbox,
+    private readonly addresses: AddressHashes,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
@@ -147,7 +149,7 @@ export class AuthService {
       // sessions, and the owner starts from the defaults. A password chosen through a reset link proved the address.
       if (setUpWithoutProof(user)) {
         await this.apiKeys.revokeAllForUser(em, userId);
-        await restoreOwnerDefaults(em, this.outbox, user);
+        await restoreOwnerDefaults(em, this.outbox, this.addresses, user);
       }
     });
   }

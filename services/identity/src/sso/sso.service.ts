@@ -10,6 +10,7 @@ import { IDENTITY_CONFIG, type IdentityConfig, type SsoProviderConfig } from '..
 import { ApiKeysService } from '../api-keys/api-keys.service.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { restoreOwnerDefaults } from '../users/owner-defaults.js';
+import { AddressHashes } from '../common/address-hash.js';
 import { announceResidency } from '../users/residency-event.js';
 import { SessionsService } from '../sessions/sessions.service.js';
 import { LoginThrottleService } from '../sessions/login-throttle.service.js';
@@ -39,6 +40,7 @@ export class SsoService {
     private readonly apiKeys: ApiKeysService,
     private readonly outbox: IdentityOutbox,
     private readonly tokens: OneTimeTokensService,
+    private readonly addresses: AddressHashes,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
     @Inject(LOGGER) private readonly logger: Logger,
   ) {}
@@ -194,7 +196,7 @@ export class SsoService {
     await this.apiKeys.revokeAllForUser(em, user.id);
     // And every link still waiting: one could move the account to the squatter's address.
     await this.tokens.invalidate(em, user.id);
-    await restoreOwnerDefaults(em, this.outbox, user);
+    await restoreOwnerDefaults(em, this.outbox, this.addresses, user);
     // Welcomed once: an address confirmed by its link before (a squatter's password in place) was welcomed then.
     if (!user.emailVerifiedAt) {
       await this.outbox.append(

@@ -1,4 +1,5 @@
 import type { EntityManager } from 'typeorm';
+import type { AddressHashes } from '../common/address-hash.js';
 import type { IdentityOutbox } from '../common/identity-outbox.js';
 import { announceResidency } from './residency-event.js';
 import { SsoIdentityEntity } from '../sso/sso-identity.entity.js';
@@ -13,12 +14,16 @@ import { UserEntity } from './user.entity.js';
  * own identity provider would still sign them in; and the places they signed
  * in from are no longer the account's.
  */
-export async function restoreOwnerDefaults(em: EntityManager, outbox: IdentityOutbox, user: UserEntity): Promise<void> {
+export async function restoreOwnerDefaults(em: EntityManager, outbox: IdentityOutbox, addresses: AddressHashes, user: UserEntity): Promise<void> {
   await em.getRepository(SsoIdentityEntity).delete({ userId: user.id });
   // The places the registrant signed in from are not the owner's: from them a guess would skip the account's
-  // lockout and a sign-in send no warning. Their sign-ins stay in the audit, by address only.
+  // lockout and a sign-in send no warning. Their sign-ins stay in the audit, by address only: the account's address
+  // (its owner's), not one it had before a move, whose next holder they are nothing to.
   await em.query(`UPDATE sessions SET ip = NULL, user_agent = NULL WHERE user_id = $1`, [user.id]);
-  await em.query(`UPDATE login_audit SET user_id = NULL WHERE user_id = $1 AND succeeded`, [user.id]);
+  await em.query(`UPDATE login_audit SET user_id = NULL, email_hash = CASE WHEN email_hash = ANY($2::text[]) THEN email_hash END WHERE user_id = $1 AND succeeded`, [
+    user.id,
+    addresses.all(user.email),
+  ]);
   if (user.restrictToEu) return;
   await em.getRepository(UserEntity).update({ id: user.id }, { restrictToEu: true });
   user.restrictToEu = true;

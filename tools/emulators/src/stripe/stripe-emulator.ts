@@ -1720,6 +1720,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
     if (!meter) throw noSuch('billing meter', meterId, 'id', 404);
     const customer = str(p.customer, 'customer');
     if (!customer) throw missing('customer');
+    if (!customers.has(customer)) throw noSuch('customer', customer, 'customer');
     const start = int(p.start_time, 'start_time');
     if (start === undefined) throw missing('start_time');
     const end = int(p.end_time, 'end_time');
