@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { billingService } from '@ally/billing';
 import { gatewayService } from '@ally/gateway';
+import { migrate } from '@ally/platform';
 import { createTestEnv, freePort, PrivateNatsServer, type TestEnv } from '@ally/testing';
 
 /** Runs a command of the built platform (npm test builds first) and collects what it printed. */
@@ -228,6 +229,21 @@ describe('stopping', () => {
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
       expect(stdout).toContain('gateway stopped');
+    } finally {
+      await env.close();
+    }
+  });
+});
+
+describe('migrating', () => {
+  it('migrates a schema once when two pods migrate it at the same moment: one runs the migrations, the other waits and finds none pending', async () => {
+    const env = await createTestEnv();
+    try {
+      const vars = env.envFor(billingService, { PLANS_FILE: 'services/billing/config/plans.json', STRIPE_API_URL: 'http://127.0.0.1:9' });
+      const ran = await Promise.all([migrate(billingService, vars), migrate(billingService, vars)]);
+      const counts = ran.map((r) => r.length).sort((a, b) => a - b);
+      expect(counts[0]).toBe(0);
+      expect(counts[1]).toBeGreaterThan(5);
     } finally {
       await env.close();
     }

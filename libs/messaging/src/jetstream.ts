@@ -15,7 +15,8 @@ export const deadLetterStreamName = (prefix: string): string => `${eventsStreamN
 /**
  * Creates or updates ALLY_EVENTS (7 days at most, so a copy never outlives an
  * erasure by more than that; 2 minutes of Nats-Msg-Id dedup) and its
- * dead-letter stream. Idempotent: every service calls it at start-up.
+ * dead-letter stream. Idempotent: every service calls it at start-up. Replicas are
+ * only ever raised here; fewer is an operator's change (`nats stream edit`).
  */
 export async function ensureStreams(nc: NatsConnection, opts: StreamOptions): Promise<void> {
   // Remembered, so that a later `restoreStreams` on this connection recreates them the same way (replicas).
@@ -39,8 +40,10 @@ export async function ensureStreams(nc: NatsConnection, opts: StreamOptions): Pr
       num_replicas: opts.replicas ?? 1,
     };
     try {
-      await jsm.streams.info(s.name);
-      await jsm.streams.update(s.name, config);
+      const existing = await jsm.streams.info(s.name);
+      // Never fewer replicas than the stream has: a process started without NATS_STREAM_REPLICAS (a command run
+      // from a laptop, say) would otherwise shrink the production streams to one. More are taken.
+      await jsm.streams.update(s.name, { ...config, num_replicas: Math.max(config.num_replicas, existing.config.num_replicas ?? 1) });
     } catch (err) {
       if (!/not found/i.test(String((err as Error).message))) throw err;
       try {

@@ -16,8 +16,11 @@ export function isForeignKeyViolation(err: unknown): boolean {
   return pgError(err)?.code === PG_FOREIGN_KEY_VIOLATION;
 }
 
-/** SQLSTATE class 08 (connection exception) and 57P01-57P03 (admin/crash shutdown, cannot connect now). */
-const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123])$/;
+/**
+ * SQLSTATE class 08 (connection exception), 57P01-57P03 (admin/crash shutdown, cannot connect now), 25006 (a
+ * write reaching a server that is read-only now: a failover under way) and 53300 (too many connections).
+ */
+const UNAVAILABLE_SQLSTATE = /^(08...|57P0[123]|25006|53300)$/;
 /** Socket errors of a connection to a database that is down or unreachable. */
 const UNAVAILABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
 /** What pg and pg-pool say, without a code, when a connection ends, cannot be had in time or times out. */
