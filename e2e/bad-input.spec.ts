@@ -283,7 +283,7 @@ describe('free text that reaches the database', () => {
     expect(saved.find((m: { role: string }) => m.role === 'user').content).toBe(code);
   });
 
-  it('/v1/chat/completions refuses a lone surrogate in a message and the fields that would change the answer Ally gives (n, tools, JSON format, log probabilities, audio)', async () => {
+  it('/v1/chat/completions refuses a lone surrogate in a message and the fields that would change the answer Ally gives (n, tools, log probabilities, audio)', async () => {
     const messages = [{ role: 'user', content: 'Hallo' }];
     const complete = (body: Record<string, unknown>) => http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages, ...body }, jana.accessToken);
     expectProblem(await complete({ messages: [{ role: 'user', content: 'a\ud800' }] }), 400, ['messages.0.content']);
@@ -292,7 +292,6 @@ describe('free text that reaches the database', () => {
       [{ tools: [{ type: 'function', function: { name: 'wetter', parameters: {} } }] }, 'tools'],
       [{ tool_choice: 'auto' }, 'tool_choice'],
       [{ functions: [{ name: 'wetter' }] }, 'functions'],
-      [{ response_format: { type: 'json_object' } }, 'response_format.type'],
       [{ logprobs: true }, 'logprobs'],
       [{ top_logprobs: 2 }, 'top_logprobs'],
       [{ audio: { voice: 'alloy', format: 'wav' } }, 'audio'],
@@ -305,6 +304,11 @@ describe('free text that reaches the database', () => {
     }
     const plain = await complete({ n: 1, logprobs: false, response_format: { type: 'text' }, modalities: ['text'] });
     expect(plain.status).toBe(200);
+    // A response format Ally does not know, or a JSON schema without its name, names the field.
+    for (const response_format of [{ type: 'xml' }, { type: 'json_schema', json_schema: { schema: {} } }]) {
+      const res = await complete({ response_format });
+      expect({ status: res.status, field: res.body.errors?.[0]?.field }).toEqual({ status: 400, field: expect.stringMatching(/^response_format/) });
+    }
     // null is the default, as OpenAI takes it.
     expect((await complete({ temperature: null, top_p: null, max_tokens: null, max_completion_tokens: null, user: null })).status).toBe(200);
 

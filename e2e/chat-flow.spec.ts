@@ -655,6 +655,19 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const eos = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo #finish=eos_token' }] });
     expect(eos.choices[0].finish_reason).toBe('stop');
     await expect(client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo #finish=error' }] })).rejects.toMatchObject({ status: 502 });
+    // Its text was generated and billed: the SDK, which asks again after a 5xx twice by default, is told not to.
+    llm.clearRequests();
+    const retrying = new OpenAI({ apiKey: key, baseURL: `${base}/v1` });
+    const brokeOff = await retrying.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Noch mal #finish=error' }] }).catch((err) => err);
+    expect({ status: brokeOff.status, retry: brokeOff.headers?.get('x-should-retry') }).toEqual({ status: 502, retry: 'false' });
+    expect(llm.requests({ operation: 'chat.completions' })).toHaveLength(1);
+
+    // JSON mode and structured outputs reach the deployment as the SDK asked for them.
+    llm.clearRequests();
+    const format = { type: 'json_schema' as const, json_schema: { name: 'wetter', schema: { type: 'object', properties: { grad: { type: 'number' } }, required: ['grad'] }, strict: true } };
+    expect((await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Wie warm?' }], response_format: format })).choices[0].message.content).toBeTruthy();
+    await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Als JSON' }], response_format: { type: 'json_object' } });
+    expect(llm.requests({ operation: 'chat.completions' }).map((r) => (r.body as { response_format?: unknown }).response_format)).toEqual([format, { type: 'json_object' }]);
 
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toContain('gpt-4o-mini');

@@ -643,6 +643,17 @@ describe('rate limits', () => {
     expect((await strict.get('/v1/me', user.accessToken)).status).toBe(200);
   });
 
+  it('holds the consent routes, which need no login, to the strict per-IP limit: a made-up subject id per request does not escape it', async () => {
+    const limited = httpClient((await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      statuses.push((await limited.post('/v1/privacy/consents', { subjectId: `visitor-${randomBytes(8).toString('hex')}`, purposes: { analytics: false }, policyVersion: '2024-09-18' })).status);
+    }
+    // privacy is not running here (503): the limit counts every request all the same.
+    expect(statuses.slice(3)).toEqual([429, 429]);
+    expect((await limited.get(`/v1/privacy/consents/visitor-${randomBytes(8).toString('hex')}`)).status).toBe(429);
+  });
+
   it('counts made-up credentials against the IP: a fresh API key or forged token per request does not escape the limit', async () => {
     const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     const forgedJwt = (i: number) => `${Buffer.from('{"alg":"EdDSA"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}` })).toString('base64url')}.x`;

@@ -53,9 +53,11 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   JWKS_REFRESH_SECONDS: z.coerce.number().int().min(1).max(3600).default(60),
   /**
    * How long a completion asked for without a stream is waited for (chat stops it then, billing what it generated):
-   * the openai SDK's own timeout, so a long answer is not cut off before its client would give up.
+   * just under the openai SDK's own timeout (10 minutes), so a long answer is not cut off before its client would
+   * give up, and the gateway's 504 (not to be retried) reaches the client before it gives up and retries; a client
+   * that sends its own timeout (`X-Stainless-Timeout`) is answered before that.
    */
-  COMPLETION_TIMEOUT_MS: z.coerce.number().int().min(1000).default(600_000),
+  COMPLETION_TIMEOUT_MS: z.coerce.number().int().min(1000).default(590_000),
   /** How long identity's word that a session still runs is kept: an ended session's access tokens stop working within this. */
   SESSION_CHECK_SECONDS: z.coerce.number().min(0).max(900).default(30),
 });

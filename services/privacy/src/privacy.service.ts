@@ -107,7 +107,8 @@ export const privacyService: ServiceDefinition<PrivacyConfig> = {
     'retention-run': async (app, args) => {
       const opts = parseRetentionArgs(args);
       const runs = app.get(RetentionRunsService);
-      const id = opts.runId ?? (await runs.create(opts.scheduled ? 'schedule' : 'cli', { dryRun: opts.dryRun, categories: opts.categories }));
+      const input = { dryRun: opts.dryRun, categories: opts.categories };
+      const id = opts.runId ?? (opts.scheduled ? await runs.createWhenFree('schedule', input) : await runs.create('cli', input));
       const run = await runs.execute(id);
       if (run.status !== 'completed') process.exitCode = 1;
       const lines = [`retention run ${run.id}: ${run.status}${run.dryRun ? ' (dry run: nothing deleted)' : ''}, ${run.heldUsers} held user(s) skipped`];

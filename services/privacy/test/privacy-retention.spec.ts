@@ -361,6 +361,22 @@ describe('retention policies, runs and legal holds', () => {
     expect(run).toMatchObject({ trigger: 'schedule', dry_run: true, status: 'completed' });
   });
 
+  it("starts the scheduled run once a run under way has finished, instead of giving the night's run up", async () => {
+    const runs = privacy.app.get(RetentionRunsService);
+    const busy = await runs.create('cli', { dryRun: true, categories: ['login-audit'] });
+    const scheduled = runs.createWhenFree('schedule', { dryRun: true, categories: ['login-audit'] }, { everyMs: 100 });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(await env.sql(`SELECT 1 FROM privacy.retention_runs WHERE trigger = 'schedule' AND status = 'queued'`)).toEqual([]);
+    await runs.execute(busy);
+    const id = await scheduled;
+    expect(await env.sql(`SELECT trigger FROM privacy.retention_runs WHERE id = $1`, [id])).toEqual([{ trigger: 'schedule' }]);
+    await runs.execute(id);
+    // Not for ever: past its wait, the run under way is named.
+    const again = await runs.create('cli', { dryRun: true, categories: ['login-audit'] });
+    await expect(runs.createWhenFree('schedule', { dryRun: true }, { waitMs: 150, everyMs: 100 })).rejects.toMatchObject({ status: 409, runId: again });
+    await runs.execute(again);
+  });
+
   it('records consents per pseudonymous subject, with history, withdrawal and two years of validity', async () => {
     const subjectId = `anon-${randomUUID()}`;
     const given = await rpc.call(PrivacyRpc.recordConsent, { subjectId, purposes: { analytics: true, marketing: false }, policyVersion: '2024-09-18' }, { meta: { userAgent: 'Mozilla/5.0 test' } });

@@ -63,6 +63,12 @@ export const assistantReply = z.strictObject({
 });
 export type Assistant = z.infer<typeof assistantReply>;
 
+/**
+ * The problem type of an answer the provider broke off after it had sent text (a 502 or 504): that text was
+ * generated and billed, so a client is told not to send the request again on its own (`x-should-retry: false`).
+ */
+export const ANSWER_BROKE_OFF = 'https://ally.eu/problems/answer-broke-off';
+
 /** The problem type of a model the catalog does not have, or the caller's policy hides (OpenAI's code `model_not_found`). */
 export const MODEL_NOT_FOUND = 'https://ally.eu/problems/model-not-found';
 

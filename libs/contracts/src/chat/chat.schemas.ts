@@ -112,7 +112,22 @@ export const chatCompletionsInput = z.object({
   tool_choice: unsupported('tool calls'),
   functions: unsupported('function calls'),
   function_call: unsupported('function calls'),
-  response_format: z.object({ type: z.literal('text', { error: 'is not supported by Ally (only "text")' }) }).nullish(),
+  // Passed on: JSON mode, or the SDK's structured outputs (`chat.completions.parse` with a JSON schema).
+  response_format: z
+    .discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('text') }),
+      z.strictObject({ type: z.literal('json_object') }),
+      z.strictObject({
+        type: z.literal('json_schema'),
+        json_schema: z.strictObject({
+          name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1 to 64 letters, digits, _ or -'),
+          description: z.string().max(2_000).optional(),
+          schema: z.record(z.string(), z.unknown()).optional(),
+          strict: z.boolean().nullish(),
+        }),
+      }),
+    ], { error: 'must be { type: "text" }, { type: "json_object" } or { type: "json_schema", json_schema: { name, schema } }' })
+    .nullish(),
   logprobs: z.literal(false, { error: 'is not supported by Ally (log probabilities)' }).nullish(),
   top_logprobs: unsupported('log probabilities'),
   audio: unsupported('audio output'),

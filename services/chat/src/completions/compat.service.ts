@@ -11,7 +11,7 @@ import { CompletionService, type CompletionResult, type Plan, type StreamProgres
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
 /** Settings the caller's request hands to the deployment as they are (null: the default, as OpenAI takes it). */
-const PASSED_ON = ['temperature', 'top_p', 'stop', 'presence_penalty', 'frequency_penalty', 'seed', 'logit_bias'] as const satisfies readonly (keyof CompletionParams)[];
+const PASSED_ON = ['temperature', 'top_p', 'stop', 'presence_penalty', 'frequency_penalty', 'seed', 'logit_bias', 'response_format'] as const satisfies readonly (keyof CompletionParams)[];
 
 /** Text parts joined by a line break (as vLLM does): glued, "Hello" and "World" reached the model, the filter and redaction as "HelloWorld". */
 const textOf = (content: ChatCompletionsInput['messages'][number]['content']): string =>

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { type Actor, ERASED_USER, ProblemError, type ResidencyReceipt, type Usage } from '@ally/contracts';
+import { type Actor, ANSWER_BROKE_OFF, ERASED_USER, ProblemError, type ResidencyReceipt, type Usage } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { ChatEvents } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
@@ -421,8 +421,8 @@ function failureProblem(err: unknown, model: string, started: boolean, retryAfte
   if (started) {
     // Part of the answer is out: another deployment cannot continue it.
     return err instanceof OpenAI.APIConnectionTimeoutError
-      ? new ProblemError(504, 'The model provider stopped sending the answer; please try again')
-      : new ProblemError(502, 'The model provider broke off the answer; please try again');
+      ? new ProblemError(504, 'The model provider stopped sending the answer; please try again', { type: ANSWER_BROKE_OFF })
+      : new ProblemError(502, 'The model provider broke off the answer; please try again', { type: ANSWER_BROKE_OFF });
   }
   if (isFallbackWorthy(err)) return new ProblemError(503, `No allowed deployment of "${model}" is answering right now; try again shortly`, retryAfter ? { retryAfter } : {});
   if (err instanceof OpenAI.APIError && (err.status === 400 || err.status === 422)) {

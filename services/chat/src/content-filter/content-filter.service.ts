@@ -29,6 +29,7 @@ export interface CompletionParams {
   frequency_penalty?: number;
   seed?: number;
   logit_bias?: Record<string, number>;
+  response_format?: { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null } };
 }
 
 /** What one deployment is sent: the messages and parameters as it may see them. */

@@ -8,8 +8,12 @@ import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { Answers } from '../common/answers.js';
+import { AuthRateLimited } from '../auth/rate-limits.js';
 
-/** Consent records of a pseudonymous subject (a cookie banner's id): no login. */
+/**
+ * Consent records of a pseudonymous subject (a cookie banner's id): no login, so each route has the strict per-IP
+ * limit of the credential routes (a made-up id per request would otherwise store rows as fast as the API answers).
+ */
 @ApiTags('privacy')
 @Public()
 @Controller('v1/privacy')
@@ -17,6 +21,7 @@ export class ConsentsController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Post('consents')
+  @AuthRateLimited()
   @Answers(PrivacyRpc.recordConsent, 201)
   @HttpCode(201)
   @BodySchema(recordConsentInput)
@@ -26,6 +31,7 @@ export class ConsentsController {
 
   /** The current consents and a page of the history, newest first (`?limit=&cursor=`). */
   @Get('consents/:subjectId')
+  @AuthRateLimited()
   @Answers(PrivacyRpc.getConsents)
   @QuerySchema(consentPageInput, { omit: ['subjectId'] })
   consents(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @Query() query: Record<string, unknown>, @RequestMetaParam() meta: RequestMeta) {
@@ -34,6 +40,7 @@ export class ConsentsController {
 
   /** Withdraws every consent of the subject; the history stays. */
   @Delete('consents/:subjectId')
+  @AuthRateLimited()
   @Answers(PrivacyRpc.withdrawConsents)
   withdraw(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.withdrawConsents, { subjectId }, { meta });

@@ -52,8 +52,8 @@ export class UnknownCategories extends ProblemError {
 }
 
 export class RetentionRunInProgress extends ProblemError {
-  constructor(id: string) {
-    super(409, `Retention run ${id} has not finished yet; start the next one when it has (two at once would each delete and count a part)`);
+  constructor(readonly runId: string) {
+    super(409, `Retention run ${runId} has not finished yet; start the next one when it has (two at once would each delete and count a part)`);
   }
 }
 

@@ -3,7 +3,7 @@ import { DataSource, type EntityManager } from 'typeorm';
 import { v7 as uuidv7 } from 'uuid';
 import { decodeCursor, keysetPage, limitReached, MAX_CONSENT_DECISIONS_PER_DAY, MAX_CONSENT_PURPOSES, ProblemError, type ConsentRecord, type ConsentView, type RequestMeta } from '@ally/contracts';
 import { NotFound } from '../common/privacy-errors.js';
-import { lockNamed } from '@ally/persistence';
+import { lockSubject } from '@ally/persistence';
 
 /** A consent is valid this long; then it expires and must be asked again (privacy policy: up to two years). */
 export const CONSENT_VALIDITY = `interval '2 years'`;
@@ -92,7 +92,9 @@ export class ConsentsService {
    * it (stamped with its start, it sorted before and the grant stood).
    */
   private async takeTurn(em: EntityManager, subjectId: string): Promise<void> {
-    await lockNamed(em, `consents:${subjectId}`);
+    // A 64-bit key (the subjects' lock space), not `lockNamed`'s 32 bits: an id anyone may choose, found offline to
+    // collide with a name privacy locks by (its retention run's, its held set's), would hold those.
+    await lockSubject(em, `consent-subject:${subjectId}`, 'exclusive');
   }
 
   private async insert(

@@ -83,6 +83,23 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
     return this.config.RETENTION_RUNNER === 'kubernetes' || (this.config.RETENTION_RUNNER === 'auto' && !!this.config.KUBERNETES_SERVICE_HOST);
   }
 
+  /**
+   * The schedule's run: one already under way (a run compliance started, a dry run) is waited for, within
+   * `waitMs`, instead of the night's run being given up (its Job retries at once, and the next comes a day later).
+   */
+  async createWhenFree(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, { waitMs = 90 * 60_000, everyMs = 30_000 } = {}): Promise<string> {
+    const until = Date.now() + waitMs;
+    for (;;) {
+      try {
+        return await this.create(trigger, input);
+      } catch (err) {
+        if (!(err instanceof RetentionRunInProgress) || Date.now() + everyMs > until) throw err;
+        this.logger.info({ running: err.runId }, 'a retention run is under way; the scheduled one starts after it');
+        await new Promise((resolve) => setTimeout(resolve, everyMs));
+      }
+    }
+  }
+
   /** `em`: the caller's transaction, which the run's row and audit entry then commit with. */
   async create(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, actor?: Actor, em?: EntityManager): Promise<string> {
     const known = new Set(allDataCategories.map((c) => c.category));
