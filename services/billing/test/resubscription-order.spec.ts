@@ -58,6 +58,15 @@ describe('webhooks of two subscriptions of one workspace', () => {
     expect(await row(workspace)).toMatchObject({ stripe_subscription_id: s2.id, plan: 'business', status: 'active' });
   });
 
+  it('ends a subscription billing holds as live once Stripe no longer has it, whatever its last copy said', async () => {
+    const { workspace, customer } = await workspaceWithCustomer();
+    const gone = `sub_gone_${randomUUID().slice(0, 8)}`;
+    await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats, stripe_version) VALUES ($1, $2, 'team', 'active', 1, 0)`, [workspace, gone]);
+    const copy = { id: gone, object: 'subscription', customer, status: 'active', items: { data: [] }, metadata: { workspace, plan: 'team' } };
+    await world.sendWebhook(event('customer.subscription.updated', copy, Math.floor(Date.now() / 1000)));
+    expect(await world.env.sql(`SELECT status, ended_at IS NOT NULL AS ended FROM billing.subscriptions WHERE workspace = $1`, [workspace])).toEqual([{ status: 'canceled', ended: true }]);
+  });
+
   it('a subscription that expired unpaid (incomplete_expired) has ended: its contract data\'s period runs from then', async () => {
     const { workspace, customer } = await workspaceWithCustomer();
     world.stripe.declinePayments(customer);

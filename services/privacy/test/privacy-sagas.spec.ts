@@ -470,6 +470,15 @@ describe('privacy sagas against services on the wire', () => {
     await settled(eva, first.id);
   });
 
+  it('takes another restriction of the same scope only once the first is lifted: it stands after it completed', async () => {
+    const rudi = user();
+    const first = await request(rudi, 'restriction');
+    expect((await settled(rudi, first.id)).status).toBe('completed');
+    await expect(request(rudi, 'restriction')).rejects.toMatchObject({ status: 409, message: expect.stringContaining(first.id) });
+    // Another scope is another request.
+    expect((await request(rudi, 'restriction', 'private')).type).toBe('restriction');
+  });
+
   it('tells services of a restriction and an objection by event, each step done once its service acted on the event', async () => {
     const ida = user();
     // chat has not yet acted on it (its consumer is behind): its step waits, the others complete.

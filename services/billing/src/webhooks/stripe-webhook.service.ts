@@ -339,6 +339,8 @@ export class StripeWebhookService {
   private async subscriptionChanged(em: EntityManager, delivered: Delivered<z.infer<typeof subscription>>): Promise<void> {
     const { event, object: sub, gone } = delivered;
     const log = { eventId: event.id, type: event.type, subscription: sub.id };
+    // Stripe no longer has it: whatever its last copy said, it runs no more (held live, its row would never end).
+    const status = gone && LIVE_STATUSES.includes(sub.status) ? 'canceled' : sub.status;
     // A subscription we already hold keeps its row, also one pseudonymised by an erasure.
     const [known] = await em.query(`SELECT workspace FROM subscriptions WHERE stripe_subscription_id = $1`, [sub.id]);
     if (!known && gone) {
@@ -378,20 +380,20 @@ export class StripeWebhookService {
          -- whatever the versions (they are read times of two objects: another replica may have read the old one's end later).
          ELSE subscriptions.status <> ALL($10::text[]) AND (EXCLUDED.status = ANY($10::text[]) OR subscriptions.stripe_version <= EXCLUDED.stripe_version) END
        RETURNING workspace`,
-      [workspace, sub.id, item?.id ?? null, plan, sub.status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES, ENDED_STATUSES, sub.ended_at ?? null],
+      [workspace, sub.id, item?.id ?? null, plan, status, seats, periodEnd ?? null, cancelAtPeriodEnd, version, LIVE_STATUSES, ENDED_STATUSES, sub.ended_at ?? null],
     );
     if (result.length === 0) {
-      if (!erased && LIVE_STATUSES.includes(sub.status) && (await this.endedAtStripe(em, workspace, sub.id))) return this.subscriptionChanged(em, delivered);
+      if (!erased && LIVE_STATUSES.includes(status) && (await this.endedAtStripe(em, workspace, sub.id))) return this.subscriptionChanged(em, delivered);
       this.logger.info({ subscription: sub.id, version }, 'an older subscription event, or one of a second subscription while the first runs; state kept');
       return;
     }
-    const news = !before || before.plan !== plan || before.status !== sub.status || before.seats !== seats || before.cancel_at_period_end !== cancelAtPeriodEnd;
+    const news = !before || before.plan !== plan || before.status !== status || before.seats !== seats || before.cancel_at_period_end !== cancelAtPeriodEnd;
     // An erased subject's workspace (its customer deleted at Stripe by the erasure) has nobody left to tell.
     if (news && !erased) {
       await this.outbox.append(em, 'billing.subscription.changed', {
         workspace,
         plan,
-        status: sub.status,
+        status: status,
         seats,
         cancelAtPeriodEnd,
         currentPeriodEnd: periodEnd ? new Date(periodEnd * 1000).toISOString() : null,
@@ -402,7 +404,7 @@ export class StripeWebhookService {
     // Checkout took the member count of its moment; members who joined since are billed from now on.
     // FOR SHARE: a member event committing right now (whose Stripe update may have caused this webhook) is waited for.
     const [count] = await em.query(`SELECT members FROM seat_counts WHERE workspace = $1 FOR SHARE`, [workspace]);
-    if (count && item?.id && LIVE_STATUSES.includes(sub.status) && Math.max(1, count.members) !== seats) {
+    if (count && item?.id && LIVE_STATUSES.includes(status) && Math.max(1, count.members) !== seats) {
       // Refused (ended there meanwhile), the subscription's state is still recorded, not rolled back at every retry of Stripe's.
       await this.stripe.setSeats(workspace, sub.id, item.id, count.members, `seats:${sub.id}:${Math.max(1, count.members)}:${event.id}`);
     }

@@ -80,8 +80,17 @@ export class RequestsRepository {
     }
   }
 
+  /**
+   * A request of this type and scope still open: one being carried out, or a restriction not lifted or an
+   * objection not decided (they complete within seconds and stand until compliance decides: a second one of the
+   * same scope would only queue another decision).
+   */
   async openOfSameKind(em: EntityManager, userId: string, type: string, scope: string): Promise<string | null> {
-    const [row] = await em.query(`SELECT id FROM requests WHERE user_id = $1 AND type = $2 AND scope = $3 AND status IN ('received', 'in_progress') LIMIT 1`, [userId, type, scope]);
+    const [row] = await em.query(
+      `SELECT id FROM requests WHERE user_id = $1 AND type = $2 AND scope = $3
+          AND (status IN ('received', 'in_progress') OR (type IN ('restriction', 'objection') AND decision IS NULL AND status <> 'failed')) LIMIT 1`,
+      [userId, type, scope],
+    );
     return row?.id ?? null;
   }
 
