@@ -159,6 +159,26 @@ describe('the content filter before any provider', () => {
     expect(JSON.stringify(eu.messages)).toContain('anna@example.eu');
   });
 
+  it("reads a JSON schema sent to /v1/chat/completions as prompt: an organisation's blocked term in it refuses the request, and outside the EU its personal data is redacted", async () => {
+    const token = await user('schema@example.eu', false);
+    const org = (await http.post('/v1/orgs', { name: 'Schema Bau GmbH' }, token)).body;
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { blockedTerms: ['Projekt Kranich'] }, token)).status).toBe(200);
+    const orgKey = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: org.id }, token)).body.key;
+    const privateKey = (await http.post('/v1/me/api-keys', { name: 'sdk-private', workspace: 'private' }, token)).body.key;
+    const schema = (description: string) => ({ type: 'json_schema', json_schema: { name: 'antwort', schema: { type: 'object', properties: { text: { type: 'string', description } } } } });
+    const complete = (key: string, model: string, description: string) =>
+      http.request('POST', '/v1/chat/completions', { body: { model, messages: [{ role: 'user', content: 'Hallo' }], response_format: schema(description) }, headers: { authorization: `Bearer ${key}` } });
+    llm.clearRequests();
+    await waitFor(async () => ((await complete(orgKey, 'gpt-4o-mini', 'Alles über Projekt Kranich')).status === 422 ? true : undefined), 'the policy change to reach chat');
+    expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+
+    expect((await complete(privateKey, 'gpt-4o', 'Antworte an anna@example.eu')).status).toBe(200);
+    const sent = llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!;
+    const format = JSON.stringify((sent.body as { response_format: unknown }).response_format);
+    expect(format).not.toContain('anna@example.eu');
+    expect(format).toContain('[email]');
+  });
+
   it('keeps a restriction (Art. 18) standing when an older one of the same scope is lifted', async () => {
     const token = await user('rosa@example.eu', true);
     const id = await conversation(token);

@@ -643,15 +643,17 @@ describe('rate limits', () => {
     expect((await strict.get('/v1/me', user.accessToken)).status).toBe(200);
   });
 
-  it('holds the consent routes, which need no login, to the strict per-IP limit: a made-up subject id per request does not escape it', async () => {
-    const limited = httpClient((await env.start(gatewayService, { AUTH_RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
+  it('holds the consent decisions, which need no login, to a per-IP limit of their own: a made-up subject id per request does not escape it, and sign-ins do not pay for it', async () => {
+    const limited = httpClient((await env.start(gatewayService, { CONSENT_RATE_LIMIT_PER_MINUTE: '3', AUTH_RATE_LIMIT_PER_MINUTE: '3', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     const statuses: number[] = [];
-    for (let i = 0; i < 5; i++) {
+    for (let i = 0; i < 4; i++) {
       statuses.push((await limited.post('/v1/privacy/consents', { subjectId: `visitor-${randomBytes(8).toString('hex')}`, purposes: { analytics: false }, policyVersion: '2024-09-18' })).status);
     }
     // privacy is not running here (503): the limit counts every request all the same.
-    expect(statuses.slice(3)).toEqual([429, 429]);
-    expect((await limited.get(`/v1/privacy/consents/visitor-${randomBytes(8).toString('hex')}`)).status).toBe(429);
+    expect(statuses[3]).toBe(429);
+    expect((await limited.delete(`/v1/privacy/consents/visitor-${randomBytes(8).toString('hex')}`)).status).toBe(429);
+    // The sign-in bucket of the same address is untouched.
+    expect((await limited.post('/v1/auth/login', { email: 'niemand@example.eu', password: 'not the password 1' })).status).toBe(401);
   });
 
   it('counts made-up credentials against the IP: a fresh API key or forged token per request does not escape the limit', async () => {

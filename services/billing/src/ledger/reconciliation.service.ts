@@ -147,7 +147,8 @@ export class ReconciliationService implements OnApplicationBootstrap, OnApplicat
       } catch (err) {
         // A customer Stripe does not have keeps its workspace from being compared, not every other one. Any other
         // failure (Stripe away) fails the run, which the metric counts: nothing is reported as in order that was not.
-        if ((err as { code?: string }).code !== 'resource_missing') throw err;
+        const { code, param } = err as { code?: string; param?: string };
+        if (code !== 'resource_missing' || param !== 'customer') throw err;
         this.logger.warn({ workspace: row.workspace, customers: row.customers, period, err: String(err) }, 'Stripe has no such customer: the workspace is not compared');
         unchecked.push(row.workspace);
         continue;

@@ -340,7 +340,7 @@ export class StripeWebhookService {
     const { event, object: sub, gone } = delivered;
     const log = { eventId: event.id, type: event.type, subscription: sub.id };
     // Stripe no longer has it: whatever its last copy said, it runs no more (held live, its row would never end).
-    const status = gone && LIVE_STATUSES.includes(sub.status) ? 'canceled' : sub.status;
+    const status = gone && !ENDED_STATUSES.includes(sub.status) ? 'canceled' : sub.status;
     // A subscription we already hold keeps its row, also one pseudonymised by an erasure.
     const [known] = await em.query(`SELECT workspace FROM subscriptions WHERE stripe_subscription_id = $1`, [sub.id]);
     if (!known && gone) {

@@ -105,8 +105,9 @@ export class CompletionService {
     }
     const window = context - (params.max_tokens ?? ANSWER_RESERVE);
     const sent = fit === 'trim' ? trimToWindow(messages, window) : assertFits(messages, window, chosen, context);
-    // What the model will see: a term in history trimmed away reaches no provider.
-    this.filter.checkRules(sent, policy, actor.userId);
+    // What the model will see: a term in history trimmed away reaches no provider; a JSON schema's text it reads too.
+    const schema = params.response_format?.type === 'json_schema' ? [{ role: 'system' as const, content: JSON.stringify(params.response_format.json_schema) }] : [];
+    this.filter.checkRules([...sent, ...schema], policy, actor.userId);
     const quota = await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
     return { actor, policy, model: chosen, candidates, messages: sent, params, quota };
   }

@@ -116,10 +116,21 @@ export class ContentFilterService {
     if (!redactOutsideEu || this.router.isEuResidentNow(d)) return { messages, params };
     // A participant's name is personal data no pattern finds: it stays in the EU.
     const messagesSeen = messages.map(({ name: _name, ...m }) => ({ ...m, content: redactPii(m.content) }));
-    if (params.stop === undefined) return { messages: messagesSeen, params };
-    return { messages: messagesSeen, params: { ...params, stop: typeof params.stop === 'string' ? redactPii(params.stop) : params.stop.map((s) => redactPii(s)) } };
+    const seen: CompletionParams = { ...params };
+    if (params.stop !== undefined) seen.stop = typeof params.stop === 'string' ? redactPii(params.stop) : params.stop.map((s) => redactPii(s));
+    // A JSON schema's descriptions, enum values and defaults are text the model reads as well.
+    if (params.response_format?.type === 'json_schema') seen.response_format = redactStrings(params.response_format);
+    return { messages: messagesSeen, params: seen };
   }
 
+}
+
+/** Every string in a JSON value, keys aside, with personal data redacted. */
+function redactStrings<T>(value: T): T {
+  if (typeof value === 'string') return redactPii(value) as T;
+  if (Array.isArray(value)) return value.map((v) => redactStrings(v)) as T;
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactStrings(v)])) as T;
+  return value;
 }
 
 /**

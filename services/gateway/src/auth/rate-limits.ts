@@ -10,9 +10,12 @@ import { bearerToken } from './bearer.js';
 import { RATE_COUNTS_SUBJECT, SharedRateCounts } from './shared-rate-limits.js';
 
 /** Credential routes (login, register, reset) get the strict per-IP limit instead of the per-user one. */
-export const AuthRateLimited = () => RouteConfig({ authRateLimited: true });
+export const AuthRateLimited = () => RouteConfig({ rateBucket: 'auth' });
+/** Routes that store something without a login (a consent decision): a per-IP limit of their own. */
+export const ConsentRateLimited = () => RouteConfig({ rateBucket: 'consent' });
 
-const isAuthLimited = (req: FastifyRequest) => (req.routeOptions?.config as { authRateLimited?: boolean } | undefined)?.authRateLimited === true;
+const bucketOf = (req: FastifyRequest) => (req.routeOptions?.config as { rateBucket?: 'auth' | 'consent' } | undefined)?.rateBucket;
+const isAuthLimited = (req: FastifyRequest) => bucketOf(req) === 'auth';
 
 const MEMO_MAX_ENTRIES = 10_000;
 const MEMO_MAX_TOKEN_LENGTH = 2_048;
@@ -44,7 +47,8 @@ export function credentialRefused(token: string): void {
  * (`SharedRateCounts`), which hear the bucket's name: a user id, never a credential.
  */
 function rateKey(req: FastifyRequest): string {
-  if (isAuthLimited(req)) return `auth:${clientNetwork(req.ip)}`;
+  const bucket = bucketOf(req);
+  if (bucket) return `${bucket}:${clientNetwork(req.ip)}`;
   const token = bearerToken(req.headers.authorization);
   return (token && proven.get(token)) || `ip:${clientNetwork(req.ip)}`;
 }
@@ -59,7 +63,10 @@ export async function registerRateLimits(fastify: FastifyInstance, config: Gatew
     global: true,
     timeWindow: WINDOW_MS,
     store: counts.storeClass(),
-    max: (req) => (isAuthLimited(req) ? config.AUTH_RATE_LIMIT_PER_MINUTE : config.RATE_LIMIT_PER_MINUTE),
+    max: (req) => {
+      const bucket = bucketOf(req);
+      return bucket === 'auth' ? config.AUTH_RATE_LIMIT_PER_MINUTE : bucket === 'consent' ? config.CONSENT_RATE_LIMIT_PER_MINUTE : config.RATE_LIMIT_PER_MINUTE;
+    },
     keyGenerator: rateKey,
     // Health probes and metrics scrapes are never limited.
     allowList: (req) => req.url.startsWith('/health/') || req.url === '/metrics',

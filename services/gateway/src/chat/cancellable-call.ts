@@ -7,16 +7,19 @@ import { NATS } from '@ally/platform';
 import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { AnswersAtShutdown } from './answers-at-shutdown.js';
 
+const clientTimeoutOf = (req: IncomingMessage | undefined) => req?.headers['x-stainless-timeout'] ?? req?.headers['x-stainless-read-timeout'];
+
 /** How often a cancel is said again until chat answers: it may not have been listening yet. */
 const REPEAT_MS = 500;
 
 /**
  * How long to wait for a whole answer: `COMPLETION_TIMEOUT_MS`, or less when the client says it gives up sooner
- * (the openai SDKs send their timeout in seconds as `X-Stainless-Timeout`): the gateway's 504, which tells the
- * client not to ask again, has to reach it before it gives up and asks again on its own, each time billed.
+ * (the openai SDKs send their timeout in seconds: `X-Stainless-Timeout` from JavaScript, `X-Stainless-Read-Timeout`
+ * from Python, `30.0`): the gateway's 504, which tells the client not to ask again, has to reach it before it gives
+ * up and asks again on its own, each time billed.
  */
 export function answerWaitMs(configuredMs: number, clientTimeout: string | string[] | undefined): number {
-  const seconds = typeof clientTimeout === 'string' && /^\d{1,6}$/.test(clientTimeout) ? Number(clientTimeout) : undefined;
+  const seconds = typeof clientTimeout === 'string' && /^\d{1,6}(\.\d{1,3})?$/.test(clientTimeout) ? Number(clientTimeout) : undefined;
   if (!seconds) return configuredMs;
   const clientMs = seconds * 1000;
   return Math.max(500, Math.min(configuredMs, clientMs - Math.min(5_000, clientMs / 10)));
@@ -59,7 +62,7 @@ export class CancellableCalls {
       callOff();
     });
     try {
-      return await call(subject, answerWaitMs(this.config.COMPLETION_TIMEOUT_MS, (raw as ServerResponse & { req?: IncomingMessage }).req?.headers['x-stainless-timeout']));
+      return await call(subject, answerWaitMs(this.config.COMPLETION_TIMEOUT_MS, clientTimeoutOf((raw as ServerResponse & { req?: IncomingMessage }).req)));
     } catch (err) {
       if (stopping) throw new ProblemError(503, ANSWER_STOPPED_FOR_RESTART, { retryAfter: 1 });
       // We stopped waiting (504): chat stops too, or it would save and bill an answer nobody gets. The openai SDK and

@@ -8,11 +8,12 @@ import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { Answers } from '../common/answers.js';
-import { AuthRateLimited } from '../auth/rate-limits.js';
+import { ConsentRateLimited } from '../auth/rate-limits.js';
 
 /**
- * Consent records of a pseudonymous subject (a cookie banner's id): no login, so each route has the strict per-IP
- * limit of the credential routes (a made-up id per request would otherwise store rows as fast as the API answers).
+ * Consent records of a pseudonymous subject (a cookie banner's id): no login, so the routes that store a decision
+ * have a per-IP limit of their own (a made-up id per request would otherwise store rows as fast as the API answers),
+ * apart from the sign-ins' (a banner's visitors behind one office address would lock its staff out of signing in).
  */
 @ApiTags('privacy')
 @Public()
@@ -21,7 +22,7 @@ export class ConsentsController {
   constructor(private readonly rpc: RpcClient) {}
 
   @Post('consents')
-  @AuthRateLimited()
+  @ConsentRateLimited()
   @Answers(PrivacyRpc.recordConsent, 201)
   @HttpCode(201)
   @BodySchema(recordConsentInput)
@@ -31,7 +32,6 @@ export class ConsentsController {
 
   /** The current consents and a page of the history, newest first (`?limit=&cursor=`). */
   @Get('consents/:subjectId')
-  @AuthRateLimited()
   @Answers(PrivacyRpc.getConsents)
   @QuerySchema(consentPageInput, { omit: ['subjectId'] })
   consents(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @Query() query: Record<string, unknown>, @RequestMetaParam() meta: RequestMeta) {
@@ -40,7 +40,7 @@ export class ConsentsController {
 
   /** Withdraws every consent of the subject; the history stays. */
   @Delete('consents/:subjectId')
-  @AuthRateLimited()
+  @ConsentRateLimited()
   @Answers(PrivacyRpc.withdrawConsents)
   withdraw(@PathParam('subjectId', consentSubjectIdSchema) subjectId: string, @RequestMetaParam() meta: RequestMeta) {
     return this.rpc.call(PrivacyRpc.withdrawConsents, { subjectId }, { meta });

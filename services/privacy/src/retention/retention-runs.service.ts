@@ -85,9 +85,9 @@ export class RetentionRunsService implements BeforeApplicationShutdown {
 
   /**
    * The schedule's run: one already under way (a run compliance started, a dry run) is waited for, within
-   * `waitMs`, instead of the night's run being given up (its Job retries at once, and the next comes a day later).
+   * `waitMs` (well inside the Job's two hours, so the run itself still has time), instead of the night's run being given up (its Job retries at once, and the next comes a day later).
    */
-  async createWhenFree(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, { waitMs = 90 * 60_000, everyMs = 30_000 } = {}): Promise<string> {
+  async createWhenFree(trigger: RunTrigger, input: { dryRun: boolean; categories?: string[] }, { waitMs = 40 * 60_000, everyMs = 30_000 } = {}): Promise<string> {
     const until = Date.now() + waitMs;
     for (;;) {
       try {
