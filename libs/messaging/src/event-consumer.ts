@@ -157,6 +157,9 @@ export class EventConsumer {
       // would also count redeliveries while our database is down, and then drop the event.
       max_deliver: -1,
       ack_wait: nanos(this.opts.ackWaitMs ?? 30_000),
+      // Events handed back to another release wait here as pending (up to 10 minutes each): the server's default of
+      // 1,000 could fill with them in a rollout and hold this replica's own types back.
+      max_ack_pending: 20_000,
     };
     // Only a missing consumer is created; any other failure (e.g. a refused update) surfaces as itself.
     const existing = await jsm.consumers.info(stream, durable).catch((err) => {
