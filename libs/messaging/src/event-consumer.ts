@@ -401,7 +401,9 @@ export class EventConsumer {
    * the durable's filter, looked at every few seconds, says whose it is.
    */
   private filteredByOthers(): Promise<boolean> {
-    if (!/(^|\.)(\*|>)(\.|$)/.test(this.ownFilter.filter_subject ?? '')) return Promise.resolve(true);
+    // A single filter subject that is none of our subjects is the wildcard `subjectFilter` fell back to.
+    const { filter_subject: single } = this.ownFilter;
+    if (single === undefined || this.subjects.has(single)) return Promise.resolve(true);
     if (this.othersFilter && Date.now() - this.othersFilter.at < FOREIGN_TYPE_DELAY_MS) return this.othersFilter.answer;
     const { nats, prefix, durable } = this.opts;
     const answer = jetstreamManager(nats)

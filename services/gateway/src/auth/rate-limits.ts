@@ -15,7 +15,6 @@ export const AuthRateLimited = () => RouteConfig({ rateBucket: 'auth' });
 export const ConsentRateLimited = () => RouteConfig({ rateBucket: 'consent' });
 
 const bucketOf = (req: FastifyRequest) => (req.routeOptions?.config as { rateBucket?: 'auth' | 'consent' } | undefined)?.rateBucket;
-const isAuthLimited = (req: FastifyRequest) => bucketOf(req) === 'auth';
 
 const MEMO_MAX_ENTRIES = 10_000;
 const MEMO_MAX_TOKEN_LENGTH = 2_048;
