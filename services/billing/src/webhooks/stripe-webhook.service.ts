@@ -240,13 +240,18 @@ export class StripeWebhookService {
     } catch (err) {
       // The event's copy, as old as the event: it must not outrank a state read from Stripe since.
       if ((err as { statusCode?: number }).statusCode === 404) return { event, object, gone: true };
-      this.logger.warn({ err: String(err), eventId: event.id }, 'could not read the current object from Stripe');
-      throw new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
+      throw this.stripeAway(err, { eventId: event.id }, 'could not read the current object from Stripe');
     }
     const current = handler.object.safeParse(now);
     if (current.success) return { event, object: current.data, gone: false, readAt };
     this.logger.warn({ eventId: event.id, issues: current.error.issues.slice(0, 5) }, "Stripe's current object is not of the expected shape; the event's copy is used");
     return { event, object, gone: false };
+  }
+
+  /** Stripe could not be asked what a webhook needs to know: logged, and a 503, so that Stripe delivers the event again. */
+  private stripeAway(err: unknown, log: Record<string, unknown>, message: string): ProblemError {
+    this.logger.warn({ err: String(err), ...log }, message);
+    return new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
   }
 
   /**
@@ -426,8 +431,7 @@ export class StripeWebhookService {
     // One Stripe no longer has (404) has ended there too; Stripe away is a 503, and Stripe delivers the event again.
     const current = await this.stripe.stripe.subscriptions.retrieve(holder.stripe_subscription_id).catch((err: { statusCode?: number }) => {
       if (err.statusCode === 404) return { status: 'canceled' as const };
-      this.logger.warn({ err: String(err), subscription: holder.stripe_subscription_id }, 'could not ask Stripe whether a subscription ended');
-      throw new ProblemError(503, 'Stripe could not be asked for the current state; the webhook will be retried');
+      throw this.stripeAway(err, { subscription: holder.stripe_subscription_id }, 'could not ask Stripe whether a subscription ended');
     });
     if (LIVE_STATUSES.includes(current.status)) return false;
     await em.query(`UPDATE subscriptions SET status = $3, ended_at = coalesce(ended_at, now()), updated_at = now() WHERE workspace = $1 AND stripe_subscription_id = $2`, [
