@@ -283,15 +283,14 @@ describe('free text that reaches the database', () => {
     expect(saved.find((m: { role: string }) => m.role === 'user').content).toBe(code);
   });
 
-  it('/v1/chat/completions refuses a lone surrogate in a message and the fields that would change the answer Ally gives (n, tools, log probabilities, audio)', async () => {
+  it('/v1/chat/completions refuses a lone surrogate in a message and the fields that would change the answer Ally gives (n, deprecated functions, log probabilities, audio)', async () => {
     const messages = [{ role: 'user', content: 'Hallo' }];
     const complete = (body: Record<string, unknown>) => http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages, ...body }, jana.accessToken);
     expectProblem(await complete({ messages: [{ role: 'user', content: 'a\ud800' }] }), 400, ['messages.0.content']);
     const refused: [Record<string, unknown>, string][] = [
       [{ n: 3 }, 'n'],
-      [{ tools: [{ type: 'function', function: { name: 'wetter', parameters: {} } }] }, 'tools'],
-      [{ tool_choice: 'auto' }, 'tool_choice'],
       [{ functions: [{ name: 'wetter' }] }, 'functions'],
+      [{ function_call: 'auto' }, 'function_call'],
       [{ logprobs: true }, 'logprobs'],
       [{ top_logprobs: 2 }, 'top_logprobs'],
       [{ audio: { voice: 'alloy', format: 'wav' } }, 'audio'],
@@ -318,6 +317,39 @@ describe('free text that reaches the database', () => {
     const noRoom = await complete({ max_tokens: 128_000 });
     expectProblem(noRoom, 400, ['max_tokens']);
     expect(noRoom.body.errors[0].message).toMatch(/must be below 128000/);
+  });
+
+  it('/v1/chat/completions names what is wrong with tools, tool calls and tool results', async () => {
+    const wetter = { type: 'function', function: { name: 'wetter', parameters: { type: 'object', properties: { ort: { type: 'string' } } } } };
+    const call = { id: 'call_1', type: 'function', function: { name: 'wetter', arguments: '{"ort":"Köln"}' } };
+    const complete = (body: Record<string, unknown>) => http.post('/v1/chat/completions', { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }], ...body }, jana.accessToken);
+    const cases: [Record<string, unknown>, string, RegExp][] = [
+      [{ tool_choice: 'required' }, 'tool_choice', /only when tools are given/],
+      [{ tools: [], tool_choice: { type: 'function', function: { name: 'wetter' } } }, 'tool_choice', /only when tools are given/],
+      [{ tools: [wetter], tool_choice: { type: 'function', function: { name: 'zeit' } } }, 'tool_choice.function.name', /one of the tools/],
+      [{ tools: [wetter], tool_choice: 'sometimes' }, 'tool_choice', /"none", "auto", "required"/],
+      [{ tools: [wetter, wetter] }, 'tools', /each function once/],
+      [{ tools: [{ type: 'custom', custom: { name: 'wetter' } }] }, 'tools.0.type', /function tools/],
+      [{ tools: [{ type: 'function', function: { name: 'wetter dienst' } }] }, 'tools.0.function.name', /letters/],
+      [{ tools: Array.from({ length: 129 }, (_, i) => ({ type: 'function', function: { name: `f${i}` } })) }, 'tools', /at most 128/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'tool', content: '12 Grad' }] }, 'messages.1.tool_call_id', /is required/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_2', content: '12 Grad' }] }, 'messages.2.tool_call_id', /earlier assistant message/],
+      [{ messages: [{ role: 'user', content: 'Hallo', tool_calls: [call] }] }, 'messages.0.tool_calls', /only allowed on an assistant/],
+      [{ messages: [{ role: 'user', content: 'Hallo', tool_call_id: 'call_1' }] }, 'messages.0.tool_call_id', /only allowed on a tool message/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null }] }, 'messages.1.content', /unless the message has tool_calls/],
+      [{ messages: [{ role: 'user', content: null }] }, 'messages.0.content', /is required/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [{ ...call, type: 'custom' }] }] }, 'messages.1.tool_calls.0.type', /"function"/],
+      [{ messages: [{ role: 'function', content: 'x', name: 'wetter' }] }, 'messages.0.role', /system, developer, user, assistant or tool/],
+    ];
+    for (const [body, field, message] of cases) {
+      const res = await complete(body);
+      expectProblem(res, 400, [field]);
+      expect(res.body.errors.find((e: { field: string }) => e.field === field).message).toMatch(message);
+    }
+    // A tool that returned nothing is a result all the same; an empty list of tools offers none.
+    const history = [{ role: 'user', content: 'Wie warm ist es? wetter' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_1', content: '' }];
+    expect((await complete({ messages: history, tools: [wetter] })).status).toBe(200);
+    expect((await complete({ tools: [], tool_choice: 'auto' })).body.choices[0].message).toMatchObject({ content: 'Echo: Hallo' });
   });
 
   it('consent policy versions, legal hold reasons and decision reasons with NUL are a 400', async () => {

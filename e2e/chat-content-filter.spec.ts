@@ -179,6 +179,56 @@ describe('the content filter before any provider', () => {
     expect(format).toContain('[email]');
   });
 
+  it("reads tools, the model's calls and the tools' results as prompt: blocked terms, moderation and redaction outside the EU see them", async () => {
+    const token = await user('tools@example.eu', false);
+    const org = (await http.post('/v1/orgs', { name: 'Werkzeug Bau GmbH' }, token)).body;
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { blockedTerms: ['Projekt Kranich'] }, token)).status).toBe(200);
+    const orgKey = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: org.id }, token)).body.key;
+    const privateKey = (await http.post('/v1/me/api-keys', { name: 'sdk-private', workspace: 'private' }, token)).body.key;
+    const tool = (description: string) => ({ type: 'function', function: { name: 'kunde', description, parameters: { type: 'object', properties: { mail: { type: 'string', description } } } } });
+    const call = (args: string) => ({ id: 'call_1', type: 'function', function: { name: 'kunde', arguments: args } });
+    const history = (args: string, result: string) => [
+      { role: 'user', content: 'Wer ist der Kunde?' },
+      { role: 'assistant', content: null, tool_calls: [call(args)] },
+      { role: 'tool', tool_call_id: 'call_1', content: result },
+    ];
+    const complete = (key: string, model: string, body: Record<string, unknown>) =>
+      http.request('POST', '/v1/chat/completions', { body: { model, messages: [{ role: 'user', content: 'Hallo' }], ...body }, headers: { authorization: `Bearer ${key}` } });
+
+    llm.clearRequests();
+    await waitFor(async () => ((await complete(orgKey, 'gpt-4o-mini', { tools: [tool('Alles über Projekt Kranich')] })).status === 422 ? true : undefined), 'the policy change to reach chat');
+    for (const body of [
+      { messages: history('{"q":"Projekt Kranich"}', 'keiner') },
+      { messages: history('{}', 'Der Kunde von Projekt Kranich') },
+      { messages: history('{}', 'x'), tools: [{ type: 'function', function: { name: 'projekt_kranich' } }] },
+    ]) {
+      expect((await complete(orgKey, 'gpt-4o-mini', body)).status).toBe(422);
+    }
+    expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
+
+    // Outside the EU: the tool's description and parameters, the call's arguments and the result, with personal data redacted.
+    const args = JSON.stringify({ mail: 'anna@example.eu', menge: 3 });
+    expect((await complete(privateKey, 'gpt-4o', { messages: history(args, 'Anna, Tel. +49 170 1234567'), tools: [tool('Schreibt an anna@example.eu')] })).status).toBe(200);
+    const sent = llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!;
+    const seen = JSON.stringify({ messages: sent.messages, tools: (sent.body as { tools: unknown }).tools });
+    for (const secret of ['anna@example.eu', '170 1234567']) expect(seen).not.toContain(secret);
+    expect(sent.messages[1]).toEqual({ role: 'assistant', content: null, tool_calls: [call(JSON.stringify({ mail: '[email]', menge: 3 }))] });
+    expect(sent.messages[2]).toEqual({ role: 'tool', tool_call_id: 'call_1', content: 'Anna, Tel. [phone]' });
+    // Arguments that are not JSON are redacted as text; ones with nothing to redact go as the model wrote them.
+    await complete(privateKey, 'gpt-4o', { messages: history('mail anna@example.eu', 'x'), tools: [tool('Kunde')] });
+    expect(llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!.messages[1]).toMatchObject({ tool_calls: [call('mail [email]')] });
+    await complete(privateKey, 'gpt-4o', { messages: history('{ "menge": 3 }', 'x'), tools: [tool('Kunde')] });
+    expect(llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!.messages[1]).toMatchObject({ tool_calls: [call('{ "menge": 3 }')] });
+
+    // Moderation reads them too: a flagged tool result, or tool description, is refused before the model sees it.
+    const restricted = await user('tools-eu@example.eu', true);
+    const euKey = (await http.post('/v1/me/api-keys', { name: 'sdk-eu', workspace: 'private' }, restricted)).body.key;
+    llm.clearRequests();
+    expect((await complete(euKey, 'mistral-small', { messages: history('{}', 'All about forbidden-topic'), tools: [tool('Kunde')] })).status).toBe(422);
+    expect((await complete(euKey, 'mistral-small', { tools: [tool('Explains forbidden-topic')] })).status).toBe(422);
+    expect(llm.requests().map((r) => `${r.operation}@${r.endpoint}`)).toEqual(['moderations@openai-eu', 'moderations@openai-eu']);
+  });
+
   it('keeps a restriction (Art. 18) standing when an older one of the same scope is lifted', async () => {
     const token = await user('rosa@example.eu', true);
     const id = await conversation(token);

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { createHmac, randomBytes } from 'node:crypto';
 import OpenAI from 'openai';
+import type { RunnableToolFunctionWithParse } from 'openai/lib/RunnableFunction';
 import pg from 'pg';
 import { ChatRpc, mergeExportPages, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import type { OpenAIEmulator } from '@ally/emulators';
@@ -672,6 +673,89 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     const models = await client.models.list();
     expect(models.data.map((m) => m.id)).toContain('gpt-4o-mini');
     await expect(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 422 });
+  });
+
+  it("passes the caller's tools on: the model's calls come back whole and streamed, their results reach it, and the SDK's tool runner works unchanged", async () => {
+    const key = (await http.post('/v1/me/api-keys', { name: 'sdk-tools', workspace: 'private' }, token)).body.key;
+    const client = new OpenAI({ apiKey: key, baseURL: `${base}/v1`, maxRetries: 0 });
+    const tools: OpenAI.Chat.ChatCompletionTool[] = [
+      {
+        type: 'function',
+        function: {
+          name: 'wetter',
+          description: 'Das Wetter an einem Ort',
+          parameters: { type: 'object', properties: { ort: { type: 'string' }, einheit: { type: 'string', enum: ['celsius', 'fahrenheit'] } }, required: ['ort'] },
+        },
+      },
+      { type: 'function', function: { name: 'uhrzeit', parameters: { type: 'object', properties: {} } } },
+    ];
+    const asked: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Wie warm ist es in Köln, wetter, und die uhrzeit?' }];
+    const callsOf = (m: OpenAI.Chat.ChatCompletionMessage) => m.tool_calls?.map((c) => (c.type === 'function' ? [c.function.name, JSON.parse(c.function.arguments)] : c.type));
+    const expected = [['wetter', { ort: 'example', einheit: 'celsius' }], ['uhrzeit', {}]];
+
+    llm.clearRequests();
+    const { data: first, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: asked, tools }).withResponse();
+    const message = first.choices[0].message;
+    expect({ finish: first.choices[0].finish_reason, content: message.content, calls: callsOf(message) }).toEqual({ finish: 'tool_calls', content: null, calls: expected });
+    expect(JSON.parse(response.headers.get('x-ally-residency')!).euResident).toBe(true);
+    expect((llm.requests({ operation: 'chat.completions' }).at(-1)!.body as { tools: unknown }).tools).toEqual(tools);
+    // Billed like any answer, under the id the caller got.
+    const usage = await waitFor(
+      async () => (await env.sql(`SELECT payload->'data'->>'completionTokens' AS tokens FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'messageId' = $1`, [first.id.replace(/^chatcmpl-/, '')]))[0],
+      'the usage of the tool calls',
+    );
+    expect(Number(usage.tokens)).toBe(first.usage!.completion_tokens);
+
+    // The results go back with the history: the deployment gets the assistant's turn as OpenAI takes it, and answers from them.
+    const results = message.tool_calls!.map((c, i): OpenAI.Chat.ChatCompletionToolMessageParam => ({ role: 'tool', tool_call_id: c.id, content: ['12 Grad', '14:00'][i] }));
+    const second = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [...asked, message, ...results], tools });
+    expect(second.choices[0]).toMatchObject({ finish_reason: 'stop', message: { content: 'Tool results: 12 Grad; 14:00' } });
+    expect(llm.requests({ operation: 'chat.completions' }).at(-1)!.messages.slice(1)).toEqual([
+      { role: 'assistant', content: null, tool_calls: message.tool_calls },
+      ...results,
+    ]);
+
+    // Streamed: the SDK puts the calls together from the pieces, as it does OpenAI's.
+    const stream = client.chat.completions.stream({ model: 'gpt-4o-mini', messages: asked, tools, stream_options: { include_usage: true } });
+    const pieces: unknown[] = [];
+    stream.on('chunk', (chunk) => chunk.choices[0]?.delta?.tool_calls && pieces.push(...chunk.choices[0].delta.tool_calls));
+    const streamed = await stream.finalChatCompletion();
+    expect({ finish: streamed.choices[0].finish_reason, calls: callsOf(streamed.choices[0].message) }).toEqual({ finish: 'tool_calls', calls: expected });
+    expect(streamed.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(pieces[0]).toEqual({ index: 0, id: expect.stringMatching(/^call_/), type: 'function', function: { name: 'wetter', arguments: expect.any(String) } });
+
+    // One call at a time, or the one tool_choice names.
+    const single = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: asked, tools, parallel_tool_calls: false });
+    expect(callsOf(single.choices[0].message)).toEqual([expected[0]]);
+    const forced = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hallo' }], tools, tool_choice: { type: 'function', function: { name: 'uhrzeit' } } });
+    expect(callsOf(forced.choices[0].message)).toEqual([expected[1]]);
+    const none = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: asked, tools, tool_choice: 'none' });
+    expect(none.choices[0].message).toMatchObject({ content: 'Echo: Wie warm ist es in Köln, wetter, und die uhrzeit?' });
+
+    // The SDK's runner calls the functions and sends their results back until the model answers, streamed and not.
+    for (const streaming of [false, true]) {
+      const called: unknown[] = [];
+      const runnerTools: RunnableToolFunctionWithParse<{ ort: string }>[] = [
+        {
+          type: 'function',
+          function: {
+            name: 'wetter',
+            description: 'Das Wetter an einem Ort',
+            parameters: { type: 'object', properties: { ort: { type: 'string' } } },
+            parse: JSON.parse,
+            function: (args: { ort: string }) => {
+              called.push(args);
+              return `Sonnig in ${args.ort}`;
+            },
+          },
+        },
+      ];
+      const runner = streaming
+        ? client.chat.completions.runTools({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Frag wetter' }], tools: runnerTools, stream: true })
+        : client.chat.completions.runTools({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Frag wetter' }], tools: runnerTools });
+      expect(await runner.finalContent()).toBe('Tool results: Sonnig in example');
+      expect(called).toEqual([{ ort: 'example' }]);
+    }
   });
 
   it('passes a speaker\'s name on, gives Azure a developer message as the system message, and refuses an empty message', async () => {

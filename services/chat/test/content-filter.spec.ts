@@ -43,7 +43,7 @@ describe('content filter', () => {
   const moderate = async (catalog: Deployment[], p: RoutingPolicy, target: Deployment) => {
     const f = filter(catalog);
     const moderator = f.moderatorFor(p, target);
-    if (moderator) await f.moderate(messages, p, 'u1', moderator);
+    if (moderator) await f.moderate(messages, {}, p, 'u1', moderator);
   };
   const moderationCalls = () => llm.requests({ operation: 'moderations' }).map((r) => ({ endpoint: r.endpoint, input: JSON.stringify(r.input) }));
 

@@ -23,6 +23,40 @@ describe('OpenAI / Azure OpenAI emulator', () => {
   };
 
   describe('OpenAI style', () => {
+    it("calls the tools the user's message names, streamed as OpenAI streams calls, answers from their results, and refuses a result without its call", async () => {
+      const tools: OpenAI.Chat.ChatCompletionTool[] = [
+        { type: 'function', function: { name: 'weather', parameters: { type: 'object', properties: { city: { type: 'string' }, unit: { type: 'string', enum: ['c', 'f'] }, days: { type: 'integer' } } } } },
+        { type: 'function', function: { name: 'time', parameters: { type: 'object', properties: {} } } },
+      ];
+      const asked: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'weather and time, please' }];
+      const whole = await openai().chat.completions.create({ model: 'gpt-4o', messages: asked, tools });
+      const calls = whole.choices[0].message.tool_calls!;
+      expect(whole.choices[0]).toMatchObject({ finish_reason: 'tool_calls', message: { content: null } });
+      expect(calls.map((c) => c.type === 'function' && [c.function.name, JSON.parse(c.function.arguments)])).toEqual([
+        ['weather', { city: 'example', unit: 'c', days: 1 }],
+        ['time', {}],
+      ]);
+      expect(whole.usage!.completion_tokens).toBeGreaterThan(2);
+
+      const streamed = await openai().chat.completions.stream({ model: 'gpt-4o', messages: asked, tools, parallel_tool_calls: false }).finalChatCompletion();
+      expect(streamed.choices[0].message.tool_calls!.map((c) => c.type === 'function' && c.function.name)).toEqual(['weather']);
+      expect(streamed.choices[0].finish_reason).toBe('tool_calls');
+      // Named by tool_choice, or the first when one is required; none with "none".
+      const named = await openai().chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], tools, tool_choice: { type: 'function', function: { name: 'time' } } });
+      expect(named.choices[0].message.tool_calls!.map((c) => c.type === 'function' && c.function.name)).toEqual(['time']);
+      const required = await openai().chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }], tools, tool_choice: 'required' });
+      expect(required.choices[0].message.tool_calls!.map((c) => c.type === 'function' && c.function.name)).toEqual(['weather']);
+      const none = await openai().chat.completions.create({ model: 'gpt-4o', messages: asked, tools, tool_choice: 'none' });
+      expect(none.choices[0].message).toMatchObject({ content: 'Echo: weather and time, please' });
+
+      const results = calls.map((c, i): OpenAI.Chat.ChatCompletionToolMessageParam => ({ role: 'tool', tool_call_id: c.id, content: ['sunny', 'noon'][i] }));
+      const answer = await openai().chat.completions.create({ model: 'gpt-4o', messages: [...asked, whole.choices[0].message, ...results], tools });
+      expect(answer.choices[0]).toMatchObject({ finish_reason: 'stop', message: { content: 'Tool results: sunny; noon' } });
+
+      await expect(openai().chat.completions.create({ model: 'gpt-4o', messages: [...asked, { role: 'tool', tool_call_id: 'call_x', content: 'sunny' }] })).rejects.toMatchObject({ status: 400 });
+      await expect(openai().chat.completions.create({ model: 'gpt-4o', messages: asked, tool_choice: 'auto' })).rejects.toMatchObject({ status: 400, param: 'tool_choice' });
+    });
+
     it('answers a chat completion with the echo and word counts, recorded under its endpoint prefix', async () => {
       const completion = await openai('openai-eu').chat.completions.create({
         model: 'gpt-4o',

@@ -83,6 +83,10 @@ export const modelReply = z.strictObject({
 export const modelListReply = z.strictObject({ object: z.literal('list'), data: z.array(modelReply) });
 export type ModelList = z.infer<typeof modelListReply>;
 
+/** A call of one of the caller's tools, as OpenAI names it. */
+export const toolCallReply = z.strictObject({ id: z.string(), type: z.literal('function'), function: z.strictObject({ name: z.string(), arguments: z.string() }) });
+export type ToolCall = z.infer<typeof toolCallReply>;
+
 /** The OpenAI-compatible answer of `POST /v1/chat/completions` without `stream` (OpenAI's `chat.completion` object). */
 export const chatCompletionReply = z.strictObject({
   id: z.string(),
@@ -92,7 +96,13 @@ export const chatCompletionReply = z.strictObject({
   choices: z.array(
     z.strictObject({
       index: z.number().int(),
-      message: z.strictObject({ role: z.literal('assistant'), content: z.string(), refusal: z.null() }),
+      /** `content` is null when the model only called tools. */
+      message: z.strictObject({
+        role: z.literal('assistant'),
+        content: z.string().nullable(),
+        refusal: z.null(),
+        tool_calls: z.array(toolCallReply).optional(),
+      }),
       finish_reason: z.string(),
       logprobs: z.null(),
     }),
@@ -107,6 +117,8 @@ export type StreamFrame =
   /** `messageId`: where the answer's id is known from the start (`/v1/chat/completions`), the one its usage is recorded under. */
   | { seq: number; type: 'start'; residency: ResidencyReceipt; messageId?: string }
   | { seq: number; type: 'delta'; text: string }
+  /** A piece of a call of the caller's tools (`/v1/chat/completions`): its id and name come with its first piece. */
+  | { seq: number; type: 'tool_call'; index: number; id?: string; name?: string; arguments: string }
   | { seq: number; type: 'done'; messageId: string; model: string; usage: Usage; residency: ResidencyReceipt; /** The provider's, e.g. `length` when max_tokens cut the answer. */ finishReason?: string }
   | { seq: number; type: 'error'; problem: Problem }
   /** Keeps the gateway's idle timer from firing while the provider thinks. */

@@ -52,8 +52,18 @@ function contentLimitBroken(content: unknown): string | undefined {
   return texts.reduce((n, t) => n + t.length, 0) > MESSAGE_MAX_CHARS ? `its parts together must be at most ${MESSAGE_MAX_CHARS} characters` : undefined;
 }
 
+/** A function name as OpenAI takes it (a tool's, a speaker's). */
+const functionName = (what: string) => z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, `may hold letters A–Z and a–z, digits, _ and - (1 to 64), as OpenAI takes ${what}`);
+
+/** A call of one of the caller's tools, as the model made it and the caller sends it back with the history. */
+const toolCall = z.object({
+  id: z.string().min(1, 'must not be empty').max(200),
+  type: z.literal('function', { error: 'must be "function" (Ally passes function tools on)' }),
+  function: z.object({ name: functionName('a function name'), arguments: z.string().max(MESSAGE_MAX_CHARS) }),
+});
+
 const chatMessage = z.object({
-  role: z.enum(['system', 'user', 'assistant', 'developer']),
+  role: z.enum(['system', 'user', 'assistant', 'developer', 'tool'], { error: 'must be system, developer, user, assistant or tool' }),
   content: z.union([
     // Empty only as an answer: a model's may be (a provider's output filter), and clients send the history back as they got it.
     storableText(MESSAGE_MAX_CHARS),
@@ -68,11 +78,35 @@ const chatMessage = z.object({
   ], {
     // A union names no option's own reason: the limits a text or a list of parts broke are named here.
     error: (issue) => contentLimitBroken(issue.input) ?? 'must be text, or a list of { type: "text", text } parts (Ally supports text only: no images, audio or files)',
-  }),
+  }).nullish(),
   // As OpenAI takes it: a provider's refusal of another would reach the caller as a vague 422.
-  name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'may hold letters A–Z and a–z, digits, _ and - (1 to 64), as OpenAI takes a name').optional(),
+  name: functionName('a name').optional(),
+  /** An assistant turn that called the caller's tools (its content may then be null). */
+  tool_calls: z.array(toolCall).max(128).nullish(),
+  /** A tool's result: the call it answers. */
+  tool_call_id: z.string().min(1, 'must not be empty').max(200).nullish(),
 }).superRefine((m, ctx) => {
-  if (m.role !== 'assistant' && typeof m.content === 'string' && !VISIBLE.test(m.content)) ctx.addIssue({ code: 'custom', path: ['content'], message: 'must not be empty' });
+  const calls = m.tool_calls?.length ?? 0;
+  if (m.content == null) {
+    if (m.role !== 'assistant' || calls === 0) ctx.addIssue({ code: 'custom', path: ['content'], message: m.role === 'assistant' ? 'is required unless the message has tool_calls' : 'is required' });
+  } else if (m.role !== 'assistant' && m.role !== 'tool' && typeof m.content === 'string' && !VISIBLE.test(m.content)) {
+    // A tool may well have returned nothing.
+    ctx.addIssue({ code: 'custom', path: ['content'], message: 'must not be empty' });
+  }
+  if (m.tool_calls != null && m.role !== 'assistant') ctx.addIssue({ code: 'custom', path: ['tool_calls'], message: 'is only allowed on an assistant message' });
+  if (m.role === 'tool' && m.tool_call_id == null) ctx.addIssue({ code: 'custom', path: ['tool_call_id'], message: 'is required on a tool message (the id of the call it answers)' });
+  if (m.role !== 'tool' && m.tool_call_id != null) ctx.addIssue({ code: 'custom', path: ['tool_call_id'], message: 'is only allowed on a tool message' });
+});
+
+/** A function the model may call (OpenAI's function tool); its description and parameters are text the model reads. */
+const functionTool = z.object({
+  type: z.literal('function', { error: 'must be "function" (Ally passes function tools on; not custom or built-in ones)' }),
+  function: z.object({
+    name: functionName('a function name'),
+    description: z.string().max(MESSAGE_MAX_CHARS).optional(),
+    parameters: z.record(z.string(), z.unknown()).optional(),
+    strict: z.boolean().nullish(),
+  }),
 });
 
 /**
@@ -108,10 +142,16 @@ export const chatCompletionsInput = z.object({
   logit_bias: z.record(z.string().regex(/^\d{1,7}$/, 'must map token ids'), z.number().min(-100).max(100)).refine((m) => Object.keys(m).length <= 300, 'must hold at most 300 token ids').nullish(),
   // Says what fits for 0 as for 2 (the message was "not supported above 1").
   n: z.literal(1, { error: 'must be 1 (several choices per request are not supported by Ally)' }).nullish(),
-  tools: unsupported('tool calls'),
-  tool_choice: unsupported('tool calls'),
-  functions: unsupported('function calls'),
-  function_call: unsupported('function calls'),
+  // Passed on: the caller runs its tools and sends their results back as `tool` messages.
+  tools: z.array(functionTool).max(128, 'must hold at most 128 tools').nullish(),
+  tool_choice: z
+    .union([z.enum(['none', 'auto', 'required']), z.object({ type: z.literal('function'), function: z.object({ name: functionName('a function name') }) })], {
+      error: 'must be "none", "auto", "required" or { type: "function", function: { name } }',
+    })
+    .nullish(),
+  parallel_tool_calls: z.boolean().nullish(),
+  functions: unsupported('the deprecated function calls: use tools'),
+  function_call: unsupported('the deprecated function calls: use tool_choice'),
   // Passed on: JSON mode, or the SDK's structured outputs (`chat.completions.parse` with a JSON schema).
   response_format: z
     .discriminatedUnion('type', [
@@ -135,9 +175,25 @@ export const chatCompletionsInput = z.object({
   web_search_options: unsupported('web search'),
   prediction: unsupported('predicted outputs'),
   reasoning_effort: unsupported('reasoning models'),
-}).refine((r) => r.stream_options == null || r.stream === true, {
-  path: ['stream_options'],
-  error: 'is only allowed when stream is true',
+}).superRefine((r, ctx) => {
+  if (r.stream_options != null && r.stream !== true) ctx.addIssue({ code: 'custom', path: ['stream_options'], message: 'is only allowed when stream is true' });
+  const tools = new Set((r.tools ?? []).map((t) => t.function.name));
+  if (tools.size < (r.tools?.length ?? 0)) ctx.addIssue({ code: 'custom', path: ['tools'], message: 'must name each function once' });
+  // "auto" without tools has nothing to choose from, and does no harm; the others ask for a call that cannot be made.
+  if ((r.tool_choice === 'required' || typeof r.tool_choice === 'object') && r.tool_choice !== null && tools.size === 0) {
+    ctx.addIssue({ code: 'custom', path: ['tool_choice'], message: 'may ask for a tool call only when tools are given' });
+  }
+  if (typeof r.tool_choice === 'object' && r.tool_choice && tools.size > 0 && !tools.has(r.tool_choice.function.name)) {
+    ctx.addIssue({ code: 'custom', path: ['tool_choice', 'function', 'name'], message: 'must name one of the tools' });
+  }
+  // As OpenAI checks it: a tool's result answers a call the history holds.
+  const called = new Set<string>();
+  r.messages.forEach((m, i) => {
+    for (const c of m.tool_calls ?? []) called.add(c.id);
+    if (m.role === 'tool' && m.tool_call_id != null && !called.has(m.tool_call_id)) {
+      ctx.addIssue({ code: 'custom', path: ['messages', i, 'tool_call_id'], message: 'must be the id of a tool call in an earlier assistant message' });
+    }
+  });
 });
 
 export type ChatCompletionsInput = z.infer<typeof chatCompletionsInput>;

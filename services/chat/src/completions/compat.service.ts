@@ -11,11 +11,34 @@ import { CompletionService, type CompletionResult, type Plan, type StreamProgres
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
 
 /** Settings the caller's request hands to the deployment as they are (null: the default, as OpenAI takes it). */
-const PASSED_ON = ['temperature', 'top_p', 'stop', 'presence_penalty', 'frequency_penalty', 'seed', 'logit_bias', 'response_format'] as const satisfies readonly (keyof CompletionParams)[];
+const PASSED_ON = [
+  'temperature',
+  'top_p',
+  'stop',
+  'presence_penalty',
+  'frequency_penalty',
+  'seed',
+  'logit_bias',
+  'response_format',
+  'tool_choice',
+  'parallel_tool_calls',
+] as const satisfies readonly (keyof CompletionParams)[];
 
-/** Text parts joined by a line break (as vLLM does): glued, "Hello" and "World" reached the model, the filter and redaction as "HelloWorld". */
+/**
+ * Text parts joined by a line break (as vLLM does): glued, "Hello" and "World" reached the model, the filter and
+ * redaction as "HelloWorld". None (an assistant turn that only called tools) is no text.
+ */
 const textOf = (content: ChatCompletionsInput['messages'][number]['content']): string =>
-  typeof content === 'string' ? content : content.map((p) => p.text).join('\n');
+  content == null ? '' : typeof content === 'string' ? content : content.map((p) => p.text).join('\n');
+
+/** A message of the caller's history as chat handles it: its text, and the tool calls and results it carries. */
+const promptMessage = (m: ChatCompletionsInput['messages'][number]): PromptMessage => ({
+  role: m.role,
+  content: textOf(m.content),
+  ...(m.name ? { name: m.name } : {}),
+  ...(m.tool_calls?.length ? { tool_calls: m.tool_calls } : {}),
+  ...(m.tool_call_id != null ? { tool_call_id: m.tool_call_id } : {}),
+});
 
 /**
  * `POST /v1/chat/completions` for the official OpenAI SDK: same policy,
@@ -51,7 +74,7 @@ export class CompatService {
           object: 'chat.completion',
           created: Math.floor(Date.now() / 1000),
           model: plan.model,
-          choices: [{ index: 0, message: { role: 'assistant', content: result.text, refusal: null }, finish_reason: result.finishReason ?? 'stop', logprobs: null }],
+          choices: [{ index: 0, message: answerMessage(result), finish_reason: result.finishReason ?? 'stop', logprobs: null }],
           usage: { prompt_tokens: result.usage.promptTokens, completion_tokens: result.usage.completionTokens, total_tokens: result.usage.promptTokens + result.usage.completionTokens },
         },
       };
@@ -103,12 +126,21 @@ export class CompatService {
   }
 
   private plan(actor: Actor, workspace: string, request: ChatCompletionsInput): Promise<Plan> {
-    const messages: PromptMessage[] = request.messages.map((m) => ({ role: m.role, content: textOf(m.content), ...(m.name ? { name: m.name } : {}) }));
+    const messages = request.messages.map(promptMessage);
     const params: CompletionParams = {};
     for (const name of PASSED_ON) if (request[name] != null) Object.assign(params, { [name]: request[name] });
+    // An empty list offers nothing (OpenAI refuses it; clients that build the list send it so).
+    if (request.tools?.length) params.tools = request.tools;
+    else delete params.tool_choice;
     const maxTokensField = request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
     const maxTokens = request[maxTokensField];
     if (maxTokens != null) params.max_tokens = maxTokens;
     return this.completions.prepare(actor, workspace, request.model, messages, params, undefined, { fit: 'refuse', maxTokensField });
   }
+}
+
+/** The whole answer as OpenAI's message: no content (null) when the model only called tools. */
+function answerMessage(result: CompletionResult) {
+  const calls = result.toolCalls?.length ? result.toolCalls : undefined;
+  return { role: 'assistant', content: calls && !result.text ? null : result.text, refusal: null, ...(calls ? { tool_calls: calls } : {}) };
 }

@@ -3,7 +3,7 @@ import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { type Actor, ANSWER_BROKE_OFF, ERASED_USER, ProblemError, type ResidencyReceipt, type Usage } from '@ally/contracts';
+import { type Actor, ANSWER_BROKE_OFF, ERASED_USER, ProblemError, type ResidencyReceipt, type ToolCall, type Usage } from '@ally/contracts';
 import { Outbox } from '@ally/messaging';
 import { ChatEvents } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
@@ -12,7 +12,8 @@ import type { Deployment } from '../catalog/model-catalog.js';
 import { RouterService } from '../catalog/router.service.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 import OpenAI from 'openai';
-import { ContentFilterService, type CompletionParams, type PreparedRequest, type PromptMessage } from '../content-filter/content-filter.service.js';
+import type { ChatCompletionMessageParam } from 'openai/resources/chat/completions';
+import { ContentFilterService, parameterTexts, type CompletionParams, type PreparedRequest, type PromptMessage } from '../content-filter/content-filter.service.js';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { PolicyService, type RoutingPolicy } from '../policy/policy.service.js';
 import { QuotaGate, type QuotaReservation } from '../quota/quota.gate.js';
@@ -42,10 +43,29 @@ export interface StreamProgress {
   /** The receipt of the deployment that took the answer, with the region it reported. */
   residency?: ResidencyReceipt;
   text: string;
+  /** The calls of the caller's tools so far, by their index in the answer (`/v1/chat/completions`). */
+  toolCalls?: ToolCall[];
+}
+
+/** A piece of a call of the caller's tools as the provider streamed it: id and name come with the first. */
+export interface ToolCallPiece {
+  index: number;
+  id?: string;
+  name?: string;
+  arguments: string;
+}
+
+/** What a streamed answer is handed to as it comes. */
+export interface AnswerSink {
+  start?: (residency: ResidencyReceipt) => Promise<void>;
+  delta: (text: string) => Promise<void>;
+  toolCall?: (piece: ToolCallPiece) => Promise<void>;
 }
 
 export interface CompletionResult {
   text: string;
+  /** The model called the caller's tools (`/v1/chat/completions`). */
+  toolCalls?: ToolCall[];
   usage: Usage;
   residency: ResidencyReceipt;
   deployment: Deployment;
@@ -104,11 +124,13 @@ export class CompletionService {
       });
     }
     const window = context - (params.max_tokens ?? ANSWER_RESERVE);
-    const sent = fit === 'trim' ? trimToWindow(messages, window) : assertFits(messages, window, chosen, context);
-    // What the model will see: a term in history trimmed away reaches no provider; a JSON schema's text it reads too.
-    const schema = params.response_format?.type === 'json_schema' ? [{ role: 'system' as const, content: JSON.stringify(params.response_format.json_schema) }] : [];
-    this.filter.checkRules([...sent, ...schema], policy, actor.userId);
-    const quota = await this.quota.assertAllowed(policy.workspace, actor.userId, sent);
+    // A JSON schema's text and the tools' definitions are read by the model too, and take their room in its window.
+    const definitions = parameterTexts(params);
+    const room = definitions.length ? window - promptTokens(definitions) : window;
+    const sent = fit === 'trim' ? trimToWindow(messages, room) : assertFits(messages, room, chosen, context);
+    // What the model will see: a term in history trimmed away reaches no provider.
+    this.filter.checkRules([...sent, ...definitions], policy, actor.userId);
+    const quota = await this.quota.assertAllowed(policy.workspace, actor.userId, [...sent, ...definitions]);
     return { actor, policy, model: chosen, candidates, messages: sent, params, quota };
   }
 
@@ -122,7 +144,7 @@ export class CompletionService {
   async complete(plan: Plan, signal?: AbortSignal): Promise<CompletionResult> {
     const progress: StreamProgress = { text: '' };
     try {
-      return await this.answer(plan, { delta: async () => undefined }, signal, progress, () => !progress.text);
+      return await this.answer(plan, { delta: async () => undefined }, signal, progress, () => !progress.text && !progress.toolCalls);
     } catch (err) {
       await this.billUnread(plan, progress);
       throw err;
@@ -135,7 +157,7 @@ export class CompletionService {
    */
   stream(
     plan: Plan,
-    on: { start?: (residency: ResidencyReceipt) => Promise<void>; delta: (text: string) => Promise<void> },
+    on: AnswerSink,
     signal?: AbortSignal,
     progress: StreamProgress = { text: '' },
   ): Promise<CompletionResult> {
@@ -145,7 +167,7 @@ export class CompletionService {
   /** `afterStart`: whether another deployment may still serve the call once one accepted it (for a whole answer). */
   private answer(
     plan: Plan,
-    on: { start?: (residency: ResidencyReceipt) => Promise<void>; delta: (text: string) => Promise<void> },
+    on: AnswerSink,
     signal: AbortSignal | undefined,
     progress: StreamProgress,
     afterStart: () => boolean = () => false,
@@ -157,7 +179,7 @@ export class CompletionService {
         progress.deployment = d;
         const response = await client.chat.completions
           .create(
-            { model: d.deployment ?? d.model, messages, store: false, stream: true, stream_options: { include_usage: true }, ...params },
+            { model: d.deployment ?? d.model, messages: onTheWire(messages), store: false, stream: true, stream_options: { include_usage: true }, ...params },
             { signal },
           )
           .asResponse();
@@ -178,11 +200,12 @@ export class CompletionService {
         try {
           for await (const chunk of completionChunks(response, signal)) {
             // An OpenAI-compatible endpoint may send a chunk without choices (usage only, a keep-alive).
-            const delta = chunk.choices?.[0]?.delta?.content;
-            if (delta) {
-              progress.text += delta;
-              await on.delta(delta);
+            const delta = chunk.choices?.[0]?.delta;
+            if (delta?.content) {
+              progress.text += delta.content;
+              await on.delta(delta.content);
             }
+            if (delta?.tool_calls) for (const piece of delta.tool_calls) await toolCallPiece(piece, progress, on);
             // In OpenAI's words, whatever server answered (an OpenAI-compatible one may say `eos_token`).
             finishReason = openAiFinishReason(chunk.choices?.[0]?.finish_reason) ?? finishReason;
             if (chunk.usage) usage = chunk.usage;
@@ -196,7 +219,7 @@ export class CompletionService {
           if (!this.servedInEuNow(d, residency.reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: residency.reportedRegion ?? d.region });
           throw err;
         }
-        return { text: progress.text, usage: usageOf(usage, messages, progress.text), residency, finishReason };
+        return { text: progress.text, ...toolCallsOf(progress), usage: usageOf(usage, messages, answered(progress)), residency, finishReason };
       },
       () => !started || afterStart(),
       signal,
@@ -208,9 +231,10 @@ export class CompletionService {
    * some text reached the user, billed by our own token count since the
    * provider's usage never came; none when nothing was sent.
    */
-  partial(plan: Plan, { deployment, residency, text }: StreamProgress): CompletionResult | undefined {
-    if (!deployment || !text) return undefined;
-    return { text, deployment, usage: usageOf(undefined, plan.messages, text), residency: residency ?? this.receipt(deployment, plan.policy) };
+  partial(plan: Plan, progress: StreamProgress): CompletionResult | undefined {
+    const { deployment, residency, text } = progress;
+    if (!deployment || (!text && !progress.toolCalls)) return undefined;
+    return { text, ...toolCallsOf(progress), deployment, usage: usageOf(undefined, plan.messages, answered(progress)), residency: residency ?? this.receipt(deployment, plan.policy) };
   }
 
   /**
@@ -316,7 +340,7 @@ export class CompletionService {
         const moderator = d.promptFilter ? undefined : this.filter.moderatorFor(plan.policy, d);
         if (moderator) {
           if (!moderations.has(moderator.id)) {
-            moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.policy, plan.actor.userId, moderator, signal));
+            moderations.set(moderator.id, this.filter.moderate(plan.messages, plan.params, plan.policy, plan.actor.userId, moderator, signal));
             // A moderator outside the EU has seen the (redacted) prompt, whatever deployment answers in the end.
             if (moderator.id !== d.id && !this.router.isEuResidentNow(moderator)) strays.push({ deployment: moderator.id, region: moderator.region, reportedRegion: moderator.region });
           }
@@ -438,6 +462,41 @@ function retryAfterOf(err: unknown): number | undefined {
   if (!value) return undefined;
   const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
   return Number.isFinite(seconds) && seconds > 0 ? Math.min(Math.ceil(seconds), 3600) : undefined;
+}
+
+/**
+ * A streamed piece of a tool call, added to the calls so far and handed on. OpenAI sends a call's id and name with
+ * its first piece, then its arguments in pieces under the same index.
+ */
+async function toolCallPiece(
+  piece: { index?: number; id?: string; function?: { name?: string; arguments?: string } },
+  progress: StreamProgress,
+  on: AnswerSink,
+): Promise<void> {
+  const calls = (progress.toolCalls ??= []);
+  // A server that numbers none sends each call whole, one after the other.
+  const index = piece.index ?? calls.length;
+  const call = (calls[index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
+  if (piece.id) call.id = piece.id;
+  if (piece.function?.name) call.function.name += piece.function.name;
+  const args = piece.function?.arguments ?? '';
+  call.function.arguments += args;
+  await on.toolCall?.({ index, ...(piece.id ? { id: piece.id } : {}), ...(piece.function?.name ? { name: piece.function.name } : {}), arguments: args });
+}
+
+const toolCallsOf = (progress: StreamProgress): Pick<CompletionResult, 'toolCalls'> =>
+  progress.toolCalls ? { toolCalls: progress.toolCalls.filter(Boolean) } : {};
+
+/** What the model generated: its text and the calls it made, for counting when the provider reported no usage. */
+const answered = (progress: StreamProgress): string =>
+  progress.toolCalls ? [progress.text, ...progress.toolCalls.filter(Boolean).map((c) => c.function.name + c.function.arguments)].join('') : progress.text;
+
+/**
+ * As OpenAI takes them: an assistant turn that only called tools has no content (null), not an empty one. The
+ * shapes are OpenAI's already (a tool message has its call's id: the request's schema sees to it).
+ */
+function onTheWire(messages: PromptMessage[]): ChatCompletionMessageParam[] {
+  return messages.map((m) => (m.tool_calls?.length && !m.content ? { ...m, content: null } : m)) as ChatCompletionMessageParam[];
 }
 
 function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | undefined | null, messages: PromptMessage[], text: string): Usage {

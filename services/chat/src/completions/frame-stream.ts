@@ -2,16 +2,24 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { withPrefix, type ResidencyReceipt, type StreamFrame } from '@ally/contracts';
 import { CallCancellation, StreamPublisher, type Coalescing } from '@ally/messaging';
 import type { ChatConfig } from '../config.js';
+import type { AnswerSink } from './completion.service.js';
 
 /**
  * Pieces of text travel together when they follow each other closely: the
  * user reads the same text (a 20 ms gap is below a screen refresh), while the
- * broker, the gateway and the client handle a fraction of the frames.
+ * broker, the gateway and the client handle a fraction of the frames. So do
+ * the pieces of one tool call's arguments (a new call, with its id, starts a frame of its own).
  */
 const coalescing = (lingerMs: number): Coalescing<StreamFrame> => ({
   lingerMs,
-  holds: (frame) => frame.type === 'delta',
-  merge: (queued, next) => (queued.type === 'delta' && next.type === 'delta' ? { type: 'delta', text: queued.text + next.text } : undefined),
+  holds: (frame) => frame.type === 'delta' || frame.type === 'tool_call',
+  merge: (queued, next) => {
+    if (queued.type === 'delta' && next.type === 'delta') return { type: 'delta', text: queued.text + next.text };
+    if (queued.type === 'tool_call' && next.type === 'tool_call' && next.index === queued.index && next.id === undefined && next.name === undefined) {
+      return { ...queued, arguments: queued.arguments + next.arguments };
+    }
+    return undefined;
+  },
 });
 
 /** The frames of one answer to the gateway's relay that asked for it (`target` from the RPC). */
@@ -23,10 +31,11 @@ export function openFrameStream(nats: NatsConnection, config: ChatConfig, target
 }
 
 /** A streamed answer's receipt and pieces, as frames to `publisher`. */
-export function framesTo(publisher: StreamPublisher<StreamFrame>, messageId?: string) {
+export function framesTo(publisher: StreamPublisher<StreamFrame>, messageId?: string): AnswerSink {
   return {
     start: (residency: ResidencyReceipt) => publisher.send({ type: 'start', residency, ...(messageId ? { messageId } : {}) }),
     delta: (text: string) => publisher.send({ type: 'delta', text }),
+    toolCall: (piece) => publisher.send({ type: 'tool_call', ...piece }),
   };
 }
 

@@ -34,7 +34,12 @@ export function textTokens(text: string): number {
 
 const isHighSurrogate = (code: number) => code >= 0xd800 && code <= 0xdbff;
 
-export const promptTokens = (messages: PromptMessage[]): number => messages.reduce((n, m) => n + textTokens(m.content) + PER_MESSAGE, 0);
+/** A message's text beside its content: the calls of tools it made (names and arguments). */
+const callsText = (m: PromptMessage): string => (m.tool_calls ? m.tool_calls.map((c) => c.function.name + c.function.arguments).join('') : '');
+
+export const promptTokens = (messages: PromptMessage[]): number =>
+  messages.reduce((n, m) => n + textTokens(m.content) + (m.tool_calls ? textTokens(callsText(m)) : 0) + PER_MESSAGE, 0);
 
 /** An upper bound of `promptTokens` without counting (a token is at least one byte): the common case needs no more. */
-export const promptBytes = (messages: PromptMessage[]): number => messages.reduce((n, m) => n + Buffer.byteLength(m.content) + PER_MESSAGE, 0);
+export const promptBytes = (messages: PromptMessage[]): number =>
+  messages.reduce((n, m) => n + Buffer.byteLength(m.content) + (m.tool_calls ? Buffer.byteLength(callsText(m)) : 0) + PER_MESSAGE, 0);

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import OpenAI from 'openai';
 import type { Logger } from 'pino';
-import { ProblemError } from '@ally/contracts';
+import { ProblemError, type ToolCall } from '@ally/contracts';
 import { LOGGER } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
 import { RouterService } from '../catalog/router.service.js';
@@ -13,10 +13,20 @@ import { blockedTermIn } from './blocked-terms.js';
 import { providerErrorForLog } from '../completions/provider-error-log.js';
 
 export interface PromptMessage {
-  role: 'system' | 'user' | 'assistant' | 'developer';
+  role: 'system' | 'user' | 'assistant' | 'developer' | 'tool';
   content: string;
   /** The participant's name (OpenAI's `name`), from `/v1/chat/completions` callers. */
   name?: string;
+  /** An assistant turn's calls of the caller's tools (`/v1/chat/completions`), sent back with the history. */
+  tool_calls?: ToolCall[];
+  /** A tool message: the call whose result it is. */
+  tool_call_id?: string;
+}
+
+/** A function the caller offers the model (OpenAI's function tool). */
+export interface FunctionTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean | null };
 }
 
 /** The provider parameters a caller may set (`/v1/chat/completions` passes them on). */
@@ -30,6 +40,21 @@ export interface CompletionParams {
   seed?: number;
   logit_bias?: Record<string, number>;
   response_format?: { type: 'text' } | { type: 'json_object' } | { type: 'json_schema'; json_schema: { name: string; description?: string; schema?: Record<string, unknown>; strict?: boolean | null } };
+  tools?: FunctionTool[];
+  tool_choice?: 'none' | 'auto' | 'required' | { type: 'function'; function: { name: string } };
+  parallel_tool_calls?: boolean;
+}
+
+/**
+ * The text of a request's parameters the model reads as prompt, as system messages: a JSON schema's and each
+ * tool's definition (its function's name as the message's name, read as a speaker's is). The blocked terms,
+ * moderation and the context window see it.
+ */
+export function parameterTexts(params: CompletionParams): PromptMessage[] {
+  const texts: PromptMessage[] = [];
+  if (params.response_format?.type === 'json_schema') texts.push({ role: 'system', content: JSON.stringify(params.response_format.json_schema) });
+  for (const tool of params.tools ?? []) texts.push({ role: 'system', name: tool.function.name, content: JSON.stringify(tool.function) });
+  return texts;
 }
 
 /** What one deployment is sent: the messages and parameters as it may see them. */
@@ -76,11 +101,12 @@ export class ContentFilterService {
   }
 
   /**
-   * Asks `moderator` (from `moderatorFor`) about the whole prompt; one outside
+   * Asks `moderator` (from `moderatorFor`) about the whole prompt (with the text of its parameters); one outside
    * the EU sees what such a route sees: personal data redacted when configured.
    */
-  async moderate(messages: PromptMessage[], policy: RoutingPolicy, userId: string, moderator: Deployment, signal?: AbortSignal): Promise<void> {
-    const input = promptTexts(this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU).messages).filter(Boolean);
+  async moderate(messages: PromptMessage[], params: CompletionParams, policy: RoutingPolicy, userId: string, moderator: Deployment, signal?: AbortSignal): Promise<void> {
+    const seen = this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU, params);
+    const input = promptTexts([...seen.messages, ...parameterTexts(seen.params)]).filter(Boolean);
     if (input.length === 0) return;
     const result = await this.clients
       .for(moderator)
@@ -114,15 +140,39 @@ export class ContentFilterService {
   prepareFor(d: Deployment, messages: PromptMessage[], redactOutsideEu: boolean, params: CompletionParams = {}): PreparedRequest {
     messages = inRolesOf(d, messages);
     if (!redactOutsideEu || this.router.isEuResidentNow(d)) return { messages, params };
-    // A participant's name is personal data no pattern finds: it stays in the EU.
-    const messagesSeen = messages.map(({ name: _name, ...m }) => ({ ...m, content: redactPii(m.content) }));
+    // A participant's name is personal data no pattern finds: it stays in the EU. A tool's result is content like any
+    // other; the arguments of the model's calls hold what it took from the prompt.
+    const messagesSeen = messages.map(({ name: _name, ...m }) => ({
+      ...m,
+      content: redactPii(m.content),
+      ...(m.tool_calls ? { tool_calls: m.tool_calls.map((c) => ({ ...c, function: { ...c.function, arguments: redactArguments(c.function.arguments) } })) } : {}),
+    }));
     const seen: CompletionParams = { ...params };
     if (params.stop !== undefined) seen.stop = typeof params.stop === 'string' ? redactPii(params.stop) : params.stop.map((s) => redactPii(s));
-    // A JSON schema's descriptions, enum values and defaults are text the model reads as well.
+    // A JSON schema's descriptions, enum values and defaults are text the model reads as well, and so are a tool's.
     if (params.response_format?.type === 'json_schema') seen.response_format = redactStrings(params.response_format);
+    if (params.tools) {
+      seen.tools = params.tools.map((t) => ({
+        ...t,
+        function: { ...t.function, ...(t.function.description !== undefined ? { description: redactPii(t.function.description) } : {}), ...(t.function.parameters ? { parameters: redactStrings(t.function.parameters) } : {}) },
+      }));
+    }
     return { messages: messagesSeen, params: seen };
   }
 
+}
+
+/** A call's arguments: JSON (as models write them) keeps its shape, its strings redacted; anything else is redacted as text. */
+function redactArguments(args: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(args);
+  } catch {
+    return redactPii(args);
+  }
+  const redacted = JSON.stringify(redactStrings(parsed));
+  // Unchanged, it goes as the model wrote it.
+  return redacted === JSON.stringify(parsed) ? args : redacted;
 }
 
 /** Every string in a JSON value, keys aside, with personal data redacted. */
@@ -143,7 +193,11 @@ function inRolesOf(d: Deployment, messages: PromptMessage[]): PromptMessage[] {
   return messages.map((m) => (m.role === 'developer' ? { ...m, role: 'system' } : m));
 }
 
-/** What the model reads of a prompt: each message's content, and the speaker's name where one is given. */
+/** What the model reads of a prompt: each message's content, the speaker's name where one is given, and the calls of tools it made. */
 function promptTexts(messages: PromptMessage[], name: (n: string) => string[] = (n) => [n]): string[] {
-  return messages.flatMap((m) => (m.name ? [...name(m.name), m.content] : [m.content]));
+  return messages.flatMap((m) => [
+    ...(m.name ? name(m.name) : []),
+    m.content,
+    ...(m.tool_calls?.flatMap((c) => [...name(c.function.name), c.function.arguments]) ?? []),
+  ]);
 }

@@ -64,6 +64,11 @@ export class OpenAiCompatController {
             return data(chunk({ role: 'assistant', content: '' }, null));
           case 'delta':
             return data(chunk({ content: f.text }, null));
+          case 'tool_call': {
+            // As OpenAI streams a call: its id, type and name with the first piece, then its arguments under its index.
+            const call = { index: f.index, ...(f.id ? { id: f.id, type: 'function' } : {}), function: { ...(f.name ? { name: f.name } : {}), arguments: f.arguments } };
+            return data(chunk({ tool_calls: [call] }, null));
+          }
           case 'done': {
             const usage = { prompt_tokens: f.usage.promptTokens, completion_tokens: f.usage.completionTokens, total_tokens: f.usage.promptTokens + f.usage.completionTokens };
             const tail = request.stream_options?.include_usage ? data({ ...chunk({}, null), choices: [], usage }) : '';

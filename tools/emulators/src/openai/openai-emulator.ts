@@ -23,6 +23,12 @@ import type { EmulatorServer } from '../http-server.js';
  *
  * Content is deterministic: `Echo: ` + the text of the last user message, or,
  * when that message starts with `#tokens=N`, N words `lorem`; `#finish=<reason>` in it makes that the finish reason.
+ * Tools (function tools, as OpenAI takes them): the model calls each tool whose name the last user message
+ * holds (only the first with `parallel_tool_calls: false`), the one `tool_choice` names, or with "required" the
+ * first, with arguments made from the function's parameters (finish reason `tool_calls`; streamed as OpenAI
+ * streams calls: id and name first, then the arguments in pieces); after the tools' results (`tool` messages
+ * last) it answers `Tool results: ` + their contents. A tool message answering no earlier call is refused, as
+ * OpenAI refuses it.
  * A token is a whitespace-separated word: completion_tokens = words in the
  * answer, prompt_tokens = words across the text of all messages.
  *
@@ -261,11 +267,89 @@ function lastUserText(messages: EmulatedChatMessage[]): string {
 }
 
 export function emulatedAnswer(messages: EmulatedChatMessage[]): string {
+  if (messages.at(-1)?.role === 'tool') {
+    const results = messages.slice(messages.findLastIndex((m) => m.role !== 'tool') + 1);
+    return `Tool results: ${results.map((m) => textOf(m.content)).join('; ')}`;
+  }
   const text = lastUserText(messages);
   const hint = /^#tokens=(\d+)(?:\s|$)/.exec(text);
   if (hint) return Array.from({ length: Math.min(Number(hint[1]), MAX_HINT_TOKENS) }, () => 'lorem').join(' ');
   return `Echo: ${text}`;
 }
+
+interface EmulatedTool {
+  type: 'function';
+  function: { name: string; parameters?: { properties?: Record<string, { type?: string; enum?: unknown[] }> } };
+}
+
+/** A call the emulated model makes of one of the request's tools. */
+interface EmulatedToolCall {
+  id: string;
+  name: string;
+  arguments: string;
+}
+
+/** What OpenAI refuses of a request's tools and tool messages: [message, param], or undefined when it is fine. */
+function toolsRefusal(body: Record<string, any>, messages: EmulatedChatMessage[]): [string, string] | undefined {
+  const tools: unknown = body.tools;
+  if (tools != null) {
+    if (!Array.isArray(tools)) return ["Invalid type for 'tools': expected an array.", 'tools'];
+    const bad = tools.findIndex((t) => t?.type !== 'function' || typeof t?.function?.name !== 'string');
+    if (bad >= 0) return [`Missing required parameter: 'tools[${bad}].function.name'.`, `tools[${bad}]`];
+  }
+  if (body.tool_choice != null && !(Array.isArray(tools) && tools.length)) return ["Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice'];
+  const called = new Set<string>();
+  for (const [i, m] of messages.entries()) {
+    if (Array.isArray(m.tool_calls)) for (const c of m.tool_calls as { id?: string }[]) if (c?.id) called.add(c.id);
+    if (m.role === 'tool' && !called.has(String(m.tool_call_id))) {
+      return ["Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${i}].role`];
+    }
+  }
+  return undefined;
+}
+
+/** The calls the emulated model makes, if any (see the header). */
+function emulatedToolCalls(body: Record<string, any>, messages: EmulatedChatMessage[]): EmulatedToolCall[] {
+  const tools = (Array.isArray(body.tools) ? body.tools : []) as EmulatedTool[];
+  const choice = body.tool_choice;
+  if (tools.length === 0 || choice === 'none' || messages.at(-1)?.role === 'tool') return [];
+  let chosen: EmulatedTool[];
+  if (choice && typeof choice === 'object') chosen = tools.filter((t) => t.function.name === choice.function?.name);
+  else {
+    const text = lastUserText(messages);
+    chosen = tools.filter((t) => new RegExp(`(^|[^A-Za-z0-9_-])${t.function.name}($|[^A-Za-z0-9_-])`).test(text));
+    if (chosen.length === 0 && choice === 'required') chosen = tools.slice(0, 1);
+    if (body.parallel_tool_calls === false) chosen = chosen.slice(0, 1);
+  }
+  return chosen.map((t) => ({ id: `call_${randomBytes(18).toString('base64url')}`, name: t.function.name, arguments: JSON.stringify(argumentsFor(t)) }));
+}
+
+/** Arguments of the function's declared shape: the first allowed value, or one of the property's type. */
+function argumentsFor(tool: EmulatedTool): Record<string, unknown> {
+  const properties = tool.function.parameters?.properties ?? {};
+  const example = (p: { type?: string; enum?: unknown[] }): unknown => {
+    if (Array.isArray(p?.enum) && p.enum.length) return p.enum[0];
+    switch (p?.type) {
+      case 'string':
+        return 'example';
+      case 'number':
+      case 'integer':
+        return 1;
+      case 'boolean':
+        return true;
+      case 'array':
+        return [];
+      case 'object':
+        return {};
+      default:
+        return null;
+    }
+  };
+  return Object.fromEntries(Object.entries(properties).map(([name, p]) => [name, example(p)]));
+}
+
+/** A call's arguments in the pieces a stream sends them in (a token each). */
+const argumentPieces = (args: string): string[] => args.match(/[\s\S]{1,8}/g) ?? [''];
 
 /** Splits content into tokens whose concatenation is the content exactly. */
 function tokenize(content: string): string[] {
@@ -587,11 +671,15 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
         },
       });
     }
+    const refusal = toolsRefusal(body, messages);
+    if (refusal) return invalid(refusal[0], refusal[1]);
+    const calls = emulatedToolCalls(body, messages);
     const promptTokens = messages.reduce((n, m) => n + words(textOf(m.content)), 0);
-    let tokens = tokenize(emulatedAnswer(messages));
+    let tokens = calls.length ? [] : tokenize(emulatedAnswer(messages));
     const limit = body.max_completion_tokens ?? body.max_tokens;
     // `#finish=<reason>` in the last message: the finish reason an OpenAI-compatible server says in its own words.
-    let finishReason = /#finish=([a-z_]+)/.exec(textOf(messages.at(-1)?.content))?.[1] ?? 'stop';
+    let finishReason = calls.length ? 'tool_calls' : (/#finish=([a-z_]+)/.exec(textOf(messages.at(-1)?.content))?.[1] ?? 'stop');
+    const callTokens = calls.reduce((n, c) => n + 1 + argumentPieces(c.arguments).length, 0);
     if (typeof limit === 'number' && limit >= 0 && tokens.length > limit) {
       tokens = tokens.slice(0, limit);
       finishReason = 'length';
@@ -611,10 +699,12 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     const promptFilterResults = [{ prompt_index: 0, content_filter_results: { ...CONTENT_FILTER, jailbreak: { filtered: false, detected: false } } }];
     const { firstTokenLatencyMs, latencyPerTokenMs } = latencyFor(record);
 
+    const toolCalls = calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.name, arguments: c.arguments } }));
+
     if (!record.stream) {
-      await sleep(firstTokenLatencyMs + latencyPerTokenMs * Math.max(tokens.length - 1, 0), ac.signal);
+      await sleep(firstTokenLatencyMs + latencyPerTokenMs * Math.max(tokens.length + callTokens - 1, 0), ac.signal);
       if (ac.signal.aborted) return;
-      record.completionTokens = tokens.length;
+      record.completionTokens = tokens.length + callTokens;
       return answer(200, {
         id: completionId,
         object: 'chat.completion',
@@ -623,13 +713,13 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
         choices: [
           {
             index: 0,
-            message: { role: 'assistant', content, refusal: null, annotations: [] },
+            message: { role: 'assistant', content: calls.length ? null : content, refusal: null, annotations: [], ...(calls.length ? { tool_calls: toolCalls } : {}) },
             logprobs: null,
             finish_reason: finishReason,
             ...(azureFilters ? { content_filter_results: { ...CONTENT_FILTER, protected_material_code: { filtered: false, detected: false }, protected_material_text: { filtered: false, detected: false } } } : {}),
           },
         ],
-        usage: usage(tokens.length),
+        usage: usage(tokens.length + callTokens),
         service_tier: 'default',
         system_fingerprint: 'fp_emulator',
         ...(azureFilters ? { prompt_filter_results: promptFilterResults } : {}),
@@ -657,7 +747,20 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     const [contentHead, contentTail] = JSON.stringify(chunk({ content: '\u0000' }, null)).split('"\\u0000"');
     if (azureFilters) send({ choices: [], created: 0, id: '', model: '', object: '', prompt_filter_results: promptFilterResults });
     await sleep(firstTokenLatencyMs, ac.signal);
-    send(chunk({ role: 'assistant', content: '', refusal: null }, null));
+    if (calls.length) {
+      // As OpenAI streams calls: no content, each call's id, type and name, then its arguments a piece at a time.
+      send(chunk({ role: 'assistant', content: null, refusal: null }, null));
+      for (const [index, call] of calls.entries()) {
+        send(chunk({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] }, null));
+        record.completionTokens++;
+        for (const piece of argumentPieces(call.arguments)) {
+          await sleep(latencyPerTokenMs, ac.signal);
+          if (ac.signal.aborted) return;
+          send(chunk({ tool_calls: [{ index, function: { arguments: piece } }] }, null));
+          record.completionTokens++;
+        }
+      }
+    } else send(chunk({ role: 'assistant', content: '', refusal: null }, null));
     for (let i = 0; i < tokens.length; i++) {
       if (hang && hang.afterTokens !== undefined && i >= hang.afterTokens) {
         record.fault = 'hang';
@@ -674,7 +777,7 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     }
     if (ac.signal.aborted) return;
     send(chunk({}, finishReason));
-    if (includeUsage) send({ id: completionId, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_emulator', choices: [], usage: usage(tokens.length) });
+    if (includeUsage) send({ id: completionId, object: 'chat.completion.chunk', created, model, system_fingerprint: 'fp_emulator', choices: [], usage: usage(tokens.length + callTokens) });
     send('[DONE]');
     res.end();
   }
