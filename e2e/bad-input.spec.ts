@@ -333,10 +333,16 @@ describe('free text that reaches the database', () => {
       [{ tools: [{ type: 'function', function: { name: 'wetter dienst' } }] }, 'tools.0.function.name', /letters/],
       [{ tools: Array.from({ length: 129 }, (_, i) => ({ type: 'function', function: { name: `f${i}` } })) }, 'tools', /at most 128/],
       [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'tool', content: '12 Grad' }] }, 'messages.1.tool_call_id', /is required/],
-      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_2', content: '12 Grad' }] }, 'messages.2.tool_call_id', /earlier assistant message/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_2', content: '12 Grad' }] }, 'messages.2.tool_call_id', /assistant message before it/],
+      // Each call answered once, right after the turn that made it.
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'user', content: 'Und?' }] }, 'messages.1.tool_calls', /not answered: call_1/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [call] }] }, 'messages.1.tool_calls', /answered by a tool message/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_1', content: 'a' }, { role: 'tool', tool_call_id: 'call_1', content: 'b' }] }, 'messages.3.tool_call_id', /not yet answered/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [{ ...call, id: 'anna@example.eu ruft an' }] }] }, 'messages.1.tool_calls.0.id', /tool call id/],
       [{ messages: [{ role: 'user', content: 'Hallo', tool_calls: [call] }] }, 'messages.0.tool_calls', /only allowed on an assistant/],
       [{ messages: [{ role: 'user', content: 'Hallo', tool_call_id: 'call_1' }] }, 'messages.0.tool_call_id', /only allowed on a tool message/],
-      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null }] }, 'messages.1.content', /unless the message has tool_calls/],
+      [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null }] }, 'messages.1.content', /unless the message has tool_calls or a refusal/],
+      [{ messages: [{ role: 'user', content: 'Hallo', refusal: 'Nein' }] }, 'messages.0.refusal', /only allowed on an assistant/],
       [{ messages: [{ role: 'user', content: null }] }, 'messages.0.content', /is required/],
       [{ messages: [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, tool_calls: [{ ...call, type: 'custom' }] }] }, 'messages.1.tool_calls.0.type', /"function"/],
       [{ messages: [{ role: 'function', content: 'x', name: 'wetter' }] }, 'messages.0.role', /system, developer, user, assistant or tool/],
@@ -349,7 +355,12 @@ describe('free text that reaches the database', () => {
     // A tool that returned nothing is a result all the same; an empty list of tools offers none.
     const history = [{ role: 'user', content: 'Wie warm ist es? wetter' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'call_1', content: '' }];
     expect((await complete({ messages: history, tools: [wetter] })).status).toBe(200);
-    expect((await complete({ tools: [], tool_choice: 'auto' })).body.choices[0].message).toMatchObject({ content: 'Echo: Hallo' });
+    expect((await complete({ tools: [], tool_choice: 'auto', parallel_tool_calls: false })).body.choices[0].message).toMatchObject({ content: 'Echo: Hallo' });
+    // As clients that write every field send them: null for none; a refusal the model gave stands for its turn.
+    const nulls = { type: 'function', function: { name: 'wetter', description: null, parameters: null, strict: null } };
+    expect((await complete({ tools: [nulls] })).status).toBe(200);
+    const refused = [{ role: 'user', content: 'Hallo' }, { role: 'assistant', content: null, refusal: 'Dazu sage ich nichts.' }, { role: 'user', content: 'Schade' }];
+    expect((await complete({ messages: refused })).body.choices[0].message).toMatchObject({ content: 'Echo: Schade' });
   });
 
   it('consent policy versions, legal hold reasons and decision reasons with NUL are a 400', async () => {

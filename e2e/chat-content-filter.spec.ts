@@ -199,6 +199,9 @@ describe('the content filter before any provider', () => {
     await waitFor(async () => ((await complete(orgKey, 'gpt-4o-mini', { tools: [tool('Alles über Projekt Kranich')] })).status === 422 ? true : undefined), 'the policy change to reach chat');
     for (const body of [
       { messages: history('{"q":"Projekt Kranich"}', 'keiner') },
+      // Read as the model reads them: escapes in JSON undone, a line break a space.
+      { messages: history('{"q":"Projekt\\nKra\\u006Eich"}', 'keiner') },
+      { tools: [tool('Alles über Projekt\nKranich')] },
       { messages: history('{}', 'Der Kunde von Projekt Kranich') },
       { messages: history('{}', 'x'), tools: [{ type: 'function', function: { name: 'projekt_kranich' } }] },
     ]) {
@@ -206,13 +209,13 @@ describe('the content filter before any provider', () => {
     }
     expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
 
-    // Outside the EU: the tool's description and parameters, the call's arguments and the result, with personal data redacted.
-    const args = JSON.stringify({ mail: 'anna@example.eu', menge: 3 });
+    // Outside the EU: the tool's description and parameters, the call's arguments (keys and numbers too) and the result, with personal data redacted.
+    const args = JSON.stringify({ mail: 'anna@example.eu', menge: 3, karte: 4111111111111111, kopie: { 'anna@example.eu': 'cc' } });
     expect((await complete(privateKey, 'gpt-4o', { messages: history(args, 'Anna, Tel. +49 170 1234567'), tools: [tool('Schreibt an anna@example.eu')] })).status).toBe(200);
     const sent = llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!;
     const seen = JSON.stringify({ messages: sent.messages, tools: (sent.body as { tools: unknown }).tools });
-    for (const secret of ['anna@example.eu', '170 1234567']) expect(seen).not.toContain(secret);
-    expect(sent.messages[1]).toEqual({ role: 'assistant', content: null, tool_calls: [call(JSON.stringify({ mail: '[email]', menge: 3 }))] });
+    for (const secret of ['anna@example.eu', '170 1234567', '4111111111111111']) expect(seen).not.toContain(secret);
+    expect(sent.messages[1]).toEqual({ role: 'assistant', content: null, tool_calls: [call(JSON.stringify({ mail: '[email]', menge: 3, karte: '[card]', kopie: { '[email]': 'cc' } }))] });
     expect(sent.messages[2]).toEqual({ role: 'tool', tool_call_id: 'call_1', content: 'Anna, Tel. [phone]' });
     // Arguments that are not JSON are redacted as text; ones with nothing to redact go as the model wrote them.
     await complete(privateKey, 'gpt-4o', { messages: history('mail anna@example.eu', 'x'), tools: [tool('Kunde')] });

@@ -724,6 +724,23 @@ describe('chat through the gateway: EU residency, streaming, the OpenAI SDK', ()
     expect(streamed.usage?.completion_tokens).toBeGreaterThan(0);
     expect(pieces[0]).toEqual({ index: 0, id: expect.stringMatching(/^call_/), type: 'function', function: { name: 'wetter', arguments: expect.any(String) } });
 
+    // A stream that stalls in the middle of a call is billed for what was generated and for the whole prompt, the
+    // tools' definitions with it (the provider's usage never came).
+    const long: OpenAI.Chat.ChatCompletionTool = { type: 'function', function: { name: 'wetter', description: 'Beschreibung '.repeat(400), parameters: { type: 'object', properties: { ort: { type: 'string' } } } } };
+    llm.hangNext({ deployment: 'gpt-4o-mini-swc', afterTokens: 2 });
+    const stalled = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: asked, tools: [long], stream: true });
+    let stalledId = '';
+    const brokeOff = await (async () => {
+      for await (const chunk of stalled) stalledId = chunk.id;
+    })().catch((err) => err);
+    expect(brokeOff).toMatchObject({ message: expect.stringMatching(/stopped sending the answer/) });
+    const billed = await waitFor(
+      async () => (await env.sql(`SELECT payload->'data' AS data FROM chat.outbox WHERE type = 'chat.completion.recorded' AND payload->'data'->>'messageId' = $1`, [stalledId.replace(/^chatcmpl-/, '')]))[0],
+      'the usage of the broken-off call',
+    );
+    expect(billed.data.promptTokens).toBeGreaterThan(400);
+    expect(billed.data.completionTokens).toBeGreaterThan(0);
+
     // One call at a time, or the one tool_choice names.
     const single = await client.chat.completions.create({ model: 'gpt-4o-mini', messages: asked, tools, parallel_tool_calls: false });
     expect(callsOf(single.choices[0].message)).toEqual([expected[0]]);

@@ -35,6 +35,8 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     clientErrorHandler: answerClientError,
     // A missing Host header too (Node's own answer is a bare 400): `requireHostHeader` below.
     http: { requireHostHeader: false },
+    // A request arriving during shutdown too (Fastify's is plain JSON): `drainConnectionsOnClose` below.
+    return503OnClosing: false,
     // A caller's x-request-id is kept when it is sane, otherwise we make one.
     genReqId: (req: { headers: Record<string, unknown> }) => {
       const given = req.headers['x-request-id'];

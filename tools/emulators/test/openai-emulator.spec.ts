@@ -55,6 +55,12 @@ describe('OpenAI / Azure OpenAI emulator', () => {
 
       await expect(openai().chat.completions.create({ model: 'gpt-4o', messages: [...asked, { role: 'tool', tool_call_id: 'call_x', content: 'sunny' }] })).rejects.toMatchObject({ status: 400 });
       await expect(openai().chat.completions.create({ model: 'gpt-4o', messages: asked, tool_choice: 'auto' })).rejects.toMatchObject({ status: 400, param: 'tool_choice' });
+      await expect(openai().chat.completions.create({ model: 'gpt-4o', messages: asked, parallel_tool_calls: false })).rejects.toMatchObject({ status: 400, param: 'parallel_tool_calls' });
+      // Each call is answered right after the turn that made it.
+      await expect(openai().chat.completions.create({ model: 'gpt-4o', messages: [...asked, whole.choices[0].message, results[0], { role: 'user', content: 'and?' }] })).rejects.toMatchObject({
+        status: 400,
+        message: expect.stringContaining(calls[1].id),
+      });
     });
 
     it('answers a chat completion with the echo and word counts, recorded under its endpoint prefix', async () => {

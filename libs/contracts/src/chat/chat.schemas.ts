@@ -56,8 +56,14 @@ function contentLimitBroken(content: unknown): string | undefined {
 const functionName = (what: string) => z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, `may hold letters A–Z and a–z, digits, _ and - (1 to 64), as OpenAI takes ${what}`);
 
 /** A call of one of the caller's tools, as the model made it and the caller sends it back with the history. */
+/**
+ * A call's id as providers make them (`call_…`, `chatcmpl-tool-…`): an identifier, not a place for text, which
+ * would reach the model unfiltered and unredacted.
+ */
+const toolCallId = z.string().regex(/^[A-Za-z0-9_.:=+-]{1,200}$/, 'must be 1 to 200 letters, digits or _ . : = + - (a tool call id)');
+
 const toolCall = z.object({
-  id: z.string().min(1, 'must not be empty').max(200),
+  id: toolCallId,
   type: z.literal('function', { error: 'must be "function" (Ally passes function tools on)' }),
   function: z.object({ name: functionName('a function name'), arguments: z.string().max(MESSAGE_MAX_CHARS) }),
 });
@@ -84,11 +90,16 @@ const chatMessage = z.object({
   /** An assistant turn that called the caller's tools (its content may then be null). */
   tool_calls: z.array(toolCall).max(128).nullish(),
   /** A tool's result: the call it answers. */
-  tool_call_id: z.string().min(1, 'must not be empty').max(200).nullish(),
+  tool_call_id: toolCallId.nullish(),
+  /** An assistant turn the model refused, as OpenAI answered it (its content then null): what it said. */
+  refusal: storableText(MESSAGE_MAX_CHARS).nullish(),
 }).superRefine((m, ctx) => {
   const calls = m.tool_calls?.length ?? 0;
+  if (m.refusal != null && m.role !== 'assistant') ctx.addIssue({ code: 'custom', path: ['refusal'], message: 'is only allowed on an assistant message' });
   if (m.content == null) {
-    if (m.role !== 'assistant' || calls === 0) ctx.addIssue({ code: 'custom', path: ['content'], message: m.role === 'assistant' ? 'is required unless the message has tool_calls' : 'is required' });
+    if (m.role !== 'assistant' || (calls === 0 && m.refusal == null)) {
+      ctx.addIssue({ code: 'custom', path: ['content'], message: m.role === 'assistant' ? 'is required unless the message has tool_calls or a refusal' : 'is required' });
+    }
   } else if (m.role !== 'assistant' && m.role !== 'tool' && typeof m.content === 'string' && !VISIBLE.test(m.content)) {
     // A tool may well have returned nothing.
     ctx.addIssue({ code: 'custom', path: ['content'], message: 'must not be empty' });
@@ -103,8 +114,9 @@ const functionTool = z.object({
   type: z.literal('function', { error: 'must be "function" (Ally passes function tools on; not custom or built-in ones)' }),
   function: z.object({
     name: functionName('a function name'),
-    description: z.string().max(MESSAGE_MAX_CHARS).optional(),
-    parameters: z.record(z.string(), z.unknown()).optional(),
+    // null is "none", as clients that write every field send it.
+    description: z.string().max(MESSAGE_MAX_CHARS).nullish(),
+    parameters: z.record(z.string(), z.unknown()).nullish(),
     strict: z.boolean().nullish(),
   }),
 });
@@ -186,14 +198,23 @@ export const chatCompletionsInput = z.object({
   if (typeof r.tool_choice === 'object' && r.tool_choice && tools.size > 0 && !tools.has(r.tool_choice.function.name)) {
     ctx.addIssue({ code: 'custom', path: ['tool_choice', 'function', 'name'], message: 'must name one of the tools' });
   }
-  // As OpenAI checks it: a tool's result answers a call the history holds.
-  const called = new Set<string>();
+  // As OpenAI checks it: the calls of an assistant turn are answered, each once, by the tool messages right after it.
+  let open: { at: number; ids: Set<string> } | undefined;
+  const unanswered = () => {
+    if (open?.ids.size) ctx.addIssue({ code: 'custom', path: ['messages', open.at, 'tool_calls'], message: `must each be answered by a tool message right after it (not answered: ${[...open.ids].join(', ')})` });
+    open = undefined;
+  };
   r.messages.forEach((m, i) => {
-    for (const c of m.tool_calls ?? []) called.add(c.id);
-    if (m.role === 'tool' && m.tool_call_id != null && !called.has(m.tool_call_id)) {
-      ctx.addIssue({ code: 'custom', path: ['messages', i, 'tool_call_id'], message: 'must be the id of a tool call in an earlier assistant message' });
+    if (m.role === 'tool') {
+      if (m.tool_call_id != null && !open?.ids.delete(m.tool_call_id)) {
+        ctx.addIssue({ code: 'custom', path: ['messages', i, 'tool_call_id'], message: 'must be the id of a call of the assistant message before it, not yet answered' });
+      }
+      return;
     }
+    unanswered();
+    if (m.tool_calls?.length) open = { at: i, ids: new Set(m.tool_calls.map((c) => c.id)) };
   });
+  unanswered();
 });
 
 export type ChatCompletionsInput = z.infer<typeof chatCompletionsInput>;

@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { isProblem, ProblemError, type Actor, type ChatCompletionsInput, type ResidencyReceipt } from '@ally/contracts';
 import { LOGGER, NATS, toProblem } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
-import type { CompletionParams, PromptMessage } from '../content-filter/content-filter.service.js';
+import type { CompletionParams, FunctionTool, PromptMessage } from '../content-filter/content-filter.service.js';
 import { AnswersInFlight, type AnswerStop } from './answers-in-flight.js';
 import { CompletionService, type CompletionResult, type Plan, type StreamProgress } from './completion.service.js';
 import { framesTo, listenForCancel, openFrameStream } from './frame-stream.js';
@@ -34,7 +34,8 @@ const textOf = (content: ChatCompletionsInput['messages'][number]['content']): s
 /** A message of the caller's history as chat handles it: its text, and the tool calls and results it carries. */
 const promptMessage = (m: ChatCompletionsInput['messages'][number]): PromptMessage => ({
   role: m.role,
-  content: textOf(m.content),
+  // A refusal the model gave is what it said in that turn.
+  content: textOf(m.content) || (m.refusal ?? ''),
   ...(m.name ? { name: m.name } : {}),
   ...(m.tool_calls?.length ? { tool_calls: m.tool_calls } : {}),
   ...(m.tool_call_id != null ? { tool_call_id: m.tool_call_id } : {}),
@@ -129,14 +130,23 @@ export class CompatService {
     const messages = request.messages.map(promptMessage);
     const params: CompletionParams = {};
     for (const name of PASSED_ON) if (request[name] != null) Object.assign(params, { [name]: request[name] });
-    // An empty list offers nothing (OpenAI refuses it; clients that build the list send it so).
-    if (request.tools?.length) params.tools = request.tools;
-    else delete params.tool_choice;
+    // An empty list offers nothing (OpenAI refuses it; clients that build the list send it so), nor anything to choose.
+    if (request.tools?.length) params.tools = request.tools.map(functionTool);
+    else {
+      delete params.tool_choice;
+      delete params.parallel_tool_calls;
+    }
     const maxTokensField = request.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
     const maxTokens = request[maxTokensField];
     if (maxTokens != null) params.max_tokens = maxTokens;
     return this.completions.prepare(actor, workspace, request.model, messages, params, undefined, { fit: 'refuse', maxTokensField });
   }
+}
+
+/** A tool as the deployment takes it: fields sent as null ("none") are left out. */
+function functionTool(tool: NonNullable<ChatCompletionsInput['tools']>[number]): FunctionTool {
+  const { name, description, parameters, strict } = tool.function;
+  return { type: 'function', function: { name, ...(description != null ? { description } : {}), ...(parameters != null ? { parameters } : {}), ...(strict != null ? { strict } : {}) } };
 }
 
 /** The whole answer as OpenAI's message: no content (null) when the model only called tools. */

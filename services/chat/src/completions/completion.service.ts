@@ -21,6 +21,7 @@ import { servedInEu } from '../catalog/eu-regions.js';
 import { filteredCategories, isAbort, isFallbackWorthy, isPromptFiltered, ProviderClients, ProviderStreamError, ServedOutsideEu } from './provider-clients.js';
 import { openAiFinishReason } from './finish-reason.js';
 import { completionChunks } from './provider-stream.js';
+import { answered, toolCallPiece, toolCallsOf, type ToolCallPiece } from './tool-calls.js';
 import { promptBytes, promptTokens, textTokens } from './token-count.js';
 import { providerErrorForLog } from './provider-error-log.js';
 import { OutsideEuQuarantine } from '../catalog/outside-eu-quarantine.js';
@@ -45,14 +46,6 @@ export interface StreamProgress {
   text: string;
   /** The calls of the caller's tools so far, by their index in the answer (`/v1/chat/completions`). */
   toolCalls?: ToolCall[];
-}
-
-/** A piece of a call of the caller's tools as the provider streamed it: id and name come with the first. */
-export interface ToolCallPiece {
-  index: number;
-  id?: string;
-  name?: string;
-  arguments: string;
 }
 
 /** What a streamed answer is handed to as it comes. */
@@ -126,10 +119,10 @@ export class CompletionService {
     const window = context - (params.max_tokens ?? ANSWER_RESERVE);
     // A JSON schema's text and the tools' definitions are read by the model too, and take their room in its window.
     const definitions = parameterTexts(params);
-    const room = definitions.length ? window - promptTokens(definitions) : window;
-    const sent = fit === 'trim' ? trimToWindow(messages, room) : assertFits(messages, room, chosen, context);
+    const definitionTokens = definitions.length ? promptTokens(definitions) : 0;
+    const sent = fit === 'trim' ? trimToWindow(messages, window - definitionTokens) : assertFits(messages, window, chosen, context, definitionTokens);
     // What the model will see: a term in history trimmed away reaches no provider.
-    this.filter.checkRules([...sent, ...definitions], policy, actor.userId);
+    this.filter.checkRules([...sent, ...parameterTexts(params, 'words')], policy, actor.userId);
     const quota = await this.quota.assertAllowed(policy.workspace, actor.userId, [...sent, ...definitions]);
     return { actor, policy, model: chosen, candidates, messages: sent, params, quota };
   }
@@ -219,7 +212,7 @@ export class CompletionService {
           if (!this.servedInEuNow(d, residency.reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: residency.reportedRegion ?? d.region });
           throw err;
         }
-        return { text: progress.text, ...toolCallsOf(progress), usage: usageOf(usage, messages, answered(progress)), residency, finishReason };
+        return { text: progress.text, ...toolCallsOf(progress), usage: usageOf(usage, [...messages, ...parameterTexts(params)], answered(progress)), residency, finishReason };
       },
       () => !started || afterStart(),
       signal,
@@ -234,7 +227,8 @@ export class CompletionService {
   partial(plan: Plan, progress: StreamProgress): CompletionResult | undefined {
     const { deployment, residency, text } = progress;
     if (!deployment || (!text && !progress.toolCalls)) return undefined;
-    return { text, ...toolCallsOf(progress), deployment, usage: usageOf(undefined, plan.messages, answered(progress)), residency: residency ?? this.receipt(deployment, plan.policy) };
+    const prompt = [...plan.messages, ...parameterTexts(plan.params)];
+    return { text, ...toolCallsOf(progress), deployment, usage: usageOf(undefined, prompt, answered(progress)), residency: residency ?? this.receipt(deployment, plan.policy) };
   }
 
   /**
@@ -465,33 +459,6 @@ function retryAfterOf(err: unknown): number | undefined {
 }
 
 /**
- * A streamed piece of a tool call, added to the calls so far and handed on. OpenAI sends a call's id and name with
- * its first piece, then its arguments in pieces under the same index.
- */
-async function toolCallPiece(
-  piece: { index?: number; id?: string; function?: { name?: string; arguments?: string } },
-  progress: StreamProgress,
-  on: AnswerSink,
-): Promise<void> {
-  const calls = (progress.toolCalls ??= []);
-  // A server that numbers none sends each call whole, one after the other.
-  const index = piece.index ?? calls.length;
-  const call = (calls[index] ??= { id: '', type: 'function', function: { name: '', arguments: '' } });
-  if (piece.id) call.id = piece.id;
-  if (piece.function?.name) call.function.name += piece.function.name;
-  const args = piece.function?.arguments ?? '';
-  call.function.arguments += args;
-  await on.toolCall?.({ index, ...(piece.id ? { id: piece.id } : {}), ...(piece.function?.name ? { name: piece.function.name } : {}), arguments: args });
-}
-
-const toolCallsOf = (progress: StreamProgress): Pick<CompletionResult, 'toolCalls'> =>
-  progress.toolCalls ? { toolCalls: progress.toolCalls.filter(Boolean) } : {};
-
-/** What the model generated: its text and the calls it made, for counting when the provider reported no usage. */
-const answered = (progress: StreamProgress): string =>
-  progress.toolCalls ? [progress.text, ...progress.toolCalls.filter(Boolean).map((c) => c.function.name + c.function.arguments)].join('') : progress.text;
-
-/**
  * As OpenAI takes them: an assistant turn that only called tools has no content (null), not an empty one. The
  * shapes are OpenAI's already (a tool message has its call's id: the request's schema sees to it).
  */
@@ -540,14 +507,24 @@ export function trimToWindow(messages: PromptMessage[], maxTokens: number): Prom
   return messages.filter((m) => isSystem(m) || kept.has(m));
 }
 
-/** The caller's prompt as it is, or a 400 naming what to shorten when it does not fit beside the answer's room. */
-function assertFits(messages: PromptMessage[], maxTokens: number, model: string, context: number): PromptMessage[] {
-  if (promptBytes(messages) <= maxTokens) return messages;
+/**
+ * The caller's prompt as it is, or a 400 naming what to shorten when it does not fit beside the answer's room
+ * (`definitions`: the tokens a JSON schema and the tools' definitions take of it).
+ */
+function assertFits(messages: PromptMessage[], maxTokens: number, model: string, context: number, definitions = 0): PromptMessage[] {
+  const room = maxTokens - definitions;
+  if (promptBytes(messages) <= room) return messages;
   const needed = promptTokens(messages);
-  if (needed <= maxTokens) return messages;
-  throw new ProblemError(400, `This model's context window is ${context} tokens; the messages need about ${needed} and the answer ${context - maxTokens} (max_tokens or the default room)`, {
+  if (needed <= room) return messages;
+  const tools = definitions ? `, the tools and response format about ${definitions}` : '';
+  // What to shorten: the definitions when they alone leave no room, else the messages.
+  const [field, message] =
+    definitions >= maxTokens
+      ? ['tools', `about ${definitions} tokens with the response format, more than the ${maxTokens} left for the prompt in ${model}'s context window`]
+      : ['messages', `about ${needed} tokens, more than the ${room} left for them in ${model}'s context window`];
+  throw new ProblemError(400, `This model's context window is ${context} tokens; the messages need about ${needed}${tools} and the answer ${context - maxTokens} (max_tokens or the default room)`, {
     type: 'https://ally.eu/problems/context-length-exceeded',
-    errors: [{ field: 'messages', message: `about ${needed} tokens, more than the ${maxTokens} left for them in ${model}'s context window` }],
+    errors: [{ field, message }],
   });
 }
 

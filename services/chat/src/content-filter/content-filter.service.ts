@@ -47,14 +47,34 @@ export interface CompletionParams {
 
 /**
  * The text of a request's parameters the model reads as prompt, as system messages: a JSON schema's and each
- * tool's definition (its function's name as the message's name, read as a speaker's is). The blocked terms,
- * moderation and the context window see it.
+ * tool's definition (its function's name as the message's name, read as a speaker's is). As JSON (`json`, what
+ * the provider counts: the context window, the quota, usage counted here) or as the words in it (`words`: every
+ * key and string on a line of its own, escapes undone, for the blocked terms and moderation).
  */
-export function parameterTexts(params: CompletionParams): PromptMessage[] {
+export function parameterTexts(params: CompletionParams, as: 'json' | 'words' = 'json'): PromptMessage[] {
+  const text = (value: unknown) => (as === 'json' ? JSON.stringify(value) : wordsOf(value).join('\n'));
   const texts: PromptMessage[] = [];
-  if (params.response_format?.type === 'json_schema') texts.push({ role: 'system', content: JSON.stringify(params.response_format.json_schema) });
-  for (const tool of params.tools ?? []) texts.push({ role: 'system', name: tool.function.name, content: JSON.stringify(tool.function) });
+  if (params.response_format?.type === 'json_schema') texts.push({ role: 'system', content: text(params.response_format.json_schema) });
+  for (const tool of params.tools ?? []) texts.push({ role: 'system', name: tool.function.name, content: text(tool.function) });
   return texts;
+}
+
+/** Every key and string of a JSON value (numbers too, as text), in order. */
+function wordsOf(value: unknown): string[] {
+  if (typeof value === 'string') return [value];
+  if (typeof value === 'number') return [String(value)];
+  if (Array.isArray(value)) return value.flatMap(wordsOf);
+  if (value && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => [k, ...wordsOf(v)]);
+  return [];
+}
+
+/** A call's arguments as the words in them (JSON, as models write them), or as they are when they are not JSON. */
+function argumentWords(args: string): string {
+  try {
+    return wordsOf(JSON.parse(args)).join('\n');
+  } catch {
+    return args;
+  }
 }
 
 /** What one deployment is sent: the messages and parameters as it may see them. */
@@ -106,7 +126,7 @@ export class ContentFilterService {
    */
   async moderate(messages: PromptMessage[], params: CompletionParams, policy: RoutingPolicy, userId: string, moderator: Deployment, signal?: AbortSignal): Promise<void> {
     const seen = this.prepareFor(moderator, messages, this.config.REDACT_PII_OUTSIDE_EU, params);
-    const input = promptTexts([...seen.messages, ...parameterTexts(seen.params)]).filter(Boolean);
+    const input = promptTexts([...seen.messages, ...parameterTexts(seen.params, 'words')]).filter(Boolean);
     if (input.length === 0) return;
     const result = await this.clients
       .for(moderator)
@@ -162,7 +182,7 @@ export class ContentFilterService {
 
 }
 
-/** A call's arguments: JSON (as models write them) keeps its shape, its strings redacted; anything else is redacted as text. */
+/** A call's arguments: JSON (as models write them) keeps its shape, its keys and values redacted; anything else is redacted as text. */
 function redactArguments(args: string): string {
   let parsed: unknown;
   try {
@@ -175,11 +195,18 @@ function redactArguments(args: string): string {
   return redacted === JSON.stringify(parsed) ? args : redacted;
 }
 
-/** Every string in a JSON value, keys aside, with personal data redacted. */
+/**
+ * A JSON value with personal data redacted from its strings, its keys and its numbers (a card or phone number
+ * written as one); a number that holds none stays a number.
+ */
 function redactStrings<T>(value: T): T {
   if (typeof value === 'string') return redactPii(value) as T;
+  if (typeof value === 'number') {
+    const redacted = redactPii(String(value));
+    return (redacted === String(value) ? value : redacted) as T;
+  }
   if (Array.isArray(value)) return value.map((v) => redactStrings(v)) as T;
-  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactStrings(v)])) as T;
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [redactPii(k), redactStrings(v)])) as T;
   return value;
 }
 
@@ -198,6 +225,6 @@ function promptTexts(messages: PromptMessage[], name: (n: string) => string[] = 
   return messages.flatMap((m) => [
     ...(m.name ? name(m.name) : []),
     m.content,
-    ...(m.tool_calls?.flatMap((c) => [...name(c.function.name), c.function.arguments]) ?? []),
+    ...(m.tool_calls?.flatMap((c) => [...name(c.function.name), argumentWords(c.function.arguments)]) ?? []),
   ]);
 }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import Fastify from 'fastify';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { drainConnectionsOnClose } from './connection-drain.js';
 
@@ -34,5 +35,39 @@ describe('connections drained at shutdown', () => {
     } finally {
       await app.close();
     }
+  });
+
+  it('answers a request that arrives on a connection being drained with a 503 problem saying to ask again, after the answer before it', async () => {
+    const app = Fastify({ return503OnClosing: false });
+    drainConnectionsOnClose(app);
+    let slowStarted = false;
+    app.get('/slow', async () => {
+      slowStarted = true;
+      await sleep(300);
+      return { slow: true };
+    });
+    app.get('/fast', async () => ({ fast: true }));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = app.server.address() as { port: number };
+    const socket = connect(port, '127.0.0.1');
+    let received = '';
+    socket.on('data', (chunk) => (received += chunk.toString()));
+    const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /slow HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    while (!slowStarted) await sleep(5);
+    const closed = app.close();
+    await sleep(30);
+    // Sent behind the answer still being made, once the shutdown began.
+    socket.write('GET /fast HTTP/1.1\r\nHost: localhost\r\n\r\n');
+    await ended;
+    await closed;
+    const [first, second] = received.split(/(?=HTTP\/1\.1 )/);
+    expect(first).toMatch(/^HTTP\/1\.1 200/);
+    expect(first).toContain('{"slow":true}');
+    expect(second).toMatch(/^HTTP\/1\.1 503/);
+    expect(second.toLowerCase()).toContain('content-type: application/problem+json');
+    expect(second.toLowerCase()).toContain('retry-after: 1');
+    expect(second.toLowerCase()).toContain('connection: close');
+    expect(JSON.parse(second.slice(second.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 503, detail: expect.stringMatching(/send the request again/) });
   });
 });

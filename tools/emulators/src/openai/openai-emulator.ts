@@ -297,14 +297,24 @@ function toolsRefusal(body: Record<string, any>, messages: EmulatedChatMessage[]
     const bad = tools.findIndex((t) => t?.type !== 'function' || typeof t?.function?.name !== 'string');
     if (bad >= 0) return [`Missing required parameter: 'tools[${bad}].function.name'.`, `tools[${bad}]`];
   }
-  if (body.tool_choice != null && !(Array.isArray(tools) && tools.length)) return ["Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice'];
-  const called = new Set<string>();
+  const noTools = !(Array.isArray(tools) && tools.length);
+  if (body.tool_choice != null && noTools) return ["Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice'];
+  if (body.parallel_tool_calls != null && noTools) return ["Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified.", 'parallel_tool_calls'];
+  // Each call of an assistant turn is answered by the tool messages right after it.
+  let open = new Set<string>();
+  let openAt = -1;
   for (const [i, m] of messages.entries()) {
-    if (Array.isArray(m.tool_calls)) for (const c of m.tool_calls as { id?: string }[]) if (c?.id) called.add(c.id);
-    if (m.role === 'tool' && !called.has(String(m.tool_call_id))) {
-      return ["Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${i}].role`];
+    if (m.role === 'tool') {
+      if (!open.delete(String(m.tool_call_id))) return ["Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${i}].role`];
+      continue;
     }
+    if (open.size) {
+      return [`An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...open].join(', ')}`, `messages.[${openAt}].role`];
+    }
+    open = new Set(Array.isArray(m.tool_calls) ? (m.tool_calls as { id?: string }[]).map((c) => String(c?.id)) : []);
+    openAt = i;
   }
+  if (open.size) return [`An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...open].join(', ')}`, `messages.[${openAt}].role`];
   return undefined;
 }
 
@@ -750,10 +760,14 @@ export async function startOpenAIEmulator(opts: OpenAIEmulatorOptions = {}): Pro
     if (calls.length) {
       // As OpenAI streams calls: no content, each call's id, type and name, then its arguments a piece at a time.
       send(chunk({ role: 'assistant', content: null, refusal: null }, null));
+      // A stall (`afterTokens`) counts the pieces of calls as tokens.
+      const stalls = () => hang?.afterTokens !== undefined && record.completionTokens >= hang.afterTokens;
       for (const [index, call] of calls.entries()) {
+        if (stalls()) return void (record.fault = 'hang');
         send(chunk({ tool_calls: [{ index, id: call.id, type: 'function', function: { name: call.name, arguments: '' } }] }, null));
         record.completionTokens++;
         for (const piece of argumentPieces(call.arguments)) {
+          if (stalls()) return void (record.fault = 'hang');
           await sleep(latencyPerTokenMs, ac.signal);
           if (ac.signal.aborted) return;
           send(chunk({ tool_calls: [{ index, function: { arguments: piece } }] }, null));
