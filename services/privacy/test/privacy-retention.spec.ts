@@ -63,13 +63,13 @@ describe('retention policies, runs and legal holds', () => {
   it('counts a period stored under older rules as the nearest one allowed now: never below the legal minimum, never above the policy', async () => {
     await env.sql(
       `INSERT INTO privacy.retention_policies (service, category, retention_days, basis, updated_at, updated_by) VALUES
-         ('billing', 'invoices', 3650, 'legal obligation (Art. 6(1)(c) GDPR)', now(), $1), ('notify', 'delivery-log', 100000, 'x', now(), $1)
+         ('billing', 'invoices', 2000, 'legal obligation (Art. 6(1)(c) GDPR)', now(), $1), ('notify', 'delivery-log', 100000, 'x', now(), $1)
        ON CONFLICT (service, category) DO UPDATE SET retention_days = EXCLUDED.retention_days`,
       [compliance.userId],
     );
     const { data } = await rpc.call(PrivacyRpc.listRetentionPolicies, {}, { actor: compliance });
     const mailLog = data.find((p) => p.service === 'notify' && p.category === 'delivery-log')!;
-    expect(data.find((p) => p.category === 'invoices')).toMatchObject({ retentionDays: 3653 });
+    expect(data.find((p) => p.category === 'invoices')).toMatchObject({ retentionDays: 2922 });
     expect(mailLog.retentionDays).toBe(mailLog.defaultRetentionDays);
     await env.sql(`DELETE FROM privacy.retention_policies WHERE (service, category) IN (('billing', 'invoices'), ('notify', 'delivery-log'))`);
   });

@@ -1,7 +1,12 @@
 import { yearsInDays, type DataCategory } from '../common/data-categories.js';
 
-/** Ten years counted in days, with the most leap days ten years can hold (3): never a day short. */
+/** Ten years counted in days, with the most leap days ten years can hold (3): never a day short. The privacy policy's period. */
 export const INVOICE_YEARS_IN_DAYS = yearsInDays(10);
+/**
+ * What the law asks since 1 January 2025: invoices are booking vouchers, kept eight years (§ 147(3) AO,
+ * § 14b(1) UStG, as the Fourth Bureaucracy Relief Act amended them): compliance may shorten the policy's ten to that.
+ */
+export const INVOICE_LEGAL_YEARS_IN_DAYS = yearsInDays(8);
 
 export const billingDataCategories: DataCategory[] = [
   {
@@ -32,8 +37,9 @@ export const billingDataCategories: DataCategory[] = [
     basis: 'legal obligation (Art. 6(1)(c) GDPR)',
     // Ten years from the end of the invoice's calendar year: 3,653 days are ten years with their leap days.
     retentionDays: INVOICE_YEARS_IN_DAYS,
-    legalMinimumDays: INVOICE_YEARS_IN_DAYS,
-    retentionRule: 'kept 10 years from the end of the calendar year of the invoice (§ 147 AO, § 257 HGB); after an erasure request restricted and pseudonymised',
+    legalMinimumDays: INVOICE_LEGAL_YEARS_IN_DAYS,
+    retentionRule:
+      'kept 10 years from the end of the calendar year of the invoice, as the privacy policy says; the law asks 8 (§ 147(3) AO, § 257(4) HGB, § 14b(1) UStG since 2025); after an erasure request restricted and pseudonymised',
     processors: ['Stripe, Inc. (invoicing, USA; EU-US Data Privacy Framework)', 'Pathway Solutions GmbH (bookkeeping, Germany)', 'Hetzner Online GmbH (hosting, EU)'],
   },
 ];

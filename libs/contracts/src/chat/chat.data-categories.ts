@@ -9,7 +9,7 @@ export const chatDataCategories: DataCategory[] = [
     basis: 'contract (Art. 6(1)(b) GDPR)',
     retentionDays: null,
     retentionRule: "per the organisation's chatRetentionDays for business workspaces (a message that many days after it was written, a conversation that many days after its last one), otherwise until the user deletes it; crypto-shredded on erasure",
-    processors: ['Microsoft Ireland (Azure OpenAI, EU regions)', 'OpenAI Ireland (its EU data-residency endpoint; its models outside the EU only when the user allows them)', 'Hetzner Online GmbH (hosting, EU)'],
+    processors: ['Microsoft Ireland (Azure OpenAI: EU regions; a Global deployment only when the user allows models outside the EU)', 'OpenAI Ireland (its EU data-residency endpoint; its models outside the EU only when the user allows them)', 'Hetzner Online GmbH (hosting, EU)'],
   },
   {
     service: 'chat',

@@ -39,7 +39,7 @@ export const PROCESSORS: readonly Processor[] = [
     name: 'Microsoft Ireland Operations Limited',
     address: 'One Microsoft Place, South County Business Park, Leopardstown, Dublin 18, D18 P521, Ireland',
     country: 'IE',
-    service: 'Azure OpenAI Service (EU regions)',
+    service: 'Azure OpenAI Service: deployments in EU regions for everyone; a Global deployment (which may process anywhere) only when the user allows models outside the EU',
     basis: 'legitimate interest (Art. 6(1)(f) GDPR)',
     transferBasis: { euEea: 'EU-US Data Privacy Framework (adequacy decision of 10 July 2023)', switzerland: 'adequacy decision (Ireland)' },
     dpa: 'https://azure.microsoft.com/de-de/support/legal/',

@@ -105,7 +105,7 @@ export function buildPackageFiles(input: PackageInput): Record<string, string> {
     automatedDecisionMaking: 'none (Art. 15(1)(h), Art. 22 GDPR)',
     rights: [
       'access (Art. 15 GDPR)',
-      'rectification (Art. 16 GDPR): PATCH /v1/me',
+      'rectification (Art. 16 GDPR): PATCH /v1/me, and POST /v1/me/email for the address',
       'erasure (Art. 17 GDPR)',
       'restriction of processing (Art. 18 GDPR)',
       'data portability (Art. 20 GDPR)',
