@@ -596,6 +596,17 @@ describe('k8s/secrets.example.yaml', () => {
         .map((l) => /--from-literal=password=(\S+)/.exec(l)?.[1]);
       expect(natsPasswords).toHaveLength(SERVICES.length + 1);
       for (const p of natsPasswords) expect(p).toMatch(/^[a-z][a-f0-9]{48}$/);
+
+      // One provider credential set in place, the Secret's other (generated) keys untouched.
+      writeFileSync(log, '');
+      const set = spawnSync('bash', [join(K8S, 'scripts/create-secrets.sh'), '--set', 'ally-notify-secrets', 'BREVO_API_KEY'], { env: { ...env, BREVO_API_KEY: 'xkeysib-"neu"' }, encoding: 'utf8' });
+      expect(set.status).toBe(0);
+      const [patch] = readFileSync(log, 'utf8').split('\n');
+      const body = JSON.parse(patch.slice(patch.indexOf('{')));
+      expect(patch).toMatch(/^-n ally patch secret ally-notify-secrets --type merge -p /);
+      expect(body).toEqual({ data: { BREVO_API_KEY: Buffer.from('xkeysib-"neu"').toString('base64') } });
+      const unset = spawnSync('bash', [join(K8S, 'scripts/create-secrets.sh'), '--set', 'ally-notify-secrets', 'NOT_SET_ANYWHERE'], { env, encoding: 'utf8' });
+      expect({ status: unset.status, stderr: unset.stderr.trim() }).toEqual({ status: 1, stderr: 'missing environment variable NOT_SET_ANYWHERE' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

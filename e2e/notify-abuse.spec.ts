@@ -133,7 +133,7 @@ describe('notify: limits, erased owners, exports by address', () => {
         { event: 'hard_bounce', email: 'hart@example.eu', 'message-id': '<m2@brevo>' },
       ],
     });
-    expect(answer).toEqual({ applied: 1 });
+    expect(answer).toEqual({ applied: 1, skipped: 0 });
     expect(await env.sql(`SELECT reason FROM notify.suppressions`)).toEqual([{ reason: 'hard_bounce' }]);
   });
 

@@ -181,15 +181,31 @@ describe('mail as a new user meets it: through the gateway, the dev mailbox and 
     expect(await suppressions('left-the-company@example.eu')).toEqual([{ reason: 'hard_bounce' }]);
   });
 
-  it('a malformed webhook event is a 400 naming the field, also inside a batch', async () => {
+  it('a malformed webhook event alone is a 400 naming the field; in a batch it is skipped and the others applied (Brevo drops a batch it gets a 4xx for)', async () => {
     const single = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: { event: 5, email: 'someone@example.eu' } });
     expect(single.status).toBe(400);
     expect(single.headers.get('content-type')).toContain('application/problem+json');
     expect(single.body.errors.map((e: { field: string }) => e.field)).toEqual(['event']);
     const batch = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: [{ event: 'hard_bounce', email: 'ok@example.eu' }, { event: 'hard_bounce', email: 'nope' }] });
-    expect(batch.status).toBe(400);
-    expect(batch.body.errors.map((e: { field: string }) => e.field)).toEqual(['1.email']);
-    expect(await env.sql(`SELECT 1 FROM notify.suppressions WHERE reason = 'hard_bounce' AND created_at > now() - interval '1 minute' AND recipient_hash = $1`, [addressHash('ok@example.eu')])).toEqual([]);
+    expect({ status: batch.status, body: batch.body }).toEqual({ status: 200, body: { applied: 1, skipped: 1 } });
+    expect(await env.sql(`SELECT reason FROM notify.suppressions WHERE recipient_hash = $1`, [addressHash('ok@example.eu')])).toEqual([{ reason: 'hard_bounce' }]);
+    // Not a batch at all, or a larger one than Brevo sends: a 400.
+    expect((await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: Array(1001).fill({ event: 'spam', email: 'x@example.eu' }) })).status).toBe(400);
+  });
+
+  it('answers a webhook notify cannot take now (its database failing) with a 429, which Brevo retries, and takes it when asked again', async () => {
+    const complaint = { event: 'spam', email: 'complains@example.eu' };
+    await env.sql(`CREATE FUNCTION notify.test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END $$`);
+    await env.sql(`CREATE TRIGGER test_refuse BEFORE INSERT ON notify.suppressions FOR EACH ROW EXECUTE FUNCTION notify.test_refuse()`);
+    try {
+      const refused = await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: complaint });
+      expect({ status: refused.status, retryAfter: refused.headers.get('retry-after') }).toEqual({ status: 429, retryAfter: '60' });
+    } finally {
+      await env.sql(`DROP TRIGGER test_refuse ON notify.suppressions`);
+      await env.sql(`DROP FUNCTION notify.test_refuse()`);
+    }
+    expect((await http.request('POST', `/v1/webhooks/brevo?token=${SECRET}`, { body: complaint })).body).toEqual({ applied: 1, skipped: 0 });
+    expect(await env.sql(`SELECT reason FROM notify.suppressions WHERE recipient_hash = $1`, [addressHash('complains@example.eu')])).toEqual([{ reason: 'spam' }]);
   });
 
   it('writes German mails in German: the invited role and the time of a new sign-in read as words, not codes', async () => {

@@ -169,6 +169,24 @@ describe('starting with a dependency missing', () => {
     });
     expect(withoutAddressKey.code).toBe(1);
     expect(lines(withoutAddressKey.stderr)).toEqual(['notify: Configuration error: NOTIFY_ADDRESS_KEY is required in production']);
+    // Nor with the links of its mails (which carry tokens) pointing at localhost or at the manifests' placeholder host.
+    const complete = {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://ally_notify@127.0.0.1:5432/ally',
+      BREVO_API_KEY: 'xkeysib-test',
+      BREVO_WEBHOOK_SECRET: 'a-webhook-secret-of-16+',
+      COMPLIANCE_EMAIL: 'compliance@ally-kunde.de',
+      NOTIFY_ADDRESS_KEY: 'an-address-key-of-32-characters!',
+    };
+    for (const [extra, line] of [
+      [{}, 'PUBLIC_BASE_URL must be the deployment\'s public address in production, not localhost'],
+      [{ PUBLIC_BASE_URL: 'https://app.ally.example.eu' }, 'PUBLIC_BASE_URL is still a placeholder (app.ally.example.eu): put in the deployment\'s public address'],
+      [{ PUBLIC_BASE_URL: 'http://ally.ally-kunde.de' }, 'PUBLIC_BASE_URL must use https in production'],
+      [{ PUBLIC_BASE_URL: 'https://ally.ally-kunde.de', MAIL_SENDER_EMAIL: 'no-reply@ally.example.eu' }, 'MAIL_SENDER_EMAIL is still a placeholder (ally.example.eu): put in a sender of your domain, verified in Brevo'],
+    ] as const) {
+      const r = await run(['services/notify/dist/main.js'], { ...complete, ...extra });
+      expect({ code: r.code, lines: lines(r.stderr) }).toEqual({ code: 1, lines: [`notify: Configuration error: ${line}`] });
+    }
   });
 });
 
@@ -207,7 +225,10 @@ describe('a one-off command', () => {
 
   it("billing refuses to start in production with the cluster's plans file whose price ids are still placeholders", async () => {
     const vars = { PLANS_FILE: 'k8s/base/billing-plans.json', STRIPE_SECRET_KEY: 'sk_live_test', STRIPE_WEBHOOK_SECRET: 'whsec_test', BILLING_PSEUDONYM_KEY: 'a-pseudonym-key-of-32-characters' };
-    const r = await run(['services/billing/dist/main.js'], { ...env!.envFor(billingService, vars), NODE_ENV: 'production' });
+    // Where Stripe sends the customer back: the deployment's own address, not localhost (the default) nor the manifests' placeholder.
+    const local = await run(['services/billing/dist/main.js'], { ...env!.envFor(billingService, vars), NODE_ENV: 'production' });
+    expect({ code: local.code, lines: lines(local.stderr) }).toEqual({ code: 1, lines: ["billing: Configuration error: PUBLIC_BASE_URL must be the deployment's public address in production, not localhost"] });
+    const r = await run(['services/billing/dist/main.js'], { ...env!.envFor(billingService, { ...vars, PUBLIC_BASE_URL: 'https://ally.ally-kunde.de' }), NODE_ENV: 'production' });
     expect(r.code).toBe(1);
     expect(lines(r.stderr)).toEqual(['billing: Configuration error: PLANS_FILE k8s/base/billing-plans.json still has the placeholder price id of plan "team": put in its Stripe price id']);
   });

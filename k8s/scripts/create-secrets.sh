@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Creates the Secrets of k8s/secrets.example.yaml in the namespace `ally` of the current
 # kubectl context. Internal passwords are random; provider credentials come from your
-# environment. A Secret that exists already is left alone (rotate by deleting it first,
-# then restart the pods that use it).
+# environment. A Secret that exists already is left alone.
+#
+# Rotate one provider credential with --set (the other keys of its Secret stay): deleting a
+# Secret makes its generated keys anew, and NOTIFY_ADDRESS_KEY, BILLING_PSEUDONYM_KEY and the
+# privacy and identity keys must never change (what was keyed with them is lost). Then restart
+# the pods that use it:
+#   BREVO_API_KEY=... k8s/scripts/create-secrets.sh --set ally-notify-secrets BREVO_API_KEY
 #
 #   export CHAT_KEK=$(openssl rand -base64 32) AZURE_OPENAI_SWEDENCENTRAL_KEY=... \
 #          STRIPE_SECRET_KEY=... STRIPE_WEBHOOK_SECRET=... BREVO_API_KEY=... \
@@ -13,6 +18,16 @@ set -euo pipefail
 NS=ally
 LOCAL=false
 [[ "${1:-}" == "--local" ]] && LOCAL=true
+
+if [[ "${1:-}" == "--set" ]]; then
+  secret=${2:?usage: --set <secret> <KEY> (the value from your environment)}
+  key=${3:?usage: --set <secret> <KEY> (the value from your environment)}
+  if [[ -z "${!key:-}" ]]; then echo "missing environment variable $key" >&2; exit 1; fi
+  # As base64 in `data`: a value with quotes or backslashes needs no escaping.
+  kubectl -n "$NS" patch secret "$secret" --type merge -p "{\"data\":{\"$key\":\"$(printf '%s' "${!key}" | base64 | tr -d '\n')\"}}" >/dev/null
+  echo "secret/$secret: $key set; restart the pods that use it"
+  exit 0
+fi
 
 rand() { openssl rand -hex 24; }
 # nats-server reads $VARIABLES of its config through its own parser: a value that starts with

@@ -52,6 +52,30 @@ export function requireInProduction<C extends { NODE_ENV: string }>(c: C, ctx: z
   for (const name of names) if (!c[name]) ctx.addIssue({ code: 'custom', path: [name], message: 'is required in production' });
 }
 
+/** Hosts that stand for "put yours here": the manifests' placeholders, and the names reserved for examples (RFC 2606). */
+const PLACEHOLDER_HOST = /(^|\.)(example\.(eu|com|org|net)|example|invalid|test)$/i;
+const LOOPBACK_HOST = /^(localhost|127(\.\d+){3}|\[::1\])$/i;
+
+/**
+ * In production, a public address people are sent to (the links in mails, Stripe's return pages) is the
+ * deployment's own over HTTPS: not the development default (localhost), nor a placeholder the manifests ship,
+ * which would send tokens to a host that is not ours.
+ */
+export function requirePublicUrlInProduction<C extends { NODE_ENV: string }>(c: C, ctx: z.RefinementCtx, name: keyof C & string): void {
+  if (c.NODE_ENV !== 'production') return;
+  const url = new URL(String(c[name]));
+  if (LOOPBACK_HOST.test(url.hostname)) ctx.addIssue({ code: 'custom', path: [name], message: `must be the deployment's public address in production, not ${url.hostname}` });
+  else if (PLACEHOLDER_HOST.test(url.hostname)) ctx.addIssue({ code: 'custom', path: [name], message: `is still a placeholder (${url.hostname}): put in the deployment's public address` });
+  else if (url.protocol !== 'https:') ctx.addIssue({ code: 'custom', path: [name], message: 'must use https in production' });
+}
+
+/** In production, an email address of the deployment's own (`what` says whose), not one of the manifests' placeholders. */
+export function requireOwnAddressInProduction<C extends { NODE_ENV: string }>(c: C, ctx: z.RefinementCtx, name: keyof C & string, what: string): void {
+  if (c.NODE_ENV !== 'production' || !c[name]) return;
+  const domain = String(c[name]).split('@').pop() ?? '';
+  if (PLACEHOLDER_HOST.test(domain)) ctx.addIssue({ code: 'custom', path: [name], message: `is still a placeholder (${domain}): put in ${what}` });
+}
+
 export type BaseConfig = z.infer<typeof baseConfigSchema>;
 export type DatabaseConfig = z.infer<typeof databaseConfigSchema>;
 

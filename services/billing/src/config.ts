@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema, publicBaseUrlSchema, requireInProduction } from '@ally/platform';
+import { baseConfigSchema, databaseConfigSchema, publicBaseUrlSchema, requireInProduction, requirePublicUrlInProduction } from '@ally/platform';
 
 export const billingConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -26,6 +26,8 @@ export const billingConfigSchema = baseConfigSchema
   })
   .superRefine((c, ctx) => {
     requireInProduction(c, ctx, ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'BILLING_PSEUDONYM_KEY']);
+    // Stripe sends the customer back here after Checkout and the portal.
+    requirePublicUrlInProduction(c, ctx, 'PUBLIC_BASE_URL');
     if (c.NODE_ENV === 'production' && c.STRIPE_API_URL) ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: 'must not be set in production (it points at the emulator)' });
     // Without a key the SDK would otherwise go to api.stripe.com with a made-up one, while saying it talks to the emulator.
     if (c.NODE_ENV !== 'production' && !c.STRIPE_SECRET_KEY && !c.STRIPE_API_URL) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { baseConfigSchema, databaseConfigSchema, publicBaseUrlSchema, requireInProduction } from '@ally/platform';
+import { baseConfigSchema, databaseConfigSchema, publicBaseUrlSchema, requireInProduction, requireOwnAddressInProduction, requirePublicUrlInProduction } from '@ally/platform';
 
 export const notifyConfigSchema = baseConfigSchema
   .extend(databaseConfigSchema.shape)
@@ -34,6 +34,10 @@ export const notifyConfigSchema = baseConfigSchema
   .superRefine((c, ctx) => {
     // Production never falls back to the emulator, nor drops a data-subject request's escalation for want of an address.
     requireInProduction(c, ctx, ['BREVO_API_KEY', 'BREVO_WEBHOOK_SECRET', 'COMPLIANCE_EMAIL', 'NOTIFY_ADDRESS_KEY']);
+    // The links in mails carry tokens: to the deployment's own host only; and from a sender Brevo will take.
+    requirePublicUrlInProduction(c, ctx, 'PUBLIC_BASE_URL');
+    requireOwnAddressInProduction(c, ctx, 'MAIL_SENDER_EMAIL', 'a sender of your domain, verified in Brevo');
+    requireOwnAddressInProduction(c, ctx, 'COMPLIANCE_EMAIL', "your compliance team's address");
     // Without a key, mail (addresses, names, links) must not go to Brevo's real API, which would refuse it only after receiving it.
     if (c.NODE_ENV !== 'production' && !c.BREVO_API_KEY && !c.BREVO_BASE_URL) {
       ctx.addIssue({ code: 'custom', path: ['BREVO_BASE_URL'], message: "is required without BREVO_API_KEY: the Brevo emulator's URL (npm start sets it)" });

@@ -7,20 +7,24 @@ import { startBrevoEmulator, type BrevoEmulator } from '@ally/emulators';
 describe('Brevo emulator: idempotency keys', () => {
   let brevo: BrevoEmulator;
   let shortLived: BrevoEmulator;
+  let firstAnswer: BrevoEmulator;
 
   beforeAll(async () => {
     brevo = await startBrevoEmulator();
     shortLived = await startBrevoEmulator({ idempotencyTtlMs: 100 });
+    firstAnswer = await startBrevoEmulator({ repeatedKey: 'first-answer' });
   });
 
   afterAll(async () => {
     await brevo?.close();
     await shortLived?.close();
+    await firstAnswer?.close();
   });
 
   beforeEach(() => {
     brevo.clear();
     shortLived.clear();
+    firstAnswer.clear();
   });
 
   const client = (emulator: BrevoEmulator) => new BrevoClient({ apiKey: 'emulator', baseUrl: emulator.apiUrl, maxRetries: 0 });
@@ -33,11 +37,10 @@ describe('Brevo emulator: idempotency keys', () => {
       ...(idempotencyKey ? { headers: { idempotencyKey } } : {}),
     });
 
-  it('answers a repeated key with the first message id and mails once; other keys and sends without one each mail', async () => {
+  it("answers a repeated key with Brevo's 400 duplicate_parameter and mails once; other keys and sends without one each mail", async () => {
     const key = randomUUID();
-    const first = await send(brevo, 'a@example.eu', key);
-    const again = await send(brevo, 'a@example.eu', key);
-    expect(again.messageId).toBe(first.messageId);
+    await send(brevo, 'a@example.eu', key);
+    await expect(send(brevo, 'a@example.eu', key)).rejects.toMatchObject({ statusCode: 400, body: { code: 'duplicate_parameter' } });
     expect(brevo.mails('a@example.eu')).toHaveLength(1);
     expect(brevo.mails('a@example.eu')[0].headers).toEqual({ idempotencyKey: key });
 
@@ -57,14 +60,14 @@ describe('Brevo emulator: idempotency keys', () => {
     expect(brevo.mails('links@example.eu')[0].links).toEqual(['http://localhost:3000/forgot-password', 'http://localhost:3000/verify-email?token=a.b']);
   });
 
-  it('answers a repeat that arrives while the first send is still in flight with its message id, after it', async () => {
+  it('answers a repeat that arrives while the first send is still in flight after it; with first-answer, with its message id', async () => {
     const key = randomUUID();
-    brevo.slowNext({ delayMs: 500 });
-    const first = send(brevo, 'slow@example.eu', key);
+    firstAnswer.slowNext({ delayMs: 500 });
+    const first = send(firstAnswer, 'slow@example.eu', key);
     await new Promise((r) => setTimeout(r, 100));
-    const [a, b] = await Promise.all([first, send(brevo, 'slow@example.eu', key)]);
+    const [a, b] = await Promise.all([first, send(firstAnswer, 'slow@example.eu', key)]);
     expect(b.messageId).toBe(a.messageId);
-    expect(brevo.mails('slow@example.eu')).toHaveLength(1);
+    expect(firstAnswer.mails('slow@example.eu')).toHaveLength(1);
   });
 
   it('sends a repeat of a refused send (the key was not used up)', async () => {

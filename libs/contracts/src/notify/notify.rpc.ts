@@ -24,5 +24,6 @@ export const brevoWebhookInput = z.strictObject({
 
 export const NotifyRpc = {
   devMailbox: rpc(pageOf(devMailReply))('ally.rpc.notify.dev-mailbox.list', devMailboxInput, { authenticated: false }),
-  brevoWebhook: rpc(z.strictObject({ applied: z.number().int() }))('ally.rpc.notify.webhook.brevo', brevoWebhookInput, { authenticated: false }),
+  /** `skipped`: events of a batch that were malformed (the others are applied: Brevo would drop the whole batch on a 4xx). */
+  brevoWebhook: rpc(z.strictObject({ applied: z.number().int(), skipped: z.number().int() }))('ally.rpc.notify.webhook.brevo', brevoWebhookInput, { authenticated: false }),
 } as const;

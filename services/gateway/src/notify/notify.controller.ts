@@ -18,17 +18,26 @@ export class NotifyController {
     @Inject(GATEWAY_CONFIG) private readonly config: GatewayConfig,
   ) {}
 
-  /** Brevo's webhook: bounces, complaints, unsubscribes. notify checks the shared secret. */
+  /**
+   * Brevo's webhook: bounces, complaints, unsubscribes. notify checks the shared secret. Brevo asks again only
+   * after a timeout or a 429 (any other failure drops the events), so notify not answering or failing for its own
+   * reasons (its database away, say) is a 429 here.
+   */
   @Post('v1/webhooks/brevo')
   @Answers(NotifyRpc.brevoWebhook)
   @HttpCode(200)
-  brevoWebhook(@Req() req: FastifyRequest, @Body() payload: unknown, @RequestMetaParam() meta: RequestMeta) {
+  async brevoWebhook(@Req() req: FastifyRequest, @Body() payload: unknown, @RequestMetaParam() meta: RequestMeta) {
     const auth = req.headers.authorization;
     const bearer = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
     const secret = bearer || String((req.query as Record<string, unknown>)?.token ?? '');
     // Named here in the caller's terms: notify would name its RPC field `payload`.
     if (payload === undefined) throw new ProblemError(400, 'The request body is required', { errors: [{ field: '(body)', message: 'is required' }] });
-    return this.rpc.call(NotifyRpc.brevoWebhook, { secret: secret.slice(0, 512), payload }, { meta });
+    try {
+      return await this.rpc.call(NotifyRpc.brevoWebhook, { secret: secret.slice(0, 512), payload }, { meta });
+    } catch (err) {
+      if (!(err instanceof ProblemError) || err.status < 500) throw err;
+      throw new ProblemError(429, `The events could not be taken now (${err.message}); send them again`, { retryAfter: 60 });
+    }
   }
 
   /** Development only: the mails the Brevo emulator took, newest first, with their links and tokens. */

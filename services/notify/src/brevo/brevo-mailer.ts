@@ -13,7 +13,7 @@ export type SendOutcome =
    * mail (its rate limit, our key): no other mail is sent meanwhile either.
    */
   | { ok: false; retryable: true; error: string; retryAfterMs?: number; pause?: boolean }
-  /** Anything else Brevo refuses (400, 401, 403…): retrying would not help. */
+  /** Anything else Brevo refuses (400, 404, 422…): retrying would not help (401 and 403, our own key or address, wait instead). */
   | { ok: false; retryable: false; error: string };
 
 /** Brevo's transactional email API through the official SDK; our own retry policy, not the SDK's. */
@@ -89,12 +89,22 @@ export class BrevoMailer implements OnModuleInit {
   }
 }
 
+/**
+ * How long Brevo asks us to wait: its rate limits say when they reset in `x-sib-ratelimit-reset` (seconds; its
+ * documented header), anything else may send HTTP's `Retry-After` (seconds or a date). The longer one counts.
+ */
 function retryAfter(err: BrevoError): number | undefined {
   const headers = err.rawResponse?.headers as Headers | Record<string, string> | undefined;
-  const value = headers instanceof Headers ? headers.get('retry-after') : headers?.['retry-after'];
+  const header = (name: string) => (headers instanceof Headers ? headers.get(name) : headers?.[name]) ?? undefined;
+  const waits = [msUntil(header('retry-after')), msUntil(header('x-sib-ratelimit-reset'), false)].filter((ms) => ms !== undefined);
+  return waits.length ? Math.max(...waits) : undefined;
+}
+
+/** A header's wait in ms: seconds, or (`dates`) an HTTP date. */
+function msUntil(value: string | undefined, dates = true): number | undefined {
   if (!value) return undefined;
   const seconds = Number(value);
-  if (Number.isFinite(seconds)) return seconds * 1000;
-  const at = Date.parse(value);
+  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
+  const at = dates ? Date.parse(value) : NaN;
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }

@@ -13,6 +13,11 @@ import type { DeliveryEntity } from './delivery.entity.js';
 const BATCH = 10;
 /** A row left in `sending` this long belongs to a worker that died; it is retried. */
 export const STALE_SENDING = `interval '2 minutes'`;
+/**
+ * A worker writes the outcome only of its own claim (`attempts` counts claims): one that stalled past
+ * STALE_SENDING while another took the row over would otherwise make a mail already sent due again.
+ */
+const stillClaimed = (attempts: string) => `status = 'sending' AND attempts = ${attempts}`;
 
 type ClaimedRow = Pick<DeliveryEntity, 'id' | 'template' | 'locale' | 'userId' | 'orgId' | 'recipient' | 'variables' | 'attempts' | 'required'> & { suppressed: boolean; ageMs: number };
 
@@ -74,13 +79,13 @@ export class DeliveryWorker extends PacedWorker {
 
   private async deliver(row: ClaimedRow): Promise<void> {
     if (row.suppressed && !row.required) {
-      await this.finish(row.id, 'suppressed', { lastError: 'address is on the suppression list' });
+      await this.finish(row, 'suppressed', { lastError: 'address is on the suppression list' });
       this.mails.inc({ template: row.template, outcome: 'suppressed' });
       return;
     }
     // A restriction (Art. 18) made while the mail waited (for a retry, say) stops it as it would have stopped the event.
     if (row.userId && !row.required && (await isRestricted(this.ds.manager, row.userId, row.orgId ?? undefined))) {
-      await this.finish(row.id, 'suppressed', { lastError: 'the recipient restricted, or objected to, the processing of their data' });
+      await this.finish(row, 'suppressed', { lastError: 'the recipient restricted, or objected to, the processing of their data' });
       this.mails.inc({ template: row.template, outcome: 'restricted' });
       return;
     }
@@ -92,7 +97,7 @@ export class DeliveryWorker extends PacedWorker {
       outcome = { ok: false as const, retryable: false as const, error: `cannot render: ${(err as Error).message}` };
     }
     if (outcome.ok) {
-      await this.finish(row.id, 'sent', outcome.messageId ? { providerMessageId: outcome.messageId } : { lastError: 'Brevo had taken this mail at an earlier attempt (its idempotency key); its message id is unknown' });
+      await this.finish(row, 'sent', outcome.messageId ? { providerMessageId: outcome.messageId } : { lastError: 'Brevo had taken this mail at an earlier attempt (its idempotency key); its message id is unknown' });
       this.mails.inc({ template: row.template, outcome: 'sent' });
       return;
     }
@@ -106,25 +111,26 @@ export class DeliveryWorker extends PacedWorker {
       // As long as Brevo said (or the first retry's delay), not this mail's own backoff after many attempts.
       if (outcome.pause) this.pausedUntil = Math.max(this.pausedUntil, Date.now() + (outcome.retryAfterMs ?? this.config.NOTIFY_RETRY_BASE_MS));
       await this.ds.query(
-        `UPDATE deliveries SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now() WHERE id = $1`,
-        [row.id, delayMs / 1000, outcome.error],
+        `UPDATE deliveries SET status = 'pending', next_attempt_at = now() + make_interval(secs => $2), last_error = $3, updated_at = now()
+          WHERE id = $1 AND ${stillClaimed('$4')}`,
+        [row.id, delayMs / 1000, outcome.error, row.attempts],
       );
       this.mails.inc({ template: row.template, outcome: 'retry' });
       return;
     }
-    await this.finish(row.id, 'dead', { lastError: outcome.error });
+    await this.finish(row, 'dead', { lastError: outcome.error });
     this.mails.inc({ template: row.template, outcome: 'dead' });
     this.deadLetters.inc({ template: row.template });
     this.logger.error({ deliveryId: row.id, template: row.template, attempts: row.attempts, error: outcome.error }, 'mail dead-lettered');
   }
 
   /** A final state: the address and the variables (tokens, names) leave the log. */
-  private async finish(id: string, status: 'sent' | 'suppressed' | 'dead', extra: { providerMessageId?: string; lastError?: string }): Promise<void> {
+  private async finish(row: Pick<ClaimedRow, 'id' | 'attempts'>, status: 'sent' | 'suppressed' | 'dead', extra: { providerMessageId?: string; lastError?: string }): Promise<void> {
     await this.ds.query(
       `UPDATE deliveries SET status = $2, provider_message_id = coalesce($3, provider_message_id), last_error = coalesce($4, last_error),
               sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END, recipient = NULL, variables = NULL, updated_at = now()
-        WHERE id = $1`,
-      [id, status, extra.providerMessageId ?? null, extra.lastError ?? null],
+        WHERE id = $1 AND ${stillClaimed('$5')}`,
+      [row.id, status, extra.providerMessageId ?? null, extra.lastError ?? null, row.attempts],
     );
   }
 }

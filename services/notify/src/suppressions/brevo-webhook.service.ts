@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { z } from 'zod';
 import { emailSchema, parseInput, plainText, ProblemError } from '@ally/contracts';
-import { sameSecret } from '@ally/platform';
+import { LOGGER, sameSecret } from '@ally/platform';
+import type { Logger } from 'pino';
 import { AddressHashes } from '../common/address-hash.js';
 import { NOTIFY_CONFIG, type NotifyConfig } from '../config.js';
 
@@ -24,8 +25,7 @@ const brevoEvent = z.looseObject({
   'message-id': plainText(512).optional(),
 });
 // One event, or a batch of them; chosen by shape first, so a bad field is named (a union would only say "Invalid input").
-const batchSchema = z.array(brevoEvent).max(1000);
-
+const batchSchema = z.array(z.unknown()).max(1000);
 
 @Injectable()
 export class BrevoWebhookService {
@@ -33,12 +33,18 @@ export class BrevoWebhookService {
     private readonly ds: DataSource,
     @Inject(NOTIFY_CONFIG) private readonly config: NotifyConfig,
     private readonly addresses: AddressHashes,
+    @Inject(LOGGER) private readonly logger: Logger,
   ) {}
 
-  /** Bounces, complaints and unsubscribes put the address (as a hash) on the suppression list. */
-  async apply(secret: string, payload: unknown): Promise<{ applied: number }> {
+  /**
+   * Bounces, complaints and unsubscribes put the address (as a hash) on the suppression list. A malformed event
+   * alone is a 400 naming its field; in a batch it is skipped and the others applied: Brevo drops a whole batch it
+   * got a 4xx for (it retries only timeouts and 429s), and a complaint in it would be lost.
+   */
+  async apply(secret: string, payload: unknown): Promise<{ applied: number; skipped: number }> {
     this.authenticate(secret);
-    const events = Array.isArray(payload) ? parseInput(batchSchema, payload, 'Brevo webhook event') : [parseInput(brevoEvent, payload, 'Brevo webhook event')];
+    const events = Array.isArray(payload) ? this.wellFormed(parseInput(batchSchema, payload, 'Brevo webhook events')) : [parseInput(brevoEvent, payload, 'Brevo webhook event')];
+    const skipped = Array.isArray(payload) ? payload.length - events.length : 0;
     let applied = 0;
     await this.ds.transaction(async (em) => {
       for (const e of events) {
@@ -53,7 +59,17 @@ export class BrevoWebhookService {
         }
       }
     });
-    return { applied };
+    return { applied, skipped };
+  }
+
+  /** The events of a batch that are well formed; the others are logged by position and field, without their content. */
+  private wellFormed(batch: unknown[]): z.infer<typeof brevoEvent>[] {
+    return batch.flatMap((event, index) => {
+      const parsed = brevoEvent.safeParse(event);
+      if (parsed.success) return [parsed.data];
+      this.logger.warn({ index, fields: parsed.error.issues.map((i) => i.path.join('.')) }, 'a malformed event in a Brevo webhook batch was skipped');
+      return [];
+    });
   }
 
   private authenticate(secret: string): void {

@@ -66,7 +66,7 @@ export async function startBrevoEmulator(
     host?: string;
     apiKey?: string;
     idempotencyTtlMs?: number;
-    /** How a send repeating a held key is answered: with the first send's message id, or with Brevo's 400 `duplicate_parameter`. */
+    /** How a send repeating a held key is answered: with Brevo's 400 `duplicate_parameter` (the default, as Brevo documents it), or with the first send's message id. */
     repeatedKey?: 'first-answer' | 'duplicate-error';
   } = {},
 ): Promise<BrevoEmulator> {
@@ -127,7 +127,7 @@ export async function startBrevoEmulator(
     const earlier = sends.get(idempotencyKey);
     // A repeat waits for the first send (a client that timed out retries while it is still in flight).
     const messageId = earlier && Date.now() - earlier.at < ttlMs ? await earlier.messageId : undefined;
-    if (messageId && opts.repeatedKey === 'duplicate-error') return { status: 400, body: { code: 'duplicate_parameter', message: 'idempotencyKey already used' } };
+    if (messageId && opts.repeatedKey !== 'first-answer') return { status: 400, body: { code: 'duplicate_parameter', message: 'idempotencyKey already used' } };
     if (messageId) return { status: 201, body: { messageId } };
     const sending = send(raw);
     sends.set(idempotencyKey, { at: Date.now(), messageId: sending.then((r) => (r.status === 201 ? (r.body as { messageId: string }).messageId : undefined)) });
@@ -140,7 +140,10 @@ export async function startBrevoEmulator(
     if (delay) await new Promise((r) => setTimeout(r, delay.delayMs));
     const fault = takeNext(faults);
     if (fault) {
-      const headers: Record<string, string> = fault.retryAfterSeconds ? { 'retry-after': String(fault.retryAfterSeconds) } : {};
+      // A rate limit says when it resets in Brevo's own headers (its documented x-sib-ratelimit-*, no Retry-After); other faults in HTTP's.
+      const wait = fault.retryAfterSeconds ? String(fault.retryAfterSeconds) : undefined;
+      const headers: Record<string, string> =
+        wait === undefined ? {} : fault.status === 429 ? { 'x-sib-ratelimit-limit': '1000', 'x-sib-ratelimit-remaining': '0', 'x-sib-ratelimit-reset': wait } : { 'retry-after': wait };
       const code = fault.status === 400 ? 'invalid_parameter' : fault.status === 429 ? 'too_many_requests' : 'internal_error';
       return { status: fault.status, headers, body: { code, message: `Emulated failure ${fault.status}` } };
     }
