@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { OpenAIEmulator } from '@ally/emulators';
 import { randomUUID } from 'node:crypto';
 import { AssistantsService } from '@ally/chat';
-import { privacyRpcs, type PrivacyExport } from '@ally/contracts';
+import { ERASED_USER, privacyRpcs, type PrivacyExport } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { confirmEmail, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 import { startChatWorld, type ChatWorld } from './chat-world.js';
@@ -110,10 +110,12 @@ describe('specialised assistants', () => {
     const [old] = await env.sql<{ id: string }>(`SELECT id FROM chat.assistants WHERE created_by = $1 AND workspace = 'private' LIMIT 1`, [kim.user.id]);
     expectProblem(await http.delete(`/v1/assistants/${old.id}`, owner.accessToken), 404);
     expectProblem(await http.delete(`/v1/assistants/${team.body.id}`, owner.accessToken), 404);
-    // Written by a former admin (one's own asks privacy about a legal hold on its writer first, e2e/privacy-admin-hardening).
-    await env.sql(`INSERT INTO chat.assistants (id, workspace, created_by, name, instructions) SELECT gen_random_uuid(), $1, gen_random_uuid(), 'Alt ' || n, 'x' FROM generate_series(2, $2) n`, [
+    // Written by a former admin since erased (privacy, not running here, is asked about a living writer's legal hold
+    // first: e2e/privacy-admin-hardening).
+    await env.sql(`INSERT INTO chat.assistants (id, workspace, created_by, name, instructions) SELECT gen_random_uuid(), $1, $3, 'Alt ' || n, 'x' FROM generate_series(2, $2) n`, [
       org.id,
       ASSISTANTS_LIMIT,
+      ERASED_USER,
     ]);
     expectProblem(await http.post('/v1/assistants', { workspace: org.id, name: 'Zu viel', instructions: 'x' }, kim.accessToken), 409);
     const [spare] = await env.sql<{ id: string }>(`SELECT id FROM chat.assistants WHERE workspace = $1 AND name = 'Alt 2'`, [org.id]);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { identityService } from '@ally/identity';
-import { waitFor, type HttpResult, type TestEnv } from '@ally/testing';
+import { confirmEmail, lastEvent, waitFor, type HttpResult, type TestEnv } from '@ally/testing';
 import { everyRow, startPlatformWorld, type PlatformWorld } from './platform-world.js';
 import { expectProblem } from './problem-assertions.js';
 
@@ -375,6 +375,28 @@ describe('privacy: decisions, error answers and voided exports', () => {
     expect(await env.sql(`SELECT 1 FROM chat.conversations WHERE id = $1`, [conversation])).toEqual([]);
     expect((await http.delete(`/v1/assistants/${assistant}`, lena.accessToken)).status).toBe(204);
     expect(await env.sql(`SELECT 1 FROM chat.assistants WHERE id = $1`, [assistant])).toEqual([]);
+  });
+
+  it("keeps an organisation's assistant an admin deletes while its author is under a legal hold", async () => {
+    const cora = await complianceToken();
+    const owner = await register('Olga', 'Inhaberin');
+    await confirmEmail(env, owner.user.id);
+    const org = (await http.post('/v1/orgs', { name: 'Gehalten Bau GmbH' }, owner.accessToken)).body;
+    const author = await register('Arne', 'Autor');
+    const invite = (await http.post(`/v1/orgs/${org.id}/invitations`, { email: author.email, role: 'admin' }, owner.accessToken)).body;
+    const invited = await lastEvent<{ invitationId: string; token: string }>(env, 'identity.invitation.created', (e) => e.data.invitationId === invite.id);
+    expect((await http.post('/v1/invitations/accept', { token: invited.data.token }, author.accessToken)).status).toBe(200);
+    const assistant = await waitFor(async () => {
+      const r = await http.post('/v1/assistants', { workspace: org.id, name: 'Bauleiter', instructions: 'Antworte knapp.' }, author.accessToken);
+      return r.status === 201 ? (r.body.id as string) : undefined;
+    }, 'the membership to reach chat');
+    const hold = await http.post('/v1/admin/privacy/legal-holds', { userId: author.user.id, reason: 'Rechtsstreit Az. 7 O 3/26' }, cora);
+    expect(hold.status).toBe(201);
+    const refused = await http.delete(`/v1/assistants/${assistant}`, owner.accessToken);
+    expectProblem(refused, 409);
+    expect(refused.body.detail).toMatch(/legal hold/);
+    expect((await http.delete(`/v1/admin/privacy/legal-holds/${hold.body.id}`, cora)).status).toBe(200);
+    expect((await http.delete(`/v1/assistants/${assistant}`, owner.accessToken)).status).toBe(204);
   });
 
   it('refuses a legal hold for an id no account has, instead of holding nothing', async () => {

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type AddressInfo } from 'node:net';
 import { billingService } from '@ally/billing';
+import { chatService } from '@ally/chat';
 import { gatewayService } from '@ally/gateway';
 import { migrate } from '@ally/platform';
 import { createTestEnv, freePort, PrivateNatsServer, type TestEnv } from '@ally/testing';
@@ -221,6 +222,19 @@ describe('a one-off command', () => {
     expect(r.stdout).toBe('invoice_number;date;net;tax;gross;currency;customer_reference\n');
     // The development key's warning and Nest's start-up lines went to stderr.
     expect(r.stderr).toContain('BILLING_PSEUDONYM_KEY');
+  });
+
+  it('chat refuses to start with a CHAT_KEK that does not open its stored data keys', async () => {
+    env ??= await createTestEnv();
+    const vars = { CHAT_KEK: Buffer.alloc(32, 7).toString('base64'), QUOTA_PROVIDER: 'none', MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json', OPENAI_EMULATOR_URL: 'http://127.0.0.1:9' };
+    await env.migrate(chatService, vars);
+    // A data key wrapped under another KEK (here: bytes no key opens), as after a mistyped or changed CHAT_KEK.
+    await env.sql(`INSERT INTO chat.data_keys (user_id, wrapped) VALUES (gen_random_uuid(), $1)`, [Buffer.alloc(60, 1)]);
+    const r = await run(['services/chat/dist/main.js'], { ...env.envFor(chatService, vars), NODE_ENV: 'development' });
+    expect({ code: r.code, lines: lines(r.stderr).filter((l) => l.startsWith('chat:')) }).toEqual({
+      code: 1,
+      lines: ['chat: CHAT_KEK does not open the stored data keys: start chat with the key they were wrapped with (chat content cannot be read without it)'],
+    });
   });
 
   it("billing refuses to start in production with the cluster's plans file whose price ids are still placeholders", async () => {

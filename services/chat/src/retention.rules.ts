@@ -45,7 +45,8 @@ export const CHAT_RETENTION_RULES: PurgeRule[] = [
     name: 'membership-removals',
     table: 'membership_removals',
     key: 'ctid',
-    expired: `removed_at < now() - interval '1 day' AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.user_id = membership_removals.user_id AND c.workspace = membership_removals.org_id::text)`,
+    // As long as a lift (the stream keeps events 7 days): an older member.added redelivered after it would let them back in.
+    expired: `removed_at < now() - interval '8 days' AND NOT EXISTS (SELECT 1 FROM conversations c WHERE c.user_id = membership_removals.user_id AND c.workspace = membership_removals.org_id::text)`,
   },
   // A lift only has to outlast the redelivery of its restriction (the stream keeps events 7 days).
   { name: 'lifted-restrictions', table: 'restrictions', key: 'request_id', expired: `lifted_at < now() - interval '8 days'` },

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { wholeListParams } from '../common/query-params.js';
 import { rpc } from '../common/rpc.js';
+import { idSchema } from '../common/validation.js';
 import { pageOf } from '../common/replies.js';
 import * as r from './privacy.replies.js';
 import * as s from './privacy.schemas.js';
@@ -33,7 +34,10 @@ export const PrivacyRpc = {
   createLegalHold: rpc(r.legalHoldReply)('ally.rpc.privacy.legal-hold.create', s.createLegalHoldInput),
   releaseLegalHold: rpc(r.legalHoldReply)('ally.rpc.privacy.legal-hold.release', s.legalHoldIdInput),
   listLegalHolds: rpc(pageOf(r.legalHoldReply))('ally.rpc.privacy.legal-hold.list', s.listLegalHoldsInput),
-  /** Whether a legal hold stands for the caller: chat asks before the caller deletes what a hold keeps. */
-  ownHold: rpc<{ held: boolean }>()('ally.rpc.privacy.legal-hold.own', none),
+  /**
+   * Whether a legal hold stands for the caller, or for `authorId` (who wrote what the caller deletes: an
+   * organisation's assistant an admin removes): chat asks before a deletion of what a hold keeps.
+   */
+  ownHold: rpc<{ held: boolean }>()('ally.rpc.privacy.legal-hold.own', z.strictObject({ authorId: idSchema('must be a user id').optional() })),
   processingActivities: rpc<r.ProcessingRegister | { csv: string }>()('ally.rpc.privacy.processing-activities.get', s.processingActivitiesInput),
 } as const;

@@ -2,7 +2,7 @@ import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common'
 import { DataSource } from 'typeorm';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { decodeCursor, fitting, keysetPage, limitReached, managesOrg, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
+import { decodeCursor, ERASED_USER, fitting, keysetPage, limitReached, managesOrg, ProblemError, REPLY_PAGE_BYTES, type Actor, type Assistant, type Page } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
 import { lockNamed, lockSubject } from '@ally/persistence';
 import { LOGGER } from '@ally/platform';
@@ -103,8 +103,9 @@ export class AssistantsService implements OnApplicationBootstrap {
       if (!m) throw notFound();
       if (!managesOrg(m.role)) throw new ProblemError(403, "Only owners and admins delete the organisation's assistants");
     }
-    // One of their own (private, or an organisation's they wrote: their export shows it) waits for a legal hold on them.
-    if (a.createdBy === actor.userId) await assertNotHeld(this.rpc, actor, 'This assistant');
+    // Whoever wrote it (private, or an organisation's: their export shows it) may be under a legal hold: it waits for it,
+    // also when an owner or admin deletes it. An author since erased had none (a hold stops an erasure).
+    if (a.createdBy !== ERASED_USER) await assertNotHeld(this.rpc, actor, 'This assistant', a.createdBy);
     await this.ds.getRepository(AssistantEntity).delete({ id });
   }
 

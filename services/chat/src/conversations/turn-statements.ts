@@ -44,6 +44,8 @@ export const TURN_SQL = `
 /**
  * One write for a turn: question, answer, the conversation's time and the usage
  * event; nothing when the data key or the conversation is gone (an erasure won).
+ * The key is locked (FOR KEY SHARE): an erasure deleting it right now is waited
+ * for and then seen, or waits for this save, whose usage event it then rewrites.
  * The conversation's row is the turn's clock ($6 is now): each save moves it on
  * by at least two milliseconds, waiting for a save in the same conversation
  * that holds it, so the question and its answer take the next two and a turn
@@ -52,7 +54,7 @@ export const TURN_SQL = `
 export const SAVE_SQL = `
   WITH turn AS (
     UPDATE conversations SET updated_at = greatest($6::timestamptz + interval '1 ms', updated_at + interval '2 ms')
-     WHERE id = $3::uuid AND EXISTS (SELECT 1 FROM data_keys WHERE user_id = $4::uuid)
+     WHERE id = $3::uuid AND EXISTS (SELECT 1 FROM data_keys WHERE user_id = $4::uuid FOR KEY SHARE)
     RETURNING updated_at AS answered_at
   ), saved AS (
     INSERT INTO messages (id, conversation_id, user_id, role, content_enc, model, prompt_tokens, completion_tokens, residency, status, created_at)

@@ -1,9 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
+import { DataSource } from 'typeorm';
 import { createHmac, randomBytes } from 'node:crypto';
 import type { EntityManager } from 'typeorm';
 import type { Logger } from 'pino';
 import { ProblemError } from '@ally/contracts';
-import { keyEncryptionKey, LOGGER, open, seal } from '@ally/platform';
+import { keyEncryptionKey, LOGGER, open, seal, StartupError } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
 
 /** One user's unwrapped data key, for the texts of one request. */
@@ -31,11 +32,30 @@ export class UserKey {
  * the KEK by implementing wrap/unwrap.
  */
 @Injectable()
-export class ContentCipher {
+export class ContentCipher implements OnModuleInit {
   private readonly kek: Buffer;
 
-  constructor(@Inject(CHAT_CONFIG) config: ChatConfig, @Inject(LOGGER) logger: Logger) {
+  constructor(
+    private readonly ds: DataSource,
+    @Inject(CHAT_CONFIG) config: ChatConfig,
+    @Inject(LOGGER) logger: Logger,
+  ) {
     this.kek = keyEncryptionKey(config.CHAT_KEK, { variable: 'CHAT_KEK', protects: 'chat content is encrypted', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-kek' });
+  }
+
+  /**
+   * A KEK that does not open the stored data keys (mistyped, or changed) stops the start: otherwise every history
+   * would fail to read, and users' first keys would be wrapped under it, unreadable once the right key is back
+   * (erasure marks, keyed by it too, would no longer match either).
+   */
+  async onModuleInit(): Promise<void> {
+    const [row]: { user_id: string; wrapped: Buffer }[] = await this.ds.query(`SELECT user_id, wrapped FROM data_keys ORDER BY created_at DESC LIMIT 1`);
+    if (!row) return;
+    try {
+      this.unwrap(row.user_id, row.wrapped);
+    } catch {
+      throw new StartupError('CHAT_KEK does not open the stored data keys: start chat with the key they were wrapped with (chat content cannot be read without it)');
+    }
   }
 
   async encrypt(em: EntityManager, userId: string, text: string): Promise<Buffer> {

@@ -79,10 +79,11 @@ export class AdminController {
     return this.holds.release(actor, parseRpcInput(PrivacyRpc.releaseLegalHold.input, req.input, 'path').id);
   }
 
-  /** Not an admin RPC: any caller may learn whether a hold keeps their own data (chat asks before a deletion). */
+  /** Not an admin RPC: chat asks before a deletion whether a hold keeps the caller's data, or its author's. */
   @MessagePattern(PrivacyRpc.ownHold.subject)
   async ownHold(@Payload() req: RpcRequest) {
-    return { held: await this.holds.isHeld(actorOf(req).userId) };
+    const { authorId } = parseRpcInput(PrivacyRpc.ownHold.input, req.input ?? {});
+    return { held: await this.holds.isHeld(authorId ?? actorOf(req).userId) };
   }
 
   @MessagePattern(PrivacyRpc.listLegalHolds.subject)
