@@ -132,6 +132,25 @@ describe('specialised assistants', () => {
     expect((await http.get(`/v1/conversations/${conversation.id}`, kim.accessToken)).body.assistantId).toBeNull();
   });
 
+  it("deletes a dissolved organisation's assistants and policy: no one is left to keep them for", async () => {
+    const last = await register('letzte.mitglied@example.eu');
+    const org = (await http.post('/v1/orgs', { name: 'Auflösung GmbH' }, last.accessToken)).body;
+    const assistant = await http.post('/v1/assistants', { workspace: org.id, name: 'Abwickler', instructions: 'Antworte knapp.' }, last.accessToken);
+    expect(assistant.status).toBe(201);
+    expect(await env.sql(`SELECT 1 FROM chat.org_policies WHERE org_id = $1`, [org.id])).toHaveLength(1);
+    // Its last member's account goes (as privacy's erasure asks identity): the organisation is dissolved.
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    try {
+      await rpc.call(privacyRpcs('identity').erase, { userId: last.user.id, scope: 'all' });
+    } finally {
+      await rpc.close();
+    }
+    await lastEvent(env, 'identity.organization.dissolved', (e: { data: { orgId: string } }) => e.data.orgId === org.id);
+    await waitFor(async () => ((await env.sql(`SELECT 1 FROM chat.assistants WHERE workspace = $1`, [org.id])).length === 0 ? true : undefined), 'the assistants to go');
+    expect(await env.sql(`SELECT 1 FROM chat.org_policies WHERE org_id = $1`, [org.id])).toEqual([]);
+  });
+
   it('lists assistants with long instructions in pages that fit one reply, and refuses names that hide or reverse text', async () => {
     const lena = await register('lena.lang@example.eu');
     const long = '€'.repeat(20_000); // 60 kB each: 20 of them do not fit one NATS message

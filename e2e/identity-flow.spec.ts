@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import argon2 from 'argon2';
 import { decodeJwt } from 'jose';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
@@ -109,6 +110,18 @@ describe('the identity flow through the gateway, as a new user runs it with curl
 
     expect((await http.delete(`/v1/me/api-keys/${key.body.id}`, session.accessToken)).status).toBe(204);
     expect((await http.get('/v1/me', key.body.key)).status).toBe(401);
+  });
+
+  it('makes a password hash anew at sign-in when the configured argon2 costs differ from the ones it was made with', async () => {
+    const { user } = await register('kosten@example.eu');
+    // As if made before the costs were raised (here: another time cost than the service's).
+    const old = await argon2.hash(PASSWORD, { type: argon2.argon2id, memoryCost: 19_456, timeCost: 3, parallelism: 1 });
+    await env.sql(`UPDATE identity.users SET password_hash = $2 WHERE id = $1`, [user.id, old]);
+    expect((await http.post('/v1/auth/login', { email: 'kosten@example.eu', password: PASSWORD })).status).toBe(200);
+    const [{ password_hash: now }] = await env.sql<{ password_hash: string }>(`SELECT password_hash FROM identity.users WHERE id = $1`, [user.id]);
+    expect(now).not.toBe(old);
+    expect(now).toMatch(/^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
+    expect((await http.post('/v1/auth/login', { email: 'kosten@example.eu', password: PASSWORD })).status).toBe(200);
   });
 
   it('answers 404 for an organisation of another tenant', async () => {

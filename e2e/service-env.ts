@@ -3,6 +3,9 @@ import type { BrevoEmulator, OpenAIEmulator, StripeEmulator } from '@ally/emulat
 
 type Env = Record<string, string>;
 
+/** One KEK for the test run, as a deployment keeps one: a chat replica started again opens the keys the first wrapped. */
+const CHAT_KEK = randomBytes(32).toString('base64');
+
 /**
  * What each service needs to run against the vendor emulators in a test;
  * `extra` holds what the test itself is about (poll intervals, timeouts).
@@ -10,7 +13,7 @@ type Env = Record<string, string>;
 export const chatEnv = (llm: OpenAIEmulator, extra: Env = {}): Env => ({
   MODEL_CATALOG_FILE: 'services/chat/config/models.dev.json',
   OPENAI_EMULATOR_URL: llm.url,
-  CHAT_KEK: randomBytes(32).toString('base64'),
+  CHAT_KEK,
   ...extra,
 });
 

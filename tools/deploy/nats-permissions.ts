@@ -102,6 +102,7 @@ export const TOPOLOGY: Record<Service, ServiceTopology> = {
           'identity.user.residency-set',
           'identity.user.deleted',
           'identity.organization.created',
+          'identity.organization.dissolved',
           'identity.organization.policy-changed',
           'identity.member.added',
           'identity.member.removed',

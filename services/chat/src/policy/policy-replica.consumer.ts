@@ -29,6 +29,12 @@ const handlers = (policies: PolicyService): Record<string, Handler> => ({
     await em.query(`DELETE FROM membership_removals WHERE user_id = $1`, [d.userId]);
   },
   'identity.organization.created': (em, d, at) => em.query(`INSERT INTO org_policies (org_id, updated_at) VALUES ($1, $2) ON CONFLICT (org_id) DO NOTHING`, [d.orgId, at]),
+  // Its last member went: its assistants (written by it and its members, kept as text) and its policy have no one
+  // left to keep them for. Former members' conversations there go by their removals, as before.
+  'identity.organization.dissolved': async (em, d) => {
+    await em.query(`DELETE FROM assistants WHERE workspace = $1`, [d.orgId]);
+    await em.query(`DELETE FROM org_policies WHERE org_id = $1`, [d.orgId]);
+  },
   'identity.organization.policy-changed': async (em, d, at) => {
     if (!(await putOrgPolicy(em, d, at, 'update')) && (await orgPolicyDiffers(em, d))) await policies.reconcileOrg(em, d.orgId);
   },

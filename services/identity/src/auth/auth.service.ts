@@ -100,6 +100,14 @@ export class AuthService {
       }
       const knownIp = await this.throttle.isKnownIp(user.id, meta?.ip);
       await this.throttle.finish(attempt, { userId: user.id, ip: meta?.ip, succeeded: true });
+      // Costs raised since it was made: the password is at hand now, and an old, cheaper hash would stay weaker (and faster to
+      // check, which tells an address with an account from one without). Only if no reset replaced it meanwhile.
+      if (this.passwords.isStale(user.passwordHash!)) {
+        const fresh = await this.passwords.hash(password);
+        const [, rehashed] = await this.ds.query(`UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2`, [user.id, user.passwordHash, fresh]);
+        // The session checks the account did not change while it was read: this change is the sign-in's own.
+        if (rehashed === 1) user.passwordHash = fresh;
+      }
       return await this.ds.transaction((em) => this.sessions.signIn(em, user, 'password', knownIp, meta));
     } catch (err) {
       // The account was erased while its password was being checked: no account, as for any unknown address (was a 500).

@@ -19,6 +19,15 @@ export class PasswordService {
     });
   }
 
+  /** A hash made with other costs than configured now (they were raised): made anew at the next sign-in. */
+  isStale(hash: string): boolean {
+    try {
+      return argon2.needsRehash(hash, { memoryCost: this.config.ARGON2_MEMORY_KIB, timeCost: this.config.ARGON2_TIME_COST, parallelism: 1 });
+    } catch {
+      return false;
+    }
+  }
+
   async verify(hash: string | null, password: string): Promise<boolean> {
     if (!hash) return false;
     try {
