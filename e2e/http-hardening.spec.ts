@@ -638,6 +638,8 @@ describe('rate limits', () => {
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(60);
     for (const header of ['x-content-type-options', 'x-request-id']) expect(limited.headers.get(header)).toBeTruthy();
+    // Single sign-on's routes are credential routes too (each start keeps a row at identity).
+    expectProblem(await strict.get('/v1/auth/sso/nosuchprovider/start'), 429);
     // Other routes are not held back by the login limit.
     expect((await strict.get('/.well-known/jwks.json')).status).toBe(200);
     expect((await strict.get('/v1/me', user.accessToken)).status).toBe(200);

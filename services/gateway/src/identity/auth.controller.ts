@@ -99,8 +99,9 @@ export class AuthController {
     await this.rpc.call(IdentityRpc.resetPassword, body as any, { meta });
   }
 
-  /** Redirects the browser to the identity provider. */
+  /** Redirects the browser to the identity provider. A credential route: each start keeps a row at identity. */
   @Get('v1/auth/sso/:provider/start')
+  @AuthRateLimited()
   @ApiResponse({ status: 302, description: "to the identity provider's sign-in page" })
   async ssoStart(@Param('provider') provider: string, @RequestMetaParam() meta: RequestMeta, @Res() reply: FastifyReply) {
     const { authorizationUrl } = await this.rpc.call(IdentityRpc.ssoStart, { provider }, { meta });
@@ -110,6 +111,7 @@ export class AuthController {
 
   /** The provider redirects back here, to the browser that started the sign-in; answers the token pair. */
   @Get('v1/auth/sso/:provider/callback')
+  @AuthRateLimited()
   @Answers(IdentityRpc.ssoCallback)
   @Header('cache-control', TOKENS_UNCACHED)
   ssoCallback(@Param('provider') provider: string, @Req() req: FastifyRequest, @Res({ passthrough: true }) reply: FastifyReply, @RequestMetaParam() meta: RequestMeta) {
