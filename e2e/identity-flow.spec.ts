@@ -3,7 +3,7 @@ import argon2 from 'argon2';
 import { decodeJwt } from 'jose';
 import { gatewayService } from '@ally/gateway';
 import { identityService } from '@ally/identity';
-import { createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
+import { confirmEmail, createTestEnv, httpClient, lastEvent, waitFor, type TestEnv } from '@ally/testing';
 
 const PASSWORD = 'Sommerwiese am Fluss 2026';
 
@@ -122,6 +122,22 @@ describe('the identity flow through the gateway, as a new user runs it with curl
     expect(now).not.toBe(old);
     expect(now).toMatch(/^\$argon2id\$v=19\$m=19456,p=1,t=2\$/);
     expect((await http.post('/v1/auth/login', { email: 'kosten@example.eu', password: PASSWORD })).status).toBe(200);
+  });
+
+  it('names an invitee account in the invitation only once it proved the address (one never confirmed may be a squatter)', async () => {
+    const owner = await register('einlader@example.eu', { locale: 'de' });
+    await confirmEmail(env, owner.user.id);
+    const org = (await http.post('/v1/orgs', { name: 'Einladung GmbH' }, owner.accessToken)).body;
+    const invitee = await register('eingeladen@example.eu', { locale: 'en' });
+    type Invited = { invitationId: string; inviteeUserId?: string; locale: string };
+    const invite = async () => {
+      const sent = (await http.post(`/v1/orgs/${org.id}/invitations`, { email: 'eingeladen@example.eu', role: 'member' }, owner.accessToken)).body;
+      return (await lastEvent<Invited>(env, 'identity.invitation.created', (e) => e.data.invitationId === sent.id)).data;
+    };
+    expect(await invite()).toMatchObject({ locale: 'de' });
+    expect((await invite()).inviteeUserId).toBeUndefined();
+    await confirmEmail(env, invitee.user.id);
+    expect(await invite()).toMatchObject({ inviteeUserId: invitee.user.id, locale: 'en' });
   });
 
   it('answers 404 for an organisation of another tenant', async () => {

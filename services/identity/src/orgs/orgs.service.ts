@@ -146,7 +146,10 @@ export class OrgsService {
       // Two sent at once to the same address take turns, so the second replaces the first rather than both staying open.
       await lockNamed(em, `invitation:${input.orgId}:${input.email.toLowerCase()}`);
       await dropInvitations(em, `org_id = $1 AND lower(email) = lower($2)`, [input.orgId, input.email]);
-      const invitee = await this.users.findByEmail(input.email, em);
+      // Only an account that proved the address speaks for its owner (whose restriction pauses the mail, whose language it
+      // is in): one never confirmed may be a squatter's, who would otherwise keep every invitation from the address.
+      const account = await this.users.findByEmail(input.email, em);
+      const invitee = account?.emailVerifiedAt ? account : undefined;
       const token = newSecret();
       const invitation = em.getRepository(InvitationEntity).create({
         id: randomUUID(),
