@@ -192,10 +192,11 @@ export const chatCompletionsInput = z.object({
   const tools = new Set((r.tools ?? []).map((t) => t.function.name));
   if (tools.size < (r.tools?.length ?? 0)) ctx.addIssue({ code: 'custom', path: ['tools'], message: 'must name each function once' });
   // "auto" without tools has nothing to choose from, and does no harm; the others ask for a call that cannot be made.
-  if ((r.tool_choice === 'required' || typeof r.tool_choice === 'object') && r.tool_choice !== null && tools.size === 0) {
+  const named = typeof r.tool_choice === 'object' && r.tool_choice !== null ? r.tool_choice.function.name : undefined;
+  if ((r.tool_choice === 'required' || named !== undefined) && tools.size === 0) {
     ctx.addIssue({ code: 'custom', path: ['tool_choice'], message: 'may ask for a tool call only when tools are given' });
   }
-  if (typeof r.tool_choice === 'object' && r.tool_choice && tools.size > 0 && !tools.has(r.tool_choice.function.name)) {
+  if (named !== undefined && tools.size > 0 && !tools.has(named)) {
     ctx.addIssue({ code: 'custom', path: ['tool_choice', 'function', 'name'], message: 'must name one of the tools' });
   }
   // As OpenAI checks it: the calls of an assistant turn are answered, each once, by the tool messages right after it.
