@@ -29,6 +29,18 @@ describe('the content filter before any provider', () => {
     return token;
   };
   const conversation = async (token: string, workspace = 'private') => (await http.post('/v1/conversations', { workspace }, token)).body.id;
+  /** A user (not restricted to the EU) whose organisation blocks "Projekt Kranich", with an API key for it and one for their private workspace. */
+  const keysUnderBlockedTerm = async (email: string, orgName: string) => {
+    const token = await user(email, false);
+    const org = (await http.post('/v1/orgs', { name: orgName }, token)).body;
+    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { blockedTerms: ['Projekt Kranich'] }, token)).status).toBe(200);
+    const orgKey: string = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: org.id }, token)).body.key;
+    const privateKey: string = (await http.post('/v1/me/api-keys', { name: 'sdk-private', workspace: 'private' }, token)).body.key;
+    return { orgKey, privateKey };
+  };
+  /** `/v1/chat/completions` with an API key: a "Hallo" unless `body` gives messages. */
+  const completeWith = (key: string, model: string, body: Record<string, unknown>) =>
+    http.request('POST', '/v1/chat/completions', { body: { model, messages: [{ role: 'user', content: 'Hallo' }], ...body }, headers: { authorization: `Bearer ${key}` } });
 
   it("refuses a prompt with an organisation's blocked term with 422, and no provider sees it", async () => {
     const token = await user('ida@example.eu', true);
@@ -160,14 +172,9 @@ describe('the content filter before any provider', () => {
   });
 
   it("reads a JSON schema sent to /v1/chat/completions as prompt: an organisation's blocked term in it refuses the request, and outside the EU its personal data is redacted", async () => {
-    const token = await user('schema@example.eu', false);
-    const org = (await http.post('/v1/orgs', { name: 'Schema Bau GmbH' }, token)).body;
-    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { blockedTerms: ['Projekt Kranich'] }, token)).status).toBe(200);
-    const orgKey = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: org.id }, token)).body.key;
-    const privateKey = (await http.post('/v1/me/api-keys', { name: 'sdk-private', workspace: 'private' }, token)).body.key;
+    const { orgKey, privateKey } = await keysUnderBlockedTerm('schema@example.eu', 'Schema Bau GmbH');
     const schema = (description: string) => ({ type: 'json_schema', json_schema: { name: 'antwort', schema: { type: 'object', properties: { text: { type: 'string', description } } } } });
-    const complete = (key: string, model: string, description: string) =>
-      http.request('POST', '/v1/chat/completions', { body: { model, messages: [{ role: 'user', content: 'Hallo' }], response_format: schema(description) }, headers: { authorization: `Bearer ${key}` } });
+    const complete = (key: string, model: string, description: string) => completeWith(key, model, { response_format: schema(description) });
     llm.clearRequests();
     await waitFor(async () => ((await complete(orgKey, 'gpt-4o-mini', 'Alles über Projekt Kranich')).status === 422 ? true : undefined), 'the policy change to reach chat');
     expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
@@ -180,11 +187,7 @@ describe('the content filter before any provider', () => {
   });
 
   it("reads tools, the model's calls and the tools' results as prompt: blocked terms, moderation and redaction outside the EU see them", async () => {
-    const token = await user('tools@example.eu', false);
-    const org = (await http.post('/v1/orgs', { name: 'Werkzeug Bau GmbH' }, token)).body;
-    expect((await http.patch(`/v1/orgs/${org.id}/policy`, { blockedTerms: ['Projekt Kranich'] }, token)).status).toBe(200);
-    const orgKey = (await http.post('/v1/me/api-keys', { name: 'sdk', workspace: org.id }, token)).body.key;
-    const privateKey = (await http.post('/v1/me/api-keys', { name: 'sdk-private', workspace: 'private' }, token)).body.key;
+    const { orgKey, privateKey } = await keysUnderBlockedTerm('tools@example.eu', 'Werkzeug Bau GmbH');
     const tool = (description: string) => ({ type: 'function', function: { name: 'kunde', description, parameters: { type: 'object', properties: { mail: { type: 'string', description } } } } });
     const call = (args: string) => ({ id: 'call_1', type: 'function', function: { name: 'kunde', arguments: args } });
     const history = (args: string, result: string) => [
@@ -192,11 +195,9 @@ describe('the content filter before any provider', () => {
       { role: 'assistant', content: null, tool_calls: [call(args)] },
       { role: 'tool', tool_call_id: 'call_1', content: result },
     ];
-    const complete = (key: string, model: string, body: Record<string, unknown>) =>
-      http.request('POST', '/v1/chat/completions', { body: { model, messages: [{ role: 'user', content: 'Hallo' }], ...body }, headers: { authorization: `Bearer ${key}` } });
 
     llm.clearRequests();
-    await waitFor(async () => ((await complete(orgKey, 'gpt-4o-mini', { tools: [tool('Alles über Projekt Kranich')] })).status === 422 ? true : undefined), 'the policy change to reach chat');
+    await waitFor(async () => ((await completeWith(orgKey, 'gpt-4o-mini', { tools: [tool('Alles über Projekt Kranich')] })).status === 422 ? true : undefined), 'the policy change to reach chat');
     for (const body of [
       { messages: history('{"q":"Projekt Kranich"}', 'keiner') },
       // Read as the model reads them: escapes in JSON undone, a line break a space.
@@ -205,30 +206,30 @@ describe('the content filter before any provider', () => {
       { messages: history('{}', 'Der Kunde von Projekt Kranich') },
       { messages: history('{}', 'x'), tools: [{ type: 'function', function: { name: 'projekt_kranich' } }] },
     ]) {
-      expect((await complete(orgKey, 'gpt-4o-mini', body)).status).toBe(422);
+      expect((await completeWith(orgKey, 'gpt-4o-mini', body)).status).toBe(422);
     }
     expect(llm.requests({ operation: 'chat.completions' })).toEqual([]);
 
     // Outside the EU: the tool's description and parameters, the call's arguments (keys and numbers too) and the result, with personal data redacted.
     const args = JSON.stringify({ mail: 'anna@example.eu', menge: 3, karte: 4111111111111111, kopie: { 'anna@example.eu': 'cc' } });
-    expect((await complete(privateKey, 'gpt-4o', { messages: history(args, 'Anna, Tel. +49 170 1234567'), tools: [tool('Schreibt an anna@example.eu')] })).status).toBe(200);
+    expect((await completeWith(privateKey, 'gpt-4o', { messages: history(args, 'Anna, Tel. +49 170 1234567'), tools: [tool('Schreibt an anna@example.eu')] })).status).toBe(200);
     const sent = llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!;
     const seen = JSON.stringify({ messages: sent.messages, tools: (sent.body as { tools: unknown }).tools });
     for (const secret of ['anna@example.eu', '170 1234567', '4111111111111111']) expect(seen).not.toContain(secret);
     expect(sent.messages[1]).toEqual({ role: 'assistant', content: null, tool_calls: [call(JSON.stringify({ mail: '[email]', menge: 3, karte: '[card]', kopie: { '[email]': 'cc' } }))] });
     expect(sent.messages[2]).toEqual({ role: 'tool', tool_call_id: 'call_1', content: 'Anna, Tel. [phone]' });
     // Arguments that are not JSON are redacted as text; ones with nothing to redact go as the model wrote them.
-    await complete(privateKey, 'gpt-4o', { messages: history('mail anna@example.eu', 'x'), tools: [tool('Kunde')] });
+    await completeWith(privateKey, 'gpt-4o', { messages: history('mail anna@example.eu', 'x'), tools: [tool('Kunde')] });
     expect(llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!.messages[1]).toMatchObject({ tool_calls: [call('mail [email]')] });
-    await complete(privateKey, 'gpt-4o', { messages: history('{ "menge": 3 }', 'x'), tools: [tool('Kunde')] });
+    await completeWith(privateKey, 'gpt-4o', { messages: history('{ "menge": 3 }', 'x'), tools: [tool('Kunde')] });
     expect(llm.requests({ endpoint: 'openai-us', operation: 'chat.completions' }).at(-1)!.messages[1]).toMatchObject({ tool_calls: [call('{ "menge": 3 }')] });
 
     // Moderation reads them too: a flagged tool result, or tool description, is refused before the model sees it.
     const restricted = await user('tools-eu@example.eu', true);
     const euKey = (await http.post('/v1/me/api-keys', { name: 'sdk-eu', workspace: 'private' }, restricted)).body.key;
     llm.clearRequests();
-    expect((await complete(euKey, 'mistral-small', { messages: history('{}', 'All about forbidden-topic'), tools: [tool('Kunde')] })).status).toBe(422);
-    expect((await complete(euKey, 'mistral-small', { tools: [tool('Explains forbidden-topic')] })).status).toBe(422);
+    expect((await completeWith(euKey, 'mistral-small', { messages: history('{}', 'All about forbidden-topic'), tools: [tool('Kunde')] })).status).toBe(422);
+    expect((await completeWith(euKey, 'mistral-small', { tools: [tool('Explains forbidden-topic')] })).status).toBe(422);
     expect(llm.requests().map((r) => `${r.operation}@${r.endpoint}`)).toEqual(['moderations@openai-eu', 'moderations@openai-eu']);
   });
 

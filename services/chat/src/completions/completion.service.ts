@@ -212,7 +212,7 @@ export class CompletionService {
           if (!this.servedInEuNow(d, residency.reportedRegion)) strays.push({ deployment: d.id, region: d.region, reportedRegion: residency.reportedRegion ?? d.region });
           throw err;
         }
-        return { text: progress.text, ...toolCallsOf(progress), usage: usageOf(usage, [...messages, ...parameterTexts(params)], answered(progress)), residency, finishReason };
+        return { text: progress.text, ...toolCallsOf(progress), usage: usageOf(usage, { messages, params }, progress), residency, finishReason };
       },
       () => !started || afterStart(),
       signal,
@@ -227,8 +227,7 @@ export class CompletionService {
   partial(plan: Plan, progress: StreamProgress): CompletionResult | undefined {
     const { deployment, residency, text } = progress;
     if (!deployment || (!text && !progress.toolCalls)) return undefined;
-    const prompt = [...plan.messages, ...parameterTexts(plan.params)];
-    return { text, ...toolCallsOf(progress), deployment, usage: usageOf(undefined, prompt, answered(progress)), residency: residency ?? this.receipt(deployment, plan.policy) };
+    return { text, ...toolCallsOf(progress), deployment, usage: usageOf(undefined, plan, progress), residency: residency ?? this.receipt(deployment, plan.policy) };
   }
 
   /**
@@ -466,11 +465,12 @@ function onTheWire(messages: PromptMessage[]): ChatCompletionMessageParam[] {
   return messages.map((m) => (m.tool_calls?.length && !m.content ? { ...m, content: null } : m)) as ChatCompletionMessageParam[];
 }
 
-function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | undefined | null, messages: PromptMessage[], text: string): Usage {
+/** `prompt`: what was sent, its parameters' text (tools, a JSON schema) included; counted only when the provider reported no usage. */
+function usageOf(usage: { prompt_tokens: number; completion_tokens: number } | undefined | null, prompt: PreparedRequest, progress: StreamProgress): Usage {
   // Providers report usage; counting ourselves is the fallback for endpoints that do not.
   return usage
     ? { promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens }
-    : { promptTokens: promptTokens(messages), completionTokens: textTokens(text) };
+    : { promptTokens: promptTokens([...prompt.messages, ...parameterTexts(prompt.params)]), completionTokens: textTokens(answered(progress)) };
 }
 
 /**

@@ -300,10 +300,10 @@ function toolsRefusal(body: Record<string, any>, messages: EmulatedChatMessage[]
   const noTools = !(Array.isArray(tools) && tools.length);
   if (body.tool_choice != null && noTools) return ["Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are specified.", 'tool_choice'];
   if (body.parallel_tool_calls != null && noTools) return ["Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed when 'tools' are specified.", 'parallel_tool_calls'];
-  // Each call of an assistant turn is answered by the tool messages right after it.
+  // Each call of an assistant turn is answered by the tool messages right after it (the end of the list closes the last turn).
   let open = new Set<string>();
   let openAt = -1;
-  for (const [i, m] of messages.entries()) {
+  for (const [i, m] of [...messages, { role: 'end' }].entries()) {
     if (m.role === 'tool') {
       if (!open.delete(String(m.tool_call_id))) return ["Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'.", `messages.[${i}].role`];
       continue;
@@ -314,7 +314,6 @@ function toolsRefusal(body: Record<string, any>, messages: EmulatedChatMessage[]
     open = new Set(Array.isArray(m.tool_calls) ? (m.tool_calls as { id?: string }[]).map((c) => String(c?.id)) : []);
     openAt = i;
   }
-  if (open.size) return [`An assistant message with 'tool_calls' must be followed by tool messages responding to each 'tool_call_id'. The following tool_call_ids did not have response messages: ${[...open].join(', ')}`, `messages.[${openAt}].role`];
   return undefined;
 }
 
