@@ -193,8 +193,9 @@ describe('identity: no way back in for someone who was shown out', () => {
     expect((await http.get('/v1/me', own.body.key)).status).toBe(200);
   });
 
-  it('refuses an API key or a setting asked for with a session a password reset ended meanwhile (401), instead of letting it outlive the reset', async () => {
-    const user = await register('ended-session@takeover.example.eu');
+  it('refuses an API key, a setting or an organisation change asked for with a session a password reset ended meanwhile (401), instead of letting it outlive the reset', async () => {
+    const user = await register('ended-session@takeover.example.eu', { organizationName: 'Sitzung GmbH' });
+    const orgId = user.user.memberships[0].orgId;
     const actor = { userId: user.user.id, platformRoles: [] as [], sessionId: (JSON.parse(Buffer.from(user.accessToken.split('.')[1], 'base64url').toString()) as { sid: string }).sid };
     expect(await rpc.call(IdentityRpc.createApiKey, { name: 'while live', workspace: 'private' }, { actor })).toMatchObject({ name: 'while live' });
     expect((await http.post('/v1/auth/password/forgot', { email: 'ended-session@takeover.example.eu' })).status).toBe(202);
@@ -203,6 +204,14 @@ describe('identity: no way back in for someone who was shown out', () => {
     // The gateway had let the request through before the reset ended the session (its token still looked valid).
     await expect(rpc.call(IdentityRpc.createApiKey, { name: 'too late', workspace: 'private' }, { actor })).rejects.toMatchObject({ status: 401 });
     await expect(rpc.call(IdentityRpc.updateSettings, { restrictToEu: false }, { actor })).rejects.toMatchObject({ status: 401 });
+    // Nor does an organisation hear from it: no invitation in the owner's name, no policy, no new organisation.
+    await expect(rpc.call(IdentityRpc.createInvitation, { orgId, email: 'accomplice@takeover.example.eu', role: 'admin' }, { actor })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.updateOrgPolicy, { orgId, euOnly: false }, { actor })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.createOrg, { name: 'Hintertür AG' }, { actor })).rejects.toMatchObject({ status: 401 });
+    const owner = (await http.post('/v1/auth/login', { email: 'ended-session@takeover.example.eu', password: 'Meine eigene Wiese 2027' })).body;
+    expect((await http.get(`/v1/orgs/${orgId}`, owner.accessToken)).body.policy.euOnly).toBe(true);
+    expect((await http.get(`/v1/orgs/${orgId}/invitations`, owner.accessToken)).body.data).toEqual([]);
+    expect((await http.get('/v1/me', owner.accessToken)).body.memberships).toHaveLength(1);
   });
 
   it("erasing one's data in an organisation's workspace deletes the keys for it, so a later invitation does not revive them", async () => {

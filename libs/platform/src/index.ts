@@ -16,3 +16,4 @@ export * from './expiring-map.js';
 export * from './in-flight.js';
 export * from './client-network.js';
 export * from './same-secret.js';
+export * from './wait-header.js';

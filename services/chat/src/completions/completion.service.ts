@@ -7,7 +7,7 @@ import { type Actor, ANSWER_BROKE_OFF, ERASED_USER, ProblemError, type Residency
 import { Outbox } from '@ally/messaging';
 import { ChatEvents } from '@ally/contracts';
 import { lockSubject } from '@ally/persistence';
-import { LOGGER } from '@ally/platform';
+import { LOGGER, waitFromHeader } from '@ally/platform';
 import type { Deployment } from '../catalog/model-catalog.js';
 import { RouterService } from '../catalog/router.service.js';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
@@ -449,12 +449,10 @@ function failureProblem(err: unknown, model: string, started: boolean, retryAfte
   return new ProblemError(502, 'The model provider refused the request');
 }
 
-/** A provider's `Retry-After` (seconds or an HTTP date) on a refusal, in whole seconds. */
+/** A provider's `Retry-After` on a refusal, in whole seconds (at most an hour): for the caller's own Retry-After. */
 function retryAfterOf(err: unknown): number | undefined {
-  const value = err instanceof OpenAI.APIError ? err.headers?.get('retry-after') : null;
-  if (!value) return undefined;
-  const seconds = /^\d+$/.test(value.trim()) ? Number(value) : (Date.parse(value) - Date.now()) / 1000;
-  return Number.isFinite(seconds) && seconds > 0 ? Math.min(Math.ceil(seconds), 3600) : undefined;
+  const ms = waitFromHeader(err instanceof OpenAI.APIError ? err.headers?.get('retry-after') : null);
+  return ms ? Math.min(Math.ceil(ms / 1000), 3600) : undefined;
 }
 
 /**

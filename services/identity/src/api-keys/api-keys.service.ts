@@ -5,7 +5,7 @@ import { decodeCursor, keysetPage, limitReached, ProblemError, type Actor, type 
 import { isForeignKeyViolation, lockNamed } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
-import { assertSessionLive } from '../sessions/live-session.js';
+import { holdCallerWithLiveSession } from '../sessions/live-session.js';
 import { MembershipEntity } from '../orgs/membership.entity.js';
 import { UserEntity } from '../users/user.entity.js';
 import { ApiKeyEntity } from './api-key.entity.js';
@@ -34,9 +34,8 @@ export class ApiKeysService {
       revokedAt: null,
     });
     const createdAt = await this.ds.transaction(async (em) => {
-      // FOR SHARE: a password reset under way (it holds the row) is waited for, and ends this caller's session first.
-      await em.query(`SELECT 1 FROM users WHERE id = $1 FOR SHARE`, [actor.userId]);
-      await assertSessionLive(em, actor);
+      // A password reset under way (it holds the account's row) is waited for, and ends this caller's session first.
+      await holdCallerWithLiveSession(em, actor);
       if (input.workspace !== 'private') {
         // FOR SHARE: a removal of this membership waits for the key, and its revocation of the workspace's keys then sees it
         // (read unlocked, a key created while the member was removed outlived the membership, and worked again after a re-invitation).

@@ -20,12 +20,13 @@ import {
   type RequestMeta,
   type updateOrgPolicyInput,
 } from '@ally/contracts';
-import { lockNamed, lockSubject } from '@ally/persistence';
+import { lockNamed } from '@ally/persistence';
 import { IDENTITY_CONFIG, type IdentityConfig } from '../config.js';
 import { IdentityOutbox } from '../common/identity-outbox.js';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import type { UserEntity } from '../users/user.entity.js';
 import { UsersRepository } from '../users/users.repository.js';
+import { holdCallerWithLiveSession } from '../sessions/live-session.js';
 import { InvitationEntity } from './invitation.entity.js';
 import { MembershipEntity } from './membership.entity.js';
 import { OrganizationEntity } from './organization.entity.js';
@@ -54,9 +55,9 @@ export class OrgsService {
 
   async create(actor: Actor, name: string, meta?: RequestMeta): Promise<Organization> {
     return this.ds.transaction(async (em) => {
-      // Holds off an erasure of the account (which takes the lock exclusively) until this commits, and waits for one
-      // that got there first: then the account is gone here, not an organisation left without members.
-      await lockSubject(em, actor.userId, 'shared');
+      // Holds off an erasure of the account until this commits, and waits for one that got there first: then the
+      // account is gone here, not an organisation left without members.
+      await holdCallerWithLiveSession(em, actor);
       const user = await this.users.findById(actor.userId, em);
       if (!user) throw new ProblemError(401, 'The account no longer exists');
       await this.assertRoomForMembership(em, user.id);
@@ -118,6 +119,7 @@ export class OrgsService {
 
   async invite(actor: Actor, input: { orgId: string; email: string; role: 'admin' | 'member' }): Promise<Invitation> {
     return this.ds.transaction(async (em) => {
+      await holdCallerWithLiveSession(em, actor);
       // Members change in turn: an acceptance committing now is seen below (a member with an invitation still open
       // could use it after their removal), and the membership rows are locked in the order a removal takes them.
       await lockMembers(em, input.orgId);
@@ -221,6 +223,7 @@ export class OrgsService {
   /** Takes back an invitation nobody accepted (sent to a wrong address, say): its link stops working. */
   async revokeInvitation(actor: Actor, orgId: string, invitationId: string): Promise<void> {
     await this.ds.transaction(async (em) => {
+      await holdCallerWithLiveSession(em, actor);
       await lockMembers(em, orgId);
       const membership = await this.membershipOf(actor.userId, orgId, em, 'pessimistic_read');
       if (!managesOrg(membership.role)) throw new ProblemError(403, 'Only owners and admins can revoke invitations');
@@ -233,7 +236,7 @@ export class OrgsService {
     return this.ds.transaction(async (em) => {
       // As a new organisation does: an erasure of the account under way is waited for (then the account is gone here),
       // or waits for this; an erasure that read the memberships before would miss this one (no member.removed, a seat billed on).
-      await lockSubject(em, actor.userId, 'shared');
+      await holdCallerWithLiveSession(em, actor);
       // The organisation's members are counted in turn (below); its lock comes before the invitation's, as in a removal.
       const sought = await em.getRepository(InvitationEntity).findOne({ where: { tokenHash: hashSecret(token) }, select: { orgId: true } });
       if (sought) await lockMembers(em, sought.orgId);
@@ -261,6 +264,7 @@ export class OrgsService {
 
   async removeMember(actor: Actor, orgId: string, userId: string): Promise<void> {
     await this.ds.transaction(async (em) => {
+      await holdCallerWithLiveSession(em, actor);
       await lockMembers(em, orgId);
       // Both memberships, and every owner's, locked in one order before any is read: two admins removing each other
       // at once both succeeded (each read its own membership unlocked), and two owners leaving at once could each
@@ -292,6 +296,7 @@ export class OrgsService {
 
   async updatePolicy(actor: Actor, input: z.infer<typeof updateOrgPolicyInput>): Promise<OrgPolicy> {
     return this.ds.transaction(async (em) => {
+      await holdCallerWithLiveSession(em, actor);
       // Held while the policy changes: an admin demoted or removed at the same moment changes nothing (the role is read after).
       await em.query(`SELECT 1 FROM memberships WHERE org_id = $1 AND user_id = $2 FOR SHARE`, [input.orgId, actor.userId]);
       const mine = await this.membershipOf(actor.userId, input.orgId, em);

@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { BrevoClient, BrevoError } from '@getbrevo/brevo';
 import type { Logger } from 'pino';
-import { LOGGER } from '@ally/platform';
+import { LOGGER, waitFromHeader } from '@ally/platform';
 import { NOTIFY_CONFIG, usesEmulator, type NotifyConfig } from '../config.js';
 import type { RenderedMail } from '../mails/mail-renderer.js';
 
@@ -96,15 +96,6 @@ export class BrevoMailer implements OnModuleInit {
 function retryAfter(err: BrevoError): number | undefined {
   const headers = err.rawResponse?.headers as Headers | Record<string, string> | undefined;
   const header = (name: string) => (headers instanceof Headers ? headers.get(name) : headers?.[name]) ?? undefined;
-  const waits = [msUntil(header('retry-after')), msUntil(header('x-sib-ratelimit-reset'), false)].filter((ms) => ms !== undefined);
+  const waits = [waitFromHeader(header('retry-after')), waitFromHeader(header('x-sib-ratelimit-reset'), { dates: false })].filter((ms) => ms !== undefined);
   return waits.length ? Math.max(...waits) : undefined;
-}
-
-/** A header's wait in ms: seconds, or (`dates`) an HTTP date. */
-function msUntil(value: string | undefined, dates = true): number | undefined {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const at = dates ? Date.parse(value) : NaN;
-  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
