@@ -14,6 +14,7 @@ import { ContentFilterService } from './content-filter/content-filter.service.js
 import { ConversationsService } from './conversations/conversations.service.js';
 import { MessagesService } from './conversations/messages.service.js';
 import { ContentCipher } from './crypto/content-cipher.service.js';
+import { DataKeyRewrap } from './crypto/data-key-rewrap.js';
 import { PolicyReplicaConsumer } from './policy/policy-replica.consumer.js';
 import { RestrictionsConsumer } from './policy/restrictions.consumer.js';
 import { PolicyService } from './policy/policy.service.js';
@@ -45,6 +46,7 @@ export class ChatModule {
         ContentFilterService,
         QuotaGate,
         ContentCipher,
+        DataKeyRewrap,
         CompletionService,
         AnswersInFlight,
         CompatService,

@@ -11,6 +11,15 @@ export const chatConfigSchema = baseConfigSchema
     DEFAULT_MODEL: z.string().min(1).default('gpt-4o-mini'),
     /** 32 bytes, base64: wraps each user's data key (AES-256-GCM). */
     CHAT_KEK: base64Key32.optional(),
+    /**
+     * Earlier (or, while a rotation rolls out, the next) key-encryption keys, comma-separated: chat opens data keys
+     * and reads erasure marks under them but wraps nothing new with them (`rewrap-data-keys` moves keys to CHAT_KEK).
+     */
+    CHAT_KEK_UNWRAP_ONLY: z
+      .string()
+      .default('')
+      .transform((v) => v.split(',').map((k) => k.trim()).filter(Boolean))
+      .pipe(z.array(base64Key32)),
     /** Redact e-mail, phone, IBAN and card numbers from prompts that leave the EU. */
     REDACT_PII_OUTSIDE_EU: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
     PROVIDER_TIMEOUT_MS: z.coerce.number().int().min(100).default(60_000),
@@ -41,6 +50,8 @@ export const chatConfigSchema = baseConfigSchema
   })
   .superRefine((c, ctx) => {
     requireInProduction(c, ctx, ['CHAT_KEK']);
+    // Without CHAT_KEK, new keys would be wrapped under the development key, which no deployment keeps.
+    if (c.CHAT_KEK_UNWRAP_ONLY.length && !c.CHAT_KEK) ctx.addIssue({ code: 'custom', path: ['CHAT_KEK_UNWRAP_ONLY'], message: 'needs CHAT_KEK, the key new data keys are wrapped under' });
   });
 
 export type ChatConfig = z.infer<typeof chatConfigSchema>;

@@ -29,6 +29,9 @@ export const ORG_CHAT_MESSAGES_EXPIRED = `id = ANY (ARRAY(
    WHERE p.chat_retention_days IS NOT NULL AND ${notHeld('c.user_id', 'c.workspace')}
    LIMIT ${CANDIDATES}))`;
 
+/** When an erasure mark goes (SQL over `erased_subjects`; `least` passes over the account not yet deleted). */
+export const ERASURE_MARK_EXPIRES = `least(account_deleted_at + interval '1 day', erased_at + interval '100 days')`;
+
 /**
  * Chat's own housekeeping, hourly (besides the outbox and inbox, MESSAGING_RETENTION_RULES): erasure marks a day
  * after identity deleted the account (its last access token lived 15 minutes; until then the subject may still be
@@ -38,7 +41,7 @@ export const ORG_CHAT_MESSAGES_EXPIRED = `id = ANY (ARRAY(
 export const CHAT_RETENTION_RULES: PurgeRule[] = [
   // An erasure that never reaches identity (given up after chat's step) leaves the account: its mark goes after
   // the longest a request may take (one month, two more when extended, Art. 12(3) GDPR), with a margin.
-  { name: 'erased-subjects', table: 'erased_subjects', key: 'mark', expired: `account_deleted_at < now() - interval '1 day' OR erased_at < now() - interval '100 days'` },
+  { name: 'erased-subjects', table: 'erased_subjects', key: 'mark', expired: `${ERASURE_MARK_EXPIRES} < now()` },
   // A removal has to outlast the redelivery of the events before it, and the former member's conversations there
   // (the retention run deletes them by it).
   {

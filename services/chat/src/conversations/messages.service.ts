@@ -135,7 +135,7 @@ export class MessagesService {
     const [row] = await queryPrepared<TurnRow>(this.ds, 'chat_turn', TURN_SQL, [
       input.conversationId,
       actor.userId,
-      this.cipher.erasureMark(actor.userId),
+      this.cipher.erasureMarks(actor.userId),
       historyBytes(this.router.largestContextWindow),
       HISTORY_MESSAGES,
     ]);

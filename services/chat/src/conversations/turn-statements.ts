@@ -22,7 +22,7 @@ export const HISTORY_MESSAGES = 2_000;
 export const historyBytes = (largestContextWindow: number) => largestContextWindow * 32;
 
 /**
- * One read for a turn ($1 conversation, $2 the caller, $3 the caller's erasure mark, $4 and $5 the history's
+ * One read for a turn ($1 conversation, $2 the caller, $3 the caller's erasure marks (one per KEK), $4 and $5 the history's
  * bytes and messages at most): the conversation, only if it is the caller's; the wrapped data key; the
  * routing policy's replica rows; the assistant, if usable; the newest history, sealed under the owner's key
  * (a conversation holds only its owner's messages).
@@ -30,7 +30,7 @@ export const historyBytes = (largestContextWindow: number) => largestContextWind
 export const TURN_SQL = `
   SELECT c.id, c.workspace,
     (SELECT wrapped FROM data_keys WHERE user_id = $2) AS wrapped,
-    ${policyColumns('$2', 'c.workspace', '$3')},
+    ${policyColumns('$2', 'c.workspace', '$3::bytea[]')},
     (SELECT json_build_object('instructions', a.instructions, 'sealed', encode(a.sealed, 'base64'), 'model', a.model) FROM assistants a
       WHERE a.id = c.assistant_id AND a.workspace = c.workspace AND (c.workspace <> 'private' OR a.created_by = $2)) AS assistant,
     (SELECT coalesce(json_agg(json_build_object('role', h.role, 'content', encode(h.content_enc, 'base64')) ORDER BY h.created_at, h.id), '[]')

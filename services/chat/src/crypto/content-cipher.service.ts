@@ -23,38 +23,62 @@ export class UserKey {
   }
 }
 
+/** A key-encryption key and its fingerprint (stored with what it wrapped or keyed; says nothing of the key). */
+export interface Kek {
+  id: string;
+  key: Buffer;
+}
+
+const kekOf = (key: Buffer): Kek => ({ id: createHmac('sha256', key).update('ally chat kek id').digest('hex').slice(0, 16), key });
+
 /**
  * Envelope encryption of chat content: each user has a random 256-bit data
  * key, stored only wrapped (AES-256-GCM) by the key-encryption key from the
  * environment; content is sealed under the data key with the user id as
  * associated data. Deleting a user's data key makes every copy of their
  * content, backups included, unreadable (crypto-shredding). A KMS can replace
- * the KEK by implementing wrap/unwrap.
+ * the KEK by implementing wrap/unwrap. The keys in CHAT_KEK_UNWRAP_ONLY open
+ * what an earlier CHAT_KEK wrapped or keyed, until `rewrap-data-keys` moved it.
  */
 @Injectable()
 export class ContentCipher implements OnModuleInit {
-  private readonly kek: Buffer;
+  readonly current: Kek;
+  /** Every key chat opens data keys with, the current one first. */
+  readonly keks: readonly Kek[];
 
   constructor(
     private readonly ds: DataSource,
     @Inject(CHAT_CONFIG) config: ChatConfig,
-    @Inject(LOGGER) logger: Logger,
+    @Inject(LOGGER) private readonly logger: Logger,
   ) {
-    this.kek = keyEncryptionKey(config.CHAT_KEK, { variable: 'CHAT_KEK', protects: 'chat content is encrypted', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-kek' });
+    this.current = kekOf(keyEncryptionKey(config.CHAT_KEK, { variable: 'CHAT_KEK', protects: 'chat content is encrypted', nodeEnv: config.NODE_ENV, logger, seed: 'ally-development-kek' }));
+    const others = config.CHAT_KEK_UNWRAP_ONLY.map((k) => kekOf(Buffer.from(k, 'base64')));
+    this.keks = [this.current, ...others.filter((k, i) => k.id !== this.current.id && others.findIndex((o) => o.id === k.id) === i)];
   }
 
   /**
-   * A KEK that does not open the stored data keys (mistyped, or changed) stops the start: otherwise every history
-   * would fail to read, and users' first keys would be wrapped under it, unreadable once the right key is back
-   * (erasure marks, keyed by it too, would no longer match either).
+   * Keys that none of the configured KEKs open (CHAT_KEK mistyped, or changed without the earlier one among
+   * CHAT_KEK_UNWRAP_ONLY) stop the start: otherwise every history would fail to read, and users' first keys would
+   * be wrapped under it, unreadable once the right key is back (erasure marks, keyed by it too, would no longer
+   * match either). The newest key is tried, and the newest under each other KEK.
    */
   async onModuleInit(): Promise<void> {
-    const [row]: { user_id: string; wrapped: Buffer }[] = await this.ds.query(`SELECT user_id, wrapped FROM data_keys ORDER BY created_at DESC LIMIT 1`);
-    if (!row) return;
-    try {
-      this.unwrap(row.user_id, row.wrapped);
-    } catch {
-      throw new StartupError('CHAT_KEK does not open the stored data keys: start chat with the key they were wrapped with (chat content cannot be read without it)');
+    const rows: { user_id: string; wrapped: Buffer }[] = await this.ds.query(
+      `(SELECT user_id, wrapped FROM data_keys ORDER BY created_at DESC LIMIT 1)
+       UNION ALL
+       (SELECT DISTINCT ON (kek_id) user_id, wrapped FROM data_keys WHERE kek_id IS DISTINCT FROM $1 ORDER BY kek_id, created_at DESC)`,
+      [this.current.id],
+    );
+    for (const row of rows) {
+      try {
+        this.unwrap(row.user_id, row.wrapped);
+      } catch {
+        throw new StartupError('CHAT_KEK does not open the stored data keys: start chat with the key they were wrapped with (chat content cannot be read without it)');
+      }
+    }
+    if (this.keks.length > 1) {
+      const [{ n }] = await this.ds.query(`SELECT count(*)::int AS n FROM data_keys WHERE kek_id IS DISTINCT FROM $1`, [this.current.id]);
+      if (n) this.logger.warn(`${n} data keys are not wrapped under CHAT_KEK yet: run \`node services/chat/dist/main.js rewrap-data-keys\` once every replica runs with this CHAT_KEK`);
     }
   }
 
@@ -88,13 +112,18 @@ export class ContentCipher implements OnModuleInit {
   }
 
   /** How an erased subject is remembered without their id: a hash keyed by the KEK. */
-  erasureMark(userId: string): Buffer {
-    return createHmac('sha256', this.kek).update(`erased:${userId}`).digest();
+  erasureMark(userId: string, kek: Kek = this.current): Buffer {
+    return createHmac('sha256', kek.key).update(`erased:${userId}`).digest();
+  }
+
+  /** The subject's mark under each configured KEK: one made before a rotation still counts (a `bytea[]` parameter). */
+  erasureMarks(userId: string): Buffer[] {
+    return this.keks.map((kek) => this.erasureMark(userId, kek));
   }
 
   /** Whether the subject's erasure has committed (its mark is kept), read through the caller's `em`. */
   async isErased(em: EntityManager, userId: string): Promise<boolean> {
-    const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = $1) AS erased`, [this.erasureMark(userId)]);
+    const [{ erased }] = await em.query(`SELECT EXISTS (SELECT 1 FROM erased_subjects WHERE mark = ANY($1::bytea[])) AS erased`, [this.erasureMarks(userId)]);
     return erased;
   }
 
@@ -117,15 +146,28 @@ export class ContentCipher implements OnModuleInit {
    */
   private async createKey(em: EntityManager, userId: string, whileConversation?: string): Promise<Buffer> {
     await em.query(
-      `INSERT INTO data_keys (user_id, wrapped) SELECT $1, $2
+      `INSERT INTO data_keys (user_id, wrapped, kek_id) SELECT $1, $2, $4
         WHERE $3::uuid IS NULL OR EXISTS (SELECT 1 FROM conversations WHERE id = $3 AND user_id = $1 FOR KEY SHARE)
        ON CONFLICT (user_id) DO NOTHING`,
-      [userId, seal(this.kek, randomBytes(32), `dk:${userId}`), whileConversation ?? null],
+      [userId, this.wrap(userId, randomBytes(32)), whileConversation ?? null, this.current.id],
     );
     return this.dataKey(em, userId, false);
   }
 
-  private unwrap(userId: string, wrapped: Buffer): Buffer {
-    return open(this.kek, wrapped, `dk:${userId}`);
+  /** A data key wrapped under the current KEK, bound to its user. */
+  wrap(userId: string, key: Buffer): Buffer {
+    return seal(this.current.key, key, `dk:${userId}`);
+  }
+
+  /** The data key under whichever configured KEK wrapped it (the current one is tried first: after a rotation, most are). */
+  unwrap(userId: string, wrapped: Buffer): Buffer {
+    for (const kek of this.keks.slice(0, -1)) {
+      try {
+        return open(kek.key, wrapped, `dk:${userId}`);
+      } catch {
+        // Not this one (the GCM tag tells at once): the next.
+      }
+    }
+    return open(this.keks.at(-1)!.key, wrapped, `dk:${userId}`);
   }
 }

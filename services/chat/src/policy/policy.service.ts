@@ -30,10 +30,10 @@ export interface PolicyRows {
  * The select list that reads `PolicyRows` for the user and workspace given as
  * SQL expressions, so a caller can read them in the same query as its own rows.
  */
-export function policyColumns(user: string, workspace: string, erasureMark: string): string {
+export function policyColumns(user: string, workspace: string, erasureMarks: string): string {
   // 'private' (or anything not a uuid) is no organisation; the guard keeps the cast from failing.
   const org = `(CASE WHEN ${workspace} ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN ${workspace}::uuid END)`;
-  return `EXISTS (SELECT 1 FROM erased_subjects WHERE mark = ${erasureMark}) AS erased,
+  return `EXISTS (SELECT 1 FROM erased_subjects WHERE mark = ANY(${erasureMarks})) AS erased,
     EXISTS (SELECT 1 FROM restrictions WHERE user_id = ${user} AND scope IN ('all', ${workspace}) AND lifted_at IS NULL) AS restricted,
     (SELECT restrict_to_eu FROM user_settings WHERE user_id = ${user}) AS restrict_to_eu,
     EXISTS (SELECT 1 FROM memberships WHERE org_id = ${org} AND user_id = ${user}) AS member,
@@ -67,7 +67,7 @@ export class PolicyService {
 
   async resolve(actor: Actor, workspace: string): Promise<RoutingPolicy> {
     assertKeyScope(actor, workspace);
-    const [rows] = await this.ds.query(`SELECT ${policyColumns('$1::uuid', '$2::text', '$3::bytea')}`, [actor.userId, workspace, this.cipher.erasureMark(actor.userId)]);
+    const [rows] = await this.ds.query(`SELECT ${policyColumns('$1::uuid', '$2::text', '$3::bytea[]')}`, [actor.userId, workspace, this.cipher.erasureMarks(actor.userId)]);
     return this.fromRows(actor, workspace, rows);
   }
 
@@ -195,7 +195,7 @@ export class PolicyService {
 
   /** identity deleted the account: its erasure mark may go a day later. */
   async accountDeleted(em: EntityManager, userId: string): Promise<void> {
-    await em.query(`UPDATE erased_subjects SET account_deleted_at = coalesce(account_deleted_at, now()) WHERE mark = $1`, [this.cipher.erasureMark(userId)]);
+    await em.query(`UPDATE erased_subjects SET account_deleted_at = coalesce(account_deleted_at, now()) WHERE mark = ANY($1::bytea[])`, [this.cipher.erasureMarks(userId)]);
   }
 
   /**

@@ -218,10 +218,12 @@ export class ChatPrivacyService {
         // First: from here on chat refuses the subject, also the turn in flight (it sees the mark or waits for this commit).
         await lockSubject(em, userId, 'exclusive'); // a conversation being created finishes first
         // Dated anew by every slice: the mark outlives its day's housekeeping while rows of the subject are left.
-        const [{ first }] = await em.query(
-          `INSERT INTO erased_subjects (mark) VALUES ($1) ON CONFLICT (mark) DO UPDATE SET erased_at = now() RETURNING (xmax = 0) AS first`,
-          [this.cipher.erasureMark(userId)],
-        );
+        // The first call is the one that finds no mark, also none under a KEK of before a rotation.
+        const first = !(await this.cipher.isErased(em, userId));
+        await em.query(`INSERT INTO erased_subjects (mark, kek_id) VALUES ($1, $2) ON CONFLICT (mark) DO UPDATE SET erased_at = now()`, [
+          this.cipher.erasureMark(userId),
+          this.cipher.current.id,
+        ]);
         ({ keys, settings } = await this.forgetOwnRecords(em, userId, first));
       }
       const counts = (history: number) => ({
