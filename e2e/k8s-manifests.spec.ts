@@ -605,6 +605,15 @@ describe('k8s/secrets.example.yaml', () => {
       const body = JSON.parse(patch.slice(patch.indexOf('{')));
       expect(patch).toMatch(/^-n ally patch secret ally-notify-secrets --type merge -p /);
       expect(body).toEqual({ data: { BREVO_API_KEY: Buffer.from('xkeysib-"neu"').toString('base64') } });
+      // Two keys in one patch (a KEK swapped in one step: no pod starts with half of it).
+      writeFileSync(log, '');
+      const swap = { CHAT_KEK: Buffer.alloc(32, 2).toString('base64'), CHAT_KEK_UNWRAP_ONLY: Buffer.alloc(32, 1).toString('base64') };
+      expect(spawnSync('bash', [join(K8S, 'scripts/create-secrets.sh'), '--set', 'ally-chat-secrets', 'CHAT_KEK', 'CHAT_KEK_UNWRAP_ONLY'], { env: { ...env, ...swap }, encoding: 'utf8' }).status).toBe(0);
+      const patches = readFileSync(log, 'utf8').split('\n').filter(Boolean);
+      expect(patches).toHaveLength(1);
+      expect(JSON.parse(patches[0].slice(patches[0].indexOf('{')))).toEqual({
+        data: { CHAT_KEK: Buffer.from(swap.CHAT_KEK).toString('base64'), CHAT_KEK_UNWRAP_ONLY: Buffer.from(swap.CHAT_KEK_UNWRAP_ONLY).toString('base64') },
+      });
       const unset = spawnSync('bash', [join(K8S, 'scripts/create-secrets.sh'), '--set', 'ally-notify-secrets', 'NOT_SET_ANYWHERE'], { env, encoding: 'utf8' });
       expect({ status: unset.status, stderr: unset.stderr.trim() }).toEqual({ status: 1, stderr: 'missing environment variable NOT_SET_ANYWHERE' });
     } finally {

@@ -3,7 +3,7 @@
 # kubectl context. Internal passwords are random; provider credentials come from your
 # environment. A Secret that exists already is left alone.
 #
-# Rotate one provider credential with --set (the other keys of its Secret stay): deleting a
+# Rotate provider credentials with --set (the other keys of its Secret stay): deleting a
 # Secret makes its generated keys anew, and NOTIFY_ADDRESS_KEY, BILLING_PSEUDONYM_KEY and the
 # privacy and identity keys must never change (what was keyed with them is lost). Then restart
 # the pods that use it:
@@ -20,12 +20,18 @@ LOCAL=false
 [[ "${1:-}" == "--local" ]] && LOCAL=true
 
 if [[ "${1:-}" == "--set" ]]; then
-  secret=${2:?usage: --set <secret> <KEY> (the value from your environment)}
-  key=${3:?usage: --set <secret> <KEY> (the value from your environment)}
-  if [[ -z "${!key:-}" ]]; then echo "missing environment variable $key" >&2; exit 1; fi
-  # As base64 in `data`: a value with quotes or backslashes needs no escaping.
-  kubectl -n "$NS" patch secret "$secret" --type merge -p "{\"data\":{\"$key\":\"$(printf '%s' "${!key}" | base64 | tr -d '\n')\"}}" >/dev/null
-  echo "secret/$secret: $key set; restart the pods that use it"
+  secret=${2:?usage: --set <secret> <KEY> [<KEY>...] (the values from your environment)}
+  [[ -n "${3:-}" ]] || { echo "usage: --set <secret> <KEY> [<KEY>...] (the values from your environment)" >&2; exit 1; }
+  shift 2
+  # Every key in one patch: a pod starting in between never sees half a change (a swapped CHAT_KEK, say).
+  data=""
+  for key in "$@"; do
+    if [[ -z "${!key:-}" ]]; then echo "missing environment variable $key" >&2; exit 1; fi
+    # As base64 in `data`: a value with quotes or backslashes needs no escaping.
+    data+="${data:+,}\"$key\":\"$(printf '%s' "${!key}" | base64 | tr -d '\n')\""
+  done
+  kubectl -n "$NS" patch secret "$secret" --type merge -p "{\"data\":{$data}}" >/dev/null
+  echo "secret/$secret: $* set; restart the pods that use it"
   exit 0
 fi
 

@@ -19,6 +19,7 @@ import { OutsideEuDeployments1767500000000 } from './migrations/1767500000000-ou
 import { ErasedAccountsGone1767500000001 } from './migrations/1767500000001-erased-accounts-gone.js';
 import { MessagesByAge1767600000000 } from './migrations/1767600000000-messages-by-age.js';
 import { KekIds1767700000000 } from './migrations/1767700000000-kek-ids.js';
+import { DataKeysByKek1767700000001 } from './migrations/1767700000001-data-keys-by-kek.js';
 
 /** chat: conversations, assistants, and LLM routing that keeps EU users in the EU. */
 export const chatService: ServiceDefinition<ChatConfig> = {
@@ -27,7 +28,7 @@ export const chatService: ServiceDefinition<ChatConfig> = {
   database: {
     schema: 'chat',
     entities: [ConversationEntity, MessageEntity, AssistantEntity, DataKeyEntity],
-    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000, ReplicaOrder1765300000000, LowerCaseWorkspaces1765400000000, SealedAssistants1765700000000, LiftedRestrictions1766200000000, OutsideEuDeployments1767500000000, ErasedAccountsGone1767500000001, MessagesByAge1767600000000, KekIds1767700000000, ...MESSAGING_MIGRATIONS],
+    migrations: [InitialSchema1764400000000, Restrictions1764700000000, ErasedSubjects1764900000000, RestrictionsByRequest1765000000000, ReplicaOrder1765300000000, LowerCaseWorkspaces1765400000000, SealedAssistants1765700000000, LiftedRestrictions1766200000000, OutsideEuDeployments1767500000000, ErasedAccountsGone1767500000001, MessagesByAge1767600000000, KekIds1767700000000, DataKeysByKek1767700000001, ...MESSAGING_MIGRATIONS],
     // A usage event per answer: billing reads them in batches anyway (bench: 12 % less of chat's CPU per answer at 64 streams than 20 ms).
     outboxSettleMs: 200,
   },

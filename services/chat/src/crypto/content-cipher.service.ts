@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { ProblemError } from '@ally/contracts';
 import { keyEncryptionKey, LOGGER, open, seal, StartupError } from '@ally/platform';
 import { CHAT_CONFIG, type ChatConfig } from '../config.js';
+import { ERASURE_MARK_EXPIRES } from '../retention.rules.js';
 
 /** One user's unwrapped data key, for the texts of one request. */
 export class UserKey {
@@ -57,28 +58,48 @@ export class ContentCipher implements OnModuleInit {
   }
 
   /**
-   * Keys that none of the configured KEKs open (CHAT_KEK mistyped, or changed without the earlier one among
-   * CHAT_KEK_UNWRAP_ONLY) stop the start: otherwise every history would fail to read, and users' first keys would
-   * be wrapped under it, unreadable once the right key is back (erasure marks, keyed by it too, would no longer
-   * match either). The newest key is tried, and the newest under each other KEK.
+   * Refuses to start without a KEK something stored needs: otherwise every history under it would fail to read,
+   * users' first keys would be wrapped under a wrong one (unreadable once the right key is back), and the people
+   * whose erasure marks it keyed would no longer be refused. The newest data key without a KEK id (written before
+   * ids were kept) must open under a configured key, and every KEK id stored must be configured; the index on
+   * (kek_id, created_at) keeps this to a few lookups however many keys there are.
    */
   async onModuleInit(): Promise<void> {
-    const rows: { user_id: string; wrapped: Buffer }[] = await this.ds.query(
-      `(SELECT user_id, wrapped FROM data_keys ORDER BY created_at DESC LIMIT 1)
-       UNION ALL
-       (SELECT DISTINCT ON (kek_id) user_id, wrapped FROM data_keys WHERE kek_id IS DISTINCT FROM $1 ORDER BY kek_id, created_at DESC)`,
-      [this.current.id],
+    await this.ds.query(`INSERT INTO keks (id) VALUES ($1) ON CONFLICT (id) DO NOTHING`, [this.current.id]);
+    // Before KEK ids, only one KEK could ever exist: marks without one (older, or from a replica of the release
+    // before during its rollout) are under it while it is the only one configured.
+    if (this.keks.length === 1) await this.ds.query(`UPDATE erased_subjects SET kek_id = $1 WHERE kek_id IS NULL`, [this.current.id]);
+    const configured = new Set(this.keks.map((k) => k.id));
+    const stored: { kek_id: string }[] = await this.ds.query(
+      `WITH RECURSIVE ids AS (
+         (SELECT kek_id FROM data_keys WHERE kek_id IS NOT NULL ORDER BY kek_id LIMIT 1)
+         UNION ALL
+         SELECT (SELECT kek_id FROM data_keys WHERE kek_id > ids.kek_id ORDER BY kek_id LIMIT 1) FROM ids WHERE ids.kek_id IS NOT NULL)
+       SELECT kek_id FROM ids WHERE kek_id IS NOT NULL`,
     );
-    for (const row of rows) {
+    const missing = stored.map((r) => r.kek_id).filter((id) => !configured.has(id));
+    if (missing.length) {
+      throw new StartupError(`Data keys are wrapped under a KEK chat was not given (id ${missing.join(', ')}): start chat with it in CHAT_KEK or CHAT_KEK_UNWRAP_ONLY (chat content cannot be read without it)`);
+    }
+    const [legacy]: { user_id: string; wrapped: Buffer }[] = await this.ds.query(`SELECT user_id, wrapped FROM data_keys WHERE kek_id IS NULL ORDER BY created_at DESC LIMIT 1`);
+    if (legacy) {
       try {
-        this.unwrap(row.user_id, row.wrapped);
+        this.unwrap(legacy.user_id, legacy.wrapped);
       } catch {
         throw new StartupError('CHAT_KEK does not open the stored data keys: start chat with the key they were wrapped with (chat content cannot be read without it)');
       }
     }
-    if (this.keks.length > 1) {
-      const [{ n }] = await this.ds.query(`SELECT count(*)::int AS n FROM data_keys WHERE kek_id IS DISTINCT FROM $1`, [this.current.id]);
-      if (n) this.logger.warn(`${n} data keys are not wrapped under CHAT_KEK yet: run \`node services/chat/dist/main.js rewrap-data-keys\` once every replica runs with this CHAT_KEK`);
+    const [marks]: { ids: string[] | null; until: Date | null }[] = await this.ds.query(
+      `SELECT array_agg(DISTINCT kek_id) AS ids, max(${ERASURE_MARK_EXPIRES}) AS until FROM erased_subjects WHERE kek_id <> ALL($1::text[]) AND ${ERASURE_MARK_EXPIRES} > now()`,
+      [[...configured]],
+    );
+    if (marks.ids) {
+      throw new StartupError(
+        `Erasure marks kept until ${marks.until!.toISOString()} were keyed by a KEK chat was not given (id ${marks.ids.join(', ')}): keep it in CHAT_KEK_UNWRAP_ONLY until then, or chat would no longer refuse those erased people`,
+      );
+    }
+    if (this.keks.length > 1 && (legacy || stored.some((r) => r.kek_id !== this.current.id))) {
+      this.logger.warn(`data keys are not all wrapped under CHAT_KEK (id ${this.current.id}) yet: once every replica runs with it, run \`node services/chat/dist/main.js rewrap-data-keys\` in one of them`);
     }
   }
 

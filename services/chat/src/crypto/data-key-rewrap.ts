@@ -7,8 +7,10 @@ import { ContentCipher } from './content-cipher.service.js';
 const BATCH = 500;
 
 export interface RewrapReport {
+  /** The fingerprint of the KEK everything was wrapped under. */
+  kekId: string;
   rewrapped: number;
-  /** Keys still not under CHAT_KEK: none of the configured KEKs opens them, or another run holds them. */
+  /** Keys still not under CHAT_KEK: written meanwhile by a replica with another KEK, or held by another run. */
   left: number;
   /** Erasure marks keyed by an earlier KEK (or before KEKs were told apart), and when the last of them expires. */
   earlierMarks: number;
@@ -33,6 +35,16 @@ export class DataKeyRewrap {
 
   async run(): Promise<RewrapReport> {
     const current = this.cipher.current.id;
+    // Run where the rollout has not yet reached (a pod of the old ReplicaSet), it would wrap everything back.
+    const [newer]: { id: string; first_used_at: Date }[] = await this.ds.query(
+      `SELECT id, first_used_at FROM keks WHERE first_used_at > (SELECT first_used_at FROM keks WHERE id = $1) ORDER BY first_used_at DESC LIMIT 1`,
+      [current],
+    );
+    if (newer) {
+      throw new Error(
+        `this process runs with an older CHAT_KEK (id ${current}) than replicas started since ${newer.first_used_at.toISOString()} (id ${newer.id}): run it in a chat pod started with the new key`,
+      );
+    }
     let after = '00000000-0000-0000-0000-000000000000';
     let rewrapped = 0;
     for (;;) {
@@ -45,7 +57,7 @@ export class DataKeyRewrap {
           try {
             return [{ userId: r.user_id, wrapped: this.cipher.wrap(r.user_id, this.cipher.unwrap(r.user_id, r.wrapped)) }];
           } catch {
-            return []; // under a KEK not configured: counted as left below
+            return []; // the start refused keys under a KEK not configured: written since by another replica, counted as left
           }
         });
         if (opened.length) {
@@ -65,15 +77,15 @@ export class DataKeyRewrap {
       `SELECT count(*)::int AS n, max(${ERASURE_MARK_EXPIRES}) AS until FROM erased_subjects WHERE kek_id IS DISTINCT FROM $1`,
       [current],
     );
-    return { rewrapped, left, earlierMarks: marks.n, earlierMarksUntil: marks.until };
+    return { kekId: current, rewrapped, left, earlierMarks: marks.n, earlierMarksUntil: marks.until };
   }
 }
 
 /** What the operator reads: what moved, what is left, and whether the earlier KEK may go yet. */
 export function describeRewrap(r: RewrapReport): string {
-  const keys = `re-wrapped ${r.rewrapped} data keys under CHAT_KEK`;
+  const keys = `re-wrapped ${r.rewrapped} data keys under CHAT_KEK (id ${r.kekId})`;
   if (r.left) {
-    return `${keys}; ${r.left} are still under another key: none in CHAT_KEK_UNWRAP_ONLY opens them (add the key they were wrapped with and run this again), or another run held them (run this again)`;
+    return `${keys}; ${r.left} are still under another key (written meanwhile by a replica with another KEK, or held by another run): run this again once every replica runs with this CHAT_KEK`;
   }
   if (r.earlierMarks) {
     return `${keys}; every data key is under it now. ${r.earlierMarks} erasure marks were keyed by an earlier CHAT_KEK: keep CHAT_KEK_UNWRAP_ONLY until ${r.earlierMarksUntil!.toISOString()}, when the last of them expires`;

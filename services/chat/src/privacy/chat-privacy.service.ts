@@ -220,7 +220,7 @@ export class ChatPrivacyService {
         // Dated anew by every slice: the mark outlives its day's housekeeping while rows of the subject are left.
         // The first call is the one that finds no mark, also none under a KEK of before a rotation.
         const first = !(await this.cipher.isErased(em, userId));
-        await em.query(`INSERT INTO erased_subjects (mark, kek_id) VALUES ($1, $2) ON CONFLICT (mark) DO UPDATE SET erased_at = now()`, [
+        await em.query(`INSERT INTO erased_subjects (mark, kek_id) VALUES ($1, $2) ON CONFLICT (mark) DO UPDATE SET erased_at = now(), kek_id = EXCLUDED.kek_id`, [
           this.cipher.erasureMark(userId),
           this.cipher.current.id,
         ]);
