@@ -353,6 +353,58 @@ describe('privacy sagas against services on the wire', () => {
     }
   });
 
+  it('fails an export whose service sends more than one package holds as the pages come, before they fill the worker, and asks for no more', async () => {
+    const dora = user();
+    const before = fakes.handlerOf('chat', 'export')!;
+    // Page after page of 400 KB, without end: PRIVACY_EXPORT_MAX_BYTES (1 MB) is passed on the third.
+    fakes.on('chat', 'export', (input: { userId: string; page: number }) =>
+      input.userId === dora.userId
+        ? { service: 'chat', categories: { 'chat-history': { messages: ['x'.repeat(400_000)] } }, nextPage: Number(input.page) + 1 }
+        : { service: 'chat', categories: {} },
+    );
+    try {
+      const r = await request(dora, 'access');
+      expect((await settled(dora, r.id)).status).toBe('failed');
+      expect(await env.sql(`SELECT failure FROM privacy.requests WHERE id = $1`, [r.id])).toEqual([{ failure: expect.stringMatching(/^chat could not export: chat's data passed \d+ bytes after 3 pages, more than one package holds \(PRIVACY_EXPORT_MAX_BYTES 1000000\)/) }]);
+      expect(fakes.callsTo('chat', 'export').filter((c) => c.input.userId === dora.userId)).toHaveLength(3);
+    } finally {
+      fakes.on('chat', 'export', before);
+    }
+  });
+
+  it('gives up a step whose worker keeps dying while it runs (its lease ran out three times), instead of taking every replica down with it', async () => {
+    const emil = user();
+    const before = fakes.handlerOf('chat', 'export')!;
+    // chat never answers emil's export: the step is running (then retried) while the test plays the dying worker.
+    fakes.on('chat', 'export', (input: { userId: string }) => (input.userId === emil.userId ? 'silence' : { service: 'chat', categories: {} }));
+    // A second replica takes up the step whose lease ran out while the first still waits on its call.
+    const second = await env.start(privacyService, FAST);
+    try {
+      const r = await request(emil, 'access');
+      // Twice before, its lease ran out: now again, and the worker that takes it up gives it up.
+      const failed = await waitFor(async () => {
+        await env.sql(
+          `UPDATE privacy.request_steps SET lease_until = now() - interval '1 second', progress = '{"lapsed": 2}' WHERE request_id = $1 AND service = 'chat' AND status = 'running'`,
+          [r.id],
+        );
+        const [row] = await env.sql<{ status: string; failure: string | null }>(`SELECT status, failure FROM privacy.requests WHERE id = $1`, [r.id]);
+        return row.status === 'failed' ? row : undefined;
+      }, 'the request to fail');
+      expect(failed.failure).toBe('chat could not export: its worker stopped 3 times while running it (a crash, or killed for its memory?)');
+    } finally {
+      await env.stop(second);
+      fakes.on('chat', 'export', before);
+    }
+  });
+
+  it('audits the start of each request once, naming the request and its subject', async () => {
+    const anja = user();
+    const r = await request(anja, 'access');
+    await settled(anja, r.id);
+    expect(await env.sql(`SELECT count(*)::int AS n, count(subject_hash)::int AS named FROM privacy.audit_log WHERE request_id = $1 AND action = 'request.started'`, [r.id])).toEqual([{ n: 1, named: 1 }]);
+    expect(await env.sql(`SELECT 1 FROM privacy.audit_log WHERE action = 'request.started' AND request_id IS NULL`)).toEqual([]);
+  });
+
   it('fails an export once however many services refuse it, and keeps none of what the others sent (parts and key go)', async () => {
     const bea = user();
     const refuse = (service: string) => () => ({ problem: { type: 'about:blank', title: 'Bad Request', status: 400, detail: `${service} refuses` } });
@@ -429,6 +481,12 @@ describe('privacy sagas against services on the wire', () => {
       fakes.on('identity', 'erase', () => ({ service: 'identity', affected: { account: 1 } }));
       await env.sql(`UPDATE privacy.request_steps SET next_attempt_at = now() WHERE request_id = $1 AND service = 'identity'`, [r.id]);
       await waitFor(async () => (await env.sql(`SELECT 1 FROM privacy.requests WHERE id = $1 AND status = 'completed'`, [r.id])).length > 0 || undefined, 'the erasure to complete', 20_000);
+      // Done now (the stand-in identity still says the account exists, as one asked a moment before would have):
+      // no hold on what is gone, which would keep the erased id for ever, and no new request of theirs.
+      const late = await rpc.call(PrivacyRpc.createLegalHold, { userId: vera.userId, reason: 'pending litigation 2026-20' }, { actor: compliance }).catch((e) => e);
+      expect({ status: late.status, message: late.message }).toEqual({ status: 409, message: 'This account was erased: there is nothing left to hold' });
+      await expect(request(vera, 'access')).rejects.toMatchObject({ status: 410 });
+      expect(await env.sql(`SELECT 1 FROM privacy.legal_holds WHERE user_id = $1`, [vera.userId])).toEqual([]);
     } finally {
       fakes.off('identity', 'erase');
     }

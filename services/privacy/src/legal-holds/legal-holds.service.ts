@@ -6,6 +6,7 @@ import { RpcClient } from '@ally/messaging';
 import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { ErasureUnderWay, NotFound } from '../common/privacy-errors.js';
+import { lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { lockHeldSet } from './held-set-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 
@@ -57,7 +58,14 @@ export class LegalHoldsService {
       // already cannot be stopped, nor one begun and waiting to go on (a service that erases in slices may have
       // deleted part, and shredded the key), nor one with a service done already (its data is gone, the subject told
       // so): the hold is refused rather than said to keep what is being deleted.
+      // The subject's requests first (an erasure finishing holds it, and a restriction takes it before the held set):
+      // an erasure that completed while this waited is seen by its tombstone. Identity said the account existed
+      // before either lock; holding what is gone would keep the erased id for ever.
+      await lockSubjectRequests(em, input.userId);
       await lockHeldSet(em, 'exclusive');
+      if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) {
+        throw new ProblemError(409, 'This account was erased: there is nothing left to hold');
+      }
       const [erasing] = await em.query(
         `SELECT s.request_id, s.service FROM request_steps s JOIN requests r ON r.id = s.request_id
           WHERE r.user_id = $1 AND r.type = 'erasure' AND r.status NOT IN ('completed', 'failed') AND s.action = 'erase'

@@ -34,6 +34,8 @@ export class RequestsService {
     await this.ds.transaction(async (em) => {
       // One open request per kind and scope: a second click does not start a second saga.
       await lockSubjectRequests(em, actor.userId);
+      // Let through by the gateway just before the account's erasure finished: nobody is left to answer.
+      if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) throw new ProblemError(410, 'This account was erased');
       const erasing = await this.repo.openErasureOfAccount(em, actor.userId);
       if (erasing) throw new ProblemError(409, `Your account is being erased (request ${erasing}); no other request can be taken until that is done`);
       const open = await this.repo.openOfSameKind(em, actor.userId, input.type, input.scope);

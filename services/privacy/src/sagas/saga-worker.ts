@@ -13,7 +13,7 @@ import { tryLockHeldSetShared } from '../legal-holds/held-set-lock.js';
 import { DecisionsService } from '../requests/decisions.service.js';
 import type { RequestRow } from '../requests/requests.repository.js';
 import { RequestFinalizer } from './request-finalizer.js';
-import { ErasureContinues, NotHandledYet, StepRunner, type ClaimedStep, type ErasureProgress, type StepOutcome } from './step-runner.js';
+import { ErasureContinues, HopelessStep, NotHandledYet, StepRunner, type ClaimedStep, type ErasureProgress, type StepOutcome } from './step-runner.js';
 
 const BATCH = 10;
 const HOUSEKEEPING_MS = 60_000;
@@ -26,8 +26,11 @@ function retryable(err: unknown): boolean {
   return !failsAlikeEveryTime(err);
 }
 
-/** A part or package too large to hold as one string: trying again cannot help. */
-const failsAlikeEveryTime = (err: unknown): err is RangeError => err instanceof RangeError;
+/** A part or package too large to hold as one string, or a step that cannot succeed: trying again cannot help. */
+const failsAlikeEveryTime = (err: unknown): boolean => err instanceof RangeError || err instanceof HopelessStep;
+
+/** A step whose lease ran out this often while it ran is given up: its worker died each time (one killed for its memory would take the next down too). */
+const MAX_LAPSES = 3;
 
 /**
  * Drives every saga from the database, so a restart of privacy (or of any
@@ -93,7 +96,9 @@ export class SagaWorker extends PacedWorker {
       // while one is being placed, this poll claims nothing.
       if (!(await tryLockHeldSetShared(em))) return [];
       const [rows] = await em.query(
-        `UPDATE request_steps s SET status = 'running', attempts = s.attempts + 1, lease_until = now() + make_interval(secs => $1)
+        `UPDATE request_steps s SET status = 'running', attempts = s.attempts + 1, lease_until = now() + make_interval(secs => $1),
+                -- Still running when claimed: its lease ran out, its worker gone (SET reads the row as it was).
+                progress = CASE WHEN s.status = 'running' THEN jsonb_set(coalesce(s.progress, '{}'), '{lapsed}', to_jsonb(coalesce((s.progress->>'lapsed')::int, 0) + 1)) ELSE s.progress END
            FROM requests r
           WHERE r.id = s.request_id AND (s.request_id, s.service) IN (
             SELECT s2.request_id, s2.service FROM request_steps s2 JOIN requests r2 ON r2.id = s2.request_id
@@ -140,7 +145,7 @@ export class SagaWorker extends PacedWorker {
   private async markStarted(em: EntityManager, requestIds: string[]): Promise<void> {
     const ids = [...new Set(requestIds)];
     if (!ids.length) return;
-    const started: { id: string; subject_hash: string }[] = await em.query(
+    const [started]: [{ id: string; subject_hash: string }[], number] = await em.query(
       `UPDATE requests SET status = 'in_progress', updated_at = now() WHERE id = ANY($1) AND status = 'received' RETURNING id, subject_hash`,
       [ids],
     );
@@ -163,6 +168,10 @@ export class SagaWorker extends PacedWorker {
   }
 
   private async execute(step: ClaimedStep): Promise<void> {
+    const lapsed = step.progress?.lapsed ?? 0;
+    if (lapsed >= MAX_LAPSES) {
+      return this.failed(step, new HopelessStep(`its worker stopped ${lapsed} times while running it (a crash, or killed for its memory?)`));
+    }
     let outcome: StepOutcome;
     try {
       outcome = await this.runner.run(step, (progress) => this.renewLease(step, progress));
@@ -284,7 +293,7 @@ export class SagaWorker extends PacedWorker {
         this.logger.error({ requestId: found.id, type: found.type, err: String(err) }, 'could not finish a request; the others go on, it is tried again at the next pass');
         if (failsAlikeEveryTime(err) && ['access', 'portability'].includes(found.type)) {
           const req = found;
-          await this.ds.transaction((em) => this.finalizer.fail(em, req, `the export package could not be built: ${err.message}`));
+          await this.ds.transaction((em) => this.finalizer.fail(em, req, `the export package could not be built: ${(err as Error).message}`));
         }
       }
     }

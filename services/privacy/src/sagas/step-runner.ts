@@ -26,13 +26,23 @@ export interface ErasureProgress {
    * restriction's or objection's event (`NotHandledYet`): no failures, not counted as such.
    */
   continued?: number;
+  /** Times the step's lease ran out while it ran (its worker died, or was killed for its memory). */
+  lapsed?: number;
 }
 
 /**
  * Keeps the step's lease, and with an erasure's slices what they deleted so far (merged into what the step keeps);
  * throws once another worker took the step.
  */
-export type StillMine = (progress?: Omit<ErasureProgress, 'continued'>) => Promise<void>;
+export type StillMine = (progress?: Omit<ErasureProgress, 'continued' | 'lapsed'>) => Promise<void>;
+
+/** A step trying again cannot help (an export larger than a package holds, a step its workers keep dying on): the request fails, compliance hears. */
+export class HopelessStep extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HopelessStep';
+  }
+}
 
 /** A sliced erasure that still had more to delete after an attempt's calls: asked again at the next attempt. */
 export class ErasureContinues extends Error {
@@ -82,9 +92,17 @@ export class StepRunner {
     const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
     if (step.action === 'export') {
       const pages: PrivacyExport[] = [];
+      // Counted as the pages come: a part past what a package holds fails now, before it fills the worker's memory.
+      let bytes = 0;
       for (let page: number | string | undefined = 0; page !== undefined; ) {
         const answer: PrivacyExport = await this.rpc.call(contract.export, { ...input, page }, { timeoutMs });
         if (!answer || typeof answer.categories !== 'object' || answer.categories === null) throw new Error(`${step.service} answered an export without categories`);
+        bytes += Buffer.byteLength(JSON.stringify(answer.categories));
+        if (bytes > this.config.PRIVACY_EXPORT_MAX_BYTES) {
+          throw new HopelessStep(
+            `${step.service}'s data passed ${bytes} bytes after ${pages.length + 1} pages, more than one package holds (PRIVACY_EXPORT_MAX_BYTES ${this.config.PRIVACY_EXPORT_MAX_BYTES}): compliance hands it over another way`,
+          );
+        }
         pages.push(answer);
         page = answer.nextPage;
         if (page !== undefined) await stillMine();
