@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { AgeRetentionService } from '@ally/platform';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
@@ -10,6 +10,7 @@ import { privacyService } from '../src/privacy.service.js';
 import { AuditTrail } from '../src/audit/audit-trail.service.js';
 import { RequestsService } from '../src/requests/requests.service.js';
 import { SagaWorker } from '../src/sagas/saga-worker.js';
+import { DownloadsService } from '../src/exports/downloads.service.js';
 import { DUE_DATE } from '../src/requests/requests.repository.js';
 import { FakeServices } from './fake-services.js';
 
@@ -168,6 +169,39 @@ describe('privacy sagas against services on the wire', () => {
     await settled(owner, (await request(owner, 'access', 'private')).id);
     await env.sql(`UPDATE privacy.requests SET completed_at = now() - interval '25 hours' WHERE id = $1`, [first.id]);
     await expect(request(owner, 'access')).resolves.toMatchObject({ type: 'access', scope: 'all' });
+  });
+
+  it('puts a package together once for downloads asked for at the same moment, and turns away more assemblies than a replica takes at once', async () => {
+    const [owner, second, third] = [user(), user(), user()];
+    const ids: string[] = [];
+    for (const who of [owner, second, third]) {
+      const r = await request(who, 'access');
+      await settled(who, r.id);
+      ids.push(r.id);
+    }
+    const downloads = privacy.app.get(DownloadsService);
+    const assemble = jest.spyOn(downloads as unknown as { assemble: (...args: unknown[]) => Promise<unknown> }, 'assemble');
+    try {
+      const metas = await Promise.all(Array.from({ length: 8 }, () => rpc.call(PrivacyRpc.download, { id: ids[0], format: 'zip' }, { actor: owner })));
+      expect(new Set(metas.map((m) => m.sha256)).size).toBe(1);
+      expect(assemble).toHaveBeenCalledTimes(1);
+      // Two other packages being put together (held back here): a third waits its turn as a 503.
+      let release!: () => void;
+      const gate = new Promise<void>((r) => (release = r));
+      const original = (DownloadsService.prototype as unknown as { assemble: (...args: unknown[]) => Promise<unknown> }).assemble;
+      assemble.mockImplementation(async function (this: unknown, ...args: unknown[]) {
+        await gate;
+        return original.apply(this, args);
+      });
+      const held = [rpc.call(PrivacyRpc.download, { id: ids[1], format: 'zip' }, { actor: second }), rpc.call(PrivacyRpc.download, { id: ids[2], format: 'zip' }, { actor: third })];
+      await waitFor(async () => assemble.mock.calls.length === 3 || undefined, 'two assemblies under way');
+      const turnedAway = await rpc.call(PrivacyRpc.download, { id: ids[0], format: 'json' }, { actor: owner }).catch((e) => e);
+      expect({ status: turnedAway.status, retryAfter: turnedAway.extra?.retryAfter }).toEqual({ status: 503, retryAfter: 5 });
+      release();
+      expect((await Promise.all(held)).map((m) => m.filename)).toEqual([`ally-export-${ids[1]}.zip`, `ally-export-${ids[2]}.zip`]);
+    } finally {
+      assemble.mockRestore();
+    }
   });
 
   it('lets a package expire after its days with its key, audited as every state change is', async () => {

@@ -15,6 +15,8 @@ export const PART_BYTES = 512 * 1024;
 const CACHE_MS = 60_000;
 /** Plaintext held at most, all packages together: the oldest goes first. */
 const CACHE_BYTES = 64 * 1024 * 1024;
+/** Packages one replica assembles at once (seconds of CPU each for a large one): more wait their turn as a 503. */
+const ASSEMBLING_AT_ONCE = 2;
 
 interface Built {
   body: Buffer;
@@ -32,6 +34,8 @@ interface Built {
 @Injectable()
 export class DownloadsService implements OnModuleDestroy {
   private readonly cache = new Map<string, Built>();
+  /** Assemblies under way: a download asking for one joins it instead of assembling the package again beside it. */
+  private readonly assembling = new Map<string, Promise<Built>>();
 
   constructor(
     private readonly ds: DataSource,
@@ -76,32 +80,46 @@ export class DownloadsService implements OnModuleDestroy {
     if (cached && Date.now() - cached.at < CACHE_MS) {
       built = cached;
     } else {
-      // The package itself is read once per assembly, not once per part (the row above is checked every time: an erasure voids at once).
-      const [stored] = await this.ds.query(`SELECT sealed FROM export_packages WHERE request_id = $1`, [id]);
-      // Gone since the row above was read: an erasure voided it, or it expired that moment.
-      if (!stored?.sealed) throw new ExportVoided();
-      const plain = gunzipSync(this.cipher.open(row.wrapped_key, id, stored.sealed, 'package'));
-      const pkg = JSON.parse(plain.toString('utf8')) as { createdAt: string; files: Record<string, string> };
-      const body =
-        format === 'zip'
-          ? await zipFiles(pkg.files, new Date(pkg.createdAt))
-          : Buffer.from(JSON.stringify({ files: Object.fromEntries(Object.entries(pkg.files).map(([name, text]) => [name, name.endsWith('.json') ? JSON.parse(text) : text])) }), 'utf8');
-      const meta: ExportDownload = {
-        filename: `ally-export-${id}.${format}`,
-        contentType: format === 'zip' ? 'application/zip' : 'application/json',
-        size: body.length,
-        parts: Math.max(1, Math.ceil(body.length / PART_BYTES)),
-        sha256: createHash('sha256').update(body).digest('hex'),
-      };
-      built = { body, meta, at: Date.now(), expiry: setTimeout(() => this.forget(key), CACHE_MS).unref() };
-      this.forget(key);
-      this.cache.set(key, built);
-      this.keepWithin(CACHE_BYTES);
+      let pending = this.assembling.get(key);
+      if (!pending) {
+        if (this.assembling.size >= ASSEMBLING_AT_ONCE) {
+          throw new ProblemError(503, 'Other export packages are being put together right now; try again in a few seconds', { retryAfter: 5 });
+        }
+        pending = this.assemble(key, id, format, row.wrapped_key).finally(() => this.assembling.delete(key));
+        this.assembling.set(key, pending);
+      }
+      built = await pending;
     }
     if (audit) {
       const subjectHash = this.hasher.hash(actor.userId);
       await this.audit.record({ actor: `subject:${subjectHash}`, action: 'export.downloaded', requestId: id, subjectHash, details: { format, bytes: built.meta.size } });
     }
+    return built;
+  }
+
+  /** Decrypts and puts the package together once, kept for the parts that follow (and downloads that joined). */
+  private async assemble(key: string, id: string, format: 'zip' | 'json', wrappedKey: Buffer): Promise<Built> {
+    // The package itself is read once per assembly, not once per part (the row is checked every time: an erasure voids at once).
+    const [stored] = await this.ds.query(`SELECT sealed FROM export_packages WHERE request_id = $1`, [id]);
+    // Gone since the row was read: an erasure voided it, or it expired that moment.
+    if (!stored?.sealed) throw new ExportVoided();
+    const plain = gunzipSync(this.cipher.open(wrappedKey, id, stored.sealed, 'package'));
+    const pkg = JSON.parse(plain.toString('utf8')) as { createdAt: string; files: Record<string, string> };
+    const body =
+      format === 'zip'
+        ? await zipFiles(pkg.files, new Date(pkg.createdAt))
+        : Buffer.from(JSON.stringify({ files: Object.fromEntries(Object.entries(pkg.files).map(([name, text]) => [name, name.endsWith('.json') ? JSON.parse(text) : text])) }), 'utf8');
+    const meta: ExportDownload = {
+      filename: `ally-export-${id}.${format}`,
+      contentType: format === 'zip' ? 'application/zip' : 'application/json',
+      size: body.length,
+      parts: Math.max(1, Math.ceil(body.length / PART_BYTES)),
+      sha256: createHash('sha256').update(body).digest('hex'),
+    };
+    const built = { body, meta, at: Date.now(), expiry: setTimeout(() => this.forget(key), CACHE_MS).unref() };
+    this.forget(key);
+    this.cache.set(key, built);
+    this.keepWithin(CACHE_BYTES);
     return built;
   }
 
