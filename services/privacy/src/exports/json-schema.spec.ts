@@ -22,6 +22,18 @@ describe(inferSchema.name, () => {
     });
   });
 
+  it('describes every item of a long list, not the first ones only', () => {
+    const conversations = Array.from({ length: 450 }, (_, i) => ({ id: `c${i}`, assistantId: i === 449 ? 'a1' : null }));
+    expect(inferSchema(conversations)).toEqual({
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: { id: { type: 'string' }, assistantId: { anyOf: [{ type: 'null' }, { type: 'string' }] } },
+        required: ['id', 'assistantId'],
+      },
+    });
+  });
+
   it('describes an empty list without guessing its items', () => {
     expect(inferSchema([])).toEqual({ type: 'array', items: {} });
   });

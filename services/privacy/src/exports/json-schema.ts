@@ -2,7 +2,8 @@
 export type JsonSchema = Record<string, unknown>;
 
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-const SAMPLE = 200;
+/** Items described at once: alike ones collapse there, so a long list costs little more than its items. */
+const CHUNK = 200;
 
 export function inferSchema(value: unknown): JsonSchema {
   if (value === null || value === undefined) return { type: 'null' };
@@ -11,7 +12,10 @@ export function inferSchema(value: unknown): JsonSchema {
   if (typeof value === 'string') return ISO_DATE.test(value) ? { type: 'string', format: 'date-time' } : { type: 'string' };
   if (Array.isArray(value)) {
     if (value.length === 0) return { type: 'array', items: {} };
-    return { type: 'array', items: mergeSchemas(value.slice(0, SAMPLE).map(inferSchema)) };
+    // Every item, not a sample: a field first set, or of another type, in item 201 is in the schema too.
+    let items: JsonSchema | undefined;
+    for (let i = 0; i < value.length; i += CHUNK) items = mergeSchemas([...(items ? [items] : []), ...value.slice(i, i + CHUNK).map(inferSchema)]);
+    return { type: 'array', items: items! };
   }
   const entries = Object.entries(value as Record<string, unknown>);
   return {
