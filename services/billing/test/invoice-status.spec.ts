@@ -78,6 +78,8 @@ describe('invoices that Stripe voids or marks uncollectible', () => {
       `INSERT INTO billing.invoices (stripe_invoice_id, workspace, status, currency, subtotal, net, tax, total, amount_paid, customer_ref, created_at, stripe_version) VALUES ($1, $2, 'draft', 'eur', 900, 900, 0, 900, 0, $3, now(), $4)`,
       [draft.id, `private:${actor.userId}`, customer, created * 1000],
     );
+    // Not shown while it is one: its amounts may still change, or it may go.
+    expect((await world.billing.app.get(InvoicesService).list(actor, 'private', 10)).data).toEqual([]);
     const send = (t: string, at: number) => world.sendEvent(t, draft, at);
     await send('invoice.deleted', created + 5);
     expect(await world.env.sql(`SELECT 1 FROM billing.invoices WHERE stripe_invoice_id = $1`, [draft.id])).toEqual([]);

@@ -1,6 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
 import { DataSource } from 'typeorm';
+import { LOGGER } from '@ally/platform';
+import { Pseudonyms } from '../src/common/erased-subjects.js';
+import { BILLING_CONFIG } from '../src/config.js';
+import { PlansService } from '../src/plans/plans.service.js';
 import { currentPeriod } from '../src/common/workspace-key.js';
 import { QuotaAlerts } from '../src/quota/quota-alerts.service.js';
 import { QuotaService } from '../src/quota/quota.service.js';
@@ -41,6 +45,25 @@ describe('quota alerts', () => {
     await ledger(key, currentPeriod(), 40_000);
     await ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod()));
     expect(await world.env.sql(`SELECT percent FROM billing.quota_alerts WHERE workspace = $1 ORDER BY percent`, [key])).toEqual([{ percent: 80 }, { percent: 100 }]);
+  });
+
+  it('measures nothing before the quota first read plans and seats (usage waiting at start looked like Free with one seat)', async () => {
+    const app = world.billing.app;
+    const ds = app.get(DataSource);
+    // A replica just starting: its event consumers run before its quota's first load.
+    const starting = new QuotaService(ds, app.get(PlansService), app.get(Pseudonyms), app.get(BILLING_CONFIG), app.get(LOGGER));
+    const alerts = new QuotaAlerts(starting);
+    const key = `private:${randomUUID()}`;
+    // 74.5 % of Team's 2,000,000: no alert; against Free's 200,000 it read as far past 100 %.
+    await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, $2, 'team', 'active', 1)`, [key, `sub_${randomUUID()}`]);
+    await ledger(key, currentPeriod(), 1_490_000);
+    let settled = false;
+    const measuring = ds.transaction((em) => alerts.afterUsage(em, key, currentPeriod())).then(() => (settled = true));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(settled).toBe(false);
+    await starting.refresh();
+    await measuring;
+    expect(await world.env.sql(`SELECT percent FROM billing.quota_alerts WHERE workspace = $1`, [key])).toEqual([]);
   });
 
   it('raises a level again when the month reaches it under a higher quota (an upgrade), not again under the same one', async () => {

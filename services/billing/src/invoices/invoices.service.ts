@@ -48,7 +48,8 @@ export class InvoicesService {
       keyset = ` AND (date_trunc('milliseconds', created_at), stripe_invoice_id) < ($2::timestamptz, $3)`;
     }
     const rows: InvoiceRow[] = await this.ds.query(
-      `SELECT * FROM invoices WHERE workspace = $1 AND NOT restricted${keyset}
+      // A draft (Stripe makes the renewal's an hour ahead) may still change or vanish: shown once Stripe finalised it.
+      `SELECT * FROM invoices WHERE workspace = $1 AND NOT restricted AND status <> 'draft'${keyset}
         ORDER BY date_trunc('milliseconds', created_at) DESC, stripe_invoice_id DESC LIMIT ${limit + 1}`,
       params,
     );

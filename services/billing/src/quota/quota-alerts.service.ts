@@ -24,6 +24,9 @@ export class QuotaAlerts {
   async afterUsage(em: EntityManager, key: string, period: string): Promise<void> {
     // Usage of another month is not measured against this one's quota (one gone by, processed late).
     if (period !== currentPeriod()) return;
+    // Event consumers start before the quota's first load (Nest bootstraps the global module first): measured against
+    // the defaults, a paying organisation's usage read as far past its quota, and its owners got both alerts.
+    await this.quota.loaded;
     const { quota } = this.quota.usage(key);
     if (quota <= 0) return;
     // One batch of a workspace at a time (replicas take batches side by side): each sees what the one before it

@@ -52,6 +52,9 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   private refreshing?: Promise<void>;
   /** A refresh waiting for the one in flight, for callers that came while it ran. */
   private following?: Promise<void>;
+  private markLoaded!: () => void;
+  /** Settles once plans, seats and caps were first read: before, every workspace would look like Free with one seat. */
+  readonly loaded = new Promise<void>((resolve) => (this.markLoaded = resolve));
 
   constructor(
     private readonly ds: DataSource,
@@ -180,6 +183,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
       limits.set(c.workspace, l);
     }
     this.limits = limits;
+    this.markLoaded();
     // The month's record is for the usage API later; failing to write it must not stop quota answers.
     await this.recordQuotas(period).catch((err) => this.logger.warn({ err: String(err) }, 'recording the month\'s quotas failed; tried again at the next refresh'));
   }

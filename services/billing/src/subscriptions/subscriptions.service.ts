@@ -43,10 +43,12 @@ export class SubscriptionsService {
     const current = await this.find(key);
     if (current && LIVE_STATUSES.includes(current.status)) throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
     const customer = await this.customer(key, actor);
+    // Read before the transaction: inside it, a second connection from the pool its own holds (ten at once starved it).
+    const seats = workspace === 'private' ? 1 : await this.members(key);
     // Checkouts of one workspace take turns (two at once left two open sessions: both payable, one subscription shown).
     return this.ds.transaction(async (em) => {
       await lockNamed(em, `checkout:${key}`);
-      return this.openCheckout(key, workspace, plan, customer);
+      return this.openCheckout(key, plan, customer, seats);
     });
   }
 
@@ -54,7 +56,7 @@ export class SubscriptionsService {
    * One subscription per workspace: none may be running at Stripe (our row can lag behind
    * its webhook), and one Checkout at a time: the same plan reopens it, another replaces it.
    */
-  private async openCheckout(key: string, workspace: string, plan: ReturnType<PlansService['get']>, customer: string): Promise<{ url: string }> {
+  private async openCheckout(key: string, plan: ReturnType<PlansService['get']>, customer: string, seats: number): Promise<{ url: string }> {
     const running = await this.stripe.stripe.subscriptions.list({ customer, status: 'all', limit: 100 });
     if (running.data.some((sub) => !ENDED_STATUSES.includes(sub.status))) {
       throw new ProblemError(409, 'This workspace already has a subscription; change it in the Customer Portal');
@@ -67,7 +69,6 @@ export class SubscriptionsService {
     // Which sessions it replaced is part of the key: back to a plan within the minute is a new session, not Stripe's
     // replay of the one just expired (a retry of this very call still gets the same one).
     const replaced = createHash('sha256').update(open.data.map((o) => o.id).join(',')).digest('hex').slice(0, 16);
-    const seats = workspace === 'private' ? 1 : await this.members(key);
     const session = await this.stripe.stripe.checkout.sessions.create(
       {
         mode: 'subscription',
