@@ -242,6 +242,12 @@ describe('a one-off command', () => {
     // Where Stripe sends the customer back: the deployment's own address, not localhost (the default) nor the manifests' placeholder.
     const local = await run(['services/billing/dist/main.js'], { ...env!.envFor(billingService, vars), NODE_ENV: 'production' });
     expect({ code: local.code, lines: lines(local.stderr) }).toEqual({ code: 1, lines: ["billing: Configuration error: PUBLIC_BASE_URL must be the deployment's public address in production, not localhost"] });
+    // A test-mode key hands out paid plans for test cards: only a staging deployment that says so runs with one.
+    const testKey = await run(['services/billing/dist/main.js'], { ...env!.envFor(billingService, { ...vars, STRIPE_SECRET_KEY: 'sk_test_staging', PUBLIC_BASE_URL: 'https://ally.ally-kunde.de' }), NODE_ENV: 'production' });
+    expect({ code: testKey.code, lines: lines(testKey.stderr) }).toEqual({
+      code: 1,
+      lines: ['billing: Configuration error: STRIPE_SECRET_KEY is a test-mode key: production takes live keys (sk_live_…), or STRIPE_ALLOW_TEST_KEYS=true for a staging deployment'],
+    });
     const r = await run(['services/billing/dist/main.js'], { ...env!.envFor(billingService, { ...vars, PUBLIC_BASE_URL: 'https://ally.ally-kunde.de' }), NODE_ENV: 'production' });
     expect(r.code).toBe(1);
     expect(lines(r.stderr)).toEqual(['billing: Configuration error: PLANS_FILE k8s/base/billing-plans.json still has the placeholder price id of plan "team": put in its Stripe price id']);

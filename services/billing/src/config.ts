@@ -19,15 +19,25 @@ export const billingConfigSchema = baseConfigSchema
     METER_REPORT_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(8),
     METER_POLL_MS: z.coerce.number().int().min(10).default(1_000),
     QUOTA_REFRESH_MS: z.coerce.number().int().min(10).default(500),
-    /** How often the ledger is reconciled with Stripe's meter summaries; 0 turns the timer off (the `reconcile` command still works). */
     /** Keys the pseudonym an erased subject's books keep (HMAC-SHA256); required in production. */
     BILLING_PSEUDONYM_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** How often the ledger is reconciled with Stripe's meter summaries; 0 turns the timer off (the `reconcile` command still works). */
     RECONCILE_INTERVAL_MS: z.coerce.number().int().min(0).default(86_400_000),
+    /**
+     * Checkout has Stripe Tax work out the VAT (German VAT, EU reverse charge by the VAT ID it collects): activate
+     * Stripe Tax in the Dashboard, or set false when the plans' prices carry tax rates of their own.
+     */
+    STRIPE_AUTOMATIC_TAX: z.enum(['true', 'false']).default('true').transform((v) => v === 'true'),
+    /** A staging deployment run as production may use test-mode keys only when it says so: paid plans for test cards. */
+    STRIPE_ALLOW_TEST_KEYS: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   })
   .superRefine((c, ctx) => {
     requireInProduction(c, ctx, ['STRIPE_SECRET_KEY', 'STRIPE_WEBHOOK_SECRET', 'BILLING_PSEUDONYM_KEY']);
     // Stripe sends the customer back here after Checkout and the portal.
     requirePublicUrlInProduction(c, ctx, 'PUBLIC_BASE_URL');
+    if (c.NODE_ENV === 'production' && c.STRIPE_SECRET_KEY && /^(sk|rk)_test_/.test(c.STRIPE_SECRET_KEY) && !c.STRIPE_ALLOW_TEST_KEYS) {
+      ctx.addIssue({ code: 'custom', path: ['STRIPE_SECRET_KEY'], message: 'is a test-mode key: production takes live keys (sk_live_…), or STRIPE_ALLOW_TEST_KEYS=true for a staging deployment' });
+    }
     if (c.NODE_ENV === 'production' && c.STRIPE_API_URL) ctx.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message: 'must not be set in production (it points at the emulator)' });
     // Without a key the SDK would otherwise go to api.stripe.com with a made-up one, while saying it talks to the emulator.
     if (c.NODE_ENV !== 'production' && !c.STRIPE_SECRET_KEY && !c.STRIPE_API_URL) {

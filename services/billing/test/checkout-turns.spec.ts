@@ -29,6 +29,12 @@ describe('Checkout and erased customers', () => {
       await Promise.all([checkout('business'), checkout('team')]);
       expect(await openSessions(customer)).toHaveLength(1);
 
+      // What an invoice must name is collected, and kept on the customer its invoices go to; Stripe Tax works out the VAT.
+      const [session] = await openSessions(customer);
+      expect(session).toMatchObject({ billing_address_collection: 'required', tax_id_collection: { enabled: true }, automatic_tax: { enabled: true } });
+      const asked = world.stripe.requests({ method: 'POST', path: '/v1/checkout/sessions' }).at(-1)!.params;
+      expect(asked.customer_update).toEqual({ name: 'auto', address: 'auto' });
+
       const team = await checkout('team');
       await checkout('business');
       const back = await checkout('team');

@@ -75,6 +75,12 @@ export class SubscriptionsService {
         customer,
         client_reference_id: key,
         line_items: [{ price: plan.stripePriceId!, quantity: seats }],
+        // What an invoice must name (§ 14(4) UStG): the buyer's name and address, and a business's VAT ID (reverse
+        // charge across the EU); saved on the customer, so its invoices carry them.
+        billing_address_collection: 'required',
+        tax_id_collection: { enabled: true },
+        customer_update: { name: 'auto', address: 'auto' },
+        automatic_tax: { enabled: this.config.STRIPE_AUTOMATIC_TAX },
         subscription_data: { metadata: { workspace: key, plan: plan.id } },
         metadata: { workspace: key, plan: plan.id },
         success_url: `${this.config.PUBLIC_BASE_URL}/billing/success?session_id={CHECKOUT_SESSION_ID}`,

@@ -1448,6 +1448,16 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
     if (!['payment', 'setup', 'subscription'].includes(mode)) throw invalid(`Invalid mode: must be one of payment, setup, or subscription`, 'mode');
     const customer = p.customer !== undefined && p.customer !== '' ? customerFor(p.customer, 'customer') : undefined;
     if (customer && p.customer_email) throw invalid('You may only specify one of these parameters: customer, customer_email.', 'customer_email');
+    if (p.customer_update !== undefined && !customer) throw invalid('`customer_update` can only be used with `customer`.', 'customer_update');
+    const customerUpdate = (p.customer_update ?? {}) as Obj;
+    for (const field of ['address', 'name', 'shipping']) {
+      const v = str(customerUpdate[field], `customer_update[${field}]`);
+      if (v !== undefined && !['auto', 'never'].includes(v)) throw invalid(`Invalid customer_update[${field}]: must be one of auto or never`, `customer_update[${field}]`);
+    }
+    const taxIds = bool(((p.tax_id_collection ?? {}) as Obj).enabled, 'tax_id_collection[enabled]') ?? false;
+    // Stripe: with an existing customer, collected tax IDs and business names are saved on it only when it may be updated.
+    if (taxIds && customer && customerUpdate.name !== 'auto') throw invalid('`customer_update[name]` must be `auto` to collect tax IDs with an existing customer.', 'customer_update[name]');
+    const automaticTax = bool(((p.automatic_tax ?? {}) as Obj).enabled, 'automatic_tax[enabled]') ?? false;
     const rawItems = list(p.line_items) as Obj[];
     if (mode !== 'setup' && !rawItems.length) throw missing('line_items');
     const items = rawItems.map((li, i) => {
@@ -1476,7 +1486,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       allow_promotion_codes: bool(p.allow_promotion_codes, 'allow_promotion_codes') ?? null,
       amount_subtotal: mode === 'setup' ? null : amount,
       amount_total: mode === 'setup' ? null : amount,
-      automatic_tax: { enabled: false, liability: null, provider: null, status: null },
+      automatic_tax: { enabled: automaticTax, liability: automaticTax ? { type: 'self' } : null, provider: automaticTax ? 'stripe' : null, status: automaticTax ? 'requires_location_inputs' : null },
       billing_address_collection: str(p.billing_address_collection, 'billing_address_collection') ?? null,
       cancel_url: str(p.cancel_url, 'cancel_url') ?? null,
       client_reference_id: str(p.client_reference_id, 'client_reference_id') ?? null,
@@ -1521,6 +1531,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       submit_type: null,
       subscription: null,
       success_url: str(p.success_url, 'success_url') ?? null,
+      tax_id_collection: { enabled: taxIds, required: taxIds ? 'never' : null },
       total_details: { amount_discount: 0, amount_shipping: 0, amount_tax: 0 },
       ui_mode: str(p.ui_mode, 'ui_mode') ?? 'hosted',
       url: `${publicBase()}/checkout/${id}`,
