@@ -57,6 +57,21 @@ describe('Checkout and erased customers', () => {
       expect(second).not.toBe(first);
     }));
 
+  it('opens a Checkout with a new customer after the workspace\'s customer was deleted at Stripe (in the Dashboard), instead of a 502 for good', () =>
+    withRpc(async (rpc) => {
+      const actor = { userId: randomUUID(), platformRoles: [] as [] };
+      await rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor });
+      const first = (await customerOf(actor.userId))!;
+      await world.sdk.customers.del(first);
+      await world.sendEvent('customer.deleted', { id: first, object: 'customer', deleted: true }, Math.floor(Date.now() / 1000));
+      expect(await customerOf(actor.userId)).toBeUndefined();
+      // Within the day Stripe replays a creation's answer by its idempotency key: the dead customer is not taken again.
+      expect(await rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor })).toMatchObject({ url: expect.any(String) });
+      const second = (await customerOf(actor.userId))!;
+      expect(second).not.toBe(first);
+      expect(await openSessions(second)).toHaveLength(1);
+    }));
+
   it('keeps an invoice Stripe reports after the erasure restricted, naming nobody, as the others', () =>
     withRpc(async (rpc) => {
       const actor = { userId: randomUUID(), platformRoles: [] as [] };

@@ -123,8 +123,10 @@ export class SubscriptionsService {
     const [row] = await this.ds.query(`SELECT stripe_customer_id FROM customers WHERE workspace = $1`, [key]);
     if (row) return row.stripe_customer_id;
     let created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}` });
-    // Stripe replays, for a day, the customer an erasure of this workspace had deleted (its row now under the pseudonym): a new one.
-    if ((await this.ds.query(`SELECT 1 FROM customers WHERE stripe_customer_id = $1 AND workspace <> $2`, [created.id, key])).length) {
+    // Stripe replays, for a day, the customer an erasure of this workspace had deleted (its row now under the pseudonym),
+    // or one deleted at Stripe since (its row gone with the webhook): a new one.
+    const replayedDeleted = async () => ((await this.stripe.stripe.customers.retrieve(created.id)) as { deleted?: boolean }).deleted === true;
+    if ((await this.ds.query(`SELECT 1 FROM customers WHERE stripe_customer_id = $1 AND workspace <> $2`, [created.id, key])).length || (await replayedDeleted())) {
       created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}:${randomUUID()}` });
     }
     // Stripe took its time: an erasure of the actor may have read the customers meanwhile, and would miss this row.

@@ -40,6 +40,8 @@ const stripeEvent = z.looseObject({
 });
 type StripeEvent = z.infer<typeof stripeEvent>;
 
+const deletedCustomer = z.looseObject({ id: stripeId, object: z.literal('customer').optional() });
+
 const checkoutSession = z.looseObject({
   id: stripeId,
   object: z.literal('checkout.session').optional(),
@@ -172,6 +174,7 @@ export class StripeWebhookService {
     // A draft deleted at Stripe (only drafts can be) leaves the mirror.
     'invoice.deleted': on(invoice, (em, d) => this.invoiceDeleted(em, d)),
     'customer.updated': { schema: stripeEvent, apply: async () => undefined },
+    'customer.deleted': on(deletedCustomer, (em, d) => this.customerDeleted(em, d)),
     // Stripe validates meter events asynchronously and reports the ones it dropped (thin v2 event, or its v1 snapshot form).
     'v1.billing.meter.error_report_triggered': { schema: meterReportEvent, apply: (em, d) => this.meterErrors(em, d.event) },
     'billing.meter.error_report_triggered': { schema: meterReportEvent, apply: (em, d) => this.meterErrors(em, d.event) },
@@ -440,6 +443,15 @@ export class StripeWebhookService {
       current.status,
     ]);
     return true;
+  }
+
+  /**
+   * A customer deleted at Stripe, not by us (in the Dashboard, say): its workspace gets a new one at its next
+   * Checkout, where Stripe would refuse the dead one for good. Rows kept under an erased subject's pseudonym stay
+   * (an erasure's own deletion of the customer sends this too).
+   */
+  private async customerDeleted(em: EntityManager, { object: customer }: Delivered<z.infer<typeof deletedCustomer>>): Promise<void> {
+    await em.query(`DELETE FROM customers WHERE stripe_customer_id = $1 AND ${IN_USE}`, [customer.id]);
   }
 
   private async invoiceDeleted(em: EntityManager, { object: inv }: Delivered<z.infer<typeof invoice>>): Promise<void> {
