@@ -139,7 +139,13 @@ describe('privacy through the gateway, against every real service', () => {
     expect(invitations.sent).toEqual([expect.objectContaining({ org_id: org.id, role: 'member' })]);
     expect(JSON.stringify(invitations.sent)).not.toContain('maat@example.eu');
     expect(invitations.received).toEqual([expect.objectContaining({ org_id: invitingOrg.id })]);
-    expect(files['data/billing.json'].categories.contract.customers).toEqual([expect.objectContaining({ stripe_customer_id: expect.stringMatching(/^cus_/) })]);
+    // With what Stripe holds of her as processor: the name and billing address Checkout collected.
+    expect(files['data/billing.json'].categories.contract.customers).toEqual([
+      expect.objectContaining({
+        stripe_customer_id: expect.stringMatching(/^cus_/),
+        heldByStripe: expect.objectContaining({ name: 'Erika Mustermann', address: expect.objectContaining({ city: 'Berlin', country: 'DE' }) }),
+      }),
+    ]);
     expect(files['data/billing.json'].categories.invoices[0]).toMatchObject({ amount_paid: expect.anything(), customer_ref: expect.stringMatching(/^cus_/) });
 
     // An export of the organisation's workspace keeps to it: none of her private contract, chats or keys.

@@ -123,6 +123,28 @@ describe('Stripe emulator', () => {
   });
 
   describe('checkout', () => {
+    it("saves the name and address Checkout collected onto an existing customer where customer_update allows it, and refuses what Stripe refuses", async () => {
+      const client = stripe();
+      const customer = await client.customers.create({ metadata: { workspace: 'org_2' } });
+      const base = { mode: 'subscription' as const, line_items: [{ price: 'price_pro_monthly', quantity: 1 }], success_url: 'https://app.example/ok' };
+      await expect(client.checkout.sessions.create({ ...base, customer_update: { name: 'auto' } })).rejects.toMatchObject({ statusCode: 400, param: 'customer_update' });
+      await expect(client.checkout.sessions.create({ ...base, customer: customer.id, tax_id_collection: { enabled: true } })).rejects.toMatchObject({ statusCode: 400, param: 'customer_update[name]' });
+      const session = await client.checkout.sessions.create({
+        ...base,
+        customer: customer.id,
+        billing_address_collection: 'required',
+        tax_id_collection: { enabled: true },
+        customer_update: { name: 'auto', address: 'auto' },
+        automatic_tax: { enabled: true },
+      });
+      expect(session).toMatchObject({ billing_address_collection: 'required', tax_id_collection: { enabled: true }, automatic_tax: { enabled: true } });
+      emulator.completeCheckout(session.id, { name: 'Nordlicht GmbH', address: { line1: 'Hafenstraße 5', postal_code: '20457', city: 'Hamburg', country: 'DE' } });
+      expect(await client.customers.retrieve(customer.id)).toMatchObject({
+        name: 'Nordlicht GmbH',
+        address: { line1: 'Hafenstraße 5', line2: null, postal_code: '20457', city: 'Hamburg', state: null, country: 'DE' },
+      });
+    });
+
     it('creates an open session whose url points at the emulator', async () => {
       const session = await stripe().checkout.sessions.create({
         mode: 'subscription',

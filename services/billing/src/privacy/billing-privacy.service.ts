@@ -51,10 +51,13 @@ export class BillingPrivacyService {
       ? await this.ds.query(`SELECT workspace, plan, status, seats, stripe_subscription_id, stripe_item_id, current_period_end, cancel_at_period_end, ended_at FROM subscriptions WHERE workspace = $1`, [own])
       : [];
     // The private workspace's customer, and an organisation's that they set up (its row names them as its creator).
-    const customers = await this.ds.query(
+    const rows: { workspace: string; stripe_customer_id: string; created_at: Date }[] = await this.ds.query(
       `SELECT workspace, stripe_customer_id, created_at FROM customers WHERE ($2 AND workspace = $1) OR (created_by = $3 AND workspace <> $1 AND ($4::text[] IS NULL OR workspace = ANY($4))) ORDER BY created_at, workspace`,
       [own, ownInScope, userId, workspaces],
     );
+    // What Stripe holds as processor of the private workspace's customer (the subject's own): Checkout's contact and tax IDs.
+    // An organisation's customer is the organisation's, whoever set it up.
+    const customers = await Promise.all(rows.map(async (c) => (c.workspace === own ? { ...c, heldByStripe: await this.stripe.customerDetails(c.stripe_customer_id) } : c)));
     const invoices = ownInScope
       ? await this.ds.query(
           `SELECT stripe_invoice_id, number, status, currency, subtotal, tax, total, amount_paid, customer_ref, hosted_invoice_url, created_at FROM invoices WHERE workspace = $1 ORDER BY created_at, stripe_invoice_id`,

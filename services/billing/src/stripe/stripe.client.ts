@@ -36,6 +36,24 @@ export class StripeClient {
     });
   }
 
+  /**
+   * What Stripe, as processor, holds of a customer for a subject's export: the contact Checkout collected (name,
+   * email, phone, billing address) and its tax IDs. Stripe away is a 503 (the export is asked again); a customer
+   * Stripe no longer has holds nothing.
+   */
+  async customerDetails(customerId: string): Promise<Record<string, unknown> | null> {
+    try {
+      const c = await this.stripe.customers.retrieve(customerId);
+      if ('deleted' in c && c.deleted) return null;
+      const customer = c as Stripe.Customer;
+      return { name: customer.name ?? null, email: customer.email ?? null, phone: customer.phone ?? null, address: customer.address ?? null, taxIds: (customer.tax_ids?.data ?? []).map((t) => ({ type: t.type, value: t.value })) };
+    } catch (err) {
+      if (isStripeAway(err)) throw new ProblemError(503, 'Stripe is not available; the export asks again once it answers', { retryAfter: 5 });
+      if (!isStripeRefusal(err)) throw err;
+      return null;
+    }
+  }
+
   /** A subscription's quantity to the member count (at least one seat), prorated; see `change`. */
   setSeats(workspace: string, subscriptionId: string, itemId: string, members: number, idempotencyKey: string): Promise<void> {
     return this.change(workspace, 'the seat count', () =>

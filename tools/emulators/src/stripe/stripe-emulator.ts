@@ -231,7 +231,8 @@ export interface StripeEmulator extends EmulatorServer {
   /** Move the clock forward and run what falls due: renewals (invoice, payment), cancellations at period end, trial ends, session expiry. Resolves with the events emitted. */
   advanceTime(seconds: number): Promise<Obj[]>;
   /** Complete an open Checkout Session as if the customer paid (see the event order above). */
-  completeCheckout(sessionId: string, opts?: { email?: string; name?: string }): CompletedCheckout;
+  /** As the customer submits the page: `name` and `address` are what Checkout collected (saved on an existing customer as `customer_update` says). */
+  completeCheckout(sessionId: string, opts?: { email?: string; name?: string; address?: Obj }): CompletedCheckout;
   /** Every event emitted, oldest first (copies). */
   events(filter?: { type?: string }): Obj[];
   /** Webhook delivery attempts, oldest first. */
@@ -508,6 +509,8 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
   const prices = new Map<string, Obj>();
   const sessions = new Map<string, Obj>();
   const sessionItems = new Map<string, { price: Obj; quantity: number | null }[]>();
+  /** A session's `customer_update`: what Checkout may save onto an existing customer. */
+  const sessionCustomerUpdates = new Map<string, Obj>();
   const sessionSubData = new Map<string, { metadata: Obj; trialDays?: number; description?: string }>();
   const subscriptions = new Map<string, Obj>();
   const subStates = new Map<string, SubState>();
@@ -754,6 +757,11 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       updated: t,
       value_settings: { event_payload_key: m.value_payload_key ?? 'value' },
     });
+  }
+
+  /** An address as Stripe keeps it: every field, null where none was given. */
+  function addressOf(a: Obj): Obj {
+    return { city: a.city ?? null, country: a.country ?? null, line1: a.line1 ?? null, line2: a.line2 ?? null, postal_code: a.postal_code ?? null, state: a.state ?? null };
   }
 
   function createCustomer(p: Obj): Obj {
@@ -1291,15 +1299,27 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
     emit('checkout.session.expired', s);
   }
 
-  function completeCheckout(id: string, o: { email?: string; name?: string } = {}): CompletedCheckout {
+  function completeCheckout(id: string, o: { email?: string; name?: string; address?: Obj } = {}): CompletedCheckout {
     const s = sessions.get(id);
     if (!s) throw noSuch('checkout.session', id, 'id', 404);
     if (s.status !== 'open') throw invalid(`This Checkout Session is ${s.status} and can no longer be completed.`);
+    // Stripe's page does not let the customer pay without the address it asks for: one a test customer would type.
+    if (s.billing_address_collection === 'required') o = { ...o, name: o.name ?? 'Erika Mustermann', address: o.address ?? { line1: 'Musterstraße 1', postal_code: '10115', city: 'Berlin', country: 'DE' } };
     const firstEvent = eventLog.length;
     let customer = s.customer ? customers.get(s.customer) : undefined;
     if (!customer) {
       customer = createCustomer({ email: s.customer_email ?? o.email ?? 'customer@example.com', name: o.name ?? null });
+      if (o.address) customer.address = addressOf(o.address);
       emit('customer.created', customer);
+    } else {
+      // What Checkout collected goes onto the existing customer only where `customer_update` allows it; an email it lacked, always.
+      const update = sessionCustomerUpdates.get(id) ?? {};
+      const before = clone(customer);
+      if (update.name === 'auto' && o.name) customer.name = o.name;
+      if (update.address === 'auto' && o.address) customer.address = addressOf(o.address);
+      if (!customer.email && o.email) customer.email = o.email;
+      const changed = diff(before, customer);
+      if (Object.keys(changed).length) emit('customer.updated', customer, changed);
     }
     const email = customer.email ?? o.email ?? 'customer@example.com';
     const items = sessionItems.get(id) ?? [];
@@ -1539,6 +1559,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
     };
     put(sessions, s);
     sessionItems.set(id, items);
+    sessionCustomerUpdates.set(id, customerUpdate);
     sessionSubData.set(id, {
       metadata: applyMetadata({}, sd.metadata, 'subscription_data[metadata]'),
       trialDays: int(sd.trial_period_days, 'subscription_data[trial_period_days]'),
@@ -2222,7 +2243,8 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
         }
         if (s.status === 'open') {
           const form = parseStripeForm(raw);
-          completeCheckout(s.id, { email: form.email || undefined });
+          const address = form.line1 ? { line1: form.line1, postal_code: form.postal_code, city: form.city, country: form.country } : undefined;
+          completeCheckout(s.id, { email: form.email || undefined, name: form.name || undefined, address });
         }
         if (s.success_url) return redirect(res, s.success_url.replace(/\{CHECKOUT_SESSION_ID\}/g, s.id));
         return html(res, 200, 'Paid', '<h1>Payment complete</h1>');
@@ -2235,13 +2257,17 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
         .map(({ price, quantity }) => `<tr><td>${esc(quantity ?? 'metered')} × ${esc(priceName(price))}</td><td>${isMetered(price) ? 'by usage' : esc(money((quantity ?? 1) * unitAmount(price), price.currency))}${price.recurring ? ` / ${esc(price.recurring.interval)}` : ''}</td></tr>`)
         .join('');
       const emailField = s.customer ? '' : `<p><label>Email <input name="email" type="email" value="${esc(s.customer_email ?? '')}"></label></p>`;
+      const addressFields =
+        s.billing_address_collection === 'required'
+          ? `<p><label>Name <input name="name" required></label></p><p><label>Street <input name="line1" required></label> <label>Postal code <input name="postal_code" required></label> <label>City <input name="city" required></label> <label>Country <input name="country" value="DE" required></label></p>`
+          : '';
       return html(
         res,
         200,
         'Checkout',
         `<h1>Checkout</h1><p>Session <code>${esc(s.id)}</code> — ${esc(s.status)}</p><table>${rows}</table>` +
           (s.status === 'open'
-            ? `<form method="post" action="/checkout/${esc(s.id)}/pay">${emailField}<button type="submit">Pay (card 4242 4242 4242 4242)</button></form><p><a href="/checkout/${esc(s.id)}/cancel">Cancel and go back</a></p>`
+            ? `<form method="post" action="/checkout/${esc(s.id)}/pay">${emailField}${addressFields}<button type="submit">Pay (card 4242 4242 4242 4242)</button></form><p><a href="/checkout/${esc(s.id)}/cancel">Cancel and go back</a></p>`
             : ''),
       );
     }
