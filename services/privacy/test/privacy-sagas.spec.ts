@@ -81,6 +81,29 @@ describe('privacy sagas against services on the wire', () => {
     }
   });
 
+  it('finishes other requests while one long step runs: a step holds its slot, not the whole worker', async () => {
+    const [slow, quick] = [user(), user()];
+    const before = fakes.handlerOf('chat', 'export')!;
+    // slow's history: twelve pages of 300 ms each, over three seconds with the lease kept.
+    fakes.on('chat', 'export', async (input: { userId: string; page: number }, call) => {
+      if (input.userId !== slow.userId) return before(input, call);
+      await new Promise((r) => setTimeout(r, 300));
+      const page = Number(input.page);
+      return { service: 'chat', categories: { 'chat-history': { conversations: [{ id: `c${page}` }] } }, ...(page < 11 ? { nextPage: page + 1 } : {}) };
+    });
+    try {
+      const long = await request(slow, 'access');
+      await waitFor(async () => (fakes.callsTo('chat', 'export').some((c) => c.input.userId === slow.userId) ? true : undefined), 'the long export to begin');
+      const short = await request(quick, 'access');
+      expect((await settled(quick, short.id)).status).toBe('completed');
+      // Done while the long one still reads its pages (a pass used to wait for every step it had claimed).
+      expect((await rpc.call(PrivacyRpc.getRequest, { id: long.id }, { actor: slow })).status).toBe('in_progress');
+      expect((await settled(slow, long.id)).status).toBe('completed');
+    } finally {
+      fakes.on('chat', 'export', before);
+    }
+  });
+
   it('gives a package the shorter of PRIVACY_EXPORT_TTL_DAYS and the period compliance set for export packages to be downloaded in', async () => {
     await env.sql(`INSERT INTO privacy.retention_policies (service, category, retention_days, basis, updated_by) VALUES ('privacy', 'export-packages', 3, 'contract', 'staff:test')`);
     try {

@@ -15,6 +15,7 @@ import type { RequestRow } from '../requests/requests.repository.js';
 import { RequestFinalizer } from './request-finalizer.js';
 import { ErasureContinues, HopelessStep, NotHandledYet, StepRunner, type ClaimedStep, type ErasureProgress, type StepOutcome } from './step-runner.js';
 
+/** Steps one replica runs at once. */
 const BATCH = 10;
 const HOUSEKEEPING_MS = 60_000;
 
@@ -47,6 +48,8 @@ const MAX_LAPSES = 3;
 export class SagaWorker extends PacedWorker {
   private lastHousekeeping = 0;
   private readonly steps: Counter;
+  /** Steps under way: each holds a slot until it ends, while passes go on finishing requests, lifting, warning. */
+  private readonly running = new Set<Promise<void>>();
 
   constructor(
     private readonly ds: DataSource,
@@ -69,17 +72,30 @@ export class SagaWorker extends PacedWorker {
     return this.config.PRIVACY_WORKER !== 'off';
   }
 
-  /** One pass over everything due. */
+  /**
+   * One pass over everything due. Steps run beside the passes, as many as there are free slots: one long step (an
+   * erasure in slices, an export of many pages) held up every other request's steps, their finishing, lifts,
+   * warnings and expiry, for as long as it ran, when a pass waited for its whole batch.
+   */
   protected async pass(): Promise<void> {
-    for (;;) {
-      const claimed = await this.claim();
+    while (this.running.size < BATCH && !this.shuttingDown) {
+      const claimed = await this.claim(BATCH - this.running.size);
       if (claimed.length === 0) break;
       // Stopping began while claiming: the steps go back at once instead of waiting out their lease on another replica.
       if (this.shuttingDown) {
         await this.release(claimed);
         break;
       }
-      await Promise.all(claimed.map((s) => this.execute(s)));
+      for (const step of claimed) {
+        const run: Promise<void> = this.execute(step)
+          .catch((err) => this.logger.warn({ err: String(err), requestId: step.requestId, service: step.service }, 'saga step failed unexpectedly'))
+          .finally(() => {
+            this.running.delete(run);
+            // Its request may be ready to finish, or a slot is free for the next step.
+            this.wake();
+          });
+        this.running.add(run);
+      }
     }
     await this.finalizeReady();
     await this.decisions.liftDue();
@@ -90,7 +106,13 @@ export class SagaWorker extends PacedWorker {
     }
   }
 
-  private async claim(): Promise<ClaimedStep[]> {
+  /** Steps in flight end before the worker stops (each keeps its lease until then; none is left to lapse). */
+  override async onApplicationShutdown(): Promise<void> {
+    await super.onApplicationShutdown();
+    await Promise.allSettled([...this.running]);
+  }
+
+  private async claim(limit: number): Promise<ClaimedStep[]> {
     return this.ds.transaction(async (em) => {
       // A legal hold placed meanwhile is seen (placing one takes this lock exclusively, then refuses while an erase step runs);
       // while one is being placed, this poll claims nothing.
@@ -110,7 +132,7 @@ export class SagaWorker extends PacedWorker {
                AND r2.status IN ('received', 'in_progress') AND (r2.user_id IS NOT NULL OR s2.action = 'notify')
                AND NOT EXISTS (SELECT 1 FROM request_steps p WHERE p.request_id = s2.request_id AND p.phase < s2.phase AND p.status <> 'completed')
                AND NOT (r2.type = 'erasure' AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.user_id = r2.user_id AND h.released_at IS NULL))
-             ORDER BY s2.next_attempt_at LIMIT ${BATCH}
+             ORDER BY s2.next_attempt_at LIMIT ${limit}
              FOR UPDATE OF s2 SKIP LOCKED)
         RETURNING s.request_id, s.service, s.action, s.attempts, s.progress, r.user_id, r.scope, r.type, r.details->>'eventId' AS event_id`,
         [this.config.PRIVACY_STEP_LEASE_MS / 1000],
