@@ -208,6 +208,10 @@ describe('identity: no way back in for someone who was shown out', () => {
     await expect(rpc.call(IdentityRpc.createInvitation, { orgId, email: 'accomplice@takeover.example.eu', role: 'admin' }, { actor })).rejects.toMatchObject({ status: 401 });
     await expect(rpc.call(IdentityRpc.updateOrgPolicy, { orgId, euOnly: false }, { actor })).rejects.toMatchObject({ status: 401 });
     await expect(rpc.call(IdentityRpc.createOrg, { name: 'Hintertür AG' }, { actor })).rejects.toMatchObject({ status: 401 });
+    // Each before anything else it would say (allowed, these would be 404 and 409).
+    await expect(rpc.call(IdentityRpc.revokeInvitation, { orgId, invitationId: '00000000-0000-4000-8000-000000000000' }, { actor })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.removeMember, { orgId, userId: user.user.id }, { actor })).rejects.toMatchObject({ status: 401 });
+    await expect(rpc.call(IdentityRpc.acceptInvitation, { token: 'a-token-of-no-invitation-at-all-0000000000' }, { actor })).rejects.toMatchObject({ status: 401 });
     const owner = (await http.post('/v1/auth/login', { email: 'ended-session@takeover.example.eu', password: 'Meine eigene Wiese 2027' })).body;
     expect((await http.get(`/v1/orgs/${orgId}`, owner.accessToken)).body.policy.euOnly).toBe(true);
     expect((await http.get(`/v1/orgs/${orgId}/invitations`, owner.accessToken)).body.data).toEqual([]);

@@ -91,7 +91,8 @@ describe('privacy through the gateway, against every real service', () => {
     await talk(other.accessToken, 'private', 'Geheimrezept Rote Grütze');
     const checkout = await http.post('/v1/billing/checkout', { workspace: 'private', plan: 'team' }, leo.accessToken);
     expect(checkout.status).toBe(200);
-    stripe.completeCheckout(checkout.body.url.split('/').pop());
+    // A freelancer's private plan: she gives her VAT ID at Checkout.
+    stripe.completeCheckout(checkout.body.url.split('/').pop(), { taxId: { type: 'eu_vat', value: 'DE987654321' } });
     await stripe.flushWebhooks();
     await waitFor(async () => ((await http.get(`/v1/billing/subscription?workspace=private`, leo.accessToken)).body.status === 'active' ? true : undefined), 'an active subscription');
     await waitFor(async () => ((await http.get(`/v1/billing/invoices?workspace=private`, leo.accessToken)).body.data?.length ? true : undefined), 'an invoice');
@@ -143,7 +144,11 @@ describe('privacy through the gateway, against every real service', () => {
     expect(files['data/billing.json'].categories.contract.customers).toEqual([
       expect.objectContaining({
         stripe_customer_id: expect.stringMatching(/^cus_/),
-        heldByStripe: expect.objectContaining({ name: 'Erika Mustermann', address: expect.objectContaining({ city: 'Berlin', country: 'DE' }) }),
+        heldByStripe: expect.objectContaining({
+          name: 'Erika Mustermann',
+          address: expect.objectContaining({ city: 'Berlin', country: 'DE' }),
+          taxIds: [{ type: 'eu_vat', value: 'DE987654321' }],
+        }),
       }),
     ]);
     expect(files['data/billing.json'].categories.invoices[0]).toMatchObject({ amount_paid: expect.anything(), customer_ref: expect.stringMatching(/^cus_/) });

@@ -62,9 +62,14 @@ describe('Checkout and erased customers', () => {
       const actor = { userId: randomUUID(), platformRoles: [] as [] };
       await rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor });
       const first = (await customerOf(actor.userId))!;
+      // Paying until then; Stripe ends the subscription with the customer, but its event of that may come later.
+      const workspace = `private:${actor.userId}`;
+      await world.env.sql(`INSERT INTO billing.subscriptions (workspace, stripe_subscription_id, plan, status, seats) VALUES ($1, $2, 'team', 'active', 1)`, [workspace, `sub_${randomUUID()}`]);
       await world.sdk.customers.del(first);
       await world.sendEvent('customer.deleted', { id: first, object: 'customer', deleted: true }, Math.floor(Date.now() / 1000));
       expect(await customerOf(actor.userId)).toBeUndefined();
+      expect(await world.env.sql(`SELECT status FROM billing.subscriptions WHERE workspace = $1`, [workspace])).toEqual([{ status: 'canceled' }]);
+      expect(await world.env.sql(`SELECT payload->'data'->>'status' AS status FROM billing.outbox WHERE type = 'billing.subscription.changed' AND payload->'data'->>'workspace' = $1`, [workspace])).toEqual([{ status: 'canceled' }]);
       // Within the day Stripe replays a creation's answer by its idempotency key: the dead customer is not taken again.
       expect(await rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor })).toMatchObject({ url: expect.any(String) });
       const second = (await customerOf(actor.userId))!;

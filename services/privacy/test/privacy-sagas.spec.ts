@@ -204,24 +204,30 @@ describe('privacy sagas against services on the wire', () => {
     }
     const downloads = privacy.app.get(DownloadsService);
     const assemble = jest.spyOn(downloads as unknown as { assemble: (...args: unknown[]) => Promise<unknown> }, 'assemble');
+    const original = (DownloadsService.prototype as unknown as { assemble: (...args: unknown[]) => Promise<unknown> }).assemble;
+    // Assemblies wait at a gate the test opens: every download below arrives while the first is still under way.
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    assemble.mockImplementation(async function (this: unknown, ...args: unknown[]) {
+      await gate;
+      return original.apply(this, args);
+    });
     try {
-      const metas = await Promise.all(Array.from({ length: 8 }, () => rpc.call(PrivacyRpc.download, { id: ids[0], format: 'zip' }, { actor: owner })));
-      expect(new Set(metas.map((m) => m.sha256)).size).toBe(1);
-      expect(assemble).toHaveBeenCalledTimes(1);
-      // Two other packages being put together (held back here): a third waits its turn as a 503.
-      let release!: () => void;
-      const gate = new Promise<void>((r) => (release = r));
-      const original = (DownloadsService.prototype as unknown as { assemble: (...args: unknown[]) => Promise<unknown> }).assemble;
-      assemble.mockImplementation(async function (this: unknown, ...args: unknown[]) {
-        await gate;
-        return original.apply(this, args);
-      });
-      const held = [rpc.call(PrivacyRpc.download, { id: ids[1], format: 'zip' }, { actor: second }), rpc.call(PrivacyRpc.download, { id: ids[2], format: 'zip' }, { actor: third })];
-      await waitFor(async () => assemble.mock.calls.length === 3 || undefined, 'two assemblies under way');
-      const turnedAway = await rpc.call(PrivacyRpc.download, { id: ids[0], format: 'json' }, { actor: owner }).catch((e) => e);
+      const same = Array.from({ length: 8 }, () => rpc.call(PrivacyRpc.download, { id: ids[0], format: 'zip' }, { actor: owner }));
+      await waitFor(async () => (assemble.mock.calls.length >= 1 ? true : undefined), 'the first assembly');
+      const other = rpc.call(PrivacyRpc.download, { id: ids[1], format: 'zip' }, { actor: second });
+      await waitFor(async () => (assemble.mock.calls.length === 2 ? true : undefined), 'a second assembly');
+      // Two under way: a third package waits its turn as a 503; a part of one (its download begun) is never turned away.
+      const turnedAway = await rpc.call(PrivacyRpc.download, { id: ids[2], format: 'zip' }, { actor: third }).catch((e) => e);
       expect({ status: turnedAway.status, retryAfter: turnedAway.extra?.retryAfter }).toEqual({ status: 503, retryAfter: 5 });
+      const part = rpc.call(PrivacyRpc.downloadPart, { id: ids[2], format: 'zip', part: 0 }, { actor: third });
       release();
-      expect((await Promise.all(held)).map((m) => m.filename)).toEqual([`ally-export-${ids[1]}.zip`, `ally-export-${ids[2]}.zip`]);
+      const metas = await Promise.all(same);
+      expect(new Set(metas.map((m) => m.sha256)).size).toBe(1);
+      expect((await other).filename).toBe(`ally-export-${ids[1]}.zip`);
+      expect((await part).data.length).toBeGreaterThan(0);
+      // The eight downloads of one package shared one assembly; the other package and the part had theirs.
+      expect(assemble).toHaveBeenCalledTimes(3);
     } finally {
       assemble.mockRestore();
     }

@@ -128,7 +128,6 @@ describe('Stripe emulator', () => {
       const customer = await client.customers.create({ metadata: { workspace: 'org_2' } });
       const base = { mode: 'subscription' as const, line_items: [{ price: 'price_pro_monthly', quantity: 1 }], success_url: 'https://app.example/ok' };
       await expect(client.checkout.sessions.create({ ...base, customer_update: { name: 'auto' } })).rejects.toMatchObject({ statusCode: 400, param: 'customer_update' });
-      await expect(client.checkout.sessions.create({ ...base, customer: customer.id, tax_id_collection: { enabled: true } })).rejects.toMatchObject({ statusCode: 400, param: 'customer_update[name]' });
       const session = await client.checkout.sessions.create({
         ...base,
         customer: customer.id,
@@ -138,11 +137,14 @@ describe('Stripe emulator', () => {
         automatic_tax: { enabled: true },
       });
       expect(session).toMatchObject({ billing_address_collection: 'required', tax_id_collection: { enabled: true }, automatic_tax: { enabled: true } });
-      emulator.completeCheckout(session.id, { name: 'Nordlicht GmbH', address: { line1: 'Hafenstraße 5', postal_code: '20457', city: 'Hamburg', country: 'DE' } });
+      emulator.completeCheckout(session.id, { name: 'Nordlicht GmbH', address: { line1: 'Hafenstraße 5', postal_code: '20457', city: 'Hamburg', country: 'DE' }, taxId: { type: 'eu_vat', value: 'DE123456789' } });
       expect(await client.customers.retrieve(customer.id)).toMatchObject({
         name: 'Nordlicht GmbH',
         address: { line1: 'Hafenstraße 5', line2: null, postal_code: '20457', city: 'Hamburg', state: null, country: 'DE' },
       });
+      // Its tax IDs only when asked for, as Stripe answers.
+      expect(await client.customers.retrieve(customer.id)).not.toHaveProperty('tax_ids');
+      expect(await client.customers.retrieve(customer.id, { expand: ['tax_ids'] })).toMatchObject({ tax_ids: { object: 'list', data: [{ type: 'eu_vat', value: 'DE123456789', country: 'DE' }] } });
     });
 
     it('creates an open session whose url points at the emulator', async () => {

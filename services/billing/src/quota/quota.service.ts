@@ -53,8 +53,12 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
   /** A refresh waiting for the one in flight, for callers that came while it ran. */
   private following?: Promise<void>;
   private markLoaded!: () => void;
-  /** Settles once plans, seats and caps were first read: before, every workspace would look like Free with one seat. */
-  readonly loaded = new Promise<void>((resolve) => (this.markLoaded = resolve));
+  private neverLoaded!: (err: Error) => void;
+  /**
+   * Settles once plans, seats and caps were first read: before, every workspace would look like Free with one seat.
+   * Rejects when the first read failed (the start fails) or the service stops before it: nobody waits for ever.
+   */
+  readonly loaded = new Promise<void>((resolve, reject) => ((this.markLoaded = resolve), (this.neverLoaded = reject)));
 
   constructor(
     private readonly ds: DataSource,
@@ -62,10 +66,16 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
     private readonly pseudonyms: Pseudonyms,
     @Inject(BILLING_CONFIG) private readonly config: BillingConfig,
     @Inject(LOGGER) private readonly logger: Logger,
-  ) {}
+  ) {
+    // Handled from the start: a rejection nobody awaits (no usage came) would otherwise end the process.
+    this.loaded.catch(() => undefined);
+  }
 
   async onApplicationBootstrap() {
-    await this.refresh();
+    await this.refresh().catch((err) => {
+      this.neverLoaded(new Error(`the quota could not be read: ${String(err)}`));
+      throw err;
+    });
     // A tick finds the load in flight enough (only callers that just changed something wait for the next one).
     this.timer = setInterval(() => {
       if (!this.refreshing) void this.startLoad().catch((err) => this.logger.warn({ err: String(err) }, 'quota refresh failed'));
@@ -74,6 +84,7 @@ export class QuotaService implements OnApplicationBootstrap, OnModuleDestroy {
 
   onModuleDestroy() {
     if (this.timer) clearInterval(this.timer);
+    this.neverLoaded(new Error('billing stopped before its quota was read'));
   }
 
   check(workspace: string, userId: string): QuotaAnswer {

@@ -43,7 +43,8 @@ export class StripeClient {
    */
   async customerDetails(customerId: string): Promise<Record<string, unknown> | null> {
     try {
-      const c = await this.stripe.customers.retrieve(customerId);
+      // Tax IDs come only when asked for (since API version 2020-08-27).
+      const c = await this.stripe.customers.retrieve(customerId, { expand: ['tax_ids'] });
       if ('deleted' in c && c.deleted) return null;
       const customer = c as Stripe.Customer;
       return { name: customer.name ?? null, email: customer.email ?? null, phone: customer.phone ?? null, address: customer.address ?? null, taxIds: (customer.tax_ids?.data ?? []).map((t) => ({ type: t.type, value: t.value })) };

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { DataSource } from 'typeorm';
 import { ProblemError, type Actor, type SubscriptionView } from '@ally/contracts';
 import { IN_USE } from '../common/erased-subjects.js';
@@ -124,10 +124,15 @@ export class SubscriptionsService {
     if (row) return row.stripe_customer_id;
     let created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}` });
     // Stripe replays, for a day, the customer an erasure of this workspace had deleted (its row now under the pseudonym),
-    // or one deleted at Stripe since (its row gone with the webhook): a new one.
-    const replayedDeleted = async () => ((await this.stripe.stripe.customers.retrieve(created.id)) as { deleted?: boolean }).deleted === true;
-    if ((await this.ds.query(`SELECT 1 FROM customers WHERE stripe_customer_id = $1 AND workspace <> $2`, [created.id, key])).length || (await replayedDeleted())) {
-      created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}:${randomUUID()}` });
+    // or one deleted at Stripe since (its row gone with the webhook): a new one, under a key named after the one
+    // replayed, the same for callers at the same moment (a random key made one customer each, one left unknown),
+    // and after that one too, should it have gone the same way within the day.
+    const gone = async (id: string) =>
+      (await this.ds.query(`SELECT 1 FROM customers WHERE stripe_customer_id = $1 AND workspace <> $2`, [id, key])).length > 0 ||
+      ((await this.stripe.stripe.customers.retrieve(id)) as { deleted?: boolean }).deleted === true;
+    for (let tries = 0; await gone(created.id); tries++) {
+      if (tries === 5) throw new ProblemError(503, 'Stripe keeps answering with a customer that is gone; try again later', { retryAfter: 60 });
+      created = await this.stripe.stripe.customers.create({ metadata: { workspace: key } }, { idempotencyKey: `customer:${key}:after:${created.id}` });
     }
     // Stripe took its time: an erasure of the actor may have read the customers meanwhile, and would miss this row.
     return this.ds

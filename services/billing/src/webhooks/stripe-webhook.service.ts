@@ -451,7 +451,17 @@ export class StripeWebhookService {
    * (an erasure's own deletion of the customer sends this too).
    */
   private async customerDeleted(em: EntityManager, { object: customer }: Delivered<z.infer<typeof deletedCustomer>>): Promise<void> {
-    await em.query(`DELETE FROM customers WHERE stripe_customer_id = $1 AND ${IN_USE}`, [customer.id]);
+    const [[row]]: [{ workspace: string }[], number] = await em.query(`DELETE FROM customers WHERE stripe_customer_id = $1 AND ${IN_USE} RETURNING workspace`, [customer.id]);
+    if (!row) return;
+    // Stripe ends a deleted customer's subscriptions with it. Its events of that promise no order and may come after
+    // this one, when no customer ties them to the workspace any more: the plan ends here, or it would run on for good.
+    const [ended]: [{ plan: string; seats: number }[], number] = await em.query(
+      `UPDATE subscriptions SET status = 'canceled', ended_at = coalesce(ended_at, now()), updated_at = now() WHERE workspace = $1 AND status = ANY($2) RETURNING plan, seats`,
+      [row.workspace, LIVE_STATUSES],
+    );
+    for (const sub of ended) {
+      await this.outbox.append(em, 'billing.subscription.changed', { workspace: row.workspace, plan: sub.plan, status: 'canceled', seats: sub.seats, cancelAtPeriodEnd: false, currentPeriodEnd: null, ownerEmail: null, locale: 'de' });
+    }
   }
 
   private async invoiceDeleted(em: EntityManager, { object: inv }: Delivered<z.infer<typeof invoice>>): Promise<void> {

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { IsNull, MoreThan, type EntityManager } from 'typeorm';
 import { ProblemError } from '@ally/contracts';
+import { lockSubjects } from '@ally/persistence';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { OneTimeTokenEntity, type OneTimeTokenPurpose } from './one-time-token.entity.js';
 
@@ -25,7 +26,12 @@ export class OneTimeTokensService {
     // The account's row first, then the token's: the order a change request, a reset and an erasure take (the other
     // way round, a link followed while its account changed could deadlock).
     const [owner]: { user_id: string }[] = await em.query(`SELECT user_id FROM one_time_tokens WHERE token_hash = $1`, [hashSecret(token)]);
-    if (owner) await em.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [owner.user_id]);
+    if (owner) {
+      // The subject's lock first, as an erasure takes it: a reset holding the row while an erasure (that deleted the
+      // account's keys) waited for it, and then revoking those keys, deadlocked.
+      await lockSubjects(em, [owner.user_id], 'shared');
+      await em.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [owner.user_id]);
+    }
     const [rows]: [{ user_id: string; purpose: OneTimeTokenPurpose; new_email: string | null }[], number] = await em.query(
       `UPDATE one_time_tokens SET used_at = now() WHERE token_hash = $1 AND purpose = ANY($2::text[]) AND used_at IS NULL AND expires_at > now()
        RETURNING user_id, purpose, new_email`,

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Pool } from 'pg';
 import type { Me, Membership } from '@ally/contracts';
-import { lockNamed } from '@ally/persistence';
+import { lockNamed, lockSubjects } from '@ally/persistence';
 import { UserEntity } from './user.entity.js';
 
 /** Memberships in the order of `memberships()`. */
@@ -39,8 +39,13 @@ export class UsersRepository {
     return this.repo(em).findOne({ where: { id } });
   }
 
-  /** The row, locked until `em`'s transaction ends: a change read from it is not undone by another committing meanwhile. */
-  findForUpdate(id: string, em: EntityManager) {
+  /**
+   * The row, locked until `em`'s transaction ends: a change read from it is not undone by another committing
+   * meanwhile. The subject's lock first (shared), as an erasure takes it before the row: the row alone deadlocked
+   * with an erasure that had deleted the account's keys and then waited for it.
+   */
+  async findForUpdate(id: string, em: EntityManager) {
+    await lockSubjects(em, [id], 'shared');
     return this.repo(em).findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
   }
 

@@ -46,17 +46,19 @@ export class DownloadsService implements OnModuleDestroy {
 
   /** `recorded`: a download begins (the audit trail says so); not for a HEAD request, which only asks what it would get. */
   async describe(actor: Actor, id: string, format: 'zip' | 'json', { recorded }: { recorded: boolean }): Promise<ExportDownload> {
-    const built = await this.build(actor, id, format, recorded);
+    const built = await this.build(actor, id, format, recorded, true);
     return built.meta;
   }
 
   async part(actor: Actor, id: string, format: 'zip' | 'json', part: number): Promise<{ data: string }> {
-    const built = await this.build(actor, id, format, false);
+    // A part is never turned away: the gateway has begun the download (its headers are sent), and one refused would cut it off.
+    const built = await this.build(actor, id, format, false, false);
     if (part >= built.meta.parts) throw new PrivacyRequestNotFound();
     return { data: built.body.subarray(part * PART_BYTES, (part + 1) * PART_BYTES).toString('base64') };
   }
 
-  private async build(actor: Actor, id: string, format: 'zip' | 'json', audit: boolean): Promise<Built> {
+  /** `capped`: a new assembly waits its turn as a 503 when others fill the replica (a download's first call only). */
+  private async build(actor: Actor, id: string, format: 'zip' | 'json', audit: boolean, capped: boolean): Promise<Built> {
     const [row] = await this.ds.query(
       `SELECT r.id, r.user_id, r.type, r.status, r.wrapped_key, r.download_until, p.sealed IS NOT NULL AS sealed, p.expires_at
          FROM requests r LEFT JOIN export_packages p ON p.request_id = r.id WHERE r.id = $1`,
@@ -82,7 +84,7 @@ export class DownloadsService implements OnModuleDestroy {
     } else {
       let pending = this.assembling.get(key);
       if (!pending) {
-        if (this.assembling.size >= ASSEMBLING_AT_ONCE) {
+        if (capped && this.assembling.size >= ASSEMBLING_AT_ONCE) {
           throw new ProblemError(503, 'Other export packages are being put together right now; try again in a few seconds', { retryAfter: 5 });
         }
         pending = this.assemble(key, id, format, row.wrapped_key).finally(() => this.assembling.delete(key));

@@ -30,7 +30,10 @@ function retryable(err: unknown): boolean {
 /** A part or package too large to hold as one string, or a step that cannot succeed: trying again cannot help. */
 const failsAlikeEveryTime = (err: unknown): boolean => err instanceof RangeError || err instanceof HopelessStep;
 
-/** A step whose lease ran out this often while it ran is given up: its worker died each time (one killed for its memory would take the next down too). */
+/**
+ * An export step whose lease ran out this often in a row while it ran is given up: its worker died each time (one
+ * killed for the memory the export took would take the next down too). Erasures hold one slice at a time, and go on.
+ */
 const MAX_LAPSES = 3;
 
 /**
@@ -191,7 +194,7 @@ export class SagaWorker extends PacedWorker {
 
   private async execute(step: ClaimedStep): Promise<void> {
     const lapsed = step.progress?.lapsed ?? 0;
-    if (lapsed >= MAX_LAPSES) {
+    if (step.action === 'export' && lapsed >= MAX_LAPSES) {
       return this.failed(step, new HopelessStep(`its worker stopped ${lapsed} times while running it (a crash, or killed for its memory?)`));
     }
     let outcome: StepOutcome;
@@ -271,7 +274,8 @@ export class SagaWorker extends PacedWorker {
       const delayMs = continues ? this.config.PRIVACY_RETRY_BASE_MS : Math.min(this.config.PRIVACY_RETRY_MAX_MS, this.config.PRIVACY_RETRY_BASE_MS * 2 ** Math.min(step.attempts - 1, 30));
       await em.query(
         `UPDATE request_steps SET status = 'pending', lease_until = NULL, last_error = $4, next_attempt_at = now() + make_interval(secs => $5),
-                progress = CASE WHEN $6 THEN jsonb_set(coalesce(progress, '{}'), '{continued}', to_jsonb(coalesce((progress->>'continued')::int, 0) + 1)) ELSE progress END
+                -- An attempt that ended (however) breaks a run of lapses: only lapses in a row count.
+                progress = (CASE WHEN $6 THEN jsonb_set(coalesce(progress, '{}'), '{continued}', to_jsonb(coalesce((progress->>'continued')::int, 0) + 1)) ELSE progress END) - 'lapsed'
           WHERE request_id = $1 AND service = $2 AND status = 'running' AND attempts = $3`,
         [step.requestId, step.service, step.attempts, message.slice(0, 500), delayMs / 1000, continues || waiting],
       );

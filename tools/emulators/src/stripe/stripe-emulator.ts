@@ -232,7 +232,7 @@ export interface StripeEmulator extends EmulatorServer {
   advanceTime(seconds: number): Promise<Obj[]>;
   /** Complete an open Checkout Session as if the customer paid (see the event order above). */
   /** As the customer submits the page: `name` and `address` are what Checkout collected (saved on an existing customer as `customer_update` says). */
-  completeCheckout(sessionId: string, opts?: { email?: string; name?: string; address?: Obj }): CompletedCheckout;
+  completeCheckout(sessionId: string, opts?: { email?: string; name?: string; address?: Obj; taxId?: { type: string; value: string } }): CompletedCheckout;
   /** Every event emitted, oldest first (copies). */
   events(filter?: { type?: string }): Obj[];
   /** Webhook delivery attempts, oldest first. */
@@ -511,6 +511,8 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
   const sessionItems = new Map<string, { price: Obj; quantity: number | null }[]>();
   /** A session's `customer_update`: what Checkout may save onto an existing customer. */
   const sessionCustomerUpdates = new Map<string, Obj>();
+  /** Tax IDs by customer, as Checkout's tax ID collection saved them. */
+  const customerTaxIds = new Map<string, Obj[]>();
   const sessionSubData = new Map<string, { metadata: Obj; trialDays?: number; description?: string }>();
   const subscriptions = new Map<string, Obj>();
   const subStates = new Map<string, SubState>();
@@ -1299,7 +1301,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
     emit('checkout.session.expired', s);
   }
 
-  function completeCheckout(id: string, o: { email?: string; name?: string; address?: Obj } = {}): CompletedCheckout {
+  function completeCheckout(id: string, o: { email?: string; name?: string; address?: Obj; taxId?: { type: string; value: string } } = {}): CompletedCheckout {
     const s = sessions.get(id);
     if (!s) throw noSuch('checkout.session', id, 'id', 404);
     if (s.status !== 'open') throw invalid(`This Checkout Session is ${s.status} and can no longer be completed.`);
@@ -1320,6 +1322,10 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       if (!customer.email && o.email) customer.email = o.email;
       const changed = diff(before, customer);
       if (Object.keys(changed).length) emit('customer.updated', customer, changed);
+    }
+    if (o.taxId && s.tax_id_collection?.enabled) {
+      const taxId = { id: newId('txi', 14), object: 'tax_id', country: o.address?.country ?? null, created: now(), customer: customer.id, livemode: false, type: o.taxId.type, value: o.taxId.value, verification: { status: 'pending', verified_address: null, verified_name: null } };
+      customerTaxIds.set(customer.id, [...(customerTaxIds.get(customer.id) ?? []), taxId]);
     }
     const email = customer.email ?? o.email ?? 'customer@example.com';
     const items = sessionItems.get(id) ?? [];
@@ -1401,6 +1407,12 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
         for (const x of node.data) walk(x, rest);
         return;
       }
+      // A customer's tax IDs come only when asked for (Stripe since API version 2020-08-27).
+      if (head === 'tax_ids' && node.object === 'customer') {
+        const data = (customerTaxIds.get(node.id) ?? []).map(clone);
+        node.tax_ids = { object: 'list', data, has_more: false, total_count: data.length, url: `/v1/customers/${node.id}/tax_ids` };
+        return;
+      }
       if (head === 'line_items' && node.object === 'checkout.session') {
         node.line_items = lineItemsOf(node);
         walk(node.line_items, rest);
@@ -1475,8 +1487,6 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
       if (v !== undefined && !['auto', 'never'].includes(v)) throw invalid(`Invalid customer_update[${field}]: must be one of auto or never`, `customer_update[${field}]`);
     }
     const taxIds = bool(((p.tax_id_collection ?? {}) as Obj).enabled, 'tax_id_collection[enabled]') ?? false;
-    // Stripe: with an existing customer, collected tax IDs and business names are saved on it only when it may be updated.
-    if (taxIds && customer && customerUpdate.name !== 'auto') throw invalid('`customer_update[name]` must be `auto` to collect tax IDs with an existing customer.', 'customer_update[name]');
     const automaticTax = bool(((p.automatic_tax ?? {}) as Obj).enabled, 'automatic_tax[enabled]') ?? false;
     const rawItems = list(p.line_items) as Obj[];
     if (mode !== 'setup' && !rawItems.length) throw missing('line_items');
@@ -2244,7 +2254,8 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
         if (s.status === 'open') {
           const form = parseStripeForm(raw);
           const address = form.line1 ? { line1: form.line1, postal_code: form.postal_code, city: form.city, country: form.country } : undefined;
-          completeCheckout(s.id, { email: form.email || undefined, name: form.name || undefined, address });
+          const taxId = form.vat_id ? { type: 'eu_vat', value: String(form.vat_id) } : undefined;
+          completeCheckout(s.id, { email: form.email || undefined, name: form.name || undefined, address, taxId });
         }
         if (s.success_url) return redirect(res, s.success_url.replace(/\{CHECKOUT_SESSION_ID\}/g, s.id));
         return html(res, 200, 'Paid', '<h1>Payment complete</h1>');
@@ -2257,6 +2268,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
         .map(({ price, quantity }) => `<tr><td>${esc(quantity ?? 'metered')} × ${esc(priceName(price))}</td><td>${isMetered(price) ? 'by usage' : esc(money((quantity ?? 1) * unitAmount(price), price.currency))}${price.recurring ? ` / ${esc(price.recurring.interval)}` : ''}</td></tr>`)
         .join('');
       const emailField = s.customer ? '' : `<p><label>Email <input name="email" type="email" value="${esc(s.customer_email ?? '')}"></label></p>`;
+      const taxIdField = s.tax_id_collection?.enabled ? `<p><label>VAT ID (businesses) <input name="vat_id"></label></p>` : '';
       const addressFields =
         s.billing_address_collection === 'required'
           ? `<p><label>Name <input name="name" required></label></p><p><label>Street <input name="line1" required></label> <label>Postal code <input name="postal_code" required></label> <label>City <input name="city" required></label> <label>Country <input name="country" value="DE" required></label></p>`
@@ -2267,7 +2279,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
         'Checkout',
         `<h1>Checkout</h1><p>Session <code>${esc(s.id)}</code> — ${esc(s.status)}</p><table>${rows}</table>` +
           (s.status === 'open'
-            ? `<form method="post" action="/checkout/${esc(s.id)}/pay">${emailField}${addressFields}<button type="submit">Pay (card 4242 4242 4242 4242)</button></form><p><a href="/checkout/${esc(s.id)}/cancel">Cancel and go back</a></p>`
+            ? `<form method="post" action="/checkout/${esc(s.id)}/pay">${emailField}${addressFields}${taxIdField}<button type="submit">Pay (card 4242 4242 4242 4242)</button></form><p><a href="/checkout/${esc(s.id)}/cancel">Cancel and go back</a></p>`
             : ''),
       );
     }
@@ -2405,7 +2417,7 @@ export async function startStripeEmulator(opts: StripeEmulatorOptions = {}): Pro
 
   function reset() {
     offset = startAt === undefined ? 0 : startAt - realNow();
-    for (const m of [registry, customers, products, prices, sessions, sessionItems, sessionSubData, subscriptions, subStates, invoices, portalSessions, meters, identifiers, eventPayloads, idempotency]) m.clear();
+    for (const m of [registry, customers, products, prices, sessions, sessionItems, sessionSubData, sessionCustomerUpdates, customerTaxIds, subscriptions, subStates, invoices, portalSessions, meters, identifiers, eventPayloads, idempotency]) m.clear();
     meterLog.length = 0;
     eventLog.length = 0;
     deliveryLog.length = 0;
