@@ -658,6 +658,27 @@ describe('rate limits', () => {
     expect((await limited.post('/v1/auth/login', { email: 'niemand@example.eu', password: 'not the password 1' })).status).toBe(401);
   });
 
+  it('holds checkout and the Customer Portal to a per-user limit of their own, and gives webhook deliveries a bucket the general one does not empty', async () => {
+    const limited = httpClient(
+      (await env.start(gatewayService, { CHECKOUT_RATE_LIMIT_PER_MINUTE: '2', RATE_LIMIT_PER_MINUTE: '4', WEBHOOK_RATE_LIMIT_PER_MINUTE: '100', TRUSTED_PROXIES: 'none' })).url,
+      COUNTS_EVERY_REQUEST,
+    );
+    // Her token proves itself first (counted against the IP); then her checkouts count in her own checkout bucket.
+    expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
+    const statuses: number[] = [];
+    for (const path of ['/v1/billing/checkout', '/v1/billing/portal', '/v1/billing/checkout']) {
+      statuses.push((await limited.post(path, { workspace: 'private', plan: 'team' }, user.accessToken)).status);
+    }
+    // billing is not running here (503): the limit counts every request all the same.
+    expect(statuses.map((s) => s === 429)).toEqual([false, false, true]);
+    // Other routes are not held back by it.
+    expect((await limited.get('/v1/me', user.accessToken)).status).toBe(200);
+    // Past the general limit of the address, deliveries still reach their bucket (400: no signature; never 429).
+    for (let i = 0; i < 5; i++) await limited.get('/v1/models');
+    expect((await limited.get('/v1/models')).status).toBe(429);
+    expect((await limited.post('/v1/webhooks/stripe', { id: 'evt_x' })).status).toBe(400);
+  });
+
   it('counts made-up credentials against the IP: a fresh API key or forged token per request does not escape the limit', async () => {
     const limited = httpClient((await env.start(gatewayService, { RATE_LIMIT_PER_MINUTE: '5', TRUSTED_PROXIES: 'none' })).url, COUNTS_EVERY_REQUEST);
     const forgedJwt = (i: number) => `${Buffer.from('{"alg":"EdDSA"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}` })).toString('base64url')}.x`;

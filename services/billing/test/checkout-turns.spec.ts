@@ -45,6 +45,25 @@ describe('Checkout and erased customers', () => {
       expect(back.url).not.toBe(team.url);
     }));
 
+  it('answers 409 to a checkout that waited 5 s for another of its workspace, instead of holding a database connection without end', () =>
+    withRpc(async (rpc) => {
+      const actor = { userId: randomUUID(), platformRoles: [] as [] };
+      await rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'team' }, { actor });
+      // Another checkout of the workspace holds its turn (stuck on Stripe, say).
+      const holder = await world.env.connect();
+      try {
+        await holder.query(`SELECT pg_advisory_lock(hashtext($1))`, [`checkout:private:${actor.userId}`]);
+        const started = Date.now();
+        await expect(rpc.call(BillingRpc.checkout, { workspace: 'private', plan: 'business' }, { actor })).rejects.toMatchObject({
+          status: 409,
+          message: 'Another checkout of this workspace is under way; try again in a moment',
+        });
+        expect(Date.now() - started).toBeGreaterThanOrEqual(4_500);
+      } finally {
+        await holder.end();
+      }
+    }), 30_000);
+
   it('opens a Checkout again after the private workspace was erased (Stripe replayed the deleted customer: a 500)', () =>
     withRpc(async (rpc) => {
       const actor = { userId: randomUUID(), platformRoles: [] as [] };

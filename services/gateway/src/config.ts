@@ -49,6 +49,10 @@ export const gatewayConfigSchema = baseConfigSchema.extend({
   AUTH_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(30),
   /** Consent decisions (no login) per IP (IPv6: per /64) and minute, a bucket of their own: a banner's visitors behind one address do not spend the sign-ins'. */
   CONSENT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(60),
+  /** Checkouts and Customer Portal sessions per user and minute (each a Stripe call, a checkout a wait in billing). */
+  CHECKOUT_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(10),
+  /** Stripe's and Brevo's webhook deliveries per IP and minute, a bucket of their own. */
+  WEBHOOK_RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(3000),
   /** The gateways that count the rate limits together (replicas of one deployment): one group unless told. */
   RATE_LIMIT_GROUP: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'may hold letters, digits, _ and - (at most 64)').default('gateway'),
   /** How often identity's signing keys are read again, so a withdrawn key stops verifying tokens. */

@@ -25,6 +25,9 @@ export const gatewayService: ServiceDefinition<GatewayConfig> = {
     // (Fastify's default 0 also switches off Node's own limit) and kept a stopping replica from closing. It ends
     // with the request's arrival, so it cuts no streamed answer.
     requestTimeout: 60_000,
+    // Longer than a proxy's idle time (Traefik's 90 s): the proxy, not the gateway, closes an idle connection, so it
+    // never sends a request down one the gateway is closing that moment (a POST is not retried: a 502).
+    keepAliveTimeout: 95_000,
     trustProxy: config.TRUSTED_PROXIES.length ? config.TRUSTED_PROXIES : false,
     // Paths the router cannot decode, or whose parameter exceeds its limit (100 by
     // default), would be answered by the router alone, outside the problem filter;

@@ -47,7 +47,13 @@ export class SubscriptionsService {
     const seats = workspace === 'private' ? 1 : await this.members(key);
     // Checkouts of one workspace take turns (two at once left two open sessions: both payable, one subscription shown).
     return this.ds.transaction(async (em) => {
-      await lockNamed(em, `checkout:${key}`);
+      // Waited for a while (within the caller's RPC timeout), not without end: callers lining up here each hold a database connection.
+      await em.query(`SET LOCAL lock_timeout = '5s'`);
+      await lockNamed(em, `checkout:${key}`).catch((err: { code?: string }) => {
+        if (err?.code === '55P03') throw new ProblemError(409, 'Another checkout of this workspace is under way; try again in a moment');
+        throw err;
+      });
+      await em.query(`SET LOCAL lock_timeout = 0`);
       return this.openCheckout(key, plan, customer, seats);
     });
   }

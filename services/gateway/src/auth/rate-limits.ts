@@ -13,8 +13,16 @@ import { RATE_COUNTS_SUBJECT, SharedRateCounts } from './shared-rate-limits.js';
 export const AuthRateLimited = () => RouteConfig({ rateBucket: 'auth' });
 /** Routes that store something without a login (a consent decision): a per-IP limit of their own. */
 export const ConsentRateLimited = () => RouteConfig({ rateBucket: 'consent' });
+/**
+ * Checkout and the Customer Portal: a Stripe call each, and a checkout waits its workspace's turn in billing while
+ * holding a database connection: a per-user limit of their own, far below the general one.
+ */
+export const CheckoutRateLimited = () => RouteConfig({ rateBucket: 'checkout' });
+/** Stripe's and Brevo's deliveries (signed, checked downstream): a per-IP bucket of their own, a burst never 429'd by the general one. */
+export const WebhookRateLimited = () => RouteConfig({ rateBucket: 'webhook' });
 
-const bucketOf = (req: FastifyRequest) => (req.routeOptions?.config as { rateBucket?: 'auth' | 'consent' } | undefined)?.rateBucket;
+type Bucket = 'auth' | 'consent' | 'checkout' | 'webhook';
+const bucketOf = (req: FastifyRequest) => (req.routeOptions?.config as { rateBucket?: Bucket } | undefined)?.rateBucket;
 
 const MEMO_MAX_ENTRIES = 10_000;
 const MEMO_MAX_TOKEN_LENGTH = 2_048;
@@ -47,9 +55,11 @@ export function credentialRefused(token: string): void {
  */
 function rateKey(req: FastifyRequest): string {
   const bucket = bucketOf(req);
-  if (bucket) return `${bucket}:${clientNetwork(req.ip)}`;
   const token = bearerToken(req.headers.authorization);
-  return (token && proven.get(token)) || `ip:${clientNetwork(req.ip)}`;
+  const caller = (token && proven.get(token)) || `ip:${clientNetwork(req.ip)}`;
+  if (bucket === 'checkout') return `checkout:${caller}`;
+  if (bucket) return `${bucket}:${clientNetwork(req.ip)}`;
+  return caller;
 }
 
 const WINDOW_MS = 60_000;
@@ -64,7 +74,13 @@ export async function registerRateLimits(fastify: FastifyInstance, config: Gatew
     store: counts.storeClass(),
     max: (req) => {
       const bucket = bucketOf(req);
-      return bucket === 'auth' ? config.AUTH_RATE_LIMIT_PER_MINUTE : bucket === 'consent' ? config.CONSENT_RATE_LIMIT_PER_MINUTE : config.RATE_LIMIT_PER_MINUTE;
+      const limits: Record<Bucket, number> = {
+        auth: config.AUTH_RATE_LIMIT_PER_MINUTE,
+        consent: config.CONSENT_RATE_LIMIT_PER_MINUTE,
+        checkout: config.CHECKOUT_RATE_LIMIT_PER_MINUTE,
+        webhook: config.WEBHOOK_RATE_LIMIT_PER_MINUTE,
+      };
+      return bucket ? limits[bucket] : config.RATE_LIMIT_PER_MINUTE;
     },
     keyGenerator: rateKey,
     // Health probes and metrics scrapes are never limited.

@@ -5,6 +5,7 @@ import { RpcClient } from '@ally/messaging';
 import { CurrentActor, RequestMetaParam } from '../common/request-context.js';
 import { BodySchema, ValidBody } from '../common/zod-body.js';
 import { LiveAccountRequired } from '../auth/credential-scope.js';
+import { CheckoutRateLimited } from '../auth/rate-limits.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { Answers } from '../common/answers.js';
 
@@ -23,6 +24,7 @@ export class BillingController {
   }
 
   @Post('billing/checkout')
+  @CheckoutRateLimited()
   @Answers(BillingRpc.checkout)
   @HttpCode(200)
   @BodySchema(checkoutInput)
@@ -31,6 +33,7 @@ export class BillingController {
   }
 
   @Post('billing/portal')
+  @CheckoutRateLimited()
   @Answers(BillingRpc.portal)
   @HttpCode(200)
   @BodySchema(billingWorkspaceInput)

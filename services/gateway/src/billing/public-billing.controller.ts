@@ -7,6 +7,7 @@ import { Public } from '@ally/platform';
 import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { Answers } from '../common/answers.js';
+import { WebhookRateLimited } from '../auth/rate-limits.js';
 
 /** What billing answers without a login: the price list, and Stripe's webhook (its signature is the credential). */
 @ApiTags('billing')
@@ -24,6 +25,7 @@ export class PublicBillingController {
 
   /** Stripe's webhook: the raw bytes travel to billing, which checks the signature. */
   @Post('webhooks/stripe')
+  @WebhookRateLimited()
   @Answers(BillingRpc.stripeWebhook)
   @HttpCode(200)
   stripeWebhook(@Req() req: FastifyRequest & { rawBody?: Buffer }, @Headers('stripe-signature') signature: string | undefined, @RequestMetaParam() meta: RequestMeta) {

@@ -8,6 +8,7 @@ import { GATEWAY_CONFIG, type GatewayConfig } from '../config.js';
 import { RequestMetaParam } from '../common/request-context.js';
 import { QuerySchema } from '../common/query-schema.js';
 import { Answers } from '../common/answers.js';
+import { WebhookRateLimited } from '../auth/rate-limits.js';
 
 @ApiTags('notify')
 @Controller()
@@ -24,6 +25,7 @@ export class NotifyController {
    * reasons (its database away, say) is a 429 here.
    */
   @Post('v1/webhooks/brevo')
+  @WebhookRateLimited()
   @Answers(NotifyRpc.brevoWebhook)
   @HttpCode(200)
   async brevoWebhook(@Req() req: FastifyRequest, @Body() payload: unknown, @RequestMetaParam() meta: RequestMeta) {
