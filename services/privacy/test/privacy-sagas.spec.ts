@@ -428,8 +428,33 @@ describe('privacy sagas against services on the wire', () => {
     try {
       const r = await request(dora, 'access');
       expect((await settled(dora, r.id)).status).toBe('failed');
-      expect(await env.sql(`SELECT failure FROM privacy.requests WHERE id = $1`, [r.id])).toEqual([{ failure: expect.stringMatching(/^chat could not export: chat's data passed \d+ bytes after 3 pages, more than one package holds \(PRIVACY_EXPORT_MAX_BYTES 1000000\)/) }]);
+      expect(await env.sql(`SELECT failure FROM privacy.requests WHERE id = $1`, [r.id])).toEqual([{ failure: expect.stringMatching(/^chat could not export: the export passed \d+ bytes with chat's 3 pages, more than one package holds \(PRIVACY_EXPORT_MAX_BYTES 1000000\)/) }]);
       expect(fakes.callsTo('chat', 'export').filter((c) => c.input.userId === dora.userId)).toHaveLength(3);
+    } finally {
+      fakes.on('chat', 'export', before);
+    }
+  });
+
+  it('counts the parts other services already sent towards the package limit: each part below it does not add up past it', async () => {
+    const fritz = user();
+    const before = fakes.handlerOf('chat', 'export')!;
+    let asked = 0;
+    let weighty = false;
+    // chat is away until another service's 700 KB are in; when asked then, its 400 KB meet them.
+    fakes.on('chat', 'export', (input: { userId: string }, call) => {
+      if (input.userId !== fritz.userId) return before(input, call);
+      asked++;
+      return weighty
+        ? { service: 'chat', categories: { 'chat-history': { messages: ['x'.repeat(400_000)] } } }
+        : { problem: { type: 'about:blank', title: 'Service Unavailable', status: 503, detail: 'chat is starting' } };
+    });
+    try {
+      const r = await request(fritz, 'access');
+      await waitFor(async () => (asked >= 1 ? true : undefined), 'chat to be asked once');
+      await env.sql(`INSERT INTO privacy.export_parts (request_id, service, sealed) VALUES ($1, 'zz-weighty', decode(repeat('00', 700000), 'hex'))`, [r.id]);
+      weighty = true;
+      expect((await settled(fritz, r.id)).status).toBe('failed');
+      expect(await env.sql(`SELECT failure FROM privacy.requests WHERE id = $1`, [r.id])).toEqual([{ failure: expect.stringMatching(/^chat could not export: the export passed \d+ bytes with chat's 1 pages/) }]);
     } finally {
       fakes.on('chat', 'export', before);
     }

@@ -137,7 +137,8 @@ export class SagaWorker extends PacedWorker {
                AND NOT (r2.type = 'erasure' AND EXISTS (SELECT 1 FROM legal_holds h WHERE h.user_id = r2.user_id AND h.released_at IS NULL))
              ORDER BY s2.next_attempt_at LIMIT ${limit}
              FOR UPDATE OF s2 SKIP LOCKED)
-        RETURNING s.request_id, s.service, s.action, s.attempts, s.progress, r.user_id, r.scope, r.type, r.details->>'eventId' AS event_id`,
+        RETURNING s.request_id, s.service, s.action, s.attempts, s.progress, r.user_id, r.scope, r.type, r.details->>'eventId' AS event_id,
+                  CASE WHEN s.action = 'export' THEN (SELECT coalesce(sum(octet_length(p.sealed)), 0) FROM export_parts p WHERE p.request_id = s.request_id AND p.service <> s.service) END AS stored_bytes`,
         [this.config.PRIVACY_STEP_LEASE_MS / 1000],
       );
       const claimed: ClaimedStep[] = rows.map((r: any) => ({
@@ -146,6 +147,7 @@ export class SagaWorker extends PacedWorker {
         action: r.action,
         attempts: r.attempts,
         progress: r.progress,
+        ...(r.stored_bytes !== null ? { storedBytes: Number(r.stored_bytes) } : {}),
         userId: r.user_id,
         scope: r.scope,
         ...(r.action === 'notify' ? { event: { id: r.event_id, type: r.type === 'restriction' ? 'privacy.subject.restricted' : 'privacy.subject.objected' } } : {}),

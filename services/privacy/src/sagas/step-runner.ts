@@ -15,6 +15,8 @@ export interface ClaimedStep {
   event?: { id: string; type: 'privacy.subject.restricted' | 'privacy.subject.objected' };
   /** What earlier attempts' slices of this erasure step deleted, kept with the step. */
   progress?: ErasureProgress | null;
+  /** An export's parts other services already sent (sealed bytes): the package's limit is the request's, not each part's. */
+  storedBytes?: number;
 }
 
 /** The running sum of a sliced erasure: counts by category, and the processors the service said it told. */
@@ -92,15 +94,16 @@ export class StepRunner {
     const input = { userId: step.userId, scope: step.scope as 'all', requestId: step.requestId };
     if (step.action === 'export') {
       const pages: PrivacyExport[] = [];
-      // Counted as the pages come: a part past what a package holds fails now, before it fills the worker's memory.
-      let bytes = 0;
+      // Counted as the pages come, on top of the parts already stored: a package past what it may hold fails now,
+      // before it fills the worker's memory.
+      let bytes = step.storedBytes ?? 0;
       for (let page: number | string | undefined = 0; page !== undefined; ) {
         const answer: PrivacyExport = await this.rpc.call(contract.export, { ...input, page }, { timeoutMs });
         if (!answer || typeof answer.categories !== 'object' || answer.categories === null) throw new Error(`${step.service} answered an export without categories`);
         bytes += Buffer.byteLength(JSON.stringify(answer.categories));
         if (bytes > this.config.PRIVACY_EXPORT_MAX_BYTES) {
           throw new HopelessStep(
-            `${step.service}'s data passed ${bytes} bytes after ${pages.length + 1} pages, more than one package holds (PRIVACY_EXPORT_MAX_BYTES ${this.config.PRIVACY_EXPORT_MAX_BYTES}): compliance hands it over another way`,
+            `the export passed ${bytes} bytes with ${step.service}'s ${pages.length + 1} pages, more than one package holds (PRIVACY_EXPORT_MAX_BYTES ${this.config.PRIVACY_EXPORT_MAX_BYTES}): compliance hands it over another way`,
           );
         }
         pages.push(answer);
