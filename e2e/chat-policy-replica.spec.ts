@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomUUID } from 'node:crypto';
-import { createEnvelope, IdentityRpc, privacyRpcs } from '@ally/contracts';
+import { ChatRpc, createEnvelope, IdentityRpc, privacyRpcs } from '@ally/contracts';
 import { chatService } from '@ally/chat';
 import { identityService } from '@ally/identity';
 import { RpcClient } from '@ally/messaging';
@@ -57,6 +57,33 @@ describe("chat's policy replica", () => {
     // Added again later: a member again.
     await deliver('identity.member.added', { orgId: org, userId: user, role: 'admin', memberCount: 2 }, at(0));
     expect(await env.sql(`SELECT role FROM chat.memberships WHERE org_id = $1 AND user_id = $2`, [org, user])).toEqual([{ role: 'admin' }]);
+  });
+
+  it('takes refreshes of one user in turn, each reading identity only once the one before has written: an older read is never written last', async () => {
+    const rpc = new RpcClient(await env.nats(), env.prefix);
+    await rpc.connect();
+    const holder = await env.connect();
+    try {
+      const { user } = await rpc.call(IdentityRpc.register, { email: 'tilda@example.eu', password: 'Kraniche über dem Bodden', firstName: 'Tilda', lastName: 'Turn' });
+      const actor = { userId: user.id, platformRoles: [] as [] };
+      const restriction = async () => (await env.sql(`SELECT restrict_to_eu FROM chat.user_settings WHERE user_id = $1`, [user.id]))[0]?.restrict_to_eu as boolean | undefined;
+      await waitFor(async () => ((await restriction()) === true ? true : undefined), 'the registration to reach chat');
+      // A refresh of hers is under way (it holds her turn); the next one waits for it before it asks identity.
+      await holder.query('BEGIN');
+      await holder.query(`SELECT pg_advisory_xact_lock(hashtext($1))`, [`replica-refresh:user:${user.id}`]);
+      let done = false;
+      const refreshing = rpc.call(ChatRpc.refreshPolicy, {}, { actor }).then(() => (done = true));
+      await rpc.call(IdentityRpc.updateSettings, { restrictToEu: false }, { actor });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(done).toBe(false);
+      await holder.query('COMMIT');
+      await refreshing;
+      // It read identity after the change (asked before it, it would have written "on" over it).
+      expect(await restriction()).toBe(false);
+    } finally {
+      await holder.end();
+      await rpc.close();
+    }
   });
 
   it("follows identity's own residency events, which carry the setting and nothing else of the user (never the registration's address or token)", async () => {

@@ -359,8 +359,10 @@ export class CompletionService {
         this.logger.warn({ deployment: d.id, err: providerErrorForLog(err) }, 'deployment failed; falling back to the next allowed one');
       }
     }
-    // Every one was passed over because the policy tightened meanwhile: the 422 saying why, as if it had come first.
-    if (lastError === undefined) this.router.candidates(plan.model, plan.policy);
+    // Every one was passed over because the policy tightened meanwhile, or the last one tried reported serving from
+    // outside the EU (kept from EU-only callers from now on): the 422 saying why when nothing is left, not a 503
+    // whose retry would get it.
+    if (lastError === undefined || lastError instanceof ServedOutsideEu) this.router.candidates(plan.model, plan.policy);
     this.logger.error({ model: plan.model, err: providerErrorForLog(lastError) }, 'no deployment could serve the request');
     throw failureProblem(lastError, plan.model, !mayFallBack(), retryAfter);
   }

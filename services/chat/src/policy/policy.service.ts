@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import { IdentityRpc, ProblemError, type Actor } from '@ally/contracts';
 import { RpcClient } from '@ally/messaging';
+import { lockNamed } from '@ally/persistence';
 import { ContentCipher } from '../crypto/content-cipher.service.js';
 import { addMembership, putOrgPolicy, putUserSettings, removeMembership } from './replica-rows.js';
 
@@ -224,23 +225,44 @@ export class PolicyService {
    * `em`: the caller's transaction, otherwise one of its own. identity's refusal or silence is thrown.
    */
   private async fetchRouting(actor: Actor, settings: 'keep' | 'current' = 'keep', em?: EntityManager) {
-    const asOf = new Date().toISOString();
-    const me = await this.rpc.call(IdentityRpc.getRouting, {}, { actor: { userId: actor.userId, platformRoles: [] } });
-    const write = async (em: EntityManager) => {
+    const read = async () => {
+      const asOf = new Date().toISOString();
+      return { asOf, me: await this.rpc.call(IdentityRpc.getRouting, {}, { actor: { userId: actor.userId, platformRoles: [] } }) };
+    };
+    const write = async (em: EntityManager, { asOf, me }: Awaited<ReturnType<typeof read>>) => {
       await putUserSettings(em, me.id, me.restrictToEu, asOf, settings);
       for (const m of me.memberships) await addMembership(em, m.orgId, me.id, m.role, asOf, 'keep');
+      return me;
     };
-    await (em ? write(em) : this.ds.transaction(write));
-    return me;
+    if (settings === 'current') return inTurn(this.ds, em, `replica-refresh:user:${actor.userId}`, async (em) => write(em, await read()));
+    const fetched = await read();
+    return em ? write(em, fetched) : this.ds.transaction((em) => write(em, fetched));
   }
 
   /** The organisation's policy from identity (which checks the caller is a member), kept as `fetchRouting` keeps settings. */
   private async fetchOrgPolicy(actor: Actor, orgId: string, onConflict: 'keep' | 'current' = 'keep', em: EntityManager = this.ds.manager) {
-    const asOf = new Date().toISOString();
-    const { policy } = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });
-    await putOrgPolicy(em, { orgId, ...policy }, asOf, onConflict);
-    return { eu_only: policy.euOnly, allowed_models: policy.allowedModels, blocked_terms: policy.blockedTerms ?? [] };
+    const fetchAndPut = async (em: EntityManager) => {
+      const asOf = new Date().toISOString();
+      const { policy } = await this.rpc.call(IdentityRpc.getOrg, { orgId }, { actor: { userId: actor.userId, platformRoles: [] } });
+      await putOrgPolicy(em, { orgId, ...policy }, asOf, onConflict);
+      return { eu_only: policy.euOnly, allowed_models: policy.allowedModels, blocked_terms: policy.blockedTerms ?? [] };
+    };
+    return onConflict === 'current' ? inTurn(this.ds, em, `replica-refresh:org:${orgId}`, fetchAndPut) : fetchAndPut(em);
   }
+}
+
+/**
+ * A `current` refresh (identity read, then written over whatever the row holds) in turn with the others of the
+ * same user or organisation, the read made only once the one before has written: two at once (a setting switched
+ * off and straight on again) could otherwise write the older read last, dated as the newer, and no event would
+ * ever correct it. In the caller's transaction, or one of its own.
+ */
+async function inTurn<T>(ds: DataSource, em: EntityManager | undefined, name: string, work: (em: EntityManager) => Promise<T>): Promise<T> {
+  const locked = async (em: EntityManager) => {
+    await lockNamed(em, name);
+    return work(em);
+  };
+  return em?.queryRunner?.isTransactionActive ? locked(em) : ds.transaction(locked);
 }
 
 /** identity no longer knows the user or the membership (a 4xx): nothing (undefined) to hold; anything else is thrown (the event comes again). */
