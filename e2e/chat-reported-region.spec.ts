@@ -354,3 +354,33 @@ describe('a request prepared before a change and sent after it', () => {
     going.stop.release();
   });
 });
+
+/** Sweden Central the only EU deployment of its model: when it reports serving from outside the EU, nothing in the EU is left. */
+describe('an EU-only request whose only allowed deployment reports serving from outside the EU', () => {
+  let world: ChatWorld;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ally-catalog-'));
+    const catalog = JSON.parse(readFileSync('services/chat/config/models.dev.json', 'utf8'));
+    catalog.deployments = catalog.deployments.filter((d: { id: string; model: string }) => d.model !== 'gpt-4o-mini' || [SWEDEN, 'gpt-4o-mini@azure-global'].includes(d.id));
+    writeFileSync(join(dir, 'models.json'), JSON.stringify(catalog));
+    world = await startChatWorld({ llm: { azureRegions: { 'gpt-4o-mini-swc': 'eastus' } }, chat: { MODEL_CATALOG_FILE: join(dir, 'models.json') } });
+  });
+
+  afterAll(async () => {
+    await world?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers the 422 that nothing allowed is left, as its retry would, not a 503 saying to try again', async () => {
+    const token = (await world.http.post('/v1/auth/register', { email: 'zuletzt@example.eu', password: PASSWORD, firstName: 'Zora', lastName: 'Moor' })).body.accessToken as string;
+    const id = (await world.http.post('/v1/conversations', { workspace: 'private' }, token)).body.id as string;
+    const ask = (content: string) => world.http.post(`/v1/conversations/${id}/messages`, { content, model: 'gpt-4o-mini' }, token);
+    const [first, again] = [await ask('#tokens=3 Hallo'), await ask('#tokens=3 Noch einmal')];
+    expect([first.status, again.status]).toEqual([422, 422]);
+    expect(first.body.detail).toBe(again.body.detail);
+    // Only the first reached Sweden Central (it answered from East US, and was not used); the global one never.
+    expect(world.llm.requests({ operation: 'chat.completions' }).map((r) => r.endpoint)).toEqual(['gpt-4o-mini-swc']);
+  });
+});
