@@ -398,16 +398,7 @@ export class StripeWebhookService {
     const news = !before || before.plan !== plan || before.status !== status || before.seats !== seats || before.cancel_at_period_end !== cancelAtPeriodEnd;
     // An erased subject's workspace (its customer deleted at Stripe by the erasure) has nobody left to tell.
     if (news && !erased) {
-      await this.outbox.append(em, 'billing.subscription.changed', {
-        workspace,
-        plan,
-        status: status,
-        seats,
-        cancelAtPeriodEnd,
-        currentPeriodEnd: periodEnd ? new Date(periodEnd * 1000).toISOString() : null,
-        ownerEmail: null,
-        locale: 'de',
-      });
+      await this.subscriptionNews(em, workspace, { plan, status, seats, cancelAtPeriodEnd, currentPeriodEnd: periodEnd ? new Date(periodEnd * 1000).toISOString() : null });
     }
     // Checkout took the member count of its moment; members who joined since are billed from now on.
     // FOR SHARE: a member event committing right now (whose Stripe update may have caused this webhook) is waited for.
@@ -459,9 +450,12 @@ export class StripeWebhookService {
       `UPDATE subscriptions SET status = 'canceled', ended_at = coalesce(ended_at, now()), updated_at = now() WHERE workspace = $1 AND status = ANY($2) RETURNING plan, seats`,
       [row.workspace, LIVE_STATUSES],
     );
-    for (const sub of ended) {
-      await this.outbox.append(em, 'billing.subscription.changed', { workspace: row.workspace, plan: sub.plan, status: 'canceled', seats: sub.seats, cancelAtPeriodEnd: false, currentPeriodEnd: null, ownerEmail: null, locale: 'de' });
-    }
+    for (const sub of ended) await this.subscriptionNews(em, row.workspace, { plan: sub.plan, status: 'canceled', seats: sub.seats, cancelAtPeriodEnd: false, currentPeriodEnd: null });
+  }
+
+  /** A workspace's subscription changed: the event notify mails its owners from (it finds them: no address here). */
+  private subscriptionNews(em: EntityManager, workspace: string, s: { plan: string; status: string; seats: number; cancelAtPeriodEnd: boolean; currentPeriodEnd: string | null }) {
+    return this.outbox.append(em, 'billing.subscription.changed', { workspace, ...s, ownerEmail: null, locale: 'de' });
   }
 
   private async invoiceDeleted(em: EntityManager, { object: inv }: Delivered<z.infer<typeof invoice>>): Promise<void> {

@@ -65,6 +65,12 @@ function rateKey(req: FastifyRequest): string {
 const WINDOW_MS = 60_000;
 
 export async function registerRateLimits(fastify: FastifyInstance, config: GatewayConfig, nats: NatsConnection, logger: Logger): Promise<void> {
+  const limits: Record<Bucket, number> = {
+    auth: config.AUTH_RATE_LIMIT_PER_MINUTE,
+    consent: config.CONSENT_RATE_LIMIT_PER_MINUTE,
+    checkout: config.CHECKOUT_RATE_LIMIT_PER_MINUTE,
+    webhook: config.WEBHOOK_RATE_LIMIT_PER_MINUTE,
+  };
   const counts = new SharedRateCounts(nats, withPrefix(config.NATS_SUBJECT_PREFIX, `${RATE_COUNTS_SUBJECT}.${config.RATE_LIMIT_GROUP}`), WINDOW_MS, logger);
   counts.start();
   fastify.addHook('onClose', async () => counts.stop());
@@ -74,12 +80,6 @@ export async function registerRateLimits(fastify: FastifyInstance, config: Gatew
     store: counts.storeClass(),
     max: (req) => {
       const bucket = bucketOf(req);
-      const limits: Record<Bucket, number> = {
-        auth: config.AUTH_RATE_LIMIT_PER_MINUTE,
-        consent: config.CONSENT_RATE_LIMIT_PER_MINUTE,
-        checkout: config.CHECKOUT_RATE_LIMIT_PER_MINUTE,
-        webhook: config.WEBHOOK_RATE_LIMIT_PER_MINUTE,
-      };
       return bucket ? limits[bucket] : config.RATE_LIMIT_PER_MINUTE;
     },
     keyGenerator: rateKey,

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { IsNull, MoreThan, type EntityManager } from 'typeorm';
 import { ProblemError } from '@ally/contracts';
-import { lockSubjects } from '@ally/persistence';
+import { lockSubject } from '@ally/persistence';
 import { hashSecret, newSecret } from '../common/secrets.js';
 import { OneTimeTokenEntity, type OneTimeTokenPurpose } from './one-time-token.entity.js';
 
@@ -29,7 +29,7 @@ export class OneTimeTokensService {
     if (owner) {
       // The subject's lock first, as an erasure takes it: a reset holding the row while an erasure (that deleted the
       // account's keys) waited for it, and then revoking those keys, deadlocked.
-      await lockSubjects(em, [owner.user_id], 'shared');
+      await lockSubject(em, owner.user_id, 'shared');
       await em.query(`SELECT 1 FROM users WHERE id = $1 FOR UPDATE`, [owner.user_id]);
     }
     const [rows]: [{ user_id: string; purpose: OneTimeTokenPurpose; new_email: string | null }[], number] = await em.query(

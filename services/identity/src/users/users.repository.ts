@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { DataSource, type EntityManager } from 'typeorm';
 import type { Pool } from 'pg';
 import type { Me, Membership } from '@ally/contracts';
-import { lockNamed, lockSubjects } from '@ally/persistence';
+import { lockNamed, lockSubject } from '@ally/persistence';
 import { UserEntity } from './user.entity.js';
 
 /** Memberships in the order of `memberships()`. */
@@ -45,7 +45,7 @@ export class UsersRepository {
    * with an erasure that had deleted the account's keys and then waited for it.
    */
   async findForUpdate(id: string, em: EntityManager) {
-    await lockSubjects(em, [id], 'shared');
+    await lockSubject(em, id, 'shared');
     return this.repo(em).findOne({ where: { id }, lock: { mode: 'pessimistic_write' } });
   }
 

@@ -9,3 +9,8 @@ import { lockNamed } from '@ally/persistence';
 export async function lockSubjectRequests(em: EntityManager, userId: string): Promise<void> {
   await lockNamed(em, `privacy-request:${userId}`);
 }
+
+/** Whether the subject's erasure has finished (its tombstone is kept): asked under `lockSubjectRequests`, which a finishing erasure holds. */
+export async function erasureFinished(em: EntityManager, subjectHash: string): Promise<boolean> {
+  return (await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length > 0;
+}

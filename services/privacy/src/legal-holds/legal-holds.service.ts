@@ -6,7 +6,7 @@ import { RpcClient } from '@ally/messaging';
 import type { HeldScope } from '@ally/persistence';
 import { AuditTrail } from '../audit/audit-trail.service.js';
 import { ErasureUnderWay, NotFound } from '../common/privacy-errors.js';
-import { lockSubjectRequests } from '../common/subject-requests-lock.js';
+import { erasureFinished, lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { lockHeldSet } from './held-set-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 
@@ -63,7 +63,7 @@ export class LegalHoldsService {
       // before either lock; holding what is gone would keep the erased id for ever.
       await lockSubjectRequests(em, input.userId);
       await lockHeldSet(em, 'exclusive');
-      if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) {
+      if (await erasureFinished(em, subjectHash)) {
         throw new ProblemError(409, 'This account was erased: there is nothing left to hold');
       }
       const [erasing] = await em.query(

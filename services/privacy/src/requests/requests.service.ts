@@ -6,7 +6,7 @@ import { AuditTrail } from '../audit/audit-trail.service.js';
 import { PackageCipher } from '../common/package-cipher.js';
 import { PrivacyRequestNotFound, RequestAlreadyOpen } from '../common/privacy-errors.js';
 import { PrivacyOutbox } from '../common/privacy-outbox.js';
-import { lockSubjectRequests } from '../common/subject-requests-lock.js';
+import { erasureFinished, lockSubjectRequests } from '../common/subject-requests-lock.js';
 import { SubjectHasher } from '../common/subject-hash.js';
 import { lockHeldSet } from '../legal-holds/held-set-lock.js';
 import { objectedCategories, planSteps } from './request-plan.js';
@@ -35,7 +35,7 @@ export class RequestsService {
       // One open request per kind and scope: a second click does not start a second saga.
       await lockSubjectRequests(em, actor.userId);
       // Let through by the gateway just before the account's erasure finished: nobody is left to answer.
-      if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) throw new ProblemError(410, 'This account was erased');
+      if (await erasureFinished(em, subjectHash)) throw new ProblemError(410, 'This account was erased');
       const erasing = await this.repo.openErasureOfAccount(em, actor.userId);
       if (erasing) throw new ProblemError(409, `Your account is being erased (request ${erasing}); no other request can be taken until that is done`);
       const open = await this.repo.openOfSameKind(em, actor.userId, input.type, input.scope);
@@ -107,7 +107,7 @@ export class RequestsService {
     // back. Asked under the subject's request lock, which an erasure finishing holds: its tombstone is seen, or this
     // row is, and loses the id with the others.
     await lockSubjectRequests(em, userId);
-    if ((await em.query(`SELECT 1 FROM tombstones WHERE subject_hash = $1`, [subjectHash])).length) return;
+    if (await erasureFinished(em, subjectHash)) return;
     await this.repo.insert(em, { id, userId, subjectHash, type: 'rectification', scope: 'all', wrappedKey: null, status: 'completed', details: { changed, eventId } }, []);
     await this.audit.append(em, { actor: `subject:${subjectHash}`, action: 'rectification.recorded', requestId: id, subjectHash, details: { changed } });
   }
